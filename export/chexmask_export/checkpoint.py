@@ -1,0 +1,164 @@
+"""Loading published HybridGNet checkpoints in either layout.
+
+* Hugging Face: ``config.json`` + ``pytorch_model.bin`` (keys prefixed ``model.``).
+* Training script: ``*.pt`` state dict without the prefix; its config comes
+  from ``--config`` or is inferred from the weights.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import zipfile
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from chexmask_rt.errors import ModelError, first_line
+
+HF_WEIGHTS = "pytorch_model.bin"
+HF_CONFIG = "config.json"
+ENCODER_CHANNELS = (8, 16, 32, 64, 128, 128)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The hyper-parameters of the published ``config.json`` that shape the network."""
+
+    latents: int = 64
+    inputsize: int = 1024
+    K: int = 6
+    filters: tuple[int, ...] = (2, 32, 32, 32, 16, 16, 16)
+    use_skip: bool = True
+    extra: dict = field(default_factory=dict, compare=False)
+
+    def validate(self, source: str) -> None:
+        problems = []
+        if self.inputsize < 32 or self.inputsize % 32:
+            problems.append(f"inputsize must be a positive multiple of 32, got {self.inputsize}")
+        if self.latents < 1:
+            problems.append(f"latents must be >= 1, got {self.latents}")
+        if self.K < 1:
+            problems.append(f"K must be >= 1, got {self.K}")
+        if len(self.filters) != 7 or any(f < 1 for f in self.filters):
+            problems.append(f"filters must be 7 positive sizes, got {list(self.filters)}")
+        elif self.filters[0] != 2:
+            problems.append(f"filters[0] is the landmark dimension and must be 2, got {self.filters[0]}")
+        if problems:
+            raise ModelError(f"{source}: invalid config: " + "; ".join(problems))
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str) -> "ModelConfig":
+        known = {"latents", "inputsize", "K", "filters", "use_skip"}
+        try:
+            cfg = cls(
+                latents=int(d.get("latents", 64)),
+                inputsize=int(d.get("inputsize", 1024)),
+                K=int(d.get("K", 6)),
+                filters=tuple(int(f) for f in d.get("filters", (2, 32, 32, 32, 16, 16, 16))),
+                use_skip=bool(d.get("use_skip", True)),
+                extra={k: v for k, v in d.items() if k not in known},
+            )
+        except (TypeError, ValueError) as exc:
+            raise ModelError(f"{source}: invalid config value ({exc})") from exc
+        cfg.validate(source)
+        return cfg
+
+    def to_dict(self) -> dict:
+        return {**self.extra, "latents": self.latents, "inputsize": self.inputsize, "K": self.K,
+                "filters": list(self.filters), "use_skip": self.use_skip}
+
+
+@dataclass
+class Checkpoint:
+    config: ModelConfig
+    state_dict: dict[str, torch.Tensor]
+    source: Path
+    sha256: str
+    layout: str  # "huggingface" or "training-script"
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _read_config(path: Path) -> ModelConfig:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ModelError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{path}: not a readable JSON config ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ModelError(f"{path}: config must be a JSON object")
+    return ModelConfig.from_dict(data, str(path))
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ModelError(f"{path}: checkpoint file not found") from None
+    except (RuntimeError, OSError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, ValueError) as exc:
+        raise ModelError(f"{path}: not a readable PyTorch checkpoint ({first_line(exc)})") from exc
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ModelError(f"{path}: expected a state dict of tensors")
+    return dict(obj)
+
+
+def infer_config(state: dict[str, torch.Tensor], source: str) -> ModelConfig:
+    """Recover the config of a training-script checkpoint from its tensor shapes."""
+    try:
+        latents, fc_in = state["encoder.fc_mu.weight"].shape
+        dec_out = state["dec_lin.weight"].shape[0]
+        filters = [state["graphConv_up1.lins.0.weight"].shape[0]]
+        for name in ("up2", "up3", "up4", "up5", "up6"):
+            filters.append(state[f"graphConv_{name}.bias"].shape[0])
+        k = sum(1 for key in state if key.startswith("graphConv_up6.lins.") and key.endswith(".weight"))
+    except KeyError as exc:
+        raise ModelError(f"{source}: cannot infer the config, key {exc} missing; pass --config") from None
+    filters.append(dec_out // 60)
+    side = math.isqrt(fc_in // ENCODER_CHANNELS[-1])
+    return ModelConfig.from_dict({"latents": latents, "inputsize": side * 32, "K": k, "filters": filters,
+                                  "use_skip": "SC_1.graphConv_pre.lins.0.weight" in state}, source)
+
+
+def load_checkpoint(path: str | Path, config: str | Path | None = None) -> Checkpoint:
+    """Load a checkpoint in either published layout.
+
+    ``path`` may be a Hugging Face folder, its ``pytorch_model.bin`` or a
+    training-script ``.pt``. ``config`` overrides the config found beside it.
+    """
+    path = Path(path)
+    if path.is_dir():
+        weights = path / HF_WEIGHTS
+        if not weights.exists():
+            raise ModelError(f"{path}: folder has no {HF_WEIGHTS}")
+    elif path.exists():
+        weights = path
+    else:
+        raise ModelError(f"{path}: checkpoint not found")
+    state = _read_state_dict(weights)
+    prefixed = [k for k in state if k.startswith("model.")]
+    if prefixed and len(prefixed) == len(state):
+        state = {k[len("model."):]: v for k, v in state.items()}
+        layout = "huggingface"
+    elif prefixed:
+        raise ModelError(f"{weights}: mixes keys with and without the 'model.' prefix")
+    else:
+        layout = "training-script"
+    if config is not None:
+        cfg = _read_config(Path(config))
+    elif (weights.parent / HF_CONFIG).exists() and layout == "huggingface":
+        cfg = _read_config(weights.parent / HF_CONFIG)
+    else:
+        cfg = infer_config(state, str(weights))
+    return Checkpoint(cfg, state, weights, file_sha256(weights), layout)

@@ -1,0 +1,244 @@
+"""HybridGNet in an export-friendly formulation.
+
+Same parameters (and state-dict names) as the published model, computed so that
+the ONNX graph has only dense, TensorRT-native operators:
+  * graph convolutions are matmuls with the precomputed Chebyshev basis;
+  * the encoder's BatchNorm without running stats is per-image instance norm
+    (what the published one-image-at-a-time inference computes);
+  * the image-to-graph skip look-up is a fixed 3x3 grid of bilinear samples
+    with roi_align(aligned=True) boundary rules, written as index arithmetic
+    and one Gather from the feature map of each sample's own image.
+See shared/reference/hybridgnet_architecture.md for the facts.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from chexmask_rt import graph
+from chexmask_rt.anatomy import NUM_LANDMARKS
+from chexmask_rt.errors import ModelError
+
+from .checkpoint import ENCODER_CHANNELS, ModelConfig
+
+NORM_EPS = 1e-5
+
+
+def _spatial_mean(x: torch.Tensor) -> torch.Tensor:
+    return x.mean(dim=3, keepdim=True).mean(dim=2, keepdim=True)
+
+
+class InstanceNormAffine(nn.Module):
+    """The published BatchNorm2d(track_running_stats=False), evaluated per image."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Two-pass statistics, each mean taken over rows, then over columns:
+        # onnxruntime's InstanceNormalization and its one-shot ReduceMean over
+        # H*W accumulate serially in float32, ~30x less precise than torch at
+        # S=256 (worse at 1024), and the decoder amplifies that past parity.
+        centred = x - _spatial_mean(x)
+        var = _spatial_mean(centred * centred)
+        scale = self.weight.reshape(1, -1, 1, 1) * torch.rsqrt(var + NORM_EPS)
+        return centred * scale + self.bias.reshape(1, -1, 1, 1)
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.block = nn.Sequential(
+            InstanceNormAffine(cin), nn.ReLU(), nn.Conv2d(cin, cout, 3, padding=1),
+            InstanceNormAffine(cout), nn.ReLU(), nn.Conv2d(cout, cout, 3, padding=1),
+        )
+        self.skip = (nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), InstanceNormAffine(cout))
+                     if cin != cout else None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.skip is None else self.skip(x)
+        return F.relu(self.block(x) + identity)
+
+
+class Encoder(nn.Module):
+    """Image [B,1,S,S] -> (conv5 [B,128,S/16,S/16], conv6 [B,128,S/32,S/32], mu, logvar)."""
+
+    def __init__(self, latents: int, inputsize: int):
+        super().__init__()
+        chans = (1,) + ENCODER_CHANNELS
+        for i in range(6):
+            setattr(self, f"dconv_down{i + 1}", ResidualBlock(chans[i], chans[i + 1]))
+        flat = ENCODER_CHANNELS[-1] * (inputsize // 32) ** 2
+        self.fc_mu = nn.Linear(flat, latents)
+        self.fc_logvar = nn.Linear(flat, latents)
+
+    def forward(self, x: torch.Tensor):
+        for i in range(1, 5):
+            x = F.max_pool2d(getattr(self, f"dconv_down{i}")(x), 2)
+        conv5 = self.dconv_down5(x)
+        conv6 = self.dconv_down6(F.max_pool2d(conv5, 2))
+        flat = conv6.flatten(1)
+        return conv5, conv6, self.fc_mu(flat), self.fc_logvar(flat)
+
+
+class DenseChebConv(nn.Module):
+    """PyG ChebConv (sym, lambda_max=2) on a fixed graph, as matmuls.
+
+    out = sum_k T_k X W_k^T + b is computed as one feature matmul X @ [W_0..W_K-1]^T
+    followed by one node matmul with [T_0 | ... | T_K-1].
+    """
+
+    def __init__(self, adjacency, cin: int, cout: int, k: int, bias: bool = True):
+        super().__init__()
+        self.k, self.cout = k, cout
+        self.lins = nn.ModuleList(nn.Linear(cin, cout, bias=False) for _ in range(k))
+        self.bias = nn.Parameter(torch.zeros(cout)) if bias else None
+        if k > 1:
+            basis = torch.from_numpy(graph.chebyshev_basis(adjacency, k))  # [k, n, n] float64
+            n = basis.shape[1]
+            self.register_buffer("basis", basis.permute(1, 0, 2).reshape(n, k * n).float(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x [N, nodes, cin]
+        w = torch.cat([lin.weight for lin in self.lins], dim=0)  # [k*cout, cin]
+        y = x @ w.t()
+        if self.k > 1:
+            n = x.shape[1]
+            y = y.reshape(-1, n, self.k, self.cout).transpose(1, 2).reshape(-1, self.k * n, self.cout)
+            y = self.basis @ y
+        if self.bias is not None:
+            y = y + self.bias
+        return y
+
+
+class SkipPredictor(nn.Module):
+    """Holds ``graphConv_pre`` so the state-dict names match the published SC_1/SC_2."""
+
+    def __init__(self, cin: int):
+        super().__init__()
+        self.graphConv_pre = DenseChebConv(None, cin, 2, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.graphConv_pre(x)
+
+
+def _axis_taps(c: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows (or columns) and summed weights of the 3 bilinear taps at c-1, c, c+1.
+
+    roi_align(aligned=True) rules per tap s: outside [-1, length] it contributes
+    nothing; below 0 it is clamped to 0; at or past the last pixel both
+    neighbours are the last pixel. All taps with non-zero weight fall in a
+    window of min(length, 4) consecutive indices starting at
+    clamp(floor(c) - 1, 0, length - 4), so 4 indices per axis suffice.
+    """
+    slots_n = min(length, 4)
+    start = torch.clamp(torch.floor(c) - 1, 0, length - slots_n)
+    slots = start.unsqueeze(-1) + torch.arange(slots_n, dtype=c.dtype)
+    weights = torch.zeros_like(slots)
+    for d in (-1.0, 0.0, 1.0):
+        s = c + d
+        valid = ((s >= -1) & (s <= length)).to(c.dtype)
+        s = torch.clamp(s, min=0)
+        lo = torch.floor(s)
+        at_end = lo >= length - 1
+        lo = torch.where(at_end, torch.full_like(lo, length - 1), lo)
+        s = torch.where(at_end, lo, s)
+        hi = torch.where(at_end, lo, lo + 1)
+        frac = s - lo
+        w_lo = (valid * (1 - frac)).unsqueeze(-1) * (slots == lo.unsqueeze(-1)).to(c.dtype)
+        w_hi = (valid * frac).unsqueeze(-1) * (slots == hi.unsqueeze(-1)).to(c.dtype)
+        weights = weights + w_lo + w_hi
+    return slots, weights
+
+
+def skip_lookup(pos: torch.Tensor, fmap: torch.Tensor) -> torch.Tensor:
+    """Mean of 3x3 bilinear samples around each landmark, from its own image's feature map.
+
+    pos  [B, M, nodes, 2] normalised (x, y); M decodes share image b's fmap.
+    fmap [B, C, H, W].   Returns [B, M, nodes, C].
+    """
+    b, c, h, w = fmap.shape
+    table = fmap.permute(0, 2, 3, 1).reshape(-1, c)  # [B*H*W, C], channels contiguous per pixel
+    p = pos * w  # normalised -> fmap pixels (pixel centres at integers)
+    rows, wy = _axis_taps(p[..., 1], h)
+    cols, wx = _axis_taps(p[..., 0], w)
+    image = torch.arange(b, dtype=torch.int64).reshape(b, 1, 1, 1, 1) * (h * w)
+    index = rows.long().unsqueeze(-1) * w + cols.long().unsqueeze(-2) + image  # [B, M, nodes, ry, cx]
+    weight = (wy.unsqueeze(-1) * wx.unsqueeze(-2)) / 9.0
+    shape = index.shape
+    gathered = table[index.reshape(shape[0], shape[1], shape[2], -1)]  # [B, M, nodes, ry*cx, C]
+    out = weight.reshape(shape[0], shape[1], shape[2], 1, -1) @ gathered  # [B, M, nodes, 1, C]
+    return out.reshape(shape[0], shape[1], shape[2], c)
+
+
+class HybridGNet(nn.Module):
+    """The published HybridGNet (skip or no-skip) with dense graph layers."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        config.validate("config")
+        self.config = config
+        f = config.filters
+        k = config.K
+        a_fine, a_coarse = graph.fine_adjacency(), graph.coarse_adjacency()
+        skip_in = ENCODER_CHANNELS[-1] + 2 if config.use_skip else 0
+        self.encoder = Encoder(config.latents, config.inputsize)
+        self.dec_lin = nn.Linear(config.latents, 60 * f[6])
+        self.graphConv_up6 = DenseChebConv(a_coarse, f[6], f[5], k)
+        self.graphConv_up5 = DenseChebConv(a_coarse, f[5], f[4], k)
+        self.graphConv_up4 = DenseChebConv(a_coarse, f[4] + skip_in, f[3], k)
+        self.graphConv_up3 = DenseChebConv(a_fine, f[3], f[2], k)
+        self.graphConv_up2 = DenseChebConv(a_fine, f[2] + skip_in, f[1], k)
+        self.graphConv_up1 = DenseChebConv(None, f[1], f[0], 1, bias=False)
+        if config.use_skip:
+            self.SC_1 = SkipPredictor(f[4])
+            self.SC_2 = SkipPredictor(f[2])
+        self.register_buffer("upsample", torch.from_numpy(graph.coarse_to_fine()).float(), persistent=False)
+
+    @staticmethod
+    def _conv_norm_relu(conv: DenseChebConv, x: torch.Tensor) -> torch.Tensor:
+        # published InstanceNorm1d on [N, nodes, F] normalises each node over its F features
+        return F.relu(F.layer_norm(conv(x), (conv.cout,), eps=NORM_EPS))
+
+    def decode(self, z: torch.Tensor, conv5: torch.Tensor, conv6: torch.Tensor, return_skips: bool = False):
+        """z [B, M, latents] -> normalised landmarks [B, M, 120, 2] (M decodes per image)."""
+        b, m = z.shape[0], z.shape[1]
+        h = F.relu(self.dec_lin(z.reshape(b * m, -1))).reshape(b * m, 60, -1)
+        h = self._conv_norm_relu(self.graphConv_up6, h)
+        h = self._conv_norm_relu(self.graphConv_up5, h)
+        pos1 = pos2 = None
+        if self.config.use_skip:
+            pos1 = self.SC_1(h)
+            f1 = skip_lookup(pos1.reshape(b, m, 60, 2), conv6).reshape(b * m, 60, -1)
+            h = torch.cat([h, f1, pos1], dim=-1)
+        h = self._conv_norm_relu(self.graphConv_up4, h)
+        h = self.upsample @ h
+        h = self._conv_norm_relu(self.graphConv_up3, h)
+        if self.config.use_skip:
+            pos2 = self.SC_2(h)
+            f2 = skip_lookup(pos2.reshape(b, m, NUM_LANDMARKS, 2), conv5).reshape(b * m, NUM_LANDMARKS, -1)
+            h = torch.cat([h, f2, pos2], dim=-1)
+        h = self._conv_norm_relu(self.graphConv_up2, h)
+        out = self.graphConv_up1(h).reshape(b, m, NUM_LANDMARKS, 2)
+        if return_skips:
+            return out, pos1, pos2
+        return out
+
+    def load_published(self, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
+        """Load a published state dict (no ``model.`` prefix); any mismatch is a ModelError naming the keys."""
+        own = self.state_dict()
+        missing = sorted(set(own) - set(state))
+        unexpected = sorted(set(state) - set(own))
+        misshaped = sorted(f"{k} {tuple(state[k].shape)} (expected {tuple(own[k].shape)})"
+                           for k in set(own) & set(state) if state[k].shape != own[k].shape)
+        problems = []
+        for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("mis-shaped", misshaped)):
+            if keys:
+                shown = ", ".join(keys[:8]) + (f", ... ({len(keys)} in all)" if len(keys) > 8 else "")
+                problems.append(f"{label}: {shown}")
+        if problems:
+            raise ModelError(f"{source}: does not match the HybridGNet config "
+                             f"(inputsize {self.config.inputsize}, skip {self.config.use_skip}): " + "; ".join(problems))
+        self.load_state_dict({k: v.float() for k, v in state.items()})

@@ -1,0 +1,91 @@
+"""Checkpoint -> one ONNX engine with the sampling and statistics folded in."""
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import onnx
+import torch
+
+from chexmask_rt.errors import ModelError
+from chexmask_rt.metadata import FORMAT_VERSION, ModelInfo
+
+from .checkpoint import Checkpoint
+from .engine_graph import INPUT_NAMES, OUTPUT_NAMES, SAMPLES_OUTPUT, UncertaintyEngine
+from .model import HybridGNet
+from .tensorrt_ops import tensorrt_problems
+
+OPSET = 17  # LayerNormalization needs 17; TensorRT 10 parses 9-20
+
+
+def fold_initializer_identities(model: onnx.ModelProto) -> int:
+    """Drop Identity nodes that merely alias an initializer; returns how many.
+
+    The TorchScript exporter deduplicates equal weights (e.g. the all-ones
+    norm scales of a fresh network) into one initializer plus Identity aliases,
+    and onnxruntime 1.32's graph optimiser then fails to load the model
+    ("Node input ... is not a graph input"). Pointing consumers at the
+    initializer itself is equivalent and leaves a simpler graph.
+    """
+    g = model.graph
+    initializers = {t.name for t in g.initializer}
+    outputs = {o.name for o in g.output}
+    alias = {n.output[0]: n.input[0] for n in g.node
+             if n.op_type == "Identity" and n.input[0] in initializers and n.output[0] not in outputs}
+    if not alias:
+        return 0
+    keep = [n for n in g.node if not (n.op_type == "Identity" and n.output[0] in alias)]
+    for node in keep:
+        for i, name in enumerate(node.input):
+            if name in alias:
+                node.input[i] = alias[name]
+    del g.node[:]
+    g.node.extend(keep)
+    return len(alias)
+
+
+def build_network(checkpoint: Checkpoint) -> HybridGNet:
+    net = HybridGNet(checkpoint.config)
+    net.load_published(checkpoint.state_dict, str(checkpoint.source))
+    return net.eval()
+
+
+def export_onnx(net: HybridGNet, output: str | Path, *, checkpoint_sha256: str, samples_output: bool = False,
+                model_name: str = "hybridgnet", model_version: str = "unversioned", trained: bool = True,
+                description: str = "") -> ModelInfo:
+    """Write ``net`` as a chexmask-rt engine to ``output`` and return its metadata.
+
+    The graph is checked with ``onnx.checker`` and against the TensorRT 10
+    operator table before anything is written.
+    """
+    cfg = net.config
+    engine = UncertaintyEngine(net.eval(), emit_samples=samples_output)
+    outputs = OUTPUT_NAMES + ([SAMPLES_OUTPUT] if samples_output else [])
+    dims = {"image": {0: "batch"}, "eps": {0: "samples"}}
+    dims.update({name: {0: "batch"} for name in outputs})
+    if samples_output:
+        dims[SAMPLES_OUTPUT] = {0: "batch", 1: "samples"}
+    example = (torch.zeros(2, 1, cfg.inputsize, cfg.inputsize), torch.zeros(3, cfg.latents))
+    buffer = io.BytesIO()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(engine, example, buffer, input_names=INPUT_NAMES, output_names=outputs,
+                          dynamic_axes=dims, opset_version=OPSET, do_constant_folding=True, dynamo=False)
+    model = onnx.load_from_string(buffer.getvalue())
+    fold_initializer_identities(model)
+    info = ModelInfo(format_version=FORMAT_VERSION, inputsize=cfg.inputsize, latents=cfg.latents,
+                     skip=cfg.use_skip, checkpoint_sha256=checkpoint_sha256, model_name=model_name,
+                     model_version=model_version, trained=trained, description=description,
+                     has_samples_output=samples_output)
+    for key, value in info.to_metadata().items():
+        model.metadata_props.add(key=key, value=value)
+    model.producer_name = "chexmask-rt"
+    onnx.checker.check_model(model, full_check=True)
+    problems = tensorrt_problems(model)
+    if problems:
+        raise ModelError("exported graph is not TensorRT-10 clean:\n  " + "\n  ".join(problems))
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, output)
+    return info

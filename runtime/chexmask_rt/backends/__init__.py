@@ -1,0 +1,34 @@
+"""Engine runners: one small module per backend behind one interface.
+
+A backend turns a batch of preprocessed images plus the shared latent noise
+into the engine's raw outputs (normalised frame); everything before and after
+is shared code.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from ..metadata import ModelInfo
+
+
+@dataclass(frozen=True)
+class EngineOutputs:
+    """Raw engine outputs for a batch; landmarks normalised to [0, 1] of the square."""
+
+    landmarks_mean: np.ndarray  # [B, 120, 2]
+    landmarks_std: np.ndarray   # [B, 120, 2]
+    landmarks_mu: np.ndarray    # [B, 120, 2]
+    latent_mu: np.ndarray       # [B, latents]
+    latent_sigma: np.ndarray    # [B, latents]
+
+
+class Backend(Protocol):
+    name: str
+    info: ModelInfo
+
+    def run(self, images: np.ndarray, eps: np.ndarray) -> EngineOutputs:
+        """images float32 [B, 1, S, S] in [0, 1]; eps float32 [K, latents]."""
+        ...

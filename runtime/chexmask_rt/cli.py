@@ -1,0 +1,123 @@
+"""Command line: ``chexmask-rt predict|export|info`` (also ``python -m chexmask_rt``).
+
+Exit codes: 0 success, 2 usage error, 3 input error, 4 model error.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from pathlib import Path
+
+from .errors import ChexmaskError, InputError, ModelError
+
+EXIT_OK, EXIT_USAGE, EXIT_INPUT, EXIT_MODEL = 0, 2, 3, 4
+
+
+def _add_predict(sub) -> None:
+    p = sub.add_parser("predict", help="segment images, print or write landmarks + uncertainty")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG/JPEG/TIFF/BMP files")
+    p.add_argument("--model", help="engine .onnx (default: the shipped model)")
+    p.add_argument("--samples", type=int, default=50, help="latent samples K (default 50)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the latent noise (default 0)")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: physical cores)")
+    p.add_argument("--json", metavar="PATH|-", help="write results as JSON to PATH, or '-' for stdout")
+
+
+def _add_export(sub) -> None:
+    p = sub.add_parser("export", help="convert a published HybridGNet checkpoint into a chexmask-rt ONNX engine")
+    p.add_argument("--checkpoint", required=True, help="Hugging Face folder / pytorch_model.bin, or a training-script .pt")
+    p.add_argument("--config", help="config.json (default: the one beside the checkpoint, else inferred)")
+    p.add_argument("--output", required=True, help="output .onnx path")
+    p.add_argument("--samples-output", action="store_true", help="also output the raw samples [B,K,120,2]")
+    p.add_argument("--name", default="hybridgnet", help="model name stored in the engine")
+    p.add_argument("--model-version", default="unversioned", help="model version stored in the engine")
+
+
+def _add_info(sub) -> None:
+    p = sub.add_parser("info", help="print an engine's metadata")
+    p.add_argument("model", nargs="?", help="engine .onnx (default: the shipped model)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chexmask-rt", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_predict(sub)
+    _add_export(sub)
+    _add_info(sub)
+    return parser
+
+
+def _summary(result) -> str:
+    return (f"{result.image}: {result.width}x{result.height}, K={result.samples}, "
+            f"mean node std {result.mean_node_std:.2f} px, mean latent sigma {result.mean_latent_sigma:.4f}")
+
+
+def cmd_predict(args) -> int:
+    from tqdm import tqdm
+
+    from .model import load
+
+    seg = load(args.model, threads=args.threads)
+    results = []
+    for image in tqdm(args.images, desc="predict", unit="img", disable=len(args.images) < 2, file=sys.stderr):
+        results.append(seg.predict(image, samples=args.samples, seed=args.seed))
+    if args.json:
+        payload = [r.to_dict() for r in results]
+        text = json.dumps(payload[0] if len(payload) == 1 else payload, indent=1)
+        if args.json == "-":
+            print(text)
+        else:
+            try:
+                Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+                Path(args.json).write_text(text + "\n")
+            except OSError as exc:
+                raise InputError(f"{args.json}: cannot write JSON ({exc.strerror or exc})") from exc
+            print(f"wrote {args.json}", file=sys.stderr)
+    if args.json != "-":
+        for r in results:
+            print(_summary(r))
+    return EXIT_OK
+
+
+def cmd_export(args) -> int:
+    try:
+        from chexmask_export.checkpoint import load_checkpoint
+        from chexmask_export.onnx_export import build_network, export_onnx
+    except ImportError as exc:
+        raise ModelError(f"export needs the export extras (torch, onnx): pip install 'chexmask-rt[export]' ({exc})") from None
+    ckpt = load_checkpoint(args.checkpoint, args.config)
+    info = export_onnx(build_network(ckpt), args.output, checkpoint_sha256=ckpt.sha256,
+                       samples_output=args.samples_output, model_name=args.name, model_version=args.model_version)
+    print(f"wrote {args.output}: inputsize {info.inputsize}, latents {info.latents}, skip {info.skip}, "
+          f"{ckpt.layout} checkpoint sha256 {ckpt.sha256[:12]}...")
+    return EXIT_OK
+
+
+def cmd_info(args) -> int:
+    from .model import load
+
+    seg = load(args.model)
+    print(json.dumps({"path": str(seg.path), "backend": seg.backend, **vars(seg.info)}, indent=1))
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = {"predict": cmd_predict, "export": cmd_export, "info": cmd_info}[args.command]
+    try:
+        return handler(args)
+    except ChexmaskError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"chexmask-rt: error: {exc}", file=sys.stderr)
+        return EXIT_MODEL if isinstance(exc, ModelError) else EXIT_INPUT
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,20 @@
+"""Exception classes: every user-facing failure is one of these."""
+from __future__ import annotations
+
+
+class ChexmaskError(Exception):
+    """Base class of all chexmask-rt errors."""
+
+
+class InputError(ChexmaskError, ValueError):
+    """An image (file or array) that cannot be segmented, with the reason."""
+
+
+class ModelError(ChexmaskError):
+    """A model/engine/checkpoint file that cannot be used, with the reason."""
+
+
+def first_line(exc: BaseException) -> str:
+    """A third-party exception's message, shortened to one line for our own error text."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

@@ -1,0 +1,33 @@
+"""Reading image files into arrays, with errors that name the file."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .errors import InputError
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Decode a PNG/JPEG/TIFF/BMP file to a gray or RGB(A) array in its own bit depth."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such file")
+    if not p.is_file():
+        raise InputError(f"{p}: not a regular file")
+    try:
+        data = np.fromfile(p, dtype=np.uint8)
+    except OSError as exc:
+        raise InputError(f"{p}: cannot read file ({exc.strerror or exc})") from exc
+    if data.size == 0:
+        raise InputError(f"{p}: file is empty")
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise InputError(f"{p}: not a readable image (corrupt, truncated or unsupported format)")
+    if image.ndim == 3 and image.shape[2] in (3, 4):
+        # cv2 decodes colour as BGR(A); the rest of the package expects RGB(A)
+        code = cv2.COLOR_BGR2RGB if image.shape[2] == 3 else cv2.COLOR_BGRA2RGBA
+        image = cv2.cvtColor(image, code)
+    return image

@@ -1,0 +1,67 @@
+"""What a chexmask-rt engine says about itself (ONNX ``metadata_props``).
+
+Every engine written by ``chexmask-rt export`` carries these keys; a file
+without them, or of another format version, is not a chexmask-rt engine.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import ModelError
+
+FORMAT_VERSION = 1
+PREFIX = "chexmask_rt."
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    format_version: int
+    inputsize: int
+    latents: int
+    skip: bool
+    checkpoint_sha256: str
+    model_name: str
+    model_version: str
+    trained: bool
+    description: str = ""
+    has_samples_output: bool = False
+
+    def to_metadata(self) -> dict[str, str]:
+        fields = {
+            "format_version": str(self.format_version), "inputsize": str(self.inputsize),
+            "latents": str(self.latents), "skip": str(self.skip).lower(),
+            "checkpoint_sha256": self.checkpoint_sha256, "model_name": self.model_name,
+            "model_version": self.model_version, "trained": str(self.trained).lower(),
+            "description": self.description, "samples_output": str(self.has_samples_output).lower(),
+        }
+        return {PREFIX + k: v for k, v in fields.items()}
+
+    @classmethod
+    def from_metadata(cls, props: dict[str, str], source: str) -> "ModelInfo":
+        """Parse and validate; a ModelError says what is missing or wrong."""
+        get = {k[len(PREFIX):]: v for k, v in props.items() if k.startswith(PREFIX)}
+        if "format_version" not in get:
+            raise ModelError(f"{source}: not a chexmask-rt engine (no {PREFIX}format_version metadata); "
+                             "make one with 'chexmask-rt export'")
+        try:
+            version = int(get["format_version"])
+        except ValueError:
+            raise ModelError(f"{source}: unreadable format_version {get['format_version']!r}") from None
+        if version != FORMAT_VERSION:
+            raise ModelError(f"{source}: engine format version {version}, this chexmask-rt reads version "
+                             f"{FORMAT_VERSION}; re-export it with this release")
+        missing = [k for k in ("inputsize", "latents", "skip", "checkpoint_sha256") if k not in get]
+        if missing:
+            raise ModelError(f"{source}: engine metadata lacks {', '.join(PREFIX + k for k in missing)}")
+        try:
+            info = cls(format_version=version, inputsize=int(get["inputsize"]), latents=int(get["latents"]),
+                       skip=get["skip"] == "true", checkpoint_sha256=get["checkpoint_sha256"],
+                       model_name=get.get("model_name", "hybridgnet"),
+                       model_version=get.get("model_version", "unversioned"),
+                       trained=get.get("trained", "true") == "true", description=get.get("description", ""),
+                       has_samples_output=get.get("samples_output", "false") == "true")
+        except ValueError as exc:
+            raise ModelError(f"{source}: malformed engine metadata ({exc})") from None
+        if info.inputsize < 32 or info.inputsize % 32 or info.latents < 1:
+            raise ModelError(f"{source}: implausible engine metadata inputsize={info.inputsize} latents={info.latents}")
+        return info

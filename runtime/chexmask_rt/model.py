@@ -1,0 +1,138 @@
+"""The user-facing segmenter: image -> preprocess -> engine -> postprocess -> Result."""
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterable, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+
+from .backends import Backend
+from .errors import InputError, ModelError
+from .frames import Letterbox
+from .image_io import read_image
+from .metadata import ModelInfo
+from .preprocess import preprocess
+from .result import Result
+from .sampling import latent_noise
+
+ImageLike = Union[str, os.PathLike, np.ndarray]
+DEFAULT_SAMPLES = 50  # as in the CheXmask-U paper
+MAX_SAMPLES = 10_000
+DEFAULT_BATCH = 8
+
+
+def default_model_path() -> Path:
+    """Path of the engine shipped inside the package (see MODEL_CARD.md)."""
+    return Path(str(resources.files("chexmask_rt") / "models" / "default.onnx"))
+
+
+def _open_backend(path: Path, backend: str, threads: int | None) -> Backend:
+    if backend in ("auto", "python"):
+        from .backends.onnxruntime import OnnxRuntimeBackend
+        return OnnxRuntimeBackend(path, threads)
+    raise ModelError(f"unknown backend {backend!r}; choose 'auto' or 'python'")
+
+
+def load(model: str | os.PathLike | None = None, *, backend: str = "auto", threads: int | None = None) -> "Segmenter":
+    """Open an engine written by ``chexmask-rt export`` (default: the shipped model).
+
+    ``threads``: intra-op threads (default: one per physical core).
+    Raises ModelError when the file is missing or not a chexmask-rt engine.
+    """
+    path = default_model_path() if model is None else Path(model)
+    segmenter = Segmenter(_open_backend(path, backend, threads), path)
+    if not segmenter.info.trained:
+        warnings.warn(f"{path.name} is an UNTRAINED model ({segmenter.info.description}); "
+                      "its landmarks are meaningless", UntrainedModelWarning, stacklevel=2)
+    return segmenter
+
+
+class UntrainedModelWarning(UserWarning):
+    """The engine was exported from untrained weights (a placeholder)."""
+
+
+def _check_samples(samples: int) -> int:
+    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or not 1 <= samples <= MAX_SAMPLES:
+        raise InputError(f"samples must be an integer in 1..{MAX_SAMPLES}, got {samples!r}")
+    return int(samples)
+
+
+class Segmenter:
+    """A loaded engine. Thread-safe: one instance may serve many threads."""
+
+    def __init__(self, backend: Backend, path: Path):
+        self._backend = backend
+        self.path = path
+
+    @property
+    def info(self) -> ModelInfo:
+        return self._backend.info
+
+    @property
+    def backend(self) -> str:
+        """Which implementation runs the engine: 'python' (onnxruntime's Python API)."""
+        return self._backend.name
+
+    @property
+    def inputsize(self) -> int:
+        return self.info.inputsize
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.info.model_name}:{self.info.model_version}"
+
+    def predict(self, image: ImageLike, *, samples: int = DEFAULT_SAMPLES, seed: int = 0,
+                bit_depth: int | None = None) -> Result:
+        """Segment one image (a file path or an array) with ``samples`` latent draws.
+
+        Same image, samples and seed -> bit-identical result on the same machine.
+        """
+        return self.predict_batch([image], samples=samples, seed=seed, bit_depth=bit_depth)[0]
+
+    def predict_batch(self, images: Sequence[ImageLike] | Iterable[ImageLike], *, samples: int = DEFAULT_SAMPLES,
+                      seed: int = 0, bit_depth: int | None = None, batch_size: int = DEFAULT_BATCH) -> list[Result]:
+        """Segment several images; each chunk of ``batch_size`` is one engine call sharing one eps."""
+        samples = _check_samples(samples)
+        if batch_size < 1:
+            raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        try:
+            eps = latent_noise(samples, self.info.latents, seed)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        images = list(images)
+        results: list[Result] = []
+        for start in range(0, len(images), batch_size):
+            chunk = images[start:start + batch_size]
+            prepared = [self._prepare(item, bit_depth) for item in chunk]
+            batch = np.stack([p[0] for p in prepared])[:, None]
+            out = self._backend.run(batch, eps)
+            for i, (_, frame, name) in enumerate(prepared):
+                results.append(self._postprocess(out, i, frame, name, samples, seed))
+        return results
+
+    def _prepare(self, item: ImageLike, bit_depth: int | None) -> tuple[np.ndarray, Letterbox, str | None]:
+        if isinstance(item, np.ndarray):
+            name = None
+            array = item
+        elif isinstance(item, (str, os.PathLike)):
+            name = os.fspath(item)
+            array = read_image(item)
+        else:
+            raise InputError(f"expected an image path or a numpy array, got {type(item).__name__}")
+        tensor, frame = preprocess(array, self.inputsize, name=name or "array", bit_depth=bit_depth)
+        return tensor, frame, name
+
+    def _postprocess(self, out, i: int, frame: Letterbox, name: str | None, samples: int, seed: int) -> Result:
+        return Result(
+            landmarks=frame.to_original(out.landmarks_mean[i]),
+            landmarks_std=frame.scale_to_original(out.landmarks_std[i]),
+            landmarks_mu=frame.to_original(out.landmarks_mu[i]),
+            latent_mu=out.latent_mu[i].astype(np.float64),
+            latent_sigma=out.latent_sigma[i].astype(np.float64),
+            height=frame.height, width=frame.width, samples=samples, seed=int(seed),
+            model=self.model_id, image=name,
+        )

@@ -1,0 +1,79 @@
+"""Image -> model input, exactly as CheXmask prepares it.
+
+grayscale -> zero-pad to a centred square -> cv2.resize INTER_LINEAR to S x S
+-> scale to [0, 1]. Integer images are resized in their own dtype (cv2 rounds
+to that dtype) and scaled afterwards: that is what the published pipeline does
+for 8-bit images, and the parity fixtures were made that way.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .errors import InputError
+from .frames import Letterbox
+
+MIN_SIDE = 32  # smaller than this cannot be a radiograph; also keeps cv2 away from degenerate sizes
+
+
+def to_gray(image: np.ndarray, *, name: str = "image", bit_depth: int | None = None) -> tuple[np.ndarray, float]:
+    """Validate an array and return (2-D gray array, its full-scale value).
+
+    Accepts [H, W], [H, W, 1], RGB [H, W, 3] or RGBA [H, W, 4] (channel order RGB,
+    as numpy/PIL deliver it); uint8, uint16 (``bit_depth`` bits, default 16) or
+    float in [0, 1].
+    """
+    if not isinstance(image, np.ndarray):
+        raise InputError(f"{name}: expected a numpy array, got {type(image).__name__}")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim == 3 and image.shape[2] in (3, 4):
+        image = _rgb_to_gray(image[:, :, :3], name)
+    if image.ndim != 2:
+        raise InputError(f"{name}: expected a gray [H, W] or RGB(A) [H, W, 3|4] image, got shape {image.shape}")
+    h, w = image.shape
+    if h < MIN_SIDE or w < MIN_SIDE:
+        raise InputError(f"{name}: image is {w}x{h} pixels; at least {MIN_SIDE}x{MIN_SIDE} is needed")
+    if image.dtype == np.uint8:
+        return image, 255.0
+    if image.dtype == np.uint16:
+        bits = 16 if bit_depth is None else int(bit_depth)
+        if not 9 <= bits <= 16:
+            raise InputError(f"{name}: bit_depth must be in 9..16 for uint16 images, got {bit_depth}")
+        return image, float(2**bits - 1)
+    if image.dtype in (np.float32, np.float64):
+        if not np.all(np.isfinite(image)):
+            raise InputError(f"{name}: image contains NaN or infinite values")
+        lo, hi = float(image.min()), float(image.max())
+        if lo < 0.0 or hi > 1.0:
+            raise InputError(f"{name}: float images must lie in [0, 1]; got values in [{lo:g}, {hi:g}]")
+        return image.astype(np.float32, copy=False), 1.0
+    raise InputError(f"{name}: unsupported pixel type {image.dtype}; use uint8, uint16 or float in [0, 1]")
+
+
+def _rgb_to_gray(rgb: np.ndarray, name: str) -> np.ndarray:
+    if rgb.dtype == np.float64:
+        rgb = rgb.astype(np.float32)
+    if rgb.dtype not in (np.uint8, np.uint16, np.float32):
+        raise InputError(f"{name}: unsupported pixel type {rgb.dtype} for a colour image")
+    if rgb.dtype == np.float32 and not np.all(np.isfinite(rgb)):
+        raise InputError(f"{name}: image contains NaN or infinite values")
+    return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+
+
+def letterbox(gray: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
+    """Centred zero-pad + INTER_LINEAR resize: returns the [size, size] array (input dtype) and its frame."""
+    frame = Letterbox(*gray.shape)
+    square = np.zeros((frame.side, frame.side), dtype=gray.dtype)
+    square[frame.pad_top:frame.pad_top + frame.height, frame.pad_left:frame.pad_left + frame.width] = gray
+    return cv2.resize(square, (size, size), interpolation=cv2.INTER_LINEAR), frame
+
+
+def preprocess(image: np.ndarray, size: int, *, name: str = "image", bit_depth: int | None = None) -> tuple[np.ndarray, Letterbox]:
+    """Any accepted image -> (float32 [size, size] in [0, 1], its Letterbox frame)."""
+    gray, full_scale = to_gray(image, name=name, bit_depth=bit_depth)
+    resized, frame = letterbox(gray, size)
+    out = resized.astype(np.float32)
+    if full_scale != 1.0:
+        out /= np.float32(full_scale)
+    return out, frame

@@ -1,0 +1,67 @@
+"""Shared test fixtures. Tests read ../shared (parity fixtures, real images);
+it exists in CI beside the clone, and its absence is an error, not a skip."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+FIXTURES = SHARED / "fixtures" / "upstream"
+IMAGES = SHARED / "data" / "images"
+FIXTURE_NAMES = ["skip_256", "noskip_256"]
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        pytest.fail(f"test data missing: {path} (the repo expects ../shared beside it)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_images() -> list[Path]:
+    return sorted(p for p in _require(IMAGES).iterdir() if p.suffix in (".png", ".jpg"))
+
+
+@pytest.fixture(scope="session")
+def example1() -> Path:
+    return _require(IMAGES / "wiki_example1_normal_PA.jpg")
+
+
+@pytest.fixture(scope="session", params=FIXTURE_NAMES)
+def fixture_dir(request) -> Path:
+    return _require(FIXTURES / request.param)
+
+
+def reference(fixture: Path) -> dict[str, np.ndarray]:
+    with np.load(fixture / "reference_outputs.npz") as data:
+        return {k: data[k] for k in data.files}
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory):
+    """Engines (with the raw-samples output) exported once per fixture: {name: path}."""
+    from chexmask_export.checkpoint import load_checkpoint
+    from chexmask_export.onnx_export import build_network, export_onnx
+
+    out = {}
+    root = tmp_path_factory.mktemp("engines")
+    for name in FIXTURE_NAMES:
+        ckpt = load_checkpoint(_require(FIXTURES / name))
+        path = root / f"{name}.onnx"
+        export_onnx(build_network(ckpt), path, checkpoint_sha256=ckpt.sha256, samples_output=True)
+        out[name] = path
+    return out
+
+
+@pytest.fixture(scope="session")
+def default_segmenter():
+    import chexmask_rt
+    from chexmask_rt.model import UntrainedModelWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UntrainedModelWarning)
+        return chexmask_rt.load()

@@ -1,0 +1,108 @@
+"""Bad files and bad models: a typed error naming the file and the problem, never a crash."""
+import warnings
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+import chexmask_rt
+from chexmask_rt.errors import ChexmaskError, InputError, ModelError
+
+
+def _write(tmp_path, name, data: bytes):
+    p = tmp_path / name
+    p.write_bytes(data)
+    return p
+
+
+@pytest.mark.parametrize("name,data,match", [
+    ("empty.png", b"", "empty"),
+    ("text.png", b"this is not an image\n" * 10, "not a readable image"),
+    ("noise.jpg", bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8)), "not a readable image"),
+])
+def test_unreadable_image_files(default_segmenter, tmp_path, name, data, match):
+    path = _write(tmp_path, name, data)
+    with pytest.raises(InputError, match=match) as err:
+        default_segmenter.predict(path)
+    assert str(path) in str(err.value)
+
+
+def test_truncated_image_files(default_segmenter, tmp_path, shared_images):
+    for src in shared_images:
+        data = src.read_bytes()
+        path = _write(tmp_path, "cut" + src.suffix, data[: len(data) * 2 // 3])
+        with pytest.raises(InputError, match="cut"):
+            default_segmenter.predict(path)
+
+
+def test_missing_file_and_directory(default_segmenter, tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        default_segmenter.predict(tmp_path / "missing.png")
+    with pytest.raises(InputError, match="not a regular file"):
+        default_segmenter.predict(tmp_path)
+
+
+def test_tiny_images_are_refused(default_segmenter, tmp_path):
+    import cv2
+    path = tmp_path / "one_pixel.png"
+    cv2.imwrite(str(path), np.zeros((1, 1), np.uint8))
+    with pytest.raises(InputError, match="one_pixel.png: image is 1x1"):
+        default_segmenter.predict(path)
+
+
+def test_rgb_and_rgba_arrays_are_accepted(default_segmenter):
+    gray = np.random.default_rng(2).integers(0, 256, (100, 90), dtype=np.uint8)
+    base = default_segmenter.predict(gray, samples=2)
+    for arr in (np.dstack([gray] * 3), np.dstack([gray] * 3 + [np.full_like(gray, 255)])):
+        np.testing.assert_allclose(default_segmenter.predict(arr, samples=2).landmarks, base.landmarks)
+
+
+def test_nan_image(default_segmenter):
+    with pytest.raises(InputError, match="NaN"):
+        default_segmenter.predict(np.full((64, 64), np.nan))
+
+
+def test_errors_share_a_base_class():
+    assert issubclass(InputError, ChexmaskError) and issubclass(ModelError, ChexmaskError)
+
+
+def _tiny_onnx(path, metadata=None):
+    x = helper.make_tensor_value_info("image", TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    model = helper.make_model(helper.make_graph([helper.make_node("Relu", ["image"], ["y"])], "g", [x], [y]),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    for k, v in (metadata or {}).items():
+        model.metadata_props.add(key=k, value=v)
+    onnx.save(model, path)
+    return path
+
+
+@pytest.mark.parametrize("case,match", [
+    ("missing", "not found"),
+    ("garbage", "not a loadable ONNX model"),
+    ("truncated", "not a loadable ONNX model"),
+    ("foreign", "not a chexmask-rt engine"),
+    ("future", "format version 99"),
+    ("wrong_io", "do not match"),
+])
+def test_bad_model_files(tmp_path, case, match):
+    path = tmp_path / f"{case}.onnx"
+    if case == "garbage":
+        path.write_bytes(b"\x00\x01garbage" * 100)
+    elif case == "truncated":
+        data = chexmask_rt.default_model_path().read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    elif case == "foreign":
+        _tiny_onnx(path)
+    elif case == "future":
+        _tiny_onnx(path, {"chexmask_rt.format_version": "99"})
+    elif case == "wrong_io":
+        _tiny_onnx(path, {"chexmask_rt.format_version": "1", "chexmask_rt.inputsize": "256",
+                          "chexmask_rt.latents": "64", "chexmask_rt.skip": "true",
+                          "chexmask_rt.checkpoint_sha256": "0" * 64})
+    with pytest.raises(ModelError, match=match) as err:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            chexmask_rt.load(path)
+    assert path.name in str(err.value)

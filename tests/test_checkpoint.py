@@ -1,0 +1,85 @@
+"""Both published checkpoint layouts load; every mismatch is a ModelError naming the problem."""
+import json
+import shutil
+
+import pytest
+import torch
+
+from chexmask_export.checkpoint import load_checkpoint
+from chexmask_export.onnx_export import build_network
+from chexmask_rt.errors import ModelError
+
+
+def _training_script_copy(fixture_dir, tmp_path):
+    state = torch.load(fixture_dir / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    path = tmp_path / "bestMSE.pt"
+    torch.save({k[len("model."):]: v for k, v in state.items()}, path)
+    return path
+
+
+def test_huggingface_layout_by_folder_and_file(fixture_dir):
+    by_folder = load_checkpoint(fixture_dir)
+    by_file = load_checkpoint(fixture_dir / "pytorch_model.bin")
+    assert by_folder.layout == by_file.layout == "huggingface"
+    assert by_folder.config == by_file.config
+    cfg = json.loads((fixture_dir / "config.json").read_text())
+    assert by_folder.config.inputsize == cfg["inputsize"] and by_folder.config.use_skip == cfg["use_skip"]
+    assert not any(k.startswith("model.") for k in by_folder.state_dict)
+
+
+def test_training_script_layout_gives_the_same_network(fixture_dir, tmp_path):
+    pt = _training_script_copy(fixture_dir, tmp_path)
+    hf = load_checkpoint(fixture_dir)
+    inferred = load_checkpoint(pt)
+    explicit = load_checkpoint(pt, config=fixture_dir / "config.json")
+    assert inferred.layout == "training-script"
+    assert inferred.config == hf.config == explicit.config
+    a, b = build_network(hf).state_dict(), build_network(inferred).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_unknown_missing_and_misshaped_keys_are_named(fixture_dir, tmp_path):
+    state = torch.load(fixture_dir / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    state.pop("model.dec_lin.bias")
+    state["model.surprise.weight"] = torch.zeros(3)
+    state["model.encoder.fc_mu.bias"] = torch.zeros(7)
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    shutil.copy(fixture_dir / "config.json", folder)
+    torch.save(state, folder / "pytorch_model.bin")
+    with pytest.raises(ModelError) as err:
+        build_network(load_checkpoint(folder))
+    msg = str(err.value)
+    assert "dec_lin.bias" in msg and "surprise.weight" in msg and "encoder.fc_mu.bias (7,)" in msg
+
+
+def test_wrong_sized_config_is_refused(fixture_dir, tmp_path):
+    cfg = json.loads((fixture_dir / "config.json").read_text())
+    cfg["inputsize"] = 512
+    wrong = tmp_path / "config.json"
+    wrong.write_text(json.dumps(cfg))
+    with pytest.raises(ModelError, match=r"fc_mu\.weight"):
+        build_network(load_checkpoint(fixture_dir / "pytorch_model.bin", config=wrong))
+    cfg["inputsize"] = 250
+    wrong.write_text(json.dumps(cfg))
+    with pytest.raises(ModelError, match="multiple of 32"):
+        load_checkpoint(fixture_dir / "pytorch_model.bin", config=wrong)
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", b"PK\x03\x04truncated zip"])
+def test_corrupt_checkpoint_files(tmp_path, content):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(content)
+    with pytest.raises(ModelError, match="bad.pt"):
+        load_checkpoint(bad)
+
+
+def test_missing_and_unreadable_paths(tmp_path):
+    with pytest.raises(ModelError, match="not found"):
+        load_checkpoint(tmp_path / "nope.pt")
+    with pytest.raises(ModelError, match="no pytorch_model.bin"):
+        load_checkpoint(tmp_path)
+    (tmp_path / "c.json").write_text("{not json")
+    (tmp_path / "pytorch_model.bin").write_bytes(b"")
+    with pytest.raises(ModelError):
+        load_checkpoint(tmp_path, config=tmp_path / "c.json")

@@ -1,0 +1,82 @@
+"""The chexmask-rt command line: JSON output, export, exit codes, messages without tracebacks."""
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import chexmask_rt
+
+from conftest import FIXTURES
+
+
+def cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "chexmask_rt", *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd)
+
+
+def test_console_script_is_installed():
+    exe = shutil.which("chexmask-rt") or str(__import__("pathlib").Path(sys.executable).with_name("chexmask-rt"))
+    proc = subprocess.run([exe, "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "predict" in proc.stdout and "export" in proc.stdout
+
+
+def test_predict_json_stdout_matches_api(example1, default_segmenter):
+    proc = cli("predict", example1, "--samples", 7, "--seed", 3, "--json", "-")
+    assert proc.returncode == 0, proc.stderr
+    d = json.loads(proc.stdout)
+    assert {"image", "height", "width", "samples", "model", "landmarks", "landmarks_std", "landmarks_mu", "latent_mu",
+            "latent_sigma", "node_uncertainty", "scores"} <= set(d)
+    assert (d["image"], d["height"], d["width"], d["samples"]) == (str(example1), 899, 786, 7)
+    api = default_segmenter.predict(example1, samples=7, seed=3)
+    np.testing.assert_allclose(d["landmarks"], api.landmarks, atol=1e-9)
+    np.testing.assert_allclose(d["landmarks_std"], api.landmarks_std, atol=1e-9)
+    assert d["scores"]["mean_node_std"] == pytest.approx(api.mean_node_std)
+    assert "UNTRAINED" in proc.stderr  # the placeholder says what it is
+
+
+def test_predict_several_images_to_file(tmp_path, shared_images):
+    out = tmp_path / "res.json"
+    proc = cli("predict", *shared_images[:2], "--samples", 2, "--json", out)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    assert isinstance(data, list) and [d["image"] for d in data] == [str(p) for p in shared_images[:2]]
+    assert len(proc.stdout.strip().splitlines()) == 2  # one summary line per image
+
+
+def test_export_command_writes_a_loadable_engine(tmp_path):
+    out = tmp_path / "m.onnx"
+    proc = cli("export", "--checkpoint", FIXTURES / "noskip_256", "--output", out, "--name", "fx", "--model-version", "7")
+    assert proc.returncode == 0, proc.stderr
+    seg = chexmask_rt.load(out)
+    assert seg.model_id == "fx:7" and seg.info.skip is False and seg.info.inputsize == 256
+
+
+@pytest.mark.parametrize("args,code,needle", [
+    (["predict", "/nonexistent/x.png"], 3, "/nonexistent/x.png: no such file"),
+    (["predict", "{example}", "--samples", "0"], 3, "samples"),
+    (["predict", "{example}", "--model", "/nonexistent/m.onnx"], 4, "/nonexistent/m.onnx: model file not found"),
+    (["export", "--checkpoint", "/nonexistent/ck.pt", "--output", "{tmp}/o.onnx"], 4, "/nonexistent/ck.pt"),
+    (["predict"], 2, "usage"),
+    (["frobnicate"], 2, "usage"),
+])
+def test_errors_exit_codes_and_no_traceback(tmp_path, example1, args, code, needle):
+    args = [a.format(example=example1, tmp=tmp_path) for a in args]
+    proc = cli(*args)
+    assert proc.returncode == code, proc.stderr
+    assert needle in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_debug_flag_shows_the_traceback():
+    proc = cli("--debug", "predict", "/nonexistent/x.png")
+    assert proc.returncode == 3 and "Traceback" in proc.stderr
+
+
+def test_corrupt_image_in_cli(tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 50)
+    proc = cli("predict", bad)
+    assert proc.returncode == 3 and str(bad) in proc.stderr and "Traceback" not in proc.stderr

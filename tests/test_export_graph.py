@@ -1,0 +1,72 @@
+"""Every exported graph: valid ONNX, TensorRT-10-native operators only, chexmask-rt metadata, dynamic B and K."""
+import filecmp
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper
+
+from chexmask_export.tensorrt_ops import DEFAULT_TABLE, load_table, tensorrt_problems
+from chexmask_rt import default_model_path
+from chexmask_rt.metadata import FORMAT_VERSION, ModelInfo
+from chexmask_rt.sampling import latent_noise
+
+from conftest import FIXTURE_NAMES, SHARED
+
+
+def test_shipped_operator_table_is_the_reference_table():
+    assert filecmp.cmp(DEFAULT_TABLE, SHARED / "reference" / "tensorrt10_onnx_operator_support.tsv", shallow=False)
+
+
+def _engines(exported):
+    return [exported[n] for n in FIXTURE_NAMES] + [default_model_path()]
+
+
+def test_exported_graphs_pass_checker_and_tensorrt_table(exported):
+    table = load_table(SHARED / "reference" / "tensorrt10_onnx_operator_support.tsv")
+    for path in _engines(exported):
+        model = onnx.load(path)
+        onnx.checker.check_model(model, full_check=True)
+        assert tensorrt_problems(model, table) == [], path
+        ops = {n.op_type for n in model.graph.node}
+        assert "RoiAlign" not in ops and "InstanceNormalization" not in ops
+        assert all(n.domain in ("", "ai.onnx") for n in model.graph.node)
+
+
+def test_tensorrt_check_flags_what_the_parser_rejects():
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    axes = helper.make_tensor_value_info("axes", TensorProto.INT64, [1])
+    nodes = [
+        helper.make_node("RoiAlign", ["x", "r", "i"], ["a"], name="roi"),
+        helper.make_node("Unique", ["x"], ["u"], name="uniq"),
+        helper.make_node("ReduceMean", ["x", "axes"], ["m"], name="mean"),
+        helper.make_node("Foo", ["x"], ["y"], name="custom", domain="com.example"),
+    ]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x, axes], [y]))
+    problems = "\n".join(tensorrt_problems(model))
+    for name in ("roi", "uniq", "mean", "custom"):
+        assert name in problems
+
+
+def test_metadata_and_io_names(exported):
+    for path in _engines(exported):
+        model = onnx.load(path)
+        info = ModelInfo.from_metadata({p.key: p.value for p in model.metadata_props}, str(path))
+        assert info.format_version == FORMAT_VERSION and info.latents == 64
+        assert len(info.checkpoint_sha256) == 64
+        assert [i.name for i in model.graph.input] == ["image", "eps"]
+        outs = [o.name for o in model.graph.output]
+        assert outs[:5] == ["landmarks_mean", "landmarks_std", "landmarks_mu", "latent_mu", "latent_sigma"]
+
+
+@pytest.mark.parametrize("batch,samples", [(1, 1), (3, 7), (2, 64)])
+def test_dynamic_batch_and_samples(exported, batch, samples):
+    session = ort.InferenceSession(str(exported["skip_256"]), providers=["CPUExecutionProvider"])
+    image = np.random.default_rng(0).random((batch, 1, 256, 256), dtype=np.float32)
+    out = dict(zip([o.name for o in session.get_outputs()],
+                   session.run(None, {"image": image, "eps": latent_noise(samples, 64)})))
+    assert out["landmarks_mean"].shape == (batch, 120, 2)
+    assert out["landmarks_samples"].shape == (batch, samples, 120, 2)
+    assert out["latent_sigma"].shape == (batch, 64) and np.all(out["latent_sigma"] > 0)

@@ -1,0 +1,95 @@
+"""The chexmask_rt API: determinism, batching, back-projection, result views, no torch."""
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+import chexmask_rt
+from chexmask_rt.anatomy import organ_slices
+from chexmask_rt.image_io import read_image
+from chexmask_rt.model import UntrainedModelWarning
+from chexmask_rt.preprocess import preprocess
+from chexmask_rt.sampling import latent_noise
+
+
+def test_default_model_is_a_real_engine_and_says_it_is_untrained():
+    with pytest.warns(UntrainedModelWarning, match="UNTRAINED"):
+        seg = chexmask_rt.load()
+    assert seg.path == chexmask_rt.default_model_path() and seg.path.is_file()
+    assert seg.backend == "python" and seg.info.trained is False
+    assert seg.model_id == "hybridgnet-placeholder:0-untrained"
+
+
+def test_same_image_gives_bit_identical_results(default_segmenter, example1):
+    a = default_segmenter.predict(example1, samples=20, seed=5)
+    b = default_segmenter.predict(read_image(example1), samples=20, seed=5)
+    for key in ("landmarks", "landmarks_std", "landmarks_mu", "latent_mu", "latent_sigma"):
+        np.testing.assert_array_equal(getattr(a, key), getattr(b, key))
+    c = default_segmenter.predict(example1, samples=20, seed=6)
+    assert not np.array_equal(a.landmarks_std, c.landmarks_std)
+    np.testing.assert_array_equal(a.landmarks_mu, c.landmarks_mu)  # the decode at mu needs no noise
+
+
+def test_results_are_the_engine_outputs_in_original_pixels(default_segmenter, example1):
+    """Back-projection checked independently: run the backend by hand and undo the letterbox."""
+    image = read_image(example1)  # 786 wide, 899 high: padded 56 px left
+    r = default_segmenter.predict(image, samples=8, seed=2)
+    tensor, _ = preprocess(image, default_segmenter.inputsize)
+    raw = default_segmenter._backend.run(tensor[None, None], latent_noise(8, 64, 2))
+    f64 = lambda a: a[0].astype(np.float64)  # noqa: E731
+    np.testing.assert_allclose(r.landmarks, f64(raw.landmarks_mean) * 899 - [56, 0], rtol=1e-12)
+    np.testing.assert_allclose(r.landmarks_mu, f64(raw.landmarks_mu) * 899 - [56, 0], rtol=1e-12)
+    np.testing.assert_allclose(r.landmarks_std, f64(raw.landmarks_std) * 899, rtol=1e-12)
+    np.testing.assert_allclose(r.latent_sigma, raw.latent_sigma[0])
+    assert (r.height, r.width, r.samples, r.seed) == (899, 786, 8, 2)
+
+
+def test_uncertainty_fields(default_segmenter, example1):
+    r = default_segmenter.predict(example1, samples=10)
+    assert r.landmarks.shape == r.landmarks_std.shape == r.landmarks_mu.shape == (120, 2)
+    assert r.latent_mu.shape == r.latent_sigma.shape == (64,)
+    np.testing.assert_allclose(r.node_uncertainty, (r.landmarks_std[:, 0] + r.landmarks_std[:, 1]) / 2)
+    assert r.mean_node_std == pytest.approx(r.node_uncertainty.mean())
+    assert r.mean_latent_sigma == pytest.approx(r.latent_sigma.mean())
+    views = organ_slices()
+    np.testing.assert_array_equal(r.right_lung, r.landmarks[views["right_lung"]])
+    np.testing.assert_array_equal(r.left_lung, r.landmarks[views["left_lung"]])
+    np.testing.assert_array_equal(r.heart, r.landmarks[views["heart"]])
+    assert len(r.right_lung) == 44 and len(r.left_lung) == 50 and len(r.heart) == 26
+    d = r.to_dict()
+    assert set(d) >= {"image", "height", "width", "samples", "model", "landmarks", "landmarks_std", "landmarks_mu",
+                      "latent_mu", "latent_sigma", "node_uncertainty", "scores"}
+    assert d["scores"] == {"mean_node_std": r.mean_node_std, "mean_latent_sigma": r.mean_latent_sigma}
+
+
+def test_single_sample_has_zero_std(default_segmenter, example1):
+    r = default_segmenter.predict(example1, samples=1)
+    assert np.all(r.landmarks_std == 0) and r.mean_node_std == 0
+
+
+def test_batch_equals_single_calls(default_segmenter, shared_images):
+    batch = default_segmenter.predict_batch(shared_images, samples=6, seed=1, batch_size=3)
+    assert [r.image for r in batch] == [str(p) for p in shared_images]
+    for path, r in zip(shared_images, batch):
+        alone = default_segmenter.predict(path, samples=6, seed=1)
+        # batched convolutions round differently: agree to a hundredth of a pixel
+        np.testing.assert_allclose(r.landmarks, alone.landmarks, atol=1e-2, rtol=0)
+        np.testing.assert_allclose(r.landmarks_std, alone.landmarks_std, atol=1e-2, rtol=0)
+        assert (r.height, r.width) == (alone.height, alone.width)
+
+
+@pytest.mark.parametrize("samples", [0, -3, 10**6, 2.5, True])
+def test_bad_sample_counts(default_segmenter, example1, samples):
+    with pytest.raises(chexmask_rt.InputError, match="samples"):
+        default_segmenter.predict(example1, samples=samples)
+
+
+def test_runtime_does_not_import_torch(example1):
+    code = ("import sys, warnings, chexmask_rt; warnings.simplefilter('ignore'); "
+            f"chexmask_rt.load().predict({str(example1)!r}, samples=3); "
+            "bad = [m for m in ('torch', 'torch_geometric', 'onnx', 'chexmask_export') if m in sys.modules]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
