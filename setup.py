@@ -2,8 +2,48 @@
 
 The runtime package ``chexmask_rt`` (runtime/) needs no torch; the export
 toolchain ``chexmask_export`` (export/) comes with the ``export`` extras.
+The native core ``chexmask_rt._core`` is built by CMake (top-level
+CMakeLists.txt), as in pybind11's cmake_example; it needs OpenCV's C++
+development files (Debian: libopencv-core-dev libopencv-imgproc-dev).
 """
-from setuptools import setup
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+
+class CMakeExtension(Extension):
+    """An extension built by CMake, not by setuptools."""
+
+    def __init__(self, name: str, sourcedir: str = ".") -> None:
+        super().__init__(name, sources=[])
+        self.sourcedir = os.fspath(Path(sourcedir).resolve())
+
+
+class CMakeBuild(build_ext):
+    """Configure and build the _core target into the package folder."""
+
+    def build_extension(self, ext: CMakeExtension) -> None:
+        import pybind11
+
+        extdir = Path(self.get_ext_fullpath(ext.name)).parent.resolve()
+        cmake_args = [
+            f"-DCHEXMASK_RT_PYTHON_OUTPUT_DIR={extdir}",
+            f"-DPython_EXECUTABLE={sys.executable}",
+            f"-Dpybind11_DIR={pybind11.get_cmake_dir()}",
+            f"-DCMAKE_BUILD_TYPE={'Debug' if self.debug else 'Release'}",
+        ]
+        cmake_args += [a for a in os.environ.get("CMAKE_ARGS", "").split(" ") if a]
+        build_args = ["--target", "_core"]
+        if "CMAKE_BUILD_PARALLEL_LEVEL" not in os.environ:
+            build_args.append(f"-j{os.cpu_count() or 2}")
+        build_temp = Path(self.build_temp) / ext.name
+        build_temp.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["cmake", ext.sourcedir, *cmake_args], cwd=build_temp, check=True)
+        subprocess.run(["cmake", "--build", ".", *build_args], cwd=build_temp, check=True)
 
 setup(
     name="chexmask-rt",
@@ -18,11 +58,16 @@ setup(
         "chexmask_rt": ["models/*.onnx", "samples/*", "py.typed", "*.pyi"],
         "chexmask_export": ["*.tsv"],
     },
-    install_requires=["numpy>=1.24", "onnxruntime>=1.17", "opencv-python-headless>=4.8", "tqdm>=4.60"],
+    # onnxruntime >= 1.21: the native core is compiled against ONNX Runtime's C API 21
+    install_requires=["numpy>=1.24", "onnxruntime>=1.21", "opencv-python-headless>=4.8", "tqdm>=4.60"],
     extras_require={
         # torch 2.13.0 is the CPU wheel these machines carry; newer ones also work
         "export": ["torch>=2.4", "onnx>=1.15", "torch-geometric>=2.5"],
         "test": ["pytest>=7"],
+        # benchmarks/ and training/: plots, thin-plate splines
+        "bench": ["matplotlib>=3.6", "scipy>=1.10", "psutil>=5.9"],
     },
+    ext_modules=[CMakeExtension("chexmask_rt._core")],
+    cmdclass={"build_ext": CMakeBuild},
     entry_points={"console_scripts": ["chexmask-rt=chexmask_rt.cli:main"]},
 )

@@ -2,7 +2,7 @@
 it exists in CI beside the clone, and its absence is an error, not a skip."""
 from __future__ import annotations
 
-import warnings
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +13,14 @@ SHARED = REPO.parent / "shared"
 FIXTURES = SHARED / "fixtures" / "upstream"
 IMAGES = SHARED / "data" / "images"
 FIXTURE_NAMES = ["skip_256", "noskip_256"]
+
+
+def skip_or_fail_without_native(reason: str, **kwargs) -> None:
+    """Skip a native-core test when the core is not built, except where it must be
+    (CHEXMASK_RT_REQUIRE_NATIVE=1, set by scripts/setup_and_test.sh and CI): then fail."""
+    if os.environ.get("CHEXMASK_RT_REQUIRE_NATIVE") == "1":
+        pytest.fail(f"native core required but unavailable: {reason}", pytrace=False)
+    pytest.skip(reason, **kwargs)
 
 
 def _require(path: Path) -> Path:
@@ -60,8 +68,5 @@ def exported(tmp_path_factory):
 @pytest.fixture(scope="session")
 def default_segmenter():
     import chexmask_rt
-    from chexmask_rt.model import UntrainedModelWarning
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UntrainedModelWarning)
-        return chexmask_rt.load()
+    return chexmask_rt.load()

@@ -34,7 +34,7 @@ def test_predict_json_stdout_matches_api(example1, default_segmenter):
     np.testing.assert_allclose(d["landmarks"], api.landmarks, atol=1e-9)
     np.testing.assert_allclose(d["landmarks_std"], api.landmarks_std, atol=1e-9)
     assert d["scores"]["mean_node_std"] == pytest.approx(api.mean_node_std)
-    assert "UNTRAINED" in proc.stderr  # the placeholder says what it is
+    assert "warning" not in proc.stderr
 
 
 def test_predict_several_images_to_file(tmp_path, shared_images):
@@ -44,6 +44,19 @@ def test_predict_several_images_to_file(tmp_path, shared_images):
     data = json.loads(out.read_text())
     assert isinstance(data, list) and [d["image"] for d in data] == [str(p) for p in shared_images[:2]]
     assert len(proc.stdout.strip().splitlines()) == 2  # one summary line per image
+
+
+def test_overlay_pictures(tmp_path, shared_images):
+    import cv2
+
+    one = tmp_path / "one.png"
+    assert cli("predict", shared_images[0], "--samples", 3, "--overlay", one).returncode == 0
+    picture = cv2.imread(str(one))
+    assert picture is not None and picture.shape[2] == 3 and max(picture.shape[:2]) <= 1024
+    assert picture.std() > 10  # an image, not a blank canvas
+    folder = tmp_path / "many"
+    assert cli("predict", *shared_images[:2], "--samples", 3, "--overlay", folder).returncode == 0
+    assert sorted(p.name for p in folder.iterdir()) == sorted(f"{p.stem}.png" for p in shared_images[:2])
 
 
 def test_export_command_writes_a_loadable_engine(tmp_path):

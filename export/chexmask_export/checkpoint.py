@@ -6,7 +6,6 @@
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import zipfile
@@ -17,6 +16,7 @@ from pathlib import Path
 import torch
 
 from chexmask_rt.errors import ModelError, first_line
+from chexmask_rt.metadata import file_sha256
 
 HF_WEIGHTS = "pytorch_model.bin"
 HF_CONFIG = "config.json"
@@ -78,14 +78,6 @@ class Checkpoint:
     source: Path
     sha256: str
     layout: str  # "huggingface" or "training-script"
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _read_config(path: Path) -> ModelConfig:

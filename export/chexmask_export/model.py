@@ -135,7 +135,7 @@ def _axis_taps(c: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor
     """
     slots_n = min(length, 4)
     start = torch.clamp(torch.floor(c) - 1, 0, length - slots_n)
-    slots = start.unsqueeze(-1) + torch.arange(slots_n, dtype=c.dtype)
+    slots = start.unsqueeze(-1) + torch.arange(slots_n, dtype=c.dtype, device=c.device)
     weights = torch.zeros_like(slots)
     for d in (-1.0, 0.0, 1.0):
         s = c + d
@@ -164,7 +164,7 @@ def skip_lookup(pos: torch.Tensor, fmap: torch.Tensor) -> torch.Tensor:
     p = pos * w  # normalised -> fmap pixels (pixel centres at integers)
     rows, wy = _axis_taps(p[..., 1], h)
     cols, wx = _axis_taps(p[..., 0], w)
-    image = torch.arange(b, dtype=torch.int64).reshape(b, 1, 1, 1, 1) * (h * w)
+    image = torch.arange(b, dtype=torch.int64, device=fmap.device).reshape(b, 1, 1, 1, 1) * (h * w)
     index = rows.long().unsqueeze(-1) * w + cols.long().unsqueeze(-2) + image  # [B, M, nodes, ry, cx]
     weight = (wy.unsqueeze(-1) * wx.unsqueeze(-2)) / 9.0
     shape = index.shape

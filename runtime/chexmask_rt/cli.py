@@ -8,11 +8,17 @@ import argparse
 import json
 import sys
 import traceback
+import warnings
 from pathlib import Path
 
 from .errors import ChexmaskError, InputError, ModelError
 
 EXIT_OK, EXIT_USAGE, EXIT_INPUT, EXIT_MODEL = 0, 2, 3, 4
+
+
+def _add_backend(p) -> None:
+    p.add_argument("--backend", choices=("auto", "native", "python"), default="auto",
+                   help="native C++ core (auto: when built) or the Python reference path")
 
 
 def _add_predict(sub) -> None:
@@ -22,7 +28,10 @@ def _add_predict(sub) -> None:
     p.add_argument("--samples", type=int, default=50, help="latent samples K (default 50)")
     p.add_argument("--seed", type=int, default=0, help="seed of the latent noise (default 0)")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: physical cores)")
+    _add_backend(p)
     p.add_argument("--json", metavar="PATH|-", help="write results as JSON to PATH, or '-' for stdout")
+    p.add_argument("--overlay", metavar="PNG|DIR", help="draw contours + uncertainty over the image: to PNG for one "
+                   "image, or DIR/<name>.png for several")
 
 
 def _add_export(sub) -> None:
@@ -33,11 +42,20 @@ def _add_export(sub) -> None:
     p.add_argument("--samples-output", action="store_true", help="also output the raw samples [B,K,120,2]")
     p.add_argument("--name", default="hybridgnet", help="model name stored in the engine")
     p.add_argument("--model-version", default="unversioned", help="model version stored in the engine")
+    p.add_argument("--description", default="", help="free text stored in the engine (e.g. where its card is)")
 
 
 def _add_info(sub) -> None:
     p = sub.add_parser("info", help="print an engine's metadata")
     p.add_argument("model", nargs="?", help="engine .onnx (default: the shipped model)")
+    _add_backend(p)
+
+
+def _add_build_trt(sub) -> None:
+    from . import tensorrt_build
+
+    p = sub.add_parser("build-trt", help="build a TensorRT 10 plan from an engine (or print the trtexec command)")
+    tensorrt_build.add_arguments(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_predict(sub)
     _add_export(sub)
     _add_info(sub)
+    _add_build_trt(sub)
     return parser
 
 
@@ -60,7 +79,7 @@ def cmd_predict(args) -> int:
 
     from .model import load
 
-    seg = load(args.model, threads=args.threads)
+    seg = load(args.model, backend=args.backend, threads=args.threads)
     results = []
     for image in tqdm(args.images, desc="predict", unit="img", disable=len(args.images) < 2, file=sys.stderr):
         results.append(seg.predict(image, samples=args.samples, seed=args.seed))
@@ -76,10 +95,27 @@ def cmd_predict(args) -> int:
             except OSError as exc:
                 raise InputError(f"{args.json}: cannot write JSON ({exc.strerror or exc})") from exc
             print(f"wrote {args.json}", file=sys.stderr)
+    if args.overlay:
+        _write_overlays(args.overlay, results)
     if args.json != "-":
         for r in results:
             print(_summary(r))
     return EXIT_OK
+
+
+def _write_overlays(target: str, results) -> None:
+    import cv2
+
+    from .image_io import read_image
+    from .overlay import draw_overlay
+
+    several = len(results) > 1 or Path(target).is_dir()
+    for r in results:
+        out = Path(target) / f"{Path(r.image).stem}.png" if several else Path(target)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if not cv2.imwrite(str(out), draw_overlay(read_image(r.image), r)):
+            raise InputError(f"{out}: cannot write the overlay picture")
+        print(f"wrote {out}", file=sys.stderr)
 
 
 def cmd_export(args) -> int:
@@ -90,7 +126,8 @@ def cmd_export(args) -> int:
         raise ModelError(f"export needs the export extras (torch, onnx): pip install 'chexmask-rt[export]' ({exc})") from None
     ckpt = load_checkpoint(args.checkpoint, args.config)
     info = export_onnx(build_network(ckpt), args.output, checkpoint_sha256=ckpt.sha256,
-                       samples_output=args.samples_output, model_name=args.name, model_version=args.model_version)
+                       samples_output=args.samples_output, model_name=args.name, model_version=args.model_version,
+                       description=args.description)
     print(f"wrote {args.output}: inputsize {info.inputsize}, latents {info.latents}, skip {info.skip}, "
           f"{ckpt.layout} checkpoint sha256 {ckpt.sha256[:12]}...")
     return EXIT_OK
@@ -99,15 +136,26 @@ def cmd_export(args) -> int:
 def cmd_info(args) -> int:
     from .model import load
 
-    seg = load(args.model)
+    seg = load(args.model, backend=args.backend)
     print(json.dumps({"path": str(seg.path), "backend": seg.backend, **vars(seg.info)}, indent=1))
     return EXIT_OK
 
 
+def cmd_build_trt(args) -> int:
+    from . import tensorrt_build
+
+    return tensorrt_build.run(args)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"chexmask-rt: warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
+    warnings.showwarning = _show_warning  # one plain line, not the source location
     parser = build_parser()
     args = parser.parse_args(argv)
-    handler = {"predict": cmd_predict, "export": cmd_export, "info": cmd_info}[args.command]
+    handler = {"predict": cmd_predict, "export": cmd_export, "info": cmd_info, "build-trt": cmd_build_trt}[args.command]
     try:
         return handler(args)
     except ChexmaskError as exc:

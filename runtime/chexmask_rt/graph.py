@@ -50,6 +50,17 @@ def upsampling_matrix(fine: list[int], coarse: list[int]) -> np.ndarray:
     return u
 
 
+def downsampling_matrix(fine: list[int], coarse: list[int]) -> np.ndarray:
+    """D with x_coarse = D @ x_fine: coarse node j is fine node 2j (the nodes U copies)."""
+    d = np.zeros((sum(coarse), sum(fine)))
+    f0 = c0 = 0
+    for n, m in zip(fine, coarse):
+        for j in range(m):
+            d[c0 + j, f0 + 2 * j] = 1.0
+        f0, c0 = f0 + n, c0 + m
+    return d
+
+
 def scaled_laplacian(a: np.ndarray) -> np.ndarray:
     """PyG's ChebConv Laplacian for normalization='sym', lambda_max=2: -D^-1/2 A D^-1/2."""
     deg = a.sum(axis=1)
@@ -79,3 +90,7 @@ def coarse_adjacency() -> np.ndarray:
 
 def coarse_to_fine() -> np.ndarray:
     return upsampling_matrix(organ_sizes(0), organ_sizes(1))
+
+
+def fine_to_coarse() -> np.ndarray:
+    return downsampling_matrix(organ_sizes(0), organ_sizes(1))

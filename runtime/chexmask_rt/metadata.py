@@ -5,11 +5,22 @@ without them, or of another format version, is not a chexmask-rt engine.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 from .errors import ModelError
 
 FORMAT_VERSION = 1
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file (checkpoints and engines are identified by it)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 PREFIX = "chexmask_rt."
 
 

@@ -30,25 +30,43 @@ def default_model_path() -> Path:
     return Path(str(resources.files("chexmask_rt") / "models" / "default.onnx"))
 
 
-def _open_backend(path: Path, backend: str, threads: int | None) -> Backend:
-    if backend in ("auto", "python"):
-        from .backends.onnxruntime import OnnxRuntimeBackend
-        return OnnxRuntimeBackend(path, threads)
-    raise ModelError(f"unknown backend {backend!r}; choose 'auto' or 'python'")
+def _open_segmenter(path: Path, backend: str, threads: int | None) -> "Segmenter":
+    """'auto': the native core when built (else the Python path, with a warning); 'native' / 'python': forced."""
+    if backend not in ("auto", "native", "python"):
+        raise ModelError(f"unknown backend {backend!r}; choose 'auto', 'native' or 'python'")
+    if backend in ("auto", "native"):
+        from .backends import native
+        if native.available():
+            return native.NativeSegmenter(path, threads)
+        if backend == "native" or native.core_built():
+            # asked for, or built but not loadable (other Python, missing libopencv...): never a silent fallback
+            raise ModelError(f"the native core chexmask_rt._core cannot be loaded ({native.IMPORT_ERROR}); "
+                             "rebuild it with 'pip install .' or pass backend='python'")
+        warnings.warn("chexmask_rt._core is not built; using the Python reference backend "
+                      "('pip install .' builds the native core)", NativeCoreMissingWarning, stacklevel=3)
+    from .backends.onnxruntime import OnnxRuntimeBackend
+    return Segmenter(OnnxRuntimeBackend(path, threads), path)
 
 
 def load(model: str | os.PathLike | None = None, *, backend: str = "auto", threads: int | None = None) -> "Segmenter":
     """Open an engine written by ``chexmask-rt export`` (default: the shipped model).
 
-    ``threads``: intra-op threads (default: one per physical core).
+    ``backend``: 'auto' (the native C++ core when built), 'native', or 'python'
+    (the onnxruntime Python reference path). ``threads``: intra-op threads
+    (default: one per physical core).
     Raises ModelError when the file is missing or not a chexmask-rt engine.
     """
     path = default_model_path() if model is None else Path(model)
-    segmenter = Segmenter(_open_backend(path, backend, threads), path)
+    segmenter = _open_segmenter(path, backend, threads)
     if not segmenter.info.trained:
-        warnings.warn(f"{path.name} is an UNTRAINED model ({segmenter.info.description}); "
-                      "its landmarks are meaningless", UntrainedModelWarning, stacklevel=2)
+        warnings.warn(f"{path.name} is an UNTRAINED model, its landmarks are meaningless "
+                      f"({segmenter.info.model_name}:{segmenter.info.model_version})",
+                      UntrainedModelWarning, stacklevel=2)
     return segmenter
+
+
+class NativeCoreMissingWarning(RuntimeWarning):
+    """chexmask_rt._core is not built, so the slower Python reference path runs."""
 
 
 class UntrainedModelWarning(UserWarning):
@@ -74,7 +92,7 @@ class Segmenter:
 
     @property
     def backend(self) -> str:
-        """Which implementation runs the engine: 'python' (onnxruntime's Python API)."""
+        """Which implementation runs the engine: 'native' (the C++ core) or 'python' (onnxruntime's Python API)."""
         return self._backend.name
 
     @property

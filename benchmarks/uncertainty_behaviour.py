@@ -1,0 +1,117 @@
+"""The paper's two uncertainty experiments on the shipped model and the shared real images.
+
+    python -m benchmarks.uncertainty_behaviour [--model M] [--out benchmarks/results]
+
+1. Additive Gaussian noise, sigma 0..120 on the 0-255 scale (seeded): the mean
+   node std should rise with it (Spearman rho per image; target >= 0.9).
+2. A 201x201 black square (in original pixels) centred on a lung landmark: the
+   uncertainty of the landmarks inside it, relative to the same landmarks
+   without the occlusion (target >= 1.5x).
+Writes uncertainty_behaviour.json and .png (two panels) to --out.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+import chexmask_rt
+from chexmask_rt.anatomy import organ_slices
+from chexmask_rt.image_io import read_image
+from chexmask_rt.preprocess import to_gray
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+NOISE_LEVELS = [0, 10, 20, 30, 45, 60, 80, 100, 120]
+OCCLUSION = 201
+SAMPLES = 50
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    rx, ry = np.argsort(np.argsort(x)), np.argsort(np.argsort(y))
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def noise_curve(seg, gray: np.ndarray, seed: int) -> list[float]:
+    rng = np.random.default_rng(seed)
+    base = gray.astype(np.float64) * (255.0 / float(np.iinfo(gray.dtype).max))
+    out = []
+    for sigma in NOISE_LEVELS:
+        noisy = np.clip(base + rng.normal(0, sigma, base.shape), 0, 255).astype(np.uint8) if sigma else base.astype(np.uint8)
+        out.append(seg.predict(noisy, samples=SAMPLES).mean_node_std)
+    return out
+
+
+def occlusion_ratios(seg, gray: np.ndarray) -> list[dict]:
+    clean = seg.predict(gray, samples=SAMPLES)
+    lungs = np.r_[organ_slices()["right_lung"], organ_slices()["left_lung"]]
+    rows = []
+    # three lung landmarks per lung: at a quarter, half and three quarters of its contour
+    for organ in ("right_lung", "left_lung"):
+        sl = organ_slices()[organ]
+        for frac in (0.25, 0.5, 0.75):
+            node = sl.start + int(frac * (sl.stop - sl.start))
+            cx, cy = clean.landmarks[node]
+            half = OCCLUSION // 2
+            x0, y0 = int(round(cx)) - half, int(round(cy)) - half
+            occluded = gray.copy()
+            occluded[max(0, y0):max(0, y0 + OCCLUSION), max(0, x0):max(0, x0 + OCCLUSION)] = 0
+            hit = [i for i in lungs if x0 <= clean.landmarks[i, 0] < x0 + OCCLUSION and y0 <= clean.landmarks[i, 1] < y0 + OCCLUSION]
+            occ = seg.predict(occluded, samples=SAMPLES)
+            rows.append({"organ": organ, "node": node, "nodes_inside": len(hit),
+                         "ratio": float(occ.node_uncertainty[hit].mean() / clean.node_uncertainty[hit].mean())})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model")
+    p.add_argument("--data", type=Path, default=DATA)
+    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    args = p.parse_args(argv)
+    seg = chexmask_rt.load(args.model)
+    report = {"model": seg.model_id, "noise_levels": NOISE_LEVELS, "images": {}}
+    for i, path in enumerate(sorted((args.data / "images").iterdir())):
+        gray, _ = to_gray(read_image(path))
+        curve = noise_curve(seg, gray, seed=i)
+        occ = occlusion_ratios(seg, gray)
+        report["images"][path.name] = {"mean_node_std_by_noise": curve, "spearman": spearman(np.array(NOISE_LEVELS), np.array(curve)),
+                                       "occlusion": occ, "occlusion_ratio_median": float(np.median([o["ratio"] for o in occ]))}
+        print(f"{path.name}: spearman {report['images'][path.name]['spearman']:.3f}, "
+              f"occlusion ratio median {report['images'][path.name]['occlusion_ratio_median']:.2f} "
+              f"(min {min(o['ratio'] for o in occ):.2f})")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "uncertainty_behaviour.json").write_text(json.dumps(report, indent=1))
+    _plot(report, args.out / "uncertainty_behaviour.png")
+
+
+def _plot(report: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    names = list(report["images"])
+    for name in names:
+        v = report["images"][name]
+        left.plot(NOISE_LEVELS, v["mean_node_std_by_noise"], marker="o", label=f"{name[:22]} (rho {v['spearman']:.2f})")
+    left.set(xlabel="additive Gaussian noise sigma (0-255 scale)", ylabel="mean node std (px)",
+             title="Uncertainty vs noise")
+    left.legend(fontsize=7)
+    ratios = [[o["ratio"] for o in report["images"][n]["occlusion"]] for n in names]
+    right.boxplot(ratios, showmeans=True)
+    right.set_xticks(range(1, len(names) + 1), [n[:14] for n in names], rotation=20, fontsize=7)
+    right.axhline(1.5, color="red", lw=1, ls="--", label="target 1.5x")
+    right.axhline(1.0, color="gray", lw=0.8)
+    right.set(ylabel="node uncertainty inside / without occlusion",
+              title=f"{OCCLUSION}x{OCCLUSION} black occlusion on a lung landmark")
+    right.legend(fontsize=7)
+    fig.suptitle(report["model"], fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()

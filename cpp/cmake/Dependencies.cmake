@@ -1,0 +1,53 @@
+# OpenCV (core, imgproc; imgcodecs for the example) and the ONNX Runtime headers.
+
+# --- OpenCV: its CMake package where there is one (JetPack, source builds), else
+# the bare Debian -dev packages, which ship headers and .so but no CMake/pkg-config files.
+set(_cv_components core imgproc)
+if(CHEXMASK_RT_BUILD_EXAMPLES)
+  list(APPEND _cv_components imgcodecs)
+endif()
+find_package(OpenCV QUIET COMPONENTS ${_cv_components})
+foreach(_c IN LISTS _cv_components)
+  if(TARGET OpenCV::${_c})
+    continue()
+  endif()
+  if(OpenCV_FOUND)
+    add_library(OpenCV::${_c} INTERFACE IMPORTED)
+    target_include_directories(OpenCV::${_c} INTERFACE ${OpenCV_INCLUDE_DIRS})
+    target_link_libraries(OpenCV::${_c} INTERFACE opencv_${_c})
+    continue()
+  endif()
+  find_path(OPENCV_INCLUDE_DIR opencv2/core.hpp PATH_SUFFIXES opencv4)
+  find_library(OPENCV_${_c}_LIBRARY NAMES opencv_${_c})
+  if(NOT OPENCV_INCLUDE_DIR OR NOT OPENCV_${_c}_LIBRARY)
+    message(FATAL_ERROR "OpenCV ${_c} not found: install libopencv-${_c}-dev (Debian/Ubuntu) "
+                        "or point OpenCV_DIR at an OpenCV build")
+  endif()
+  add_library(OpenCV::${_c} UNKNOWN IMPORTED)
+  set_target_properties(OpenCV::${_c} PROPERTIES
+    IMPORTED_LOCATION ${OPENCV_${_c}_LIBRARY}
+    INTERFACE_INCLUDE_DIRECTORIES ${OPENCV_INCLUDE_DIR})
+endforeach()
+
+# --- ONNX Runtime headers only: the library is dlopen'ed at run time.
+if(NOT ONNXRUNTIME_INCLUDE_DIR)
+  find_path(_ort_system_include onnxruntime_cxx_api.h PATH_SUFFIXES onnxruntime onnxruntime/core/session)
+  if(_ort_system_include)
+    set(ONNXRUNTIME_INCLUDE_DIR ${_ort_system_include})
+  else()
+    set(_ort_fetched ${CMAKE_BINARY_DIR}/_deps/onnxruntime-headers)
+    if(NOT EXISTS ${_ort_fetched}/include/onnxruntime_cxx_api.h)
+      message(STATUS "Fetching ONNX Runtime headers (Debian trixie libonnxruntime-dev) into ${_ort_fetched}")
+      execute_process(
+        COMMAND sh ${CMAKE_CURRENT_LIST_DIR}/fetch_onnxruntime_headers.sh ${_ort_fetched}
+        RESULT_VARIABLE _ort_rc)
+      if(NOT _ort_rc EQUAL 0)
+        message(FATAL_ERROR "Could not fetch the ONNX Runtime headers; pass -DONNXRUNTIME_INCLUDE_DIR=<dir with onnxruntime_cxx_api.h>")
+      endif()
+    endif()
+    set(ONNXRUNTIME_INCLUDE_DIR ${_ort_fetched}/include)
+  endif()
+endif()
+message(STATUS "ONNX Runtime headers: ${ONNXRUNTIME_INCLUDE_DIR}")
+add_library(onnxruntime::headers INTERFACE IMPORTED)
+target_include_directories(onnxruntime::headers INTERFACE ${ONNXRUNTIME_INCLUDE_DIR})

@@ -1,0 +1,175 @@
+// chexmask-rt-cpp: the template a device integrator copies.
+//
+//   chexmask-rt-cpp --model M [--samples K] [--seed S] [--threads T] [--onnxruntime LIB] IMAGE...
+//
+// Reads PNG/JPEG/TIFF/BMP with OpenCV and prints, per image, the JSON object of
+// `chexmask-rt predict --json -` (a list for several images).
+// Exit codes as the Python CLI: 0 ok, 2 usage, 3 input error, 4 model error.
+#include <chexmask_rt/chexmask_rt.hpp>
+
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include <charconv>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace {
+
+constexpr int kExitUsage = 2, kExitInput = 3, kExitModel = 4;
+
+struct Args {
+    std::string model;
+    std::string onnxruntime;
+    int samples = 50;
+    std::uint64_t seed = 0;
+    int threads = 0;
+    std::vector<std::string> images;
+};
+
+[[noreturn]] void usage(const std::string& problem) {
+    std::cerr << "usage: chexmask-rt-cpp --model M [--samples K] [--seed S] [--threads T] [--onnxruntime LIB] IMAGE...\n";
+    if (!problem.empty()) std::cerr << "chexmask-rt-cpp: error: " << problem << "\n";
+    std::exit(kExitUsage);
+}
+
+template <typename T>
+T parse_number(const std::string& text, const std::string& flag) {
+    T value{};
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc() || end != text.data() + text.size()) usage(flag + " needs an integer, got '" + text + "'");
+    return value;
+}
+
+Args parse_args(int argc, char** argv) {
+    Args args;
+    for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        auto value = [&]() -> std::string {
+            if (i + 1 >= argc) usage(a + " needs a value");
+            return argv[++i];
+        };
+        if (a == "--model") args.model = value();
+        else if (a == "--samples") args.samples = parse_number<int>(value(), a);
+        else if (a == "--seed") args.seed = parse_number<std::uint64_t>(value(), a);
+        else if (a == "--threads") args.threads = parse_number<int>(value(), a);
+        else if (a == "--onnxruntime") args.onnxruntime = value();
+        else if (a == "-h" || a == "--help") usage("");
+        else if (a.size() > 1 && a[0] == '-') usage("unknown option " + a);
+        else args.images.push_back(a);
+    }
+    if (args.model.empty()) usage("--model is required");
+    if (args.images.empty()) usage("no images given");
+    return args;
+}
+
+/// The decoded gray image the engine reads; colour is converted as the Python reader does.
+cv::Mat read_gray(const std::string& path) {
+    cv::Mat image = cv::imread(path, cv::IMREAD_UNCHANGED);
+    if (image.empty()) throw chexmask_rt::InputError(path + ": not a readable image (missing, corrupt or unsupported)");
+    if (image.channels() == 3) cv::cvtColor(image, image, cv::COLOR_BGR2GRAY);
+    else if (image.channels() == 4) cv::cvtColor(image, image, cv::COLOR_BGRA2GRAY);
+    else if (image.channels() != 1) throw chexmask_rt::InputError(path + ": unsupported channel count");
+    return image;
+}
+
+chexmask_rt::ImageView view_of(const cv::Mat& gray, const std::string& path) {
+    int bit_depth = 0;
+    switch (gray.depth()) {
+        case CV_8U: bit_depth = 8; break;
+        case CV_16U: bit_depth = 16; break;
+        case CV_32F: bit_depth = 32; break;
+        default: throw chexmask_rt::InputError(path + ": unsupported pixel type; use 8/16-bit or float images");
+    }
+    chexmask_rt::ImageView v;
+    v.data = gray.data;
+    v.width = gray.cols;
+    v.height = gray.rows;
+    v.stride = gray.step;
+    v.bit_depth = bit_depth;
+    v.size_bytes = gray.step * static_cast<std::size_t>(gray.rows);
+    return v;
+}
+
+// JSON output: shortest round-trip decimal for every double, like Python's json module.
+std::string number(double v) {
+    char buf[32];
+    const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+    return ec == std::errc() ? std::string(buf, end) : std::string("NaN");
+}
+
+std::string quoted(const std::string& s) {
+    std::string out = "\"";
+    for (unsigned char c : s) {
+        if (c == '"' || c == '\\') out += '\\', out += static_cast<char>(c);
+        else if (c < 0x20) {
+            char esc[8];
+            std::snprintf(esc, sizeof esc, "\\u%04x", c);
+            out += esc;
+        } else out += static_cast<char>(c);
+    }
+    return out + "\"";
+}
+
+std::string points(const std::vector<chexmask_rt::Point>& ps) {
+    std::string out = "[";
+    for (std::size_t i = 0; i < ps.size(); ++i) out += (i ? ", [" : "[") + number(ps[i].x) + ", " + number(ps[i].y) + "]";
+    return out + "]";
+}
+
+std::string values(const std::vector<double>& vs) {
+    std::string out = "[";
+    for (std::size_t i = 0; i < vs.size(); ++i) out += (i ? ", " : "") + number(vs[i]);
+    return out + "]";
+}
+
+std::string to_json(const chexmask_rt::Result& r, const std::string& image, const std::string& model_id) {
+    std::ostringstream o;
+    o << "{\n \"image\": " << quoted(image) << ",\n \"height\": " << r.height << ",\n \"width\": " << r.width
+      << ",\n \"samples\": " << r.samples << ",\n \"seed\": " << r.seed << ",\n \"model\": " << quoted(model_id)
+      << ",\n \"landmarks\": " << points(r.landmarks) << ",\n \"landmarks_std\": " << points(r.landmarks_std)
+      << ",\n \"landmarks_mu\": " << points(r.landmarks_mu) << ",\n \"latent_mu\": " << values(r.latent_mu)
+      << ",\n \"latent_sigma\": " << values(r.latent_sigma) << ",\n \"node_uncertainty\": " << values(r.node_uncertainty)
+      << ",\n \"scores\": {\"mean_node_std\": " << number(r.mean_node_std)
+      << ", \"mean_latent_sigma\": " << number(r.mean_latent_sigma) << "}\n}";
+    return o.str();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const Args args = parse_args(argc, argv);
+    try {
+        chexmask_rt::EngineOptions options;
+        options.onnxruntime_library = args.onnxruntime;
+        options.intra_op_threads = args.threads;
+        const chexmask_rt::Engine engine(args.model, options);
+        std::vector<std::string> objects;
+        for (const std::string& path : args.images) {
+            const cv::Mat gray = read_gray(path);  // owns the pixels the view points at
+            const chexmask_rt::Result r = engine.predict(view_of(gray, path), args.samples, args.seed);
+            objects.push_back(to_json(r, path, engine.info().id()));
+        }
+        if (objects.size() == 1) {
+            std::cout << objects[0] << "\n";
+        } else {
+            std::cout << "[\n";
+            for (std::size_t i = 0; i < objects.size(); ++i) std::cout << objects[i] << (i + 1 < objects.size() ? ",\n" : "\n");
+            std::cout << "]\n";
+        }
+        return 0;
+    } catch (const chexmask_rt::ModelError& e) {
+        std::cerr << "chexmask-rt-cpp: error: " << e.what() << "\n";
+        return kExitModel;
+    } catch (const chexmask_rt::Error& e) {
+        std::cerr << "chexmask-rt-cpp: error: " << e.what() << "\n";
+        return kExitInput;
+    } catch (const cv::Exception& e) {
+        std::cerr << "chexmask-rt-cpp: error: " << e.what() << "\n";
+        return kExitInput;
+    }
+}

@@ -1,0 +1,134 @@
+// chexmask-rt native core: HybridGNet chest X-ray landmarks with uncertainty.
+//
+//   chexmask_rt::Engine engine("model.onnx", {/*onnxruntime_library=*/"/path/libonnxruntime.so.1"});
+//   chexmask_rt::ImageView img{pixels, width, height, stride_bytes, /*bit_depth=*/8};
+//   chexmask_rt::Result r = engine.predict(img, /*samples=*/50, /*seed=*/0);
+//   r.landmarks[i].x, r.landmarks_std[i].y, r.mean_node_std ...
+//
+// Numbers match the Python package (`chexmask_rt.load(...).predict`) for the
+// same engine, image, samples and seed. Every failure is a chexmask_rt::Error:
+// InputError for a bad image or argument, ModelError for an engine file or a
+// runtime library that cannot be used. An Engine is safe to share between threads.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace chexmask_rt {
+
+/// Base of every error this library throws.
+class Error : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+/// An image or an argument that cannot be segmented; the message says why.
+class InputError : public Error {
+public:
+    using Error::Error;
+};
+
+/// An engine file, or the runtime library that runs it, that cannot be used.
+class ModelError : public Error {
+public:
+    using Error::Error;
+};
+
+constexpr int kMinSide = 32;         ///< smaller images are refused (as in Python)
+constexpr int kMaxSide = 65536;      ///< larger images are refused
+constexpr int kMaxSamples = 10000;   ///< upper bound of `samples` (as in Python)
+
+/// A grayscale image in caller-owned memory; it is read, never copied whole.
+struct ImageView {
+    const void* data = nullptr;   ///< first pixel of the first row
+    int width = 0;
+    int height = 0;
+    std::size_t stride = 0;       ///< bytes from one row to the next (>= width * bytes per pixel)
+    /// 8: uint8 pixels (full scale 255). 9..16: uint16 pixels with that many
+    /// significant bits (full scale 2^bit_depth - 1). 32: float32 already in [0, 1].
+    int bit_depth = 8;
+    /// Size of the buffer behind `data` in bytes, checked when non-zero; pass it if you know it.
+    std::size_t size_bytes = 0;
+};
+
+/// What an engine file says about itself (ONNX metadata `chexmask_rt.*`).
+struct ModelInfo {
+    int format_version = 0;
+    int inputsize = 0;            ///< S: the engine's square input side
+    int latents = 0;              ///< width of the latent noise eps
+    bool skip = false;
+    bool trained = true;
+    std::string checkpoint_sha256;
+    std::string model_name;
+    std::string model_version;
+    std::string description;
+    std::map<std::string, std::string> metadata;  ///< every custom metadata entry of the file, as stored
+    /// "<model_name>:<model_version>", as written in results.
+    std::string id() const { return model_name + ":" + model_version; }
+};
+
+struct Point {
+    double x = 0.0;
+    double y = 0.0;
+};
+
+/// The answer for one image, in the original image's pixels.
+struct Result {
+    std::vector<Point> landmarks;       ///< mean over the latent samples (120)
+    std::vector<Point> landmarks_std;   ///< per-coordinate std over the samples, ddof 0 (120)
+    std::vector<Point> landmarks_mu;    ///< decode at z = mu (120)
+    std::vector<double> latent_mu;      ///< encoder mean (latents)
+    std::vector<double> latent_sigma;   ///< encoder sigma (latents)
+    std::vector<double> node_uncertainty;  ///< (std_x + std_y) / 2 per landmark (120)
+    double mean_node_std = 0.0;         ///< mean of node_uncertainty: the image's uncertainty score
+    double mean_latent_sigma = 0.0;     ///< mean of latent_sigma
+    int height = 0;
+    int width = 0;
+    int samples = 0;
+    std::uint64_t seed = 0;
+};
+
+struct EngineOptions {
+    /// Path of libonnxruntime.so.1.*; empty: $CHEXMASK_RT_ONNXRUNTIME_LIBRARY, else
+    /// "libonnxruntime.so.1" from the dynamic loader's search path. The first Engine
+    /// created in a process fixes the library for the whole process.
+    std::string onnxruntime_library;
+    /// Intra-op threads of the engine; 0: one per physical core.
+    int intra_op_threads = 0;
+};
+
+/// A loaded engine. Thread-safe: predict() may run concurrently on one Engine.
+class Engine {
+public:
+    /// Opens an ONNX file written by `chexmask-rt export`; throws ModelError if it is not one.
+    explicit Engine(const std::string& model_path, const EngineOptions& options = {});
+    ~Engine();
+    Engine(Engine&&) noexcept;
+    Engine& operator=(Engine&&) noexcept;
+    Engine(const Engine&) = delete;
+    Engine& operator=(const Engine&) = delete;
+
+    const ModelInfo& info() const;
+
+    /// Segments one image with `samples` latent draws of noise fixed by `seed`.
+    Result predict(const ImageView& image, int samples, std::uint64_t seed) const;
+
+    /// Segments several images in one engine call; they share one eps.
+    std::vector<Result> predict_batch(const std::vector<ImageView>& images, int samples,
+                                      std::uint64_t seed) const;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+/// The latent noise eps, row-major [samples, latents], float32: SplitMix64 +
+/// Box-Muller, bit-identical to Python's chexmask_rt.sampling.latent_noise.
+std::vector<float> latent_noise(int samples, int latents, std::uint64_t seed);
+
+}  // namespace chexmask_rt

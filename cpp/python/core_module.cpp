@@ -1,0 +1,217 @@
+// chexmask_rt._core: the native core for Python. numpy arrays are read in place
+// (no copy unless their layout needs one) and the GIL is released for the whole
+// preprocess + engine run + postprocess, so one Engine serves many Python threads.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <chexmask_rt/chexmask_rt.hpp>
+
+#include "internal.hpp"
+
+#include <optional>
+
+namespace py = pybind11;
+using namespace chexmask_rt;
+
+namespace {
+
+static_assert(sizeof(Point) == 2 * sizeof(double), "Point must be two packed doubles");
+
+// The Python classes from chexmask_rt.errors, kept for the module's lifetime.
+PyObject* g_input_error = nullptr;
+PyObject* g_model_error = nullptr;
+PyObject* g_base_error = nullptr;
+
+void register_errors() {
+    py::module_ errors = py::module_::import("chexmask_rt.errors");
+    g_input_error = py::object(errors.attr("InputError")).release().ptr();
+    g_model_error = py::object(errors.attr("ModelError")).release().ptr();
+    g_base_error = py::object(errors.attr("ChexmaskError")).release().ptr();
+    py::register_exception_translator([](std::exception_ptr p) {
+        try {
+            if (p) std::rethrow_exception(p);
+        } catch (const InputError& e) {
+            PyErr_SetString(g_input_error, e.what());
+        } catch (const ModelError& e) {
+            PyErr_SetString(g_model_error, e.what());
+        } catch (const Error& e) {
+            PyErr_SetString(g_base_error, e.what());
+        }
+    });
+}
+
+int bit_depth_for(const py::dtype& dtype, std::optional<int> bit_depth) {
+    if (dtype.is(py::dtype::of<std::uint8_t>())) return 8;
+    if (dtype.is(py::dtype::of<std::uint16_t>())) {
+        const int bits = bit_depth.value_or(16);
+        if (bits < 9 || bits > 16) {
+            throw InputError("image: bit_depth must be in 9..16 for uint16 images, got " + std::to_string(bits));
+        }
+        return bits;
+    }
+    if (dtype.is(py::dtype::of<float>())) return 32;
+    throw InputError("image: unsupported pixel type " + std::string(py::str(dtype)) +
+                     "; the native core takes uint8, uint16 or float32 in [0, 1]");
+}
+
+/// A numpy image and the view the core reads; `array` keeps the pixels alive without the GIL.
+struct HeldImage {
+    py::array array;
+    ImageView view;
+};
+
+bool rows_of_packed_pixels(const py::array& a) {
+    const auto item = static_cast<py::ssize_t>(a.itemsize());
+    return a.strides(1) == item && a.strides(0) >= a.shape(1) * item;
+}
+
+HeldImage hold(const py::handle& obj, std::optional<int> bit_depth) {
+    if (!py::isinstance<py::array>(obj)) {
+        throw InputError("image: expected a numpy array, got " + std::string(py::str(py::type::handle_of(obj).attr("__name__"))));
+    }
+    py::array a = py::reinterpret_borrow<py::array>(obj);
+    if (a.ndim() == 3 && a.shape(2) == 1) a = a[py::make_tuple(py::ellipsis(), 0)];
+    if (a.ndim() != 2) {
+        throw InputError("image: expected a gray [H, W] array, got " + std::to_string(a.ndim()) + " dimensions");
+    }
+    const int depth = bit_depth_for(a.dtype(), bit_depth);
+    // Negative or gapped column strides: one compact copy, the only case that copies.
+    if (!rows_of_packed_pixels(a)) a = py::array::ensure(a, py::array::c_style);
+    ImageView v;
+    v.data = a.data();
+    v.height = a.shape(0) > kMaxSide ? kMaxSide + 1 : static_cast<int>(a.shape(0));
+    v.width = a.shape(1) > kMaxSide ? kMaxSide + 1 : static_cast<int>(a.shape(1));
+    v.stride = static_cast<std::size_t>(a.strides(0));
+    v.bit_depth = depth;
+    v.size_bytes = a.shape(0) == 0 ? 0 : static_cast<std::size_t>((a.shape(0) - 1) * a.strides(0) + a.shape(1) * a.itemsize());
+    return {a, v};
+}
+
+std::uint64_t seed_from(const py::object& seed) {
+    if (!py::isinstance<py::int_>(seed) || py::isinstance<py::bool_>(seed)) {
+        throw InputError("seed must be an integer in [0, 2**64), got " + std::string(py::repr(seed)));
+    }
+    const unsigned long long value = PyLong_AsUnsignedLongLong(seed.ptr());
+    if (PyErr_Occurred()) {
+        PyErr_Clear();
+        throw InputError("seed must be an integer in [0, 2**64), got " + std::string(py::repr(seed)));
+    }
+    return value;
+}
+
+py::array_t<double> points_array(const std::vector<Point>& points) {
+    py::array_t<double> out({static_cast<py::ssize_t>(points.size()), py::ssize_t{2}});
+    std::copy_n(reinterpret_cast<const double*>(points.data()), points.size() * 2, out.mutable_data());
+    return out;
+}
+
+py::array_t<double> values_array(const std::vector<double>& values) {
+    return py::array_t<double>(static_cast<py::ssize_t>(values.size()), values.data());
+}
+
+std::vector<Result> predict_many(const Engine& engine, const py::list& images, int samples, const py::object& seed,
+                                 std::optional<int> bit_depth) {
+    std::vector<HeldImage> held;
+    std::vector<ImageView> views;
+    for (const py::handle& image : images) {
+        held.push_back(hold(image, bit_depth));
+        views.push_back(held.back().view);
+    }
+    const std::uint64_t s = seed_from(seed);
+    py::gil_scoped_release release;
+    return engine.predict_batch(views, samples, s);
+}
+
+void bind_info(py::module_& m) {
+    py::class_<ModelInfo>(m, "ModelInfo", "What an engine file says about itself")
+        .def_readonly("format_version", &ModelInfo::format_version)
+        .def_readonly("inputsize", &ModelInfo::inputsize)
+        .def_readonly("latents", &ModelInfo::latents)
+        .def_readonly("skip", &ModelInfo::skip)
+        .def_readonly("trained", &ModelInfo::trained)
+        .def_readonly("checkpoint_sha256", &ModelInfo::checkpoint_sha256)
+        .def_readonly("model_name", &ModelInfo::model_name)
+        .def_readonly("model_version", &ModelInfo::model_version)
+        .def_readonly("description", &ModelInfo::description)
+        .def_readonly("metadata", &ModelInfo::metadata);
+}
+
+void bind_result(py::module_& m) {
+    py::class_<Result>(m, "Result", "One image's landmarks and uncertainty, in original pixels")
+        .def_property_readonly("landmarks", [](const Result& r) { return points_array(r.landmarks); })
+        .def_property_readonly("landmarks_std", [](const Result& r) { return points_array(r.landmarks_std); })
+        .def_property_readonly("landmarks_mu", [](const Result& r) { return points_array(r.landmarks_mu); })
+        .def_property_readonly("latent_mu", [](const Result& r) { return values_array(r.latent_mu); })
+        .def_property_readonly("latent_sigma", [](const Result& r) { return values_array(r.latent_sigma); })
+        .def_property_readonly("node_uncertainty", [](const Result& r) { return values_array(r.node_uncertainty); })
+        .def_readonly("mean_node_std", &Result::mean_node_std)
+        .def_readonly("mean_latent_sigma", &Result::mean_latent_sigma)
+        .def_readonly("height", &Result::height)
+        .def_readonly("width", &Result::width)
+        .def_readonly("samples", &Result::samples)
+        .def_readonly("seed", &Result::seed);
+}
+
+void bind_engine(py::module_& m) {
+    py::class_<Engine>(m, "Engine", "A loaded engine; thread-safe, the GIL is released while it works")
+        .def(py::init([](const std::string& path, const std::string& library, int threads) {
+                 EngineOptions options;
+                 options.onnxruntime_library = library;
+                 options.intra_op_threads = threads;
+                 py::gil_scoped_release release;
+                 return std::make_unique<Engine>(path, options);
+             }),
+             py::arg("model_path"), py::arg("onnxruntime_library") = "", py::arg("intra_op_threads") = 0)
+        .def_property_readonly("info", &Engine::info)
+        .def(
+            "predict",
+            [](const Engine& e, const py::object& image, int samples, const py::object& seed,
+               std::optional<int> bit_depth) {
+                py::list one;
+                one.append(image);
+                return predict_many(e, one, samples, seed, bit_depth).front();
+            },
+            py::arg("image"), py::arg("samples"), py::arg("seed") = 0, py::arg("bit_depth") = py::none())
+        .def("predict_batch", &predict_many, py::arg("images"), py::arg("samples"), py::arg("seed") = 0,
+             py::arg("bit_depth") = py::none());
+}
+
+py::tuple preprocess(const py::object& image, int size, std::optional<int> bit_depth) {
+    if (size < 32 || size > 4096) throw InputError("size must be in 32..4096");
+    HeldImage held = hold(image, bit_depth);
+    py::array_t<float> out({size, size});
+    float* dst = out.mutable_data();
+    detail::Letterbox frame;
+    {
+        py::gil_scoped_release release;
+        frame = detail::preprocess_into(held.view, size, dst);
+    }
+    return py::make_tuple(out, frame.side(), frame.pad_left(), frame.pad_top());
+}
+
+py::array_t<float> latent_noise_array(int samples, int latents, const py::object& seed) {
+    std::vector<float> eps = latent_noise(samples, latents, seed_from(seed));
+    py::array_t<float> out({samples, latents});
+    std::copy(eps.begin(), eps.end(), out.mutable_data());
+    return out;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "chexmask-rt native core (C++ preprocessing, ONNX Runtime engine call, postprocessing)";
+    register_errors();
+    bind_info(m);
+    bind_result(m);
+    bind_engine(m);
+    m.def("latent_noise", &latent_noise_array, py::arg("samples"), py::arg("latents"), py::arg("seed") = 0,
+          "eps float32 [samples, latents], identical to chexmask_rt.sampling.latent_noise");
+    m.def("preprocess", &preprocess, py::arg("image"), py::arg("size"), py::arg("bit_depth") = py::none(),
+          "(float32 [size, size] engine input, side, pad_left, pad_top), as chexmask_rt.preprocess");
+    m.def("onnxruntime_library", &detail::loaded_onnxruntime_library,
+          "Path of the ONNX Runtime library this process loaded ('' before the first Engine)");
+    m.attr("MIN_SIDE") = kMinSide;
+    m.attr("MAX_SIDE") = kMaxSide;
+    m.attr("MAX_SAMPLES") = kMaxSamples;
+}

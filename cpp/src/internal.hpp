@@ -1,0 +1,64 @@
+// Internals shared by the library, the pybind module and the C++ tests; not installed.
+#pragma once
+
+#include <chexmask_rt/chexmask_rt.hpp>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace chexmask_rt::detail {
+
+/// Geometry of the centred zero-pad to a square of side max(h, w) (Python: frames.Letterbox).
+struct Letterbox {
+    int height = 0;
+    int width = 0;
+    int side() const { return height > width ? height : width; }
+    int pad_left() const { return (side() - width) / 2; }
+    int pad_top() const { return (side() - height) / 2; }
+};
+
+/// Throws InputError unless `image` can be read safely and segmented.
+void validate_image(const ImageView& image);
+
+/// Validates `image`, letterboxes it to size x size and writes the scaled
+/// float32 pixels to `out` (size * size values): the engine's input for one image.
+Letterbox preprocess_into(const ImageView& image, int size, float* out);
+
+/// Raw engine outputs for a batch, normalised to [0, 1] of the square.
+struct EngineOutputs {
+    int batch = 0;
+    int nodes = 0;
+    int latents = 0;
+    std::vector<float> landmarks_mean;  // [batch, nodes, 2]
+    std::vector<float> landmarks_std;   // [batch, nodes, 2]
+    std::vector<float> landmarks_mu;    // [batch, nodes, 2]
+    std::vector<float> latent_mu;       // [batch, latents]
+    std::vector<float> latent_sigma;    // [batch, latents]
+};
+
+/// Image `index` of a batch back to original pixels, with its uncertainty scores.
+Result postprocess(const EngineOutputs& out, int index, const Letterbox& frame, int samples, std::uint64_t seed);
+
+/// Parses and validates the `chexmask_rt.*` metadata (Python: metadata.ModelInfo.from_metadata).
+ModelInfo parse_model_info(const std::map<std::string, std::string>& props, const std::string& source);
+
+/// Something that runs an engine: images float32 [batch, 1, S, S] + eps float32 [samples, latents].
+class Backend {
+public:
+    virtual ~Backend() = default;
+    virtual const ModelInfo& info() const = 0;
+    virtual EngineOutputs run(const float* images, int batch, const float* eps, int samples) const = 0;
+};
+
+std::unique_ptr<Backend> open_onnxruntime(const std::string& model_path, const EngineOptions& options);
+#ifdef CHEXMASK_RT_WITH_TENSORRT
+std::unique_ptr<Backend> open_tensorrt(const std::string& engine_path, const EngineOptions& options);
+#endif
+
+/// The ONNX Runtime library this process uses ("" before the first Engine).
+std::string loaded_onnxruntime_library();
+
+}  // namespace chexmask_rt::detail

@@ -1,0 +1,221 @@
+// ONNX Runtime backend through its C++ API. The library is dlopen'ed at run time
+// (ORT_API_MANUAL_INIT), so this code builds against the Debian headers and runs
+// with any libonnxruntime of the same or a newer API version, e.g. the one inside
+// the onnxruntime Python wheel.
+#define ORT_API_MANUAL_INIT
+#include <onnxruntime_cxx_api.h>
+
+#include "internal.hpp"
+
+#include <dlfcn.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdlib>
+#include <mutex>
+#include <sstream>
+
+namespace chexmask_rt::detail {
+namespace {
+
+constexpr std::array<const char*, 2> kInputs = {"image", "eps"};
+constexpr std::array<const char*, 5> kOutputs = {"landmarks_mean", "landmarks_std", "landmarks_mu", "latent_mu",
+                                                 "latent_sigma"};
+
+/// The process-wide ONNX Runtime: one library, one Ort::Env, loaded once and never unloaded
+/// (sessions may outlive any single Engine, and unloading ORT at exit is known to crash).
+struct OrtRuntime {
+    std::string library;
+    Ort::Env* env = nullptr;
+};
+
+std::mutex g_runtime_mutex;
+OrtRuntime g_runtime;
+
+std::string default_library() {
+    if (const char* env = std::getenv("CHEXMASK_RT_ONNXRUNTIME_LIBRARY"); env != nullptr && *env != '\0') return env;
+    return "libonnxruntime.so.1";
+}
+
+const OrtApi* load_api(const std::string& library) {
+    void* handle = dlopen(library.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (handle == nullptr) {
+        const char* why = dlerror();
+        throw ModelError("cannot load the ONNX Runtime library '" + library + "' (" + (why ? why : "unknown error") +
+                         "); install the onnxruntime Python package or pass its path "
+                         "(EngineOptions::onnxruntime_library / $CHEXMASK_RT_ONNXRUNTIME_LIBRARY)");
+    }
+    using GetApiBase = const OrtApiBase* (*)();
+    auto get_api_base = reinterpret_cast<GetApiBase>(dlsym(handle, "OrtGetApiBase"));
+    if (get_api_base == nullptr) throw ModelError("'" + library + "' is not an ONNX Runtime library (no OrtGetApiBase)");
+    const OrtApiBase* base = get_api_base();
+    const OrtApi* api = base->GetApi(ORT_API_VERSION);
+    if (api == nullptr) {
+        throw ModelError("ONNX Runtime " + std::string(base->GetVersionString()) + " at '" + library +
+                         "' is older than the API version " + std::to_string(ORT_API_VERSION) +
+                         " this build needs (onnxruntime >= 1." + std::to_string(ORT_API_VERSION) + ")");
+    }
+    return api;
+}
+
+Ort::Env& runtime_env(const std::string& requested) {
+    std::lock_guard<std::mutex> lock(g_runtime_mutex);
+    const std::string library = requested.empty() ? default_library() : requested;
+    if (g_runtime.env != nullptr) {
+        if (!requested.empty() && requested != g_runtime.library) {
+            throw ModelError("ONNX Runtime is already loaded from '" + g_runtime.library +
+                             "' in this process; cannot switch to '" + requested + "'");
+        }
+        return *g_runtime.env;
+    }
+    Ort::InitApi(load_api(library));
+    g_runtime.env = new Ort::Env(ORT_LOGGING_LEVEL_ERROR, "chexmask_rt");
+    g_runtime.library = library;
+    return *g_runtime.env;
+}
+
+std::string first_line(const char* text) {
+    std::string s = text ? text : "";
+    const auto nl = s.find('\n');
+    return nl == std::string::npos ? s : s.substr(0, nl);
+}
+
+std::size_t element_count(const std::vector<std::int64_t>& shape) {
+    std::size_t n = 1;
+    for (std::int64_t d : shape) n *= static_cast<std::size_t>(d);
+    return n;
+}
+
+class OnnxRuntimeBackend final : public Backend {
+public:
+    OnnxRuntimeBackend(const std::string& path, const EngineOptions& options) : path_(path) {
+        struct stat st {};
+        if (stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) throw ModelError(path + ": model file not found");
+        Ort::Env& env = runtime_env(options.onnxruntime_library);
+        try {
+            session_ = std::make_unique<Ort::Session>(env, path.c_str(), session_options(options));
+        } catch (const Ort::Exception& e) {
+            throw ModelError(path + ": not a loadable ONNX model (" + first_line(e.what()) + ")");
+        }
+        info_ = parse_model_info(read_metadata(), path);
+        check_io();
+    }
+
+    const ModelInfo& info() const override { return info_; }
+
+    EngineOutputs run(const float* images, int batch, const float* eps, int samples) const override {
+        const auto memory = Ort::MemoryInfo::CreateCpu(OrtDeviceAllocator, OrtMemTypeCPU);
+        const std::int64_t s = info_.inputsize;
+        const std::array<std::int64_t, 4> image_shape = {batch, 1, s, s};
+        const std::array<std::int64_t, 2> eps_shape = {samples, info_.latents};
+        // ORT only reads inputs; CreateTensor wants a mutable pointer.
+        std::array<Ort::Value, 2> inputs = {
+            Ort::Value::CreateTensor<float>(memory, const_cast<float*>(images), element_count({batch, 1, s, s}),
+                                            image_shape.data(), image_shape.size()),
+            Ort::Value::CreateTensor<float>(memory, const_cast<float*>(eps), element_count({samples, info_.latents}),
+                                            eps_shape.data(), eps_shape.size())};
+        std::vector<Ort::Value> outputs;
+        try {
+            outputs = session_->Run(Ort::RunOptions{nullptr}, kInputs.data(), inputs.data(), inputs.size(),
+                                    kOutputs.data(), kOutputs.size());
+        } catch (const Ort::Exception& e) {
+            throw Error(path_ + ": engine run failed (" + first_line(e.what()) + ")");
+        }
+        return collect(outputs, batch);
+    }
+
+private:
+    static Ort::SessionOptions session_options(const EngineOptions& options) {
+        Ort::SessionOptions so;
+        so.SetIntraOpNumThreads(options.intra_op_threads > 0 ? options.intra_op_threads : 0);  // 0: physical cores
+        so.SetInterOpNumThreads(1);
+        so.SetExecutionMode(ORT_SEQUENTIAL);
+        so.SetGraphOptimizationLevel(GraphOptimizationLevel::ORT_ENABLE_ALL);
+        so.EnableMemPattern();
+        so.SetLogSeverityLevel(3);
+        return so;
+    }
+
+    std::map<std::string, std::string> read_metadata() const {
+        Ort::AllocatorWithDefaultOptions allocator;
+        const Ort::ModelMetadata meta = session_->GetModelMetadata();
+        std::map<std::string, std::string> props;
+        for (const auto& key : meta.GetCustomMetadataMapKeysAllocated(allocator)) {
+            props[key.get()] = meta.LookupCustomMetadataMapAllocated(key.get(), allocator).get();
+        }
+        return props;
+    }
+
+    void check_io() const {
+        Ort::AllocatorWithDefaultOptions allocator;
+        std::vector<std::string> inputs, outputs;
+        for (std::size_t i = 0; i < session_->GetInputCount(); ++i)
+            inputs.emplace_back(session_->GetInputNameAllocated(i, allocator).get());
+        for (std::size_t i = 0; i < session_->GetOutputCount(); ++i)
+            outputs.emplace_back(session_->GetOutputNameAllocated(i, allocator).get());
+        std::string missing;
+        for (const char* name : kOutputs)
+            if (std::find(outputs.begin(), outputs.end(), name) == outputs.end()) missing += std::string(" ") + name;
+        if (inputs != std::vector<std::string>{kInputs[0], kInputs[1]} || !missing.empty()) {
+            throw ModelError(path_ + ": engine inputs/outputs do not match chexmask-rt format " +
+                             std::to_string(info_.format_version) + " (missing outputs:" +
+                             (missing.empty() ? std::string(" none") : missing) + ")");
+        }
+        const Ort::TypeInfo type_info = session_->GetInputTypeInfo(0);  // owns what `image` points into
+        const auto image = type_info.GetTensorTypeAndShapeInfo();
+        const auto shape = image.GetShape();
+        const bool square_ok = shape.size() == 4 && (shape[2] < 0 || shape[2] == info_.inputsize) &&
+                               (shape[3] < 0 || shape[3] == info_.inputsize);
+        if (image.GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || !square_ok) {
+            throw ModelError(path_ + ": input 'image' is not float32 [B, 1, " + std::to_string(info_.inputsize) + ", " +
+                             std::to_string(info_.inputsize) + "] as the metadata says");
+        }
+    }
+
+    static std::vector<float> take(const Ort::Value& value, std::size_t expected, const char* name) {
+        const auto shape_info = value.GetTensorTypeAndShapeInfo();
+        if (shape_info.GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT ||
+            shape_info.GetElementCount() != expected) {
+            throw Error(std::string("engine output '") + name + "' has an unexpected type or shape");
+        }
+        const float* p = value.GetTensorData<float>();
+        return std::vector<float>(p, p + expected);
+    }
+
+    EngineOutputs collect(const std::vector<Ort::Value>& outputs, int batch) const {
+        EngineOutputs out;
+        out.batch = batch;
+        out.latents = info_.latents;
+        const auto mean_shape = outputs[0].GetTensorTypeAndShapeInfo().GetShape();
+        if (mean_shape.size() != 3 || mean_shape[0] != batch || mean_shape[2] != 2 || mean_shape[1] < 1) {
+            throw Error(path_ + ": engine output 'landmarks_mean' is not [B, N, 2]");
+        }
+        out.nodes = static_cast<int>(mean_shape[1]);
+        const std::size_t points = static_cast<std::size_t>(batch) * out.nodes * 2;
+        const std::size_t latent = static_cast<std::size_t>(batch) * out.latents;
+        out.landmarks_mean = take(outputs[0], points, kOutputs[0]);
+        out.landmarks_std = take(outputs[1], points, kOutputs[1]);
+        out.landmarks_mu = take(outputs[2], points, kOutputs[2]);
+        out.latent_mu = take(outputs[3], latent, kOutputs[3]);
+        out.latent_sigma = take(outputs[4], latent, kOutputs[4]);
+        return out;
+    }
+
+    std::string path_;
+    ModelInfo info_;
+    std::unique_ptr<Ort::Session> session_;  // Session::Run is thread safe; per-call state stays local
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> open_onnxruntime(const std::string& model_path, const EngineOptions& options) {
+    return std::make_unique<OnnxRuntimeBackend>(model_path, options);
+}
+
+std::string loaded_onnxruntime_library() {
+    std::lock_guard<std::mutex> lock(g_runtime_mutex);
+    return g_runtime.library;
+}
+
+}  // namespace chexmask_rt::detail

@@ -1,0 +1,137 @@
+// Image -> engine input, numerically identical to runtime/chexmask_rt/preprocess.py:
+// centred zero pad to a square, cv::resize INTER_LINEAR in the input's own depth
+// (OpenCV rounds integer results), then float32 division by the full scale.
+#include "internal.hpp"
+
+#include <opencv2/core.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
+
+namespace chexmask_rt::detail {
+namespace {
+
+std::size_t bytes_per_pixel(int bit_depth) {
+    if (bit_depth == 8) return 1;
+    if (bit_depth >= 9 && bit_depth <= 16) return 2;
+    if (bit_depth == 32) return 4;
+    throw InputError("image: unsupported bit_depth " + std::to_string(bit_depth) +
+                     "; use 8 (uint8), 9..16 (uint16) or 32 (float32 in [0, 1])");
+}
+
+int cv_depth(int bit_depth) {
+    return bit_depth == 8 ? CV_8U : bit_depth == 32 ? CV_32F : CV_16U;
+}
+
+float full_scale(int bit_depth) {
+    if (bit_depth == 32) return 1.0f;
+    return static_cast<float>((1u << bit_depth) - 1u);
+}
+
+std::string size_text(const ImageView& image) {
+    return std::to_string(image.width) + "x" + std::to_string(image.height);
+}
+
+void check_geometry(const ImageView& image) {
+    if (image.width < 1 || image.height < 1 || image.width > kMaxSide || image.height > kMaxSide) {
+        throw InputError("image: dimensions " + size_text(image) + " are outside 1.." + std::to_string(kMaxSide));
+    }
+    if (image.width < kMinSide || image.height < kMinSide) {
+        throw InputError("image: image is " + size_text(image) + " pixels; at least " + std::to_string(kMinSide) +
+                         "x" + std::to_string(kMinSide) + " is needed");
+    }
+}
+
+void check_buffer(const ImageView& image, std::size_t bpp) {
+    if (image.data == nullptr) throw InputError("image: pixel data pointer is null");
+    const std::size_t row_bytes = static_cast<std::size_t>(image.width) * bpp;
+    if (image.stride < row_bytes) {
+        throw InputError("image: stride " + std::to_string(image.stride) + " bytes is smaller than a row (" +
+                         std::to_string(image.width) + " pixels x " + std::to_string(bpp) + " bytes)");
+    }
+    if (image.stride % bpp != 0 || reinterpret_cast<std::uintptr_t>(image.data) % bpp != 0) {
+        throw InputError("image: data pointer and stride must be multiples of the pixel size (" +
+                         std::to_string(bpp) + " bytes)");
+    }
+    const std::size_t rows_before_last = static_cast<std::size_t>(image.height) - 1;
+    if (rows_before_last != 0 && image.stride > (std::numeric_limits<std::size_t>::max() - row_bytes) / rows_before_last) {
+        throw InputError("image: stride " + std::to_string(image.stride) + " is implausibly large");
+    }
+    const std::size_t needed = rows_before_last * image.stride + row_bytes;
+    if (image.size_bytes != 0 && image.size_bytes < needed) {
+        throw InputError("image: buffer holds " + std::to_string(image.size_bytes) + " bytes; a " + size_text(image) +
+                         " image with stride " + std::to_string(image.stride) + " needs " + std::to_string(needed));
+    }
+}
+
+// Float images must already be in [0, 1], as Python's to_gray demands.
+void check_float_values(const cv::Mat& src) {
+    for (int y = 0; y < src.rows; ++y) {
+        const float* row = src.ptr<float>(y);
+        for (int x = 0; x < src.cols; ++x) {
+            const float v = row[x];
+            if (!std::isfinite(v)) throw InputError("image: image contains NaN or infinite values");
+            if (v < 0.0f || v > 1.0f) throw InputError("image: float images must lie in [0, 1]");
+        }
+    }
+}
+
+cv::Mat wrap(const ImageView& image) {
+    // cv::Mat has no const view; the pixels are only ever read.
+    return cv::Mat(image.height, image.width, cv_depth(image.bit_depth), const_cast<void*>(image.data), image.stride);
+}
+
+// Resizing the zero-padded square is what Python does; resizing anything smaller
+// changes OpenCV's border handling, so the pad is materialised unless already square.
+cv::Mat letterbox_resize(const cv::Mat& src, const Letterbox& frame, int size) {
+    cv::Mat resized;
+    if (frame.width == frame.height) {
+        cv::resize(src, resized, cv::Size(size, size), 0.0, 0.0, cv::INTER_LINEAR);
+        return resized;
+    }
+    cv::Mat square;
+    const int pad_right = frame.side() - frame.width - frame.pad_left();
+    const int pad_bottom = frame.side() - frame.height - frame.pad_top();
+    cv::copyMakeBorder(src, square, frame.pad_top(), pad_bottom, frame.pad_left(), pad_right, cv::BORDER_CONSTANT,
+                       cv::Scalar(0));
+    cv::resize(square, resized, cv::Size(size, size), 0.0, 0.0, cv::INTER_LINEAR);
+    return resized;
+}
+
+template <typename T>
+void scale_into(const cv::Mat& resized, float scale, float* out) {
+    const int n = resized.cols;
+    for (int y = 0; y < resized.rows; ++y) {
+        const T* row = resized.ptr<T>(y);
+        float* dst = out + static_cast<std::size_t>(y) * n;
+        for (int x = 0; x < n; ++x) dst[x] = static_cast<float>(row[x]) / scale;
+    }
+}
+
+}  // namespace
+
+void validate_image(const ImageView& image) {
+    const std::size_t bpp = bytes_per_pixel(image.bit_depth);
+    check_geometry(image);
+    check_buffer(image, bpp);
+}
+
+Letterbox preprocess_into(const ImageView& image, int size, float* out) {
+    validate_image(image);
+    const cv::Mat src = wrap(image);
+    if (image.bit_depth == 32) check_float_values(src);
+    const Letterbox frame{image.height, image.width};
+    const cv::Mat resized = letterbox_resize(src, frame, size);
+    const float scale = full_scale(image.bit_depth);
+    switch (resized.depth()) {
+        case CV_8U: scale_into<std::uint8_t>(resized, scale, out); break;
+        case CV_16U: scale_into<std::uint16_t>(resized, scale, out); break;
+        default: resized.copyTo(cv::Mat(size, size, CV_32F, out)); break;
+    }
+    return frame;
+}
+
+}  // namespace chexmask_rt::detail

@@ -1,0 +1,161 @@
+// C++ tests of the native core, meant to run under AddressSanitizer/valgrind too.
+//   chexmask-rt-tests MODEL.onnx LIBONNXRUNTIME [NOT_AN_ENGINE_FILE]
+// Python parity is tested in tests/test_native*.py; this covers memory safety of
+// the bad-input paths and thread safety without Python in the process.
+#include <chexmask_rt/chexmask_rt.hpp>
+
+#include "internal.hpp"
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <thread>
+#include <vector>
+
+namespace {
+
+int g_failures = 0;
+
+#define CHECK(cond)                                                              \
+    do {                                                                         \
+        if (!(cond)) {                                                           \
+            std::cerr << __FILE__ << ":" << __LINE__ << ": FAILED " #cond "\n";  \
+            ++g_failures;                                                        \
+        }                                                                        \
+    } while (0)
+
+template <typename E>
+void expect_throw(const std::function<void()>& f, const char* what, const char* needle) {
+    try {
+        f();
+        std::cerr << "FAILED: no exception for " << what << "\n";
+        ++g_failures;
+    } catch (const E& e) {
+        if (std::strstr(e.what(), needle) == nullptr) {
+            std::cerr << "FAILED: " << what << ": message '" << e.what() << "' lacks '" << needle << "'\n";
+            ++g_failures;
+        }
+    } catch (const std::exception& e) {
+        std::cerr << "FAILED: " << what << ": wrong exception type: " << e.what() << "\n";
+        ++g_failures;
+    }
+}
+
+std::vector<std::uint8_t> gradient(int w, int h, std::size_t stride) {
+    std::vector<std::uint8_t> px(stride * h, 0);
+    for (int y = 0; y < h; ++y)
+        for (int x = 0; x < w; ++x) px[y * stride + x] = static_cast<std::uint8_t>((x * 7 + y * 3) % 256);
+    return px;
+}
+
+chexmask_rt::ImageView view(const std::vector<std::uint8_t>& px, int w, int h, std::size_t stride, int bits = 8) {
+    chexmask_rt::ImageView v;
+    v.data = px.data();
+    v.width = w;
+    v.height = h;
+    v.stride = stride;
+    v.bit_depth = bits;
+    v.size_bytes = px.size();
+    return v;
+}
+
+bool same(const chexmask_rt::Result& a, const chexmask_rt::Result& b) {
+    auto eq = [](const std::vector<chexmask_rt::Point>& p, const std::vector<chexmask_rt::Point>& q) {
+        return p.size() == q.size() && std::memcmp(p.data(), q.data(), p.size() * sizeof(p[0])) == 0;
+    };
+    return eq(a.landmarks, b.landmarks) && eq(a.landmarks_std, b.landmarks_std) && eq(a.landmarks_mu, b.landmarks_mu) &&
+           a.latent_sigma == b.latent_sigma && a.mean_node_std == b.mean_node_std;
+}
+
+void test_noise() {
+    const auto a = chexmask_rt::latent_noise(5, 64, 42);
+    const auto b = chexmask_rt::latent_noise(3, 64, 42);
+    CHECK(a.size() == 5 * 64);
+    CHECK(std::equal(b.begin(), b.end(), a.begin()));  // counter based: a prefix
+    const auto odd = chexmask_rt::latent_noise(1, 3, 7);
+    CHECK(odd.size() == 3 && std::isfinite(odd[2]));
+    expect_throw<chexmask_rt::InputError>([] { chexmask_rt::latent_noise(0, 64, 0); }, "zero samples", "samples");
+}
+
+void test_bad_images() {
+    using chexmask_rt::InputError;
+    std::vector<float> out(256 * 256);
+    const auto px = gradient(64, 64, 64);
+    auto pre = [&](chexmask_rt::ImageView v) { chexmask_rt::detail::preprocess_into(v, 256, out.data()); };
+    auto v = view(px, 64, 64, 64);
+    expect_throw<InputError>([&] { auto b = v; b.data = nullptr; pre(b); }, "null", "null");
+    expect_throw<InputError>([&] { auto b = v; b.width = 0; pre(b); }, "zero width", "outside");
+    expect_throw<InputError>([&] { auto b = v; b.height = 70000; pre(b); }, "huge", "outside");
+    expect_throw<InputError>([&] { auto b = v; b.width = 16; b.stride = 16; pre(b); }, "tiny", "at least 32x32");
+    expect_throw<InputError>([&] { auto b = v; b.stride = 63; pre(b); }, "stride", "stride");
+    expect_throw<InputError>([&] { auto b = v; b.size_bytes = 64 * 63; pre(b); }, "short buffer", "buffer holds");
+    expect_throw<InputError>([&] { auto b = v; b.bit_depth = 12; pre(b); }, "12-bit rows wider than the stride", "smaller than a row");
+    expect_throw<InputError>([&] { auto b = v; b.bit_depth = 7; pre(b); }, "bit depth", "bit_depth");
+    expect_throw<InputError>([&] { auto b = v; b.bit_depth = 24; pre(b); }, "bit depth", "bit_depth");
+    expect_throw<InputError>([&] { auto b = v; b.stride = SIZE_MAX / 2; b.size_bytes = 0; pre(b); }, "stride overflow",
+                             "implausibly");
+    expect_throw<InputError>([&] { auto b = v; b.data = px.data() + 1; b.bit_depth = 16; b.width = 31 + 1; b.size_bytes = 0; pre(b); },
+                             "misaligned 16-bit", "multiples");
+    std::vector<float> nan_image(64 * 64, 0.5f);
+    nan_image[100] = NAN;
+    chexmask_rt::ImageView f{nan_image.data(), 64, 64, 64 * sizeof(float), 32, nan_image.size() * sizeof(float)};
+    expect_throw<InputError>([&] { pre(f); }, "NaN float", "NaN");
+    // A valid image with padding bytes between rows.
+    const auto padded = gradient(40, 50, 48);
+    pre(view(padded, 40, 50, 48));
+    CHECK(out[0] == 0.0f);
+}
+
+void test_engine(const std::string& model, const std::string& library, const std::string& not_engine) {
+    using chexmask_rt::ModelError;
+    chexmask_rt::EngineOptions bad_lib;
+    bad_lib.onnxruntime_library = "/nonexistent/libonnxruntime.so.1";
+    expect_throw<ModelError>([&] { chexmask_rt::Engine(model, bad_lib); }, "missing ORT library", "cannot load the ONNX Runtime");
+
+    chexmask_rt::EngineOptions options;
+    options.onnxruntime_library = library;
+    expect_throw<ModelError>([&] { chexmask_rt::Engine("/nonexistent.onnx", options); }, "missing model", "not found");
+    if (!not_engine.empty()) {
+        expect_throw<ModelError>([&] { chexmask_rt::Engine(not_engine, options); }, "not an engine", "not a");
+    }
+    const chexmask_rt::Engine engine(model, options);
+    CHECK(engine.info().inputsize >= 32);
+    expect_throw<chexmask_rt::InputError>([&] { engine.predict(chexmask_rt::ImageView{}, 5, 0); }, "empty view", "");
+    const auto wide = gradient(120, 80, 128);
+    const auto tall = gradient(70, 90, 70);
+    const auto a = engine.predict(view(wide, 120, 80, 128), 5, 1);
+    CHECK(a.landmarks.size() == a.landmarks_std.size() && !a.landmarks.empty());
+    CHECK(a.height == 80 && a.width == 120 && a.samples == 5 && a.seed == 1);
+    CHECK(static_cast<int>(a.latent_sigma.size()) == engine.info().latents);
+    expect_throw<chexmask_rt::InputError>([&] { engine.predict(view(wide, 120, 80, 128), 0, 1); }, "samples 0", "samples");
+
+    const auto batch = engine.predict_batch({view(wide, 120, 80, 128), view(tall, 70, 90, 70)}, 5, 1);
+    CHECK(batch.size() == 2 && batch[1].width == 70);
+    CHECK(std::fabs(batch[0].landmarks[0].x - a.landmarks[0].x) < 1e-3);
+
+    std::vector<chexmask_rt::Result> sequential;
+    for (int i = 0; i < 5; ++i) sequential.push_back(engine.predict(view(tall, 70, 90, 70), 7, i));
+    std::vector<std::thread> threads;
+    std::vector<int> mismatches(8, 0);
+    for (int t = 0; t < 8; ++t) {
+        threads.emplace_back([&, t] {
+            for (int i = 0; i < 5; ++i) mismatches[t] += !same(engine.predict(view(tall, 70, 90, 70), 7, i), sequential[i]);
+        });
+    }
+    for (auto& th : threads) th.join();
+    for (int m : mismatches) CHECK(m == 0);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    test_noise();
+    test_bad_images();
+    if (argc >= 3) test_engine(argv[1], argv[2], argc >= 4 ? argv[3] : "");
+    else std::cerr << "(engine tests skipped: pass MODEL.onnx LIBONNXRUNTIME)\n";
+    std::cout << (g_failures ? "FAILED " : "OK ") << g_failures << " failures\n";
+    return g_failures ? 1 : 0;
+}

@@ -1,0 +1,87 @@
+"""chexmask-rt native core (C++): preprocessing, ONNX Runtime engine call, postprocessing.
+
+Errors are raised as chexmask_rt.errors.InputError / ModelError (ChexmaskError for
+engine-run failures). Every call releases the GIL while it works; an Engine may be
+shared by many threads.
+"""
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+MIN_SIDE: int
+MAX_SIDE: int
+MAX_SAMPLES: int
+
+class ModelInfo:
+    @property
+    def format_version(self) -> int: ...
+    @property
+    def inputsize(self) -> int: ...
+    @property
+    def latents(self) -> int: ...
+    @property
+    def skip(self) -> bool: ...
+    @property
+    def trained(self) -> bool: ...
+    @property
+    def checkpoint_sha256(self) -> str: ...
+    @property
+    def model_name(self) -> str: ...
+    @property
+    def model_version(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def metadata(self) -> dict[str, str]: ...
+
+class Result:
+    """One image's result in original pixels; array properties return fresh copies."""
+    @property
+    def landmarks(self) -> npt.NDArray[np.float64]: ...         # (N, 2)
+    @property
+    def landmarks_std(self) -> npt.NDArray[np.float64]: ...     # (N, 2)
+    @property
+    def landmarks_mu(self) -> npt.NDArray[np.float64]: ...      # (N, 2)
+    @property
+    def latent_mu(self) -> npt.NDArray[np.float64]: ...         # (latents,)
+    @property
+    def latent_sigma(self) -> npt.NDArray[np.float64]: ...      # (latents,)
+    @property
+    def node_uncertainty(self) -> npt.NDArray[np.float64]: ...  # (N,)
+    @property
+    def mean_node_std(self) -> float: ...
+    @property
+    def mean_latent_sigma(self) -> float: ...
+    @property
+    def height(self) -> int: ...
+    @property
+    def width(self) -> int: ...
+    @property
+    def samples(self) -> int: ...
+    @property
+    def seed(self) -> int: ...
+
+class Engine:
+    def __init__(self, model_path: str, onnxruntime_library: str = "", intra_op_threads: int = 0) -> None:
+        """Open a chexmask-rt ONNX engine. onnxruntime_library: path of libonnxruntime.so.1.* (""
+        -> $CHEXMASK_RT_ONNXRUNTIME_LIBRARY, else the loader's search path); the first Engine fixes
+        it for the process. intra_op_threads 0: one per physical core."""
+    @property
+    def info(self) -> ModelInfo: ...
+    def predict(self, image: npt.NDArray[np.uint8] | npt.NDArray[np.uint16] | npt.NDArray[np.float32],
+                samples: int, seed: int = 0, bit_depth: int | None = None) -> Result:
+        """Gray [H, W] (or [H, W, 1]) uint8, uint16 (bit_depth 9..16, default 16) or float32 in [0, 1]."""
+    def predict_batch(self, images: list[npt.NDArray[np.uint8] | npt.NDArray[np.uint16] | npt.NDArray[np.float32]],
+                      samples: int, seed: int = 0, bit_depth: int | None = None) -> list[Result]:
+        """All images in one engine call, sharing one eps."""
+
+def latent_noise(samples: int, latents: int, seed: int = 0) -> npt.NDArray[np.float32]:
+    """eps [samples, latents], identical to chexmask_rt.sampling.latent_noise."""
+
+def preprocess(image: npt.NDArray[np.uint8] | npt.NDArray[np.uint16] | npt.NDArray[np.float32], size: int,
+               bit_depth: int | None = None) -> tuple[npt.NDArray[np.float32], int, int, int]:
+    """(engine input [size, size], side, pad_left, pad_top), as chexmask_rt.preprocess.preprocess."""
+
+def onnxruntime_library() -> str:
+    """Path of the ONNX Runtime library this process loaded ('' before the first Engine)."""

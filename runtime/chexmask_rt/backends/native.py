@@ -1,0 +1,123 @@
+"""The native backend: preprocessing, the engine call and postprocessing in C++
+(``chexmask_rt._core``), with the GIL released for all three.
+
+Results equal the Python reference path (``backend="python"``) for the same
+engine, image, samples and seed: same preprocessing arithmetic, same eps
+generator, same back-projection.
+"""
+from __future__ import annotations
+
+import glob
+import importlib.util
+import os
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError, ModelError
+from ..image_io import read_image
+from ..metadata import ModelInfo
+from ..model import DEFAULT_BATCH, DEFAULT_SAMPLES, ImageLike, Segmenter, _check_samples
+from ..preprocess import to_gray
+from ..result import Result
+
+try:
+    from .. import _core
+    IMPORT_ERROR: str | None = None
+except ImportError as exc:  # not built, or built against another Python/ABI
+    _core = None
+    IMPORT_ERROR = f"{type(exc).__name__}: {exc}"
+
+
+def core_built() -> bool:
+    """True when a _core extension file sits in the package, loadable or not."""
+    package = Path(__file__).resolve().parent.parent
+    return any(package.glob("_core.*.so")) or any(package.glob("_core.*.pyd"))
+
+
+def available() -> bool:
+    return _core is not None
+
+
+def onnxruntime_library() -> str:
+    """libonnxruntime inside the installed onnxruntime Python package (what the Python path runs too)."""
+    spec = importlib.util.find_spec("onnxruntime")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError("the native backend needs the onnxruntime Python package (pip install onnxruntime)")
+    capi = os.path.join(list(spec.submodule_search_locations)[0], "capi")
+    found = sorted(glob.glob(os.path.join(capi, "libonnxruntime.so.1*")) + glob.glob(os.path.join(capi, "onnxruntime.dll")))
+    if not found:
+        raise ModelError(f"no libonnxruntime.so.1* in {capi}; reinstall onnxruntime")
+    return found[0]
+
+
+class _NativeBackend:
+    """What Segmenter needs of a backend; predictions go through NativeSegmenter.predict_batch."""
+
+    name = "native"
+
+    def __init__(self, engine, info: ModelInfo, path: Path, threads: int | None):
+        self.engine = engine
+        self.info = info
+        self._path, self._threads = path, threads
+        self._raw = None
+        self._lock = threading.Lock()
+
+    def run(self, images: np.ndarray, eps: np.ndarray):
+        """Raw engine outputs for preprocessed input (diagnostics and tests only): the native core takes
+        images, not tensors, so this uses onnxruntime's Python session on the same file, opened on first use."""
+        with self._lock:
+            if self._raw is None:
+                from .onnxruntime import OnnxRuntimeBackend
+                self._raw = OnnxRuntimeBackend(self._path, self._threads)
+        return self._raw.run(images, eps)
+
+
+class NativeSegmenter(Segmenter):
+    """Segmenter whose whole pipeline runs in C++. Thread-safe like Segmenter."""
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None, library: str | None = None):
+        if _core is None:
+            raise ModelError(f"the native core chexmask_rt._core cannot be loaded ({IMPORT_ERROR})")
+        path = Path(path)
+        engine = _core.Engine(str(path), library or onnxruntime_library(), int(threads or 0))
+        info = ModelInfo.from_metadata(dict(engine.info.metadata), str(path))
+        super().__init__(_NativeBackend(engine, info, path, threads), path)
+        self._engine = engine
+
+    def predict_batch(self, images: Sequence[ImageLike] | Iterable[ImageLike], *, samples: int = DEFAULT_SAMPLES,
+                      seed: int = 0, bit_depth: int | None = None, batch_size: int = DEFAULT_BATCH) -> list[Result]:
+        samples = _check_samples(samples)
+        if batch_size < 1:
+            raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 2**64:
+            raise InputError(f"seed must be an integer in [0, 2**64), got {seed!r}")
+        images = list(images)
+        results: list[Result] = []
+        for start in range(0, len(images), batch_size):
+            chunk = [self._gray(item, bit_depth) for item in images[start:start + batch_size]]
+            outs = self._engine.predict_batch([g for g, _ in chunk], samples, int(seed), bit_depth)
+            results.extend(self._result(out, name) for out, (_, name) in zip(outs, chunk))
+        return results
+
+    @staticmethod
+    def _gray(item: ImageLike, bit_depth: int | None) -> tuple[np.ndarray, str | None]:
+        """Any accepted image -> (gray uint8/uint16/float32 array, file name); no copy for gray arrays."""
+        if isinstance(item, np.ndarray):
+            name, array = None, item
+        elif isinstance(item, (str, os.PathLike)):
+            name, array = os.fspath(item), read_image(item)
+        else:
+            raise InputError(f"expected an image path or a numpy array, got {type(item).__name__}")
+        gray, _ = to_gray(array, name=name or "array", bit_depth=bit_depth)
+        return gray, name
+
+    def _result(self, out, name: str | None) -> Result:
+        return Result(
+            landmarks=out.landmarks, landmarks_std=out.landmarks_std, landmarks_mu=out.landmarks_mu,
+            latent_mu=out.latent_mu, latent_sigma=out.latent_sigma,
+            height=out.height, width=out.width, samples=out.samples, seed=int(out.seed),
+            model=self.model_id, image=name,
+        )

@@ -1,0 +1,59 @@
+"""A picture of a result: contours and per-landmark uncertainty over the image."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .anatomy import organ_slices
+
+# BGR colours per organ, distinguishable for the common colour-vision deficiencies
+_ORGAN_COLOURS = {"right_lung": (230, 159, 0), "left_lung": (0, 158, 115), "heart": (0, 114, 178)}
+
+
+def _display_gray(image: np.ndarray) -> np.ndarray:
+    """Any accepted image array -> uint8 BGR for drawing."""
+    img = image
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if img.ndim == 3:
+        img = cv2.cvtColor(np.ascontiguousarray(img[:, :, :3]), cv2.COLOR_RGB2GRAY)
+    if img.dtype != np.uint8:
+        img = img.astype(np.float64)
+        lo, hi = float(img.min()), float(img.max())
+        img = ((img - lo) / (hi - lo) * 255 if hi > lo else np.zeros_like(img)).astype(np.uint8)
+    return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+
+
+def draw_overlay(image: np.ndarray, result, *, max_side: int = 1024) -> np.ndarray:
+    """Return a BGR uint8 picture: the three contours, and for each landmark an ellipse
+    of one std (x and y axes) coloured by its uncertainty, with the image scores in a corner."""
+    canvas = _display_gray(image)
+    scale = min(1.0, max_side / max(canvas.shape[:2]))
+    if scale < 1.0:
+        canvas = cv2.resize(canvas, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    thick = max(1, round(max(canvas.shape[:2]) / 512))
+    pts = result.landmarks * scale
+    std = result.landmarks_std * scale
+    unc = result.node_uncertainty
+    norm = np.clip(unc / max(float(np.percentile(unc, 95)), 1e-6), 0, 1)
+    colours = cv2.applyColorMap((norm * 255).astype(np.uint8)[:, None], cv2.COLORMAP_INFERNO)[:, 0]
+    shift = 4  # sub-pixel drawing
+    f = float(1 << shift)
+    for name, sl in organ_slices().items():
+        poly = np.round(pts[sl] * f).astype(np.int32)
+        cv2.polylines(canvas, [poly], True, _ORGAN_COLOURS[name], thick, cv2.LINE_AA, shift)
+    for i in range(len(pts)):
+        centre = tuple(int(v) for v in np.round(pts[i] * f))
+        axes = tuple(int(v) for v in np.round(np.maximum(std[i], 1.0) * f))
+        cv2.ellipse(canvas, centre, axes, 0, 0, 360, tuple(int(c) for c in colours[i]), max(1, thick // 2),
+                    cv2.LINE_AA, shift)
+    lines = [f"mean node std {result.mean_node_std:.2f} px", f"mean latent sigma {result.mean_latent_sigma:.3f}",
+             f"K={result.samples}  {result.model}"]
+    size = 0.4 + 0.5 * max(canvas.shape[:2]) / 1024
+    y = 0
+    for text in lines:
+        (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, size, thick)
+        y += h + base + 4
+        cv2.rectangle(canvas, (4, y - h - base), (12 + w, y + 2), (0, 0, 0), -1)
+        cv2.putText(canvas, text, (8, y - base // 2), cv2.FONT_HERSHEY_SIMPLEX, size, (255, 255, 255), thick, cv2.LINE_AA)
+    return canvas

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Debian packages the native core builds against (OpenCV C++ core/imgproc; imgcodecs
+# for the C++ example program). Installs only what is missing.
+set -euo pipefail
+PACKAGES=(libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev cmake g++)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,393 @@
+"""The native core (chexmask_rt._core) against the Python reference path.
+
+Skipped as a whole only when _core is not built (see cpp/README.md:
+`cmake -S . -B build -DCHEXMASK_RT_PYTHON_OUTPUT_DIR=runtime/chexmask_rt && cmake --build build -j2`,
+or `pip install .`). The example-program test needs build/cpp/chexmask-rt-cpp
+(CHEXMASK_RT_BUILD_EXAMPLES=ON) or $CHEXMASK_RT_CPP_EXAMPLE and is skipped without it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import chexmask_rt
+from chexmask_rt.errors import ChexmaskError, InputError, ModelError
+from chexmask_rt.image_io import read_image
+from chexmask_rt.preprocess import preprocess, to_gray
+from chexmask_rt.sampling import latent_noise
+
+from conftest import REPO
+
+from conftest import skip_or_fail_without_native  # noqa: E402
+
+native = pytest.importorskip("chexmask_rt.backends.native")
+if not native.available():
+    skip_or_fail_without_native(f"chexmask_rt._core is not built ({native.IMPORT_ERROR}); "
+                                "build it with CMake or pip install .", allow_module_level=True)
+from chexmask_rt import _core  # noqa: E402
+
+PX_TOL = 1e-3  # landmarks and stds, original pixels
+ENGINES = ["default", "skip_256", "noskip_256"]
+
+
+def _quiet_load(path, backend):
+    from chexmask_rt.model import UntrainedModelWarning
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UntrainedModelWarning)
+        return chexmask_rt.load(path, backend=backend)
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def engine_path(request, exported) -> Path:
+    if request.param == "default":
+        return chexmask_rt.default_model_path()
+    return exported[request.param]  # these also carry the landmarks_samples output, which must be ignored
+
+
+@pytest.fixture(scope="module")
+def pair(engine_path):
+    """(native segmenter, Python reference segmenter) on one engine."""
+    return native.NativeSegmenter(engine_path), _quiet_load(engine_path, "python")
+
+
+@pytest.fixture(scope="module")
+def default_native():
+    return native.NativeSegmenter(chexmask_rt.default_model_path())
+
+
+def _assert_results_close(a, b, tol=PX_TOL, latent_tol=1e-5):
+    for field in ("landmarks", "landmarks_std", "landmarks_mu"):
+        np.testing.assert_allclose(getattr(a, field), getattr(b, field), atol=tol, rtol=0, err_msg=field)
+    for field in ("latent_mu", "latent_sigma"):
+        np.testing.assert_allclose(getattr(a, field), getattr(b, field), atol=latent_tol, rtol=0, err_msg=field)
+    np.testing.assert_allclose(a.node_uncertainty, b.node_uncertainty, atol=tol, rtol=0)
+    assert abs(a.mean_node_std - b.mean_node_std) < tol
+    assert (a.height, a.width, a.samples, a.seed, a.model, a.image) == (b.height, b.width, b.samples, b.seed, b.model, b.image)
+
+
+def _same(a, b) -> bool:
+    return all(np.array_equal(getattr(a, f), getattr(b, f))
+               for f in ("landmarks", "landmarks_std", "landmarks_mu", "latent_mu", "latent_sigma"))
+
+
+# --- eps -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("seed", [0, 1, 7, 123456789, 2**63, 2**64 - 1])
+@pytest.mark.parametrize("samples,latents", [(1, 64), (3, 64), (50, 64), (7, 3), (1, 1)])
+def test_eps_equals_python(seed, samples, latents):
+    a = _core.latent_noise(samples, latents, seed)
+    b = latent_noise(samples, latents, seed)
+    assert a.dtype == np.float32 and a.shape == b.shape == (samples, latents)
+    ulps = np.abs(a.view(np.int32).astype(np.int64) - b.view(np.int32).astype(np.int64))
+    assert ulps.max() <= 1
+
+
+# --- preprocessing ---------------------------------------------------------------------------------
+
+def test_preprocess_8bit_identical(shared_images):
+    for path in shared_images:
+        gray, _ = to_gray(read_image(path))
+        ref, frame = preprocess(read_image(path), 256)
+        out, side, pad_left, pad_top = _core.preprocess(gray, 256)
+        assert (side, pad_left, pad_top) == (frame.side, frame.pad_left, frame.pad_top)
+        np.testing.assert_array_equal(out, ref, err_msg=path.name)
+
+
+@pytest.mark.parametrize("bits", [16, 12])
+def test_preprocess_16bit_within_one_level(shared_images, bits):
+    # Debian's OpenCV and the opencv-python wheel may differ by one level in a few 16-bit
+    # resize outputs (their SIMD paths differ); 8-bit resizes are bit-exact across them.
+    for path in shared_images:
+        gray8, _ = to_gray(read_image(path))
+        gray = (gray8.astype(np.uint16) * ((2**bits - 1) // 255)).astype(np.uint16)
+        ref, _ = preprocess(gray, 256, bit_depth=bits)
+        out, *_ = _core.preprocess(gray, 256, bit_depth=bits)
+        assert np.abs(out - ref).max() <= 1.0 / (2**bits - 1) + 1e-7, path.name
+
+
+def test_preprocess_float_within_one_ulp(shared_images):
+    gray8, _ = to_gray(read_image(shared_images[0]))
+    image = gray8.astype(np.float32) / 255.0
+    ref, _ = preprocess(image, 256)
+    out, *_ = _core.preprocess(image, 256)
+    np.testing.assert_allclose(out, ref, atol=2.5e-7, rtol=0)
+
+
+def test_strided_and_flipped_arrays(default_native, example1):
+    gray, _ = to_gray(read_image(example1))
+    wide = np.zeros((gray.shape[0], gray.shape[1] + 13), np.uint8)
+    wide[:, :gray.shape[1]] = gray
+    view = wide[:, :gray.shape[1]]  # rows with padding bytes: read in place
+    assert not view.flags.c_contiguous
+    np.testing.assert_array_equal(_core.preprocess(view, 256)[0], _core.preprocess(gray, 256)[0])
+    flipped = gray[::-1, ::-1]  # negative strides: one compact copy, same numbers as Python
+    np.testing.assert_array_equal(_core.preprocess(flipped, 256)[0], preprocess(flipped, 256)[0])
+    every_other = gray[:, ::2]
+    np.testing.assert_array_equal(_core.preprocess(every_other, 256)[0], preprocess(every_other, 256)[0])
+
+
+# --- native vs Python, end to end ------------------------------------------------------------------
+
+@pytest.mark.parametrize("seed,samples", [(0, 50), (7, 5)])
+def test_native_equals_python_on_shared_images(pair, shared_images, seed, samples):
+    nat, ref = pair
+    for path in shared_images:
+        _assert_results_close(nat.predict(path, samples=samples, seed=seed), ref.predict(path, samples=samples, seed=seed))
+
+
+def test_native_batch_equals_python_batch(pair, shared_images):
+    nat, ref = pair
+    a = nat.predict_batch(shared_images, samples=10, seed=3, batch_size=3)
+    b = ref.predict_batch(shared_images, samples=10, seed=3, batch_size=3)
+    assert len(a) == len(b) == len(shared_images)
+    for x, y in zip(a, b):
+        _assert_results_close(x, y)
+
+
+def test_native_16bit_and_rgb_arrays(default_native, shared_images):
+    ref = _quiet_load(chexmask_rt.default_model_path(), "python")
+    rgb = read_image(next(p for p in shared_images if read_image(p).ndim == 3))
+    _assert_results_close(default_native.predict(rgb, samples=8), ref.predict(rgb, samples=8))
+    gray, _ = to_gray(rgb)
+    deep = gray.astype(np.uint16) * 16
+    a = default_native.predict(deep, samples=8, bit_depth=12)
+    b = ref.predict(deep, samples=8, bit_depth=12)
+    # One-level 16-bit resize differences between OpenCV builds (see above) move the
+    # landmarks by a few hundredths of a pixel; 8-bit inputs are bit-identical (tested above).
+    _assert_results_close(a, b, tol=0.1, latent_tol=1e-3)
+
+
+def test_native_segmenter_interface(default_native):
+    assert default_native.backend == "native"
+    assert default_native.info == _quiet_load(chexmask_rt.default_model_path(), "python").info
+    assert default_native.model_id == f"{default_native.info.model_name}:{default_native.info.model_version}"
+
+
+def test_load_uses_native_core():
+    """Done-criterion of issue 3: load() picks the native core when it is built."""
+    assert _quiet_load(None, "auto").backend == "native"
+
+
+# --- threads ---------------------------------------------------------------------------------------
+
+def test_eight_threads_share_one_engine(default_native, shared_images):
+    images = [to_gray(read_image(p))[0] for p in shared_images]
+    jobs = [(images[i % len(images)], 10 + i, i) for i in range(5)]  # (image, samples, seed)
+    sequential = [default_native.predict(img, samples=k, seed=s) for img, k, s in jobs]
+    results: dict[tuple[int, int], object] = {}
+    errors: list[BaseException] = []
+
+    def work(t: int) -> None:
+        try:
+            for i, (img, k, s) in enumerate(jobs):
+                results[t, i] = default_native.predict(img, samples=k, seed=s)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors, errors
+    assert len(results) == 40
+    for (t, i), r in results.items():
+        assert _same(r, sequential[i]), (t, i)
+
+
+def test_gil_is_released_while_predicting(example1):
+    engine = _core.Engine(str(chexmask_rt.default_model_path()), native.onnxruntime_library(), 1)
+    gray, _ = to_gray(read_image(example1))
+    count, stop = [0], [False]
+
+    def spin() -> None:
+        while not stop[0]:
+            count[0] += 1
+
+    th = threading.Thread(target=spin)
+    th.start()
+    try:
+        time.sleep(0.05)
+        c0, t0 = count[0], time.perf_counter()
+        time.sleep(0.2)  # sleep releases the GIL: the spinner's free-running rate
+        rate = (count[0] - c0) / (time.perf_counter() - t0)
+        c0, t0 = count[0], time.perf_counter()
+        engine.predict(gray, 400, 0)
+        during = (count[0] - c0) / (time.perf_counter() - t0)
+    finally:
+        stop[0] = True
+        th.join()
+    # holding the GIL would let the spinner run at most one 5 ms switch interval of the
+    # few hundred ms the call takes (< 2 % of its free rate); released, it runs alongside
+    assert during > 0.1 * rate, (during, rate)
+
+
+# --- the C++ example program -----------------------------------------------------------------------
+
+def _example_program() -> Path | None:
+    candidate = Path(os.environ.get("CHEXMASK_RT_CPP_EXAMPLE", REPO / "build" / "cpp" / "chexmask-rt-cpp"))
+    return candidate if candidate.is_file() else None
+
+
+def test_cpp_example_json_equals_python_cli(shared_images):
+    program = _example_program()
+    if program is None:
+        skip_or_fail_without_native("chexmask-rt-cpp not built (configure with -DCHEXMASK_RT_BUILD_EXAMPLES=ON)")
+    model = str(chexmask_rt.default_model_path())
+    images = [str(p) for p in shared_images]
+    args = ["--model", model, "--samples", "12", "--seed", "5"]
+    cpp = subprocess.run([str(program), *args, "--onnxruntime", native.onnxruntime_library(), *images],
+                         capture_output=True, text=True, check=True, timeout=300)
+    cli = subprocess.run([sys.executable, "-m", "chexmask_rt", "predict", *args, "--json", "-", *images],
+                         capture_output=True, text=True, check=True, timeout=300)
+    ref = _quiet_load(model, "python").predict_batch(images, samples=12, seed=5, batch_size=1)
+    got, want = json.loads(cpp.stdout), json.loads(cli.stdout)
+    assert isinstance(got, list) and len(got) == len(want) == len(ref)
+    for g, w, r in zip(got, want, ref):
+        assert g.keys() == w.keys() and g["scores"].keys() == w["scores"].keys()
+        for expected in (w, r.to_dict()):
+            for key, value in expected.items():
+                if isinstance(value, (list, dict)):
+                    a = np.array(list(g[key].values()) if isinstance(value, dict) else g[key], dtype=float)
+                    b = np.array(list(value.values()) if isinstance(value, dict) else value, dtype=float)
+                    np.testing.assert_allclose(a, b, atol=PX_TOL, rtol=0, err_msg=key)
+                else:
+                    assert g[key] == value, key
+
+
+def test_cpp_example_errors(tmp_path):
+    program = _example_program()
+    if program is None:
+        skip_or_fail_without_native("chexmask-rt-cpp not built (configure with -DCHEXMASK_RT_BUILD_EXAMPLES=ON)")
+    lib = native.onnxruntime_library()
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a png")
+    model = str(chexmask_rt.default_model_path())
+    run = lambda *a: subprocess.run([str(program), *a], capture_output=True, text=True, timeout=120)  # noqa: E731
+    assert run("--model", model, "--onnxruntime", lib, str(bad)).returncode == 3
+    assert run("--model", str(bad), "--onnxruntime", lib, str(bad)).returncode == 4
+    assert run("--model", model).returncode == 2
+    missing = run("--model", model, "--onnxruntime", "/nonexistent/libonnxruntime.so.1", str(bad))
+    assert missing.returncode == 4 and "cannot load the ONNX Runtime library" in missing.stderr
+
+
+# --- bad input -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("image,bit_depth,match", [
+    (np.zeros((0, 64), np.uint8), None, "outside 1..65536"),
+    (np.zeros((64, 0), np.uint8), None, "outside 1..65536"),
+    (np.zeros((16, 64), np.uint8), None, "at least 32x32"),
+    (np.zeros((70000, 32), np.uint8), None, "outside 1..65536"),
+    (np.zeros((64, 64), np.int32), None, "unsupported pixel type"),
+    (np.zeros((64, 64), np.float64), None, "unsupported pixel type"),
+    (np.zeros((64, 64, 3), np.uint8), None, "gray"),
+    (np.zeros((64, 64), np.uint16), 8, "bit_depth must be in 9..16"),
+    (np.zeros((64, 64), np.uint16), 17, "bit_depth must be in 9..16"),
+    (np.full((64, 64), np.nan, np.float32), None, "NaN"),
+    (np.full((64, 64), 2.0, np.float32), None, r"\[0, 1\]"),
+])
+def test_core_refuses_bad_arrays(default_native, image, bit_depth, match):
+    with pytest.raises(InputError, match=match):
+        default_native._engine.predict(image, 5, 0, bit_depth)
+
+
+def test_core_refuses_non_arrays_and_bad_arguments(default_native):
+    engine = default_native._engine
+    good = np.zeros((64, 64), np.uint8)
+    with pytest.raises(InputError, match="numpy array"):
+        engine.predict([[0] * 64] * 64, 5)
+    for samples in (0, -1, _core.MAX_SAMPLES + 1):
+        with pytest.raises(InputError, match="samples"):
+            engine.predict(good, samples)
+    for seed in (-1, 2**64, 1.5):
+        with pytest.raises(InputError, match="seed"):
+            engine.predict(good, 5, seed)
+    with pytest.raises(InputError, match="no images"):
+        engine.predict_batch([], 5)
+
+
+def test_segmenter_refuses_bad_input(default_native, tmp_path):
+    with pytest.raises(InputError, match="at least 32x32"):
+        default_native.predict(np.zeros((8, 8), np.uint8))
+    with pytest.raises(InputError, match="seed"):
+        default_native.predict(np.zeros((64, 64), np.uint8), seed=-3)
+    with pytest.raises(InputError, match="samples"):
+        default_native.predict(np.zeros((64, 64), np.uint8), samples=0)
+    with pytest.raises(InputError, match="no such file"):
+        default_native.predict(tmp_path / "missing.png")
+
+
+def _onnx_identity(path: Path, metadata: dict[str, str]) -> Path:
+    import onnx
+    from onnx import TensorProto, helper
+    graph = helper.make_graph([helper.make_node("Identity", ["image"], ["landmarks_mean"])], "g",
+                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["b", 1, 256, 256])],
+                              [helper.make_tensor_value_info("landmarks_mean", TensorProto.FLOAT, ["b", 1, 256, 256])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    for k, v in metadata.items():
+        model.metadata_props.add(key=k, value=v)
+    onnx.save(model, path)
+    return path
+
+
+def test_core_refuses_bad_models(tmp_path):
+    lib = native.onnxruntime_library()
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"\x00not an onnx model" * 50)
+    cases = [
+        (tmp_path / "missing.onnx", "not found"),
+        (tmp_path, "not found"),
+        (garbage, "not a loadable ONNX model"),
+        (_onnx_identity(tmp_path / "plain.onnx", {}), "not a chexmask-rt engine"),
+        (_onnx_identity(tmp_path / "v2.onnx", {"chexmask_rt.format_version": "2"}), "format version"),
+        (_onnx_identity(tmp_path / "partial.onnx", {"chexmask_rt.format_version": "1"}), "lacks"),
+        (_onnx_identity(tmp_path / "io.onnx", {"chexmask_rt.format_version": "1", "chexmask_rt.inputsize": "256",
+                                                "chexmask_rt.latents": "64", "chexmask_rt.skip": "true",
+                                                "chexmask_rt.checkpoint_sha256": "0"}), "inputs/outputs"),
+        (tmp_path / "model.plan", "TensorRT"),
+    ]
+    (tmp_path / "model.plan").write_bytes(b"x")
+    for path, match in cases:
+        with pytest.raises(ModelError, match=match):
+            _core.Engine(str(path), lib)
+        with pytest.raises(ModelError, match=match):
+            native.NativeSegmenter(path)
+
+
+def test_missing_onnxruntime_library_is_a_model_error():
+    # a fresh process: the first Engine fixes the library for the whole process
+    code = ("import chexmask_rt.errors as e, chexmask_rt._core as c\n"
+            "try:\n    c.Engine(%r, '/nonexistent/libonnxruntime.so.1')\n"
+            "except e.ModelError as x:\n    print('ModelError:', x)\n" % str(chexmask_rt.default_model_path()))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "ModelError: cannot load the ONNX Runtime library '/nonexistent/libonnxruntime.so.1'" in out.stdout
+
+
+def test_switching_onnxruntime_library_is_refused(default_native):
+    with pytest.raises(ModelError, match="already loaded"):
+        _core.Engine(str(chexmask_rt.default_model_path()), "/other/libonnxruntime.so.1")
+    assert issubclass(ModelError, ChexmaskError)
+
+
+def test_cpp_test_program(tmp_path):
+    """The C++ tests (bad buffers, threads, a non-engine file) without Python in the process."""
+    program = Path(os.environ.get("CHEXMASK_RT_CPP_TESTS", REPO / "build" / "cpp" / "chexmask-rt-tests"))
+    if not program.is_file():
+        skip_or_fail_without_native("chexmask-rt-tests not built (configure with -DCHEXMASK_RT_BUILD_TESTS=ON)")
+    not_engine = tmp_path / "not_an_engine.onnx"
+    not_engine.write_bytes(b"\x08\x07garbage")
+    proc = subprocess.run([str(program), str(chexmask_rt.default_model_path()), native.onnxruntime_library(),
+                           str(not_engine)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "0 failures" in proc.stdout + proc.stderr

@@ -1,0 +1,241 @@
+"""Synthetic training radiographs with exact landmarks.
+
+A real radiograph whose landmarks are known (the "texture") is warped with a
+thin-plate spline so that its landmarks land on another real anatomical shape;
+border anchors keep the frame in place. Every sample therefore has exact
+labels, real anatomy and real image texture. Augmentation follows the
+published training (scale, rotation of +-3 degrees, intensity/contrast) plus
+noise, blur, gamma, CLAHE, letterbox bars and a random position and size of
+the chest in the frame.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from scipy.interpolate import RBFInterpolator
+
+from chexmask_rt.frames import Letterbox
+from chexmask_rt.image_io import read_image
+from chexmask_rt.preprocess import to_gray
+
+FRAME = 1024  # shapes live in the CheXmask 1024 frame
+DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+REFERENCE_TEXTURE = "wiki_example1_normal_PA.jpg"
+CHEXMASK_HELDOUT_FRACTION = 0.1
+SPLIT_SEED = 20240
+
+
+@dataclass(frozen=True)
+class Texture:
+    """A real radiograph (8-bit gray, as stored) with its landmarks in its own pixels."""
+
+    name: str
+    image: np.ndarray       # uint8 [h, w]
+    landmarks: np.ndarray   # (120, 2) float64, image pixels
+
+    @property
+    def frame(self) -> Letterbox:
+        return Letterbox(*self.image.shape)
+
+
+@dataclass(frozen=True)
+class ShapeSets:
+    train: np.ndarray       # [N, 120, 2] in the 1024 frame
+    heldout: np.ndarray     # [M, 120, 2]
+    heldout_names: list[str]
+
+
+def load_shapes(data: Path = DEFAULT_DATA) -> ShapeSets:
+    """Real shapes: JSRT (its published train/val vs test split) and the CheXmask
+    physician-corrected sets (a fixed 10 % of image ids held out; every
+    annotation of a training id is a training shape)."""
+    lm = data / "landmarks"
+    jsrt = np.load(lm / "jsrt_landmarks_1024.npy").astype(np.float64)
+    rows = [line.split("\t") for line in (lm / "jsrt_landmarks_1024_ids.txt").read_text().splitlines()
+            if line and not line.startswith("#")]
+    test = np.array([r[2].strip() == "Test" for r in rows])
+    with np.load(lm / "chexmask_physician_subsets_305.npz") as cx:
+        ids = cx["ids"]
+        sets = [cx[k].astype(np.float64) for k in ("hybridgnet", "annotator_julia", "annotator_martina")]
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(ids))
+    held = np.zeros(len(ids), bool)
+    held[order[: round(CHEXMASK_HELDOUT_FRACTION * len(ids))]] = True
+    train = np.concatenate([jsrt[~test]] + [s[~held] for s in sets])
+    heldout = np.concatenate([jsrt[test], sets[1][held]])
+    names = [f"jsrt:{r[1]}" for r, t in zip(rows, test) if t] + [f"chexmask:{i}" for i in ids[held]]
+    return ShapeSets(train, heldout, names)
+
+
+def make_texture(name: str, image: np.ndarray, landmarks_px: np.ndarray) -> Texture:
+    gray, full = to_gray(image, name=name)
+    if full != 255.0:
+        gray = np.round(gray.astype(np.float64) * (255.0 / full)).astype(np.uint8)
+    return Texture(name, np.ascontiguousarray(gray), np.asarray(landmarks_px, np.float64))
+
+
+def load_textures(data: Path = DEFAULT_DATA, extra: Path | None = None) -> list[Texture]:
+    """The reference texture (example 1 with its landmarks) plus, optionally, the
+    checked pseudo-labelled images listed in ``extra`` (JSON: [{"image", "landmarks"}])."""
+    textures = [make_texture(REFERENCE_TEXTURE, read_image(data / "images" / REFERENCE_TEXTURE),
+                             np.load(data / "landmarks" / "wiki_example1_landmarks_original_px.npy"))]
+    if extra is not None:
+        for item in json.loads(Path(extra).read_text()):
+            path = Path(item["image"])
+            path = path if path.is_absolute() else data / path
+            textures.append(make_texture(path.name, read_image(path), np.asarray(item["landmarks"])))
+    return textures
+
+
+def _border_anchors(per_edge: int = 5) -> np.ndarray:
+    """Points around the unit square's border."""
+    t = np.linspace(0.0, 1.0, per_edge)
+    edges = [np.stack([t, np.zeros_like(t)], 1), np.stack([t, np.ones_like(t)], 1),
+             np.stack([np.zeros_like(t[1:-1]), t[1:-1]], 1), np.stack([np.ones_like(t[1:-1]), t[1:-1]], 1)]
+    return np.concatenate(edges)
+
+
+def _merge_close(target: np.ndarray, source: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """Average control points that (nearly) coincide in either shape.
+
+    Annotations often put a heart point on a lung point; if the other shape
+    keeps them apart, an interpolating spline must tear the image there.
+    """
+    n = len(target)
+    group = np.arange(n)
+    close = (np.linalg.norm(target[:, None] - target[None], axis=-1) < radius) | \
+            (np.linalg.norm(source[:, None] - source[None], axis=-1) < radius)
+    for i, j in zip(*np.nonzero(np.triu(close, 1))):
+        group[group == group[j]] = group[i]
+    labels = np.unique(group)
+    return (np.array([target[group == g].mean(0) for g in labels]),
+            np.array([source[group == g].mean(0) for g in labels]))
+
+
+class FoldedWarp(ValueError):
+    """The shape is too far from the texture's anatomy: the spline folds the image over itself."""
+
+
+MERGE_RADIUS = 8 / FRAME
+MAX_FOLD = 0.03
+
+
+def warp_to_shape(texture: Texture, shape: np.ndarray, size: int, affine: np.ndarray | None = None,
+                  grid: int = 48, reflect: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Render ``texture`` so its landmarks sit on ``shape`` (1024 frame), at size x size.
+
+    ``affine`` (2x3, output pixels -> 1024-frame points) moves the chest in the
+    frame; identity scaling by default. Returns (uint8 image, landmarks in output pixels).
+    Outside the texture the image is black, or with ``reflect`` the texture mirrored
+    (real radiographs rarely end inside the frame).
+
+    The spline maps the target shape onto the texture's landmarks; the frame's
+    border follows the best affine fit between the two shapes, so only the
+    anatomy bends. Raises FoldedWarp when the spline folds (its Jacobian
+    changes sign) in more than 3 % of the frame.
+    """
+    if affine is None:
+        affine = np.array([[FRAME / size, 0, 0], [0, FRAME / size, 0]], np.float64)
+    frame = texture.frame
+    target = shape / FRAME
+    source = frame.to_normalised(texture.landmarks)
+    fit, *_ = np.linalg.lstsq(np.concatenate([target, np.ones((len(target), 1))], 1), source, rcond=None)
+    anchors = _border_anchors()
+    anchors = anchors[np.min(np.linalg.norm(anchors[:, None] - target[None], axis=-1), axis=1) > 0.04]
+    t_pts, s_pts = _merge_close(target, source, MERGE_RADIUS)
+    tps = RBFInterpolator(np.concatenate([t_pts, anchors]),
+                          np.concatenate([s_pts, np.concatenate([anchors, np.ones((len(anchors), 1))], 1) @ fit]),
+                          kernel="thin_plate_spline", smoothing=1e-6)
+    g = np.linspace(0, size - 1, grid)
+    gx, gy = np.meshgrid(g, g)
+    out_pts = np.stack([gx.ravel(), gy.ravel(), np.ones(gx.size)], 1)
+    src = frame.to_original(tps(out_pts @ affine.T / FRAME)).reshape(grid, grid, 2).astype(np.float32)
+    dx, dy = np.diff(src, axis=1)[:-1], np.diff(src, axis=0)[:, :-1]
+    folded = float(np.mean(dx[..., 0] * dy[..., 1] - dx[..., 1] * dy[..., 0] <= 0))
+    if folded > MAX_FOLD:
+        raise FoldedWarp(f"{texture.name}: warp folds in {folded:.1%} of the frame")
+    # the field is smooth: evaluate it on a coarse grid whose corners are the
+    # image corners, then interpolate bilinearly to every output pixel
+    q = np.arange(size, dtype=np.float32) * np.float32((grid - 1) / (size - 1))
+    qx, qy = np.meshgrid(q, q)
+    maps = cv2.remap(src, qx, qy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    border = cv2.BORDER_REFLECT_101 if reflect else cv2.BORDER_CONSTANT
+    image = cv2.remap(texture.image, maps[..., 0], maps[..., 1], cv2.INTER_LINEAR, borderMode=border, borderValue=0)
+    full = np.concatenate([affine, [[0, 0, 1]]])
+    landmarks = (np.concatenate([shape, np.ones((len(shape), 1))], 1) @ np.linalg.inv(full).T)[:, :2]
+    return image, landmarks
+
+
+def random_affine(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Output pixels -> 1024-frame points: scale 0.9-1.1 of the chest, rotation +-3 deg, shift +-6 %."""
+    zoom = rng.uniform(0.9, 1.1)  # >1 makes the chest larger in the output
+    angle = np.deg2rad(rng.uniform(-3, 3))
+    shift = rng.uniform(-0.06, 0.06, 2) * FRAME
+    c, s = np.cos(angle), np.sin(angle)
+    k = FRAME / size / zoom
+    rot = np.array([[c, -s], [s, c]]) * k
+    centre = np.array([FRAME / 2, FRAME / 2])
+    offset = centre + shift - rot @ np.array([size / 2, size / 2])
+    return np.concatenate([rot, offset[:, None]], 1)
+
+
+def augment_intensity(image: np.ndarray, rng: np.random.Generator, landmarks: np.ndarray) -> np.ndarray:
+    """uint8 -> float32 [0, 1] with contrast, gamma, CLAHE, blur, noise and letterbox bars."""
+    size = image.shape[0]
+    if rng.random() < 0.25:
+        clahe = cv2.createCLAHE(clipLimit=rng.uniform(1.0, 3.0), tileGridSize=(8, 8))
+        image = clahe.apply(image)
+    background = image == 0
+    x = image.astype(np.float32) / 255.0
+    x = x ** np.float32(np.exp(rng.normal(0, 0.25)))
+    mean = float(x[~background].mean()) if (~background).any() else 0.5
+    x = (x - mean) * np.float32(rng.uniform(0.7, 1.3)) + mean + np.float32(rng.uniform(-0.1, 0.1))
+    if rng.random() < 0.3:
+        x = cv2.GaussianBlur(x, (0, 0), rng.uniform(0.5, 1.5) * size / 512)
+    if rng.random() < 0.3:
+        x = x + rng.normal(0, rng.uniform(0.005, 0.04), x.shape).astype(np.float32)
+    x[background] = 0.0
+    if rng.random() < 0.3:  # letterbox bars of a non-square original, clear of the anatomy
+        axis = int(rng.integers(2))
+        lo, hi = landmarks[:, axis].min(), landmarks[:, axis].max()
+        width = int(rng.uniform(0, 0.12) * size)
+        width = max(0, min(width, int(lo) - 4, int(size - hi) - 4))
+        if width > 0:
+            if axis == 0:
+                x[:, :width] = 0
+                x[:, size - width:] = 0
+            else:
+                x[:width] = 0
+                x[size - width:] = 0
+    return np.clip(x, 0.0, 1.0)
+
+
+class SyntheticChests:
+    """Index -> (image float32 [1, S, S], landmarks normalised [120, 2]); deterministic per (seed, index)."""
+
+    def __init__(self, shapes: np.ndarray, textures: list[Texture], size: int, length: int, seed: int = 0,
+                 augment: bool = True):
+        self.shapes, self.textures, self.size = shapes, textures, size
+        self.length, self.seed, self.augment = length, seed, augment
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int):
+        rng = np.random.default_rng([self.seed, index])
+        for _ in range(20):  # redraw the rare shape/texture pairs that fold
+            shape = self.shapes[rng.integers(len(self.shapes))]
+            texture = self.textures[rng.integers(len(self.textures))]
+            affine = random_affine(rng, self.size) if self.augment else None
+            try:
+                image, landmarks = warp_to_shape(texture, shape, self.size, affine, reflect=bool(rng.random() < 0.6))
+                break
+            except FoldedWarp:
+                continue
+        else:
+            raise FoldedWarp(f"sample {index}: no unfolded warp in 20 draws")
+        x = augment_intensity(image, rng, landmarks) if self.augment else image.astype(np.float32) / 255.0
+        return x[None], (landmarks / self.size).astype(np.float32)

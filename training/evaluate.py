@@ -1,0 +1,82 @@
+"""Measure a model the way the model card reports it.
+
+    python -m training.evaluate --model engine.onnx [--textures textures.json] --out metrics.json [--overlays DIR]
+
+* held-out shapes (JSRT test split + 10 % of the CheXmask ids) rendered on each
+  real texture without augmentation, at 1024 x 1024: mean landmark error in
+  the 1024 frame;
+* ``wiki_example1`` (real image, reference landmarks; also a texture source);
+* overlays of every shared real radiograph, for looking at.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+import chexmask_rt
+from chexmask_rt.frames import Letterbox
+from chexmask_rt.image_io import read_image
+from chexmask_rt.overlay import draw_overlay
+
+from .data import DEFAULT_DATA, FRAME, REFERENCE_TEXTURE, FoldedWarp, load_shapes, load_textures, warp_to_shape
+
+
+def landmark_error_1024(pred_px: np.ndarray, true_px: np.ndarray, frame: Letterbox) -> float:
+    """Mean Euclidean landmark distance, in pixels of the 1024 frame."""
+    return float(np.linalg.norm(frame.to_normalised(pred_px) - frame.to_normalised(true_px), axis=1).mean() * FRAME)
+
+
+def heldout_errors(seg, data: Path, textures_json: Path | None, samples: int) -> dict:
+    shapes = load_shapes(data)
+    out = {}
+    for texture in load_textures(data, textures_json):
+        errors = []
+        for shape in shapes.heldout:
+            try:
+                image, truth = warp_to_shape(texture, shape, FRAME)
+            except FoldedWarp:
+                continue
+            r = seg.predict(image, samples=samples)
+            errors.append(landmark_error_1024(r.landmarks, truth, Letterbox(FRAME, FRAME)))
+        out[texture.name] = {"n": len(errors), "mean_px": float(np.mean(errors)), "median_px": float(np.median(errors))}
+    all_means = [v["mean_px"] * v["n"] for v in out.values()]
+    out["all"] = {"n": sum(v["n"] for v in out.values()), "mean_px": sum(all_means) / sum(v["n"] for v in out.values())}
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", required=True)
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--textures", type=Path)
+    p.add_argument("--samples", type=int, default=50)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--overlays", type=Path)
+    args = p.parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        seg = chexmask_rt.load(args.model)
+    metrics = {"model": seg.model_id, "samples": args.samples}
+    ex1 = read_image(args.data / "images" / REFERENCE_TEXTURE)
+    truth = np.load(args.data / "landmarks" / "wiki_example1_landmarks_original_px.npy")
+    r = seg.predict(ex1, samples=args.samples)
+    metrics["wiki_example1_mean_px_1024"] = landmark_error_1024(r.landmarks, truth, Letterbox(*ex1.shape[:2]))
+    metrics["heldout_shapes_on_real_textures"] = heldout_errors(seg, args.data, args.textures, args.samples)
+    if args.overlays:
+        args.overlays.mkdir(parents=True, exist_ok=True)
+        for path in sorted((args.data / "images").iterdir()):
+            image = read_image(path)
+            cv2.imwrite(str(args.overlays / f"{path.stem}.png"),
+                        draw_overlay(image, seg.predict(image, samples=args.samples), max_side=768))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(metrics, indent=1))
+    print(json.dumps(metrics, indent=1))
+
+
+if __name__ == "__main__":
+    main()
