@@ -55,15 +55,17 @@ setup(
     packages=["chexmask_rt", "chexmask_rt.backends", "chexmask_export"],
     package_dir={"chexmask_rt": "runtime/chexmask_rt", "chexmask_export": "export/chexmask_export"},
     package_data={
-        "chexmask_rt": ["models/*.onnx", "samples/*", "py.typed", "*.pyi"],
+        "chexmask_rt": ["models/*.onnx", "models/*.quality.json", "samples/*", "py.typed", "*.pyi"],
         "chexmask_export": ["*.tsv"],
     },
     # onnxruntime >= 1.21: the native core is compiled against ONNX Runtime's C API 21
-    install_requires=["numpy>=1.24", "onnxruntime>=1.21", "opencv-python-headless>=4.8", "tqdm>=4.60"],
+    # pydicom + pillow: DICOM input, including JPEG-compressed pixel data
+    install_requires=["numpy>=1.24", "onnxruntime>=1.21", "opencv-python-headless>=4.8", "tqdm>=4.60",
+                      "pydicom>=3.0", "pillow>=10.0"],
     extras_require={
         # torch 2.13.0 is the CPU wheel these machines carry; newer ones also work
         "export": ["torch>=2.4", "onnx>=1.15", "torch-geometric>=2.5"],
-        "test": ["pytest>=7"],
+        "test": ["pytest>=7", "hypothesis>=6.100"],
         # benchmarks/ and training/: plots, thin-plate splines
         "bench": ["matplotlib>=3.6", "scipy>=1.10", "psutil>=5.9"],
     },

@@ -1,6 +1,7 @@
-"""Command line: ``chexmask-rt predict|export|info`` (also ``python -m chexmask_rt``).
+"""Command line: ``chexmask-rt predict|batch|export|info`` (also ``python -m chexmask_rt``).
 
-Exit codes: 0 success, 2 usage error, 3 input error, 4 model error.
+Exit codes: 0 success, 1 batch finished but some images failed, 2 usage error,
+3 input error, 4 model error.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from .errors import ChexmaskError, InputError, ModelError
 
-EXIT_OK, EXIT_USAGE, EXIT_INPUT, EXIT_MODEL = 0, 2, 3, 4
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INPUT, EXIT_MODEL = 0, 1, 2, 3, 4
 
 
 def _add_backend(p) -> None:
@@ -23,7 +24,7 @@ def _add_backend(p) -> None:
 
 def _add_predict(sub) -> None:
     p = sub.add_parser("predict", help="segment images, print or write landmarks + uncertainty")
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG/JPEG/TIFF/BMP files")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG/JPEG/TIFF/BMP/DICOM files")
     p.add_argument("--model", help="engine .onnx (default: the shipped model)")
     p.add_argument("--samples", type=int, default=50, help="latent samples K (default 50)")
     p.add_argument("--seed", type=int, default=0, help="seed of the latent noise (default 0)")
@@ -32,6 +33,22 @@ def _add_predict(sub) -> None:
     p.add_argument("--json", metavar="PATH|-", help="write results as JSON to PATH, or '-' for stdout")
     p.add_argument("--overlay", metavar="PNG|DIR", help="draw contours + uncertainty over the image: to PNG for one "
                    "image, or DIR/<name>.png for several")
+    p.add_argument("--csv", metavar="PATH|-", help="write CheXmask-U-style CSV rows (landmarks, RLE masks, scores)")
+    p.add_argument("--masks", metavar="DIR", help="write DIR/<name>_{right_lung,left_lung,heart}.png organ masks")
+
+
+def _add_batch(sub) -> None:
+    p = sub.add_parser("batch", help="segment a folder or a list of images into a resumable CSV")
+    p.add_argument("input", metavar="INPUT", help="a folder (searched recursively) or a .txt/.csv list of images")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder: results.csv, errors.csv, masks/")
+    p.add_argument("--model", help="engine .onnx (default: the shipped model)")
+    p.add_argument("--samples", type=int, default=50, help="latent samples K (default 50)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the latent noise (default 0)")
+    p.add_argument("--workers", type=int, default=4, help="decoder threads (default 4)")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: physical cores)")
+    p.add_argument("--masks", action="store_true", help="also write organ mask PNGs to DIR/masks/")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_backend(p)
 
 
 def _add_export(sub) -> None:
@@ -63,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_predict(sub)
+    _add_batch(sub)
     _add_export(sub)
     _add_info(sub)
     _add_build_trt(sub)
@@ -97,10 +115,44 @@ def cmd_predict(args) -> int:
             print(f"wrote {args.json}", file=sys.stderr)
     if args.overlay:
         _write_overlays(args.overlay, results)
-    if args.json != "-":
+    if args.csv:
+        _write_csv(args.csv, results)
+    if args.masks:
+        from .batch import mask_stems
+        from .csv_output import write_masks
+
+        stems = mask_stems([r.image for r in results])
+        for r in results:
+            write_masks(args.masks, stems[r.image], r)
+        print(f"wrote masks to {args.masks}", file=sys.stderr)
+    if args.json != "-" and args.csv != "-":
         for r in results:
             print(_summary(r))
     return EXIT_OK
+
+
+def _write_csv(target: str, results) -> None:
+    from .csv_output import csv_text, write_csv
+
+    if target == "-":
+        sys.stdout.write(csv_text(results))
+    else:
+        write_csv(target, results)
+        print(f"wrote {target}", file=sys.stderr)
+
+
+def cmd_batch(args) -> int:
+    from .batch import collect_inputs, run_batch
+    from .model import load
+
+    images = collect_inputs(args.input)
+    if not images:
+        raise InputError(f"{args.input}: no images found")
+    seg = load(args.model, backend=args.backend, threads=args.threads)
+    summary = run_batch(seg, images, args.out, samples=args.samples, seed=args.seed, workers=args.workers,
+                        masks=args.masks, progress=not args.no_progress)
+    print(f"batch: {summary.text(Path(args.out))}")
+    return EXIT_OK if summary.failed == 0 else EXIT_SOME_FAILED
 
 
 def _write_overlays(target: str, results) -> None:
@@ -155,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = _show_warning  # one plain line, not the source location
     parser = build_parser()
     args = parser.parse_args(argv)
-    handler = {"predict": cmd_predict, "export": cmd_export, "info": cmd_info, "build-trt": cmd_build_trt}[args.command]
+    handler = {"predict": cmd_predict, "batch": cmd_batch, "export": cmd_export, "info": cmd_info, "build-trt": cmd_build_trt}[args.command]
     try:
         return handler(args)
     except ChexmaskError as exc:

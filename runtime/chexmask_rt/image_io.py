@@ -1,4 +1,8 @@
-"""Reading image files into arrays, with errors that name the file."""
+"""Reading image files into arrays, with errors that name the file.
+
+PNG/JPEG/TIFF/BMP go through OpenCV; DICOM (Part 10 files, or a .dcm/.dicom
+name) through :mod:`chexmask_rt.dicom_io`.
+"""
 from __future__ import annotations
 
 import os
@@ -7,11 +11,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .dicom_io import looks_like_dicom, read_dicom
 from .errors import InputError
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Decode a PNG/JPEG/TIFF/BMP file to a gray or RGB(A) array in its own bit depth."""
+    """Decode a PNG/JPEG/TIFF/BMP file to a gray or RGB(A) array in its own bit depth,
+    or a DICOM file to a rendered gray array (see :mod:`chexmask_rt.dicom_io`)."""
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: no such file")
@@ -23,6 +29,8 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise InputError(f"{p}: cannot read file ({exc.strerror or exc})") from exc
     if data.size == 0:
         raise InputError(f"{p}: file is empty")
+    if looks_like_dicom(p, data[:132].tobytes()):
+        return read_dicom(p)
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if image is None:
         raise InputError(f"{p}: not a readable image (corrupt, truncated or unsupported format)")

@@ -1,6 +1,7 @@
 """The user-facing segmenter: image -> preprocess -> engine -> postprocess -> Result."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 from collections.abc import Iterable, Sequence
@@ -16,6 +17,7 @@ from .frames import Letterbox
 from .image_io import read_image
 from .metadata import ModelInfo
 from .preprocess import preprocess
+from .quality import load_assessor
 from .result import Result
 from .sampling import latent_noise
 
@@ -85,6 +87,7 @@ class Segmenter:
     def __init__(self, backend: Backend, path: Path):
         self._backend = backend
         self.path = path
+        self._assess = load_assessor(path, backend.info.checkpoint_sha256)
 
     @property
     def info(self) -> ModelInfo:
@@ -144,8 +147,13 @@ class Segmenter:
         tensor, frame = preprocess(array, self.inputsize, name=name or "array", bit_depth=bit_depth)
         return tensor, frame, name
 
+    def _with_quality(self, result: Result) -> Result:
+        """Attach the reliability flag; both backends go through here so their results stay identical."""
+        quality = self._assess(result.mean_node_std, result.mean_latent_sigma, result.height, result.width)
+        return dataclasses.replace(result, quality=quality)
+
     def _postprocess(self, out, i: int, frame: Letterbox, name: str | None, samples: int, seed: int) -> Result:
-        return Result(
+        return self._with_quality(Result(
             landmarks=frame.to_original(out.landmarks_mean[i]),
             landmarks_std=frame.scale_to_original(out.landmarks_std[i]),
             landmarks_mu=frame.to_original(out.landmarks_mu[i]),
@@ -153,4 +161,4 @@ class Segmenter:
             latent_sigma=out.latent_sigma[i].astype(np.float64),
             height=frame.height, width=frame.width, samples=samples, seed=int(seed),
             model=self.model_id, image=name,
-        )
+        ))

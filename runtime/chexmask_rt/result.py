@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .anatomy import organ_slices
+from .quality import Quality
 
 _ORGANS = organ_slices()
 
@@ -30,6 +31,7 @@ class Result:
     seed: int
     model: str
     image: str | None = None
+    quality: Quality | None = None  # the reliability flag (chexmask_rt.quality); None only for hand-made Results
     extra: dict = field(default_factory=dict, compare=False)
 
     @property
@@ -60,7 +62,10 @@ class Result:
         return self.landmarks[_ORGANS["heart"]]
 
     def to_dict(self) -> dict:
-        """Plain JSON-ready dict (the format of ``chexmask-rt predict --json``)."""
+        """Plain JSON-ready dict (the format of ``chexmask-rt predict --json``).
+
+        ``quality`` is not in it: this format must stay equal to what the C++ example
+        ``chexmask-rt-cpp`` prints (tests/test_native.py); it is in the CSV row instead."""
         return {
             "image": self.image,
             "height": self.height,
@@ -76,3 +81,15 @@ class Result:
             "node_uncertainty": self.node_uncertainty.tolist(),
             "scores": {"mean_node_std": self.mean_node_std, "mean_latent_sigma": self.mean_latent_sigma},
         }
+
+    def organ_masks(self) -> dict[str, np.ndarray]:
+        """Filled landmark polygons per organ ("right_lung", "left_lung", "heart"): uint8 0/255, original size."""
+        from .rle import polygon_mask
+
+        return {name: polygon_mask(self.landmarks[sl], self.height, self.width) for name, sl in _ORGANS.items()}
+
+    def to_csv_row(self) -> dict[str, str]:
+        """One CheXmask-U-style CSV row (columns: ``chexmask_rt.csv_output.COLUMNS``)."""
+        from .csv_output import csv_row
+
+        return csv_row(self)

@@ -115,9 +115,9 @@ class NativeSegmenter(Segmenter):
         return gray, name
 
     def _result(self, out, name: str | None) -> Result:
-        return Result(
+        return self._with_quality(Result(
             landmarks=out.landmarks, landmarks_std=out.landmarks_std, landmarks_mu=out.landmarks_mu,
             latent_mu=out.latent_mu, latent_sigma=out.latent_sigma,
             height=out.height, width=out.width, samples=out.samples, seed=int(out.seed),
             model=self.model_id, image=name,
-        )
+        ))

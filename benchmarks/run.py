@@ -1,0 +1,262 @@
+"""Latency, throughput and memory: PyTorch reference vs onnxruntime-Python vs native.
+
+    python -m benchmarks.run [--quick] [--json PATH] [--out benchmarks/results]
+
+Models: the published architecture at 1024 (seeded random weights in the published
+layout; timing does not depend on their values) and the shipped default model.
+Cases: K in {1, 10, 50, 100} at batch 1; batch in {1, 4, 8} at K = 50; each end to
+end from a decoded uint8 image to the result in original pixels. Every backend runs
+in its own process, so its peak RSS and load time are its own. Writes one JSON row
+per (backend, model, samples, batch), a markdown table and a latency-vs-K plot.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+CACHE = HERE / ".cache"
+IMAGE = REPO / "runtime" / "chexmask_rt" / "samples" / "chest_pa_cc0.jpg"
+BACKENDS = ("pytorch-reference", "onnxruntime-python", "native")
+K_SWEEP = (1, 10, 50, 100)
+BATCH_SWEEP = (1, 4, 8)
+
+
+# --- models -------------------------------------------------------------------------------------
+
+def published_1024() -> tuple[Path, Path]:
+    """A published-layout checkpoint at 1024 with seeded weights, and its engine (cached)."""
+    folder, engine = CACHE / "published_1024", CACHE / "published_1024.onnx"
+    if not engine.exists():
+        import torch
+
+        from chexmask_export.checkpoint import ModelConfig, load_checkpoint
+        from chexmask_export.model import HybridGNet
+        from chexmask_export.onnx_export import build_network, export_onnx
+
+        torch.manual_seed(0)
+        net = HybridGNet(ModelConfig(inputsize=1024, use_skip=True))
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.save({f"model.{k}": v for k, v in net.state_dict().items()}, folder / "pytorch_model.bin")
+        (folder / "config.json").write_text(json.dumps(net.config.to_dict()))
+        ckpt = load_checkpoint(folder)
+        export_onnx(build_network(ckpt), engine, checkpoint_sha256=ckpt.sha256, model_name="published-random",
+                    model_version="1024")
+    return folder, engine
+
+
+def default_model() -> tuple[Path, Path]:
+    from chexmask_rt import default_model_path
+
+    return REPO / "training" / "checkpoints" / "default-v1", default_model_path()
+
+
+MODELS = {"published-1024": published_1024, "default-512": default_model}
+
+
+# --- one backend, in its own process -----------------------------------------------------------
+
+def _reference_runner(checkpoint: Path):
+    import torch
+
+    from benchmarks.reference import load_reference
+    from chexmask_export.checkpoint import load_checkpoint
+    from chexmask_rt.preprocess import preprocess
+    from chexmask_rt.sampling import latent_noise
+
+    net = load_reference(load_checkpoint(checkpoint))
+    size = net.config.inputsize
+
+    def run(images, samples):
+        eps = torch.from_numpy(latent_noise(samples, net.config.latents))
+        out = []
+        for image in images:  # the published flow handles one image at a time
+            x, frame = preprocess(image, size)
+            r = net.sample(torch.from_numpy(x)[None, None], eps)
+            out.append((frame.to_original(r["landmarks_mean"]), frame.scale_to_original(r["landmarks_std"])))
+        return out
+    return run
+
+
+def _runtime_runner(engine: Path, backend: str):
+    import chexmask_rt
+
+    seg = chexmask_rt.load(engine, backend=backend)
+    return lambda images, samples: seg.predict_batch(images, samples=samples, batch_size=len(images))
+
+
+def worker(backend: str, model: str, calls: int, warmup: int) -> list[dict]:
+    from chexmask_rt.image_io import read_image
+
+    checkpoint, engine = MODELS[model]()
+    image = read_image(IMAGE)
+    t0 = time.perf_counter()
+    run = _reference_runner(checkpoint) if backend == "pytorch-reference" else \
+        _runtime_runner(engine, "python" if backend == "onnxruntime-python" else "native")
+    load_s = time.perf_counter() - t0
+    # ascending memory, so the process's running peak after a case is that case's peak
+    cases = [(k, 1) for k in K_SWEEP] + [(50, b) for b in BATCH_SWEEP if b > 1]
+    rows = []
+    for samples, batch in cases:
+        images = [image] * batch
+        for _ in range(warmup):
+            run(images, samples)
+        times = []
+        for _ in range(calls):
+            t = time.perf_counter()
+            run(images, samples)
+            times.append(time.perf_counter() - t)
+        ms = np.array(times) * 1000
+        rows.append({"backend": backend, "model": model, "inputsize": 1024 if model == "published-1024" else 512,
+                     "samples": samples, "batch": batch, "p50_ms": float(np.median(ms)),
+                     "p95_ms": float(np.percentile(ms, 95)), "images_per_s": float(batch / np.median(ms) * 1000),
+                     "calls": calls, "load_s": load_s,
+                     "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+    return rows
+
+
+# --- machine figures ----------------------------------------------------------------------------
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """Measured single-precision matmul rate of this machine (numpy's BLAS, all threads)."""
+    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    a @ a
+    best = min(_timed(lambda: a @ a) for _ in range(repeats))
+    return 2 * n ** 3 / best / 1e9
+
+
+def _timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def encoder_gflop(size: int) -> float:
+    """Multiply-adds x 2 of the encoder's convolutions and fully connected layers at input S."""
+    from chexmask_export.checkpoint import ENCODER_CHANNELS
+
+    chans, total, s = (1,) + ENCODER_CHANNELS, 0.0, size
+    for i in range(6):
+        cin, cout = chans[i], chans[i + 1]
+        total += s * s * 9 * (cin * cout + cout * cout) + (s * s * cin * cout if cin != cout else 0)
+        if i < 5:
+            s //= 2
+    total += 2 * 64 * ENCODER_CHANNELS[-1] * s * s
+    return 2 * total / 1e9
+
+
+# --- report ---------------------------------------------------------------------------------------
+
+def markdown(rows: list[dict], machine: dict) -> str:
+    lines = [f"Machine: {machine['cpu']}, {machine['threads']} threads; measured matmul peak "
+             f"{machine['matmul_peak_gflops']:.0f} GFLOP/s; {machine['date']}; calls per case: {rows[0]['calls']}.", "",
+             "| model | backend | K | batch | p50 ms | p95 ms | images/s | peak RSS MB (process, up to this case) | load s |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['backend']} | {r['samples']} | {r['batch']} | {r['p50_ms']:.1f} | "
+                     f"{r['p95_ms']:.1f} | {r['images_per_s']:.2f} | {r['peak_rss_mb']:.0f} | {r['load_s']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def summary(rows: list[dict], machine: dict) -> list[str]:
+    def p50(backend, model, k=50, b=1):
+        return next(r["p50_ms"] for r in rows if (r["backend"], r["model"], r["samples"], r["batch"]) == (backend, model, k, b))
+
+    def rss(backend, model, k=50, b=1):
+        return next(r["peak_rss_mb"] for r in rows if (r["backend"], r["model"], r["samples"], r["batch"]) == (backend, model, k, b))
+
+    out = []
+    for model in MODELS:
+        ref, nat = p50("pytorch-reference", model), p50("native", model)
+        size = 1024 if model == "published-1024" else 512
+        gflop = encoder_gflop(size)
+        out += [f"{model}: native vs pytorch-reference at K=50, batch 1: {ref / nat:.2f}x faster "
+                f"({nat:.1f} vs {ref:.1f} ms p50)",
+                f"{model}: native K=50 / K=1: {nat / p50('native', model, 1):.3f}",
+                f"{model}: native peak RSS / reference at K=50, batch 1: "
+                f"{rss('native', model) / rss('pytorch-reference', model):.2f} "
+                f"({rss('native', model):.0f} vs {rss('pytorch-reference', model):.0f} MB)",
+                f"{model}: encoder {gflop:.2f} GFLOP; native K=1 runs at {gflop / p50('native', model, 1) * 1000:.1f} "
+                f"GFLOP/s = {gflop / p50('native', model, 1) * 1000 / machine['matmul_peak_gflops']:.0%} of the "
+                f"measured matmul peak"]
+    return out
+
+
+def plot(rows: list[dict], path: Path, machine: dict) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(MODELS), figsize=(5.5 * len(MODELS), 4))
+    for ax, model in zip(np.atleast_1d(axes), MODELS):
+        for backend in BACKENDS:
+            pts = sorted((r["samples"], r["p50_ms"]) for r in rows
+                         if r["model"] == model and r["backend"] == backend and r["batch"] == 1)
+            ax.plot(*zip(*pts), marker="o", label=backend)
+        ax.set(xlabel="latent samples K", ylabel="p50 latency per image (ms)", title=model, ylim=(0, None))
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{machine['cpu']}, {machine['threads']} threads", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="5 timed calls per case instead of 20")
+    p.add_argument("--json", type=Path, help="also write the rows here")
+    p.add_argument("--out", type=Path, default=HERE / "results")
+    p.add_argument("--worker", nargs=2, metavar=("BACKEND", "MODEL"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    calls, warmup = (5, 1) if args.quick else (20, 2)
+    if args.worker:
+        print(json.dumps(worker(args.worker[0], args.worker[1], calls, warmup)))
+        return 0
+    for make in MODELS.values():
+        make()  # build engines before any timing
+    machine = {"cpu": cpu_model(), "threads": os.cpu_count(), "matmul_peak_gflops": matmul_peak_gflops(),
+               "date": time.strftime("%Y-%m-%d"), "python": platform.python_version()}
+    rows = []
+    for model in MODELS:
+        for backend in BACKENDS:
+            print(f"{model} / {backend} ...", file=sys.stderr, flush=True)
+            proc = subprocess.run([sys.executable, "-m", "benchmarks.run", "--worker", backend, model]
+                                  + (["--quick"] if args.quick else []),
+                                  cwd=REPO, capture_output=True, text=True)
+            if proc.returncode:
+                raise SystemExit(f"{backend} on {model} failed:\n{proc.stderr}")
+            rows += json.loads(proc.stdout.strip().splitlines()[-1])
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = {"machine": machine, "rows": rows, "summary": summary(rows, machine)}
+    (args.out / "latest.json").write_text(json.dumps(report, indent=1))
+    (args.out / "latest.md").write_text(markdown(rows, machine) + "\n" + "\n".join(f"- {s}" for s in report["summary"]) + "\n")
+    plot(rows, args.out / "latency_vs_k.png", machine)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    print(markdown(rows, machine))
+    print("\n".join(report["summary"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""Organ masks from landmark polygons, and their run-length encoding as the CheXmask database stores it.
+
+Convention (CheXmask-Database ``DataPostprocessing/utils.py``, ``get_mask_from_RLE``):
+the mask is flattened row-major (C order) over (height, width); the encoding is a
+space-separated string of "start length" pairs where ``start`` is the 1-based index
+of the first pixel of a run of foreground pixels. An empty mask encodes as "".
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def polygon_mask(points: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Filled polygon of (x, y) ``points`` as a uint8 0/255 mask of shape (height, width).
+
+    Vertices are truncated to integer pixels as CheXmask's ``getDenseMask`` does
+    (``astype(int)``), so masks match the database's for the same landmarks.
+    """
+    mask = np.zeros((height, width), dtype=np.uint8)
+    pts = np.asarray(points, dtype=np.float64)
+    if pts.ndim != 2 or pts.shape[1] != 2 or not np.all(np.isfinite(pts)):
+        raise ValueError(f"expected finite (N, 2) points, got shape {pts.shape}")
+    # int32 overflow guard: a wildly wrong landmark must not wrap around into the image
+    pts = np.clip(pts, -4 * max(height, width), 4 * max(height, width))
+    cv2.fillPoly(mask, [pts.astype(np.int32).reshape(-1, 1, 2)], 255)
+    return mask
+
+
+def encode(mask: np.ndarray) -> str:
+    """Row-major, 1-based "start length ..." encoding of the non-zero pixels of a 2-D mask."""
+    if mask.ndim != 2:
+        raise ValueError(f"expected a 2-D mask, got shape {mask.shape}")
+    flat = np.concatenate([[False], mask.reshape(-1) != 0, [False]])
+    edges = np.flatnonzero(flat[1:] != flat[:-1])  # 0-based run starts and ends, alternating
+    starts, ends = edges[::2], edges[1::2]
+    runs = np.empty(2 * len(starts), dtype=np.int64)
+    runs[::2], runs[1::2] = starts + 1, ends - starts
+    return " ".join(map(str, runs.tolist()))
+
+
+def decode(rle: str, height: int, width: int) -> np.ndarray:
+    """Inverse of :func:`encode`: a uint8 0/255 mask of shape (height, width)."""
+    runs = np.array(rle.split(), dtype=np.int64)
+    if runs.size % 2:
+        raise ValueError("run-length encoding has an odd number of values")
+    flat = np.zeros(height * width, dtype=np.uint8)
+    for start, length in zip(runs[::2] - 1, runs[1::2]):
+        if start < 0 or length < 0 or start + length > flat.size:
+            raise ValueError(f"run {start + 1} {length} lies outside a {height}x{width} mask")
+        flat[start:start + length] = 255
+    return flat.reshape(height, width)

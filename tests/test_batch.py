@@ -1,0 +1,123 @@
+"""chexmask-rt batch: inputs, error isolation, resume, exit codes, results equal the API."""
+import csv
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from chexmask_rt.batch import collect_inputs, run_batch
+from chexmask_rt.csv_output import parse_coords
+
+from conftest import SHARED
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "chexmask_rt", *map(str, args)], capture_output=True, text=True)
+
+
+def rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture()
+def archive(tmp_path, shared_images):
+    """Three good images (one in a subfolder, one DICOM), a non-image and a truncated JPEG, and a text file."""
+    root = tmp_path / "archive"
+    (root / "sub").mkdir(parents=True)
+    shutil.copy(shared_images[0], root / shared_images[0].name)
+    shutil.copy(shared_images[1], root / "sub" / shared_images[1].name)
+    shutil.copy(SHARED / "data" / "dicom" / "cr_chest_monochrome2_jpeg.dcm", root / "sub" / "cr.dcm")
+    (root / "notes.txt").write_text("not an image")
+    (root / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    (root / "cut.jpg").write_bytes((SHARED / "data" / "images" / "wiki_example2_chest_xray.jpg").read_bytes()[:4000])
+    return root
+
+
+def test_folder_is_searched_recursively_for_images(archive):
+    found = collect_inputs(archive)
+    assert sorted(p.rsplit("/", 1)[1] for p in found) == sorted(
+        ["bad.png", "cut.jpg", "cr.dcm", *(p.name for p in archive.rglob("*") if p.suffix in (".jpg", ".png")
+                                           and p.name not in ("bad.png", "cut.jpg"))])
+    assert not any(p.endswith("notes.txt") for p in found)
+
+
+def test_text_and_csv_lists_resolve_relative_paths(tmp_path, archive):
+    (archive / "list.txt").write_text("# two images\nsub/cr.dcm\n\nbad.png\n")
+    assert collect_inputs(archive / "list.txt") == [str(archive / "sub/cr.dcm"), str(archive / "bad.png")]
+    (archive / "list.csv").write_text("id,path\n1,sub/cr.dcm\n2,/abs/x.png\n")
+    assert collect_inputs(archive / "list.csv") == [str(archive / "sub/cr.dcm"), "/abs/x.png"]
+
+
+def test_bad_files_are_recorded_and_the_rest_go_on(tmp_path, archive, default_segmenter):
+    out = tmp_path / "out"
+    proc = cli("batch", archive, "--out", out, "--samples", 4, "--workers", 2, "--masks")
+    assert proc.returncode == 1, proc.stderr
+    assert "5 images: 3 done, 0 skipped" in proc.stdout and "2 failed" in proc.stdout
+    assert "images/s" in proc.stdout and "img/s" in proc.stderr  # summary and progress bar
+    errors = {r["Image"]: r for r in rows(out / "errors.csv")}
+    assert set(errors) == {str(archive / "bad.png"), str(archive / "cut.jpg")}
+    for image, r in errors.items():
+        assert r["Error"] == "InputError" and r["Reason"].startswith(f"{image}: not a readable image")
+    results = {r["Image"]: r for r in rows(out / "results.csv")}
+    assert len(results) == 3 and len(list((out / "masks").iterdir())) == 9
+    for image, r in results.items():  # the batch path (decoder threads, arrays, chunks) == the API on the file
+        api = default_segmenter.predict(image, samples=4)
+        np.testing.assert_allclose(parse_coords(r["Landmarks (Mean)"]), api.landmarks, atol=6e-4)
+        assert (int(r["Height"]), int(r["Width"])) == (api.height, api.width)
+
+
+def test_resume_skips_finished_images_and_redoes_a_cut_row(tmp_path, shared_images, default_segmenter):
+    out = tmp_path / "out"
+    images = [str(p) for p in shared_images]
+    first = run_batch(default_segmenter, images[:2], out, samples=3, progress=False)
+    assert (first.done, first.skipped, first.failed) == (2, 0, 0)
+    second = run_batch(default_segmenter, images[:4], out, samples=3, progress=False)
+    assert (second.done, second.skipped) == (2, 2)
+    assert [r["Image"] for r in rows(out / "results.csv")] .count(images[0]) == 1
+    # a run killed in the middle of writing its last row: that row is dropped and redone
+    text = (out / "results.csv").read_text()
+    last = text.rstrip("\n").rsplit("\n", 1)[1]
+    (out / "results.csv").write_text(text[:len(text) - len(last) // 2 - 1])
+    third = run_batch(default_segmenter, images, out, samples=3, progress=False)
+    assert (third.done, third.skipped, third.failed) == (2, 3, 0)
+    final = rows(out / "results.csv")
+    assert sorted(r["Image"] for r in final) == sorted(images)
+    assert all(len(parse_coords(r["Landmarks (Mean)"])) == 120 for r in final)
+
+
+def test_all_good_exits_0_and_rerun_does_nothing(tmp_path, shared_images):
+    listing = tmp_path / "list.txt"
+    listing.write_text("\n".join(str(p) for p in shared_images[:2]))
+    out = tmp_path / "out"
+    proc = cli("batch", listing, "--out", out, "--samples", 2, "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert rows(out / "errors.csv") == []
+    proc = cli("batch", listing, "--out", out, "--samples", 2, "--no-progress")
+    assert proc.returncode == 0 and "0 done, 2 skipped" in proc.stdout
+
+
+def test_other_settings_are_refused_on_resume(tmp_path, shared_images):
+    listing = tmp_path / "list.txt"
+    listing.write_text(str(shared_images[0]))
+    out = tmp_path / "out"
+    assert cli("batch", listing, "--out", out, "--samples", 2, "--no-progress").returncode == 0
+    proc = cli("batch", listing, "--out", out, "--samples", 3, "--no-progress")
+    assert proc.returncode == 3 and "made with Samples '2'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("args,code,needle", [
+    (["batch", "/nonexistent/dir", "--out", "{tmp}/o"], 3, "/nonexistent/dir: no such file or folder"),
+    (["batch", "{empty}", "--out", "{tmp}/o"], 3, "no images found"),
+    (["batch", "{images}", "--out", "{tmp}/o", "--model", "/nonexistent/m.onnx"], 4, "/nonexistent/m.onnx"),
+    (["batch", "{images}", "--out", "{tmp}/o", "--workers", "0"], 3, "--workers must be >= 1"),
+    (["batch", "{images}"], 2, "usage"),
+])
+def test_batch_exit_codes(tmp_path, args, code, needle):
+    (tmp_path / "empty").mkdir()
+    args = [a.format(tmp=tmp_path, empty=tmp_path / "empty", images=SHARED / "data" / "images") for a in args]
+    proc = cli(*args)
+    assert proc.returncode == code, proc.stderr
+    assert needle in proc.stderr and "Traceback" not in proc.stderr

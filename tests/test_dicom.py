@@ -1,0 +1,163 @@
+"""DICOM input: the rendering chain (modality LUT, VOI LUT / window, MONOCHROME1) and refusals."""
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+import chexmask_rt
+from chexmask_rt.image_io import read_image
+
+from conftest import SHARED
+
+DICOM = SHARED / "data" / "dicom"
+MONO2 = DICOM / "cr_chest_monochrome2_jpeg.dcm"
+MONO1 = DICOM / "cr_chest_monochrome1_jpeg.dcm"
+
+
+def make_dicom(path: Path, pixels: np.ndarray, photometric: str = "MONOCHROME2", *, preamble: bool = True,
+               **tags) -> Path:
+    """An uncompressed single-frame DICOM file with the given pixels and extra tags."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = SecondaryCaptureImageStorage, meta.MediaStorageSOPInstanceUID
+    ds.Modality = "CR"
+    ds.Rows, ds.Columns = pixels.shape[:2]
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = photometric
+    bits = 8 if pixels.dtype == np.uint8 else 16
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = bits, tags.pop("BitsStored", bits), bits - 1, 0
+    for key, value in tags.items():
+        setattr(ds, key, value)
+    ds.PixelData = np.ascontiguousarray(pixels).tobytes()
+    ds.save_as(path, enforce_file_format=preamble)
+    return path
+
+
+@pytest.fixture(scope="module")
+def raw() -> np.ndarray:
+    """The stored pixels of the shared MONOCHROME2 CR (JPEG baseline, decoded by pydicom + pillow)."""
+    return pydicom.dcmread(MONO2).pixel_array
+
+
+def minmax(values: np.ndarray, full: float) -> np.ndarray:
+    v = values.astype(np.float64)
+    return (v - v.min()) / (v.max() - v.min()) * full
+
+
+def test_shared_pair_is_decoded_and_monochrome1_inverted(raw):
+    assert raw.shape == (1024, 1024) and raw.dtype == np.uint8
+    mono2, mono1 = read_image(MONO2), read_image(MONO1)
+    assert mono2.dtype == mono1.dtype == np.uint8
+    # no VOI in these files: min-max to the 8-bit range, and MONOCHROME1 shown inverted
+    np.testing.assert_array_equal(mono2, np.rint(minmax(raw, 255)).astype(np.uint8))
+    np.testing.assert_array_equal(mono1, np.rint(255 - minmax(raw, 255)).astype(np.uint8))
+    assert mono2[:100].mean() < 128 < mono1[:100].mean()  # the air above the shoulders is dark only in MONOCHROME2
+
+
+def test_monochrome1_and_monochrome2_encodings_of_one_image_give_the_same_landmarks(tmp_path, raw, default_segmenter):
+    """The real CR, stored once as MONOCHROME2 (the shared JPEG file) and once as MONOCHROME1
+    (inverted stored values, as a MONOCHROME1 modality writes them): one image, one answer."""
+    mono1 = make_dicom(tmp_path / "mono1.dcm", 255 - raw, "MONOCHROME1")
+    a = default_segmenter.predict(MONO2, samples=10)
+    b = default_segmenter.predict(mono1, samples=10)
+    np.testing.assert_allclose(a.landmarks, b.landmarks, atol=1e-6)
+    np.testing.assert_allclose(a.landmarks_std, b.landmarks_std, atol=1e-6)
+    assert a.height == b.height == 1024
+
+
+def test_shared_monochrome1_file_segments_like_the_inverted_image(default_segmenter, raw):
+    """The shared MONOCHROME1 file holds the MONOCHROME2 file's stored values unchanged, so a correct
+    reader shows it as the negative: its result is that of the inverted picture, with higher uncertainty."""
+    r1 = default_segmenter.predict(MONO1, samples=10)
+    inverted = np.rint(255 - minmax(raw, 255)).astype(np.uint8)
+    np.testing.assert_allclose(r1.landmarks, default_segmenter.predict(inverted, samples=10).landmarks, atol=1e-9)
+    assert r1.mean_node_std > 2 * default_segmenter.predict(MONO2, samples=10).mean_node_std
+
+
+def test_rescale_slope_intercept_then_minmax_to_16_bits(tmp_path):
+    stored = (np.arange(64 * 48, dtype=np.uint16).reshape(64, 48) * 3) % 4096
+    path = make_dicom(tmp_path / "r.dcm", stored, BitsStored=12, RescaleSlope=2, RescaleIntercept=-1024)
+    out = read_image(path)
+    assert out.dtype == np.uint16
+    np.testing.assert_array_equal(out, np.rint(minmax(stored * 2.0 - 1024, 65535)).astype(np.uint16))
+
+
+def test_window_center_width_is_applied(tmp_path):
+    stored = (np.arange(64 * 64, dtype=np.uint16).reshape(64, 64)) % 4096
+    center, width = 1000.0, 801.0
+    path = make_dicom(tmp_path / "w.dcm", stored, BitsStored=12, RescaleSlope=1, RescaleIntercept=-500,
+                      WindowCenter=center, WindowWidth=width)
+    v = stored.astype(np.float64) - 500
+    # DICOM PS3.3 C.11.2.1.2.1 (LINEAR), written out here independently of pydicom
+    expected = np.clip(((v - (center - 0.5)) / (width - 1) + 0.5), 0, 1)
+    expected[v <= center - 0.5 - (width - 1) / 2] = 0
+    expected[v > center - 0.5 + (width - 1) / 2] = 1
+    np.testing.assert_array_equal(read_image(path), np.rint(expected * 65535).astype(np.uint16))
+
+
+def test_window_with_monochrome1_is_inverted_after_windowing(tmp_path):
+    stored = np.tile(np.arange(0, 4096, 64, dtype=np.uint16), (64, 1))
+    kw = dict(BitsStored=12, WindowCenter=2048.0, WindowWidth=1025.0)
+    m2 = read_image(make_dicom(tmp_path / "m2.dcm", stored, "MONOCHROME2", **kw)).astype(np.int64)
+    m1 = read_image(make_dicom(tmp_path / "m1.dcm", stored, "MONOCHROME1", **kw)).astype(np.int64)
+    assert np.abs(m1 + m2 - 65535).max() <= 1  # rounding only
+    assert m2[0, 0] == 0 and m2[0, -1] == 65535
+
+
+def test_voi_lut_sequence_is_applied(tmp_path):
+    stored = np.tile(np.arange(256, dtype=np.uint8), (40, 1))
+    lut = Dataset()
+    lut.LUTDescriptor = [256, 0, 8]
+    table = (np.sqrt(np.arange(256) / 255.0) * 200).astype(np.uint8)  # a gamma curve, entries 0..200
+    lut.add_new("LUTData", "US", table.tolist())
+    path = make_dicom(tmp_path / "l.dcm", stored, VOILUTSequence=pydicom.Sequence([lut]))
+    np.testing.assert_array_equal(read_image(path), np.rint(table[stored] / 200.0 * 255).astype(np.uint8))
+
+
+def test_file_without_preamble_but_dcm_suffix_is_read(tmp_path, raw):
+    path = make_dicom(tmp_path / "np.dcm", raw[:256, :256], preamble=False)
+    assert path.read_bytes()[128:132] != b"DICM"
+    assert read_image(path).shape == (256, 256)
+
+
+def test_multiframe_is_refused(tmp_path):
+    frames = np.zeros((2, 64, 64), dtype=np.uint8)
+    path = make_dicom(tmp_path / "mf.dcm", frames.reshape(128, 64), NumberOfFrames=2)
+    with pytest.raises(chexmask_rt.InputError, match=r"mf\.dcm: multi-frame DICOM \(2 frames\)"):
+        read_image(path)
+
+
+def test_object_without_pixel_data_is_refused(tmp_path):
+    path = make_dicom(tmp_path / "sr.dcm", np.zeros((64, 64), np.uint8))
+    ds = pydicom.dcmread(path)
+    del ds.PixelData
+    ds.save_as(path)
+    with pytest.raises(chexmask_rt.InputError, match=r"sr\.dcm: DICOM object has no pixel data"):
+        read_image(path)
+
+
+@pytest.mark.parametrize("cut", [200, 5000, 60000])
+def test_truncated_jpeg_dicom_is_an_input_error(tmp_path, cut):
+    path = tmp_path / "cut.dcm"
+    path.write_bytes(MONO2.read_bytes()[:cut])
+    with pytest.raises(chexmask_rt.InputError, match=r"cut\.dcm: "):
+        read_image(path)
+
+
+def test_cli_predict_reads_dicom(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "chexmask_rt", "predict", str(MONO2), "--samples", "3", "--json", "-"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    d = json.loads(proc.stdout)
+    assert (d["height"], d["width"]) == (1024, 1024) and len(d["landmarks"]) == 120

@@ -1,0 +1,94 @@
+"""Fuzzing the input path: whatever bytes or arrays come in, the answer is a Result or a typed error.
+
+A crash (segfault in the native core) kills the test run; a hang is caught by a watchdog that
+dumps the stacks and exits. Example counts are kept small so this file runs in well under a minute.
+"""
+import faulthandler
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import chexmask_rt
+from chexmask_rt.image_io import read_image
+
+from conftest import IMAGES, SHARED
+
+SUFFIXES = ["", ".png", ".jpg", ".tif", ".bmp", ".dcm"]
+SEEDS = [IMAGES / "nih_00000001_000_512.png", IMAGES / "wiki_example3_icd_chest_xray.png",
+         SHARED / "data" / "dicom" / "cr_chest_monochrome2_jpeg.dcm"]
+FUZZ = settings(max_examples=40, deadline=None, derandomize=True,
+                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+
+@pytest.fixture(autouse=True)
+def watchdog():
+    faulthandler.dump_traceback_later(240, exit=True)  # a hang must fail CI, not stall it
+    yield
+    faulthandler.cancel_dump_traceback_later()
+
+
+@pytest.fixture(scope="module")
+def segmenters():
+    return [chexmask_rt.load(), chexmask_rt.load(backend="python")]
+
+
+def check_predict(segmenters, item) -> None:
+    for seg in segmenters:
+        try:
+            r = seg.predict(item, samples=2)
+        except chexmask_rt.InputError as exc:
+            assert str(exc)  # a reason, not an empty message
+            continue
+        assert r.landmarks.shape == (120, 2) and np.all(np.isfinite(r.landmarks))
+        assert np.all(np.isfinite(r.landmarks_std)) and r.quality is not None
+
+
+@FUZZ
+@given(data=st.binary(max_size=4096), suffix=st.sampled_from(SUFFIXES))
+def test_random_bytes_as_files(tmp_path_factory, segmenters, data, suffix):
+    path = tmp_path_factory.mktemp("fz") / f"f{suffix}"
+    path.write_bytes(data)
+    check_predict(segmenters, path)
+
+
+@FUZZ
+@given(seed=st.sampled_from(SEEDS), cut=st.floats(0, 1), flips=st.lists(st.tuples(st.floats(0, 1), st.integers(0, 255)),
+                                                                         max_size=8))
+def test_corrupted_real_files(tmp_path_factory, segmenters, seed, cut, flips):
+    """Real PNG/DICOM files, truncated and with bytes overwritten: the decoders' error paths."""
+    data = bytearray(seed.read_bytes()[:max(1, int(len(seed.read_bytes()) * cut))])
+    for where, value in flips:
+        data[int(where * (len(data) - 1))] = value
+    path = tmp_path_factory.mktemp("fz") / f"c{seed.suffix}"
+    path.write_bytes(bytes(data))
+    try:
+        read_image(path)
+    except chexmask_rt.InputError as exc:
+        assert str(path) in str(exc)  # the message names the file
+    check_predict(segmenters, path)
+
+
+DTYPES = st.sampled_from([np.uint8, np.uint16, np.int8, np.int16, np.int32, np.float16, np.float32, np.float64,
+                          np.bool_, np.complex64])
+SHAPES = st.one_of(hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=6),
+                   st.tuples(st.integers(28, 70), st.integers(28, 70)),
+                   st.tuples(st.integers(30, 60), st.integers(30, 60), st.sampled_from([1, 2, 3, 4, 5])))
+
+
+@FUZZ
+@given(array=hnp.arrays(DTYPES, SHAPES, elements=None, fill=None), transpose=st.booleans())
+def test_random_arrays(segmenters, array, transpose):
+    if transpose and array.ndim >= 2:
+        array = array.T  # non-contiguous memory
+    check_predict(segmenters, array)
+
+
+@FUZZ
+@given(array=hnp.arrays(np.float32, st.tuples(st.integers(32, 64), st.integers(32, 64)),
+                        elements=st.floats(-0.5, 1.5, width=32) | st.sampled_from([np.nan, np.inf, -np.inf, 0.0, 1.0])))
+def test_float_arrays_with_bad_values(segmenters, array):
+    check_predict(segmenters, array)

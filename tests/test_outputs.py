@@ -1,0 +1,89 @@
+"""CheXmask-U-style outputs: RLE masks (round trip against the polygon fill), CSV rows, mask PNGs, CLI options."""
+import csv
+import io
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from chexmask_rt import rle
+from chexmask_rt.anatomy import organ_slices
+from chexmask_rt.csv_output import COLUMNS, csv_row, parse_coords
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "chexmask_rt", *map(str, args)], capture_output=True, text=True)
+
+
+def test_rle_known_small_mask():
+    mask = np.array([[0, 1, 1, 0],
+                     [0, 0, 0, 1],
+                     [1, 0, 0, 0]], dtype=np.uint8)
+    # row-major flat: 0 1 1 0 0 0 0 1 1 0 0 0 -> runs start at 1-based 2 (len 2) and 8 (len 2, across the row break)
+    assert rle.encode(mask) == "2 2 8 2"
+    np.testing.assert_array_equal(rle.decode("2 2 8 2", 3, 4), mask * 255)
+    assert rle.encode(np.zeros((3, 4), np.uint8)) == ""
+    assert rle.encode(np.ones((2, 2), np.uint8)) == "1 4"
+
+
+def test_rle_decode_rejects_runs_outside_the_mask():
+    with pytest.raises(ValueError):
+        rle.decode("10 5", 3, 4)
+    with pytest.raises(ValueError):
+        rle.decode("1", 3, 4)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_rle_round_trip_equals_fillpoly(seed):
+    rng = np.random.default_rng(seed)
+    h, w = rng.integers(40, 300, size=2)
+    pts = rng.uniform([-20, -20], [w + 20, h + 20], size=(rng.integers(3, 60), 2))
+    expected = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(expected, [pts.astype(np.int32).reshape(-1, 1, 2)], 255)
+    mask = rle.polygon_mask(pts, h, w)
+    np.testing.assert_array_equal(mask, expected)
+    np.testing.assert_array_equal(rle.decode(rle.encode(mask), h, w), expected)
+
+
+def test_csv_row_of_a_real_result(default_segmenter, example1):
+    r = default_segmenter.predict(example1, samples=8)
+    row = csv_row(r)
+    assert tuple(row) == COLUMNS
+    assert (row["Height"], row["Width"]) == ("899", "786")
+    np.testing.assert_allclose(parse_coords(row["Landmarks (Mean)"]), r.landmarks, atol=5e-4)
+    np.testing.assert_allclose(parse_coords(row["Landmarks (Std)"]), r.landmarks_std, atol=5e-4)
+    for column, organ in (("Right Lung", "right_lung"), ("Left Lung", "left_lung"), ("Heart", "heart")):
+        expected = np.zeros((899, 786), np.uint8)
+        cv2.fillPoly(expected, [r.landmarks[organ_slices()[organ]].astype(np.int32).reshape(-1, 1, 2)], 255)
+        decoded = rle.decode(row[column], 899, 786)
+        np.testing.assert_array_equal(decoded, expected)
+        assert 0.01 < (decoded > 0).mean() < 0.5  # a real organ, not an empty or full mask
+    assert float(row["Mean Node Std"]) == pytest.approx(r.mean_node_std, rel=1e-5)
+    assert row["Quality Flag"] in ("True", "False") and row["Quality Reason"]
+
+
+def test_cli_csv_and_masks(tmp_path, shared_images):
+    images = shared_images[:2]
+    out_csv, masks = tmp_path / "r.csv", tmp_path / "m"
+    proc = cli("predict", *images, "--samples", 3, "--csv", out_csv, "--masks", masks)
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader(out_csv.open()))
+    assert [r["Image"] for r in rows] == [str(p) for p in images]
+    for p, row in zip(images, rows):
+        heart = cv2.imread(str(masks / f"{p.stem}_heart.png"), cv2.IMREAD_UNCHANGED)
+        assert heart.shape == (int(row["Height"]), int(row["Width"]))
+        np.testing.assert_array_equal(heart, rle.decode(row["Heart"], *heart.shape))
+    assert len(list(masks.iterdir())) == 6
+    proc = cli("predict", images[0], "--samples", 3, "--csv", "-")
+    assert proc.returncode == 0, proc.stderr
+    assert next(csv.reader(io.StringIO(proc.stdout))) == list(COLUMNS)
+    assert rows[0]["Quality Flag"] in ("True", "False") and rows[0]["Quality Reason"]
+
+
+def test_cli_unwritable_csv_is_an_input_error(tmp_path, example1):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    proc = cli("predict", example1, "--samples", 2, "--csv", blocker / "sub" / "r.csv")
+    assert proc.returncode == 3 and "cannot write CSV" in proc.stderr and "Traceback" not in proc.stderr

@@ -1,0 +1,70 @@
+"""The synthetic training data: real shapes, split without leaks; thin-plate-spline warps
+of real textures whose labels are exact."""
+import numpy as np
+import pytest
+
+from chexmask_rt.preprocess import letterbox
+from training.data import FoldedWarp, SyntheticChests, load_shapes, load_textures, warp_to_shape
+
+from conftest import SHARED
+
+DATA = SHARED / "data"
+
+
+@pytest.fixture(scope="module")
+def shapes():
+    return load_shapes(DATA)
+
+
+@pytest.fixture(scope="module")
+def textures():
+    return load_textures(DATA)
+
+
+def test_split_holds_out_jsrt_test_and_a_tenth_of_chexmask(shapes):
+    assert shapes.heldout.shape == (81, 120, 2)
+    assert sum(n.startswith("jsrt:") for n in shapes.heldout_names) == 51
+    assert sum(n.startswith("chexmask:") for n in shapes.heldout_names) == 30
+    # 194 JSRT train/val shapes + 3 annotations of the 275 training CheXmask ids
+    assert len(shapes.train) == 194 + 3 * 275
+    # no held-out shape appears among the training shapes
+    flat_train = shapes.train.reshape(len(shapes.train), -1)
+    for held in shapes.heldout.reshape(len(shapes.heldout), -1):
+        assert np.abs(flat_train - held).sum(axis=1).min() > 0
+
+
+def test_warping_a_texture_onto_its_own_shape_changes_nothing(textures):
+    own = np.load(DATA / "landmarks" / "wiki_example1_landmarks_1024.npy").astype(np.float64)
+    image, labels = warp_to_shape(textures[0], own, 1024)
+    expected, _ = letterbox(textures[0].image, 1024)
+    np.testing.assert_allclose(labels, own, atol=1e-9)
+    assert np.abs(image.astype(int) - expected.astype(int)).mean() < 2.0
+
+
+def test_labels_are_the_target_shape_in_output_pixels(shapes, textures):
+    shape = shapes.heldout[0]
+    image, labels = warp_to_shape(textures[0], shape, 256)
+    np.testing.assert_allclose(labels, shape * 256 / 1024, atol=1e-9)
+    assert image.shape == (256, 256) and image.dtype == np.uint8
+    # the anatomy moved: the image differs from the unwarped texture
+    assert np.abs(image.astype(int) - letterbox(textures[0].image, 256)[0].astype(int)).mean() > 2
+
+
+def test_folding_warps_are_refused(textures):
+    own = np.load(DATA / "landmarks" / "wiki_example1_landmarks_1024.npy").astype(np.float64)
+    mirrored = own.copy()
+    mirrored[:, 0] = 1024 - mirrored[:, 0]  # left-right flip: the spline must turn the image over
+    with pytest.raises(FoldedWarp):
+        warp_to_shape(textures[0], mirrored, 128)
+
+
+def test_dataset_is_deterministic_per_index(shapes, textures):
+    ds = SyntheticChests(shapes.train, textures, 128, length=10, seed=3)
+    a, la = ds[4]
+    b, lb = ds[4]
+    c, _ = ds[5]
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(la, lb)
+    assert not np.array_equal(a, c)
+    assert a.shape == (1, 128, 128) and a.dtype == np.float32 and 0 <= a.min() and a.max() <= 1
+    assert la.shape == (120, 2)
