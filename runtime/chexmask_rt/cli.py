@@ -22,14 +22,19 @@ def _add_backend(p) -> None:
                    help="native C++ core (auto: when built) or the Python reference path")
 
 
-def _add_predict(sub) -> None:
-    p = sub.add_parser("predict", help="segment images, print or write landmarks + uncertainty")
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG/JPEG/TIFF/BMP/DICOM files")
+def _add_run_options(p) -> None:
+    """What every segmenting command takes: the model, the sampling and the engine's threads."""
     p.add_argument("--model", help="engine .onnx (default: the shipped model)")
     p.add_argument("--samples", type=int, default=50, help="latent samples K (default 50)")
     p.add_argument("--seed", type=int, default=0, help="seed of the latent noise (default 0)")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: physical cores)")
     _add_backend(p)
+
+
+def _add_predict(sub) -> None:
+    p = sub.add_parser("predict", help="segment images, print or write landmarks + uncertainty")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG/JPEG/TIFF/BMP/DICOM files")
+    _add_run_options(p)
     p.add_argument("--json", metavar="PATH|-", help="write results as JSON to PATH, or '-' for stdout")
     p.add_argument("--overlay", metavar="PNG|DIR", help="draw contours + uncertainty over the image: to PNG for one "
                    "image, or DIR/<name>.png for several")
@@ -41,14 +46,10 @@ def _add_batch(sub) -> None:
     p = sub.add_parser("batch", help="segment a folder or a list of images into a resumable CSV")
     p.add_argument("input", metavar="INPUT", help="a folder (searched recursively) or a .txt/.csv list of images")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder: results.csv, errors.csv, masks/")
-    p.add_argument("--model", help="engine .onnx (default: the shipped model)")
-    p.add_argument("--samples", type=int, default=50, help="latent samples K (default 50)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the latent noise (default 0)")
+    _add_run_options(p)
     p.add_argument("--workers", type=int, default=4, help="decoder threads (default 4)")
-    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: physical cores)")
     p.add_argument("--masks", action="store_true", help="also write organ mask PNGs to DIR/masks/")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _add_backend(p)
 
 
 def _add_export(sub) -> None:
@@ -158,12 +159,14 @@ def cmd_batch(args) -> int:
 def _write_overlays(target: str, results) -> None:
     import cv2
 
+    from .batch import mask_stems
     from .image_io import read_image
     from .overlay import draw_overlay
 
     several = len(results) > 1 or Path(target).is_dir()
+    stems = mask_stems([r.image for r in results])  # images of the same name in different folders stay apart
     for r in results:
-        out = Path(target) / f"{Path(r.image).stem}.png" if several else Path(target)
+        out = Path(target) / f"{stems[r.image]}.png" if several else Path(target)
         out.parent.mkdir(parents=True, exist_ok=True)
         if not cv2.imwrite(str(out), draw_overlay(read_image(r.image), r)):
             raise InputError(f"{out}: cannot write the overlay picture")
