@@ -67,7 +67,7 @@ def roi_align_lookup(pos: torch.Tensor, fmap: torch.Tensor) -> torch.Tensor:
     """pos [N, nodes, 2] normalised, fmap [N, C, H, W] (one map per decode): [N, nodes, C]."""
     n, c, h, w = fmap.shape
     p = pos * w
-    d = torch.tensor([-1.0, 0.0, 1.0])
+    d = torch.tensor([-1.0, 0.0, 1.0], dtype=pos.dtype, device=pos.device)
     ys = (p[..., 1:2, None] + d[:, None]).expand(*p.shape[:-1], 3, 3)  # [N, nodes, 3(y), 3(x)]
     xs = (p[..., 0:1, None] + d[None, :]).expand(*p.shape[:-1], 3, 3)
     valid = (ys >= -1) & (ys <= h) & (xs >= -1) & (xs <= w)
@@ -79,7 +79,7 @@ def roi_align_lookup(pos: torch.Tensor, fmap: torch.Tensor) -> torch.Tensor:
     y1, x1 = torch.where(y_end, y0, y0 + 1), torch.where(x_end, x0, x0 + 1)
     ly, lx = ys - y0, xs - x0
     table = fmap.permute(0, 2, 3, 1).reshape(-1, c)
-    base = (torch.arange(n) * h * w).reshape(n, 1, 1, 1)
+    base = (torch.arange(n, device=pos.device) * h * w).reshape(n, 1, 1, 1)
     out = 0
     for yy, wy in ((y0, 1 - ly), (y1, ly)):
         for xx, wx in ((x0, 1 - lx), (x1, lx)):
@@ -110,8 +110,7 @@ class ReferenceHybridGNet(nn.Module):
                                     (("6", f[5]), ("5", f[4]), ("4", f[3]), ("3", f[2]), ("2", f[1]))})
         self.register_buffer("a", _edge_index(graph.fine_adjacency()), persistent=False)
         self.register_buffer("ad", _edge_index(graph.coarse_adjacency()), persistent=False)
-        self.up = graph.coarse_to_fine()
-        self.register_buffer("u", torch.from_numpy(self.up).float().to_sparse(), persistent=False)
+        self.register_buffer("u", torch.from_numpy(graph.coarse_to_fine()).float().to_sparse(), persistent=False)
 
     def _step(self, conv, norm, x, edges):
         return F.relu(self.norms[norm](conv(x, edges)))
@@ -140,10 +139,10 @@ class ReferenceHybridGNet(nn.Module):
         mu, logvar, conv5, conv6 = self.encoder(image)
         k = eps.shape[0]
         z = mu + torch.exp(0.5 * logvar) * eps
-        samples = self.decode(z, conv5.repeat(k, 1, 1, 1), conv6.repeat(k, 1, 1, 1)).numpy()
-        at_mu = self.decode(mu, conv5, conv6).numpy()[0]
+        samples = self.decode(z, conv5.repeat(k, 1, 1, 1), conv6.repeat(k, 1, 1, 1)).cpu().numpy()
+        at_mu = self.decode(mu, conv5, conv6).cpu().numpy()[0]
         return {"landmarks_mean": samples.mean(0), "landmarks_std": samples.std(0), "landmarks_mu": at_mu,
-                "latent_mu": mu[0].numpy(), "latent_sigma": torch.exp(0.5 * logvar)[0].numpy(),
+                "latent_mu": mu[0].cpu().numpy(), "latent_sigma": torch.exp(0.5 * logvar)[0].cpu().numpy(),
                 "landmarks_samples": samples}
 
 
