@@ -30,7 +30,7 @@ def timings(fn, calls: int) -> list[float]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="/tmp/cm_models/skip_256.onnx")
+    p.add_argument("--model", default=str(chexmask_rt.default_model_path()))
     p.add_argument("--image", default="../shared/data/images/wiki_example2_chest_xray.jpg")
     p.add_argument("--samples", type=int, default=50)
     p.add_argument("--calls", type=int, default=30)
