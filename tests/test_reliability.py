@@ -8,17 +8,10 @@ import pytest
 
 import chexmask_rt
 from chexmask_rt.image_io import read_image
+from benchmarks.leak_check import rss_mb
 from chexmask_rt.quality import calibration_path
 
 from conftest import SHARED
-
-
-def rss_bytes() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS in /proc/self/status")
 
 
 @pytest.fixture(scope="module")
@@ -52,11 +45,11 @@ def test_sequential_predictions_do_not_grow_memory(backend, example1):
 
     for i in range(40):
         one(i)
-    before = rss_bytes()
+    before = rss_mb()
     for i in range(150):
         one(i)
-    growth = rss_bytes() - before
-    assert growth < 10 * 2**20, f"RSS grew by {growth / 2**20:.1f} MB over 150 predictions"
+    growth = rss_mb() - before
+    assert growth < 10, f"RSS grew by {growth:.1f} MB over 150 predictions"
 
 
 def test_in_distribution_is_not_flagged_and_corrupted_is(default_segmenter, arrays):

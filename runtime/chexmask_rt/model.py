@@ -75,10 +75,24 @@ class UntrainedModelWarning(UserWarning):
     """The engine was exported from untrained weights (a placeholder)."""
 
 
-def _check_samples(samples: int) -> int:
+def check_run_arguments(samples: int, seed: int, batch_size: int) -> tuple[int, int]:
+    """Validate what every backend's predict_batch takes; returns (samples, seed) as ints."""
     if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or not 1 <= samples <= MAX_SAMPLES:
         raise InputError(f"samples must be an integer in 1..{MAX_SAMPLES}, got {samples!r}")
-    return int(samples)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 2**64:
+        raise InputError(f"seed must be an integer in [0, 2**64), got {seed!r}")
+    if batch_size < 1:
+        raise InputError(f"batch_size must be >= 1, got {batch_size}")
+    return int(samples), int(seed)
+
+
+def load_item(item: ImageLike) -> tuple[np.ndarray, str | None]:
+    """A path (decoded here) or an array -> (array, file name or None)."""
+    if isinstance(item, np.ndarray):
+        return item, None
+    if isinstance(item, (str, os.PathLike)):
+        return read_image(item), os.fspath(item)
+    raise InputError(f"expected an image path or a numpy array, got {type(item).__name__}")
 
 
 class Segmenter:
@@ -117,13 +131,8 @@ class Segmenter:
     def predict_batch(self, images: Sequence[ImageLike] | Iterable[ImageLike], *, samples: int = DEFAULT_SAMPLES,
                       seed: int = 0, bit_depth: int | None = None, batch_size: int = DEFAULT_BATCH) -> list[Result]:
         """Segment several images; each chunk of ``batch_size`` is one engine call sharing one eps."""
-        samples = _check_samples(samples)
-        if batch_size < 1:
-            raise InputError(f"batch_size must be >= 1, got {batch_size}")
-        try:
-            eps = latent_noise(samples, self.info.latents, seed)
-        except ValueError as exc:
-            raise InputError(str(exc)) from None
+        samples, seed = check_run_arguments(samples, seed, batch_size)
+        eps = latent_noise(samples, self.info.latents, seed)
         images = list(images)
         results: list[Result] = []
         for start in range(0, len(images), batch_size):
@@ -136,14 +145,7 @@ class Segmenter:
         return results
 
     def _prepare(self, item: ImageLike, bit_depth: int | None) -> tuple[np.ndarray, Letterbox, str | None]:
-        if isinstance(item, np.ndarray):
-            name = None
-            array = item
-        elif isinstance(item, (str, os.PathLike)):
-            name = os.fspath(item)
-            array = read_image(item)
-        else:
-            raise InputError(f"expected an image path or a numpy array, got {type(item).__name__}")
+        array, name = load_item(item)
         tensor, frame = preprocess(array, self.inputsize, name=name or "array", bit_depth=bit_depth)
         return tensor, frame, name
 

@@ -16,10 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError, ModelError
-from ..image_io import read_image
+from ..errors import ModelError
 from ..metadata import ModelInfo
-from ..model import DEFAULT_BATCH, DEFAULT_SAMPLES, ImageLike, Segmenter, _check_samples
+from ..model import DEFAULT_BATCH, DEFAULT_SAMPLES, ImageLike, Segmenter, check_run_arguments, load_item
 from ..preprocess import to_gray
 from ..result import Result
 
@@ -89,28 +88,19 @@ class NativeSegmenter(Segmenter):
 
     def predict_batch(self, images: Sequence[ImageLike] | Iterable[ImageLike], *, samples: int = DEFAULT_SAMPLES,
                       seed: int = 0, bit_depth: int | None = None, batch_size: int = DEFAULT_BATCH) -> list[Result]:
-        samples = _check_samples(samples)
-        if batch_size < 1:
-            raise InputError(f"batch_size must be >= 1, got {batch_size}")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 2**64:
-            raise InputError(f"seed must be an integer in [0, 2**64), got {seed!r}")
+        samples, seed = check_run_arguments(samples, seed, batch_size)
         images = list(images)
         results: list[Result] = []
         for start in range(0, len(images), batch_size):
             chunk = [self._gray(item, bit_depth) for item in images[start:start + batch_size]]
-            outs = self._engine.predict_batch([g for g, _ in chunk], samples, int(seed), bit_depth)
+            outs = self._engine.predict_batch([g for g, _ in chunk], samples, seed, bit_depth)
             results.extend(self._result(out, name) for out, (_, name) in zip(outs, chunk))
         return results
 
     @staticmethod
     def _gray(item: ImageLike, bit_depth: int | None) -> tuple[np.ndarray, str | None]:
         """Any accepted image -> (gray uint8/uint16/float32 array, file name); no copy for gray arrays."""
-        if isinstance(item, np.ndarray):
-            name, array = None, item
-        elif isinstance(item, (str, os.PathLike)):
-            name, array = os.fspath(item), read_image(item)
-        else:
-            raise InputError(f"expected an image path or a numpy array, got {type(item).__name__}")
+        array, name = load_item(item)
         gray, _ = to_gray(array, name=name or "array", bit_depth=bit_depth)
         return gray, name
 
