@@ -6,8 +6,12 @@ Models: the published architecture at 1024 (seeded random weights in the publish
 layout; timing does not depend on their values) and the shipped default model.
 Cases: K in {1, 10, 50, 100} at batch 1; batch in {1, 4, 8} at K = 50; each end to
 end from a decoded uint8 image to the result in original pixels. Every backend runs
-in its own process, so its peak RSS and load time are its own. Writes one JSON row
-per (backend, model, samples, batch), a markdown table and a latency-vs-K plot.
+in its own process, so its peak RSS and load time are its own; each case's timed
+calls alternate between the processes in rounds, so a shared machine's slow drifts
+fall on all backends alike. A second section compares ONNX Runtime session settings
+(chexmask_rt.EngineOptions) on the native backend the same way. Writes one JSON row
+per (backend, model, samples, batch), a markdown table with the issue's targets
+marked PASS/FAIL, and a latency-vs-K plot.
 """
 from __future__ import annotations
 
@@ -30,6 +34,14 @@ IMAGE = REPO / "runtime" / "chexmask_rt" / "samples" / "chest_pa_cc0.jpg"
 BACKENDS = ("pytorch-reference", "onnxruntime-python", "native")
 K_SWEEP = (1, 10, 50, 100)
 BATCH_SWEEP = (1, 4, 8)
+# ONNX Runtime session settings compared on the native backend (published-1024, batch 1),
+# each against the one before it: chexmask_rt.EngineOptions fields.
+SETTINGS = {
+    "issue-3 (layout opt. + memory pattern)": {"layout_optimizations": True, "memory_pattern": True},
+    "no layout opt., memory pattern": {"layout_optimizations": False, "memory_pattern": True},
+    "default (no layout opt., no memory pattern)": {},
+    "default, 1 thread": {"threads": 1},
+}
 
 
 # --- models -------------------------------------------------------------------------------------
@@ -88,26 +100,26 @@ def _reference_runner(checkpoint: Path):
     return run
 
 
-def _runtime_runner(engine: Path, backend: str):
+def _runtime_runner(engine: Path, backend: str, settings: str | None):
     import chexmask_rt
 
-    seg = chexmask_rt.load(engine, backend=backend)
+    options = chexmask_rt.EngineOptions(**SETTINGS[settings]) if settings else None
+    seg = chexmask_rt.load(engine, backend=backend, engine_options=options)
     return lambda images, samples: seg.predict_batch(images, samples=samples, batch_size=len(images))
 
 
-def worker(backend: str, model: str, calls: int, warmup: int) -> list[dict]:
+def worker(backend: str, model: str, settings: str | None = None) -> None:
+    """Serve timing requests: one line "K BATCH CALLS WARMUP" in, one JSON line out."""
     from chexmask_rt.image_io import read_image
 
     checkpoint, engine = MODELS[model]()
     image = read_image(IMAGE)
     t0 = time.perf_counter()
     run = _reference_runner(checkpoint) if backend == "pytorch-reference" else \
-        _runtime_runner(engine, "python" if backend == "onnxruntime-python" else "native")
-    load_s = time.perf_counter() - t0
-    # ascending memory, so the process's running peak after a case is that case's peak
-    cases = [(k, 1) for k in K_SWEEP] + [(50, b) for b in BATCH_SWEEP if b > 1]
-    rows = []
-    for samples, batch in cases:
+        _runtime_runner(engine, "python" if backend == "onnxruntime-python" else "native", settings)
+    print(json.dumps({"load_s": time.perf_counter() - t0}), flush=True)
+    for line in sys.stdin:
+        samples, batch, calls, warmup = map(int, line.split())
         images = [image] * batch
         for _ in range(warmup):
             run(images, samples)
@@ -115,13 +127,59 @@ def worker(backend: str, model: str, calls: int, warmup: int) -> list[dict]:
         for _ in range(calls):
             t = time.perf_counter()
             run(images, samples)
-            times.append(time.perf_counter() - t)
-        ms = np.array(times) * 1000
-        rows.append({"backend": backend, "model": model, "inputsize": 1024 if model == "published-1024" else 512,
-                     "samples": samples, "batch": batch, "p50_ms": float(np.median(ms)),
-                     "p95_ms": float(np.percentile(ms, 95)), "images_per_s": float(batch / np.median(ms) * 1000),
-                     "calls": calls, "load_s": load_s,
-                     "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+            times.append((time.perf_counter() - t) * 1000)
+        print(json.dumps({"times_ms": times, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}),
+              flush=True)
+
+
+class Worker:
+    """One backend (and settings) in its own process, so its peak RSS and load time are its own."""
+
+    def __init__(self, backend: str, model: str, settings: str | None = None):
+        self.backend, self.model, self.settings = backend, model, settings
+        self.proc = subprocess.Popen([sys.executable, "-m", "benchmarks.run", "--worker", backend, model]
+                                     + (["--settings", settings] if settings else []),
+                                     cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.load_s = self._reply()["load_s"]
+
+    def _reply(self) -> dict:
+        for line in self.proc.stdout:
+            if line.startswith("{"):
+                return json.loads(line)
+        raise SystemExit(f"{self.backend} on {self.model} failed (exit {self.proc.wait()}); see its stderr above")
+
+    def time(self, samples: int, batch: int, calls: int, warmup: int) -> dict:
+        self.proc.stdin.write(f"{samples} {batch} {calls} {warmup}\n")
+        self.proc.stdin.flush()
+        return self._reply()
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def measure(workers: list[Worker], cases: list[tuple[int, int]], calls: int, warmup: int) -> list[dict]:
+    """Each case's calls in rounds that alternate between the workers, so the slow drifts of
+    a shared machine fall on every backend alike. Cases go in ascending memory, so a process's
+    running peak RSS after a case is that case's peak."""
+    rounds = min(calls, 4)
+    rows = []
+    for samples, batch in cases:
+        times: dict[int, list[float]] = {i: [] for i in range(len(workers))}
+        rss: dict[int, float] = {}
+        for r in range(rounds):
+            for i, w in enumerate(workers):
+                time.sleep(0.05)  # let the previous process's idle threads stop spinning
+                reply = w.time(samples, batch, calls // rounds + (r < calls % rounds), warmup if r == 0 else 0)
+                times[i] += reply["times_ms"]
+                rss[i] = reply["peak_rss_mb"]
+        for i, w in enumerate(workers):
+            ms = np.array(times[i])
+            rows.append({"backend": w.backend, "model": w.model,
+                         "inputsize": 1024 if w.model == "published-1024" else 512, "samples": samples,
+                         "batch": batch, "p50_ms": float(np.median(ms)), "p95_ms": float(np.percentile(ms, 95)),
+                         "images_per_s": float(batch / np.median(ms) * 1000), "calls": len(ms), "load_s": w.load_s,
+                         "settings": w.settings or "default", "peak_rss_mb": rss[i]})
     return rows
 
 
@@ -202,6 +260,41 @@ def summary(rows: list[dict], machine: dict) -> list[str]:
     return out
 
 
+TARGETS = (("native vs pytorch-reference speed-up at K=50", ">=", 5.0),
+           ("native K=50 / K=1 latency", "<=", 1.25),
+           ("native / pytorch-reference peak RSS at K=50", "<=", 0.50))
+
+
+def targets(rows: list[dict], model: str = "published-1024") -> list[str]:
+    """The issue's three targets, each with this run's value and PASS/FAIL."""
+    def row(backend, k):
+        return next(r for r in rows if (r["backend"], r["model"], r["samples"], r["batch"]) == (backend, model, k, 1))
+
+    ref, nat, nat1 = row("pytorch-reference", 50), row("native", 50), row("native", 1)
+    values = (ref["p50_ms"] / nat["p50_ms"], nat["p50_ms"] / nat1["p50_ms"], nat["peak_rss_mb"] / ref["peak_rss_mb"])
+    out = []
+    for (what, op, bound), value in zip(TARGETS, values):
+        ok = value >= bound if op == ">=" else value <= bound
+        out.append(f"{what}: {value:.2f} (target {op} {bound:.2f}) {'PASS' if ok else 'FAIL'}")
+    return out
+
+
+def settings_markdown(rows: list[dict]) -> str:
+    """Native backend on published-1024 at batch 1 under each ONNX Runtime setting."""
+    lines = ["Engine settings (native, published-1024, batch 1; each row in its own process):", "",
+             "| settings | K=1 p50 ms | K=50 p50 ms | K=50 vs row above | peak RSS MB | RSS vs row above |",
+             "|---|---|---|---|---|---|"]
+    prev = None
+    for name in SETTINGS:
+        k1, k50 = (next(r for r in rows if r["settings"] == name and r["samples"] == k) for k in (1, 50))
+        rel = (f"{k50['p50_ms'] / prev['p50_ms']:.2f}x", f"{k50['peak_rss_mb'] / prev['peak_rss_mb']:.2f}x") \
+            if prev else ("", "")
+        lines.append(f"| {name} | {k1['p50_ms']:.1f} | {k50['p50_ms']:.1f} | {rel[0]} | {k50['peak_rss_mb']:.0f} | "
+                     f"{rel[1]} |")
+        prev = k50
+    return "\n".join(lines) + "\n"
+
+
 def plot(rows: list[dict], path: Path, machine: dict) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -227,34 +320,41 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, help="also write the rows here")
     p.add_argument("--out", type=Path, default=HERE / "results")
     p.add_argument("--worker", nargs=2, metavar=("BACKEND", "MODEL"), help=argparse.SUPPRESS)
+    p.add_argument("--settings", choices=SETTINGS, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    calls, warmup = (5, 1) if args.quick else (20, 2)
     if args.worker:
-        print(json.dumps(worker(args.worker[0], args.worker[1], calls, warmup)))
+        worker(args.worker[0], args.worker[1], args.settings)
         return 0
+    calls, warmup = (5, 1) if args.quick else (20, 2)
     for make in MODELS.values():
         make()  # build engines before any timing
     machine = {"cpu": cpu_model(), "threads": os.cpu_count(), "matmul_peak_gflops": matmul_peak_gflops(),
                "date": time.strftime("%Y-%m-%d"), "python": platform.python_version()}
     rows = []
+    cases = [(k, 1) for k in K_SWEEP] + [(50, b) for b in BATCH_SWEEP if b > 1]
     for model in MODELS:
-        for backend in BACKENDS:
-            print(f"{model} / {backend} ...", file=sys.stderr, flush=True)
-            proc = subprocess.run([sys.executable, "-m", "benchmarks.run", "--worker", backend, model]
-                                  + (["--quick"] if args.quick else []),
-                                  cwd=REPO, capture_output=True, text=True)
-            if proc.returncode:
-                raise SystemExit(f"{backend} on {model} failed:\n{proc.stderr}")
-            rows += json.loads(proc.stdout.strip().splitlines()[-1])
+        print(f"{model}: {', '.join(BACKENDS)} ...", file=sys.stderr, flush=True)
+        workers = [Worker(backend, model) for backend in BACKENDS]
+        rows += measure(workers, cases, calls, warmup)
+        for w in workers:
+            w.close()
+    print("engine settings ...", file=sys.stderr, flush=True)
+    workers = [Worker("native", "published-1024", name) for name in SETTINGS]
+    settings_rows = measure(workers, [(1, 1), (50, 1)], calls, warmup)
+    for w in workers:
+        w.close()
     args.out.mkdir(parents=True, exist_ok=True)
-    report = {"machine": machine, "rows": rows, "summary": summary(rows, machine)}
+    report = {"machine": machine, "rows": rows, "settings_rows": settings_rows,
+              "summary": summary(rows, machine), "targets": targets(rows)}
+    text = (markdown(rows, machine) + "\n" + "\n".join(f"- {s}" for s in report["summary"]) + "\n\n"
+            + "Targets (published-1024, batch 1, this run):\n\n" + "\n".join(f"- {s}" for s in report["targets"])
+            + "\n\n" + settings_markdown(settings_rows))
     (args.out / "latest.json").write_text(json.dumps(report, indent=1))
-    (args.out / "latest.md").write_text(markdown(rows, machine) + "\n" + "\n".join(f"- {s}" for s in report["summary"]) + "\n")
+    (args.out / "latest.md").write_text(text)
     plot(rows, args.out / "latency_vs_k.png", machine)
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
-    print(markdown(rows, machine))
-    print("\n".join(report["summary"]))
+        args.json.write_text(json.dumps(rows + settings_rows, indent=1))
+    print(text)
     return 0
 
 

@@ -177,6 +177,24 @@ def test_load_uses_native_core():
     assert _quiet_load(None, "auto").backend == "native"
 
 
+# --- engine settings -------------------------------------------------------------------------------
+
+def test_engine_options_defaults_match_the_cpp_header():
+    """Python's EngineOptions and the C++ EngineOptions{} (the binding's defaults) agree."""
+    doc, defaults = _core.Engine.__init__.__doc__, chexmask_rt.EngineOptions()
+    assert f"layout_optimizations: bool = {defaults.layout_optimizations}" in doc
+    assert f"memory_pattern: bool = {defaults.memory_pattern}" in doc
+
+
+@pytest.mark.parametrize("backend", ["native", "python"])
+def test_engine_settings_change_speed_not_answers(backend, shared_images):
+    image = read_image(shared_images[0])
+    tuned = chexmask_rt.EngineOptions(threads=1, layout_optimizations=True, memory_pattern=True)
+    a = chexmask_rt.load(backend=backend).predict(image, samples=20)
+    b = chexmask_rt.load(backend=backend, engine_options=tuned).predict(image, samples=20)
+    _assert_results_close(a, b)
+
+
 # --- threads ---------------------------------------------------------------------------------------
 
 def test_eight_threads_share_one_engine(default_native, shared_images):

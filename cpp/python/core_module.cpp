@@ -155,14 +155,19 @@ void bind_result(py::module_& m) {
 
 void bind_engine(py::module_& m) {
     py::class_<Engine>(m, "Engine", "A loaded engine; thread-safe, the GIL is released while it works")
-        .def(py::init([](const std::string& path, const std::string& library, int threads) {
+        .def(py::init([](const std::string& path, const std::string& library, int threads, bool layout,
+                         bool memory_pattern) {
                  EngineOptions options;
                  options.onnxruntime_library = library;
                  options.intra_op_threads = threads;
+                 options.layout_optimizations = layout;
+                 options.memory_pattern = memory_pattern;
                  py::gil_scoped_release release;
                  return std::make_unique<Engine>(path, options);
              }),
-             py::arg("model_path"), py::arg("onnxruntime_library") = "", py::arg("intra_op_threads") = 0)
+             py::arg("model_path"), py::arg("onnxruntime_library") = "", py::arg("intra_op_threads") = 0,
+             py::arg("layout_optimizations") = EngineOptions{}.layout_optimizations,
+             py::arg("memory_pattern") = EngineOptions{}.memory_pattern)
         .def_property_readonly("info", &Engine::info)
         .def(
             "predict",

@@ -131,8 +131,12 @@ private:
         so.SetIntraOpNumThreads(options.intra_op_threads > 0 ? options.intra_op_threads : 0);  // 0: physical cores
         so.SetInterOpNumThreads(1);
         so.SetExecutionMode(ORT_SEQUENTIAL);
-        so.SetGraphOptimizationLevel(GraphOptimizationLevel::ORT_ENABLE_ALL);
-        so.EnableMemPattern();
+        so.SetGraphOptimizationLevel(options.layout_optimizations ? GraphOptimizationLevel::ORT_ENABLE_ALL
+                                                                  : GraphOptimizationLevel::ORT_ENABLE_EXTENDED);
+        if (options.memory_pattern)
+            so.EnableMemPattern();
+        else
+            so.DisableMemPattern();
         so.SetLogSeverityLevel(3);
         return so;
     }

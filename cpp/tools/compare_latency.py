@@ -40,7 +40,7 @@ def main() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         python = chexmask_rt.load(args.model, backend="python", threads=args.threads)
-    native = NativeSegmenter(args.model, threads=args.threads)
+    native = NativeSegmenter(args.model, chexmask_rt.EngineOptions(threads=args.threads))
     print(f"model {args.model}, image {args.image} {image.shape} {image.dtype}, K={args.samples}, calls={args.calls}")
     # interleave rounds so drift (thermal, other load) hits both paths alike
     results: dict[str, list[float]] = {"python": [], "native": []}

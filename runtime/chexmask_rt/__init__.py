@@ -5,6 +5,7 @@
     r = seg.predict("chest.png", samples=50)
     r.landmarks, r.landmarks_std, r.mean_node_std
 """
+from .backends import EngineOptions
 from .errors import ChexmaskError, InputError, ModelError
 from .metadata import ModelInfo
 from .model import Segmenter, default_model_path, load
@@ -12,5 +13,5 @@ from .result import Result
 
 __version__ = "0.1.0"
 
-__all__ = ["ChexmaskError", "InputError", "ModelError", "ModelInfo", "Result", "Segmenter",
+__all__ = ["ChexmaskError", "EngineOptions", "InputError", "ModelError", "ModelInfo", "Result", "Segmenter",
            "default_model_path", "load", "__version__"]

@@ -63,10 +63,12 @@ class Result:
     def seed(self) -> int: ...
 
 class Engine:
-    def __init__(self, model_path: str, onnxruntime_library: str = "", intra_op_threads: int = 0) -> None:
+    def __init__(self, model_path: str, onnxruntime_library: str = "", intra_op_threads: int = 0,
+                 layout_optimizations: bool = False, memory_pattern: bool = False) -> None:
         """Open a chexmask-rt ONNX engine. onnxruntime_library: path of libonnxruntime.so.1.* (""
         -> $CHEXMASK_RT_ONNXRUNTIME_LIBRARY, else the loader's search path); the first Engine fixes
-        it for the process. intra_op_threads 0: one per physical core."""
+        it for the process. intra_op_threads 0: one per physical core. layout_optimizations and
+        memory_pattern: ONNX Runtime session settings (see chexmask_rt.EngineOptions)."""
     @property
     def info(self) -> ModelInfo: ...
     def predict(self, image: npt.NDArray[np.uint8] | npt.NDArray[np.uint16] | npt.NDArray[np.float32],

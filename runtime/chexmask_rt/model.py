@@ -11,7 +11,7 @@ from typing import Union
 
 import numpy as np
 
-from .backends import Backend
+from .backends import Backend, EngineOptions
 from .errors import InputError, ModelError
 from .frames import Letterbox
 from .image_io import read_image
@@ -32,14 +32,14 @@ def default_model_path() -> Path:
     return Path(str(resources.files("chexmask_rt") / "models" / "default.onnx"))
 
 
-def _open_segmenter(path: Path, backend: str, threads: int | None) -> "Segmenter":
+def _open_segmenter(path: Path, backend: str, options: EngineOptions) -> "Segmenter":
     """'auto': the native core when built (else the Python path, with a warning); 'native' / 'python': forced."""
     if backend not in ("auto", "native", "python"):
         raise ModelError(f"unknown backend {backend!r}; choose 'auto', 'native' or 'python'")
     if backend in ("auto", "native"):
         from .backends import native
         if native.available():
-            return native.NativeSegmenter(path, threads)
+            return native.NativeSegmenter(path, options)
         if backend == "native" or native.core_built():
             # asked for, or built but not loadable (other Python, missing libopencv...): never a silent fallback
             raise ModelError(f"the native core chexmask_rt._core cannot be loaded ({native.IMPORT_ERROR}); "
@@ -47,19 +47,24 @@ def _open_segmenter(path: Path, backend: str, threads: int | None) -> "Segmenter
         warnings.warn("chexmask_rt._core is not built; using the Python reference backend "
                       "('pip install .' builds the native core)", NativeCoreMissingWarning, stacklevel=3)
     from .backends.onnxruntime import OnnxRuntimeBackend
-    return Segmenter(OnnxRuntimeBackend(path, threads), path)
+    return Segmenter(OnnxRuntimeBackend(path, options), path)
 
 
-def load(model: str | os.PathLike | None = None, *, backend: str = "auto", threads: int | None = None) -> "Segmenter":
+def load(model: str | os.PathLike | None = None, *, backend: str = "auto", threads: int | None = None,
+         engine_options: EngineOptions | None = None) -> "Segmenter":
     """Open an engine written by ``chexmask-rt export`` (default: the shipped model).
 
     ``backend``: 'auto' (the native C++ core when built), 'native', or 'python'
     (the onnxruntime Python reference path). ``threads``: intra-op threads
-    (default: one per physical core).
+    (default: one per physical core); it overrides ``engine_options.threads``.
+    ``engine_options``: ONNX Runtime session settings (see :class:`EngineOptions`).
     Raises ModelError when the file is missing or not a chexmask-rt engine.
     """
     path = default_model_path() if model is None else Path(model)
-    segmenter = _open_segmenter(path, backend, threads)
+    options = engine_options or EngineOptions()
+    if threads is not None:
+        options = dataclasses.replace(options, threads=threads)
+    segmenter = _open_segmenter(path, backend, options)
     if not segmenter.info.trained:
         warnings.warn(f"{path.name} is an UNTRAINED model, its landmarks are meaningless "
                       f"({segmenter.info.model_name}:{segmenter.info.model_version})",

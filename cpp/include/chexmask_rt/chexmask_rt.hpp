@@ -100,6 +100,15 @@ struct EngineOptions {
     std::string onnxruntime_library;
     /// Intra-op threads of the engine; 0: one per physical core.
     int intra_op_threads = 0;
+    /// ONNX Runtime's layout optimisations (graph level ALL instead of EXTENDED): on x86
+    /// they run convolutions in the NCHWc blocked layout, but the per-image normalisations
+    /// force a reorder back after every convolution, so on the 2-core benchmark machine
+    /// they were no faster (benchmarks/results/latest.md, "engine settings").
+    bool layout_optimizations = false;
+    /// ONNX Runtime's memory pattern (one pre-planned block per input shape). Off, the
+    /// arena reuses buffers as they free: peak RSS at 1024 fell by about a third with
+    /// no measurable change in latency.
+    bool memory_pattern = false;
 };
 
 /// A loaded engine. Thread-safe: predict() may run concurrently on one Engine.

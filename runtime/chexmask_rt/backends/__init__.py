@@ -15,6 +15,26 @@ from ..metadata import ModelInfo
 
 
 @dataclass(frozen=True)
+class EngineOptions:
+    """ONNX Runtime session settings, the same for the native and the Python backend.
+
+    The defaults are what measured fastest and leanest on the benchmark machine
+    (``python -m benchmarks.run``, section "engine settings"); the C++ header's
+    ``EngineOptions`` has the same defaults.
+    """
+
+    threads: int | None = None
+    """Intra-op threads; None: one per physical core."""
+    layout_optimizations: bool = False
+    """Graph level ALL (x86 NCHWc layout rewrites) instead of EXTENDED. The per-image
+    normalisations make ONNX Runtime reorder back to NCHW after every convolution,
+    which ate the gain of the blocked convolutions."""
+    memory_pattern: bool = False
+    """One pre-planned buffer block per input shape. Off, peak RSS at 1024 is about a
+    third lower at the same latency."""
+
+
+@dataclass(frozen=True)
 class EngineOutputs:
     """Raw engine outputs for a batch; landmarks normalised to [0, 1] of the square."""
 

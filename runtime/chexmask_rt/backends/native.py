@@ -21,6 +21,7 @@ from ..metadata import ModelInfo
 from ..model import DEFAULT_BATCH, DEFAULT_SAMPLES, ImageLike, Segmenter, check_run_arguments, load_item
 from ..preprocess import to_gray
 from ..result import Result
+from . import EngineOptions
 
 try:
     from .. import _core
@@ -57,10 +58,10 @@ class _NativeBackend:
 
     name = "native"
 
-    def __init__(self, engine, info: ModelInfo, path: Path, threads: int | None):
+    def __init__(self, engine, info: ModelInfo, path: Path, engine_options: EngineOptions):
         self.engine = engine
         self.info = info
-        self._path, self._threads = path, threads
+        self._path, self._options = path, engine_options
         self._raw = None
         self._lock = threading.Lock()
 
@@ -70,20 +71,22 @@ class _NativeBackend:
         with self._lock:
             if self._raw is None:
                 from .onnxruntime import OnnxRuntimeBackend
-                self._raw = OnnxRuntimeBackend(self._path, self._threads)
+                self._raw = OnnxRuntimeBackend(self._path, self._options)
         return self._raw.run(images, eps)
 
 
 class NativeSegmenter(Segmenter):
     """Segmenter whose whole pipeline runs in C++. Thread-safe like Segmenter."""
 
-    def __init__(self, path: str | os.PathLike, threads: int | None = None, library: str | None = None):
+    def __init__(self, path: str | os.PathLike, engine_options: EngineOptions = EngineOptions(),
+                 library: str | None = None):
         if _core is None:
             raise ModelError(f"the native core chexmask_rt._core cannot be loaded ({IMPORT_ERROR})")
         path = Path(path)
-        engine = _core.Engine(str(path), library or onnxruntime_library(), int(threads or 0))
+        engine = _core.Engine(str(path), library or onnxruntime_library(), int(engine_options.threads or 0),
+                              engine_options.layout_optimizations, engine_options.memory_pattern)
         info = ModelInfo.from_metadata(dict(engine.info.metadata), str(path))
-        super().__init__(_NativeBackend(engine, info, path, threads), path)
+        super().__init__(_NativeBackend(engine, info, path, engine_options), path)
         self._engine = engine
 
     def predict_batch(self, images: Sequence[ImageLike] | Iterable[ImageLike], *, samples: int = DEFAULT_SAMPLES,

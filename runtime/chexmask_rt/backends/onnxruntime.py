@@ -9,9 +9,21 @@ import onnxruntime as ort
 
 from ..errors import ModelError, first_line
 from ..metadata import ModelInfo
-from . import EngineOutputs
+from . import EngineOptions, EngineOutputs
 
 OUTPUTS = ("landmarks_mean", "landmarks_std", "landmarks_mu", "latent_mu", "latent_sigma")
+
+
+def session_options(engine_options: EngineOptions = EngineOptions()) -> ort.SessionOptions:
+    """onnxruntime session options for EngineOptions (the C++ backend sets the same ones)."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+                                        if engine_options.layout_optimizations
+                                        else ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED)
+    options.enable_mem_pattern = engine_options.memory_pattern
+    options.intra_op_num_threads = engine_options.threads or 0  # 0: one per physical core
+    options.log_severity_level = 3  # our own errors say what went wrong
+    return options
 
 
 class OnnxRuntimeBackend:
@@ -19,14 +31,11 @@ class OnnxRuntimeBackend:
 
     name = "python"
 
-    def __init__(self, path: str | os.PathLike, threads: int | None = None):
+    def __init__(self, path: str | os.PathLike, engine_options: EngineOptions = EngineOptions()):
         self.path = Path(path)
         if not self.path.is_file():
             raise ModelError(f"{self.path}: model file not found")
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads or 0  # 0: onnxruntime's default, one per physical core
-        options.log_severity_level = 3  # our own errors say what went wrong
+        options = session_options(engine_options)
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own untyped errors for bad files

@@ -1,0 +1,51 @@
+"""The benchmark tools' own logic: target verdicts, the operator profile, the int8 experiment."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+import chexmask_rt
+from benchmarks import int8_encoder, profile_ops
+from benchmarks.run import TARGETS, targets
+from chexmask_rt.image_io import read_image
+
+
+def _rows(ref50: float, nat1: float, nat50: float, ref_rss: float, nat_rss: float) -> list[dict]:
+    def row(backend, k, p50, rss):
+        return {"backend": backend, "model": "published-1024", "samples": k, "batch": 1, "p50_ms": p50,
+                "peak_rss_mb": rss}
+    return [row("pytorch-reference", 50, ref50, ref_rss), row("native", 1, nat1, nat_rss),
+            row("native", 50, nat50, nat_rss)]
+
+
+def test_targets_pass_and_fail_on_the_issue_bounds():
+    ok = targets(_rows(ref50=700, nat1=120, nat50=130, ref_rss=800, nat_rss=300))
+    assert len(ok) == len(TARGETS) and all(line.endswith("PASS") for line in ok)
+    assert ok[0].startswith("native vs pytorch-reference speed-up at K=50: 5.38")
+    # 4.9x slower than asked, K=50 1.5x K=1, RSS 0.6 of the reference: all three fail
+    bad = targets(_rows(ref50=490, nat1=66.7, nat50=100, ref_rss=500, nat_rss=300))
+    assert all(line.endswith("FAIL") for line in bad)
+
+
+def test_operator_profile_accounts_for_the_convolutions(exported):
+    ops = profile_ops.profile(exported["skip_256"], chexmask_rt.EngineOptions(), samples=4, runs=2)
+    assert ops["Conv"] > 0 and ops["MatMul"] > 0
+    assert all(ms >= 0 for ms in ops.values())
+    assert "Reorder" not in "".join(ops)  # no layout rewrites unless asked for
+
+
+def test_int8_variant_quantises_every_convolution(shared_images, tmp_path):
+    engine, out = chexmask_rt.default_model_path(), tmp_path / "int8.onnx"
+    images = [read_image(p) for p in shared_images[:2]]
+    int8_encoder.quantize(engine, out, images, "QDQ")
+    graph = onnx.load(out).graph
+    convs = sum(n.op_type == "Conv" for n in graph.node)
+    weights_dequantised = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+    assert convs > 0 and all(n.input[1] in weights_dequantised for n in graph.node if n.op_type == "Conv")
+    a = chexmask_rt.load(engine, backend="python").predict(images[0], samples=4)
+    b = chexmask_rt.load(out, backend="python").predict(images[0], samples=4)
+    assert b.model == a.model  # the metadata survives quantisation
+    # int8 moves the trained model's landmarks by about a pixel (the experiment reports 0.6-1.8 px
+    # mean on the shared images), not by a failure's tens of pixels
+    deviation = np.linalg.norm(a.landmarks - b.landmarks, axis=1)
+    assert 0 < deviation.mean() < 4.0
