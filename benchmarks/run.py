@@ -46,10 +46,20 @@ SETTINGS = {
 
 # --- models -------------------------------------------------------------------------------------
 
+def _export_code_digest() -> str:
+    """Digest of the export code, so a cached engine is rebuilt when the graph it makes changes."""
+    import hashlib
+
+    code = REPO / "export" / "chexmask_export"
+    return hashlib.sha256(b"".join(f.read_bytes() for f in sorted(code.glob("*.py")))).hexdigest()[:12]
+
+
 def published_1024() -> tuple[Path, Path]:
     """A published-layout checkpoint at 1024 with seeded weights, and its engine (cached)."""
-    folder, engine = CACHE / "published_1024", CACHE / "published_1024.onnx"
+    folder, engine = CACHE / "published_1024", CACHE / f"published_1024-{_export_code_digest()}.onnx"
     if not engine.exists():
+        for stale in CACHE.glob("published_1024*.onnx"):
+            stale.unlink()
         import torch
 
         from chexmask_export.checkpoint import ModelConfig, load_checkpoint

@@ -49,3 +49,12 @@ def test_int8_variant_quantises_every_convolution(shared_images, tmp_path):
     # mean on the shared images), not by a failure's tens of pixels
     deviation = np.linalg.norm(a.landmarks - b.landmarks, axis=1)
     assert 0 < deviation.mean() < 4.0
+
+
+def test_ab_of_an_engine_with_itself_shows_no_output_difference(exported, capsys):
+    from benchmarks import ab_engines
+
+    engine = str(exported["noskip_256"])
+    assert ab_engines.main([engine, engine, "--rounds", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "largest output difference: 0.00e+00" in out and out.count("K=50 p50") == 2

@@ -38,14 +38,19 @@ class InstanceNormAffine(nn.Module):
         self.bias = nn.Parameter(torch.zeros(channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Two-pass statistics, each mean taken over rows, then over columns:
-        # onnxruntime's InstanceNormalization and its one-shot ReduceMean over
-        # H*W accumulate serially in float32, ~30x less precise than torch at
-        # S=256 (worse at 1024), and the decoder amplifies that past parity.
-        centred = x - _spatial_mean(x)
-        var = _spatial_mean(centred * centred)
+        # Every mean is taken over rows, then over columns: onnxruntime's
+        # InstanceNormalization and its one-shot ReduceMean over H*W accumulate
+        # serially in float32, ~30x less precise than torch at S=256 (worse at
+        # 1024), and the decoder amplifies that past parity.
+        # var = E[x^2] - mean^2 and y = x * scale + shift never write out x - mean:
+        # one full-size pass fewer per norm, 4-5 % of the engine at 1024
+        # (benchmarks/results/optimisations.md). Its cancellation error grows with
+        # mean^2 / var, not with H*W: parity margins stay 4x or more, and the shipped
+        # model's landmarks moved by under 0.001 px.
+        mean = _spatial_mean(x)
+        var = torch.clamp(_spatial_mean(x * x) - mean * mean, min=0)
         scale = self.weight.reshape(1, -1, 1, 1) * torch.rsqrt(var + NORM_EPS)
-        return centred * scale + self.bias.reshape(1, -1, 1, 1)
+        return x * scale + (self.bias.reshape(1, -1, 1, 1) - mean * scale)
 
 
 class ResidualBlock(nn.Module):
