@@ -22,7 +22,7 @@ echo "gpu_check exit $?"; tail -n 12 "$OUT/gpu_check.log"
 
 RUN=/tmp/finetune
 timeout $(( ${TRAIN_MIN%.*} * 60 + 120 )) python -m training.train --out "$RUN" --data "$DATA" \
-  --textures training/textures.json --init training/checkpoints/default-v1 --inputsize 512 \
+  --textures training/textures.json --init training/checkpoints/default-v2 --inputsize 512 \
   --batch-size 16 --workers 14 --device cuda --lr 2e-4 --seed 7 --steps "$STEPS" --minutes "$TRAIN_MIN" \
   > "$OUT/train.log" 2>&1
 echo "train exit $?"; tail -c 400 "$OUT/train.log"; echo
