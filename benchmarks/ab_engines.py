@@ -18,7 +18,8 @@ import numpy as np
 import onnxruntime as ort
 
 from chexmask_rt import EngineOptions
-from chexmask_rt.backends.onnxruntime import OnnxRuntimeBackend, session_options
+from chexmask_rt.backends.onnxruntime import session_options
+from chexmask_rt.metadata import read_engine_metadata
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=20)
     p.add_argument("--threads", type=int)
     args = p.parse_args(argv)
-    info = OnnxRuntimeBackend(args.engines[0]).info
+    info = read_engine_metadata(args.engines[0])[1]
     so = session_options(EngineOptions(threads=args.threads))
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     sessions = [ort.InferenceSession(e, so, providers=["CPUExecutionProvider"]) for e in args.engines]

@@ -27,13 +27,11 @@ def quantize(engine: Path, out: Path, images: list[np.ndarray], quant_format: st
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
 
-    from chexmask_rt.metadata import ModelInfo
+    from chexmask_rt.metadata import read_engine_metadata
     from chexmask_rt.preprocess import preprocess
     from chexmask_rt.sampling import latent_noise
 
-    import onnx
-    info = ModelInfo.from_metadata({p.key: p.value for p in onnx.load(engine, load_external_data=False)
-                                    .metadata_props}, str(engine))
+    info = read_engine_metadata(engine)[1]
     feeds = iter([{"image": preprocess(img, info.inputsize)[0][None, None],
                    "eps": latent_noise(1, info.latents)} for img in images])
 

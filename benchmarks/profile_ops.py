@@ -24,12 +24,13 @@ from benchmarks.run import IMAGE, MODELS
 
 def profile(engine: Path, options, samples: int, runs: int) -> collections.Counter:
     """Mean kernel milliseconds per operator type over ``runs`` calls."""
-    from chexmask_rt.backends.onnxruntime import OnnxRuntimeBackend, session_options
+    from chexmask_rt.backends.onnxruntime import session_options
     from chexmask_rt.image_io import read_image
+    from chexmask_rt.metadata import read_engine_metadata
     from chexmask_rt.preprocess import preprocess
     from chexmask_rt.sampling import latent_noise
 
-    info = OnnxRuntimeBackend(engine).info
+    info = read_engine_metadata(engine)[1]
     so = session_options(options)
     so.enable_profiling = True
     with tempfile.TemporaryDirectory() as tmp:
@@ -41,17 +42,12 @@ def profile(engine: Path, options, samples: int, runs: int) -> collections.Count
         for _ in range(runs):
             session.run(None, feeds)
         events = json.loads(Path(session.end_profiling()).read_text())
-    per_run: list[collections.Counter] = []
-    for e in events:
-        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
-            if not per_run or e["name"] in per_run[-1]["_names"]:
-                per_run.append(collections.Counter({"_names": set()}))
-            per_run[-1]["_names"].add(e["name"])
-            per_run[-1][e["args"]["op_name"]] += e["dur"] / 1000
+    warmup = min((e for e in events if e["name"] == "model_run"), key=lambda e: e["ts"])
+    after_warmup = warmup["ts"] + warmup["dur"]
     total = collections.Counter()
-    for run in per_run[1:]:  # the first profiled run is the warm-up
-        run.pop("_names")
-        total.update({op: ms / (len(per_run) - 1) for op, ms in run.items()})
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and e["ts"] >= after_warmup:
+            total[e["args"]["op_name"]] += e["dur"] / 1000 / runs
     return total
 
 

@@ -168,10 +168,20 @@ class Worker:
         self.proc.wait()
 
 
-def measure(workers: list[Worker], cases: list[tuple[int, int]], calls: int, warmup: int) -> list[dict]:
-    """Each case's calls in rounds that alternate between the workers, so the slow drifts of
-    a shared machine fall on every backend alike. Cases go in ascending memory, so a process's
-    running peak RSS after a case is that case's peak."""
+def measure(specs: list[tuple[str, str, str | None]], cases: list[tuple[int, int]], calls: int,
+            warmup: int) -> list[dict]:
+    """One worker per (backend, model, settings); each case's calls in rounds that alternate
+    between them, so the slow drifts of a shared machine fall on every backend alike. Cases go
+    in ascending memory, so a process's running peak RSS after a case is that case's peak."""
+    workers = [Worker(*spec) for spec in specs]
+    try:
+        return _measure(workers, cases, calls, warmup)
+    finally:
+        for w in workers:
+            w.close()
+
+
+def _measure(workers: list[Worker], cases: list[tuple[int, int]], calls: int, warmup: int) -> list[dict]:
     rounds = min(calls, 4)
     rows = []
     for samples, batch in cases:
@@ -246,12 +256,16 @@ def markdown(rows: list[dict], machine: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def summary(rows: list[dict], machine: dict) -> list[str]:
-    def p50(backend, model, k=50, b=1):
-        return next(r["p50_ms"] for r in rows if (r["backend"], r["model"], r["samples"], r["batch"]) == (backend, model, k, b))
+def _case(rows: list[dict], backend: str, model: str, samples: int = 50, batch: int = 1) -> dict:
+    return next(r for r in rows if (r["backend"], r["model"], r["samples"], r["batch"]) == (backend, model, samples, batch))
 
-    def rss(backend, model, k=50, b=1):
-        return next(r["peak_rss_mb"] for r in rows if (r["backend"], r["model"], r["samples"], r["batch"]) == (backend, model, k, b))
+
+def summary(rows: list[dict], machine: dict) -> list[str]:
+    def p50(backend, model, k=50):
+        return _case(rows, backend, model, k)["p50_ms"]
+
+    def rss(backend, model):
+        return _case(rows, backend, model)["peak_rss_mb"]
 
     out = []
     for model in MODELS:
@@ -277,10 +291,7 @@ TARGETS = (("native vs pytorch-reference speed-up at K=50", ">=", 5.0),
 
 def targets(rows: list[dict], model: str = "published-1024") -> list[str]:
     """The issue's three targets, each with this run's value and PASS/FAIL."""
-    def row(backend, k):
-        return next(r for r in rows if (r["backend"], r["model"], r["samples"], r["batch"]) == (backend, model, k, 1))
-
-    ref, nat, nat1 = row("pytorch-reference", 50), row("native", 50), row("native", 1)
+    ref, nat, nat1 = (_case(rows, b, model, k) for b, k in (("pytorch-reference", 50), ("native", 50), ("native", 1)))
     values = (ref["p50_ms"] / nat["p50_ms"], nat["p50_ms"] / nat1["p50_ms"], nat["peak_rss_mb"] / ref["peak_rss_mb"])
     out = []
     for (what, op, bound), value in zip(TARGETS, values):
@@ -344,15 +355,10 @@ def main(argv: list[str] | None = None) -> int:
     cases = [(k, 1) for k in K_SWEEP] + [(50, b) for b in BATCH_SWEEP if b > 1]
     for model in MODELS:
         print(f"{model}: {', '.join(BACKENDS)} ...", file=sys.stderr, flush=True)
-        workers = [Worker(backend, model) for backend in BACKENDS]
-        rows += measure(workers, cases, calls, warmup)
-        for w in workers:
-            w.close()
+        rows += measure([(backend, model, None) for backend in BACKENDS], cases, calls, warmup)
     print("engine settings ...", file=sys.stderr, flush=True)
-    workers = [Worker("native", "published-1024", name) for name in SETTINGS]
-    settings_rows = measure(workers, [(1, 1), (50, 1)], calls, warmup)
-    for w in workers:
-        w.close()
+    settings_rows = measure([("native", "published-1024", name) for name in SETTINGS], [(1, 1), (50, 1)],
+                            calls, warmup)
     args.out.mkdir(parents=True, exist_ok=True)
     report = {"machine": machine, "rows": rows, "settings_rows": settings_rows,
               "summary": summary(rows, machine), "targets": targets(rows)}

@@ -76,3 +76,18 @@ class ModelInfo:
         if info.inputsize < 32 or info.inputsize % 32 or info.latents < 1:
             raise ModelError(f"{source}: implausible engine metadata inputsize={info.inputsize} latents={info.latents}")
         return info
+
+
+def read_engine_metadata(path: str | Path) -> tuple[dict[str, str], ModelInfo]:
+    """An engine file's metadata properties and ModelInfo, without running it (onnxruntime
+    opens it with graph optimisations off, so this stays quick at any input size)."""
+    import onnxruntime as ort
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: model file not found")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    props = dict(session.get_modelmeta().custom_metadata_map)
+    return props, ModelInfo.from_metadata(props, str(path))

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ModelError
-from .metadata import ModelInfo, file_sha256
+from .metadata import file_sha256, read_engine_metadata
 
 PRECISIONS = ("fp32", "fp16")
 
@@ -36,16 +36,6 @@ class Profile:
     def shapes(self, which: str) -> dict[str, tuple[int, ...]]:
         b, k = {"min": (1, 1), "opt": (self.opt_batch, self.opt_samples), "max": (self.max_batch, self.max_samples)}[which]
         return {"image": (b, 1, self.inputsize, self.inputsize), "eps": (k, self.latents)}
-
-
-def onnx_metadata(path: Path) -> tuple[dict[str, str], ModelInfo]:
-    import onnxruntime as ort
-
-    if not path.is_file():
-        raise ModelError(f"{path}: model file not found")
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    props = dict(session.get_modelmeta().custom_metadata_map)
-    return props, ModelInfo.from_metadata(props, str(path))
 
 
 def compute_capability() -> str | None:
@@ -133,7 +123,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     onnx = Path(args.model)
-    props, info = onnx_metadata(onnx)
+    props, info = read_engine_metadata(onnx)
     sha = file_sha256(onnx)
     if args.meta_only:
         if not (args.trt_version and args.compute_capability):
