@@ -8,16 +8,19 @@ positions + KL, with the KL weight annealed linearly from 1e-5 to 1e-2 over
 the first 20 % of the steps; Adam. The result, ``OUT/config.json`` +
 ``OUT/pytorch_model.bin`` (keys prefixed ``model.``), goes through the normal
 ``chexmask-rt export``.
+
+Continuing a trained model (``--init``) wants ``--warmup-steps`` (a fresh Adam
+moves every weight by about the full lr in its first step). On a machine whose
+speed is not known ahead, ``--fit-to-minutes`` spreads the schedules over the
+steps that fit in ``--minutes``.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
@@ -29,10 +32,47 @@ from chexmask_rt import graph
 from .data import DEFAULT_DATA, SyntheticChests, load_shapes, load_textures
 
 KL_START, KL_END, KL_RAMP = 1e-5, 1e-2, 0.2
+RATE_WINDOW = (20, 120)  # steps over which --fit-to-minutes measures the step rate (after cuDNN's tuning)
+RATE_MARGIN = 0.95  # plan for a little under the measured rate: data workers and clocks drift
+STATS_EVERY = 25  # steps between reads of the loss figures: each read waits for the GPU
+now = time.time  # the loop's clock, read once per step (tests replace it)
+
+
+def lr_factor(step: int, warmup: int, total: int) -> float:
+    """The lr multiplier: a linear warm-up, times the published StepLR (x0.9 every 5 % of
+    training) as a smooth decay."""
+    return min(1.0, (step + 1) / max(1, warmup)) * 0.9 ** (20 * step / total)
 
 
 def kl_weight(step: int, total: int) -> float:
     return KL_START + (KL_END - KL_START) * min(1.0, step / max(1, KL_RAMP * total))
+
+
+class StepPlan:
+    """The planned number of steps, which the lr and KL schedules are spread over.
+
+    Fixed by ``--steps``; with ``fit`` it is re-planned once, after the steps of
+    RATE_WINDOW, to what the measured rate reaches in the rest of the time budget, so a
+    short run on an unknown machine still ends with the lr decayed. The log records
+    the plan; ``--steps N`` with that N repeats the run's schedules from step 120 on.
+    """
+
+    def __init__(self, steps: int, fit: bool = False):
+        self.steps, self.fit = steps, fit
+        self._t0: float | None = None
+
+    def observe(self, step: int, now: float, deadline: float) -> int | None:
+        """Call after each step (``now``/``deadline`` in seconds); returns the new plan when it changes."""
+        if not self.fit:
+            return None
+        if step == RATE_WINDOW[0]:
+            self._t0 = now
+        elif step == RATE_WINDOW[1] and self._t0 is not None:
+            rate = (RATE_WINDOW[1] - RATE_WINDOW[0]) / max(now - self._t0, 1e-9)
+            self.steps = max(step + 1, step + int(RATE_MARGIN * rate * max(deadline - now, 0.0)))
+            self.fit = False
+            return self.steps
+        return None
 
 
 def published_loss(net: HybridGNet, images: torch.Tensor, target: torch.Tensor, kl_w: float,
@@ -46,7 +86,8 @@ def published_loss(net: HybridGNet, images: torch.Tensor, target: torch.Tensor, 
     kl = -0.5 * torch.mean(torch.mean(1 + logvar - mu ** 2 - logvar.exp(), dim=1))
     loss = rec + skips + kl_w * kl
     err_px = (out - target).norm(dim=-1).mean() * 1024
-    return loss, {"rec": rec.item(), "kl": kl.item(), "err1024": err_px.item()}
+    # tensors, not floats: reading them every step would make the host wait for the GPU
+    return loss, {"rec": rec.detach(), "kl": kl.detach(), "err1024": err_px.detach()}
 
 
 def save_published(net: HybridGNet, out: Path) -> None:
@@ -77,6 +118,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--warmup-steps", type=int, default=0,
+                   help="ramp the lr up linearly over these steps: Adam's first steps move every weight by about "
+                        "the full lr, which wrecks a trained --init")
+    p.add_argument("--fit-to-minutes", action="store_true",
+                   help="re-plan --steps from the step rate measured early on, so the schedules end with --minutes")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--init", type=Path, help="start from this published-layout checkpoint folder")
     args = p.parse_args(argv)
@@ -85,6 +131,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest convolutions
+        torch.set_float32_matmul_precision("high")
     shapes, textures = load_shapes(args.data), load_textures(args.data, args.textures)
     print(f"{len(shapes.train)} training shapes, {len(shapes.heldout)} held out; textures: "
           f"{', '.join(t.name for t in textures)}")
@@ -94,8 +143,8 @@ def main(argv: list[str] | None = None) -> None:
         from chexmask_export.checkpoint import load_checkpoint
         net.load_published(load_checkpoint(args.init).state_dict)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr, weight_decay=1e-5)
-    # the published StepLR (x0.9 every 5 % of training), as a smooth decay
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.9 ** (20 * s / args.steps))
+    plan = StepPlan(args.steps, fit=args.fit_to_minutes)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, args.warmup_steps, plan.steps))
     down = torch.from_numpy(graph.fine_to_coarse()).float().to(device)
     state_path = args.out / "train_state.pt"
     step = 0
@@ -105,9 +154,12 @@ def main(argv: list[str] | None = None) -> None:
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         step = state["step"]
+        plan = StepPlan(state.get("planned_steps", args.steps), fit=args.fit_to_minutes and step < RATE_WINDOW[0])
         torch.set_rng_state(state["torch_rng"])
         print(f"resumed at step {step}")
-    dataset = SyntheticChests(shapes.train, textures, args.inputsize, length=args.steps * args.batch_size,
+    # a re-plan may lengthen the run: the data stream (seeded per index) must reach that far
+    stream_steps = plan.steps * (8 if args.fit_to_minutes else 1)
+    dataset = SyntheticChests(shapes.train, textures, args.inputsize, length=stream_steps * args.batch_size,
                               seed=args.seed)
     sampler = range(step * args.batch_size, len(dataset))
     loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, sampler=sampler,
@@ -117,35 +169,48 @@ def main(argv: list[str] | None = None) -> None:
                                          multiprocessing_context="spawn" if args.workers > 0 else None,
                                          pin_memory=device.type == "cuda")
     net.train()
-    start, last_save = time.time(), time.time()
-    bar = tqdm(loader, initial=step, total=args.steps, unit="step", dynamic_ncols=True)
+    start = last_save = now()
+    bar = tqdm(loader, initial=step, total=plan.steps, unit="step", dynamic_ncols=True)
     log = (args.out / "train_log.jsonl")
     args.out.mkdir(parents=True, exist_ok=True)
     avg = None
+    deadline = start + args.minutes * 60
     for images, target in bar:
         images, target = images.to(device, non_blocking=True), target.to(device, non_blocking=True)
-        loss, stats = published_loss(net, images, target, kl_weight(step, args.steps), down)
+        loss, stats = published_loss(net, images, target, kl_weight(step, plan.steps), down)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
         step += 1
         avg = stats if avg is None else {k: 0.98 * avg[k] + 0.02 * v for k, v in stats.items()}
-        bar.set_postfix(err1024=f"{avg['err1024']:.1f}px", kl=f"{avg['kl']:.2f}")
-        if step % 100 == 0:
+        t = now()
+        replanned = plan.observe(step, t, deadline)
+        if replanned is not None:
+            bar.total = replanned
+            print(f"step rate measured: {replanned} steps planned within --minutes {args.minutes}")
             with open(log, "a") as f:
-                f.write(json.dumps({"step": step, "time_s": round(time.time() - start, 1), **avg}) + "\n")
-        out_of_time = (time.time() - start) / 60 > args.minutes
-        if time.time() - last_save > 300 or out_of_time or step == args.steps:
+                f.write(json.dumps({"step": step, "planned_steps": replanned}) + "\n")
+        if step % STATS_EVERY == 0:
+            figures = {k: float(v) for k, v in avg.items()}
+            bar.set_postfix(err1024=f"{figures['err1024']:.1f}px", kl=f"{figures['kl']:.2f}")
+            if step % 100 == 0:
+                with open(log, "a") as f:
+                    f.write(json.dumps({"step": step, "time_s": round(t - start, 1), **figures}) + "\n")
+        out_of_time = t > deadline
+        done = step >= plan.steps
+        if t - last_save > 300 or out_of_time or done:
             torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                        "step": step, "torch_rng": torch.get_rng_state()}, state_path)
+                        "step": step, "planned_steps": plan.steps, "torch_rng": torch.get_rng_state()}, state_path)
             save_published(net, args.out)
-            last_save = time.time()
+            last_save = t
         if out_of_time:
-            print(f"time budget reached at step {step}")
+            print(f"time budget reached at step {step} of {plan.steps}")
+            break
+        if done:
             break
     save_published(net.eval(), args.out)
-    print(f"wrote {args.out / HF_WEIGHTS} after {step} steps, {(time.time() - start) / 60:.1f} min")
+    print(f"wrote {args.out / HF_WEIGHTS} after {step} steps, {(now() - start) / 60:.1f} min")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,58 @@
+"""The training loop: its step plan, and a few real steps that write a loadable checkpoint."""
+import json
+
+from conftest import SHARED
+from training import train
+from training.train import StepPlan, lr_factor
+
+
+def test_lr_warms_up_linearly_then_decays_to_an_eighth():
+    assert lr_factor(0, 300, 1000) == 1 / 300
+    assert lr_factor(149, 300, 1000) == 0.5 * 0.9 ** (20 * 149 / 1000)
+    assert lr_factor(299, 300, 1000) == 0.9 ** (20 * 299 / 1000)
+    assert lr_factor(0, 0, 1000) == 1.0  # no warm-up
+    assert abs(lr_factor(1000, 300, 1000) - 0.9 ** 20) < 1e-12  # 0.12 at the planned end
+
+
+def test_a_fixed_plan_never_changes():
+    plan = StepPlan(500)
+    assert all(plan.observe(s, now=float(s), deadline=1e9) is None for s in range(1, 300))
+    assert plan.steps == 500
+
+
+def test_the_plan_fits_the_measured_rate_to_the_time_left():
+    plan = StepPlan(500, fit=True)
+    lo, hi = train.RATE_WINDOW
+    answers = [plan.observe(s, now=s * 0.1, deadline=100.0) for s in range(1, 400)]  # 10 steps/s
+    changed = [a for a in answers if a is not None]
+    # re-planned once, at the end of the window: hi steps done at t = hi/10 s, 10 steps/s for the rest
+    assert changed == [hi + int(train.RATE_MARGIN * 10 * (100.0 - hi * 0.1))]
+    assert plan.steps == changed[0]
+
+
+def test_a_plan_past_its_deadline_stops_at_the_next_step():
+    plan = StepPlan(500, fit=True)
+    for s in range(1, train.RATE_WINDOW[1] + 1):
+        plan.observe(s, now=float(s), deadline=0.0)
+    assert plan.steps == train.RATE_WINDOW[1] + 1
+
+
+def test_training_steps_write_a_published_layout_checkpoint(tmp_path, monkeypatch):
+    from chexmask_export.checkpoint import load_checkpoint
+
+    monkeypatch.setattr(train, "RATE_WINDOW", (1, 2))
+    monkeypatch.setattr(train, "STATS_EVERY", 1)
+    clock = iter(range(10**6))
+    monkeypatch.setattr(train, "now", lambda: float(next(clock)))  # one second per step
+    out = tmp_path / "run"
+    # 6 s budget; the window measures 1 step/s at step 2: 4 s left, planned with the margin, is 3 steps
+    train.main(["--out", str(out), "--data", str(SHARED / "data"), "--inputsize", "512", "--batch-size", "1",
+                "--workers", "0", "--device", "cpu", "--steps", "50", "--minutes", "0.1", "--fit-to-minutes",
+                "--seed", "1"])
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert {"step": 2, "planned_steps": 5} in log
+    ckpt = load_checkpoint(out)
+    assert ckpt.config.inputsize == 512 and ckpt.config.use_skip
+    import torch
+    state = torch.load(out / "train_state.pt", weights_only=False)
+    assert state["step"] == 5 and state["planned_steps"] == 5
