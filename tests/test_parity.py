@@ -67,9 +67,11 @@ def test_batched_images_keep_per_image_semantics(exported):
     alone_a = _run(exported["skip_256"], a[None, None], eps)
     alone_b = _run(exported["skip_256"], b[None, None], eps)
     both = _run(exported["skip_256"], np.stack([a, b])[:, None], eps)
+    # The batch size changes onnxruntime's reduction order, so rounding differs: about 1e-5 on
+    # latents of magnitude up to 5. Mixing the images would differ by orders of magnitude more.
     for key in ("landmarks_mean", "landmarks_std", "landmarks_mu", "latent_mu", "latent_sigma"):
-        np.testing.assert_allclose(both[key][0], alone_a[key][0], atol=1e-5, err_msg=key)
-        np.testing.assert_allclose(both[key][1], alone_b[key][0], atol=1e-5, err_msg=key)
+        np.testing.assert_allclose(both[key][0], alone_a[key][0], rtol=1e-5, atol=1e-5, err_msg=key)
+        np.testing.assert_allclose(both[key][1], alone_b[key][0], rtol=1e-5, atol=1e-5, err_msg=key)
     assert not np.allclose(alone_a["landmarks_mu"], alone_b["landmarks_mu"])
 
 

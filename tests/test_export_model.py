@@ -1,0 +1,33 @@
+"""The export model's rewritten formulations compute what the published layers compute."""
+import torch
+import torch.nn.functional as F
+
+from chexmask_export.model import NORM_EPS, InstanceNormAffine, ResidualBlock
+
+
+def _randomise(module: torch.nn.Module) -> None:
+    torch.manual_seed(4)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.uniform_(-1.5, 1.5)  # negative norm gains and conv weights included
+
+
+def test_norm_is_instance_norm_with_affine():
+    norm = InstanceNormAffine(6).double()
+    _randomise(norm)
+    x = torch.rand(2, 6, 40, 56, dtype=torch.float64) * 4 + 3
+    expected = F.instance_norm(x, weight=norm.weight, bias=norm.bias, eps=NORM_EPS)
+    assert torch.allclose(norm(x), expected, atol=1e-10, rtol=0)
+
+
+def test_one_channel_skip_from_the_input_statistics_equals_conv_then_norm():
+    block = ResidualBlock(1, 8).double()
+    _randomise(block)
+    x = torch.rand(2, 1, 48, 48, dtype=torch.float64) * 2 + 0.5
+    expected = F.relu(block.block(x) + block.skip(x))  # the published order: 1x1 conv, then norm
+    assert torch.allclose(block(x), expected, atol=1e-10, rtol=0)
+    # and the shortcut is taken only where it holds: with 8 input channels the plain skip runs
+    wide = ResidualBlock(8, 16).double()
+    _randomise(wide)
+    y = torch.rand(1, 8, 16, 16, dtype=torch.float64)
+    assert torch.allclose(wide(y), F.relu(wide.block(y) + wide.skip(y)), atol=1e-12, rtol=0)
