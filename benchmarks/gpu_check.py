@@ -28,7 +28,7 @@ from benchmarks.reference import load_reference
 from benchmarks.run import HERE, default_model, published_1024
 from chexmask_export.checkpoint import load_checkpoint
 from chexmask_export.engine_graph import UncertaintyEngine
-from chexmask_export.model import InstanceNormAffine
+from chexmask_export.model import InstanceNormAffine, ResidualBlock, _single_channel_skip
 from chexmask_export.onnx_export import build_network
 from chexmask_rt.image_io import read_image
 from chexmask_rt.preprocess import preprocess
@@ -81,21 +81,26 @@ def _capture(engine: UncertaintyEngine, image: torch.Tensor, eps: torch.Tensor):
     return graph.replay
 
 
-class _Fp32Norm(torch.nn.Module):
-    def __init__(self, norm: InstanceNormAffine):
-        super().__init__()
-        self.norm = norm.float()
+class _Fp32Norm(InstanceNormAffine):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.float()).to(x.dtype)
+
+
+class _Fp32SkipBlock(ResidualBlock):
+    """The first block, whose skip is a norm computed from the image's own statistics."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(x.float()).to(x.dtype)
+        identity = _single_channel_skip(x.float(), self.skip[0].weight.float(), self.skip[1]).to(x.dtype)
+        return torch.relu(self.block(x) + identity)
 
 
 def _keep_norms_fp32(module: torch.nn.Module) -> None:
-    for name, child in module.named_children():
-        if isinstance(child, InstanceNormAffine):
-            setattr(module, name, _Fp32Norm(child))
-        else:
-            _keep_norms_fp32(child)
+    """Recast the norms of an fp16 engine to compute in fp32 (the export graph stays as it is)."""
+    for m in module.modules():
+        if isinstance(m, InstanceNormAffine):
+            m.float().__class__ = _Fp32Norm
+        elif isinstance(m, ResidualBlock) and m.skip is not None and m.skip[0].in_channels == 1:
+            m.__class__ = _Fp32SkipBlock
 
 
 # name -> (dtype, per-image norms in fp32)

@@ -58,3 +58,29 @@ def test_ab_of_an_engine_with_itself_shows_no_output_difference(exported, capsys
     assert ab_engines.main([engine, engine, "--rounds", "2"]) == 0
     out = capsys.readouterr().out
     assert "largest output difference: 0.00e+00" in out and out.count("K=50 p50") == 2
+
+
+def test_gpu_check_precisions_keep_the_norms_in_fp32_and_agree_with_fp32():
+    """The GPU check's fp16 variants build (on the CPU here) and stay close to the fp32 engine
+    on a real image with the shipped (trained) model."""
+    import torch
+
+    from benchmarks.gpu_check import PRECISIONS, engine_in
+    from benchmarks.run import IMAGE, default_model
+    from chexmask_export.model import InstanceNormAffine
+    from chexmask_rt.preprocess import preprocess
+    from chexmask_rt.sampling import latent_noise
+
+    ckpt = default_model()[0]
+    image = torch.from_numpy(preprocess(read_image(IMAGE), 512)[0])[None, None]
+    eps = torch.from_numpy(latent_noise(4, 64))
+    means = {}
+    for name, (dtype, fp32_norms) in PRECISIONS.items():
+        engine = engine_in(ckpt, torch.device("cpu"), name)
+        norms = [m for m in engine.modules() if isinstance(m, InstanceNormAffine)]
+        assert norms and all(m.weight.dtype == (torch.float32 if fp32_norms else dtype) for m in norms)
+        with torch.no_grad():
+            means[name] = engine(image.to(dtype), eps.to(dtype))[0].float()
+    for name in ("fp16", "fp16-fp32norm"):
+        assert torch.isfinite(means[name]).all()
+        assert (means[name] - means["fp32"]).abs().max() * 512 < 2.0  # px in the 512 frame
