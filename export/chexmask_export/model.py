@@ -113,7 +113,9 @@ class DenseChebConv(nn.Module):
     """PyG ChebConv (sym, lambda_max=2) on a fixed graph, as matmuls.
 
     out = sum_k T_k X W_k^T + b is computed as one feature matmul X @ [W_0..W_K-1]^T
-    followed by one node matmul with [T_0 | ... | T_K-1].
+    followed by one node matmul with the basis laid out as [n, (node, k)]: the feature
+    matmul's output, [N, n, k*cout], is then already in the (node, k) row order the node
+    matmul needs, and no transpose is left in the graph.
     """
 
     def __init__(self, adjacency, cin: int, cout: int, k: int, bias: bool = True):
@@ -124,15 +126,14 @@ class DenseChebConv(nn.Module):
         if k > 1:
             basis = torch.from_numpy(graph.chebyshev_basis(adjacency, k))  # [k, n, n] float64
             n = basis.shape[1]
-            self.register_buffer("basis", basis.permute(1, 0, 2).reshape(n, k * n).float(), persistent=False)
+            self.register_buffer("basis", basis.permute(1, 2, 0).reshape(n, n * k).float(), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x [N, nodes, cin]
         w = torch.cat([lin.weight for lin in self.lins], dim=0)  # [k*cout, cin]
         y = x @ w.t()
         if self.k > 1:
             n = x.shape[1]
-            y = y.reshape(-1, n, self.k, self.cout).transpose(1, 2).reshape(-1, self.k * n, self.cout)
-            y = self.basis @ y
+            y = self.basis @ y.reshape(-1, n * self.k, self.cout)
         if self.bias is not None:
             y = y + self.bias
         return y
