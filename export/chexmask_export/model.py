@@ -52,6 +52,20 @@ class InstanceNormAffine(nn.Module):
         scale = self.weight.reshape(1, -1, 1, 1) * torch.rsqrt(var + NORM_EPS)
         return x * scale + (self.bias.reshape(1, -1, 1, 1) - mean * scale)
 
+    def of_pointwise(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """self(conv1x1(x, weight)) for a one-channel x, from x's own statistics.
+
+        Each output channel is w_c * x, so its mean is w_c * mean(x) and its variance
+        w_c^2 * var(x): the whole skip is one per-channel affine map of x. At 1024 this
+        spares the engine the 8-channel full-size tensor's statistics and affine passes
+        (benchmarks/results/optimisations.md). The result is the same up to rounding.
+        """
+        mean = _spatial_mean(x)
+        var = torch.clamp(_spatial_mean(x * x) - mean * mean, min=0)
+        w = weight.reshape(1, -1, 1, 1)
+        gain = self.weight.reshape(1, -1, 1, 1) * w * torch.rsqrt(w * w * var + NORM_EPS)
+        return x * gain + (self.bias.reshape(1, -1, 1, 1) - mean * gain)
+
 
 class ResidualBlock(nn.Module):
     def __init__(self, cin: int, cout: int):
@@ -66,26 +80,11 @@ class ResidualBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.skip is None:
             identity = x
-        elif x.shape[1] == 1:
-            identity = _single_channel_skip(x, self.skip[0].weight, self.skip[1])
+        elif self.skip[0].in_channels == 1:
+            identity = self.skip[1].of_pointwise(x, self.skip[0].weight)
         else:
             identity = self.skip(x)
         return F.relu(self.block(x) + identity)
-
-
-def _single_channel_skip(x: torch.Tensor, weight: torch.Tensor, norm: InstanceNormAffine) -> torch.Tensor:
-    """norm(conv1x1(x)) for a one-channel x, from x's own statistics.
-
-    Each output channel is w_c * x, so its mean is w_c * mean(x) and its variance
-    w_c^2 * var(x): the whole skip is one per-channel affine map of x. At 1024 this
-    spares the engine the 8-channel full-size tensor's statistics and affine passes
-    (benchmarks/results/optimisations.md). The result is the same up to rounding.
-    """
-    mean = _spatial_mean(x)
-    var = torch.clamp(_spatial_mean(x * x) - mean * mean, min=0)
-    w = weight.reshape(1, -1, 1, 1)
-    gain = norm.weight.reshape(1, -1, 1, 1) * w * torch.rsqrt(w * w * var + NORM_EPS)
-    return x * gain + (norm.bias.reshape(1, -1, 1, 1) - mean * gain)
 
 
 class Encoder(nn.Module):
