@@ -31,3 +31,20 @@ def test_one_channel_skip_from_the_input_statistics_equals_conv_then_norm():
     _randomise(wide)
     y = torch.rand(1, 8, 16, 16, dtype=torch.float64)
     assert torch.allclose(wide(y), F.relu(wide.block(y) + wide.skip(y)), atol=1e-12, rtol=0)
+
+
+def test_skip_lookup_follows_roi_align_rules_inside_at_and_past_the_edges():
+    from benchmarks.reference import roi_align_lookup
+    from chexmask_export.model import skip_lookup
+
+    gen = torch.Generator().manual_seed(3)
+    for size in (2, 3, 4, 9, 16):
+        fmap = torch.randn(2, 5, size, size, generator=gen, dtype=torch.float64)
+        pos = torch.rand(2, 3, 40, 2, generator=gen, dtype=torch.float64) * 1.5 - 0.25
+        # taps exactly on pixel centres, on the clamp limits and on the validity limits
+        edges = torch.tensor([-2.0, -1.0, -0.5, 0.0, 1.0, size - 2.0, size - 1.0, size - 0.5, size, size + 1.0])
+        pos[:, :, : len(edges), 0] = edges / size
+        pos[:, :, : len(edges), 1] = edges.flip(0) / size
+        got = skip_lookup(pos, fmap)  # [B, M, nodes, C]; the reference takes one fmap per decode
+        expected = roi_align_lookup(pos.reshape(6, 40, 2), fmap.repeat_interleave(3, dim=0))
+        assert torch.allclose(got.reshape(6, 40, 5), expected, atol=1e-12, rtol=0), size

@@ -23,6 +23,7 @@ from chexmask_rt.errors import ModelError
 from .checkpoint import ENCODER_CHANNELS, ModelConfig
 
 NORM_EPS = 1e-5
+LOOKUP_NODE_GROUP = 15  # landmarks per skip look-up group, see skip_lookup
 
 
 def _spatial_mean(x: torch.Tensor) -> torch.Tensor:
@@ -62,9 +63,14 @@ class InstanceNormAffine(nn.Module):
         """
         mean = _spatial_mean(x)
         var = torch.clamp(_spatial_mean(x * x) - mean * mean, min=0)
-        w = weight.reshape(1, -1, 1, 1)
-        gain = self.weight.reshape(1, -1, 1, 1) * w * torch.rsqrt(w * w * var + NORM_EPS)
-        return x * gain + (self.bias.reshape(1, -1, 1, 1) - mean * gain)
+        b, _, h, w_ = x.shape
+        w = weight.reshape(1, -1)
+        gain = self.weight.reshape(1, -1) * w * torch.rsqrt(w * w * var.reshape(-1, 1) + NORM_EPS)
+        shift = self.bias.reshape(1, -1) - mean.reshape(-1, 1) * gain
+        # one [C, 2] @ [2, H*W] matmul per image writes the C-channel result in one pass
+        flat = x.reshape(b, 1, h * w_)
+        out = torch.stack([gain, shift], dim=-1) @ torch.cat([flat, torch.ones_like(flat)], dim=1)
+        return out.reshape(b, -1, h, w_)
 
 
 class ResidualBlock(nn.Module):
@@ -77,14 +83,20 @@ class ResidualBlock(nn.Module):
         self.skip = (nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), InstanceNormAffine(cout))
                      if cin != cout else None)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, activate: bool = True) -> torch.Tensor:
+        """The block's output; ``activate=False`` leaves out the final ReLU.
+
+        ReLU commutes with max-pooling, so a block followed by a pool can take its
+        ReLU after the pool, on a quarter of the elements.
+        """
         if self.skip is None:
             identity = x
         elif self.skip[0].in_channels == 1:
             identity = self.skip[1].of_pointwise(x, self.skip[0].weight)
         else:
             identity = self.skip(x)
-        return F.relu(self.block(x) + identity)
+        out = self.block(x) + identity
+        return F.relu(out) if activate else out
 
 
 class Encoder(nn.Module):
@@ -101,7 +113,7 @@ class Encoder(nn.Module):
 
     def forward(self, x: torch.Tensor):
         for i in range(1, 5):
-            x = F.max_pool2d(getattr(self, f"dconv_down{i}")(x), 2)
+            x = F.relu(F.max_pool2d(getattr(self, f"dconv_down{i}")(x, activate=False), 2))
         conv5 = self.dconv_down5(x)
         conv6 = self.dconv_down6(F.max_pool2d(conv5, 2))
         flat = conv6.flatten(1)
@@ -150,52 +162,55 @@ class SkipPredictor(nn.Module):
 
 
 def _axis_taps(c: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rows (or columns) and summed weights of the 3 bilinear taps at c-1, c, c+1.
+    """First index and summed weights of the 3 bilinear taps at c-1, c, c+1, per coordinate.
 
     roi_align(aligned=True) rules per tap s: outside [-1, length] it contributes
-    nothing; below 0 it is clamped to 0; at or past the last pixel both
-    neighbours are the last pixel. All taps with non-zero weight fall in a
-    window of min(length, 4) consecutive indices starting at
-    clamp(floor(c) - 1, 0, length - 4), so 4 indices per axis suffice.
+    nothing; otherwise it is clamped to [0, length - 1] (below 0 it reads pixel 0,
+    at or past the last pixel both neighbours are the last pixel), and pixel i then
+    gets the hat weight max(0, 1 - |s - i|). All taps with non-zero weight fall in
+    a window of n = min(length, 4) consecutive indices starting at
+    clamp(floor(c) - 1, 0, length - n), so 4 indices per axis suffice.
+    Returns (start [...], weights [n, ...]): slots and taps are leading axes so that
+    every element-wise node runs over the coordinates contiguously (with the small
+    axes last, onnxruntime's broadcasting made these nodes several ms at K = 50;
+    benchmarks/results/optimisations.md).
     """
     slots_n = min(length, 4)
+    lead = (-1,) + (1,) * c.dim()
     start = torch.clamp(torch.floor(c) - 1, 0, length - slots_n)
-    slots = start.unsqueeze(-1) + torch.arange(slots_n, dtype=c.dtype, device=c.device)
-    weights = torch.zeros_like(slots)
-    for d in (-1.0, 0.0, 1.0):
-        s = c + d
-        valid = ((s >= -1) & (s <= length)).to(c.dtype)
-        s = torch.clamp(s, min=0)
-        lo = torch.floor(s)
-        at_end = lo >= length - 1
-        lo = torch.where(at_end, torch.full_like(lo, length - 1), lo)
-        s = torch.where(at_end, lo, s)
-        hi = torch.where(at_end, lo, lo + 1)
-        frac = s - lo
-        w_lo = (valid * (1 - frac)).unsqueeze(-1) * (slots == lo.unsqueeze(-1)).to(c.dtype)
-        w_hi = (valid * frac).unsqueeze(-1) * (slots == hi.unsqueeze(-1)).to(c.dtype)
-        weights = weights + w_lo + w_hi
-    return slots, weights
+    slots = start + torch.arange(slots_n, dtype=c.dtype, device=c.device).reshape(lead)  # [slot, ...]
+    taps = c + torch.tensor([-1.0, 0.0, 1.0], dtype=c.dtype, device=c.device).reshape(lead)  # [tap, ...]
+    valid = ((taps >= -1) & (taps <= length)).to(c.dtype)
+    taps = torch.clamp(taps, 0, length - 1)
+    hat = torch.relu(1 - torch.abs(taps.unsqueeze(0) - slots.unsqueeze(1)))  # [slot, tap, ...]
+    return start, (hat * valid).sum(dim=1)
 
 
 def skip_lookup(pos: torch.Tensor, fmap: torch.Tensor) -> torch.Tensor:
     """Mean of 3x3 bilinear samples around each landmark, from its own image's feature map.
 
     pos  [B, M, nodes, 2] normalised (x, y); M decodes share image b's fmap.
-    fmap [B, C, H, W].   Returns [B, M, nodes, C].
+    fmap [B, C, S, S] (square, as the encoder makes them).   Returns [B, M, nodes, C].
     """
     b, c, h, w = fmap.shape
-    table = fmap.permute(0, 2, 3, 1).reshape(-1, c)  # [B*H*W, C], channels contiguous per pixel
-    p = pos * w  # normalised -> fmap pixels (pixel centres at integers)
-    rows, wy = _axis_taps(p[..., 1], h)
-    cols, wx = _axis_taps(p[..., 0], w)
-    image = torch.arange(b, dtype=torch.int64, device=fmap.device).reshape(b, 1, 1, 1, 1) * (h * w)
-    index = rows.long().unsqueeze(-1) * w + cols.long().unsqueeze(-2) + image  # [B, M, nodes, ry, cx]
-    weight = (wy.unsqueeze(-1) * wx.unsqueeze(-2)) / 9.0
-    shape = index.shape
-    gathered = table[index.reshape(shape[0], shape[1], shape[2], -1)]  # [B, M, nodes, ry*cx, C]
-    out = weight.reshape(shape[0], shape[1], shape[2], 1, -1) @ gathered  # [B, M, nodes, 1, C]
-    return out.reshape(shape[0], shape[1], shape[2], c)
+    if h != w:
+        raise ValueError(f"skip_lookup needs a square feature map, got {h}x{w}")
+    table = fmap.permute(0, 2, 3, 1).reshape(-1, c)  # [B*S*S, C], channels contiguous per pixel
+    start, weights = _axis_taps((pos * w).permute(3, 0, 1, 2), w)  # [xy, B, M, nodes], [n, xy, B, M, nodes]
+    n = weights.shape[0]
+    # window top-left as a flat index (exact in float32 below 2**24), plus the window's offsets
+    image = torch.arange(b, dtype=pos.dtype, device=pos.device).reshape(b, 1, 1) * (h * w)
+    corner = (start[1] * w + start[0] + image).long().unsqueeze(-1)  # [B, M, nodes, 1]
+    offsets = (torch.arange(n, device=pos.device).unsqueeze(-1) * w + torch.arange(n, device=pos.device)).reshape(-1)
+    weight = (weights[:, 1].unsqueeze(1) * weights[:, 0].unsqueeze(0)) / 9.0  # [row, col, B, M, nodes]
+    weight = weight.reshape(n * n, -1).t().reshape(*pos.shape[:3], 1, n * n)
+    index = corner + offsets
+    # Gather + weighted sum per group of nodes: each group's gathered taps ([B, M, group, 16, C],
+    # ~6 MB at K = 50) are read back while still in cache. All 120 nodes at once (50 MB)
+    # made the look-ups ~1.6x slower (benchmarks/results/optimisations.md).
+    parts = [w_ @ table[i_] for w_, i_ in zip(weight.split(LOOKUP_NODE_GROUP, dim=2),
+                                              index.split(LOOKUP_NODE_GROUP, dim=2))]
+    return torch.cat(parts, dim=2).reshape(*pos.shape[:3], c)
 
 
 class HybridGNet(nn.Module):
