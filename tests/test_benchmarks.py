@@ -6,7 +6,7 @@ import onnx
 
 import chexmask_rt
 from benchmarks import int8_encoder, profile_ops
-from benchmarks.run import TARGETS, targets
+from benchmarks.run import TARGET_CALLS, TARGETS, sweep_cases, targets
 from chexmask_rt.image_io import read_image
 
 
@@ -25,6 +25,14 @@ def test_targets_pass_and_fail_on_the_issue_bounds():
     # 4.9x slower than asked, K=50 1.5x K=1, RSS 0.6 of the reference: all three fail
     bad = targets(_rows(ref50=490, nat1=66.7, nat50=100, ref_rss=500, nat_rss=300))
     assert all(line.endswith("FAIL") for line in bad)
+
+
+def test_quick_mode_keeps_full_calls_for_the_target_cases_only():
+    quick = {(k, b): n for k, b, n in sweep_cases("published-1024", 5)}
+    assert quick[(1, 1)] == quick[(50, 1)] == TARGET_CALLS >= 20
+    assert {n for (k, b), n in quick.items() if (k, b) not in ((1, 1), (50, 1))} == {5}
+    assert {n for _, _, n in sweep_cases("default-512", 5)} == {5}
+    assert {n for _, _, n in sweep_cases("published-1024", 20)} == {20}
 
 
 def test_operator_profile_accounts_for_the_convolutions(exported):

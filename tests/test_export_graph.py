@@ -50,6 +50,17 @@ def test_tensorrt_check_flags_what_the_parser_rejects():
         assert name in problems
 
 
+def test_tensorrt_check_looks_inside_if_branches():
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    out = helper.make_tensor_value_info("o", TensorProto.FLOAT, None)
+    bad = helper.make_graph([helper.make_node("Foo", ["x"], ["o"], name="inner", domain="com.example")], "b", [], [out])
+    good = helper.make_graph([helper.make_node("Identity", ["x"], ["o"])], "g", [], [out])
+    cond = helper.make_tensor_value_info("c", TensorProto.BOOL, [])
+    node = helper.make_node("If", ["c"], ["y"], then_branch=bad, else_branch=good)
+    model = helper.make_model(helper.make_graph([node], "m", [cond, x], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]))
+    assert any("inner" in p and "custom domain" in p for p in tensorrt_problems(model))
+
+
 def test_metadata_and_io_names(exported):
     for path in _engines(exported):
         model = onnx.load(path)

@@ -11,6 +11,7 @@ import torch
 from chexmask_rt.errors import ModelError
 from chexmask_rt.metadata import FORMAT_VERSION, ModelInfo
 
+from .affine_fusion import fuse_per_image_affines
 from .checkpoint import Checkpoint
 from .engine_graph import INPUT_NAMES, OUTPUT_NAMES, SAMPLES_OUTPUT, UncertaintyEngine
 from .model import HybridGNet
@@ -74,6 +75,7 @@ def export_onnx(net: HybridGNet, output: str | Path, *, checkpoint_sha256: str, 
                           dynamic_axes=dims, opset_version=OPSET, do_constant_folding=True, dynamo=False)
     model = onnx.load_from_string(buffer.getvalue())
     fold_initializer_identities(model)
+    fuse_per_image_affines(model, batch_input=INPUT_NAMES[0])
     info = ModelInfo(format_version=FORMAT_VERSION, inputsize=cfg.inputsize, latents=cfg.latents,
                      skip=cfg.use_skip, checkpoint_sha256=checkpoint_sha256, model_name=model_name,
                      model_version=model_version, trained=trained, description=description,

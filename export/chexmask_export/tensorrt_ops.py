@@ -39,14 +39,23 @@ def load_table(path: str | Path = DEFAULT_TABLE) -> dict[str, OperatorSupport]:
     return table
 
 
+def _nodes(graph: onnx.GraphProto, outer_constants: frozenset[str]):
+    """Every node with the constants it can see, subgraphs (If branches, loop bodies) included."""
+    constants = outer_constants | {init.name for init in graph.initializer}
+    constants |= {out for node in graph.node if node.op_type == "Constant" for out in node.output}
+    for node in graph.node:
+        yield node, constants
+        for attr in node.attribute:
+            subgraphs = ([attr.g] if attr.type == onnx.AttributeProto.GRAPH else []) + list(attr.graphs)
+            for sub in subgraphs:
+                yield from _nodes(sub, constants)
+
+
 def tensorrt_problems(model: onnx.ModelProto, table: dict[str, OperatorSupport] | None = None) -> list[str]:
     """Every reason the TensorRT 10 parser would reject (or need a plugin for) ``model``; [] when clean."""
     table = load_table() if table is None else table
-    g = model.graph
-    constants = {init.name for init in g.initializer}
-    constants |= {out for node in g.node if node.op_type == "Constant" for out in node.output}
     problems = []
-    for node in g.node:
+    for node, constants in _nodes(model.graph, frozenset()):
         where = f"{node.op_type} node {node.name or '(unnamed)'}"
         if node.domain not in ("", "ai.onnx"):
             problems.append(f"{where}: custom domain {node.domain!r}")
