@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import onnx
 import pytest
 
 import chexmask_rt
@@ -65,6 +66,14 @@ def test_export_command_writes_a_loadable_engine(tmp_path):
     assert proc.returncode == 0, proc.stderr
     seg = chexmask_rt.load(out)
     assert seg.model_id == "fx:7" and seg.info.skip is False and seg.info.inputsize == 256
+    # the plain-norm variant (for a TensorRT build that rejects If nodes) has no If and agrees
+    plain = tmp_path / "plain.onnx"
+    assert cli("export", "--checkpoint", FIXTURES / "noskip_256", "--output", plain, "--no-fused-norms").returncode == 0
+    ops = {str(p): {n.op_type for n in onnx.load(p).graph.node} for p in (out, plain)}
+    assert "If" in ops[str(out)] and "If" not in ops[str(plain)]
+    image = np.random.default_rng(0).integers(0, 255, (300, 280), dtype=np.uint8)
+    a, b = seg.predict(image, samples=4), chexmask_rt.load(plain).predict(image, samples=4)
+    np.testing.assert_allclose(a.landmarks, b.landmarks, atol=1e-3)
 
 
 @pytest.mark.parametrize("args,code,needle", [

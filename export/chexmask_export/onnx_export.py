@@ -54,11 +54,12 @@ def build_network(checkpoint: Checkpoint) -> HybridGNet:
 
 def export_onnx(net: HybridGNet, output: str | Path, *, checkpoint_sha256: str, samples_output: bool = False,
                 model_name: str = "hybridgnet", model_version: str = "unversioned", trained: bool = True,
-                description: str = "") -> ModelInfo:
+                description: str = "", fuse_norms: bool = True) -> ModelInfo:
     """Write ``net`` as a chexmask-rt engine to ``output`` and return its metadata.
 
     The graph is checked with ``onnx.checker`` and against the TensorRT 10
-    operator table before anything is written.
+    operator table before anything is written. ``fuse_norms=False`` leaves out the
+    batch-1 depthwise-Conv form of the norms (``affine_fusion``).
     """
     cfg = net.config
     engine = UncertaintyEngine(net.eval(), emit_samples=samples_output)
@@ -75,7 +76,8 @@ def export_onnx(net: HybridGNet, output: str | Path, *, checkpoint_sha256: str, 
                           dynamic_axes=dims, opset_version=OPSET, do_constant_folding=True, dynamo=False)
     model = onnx.load_from_string(buffer.getvalue())
     fold_initializer_identities(model)
-    fuse_per_image_affines(model, batch_input=INPUT_NAMES[0])
+    if fuse_norms:
+        fuse_per_image_affines(model, batch_input=INPUT_NAMES[0])
     info = ModelInfo(format_version=FORMAT_VERSION, inputsize=cfg.inputsize, latents=cfg.latents,
                      skip=cfg.use_skip, checkpoint_sha256=checkpoint_sha256, model_name=model_name,
                      model_version=model_version, trained=trained, description=description,

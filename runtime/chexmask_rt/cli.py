@@ -61,6 +61,9 @@ def _add_export(sub) -> None:
     p.add_argument("--name", default="hybridgnet", help="model name stored in the engine")
     p.add_argument("--model-version", default="unversioned", help="model version stored in the engine")
     p.add_argument("--description", default="", help="free text stored in the engine (e.g. where its card is)")
+    p.add_argument("--no-fused-norms", action="store_true",
+                   help="keep the norms' per-image affines as Mul/Add only, without the batch-1 depthwise-Conv "
+                        "branch (for a TensorRT build that rejects If nodes or non-constant Conv weights)")
 
 
 def _add_info(sub) -> None:
@@ -182,7 +185,7 @@ def cmd_export(args) -> int:
     ckpt = load_checkpoint(args.checkpoint, args.config)
     info = export_onnx(build_network(ckpt), args.output, checkpoint_sha256=ckpt.sha256,
                        samples_output=args.samples_output, model_name=args.name, model_version=args.model_version,
-                       description=args.description)
+                       description=args.description, fuse_norms=not args.no_fused_norms)
     print(f"wrote {args.output}: inputsize {info.inputsize}, latents {info.latents}, skip {info.skip}, "
           f"{ckpt.layout} checkpoint sha256 {ckpt.sha256[:12]}...")
     return EXIT_OK
