@@ -1,12 +1,14 @@
 """The benchmark tools' own logic: target verdicts, the operator profile, the int8 experiment."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 
 import chexmask_rt
 from benchmarks import int8_encoder, profile_ops
-from benchmarks.run import TARGET_CALLS, TARGETS, sweep_cases, targets
+from benchmarks.run import TARGET_CALLS, TARGETS, peak_rss_mb, sweep_cases, targets
 from chexmask_rt.image_io import read_image
 
 
@@ -33,6 +35,21 @@ def test_quick_mode_keeps_full_calls_for_the_target_cases_only():
     assert {n for (k, b), n in quick.items() if (k, b) not in ((1, 1), (50, 1))} == {5}
     assert {n for _, _, n in sweep_cases("default-512", 5)} == {5}
     assert {n for _, _, n in sweep_cases("published-1024", 20)} == {20}
+
+
+def test_a_worker_peak_rss_is_its_own_not_its_parents():
+    """A fresh clone's benchmark exports the engines before starting its workers; a worker's peak
+    must not include what the parent held when it started the worker."""
+    import subprocess
+    import sys
+
+    held = np.ones((100, 1024, 1024), np.float32)  # 400 MB, touched
+    code = "from benchmarks.run import peak_rss_mb; print(peak_rss_mb())"
+    repo = Path(__file__).resolve().parents[1]
+    child = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                                 cwd=repo).stdout)
+    assert held.sum() > 0 and peak_rss_mb() > 400
+    assert child < 200, child
 
 
 def test_operator_profile_accounts_for_the_convolutions(exported):
