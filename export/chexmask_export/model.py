@@ -7,7 +7,9 @@ the ONNX graph has only dense, TensorRT-native operators:
     (what the published one-image-at-a-time inference computes);
   * the image-to-graph skip look-up is a fixed 3x3 grid of bilinear samples
     with roi_align(aligned=True) boundary rules, written as index arithmetic
-    and one Gather from the feature map of each sample's own image.
+    and Gathers (one per group of landmarks) from each sample's own image's
+    feature map.
+The per-image norms' batch-1 form (depthwise Convs) is an ONNX pass, affine_fusion.py.
 See shared/reference/hybridgnet_architecture.md for the facts.
 """
 from __future__ import annotations
@@ -63,14 +65,14 @@ class InstanceNormAffine(nn.Module):
         """
         mean = _spatial_mean(x)
         var = torch.clamp(_spatial_mean(x * x) - mean * mean, min=0)
-        b, _, h, w_ = x.shape
+        batch, _, height, width = x.shape
         w = weight.reshape(1, -1)
         gain = self.weight.reshape(1, -1) * w * torch.rsqrt(w * w * var.reshape(-1, 1) + NORM_EPS)
         shift = self.bias.reshape(1, -1) - mean.reshape(-1, 1) * gain
         # one [C, 2] @ [2, H*W] matmul per image writes the C-channel result in one pass
-        flat = x.reshape(b, 1, h * w_)
+        flat = x.reshape(batch, 1, height * width)
         out = torch.stack([gain, shift], dim=-1) @ torch.cat([flat, torch.ones_like(flat)], dim=1)
-        return out.reshape(b, -1, h, w_)
+        return out.reshape(batch, -1, height, width)
 
 
 class ResidualBlock(nn.Module):
