@@ -13,6 +13,7 @@ import json
 import sys
 from pathlib import Path
 
+from benchmarks.run import proc_status_mb
 import chexmask_rt
 from chexmask_rt.image_io import read_image
 
@@ -21,11 +22,10 @@ LIMIT_MB = 10.0
 
 
 def rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS in /proc/self/status (Linux only)")
+    rss = proc_status_mb("VmRSS")
+    if rss is None:
+        raise RuntimeError("no VmRSS in /proc/self/status (Linux only)")
+    return rss
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -59,6 +59,6 @@ def test_exported_encoder_norms_are_wrapped(exported):
     # 17 norms; the image's own (one channel) and the first block's skip (an affine map of the
     # image) have no multi-channel Mul/Add to wrap
     assert len(ifs) == 15
-    groups = [n.attribute[0].i for b in ifs for a in b.attribute if a.name == "then_branch"
+    groups = [helper.get_node_attr_value(n, "group") for b in ifs for a in b.attribute if a.name == "then_branch"
               for n in a.g.node if n.op_type == "Conv"]
     assert sorted(set(groups)) == [8, 16, 32, 64, 128]
