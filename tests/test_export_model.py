@@ -48,3 +48,22 @@ def test_skip_lookup_follows_roi_align_rules_inside_at_and_past_the_edges():
         got = skip_lookup(pos, fmap)  # [B, M, nodes, C]; the reference takes one fmap per decode
         expected = roi_align_lookup(pos.reshape(6, 40, 2), fmap.repeat_interleave(3, dim=0))
         assert torch.allclose(got.reshape(6, 40, 5), expected, atol=1e-12, rtol=0), size
+
+
+def test_skip_lookup_reads_the_right_pixels_in_half_precision():
+    # float16 holds integers exactly only up to 2048: a flat pixel index computed in the
+    # positions' dtype read wrong pixels (and past the table at batch 32) in an fp16 engine.
+    # Channels that are ramps of x, y and the image number give back each landmark's own
+    # position and image, so any wrongly read pixel shows.
+    from chexmask_export.model import skip_lookup
+
+    batch, size = 32, 128
+    axis = torch.arange(size, dtype=torch.float32) / size  # the look-up reads pixel i at x = i / size
+    fmap = torch.stack([axis.expand(size, size), axis[:, None].expand(size, size)])  # x, y ramps
+    fmap = torch.cat([fmap.expand(batch, 2, size, size),
+                      (torch.arange(batch) / batch).reshape(batch, 1, 1, 1).expand(batch, 1, size, size)], 1)
+    pos = torch.rand(batch, 2, 120, 2, generator=torch.Generator().manual_seed(0)) * 0.9 + 0.05
+    got = skip_lookup(pos.half(), fmap.half()).float()  # [B, M, nodes, 3]
+    torch.testing.assert_close(got[..., :2], pos, atol=0.25 / size, rtol=0)
+    image = (torch.arange(batch) / batch).reshape(batch, 1, 1).expand(batch, 2, 120)
+    torch.testing.assert_close(got[..., 2], image, atol=1e-3, rtol=0)

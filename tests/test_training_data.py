@@ -68,3 +68,15 @@ def test_dataset_is_deterministic_per_index(shapes, textures):
     assert not np.array_equal(a, c)
     assert a.shape == (1, 128, 128) and a.dtype == np.float32 and 0 <= a.min() and a.max() <= 1
     assert la.shape == (120, 2)
+
+
+def test_control_points_chained_by_closeness_in_either_shape_merge_into_one():
+    from training.data import _merge_close
+
+    r = 0.01
+    # 0-1 and 1-2 are close in the target (0-2 are not), 3-4 only in the source; 5 stands alone
+    target = np.array([[0.0, 0], [0.008, 0], [0.016, 0], [0.5, 0.5], [0.7, 0.7], [0.9, 0.1]])
+    source = np.array([[0.1, 0], [0.2, 0], [0.3, 0], [0.4, 0.4], [0.405, 0.4], [0.8, 0.2]])
+    t, s = _merge_close(target, source, r)
+    np.testing.assert_allclose(t, [target[:3].mean(0), target[3:5].mean(0), target[5]])
+    np.testing.assert_allclose(s, [source[:3].mean(0), source[3:5].mean(0), source[5]])

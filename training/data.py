@@ -17,6 +17,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 from scipy.interpolate import RBFInterpolator
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
 
 from chexmask_rt.frames import Letterbox
 from chexmask_rt.image_io import read_image
@@ -103,16 +106,20 @@ def _merge_close(target: np.ndarray, source: np.ndarray, radius: float) -> tuple
 
     Annotations often put a heart point on a lung point; if the other shape
     keeps them apart, an interpolating spline must tear the image there.
+    Points chained by closeness form one group, ordered by their first member.
     """
     n = len(target)
-    group = np.arange(n)
-    close = (np.linalg.norm(target[:, None] - target[None], axis=-1) < radius) | \
-            (np.linalg.norm(source[:, None] - source[None], axis=-1) < radius)
-    for i, j in zip(*np.nonzero(np.triu(close, 1))):
-        group[group == group[j]] = group[i]
-    labels = np.unique(group)
-    return (np.array([target[group == g].mean(0) for g in labels]),
-            np.array([source[group == g].mean(0) for g in labels]))
+    pairs = np.concatenate([cKDTree(pts).query_pairs(radius, output_type="ndarray") for pts in (target, source)])
+    close = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    count, group = connected_components(close, directed=False)
+    size = np.bincount(group, minlength=count)[:, None]
+
+    def means(points: np.ndarray) -> np.ndarray:
+        total = np.zeros((count, points.shape[1]))
+        np.add.at(total, group, points)
+        return total / size
+
+    return means(target), means(source)
 
 
 class FoldedWarp(ValueError):
@@ -189,15 +196,19 @@ def augment_intensity(image: np.ndarray, rng: np.random.Generator, landmarks: np
         clahe = cv2.createCLAHE(clipLimit=rng.uniform(1.0, 3.0), tileGridSize=(8, 8))
         image = clahe.apply(image)
     background = image == 0
-    x = image.astype(np.float32) / 255.0
-    x = x ** np.float32(np.exp(rng.normal(0, 0.25)))
-    mean = float(x[~background].mean()) if (~background).any() else 0.5
-    x = (x - mean) * np.float32(rng.uniform(0.7, 1.3)) + mean + np.float32(rng.uniform(-0.1, 0.1))
+    # gamma, contrast and brightness act on each gray level alike: apply them to the 256 levels,
+    # then look the image up (the mean is over the image's non-background pixels)
+    level = (np.arange(256, dtype=np.float32) / np.float32(255.0)) ** np.float32(np.exp(rng.normal(0, 0.25)))
+    count = np.bincount(image.ravel(), minlength=256)[1:]
+    mean = float(count @ level[1:] / count.sum()) if count.any() else 0.5
+    level = (level - mean) * np.float32(rng.uniform(0.7, 1.3)) + mean + np.float32(rng.uniform(-0.1, 0.1))
+    x = cv2.LUT(image, level)
     if rng.random() < 0.3:
         x = cv2.GaussianBlur(x, (0, 0), rng.uniform(0.5, 1.5) * size / 512)
     if rng.random() < 0.3:
-        x = x + rng.normal(0, rng.uniform(0.005, 0.04), x.shape).astype(np.float32)
-    x[background] = 0.0
+        sigma = np.float32(rng.uniform(0.005, 0.04))
+        x = x + sigma * rng.standard_normal(x.shape, dtype=np.float32)
+    np.copyto(x, np.float32(0.0), where=background)
     if rng.random() < 0.3:  # letterbox bars of a non-square original, clear of the anatomy
         axis = int(rng.integers(2))
         lo, hi = landmarks[:, axis].min(), landmarks[:, axis].max()
@@ -210,7 +221,7 @@ def augment_intensity(image: np.ndarray, rng: np.random.Generator, landmarks: np
             else:
                 x[:width] = 0
                 x[size - width:] = 0
-    return np.clip(x, 0.0, 1.0)
+    return np.clip(x, 0.0, 1.0, out=x)
 
 
 class SyntheticChests:

@@ -181,7 +181,9 @@ def _axis_taps(c: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor
     lead = (-1,) + (1,) * c.dim()
     start = torch.clamp(torch.floor(c) - 1, 0, length - slots_n)
     slots = start + torch.arange(slots_n, dtype=c.dtype, device=c.device).reshape(lead)  # [slot, ...]
-    taps = c + torch.tensor([-1.0, 0.0, 1.0], dtype=c.dtype, device=c.device).reshape(lead)  # [tap, ...]
+    # arange, not a tensor from a list: that list would be copied from the host on each call,
+    # which CUDA graph capture refuses
+    taps = c + torch.arange(-1, 2, dtype=c.dtype, device=c.device).reshape(lead)  # [tap, ...]
     valid = ((taps >= -1) & (taps <= length)).to(c.dtype)
     taps = torch.clamp(taps, 0, length - 1)
     hat = torch.relu(1 - torch.abs(taps.unsqueeze(0) - slots.unsqueeze(1)))  # [slot, tap, ...]
@@ -200,9 +202,11 @@ def skip_lookup(pos: torch.Tensor, fmap: torch.Tensor) -> torch.Tensor:
     table = fmap.permute(0, 2, 3, 1).reshape(-1, c)  # [B*S*S, C], channels contiguous per pixel
     start, weights = _axis_taps((pos * w).permute(3, 0, 1, 2), w)  # [xy, B, M, nodes], [n, xy, B, M, nodes]
     n = weights.shape[0]
-    # window top-left as a flat index (exact in float32 below 2**24), plus the window's offsets
-    image = torch.arange(b, dtype=pos.dtype, device=pos.device).reshape(b, 1, 1) * (h * w)
-    corner = (start[1] * w + start[0] + image).long().unsqueeze(-1)  # [B, M, nodes, 1]
+    # window top-left as a flat index, plus the window's offsets; integer arithmetic, since a
+    # float16 engine (fp16 GPU, TensorRT fp16) holds integers exactly only up to 2048
+    start = start.long()
+    image = torch.arange(b, device=pos.device).reshape(b, 1, 1) * (h * w)
+    corner = (start[1] * w + start[0] + image).unsqueeze(-1)  # [B, M, nodes, 1]
     offsets = (torch.arange(n, device=pos.device).unsqueeze(-1) * w + torch.arange(n, device=pos.device)).reshape(-1)
     weight = (weights[:, 1].unsqueeze(1) * weights[:, 0].unsqueeze(0)) / 9.0  # [row, col, B, M, nodes]
     weight = weight.reshape(n * n, -1).t().reshape(*pos.shape[:3], 1, n * n)
