@@ -12,7 +12,9 @@
 # Needs the shared data carried with the working tree as .devdata/shared/data
 # (mkdir -p .devdata/shared && cp -r ../shared/data .devdata/shared/), and the device's own
 # torch/onnxruntime stack.
-#   run: bash scripts/device_session.sh        (carry [".devdata"], timeout_s 600)
+#   run: bash scripts/device_session.sh        (carry [".devdata/shared"], timeout_s 600)
+#   continue a checkpoint that is not in the repository: copy it to .devdata/NAME, carry that too,
+#   and set INIT=.devdata/NAME (a second, shorter call: BUDGET_S=215 RESERVE_S=45 LR=1e-4 WARMUP=100)
 #   check the plumbing here first: SMOKE=1 OUT=/tmp/devout bash scripts/device_session.sh
 set -uo pipefail
 OUT=${OUT:?run on the device machine, which sets OUT}
