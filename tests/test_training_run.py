@@ -3,7 +3,7 @@ import json
 
 from conftest import SHARED
 from training import train
-from training.train import StepPlan, lr_factor
+from training.train import KL_END, KL_START, StepPlan, kl_annealed, kl_weight, lr_factor
 
 
 def test_lr_warms_up_linearly_then_decays_to_an_eighth():
@@ -12,6 +12,13 @@ def test_lr_warms_up_linearly_then_decays_to_an_eighth():
     assert lr_factor(299, 300, 1000) == 0.9 ** (20 * 299 / 1000)
     assert lr_factor(0, 0, 1000) == 1.0  # no warm-up
     assert abs(lr_factor(1000, 300, 1000) - 0.9 ** 20) < 1e-12  # 0.12 at the planned end
+
+
+def test_kl_weight_ramps_from_scratch_and_holds_for_a_continued_model():
+    assert kl_weight(0, 1000) == KL_START and kl_weight(100, 1000) < KL_END == kl_weight(200, 1000)
+    assert kl_weight(0, 1000, anneal=False) == KL_END
+    assert kl_annealed("auto", from_trained=False) and not kl_annealed("auto", from_trained=True)
+    assert kl_annealed("on", from_trained=True) and not kl_annealed("off", from_trained=False)
 
 
 def test_a_fixed_plan_never_changes():

@@ -5,7 +5,8 @@
 Seeded and resumable (``--resume`` continues from ``OUT/train_state.pt``). The
 loss is the published one: landmark MSE + MSE of the two intermediate skip
 positions + KL, with the KL weight annealed linearly from 1e-5 to 1e-2 over
-the first 20 % of the steps; Adam. The result, ``OUT/config.json`` +
+the first 20 % of the steps (from scratch; a continued ``--init`` holds it at
+1e-2, see ``kl_annealed``); Adam. The result, ``OUT/config.json`` +
 ``OUT/pytorch_model.bin`` (keys prefixed ``model.``), goes through the normal
 ``chexmask-rt export``.
 
@@ -45,8 +46,22 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
     return min(1.0, (step + 1) / max(1, warmup)) * 0.9 ** (20 * step / total)
 
 
-def kl_weight(step: int, total: int) -> float:
+def kl_weight(step: int, total: int, anneal: bool = True) -> float:
+    if not anneal:
+        return KL_END
     return KL_START + (KL_END - KL_START) * min(1.0, step / max(1, KL_RAMP * total))
+
+
+def kl_annealed(mode: str, from_trained: bool) -> bool:
+    """``--kl-anneal``: "auto" ramps the KL weight only for a model trained from scratch.
+
+    A trained model continued with a restarted ramp drifts from its prior while the weight
+    is low (its KL doubled within 100 steps) and then spends the run coming back: in stages 6
+    and 7 the training error rose by 1.2 and 0.7 px, peaked where the ramp ended (not where
+    the lr warm-up did) and took as many steps again to return
+    (training/checkpoints/default-v4/train_log_stage6.jsonl, ..._stage7.jsonl).
+    """
+    return mode == "on" or (mode == "auto" and not from_trained)
 
 
 class StepPlan:
@@ -135,10 +150,14 @@ def main(argv: list[str] | None = None) -> None:
                         "the full lr, which wrecks a trained --init")
     p.add_argument("--fit-to-minutes", action="store_true",
                    help="re-plan --steps from the step rate measured early on, so the schedules end with --minutes")
+    p.add_argument("--kl-anneal", choices=("auto", "on", "off"), default="auto",
+                   help="ramp the KL weight up from 1e-5 (on) or hold it at 1e-2 (off); auto: on only "
+                        "when training from scratch (see kl_annealed)")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--init", type=Path, help="start from this published-layout checkpoint folder")
     args = p.parse_args(argv)
 
+    anneal = kl_annealed(args.kl_anneal, from_trained=args.init is not None)
     torch.manual_seed(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -193,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
         if first_wait is None:  # the workers' start-up
             first_wait = round(waited, 1)
         images, target = images.to(device, non_blocking=True), target.to(device, non_blocking=True)
-        loss, stats = published_loss(net, images, target, kl_weight(step, plan.steps), down)
+        loss, stats = published_loss(net, images, target, kl_weight(step, plan.steps, anneal), down)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
