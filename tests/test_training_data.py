@@ -80,3 +80,37 @@ def test_control_points_chained_by_closeness_in_either_shape_merge_into_one():
     t, s = _merge_close(target, source, r)
     np.testing.assert_allclose(t, [target[:3].mean(0), target[3:5].mean(0), target[5]])
     np.testing.assert_allclose(s, [source[:3].mean(0), source[3:5].mean(0), source[5]])
+
+
+def test_labels_sit_where_the_render_shows_the_texture_landmarks(shapes, textures):
+    # A texture whose pixels hold their own x (then y) coordinate: sampling the render at a
+    # label gives back the texture position shown there, which must be that texture landmark.
+    import cv2
+
+    from training.data import Texture
+
+    real = textures[0]
+    h, w = real.image.shape
+    ramps = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    worst_planned, shown_errors = 0.0, []
+    for shape in shapes.heldout[:12]:
+        shown = []
+        for axis, ramp in enumerate(ramps):
+            texture = Texture(real.name, ramp, real.landmarks)
+            image, labels = warp_to_shape(texture, shape, 512, labels="shown")
+            _, planned = warp_to_shape(texture, shape, 512)
+            at = lambda p: cv2.remap(image, p[:, :1].astype(np.float32), p[:, 1:].astype(np.float32),
+                                     cv2.INTER_LINEAR)[:, 0]
+            shown.append((at(labels), at(planned)))
+        got = np.stack([s[0] for s in shown], 1)
+        aimed = np.stack([s[1] for s in shown], 1)
+        solved = np.any(labels != planned, axis=1)  # content in a fold keeps its planned label
+        assert solved.mean() > 0.85
+        shown_errors.append(np.linalg.norm(got - real.landmarks, axis=1)[solved])
+        worst_planned = max(worst_planned, np.abs(aimed - real.landmarks).max())
+    scale = max(h, w) / 512  # texture pixels per output pixel
+    shown_errors = np.concatenate(shown_errors) / scale
+    # labels on the content, to a fraction of a pixel of the render (OpenCV rounds the field's
+    # grid positions to 1/32 of a cell, and the field is steep at the junctions)
+    assert np.median(shown_errors) < 0.25 and np.percentile(shown_errors, 99) < 0.5 and shown_errors.max() < 1.5
+    assert worst_planned > 5 * scale  # the target shape itself is not where the content is
