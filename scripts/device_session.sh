@@ -15,6 +15,7 @@
 #   run: bash scripts/device_session.sh        (carry [".devdata/shared"], timeout_s 600)
 #   continue a checkpoint that is not in the repository: copy it to .devdata/NAME, carry that too,
 #   and set INIT=.devdata/NAME (a second, shorter call: BUDGET_S=215 RESERVE_S=45 LR=1e-4 WARMUP=100)
+#   LABELS=shown labels each render by where it shows the texture's landmarks (MODEL_CARD.md, Metrics)
 #   check the plumbing here first: SMOKE=1 OUT=/tmp/devout bash scripts/device_session.sh
 set -uo pipefail
 OUT=${OUT:?run on the device machine, which sets OUT}
@@ -41,7 +42,7 @@ echo "training for $MINUTES min: batch $BATCH, lr $LR, $WORKERS workers, from $I
 RUN=/tmp/finetune
 timeout $(( TRAIN_S + 45 )) python -m training.train --out "$RUN" --data "$DATA" \
   --textures training/textures.json --init "$INIT" --inputsize 512 \
-  --batch-size "$BATCH" --workers "$WORKERS" --device "$DEVICE" --lr "$LR" --warmup-steps "${WARMUP:-300}" --seed "${SEED:-11}" --steps 6000 \
+  --batch-size "$BATCH" --workers "$WORKERS" --device "$DEVICE" --lr "$LR" --warmup-steps "${WARMUP:-300}" --seed "${SEED:-11}" --steps 6000 --labels "${LABELS:-planned}" \
   --minutes "$MINUTES" --fit-to-minutes > "$OUT/train.log" 2>&1
 echo "train exit $? after $((SECONDS - T0)) s"; tr '\r' '\n' < "$OUT/train.log" | grep -a -E "planned|budget|wrote|Error|error" | tail -n 8
 split -b 15M "$RUN/pytorch_model.bin" "$OUT/ckpt.part" && tar czf "$OUT/run_meta.tgz" -C "$RUN" config.json train_log.jsonl

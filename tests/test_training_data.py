@@ -114,3 +114,13 @@ def test_labels_sit_where_the_render_shows_the_texture_landmarks(shapes, texture
     # grid positions to 1/32 of a cell, and the field is steep at the junctions)
     assert np.median(shown_errors) < 0.25 and np.percentile(shown_errors, 99) < 0.5 and shown_errors.max() < 1.5
     assert worst_planned > 5 * scale  # the target shape itself is not where the content is
+
+
+def test_dataset_can_label_renders_by_what_they_show(shapes, textures):
+    planned = SyntheticChests(shapes.train, textures, 128, length=4, seed=3)
+    shown = SyntheticChests(shapes.train, textures, 128, length=4, seed=3, labels="shown")
+    (a, la), (b, lb) = planned[2], shown[2]
+    np.testing.assert_array_equal(a, b)  # the same render
+    moved = np.linalg.norm(la - lb, axis=1) * 1024
+    # labels moved by the grid's and the merges' offsets (in the 1024 frame), not wholesale
+    assert 0.1 < np.median(moved) < 10 and moved.max() > 1

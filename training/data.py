@@ -275,9 +275,9 @@ class SyntheticChests:
     """Index -> (image float32 [1, S, S], landmarks normalised [120, 2]); deterministic per (seed, index)."""
 
     def __init__(self, shapes: np.ndarray, textures: list[Texture], size: int, length: int, seed: int = 0,
-                 augment: bool = True):
+                 augment: bool = True, labels: str = "planned"):
         self.shapes, self.textures, self.size = shapes, textures, size
-        self.length, self.seed, self.augment = length, seed, augment
+        self.length, self.seed, self.augment, self.labels = length, seed, augment, labels
 
     def __len__(self) -> int:
         return self.length
@@ -289,7 +289,8 @@ class SyntheticChests:
             texture = self.textures[rng.integers(len(self.textures))]
             affine = random_affine(rng, self.size) if self.augment else None
             try:
-                image, landmarks = warp_to_shape(texture, shape, self.size, affine, reflect=bool(rng.random() < 0.6))
+                image, landmarks = warp_to_shape(texture, shape, self.size, affine, reflect=bool(rng.random() < 0.6),
+                                                 labels=self.labels)
                 break
             except FoldedWarp:
                 continue

@@ -153,6 +153,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--kl-anneal", choices=("auto", "on", "off"), default="auto",
                    help="ramp the KL weight up from 1e-5 (on) or hold it at 1e-2 (off); auto: on only "
                         "when training from scratch (see kl_annealed)")
+    p.add_argument("--labels", choices=("planned", "shown"), default="planned",
+                   help="label each render with the target shape (planned) or with where it shows the "
+                        "texture's landmarks (shown; see training.data.invert_field and MODEL_CARD.md)")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--init", type=Path, help="start from this published-layout checkpoint folder")
     args = p.parse_args(argv)
@@ -191,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
     # a re-plan may lengthen the run: the data stream (seeded per index) must reach that far
     stream_steps = plan.steps * (8 if args.fit_to_minutes else 1)
     dataset = SyntheticChests(shapes.train, textures, args.inputsize, length=stream_steps * args.batch_size,
-                              seed=args.seed)
+                              seed=args.seed, labels=args.labels)
     sampler = range(step * args.batch_size, len(dataset))
     loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, sampler=sampler,
                                          num_workers=args.workers, persistent_workers=args.workers > 0,
