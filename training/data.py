@@ -146,6 +146,8 @@ def warp_to_shape(texture: Texture, shape: np.ndarray, size: int, affine: np.nda
     anatomy bends. Raises FoldedWarp when the spline folds (its Jacobian
     changes sign) in more than 3 % of the frame.
     """
+    if labels not in ("planned", "shown"):
+        raise ValueError(f"labels must be 'planned' or 'shown', got {labels!r}")
     if affine is None:
         affine = np.array([[FRAME / size, 0, 0], [0, FRAME / size, 0]], np.float64)
     frame = texture.frame
@@ -178,8 +180,6 @@ def warp_to_shape(texture: Texture, shape: np.ndarray, size: int, affine: np.nda
     planned = (np.concatenate([shape, np.ones((len(shape), 1))], 1) @ np.linalg.inv(full).T)[:, :2]
     if labels == "planned":
         return image, planned
-    if labels != "shown":
-        raise ValueError(f"labels must be 'planned' or 'shown', got {labels!r}")
     return image, invert_field(src, size, texture.landmarks, planned)[0]
 
 
