@@ -180,7 +180,7 @@ def warp_to_shape(texture: Texture, shape: np.ndarray, size: int, affine: np.nda
     planned = (np.concatenate([shape, np.ones((len(shape), 1))], 1) @ np.linalg.inv(full).T)[:, :2]
     if labels == "planned":
         return image, planned
-    return image, invert_field(src, size, texture.landmarks, planned)[0]
+    return image, invert_field(src, size, texture.landmarks, planned)
 
 
 def field_at(src: np.ndarray, size: int, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -191,36 +191,36 @@ def field_at(src: np.ndarray, size: int, x: np.ndarray) -> tuple[np.ndarray, np.
     i = np.clip(np.floor(u).astype(np.int64), 0, src.shape[0] - 2)
     a, b = (u - i)[:, :1], (u - i)[:, 1:]
     c, r = i[:, 0], i[:, 1]
-    s00, s01, s10, s11 = (src[r, c].astype(np.float64), src[r, c + 1].astype(np.float64),
-                          src[r + 1, c].astype(np.float64), src[r + 1, c + 1].astype(np.float64))
+    s00, s01, s10, s11 = src[r, c], src[r, c + 1], src[r + 1, c], src[r + 1, c + 1]
     value = s00 * (1 - a) * (1 - b) + s01 * a * (1 - b) + s10 * (1 - a) * b + s11 * a * b
     jacobian = np.stack([(s01 - s00) * (1 - b) + (s11 - s10) * b, (s10 - s00) * (1 - a) + (s11 - s01) * a], -1)
     return value, jacobian * k
 
 
 def invert_field(src: np.ndarray, size: int, points: np.ndarray, start: np.ndarray,
-                 tolerance: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+                 tolerance: float = 0.05) -> np.ndarray:
     """Where the rendered image shows each texture point: output pixels x with field(x) = points.
 
     The render follows the target shape only approximately: where control points were merged
     (heart-lung junctions) and between grid nodes the texture's landmarks land elsewhere, 3 px
     on average at 1024 and tens of px at worst (``python -m training.evaluate`` reports it).
-    Newton's method on the bilinear field, started from the target shape. Returns (x, solved):
-    a point whose content lies in a fold (no single, unmirrored image position) keeps its start
-    and is not solved.
+    Newton's method on the bilinear field, started from the target shape. A point whose content
+    lies in a fold (no single, unmirrored image position) keeps its start exactly, so callers
+    tell the unsolved points by ``x == start``.
     """
+    field = src.astype(np.float64)
     x = start.astype(np.float64).copy()
     for _ in range(30):
-        value, jacobian = field_at(src, size, x)
+        value, jacobian = field_at(field, size, x)
         residual = value - points
         usable = (np.linalg.det(jacobian) > 1e-9) & (np.abs(residual).max(axis=1) > 1e-4)
         if not usable.any():
             break
         step = np.linalg.solve(jacobian[usable], residual[usable][..., None])[..., 0]
         x[usable] -= np.clip(step, -size / 8, size / 8)
-    value, jacobian = field_at(src, size, x)
+    value, jacobian = field_at(field, size, x)
     solved = (np.abs(value - points).max(axis=1) < tolerance) & (np.linalg.det(jacobian) > 0)
-    return np.where(solved[:, None], x, start), solved
+    return np.where(solved[:, None], x, start)
 
 
 def random_affine(rng: np.random.Generator, size: int) -> np.ndarray:
