@@ -24,9 +24,9 @@ def test_default_model_is_the_shipped_trained_engine():
         seg = chexmask_rt.load()
     assert seg.path == chexmask_rt.default_model_path() and seg.path.is_file()
     assert seg.path.stat().st_size <= 25 * 2**20
-    assert seg.info.trained is True and seg.model_id == "chexmask-rt-default:4"
+    assert seg.info.trained is True and seg.model_id == "chexmask-rt-default:5"
     assert seg.info.inputsize == 512 and seg.info.skip is True
-    assert seg.info.checkpoint_sha256 == file_sha256(REPO / "training/checkpoints/default-v4/pytorch_model.bin")
+    assert seg.info.checkpoint_sha256 == file_sha256(REPO / "training/checkpoints/default-v5/pytorch_model.bin")
 
 
 def test_default_model_segments_a_real_radiograph(default_segmenter, example1):

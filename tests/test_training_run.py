@@ -1,6 +1,8 @@
 """The training loop: its step plan, and a few real steps that write a loadable checkpoint."""
 import json
 
+import pytest
+
 from conftest import SHARED
 from training import train
 from training.train import KL_END, KL_START, StepPlan, kl_annealed, kl_weight, lr_factor
@@ -63,3 +65,35 @@ def test_training_steps_write_a_published_layout_checkpoint(tmp_path, monkeypatc
     import torch
     state = torch.load(out / "train_state.pt", weights_only=False)
     assert state["step"] == 5 and state["planned_steps"] == 5
+
+
+def test_ema_writes_the_weight_average_and_the_last_step_beside_it(tmp_path, monkeypatch):
+    import torch
+    from chexmask_export.checkpoint import load_checkpoint
+
+    seen = []  # the weights after each optimiser step, as the average sees them
+    update = torch.optim.swa_utils.AveragedModel.update_parameters
+
+    def spy(self, model):
+        seen.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return update(self, model)
+
+    monkeypatch.setattr(torch.optim.swa_utils.AveragedModel, "update_parameters", spy)
+    out = tmp_path / "run"
+    args = ["--out", str(out), "--data", str(SHARED / "data"), "--inputsize", "512", "--batch-size", "1",
+            "--workers", "0", "--device", "cpu", "--steps", "3", "--seed", "2", "--lr", "1e-3", "--ema", "0.5"]
+    train.main(args)
+    assert len(seen) == 3
+    name = "encoder.fc_mu.weight"
+    expected = 0.5 * (0.5 * seen[0][name] + 0.5 * seen[1][name]) + 0.5 * seen[2][name]
+    averaged = load_checkpoint(out).state_dict[name]
+    last = load_checkpoint(out / "last_iterate").state_dict[name]
+    torch.testing.assert_close(averaged, expected)
+    torch.testing.assert_close(last, seen[2][name])
+    assert not torch.allclose(averaged, last)
+
+    # resuming an average needs the average: a state written without --ema is refused
+    plain = tmp_path / "plain"
+    train.main(args[:1] + [str(plain)] + args[2:-2])
+    with pytest.raises(SystemExit):
+        train.main(args[:1] + [str(plain)] + args[2:] + ["--resume"])

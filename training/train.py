@@ -10,6 +10,9 @@ the first 20 % of the steps (from scratch; a continued ``--init`` holds it at
 ``OUT/pytorch_model.bin`` (keys prefixed ``model.``), goes through the normal
 ``chexmask-rt export``.
 
+With ``--ema D`` the checkpoint holds an exponential moving average of the weights
+(decay D per step) and ``OUT/last_iterate/`` the weights of the last step.
+
 Continuing a trained model (``--init``) wants ``--warmup-steps`` (a fresh Adam
 moves every weight by about the full lr in its first step). On a machine whose
 speed is not known ahead, ``--fit-to-minutes`` spreads the schedules over the
@@ -59,7 +62,7 @@ def kl_annealed(mode: str, from_trained: bool) -> bool:
     is low (its KL doubled within 100 steps) and then spends the run coming back: in stages 6
     and 7 the training error rose by 1.2 and 0.7 px, peaked where the ramp ended (not where
     the lr warm-up did) and took as many steps again to return
-    (training/checkpoints/default-v4/train_log_stage6.jsonl, ..._stage7.jsonl).
+    (training/checkpoints/default-v5/train_log_stage6.jsonl, ..._stage7.jsonl).
     """
     return mode == "on" or (mode == "auto" and not from_trained)
 
@@ -113,6 +116,15 @@ def save_published(net: HybridGNet, out: Path) -> None:
                                             indent=2))
 
 
+def save_checkpoints(net: HybridGNet, ema: torch.optim.swa_utils.AveragedModel | None, out: Path) -> None:
+    """The checkpoint: the weight average when there is one, and then the last step's weights beside it."""
+    if ema is None:
+        save_published(net, out)
+    else:
+        save_published(ema.module, out)
+        save_published(net, out / "last_iterate")
+
+
 def _worker_init(_: int) -> None:
     # each data worker is one process: keep its libraries single-threaded
     import cv2
@@ -156,6 +168,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--labels", choices=("planned", "shown"), default="planned",
                    help="label each render with the target shape (planned) or with where it shows the "
                         "texture's landmarks (shown; see training.data.invert_field and MODEL_CARD.md)")
+    p.add_argument("--ema", type=float, default=0.0,
+                   help="write an exponential moving average of the weights (this decay per step, e.g. 0.999) as "
+                        "the checkpoint, and the last step's weights to OUT/last_iterate; 0: off")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--init", type=Path, help="start from this published-layout checkpoint folder")
     args = p.parse_args(argv)
@@ -179,6 +194,10 @@ def main(argv: list[str] | None = None) -> None:
     opt = torch.optim.Adam(net.parameters(), lr=args.lr, weight_decay=1e-5)
     plan = StepPlan(args.steps, fit=args.fit_to_minutes)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, args.warmup_steps, plan.steps))
+    if not 0.0 <= args.ema < 1.0:
+        p.error("--ema must lie in [0, 1)")
+    ema = (torch.optim.swa_utils.AveragedModel(net, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(args.ema))
+           if args.ema else None)
     down = torch.from_numpy(graph.fine_to_coarse()).float().to(device)
     state_path = args.out / "train_state.pt"
     step = 0
@@ -187,6 +206,10 @@ def main(argv: list[str] | None = None) -> None:
         net.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
+        if ema is not None:
+            if "ema" not in state:
+                p.error(f"{state_path} holds no weight average: resume without --ema")
+            ema.load_state_dict(state["ema"])
         step = state["step"]
         plan = StepPlan(state.get("planned_steps", args.steps), fit=args.fit_to_minutes and step < RATE_WINDOW[0])
         torch.set_rng_state(state["torch_rng"])
@@ -220,6 +243,8 @@ def main(argv: list[str] | None = None) -> None:
         loss.backward()
         opt.step()
         sched.step()
+        if ema is not None:
+            ema.update_parameters(net)
         step += 1
         avg = stats if avg is None else {k: 0.98 * avg[k] + 0.02 * v for k, v in stats.items()}
         t = now()
@@ -240,8 +265,9 @@ def main(argv: list[str] | None = None) -> None:
         done = step >= plan.steps
         if t - last_save > 300 or out_of_time or done:
             torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                        "step": step, "planned_steps": plan.steps, "torch_rng": torch.get_rng_state()}, state_path)
-            save_published(net, args.out)
+                        "step": step, "planned_steps": plan.steps, "torch_rng": torch.get_rng_state(),
+                        **({"ema": ema.state_dict()} if ema is not None else {})}, state_path)
+            save_checkpoints(net, ema, args.out)
             last_save = t
         if out_of_time:
             print(f"time budget reached at step {step} of {plan.steps}")
@@ -249,7 +275,7 @@ def main(argv: list[str] | None = None) -> None:
         if done:
             break
         tick = time.perf_counter()
-    save_published(net.eval(), args.out)
+    save_checkpoints(net, ema, args.out)
     print(f"wrote {args.out / HF_WEIGHTS} after {step} steps, {(now() - start) / 60:.1f} min")
 
 

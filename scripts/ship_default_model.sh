@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Ship a trained checkpoint as the package's default model, redoing every artefact that
+# depends on its weights, in the order they depend on each other:
+#   bash scripts/ship_default_model.sh training/checkpoints/default-vN N
+# 1. the engine (runtime/chexmask_rt/models/default.onnx), its metadata naming the version;
+# 2. the reliability flag's thresholds for it (runtime/chexmask_rt/models/default.quality.json);
+# 3. the paper's uncertainty experiments (benchmarks/results/uncertainty_behaviour.{json,png});
+# 4. the model card's metrics (CKPT/metrics.json) and the overlays of every shared real image
+#    (OVERLAYS, default /tmp/overlays-vN: look at them before shipping);
+# 5. the README's picture (docs/overlay_chest_pa.png).
+# Left to you: MODEL_CARD.md and README.md, tests/test_runtime.py (model id and checkpoint),
+# benchmarks/run.py's default checkpoint and scripts/device_session.sh's INIT.
+set -euo pipefail
+CKPT=${1:?checkpoint folder}
+VERSION=${2:?model version}
+OVERLAYS=${OVERLAYS:-/tmp/overlays-v$VERSION}
+ENGINE=runtime/chexmask_rt/models/default.onnx
+export PYTHONPATH="$PWD/runtime:$PWD/export:$PWD"
+python -m chexmask_rt export --checkpoint "$CKPT" --output "$ENGINE" --name chexmask-rt-default \
+  --model-version "$VERSION" --description "HybridGNet (skip), inputsize 512, trained on real shapes + \
+thin-plate-spline-warped real radiographs; see MODEL_CARD.md. Research and engineering use, not a medical device."
+python -m benchmarks.calibrate_quality --write
+python -m benchmarks.uncertainty_behaviour
+python -m training.evaluate --model "$ENGINE" --textures training/textures.json --out "$CKPT/metrics.json" \
+  --overlays "$OVERLAYS"
+python -m chexmask_rt predict runtime/chexmask_rt/samples/chest_pa_cc0.jpg --samples 50 --json /tmp/overlay.json \
+  --overlay docs/overlay_chest_pa.png
+echo "shipped $CKPT as chexmask-rt-default:$VERSION; overlays to look at: $OVERLAYS"
