@@ -52,11 +52,13 @@ timeout $(( TRAIN_S + 45 )) python -m training.train --out "$RUN" --data "$DATA"
   --batch-size "$BATCH" --workers "$WORKERS" --device "$DEVICE" --lr "$LR" --warmup-steps "${WARMUP:-300}" --seed "${SEED:-11}" --steps 6000 --labels "${LABELS:-planned}" --ema "$EMA" \
   --minutes "$MINUTES" --fit-to-minutes > "$OUT/train.log" 2>&1
 echo "train exit $? after $((SECONDS - T0)) s"; tr '\r' '\n' < "$OUT/train.log" | grep -a -E "planned|budget|wrote|Error|error" | tail -n 8
-split -b 15M "$RUN/pytorch_model.bin" "$OUT/ckpt.part" && tar czf "$OUT/run_meta.tgz" -C "$RUN" config.json train_log.jsonl
+split -b 15M "$RUN/pytorch_model.bin" "$OUT/ckpt.part"
+META="config.json train_log.jsonl"
 if [ -f "$RUN/last_iterate/pytorch_model.bin" ]; then
   split -b 15M "$RUN/last_iterate/pytorch_model.bin" "$OUT/last.part"
-  tar czf "$OUT/run_meta.tgz" -C "$RUN" config.json train_log.jsonl last_iterate/config.json
+  META="$META last_iterate/config.json"
 fi
+tar czf "$OUT/run_meta.tgz" -C "$RUN" $META
 head -n 2 "$RUN/train_log.jsonl"; tail -n 2 "$RUN/train_log.jsonl"
 
 if [ "$CHECK" = 1 ]; then

@@ -224,6 +224,12 @@ def main(argv: list[str] | None = None) -> None:
                                          worker_init_fn=_worker_init,
                                          multiprocessing_context=_worker_context() if args.workers > 0 else None,
                                          pin_memory=device.type == "cuda")
+    def save() -> None:
+        torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                    "step": step, "planned_steps": plan.steps, "torch_rng": torch.get_rng_state(),
+                    **({"ema": ema.state_dict()} if ema is not None else {})}, state_path)
+        save_checkpoints(net, ema, args.out)
+
     net.train()
     start = last_save = now()
     bar = tqdm(loader, initial=step, total=plan.steps, unit="step", dynamic_ncols=True)
@@ -261,21 +267,16 @@ def main(argv: list[str] | None = None) -> None:
                 with open(log, "a") as f:
                     f.write(json.dumps({"step": step, "time_s": round(t - start, 1), **figures,
                                         "data_wait_s": round(waited, 1), "first_batch_wait_s": first_wait}) + "\n")
-        out_of_time = t > deadline
-        done = step >= plan.steps
-        if t - last_save > 300 or out_of_time or done:
-            torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                        "step": step, "planned_steps": plan.steps, "torch_rng": torch.get_rng_state(),
-                        **({"ema": ema.state_dict()} if ema is not None else {})}, state_path)
-            save_checkpoints(net, ema, args.out)
-            last_save = t
-        if out_of_time:
+        if t > deadline:
             print(f"time budget reached at step {step} of {plan.steps}")
             break
-        if done:
+        if step >= plan.steps:
             break
+        if t - last_save > 300:
+            save()
+            last_save = t
         tick = time.perf_counter()
-    save_checkpoints(net, ema, args.out)
+    save()
     print(f"wrote {args.out / HF_WEIGHTS} after {step} steps, {(now() - start) / 60:.1f} min")
 
 
