@@ -7,7 +7,7 @@ import numpy as np
 import onnx
 
 import chexmask_rt
-from benchmarks import int8_encoder, profile_ops
+from benchmarks import int8_encoder, profile_ops, uncertainty_behaviour
 from benchmarks.run import TARGET_CALLS, TARGETS, peak_rss_mb, sweep_cases, targets
 from chexmask_rt.image_io import read_image
 
@@ -109,3 +109,42 @@ def test_gpu_check_precisions_keep_the_norms_in_fp32_and_agree_with_fp32():
     for name in ("fp16", "fp16-fp32norm"):
         assert torch.isfinite(means[name]).all()
         assert (means[name] - means["fp32"]).abs().max() * 512 < 2.0  # px in the 512 frame
+
+
+def test_the_occlusion_square_is_201_px_of_the_1024_frame_in_original_pixels():
+    side = uncertainty_behaviour.occlusion_side
+    assert side((1024, 1024)) == 201
+    assert side((512, 400)) == 101            # half the frame's scale, made odd
+    assert side((1280, 1436)) == 283          # 201 * 1436 / 1024 = 281.9 -> 282 -> odd
+    assert side((2048, 1500, 3)) == 403
+
+
+class _RecordingModel:
+    """Stands in for the engine: fixed landmarks, uncertainty 3 on black pixels and 1 elsewhere."""
+
+    def __init__(self, landmarks):
+        self.landmarks, self.images = landmarks, []
+
+    def predict(self, image, samples):
+        from types import SimpleNamespace
+        self.images.append(image)
+        x, y = np.round(self.landmarks).astype(int).T
+        return SimpleNamespace(landmarks=self.landmarks, node_uncertainty=np.where(image[y, x] == 0, 3.0, 1.0))
+
+
+def test_occlusion_blacks_out_a_square_centred_on_each_lung_landmark_and_compares_its_nodes():
+    from chexmask_rt.anatomy import organ_slices
+    rng = np.random.default_rng(0)
+    landmarks = rng.integers(150, 650, (120, 2)).astype(float)  # whole pixels: "inside" is unambiguous
+    model = _RecordingModel(landmarks)
+    gray = np.full((800, 900), 128, np.uint8)
+    rows = uncertainty_behaviour.occlusion_ratios(model, gray, side=101)
+    assert len(rows) == 6 and len(model.images) == 7 and model.images[0] is gray
+    lungs = set(range(organ_slices()["left_lung"].stop))
+    for row, image in zip(rows, model.images[1:]):
+        cx, cy = np.round(landmarks[row["node"]]).astype(int)
+        ys, xs = np.nonzero(image == 0)
+        assert (xs.min(), xs.max(), ys.min(), ys.max()) == (cx - 50, cx + 50, cy - 50, cy + 50)
+        inside = [i for i in lungs if max(abs(landmarks[i] - (cx, cy))) <= 50]
+        assert row["nodes_inside"] == len(inside) >= 1
+        assert row["ratio"] == 3.0  # only lung nodes on black count (heart nodes may lie there too)
