@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from chexmask_rt.preprocess import letterbox
-from training.data import FoldedWarp, SyntheticChests, load_shapes, load_textures, warp_to_shape
+from training.data import (FoldedWarp, SyntheticChests, jitter_shape, load_shapes, load_textures, shape_modes,
+                           warp_to_shape)
 
 from conftest import SHARED
 
@@ -124,3 +125,44 @@ def test_dataset_can_label_renders_by_what_they_show(shapes, textures):
     moved = np.linalg.norm(la - lb, axis=1) * 1024
     # labels moved by the grid's and the merges' offsets (in the 1024 frame), not wholesale
     assert 0.1 < np.median(moved) < 10 and moved.max() > 1
+
+
+def test_shape_modes_are_the_fewest_principal_axes_holding_98_percent_of_the_variance(shapes):
+    modes = shape_modes(shapes.train)
+    flat = shapes.train.reshape(len(shapes.train), -1)
+    centred = flat - flat.mean(0)
+    scale = np.linalg.norm(modes.reshape(len(modes), -1), axis=1)
+    unit = modes.reshape(len(modes), -1) / scale[:, None]
+    np.testing.assert_allclose(unit @ unit.T, np.eye(len(modes)), atol=1e-9)
+    # each mode's scale is the standard deviation of the training shapes along it
+    np.testing.assert_allclose((centred @ unit.T).std(0, ddof=1), scale, rtol=1e-9)
+    total = (centred ** 2).sum() / (len(flat) - 1)
+    assert (scale ** 2).sum() >= 0.98 * total > (scale[:-1] ** 2).sum()
+    assert scale[0] > scale[-1] > 0
+
+
+def test_jitter_moves_a_shape_along_the_modes_by_at_most_its_strength(shapes):
+    modes = shape_modes(shapes.train)
+    unit = modes.reshape(len(modes), -1) / np.linalg.norm(modes.reshape(len(modes), -1), axis=1)[:, None]
+    shape = shapes.train[7]
+    moved = jitter_shape(shape, modes, 0.75, np.random.default_rng(1))
+    step = (moved - shape).ravel()
+    assert np.linalg.norm(step) > 1.0
+    np.testing.assert_allclose(unit.T @ (unit @ step), step, atol=1e-6)  # in the modes' span
+    coeffs = (unit @ step) / np.linalg.norm(modes.reshape(len(modes), -1), axis=1)
+    assert np.abs(coeffs).max() <= 0.75 * 2.5 + 1e-9
+    np.testing.assert_array_equal(moved, jitter_shape(shape, modes, 0.75, np.random.default_rng(1)))
+    np.testing.assert_array_equal(jitter_shape(shape, modes, 0.0, np.random.default_rng(1)), shape)
+
+
+def test_dataset_jitters_about_half_the_shapes_and_only_when_asked(shapes, textures):
+    def labels(jitter):
+        ds = SyntheticChests(shapes.train, textures, 64, length=24, seed=5, augment=False, shape_jitter=jitter)
+        return [ds[i][1] * 1024 for i in range(len(ds))]
+
+    def is_a_training_shape(points):
+        return np.abs(shapes.train - points[None]).max(axis=(1, 2)).min() < 1e-3
+
+    assert all(is_a_training_shape(y) for y in labels(0.0))
+    new = sum(not is_a_training_shape(y) for y in labels(0.75))
+    assert 6 <= new <= 18  # p = 0.5 of 24

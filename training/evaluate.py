@@ -6,6 +6,8 @@
   real texture without augmentation, at 1024 x 1024: mean landmark error in
   the 1024 frame, against the held-out shape and, for comparison, against where
   the render actually shows the texture's landmarks;
+* how the error grows with a held-out shape's distance from the training shapes, and the
+  same measure on 81 training shapes (the generalisation gap);
 * ``wiki_example1`` (real image, reference landmarks; also a texture source);
 * overlays of every shared real radiograph, for looking at.
 """
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from scipy.stats import spearmanr
 
 import chexmask_rt
 from chexmask_rt.frames import Letterbox
@@ -32,32 +35,63 @@ def landmark_error_1024(pred_px: np.ndarray, true_px: np.ndarray, frame: Letterb
     return float(np.linalg.norm(frame.to_normalised(pred_px) - frame.to_normalised(true_px), axis=1).mean() * FRAME)
 
 
-def heldout_errors(seg, data: Path, textures_json: Path | None, samples: int) -> dict:
-    """Per texture: the mean error against the held-out shape each render aims at (``mean_px``,
-    the model card's figure) and against where the render actually shows the texture's
-    landmarks (``mean_px_shown``), plus how far apart the two label sets lie."""
-    shapes = load_shapes(data)
+def nearest_shape_distance(shapes: np.ndarray, pool: np.ndarray) -> np.ndarray:
+    """Per shape [N, 120, 2]: the mean landmark distance to the closest shape of ``pool``, each
+    centred first (the chest's position in the frame is augmented in training)."""
+    pool = pool - pool.mean(axis=1, keepdims=True)
+    return np.array([np.linalg.norm(pool - (s - s.mean(axis=0)), axis=2).mean(axis=1).min() for s in shapes])
+
+
+def render_errors(seg, textures, shapes: np.ndarray, samples: int) -> tuple[np.ndarray, np.ndarray, list]:
+    """Render every shape on every texture (unaugmented, 1024 x 1024) and measure the error
+    [textures, shapes] against the shape and against where the render shows the texture's
+    landmarks; NaN where the warp folds. Also the shown-vs-planned offsets of every landmark."""
+    errors = np.full((len(textures), len(shapes)), np.nan)
+    shown_errors, shifts = errors.copy(), []
     frame = Letterbox(FRAME, FRAME)
-    out, shifts = {}, []
-    for texture in load_textures(data, textures_json):
-        errors, shown_errors = [], []
-        for shape in shapes.heldout:
+    for t, texture in enumerate(textures):
+        for i, shape in enumerate(shapes):
             try:
                 image, shown = warp_to_shape(texture, shape, FRAME, labels="shown")
             except FoldedWarp:
                 continue
             r = seg.predict(image, samples=samples)
-            errors.append(landmark_error_1024(r.landmarks, shape, frame))
-            shown_errors.append(landmark_error_1024(r.landmarks, shown, frame))
+            errors[t, i] = landmark_error_1024(r.landmarks, shape, frame)
+            shown_errors[t, i] = landmark_error_1024(r.landmarks, shown, frame)
             shifts.append(np.linalg.norm(shown - shape, axis=1))
-        out[texture.name] = {"n": len(errors), "mean_px": float(np.mean(errors)), "median_px": float(np.median(errors)),
-                             "mean_px_shown": float(np.mean(shown_errors))}
-    n = sum(v["n"] for v in out.values())
-    out["all"] = {"n": n, **{key: sum(v[key] * v["n"] for v in out.values()) / n
-                             for key in ("mean_px", "mean_px_shown")}}
+    return errors, shown_errors, shifts
+
+
+SEEN_SHAPES, SEEN_SEED = 81, 5  # as many training shapes as held-out ones, for the generalisation gap
+
+
+def heldout_errors(seg, data: Path, textures_json: Path | None, samples: int) -> dict:
+    """Per texture: the mean error against the held-out shape each render aims at (``mean_px``,
+    the model card's figure) and against where the render actually shows the texture's
+    landmarks (``mean_px_shown``), plus how far apart the two label sets lie. Then how the
+    error depends on novelty: the same measure on training shapes, and the rank correlation
+    between a held-out shape's error and its distance to the nearest training shape."""
+    shapes = load_shapes(data)
+    textures = load_textures(data, textures_json)
+    errors, shown_errors, shifts = render_errors(seg, textures, shapes.heldout, samples)
+    out = {}
+    for t, texture in enumerate(textures):
+        ok = ~np.isnan(errors[t])
+        out[texture.name] = {"n": int(ok.sum()), "mean_px": float(errors[t, ok].mean()),
+                             "median_px": float(np.median(errors[t, ok])),
+                             "mean_px_shown": float(shown_errors[t, ok].mean())}
+    out["all"] = {"n": int((~np.isnan(errors)).sum()), "mean_px": float(np.nanmean(errors)),
+                  "mean_px_shown": float(np.nanmean(shown_errors))}
     shift = np.concatenate(shifts)
     out["labels_vs_planned_px"] = {"mean": float(shift.mean()), "p95": float(np.percentile(shift, 95)),
                                    "max": float(shift.max()), "unsolved_fraction": float(np.mean(shift == 0))}
+    seen = shapes.train[np.random.default_rng(SEEN_SEED).choice(len(shapes.train), SEEN_SHAPES, replace=False)]
+    seen_errors, _, _ = render_errors(seg, textures, seen, samples)
+    novelty = nearest_shape_distance(shapes.heldout, shapes.train)
+    per_shape = np.nanmean(errors, axis=0)
+    out["novelty"] = {"training_shapes_mean_px": float(np.nanmean(seen_errors)),
+                      "heldout_nearest_training_shape_px_median": float(np.median(novelty)),
+                      "spearman_error_vs_nearest_training_shape": float(spearmanr(per_shape, novelty).statistic)}
     return out
 
 

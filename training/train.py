@@ -168,6 +168,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--labels", choices=("planned", "shown"), default="planned",
                    help="label each render with the target shape (planned) or with where it shows the "
                         "texture's landmarks (shown; see training.data.invert_field and MODEL_CARD.md)")
+    p.add_argument("--shape-jitter", type=float, default=0.0,
+                   help="move half the training shapes along the training set's main modes of variation, by up to "
+                        "this many standard deviations (training.data.jitter_shape; e.g. 0.5); 0: off")
     p.add_argument("--ema", type=float, default=0.0,
                    help="write an exponential moving average of the weights (this decay per step, e.g. 0.999) as "
                         "the checkpoint, and the last step's weights to OUT/last_iterate; 0: off")
@@ -217,7 +220,7 @@ def main(argv: list[str] | None = None) -> None:
     # a re-plan may lengthen the run: the data stream (seeded per index) must reach that far
     stream_steps = plan.steps * (8 if args.fit_to_minutes else 1)
     dataset = SyntheticChests(shapes.train, textures, args.inputsize, length=stream_steps * args.batch_size,
-                              seed=args.seed, labels=args.labels)
+                              seed=args.seed, labels=args.labels, shape_jitter=args.shape_jitter)
     sampler = range(step * args.batch_size, len(dataset))
     loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, sampler=sampler,
                                          num_workers=args.workers, persistent_workers=args.workers > 0,
