@@ -8,7 +8,7 @@
    landmarks inside it, relative to the same landmarks without the occlusion
    (target >= 1.5x). The square is 201 px of the 1024 frame, where the paper
    works (CheXmask images are 1024 x 1024) and where every pixel figure of this
-   project is stated, so it covers the same share of the chest on every image;
+   project is stated, so it covers the same share of the frame on every image;
    201 original pixels are also measured, for comparison (they cover 16x more
    of a 512 px image than of a 2048 px one).
 Writes uncertainty_behaviour.json and .png (two panels) to --out.
@@ -91,16 +91,16 @@ def main(argv: list[str] | None = None) -> None:
         side = occlusion_side(gray.shape)
         occ = occlusion_ratios(seg, gray, side)
         occ_px = occlusion_ratios(seg, gray, OCCLUSION)
-        report["images"][path.name] = {
+        entry = report["images"][path.name] = {
             "mean_node_std_by_noise": curve, "spearman": spearman(np.array(NOISE_LEVELS), np.array(curve)),
             "occlusion_side_px": side, "occlusion": occ,
             "occlusion_ratio_median": float(np.median([o["ratio"] for o in occ])),
             "occlusion_original_px": occ_px,
             "occlusion_original_px_ratio_median": float(np.median([o["ratio"] for o in occ_px]))}
-        print(f"{path.name}: spearman {report['images'][path.name]['spearman']:.3f}, "
-              f"occlusion ratio median {report['images'][path.name]['occlusion_ratio_median']:.2f} "
+        print(f"{path.name}: spearman {entry['spearman']:.3f}, "
+              f"occlusion ratio median {entry['occlusion_ratio_median']:.2f} "
               f"(min {min(o['ratio'] for o in occ):.2f}; square of {side} px); "
-              f"with {OCCLUSION} original px: {report['images'][path.name]['occlusion_original_px_ratio_median']:.2f}")
+              f"with {OCCLUSION} original px: {entry['occlusion_original_px_ratio_median']:.2f}")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "uncertainty_behaviour.json").write_text(json.dumps(report, indent=1))
     _plot(report, args.out / "uncertainty_behaviour.png")
@@ -120,18 +120,18 @@ def _plot(report: dict, path: Path) -> None:
              title="Uncertainty vs noise")
     left.legend(fontsize=7)
     pos = np.arange(1, len(names) + 1)
+    colours = {"occlusion": "#9ecae1", "occlusion_original_px": "#dddddd"}
     frame = right.boxplot([[o["ratio"] for o in report["images"][n]["occlusion"]] for n in names],
                           positions=pos - 0.17, widths=0.3, showmeans=True, patch_artist=True)
     original = right.boxplot([[o["ratio"] for o in report["images"][n]["occlusion_original_px"]] for n in names],
                              positions=pos + 0.17, widths=0.3, showmeans=True, patch_artist=True)
-    for box in frame["boxes"]:
-        box.set_facecolor("#9ecae1")
-    for box in original["boxes"]:
-        box.set_facecolor("#eeeeee")
+    for boxes, key in ((frame, "occlusion"), (original, "occlusion_original_px")):
+        for box in boxes["boxes"]:
+            box.set_facecolor(colours[key])
     right.set_xticks(pos, [n[:14] for n in names], rotation=20, fontsize=7)
     right.axhline(1.5, color="red", lw=1, ls="--", label="target 1.5x")
-    right.plot([], [], "s", color="#9ecae1", label=f"{OCCLUSION} px of the 1024 frame")
-    right.plot([], [], "s", color="#cccccc", label=f"{OCCLUSION} original px")
+    right.plot([], [], "s", color=colours["occlusion"], label=f"{OCCLUSION} px of the 1024 frame")
+    right.plot([], [], "s", color=colours["occlusion_original_px"], label=f"{OCCLUSION} original px")
     right.axhline(1.0, color="gray", lw=0.8)
     right.set(ylabel="node uncertainty inside / without occlusion",
               title=f"{OCCLUSION}x{OCCLUSION} black occlusion on a lung landmark")

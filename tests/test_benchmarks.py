@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import onnx
@@ -126,7 +127,6 @@ class _RecordingModel:
         self.landmarks, self.images = landmarks, []
 
     def predict(self, image, samples):
-        from types import SimpleNamespace
         self.images.append(image)
         x, y = np.round(self.landmarks).astype(int).T
         return SimpleNamespace(landmarks=self.landmarks, node_uncertainty=np.where(image[y, x] == 0, 3.0, 1.0))
