@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import subprocess
 import sys
 import threading
@@ -166,6 +167,23 @@ def test_native_16bit_and_rgb_arrays(default_native, shared_images):
     _assert_results_close(a, b, tol=0.1, latent_tol=1e-3)
 
 
+def test_arrays_that_crossed_a_pickle_or_are_big_endian(pair, shared_images):
+    """An unpickled array (multiprocessing, caches) has an equal dtype that is another object;
+    16-bit pixels may come big-endian from a file. Both are the same image."""
+    nat, ref = pair
+    gray, _ = to_gray(read_image(shared_images[0]))
+    expected = ref.predict(gray, samples=8)
+    travelled = pickle.loads(pickle.dumps(gray))
+    assert travelled.dtype is not np.dtype(np.uint8)
+    _assert_results_close(nat.predict(travelled, samples=8), expected)
+    _assert_results_close(ref.predict(travelled, samples=8), expected)
+    deep = gray.astype(np.uint16) * 257
+    big = deep.astype(">u2")
+    for backend in pair:
+        np.testing.assert_array_equal(backend.predict(big, samples=8).landmarks,
+                                      backend.predict(deep, samples=8).landmarks)
+
+
 def test_native_segmenter_interface(default_native):
     assert default_native.backend == "native"
     assert default_native.info == _quiet_load(chexmask_rt.default_model_path(), "python").info
@@ -307,6 +325,7 @@ def test_cpp_example_errors(tmp_path):
     (np.zeros((70000, 32), np.uint8), None, "outside 1..65536"),
     (np.zeros((64, 64), np.int32), None, "unsupported pixel type"),
     (np.zeros((64, 64), np.float64), None, "unsupported pixel type"),
+    (np.zeros((64, 64), ">u2"), None, "unsupported pixel type"),  # the Python layer converts it first
     (np.zeros((64, 64, 3), np.uint8), None, "gray"),
     (np.zeros((64, 64), np.uint16), 8, "bit_depth must be in 9..16"),
     (np.zeros((64, 64), np.uint16), 17, "bit_depth must be in 9..16"),

@@ -41,16 +41,18 @@ void register_errors() {
     });
 }
 
+// Compared by value, not identity: an array that crossed a pickle (multiprocessing, a cache)
+// carries an equal dtype that is a different object. Equality also rejects non-native byte order.
 int bit_depth_for(const py::dtype& dtype, std::optional<int> bit_depth) {
-    if (dtype.is(py::dtype::of<std::uint8_t>())) return 8;
-    if (dtype.is(py::dtype::of<std::uint16_t>())) {
+    if (dtype.equal(py::dtype::of<std::uint8_t>())) return 8;
+    if (dtype.equal(py::dtype::of<std::uint16_t>())) {
         const int bits = bit_depth.value_or(16);
         if (bits < 9 || bits > 16) {
             throw InputError("image: bit_depth must be in 9..16 for uint16 images, got " + std::to_string(bits));
         }
         return bits;
     }
-    if (dtype.is(py::dtype::of<float>())) return 32;
+    if (dtype.equal(py::dtype::of<float>())) return 32;
     throw InputError("image: unsupported pixel type " + std::string(py::str(dtype)) +
                      "; the native core takes uint8, uint16 or float32 in [0, 1]");
 }

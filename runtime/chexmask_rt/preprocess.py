@@ -25,6 +25,8 @@ def to_gray(image: np.ndarray, *, name: str = "image", bit_depth: int | None = N
     """
     if not isinstance(image, np.ndarray):
         raise InputError(f"{name}: expected a numpy array, got {type(image).__name__}")
+    if not image.dtype.isnative:  # e.g. big-endian 16-bit pixels read straight from a file
+        image = image.astype(image.dtype.newbyteorder("="))
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
     if image.ndim == 3 and image.shape[2] in (3, 4):
