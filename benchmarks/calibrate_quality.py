@@ -30,12 +30,12 @@ import numpy as np
 from scipy.stats import mannwhitneyu
 
 import chexmask_rt
+from benchmarks.shared_data import radiographs_and_dicom
 from chexmask_rt.image_io import read_image
 from chexmask_rt.preprocess import to_gray
 from chexmask_rt.quality import calibration_path, node_std_1024
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-SOURCES = sorted((DATA / "images").glob("*.[pj][np]g")) + [DATA / "dicom" / "cr_chest_monochrome2_jpeg.dcm"]
+SOURCES = radiographs_and_dicom()
 
 
 def as_uint8(path: Path) -> np.ndarray:

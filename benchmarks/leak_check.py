@@ -11,13 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from benchmarks.run import proc_status_mb
 import chexmask_rt
+from benchmarks.shared_data import radiographs_and_dicom
 from chexmask_rt.image_io import read_image
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 LIMIT_MB = 10.0
 
 
@@ -37,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     seg = chexmask_rt.load(backend=args.backend, threads=1)
-    files = sorted((DATA / "images").glob("*.[pj][np]g")) + [DATA / "dicom" / "cr_chest_monochrome2_jpeg.dcm"]
+    files = radiographs_and_dicom()
     arrays = [read_image(p) for p in files]
     items = [x for pair in zip(files, arrays) for x in pair]
     for i in range(args.warmup):

@@ -15,19 +15,16 @@ Writes uncertainty_behaviour.json and .png (two panels) to --out.
 """
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import numpy as np
 
 import chexmask_rt
+from benchmarks.shared_data import experiment_arguments, gray_radiographs
 from chexmask_rt.anatomy import organ_slices
 from chexmask_rt.frames import Letterbox
-from chexmask_rt.image_io import read_image
-from chexmask_rt.preprocess import to_gray
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 NOISE_LEVELS = [0, 10, 20, 30, 45, 60, 80, 100, 120]
 OCCLUSION = 201  # side of the square in the 1024 frame
 SAMPLES = 50
@@ -78,15 +75,10 @@ def occlusion_ratios(seg, gray: np.ndarray, side: int) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model")
-    p.add_argument("--data", type=Path, default=DATA)
-    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
-    args = p.parse_args(argv)
+    args = experiment_arguments(__doc__).parse_args(argv)
     seg = chexmask_rt.load(args.model)
     report = {"model": seg.model_id, "noise_levels": NOISE_LEVELS, "images": {}}
-    for i, path in enumerate(sorted((args.data / "images").iterdir())):
-        gray, _ = to_gray(read_image(path))
+    for i, (path, gray) in enumerate(gray_radiographs(args.data)):
         curve = noise_curve(seg, gray, seed=i)
         side = occlusion_side(gray.shape)
         occ = occlusion_ratios(seg, gray, side)

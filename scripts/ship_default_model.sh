@@ -4,7 +4,8 @@
 #   bash scripts/ship_default_model.sh training/checkpoints/default-vN N
 # 1. the engine (runtime/chexmask_rt/models/default.onnx), its metadata naming the version;
 # 2. the reliability flag's thresholds for it (runtime/chexmask_rt/models/default.quality.json);
-# 3. the paper's uncertainty experiments (benchmarks/results/uncertainty_behaviour.{json,png});
+# 3. the paper's uncertainty experiments (benchmarks/results/uncertainty_behaviour.{json,png}) and the
+#    framing sweep (benchmarks/results/framing.{json,png});
 # 4. the model card's metrics (CKPT/metrics.json) and the overlays of every shared real image
 #    (OVERLAYS, default /tmp/overlays-vN: look at them before shipping);
 # 5. the README's picture (docs/overlay_chest_pa.png).
@@ -21,6 +22,7 @@ python -m chexmask_rt export --checkpoint "$CKPT" --output "$ENGINE" --name chex
 thin-plate-spline-warped real radiographs; see MODEL_CARD.md. Research and engineering use, not a medical device."
 python -m benchmarks.calibrate_quality --write
 python -m benchmarks.uncertainty_behaviour
+python -m benchmarks.framing
 python -m training.evaluate --model "$ENGINE" --textures training/textures.json --out "$CKPT/metrics.json" \
   --overlays "$OVERLAYS"
 python -m chexmask_rt predict runtime/chexmask_rt/samples/chest_pa_cc0.jpg --samples 50 --json /tmp/overlay.json \

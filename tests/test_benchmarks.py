@@ -5,10 +5,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 import onnx
 
 import chexmask_rt
-from benchmarks import int8_encoder, profile_ops, uncertainty_behaviour
+from benchmarks import framing, int8_encoder, profile_ops, uncertainty_behaviour
 from benchmarks.run import TARGET_CALLS, TARGETS, peak_rss_mb, sweep_cases, targets
 from chexmask_rt.image_io import read_image
 
@@ -148,3 +149,39 @@ def test_occlusion_blacks_out_a_square_centred_on_each_lung_landmark_and_compare
         inside = [i for i in lungs if max(abs(landmarks[i] - (cx, cy))) <= 50]
         assert row["nodes_inside"] == len(inside) >= 1
         assert row["ratio"] == 3.0  # only lung nodes on black count (heart nodes may lie there too)
+
+
+@pytest.mark.parametrize("fraction,shape", [(0.1, (240, 320)), (-0.2, (420, 560))])
+def test_reframe_moves_every_pixel_by_its_offset(fraction, shape):
+    gray = np.zeros((300, 400), np.uint8)
+    gray[140, 210] = 255
+    image, offset = framing.reframe(gray, fraction)
+    assert image.shape == shape
+    y, x = np.argwhere(image == 255)[0]
+    assert (x, y) == tuple(np.array([210, 140]) + offset)
+
+
+class _FixedModel:
+    """Stands in for the engine: the same pixel landmarks whatever the image."""
+
+    def __init__(self, landmarks):
+        self.landmarks = landmarks
+
+    def predict(self, image, samples):
+        return SimpleNamespace(landmarks=self.landmarks, mean_node_std=2.0)
+
+
+def test_framing_reaches_each_fill_and_measures_in_the_reframed_1024_frame():
+    gray = np.zeros((1000, 800), np.uint8)
+    theta = np.linspace(0, 2 * np.pi, 120, endpoint=False)
+    anchor = np.stack([400 + 280 * np.cos(theta), 500 + 350 * np.sin(theta)], 1)  # spans 0.7 of the image
+    assert framing.lung_fill(anchor, gray.shape) == pytest.approx(0.7, abs=0.01)
+    rows = framing.framing_curve(_FixedModel(anchor), gray, anchor, truth=anchor + 3.0)
+    assert [r["fill"] for r in rows] == pytest.approx(framing.FILLS, abs=0.01)
+    for r in rows:
+        image, offset = framing.reframe(gray, r["fraction"])
+        scale = 1024 / max(image.shape)
+        # a model that ignores the framing is off by exactly the crop's offset
+        assert r["to_full_frame_px"] == pytest.approx(np.linalg.norm(offset) * scale, rel=1e-6)
+        assert r["to_reference_px"] == pytest.approx(np.linalg.norm(offset + 3.0) * scale, rel=1e-6)
+        assert r["mean_node_std_1024"] == pytest.approx(2.0 * scale)

@@ -4,7 +4,6 @@ A crash (segfault in the native core) kills the test run; a hang is caught by a 
 dumps the stacks and exits. Example counts are kept small so this file runs in well under a minute.
 """
 import faulthandler
-from pathlib import Path
 
 import numpy as np
 import pytest

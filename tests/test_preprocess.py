@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from chexmask_rt.errors import InputError
-from chexmask_rt.frames import Letterbox
+from chexmask_rt.frames import Letterbox, distance_1024
 from chexmask_rt.image_io import read_image
 from chexmask_rt.preprocess import preprocess
 
@@ -24,6 +24,13 @@ def test_frame_matches_the_shared_landmark_sets(example1):
     in1024 = np.load(SHARED / "data/landmarks/wiki_example1_landmarks_1024.npy")
     np.testing.assert_allclose(frame.to_normalised(orig) * 1024, in1024, atol=1e-3)
     np.testing.assert_allclose(frame.to_original(in1024 / 1024), orig, atol=1e-3)
+
+
+def test_distances_are_stated_in_the_1024_frame():
+    a = np.array([[10.0, 20.0], [30.0, 40.0]])
+    # 2 original px of a 512 px wide image are 4 px of the 1024 frame; the pads cancel out
+    assert distance_1024(a + [2.0, 0.0], a, Letterbox(400, 512)) == pytest.approx(4.0)
+    assert distance_1024(a + [0.0, 3.0], a, Letterbox(2048, 1500)) == pytest.approx(1.5)
 
 
 @pytest.mark.parametrize("h,w", [(300, 200), (200, 300), (257, 256), (64, 64)])

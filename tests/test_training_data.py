@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from chexmask_rt.preprocess import letterbox
-from training.data import (FoldedWarp, SyntheticChests, jitter_shape, load_shapes, load_textures, shape_modes,
-                           warp_to_shape)
+from training.data import (FRAMING_FILL, FoldedWarp, SyntheticChests, framed_affine, jitter_shape, load_shapes,
+                           load_textures, shape_modes, warp_to_shape)
 
 from conftest import SHARED
 
@@ -166,3 +166,28 @@ def test_dataset_jitters_about_half_the_shapes_and_only_when_asked(shapes, textu
     assert all(is_a_training_shape(y) for y in labels(0.0))
     new = sum(not is_a_training_shape(y) for y in labels(0.75))
     assert 6 <= new <= 18  # p = 0.5 of 24
+
+
+def _to_output_pixels(affine: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Invert an output-pixel -> 1024-frame affine for some 1024-frame points."""
+    return np.linalg.solve(affine[:, :2], (points - affine[:, 2]).T).T
+
+
+@pytest.mark.parametrize("fill", [0.5, 0.75, 0.98])
+def test_framed_affine_makes_the_chest_span_the_fill_inside_the_frame(shapes, fill):
+    rng = np.random.default_rng(3)
+    for shape in shapes.train[::97]:
+        out = _to_output_pixels(framed_affine(rng, 512, shape, fill), shape)
+        assert out.min() >= 0 and out.max() <= 512
+        extent = np.ptp(out, axis=0).max() / 512
+        assert 0.9 * fill <= extent <= fill + 1e-9  # a +-3 deg turn may shrink the box a little
+
+
+def test_dataset_frames_the_asked_share_of_samples_wide_to_tight(shapes, textures):
+    def extents(framing):
+        ds = SyntheticChests(shapes.train, textures, 64, length=40, seed=9, framing=framing)
+        return np.array([np.ptp(ds[i][1], axis=0).max() for i in range(len(ds))])
+
+    plain, framed = extents(0.0), extents(1.0)
+    assert FRAMING_FILL[0] * 0.9 <= framed.min() < 0.6 and 0.9 < framed.max() <= FRAMING_FILL[1]
+    assert framed.std() > 1.5 * plain.std()  # random_affine keeps each chest near its source size

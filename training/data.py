@@ -236,6 +236,27 @@ def random_affine(rng: np.random.Generator, size: int) -> np.ndarray:
     return np.concatenate([rot, offset[:, None]], 1)
 
 
+FRAMING_FILL = (0.5, 0.98)  # share of the frame the chest spans under --framing
+
+
+def framed_affine(rng: np.random.Generator, size: int, shape: np.ndarray, fill: float) -> np.ndarray:
+    """Output pixels -> 1024-frame points that make the chest (``shape``'s box) span ``fill`` of
+    the frame, placed at random where it fits, rotation +-3 deg.
+
+    ``random_affine`` keeps a chest near the size it has in its source image; real radiographs
+    range from wide fields of view to tight collimation where the lungs touch the edges."""
+    angle = np.deg2rad(rng.uniform(-3, 3))
+    c, s = np.cos(angle), np.sin(angle)
+    low, high = shape.min(axis=0), shape.max(axis=0)
+    extent = float((high - low).max()) * (abs(c) + abs(s))  # the box's rotated side, at most
+    k = extent / (size * fill)  # 1024-frame units per output pixel
+    rot = np.array([[c, -s], [s, c]]) * k
+    slack = np.maximum(size * k - extent, 0)  # room to move the box inside the frame
+    centre = (low + high) / 2 + rng.uniform(-0.5, 0.5, 2) * slack
+    offset = centre - rot @ np.array([size / 2, size / 2])
+    return np.concatenate([rot, offset[:, None]], 1)
+
+
 def augment_intensity(image: np.ndarray, rng: np.random.Generator, landmarks: np.ndarray) -> np.ndarray:
     """uint8 -> float32 [0, 1] with contrast, gamma, CLAHE, blur, noise and letterbox bars."""
     size = image.shape[0]
@@ -293,15 +314,18 @@ def jitter_shape(shape: np.ndarray, modes: np.ndarray, strength: float, rng: np.
 class SyntheticChests:
     """Index -> (image float32 [1, S, S], landmarks normalised [120, 2]); deterministic per (seed, index).
 
-    ``shape_jitter`` > 0 replaces half the shapes by ``jitter_shape`` of them (that strength)."""
+    ``shape_jitter`` > 0 replaces half the shapes by ``jitter_shape`` of them (that strength);
+    ``framing`` is the share of samples framed by ``framed_affine`` (fill drawn from ``FRAMING_FILL``)
+    instead of ``random_affine``."""
 
     JITTER_PROBABILITY = 0.5
 
     def __init__(self, shapes: np.ndarray, textures: list[Texture], size: int, length: int, seed: int = 0,
-                 augment: bool = True, labels: str = "planned", shape_jitter: float = 0.0):
+                 augment: bool = True, labels: str = "planned", shape_jitter: float = 0.0,
+                 framing: float = 0.0):
         self.shapes, self.textures, self.size = shapes, textures, size
         self.length, self.seed, self.augment, self.labels = length, seed, augment, labels
-        self.shape_jitter = shape_jitter
+        self.shape_jitter, self.framing = shape_jitter, framing
         self.modes = shape_modes(shapes) if shape_jitter > 0 else None
 
     def __len__(self) -> int:
@@ -316,8 +340,13 @@ class SyntheticChests:
                 shape = jitter_shape(shape, self.modes, self.shape_jitter, rng)
             texture = self.textures[rng.integers(len(self.textures))]
             affine = random_affine(rng, self.size) if self.augment else None
+            framed = self.augment and self.framing > 0 and rng.random() < self.framing  # drawn only when on
+            if framed:
+                affine = framed_affine(rng, self.size, shape, rng.uniform(*FRAMING_FILL))
+            # a wide frame would mirror whole lungs into view: beyond the texture it stays black
+            reflect = bool(rng.random() < 0.6) and not framed
             try:
-                image, landmarks = warp_to_shape(texture, shape, self.size, affine, reflect=bool(rng.random() < 0.6),
+                image, landmarks = warp_to_shape(texture, shape, self.size, affine, reflect=reflect,
                                                  labels=self.labels)
                 break
             except FoldedWarp:

@@ -23,16 +23,11 @@ import numpy as np
 from scipy.stats import spearmanr
 
 import chexmask_rt
-from chexmask_rt.frames import Letterbox
+from chexmask_rt.frames import Letterbox, distance_1024
 from chexmask_rt.image_io import read_image
 from chexmask_rt.overlay import draw_overlay
 
 from .data import DEFAULT_DATA, FRAME, REFERENCE_TEXTURE, FoldedWarp, load_shapes, load_textures, warp_to_shape
-
-
-def landmark_error_1024(pred_px: np.ndarray, true_px: np.ndarray, frame: Letterbox) -> float:
-    """Mean Euclidean landmark distance, in pixels of the 1024 frame."""
-    return float(np.linalg.norm(frame.to_normalised(pred_px) - frame.to_normalised(true_px), axis=1).mean() * FRAME)
 
 
 def nearest_shape_distance(shapes: np.ndarray, pool: np.ndarray) -> np.ndarray:
@@ -56,8 +51,8 @@ def render_errors(seg, textures, shapes: np.ndarray, samples: int) -> tuple[np.n
             except FoldedWarp:
                 continue
             r = seg.predict(image, samples=samples)
-            errors[t, i] = landmark_error_1024(r.landmarks, shape, frame)
-            shown_errors[t, i] = landmark_error_1024(r.landmarks, shown, frame)
+            errors[t, i] = distance_1024(r.landmarks, shape, frame)
+            shown_errors[t, i] = distance_1024(r.landmarks, shown, frame)
             shifts.append(np.linalg.norm(shown - shape, axis=1))
     return errors, shown_errors, shifts
 
@@ -111,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     ex1 = read_image(args.data / "images" / REFERENCE_TEXTURE)
     truth = np.load(args.data / "landmarks" / "wiki_example1_landmarks_original_px.npy")
     r = seg.predict(ex1, samples=args.samples)
-    metrics["wiki_example1_mean_px_1024"] = landmark_error_1024(r.landmarks, truth, Letterbox(*ex1.shape[:2]))
+    metrics["wiki_example1_mean_px_1024"] = distance_1024(r.landmarks, truth, Letterbox(*ex1.shape[:2]))
     metrics["heldout_shapes_on_real_textures"] = heldout_errors(seg, args.data, args.textures, args.samples)
     if args.overlays:
         args.overlays.mkdir(parents=True, exist_ok=True)

@@ -171,6 +171,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--shape-jitter", type=float, default=0.0,
                    help="move half the training shapes along the training set's main modes of variation, by up to "
                         "this many standard deviations (training.data.jitter_shape; e.g. 0.5); 0: off")
+    p.add_argument("--framing", type=float, default=0.0,
+                   help="share of samples whose chest spans a random 50-98 %% of the frame, from wide fields of view "
+                        "to tight collimation (training.data.framed_affine; e.g. 0.3); 0: off")
     p.add_argument("--ema", type=float, default=0.0,
                    help="write an exponential moving average of the weights (this decay per step, e.g. 0.999) as "
                         "the checkpoint, and the last step's weights to OUT/last_iterate; 0: off")
@@ -220,7 +223,8 @@ def main(argv: list[str] | None = None) -> None:
     # a re-plan may lengthen the run: the data stream (seeded per index) must reach that far
     stream_steps = plan.steps * (8 if args.fit_to_minutes else 1)
     dataset = SyntheticChests(shapes.train, textures, args.inputsize, length=stream_steps * args.batch_size,
-                              seed=args.seed, labels=args.labels, shape_jitter=args.shape_jitter)
+                              seed=args.seed, labels=args.labels, shape_jitter=args.shape_jitter,
+                              framing=args.framing)
     sampler = range(step * args.batch_size, len(dataset))
     loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, sampler=sampler,
                                          num_workers=args.workers, persistent_workers=args.workers > 0,

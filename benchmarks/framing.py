@@ -1,0 +1,124 @@
+"""How the model copes with the chest's size in the frame (collimation), on the shared real images.
+
+    python -m benchmarks.framing [--model M] [--out benchmarks/results]
+
+Real radiographs are framed anywhere from a wide field of view to a tight
+collimation where the lungs touch the image's edges. Each shared image is
+re-framed so that its lungs span a given share of the image (``fill``: the
+larger of their width over the image's width and their height over its height;
+1 is a lung touching the edges): a border is cropped away (a tighter field of
+view) or added in black, the same fraction of each side. For each framing it reports the mean landmark distance
+in the 1024 frame of the re-framed image:
+
+* ``wiki_example1`` against its reference landmarks (accuracy);
+* every image against its own full-frame prediction, moved by the same crop
+  (consistency: a model that ignores framing scores 0).
+
+Writes framing.json and framing.png to --out.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+import chexmask_rt
+from benchmarks.shared_data import experiment_arguments, gray_radiographs
+from chexmask_rt.anatomy import organ_slices
+from chexmask_rt.frames import Letterbox, distance_1024
+from chexmask_rt.quality import node_std_1024
+
+REFERENCE = "wiki_example1_normal_PA.jpg"
+FILLS = [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98]
+SAMPLES = 50
+
+
+def reframe(gray: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Crop (fraction > 0) or black-pad (< 0) a border of |fraction| x each side's length.
+    Returns the image and the offset that moves original pixels into it."""
+    h, w = gray.shape
+    dy, dx = int(h * abs(fraction)), int(w * abs(fraction))
+    if fraction >= 0:
+        return gray[dy:h - dy, dx:w - dx], np.array([-dx, -dy], float)
+    return cv2.copyMakeBorder(gray, dy, dy, dx, dx, cv2.BORDER_CONSTANT, value=0), np.array([dx, dy], float)
+
+
+def fraction_for(fill: float, target: float) -> float:
+    """The border fraction for ``reframe`` that turns lungs filling ``fill`` of the image into
+    ``target`` (each side shrinks by 1 - 2 x fraction)."""
+    return (1 - fill / target) / 2
+
+
+def lung_fill(landmarks: np.ndarray, shape: tuple[int, int]) -> float:
+    """How much of the image the lungs span: max(width share, height share)."""
+    lungs = landmarks[:organ_slices()["left_lung"].stop]
+    return float(max(np.ptp(lungs[:, 0]) / shape[1], np.ptp(lungs[:, 1]) / shape[0]))
+
+
+def framing_curve(seg, gray: np.ndarray, anchor: np.ndarray, truth: np.ndarray | None = None) -> list[dict]:
+    """Per target fill: the fill reached, the distance to ``anchor`` (the full-frame prediction)
+    and, when given, to ``truth``, both moved into the re-framed image; the mean node std
+    (1024 frame). The fill is measured on ``truth`` when given, else on ``anchor``."""
+    rows, lungs = [], truth if truth is not None else anchor
+    for target in FILLS:
+        fraction = fraction_for(lung_fill(lungs, gray.shape), target)
+        image, offset = reframe(gray, fraction)
+        r = seg.predict(image, samples=SAMPLES)
+        frame = Letterbox(*image.shape)
+        row = {"fraction": fraction, "fill": lung_fill(lungs + offset, image.shape),
+               "to_full_frame_px": distance_1024(r.landmarks, anchor + offset, frame),
+               "mean_node_std_1024": node_std_1024(r.mean_node_std, *image.shape)}
+        if truth is not None:
+            row["to_reference_px"] = distance_1024(r.landmarks, truth + offset, frame)
+        rows.append(row)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = experiment_arguments(__doc__).parse_args(argv)
+    seg = chexmask_rt.load(args.model)
+    report = {"model": seg.model_id, "fills": FILLS, "images": {}}
+    for path, gray in gray_radiographs(args.data):
+        truth = None
+        if path.name == REFERENCE:
+            truth = np.load(args.data / "landmarks" / "wiki_example1_landmarks_original_px.npy")
+        anchor = seg.predict(gray, samples=SAMPLES).landmarks
+        rows = report["images"][path.name] = framing_curve(seg, gray, anchor, truth)
+        print(path.name + ": " + ", ".join(
+            f"fill {r['fill']:.2f} -> {r['to_full_frame_px']:.1f} px"
+            + (f" ({r['to_reference_px']:.1f} px to reference)" if "to_reference_px" in r else "") for r in rows))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "framing.json").write_text(json.dumps(report, indent=1))
+    _plot(report, args.out / "framing.png")
+
+
+def _plot(report: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, rows in report["images"].items():
+        fill = [r["fill"] for r in rows]
+        left.plot(fill, [r["to_full_frame_px"] for r in rows], marker="o", label=name[:22])
+        right.plot(fill, [r["mean_node_std_1024"] for r in rows], marker="o", label=name[:22])
+        if "to_reference_px" in rows[0]:
+            left.plot(fill, [r["to_reference_px"] for r in rows], marker="s", color="black", ls="--",
+                      label=f"{name[:22]} vs reference")
+    left.axhline(15, color="red", lw=1, ls="--", label="15 px")
+    left.set(xlabel="lung extent / image extent", ylabel="mean landmark distance, 1024 frame (px)",
+             title="Re-framed image vs full-frame prediction")
+    right.set(xlabel="lung extent / image extent", ylabel="mean node std, 1024 frame (px)",
+              title="Uncertainty")
+    left.legend(fontsize=7)
+    fig.suptitle(f"{report['model']}: each image cropped or black-padded so its lungs span a share of it",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()

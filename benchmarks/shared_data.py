@@ -1,0 +1,38 @@
+"""The real radiographs in ../shared/data that the benchmarks measure on (never needed by the package)."""
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from chexmask_rt.image_io import read_image
+from chexmask_rt.preprocess import to_gray
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def radiographs(data: Path = DATA) -> list[Path]:
+    """The five shared PNG/JPEG chest radiographs, in name order."""
+    return sorted((data / "images").glob("*.[pj][np]g"))
+
+
+def radiographs_and_dicom(data: Path = DATA) -> list[Path]:
+    """The five radiographs and the MONOCHROME2 CR DICOM (the MONOCHROME1 copy shows the same pixels)."""
+    return radiographs(data) + [data / "dicom" / "cr_chest_monochrome2_jpeg.dcm"]
+
+
+def gray_radiographs(data: Path = DATA) -> Iterator[tuple[Path, np.ndarray]]:
+    for path in radiographs(data):
+        yield path, to_gray(read_image(path))[0]
+
+
+def experiment_arguments(doc: str) -> argparse.ArgumentParser:
+    """--model (default: the shipped one), --data and --out, shared by the experiments on these images."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--model", help="engine .onnx (default: the shipped model)")
+    p.add_argument("--data", type=Path, default=DATA)
+    p.add_argument("--out", type=Path, default=RESULTS)
+    return p
