@@ -21,6 +21,8 @@
 #   LABELS=shown labels each render by where it shows the texture's landmarks (MODEL_CARD.md, Metrics)
 #   SHAPE_JITTER=0 trains on the real shapes only (default 0.75: half of them moved along the
 #   training set's main modes, training.data.jitter_shape; MODEL_CARD.md, "Where the error is")
+#   FRAMING=0.3 frames that share of the samples wide to tight (training.data.framed_affine; off by
+#   default: on the CPU it cost held-out accuracy, MODEL_CARD.md, "Framing")
 #   check the plumbing here first: SMOKE=1 OUT=/tmp/devout bash scripts/device_session.sh
 set -uo pipefail
 OUT=${OUT:?run on the device machine, which sets OUT}
@@ -33,6 +35,7 @@ BATCH=${BATCH:-64}
 LR=${LR:-1e-4}                 # continuing a trained model: small lrs helped most (MODEL_CARD.md, stage 8)
 INIT=${INIT:-training/checkpoints/default-v5}
 SHAPE_JITTER=${SHAPE_JITTER:-0.75}  # held-out error grows with distance from the training shapes
+FRAMING=${FRAMING:-0}
 export PYTHONPATH="$PWD/runtime:$PWD/export:$PWD" OPENBLAS_NUM_THREADS=1 PYTHONUNBUFFERED=1
 T0=$SECONDS
 if [ "${SMOKE:-0}" = 1 ]; then
@@ -47,12 +50,12 @@ python -c "import torch, onnxruntime, numpy, cv2; print('torch', torch.__version
 
 TRAIN_S=$(( BUDGET_S - RESERVE_S - (SECONDS - T0) ))
 MINUTES=$(python -c "print(round($TRAIN_S / 60, 2))")
-echo "training for $MINUTES min: batch $BATCH, lr $LR, shape jitter $SHAPE_JITTER, $WORKERS workers, from $INIT"
+echo "training for $MINUTES min: batch $BATCH, lr $LR, shape jitter $SHAPE_JITTER, framing $FRAMING, $WORKERS workers, from $INIT"
 RUN=/tmp/finetune
 rm -rf "$RUN" /tmp/gpu_check  # a second call on a warm machine must not append to, or ship, the first one's files
 timeout $(( TRAIN_S + 45 )) python -m training.train --out "$RUN" --data "$DATA" \
   --textures training/textures.json --init "$INIT" --inputsize 512 \
-  --batch-size "$BATCH" --workers "$WORKERS" --device "$DEVICE" --lr "$LR" --warmup-steps "${WARMUP:-300}" --seed "${SEED:-43}" --steps 6000 --labels "${LABELS:-planned}" --ema "$EMA" --shape-jitter "$SHAPE_JITTER" \
+  --batch-size "$BATCH" --workers "$WORKERS" --device "$DEVICE" --lr "$LR" --warmup-steps "${WARMUP:-300}" --seed "${SEED:-43}" --steps 6000 --labels "${LABELS:-planned}" --ema "$EMA" --shape-jitter "$SHAPE_JITTER" --framing "$FRAMING" \
   --minutes "$MINUTES" --fit-to-minutes > "$OUT/train.log" 2>&1
 echo "train exit $? after $((SECONDS - T0)) s"; tr '\r' '\n' < "$OUT/train.log" | grep -a -E "planned|budget|wrote|Error|error" | tail -n 8
 split -b 15M "$RUN/pytorch_model.bin" "$OUT/ckpt.part"
