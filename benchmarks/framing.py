@@ -7,8 +7,9 @@ collimation where the lungs touch the image's edges. Each shared image is
 re-framed so that its lungs span a given share of the image (``fill``: the
 larger of their width over the image's width and their height over its height;
 1 is a lung touching the edges): a border is cropped away (a tighter field of
-view) or added in black, the same fraction of each side. For each framing it reports the mean landmark distance
-in the 1024 frame of the re-framed image:
+view) or added in black, the same fraction of each side. For each framing it
+reports the mean landmark distance in the 1024 frame of the re-framed image,
+with and without ``recentre=True`` (chexmask_rt.recentre):
 
 * ``wiki_example1`` against its reference landmarks (accuracy);
 * every image against its own full-frame prediction, moved by the same crop
@@ -26,9 +27,9 @@ import numpy as np
 
 import chexmask_rt
 from benchmarks.shared_data import experiment_arguments, gray_radiographs
-from chexmask_rt.anatomy import organ_slices
 from chexmask_rt.frames import Letterbox, distance_1024
 from chexmask_rt.quality import node_std_1024
+from chexmask_rt.recentre import lung_fill
 
 REFERENCE = "wiki_example1_normal_PA.jpg"
 FILLS = [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98]
@@ -51,27 +52,25 @@ def fraction_for(fill: float, target: float) -> float:
     return (1 - fill / target) / 2
 
 
-def lung_fill(landmarks: np.ndarray, shape: tuple[int, int]) -> float:
-    """How much of the image the lungs span: max(width share, height share)."""
-    lungs = landmarks[:organ_slices()["left_lung"].stop]
-    return float(max(np.ptp(lungs[:, 0]) / shape[1], np.ptp(lungs[:, 1]) / shape[0]))
-
-
 def framing_curve(seg, gray: np.ndarray, anchor: np.ndarray, truth: np.ndarray | None = None) -> list[dict]:
     """Per target fill: the fill reached, the distance to ``anchor`` (the full-frame prediction)
     and, when given, to ``truth``, both moved into the re-framed image; the mean node std
     (1024 frame). The fill is measured on ``truth`` when given, else on ``anchor``."""
     rows, lungs = [], truth if truth is not None else anchor
     for target in FILLS:
-        fraction = fraction_for(lung_fill(lungs, gray.shape), target)
+        fraction = fraction_for(lung_fill(lungs, *gray.shape), target)
         image, offset = reframe(gray, fraction)
         r = seg.predict(image, samples=SAMPLES)
+        again = seg.predict(image, samples=SAMPLES, recentre=True)
         frame = Letterbox(*image.shape)
-        row = {"fraction": fraction, "fill": lung_fill(lungs + offset, image.shape),
+        row = {"fraction": fraction, "fill": lung_fill(lungs + offset, *image.shape),
                "to_full_frame_px": distance_1024(r.landmarks, anchor + offset, frame),
-               "mean_node_std_1024": node_std_1024(r.mean_node_std, *image.shape)}
+               "mean_node_std_1024": node_std_1024(r.mean_node_std, *image.shape),
+               "recentred": "recentred" in again.extra,
+               "recentred_to_full_frame_px": distance_1024(again.landmarks, anchor + offset, frame)}
         if truth is not None:
             row["to_reference_px"] = distance_1024(r.landmarks, truth + offset, frame)
+            row["recentred_to_reference_px"] = distance_1024(again.landmarks, truth + offset, frame)
         rows.append(row)
     return rows
 
@@ -88,7 +87,8 @@ def main(argv: list[str] | None = None) -> None:
         rows = report["images"][path.name] = framing_curve(seg, gray, anchor, truth)
         print(path.name + ": " + ", ".join(
             f"fill {r['fill']:.2f} -> {r['to_full_frame_px']:.1f} px"
-            + (f" ({r['to_reference_px']:.1f} px to reference)" if "to_reference_px" in r else "") for r in rows))
+            + (f" ({r['to_reference_px']:.1f} to reference)" if "to_reference_px" in r else "")
+            + (f", recentred {r['recentred_to_full_frame_px']:.1f}" if r["recentred"] else "") for r in rows))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "framing.json").write_text(json.dumps(report, indent=1))
     _plot(report, args.out / "framing.png")
@@ -102,11 +102,13 @@ def _plot(report: dict, path: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     for name, rows in report["images"].items():
         fill = [r["fill"] for r in rows]
-        left.plot(fill, [r["to_full_frame_px"] for r in rows], marker="o", label=name[:22])
+        line, = left.plot(fill, [r["to_full_frame_px"] for r in rows], marker="o", label=name[:22])
+        left.plot(fill, [r["recentred_to_full_frame_px"] for r in rows], ls=":", color=line.get_color())
         right.plot(fill, [r["mean_node_std_1024"] for r in rows], marker="o", label=name[:22])
         if "to_reference_px" in rows[0]:
             left.plot(fill, [r["to_reference_px"] for r in rows], marker="s", color="black", ls="--",
                       label=f"{name[:22]} vs reference")
+    left.plot([], [], ls=":", color="gray", label="dotted: recentre=True")
     left.axhline(15, color="red", lw=1, ls="--", label="15 px")
     left.set(xlabel="lung extent / image extent", ylabel="mean landmark distance, 1024 frame (px)",
              title="Re-framed image vs full-frame prediction")

@@ -167,15 +167,15 @@ class _FixedModel:
     def __init__(self, landmarks):
         self.landmarks = landmarks
 
-    def predict(self, image, samples):
-        return SimpleNamespace(landmarks=self.landmarks, mean_node_std=2.0)
+    def predict(self, image, samples, recentre=False):
+        return SimpleNamespace(landmarks=self.landmarks, mean_node_std=2.0, extra={})
 
 
 def test_framing_reaches_each_fill_and_measures_in_the_reframed_1024_frame():
     gray = np.zeros((1000, 800), np.uint8)
     theta = np.linspace(0, 2 * np.pi, 120, endpoint=False)
     anchor = np.stack([400 + 280 * np.cos(theta), 500 + 350 * np.sin(theta)], 1)  # spans 0.7 of the image
-    assert framing.lung_fill(anchor, gray.shape) == pytest.approx(0.7, abs=0.01)
+    assert framing.lung_fill(anchor, *gray.shape) == pytest.approx(0.7, abs=0.01)
     rows = framing.framing_curve(_FixedModel(anchor), gray, anchor, truth=anchor + 3.0)
     assert [r["fill"] for r in rows] == pytest.approx(framing.FILLS, abs=0.01)
     for r in rows:
@@ -185,3 +185,4 @@ def test_framing_reaches_each_fill_and_measures_in_the_reframed_1024_frame():
         assert r["to_full_frame_px"] == pytest.approx(np.linalg.norm(offset) * scale, rel=1e-6)
         assert r["to_reference_px"] == pytest.approx(np.linalg.norm(offset + 3.0) * scale, rel=1e-6)
         assert r["mean_node_std_1024"] == pytest.approx(2.0 * scale)
+        assert r["recentred_to_full_frame_px"] == r["to_full_frame_px"] and not r["recentred"]

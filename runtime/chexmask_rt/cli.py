@@ -40,6 +40,9 @@ def _add_predict(sub) -> None:
                    "image, or DIR/<name>.png for several")
     p.add_argument("--csv", metavar="PATH|-", help="write CheXmask-U-style CSV rows (landmarks, RLE masks, scores)")
     p.add_argument("--masks", metavar="DIR", help="write DIR/<name>_{right_lung,left_lung,heart}.png organ masks")
+    p.add_argument("--recentre", action="store_true",
+                   help="when the lungs span under 70%% of an image (a wide field of view), predict again on a crop "
+                        "around them (see chexmask_rt.recentre)")
 
 
 def _add_batch(sub) -> None:
@@ -92,8 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _summary(result) -> str:
+    recentred = ", recentred on a crop" if "recentred" in result.extra else ""
     return (f"{result.image}: {result.width}x{result.height}, K={result.samples}, "
-            f"mean node std {result.mean_node_std:.2f} px, mean latent sigma {result.mean_latent_sigma:.4f}")
+            f"mean node std {result.mean_node_std:.2f} px, mean latent sigma {result.mean_latent_sigma:.4f}{recentred}")
 
 
 def cmd_predict(args) -> int:
@@ -104,7 +108,7 @@ def cmd_predict(args) -> int:
     seg = load(args.model, backend=args.backend, threads=args.threads)
     results = []
     for image in tqdm(args.images, desc="predict", unit="img", disable=len(args.images) < 2, file=sys.stderr):
-        results.append(seg.predict(image, samples=args.samples, seed=args.seed))
+        results.append(seg.predict(image, samples=args.samples, seed=args.seed, recentre=args.recentre))
     if args.json:
         payload = [r.to_dict() for r in results]
         text = json.dumps(payload[0] if len(payload) == 1 else payload, indent=1)

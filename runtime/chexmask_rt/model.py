@@ -16,8 +16,9 @@ from .errors import InputError, ModelError
 from .frames import Letterbox
 from .image_io import read_image
 from .metadata import ModelInfo
-from .preprocess import preprocess
+from .preprocess import preprocess, to_gray
 from .quality import load_assessor
+from .recentre import chest_square, crop_square, moved_back, needs_recentring
 from .result import Result
 from .sampling import latent_noise
 
@@ -126,19 +127,41 @@ class Segmenter:
         return f"{self.info.model_name}:{self.info.model_version}"
 
     def predict(self, image: ImageLike, *, samples: int = DEFAULT_SAMPLES, seed: int = 0,
-                bit_depth: int | None = None) -> Result:
+                bit_depth: int | None = None, recentre: bool = False) -> Result:
         """Segment one image (a file path or an array) with ``samples`` latent draws.
 
         Same image, samples and seed -> bit-identical result on the same machine.
+        ``recentre``: when the lungs span little of the image (a wide field of view), predict
+        again on a crop around them (``chexmask_rt.recentre``); other images are unaffected.
         """
-        return self.predict_batch([image], samples=samples, seed=seed, bit_depth=bit_depth)[0]
+        return self.predict_batch([image], samples=samples, seed=seed, bit_depth=bit_depth, recentre=recentre)[0]
 
     def predict_batch(self, images: Sequence[ImageLike] | Iterable[ImageLike], *, samples: int = DEFAULT_SAMPLES,
-                      seed: int = 0, bit_depth: int | None = None, batch_size: int = DEFAULT_BATCH) -> list[Result]:
-        """Segment several images; each chunk of ``batch_size`` is one engine call sharing one eps."""
+                      seed: int = 0, bit_depth: int | None = None, batch_size: int = DEFAULT_BATCH,
+                      recentre: bool = False) -> list[Result]:
+        """Segment several images; each chunk of ``batch_size`` is one engine call sharing one eps.
+        ``recentre`` as in ``predict``."""
         samples, seed = check_run_arguments(samples, seed, batch_size)
-        eps = latent_noise(samples, self.info.latents, seed)
         images = list(images)
+        results = self._run_batch(images, samples, seed, bit_depth, batch_size)
+        wide = [i for i, r in enumerate(results) if recentre and needs_recentring(r)]
+        if wide:
+            squares = [chest_square(results[i].landmarks) for i in wide]
+            crops = [crop_square(self._gray(images[i], bit_depth)[0], *sq) for i, sq in zip(wide, squares)]
+            for i, sq, second in zip(wide, squares, self._run_batch(crops, samples, seed, bit_depth, batch_size)):
+                results[i] = moved_back(second, results[i], *sq)
+        return results
+
+    @staticmethod
+    def _gray(item: ImageLike, bit_depth: int | None) -> tuple[np.ndarray, str | None]:
+        """Any accepted image -> (gray uint8/uint16/float32 array, file name); no copy for gray arrays."""
+        array, name = load_item(item)
+        gray, _ = to_gray(array, name=name or "array", bit_depth=bit_depth)
+        return gray, name
+
+    def _run_batch(self, images: list[ImageLike], samples: int, seed: int, bit_depth: int | None,
+                   batch_size: int) -> list[Result]:
+        eps = latent_noise(samples, self.info.latents, seed)
         results: list[Result] = []
         for start in range(0, len(images), batch_size):
             chunk = images[start:start + batch_size]

@@ -66,7 +66,7 @@ class Result:
 
         ``quality`` is not in it: this format must stay equal to what the C++ example
         ``chexmask-rt-cpp`` prints (tests/test_native.py); it is in the CSV row instead."""
-        return {
+        out = {
             "image": self.image,
             "height": self.height,
             "width": self.width,
@@ -81,6 +81,9 @@ class Result:
             "node_uncertainty": self.node_uncertainty.tolist(),
             "scores": {"mean_node_std": self.mean_node_std, "mean_latent_sigma": self.mean_latent_sigma},
         }
+        if "recentred" in self.extra:  # predicted on a crop (chexmask_rt.recentre): which one
+            out["recentred"] = self.extra["recentred"]
+        return out
 
     def organ_masks(self) -> dict[str, np.ndarray]:
         """Filled landmark polygons per organ ("right_lung", "left_lung", "heart"): uint8 0/255, original size."""

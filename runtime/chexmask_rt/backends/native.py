@@ -11,15 +11,13 @@ import glob
 import importlib.util
 import os
 import threading
-from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ModelError
 from ..metadata import ModelInfo
-from ..model import DEFAULT_BATCH, DEFAULT_SAMPLES, ImageLike, Segmenter, check_run_arguments, load_item
-from ..preprocess import to_gray
+from ..model import ImageLike, Segmenter
 from ..result import Result
 from . import EngineOptions
 
@@ -54,7 +52,7 @@ def onnxruntime_library() -> str:
 
 
 class _NativeBackend:
-    """What Segmenter needs of a backend; predictions go through NativeSegmenter.predict_batch."""
+    """What Segmenter needs of a backend; predictions go through NativeSegmenter._run_batch."""
 
     name = "native"
 
@@ -89,23 +87,14 @@ class NativeSegmenter(Segmenter):
         super().__init__(_NativeBackend(engine, info, path, engine_options), path)
         self._engine = engine
 
-    def predict_batch(self, images: Sequence[ImageLike] | Iterable[ImageLike], *, samples: int = DEFAULT_SAMPLES,
-                      seed: int = 0, bit_depth: int | None = None, batch_size: int = DEFAULT_BATCH) -> list[Result]:
-        samples, seed = check_run_arguments(samples, seed, batch_size)
-        images = list(images)
+    def _run_batch(self, images: list[ImageLike], samples: int, seed: int, bit_depth: int | None,
+                   batch_size: int) -> list[Result]:
         results: list[Result] = []
         for start in range(0, len(images), batch_size):
             chunk = [self._gray(item, bit_depth) for item in images[start:start + batch_size]]
             outs = self._engine.predict_batch([g for g, _ in chunk], samples, seed, bit_depth)
             results.extend(self._result(out, name) for out, (_, name) in zip(outs, chunk))
         return results
-
-    @staticmethod
-    def _gray(item: ImageLike, bit_depth: int | None) -> tuple[np.ndarray, str | None]:
-        """Any accepted image -> (gray uint8/uint16/float32 array, file name); no copy for gray arrays."""
-        array, name = load_item(item)
-        gray, _ = to_gray(array, name=name or "array", bit_depth=bit_depth)
-        return gray, name
 
     def _result(self, out, name: str | None) -> Result:
         return self._with_quality(Result(
