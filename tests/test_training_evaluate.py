@@ -4,7 +4,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from training.data import load_shapes, load_textures
-from training.evaluate import nearest_shape_distance, render_errors
+from training.evaluate import Recentring, nearest_shape_distance, render_errors
 
 from conftest import SHARED
 
@@ -37,3 +37,11 @@ def test_render_errors_measure_against_the_planned_shape_and_what_the_render_sho
     # against the shown positions, the error is the labels' own offset
     np.testing.assert_allclose(shown_errors[0], [s.mean() for s in shifts], rtol=1e-9)
     assert all(s.shape == (120,) for s in shifts) and shown_errors.min() > 0
+
+
+def test_recentring_passes_recentre_on_every_prediction():
+    calls = []
+    seg = SimpleNamespace(model_id="m:1", predict=lambda image, samples, recentre=False: calls.append((samples, recentre)))
+    wrapped = Recentring(seg)
+    wrapped.predict("img", samples=7)
+    assert wrapped.model_id == "m:1" and calls == [(7, True)]
