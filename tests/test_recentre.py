@@ -12,7 +12,8 @@ import chexmask_rt
 from chexmask_rt.frames import Letterbox, distance_1024
 from chexmask_rt.image_io import read_image
 from chexmask_rt.preprocess import to_gray
-from chexmask_rt.recentre import RECENTRE_BELOW, chest_square, crop_square, lung_fill
+from chexmask_rt.recentre import RECENTRE_BELOW, chest_square, crop_square, lung_fill, needs_recentring
+from chexmask_rt.result import Result
 
 from conftest import REPO, SHARED
 
@@ -41,6 +42,19 @@ def test_crop_square_is_black_where_it_leaves_the_image():
     np.testing.assert_array_equal(crop[:3, 2:], gray[7:10, 0:3])
     assert not crop[3:].any() and not crop[:, :2].any()
     assert not crop_square(gray, 20, 20, 4).any()  # entirely outside
+
+
+def _result(landmarks, height, width) -> Result:
+    zeros = np.zeros((120, 2))
+    return Result(landmarks=landmarks, landmarks_std=zeros, landmarks_mu=landmarks, latent_mu=np.zeros(64),
+                  latent_sigma=np.ones(64), height=height, width=width, samples=1, seed=0, model="m:1")
+
+
+def test_only_wide_framing_with_a_usable_crop_is_recentred():
+    assert needs_recentring(_result(_ring(500, 500, 150, 150), 1000, 1000))       # lungs span 0.3
+    assert not needs_recentring(_result(_ring(500, 500, 400, 300), 1000, 1000))   # 0.8
+    # lungs 20 px across in a 100 px image: the crop (25 px) would be too small an image
+    assert not needs_recentring(_result(_ring(50, 50, 10, 10), 100, 100))
 
 
 @pytest.fixture(scope="module")

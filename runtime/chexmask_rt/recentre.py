@@ -15,6 +15,7 @@ import dataclasses
 import numpy as np
 
 from .anatomy import organ_slices
+from .preprocess import MIN_SIDE
 from .result import Result
 
 RECENTRE_BELOW = 0.7   # measured: below it a second pass helped on all five shared images
@@ -48,7 +49,9 @@ def crop_square(gray: np.ndarray, left: int, top: int, side: int) -> np.ndarray:
 
 
 def needs_recentring(result: Result) -> bool:
-    return lung_fill(result.landmarks, result.height, result.width) < RECENTRE_BELOW
+    """Lungs spanning little of the image, and a crop around them that is still a valid input."""
+    return (lung_fill(result.landmarks, result.height, result.width) < RECENTRE_BELOW
+            and chest_square(result.landmarks)[2] >= MIN_SIDE)
 
 
 def moved_back(crop_result: Result, first: Result, left: int, top: int, side: int) -> Result:
