@@ -19,14 +19,13 @@ Writes framing.json and framing.png to --out.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 import chexmask_rt
-from benchmarks.shared_data import experiment_arguments, gray_radiographs
+from benchmarks.shared_data import experiment_arguments, gray_radiographs, write_report
 from chexmask_rt.frames import Letterbox, distance_1024
 from chexmask_rt.quality import node_std_1024
 from chexmask_rt.recentre import lung_fill
@@ -89,9 +88,7 @@ def main(argv: list[str] | None = None) -> None:
             f"fill {r['fill']:.2f} -> {r['to_full_frame_px']:.1f} px"
             + (f" ({r['to_reference_px']:.1f} to reference)" if "to_reference_px" in r else "")
             + (f", recentred {r['recentred_to_full_frame_px']:.1f}" if r["recentred"] else "") for r in rows))
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "framing.json").write_text(json.dumps(report, indent=1))
-    _plot(report, args.out / "framing.png")
+    write_report(args.out, "framing", report, _plot)
 
 
 def _plot(report: dict, path: Path) -> None:

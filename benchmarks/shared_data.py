@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -36,3 +37,10 @@ def experiment_arguments(doc: str) -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, default=DATA)
     p.add_argument("--out", type=Path, default=RESULTS)
     return p
+
+
+def write_report(out: Path, stem: str, report: dict, plot: Callable[[dict, Path], None]) -> None:
+    """OUT/STEM.json and the picture ``plot`` draws of it, OUT/STEM.png."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=1))
+    plot(report, out / f"{stem}.png")

@@ -15,13 +15,12 @@ Writes uncertainty_behaviour.json and .png (two panels) to --out.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 import chexmask_rt
-from benchmarks.shared_data import experiment_arguments, gray_radiographs
+from benchmarks.shared_data import experiment_arguments, gray_radiographs, write_report
 from chexmask_rt.anatomy import organ_slices
 from chexmask_rt.frames import Letterbox
 
@@ -93,9 +92,7 @@ def main(argv: list[str] | None = None) -> None:
               f"occlusion ratio median {entry['occlusion_ratio_median']:.2f} "
               f"(min {min(o['ratio'] for o in occ):.2f}; square of {side} px); "
               f"with {OCCLUSION} original px: {entry['occlusion_original_px_ratio_median']:.2f}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "uncertainty_behaviour.json").write_text(json.dumps(report, indent=1))
-    _plot(report, args.out / "uncertainty_behaviour.png")
+    write_report(args.out, "uncertainty_behaviour", report, _plot)
 
 
 def _plot(report: dict, path: Path) -> None:

@@ -12,7 +12,7 @@ import chexmask_rt
 from chexmask_rt.frames import Letterbox, distance_1024
 from chexmask_rt.image_io import read_image
 from chexmask_rt.preprocess import to_gray
-from chexmask_rt.recentre import RECENTRE_BELOW, chest_square, crop_square, lung_fill, needs_recentring
+from chexmask_rt.recentre import RECENTRE_BELOW, chest_square, crop_square, lung_fill, recentre_square
 from chexmask_rt.result import Result
 
 from conftest import REPO, SHARED
@@ -51,10 +51,11 @@ def _result(landmarks, height, width) -> Result:
 
 
 def test_only_wide_framing_with_a_usable_crop_is_recentred():
-    assert needs_recentring(_result(_ring(500, 500, 150, 150), 1000, 1000))       # lungs span 0.3
-    assert not needs_recentring(_result(_ring(500, 500, 400, 300), 1000, 1000))   # 0.8
+    wide = _ring(500, 500, 150, 150)  # lungs span 0.3
+    assert recentre_square(_result(wide, 1000, 1000)) == chest_square(wide)
+    assert recentre_square(_result(_ring(500, 500, 400, 300), 1000, 1000)) is None   # 0.8
     # lungs 20 px across in a 100 px image: the crop (25 px) would be too small an image
-    assert not needs_recentring(_result(_ring(50, 50, 10, 10), 100, 100))
+    assert recentre_square(_result(_ring(50, 50, 10, 10), 100, 100)) is None
 
 
 @pytest.fixture(scope="module")

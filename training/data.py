@@ -223,17 +223,21 @@ def invert_field(src: np.ndarray, size: int, points: np.ndarray, start: np.ndarr
     return np.where(solved[:, None], x, start)
 
 
+def _centred_affine(angle: float, k: float, centre: np.ndarray, size: int) -> np.ndarray:
+    """Output pixels -> 1024-frame points: turn by ``angle``, ``k`` frame units per output pixel,
+    the output's centre on ``centre``."""
+    c, s = np.cos(angle), np.sin(angle)
+    rot = np.array([[c, -s], [s, c]]) * k
+    offset = centre - rot @ np.array([size / 2, size / 2])
+    return np.concatenate([rot, offset[:, None]], 1)
+
+
 def random_affine(rng: np.random.Generator, size: int) -> np.ndarray:
     """Output pixels -> 1024-frame points: scale 0.9-1.1 of the chest, rotation +-3 deg, shift +-6 %."""
     zoom = rng.uniform(0.9, 1.1)  # >1 makes the chest larger in the output
     angle = np.deg2rad(rng.uniform(-3, 3))
     shift = rng.uniform(-0.06, 0.06, 2) * FRAME
-    c, s = np.cos(angle), np.sin(angle)
-    k = FRAME / size / zoom
-    rot = np.array([[c, -s], [s, c]]) * k
-    centre = np.array([FRAME / 2, FRAME / 2])
-    offset = centre + shift - rot @ np.array([size / 2, size / 2])
-    return np.concatenate([rot, offset[:, None]], 1)
+    return _centred_affine(angle, FRAME / size / zoom, np.array([FRAME / 2, FRAME / 2]) + shift, size)
 
 
 FRAMING_FILL = (0.5, 0.98)  # share of the frame the chest spans under --framing
@@ -246,15 +250,11 @@ def framed_affine(rng: np.random.Generator, size: int, shape: np.ndarray, fill: 
     ``random_affine`` keeps a chest near the size it has in its source image; real radiographs
     range from wide fields of view to tight collimation where the lungs touch the edges."""
     angle = np.deg2rad(rng.uniform(-3, 3))
-    c, s = np.cos(angle), np.sin(angle)
     low, high = shape.min(axis=0), shape.max(axis=0)
-    extent = float((high - low).max()) * (abs(c) + abs(s))  # the box's rotated side, at most
+    extent = float((high - low).max()) * (abs(np.cos(angle)) + abs(np.sin(angle)))  # the box's rotated side, at most
     k = extent / (size * fill)  # 1024-frame units per output pixel
-    rot = np.array([[c, -s], [s, c]]) * k
     slack = np.maximum(size * k - extent, 0)  # room to move the box inside the frame
-    centre = (low + high) / 2 + rng.uniform(-0.5, 0.5, 2) * slack
-    offset = centre - rot @ np.array([size / 2, size / 2])
-    return np.concatenate([rot, offset[:, None]], 1)
+    return _centred_affine(angle, k, (low + high) / 2 + rng.uniform(-0.5, 0.5, 2) * slack, size)
 
 
 def augment_intensity(image: np.ndarray, rng: np.random.Generator, landmarks: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ from .image_io import read_image
 from .metadata import ModelInfo
 from .preprocess import preprocess, to_gray
 from .quality import load_assessor
-from .recentre import chest_square, crop_square, moved_back, needs_recentring
+from .recentre import crop_square, moved_back, recentre_square
 from .result import Result
 from .sampling import latent_noise
 
@@ -144,11 +144,10 @@ class Segmenter:
         samples, seed = check_run_arguments(samples, seed, batch_size)
         images = list(images)
         results = self._run_batch(images, samples, seed, bit_depth, batch_size)
-        wide = [i for i, r in enumerate(results) if recentre and needs_recentring(r)]
-        if wide:
-            squares = [chest_square(results[i].landmarks) for i in wide]
-            crops = [crop_square(self._gray(images[i], bit_depth)[0], *sq) for i, sq in zip(wide, squares)]
-            for i, sq, second in zip(wide, squares, self._run_batch(crops, samples, seed, bit_depth, batch_size)):
+        if recentre:
+            squares = {i: sq for i, r in enumerate(results) if (sq := recentre_square(r)) is not None}
+            crops = [crop_square(self._gray(images[i], bit_depth)[0], *sq) for i, sq in squares.items()]
+            for (i, sq), second in zip(squares.items(), self._run_batch(crops, samples, seed, bit_depth, batch_size)):
                 results[i] = moved_back(second, results[i], *sq)
         return results
 

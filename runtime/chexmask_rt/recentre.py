@@ -48,10 +48,13 @@ def crop_square(gray: np.ndarray, left: int, top: int, side: int) -> np.ndarray:
     return out
 
 
-def needs_recentring(result: Result) -> bool:
-    """Lungs spanning little of the image, and a crop around them that is still a valid input."""
-    return (lung_fill(result.landmarks, result.height, result.width) < RECENTRE_BELOW
-            and chest_square(result.landmarks)[2] >= MIN_SIDE)
+def recentre_square(result: Result) -> tuple[int, int, int] | None:
+    """The ``chest_square`` to predict again on, or None: when the lungs span enough of the image,
+    or when the crop would be too small an image."""
+    if lung_fill(result.landmarks, result.height, result.width) >= RECENTRE_BELOW:
+        return None
+    square = chest_square(result.landmarks)
+    return square if square[2] >= MIN_SIDE else None
 
 
 def moved_back(crop_result: Result, first: Result, left: int, top: int, side: int) -> Result:
