@@ -47,6 +47,24 @@ def test_predict_several_images_to_file(tmp_path, shared_images):
     assert len(proc.stdout.strip().splitlines()) == 2  # one summary line per image
 
 
+def test_a_12_bit_png_reads_as_12_bit(tmp_path, example1, default_segmenter):
+    """A 16-bit PNG from a 12-bit detector: inferred, its landmarks are those of the 8-bit image;
+    --bit-depth 16 forces the old reading (the image at 1/16 brightness), which lands elsewhere."""
+    import cv2
+
+    gray = cv2.imread(str(example1), cv2.IMREAD_GRAYSCALE)
+    png = tmp_path / "twelve_bit.png"
+    cv2.imwrite(str(png), gray.astype(np.uint16) * 16)
+    expected = default_segmenter.predict(gray, samples=5).landmarks
+    for flags, close in (((), True), (("--bit-depth", 12), True), (("--bit-depth", 16), False)):
+        proc = cli("predict", png, "--samples", 5, "--json", "-", *flags)
+        assert proc.returncode == 0, proc.stderr
+        moved = np.abs(np.array(json.loads(proc.stdout)["landmarks"]) - expected).mean()
+        assert (moved < 0.5) == close, (flags, moved)
+    proc = cli("predict", png, "--bit-depth", 10)
+    assert proc.returncode != 0 and "do not fit bit_depth 10" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_overlay_pictures(tmp_path, shared_images):
     import cv2
 

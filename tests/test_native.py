@@ -167,6 +167,26 @@ def test_native_16bit_and_rgb_arrays(default_native, shared_images):
     _assert_results_close(a, b, tol=0.1, latent_tol=1e-3)
 
 
+def test_high_bit_images_in_16_bit_containers(default_native, example1):
+    """12-bit pixels in a uint16 array (a 16-bit PNG from a 12-bit detector) need no bit_depth:
+    both backends infer it, also per image within one batch, and the trained model answers as
+    for the 8-bit image (read as 16-bit, its landmarks moved 37 px)."""
+    pair = default_native, _quiet_load(chexmask_rt.default_model_path(), "python")
+    gray, _ = to_gray(read_image(example1))
+    twelve, sixteen = gray.astype(np.uint16) * 16, gray.astype(np.uint16) * 257
+    for backend in pair:
+        expected = backend.predict(gray, samples=8)
+        np.testing.assert_array_equal(backend.predict(twelve, samples=8).landmarks,
+                                      backend.predict(twelve, samples=8, bit_depth=12).landmarks)
+        # one engine call for the three; a batch of 3 may round unlike a batch of 1 (1e-4 px)
+        inferred = backend.predict_batch([twelve, gray, sixteen], samples=8)
+        for result in inferred:
+            assert np.abs(result.landmarks - expected.landmarks).max() < 1.0
+        assert np.abs(inferred[1].landmarks - expected.landmarks).max() < 1e-3
+    _assert_results_close(pair[0].predict(twelve, samples=8), pair[1].predict(twelve, samples=8), tol=0.1,
+                          latent_tol=1e-3)
+
+
 def test_arrays_that_crossed_a_pickle_or_are_big_endian(pair, shared_images):
     """An unpickled array (multiprocessing, caches) has an equal dtype that is another object;
     16-bit pixels may come big-endian from a file. Both are the same image."""

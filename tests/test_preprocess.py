@@ -6,7 +6,7 @@ import pytest
 from chexmask_rt.errors import InputError
 from chexmask_rt.frames import Letterbox, distance_1024
 from chexmask_rt.image_io import read_image
-from chexmask_rt.preprocess import preprocess
+from chexmask_rt.preprocess import preprocess, significant_bits, to_gray
 
 from conftest import FIXTURES, SHARED, reference
 
@@ -102,3 +102,36 @@ def test_bad_arrays_are_input_errors(bad, match):
 def test_bad_bit_depth():
     with pytest.raises(InputError, match="bit_depth"):
         preprocess(np.zeros((64, 64), np.uint16), 64, bit_depth=20)
+
+
+@pytest.mark.parametrize("top,bits", [(0, 8), (255, 8), (256, 9), (1023, 10), (4095, 12), (4096, 13),
+                                      (32767, 15), (32768, 16), (65535, 16)])
+def test_significant_bits_are_the_fewest_that_hold_the_largest_value(top, bits):
+    image = np.zeros((40, 40), np.uint16)
+    image[3, 5] = top
+    assert significant_bits(image) == bits
+
+
+def test_uint16_images_are_scaled_by_their_own_bit_depth():
+    """A 12-bit detector image in a 16-bit file must reach the model as bright as the same image
+    in 8 bits, not at 1/16 of it."""
+    rng = np.random.default_rng(2)
+    gray8 = rng.integers(0, 256, (80, 100), dtype=np.uint8)
+    gray8[0, 0] = 255
+    base, _ = preprocess(gray8, 64)
+    for bits in (10, 12, 14, 16):
+        deep = (gray8.astype(np.uint32) * (2**bits - 1) // 255).astype(np.uint16)
+        assert to_gray(deep)[1] == 2**bits - 1
+        np.testing.assert_allclose(preprocess(deep, 64)[0], base, atol=1.5 / 255)
+        np.testing.assert_array_equal(preprocess(deep, 64)[0], preprocess(deep, 64, bit_depth=bits)[0])
+    # 8-bit content in a 16-bit container takes the uint8 path exactly
+    gray, full = to_gray(gray8.astype(np.uint16))
+    assert gray.dtype == np.uint8 and full == 255.0
+    np.testing.assert_array_equal(preprocess(gray8.astype(np.uint16), 64)[0], base)
+
+
+def test_a_bit_depth_too_small_for_the_pixels_is_an_input_error():
+    image = np.full((64, 64), 4095, np.uint16)
+    with pytest.raises(InputError, match="do not fit bit_depth 10"):
+        preprocess(image, 64, bit_depth=10)
+    assert preprocess(image, 64, bit_depth=12)[0].max() == 1.0

@@ -105,6 +105,18 @@ def test_batches_recentre_only_their_wide_images(segmenter, example1):
     np.testing.assert_array_equal(batch[1].landmarks, segmenter.predict(wide, samples=10, recentre=True).landmarks)
 
 
+def test_the_crop_keeps_its_images_bit_depth(segmenter, example1):
+    """An 11-bit image with one 12-bit pixel in a corner the crop leaves out: the crop is still
+    read as 12-bit (inferred afresh it would be 11-bit, twice as bright)."""
+    gray, _ = example1
+    wide = cv2.copyMakeBorder(gray, 380, 380, 380, 380, cv2.BORDER_CONSTANT, value=0).astype(np.uint16) * 8
+    wide[0, 0] = 4095
+    inferred = segmenter.predict(wide, samples=10, recentre=True)
+    assert "recentred" in inferred.extra and inferred.extra["recentred"]["crop_left"] > 0
+    np.testing.assert_array_equal(inferred.landmarks,
+                                  segmenter.predict(wide, samples=10, recentre=True, bit_depth=12).landmarks)
+
+
 def test_cli_predict_recentre(tmp_path, example1):
     gray, _ = example1
     path = tmp_path / "wide.png"

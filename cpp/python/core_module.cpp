@@ -112,12 +112,29 @@ py::array_t<double> values_array(const std::vector<double>& values) {
     return py::array_t<double>(static_cast<py::ssize_t>(values.size()), values.data());
 }
 
+/// `bit_depth` is None, one int for every image, or a sequence with one entry (int or None) per image:
+/// the Python package resolves each uint16 image's depth from its pixels and passes them one by one.
+std::vector<std::optional<int>> bit_depths_for(const py::object& bit_depth, std::size_t images) {
+    if (bit_depth.is_none()) return std::vector<std::optional<int>>(images);
+    if (py::isinstance<py::int_>(bit_depth)) return std::vector<std::optional<int>>(images, bit_depth.cast<int>());
+    if (!py::isinstance<py::sequence>(bit_depth) || py::isinstance<py::str>(bit_depth)) {
+        throw InputError("bit_depth must be None, an int or a sequence of them, got " + std::string(py::repr(bit_depth)));
+    }
+    auto depths = bit_depth.cast<std::vector<std::optional<int>>>();
+    if (depths.size() != images) {
+        throw InputError("bit_depth has " + std::to_string(depths.size()) + " entries for " + std::to_string(images) +
+                         " images");
+    }
+    return depths;
+}
+
 std::vector<Result> predict_many(const Engine& engine, const py::list& images, int samples, const py::object& seed,
-                                 std::optional<int> bit_depth) {
+                                 const py::object& bit_depth) {
+    const std::vector<std::optional<int>> depths = bit_depths_for(bit_depth, images.size());
     std::vector<HeldImage> held;
     std::vector<ImageView> views;
-    for (const py::handle& image : images) {
-        held.push_back(hold(image, bit_depth));
+    for (std::size_t i = 0; i < images.size(); ++i) {
+        held.push_back(hold(images[i], depths[i]));
         views.push_back(held.back().view);
     }
     const std::uint64_t s = seed_from(seed);
@@ -177,7 +194,7 @@ void bind_engine(py::module_& m) {
                std::optional<int> bit_depth) {
                 py::list one;
                 one.append(image);
-                return predict_many(e, one, samples, seed, bit_depth).front();
+                return predict_many(e, one, samples, seed, py::cast(bit_depth)).front();
             },
             py::arg("image"), py::arg("samples"), py::arg("seed") = 0, py::arg("bit_depth") = py::none())
         .def("predict_batch", &predict_many, py::arg("images"), py::arg("samples"), py::arg("seed") = 0,

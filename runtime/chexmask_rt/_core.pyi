@@ -6,6 +6,8 @@ shared by many threads.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import numpy.typing as npt
 
@@ -75,8 +77,10 @@ class Engine:
                 samples: int, seed: int = 0, bit_depth: int | None = None) -> Result:
         """Gray [H, W] (or [H, W, 1]) uint8, uint16 (bit_depth 9..16, default 16) or float32 in [0, 1]."""
     def predict_batch(self, images: list[npt.NDArray[np.uint8] | npt.NDArray[np.uint16] | npt.NDArray[np.float32]],
-                      samples: int, seed: int = 0, bit_depth: int | None = None) -> list[Result]:
-        """All images in one engine call, sharing one eps."""
+                      samples: int, seed: int = 0,
+                      bit_depth: int | Sequence[int | None] | None = None) -> list[Result]:
+        """All images in one engine call, sharing one eps. bit_depth: one for all, or one per image
+        (the core ignores it for uint8 and float32 images)."""
 
 def latent_noise(samples: int, latents: int, seed: int = 0) -> npt.NDArray[np.float32]:
     """eps [samples, latents], identical to chexmask_rt.sampling.latent_noise."""

@@ -40,6 +40,9 @@ def _add_predict(sub) -> None:
                    "image, or DIR/<name>.png for several")
     p.add_argument("--csv", metavar="PATH|-", help="write CheXmask-U-style CSV rows (landmarks, RLE masks, scores)")
     p.add_argument("--masks", metavar="DIR", help="write DIR/<name>_{right_lung,left_lung,heart}.png organ masks")
+    p.add_argument("--bit-depth", type=int, default=None, metavar="BITS",
+                   help="significant bits of 16-bit images, 9-16 (default: per image, the fewest bits that hold its "
+                        "largest value, so a 12-bit image in a 16-bit PNG reads as 12-bit)")
     p.add_argument("--recentre", action="store_true",
                    help="when the lungs span under 70%% of an image (a wide field of view), predict again on a crop "
                         "around them (see chexmask_rt.recentre)")
@@ -108,7 +111,8 @@ def cmd_predict(args) -> int:
     seg = load(args.model, backend=args.backend, threads=args.threads)
     results = []
     for image in tqdm(args.images, desc="predict", unit="img", disable=len(args.images) < 2, file=sys.stderr):
-        results.append(seg.predict(image, samples=args.samples, seed=args.seed, recentre=args.recentre))
+        results.append(seg.predict(image, samples=args.samples, seed=args.seed, bit_depth=args.bit_depth,
+                                   recentre=args.recentre))
     if args.json:
         payload = [r.to_dict() for r in results]
         text = json.dumps(payload[0] if len(payload) == 1 else payload, indent=1)

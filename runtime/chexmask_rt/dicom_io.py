@@ -9,8 +9,9 @@ The pipeline follows the DICOM grayscale rendering chain:
 3. MONOCHROME1 (bright = low attenuation) is inverted, so the result is always
    MONOCHROME2-like, as the model was trained.
 
-The result is ``uint8`` when Bits Stored ≤ 8, else ``uint16`` spanning 0..65535,
-so :func:`chexmask_rt.preprocess.to_gray`'s default bit depth is right for it.
+The result is ``uint8`` when Bits Stored ≤ 8, else ``uint16`` spanning 0..65535: its
+brightest pixels reach full scale (always without a window; with one, unless the whole image lies
+below its top), so :func:`chexmask_rt.preprocess.to_gray` infers 16 bits.
 Multi-frame objects and objects without pixel data are refused.
 """
 from __future__ import annotations

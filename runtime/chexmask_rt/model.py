@@ -16,7 +16,7 @@ from .errors import InputError, ModelError
 from .frames import Letterbox
 from .image_io import read_image
 from .metadata import ModelInfo
-from .preprocess import preprocess, to_gray
+from .preprocess import preprocess, resolved_bit_depth, to_gray
 from .quality import load_assessor
 from .recentre import crop_square, moved_back, recentre_square
 from .result import Result
@@ -131,6 +131,8 @@ class Segmenter:
         """Segment one image (a file path or an array) with ``samples`` latent draws.
 
         Same image, samples and seed -> bit-identical result on the same machine.
+        ``bit_depth``: significant bits of a uint16 image (9-16); None infers them from its largest
+        value (``chexmask_rt.preprocess.significant_bits``).
         ``recentre``: when the lungs span little of the image (a wide field of view), predict
         again on a crop around them (``chexmask_rt.recentre``); other images are unaffected.
         """
@@ -143,28 +145,33 @@ class Segmenter:
         ``recentre`` as in ``predict``."""
         samples, seed = check_run_arguments(samples, seed, batch_size)
         images = list(images)
-        results = self._run_batch(images, samples, seed, bit_depth, batch_size)
+        results = self._run_batch(images, samples, seed, [bit_depth] * len(images), batch_size)
         if recentre:
             squares = {i: sq for i, r in enumerate(results) if (sq := recentre_square(r)) is not None}
-            crops = [crop_square(self._gray(images[i], bit_depth)[0], *sq) for i, sq in squares.items()]
-            for (i, sq), second in zip(squares.items(), self._run_batch(crops, samples, seed, bit_depth, batch_size)):
+            grays = [self._gray(images[i], bit_depth) for i in squares]
+            # a crop keeps its image's bit depth: inferred afresh, a crop without the brightest pixels could differ
+            crops = [crop_square(gray, *sq) for (gray, _, _), sq in zip(grays, squares.values())]
+            seconds = self._run_batch(crops, samples, seed, [depth for _, depth, _ in grays], batch_size)
+            for (i, sq), second in zip(squares.items(), seconds):
                 results[i] = moved_back(second, results[i], *sq)
         return results
 
     @staticmethod
-    def _gray(item: ImageLike, bit_depth: int | None) -> tuple[np.ndarray, str | None]:
-        """Any accepted image -> (gray uint8/uint16/float32 array, file name); no copy for gray arrays."""
+    def _gray(item: ImageLike, bit_depth: int | None) -> tuple[np.ndarray, int, str | None]:
+        """Any accepted image -> (gray uint8/uint16/float32 array, its resolved bit depth, file name);
+        no copy for gray arrays."""
         array, name = load_item(item)
-        gray, _ = to_gray(array, name=name or "array", bit_depth=bit_depth)
-        return gray, name
+        gray, full_scale = to_gray(array, name=name or "array", bit_depth=bit_depth)
+        return gray, resolved_bit_depth(gray, full_scale), name
 
-    def _run_batch(self, images: list[ImageLike], samples: int, seed: int, bit_depth: int | None,
+    def _run_batch(self, images: list[ImageLike], samples: int, seed: int, bit_depths: list[int | None],
                    batch_size: int) -> list[Result]:
+        """One result per image; ``bit_depths`` holds each image's ``bit_depth`` argument."""
         eps = latent_noise(samples, self.info.latents, seed)
         results: list[Result] = []
         for start in range(0, len(images), batch_size):
-            chunk = images[start:start + batch_size]
-            prepared = [self._prepare(item, bit_depth) for item in chunk]
+            chunk = zip(images[start:start + batch_size], bit_depths[start:start + batch_size])
+            prepared = [self._prepare(item, depth) for item, depth in chunk]
             batch = np.stack([p[0] for p in prepared])[:, None]
             out = self._backend.run(batch, eps)
             for i, (_, frame, name) in enumerate(prepared):

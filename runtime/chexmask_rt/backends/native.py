@@ -87,13 +87,14 @@ class NativeSegmenter(Segmenter):
         super().__init__(_NativeBackend(engine, info, path, engine_options), path)
         self._engine = engine
 
-    def _run_batch(self, images: list[ImageLike], samples: int, seed: int, bit_depth: int | None,
+    def _run_batch(self, images: list[ImageLike], samples: int, seed: int, bit_depths: list[int | None],
                    batch_size: int) -> list[Result]:
         results: list[Result] = []
         for start in range(0, len(images), batch_size):
-            chunk = [self._gray(item, bit_depth) for item in images[start:start + batch_size]]
-            outs = self._engine.predict_batch([g for g, _ in chunk], samples, seed, bit_depth)
-            results.extend(self._result(out, name) for out, (_, name) in zip(outs, chunk))
+            chunk = [self._gray(item, depth) for item, depth in
+                     zip(images[start:start + batch_size], bit_depths[start:start + batch_size])]
+            outs = self._engine.predict_batch([g for g, _, _ in chunk], samples, seed, [d for _, d, _ in chunk])
+            results.extend(self._result(out, name) for out, (_, _, name) in zip(outs, chunk))
         return results
 
     def _result(self, out, name: str | None) -> Result:
