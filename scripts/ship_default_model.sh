@@ -2,6 +2,7 @@
 # Ship a trained checkpoint as the package's default model, redoing every artefact that
 # depends on its weights, in the order they depend on each other:
 #   bash scripts/ship_default_model.sh training/checkpoints/default-vN N
+# 0. the checkpoint's per-landmark offsets (CKPT/landmark_offsets.json, training.landmark_offsets);
 # 1. the engine (runtime/chexmask_rt/models/default.onnx), its metadata naming the version;
 # 2. the reliability flag's thresholds for it (runtime/chexmask_rt/models/default.quality.json);
 # 3. the paper's uncertainty experiments (benchmarks/results/uncertainty_behaviour.{json,png}) and the
@@ -17,6 +18,7 @@ VERSION=${2:?model version}
 OVERLAYS=${OVERLAYS:-/tmp/overlays-v$VERSION}
 ENGINE=runtime/chexmask_rt/models/default.onnx
 export PYTHONPATH="$PWD/runtime:$PWD/export:$PWD"
+python -m training.landmark_offsets --checkpoint "$CKPT" --textures training/textures.json
 python -m chexmask_rt export --checkpoint "$CKPT" --output "$ENGINE" --name chexmask-rt-default \
   --model-version "$VERSION" --description "HybridGNet (skip), inputsize 512, trained on real shapes + \
 thin-plate-spline-warped real radiographs; see MODEL_CARD.md. Research and engineering use, not a medical device."

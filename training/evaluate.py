@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -27,6 +28,7 @@ import chexmask_rt
 from chexmask_rt.frames import Letterbox, distance_1024
 from chexmask_rt.image_io import read_image
 from chexmask_rt.overlay import draw_overlay
+from chexmask_rt.result import Result
 
 from .data import DEFAULT_DATA, FRAME, REFERENCE_TEXTURE, FoldedWarp, load_shapes, load_textures, warp_to_shape
 
@@ -38,27 +40,39 @@ def nearest_shape_distance(shapes: np.ndarray, pool: np.ndarray) -> np.ndarray:
     return np.array([np.linalg.norm(pool - (s - s.mean(axis=0)), axis=2).mean(axis=1).min() for s in shapes])
 
 
-def render_errors(seg, textures, shapes: np.ndarray, samples: int) -> tuple[np.ndarray, np.ndarray, list]:
-    """Render every shape on every texture (unaugmented, 1024 x 1024) and measure the error
-    [textures, shapes] against the shape and against where the render shows the texture's
-    landmarks; NaN where the warp folds. Also the shown-vs-planned offsets of every landmark."""
-    errors = np.full((len(textures), len(shapes)), np.nan)
-    shown_errors, shifts = errors.copy(), []
-    frame = Letterbox(FRAME, FRAME)
+def render_predictions(seg, textures, shapes: np.ndarray, samples: int) -> Iterator[tuple[int, int, np.ndarray, Result]]:
+    """Render every shape on every texture (unaugmented, 1024 x 1024, so image pixels are the
+    1024 frame) and predict it: (texture index, shape index, where the render shows the
+    texture's landmarks, result) per render; renders whose warp folds are skipped."""
     for t, texture in enumerate(textures):
         for i, shape in enumerate(shapes):
             try:
                 image, shown = warp_to_shape(texture, shape, FRAME, labels="shown")
             except FoldedWarp:
                 continue
-            r = seg.predict(image, samples=samples)
-            errors[t, i] = distance_1024(r.landmarks, shape, frame)
-            shown_errors[t, i] = distance_1024(r.landmarks, shown, frame)
-            shifts.append(np.linalg.norm(shown - shape, axis=1))
+            yield t, i, shown, seg.predict(image, samples=samples)
+
+
+def render_errors(seg, textures, shapes: np.ndarray, samples: int) -> tuple[np.ndarray, np.ndarray, list]:
+    """The error [textures, shapes] of ``render_predictions`` against the shape and against where
+    the render shows the texture's landmarks; NaN where the warp folds. Also the shown-vs-planned
+    offsets of every landmark."""
+    errors = np.full((len(textures), len(shapes)), np.nan)
+    shown_errors, shifts = errors.copy(), []
+    frame = Letterbox(FRAME, FRAME)
+    for t, i, shown, r in render_predictions(seg, textures, shapes, samples):
+        errors[t, i] = distance_1024(r.landmarks, shapes[i], frame)
+        shown_errors[t, i] = distance_1024(r.landmarks, shown, frame)
+        shifts.append(np.linalg.norm(shown - shapes[i], axis=1))
     return errors, shown_errors, shifts
 
 
 SEEN_SHAPES, SEEN_SEED = 81, 5  # as many training shapes as held-out ones, for the generalisation gap
+
+
+def seen_shape_indices(training_shapes: int) -> np.ndarray:
+    """Which training shapes measure the generalisation gap (kept out of other fits on training shapes)."""
+    return np.random.default_rng(SEEN_SEED).choice(training_shapes, SEEN_SHAPES, replace=False)
 
 
 def heldout_errors(seg, data: Path, textures_json: Path | None, samples: int) -> dict:
@@ -81,7 +95,7 @@ def heldout_errors(seg, data: Path, textures_json: Path | None, samples: int) ->
     shift = np.concatenate(shifts)
     out["labels_vs_planned_px"] = {"mean": float(shift.mean()), "p95": float(np.percentile(shift, 95)),
                                    "max": float(shift.max()), "unsolved_fraction": float(np.mean(shift == 0))}
-    seen = shapes.train[np.random.default_rng(SEEN_SEED).choice(len(shapes.train), SEEN_SHAPES, replace=False)]
+    seen = shapes.train[seen_shape_indices(len(shapes.train))]
     seen_errors, _, _ = render_errors(seg, textures, seen, samples)
     novelty = nearest_shape_distance(shapes.heldout, shapes.train)
     per_shape = np.nanmean(errors, axis=0)

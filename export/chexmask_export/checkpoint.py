@@ -18,6 +18,8 @@ import torch
 from chexmask_rt.errors import ModelError, first_line
 from chexmask_rt.metadata import file_sha256
 
+from .landmark_offsets import LandmarkOffsets, read_offsets
+
 HF_WEIGHTS = "pytorch_model.bin"
 HF_CONFIG = "config.json"
 ENCODER_CHANNELS = (8, 16, 32, 64, 128, 128)
@@ -78,6 +80,7 @@ class Checkpoint:
     source: Path
     sha256: str
     layout: str  # "huggingface" or "training-script"
+    landmark_offsets: LandmarkOffsets | None = None  # landmark_offsets.json beside the weights
 
 
 def _read_config(path: Path) -> ModelConfig:
@@ -123,11 +126,12 @@ def infer_config(state: dict[str, torch.Tensor], source: str) -> ModelConfig:
                                   "use_skip": "SC_1.graphConv_pre.lins.0.weight" in state}, source)
 
 
-def load_checkpoint(path: str | Path, config: str | Path | None = None) -> Checkpoint:
+def load_checkpoint(path: str | Path, config: str | Path | None = None, *, offsets: bool = True) -> Checkpoint:
     """Load a checkpoint in either published layout.
 
     ``path`` may be a Hugging Face folder, its ``pytorch_model.bin`` or a
     training-script ``.pt``. ``config`` overrides the config found beside it.
+    ``offsets``: also read the ``landmark_offsets.json`` beside the weights, if any.
     """
     path = Path(path)
     if path.is_dir():
@@ -153,4 +157,5 @@ def load_checkpoint(path: str | Path, config: str | Path | None = None) -> Check
         cfg = _read_config(weights.parent / HF_CONFIG)
     else:
         cfg = infer_config(state, str(weights))
-    return Checkpoint(cfg, state, weights, file_sha256(weights), layout)
+    sha256 = file_sha256(weights)
+    return Checkpoint(cfg, state, weights, sha256, layout, read_offsets(weights, sha256) if offsets else None)

@@ -14,6 +14,7 @@ from chexmask_rt.metadata import FORMAT_VERSION, ModelInfo
 from .affine_fusion import fuse_per_image_affines
 from .checkpoint import Checkpoint
 from .engine_graph import INPUT_NAMES, OUTPUT_NAMES, SAMPLES_OUTPUT, UncertaintyEngine
+from .landmark_offsets import LandmarkOffsets
 from .model import HybridGNet
 from .tensorrt_ops import tensorrt_problems
 
@@ -54,15 +55,18 @@ def build_network(checkpoint: Checkpoint) -> HybridGNet:
 
 def export_onnx(net: HybridGNet, output: str | Path, *, checkpoint_sha256: str, samples_output: bool = False,
                 model_name: str = "hybridgnet", model_version: str = "unversioned", trained: bool = True,
-                description: str = "", fuse_norms: bool = True) -> ModelInfo:
+                description: str = "", fuse_norms: bool = True,
+                landmark_offsets: LandmarkOffsets | None = None) -> ModelInfo:
     """Write ``net`` as a chexmask-rt engine to ``output`` and return its metadata.
 
     The graph is checked with ``onnx.checker`` and against the TensorRT 10
     operator table before anything is written. ``fuse_norms=False`` leaves out the
-    batch-1 depthwise-Conv form of the norms (``affine_fusion``).
+    batch-1 depthwise-Conv form of the norms (``affine_fusion``). ``landmark_offsets`` are added
+    to every decoded sample, and their file's sha256 goes into the metadata.
     """
     cfg = net.config
-    engine = UncertaintyEngine(net.eval(), emit_samples=samples_output)
+    engine = UncertaintyEngine(net.eval(), emit_samples=samples_output,
+                               offsets=None if landmark_offsets is None else landmark_offsets.offsets)
     outputs = OUTPUT_NAMES + ([SAMPLES_OUTPUT] if samples_output else [])
     dims = {"image": {0: "batch"}, "eps": {0: "samples"}}
     dims.update({name: {0: "batch"} for name in outputs})
@@ -81,7 +85,8 @@ def export_onnx(net: HybridGNet, output: str | Path, *, checkpoint_sha256: str, 
     info = ModelInfo(format_version=FORMAT_VERSION, inputsize=cfg.inputsize, latents=cfg.latents,
                      skip=cfg.use_skip, checkpoint_sha256=checkpoint_sha256, model_name=model_name,
                      model_version=model_version, trained=trained, description=description,
-                     has_samples_output=samples_output)
+                     has_samples_output=samples_output,
+                     landmark_offsets_sha256="" if landmark_offsets is None else landmark_offsets.sha256)
     for key, value in info.to_metadata().items():
         model.metadata_props.add(key=key, value=value)
     model.producer_name = "chexmask-rt"

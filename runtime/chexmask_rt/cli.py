@@ -70,6 +70,9 @@ def _add_export(sub) -> None:
     p.add_argument("--no-fused-norms", action="store_true",
                    help="keep the norms' per-image affines as Mul/Add only, without the batch-1 depthwise-Conv "
                         "branch (for a TensorRT build that rejects If nodes or non-constant Conv weights)")
+    p.add_argument("--no-landmark-offsets", action="store_true",
+                   help="leave out the per-landmark offsets of a landmark_offsets.json beside the checkpoint "
+                        "(see chexmask_export/landmark_offsets.py): the bare model, e.g. to fit new ones")
 
 
 def _add_info(sub) -> None:
@@ -190,12 +193,14 @@ def cmd_export(args) -> int:
         from chexmask_export.onnx_export import build_network, export_onnx
     except ImportError as exc:
         raise ModelError(f"export needs the export extras (torch, onnx): pip install 'chexmask-rt[export]' ({exc})") from None
-    ckpt = load_checkpoint(args.checkpoint, args.config)
+    ckpt = load_checkpoint(args.checkpoint, args.config, offsets=not args.no_landmark_offsets)
     info = export_onnx(build_network(ckpt), args.output, checkpoint_sha256=ckpt.sha256,
                        samples_output=args.samples_output, model_name=args.name, model_version=args.model_version,
-                       description=args.description, fuse_norms=not args.no_fused_norms)
+                       description=args.description, fuse_norms=not args.no_fused_norms,
+                       landmark_offsets=ckpt.landmark_offsets)
+    offsets = "" if ckpt.landmark_offsets is None else f", landmark offsets from {ckpt.landmark_offsets.source}"
     print(f"wrote {args.output}: inputsize {info.inputsize}, latents {info.latents}, skip {info.skip}, "
-          f"{ckpt.layout} checkpoint sha256 {ckpt.sha256[:12]}...")
+          f"{ckpt.layout} checkpoint sha256 {ckpt.sha256[:12]}...{offsets}")
     return EXIT_OK
 
 

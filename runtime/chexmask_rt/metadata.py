@@ -36,6 +36,7 @@ class ModelInfo:
     trained: bool
     description: str = ""
     has_samples_output: bool = False
+    landmark_offsets_sha256: str = ""  # "" when the engine adds no per-landmark offsets
 
     def to_metadata(self) -> dict[str, str]:
         fields = {
@@ -45,6 +46,8 @@ class ModelInfo:
             "model_version": self.model_version, "trained": str(self.trained).lower(),
             "description": self.description, "samples_output": str(self.has_samples_output).lower(),
         }
+        if self.landmark_offsets_sha256:
+            fields["landmark_offsets_sha256"] = self.landmark_offsets_sha256
         return {PREFIX + k: v for k, v in fields.items()}
 
     @classmethod
@@ -70,7 +73,8 @@ class ModelInfo:
                        model_name=get.get("model_name", "hybridgnet"),
                        model_version=get.get("model_version", "unversioned"),
                        trained=get.get("trained", "true") == "true", description=get.get("description", ""),
-                       has_samples_output=get.get("samples_output", "false") == "true")
+                       has_samples_output=get.get("samples_output", "false") == "true",
+                       landmark_offsets_sha256=get.get("landmark_offsets_sha256", ""))
         except ValueError as exc:
             raise ModelError(f"{source}: malformed engine metadata ({exc})") from None
         if info.inputsize < 32 or info.inputsize % 32 or info.latents < 1:
