@@ -177,6 +177,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--ema", type=float, default=0.0,
                    help="write an exponential moving average of the weights (this decay per step, e.g. 0.999) as "
                         "the checkpoint, and the last step's weights to OUT/last_iterate; 0: off")
+    p.add_argument("--no-channels-last", dest="channels_last", action="store_false",
+                   help="keep the CPU's convolutions in NCHW (the default before 2026-11-27)")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--init", type=Path, help="start from this published-layout checkpoint folder")
     args = p.parse_args(argv)
@@ -193,7 +195,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{len(shapes.train)} training shapes, {len(shapes.heldout)} held out; textures: "
           f"{', '.join(t.name for t in textures)}")
     config = ModelConfig(inputsize=args.inputsize, use_skip=True)
-    net = HybridGNet(config).to(device)
+    # NHWC convolutions: on the 2-core CPU one batch-4 step takes 0.63 s instead of 0.79 s
+    # (oneDNN); left alone on CUDA, where it was not measured
+    layout = torch.channels_last if device.type == "cpu" and args.channels_last else torch.contiguous_format
+    net = HybridGNet(config).to(device, memory_format=layout)
     if args.init:
         from chexmask_export.checkpoint import load_checkpoint
         net.load_published(load_checkpoint(args.init).state_dict)
@@ -250,7 +255,8 @@ def main(argv: list[str] | None = None) -> None:
         waited += time.perf_counter() - tick
         if first_wait is None:  # the workers' start-up
             first_wait = round(waited, 1)
-        images, target = images.to(device, non_blocking=True), target.to(device, non_blocking=True)
+        images = images.to(device, non_blocking=True, memory_format=layout)
+        target = target.to(device, non_blocking=True)
         loss, stats = published_loss(net, images, target, kl_weight(step, plan.steps, anneal), down)
         opt.zero_grad(set_to_none=True)
         loss.backward()
