@@ -17,6 +17,7 @@ import time
 import warnings
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -294,12 +295,17 @@ def _example_program() -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-def test_cpp_example_json_equals_python_cli(shared_images):
+def test_cpp_example_json_equals_python_cli(shared_images, tmp_path):
     program = _example_program()
     if program is None:
         skip_or_fail_without_native("chexmask-rt-cpp not built (configure with -DCHEXMASK_RT_BUILD_EXAMPLES=ON)")
     model = str(chexmask_rt.default_model_path())
-    images = [str(p) for p in shared_images]
+    # 16-bit files with 12 significant bits and with 8: both programs infer the same bit depth
+    gray, _ = to_gray(read_image(shared_images[0]))
+    deep = [tmp_path / "twelve_bit.png", tmp_path / "eight_bit_in_16.png"]
+    cv2.imwrite(str(deep[0]), gray.astype(np.uint16) * 16)
+    cv2.imwrite(str(deep[1]), gray.astype(np.uint16))
+    images = [str(p) for p in [*shared_images, *deep]]
     args = ["--model", model, "--samples", "12", "--seed", "5"]
     cpp = subprocess.run([str(program), *args, "--onnxruntime", native.onnxruntime_library(), *images],
                          capture_output=True, text=True, check=True, timeout=300)

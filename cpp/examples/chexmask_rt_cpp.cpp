@@ -67,13 +67,30 @@ Args parse_args(int argc, char** argv) {
     return args;
 }
 
-/// The decoded gray image the engine reads; colour is converted as the Python reader does.
+double max_value(const cv::Mat& gray) {
+    double low = 0, high = 0;
+    cv::minMaxLoc(gray, &low, &high);
+    return high;
+}
+
+/// As the Python package reads a 16-bit file (chexmask_rt.preprocess.significant_bits): with
+/// the fewest bits that hold its largest value, so that a 12-bit detector's image stored in 16
+/// bits is scaled by 4095, not 65535.
+int significant_bits(const cv::Mat& gray16) {
+    const double top = max_value(gray16);
+    int bits = 9;
+    while (bits < 16 && top > static_cast<double>((1u << bits) - 1u)) ++bits;
+    return bits;
+}
+
+/// The decoded gray image the engine reads; colour and bit depth are handled as the Python reader does.
 cv::Mat read_gray(const std::string& path) {
     cv::Mat image = cv::imread(path, cv::IMREAD_UNCHANGED);
     if (image.empty()) throw chexmask_rt::InputError(path + ": not a readable image (missing, corrupt or unsupported)");
     if (image.channels() == 3) cv::cvtColor(image, image, cv::COLOR_BGR2GRAY);
     else if (image.channels() == 4) cv::cvtColor(image, image, cv::COLOR_BGRA2GRAY);
     else if (image.channels() != 1) throw chexmask_rt::InputError(path + ": unsupported channel count");
+    if (image.depth() == CV_16U && max_value(image) <= 255.0) image.convertTo(image, CV_8U);  // 8-bit content
     return image;
 }
 
@@ -81,7 +98,7 @@ chexmask_rt::ImageView view_of(const cv::Mat& gray, const std::string& path) {
     int bit_depth = 0;
     switch (gray.depth()) {
         case CV_8U: bit_depth = 8; break;
-        case CV_16U: bit_depth = 16; break;
+        case CV_16U: bit_depth = significant_bits(gray); break;
         case CV_32F: bit_depth = 32; break;
         default: throw chexmask_rt::InputError(path + ": unsupported pixel type; use 8/16-bit or float images");
     }

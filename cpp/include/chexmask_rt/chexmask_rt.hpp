@@ -51,6 +51,9 @@ struct ImageView {
     std::size_t stride = 0;       ///< bytes from one row to the next (>= width * bytes per pixel)
     /// 8: uint8 pixels (full scale 255). 9..16: uint16 pixels with that many
     /// significant bits (full scale 2^bit_depth - 1). 32: float32 already in [0, 1].
+    /// Give the detector's real depth: 12-bit pixels passed as 16 reach the model at 1/16
+    /// of their brightness. (The Python package and the example program infer it from the
+    /// largest value when they are not told.)
     int bit_depth = 8;
     /// Size of the buffer behind `data` in bytes, checked when non-zero; pass it if you know it.
     std::size_t size_bytes = 0;
