@@ -9,6 +9,8 @@
 # Export and evaluation run afterwards on the development machine, which costs no device time:
 #   cat OUT/ckpt.part* > CKPT/pytorch_model.bin; tar xzf OUT/run_meta.tgz -C CKPT
 #   (with EMA on, OUT/last.part* are the last step's weights: cat them > CKPT/last_iterate/pytorch_model.bin)
+#   then compare it with the shipped model: python -m training.landmark_offsets --checkpoint CKPT ...,
+#   export, training.evaluate; scripts/ship_default_model.sh CKPT N does all of that when it ships
 # Everything goes to $OUT in at most 8 files (the most the device returns, each <= 16 MB): the
 # checkpoint in parts (the weight average, and the last step's weights when EMA is on),
 # run_meta.tgz (configs, training log), train.log, gpu_check.tgz.
