@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
     net = HybridGNet(config).to(device, memory_format=layout)
     if args.init:
         from chexmask_export.checkpoint import load_checkpoint
-        net.load_published(load_checkpoint(args.init).state_dict)
+        net.load_published(load_checkpoint(args.init, offsets=False).state_dict)  # offsets belong to the old weights
     opt = torch.optim.Adam(net.parameters(), lr=args.lr, weight_decay=1e-5)
     plan = StepPlan(args.steps, fit=args.fit_to_minutes)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, args.warmup_steps, plan.steps))
