@@ -102,7 +102,8 @@ PRECISIONS = {"fp32": (torch.float32, False), "fp16": (torch.float16, False), "f
 
 def engine_in(checkpoint: Path, device: torch.device, precision: str) -> UncertaintyEngine:
     dtype, fp32_norms = PRECISIONS[precision]
-    engine = UncertaintyEngine(build_network(load_checkpoint(checkpoint))).to(device=device, dtype=dtype).eval()
+    ckpt = load_checkpoint(checkpoint)  # the shipped engine's graph, its landmark offsets included
+    engine = UncertaintyEngine(build_network(ckpt), offsets=ckpt.landmark_offsets).to(device=device, dtype=dtype).eval()
     if fp32_norms:
         _keep_norms_fp32(engine)
     return engine

@@ -2,10 +2,10 @@
 one batch, and the per-landmark statistics, as a single torch module to export."""
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 
+from .landmark_offsets import LandmarkOffsets
 from .model import HybridGNet
 
 INPUT_NAMES = ["image", "eps"]
@@ -18,15 +18,16 @@ class UncertaintyEngine(nn.Module):
 
     Decode row 0 of each image is z = mu; rows 1..K are z = mu + sigma * eps_k.
     std is the population std (ddof 0), as numpy computes it in CheXmask-U.
-    ``offsets`` [120, 2] (``landmark_offsets``) are added to every decoded row; without them
-    the graph is the published model's.
+    ``offsets`` (a checkpoint's ``landmark_offsets``) are added to every decoded row; without
+    them the graph is the published model's.
     """
 
-    def __init__(self, net: HybridGNet, emit_samples: bool = False, offsets: np.ndarray | None = None):
+    def __init__(self, net: HybridGNet, emit_samples: bool = False, offsets: LandmarkOffsets | None = None):
         super().__init__()
         self.net = net.eval()
         self.emit_samples = emit_samples
-        self.register_buffer("offsets", None if offsets is None else torch.as_tensor(offsets, dtype=torch.float32))
+        self.register_buffer("offsets", None if offsets is None else
+                             torch.as_tensor(offsets.offsets, dtype=torch.float32))
 
     def forward(self, image: torch.Tensor, eps: torch.Tensor):
         conv5, conv6, mu, logvar = self.net.encoder(image)

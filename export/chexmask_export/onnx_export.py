@@ -65,8 +65,7 @@ def export_onnx(net: HybridGNet, output: str | Path, *, checkpoint_sha256: str, 
     to every decoded sample, and their file's sha256 goes into the metadata.
     """
     cfg = net.config
-    engine = UncertaintyEngine(net.eval(), emit_samples=samples_output,
-                               offsets=None if landmark_offsets is None else landmark_offsets.offsets)
+    engine = UncertaintyEngine(net.eval(), emit_samples=samples_output, offsets=landmark_offsets)
     outputs = OUTPUT_NAMES + ([SAMPLES_OUTPUT] if samples_output else [])
     dims = {"image": {0: "batch"}, "eps": {0: "samples"}}
     dims.update({name: {0: "batch"} for name in outputs})
