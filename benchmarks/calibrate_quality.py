@@ -1,6 +1,6 @@
 """Calibrate the reliability flag (``r.quality``) of an engine on the shared real images.
 
-    python -m benchmarks.calibrate_quality [--model M] [--samples 50] [--write]
+    python -m benchmarks.calibrate_quality [--model M] [--samples 50] [--single-look] [--write]
 
 Data, all generated deterministically (fixed seeds) from ../shared/data:
 - in-distribution: the five shared radiographs and the MONOCHROME2 CR DICOM, each as is
@@ -16,8 +16,10 @@ Scores: the mean node std in the 1024 frame and the mean latent sigma (chexmask_
 The two thresholds are chosen together to maximise Youden's J (TPR − FPR) of the rule
 "flag when either score is above its threshold", as in CheXmask-U; a score may be left
 out (threshold +inf) when it does not help. ROC AUC of each score (Mann–Whitney U) is
-reported. ``--write`` stores the thresholds in ``<engine stem>.quality.json`` beside the
-engine, keyed by its checkpoint_sha256.
+reported. Predictions take the runtime's default second look (chexmask_rt.second_look), which
+pools two looks' samples and so moves the scores; ``--single-look`` measures one engine call.
+``--write`` stores the thresholds in ``<engine stem>.quality.json`` beside the engine, keyed by
+its checkpoint_sha256; the runtime applies them to both kinds of answer.
 """
 from __future__ import annotations
 
@@ -139,6 +141,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="engine .onnx (default: the shipped model)")
     parser.add_argument("--samples", type=int, default=50)
+    parser.add_argument("--single-look", dest="second_look", action="store_false",
+                        help="one engine call per image instead of the default second look")
     parser.add_argument("--write", action="store_true", help="store the thresholds beside the engine")
     args = parser.parse_args(argv)
 
@@ -146,7 +150,7 @@ def main(argv: list[str] | None = None) -> dict:
     items = dataset()
     names, kinds, node, sigma, labels = [], [], [], [], []
     for name, kind, img, label in items:
-        r = seg.predict(img, samples=args.samples, seed=0)
+        r = seg.predict(img, samples=args.samples, seed=0, second_look=args.second_look)
         names.append(name), kinds.append(kind), labels.append(label)
         node.append(node_std_1024(r.mean_node_std, r.height, r.width)), sigma.append(r.mean_latent_sigma)
     node, sigma, labels = np.array(node), np.array(sigma), np.array(labels)
@@ -160,6 +164,7 @@ def main(argv: list[str] | None = None) -> dict:
                          "mean_latent_sigma_median": float(np.median(sigma[m])), "flagged": float(flagged.mean())}
     report = {
         "model": seg.model_id, "checkpoint_sha256": seg.info.checkpoint_sha256, "samples": args.samples, "seed": 0,
+        "second_look": args.second_look,
         "n_in": int((labels == 0).sum()), "n_out": int((labels == 1).sum()),
         "auc": {"node_std_1024": auc(node, labels), "mean_latent_sigma": auc(sigma, labels)},
         "thresholds": {"node_std_1024": rule["node_std_1024"], "mean_latent_sigma": rule["mean_latent_sigma"]},

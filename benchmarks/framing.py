@@ -9,16 +9,19 @@ larger of their width over the image's width and their height over its height;
 1 is a lung touching the edges): a border is cropped away (a tighter field of
 view) or added in black, the same fraction of each side. For each framing it
 reports the mean landmark distance in the 1024 frame of the re-framed image,
-with and without ``recentre=True`` (chexmask_rt.recentre):
+with the default second look and with one engine call (``second_look=False``,
+chexmask_rt.second_look):
 
 * ``wiki_example1`` against its reference landmarks (accuracy);
 * every image against its own full-frame prediction, moved by the same crop
   (consistency: a model that ignores framing scores 0).
 
+It also times ``predict`` both ways on each full image (median of 7 calls).
 Writes framing.json and framing.png to --out.
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import cv2
@@ -28,7 +31,7 @@ import chexmask_rt
 from benchmarks.shared_data import experiment_arguments, gray_radiographs, write_report
 from chexmask_rt.frames import Letterbox, distance_1024
 from chexmask_rt.quality import node_std_1024
-from chexmask_rt.recentre import lung_fill
+from chexmask_rt.second_look import lung_fill
 
 REFERENCE = "wiki_example1_normal_PA.jpg"
 FILLS = [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98]
@@ -51,43 +54,63 @@ def fraction_for(fill: float, target: float) -> float:
     return (1 - fill / target) / 2
 
 
-def framing_curve(seg, gray: np.ndarray, anchor: np.ndarray, truth: np.ndarray | None = None) -> list[dict]:
-    """Per target fill: the fill reached, the distance to ``anchor`` (the full-frame prediction)
-    and, when given, to ``truth``, both moved into the re-framed image; the mean node std
-    (1024 frame). The fill is measured on ``truth`` when given, else on ``anchor``."""
-    rows, lungs = [], truth if truth is not None else anchor
+LOOKS = {"single_look": False, "second_look": True}  # result key -> predict's second_look
+
+
+def framing_curve(seg, gray: np.ndarray, anchors: dict[str, np.ndarray], truth: np.ndarray | None = None) -> list[dict]:
+    """Per target fill and per look mode (``LOOKS``): the fill reached, the distance to that mode's
+    full-frame prediction (``anchors[mode]``) and, when given, to ``truth``, both moved into the
+    re-framed image; the mean node std (1024 frame). The fill is measured on ``truth`` when given,
+    else on the single look's anchor."""
+    rows, lungs = [], truth if truth is not None else anchors["single_look"]
     for target in FILLS:
         fraction = fraction_for(lung_fill(lungs, *gray.shape), target)
         image, offset = reframe(gray, fraction)
-        r = seg.predict(image, samples=SAMPLES)
-        again = seg.predict(image, samples=SAMPLES, recentre=True)
         frame = Letterbox(*image.shape)
-        row = {"fraction": fraction, "fill": lung_fill(lungs + offset, *image.shape),
-               "to_full_frame_px": distance_1024(r.landmarks, anchor + offset, frame),
-               "mean_node_std_1024": node_std_1024(r.mean_node_std, *image.shape),
-               "recentred": "recentred" in again.extra,
-               "recentred_to_full_frame_px": distance_1024(again.landmarks, anchor + offset, frame)}
-        if truth is not None:
-            row["to_reference_px"] = distance_1024(r.landmarks, truth + offset, frame)
-            row["recentred_to_reference_px"] = distance_1024(again.landmarks, truth + offset, frame)
+        row = {"fraction": fraction, "fill": lung_fill(lungs + offset, *image.shape)}
+        for mode, second_look in LOOKS.items():
+            r = seg.predict(image, samples=SAMPLES, second_look=second_look)
+            row[mode] = {"to_full_frame_px": distance_1024(r.landmarks, anchors[mode] + offset, frame),
+                         "mean_node_std_1024": node_std_1024(r.mean_node_std, *image.shape),
+                         "look": r.extra.get("second_look", {}).get("look", "off")}
+            if truth is not None:
+                row[mode]["to_reference_px"] = distance_1024(r.landmarks, truth + offset, frame)
         rows.append(row)
     return rows
+
+
+def latency_ms(seg, gray: np.ndarray, calls: int = 7) -> dict[str, float]:
+    """Median wall time of ``predict`` per look mode on one image (after one warm-up call each)."""
+    out = {}
+    for mode, second_look in LOOKS.items():
+        seg.predict(gray, samples=SAMPLES, second_look=second_look)
+        times = []
+        for _ in range(calls):
+            t0 = time.perf_counter()
+            seg.predict(gray, samples=SAMPLES, second_look=second_look)
+            times.append(1000 * (time.perf_counter() - t0))
+        out[mode] = float(np.median(times))
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
     args = experiment_arguments(__doc__).parse_args(argv)
     seg = chexmask_rt.load(args.model)
-    report = {"model": seg.model_id, "fills": FILLS, "images": {}}
+    report = {"model": seg.model_id, "fills": FILLS, "images": {}, "latency_ms": {}}
     for path, gray in gray_radiographs(args.data):
         truth = None
         if path.name == REFERENCE:
             truth = np.load(args.data / "landmarks" / "wiki_example1_landmarks_original_px.npy")
-        anchor = seg.predict(gray, samples=SAMPLES).landmarks
-        rows = report["images"][path.name] = framing_curve(seg, gray, anchor, truth)
+        anchors = {mode: seg.predict(gray, samples=SAMPLES, second_look=on).landmarks for mode, on in LOOKS.items()}
+        rows = report["images"][path.name] = framing_curve(seg, gray, anchors, truth)
+        report["latency_ms"][path.name] = latency_ms(seg, gray)
         print(path.name + ": " + ", ".join(
-            f"fill {r['fill']:.2f} -> {r['to_full_frame_px']:.1f} px"
-            + (f" ({r['to_reference_px']:.1f} to reference)" if "to_reference_px" in r else "")
-            + (f", recentred {r['recentred_to_full_frame_px']:.1f}" if r["recentred"] else "") for r in rows))
+            f"fill {r['fill']:.2f} -> {r['single_look']['to_full_frame_px']:.1f} / "
+            f"{r['second_look']['to_full_frame_px']:.1f} px"
+            + (f" ({r['single_look']['to_reference_px']:.1f} / {r['second_look']['to_reference_px']:.1f} to reference)"
+               if truth is not None else "") for r in rows)
+            + "; single / second look, median ms: "
+            + " / ".join(f"{v:.0f}" for v in report["latency_ms"][path.name].values()))
     write_report(args.out, "framing", report, _plot)
 
 
@@ -99,13 +122,15 @@ def _plot(report: dict, path: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     for name, rows in report["images"].items():
         fill = [r["fill"] for r in rows]
-        line, = left.plot(fill, [r["to_full_frame_px"] for r in rows], marker="o", label=name[:22])
-        left.plot(fill, [r["recentred_to_full_frame_px"] for r in rows], ls=":", color=line.get_color())
-        right.plot(fill, [r["mean_node_std_1024"] for r in rows], marker="o", label=name[:22])
-        if "to_reference_px" in rows[0]:
-            left.plot(fill, [r["to_reference_px"] for r in rows], marker="s", color="black", ls="--",
+        line, = left.plot(fill, [r["second_look"]["to_full_frame_px"] for r in rows], marker="o", label=name[:22])
+        left.plot(fill, [r["single_look"]["to_full_frame_px"] for r in rows], ls=":", color=line.get_color())
+        right.plot(fill, [r["second_look"]["mean_node_std_1024"] for r in rows], marker="o", label=name[:22])
+        right.plot(fill, [r["single_look"]["mean_node_std_1024"] for r in rows], ls=":", color=line.get_color())
+        if "to_reference_px" in rows[0]["second_look"]:
+            left.plot(fill, [r["second_look"]["to_reference_px"] for r in rows], marker="s", color="black", ls="--",
                       label=f"{name[:22]} vs reference")
-    left.plot([], [], ls=":", color="gray", label="dotted: recentre=True")
+            left.plot(fill, [r["single_look"]["to_reference_px"] for r in rows], color="black", ls=":")
+    left.plot([], [], ls=":", color="gray", label="dotted: second_look=False")
     left.axhline(15, color="red", lw=1, ls="--", label="15 px")
     left.set(xlabel="lung extent / image extent", ylabel="mean landmark distance, 1024 frame (px)",
              title="Re-framed image vs full-frame prediction")

@@ -7,7 +7,8 @@
 # 2. the reliability flag's thresholds for it (runtime/chexmask_rt/models/default.quality.json);
 # 3. the paper's uncertainty experiments (benchmarks/results/uncertainty_behaviour.{json,png}) and the
 #    framing sweep (benchmarks/results/framing.{json,png});
-# 4. the model card's metrics (CKPT/metrics.json) and the overlays of every shared real image
+# 4. the model card's metrics, with the runtime's default second look (CKPT/metrics.json) and with one
+#    engine call (CKPT/metrics_single_look.json), and the overlays of every shared real image
 #    (OVERLAYS, default /tmp/overlays-vN: look at them before shipping);
 # 5. the README's picture (docs/overlay_chest_pa.png).
 # Left to you: MODEL_CARD.md and README.md, tests/test_runtime.py (model id and checkpoint),
@@ -27,6 +28,8 @@ python -m benchmarks.uncertainty_behaviour
 python -m benchmarks.framing
 python -m training.evaluate --model "$ENGINE" --textures training/textures.json --out "$CKPT/metrics.json" \
   --overlays "$OVERLAYS"
+python -m training.evaluate --model "$ENGINE" --textures training/textures.json --single-look \
+  --out "$CKPT/metrics_single_look.json"
 python -m chexmask_rt predict runtime/chexmask_rt/samples/chest_pa_cc0.jpg --samples 50 --json /tmp/overlay.json \
   --overlay docs/overlay_chest_pa.png
 echo "shipped $CKPT as chexmask-rt-default:$VERSION; overlays to look at: $OVERLAYS"

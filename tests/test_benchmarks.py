@@ -167,8 +167,9 @@ class _FixedModel:
     def __init__(self, landmarks):
         self.landmarks = landmarks
 
-    def predict(self, image, samples, recentre=False):
-        return SimpleNamespace(landmarks=self.landmarks, mean_node_std=2.0, extra={})
+    def predict(self, image, samples, second_look=True):
+        extra = {"second_look": {"look": "pooled"}} if second_look else {}
+        return SimpleNamespace(landmarks=self.landmarks, mean_node_std=2.0, extra=extra)
 
 
 def test_framing_reaches_each_fill_and_measures_in_the_reframed_1024_frame():
@@ -176,13 +177,15 @@ def test_framing_reaches_each_fill_and_measures_in_the_reframed_1024_frame():
     theta = np.linspace(0, 2 * np.pi, 120, endpoint=False)
     anchor = np.stack([400 + 280 * np.cos(theta), 500 + 350 * np.sin(theta)], 1)  # spans 0.7 of the image
     assert framing.lung_fill(anchor, *gray.shape) == pytest.approx(0.7, abs=0.01)
-    rows = framing.framing_curve(_FixedModel(anchor), gray, anchor, truth=anchor + 3.0)
+    rows = framing.framing_curve(_FixedModel(anchor), gray, {"single_look": anchor, "second_look": anchor},
+                                 truth=anchor + 3.0)
     assert [r["fill"] for r in rows] == pytest.approx(framing.FILLS, abs=0.01)
     for r in rows:
         image, offset = framing.reframe(gray, r["fraction"])
         scale = 1024 / max(image.shape)
-        # a model that ignores the framing is off by exactly the crop's offset
-        assert r["to_full_frame_px"] == pytest.approx(np.linalg.norm(offset) * scale, rel=1e-6)
-        assert r["to_reference_px"] == pytest.approx(np.linalg.norm(offset + 3.0) * scale, rel=1e-6)
-        assert r["mean_node_std_1024"] == pytest.approx(2.0 * scale)
-        assert r["recentred_to_full_frame_px"] == r["to_full_frame_px"] and not r["recentred"]
+        for mode, look in (("single_look", "off"), ("second_look", "pooled")):
+            # a model that ignores the framing is off by exactly the crop's offset
+            assert r[mode]["to_full_frame_px"] == pytest.approx(np.linalg.norm(offset) * scale, rel=1e-6)
+            assert r[mode]["to_reference_px"] == pytest.approx(np.linalg.norm(offset + 3.0) * scale, rel=1e-6)
+            assert r[mode]["mean_node_std_1024"] == pytest.approx(2.0 * scale)
+            assert r[mode]["look"] == look

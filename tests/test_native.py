@@ -318,12 +318,25 @@ def test_cpp_example_json_equals_python_cli(shared_images, tmp_path):
         assert g.keys() == w.keys() and g["scores"].keys() == w["scores"].keys()
         for expected in (w, r.to_dict()):
             for key, value in expected.items():
-                if isinstance(value, (list, dict)):
-                    a = np.array(list(g[key].values()) if isinstance(value, dict) else g[key], dtype=float)
-                    b = np.array(list(value.values()) if isinstance(value, dict) else value, dtype=float)
-                    np.testing.assert_allclose(a, b, atol=PX_TOL, rtol=0, err_msg=key)
+                if isinstance(value, dict):  # scores, second_look: numbers and the look's kind
+                    assert g[key].keys() == value.keys(), key
+                    for k, v in value.items():
+                        assert g[key][k] == v if isinstance(v, str) else abs(g[key][k] - v) <= PX_TOL, (key, k)
+                elif isinstance(value, list):
+                    np.testing.assert_allclose(np.array(g[key], float), np.array(value, float), atol=PX_TOL, rtol=0,
+                                               err_msg=key)
                 else:
                     assert g[key] == value, key
+    assert {g["second_look"]["look"] for g in got} == {"pooled"}
+    # --single-look: one engine call, as the CLI's
+    one = [*args, images[0]]
+    cpp1 = json.loads(subprocess.run([str(program), *one[:-1], "--onnxruntime", native.onnxruntime_library(),
+                                      "--single-look", one[-1]], capture_output=True, text=True, check=True).stdout)
+    cli1 = json.loads(subprocess.run([sys.executable, "-m", "chexmask_rt", "predict", *one, "--single-look", "--json", "-"],
+                                     capture_output=True, text=True, check=True).stdout)
+    assert "second_look" not in cpp1 and cpp1.keys() == cli1.keys()
+    np.testing.assert_allclose(cpp1["landmarks"], cli1["landmarks"], atol=PX_TOL, rtol=0)
+    assert np.abs(np.array(cpp1["landmarks"]) - np.array(got[0]["landmarks"])).max() > 0.01  # a different answer
 
 
 def test_cpp_example_errors(tmp_path):

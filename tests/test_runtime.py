@@ -61,13 +61,15 @@ def test_same_image_gives_bit_identical_results(default_segmenter, example1):
         np.testing.assert_array_equal(getattr(a, key), getattr(b, key))
     c = default_segmenter.predict(example1, samples=20, seed=6)
     assert not np.array_equal(a.landmarks_std, c.landmarks_std)
-    np.testing.assert_array_equal(a.landmarks_mu, c.landmarks_mu)  # the decode at mu needs no noise
+    # one engine call's decode at mu needs no noise (a second look's crop follows the noisy mean)
+    one = [default_segmenter.predict(example1, samples=20, seed=s, second_look=False) for s in (5, 6)]
+    np.testing.assert_array_equal(one[0].landmarks_mu, one[1].landmarks_mu)
 
 
 def test_results_are_the_engine_outputs_in_original_pixels(default_segmenter, example1):
     """Back-projection checked independently: run the backend by hand and undo the letterbox."""
     image = read_image(example1)  # 786 wide, 899 high: padded 56 px left
-    r = default_segmenter.predict(image, samples=8, seed=2)
+    r = default_segmenter.predict(image, samples=8, seed=2, second_look=False)
     tensor, _ = preprocess(image, default_segmenter.inputsize)
     raw = default_segmenter._backend.run(tensor[None, None], latent_noise(8, 64, 2))
     f64 = lambda a: a[0].astype(np.float64)  # noqa: E731
@@ -97,8 +99,11 @@ def test_uncertainty_fields(default_segmenter, example1):
 
 
 def test_single_sample_has_zero_std(default_segmenter, example1):
-    r = default_segmenter.predict(example1, samples=1)
+    r = default_segmenter.predict(example1, samples=1, second_look=False)
     assert np.all(r.landmarks_std == 0) and r.mean_node_std == 0
+    # two looks of one sample each: the std of two points is half their distance
+    two = default_segmenter.predict(example1, samples=1)
+    assert two.extra["second_look"]["look"] == "pooled" and two.mean_node_std > 0
 
 
 def test_batch_equals_single_calls(default_segmenter, shared_images):

@@ -4,7 +4,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from training.data import load_shapes, load_textures
-from training.evaluate import Recentring, nearest_shape_distance, render_errors
+from training.evaluate import Looks, nearest_shape_distance, render_errors
 
 from conftest import SHARED
 
@@ -39,9 +39,12 @@ def test_render_errors_measure_against_the_planned_shape_and_what_the_render_sho
     assert all(s.shape == (120,) for s in shifts) and shown_errors.min() > 0
 
 
-def test_recentring_passes_recentre_on_every_prediction():
+def test_looks_passes_its_second_look_setting_on_every_prediction():
     calls = []
-    seg = SimpleNamespace(model_id="m:1", predict=lambda image, samples, recentre=False: calls.append((samples, recentre)))
-    wrapped = Recentring(seg)
-    wrapped.predict("img", samples=7)
-    assert wrapped.model_id == "m:1" and calls == [(7, True)]
+    seg = SimpleNamespace(model_id="m:1",
+                          predict=lambda image, samples, second_look=True: calls.append((samples, second_look)))
+    for setting in (False, True):
+        wrapped = Looks(seg, second_look=setting)
+        wrapped.predict("img", samples=7)
+        assert wrapped.model_id == "m:1"
+    assert calls == [(7, False), (7, True)]

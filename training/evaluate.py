@@ -1,7 +1,10 @@
 """Measure a model the way the model card reports it.
 
     python -m training.evaluate --model engine.onnx [--textures textures.json] --out metrics.json [--overlays DIR]
-        [--recentre]
+        [--single-look]
+
+Predictions are the runtime's default (a second look, chexmask_rt.second_look) unless
+``--single-look`` asks for one engine call per image.
 
 * held-out shapes (JSRT test split + 10 % of the CheXmask ids) rendered on each
   real texture without augmentation, at 1024 x 1024: mean landmark error in
@@ -105,14 +108,14 @@ def heldout_errors(seg, data: Path, textures_json: Path | None, samples: int) ->
     return out
 
 
-class Recentring:
-    """A segmenter whose every prediction uses ``recentre=True`` (chexmask_rt.recentre)."""
+class Looks:
+    """A segmenter whose every prediction uses the given ``second_look`` (chexmask_rt.second_look)."""
 
-    def __init__(self, seg):
-        self.seg, self.model_id = seg, seg.model_id
+    def __init__(self, seg, second_look: bool):
+        self.seg, self.model_id, self.second_look = seg, seg.model_id, second_look
 
     def predict(self, image, samples: int):
-        return self.seg.predict(image, samples=samples, recentre=True)
+        return self.seg.predict(image, samples=samples, second_look=self.second_look)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -123,14 +126,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--samples", type=int, default=50)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--overlays", type=Path)
-    p.add_argument("--recentre", action="store_true", help="predict with recentre=True (chexmask_rt.recentre)")
+    p.add_argument("--single-look", dest="second_look", action="store_false",
+                   help="one engine call per image (second_look=False; chexmask_rt.second_look)")
     args = p.parse_args(argv)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         seg = chexmask_rt.load(args.model)
-    if args.recentre:
-        seg = Recentring(seg)
-    metrics = {"model": seg.model_id, "samples": args.samples, "recentre": args.recentre}
+    seg = Looks(seg, args.second_look)
+    metrics = {"model": seg.model_id, "samples": args.samples, "second_look": args.second_look}
     ex1 = read_image(args.data / "images" / REFERENCE_TEXTURE)
     truth = np.load(args.data / "landmarks" / "wiki_example1_landmarks_original_px.npy")
     r = seg.predict(ex1, samples=args.samples)

@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.images:
         assert name != REFERENCE_TEXTURE, "the reference texture has expert-checked landmarks already"
         image = read_image(args.data / "images" / name)
-        r = seg.predict(image, samples=50)
+        r = seg.predict(image, samples=50, second_look=False)  # as training/textures.json was made
         items.append({"image": f"images/{name}", "landmarks": r.landmarks.round(2).tolist(),
                       "mean_node_std": round(r.mean_node_std, 3)})
         if args.overlays:

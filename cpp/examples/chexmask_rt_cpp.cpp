@@ -1,6 +1,6 @@
 // chexmask-rt-cpp: the template a device integrator copies.
 //
-//   chexmask-rt-cpp --model M [--samples K] [--seed S] [--threads T] [--onnxruntime LIB] IMAGE...
+//   chexmask-rt-cpp --model M [--samples K] [--seed S] [--threads T] [--onnxruntime LIB] [--single-look] IMAGE...
 //
 // Reads PNG/JPEG/TIFF/BMP with OpenCV and prints, per image, the JSON object of
 // `chexmask-rt predict --json -` (a list for several images).
@@ -28,11 +28,13 @@ struct Args {
     int samples = 50;
     std::uint64_t seed = 0;
     int threads = 0;
+    bool second_look = true;
     std::vector<std::string> images;
 };
 
 [[noreturn]] void usage(const std::string& problem) {
-    std::cerr << "usage: chexmask-rt-cpp --model M [--samples K] [--seed S] [--threads T] [--onnxruntime LIB] IMAGE...\n";
+    std::cerr << "usage: chexmask-rt-cpp --model M [--samples K] [--seed S] [--threads T] [--onnxruntime LIB] "
+                 "[--single-look] IMAGE...\n";
     if (!problem.empty()) std::cerr << "chexmask-rt-cpp: error: " << problem << "\n";
     std::exit(kExitUsage);
 }
@@ -58,6 +60,7 @@ Args parse_args(int argc, char** argv) {
         else if (a == "--seed") args.seed = parse_number<std::uint64_t>(value(), a);
         else if (a == "--threads") args.threads = parse_number<int>(value(), a);
         else if (a == "--onnxruntime") args.onnxruntime = value();
+        else if (a == "--single-look") args.second_look = false;
         else if (a == "-h" || a == "--help") usage("");
         else if (a.size() > 1 && a[0] == '-') usage("unknown option " + a);
         else args.images.push_back(a);
@@ -152,7 +155,16 @@ std::string to_json(const chexmask_rt::Result& r, const std::string& image, cons
       << ",\n \"landmarks_mu\": " << points(r.landmarks_mu) << ",\n \"latent_mu\": " << values(r.latent_mu)
       << ",\n \"latent_sigma\": " << values(r.latent_sigma) << ",\n \"node_uncertainty\": " << values(r.node_uncertainty)
       << ",\n \"scores\": {\"mean_node_std\": " << number(r.mean_node_std)
-      << ", \"mean_latent_sigma\": " << number(r.mean_latent_sigma) << "}\n}";
+      << ", \"mean_latent_sigma\": " << number(r.mean_latent_sigma) << "}";
+    if (const auto& s = r.second_look) {
+        o << ",\n \"second_look\": {\"look\": " << quoted(s->look) << ", \"first_fill\": " << number(s->first_fill);
+        if (s->look != "none") {
+            o << ", \"crop_left\": " << s->crop_left << ", \"crop_top\": " << s->crop_top
+              << ", \"crop_side\": " << s->crop_side;
+        }
+        o << "}";
+    }
+    o << "\n}";
     return o.str();
 }
 
@@ -168,7 +180,7 @@ int main(int argc, char** argv) {
         std::vector<std::string> objects;
         for (const std::string& path : args.images) {
             const cv::Mat gray = read_gray(path);  // owns the pixels the view points at
-            const chexmask_rt::Result r = engine.predict(view_of(gray, path), args.samples, args.seed);
+            const chexmask_rt::Result r = engine.predict(view_of(gray, path), args.samples, args.seed, args.second_look);
             objects.push_back(to_json(r, path, engine.info().id()));
         }
         if (objects.size() == 1) {

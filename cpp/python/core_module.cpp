@@ -129,7 +129,7 @@ std::vector<std::optional<int>> bit_depths_for(const py::object& bit_depth, std:
 }
 
 std::vector<Result> predict_many(const Engine& engine, const py::list& images, int samples, const py::object& seed,
-                                 const py::object& bit_depth) {
+                                 const py::object& bit_depth, bool second_look) {
     const std::vector<std::optional<int>> depths = bit_depths_for(bit_depth, images.size());
     std::vector<HeldImage> held;
     std::vector<ImageView> views;
@@ -139,7 +139,21 @@ std::vector<Result> predict_many(const Engine& engine, const py::list& images, i
     }
     const std::uint64_t s = seed_from(seed);
     py::gil_scoped_release release;
-    return engine.predict_batch(views, samples, s);
+    return engine.predict_batch(views, samples, s, second_look);
+}
+
+// Python's Result.extra["second_look"]: the same keys and values (chexmask_rt/second_look.py).
+py::object second_look_dict(const Result& r) {
+    if (!r.second_look) return py::none();
+    const SecondLook& s = *r.second_look;
+    py::dict d;
+    d["look"] = s.look;
+    d["first_fill"] = s.first_fill;
+    if (s.look == "none") return d;
+    d["crop_left"] = s.crop_left;
+    d["crop_top"] = s.crop_top;
+    d["crop_side"] = s.crop_side;
+    return d;
 }
 
 void bind_info(py::module_& m) {
@@ -169,7 +183,8 @@ void bind_result(py::module_& m) {
         .def_readonly("height", &Result::height)
         .def_readonly("width", &Result::width)
         .def_readonly("samples", &Result::samples)
-        .def_readonly("seed", &Result::seed);
+        .def_readonly("seed", &Result::seed)
+        .def_property_readonly("second_look", &second_look_dict);
 }
 
 void bind_engine(py::module_& m) {
@@ -191,14 +206,15 @@ void bind_engine(py::module_& m) {
         .def(
             "predict",
             [](const Engine& e, const py::object& image, int samples, const py::object& seed,
-               std::optional<int> bit_depth) {
+               std::optional<int> bit_depth, bool second_look) {
                 py::list one;
                 one.append(image);
-                return predict_many(e, one, samples, seed, py::cast(bit_depth)).front();
+                return predict_many(e, one, samples, seed, py::cast(bit_depth), second_look).front();
             },
-            py::arg("image"), py::arg("samples"), py::arg("seed") = 0, py::arg("bit_depth") = py::none())
+            py::arg("image"), py::arg("samples"), py::arg("seed") = 0, py::arg("bit_depth") = py::none(),
+            py::arg("second_look") = true)
         .def("predict_batch", &predict_many, py::arg("images"), py::arg("samples"), py::arg("seed") = 0,
-             py::arg("bit_depth") = py::none());
+             py::arg("bit_depth") = py::none(), py::arg("second_look") = true);
 }
 
 py::tuple preprocess(const py::object& image, int size, std::optional<int> bit_depth) {
@@ -238,4 +254,6 @@ PYBIND11_MODULE(_core, m) {
     m.attr("MIN_SIDE") = kMinSide;
     m.attr("MAX_SIDE") = kMaxSide;
     m.attr("MAX_SAMPLES") = kMaxSamples;
+    m.attr("SECOND_LOOK_FILL") = kSecondLookFill;
+    m.attr("CROP_ONLY_BELOW") = kCropOnlyBelow;
 }

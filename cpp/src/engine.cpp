@@ -32,6 +32,8 @@ void check_samples(int samples) {
 
 struct Engine::Impl {
     std::unique_ptr<detail::Backend> backend;
+    /// One engine call for validated images: preprocess, run, back to original pixels.
+    std::vector<Result> one_look(const std::vector<ImageView>& images, int samples, std::uint64_t seed) const;
 };
 
 Engine::Engine(const std::string& model_path, const EngineOptions& options)
@@ -43,17 +45,13 @@ Engine& Engine::operator=(Engine&&) noexcept = default;
 
 const ModelInfo& Engine::info() const { return impl_->backend->info(); }
 
-Result Engine::predict(const ImageView& image, int samples, std::uint64_t seed) const {
-    return predict_batch({image}, samples, seed).front();
+Result Engine::predict(const ImageView& image, int samples, std::uint64_t seed, bool second_look) const {
+    return predict_batch({image}, samples, seed, second_look).front();
 }
 
-std::vector<Result> Engine::predict_batch(const std::vector<ImageView>& images, int samples, std::uint64_t seed) const {
-    check_samples(samples);
-    if (images.empty()) throw InputError("predict_batch: no images");
-    const ModelInfo& info = impl_->backend->info();
+std::vector<Result> Engine::Impl::one_look(const std::vector<ImageView>& images, int samples, std::uint64_t seed) const {
+    const ModelInfo& info = backend->info();
     const std::size_t plane = static_cast<std::size_t>(info.inputsize) * info.inputsize;
-    for (const ImageView& image : images) detail::validate_image(image);  // refuse before any work
-
     std::vector<float> input(plane * images.size());  // the engine input [B, 1, S, S], filled in place
     std::vector<detail::Letterbox> frames;
     frames.reserve(images.size());
@@ -62,11 +60,41 @@ std::vector<Result> Engine::predict_batch(const std::vector<ImageView>& images, 
     }
     const std::vector<float> eps = latent_noise(samples, info.latents, seed);
     const int batch = static_cast<int>(images.size());
-    const detail::EngineOutputs out = impl_->backend->run(input.data(), batch, eps.data(), samples);
+    const detail::EngineOutputs out = backend->run(input.data(), batch, eps.data(), samples);
 
     std::vector<Result> results;
     results.reserve(images.size());
     for (int b = 0; b < batch; ++b) results.push_back(detail::postprocess(out, b, frames[b], samples, seed));
+    return results;
+}
+
+std::vector<Result> Engine::predict_batch(const std::vector<ImageView>& images, int samples, std::uint64_t seed,
+                                          bool second_look) const {
+    check_samples(samples);
+    if (images.empty()) throw InputError("predict_batch: no images");
+    for (const ImageView& image : images) detail::validate_image(image);  // refuse before any work
+    std::vector<Result> results = impl_->one_look(images, samples, seed);
+    if (!second_look) return results;
+
+    std::vector<std::size_t> which;
+    std::vector<detail::Square> squares;
+    std::vector<detail::OwnedImage> crops;
+    for (std::size_t i = 0; i < results.size(); ++i) {
+        if (const std::optional<detail::Square> square = detail::second_look_square(results[i])) {
+            which.push_back(i);
+            squares.push_back(*square);
+            crops.push_back(detail::crop_square(images[i], *square));
+        } else {
+            results[i] = detail::without_second_look(results[i]);
+        }
+    }
+    if (crops.empty()) return results;
+    std::vector<ImageView> views;
+    for (const detail::OwnedImage& crop : crops) views.push_back(crop.view);
+    const std::vector<Result> seconds = impl_->one_look(views, samples, seed);
+    for (std::size_t k = 0; k < which.size(); ++k) {
+        results[which[k]] = detail::combine(results[which[k]], seconds[k], squares[k]);
+    }
     return results;
 }
 

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,9 @@ struct Letterbox {
     int pad_left() const { return (side() - width) / 2; }
     int pad_top() const { return (side() - height) / 2; }
 };
+
+/// Bytes of one pixel at ImageView::bit_depth (throws InputError for an unknown depth).
+std::size_t bytes_per_pixel(int bit_depth);
 
 /// Throws InputError unless `image` can be read safely and segmented.
 void validate_image(const ImageView& image);
@@ -39,8 +43,34 @@ struct EngineOutputs {
     std::vector<float> latent_sigma;    // [batch, latents]
 };
 
+/// Fills node_uncertainty, mean_node_std and mean_latent_sigma from landmarks_std and latent_sigma.
+void set_scores(Result& r);
+
 /// Image `index` of a batch back to original pixels, with its uncertainty scores.
 Result postprocess(const EngineOutputs& out, int index, const Letterbox& frame, int samples, std::uint64_t seed);
+
+/// The second look (Python: chexmask_rt/second_look.py). A square of the original image.
+struct Square {
+    int left = 0;
+    int top = 0;
+    int side = 0;
+};
+
+/// The square around `first`'s lungs to look at again, if it can be an image.
+std::optional<Square> second_look_square(const Result& first);
+
+/// A copy of `square` of `image`, black where it leaves the image; `view` points into `pixels`.
+struct OwnedImage {
+    std::vector<unsigned char> pixels;
+    ImageView view;
+};
+OwnedImage crop_square(const ImageView& image, const Square& square);
+
+/// `first` marked as asked for a second look that had no usable crop (look "none").
+Result without_second_look(const Result& first);
+
+/// Both looks' answer in the original image's pixels: pooled, or the crop's alone for a wide field of view.
+Result combine(const Result& first, const Result& crop, const Square& square);
 
 /// Parses and validates the `chexmask_rt.*` metadata (Python: metadata.ModelInfo.from_metadata).
 ModelInfo parse_model_info(const std::map<std::string, std::string>& props, const std::string& source);

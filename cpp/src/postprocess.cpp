@@ -40,6 +40,14 @@ double mean(const std::vector<double>& values) {
 
 }  // namespace
 
+void set_scores(Result& r) {
+    r.node_uncertainty.clear();
+    r.node_uncertainty.reserve(r.landmarks_std.size());
+    for (const Point& s : r.landmarks_std) r.node_uncertainty.push_back((s.x + s.y) / 2.0);
+    r.mean_node_std = mean(r.node_uncertainty);
+    r.mean_latent_sigma = mean(r.latent_sigma);
+}
+
 Result postprocess(const EngineOutputs& out, int index, const Letterbox& frame, int samples, std::uint64_t seed) {
     Result r;
     r.landmarks = to_original(out.landmarks_mean, index, out.nodes, frame);
@@ -47,10 +55,7 @@ Result postprocess(const EngineOutputs& out, int index, const Letterbox& frame, 
     r.landmarks_mu = to_original(out.landmarks_mu, index, out.nodes, frame);
     r.latent_mu = row_as_double(out.latent_mu, index, out.latents);
     r.latent_sigma = row_as_double(out.latent_sigma, index, out.latents);
-    r.node_uncertainty.reserve(out.nodes);
-    for (const Point& s : r.landmarks_std) r.node_uncertainty.push_back((s.x + s.y) / 2.0);
-    r.mean_node_std = mean(r.node_uncertainty);
-    r.mean_latent_sigma = mean(r.latent_sigma);
+    set_scores(r);
     r.height = frame.height;
     r.width = frame.width;
     r.samples = samples;

@@ -12,7 +12,6 @@
 #include <string>
 
 namespace chexmask_rt::detail {
-namespace {
 
 std::size_t bytes_per_pixel(int bit_depth) {
     if (bit_depth == 8) return 1;
@@ -21,6 +20,8 @@ std::size_t bytes_per_pixel(int bit_depth) {
     throw InputError("image: unsupported bit_depth " + std::to_string(bit_depth) +
                      "; use 8 (uint8), 9..16 (uint16) or 32 (float32 in [0, 1])");
 }
+
+namespace {
 
 int cv_depth(int bit_depth) {
     return bit_depth == 8 ? CV_8U : bit_depth == 32 ? CV_32F : CV_16U;

@@ -6,6 +6,7 @@
 
 #include "internal.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -109,6 +110,69 @@ void test_bad_images() {
     CHECK(out[0] == 0.0f);
 }
 
+chexmask_rt::Result ring_result(double cx, double cy, double rx, double ry, int height, int width) {
+    chexmask_rt::Result r;
+    for (int i = 0; i < 120; ++i) {
+        const double t = 2 * M_PI * i / 120;
+        r.landmarks.push_back({cx + rx * std::cos(t), cy + ry * std::sin(t)});
+        r.landmarks_std.push_back({1.0, 2.0});
+    }
+    r.landmarks_mu = r.landmarks;
+    r.latent_mu.assign(4, 0.0);
+    r.latent_sigma.assign(4, 1.0);
+    r.height = height;
+    r.width = width;
+    return r;
+}
+
+void test_second_look() {
+    using namespace chexmask_rt::detail;
+    // the square: centred on the lungs (the first 94 landmarks), which span kSecondLookFill of it
+    const auto sq = second_look_square(ring_result(500, 400, 160, 120, 1000, 1000));
+    CHECK(sq && sq->side == 400 && sq->left == 300 && sq->top == 200);
+    CHECK(!second_look_square(ring_result(50, 50, 10, 10, 100, 100)));       // 25 px: no image
+    CHECK(!second_look_square(ring_result(50, 50, 400, 400, 100, 100)));     // over twice the image
+    auto nan_result = ring_result(500, 400, 160, 120, 1000, 1000);
+    nan_result.landmarks[3].x = NAN;
+    CHECK(!second_look_square(nan_result));
+
+    // the crop: a copy, black where it leaves the image, in the image's own depth
+    std::vector<std::uint16_t> px(10 * 10);
+    for (int i = 0; i < 100; ++i) px[i] = static_cast<std::uint16_t>(i + 1);
+    const chexmask_rt::ImageView v{px.data(), 10, 10, 10 * 2, 12, px.size() * 2};
+    const OwnedImage crop = crop_square(v, Square{-2, 7, 5});
+    const auto* c = reinterpret_cast<const std::uint16_t*>(crop.pixels.data());
+    CHECK(crop.view.width == 5 && crop.view.height == 5 && crop.view.bit_depth == 12 && crop.view.stride == 10);
+    CHECK(c[0] == 0 && c[1] == 0 && c[2] == px[70] && c[4] == px[72] && c[2 * 5 + 2] == px[90]);
+    CHECK(c[3 * 5 + 2] == 0);  // row 10 of the image: outside
+    const OwnedImage outside = crop_square(v, Square{20, 20, 4});
+    CHECK(std::all_of(outside.pixels.begin(), outside.pixels.end(), [](unsigned char b) { return b == 0; }));
+
+    // pooling: the mean and ddof-0 std of both looks' samples together. Samples {1, 3} and {6, 10}
+    // have means 2, 8 and stds 1, 2; all four: mean 5, std sqrt(46 / 4). Landmark 100 is a heart
+    // landmark, so it leaves the lungs' fill alone.
+    const Square at{100, 100, 625};
+    auto second = ring_result(250, 250, 240, 240, 625, 625);
+    second.landmarks[100] = {8.0 - 100, 8.0 - 100};
+    second.landmarks_std[100] = {2.0, 2.0};
+    second.latent_sigma.assign(4, 3.0);
+    auto wide = ring_result(500, 400, 300, 300, 1000, 1000);   // lungs fill 0.6: a wide field of view
+    const auto alone = combine(wide, second, at);
+    CHECK(alone.second_look && alone.second_look->look == "crop_only" && alone.second_look->crop_side == 625);
+    CHECK(std::fabs(alone.second_look->first_fill - 0.6) < 1e-9);
+    CHECK(alone.landmarks[100].x == 8.0 && alone.latent_sigma[0] == 3.0 && alone.mean_latent_sigma == 3.0);
+    auto framed = ring_result(500, 400, 400, 380, 1000, 1000);  // fill 0.8
+    framed.landmarks[100] = {2.0, 2.0};
+    framed.landmarks_std[100] = {1.0, 1.0};
+    const auto pooled = combine(framed, second, at);
+    CHECK(pooled.second_look && pooled.second_look->look == "pooled");
+    CHECK(std::fabs(pooled.landmarks[100].x - 5.0) < 1e-12);
+    CHECK(std::fabs(pooled.landmarks_std[100].y - std::sqrt(11.5)) < 1e-12);
+    CHECK(pooled.latent_sigma[0] == 2.0 && std::fabs(pooled.node_uncertainty[100] - std::sqrt(11.5)) < 1e-12);
+    const auto none = without_second_look(framed);
+    CHECK(none.second_look && none.second_look->look == "none" && none.landmarks[100].x == 2.0);
+}
+
 void test_engine(const std::string& model, const std::string& library, const std::string& not_engine) {
     using chexmask_rt::ModelError;
     chexmask_rt::EngineOptions bad_lib;
@@ -132,6 +196,11 @@ void test_engine(const std::string& model, const std::string& library, const std
     CHECK(static_cast<int>(a.latent_sigma.size()) == engine.info().latents);
     expect_throw<chexmask_rt::InputError>([&] { engine.predict(view(wide, 120, 80, 128), 0, 1); }, "samples 0", "samples");
 
+    CHECK(a.second_look.has_value());  // the default: a second look was asked for
+    const auto one = engine.predict(view(wide, 120, 80, 128), 5, 1, /*second_look=*/false);
+    CHECK(!one.second_look.has_value());
+    if (a.second_look->look == "none") CHECK(same(a, one));
+
     const auto batch = engine.predict_batch({view(wide, 120, 80, 128), view(tall, 70, 90, 70)}, 5, 1);
     CHECK(batch.size() == 2 && batch[1].width == 70);
     CHECK(std::fabs(batch[0].landmarks[0].x - a.landmarks[0].x) < 1e-3);
@@ -154,6 +223,7 @@ void test_engine(const std::string& model, const std::string& library, const std
 int main(int argc, char** argv) {
     test_noise();
     test_bad_images();
+    test_second_look();
     if (argc >= 3) test_engine(argv[1], argv[2], argc >= 4 ? argv[3] : "");
     else std::cerr << "(engine tests skipped: pass MODEL.onnx LIBONNXRUNTIME)\n";
     std::cout << (g_failures ? "FAILED " : "OK ") << g_failures << " failures\n";

@@ -14,6 +14,8 @@ import numpy.typing as npt
 MIN_SIDE: int
 MAX_SIDE: int
 MAX_SAMPLES: int
+SECOND_LOOK_FILL: float
+CROP_ONLY_BELOW: float
 
 class ModelInfo:
     @property
@@ -63,6 +65,9 @@ class Result:
     def samples(self) -> int: ...
     @property
     def seed(self) -> int: ...
+    @property
+    def second_look(self) -> dict[str, str | float | int] | None:
+        """How a second look made this answer (keys as chexmask_rt.second_look.combine writes); None: one call."""
 
 class Engine:
     def __init__(self, model_path: str, onnxruntime_library: str = "", intra_op_threads: int = 0,
@@ -74,13 +79,15 @@ class Engine:
     @property
     def info(self) -> ModelInfo: ...
     def predict(self, image: npt.NDArray[np.uint8] | npt.NDArray[np.uint16] | npt.NDArray[np.float32],
-                samples: int, seed: int = 0, bit_depth: int | None = None) -> Result:
-        """Gray [H, W] (or [H, W, 1]) uint8, uint16 (bit_depth 9..16, default 16) or float32 in [0, 1]."""
+                samples: int, seed: int = 0, bit_depth: int | None = None, second_look: bool = True) -> Result:
+        """Gray [H, W] (or [H, W, 1]) uint8, uint16 (bit_depth 9..16, default 16) or float32 in [0, 1].
+        second_look: a second engine call on a crop around the first answer's lungs (chexmask_rt.second_look)."""
     def predict_batch(self, images: list[npt.NDArray[np.uint8] | npt.NDArray[np.uint16] | npt.NDArray[np.float32]],
                       samples: int, seed: int = 0,
-                      bit_depth: int | Sequence[int | None] | None = None) -> list[Result]:
-        """All images in one engine call, sharing one eps. bit_depth: one for all, or one per image
-        (the core ignores it for uint8 and float32 images)."""
+                      bit_depth: int | Sequence[int | None] | None = None,
+                      second_look: bool = True) -> list[Result]:
+        """All images in one engine call (their crops in a second one), sharing one eps. bit_depth:
+        one for all, or one per image (the core ignores it for uint8 and float32 images)."""
 
 def latent_noise(samples: int, latents: int, seed: int = 0) -> npt.NDArray[np.float32]:
     """eps [samples, latents], identical to chexmask_rt.sampling.latent_noise."""

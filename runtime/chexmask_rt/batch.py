@@ -12,8 +12,8 @@ Output folder:
 
 Re-running with the same output folder skips every image already in
 ``results.csv`` (a row cut short by a kill is dropped and redone) and retries the
-failed ones. A folder made with other samples / seed / model is refused rather
-than mixed.
+failed ones. A folder made with other samples / seed / model / second-look
+setting is refused rather than mixed.
 """
 from __future__ import annotations
 
@@ -100,8 +100,9 @@ def mask_stems(images: Sequence[str]) -> dict[str, str]:
             else f"{Path(image).stem}_{hashlib.sha1(image.encode()).hexdigest()[:8]}" for image in images}
 
 
-def finished_images(results: Path, settings: dict[str, str]) -> set[str]:
+def finished_images(results: Path, settings: dict[str, str | frozenset[str]]) -> set[str]:
     """Images already in ``results`` (a partial last line from a killed run is cut off first).
+    A setting is a column's value, or the set of values this run can write there.
 
     Raises InputError when the file was made with other columns or other settings."""
     if not results.exists() or results.stat().st_size == 0:
@@ -117,7 +118,8 @@ def finished_images(results: Path, settings: dict[str, str]) -> set[str]:
         done = set()
         for row in reader:
             for key, value in settings.items():
-                if row.get(key) != value:
+                if row.get(key) not in ({value} if isinstance(value, str) else value):
+                    value = value if isinstance(value, str) else " or ".join(sorted(value))
                     raise InputError(f"{results}: made with {key} {row.get(key)!r}, this run uses {value!r}; "
                                      "use another --out or the same settings")
             done.add(row["Image"])
@@ -166,7 +168,8 @@ def _decoded(pool: ThreadPoolExecutor, images: Sequence[str], window: int) -> It
 
 
 def run_batch(segmenter, images: Sequence[str], out_dir: str | os.PathLike, *, samples: int = 50, seed: int = 0,
-              workers: int = 4, batch_size: int = 8, masks: bool = False, progress: bool = True) -> BatchSummary:
+              workers: int = 4, batch_size: int = 8, masks: bool = False, progress: bool = True,
+              second_look: bool = True) -> BatchSummary:
     """Segment ``images`` into ``out_dir`` (see the module doc); a failing image is recorded, not raised.
 
     ModelError (the engine itself failing) stops the run: that is not one image's fault.
@@ -181,7 +184,8 @@ def run_batch(segmenter, images: Sequence[str], out_dir: str | os.PathLike, *, s
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"{out}: cannot create the output folder ({exc.strerror or exc})") from None
-    settings = {"Samples": str(samples), "Seed": str(seed), "Model": segmenter.model_id}
+    settings = {"Samples": str(samples), "Seed": str(seed), "Model": segmenter.model_id,
+                "Second Look": frozenset({"pooled", "crop_only", "none"}) if second_look else "off"}
     done_before = finished_images(out / RESULTS_NAME, settings)
     unique = list(dict.fromkeys(images))
     todo = [i for i in unique if i not in done_before]
@@ -210,7 +214,8 @@ def run_batch(segmenter, images: Sequence[str], out_dir: str | os.PathLike, *, s
 
     def infer(chunk: list[tuple[str, np.ndarray]]) -> None:
         try:
-            outs = segmenter.predict_batch([a for _, a in chunk], samples=samples, seed=seed, batch_size=batch_size)
+            outs = segmenter.predict_batch([a for _, a in chunk], samples=samples, seed=seed, batch_size=batch_size,
+                                           second_look=second_look)
         except ModelError:
             raise
         except Exception:

@@ -18,8 +18,8 @@ from .image_io import read_image
 from .metadata import ModelInfo
 from .preprocess import preprocess, resolved_bit_depth, to_gray
 from .quality import load_assessor
-from .recentre import crop_square, moved_back, recentre_square
 from .result import Result
+from .second_look import combine, crop_square, second_look_square, without_second_look
 from .sampling import latent_noise
 
 ImageLike = Union[str, os.PathLike, np.ndarray]
@@ -127,34 +127,27 @@ class Segmenter:
         return f"{self.info.model_name}:{self.info.model_version}"
 
     def predict(self, image: ImageLike, *, samples: int = DEFAULT_SAMPLES, seed: int = 0,
-                bit_depth: int | None = None, recentre: bool = False) -> Result:
+                bit_depth: int | None = None, second_look: bool = True) -> Result:
         """Segment one image (a file path or an array) with ``samples`` latent draws.
 
         Same image, samples and seed -> bit-identical result on the same machine.
         ``bit_depth``: significant bits of a uint16 image (9-16); None infers them from its largest
         value (``chexmask_rt.preprocess.significant_bits``).
-        ``recentre``: when the lungs span little of the image (a wide field of view), predict
-        again on a crop around them (``chexmask_rt.recentre``); other images are unaffected.
+        ``second_look``: a second engine call on a square crop around the first answer's lungs,
+        combined with the first (``chexmask_rt.second_look``; ``result.extra["second_look"]`` says
+        how). It takes about twice the time; False returns the one engine call's answer.
         """
-        return self.predict_batch([image], samples=samples, seed=seed, bit_depth=bit_depth, recentre=recentre)[0]
+        return self.predict_batch([image], samples=samples, seed=seed, bit_depth=bit_depth,
+                                  second_look=second_look)[0]
 
     def predict_batch(self, images: Sequence[ImageLike] | Iterable[ImageLike], *, samples: int = DEFAULT_SAMPLES,
                       seed: int = 0, bit_depth: int | None = None, batch_size: int = DEFAULT_BATCH,
-                      recentre: bool = False) -> list[Result]:
-        """Segment several images; each chunk of ``batch_size`` is one engine call sharing one eps.
-        ``recentre`` as in ``predict``."""
+                      second_look: bool = True) -> list[Result]:
+        """Segment several images; each chunk of ``batch_size`` is one engine call sharing one eps
+        (their crops another). ``second_look`` as in ``predict``."""
         samples, seed = check_run_arguments(samples, seed, batch_size)
         images = list(images)
-        results = self._run_batch(images, samples, seed, [bit_depth] * len(images), batch_size)
-        if recentre:
-            squares = {i: sq for i, r in enumerate(results) if (sq := recentre_square(r)) is not None}
-            grays = [self._gray(images[i], bit_depth) for i in squares]
-            # a crop keeps its image's bit depth: inferred afresh, a crop without the brightest pixels could differ
-            crops = [crop_square(gray, *sq) for (gray, _, _), sq in zip(grays, squares.values())]
-            seconds = self._run_batch(crops, samples, seed, [depth for _, depth, _ in grays], batch_size)
-            for (i, sq), second in zip(squares.items(), seconds):
-                results[i] = moved_back(second, results[i], *sq)
-        return results
+        return self._run_batch(images, samples, seed, [bit_depth] * len(images), batch_size, second_look)
 
     @staticmethod
     def _gray(item: ImageLike, bit_depth: int | None) -> tuple[np.ndarray, int, str | None]:
@@ -165,23 +158,33 @@ class Segmenter:
         return gray, resolved_bit_depth(gray, full_scale), name
 
     def _run_batch(self, images: list[ImageLike], samples: int, seed: int, bit_depths: list[int | None],
-                   batch_size: int) -> list[Result]:
-        """One result per image; ``bit_depths`` holds each image's ``bit_depth`` argument."""
+                   batch_size: int, second_look: bool) -> list[Result]:
+        """One result per image; ``bit_depths`` holds each image's ``bit_depth`` argument. Each chunk
+        of ``batch_size`` images is decoded once and makes one engine call, its crops a second."""
         eps = latent_noise(samples, self.info.latents, seed)
         results: list[Result] = []
         for start in range(0, len(images), batch_size):
-            chunk = zip(images[start:start + batch_size], bit_depths[start:start + batch_size])
-            prepared = [self._prepare(item, depth) for item, depth in chunk]
-            batch = np.stack([p[0] for p in prepared])[:, None]
-            out = self._backend.run(batch, eps)
-            for i, (_, frame, name) in enumerate(prepared):
-                results.append(self._postprocess(out, i, frame, name, samples, seed))
+            chunk = [self._gray(item, depth) for item, depth in
+                     zip(images[start:start + batch_size], bit_depths[start:start + batch_size])]
+            firsts = self._one_look(chunk, eps, samples, seed)
+            if second_look:
+                squares = {i: sq for i, r in enumerate(firsts) if (sq := second_look_square(r)) is not None}
+                # a crop keeps its image's bit depth: inferred afresh, a crop without the brightest pixels could differ
+                crops = [(crop_square(chunk[i][0], *sq), chunk[i][1], None) for i, sq in squares.items()]
+                seconds = self._one_look(crops, eps, samples, seed) if crops else []
+                for (i, sq), second in zip(squares.items(), seconds):
+                    firsts[i] = self._with_quality(combine(firsts[i], second, *sq))
+                firsts = [r if i in squares else without_second_look(r) for i, r in enumerate(firsts)]
+            results.extend(firsts)
         return results
 
-    def _prepare(self, item: ImageLike, bit_depth: int | None) -> tuple[np.ndarray, Letterbox, str | None]:
-        array, name = load_item(item)
-        tensor, frame = preprocess(array, self.inputsize, name=name or "array", bit_depth=bit_depth)
-        return tensor, frame, name
+    def _one_look(self, grays: list[tuple[np.ndarray, int, str | None]], eps: np.ndarray, samples: int,
+                  seed: int) -> list[Result]:
+        """One engine call for (gray, bit depth, name) triples as ``_gray`` returns them."""
+        prepared = [preprocess(gray, self.inputsize, name=name or "array", bit_depth=depth) for gray, depth, name in grays]
+        out = self._backend.run(np.stack([tensor for tensor, _ in prepared])[:, None], eps)
+        return [self._postprocess(out, i, frame, name, samples, seed)
+                for i, ((_, frame), (_, _, name)) in enumerate(zip(prepared, grays))]
 
     def _with_quality(self, result: Result) -> Result:
         """Attach the reliability flag; both backends go through here so their results stay identical."""

@@ -17,7 +17,9 @@ class Result:
 
     ``landmarks`` is the mean over the latent samples (CheXmask-U's
     "Landmarks (Mean)"), ``landmarks_std`` their per-coordinate std (ddof 0),
-    ``landmarks_mu`` the decode at z = mu.
+    ``landmarks_mu`` the decode at z = mu. After a second look (the default;
+    ``extra["second_look"]``) the samples are both looks' and the decode at mu and
+    the latents are the two looks' averages (``chexmask_rt.second_look``).
     """
 
     landmarks: np.ndarray        # (120, 2)
@@ -81,8 +83,8 @@ class Result:
             "node_uncertainty": self.node_uncertainty.tolist(),
             "scores": {"mean_node_std": self.mean_node_std, "mean_latent_sigma": self.mean_latent_sigma},
         }
-        if "recentred" in self.extra:  # predicted on a crop (chexmask_rt.recentre): which one
-            out["recentred"] = self.extra["recentred"]
+        if "second_look" in self.extra:  # how the second look made it (chexmask_rt.second_look)
+            out["second_look"] = self.extra["second_look"]
         return out
 
     def organ_masks(self) -> dict[str, np.ndarray]:

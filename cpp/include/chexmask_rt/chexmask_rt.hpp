@@ -5,6 +5,10 @@
 //   chexmask_rt::Result r = engine.predict(img, /*samples=*/50, /*seed=*/0);
 //   r.landmarks[i].x, r.landmarks_std[i].y, r.mean_node_std ...
 //
+// predict() makes two engine calls by default: the image, then a square crop
+// around the first answer's lungs (the "second look", see Result::second_look);
+// pass second_look = false for one call, in about half the time.
+//
 // Numbers match the Python package (`chexmask_rt.load(...).predict`) for the
 // same engine, image, samples and seed. Every failure is a chexmask_rt::Error:
 // InputError for a bad image or argument, ModelError for an engine file or a
@@ -15,6 +19,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -42,6 +47,11 @@ public:
 constexpr int kMinSide = 32;         ///< smaller images are refused (as in Python)
 constexpr int kMaxSide = 65536;      ///< larger images are refused
 constexpr int kMaxSamples = 10000;   ///< upper bound of `samples` (as in Python)
+/// The second look's crop: a square in which the first answer's lungs span this share of the side.
+constexpr double kSecondLookFill = 0.8;
+/// First answers whose lungs span less than this share of the image (a wide field of view)
+/// are replaced by the crop's answer instead of pooled with it.
+constexpr double kCropOnlyBelow = 0.7;
 
 /// A grayscale image in caller-owned memory; it is read, never copied whole.
 struct ImageView {
@@ -80,6 +90,20 @@ struct Point {
     double y = 0.0;
 };
 
+/// How a second look made an answer (Python: chexmask_rt.second_look).
+struct SecondLook {
+    /// "pooled": both looks' samples pooled (landmarks: their mean; std: the std of all
+    /// 2 x samples decodes; mu-decode and latents: the two looks' averages).
+    /// "crop_only": a wide field of view; the crop's answer alone.
+    /// "none": the crop could not be an image (under kMinSide, or over twice the image's longer
+    /// side); the first answer alone, crop_* are 0. It does not happen on radiographs.
+    std::string look;
+    double first_fill = 0.0;   ///< share of the image the first answer's lungs span
+    int crop_left = 0;         ///< the crop square, in original pixels (may reach past the image:
+    int crop_top = 0;          ///< that part is black, as the letterbox pads)
+    int crop_side = 0;
+};
+
 /// The answer for one image, in the original image's pixels.
 struct Result {
     std::vector<Point> landmarks;       ///< mean over the latent samples (120)
@@ -94,6 +118,8 @@ struct Result {
     int width = 0;
     int samples = 0;
     std::uint64_t seed = 0;
+    /// Set when a second look was asked for (predict's second_look); empty otherwise.
+    std::optional<SecondLook> second_look;
 };
 
 struct EngineOptions {
@@ -127,12 +153,14 @@ public:
 
     const ModelInfo& info() const;
 
-    /// Segments one image with `samples` latent draws of noise fixed by `seed`.
-    Result predict(const ImageView& image, int samples, std::uint64_t seed) const;
+    /// Segments one image with `samples` latent draws of noise fixed by `seed`; with
+    /// `second_look`, a second engine call on a crop around the lungs (header comment).
+    Result predict(const ImageView& image, int samples, std::uint64_t seed, bool second_look = true) const;
 
-    /// Segments several images in one engine call; they share one eps.
+    /// Segments several images in one engine call (two with `second_look`: the crops are the
+    /// second); they share one eps.
     std::vector<Result> predict_batch(const std::vector<ImageView>& images, int samples,
-                                      std::uint64_t seed) const;
+                                      std::uint64_t seed, bool second_look = true) const;
 
 private:
     struct Impl;

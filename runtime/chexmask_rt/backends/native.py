@@ -1,5 +1,5 @@
-"""The native backend: preprocessing, the engine call and postprocessing in C++
-(``chexmask_rt._core``), with the GIL released for all three.
+"""The native backend: preprocessing, the engine call, postprocessing and the second look
+in C++ (``chexmask_rt._core``), with the GIL released for all of them.
 
 Results equal the Python reference path (``backend="python"``) for the same
 engine, image, samples and seed: same preprocessing arithmetic, same eps
@@ -88,12 +88,13 @@ class NativeSegmenter(Segmenter):
         self._engine = engine
 
     def _run_batch(self, images: list[ImageLike], samples: int, seed: int, bit_depths: list[int | None],
-                   batch_size: int) -> list[Result]:
+                   batch_size: int, second_look: bool) -> list[Result]:
         results: list[Result] = []
         for start in range(0, len(images), batch_size):
             chunk = [self._gray(item, depth) for item, depth in
                      zip(images[start:start + batch_size], bit_depths[start:start + batch_size])]
-            outs = self._engine.predict_batch([g for g, _, _ in chunk], samples, seed, [d for _, d, _ in chunk])
+            outs = self._engine.predict_batch([g for g, _, _ in chunk], samples, seed, [d for _, d, _ in chunk],
+                                              second_look)
             results.extend(self._result(out, name) for out, (_, _, name) in zip(outs, chunk))
         return results
 
@@ -103,4 +104,5 @@ class NativeSegmenter(Segmenter):
             latent_mu=out.latent_mu, latent_sigma=out.latent_sigma,
             height=out.height, width=out.width, samples=out.samples, seed=int(out.seed),
             model=self.model_id, image=name,
+            extra={} if out.second_look is None else {"second_look": out.second_look},
         ))

@@ -1,0 +1,127 @@
+// The second look, in the same double arithmetic as runtime/chexmask_rt/second_look.py:
+// crop a square around the first answer's lungs, predict on it, pool the two answers.
+#include "internal.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+namespace chexmask_rt::detail {
+namespace {
+
+constexpr int kLungLandmarks = 94;  // right lung 44 + left lung 50: the first landmarks (anatomy.py)
+
+struct Box {
+    double min_x, min_y, max_x, max_y;
+    double width() const { return max_x - min_x; }
+    double height() const { return max_y - min_y; }
+};
+
+Box lung_box(const Result& r) {
+    Box b{r.landmarks[0].x, r.landmarks[0].y, r.landmarks[0].x, r.landmarks[0].y};
+    for (int i = 1; i < kLungLandmarks; ++i) {
+        b.min_x = std::min(b.min_x, r.landmarks[i].x);
+        b.max_x = std::max(b.max_x, r.landmarks[i].x);
+        b.min_y = std::min(b.min_y, r.landmarks[i].y);
+        b.max_y = std::max(b.max_y, r.landmarks[i].y);
+    }
+    return b;
+}
+
+double lung_fill(const Result& r) {
+    const Box b = lung_box(r);
+    return std::max(b.width() / r.width, b.height() / r.height);
+}
+
+std::vector<double> average(const std::vector<double>& a, const std::vector<double>& b) {
+    std::vector<double> out(a.size());
+    for (std::size_t i = 0; i < a.size(); ++i) out[i] = (a[i] + b[i]) / 2;
+    return out;
+}
+
+std::vector<Point> moved(const std::vector<Point>& points, const Square& s) {
+    std::vector<Point> out(points);
+    for (Point& p : out) {
+        p.x += s.left;
+        p.y += s.top;
+    }
+    return out;
+}
+
+// Mean and std (ddof 0) of two equally many samples from each one's mean and std, per coordinate.
+double pooled_std(double mean_a, double std_a, double mean_b, double std_b) {
+    const double half_gap = (mean_a - mean_b) / 2;
+    return std::sqrt((std_a * std_a + std_b * std_b) / 2 + half_gap * half_gap);
+}
+
+}  // namespace
+
+std::optional<Square> second_look_square(const Result& first) {
+    for (int i = 0; i < kLungLandmarks; ++i) {
+        if (!std::isfinite(first.landmarks[i].x) || !std::isfinite(first.landmarks[i].y)) return std::nullopt;
+    }
+    const Box b = lung_box(first);
+    const double longest = std::max(first.height, first.width);
+    const double span = std::max(b.width(), b.height());
+    if (span / kSecondLookFill > 2 * longest) return std::nullopt;
+    Square s;
+    s.side = static_cast<int>(std::ceil(span / kSecondLookFill));
+    s.left = static_cast<int>(std::floor((b.min_x + b.max_x) / 2 - s.side / 2.0));
+    s.top = static_cast<int>(std::floor((b.min_y + b.max_y) / 2 - s.side / 2.0));
+    if (s.side < kMinSide || s.side > std::min(2 * longest, static_cast<double>(kMaxSide))) return std::nullopt;
+    return s;
+}
+
+OwnedImage crop_square(const ImageView& image, const Square& s) {
+    const std::size_t bpp = bytes_per_pixel(image.bit_depth);
+    const std::size_t row = static_cast<std::size_t>(s.side) * bpp;
+    OwnedImage out;
+    out.pixels.assign(row * s.side, 0);
+    const int y0 = std::max(s.top, 0), y1 = std::min(s.top + s.side, image.height);
+    const int x0 = std::max(s.left, 0), x1 = std::min(s.left + s.side, image.width);
+    const auto* src = static_cast<const unsigned char*>(image.data);
+    for (int y = y0; y < y1 && x0 < x1; ++y) {
+        std::memcpy(out.pixels.data() + (y - s.top) * row + (x0 - s.left) * bpp,
+                    src + static_cast<std::size_t>(y) * image.stride + x0 * bpp, (x1 - x0) * bpp);
+    }
+    out.view = ImageView{out.pixels.data(), s.side, s.side, row, image.bit_depth, out.pixels.size()};
+    return out;
+}
+
+Result without_second_look(const Result& first) {
+    Result r = first;
+    r.second_look = SecondLook{"none", lung_fill(first), 0, 0, 0};
+    return r;
+}
+
+Result combine(const Result& first, const Result& crop, const Square& square) {
+    Result r = first;
+    SecondLook info;
+    info.first_fill = lung_fill(first);
+    info.look = info.first_fill < kCropOnlyBelow ? "crop_only" : "pooled";
+    info.crop_left = square.left;
+    info.crop_top = square.top;
+    info.crop_side = square.side;
+    const std::vector<Point> landmarks = moved(crop.landmarks, square), mu = moved(crop.landmarks_mu, square);
+    if (info.look == "crop_only") {
+        r.landmarks = landmarks;
+        r.landmarks_std = crop.landmarks_std;
+        r.landmarks_mu = mu;
+        r.latent_mu = crop.latent_mu;
+        r.latent_sigma = crop.latent_sigma;
+    } else {
+        for (std::size_t i = 0; i < r.landmarks.size(); ++i) {
+            const Point a = first.landmarks[i], sa = first.landmarks_std[i], b = landmarks[i], sb = crop.landmarks_std[i];
+            r.landmarks[i] = {(a.x + b.x) / 2, (a.y + b.y) / 2};
+            r.landmarks_std[i] = {pooled_std(a.x, sa.x, b.x, sb.x), pooled_std(a.y, sa.y, b.y, sb.y)};
+            r.landmarks_mu[i] = {(first.landmarks_mu[i].x + mu[i].x) / 2, (first.landmarks_mu[i].y + mu[i].y) / 2};
+        }
+        r.latent_mu = average(first.latent_mu, crop.latent_mu);
+        r.latent_sigma = average(first.latent_sigma, crop.latent_sigma);
+    }
+    set_scores(r);
+    r.second_look = info;
+    return r;
+}
+
+}  // namespace chexmask_rt::detail

@@ -1,0 +1,188 @@
+"""The second look (chexmask_rt.second_look): a second engine call on a crop around the lungs,
+pooled with the first, or alone for wide fields of view; the same in Python and in the C++ core."""
+import csv
+import io
+import json
+import subprocess
+import sys
+import warnings
+
+import cv2
+import numpy as np
+import pytest
+
+import chexmask_rt
+from chexmask_rt.frames import Letterbox, distance_1024
+from chexmask_rt.image_io import read_image
+from chexmask_rt.preprocess import to_gray
+from chexmask_rt.result import Result
+from chexmask_rt.second_look import (CROP_ONLY_BELOW, FILL, chest_square, combine, crop_square, lung_fill,
+                                     pooled_moments, second_look_square)
+
+from conftest import REPO, SHARED, skip_or_fail_without_native
+
+
+def _ring(cx: float, cy: float, rx: float, ry: float) -> np.ndarray:
+    theta = np.linspace(0, 2 * np.pi, 120, endpoint=False)
+    return np.stack([cx + rx * np.cos(theta), cy + ry * np.sin(theta)], 1)
+
+
+def test_lung_fill_is_the_larger_share_of_width_or_height():
+    lungs = _ring(200, 300, 100, 50)  # 200 x 100 px
+    assert lung_fill(lungs, height=400, width=1000) == pytest.approx(0.25)   # 100 / 400 beats 200 / 1000
+    assert lung_fill(lungs, height=1000, width=400) == pytest.approx(0.5)
+
+
+def test_chest_square_is_centred_on_the_lungs_which_span_the_fill():
+    left, top, side = chest_square(_ring(500, 400, 160, 120), fill=0.8)
+    assert side == 400  # 320 px of lungs / 0.8
+    assert (left + side / 2, top + side / 2) == pytest.approx((500, 400), abs=1)
+
+
+def test_crop_square_is_black_where_it_leaves_the_image():
+    gray = np.arange(1, 101, dtype=np.uint16).reshape(10, 10)
+    crop = crop_square(gray, -2, 7, 5)
+    assert crop.shape == (5, 5) and crop.dtype == np.uint16
+    np.testing.assert_array_equal(crop[:3, 2:], gray[7:10, 0:3])
+    assert not crop[3:].any() and not crop[:, :2].any()
+    assert not crop_square(gray, 20, 20, 4).any()  # entirely outside
+
+
+def _result(landmarks, height, width, std=None, sigma=1.0) -> Result:
+    std = np.ones((120, 2)) if std is None else std
+    return Result(landmarks=landmarks, landmarks_std=std, landmarks_mu=landmarks + 1.0, latent_mu=np.full(64, sigma),
+                  latent_sigma=np.full(64, sigma), height=height, width=width, samples=1, seed=0, model="m:1")
+
+
+def test_a_crop_that_cannot_be_an_image_is_not_looked_at():
+    assert second_look_square(_result(_ring(500, 400, 160, 120), 1000, 1000)) == (300, 200, 400)
+    assert second_look_square(_result(_ring(50, 50, 10, 10), 100, 100)) is None     # 25 px across
+    assert second_look_square(_result(_ring(50, 50, 400, 400), 100, 100)) is None    # over twice the image
+    broken = _ring(500, 400, 160, 120)
+    broken[3, 0] = np.nan
+    assert second_look_square(_result(broken, 1000, 1000)) is None
+
+
+def test_pooled_moments_are_those_of_both_sample_sets_together():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(3, 2, (50, 120, 2)), rng.normal(-1, 5, (50, 120, 2))
+    mean, std = pooled_moments(a.mean(0), a.std(0), b.mean(0), b.std(0))
+    both = np.concatenate([a, b])
+    np.testing.assert_allclose(mean, both.mean(0), atol=1e-12)
+    np.testing.assert_allclose(std, both.std(0), atol=1e-12)
+
+
+def test_combine_pools_a_framed_chest_and_keeps_only_the_crop_for_a_wide_one():
+    crop = _result(_ring(300, 300, 240, 240), 625, 625, std=np.full((120, 2), 2.0), sigma=3.0)
+    framed = _result(_ring(500, 400, 400, 380), 1000, 1000)   # lungs fill 0.8
+    pooled = combine(framed, crop, 100, 50, 625)
+    moved = crop.landmarks + [100, 50]
+    np.testing.assert_allclose(pooled.landmarks, (framed.landmarks + moved) / 2)
+    np.testing.assert_allclose(pooled.landmarks_std, np.sqrt(2.5 + ((framed.landmarks - moved) / 2) ** 2))
+    np.testing.assert_allclose(pooled.landmarks_mu, (framed.landmarks_mu + crop.landmarks_mu + [100, 50]) / 2)
+    assert pooled.mean_latent_sigma == pytest.approx(2.0) and pooled.quality is None
+    assert pooled.extra["second_look"] == {"look": "pooled", "first_fill": pytest.approx(0.8), "crop_left": 100,
+                                           "crop_top": 50, "crop_side": 625}
+    wide = _result(_ring(500, 400, 300, 300), 1000, 1000)     # 0.6
+    alone = combine(wide, crop, 100, 50, 625)
+    assert alone.extra["second_look"]["look"] == "crop_only" and 0.6 < CROP_ONLY_BELOW
+    np.testing.assert_array_equal(alone.landmarks, moved)
+    np.testing.assert_array_equal(alone.landmarks_std, crop.landmarks_std)
+    assert alone.mean_latent_sigma == 3.0 and (alone.height, alone.width) == (1000, 1000)
+
+
+@pytest.fixture(scope="module")
+def example1():
+    gray, _ = to_gray(read_image(SHARED / "data/images/wiki_example1_normal_PA.jpg"))
+    truth = np.load(SHARED / "data/landmarks/wiki_example1_landmarks_original_px.npy")
+    return gray, truth
+
+
+@pytest.fixture(scope="module", params=["native", "python"])
+def segmenter(request):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return chexmask_rt.load(backend=request.param)
+
+
+def _wide(gray: np.ndarray, pad: int = 380) -> np.ndarray:
+    """Example 1 with a black border: its lungs then span about half the image, where one look drifts."""
+    return cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
+
+
+def test_a_framed_chest_is_the_pool_of_both_looks(segmenter, example1):
+    gray, _ = example1
+    one = segmenter.predict(gray, samples=20, second_look=False)
+    two = segmenter.predict(gray, samples=20)
+    info = two.extra["second_look"]
+    assert info["look"] == "pooled" and "second_look" not in one.extra
+    left, top, side = info["crop_left"], info["crop_top"], info["crop_side"]
+    assert (left, top, side) == chest_square(one.landmarks, FILL)
+    crop = segmenter.predict(crop_square(gray, left, top, side), samples=20, second_look=False)
+    expected = combine(one, crop, left, top, side)
+    for field in ("landmarks", "landmarks_std", "landmarks_mu", "latent_mu", "latent_sigma"):
+        np.testing.assert_allclose(getattr(two, field), getattr(expected, field), atol=1e-9, rtol=0, err_msg=field)
+    assert two.quality is not None and two.quality.calibrated
+    assert two.to_dict()["second_look"] == info and "second_look" not in one.to_dict()
+    np.testing.assert_array_equal(two.landmarks, segmenter.predict(gray, samples=20).landmarks)  # deterministic
+
+
+def test_a_wide_field_of_view_takes_the_crops_answer_and_lands_closer(segmenter, example1):
+    gray, truth = example1
+    wide = _wide(gray)
+    frame, moved_truth = Letterbox(*wide.shape), truth + 380
+    one = segmenter.predict(wide, samples=20, second_look=False)
+    two = segmenter.predict(wide, samples=20)
+    assert lung_fill(one.landmarks, *wide.shape) < CROP_ONLY_BELOW
+    info = two.extra["second_look"]
+    assert info["look"] == "crop_only" and info["crop_side"] < max(wide.shape) and (two.height, two.width) == wide.shape
+    assert distance_1024(two.landmarks, moved_truth, frame) < 0.5 * distance_1024(one.landmarks, moved_truth, frame)
+    assert distance_1024(two.landmarks, moved_truth, frame) < 5.0
+
+
+def test_batches_equal_single_predictions(segmenter, example1):
+    gray, _ = example1
+    images = [gray, _wide(gray), gray]
+    batch = segmenter.predict_batch(images, samples=10, batch_size=2)
+    assert [r.extra["second_look"]["look"] for r in batch] == ["pooled", "crop_only", "pooled"]
+    for image, r in zip(images, batch):
+        alone = segmenter.predict(image, samples=10)
+        # an engine call on one image takes the fused batch-1 norms: equal up to float rounding
+        np.testing.assert_allclose(r.landmarks, alone.landmarks, atol=1e-3, rtol=0)
+        np.testing.assert_allclose(r.landmarks_std, alone.landmarks_std, atol=1e-3, rtol=0)
+        a, b = r.extra["second_look"], alone.extra["second_look"]
+        assert a["look"] == b["look"] and a["first_fill"] == pytest.approx(b["first_fill"], abs=1e-6)
+        assert all(abs(a[k] - b[k]) <= 1 for k in ("crop_left", "crop_top", "crop_side"))  # whole pixels of floats
+
+
+def test_the_crop_keeps_its_images_bit_depth(segmenter, example1):
+    """An 11-bit image with one 12-bit pixel in a corner the crop leaves out: the crop is still
+    read as 12-bit (inferred afresh it would be 11-bit, twice as bright)."""
+    gray, _ = example1
+    wide = _wide(gray).astype(np.uint16) * 8
+    wide[0, 0] = 4095
+    inferred = segmenter.predict(wide, samples=10)
+    assert inferred.extra["second_look"]["crop_left"] > 0
+    np.testing.assert_array_equal(inferred.landmarks, segmenter.predict(wide, samples=10, bit_depth=12).landmarks)
+
+
+def test_the_native_core_uses_the_same_constants():
+    from chexmask_rt.backends import native
+    if not native.available():
+        skip_or_fail_without_native("chexmask_rt._core not built")
+    core = native._core
+    assert (core.SECOND_LOOK_FILL, core.CROP_ONLY_BELOW) == (FILL, CROP_ONLY_BELOW)
+
+
+def test_cli_single_look_and_the_csv_column(tmp_path, example1):
+    gray, _ = example1
+    path = tmp_path / "wide.png"
+    cv2.imwrite(str(path), _wide(gray))
+    run = [sys.executable, "-m", "chexmask_rt", "predict", str(path), "--samples", "10"]
+    two = subprocess.run([*run, "--json", "-"], capture_output=True, text=True, cwd=REPO)
+    one = subprocess.run([*run, "--single-look", "--json", "-"], capture_output=True, text=True, cwd=REPO)
+    assert two.returncode == 0 and one.returncode == 0, two.stderr + one.stderr
+    assert json.loads(two.stdout)["second_look"]["look"] == "crop_only"
+    assert "second_look" not in json.loads(one.stdout)
+    rows = subprocess.run([*run, "--single-look", "--csv", "-"], capture_output=True, text=True, cwd=REPO)
+    assert next(csv.DictReader(io.StringIO(rows.stdout)))["Second Look"] == "off"
