@@ -1,5 +1,6 @@
 #include "internal.hpp"
 
+#include <functional>
 #include <string>
 
 namespace chexmask_rt {
@@ -32,8 +33,10 @@ void check_samples(int samples) {
 
 struct Engine::Impl {
     std::unique_ptr<detail::Backend> backend;
-    /// One engine call for validated images: preprocess, run, back to original pixels.
-    std::vector<Result> one_look(const std::vector<ImageView>& images, int samples, std::uint64_t seed) const;
+    /// Writes image `b` of a batch, letterboxed to size x size, to `out` and returns its frame.
+    using PrepareOne = std::function<detail::Letterbox(std::size_t b, int size, float* out)>;
+    /// One engine call for `count` images: prepare each, run, back to original pixels.
+    std::vector<Result> one_look(std::size_t count, const PrepareOne& prepare, int samples, std::uint64_t seed) const;
 };
 
 Engine::Engine(const std::string& model_path, const EngineOptions& options)
@@ -49,21 +52,20 @@ Result Engine::predict(const ImageView& image, int samples, std::uint64_t seed, 
     return predict_batch({image}, samples, seed, second_look).front();
 }
 
-std::vector<Result> Engine::Impl::one_look(const std::vector<ImageView>& images, int samples, std::uint64_t seed) const {
+std::vector<Result> Engine::Impl::one_look(std::size_t count, const PrepareOne& prepare, int samples,
+                                           std::uint64_t seed) const {
     const ModelInfo& info = backend->info();
     const std::size_t plane = static_cast<std::size_t>(info.inputsize) * info.inputsize;
-    std::vector<float> input(plane * images.size());  // the engine input [B, 1, S, S], filled in place
+    std::vector<float> input(plane * count);  // the engine input [B, 1, S, S], filled in place
     std::vector<detail::Letterbox> frames;
-    frames.reserve(images.size());
-    for (std::size_t b = 0; b < images.size(); ++b) {
-        frames.push_back(detail::preprocess_into(images[b], info.inputsize, input.data() + b * plane));
-    }
+    frames.reserve(count);
+    for (std::size_t b = 0; b < count; ++b) frames.push_back(prepare(b, info.inputsize, input.data() + b * plane));
     const std::vector<float> eps = latent_noise(samples, info.latents, seed);
-    const int batch = static_cast<int>(images.size());
+    const int batch = static_cast<int>(count);
     const detail::EngineOutputs out = backend->run(input.data(), batch, eps.data(), samples);
 
     std::vector<Result> results;
-    results.reserve(images.size());
+    results.reserve(count);
     for (int b = 0; b < batch; ++b) results.push_back(detail::postprocess(out, b, frames[b], samples, seed));
     return results;
 }
@@ -73,25 +75,30 @@ std::vector<Result> Engine::predict_batch(const std::vector<ImageView>& images, 
     check_samples(samples);
     if (images.empty()) throw InputError("predict_batch: no images");
     for (const ImageView& image : images) detail::validate_image(image);  // refuse before any work
-    std::vector<Result> results = impl_->one_look(images, samples, seed);
+    std::vector<Result> results = impl_->one_look(
+        images.size(), [&](std::size_t b, int size, float* out) { return detail::preprocess_into(images[b], size, out); },
+        samples, seed);
     if (!second_look) return results;
 
     std::vector<std::size_t> which;
     std::vector<detail::Square> squares;
-    std::vector<detail::OwnedImage> crops;
     for (std::size_t i = 0; i < results.size(); ++i) {
         if (const std::optional<detail::Square> square = detail::second_look_square(results[i])) {
             which.push_back(i);
             squares.push_back(*square);
-            crops.push_back(detail::crop_square(images[i], *square));
         } else {
             results[i] = detail::without_second_look(results[i]);
         }
     }
-    if (crops.empty()) return results;
-    std::vector<ImageView> views;
-    for (const detail::OwnedImage& crop : crops) views.push_back(crop.view);
-    const std::vector<Result> seconds = impl_->one_look(views, samples, seed);
+    if (which.empty()) return results;
+    // each crop lives only while it is preprocessed: a batch of large radiographs never holds all of them
+    const std::vector<Result> seconds = impl_->one_look(
+        which.size(),
+        [&](std::size_t k, int size, float* out) {
+            const detail::OwnedImage crop = detail::crop_square(images[which[k]], squares[k]);
+            return detail::preprocess_into(crop.view, size, out);
+        },
+        samples, seed);
     for (std::size_t k = 0; k < which.size(); ++k) {
         results[which[k]] = detail::combine(results[which[k]], seconds[k], squares[k]);
     }

@@ -11,6 +11,7 @@ other weights are refused, never applied.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,6 @@ from pathlib import Path
 import numpy as np
 
 from chexmask_rt.errors import ModelError
-from chexmask_rt.metadata import file_sha256
 
 OFFSETS_FILE = "landmark_offsets.json"
 LANDMARKS = 120
@@ -54,7 +54,8 @@ def read_offsets(weights: Path, weights_sha256: str) -> LandmarkOffsets | None:
     if not path.exists():
         return None
     try:
-        data = json.loads(path.read_text())
+        raw = path.read_bytes()  # read once: the sha256 in the engine is of exactly these bytes
+        data = json.loads(raw.decode())
         offsets = np.asarray(data["offsets"], dtype=np.float64)
         fitted_on = data["checkpoint_sha256"]
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
@@ -64,7 +65,7 @@ def read_offsets(weights: Path, weights_sha256: str) -> LandmarkOffsets | None:
         raise ModelError(f"{path}: fitted on checkpoint {str(fitted_on)[:12]}..., not on {weights.name} "
                          f"({weights_sha256[:12]}...); refit them (python -m training.landmark_offsets) or "
                          "export with --no-landmark-offsets")
-    return LandmarkOffsets(offsets, file_sha256(path), path)
+    return LandmarkOffsets(offsets, hashlib.sha256(raw).hexdigest(), path)
 
 
 def _check_shape(offsets: np.ndarray, source: str) -> None:

@@ -169,22 +169,23 @@ class Segmenter:
             firsts = self._one_look(chunk, eps, samples, seed)
             if second_look:
                 squares = {i: sq for i, r in enumerate(firsts) if (sq := second_look_square(r)) is not None}
-                # a crop keeps its image's bit depth: inferred afresh, a crop without the brightest pixels could differ
-                crops = [(crop_square(chunk[i][0], *sq), chunk[i][1], None) for i, sq in squares.items()]
-                seconds = self._one_look(crops, eps, samples, seed) if crops else []
+                # a crop keeps its image's bit depth: inferred afresh, a crop without the brightest pixels could
+                # differ; and each lives only while it is preprocessed (a generator), as in the C++ core
+                crops = ((crop_square(chunk[i][0], *sq), chunk[i][1], None) for i, sq in squares.items())
+                seconds = self._one_look(crops, eps, samples, seed) if squares else []
                 for (i, sq), second in zip(squares.items(), seconds):
                     firsts[i] = self._with_quality(combine(firsts[i], second, *sq))
                 firsts = [r if i in squares else without_second_look(r) for i, r in enumerate(firsts)]
             results.extend(firsts)
         return results
 
-    def _one_look(self, grays: list[tuple[np.ndarray, int, str | None]], eps: np.ndarray, samples: int,
+    def _one_look(self, grays: Iterable[tuple[np.ndarray, int, str | None]], eps: np.ndarray, samples: int,
                   seed: int) -> list[Result]:
         """One engine call for (gray, bit depth, name) triples as ``_gray`` returns them."""
-        prepared = [preprocess(gray, self.inputsize, name=name or "array", bit_depth=depth) for gray, depth, name in grays]
-        out = self._backend.run(np.stack([tensor for tensor, _ in prepared])[:, None], eps)
-        return [self._postprocess(out, i, frame, name, samples, seed)
-                for i, ((_, frame), (_, _, name)) in enumerate(zip(prepared, grays))]
+        prepared = [(*preprocess(gray, self.inputsize, name=name or "array", bit_depth=depth), name)
+                    for gray, depth, name in grays]
+        out = self._backend.run(np.stack([tensor for tensor, _, _ in prepared])[:, None], eps)
+        return [self._postprocess(out, i, frame, name, samples, seed) for i, (_, frame, name) in enumerate(prepared)]
 
     def _with_quality(self, result: Result) -> Result:
         """Attach the reliability flag; both backends go through here so their results stay identical."""
