@@ -189,3 +189,13 @@ def test_framing_reaches_each_fill_and_measures_in_the_reframed_1024_frame():
             assert r[mode]["to_reference_px"] == pytest.approx(np.linalg.norm(offset + 3.0) * scale, rel=1e-6)
             assert r[mode]["mean_node_std_1024"] == pytest.approx(2.0 * scale)
             assert r[mode]["look"] == look
+
+
+def test_second_look_memory_reports_both_settings_from_their_own_processes(capsys):
+    from benchmarks import second_look_memory
+
+    second_look_memory.main(["--backend", "python", "--side", "256"])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["python, one look", "python, second look"]
+    peaks = [float(line.split("peak RSS ")[1].split(" MB")[0]) for line in lines]
+    assert all(peak > 50 for peak in peaks)  # a whole Python process with onnxruntime, not a delta
