@@ -16,8 +16,9 @@ Scores: the mean node std in the 1024 frame and the mean latent sigma (chexmask_
 The two thresholds are chosen together to maximise Youden's J (TPR − FPR) of the rule
 "flag when either score is above its threshold", as in CheXmask-U; a score may be left
 out (threshold +inf) when it does not help. ROC AUC of each score (Mann–Whitney U) is
-reported. Predictions take the runtime's default second look (chexmask_rt.second_look), which
-pools two looks' samples and so moves the scores; ``--single-look`` measures one engine call.
+reported. Predictions take the engine's default (the shipped model's: a second look,
+chexmask_rt.second_look, which pools two looks' samples and so moves the scores);
+``--single-look`` measures one engine call.
 ``--write`` stores the thresholds in ``<engine stem>.quality.json`` beside the engine, keyed by
 its checkpoint_sha256; the runtime applies them to both kinds of answer.
 """
@@ -141,12 +142,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="engine .onnx (default: the shipped model)")
     parser.add_argument("--samples", type=int, default=50)
-    parser.add_argument("--single-look", dest="second_look", action="store_false",
-                        help="one engine call per image instead of the default second look")
+    parser.add_argument("--single-look", dest="second_look", action="store_const", const=False, default=None,
+                        help="one engine call per image instead of the engine's default (chexmask_rt.second_look)")
     parser.add_argument("--write", action="store_true", help="store the thresholds beside the engine")
     args = parser.parse_args(argv)
 
     seg = chexmask_rt.load(args.model)
+    args.second_look = seg.info.second_look if args.second_look is None else args.second_look
     items = dataset()
     names, kinds, node, sigma, labels = [], [], [], [], []
     for name, kind, img, label in items:

@@ -21,7 +21,7 @@ ENGINE=runtime/chexmask_rt/models/default.onnx
 export PYTHONPATH="$PWD/runtime:$PWD/export:$PWD"
 python -m training.landmark_offsets --checkpoint "$CKPT" --textures training/textures.json
 python -m chexmask_rt export --checkpoint "$CKPT" --output "$ENGINE" --name chexmask-rt-default \
-  --model-version "$VERSION" --description "HybridGNet (skip), inputsize 512, trained on real shapes + \
+  --model-version "$VERSION" --second-look --description "HybridGNet (skip), inputsize 512, trained on real shapes + \
 thin-plate-spline-warped real radiographs; see MODEL_CARD.md. Research and engineering use, not a medical device."
 python -m benchmarks.calibrate_quality --write
 python -m benchmarks.uncertainty_behaviour

@@ -186,3 +186,38 @@ def test_cli_single_look_and_the_csv_column(tmp_path, example1):
     assert "second_look" not in json.loads(one.stdout)
     rows = subprocess.run([*run, "--single-look", "--csv", "-"], capture_output=True, text=True, cwd=REPO)
     assert next(csv.DictReader(io.StringIO(rows.stdout)))["Second Look"] == "off"
+
+
+@pytest.fixture(scope="module")
+def marked_engine(tmp_path_factory):
+    """A fixture checkpoint exported with --second-look, beside the same one without."""
+    from chexmask_export.checkpoint import load_checkpoint
+    from chexmask_export.onnx_export import build_network, export_onnx
+
+    from conftest import FIXTURES, FIXTURE_NAMES
+
+    ckpt = load_checkpoint(FIXTURES / FIXTURE_NAMES[0])
+    root = tmp_path_factory.mktemp("looks")
+    paths = {}
+    for marked in (False, True):
+        paths[marked] = root / f"marked_{marked}.onnx"
+        export_onnx(build_network(ckpt), paths[marked], checkpoint_sha256=ckpt.sha256, second_look=marked)
+    return paths
+
+
+@pytest.mark.parametrize("backend", ["native", "python"])
+def test_the_engine_decides_whether_predict_looks_twice(marked_engine, backend, example1):
+    """Only engines exported with --second-look (the shipped model) look twice by default: a published
+    checkpoint answers as upstream does unless asked."""
+    gray, _ = example1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain, marked = (chexmask_rt.load(marked_engine[m], backend=backend) for m in (False, True))
+        shipped = chexmask_rt.load(backend=backend)
+    assert (plain.info.second_look, marked.info.second_look, shipped.info.second_look) == (False, True, True)
+    if backend == "native":  # the C++ core reads the same metadata
+        assert (plain._engine.info.second_look, marked._engine.info.second_look) == (False, True)
+    assert "second_look" not in plain.predict(gray, samples=4).extra
+    assert "second_look" in plain.predict(gray, samples=4, second_look=True).extra
+    assert "second_look" in marked.predict(gray, samples=4).extra
+    assert "second_look" not in marked.predict(gray, samples=4, second_look=False).extra

@@ -3,8 +3,8 @@
     python -m training.evaluate --model engine.onnx [--textures textures.json] --out metrics.json [--overlays DIR]
         [--single-look]
 
-Predictions are the runtime's default (a second look, chexmask_rt.second_look) unless
-``--single-look`` asks for one engine call per image.
+Predictions are the runtime's default for the engine (the shipped model's: a second look,
+chexmask_rt.second_look) unless ``--single-look`` asks for one engine call per image.
 
 * held-out shapes (JSRT test split + 10 % of the CheXmask ids) rendered on each
   real texture without augmentation, at 1024 x 1024: mean landmark error in
@@ -111,7 +111,7 @@ def heldout_errors(seg, data: Path, textures_json: Path | None, samples: int) ->
 class Looks:
     """A segmenter whose every prediction uses the given ``second_look`` (chexmask_rt.second_look)."""
 
-    def __init__(self, seg, second_look: bool):
+    def __init__(self, seg, second_look: bool | None):
         self.seg, self.model_id, self.second_look = seg, seg.model_id, second_look
 
     def predict(self, image, samples: int):
@@ -126,14 +126,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--samples", type=int, default=50)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--overlays", type=Path)
-    p.add_argument("--single-look", dest="second_look", action="store_false",
-                   help="one engine call per image (second_look=False; chexmask_rt.second_look)")
+    p.add_argument("--single-look", dest="second_look", action="store_const", const=False, default=None,
+                   help="one engine call per image (second_look=False; default: the engine's own setting)")
     args = p.parse_args(argv)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         seg = chexmask_rt.load(args.model)
-    seg = Looks(seg, args.second_look)
-    metrics = {"model": seg.model_id, "samples": args.samples, "second_look": args.second_look}
+    second_look = seg.info.second_look if args.second_look is None else args.second_look
+    seg = Looks(seg, second_look)
+    metrics = {"model": seg.model_id, "samples": args.samples, "second_look": second_look}
     ex1 = read_image(args.data / "images" / REFERENCE_TEXTURE)
     truth = np.load(args.data / "landmarks" / "wiki_example1_landmarks_original_px.npy")
     r = seg.predict(ex1, samples=args.samples)

@@ -1,6 +1,7 @@
 // chexmask-rt-cpp: the template a device integrator copies.
 //
-//   chexmask-rt-cpp --model M [--samples K] [--seed S] [--threads T] [--onnxruntime LIB] [--single-look] IMAGE...
+//   chexmask-rt-cpp --model M [--samples K] [--seed S] [--threads T] [--onnxruntime LIB]
+//                   [--single-look | --second-look] IMAGE...
 //
 // Reads PNG/JPEG/TIFF/BMP with OpenCV and prints, per image, the JSON object of
 // `chexmask-rt predict --json -` (a list for several images).
@@ -14,6 +15,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -28,13 +30,13 @@ struct Args {
     int samples = 50;
     std::uint64_t seed = 0;
     int threads = 0;
-    bool second_look = true;
+    std::optional<bool> second_look;  // empty: the engine's own default
     std::vector<std::string> images;
 };
 
 [[noreturn]] void usage(const std::string& problem) {
     std::cerr << "usage: chexmask-rt-cpp --model M [--samples K] [--seed S] [--threads T] [--onnxruntime LIB] "
-                 "[--single-look] IMAGE...\n";
+                 "[--single-look | --second-look] IMAGE...\n";
     if (!problem.empty()) std::cerr << "chexmask-rt-cpp: error: " << problem << "\n";
     std::exit(kExitUsage);
 }
@@ -61,6 +63,7 @@ Args parse_args(int argc, char** argv) {
         else if (a == "--threads") args.threads = parse_number<int>(value(), a);
         else if (a == "--onnxruntime") args.onnxruntime = value();
         else if (a == "--single-look") args.second_look = false;
+        else if (a == "--second-look") args.second_look = true;
         else if (a == "-h" || a == "--help") usage("");
         else if (a.size() > 1 && a[0] == '-') usage("unknown option " + a);
         else args.images.push_back(a);

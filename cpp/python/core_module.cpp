@@ -129,7 +129,7 @@ std::vector<std::optional<int>> bit_depths_for(const py::object& bit_depth, std:
 }
 
 std::vector<Result> predict_many(const Engine& engine, const py::list& images, int samples, const py::object& seed,
-                                 const py::object& bit_depth, bool second_look) {
+                                 const py::object& bit_depth, std::optional<bool> second_look) {
     const std::vector<std::optional<int>> depths = bit_depths_for(bit_depth, images.size());
     std::vector<HeldImage> held;
     std::vector<ImageView> views;
@@ -167,6 +167,7 @@ void bind_info(py::module_& m) {
         .def_readonly("model_name", &ModelInfo::model_name)
         .def_readonly("model_version", &ModelInfo::model_version)
         .def_readonly("description", &ModelInfo::description)
+        .def_readonly("second_look", &ModelInfo::second_look)
         .def_readonly("metadata", &ModelInfo::metadata);
 }
 
@@ -206,15 +207,15 @@ void bind_engine(py::module_& m) {
         .def(
             "predict",
             [](const Engine& e, const py::object& image, int samples, const py::object& seed,
-               std::optional<int> bit_depth, bool second_look) {
+               std::optional<int> bit_depth, std::optional<bool> second_look) {
                 py::list one;
                 one.append(image);
                 return predict_many(e, one, samples, seed, py::cast(bit_depth), second_look).front();
             },
             py::arg("image"), py::arg("samples"), py::arg("seed") = 0, py::arg("bit_depth") = py::none(),
-            py::arg("second_look") = true)
+            py::arg("second_look") = py::none())
         .def("predict_batch", &predict_many, py::arg("images"), py::arg("samples"), py::arg("seed") = 0,
-             py::arg("bit_depth") = py::none(), py::arg("second_look") = true);
+             py::arg("bit_depth") = py::none(), py::arg("second_look") = py::none());
 }
 
 py::tuple preprocess(const py::object& image, int size, std::optional<int> bit_depth) {

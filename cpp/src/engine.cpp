@@ -48,7 +48,8 @@ Engine& Engine::operator=(Engine&&) noexcept = default;
 
 const ModelInfo& Engine::info() const { return impl_->backend->info(); }
 
-Result Engine::predict(const ImageView& image, int samples, std::uint64_t seed, bool second_look) const {
+Result Engine::predict(const ImageView& image, int samples, std::uint64_t seed,
+                       std::optional<bool> second_look) const {
     return predict_batch({image}, samples, seed, second_look).front();
 }
 
@@ -71,14 +72,14 @@ std::vector<Result> Engine::Impl::one_look(std::size_t count, const PrepareOne& 
 }
 
 std::vector<Result> Engine::predict_batch(const std::vector<ImageView>& images, int samples, std::uint64_t seed,
-                                          bool second_look) const {
+                                          std::optional<bool> second_look) const {
     check_samples(samples);
     if (images.empty()) throw InputError("predict_batch: no images");
     for (const ImageView& image : images) detail::validate_image(image);  // refuse before any work
     std::vector<Result> results = impl_->one_look(
         images.size(), [&](std::size_t b, int size, float* out) { return detail::preprocess_into(images[b], size, out); },
         samples, seed);
-    if (!second_look) return results;
+    if (!second_look.value_or(info().second_look)) return results;
 
     std::vector<std::size_t> which;
     std::vector<detail::Square> squares;

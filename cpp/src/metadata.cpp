@@ -59,6 +59,7 @@ ModelInfo parse_model_info(const std::map<std::string, std::string>& props, cons
     info.model_version = value_or("model_version", "unversioned");
     info.trained = value_or("trained", "true") == "true";
     info.description = value_or("description", "");
+    info.second_look = value_or("second_look", "false") == "true";
     info.metadata = props;
     if (info.inputsize < 32 || info.inputsize % 32 != 0 || info.inputsize > 4096 || info.latents < 1 ||
         info.latents > 65536) {

@@ -56,13 +56,15 @@ def build_network(checkpoint: Checkpoint) -> HybridGNet:
 def export_onnx(net: HybridGNet, output: str | Path, *, checkpoint_sha256: str, samples_output: bool = False,
                 model_name: str = "hybridgnet", model_version: str = "unversioned", trained: bool = True,
                 description: str = "", fuse_norms: bool = True,
-                landmark_offsets: LandmarkOffsets | None = None) -> ModelInfo:
+                landmark_offsets: LandmarkOffsets | None = None, second_look: bool = False) -> ModelInfo:
     """Write ``net`` as a chexmask-rt engine to ``output`` and return its metadata.
 
     The graph is checked with ``onnx.checker`` and against the TensorRT 10
     operator table before anything is written. ``fuse_norms=False`` leaves out the
     batch-1 depthwise-Conv form of the norms (``affine_fusion``). ``landmark_offsets`` are added
-    to every decoded sample, and their file's sha256 goes into the metadata.
+    to every decoded sample, and their file's sha256 goes into the metadata. ``second_look``
+    marks the engine as one whose ``predict`` takes a second look by default (measure that it
+    helps this model first: ``training.evaluate`` with and without ``--single-look``).
     """
     cfg = net.config
     engine = UncertaintyEngine(net.eval(), emit_samples=samples_output, offsets=landmark_offsets)
@@ -85,7 +87,8 @@ def export_onnx(net: HybridGNet, output: str | Path, *, checkpoint_sha256: str, 
                      skip=cfg.use_skip, checkpoint_sha256=checkpoint_sha256, model_name=model_name,
                      model_version=model_version, trained=trained, description=description,
                      has_samples_output=samples_output,
-                     landmark_offsets_sha256="" if landmark_offsets is None else landmark_offsets.sha256)
+                     landmark_offsets_sha256="" if landmark_offsets is None else landmark_offsets.sha256,
+                     second_look=second_look)
     for key, value in info.to_metadata().items():
         model.metadata_props.add(key=key, value=value)
     model.producer_name = "chexmask-rt"

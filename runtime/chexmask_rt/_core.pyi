@@ -37,6 +37,8 @@ class ModelInfo:
     @property
     def description(self) -> str: ...
     @property
+    def second_look(self) -> bool: ...
+    @property
     def metadata(self) -> dict[str, str]: ...
 
 class Result:
@@ -79,13 +81,14 @@ class Engine:
     @property
     def info(self) -> ModelInfo: ...
     def predict(self, image: npt.NDArray[np.uint8] | npt.NDArray[np.uint16] | npt.NDArray[np.float32],
-                samples: int, seed: int = 0, bit_depth: int | None = None, second_look: bool = True) -> Result:
+                samples: int, seed: int = 0, bit_depth: int | None = None, second_look: bool | None = None) -> Result:
         """Gray [H, W] (or [H, W, 1]) uint8, uint16 (bit_depth 9..16, default 16) or float32 in [0, 1].
-        second_look: a second engine call on a crop around the first answer's lungs (chexmask_rt.second_look)."""
+        second_look: a second engine call on a crop around the first answer's lungs (chexmask_rt.second_look);
+        None: the engine's own default (info.second_look)."""
     def predict_batch(self, images: list[npt.NDArray[np.uint8] | npt.NDArray[np.uint16] | npt.NDArray[np.float32]],
                       samples: int, seed: int = 0,
                       bit_depth: int | Sequence[int | None] | None = None,
-                      second_look: bool = True) -> list[Result]:
+                      second_look: bool | None = None) -> list[Result]:
         """All images in one engine call (their crops in a second one), sharing one eps. bit_depth:
         one for all, or one per image (the core ignores it for uint8 and float32 images)."""
 

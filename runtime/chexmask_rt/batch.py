@@ -169,7 +169,7 @@ def _decoded(pool: ThreadPoolExecutor, images: Sequence[str], window: int) -> It
 
 def run_batch(segmenter, images: Sequence[str], out_dir: str | os.PathLike, *, samples: int = 50, seed: int = 0,
               workers: int = 4, batch_size: int = 8, masks: bool = False, progress: bool = True,
-              second_look: bool = True) -> BatchSummary:
+              second_look: bool | None = None) -> BatchSummary:
     """Segment ``images`` into ``out_dir`` (see the module doc); a failing image is recorded, not raised.
 
     ModelError (the engine itself failing) stops the run: that is not one image's fault.
@@ -184,6 +184,7 @@ def run_batch(segmenter, images: Sequence[str], out_dir: str | os.PathLike, *, s
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"{out}: cannot create the output folder ({exc.strerror or exc})") from None
+    second_look = segmenter.info.second_look if second_look is None else second_look
     settings = {"Samples": str(samples), "Seed": str(seed), "Model": segmenter.model_id,
                 "Second Look": frozenset({"pooled", "crop_only", "none"}) if second_look else "off"}
     done_before = finished_images(out / RESULTS_NAME, settings)

@@ -28,9 +28,12 @@ def _add_run_options(p) -> None:
     p.add_argument("--samples", type=int, default=50, help="latent samples K (default 50)")
     p.add_argument("--seed", type=int, default=0, help="seed of the latent noise (default 0)")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: physical cores)")
-    p.add_argument("--single-look", dest="second_look", action="store_false",
-                   help="one engine call per image, in about half the time, instead of a second look at a crop "
-                        "around the lungs (see chexmask_rt.second_look)")
+    looks = p.add_mutually_exclusive_group()
+    looks.add_argument("--single-look", dest="second_look", action="store_const", const=False, default=None,
+                       help="one engine call per image, in half the time (default: the engine's own setting, "
+                            "a second look for the shipped model; see chexmask_rt.second_look)")
+    looks.add_argument("--second-look", dest="second_look", action="store_const", const=True,
+                       help="a second engine call on a crop around the lungs, pooled with the first")
     _add_backend(p)
 
 
@@ -70,6 +73,9 @@ def _add_export(sub) -> None:
     p.add_argument("--no-fused-norms", action="store_true",
                    help="keep the norms' per-image affines as Mul/Add only, without the batch-1 depthwise-Conv "
                         "branch (for a TensorRT build that rejects If nodes or non-constant Conv weights)")
+    p.add_argument("--second-look", action="store_true",
+                   help="make predict take a second look by default with this engine (chexmask_rt.second_look); "
+                        "measure first that it helps the model (training.evaluate with and without --single-look)")
     p.add_argument("--no-landmark-offsets", action="store_true",
                    help="leave out the per-landmark offsets of a landmark_offsets.json beside the checkpoint "
                         "(see chexmask_export/landmark_offsets.py): the bare model, e.g. to fit new ones")
@@ -198,7 +204,7 @@ def cmd_export(args) -> int:
     info = export_onnx(build_network(ckpt), args.output, checkpoint_sha256=ckpt.sha256,
                        samples_output=args.samples_output, model_name=args.name, model_version=args.model_version,
                        description=args.description, fuse_norms=not args.no_fused_norms,
-                       landmark_offsets=ckpt.landmark_offsets)
+                       landmark_offsets=ckpt.landmark_offsets, second_look=args.second_look)
     offsets = "" if ckpt.landmark_offsets is None else f", landmark offsets from {ckpt.landmark_offsets.source}"
     print(f"wrote {args.output}: inputsize {info.inputsize}, latents {info.latents}, skip {info.skip}, "
           f"{ckpt.layout} checkpoint sha256 {ckpt.sha256[:12]}...{offsets}")

@@ -37,6 +37,7 @@ class ModelInfo:
     description: str = ""
     has_samples_output: bool = False
     landmark_offsets_sha256: str = ""  # "" when the engine adds no per-landmark offsets
+    second_look: bool = False  # predict's default for this engine (chexmask_rt.second_look); export --second-look
 
     def to_metadata(self) -> dict[str, str]:
         fields = {
@@ -48,6 +49,8 @@ class ModelInfo:
         }
         if self.landmark_offsets_sha256:
             fields["landmark_offsets_sha256"] = self.landmark_offsets_sha256
+        if self.second_look:  # absent means false, so engines exported without it keep their bytes
+            fields["second_look"] = "true"
         return {PREFIX + k: v for k, v in fields.items()}
 
     @classmethod
@@ -74,7 +77,8 @@ class ModelInfo:
                        model_version=get.get("model_version", "unversioned"),
                        trained=get.get("trained", "true") == "true", description=get.get("description", ""),
                        has_samples_output=get.get("samples_output", "false") == "true",
-                       landmark_offsets_sha256=get.get("landmark_offsets_sha256", ""))
+                       landmark_offsets_sha256=get.get("landmark_offsets_sha256", ""),
+                       second_look=get.get("second_look", "false") == "true")
         except ValueError as exc:
             raise ModelError(f"{source}: malformed engine metadata ({exc})") from None
         if info.inputsize < 32 or info.inputsize % 32 or info.latents < 1:

@@ -127,7 +127,7 @@ class Segmenter:
         return f"{self.info.model_name}:{self.info.model_version}"
 
     def predict(self, image: ImageLike, *, samples: int = DEFAULT_SAMPLES, seed: int = 0,
-                bit_depth: int | None = None, second_look: bool = True) -> Result:
+                bit_depth: int | None = None, second_look: bool | None = None) -> Result:
         """Segment one image (a file path or an array) with ``samples`` latent draws.
 
         Same image, samples and seed -> bit-identical result on the same machine.
@@ -135,18 +135,21 @@ class Segmenter:
         value (``chexmask_rt.preprocess.significant_bits``).
         ``second_look``: a second engine call on a square crop around the first answer's lungs,
         combined with the first (``chexmask_rt.second_look``; ``result.extra["second_look"]`` says
-        how). It takes about twice the time; False returns the one engine call's answer.
+        how). It takes twice the time; False returns the one engine call's answer. None (the
+        default) takes the engine's own setting, ``info.second_look``: on for the shipped model,
+        off for engines exported without ``--second-look`` (published checkpoints answer as upstream).
         """
         return self.predict_batch([image], samples=samples, seed=seed, bit_depth=bit_depth,
                                   second_look=second_look)[0]
 
     def predict_batch(self, images: Sequence[ImageLike] | Iterable[ImageLike], *, samples: int = DEFAULT_SAMPLES,
                       seed: int = 0, bit_depth: int | None = None, batch_size: int = DEFAULT_BATCH,
-                      second_look: bool = True) -> list[Result]:
+                      second_look: bool | None = None) -> list[Result]:
         """Segment several images; each chunk of ``batch_size`` is one engine call sharing one eps
         (their crops another). ``second_look`` as in ``predict``."""
         samples, seed = check_run_arguments(samples, seed, batch_size)
         images = list(images)
+        second_look = self.info.second_look if second_look is None else bool(second_look)
         return self._run_batch(images, samples, seed, [bit_depth] * len(images), batch_size, second_look)
 
     @staticmethod

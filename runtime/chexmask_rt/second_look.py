@@ -21,6 +21,8 @@ position and scale, in the framing the model handles best. Then:
 the crop square; the CSV's ``Second Look`` column holds the kind ("off" without
 a second look).
 
+Whether ``predict`` looks twice by default is the engine's choice (``ModelInfo.second_look``, from
+``chexmask-rt export --second-look``): the shipped model does, published checkpoints do not.
 The C++ core does the same (``cpp/src/second_look.cpp``); tests hold the two equal.
 """
 from __future__ import annotations

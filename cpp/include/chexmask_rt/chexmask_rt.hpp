@@ -5,9 +5,10 @@
 //   chexmask_rt::Result r = engine.predict(img, /*samples=*/50, /*seed=*/0);
 //   r.landmarks[i].x, r.landmarks_std[i].y, r.mean_node_std ...
 //
-// predict() makes two engine calls by default: the image, then a square crop
-// around the first answer's lungs (the "second look", see Result::second_look);
-// pass second_look = false for one call, in about half the time.
+// For engines that ask for it (ModelInfo::second_look; the shipped default model
+// does), predict() makes two engine calls: the image, then a square crop around
+// the first answer's lungs (the "second look", see Result::second_look). Pass
+// second_look = true or false to choose; false is one call, in half the time.
 //
 // Numbers match the Python package (`chexmask_rt.load(...).predict`) for the
 // same engine, image, samples and seed. Every failure is a chexmask_rt::Error:
@@ -80,6 +81,9 @@ struct ModelInfo {
     std::string model_name;
     std::string model_version;
     std::string description;
+    /// predict()'s default second look for this engine (metadata chexmask_rt.second_look, written
+    /// by `chexmask-rt export --second-look` for models it was measured to help).
+    bool second_look = false;
     std::map<std::string, std::string> metadata;  ///< every custom metadata entry of the file, as stored
     /// "<model_name>:<model_version>", as written in results.
     std::string id() const { return model_name + ":" + model_version; }
@@ -153,14 +157,16 @@ public:
 
     const ModelInfo& info() const;
 
-    /// Segments one image with `samples` latent draws of noise fixed by `seed`; with
-    /// `second_look`, a second engine call on a crop around the lungs (header comment).
-    Result predict(const ImageView& image, int samples, std::uint64_t seed, bool second_look = true) const;
+    /// Segments one image with `samples` latent draws of noise fixed by `seed`; with a
+    /// second look (default: info().second_look), a second engine call on a crop around the
+    /// lungs (header comment).
+    Result predict(const ImageView& image, int samples, std::uint64_t seed,
+                   std::optional<bool> second_look = std::nullopt) const;
 
     /// Segments several images in one engine call (two with `second_look`: the crops are the
     /// second); they share one eps.
     std::vector<Result> predict_batch(const std::vector<ImageView>& images, int samples,
-                                      std::uint64_t seed, bool second_look = true) const;
+                                      std::uint64_t seed, std::optional<bool> second_look = std::nullopt) const;
 
 private:
     struct Impl;
