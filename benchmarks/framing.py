@@ -31,7 +31,7 @@ import chexmask_rt
 from benchmarks.shared_data import experiment_arguments, gray_radiographs, write_report
 from chexmask_rt.frames import Letterbox, distance_1024
 from chexmask_rt.quality import node_std_1024
-from chexmask_rt.second_look import lung_fill
+from chexmask_rt.second_look import look_kind, lung_fill
 
 REFERENCE = "wiki_example1_normal_PA.jpg"
 FILLS = [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98]
@@ -72,7 +72,7 @@ def framing_curve(seg, gray: np.ndarray, anchors: dict[str, np.ndarray], truth: 
             r = seg.predict(image, samples=SAMPLES, second_look=second_look)
             row[mode] = {"to_full_frame_px": distance_1024(r.landmarks, anchors[mode] + offset, frame),
                          "mean_node_std_1024": node_std_1024(r.mean_node_std, *image.shape),
-                         "look": r.extra.get("second_look", {}).get("look", "off")}
+                         "look": look_kind(r)}
             if truth is not None:
                 row[mode]["to_reference_px"] = distance_1024(r.landmarks, truth + offset, frame)
         rows.append(row)

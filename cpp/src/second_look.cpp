@@ -48,7 +48,7 @@ std::vector<Point> moved(const std::vector<Point>& points, const Square& s) {
     return out;
 }
 
-// Mean and std (ddof 0) of two equally many samples from each one's mean and std, per coordinate.
+// The std (ddof 0) of two equally many samples together, from each one's mean and std.
 double pooled_std(double mean_a, double std_a, double mean_b, double std_b) {
     const double half_gap = (mean_a - mean_b) / 2;
     return std::sqrt((std_a * std_a + std_b * std_b) / 2 + half_gap * half_gap);

@@ -107,8 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _summary(result) -> str:
-    look = result.extra.get("second_look", {}).get("look")
-    looked = {"pooled": ", two looks pooled", "crop_only": ", wide field of view: the crop's look"}.get(look, "")
+    from .second_look import look_kind
+
+    looks = {"pooled": ", two looks pooled", "crop_only": ", wide field of view: the crop's look"}
+    looked = looks.get(look_kind(result), "")
     return (f"{result.image}: {result.width}x{result.height}, K={result.samples}, "
             f"mean node std {result.mean_node_std:.2f} px, mean latent sigma {result.mean_latent_sigma:.4f}{looked}")
 

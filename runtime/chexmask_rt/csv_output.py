@@ -6,7 +6,7 @@ LL 44-93, H 94-119); ``Right Lung``, ``Left Lung`` and ``Heart`` are the
 run-length encodings (:mod:`chexmask_rt.rle`) of the filled landmark polygons;
 ``Height`` and ``Width`` give the mask shape. The image scores, the reliability
 flag and the run's settings follow; ``Second Look`` says how the answer was made
-(:func:`second_look_kind`).
+(:func:`chexmask_rt.second_look.look_kind`).
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import numpy as np
 
 from .errors import InputError
 from .rle import encode
+from .second_look import look_kind
 
 COLUMNS = ("Image", "Landmarks (Mean)", "Landmarks (Std)", "Right Lung", "Left Lung", "Heart", "Height", "Width",
            "Mean Node Std", "Mean Latent Sigma", "Quality Flag", "Quality Reason", "Samples", "Seed", "Model",
@@ -43,13 +44,8 @@ def csv_row(result) -> dict[str, str]:
                 "Mean Node Std": f"{result.mean_node_std:.6g}", "Mean Latent Sigma": f"{result.mean_latent_sigma:.6g}",
                 "Quality Flag": "" if q is None else str(q.flag), "Quality Reason": "" if q is None else q.reason,
                 "Samples": str(result.samples), "Seed": str(result.seed), "Model": result.model,
-                "Second Look": second_look_kind(result)})
+                "Second Look": look_kind(result)})
     return row
-
-
-def second_look_kind(result) -> str:
-    """"pooled", "crop_only" or "none" (chexmask_rt.second_look); "off" when no second look was asked for."""
-    return result.extra.get("second_look", {}).get("look", "off")
 
 
 def parse_coords(text: str) -> np.ndarray:

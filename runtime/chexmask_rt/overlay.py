@@ -5,6 +5,7 @@ import cv2
 import numpy as np
 
 from .anatomy import organ_slices
+from .second_look import look_kind
 
 # BGR colours per organ, distinguishable for the common colour-vision deficiencies
 _ORGAN_COLOURS = {"right_lung": (230, 159, 0), "left_lung": (0, 158, 115), "heart": (0, 114, 178)}
@@ -51,7 +52,7 @@ def draw_overlay(image: np.ndarray, result, *, max_side: int = 1024) -> np.ndarr
         cv2.ellipse(canvas, centre, axes, 0, 0, 360, tuple(int(c) for c in colours[i]), max(1, thick // 2),
                     cv2.LINE_AA, shift)
     lines = [f"mean node std {result.mean_node_std:.2f} px", f"mean latent sigma {result.mean_latent_sigma:.3f}",
-             f"K={result.samples}{_LOOKS.get(result.extra.get('second_look', {}).get('look'), '')}  {result.model}"]
+             f"K={result.samples}{_LOOKS.get(look_kind(result), '')}  {result.model}"]
     size = 0.4 + 0.5 * max(canvas.shape[:2]) / 1024
     y = 0
     for text in lines:

@@ -17,9 +17,9 @@ class Result:
 
     ``landmarks`` is the mean over the latent samples (CheXmask-U's
     "Landmarks (Mean)"), ``landmarks_std`` their per-coordinate std (ddof 0),
-    ``landmarks_mu`` the decode at z = mu. After a second look (the default;
-    ``extra["second_look"]``) the samples are both looks' and the decode at mu and
-    the latents are the two looks' averages (``chexmask_rt.second_look``).
+    ``landmarks_mu`` the decode at z = mu. After a pooled second look
+    (``extra["second_look"]``; the shipped model's default) the samples are both looks'
+    and the decode at mu and the latents are the two looks' averages (``chexmask_rt.second_look``).
     """
 
     landmarks: np.ndarray        # (120, 2)

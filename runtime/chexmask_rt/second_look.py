@@ -77,6 +77,11 @@ def second_look_square(first: Result) -> tuple[int, int, int] | None:
     return square if MIN_SIDE <= square[2] <= min(2 * longest, MAX_SIDE) else None
 
 
+def look_kind(result: Result) -> str:
+    """How ``result`` was made: "pooled", "crop_only" or "none"; "off" when no second look was asked for."""
+    return result.extra.get("second_look", {}).get("look", "off")
+
+
 def without_second_look(first: Result) -> Result:
     """The first answer, marked as one for which a second look was asked but had no usable crop."""
     info = {"look": "none", "first_fill": lung_fill(first.landmarks, first.height, first.width)}
