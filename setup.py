@@ -45,13 +45,29 @@ class CMakeBuild(build_ext):
         subprocess.run(["cmake", ext.sourcedir, *cmake_args], cwd=build_temp, check=True)
         subprocess.run(["cmake", "--build", ".", *build_args], cwd=build_temp, check=True)
 
+# The one home of the version: VERSION, read here and by CMake; Python reads the installed
+# distribution's metadata (chexmask_rt.__version__), C++ gets it compiled in (chexmask_rt::version()).
+VERSION = (Path(__file__).parent / "VERSION").read_text(encoding="utf-8").strip()
+
 setup(
     name="chexmask-rt",
-    version="0.1.0",
+    version=VERSION,
     description="Edge inference runtime for HybridGNet chest X-ray landmark segmentation with uncertainty",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
+    # the code; the shipped weights carry their own licence (NOTICE, MODEL_CARD.md)
+    license="Apache-2.0",
+    license_files=["LICENSE", "NOTICE"],
+    classifiers=[
+        "Development Status :: 3 - Alpha",
+        "Intended Audience :: Science/Research",
+        "Operating System :: POSIX :: Linux",
+        "Programming Language :: C++",
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Medical Science Apps.",
+        "Topic :: Scientific/Engineering :: Image Recognition",
+    ],
     packages=["chexmask_rt", "chexmask_rt.backends", "chexmask_export"],
     package_dir={"chexmask_rt": "runtime/chexmask_rt", "chexmask_export": "export/chexmask_export"},
     package_data={
@@ -65,7 +81,8 @@ setup(
     extras_require={
         # torch 2.13.0 is the CPU wheel these machines carry; newer ones also work
         "export": ["torch>=2.4", "onnx>=1.15", "torch-geometric>=2.5"],
-        "test": ["pytest>=7", "hypothesis>=6.100"],
+        # build: tests/test_release.py builds the sdist
+        "test": ["pytest>=7", "hypothesis>=6.100", "build>=1.0"],
         # benchmarks/ and training/: plots, thin-plate splines
         "bench": ["matplotlib>=3.6", "scipy>=1.10", "psutil>=5.9"],
     },

@@ -154,6 +154,7 @@ std::string to_json(const chexmask_rt::Result& r, const std::string& image, cons
     std::ostringstream o;
     o << "{\n \"image\": " << quoted(image) << ",\n \"height\": " << r.height << ",\n \"width\": " << r.width
       << ",\n \"samples\": " << r.samples << ",\n \"seed\": " << r.seed << ",\n \"model\": " << quoted(model_id)
+      << ",\n \"intended_use\": " << quoted(chexmask_rt::kIntendedUse)
       << ",\n \"landmarks\": " << points(r.landmarks) << ",\n \"landmarks_std\": " << points(r.landmarks_std)
       << ",\n \"landmarks_mu\": " << points(r.landmarks_mu) << ",\n \"latent_mu\": " << values(r.latent_mu)
       << ",\n \"latent_sigma\": " << values(r.latent_sigma) << ",\n \"node_uncertainty\": " << values(r.node_uncertainty)

@@ -242,6 +242,8 @@ py::array_t<float> latent_noise_array(int samples, int latents, const py::object
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "chexmask-rt native core (C++ preprocessing, ONNX Runtime engine call, postprocessing)";
+    m.attr("__version__") = chexmask_rt::version();
+    m.attr("INTENDED_USE") = chexmask_rt::kIntendedUse;
     register_errors();
     bind_info(m);
     bind_result(m);

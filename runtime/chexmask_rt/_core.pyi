@@ -11,6 +11,8 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
+__version__: str  # the repository's VERSION, compiled in; equals chexmask_rt.__version__ when installed together
+INTENDED_USE: str
 MIN_SIDE: int
 MAX_SIDE: int
 MAX_SAMPLES: int

@@ -1,4 +1,4 @@
-"""Command line: ``chexmask-rt predict|batch|export|info`` (also ``python -m chexmask_rt``).
+"""Command line: ``chexmask-rt predict|batch|export|info|build-trt`` (also ``python -m chexmask_rt``).
 
 Exit codes: 0 success, 1 batch finished but some images failed, 2 usage error,
 3 input error, 4 model error.
@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 from .errors import ChexmaskError, InputError, ModelError
+from .notice import INTENDED_USE
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INPUT, EXIT_MODEL = 0, 1, 2, 3, 4
 
@@ -94,10 +95,20 @@ def _add_build_trt(sub) -> None:
     tensorrt_build.add_arguments(p)
 
 
+# The top-level --help is read by people: plain text, no reST markup.
+_DESCRIPTION = (f"Chest X-ray landmark segmentation with uncertainty (HybridGNet): 120 landmarks of the lungs and "
+                f"heart, their spread over latent samples, and the encoder's latent sigma. {INTENDED_USE.capitalize()}.")
+_EPILOG = ("exit codes: 0 success, 1 some images failed, 2 usage error, "
+           "3 input error, 4 model error. 'chexmask-rt COMMAND --help' shows a command's options.")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="chexmask-rt", description=__doc__.splitlines()[0])
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="chexmask-rt", description=_DESCRIPTION, epilog=_EPILOG)
+    parser.add_argument("--version", action="version", version=f"chexmask-rt {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command", required=True)
     _add_predict(sub)
     _add_batch(sub)
     _add_export(sub)

@@ -5,6 +5,7 @@ import cv2
 import numpy as np
 
 from .anatomy import organ_slices
+from .notice import INTENDED_USE
 from .second_look import look_kind
 
 # BGR colours per organ, distinguishable for the common colour-vision deficiencies
@@ -56,8 +57,17 @@ def draw_overlay(image: np.ndarray, result, *, max_side: int = 1024) -> np.ndarr
     size = 0.4 + 0.5 * max(canvas.shape[:2]) / 1024
     y = 0
     for text in lines:
-        (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, size, thick)
-        y += h + base + 4
-        cv2.rectangle(canvas, (4, y - h - base), (12 + w, y + 2), (0, 0, 0), -1)
-        cv2.putText(canvas, text, (8, y - base // 2), cv2.FONT_HERSHEY_SIMPLEX, size, (255, 255, 255), thick, cv2.LINE_AA)
+        y = _label(canvas, text, y, size, thick)
+    # a picture travels without its JSON: it carries the intended use itself, at its foot
+    (_, h), base = cv2.getTextSize(INTENDED_USE, cv2.FONT_HERSHEY_SIMPLEX, size, thick)
+    _label(canvas, INTENDED_USE.upper(), canvas.shape[0] - h - 2 * base - 8, size, thick)
     return canvas
+
+
+def _label(canvas: np.ndarray, text: str, top: int, size: float, thick: int) -> int:
+    """White text on a black box whose top is at ``top``; returns the next line's top."""
+    (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, size, thick)
+    y = top + h + base + 4
+    cv2.rectangle(canvas, (4, y - h - base), (12 + w, y + 2), (0, 0, 0), -1)
+    cv2.putText(canvas, text, (8, y - base // 2), cv2.FONT_HERSHEY_SIMPLEX, size, (255, 255, 255), thick, cv2.LINE_AA)
+    return y

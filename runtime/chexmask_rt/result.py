@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .anatomy import organ_slices
+from .notice import INTENDED_USE
 from .quality import Quality
 
 _ORGANS = organ_slices()
@@ -75,6 +76,7 @@ class Result:
             "samples": self.samples,
             "seed": self.seed,
             "model": self.model,
+            "intended_use": INTENDED_USE,
             "landmarks": self.landmarks.tolist(),
             "landmarks_std": self.landmarks_std.tolist(),
             "landmarks_mu": self.landmarks_mu.tolist(),

@@ -45,6 +45,13 @@ public:
     using Error::Error;
 };
 
+/// What every output of this library is for; results written for people or systems say it
+/// (the Python package: chexmask_rt.notice.INTENDED_USE, the same text).
+constexpr const char* kIntendedUse = "research use only; not for diagnosis";
+
+/// This library's version: the repository's VERSION file, compiled in ("major.minor.patch").
+const char* version() noexcept;
+
 constexpr int kMinSide = 32;         ///< smaller images are refused (as in Python)
 constexpr int kMaxSide = 65536;      ///< larger images are refused
 constexpr int kMaxSamples = 10000;   ///< upper bound of `samples` (as in Python)
