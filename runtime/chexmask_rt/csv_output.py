@@ -7,6 +7,11 @@ run-length encodings (:mod:`chexmask_rt.rle`) of the filled landmark polygons;
 ``Height`` and ``Width`` give the mask shape. The image scores, the reliability
 flag and the run's settings follow; ``Second Look`` says how the answer was made
 (:func:`chexmask_rt.second_look.look_kind`).
+
+Results schema 2 appends, after those (whose names stay fixed), ``Results Schema`` (the row's
+schema version), the source DICOM's UIDs and pixel spacing, and the clinical measures
+(:mod:`chexmask_rt.measures`; empty where unknown). A file without ``Results Schema`` is
+schema 1: :data:`COLUMNS_V1` alone.
 """
 from __future__ import annotations
 
@@ -19,13 +24,20 @@ import cv2
 import numpy as np
 
 from .errors import InputError
+from .dicom_source import UID_KEYWORDS
 from .rle import encode
 from .second_look import look_kind
 
-COLUMNS = ("Image", "Landmarks (Mean)", "Landmarks (Std)", "Right Lung", "Left Lung", "Heart", "Height", "Width",
-           "Mean Node Std", "Mean Latent Sigma", "Quality Flag", "Quality Reason", "Samples", "Seed", "Model",
-           "Second Look")
+SCHEMA_VERSION = 2
+COLUMNS_V1 = ("Image", "Landmarks (Mean)", "Landmarks (Std)", "Right Lung", "Left Lung", "Heart", "Height", "Width",
+              "Mean Node Std", "Mean Latent Sigma", "Quality Flag", "Quality Reason", "Samples", "Seed", "Model",
+              "Second Look")
 _MASK_COLUMNS = {"right_lung": "Right Lung", "left_lung": "Left Lung", "heart": "Heart"}
+_AREA_COLUMNS = [f"{name} Area {what}" for name in _MASK_COLUMNS.values()
+                 for what in ("(px2)", "Std (px2)", "(mm2)", "Std (mm2)")]
+COLUMNS = COLUMNS_V1 + ("Results Schema", *UID_KEYWORDS, "Pixel Spacing Row (mm)", "Pixel Spacing Column (mm)",
+                        "Pixel Spacing Source", "CTR", "CTR Std", "Heart Diameter (px)", "Thoracic Diameter (px)",
+                        "Heart Diameter (mm)", "Thoracic Diameter (mm)", *_AREA_COLUMNS, "Measures Validation")
 
 
 def _coords(points: np.ndarray) -> str:
@@ -44,7 +56,32 @@ def csv_row(result) -> dict[str, str]:
                 "Mean Node Std": f"{result.mean_node_std:.6g}", "Mean Latent Sigma": f"{result.mean_latent_sigma:.6g}",
                 "Quality Flag": "" if q is None else str(q.flag), "Quality Reason": "" if q is None else q.reason,
                 "Samples": str(result.samples), "Seed": str(result.seed), "Model": result.model,
-                "Second Look": look_kind(result)})
+                "Second Look": look_kind(result), "Results Schema": str(SCHEMA_VERSION)})
+    row.update(_source_columns(result.source))
+    row.update(_measure_columns(result.measures()))
+    return row
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.6g}"
+
+
+def _source_columns(source) -> dict[str, str]:
+    spacing = None if source is None else source.spacing
+    uids = dict.fromkeys(UID_KEYWORDS, "") if source is None else source.uids()
+    return {**uids, "Pixel Spacing Row (mm)": _number(None if spacing is None else spacing.row),
+            "Pixel Spacing Column (mm)": _number(None if spacing is None else spacing.column),
+            "Pixel Spacing Source": "" if spacing is None else spacing.source}
+
+
+def _measure_columns(m) -> dict[str, str]:
+    row = {"CTR": _number(m.ctr), "CTR Std": _number(m.ctr_std),
+           "Heart Diameter (px)": _number(m.heart_diameter_px), "Thoracic Diameter (px)": _number(m.thoracic_diameter_px),
+           "Heart Diameter (mm)": _number(m.heart_diameter_mm), "Thoracic Diameter (mm)": _number(m.thoracic_diameter_mm),
+           "Measures Validation": m.validation}
+    for organ, name in _MASK_COLUMNS.items():
+        row.update({f"{name} Area (px2)": _number(m.area_px2[organ]), f"{name} Area Std (px2)": _number(m.area_std_px2[organ]),
+                    f"{name} Area (mm2)": _number(m.area_mm2[organ]), f"{name} Area Std (mm2)": _number(m.area_std_mm2[organ])})
     return row
 
 

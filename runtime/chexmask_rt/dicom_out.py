@@ -227,6 +227,42 @@ def _drop_malformed_age(dataset) -> None:
         del dataset.PatientAge
 
 
+def refuse_non_dicom(images, option: str) -> None:
+    """InputError naming the inputs that are not DICOM files: ``option`` writes objects that reference one."""
+    from .dicom_io import is_dicom_file
+
+    others = [str(i) for i in images if not is_dicom_file(i)]
+    if others:
+        more = f" and {len(others) - 3} more" if len(others) > 3 else ""
+        raise InputError(f"{option} needs DICOM inputs (a SEG/SR references its source image); not DICOM: "
+                         f"{', '.join(others[:3])}{more}")
+
+
+def write_objects(result, image, stem: str, *, seg_dir=None, sr_dir=None) -> list:
+    """Write ``seg_dir/<stem>.seg.dcm`` and/or ``sr_dir/<stem>.sr.dcm`` for ``result`` of the DICOM file
+    ``image``; returns the paths written. An unwritable folder is an InputError naming it."""
+    from pathlib import Path
+
+    from .dicom_source import read_header
+
+    if seg_dir is None and sr_dir is None:
+        return []
+    source = read_header(image)
+    written = []
+    for folder, suffix, build in ((seg_dir, "seg", segmentation), (sr_dir, "sr", measurement_report)):
+        if folder is None:
+            continue
+        out = Path(folder) / f"{stem}.{suffix}.dcm"
+        obj = build(result, source)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            obj.save_as(out, enforce_file_format=True)
+        except OSError as exc:
+            raise InputError(f"{out}: cannot write the DICOM {suffix.upper()} ({exc.strerror or exc})") from None
+        written.append(out)
+    return written
+
+
 def _declare_private_scheme(document) -> None:
     from pydicom.dataset import Dataset
 
