@@ -59,7 +59,7 @@ def csv_row(result) -> dict[str, str]:
                 "Second Look": look_kind(result), "Results Schema": str(SCHEMA_VERSION)})
     row.update(_source_columns(result.source))
     row.update(_measure_columns(result.measures()))
-    return row
+    return {k: row[k] for k in COLUMNS}
 
 
 def _number(value: float | None) -> str:
