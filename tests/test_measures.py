@@ -137,3 +137,19 @@ def test_ctr_std_grows_with_image_noise(samples_engine, name):
         stds.append(samples_engine.predict((noisy * 255).round().astype(np.uint8), samples=50).measures().ctr_std)
     # measured: 0.0043, 0.0097, 0.0125 (example 1) and 0.0035, 0.0072, 0.0137 (NIH)
     assert stds[0] < stds[1] < stds[2] and stds[2] > 2 * stds[0], stds
+
+
+def test_sr_carries_the_std_as_a_standard_deviation_derivation(samples_engine):
+    import pydicom
+
+    path = SHARED / "data" / "dicom" / "cr_chest_monochrome2_jpeg.dcm"
+    r = samples_engine.predict(path, samples=6)
+    m = r.measures()
+    items = [item for item in r.to_dicom_sr(pydicom.dcmread(path)).ContentSequence[-1].ContentSequence[-1]
+             .ContentSequence if item.ConceptNameCodeSequence[0].CodeValue == "CTR"]
+    derivations = [next((c.ConceptCodeSequence[0].CodeMeaning for c in item.get("ContentSequence", [])
+                         if c.ConceptNameCodeSequence[0].CodeValue == "121401"), None)  # (DCM 121401, Derivation)
+                   for item in items]
+    values = [float(item.MeasuredValueSequence[0].NumericValue) for item in items]
+    assert derivations == [None, "Standard Deviation"]
+    assert values == [pytest.approx(m.ctr, rel=1e-6), pytest.approx(m.ctr_std, rel=1e-6)]

@@ -56,8 +56,8 @@ def _version() -> str:
 
 
 def _algorithm_name(result) -> str:
-    # LO: 64 characters at most
-    return f"chexmask-rt {result.model} ({RESEARCH_ONLY})"[:64]
+    """The algorithm's name (LO, 64 characters at most, so the model id goes in its version and parameters)."""
+    return f"chexmask-rt, {RESEARCH_ONLY}"
 
 
 def _organ_codes(organ: str):
@@ -122,6 +122,12 @@ def segmentation(result, source_dataset, *, series_number: int = SEG_SERIES_NUMB
         raise InputError(f"cannot build a DICOM SEG over this source image ({exc})") from None
     # General Image, Type 2C: needed without a patient-based frame (projection radiographs have none)
     seg.PatientOrientation = source_dataset.get("PatientOrientation", "")
+    # highdicom copies the source's Pixel Spacing into a Pixel Measures item without a Slice Thickness, which a
+    # projection image has not got and highdicom's own reader requires; without a frame of reference the item
+    # is optional (dciodvfy agrees), and the segments lie on the source's pixels through its derivation references
+    shared = seg.SharedFunctionalGroupsSequence[0]
+    if "PixelMeasuresSequence" in shared and "SliceThickness" not in shared.PixelMeasuresSequence[0]:
+        del shared.PixelMeasuresSequence
     _drop_malformed_age(seg)
     return seg
 
@@ -148,7 +154,7 @@ def measurement_report(result, source_dataset, *, series_number: int = SR_SERIES
     length, area = _units(m.spacing)
     no_units = codes.UCUM.NoUnits
     algorithm = sr.AlgorithmIdentification(name=_algorithm_name(result), version=result.model.split(":")[-1],
-                                           parameters=[f"samples={result.samples}", f"seed={result.seed}",
+                                           parameters=[f"model={result.model}", f"samples={result.samples}", f"seed={result.seed}",
                                                        f"chexmask-rt {_version()}"])
     std = codes.SCT.StandardDeviation
 
