@@ -123,7 +123,17 @@ def test_samples_reach_the_result_and_pool_across_both_looks(samples_engine, exa
     assert m.samples == 24 and m.ctr_std == pytest.approx(by_hand.std(), rel=1e-9)
 
 
-def test_native_results_of_the_shipped_engine_have_no_std(default_segmenter, example1):
+def test_native_core_returns_the_same_samples(samples_engine, example1):
+    native = chexmask_rt.load(samples_engine.path, backend="native")
+    for second_look in (False, True):
+        want = samples_engine.predict(example1, samples=12, second_look=second_look)
+        got = native.predict(example1, samples=12, second_look=second_look)
+        assert got.landmark_samples.shape == (24 if second_look else 12, 120, 2)
+        np.testing.assert_allclose(got.landmark_samples, want.landmark_samples, atol=1e-6, rtol=0)
+        assert got.measures().ctr_std == pytest.approx(want.measures().ctr_std, rel=1e-6)
+
+
+def test_results_of_the_shipped_engine_have_no_std(default_segmenter, example1):
     m = default_segmenter.predict(example1, samples=8).measures()
     assert m.ctr_std is None and m.samples == 0 and "--samples-output" in m.std_note
 

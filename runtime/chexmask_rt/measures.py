@@ -25,11 +25,11 @@ counts of the rasterised masks (those differ by the half-pixel boundary).
 multiplied by the column spacing and areas by row x column spacing. The ratio has no unit.
 
 **Uncertainty**: each measure's std (ddof 0) over the decoded landmark samples, when the
-result carries them (``Result.landmark_samples``: an engine exported with
-``--samples-output``, run by the Python backend). Per-landmark stds alone cannot give it:
-how landmarks move together matters, and approximations from the marginal stds were
-measured 0.7-1.4x off for the CTR and 1.1-3.6x off for the areas on the shared
-radiographs (README, "Hospital integration"). Without samples the std is None, and
+result carries them (``Result.landmark_samples``: engines exported with ``--samples-output``,
+either backend; after a pooled second look, both looks' samples). Per-landmark stds alone
+cannot give it: how the landmarks move together matters, and approximations from the
+marginal stds were measured 0.7-1.4x off for the CTR and 1.1-3.6x off for the areas on the
+shared radiographs (README, "Hospital integration"). Without samples the std is None, and
 ``std_note`` says why.
 """
 from __future__ import annotations
@@ -46,8 +46,7 @@ ORGAN_NAMES = tuple(_ORGANS)
 # No chexmask-rt model has been checked against physicians on real radiographs (MODEL_CARD.md, "Clinical
 # measures"); a model that has been gets its own status here when the card records it.
 VALIDATION_STATUS = "unvalidated: research use, not for diagnosis"
-NO_SAMPLES = ("no decoded samples in this result (needs an engine exported with --samples-output, "
-              "run with backend='python')")
+NO_SAMPLES = "no decoded samples in this result: the engine has no landmarks_samples output (--samples-output)"
 
 
 def heart_diameter(landmarks: np.ndarray) -> np.ndarray:

@@ -38,7 +38,7 @@ class Result:
     quality: Quality | None = None  # the reliability flag (chexmask_rt.quality); None only for hand-made Results
     extra: dict = field(default_factory=dict, compare=False)
     source: DicomSource | None = None  # UIDs and pixel spacing of a DICOM input (chexmask_rt.dicom_source)
-    # (K, 120, 2) decoded samples in original pixels, only from engines with a samples output (Python backend)
+    # (K, 120, 2) decoded samples in original pixels, only from engines exported with --samples-output
     landmark_samples: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
