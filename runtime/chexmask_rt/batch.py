@@ -36,9 +36,9 @@ import numpy as np
 
 from .csv_output import COLUMNS, COLUMNS_V1, csv_row, write_masks
 from .dicom_io import DICOM_SUFFIXES
+from .dicom_out import write_objects
 from .dicom_source import with_source
 from .errors import ChexmaskError, InputError, ModelError
-from .dicom_out import write_objects
 from .image_io import read_image
 from .preprocess import to_gray
 

@@ -33,8 +33,8 @@ COLUMNS_V1 = ("Image", "Landmarks (Mean)", "Landmarks (Std)", "Right Lung", "Lef
               "Mean Node Std", "Mean Latent Sigma", "Quality Flag", "Quality Reason", "Samples", "Seed", "Model",
               "Second Look")
 _MASK_COLUMNS = {"right_lung": "Right Lung", "left_lung": "Left Lung", "heart": "Heart"}
-_AREA_COLUMNS = [f"{name} Area {what}" for name in _MASK_COLUMNS.values()
-                 for what in ("(px2)", "Std (px2)", "(mm2)", "Std (mm2)")]
+_AREA_KINDS = ("(px2)", "Std (px2)", "(mm2)", "Std (mm2)")  # after "<organ> Area "
+_AREA_COLUMNS = [f"{name} Area {what}" for name in _MASK_COLUMNS.values() for what in _AREA_KINDS]
 COLUMNS = COLUMNS_V1 + ("Results Schema", *UID_KEYWORDS, "Pixel Spacing Row (mm)", "Pixel Spacing Column (mm)",
                         "Pixel Spacing Source", "CTR", "CTR Std", "Heart Diameter (px)", "Thoracic Diameter (px)",
                         "Heart Diameter (mm)", "Thoracic Diameter (mm)", *_AREA_COLUMNS, "Measures Validation")
@@ -75,13 +75,13 @@ def _source_columns(source) -> dict[str, str]:
 
 
 def _measure_columns(m) -> dict[str, str]:
-    row = {"CTR": _number(m.ctr), "CTR Std": _number(m.ctr_std),
-           "Heart Diameter (px)": _number(m.heart_diameter_px), "Thoracic Diameter (px)": _number(m.thoracic_diameter_px),
-           "Heart Diameter (mm)": _number(m.heart_diameter_mm), "Thoracic Diameter (mm)": _number(m.thoracic_diameter_mm),
-           "Measures Validation": m.validation}
+    row = {"CTR": _number(m.ctr), "CTR Std": _number(m.ctr_std), "Measures Validation": m.validation}
+    for name, px, mm in (("Heart", m.heart_diameter_px, m.heart_diameter_mm),
+                         ("Thoracic", m.thoracic_diameter_px, m.thoracic_diameter_mm)):
+        row.update({f"{name} Diameter (px)": _number(px), f"{name} Diameter (mm)": _number(mm)})
+    values = dict(zip(_AREA_KINDS, (m.area_px2, m.area_std_px2, m.area_mm2, m.area_std_mm2)))
     for organ, name in _MASK_COLUMNS.items():
-        row.update({f"{name} Area (px2)": _number(m.area_px2[organ]), f"{name} Area Std (px2)": _number(m.area_std_px2[organ]),
-                    f"{name} Area (mm2)": _number(m.area_mm2[organ]), f"{name} Area Std (mm2)": _number(m.area_std_mm2[organ])})
+        row.update({f"{name} Area {what}": _number(areas[organ]) for what, areas in values.items()})
     return row
 
 

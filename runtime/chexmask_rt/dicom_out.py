@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import warnings
+from contextlib import contextmanager
 
 from .errors import InputError
 
@@ -41,6 +43,16 @@ def require_highdicom():
     import highdicom
 
     return highdicom
+
+
+@contextmanager
+def _source_name_as_it_is():
+    """highdicom warns about a copied Patient's Name of one component (anonymised archives write IDs there);
+    it is the source's value, kept as it is, so the warning would only repeat for every image."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name",
+                                category=UserWarning)
+        yield
 
 
 def _private(value: str, meaning: str):
@@ -111,13 +123,14 @@ def segmentation(result, source_dataset, *, series_number: int = SEG_SERIES_NUMB
         descriptions.append(description)
     pixels = np.stack([m > 0 for m in masks.values()], axis=-1)[None]  # (frames, rows, columns, segments)
     try:
-        seg = Segmentation(
-            source_images=[source_dataset], pixel_array=pixels, segmentation_type=SegmentationTypeValues.BINARY,
-            segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=series_number,
-            sop_instance_uid=hd.UID(), instance_number=1, manufacturer="chexmask-rt",
-            manufacturer_model_name=result.model[:64], software_versions=_version(), device_serial_number="none",
-            series_description=f"chexmask-rt lungs and heart, {RESEARCH_ONLY}"[:64],
-            content_description=RESEARCH_ONLY, content_label="LUNGS_HEART", omit_empty_frames=False)
+        with _source_name_as_it_is():
+            seg = Segmentation(
+                source_images=[source_dataset], pixel_array=pixels, segmentation_type=SegmentationTypeValues.BINARY,
+                segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=series_number,
+                sop_instance_uid=hd.UID(), instance_number=1, manufacturer="chexmask-rt",
+                manufacturer_model_name=result.model[:64], software_versions=_version(), device_serial_number="none",
+                series_description=f"chexmask-rt lungs and heart, {RESEARCH_ONLY}"[:64],
+                content_description=RESEARCH_ONLY, content_label="LUNGS_HEART", omit_empty_frames=False)
     except (ValueError, TypeError, AttributeError) as exc:  # highdicom's checks of the source dataset
         raise InputError(f"cannot build a DICOM SEG over this source image ({exc})") from None
     # General Image, Type 2C: needed without a patient-based frame (projection radiographs have none)
@@ -153,9 +166,10 @@ def measurement_report(result, source_dataset, *, series_number: int = SR_SERIES
     m = result.measures()
     length, area = _units(m.spacing)
     no_units = codes.UCUM.NoUnits
+    parameters = [f"model={result.model}", f"samples={result.samples}", f"seed={result.seed}",
+                  f"chexmask-rt {_version()}"]
     algorithm = sr.AlgorithmIdentification(name=_algorithm_name(result), version=result.model.split(":")[-1],
-                                           parameters=[f"model={result.model}", f"samples={result.samples}", f"seed={result.seed}",
-                                                       f"chexmask-rt {_version()}"])
+                                           parameters=parameters)
     std = codes.SCT.StandardDeviation
 
     def value(name, number, unit, *, derivation=None, sites=None):
@@ -214,10 +228,11 @@ def measurement_report(result, source_dataset, *, series_number: int = SR_SERIES
     report = sr.MeasurementReport(observation_context=sr.ObservationContext(observer_device_context=observer),
                                   procedure_reported=codes.SCT.ChestImaging, imaging_measurements=groups)
     try:
-        document = sr.ComprehensiveSR(
-            evidence=[source_dataset], content=report, series_instance_uid=hd.UID(), series_number=series_number,
-            sop_instance_uid=hd.UID(), instance_number=1, manufacturer="chexmask-rt",
-            series_description=f"chexmask-rt measurements, {RESEARCH_ONLY}"[:64])
+        with _source_name_as_it_is():
+            document = sr.ComprehensiveSR(
+                evidence=[source_dataset], content=report, series_instance_uid=hd.UID(), series_number=series_number,
+                sop_instance_uid=hd.UID(), instance_number=1, manufacturer="chexmask-rt",
+                series_description=f"chexmask-rt measurements, {RESEARCH_ONLY}"[:64])
     except (ValueError, TypeError, AttributeError) as exc:
         raise InputError(f"cannot build a DICOM SR over this source image ({exc})") from None
     _declare_private_scheme(document)
