@@ -85,6 +85,8 @@ setup(
         "test": ["pytest>=7", "hypothesis>=6.100", "build>=1.0"],
         # benchmarks/ and training/: plots, thin-plate splines
         "bench": ["matplotlib>=3.6", "scipy>=1.10", "psutil>=5.9"],
+        # --dicom-seg / --dicom-sr, Result.to_dicom_seg / to_dicom_sr: DICOM SEG and SR encoding
+        "dicom": ["highdicom>=0.28"],
     },
     ext_modules=[CMakeExtension("chexmask_rt._core")],
     cmdclass={"build_ext": CMakeBuild},

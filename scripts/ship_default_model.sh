@@ -3,7 +3,8 @@
 # depends on its weights, in the order they depend on each other:
 #   bash scripts/ship_default_model.sh training/checkpoints/default-vN N
 # 0. the checkpoint's per-landmark offsets (CKPT/landmark_offsets.json, training.landmark_offsets);
-# 1. the engine (runtime/chexmask_rt/models/default.onnx), its metadata naming the version;
+# 1. the engine (runtime/chexmask_rt/models/default.onnx), its metadata naming the version, with the raw
+#    decodes as an output (the measures' std over the samples, chexmask_rt.measures);
 # 2. the reliability flag's thresholds for it (runtime/chexmask_rt/models/default.quality.json);
 # 3. the paper's uncertainty experiments (benchmarks/results/uncertainty_behaviour.{json,png}) and the
 #    framing sweep (benchmarks/results/framing.{json,png});
@@ -21,7 +22,7 @@ ENGINE=runtime/chexmask_rt/models/default.onnx
 export PYTHONPATH="$PWD/runtime:$PWD/export:$PWD"
 python -m training.landmark_offsets --checkpoint "$CKPT" --textures training/textures.json
 python -m chexmask_rt export --checkpoint "$CKPT" --output "$ENGINE" --name chexmask-rt-default \
-  --model-version "$VERSION" --second-look --description "HybridGNet (skip), inputsize 512, trained on real shapes + \
+  --model-version "$VERSION" --second-look --samples-output --description "HybridGNet (skip), inputsize 512, trained on real shapes + \
 thin-plate-spline-warped real radiographs; see MODEL_CARD.md. Research and engineering use, not a medical device."
 python -m benchmarks.calibrate_quality --write
 python -m benchmarks.uncertainty_behaviour

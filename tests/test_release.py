@@ -72,6 +72,12 @@ def test_json_says_research_use(default_segmenter, example1):
     assert default_segmenter.predict(example1, samples=3).to_dict()["intended_use"] == INTENDED_USE
 
 
+def test_csv_rows_say_research_use(default_segmenter, example1):
+    from chexmask_rt.csv_output import csv_row
+
+    assert csv_row(default_segmenter.predict(example1, samples=3))["Intended Use"] == INTENDED_USE
+
+
 def test_core_declares_the_same_notice():
     try:
         from chexmask_rt import _core

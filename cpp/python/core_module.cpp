@@ -176,6 +176,14 @@ void bind_result(py::module_& m) {
         .def_property_readonly("landmarks", [](const Result& r) { return points_array(r.landmarks); })
         .def_property_readonly("landmarks_std", [](const Result& r) { return points_array(r.landmarks_std); })
         .def_property_readonly("landmarks_mu", [](const Result& r) { return points_array(r.landmarks_mu); })
+        .def_property_readonly(
+            "landmark_samples",
+            [](const Result& r) -> py::object {  // (K, nodes, 2), None unless the engine outputs its decodes
+                if (r.landmark_samples.empty() || r.landmarks.empty()) return py::none();
+                const auto nodes = static_cast<py::ssize_t>(r.landmarks.size());
+                return points_array(r.landmark_samples)
+                    .reshape({static_cast<py::ssize_t>(r.landmark_samples.size()) / nodes, nodes, py::ssize_t{2}});
+            })
         .def_property_readonly("latent_mu", [](const Result& r) { return values_array(r.latent_mu); })
         .def_property_readonly("latent_sigma", [](const Result& r) { return values_array(r.latent_sigma); })
         .def_property_readonly("node_uncertainty", [](const Result& r) { return values_array(r.node_uncertainty); })

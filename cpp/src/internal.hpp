@@ -41,6 +41,8 @@ struct EngineOutputs {
     std::vector<float> landmarks_mu;    // [batch, nodes, 2]
     std::vector<float> latent_mu;       // [batch, latents]
     std::vector<float> latent_sigma;    // [batch, latents]
+    int samples = 0;                    // K of landmarks_samples; 0 when the engine has no such output
+    std::vector<float> landmarks_samples;  // [batch, samples, nodes, 2] or empty
 };
 
 /// Fills node_uncertainty, mean_node_std and mean_latent_sigma from landmarks_std and latent_sigma.

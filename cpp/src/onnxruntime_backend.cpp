@@ -20,8 +20,9 @@ namespace chexmask_rt::detail {
 namespace {
 
 constexpr std::array<const char*, 2> kInputs = {"image", "eps"};
-constexpr std::array<const char*, 5> kOutputs = {"landmarks_mean", "landmarks_std", "landmarks_mu", "latent_mu",
-                                                 "latent_sigma"};
+constexpr std::array<const char*, 6> kOutputs = {"landmarks_mean", "landmarks_std", "landmarks_mu", "latent_mu",
+                                                 "latent_sigma", "landmarks_samples"};
+constexpr std::size_t kRequiredOutputs = 5;  // the last, the raw decodes, only engines exported with --samples-output
 
 /// The process-wide ONNX Runtime: one library, one Ort::Env, loaded once and never unloaded
 /// (sessions may outlive any single Engine, and unloading ORT at exit is known to crash).
@@ -118,11 +119,11 @@ public:
         std::vector<Ort::Value> outputs;
         try {
             outputs = session_->Run(Ort::RunOptions{nullptr}, kInputs.data(), inputs.data(), inputs.size(),
-                                    kOutputs.data(), kOutputs.size());
+                                    kOutputs.data(), has_samples_ ? kOutputs.size() : kRequiredOutputs);
         } catch (const Ort::Exception& e) {
             throw Error(path_ + ": engine run failed (" + first_line(e.what()) + ")");
         }
-        return collect(outputs, batch);
+        return collect(outputs, batch, samples);
     }
 
 private:
@@ -151,7 +152,7 @@ private:
         return props;
     }
 
-    void check_io() const {
+    void check_io() {  // sets has_samples_
         Ort::AllocatorWithDefaultOptions allocator;
         std::vector<std::string> inputs, outputs;
         for (std::size_t i = 0; i < session_->GetInputCount(); ++i)
@@ -159,8 +160,10 @@ private:
         for (std::size_t i = 0; i < session_->GetOutputCount(); ++i)
             outputs.emplace_back(session_->GetOutputNameAllocated(i, allocator).get());
         std::string missing;
-        for (const char* name : kOutputs)
-            if (std::find(outputs.begin(), outputs.end(), name) == outputs.end()) missing += std::string(" ") + name;
+        for (std::size_t i = 0; i < kRequiredOutputs; ++i)
+            if (std::find(outputs.begin(), outputs.end(), kOutputs[i]) == outputs.end())
+                missing += std::string(" ") + kOutputs[i];
+        has_samples_ = std::find(outputs.begin(), outputs.end(), kOutputs[kRequiredOutputs]) != outputs.end();
         if (inputs != std::vector<std::string>{kInputs[0], kInputs[1]} || !missing.empty()) {
             throw ModelError(path_ + ": engine inputs/outputs do not match chexmask-rt format " +
                              std::to_string(info_.format_version) + " (missing outputs:" +
@@ -187,7 +190,7 @@ private:
         return std::vector<float>(p, p + expected);
     }
 
-    EngineOutputs collect(const std::vector<Ort::Value>& outputs, int batch) const {
+    EngineOutputs collect(const std::vector<Ort::Value>& outputs, int batch, int samples) const {
         EngineOutputs out;
         out.batch = batch;
         out.latents = info_.latents;
@@ -203,12 +206,17 @@ private:
         out.landmarks_mu = take(outputs[2], points, kOutputs[2]);
         out.latent_mu = take(outputs[3], latent, kOutputs[3]);
         out.latent_sigma = take(outputs[4], latent, kOutputs[4]);
+        if (has_samples_) {
+            out.samples = samples;
+            out.landmarks_samples = take(outputs[5], points * static_cast<std::size_t>(samples), kOutputs[5]);
+        }
         return out;
     }
 
     std::string path_;
     ModelInfo info_;
     std::unique_ptr<Ort::Session> session_;  // Session::Run is thread safe; per-call state stays local
+    bool has_samples_ = false;               // set once by check_io
 };
 
 }  // namespace

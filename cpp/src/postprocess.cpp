@@ -55,6 +55,10 @@ Result postprocess(const EngineOutputs& out, int index, const Letterbox& frame, 
     r.landmarks_mu = to_original(out.landmarks_mu, index, out.nodes, frame);
     r.latent_mu = row_as_double(out.latent_mu, index, out.latents);
     r.latent_sigma = row_as_double(out.latent_sigma, index, out.latents);
+    for (int k = 0; k < out.samples; ++k) {  // row k of image `index` is laid out like one image's landmarks
+        const std::vector<Point> decoded = to_original(out.landmarks_samples, index * out.samples + k, out.nodes, frame);
+        r.landmark_samples.insert(r.landmark_samples.end(), decoded.begin(), decoded.end());
+    }
     set_scores(r);
     r.height = frame.height;
     r.width = frame.width;

@@ -103,7 +103,9 @@ Result combine(const Result& first, const Result& crop, const Square& square) {
     info.crop_top = square.top;
     info.crop_side = square.side;
     const std::vector<Point> landmarks = moved(crop.landmarks, square), mu = moved(crop.landmarks_mu, square);
+    const std::vector<Point> samples = moved(crop.landmark_samples, square);
     if (info.look == "crop_only") {
+        r.landmark_samples = samples;
         r.landmarks = landmarks;
         r.landmarks_std = crop.landmarks_std;
         r.landmarks_mu = mu;
@@ -118,6 +120,11 @@ Result combine(const Result& first, const Result& crop, const Square& square) {
         }
         r.latent_mu = average(first.latent_mu, crop.latent_mu);
         r.latent_sigma = average(first.latent_sigma, crop.latent_sigma);
+        if (first.landmark_samples.empty() || samples.empty()) {
+            r.landmark_samples.clear();
+        } else {  // both looks' decodes, as the pooled mean and std are theirs
+            r.landmark_samples.insert(r.landmark_samples.end(), samples.begin(), samples.end());
+        }
     }
     set_scores(r);
     r.second_look = info;

@@ -52,6 +52,8 @@ class Result:
     @property
     def landmarks_mu(self) -> npt.NDArray[np.float64]: ...      # (N, 2)
     @property
+    def landmark_samples(self) -> npt.NDArray[np.float64] | None: ...  # (K, N, 2); engines with --samples-output
+    @property
     def latent_mu(self) -> npt.NDArray[np.float64]: ...         # (latents,)
     @property
     def latent_sigma(self) -> npt.NDArray[np.float64]: ...      # (latents,)

@@ -8,12 +8,16 @@ Output folder:
 - ``results.csv``: one CheXmask-U-style row per image (:mod:`chexmask_rt.csv_output`),
   appended and flushed as each image finishes;
 - ``errors.csv``: ``Image,Error,Reason`` for each image that failed in this run;
-- ``masks/`` with ``--masks``: ``<name>_{right_lung,left_lung,heart}.png``.
+- ``masks/`` with ``--masks``: ``<name>_{right_lung,left_lung,heart}.png``;
+- with ``--dicom-seg DIR`` / ``--dicom-sr DIR``: ``DIR/<name>.seg.dcm`` / ``.sr.dcm`` for the
+  images segmented in this run (:mod:`chexmask_rt.dicom_out`).
 
 Re-running with the same output folder skips every image already in
 ``results.csv`` (a row cut short by a kill is dropped and redone) and retries the
 failed ones. A folder made with other samples / seed / model / second-look
-setting is refused rather than mixed.
+setting is refused rather than mixed. A ``results.csv`` of an older results schema
+(:data:`chexmask_rt.csv_output.SCHEMA_VERSION`) is first rewritten to the current columns,
+its rows marked with their schema and empty in the columns it did not have.
 """
 from __future__ import annotations
 
@@ -30,8 +34,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .csv_output import COLUMNS, csv_row, write_masks
+from .csv_output import COLUMNS, COLUMNS_V1, csv_row, write_masks
+from .notice import INTENDED_USE
 from .dicom_io import DICOM_SUFFIXES
+from .dicom_out import write_objects
+from .dicom_source import with_source
 from .errors import ChexmaskError, InputError, ModelError
 from .image_io import read_image
 from .preprocess import to_gray
@@ -111,6 +118,7 @@ def finished_images(results: Path, settings: dict[str, str | frozenset[str]]) ->
     if not data.endswith(b"\n"):
         with open(results, "r+b") as f:  # a run killed mid-row: drop the fragment, redo that image
             f.truncate(data.rfind(b"\n") + 1)
+    _upgrade_schema_1(results)
     with open(results, newline="") as f:
         reader = csv.DictReader(f)
         if tuple(reader.fieldnames or ()) != COLUMNS:
@@ -124,6 +132,22 @@ def finished_images(results: Path, settings: dict[str, str | frozenset[str]]) ->
                                      "use another --out or the same settings")
             done.add(row["Image"])
     return done
+
+
+def _upgrade_schema_1(results: Path) -> None:
+    """Rewrite a schema-1 ``results`` (no ``Results Schema`` column) to the current columns, in place,
+    row by row (an archive's file does not fit in memory)."""
+    upgraded = results.with_name(results.name + ".upgrade")
+    with open(results, newline="") as f:
+        reader = csv.DictReader(f)
+        if tuple(reader.fieldnames or ()) != COLUMNS_V1:
+            return
+        with open(upgraded, "w", newline="") as out:
+            writer = csv.DictWriter(out, fieldnames=list(COLUMNS), restval="", lineterminator="\n")
+            writer.writeheader()
+            for row in reader:
+                writer.writerow({**row, "Results Schema": "1", "Intended Use": INTENDED_USE})
+    os.replace(upgraded, results)  # atomic: a kill leaves the old file or the new one
 
 
 def _decode(image: str) -> np.ndarray:
@@ -169,7 +193,8 @@ def _decoded(pool: ThreadPoolExecutor, images: Sequence[str], window: int) -> It
 
 def run_batch(segmenter, images: Sequence[str], out_dir: str | os.PathLike, *, samples: int = 50, seed: int = 0,
               workers: int = 4, batch_size: int = 8, masks: bool = False, progress: bool = True,
-              second_look: bool | None = None) -> BatchSummary:
+              second_look: bool | None = None, dicom_seg: str | os.PathLike | None = None,
+              dicom_sr: str | os.PathLike | None = None) -> BatchSummary:
     """Segment ``images`` into ``out_dir`` (see the module doc); a failing image is recorded, not raised.
 
     ModelError (the engine itself failing) stops the run: that is not one image's fault.
@@ -206,7 +231,12 @@ def run_batch(segmenter, images: Sequence[str], out_dir: str | os.PathLike, *, s
 
     def finish(image: str, result) -> None:
         nonlocal done
-        result = dataclasses.replace(result, image=image)
+        try:
+            result = with_source(dataclasses.replace(result, image=image), image)
+            write_objects(result, image, stems[image], seg_dir=dicom_seg, sr_dir=dicom_sr)
+        except ChexmaskError as exc:  # this image's header or DICOM objects: the rest go on
+            fail(image, exc)
+            return
         if masks:
             write_masks(out / MASKS_NAME, stems[image], result)
         results.write(csv_row(result))

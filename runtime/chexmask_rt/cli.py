@@ -38,6 +38,23 @@ def _add_run_options(p) -> None:
     _add_backend(p)
 
 
+def _add_dicom_outputs(p) -> None:
+    """DICOM results of DICOM inputs (chexmask_rt.dicom_out; needs the 'dicom' extra)."""
+    p.add_argument("--dicom-seg", metavar="DIR", help="write DIR/<name>.seg.dcm, a DICOM Segmentation of the lungs "
+                   "and heart, for every DICOM input (all inputs must be DICOM)")
+    p.add_argument("--dicom-sr", metavar="DIR", help="write DIR/<name>.sr.dcm, a DICOM measurement report (TID 1500: "
+                   "contours, scores, CTR, areas), for every DICOM input (all inputs must be DICOM)")
+
+
+def _refuse_non_dicom(args, images) -> None:
+    from .dicom_out import refuse_non_dicom, require_highdicom
+
+    options = [o for o, v in (("--dicom-seg", args.dicom_seg), ("--dicom-sr", args.dicom_sr)) if v]
+    if options:
+        require_highdicom()
+        refuse_non_dicom(images, "/".join(options))
+
+
 def _add_predict(sub) -> None:
     p = sub.add_parser("predict", help="segment images, print or write landmarks + uncertainty")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG/JPEG/TIFF/BMP/DICOM files")
@@ -50,6 +67,7 @@ def _add_predict(sub) -> None:
     p.add_argument("--bit-depth", type=int, default=None, metavar="BITS",
                    help="significant bits of 16-bit images, 9-16 (default: per image, the fewest bits that hold its "
                         "largest value, so a 12-bit image in a 16-bit PNG reads as 12-bit)")
+    _add_dicom_outputs(p)
 
 
 def _add_batch(sub) -> None:
@@ -60,6 +78,7 @@ def _add_batch(sub) -> None:
     p.add_argument("--workers", type=int, default=4, help="decoder threads (default 4)")
     p.add_argument("--masks", action="store_true", help="also write organ mask PNGs to DIR/masks/")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_dicom_outputs(p)
 
 
 def _add_export(sub) -> None:
@@ -131,6 +150,7 @@ def cmd_predict(args) -> int:
 
     from .model import load
 
+    _refuse_non_dicom(args, args.images)
     seg = load(args.model, backend=args.backend, threads=args.threads)
     results = []
     for image in tqdm(args.images, desc="predict", unit="img", disable=len(args.images) < 2, file=sys.stderr):
@@ -160,6 +180,14 @@ def cmd_predict(args) -> int:
         for r in results:
             write_masks(args.masks, stems[r.image], r)
         print(f"wrote masks to {args.masks}", file=sys.stderr)
+    if args.dicom_seg or args.dicom_sr:
+        from .batch import mask_stems
+        from .dicom_out import write_objects
+
+        stems = mask_stems([r.image for r in results])
+        for r in results:
+            for path in write_objects(r, r.image, stems[r.image], seg_dir=args.dicom_seg, sr_dir=args.dicom_sr):
+                print(f"wrote {path}", file=sys.stderr)
     if args.json != "-" and args.csv != "-":
         for r in results:
             print(_summary(r))
@@ -183,9 +211,11 @@ def cmd_batch(args) -> int:
     images = collect_inputs(args.input)
     if not images:
         raise InputError(f"{args.input}: no images found")
+    _refuse_non_dicom(args, images)
     seg = load(args.model, backend=args.backend, threads=args.threads)
     summary = run_batch(seg, images, args.out, samples=args.samples, seed=args.seed, workers=args.workers,
-                        masks=args.masks, progress=not args.no_progress, second_look=args.second_look)
+                        masks=args.masks, progress=not args.no_progress, second_look=args.second_look,
+                        dicom_seg=args.dicom_seg, dicom_sr=args.dicom_sr)
     print(f"batch: {summary.text(Path(args.out))}")
     return EXIT_OK if summary.failed == 0 else EXIT_SOME_FAILED
 

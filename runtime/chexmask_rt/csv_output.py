@@ -7,6 +7,11 @@ run-length encodings (:mod:`chexmask_rt.rle`) of the filled landmark polygons;
 ``Height`` and ``Width`` give the mask shape. The image scores, the reliability
 flag and the run's settings follow; ``Second Look`` says how the answer was made
 (:func:`chexmask_rt.second_look.look_kind`).
+
+Results schema 2 appends, after those (whose names stay fixed), ``Results Schema`` (the row's
+schema version), ``Intended Use`` (:data:`chexmask_rt.notice.INTENDED_USE`), the source DICOM's UIDs and pixel spacing, and the clinical measures
+(:mod:`chexmask_rt.measures`; empty where unknown). A file without ``Results Schema`` is
+schema 1: :data:`COLUMNS_V1` alone.
 """
 from __future__ import annotations
 
@@ -19,13 +24,21 @@ import cv2
 import numpy as np
 
 from .errors import InputError
+from .notice import INTENDED_USE
+from .dicom_source import UID_KEYWORDS
 from .rle import encode
 from .second_look import look_kind
 
-COLUMNS = ("Image", "Landmarks (Mean)", "Landmarks (Std)", "Right Lung", "Left Lung", "Heart", "Height", "Width",
-           "Mean Node Std", "Mean Latent Sigma", "Quality Flag", "Quality Reason", "Samples", "Seed", "Model",
-           "Second Look")
+SCHEMA_VERSION = 2
+COLUMNS_V1 = ("Image", "Landmarks (Mean)", "Landmarks (Std)", "Right Lung", "Left Lung", "Heart", "Height", "Width",
+              "Mean Node Std", "Mean Latent Sigma", "Quality Flag", "Quality Reason", "Samples", "Seed", "Model",
+              "Second Look")
 _MASK_COLUMNS = {"right_lung": "Right Lung", "left_lung": "Left Lung", "heart": "Heart"}
+_AREA_KINDS = ("(px2)", "Std (px2)", "(mm2)", "Std (mm2)")  # after "<organ> Area "
+_AREA_COLUMNS = [f"{name} Area {what}" for name in _MASK_COLUMNS.values() for what in _AREA_KINDS]
+COLUMNS = COLUMNS_V1 + ("Results Schema", "Intended Use", *UID_KEYWORDS, "Pixel Spacing Row (mm)", "Pixel Spacing Column (mm)",
+                        "Pixel Spacing Source", "CTR", "CTR Std", "Heart Diameter (px)", "Thoracic Diameter (px)",
+                        "Heart Diameter (mm)", "Thoracic Diameter (mm)", *_AREA_COLUMNS, "Measures Validation")
 
 
 def _coords(points: np.ndarray) -> str:
@@ -44,7 +57,33 @@ def csv_row(result) -> dict[str, str]:
                 "Mean Node Std": f"{result.mean_node_std:.6g}", "Mean Latent Sigma": f"{result.mean_latent_sigma:.6g}",
                 "Quality Flag": "" if q is None else str(q.flag), "Quality Reason": "" if q is None else q.reason,
                 "Samples": str(result.samples), "Seed": str(result.seed), "Model": result.model,
-                "Second Look": look_kind(result)})
+                "Second Look": look_kind(result), "Results Schema": str(SCHEMA_VERSION),
+                "Intended Use": INTENDED_USE})
+    row.update(_source_columns(result.source))
+    row.update(_measure_columns(result.measures()))
+    return {k: row[k] for k in COLUMNS}
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.6g}"
+
+
+def _source_columns(source) -> dict[str, str]:
+    spacing = None if source is None else source.spacing
+    uids = dict.fromkeys(UID_KEYWORDS, "") if source is None else source.uids()
+    return {**uids, "Pixel Spacing Row (mm)": _number(None if spacing is None else spacing.row),
+            "Pixel Spacing Column (mm)": _number(None if spacing is None else spacing.column),
+            "Pixel Spacing Source": "" if spacing is None else spacing.source}
+
+
+def _measure_columns(m) -> dict[str, str]:
+    row = {"CTR": _number(m.ctr), "CTR Std": _number(m.ctr_std), "Measures Validation": m.validation}
+    for name, px, mm in (("Heart", m.heart_diameter_px, m.heart_diameter_mm),
+                         ("Thoracic", m.thoracic_diameter_px, m.thoracic_diameter_mm)):
+        row.update({f"{name} Diameter (px)": _number(px), f"{name} Diameter (mm)": _number(mm)})
+    values = dict(zip(_AREA_KINDS, (m.area_px2, m.area_std_px2, m.area_mm2, m.area_std_mm2)))
+    for organ, name in _MASK_COLUMNS.items():
+        row.update({f"{name} Area {what}": _number(areas[organ]) for what, areas in values.items()})
     return row
 
 

@@ -33,6 +33,16 @@ def looks_like_dicom(path: str | os.PathLike, head: bytes) -> bool:
     return head[_MAGIC_OFFSET:_MAGIC_OFFSET + 4] == b"DICM" or Path(path).suffix.lower() in DICOM_SUFFIXES
 
 
+def is_dicom_file(path: str | os.PathLike) -> bool:
+    """:func:`looks_like_dicom` for a file on disk; False when it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_MAGIC_OFFSET + 4)
+    except OSError:
+        return False
+    return looks_like_dicom(path, head)
+
+
 def read_dicom(path: str | os.PathLike) -> np.ndarray:
     """Decode one single-frame DICOM image to a gray uint8/uint16 (or RGB uint8) array."""
     import pydicom

@@ -12,6 +12,7 @@ from typing import Union
 import numpy as np
 
 from .backends import Backend, EngineOptions
+from .dicom_source import with_source
 from .errors import InputError, ModelError
 from .frames import Letterbox
 from .image_io import read_image
@@ -150,7 +151,8 @@ class Segmenter:
         samples, seed = check_run_arguments(samples, seed, batch_size)
         images = list(images)
         second_look = self.info.second_look if second_look is None else bool(second_look)
-        return self._run_batch(images, samples, seed, [bit_depth] * len(images), batch_size, second_look)
+        results = self._run_batch(images, samples, seed, [bit_depth] * len(images), batch_size, second_look)
+        return [with_source(r, item) for r, item in zip(results, images)]
 
     @staticmethod
     def _gray(item: ImageLike, bit_depth: int | None) -> tuple[np.ndarray, int, str | None]:
@@ -204,4 +206,5 @@ class Segmenter:
             latent_sigma=out.latent_sigma[i].astype(np.float64),
             height=frame.height, width=frame.width, samples=samples, seed=int(seed),
             model=self.model_id, image=name,
+            landmark_samples=None if out.landmarks_samples is None else frame.to_original(out.landmarks_samples[i]),
         ))

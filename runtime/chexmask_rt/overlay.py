@@ -12,6 +12,7 @@ from .second_look import look_kind
 _ORGAN_COLOURS = {"right_lung": (230, 159, 0), "left_lung": (0, 158, 115), "heart": (0, 114, 178)}
 
 
+_DIAMETER_COLOUR = (255, 255, 255)  # the CTR's diameters, apart from the organ colours
 _LOOKS = {"pooled": " x 2 looks", "crop_only": " on a crop"}  # chexmask_rt.second_look
 
 
@@ -27,6 +28,39 @@ def _display_gray(image: np.ndarray) -> np.ndarray:
         lo, hi = float(img.min()), float(img.max())
         img = ((img - lo) / (hi - lo) * 255 if hi > lo else np.zeros_like(img)).astype(np.uint8)
     return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+
+
+def _plus_minus(std: float | None, fmt: str) -> str:
+    return "" if std is None else f" +/- {std:{fmt}}"
+
+
+def _measure_lines(m) -> list[str]:
+    """The legend's measures: CTR and areas (cm2 with a pixel spacing, else px2) with their std, and their status."""
+    lines = [f"CTR {m.ctr:.3f}{_plus_minus(m.ctr_std, '.3f')}"]
+    mm = m.spacing is not None
+    areas, stds = (m.area_mm2, m.area_std_mm2) if mm else (m.area_px2, m.area_std_px2)
+    scale, unit = (0.01, "cm2") if mm else (1.0, "px2")  # cm2: the unit chest areas are read in
+    names = {"right_lung": "RL", "left_lung": "LL", "heart": "H"}
+    lines.append("area " + ", ".join(
+        f"{names[k]} {areas[k] * scale:.{1 if mm else 0}f}"
+        f"{'' if stds[k] is None else _plus_minus(stds[k] * scale, '.1f' if mm else '.0f')}" for k in names)
+        + f" {unit}")
+    lines.append(m.validation)
+    return lines
+
+
+def _draw_diameters(canvas: np.ndarray, pts: np.ndarray, thick: int) -> None:
+    """The CTR's two diameters as horizontal bars between their extreme landmarks, each at the mean height
+    of its two ends, with a tick down to each end's own height."""
+    sl = organ_slices()
+    heart, right, left = pts[sl["heart"]], pts[sl["right_lung"]], pts[sl["left_lung"]]
+    for a, b in ((heart[heart[:, 0].argmin()], heart[heart[:, 0].argmax()]),
+                 (right[right[:, 0].argmin()], left[left[:, 0].argmax()])):
+        y = (a[1] + b[1]) / 2
+        ends = [(int(round(a[0])), int(round(y))), (int(round(b[0])), int(round(y)))]
+        cv2.line(canvas, ends[0], ends[1], _DIAMETER_COLOUR, thick, cv2.LINE_AA)
+        for end, point in zip(ends, (a, b)):
+            cv2.line(canvas, end, (end[0], int(round(point[1]))), _DIAMETER_COLOUR, max(1, thick // 2), cv2.LINE_AA)
 
 
 def draw_overlay(image: np.ndarray, result, *, max_side: int = 1024) -> np.ndarray:
@@ -52,8 +86,10 @@ def draw_overlay(image: np.ndarray, result, *, max_side: int = 1024) -> np.ndarr
         axes = tuple(int(v) for v in np.round(np.maximum(std[i], 1.0) * f))
         cv2.ellipse(canvas, centre, axes, 0, 0, 360, tuple(int(c) for c in colours[i]), max(1, thick // 2),
                     cv2.LINE_AA, shift)
+    measures = result.measures()
+    _draw_diameters(canvas, pts, thick)
     lines = [f"mean node std {result.mean_node_std:.2f} px", f"mean latent sigma {result.mean_latent_sigma:.3f}",
-             f"K={result.samples}{_LOOKS.get(look_kind(result), '')}  {result.model}"]
+             f"K={result.samples}{_LOOKS.get(look_kind(result), '')}  {result.model}", *_measure_lines(measures)]
     size = 0.4 + 0.5 * max(canvas.shape[:2]) / 1024
     y = 0
     for text in lines:

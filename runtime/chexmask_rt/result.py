@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .anatomy import organ_slices
+from .dicom_source import UID_KEYWORDS, DicomSource
+from .measures import Measures, measure
 from .notice import INTENDED_USE
 from .quality import Quality
 
@@ -36,6 +38,9 @@ class Result:
     image: str | None = None
     quality: Quality | None = None  # the reliability flag (chexmask_rt.quality); None only for hand-made Results
     extra: dict = field(default_factory=dict, compare=False)
+    source: DicomSource | None = None  # UIDs and pixel spacing of a DICOM input (chexmask_rt.dicom_source)
+    # (K, 120, 2) decoded samples in original pixels, only from engines exported with --samples-output
+    landmark_samples: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
     def node_uncertainty(self) -> np.ndarray:
@@ -64,11 +69,17 @@ class Result:
     def heart(self) -> np.ndarray:
         return self.landmarks[_ORGANS["heart"]]
 
+    def measures(self) -> Measures:
+        """Cardiothoracic ratio and organ areas, in px and (with a DICOM pixel spacing) mm, with their
+        std over the decoded samples when the result has them (:mod:`chexmask_rt.measures`)."""
+        return measure(self.landmarks, self.landmark_samples, None if self.source is None else self.source.spacing)
+
     def to_dict(self) -> dict:
         """Plain JSON-ready dict (the format of ``chexmask-rt predict --json``).
 
-        ``quality`` is not in it: this format must stay equal to what the C++ example
-        ``chexmask-rt-cpp`` prints (tests/test_native.py); it is in the CSV row instead."""
+        Its other keys equal what the C++ example ``chexmask-rt-cpp`` prints (tests/test_native.py);
+        ``dicom`` (UIDs, empty for other inputs) and ``measures`` are the Python runtime's. ``quality``
+        is in the CSV row."""
         out = {
             "image": self.image,
             "height": self.height,
@@ -87,6 +98,8 @@ class Result:
         }
         if "second_look" in self.extra:  # how the second look made it (chexmask_rt.second_look)
             out["second_look"] = self.extra["second_look"]
+        out["dicom"] = dict.fromkeys(UID_KEYWORDS, "") if self.source is None else self.source.uids()
+        out["measures"] = self.measures().to_dict()
         return out
 
     def organ_masks(self) -> dict[str, np.ndarray]:
@@ -94,6 +107,20 @@ class Result:
         from .rle import polygon_mask
 
         return {name: polygon_mask(self.landmarks[sl], self.height, self.width) for name, sl in _ORGANS.items()}
+
+    def to_dicom_seg(self, source_dataset, **kwargs):
+        """A DICOM Segmentation of the three organ masks over ``source_dataset`` (the pydicom dataset of the
+        image this result came from); see :func:`chexmask_rt.dicom_out.segmentation`."""
+        from .dicom_out import segmentation
+
+        return segmentation(self, source_dataset, **kwargs)
+
+    def to_dicom_sr(self, source_dataset, **kwargs):
+        """A Comprehensive SR (TID 1500 measurement report) of the contours, scores and measures over
+        ``source_dataset``; see :func:`chexmask_rt.dicom_out.measurement_report`."""
+        from .dicom_out import measurement_report
+
+        return measurement_report(self, source_dataset, **kwargs)
 
     def to_csv_row(self) -> dict[str, str]:
         """One CheXmask-U-style CSV row (columns: ``chexmask_rt.csv_output.COLUMNS``)."""

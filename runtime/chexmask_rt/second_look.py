@@ -104,12 +104,15 @@ def combine(first: Result, crop: Result, left: int, top: int, side: int) -> Resu
     fill = lung_fill(first.landmarks, first.height, first.width)
     info = {"look": "crop_only" if fill < CROP_ONLY_BELOW else "pooled", "first_fill": fill,
             "crop_left": left, "crop_top": top, "crop_side": side}
+    crop_samples = None if crop.landmark_samples is None else crop.landmark_samples + offset
     if info["look"] == "crop_only":
         answer = dict(landmarks=crop_landmarks, landmarks_std=crop.landmarks_std, landmarks_mu=crop_mu,
-                      latent_mu=crop.latent_mu, latent_sigma=crop.latent_sigma)
+                      latent_mu=crop.latent_mu, latent_sigma=crop.latent_sigma, landmark_samples=crop_samples)
     else:
         landmarks, std = pooled_moments(first.landmarks, first.landmarks_std, crop_landmarks, crop.landmarks_std)
         answer = dict(landmarks=landmarks, landmarks_std=std, landmarks_mu=(first.landmarks_mu + crop_mu) / 2,
                       latent_mu=(first.latent_mu + crop.latent_mu) / 2,
-                      latent_sigma=(first.latent_sigma + crop.latent_sigma) / 2)
+                      latent_sigma=(first.latent_sigma + crop.latent_sigma) / 2,
+                      landmark_samples=None if crop_samples is None or first.landmark_samples is None
+                      else np.concatenate([first.landmark_samples, crop_samples]))
     return dataclasses.replace(first, **answer, quality=None, extra={**first.extra, "second_look": info})

@@ -131,6 +131,10 @@ struct Result {
     std::uint64_t seed = 0;
     /// Set when a second look was asked for (predict's second_look); empty otherwise.
     std::optional<SecondLook> second_look;
+    /// The decoded samples, sample-major (samples x 120), only from an engine exported with
+    /// --samples-output (after a pooled second look: both looks', 2 x samples); empty otherwise.
+    /// Per-sample measures (the CTR's std, Python: chexmask_rt.measures) need them.
+    std::vector<Point> landmark_samples;
 };
 
 struct EngineOptions {

@@ -43,6 +43,7 @@ class EngineOutputs:
     landmarks_mu: np.ndarray    # [B, 120, 2]
     latent_mu: np.ndarray       # [B, latents]
     latent_sigma: np.ndarray    # [B, latents]
+    landmarks_samples: np.ndarray | None = None  # [B, K, 120, 2], engines exported with --samples-output
 
 
 class Backend(Protocol):

@@ -105,4 +105,5 @@ class NativeSegmenter(Segmenter):
             height=out.height, width=out.width, samples=out.samples, seed=int(out.seed),
             model=self.model_id, image=name,
             extra={} if out.second_look is None else {"second_look": out.second_look},
+            landmark_samples=out.landmark_samples,
         ))

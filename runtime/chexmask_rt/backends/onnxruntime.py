@@ -12,6 +12,7 @@ from ..metadata import ModelInfo
 from . import EngineOptions, EngineOutputs
 
 OUTPUTS = ("landmarks_mean", "landmarks_std", "landmarks_mu", "latent_mu", "latent_sigma")
+SAMPLES = "landmarks_samples"  # optional: the raw decodes, for per-sample measures (chexmask_rt.measures)
 
 
 def session_options(engine_options: EngineOptions = EngineOptions()) -> ort.SessionOptions:
@@ -46,7 +47,8 @@ class OnnxRuntimeBackend:
         if missing or [i.name for i in self.session.get_inputs()] != ["image", "eps"]:
             raise ModelError(f"{self.path}: engine inputs/outputs do not match chexmask-rt format "
                              f"{self.info.format_version} (missing outputs: {missing or 'none'})")
+        self._outputs = list(OUTPUTS) + ([SAMPLES] if SAMPLES in names else [])
 
     def run(self, images: np.ndarray, eps: np.ndarray) -> EngineOutputs:
-        out = self.session.run(list(OUTPUTS), {"image": images, "eps": eps})
+        out = self.session.run(self._outputs, {"image": images, "eps": eps})
         return EngineOutputs(*out)

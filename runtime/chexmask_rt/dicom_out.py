@@ -1,0 +1,294 @@
+"""DICOM results a reading workstation opens: a Segmentation (SEG) and a measurement report (SR).
+
+Both are written by highdicom (the ``dicom`` extra: ``pip install 'chexmask-rt[dicom]'``),
+over the pydicom dataset of the image the result came from, whose Study, Series and SOP
+Instance UIDs they reference (and whose patient and study modules they carry over):
+
+- :func:`segmentation`: a binary SEG with three segments (right lung, left lung, heart),
+  SNOMED CT coded (segmented property type Lung with laterality Right / Left, and Heart;
+  category Anatomical Structure); each segment is :meth:`chexmask_rt.Result.organ_masks`.
+- :func:`measurement_report`: a Comprehensive SR holding a TID 1500 Imaging Measurement
+  Report. One planar ROI group per organ: its contour as a closed POLYLINE (SCOORD, image
+  pixel coordinates), its area and the area's std over the decoded samples. One image-level
+  group: the cardiothoracic ratio and its std, the heart and thoracic diameters, the mean node
+  std and mean latent sigma, and as qualitative evaluations the reliability flag and the
+  measures' validation status. With a pixel spacing (:mod:`chexmask_rt.dicom_source`) lengths
+  are in mm and areas in mm2; without one in pixels (UCUM annotations ``{pixels}``,
+  ``{pixels}2``... see ``_units``).
+
+Concepts with no standard code (the CTR, the image scores, the flag) use the private
+coding scheme ``99CHEXMASKRT``, declared in the SR's Coding Scheme Identification Sequence.
+Both objects say "research use, not for diagnosis" in their series description and their
+algorithm identification.
+"""
+from __future__ import annotations
+
+import importlib.util
+import re
+import warnings
+from contextlib import contextmanager
+
+from .errors import InputError
+
+RESEARCH_ONLY = "research use, not for diagnosis"
+SEG_SERIES_NUMBER, SR_SERIES_NUMBER = 9701, 9702
+PRIVATE_SCHEME = "99CHEXMASKRT"
+_ORGAN_LABELS = {"right_lung": "Right lung", "left_lung": "Left lung", "heart": "Heart"}
+
+
+def require_highdicom():
+    """The highdicom module, or an InputError that says how to install it."""
+    if importlib.util.find_spec("highdicom") is None:
+        raise InputError("DICOM SEG/SR output needs highdicom: pip install 'chexmask-rt[dicom]'")
+    import highdicom
+
+    return highdicom
+
+
+@contextmanager
+def _source_name_as_it_is():
+    """highdicom warns about a copied Patient's Name of one component (anonymised archives write IDs there);
+    it is the source's value, kept as it is, so the warning would only repeat for every image."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name",
+                                category=UserWarning)
+        yield
+
+
+def _private(value: str, meaning: str):
+    from highdicom.sr import CodedConcept
+
+    return CodedConcept(value, PRIVATE_SCHEME, meaning)
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _algorithm_name(result) -> str:
+    """The algorithm's name (LO, 64 characters at most, so the model id goes in its version and parameters)."""
+    return f"chexmask-rt, {RESEARCH_ONLY}"
+
+
+def _organ_codes(organ: str):
+    """(segmented property type / finding type, laterality or None) of an organ."""
+    from pydicom.sr.codedict import codes
+
+    return {"right_lung": (codes.SCT.Lung, codes.SCT.Right), "left_lung": (codes.SCT.Lung, codes.SCT.Left),
+            "heart": (codes.SCT.Heart, None)}[organ]
+
+
+def _check_source(result, ds) -> None:
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    if (rows, cols) != (result.height, result.width):
+        raise InputError(f"the source dataset is {cols}x{rows} pixels, the result {result.width}x{result.height}: "
+                         "pass the dataset of the image that was segmented")
+    missing = [k for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID") if not ds.get(k)]
+    if missing:
+        raise InputError(f"the source dataset lacks {', '.join(missing)}: it cannot be referenced")
+
+
+def segmentation(result, source_dataset, *, series_number: int = SEG_SERIES_NUMBER):
+    """A ``highdicom.seg.Segmentation`` of ``result``'s three organ masks over ``source_dataset``."""
+    hd = require_highdicom()
+    import numpy as np
+    from highdicom.seg import SegmentAlgorithmTypeValues, SegmentDescription, Segmentation, SegmentationTypeValues
+    from pydicom.sr.codedict import codes
+
+    _check_source(result, source_dataset)
+    algorithm = hd.AlgorithmIdentificationSequence(
+        name=_algorithm_name(result), family=codes.cid7162.ArtificialIntelligence, version=result.model.split(":")[-1],
+        source=f"chexmask-rt {_version()}",
+        parameters={"model": result.model, "samples": str(result.samples), "seed": str(result.seed),
+                    "use": RESEARCH_ONLY})
+    masks = result.organ_masks()
+    descriptions = []
+    for number, organ in enumerate(masks, start=1):
+        anatomy, laterality = _organ_codes(organ)
+        description = SegmentDescription(
+            segment_number=number, segment_label=_ORGAN_LABELS[organ],
+            segmented_property_category=codes.SCT.AnatomicalStructure, segmented_property_type=anatomy,
+            algorithm_type=SegmentAlgorithmTypeValues.AUTOMATIC, algorithm_identification=algorithm,
+            tracking_uid=hd.UID(), tracking_id=f"{_ORGAN_LABELS[organ]} contour")
+        if laterality is not None:
+            # DICOM codes a lung's side as a modifier of the property type (PS3.3 C.8.20.2)
+            from pydicom.dataset import Dataset
+
+            modifier = Dataset()
+            modifier.CodeValue, modifier.CodingSchemeDesignator = laterality.value, laterality.scheme_designator
+            modifier.CodeMeaning = laterality.meaning
+            description.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [modifier]
+        descriptions.append(description)
+    pixels = np.stack([m > 0 for m in masks.values()], axis=-1)[None]  # (frames, rows, columns, segments)
+    try:
+        with _source_name_as_it_is():
+            seg = Segmentation(
+                source_images=[source_dataset], pixel_array=pixels, segmentation_type=SegmentationTypeValues.BINARY,
+                segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=series_number,
+                sop_instance_uid=hd.UID(), instance_number=1, manufacturer="chexmask-rt",
+                manufacturer_model_name=result.model[:64], software_versions=_version(), device_serial_number="none",
+                series_description=f"chexmask-rt lungs and heart, {RESEARCH_ONLY}"[:64],
+                content_description=RESEARCH_ONLY, content_label="LUNGS_HEART", omit_empty_frames=False)
+    except (ValueError, TypeError, AttributeError) as exc:  # highdicom's checks of the source dataset
+        raise InputError(f"cannot build a DICOM SEG over this source image ({exc})") from None
+    # General Image, Type 2C: needed without a patient-based frame (projection radiographs have none)
+    seg.PatientOrientation = source_dataset.get("PatientOrientation", "")
+    # highdicom copies the source's Pixel Spacing into a Pixel Measures item without a Slice Thickness, which a
+    # projection image has not got and highdicom's own reader requires; without a frame of reference the item
+    # is optional (dciodvfy agrees), and the segments lie on the source's pixels through its derivation references
+    shared = seg.SharedFunctionalGroupsSequence[0]
+    if "PixelMeasuresSequence" in shared and "SliceThickness" not in shared.PixelMeasuresSequence[0]:
+        del shared.PixelMeasuresSequence
+    _drop_malformed_age(seg)
+    return seg
+
+
+def _units(spacing):
+    """(length unit, area unit) as UCUM codes: mm / mm2 with a spacing, else pixel annotations."""
+    from highdicom.sr import CodedConcept
+    from pydicom.sr.codedict import codes
+
+    if spacing is not None:
+        return codes.UCUM.Millimeter, codes.UCUM.SquareMillimeter
+    return CodedConcept("{pixels}", "UCUM", "pixels"), CodedConcept("{square pixels}", "UCUM", "square pixels")
+
+
+def measurement_report(result, source_dataset, *, series_number: int = SR_SERIES_NUMBER):
+    """A ``highdicom.sr.ComprehensiveSR`` holding the TID 1500 report of ``result`` (module docstring)."""
+    hd = require_highdicom()
+    import numpy as np
+    from highdicom import sr
+    from pydicom.sr.codedict import codes
+
+    _check_source(result, source_dataset)
+    m = result.measures()
+    length, area = _units(m.spacing)
+    no_units = codes.UCUM.NoUnits
+    parameters = [f"model={result.model}", f"samples={result.samples}", f"seed={result.seed}",
+                  f"chexmask-rt {_version()}"]
+    algorithm = sr.AlgorithmIdentification(name=_algorithm_name(result), version=result.model.split(":")[-1],
+                                           parameters=parameters)
+    std = codes.SCT.StandardDeviation
+
+    def value(name, number, unit, *, derivation=None, sites=None):
+        return sr.Measurement(name=name, value=float(number), unit=unit, derivation=derivation,
+                              finding_sites=sites, algorithm_id=algorithm)
+
+    def with_std(name, number, spread, unit, sites=None):
+        out = [value(name, number, unit, sites=sites)]
+        if spread is not None:
+            out.append(value(name, spread, unit, derivation=std, sites=sites))
+        return out
+
+    groups = []
+    source_image = sr.SourceImageForRegion.from_source_image(source_dataset)
+    areas = m.area_mm2 if m.spacing is not None else m.area_px2
+    area_stds = m.area_std_mm2 if m.spacing is not None else m.area_std_px2
+    for organ, points in (("right_lung", result.right_lung), ("left_lung", result.left_lung),
+                          ("heart", result.heart)):
+        anatomy, laterality = _organ_codes(organ)
+        sites = [sr.FindingSite(anatomic_location=anatomy, laterality=laterality)]
+        closed = np.vstack([points, points[:1]]).astype(np.float32)  # a closed polyline repeats its first point
+        groups.append(sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+            tracking_identifier=sr.TrackingIdentifier(uid=hd.UID(), identifier=f"{_ORGAN_LABELS[organ]} contour"),
+            referenced_region=sr.ImageRegion(graphic_type=sr.GraphicTypeValues.POLYLINE, graphic_data=closed,
+                                             source_image=source_image),
+            finding_type=anatomy, finding_sites=sites, algorithm_id=algorithm,
+            measurements=with_std(codes.SCT.Area, areas[organ], area_stds[organ], area)))
+    mm = m.spacing is not None
+    image_measures = [
+        *with_std(_private("CTR", "Cardiothoracic ratio"), m.ctr, m.ctr_std, no_units),
+        value(codes.SCT.Diameter, m.heart_diameter_mm if mm else m.heart_diameter_px, length,
+              sites=[sr.FindingSite(anatomic_location=codes.SCT.Heart)]),
+        value(codes.SCT.Diameter, m.thoracic_diameter_mm if mm else m.thoracic_diameter_px, length,
+              sites=[sr.FindingSite(anatomic_location=codes.SCT.Thorax)]),
+        value(_private("MNS", "Mean node standard deviation"), result.mean_node_std,
+              _units(None)[0]),
+        value(_private("MLS", "Mean latent sigma"), result.mean_latent_sigma, no_units),
+    ]
+    q = result.quality
+    flag = (codes.SCT.Yes if q.flag else codes.SCT.No) if q is not None and q.calibrated \
+        else _private("NOTCAL", "Not calibrated for this model")
+    evaluations = [
+        sr.QualitativeEvaluation(_private("FLAG", "Uncertainty above calibrated threshold"), flag),
+        sr.QualitativeEvaluation(_private("VALID", "Validation status of the measures"),
+                                 _private("UNVALIDATED", "Unvalidated, research use, not for diagnosis")),
+    ]
+    groups.append(sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=sr.TrackingIdentifier(uid=hd.UID(), identifier="image measures"),
+        algorithm_id=algorithm, measurements=image_measures, qualitative_evaluations=evaluations,
+        source_images=[sr.SourceImageForMeasurementGroup.from_source_image(source_dataset)]))
+    observer = sr.ObserverContext(
+        observer_type=codes.DCM.Device,
+        observer_identifying_attributes=sr.DeviceObserverIdentifyingAttributes(
+            uid=hd.UID(), name=_algorithm_name(result), manufacturer_name="chexmask-rt",
+            model_name=result.model[:64]))
+    report = sr.MeasurementReport(observation_context=sr.ObservationContext(observer_device_context=observer),
+                                  procedure_reported=codes.SCT.ChestImaging, imaging_measurements=groups)
+    try:
+        with _source_name_as_it_is():
+            document = sr.ComprehensiveSR(
+                evidence=[source_dataset], content=report, series_instance_uid=hd.UID(), series_number=series_number,
+                sop_instance_uid=hd.UID(), instance_number=1, manufacturer="chexmask-rt",
+                series_description=f"chexmask-rt measurements, {RESEARCH_ONLY}"[:64])
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise InputError(f"cannot build a DICOM SR over this source image ({exc})") from None
+    _declare_private_scheme(document)
+    _drop_malformed_age(document)
+    return document
+
+
+def _drop_malformed_age(dataset) -> None:
+    """Patient's Age (AS, Type 3) copied from a source that wrote it without its unit (e.g. "62"): left out
+    rather than guessed, so the object stays valid DICOM."""
+    age = dataset.get("PatientAge")
+    if age is not None and not re.fullmatch(r"\d{3}[DWMY]", str(age)):
+        del dataset.PatientAge
+
+
+def refuse_non_dicom(images, option: str) -> None:
+    """InputError naming the inputs that are not DICOM files: ``option`` writes objects that reference one."""
+    from .dicom_io import is_dicom_file
+
+    others = [str(i) for i in images if not is_dicom_file(i)]
+    if others:
+        more = f" and {len(others) - 3} more" if len(others) > 3 else ""
+        raise InputError(f"{option} needs DICOM inputs (a SEG/SR references its source image); not DICOM: "
+                         f"{', '.join(others[:3])}{more}")
+
+
+def write_objects(result, image, stem: str, *, seg_dir=None, sr_dir=None) -> list:
+    """Write ``seg_dir/<stem>.seg.dcm`` and/or ``sr_dir/<stem>.sr.dcm`` for ``result`` of the DICOM file
+    ``image``; returns the paths written. An unwritable folder is an InputError naming it."""
+    from pathlib import Path
+
+    from .dicom_source import read_header
+
+    if seg_dir is None and sr_dir is None:
+        return []
+    source = read_header(image)
+    written = []
+    for folder, suffix, build in ((seg_dir, "seg", segmentation), (sr_dir, "sr", measurement_report)):
+        if folder is None:
+            continue
+        out = Path(folder) / f"{stem}.{suffix}.dcm"
+        obj = build(result, source)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            obj.save_as(out, enforce_file_format=True)
+        except OSError as exc:
+            raise InputError(f"{out}: cannot write the DICOM {suffix.upper()} ({exc.strerror or exc})") from None
+        written.append(out)
+    return written
+
+
+def _declare_private_scheme(document) -> None:
+    from pydicom.dataset import Dataset
+
+    item = Dataset()
+    item.CodingSchemeDesignator = PRIVATE_SCHEME
+    item.CodingSchemeName = "chexmask-rt local concepts"
+    item.CodingSchemeResponsibleOrganization = "chexmask-rt"
+    document.CodingSchemeIdentificationSequence = [item]

@@ -1,0 +1,125 @@
+"""What a result needs to know about the DICOM image it came from: its UIDs and its pixel spacing.
+
+Projection radiographs carry up to two spacings (DICOM PS3.3, C.7.6.3 and C.8.11.4):
+
+- **Pixel Spacing** (0028,0030): in the patient, at the plane of the anatomy when the
+  producer calibrated it (Pixel Spacing Calibration Type says how);
+- **Imager Pixel Spacing** (0018,1164): at the detector's front plane. The anatomy is
+  projected onto the detector from a point source, so it appears magnified: a length
+  measured with it is too long by the radiographic magnification, about 1.05-1.15 for
+  a PA chest.
+
+The rule: Pixel Spacing when present and well-formed; else Imager Pixel Spacing divided
+by the Estimated Radiographic Magnification Factor (0018,1114) when that is given; else
+Imager Pixel Spacing as it is, with ``source`` saying so. Both attributes are
+"row spacing, column spacing" in mm: the vertical then the horizontal distance between
+pixel centres.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import InputError, first_line
+
+UID_KEYWORDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
+PIXEL_SPACING, IMAGER_PIXEL_SPACING = "PixelSpacing", "ImagerPixelSpacing"
+MAGNIFICATION_CORRECTED = "ImagerPixelSpacing/EstimatedRadiographicMagnificationFactor"
+
+
+@dataclass(frozen=True)
+class PixelSpacing:
+    """Millimetres between pixel centres: ``row`` (vertical, y) and ``column`` (horizontal, x)."""
+
+    row: float
+    column: float
+    source: str  # PIXEL_SPACING, IMAGER_PIXEL_SPACING or MAGNIFICATION_CORRECTED
+
+    @property
+    def at_detector(self) -> bool:
+        """True when lengths are as projected on the detector, i.e. magnified."""
+        return self.source == IMAGER_PIXEL_SPACING
+
+    def to_dict(self) -> dict:
+        return {"row_mm": self.row, "column_mm": self.column, "source": self.source,
+                "at_detector": self.at_detector}
+
+
+@dataclass(frozen=True)
+class DicomSource:
+    """The identity and geometry of the source DICOM image of a result."""
+
+    study_instance_uid: str
+    series_instance_uid: str
+    sop_instance_uid: str
+    spacing: PixelSpacing | None
+    spacing_note: str = ""  # why a present spacing attribute was not used
+
+    def uids(self) -> dict[str, str]:
+        """The three UIDs under their DICOM keywords."""
+        return dict(zip(UID_KEYWORDS, (self.study_instance_uid, self.series_instance_uid, self.sop_instance_uid)))
+
+
+def _pair(ds, keyword: str) -> tuple[tuple[float, float] | None, str]:
+    """A two-valued positive spacing attribute, or (None, why it is unusable); (None, "") when absent."""
+    if keyword not in ds or ds[keyword].value in (None, ""):
+        return None, ""
+    try:
+        values = [float(v) for v in ds[keyword].value]
+    except (TypeError, ValueError):
+        return None, f"{keyword} {ds[keyword].value!r} is not numeric"
+    if len(values) != 2 or not all(math.isfinite(v) and v > 0 for v in values):
+        return None, f"{keyword} {values} is not two positive numbers"
+    return (values[0], values[1]), ""
+
+
+def spacing_of(ds) -> tuple[PixelSpacing | None, str]:
+    """The pixel spacing to measure with (module docstring) and a note on any attribute it had to skip."""
+    notes = []
+    pixel, why = _pair(ds, PIXEL_SPACING)
+    notes.append(why)
+    if pixel is not None:
+        return PixelSpacing(*pixel, PIXEL_SPACING), "; ".join(n for n in notes if n)
+    imager, why = _pair(ds, IMAGER_PIXEL_SPACING)
+    notes.append(why)
+    note = "; ".join(n for n in notes if n)
+    if imager is None:
+        return None, note
+    try:
+        magnification = float(ds.get("EstimatedRadiographicMagnificationFactor", 0) or 0)
+    except (TypeError, ValueError):
+        magnification = 0.0
+    if math.isfinite(magnification) and magnification >= 1.0:  # < 1 cannot come from a point source
+        return PixelSpacing(imager[0] / magnification, imager[1] / magnification, MAGNIFICATION_CORRECTED), note
+    return PixelSpacing(*imager, IMAGER_PIXEL_SPACING), note
+
+
+def source_of(ds) -> DicomSource:
+    """The :class:`DicomSource` of a pydicom dataset."""
+    spacing, note = spacing_of(ds)
+    return DicomSource(*(str(ds.get(k, "") or "") for k in UID_KEYWORDS), spacing=spacing, spacing_note=note)
+
+
+def read_header(path: str | os.PathLike):
+    """A DICOM file's dataset without its pixel data; an unreadable file is an InputError naming it."""
+    import pydicom
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return pydicom.dcmread(Path(path), force=True, stop_before_pixels=True)
+    except Exception as exc:  # pydicom raises many unrelated types on malformed input
+        raise InputError(f"{path}: not a readable DICOM file ({first_line(exc)})") from None
+
+
+def with_source(result, image) -> object:
+    """``result`` with the :class:`DicomSource` of ``image`` when that is a DICOM file path; else unchanged."""
+    from .dicom_io import is_dicom_file
+
+    if not isinstance(image, (str, os.PathLike)) or not is_dicom_file(image):
+        return result
+    return dataclasses.replace(result, source=source_of(read_header(image)))

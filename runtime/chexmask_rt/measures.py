@@ -1,0 +1,145 @@
+"""Clinical measures from the 120 landmarks: the cardiothoracic ratio and the organ areas.
+
+**Cardiothoracic ratio (CTR).** The classical definition (Danzer 1919; the one radiology
+texts and the automated CTR literature use, e.g. Chamveha et al. 2020, arXiv:2002.07468):
+the widest horizontal diameter of the heart over the widest horizontal inner diameter of
+the thorax. The CheXmask database (Gaggion et al. 2024, Scientific Data; arXiv:2307.03293)
+provides the contours, not a CTR formula, so that definition is applied to HybridGNet's
+contours as CheXmask draws them: the lung contours outline the lung fields, whose outer
+borders lie on the inner chest wall, and the heart contour the cardiac silhouette:
+
+- heart diameter = max x - min x over the 26 heart landmarks;
+- thoracic diameter = max x over the left lung's 50 landmarks (image right) minus
+  min x over the right lung's 44 landmarks (image left): the distance between the two
+  lungs' outer borders.
+
+Both are horizontal extents in image columns: each side's extreme may lie on a different
+row, as when a reader places the two tangents of each diameter separately. A rotated or
+tilted patient biases both. The contours are polygons, so the extents over the landmarks
+are the extents of the drawn outlines.
+
+**Areas** are the areas of each organ's landmark polygon (shoelace formula), not pixel
+counts of the rasterised masks (those differ by the half-pixel boundary).
+
+**Millimetres**: with a :class:`chexmask_rt.dicom_source.PixelSpacing`, widths are
+multiplied by the column spacing and areas by row x column spacing. The ratio has no unit.
+
+**Uncertainty**: each measure's std (ddof 0) over the decoded landmark samples, when the
+result carries them (``Result.landmark_samples``: engines exported with ``--samples-output``,
+either backend; after a pooled second look, both looks' samples). Per-landmark stds alone
+cannot give it: how the landmarks move together matters, and approximations from the
+marginal stds as if independent were measured 0.75-1.39x off for the CTR and 1.11-3.80x off for
+the areas on the shared radiographs (``python -m benchmarks.measure_std``). Without samples the std is None, and
+``std_note`` says why.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .anatomy import organ_slices
+from .dicom_source import PixelSpacing
+
+_ORGANS = organ_slices()
+ORGAN_NAMES = tuple(_ORGANS)
+# No chexmask-rt model has been checked against physicians on real radiographs (MODEL_CARD.md, "Clinical
+# measures"); a model that has been gets its own status here when the card records it.
+VALIDATION_STATUS = "unvalidated: research use, not for diagnosis"
+NO_SAMPLES = "no decoded samples in this result: the engine has no landmarks_samples output (--samples-output)"
+
+
+def heart_diameter(landmarks: np.ndarray) -> np.ndarray:
+    """Widest horizontal extent of the heart contour; ``landmarks`` (..., 120, 2)."""
+    x = np.asarray(landmarks)[..., _ORGANS["heart"], 0]
+    return x.max(axis=-1) - x.min(axis=-1)
+
+
+def thoracic_diameter(landmarks: np.ndarray) -> np.ndarray:
+    """Left lung's outermost x minus the right lung's outermost x; ``landmarks`` (..., 120, 2)."""
+    pts = np.asarray(landmarks)
+    return pts[..., _ORGANS["left_lung"], 0].max(axis=-1) - pts[..., _ORGANS["right_lung"], 0].min(axis=-1)
+
+
+def cardiothoracic_ratio(landmarks: np.ndarray) -> np.ndarray:
+    """Heart diameter over thoracic diameter (module docstring); NaN when the thorax has no width."""
+    thorax = thoracic_diameter(landmarks)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(thorax > 0, heart_diameter(landmarks) / np.where(thorax > 0, thorax, 1), np.nan)
+
+
+def polygon_area(points: np.ndarray) -> np.ndarray:
+    """Area of the closed polygon(s) ``points`` (..., N, 2), whatever their winding (shoelace formula)."""
+    p = np.asarray(points, dtype=np.float64)
+    x, y = p[..., 0], p[..., 1]
+    return 0.5 * np.abs((x * np.roll(y, -1, axis=-1) - np.roll(x, -1, axis=-1) * y).sum(axis=-1))
+
+
+def _std(values: np.ndarray | None) -> float | None:
+    return None if values is None else float(np.std(values))
+
+
+@dataclass(frozen=True)
+class Measures:
+    """The measures of one result; ``*_std`` are None without decoded samples (``std_note`` says why)."""
+
+    ctr: float
+    ctr_std: float | None
+    heart_diameter_px: float
+    thoracic_diameter_px: float
+    area_px2: dict[str, float]
+    area_std_px2: dict[str, float | None]
+    spacing: PixelSpacing | None = None
+    samples: int = 0           # how many decoded samples the stds come from
+    std_note: str = ""
+    validation: str = VALIDATION_STATUS
+
+    def _mm(self, px: float | None, power: int) -> float | None:
+        if px is None or self.spacing is None:
+            return None
+        return px * (self.spacing.column if power == 1 else self.spacing.row * self.spacing.column)
+
+    @property
+    def heart_diameter_mm(self) -> float | None:
+        return self._mm(self.heart_diameter_px, 1)
+
+    @property
+    def thoracic_diameter_mm(self) -> float | None:
+        return self._mm(self.thoracic_diameter_px, 1)
+
+    @property
+    def area_mm2(self) -> dict[str, float | None]:
+        return {k: self._mm(v, 2) for k, v in self.area_px2.items()}
+
+    @property
+    def area_std_mm2(self) -> dict[str, float | None]:
+        return {k: self._mm(v, 2) for k, v in self.area_std_px2.items()}
+
+    def to_dict(self) -> dict:
+        """JSON-ready: values in px and, with a spacing, in mm; None where unknown."""
+        return {
+            "cardiothoracic_ratio": self.ctr, "cardiothoracic_ratio_std": self.ctr_std,
+            "heart_diameter_px": self.heart_diameter_px, "thoracic_diameter_px": self.thoracic_diameter_px,
+            "heart_diameter_mm": self.heart_diameter_mm, "thoracic_diameter_mm": self.thoracic_diameter_mm,
+            "area_px2": self.area_px2, "area_std_px2": self.area_std_px2,
+            "area_mm2": self.area_mm2, "area_std_mm2": self.area_std_mm2,
+            "pixel_spacing": None if self.spacing is None else self.spacing.to_dict(),
+            "std_samples": self.samples, "std_note": self.std_note, "validation": self.validation,
+        }
+
+
+def measure(landmarks: np.ndarray, samples: np.ndarray | None = None,
+            spacing: PixelSpacing | None = None) -> Measures:
+    """The measures of one landmark set (120, 2) in image pixels; their std over ``samples`` (K, 120, 2)."""
+    points = np.asarray(landmarks, dtype=np.float64)
+    per_sample = None if samples is None or len(samples) < 2 else np.asarray(samples, dtype=np.float64)
+    return Measures(
+        ctr=float(cardiothoracic_ratio(points)),
+        ctr_std=_std(None if per_sample is None else cardiothoracic_ratio(per_sample)),
+        heart_diameter_px=float(heart_diameter(points)), thoracic_diameter_px=float(thoracic_diameter(points)),
+        area_px2={k: float(polygon_area(points[sl])) for k, sl in _ORGANS.items()},
+        area_std_px2={k: _std(None if per_sample is None else polygon_area(per_sample[:, sl]))
+                      for k, sl in _ORGANS.items()},
+        spacing=spacing, samples=0 if per_sample is None else len(per_sample),
+        std_note="" if per_sample is not None else NO_SAMPLES,
+    )

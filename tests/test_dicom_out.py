@@ -1,0 +1,204 @@
+"""DICOM results: SEG and TID 1500 SR read back with pydicom and highdicom, dciodvfy, UIDs, pixel spacing, CLI."""
+import csv
+import json
+import shutil
+import subprocess
+import sys
+
+import highdicom as hd
+import numpy as np
+import pydicom
+import pytest
+from pydicom.sr.codedict import codes
+
+from chexmask_rt.batch import run_batch
+from chexmask_rt.csv_output import COLUMNS, COLUMNS_V1
+from chexmask_rt.dicom_out import RESEARCH_ONLY
+from chexmask_rt.dicom_source import IMAGER_PIXEL_SPACING, MAGNIFICATION_CORRECTED, PIXEL_SPACING, spacing_of
+
+from conftest import SHARED
+
+DICOMS = sorted((SHARED / "data" / "dicom").glob("*.dcm"))
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "chexmask_rt", *map(str, args)], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def results(default_segmenter):
+    return {path: default_segmenter.predict(path, samples=6) for path in DICOMS}
+
+
+def _code(item):
+    return item.CodeValue, item.CodingSchemeDesignator
+
+
+@pytest.mark.parametrize("index", range(len(DICOMS)))
+def test_seg_references_its_image_codes_its_segments_and_holds_the_organ_masks(results, index, tmp_path):
+    path = DICOMS[index]
+    r, source = results[path], pydicom.dcmread(path)
+    out = tmp_path / "x.seg.dcm"
+    r.to_dicom_seg(source).save_as(out)
+    seg = hd.seg.segread(out)
+    assert seg.StudyInstanceUID == source.StudyInstanceUID and seg.PatientID == source.PatientID
+    referenced = seg.ReferencedSeriesSequence[0]
+    assert referenced.SeriesInstanceUID == source.SeriesInstanceUID
+    assert referenced.ReferencedInstanceSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
+    assert seg.SeriesInstanceUID != source.SeriesInstanceUID and "FrameOfReferenceUID" not in source
+    assert RESEARCH_ONLY in seg.SeriesDescription
+    want = {1: ("Right lung", ("39607008", "SCT"), ("24028007", "SCT")),
+            2: ("Left lung", ("39607008", "SCT"), ("7771000", "SCT")), 3: ("Heart", ("80891009", "SCT"), None)}
+    for item in seg.SegmentSequence:
+        label, anatomy, side = want[item.SegmentNumber]
+        prop = item.SegmentedPropertyTypeCodeSequence[0]
+        assert item.SegmentLabel == label and _code(prop) == anatomy
+        assert _code(item.SegmentedPropertyCategoryCodeSequence[0]) == ("91723000", "SCT")
+        modifiers = prop.get("SegmentedPropertyTypeModifierCodeSequence", [])
+        assert [_code(m) for m in modifiers] == ([side] if side else [])
+        algorithm = item.SegmentationAlgorithmIdentificationSequence[0]
+        assert RESEARCH_ONLY in algorithm.AlgorithmName and algorithm.AlgorithmVersion == "6"
+        assert algorithm.AlgorithmParameters.startswith(f"model={r.model},")
+    masks = r.organ_masks()
+    for number, organ in enumerate(("right_lung", "left_lung", "heart"), start=1):
+        got = seg.get_pixels_by_source_instance([source.SOPInstanceUID], segment_numbers=[number])[0, :, :, 0]
+        np.testing.assert_array_equal(got > 0, masks[organ] > 0, err_msg=organ)
+
+
+def test_sr_is_a_tid1500_report_of_the_contours_scores_and_measures(results, tmp_path):
+    path = DICOMS[0]
+    r, source = results[path], pydicom.dcmread(path)
+    out = tmp_path / "x.sr.dcm"
+    r.to_dicom_sr(source).save_as(out)
+    sr = hd.sr.srread(out)
+    assert sr.StudyInstanceUID == source.StudyInstanceUID and RESEARCH_ONLY in sr.SeriesDescription
+    evidence = sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0]
+    assert evidence.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
+    assert sr.ContentTemplateSequence[0].TemplateIdentifier == "1500"
+    assert sr.ContentSequence is not None and sr.ConceptNameCodeSequence[0].CodeValue == "126000"
+    m = r.measures()
+    groups = sr.content.get_planar_roi_measurement_groups()
+    assert len(groups) == 3
+    for group, points in zip(groups, (r.right_lung, r.left_lung, r.heart)):
+        region = group.roi
+        assert region.graphic_type == hd.sr.GraphicTypeValues.POLYLINE
+        assert region.ValueType == "SCOORD"
+        np.testing.assert_allclose(region.value[:-1], points, atol=1e-3)  # float32 contour, closed
+        np.testing.assert_allclose(region.value[-1], points[0], atol=1e-3)
+        selected_from = region.ContentSequence[0]  # the SCOORD's IMAGE item: the image it is drawn on
+        assert selected_from.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
+        area = group.get_measurements(name=codes.SCT.Area)[0]
+        assert area.unit == codes.UCUM.SquareMillimeter  # the shared DICOMs have a Pixel Spacing
+    areas = [g.get_measurements(name=codes.SCT.Area)[0].value for g in groups]
+    np.testing.assert_allclose(areas, [m.area_mm2[k] for k in ("right_lung", "left_lung", "heart")], rtol=1e-6)
+    image = sr.content.get_image_measurement_groups()[0]
+    assert image.source_images[0].referenced_sop_instance_uid == source.SOPInstanceUID
+    ctr = [x for x in image.get_measurements() if x.name.value == "CTR"]
+    assert len(ctr) == (1 if m.ctr_std is None else 2)  # the value, and its std when the engine gives samples
+    assert ctr[0].value == pytest.approx(m.ctr, rel=1e-6)
+    names = {x.name.meaning: x.value for x in image.get_measurements()}
+    assert names["Mean node standard deviation"] == pytest.approx(r.mean_node_std, rel=1e-6)
+    evaluations = {e.name.meaning: e.value.meaning for e in image.get_qualitative_evaluations()}
+    assert evaluations["Uncertainty above calibrated threshold"] == ("Yes" if r.quality.flag else "No")
+    assert "research use, not for diagnosis" in evaluations["Validation status of the measures"]
+
+
+def test_dciodvfy_finds_no_errors_in_a_seg_and_an_sr(results, tmp_path):
+    if shutil.which("dciodvfy") is None:
+        pytest.fail("dciodvfy missing: install Debian's dicom3tools (scripts/system_packages.sh --test)")
+    path = DICOMS[1]
+    r, source = results[path], pydicom.dcmread(path)
+    for name, obj in (("seg", r.to_dicom_seg(source)), ("sr", r.to_dicom_sr(source))):
+        out = tmp_path / f"x.{name}.dcm"
+        obj.save_as(out, enforce_file_format=True)
+        report = subprocess.run(["dciodvfy", str(out)], capture_output=True, text=True, timeout=120)
+        errors = [line for line in (report.stdout + report.stderr).splitlines() if line.startswith("Error")]
+        assert not errors, (name, errors)
+
+
+def _edited(tmp_path, name, **changes):
+    """A copy of a shared DICOM with header attributes set (None deletes one)."""
+    ds = pydicom.dcmread(DICOMS[1])
+    for keyword, value in changes.items():
+        if value is None:
+            delattr(ds, keyword) if keyword in ds else None
+        else:
+            setattr(ds, keyword, value)
+    path = tmp_path / f"{name}.dcm"
+    ds.save_as(path)
+    return path
+
+
+@pytest.mark.parametrize("changes, source, spacing", [
+    ({}, PIXEL_SPACING, (0.168, 0.168)),  # as shipped
+    ({"PixelSpacing": None, "ImagerPixelSpacing": [0.2, 0.15]}, IMAGER_PIXEL_SPACING, (0.2, 0.15)),
+    ({"PixelSpacing": [0.18, 0.17], "ImagerPixelSpacing": [0.2, 0.2]}, PIXEL_SPACING, (0.18, 0.17)),
+    ({"PixelSpacing": None, "ImagerPixelSpacing": [0.2, 0.2], "EstimatedRadiographicMagnificationFactor": 1.25},
+     MAGNIFICATION_CORRECTED, (0.16, 0.16)),
+    ({"PixelSpacing": [0, 0.1], "ImagerPixelSpacing": [0.2, 0.2]}, IMAGER_PIXEL_SPACING, (0.2, 0.2)),
+    ({"PixelSpacing": None}, None, None),
+])
+def test_spacing_comes_from_pixel_spacing_else_imager_pixel_spacing(tmp_path, changes, source, spacing):
+    ds = pydicom.dcmread(_edited(tmp_path, "edited", **changes), stop_before_pixels=True)
+    got, note = spacing_of(ds)
+    if source is None:
+        assert got is None
+    else:
+        assert got.source == source and (got.row, got.column) == pytest.approx(spacing)
+        assert got.at_detector == (source == IMAGER_PIXEL_SPACING)
+    assert ("PixelSpacing [0.0, 0.1]" in note) == (changes.get("PixelSpacing") == [0, 0.1])
+
+
+def test_predict_cli_writes_seg_sr_uids_and_millimetres_of_an_edited_header(tmp_path, default_segmenter):
+    image = _edited(tmp_path, "imager", PixelSpacing=None, ImagerPixelSpacing=[0.2, 0.1])
+    proc = cli("predict", image, "--samples", 4, "--json", tmp_path / "r.json", "--csv", tmp_path / "r.csv",
+               "--dicom-seg", tmp_path / "seg", "--dicom-sr", tmp_path / "sr")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "seg" / "imager.seg.dcm").is_file() and (tmp_path / "sr" / "imager.sr.dcm").is_file()
+    source = pydicom.dcmread(image, stop_before_pixels=True)
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["dicom"] == {k: str(source[k].value) for k in ("StudyInstanceUID", "SeriesInstanceUID",
+                                                               "SOPInstanceUID")}
+    m = data["measures"]
+    assert m["pixel_spacing"] == {"row_mm": 0.2, "column_mm": 0.1, "source": IMAGER_PIXEL_SPACING, "at_detector": True}
+    assert m["heart_diameter_mm"] == pytest.approx(m["heart_diameter_px"] * 0.1)
+    assert m["area_mm2"]["heart"] == pytest.approx(m["area_px2"]["heart"] * 0.02)
+    with open(tmp_path / "r.csv", newline="") as f:
+        row = next(csv.DictReader(f))
+    assert row["SOPInstanceUID"] == source.SOPInstanceUID and row["Pixel Spacing Source"] == IMAGER_PIXEL_SPACING
+    assert float(row["CTR"]) == pytest.approx(m["cardiothoracic_ratio"], rel=1e-5) and row["Results Schema"] == "2"
+
+
+def test_non_dicom_inputs_are_refused_for_dicom_outputs(tmp_path, example1):
+    for option in ("--dicom-seg", "--dicom-sr"):
+        proc = cli("predict", DICOMS[0], example1, option, tmp_path / "out")
+        assert proc.returncode == 3 and "needs DICOM inputs" in proc.stderr and example1.name in proc.stderr
+        assert "Traceback" not in proc.stderr and not (tmp_path / "out").exists()
+    proc = cli("predict", example1, "--json", "-", "--samples", 2)
+    assert json.loads(proc.stdout)["dicom"] == dict.fromkeys(("StudyInstanceUID", "SeriesInstanceUID",
+                                                              "SOPInstanceUID"), "")
+
+
+def test_batch_writes_dicom_objects_and_resumes_a_schema_1_folder(tmp_path, default_segmenter):
+    out = tmp_path / "out"
+    run_batch(default_segmenter, [str(DICOMS[0])], out, samples=4, progress=False)
+    # make it a folder of the previous release: its columns only
+    with open(out / "results.csv", newline="") as f:
+        old = [{k: row[k] for k in COLUMNS_V1} for row in csv.DictReader(f)]
+    with open(out / "results.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(COLUMNS_V1), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(old)
+    summary = run_batch(default_segmenter, [str(p) for p in DICOMS], out, samples=4, progress=False,
+                        dicom_seg=tmp_path / "seg", dicom_sr=tmp_path / "sr")
+    assert (summary.done, summary.skipped, summary.failed) == (1, 1, 0)
+    with open(out / "results.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    assert tuple(reader.fieldnames) == COLUMNS
+    assert [(r["Image"], r["Results Schema"]) for r in rows] == [(str(DICOMS[0]), "1"), (str(DICOMS[1]), "2")]
+    assert rows[0]["CTR"] == "" and rows[0]["Landmarks (Mean)"] == old[0]["Landmarks (Mean)"]
+    assert rows[1]["SOPInstanceUID"] == pydicom.dcmread(DICOMS[1], stop_before_pixels=True).SOPInstanceUID
+    # objects only for the image segmented in this run
+    assert sorted(p.name for p in (tmp_path / "seg").iterdir()) == [f"{DICOMS[1].stem}.seg.dcm"]
+    assert sorted(p.name for p in (tmp_path / "sr").iterdir()) == [f"{DICOMS[1].stem}.sr.dcm"]

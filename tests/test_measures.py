@@ -1,0 +1,168 @@
+"""Clinical measures: the cardiothoracic ratio and organ areas, in px and mm, and their std over the samples."""
+import numpy as np
+import pytest
+
+import chexmask_rt
+from chexmask_rt.dicom_source import PixelSpacing
+from chexmask_rt.image_io import read_image
+from chexmask_rt.measures import NO_SAMPLES, cardiothoracic_ratio, measure, polygon_area
+from chexmask_rt.preprocess import to_gray
+
+from conftest import REPO, SHARED
+
+LANDMARKS = SHARED / "data" / "landmarks"
+
+
+def _rectangle(n: int, left: float, top: float, right: float, bottom: float) -> np.ndarray:
+    """n points walking round a rectangle's border, its four corners among them (points on an edge leave
+    its area unchanged)."""
+    corners = np.array([[left, top], [right, top], [right, bottom], [left, bottom], [left, top]], float)
+    per_edge = [len(part) for part in np.array_split(np.arange(n), 4)]
+    return np.concatenate([corners[i] + (corners[i + 1] - corners[i]) * (np.arange(k) / k)[:, None]
+                           for i, k in enumerate(per_edge)])
+
+
+def synthetic_chest(radius: float = 120.0) -> np.ndarray:
+    """Right lung x 100..300, left lung x 400..650 (rectangles), heart a regular 26-gon of ``radius`` at (380, 420)."""
+    angles = 2 * np.pi * np.arange(26) / 26  # vertex 0 at angle 0 and vertex 13 at pi: x spans exactly 2 r
+    heart = np.stack([380 + radius * np.cos(angles), 420 + radius * np.sin(angles)], axis=1)
+    return np.concatenate([_rectangle(44, 100, 100, 300, 500), _rectangle(50, 400, 120, 650, 520), heart])
+
+
+def test_ctr_and_areas_of_a_synthetic_chest_with_known_answers():
+    points = synthetic_chest(radius=120.0)
+    m = measure(points)
+    assert m.heart_diameter_px == pytest.approx(240.0)
+    assert m.thoracic_diameter_px == pytest.approx(650.0 - 100.0)
+    assert m.ctr == pytest.approx(240.0 / 550.0)
+    assert m.area_px2["right_lung"] == pytest.approx(200 * 400)
+    assert m.area_px2["left_lung"] == pytest.approx(250 * 400)
+    assert m.area_px2["heart"] == pytest.approx(26 / 2 * 120.0 ** 2 * np.sin(2 * np.pi / 26))
+    # without spacing: no mm; without samples: no std, and a note that says why
+    assert m.heart_diameter_mm is None and m.area_mm2["heart"] is None
+    assert m.ctr_std is None and m.area_std_px2["heart"] is None and m.std_note == NO_SAMPLES
+
+
+def test_millimetres_use_the_column_spacing_for_widths_and_both_for_areas():
+    spacing = PixelSpacing(row=0.2, column=0.1, source="PixelSpacing")
+    m = measure(synthetic_chest(), spacing=spacing)
+    assert m.heart_diameter_mm == pytest.approx(240.0 * 0.1)
+    assert m.thoracic_diameter_mm == pytest.approx(550.0 * 0.1)
+    assert m.area_mm2["right_lung"] == pytest.approx(200 * 400 * 0.02)
+    assert m.ctr == measure(synthetic_chest()).ctr  # a ratio of two widths in the same unit
+
+
+def test_areas_ignore_winding_and_a_flat_thorax_gives_nan():
+    square = _rectangle(40, 0, 0, 10, 10)
+    assert polygon_area(square) == pytest.approx(100.0) == polygon_area(square[::-1])
+    flat = synthetic_chest()
+    flat[:94, 0] = 5.0  # both lungs on one column: no thoracic width
+    assert np.isnan(cardiothoracic_ratio(flat))
+
+
+def test_std_is_over_the_samples():
+    rng = np.random.default_rng(0)
+    base = synthetic_chest()
+    radii = 120 + 10 * rng.standard_normal(40)
+    samples = np.stack([synthetic_chest(r) for r in radii])
+    m = measure(base, samples)
+    assert m.samples == 40 and m.std_note == ""
+    assert m.ctr_std == pytest.approx(np.std(2 * radii / 550.0))
+    areas = 26 / 2 * radii ** 2 * np.sin(2 * np.pi / 26)
+    assert m.area_std_px2["heart"] == pytest.approx(np.std(areas))
+    assert m.area_std_px2["right_lung"] == pytest.approx(0.0, abs=1e-6)  # the lungs do not move
+
+
+def test_ctr_of_wiki_example1_is_close_to_its_reference_landmarks(default_segmenter, example1):
+    reference = measure(np.load(LANDMARKS / "wiki_example1_landmarks_original_px.npy"))
+    model = default_segmenter.predict(example1, samples=20).measures()
+    assert reference.ctr == pytest.approx(0.4653, abs=5e-4)  # the reference contours' own CTR
+    assert model.ctr == pytest.approx(reference.ctr, abs=0.01)  # measured here: 0.4666 vs 0.4653
+    for organ, area in reference.area_px2.items():
+        assert model.area_px2[organ] == pytest.approx(area, rel=0.05), organ  # measured: within 2.4 %
+
+
+def test_ctr_of_hybridgnet_landmarks_against_the_physicians_corrections():
+    """CheXmask's technical validation set: HybridGNet's landmarks and two physicians' corrections of them."""
+    data = np.load(LANDMARKS / "chexmask_physician_subsets_305.npz")
+    model = cardiothoracic_ratio(data["hybridgnet"])
+    assert np.isfinite(model).all() and 0.3 < model.min() and model.max() < 0.8
+    for annotator, (max_mean_gap, min_r) in {"annotator_julia": (0.04, 0.8), "annotator_martina": (0.02, 0.85)}.items():
+        physician = cardiothoracic_ratio(data[annotator])
+        # measured: mean |gap| 0.033 (J) and 0.014 (M); Pearson r 0.82 and 0.89
+        assert np.abs(model - physician).mean() < max_mean_gap, annotator
+        assert np.corrcoef(model, physician)[0, 1] > min_r, annotator
+
+
+@pytest.fixture(scope="module")
+def samples_engine(tmp_path_factory):
+    """The shipped checkpoint exported with the raw-samples output (the shipped engine has none)."""
+    from chexmask_export.checkpoint import load_checkpoint
+    from chexmask_export.onnx_export import build_network, export_onnx
+
+    ckpt = load_checkpoint(REPO / "training" / "checkpoints" / "default-v6")
+    path = tmp_path_factory.mktemp("engine") / "default_samples.onnx"
+    export_onnx(build_network(ckpt), path, checkpoint_sha256=ckpt.sha256, samples_output=True,
+                model_name="chexmask-rt-default", model_version="6", landmark_offsets=ckpt.landmark_offsets,
+                second_look=True)
+    return chexmask_rt.load(path, backend="python")
+
+
+def test_samples_reach_the_result_and_pool_across_both_looks(samples_engine, example1):
+    one = samples_engine.predict(example1, samples=12, second_look=False)
+    assert one.landmark_samples.shape == (12, 120, 2)
+    np.testing.assert_allclose(one.landmark_samples.mean(axis=0), one.landmarks, atol=1e-3)
+    np.testing.assert_allclose(one.landmark_samples.std(axis=0), one.landmarks_std, atol=1e-3)
+    two = samples_engine.predict(example1, samples=12)
+    assert two.extra["second_look"]["look"] == "pooled" and two.landmark_samples.shape == (24, 120, 2)
+    np.testing.assert_allclose(two.landmark_samples.mean(axis=0), two.landmarks, atol=1e-3)
+    np.testing.assert_allclose(two.landmark_samples.std(axis=0), two.landmarks_std, atol=1e-3)
+    m = two.measures()
+    heart, lungs = two.landmark_samples[:, 94:, 0], two.landmark_samples[:, :94, 0]
+    by_hand = np.ptp(heart, axis=1) / (lungs[:, 44:].max(axis=1) - lungs[:, :44].min(axis=1))
+    assert m.samples == 24 and m.ctr_std == pytest.approx(by_hand.std(), rel=1e-9)
+
+
+def test_native_core_returns_the_same_samples(samples_engine, example1):
+    native = chexmask_rt.load(samples_engine.path, backend="native")
+    for second_look in (False, True):
+        want = samples_engine.predict(example1, samples=12, second_look=second_look)
+        got = native.predict(example1, samples=12, second_look=second_look)
+        assert got.landmark_samples.shape == (24 if second_look else 12, 120, 2)
+        np.testing.assert_allclose(got.landmark_samples, want.landmark_samples, atol=1e-6, rtol=0)
+        assert got.measures().ctr_std == pytest.approx(want.measures().ctr_std, rel=1e-6)
+
+
+def test_the_shipped_engine_gives_a_std_exactly_when_it_outputs_samples(default_segmenter, example1):
+    m = default_segmenter.predict(example1, samples=8).measures()
+    if default_segmenter.info.has_samples_output:
+        assert m.ctr_std is not None and m.samples == 16 and m.std_note == ""
+    else:  # version 6 as shipped
+        assert m.ctr_std is None and m.samples == 0 and "--samples-output" in m.std_note
+
+
+@pytest.mark.parametrize("name", ["wiki_example1_normal_PA.jpg", "nih_00000001_000_512.png"])
+def test_ctr_std_grows_with_image_noise(samples_engine, name):
+    gray, _ = to_gray(read_image(SHARED / "data" / "images" / name))
+    stds = []
+    for sigma in (0.0, 0.3, 0.45):
+        noisy = np.clip(gray / 255.0 + sigma * np.random.default_rng(1).standard_normal(gray.shape), 0, 1)
+        stds.append(samples_engine.predict((noisy * 255).round().astype(np.uint8), samples=50).measures().ctr_std)
+    # measured: 0.0043, 0.0097, 0.0125 (example 1) and 0.0035, 0.0072, 0.0137 (NIH)
+    assert stds[0] < stds[1] < stds[2] and stds[2] > 2 * stds[0], stds
+
+
+def test_sr_carries_the_std_as_a_standard_deviation_derivation(samples_engine):
+    import pydicom
+
+    path = SHARED / "data" / "dicom" / "cr_chest_monochrome2_jpeg.dcm"
+    r = samples_engine.predict(path, samples=6)
+    m = r.measures()
+    items = [item for item in r.to_dicom_sr(pydicom.dcmread(path)).ContentSequence[-1].ContentSequence[-1]
+             .ContentSequence if item.ConceptNameCodeSequence[0].CodeValue == "CTR"]
+    derivations = [next((c.ConceptCodeSequence[0].CodeMeaning for c in item.get("ContentSequence", [])
+                         if c.ConceptNameCodeSequence[0].CodeValue == "121401"), None)  # (DCM 121401, Derivation)
+                   for item in items]
+    values = [float(item.MeasuredValueSequence[0].NumericValue) for item in items]
+    assert derivations == [None, "Standard Deviation"]
+    assert values == [pytest.approx(m.ctr, rel=1e-6), pytest.approx(m.ctr_std, rel=1e-6)]
