@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 
 namespace chexmask_rt::detail {
 namespace {
@@ -70,22 +69,6 @@ std::optional<Square> second_look_square(const Result& first) {
     s.top = static_cast<int>(std::floor((b.min_y + b.max_y) / 2 - s.side / 2.0));
     if (s.side < kMinSide || s.side > std::min(2 * longest, static_cast<double>(kMaxSide))) return std::nullopt;
     return s;
-}
-
-OwnedImage crop_square(const ImageView& image, const Square& s) {
-    const std::size_t bpp = bytes_per_pixel(image.bit_depth);
-    const std::size_t row = static_cast<std::size_t>(s.side) * bpp;
-    OwnedImage out;
-    out.pixels.assign(row * s.side, 0);
-    const int y0 = std::max(s.top, 0), y1 = std::min(s.top + s.side, image.height);
-    const int x0 = std::max(s.left, 0), x1 = std::min(s.left + s.side, image.width);
-    const auto* src = static_cast<const unsigned char*>(image.data);
-    for (int y = y0; y < y1 && x0 < x1; ++y) {
-        std::memcpy(out.pixels.data() + (y - s.top) * row + (x0 - s.left) * bpp,
-                    src + static_cast<std::size_t>(y) * image.stride + x0 * bpp, (x1 - x0) * bpp);
-    }
-    out.view = ImageView{out.pixels.data(), s.side, s.side, row, image.bit_depth, out.pixels.size()};
-    return out;
 }
 
 Result without_second_look(const Result& first) {

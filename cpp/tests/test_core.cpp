@@ -136,17 +136,27 @@ void test_second_look() {
     nan_result.landmarks[3].x = NAN;
     CHECK(!second_look_square(nan_result));
 
-    // the crop: a copy, black where it leaves the image, in the image's own depth
-    std::vector<std::uint16_t> px(10 * 10);
-    for (int i = 0; i < 100; ++i) px[i] = static_cast<std::uint16_t>(i + 1);
-    const chexmask_rt::ImageView v{px.data(), 10, 10, 10 * 2, 12, px.size() * 2};
-    const OwnedImage crop = crop_square(v, Square{-2, 7, 5});
-    const auto* c = reinterpret_cast<const std::uint16_t*>(crop.pixels.data());
-    CHECK(crop.view.width == 5 && crop.view.height == 5 && crop.view.bit_depth == 12 && crop.view.stride == 10);
-    CHECK(c[0] == 0 && c[1] == 0 && c[2] == px[70] && c[4] == px[72] && c[2 * 5 + 2] == px[90]);
-    CHECK(c[3 * 5 + 2] == 0);  // row 10 of the image: outside
-    const OwnedImage outside = crop_square(v, Square{20, 20, 4});
-    CHECK(std::all_of(outside.pixels.begin(), outside.pixels.end(), [](unsigned char b) { return b == 0; }));
+    // the crop: read in place, black where it leaves the image, in the image's own depth; the same
+    // engine input as the crop copied out and letterboxed (a square: no padding)
+    std::vector<std::uint16_t> px(40 * 40);
+    for (int i = 0; i < 1600; ++i) px[i] = static_cast<std::uint16_t>(i + 1);
+    const chexmask_rt::ImageView v{px.data(), 40, 40, 40 * 2, 12, px.size() * 2};
+    const Square sq_at{-8, 28, 33};
+    std::vector<std::uint16_t> copied(33 * 33, 0);
+    for (int y = 0; y < 33; ++y)
+        for (int x = 0; x < 33; ++x) {
+            const int iy = y + sq_at.top, ix = x + sq_at.left;
+            if (iy >= 0 && iy < 40 && ix >= 0 && ix < 40) copied[y * 33 + ix - sq_at.left] = px[iy * 40 + ix];
+        }
+    const chexmask_rt::ImageView copied_view{copied.data(), 33, 33, 33 * 2, 12, copied.size() * 2};
+    std::vector<float> in_place(64 * 64), from_copy(64 * 64);
+    const Letterbox crop_frame = preprocess_square(v, sq_at, 64, in_place.data());
+    preprocess_into(copied_view, 64, from_copy.data());
+    CHECK(crop_frame.side() == 33 && crop_frame.pad_left() == 0 && crop_frame.pad_top() == 0);
+    CHECK(in_place == from_copy);
+    CHECK(in_place[0] == 0.0f && in_place[64 * 64 - 1] == 0.0f && in_place[64 * 10 + 40] > 0.0f);
+    preprocess_square(v, Square{100, 100, 40}, 64, in_place.data());  // entirely outside
+    CHECK(std::all_of(in_place.begin(), in_place.end(), [](float f) { return f == 0.0f; }));
 
     // pooling: the mean and ddof-0 std of both looks' samples together. Samples {1, 3} and {6, 10}
     // have means 2, 8 and stds 1, 2; all four: mean 5, std sqrt(46 / 4). Landmark 100 is a heart
