@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 _FIXED_ONE = np.float32(2048)  # OpenCV's INTER_RESIZE_COEF_SCALE for 8-bit images
+_ROWS_AT_ONCE = 1 << 22  # pixels of image rows copied at once: 4 MB at 8 bits, whatever the width
 
 
 def _taps(window: int, size: int, clamp_weights: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -39,7 +40,7 @@ def _taps(window: int, size: int, clamp_weights: bool) -> tuple[np.ndarray, np.n
 
 
 def _fixed(weights: np.ndarray) -> np.ndarray:
-    return np.rint(weights * _FIXED_ONE).astype(np.int64)
+    return np.rint(weights * _FIXED_ONE).astype(np.int32)
 
 
 def resize_window(gray: np.ndarray, left: int, top: int, side: int, size: int) -> np.ndarray:
@@ -60,15 +61,14 @@ def resize_window(gray: np.ndarray, left: int, top: int, side: int, size: int) -
     row0, row1 = np.clip(pos, 0, side - 1), np.clip(pos + 1, 0, side - 1)
     rows, which = np.unique(np.concatenate([row0, row1]), return_inverse=True)
     y = top + rows
-    inside = (y >= 0) & (y < h)
-    sums = np.zeros((len(rows), size), dtype=np.int64 if integer else np.float32)
-    if inside.any():
-        ys = y[inside][:, None]
-        v0, v1 = gray[ys, col0[None, :]], gray[ys, col1[None, :]]
-        if integer:
-            sums[inside] = v0.astype(np.int64) * a0 + v1.astype(np.int64) * a1
-        else:
-            sums[inside] = v0.astype(np.float32) * a0 + v1.astype(np.float32) * a1
+    inside = np.flatnonzero((y >= 0) & (y < h))
+    sum_type = np.int32 if integer else np.float32  # 8-bit sums stay below 2^20
+    sums = np.zeros((len(rows), size), dtype=sum_type)
+    step = max(1, _ROWS_AT_ONCE // w)  # whole image rows are gathered a block at a time
+    for start in range(0, len(inside), step):
+        block = inside[start:start + step]
+        source = gray[y[block]]
+        sums[block] = source[:, col0].astype(sum_type) * a0 + source[:, col1].astype(sum_type) * a1
     s0, s1 = sums[which[:size]], sums[which[size:]]
 
     if integer:
