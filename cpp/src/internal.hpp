@@ -12,6 +12,11 @@
 
 namespace chexmask_rt::detail {
 
+/// The anatomy every engine must produce (Python: anatomy.py): right lung 44, left lung 50, heart 26.
+/// Engines are checked against it when they load and on every run, so nothing past it is ever read.
+constexpr int kLandmarks = 120;
+constexpr int kLungLandmarks = 94;  ///< the lungs: the first landmarks
+
 /// Geometry of the centred zero-pad to a square of side max(h, w) (Python: frames.Letterbox).
 struct Letterbox {
     int height = 0;

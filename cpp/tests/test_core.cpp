@@ -1,5 +1,7 @@
 // C++ tests of the native core, meant to run under AddressSanitizer/valgrind too.
-//   chexmask-rt-tests MODEL.onnx LIBONNXRUNTIME [NOT_AN_ENGINE_FILE]
+//   chexmask-rt-tests MODEL.onnx LIBONNXRUNTIME [NOT_AN_ENGINE_FILE [WRONG_ENGINE...]]
+// A WRONG_ENGINE (tests/toy_engine.py writes them) must be refused with a ModelError when it
+// loads or when it runs, never read past.
 // Python parity is tested in tests/test_native*.py; this covers memory safety of
 // the bad-input paths and thread safety without Python in the process.
 #include <chexmask_rt/chexmask_rt.hpp>
@@ -181,6 +183,16 @@ void test_second_look() {
     CHECK(pooled.latent_sigma[0] == 2.0 && std::fabs(pooled.node_uncertainty[100] - std::sqrt(11.5)) < 1e-12);
     const auto none = without_second_look(framed);
     CHECK(none.second_look && none.second_look->look == "none" && none.landmarks[100].x == 2.0);
+
+    // a result that is not the anatomy's 120 landmarks is refused, not read past
+    auto short_result = ring_result(500, 400, 160, 120, 1000, 1000);
+    short_result.landmarks.resize(10);
+    short_result.landmarks_std.resize(10);
+    short_result.landmarks_mu.resize(10);
+    using chexmask_rt::ModelError;
+    expect_throw<ModelError>([&] { second_look_square(short_result); }, "10 landmarks", "10 landmarks");
+    expect_throw<ModelError>([&] { without_second_look(short_result); }, "10 landmarks, none", "10 landmarks");
+    expect_throw<ModelError>([&] { combine(framed, short_result, at); }, "10-landmark crop", "10 landmarks");
 }
 
 void test_engine(const std::string& model, const std::string& library, const std::string& not_engine) {
@@ -230,12 +242,24 @@ void test_engine(const std::string& model, const std::string& library, const std
 
 }  // namespace
 
+void test_wrong_engine(const std::string& path, const std::string& library) {
+    chexmask_rt::EngineOptions options;
+    options.onnxruntime_library = library;
+    const auto px = gradient(100, 80, 100);
+    for (const bool second_look : {false, true}) {
+        expect_throw<chexmask_rt::ModelError>(
+            [&] { chexmask_rt::Engine(path, options).predict(view(px, 100, 80, 100), 3, 0, second_look); },
+            path.c_str(), path.c_str());
+    }
+}
+
 int main(int argc, char** argv) {
     test_noise();
     test_bad_images();
     test_second_look();
     if (argc >= 3) test_engine(argv[1], argv[2], argc >= 4 ? argv[3] : "");
     else std::cerr << "(engine tests skipped: pass MODEL.onnx LIBONNXRUNTIME)\n";
+    for (int i = 4; i < argc; ++i) test_wrong_engine(argv[i], argv[2]);
     std::cout << (g_failures ? "FAILED " : "OK ") << g_failures << " failures\n";
     return g_failures ? 1 : 0;
 }

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from ..engine_io import check_graph, check_outputs
 from ..errors import ModelError, first_line
 from ..metadata import ModelInfo
 from . import EngineOptions, EngineOutputs
@@ -46,7 +47,13 @@ class OnnxRuntimeBackend:
         if missing or [i.name for i in self.session.get_inputs()] != ["image", "eps"]:
             raise ModelError(f"{self.path}: engine inputs/outputs do not match chexmask-rt format "
                              f"{self.info.format_version} (missing outputs: {missing or 'none'})")
+        declared = {t.name: (t.type, t.shape) for t in [*self.session.get_inputs(), *self.session.get_outputs()]}
+        check_graph(declared, self.info, str(self.path))
 
     def run(self, images: np.ndarray, eps: np.ndarray) -> EngineOutputs:
-        out = self.session.run(list(OUTPUTS), {"image": images, "eps": eps})
+        try:
+            out = self.session.run(list(OUTPUTS), {"image": images, "eps": eps})
+        except Exception as exc:  # onnxruntime's own untyped errors: the engine cannot run what it declared
+            raise ModelError(f"{self.path}: engine run failed ({first_line(exc)})") from exc
+        check_outputs(dict(zip(OUTPUTS, out)), len(images), self.info, str(self.path))
         return EngineOutputs(*out)
