@@ -65,7 +65,8 @@ setup(
     extras_require={
         # torch 2.13.0 is the CPU wheel these machines carry; newer ones also work
         "export": ["torch>=2.4", "onnx>=1.15", "torch-geometric>=2.5"],
-        "test": ["pytest>=7", "hypothesis>=6.100"],
+        # pybind11: scripts/sanitize_and_fuzz.sh builds the sanitizer _core outside pip
+        "test": ["pytest>=7", "hypothesis>=6.100", "pybind11>=2.12"],
         # benchmarks/ and training/: plots, thin-plate splines
         "bench": ["matplotlib>=3.6", "scipy>=1.10", "psutil>=5.9"],
     },

@@ -33,12 +33,11 @@ def to_gray(image: np.ndarray, *, name: str = "image", bit_depth: int | None = N
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
     if image.ndim == 3 and image.shape[2] in (3, 4):
+        _check_size(*image.shape[:2], name)  # before cv2, which refuses an empty image with a cv2.error
         image = _rgb_to_gray(image[:, :, :3], name)
     if image.ndim != 2:
         raise InputError(f"{name}: expected a gray [H, W] or RGB(A) [H, W, 3|4] image, got shape {image.shape}")
-    h, w = image.shape
-    if h < MIN_SIDE or w < MIN_SIDE:
-        raise InputError(f"{name}: image is {w}x{h} pixels; at least {MIN_SIDE}x{MIN_SIDE} is needed")
+    _check_size(*image.shape, name)
     if image.dtype == np.uint8:
         return image, 255.0
     if image.dtype == np.uint16:
@@ -51,6 +50,11 @@ def to_gray(image: np.ndarray, *, name: str = "image", bit_depth: int | None = N
             raise InputError(f"{name}: float images must lie in [0, 1]; got values in [{lo:g}, {hi:g}]")
         return image.astype(np.float32, copy=False), 1.0
     raise InputError(f"{name}: unsupported pixel type {image.dtype}; use uint8, uint16 or float in [0, 1]")
+
+
+def _check_size(h: int, w: int, name: str) -> None:
+    if h < MIN_SIDE or w < MIN_SIDE:
+        raise InputError(f"{name}: image is {w}x{h} pixels; at least {MIN_SIDE}x{MIN_SIDE} is needed")
 
 
 def significant_bits(image: np.ndarray) -> int:
