@@ -14,7 +14,7 @@ import chexmask_rt
 from chexmask_rt import ModelError
 
 from conftest import REPO, skip_or_fail_without_native
-from toy_engine import write_toy_engine
+from toy_engine import toy_engine, write_toy_engine
 
 BACKENDS = ["native", "python"]
 LANDMARK_OUTPUTS = ("landmarks_mean", "landmarks_std", "landmarks_mu")
@@ -129,3 +129,15 @@ def test_cpp_example_exits_4(tmp_path):
                                str(image)], capture_output=True, text=True, timeout=120)
         assert proc.returncode == 4, proc.stdout + proc.stderr
         assert "engine graph disagrees with its metadata" in proc.stderr
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("raw", [b"\xf3(ab", b"\xc0\x80ab", b"\xed\xa0\x80a"], ids=["invalid", "overlong", "surrogate"])
+def test_metadata_that_is_not_utf8_is_a_model_error(tmp_path, backend, raw):
+    """Found by the fuzz (a flipped bit in a metadata value): Python's decoding raised UnicodeDecodeError."""
+    path = tmp_path / "bytes.onnx"
+    path.write_bytes(toy_engine(metadata={"description": "XXXX"}).replace(b"XXXX", raw))  # same length: valid protobuf
+    with pytest.raises(ModelError, match="engine metadata is not valid UTF-8"):
+        segmenter(path, backend)
+    path.write_bytes(toy_engine(metadata={"description": "XXXX"}).replace(b"XXXX", "éab".encode()))
+    assert segmenter(path, backend).info.description == "éab"

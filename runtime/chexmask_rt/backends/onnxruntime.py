@@ -9,7 +9,7 @@ import onnxruntime as ort
 
 from ..engine_io import check_graph, check_outputs
 from ..errors import ModelError, first_line
-from ..metadata import ModelInfo
+from ..metadata import ModelInfo, session_metadata
 from . import EngineOptions, EngineOutputs
 
 OUTPUTS = ("landmarks_mean", "landmarks_std", "landmarks_mu", "latent_mu", "latent_sigma")
@@ -41,7 +41,7 @@ class OnnxRuntimeBackend:
             self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
             raise ModelError(f"{self.path}: not a loadable ONNX model ({first_line(exc)})") from exc
-        self.info = ModelInfo.from_metadata(self.session.get_modelmeta().custom_metadata_map, str(self.path))
+        self.info = ModelInfo.from_metadata(session_metadata(self.session, str(self.path)), str(self.path))
         names = {o.name for o in self.session.get_outputs()}
         missing = [n for n in OUTPUTS if n not in names]
         if missing or [i.name for i in self.session.get_inputs()] != ["image", "eps"]:
