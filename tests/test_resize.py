@@ -130,10 +130,9 @@ backend, item = sys.argv[1], sys.argv[2]
 if item == "float32":
     item = np.tile(np.linspace(0, 1, 65536, dtype=np.float32), (32, 1))  # 32 x 65536, case 3
 result = chexmask_rt.load(backend=backend, threads=1).predict(item, samples=2)
-# VmHWM, not getrusage: the process's ru_maxrss keeps the forking parent's peak across exec
-peak_kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+from benchmarks.run import peak_rss_mb  # this process's own peak (ru_maxrss keeps the parent's across exec)
 print(json.dumps({"finite": bool(np.isfinite(result.landmarks).all()), "look": result.extra["second_look"]["look"],
-                  "peak_mb": peak_kb / 1024}))
+                  "peak_mb": peak_rss_mb()}))
 """
 
 
