@@ -92,6 +92,9 @@ Letterbox preprocess_into(const ImageView& image, int size, float* out) {
 
 Letterbox preprocess_square(const ImageView& image, const Square& square, int size, float* out) {
     validate_image(image);
+    if (square.side < 1 || square.side > kMaxSide) {
+        throw InputError("image: crop side " + std::to_string(square.side) + " is outside 1.." + std::to_string(kMaxSide));
+    }
     resize_window(image, square, size, full_scale(image.bit_depth), out);
     return Letterbox{square.side, square.side};
 }
