@@ -81,8 +81,9 @@ setup(
     extras_require={
         # torch 2.13.0 is the CPU wheel these machines carry; newer ones also work
         "export": ["torch>=2.4", "onnx>=1.15", "torch-geometric>=2.5"],
-        # build: tests/test_release.py builds the sdist
-        "test": ["pytest>=7", "hypothesis>=6.100", "build>=1.0"],
+        # build: tests/test_release.py builds the sdist; pybind11: scripts/sanitize_and_fuzz.sh builds
+        # the sanitizer _core outside pip
+        "test": ["pytest>=7", "hypothesis>=6.100", "build>=1.0", "pybind11>=2.12"],
         # benchmarks/ and training/: plots, thin-plate splines
         "bench": ["matplotlib>=3.6", "scipy>=1.10", "psutil>=5.9"],
         # --dicom-seg / --dicom-sr, Result.to_dicom_seg / to_dicom_sr: DICOM SEG and SR encoding

@@ -13,3 +13,5 @@ cmake -S . -B build -DCHEXMASK_RT_BUILD_PYTHON=OFF -DCHEXMASK_RT_BUILD_EXAMPLES=
 cmake --build build -j2 >> build.log
 # here the native core must be present: its tests fail rather than skip
 CHEXMASK_RT_REQUIRE_NATIVE=1 .venv/bin/python -m pytest "$@"
+# the C++ core under ASan + UBSan and the 10,000-input fuzz of the public API (time-boxed, ~8 min)
+bash scripts/sanitize_and_fuzz.sh

@@ -51,6 +51,13 @@ def test_tiny_images_are_refused(default_segmenter, tmp_path):
         default_segmenter.predict(path)
 
 
+@pytest.mark.parametrize("shape", [(0, 0, 3), (1, 0, 4), (3, 0, 4), (10, 40, 3)])
+def test_empty_and_tiny_colour_arrays_are_input_errors(default_segmenter, shape):
+    """Found by the fuzz: cv2 refused an empty colour array with a cv2.error before the size check."""
+    with pytest.raises(InputError, match="at least 32x32"):
+        default_segmenter.predict(np.zeros(shape, np.uint16))
+
+
 def test_rgb_and_rgba_arrays_are_accepted(default_segmenter):
     gray = np.random.default_rng(2).integers(0, 256, (100, 90), dtype=np.uint8)
     base = default_segmenter.predict(gray, samples=2)

@@ -1,9 +1,11 @@
 """Fuzzing the input path: whatever bytes or arrays come in, the answer is a Result or a typed error.
 
 A crash (segfault in the native core) kills the test run; a hang is caught by a watchdog that
-dumps the stacks and exits. Example counts are kept small so this file runs in well under a minute.
+dumps the stacks and exits. Example counts are kept small so this file runs in well under a minute;
+the 10,000-input seeded fuzz (tests/fuzz_public_api.py) runs in scripts/sanitize_and_fuzz.sh.
 """
 import faulthandler
+import json
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ import chexmask_rt
 from chexmask_rt.image_io import read_image
 
 from conftest import IMAGES, SHARED
+import fuzz_public_api
 
 SUFFIXES = ["", ".png", ".jpg", ".tif", ".bmp", ".dcm"]
 SEEDS = [IMAGES / "nih_00000001_000_512.png", IMAGES / "wiki_example3_icd_chest_xray.png",
@@ -91,3 +94,26 @@ def test_random_arrays(segmenters, array, transpose):
                         elements=st.floats(-0.5, 1.5, width=32) | st.sampled_from([np.nan, np.inf, -np.inf, 0.0, 1.0])))
 def test_float_arrays_with_bad_values(segmenters, array):
     check_predict(segmenters, array)
+
+
+def test_seeded_fuzz_of_the_public_api(tmp_path, capsys):
+    """A slice of the CI fuzz (other input numbers than CI's): files, arrays and engines."""
+    status = fuzz_public_api.main(["--inputs", "150", "--first", "50000", "--keep", str(tmp_path),
+                                   "--report", str(tmp_path / "report.json")])
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert status == 0, report["untyped_failures"]
+    assert report["ran"] == 150 and set(report["inputs_by_kind"]) == {"file", "array", "engine"}
+    assert report["outcomes"].get("ok", 0) > 0 and report["outcomes"].get("InputError", 0) > 0
+
+
+def test_the_fuzz_reports_an_untyped_error(tmp_path, monkeypatch):
+    """The fuzz can fail: an error that is not a ChexmaskError is counted and fails the run."""
+    def broken(self, image, **kwargs):
+        raise ValueError("not typed")
+
+    monkeypatch.setattr(chexmask_rt.model.Segmenter, "predict", broken)
+    status = fuzz_public_api.main(["--inputs", "5", "--backends", "python", "--keep", str(tmp_path),
+                                   "--report", str(tmp_path / "report.json")])
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert status == 1 and report["outcomes"].get("untyped ValueError", 0) > 0
+    assert report["untyped_failures"][0]["error"] == "ValueError: not typed"

@@ -28,6 +28,7 @@ from chexmask_rt.preprocess import preprocess, to_gray
 from chexmask_rt.sampling import latent_noise
 
 from conftest import REPO
+from toy_engine import write_toy_engine
 
 from conftest import skip_or_fail_without_native  # noqa: E402
 
@@ -467,7 +468,13 @@ def test_cpp_test_program(tmp_path):
         skip_or_fail_without_native("chexmask-rt-tests not built (configure with -DCHEXMASK_RT_BUILD_TESTS=ON)")
     not_engine = tmp_path / "not_an_engine.onnx"
     not_engine.write_bytes(b"\x08\x07garbage")
+    # refused at load (10 landmarks, latents that are not the graph's) or at the run (a graph that
+    # declares 120 landmarks and gives 30)
+    wrong = [write_toy_engine(tmp_path / "ten.onnx", landmarks=10),
+             write_toy_engine(tmp_path / "latents.onnx", metadata={"latents": "65"}),
+             write_toy_engine(tmp_path / "liar.onnx", landmarks=10, per_sample=True,
+                              declared={n: ["batch", 120, 2] for n in ("landmarks_mean", "landmarks_std", "landmarks_mu")})]
     proc = subprocess.run([str(program), str(chexmask_rt.default_model_path()), native.onnxruntime_library(),
-                           str(not_engine)], capture_output=True, text=True, timeout=600)
+                           str(not_engine), *map(str, wrong)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "0 failures" in proc.stdout + proc.stderr

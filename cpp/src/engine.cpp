@@ -92,13 +92,10 @@ std::vector<Result> Engine::predict_batch(const std::vector<ImageView>& images, 
         }
     }
     if (which.empty()) return results;
-    // each crop lives only while it is preprocessed: a batch of large radiographs never holds all of them
+    // each crop is read in place, never copied: a crop of a huge image costs no more than its S x S input
     const std::vector<Result> seconds = impl_->one_look(
         which.size(),
-        [&](std::size_t k, int size, float* out) {
-            const detail::OwnedImage crop = detail::crop_square(images[which[k]], squares[k]);
-            return detail::preprocess_into(crop.view, size, out);
-        },
+        [&](std::size_t k, int size, float* out) { return detail::preprocess_square(images[which[k]], squares[k], size, out); },
         samples, seed);
     for (std::size_t k = 0; k < which.size(); ++k) {
         results[which[k]] = detail::combine(results[which[k]], seconds[k], squares[k]);

@@ -12,6 +12,11 @@
 
 namespace chexmask_rt::detail {
 
+/// The anatomy every engine must produce (Python: anatomy.py): right lung 44, left lung 50, heart 26.
+/// Engines are checked against it when they load and on every run, so nothing past it is ever read.
+constexpr int kLandmarks = 120;
+constexpr int kLungLandmarks = 94;  ///< the lungs: the first landmarks
+
 /// Geometry of the centred zero-pad to a square of side max(h, w) (Python: frames.Letterbox).
 struct Letterbox {
     int height = 0;
@@ -19,6 +24,14 @@ struct Letterbox {
     int side() const { return height > width ? height : width; }
     int pad_left() const { return (side() - width) / 2; }
     int pad_top() const { return (side() - height) / 2; }
+};
+
+/// A square window onto an image (original pixels; it may reach past the image, where it is black):
+/// the letterbox is the window {-pad_left, -pad_top, side}, the second look's crop another.
+struct Square {
+    int left = 0;
+    int top = 0;
+    int side = 0;
 };
 
 /// Bytes of one pixel at ImageView::bit_depth (throws InputError for an unknown depth).
@@ -30,6 +43,14 @@ void validate_image(const ImageView& image);
 /// Validates `image`, letterboxes it to size x size and writes the scaled
 /// float32 pixels to `out` (size * size values): the engine's input for one image.
 Letterbox preprocess_into(const ImageView& image, int size, float* out);
+
+/// The same for `square` of `image` (black where it leaves the image), never copied out:
+/// the second look's crop. Returns the square's own frame (no padding).
+Letterbox preprocess_square(const ImageView& image, const Square& square, int size, float* out);
+
+/// Bilinear resize of `window` of a validated image to size x size, as cv::resize INTER_LINEAR of
+/// the materialised window would give (resize.cpp), divided by `scale`, written to `out`.
+void resize_window(const ImageView& image, const Square& window, int size, float scale, float* out);
 
 /// Raw engine outputs for a batch, normalised to [0, 1] of the square.
 struct EngineOutputs {
@@ -51,22 +72,9 @@ void set_scores(Result& r);
 /// Image `index` of a batch back to original pixels, with its uncertainty scores.
 Result postprocess(const EngineOutputs& out, int index, const Letterbox& frame, int samples, std::uint64_t seed);
 
-/// The second look (Python: chexmask_rt/second_look.py). A square of the original image.
-struct Square {
-    int left = 0;
-    int top = 0;
-    int side = 0;
-};
-
+/// The second look (Python: chexmask_rt/second_look.py).
 /// The square around `first`'s lungs to look at again, if it can be an image.
 std::optional<Square> second_look_square(const Result& first);
-
-/// A copy of `square` of `image`, black where it leaves the image; `view` points into `pixels`.
-struct OwnedImage {
-    std::vector<unsigned char> pixels;
-    ImageView view;
-};
-OwnedImage crop_square(const ImageView& image, const Square& square);
 
 /// `first` marked as asked for a second look that had no usable crop (look "none").
 Result without_second_look(const Result& first);

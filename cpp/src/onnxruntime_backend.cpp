@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <utility>
 #include <array>
 #include <cstdlib>
 #include <mutex>
@@ -121,7 +122,8 @@ public:
             outputs = session_->Run(Ort::RunOptions{nullptr}, kInputs.data(), inputs.data(), inputs.size(),
                                     kOutputs.data(), has_samples_ ? kOutputs.size() : kRequiredOutputs);
         } catch (const Ort::Exception& e) {
-            throw Error(path_ + ": engine run failed (" + first_line(e.what()) + ")");
+            // the input was checked, so the engine cannot run what its graph declares
+            throw ModelError(path_ + ": engine run failed (" + first_line(e.what()) + ")");
         }
         return collect(outputs, batch, samples);
     }
@@ -169,46 +171,97 @@ private:
                              std::to_string(info_.format_version) + " (missing outputs:" +
                              (missing.empty() ? std::string(" none") : missing) + ")");
         }
-        const Ort::TypeInfo type_info = session_->GetInputTypeInfo(0);  // owns what `image` points into
-        const auto image = type_info.GetTensorTypeAndShapeInfo();
-        const auto shape = image.GetShape();
-        const bool square_ok = shape.size() == 4 && (shape[2] < 0 || shape[2] == info_.inputsize) &&
-                               (shape[3] < 0 || shape[3] == info_.inputsize);
-        if (image.GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || !square_ok) {
-            throw ModelError(path_ + ": input 'image' is not float32 [B, 1, " + std::to_string(info_.inputsize) + ", " +
-                             std::to_string(info_.inputsize) + "] as the metadata says");
+        for (std::size_t i = 0; i < inputs.size(); ++i) check_declared(inputs[i], session_->GetInputTypeInfo(i));
+        for (std::size_t i = 0; i < outputs.size(); ++i) check_declared(outputs[i], session_->GetOutputTypeInfo(i));
+    }
+
+    /// The dimensions the runtime relies on for `name` (0: any, e.g. batch and samples); empty if none.
+    std::vector<std::int64_t> expected_shape(const std::string& name) const {
+        const std::int64_t s = info_.inputsize, latents = info_.latents;
+        if (name == "image") return {0, 1, s, s};
+        if (name == "eps" || name == "latent_mu" || name == "latent_sigma") return {0, latents};
+        if (name == "landmarks_mean" || name == "landmarks_std" || name == "landmarks_mu") return {0, kLandmarks, 2};
+        if (name == "landmarks_samples") return {0, 0, kLandmarks, 2};
+        return {};
+    }
+
+    std::string why(const std::vector<std::int64_t>& expected) const {
+        if (expected.back() == 2) {
+            return "the runtime's anatomy has " + std::to_string(kLandmarks) +
+                   " landmarks (right lung 44, left lung 50, heart 26)";
+        }
+        if (expected.size() == 4) return "the metadata says inputsize " + std::to_string(info_.inputsize);
+        return "the metadata says latents " + std::to_string(info_.latents);
+    }
+
+    static std::string shape_text(const std::vector<std::int64_t>& shape) {
+        std::string out = "[";
+        for (std::size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + (shape[i] > 0 ? std::to_string(shape[i]) : "?");
+        return out + "]";
+    }
+
+    // Same rules as runtime/chexmask_rt/engine_io.py: every fixed dimension is read from the graph
+    // and must be what the metadata and the anatomy say, so a mismatch is a ModelError at load.
+    void check_declared(const std::string& name, const Ort::TypeInfo& type_info) const {
+        const std::vector<std::int64_t> expected = expected_shape(name);
+        if (expected.empty()) return;
+        std::vector<std::int64_t> want(expected);
+        for (auto& d : want) d = d > 0 ? d : -1;
+        const std::string want_text = "float32 " + shape_text(want);
+        if (type_info.GetONNXType() != ONNX_TYPE_TENSOR) {
+            throw ModelError(path_ + ": engine tensor '" + name + "' is not a tensor (" + want_text + " expected)");
+        }
+        const auto tensor = type_info.GetTensorTypeAndShapeInfo();
+        const std::vector<std::int64_t> shape = tensor.GetShape();
+        if (tensor.GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || shape.size() != expected.size()) {
+            throw ModelError(path_ + ": engine tensor '" + name + "' is not " + want_text + " (declared " +
+                             shape_text(shape) + ")");
+        }
+        for (std::size_t i = 0; i < shape.size(); ++i) {
+            if (expected[i] == 0) continue;
+            if (shape[i] <= 0) {
+                throw ModelError(path_ + ": engine tensor '" + name + "' does not declare its shape " + shape_text(shape) +
+                                 " (" + want_text + " expected: " + why(expected) + "); re-export it with chexmask-rt export");
+            }
+            if (shape[i] != expected[i]) {
+                throw ModelError(path_ + ": engine graph disagrees with its metadata: '" + name + "' is " +
+                                 shape_text(shape) + ", but " + why(expected) + " (" + want_text + ")");
+            }
         }
     }
 
-    static std::vector<float> take(const Ort::Value& value, std::size_t expected, const char* name) {
+    // A graph may declare one shape and produce another: each run's outputs are checked again.
+    std::vector<float> take(const Ort::Value& value, int batch, const char* name, int samples = 0) const {
+        const std::vector<std::int64_t> expected = expected_shape(name);
         const auto shape_info = value.GetTensorTypeAndShapeInfo();
-        if (shape_info.GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT ||
-            shape_info.GetElementCount() != expected) {
-            throw Error(std::string("engine output '") + name + "' has an unexpected type or shape");
+        const std::vector<std::int64_t> shape = shape_info.GetShape();
+        std::vector<std::int64_t> want(expected);
+        bool batch_dim = true;  // the free dimensions are the batch, then (raw decodes) the samples
+        for (auto& d : want) {
+            if (d == 0) d = std::exchange(batch_dim, false) ? batch : samples;
         }
+        if (shape_info.GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || shape != want) {
+            throw ModelError(path_ + ": engine output '" + name + "' is " + shape_text(shape) + ", not float32 " +
+                             shape_text(want));
+        }
+        const std::size_t count = shape_info.GetElementCount();
         const float* p = value.GetTensorData<float>();
-        return std::vector<float>(p, p + expected);
+        return std::vector<float>(p, p + count);
     }
 
     EngineOutputs collect(const std::vector<Ort::Value>& outputs, int batch, int samples) const {
         EngineOutputs out;
         out.batch = batch;
+        out.nodes = kLandmarks;
         out.latents = info_.latents;
-        const auto mean_shape = outputs[0].GetTensorTypeAndShapeInfo().GetShape();
-        if (mean_shape.size() != 3 || mean_shape[0] != batch || mean_shape[2] != 2 || mean_shape[1] < 1) {
-            throw Error(path_ + ": engine output 'landmarks_mean' is not [B, N, 2]");
-        }
-        out.nodes = static_cast<int>(mean_shape[1]);
-        const std::size_t points = static_cast<std::size_t>(batch) * out.nodes * 2;
-        const std::size_t latent = static_cast<std::size_t>(batch) * out.latents;
-        out.landmarks_mean = take(outputs[0], points, kOutputs[0]);
-        out.landmarks_std = take(outputs[1], points, kOutputs[1]);
-        out.landmarks_mu = take(outputs[2], points, kOutputs[2]);
-        out.latent_mu = take(outputs[3], latent, kOutputs[3]);
-        out.latent_sigma = take(outputs[4], latent, kOutputs[4]);
+        out.landmarks_mean = take(outputs[0], batch, kOutputs[0]);
+        out.landmarks_std = take(outputs[1], batch, kOutputs[1]);
+        out.landmarks_mu = take(outputs[2], batch, kOutputs[2]);
+        out.latent_mu = take(outputs[3], batch, kOutputs[3]);
+        out.latent_sigma = take(outputs[4], batch, kOutputs[4]);
         if (has_samples_) {
             out.samples = samples;
-            out.landmarks_samples = take(outputs[5], points * static_cast<std::size_t>(samples), kOutputs[5]);
+            out.landmarks_samples = take(outputs[5], batch, kOutputs[5], samples);
         }
         return out;
     }

@@ -1,10 +1,7 @@
-// Image -> engine input, numerically identical to runtime/chexmask_rt/preprocess.py:
-// centred zero pad to a square, cv::resize INTER_LINEAR in the input's own depth
-// (OpenCV rounds integer results), then float32 division by the full scale.
+// Image -> engine input, numerically identical to runtime/chexmask_rt/preprocess.py: the centred
+// zero pad to a square, resized INTER_LINEAR in the input's own depth (resize.cpp, without ever
+// materialising the square), then float32 division by the full scale.
 #include "internal.hpp"
-
-#include <opencv2/core.hpp>
-#include <opencv2/imgproc.hpp>
 
 #include <cmath>
 #include <cstdint>
@@ -22,10 +19,6 @@ std::size_t bytes_per_pixel(int bit_depth) {
 }
 
 namespace {
-
-int cv_depth(int bit_depth) {
-    return bit_depth == 8 ? CV_8U : bit_depth == 32 ? CV_32F : CV_16U;
-}
 
 float full_scale(int bit_depth) {
     if (bit_depth == 32) return 1.0f;
@@ -69,46 +62,15 @@ void check_buffer(const ImageView& image, std::size_t bpp) {
 }
 
 // Float images must already be in [0, 1], as Python's to_gray demands.
-void check_float_values(const cv::Mat& src) {
-    for (int y = 0; y < src.rows; ++y) {
-        const float* row = src.ptr<float>(y);
-        for (int x = 0; x < src.cols; ++x) {
+void check_float_values(const ImageView& image) {
+    for (int y = 0; y < image.height; ++y) {
+        const auto* row = reinterpret_cast<const float*>(static_cast<const unsigned char*>(image.data) +
+                                                         static_cast<std::size_t>(y) * image.stride);
+        for (int x = 0; x < image.width; ++x) {
             const float v = row[x];
             if (!std::isfinite(v)) throw InputError("image: image contains NaN or infinite values");
             if (v < 0.0f || v > 1.0f) throw InputError("image: float images must lie in [0, 1]");
         }
-    }
-}
-
-cv::Mat wrap(const ImageView& image) {
-    // cv::Mat has no const view; the pixels are only ever read.
-    return cv::Mat(image.height, image.width, cv_depth(image.bit_depth), const_cast<void*>(image.data), image.stride);
-}
-
-// Resizing the zero-padded square is what Python does; resizing anything smaller
-// changes OpenCV's border handling, so the pad is materialised unless already square.
-cv::Mat letterbox_resize(const cv::Mat& src, const Letterbox& frame, int size) {
-    cv::Mat resized;
-    if (frame.width == frame.height) {
-        cv::resize(src, resized, cv::Size(size, size), 0.0, 0.0, cv::INTER_LINEAR);
-        return resized;
-    }
-    cv::Mat square;
-    const int pad_right = frame.side() - frame.width - frame.pad_left();
-    const int pad_bottom = frame.side() - frame.height - frame.pad_top();
-    cv::copyMakeBorder(src, square, frame.pad_top(), pad_bottom, frame.pad_left(), pad_right, cv::BORDER_CONSTANT,
-                       cv::Scalar(0));
-    cv::resize(square, resized, cv::Size(size, size), 0.0, 0.0, cv::INTER_LINEAR);
-    return resized;
-}
-
-template <typename T>
-void scale_into(const cv::Mat& resized, float scale, float* out) {
-    const int n = resized.cols;
-    for (int y = 0; y < resized.rows; ++y) {
-        const T* row = resized.ptr<T>(y);
-        float* dst = out + static_cast<std::size_t>(y) * n;
-        for (int x = 0; x < n; ++x) dst[x] = static_cast<float>(row[x]) / scale;
     }
 }
 
@@ -122,17 +84,19 @@ void validate_image(const ImageView& image) {
 
 Letterbox preprocess_into(const ImageView& image, int size, float* out) {
     validate_image(image);
-    const cv::Mat src = wrap(image);
-    if (image.bit_depth == 32) check_float_values(src);
+    if (image.bit_depth == 32) check_float_values(image);
     const Letterbox frame{image.height, image.width};
-    const cv::Mat resized = letterbox_resize(src, frame, size);
-    const float scale = full_scale(image.bit_depth);
-    switch (resized.depth()) {
-        case CV_8U: scale_into<std::uint8_t>(resized, scale, out); break;
-        case CV_16U: scale_into<std::uint16_t>(resized, scale, out); break;
-        default: resized.copyTo(cv::Mat(size, size, CV_32F, out)); break;
-    }
+    resize_window(image, Square{-frame.pad_left(), -frame.pad_top(), frame.side()}, size, full_scale(image.bit_depth), out);
     return frame;
+}
+
+Letterbox preprocess_square(const ImageView& image, const Square& square, int size, float* out) {
+    validate_image(image);
+    if (square.side < 1 || square.side > kMaxSide) {
+        throw InputError("image: crop side " + std::to_string(square.side) + " is outside 1.." + std::to_string(kMaxSide));
+    }
+    resize_window(image, square, size, full_scale(image.bit_depth), out);
+    return Letterbox{square.side, square.side};
 }
 
 }  // namespace chexmask_rt::detail

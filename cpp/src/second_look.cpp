@@ -4,12 +4,10 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
+#include <string>
 
 namespace chexmask_rt::detail {
 namespace {
-
-constexpr int kLungLandmarks = 94;  // right lung 44 + left lung 50: the first landmarks (anatomy.py)
 
 struct Box {
     double min_x, min_y, max_x, max_y;
@@ -17,7 +15,18 @@ struct Box {
     double height() const { return max_y - min_y; }
 };
 
+// Engines are checked for kLandmarks when they load and on every run; this keeps a result made
+// any other way from being read past its end.
+void check_landmarks(const Result& r) {
+    if (r.landmarks.size() != static_cast<std::size_t>(kLandmarks) || r.landmarks_std.size() != r.landmarks.size() ||
+        r.landmarks_mu.size() != r.landmarks.size()) {
+        throw ModelError("a result with " + std::to_string(r.landmarks.size()) + " landmarks, not " +
+                         std::to_string(kLandmarks) + ": not a chexmask-rt engine's");
+    }
+}
+
 Box lung_box(const Result& r) {
+    check_landmarks(r);
     Box b{r.landmarks[0].x, r.landmarks[0].y, r.landmarks[0].x, r.landmarks[0].y};
     for (int i = 1; i < kLungLandmarks; ++i) {
         b.min_x = std::min(b.min_x, r.landmarks[i].x);
@@ -57,6 +66,7 @@ double pooled_std(double mean_a, double std_a, double mean_b, double std_b) {
 }  // namespace
 
 std::optional<Square> second_look_square(const Result& first) {
+    check_landmarks(first);
     for (int i = 0; i < kLungLandmarks; ++i) {
         if (!std::isfinite(first.landmarks[i].x) || !std::isfinite(first.landmarks[i].y)) return std::nullopt;
     }
@@ -72,22 +82,6 @@ std::optional<Square> second_look_square(const Result& first) {
     return s;
 }
 
-OwnedImage crop_square(const ImageView& image, const Square& s) {
-    const std::size_t bpp = bytes_per_pixel(image.bit_depth);
-    const std::size_t row = static_cast<std::size_t>(s.side) * bpp;
-    OwnedImage out;
-    out.pixels.assign(row * s.side, 0);
-    const int y0 = std::max(s.top, 0), y1 = std::min(s.top + s.side, image.height);
-    const int x0 = std::max(s.left, 0), x1 = std::min(s.left + s.side, image.width);
-    const auto* src = static_cast<const unsigned char*>(image.data);
-    for (int y = y0; y < y1 && x0 < x1; ++y) {
-        std::memcpy(out.pixels.data() + (y - s.top) * row + (x0 - s.left) * bpp,
-                    src + static_cast<std::size_t>(y) * image.stride + x0 * bpp, (x1 - x0) * bpp);
-    }
-    out.view = ImageView{out.pixels.data(), s.side, s.side, row, image.bit_depth, out.pixels.size()};
-    return out;
-}
-
 Result without_second_look(const Result& first) {
     Result r = first;
     r.second_look = SecondLook{"none", lung_fill(first), 0, 0, 0};
@@ -95,6 +89,10 @@ Result without_second_look(const Result& first) {
 }
 
 Result combine(const Result& first, const Result& crop, const Square& square) {
+    check_landmarks(crop);
+    if (crop.latent_mu.size() != first.latent_mu.size() || crop.latent_sigma.size() != first.latent_sigma.size()) {
+        throw ModelError("the two looks' results have different latent widths");
+    }
     Result r = first;
     SecondLook info;
     info.first_fill = lung_fill(first);

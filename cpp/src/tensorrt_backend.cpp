@@ -111,6 +111,14 @@ public:
         max_samples_ = engine_->getProfileShape("eps", 0, nvinfer1::OptProfileSelector::kMAX).d[0];
         nodes_ = static_cast<int>(engine_->getTensorShape("landmarks_mean").d[1]);
         if (max_batch_ < 1 || max_samples_ < 1 || nodes_ < 1) throw ModelError(path + ": plan lacks image/eps profiles");
+        const nvinfer1::Dims image = engine_->getTensorShape("image"), eps = engine_->getTensorShape("eps");
+        if (nodes_ != kLandmarks || image.nbDims != 4 || image.d[2] != info_.inputsize || image.d[3] != info_.inputsize ||
+            eps.nbDims != 2 || eps.d[1] != info_.latents) {
+            // as onnxruntime_backend.cpp: the plan's shapes must be what its metadata and the anatomy say
+            throw ModelError(path + ": engine graph disagrees with its metadata (landmarks " + std::to_string(nodes_) +
+                             ", expected " + std::to_string(kLandmarks) + "; inputsize " +
+                             std::to_string(info_.inputsize) + "; latents " + std::to_string(info_.latents) + ")");
+        }
     }
 
     ~TensorRtBackend() override {

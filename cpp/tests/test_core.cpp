@@ -1,5 +1,7 @@
 // C++ tests of the native core, meant to run under AddressSanitizer/valgrind too.
-//   chexmask-rt-tests MODEL.onnx LIBONNXRUNTIME [NOT_AN_ENGINE_FILE]
+//   chexmask-rt-tests MODEL.onnx LIBONNXRUNTIME [NOT_AN_ENGINE_FILE [WRONG_ENGINE...]]
+// A WRONG_ENGINE (tests/toy_engine.py writes them) must be refused with a ModelError when it
+// loads or when it runs, never read past.
 // Python parity is tested in tests/test_native*.py; this covers memory safety of
 // the bad-input paths and thread safety without Python in the process.
 #include <chexmask_rt/chexmask_rt.hpp>
@@ -136,17 +138,27 @@ void test_second_look() {
     nan_result.landmarks[3].x = NAN;
     CHECK(!second_look_square(nan_result));
 
-    // the crop: a copy, black where it leaves the image, in the image's own depth
-    std::vector<std::uint16_t> px(10 * 10);
-    for (int i = 0; i < 100; ++i) px[i] = static_cast<std::uint16_t>(i + 1);
-    const chexmask_rt::ImageView v{px.data(), 10, 10, 10 * 2, 12, px.size() * 2};
-    const OwnedImage crop = crop_square(v, Square{-2, 7, 5});
-    const auto* c = reinterpret_cast<const std::uint16_t*>(crop.pixels.data());
-    CHECK(crop.view.width == 5 && crop.view.height == 5 && crop.view.bit_depth == 12 && crop.view.stride == 10);
-    CHECK(c[0] == 0 && c[1] == 0 && c[2] == px[70] && c[4] == px[72] && c[2 * 5 + 2] == px[90]);
-    CHECK(c[3 * 5 + 2] == 0);  // row 10 of the image: outside
-    const OwnedImage outside = crop_square(v, Square{20, 20, 4});
-    CHECK(std::all_of(outside.pixels.begin(), outside.pixels.end(), [](unsigned char b) { return b == 0; }));
+    // the crop: read in place, black where it leaves the image, in the image's own depth; the same
+    // engine input as the crop copied out and letterboxed (a square: no padding)
+    std::vector<std::uint16_t> px(40 * 40);
+    for (int i = 0; i < 1600; ++i) px[i] = static_cast<std::uint16_t>(i + 1);
+    const chexmask_rt::ImageView v{px.data(), 40, 40, 40 * 2, 12, px.size() * 2};
+    const Square sq_at{-8, 28, 33};
+    std::vector<std::uint16_t> copied(33 * 33, 0);
+    for (int y = 0; y < 33; ++y)
+        for (int x = 0; x < 33; ++x) {
+            const int iy = y + sq_at.top, ix = x + sq_at.left;
+            if (iy >= 0 && iy < 40 && ix >= 0 && ix < 40) copied[y * 33 + ix - sq_at.left] = px[iy * 40 + ix];
+        }
+    const chexmask_rt::ImageView copied_view{copied.data(), 33, 33, 33 * 2, 12, copied.size() * 2};
+    std::vector<float> in_place(64 * 64), from_copy(64 * 64);
+    const Letterbox crop_frame = preprocess_square(v, sq_at, 64, in_place.data());
+    preprocess_into(copied_view, 64, from_copy.data());
+    CHECK(crop_frame.side() == 33 && crop_frame.pad_left() == 0 && crop_frame.pad_top() == 0);
+    CHECK(in_place == from_copy);
+    CHECK(in_place[0] == 0.0f && in_place[64 * 64 - 1] == 0.0f && in_place[64 * 10 + 40] > 0.0f);
+    preprocess_square(v, Square{100, 100, 40}, 64, in_place.data());  // entirely outside
+    CHECK(std::all_of(in_place.begin(), in_place.end(), [](float f) { return f == 0.0f; }));
 
     // pooling: the mean and ddof-0 std of both looks' samples together. Samples {1, 3} and {6, 10}
     // have means 2, 8 and stds 1, 2; all four: mean 5, std sqrt(46 / 4). Landmark 100 is a heart
@@ -171,6 +183,16 @@ void test_second_look() {
     CHECK(pooled.latent_sigma[0] == 2.0 && std::fabs(pooled.node_uncertainty[100] - std::sqrt(11.5)) < 1e-12);
     const auto none = without_second_look(framed);
     CHECK(none.second_look && none.second_look->look == "none" && none.landmarks[100].x == 2.0);
+
+    // a result that is not the anatomy's 120 landmarks is refused, not read past
+    auto short_result = ring_result(500, 400, 160, 120, 1000, 1000);
+    short_result.landmarks.resize(10);
+    short_result.landmarks_std.resize(10);
+    short_result.landmarks_mu.resize(10);
+    using chexmask_rt::ModelError;
+    expect_throw<ModelError>([&] { second_look_square(short_result); }, "10 landmarks", "10 landmarks");
+    expect_throw<ModelError>([&] { without_second_look(short_result); }, "10 landmarks, none", "10 landmarks");
+    expect_throw<ModelError>([&] { combine(framed, short_result, at); }, "10-landmark crop", "10 landmarks");
 }
 
 void test_engine(const std::string& model, const std::string& library, const std::string& not_engine) {
@@ -220,12 +242,24 @@ void test_engine(const std::string& model, const std::string& library, const std
 
 }  // namespace
 
+void test_wrong_engine(const std::string& path, const std::string& library) {
+    chexmask_rt::EngineOptions options;
+    options.onnxruntime_library = library;
+    const auto px = gradient(100, 80, 100);
+    for (const bool second_look : {false, true}) {
+        expect_throw<chexmask_rt::ModelError>(
+            [&] { chexmask_rt::Engine(path, options).predict(view(px, 100, 80, 100), 3, 0, second_look); },
+            path.c_str(), path.c_str());
+    }
+}
+
 int main(int argc, char** argv) {
     test_noise();
     test_bad_images();
     test_second_look();
     if (argc >= 3) test_engine(argv[1], argv[2], argc >= 4 ? argv[3] : "");
     else std::cerr << "(engine tests skipped: pass MODEL.onnx LIBONNXRUNTIME)\n";
+    for (int i = 4; i < argc; ++i) test_wrong_engine(argv[i], argv[2]);
     std::cout << (g_failures ? "FAILED " : "OK ") << g_failures << " failures\n";
     return g_failures ? 1 : 0;
 }

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from .dicom_io import looks_like_dicom, read_dicom
-from .errors import InputError
+from .errors import InputError, first_line
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -31,7 +31,10 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise InputError(f"{p}: file is empty")
     if looks_like_dicom(p, data[:132].tobytes()):
         return read_dicom(p)
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:  # e.g. a header claiming more pixels than OpenCV decodes
+        raise InputError(f"{p}: not a readable image ({first_line(exc)})") from None
     if image is None:
         raise InputError(f"{p}: not a readable image (corrupt, truncated or unsupported format)")
     if image.ndim == 3 and image.shape[2] in (3, 4):

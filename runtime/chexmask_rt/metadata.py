@@ -86,6 +86,15 @@ class ModelInfo:
         return info
 
 
+def session_metadata(session, source: str) -> dict[str, str]:
+    """An onnxruntime session's metadata properties; ModelError when they are not valid UTF-8
+    (onnxruntime's binding cannot decode them)."""
+    try:
+        return dict(session.get_modelmeta().custom_metadata_map)
+    except UnicodeDecodeError:
+        raise ModelError(f"{source}: engine metadata is not valid UTF-8") from None
+
+
 def read_engine_metadata(path: str | Path) -> tuple[dict[str, str], ModelInfo]:
     """An engine file's metadata properties and ModelInfo, without running it (onnxruntime
     opens it with graph optimisations off, so this stays quick at any input size)."""
@@ -97,5 +106,5 @@ def read_engine_metadata(path: str | Path) -> tuple[dict[str, str], ModelInfo]:
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    props = dict(session.get_modelmeta().custom_metadata_map)
+    props = session_metadata(session, str(path))
     return props, ModelInfo.from_metadata(props, str(path))

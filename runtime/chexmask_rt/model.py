@@ -20,7 +20,7 @@ from .metadata import ModelInfo
 from .preprocess import preprocess, resolved_bit_depth, to_gray
 from .quality import load_assessor
 from .result import Result
-from .second_look import combine, crop_square, second_look_square, without_second_look
+from .second_look import combine, second_look_square, without_second_look
 from .sampling import latent_noise
 
 ImageLike = Union[str, os.PathLike, np.ndarray]
@@ -171,12 +171,12 @@ class Segmenter:
         for start in range(0, len(images), batch_size):
             chunk = [self._gray(item, depth) for item, depth in
                      zip(images[start:start + batch_size], bit_depths[start:start + batch_size])]
-            firsts = self._one_look(chunk, eps, samples, seed)
+            firsts = self._one_look([(*item, None) for item in chunk], eps, samples, seed)
             if second_look:
                 squares = {i: sq for i, r in enumerate(firsts) if (sq := second_look_square(r)) is not None}
                 # a crop keeps its image's bit depth: inferred afresh, a crop without the brightest pixels could
-                # differ; and each lives only while it is preprocessed (a generator), as in the C++ core
-                crops = ((crop_square(chunk[i][0], *sq), chunk[i][1], None) for i, sq in squares.items())
+                # differ; and it is read in place, never copied out, as in the C++ core
+                crops = [(chunk[i][0], chunk[i][1], None, sq) for i, sq in squares.items()]
                 seconds = self._one_look(crops, eps, samples, seed) if squares else []
                 for (i, sq), second in zip(squares.items(), seconds):
                     firsts[i] = self._with_quality(combine(firsts[i], second, *sq))
@@ -184,11 +184,12 @@ class Segmenter:
             results.extend(firsts)
         return results
 
-    def _one_look(self, grays: Iterable[tuple[np.ndarray, int, str | None]], eps: np.ndarray, samples: int,
-                  seed: int) -> list[Result]:
-        """One engine call for (gray, bit depth, name) triples as ``_gray`` returns them."""
-        prepared = [(*preprocess(gray, self.inputsize, name=name or "array", bit_depth=depth), name)
-                    for gray, depth, name in grays]
+    def _one_look(self, items: Iterable[tuple[np.ndarray, int, str | None, tuple[int, int, int] | None]],
+                  eps: np.ndarray, samples: int, seed: int) -> list[Result]:
+        """One engine call for (gray, bit depth, name, square) as ``_gray`` returns the first three;
+        ``square`` is the second look's (left, top, side) crop, None for the whole image."""
+        prepared = [(*preprocess(gray, self.inputsize, name=name or "array", bit_depth=depth, square=square), name)
+                    for gray, depth, name, square in items]
         out = self._backend.run(np.stack([tensor for tensor, _, _ in prepared])[:, None], eps)
         return [self._postprocess(out, i, frame, name, samples, seed) for i, (_, frame, name) in enumerate(prepared)]
 

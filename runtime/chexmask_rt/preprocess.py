@@ -3,7 +3,8 @@
 grayscale -> zero-pad to a centred square -> cv2.resize INTER_LINEAR to S x S
 -> scale to [0, 1]. Integer images are resized in their own dtype (cv2 rounds
 to that dtype) and scaled afterwards: that is what the published pipeline does
-for 8-bit images, and the parity fixtures were made that way.
+for 8-bit images, and the parity fixtures were made that way. The pad and resize
+are one step that never materialises the square (``chexmask_rt.resize``).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import numpy as np
 
 from .errors import InputError
 from .frames import Letterbox
+from .resize import resize_window
 
 MIN_SIDE = 32  # smaller than this cannot be a radiograph; also keeps cv2 away from degenerate sizes
 
@@ -31,12 +33,11 @@ def to_gray(image: np.ndarray, *, name: str = "image", bit_depth: int | None = N
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
     if image.ndim == 3 and image.shape[2] in (3, 4):
+        _check_size(*image.shape[:2], name)  # before cv2, which refuses an empty image with a cv2.error
         image = _rgb_to_gray(image[:, :, :3], name)
     if image.ndim != 2:
         raise InputError(f"{name}: expected a gray [H, W] or RGB(A) [H, W, 3|4] image, got shape {image.shape}")
-    h, w = image.shape
-    if h < MIN_SIDE or w < MIN_SIDE:
-        raise InputError(f"{name}: image is {w}x{h} pixels; at least {MIN_SIDE}x{MIN_SIDE} is needed")
+    _check_size(*image.shape, name)
     if image.dtype == np.uint8:
         return image, 255.0
     if image.dtype == np.uint16:
@@ -49,6 +50,11 @@ def to_gray(image: np.ndarray, *, name: str = "image", bit_depth: int | None = N
             raise InputError(f"{name}: float images must lie in [0, 1]; got values in [{lo:g}, {hi:g}]")
         return image.astype(np.float32, copy=False), 1.0
     raise InputError(f"{name}: unsupported pixel type {image.dtype}; use uint8, uint16 or float in [0, 1]")
+
+
+def _check_size(h: int, w: int, name: str) -> None:
+    if h < MIN_SIDE or w < MIN_SIDE:
+        raise InputError(f"{name}: image is {w}x{h} pixels; at least {MIN_SIDE}x{MIN_SIDE} is needed")
 
 
 def significant_bits(image: np.ndarray) -> int:
@@ -95,15 +101,21 @@ def _rgb_to_gray(rgb: np.ndarray, name: str) -> np.ndarray:
 def letterbox(gray: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
     """Centred zero-pad + INTER_LINEAR resize: returns the [size, size] array (input dtype) and its frame."""
     frame = Letterbox(*gray.shape)
-    square = np.zeros((frame.side, frame.side), dtype=gray.dtype)
-    square[frame.pad_top:frame.pad_top + frame.height, frame.pad_left:frame.pad_left + frame.width] = gray
-    return cv2.resize(square, (size, size), interpolation=cv2.INTER_LINEAR), frame
+    return resize_window(gray, -frame.pad_left, -frame.pad_top, frame.side, size), frame
 
 
-def preprocess(image: np.ndarray, size: int, *, name: str = "image", bit_depth: int | None = None) -> tuple[np.ndarray, Letterbox]:
-    """Any accepted image -> (float32 [size, size] in [0, 1], its Letterbox frame)."""
+def preprocess(image: np.ndarray, size: int, *, name: str = "image", bit_depth: int | None = None,
+               square: tuple[int, int, int] | None = None) -> tuple[np.ndarray, Letterbox]:
+    """Any accepted image -> (float32 [size, size] in [0, 1], its Letterbox frame).
+
+    ``square``: (left, top, side) of the image to take instead of the whole (black where it leaves
+    the image, read in place): the second look's crop; its frame is the square's own.
+    """
     gray, full_scale = to_gray(image, name=name, bit_depth=bit_depth)
-    resized, frame = letterbox(gray, size)
+    if square is None:
+        resized, frame = letterbox(gray, size)
+    else:
+        resized, frame = resize_window(gray, *square, size), Letterbox(square[2], square[2])
     out = resized.astype(np.float32)
     if full_scale != 1.0:
         out /= np.float32(full_scale)
