@@ -6,12 +6,12 @@
     r.landmarks, r.landmarks_std, r.mean_node_std
 """
 from .backends import EngineOptions
-from .errors import ChexmaskError, InputError, ModelError
+from .errors import ChexmaskError, InputError, ModelError, NonFiniteOutputError
 from .metadata import ModelInfo
 from .model import Segmenter, default_model_path, load
 from .result import Result
 
 __version__ = "0.1.0"
 
-__all__ = ["ChexmaskError", "EngineOptions", "InputError", "ModelError", "ModelInfo", "Result", "Segmenter",
-           "default_model_path", "load", "__version__"]
+__all__ = ["ChexmaskError", "EngineOptions", "InputError", "ModelError", "ModelInfo", "NonFiniteOutputError", "Result",
+           "Segmenter", "default_model_path", "load", "__version__"]
