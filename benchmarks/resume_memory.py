@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import resource
 import subprocess
 import sys
 import tempfile
@@ -23,12 +22,13 @@ from pathlib import Path
 from chexmask_rt.csv_output import COLUMNS
 
 _CHILD = """
-import resource, sys, time
+import sys, time
 from pathlib import Path
+from benchmarks.run import peak_rss_mb
 from chexmask_rt.batch_folder import scan_results
 start = time.perf_counter()
 done = scan_results(Path(sys.argv[1]))[0] if len(sys.argv) > 1 else set()
-print(len(done), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, time.perf_counter() - start)
+print(len(done), peak_rss_mb(), time.perf_counter() - start)
 """
 
 
@@ -52,7 +52,7 @@ def write_results(path: Path, size_mb: float, row_kb: float) -> int:
 def scan(path: Path | None) -> tuple[int, float, float]:
     """(names found, peak RSS in MB, seconds) of a fresh process scanning ``path`` (None: import only)."""
     out = subprocess.run([sys.executable, "-c", _CHILD, *([str(path)] if path else [])], capture_output=True,
-                         text=True, check=True).stdout.split()
+                         text=True, check=True, cwd=Path(__file__).resolve().parents[1]).stdout.split()
     return int(out[0]), float(out[1]), float(out[2])
 
 

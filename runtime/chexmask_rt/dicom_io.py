@@ -57,7 +57,9 @@ def read_dicom(path: str | os.PathLike, *, max_pixels: int | None = None) -> np.
     rows, columns = _int_tag(header, "Rows", 0, p), _int_tag(header, "Columns", 0, p)
     frames = _int_tag(header, "NumberOfFrames", 1, p)
     check_pixels(columns, rows, str(p), limit)
-    check_file_size(size, max(rows * columns * max(frames, 1), 1), str(p))
+    if frames != 1:  # refused before its pixel data is read
+        raise InputError(f"{p}: multi-frame DICOM ({frames} frames); only single-frame images are supported")
+    check_file_size(size, max(rows * columns, 1), str(p))
     ds, warned = _dcmread(p)
     if "PixelData" not in ds:
         if warned:  # pydicom drops a pixel data element that the file's end cuts short, with a warning
@@ -65,8 +67,6 @@ def read_dicom(path: str | os.PathLike, *, max_pixels: int | None = None) -> np.
         sop = ds.get("SOPClassUID")
         what = f" ({sop.name})" if sop is not None and hasattr(sop, "name") else ""
         raise InputError(f"{p}: DICOM object has no pixel data{what}; only image objects can be segmented")
-    if frames != 1:
-        raise InputError(f"{p}: multi-frame DICOM ({frames} frames); only single-frame images are supported")
     _check_compressed_frame(ds, p, limit)
     photometric = str(ds.get("PhotometricInterpretation", "")).upper()
     bits_stored = _int_tag(ds, "BitsStored", 0, p)
