@@ -200,7 +200,11 @@ class _Run:
         self.segmenter, self.out, self.masks, self.stems = segmenter, out, masks, stems
         self.done = self.failed = 0
         self.results = Appender(out / RESULTS_NAME, COLUMNS, "a")
-        self.errors = Appender(out / ERRORS_NAME, ERROR_COLUMNS, "w")  # failures are retried: this run's only
+        try:
+            self.errors = Appender(out / ERRORS_NAME, ERROR_COLUMNS, "w")  # failures are retried: this run's only
+        except InputError:
+            self.results.close()
+            raise
         self.bar = tqdm(total=total, unit="img", desc="batch", file=sys.stderr, disable=not progress)
 
     def close(self) -> None:
@@ -258,9 +262,9 @@ class _Run:
             self.infer([item], **run)
 
     def process(self, todo: Sequence[str], *, workers: int, batch_size: int, max_pixels: int, **run) -> None:
-        readable = []
+        readable, out = [], self.out.resolve()
         for image in todo:
-            if _inside(image, self.out.resolve()):
+            if _inside(image, out):
                 self.fail(image, InputError(f"{image}: inside the output folder {self.out}, which is never an input"))
             else:
                 readable.append(image)
