@@ -192,3 +192,12 @@ def test_a_zero_filled_dcm_is_refused_at_once(tmp_path):
     with pytest.raises(InputError, match="not a readable DICOM file"):
         read_image(path)
 
+
+
+@pytest.mark.parametrize("body", [b"\x00", b"\xff"])
+def test_header_readers_give_up_on_hostile_files(tmp_path, body):
+    """A JPEG start followed by 8 MB of one byte: a bounded scan, not eight million reads."""
+    path = tmp_path / "hostile.jpg"
+    path.write_bytes(b"\xff\xd8" + body * (8 << 20))
+    with pytest.raises(InputError, match="JPEG with more than 65536 bytes between two segments"):
+        read_image(path)

@@ -20,6 +20,8 @@ _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC} | {0xF7}  # baseli
 _JPEG_STANDALONE = frozenset(range(0xD0, 0xD8)) | {0x01}  # RSTn and TEM carry no length
 _MAX_SEGMENTS = 10_000  # real JPEGs have tens of segments before their frame header
 _MAX_IFDS = 10_000
+_MAX_STRAY_BYTES = 1 << 16
+_MAX_PNG_CHUNKS = 1_000_000  # a 64 MP 16-bit PNG in 8 kB IDAT chunks has about 65,000
 _PNG_CRITICAL = (b"IHDR", b"PLTE", b"IDAT", b"IEND")
 
 
@@ -75,7 +77,7 @@ def check_png_chunks(data: memoryview | bytes, name: str) -> None:
     libpng rejects such files too, but prints 'libpng error' lines on stderr doing so."""
     view = memoryview(data)
     pos = len(PNG_SIGNATURE)
-    while True:
+    for _ in range(_MAX_PNG_CHUNKS):
         if pos + 12 > len(view):
             raise _corrupt(name, "PNG cut short: no IEND chunk")
         length, kind = struct.unpack(">I4s", view[pos:pos + 8])
@@ -89,19 +91,13 @@ def check_png_chunks(data: memoryview | bytes, name: str) -> None:
         if kind == b"IEND":
             return
         pos = end
+    raise _corrupt(name, f"PNG with more than {_MAX_PNG_CHUNKS} chunks")
 
 
 def jpeg_size(f: BinaryIO, name: str) -> tuple[int, int]:
     """(width, height) from the frame header of a JPEG stream read just after its SOI marker."""
     for _ in range(_MAX_SEGMENTS):
-        byte = f.read(1)
-        while byte and byte != b"\xff":  # tolerate stray bytes between segments, as libjpeg does
-            byte = f.read(1)
-        while byte == b"\xff":  # fill bytes
-            byte = f.read(1)
-        if not byte:
-            raise _corrupt(name, "JPEG cut short before its frame header")
-        marker = byte[0]
+        marker = _next_marker(f, name)
         if marker in _JPEG_STANDALONE:
             continue
         if marker in (0xD9, 0xDA):
@@ -122,6 +118,20 @@ def jpeg_size(f: BinaryIO, name: str) -> tuple[int, int]:
             return width, height
         f.seek(length - 2, 1)
     raise _corrupt(name, f"JPEG with more than {_MAX_SEGMENTS} segments before its frame header")
+
+
+def _next_marker(f: BinaryIO, name: str) -> int:
+    """The code of the next JPEG marker, past stray bytes (libjpeg tolerates them) and 0xFF fill bytes."""
+    byte, skipped = f.read(1), 0
+    while byte and byte != b"\xff" and skipped < _MAX_STRAY_BYTES:
+        byte, skipped = f.read(1), skipped + 1
+    while byte == b"\xff" and skipped < _MAX_STRAY_BYTES:
+        byte, skipped = f.read(1), skipped + 1
+    if skipped >= _MAX_STRAY_BYTES:
+        raise _corrupt(name, f"JPEG with more than {_MAX_STRAY_BYTES} bytes between two segments")
+    if not byte:
+        raise _corrupt(name, "JPEG cut short before its frame header")
+    return byte[0]
 
 
 def j2k_size(data: bytes) -> tuple[int, int] | None:
