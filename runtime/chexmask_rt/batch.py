@@ -148,7 +148,10 @@ def _decoded(pool: ThreadPoolExecutor, decode: Callable[[str], np.ndarray], imag
 
 
 def _inside(image: str, folder: Path) -> bool:
-    return Path(image).resolve().is_relative_to(folder)
+    try:
+        return Path(image).resolve().is_relative_to(folder)
+    except (OSError, RuntimeError):  # a symlink loop: reading it fails, and says so, later
+        return False
 
 
 def run_batch(segmenter, images: Sequence[str], out_dir: str | os.PathLike, *, samples: int = 50, seed: int = 0,
