@@ -81,12 +81,13 @@ def resolved_bit_depth(gray: np.ndarray, full_scale: float) -> int:
 
 
 def _rgb_to_gray(rgb: np.ndarray, name: str) -> np.ndarray:
-    if rgb.dtype == np.float64:
-        rgb = rgb.astype(np.float32)
-    if rgb.dtype not in (np.uint8, np.uint16, np.float32):
+    if rgb.dtype not in (np.uint8, np.uint16, np.float32, np.float64):
         raise InputError(f"{name}: unsupported pixel type {rgb.dtype} for a colour image")
-    if rgb.dtype == np.float32:
-        _check_unit_range(rgb, name)  # before mixing: a weighted sum can bring channels outside [0, 1] inside
+    if rgb.dtype in (np.float32, np.float64):
+        # before mixing (a weighted sum can bring channels outside [0, 1] inside) and before the
+        # cast to float32 (which would turn 1e300 into inf with a warning)
+        _check_unit_range(rgb, name)
+        rgb = rgb.astype(np.float32, copy=False)
     return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
 
 
