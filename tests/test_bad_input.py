@@ -113,3 +113,20 @@ def test_bad_model_files(tmp_path, case, match):
             warnings.simplefilter("ignore")
             chexmask_rt.load(path)
     assert path.name in str(err.value)
+
+
+@pytest.mark.parametrize("low,high", [(0.0, 2.0), (-0.5, 1.0)])
+def test_rgb_float_channels_outside_0_1_are_refused(default_segmenter, low, high):
+    """Issue 20, case 12: the gray mix of such channels can lie inside [0, 1]; the channels cannot."""
+    rgb = np.full((64, 64, 3), 0.5, np.float32)
+    rgb[..., 0], rgb[..., 2] = high, low  # 0.299 * 2.0 + 0.587 * 0.5 = 0.89: a plausible gray
+    with pytest.raises(InputError, match=r"float images must lie in \[0, 1\]"):
+        default_segmenter.predict(rgb, samples=2)
+
+
+@pytest.mark.parametrize("bit_depth", ["12", 12.7, 12.0, True])
+@pytest.mark.parametrize("dtype", [np.uint16, np.uint8])
+def test_bit_depth_must_be_an_integer(default_segmenter, bit_depth, dtype):
+    image = np.full((64, 64), 100, dtype)
+    with pytest.raises(InputError, match="bit_depth must be an integer in 9..16 or None"):
+        default_segmenter.predict(image, samples=2, bit_depth=bit_depth)

@@ -109,12 +109,12 @@ def test_other_settings_are_refused_on_resume(tmp_path, shared_images):
     # the second look is a setting too: its answers are not one engine call's
     assert rows(out / "results.csv")[0]["Second Look"] == "pooled"
     proc = cli("batch", listing, "--out", out, "--samples", 2, "--no-progress", "--single-look")
-    assert proc.returncode == 3 and "made with Second Look 'pooled', this run uses 'off'" in proc.stderr
+    assert proc.returncode == 3 and "made with Second Look 'on', this run uses 'off'" in proc.stderr
     single = tmp_path / "single"
     assert cli("batch", listing, "--out", single, "--samples", 2, "--no-progress", "--single-look").returncode == 0
     assert rows(single / "results.csv")[0]["Second Look"] == "off"
     proc = cli("batch", listing, "--out", single, "--samples", 2, "--no-progress")
-    assert proc.returncode == 3 and "this run uses 'crop_only or none or pooled'" in proc.stderr
+    assert proc.returncode == 3 and "made with Second Look 'off', this run uses 'on'" in proc.stderr
 
 
 @pytest.mark.parametrize("args,code,needle", [

@@ -1,6 +1,7 @@
 """The benchmark tools' own logic: target verdicts, the operator profile, the int8 experiment."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -199,3 +200,11 @@ def test_second_look_memory_reports_both_settings_from_their_own_processes(capsy
     assert [line.split(":")[0] for line in lines] == ["python, one look", "python, second look"]
     peaks = [float(line.split("peak RSS ")[1].split(" MB")[0]) for line in lines]
     assert all(peak > 50 for peak in peaks)  # a whole Python process with onnxruntime, not a delta
+
+
+def test_resume_memory_scans_every_row_of_its_synthetic_file(capsys):
+    from benchmarks.resume_memory import main
+
+    assert main(["--size-mb", "2"]) == 0  # it checks that the scan found every row it wrote
+    out = capsys.readouterr().out
+    assert int(re.search(r"MB, (\d+) rows", out).group(1)) > 100 and "peak RSS:" in out

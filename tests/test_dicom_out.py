@@ -182,7 +182,8 @@ def test_non_dicom_inputs_are_refused_for_dicom_outputs(tmp_path, example1):
 def test_batch_writes_dicom_objects_and_resumes_a_schema_1_folder(tmp_path, default_segmenter):
     out = tmp_path / "out"
     run_batch(default_segmenter, [str(DICOMS[0])], out, samples=4, progress=False)
-    # make it a folder of the previous release: its columns only
+    # make it a folder of the previous release: its columns only, and no manifest
+    (out / "batch.json").unlink()
     with open(out / "results.csv", newline="") as f:
         old = [{k: row[k] for k in COLUMNS_V1} for row in csv.DictReader(f)]
     with open(out / "results.csv", "w", newline="") as f:
@@ -198,6 +199,7 @@ def test_batch_writes_dicom_objects_and_resumes_a_schema_1_folder(tmp_path, defa
     assert tuple(reader.fieldnames) == COLUMNS
     assert [(r["Image"], r["Results Schema"]) for r in rows] == [(str(DICOMS[0]), "1"), (str(DICOMS[1]), "2")]
     assert rows[0]["CTR"] == "" and rows[0]["Landmarks (Mean)"] == old[0]["Landmarks (Mean)"]
+    assert (out / "batch.json").exists()  # adopted: the next resume compares the engine's sha256
     assert rows[1]["SOPInstanceUID"] == pydicom.dcmread(DICOMS[1], stop_before_pixels=True).SOPInstanceUID
     # objects only for the image segmented in this run
     assert sorted(p.name for p in (tmp_path / "seg").iterdir()) == [f"{DICOMS[1].stem}.seg.dcm"]

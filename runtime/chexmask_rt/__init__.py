@@ -8,7 +8,7 @@
 from importlib.metadata import PackageNotFoundError, version as _distribution_version
 
 from .backends import EngineOptions
-from .errors import ChexmaskError, InputError, ModelError
+from .errors import ChexmaskError, InputError, ModelError, NonFiniteOutputError
 from .metadata import ModelInfo
 from .model import Segmenter, default_model_path, load
 from .result import Result
@@ -18,5 +18,5 @@ try:
 except PackageNotFoundError:  # imported from a source tree that was never installed
     __version__ = "0+unknown"
 
-__all__ = ["ChexmaskError", "EngineOptions", "InputError", "ModelError", "ModelInfo", "Result", "Segmenter",
-           "default_model_path", "load", "__version__"]
+__all__ = ["ChexmaskError", "EngineOptions", "InputError", "ModelError", "ModelInfo", "NonFiniteOutputError", "Result",
+           "Segmenter", "default_model_path", "load", "__version__"]

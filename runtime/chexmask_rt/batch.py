@@ -4,47 +4,50 @@ A pool of decoder threads reads images (file I/O, JPEG/DICOM decoding) while
 the main thread runs the engine on chunks of already-decoded images, so decoding
 overlaps inference (both release the GIL in their heavy parts).
 
-Output folder:
+Output folder (locked, checked and resumed by :mod:`chexmask_rt.batch_folder`):
 - ``results.csv``: one CheXmask-U-style row per image (:mod:`chexmask_rt.csv_output`),
-  appended and flushed as each image finishes;
+  appended whole as each image finishes;
 - ``errors.csv``: ``Image,Error,Reason`` for each image that failed in this run;
 - ``masks/`` with ``--masks``: ``<name>_{right_lung,left_lung,heart}.png``;
 - with ``--dicom-seg DIR`` / ``--dicom-sr DIR``: ``DIR/<name>.seg.dcm`` / ``.sr.dcm`` for the
-  images segmented in this run (:mod:`chexmask_rt.dicom_out`).
+  images segmented in this run (:mod:`chexmask_rt.dicom_out`);
+- ``batch.json``: the engine's sha256 and the settings; ``.chexmask-rt.lock``.
 
 Re-running with the same output folder skips every image already in
-``results.csv`` (a row cut short by a kill is dropped and redone) and retries the
-failed ones. A folder made with other samples / seed / model / second-look
-setting is refused rather than mixed. A ``results.csv`` of an older results schema
-(:data:`chexmask_rt.csv_output.SCHEMA_VERSION`) is first rewritten to the current columns,
-its rows marked with their schema and empty in the columns it did not have.
+``results.csv`` (whatever a kill cut short is dropped and redone) and retries the
+failed ones. A folder made with another engine (by sha256, not by name) or other
+samples / seed / second-look setting is refused rather than mixed. An older release's folder
+(results schema 1, no ``batch.json``) is rewritten to the current columns first
+(:func:`chexmask_rt.batch_folder.open_folder`).
 """
 from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import hashlib
+import io
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .csv_output import COLUMNS, COLUMNS_V1, csv_row, write_masks
-from .notice import INTENDED_USE
+from .batch_folder import ERRORS_NAME, MASKS_NAME, RESULTS_NAME, Appender, folder_lock, open_folder
+from .csv_output import COLUMNS, csv_row, write_masks
 from .dicom_io import DICOM_SUFFIXES
 from .dicom_out import write_objects
 from .dicom_source import with_source
-from .errors import ChexmaskError, InputError, ModelError
+from .errors import ChexmaskError, InputError, ModelError, NonFiniteOutputError
 from .image_io import read_image
+from .limits import resolve_max_pixels
 from .preprocess import to_gray
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp") + DICOM_SUFFIXES
-RESULTS_NAME, ERRORS_NAME, MASKS_NAME = "results.csv", "errors.csv", "masks"
 ERROR_COLUMNS = ("Image", "Error", "Reason")
 
 
@@ -69,33 +72,53 @@ class BatchSummary:
         return line + (f"; reasons in {out_dir / ERRORS_NAME}" if self.failed else "")
 
 
-def collect_inputs(source: str | os.PathLike) -> list[str]:
-    """The images named by ``source``: a folder (searched recursively for PNG/JPEG/TIFF/BMP/DICOM),
-    a .txt list (one path per line, '#' comments) or a .csv list (column 'path' or 'image', else the first).
-    Relative paths in a list are relative to the list's folder."""
+def collect_inputs(source: str | os.PathLike, *, exclude: str | os.PathLike | None = None) -> list[str]:
+    """The images named by ``source``: a folder (searched recursively for PNG/JPEG/TIFF/BMP/DICOM,
+    leaving out the folder ``exclude``, e.g. the output folder), a .txt list (one path per line,
+    '#' comments) or a .csv list (column 'path', 'image' or 'file', else the first).
+    Relative paths in a list are relative to the list's folder. Names are taken exactly as
+    written: any legal file name survives (spaces, form feeds, U+2028; newlines in a quoted CSV field)."""
     src = Path(source)
     if src.is_dir():
-        return sorted(str(p) for p in src.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        skip = Path(exclude).resolve() if exclude is not None else None
+        return sorted(str(p) for p in _walk(src, skip) if p.suffix.lower() in IMAGE_SUFFIXES)
     if not src.is_file():
         raise InputError(f"{src}: no such file or folder")
-    try:
-        text = src.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{src}: cannot read the image list ({exc})") from None
-    if src.suffix.lower() == ".csv":
-        rows = list(csv.reader(text.splitlines()))
-        if not rows:
-            return []
-        header = [h.strip().lower() for h in rows[0]]
-        column = next((header.index(k) for k in ("path", "image", "file") if k in header), None)
-        body = rows[1:] if column is not None else rows
-        names = [r[column or 0].strip() for r in body if len(r) > (column or 0)]
-    elif src.suffix.lower() in (".txt", ".lst", ".list"):
-        names = [line.strip() for line in text.splitlines()]
-    else:
+    suffix = src.suffix.lower()
+    if suffix not in (".csv", ".txt", ".lst", ".list"):
         raise InputError(f"{src}: not a folder, nor a .txt or .csv list of images")
+    try:
+        text = src.read_bytes().decode("utf-8", "surrogateescape")  # names that are not UTF-8 survive too
+    except OSError as exc:
+        raise InputError(f"{src}: cannot read the image list ({exc.strerror or exc})") from None
+    names = _csv_names(text) if suffix == ".csv" else _text_names(text)
     names = [n for n in names if n and not n.startswith("#")]
     return [n if Path(n).is_absolute() else str(src.parent / n) for n in names]
+
+
+def _walk(root: Path, skip: Path | None) -> Iterator[Path]:
+    for folder, subfolders, files in os.walk(root):
+        if skip is not None:
+            subfolders[:] = [d for d in subfolders if Path(folder, d).resolve() != skip]
+        yield from (Path(folder, f) for f in files if Path(folder, f).is_file())
+
+
+def _text_names(text: str) -> list[str]:
+    # one name per "\n": str.splitlines would also split at form feeds, U+2028 and the like
+    lines = text.split("\n")
+    if all(line.endswith("\r") for line in lines[:-1]) and len(lines) > 1:  # a CRLF list
+        lines = [line[:-1] if line.endswith("\r") else line for line in lines]
+    return lines
+
+
+def _csv_names(text: str) -> list[str]:
+    rows = list(csv.reader(io.StringIO(text, newline="")))  # keeps newlines inside quoted fields
+    if not rows:
+        return []
+    header = [h.strip().lower() for h in rows[0]]
+    column = next((header.index(k) for k in ("path", "image", "file") if k in header), None)
+    body = rows[1:] if column is not None else rows
+    return [r[column or 0] for r in body if len(r) > (column or 0)]
 
 
 def mask_stems(images: Sequence[str]) -> dict[str, str]:
@@ -107,74 +130,13 @@ def mask_stems(images: Sequence[str]) -> dict[str, str]:
             else f"{Path(image).stem}_{hashlib.sha1(image.encode()).hexdigest()[:8]}" for image in images}
 
 
-def finished_images(results: Path, settings: dict[str, str | frozenset[str]]) -> set[str]:
-    """Images already in ``results`` (a partial last line from a killed run is cut off first).
-    A setting is a column's value, or the set of values this run can write there.
-
-    Raises InputError when the file was made with other columns or other settings."""
-    if not results.exists() or results.stat().st_size == 0:
-        return set()
-    data = results.read_bytes()
-    if not data.endswith(b"\n"):
-        with open(results, "r+b") as f:  # a run killed mid-row: drop the fragment, redo that image
-            f.truncate(data.rfind(b"\n") + 1)
-    _upgrade_schema_1(results)
-    with open(results, newline="") as f:
-        reader = csv.DictReader(f)
-        if tuple(reader.fieldnames or ()) != COLUMNS:
-            raise InputError(f"{results}: not a chexmask-rt batch results file (other columns); use another --out")
-        done = set()
-        for row in reader:
-            for key, value in settings.items():
-                if row.get(key) not in ({value} if isinstance(value, str) else value):
-                    value = value if isinstance(value, str) else " or ".join(sorted(value))
-                    raise InputError(f"{results}: made with {key} {row.get(key)!r}, this run uses {value!r}; "
-                                     "use another --out or the same settings")
-            done.add(row["Image"])
-    return done
-
-
-def _upgrade_schema_1(results: Path) -> None:
-    """Rewrite a schema-1 ``results`` (no ``Results Schema`` column) to the current columns, in place,
-    row by row (an archive's file does not fit in memory)."""
-    upgraded = results.with_name(results.name + ".upgrade")
-    with open(results, newline="") as f:
-        reader = csv.DictReader(f)
-        if tuple(reader.fieldnames or ()) != COLUMNS_V1:
-            return
-        with open(upgraded, "w", newline="") as out:
-            writer = csv.DictWriter(out, fieldnames=list(COLUMNS), restval="", lineterminator="\n")
-            writer.writeheader()
-            for row in reader:
-                writer.writerow({**row, "Results Schema": "1", "Intended Use": INTENDED_USE})
-    os.replace(upgraded, results)  # atomic: a kill leaves the old file or the new one
-
-
-def _decode(image: str) -> np.ndarray:
-    gray, _ = to_gray(read_image(image), name=image)
+def _decode(image: str, max_pixels: int) -> np.ndarray:
+    gray, _ = to_gray(read_image(image, max_pixels=max_pixels), name=image)
     return gray
 
 
-class _Appender:
-    """A CSV file written row by row and flushed after each, so a kill loses at most one row."""
-
-    def __init__(self, path: Path, columns: Sequence[str], mode: str):
-        new = mode == "w" or not path.exists() or path.stat().st_size == 0
-        self._file = open(path, mode, newline="")
-        self._writer = csv.DictWriter(self._file, fieldnames=list(columns), lineterminator="\n")
-        if new:
-            self._writer.writeheader()
-            self._file.flush()
-
-    def write(self, row: dict) -> None:
-        self._writer.writerow(row)
-        self._file.flush()
-
-    def close(self) -> None:
-        self._file.close()
-
-
-def _decoded(pool: ThreadPoolExecutor, images: Sequence[str], window: int) -> Iterator[tuple[str, Future]]:
+def _decoded(pool: ThreadPoolExecutor, decode: Callable[[str], np.ndarray], images: Sequence[str],
+             window: int) -> Iterator[tuple[str, Future]]:
     """Yield (image, finished future) in completion order, keeping at most ``window`` decodes in flight."""
     pending: dict[Future, str] = {}
     queue = iter(images)
@@ -183,7 +145,7 @@ def _decoded(pool: ThreadPoolExecutor, images: Sequence[str], window: int) -> It
             image = next(queue, None)
             if image is None:
                 break
-            pending[pool.submit(_decode, image)] = image
+            pending[pool.submit(decode, image)] = image
         if not pending:
             return
         finished, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -191,18 +153,30 @@ def _decoded(pool: ThreadPoolExecutor, images: Sequence[str], window: int) -> It
             yield pending.pop(future), future
 
 
+def _inside(image: str, folder: Path) -> bool:
+    try:
+        return Path(image).resolve().is_relative_to(folder)
+    except (OSError, RuntimeError):  # a symlink loop: reading it fails, and says so, later
+        return False
+
+
 def run_batch(segmenter, images: Sequence[str], out_dir: str | os.PathLike, *, samples: int = 50, seed: int = 0,
               workers: int = 4, batch_size: int = 8, masks: bool = False, progress: bool = True,
-              second_look: bool | None = None, dicom_seg: str | os.PathLike | None = None,
-              dicom_sr: str | os.PathLike | None = None) -> BatchSummary:
+              second_look: bool | None = None, max_pixels: int | None = None,
+              dicom_seg: str | os.PathLike | None = None, dicom_sr: str | os.PathLike | None = None) -> BatchSummary:
     """Segment ``images`` into ``out_dir`` (see the module doc); a failing image is recorded, not raised.
 
-    ModelError (the engine itself failing) stops the run: that is not one image's fault.
+    Every image ends in exactly one of ``results.csv`` and ``errors.csv``, with its own reason.
+    ModelError (the engine itself failing) stops the run: that is not one image's fault; so does
+    an ``errors.csv`` that cannot be written (InputError), since no failure could be recorded.
+    ``max_pixels``: the pixel limit (default: the segmenter's, see :func:`chexmask_rt.load`).
     """
+    from .model import check_run_arguments
+
     if workers < 1:
         raise InputError(f"--workers must be >= 1, got {workers}")
-    from tqdm import tqdm
-
+    check_run_arguments(samples, seed, batch_size)
+    limit = resolve_max_pixels(segmenter.max_pixels if max_pixels is None else max_pixels)
     start = time.perf_counter()
     out = Path(out_dir)
     try:
@@ -210,84 +184,115 @@ def run_batch(segmenter, images: Sequence[str], out_dir: str | os.PathLike, *, s
     except OSError as exc:
         raise InputError(f"{out}: cannot create the output folder ({exc.strerror or exc})") from None
     second_look = segmenter.info.second_look if second_look is None else second_look
-    settings = {"Samples": str(samples), "Seed": str(seed), "Model": segmenter.model_id,
-                "Second Look": frozenset({"pooled", "crop_only", "none"}) if second_look else "off"}
-    done_before = finished_images(out / RESULTS_NAME, settings)
+    identity = {"Engine SHA256": segmenter.engine_sha256, "Model": segmenter.model_id, "Samples": str(samples),
+                "Seed": str(seed), "Second Look": "on" if second_look else "off"}
     unique = list(dict.fromkeys(images))
-    todo = [i for i in unique if i not in done_before]
-    stems = mask_stems(unique)
-    results = _Appender(out / RESULTS_NAME, COLUMNS, "a")
-    errors = _Appender(out / ERRORS_NAME, ERROR_COLUMNS, "w")  # failures are retried, so only this run's count
-    done = failed = 0
-    bar = tqdm(total=len(todo), unit="img", desc="batch", file=sys.stderr, disable=not progress)
-
-    def fail(image: str, exc: BaseException) -> None:
-        nonlocal failed
-        reason = str(exc) if isinstance(exc, ChexmaskError) else f"{type(exc).__name__}: {exc}"
-        errors.write({"Image": image, "Error": type(exc).__name__, "Reason": reason})
-        failed += 1
-        bar.set_postfix(failed=failed)
-        bar.update(1)
-
-    def finish(image: str, result) -> None:
-        nonlocal done
+    with folder_lock(out):
+        done_before = open_folder(out, identity)
+        todo = [i for i in unique if i not in done_before]
+        run = _Run(segmenter, out, masks=masks, progress=progress, stems=mask_stems(unique), total=len(todo),
+                   dicom_dirs=(dicom_seg, dicom_sr))
         try:
-            result = with_source(dataclasses.replace(result, image=image), image)
-            write_objects(result, image, stems[image], seg_dir=dicom_seg, sr_dir=dicom_sr)
-        except ChexmaskError as exc:  # this image's header or DICOM objects: the rest go on
-            fail(image, exc)
-            return
-        if masks:
-            write_masks(out / MASKS_NAME, stems[image], result)
-        results.write(csv_row(result))
-        done += 1
-        bar.update(1)
-
-    def infer(chunk: list[tuple[str, np.ndarray]]) -> None:
-        try:
-            outs = segmenter.predict_batch([a for _, a in chunk], samples=samples, seed=seed, batch_size=batch_size,
-                                           second_look=second_look)
-        except ModelError:
-            raise
-        except Exception:
-            if len(chunk) == 1:
-                raise
-            for item in chunk:  # isolate the image that broke the chunk
-                try:
-                    infer([item])
-                except ModelError:
-                    raise
-                except Exception as exc:  # one image's failure must not stop the archive
-                    fail(item[0], exc)
-            return
-        for (image, _), result in zip(chunk, outs):
-            finish(image, result)
-
-    try:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chexmask-decode") as pool:
-            ready: list[tuple[str, np.ndarray]] = []
-            for image, future in _decoded(pool, todo, window=2 * workers + batch_size):
-                try:
-                    ready.append((image, future.result()))
-                except Exception as exc:  # unreadable file: record it and go on
-                    fail(image, exc)
-                if len(ready) >= batch_size:
-                    _infer_isolated(infer, fail, ready)
-                    ready = []
-            if ready:
-                _infer_isolated(infer, fail, ready)
-    finally:
-        bar.close()
-        results.close()
-        errors.close()
-    return BatchSummary(total=len(unique), done=done, skipped=len(unique) - len(todo), failed=failed,
+            run.process(todo, samples=samples, seed=seed, workers=workers, batch_size=batch_size,
+                        second_look=second_look, max_pixels=limit)
+        finally:
+            run.close()
+    return BatchSummary(total=len(unique), done=run.done, skipped=len(unique) - len(todo), failed=run.failed,
                         seconds=time.perf_counter() - start)
 
 
-def _infer_isolated(infer, fail, chunk: list[tuple[str, np.ndarray]]) -> None:
-    try:
-        infer(chunk)
-    except ModelError:
-        raise
-    except Exception as exc:  # a single-image chunk that failed
-        fail(chunk[0][0], exc)
+class _Run:
+    """One run's pipeline and bookkeeping: decoders feed chunks to the engine, and each image
+    ends in results.csv or errors.csv, recorded under its own name."""
+
+    def __init__(self, segmenter, out: Path, *, masks: bool, progress: bool, stems: dict[str, str], total: int,
+                 dicom_dirs: tuple[str | os.PathLike | None, str | os.PathLike | None] = (None, None)):
+        from tqdm import tqdm
+
+        self.segmenter, self.out, self.masks, self.stems = segmenter, out, masks, stems
+        self.dicom_seg, self.dicom_sr = dicom_dirs
+        self.done = self.failed = 0
+        self.results = Appender(out / RESULTS_NAME, COLUMNS, "a")
+        try:
+            self.errors = Appender(out / ERRORS_NAME, ERROR_COLUMNS, "w")  # failures are retried: this run's only
+        except InputError:
+            self.results.close()
+            raise
+        self.bar = tqdm(total=total, unit="img", desc="batch", file=sys.stderr, disable=not progress)
+
+    def close(self) -> None:
+        self.bar.close()
+        self.results.close()
+        self.errors.close()
+
+    def fail(self, image: str, exc: BaseException) -> None:
+        reason = str(exc) if isinstance(exc, ChexmaskError) else f"{type(exc).__name__}: {exc}"
+        try:
+            self.errors.write({"Image": image, "Error": type(exc).__name__, "Reason": reason})
+        except OSError as err:
+            raise InputError(f"{self.errors.path}: cannot record a failure ({err.strerror or err}); stopped at "
+                             f"{image}, which the next run will retry with the rest") from None
+        self.failed += 1
+        self.bar.set_postfix(failed=self.failed)
+        self.bar.update(1)
+
+    def finish(self, image: str, result) -> None:
+        try:
+            result = with_source(dataclasses.replace(result, image=image), image)
+            write_objects(result, image, self.stems[image], seg_dir=self.dicom_seg, sr_dir=self.dicom_sr)
+            if self.masks:
+                write_masks(self.out / MASKS_NAME, self.stems[image], result)
+            row = csv_row(result)
+        except Exception as exc:  # e.g. a mask name too long for the file system: this image's failure only
+            self.fail(image, exc)
+            return
+        try:
+            self.results.write(row)
+        except OSError as exc:
+            self.fail(image, InputError(f"{image}: cannot write its row to {self.results.path} "
+                                        f"({exc.strerror or exc})"))
+            return
+        self.done += 1
+        self.bar.update(1)
+
+    def infer(self, chunk: list[tuple[str, np.ndarray]], **run) -> None:
+        """One engine call for the chunk; when it fails, each image alone, so the failure is its own."""
+        try:
+            outs = self.segmenter.predict_batch([a for _, a in chunk], **run)
+        except NonFiniteOutputError as exc:  # the engine failed on these images, not on every image
+            error: BaseException = exc
+        except ModelError:
+            raise
+        except Exception as exc:  # one image's failure must not stop the archive
+            error = exc
+        else:
+            for (image, _), result in zip(chunk, outs):
+                self.finish(image, result)
+            return
+        if len(chunk) == 1:
+            self.fail(chunk[0][0], error)
+            return
+        for item in chunk:
+            self.infer([item], **run)
+
+    def process(self, todo: Sequence[str], *, workers: int, batch_size: int, max_pixels: int, **run) -> None:
+        readable, out = [], self.out.resolve()
+        for image in todo:
+            if _inside(image, out):
+                self.fail(image, InputError(f"{image}: inside the output folder {self.out}, which is never an input"))
+            else:
+                readable.append(image)
+        run.update(batch_size=batch_size, max_pixels=max_pixels)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chexmask-decode") as pool:
+            ready: list[tuple[str, np.ndarray]] = []
+            decode = functools.partial(_decode, max_pixels=max_pixels)
+            for image, future in _decoded(pool, decode, readable, window=2 * workers + batch_size):
+                try:
+                    ready.append((image, future.result()))
+                except Exception as exc:  # unreadable file: record it and go on
+                    self.fail(image, exc)
+                if len(ready) >= batch_size:
+                    self.infer(ready, **run)
+                    ready = []
+            if ready:
+                self.infer(ready, **run)

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import traceback
 import warnings
 from pathlib import Path
 
-from .errors import ChexmaskError, InputError, ModelError
+from .errors import ChexmaskError, InputError, ModelError, NonFiniteOutputError, first_line
 from .notice import INTENDED_USE
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INPUT, EXIT_MODEL = 0, 1, 2, 3, 4
@@ -35,6 +36,9 @@ def _add_run_options(p) -> None:
                             "a second look for the shipped model; see chexmask_rt.second_look)")
     looks.add_argument("--second-look", dest="second_look", action="store_const", const=True,
                        help="a second engine call on a crop around the lungs, pooled with the first")
+    p.add_argument("--max-pixels", type=int, default=None, metavar="N",
+                   help="refuse images above N pixels, before decoding them (default: $CHEXMASK_RT_MAX_PIXELS, "
+                        "else 64000000)")
     _add_backend(p)
 
 
@@ -151,14 +155,28 @@ def cmd_predict(args) -> int:
     from .model import load
 
     _refuse_non_dicom(args, args.images)
-    seg = load(args.model, backend=args.backend, threads=args.threads)
-    results = []
+    seg = load(args.model, backend=args.backend, threads=args.threads, max_pixels=args.max_pixels)
+    results, failed = [], 0
     for image in tqdm(args.images, desc="predict", unit="img", disable=len(args.images) < 2, file=sys.stderr):
-        results.append(seg.predict(image, samples=args.samples, seed=args.seed, bit_depth=args.bit_depth,
-                                   second_look=args.second_look))
+        try:
+            results.append(seg.predict(image, samples=args.samples, seed=args.seed, bit_depth=args.bit_depth,
+                                       second_look=args.second_look))
+        except (InputError, NonFiniteOutputError) as exc:
+            if len(args.images) == 1:
+                raise
+            print(f"chexmask-rt: error: {exc}", file=sys.stderr)  # like batch: the others still get written
+            failed += 1
+    _write_outputs(args, results)
+    return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+def _write_outputs(args, results) -> None:
+    """predict's --json, --overlay, --csv and --masks for the images that succeeded, and the summary lines."""
     if args.json:
         payload = [r.to_dict() for r in results]
-        text = json.dumps(payload[0] if len(payload) == 1 else payload, indent=1)
+        # allow_nan=False: bare NaN tokens are not JSON (predict refuses non-finite results before this)
+        text = json.dumps(payload[0] if len(payload) == 1 and len(args.images) == 1 else payload, indent=1,
+                          allow_nan=False)
         if args.json == "-":
             print(text)
         else:
@@ -169,7 +187,7 @@ def cmd_predict(args) -> int:
                 raise InputError(f"{args.json}: cannot write JSON ({exc.strerror or exc})") from exc
             print(f"wrote {args.json}", file=sys.stderr)
     if args.overlay:
-        _write_overlays(args.overlay, results)
+        _write_overlays(args.overlay, results, several=len(args.images) > 1, max_pixels=args.max_pixels)
     if args.csv:
         _write_csv(args.csv, results)
     if args.masks:
@@ -191,7 +209,6 @@ def cmd_predict(args) -> int:
     if args.json != "-" and args.csv != "-":
         for r in results:
             print(_summary(r))
-    return EXIT_OK
 
 
 def _write_csv(target: str, results) -> None:
@@ -208,11 +225,11 @@ def cmd_batch(args) -> int:
     from .batch import collect_inputs, run_batch
     from .model import load
 
-    images = collect_inputs(args.input)
+    images = collect_inputs(args.input, exclude=args.out)  # the output folder is never an input
     if not images:
         raise InputError(f"{args.input}: no images found")
     _refuse_non_dicom(args, images)
-    seg = load(args.model, backend=args.backend, threads=args.threads)
+    seg = load(args.model, backend=args.backend, threads=args.threads, max_pixels=args.max_pixels)
     summary = run_batch(seg, images, args.out, samples=args.samples, seed=args.seed, workers=args.workers,
                         masks=args.masks, progress=not args.no_progress, second_look=args.second_look,
                         dicom_seg=args.dicom_seg, dicom_sr=args.dicom_sr)
@@ -220,19 +237,29 @@ def cmd_batch(args) -> int:
     return EXIT_OK if summary.failed == 0 else EXIT_SOME_FAILED
 
 
-def _write_overlays(target: str, results) -> None:
+OVERLAY_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+def _write_overlays(target: str, results, *, several: bool, max_pixels: int | None) -> None:
+    """One picture to ``target``; or, for several images or a folder target (an existing folder, a
+    trailing '/', or a name without a picture suffix), ``target/<name>.png`` each."""
     import cv2
 
     from .batch import mask_stems
     from .image_io import read_image
     from .overlay import draw_overlay
 
-    several = len(results) > 1 or Path(target).is_dir()
+    folder = several or Path(target).is_dir() or target.endswith(("/", os.sep)) \
+        or Path(target).suffix.lower() not in OVERLAY_SUFFIXES
     stems = mask_stems([r.image for r in results])  # images of the same name in different folders stay apart
     for r in results:
-        out = Path(target) / f"{stems[r.image]}.png" if several else Path(target)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if not cv2.imwrite(str(out), draw_overlay(read_image(r.image), r)):
+        out = Path(target) / f"{stems[r.image]}.png" if folder else Path(target)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            written = cv2.imwrite(str(out), draw_overlay(read_image(r.image, max_pixels=max_pixels), r))
+        except (OSError, cv2.error) as exc:
+            raise InputError(f"{out}: cannot write the overlay picture ({first_line(exc)})") from None
+        if not written:
             raise InputError(f"{out}: cannot write the overlay picture")
         print(f"wrote {out}", file=sys.stderr)
 
@@ -284,6 +311,11 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"chexmask-rt: error: {exc}", file=sys.stderr)
         return EXIT_MODEL if isinstance(exc, ModelError) else EXIT_INPUT
+    except (OSError, MemoryError) as exc:  # the machine, not our code: a full disk, a missing folder, no memory
+        if args.debug:
+            traceback.print_exc()
+        print(f"chexmask-rt: error: {type(exc).__name__}: {first_line(exc)}", file=sys.stderr)
+        return EXIT_INPUT
     except KeyboardInterrupt:
         return 130
 

@@ -23,9 +23,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import InputError
-from .notice import INTENDED_USE
 from .dicom_source import UID_KEYWORDS
+from .errors import InputError, first_line
+from .notice import INTENDED_USE
 from .rle import encode
 from .second_look import look_kind
 
@@ -121,7 +121,11 @@ def write_masks(folder: str | os.PathLike, stem: str, result) -> list[Path]:
     written = []
     for organ, mask in result.organ_masks().items():
         out = folder / f"{stem}_{organ}.png"
-        if not cv2.imwrite(str(out), mask):
+        try:
+            ok = cv2.imwrite(str(out), mask)
+        except cv2.error as exc:  # e.g. a name too long for the file system
+            raise InputError(f"{out}: cannot write the mask picture ({first_line(exc)})") from None
+        if not ok:
             raise InputError(f"{out}: cannot write the mask picture")
         written.append(out)
     return written

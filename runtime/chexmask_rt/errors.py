@@ -14,6 +14,11 @@ class ModelError(ChexmaskError):
     """A model/engine/checkpoint file that cannot be used, with the reason."""
 
 
+class NonFiniteOutputError(ModelError):
+    """The engine returned NaN or infinite values for one image: a faulty engine, but only this
+    image's answer is lost (``chexmask-rt batch`` records it and goes on)."""
+
+
 def first_line(exc: BaseException) -> str:
     """A third-party exception's message, shortened to one line for our own error text."""
     lines = str(exc).strip().splitlines()

@@ -1,7 +1,9 @@
 """Reading image files into arrays, with errors that name the file.
 
 PNG/JPEG/TIFF/BMP go through OpenCV; DICOM (Part 10 files, or a .dcm/.dicom
-name) through :mod:`chexmask_rt.dicom_io`.
+name) through :mod:`chexmask_rt.dicom_io`. Before anything is decoded, the file's
+size and its header's declared size are checked against the pixel limit
+(:mod:`chexmask_rt.limits`), so an oversized or bogus file is refused cheaply.
 """
 from __future__ import annotations
 
@@ -13,27 +15,47 @@ import numpy as np
 
 from .dicom_io import looks_like_dicom, read_dicom
 from .errors import InputError, first_line
+from .image_headers import check_png_chunks, read_header
+from .limits import check_file_size, check_pixels, resolve_max_pixels
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
+def read_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> np.ndarray:
     """Decode a PNG/JPEG/TIFF/BMP file to a gray or RGB(A) array in its own bit depth,
-    or a DICOM file to a rendered gray array (see :mod:`chexmask_rt.dicom_io`)."""
+    or a DICOM file to a rendered gray array (see :mod:`chexmask_rt.dicom_io`).
+
+    ``max_pixels``: the pixel limit (default: ``$CHEXMASK_RT_MAX_PIXELS``, else 64 MP); a larger
+    image, a file larger than such an image could be, and a multi-page TIFF are InputErrors."""
+    limit = resolve_max_pixels(max_pixels)
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: no such file")
     if not p.is_file():
         raise InputError(f"{p}: not a regular file")
     try:
-        data = np.fromfile(p, dtype=np.uint8)
+        with open(p, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size == 0:
+                raise InputError(f"{p}: file is empty")
+            check_file_size(size, limit, str(p))
+            head = f.read(132)
+            if looks_like_dicom(p, head):
+                return read_dicom(p, max_pixels=limit)
+            f.seek(0)
+            header = read_header(f, str(p))
+            check_pixels(header.width, header.height, str(p), limit)
+            check_file_size(size, header.width * header.height, str(p))
+            if header.pages > 1:
+                raise InputError(f"{p}: multi-page TIFF ({header.pages} pages); only single-image files are "
+                                 "supported (save the radiograph as its own file)")
+            f.seek(0)
+            data = np.fromfile(f, dtype=np.uint8)
     except OSError as exc:
         raise InputError(f"{p}: cannot read file ({exc.strerror or exc})") from exc
-    if data.size == 0:
-        raise InputError(f"{p}: file is empty")
-    if looks_like_dicom(p, data[:132].tobytes()):
-        return read_dicom(p)
+    if header.format == "png":
+        check_png_chunks(data, str(p))
     try:
         image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    except cv2.error as exc:  # e.g. a header claiming more pixels than OpenCV decodes
+    except cv2.error as exc:  # a decoder's own limits and failures
         raise InputError(f"{p}: not a readable image ({first_line(exc)})") from None
     if image is None:
         raise InputError(f"{p}: not a readable image (corrupt, truncated or unsupported format)")

@@ -9,7 +9,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ModelError
+from .errors import ModelError, first_line
 
 FORMAT_VERSION = 1
 
@@ -105,6 +105,9 @@ def read_engine_metadata(path: str | Path) -> tuple[dict[str, str], ModelInfo]:
         raise ModelError(f"{path}: model file not found")
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
+        raise ModelError(f"{path}: not a loadable ONNX model ({first_line(exc)})") from None
     props = session_metadata(session, str(path))
     return props, ModelInfo.from_metadata(props, str(path))

@@ -28,6 +28,8 @@ def to_gray(image: np.ndarray, *, name: str = "image", bit_depth: int | None = N
     """
     if not isinstance(image, np.ndarray):
         raise InputError(f"{name}: expected a numpy array, got {type(image).__name__}")
+    if bit_depth is not None and (isinstance(bit_depth, bool) or not isinstance(bit_depth, (int, np.integer))):
+        raise InputError(f"{name}: bit_depth must be an integer in 9..16 or None, got {bit_depth!r}")
     if not image.dtype.isnative:  # e.g. big-endian 16-bit pixels read straight from a file
         image = image.astype(image.dtype.newbyteorder("="))
     if image.ndim == 3 and image.shape[2] == 1:
@@ -43,11 +45,7 @@ def to_gray(image: np.ndarray, *, name: str = "image", bit_depth: int | None = N
     if image.dtype == np.uint16:
         return _uint16_scale(image, name, bit_depth)
     if image.dtype in (np.float32, np.float64):
-        if not np.all(np.isfinite(image)):
-            raise InputError(f"{name}: image contains NaN or infinite values")
-        lo, hi = float(image.min()), float(image.max())
-        if lo < 0.0 or hi > 1.0:
-            raise InputError(f"{name}: float images must lie in [0, 1]; got values in [{lo:g}, {hi:g}]")
+        _check_unit_range(image, name)
         return image.astype(np.float32, copy=False), 1.0
     raise InputError(f"{name}: unsupported pixel type {image.dtype}; use uint8, uint16 or float in [0, 1]")
 
@@ -89,13 +87,22 @@ def resolved_bit_depth(gray: np.ndarray, full_scale: float) -> int:
 
 
 def _rgb_to_gray(rgb: np.ndarray, name: str) -> np.ndarray:
-    if rgb.dtype == np.float64:
-        rgb = rgb.astype(np.float32)
-    if rgb.dtype not in (np.uint8, np.uint16, np.float32):
+    if rgb.dtype not in (np.uint8, np.uint16, np.float32, np.float64):
         raise InputError(f"{name}: unsupported pixel type {rgb.dtype} for a colour image")
-    if rgb.dtype == np.float32 and not np.all(np.isfinite(rgb)):
-        raise InputError(f"{name}: image contains NaN or infinite values")
+    if rgb.dtype in (np.float32, np.float64):
+        # before mixing (a weighted sum can bring channels outside [0, 1] inside) and before the
+        # cast to float32 (which would turn 1e300 into inf with a warning)
+        _check_unit_range(rgb, name)
+        rgb = rgb.astype(np.float32, copy=False)
     return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+
+
+def _check_unit_range(image: np.ndarray, name: str) -> None:
+    if not np.all(np.isfinite(image)):
+        raise InputError(f"{name}: image contains NaN or infinite values")
+    lo, hi = float(image.min()), float(image.max())
+    if lo < 0.0 or hi > 1.0:
+        raise InputError(f"{name}: float images must lie in [0, 1]; got values in [{lo:g}, {hi:g}]")
 
 
 def letterbox(gray: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:

@@ -88,10 +88,10 @@ class NativeSegmenter(Segmenter):
         self._engine = engine
 
     def _run_batch(self, images: list[ImageLike], samples: int, seed: int, bit_depths: list[int | None],
-                   batch_size: int, second_look: bool) -> list[Result]:
+                   batch_size: int, second_look: bool, max_pixels: int) -> list[Result]:
         results: list[Result] = []
         for start in range(0, len(images), batch_size):
-            chunk = [self._gray(item, depth) for item, depth in
+            chunk = [self._gray(item, depth, max_pixels) for item, depth in
                      zip(images[start:start + batch_size], bit_depths[start:start + batch_size])]
             outs = self._engine.predict_batch([g for g, _, _ in chunk], samples, seed, [d for _, d, _ in chunk],
                                               second_look)
@@ -99,11 +99,11 @@ class NativeSegmenter(Segmenter):
         return results
 
     def _result(self, out, name: str | None) -> Result:
-        return self._with_quality(Result(
+        return self._checked(self._with_quality(Result(
             landmarks=out.landmarks, landmarks_std=out.landmarks_std, landmarks_mu=out.landmarks_mu,
             latent_mu=out.latent_mu, latent_sigma=out.latent_sigma,
             height=out.height, width=out.width, samples=out.samples, seed=int(out.seed),
             model=self.model_id, image=name,
             extra={} if out.second_look is None else {"second_look": out.second_look},
             landmark_samples=out.landmark_samples,
-        ))
+        )))

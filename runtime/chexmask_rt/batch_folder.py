@@ -1,0 +1,259 @@
+"""The output folder of ``chexmask-rt batch``: its lock, its manifest, resuming, and writing rows.
+
+- **Lock.** A run holds ``flock`` on ``.chexmask-rt.lock`` for its whole life, so a second run into
+  the same folder is refused and told who holds it. The kernel drops the lock when its process
+  dies, however it dies, so a killed run leaves no stale lock (the file stays, unlocked).
+- **Manifest.** ``batch.json`` records the engine's sha256 and the settings that shape the
+  results. A folder is resumed only by a run with the same ones; a folder holding
+  ``results.csv``, ``errors.csv`` or ``masks/`` without a manifest was not written by
+  ``chexmask-rt batch`` and is refused before anything in it is touched, unless its
+  ``results.csv`` is an older release's (results schema 1, recognised by its exact header).
+- **Resume.** ``results.csv`` is read as a stream, one record at a time, keeping only the set
+  of finished image names. Whatever a killed run cut short (inside the header, inside a row,
+  inside a quoted path) is cut off the end and redone; duplicate rows are tolerated.
+- **Rows** are written whole or not at all: a failed write is truncated back, so a full disk
+  leaves no half row behind.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from .csv_output import COLUMNS, COLUMNS_V1
+from .errors import InputError
+from .notice import INTENDED_USE
+
+RESULTS_NAME, ERRORS_NAME, MASKS_NAME = "results.csv", "errors.csv", "masks"
+MANIFEST_NAME, LOCK_NAME = "batch.json", ".chexmask-rt.lock"
+MANIFEST_FORMAT = "chexmask-rt batch 1"
+ENCODING = dict(encoding="utf-8", errors="surrogateescape")  # any file name the OS gives us survives
+
+
+def _os_error(path: Path, what: str, exc: OSError) -> InputError:
+    return InputError(f"{path}: cannot {what} ({exc.strerror or exc})")
+
+
+@contextmanager
+def folder_lock(out: Path) -> Iterator[None]:
+    """Hold the output folder's lock; InputError naming the holder when another run has it."""
+    import fcntl
+
+    path = out / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise _os_error(out, "write in the output folder", exc) from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 256, 0).decode("utf-8", "replace").strip() or "a process that is starting"
+            raise InputError(f"{out}: in use by another chexmask-rt batch ({holder}); wait for it to end "
+                             "or use another --out") from None
+        try:  # who holds it, for the message above; the lock itself does not depend on this text
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, since "
+                          f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
+        except OSError:
+            pass
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def open_folder(out: Path, identity: dict[str, str]) -> set[str]:
+    """Check that ``out`` may receive this run's results, repair a cut ``results.csv`` and write the
+    manifest; returns the images already done. Call it holding :func:`folder_lock`.
+
+    ``identity``: the engine's sha256 and the settings, as strings; a folder made with others is refused."""
+    manifest = out / MANIFEST_NAME
+    if manifest.exists():
+        _check_manifest(manifest, identity)
+    else:
+        foreign = [n for n in (RESULTS_NAME, ERRORS_NAME, MASKS_NAME) if (out / n).exists()]
+        if foreign and not _adopt_older_release(out / RESULTS_NAME, identity):
+            raise InputError(f"{out}: holds {', '.join(foreign)} but no {MANIFEST_NAME}, so chexmask-rt batch did "
+                             "not write it; nothing was changed: use another --out")
+        _write_manifest(manifest, identity)
+    results = out / RESULTS_NAME
+    if not results.exists():
+        return set()
+    done, whole = scan_results(results)
+    try:
+        if results.stat().st_size > whole:  # what a killed run cut short: dropped, and redone below
+            os.truncate(results, whole)
+    except OSError as exc:
+        raise _os_error(results, "repair the end a killed run cut short", exc) from None
+    return done
+
+
+def _adopt_older_release(results: Path, identity: dict[str, str]) -> bool:
+    """Take over the folder of a release before the manifest: False unless ``results`` begins with
+    exactly the header that release wrote (results schema 1). Its rows must have been made with this
+    run's model name, samples, seed and second-look setting (that release recorded no engine
+    sha256, so the name is what can be compared); they are then rewritten, streamed, to the
+    current columns, marked schema 1. Nothing is changed when they were not."""
+    try:
+        with open(results, "rb") as f:
+            if f.readline() != _record(COLUMNS_V1):
+                return False
+    except OSError:
+        return False
+    _, whole = scan_results(results, COLUMNS_V1)  # what a killed run cut short stays behind
+    upgraded = results.with_name(results.name + ".upgrade")
+    try:
+        with open(upgraded, "w", newline="", **ENCODING) as new, _csv_fields_of_any_size():
+            writer = csv.DictWriter(new, fieldnames=list(COLUMNS), restval="", lineterminator="\n")
+            writer.writeheader()
+            for row in csv.DictReader(_lines(results, whole)):
+                _check_older_row(results, row, identity)
+                writer.writerow({**row, "Results Schema": "1", "Intended Use": INTENDED_USE})
+        os.replace(upgraded, results)  # whole or not at all
+    except OSError as exc:
+        raise _os_error(results, "rewrite to the current results schema", exc) from None
+    finally:
+        upgraded.unlink(missing_ok=True)
+    return True
+
+
+def _check_older_row(results: Path, row: dict[str, str], identity: dict[str, str]) -> None:
+    looked = "off" if row.get("Second Look") == "off" else "on"  # schema 1 wrote how: pooled, crop_only, none
+    for key, value in (("Model", row.get("Model")), ("Samples", row.get("Samples")), ("Seed", row.get("Seed")),
+                       ("Second Look", looked)):
+        if value != identity[key]:
+            raise InputError(f"{results}: made with {key} {value!r}, this run uses {identity[key]!r}; "
+                             "use another --out or the same model and settings")
+
+
+def _lines(path: Path, length: int) -> Iterator[str]:
+    """The text lines of the first ``length`` bytes of ``path``, one at a time."""
+    with open(path, "rb") as f:
+        position = 0
+        for line in f:
+            if position >= length:
+                return
+            position += len(line)
+            yield line.decode(**ENCODING)
+
+
+def _check_manifest(manifest: Path, identity: dict[str, str]) -> None:
+    try:
+        recorded = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{manifest}: unreadable batch manifest ({exc}); use another --out") from None
+    if not isinstance(recorded, dict) or recorded.get("format") != MANIFEST_FORMAT:
+        raise InputError(f"{manifest}: not a {MANIFEST_FORMAT} manifest; use another --out")
+    for key, value in identity.items():
+        if recorded.get(key) != value:
+            raise InputError(f"{manifest.parent}: made with {key} {recorded.get(key)!r}, this run uses {value!r}; "
+                             "use another --out or the same engine and settings")
+
+
+def _write_manifest(manifest: Path, identity: dict[str, str]) -> None:
+    temporary = manifest.with_name(manifest.name + ".tmp")
+    try:  # whole or absent: a manifest is what makes the folder ours
+        temporary.write_text(json.dumps({"format": MANIFEST_FORMAT, **identity}, indent=1) + "\n", encoding="utf-8")
+        os.replace(temporary, manifest)
+    except OSError as exc:
+        raise _os_error(manifest, "write the batch manifest", exc) from None
+
+
+@contextmanager
+def _csv_fields_of_any_size() -> Iterator[None]:
+    # RLE columns of a large image outgrow the csv module's default 128 KiB field limit
+    before = csv.field_size_limit()
+    csv.field_size_limit(2**31 - 1)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(before)
+
+
+def scan_results(results: Path, columns: Sequence[str] = COLUMNS) -> tuple[set[str], int]:
+    """(image names of the whole rows, byte length of the whole records) of a results file
+    with ``columns``.
+
+    Streams it: memory holds one record and the set of names, whatever the file's size. A
+    record is whole when it ends in a newline outside quotes (the csv module doubles quotes
+    inside fields, so the count of quote characters is even exactly there)."""
+    header = _record(columns)
+    done: set[str] = set()
+    whole = position = 0
+    pending: list[bytes] = []
+    quotes = 0
+    seen_header = False
+    try:
+        with open(results, "rb") as f, _csv_fields_of_any_size():
+            for line in f:
+                position += len(line)
+                pending.append(line)
+                quotes += line.count(b'"')
+                if quotes % 2 or not line.endswith(b"\n"):
+                    continue  # a newline inside a quoted field, or the file's cut end
+                record, pending, quotes = b"".join(pending), [], 0
+                if not seen_header:
+                    if record != header:
+                        raise InputError(f"{results}: not a chexmask-rt batch results file (other columns); "
+                                         "use another --out")
+                    seen_header = True
+                else:
+                    fields = next(csv.reader(io.StringIO(record.decode(**ENCODING), newline="")), [])
+                    if len(fields) != len(columns):  # a cut leaves no newline after it: this was edited
+                        raise InputError(f"{results}: a malformed row at byte {whole}; the file was changed by "
+                                         "something other than chexmask-rt batch; use another --out")
+                    done.add(fields[0])
+                whole = position
+    except OSError as exc:
+        raise _os_error(results, "read the results file", exc) from None
+    if not seen_header and not header.startswith(b"".join(pending)):
+        raise InputError(f"{results}: not a chexmask-rt batch results file (other columns); use another --out")
+    return done, whole
+
+
+def _record(fields: Sequence[str]) -> bytes:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow(fields)
+    return buf.getvalue().encode(**ENCODING)
+
+
+class Appender:
+    """A CSV file written one whole row at a time: a failed write (a full disk) is truncated back,
+    so the file never ends in half a row. ``mode`` 'a' appends, 'w' starts afresh."""
+
+    def __init__(self, path: Path, columns: Sequence[str], mode: str):
+        self.path = path
+        self._columns = tuple(columns)
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if mode == "a" else os.O_TRUNC)
+        try:
+            self._fd = os.open(path, flags, 0o644)
+            if os.fstat(self._fd).st_size == 0:
+                self._put(_record(self._columns))
+        except OSError as exc:
+            raise _os_error(path, "write", exc) from None
+
+    def write(self, row: dict) -> None:
+        """Append one row; OSError when it cannot be written (nothing of it stays in the file)."""
+        self._put(_record([row.get(c, "") for c in self._columns]))
+
+    def _put(self, data: bytes) -> None:
+        start = os.lseek(self._fd, 0, os.SEEK_END)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view):]
+        except OSError:
+            try:
+                os.ftruncate(self._fd, start)
+            except OSError:
+                pass  # the next resume cuts the half row off instead
+            raise
+
+    def close(self) -> None:
+        os.close(self._fd)

@@ -1,0 +1,201 @@
+"""An image file's declared size, read from its header without decoding it.
+
+This is what lets :mod:`chexmask_rt.image_io` refuse an image above the pixel limit
+(:mod:`chexmask_rt.limits`) before a decoder allocates it, refuse a multi-page TIFF instead of
+silently using its first page, and refuse a cut or corrupt PNG before libpng prints its own
+error lines. Each reader touches only the header's bytes (JPEG segments and TIFF directories
+are skipped by seeking), and gives up after a bounded number of steps on a hostile file.
+"""
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from .errors import InputError
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC} | {0xF7}  # baseline..lossless, and JPEG-LS
+_JPEG_STANDALONE = frozenset(range(0xD0, 0xD8)) | {0x01}  # RSTn and TEM carry no length
+_MAX_SEGMENTS = 10_000  # real JPEGs have tens of segments before their frame header
+_MAX_IFDS = 10_000
+_MAX_STRAY_BYTES = 1 << 16
+_MAX_PNG_CHUNKS = 1_000_000  # a 64 MP 16-bit PNG in 8 kB IDAT chunks has about 65,000
+_PNG_CRITICAL = (b"IHDR", b"PLTE", b"IDAT", b"IEND")
+
+
+@dataclass(frozen=True)
+class Header:
+    """What a header declares: the format, the first image's size and the number of full-size pages."""
+
+    format: str  # "png", "jpeg", "tiff", "bmp"
+    width: int
+    height: int
+    pages: int = 1
+
+
+def _corrupt(name: str, what: str) -> InputError:
+    return InputError(f"{name}: not a readable image ({what})")
+
+
+def read_header(f: BinaryIO, name: str) -> Header:
+    """The header of a PNG, JPEG, TIFF or BMP file open at its start; InputError for anything else."""
+    try:
+        return _read_header(f, name)
+    except struct.error:  # a field that the file's end cuts short
+        raise _corrupt(name, "header cut short") from None
+
+
+def _read_header(f: BinaryIO, name: str) -> Header:
+    head = f.read(32)
+    if head.startswith(PNG_SIGNATURE):
+        return _png(head, name)
+    if head.startswith(b"\xff\xd8"):
+        f.seek(2)
+        width, height = jpeg_size(f, name)
+        return Header("jpeg", width, height)
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return _tiff(f, head, name)
+    if head.startswith(b"BM"):
+        return _bmp(head, name)
+    raise _corrupt(name, "not a PNG, JPEG, TIFF, BMP or DICOM file")
+
+
+def _png(head: bytes, name: str) -> Header:
+    if len(head) < 24 or head[12:16] != b"IHDR":
+        raise _corrupt(name, "PNG without its IHDR header")
+    width, height = struct.unpack(">II", head[16:24])
+    if width == 0 or height == 0:
+        raise _corrupt(name, f"PNG header declares {width}x{height} pixels")
+    return Header("png", width, height)
+
+
+def check_png_chunks(data: memoryview | bytes, name: str) -> None:
+    """InputError unless every chunk up to IEND is whole and the critical ones pass their CRC.
+
+    libpng rejects such files too, but prints 'libpng error' lines on stderr doing so."""
+    view = memoryview(data)
+    pos = len(PNG_SIGNATURE)
+    for _ in range(_MAX_PNG_CHUNKS):
+        if pos + 12 > len(view):
+            raise _corrupt(name, "PNG cut short: no IEND chunk")
+        length, kind = struct.unpack(">I4s", view[pos:pos + 8])
+        end = pos + 12 + length
+        if end > len(view):
+            raise _corrupt(name, f"PNG cut short inside its {kind.decode('latin-1')!r} chunk")
+        if kind in _PNG_CRITICAL:
+            (crc,) = struct.unpack(">I", view[end - 4:end])
+            if zlib.crc32(view[pos + 4:end - 4]) != crc:
+                raise _corrupt(name, f"PNG {kind.decode('latin-1')} chunk fails its CRC: the file is corrupt")
+        if kind == b"IEND":
+            return
+        pos = end
+    raise _corrupt(name, f"PNG with more than {_MAX_PNG_CHUNKS} chunks")
+
+
+def jpeg_size(f: BinaryIO, name: str) -> tuple[int, int]:
+    """(width, height) from the frame header of a JPEG stream read just after its SOI marker."""
+    for _ in range(_MAX_SEGMENTS):
+        marker = _next_marker(f, name)
+        if marker in _JPEG_STANDALONE:
+            continue
+        if marker in (0xD9, 0xDA):
+            raise _corrupt(name, "JPEG without a frame header before its image data")
+        raw = f.read(2)
+        if len(raw) < 2:
+            raise _corrupt(name, "JPEG cut short inside a segment header")
+        (length,) = struct.unpack(">H", raw)
+        if length < 2:
+            raise _corrupt(name, f"JPEG segment of impossible length {length}")
+        if marker in _JPEG_SOF:
+            frame = f.read(5)
+            if len(frame) < 5:
+                raise _corrupt(name, "JPEG cut short inside its frame header")
+            height, width = struct.unpack(">HH", frame[1:5])
+            if width == 0 or height == 0:  # 0 rows: the height comes later (DNL), which OpenCV cannot read
+                raise _corrupt(name, f"JPEG frame header declares {width}x{height} pixels")
+            return width, height
+        f.seek(length - 2, 1)
+    raise _corrupt(name, f"JPEG with more than {_MAX_SEGMENTS} segments before its frame header")
+
+
+def _next_marker(f: BinaryIO, name: str) -> int:
+    """The code of the next JPEG marker, past stray bytes (libjpeg tolerates them) and 0xFF fill bytes."""
+    byte, skipped = f.read(1), 0
+    while byte and byte != b"\xff" and skipped < _MAX_STRAY_BYTES:
+        byte, skipped = f.read(1), skipped + 1
+    while byte == b"\xff" and skipped < _MAX_STRAY_BYTES:
+        byte, skipped = f.read(1), skipped + 1
+    if skipped >= _MAX_STRAY_BYTES:
+        raise _corrupt(name, f"JPEG with more than {_MAX_STRAY_BYTES} bytes between two segments")
+    if not byte:
+        raise _corrupt(name, "JPEG cut short before its frame header")
+    return byte[0]
+
+
+def j2k_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) of a JPEG 2000 codestream (SIZ marker), or None when ``data`` is not one."""
+    if len(data) < 24 or data[:4] != b"\xff\x4f\xff\x51":
+        return None
+    xsiz, ysiz, xosiz, yosiz = struct.unpack(">IIII", data[8:24])
+    return max(0, xsiz - xosiz), max(0, ysiz - yosiz)
+
+
+def _tiff(f: BinaryIO, head: bytes, name: str) -> Header:
+    order = "<" if head[:2] == b"II" else ">"
+    big = head[2:4] in (b"+\x00", b"\x00+")
+    if big:  # BigTIFF: 8-byte offsets and counts, 20-byte entries
+        count_fmt, entry_size, offset_fmt, value_size = "Q", 20, "Q", 8
+        (offset,) = struct.unpack(order + "Q", head[8:16])
+    else:
+        count_fmt, entry_size, offset_fmt, value_size = "H", 12, "I", 4
+        (offset,) = struct.unpack(order + "I", head[4:8])
+    size_of = {"H": 2, "I": 4, "Q": 8}
+    first: tuple[int, int] | None = None
+    pages, seen = 0, set()
+    while offset and len(seen) < _MAX_IFDS:
+        if offset in seen:
+            raise _corrupt(name, "TIFF whose image directories form a loop")
+        seen.add(offset)
+        f.seek(offset)
+        raw = f.read(size_of[count_fmt])
+        if len(raw) < size_of[count_fmt]:
+            raise _corrupt(name, "TIFF cut short inside an image directory")
+        (count,) = struct.unpack(order + count_fmt, raw)
+        body = f.read(count * entry_size + size_of[offset_fmt])
+        if len(body) < count * entry_size + size_of[offset_fmt]:
+            raise _corrupt(name, "TIFF cut short inside an image directory")
+        tags = {}
+        for i in range(count):
+            entry = body[i * entry_size:(i + 1) * entry_size]
+            tag, kind = struct.unpack(order + "HH", entry[:4])
+            if tag in (254, 256, 257):
+                value = entry[12 if big else 8:][:value_size]  # after the tag, type and count
+                fmt = {3: "H", 4: "I", 16: "Q"}.get(kind)
+                if fmt is not None:
+                    tags[tag] = struct.unpack(order + fmt, value[:size_of[fmt]])[0]
+        if first is None:
+            if 256 not in tags or 257 not in tags or not tags[256] or not tags[257]:
+                raise _corrupt(name, "TIFF whose first image directory lacks its width or height")
+            first = (tags[256], tags[257])
+        if not tags.get(254, 0) & 1:  # bit 0 of NewSubfileType: a reduced-size copy (thumbnail), not a page
+            pages += 1
+        (offset,) = struct.unpack(order + offset_fmt, body[count * entry_size:])
+    if first is None:
+        raise _corrupt(name, "TIFF without an image directory")
+    return Header("tiff", *first, pages=max(pages, 1))
+
+
+def _bmp(head: bytes, name: str) -> Header:
+    if len(head) < 26:
+        raise _corrupt(name, "BMP cut short inside its header")
+    (dib,) = struct.unpack("<I", head[14:18])
+    if dib == 12:  # OS/2 BITMAPCOREHEADER
+        width, height = struct.unpack("<HH", head[18:22])
+    else:
+        width, height = struct.unpack("<ii", head[18:26])
+        height = abs(height)  # negative: rows stored top-down
+    if width <= 0 or height <= 0:
+        raise _corrupt(name, f"BMP header declares {width}x{height} pixels")
+    return Header("bmp", width, height)

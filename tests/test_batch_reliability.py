@@ -1,0 +1,338 @@
+"""chexmask-rt batch never loses or mixes data (issue 20, cases 6, 11, 13-19): every image ends in
+exactly one of results.csv and errors.csv with its own reason, a folder is locked, resumed only
+by the same engine and settings, repaired after any cut, and never read as input.
+
+CI runs as root, and root writes into a mode-555 folder: a read-only or full output folder is
+therefore a real tmpfs mount here, and a machine where mounting fails fails these tests."""
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tracemalloc
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import chexmask_rt
+from chexmask_rt.batch import collect_inputs, run_batch
+from chexmask_rt.batch_folder import scan_results
+from chexmask_rt.csv_output import COLUMNS, parse_coords
+from chexmask_rt.errors import InputError
+
+from conftest import IMAGES
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "chexmask_rt", *map(str, args)], capture_output=True, text=True)
+
+
+def rows(path):
+    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
+        return list(csv.DictReader(f))
+
+
+def one_line_error(proc, code, needle):
+    assert proc.returncode == code, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr and needle in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def accounted(out, images):
+    """Each image in exactly one of results.csv and errors.csv; returns (done, failed) rows."""
+    done, failed = rows(out / "results.csv"), rows(out / "errors.csv")
+    names = [r["Image"] for r in done] + [r["Image"] for r in failed]
+    assert sorted(names) == sorted(images), (names, images)
+    assert all(len(parse_coords(r["Landmarks (Mean)"])) == 120 for r in done)
+    return done, failed
+
+
+@contextmanager
+def tmpfs(path: Path, size: str):
+    path.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                          capture_output=True, text=True)
+    if proc.returncode:  # not a skip: CI runs as root and must run these
+        pytest.fail(f"cannot mount a tmpfs at {path} ({proc.stderr.strip()}); these tests need root", pytrace=False)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=True)
+
+
+@pytest.fixture()
+def images(tmp_path, shared_images):
+    """The five shared radiographs, copied into one folder."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    return [str(shutil.copy(p, folder / p.name)) for p in shared_images]
+
+
+def listing(tmp_path, images, name="list.txt"):
+    path = tmp_path / name
+    path.write_text("\n".join(images) + "\n")
+    return path
+
+
+def test_a_read_only_output_folder_is_an_input_error(tmp_path, images):
+    """Case 6: resuming into a read-only mount (main: a traceback, exit 1)."""
+    with tmpfs(tmp_path / "out", "16m") as out:
+        assert cli("batch", listing(tmp_path, images[:1]), "--out", out, "--samples", 2,
+                   "--no-progress").returncode == 0
+        subprocess.run(["mount", "-o", "remount,ro", str(out)], check=True)
+        proc = cli("batch", listing(tmp_path, images[:2]), "--out", out, "--samples", 2, "--no-progress")
+        one_line_error(proc, 3, f"{out}: cannot write in the output folder (Read-only file system)")
+
+
+def test_a_full_output_folder_records_each_image_once(tmp_path, images):
+    """Cases 6 and 15: a disk that fills up while resuming (main: a traceback). Each image that
+    cannot get its row is in errors.csv with its own reason, results.csv keeps no half row,
+    and the next run, with room again, finishes the rest."""
+    with tmpfs(tmp_path / "out", "1m") as out:
+        assert cli("batch", listing(tmp_path, images[:1]), "--out", out, "--samples", 2,
+                   "--no-progress").returncode == 0
+        filler = out / "filler"
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+        try:  # fill the disk to the last byte
+            while os.write(fd, b"\0" * 4096):
+                pass
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        proc = cli("batch", listing(tmp_path, images), "--out", out, "--samples", 2, "--no-progress")
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        done, failed = accounted(out, images)
+        assert len(done) == 1 and len(failed) == 4
+        assert all(r["Reason"] == f"{r['Image']}: cannot write its row to {out / 'results.csv'} "
+                                  "(No space left on device)" for r in failed)
+        assert "5 images: 0 done, 1 skipped (already in" in proc.stdout and "4 failed" in proc.stdout
+        filler.unlink()
+        proc = cli("batch", listing(tmp_path, images), "--out", out, "--samples", 2, "--no-progress")
+        assert proc.returncode == 0 and "5 images: 4 done, 1 skipped" in proc.stdout, proc.stdout + proc.stderr
+        assert sorted(r["Image"] for r in rows(out / "results.csv")) == sorted(images)
+
+
+def test_a_mask_that_cannot_be_written_fails_its_own_image(tmp_path, images):
+    """Case 15: a mask name too long for the file system, in the middle of a chunk (main: blamed
+    on the chunk's first image, and another image in neither file)."""
+    long_name = str(Path(images[0]).with_name("x" * 245 + ".png"))
+    shutil.copy(images[0], long_name)
+    chunk = [images[1], long_name, images[2]]
+    out = tmp_path / "out"
+    proc = cli("batch", listing(tmp_path, chunk), "--out", out, "--samples", 2, "--masks", "--no-progress")
+    assert proc.returncode == 1 and "3 images: 2 done, 0 skipped" in proc.stdout and "1 failed" in proc.stdout
+    done, failed = accounted(out, chunk)
+    assert [r["Image"] for r in failed] == [long_name]
+    assert "cannot write the mask picture" in failed[0]["Reason"] and "x" * 245 in failed[0]["Reason"]
+
+
+def test_resume_compares_the_engine_not_its_name(tmp_path, images):
+    """Case 11: another engine with the same name:version (every plain export is hybridgnet:unversioned)."""
+    import onnx
+
+    model = onnx.load(str(chexmask_rt.default_model_path()))
+    for prop in model.metadata_props:
+        if prop.key == "chexmask_rt.description":
+            prop.value += " (a retrained copy)"
+    other = tmp_path / "other.onnx"
+    onnx.save(model, other)
+    assert chexmask_rt.load(other).model_id == chexmask_rt.load().model_id
+    out = tmp_path / "out"
+    assert cli("batch", listing(tmp_path, images[:1]), "--out", out, "--samples", 2, "--no-progress").returncode == 0
+    proc = cli("batch", listing(tmp_path, images[:2]), "--out", out, "--samples", 2, "--no-progress",
+               "--model", other)
+    one_line_error(proc, 3, "made with Engine SHA256 '")
+    assert len(rows(out / "results.csv")) == 1
+
+
+@pytest.mark.parametrize("content", [b"name,score\na.png,1\nb.png,2", ",".join(COLUMNS).encode() + b"\n/x.png,1,2"])
+def test_a_results_file_the_tool_did_not_write_is_refused_untouched(tmp_path, images, content):
+    """Case 13: no final newline, foreign columns or ours (main: its last line deleted, then refused)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.csv").write_bytes(content)
+    proc = cli("batch", listing(tmp_path, images[:1]), "--out", out, "--samples", 2, "--no-progress")
+    one_line_error(proc, 3, "holds results.csv but no batch.json, so chexmask-rt batch did not write it")
+    assert (out / "results.csv").read_bytes() == content
+    assert sorted(p.name for p in out.iterdir()) == [".chexmask-rt.lock", "results.csv"]
+
+
+def test_a_second_run_into_a_locked_folder_is_refused_and_a_killed_holder_leaves_no_lock(tmp_path, images):
+    """Case 14: two runs into one --out (main: 80 rows for 40 images). The holder is killed with
+    SIGKILL: the kernel drops its flock, so the next run goes ahead."""
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path\n"
+                               "from chexmask_rt.batch_folder import folder_lock\n"
+                               "with folder_lock(Path(sys.argv[1])):\n"
+                               "    print('locked', flush=True); time.sleep(600)", str(out)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        proc = cli("batch", listing(tmp_path, images[:1]), "--out", out, "--samples", 2, "--no-progress")
+        one_line_error(proc, 3, f"{out}: in use by another chexmask-rt batch (pid {holder.pid} on ")
+        assert not (out / "results.csv").exists()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    proc = cli("batch", listing(tmp_path, images[:1]), "--out", out, "--samples", 2, "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert (out / ".chexmask-rt.lock").exists()  # the file stays; only a live process holds its lock
+
+
+def test_two_runs_started_together_write_each_image_once(tmp_path, images):
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "chexmask_rt", "batch", str(listing(tmp_path, images[:3])), "--out", str(out),
+            "--samples", "2", "--no-progress"]
+    runs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    codes = sorted(run.wait() for run in runs)
+    assert codes in ([0, 0], [0, 3]), [run.stderr.read() for run in runs]
+    assert sorted(r["Image"] for r in rows(out / "results.csv")) == sorted(images[:3])
+
+
+def test_resume_tolerates_duplicate_rows(tmp_path, images):
+    out = tmp_path / "out"
+    assert cli("batch", listing(tmp_path, images[:2]), "--out", out, "--samples", 2, "--no-progress").returncode == 0
+    text = (out / "results.csv").read_text()
+    (out / "results.csv").write_text(text + text.split("\n", 1)[1])  # both rows again, as two racing runs left them
+    proc = cli("batch", listing(tmp_path, images[:3]), "--out", out, "--samples", 2, "--no-progress")
+    assert proc.returncode == 0 and "3 images: 1 done, 2 skipped" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_the_output_folder_is_never_an_input(tmp_path, images):
+    """Case 16: --out inside the input folder, with --masks (main: each rerun segmented its own masks)."""
+    folder = Path(images[0]).parent
+    out = folder / "results"
+    for _ in range(2):
+        proc = cli("batch", folder, "--out", out, "--samples", 2, "--masks", "--no-progress")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "5 images: 0 done, 5 skipped" in proc.stdout
+    assert sorted(r["Image"] for r in rows(out / "results.csv")) == sorted(images)
+    # named in a list, an image inside the output folder is refused, not segmented
+    mask = next((out / "masks").iterdir())
+    proc = cli("batch", listing(tmp_path, [str(mask)]), "--out", out, "--samples", 2, "--no-progress")
+    assert proc.returncode == 1
+    assert rows(out / "errors.csv")[0]["Reason"] == f"{mask}: inside the output folder {out}, which is never an input"
+
+
+NAMES = ["line\u2028separator.png", "form\x0cfeed.png", "trailing space .png", " leading.png", "tab\there.png"]
+
+
+def test_list_files_keep_every_legal_name(tmp_path, images):
+    """Case 17 (main: split at U+2028 and form feeds, spaces stripped, quoted CSV newlines joined)."""
+    folder = tmp_path / "names"
+    folder.mkdir()
+    for name in [*NAMES, "new\nline.png"]:
+        shutil.copy(images[0], folder / name)
+    (folder / "list.txt").write_bytes("\n".join(NAMES).encode() + b"\n")
+    assert collect_inputs(folder / "list.txt") == [str(folder / n) for n in NAMES]
+    with open(folder / "list.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["path"], *([n] for n in [*NAMES, "new\nline.png"])])
+    found = collect_inputs(folder / "list.csv")
+    assert found == [str(folder / n) for n in [*NAMES, "new\nline.png"]]
+    assert all(Path(p).is_file() for p in found)
+    (folder / "crlf.txt").write_bytes(b"trailing space .png\r\nform\x0cfeed.png\r\n")  # a list saved on Windows
+    assert collect_inputs(folder / "crlf.txt") == [str(folder / NAMES[2]), str(folder / NAMES[1])]
+
+
+def test_resume_repairs_a_cut_inside_the_header(tmp_path, images):
+    """Case 18 (main: the first rerun failed with 'other columns')."""
+    out = tmp_path / "out"
+    assert cli("batch", listing(tmp_path, images[:2]), "--out", out, "--samples", 2, "--no-progress").returncode == 0
+    data = (out / "results.csv").read_bytes()
+    for cut in (0, 1, 30, data.index(b"\n")):  # nothing, inside the header, and just before its newline
+        (out / "results.csv").write_bytes(data[:cut])
+        proc = cli("batch", listing(tmp_path, images[:2]), "--out", out, "--samples", 2, "--no-progress")
+        assert proc.returncode == 0 and "2 images: 2 done, 0 skipped" in proc.stdout, proc.stdout + proc.stderr
+        assert sorted(r["Image"] for r in rows(out / "results.csv")) == sorted(images[:2])
+
+
+def test_resume_repairs_a_cut_after_a_newline_inside_a_quoted_path(tmp_path, images):
+    """Case 18 (main: refused for good, 'made with Samples None')."""
+    quoted = str(Path(images[0]).with_name("two\nlines.png"))
+    shutil.copy(images[0], quoted)
+    listed = tmp_path / "list.csv"
+    with open(listed, "w", newline="") as f:
+        csv.writer(f).writerows([["path"], [images[1]], [quoted]])
+    out = tmp_path / "out"
+    assert cli("batch", listed, "--out", out, "--samples", 2, "--no-progress", "--workers", 1).returncode == 0
+    data = (out / "results.csv").read_bytes()
+    at = data.index(b"two\n") + len(b"two\n")
+    for cut in (at, at + 3, len(data) - 1):
+        (out / "results.csv").write_bytes(data[:cut])
+        proc = cli("batch", listed, "--out", out, "--samples", 2, "--no-progress")
+        assert proc.returncode == 0 and "1 done, 1 skipped" in proc.stdout, proc.stdout + proc.stderr
+        assert sorted(r["Image"] for r in rows(out / "results.csv")) == sorted([images[1], quoted])
+
+
+def test_resume_memory_does_not_grow_with_the_file(tmp_path):
+    """Case 19: a 40 MB results file of 400 long rows is scanned in a few hundred kB of Python
+    memory (main read and parsed it whole: 1.09 GB for a 944 MB file). Not a timing: the peak of
+    tracemalloc, which counts every allocation the scan makes."""
+    path = tmp_path / "results.csv"
+    names = [f"/archive/image_{i:05d}.png" for i in range(400)]
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(COLUMNS)
+        for name in names:  # RLE columns of a large image: about 100 kB per row
+            row = [name, "1.0,2.0" * 60, "0.5,0.5" * 60, "1 2 " * 8000, "3 4 " * 8000, "5 6 " * 8000,
+                   "3000", "3000", "1", "0.1", "False", "", "50", "0", "m:1", "pooled"]
+            writer.writerow(row + [""] * (len(COLUMNS) - len(row)))  # the later schemas' columns empty
+    assert path.stat().st_size > 35e6
+    tracemalloc.start()
+    try:
+        done, whole = scan_results(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert done == set(names) and whole == path.stat().st_size
+    assert peak < 2e6, f"the scan peaked at {peak / 1e6:.1f} MB of Python memory"
+
+
+def test_batchings_agree_within_a_thousandth_of_a_pixel(tmp_path, images, default_segmenter):
+    """The README's bound: an image alone and in a chunk of 8 differ by float rounding only
+    (measured 8e-5 px), compared as numbers rather than as CSV text."""
+    alone = default_segmenter.predict_batch(images, samples=4, batch_size=1)
+    together = default_segmenter.predict_batch(images, samples=4, batch_size=8)
+    for a, b in zip(alone, together):
+        for field in ("landmarks", "landmarks_std", "landmarks_mu"):
+            np.testing.assert_allclose(getattr(a, field), getattr(b, field), atol=1e-3, rtol=0, err_msg=field)
+    # the same through `batch`, whose CSV rounds to 1e-3 px: two roundings apart at most
+    rows_of = {}
+    for size in (1, 8):
+        assert run_batch(default_segmenter, images, tmp_path / f"b{size}", samples=4, batch_size=size,
+                         progress=False).done == 5
+        rows_of[size] = {r["Image"]: r for r in rows(tmp_path / f"b{size}" / "results.csv")}
+    for image in images:
+        for column in ("Landmarks (Mean)", "Landmarks (Std)"):
+            np.testing.assert_allclose(parse_coords(rows_of[1][image][column]), parse_coords(rows_of[8][image][column]),
+                                       atol=2e-3, rtol=0)
+    manifest = json.loads((tmp_path / "b1" / "batch.json").read_text())
+    assert manifest["Engine SHA256"] == default_segmenter.engine_sha256 and manifest["Samples"] == "4"
+
+
+def test_an_older_release_folder_of_another_model_is_refused_untouched(tmp_path, default_segmenter):
+    """A folder of 0.1.0 (schema-1 header, no batch.json) resumes only when its rows were made with
+    this run's model and settings; otherwise it is refused and not one byte changes."""
+    from chexmask_rt.csv_output import COLUMNS_V1
+
+    image = sorted(IMAGES.glob("*.jpg"))[0]
+    out = tmp_path / "out"
+    out.mkdir()
+    row = dict.fromkeys(COLUMNS_V1, "") | {"Image": "/elsewhere/a.png", "Model": "other:1", "Samples": "4",
+                                            "Seed": "0", "Second Look": "pooled"}
+    with open(out / "results.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(COLUMNS_V1), lineterminator="\n")
+        writer.writeheader()
+        writer.writerow(row)
+        f.write("/elsewhere/b.png,1.0")  # and a row a kill cut short
+    before = (out / "results.csv").read_bytes()
+    with pytest.raises(InputError, match="made with Model 'other:1'"):
+        run_batch(default_segmenter, [str(image)], out, samples=4, progress=False)
+    assert (out / "results.csv").read_bytes() == before
+    assert not (out / "batch.json").exists() and not (out / "results.csv.upgrade").exists()

@@ -1,0 +1,109 @@
+"""predict and build-trt under faults (issue 20, cases 5, 10 and 20): one-line errors with the
+right exit code, valid JSON always, and what succeeded is written even when some images fail."""
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper, numpy_helper
+
+import chexmask_rt
+from chexmask_rt.errors import ModelError, NonFiniteOutputError
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "chexmask_rt", *map(str, args)], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def nan_engine(tmp_path_factory):
+    """The shipped engine with NaN added to its landmarks_mean output: a faulty engine."""
+    model = onnx.load(str(chexmask_rt.default_model_path()))
+    for node in model.graph.node:
+        node.output[:] = ["landmarks_mean_finite" if o == "landmarks_mean" else o for o in node.output]
+    model.graph.initializer.append(numpy_helper.from_array(np.array(np.nan, np.float32), "nan_value"))
+    model.graph.node.append(helper.make_node("Add", ["landmarks_mean_finite", "nan_value"], ["landmarks_mean"]))
+    path = tmp_path_factory.mktemp("nan") / "nan.onnx"
+    onnx.save(model, path)
+    return path
+
+
+@pytest.mark.parametrize("backend", ["native", "python"])
+@pytest.mark.parametrize("second_look", [False, True])
+def test_non_finite_outputs_are_an_error_naming_the_image(nan_engine, example1, backend, second_look):
+    """Case 10 (main: exit 0, NaN landmarks, and bare NaN tokens in the JSON)."""
+    seg = chexmask_rt.load(nan_engine, backend=backend)
+    with pytest.raises(NonFiniteOutputError, match=f"{example1}: the engine nan.onnx returned NaN") as err:
+        seg.predict(example1, samples=3, second_look=second_look)
+    assert isinstance(err.value, ModelError)
+
+
+def test_non_finite_outputs_in_the_cli(tmp_path, nan_engine, shared_images):
+    proc = cli("predict", shared_images[0], "--model", nan_engine, "--samples", 3, "--json", "-")
+    assert proc.returncode == 4 and proc.stdout == "" and "Traceback" not in proc.stderr, proc.stderr
+    assert "returned NaN or infinite values" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    # batch: each image fails on its own, the run goes on and says so
+    listing = tmp_path / "list.txt"
+    listing.write_text("\n".join(map(str, shared_images[:3])))
+    proc = cli("batch", listing, "--out", tmp_path / "out", "--model", nan_engine, "--samples", 2, "--no-progress")
+    assert proc.returncode == 1 and "3 images: 0 done, 0 skipped" in proc.stdout, proc.stdout + proc.stderr
+    with open(tmp_path / "out" / "errors.csv", newline="") as f:
+        errors = list(csv.DictReader(f))
+    assert sorted(r["Image"] for r in errors) == sorted(map(str, shared_images[:3]))
+    assert {r["Error"] for r in errors} == {"NonFiniteOutputError"}
+
+
+def test_predict_writes_what_succeeded_and_exits_1(tmp_path, shared_images):
+    """Case 20 (main: exit 3 and nothing written for the good images)."""
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    good, good2 = shared_images[0], shared_images[1]
+    out = tmp_path / "out.json"
+    proc = cli("predict", good, bad, good2, "--samples", 2, "--json", out, "--csv", tmp_path / "out.csv",
+               "--masks", tmp_path / "masks")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"chexmask-rt: error: {bad}: not a readable image" in proc.stderr
+    assert [d["image"] for d in json.loads(out.read_text())] == [str(good), str(good2)]
+    with open(tmp_path / "out.csv", newline="") as f:
+        assert [r["Image"] for r in csv.DictReader(f)] == [str(good), str(good2)]
+    assert len(list((tmp_path / "masks").iterdir())) == 6
+    assert [line.split(":")[0] for line in proc.stdout.splitlines()] == [str(good), str(good2)]
+    # one image alone keeps its own exit code
+    proc = cli("predict", bad)
+    assert proc.returncode == 3 and "Traceback" not in proc.stderr
+
+
+def test_a_json_list_stays_a_list_when_one_image_of_several_is_left(tmp_path, shared_images):
+    bad = tmp_path / "missing.png"
+    proc = cli("predict", shared_images[0], bad, "--samples", 2, "--json", "-")
+    assert proc.returncode == 1
+    assert [d["image"] for d in json.loads(proc.stdout)] == [str(shared_images[0])]
+
+
+@pytest.mark.parametrize("target", ["newdir/", "newdir"])
+def test_overlay_into_a_new_folder_for_one_image(tmp_path, shared_images, target):
+    """Case 5 (main: a cv2 traceback for 'newdir/')."""
+    proc = subprocess.run([sys.executable, "-m", "chexmask_rt", "predict", str(shared_images[0]), "--samples", "2",
+                           "--overlay", target], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert [p.name for p in (tmp_path / "newdir").iterdir()] == [f"{shared_images[0].stem}.png"]
+
+
+def test_an_unwritable_overlay_is_one_line(tmp_path, shared_images):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the folder should be")
+    proc = cli("predict", shared_images[0], "--samples", 2, "--overlay", blocker / "sub" / "o.png")
+    assert proc.returncode == 3 and "cannot write the overlay picture" in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_build_trt_on_a_file_that_is_not_onnx(tmp_path):
+    """Case 5 (main: an onnxruntime traceback)."""
+    fake = tmp_path / "fake.onnx"
+    fake.write_bytes(b"not a model at all" * 10)
+    proc = cli("build-trt", fake)
+    assert proc.returncode == 4 and f"{fake}: not a loadable ONNX model" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
