@@ -31,12 +31,12 @@ from pathlib import Path
 import numpy as np
 
 from .csv_output import COLUMNS, csv_row, write_masks
-from .dicom_io import DICOM_SUFFIXES
+from .discovery import discover
 from .errors import ChexmaskError, InputError, ModelError
 from .image_io import read_image
 from .preprocess import to_gray
+from .run_record import RunRecord, claim_folder
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp") + DICOM_SUFFIXES
 RESULTS_NAME, ERRORS_NAME, MASKS_NAME = "results.csv", "errors.csv", "masks"
 ERROR_COLUMNS = ("Image", "Error", "Reason")
 
@@ -63,12 +63,12 @@ class BatchSummary:
 
 
 def collect_inputs(source: str | os.PathLike) -> list[str]:
-    """The images named by ``source``: a folder (searched recursively for PNG/JPEG/TIFF/BMP/DICOM),
-    a .txt list (one path per line, '#' comments) or a .csv list (column 'path' or 'image', else the first).
+    """The images named by ``source``: a folder (searched recursively for PNG/JPEG/TIFF/BMP/DICOM,
+    DICOM also by its marker whatever the name: :func:`chexmask_rt.discovery.discover`), a .txt list (one path per line, '#' comments) or a .csv list (column 'path' or 'image', else the first).
     Relative paths in a list are relative to the list's folder."""
     src = Path(source)
     if src.is_dir():
-        return sorted(str(p) for p in src.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        return discover(src).images
     if not src.is_file():
         raise InputError(f"{src}: no such file or folder")
     try:
@@ -169,8 +169,9 @@ def _decoded(pool: ThreadPoolExecutor, images: Sequence[str], window: int) -> It
 
 def run_batch(segmenter, images: Sequence[str], out_dir: str | os.PathLike, *, samples: int = 50, seed: int = 0,
               workers: int = 4, batch_size: int = 8, masks: bool = False, progress: bool = True,
-              second_look: bool | None = None) -> BatchSummary:
+              second_look: bool | None = None, record: RunRecord | None = None) -> BatchSummary:
     """Segment ``images`` into ``out_dir`` (see the module doc); a failing image is recorded, not raised.
+    ``record``: the run's engine identity and settings, kept in ``run.json`` and checked on resume.
 
     ModelError (the engine itself failing) stops the run: that is not one image's fault.
     """
@@ -188,6 +189,8 @@ def run_batch(segmenter, images: Sequence[str], out_dir: str | os.PathLike, *, s
     settings = {"Samples": str(samples), "Seed": str(seed), "Model": segmenter.model_id,
                 "Second Look": frozenset({"pooled", "crop_only", "none"}) if second_look else "off"}
     done_before = finished_images(out / RESULTS_NAME, settings)
+    if record is not None:
+        claim_folder(out, record)
     unique = list(dict.fromkeys(images))
     todo = [i for i in unique if i not in done_before]
     stems = mask_stems(unique)

@@ -1,4 +1,4 @@
-"""Command line: ``chexmask-rt predict|batch|export|info|build-trt`` (also ``python -m chexmask_rt``).
+"""Command line: ``chexmask-rt predict|batch|merge|export|info|build-trt`` (also ``python -m chexmask_rt``).
 
 Exit codes: 0 success, 1 batch finished but some images failed, 2 usage error,
 3 input error, 4 model error.
@@ -60,6 +60,23 @@ def _add_batch(sub) -> None:
     p.add_argument("--workers", type=int, default=4, help="decoder threads (default 4)")
     p.add_argument("--masks", action="store_true", help="also write organ mask PNGs to DIR/masks/")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--shard", metavar="I/N", type=_shard, help="process only shard I of N (0 <= I < N), chosen by a hash of each "
+                   "image's path relative to INPUT; merge the N folders with 'chexmask-rt merge'")
+
+
+def _shard(text: str):
+    from .shards import Shard
+
+    try:
+        return Shard.parse(text)
+    except InputError as exc:  # argparse turns this into a usage error (exit 2) with our message
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_merge(sub) -> None:
+    p = sub.add_parser("merge", help="combine batch output folders (e.g. shards) into one results.csv/errors.csv")
+    p.add_argument("folders", nargs="+", metavar="DIR", help="batch output folders")
+    p.add_argument("--out", required=True, metavar="ALL", help="new folder for the merged results.csv and errors.csv")
 
 
 def _add_export(sub) -> None:
@@ -111,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command", required=True)
     _add_predict(sub)
     _add_batch(sub)
+    _add_merge(sub)
     _add_export(sub)
     _add_info(sub)
     _add_build_trt(sub)
@@ -177,17 +195,31 @@ def _write_csv(target: str, results) -> None:
 
 
 def cmd_batch(args) -> int:
-    from .batch import collect_inputs, run_batch
+    from .batch import run_batch
+    from .discovery import write_skipped
     from .model import load
+    from .run_record import RunRecord
+    from .shards import batch_inputs
 
-    images = collect_inputs(args.input)
-    if not images:
-        raise InputError(f"{args.input}: no images found")
+    found = batch_inputs(args.input, args.shard)
     seg = load(args.model, backend=args.backend, threads=args.threads)
-    summary = run_batch(seg, images, args.out, samples=args.samples, seed=args.seed, workers=args.workers,
-                        masks=args.masks, progress=not args.no_progress, second_look=args.second_look)
+    record = RunRecord.of(seg, args.samples, args.seed, args.second_look, args.shard and str(args.shard))
+    if found.skipped:
+        print(f"batch: {len(found.skipped)} files skipped, reasons in {write_skipped(args.out, found.skipped)}",
+              file=sys.stderr)
+    summary = run_batch(seg, found.images, args.out, samples=args.samples, seed=args.seed, workers=args.workers,
+                        masks=args.masks, progress=not args.no_progress, second_look=args.second_look,
+                        record=record)
     print(f"batch: {summary.text(Path(args.out))}")
     return EXIT_OK if summary.failed == 0 else EXIT_SOME_FAILED
+
+
+def cmd_merge(args) -> int:
+    from .merge import merge_folders
+
+    summary = merge_folders(args.folders, args.out)
+    print(f"merge: {summary.text(Path(args.out))}")
+    return EXIT_OK
 
 
 def _write_overlays(target: str, results) -> None:
@@ -246,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = _show_warning  # one plain line, not the source location
     parser = build_parser()
     args = parser.parse_args(argv)
-    handler = {"predict": cmd_predict, "batch": cmd_batch, "export": cmd_export, "info": cmd_info, "build-trt": cmd_build_trt}[args.command]
+    handler = {"predict": cmd_predict, "batch": cmd_batch, "merge": cmd_merge, "export": cmd_export, "info": cmd_info, "build-trt": cmd_build_trt}[args.command]
     try:
         return handler(args)
     except ChexmaskError as exc:
