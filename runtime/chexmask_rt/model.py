@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Union
@@ -12,7 +12,7 @@ from typing import Union
 import numpy as np
 
 from .backends import Backend, EngineOptions
-from .errors import InputError, ModelError
+from .errors import ChexmaskError, InputError, ModelError
 from .frames import Letterbox
 from .image_io import read_image
 from .metadata import ModelInfo
@@ -151,6 +151,25 @@ class Segmenter:
         images = list(images)
         second_look = self.info.second_look if second_look is None else bool(second_look)
         return self._run_batch(images, samples, seed, [bit_depth] * len(images), batch_size, second_look)
+
+    def predict_iter(self, inputs: Iterable[ImageLike], *, samples: int = DEFAULT_SAMPLES, seed: int = 0,
+                     bit_depth: int | None = None, batch_size: int = DEFAULT_BATCH, second_look: bool | None = None,
+                     workers: int = 2, ahead: int | None = None) -> Iterator[tuple[ImageLike, "Result | ChexmaskError"]]:
+        """Segment a stream of images: yields ``(input, Result | ChexmaskError)`` in input order.
+
+        Unlike ``predict_batch``, which raises for the whole list when one image is bad, each input
+        gets its own outcome: a file that cannot be read or an array that cannot be segmented yields
+        its error and the rest go on. A ``ModelError`` (the engine itself failing) is raised.
+        ``workers`` threads decode up to ``ahead`` images (default ``2 * batch_size``) beyond the chunk
+        being segmented, so decoding overlaps the engine and at most ``batch_size + ahead`` decoded
+        images are held. Results equal ``predict_batch``'s for the same chunks; other arguments as there.
+        Use ``predict``/``predict_batch`` for a few images you trust, ``predict_iter`` for archives and
+        anything that must not stop at one bad file (``chexmask_rt.streaming``).
+        """
+        from .streaming import predict_iter
+
+        return predict_iter(self, inputs, samples=samples, seed=seed, bit_depth=bit_depth, batch_size=batch_size,
+                            second_look=second_look, workers=workers, ahead=ahead)
 
     @staticmethod
     def _gray(item: ImageLike, bit_depth: int | None) -> tuple[np.ndarray, int, str | None]:
