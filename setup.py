@@ -85,6 +85,8 @@ setup(
         "test": ["pytest>=7", "hypothesis>=6.100", "build>=1.0"],
         # benchmarks/ and training/: plots, thin-plate splines
         "bench": ["matplotlib>=3.6", "scipy>=1.10", "psutil>=5.9"],
+        # batch --ray and chexmask_rt.ray_batch (Ray Data: ray, pandas, pyarrow; about 500 MB installed)
+        "ray": ["ray[data]>=2.40"],
     },
     ext_modules=[CMakeExtension("chexmask_rt._core")],
     cmdclass={"build_ext": CMakeBuild},

@@ -126,6 +126,12 @@ def finished_images(results: Path, settings: dict[str, str | frozenset[str]]) ->
     return done
 
 
+def resume_settings(segmenter, samples: int, seed: int, second_look: bool) -> dict[str, str | frozenset[str]]:
+    """What every row of a results.csv this run appends to must say (see :func:`finished_images`)."""
+    return {"Samples": str(samples), "Seed": str(seed), "Model": segmenter.model_id,
+            "Second Look": frozenset({"pooled", "crop_only", "none"}) if second_look else "off"}
+
+
 def _decode(image: str) -> np.ndarray:
     gray, _ = to_gray(read_image(image), name=image)
     return gray
@@ -186,9 +192,7 @@ def run_batch(segmenter, images: Sequence[str], out_dir: str | os.PathLike, *, s
     except OSError as exc:
         raise InputError(f"{out}: cannot create the output folder ({exc.strerror or exc})") from None
     second_look = segmenter.info.second_look if second_look is None else second_look
-    settings = {"Samples": str(samples), "Seed": str(seed), "Model": segmenter.model_id,
-                "Second Look": frozenset({"pooled", "crop_only", "none"}) if second_look else "off"}
-    done_before = finished_images(out / RESULTS_NAME, settings)
+    done_before = finished_images(out / RESULTS_NAME, resume_settings(segmenter, samples, seed, second_look))
     if record is not None:
         claim_folder(out, record)
     unique = list(dict.fromkeys(images))

@@ -60,6 +60,11 @@ def _add_batch(sub) -> None:
     p.add_argument("--workers", type=int, default=4, help="decoder threads (default 4)")
     p.add_argument("--masks", action="store_true", help="also write organ mask PNGs to DIR/masks/")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--ray", nargs="?", const="local", metavar="local|ADDRESS",
+                   help="run on Ray Data (pip install 'chexmask-rt[ray]'): 'local' starts Ray on this machine, an "
+                        "ADDRESS (e.g. 10.0.0.1:6379 or auto) joins a cluster; --threads is per actor (default 2)")
+    p.add_argument("--ray-actors", type=int, metavar="N", help="Ray actors, each with its own engine "
+                   "(default: the cluster's CPUs // --threads)")
     p.add_argument("--shard", metavar="I/N", type=_shard, help="process only shard I of N (0 <= I < N), chosen by a hash of each "
                    "image's path relative to INPUT; merge the N folders with 'chexmask-rt merge'")
 
@@ -207,9 +212,17 @@ def cmd_batch(args) -> int:
     if found.skipped:
         print(f"batch: {len(found.skipped)} files skipped, reasons in {write_skipped(args.out, found.skipped)}",
               file=sys.stderr)
-    summary = run_batch(seg, found.images, args.out, samples=args.samples, seed=args.seed, workers=args.workers,
-                        masks=args.masks, progress=not args.no_progress, second_look=args.second_look,
-                        record=record)
+    if args.ray:
+        from .ray_batch import run_ray
+
+        summary = run_ray(seg, args.model, found.images, args.out, address=args.ray, samples=args.samples,
+                          seed=args.seed, second_look=args.second_look, masks=args.masks,
+                          progress=not args.no_progress, record=record, threads=args.threads,
+                          actors=args.ray_actors, workers=args.workers)
+    else:
+        summary = run_batch(seg, found.images, args.out, samples=args.samples, seed=args.seed, workers=args.workers,
+                            masks=args.masks, progress=not args.no_progress, second_look=args.second_look,
+                            record=record)
     print(f"batch: {summary.text(Path(args.out))}")
     return EXIT_OK if summary.failed == 0 else EXIT_SOME_FAILED
 
