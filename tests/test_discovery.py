@@ -16,18 +16,12 @@ DICOM = SHARED / "data" / "dicom" / "cr_chest_monochrome2_jpeg.dcm"
 
 
 def _non_image_object(path, sop_class):
-    """A minimal Part 10 object of ``sop_class`` without pixel data."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    """The shared CR file turned into an object of ``sop_class`` without pixel data."""
+    import pydicom
 
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = sop_class, meta.MediaStorageSOPInstanceUID
-    ds.Modality = "SR"
+    ds = pydicom.dcmread(DICOM)
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = sop_class
+    del ds.PixelData
     ds.save_as(path, enforce_file_format=True)
 
 

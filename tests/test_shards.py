@@ -3,8 +3,6 @@ import csv
 import json
 import random
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -15,15 +13,7 @@ from chexmask_rt.merge import merge_folders
 from chexmask_rt.shards import Shard, shard_key, shard_of
 
 from conftest import SHARED
-
-
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "chexmask_rt", *map(str, args)], capture_output=True, text=True)
-
-
-def rows(path):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+from test_batch import cli, rows
 
 
 @pytest.fixture()

@@ -132,6 +132,23 @@ def resume_settings(segmenter, samples: int, seed: int, second_look: bool) -> di
             "Second Look": frozenset({"pooled", "crop_only", "none"}) if second_look else "off"}
 
 
+def prepare_output(segmenter, images: Sequence[str], out_dir: str | os.PathLike, samples: int, seed: int,
+                   second_look: bool | None, record: RunRecord | None) -> tuple[Path, bool, list[str], list[str]]:
+    """Create the output folder, check it against this run's settings (resume), and list the work:
+    (folder, the resolved second-look setting, the unique images, those not yet in results.csv)."""
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{out}: cannot create the output folder ({exc.strerror or exc})") from None
+    second_look = segmenter.info.second_look if second_look is None else second_look
+    done_before = finished_images(out / RESULTS_NAME, resume_settings(segmenter, samples, seed, second_look))
+    if record is not None:
+        claim_folder(out, record)
+    unique = list(dict.fromkeys(images))
+    return out, second_look, unique, [i for i in unique if i not in done_before]
+
+
 def _decode(image: str) -> np.ndarray:
     gray, _ = to_gray(read_image(image), name=image)
     return gray
@@ -186,17 +203,7 @@ def run_batch(segmenter, images: Sequence[str], out_dir: str | os.PathLike, *, s
     from tqdm import tqdm
 
     start = time.perf_counter()
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"{out}: cannot create the output folder ({exc.strerror or exc})") from None
-    second_look = segmenter.info.second_look if second_look is None else second_look
-    done_before = finished_images(out / RESULTS_NAME, resume_settings(segmenter, samples, seed, second_look))
-    if record is not None:
-        claim_folder(out, record)
-    unique = list(dict.fromkeys(images))
-    todo = [i for i in unique if i not in done_before]
+    out, second_look, unique, todo = prepare_output(segmenter, images, out_dir, samples, seed, second_look, record)
     stems = mask_stems(unique)
     results = _Appender(out / RESULTS_NAME, COLUMNS, "a")
     errors = _Appender(out / ERRORS_NAME, ERROR_COLUMNS, "w")  # failures are retried, so only this run's count

@@ -31,16 +31,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .batch import (ERROR_COLUMNS, ERRORS_NAME, MASKS_NAME, RESULTS_NAME, BatchSummary, _Appender, finished_images,
-                    mask_stems, resume_settings)
+from .batch import (ERROR_COLUMNS, ERRORS_NAME, MASKS_NAME, RESULTS_NAME, BatchSummary, _Appender, mask_stems,
+                    prepare_output)
 from .csv_output import COLUMNS, csv_row, write_masks
-from .errors import ChexmaskError, InputError, ModelError
-from .metadata import file_sha256
+from .errors import ChexmaskError, ModelError
 from .model import DEFAULT_BATCH, default_model_path
 from .quality import calibration_path
-from .run_record import RunRecord, claim_folder
+from .run_record import RunRecord
 
 ROW_COLUMNS = COLUMNS + ("Error", "Reason")  # Error is empty for a segmented image
+RAY_BATCH = 16  # images per Ray task: enough to amortise Ray's per-task cost, few enough to stream rows
 
 
 def engine_files(model: str | os.PathLike | None) -> dict[str, bytes] | None:
@@ -75,25 +75,27 @@ def _materialise(files: dict[str, bytes]) -> Path:
 
 
 class SegmentBatch:
-    """``ds.map_batches(SegmentBatch, fn_constructor_kwargs={...}, batch_size=8, concurrency=N)``.
+    """``ds.map_batches(SegmentBatch, fn_constructor_kwargs={...}, batch_size=16,
+    compute=ray.data.ActorPoolStrategy(size=N))``.
 
     A batch holds ``path`` (strings: read on the actor's node, and the ``Image`` column) and
     optionally ``image`` (decoded arrays, then ``path`` only names them) and ``stem`` (mask file
     names, see :func:`chexmask_rt.batch.mask_stems`). Returns one row per input with the columns
     :data:`ROW_COLUMNS`. Constructor: ``model`` (a path every node can read; None: the shipped
     model) or ``engine_files`` (:func:`engine_files`), then what ``predict`` takes, ``threads``
-    per actor, ``backend``, ``masks_dir`` (a shared folder for mask PNGs) and ``workers`` (decoder
-    threads).
+    per actor, ``backend``, ``masks_dir`` (a shared folder for mask PNGs), ``workers`` (decoder
+    threads) and ``batch_size`` (images per engine call, as in ``predict_batch``).
     """
 
     def __init__(self, model: str | None = None, *, engine_files: dict[str, bytes] | None = None, samples: int = 50,
                  seed: int = 0, second_look: bool | None = None, threads: int | None = None, backend: str = "auto",
-                 masks_dir: str | None = None, workers: int = 2):
+                 masks_dir: str | None = None, workers: int = 2, batch_size: int = DEFAULT_BATCH):
         from .model import load
 
         path = _materialise(engine_files) if engine_files else model
         self._seg = load(path, backend=backend, threads=threads)
-        self._options = {"samples": samples, "seed": seed, "second_look": second_look, "workers": workers}
+        self._options = {"samples": samples, "seed": seed, "second_look": second_look, "workers": workers,
+                         "batch_size": batch_size}
         self._masks = masks_dir
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -101,7 +103,7 @@ class SegmentBatch:
         inputs = list(batch["image"]) if "image" in batch else paths
         stems = [str(s) for s in batch["stem"]] if "stem" in batch else [Path(p).stem for p in paths]
         rows = []
-        outcomes = self._seg.predict_iter(inputs, batch_size=max(1, len(inputs)), **self._options)
+        outcomes = self._seg.predict_iter(inputs, **self._options)
         for path, stem, (_, outcome) in zip(paths, stems, outcomes):
             rows.append(self._row(path, stem, outcome))
         return {c: np.array([r.get(c, "") for r in rows], dtype=object) for c in ROW_COLUMNS}
@@ -146,17 +148,7 @@ def run_ray(segmenter, model: str | os.PathLike | None, images: Sequence[str], o
     was opened from (None: the shipped model). ``threads`` per actor (default 2) and ``actors``
     (default: the cluster's CPUs // threads); ``address``: 'local' starts Ray on this machine."""
     start = time.perf_counter()
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"{out}: cannot create the output folder ({exc.strerror or exc})") from None
-    second_look = segmenter.info.second_look if second_look is None else second_look
-    done_before = finished_images(out / RESULTS_NAME, resume_settings(segmenter, samples, seed, second_look))
-    if record is not None:
-        claim_folder(out, record)
-    unique = list(dict.fromkeys(images))
-    todo = [i for i in unique if i not in done_before]
+    out, second_look, unique, todo = prepare_output(segmenter, images, out_dir, samples, seed, second_look, record)
     summary = BatchSummary(total=len(unique), done=0, skipped=len(unique) - len(todo), failed=0, seconds=0.0)
     results = _Appender(out / RESULTS_NAME, COLUMNS, "a")
     errors = _Appender(out / ERRORS_NAME, ERROR_COLUMNS, "w")
@@ -183,14 +175,15 @@ def _stream_rows(todo: list[str], out: Path, summary: BatchSummary, results: _Ap
     files = engine_files(model)
     kwargs = {"model": None if files or model is None else str(Path(model).resolve()), "engine_files": files,
               "samples": samples, "seed": seed, "second_look": second_look, "threads": threads,
-              "masks_dir": str((out / MASKS_NAME).resolve()) if masks else None, "workers": workers}
+              "masks_dir": str((out / MASKS_NAME).resolve()) if masks else None, "workers": workers,
+              "batch_size": batch_size}
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # ours counts images
     items = [{"path": image, "stem": stems[image]} for image in todo]
-    # blocks of at least one chunk, and enough of them to keep every actor busy
-    chunks = -(-len(items) // batch_size)
-    ds = ray.data.from_items(items, override_num_blocks=min(chunks, max(4 * actors, -(-len(items) // 256))))
-    ds = ds.map_batches(SegmentBatch, fn_constructor_kwargs=kwargs, batch_size=batch_size,
+    # blocks of at least one Ray batch, and enough of them to keep every actor busy
+    tasks = -(-len(items) // RAY_BATCH)
+    ds = ray.data.from_items(items, override_num_blocks=min(tasks, max(4 * actors, -(-len(items) // 256))))
+    ds = ds.map_batches(SegmentBatch, fn_constructor_kwargs=kwargs, batch_size=RAY_BATCH,
                         compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=min(threads, cpus))
     bar = tqdm(total=len(todo), unit="img", desc=f"batch (ray, {actors} actors)", file=sys.stderr,
                disable=not progress)
