@@ -16,7 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 
 from .errors import ChexmaskError, InputError, ModelError
-from .model import DEFAULT_BATCH, DEFAULT_SAMPLES, ImageLike, check_run_arguments, load_item
+from .model import DEFAULT_SAMPLES, ImageLike, check_run_arguments, default_batch_size, load_item
 from .preprocess import to_gray
 from .result import Result
 
@@ -30,6 +30,14 @@ def _decode(item: ImageLike, bit_depth: int | None) -> tuple[np.ndarray, str | N
     return gray, name
 
 
+def _decoded_or_error(item: ImageLike, future: Future):
+    """A decode's (gray, name), or the input's own error: one bad input must not stop the others."""
+    try:
+        return future.result()
+    except Exception as exc:
+        return _as_error(item, exc)
+
+
 def _as_error(item: ImageLike, exc: BaseException) -> ChexmaskError:
     """Our errors as they are; anything else (a bug, a library's surprise) as an InputError naming the input."""
     if isinstance(exc, ChexmaskError):
@@ -41,9 +49,10 @@ def _as_error(item: ImageLike, exc: BaseException) -> ChexmaskError:
 
 
 def predict_iter(segmenter, inputs: Iterable[ImageLike], *, samples: int = DEFAULT_SAMPLES, seed: int = 0,
-                 bit_depth: int | None = None, batch_size: int = DEFAULT_BATCH, second_look: bool | None = None,
+                 bit_depth: int | None = None, batch_size: int | None = None, second_look: bool | None = None,
                  workers: int = 2, ahead: int | None = None) -> Iterator[Outcome]:
     """See :meth:`chexmask_rt.Segmenter.predict_iter`. Arguments are checked here, before the first image."""
+    batch_size = default_batch_size(segmenter.inputsize) if batch_size is None else batch_size
     samples, seed = check_run_arguments(samples, seed, batch_size)
     if workers < 1:
         raise InputError(f"workers must be >= 1, got {workers}")
@@ -77,12 +86,8 @@ def _stream(segmenter, inputs: Iterator[ImageLike], options: dict, batch_size: i
             chunk = [queue.popleft() for _ in range(min(batch_size, len(queue)))]
             top_up(ahead)  # the chunk's images count against the bound while it is segmented
             items = [item for item, _ in chunk]
-            outcomes: list = []
-            for item, future in chunk:
-                try:
-                    outcomes.append(future.result())
-                except Exception as exc:  # this input cannot be decoded: its own error, the rest go on
-                    outcomes.append(_as_error(item, exc))
+            # a comprehension, so that no loop variable keeps a future (and its decoded array) alive
+            outcomes: list = [_decoded_or_error(item, future) for item, future in chunk]
             chunk = []  # the futures hold the decoded arrays too
             decoded = [i for i, o in enumerate(outcomes) if isinstance(o, tuple)]
             segmented = _segment(segmenter, [(items[i], outcomes[i]) for i in decoded], options)
