@@ -72,10 +72,10 @@ def test_an_engine_travels_as_bytes_with_its_calibration(tmp_path, shared_images
 
 @pytest.fixture()
 def many(tmp_path, shared_images):
-    """60 small radiographs in three folders: enough that rows arrive over seconds, so a kill lands midway."""
+    """90 small radiographs in three folders: about three waves of Ray tasks, so a kill lands midway."""
     root = tmp_path / "many"
     small = next(p for p in shared_images if p.name.startswith("nih_"))  # 512x512: quick to decode
-    for i in range(60):
+    for i in range(90):
         (root / f"f{i % 3}").mkdir(parents=True, exist_ok=True)
         shutil.copy(small, root / f"f{i % 3}" / f"im{i:02d}.png")
     return root
@@ -104,7 +104,7 @@ def test_ray_run_killed_midway_resumes_to_the_local_run(tmp_path, many):
     local = _cli(many, "--out", tmp_path / "local")
     assert local.wait() == 0, local.stderr.read()
     expected = {r["Image"]: r for r in rows(tmp_path / "local" / "results.csv")}
-    assert len(expected) == 60
+    assert len(expected) == 90
 
     out = tmp_path / "ray"
     proc = _run_ray(many, out)
@@ -117,7 +117,7 @@ def test_ray_run_killed_midway_resumes_to_the_local_run(tmp_path, many):
     finally:
         _kill_group(proc)  # as a node that dies: the driver and the local Ray instance at once
     first = rows(out / "results.csv")
-    assert 0 < len(first) < 60  # the kill came midway
+    assert 0 < len(first) < 90  # the kill came midway
 
     proc = _run_ray(many, out)
     try:
@@ -125,9 +125,9 @@ def test_ray_run_killed_midway_resumes_to_the_local_run(tmp_path, many):
     finally:
         _kill_group(proc)
     assert proc.returncode == 0, stderr
-    assert f"60 images: {60 - len(first)} done, {len(first)} skipped" in stdout
+    assert f"90 images: {90 - len(first)} done, {len(first)} skipped" in stdout
     got = rows(out / "results.csv")
-    assert len(got) == 60 and {r["Image"] for r in got} == set(expected)  # no duplicates, no losses
+    assert len(got) == 90 and {r["Image"] for r in got} == set(expected)  # no duplicates, no losses
     for row in got:
         assert_rows_match(row, expected[row["Image"]])
     assert rows(out / "errors.csv") == []

@@ -34,6 +34,7 @@ from .csv_output import COLUMNS, csv_row, write_masks
 from .discovery import discover
 from .errors import ChexmaskError, InputError, ModelError
 from .image_io import read_image
+from .model import default_batch_size
 from .preprocess import to_gray
 from .run_record import RunRecord, claim_folder
 
@@ -191,7 +192,7 @@ def _decoded(pool: ThreadPoolExecutor, images: Sequence[str], window: int) -> It
 
 
 def run_batch(segmenter, images: Sequence[str], out_dir: str | os.PathLike, *, samples: int = 50, seed: int = 0,
-              workers: int = 4, batch_size: int = 8, masks: bool = False, progress: bool = True,
+              workers: int = 4, batch_size: int | None = None, masks: bool = False, progress: bool = True,
               second_look: bool | None = None, record: RunRecord | None = None) -> BatchSummary:
     """Segment ``images`` into ``out_dir`` (see the module doc); a failing image is recorded, not raised.
     ``record``: the run's engine identity and settings, kept in ``run.json`` and checked on resume.
@@ -200,6 +201,8 @@ def run_batch(segmenter, images: Sequence[str], out_dir: str | os.PathLike, *, s
     """
     if workers < 1:
         raise InputError(f"--workers must be >= 1, got {workers}")
+    if batch_size is None:
+        batch_size = default_batch_size(segmenter.inputsize)
     from tqdm import tqdm
 
     start = time.perf_counter()

@@ -59,6 +59,8 @@ def _add_batch(sub) -> None:
     _add_run_options(p)
     p.add_argument("--workers", type=int, default=4, help="decoder threads (default 4)")
     p.add_argument("--masks", action="store_true", help="also write organ mask PNGs to DIR/masks/")
+    p.add_argument("--batch-size", type=int, metavar="N", help="images per engine call (default: the measured "
+                   "best for the engine's input size: 8 at 512, 1 at 1024; see README, Performance)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--ray", nargs="?", const="local", metavar="local|ADDRESS",
                    help="run on Ray Data (pip install 'chexmask-rt[ray]'): 'local' starts Ray on this machine, an "
@@ -218,11 +220,12 @@ def cmd_batch(args) -> int:
         summary = run_ray(seg, args.model, found.images, args.out, address=args.ray, samples=args.samples,
                           seed=args.seed, second_look=args.second_look, masks=args.masks,
                           progress=not args.no_progress, record=record, threads=args.threads,
-                          actors=args.ray_actors, workers=args.workers)
+                          actors=args.ray_actors, workers=args.workers, batch_size=args.batch_size,
+                          backend=args.backend)
     else:
         summary = run_batch(seg, found.images, args.out, samples=args.samples, seed=args.seed, workers=args.workers,
                             masks=args.masks, progress=not args.no_progress, second_look=args.second_look,
-                            record=record)
+                            record=record, batch_size=args.batch_size)
     print(f"batch: {summary.text(Path(args.out))}")
     return EXIT_OK if summary.failed == 0 else EXIT_SOME_FAILED
 

@@ -35,12 +35,13 @@ from .batch import (ERROR_COLUMNS, ERRORS_NAME, MASKS_NAME, RESULTS_NAME, BatchS
                     prepare_output)
 from .csv_output import COLUMNS, csv_row, write_masks
 from .errors import ChexmaskError, ModelError
-from .model import DEFAULT_BATCH, default_model_path
+from .model import default_model_path
 from .quality import calibration_path
 from .run_record import RunRecord
 
 ROW_COLUMNS = COLUMNS + ("Error", "Reason")  # Error is empty for a segmented image
-RAY_BATCH = 16  # images per Ray task: enough to amortise Ray's per-task cost, few enough to stream rows
+RAY_BATCH = 8  # images per Ray task: rows reach results.csv a task at a time, so few enough to stream
+MAX_BLOCKS = 4096  # Ray Data's per-block bookkeeping: an archive of 676k images gets blocks of about 165
 
 
 def engine_files(model: str | os.PathLike | None) -> dict[str, bytes] | None:
@@ -75,7 +76,7 @@ def _materialise(files: dict[str, bytes]) -> Path:
 
 
 class SegmentBatch:
-    """``ds.map_batches(SegmentBatch, fn_constructor_kwargs={...}, batch_size=16,
+    """``ds.map_batches(SegmentBatch, fn_constructor_kwargs={...}, batch_size=8,
     compute=ray.data.ActorPoolStrategy(size=N))``.
 
     A batch holds ``path`` (strings: read on the actor's node, and the ``Image`` column) and
@@ -84,12 +85,13 @@ class SegmentBatch:
     :data:`ROW_COLUMNS`. Constructor: ``model`` (a path every node can read; None: the shipped
     model) or ``engine_files`` (:func:`engine_files`), then what ``predict`` takes, ``threads``
     per actor, ``backend``, ``masks_dir`` (a shared folder for mask PNGs), ``workers`` (decoder
-    threads) and ``batch_size`` (images per engine call, as in ``predict_batch``).
+    threads) and ``batch_size`` (images per engine call, as in ``predict_batch``; None: the measured
+    default for the engine).
     """
 
     def __init__(self, model: str | None = None, *, engine_files: dict[str, bytes] | None = None, samples: int = 50,
                  seed: int = 0, second_look: bool | None = None, threads: int | None = None, backend: str = "auto",
-                 masks_dir: str | None = None, workers: int = 2, batch_size: int = DEFAULT_BATCH):
+                 masks_dir: str | None = None, workers: int = 2, batch_size: int | None = None):
         from .model import load
 
         path = _materialise(engine_files) if engine_files else model
@@ -141,7 +143,8 @@ def _init_ray(address: str, cpus: int | None):
 def run_ray(segmenter, model: str | os.PathLike | None, images: Sequence[str], out_dir: str | os.PathLike, *,
             address: str = "local", samples: int = 50, seed: int = 0, second_look: bool | None = None,
             masks: bool = False, progress: bool = True, record: RunRecord | None = None, threads: int | None = None,
-            actors: int | None = None, batch_size: int = DEFAULT_BATCH, workers: int = 2) -> BatchSummary:
+            actors: int | None = None, batch_size: int | None = None, workers: int = 2,
+            backend: str = "auto") -> BatchSummary:
     """``run_batch`` on Ray (see the module doc): same output folder, same resume, same summary.
 
     ``segmenter``: the engine opened by the driver (its identity and settings); ``model``: the path it
@@ -156,7 +159,8 @@ def run_ray(segmenter, model: str | os.PathLike | None, images: Sequence[str], o
         if todo:
             _stream_rows(todo, out, summary, results, errors, address=address, model=model, samples=samples,
                          seed=seed, second_look=second_look, masks=masks, progress=progress, threads=threads or 2,
-                         actors=actors, batch_size=batch_size, workers=workers, stems=mask_stems(unique))
+                         actors=actors, batch_size=batch_size, workers=workers, backend=backend,
+                         stems=mask_stems(unique))
     finally:
         results.close()
         errors.close()
@@ -166,7 +170,8 @@ def run_ray(segmenter, model: str | os.PathLike | None, images: Sequence[str], o
 
 def _stream_rows(todo: list[str], out: Path, summary: BatchSummary, results: _Appender, errors: _Appender, *,
                  address: str, model, samples: int, seed: int, second_look: bool, masks: bool, progress: bool,
-                 threads: int, actors: int | None, batch_size: int, workers: int, stems: dict[str, str]) -> None:
+                 threads: int, actors: int | None, batch_size: int | None, workers: int, backend: str,
+                 stems: dict[str, str]) -> None:
     from tqdm import tqdm
 
     ray = _init_ray(address, None)
@@ -176,13 +181,13 @@ def _stream_rows(todo: list[str], out: Path, summary: BatchSummary, results: _Ap
     kwargs = {"model": None if files or model is None else str(Path(model).resolve()), "engine_files": files,
               "samples": samples, "seed": seed, "second_look": second_look, "threads": threads,
               "masks_dir": str((out / MASKS_NAME).resolve()) if masks else None, "workers": workers,
-              "batch_size": batch_size}
+              "batch_size": batch_size, "backend": backend}
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # ours counts images
     items = [{"path": image, "stem": stems[image]} for image in todo]
-    # blocks of at least one Ray batch, and enough of them to keep every actor busy
-    tasks = -(-len(items) // RAY_BATCH)
-    ds = ray.data.from_items(items, override_num_blocks=min(tasks, max(4 * actors, -(-len(items) // 256))))
+    # one Ray batch per block where possible: actors take a few tasks at once and their rows come back
+    # together, so smaller blocks keep results.csv (and a killed run's resume point) close behind the work
+    ds = ray.data.from_items(items, override_num_blocks=min(-(-len(items) // RAY_BATCH), MAX_BLOCKS))
     ds = ds.map_batches(SegmentBatch, fn_constructor_kwargs=kwargs, batch_size=RAY_BATCH,
                         compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=min(threads, cpus))
     bar = tqdm(total=len(todo), unit="img", desc=f"batch (ray, {actors} actors)", file=sys.stderr,
