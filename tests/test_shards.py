@@ -128,6 +128,19 @@ def test_merge_refuses_folders_of_other_engines_or_settings(tmp_path, change, ne
     assert proc.returncode == 3 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
 
 
+def test_merge_refuses_folders_whose_batch_manifests_disagree(tmp_path):
+    a = _fake_folder(tmp_path / "a", ["x"])
+    b = _fake_folder(tmp_path / "b", ["y"])
+    manifest = {"format": 1, "Engine SHA256": "c" * 64, "Model": "chexmask-rt-default:6", "Samples": "4", "Seed": "0",
+                "Second Look": "on"}
+    (a / "batch.json").write_text(json.dumps(manifest))
+    (b / "batch.json").write_text(json.dumps({**manifest, "Engine SHA256": "d" * 64}))
+    with pytest.raises(InputError, match="Engine SHA256 'dddd"):
+        merge_folders([a, b], tmp_path / "all")
+    (b / "batch.json").write_text(json.dumps({**manifest, "format": 2}))  # the same identity
+    assert merge_folders([a, b], tmp_path / "all").rows == 2
+
+
 def test_merge_refuses_mixed_rows_without_run_records(tmp_path):
     a = _fake_folder(tmp_path / "a", ["x"])
     b = _fake_folder(tmp_path / "b", ["y"], model="other:1")

@@ -8,6 +8,7 @@ segmented; ``skipped.csv`` files (:mod:`chexmask_rt.discovery`) are combined too
 from __future__ import annotations
 
 import csv
+import json
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from .discovery import SKIPPED_NAME
 from .errors import InputError
 from .run_record import RECORD_NAME, RunRecord, read_record, write_record
 
+MANIFEST_NAME = "batch.json"
 # columns every row of one folder shares; "Second Look" by kind: a second look answers pooled,
 # crop_only or none per image, a single look always "off"
 _SETTING_COLUMNS = ("Samples", "Seed", "Model")
@@ -85,6 +87,28 @@ def _check_records(folders: Sequence[Path]) -> tuple[RunRecord | None, list[int]
     return common, missing, count
 
 
+def _check_manifests(folders: Sequence[Path]) -> None:
+    """Refuse folders whose ``batch.json`` manifests (written by releases that keep the engine's sha256
+    and the settings there) disagree; a folder without one is checked by its run.json and rows."""
+    seen: dict[str, tuple[Path, dict]] = {}
+    for folder in folders:
+        path = folder / MANIFEST_NAME
+        if not path.is_file():
+            continue
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{path}: unreadable manifest ({exc})") from None
+        identity = json.dumps({k: v for k, v in manifest.items() if k not in ("format", "Shard")}, sort_keys=True)
+        if seen and identity not in seen:
+            other, first = next(iter(seen.values()))
+            diff = ", ".join(f"{k} {manifest.get(k)!r} vs {first.get(k)!r}" for k in sorted(set(manifest) | set(first))
+                             if k not in ("format", "Shard") and manifest.get(k) != first.get(k))
+            raise InputError(f"cannot merge {folder} with {other}: {diff}; rows made with different engines or "
+                             "settings must not be mixed")
+        seen.setdefault(identity, (folder, manifest))
+
+
 def merge_folders(folders: Sequence[str | os.PathLike], out: str | os.PathLike) -> MergeSummary:
     """Merge batch output ``folders`` into ``out`` (see the module doc). Raises InputError for a
     folder without ``results.csv``, folders of different columns, engines or settings, and an
@@ -109,6 +133,7 @@ def merge_folders(folders: Sequence[str | os.PathLike], out: str | os.PathLike) 
     if header is None or "Image" not in header:
         raise InputError(f"{paths[0] / RESULTS_NAME}: not a chexmask-rt results file (no Image column)")
     record, missing, count = _check_records(paths)
+    _check_manifests(paths)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
