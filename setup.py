@@ -88,6 +88,8 @@ setup(
         "bench": ["matplotlib>=3.6", "scipy>=1.10", "psutil>=5.9"],
         # --dicom-seg / --dicom-sr, Result.to_dicom_seg / to_dicom_sr: DICOM SEG and SR encoding
         "dicom": ["highdicom>=0.28"],
+        # batch --ray and chexmask_rt.ray_batch (Ray Data: ray, pandas, pyarrow; about 500 MB installed)
+        "ray": ["ray[data]>=2.40"],
     },
     ext_modules=[CMakeExtension("chexmask_rt._core")],
     cmdclass={"build_ext": CMakeBuild},

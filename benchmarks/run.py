@@ -1,6 +1,7 @@
 """Latency, throughput and memory: PyTorch reference vs onnxruntime-Python vs native.
 
     python -m benchmarks.run [--quick] [--json PATH] [--out benchmarks/results]
+    python -m benchmarks.run --throughput [--rounds 8]
 
 --quick times 5 calls per case instead of 20, except the two cases the targets are
 computed from (published-1024, batch 1, K = 1 and 50), which keep 20.
@@ -14,7 +15,9 @@ calls alternate between the processes in rounds, so a shared machine's slow drif
 fall on all backends alike. A second section compares ONNX Runtime session settings
 (chexmask_rt.EngineOptions) on the native backend the same way. Writes one JSON row
 per (backend, model, samples, batch), a markdown table with the issue's targets
-marked PASS/FAIL, and a latency-vs-K plot.
+marked PASS/FAIL, and a latency-vs-K plot. A third section (alone with --throughput) times
+the native backend's images/s at batch 1, 4 and 8 with the batch sizes alternating in rounds:
+the measurement behind chexmask_rt.model.DEFAULT_BATCH.
 """
 from __future__ import annotations
 
@@ -234,6 +237,42 @@ def _measure(workers: list[Worker], cases: list[tuple[int, int, int]], warmup: i
     return rows
 
 
+def throughput(rounds: int, calls: int, warmup: int) -> list[dict]:
+    """Native images/s at K = 50 and batch 1, 4, 8 on both models, for the default chunk size.
+
+    One native process per model; every round times each (model, batch) in turn, so the
+    machine's drifts fall on all of them alike. Per-image p50 and images/s are medians over
+    all rounds; ``vs_batch_1`` is images/s over batch 1's on the same model."""
+    workers = {model: Worker("native", model) for model in MODELS}
+    times: dict[tuple[str, int], list[float]] = {(m, b): [] for m in MODELS for b in BATCH_SWEEP}
+    try:
+        for r in range(rounds):
+            for model, w in workers.items():
+                for batch in BATCH_SWEEP:
+                    time.sleep(0.05)
+                    times[model, batch] += w.time(50, batch, calls, warmup if r == 0 else 0)["times_ms"]
+    finally:
+        for w in workers.values():
+            w.close()
+    rows = []
+    for (model, batch), ms in times.items():
+        rows.append({"model": model, "batch": batch, "samples": 50, "calls": len(ms),
+                     "p50_ms_per_image": float(np.median(ms)) / batch,
+                     "images_per_s": float(batch / np.median(ms) * 1000)})
+    for row in rows:
+        base = next(r for r in rows if r["model"] == row["model"] and r["batch"] == 1)
+        row["vs_batch_1"] = row["images_per_s"] / base["images_per_s"]
+    return rows
+
+
+def throughput_markdown(rows: list[dict]) -> str:
+    lines = ["Throughput (native, K = 50, one engine call per chunk; the batch sizes alternate in rounds):", "",
+             "| model | batch | timed calls | p50 ms per image | images/s | vs batch 1 |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['model']} | {r['batch']} | {r['calls']} | {r['p50_ms_per_image']:.1f} | {r['images_per_s']:.2f} | "
+              f"{r['vs_batch_1']:.2f}x |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
 def sweep_cases(model: str, calls: int) -> list[tuple[int, int, int]]:
     """(samples, batch, timed calls) per case. The cases the targets are computed from keep
     TARGET_CALLS timed calls even in --quick mode: a p50 of 5 calls moved the K=50 / K=1 ratio
@@ -381,6 +420,9 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"5 timed calls per case instead of 20, except the target cases ({TARGET_CALLS} always)")
     p.add_argument("--json", type=Path, help="also write the rows here")
     p.add_argument("--out", type=Path, default=HERE / "results")
+    p.add_argument("--throughput", action="store_true",
+                   help="only the native throughput table (batch 1, 4, 8 in rounds), to results/throughput.{json,md}")
+    p.add_argument("--rounds", type=int, default=8, help="rounds of the throughput table (default 8)")
     p.add_argument("--worker", nargs=2, metavar=("BACKEND", "MODEL"), help=argparse.SUPPRESS)
     p.add_argument("--settings", choices=SETTINGS, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -390,6 +432,13 @@ def main(argv: list[str] | None = None) -> int:
     calls, warmup = (5, 1) if args.quick else (20, 2)
     for make in MODELS.values():
         make()  # build engines before any timing
+    args.out.mkdir(parents=True, exist_ok=True)
+    throughput_rows = throughput(args.rounds, 3, warmup)
+    (args.out / "throughput.json").write_text(json.dumps(throughput_rows, indent=1))
+    (args.out / "throughput.md").write_text(throughput_markdown(throughput_rows))
+    if args.throughput:
+        print(throughput_markdown(throughput_rows))
+        return 0
     machine = {"cpu": cpu_model(), "threads": os.cpu_count(), "matmul_peak_gflops": matmul_peak_gflops(),
                "date": time.strftime("%Y-%m-%d"), "python": platform.python_version()}
     rows = []
@@ -399,12 +448,11 @@ def main(argv: list[str] | None = None) -> int:
     print("engine settings ...", file=sys.stderr, flush=True)
     settings_rows = measure([("native", TARGET_MODEL, name) for name in SETTINGS],
                             [(1, 1, calls), (50, 1, calls)], warmup)
-    args.out.mkdir(parents=True, exist_ok=True)
     report = {"machine": machine, "rows": rows, "settings_rows": settings_rows,
               "summary": summary(rows, machine), "targets": targets(rows)}
     text = (markdown(rows, machine) + "\n" + "\n".join(f"- {s}" for s in report["summary"]) + "\n\n"
             + "Targets (published-1024, batch 1, this run):\n\n" + "\n".join(f"- {s}" for s in report["targets"])
-            + "\n\n" + settings_markdown(settings_rows))
+            + "\n\n" + settings_markdown(settings_rows) + "\n" + throughput_markdown(throughput_rows))
     (args.out / "latest.json").write_text(json.dumps(report, indent=1))
     (args.out / "latest.md").write_text(text)
     plot(rows, args.out / "latency_vs_k.png", machine)

@@ -21,7 +21,7 @@ from conftest import REPO, skip_or_fail_without_native
 
 VERSION = (REPO / "VERSION").read_text().strip()
 SAMPLE = REPO / "runtime" / "chexmask_rt" / "samples" / "chest_pa_cc0.jpg"
-COMMANDS = ("predict", "batch", "export", "info", "build-trt")
+COMMANDS = ("predict", "batch", "merge", "export", "info", "build-trt")
 
 
 def cli(*args):

@@ -31,6 +31,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,15 +40,15 @@ import numpy as np
 
 from .batch_folder import ERRORS_NAME, MASKS_NAME, RESULTS_NAME, Appender, folder_lock, open_folder
 from .csv_output import COLUMNS, csv_row, write_masks
-from .dicom_io import DICOM_SUFFIXES
 from .dicom_out import write_objects
 from .dicom_source import with_source
+from .discovery import discover
 from .errors import ChexmaskError, InputError, ModelError, NonFiniteOutputError
 from .image_io import read_image
 from .limits import resolve_max_pixels
+from .model import default_batch_size
 from .preprocess import to_gray
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp") + DICOM_SUFFIXES
 ERROR_COLUMNS = ("Image", "Error", "Reason")
 
 
@@ -74,14 +75,14 @@ class BatchSummary:
 
 def collect_inputs(source: str | os.PathLike, *, exclude: str | os.PathLike | None = None) -> list[str]:
     """The images named by ``source``: a folder (searched recursively for PNG/JPEG/TIFF/BMP/DICOM,
-    leaving out the folder ``exclude``, e.g. the output folder), a .txt list (one path per line,
-    '#' comments) or a .csv list (column 'path', 'image' or 'file', else the first).
+    DICOM also by its marker whatever the name: :func:`chexmask_rt.discovery.discover`, leaving out
+    the folder ``exclude``, e.g. the output folder), a .txt list (one path per line, '#' comments)
+    or a .csv list (column 'path', 'image' or 'file', else the first).
     Relative paths in a list are relative to the list's folder. Names are taken exactly as
     written: any legal file name survives (spaces, form feeds, U+2028; newlines in a quoted CSV field)."""
     src = Path(source)
     if src.is_dir():
-        skip = Path(exclude).resolve() if exclude is not None else None
-        return sorted(str(p) for p in _walk(src, skip) if p.suffix.lower() in IMAGE_SUFFIXES)
+        return discover(src, exclude=exclude).images
     if not src.is_file():
         raise InputError(f"{src}: no such file or folder")
     suffix = src.suffix.lower()
@@ -94,13 +95,6 @@ def collect_inputs(source: str | os.PathLike, *, exclude: str | os.PathLike | No
     names = _csv_names(text) if suffix == ".csv" else _text_names(text)
     names = [n for n in names if n and not n.startswith("#")]
     return [n if Path(n).is_absolute() else str(src.parent / n) for n in names]
-
-
-def _walk(root: Path, skip: Path | None) -> Iterator[Path]:
-    for folder, subfolders, files in os.walk(root):
-        if skip is not None:
-            subfolders[:] = [d for d in subfolders if Path(folder, d).resolve() != skip]
-        yield from (Path(folder, f) for f in files if Path(folder, f).is_file())
 
 
 def _text_names(text: str) -> list[str]:
@@ -128,6 +122,31 @@ def mask_stems(images: Sequence[str]) -> dict[str, str]:
         counts[Path(image).stem] = counts.get(Path(image).stem, 0) + 1
     return {image: Path(image).stem if counts[Path(image).stem] == 1
             else f"{Path(image).stem}_{hashlib.sha1(image.encode()).hexdigest()[:8]}" for image in images}
+
+
+def run_identity(segmenter, samples: int, seed: int, second_look: bool, shard: str | None = None) -> dict[str, str]:
+    """What an output folder's rows share, as its manifest records it (:mod:`chexmask_rt.batch_folder`):
+    the engine's sha256 and the settings; ``shard`` "I/N" for one of N shards."""
+    return {"Engine SHA256": segmenter.engine_sha256, "Model": segmenter.model_id, "Samples": str(samples),
+            "Seed": str(seed), "Second Look": "on" if second_look else "off", "Shard": shard or "all"}
+
+
+@contextmanager
+def prepare_output(segmenter, images: Sequence[str], out_dir: str | os.PathLike, samples: int, seed: int,
+                   second_look: bool | None, shard: str | None = None) -> Iterator[tuple[Path, bool, list[str], list[str]]]:
+    """Create and lock the output folder and check it against this run (resume), for the run's
+    lifetime; yields (folder, the resolved second-look setting, the unique images, those not yet
+    in results.csv). Shared by the local and the Ray run."""
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{out}: cannot create the output folder ({exc.strerror or exc})") from None
+    second_look = segmenter.info.second_look if second_look is None else second_look
+    unique = list(dict.fromkeys(images))
+    with folder_lock(out):
+        done_before = open_folder(out, run_identity(segmenter, samples, seed, second_look, shard))
+        yield out, second_look, unique, [i for i in unique if i not in done_before]
 
 
 def _decode(image: str, max_pixels: int) -> np.ndarray:
@@ -161,10 +180,12 @@ def _inside(image: str, folder: Path) -> bool:
 
 
 def run_batch(segmenter, images: Sequence[str], out_dir: str | os.PathLike, *, samples: int = 50, seed: int = 0,
-              workers: int = 4, batch_size: int = 8, masks: bool = False, progress: bool = True,
+              workers: int = 4, batch_size: int | None = None, masks: bool = False, progress: bool = True,
               second_look: bool | None = None, max_pixels: int | None = None,
-              dicom_seg: str | os.PathLike | None = None, dicom_sr: str | os.PathLike | None = None) -> BatchSummary:
+              dicom_seg: str | os.PathLike | None = None, dicom_sr: str | os.PathLike | None = None,
+              shard: str | None = None) -> BatchSummary:
     """Segment ``images`` into ``out_dir`` (see the module doc); a failing image is recorded, not raised.
+    ``shard``: "I/N" when these are shard I of N (:mod:`chexmask_rt.shards`), recorded in the manifest.
 
     Every image ends in exactly one of ``results.csv`` and ``errors.csv``, with its own reason.
     ModelError (the engine itself failing) stops the run: that is not one image's fault; so does
@@ -175,21 +196,13 @@ def run_batch(segmenter, images: Sequence[str], out_dir: str | os.PathLike, *, s
 
     if workers < 1:
         raise InputError(f"--workers must be >= 1, got {workers}")
+    if batch_size is None:
+        batch_size = default_batch_size(segmenter.inputsize)
     check_run_arguments(samples, seed, batch_size)
     limit = resolve_max_pixels(segmenter.max_pixels if max_pixels is None else max_pixels)
     start = time.perf_counter()
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"{out}: cannot create the output folder ({exc.strerror or exc})") from None
-    second_look = segmenter.info.second_look if second_look is None else second_look
-    identity = {"Engine SHA256": segmenter.engine_sha256, "Model": segmenter.model_id, "Samples": str(samples),
-                "Seed": str(seed), "Second Look": "on" if second_look else "off"}
-    unique = list(dict.fromkeys(images))
-    with folder_lock(out):
-        done_before = open_folder(out, identity)
-        todo = [i for i in unique if i not in done_before]
+    with prepare_output(segmenter, images, out_dir, samples, seed, second_look, shard) as (out, second_look, unique,
+                                                                                           todo):
         run = _Run(segmenter, out, masks=masks, progress=progress, stems=mask_stems(unique), total=len(todo),
                    dicom_dirs=(dicom_seg, dicom_sr))
         try:

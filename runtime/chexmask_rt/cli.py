@@ -1,4 +1,4 @@
-"""Command line: ``chexmask-rt predict|batch|export|info|build-trt`` (also ``python -m chexmask_rt``).
+"""Command line: ``chexmask-rt predict|batch|merge|export|info|build-trt`` (also ``python -m chexmask_rt``).
 
 Exit codes: 0 success, 1 batch finished but some images failed, 2 usage error,
 3 input error, 4 model error.
@@ -81,8 +81,32 @@ def _add_batch(sub) -> None:
     _add_run_options(p)
     p.add_argument("--workers", type=int, default=4, help="decoder threads (default 4)")
     p.add_argument("--masks", action="store_true", help="also write organ mask PNGs to DIR/masks/")
+    p.add_argument("--batch-size", type=int, metavar="N", help="images per engine call (default: the measured "
+                   "best for the engine's input size: 8 at 512, 1 at 1024; see README, Performance)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_dicom_outputs(p)
+    p.add_argument("--ray", nargs="?", const="local", metavar="local|ADDRESS",
+                   help="run on Ray Data (pip install 'chexmask-rt[ray]'): 'local' starts Ray on this machine, an "
+                        "ADDRESS (e.g. 10.0.0.1:6379 or auto) joins a cluster; --threads is per actor (default 2)")
+    p.add_argument("--ray-actors", type=int, metavar="N", help="Ray actors, each with its own engine "
+                   "(default: the cluster's CPUs // --threads)")
+    p.add_argument("--shard", metavar="I/N", type=_shard, help="process only shard I of N (0 <= I < N), chosen by a hash of each "
+                   "image's path relative to INPUT; merge the N folders with 'chexmask-rt merge'")
+
+
+def _shard(text: str):
+    from .shards import Shard
+
+    try:
+        return Shard.parse(text)
+    except InputError as exc:  # argparse turns this into a usage error (exit 2) with our message
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_merge(sub) -> None:
+    p = sub.add_parser("merge", help="combine batch output folders (e.g. shards) into one results.csv/errors.csv")
+    p.add_argument("folders", nargs="+", metavar="DIR", help="batch output folders")
+    p.add_argument("--out", required=True, metavar="ALL", help="new folder for the merged results.csv and errors.csv")
 
 
 def _add_export(sub) -> None:
@@ -134,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command", required=True)
     _add_predict(sub)
     _add_batch(sub)
+    _add_merge(sub)
     _add_export(sub)
     _add_info(sub)
     _add_build_trt(sub)
@@ -222,19 +247,43 @@ def _write_csv(target: str, results) -> None:
 
 
 def cmd_batch(args) -> int:
-    from .batch import collect_inputs, run_batch
+    from .batch import run_batch
+    from .discovery import write_skipped
     from .model import load
+    from .shards import batch_inputs
 
-    images = collect_inputs(args.input, exclude=args.out)  # the output folder is never an input
-    if not images:
-        raise InputError(f"{args.input}: no images found")
-    _refuse_non_dicom(args, images)
+    found = batch_inputs(args.input, args.shard, exclude=args.out)  # the output folder is never an input
+    _refuse_non_dicom(args, found.images)
     seg = load(args.model, backend=args.backend, threads=args.threads, max_pixels=args.max_pixels)
-    summary = run_batch(seg, images, args.out, samples=args.samples, seed=args.seed, workers=args.workers,
-                        masks=args.masks, progress=not args.no_progress, second_look=args.second_look,
-                        dicom_seg=args.dicom_seg, dicom_sr=args.dicom_sr)
+    shard = args.shard and str(args.shard)
+    if found.skipped:
+        print(f"batch: {len(found.skipped)} files skipped, reasons in {write_skipped(args.out, found.skipped)}",
+              file=sys.stderr)
+    if args.ray:
+        from .ray_batch import run_ray
+
+        if args.dicom_seg or args.dicom_sr:
+            raise InputError("--dicom-seg / --dicom-sr are written by the local run only; leave out --ray")
+        summary = run_ray(seg, args.model, found.images, args.out, address=args.ray, samples=args.samples,
+                          seed=args.seed, second_look=args.second_look, masks=args.masks,
+                          progress=not args.no_progress, shard=shard, threads=args.threads,
+                          actors=args.ray_actors, workers=args.workers, batch_size=args.batch_size,
+                          backend=args.backend)
+    else:
+        summary = run_batch(seg, found.images, args.out, samples=args.samples, seed=args.seed, workers=args.workers,
+                            masks=args.masks, progress=not args.no_progress, second_look=args.second_look,
+                            dicom_seg=args.dicom_seg, dicom_sr=args.dicom_sr, shard=shard,
+                            batch_size=args.batch_size)
     print(f"batch: {summary.text(Path(args.out))}")
     return EXIT_OK if summary.failed == 0 else EXIT_SOME_FAILED
+
+
+def cmd_merge(args) -> int:
+    from .merge import merge_folders
+
+    summary = merge_folders(args.folders, args.out)
+    print(f"merge: {summary.text(Path(args.out))}")
+    return EXIT_OK
 
 
 OVERLAY_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -303,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = _show_warning  # one plain line, not the source location
     parser = build_parser()
     args = parser.parse_args(argv)
-    handler = {"predict": cmd_predict, "batch": cmd_batch, "export": cmd_export, "info": cmd_info, "build-trt": cmd_build_trt}[args.command]
+    handler = {"predict": cmd_predict, "batch": cmd_batch, "merge": cmd_merge, "export": cmd_export, "info": cmd_info, "build-trt": cmd_build_trt}[args.command]
     try:
         return handler(args)
     except ChexmaskError as exc:

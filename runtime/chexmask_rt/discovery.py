@@ -1,0 +1,143 @@
+"""Finding the images of a folder tree, PACS exports included.
+
+PACS and modality exports name DICOM files by number or UID, without an extension
+(``IM00001``, ``1.2.840....``). A file is an image when its extension says so
+(PNG/JPEG/TIFF/BMP, ``.dcm``/``.dicom``), or when its first 132 bytes end in the Part 10
+``DICM`` marker, whatever its name. Only those 132 bytes are read from files without an
+image extension. For a file with the marker, its File Meta group (the next few hundred bytes)
+names the object's SOP class: a DICOMDIR, a structured report, a presentation state and the
+like are skipped, with the reason, because only images can be segmented.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .dicom_io import DICOM_SUFFIXES
+
+RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+IMAGE_SUFFIXES = RASTER_SUFFIXES + DICOM_SUFFIXES
+SKIPPED_NAME = "skipped.csv"
+_PREAMBLE, _MARKER = 128, b"DICM"
+_DICOMDIR_CLASS = "1.2.840.10008.1.3.10"  # Media Storage Directory Storage
+_META_LIMIT = 64 * 1024  # a File Meta group is a few hundred bytes; more is a damaged header
+
+
+@dataclass
+class Discovery:
+    """The images found under a folder (sorted), and the files passed over with the reason."""
+
+    images: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def discover(root: str | os.PathLike, *, exclude: str | os.PathLike | None = None) -> Discovery:
+    """Walk ``root`` recursively (without following links to folders) and sort its files into
+    images and skipped ones (see the module doc). The folder ``exclude`` (the output folder of a
+    batch) is left out: it is never an input."""
+    found = Discovery()
+    skip = os.path.realpath(exclude) if exclude is not None else None
+    for path, suffix in _files(os.fspath(root), skip):
+        if suffix in RASTER_SUFFIXES:
+            found.images.append(path)
+            continue
+        reason = _dicom_skip_reason(path, named_dicom=suffix in DICOM_SUFFIXES)
+        if reason is None:
+            found.images.append(path)
+        else:
+            found.skipped.append((path, reason))
+    found.images.sort()
+    found.skipped.sort()
+    return found
+
+
+def _files(top: str, skip: str | None = None) -> Iterator[tuple[str, str]]:
+    """(path, lower-case suffix) of every regular file under ``top``; os.scandir gives the file type
+    from the directory entry, so no file is stat'ed on common file systems."""
+    stack = [top]
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue  # an unreadable folder holds nothing we can read either
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if skip is None or os.path.realpath(entry.path) != skip:
+                        stack.append(entry.path)
+                elif entry.is_file():
+                    yield entry.path, os.path.splitext(entry.name)[1].lower()
+            except OSError:
+                continue
+
+
+def _dicom_skip_reason(path: str, named_dicom: bool) -> str | None:
+    """None for a DICOM image (or a file named like one, left to the reader), else why not."""
+    if os.path.basename(path).upper() == "DICOMDIR":
+        return "DICOMDIR (a media index, not an image)"
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_PREAMBLE + len(_MARKER))
+            if head[_PREAMBLE:] != _MARKER:
+                # .dcm without a preamble is common in archives: the reader decides (force=True)
+                return None if named_dicom else "not an image (no image extension, no DICM marker)"
+            sop_class = _media_storage_class(f)
+    except OSError as exc:
+        return f"cannot read ({exc.strerror or exc})"
+    return _non_image_reason(sop_class)
+
+
+def _media_storage_class(f) -> str | None:
+    """The File Meta group's (0002,0002) Media Storage SOP Class UID, read right after the marker
+    (the group is always explicit VR little endian); None when it cannot be found."""
+    first = f.read(12)
+    if len(first) < 12 or first[:4] != b"\x02\x00\x00\x00" or first[4:6] != b"UL":
+        return None  # no (0002,0000) group length first: a non-conformant header, the reader decides
+    length = struct.unpack("<I", first[8:12])[0]
+    data = f.read(min(length, _META_LIMIT))
+    pos = 0
+    while pos + 8 <= len(data):
+        group, element = struct.unpack("<HH", data[pos:pos + 4])
+        vr = data[pos + 4:pos + 6]
+        if vr in (b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN"):
+            if pos + 12 > len(data):
+                return None
+            size, start = struct.unpack("<I", data[pos + 8:pos + 12])[0], pos + 12
+        else:
+            size, start = struct.unpack("<H", data[pos + 6:pos + 8])[0], pos + 8
+        if group != 2:
+            return None
+        if element == 2:
+            return data[start:start + size].rstrip(b"\x00 ").decode("ascii", "replace")
+        pos = start + size
+    return None
+
+
+def _non_image_reason(sop_class: str | None) -> str | None:
+    """None when the SOP class is an image storage class (or unknown: the reader decides), else why not."""
+    if sop_class is None:
+        return None
+    if sop_class == _DICOMDIR_CLASS:
+        return "DICOMDIR (a media index, not an image)"
+    from pydicom.uid import UID
+
+    name = UID(sop_class).name
+    if name == sop_class or "Image Storage" in name:
+        return None  # an image class, or one pydicom does not know: let the reader try
+    return f"DICOM {name} object ({sop_class}), not an image"
+
+
+def write_skipped(folder: str | os.PathLike, skipped: list[tuple[str, str]]) -> Path:
+    """``folder/skipped.csv`` (``File,Reason``), rewritten each run like ``errors.csv``."""
+    path = Path(folder) / SKIPPED_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["File", "Reason"])
+        writer.writerows(skipped)
+    return path

@@ -1,0 +1,230 @@
+"""Segmenting an archive on a Ray cluster (``pip install 'chexmask-rt[ray]'``).
+
+- :class:`SegmentBatch` is a callable class for ``ray.data.Dataset.map_batches``: each actor
+  loads the engine once, and turns a batch of paths (or decoded arrays with their names) into
+  rows with the columns of ``results.csv`` plus ``Error`` and ``Reason``; an image that fails
+  is a row with its reason, never an exception. A ``ModelError`` (the engine itself) fails the
+  job.
+- :func:`run_ray` is ``chexmask-rt batch INPUT --out DIR --ray local|ADDRESS``: the driver lists
+  the images and skips those already in ``results.csv``, the actors segment the rest, and the
+  driver appends each row to ``results.csv`` / ``errors.csv`` as it arrives, flushed, so a run
+  killed midway resumes like a local one.
+
+How the engine reaches the actors: the shipped model is inside the package every node installs,
+so actors open their own copy. Any other engine travels as bytes (with its quality calibration
+file, when it has one) through Ray's object store, and each actor writes them to a node-local
+cache folder named by their sha256 before opening them: no shared file system is needed for the
+model. The images must be readable at the same paths on every node (a shared file system), or
+passed as arrays; ``--masks`` PNGs are written by the actors to ``DIR/masks``, so ``DIR`` must be
+on a file system every node shares, while ``results.csv`` and ``errors.csv`` are written by the
+driver alone.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .batch import ERROR_COLUMNS, BatchSummary, mask_stems, prepare_output
+from .batch_folder import ERRORS_NAME, MASKS_NAME, RESULTS_NAME, Appender
+from .csv_output import COLUMNS, csv_row, write_masks
+from .errors import ChexmaskError, ModelError
+from .model import default_model_path
+from .quality import calibration_path
+
+ROW_COLUMNS = COLUMNS + ("Error", "Reason")  # Error is empty for a segmented image
+RAY_BATCH = 8  # images per Ray task: rows reach results.csv a task at a time, so few enough to stream
+MAX_BLOCKS = 4096  # Ray Data's per-block bookkeeping: an archive of 676k images gets blocks of about 165
+
+
+def engine_files(model: str | os.PathLike | None) -> dict[str, bytes] | None:
+    """What an actor needs to open ``model`` without a shared file system: the engine's bytes and
+    its calibration file's, by file name. None for the shipped model, which every node has."""
+    if model is None or Path(model).resolve() == default_model_path().resolve():
+        return None
+    path = Path(model)
+    if not path.is_file():
+        raise ModelError(f"{path}: model file not found")
+    files = {path.name: path.read_bytes()}
+    calibration = calibration_path(path)
+    if calibration.is_file():
+        files[calibration.name] = calibration.read_bytes()
+    return files
+
+
+def _materialise(files: dict[str, bytes]) -> Path:
+    """Write ``files`` to a node-local cache folder named by their sha256 (once per node); the engine's path."""
+    import hashlib
+
+    digest = hashlib.sha256(b"".join(hashlib.sha256(data).digest() for _, data in sorted(files.items()))).hexdigest()
+    folder = Path(tempfile.gettempdir()) / "chexmask-rt-engines" / digest[:32]
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        target = folder / name
+        if not target.is_file() or target.stat().st_size != len(data):
+            tmp = folder / f".{name}.{os.getpid()}"
+            tmp.write_bytes(data)
+            os.replace(tmp, target)  # actors of one node may race: each writes whole files
+    return folder / next(iter(files))  # engine_files puts the engine first
+
+
+class SegmentBatch:
+    """``ds.map_batches(SegmentBatch, fn_constructor_kwargs={...}, batch_size=8,
+    compute=ray.data.ActorPoolStrategy(size=N))``.
+
+    A batch holds ``path`` (strings: read on the actor's node, and the ``Image`` column) and
+    optionally ``image`` (decoded arrays, then ``path`` only names them) and ``stem`` (mask file
+    names, see :func:`chexmask_rt.batch.mask_stems`). Returns one row per input with the columns
+    :data:`ROW_COLUMNS`. Constructor: ``model`` (a path every node can read; None: the shipped
+    model) or ``engine_files`` (:func:`engine_files`), then what ``predict`` takes, ``threads``
+    per actor, ``backend``, ``masks_dir`` (a shared folder for mask PNGs), ``workers`` (decoder
+    threads) and ``batch_size`` (images per engine call, as in ``predict_batch``; None: the measured
+    default for the engine).
+    """
+
+    def __init__(self, model: str | None = None, *, engine_files: dict[str, bytes] | None = None, samples: int = 50,
+                 seed: int = 0, second_look: bool | None = None, threads: int | None = None, backend: str = "auto",
+                 masks_dir: str | None = None, workers: int = 2, batch_size: int | None = None):
+        from .model import load
+
+        path = _materialise(engine_files) if engine_files else model
+        self._seg = load(path, backend=backend, threads=threads)
+        self._options = {"samples": samples, "seed": seed, "second_look": second_look, "workers": workers,
+                         "batch_size": batch_size}
+        self._masks = masks_dir
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        paths = [str(p) for p in batch["path"]]
+        inputs = list(batch["image"]) if "image" in batch else paths
+        stems = [str(s) for s in batch["stem"]] if "stem" in batch else [Path(p).stem for p in paths]
+        rows = []
+        outcomes = self._seg.predict_iter(inputs, **self._options)
+        for path, stem, (_, outcome) in zip(paths, stems, outcomes):
+            rows.append(self._row(path, stem, outcome))
+        return {c: np.array([r.get(c, "") for r in rows], dtype=object) for c in ROW_COLUMNS}
+
+    def _row(self, path: str, stem: str, outcome) -> dict[str, str]:
+        if not isinstance(outcome, ChexmaskError):
+            result = dataclasses.replace(outcome, image=path)
+            try:
+                if self._masks:
+                    write_masks(self._masks, stem, result)
+                return {**csv_row(result), "Error": "", "Reason": ""}
+            except ChexmaskError as exc:
+                outcome = exc
+        return {"Image": path, "Error": type(outcome).__name__, "Reason": str(outcome)}
+
+
+def _init_ray(address: str, cpus: int | None):
+    try:
+        import ray
+    except ImportError:
+        raise ModelError("--ray needs Ray Data: pip install 'chexmask-rt[ray]'") from None
+    import logging
+
+    import ray.data
+
+    for name in ("ray", "ray.data"):  # their INFO lines would drown our one-line summary
+        logging.getLogger(name).setLevel(logging.ERROR)
+    if not ray.is_initialized():
+        local = address == "local"
+        ray.init(address=None if local else address, num_cpus=cpus if local else None, include_dashboard=False,
+                 log_to_driver=False, logging_level="ERROR", configure_logging=False)
+    return ray
+
+
+def run_ray(segmenter, model: str | os.PathLike | None, images: Sequence[str], out_dir: str | os.PathLike, *,
+            address: str = "local", samples: int = 50, seed: int = 0, second_look: bool | None = None,
+            masks: bool = False, progress: bool = True, shard: str | None = None, threads: int | None = None,
+            actors: int | None = None, batch_size: int | None = None, workers: int = 2,
+            backend: str = "auto") -> BatchSummary:
+    """``run_batch`` on Ray (see the module doc): same output folder, same resume, same summary.
+
+    ``segmenter``: the engine opened by the driver (its identity and settings); ``model``: the path it
+    was opened from (None: the shipped model). ``threads`` per actor (default 2) and ``actors``
+    (default: the cluster's CPUs // threads); ``address``: 'local' starts Ray on this machine."""
+    start = time.perf_counter()
+    with prepare_output(segmenter, images, out_dir, samples, seed, second_look, shard) as (out, second_look, unique,
+                                                                                           todo):
+        summary = BatchSummary(total=len(unique), done=0, skipped=len(unique) - len(todo), failed=0, seconds=0.0)
+        results = Appender(out / RESULTS_NAME, COLUMNS, "a")
+        try:
+            errors = Appender(out / ERRORS_NAME, ERROR_COLUMNS, "w")
+        except InputError:
+            results.close()
+            raise
+        try:
+            if todo:
+                _stream_rows(todo, out, summary, results, errors, address=address, model=model, samples=samples,
+                             seed=seed, second_look=second_look, masks=masks, progress=progress, threads=threads or 2,
+                             actors=actors, batch_size=batch_size, workers=workers, backend=backend,
+                             stems=mask_stems(unique))
+        finally:
+            results.close()
+            errors.close()
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _stream_rows(todo: list[str], out: Path, summary: BatchSummary, results: Appender, errors: Appender, *,
+                 address: str, model, samples: int, seed: int, second_look: bool, masks: bool, progress: bool,
+                 threads: int, actors: int | None, batch_size: int | None, workers: int, backend: str,
+                 stems: dict[str, str]) -> None:
+    from tqdm import tqdm
+
+    ray = _init_ray(address, None)
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    actors = actors or max(1, cpus // threads)
+    files = engine_files(model)
+    kwargs = {"model": None if files or model is None else str(Path(model).resolve()), "engine_files": files,
+              "samples": samples, "seed": seed, "second_look": second_look, "threads": threads,
+              "masks_dir": str((out / MASKS_NAME).resolve()) if masks else None, "workers": workers,
+              "batch_size": batch_size, "backend": backend}
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False  # ours counts images
+    items = [{"path": image, "stem": stems[image]} for image in todo]
+    # one Ray batch per block where possible: actors take a few tasks at once and their rows come back
+    # together, so smaller blocks keep results.csv (and a killed run's resume point) close behind the work
+    ds = ray.data.from_items(items, override_num_blocks=min(-(-len(items) // RAY_BATCH), MAX_BLOCKS))
+    ds = ds.map_batches(SegmentBatch, fn_constructor_kwargs=kwargs, batch_size=RAY_BATCH,
+                        compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=min(threads, cpus))
+    bar = tqdm(total=len(todo), unit="img", desc=f"batch (ray, {actors} actors)", file=sys.stderr,
+               disable=not progress)
+    try:
+        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+            for i in range(len(batch["Image"])):
+                row = {c: str(batch[c][i]) for c in ROW_COLUMNS}
+                if row["Error"]:
+                    errors.write({c: row[c] for c in ERROR_COLUMNS})
+                    summary.failed += 1
+                else:
+                    results.write({c: row[c] for c in COLUMNS})
+                    summary.done += 1
+                bar.update(1)
+    except Exception as exc:
+        if isinstance(exc, ChexmaskError):
+            raise
+        cause = _model_error(exc)
+        if cause is not None:
+            raise ModelError(str(cause)) from None
+        raise ModelError(f"the Ray job failed: {type(exc).__name__}: {str(exc).strip().splitlines()[0]}") from None
+    finally:
+        bar.close()
+
+
+def _model_error(exc: BaseException) -> BaseException | None:
+    """The ModelError an actor raised, from inside Ray's wrappers."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, ModelError):
+            return exc
+        cause = getattr(exc, "cause", None)
+        exc = cause if isinstance(cause, BaseException) else exc.__cause__
+    return None

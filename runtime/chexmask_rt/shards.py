@@ -1,0 +1,85 @@
+"""Splitting an archive into N shards for any scheduler (SLURM arrays, Kubernetes jobs, ssh loops).
+
+An image's shard is a hash of its path relative to the input (the folder, or the list file's
+folder), not its position in a listing: the same image lands in the same shard whatever order
+the file system lists the tree in, on whichever machine, and adding images elsewhere in the
+tree moves none of the others.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .discovery import Discovery, discover
+from .errors import InputError
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard ``index`` of ``count`` (0-based, as SLURM's ``$SLURM_ARRAY_TASK_ID`` for ``--array=0-(N-1)``)."""
+
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> "Shard":
+        """``"I/N"`` with 0 <= I < N; anything else is an InputError."""
+        match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+        if not match:
+            raise InputError(f"--shard {text!r}: expected I/N, e.g. 0/16")
+        index, count = int(match[1]), int(match[2])
+        if count < 1 or not 0 <= index < count:
+            raise InputError(f"--shard {text!r}: need 0 <= I < N (shards are numbered from 0)")
+        return cls(index, count)
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+    def select(self, images: Sequence[str], root: str | os.PathLike) -> list[str]:
+        """The images of ``images`` that fall in this shard, in their given order."""
+        return [image for image in images if shard_of(image, root, self.count) == self.index]
+
+
+def shard_key(image: str, root: str | os.PathLike) -> str:
+    """What the shard hash reads: the image's path relative to ``root`` with '/' separators, so that
+    the archive may sit at different mount points on different nodes; the path as given when it
+    lies outside ``root``."""
+    path, base = os.path.abspath(image), os.path.abspath(root)
+    if os.path.commonpath([path, base]) != base:
+        return Path(image).as_posix()
+    return Path(os.path.relpath(path, base)).as_posix()
+
+
+def shard_of(image: str, root: str | os.PathLike, count: int) -> int:
+    """The shard (0..count-1) of ``image``: its key's sha256 read as a number, modulo ``count``."""
+    digest = hashlib.sha256(shard_key(image, root).encode("utf-8", "surrogateescape")).digest()
+    return int.from_bytes(digest[:8], "big") % count
+
+
+def input_root(source: str | os.PathLike) -> Path:
+    """The folder shard keys are relative to: the input folder itself, or the folder of a list file
+    (whose relative entries are relative to it too)."""
+    src = Path(source)
+    return src if src.is_dir() else src.parent
+
+
+def batch_inputs(source: str | os.PathLike, shard: Shard | None = None, *,
+                 exclude: str | os.PathLike | None = None) -> Discovery:
+    """What ``chexmask-rt batch SOURCE [--shard I/N]`` works on: the images of a folder (with the files
+    it skipped, leaving out the folder ``exclude``) or of a list, narrowed to the shard. Raises InputError when there is nothing to do,
+    except for an empty shard of a non-empty input (small archives split N ways have some)."""
+    from .batch import collect_inputs
+
+    src = Path(source)
+    found = discover(src, exclude=exclude) if src.is_dir() else Discovery(images=collect_inputs(src))
+    if not found.images:
+        raise InputError(f"{src}: no images found")
+    if shard is None:
+        return found
+    root = input_root(src)
+    return Discovery(images=shard.select(found.images, root),
+                     skipped=[(f, r) for f, r in found.skipped if shard_of(f, root, shard.count) == shard.index])

@@ -1,0 +1,128 @@
+"""``Segmenter.predict_iter``: results streamed in input order, one error per bad input.
+
+Worker threads decode the next images (file reading, JPEG/DICOM decoding, conversion to gray)
+while the calling thread runs the engine on the current chunk. At most ``batch_size + ahead``
+decoded images exist at any time (the chunk being segmented and the ones decoded ahead of it),
+and the input iterable is read only that far ahead, so an archive of any length streams in
+bounded memory.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import numpy as np
+
+from .dicom_source import with_source
+from .errors import ChexmaskError, InputError, ModelError, NonFiniteOutputError
+from .limits import resolve_max_pixels
+from .model import DEFAULT_SAMPLES, ImageLike, check_run_arguments, default_batch_size, load_item
+from .preprocess import to_gray
+from .result import Result
+
+Outcome = tuple[ImageLike, "Result | ChexmaskError"]
+
+
+def _decode(item: ImageLike, bit_depth: int | None, max_pixels: int) -> tuple[np.ndarray, str | None]:
+    """A path or an array -> (gray array, file name or None), on a worker thread."""
+    array, name = load_item(item, max_pixels)
+    gray, _ = to_gray(array, name=name or "array", bit_depth=bit_depth)
+    return gray, name
+
+
+def _decoded_or_error(item: ImageLike, future: Future):
+    """A decode's (gray, name), or the input's own error: one bad input must not stop the others."""
+    try:
+        return future.result()
+    except Exception as exc:
+        return _as_error(item, exc)
+
+
+def _as_error(item: ImageLike, exc: BaseException) -> ChexmaskError:
+    """Our errors as they are; anything else (a bug, a library's surprise) as an InputError naming the input."""
+    if isinstance(exc, ChexmaskError):
+        return exc
+    name = item if isinstance(item, str) else type(item).__name__
+    error = InputError(f"{name}: {type(exc).__name__}: {exc}")
+    error.__cause__ = exc
+    return error
+
+
+def predict_iter(segmenter, inputs: Iterable[ImageLike], *, samples: int = DEFAULT_SAMPLES, seed: int = 0,
+                 bit_depth: int | None = None, batch_size: int | None = None, second_look: bool | None = None,
+                 workers: int = 2, ahead: int | None = None) -> Iterator[Outcome]:
+    """See :meth:`chexmask_rt.Segmenter.predict_iter`. Arguments are checked here, before the first image."""
+    batch_size = default_batch_size(segmenter.inputsize) if batch_size is None else batch_size
+    samples, seed = check_run_arguments(samples, seed, batch_size)
+    if workers < 1:
+        raise InputError(f"workers must be >= 1, got {workers}")
+    ahead = 2 * batch_size if ahead is None else ahead
+    if ahead < 0:
+        raise InputError(f"ahead must be >= 0, got {ahead}")
+    options = dict(samples=samples, seed=seed, bit_depth=bit_depth, second_look=second_look)
+    return _stream(segmenter, iter(inputs), options, batch_size, workers, ahead)
+
+
+def _stream(segmenter, inputs: Iterator[ImageLike], options: dict, batch_size: int, workers: int,
+            ahead: int) -> Iterator[Outcome]:
+    queue: deque[tuple[ImageLike, Future]] = deque()
+    max_pixels = resolve_max_pixels(segmenter.max_pixels)
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chexmask-decode")
+    exhausted = False
+
+    def top_up(limit: int) -> None:
+        nonlocal exhausted
+        while not exhausted and len(queue) < limit:
+            item = next(inputs, _END)
+            if item is _END:
+                exhausted = True
+            else:
+                queue.append((item, pool.submit(_decode, item, options["bit_depth"], max_pixels)))
+
+    try:
+        while True:
+            top_up(batch_size + ahead)
+            if not queue:
+                return
+            chunk = [queue.popleft() for _ in range(min(batch_size, len(queue)))]
+            top_up(ahead)  # the chunk's images count against the bound while it is segmented
+            items = [item for item, _ in chunk]
+            # a comprehension, so that no loop variable keeps a future (and its decoded array) alive
+            outcomes: list = [_decoded_or_error(item, future) for item, future in chunk]
+            chunk = []  # the futures hold the decoded arrays too
+            decoded = [i for i, o in enumerate(outcomes) if isinstance(o, tuple)]
+            segmented = _segment(segmenter, [(items[i], outcomes[i]) for i in decoded], options)
+            for i, outcome in zip(decoded, segmented):
+                outcomes[i] = outcome  # the result replaces the decoded array, which is freed
+            del segmented
+            for item, outcome in zip(items, outcomes):
+                yield item, outcome
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+_END = object()
+
+
+def _segment(segmenter, decoded: list[tuple[ImageLike, tuple[np.ndarray, str | None]]],
+             options: dict) -> list[Result | ChexmaskError]:
+    """One engine call for the decoded images; when it fails, each image alone, so that one bad image
+    gets the error and the others their results. A ModelError is the engine's, not an image's: raised."""
+    if not decoded:
+        return []
+    try:
+        results = segmenter.predict_batch([gray for _, (gray, _) in decoded], batch_size=len(decoded), **options)
+    except NonFiniteOutputError as exc:  # the engine failed on these images, not on every image
+        error: BaseException = exc
+    except ModelError:
+        raise
+    except Exception as exc:
+        error = exc
+    else:
+        return [with_source(dataclasses.replace(r, image=name), item)
+                for r, (item, (_, name)) in zip(results, decoded)]
+    if len(decoded) == 1:
+        return [_as_error(decoded[0][0], error)]
+    return [_segment(segmenter, [one], options)[0] for one in decoded]

@@ -1,0 +1,93 @@
+"""Folder discovery for PACS-style exports: DICOM by its marker whatever the name, non-images skipped."""
+import csv
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from chexmask_rt import discovery
+from chexmask_rt.batch import collect_inputs
+from chexmask_rt.discovery import discover
+
+from conftest import SHARED
+
+DICOM = SHARED / "data" / "dicom" / "cr_chest_monochrome2_jpeg.dcm"
+
+
+def _non_image_object(path, sop_class):
+    """The shared CR file turned into an object of ``sop_class`` without pixel data."""
+    import pydicom
+
+    ds = pydicom.dcmread(DICOM)
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = sop_class
+    del ds.PixelData
+    ds.save_as(path, enforce_file_format=True)
+
+
+@pytest.fixture()
+def pacs(tmp_path, shared_images):
+    """An export the way PACS write them: DICOM files named by number or UID, a DICOMDIR, a report."""
+    root = tmp_path / "export"
+    (root / "S001").mkdir(parents=True)
+    shutil.copy(DICOM, root / "S001" / "IM00001")
+    shutil.copy(DICOM, root / "S001" / "1.2.826.0.1.3680043.8.498.1")
+    shutil.copy(DICOM, root / "DICOMDIR")  # named as the standard names it: skipped by name
+    _non_image_object(root / "S001" / "IM00002", "1.2.840.10008.5.1.4.1.1.88.11")  # Basic Text SR
+    _non_image_object(root / "S001" / "IM00003", "1.2.840.10008.1.3.10")  # a media directory under another name
+    (root / "S001" / "VERSION").write_text("export tool 1.0\n")
+    shutil.copy(shared_images[0], root / "S001" / "thumb.png")
+    raw = DICOM.read_bytes()
+    (root / "S001" / "nopreamble.dcm").write_bytes(raw[132:])  # no marker, but named .dcm: the reader decides
+    return root
+
+
+def test_dicom_is_found_by_its_marker_and_non_images_are_skipped_with_a_reason(pacs):
+    found = discover(pacs)
+    assert [p.replace(str(pacs) + "/", "") for p in found.images] == [
+        "S001/1.2.826.0.1.3680043.8.498.1", "S001/IM00001", "S001/nopreamble.dcm", "S001/thumb.png"]
+    reasons = {p.replace(str(pacs) + "/", ""): r for p, r in found.skipped}
+    assert reasons["DICOMDIR"].startswith("DICOMDIR")
+    assert reasons["S001/IM00002"] == "DICOM Basic Text SR Storage object (1.2.840.10008.5.1.4.1.1.88.11), not an image"
+    assert reasons["S001/IM00003"].startswith("DICOMDIR")
+    assert reasons["S001/VERSION"].startswith("not an image")
+    assert collect_inputs(pacs) == found.images
+
+
+def test_files_without_an_image_extension_are_read_only_132_bytes(pacs, monkeypatch):
+    reads = {}
+
+    class Spy:
+        def __init__(self, path, mode):
+            self._f, self._path = open(path, mode), path
+            reads[path] = 0
+
+        def read(self, n=-1):
+            data = self._f.read(n)
+            reads[self._path] += len(data)
+            return data
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self._f.close()
+
+    monkeypatch.setattr(discovery, "open", Spy, raising=False)
+    discover(pacs)
+    name = {p.rsplit("/", 1)[1]: n for p, n in reads.items()}
+    assert name["VERSION"] <= 132  # not DICOM: only the preamble and marker
+    assert "thumb.png" not in name and "DICOMDIR" not in name  # decided by name alone
+    # DICOM: the marker, then only its File Meta group (a few hundred bytes), not the image
+    assert 132 < name["IM00001"] < 1024 < DICOM.stat().st_size
+
+
+def test_batch_segments_a_pacs_export_and_lists_what_it_skipped(tmp_path, pacs):
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "chexmask_rt", "batch", str(pacs), "--out", out, "--samples", "2",
+                           "--single-look", "--no-progress"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "4 images: 4 done" in proc.stdout and "4 files skipped" in proc.stderr
+    with open(out / "skipped.csv", newline="") as f:
+        skipped = {r["File"]: r["Reason"] for r in csv.DictReader(f)}
+    assert set(skipped) == {str(pacs / n) for n in ("DICOMDIR", "S001/IM00002", "S001/IM00003", "S001/VERSION")}

@@ -1,0 +1,133 @@
+"""Ray Data: the map_batches callable (without a cluster) and batch --ray on a local Ray instance."""
+import csv
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from chexmask_rt.csv_output import COLUMNS, csv_row, parse_coords
+from chexmask_rt.model import default_model_path
+from chexmask_rt.quality import calibration_path
+from chexmask_rt.ray_batch import ROW_COLUMNS, SegmentBatch, engine_files
+
+EXACT = [c for c in COLUMNS if c not in ("Landmarks (Mean)", "Landmarks (Std)", "Right Lung", "Left Lung", "Heart",
+                                         "Mean Node Std", "Mean Latent Sigma")]
+
+
+def rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def assert_rows_match(got, expected):
+    """Landmarks within 1e-3 px (other batchings move the third decimal), the settings and flags exactly."""
+    assert got["Image"] == expected["Image"]
+    for column in ("Landmarks (Mean)", "Landmarks (Std)"):
+        np.testing.assert_allclose(parse_coords(got[column]), parse_coords(expected[column]), atol=1e-3)
+    for column in ("Mean Node Std", "Mean Latent Sigma"):
+        assert float(got[column]) == pytest.approx(float(expected[column]), rel=1e-4)
+    assert {c: got[c] for c in EXACT} == {c: expected[c] for c in EXACT}
+
+
+def test_segment_batch_turns_paths_into_rows_and_failures_into_reasons(tmp_path, shared_images, default_segmenter):
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(shared_images[1].read_bytes()[:3000])
+    paths = [str(shared_images[0]), str(cut), str(shared_images[2])]
+    fn = SegmentBatch(samples=3, seed=2, masks_dir=str(tmp_path / "masks"))
+    out = fn({"path": np.array(paths, dtype=object), "stem": np.array(["a", "b", "c"], dtype=object)})
+    assert list(out) == list(ROW_COLUMNS) and all(len(v) == 3 for v in out.values())
+    got = [{c: out[c][i] for c in ROW_COLUMNS} for i in range(3)]
+    assert got[1]["Error"] == "InputError" and got[1]["Reason"].startswith(f"{cut}: not a readable image")
+    assert got[1]["Landmarks (Mean)"] == ""
+    for row, path in ((got[0], paths[0]), (got[2], paths[2])):
+        assert row["Error"] == row["Reason"] == ""
+        assert_rows_match(row, csv_row(default_segmenter.predict(path, samples=3, seed=2)))
+    assert sorted(p.name for p in (tmp_path / "masks").iterdir()) == sorted(
+        f"{s}_{o}.png" for s in "ac" for o in ("right_lung", "left_lung", "heart"))
+
+
+def test_an_engine_travels_as_bytes_with_its_calibration(tmp_path, shared_images, default_segmenter):
+    assert engine_files(None) is None and engine_files(default_model_path()) is None  # every node has it
+    model = tmp_path / "mine.onnx"
+    shutil.copy(default_model_path(), model)
+    shutil.copy(calibration_path(default_model_path()), calibration_path(model))
+    files = engine_files(model)
+    assert list(files) == ["mine.onnx", "mine.quality.json"]
+    model.unlink()  # the actor must not need the driver's file
+    fn = SegmentBatch(engine_files=files, samples=3)
+    from chexmask_rt.image_io import read_image
+
+    images = np.empty(1, dtype=object)  # a column of arrays, as Ray Data hands over decoded images
+    images[0] = read_image(shared_images[0])
+    out = fn({"path": np.array(["named.png"], dtype=object), "image": images})
+    expected = csv_row(default_segmenter.predict(shared_images[0], samples=3))
+    expected["Image"] = "named.png"
+    assert_rows_match({c: out[c][0] for c in ROW_COLUMNS}, expected)  # the quality flag came along: calibrated
+
+
+@pytest.fixture()
+def many(tmp_path, shared_images):
+    """90 small radiographs in three folders: about three waves of Ray tasks, so a kill lands midway."""
+    root = tmp_path / "many"
+    small = next(p for p in shared_images if p.name.startswith("nih_"))  # 512x512: quick to decode
+    for i in range(90):
+        (root / f"f{i % 3}").mkdir(parents=True, exist_ok=True)
+        shutil.copy(small, root / f"f{i % 3}" / f"im{i:02d}.png")
+    return root
+
+
+def _cli(*args, **kwargs):
+    return subprocess.Popen([sys.executable, "-m", "chexmask_rt", "batch", *map(str, args), "--samples", "4",
+                             "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def _run_ray(many, out):
+    """A --ray local run in its own process group, so the kill below takes Ray's daemons too."""
+    return _cli(many, "--out", out, "--ray", "local", "--threads", "1", "--ray-actors", "2",
+                start_new_session=True)
+
+
+def _kill_group(proc):
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def test_ray_run_killed_midway_resumes_to_the_local_run(tmp_path, many):
+    local = _cli(many, "--out", tmp_path / "local")
+    assert local.wait() == 0, local.stderr.read()
+    expected = {r["Image"]: r for r in rows(tmp_path / "local" / "results.csv")}
+    assert len(expected) == 90
+
+    out = tmp_path / "ray"
+    proc = _run_ray(many, out)
+    try:
+        started = time.monotonic()
+        while not ((out / "results.csv").exists() and len(rows(out / "results.csv")) > 0):
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() - started < 300, "the Ray run wrote no row in 5 minutes"
+            time.sleep(0.05)
+    finally:
+        _kill_group(proc)  # as a node that dies: the driver and the local Ray instance at once
+    first = rows(out / "results.csv")
+    assert 0 < len(first) < 90  # the kill came midway
+
+    proc = _run_ray(many, out)
+    try:
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        _kill_group(proc)
+    assert proc.returncode == 0, stderr
+    assert f"90 images: {90 - len(first)} done, {len(first)} skipped" in stdout
+    got = rows(out / "results.csv")
+    assert len(got) == 90 and {r["Image"] for r in got} == set(expected)  # no duplicates, no losses
+    for row in got:
+        assert_rows_match(row, expected[row["Image"]])
+    assert rows(out / "errors.csv") == []

@@ -1,0 +1,186 @@
+"""batch --shard I/N and merge: deterministic shards, a merge equal to the unsharded run, refusals."""
+import csv
+import json
+import random
+import shutil
+
+import numpy as np
+import pytest
+
+from chexmask_rt.csv_output import parse_coords
+from chexmask_rt.errors import InputError
+from chexmask_rt.merge import merge_folders
+from chexmask_rt.shards import Shard, shard_key, shard_of
+
+from conftest import SHARED
+from test_batch import cli, rows
+
+
+@pytest.fixture()
+def archive(tmp_path, shared_images):
+    """Five radiographs and a DICOM named like a PACS export, in two folders."""
+    root = tmp_path / "archive"
+    (root / "sub").mkdir(parents=True)
+    for p in shared_images:
+        shutil.copy(p, root / p.name)
+    shutil.copy(SHARED / "data" / "dicom" / "cr_chest_monochrome2_jpeg.dcm", root / "sub" / "IM00001")
+    return root
+
+
+@pytest.mark.parametrize("text", ["1", "3/3", "-1/2", "a/b", "1/0", "0/-2"])
+def test_bad_shard_arguments_are_usage_errors(text, tmp_path):
+    with pytest.raises(InputError):
+        Shard.parse(text)
+    proc = cli("batch", tmp_path, "--out", tmp_path / "o", "--shard", text)
+    assert proc.returncode == 2 and "--shard" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_shards_partition_by_relative_path_not_by_position(tmp_path):
+    names = [f"p{i // 100}/s{i % 7}/IM{i:05d}" for i in range(2000)]
+    root_a, root_b = tmp_path / "mnt" / "a", tmp_path / "data"
+    in_a = [str(root_a / n) for n in names]
+    parts = [Shard(i, 4).select(in_a, root_a) for i in range(4)]
+    assert sorted(sum(parts, [])) == sorted(in_a)  # every image in exactly one shard
+    assert all(400 < len(p) < 600 for p in parts)  # and the shards are about even
+    shuffled = random.Random(0).sample(in_a, len(in_a))
+    assert [sorted(Shard(i, 4).select(shuffled, root_a)) for i in range(4)] == [sorted(p) for p in parts]
+    # the same tree mounted elsewhere (another node) splits the same way
+    in_b = [str(root_b / n) for n in names]
+    assert [[shard_key(x, root_b) for x in Shard(i, 4).select(in_b, root_b)] for i in range(4)] == \
+        [[shard_key(x, root_a) for x in p] for p in parts]
+    # adding images elsewhere in the tree moves none of the others
+    more = in_a + [str(root_a / "new" / f"x{i}.png") for i in range(500)]
+    assert [[x for x in Shard(i, 4).select(more, root_a) if x in set(in_a)] for i in range(4)] == parts
+    assert shard_key(str(root_a / "p1" / "x.png"), root_a) == "p1/x.png"
+    assert shard_of("/elsewhere/x.png", root_a, 4) == shard_of("/elsewhere/x.png", root_b, 4)
+
+
+def test_sharded_runs_merge_into_the_unsharded_run(tmp_path, archive):
+    whole = tmp_path / "whole"
+    assert cli("batch", archive, "--out", whole, "--samples", 4, "--single-look", "--no-progress").returncode == 0
+    shards = [tmp_path / f"shard{i}" for i in range(3)]
+    for i, folder in enumerate(shards):
+        proc = cli("batch", archive, "--out", folder, "--samples", 4, "--single-look", "--no-progress", "--shard", f"{i}/3")
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads((folder / "batch.json").read_text())["Shard"] == f"{i}/3"
+    assert sum(len(rows(f / "results.csv")) for f in shards) == 6
+    proc = cli("merge", *shards, "--out", tmp_path / "all")
+    assert proc.returncode == 0, proc.stderr
+    assert "6 results, 0 duplicates dropped, 0 errors" in proc.stdout
+    merged = {r["Image"]: r for r in rows(tmp_path / "all" / "results.csv")}
+    reference = {r["Image"]: r for r in rows(whole / "results.csv")}
+    assert set(merged) == set(reference) and str(archive / "sub" / "IM00001") in merged
+    for image, r in merged.items():  # other chunks of images: the third decimal may move
+        ref = reference[image]
+        for column in ("Landmarks (Mean)", "Landmarks (Std)"):
+            np.testing.assert_allclose(parse_coords(r[column]), parse_coords(ref[column]), atol=1e-3)
+        assert {k: r[k] for k in ("Height", "Width", "Samples", "Seed", "Model", "Second Look")} == \
+            {k: ref[k] for k in ("Height", "Width", "Samples", "Seed", "Model", "Second Look")}
+    record = json.loads((tmp_path / "all" / "batch.json").read_text())
+    assert record["Shard"] == "merged" and record["Samples"] == "4"
+    # overlapping folders: each image once
+    proc = cli("merge", shards[0], whole, "--out", tmp_path / "again")
+    assert proc.returncode == 0 and len(rows(tmp_path / "again" / "results.csv")) == 6
+    assert f"{len(rows(shards[0] / 'results.csv'))} duplicates dropped" in proc.stdout
+
+
+def _fake_folder(folder, images, seed="0", model="chexmask-rt-default:6", sha="a" * 64, shard=None, errors=()):
+    """A batch output folder with hand-made rows (merge reads rows as text)."""
+    from chexmask_rt.csv_output import COLUMNS
+
+    folder.mkdir(parents=True)
+    with open(folder / "results.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
+        w.writeheader()
+        for image in images:
+            w.writerow({c: "" for c in COLUMNS} | {"Image": image, "Samples": "4", "Seed": seed, "Model": model,
+                                                   "Second Look": "pooled"})
+    with open(folder / "errors.csv", "w", newline="") as f:
+        f.write("Image,Error,Reason\n" + "".join(f"{e},InputError,{e}: broken\n" for e in errors))
+    (folder / "batch.json").write_text(json.dumps({"format": "chexmask-rt batch 1", "Engine SHA256": sha, "Model": model,
+                                                   "Samples": "4", "Seed": seed, "Second Look": "on",
+                                                   "Shard": shard or "all"}))
+    return folder
+
+
+def test_merge_keeps_one_row_per_image_and_errors_only_for_images_never_done(tmp_path):
+    a = _fake_folder(tmp_path / "a", ["x", "y"], shard="0/3", errors=["z", "w"])
+    b = _fake_folder(tmp_path / "b", ["y", "z"], shard="2/3", errors=["w"])
+    with open(b / "results.csv", "a") as f:
+        f.write("cut-short-row,1.0")  # a run killed mid-row: not merged
+    summary = merge_folders([a, b], tmp_path / "all")
+    assert [r["Image"] for r in rows(tmp_path / "all" / "results.csv")] == ["x", "y", "z"]
+    assert [r["Image"] for r in rows(tmp_path / "all" / "errors.csv")] == ["w"]
+    assert (summary.rows, summary.duplicates, summary.errors) == (3, 1, 1)
+    assert summary.missing_shards == [1] and "shards 1 of 3 are missing" in summary.text(tmp_path / "all")
+
+
+@pytest.mark.parametrize("change, needle", [
+    ({"seed": "1"}, "Seed '1' vs '0'"),
+    ({"sha": "b" * 64}, "different engines or settings"),  # same name:version, other engine bytes
+])
+def test_merge_refuses_folders_of_other_engines_or_settings(tmp_path, change, needle):
+    a = _fake_folder(tmp_path / "a", ["x"])
+    b = _fake_folder(tmp_path / "b", ["y"], **change)
+    with pytest.raises(InputError, match=needle):
+        merge_folders([a, b], tmp_path / "all")
+    assert not (tmp_path / "all" / "results.csv").exists()
+    proc = cli("merge", a, b, "--out", tmp_path / "all")
+    assert proc.returncode == 3 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def test_merge_refuses_folders_whose_batch_manifests_disagree(tmp_path):
+    a = _fake_folder(tmp_path / "a", ["x"])
+    b = _fake_folder(tmp_path / "b", ["y"])
+    manifest = {"format": 1, "Engine SHA256": "c" * 64, "Model": "chexmask-rt-default:6", "Samples": "4", "Seed": "0",
+                "Second Look": "on"}
+    (a / "batch.json").write_text(json.dumps(manifest))
+    (b / "batch.json").write_text(json.dumps({**manifest, "Engine SHA256": "d" * 64}))
+    with pytest.raises(InputError, match="Engine SHA256 'dddd"):
+        merge_folders([a, b], tmp_path / "all")
+    (b / "batch.json").write_text(json.dumps({**manifest, "format": 2}))  # the same identity
+    assert merge_folders([a, b], tmp_path / "all").rows == 2
+
+
+def test_merge_refuses_mixed_rows_without_manifests(tmp_path):
+    a = _fake_folder(tmp_path / "a", ["x"])
+    b = _fake_folder(tmp_path / "b", ["y"], model="other:1")
+    (a / "batch.json").unlink()
+    (b / "batch.json").unlink()
+    with pytest.raises(InputError, match="Model 'other:1' vs 'chexmask-rt-default:6'"):
+        merge_folders([a, b], tmp_path / "all")
+
+
+def test_merge_refuses_bad_targets_and_sources(tmp_path):
+    a = _fake_folder(tmp_path / "a", ["x"])
+    with pytest.raises(InputError, match="cannot also be an input"):
+        merge_folders([a], a)
+    with pytest.raises(InputError, match="no results.csv"):
+        merge_folders([a, tmp_path], tmp_path / "all")
+    merge_folders([a], tmp_path / "all")
+    with pytest.raises(InputError, match="already exists"):
+        merge_folders([a], tmp_path / "all")
+    with pytest.raises(InputError, match="different counts"):
+        merge_folders([a, _fake_folder(tmp_path / "s1", ["y"], shard="0/2"), _fake_folder(tmp_path / "s2", ["z"], shard="0/3")],
+                      tmp_path / "all2")
+
+
+def test_resume_with_another_engine_of_the_same_name_is_refused(tmp_path, shared_images):
+    import onnx
+
+    from chexmask_rt.model import default_model_path
+
+    model = onnx.load(str(default_model_path()))
+    onnx.helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props},
+                                        "chexmask_rt.description": "a re-export"})
+    other = tmp_path / "other.onnx"
+    onnx.save(model, str(other))
+    images = tmp_path / "in"
+    images.mkdir()
+    shutil.copy(shared_images[0], images)
+    out = tmp_path / "out"
+    assert cli("batch", images, "--out", out, "--samples", 2, "--single-look", "--no-progress").returncode == 0
+    proc = cli("batch", images, "--out", out, "--samples", 2, "--single-look", "--no-progress", "--model", other)
+    assert proc.returncode == 3 and "Engine SHA256" in proc.stderr, proc.stderr
+    proc = cli("batch", images, "--out", out, "--samples", 2, "--single-look", "--no-progress", "--shard", "0/1")
+    assert proc.returncode == 3 and "made with Shard 'all', this run uses '0/1'" in proc.stderr, proc.stderr

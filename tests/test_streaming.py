@@ -1,0 +1,116 @@
+"""Segmenter.predict_iter: input order, one outcome per input, bounded decoding ahead."""
+import threading
+import weakref
+
+import numpy as np
+import pytest
+
+from chexmask_rt import streaming
+from chexmask_rt.errors import ChexmaskError, InputError, ModelError
+
+
+@pytest.fixture(params=["native", "python"])
+def segmenter(request, default_segmenter):
+    import chexmask_rt
+
+    return default_segmenter if request.param == "native" else chexmask_rt.load(backend="python")
+
+
+def test_outcomes_come_in_input_order_with_an_error_per_bad_input(tmp_path, segmenter, shared_images):
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(shared_images[1].read_bytes()[:3000])
+    tiny = np.zeros((8, 8), np.uint8)  # decodes, then fails in preprocessing: the chunk is redone image by image
+    good = [str(p) for p in shared_images[:4]]
+    inputs = [good[0], str(cut), good[1], str(tmp_path / "missing.png"), tiny, good[2], good[3], 42]
+    outcomes = list(segmenter.predict_iter(inputs, samples=3, seed=1, batch_size=4, second_look=False))
+    assert [item is given for (item, _), given in zip(outcomes, inputs)] == [True] * len(inputs)
+    kinds = [type(o).__name__ for _, o in outcomes]
+    assert kinds == ["Result", "InputError", "Result", "InputError", "InputError", "Result", "Result", "InputError"]
+    assert "missing.png: no such file" in str(outcomes[3][1]) and "int" in str(outcomes[7][1])
+    for item, result in outcomes:
+        if isinstance(result, ChexmaskError):
+            continue
+        alone = segmenter.predict(item, samples=3, seed=1, second_look=False)  # other chunks: third decimal
+        assert result.image == item
+        np.testing.assert_allclose(result.landmarks, alone.landmarks, atol=1e-3)
+        np.testing.assert_allclose(result.landmarks_std, alone.landmarks_std, atol=1e-3)
+    # predict_batch still raises for the whole list
+    with pytest.raises(InputError, match="cut.jpg"):
+        segmenter.predict_batch(inputs[:3], samples=3)
+
+
+def test_a_clean_stream_equals_predict_batch(default_segmenter, shared_images):
+    images = [str(p) for p in shared_images]
+    streamed = [r for _, r in default_segmenter.predict_iter(images, samples=4, batch_size=2)]
+    batched = default_segmenter.predict_batch(images, samples=4, batch_size=2)
+    for s, b in zip(streamed, batched, strict=True):
+        np.testing.assert_array_equal(s.landmarks, b.landmarks)
+        np.testing.assert_array_equal(s.landmarks_std, b.landmarks_std)
+        assert s.extra == b.extra and s.image == b.image is not None
+
+
+@pytest.mark.parametrize("batch_size, ahead", [(2, 0), (3, 4), (4, None)])
+def test_decoded_images_in_flight_stay_bounded(default_segmenter, shared_images, monkeypatch, batch_size, ahead):
+    lock = threading.Lock()
+    live = peak = 0
+    pulled = 0
+
+    def released():
+        nonlocal live
+        with lock:
+            live -= 1
+
+    def counting_decode(item, bit_depth, max_pixels):
+        nonlocal live, peak
+        gray, name = decode(item, bit_depth, max_pixels)
+        gray = gray.copy()  # an array of our own, freed when the pipeline drops it
+        with lock:
+            live += 1
+            peak = max(peak, live)
+        weakref.finalize(gray, released)
+        return gray, name
+
+    def source():
+        nonlocal pulled
+        for i in range(30):
+            pulled += 1
+            yield str(shared_images[i % 2])
+
+    calls = []
+    predict_batch = default_segmenter.predict_batch
+
+    def recording_predict_batch(images, **kwargs):
+        calls.append(pulled)  # how far the input had been read when the engine started on this chunk
+        return predict_batch(images, **kwargs)
+
+    decode = streaming._decode
+    monkeypatch.setattr(streaming, "_decode", counting_decode)
+    monkeypatch.setattr(default_segmenter, "predict_batch", recording_predict_batch)
+    bound = batch_size + (2 * batch_size if ahead is None else ahead)
+    seen = 0
+    for _, result in default_segmenter.predict_iter(source(), samples=2, batch_size=batch_size, ahead=ahead,
+                                                    second_look=False, workers=3):
+        assert not isinstance(result, Exception)
+        seen += 1
+        assert pulled - seen <= bound  # the input is read only so far ahead
+        with lock:
+            assert live <= bound
+    assert seen == 30 and live == 0 and peak <= bound
+    # the next images were handed to the decoders before the engine ran: decoding overlaps it
+    assert calls[0] == bound and len(calls) == -(-30 // batch_size)
+
+
+def test_arguments_are_checked_before_the_first_image(default_segmenter):
+    for kwargs in ({"samples": 0}, {"workers": 0}, {"ahead": -1}, {"batch_size": 0}):
+        with pytest.raises(InputError):
+            default_segmenter.predict_iter(["never-read.png"], **kwargs)
+
+
+def test_an_engine_failure_stops_the_stream(default_segmenter, shared_images, monkeypatch):
+    def broken(*args, **kwargs):
+        raise ModelError("engine gone")
+
+    monkeypatch.setattr(default_segmenter, "predict_batch", broken)
+    stream = default_segmenter.predict_iter([str(p) for p in shared_images], samples=2)
+    with pytest.raises(ModelError, match="engine gone"):
+        next(stream)
