@@ -2,6 +2,7 @@
 
 #include <functional>
 #include <string>
+#include <utility>
 
 namespace chexmask_rt {
 namespace {
@@ -19,7 +20,7 @@ std::unique_ptr<detail::Backend> open_backend(const std::string& path, const Eng
                                 "(configure with -DCHEXMASK_RT_WITH_TENSORRT=ON)");
 #endif
     }
-    return detail::open_onnxruntime(path, options);
+    return detail::open_onnxruntime(detail::ModelSource{path}, options);
 }
 
 void check_samples(int samples) {
@@ -41,6 +42,14 @@ struct Engine::Impl {
 
 Engine::Engine(const std::string& model_path, const EngineOptions& options)
     : impl_(std::make_unique<Impl>(Impl{open_backend(model_path, options)})) {}
+
+Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Engine Engine::from_memory(const void* model_data, std::size_t model_size, const EngineOptions& options) {
+    if (model_data == nullptr || model_size == 0) throw ModelError("<memory>: no model bytes given");
+    const detail::ModelSource source{"<memory>", model_data, model_size};
+    return Engine(std::make_unique<Impl>(Impl{detail::open_onnxruntime(source, options)}));
+}
 
 Engine::~Engine() = default;
 Engine::Engine(Engine&&) noexcept = default;

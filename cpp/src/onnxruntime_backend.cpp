@@ -33,12 +33,24 @@ struct OrtRuntime {
 std::mutex g_runtime_mutex;
 OrtRuntime g_runtime;
 
-std::string default_library() {
+/// The library asked for: the option, else $CHEXMASK_RT_ONNXRUNTIME_LIBRARY, else "" (the default).
+std::string requested_library(const std::string& option) {
+    if (!option.empty()) return option;
     if (const char* env = std::getenv("CHEXMASK_RT_ONNXRUNTIME_LIBRARY"); env != nullptr && *env != '\0') return env;
-    return "libonnxruntime.so.1";
+    return "";
 }
 
-const OrtApi* load_api(const std::string& library) {
+const OrtApi* api_of(const OrtApiBase* base, const std::string& library) {
+    const OrtApi* api = base->GetApi(ORT_API_VERSION);
+    if (api == nullptr) {
+        throw ModelError("ONNX Runtime " + std::string(base->GetVersionString()) + " at '" + library +
+                         "' is older than the API version " + std::to_string(ORT_API_VERSION) +
+                         " this build needs (onnxruntime >= 1." + std::to_string(ORT_API_VERSION) + ")");
+    }
+    return api;
+}
+
+const OrtApiBase* load_api_base(const std::string& library) {
     void* handle = dlopen(library.c_str(), RTLD_NOW | RTLD_LOCAL);
     if (handle == nullptr) {
         const char* why = dlerror();
@@ -49,29 +61,46 @@ const OrtApi* load_api(const std::string& library) {
     using GetApiBase = const OrtApiBase* (*)();
     auto get_api_base = reinterpret_cast<GetApiBase>(dlsym(handle, "OrtGetApiBase"));
     if (get_api_base == nullptr) throw ModelError("'" + library + "' is not an ONNX Runtime library (no OrtGetApiBase)");
-    const OrtApiBase* base = get_api_base();
-    const OrtApi* api = base->GetApi(ORT_API_VERSION);
-    if (api == nullptr) {
-        throw ModelError("ONNX Runtime " + std::string(base->GetVersionString()) + " at '" + library +
-                         "' is older than the API version " + std::to_string(ORT_API_VERSION) +
-                         " this build needs (onnxruntime >= 1." + std::to_string(ORT_API_VERSION) + ")");
-    }
-    return api;
+    return get_api_base();
 }
 
-Ort::Env& runtime_env(const std::string& requested) {
+/// The ONNX Runtime to use when none is named: the one this build links (-DONNXRUNTIME_ROOT), else
+/// libonnxruntime.so.1 from the loader's search path. Sets `library` to what was used.
+const OrtApiBase* default_api_base(std::string& library) {
+#ifdef CHEXMASK_RT_ONNXRUNTIME_LINKED
+    Dl_info where{};
+    library = dladdr(reinterpret_cast<void*>(&OrtGetApiBase), &where) != 0 && where.dli_fname != nullptr
+                  ? where.dli_fname
+                  : "libonnxruntime (linked)";
+    return OrtGetApiBase();
+#else
+    library = "libonnxruntime.so.1";
+    return load_api_base(library);
+#endif
+}
+
+/// ONNX Runtime's messages go to set_log_callback's callback, not to stderr.
+void ORT_API_CALL forward_log(void* /*param*/, OrtLoggingLevel severity, const char* /*category*/,
+                              const char* logid, const char* /*code_location*/, const char* message) {
+    log(static_cast<LogLevel>(severity), std::string("onnxruntime[") + (logid ? logid : "") + "]: " + (message ? message : ""));
+}
+
+Ort::Env& runtime_env(const std::string& option) {
     std::lock_guard<std::mutex> lock(g_runtime_mutex);
-    const std::string library = requested.empty() ? default_library() : requested;
+    const std::string requested = requested_library(option);
     if (g_runtime.env != nullptr) {
-        if (!requested.empty() && requested != g_runtime.library) {
+        if (!option.empty() && option != g_runtime.library) {
             throw ModelError("ONNX Runtime is already loaded from '" + g_runtime.library +
-                             "' in this process; cannot switch to '" + requested + "'");
+                             "' in this process; cannot switch to '" + option + "'");
         }
         return *g_runtime.env;
     }
-    Ort::InitApi(load_api(library));
-    g_runtime.env = new Ort::Env(ORT_LOGGING_LEVEL_ERROR, "chexmask_rt");
+    std::string library = requested;
+    const OrtApiBase* base = requested.empty() ? default_api_base(library) : load_api_base(requested);
+    Ort::InitApi(api_of(base, library));
+    g_runtime.env = new Ort::Env(ORT_LOGGING_LEVEL_WARNING, "chexmask_rt", forward_log, nullptr);
     g_runtime.library = library;
+    log(LogLevel::info, "loaded ONNX Runtime " + std::string(base->GetVersionString()) + " from '" + library + "'");
     return *g_runtime.env;
 }
 
@@ -89,17 +118,22 @@ std::size_t element_count(const std::vector<std::int64_t>& shape) {
 
 class OnnxRuntimeBackend final : public Backend {
 public:
-    OnnxRuntimeBackend(const std::string& path, const EngineOptions& options) : path_(path) {
+    OnnxRuntimeBackend(const ModelSource& model, const EngineOptions& options) : path_(model.name) {
         struct stat st {};
-        if (stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) throw ModelError(path + ": model file not found");
+        if (model.data == nullptr && (stat(path_.c_str(), &st) != 0 || !S_ISREG(st.st_mode))) {
+            throw ModelError(path_ + ": model file not found");
+        }
         Ort::Env& env = runtime_env(options.onnxruntime_library);
         try {
-            session_ = std::make_unique<Ort::Session>(env, path.c_str(), session_options(options));
+            session_ = model.data == nullptr
+                           ? std::make_unique<Ort::Session>(env, path_.c_str(), session_options(options))
+                           : std::make_unique<Ort::Session>(env, model.data, model.size, session_options(options));
         } catch (const Ort::Exception& e) {
-            throw ModelError(path + ": not a loadable ONNX model (" + first_line(e.what()) + ")");
+            throw ModelError(path_ + ": not a loadable ONNX model (" + first_line(e.what()) + ")");
         }
-        info_ = parse_model_info(read_metadata(), path);
+        info_ = parse_model_info(read_metadata(), path_);
         check_io();
+        log(LogLevel::info, path_ + ": " + info_.id() + " opened with ONNX Runtime from '" + loaded_onnxruntime_library() + "'");
     }
 
     const ModelInfo& info() const override { return info_; }
@@ -213,8 +247,8 @@ private:
 
 }  // namespace
 
-std::unique_ptr<Backend> open_onnxruntime(const std::string& model_path, const EngineOptions& options) {
-    return std::make_unique<OnnxRuntimeBackend>(model_path, options);
+std::unique_ptr<Backend> open_onnxruntime(const ModelSource& model, const EngineOptions& options) {
+    return std::make_unique<OnnxRuntimeBackend>(model, options);
 }
 
 std::string loaded_onnxruntime_library() {

@@ -16,6 +16,8 @@
 // runtime library that cannot be used. An Engine is safe to share between threads.
 #pragma once
 
+#include <chexmask_rt/api.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -28,19 +30,19 @@
 namespace chexmask_rt {
 
 /// Base of every error this library throws.
-class Error : public std::runtime_error {
+class CHEXMASK_RT_API Error : public std::runtime_error {
 public:
     using std::runtime_error::runtime_error;
 };
 
 /// An image or an argument that cannot be segmented; the message says why.
-class InputError : public Error {
+class CHEXMASK_RT_API InputError : public Error {
 public:
     using Error::Error;
 };
 
 /// An engine file, or the runtime library that runs it, that cannot be used.
-class ModelError : public Error {
+class CHEXMASK_RT_API ModelError : public Error {
 public:
     using Error::Error;
 };
@@ -145,10 +147,12 @@ struct EngineOptions {
 };
 
 /// A loaded engine. Thread-safe: predict() may run concurrently on one Engine.
-class Engine {
+class CHEXMASK_RT_API Engine {
 public:
     /// Opens an ONNX file written by `chexmask-rt export`; throws ModelError if it is not one.
     explicit Engine(const std::string& model_path, const EngineOptions& options = {});
+    /// The same from the file's bytes in memory (read during the call; they need not outlive it).
+    static Engine from_memory(const void* model_data, std::size_t model_size, const EngineOptions& options = {});
     ~Engine();
     Engine(Engine&&) noexcept;
     Engine& operator=(Engine&&) noexcept;
@@ -170,11 +174,19 @@ public:
 
 private:
     struct Impl;
+    explicit Engine(std::unique_ptr<Impl> impl);
     std::unique_ptr<Impl> impl_;
 };
 
+/// Severity of a log message: ONNX Runtime's levels.
+enum class LogLevel { verbose = 0, info = 1, warning = 2, error = 3, fatal = 4 };
+using LogCallback = void (*)(LogLevel level, const char* message, void* user);
+/// Receives this library's and ONNX Runtime's messages (warnings and worse, plus which ONNX Runtime
+/// and providers an Engine uses) from any thread; nullptr (the default) drops them. Process-wide.
+CHEXMASK_RT_API void set_log_callback(LogCallback callback, void* user = nullptr);
+
 /// The latent noise eps, row-major [samples, latents], float32: SplitMix64 +
 /// Box-Muller, bit-identical to Python's chexmask_rt.sampling.latent_noise.
-std::vector<float> latent_noise(int samples, int latents, std::uint64_t seed);
+CHEXMASK_RT_API std::vector<float> latent_noise(int samples, int latents, std::uint64_t seed);
 
 }  // namespace chexmask_rt
