@@ -1,7 +1,7 @@
 /* chexmask-rt-c: the C API's example, the template for C device software.
  *
  *   chexmask-rt-c --model M [--samples K] [--seed S] [--threads T] [--onnxruntime LIB]
- *                 [--single-look | --second-look] [--from-memory] IMAGE.pgm...
+ *                 [--device cpu|cuda|tensorrt] [--single-look | --second-look] [--from-memory] IMAGE.pgm...
  *
  * Reads binary PGM (P5, 8- or 16-bit; no image library needed) and prints, per image, the JSON
  * that chexmask-rt-cpp prints for the same file, byte for byte (a list for several images).
@@ -20,7 +20,7 @@ enum { EXIT_USAGE = 2, EXIT_INPUT = 3, EXIT_MODEL = 4 };
 
 static void usage(const char* problem) {
     fprintf(stderr, "usage: chexmask-rt-c --model M [--samples K] [--seed S] [--threads T] [--onnxruntime LIB] "
-                    "[--single-look | --second-look] [--from-memory] IMAGE.pgm...\n");
+                    "[--device cpu|cuda|tensorrt] [--single-look | --second-look] [--from-memory] IMAGE.pgm...\n");
     if (problem != NULL) fprintf(stderr, "chexmask-rt-c: error: %s\n", problem);
     exit(EXIT_USAGE);
 }
@@ -268,6 +268,7 @@ int main(int argc, char** argv) {
         else if (strcmp(a, "--seed") == 0 && has_value) seed = parse_number(argv[++i]);
         else if (strcmp(a, "--threads") == 0 && has_value) options.intra_op_threads = (int)parse_number(argv[++i]);
         else if (strcmp(a, "--onnxruntime") == 0 && has_value) options.onnxruntime_library = argv[++i];
+        else if (strcmp(a, "--device") == 0 && has_value) options.device = argv[++i];
         else if (strcmp(a, "--single-look") == 0) second_look = CHEXMASK_RT_SECOND_LOOK_OFF;
         else if (strcmp(a, "--second-look") == 0) second_look = CHEXMASK_RT_SECOND_LOOK_ON;
         else if (strcmp(a, "--from-memory") == 0) from_memory = 1;

@@ -14,6 +14,7 @@
 struct chexmask_rt_engine {
     chexmask_rt::Engine engine;
     std::string id;
+    std::string providers;
     chexmask_rt_model_info info{};
 };
 
@@ -63,14 +64,21 @@ chexmask_rt::EngineOptions cpp_options(const chexmask_rt_engine_options* options
         out.onnxruntime_library = options->onnxruntime_library;
     if (has(offsetof(chexmask_rt_engine_options, intra_op_threads) + sizeof(int)))
         out.intra_op_threads = options->intra_op_threads;
+    if (has(offsetof(chexmask_rt_engine_options, device) + sizeof(const char*)) && options->device != nullptr)
+        out.device = options->device;
+    if (has(offsetof(chexmask_rt_engine_options, tensorrt_cache_dir) + sizeof(const char*)) &&
+        options->tensorrt_cache_dir != nullptr)
+        out.tensorrt_cache_dir = options->tensorrt_cache_dir;
     return out;
 }
 
 chexmask_rt_engine* wrap(chexmask_rt::Engine engine) {
-    auto* handle = new chexmask_rt_engine{std::move(engine), {}, {}};
+    auto* handle = new chexmask_rt_engine{std::move(engine), {}, {}, {}};
     const chexmask_rt::ModelInfo& info = handle->engine.info();
     handle->id = info.id();
-    handle->info = {handle->id.c_str(), info.inputsize, info.latents, info.second_look ? 1 : 0, info.trained ? 1 : 0};
+    for (const std::string& p : handle->engine.providers()) handle->providers += (handle->providers.empty() ? "" : ", ") + p;
+    handle->info = {handle->id.c_str(), info.inputsize, info.latents, info.second_look ? 1 : 0, info.trained ? 1 : 0,
+                    handle->providers.c_str()};
     return handle;
 }
 

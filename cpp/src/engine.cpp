@@ -13,12 +13,8 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 
 std::unique_ptr<detail::Backend> open_backend(const std::string& path, const EngineOptions& options) {
     if (ends_with(path, ".plan") || ends_with(path, ".engine")) {
-#ifdef CHEXMASK_RT_WITH_TENSORRT
-        return detail::open_tensorrt(path, options);
-#else
-        throw ModelError(path + ": a TensorRT engine, but this build has no TensorRT backend "
-                                "(configure with -DCHEXMASK_RT_WITH_TENSORRT=ON)");
-#endif
+        throw ModelError(path + ": a TensorRT plan; chexmask-rt opens the .onnx engine and runs it on TensorRT "
+                                "with device \"tensorrt\" (ONNX Runtime's TensorRT provider builds and caches the plan)");
     }
     return detail::open_onnxruntime(detail::ModelSource{path}, options);
 }
@@ -56,6 +52,8 @@ Engine::Engine(Engine&&) noexcept = default;
 Engine& Engine::operator=(Engine&&) noexcept = default;
 
 const ModelInfo& Engine::info() const { return impl_->backend->info(); }
+
+const std::vector<std::string>& Engine::providers() const { return impl_->backend->providers(); }
 
 Result Engine::predict(const ImageView& image, int samples, std::uint64_t seed,
                        std::optional<bool> second_look) const {

@@ -80,6 +80,7 @@ class Backend {
 public:
     virtual ~Backend() = default;
     virtual const ModelInfo& info() const = 0;
+    virtual const std::vector<std::string>& providers() const = 0;
     virtual EngineOutputs run(const float* images, int batch, const float* eps, int samples) const = 0;
 };
 
@@ -91,9 +92,6 @@ struct ModelSource {
 };
 
 std::unique_ptr<Backend> open_onnxruntime(const ModelSource& model, const EngineOptions& options);
-#ifdef CHEXMASK_RT_WITH_TENSORRT
-std::unique_ptr<Backend> open_tensorrt(const std::string& engine_path, const EngineOptions& options);
-#endif
 
 /// The ONNX Runtime library this process uses ("" before the first Engine).
 std::string loaded_onnxruntime_library();

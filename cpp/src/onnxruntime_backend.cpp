@@ -110,6 +110,60 @@ std::string first_line(const char* text) {
     return nl == std::string::npos ? s : s.substr(0, nl);
 }
 
+std::string joined(const std::vector<std::string>& items) {
+    std::string out;
+    for (const std::string& item : items) out += (out.empty() ? "" : ", ") + item;
+    return out;
+}
+
+/// ONNX Runtime's execution providers for EngineOptions::device, in priority order.
+std::vector<std::string> providers_for(const std::string& device) {
+    if (device == "cpu") return {"CPUExecutionProvider"};
+    if (device == "cuda") return {"CUDAExecutionProvider", "CPUExecutionProvider"};
+    // TensorRT takes what it can build; CUDA, then CPU, run the rest
+    if (device == "tensorrt") return {"TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"};
+    throw ModelError("unknown device '" + device + "'; choose \"cpu\", \"cuda\" or \"tensorrt\"");
+}
+
+/// Throws ModelError naming the providers `device` needs that the loaded ONNX Runtime lacks.
+void require_available(const std::vector<std::string>& wanted, const std::string& device) {
+    const std::vector<std::string> available = Ort::GetAvailableProviders();
+    std::vector<std::string> missing;
+    for (const std::string& name : wanted)
+        if (std::find(available.begin(), available.end(), name) == available.end()) missing.push_back(name);
+    if (missing.empty()) return;
+    throw ModelError("device '" + device + "' needs ONNX Runtime's " + joined(missing) + ", which the ONNX Runtime at '" +
+                     loaded_onnxruntime_library() + "' does not have (it has " + joined(available) +
+                     "); use an ONNX Runtime built with it: pip install 'chexmask-rt[gpu]' (onnxruntime-gpu), "
+                     "or JetPack's onnxruntime on a Jetson");
+}
+
+/// Adds the GPU providers of `options.device` to `so` (the CPU provider is always there, last).
+void append_providers(Ort::SessionOptions& so, const EngineOptions& options) {
+    const OrtApi& api = Ort::GetApi();
+    if (options.device == "tensorrt") {
+        OrtTensorRTProviderOptionsV2* trt = nullptr;
+        Ort::ThrowOnError(api.CreateTensorRTProviderOptions(&trt));
+        const std::unique_ptr<OrtTensorRTProviderOptionsV2, decltype(api.ReleaseTensorRTProviderOptions)> owned(
+            trt, api.ReleaseTensorRTProviderOptions);
+        if (!options.tensorrt_cache_dir.empty()) {
+            const char* dir = options.tensorrt_cache_dir.c_str();
+            const std::array<const char*, 4> keys = {"trt_engine_cache_enable", "trt_engine_cache_path",
+                                                     "trt_timing_cache_enable", "trt_timing_cache_path"};
+            const std::array<const char*, 4> values = {"1", dir, "1", dir};
+            Ort::ThrowOnError(api.UpdateTensorRTProviderOptions(trt, keys.data(), values.data(), keys.size()));
+        }
+        so.AppendExecutionProvider_TensorRT_V2(*trt);
+    }
+    if (options.device == "cuda" || options.device == "tensorrt") {
+        OrtCUDAProviderOptionsV2* cuda = nullptr;
+        Ort::ThrowOnError(api.CreateCUDAProviderOptions(&cuda));
+        const std::unique_ptr<OrtCUDAProviderOptionsV2, decltype(api.ReleaseCUDAProviderOptions)> owned(
+            cuda, api.ReleaseCUDAProviderOptions);
+        so.AppendExecutionProvider_CUDA_V2(*cuda);
+    }
+}
+
 std::size_t element_count(const std::vector<std::int64_t>& shape) {
     std::size_t n = 1;
     for (std::int64_t d : shape) n *= static_cast<std::size_t>(d);
@@ -124,19 +178,30 @@ public:
             throw ModelError(path_ + ": model file not found");
         }
         Ort::Env& env = runtime_env(options.onnxruntime_library);
+        providers_ = providers_for(options.device);
+        require_available(providers_, options.device);
+        Ort::SessionOptions so = session_options(options);
         try {
-            session_ = model.data == nullptr
-                           ? std::make_unique<Ort::Session>(env, path_.c_str(), session_options(options))
-                           : std::make_unique<Ort::Session>(env, model.data, model.size, session_options(options));
+            append_providers(so, options);
         } catch (const Ort::Exception& e) {
-            throw ModelError(path_ + ": not a loadable ONNX model (" + first_line(e.what()) + ")");
+            throw ModelError("device '" + options.device + "': ONNX Runtime could not start its providers " +
+                             joined(providers_) + " (" + first_line(e.what()) + ")");
+        }
+        try {
+            session_ = model.data == nullptr ? std::make_unique<Ort::Session>(env, path_.c_str(), so)
+                                             : std::make_unique<Ort::Session>(env, model.data, model.size, so);
+        } catch (const Ort::Exception& e) {
+            const std::string on = options.device == "cpu" ? "" : " on device '" + options.device + "'";
+            throw ModelError(path_ + ": not a loadable ONNX model" + on + " (" + first_line(e.what()) + ")");
         }
         info_ = parse_model_info(read_metadata(), path_);
         check_io();
-        log(LogLevel::info, path_ + ": " + info_.id() + " opened with ONNX Runtime from '" + loaded_onnxruntime_library() + "'");
+        log(LogLevel::info, path_ + ": " + info_.id() + " opened with ONNX Runtime from '" +
+                                loaded_onnxruntime_library() + "' on " + joined(providers_));
     }
 
     const ModelInfo& info() const override { return info_; }
+    const std::vector<std::string>& providers() const override { return providers_; }
 
     EngineOutputs run(const float* images, int batch, const float* eps, int samples) const override {
         const auto memory = Ort::MemoryInfo::CreateCpu(OrtDeviceAllocator, OrtMemTypeCPU);
@@ -242,6 +307,7 @@ private:
 
     std::string path_;
     ModelInfo info_;
+    std::vector<std::string> providers_;     // what the session was created with, best first
     std::unique_ptr<Ort::Session> session_;  // Session::Run is thread safe; per-call state stays local
 };
 

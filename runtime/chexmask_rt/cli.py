@@ -20,6 +20,9 @@ EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INPUT, EXIT_MODEL = 0, 1, 2, 3, 4
 def _add_backend(p) -> None:
     p.add_argument("--backend", choices=("auto", "native", "python"), default="auto",
                    help="native C++ core (auto: when built) or the Python reference path")
+    p.add_argument("--device", choices=("cpu", "cuda", "tensorrt"), default="cpu",
+                   help="ONNX Runtime execution provider (default cpu; cuda/tensorrt need onnxruntime-gpu: "
+                        "pip install 'chexmask-rt[gpu]'; not tested on a GPU here)")
 
 
 def _add_run_options(p) -> None:
@@ -87,13 +90,6 @@ def _add_info(sub) -> None:
     _add_backend(p)
 
 
-def _add_build_trt(sub) -> None:
-    from . import tensorrt_build
-
-    p = sub.add_parser("build-trt", help="build a TensorRT 10 plan from an engine (or print the trtexec command)")
-    tensorrt_build.add_arguments(p)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chexmask-rt", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
@@ -102,7 +98,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_batch(sub)
     _add_export(sub)
     _add_info(sub)
-    _add_build_trt(sub)
     return parser
 
 
@@ -120,7 +115,7 @@ def cmd_predict(args) -> int:
 
     from .model import load
 
-    seg = load(args.model, backend=args.backend, threads=args.threads)
+    seg = load(args.model, backend=args.backend, threads=args.threads, device=args.device)
     results = []
     for image in tqdm(args.images, desc="predict", unit="img", disable=len(args.images) < 2, file=sys.stderr):
         results.append(seg.predict(image, samples=args.samples, seed=args.seed, bit_depth=args.bit_depth,
@@ -172,7 +167,7 @@ def cmd_batch(args) -> int:
     images = collect_inputs(args.input)
     if not images:
         raise InputError(f"{args.input}: no images found")
-    seg = load(args.model, backend=args.backend, threads=args.threads)
+    seg = load(args.model, backend=args.backend, threads=args.threads, device=args.device)
     summary = run_batch(seg, images, args.out, samples=args.samples, seed=args.seed, workers=args.workers,
                         masks=args.masks, progress=not args.no_progress, second_look=args.second_look)
     print(f"batch: {summary.text(Path(args.out))}")
@@ -216,15 +211,10 @@ def cmd_export(args) -> int:
 def cmd_info(args) -> int:
     from .model import load
 
-    seg = load(args.model, backend=args.backend)
-    print(json.dumps({"path": str(seg.path), "backend": seg.backend, **vars(seg.info)}, indent=1))
+    seg = load(args.model, backend=args.backend, device=args.device)
+    print(json.dumps({"path": str(seg.path), "backend": seg.backend, "providers": seg.providers, **vars(seg.info)},
+                     indent=1))
     return EXIT_OK
-
-
-def cmd_build_trt(args) -> int:
-    from . import tensorrt_build
-
-    return tensorrt_build.run(args)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -235,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = _show_warning  # one plain line, not the source location
     parser = build_parser()
     args = parser.parse_args(argv)
-    handler = {"predict": cmd_predict, "batch": cmd_batch, "export": cmd_export, "info": cmd_info, "build-trt": cmd_build_trt}[args.command]
+    handler = {"predict": cmd_predict, "batch": cmd_batch, "export": cmd_export, "info": cmd_info}[args.command]
     try:
         return handler(args)
     except ChexmaskError as exc:

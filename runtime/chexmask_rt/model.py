@@ -52,19 +52,25 @@ def _open_segmenter(path: Path, backend: str, options: EngineOptions) -> "Segmen
 
 
 def load(model: str | os.PathLike | None = None, *, backend: str = "auto", threads: int | None = None,
-         engine_options: EngineOptions | None = None) -> "Segmenter":
+         device: str | None = None, engine_options: EngineOptions | None = None) -> "Segmenter":
     """Open an engine written by ``chexmask-rt export`` (default: the shipped model).
 
     ``backend``: 'auto' (the native C++ core when built), 'native', or 'python'
     (the onnxruntime Python reference path). ``threads``: intra-op threads
     (default: one per physical core); it overrides ``engine_options.threads``.
+    ``device``: 'cpu' (default), 'cuda' or 'tensorrt', through ONNX Runtime's execution
+    providers (:mod:`chexmask_rt.devices`; ``Segmenter.providers`` says what runs); it
+    overrides ``engine_options.device``.
     ``engine_options``: ONNX Runtime session settings (see :class:`EngineOptions`).
-    Raises ModelError when the file is missing or not a chexmask-rt engine.
+    Raises ModelError when the file is missing or not a chexmask-rt engine, or when the
+    installed onnxruntime lacks the device's provider.
     """
     path = default_model_path() if model is None else Path(model)
     options = engine_options or EngineOptions()
     if threads is not None:
         options = dataclasses.replace(options, threads=threads)
+    if device is not None:
+        options = dataclasses.replace(options, device=device)
     segmenter = _open_segmenter(path, backend, options)
     if not segmenter.info.trained:
         warnings.warn(f"{path.name} is an UNTRAINED model, its landmarks are meaningless "
@@ -112,6 +118,11 @@ class Segmenter:
     @property
     def info(self) -> ModelInfo:
         return self._backend.info
+
+    @property
+    def providers(self) -> list[str]:
+        """ONNX Runtime execution providers the engine runs on, best first (e.g. ['CPUExecutionProvider'])."""
+        return list(self._backend.providers)
 
     @property
     def backend(self) -> str:

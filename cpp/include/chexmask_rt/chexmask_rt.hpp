@@ -144,6 +144,14 @@ struct EngineOptions {
     /// arena reuses buffers as they free: peak RSS at 1024 fell by about a third with
     /// no measurable change in latency.
     bool memory_pattern = false;
+    /// Where the engine runs, through ONNX Runtime's execution providers: "cpu"; "cuda" (CUDA
+    /// provider); "tensorrt" (TensorRT provider, CUDA for what TensorRT leaves, then CPU). The
+    /// ONNX Runtime library must have the provider (onnxruntime-gpu, JetPack's build), else
+    /// ModelError says what is missing. Not tested on a GPU here (cpp/README.md).
+    std::string device = "cpu";
+    /// device "tensorrt": folder where the TensorRT provider keeps the engines it builds (built
+    /// once per model, input shape, TensorRT version and GPU; minutes on a Jetson); empty: none kept.
+    std::string tensorrt_cache_dir;
 };
 
 /// A loaded engine. Thread-safe: predict() may run concurrently on one Engine.
@@ -160,6 +168,9 @@ public:
     Engine& operator=(const Engine&) = delete;
 
     const ModelInfo& info() const;
+    /// ONNX Runtime execution providers the session was created with, in priority order
+    /// (e.g. {"CUDAExecutionProvider", "CPUExecutionProvider"}).
+    const std::vector<std::string>& providers() const;
 
     /// Segments one image with `samples` latent draws of noise fixed by `seed`; with a
     /// second look (default: info().second_look), a second engine call on a crop around the

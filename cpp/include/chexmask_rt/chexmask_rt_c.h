@@ -39,7 +39,7 @@ extern "C" {
 typedef enum chexmask_rt_status {
     CHEXMASK_RT_OK = 0,
     CHEXMASK_RT_INPUT_ERROR = 1, /* bad image or argument (the C++ InputError) */
-    CHEXMASK_RT_MODEL_ERROR = 2, /* engine file or ONNX Runtime library unusable (ModelError) */
+    CHEXMASK_RT_MODEL_ERROR = 2, /* engine file, ONNX Runtime library or device unusable (ModelError) */
     CHEXMASK_RT_RUNTIME_ERROR = 3, /* anything else, e.g. out of memory or a failed engine run */
 } chexmask_rt_status;
 
@@ -51,7 +51,7 @@ CHEXMASK_RT_API const char* chexmask_rt_version(void);
 CHEXMASK_RT_API const char* chexmask_rt_last_error(void);
 
 /* Optional: receives the library's and ONNX Runtime's messages (level 2 warning, 3 error; 1 info: which
- * ONNX Runtime an engine uses), from any thread. NULL (the default) drops them. The
+ * ONNX Runtime and providers an engine uses), from any thread. NULL (the default) drops them. The
  * callback must not call chexmask_rt_set_log_callback. */
 typedef void (*chexmask_rt_log_fn)(int level, const char* message, void* user);
 CHEXMASK_RT_API void chexmask_rt_set_log_callback(chexmask_rt_log_fn callback, void* user);
@@ -64,6 +64,10 @@ typedef struct chexmask_rt_engine_options {
     size_t struct_size;              /* sizeof(chexmask_rt_engine_options); set by _options_init */
     const char* onnxruntime_library; /* path of libonnxruntime.so.1.*; NULL: the build's default */
     int intra_op_threads;            /* 0: one per physical core */
+    const char* device;              /* NULL or "cpu"; "cuda"; "tensorrt" (ONNX Runtime's providers; the
+                                        library must have them, else CHEXMASK_RT_MODEL_ERROR says what is
+                                        missing). Not tested on a GPU here. */
+    const char* tensorrt_cache_dir;  /* "tensorrt": where its built engines are kept; NULL: not kept */
 } chexmask_rt_engine_options;
 
 /* Fills `options` with the defaults (what passing NULL to the open functions means). */
@@ -86,6 +90,7 @@ typedef struct chexmask_rt_model_info {
     int latents;             /* latent width */
     int second_look;         /* 1: predict's default is the second look */
     int trained;             /* 0: a placeholder with meaningless landmarks */
+    const char* providers;   /* ONNX Runtime execution providers in use, best first, ", "-separated */
 } chexmask_rt_model_info;
 CHEXMASK_RT_API const chexmask_rt_model_info* chexmask_rt_engine_info(const chexmask_rt_engine* engine);
 
