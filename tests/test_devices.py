@@ -109,3 +109,17 @@ def test_c_and_cpp_programs_refuse_a_missing_provider(tmp_path):
                               capture_output=True, text=True, timeout=120)
         assert proc.returncode == 4, proc.stderr
         assert "needs ONNX Runtime's TensorrtExecutionProvider, CUDAExecutionProvider" in proc.stderr
+
+
+def test_without_onnxruntime_load_names_the_extras(monkeypatch):
+    """onnxruntime is an extra ([cpu] or [gpu]); without it both backends say which to install."""
+    code = ("import sys; sys.modules['onnxruntime'] = None\n"
+            "import chexmask_rt\n"
+            "try:\n    chexmask_rt.load(backend='python')\n"
+            "except chexmask_rt.ModelError as e:\n    print(e)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip() == devices.MISSING_ONNXRUNTIME, proc.stdout + proc.stderr
+    from chexmask_rt.backends import native
+    monkeypatch.setattr(native.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ModelError, match=r"chexmask-rt\[cpu\]"):
+        native.onnxruntime_library()
