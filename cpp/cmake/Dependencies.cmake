@@ -34,10 +34,11 @@ endforeach()
 # Otherwise only the headers are needed (the library is dlopen'ed at run time): the system's, else
 # Debian's, fetched at configure time.
 if(ONNXRUNTIME_ROOT)
-  find_path(_ort_root_include onnxruntime_cxx_api.h
-            PATHS ${ONNXRUNTIME_ROOT}/include PATH_SUFFIXES onnxruntime onnxruntime/core/session NO_DEFAULT_PATH)
+  # the folder as given, also when cross-compiling (not re-rooted under CMAKE_FIND_ROOT_PATH)
+  find_path(_ort_root_include onnxruntime_cxx_api.h PATHS ${ONNXRUNTIME_ROOT}/include
+            PATH_SUFFIXES onnxruntime onnxruntime/core/session NO_DEFAULT_PATH NO_CMAKE_FIND_ROOT_PATH)
   find_library(ONNXRUNTIME_LIBRARY NAMES onnxruntime PATHS ${ONNXRUNTIME_ROOT}/lib ${ONNXRUNTIME_ROOT}/lib64
-               NO_DEFAULT_PATH)
+               NO_DEFAULT_PATH NO_CMAKE_FIND_ROOT_PATH)
   if(NOT _ort_root_include OR NOT ONNXRUNTIME_LIBRARY)
     message(FATAL_ERROR "ONNXRUNTIME_ROOT=${ONNXRUNTIME_ROOT} is not an ONNX Runtime release folder: it needs "
                         "include/onnxruntime_cxx_api.h and lib/libonnxruntime.so")
