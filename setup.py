@@ -74,11 +74,14 @@ setup(
         "chexmask_rt": ["models/*.onnx", "models/*.quality.json", "samples/*", "py.typed", "*.pyi"],
         "chexmask_export": ["*.tsv"],
     },
-    # onnxruntime >= 1.21: the native core is compiled against ONNX Runtime's C API 21
     # pydicom + pillow: DICOM input, including JPEG-compressed pixel data
-    install_requires=["numpy>=1.24", "onnxruntime>=1.21", "opencv-python-headless>=4.8", "tqdm>=4.60",
+    install_requires=["numpy>=1.24", "opencv-python-headless>=4.8", "tqdm>=4.60",
                       "pydicom>=3.0", "pillow>=10.0"],
     extras_require={
+        # ONNX Runtime, one of the two (both in one environment overwrite each other's files);
+        # >= 1.21: the native core is compiled against ONNX Runtime's C API 21
+        "cpu": ["onnxruntime>=1.21"],
+        "gpu": ["onnxruntime-gpu>=1.21"],  # device="cuda"/"tensorrt"; not tested on a GPU here
         # torch 2.13.0 is the CPU wheel these machines carry; newer ones also work
         "export": ["torch>=2.4", "onnx>=1.15", "torch-geometric>=2.5"],
         # build: tests/test_release.py builds the sdist; pybind11: scripts/sanitize_and_fuzz.sh builds

@@ -29,20 +29,43 @@ foreach(_c IN LISTS _cv_components)
     INTERFACE_INCLUDE_DIRECTORIES ${OPENCV_INCLUDE_DIR})
 endforeach()
 
-# --- ONNX Runtime headers only: the library is dlopen'ed at run time.
-if(NOT ONNXRUNTIME_INCLUDE_DIR)
+# --- ONNX Runtime. With ONNXRUNTIME_ROOT (a release archive's layout: include/, lib/) the build is
+# offline and links that library normally, as a device maker shipping its own libonnxruntime wants.
+# Otherwise only the headers are needed (the library is dlopen'ed at run time): the system's, else
+# Debian's, fetched at configure time.
+if(ONNXRUNTIME_ROOT)
+  # the folder as given, also when cross-compiling (not re-rooted under CMAKE_FIND_ROOT_PATH)
+  find_path(_ort_root_include onnxruntime_cxx_api.h PATHS ${ONNXRUNTIME_ROOT}/include
+            PATH_SUFFIXES onnxruntime onnxruntime/core/session NO_DEFAULT_PATH NO_CMAKE_FIND_ROOT_PATH)
+  find_library(ONNXRUNTIME_LIBRARY NAMES onnxruntime PATHS ${ONNXRUNTIME_ROOT}/lib ${ONNXRUNTIME_ROOT}/lib64
+               NO_DEFAULT_PATH NO_CMAKE_FIND_ROOT_PATH)
+  if(NOT _ort_root_include OR NOT ONNXRUNTIME_LIBRARY)
+    message(FATAL_ERROR "ONNXRUNTIME_ROOT=${ONNXRUNTIME_ROOT} is not an ONNX Runtime release folder: it needs "
+                        "include/onnxruntime_cxx_api.h and lib/libonnxruntime.so")
+  endif()
+  set(ONNXRUNTIME_INCLUDE_DIR ${_ort_root_include})
+  add_library(onnxruntime::onnxruntime SHARED IMPORTED)
+  set_target_properties(onnxruntime::onnxruntime PROPERTIES
+    IMPORTED_LOCATION ${ONNXRUNTIME_LIBRARY}
+    INTERFACE_INCLUDE_DIRECTORIES ${ONNXRUNTIME_INCLUDE_DIR})
+  message(STATUS "ONNX Runtime library (linked): ${ONNXRUNTIME_LIBRARY}")
+elseif(NOT ONNXRUNTIME_INCLUDE_DIR)
   find_path(_ort_system_include onnxruntime_cxx_api.h PATH_SUFFIXES onnxruntime onnxruntime/core/session)
   if(_ort_system_include)
     set(ONNXRUNTIME_INCLUDE_DIR ${_ort_system_include})
   else()
     set(_ort_fetched ${CMAKE_BINARY_DIR}/_deps/onnxruntime-headers)
     if(NOT EXISTS ${_ort_fetched}/include/onnxruntime_cxx_api.h)
-      message(STATUS "Fetching ONNX Runtime headers (Debian trixie libonnxruntime-dev) into ${_ort_fetched}")
+      message(STATUS "Fetching ONNX Runtime headers (Debian trixie libonnxruntime-dev) into ${_ort_fetched}; "
+                     "offline, pass -DONNXRUNTIME_ROOT=<ONNX Runtime release folder with include/ and lib/>")
       execute_process(
         COMMAND sh ${CMAKE_CURRENT_LIST_DIR}/fetch_onnxruntime_headers.sh ${_ort_fetched}
         RESULT_VARIABLE _ort_rc)
       if(NOT _ort_rc EQUAL 0)
-        message(FATAL_ERROR "Could not fetch the ONNX Runtime headers; pass -DONNXRUNTIME_INCLUDE_DIR=<dir with onnxruntime_cxx_api.h>")
+        message(FATAL_ERROR "Could not fetch the ONNX Runtime headers (no network?); pass "
+                            "-DONNXRUNTIME_ROOT=<ONNX Runtime release folder with include/ and lib/> to build "
+                            "offline against that library, or -DONNXRUNTIME_INCLUDE_DIR=<dir with "
+                            "onnxruntime_cxx_api.h> to load the library at run time")
       endif()
     endif()
     set(ONNXRUNTIME_INCLUDE_DIR ${_ort_fetched}/include)

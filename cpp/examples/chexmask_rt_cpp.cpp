@@ -1,7 +1,7 @@
 // chexmask-rt-cpp: the template a device integrator copies.
 //
 //   chexmask-rt-cpp --model M [--samples K] [--seed S] [--threads T] [--onnxruntime LIB]
-//                   [--single-look | --second-look] IMAGE...
+//                   [--device cpu|cuda|tensorrt] [--single-look | --second-look] IMAGE...
 //
 // Reads PNG/JPEG/TIFF/BMP with OpenCV and prints, per image, the JSON object of
 // `chexmask-rt predict --json -` (a list for several images).
@@ -27,6 +27,7 @@ constexpr int kExitUsage = 2, kExitInput = 3, kExitModel = 4;
 struct Args {
     std::string model;
     std::string onnxruntime;
+    std::string device = "cpu";
     int samples = 50;
     std::uint64_t seed = 0;
     int threads = 0;
@@ -36,7 +37,7 @@ struct Args {
 
 [[noreturn]] void usage(const std::string& problem) {
     std::cerr << "usage: chexmask-rt-cpp --model M [--samples K] [--seed S] [--threads T] [--onnxruntime LIB] "
-                 "[--single-look | --second-look] IMAGE...\n";
+                 "[--device cpu|cuda|tensorrt] [--single-look | --second-look] IMAGE...\n";
     if (!problem.empty()) std::cerr << "chexmask-rt-cpp: error: " << problem << "\n";
     std::exit(kExitUsage);
 }
@@ -62,6 +63,7 @@ Args parse_args(int argc, char** argv) {
         else if (a == "--seed") args.seed = parse_number<std::uint64_t>(value(), a);
         else if (a == "--threads") args.threads = parse_number<int>(value(), a);
         else if (a == "--onnxruntime") args.onnxruntime = value();
+        else if (a == "--device") args.device = value();
         else if (a == "--single-look") args.second_look = false;
         else if (a == "--second-look") args.second_look = true;
         else if (a == "-h" || a == "--help") usage("");
@@ -180,6 +182,7 @@ int main(int argc, char** argv) {
         chexmask_rt::EngineOptions options;
         options.onnxruntime_library = args.onnxruntime;
         options.intra_op_threads = args.threads;
+        options.device = args.device;
         const chexmask_rt::Engine engine(args.model, options);
         std::vector<std::string> objects;
         for (const std::string& path : args.images) {

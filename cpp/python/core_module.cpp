@@ -199,19 +199,23 @@ void bind_result(py::module_& m) {
 void bind_engine(py::module_& m) {
     py::class_<Engine>(m, "Engine", "A loaded engine; thread-safe, the GIL is released while it works")
         .def(py::init([](const std::string& path, const std::string& library, int threads, bool layout,
-                         bool memory_pattern) {
+                         bool memory_pattern, const std::string& device, const std::string& tensorrt_cache_dir) {
                  EngineOptions options;
                  options.onnxruntime_library = library;
                  options.intra_op_threads = threads;
                  options.layout_optimizations = layout;
                  options.memory_pattern = memory_pattern;
+                 options.device = device;
+                 options.tensorrt_cache_dir = tensorrt_cache_dir;
                  py::gil_scoped_release release;
                  return std::make_unique<Engine>(path, options);
              }),
              py::arg("model_path"), py::arg("onnxruntime_library") = "", py::arg("intra_op_threads") = 0,
              py::arg("layout_optimizations") = EngineOptions{}.layout_optimizations,
-             py::arg("memory_pattern") = EngineOptions{}.memory_pattern)
+             py::arg("memory_pattern") = EngineOptions{}.memory_pattern, py::arg("device") = EngineOptions{}.device,
+             py::arg("tensorrt_cache_dir") = "")
         .def_property_readonly("info", &Engine::info)
+        .def_property_readonly("providers", &Engine::providers)
         .def(
             "predict",
             [](const Engine& e, const py::object& image, int samples, const py::object& seed,

@@ -2,6 +2,7 @@
 
 #include <functional>
 #include <string>
+#include <utility>
 
 namespace chexmask_rt {
 namespace {
@@ -12,14 +13,10 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 
 std::unique_ptr<detail::Backend> open_backend(const std::string& path, const EngineOptions& options) {
     if (ends_with(path, ".plan") || ends_with(path, ".engine")) {
-#ifdef CHEXMASK_RT_WITH_TENSORRT
-        return detail::open_tensorrt(path, options);
-#else
-        throw ModelError(path + ": a TensorRT engine, but this build has no TensorRT backend "
-                                "(configure with -DCHEXMASK_RT_WITH_TENSORRT=ON)");
-#endif
+        throw ModelError(path + ": a TensorRT plan; chexmask-rt opens the .onnx engine and runs it on TensorRT "
+                                "with device \"tensorrt\" (ONNX Runtime's TensorRT provider builds and caches the plan)");
     }
-    return detail::open_onnxruntime(path, options);
+    return detail::open_onnxruntime(detail::ModelSource{path}, options);
 }
 
 void check_samples(int samples) {
@@ -42,11 +39,21 @@ struct Engine::Impl {
 Engine::Engine(const std::string& model_path, const EngineOptions& options)
     : impl_(std::make_unique<Impl>(Impl{open_backend(model_path, options)})) {}
 
+Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Engine Engine::from_memory(const void* model_data, std::size_t model_size, const EngineOptions& options) {
+    if (model_data == nullptr || model_size == 0) throw ModelError("<memory>: no model bytes given");
+    const detail::ModelSource source{"<memory>", model_data, model_size};
+    return Engine(std::make_unique<Impl>(Impl{detail::open_onnxruntime(source, options)}));
+}
+
 Engine::~Engine() = default;
 Engine::Engine(Engine&&) noexcept = default;
 Engine& Engine::operator=(Engine&&) noexcept = default;
 
 const ModelInfo& Engine::info() const { return impl_->backend->info(); }
+
+const std::vector<std::string>& Engine::providers() const { return impl_->backend->providers(); }
 
 Result Engine::predict(const ImageView& image, int samples, std::uint64_t seed,
                        std::optional<bool> second_look) const {

@@ -90,15 +90,23 @@ class Backend {
 public:
     virtual ~Backend() = default;
     virtual const ModelInfo& info() const = 0;
+    virtual const std::vector<std::string>& providers() const = 0;
     virtual EngineOutputs run(const float* images, int batch, const float* eps, int samples) const = 0;
 };
 
-std::unique_ptr<Backend> open_onnxruntime(const std::string& model_path, const EngineOptions& options);
-#ifdef CHEXMASK_RT_WITH_TENSORRT
-std::unique_ptr<Backend> open_tensorrt(const std::string& engine_path, const EngineOptions& options);
-#endif
+/// Where an engine comes from: a file, or the bytes of one (`data` non-null; `name` labels messages).
+struct ModelSource {
+    std::string name;
+    const void* data = nullptr;
+    std::size_t size = 0;
+};
+
+std::unique_ptr<Backend> open_onnxruntime(const ModelSource& model, const EngineOptions& options);
 
 /// The ONNX Runtime library this process uses ("" before the first Engine).
 std::string loaded_onnxruntime_library();
+
+/// Passes `message` to the callback of set_log_callback, if any.
+void log(LogLevel level, const std::string& message);
 
 }  // namespace chexmask_rt::detail

@@ -35,12 +35,24 @@ struct OrtRuntime {
 std::mutex g_runtime_mutex;
 OrtRuntime g_runtime;
 
-std::string default_library() {
+/// The library asked for: the option, else $CHEXMASK_RT_ONNXRUNTIME_LIBRARY, else "" (the default).
+std::string requested_library(const std::string& option) {
+    if (!option.empty()) return option;
     if (const char* env = std::getenv("CHEXMASK_RT_ONNXRUNTIME_LIBRARY"); env != nullptr && *env != '\0') return env;
-    return "libonnxruntime.so.1";
+    return "";
 }
 
-const OrtApi* load_api(const std::string& library) {
+const OrtApi* api_of(const OrtApiBase* base, const std::string& library) {
+    const OrtApi* api = base->GetApi(ORT_API_VERSION);
+    if (api == nullptr) {
+        throw ModelError("ONNX Runtime " + std::string(base->GetVersionString()) + " at '" + library +
+                         "' is older than the API version " + std::to_string(ORT_API_VERSION) +
+                         " this build needs (onnxruntime >= 1." + std::to_string(ORT_API_VERSION) + ")");
+    }
+    return api;
+}
+
+const OrtApiBase* load_api_base(const std::string& library) {
     void* handle = dlopen(library.c_str(), RTLD_NOW | RTLD_LOCAL);
     if (handle == nullptr) {
         const char* why = dlerror();
@@ -51,29 +63,46 @@ const OrtApi* load_api(const std::string& library) {
     using GetApiBase = const OrtApiBase* (*)();
     auto get_api_base = reinterpret_cast<GetApiBase>(dlsym(handle, "OrtGetApiBase"));
     if (get_api_base == nullptr) throw ModelError("'" + library + "' is not an ONNX Runtime library (no OrtGetApiBase)");
-    const OrtApiBase* base = get_api_base();
-    const OrtApi* api = base->GetApi(ORT_API_VERSION);
-    if (api == nullptr) {
-        throw ModelError("ONNX Runtime " + std::string(base->GetVersionString()) + " at '" + library +
-                         "' is older than the API version " + std::to_string(ORT_API_VERSION) +
-                         " this build needs (onnxruntime >= 1." + std::to_string(ORT_API_VERSION) + ")");
-    }
-    return api;
+    return get_api_base();
 }
 
-Ort::Env& runtime_env(const std::string& requested) {
+/// The ONNX Runtime to use when none is named: the one this build links (-DONNXRUNTIME_ROOT), else
+/// libonnxruntime.so.1 from the loader's search path. Sets `library` to what was used.
+const OrtApiBase* default_api_base(std::string& library) {
+#ifdef CHEXMASK_RT_ONNXRUNTIME_LINKED
+    Dl_info where{};
+    library = dladdr(reinterpret_cast<void*>(&OrtGetApiBase), &where) != 0 && where.dli_fname != nullptr
+                  ? where.dli_fname
+                  : "libonnxruntime (linked)";
+    return OrtGetApiBase();
+#else
+    library = "libonnxruntime.so.1";
+    return load_api_base(library);
+#endif
+}
+
+/// ONNX Runtime's messages go to set_log_callback's callback, not to stderr.
+void ORT_API_CALL forward_log(void* /*param*/, OrtLoggingLevel severity, const char* /*category*/,
+                              const char* logid, const char* /*code_location*/, const char* message) {
+    log(static_cast<LogLevel>(severity), std::string("onnxruntime[") + (logid ? logid : "") + "]: " + (message ? message : ""));
+}
+
+Ort::Env& runtime_env(const std::string& option) {
     std::lock_guard<std::mutex> lock(g_runtime_mutex);
-    const std::string library = requested.empty() ? default_library() : requested;
+    const std::string requested = requested_library(option);
     if (g_runtime.env != nullptr) {
-        if (!requested.empty() && requested != g_runtime.library) {
+        if (!option.empty() && option != g_runtime.library) {
             throw ModelError("ONNX Runtime is already loaded from '" + g_runtime.library +
-                             "' in this process; cannot switch to '" + requested + "'");
+                             "' in this process; cannot switch to '" + option + "'");
         }
         return *g_runtime.env;
     }
-    Ort::InitApi(load_api(library));
-    g_runtime.env = new Ort::Env(ORT_LOGGING_LEVEL_ERROR, "chexmask_rt");
+    std::string library = requested;
+    const OrtApiBase* base = requested.empty() ? default_api_base(library) : load_api_base(requested);
+    Ort::InitApi(api_of(base, library));
+    g_runtime.env = new Ort::Env(ORT_LOGGING_LEVEL_WARNING, "chexmask_rt", forward_log, nullptr);
     g_runtime.library = library;
+    log(LogLevel::info, "loaded ONNX Runtime " + std::string(base->GetVersionString()) + " from '" + library + "'");
     return *g_runtime.env;
 }
 
@@ -81,6 +110,60 @@ std::string first_line(const char* text) {
     std::string s = text ? text : "";
     const auto nl = s.find('\n');
     return nl == std::string::npos ? s : s.substr(0, nl);
+}
+
+std::string joined(const std::vector<std::string>& items) {
+    std::string out;
+    for (const std::string& item : items) out += (out.empty() ? "" : ", ") + item;
+    return out;
+}
+
+/// ONNX Runtime's execution providers for EngineOptions::device, in priority order.
+std::vector<std::string> providers_for(const std::string& device) {
+    if (device == "cpu") return {"CPUExecutionProvider"};
+    if (device == "cuda") return {"CUDAExecutionProvider", "CPUExecutionProvider"};
+    // TensorRT takes what it can build; CUDA, then CPU, run the rest
+    if (device == "tensorrt") return {"TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"};
+    throw ModelError("unknown device '" + device + "'; choose \"cpu\", \"cuda\" or \"tensorrt\"");
+}
+
+/// Throws ModelError naming the providers `device` needs that the loaded ONNX Runtime lacks.
+void require_available(const std::vector<std::string>& wanted, const std::string& device) {
+    const std::vector<std::string> available = Ort::GetAvailableProviders();
+    std::vector<std::string> missing;
+    for (const std::string& name : wanted)
+        if (std::find(available.begin(), available.end(), name) == available.end()) missing.push_back(name);
+    if (missing.empty()) return;
+    throw ModelError("device '" + device + "' needs ONNX Runtime's " + joined(missing) + ", which the ONNX Runtime at '" +
+                     loaded_onnxruntime_library() + "' does not have (it has " + joined(available) +
+                     "); use an ONNX Runtime built with it: pip install 'chexmask-rt[gpu]' (onnxruntime-gpu), "
+                     "or JetPack's onnxruntime on a Jetson");
+}
+
+/// Adds the GPU providers of `options.device` to `so` (the CPU provider is always there, last).
+void append_providers(Ort::SessionOptions& so, const EngineOptions& options) {
+    const OrtApi& api = Ort::GetApi();
+    if (options.device == "tensorrt") {
+        OrtTensorRTProviderOptionsV2* trt = nullptr;
+        Ort::ThrowOnError(api.CreateTensorRTProviderOptions(&trt));
+        const std::unique_ptr<OrtTensorRTProviderOptionsV2, decltype(api.ReleaseTensorRTProviderOptions)> owned(
+            trt, api.ReleaseTensorRTProviderOptions);
+        if (!options.tensorrt_cache_dir.empty()) {
+            const char* dir = options.tensorrt_cache_dir.c_str();
+            const std::array<const char*, 4> keys = {"trt_engine_cache_enable", "trt_engine_cache_path",
+                                                     "trt_timing_cache_enable", "trt_timing_cache_path"};
+            const std::array<const char*, 4> values = {"1", dir, "1", dir};
+            Ort::ThrowOnError(api.UpdateTensorRTProviderOptions(trt, keys.data(), values.data(), keys.size()));
+        }
+        so.AppendExecutionProvider_TensorRT_V2(*trt);
+    }
+    if (options.device == "cuda" || options.device == "tensorrt") {
+        OrtCUDAProviderOptionsV2* cuda = nullptr;
+        Ort::ThrowOnError(api.CreateCUDAProviderOptions(&cuda));
+        const std::unique_ptr<OrtCUDAProviderOptionsV2, decltype(api.ReleaseCUDAProviderOptions)> owned(
+            cuda, api.ReleaseCUDAProviderOptions);
+        so.AppendExecutionProvider_CUDA_V2(*cuda);
+    }
 }
 
 std::size_t element_count(const std::vector<std::int64_t>& shape) {
@@ -91,20 +174,36 @@ std::size_t element_count(const std::vector<std::int64_t>& shape) {
 
 class OnnxRuntimeBackend final : public Backend {
 public:
-    OnnxRuntimeBackend(const std::string& path, const EngineOptions& options) : path_(path) {
+    OnnxRuntimeBackend(const ModelSource& model, const EngineOptions& options) : path_(model.name) {
         struct stat st {};
-        if (stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) throw ModelError(path + ": model file not found");
-        Ort::Env& env = runtime_env(options.onnxruntime_library);
-        try {
-            session_ = std::make_unique<Ort::Session>(env, path.c_str(), session_options(options));
-        } catch (const Ort::Exception& e) {
-            throw ModelError(path + ": not a loadable ONNX model (" + first_line(e.what()) + ")");
+        if (model.data == nullptr && (stat(path_.c_str(), &st) != 0 || !S_ISREG(st.st_mode))) {
+            throw ModelError(path_ + ": model file not found");
         }
-        info_ = parse_model_info(read_metadata(), path);
+        Ort::Env& env = runtime_env(options.onnxruntime_library);
+        providers_ = providers_for(options.device);
+        require_available(providers_, options.device);
+        Ort::SessionOptions so = session_options(options);
+        try {
+            append_providers(so, options);
+        } catch (const Ort::Exception& e) {
+            throw ModelError("device '" + options.device + "': ONNX Runtime could not start its providers " +
+                             joined(providers_) + " (" + first_line(e.what()) + ")");
+        }
+        try {
+            session_ = model.data == nullptr ? std::make_unique<Ort::Session>(env, path_.c_str(), so)
+                                             : std::make_unique<Ort::Session>(env, model.data, model.size, so);
+        } catch (const Ort::Exception& e) {
+            const std::string on = options.device == "cpu" ? "" : " on device '" + options.device + "'";
+            throw ModelError(path_ + ": not a loadable ONNX model" + on + " (" + first_line(e.what()) + ")");
+        }
+        info_ = parse_model_info(read_metadata(), path_);
         check_io();
+        log(LogLevel::info, path_ + ": " + info_.id() + " opened with ONNX Runtime from '" +
+                                loaded_onnxruntime_library() + "' on " + joined(providers_));
     }
 
     const ModelInfo& info() const override { return info_; }
+    const std::vector<std::string>& providers() const override { return providers_; }
 
     EngineOutputs run(const float* images, int batch, const float* eps, int samples) const override {
         const auto memory = Ort::MemoryInfo::CreateCpu(OrtDeviceAllocator, OrtMemTypeCPU);
@@ -268,14 +367,15 @@ private:
 
     std::string path_;
     ModelInfo info_;
+    std::vector<std::string> providers_;     // what the session was created with, best first
     std::unique_ptr<Ort::Session> session_;  // Session::Run is thread safe; per-call state stays local
     bool has_samples_ = false;               // set once by check_io
 };
 
 }  // namespace
 
-std::unique_ptr<Backend> open_onnxruntime(const std::string& model_path, const EngineOptions& options) {
-    return std::make_unique<OnnxRuntimeBackend>(model_path, options);
+std::unique_ptr<Backend> open_onnxruntime(const ModelSource& model, const EngineOptions& options) {
+    return std::make_unique<OnnxRuntimeBackend>(model, options);
 }
 
 std::string loaded_onnxruntime_library() {

@@ -5,6 +5,7 @@
 // Python parity is tested in tests/test_native*.py; this covers memory safety of
 // the bad-input paths and thread safety without Python in the process.
 #include <chexmask_rt/chexmask_rt.hpp>
+#include <chexmask_rt/chexmask_rt_c.h>
 
 #include "internal.hpp"
 
@@ -240,6 +241,77 @@ void test_engine(const std::string& model, const std::string& library, const std
     for (int m : mismatches) CHECK(m == 0);
 }
 
+/// The C API's contract: status codes, a message per failure, NULL outputs, no exception escaping.
+void test_c_api(const std::string& model, const std::string& library) {
+    CHECK(chexmask_rt_abi_version() == CHEXMASK_RT_C_ABI_VERSION);
+    CHECK(std::strlen(chexmask_rt_version()) > 0);
+    static std::vector<std::string> messages;
+    chexmask_rt_set_log_callback([](int, const char* m, void*) { messages.emplace_back(m); }, nullptr);
+
+    chexmask_rt_engine_options options;
+    chexmask_rt_engine_options_init(&options);
+    CHECK(options.struct_size == sizeof options && options.onnxruntime_library == nullptr);
+    options.onnxruntime_library = library.c_str();
+    chexmask_rt_engine* engine = reinterpret_cast<chexmask_rt_engine*>(&options);  // must become NULL
+    CHECK(chexmask_rt_engine_open("/nonexistent.onnx", &options, &engine) == CHEXMASK_RT_MODEL_ERROR);
+    CHECK(engine == nullptr && std::strstr(chexmask_rt_last_error(), "not found") != nullptr);
+    CHECK(chexmask_rt_engine_open(nullptr, &options, &engine) == CHEXMASK_RT_MODEL_ERROR);
+    CHECK(chexmask_rt_engine_open(model.c_str(), &options, nullptr) == CHEXMASK_RT_INPUT_ERROR);
+    const char junk[] = "not an onnx file";
+    CHECK(chexmask_rt_engine_open_memory(junk, sizeof junk, &options, &engine) == CHEXMASK_RT_MODEL_ERROR);
+    CHECK(std::strstr(chexmask_rt_last_error(), "<memory>") != nullptr);
+    CHECK(chexmask_rt_engine_open_memory(nullptr, 0, nullptr, &engine) == CHEXMASK_RT_MODEL_ERROR);
+    chexmask_rt_engine_options unset{};  // struct_size 0: not initialised
+    CHECK(chexmask_rt_engine_open(model.c_str(), &unset, &engine) == CHEXMASK_RT_INPUT_ERROR);
+
+    CHECK(chexmask_rt_engine_open(model.c_str(), &options, &engine) == CHEXMASK_RT_OK && engine != nullptr);
+    CHECK(*chexmask_rt_last_error() == '\0');
+    bool logged = false;
+    for (const std::string& m : messages) logged |= m.find("opened with ONNX Runtime") != std::string::npos;
+    CHECK(logged);
+    chexmask_rt_set_log_callback(nullptr, nullptr);
+    const chexmask_rt_model_info* info = chexmask_rt_engine_info(engine);
+    CHECK(info != nullptr && info->inputsize >= 32 && info->latents > 0 && std::strchr(info->id, ':') != nullptr);
+
+    const auto px = gradient(120, 80, 128);
+    chexmask_rt_image image{px.data(), 120, 80, 128, 8, px.size()};
+    chexmask_rt_result* result = nullptr;
+    CHECK(chexmask_rt_predict(engine, &image, 0, 1, -1, &result) == CHEXMASK_RT_INPUT_ERROR && result == nullptr);
+    CHECK(std::strstr(chexmask_rt_last_error(), "samples") != nullptr);
+    CHECK(chexmask_rt_predict(engine, &image, 5, 1, 2, &result) == CHEXMASK_RT_INPUT_ERROR);
+    CHECK(chexmask_rt_predict(nullptr, &image, 5, 1, -1, &result) == CHEXMASK_RT_INPUT_ERROR);
+    CHECK(chexmask_rt_predict(engine, nullptr, 5, 1, -1, &result) == CHEXMASK_RT_INPUT_ERROR);
+    chexmask_rt_image short_buffer = image;
+    short_buffer.size_bytes = 100;
+    CHECK(chexmask_rt_predict(engine, &short_buffer, 5, 1, -1, &result) == CHEXMASK_RT_INPUT_ERROR);
+
+    CHECK(chexmask_rt_predict(engine, &image, 5, 1, CHEXMASK_RT_SECOND_LOOK_OFF, &result) == CHEXMASK_RT_OK);
+    const chexmask_rt_result_fields* r = chexmask_rt_result_get(result);
+    chexmask_rt::EngineOptions cpp_options;
+    cpp_options.onnxruntime_library = library;
+    const chexmask_rt::Result want =
+        chexmask_rt::Engine(model, cpp_options).predict(chexmask_rt::ImageView{px.data(), 120, 80, 128, 8, px.size()}, 5, 1, false);
+    CHECK(r->landmark_count == want.landmarks.size() && r->latent_count == want.latent_mu.size());
+    CHECK(r->second_look == nullptr && r->height == 80 && r->width == 120 && r->samples == 5 && r->seed == 1);
+    bool equal = r->mean_node_std == want.mean_node_std && r->mean_latent_sigma == want.mean_latent_sigma;
+    for (std::size_t i = 0; i < want.landmarks.size(); ++i) {
+        equal &= r->landmarks[2 * i] == want.landmarks[i].x && r->landmarks[2 * i + 1] == want.landmarks[i].y;
+        equal &= r->landmarks_std[2 * i + 1] == want.landmarks_std[i].y && r->landmarks_mu[2 * i] == want.landmarks_mu[i].x;
+        equal &= r->node_uncertainty[i] == want.node_uncertainty[i];
+    }
+    for (std::size_t i = 0; i < want.latent_mu.size(); ++i)
+        equal &= r->latent_mu[i] == want.latent_mu[i] && r->latent_sigma[i] == want.latent_sigma[i];
+    CHECK(equal);
+    chexmask_rt_result_free(result);
+    CHECK(chexmask_rt_predict(engine, &image, 5, 1, CHEXMASK_RT_SECOND_LOOK_ON, &result) == CHEXMASK_RT_OK);
+    CHECK(chexmask_rt_result_get(result)->second_look != nullptr);
+    chexmask_rt_result_free(result);
+    chexmask_rt_result_free(nullptr);
+    chexmask_rt_engine_free(engine);
+    chexmask_rt_engine_free(nullptr);
+    CHECK(chexmask_rt_result_get(nullptr) == nullptr && chexmask_rt_engine_info(nullptr) == nullptr);
+}
+
 }  // namespace
 
 void test_wrong_engine(const std::string& path, const std::string& library) {
@@ -257,7 +329,10 @@ int main(int argc, char** argv) {
     test_noise();
     test_bad_images();
     test_second_look();
-    if (argc >= 3) test_engine(argv[1], argv[2], argc >= 4 ? argv[3] : "");
+    if (argc >= 3) {
+        test_engine(argv[1], argv[2], argc >= 4 ? argv[3] : "");
+        test_c_api(argv[1], argv[2]);
+    }
     else std::cerr << "(engine tests skipped: pass MODEL.onnx LIBONNXRUNTIME)\n";
     for (int i = 4; i < argc; ++i) test_wrong_engine(argv[i], argv[2]);
     std::cout << (g_failures ? "FAILED " : "OK ") << g_failures << " failures\n";

@@ -77,13 +77,17 @@ class Result:
 
 class Engine:
     def __init__(self, model_path: str, onnxruntime_library: str = "", intra_op_threads: int = 0,
-                 layout_optimizations: bool = False, memory_pattern: bool = False) -> None:
+                 layout_optimizations: bool = False, memory_pattern: bool = False, device: str = "cpu",
+                 tensorrt_cache_dir: str = "") -> None:
         """Open a chexmask-rt ONNX engine. onnxruntime_library: path of libonnxruntime.so.1.* (""
         -> $CHEXMASK_RT_ONNXRUNTIME_LIBRARY, else the loader's search path); the first Engine fixes
-        it for the process. intra_op_threads 0: one per physical core. layout_optimizations and
-        memory_pattern: ONNX Runtime session settings (see chexmask_rt.EngineOptions)."""
+        it for the process. intra_op_threads 0: one per physical core. layout_optimizations,
+        memory_pattern, device and tensorrt_cache_dir: see chexmask_rt.EngineOptions."""
     @property
     def info(self) -> ModelInfo: ...
+    @property
+    def providers(self) -> list[str]:
+        """ONNX Runtime execution providers the session was created with, best first."""
     def predict(self, image: npt.NDArray[np.uint8] | npt.NDArray[np.uint16] | npt.NDArray[np.float32],
                 samples: int, seed: int = 0, bit_depth: int | None = None, second_look: bool | None = None) -> Result:
         """Gray [H, W] (or [H, W, 1]) uint8, uint16 (bit_depth 9..16, default 16) or float32 in [0, 1].

@@ -1,4 +1,4 @@
-"""Command line: ``chexmask-rt predict|batch|merge|export|info|build-trt`` (also ``python -m chexmask_rt``).
+"""Command line: ``chexmask-rt predict|batch|merge|export|info`` (also ``python -m chexmask_rt``).
 
 Exit codes: 0 success, 1 batch finished but some images failed, 2 usage error,
 3 input error, 4 model error.
@@ -22,6 +22,9 @@ EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INPUT, EXIT_MODEL = 0, 1, 2, 3, 4
 def _add_backend(p) -> None:
     p.add_argument("--backend", choices=("auto", "native", "python"), default="auto",
                    help="native C++ core (auto: when built) or the Python reference path")
+    p.add_argument("--device", choices=("cpu", "cuda", "tensorrt"), default="cpu",
+                   help="ONNX Runtime execution provider (default cpu; cuda/tensorrt need onnxruntime-gpu: "
+                        "pip install 'chexmask-rt[gpu]'; not tested on a GPU here)")
 
 
 def _add_run_options(p) -> None:
@@ -135,13 +138,6 @@ def _add_info(sub) -> None:
     _add_backend(p)
 
 
-def _add_build_trt(sub) -> None:
-    from . import tensorrt_build
-
-    p = sub.add_parser("build-trt", help="build a TensorRT 10 plan from an engine (or print the trtexec command)")
-    tensorrt_build.add_arguments(p)
-
-
 # The top-level --help is read by people: plain text, no reST markup.
 _DESCRIPTION = (f"Chest X-ray landmark segmentation with uncertainty (HybridGNet): 120 landmarks of the lungs and "
                 f"heart, their spread over latent samples, and the encoder's latent sigma. {INTENDED_USE.capitalize()}.")
@@ -161,7 +157,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_merge(sub)
     _add_export(sub)
     _add_info(sub)
-    _add_build_trt(sub)
     return parser
 
 
@@ -180,7 +175,8 @@ def cmd_predict(args) -> int:
     from .model import load
 
     _refuse_non_dicom(args, args.images)
-    seg = load(args.model, backend=args.backend, threads=args.threads, max_pixels=args.max_pixels)
+    seg = load(args.model, backend=args.backend, threads=args.threads, max_pixels=args.max_pixels,
+               device=args.device)
     results, failed = [], 0
     for image in tqdm(args.images, desc="predict", unit="img", disable=len(args.images) < 2, file=sys.stderr):
         try:
@@ -254,7 +250,8 @@ def cmd_batch(args) -> int:
 
     found = batch_inputs(args.input, args.shard, exclude=args.out)  # the output folder is never an input
     _refuse_non_dicom(args, found.images)
-    seg = load(args.model, backend=args.backend, threads=args.threads, max_pixels=args.max_pixels)
+    seg = load(args.model, backend=args.backend, threads=args.threads, max_pixels=args.max_pixels,
+               device=args.device)
     shard = args.shard and str(args.shard)
     if found.skipped:
         print(f"batch: {len(found.skipped)} files skipped, reasons in {write_skipped(args.out, found.skipped)}",
@@ -333,15 +330,10 @@ def cmd_export(args) -> int:
 def cmd_info(args) -> int:
     from .model import load
 
-    seg = load(args.model, backend=args.backend)
-    print(json.dumps({"path": str(seg.path), "backend": seg.backend, **vars(seg.info)}, indent=1))
+    seg = load(args.model, backend=args.backend, device=args.device)
+    print(json.dumps({"path": str(seg.path), "backend": seg.backend, "providers": seg.providers, **vars(seg.info)},
+                     indent=1))
     return EXIT_OK
-
-
-def cmd_build_trt(args) -> int:
-    from . import tensorrt_build
-
-    return tensorrt_build.run(args)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -352,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = _show_warning  # one plain line, not the source location
     parser = build_parser()
     args = parser.parse_args(argv)
-    handler = {"predict": cmd_predict, "batch": cmd_batch, "merge": cmd_merge, "export": cmd_export, "info": cmd_info, "build-trt": cmd_build_trt}[args.command]
+    handler = {"predict": cmd_predict, "batch": cmd_batch, "merge": cmd_merge, "export": cmd_export,
+               "info": cmd_info}[args.command]
     try:
         return handler(args)
     except ChexmaskError as exc:

@@ -64,16 +64,21 @@ def _open_segmenter(path: Path, backend: str, options: EngineOptions) -> "Segmen
 
 
 def load(model: str | os.PathLike | None = None, *, backend: str = "auto", threads: int | None = None,
-         engine_options: EngineOptions | None = None, max_pixels: int | None = None) -> "Segmenter":
+         device: str | None = None, engine_options: EngineOptions | None = None,
+         max_pixels: int | None = None) -> "Segmenter":
     """Open an engine written by ``chexmask-rt export`` (default: the shipped model).
 
     ``backend``: 'auto' (the native C++ core when built), 'native', or 'python'
     (the onnxruntime Python reference path). ``threads``: intra-op threads
     (default: one per physical core); it overrides ``engine_options.threads``.
+    ``device``: 'cpu' (default), 'cuda' or 'tensorrt', through ONNX Runtime's execution
+    providers (:mod:`chexmask_rt.devices`; ``Segmenter.providers`` says what runs); it
+    overrides ``engine_options.device``.
     ``engine_options``: ONNX Runtime session settings (see :class:`EngineOptions`).
     ``max_pixels``: this segmenter's pixel limit (:mod:`chexmask_rt.limits`; default:
     ``$CHEXMASK_RT_MAX_PIXELS`` at each call, else 64 MP).
-    Raises ModelError when the file is missing or not a chexmask-rt engine.
+    Raises ModelError when the file is missing or not a chexmask-rt engine, or when the
+    installed onnxruntime lacks the device's provider.
     """
     if max_pixels is not None:
         resolve_max_pixels(max_pixels)  # a bad limit fails here, not at the first image
@@ -81,6 +86,8 @@ def load(model: str | os.PathLike | None = None, *, backend: str = "auto", threa
     options = engine_options or EngineOptions()
     if threads is not None:
         options = dataclasses.replace(options, threads=threads)
+    if device is not None:
+        options = dataclasses.replace(options, device=device)
     segmenter = _open_segmenter(path, backend, options)
     segmenter.max_pixels = max_pixels
     if not segmenter.info.trained:
@@ -135,6 +142,11 @@ class Segmenter:
     @property
     def info(self) -> ModelInfo:
         return self._backend.info
+
+    @property
+    def providers(self) -> list[str]:
+        """ONNX Runtime execution providers the engine runs on, best first (e.g. ['CPUExecutionProvider'])."""
+        return list(self._backend.providers)
 
     @property
     def backend(self) -> str:

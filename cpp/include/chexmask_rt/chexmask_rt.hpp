@@ -16,6 +16,8 @@
 // runtime library that cannot be used. An Engine is safe to share between threads.
 #pragma once
 
+#include <chexmask_rt/api.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -28,19 +30,19 @@
 namespace chexmask_rt {
 
 /// Base of every error this library throws.
-class Error : public std::runtime_error {
+class CHEXMASK_RT_API Error : public std::runtime_error {
 public:
     using std::runtime_error::runtime_error;
 };
 
 /// An image or an argument that cannot be segmented; the message says why.
-class InputError : public Error {
+class CHEXMASK_RT_API InputError : public Error {
 public:
     using Error::Error;
 };
 
 /// An engine file, or the runtime library that runs it, that cannot be used.
-class ModelError : public Error {
+class CHEXMASK_RT_API ModelError : public Error {
 public:
     using Error::Error;
 };
@@ -50,7 +52,7 @@ public:
 constexpr const char* kIntendedUse = "research use only; not for diagnosis";
 
 /// This library's version: the repository's VERSION file, compiled in ("major.minor.patch").
-const char* version() noexcept;
+CHEXMASK_RT_API const char* version() noexcept;
 
 constexpr int kMinSide = 32;         ///< smaller images are refused (as in Python)
 constexpr int kMaxSide = 65536;      ///< larger images are refused
@@ -153,13 +155,23 @@ struct EngineOptions {
     /// arena reuses buffers as they free: peak RSS at 1024 fell by about a third with
     /// no measurable change in latency.
     bool memory_pattern = false;
+    /// Where the engine runs, through ONNX Runtime's execution providers: "cpu"; "cuda" (CUDA
+    /// provider); "tensorrt" (TensorRT provider, CUDA for what TensorRT leaves, then CPU). The
+    /// ONNX Runtime library must have the provider (onnxruntime-gpu, JetPack's build), else
+    /// ModelError says what is missing. Not tested on a GPU here (cpp/README.md).
+    std::string device = "cpu";
+    /// device "tensorrt": folder where the TensorRT provider keeps the engines it builds (built
+    /// once per model, input shape, TensorRT version and GPU; minutes on a Jetson); empty: none kept.
+    std::string tensorrt_cache_dir;
 };
 
 /// A loaded engine. Thread-safe: predict() may run concurrently on one Engine.
-class Engine {
+class CHEXMASK_RT_API Engine {
 public:
     /// Opens an ONNX file written by `chexmask-rt export`; throws ModelError if it is not one.
     explicit Engine(const std::string& model_path, const EngineOptions& options = {});
+    /// The same from the file's bytes in memory (read during the call; they need not outlive it).
+    static Engine from_memory(const void* model_data, std::size_t model_size, const EngineOptions& options = {});
     ~Engine();
     Engine(Engine&&) noexcept;
     Engine& operator=(Engine&&) noexcept;
@@ -167,6 +179,9 @@ public:
     Engine& operator=(const Engine&) = delete;
 
     const ModelInfo& info() const;
+    /// ONNX Runtime execution providers the session was created with, in priority order
+    /// (e.g. {"CUDAExecutionProvider", "CPUExecutionProvider"}).
+    const std::vector<std::string>& providers() const;
 
     /// Segments one image with `samples` latent draws of noise fixed by `seed`; with a
     /// second look (default: info().second_look), a second engine call on a crop around the
@@ -181,11 +196,19 @@ public:
 
 private:
     struct Impl;
+    explicit Engine(std::unique_ptr<Impl> impl);
     std::unique_ptr<Impl> impl_;
 };
 
+/// Severity of a log message: ONNX Runtime's levels.
+enum class LogLevel { verbose = 0, info = 1, warning = 2, error = 3, fatal = 4 };
+using LogCallback = void (*)(LogLevel level, const char* message, void* user);
+/// Receives this library's and ONNX Runtime's messages (warnings and worse, plus which ONNX Runtime
+/// and providers an Engine uses) from any thread; nullptr (the default) drops them. Process-wide.
+CHEXMASK_RT_API void set_log_callback(LogCallback callback, void* user = nullptr);
+
 /// The latent noise eps, row-major [samples, latents], float32: SplitMix64 +
 /// Box-Muller, bit-identical to Python's chexmask_rt.sampling.latent_noise.
-std::vector<float> latent_noise(int samples, int latents, std::uint64_t seed);
+CHEXMASK_RT_API std::vector<float> latent_noise(int samples, int latents, std::uint64_t seed);
 
 }  // namespace chexmask_rt

@@ -32,6 +32,12 @@ class EngineOptions:
     memory_pattern: bool = False
     """One pre-planned buffer block per input shape. Off, peak RSS at 1024 is about a
     third lower at the same latency."""
+    device: str = "cpu"
+    """'cpu', 'cuda' or 'tensorrt': ONNX Runtime's execution providers (:mod:`chexmask_rt.devices`);
+    the installed onnxruntime must have them (``pip install 'chexmask-rt[gpu]'``). Not tested on a GPU here."""
+    tensorrt_cache_dir: str | None = None
+    """device 'tensorrt': folder where ONNX Runtime's TensorRT provider keeps the engines it builds
+    (once per model, shape, TensorRT version and GPU); None: rebuilt at every load."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,8 @@ class EngineOutputs:
 class Backend(Protocol):
     name: str
     info: ModelInfo
+    providers: list[str]
+    """ONNX Runtime execution providers the engine runs on, best first."""
 
     def run(self, images: np.ndarray, eps: np.ndarray) -> EngineOutputs:
         """images float32 [B, 1, S, S] in [0, 1]; eps float32 [K, latents]."""

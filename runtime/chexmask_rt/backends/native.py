@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..devices import MISSING_ONNXRUNTIME
 from ..errors import ModelError
 from ..metadata import ModelInfo
 from ..model import ImageLike, Segmenter
@@ -43,7 +44,7 @@ def onnxruntime_library() -> str:
     """libonnxruntime inside the installed onnxruntime Python package (what the Python path runs too)."""
     spec = importlib.util.find_spec("onnxruntime")
     if spec is None or not spec.submodule_search_locations:
-        raise ModelError("the native backend needs the onnxruntime Python package (pip install onnxruntime)")
+        raise ModelError(MISSING_ONNXRUNTIME)
     capi = os.path.join(list(spec.submodule_search_locations)[0], "capi")
     found = sorted(glob.glob(os.path.join(capi, "libonnxruntime.so.1*")) + glob.glob(os.path.join(capi, "onnxruntime.dll")))
     if not found:
@@ -59,6 +60,7 @@ class _NativeBackend:
     def __init__(self, engine, info: ModelInfo, path: Path, engine_options: EngineOptions):
         self.engine = engine
         self.info = info
+        self.providers = list(engine.providers)
         self._path, self._options = path, engine_options
         self._raw = None
         self._lock = threading.Lock()
@@ -82,7 +84,8 @@ class NativeSegmenter(Segmenter):
             raise ModelError(f"the native core chexmask_rt._core cannot be loaded ({IMPORT_ERROR})")
         path = Path(path)
         engine = _core.Engine(str(path), library or onnxruntime_library(), int(engine_options.threads or 0),
-                              engine_options.layout_optimizations, engine_options.memory_pattern)
+                              engine_options.layout_optimizations, engine_options.memory_pattern,
+                              engine_options.device, engine_options.tensorrt_cache_dir or "")
         info = ModelInfo.from_metadata(dict(engine.info.metadata), str(path))
         super().__init__(_NativeBackend(engine, info, path, engine_options), path)
         self._engine = engine

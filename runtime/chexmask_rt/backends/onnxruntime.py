@@ -5,12 +5,17 @@ import os
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 from ..engine_io import SAMPLES_OUTPUT, check_graph, check_outputs
+from ..devices import MISSING_ONNXRUNTIME, check_in_use, session_providers
 from ..errors import ModelError, first_line
 from ..metadata import ModelInfo, session_metadata
 from . import EngineOptions, EngineOutputs
+
+try:
+    import onnxruntime as ort
+except ImportError:  # chexmask-rt installed without [cpu] or [gpu]: OnnxRuntimeBackend says so
+    ort = None
 
 OUTPUTS = ("landmarks_mean", "landmarks_std", "landmarks_mu", "latent_mu", "latent_sigma")
 
@@ -28,19 +33,26 @@ def session_options(engine_options: EngineOptions = EngineOptions()) -> ort.Sess
 
 
 class OnnxRuntimeBackend:
-    """Runs a chexmask-rt engine file with onnxruntime (CPU)."""
+    """Runs a chexmask-rt engine file with onnxruntime, on EngineOptions.device."""
 
     name = "python"
 
     def __init__(self, path: str | os.PathLike, engine_options: EngineOptions = EngineOptions()):
+        if ort is None:
+            raise ModelError(MISSING_ONNXRUNTIME)
         self.path = Path(path)
         if not self.path.is_file():
             raise ModelError(f"{self.path}: model file not found")
         options = session_options(engine_options)
+        device = engine_options.device
+        providers = session_providers(device, ort.get_available_providers(), engine_options.tensorrt_cache_dir)
         try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(str(self.path), options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
-            raise ModelError(f"{self.path}: not a loadable ONNX model ({first_line(exc)})") from exc
+            on = "" if device == "cpu" else f" on device {device!r}"
+            raise ModelError(f"{self.path}: not a loadable ONNX model{on} ({first_line(exc)})") from exc
+        self.providers = self.session.get_providers()
+        check_in_use(device, self.providers, str(self.path))
         self.info = ModelInfo.from_metadata(session_metadata(self.session, str(self.path)), str(self.path))
         names = {o.name for o in self.session.get_outputs()}
         missing = [n for n in OUTPUTS if n not in names]

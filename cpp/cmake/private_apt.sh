@@ -1,0 +1,36 @@
+# Sourced by fetch_onnxruntime_headers.sh and scripts/cross_aarch64.sh: apt against a private
+# sources list, state and cache under ROOT, so the machine's apt configuration is never touched.
+#
+#   private_apt_init ROOT MIRROR SUITE ARCH   # sets $apt_opts and runs apt-get update
+#   apt-get $apt_opts download PACKAGE...
+#
+# MIRROR "" means CHEXMASK_RT_DEBIAN_MIRROR, else the Debian archive this machine's apt sources use.
+
+private_apt_machine_mirror() {
+    { grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}'
+      grep -hs '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list | awk '{print $2}'
+    } | grep -v -e security -e updates | grep '/debian/*$' | head -n 1 || true  # none: the caller says so
+}
+
+private_apt_init() {
+    _root=$1
+    _mirror=${2:-${CHEXMASK_RT_DEBIAN_MIRROR:-$(private_apt_machine_mirror)}}
+    [ -n "$_mirror" ] || { echo "private_apt: no Debian archive in this machine's apt sources; set CHEXMASK_RT_DEBIAN_MIRROR" >&2; return 1; }
+    command -v apt-get >/dev/null || { echo "private_apt: apt-get not found" >&2; return 1; }
+    mkdir -p "$_root/etc/preferences.d" "$_root/etc/apt.conf.d" "$_root/state/lists/partial" \
+             "$_root/cache/archives/partial"
+    echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $_mirror $3 main" > "$_root/etc/sources.list"
+    : > "$_root/state/status"
+    apt_opts="-o Dir::Etc::SourceList=$_root/etc/sources.list
+ -o Dir::Etc::SourceParts=$_root/etc/sources.list.d
+ -o Dir::Etc::Preferences=$_root/etc/preferences
+ -o Dir::Etc::PreferencesParts=$_root/etc/preferences.d
+ -o Dir::State=$_root/state
+ -o Dir::State::status=$_root/state/status
+ -o Dir::Cache=$_root/cache
+ -o Debug::NoLocking=1
+ -o APT::Architecture=$4
+ -o APT::Architectures=$4"
+    # shellcheck disable=SC2086
+    apt-get $apt_opts -qq update
+}

@@ -1,0 +1,319 @@
+/* chexmask-rt-c: the C API's example, the template for C device software.
+ *
+ *   chexmask-rt-c --model M [--samples K] [--seed S] [--threads T] [--onnxruntime LIB]
+ *                 [--device cpu|cuda|tensorrt] [--single-look | --second-look] [--from-memory] IMAGE.pgm...
+ *
+ * Reads binary PGM (P5, 8- or 16-bit; no image library needed) and prints, per image, the JSON
+ * that chexmask-rt-cpp prints for the same file, byte for byte (a list for several images).
+ * --from-memory loads the engine from its bytes instead of its path.
+ * Exit codes: 0 ok, 2 usage, 3 input error, 4 model error.
+ */
+#include <chexmask_rt/chexmask_rt_c.h>
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { EXIT_USAGE = 2, EXIT_INPUT = 3, EXIT_MODEL = 4 };
+
+static void usage(const char* problem) {
+    fprintf(stderr, "usage: chexmask-rt-c --model M [--samples K] [--seed S] [--threads T] [--onnxruntime LIB] "
+                    "[--device cpu|cuda|tensorrt] [--single-look | --second-look] [--from-memory] IMAGE.pgm...\n");
+    if (problem != NULL) fprintf(stderr, "chexmask-rt-c: error: %s\n", problem);
+    exit(EXIT_USAGE);
+}
+
+static unsigned long long parse_number(const char* text) {
+    char* end = NULL;
+    unsigned long long value;
+    if (text[0] == '-' || text[0] == '\0') usage("options need a non-negative integer");
+    value = strtoull(text, &end, 10);
+    if (*end != '\0') usage("options need a non-negative integer");
+    return value;
+}
+
+/* ---- PGM input ------------------------------------------------------------------------------- */
+
+typedef struct {
+    unsigned char* pixels; /* rows of `stride` bytes */
+    chexmask_rt_image view;
+} gray_image;
+
+/* The next header number of a PGM, skipping whitespace and # comments; -1 if there is none. */
+static long pgm_number(FILE* f) {
+    int c = fgetc(f);
+    long value = 0;
+    for (;;) {
+        while (c == ' ' || c == '\t' || c == '\n' || c == '\r') c = fgetc(f);
+        if (c != '#') break;
+        while (c != '\n' && c != EOF) c = fgetc(f);
+    }
+    if (c < '0' || c > '9') return -1;
+    for (; c >= '0' && c <= '9'; c = fgetc(f)) {
+        value = value * 10 + (c - '0');
+        if (value > 1000000) return -1;
+    }
+    return value; /* the one whitespace after the last number is consumed */
+}
+
+/* As chexmask-rt-cpp (and the Python package) read a 16-bit file: 8-bit content becomes 8-bit, else
+ * the fewest bits (9..16) that hold the largest value, so a 12-bit detector's image is scaled by 4095. */
+static int settle_depth(gray_image* g) {
+    unsigned max = 0, bits = 9;
+    int x, y;
+    for (y = 0; y < g->view.height; ++y) {
+        const uint16_t* row = (const uint16_t*)(g->pixels + (size_t)y * g->view.stride);
+        for (x = 0; x < g->view.width; ++x) max = row[x] > max ? row[x] : max;
+    }
+    if (max > 255) {
+        while (bits < 16 && max > (1u << bits) - 1u) ++bits;
+        return (int)bits;
+    }
+    for (y = 0; y < g->view.height; ++y) { /* in place: each 8-bit row fits in its 16-bit row */
+        unsigned char* row = g->pixels + (size_t)y * g->view.stride;
+        for (x = 0; x < g->view.width; ++x) row[x] = (unsigned char)((const uint16_t*)row)[x];
+    }
+    return 8;
+}
+
+/* Reads a P5 PGM into rows padded to 64 bytes (a stride wider than the row, as camera buffers have). */
+static int read_pgm(const char* path, gray_image* g) {
+    FILE* f = fopen(path, "rb");
+    long w, h, maxval;
+    size_t bpp, row_bytes, y, x;
+    int ok = 0;
+    memset(g, 0, sizeof *g);
+    if (f == NULL) return 0;
+    if (fgetc(f) == 'P' && fgetc(f) == '5' && (w = pgm_number(f)) > 0 && (h = pgm_number(f)) > 0 &&
+        (maxval = pgm_number(f)) > 0 && maxval <= 65535) {
+        bpp = maxval > 255 ? 2 : 1;
+        row_bytes = (size_t)w * bpp;
+        g->view.stride = (row_bytes + 63) / 64 * 64;
+        g->pixels = calloc((size_t)h, g->view.stride);
+        ok = g->pixels != NULL;
+        for (y = 0; ok && y < (size_t)h; ++y) {
+            unsigned char* row = g->pixels + y * g->view.stride;
+            ok = fread(row, 1, row_bytes, f) == row_bytes;
+            for (x = 0; ok && bpp == 2 && x < (size_t)w; ++x) { /* PGM is big-endian */
+                const uint16_t v = (uint16_t)(row[2 * x] << 8 | row[2 * x + 1]);
+                memcpy(row + 2 * x, &v, 2);
+            }
+        }
+        g->view.data = g->pixels;
+        g->view.width = (int)w;
+        g->view.height = (int)h;
+        g->view.size_bytes = (size_t)h * g->view.stride;
+        if (ok) g->view.bit_depth = bpp == 2 ? settle_depth(g) : 8;
+    }
+    fclose(f);
+    if (!ok) free(g->pixels);
+    return ok;
+}
+
+/* ---- JSON output, as chexmask-rt-cpp writes it ------------------------------------------------ */
+
+/* The shortest decimal that reads back as `v`, in the shorter of fixed and scientific notation (fixed
+ * on a tie): what C++17's std::to_chars(double) writes, and Python's repr for these values. */
+static void print_number(FILE* out, double v) {
+    char sci[40], digits[20], fixed[400]; /* fixed: up to 309 integer digits */
+    char* f = fixed;
+    int precision, exponent, n = 0, i;
+    const char* p;
+    if (v == 0) {
+        fputs(signbit(v) ? "-0" : "0", out);
+        return;
+    }
+    if (isnan(v) || isinf(v)) {
+        fputs(isnan(v) ? "nan" : (v > 0 ? "inf" : "-inf"), out);
+        return;
+    }
+    for (precision = 0; precision < 17; ++precision) { /* glibc's %e rounds correctly */
+        snprintf(sci, sizeof sci, "%.*e", precision, v);
+        if (strtod(sci, NULL) == v) break;
+    }
+    for (p = sci; *p != 'e'; ++p)
+        if (*p >= '0' && *p <= '9') digits[n++] = *p;
+    digits[n] = '\0';
+    exponent = atoi(p + 1);
+    /* scientific: d[.ddd]e±XX */
+    snprintf(sci, sizeof sci, "%s%c%s%se%c%02d", v < 0 ? "-" : "", digits[0], n > 1 ? "." : "", digits + 1,
+             exponent < 0 ? '-' : '+', exponent < 0 ? -exponent : exponent);
+    /* fixed: the same digits around the decimal point */
+    if (v < 0) *f++ = '-';
+    if (exponent < 0) {
+        *f++ = '0';
+        *f++ = '.';
+        for (i = 0; i < -exponent - 1; ++i) *f++ = '0';
+        for (i = 0; i < n; ++i) *f++ = digits[i];
+    } else {
+        for (i = 0; i < n || i <= exponent; ++i) {
+            if (i == exponent + 1) *f++ = '.';
+            *f++ = i < n ? digits[i] : '0';
+        }
+    }
+    *f = '\0';
+    fputs(strlen(fixed) <= strlen(sci) ? fixed : sci, out);
+}
+
+static void print_quoted(FILE* out, const char* s) {
+    fputc('"', out);
+    for (; *s; ++s) {
+        const unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') fprintf(out, "\\%c", c);
+        else if (c < 0x20) fprintf(out, "\\u%04x", c);
+        else fputc(c, out);
+    }
+    fputc('"', out);
+}
+
+static void print_points(FILE* out, const double* xy, size_t count) {
+    size_t i;
+    fputc('[', out);
+    for (i = 0; i < count; ++i) {
+        fputs(i ? ", [" : "[", out);
+        print_number(out, xy[2 * i]);
+        fputs(", ", out);
+        print_number(out, xy[2 * i + 1]);
+        fputc(']', out);
+    }
+    fputc(']', out);
+}
+
+static void print_values(FILE* out, const double* v, size_t count) {
+    size_t i;
+    fputc('[', out);
+    for (i = 0; i < count; ++i) {
+        if (i) fputs(", ", out);
+        print_number(out, v[i]);
+    }
+    fputc(']', out);
+}
+
+static void print_result(FILE* out, const chexmask_rt_result_fields* r, const char* image, const char* model_id) {
+    fputs("{\n \"image\": ", out);
+    print_quoted(out, image);
+    fprintf(out, ",\n \"height\": %d,\n \"width\": %d,\n \"samples\": %d,\n \"seed\": %" PRIu64 ",\n \"model\": ",
+            r->height, r->width, r->samples, r->seed);
+    const char* point_names[] = {"landmarks", "landmarks_std", "landmarks_mu"};
+    const double* points[] = {r->landmarks, r->landmarks_std, r->landmarks_mu};
+    const char* value_names[] = {"latent_mu", "latent_sigma", "node_uncertainty"};
+    const double* values[] = {r->latent_mu, r->latent_sigma, r->node_uncertainty};
+    const size_t value_counts[] = {r->latent_count, r->latent_count, r->landmark_count};
+    int i;
+    print_quoted(out, model_id);
+    fputs(",\n \"intended_use\": ", out);
+    print_quoted(out, chexmask_rt_intended_use());
+    for (i = 0; i < 3; ++i) {
+        fprintf(out, ",\n \"%s\": ", point_names[i]);
+        print_points(out, points[i], r->landmark_count);
+    }
+    for (i = 0; i < 3; ++i) {
+        fprintf(out, ",\n \"%s\": ", value_names[i]);
+        print_values(out, values[i], value_counts[i]);
+    }
+    fputs(",\n \"scores\": {\"mean_node_std\": ", out);
+    print_number(out, r->mean_node_std);
+    fputs(", \"mean_latent_sigma\": ", out);
+    print_number(out, r->mean_latent_sigma);
+    fputc('}', out);
+    if (r->second_look != NULL) {
+        fputs(",\n \"second_look\": {\"look\": ", out);
+        print_quoted(out, r->second_look);
+        fputs(", \"first_fill\": ", out);
+        print_number(out, r->first_fill);
+        if (strcmp(r->second_look, "none") != 0)
+            fprintf(out, ", \"crop_left\": %d, \"crop_top\": %d, \"crop_side\": %d", r->crop_left, r->crop_top,
+                    r->crop_side);
+        fputc('}', out);
+    }
+    fputs("\n}", out);
+}
+
+/* ---- main ------------------------------------------------------------------------------------ */
+
+static chexmask_rt_status open_engine(const char* model, int from_memory, const chexmask_rt_engine_options* options,
+                                      chexmask_rt_engine** engine) {
+    FILE* f;
+    char* bytes;
+    long size;
+    chexmask_rt_status status;
+    if (!from_memory) return chexmask_rt_engine_open(model, options, engine);
+    f = fopen(model, "rb");
+    if (f == NULL || fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) <= 0 || fseek(f, 0, SEEK_SET) != 0) {
+        if (f != NULL) fclose(f);
+        return chexmask_rt_engine_open(model, options, engine); /* the library says what is wrong */
+    }
+    bytes = malloc((size_t)size);
+    if (bytes == NULL || fread(bytes, 1, (size_t)size, f) != (size_t)size) size = 0;
+    fclose(f);
+    status = chexmask_rt_engine_open_memory(bytes, (size_t)size, options, engine);
+    free(bytes); /* the engine keeps no reference to the bytes */
+    return status;
+}
+
+int main(int argc, char** argv) {
+    const char* model = NULL;
+    int samples = 50, second_look = CHEXMASK_RT_SECOND_LOOK_DEFAULT, from_memory = 0, first_image = 0, i, count;
+    uint64_t seed = 0;
+    chexmask_rt_engine_options options;
+    chexmask_rt_engine* engine = NULL;
+    chexmask_rt_status status;
+
+    chexmask_rt_engine_options_init(&options);
+    for (i = 1; i < argc; ++i) {
+        const char* a = argv[i];
+        const int has_value = i + 1 < argc;
+        if (strcmp(a, "--model") == 0 && has_value) model = argv[++i];
+        else if (strcmp(a, "--samples") == 0 && has_value) samples = (int)parse_number(argv[++i]);
+        else if (strcmp(a, "--seed") == 0 && has_value) seed = parse_number(argv[++i]);
+        else if (strcmp(a, "--threads") == 0 && has_value) options.intra_op_threads = (int)parse_number(argv[++i]);
+        else if (strcmp(a, "--onnxruntime") == 0 && has_value) options.onnxruntime_library = argv[++i];
+        else if (strcmp(a, "--device") == 0 && has_value) options.device = argv[++i];
+        else if (strcmp(a, "--single-look") == 0) second_look = CHEXMASK_RT_SECOND_LOOK_OFF;
+        else if (strcmp(a, "--second-look") == 0) second_look = CHEXMASK_RT_SECOND_LOOK_ON;
+        else if (strcmp(a, "--from-memory") == 0) from_memory = 1;
+        else if (a[0] == '-') usage("unknown option or missing value");
+        else if (first_image == 0) first_image = i;
+        else continue;
+        if (first_image != 0 && first_image != i) usage("options must come before the images");
+    }
+    if (model == NULL) usage("--model is required");
+    if (first_image == 0) usage("no images given");
+    if (chexmask_rt_abi_version() != CHEXMASK_RT_C_ABI_VERSION) {
+        fprintf(stderr, "chexmask-rt-c: error: libchexmask_rt has C ABI %d, this program was built for %d\n",
+                chexmask_rt_abi_version(), CHEXMASK_RT_C_ABI_VERSION);
+        return EXIT_MODEL;
+    }
+
+    status = open_engine(model, from_memory, &options, &engine);
+    if (status != CHEXMASK_RT_OK) {
+        fprintf(stderr, "chexmask-rt-c: error: %s\n", chexmask_rt_last_error());
+        return status == CHEXMASK_RT_MODEL_ERROR ? EXIT_MODEL : EXIT_INPUT;
+    }
+    count = argc - first_image;
+    if (count > 1) fputs("[\n", stdout);
+    for (i = first_image; i < argc; ++i) {
+        gray_image image;
+        chexmask_rt_result* result = NULL;
+        if (!read_pgm(argv[i], &image)) {
+            fprintf(stderr, "chexmask-rt-c: error: %s: not a readable binary PGM (P5) image\n", argv[i]);
+            chexmask_rt_engine_free(engine);
+            return EXIT_INPUT;
+        }
+        status = chexmask_rt_predict(engine, &image.view, samples, seed, second_look, &result);
+        free(image.pixels);
+        if (status != CHEXMASK_RT_OK) {
+            fprintf(stderr, "chexmask-rt-c: error: %s\n", chexmask_rt_last_error());
+            chexmask_rt_engine_free(engine);
+            return status == CHEXMASK_RT_MODEL_ERROR ? EXIT_MODEL : EXIT_INPUT;
+        }
+        print_result(stdout, chexmask_rt_result_get(result), argv[i], chexmask_rt_engine_info(engine)->id);
+        fputs(count > 1 && i + 1 < argc ? ",\n" : "\n", stdout);
+        chexmask_rt_result_free(result);
+    }
+    if (count > 1) fputs("]\n", stdout);
+    chexmask_rt_engine_free(engine);
+    return 0;
+}

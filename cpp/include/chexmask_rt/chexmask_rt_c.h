@@ -1,0 +1,154 @@
+/* chexmask-rt C API: chest X-ray landmarks with uncertainty, callable from C, C#/.NET (P/Invoke),
+ * or anything else with a C FFI. Link libchexmask_rt.so (CMake: chexmask_rt::chexmask_rt).
+ *
+ *   chexmask_rt_engine* engine = NULL;
+ *   if (chexmask_rt_engine_open("model.onnx", NULL, &engine) != CHEXMASK_RT_OK) {
+ *       fprintf(stderr, "%s\n", chexmask_rt_last_error());   // why, in one line
+ *       return 1;
+ *   }
+ *   chexmask_rt_image image = {pixels, width, height, row_bytes, 8, buffer_bytes};
+ *   chexmask_rt_result* result = NULL;
+ *   if (chexmask_rt_predict(engine, &image, 50, 0, CHEXMASK_RT_SECOND_LOOK_DEFAULT, &result) == CHEXMASK_RT_OK) {
+ *       const chexmask_rt_result_fields* r = chexmask_rt_result_get(result);
+ *       // r->landmarks[2 * i], r->landmarks[2 * i + 1]: x, y of landmark i in the image's pixels
+ *       chexmask_rt_result_free(result);
+ *   }
+ *   chexmask_rt_engine_free(engine);
+ *
+ * Rules: every function that can fail returns a chexmask_rt_status; on failure
+ * chexmask_rt_last_error() (per thread) says why, and *out is left NULL. No C++ exception leaves the
+ * library. Strings and arrays the library returns stay valid until their handle is freed. An engine
+ * may be shared between threads; a result belongs to one. The numbers equal the C++ API's (and the
+ * Python package's) for the same engine, image, samples and seed.
+ */
+#ifndef CHEXMASK_RT_C_H
+#define CHEXMASK_RT_C_H
+
+#include <chexmask_rt/api.h>
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Bumped whenever a declaration in this header changes incompatibly; compare with chexmask_rt_abi_version(). */
+#define CHEXMASK_RT_C_ABI_VERSION 1
+
+typedef enum chexmask_rt_status {
+    CHEXMASK_RT_OK = 0,
+    CHEXMASK_RT_INPUT_ERROR = 1, /* bad image or argument (the C++ InputError) */
+    CHEXMASK_RT_MODEL_ERROR = 2, /* engine file, ONNX Runtime library or device unusable (ModelError) */
+    CHEXMASK_RT_RUNTIME_ERROR = 3, /* anything else, e.g. out of memory or a failed engine run */
+} chexmask_rt_status;
+
+/* ABI version of the loaded library (CHEXMASK_RT_C_ABI_VERSION it was built with). */
+CHEXMASK_RT_API int chexmask_rt_abi_version(void);
+/* Library version, "major.minor.patch": the repository's VERSION file, compiled in. */
+CHEXMASK_RT_API const char* chexmask_rt_version(void);
+/* What every result is for: "research use only; not for diagnosis". Outputs for people or systems say it. */
+CHEXMASK_RT_API const char* chexmask_rt_intended_use(void);
+/* Why the last failing call on this thread failed; "" if none did. */
+CHEXMASK_RT_API const char* chexmask_rt_last_error(void);
+
+/* Optional: receives the library's and ONNX Runtime's messages (level 2 warning, 3 error; 1 info: which
+ * ONNX Runtime and providers an engine uses), from any thread. NULL (the default) drops them. The
+ * callback must not call chexmask_rt_set_log_callback. */
+typedef void (*chexmask_rt_log_fn)(int level, const char* message, void* user);
+CHEXMASK_RT_API void chexmask_rt_set_log_callback(chexmask_rt_log_fn callback, void* user);
+
+/* ---- engine ---------------------------------------------------------------------------------- */
+
+typedef struct chexmask_rt_engine chexmask_rt_engine; /* opaque */
+
+typedef struct chexmask_rt_engine_options {
+    size_t struct_size;              /* sizeof(chexmask_rt_engine_options); set by _options_init */
+    const char* onnxruntime_library; /* path of libonnxruntime.so.1.*; NULL: the build's default */
+    int intra_op_threads;            /* 0: one per physical core */
+    const char* device;              /* NULL or "cpu"; "cuda"; "tensorrt" (ONNX Runtime's providers; the
+                                        library must have them, else CHEXMASK_RT_MODEL_ERROR says what is
+                                        missing). Not tested on a GPU here. */
+    const char* tensorrt_cache_dir;  /* "tensorrt": where its built engines are kept; NULL: not kept */
+} chexmask_rt_engine_options;
+
+/* Fills `options` with the defaults (what passing NULL to the open functions means). */
+CHEXMASK_RT_API void chexmask_rt_engine_options_init(chexmask_rt_engine_options* options);
+
+/* Opens an ONNX engine written by `chexmask-rt export`, from a file or from its bytes in memory
+ * (read during the call only). `options` may be NULL. */
+CHEXMASK_RT_API chexmask_rt_status chexmask_rt_engine_open(const char* model_path,
+                                                           const chexmask_rt_engine_options* options,
+                                                           chexmask_rt_engine** out);
+CHEXMASK_RT_API chexmask_rt_status chexmask_rt_engine_open_memory(const void* model_data, size_t model_size,
+                                                                  const chexmask_rt_engine_options* options,
+                                                                  chexmask_rt_engine** out);
+CHEXMASK_RT_API void chexmask_rt_engine_free(chexmask_rt_engine* engine); /* NULL is ignored */
+
+/* What the engine file says about itself. */
+typedef struct chexmask_rt_model_info {
+    const char* id;          /* "<model_name>:<model_version>", as results name it */
+    int inputsize;           /* the engine's square input side */
+    int latents;             /* latent width */
+    int second_look;         /* 1: predict's default is the second look */
+    int trained;             /* 0: a placeholder with meaningless landmarks */
+    const char* providers;   /* ONNX Runtime execution providers in use, best first, ", "-separated */
+} chexmask_rt_model_info;
+CHEXMASK_RT_API const chexmask_rt_model_info* chexmask_rt_engine_info(const chexmask_rt_engine* engine);
+
+/* ---- predict --------------------------------------------------------------------------------- */
+
+/* A grayscale image in caller-owned memory, read in place. */
+typedef struct chexmask_rt_image {
+    const void* data;   /* first pixel of the first row */
+    int width;
+    int height;
+    size_t stride;      /* bytes from one row to the next, >= width * bytes per pixel */
+    int bit_depth;      /* 8: uint8; 9..16: uint16 with that many significant bits (12-bit detector: 12);
+                           32: float32 in [0, 1] */
+    size_t size_bytes;  /* size of the buffer behind data; checked when non-zero */
+} chexmask_rt_image;
+
+#define CHEXMASK_RT_SECOND_LOOK_DEFAULT (-1) /* the engine's choice (chexmask_rt_model_info.second_look) */
+#define CHEXMASK_RT_SECOND_LOOK_OFF 0        /* one engine call */
+#define CHEXMASK_RT_SECOND_LOOK_ON 1         /* a second call on a crop around the lungs */
+
+typedef struct chexmask_rt_result chexmask_rt_result; /* opaque */
+
+/* Segments one image with `samples` (1..10000) latent draws of noise fixed by `seed`. */
+CHEXMASK_RT_API chexmask_rt_status chexmask_rt_predict(const chexmask_rt_engine* engine,
+                                                       const chexmask_rt_image* image, int samples,
+                                                       uint64_t seed, int second_look,
+                                                       chexmask_rt_result** out);
+CHEXMASK_RT_API void chexmask_rt_result_free(chexmask_rt_result* result); /* NULL is ignored */
+
+/* Every field of a result; coordinates are in the original image's pixels, points are (x, y) pairs. */
+typedef struct chexmask_rt_result_fields {
+    int height;
+    int width;
+    int samples;
+    uint64_t seed;
+    size_t landmark_count;           /* 120 */
+    const double* landmarks;         /* [landmark_count][2]: mean over the samples */
+    const double* landmarks_std;     /* [landmark_count][2]: std over the samples (ddof 0) */
+    const double* landmarks_mu;      /* [landmark_count][2]: decode at z = mu */
+    const double* node_uncertainty;  /* [landmark_count]: (std_x + std_y) / 2 */
+    size_t latent_count;
+    const double* latent_mu;         /* [latent_count] */
+    const double* latent_sigma;      /* [latent_count] */
+    double mean_node_std;            /* the image's uncertainty score */
+    double mean_latent_sigma;
+    /* NULL: no second look was made. "pooled", "crop_only" or "none" (no usable crop; crop_* are 0). */
+    const char* second_look;
+    double first_fill;               /* share of the image the first answer's lungs span */
+    int crop_left;                   /* the crop square, original pixels */
+    int crop_top;
+    int crop_side;
+} chexmask_rt_result_fields;
+CHEXMASK_RT_API const chexmask_rt_result_fields* chexmask_rt_result_get(const chexmask_rt_result* result);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CHEXMASK_RT_C_H */

@@ -1,0 +1,217 @@
+// The C API (chexmask_rt_c.h) over the C++ one: every entry point catches everything, so no
+// exception crosses into C; failures become a status code plus a per-thread message.
+#include <chexmask_rt/chexmask_rt_c.h>
+
+#include "internal.hpp"
+
+#include <cstddef>
+#include <cstring>
+#include <new>
+#include <optional>
+#include <string>
+#include <vector>
+
+struct chexmask_rt_engine {
+    chexmask_rt::Engine engine;
+    std::string id;
+    std::string providers;
+    chexmask_rt_model_info info{};
+};
+
+struct chexmask_rt_result {
+    chexmask_rt::Result result;
+    std::vector<double> landmarks, landmarks_std, landmarks_mu;  // (x, y) pairs
+    chexmask_rt_result_fields fields{};
+};
+
+namespace {
+
+thread_local std::string g_last_error;
+
+/// Runs `body`, turning every exception into a status and the thread's last error.
+template <typename Body>
+chexmask_rt_status guarded(Body&& body) noexcept {
+    try {
+        body();
+        g_last_error.clear();
+        return CHEXMASK_RT_OK;
+    } catch (const chexmask_rt::InputError& e) {
+        g_last_error = e.what();
+        return CHEXMASK_RT_INPUT_ERROR;
+    } catch (const chexmask_rt::ModelError& e) {
+        g_last_error = e.what();
+        return CHEXMASK_RT_MODEL_ERROR;
+    } catch (const std::bad_alloc&) {
+        g_last_error = "out of memory";
+        return CHEXMASK_RT_RUNTIME_ERROR;
+    } catch (const std::exception& e) {
+        g_last_error = e.what();
+        return CHEXMASK_RT_RUNTIME_ERROR;
+    } catch (...) {
+        g_last_error = "unknown error";
+        return CHEXMASK_RT_RUNTIME_ERROR;
+    }
+}
+
+/// The C++ options for `options`, reading only the fields the caller's struct_size covers.
+chexmask_rt::EngineOptions cpp_options(const chexmask_rt_engine_options* options) {
+    chexmask_rt::EngineOptions out;
+    if (options == nullptr) return out;
+    const auto has = [&](std::size_t field_end) { return options->struct_size >= field_end; };
+    if (options->struct_size == 0) throw chexmask_rt::InputError("engine options: call chexmask_rt_engine_options_init first");
+    if (has(offsetof(chexmask_rt_engine_options, onnxruntime_library) + sizeof(const char*)) &&
+        options->onnxruntime_library != nullptr)
+        out.onnxruntime_library = options->onnxruntime_library;
+    if (has(offsetof(chexmask_rt_engine_options, intra_op_threads) + sizeof(int)))
+        out.intra_op_threads = options->intra_op_threads;
+    if (has(offsetof(chexmask_rt_engine_options, device) + sizeof(const char*)) && options->device != nullptr)
+        out.device = options->device;
+    if (has(offsetof(chexmask_rt_engine_options, tensorrt_cache_dir) + sizeof(const char*)) &&
+        options->tensorrt_cache_dir != nullptr)
+        out.tensorrt_cache_dir = options->tensorrt_cache_dir;
+    return out;
+}
+
+chexmask_rt_engine* wrap(chexmask_rt::Engine engine) {
+    auto* handle = new chexmask_rt_engine{std::move(engine), {}, {}, {}};
+    const chexmask_rt::ModelInfo& info = handle->engine.info();
+    handle->id = info.id();
+    for (const std::string& p : handle->engine.providers()) handle->providers += (handle->providers.empty() ? "" : ", ") + p;
+    handle->info = {handle->id.c_str(), info.inputsize, info.latents, info.second_look ? 1 : 0, info.trained ? 1 : 0,
+                    handle->providers.c_str()};
+    return handle;
+}
+
+std::vector<double> pairs(const std::vector<chexmask_rt::Point>& points) {
+    std::vector<double> out;
+    out.reserve(points.size() * 2);
+    for (const chexmask_rt::Point& p : points) out.insert(out.end(), {p.x, p.y});
+    return out;
+}
+
+chexmask_rt_result* wrap(chexmask_rt::Result result) {
+    auto* handle = new chexmask_rt_result{std::move(result), {}, {}, {}, {}};
+    const chexmask_rt::Result& r = handle->result;
+    handle->landmarks = pairs(r.landmarks);
+    handle->landmarks_std = pairs(r.landmarks_std);
+    handle->landmarks_mu = pairs(r.landmarks_mu);
+    chexmask_rt_result_fields& f = handle->fields;
+    f.height = r.height;
+    f.width = r.width;
+    f.samples = r.samples;
+    f.seed = r.seed;
+    f.landmark_count = r.landmarks.size();
+    f.landmarks = handle->landmarks.data();
+    f.landmarks_std = handle->landmarks_std.data();
+    f.landmarks_mu = handle->landmarks_mu.data();
+    f.node_uncertainty = r.node_uncertainty.data();
+    f.latent_count = r.latent_mu.size();
+    f.latent_mu = r.latent_mu.data();
+    f.latent_sigma = r.latent_sigma.data();
+    f.mean_node_std = r.mean_node_std;
+    f.mean_latent_sigma = r.mean_latent_sigma;
+    if (r.second_look) {
+        f.second_look = r.second_look->look.c_str();
+        f.first_fill = r.second_look->first_fill;
+        f.crop_left = r.second_look->crop_left;
+        f.crop_top = r.second_look->crop_top;
+        f.crop_side = r.second_look->crop_side;
+    }
+    return handle;
+}
+
+void check_out(const void* out) {
+    if (out == nullptr) throw chexmask_rt::InputError("the output pointer is NULL");
+}
+
+}  // namespace
+
+extern "C" {
+
+int chexmask_rt_abi_version(void) { return CHEXMASK_RT_C_ABI_VERSION; }
+
+const char* chexmask_rt_version(void) { return chexmask_rt::version(); }
+
+const char* chexmask_rt_intended_use(void) { return chexmask_rt::kIntendedUse; }
+
+const char* chexmask_rt_last_error(void) { return g_last_error.c_str(); }
+
+void chexmask_rt_set_log_callback(chexmask_rt_log_fn callback, void* user) {
+    // The C callback differs from the C++ one only in the level's type; a trampoline converts.
+    struct Target {
+        chexmask_rt_log_fn callback;
+        void* user;
+    };
+    static Target target{nullptr, nullptr};
+    chexmask_rt::set_log_callback(nullptr);  // no message is being delivered while `target` changes
+    if (callback == nullptr) return;
+    target = {callback, user};
+    chexmask_rt::set_log_callback(
+        [](chexmask_rt::LogLevel level, const char* message, void* t) {
+            static_cast<Target*>(t)->callback(static_cast<int>(level), message, static_cast<Target*>(t)->user);
+        },
+        &target);
+}
+
+void chexmask_rt_engine_options_init(chexmask_rt_engine_options* options) {
+    if (options == nullptr) return;
+    std::memset(options, 0, sizeof *options);
+    options->struct_size = sizeof *options;
+}
+
+chexmask_rt_status chexmask_rt_engine_open(const char* model_path, const chexmask_rt_engine_options* options,
+                                           chexmask_rt_engine** out) {
+    if (out != nullptr) *out = nullptr;
+    return guarded([&] {
+        check_out(out);
+        if (model_path == nullptr) throw chexmask_rt::ModelError("the model path is NULL");
+        *out = wrap(chexmask_rt::Engine(model_path, cpp_options(options)));
+    });
+}
+
+chexmask_rt_status chexmask_rt_engine_open_memory(const void* model_data, size_t model_size,
+                                                  const chexmask_rt_engine_options* options,
+                                                  chexmask_rt_engine** out) {
+    if (out != nullptr) *out = nullptr;
+    return guarded([&] {
+        check_out(out);
+        *out = wrap(chexmask_rt::Engine::from_memory(model_data, model_size, cpp_options(options)));
+    });
+}
+
+void chexmask_rt_engine_free(chexmask_rt_engine* engine) { delete engine; }
+
+const chexmask_rt_model_info* chexmask_rt_engine_info(const chexmask_rt_engine* engine) {
+    return engine == nullptr ? nullptr : &engine->info;
+}
+
+chexmask_rt_status chexmask_rt_predict(const chexmask_rt_engine* engine, const chexmask_rt_image* image,
+                                       int samples, uint64_t seed, int second_look, chexmask_rt_result** out) {
+    if (out != nullptr) *out = nullptr;
+    return guarded([&] {
+        check_out(out);
+        if (engine == nullptr) throw chexmask_rt::InputError("the engine is NULL");
+        if (image == nullptr) throw chexmask_rt::InputError("the image is NULL");
+        if (second_look < CHEXMASK_RT_SECOND_LOOK_DEFAULT || second_look > CHEXMASK_RT_SECOND_LOOK_ON)
+            throw chexmask_rt::InputError("second_look must be -1 (engine default), 0 or 1, got " +
+                                          std::to_string(second_look));
+        chexmask_rt::ImageView view;
+        view.data = image->data;
+        view.width = image->width;
+        view.height = image->height;
+        view.stride = image->stride;
+        view.bit_depth = image->bit_depth;
+        view.size_bytes = image->size_bytes;
+        const std::optional<bool> look =
+            second_look == CHEXMASK_RT_SECOND_LOOK_DEFAULT ? std::nullopt : std::optional<bool>(second_look == 1);
+        *out = wrap(engine->engine.predict(view, samples, seed, look));
+    });
+}
+
+void chexmask_rt_result_free(chexmask_rt_result* result) { delete result; }
+
+const chexmask_rt_result_fields* chexmask_rt_result_get(const chexmask_rt_result* result) {
+    return result == nullptr ? nullptr : &result->fields;
+}
+
+}  // extern "C"

@@ -1,0 +1,180 @@
+"""The C++ SDK as a device integrator meets it: the C API's example program, `cmake --install`
+with an out-of-tree find_package consumer, and the offline build against an ONNX Runtime folder.
+
+Needs the CMake build in build/ (scripts/setup_and_test.sh makes it; $CHEXMASK_RT_BUILD_DIR
+points elsewhere). The builds here are time-boxed: a few small files, or the core alone.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import chexmask_rt
+from chexmask_rt.image_io import read_image
+from chexmask_rt.preprocess import to_gray
+
+from conftest import REPO, skip_or_fail_without_native
+
+native = pytest.importorskip("chexmask_rt.backends.native")
+
+BUILD = Path(os.environ.get("CHEXMASK_RT_BUILD_DIR", REPO / "build"))
+CPP_EXAMPLE = BUILD / "cpp" / "chexmask-rt-cpp"
+C_EXAMPLE = BUILD / "cpp" / "chexmask-rt-c"
+ORT_HEADERS = BUILD / "_deps" / "onnxruntime-headers" / "include"
+BUILD_TIMEOUT = 600  # seconds for one configure + build of the core on a 2-core machine
+
+
+def _require(program: Path) -> Path:
+    if not program.is_file():
+        skip_or_fail_without_native(f"{program} not built (configure with -DCHEXMASK_RT_BUILD_EXAMPLES=ON)")
+    return program
+
+
+def _run(cmd, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=BUILD_TIMEOUT, **kwargs)
+
+
+def _checked(cmd, **kwargs) -> subprocess.CompletedProcess:
+    proc = _run(cmd, **kwargs)
+    assert proc.returncode == 0, f"{' '.join(map(str, cmd))}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+@pytest.fixture(scope="module")
+def pgm_images(shared_images, tmp_path_factory) -> list[Path]:
+    """Gray PGMs both example programs read: 8-bit, and 12 significant bits in 16 (the C program reads
+    no PNG; OpenCV reads PGM, so both get the same pixels from the same file name)."""
+    root = tmp_path_factory.mktemp("pgm")
+    out = []
+    for path in shared_images:
+        if path.suffix != ".png":  # JPEG decoders differ between OpenCV builds; PNG and PGM are exact
+            continue
+        gray, _ = to_gray(read_image(path))
+        out.append(root / f"{path.stem}.pgm")
+        cv2.imwrite(str(out[-1]), gray)
+    out.append(root / "twelve_bit.pgm")
+    cv2.imwrite(str(out[-1]), gray.astype(np.uint16) * 16)
+    return out
+
+
+def _json(program: Path, images: list[Path], *args, library: str | None = None) -> str:
+    lib = [] if library == "" else ["--onnxruntime", library or native.onnxruntime_library()]
+    cmd = [program, "--model", chexmask_rt.default_model_path(), "--samples", "12", "--seed", "5", *lib, *args, *images]
+    return _checked(cmd).stdout
+
+
+def test_c_example_prints_the_cpp_examples_json(pgm_images):
+    c, cpp = _require(C_EXAMPLE), _require(CPP_EXAMPLE)
+    want = _json(cpp, pgm_images)
+    assert want.startswith("[\n{") and '"look": "pooled"' in want
+    assert _json(c, pgm_images) == want
+    assert _json(c, pgm_images, "--from-memory") == want
+    assert _json(c, pgm_images[:1], "--single-look") == _json(cpp, pgm_images[:1], "--single-look")
+
+
+def test_c_example_exit_codes(tmp_path, pgm_images):
+    c = _require(C_EXAMPLE)
+    model, lib = chexmask_rt.default_model_path(), native.onnxruntime_library()
+    bad = tmp_path / "bad.pgm"
+    bad.write_bytes(b"P5\n12 12\n255\nshort")
+    assert _run([c, "--model", model, "--onnxruntime", lib, bad]).returncode == 3
+    tiny = tmp_path / "tiny.pgm"
+    cv2.imwrite(str(tiny), np.zeros((8, 8), np.uint8))
+    proc = _run([c, "--model", model, "--onnxruntime", lib, tiny])
+    assert proc.returncode == 3 and "32" in proc.stderr
+    proc = _run([c, "--model", bad, "--onnxruntime", lib, "--from-memory", pgm_images[0]])
+    assert proc.returncode == 4 and "<memory>" in proc.stderr
+    assert _run([c, "--model", model]).returncode == 2
+    proc = _run([c, "--model", model, "--onnxruntime", "/nonexistent/libonnxruntime.so.1", pgm_images[0]])
+    assert proc.returncode == 4 and "cannot load the ONNX Runtime library" in proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_installed_package_builds_a_find_package_consumer(tmp_path, pgm_images):
+    """cmake --install, then a project outside the tree: find_package(chexmask_rt CONFIG REQUIRED),
+    the C example on the shared library and the C++ example on the static one."""
+    cpp = _require(CPP_EXAMPLE)
+    prefix = tmp_path / "prefix"
+    _checked(["cmake", "--install", BUILD, "--prefix", prefix])
+    libdir = next(p for p in (prefix / "lib", prefix / "lib64") if p.is_dir())
+    assert (prefix / "include" / "chexmask_rt" / "chexmask_rt.hpp").is_file()
+    assert (prefix / "include" / "chexmask_rt" / "chexmask_rt_c.h").is_file()
+    assert (libdir / "libchexmask_rt.a").is_file() and list(libdir.glob("libchexmask_rt.so*"))
+    assert (libdir / "cmake" / "chexmask_rt" / "chexmask_rtConfigVersion.cmake").is_file()
+    # internals stay private: no src/ header, and the shared library exports only the public API
+    assert sorted(p.name for p in (prefix / "include" / "chexmask_rt").iterdir()) == [
+        "api.h", "chexmask_rt.hpp", "chexmask_rt_c.h"]
+    exported = _checked(["nm", "-D", "--defined-only", "-C", libdir / "libchexmask_rt.so"]).stdout
+    assert "chexmask_rt_predict" in exported and "chexmask_rt::Engine::predict" in exported
+    names = [line.split(" ", 2)[2] for line in exported.splitlines() if line.count(" ") >= 2]
+    assert not [n for n in names if n.startswith("chexmask_rt::detail::")]
+
+    build = tmp_path / "consumer"
+    _checked(["cmake", "-S", REPO / "tests" / "cmake_consumer", "-B", build, f"-DCMAKE_PREFIX_PATH={prefix}",
+              f"-DCHEXMASK_RT_EXAMPLES={REPO / 'cpp' / 'examples'}", "-DCMAKE_BUILD_TYPE=Release"])
+    _checked(["cmake", "--build", build, "-j2"])
+    want = _json(cpp, pgm_images[:1])
+    assert _json(build / "consumer-c", pgm_images[:1]) == want
+    assert _json(build / "consumer-cpp-static", pgm_images[:1]) == want
+    needed = _checked(["readelf", "-d", build / "consumer-c"]).stdout
+    assert "libchexmask_rt.so" in needed
+    assert "libchexmask_rt.so" not in _checked(["readelf", "-d", build / "consumer-cpp-static"]).stdout
+
+
+@pytest.fixture(scope="module")
+def onnxruntime_root(tmp_path_factory) -> Path:
+    """An ONNX Runtime release-archive layout: include/ (the headers the build already has) and lib/
+    (the onnxruntime wheel's library, with the archive's symlinks)."""
+    if not (ORT_HEADERS / "onnxruntime_cxx_api.h").is_file():
+        skip_or_fail_without_native(f"no ONNX Runtime headers in {ORT_HEADERS}")
+    root = tmp_path_factory.mktemp("onnxruntime-linux-x64")
+    shutil.copytree(ORT_HEADERS, root / "include")
+    (root / "lib").mkdir()
+    library = Path(native.onnxruntime_library())
+    (root / "lib" / library.name).symlink_to(library)
+    (root / "lib" / "libonnxruntime.so.1").symlink_to(library.name)
+    (root / "lib" / "libonnxruntime.so").symlink_to("libonnxruntime.so.1")
+    return root
+
+
+def _offline_env() -> dict[str, str]:
+    """A mirror that refuses connections: any attempt to download the headers fails at once."""
+    env = dict(os.environ, CHEXMASK_RT_DEBIAN_MIRROR="http://127.0.0.1:9/debian")
+    env.pop("CHEXMASK_RT_ONNXRUNTIME_LIBRARY", None)
+    return env
+
+
+def test_offline_build_links_the_given_onnxruntime(tmp_path, onnxruntime_root, pgm_images):
+    cpp = _require(CPP_EXAMPLE)
+    build = tmp_path / "build"
+    configure = _checked(["cmake", "-S", REPO / "cpp", "-B", build, f"-DONNXRUNTIME_ROOT={onnxruntime_root}",
+                          "-DCHEXMASK_RT_BUILD_EXAMPLES=ON"], env=_offline_env())
+    assert "Fetching" not in configure.stdout and not (build / "_deps").exists()
+    assert f"ONNX Runtime library (linked): {onnxruntime_root}" in configure.stdout
+    _checked(["cmake", "--build", build, "-j2", "--target", "chexmask-rt-c"])
+    program = build / "chexmask-rt-c"
+    assert "libonnxruntime.so.1" in _checked(["readelf", "-d", build / "libchexmask_rt.so"]).stdout
+    # no library named anywhere: the linked one runs, with the same numbers
+    assert _json(program, pgm_images[:1], library="") == _json(cpp, pgm_images[:1])
+
+
+def test_header_fetch_failure_names_the_offline_option(tmp_path):
+    proc = _run(["cmake", "-S", REPO / "cpp", "-B", tmp_path / "build", "-DONNXRUNTIME_INCLUDE_DIR="],
+                env=_offline_env())
+    if "ONNX Runtime headers:" in proc.stdout and proc.returncode == 0:
+        pytest.skip("this machine has system ONNX Runtime headers, so nothing is fetched")
+    assert proc.returncode != 0
+    assert "Could not fetch the ONNX Runtime headers" in proc.stderr and "-DONNXRUNTIME_ROOT=" in proc.stderr
+
+
+def test_onnxruntime_root_without_a_library_is_refused(tmp_path):
+    (tmp_path / "ort" / "include").mkdir(parents=True)
+    proc = _run(["cmake", "-S", REPO / "cpp", "-B", tmp_path / "build", f"-DONNXRUNTIME_ROOT={tmp_path / 'ort'}"],
+                env=_offline_env())
+    assert proc.returncode != 0 and "is not an ONNX Runtime release folder" in proc.stderr
