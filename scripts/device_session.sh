@@ -10,12 +10,14 @@
 #   cat OUT/ckpt.part* > CKPT/pytorch_model.bin; tar xzf OUT/run_meta.tgz -C CKPT
 #   (with EMA on, OUT/last.part* are the last step's weights: cat them > CKPT/last_iterate/pytorch_model.bin)
 #   then compare it with the shipped model: python -m training.landmark_offsets --checkpoint CKPT ...,
-#   export, training.evaluate; scripts/ship_default_model.sh CKPT N does all of that when it ships
+#   export, then python -m training.evaluate --real --model ENGINE (the real-image figures that choose a
+#   model) and the synthetic training.evaluate; scripts/ship_default_model.sh CKPT N does all of that when it ships
 # Everything goes to $OUT in at most 8 files (the most the device returns, each <= 16 MB): the
 # checkpoint in parts (the weight average, and the last step's weights when EMA is on),
 # run_meta.tgz (configs, training log), train.log, gpu_check.tgz.
-# Needs the shared data carried with the working tree as .devdata/shared/data
-# (mkdir -p .devdata/shared && cp -r ../shared/data .devdata/shared/), and the device's own
+# Needs the shared data carried with the working tree as .devdata/shared/data, packed small
+# (python -m training.pack_device_data: images/, landmarks/ and the training patients' real
+# Hannover textures at 512 px, 8.8 MiB; ../shared/data itself is 120 MB, too big), and the device's own
 # torch/onnxruntime stack.
 #   run: bash scripts/device_session.sh        (carry [".devdata/shared"], timeout_s 600)
 #   continue a checkpoint that is not in the repository: copy it to .devdata/NAME, carry that too,
@@ -25,6 +27,8 @@
 #   training set's main modes, training.data.jitter_shape; MODEL_CARD.md, "Where the error is")
 #   FRAMING=0.3 frames that share of the samples wide to tight (training.data.framed_affine; off by
 #   default: on the CPU it cost held-out accuracy, MODEL_CARD.md, "Framing")
+#   REAL=0 trains on the five shared textures only (default 1: also the packed real textures,
+#   real_512/real_textures.json, V7-extent-corrected pseudo-labels; MODEL_CARD.md, "Real radiographs")
 #   check the plumbing here first: SMOKE=1 OUT=/tmp/devout bash scripts/device_session.sh
 set -uo pipefail
 OUT=${OUT:?run on the device machine, which sets OUT}
@@ -35,9 +39,14 @@ RESERVE_S=${RESERVE_S:-$(( CHECK == 1 ? 65 : 25 ))}  # after training: packing (
 EMA=${EMA:-0.999}              # weight average, half-life about 700 steps (MODEL_CARD.md, stage 8)
 BATCH=${BATCH:-64}
 LR=${LR:-1e-4}                 # continuing a trained model: small lrs helped most (MODEL_CARD.md, stage 8)
-INIT=${INIT:-training/checkpoints/default-v6}
+INIT=${INIT:-training/checkpoints/default-v7}
 SHAPE_JITTER=${SHAPE_JITTER:-0.75}  # held-out error grows with distance from the training shapes
 FRAMING=${FRAMING:-0}
+TEXTURES=(training/textures.json)
+if [ "${REAL:-1}" = 1 ]; then
+  [ -f "$DATA/real_512/real_textures.json" ] || { echo "no packed real textures: python -m training.pack_device_data"; exit 3; }
+  TEXTURES+=("$DATA/real_512/real_textures.json")
+fi
 export PYTHONPATH="$PWD/runtime:$PWD/export:$PWD" OPENBLAS_NUM_THREADS=1 PYTHONUNBUFFERED=1
 T0=$SECONDS
 if [ "${SMOKE:-0}" = 1 ]; then
@@ -52,11 +61,11 @@ python -c "import torch, onnxruntime, numpy, cv2; print('torch', torch.__version
 
 TRAIN_S=$(( BUDGET_S - RESERVE_S - (SECONDS - T0) ))
 MINUTES=$(python -c "print(round($TRAIN_S / 60, 2))")
-echo "training for $MINUTES min: batch $BATCH, lr $LR, shape jitter $SHAPE_JITTER, framing $FRAMING, $WORKERS workers, from $INIT"
+echo "training for $MINUTES min: batch $BATCH, lr $LR, shape jitter $SHAPE_JITTER, framing $FRAMING, $WORKERS workers, from $INIT, textures ${TEXTURES[*]}"
 RUN=/tmp/finetune
 rm -rf "$RUN" /tmp/gpu_check  # a second call on a warm machine must not append to, or ship, the first one's files
 timeout $(( TRAIN_S + 45 )) python -m training.train --out "$RUN" --data "$DATA" \
-  --textures training/textures.json --init "$INIT" --inputsize 512 \
+  --textures "${TEXTURES[@]}" --init "$INIT" --inputsize 512 \
   --batch-size "$BATCH" --workers "$WORKERS" --device "$DEVICE" --lr "$LR" --warmup-steps "${WARMUP:-300}" --seed "${SEED:-43}" --steps 6000 --labels "${LABELS:-planned}" --ema "$EMA" --shape-jitter "$SHAPE_JITTER" --framing "$FRAMING" \
   --minutes "$MINUTES" --fit-to-minutes > "$OUT/train.log" 2>&1
 echo "train exit $? after $((SECONDS - T0)) s"; tr '\r' '\n' < "$OUT/train.log" | grep -a -E "planned|budget|wrote|Error|error" | tail -n 8

@@ -80,13 +80,14 @@ def make_texture(name: str, image: np.ndarray, landmarks_px: np.ndarray) -> Text
     return Texture(name, np.ascontiguousarray(gray), np.asarray(landmarks_px, np.float64))
 
 
-def load_textures(data: Path = DEFAULT_DATA, extra: Path | None = None) -> list[Texture]:
+def load_textures(data: Path = DEFAULT_DATA, extra: Path | list[Path] | None = None) -> list[Texture]:
     """The reference texture (example 1 with its landmarks) plus, optionally, the
-    checked pseudo-labelled images listed in ``extra`` (JSON: [{"image", "landmarks"}])."""
+    checked pseudo-labelled images listed in ``extra`` (one or more JSON files: [{"image", "landmarks"}];
+    relative image paths are relative to ``data``)."""
     textures = [make_texture(REFERENCE_TEXTURE, read_image(data / "images" / REFERENCE_TEXTURE),
                              np.load(data / "landmarks" / "wiki_example1_landmarks_original_px.npy"))]
-    if extra is not None:
-        for item in json.loads(Path(extra).read_text()):
+    for listing in [] if extra is None else [extra] if isinstance(extra, (str, Path)) else extra:
+        for item in json.loads(Path(listing).read_text()):
             path = Path(item["image"])
             path = path if path.is_absolute() else data / path
             textures.append(make_texture(path.name, read_image(path), np.asarray(item["landmarks"])))

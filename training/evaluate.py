@@ -1,7 +1,16 @@
 """Measure a model the way the model card reports it.
 
+    python -m training.evaluate --real [--model engine.onnx] [--out real_metrics.json] [--single-look]
     python -m training.evaluate --model engine.onnx [--textures textures.json] --out metrics.json [--overlays DIR]
         [--single-look]
+
+``--real`` measures the model on real radiographs, the figures that choose a model
+(``training.real_eval``): the lungs' outer-extent error on the validation patients of the
+committed Hannover split and how the uncertainty ranks it, and the AUC of the image scores on a
+held-out out-of-distribution split; each with one engine call and with the second look (with
+``--single-look``: one call only, half the time). Without
+``--model`` it measures the shipped default engine. Without ``--real`` it measures the synthetic
+figures below.
 
 Predictions are the runtime's default for the engine (the shipped model's: a second look,
 chexmask_rt.second_look) unless ``--single-look`` asks for one engine call per image.
@@ -34,6 +43,7 @@ from chexmask_rt.overlay import draw_overlay
 from chexmask_rt.result import Result
 
 from .data import DEFAULT_DATA, FRAME, REFERENCE_TEXTURE, FoldedWarp, load_shapes, load_textures, warp_to_shape
+from .real_eval import real_report
 
 
 def nearest_shape_distance(shapes: np.ndarray, pool: np.ndarray) -> np.ndarray:
@@ -120,18 +130,26 @@ class Looks:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", help="engine .onnx (default: the shipped model; required without --real)")
+    p.add_argument("--real", action="store_true", help="the real-image figures (training.real_eval) instead")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--textures", type=Path)
     p.add_argument("--samples", type=int, default=50)
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--out", type=Path, help="write the JSON here too (required without --real)")
     p.add_argument("--overlays", type=Path)
     p.add_argument("--single-look", dest="second_look", action="store_const", const=False, default=None,
                    help="one engine call per image (second_look=False; default: the engine's own setting)")
     args = p.parse_args(argv)
+    if not args.real and (args.model is None or args.out is None):
+        p.error("--model and --out are required without --real")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         seg = chexmask_rt.load(args.model)
+    if args.real:
+        metrics = {"model": seg.model_id, "samples": args.samples, "engine_second_look": seg.info.second_look,
+                   **real_report(seg, args.samples, args.data, both_looks=args.second_look is None)}
+        _write(metrics, args.out)
+        return
     second_look = seg.info.second_look if args.second_look is None else args.second_look
     seg = Looks(seg, second_look)
     metrics = {"model": seg.model_id, "samples": args.samples, "second_look": second_look}
@@ -146,9 +164,15 @@ def main(argv: list[str] | None = None) -> None:
             image = read_image(path)
             cv2.imwrite(str(args.overlays / f"{path.stem}.png"),
                         draw_overlay(image, seg.predict(image, samples=args.samples), max_side=768))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(metrics, indent=1))
-    print(json.dumps(metrics, indent=1))
+    _write(metrics, args.out)
+
+
+def _write(metrics: dict, out: Path | None) -> None:
+    text = json.dumps(metrics, indent=1)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":

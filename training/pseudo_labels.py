@@ -46,9 +46,13 @@ def main(argv: list[str] | None = None) -> None:
         if args.overlays:
             args.overlays.mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(args.overlays / f"{Path(name).stem}.png"), draw_overlay(image, r, max_side=768))
-    # one line per image: the file stays readable and diffs stay small
-    args.out.write_text("[\n" + ",\n".join(json.dumps(item) for item in items) + "\n]\n")
-    print(f"wrote {len(items)} labels to {args.out}")
+    write_labels(items, args.out)
+
+
+def write_labels(items: list[dict], out: Path) -> None:
+    """The texture list ``training.data.load_textures`` reads, one line per image (readable, small diffs)."""
+    out.write_text("[\n" + ",\n".join(json.dumps(item) for item in items) + "\n]\n")
+    print(f"wrote {len(items)} labels to {out}")
 
 
 if __name__ == "__main__":

@@ -147,7 +147,8 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    p.add_argument("--textures", type=Path, help="JSON of checked pseudo-labelled textures (see pseudo_labels.py)")
+    p.add_argument("--textures", type=Path, nargs="+",
+                   help="JSON lists of checked pseudo-labelled textures (pseudo_labels.py, real_pseudo_labels.py)")
     p.add_argument("--inputsize", type=int, default=512)
     p.add_argument("--steps", type=int, default=6000, help="planned steps (sets the KL and lr schedules)")
     p.add_argument("--minutes", type=float, default=85.0, help="stop after this much training time")

@@ -1,0 +1,204 @@
+"""The real-image measures (training.outer_extent, training.real_data, training.real_eval),
+checked on cases whose answer is known."""
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from chexmask_rt.frames import Letterbox
+from chexmask_rt.image_io import read_image
+from training.data import load_textures
+from training.evaluate import main as evaluate_main
+from training.outer_extent import densify, extent_errors, extremes_1024, lung_extremes
+from training.real_data import load_split, make_split, mhh_images, outlined_images
+from training.real_eval import ood_report, ood_split, outer_extent_report
+from training.pack_device_data import pack
+from training.real_pseudo_labels import fit_to_extent
+
+from conftest import REPO, SHARED
+
+DATA = SHARED / "data"
+
+
+def _box(x0, y0, x1, y1):
+    return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], float)
+
+
+def test_extremes_of_two_boxes():
+    right, left = _box(100, 200, 400, 800), _box(600, 150, 900, 850)
+    np.testing.assert_allclose(lung_extremes(right, left), [[100, 200, 800], [900, 150, 850]])
+
+
+def test_a_medial_lobe_below_the_costophrenic_angle_does_not_move_the_bottom():
+    """V7's left lung follows the diaphragm behind the heart, lower than the lateral angle: the
+    bottom is read within 0.2 thorax widths of the lateral border, so it stays at the angle."""
+    right = _box(100, 200, 400, 800)
+    left = np.array([[600, 150], [900, 150], [900, 850], [700, 850], [650, 950], [600, 950]], float)
+    e = lung_extremes(right, left)        # thorax width 800: the band is x >= 740
+    assert e[1, 2] == pytest.approx(850)
+    assert densify(left)[:, 1].max() == 950
+
+
+def test_a_shifted_outline_is_off_by_the_shift():
+    rng = np.random.default_rng(3)
+    angles = np.linspace(0, 2 * np.pi, 200, endpoint=False)
+    right = np.c_[250 + 150 * np.cos(angles), 450 + 300 * np.sin(angles)] + rng.normal(0, 2, (200, 2))
+    left = right * [-1, 1] + [1024, 0]
+    dx, dy = 7.0, -4.0
+    errors = extent_errors(lung_extremes(right + [dx, dy], left + [dx, dy]), lung_extremes(right, left))
+    np.testing.assert_allclose(errors, [[7, 4, 4], [7, 4, 4]], atol=1e-9)
+
+
+def test_extremes_are_read_in_the_1024_frame():
+    frame = Letterbox(1000, 2000)          # pads 500 on top: y -> (y + 500) * 1024 / 2000
+    e = extremes_1024(_box(100, 200, 800, 700), _box(1200, 100, 1900, 800), frame)
+    np.testing.assert_allclose(e, np.array([[100, 700, 1200], [1900, 600, 1300]]) * 1024 / 2000)
+
+
+def test_the_committed_split_is_the_rule_applied_and_keeps_patients_apart():
+    split = load_split()
+    assert split == make_split(DATA)
+    validation, training = set(split["validation_patients"]), set(split["training_patients"])
+    assert validation and not validation & training
+    val_items = list(outlined_images(validation, DATA))
+    assert {i.patient for i in val_items} == validation
+    outlined_with_id = list(outlined_images(validation | training, DATA))
+    assert len(val_items) >= 0.4 * len(outlined_with_id) and len(outlined_with_id) == 77
+    assert all(p not in validation for p, _ in mhh_images(training, DATA))
+    assert len(mhh_images(validation | training, DATA)) == 243       # every mhh image has its side
+    assert len(split["unknown_patient"]) == 10
+    assert not {i.file for i in val_items} & set(split["unknown_patient"])
+
+
+class _ShiftedTruth:
+    """Answers each validation image with V7's own outline moved by a shift that grows with the
+    image's rank, a node std equal to that rank and a latent sigma of minus it: the error and both
+    rankings are known."""
+
+    def __init__(self, items):
+        self.by_image = {read_image(i.path).tobytes()[::9973]: (n, i) for n, i in enumerate(items)}
+        self.calls = []
+
+    def predict(self, image, samples, second_look):
+        n, item = self.by_image[image.tobytes()[::9973]]
+        self.calls.append(second_look)
+        shift = (n + 1) * 2000 / 1024 * np.array([1.0, -2.0])   # (n+1, -2(n+1)) px in the 1024 frame
+        return SimpleNamespace(right_lung=item.right_lung + shift, left_lung=item.left_lung + shift,
+                               mean_node_std=float(n), mean_latent_sigma=float(-n))
+
+
+def test_outer_extent_report_on_a_known_answer():
+    items = list(outlined_images(set(load_split()["validation_patients"]), DATA))
+    seg = _ShiftedTruth(items)
+    report = outer_extent_report(seg, samples=1, data=DATA)
+    assert seg.calls == [False, True] * len(items)
+    n = np.arange(1, len(items) + 1)
+    for look in ("one_look", "second_look"):
+        r = report[look]
+        # per image: lateral |dx| = n, top and bottom |dy| = 2n, so the mean is 5n/3
+        np.testing.assert_allclose([i["error_px"] for i in r["images"]], np.round(5 * n / 3, 2), atol=0.011)
+        assert r["mean_px"] == pytest.approx(5 * n.mean() / 3, abs=1e-6)
+        assert r["by_extreme_px"] == pytest.approx({"lateral": n.mean(), "top": 2 * n.mean(), "bottom": 2 * n.mean()})
+        assert r["spearman_error_vs_mean_node_std"] == pytest.approx(1.0)
+        assert r["spearman_error_vs_mean_latent_sigma"] == pytest.approx(-1.0)
+
+
+def test_the_ood_split_uses_validation_patients_only():
+    split = load_split()
+    items = ood_split(DATA)
+    validation = {p.stem for _, p in mhh_images(set(split["validation_patients"]), DATA)}
+    training = {p.stem for _, p in mhh_images(set(split["training_patients"]), DATA)}
+    real = [name.split("/")[1] for name, kind, _, label in items if label == 0]
+    assert set(real) == validation
+    made_from = {name.split("/")[0] for name, _, _, label in items if label == 1} - {"texture"}
+    assert made_from <= validation and not made_from & training
+    assert len(made_from) == len(split["validation_patients"])    # one radiograph per patient
+    kinds = {kind for _, kind, _, label in items if label == 1}
+    assert {"rotate_90", "rotate_180", "inverted", "crop_corner", "crop_abdomen", "noise_80", "non_radiograph"} <= kinds
+    again = ood_split(DATA)
+    assert all(np.array_equal(a[2], b[2]) for a, b in zip(items, again))
+
+
+def test_evaluate_needs_a_model_and_an_output_for_the_synthetic_figures():
+    with pytest.raises(SystemExit) as e:
+        evaluate_main([])
+    assert e.value.code == 2
+
+
+def test_fit_to_extent_matches_the_outlines_extent_and_keeps_the_medial_borders():
+    shape = np.load(DATA / "landmarks" / "jsrt_landmarks_1024.npy")[0].astype(float)
+    right, left = _box(100, 150, 420, 820), _box(560, 120, 930, 860)
+    label = fit_to_extent(shape, right, left)
+    np.testing.assert_allclose(lung_extremes(label[:44], label[44:94]), lung_extremes(right, left), atol=1e-6)
+    assert label[:44, 0].max() == pytest.approx(shape[:44, 0].max())      # medial borders stay
+    assert label[44:94, 0].min() == pytest.approx(shape[44:94, 0].min())
+    np.testing.assert_allclose(label[94:, 0], shape[94:, 0])               # the heart moves only vertically
+    assert label[94:, 1].max() != pytest.approx(shape[94:, 1].max())
+
+
+def test_fit_to_extent_leaves_a_label_that_already_fits():
+    shape = np.load(DATA / "landmarks" / "jsrt_landmarks_1024.npy")[3].astype(float)
+    np.testing.assert_allclose(fit_to_extent(shape, shape[:44], shape[44:94]), shape, atol=1e-9)
+
+
+def test_load_textures_reads_several_lists(tmp_path):
+    real = json.loads((REPO / "training" / "real_textures.json").read_text())[:2]
+    (tmp_path / "a.json").write_text(json.dumps(real[:1]))
+    (tmp_path / "b.json").write_text(json.dumps(real[1:]))
+    textures = load_textures(DATA, [tmp_path / "a.json", tmp_path / "b.json"])
+    assert [t.name for t in textures[1:]] == [Path(r["image"]).name for r in real]
+    assert textures[1].image.shape == (2000, 2000)
+    validation = set(load_split()["validation_patients"])
+    patients = {i.file: i.patient for i in outlined_images(validation | set(load_split()["training_patients"]), DATA)}
+    every = json.loads((REPO / "training" / "real_textures.json").read_text())
+    assert not {patients[Path(r["image"]).name] for r in every} & validation
+
+
+def test_the_device_pack_is_small_holds_no_validation_image_and_keeps_labels_in_place(tmp_path):
+    size = pack(DATA, tmp_path)
+    assert size < 15 * 2**20
+    small = load_textures(tmp_path, tmp_path / "real_512" / "real_textures.json")
+    full = load_textures(DATA, REPO / "training" / "real_textures.json")
+    assert [t.name.split(".")[0] for t in small] == [t.name.split(".")[0] for t in full]
+    for s, f in zip(small[1:], full[1:]):
+        assert s.image.shape == (512, 512)
+        np.testing.assert_allclose(s.frame.to_normalised(s.landmarks), f.frame.to_normalised(f.landmarks), atol=1e-4)
+    outlines = json.loads((tmp_path / "real_512" / "v7_lungs.json").read_text())
+    assert not {o["patient"] for o in outlines.values()} & set(load_split()["validation_patients"])
+    assert {p.name for p in (tmp_path / "real_512").glob("*.png")} == set(outlines)
+
+
+class _KnowsTheLabels:
+    """Scores each input of the OOD split by its label: node std 1 + label, latent sigma 1 - label,
+    flag = label; the AUCs and flag rates are then known."""
+
+    def __init__(self):
+        self.label = {self._key(image): label for _, _, image, label in ood_split(DATA)}
+
+    @staticmethod
+    def _key(image):
+        return image.tobytes()[::7919] + str(image.shape).encode()
+
+    def predict(self, image, samples, second_look):
+        label = self.label[self._key(image)]
+        return SimpleNamespace(mean_node_std=1.0 + label, mean_latent_sigma=1.0 - label,
+                               quality=SimpleNamespace(flag=bool(label), calibrated=True))
+
+
+def test_ood_report_on_a_known_answer():
+    report = ood_report(_KnowsTheLabels(), samples=1, data=DATA)
+    assert report["n_in_distribution"] == 69 and report["n_out_of_distribution"] > 150
+    for look in ("one_look", "second_look"):
+        r = report[look]
+        assert r["auc_mean_node_std"] == 1.0 and r["auc_mean_latent_sigma"] == 0.0
+        assert r["reliability_flag_rate_real"] == 0.0 and r["reliability_flag_rate_ood"] == 1.0
+        assert all(k["mean_node_std"] == 1.0 and k["mean_latent_sigma"] == 0.0 for k in r["auc_by_kind"].values())
+
+
+def test_one_look_only_makes_one_call_per_image():
+    items = list(outlined_images(set(load_split()["validation_patients"]), DATA))
+    seg = _ShiftedTruth(items)
+    report = outer_extent_report(seg, samples=1, data=DATA, looks={"one_look": False})
+    assert list(report) == ["one_look"] and seg.calls == [False] * len(items)

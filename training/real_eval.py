@@ -1,0 +1,146 @@
+"""Real-image figures of a model, on the validation patients of the committed Hannover split
+(``training.real_data``); ``python -m training.evaluate --real`` reports them.
+
+* **Outer extent** (``training.outer_extent``): on the validation patients' V7-outlined
+  ``hannover_2000`` images, the mean absolute error of each lung's lateral, top and bottom
+  extremes (1024 frame), per image and overall, and the Spearman correlation of the per-image
+  error with the mean node std (1024 frame) and with the mean latent sigma.
+* **Out-of-distribution split**: the validation patients' ``mhh`` radiographs as they are
+  (in distribution) against inputs made from one radiograph per validation patient (rotated 90 and
+  180 degrees, inverted, crops that miss the chest, heavy noise, heavy blur, a large occlusion, a
+  mosaic; the generators of ``benchmarks.calibrate_quality``) plus synthetic non-radiographs
+  (noise, smooth fields, stripes, a checkerboard, a gradient, flat gray). ROC AUC of the mean
+  latent sigma and of the mean node std for "higher = out of distribution", overall and per kind,
+  and how often the engine's reliability flag (``r.quality``) fires on each side.
+  Only validation patients' images are used, so a model trained with OOD examples made from the
+  training patients is still judged on held-out ones.
+
+Both are measured with one engine call and with the second look (or with one call only), one image at a
+time and the two alternating, with the wall time of each prediction (decoded arrays in; the file is read
+once).
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import spearmanr
+
+from benchmarks.calibrate_quality import as_uint8, auc, corrupted, textures
+from chexmask_rt.image_io import read_image
+from chexmask_rt.quality import node_std_1024
+
+from .data import DEFAULT_DATA
+from .outer_extent import EXTREMES, extent_errors, extremes_1024
+from .real_data import load_split, mhh_images, outlined_images
+
+LOOKS = {"one_look": False, "second_look": True}
+OOD_SEED = 25
+
+
+def _timed(predict: Callable, image: np.ndarray, samples: int, second_look: bool):
+    t0 = time.perf_counter()
+    r = predict(image, samples=samples, second_look=second_look)
+    return r, time.perf_counter() - t0
+
+
+def _scores(r, image: np.ndarray) -> tuple[float, float]:
+    return node_std_1024(r.mean_node_std, *image.shape[:2]), r.mean_latent_sigma
+
+
+def outer_extent_report(seg, samples: int = 50, data: Path = DEFAULT_DATA, looks: dict = LOOKS) -> dict:
+    """Per look: the outer-extent error on the validation patients' outlined images."""
+    validation = set(load_split()["validation_patients"])
+    per_look: dict[str, dict[str, list]] = {k: {"images": [], "errors": [], "node": [], "sigma": [], "seconds": []}
+                                            for k in looks}
+    for item in outlined_images(validation, data):
+        image = read_image(item.path)
+        truth = extremes_1024(item.right_lung, item.left_lung, item.frame)
+        for look, second in looks.items():
+            r, seconds = _timed(seg.predict, image, samples, second)
+            errors = extent_errors(extremes_1024(r.right_lung, r.left_lung, item.frame), truth)
+            node, sigma = _scores(r, image)
+            acc = per_look[look]
+            acc["images"].append({"file": item.file, "patient": item.patient, "projection": item.projection,
+                                  "error_px": round(float(errors.mean()), 2),
+                                  "errors_px": np.round(errors, 1).tolist(),
+                                  "mean_node_std_1024": round(node, 3), "mean_latent_sigma": round(sigma, 4)})
+            acc["errors"].append(errors)
+            acc["node"].append(node)
+            acc["sigma"].append(sigma)
+            acc["seconds"].append(seconds)
+    return {look: summarise_extent(acc) for look, acc in per_look.items()}
+
+
+def summarise_extent(acc: dict) -> dict:
+    errors = np.array(acc["errors"])            # [images, lung, extreme]
+    per_image = errors.mean(axis=(1, 2))
+    projections = np.array([i["projection"].split()[0] for i in acc["images"]])
+    return {
+        "n_images": len(per_image), "n_patients": len({i["patient"] for i in acc["images"]}),
+        "mean_px": float(per_image.mean()), "median_px": float(np.median(per_image)),
+        "p90_px": float(np.percentile(per_image, 90)), "max_px": float(per_image.max()),
+        "by_extreme_px": {e: float(errors[:, :, j].mean()) for j, e in enumerate(EXTREMES)},
+        "by_lung_px": {"right": float(errors[:, 0].mean()), "left": float(errors[:, 1].mean())},
+        "by_projection_px": {p: float(per_image[projections == p].mean()) for p in sorted(set(projections))},
+        "spearman_error_vs_mean_node_std": float(spearmanr(per_image, acc["node"]).statistic),
+        "spearman_error_vs_mean_latent_sigma": float(spearmanr(per_image, acc["sigma"]).statistic),
+        "seconds_per_image_median": float(np.median(acc["seconds"])),
+        "images": acc["images"],
+    }
+
+
+def ood_split(data: Path = DEFAULT_DATA, seed: int = OOD_SEED) -> list[tuple[str, str, np.ndarray, int]]:
+    """[(name, kind, uint8 image, label)], label 1 = out of distribution; deterministic."""
+    rng = np.random.default_rng(seed)
+    validation = set(load_split()["validation_patients"])
+    sources = mhh_images(validation, data)
+    first_of_patient: dict[str, Path] = {}
+    for patient, path in sources:
+        first_of_patient.setdefault(patient, path)
+    items = [(f"real/{p.stem}", "real", as_uint8(p), 0) for _, p in sources]
+    for path in first_of_patient.values():
+        items += [(f"{path.stem}/{k}", k, v, 1) for k, v in corrupted(as_uint8(path), rng).items()]
+    items += [(f"texture/{k}", "non_radiograph", v, 1) for k, v in textures(rng).items()]
+    return items
+
+
+def ood_report(seg, samples: int = 50, data: Path = DEFAULT_DATA, looks: dict = LOOKS) -> dict:
+    """Per look: AUC of the mean latent sigma and of the mean node std separating the OOD split."""
+    items = list(ood_split(data))
+    scores = {look: np.zeros((len(items), 2)) for look in looks}
+    flags = {look: np.zeros(len(items), bool) for look in looks}
+    calibrated = True
+    for n, (_, _, image, _) in enumerate(items):
+        for look, second in looks.items():
+            r, _ = _timed(seg.predict, image, samples, second)
+            scores[look][n] = _scores(r, image)
+            flags[look][n] = r.quality.flag
+            calibrated = calibrated and r.quality.calibrated
+    labels = np.array([label for *_, label in items])
+    kinds = np.array([kind for _, kind, _, _ in items])
+    out = {"n_in_distribution": int((labels == 0).sum()), "n_out_of_distribution": int(labels.sum())}
+    for look, s in scores.items():
+        per_kind = {}
+        for kind in sorted(set(kinds[labels == 1])):
+            keep = (labels == 0) | (kinds == kind)
+            per_kind[kind] = {"mean_latent_sigma": auc(s[keep, 1], labels[keep]),
+                              "mean_node_std": auc(s[keep, 0], labels[keep])}
+        out[look] = {"auc_mean_latent_sigma": auc(s[:, 1], labels), "auc_mean_node_std": auc(s[:, 0], labels),
+                     "mean_latent_sigma_range_real": [float(s[labels == 0, 1].min()), float(s[labels == 0, 1].max())],
+                     "mean_latent_sigma_range_ood": [float(s[labels == 1, 1].min()), float(s[labels == 1, 1].max())],
+                     "mean_node_std_1024_median_real": float(np.median(s[labels == 0, 0])),
+                     # None: the engine has no calibrated thresholds, so its flag is always off
+                     "reliability_flag_rate_real": float(flags[look][labels == 0].mean()) if calibrated else None,
+                     "reliability_flag_rate_ood": float(flags[look][labels == 1].mean()) if calibrated else None,
+                     "auc_by_kind": per_kind}
+    return out
+
+
+def real_report(seg, samples: int = 50, data: Path = DEFAULT_DATA, both_looks: bool = True) -> dict:
+    """Both real-image measures, with both looks (else with one engine call only)."""
+    looks = LOOKS if both_looks else {"one_look": False}
+    return {"outer_extent": outer_extent_report(seg, samples, data, looks),
+            "ood": ood_report(seg, samples, data, looks)}
