@@ -54,3 +54,8 @@ def test_published_decoder_calls_match_the_reference_decoder():
                                    atol=1e-5, rtol=1e-5)
         x = torch.randn(5, 60, 7, generator=gen)
         torch.testing.assert_close(published.unpool(x), ref.unpool(x), atol=1e-6, rtol=0)
+        # the reference's decodes read one shared map where the published flow repeats it K times
+        shared = ref.decode(z, conv5[:1], conv6[:1])
+        torch.testing.assert_close(shared, published.decode(z, conv5[:1].repeat(5, 1, 1, 1),
+                                                            conv6[:1].repeat(5, 1, 1, 1)), atol=1e-5, rtol=1e-5)
+        assert not torch.allclose(shared, ref.decode(z, conv5, conv6), atol=1e-3)  # the maps do matter
