@@ -3,8 +3,8 @@
 The runtime package ``chexmask_rt`` (runtime/) needs no torch; the export
 toolchain ``chexmask_export`` (export/) comes with the ``export`` extras.
 The native core ``chexmask_rt._core`` is built by CMake (top-level
-CMakeLists.txt), as in pybind11's cmake_example; it needs OpenCV's C++
-development files (Debian: libopencv-core-dev libopencv-imgproc-dev).
+CMakeLists.txt), as in pybind11's cmake_example; it needs a C++17 compiler and
+CMake, and no OpenCV (the Python side reads files with opencv-python-headless).
 """
 import os
 import subprocess

@@ -1,13 +1,8 @@
-"""The default chunk size: single images at 1024 and more, chunks of 8 below (measured, README)."""
+"""The default chunk size: single images (measured fastest at both model sizes, README), or the given size."""
 import numpy as np
 
 import chexmask_rt
 from chexmask_rt.batch import run_batch
-from chexmask_rt.model import default_batch_size
-
-
-def test_the_default_follows_the_engine_size():
-    assert [default_batch_size(s) for s in (256, 512, 1024, 2048)] == [8, 8, 1, 1]
 
 
 def _engine_calls(segmenter, monkeypatch) -> list[int]:
@@ -27,14 +22,14 @@ def test_predict_batch_iter_and_batch_chunk_by_the_default_or_the_given_size(tmp
     calls = _engine_calls(seg, monkeypatch)
     image = np.full((64, 64), 128, np.uint8)
     seg.predict_batch([image] * 10, samples=2, second_look=False)
-    assert calls == [8, 2]  # the shipped model is 512: chunks of 8
+    assert calls == [1] * 10  # one image per engine call by default
     calls.clear()
     seg.predict_batch([image] * 5, samples=2, second_look=False, batch_size=2)
     assert calls == [2, 2, 1]
     calls.clear()
-    assert len(list(seg.predict_iter([image] * 9, samples=2, second_look=False))) == 9
-    assert calls == [8, 1]
+    assert len(list(seg.predict_iter([image] * 9, samples=2, second_look=False, batch_size=4))) == 9
+    assert calls == [4, 4, 1]
     calls.clear()
     run_batch(seg, [str(p) for p in shared_images[:3]], tmp_path / "out", samples=2, second_look=False,
-              progress=False, batch_size=1)
+              progress=False)
     assert calls == [1, 1, 1]

@@ -69,6 +69,20 @@ def test_help_is_plain_text_and_lists_every_command():
     assert INTENDED_USE in proc.stdout.lower()
 
 
+def test_the_native_core_needs_no_system_opencv():
+    """The core resizes with its own code (cpp/src/resize.cpp): neither the Python module nor the
+    shared library may load libopencv, so an installed package needs no system OpenCV."""
+    try:
+        from chexmask_rt import _core
+    except ImportError as exc:
+        skip_or_fail_without_native(f"native core not built: {exc}")
+    libraries = [Path(_core.__file__), *sorted((REPO / "build" / "cpp").glob("libchexmask_rt.so*"))[:1]]
+    assert len(libraries) == 2, "build/cpp/libchexmask_rt.so is missing: run scripts/setup_and_test.sh"
+    for library in libraries:
+        needed = subprocess.run(["ldd", str(library)], capture_output=True, text=True, check=True).stdout
+        assert "opencv" not in needed.lower(), (library, needed)
+
+
 def test_json_says_research_use(default_segmenter, example1):
     assert default_segmenter.predict(example1, samples=3).to_dict()["intended_use"] == INTENDED_USE
 

@@ -1,12 +1,13 @@
-# OpenCV (core, imgproc; imgcodecs for the example) and the ONNX Runtime headers.
+# The ONNX Runtime headers (or library), and OpenCV for the C++ example program only.
 
-# --- OpenCV: its CMake package where there is one (JetPack, source builds), else
+# --- OpenCV: the core does not use it (its resize is its own, src/resize.cpp); the C++ example
+# reads image files with it. Its CMake package where there is one (JetPack, source builds), else
 # the bare Debian -dev packages, which ship headers and .so but no CMake/pkg-config files.
-set(_cv_components core imgproc)
+set(_cv_components)
 if(CHEXMASK_RT_BUILD_EXAMPLES)
-  list(APPEND _cv_components imgcodecs)
+  set(_cv_components core imgproc imgcodecs)
+  find_package(OpenCV QUIET COMPONENTS ${_cv_components})
 endif()
-find_package(OpenCV QUIET COMPONENTS ${_cv_components})
 foreach(_c IN LISTS _cv_components)
   if(TARGET OpenCV::${_c})
     continue()

@@ -46,7 +46,7 @@ from .discovery import discover
 from .errors import ChexmaskError, InputError, ModelError, NonFiniteOutputError
 from .image_io import read_image
 from .limits import resolve_max_pixels
-from .model import default_batch_size
+from .model import DEFAULT_BATCH
 from .preprocess import to_gray
 
 ERROR_COLUMNS = ("Image", "Error", "Reason")
@@ -197,7 +197,7 @@ def run_batch(segmenter, images: Sequence[str], out_dir: str | os.PathLike, *, s
     if workers < 1:
         raise InputError(f"--workers must be >= 1, got {workers}")
     if batch_size is None:
-        batch_size = default_batch_size(segmenter.inputsize)
+        batch_size = DEFAULT_BATCH
     check_run_arguments(samples, seed, batch_size)
     limit = resolve_max_pixels(segmenter.max_pixels if max_pixels is None else max_pixels)
     start = time.perf_counter()

@@ -27,17 +27,12 @@ from .sampling import latent_noise
 ImageLike = Union[str, os.PathLike, np.ndarray]
 DEFAULT_SAMPLES = 50  # as in the CheXmask-U paper
 MAX_SAMPLES = 10_000
-DEFAULT_BATCH = 8
-
-
-def default_batch_size(inputsize: int) -> int:
-    """Images per engine call when the caller does not choose (``batch_size=None``).
-
-    Measured with ``python -m benchmarks.run`` (native, K = 50, 2 cores, quiet machine): at 512 a
-    chunk of 8 gives 20.4 images/s against 19.3 for single images; at 1024 single images give 7.81
-    against 6.95 for 8, in a quarter of the memory (307 against 1259 MB), because the engine's
-    fused per-image norms only run at batch 1 (README, Performance)."""
-    return 1 if inputsize >= 1024 else DEFAULT_BATCH
+# Images per engine call when the caller does not choose (batch_size=None). Measured with
+# `python -m benchmarks.run --throughput` (native, K = 50, 2 cores, quiet machine, 2026-12-05):
+# single images are the fastest at both sizes (1024: 8.95 images/s against 7.59 for 4 and 7.15
+# for 8; 512: 23.0 against 21.7 and 19.3) and need the least memory, because the engine's fused
+# per-image norms run only at batch 1 (README, Performance).
+DEFAULT_BATCH = 1
 
 
 def default_model_path() -> Path:
@@ -195,12 +190,11 @@ class Segmenter:
                       seed: int = 0, bit_depth: int | None = None, batch_size: int | None = None,
                       second_look: bool | None = None, max_pixels: int | None = None) -> list[Result]:
         """Segment several images; each chunk of ``batch_size`` is one engine call sharing one eps
-        (their crops another); None: :func:`default_batch_size`, the measured best for the engine's
-        input size. ``second_look`` and ``max_pixels`` as in ``predict``.
+        (their crops another); None: :data:`DEFAULT_BATCH`, the measured best. ``second_look`` and ``max_pixels`` as in ``predict``.
 
         An image's result may differ from its result alone by float rounding: at most 1e-3 px
         (measured: up to 3.5e-4 px on the shared radiographs), because batched convolutions sum in another order."""
-        batch_size = default_batch_size(self.inputsize) if batch_size is None else batch_size
+        batch_size = DEFAULT_BATCH if batch_size is None else batch_size
         samples, seed = check_run_arguments(samples, seed, batch_size)
         limit = resolve_max_pixels(self.max_pixels if max_pixels is None else max_pixels)
         images = list(images)

@@ -18,7 +18,7 @@ import numpy as np
 from .dicom_source import with_source
 from .errors import ChexmaskError, InputError, ModelError, NonFiniteOutputError
 from .limits import resolve_max_pixels
-from .model import DEFAULT_SAMPLES, ImageLike, check_run_arguments, default_batch_size, load_item
+from .model import DEFAULT_BATCH, DEFAULT_SAMPLES, ImageLike, check_run_arguments, load_item
 from .preprocess import to_gray
 from .result import Result
 
@@ -54,7 +54,7 @@ def predict_iter(segmenter, inputs: Iterable[ImageLike], *, samples: int = DEFAU
                  bit_depth: int | None = None, batch_size: int | None = None, second_look: bool | None = None,
                  workers: int = 2, ahead: int | None = None) -> Iterator[Outcome]:
     """See :meth:`chexmask_rt.Segmenter.predict_iter`. Arguments are checked here, before the first image."""
-    batch_size = default_batch_size(segmenter.inputsize) if batch_size is None else batch_size
+    batch_size = DEFAULT_BATCH if batch_size is None else batch_size
     samples, seed = check_run_arguments(samples, seed, batch_size)
     if workers < 1:
         raise InputError(f"workers must be >= 1, got {workers}")
