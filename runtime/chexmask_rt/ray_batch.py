@@ -34,7 +34,7 @@ import numpy as np
 from .batch import ERROR_COLUMNS, BatchSummary, mask_stems, prepare_output
 from .batch_folder import ERRORS_NAME, MASKS_NAME, RESULTS_NAME, Appender
 from .csv_output import COLUMNS, csv_row, write_masks
-from .errors import ChexmaskError, ModelError
+from .errors import ChexmaskError, InputError, ModelError
 from .model import default_model_path
 from .quality import calibration_path
 
