@@ -28,19 +28,20 @@ from .image_headers import j2k_size, jpeg_size
 from .limits import check_file_size, check_pixels, resolve_max_pixels
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
-_MAGIC_OFFSET = 128
+DICM_OFFSET, DICM_MARKER = 128, b"DICM"  # a Part 10 file: 'DICM' after the 128-byte preamble
+DICM_HEAD = DICM_OFFSET + len(DICM_MARKER)  # the bytes that say whether a file is one
 
 
 def looks_like_dicom(path: str | os.PathLike, head: bytes) -> bool:
     """True for a Part 10 file ('DICM' after the 128-byte preamble) or a .dcm/.dicom name."""
-    return head[_MAGIC_OFFSET:_MAGIC_OFFSET + 4] == b"DICM" or Path(path).suffix.lower() in DICOM_SUFFIXES
+    return head[DICM_OFFSET:DICM_HEAD] == DICM_MARKER or Path(path).suffix.lower() in DICOM_SUFFIXES
 
 
 def is_dicom_file(path: str | os.PathLike) -> bool:
     """:func:`looks_like_dicom` for a file on disk; False when it cannot be read."""
     try:
         with open(path, "rb") as f:
-            head = f.read(_MAGIC_OFFSET + 4)
+            head = f.read(DICM_HEAD)
     except OSError:
         return False
     return looks_like_dicom(path, head)
@@ -51,14 +52,13 @@ def read_dicom(path: str | os.PathLike, *, max_pixels: int | None = None) -> np.
 
     The header's Rows x Columns, and the size of a compressed frame's own header, are checked
     against the pixel limit (:mod:`chexmask_rt.limits`) before any pixel is decoded."""
-    import pydicom
     from pydicom.pixels import apply_modality_lut
 
     limit = resolve_max_pixels(max_pixels)
     p = Path(path)
     with open(p, "rb") as f:
         size = os.fstat(f.fileno()).st_size
-        head = f.read(_MAGIC_OFFSET + 4)
+        head = f.read(DICM_HEAD)
     check_file_size(size, limit, str(p))
     if not _plausible_dicom(head):
         # force=True below would otherwise parse any bytes as elements: minutes for a large bogus file
@@ -101,7 +101,7 @@ def read_dicom(path: str | os.PathLike, *, max_pixels: int | None = None) -> np.
 def _plausible_dicom(head: bytes) -> bool:
     """A Part 10 file, or a bare dataset whose first element is in a file-meta (0002) or
     identifying (0008) group, in either byte order."""
-    if head[_MAGIC_OFFSET:_MAGIC_OFFSET + 4] == b"DICM":
+    if head[DICM_OFFSET:DICM_HEAD] == DICM_MARKER:
         return True
     return len(head) >= 8 and (head[:2] in (b"\x02\x00", b"\x08\x00") or head[:2] in (b"\x00\x02", b"\x00\x08"))
 

@@ -17,12 +17,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .dicom_io import DICOM_SUFFIXES
+from .dicom_io import DICM_HEAD, DICM_MARKER, DICM_OFFSET, DICOM_SUFFIXES
 
 RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 IMAGE_SUFFIXES = RASTER_SUFFIXES + DICOM_SUFFIXES
 SKIPPED_NAME = "skipped.csv"
-_PREAMBLE, _MARKER = 128, b"DICM"
 _DICOMDIR_CLASS = "1.2.840.10008.1.3.10"  # Media Storage Directory Storage
 _META_LIMIT = 64 * 1024  # a File Meta group is a few hundred bytes; more is a damaged header
 
@@ -82,8 +81,8 @@ def _dicom_skip_reason(path: str, named_dicom: bool) -> str | None:
         return "DICOMDIR (a media index, not an image)"
     try:
         with open(path, "rb") as f:
-            head = f.read(_PREAMBLE + len(_MARKER))
-            if head[_PREAMBLE:] != _MARKER:
+            head = f.read(DICM_HEAD)
+            if head[DICM_OFFSET:] != DICM_MARKER:
                 # .dcm without a preamble is common in archives: the reader decides (force=True)
                 return None if named_dicom else "not an image (no image extension, no DICM marker)"
             sop_class = _media_storage_class(f)

@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .dicom_io import looks_like_dicom, read_dicom
+from .dicom_io import DICM_HEAD, looks_like_dicom, read_dicom
 from .errors import InputError, first_line
 from .image_headers import check_png_chunks, read_header
 from .limits import check_file_size, check_pixels, resolve_max_pixels
@@ -37,7 +37,7 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> np.
             if size == 0:
                 raise InputError(f"{p}: file is empty")
             check_file_size(size, limit, str(p))
-            head = f.read(132)
+            head = f.read(DICM_HEAD)
             if looks_like_dicom(p, head):
                 return read_dicom(p, max_pixels=limit)
             f.seek(0)
