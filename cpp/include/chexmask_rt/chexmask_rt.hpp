@@ -13,7 +13,9 @@
 // Numbers match the Python package (`chexmask_rt.load(...).predict`) for the
 // same engine, image, samples and seed. Every failure is a chexmask_rt::Error:
 // InputError for a bad image or argument, ModelError for an engine file or a
-// runtime library that cannot be used. An Engine is safe to share between threads.
+// runtime library that cannot be used (NonFiniteOutputError: NaN or infinity in one
+// image's answer). Every result carries the reliability flag, Result::quality.
+// An Engine is safe to share between threads.
 #pragma once
 
 #include <chexmask_rt/api.h>
