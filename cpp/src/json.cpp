@@ -71,59 +71,45 @@ private:
         }
     }
 
-    void check_depth(int depth) const {
+    /// An array's or object's body between `open` and `close`: `element` reads each comma-separated item.
+    template <typename Element>
+    void sequence(int depth, char open, char close, Element&& element) {
         if (depth > kMaxDepth) fail("nesting deeper than " + std::to_string(kMaxDepth));
-    }
-
-    Value object(int depth) {
-        check_depth(depth);
-        Value v;
-        v.type = Value::Type::object;
-        expect('{');
+        expect(open);
         skip_space();
-        if (peek() == '}' && !at_end()) {
+        if (peek() == close && !at_end()) {
             ++pos_;
-            return v;
+            return;
         }
         for (;;) {
             skip_space();
+            element();
+            skip_space();
+            if (peek() != ',' || at_end()) break;
+            ++pos_;
+        }
+        expect(close);
+    }
+
+    Value object(int depth) {
+        Value v;
+        v.type = Value::Type::object;
+        sequence(depth, '{', '}', [&] {
             if (peek() != '"' || at_end()) fail("expected a member name in double quotes");
             v.keys.push_back(string());
             skip_space();
             expect(':');
             skip_space();
             v.items.push_back(value(depth));
-            skip_space();
-            if (peek() == ',' && !at_end()) {
-                ++pos_;
-                continue;
-            }
-            expect('}');
-            return v;
-        }
+        });
+        return v;
     }
 
     Value array(int depth) {
-        check_depth(depth);
         Value v;
         v.type = Value::Type::array;
-        expect('[');
-        skip_space();
-        if (peek() == ']' && !at_end()) {
-            ++pos_;
-            return v;
-        }
-        for (;;) {
-            skip_space();
-            v.items.push_back(value(depth));
-            skip_space();
-            if (peek() == ',' && !at_end()) {
-                ++pos_;
-                continue;
-            }
-            expect(']');
-            return v;
-        }
+        sequence(depth, '[', ']', [&] { v.items.push_back(value(depth)); });
+        return v;
     }
 
     /// Checks the JSON number grammar first: from_chars alone would take "01", "1." or "+1".
