@@ -11,7 +11,10 @@ Kinds, in fixed shares:
 - ``array``: random dtypes, shapes (extreme aspect ratios, empty, 1-D, 4-D), strides, byte
   orders and values (NaN, inf, out of range), with random ``bit_depth`` arguments;
 - ``engine``: the toy engine (tests/toy_engine.py) with bit flips, truncations, or edits of its
-  metadata and declared shapes, loaded and run.
+  metadata and declared shapes, loaded and run;
+- ``calibration``: the toy engine with a quality calibration file beside it (the shipped one,
+  keyed by the toy's checkpoint) that has bit flips, a truncation, random bytes, deep nesting or
+  edited thresholds, read by the core's JSON reader when the engine loads.
 Images go through the toy engine (fast), and one in 25 through the shipped model; the backends
 take turns. An answer must be 120 finite landmarks; a failure must be a ``ChexmaskError``.
 Anything else is an untyped failure. A crash ends the process: before each input its
@@ -197,12 +200,39 @@ def mutated_engine(rng, keep: Path) -> tuple[Path, str]:
     return path, f"toy engine: {landmarks} landmarks declared as 120"
 
 
+def mutated_calibration(rng, keep: Path) -> tuple[Path, str]:
+    """A folder with the toy engine and a damaged ``toy.quality.json``: the engine's path."""
+    shipped = json.loads((Path(chexmask_rt.default_model_path()).with_suffix(".quality.json")).read_text())
+    entry = next(iter(shipped.values()))
+    kind = int(rng.integers(4))
+    if kind == 0:  # thresholds of another type, or nested deeper than the reader takes
+        value = [None, True, "5.3", [], {}, -1, 1e308, [[[[[[]]]]]]][int(rng.integers(8))]
+        key = str(rng.choice(["node_std_1024", "mean_latent_sigma"]))
+        text = json.dumps({METADATA["checkpoint_sha256"]: {**entry, "thresholds": {**entry["thresholds"], key: value}}})
+        what = f"thresholds.{key} = {value!r}"
+    elif kind == 1:
+        depth = int(rng.choice([10, 63, 64, 65, 1000, 100_000]))
+        text = "[" * depth + "]" * depth if rng.random() < 0.5 else "[" * depth
+        what = f"nesting {depth}"
+    else:
+        data = bytearray(json.dumps({METADATA["checkpoint_sha256"]: entry}).encode())
+        what = (flip_bits if kind == 2 else [truncate, edit_header][int(rng.integers(2))])(data, rng)
+        text = bytes(data)
+    folder = keep / "calibrated"
+    folder.mkdir(exist_ok=True)
+    (folder / "toy.quality.json").write_bytes(text if isinstance(text, bytes) else text.encode())
+    (folder / "toy.onnx").write_bytes(toy_engine())
+    return folder / "toy.onnx", f"calibration: {what}"
+
+
 # --- the run --------------------------------------------------------------------------------------
 
 def check_result(result) -> None:
     landmarks = np.asarray(result.landmarks)
     if landmarks.shape != (120, 2) or not np.isfinite(landmarks).all() or not np.isfinite(result.landmarks_std).all():
         raise AssertionError(f"a result of shape {landmarks.shape} with non-finite values")
+    if result.quality is None or not isinstance(result.quality.reason, str) or not result.quality.reason:
+        raise AssertionError(f"a result without its reliability flag: {result.quality!r}")
 
 
 class Fuzzer:
@@ -222,7 +252,7 @@ class Fuzzer:
         rng = np.random.default_rng([self.seed, i])
         backend = self.backends[i % len(self.backends)]
         draw = rng.random()
-        kind = "file" if draw < 0.6 else "array" if draw < 0.85 else "engine"
+        kind = "file" if draw < 0.6 else "array" if draw < 0.85 else "engine" if draw < 0.95 else "calibration"
         model = "shipped" if rng.random() < 0.04 else "toy"
         kwargs: dict = {"samples": int(rng.integers(1, 4)), "second_look": bool(rng.random() < 0.5)}
         if kind == "file":
@@ -231,14 +261,14 @@ class Fuzzer:
             item, extra, what = random_array(rng)
             kwargs.update(extra)
         else:
-            engine, what = mutated_engine(rng, self.keep)
+            engine, what = (mutated_engine if kind == "engine" else mutated_calibration)(rng, self.keep)
             item = np.random.default_rng(i).integers(0, 256, (90, 70), dtype=np.uint8)
         (self.keep / "last_input.txt").write_text(f"input {i} (seed {self.seed}): {kind} {backend} {model}: {what}\n")
         outcome = "ok"
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                if kind == "engine":
+                if kind in ("engine", "calibration"):
                     segmenter = chexmask_rt.load(engine, backend=backend, threads=1)
                 else:
                     segmenter = self.segmenters[(backend, model)]

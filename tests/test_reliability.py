@@ -1,12 +1,17 @@
 """Reliability: thread safety of the Python path, no memory growth, and the calibrated quality flag."""
 import json
 import shutil
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import chexmask_rt
+from chexmask_rt import _core
 from chexmask_rt.image_io import read_image
 from benchmarks.leak_check import rss_mb
 from chexmask_rt.quality import calibration_path
@@ -89,3 +94,55 @@ def test_malformed_calibration_file_is_a_model_error(tmp_path):
     calibration_path(engine).write_text("{not json")
     with pytest.raises(chexmask_rt.ModelError, match=r"m\.quality\.json: malformed quality calibration file"):
         chexmask_rt.load(engine)
+
+
+SHIPPED_THRESHOLDS = next(iter(json.loads(calibration_path(chexmask_rt.default_model_path()).read_text()).values()))
+
+
+@pytest.fixture(scope="module")
+def shipped_assessor(tmp_path_factory):
+    """The core's assessor with the shipped thresholds, read from a calibration file beside an engine path."""
+    folder = tmp_path_factory.mktemp("q")
+    (folder / "m.quality.json").write_text(json.dumps({"a" * 64: SHIPPED_THRESHOLDS}))
+    return _core.QualityAssessor(str(folder / "m.onnx"), "", "a" * 64)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(node=st.floats(0, 200), sigma=st.floats(0, 2), height=st.integers(32, 65536), width=st.integers(32, 65536))
+def test_the_core_writes_reasons_as_python_formats_them(shipped_assessor, node, sigma, height, width):
+    """The reason strings are byte for byte Python's f"{x:.2f}" / f"{x:.4f}" (how the package wrote them
+    before the core owned the flag): results.csv files of earlier runs resume with the same text."""
+    q = shipped_assessor.assess(node, sigma, height, width)
+    limit_node, limit_sigma = (SHIPPED_THRESHOLDS["thresholds"][k] for k in ("node_std_1024", "mean_latent_sigma"))
+    node_1024 = node * 1024.0 / max(height, width)
+    assert _core.node_std_1024(node, height, width) == node_1024
+    over = ([f"mean node std {node_1024:.2f} px (1024 frame) > {limit_node:.2f}"] if node_1024 > limit_node else []) + \
+           ([f"mean latent sigma {sigma:.4f} > {limit_sigma:.4f}"] if sigma > limit_sigma else [])
+    assert q.calibrated and q.flag == bool(over)
+    assert q.reason == ("uncertainty above the calibrated threshold: " + "; ".join(over) if over else
+                        f"within calibrated thresholds (mean node std {node_1024:.2f} <= {limit_node:.2f} px, "
+                        f"mean latent sigma {sigma:.4f} <= {limit_sigma:.4f})")
+
+
+@pytest.mark.parametrize("name", ["m.onnx", "dir/a.b.onnx", "no_suffix", ".hidden", "dir.d/model.plan.onnx"])
+def test_calibration_path_is_where_the_core_looks(name):
+    assert str(calibration_path(name)) == _core.default_quality_file(name)
+
+
+def test_a_named_calibration_file_is_used_or_refused(tmp_path, example1):
+    engine = tmp_path / "copy.onnx"
+    shutil.copy(chexmask_rt.default_model_path(), engine)
+    shipped = str(calibration_path(chexmask_rt.default_model_path()))
+    gray = chexmask_rt.preprocess.to_gray(read_image(example1))[0]
+    assert not _core.Engine(str(engine)).predict(gray, 3).quality.calibrated  # nothing beside it
+    q = _core.Engine(str(engine), quality_file=shipped).predict(gray, 3).quality
+    assert q.calibrated and q.to_dict() == {"flag": q.flag, "reason": q.reason, "calibrated": True}
+    with pytest.raises(chexmask_rt.ModelError, match=r"nowhere\.json: quality calibration file not found"):
+        _core.Engine(str(engine), quality_file=str(tmp_path / "nowhere.json"))
+
+
+def test_predict_json_carries_the_flag(default_segmenter, example1):
+    proc = subprocess.run([sys.executable, "-m", "chexmask_rt", "predict", str(example1), "--samples", "3", "--json", "-"],
+                          capture_output=True, text=True, check=True)
+    quality = json.loads(proc.stdout)["quality"]
+    assert quality == default_segmenter.predict(example1, samples=3).quality.to_dict() and quality["calibrated"]

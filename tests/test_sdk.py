@@ -6,6 +6,7 @@ points elsewhere). The builds here are time-boxed: a few small files, or the cor
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -76,6 +77,25 @@ def test_c_example_prints_the_cpp_examples_json(pgm_images):
     assert _json(c, pgm_images) == want
     assert _json(c, pgm_images, "--from-memory") == want
     assert _json(c, pgm_images[:1], "--single-look") == _json(cpp, pgm_images[:1], "--single-look")
+
+
+def test_c_example_prints_the_reliability_flag(tmp_path, pgm_images, default_segmenter):
+    """The C API's quality fields, as the C example prints them: the shipped model's verdict (its calibration
+    beside it, also read from memory), and "not calibrated" for a copy without one."""
+    c = _require(C_EXAMPLE)
+    gray = cv2.imread(str(pgm_images[0]), cv2.IMREAD_UNCHANGED)  # the package reads no PGM
+    want = default_segmenter.predict(gray, samples=12, seed=5).quality.to_dict()
+    assert want["calibrated"] and want["reason"]
+    for args in ([], ["--from-memory"]):
+        assert json.loads(_json(c, pgm_images[:1], *args))["quality"] == want
+    copy = tmp_path / "copy.onnx"
+    shutil.copy(chexmask_rt.default_model_path(), copy)
+    for args in ([], ["--from-memory"]):
+        out = _checked([c, "--model", copy, "--samples", "2", "--onnxruntime", native.onnxruntime_library(), *args,
+                        pgm_images[0]]).stdout
+        quality = json.loads(out)["quality"]
+        assert quality["flag"] is False and quality["calibrated"] is False
+        assert quality["reason"].startswith("not calibrated for this model")
 
 
 def test_c_example_exit_codes(tmp_path, pgm_images):

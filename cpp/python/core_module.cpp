@@ -8,6 +8,7 @@
 #include <chexmask_rt/chexmask_rt.hpp>
 
 #include "internal.hpp"
+#include "quality.hpp"
 
 #include <optional>
 
@@ -22,17 +23,30 @@ static_assert(sizeof(Point) == 2 * sizeof(double), "Point must be two packed dou
 PyObject* g_input_error = nullptr;
 PyObject* g_model_error = nullptr;
 PyObject* g_base_error = nullptr;
+PyObject* g_non_finite_error = nullptr;
+
+/// chexmask_rt.errors.NonFiniteOutputError with the image's position in the batch and the reason, so
+/// that the Python package can name the image's file instead.
+void set_non_finite_error(const NonFiniteOutputError& e) {
+    py::object error = py::reinterpret_borrow<py::object>(g_non_finite_error)(e.what());
+    error.attr("index") = e.index();
+    error.attr("reason") = e.reason();
+    PyErr_SetObject(g_non_finite_error, error.ptr());
+}
 
 void register_errors() {
     py::module_ errors = py::module_::import("chexmask_rt.errors");
     g_input_error = py::object(errors.attr("InputError")).release().ptr();
     g_model_error = py::object(errors.attr("ModelError")).release().ptr();
     g_base_error = py::object(errors.attr("ChexmaskError")).release().ptr();
+    g_non_finite_error = py::object(errors.attr("NonFiniteOutputError")).release().ptr();
     py::register_exception_translator([](std::exception_ptr p) {
         try {
             if (p) std::rethrow_exception(p);
         } catch (const InputError& e) {
             PyErr_SetString(g_input_error, e.what());
+        } catch (const NonFiniteOutputError& e) {
+            set_non_finite_error(e);
         } catch (const ModelError& e) {
             PyErr_SetString(g_model_error, e.what());
         } catch (const Error& e) {
@@ -193,13 +207,42 @@ void bind_result(py::module_& m) {
         .def_readonly("width", &Result::width)
         .def_readonly("samples", &Result::samples)
         .def_readonly("seed", &Result::seed)
-        .def_property_readonly("second_look", &second_look_dict);
+        .def_property_readonly("second_look", &second_look_dict)
+        .def_readonly("quality", &Result::quality);
+}
+
+void bind_quality(py::module_& m) {
+    py::class_<Quality>(m, "Quality", "The reliability flag of one result (chexmask_rt.quality)")
+        .def_readonly("flag", &Quality::flag)
+        .def_readonly("reason", &Quality::reason)
+        .def_readonly("calibrated", &Quality::calibrated)
+        .def("to_dict", [](const Quality& q) {
+            py::dict d;
+            d["flag"] = q.flag;
+            d["reason"] = q.reason;
+            d["calibrated"] = q.calibrated;
+            return d;
+        })
+        .def("__repr__", [](const Quality& q) {
+            return "Quality(flag=" + std::string(q.flag ? "True" : "False") + ", reason=" +
+                   std::string(py::repr(py::str(q.reason))) + ", calibrated=" + (q.calibrated ? "True" : "False") + ")";
+        });
+    // The core's assessor for results made outside the core (the Python reference path).
+    py::class_<detail::QualityAssessor>(m, "QualityAssessor", "The reliability flag's thresholds of one engine")
+        .def(py::init(&detail::load_quality), py::arg("model_path"), py::arg("quality_file"), py::arg("checkpoint_sha256"))
+        .def("assess", py::overload_cast<double, double, int, int>(&detail::QualityAssessor::assess, py::const_),
+             py::arg("mean_node_std"), py::arg("mean_latent_sigma"), py::arg("height"), py::arg("width"));
+    m.def("node_std_1024", &detail::node_std_1024, py::arg("mean_node_std"), py::arg("height"), py::arg("width"),
+          "Mean node std in px of the 1024 frame: mean_node_std * 1024 / max(height, width)");
+    m.def("default_quality_file", &detail::default_quality_file, py::arg("model_path"),
+          "Where an engine's calibration is read from when none is named: <stem>.quality.json beside it");
 }
 
 void bind_engine(py::module_& m) {
     py::class_<Engine>(m, "Engine", "A loaded engine; thread-safe, the GIL is released while it works")
         .def(py::init([](const std::string& path, const std::string& library, int threads, bool layout,
-                         bool memory_pattern, const std::string& device, const std::string& tensorrt_cache_dir) {
+                         bool memory_pattern, const std::string& device, const std::string& tensorrt_cache_dir,
+                         const std::string& quality_file) {
                  EngineOptions options;
                  options.onnxruntime_library = library;
                  options.intra_op_threads = threads;
@@ -207,13 +250,14 @@ void bind_engine(py::module_& m) {
                  options.memory_pattern = memory_pattern;
                  options.device = device;
                  options.tensorrt_cache_dir = tensorrt_cache_dir;
+                 options.quality_file = quality_file;
                  py::gil_scoped_release release;
                  return std::make_unique<Engine>(path, options);
              }),
              py::arg("model_path"), py::arg("onnxruntime_library") = "", py::arg("intra_op_threads") = 0,
              py::arg("layout_optimizations") = EngineOptions{}.layout_optimizations,
              py::arg("memory_pattern") = EngineOptions{}.memory_pattern, py::arg("device") = EngineOptions{}.device,
-             py::arg("tensorrt_cache_dir") = "")
+             py::arg("tensorrt_cache_dir") = "", py::arg("quality_file") = "")
         .def_property_readonly("info", &Engine::info)
         .def_property_readonly("providers", &Engine::providers)
         .def(
@@ -258,6 +302,7 @@ PYBIND11_MODULE(_core, m) {
     m.attr("INTENDED_USE") = chexmask_rt::kIntendedUse;
     register_errors();
     bind_info(m);
+    bind_quality(m);
     bind_result(m);
     bind_engine(m);
     m.def("latent_noise", &latent_noise_array, py::arg("samples"), py::arg("latents"), py::arg("seed") = 0,

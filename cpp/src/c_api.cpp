@@ -69,6 +69,8 @@ chexmask_rt::EngineOptions cpp_options(const chexmask_rt_engine_options* options
     if (has(offsetof(chexmask_rt_engine_options, tensorrt_cache_dir) + sizeof(const char*)) &&
         options->tensorrt_cache_dir != nullptr)
         out.tensorrt_cache_dir = options->tensorrt_cache_dir;
+    if (has(offsetof(chexmask_rt_engine_options, quality_file) + sizeof(const char*)) && options->quality_file != nullptr)
+        out.quality_file = options->quality_file;
     return out;
 }
 
@@ -117,6 +119,9 @@ chexmask_rt_result* wrap(chexmask_rt::Result result) {
         f.crop_top = r.second_look->crop_top;
         f.crop_side = r.second_look->crop_side;
     }
+    f.quality_flag = r.quality.flag ? 1 : 0;
+    f.quality_reason = r.quality.reason.c_str();
+    f.quality_calibrated = r.quality.calibrated ? 1 : 0;
     return handle;
 }
 

@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace chexmask_rt::detail {
@@ -81,6 +82,9 @@ Result without_second_look(const Result& first);
 
 /// Both looks' answer in the original image's pixels: pooled, or the crop's alone for a wide field of view.
 Result combine(const Result& first, const Result& crop, const Square& square);
+
+/// True when `text` is strict UTF-8, as Python's decoder takes it (metadata entries, JSON files).
+bool valid_utf8(std::string_view text);
 
 /// Parses and validates the `chexmask_rt.*` metadata (Python: metadata.ModelInfo.from_metadata).
 ModelInfo parse_model_info(const std::map<std::string, std::string>& props, const std::string& source);

@@ -2,6 +2,7 @@
 #include "internal.hpp"
 
 #include <string>
+#include <string_view>
 
 namespace chexmask_rt::detail {
 namespace {
@@ -23,9 +24,11 @@ int parse_int(const std::string& text, const std::string& key, const std::string
     return value;
 }
 
+}  // namespace
+
 // Python reads every entry as str: bytes that are not strict UTF-8 (what Python's decoder takes:
 // no overlong forms, surrogates or code points past U+10FFFF) must be refused here, not fail there.
-bool valid_utf8(const std::string& text) {
+bool valid_utf8(std::string_view text) {
     std::size_t i = 0;
     while (i < text.size()) {
         const auto lead = static_cast<unsigned char>(text[i]);
@@ -45,8 +48,6 @@ bool valid_utf8(const std::string& text) {
     }
     return true;
 }
-
-}  // namespace
 
 ModelInfo parse_model_info(const std::map<std::string, std::string>& props, const std::string& source) {
     for (const auto& [key, value] : props) {

@@ -8,6 +8,8 @@
 #include <chexmask_rt/chexmask_rt_c.h>
 
 #include "internal.hpp"
+#include "json.hpp"
+#include "quality.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -15,6 +17,7 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <iostream>
 #include <thread>
 #include <vector>
@@ -196,6 +199,119 @@ void test_second_look() {
     expect_throw<ModelError>([&] { combine(framed, short_result, at); }, "10-landmark crop", "10 landmarks");
 }
 
+/// The JSON reader: what it reads, and every kind of defect refused as a ParseError (never a crash).
+void test_json() {
+    using namespace chexmask_rt::detail::json;
+    const Value v = parse(" {\"a\": [1, -2.5e3, true, false, null], \"s\": \"x\\u00e9\\ud83d\\ude00\\n\\/\", "
+                          "\"a\": {\"b\": 0.957301580812782}} ");
+    CHECK(v.type == Value::Type::object && v.keys.size() == 3);
+    CHECK(v.find("a") != nullptr && v.find("a")->type == Value::Type::object);  // a repeated key: the last wins
+    CHECK(v.find("a")->find("b")->number == 0.957301580812782);
+    CHECK(v.items[0].items.size() == 5 && v.items[0].items[1].number == -2500.0 && v.items[0].items[2].boolean);
+    CHECK(v.items[0].items[4].type == Value::Type::null);
+    CHECK(v.find("s")->string == "x\xc3\xa9\xf0\x9f\x98\x80\n/");
+    CHECK(v.find("missing") == nullptr && v.items[0].find("a") == nullptr);
+    CHECK(parse("5.308593389307588").number == 5.308593389307588 && parse("1E-2").number == 0.01);
+    CHECK(parse("[]").items.empty() && parse("{}").keys.empty() && parse("\"\"").string.empty());
+
+    const std::string deep_ok = std::string(kMaxDepth, '[') + std::string(kMaxDepth, ']');
+    CHECK(parse(deep_ok).type == Value::Type::array);
+    const std::vector<std::string> bad = {
+        "", " ", "{", "}", "[1,]", "{\"a\":1,}", "{\"a\" 1}", "{a: 1}", "{'a': 1}", "[1 2]", "01", "1.", ".5", "+1",
+        "-", "1e", "1e+", "0x10", "NaN", "Infinity", "-Infinity", "1e400", "tru", "nul", "True", "\"abc", "\"a\\\"",
+        "\"\\x\"", "\"\\u12\"", "\"\\u12G4\"", "\"\\ud800\"", "\"\\udc00\"", "\"\\ud800\\u0041\"", "\"tab\there\"",
+        "\"\xff\"", "\"\xc0\xaf\"", "\xef\xbb\xbf{}", "{} x", "[1] [2]", std::string("[1\0]", 4), std::string("\0", 1),
+        std::string(kMaxDepth + 1, '[') + std::string(kMaxDepth + 1, ']'), std::string(100000, '['),
+        std::string(100000, '{'), "[" + std::string(5000, '"')};
+    for (const std::string& text : bad) {
+        try {
+            parse(text);
+            std::cerr << "FAILED: JSON accepted: " << text.substr(0, 40) << "\n";
+            ++g_failures;
+        } catch (const ParseError& e) {
+            CHECK(std::strstr(e.what(), " at byte ") != nullptr || std::strstr(e.what(), "UTF-8") != nullptr);
+        }
+    }
+    // every prefix of a valid document, and every single-byte change of it, parses or is refused
+    const std::string doc = "{\"k\": {\"thresholds\": {\"node_std_1024\": 5.3, \"mean_latent_sigma\": 0.957}}, \"l\": [\"\\u00e9\"]}";
+    for (std::size_t cut = 0; cut < doc.size(); ++cut) {
+        try {
+            parse(doc.substr(0, cut));
+            std::cerr << "FAILED: JSON prefix accepted: " << doc.substr(0, cut) << "\n";
+            ++g_failures;
+        } catch (const ParseError&) {
+        }
+    }
+    for (std::size_t at = 0; at < doc.size(); ++at) {
+        for (const int byte : std::initializer_list<int>{0, '"', '\\', '{', '[', ']', '}', ',', ':', '9', 'e', 0x80, 0xff}) {
+            std::string changed = doc;
+            changed[at] = static_cast<char>(byte);
+            try {
+                parse(changed);
+            } catch (const ParseError&) {
+            }
+        }
+    }
+}
+
+/// The reliability flag: thresholds from a calibration file, reasons as Python's f-strings wrote them.
+void test_quality() {
+    using namespace chexmask_rt::detail;
+    using chexmask_rt::ModelError;
+    CHECK(node_std_1024(2.0, 512, 256) == 4.0 && node_std_1024(3.0, 1000, 2048) == 1.5);
+    const std::string sha(64, 'a');
+    const std::string file = "{\"" + sha + "\": {\"model\": \"m:1\", \"thresholds\": {\"node_std_1024\": 5.308593389307588, "
+                             "\"mean_latent_sigma\": 0.957301580812782}}, \"other\": {}}";
+    const QualityAssessor calibrated = parse_quality(file, "q.json", sha);
+    CHECK(calibrated.rule() && calibrated.rule()->max_node_std_1024 == 5.308593389307588);
+    // 2.5 px at 2048 = 1.25 px in the 1024 frame
+    chexmask_rt::Quality q = calibrated.assess(2.5, 0.95, 2048, 1500);
+    CHECK(!q.flag && q.calibrated);
+    CHECK(q.reason == "within calibrated thresholds (mean node std 1.25 <= 5.31 px, mean latent sigma 0.9500 <= 0.9573)");
+    q = calibrated.assess(6.0, 0.95, 512, 1024);  // node std 6.00 > 5.31
+    CHECK(q.flag && q.reason == "uncertainty above the calibrated threshold: mean node std 6.00 px (1024 frame) > 5.31");
+    q = calibrated.assess(6.0, 0.96, 1024, 1024);
+    CHECK(q.flag && q.reason == "uncertainty above the calibrated threshold: mean node std 6.00 px (1024 frame) > 5.31; "
+                                "mean latent sigma 0.9600 > 0.9573");
+    q = calibrated.assess(0.125, 0.957301580812782, 1024, 1024);  // equal to the threshold: not above; ties round to even
+    CHECK(!q.flag && q.reason.find("mean node std 0.12 <= 5.31") != std::string::npos);
+    CHECK(calibrated.assess(2.675, 0.1, 1024, 1024).reason.find("std 2.67 <=") != std::string::npos);  // 2.67499999...
+    const QualityAssessor other = parse_quality(file, "q.json", std::string(64, 'b'));  // no entry: not calibrated
+    q = other.assess(100.0, 5.0, 100, 100);
+    CHECK(!q.flag && !q.calibrated && !other.rule());
+    CHECK(q.reason == "not calibrated for this model (checkpoint sha256 bbbbbbbbbbbb...): no reliability flag");
+    const std::vector<std::pair<std::string, const char*>> malformed = {
+        {"{not json", "at byte"}, {"[]", "an array, not an object"}, {"{\"" + sha + "\": 1}", "no thresholds object"},
+        {"{\"" + sha + "\": {\"thresholds\": []}}", "no thresholds object"},
+        {"{\"" + sha + "\": {\"thresholds\": {\"node_std_1024\": 5}}}", "no thresholds.mean_latent_sigma"},
+        {"{\"" + sha + "\": {\"thresholds\": {\"node_std_1024\": \"5\", \"mean_latent_sigma\": 1}}}", "a string, not a number"},
+        {"{\"" + sha + "\": {\"thresholds\": {\"node_std_1024\": NaN, \"mean_latent_sigma\": 1}}}", "at byte"}};
+    for (const auto& [text, needle] : malformed) {
+        expect_throw<ModelError>([&] { parse_quality(text, "dir/m.quality.json", sha); }, text.c_str(), needle);
+        expect_throw<ModelError>([&] { parse_quality(text, "dir/m.quality.json", sha); }, text.c_str(),
+                                 "dir/m.quality.json: malformed quality calibration file");
+    }
+    CHECK(default_quality_file("dir/model.onnx") == "dir/model.quality.json");
+    CHECK(default_quality_file("a.b.onnx") == "a.b.quality.json" && default_quality_file("m") == "m.quality.json");
+    expect_throw<ModelError>([&] { load_quality("dir/model.onnx", "/nonexistent/q.json", sha); }, "missing quality file",
+                             "/nonexistent/q.json: quality calibration file not found");
+    CHECK(!load_quality("/nonexistent/model.onnx", "", sha).rule());  // no file beside it: not calibrated
+    CHECK(!load_quality("", "", sha).rule());                         // from memory: none unless named
+
+    // the non-finite check names the first bad image of the batch
+    std::vector<chexmask_rt::Result> results(3, ring_result(500, 400, 160, 120, 1000, 1000));
+    check_finite(results, "m.onnx");
+    results[1].latent_sigma[2] = std::numeric_limits<double>::infinity();
+    results[2].landmarks_mu[7].y = NAN;
+    try {
+        check_finite(results, "m.onnx");
+        CHECK(false);
+    } catch (const chexmask_rt::NonFiniteOutputError& e) {
+        CHECK(e.index() == 1 && e.reason() == "the engine m.onnx returned NaN or infinite values for this image; the engine is faulty");
+        CHECK(std::string(e.what()) == "image 1 of the batch: " + e.reason());
+    }
+}
+
 void test_engine(const std::string& model, const std::string& library, const std::string& not_engine) {
     using chexmask_rt::ModelError;
     chexmask_rt::EngineOptions bad_lib;
@@ -220,6 +336,22 @@ void test_engine(const std::string& model, const std::string& library, const std
     expect_throw<chexmask_rt::InputError>([&] { engine.predict(view(wide, 120, 80, 128), 0, 1); }, "samples 0", "samples");
 
     CHECK(a.second_look.has_value());  // the default: a second look was asked for
+    // the shipped model's calibration sits beside it: every result carries its verdict
+    CHECK(a.quality.calibrated && !a.quality.reason.empty());
+    CHECK(a.quality.reason == chexmask_rt::detail::load_quality(model, "", engine.info().checkpoint_sha256).assess(a).reason);
+    {
+        std::ifstream in(model, std::ios::binary);
+        const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        const auto from_memory = chexmask_rt::Engine::from_memory(bytes.data(), bytes.size(), options);
+        const auto m = from_memory.predict(view(wide, 120, 80, 128), 5, 1);
+        CHECK(!m.quality.calibrated && !m.quality.flag && m.quality.reason.rfind("not calibrated", 0) == 0);
+        auto named = options;
+        named.quality_file = chexmask_rt::detail::default_quality_file(model);
+        const auto n = chexmask_rt::Engine::from_memory(bytes.data(), bytes.size(), named).predict(view(wide, 120, 80, 128), 5, 1);
+        CHECK(n.quality.calibrated && n.quality.reason == a.quality.reason && n.quality.flag == a.quality.flag);
+        named.quality_file = model + ".missing.json";
+        expect_throw<ModelError>([&] { chexmask_rt::Engine(model, named); }, "missing quality_file", ".missing.json: quality calibration file not found");
+    }
     const auto one = engine.predict(view(wide, 120, 80, 128), 5, 1, /*second_look=*/false);
     CHECK(!one.second_look.has_value());
     if (a.second_look->look == "none") CHECK(same(a, one));
@@ -293,6 +425,7 @@ void test_c_api(const std::string& model, const std::string& library) {
         chexmask_rt::Engine(model, cpp_options).predict(chexmask_rt::ImageView{px.data(), 120, 80, 128, 8, px.size()}, 5, 1, false);
     CHECK(r->landmark_count == want.landmarks.size() && r->latent_count == want.latent_mu.size());
     CHECK(r->second_look == nullptr && r->height == 80 && r->width == 120 && r->samples == 5 && r->seed == 1);
+    CHECK(r->quality_calibrated == 1 && r->quality_flag == (want.quality.flag ? 1 : 0) && r->quality_reason == want.quality.reason);
     bool equal = r->mean_node_std == want.mean_node_std && r->mean_latent_sigma == want.mean_latent_sigma;
     for (std::size_t i = 0; i < want.landmarks.size(); ++i) {
         equal &= r->landmarks[2 * i] == want.landmarks[i].x && r->landmarks[2 * i + 1] == want.landmarks[i].y;
@@ -329,6 +462,8 @@ int main(int argc, char** argv) {
     test_noise();
     test_bad_images();
     test_second_look();
+    test_json();
+    test_quality();
     if (argc >= 3) {
         test_engine(argv[1], argv[2], argc >= 4 ? argv[3] : "");
         test_c_api(argv[1], argv[2]);

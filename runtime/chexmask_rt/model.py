@@ -13,13 +13,13 @@ import numpy as np
 
 from .backends import Backend, EngineOptions
 from .dicom_source import with_source
-from .errors import ChexmaskError, InputError, ModelError, NonFiniteOutputError
+from .errors import ChexmaskError, InputError, ModelError, NonFiniteOutputError, first_line
 from .frames import Letterbox
 from .image_io import read_image
 from .limits import check_pixels, resolve_max_pixels
 from .metadata import ModelInfo, file_sha256
 from .preprocess import preprocess, resolved_bit_depth, to_gray
-from .quality import load_assessor
+from .quality import Quality
 from .result import Result
 from .second_look import combine, second_look_square, without_second_look
 from .sampling import latent_noise
@@ -55,7 +55,18 @@ def _open_segmenter(path: Path, backend: str, options: EngineOptions) -> "Segmen
         warnings.warn("chexmask_rt._core is not built; using the Python reference backend "
                       "('pip install .' builds the native core)", NativeCoreMissingWarning, stacklevel=3)
     from .backends.onnxruntime import OnnxRuntimeBackend
-    return Segmenter(OnnxRuntimeBackend(path, options), path)
+    backend = OnnxRuntimeBackend(path, options)
+    return Segmenter(backend, path, _reference_assessor(path, backend.info.checkpoint_sha256))
+
+
+def _reference_assessor(path: Path, checkpoint_sha256: str):
+    """The core's reliability flag for the Python reference path, whose results are made outside the core."""
+    try:
+        from . import _core
+    except ImportError as exc:
+        raise ModelError(f"the reliability flag needs the native core chexmask_rt._core ({first_line(exc)}); "
+                         "rebuild it with 'pip install .'") from None
+    return _core.QualityAssessor(str(path), "", checkpoint_sha256)
 
 
 def load(model: str | os.PathLike | None = None, *, backend: str = "auto", threads: int | None = None,
@@ -127,10 +138,10 @@ def load_item(item: ImageLike, max_pixels: int | None = None) -> tuple[np.ndarra
 class Segmenter:
     """A loaded engine. Thread-safe: one instance may serve many threads."""
 
-    def __init__(self, backend: Backend, path: Path):
+    def __init__(self, backend: Backend, path: Path, assess=None):
         self._backend = backend
         self.path = path
-        self._assess = load_assessor(path, backend.info.checkpoint_sha256)
+        self._assess = assess  # the Python reference path's quality assessor; the core assesses its own results
         self.max_pixels: int | None = None  # None: $CHEXMASK_RT_MAX_PIXELS at each call, else the default
         self._engine_sha256: str | None = None
 
@@ -261,13 +272,13 @@ class Segmenter:
         return [self._postprocess(out, i, frame, name, samples, seed) for i, (_, frame, name) in enumerate(prepared)]
 
     def _with_quality(self, result: Result) -> Result:
-        """Attach the reliability flag; both backends go through here so their results stay identical."""
-        quality = self._assess(result.mean_node_std, result.mean_latent_sigma, result.height, result.width)
-        return dataclasses.replace(result, quality=quality)
+        """Attach the reliability flag, assessed by the core as it assesses its own results."""
+        quality = self._assess.assess(result.mean_node_std, result.mean_latent_sigma, result.height, result.width)
+        return dataclasses.replace(result, quality=Quality.from_core(quality))
 
     def _checked(self, result: Result) -> Result:
         """The result, unless the engine's answer holds NaN or infinity (which would reach the JSON
-        as bare NaN tokens and the CSV as 'nan'); both backends go through here."""
+        as bare NaN tokens and the CSV as 'nan'): the Python reference path's copy of the core's check."""
         values = (result.landmarks, result.landmarks_std, result.landmarks_mu, result.latent_mu, result.latent_sigma)
         if not all(np.all(np.isfinite(v)) for v in values):
             raise NonFiniteOutputError(f"{result.image or 'array'}: the engine {self.path.name} returned NaN or "

@@ -77,9 +77,9 @@ class Result:
     def to_dict(self) -> dict:
         """Plain JSON-ready dict (the format of ``chexmask-rt predict --json``).
 
-        Its other keys equal what the C++ example ``chexmask-rt-cpp`` prints (tests/test_native.py);
-        ``dicom`` (UIDs, empty for other inputs) and ``measures`` are the Python runtime's. ``quality``
-        is in the CSV row."""
+        Its other keys equal what the C++ example ``chexmask-rt-cpp`` prints (tests/test_native.py),
+        ``quality`` (the reliability flag; null only for a hand-made Result) included; ``dicom`` (UIDs,
+        empty for other inputs) and ``measures`` are the Python runtime's."""
         out = {
             "image": self.image,
             "height": self.height,
@@ -98,6 +98,7 @@ class Result:
         }
         if "second_look" in self.extra:  # how the second look made it (chexmask_rt.second_look)
             out["second_look"] = self.extra["second_look"]
+        out["quality"] = None if self.quality is None else self.quality.to_dict()
         out["dicom"] = dict.fromkeys(UID_KEYWORDS, "") if self.source is None else self.source.uids()
         out["measures"] = self.measures().to_dict()
         return out

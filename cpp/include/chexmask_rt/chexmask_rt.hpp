@@ -13,7 +13,9 @@
 // Numbers match the Python package (`chexmask_rt.load(...).predict`) for the
 // same engine, image, samples and seed. Every failure is a chexmask_rt::Error:
 // InputError for a bad image or argument, ModelError for an engine file or a
-// runtime library that cannot be used. An Engine is safe to share between threads.
+// runtime library that cannot be used (NonFiniteOutputError: NaN or infinity in one
+// image's answer). Every result carries the reliability flag, Result::quality.
+// An Engine is safe to share between threads.
 #pragma once
 
 #include <chexmask_rt/api.h>
@@ -45,6 +47,22 @@ public:
 class CHEXMASK_RT_API ModelError : public Error {
 public:
     using Error::Error;
+};
+
+/// The engine returned NaN or infinity for one image of a batch: a faulty engine. Only that
+/// image's answer is lost; callers that segment many images may record it and go on.
+class CHEXMASK_RT_API NonFiniteOutputError : public ModelError {
+public:
+    /// `reason` says what was wrong, `index` is the image's position in predict_batch's list.
+    NonFiniteOutputError(std::size_t index, const std::string& reason)
+        : ModelError("image " + std::to_string(index) + " of the batch: " + reason), index_(index), reason_(reason) {}
+    std::size_t index() const noexcept { return index_; }
+    /// The message without the image's position, for callers that name the image themselves.
+    const std::string& reason() const noexcept { return reason_; }
+
+private:
+    std::size_t index_;
+    std::string reason_;
 };
 
 /// What every output of this library is for; results written for people or systems say it
@@ -117,6 +135,16 @@ struct SecondLook {
     int crop_side = 0;
 };
 
+/// The reliability flag: is this result's uncertainty outside what the model shows on chest
+/// radiographs? Two image scores, the mean node std in the 1024 frame and the mean latent sigma,
+/// are compared with thresholds calibrated for the engine's checkpoint (the sidecar file
+/// `<engine stem>.quality.json`, EngineOptions::quality_file; benchmarks/calibrate_quality.py).
+struct Quality {
+    bool flag = false;        ///< true: an uncertainty score exceeds its threshold; review before trusting
+    std::string reason;       ///< which scores, against which thresholds; or why there is no flag
+    bool calibrated = false;  ///< false: no thresholds for this checkpoint, so `flag` is always false
+};
+
 /// The answer for one image, in the original image's pixels.
 struct Result {
     std::vector<Point> landmarks;       ///< mean over the latent samples (120)
@@ -137,6 +165,8 @@ struct Result {
     /// --samples-output (after a pooled second look: both looks', 2 x samples); empty otherwise.
     /// Per-sample measures (the CTR's std, Python: chexmask_rt.measures) need them.
     std::vector<Point> landmark_samples;
+    /// The reliability flag of this (final) answer, set on every result predict() returns.
+    Quality quality;
 };
 
 struct EngineOptions {
@@ -163,6 +193,10 @@ struct EngineOptions {
     /// device "tensorrt": folder where the TensorRT provider keeps the engines it builds (built
     /// once per model, input shape, TensorRT version and GPU; minutes on a Jetson); empty: none kept.
     std::string tensorrt_cache_dir;
+    /// The quality calibration (Result::quality). Empty: `<model stem>.quality.json` beside the model
+    /// file, when there is one (none for Engine::from_memory); results of an engine without
+    /// thresholds say "not calibrated". A file named here but missing or malformed is a ModelError.
+    std::string quality_file;
 };
 
 /// A loaded engine. Thread-safe: predict() may run concurrently on one Engine.

@@ -70,6 +70,9 @@ typedef struct chexmask_rt_engine_options {
                                         library must have them, else CHEXMASK_RT_MODEL_ERROR says what is
                                         missing). Not tested on a GPU here. */
     const char* tensorrt_cache_dir;  /* "tensorrt": where its built engines are kept; NULL: not kept */
+    const char* quality_file;        /* the reliability flag's calibration; NULL: "<model stem>.quality.json"
+                                        beside the model file if it exists (none from memory); a file named
+                                        here but missing or malformed: CHEXMASK_RT_MODEL_ERROR */
 } chexmask_rt_engine_options;
 
 /* Fills `options` with the defaults (what passing NULL to the open functions means). */
@@ -144,6 +147,11 @@ typedef struct chexmask_rt_result_fields {
     int crop_left;                   /* the crop square, original pixels */
     int crop_top;
     int crop_side;
+    /* The reliability flag (C++ Result::quality): 1 = an uncertainty score exceeds the threshold
+     * calibrated for this model; review the answer before trusting it. */
+    int quality_flag;
+    const char* quality_reason;      /* which scores against which thresholds, or why there is no flag */
+    int quality_calibrated;          /* 0: no thresholds for this model, quality_flag is always 0 */
 } chexmask_rt_result_fields;
 CHEXMASK_RT_API const chexmask_rt_result_fields* chexmask_rt_result_get(const chexmask_rt_result* result);
 

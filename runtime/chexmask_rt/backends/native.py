@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from ..devices import MISSING_ONNXRUNTIME
-from ..errors import ModelError
+from ..errors import ModelError, NonFiniteOutputError
 from ..metadata import ModelInfo
 from ..model import ImageLike, Segmenter
+from ..quality import Quality
 from ..result import Result
 from . import EngineOptions
 
@@ -96,17 +97,22 @@ class NativeSegmenter(Segmenter):
         for start in range(0, len(images), batch_size):
             chunk = [self._gray(item, depth, max_pixels) for item, depth in
                      zip(images[start:start + batch_size], bit_depths[start:start + batch_size])]
-            outs = self._engine.predict_batch([g for g, _, _ in chunk], samples, seed, [d for _, d, _ in chunk],
-                                              second_look)
+            try:
+                outs = self._engine.predict_batch([g for g, _, _ in chunk], samples, seed, [d for _, d, _ in chunk],
+                                                  second_look)
+            except NonFiniteOutputError as exc:  # the core counts images; name the file instead
+                name = chunk[exc.index][2] if exc.index is not None and exc.index < len(chunk) else None
+                raise NonFiniteOutputError(f"{name or 'array'}: {exc.reason}") from None
             results.extend(self._result(out, name) for out, (_, _, name) in zip(outs, chunk))
         return results
 
     def _result(self, out, name: str | None) -> Result:
-        return self._checked(self._with_quality(Result(
+        """The core's result, already checked for non-finite values and assessed (its quality)."""
+        return Result(
             landmarks=out.landmarks, landmarks_std=out.landmarks_std, landmarks_mu=out.landmarks_mu,
             latent_mu=out.latent_mu, latent_sigma=out.latent_sigma,
             height=out.height, width=out.width, samples=out.samples, seed=int(out.seed),
-            model=self.model_id, image=name,
+            model=self.model_id, image=name, quality=Quality.from_core(out.quality),
             extra={} if out.second_look is None else {"second_look": out.second_look},
             landmark_samples=out.landmark_samples,
-        )))
+        )
