@@ -250,6 +250,24 @@ py::array_t<float> latent_noise_array(int samples, int latents, const py::object
     return out;
 }
 
+py::array_t<std::uint8_t> polygon_mask_array(const py::array_t<double, py::array::c_style | py::array::forcecast>& points,
+                                            std::int64_t height, std::int64_t width) {
+    if (points.ndim() != 2 || points.shape(1) != 2) {
+        throw InputError("polygon_mask: expected (N, 2) points, got " + std::to_string(points.ndim()) + " dimensions" +
+                         (points.ndim() == 2 ? " of width " + std::to_string(points.shape(1)) : std::string()));
+    }
+    detail::polygon_mask_bytes(height, width);  // refuses a bad size before allocating or narrowing
+    py::array_t<std::uint8_t> out({static_cast<py::ssize_t>(height), static_cast<py::ssize_t>(width)});
+    std::uint8_t* dst = out.mutable_data();
+    const auto* polygon = reinterpret_cast<const Point*>(points.data());
+    const auto count = static_cast<std::size_t>(points.shape(0));
+    {
+        py::gil_scoped_release release;  // `points` and `out` are held by this frame meanwhile
+        detail::polygon_mask_into(polygon, count, static_cast<int>(height), static_cast<int>(width), dst);
+    }
+    return out;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -264,6 +282,9 @@ PYBIND11_MODULE(_core, m) {
           "eps float32 [samples, latents], identical to chexmask_rt.sampling.latent_noise");
     m.def("preprocess", &preprocess, py::arg("image"), py::arg("size"), py::arg("bit_depth") = py::none(),
           "(float32 [size, size] engine input, side, pad_left, pad_top), as chexmask_rt.preprocess");
+    m.def("polygon_mask", &polygon_mask_array, py::arg("points"), py::arg("height"), py::arg("width"),
+          "uint8 [height, width] 0/255 filled polygon of float64 (N, 2) (x, y) points, equal to cv2.fillPoly "
+          "of them clamped to +-4 * max(height, width) and truncated to int32 (chexmask_rt.rle.polygon_mask)");
     m.def("onnxruntime_library", &detail::loaded_onnxruntime_library,
           "Path of the ONNX Runtime library this process loaded ('' before the first Engine)");
     m.attr("MIN_SIDE") = kMinSide;

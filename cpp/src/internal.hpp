@@ -52,6 +52,12 @@ Letterbox preprocess_square(const ImageView& image, const Square& square, int si
 /// the materialised window would give (resize.cpp), divided by `scale`, written to `out`.
 void resize_window(const ImageView& image, const Square& window, int size, float scale, float* out);
 
+/// Bytes of a height x width mask; throws InputError for a side outside 1..kMaxSide (polygon_fill.cpp).
+std::size_t polygon_mask_bytes(std::int64_t height, std::int64_t width);
+/// chexmask_rt::polygon_mask written to `out` (height * width bytes, caller-owned; polygon_fill.cpp):
+/// what the pybind module and the C API fill in place.
+void polygon_mask_into(const Point* polygon, std::size_t count, int height, int width, std::uint8_t* out);
+
 /// Raw engine outputs for a batch, normalised to [0, 1] of the square.
 struct EngineOutputs {
     int batch = 0;
