@@ -257,13 +257,16 @@ py::array_t<std::uint8_t> polygon_mask_array(const py::array_t<double, py::array
                          (points.ndim() == 2 ? " of width " + std::to_string(points.shape(1)) : std::string()));
     }
     detail::polygon_mask_bytes(height, width);  // refuses a bad size before allocating or narrowing
-    py::array_t<std::uint8_t> out({static_cast<py::ssize_t>(height), static_cast<py::ssize_t>(width)});
+    // numpy.zeros: pages come zeroed from the OS and only the organ's rows are ever touched
+    // (a filled 2000 x 2000 mask costs about 0.7 ms of page faults more when every page is written).
+    auto out = py::array_t<std::uint8_t>::ensure(py::module_::import("numpy").attr("zeros")(
+        py::make_tuple(height, width), py::dtype::of<std::uint8_t>()));
     std::uint8_t* dst = out.mutable_data();
     const auto* polygon = reinterpret_cast<const Point*>(points.data());
     const auto count = static_cast<std::size_t>(points.shape(0));
     {
         py::gil_scoped_release release;  // `points` and `out` are held by this frame meanwhile
-        detail::polygon_mask_into(polygon, count, static_cast<int>(height), static_cast<int>(width), dst);
+        detail::fill_polygon(polygon, count, static_cast<int>(height), static_cast<int>(width), dst);
     }
     return out;
 }

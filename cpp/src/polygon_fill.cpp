@@ -232,8 +232,8 @@ std::size_t polygon_mask_bytes(std::int64_t height, std::int64_t width) {
     return static_cast<std::size_t>(height) * static_cast<std::size_t>(width);
 }
 
-void polygon_mask_into(const Point* polygon, std::size_t count, int height, int width, std::uint8_t* out) {
-    const std::size_t bytes = polygon_mask_bytes(height, width);
+void fill_polygon(const Point* polygon, std::size_t count, int height, int width, std::uint8_t* zeroed) {
+    polygon_mask_bytes(height, width);
     if (count == 0) throw InputError("polygon_mask: the polygon has no points");
     // Vertices are clamped (a wildly wrong landmark must not overflow the fixed point), then
     // truncated toward zero as NumPy's astype(int32) does.
@@ -248,8 +248,7 @@ void polygon_mask_into(const Point* polygon, std::size_t count, int height, int 
         vertices.push_back({static_cast<i64>(std::clamp(p.x, -limit, limit)),
                             static_cast<i64>(std::clamp(p.y, -limit, limit))});
     }
-    std::memset(out, 0, bytes);
-    Canvas canvas{out, height, width};
+    Canvas canvas{zeroed, height, width};
     std::vector<Edge> edges;
     edges.reserve(vertices.size());
     Pixel previous = vertices.back();
@@ -263,8 +262,8 @@ void polygon_mask_into(const Point* polygon, std::size_t count, int height, int 
 }  // namespace detail
 
 std::vector<std::uint8_t> polygon_mask(const std::vector<Point>& polygon, int height, int width) {
-    std::vector<std::uint8_t> mask(detail::polygon_mask_bytes(height, width));
-    detail::polygon_mask_into(polygon.data(), polygon.size(), height, width, mask.data());
+    std::vector<std::uint8_t> mask(detail::polygon_mask_bytes(height, width));  // zeroed
+    detail::fill_polygon(polygon.data(), polygon.size(), height, width, mask.data());
     return mask;
 }
 
