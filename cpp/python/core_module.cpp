@@ -9,6 +9,7 @@
 
 #include "internal.hpp"
 
+#include <cstring>
 #include <optional>
 
 namespace py = pybind11;
@@ -23,6 +24,19 @@ PyObject* g_input_error = nullptr;
 PyObject* g_model_error = nullptr;
 PyObject* g_base_error = nullptr;
 
+// A message may quote bytes of a damaged file (ONNX Runtime naming a corrupted node): decoded with
+// replacement characters, so it stays the typed error instead of becoming a UnicodeDecodeError.
+void set_error(PyObject* type, const char* message) {
+    PyObject* text = PyUnicode_DecodeUTF8(message, static_cast<Py_ssize_t>(std::strlen(message)), "replace");
+    if (text == nullptr) {
+        PyErr_Clear();
+        PyErr_SetString(type, "(an error whose message cannot be shown)");
+        return;
+    }
+    PyErr_SetObject(type, text);
+    Py_DECREF(text);
+}
+
 void register_errors() {
     py::module_ errors = py::module_::import("chexmask_rt.errors");
     g_input_error = py::object(errors.attr("InputError")).release().ptr();
@@ -32,11 +46,11 @@ void register_errors() {
         try {
             if (p) std::rethrow_exception(p);
         } catch (const InputError& e) {
-            PyErr_SetString(g_input_error, e.what());
+            set_error(g_input_error, e.what());
         } catch (const ModelError& e) {
-            PyErr_SetString(g_model_error, e.what());
+            set_error(g_model_error, e.what());
         } catch (const Error& e) {
-            PyErr_SetString(g_base_error, e.what());
+            set_error(g_base_error, e.what());
         }
     });
 }
