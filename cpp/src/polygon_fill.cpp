@@ -1,8 +1,8 @@
 // Organ masks: a landmark polygon filled byte for byte as cv::fillPoly(mask, {points}, 255) fills it
 // with an 8-connected outline and no sub-pixel shift, which is what CheXmask's masks (and this
-// package's RLE before the core owned it) were made with. The core links no OpenCV, so the
-// rule is rebuilt here from its documented behaviour and checked against cv2 over many thousands
-// of polygons (tests/test_polygon_mask.py):
+// package's RLE before the core owned it) were made with. The core links no OpenCV, so its
+// published algorithm is rewritten here and checked against cv2 over many thousands of polygons
+// (tests/test_polygon_mask.py, the seeded fuzz):
 //   1. every edge is drawn as an 8-connected Bresenham line, left to right, clipped to the image;
 //   2. the polygon's inside is filled scanline by scanline with the even-odd rule, edges active on
 //      the half-open rows [top, bottom), x kept in 16-bit fixed point, each span running from the
