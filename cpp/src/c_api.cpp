@@ -219,4 +219,22 @@ const chexmask_rt_result_fields* chexmask_rt_result_get(const chexmask_rt_result
     return result == nullptr ? nullptr : &result->fields;
 }
 
+static_assert(sizeof(chexmask_rt::Point) == 2 * sizeof(double), "points_xy is read as chexmask_rt::Point");
+
+chexmask_rt_status chexmask_rt_polygon_mask(const double* points_xy, size_t count, int height, int width,
+                                            uint8_t* out, size_t out_size) {
+    return guarded([&] {
+        if (points_xy == nullptr && count > 0) throw chexmask_rt::InputError("polygon_mask: the points are NULL");
+        const std::size_t bytes = chexmask_rt::detail::polygon_mask_bytes(height, width);
+        if (out == nullptr) throw chexmask_rt::InputError("polygon_mask: the output buffer is NULL");
+        if (out_size < bytes)
+            throw chexmask_rt::InputError("polygon_mask: the output buffer has " + std::to_string(out_size) +
+                                          " bytes; a " + std::to_string(width) + "x" + std::to_string(height) +
+                                          " mask needs " + std::to_string(bytes));
+        std::memset(out, 0, bytes);
+        chexmask_rt::detail::fill_polygon(reinterpret_cast<const chexmask_rt::Point*>(points_xy), count, height, width,
+                                          out);
+    });
+}
+
 }  // extern "C"

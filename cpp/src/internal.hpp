@@ -53,6 +53,13 @@ Letterbox preprocess_square(const ImageView& image, const Square& square, int si
 /// the materialised window would give (resize.cpp), divided by `scale`, written to `out`.
 void resize_window(const ImageView& image, const Square& window, int size, float scale, float* out);
 
+/// Bytes of a height x width mask; throws InputError for a side outside 1..kMaxSide (polygon_fill.cpp).
+std::size_t polygon_mask_bytes(std::int64_t height, std::int64_t width);
+/// chexmask_rt::polygon_mask painted into `zeroed` (height * width caller-owned bytes, all 0 on entry;
+/// polygon_fill.cpp). It writes only the polygon's pixels, so a buffer the OS hands out already
+/// zeroed (calloc, numpy.zeros) is touched only where the organ lies.
+void fill_polygon(const Point* polygon, std::size_t count, int height, int width, std::uint8_t* zeroed);
+
 /// Raw engine outputs for a batch, normalised to [0, 1] of the square.
 struct EngineOutputs {
     int batch = 0;

@@ -458,12 +458,61 @@ void test_wrong_engine(const std::string& path, const std::string& library) {
     }
 }
 
+void test_polygon_mask() {
+    using chexmask_rt::Point;
+    using chexmask_rt::polygon_mask;
+    // Worked by hand: the outline is the 8-connected lines (1,1)-(2,2)-(2,3)-(3,4) and (3,4)-(4,3)-(4,2)-(5,1)
+    // plus row 1; rows 2 and 3 fill from the left crossing rounded up to the right one rounded down.
+    const std::vector<std::uint8_t> triangle = polygon_mask({{1.9, 1.2}, {5.7, 1.0}, {3.0, 4.99}}, 6, 7);
+    const char* want =
+        "......."
+        ".#####."
+        "..###.."
+        "..###.."
+        "...#..."
+        ".......";
+    CHECK(triangle.size() == 42);
+    for (std::size_t i = 0; i < triangle.size() && i < 42; ++i) CHECK(triangle[i] == (want[i] == '#' ? 255 : 0));
+    const auto count = [](const std::vector<std::uint8_t>& m) { return std::count(m.begin(), m.end(), 255); };
+    CHECK(count(polygon_mask({{2.0, 3.0}}, 5, 5)) == 1);                                  // one point: one pixel
+    CHECK(count(polygon_mask({{-9.0, -9.0}, {-1.0, -9.0}, {-1.0, 30.0}}, 5, 5)) == 0);    // left of the image
+    const double far = 1e300;  // clamped to +-4 * max(h, w), never overflowing: the whole image
+    CHECK(count(polygon_mask({{-far, -far}, {far, -far}, {far, far}, {-far, far}}, 40, 30)) == 40 * 30);
+    CHECK(count(polygon_mask({{0.0, 0.0}, {1e9, 0.0}}, 1, 65536)) == 65536);
+
+    using chexmask_rt::InputError;
+    const std::vector<Point> ok{{1, 1}, {3, 1}, {2, 3}};
+    expect_throw<InputError>([] { polygon_mask({{1, 1}, {NAN, 2}}, 5, 5); }, "NaN point", "point 1 is not finite");
+    expect_throw<InputError>([] { polygon_mask({{INFINITY, 1}}, 5, 5); }, "infinite point", "not finite");
+    expect_throw<InputError>([] { polygon_mask({{1, -INFINITY}}, 5, 5); }, "-inf point", "not finite");
+    expect_throw<InputError>([] { polygon_mask({}, 5, 5); }, "no points", "no points");
+    expect_throw<InputError>([&] { polygon_mask(ok, 0, 5); }, "height 0", "outside 1..65536");
+    expect_throw<InputError>([&] { polygon_mask(ok, 5, -1); }, "width -1", "outside 1..65536");
+    expect_throw<InputError>([&] { polygon_mask(ok, chexmask_rt::kMaxSide + 1, 1); }, "height 65537", "outside");
+
+    // The C API fills the caller's buffer with the same bytes, and refuses what it cannot fill.
+    const double xy[] = {1.9, 1.2, 5.7, 1.0, 3.0, 4.99};
+    std::vector<std::uint8_t> buffer(43, 7);
+    CHECK(chexmask_rt_polygon_mask(xy, 3, 6, 7, buffer.data(), 42) == CHEXMASK_RT_OK);
+    CHECK(std::equal(triangle.begin(), triangle.end(), buffer.begin()) && buffer[42] == 7);  // nothing past 42
+    CHECK(chexmask_rt_polygon_mask(xy, 3, 6, 7, buffer.data(), 41) == CHEXMASK_RT_INPUT_ERROR);
+    CHECK(std::strstr(chexmask_rt_last_error(), "needs 42") != nullptr);
+    CHECK(chexmask_rt_polygon_mask(xy, 3, 6, 7, nullptr, 42) == CHEXMASK_RT_INPUT_ERROR);
+    CHECK(chexmask_rt_polygon_mask(nullptr, 3, 6, 7, buffer.data(), 42) == CHEXMASK_RT_INPUT_ERROR);
+    CHECK(chexmask_rt_polygon_mask(xy, 0, 6, 7, buffer.data(), 42) == CHEXMASK_RT_INPUT_ERROR);
+    CHECK(chexmask_rt_polygon_mask(xy, 3, 0, 7, buffer.data(), 42) == CHEXMASK_RT_INPUT_ERROR);
+    const double bad[] = {1.0, 1.0, NAN, 2.0};
+    CHECK(chexmask_rt_polygon_mask(bad, 2, 6, 7, buffer.data(), 42) == CHEXMASK_RT_INPUT_ERROR);
+    CHECK(std::strstr(chexmask_rt_last_error(), "not finite") != nullptr);
+}
+
 int main(int argc, char** argv) {
     test_noise();
     test_bad_images();
     test_second_look();
     test_json();
     test_quality();
+    test_polygon_mask();
     if (argc >= 3) {
         test_engine(argv[1], argv[2], argc >= 4 ? argv[3] : "");
         test_c_api(argv[1], argv[2]);

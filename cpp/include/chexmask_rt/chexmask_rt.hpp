@@ -245,4 +245,11 @@ CHEXMASK_RT_API void set_log_callback(LogCallback callback, void* user = nullptr
 /// Box-Muller, bit-identical to Python's chexmask_rt.sampling.latent_noise.
 CHEXMASK_RT_API std::vector<float> latent_noise(int samples, int latents, std::uint64_t seed);
 
+/// The filled polygon of (x, y) `polygon` as a row-major height x width mask of 0 and 255: an organ's
+/// mask from its landmarks (Python: chexmask_rt.rle.polygon_mask; the CSV's RLE and the mask files).
+/// Byte-identical to cv::fillPoly with an 8-connected outline, the vertices first clamped to
+/// +-4 * max(height, width) and truncated toward zero. Throws InputError for an empty polygon, a
+/// non-finite point, or a side outside 1..kMaxSide.
+CHEXMASK_RT_API std::vector<std::uint8_t> polygon_mask(const std::vector<Point>& polygon, int height, int width);
+
 }  // namespace chexmask_rt

@@ -155,6 +155,15 @@ typedef struct chexmask_rt_result_fields {
 } chexmask_rt_result_fields;
 CHEXMASK_RT_API const chexmask_rt_result_fields* chexmask_rt_result_get(const chexmask_rt_result* result);
 
+/* ---- organ masks ----------------------------------------------------------------------------- */
+
+/* The filled polygon of `count` (x, y) pairs at `points_xy` as a row-major height x width mask of 0 and
+ * 255, written to `out` (out_size >= height * width bytes, else CHEXMASK_RT_INPUT_ERROR): an organ's mask
+ * from a result's landmarks (right lung 0-43, left lung 44-93, heart 94-119). The same bytes as
+ * chexmask_rt::polygon_mask and the Python package's masks. Needs no engine; thread-safe. */
+CHEXMASK_RT_API chexmask_rt_status chexmask_rt_polygon_mask(const double* points_xy, size_t count, int height,
+                                                            int width, uint8_t* out, size_t out_size);
+
 #ifdef __cplusplus
 }
 #endif
