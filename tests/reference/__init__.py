@@ -2,7 +2,7 @@
 
 NumPy + onnxruntime's Python API, written apart from the C++ core so that the two can be compared:
 8-bit images must give bit-identical engine inputs and landmarks within 1e-3 px, 16-bit images
-within 1e-3 px. It reproduces what ``chexmask_rt.load(backend="python").predict_batch`` did
+within 1e-3 px. It reproduces what the runtime's Python backend's ``predict_batch`` did
 before the core became the only pipeline (the reliability flag excluded):
 
 * :mod:`.preprocess` and :mod:`.resize`: gray conversion, bit depth, letterbox and the

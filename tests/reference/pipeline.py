@@ -122,6 +122,6 @@ def _gray(item, bit_depth: int | None) -> tuple[np.ndarray, int | None, str | No
 def reference_predict(model: str | os.PathLike, images: Sequence, *, samples: int = 50, seed: int = 0,
                       bit_depth: int | None = None, batch_size: int = 1,
                       second_look: bool | None = None) -> list[ReferenceResult]:
-    """What ``chexmask_rt.load(model, backend="python").predict_batch(images, ...)`` gave, quality excluded."""
+    """What the runtime's Python backend gave for ``predict_batch(images, ...)``, quality excluded."""
     return ReferenceSegmenter(model).predict_batch(images, samples=samples, seed=seed, bit_depth=bit_depth,
                                                    batch_size=batch_size, second_look=second_look)
