@@ -354,9 +354,9 @@ PYBIND11_MODULE(_core, m) {
     bind_engine(m);
     bind_letterbox(m);
     m.def("latent_noise", &latent_noise_array, py::arg("samples"), py::arg("latents"), py::arg("seed") = 0,
-          "eps float32 [samples, latents], identical to chexmask_rt.sampling.latent_noise");
+          "eps float32 [samples, latents], generator splitmix64-boxmuller-v1 (tests/reference/sampling.py)");
     m.def("preprocess", &preprocess, py::arg("image"), py::arg("size"), py::arg("bit_depth") = py::none(),
-          "(float32 [size, size] engine input, side, pad_left, pad_top), as chexmask_rt.preprocess");
+          "(float32 [size, size] engine input, side, pad_left, pad_top): the letterboxed image / full scale");
     m.def("letterbox", &letterbox, py::arg("image"), py::arg("size"),
           "(the gray image letterboxed to [size, size] in its own dtype and levels, its Letterbox)");
     m.def("onnxruntime_library", &detail::loaded_onnxruntime_library,

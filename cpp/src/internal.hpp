@@ -17,7 +17,7 @@ namespace chexmask_rt::detail {
 constexpr int kLandmarks = 120;
 constexpr int kLungLandmarks = 94;  ///< the lungs: the first landmarks
 
-/// Geometry of the centred zero-pad to a square of side max(h, w) (Python: frames.Letterbox).
+/// Geometry of the centred zero-pad to a square of side max(h, w) (Python: _core.Letterbox).
 struct Letterbox {
     int height = 0;
     int width = 0;

@@ -101,11 +101,11 @@ class Engine:
         one for all, or one per image (the core ignores it for uint8 and float32 images)."""
 
 def latent_noise(samples: int, latents: int, seed: int = 0) -> npt.NDArray[np.float32]:
-    """eps [samples, latents], identical to chexmask_rt.sampling.latent_noise."""
+    """eps [samples, latents], generator splitmix64-boxmuller-v1 (as tests/reference/sampling.py)."""
 
 def preprocess(image: npt.NDArray[np.uint8] | npt.NDArray[np.uint16] | npt.NDArray[np.float32], size: int,
                bit_depth: int | None = None) -> tuple[npt.NDArray[np.float32], int, int, int]:
-    """(engine input [size, size], side, pad_left, pad_top), as chexmask_rt.preprocess.preprocess."""
+    """(engine input [size, size], side, pad_left, pad_top): the image letterboxed, divided by its full scale."""
 
 def letterbox(image: npt.NDArray[np.uint8] | npt.NDArray[np.uint16] | npt.NDArray[np.float32], size: int
               ) -> tuple[npt.NDArray[np.uint8] | npt.NDArray[np.uint16] | npt.NDArray[np.float32], Letterbox]:
