@@ -68,14 +68,23 @@ def test_setup_registers_the_export_command_in_the_commands_group():
     assert callable(add_command)
 
 
-def test_a_registered_export_command_has_its_flags(tmp_path):
-    """The entry point as an install writes it: the runtime adds the export package's command."""
-    info = tmp_path / "chexmask_rt_commands-0.dist-info"
-    info.mkdir()
+def _registration(folder: Path) -> Path:
+    """A distribution's metadata registering the export command, as an install writes it."""
+    info = folder / "chexmask_rt_commands-0.dist-info"
+    info.mkdir(parents=True)
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: chexmask-rt-commands\nVersion: 0\n")
     (info / "entry_points.txt").write_text(f"[{cli.COMMANDS_GROUP}]\nexport = chexmask_export.command:add_command\n")
-    code = f"import sys; sys.path.insert(0, {str(tmp_path)!r}); from chexmask_rt.cli import main; sys.exit(main())"
-    proc = subprocess.run([sys.executable, "-c", code, "export", "--help"], capture_output=True, text=True)
+    return folder
+
+
+@pytest.mark.parametrize("copies", [1, 2])
+def test_a_registered_export_command_has_its_flags(tmp_path, copies):
+    """The runtime adds the export package's command, once even where two copies register it
+    (an installed package and a build's egg-info in the working folder)."""
+    folders = [str(_registration(tmp_path / str(i))) for i in range(copies)]
+    code = f"import sys; sys.path[:0] = {folders!r}; from chexmask_rt.cli import main; sys.exit(main())"
+    proc = subprocess.run([sys.executable, "-c", code, "export", "--help"], capture_output=True, text=True,
+                          cwd=tmp_path)  # no build metadata of the working folder
     assert proc.returncode == 0, proc.stderr
     for flag in ("--checkpoint", "--config", "--output", "--samples-output", "--name", "--model-version",
                  "--description", "--no-fused-norms", "--second-look", "--no-landmark-offsets"):

@@ -123,6 +123,8 @@ def _add_plugin_commands(sub) -> None:
 
     added = set()
     for point in entry_points(group=COMMANDS_GROUP):
+        if point.name in added:  # the same package seen twice (e.g. an installed copy and a build's egg-info)
+            continue
         try:
             add_command = point.load()
         except ImportError:  # registered by an install whose code has since moved: as if absent
