@@ -96,5 +96,7 @@ setup(
     },
     ext_modules=[CMakeExtension("chexmask_rt._core")],
     cmdclass={"build_ext": CMakeBuild},
-    entry_points={"console_scripts": ["chexmask-rt=chexmask_rt.cli:main"]},
+    entry_points={"console_scripts": ["chexmask-rt=chexmask_rt.cli:main"],
+                  # the runtime's CLI finds `chexmask-rt export` here and never imports chexmask_export
+                  "chexmask_rt.commands": ["export=chexmask_export.command:add_command"]},
 )

@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         engine = export_with_samples(Path(tmp))
-        ratios = compare(chexmask_rt.load(engine, backend="python"), args.samples)
+        ratios = compare(chexmask_rt.load(engine), args.samples)
         print(f"exact / independent over {len(ratios)} cases: CTR {ratios[:, 0].min():.2f}-{ratios[:, 0].max():.2f}, "
               f"areas {ratios[:, 1:].min():.2f}-{ratios[:, 1:].max():.2f}")
         ms = time_engines({"shipped": chexmask_rt.default_model_path(), "samples output": engine},

@@ -105,9 +105,9 @@ def _reference_runner(checkpoint: Path):
     import torch
 
     from benchmarks.reference import load_reference
+    from benchmarks.shared_data import engine_input
     from chexmask_export.checkpoint import load_checkpoint
-    from chexmask_rt.preprocess import preprocess
-    from chexmask_rt.sampling import latent_noise
+    from chexmask_rt._core import latent_noise
 
     net = load_reference(load_checkpoint(checkpoint))
     size = net.config.inputsize
@@ -116,7 +116,7 @@ def _reference_runner(checkpoint: Path):
         eps = torch.from_numpy(latent_noise(samples, net.config.latents))
         out = []
         for image in images:  # the published flow handles one image at a time
-            x, frame = preprocess(image, size)
+            x, frame = engine_input(image, size)
             r = net.sample(torch.from_numpy(x)[None, None], eps)
             out.append((frame.to_original(r["landmarks_mean"]), frame.scale_to_original(r["landmarks_std"])))
         return out
@@ -128,7 +128,8 @@ def _published_flow_runner(checkpoint: Path):
     decoded image as the other backends: letterboxed to S x S like theirs, results in original pixels."""
     from benchmarks.published_flow import PublishedFlow
     from chexmask_export.checkpoint import load_checkpoint
-    from chexmask_rt.preprocess import letterbox, to_gray
+    from chexmask_rt._core import letterbox
+    from chexmask_rt.preprocess import to_gray
 
     flow = PublishedFlow(load_checkpoint(checkpoint))
 

@@ -5,20 +5,29 @@ import chexmask_rt
 from chexmask_rt.batch import run_batch
 
 
+class _CountingEngine:
+    """The core's engine, recording how many images each predict_batch call takes."""
+
+    def __init__(self, engine, calls: list[int]):
+        self._engine, self._calls = engine, calls
+
+    def predict_batch(self, images, *args, **kwargs):
+        self._calls.append(len(images))
+        return self._engine.predict_batch(images, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._engine, name)
+
+
 def _engine_calls(segmenter, monkeypatch) -> list[int]:
-    """The batch size of every engine call the Python path makes."""
-    calls, run = [], segmenter._backend.run
-
-    def counting(images, eps):
-        calls.append(len(images))
-        return run(images, eps)
-
-    monkeypatch.setattr(segmenter._backend, "run", counting)
+    """The number of images of every call into the core (one chunk each, its crops included)."""
+    calls: list[int] = []
+    monkeypatch.setattr(segmenter, "_engine", _CountingEngine(segmenter._engine, calls))
     return calls
 
 
 def test_predict_batch_iter_and_batch_chunk_by_the_default_or_the_given_size(tmp_path, shared_images, monkeypatch):
-    seg = chexmask_rt.load(backend="python")
+    seg = chexmask_rt.load(backend="native")
     calls = _engine_calls(seg, monkeypatch)
     image = np.full((64, 64), 128, np.uint8)
     seg.predict_batch([image] * 10, samples=2, second_look=False)

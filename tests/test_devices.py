@@ -1,4 +1,4 @@
-"""device="cpu"|"cuda"|"tensorrt": ONNX Runtime's execution providers, in Python (both backends),
+"""device="cpu"|"cuda"|"tensorrt": ONNX Runtime's execution providers, in Python,
 the CLI, C++ and C. No GPU here: what is tested is the CPU path, the provider lists, and the clear
 refusal when the installed onnxruntime (the CPU wheel) lacks a provider."""
 from __future__ import annotations
@@ -17,7 +17,7 @@ from chexmask_rt.errors import ModelError
 from conftest import REPO, skip_or_fail_without_native
 
 GPU_PROVIDERS = {"CUDAExecutionProvider", "TensorrtExecutionProvider"}
-BACKENDS = ["python", "native"]
+BACKENDS = ["native"]
 
 
 @pytest.fixture(autouse=True)
@@ -92,7 +92,7 @@ def test_cli_device_refusal_is_one_line_exit_4(example1):
                           capture_output=True, text=True, timeout=120, cwd=REPO)
     assert proc.returncode == 4, proc.stderr
     assert proc.stderr.startswith("chexmask-rt: error: device 'cuda' needs") and proc.stderr.count("\n") == 1
-    info = subprocess.run([sys.executable, "-m", "chexmask_rt", "info", "--backend", "python"],
+    info = subprocess.run([sys.executable, "-m", "chexmask_rt", "info"],
                           capture_output=True, text=True, timeout=120, cwd=REPO)
     assert '"providers": [\n  "CPUExecutionProvider"\n ]' in info.stdout
 
@@ -112,13 +112,7 @@ def test_c_and_cpp_programs_refuse_a_missing_provider(tmp_path):
 
 
 def test_without_onnxruntime_load_names_the_extras(monkeypatch):
-    """onnxruntime is an extra ([cpu] or [gpu]); without it both backends say which to install."""
-    code = ("import sys; sys.modules['onnxruntime'] = None\n"
-            "import chexmask_rt\n"
-            "try:\n    chexmask_rt.load(backend='python')\n"
-            "except chexmask_rt.ModelError as e:\n    print(e)\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert proc.stdout.strip() == devices.MISSING_ONNXRUNTIME, proc.stdout + proc.stderr
+    """onnxruntime is an extra ([cpu] or [gpu]); without it the core's loader says which to install."""
     from chexmask_rt.backends import native
     monkeypatch.setattr(native.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ModelError, match=r"chexmask-rt\[cpu\]"):

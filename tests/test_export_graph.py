@@ -10,7 +10,7 @@ from onnx import TensorProto, helper
 from chexmask_export.tensorrt_ops import DEFAULT_TABLE, load_table, tensorrt_problems
 from chexmask_rt import default_model_path
 from chexmask_rt.metadata import FORMAT_VERSION, ModelInfo
-from chexmask_rt.sampling import latent_noise
+from reference import latent_noise
 
 from conftest import FIXTURE_NAMES, SHARED
 

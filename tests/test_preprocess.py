@@ -1,12 +1,15 @@
-"""Preprocessing and coordinate frames follow the CheXmask convention."""
+"""Preprocessing and coordinate frames follow the CheXmask convention: the reference pipeline
+(tests/reference, which the core is held equal to) against the published pipeline and OpenCV, and
+the runtime's input checks (to_gray)."""
 import cv2
 import numpy as np
 import pytest
 
 from chexmask_rt.errors import InputError
-from chexmask_rt.frames import Letterbox, distance_1024
 from chexmask_rt.image_io import read_image
-from chexmask_rt.preprocess import preprocess, significant_bits, to_gray
+from chexmask_rt.preprocess import to_gray
+from reference import Letterbox, preprocess, significant_bits
+from training.metrics import distance_1024
 
 from conftest import FIXTURES, SHARED, reference
 
@@ -96,12 +99,12 @@ def _pad(gray):
 ])
 def test_bad_arrays_are_input_errors(bad, match):
     with pytest.raises(InputError, match=match):
-        preprocess(bad, 64)
+        to_gray(bad)
 
 
 def test_bad_bit_depth():
     with pytest.raises(InputError, match="bit_depth"):
-        preprocess(np.zeros((64, 64), np.uint16), 64, bit_depth=20)
+        to_gray(np.zeros((64, 64), np.uint16), bit_depth=20)
 
 
 @pytest.mark.parametrize("top,bits", [(0, 8), (255, 8), (256, 9), (1023, 10), (4095, 12), (4096, 13),
@@ -133,5 +136,5 @@ def test_uint16_images_are_scaled_by_their_own_bit_depth():
 def test_a_bit_depth_too_small_for_the_pixels_is_an_input_error():
     image = np.full((64, 64), 4095, np.uint16)
     with pytest.raises(InputError, match="do not fit bit_depth 10"):
-        preprocess(image, 64, bit_depth=10)
+        to_gray(image, bit_depth=10)
     assert preprocess(image, 64, bit_depth=12)[0].max() == 1.0

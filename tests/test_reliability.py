@@ -1,4 +1,4 @@
-"""Reliability: thread safety of the Python path, no memory growth, and the calibrated quality flag."""
+"""Reliability: thread safety with the quality flag, no memory growth, and the calibrated quality flag."""
 import json
 import shutil
 import subprocess
@@ -15,6 +15,7 @@ from chexmask_rt import _core
 from chexmask_rt.image_io import read_image
 from benchmarks.leak_check import rss_mb
 from chexmask_rt.quality import calibration_path
+from reference import to_gray
 
 from conftest import SHARED
 
@@ -24,8 +25,8 @@ def arrays(shared_images):
     return [read_image(p) for p in shared_images]
 
 
-def test_python_path_shared_by_8_threads_equals_sequential(arrays):
-    seg = chexmask_rt.load(backend="python", threads=1)
+def test_one_segmenter_shared_by_8_threads_equals_sequential(arrays):
+    seg = chexmask_rt.load(threads=1)
     jobs = [(i % len(arrays), i) for i in range(16)]  # (image, seed): different work in flight at once
     sequential = {job: seg.predict(arrays[job[0]], samples=6, seed=job[1]) for job in jobs}
     with ThreadPoolExecutor(8) as pool:
@@ -37,10 +38,9 @@ def test_python_path_shared_by_8_threads_equals_sequential(arrays):
         assert r.quality == sequential[job].quality
 
 
-@pytest.mark.parametrize("backend", ["native", "python"])
-def test_sequential_predictions_do_not_grow_memory(backend, example1):
-    """A small version of benchmarks/leak_check.py (which runs 2,000): files and arrays, both backends."""
-    seg = chexmask_rt.load(backend=backend, threads=1)
+def test_sequential_predictions_do_not_grow_memory(example1):
+    """A small version of benchmarks/leak_check.py (which runs 2,000): files and arrays."""
+    seg = chexmask_rt.load(threads=1)
     small = np.ascontiguousarray(read_image(example1)[::3, ::3])
     dicom = SHARED / "data" / "dicom" / "cr_chest_monochrome2_jpeg.dcm"
 
@@ -62,16 +62,10 @@ def test_in_distribution_is_not_flagged_and_corrupted_is(default_segmenter, arra
     for img in arrays:
         q = default_segmenter.predict(img).quality
         assert q.calibrated and not q.flag, q.reason
-    gray = chexmask_rt.preprocess.to_gray(arrays[1])[0]
+    gray = to_gray(arrays[1])[0]
     for bad in (255 - gray, np.ascontiguousarray(np.rot90(gray)), np.full((512, 512), 128, np.uint8)):
         q = default_segmenter.predict(bad).quality
         assert q.flag and "above the calibrated threshold" in q.reason and "mean node std" in q.reason
-
-
-def test_both_backends_give_the_same_quality(arrays):
-    native, python = chexmask_rt.load(backend="native"), chexmask_rt.load(backend="python")
-    for img in arrays[:2]:
-        assert native.predict(img, samples=10).quality == python.predict(img, samples=10).quality
 
 
 def test_other_models_are_not_calibrated(tmp_path, example1):

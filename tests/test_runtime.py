@@ -8,12 +8,11 @@ import pytest
 
 import chexmask_rt
 from chexmask_rt.anatomy import organ_slices
-from chexmask_rt.frames import Letterbox
 from chexmask_rt.image_io import read_image
-from chexmask_rt.model import UntrainedModelWarning
-from chexmask_rt.preprocess import preprocess
 from chexmask_rt.metadata import file_sha256
-from chexmask_rt.sampling import latent_noise
+from chexmask_rt.model import UntrainedModelWarning
+from reference import Letterbox, latent_noise, preprocess
+from reference.session import Session
 
 from conftest import FIXTURES, REPO, SHARED
 
@@ -72,12 +71,12 @@ def test_results_are_the_engine_outputs_in_original_pixels(default_segmenter, ex
     image = read_image(example1)  # 786 wide, 899 high: padded 56 px left
     r = default_segmenter.predict(image, samples=8, seed=2, second_look=False)
     tensor, _ = preprocess(image, default_segmenter.inputsize)
-    raw = default_segmenter._backend.run(tensor[None, None], latent_noise(8, 64, 2))
+    raw = Session(default_segmenter.path).run(tensor[None, None], latent_noise(8, 64, 2))
     f64 = lambda a: a[0].astype(np.float64)  # noqa: E731
-    np.testing.assert_allclose(r.landmarks, f64(raw.landmarks_mean) * 899 - [56, 0], rtol=1e-12)
-    np.testing.assert_allclose(r.landmarks_mu, f64(raw.landmarks_mu) * 899 - [56, 0], rtol=1e-12)
-    np.testing.assert_allclose(r.landmarks_std, f64(raw.landmarks_std) * 899, rtol=1e-12)
-    np.testing.assert_allclose(r.latent_sigma, raw.latent_sigma[0])
+    np.testing.assert_allclose(r.landmarks, f64(raw["landmarks_mean"]) * 899 - [56, 0], rtol=1e-12)
+    np.testing.assert_allclose(r.landmarks_mu, f64(raw["landmarks_mu"]) * 899 - [56, 0], rtol=1e-12)
+    np.testing.assert_allclose(r.landmarks_std, f64(raw["landmarks_std"]) * 899, rtol=1e-12)
+    np.testing.assert_allclose(r.latent_sigma, raw["latent_sigma"][0])
     assert (r.height, r.width, r.samples, r.seed) == (899, 786, 8, 2)
 
 

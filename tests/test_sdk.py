@@ -18,7 +18,7 @@ import pytest
 
 import chexmask_rt
 from chexmask_rt.image_io import read_image
-from chexmask_rt.preprocess import to_gray
+from reference import to_gray
 
 from conftest import REPO, skip_or_fail_without_native
 

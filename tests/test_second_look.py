@@ -1,5 +1,6 @@
-"""The second look (chexmask_rt.second_look): a second engine call on a crop around the lungs,
-pooled with the first, or alone for wide fields of view; the same in Python and in the C++ core."""
+"""The second look: a second engine call on a crop around the lungs, pooled with the first, or
+alone for wide fields of view. The reference's pieces (tests/reference/second_look.py) on known
+answers; the runtime's answer against them."""
 import csv
 import io
 import json
@@ -12,12 +13,11 @@ import numpy as np
 import pytest
 
 import chexmask_rt
-from chexmask_rt.frames import Letterbox, distance_1024
 from chexmask_rt.image_io import read_image
-from chexmask_rt.preprocess import to_gray
-from chexmask_rt.result import Result
-from chexmask_rt.second_look import (CROP_ONLY_BELOW, FILL, chest_square, combine, crop_square, lung_fill,
-                                     pooled_moments, second_look_square)
+from reference import Letterbox, ReferenceResult, ReferenceSegmenter, to_gray
+from reference.second_look import (CROP_ONLY_BELOW, FILL, chest_square, combine, crop_square, lung_fill,
+                                   pooled_moments, second_look_square)
+from training.metrics import distance_1024
 
 from conftest import REPO, SHARED, skip_or_fail_without_native
 
@@ -48,10 +48,18 @@ def test_crop_square_is_black_where_it_leaves_the_image():
     assert not crop_square(gray, 20, 20, 4).any()  # entirely outside
 
 
-def _result(landmarks, height, width, std=None, sigma=1.0) -> Result:
+def _result(landmarks, height, width, std=None, sigma=1.0) -> ReferenceResult:
     std = np.ones((120, 2)) if std is None else std
-    return Result(landmarks=landmarks, landmarks_std=std, landmarks_mu=landmarks + 1.0, latent_mu=np.full(64, sigma),
-                  latent_sigma=np.full(64, sigma), height=height, width=width, samples=1, seed=0, model="m:1")
+    return ReferenceResult(landmarks=landmarks, landmarks_std=std, landmarks_mu=landmarks + 1.0,
+                           latent_mu=np.full(64, sigma), latent_sigma=np.full(64, sigma), height=height, width=width,
+                           samples=1, seed=0, model="m:1")
+
+
+def _as_reference(r) -> ReferenceResult:
+    """A runtime Result as the reference's, to combine two of them as the reference does."""
+    return ReferenceResult(landmarks=r.landmarks, landmarks_std=r.landmarks_std, landmarks_mu=r.landmarks_mu,
+                           latent_mu=r.latent_mu, latent_sigma=r.latent_sigma, height=r.height, width=r.width,
+                           samples=r.samples, seed=r.seed, model=r.model, image=r.image)
 
 
 def test_a_crop_that_cannot_be_an_image_is_not_looked_at():
@@ -80,12 +88,12 @@ def test_combine_pools_a_framed_chest_and_keeps_only_the_crop_for_a_wide_one():
     np.testing.assert_allclose(pooled.landmarks, (framed.landmarks + moved) / 2)
     np.testing.assert_allclose(pooled.landmarks_std, np.sqrt(2.5 + ((framed.landmarks - moved) / 2) ** 2))
     np.testing.assert_allclose(pooled.landmarks_mu, (framed.landmarks_mu + crop.landmarks_mu + [100, 50]) / 2)
-    assert pooled.mean_latent_sigma == pytest.approx(2.0) and pooled.quality is None
-    assert pooled.extra["second_look"] == {"look": "pooled", "first_fill": pytest.approx(0.8), "crop_left": 100,
+    assert pooled.mean_latent_sigma == pytest.approx(2.0)
+    assert pooled.second_look == {"look": "pooled", "first_fill": pytest.approx(0.8), "crop_left": 100,
                                            "crop_top": 50, "crop_side": 625}
     wide = _result(_ring(500, 400, 300, 300), 1000, 1000)     # 0.6
     alone = combine(wide, crop, 100, 50, 625)
-    assert alone.extra["second_look"]["look"] == "crop_only" and 0.6 < CROP_ONLY_BELOW
+    assert alone.second_look["look"] == "crop_only" and 0.6 < CROP_ONLY_BELOW
     np.testing.assert_array_equal(alone.landmarks, moved)
     np.testing.assert_array_equal(alone.landmarks_std, crop.landmarks_std)
     assert alone.mean_latent_sigma == 3.0 and (alone.height, alone.width) == (1000, 1000)
@@ -98,11 +106,9 @@ def example1():
     return gray, truth
 
 
-@pytest.fixture(scope="module", params=["native", "python"])
-def segmenter(request):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return chexmask_rt.load(backend=request.param)
+@pytest.fixture(scope="module")
+def segmenter(default_segmenter):
+    return default_segmenter
 
 
 def _wide(gray: np.ndarray, pad: int = 380) -> np.ndarray:
@@ -119,12 +125,22 @@ def test_a_framed_chest_is_the_pool_of_both_looks(segmenter, example1):
     left, top, side = info["crop_left"], info["crop_top"], info["crop_side"]
     assert (left, top, side) == chest_square(one.landmarks, FILL)
     crop = segmenter.predict(crop_square(gray, left, top, side), samples=20, second_look=False)
-    expected = combine(one, crop, left, top, side)
+    expected = combine(_as_reference(one), _as_reference(crop), left, top, side)
     for field in ("landmarks", "landmarks_std", "landmarks_mu", "latent_mu", "latent_sigma"):
         np.testing.assert_allclose(getattr(two, field), getattr(expected, field), atol=1e-9, rtol=0, err_msg=field)
     assert two.quality is not None and two.quality.calibrated
     assert two.to_dict()["second_look"] == info and "second_look" not in one.to_dict()
     np.testing.assert_array_equal(two.landmarks, segmenter.predict(gray, samples=20).landmarks)  # deterministic
+
+
+def test_the_second_look_equals_the_references(segmenter, example1):
+    gray, _ = example1
+    ref = ReferenceSegmenter(segmenter.path)
+    for image in (gray, _wide(gray)):
+        got, want = segmenter.predict(image, samples=10), ref.predict(image, samples=10)
+        assert got.extra["second_look"]["look"] == want.second_look["look"]
+        for field in ("landmarks", "landmarks_std", "landmarks_mu"):
+            np.testing.assert_allclose(getattr(got, field), getattr(want, field), atol=1e-3, rtol=0, err_msg=field)
 
 
 def test_a_wide_field_of_view_takes_the_crops_answer_and_lands_closer(segmenter, example1):
@@ -205,7 +221,7 @@ def marked_engine(tmp_path_factory):
     return paths
 
 
-@pytest.mark.parametrize("backend", ["native", "python"])
+@pytest.mark.parametrize("backend", ["native"])
 def test_the_engine_decides_whether_predict_looks_twice(marked_engine, backend, example1):
     """Only engines exported with --second-look (the shipped model) look twice by default: a published
     checkpoint answers as upstream does unless asked."""

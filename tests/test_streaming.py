@@ -9,11 +9,9 @@ from chexmask_rt import streaming
 from chexmask_rt.errors import ChexmaskError, InputError, ModelError
 
 
-@pytest.fixture(params=["native", "python"])
-def segmenter(request, default_segmenter):
-    import chexmask_rt
-
-    return default_segmenter if request.param == "native" else chexmask_rt.load(backend="python")
+@pytest.fixture
+def segmenter(default_segmenter):
+    return default_segmenter
 
 
 def test_outcomes_come_in_input_order_with_an_error_per_bad_input(tmp_path, segmenter, shared_images):

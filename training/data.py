@@ -21,7 +21,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-from chexmask_rt.frames import Letterbox
+from chexmask_rt._core import Letterbox
 from chexmask_rt.image_io import read_image
 from chexmask_rt.preprocess import to_gray
 

@@ -37,12 +37,13 @@ import numpy as np
 from scipy.stats import spearmanr
 
 import chexmask_rt
-from chexmask_rt.frames import Letterbox, distance_1024
+from chexmask_rt._core import Letterbox
 from chexmask_rt.image_io import read_image
 from chexmask_rt.overlay import draw_overlay
 from chexmask_rt.result import Result
 
 from .data import DEFAULT_DATA, FRAME, REFERENCE_TEXTURE, FoldedWarp, load_shapes, load_textures, warp_to_shape
+from .metrics import distance_1024
 from .real_eval import real_report
 
 

@@ -18,13 +18,23 @@ namespace chexmask_rt::detail {
 constexpr int kLandmarks = 120;
 constexpr int kLungLandmarks = 94;  ///< the lungs: the first landmarks
 
-/// Geometry of the centred zero-pad to a square of side max(h, w) (Python: frames.Letterbox).
+/// Geometry of the centred zero-pad to a square of side max(h, w) (Python: _core.Letterbox).
 struct Letterbox {
     int height = 0;
     int width = 0;
     int side() const { return height > width ? height : width; }
     int pad_left() const { return (side() - width) / 2; }
     int pad_top() const { return (side() - height) / 2; }
+    /// Normalised (x, y) of the square -> original pixels.
+    Point to_original(Point p) const { return {p.x * side() - pad_left(), p.y * side() - pad_top()}; }
+    /// A normalised length (e.g. a std) -> original pixels: scaled, not moved.
+    double scale_to_original(double length) const { return length * side(); }
+    Point scale_to_original(Point p) const { return {scale_to_original(p.x), scale_to_original(p.y)}; }
+    /// Original pixels -> normalised (x, y) of the square.
+    Point to_normalised(Point p) const {
+        const double s = side();
+        return {(p.x + pad_left()) / s, (p.y + pad_top()) / s};
+    }
 };
 
 /// A square window onto an image (original pixels; it may reach past the image, where it is black):
@@ -44,6 +54,10 @@ void validate_image(const ImageView& image);
 /// Validates `image`, letterboxes it to size x size and writes the scaled
 /// float32 pixels to `out` (size * size values): the engine's input for one image.
 Letterbox preprocess_into(const ImageView& image, int size, float* out);
+
+/// The same pixels divided by `scale` instead of the bit depth's full scale: 1 keeps the image's
+/// own levels (training renders its data in the runtime's frame this way).
+Letterbox letterbox_into(const ImageView& image, int size, float scale, float* out);
 
 /// The same for `square` of `image` (black where it leaves the image), never copied out:
 /// the second look's crop. Returns the square's own frame (no padding).

@@ -6,24 +6,16 @@ namespace chexmask_rt::detail {
 namespace {
 
 std::vector<Point> to_original(const std::vector<float>& norm, int index, int nodes, const Letterbox& frame) {
-    const double side = frame.side();
     const float* p = norm.data() + static_cast<std::size_t>(index) * nodes * 2;
     std::vector<Point> out(nodes);
-    for (int i = 0; i < nodes; ++i) {
-        out[i].x = static_cast<double>(p[2 * i]) * side - frame.pad_left();
-        out[i].y = static_cast<double>(p[2 * i + 1]) * side - frame.pad_top();
-    }
+    for (int i = 0; i < nodes; ++i) out[i] = frame.to_original({p[2 * i], p[2 * i + 1]});
     return out;
 }
 
 std::vector<Point> scale_to_original(const std::vector<float>& norm, int index, int nodes, const Letterbox& frame) {
-    const double side = frame.side();
     const float* p = norm.data() + static_cast<std::size_t>(index) * nodes * 2;
     std::vector<Point> out(nodes);
-    for (int i = 0; i < nodes; ++i) {
-        out[i].x = static_cast<double>(p[2 * i]) * side;
-        out[i].y = static_cast<double>(p[2 * i + 1]) * side;
-    }
+    for (int i = 0; i < nodes; ++i) out[i] = frame.scale_to_original({p[2 * i], p[2 * i + 1]});
     return out;
 }
 

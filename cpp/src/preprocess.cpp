@@ -82,12 +82,16 @@ void validate_image(const ImageView& image) {
     check_buffer(image, bpp);
 }
 
-Letterbox preprocess_into(const ImageView& image, int size, float* out) {
+Letterbox letterbox_into(const ImageView& image, int size, float scale, float* out) {
     validate_image(image);
     if (image.bit_depth == 32) check_float_values(image);
     const Letterbox frame{image.height, image.width};
-    resize_window(image, Square{-frame.pad_left(), -frame.pad_top(), frame.side()}, size, full_scale(image.bit_depth), out);
+    resize_window(image, Square{-frame.pad_left(), -frame.pad_top(), frame.side()}, size, scale, out);
     return frame;
+}
+
+Letterbox preprocess_into(const ImageView& image, int size, float* out) {
+    return letterbox_into(image, size, full_scale(image.bit_depth), out);
 }
 
 Letterbox preprocess_square(const ImageView& image, const Square& square, int size, float* out) {

@@ -47,9 +47,3 @@ class Letterbox:
         """Original pixels -> normalised (x, y) of the square."""
         return (np.asarray(points_px, dtype=np.float64) + self.offset) / self.side
 
-
-def distance_1024(a_px: np.ndarray, b_px: np.ndarray, frame: Letterbox) -> float:
-    """Mean Euclidean distance between two landmark sets of one image (its pixels), in pixels of
-    the 1024 frame (the letterboxed square at CheXmask's 1024 x 1024), where this project states
-    every landmark error."""
-    return float(np.linalg.norm(frame.to_normalised(a_px) - frame.to_normalised(b_px), axis=1).mean() * 1024)

@@ -122,9 +122,3 @@ class Result:
         from .dicom_out import measurement_report
 
         return measurement_report(self, source_dataset, **kwargs)
-
-    def to_csv_row(self) -> dict[str, str]:
-        """One CheXmask-U-style CSV row (columns: ``chexmask_rt.csv_output.COLUMNS``)."""
-        from .csv_output import csv_row
-
-        return csv_row(self)
