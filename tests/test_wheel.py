@@ -21,15 +21,11 @@ PYTHON_TAG = f"cp{sys.version_info.major}{sys.version_info.minor}"
 # the time box of the wheel build (zig's libc++ on a new machine, then the core): about 2 min on CI's
 # 2 cores; the bound only stops a hung build from eating CI's budget
 BUILD_TIMEOUT_S = 900
-# manylinux_2_28 (PEP 600, auditwheel's policy): glibc 2.28 and GCC 8's libstdc++ at most
-LIMITS = {"GLIBC": (2, 28), "GLIBCXX": (3, 4, 25), "CXXABI": (1, 3, 11)}
-# what the wheel may need from the system besides itself: glibc's own libraries only (the core links
-# libc++ statically: no libstdc++, and no OpenCV)
-SYSTEM_LIBRARIES = {"libc.so.6", "libm.so.6", "libpthread.so.0", "libdl.so.2", "librt.so.1", "ld-linux-x86-64.so.2"}
 
 
 def _load_wheel_elf():
-    """scripts/wheel_elf.py, the report that scripts/build_wheel.sh prints (pyelftools: the [wheel] extra)."""
+    """scripts/wheel_elf.py: the ELF report and manylinux_2_28 check that scripts/build_wheel.sh runs
+    (pyelftools: the [wheel] extra)."""
     spec = importlib.util.spec_from_file_location("wheel_elf", REPO / "scripts" / "wheel_elf.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -37,18 +33,6 @@ def _load_wheel_elf():
 
 
 wheel_elf = _load_wheel_elf()
-
-
-def beyond_manylinux_2_28(report: dict) -> list[str]:
-    """What in scripts/wheel_elf.py's report a manylinux_2_28 system may lack: one entry per ELF and
-    need (a symbol version above the limit, a library outside glibc)."""
-    problems = []
-    for name, needs in report.items():
-        for family, highest in needs["highest"].items():
-            if highest and wheel_elf.version_key(highest) > LIMITS[family]:
-                problems.append(f"{name}: {highest}")
-        problems += [f"{name}: needs {lib}" for lib in needs["needed"] if lib not in SYSTEM_LIBRARIES]
-    return problems
 
 
 @pytest.fixture(scope="module")
@@ -69,14 +53,14 @@ def test_the_wheel_is_manylinux_2_28_and_at_most_40_mb(wheel):
                            check=True).stdout
     (glibc,) = re.findall(r'consistent\s+with\s+the\s+following\s+platform\s+tag:\s+"manylinux_(\d+)_(\d+)_x86_64"',
                           shown)
-    assert tuple(map(int, glibc)) <= LIMITS["GLIBC"], shown
+    assert tuple(map(int, glibc)) <= wheel_elf.LIMITS["GLIBC"], shown
 
 
 def test_the_wheels_core_needs_only_glibc_2_28_and_no_system_opencv(wheel):
     report = wheel_elf.wheel_elfs(str(wheel))
     assert f"chexmask_rt/_core.cpython-{PYTHON_TAG[2:]}-x86_64-linux-gnu.so" in report, sorted(report)
     assert all(needs["machine"] == "EM_X86_64" for needs in report.values())
-    assert beyond_manylinux_2_28(report) == []
+    assert wheel_elf.beyond_manylinux_2_28(report) == []
 
 
 def test_the_limits_check_flags_a_core_built_for_this_machine():
@@ -84,7 +68,7 @@ def test_the_limits_check_flags_a_core_built_for_this_machine():
     it must name that core's newer glibc and its libstdc++."""
     from chexmask_rt import _core
 
-    problems = beyond_manylinux_2_28({"_core": wheel_elf.elf_needs(Path(_core.__file__).read_bytes())})
+    problems = wheel_elf.beyond_manylinux_2_28({"_core": wheel_elf.elf_needs(Path(_core.__file__).read_bytes())})
     assert any("GLIBC_2." in p for p in problems) and "_core: needs libstdc++.so.6" in problems, problems
 
 
