@@ -72,7 +72,7 @@ if [ "$arch" != "$(uname -m)" ]; then
     # platform for the wheel's tag (setuptools reads _PYTHON_HOST_PLATFORM, as when cross-building
     # CPython itself).
     pyver=$("$python" -c "import sys; print('%d.%d' % sys.version_info[:2])")
-    # shellcheck source=../cpp/cmake/private_apt.sh
+    # shellcheck source=cpp/cmake/private_apt.sh
     . cpp/cmake/private_apt.sh
     private_apt_init "$work/apt" "" "${CHEXMASK_RT_DEBIAN_SUITE:-$(. /etc/os-release && echo "$VERSION_CODENAME")}" \
         "$debian_arch"

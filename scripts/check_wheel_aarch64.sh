@@ -32,7 +32,7 @@ sysroot=$work/sysroot
 packages="python$pyver libstdc++6"
 if [ "$(cat "$sysroot/.complete" 2>/dev/null)" != "$packages" ]; then
     rm -rf "$sysroot"
-    # shellcheck source=../cpp/cmake/private_apt.sh
+    # shellcheck source=cpp/cmake/private_apt.sh
     . cpp/cmake/private_apt.sh
     private_apt_init "$work/apt" "" "${CHEXMASK_RT_DEBIAN_SUITE:-$(. /etc/os-release && echo "$VERSION_CODENAME")}" arm64
     # shellcheck disable=SC2086
@@ -40,7 +40,7 @@ if [ "$(cat "$sysroot/.complete" 2>/dev/null)" != "$packages" ]; then
     for deb in "$work"/apt/cache/archives/*.deb; do dpkg -x "$deb" "$sysroot"; done
     echo "$packages" > "$sysroot/.complete"
 fi
-# shellcheck source=qemu_aarch64.sh
+# shellcheck source=scripts/qemu_aarch64.sh
 . scripts/qemu_aarch64.sh
 qemu_aarch64_cpuinfo "$sysroot"
 
@@ -48,7 +48,7 @@ qemu_aarch64_cpuinfo "$sysroot"
 site=$work/site
 rm -rf "$site"
 "$python" -m pip install --quiet --target "$site" --platform manylinux_2_28_aarch64 --python-version "$pyver" \
-    --implementation cp --only-binary=:all: "$wheel[cpu]"
+    --implementation cp --only-binary=:all: "${wheel}[cpu]"
 
 # --- the same segmentation on both sides ---------------------------------------------------------------
 cat > "$work/segment.py" <<'EOF'
@@ -70,7 +70,10 @@ mkdir -p "$elsewhere"
 
 {
     echo "aarch64 wheel under qemu ($(date -u +%Y-%m-%d), $(qemu-aarch64 --version | head -n 1)): $(basename "$wheel")"
-    echo "target: Debian arm64 python$pyver $(ls "$work"/apt/cache/archives/ | grep -o "^python$pyver-minimal_[^_]*" | cut -d_ -f2); $(ls "$site" | grep -o '^onnxruntime-[0-9][0-9.]*[0-9]' | head -n 1)"
+    debs=("$work"/apt/cache/archives/python"$pyver"-minimal_*.deb)
+    ort=("$site"/onnxruntime-*.dist-info)
+    python_version=$(basename "${debs[0]}" | cut -d_ -f2)
+    echo "target: Debian arm64 python$pyver $python_version; $(basename "${ort[0]}" .dist-info)"
     "$python" - "$work/x86.json" "$work/aarch64.json" "$site" <<'EOF'
 import json, sys
 import numpy as np

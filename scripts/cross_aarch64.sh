@@ -37,7 +37,7 @@ if [ ! -f "$sysroot/.complete" ]; then
     for deb in "$work"/apt/cache/archives/*.deb; do dpkg -x "$deb" "$sysroot"; done
     touch "$sysroot/.complete"
 fi
-# shellcheck source=qemu_aarch64.sh
+# shellcheck source=scripts/qemu_aarch64.sh
 . scripts/qemu_aarch64.sh
 qemu_aarch64_cpuinfo "$sysroot"
 lib=$sysroot/usr/lib/aarch64-linux-gnu

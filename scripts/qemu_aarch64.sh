@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # Sourced by scripts/cross_aarch64.sh and scripts/check_wheel_aarch64.sh: running aarch64 programs
 # that load ONNX Runtime under qemu-user.
 #
