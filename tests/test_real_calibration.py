@@ -64,6 +64,12 @@ def test_rule_flags_is_the_cores_rule(tmp_path):
     ours = rule_flags(node, sigma, thresholds)
     assert list(ours[:2]) == [False, True]
     assert [assessor.assess(n, s, 1024, 1024).flag for n, s in zip(node, sigma)] == list(ours)
+    # a score the rule leaves out is written as 1e308 (JSON has no infinity): it never fires, reads "inf"
+    unused = {"node_std_1024": 7.5, "mean_latent_sigma": 1e308}
+    (tmp_path / "m.quality.json").write_text(json.dumps({"a" * 64: {"thresholds": unused}}))
+    assessor = _core.QualityAssessor(str(tmp_path / "m.onnx"), "", "a" * 64)
+    assert [assessor.assess(n, s, 1024, 1024).flag for n, s in zip(node, sigma)] == list(node > 7.5)
+    assert assessor.assess(1.0, 0.95, 1024, 1024).reason.endswith("mean latent sigma 0.9500 <= inf)")
 
 
 def test_youden_leaves_out_a_score_that_adds_nothing():
