@@ -203,7 +203,8 @@ def main(argv: list[str] | None = None) -> dict:
     node, sigma, _ = score(seg, (img for _, _, img, _ in items), args.samples, args.second_look)
     labels = np.array(labels)
     rule = youden_or_rule(node, sigma, labels)
-    thresholds = {"node_std_1024": rule["node_std_1024"], "mean_latent_sigma": rule["mean_latent_sigma"]}
+    # JSON has no infinity: a score the rule does not use is stored as 1e308 (the core reads it as +inf)
+    thresholds = {k: min(rule[k], 1e308) for k in ("node_std_1024", "mean_latent_sigma")}
     report = {
         "model": seg.model_id, "checkpoint_sha256": seg.info.checkpoint_sha256, "samples": args.samples, "seed": 0,
         "second_look": args.second_look,
@@ -228,14 +229,11 @@ def main(argv: list[str] | None = None) -> dict:
                 "scores": [{"name": n, "label": int(y), "node_std_1024": float(a), "mean_latent_sigma": float(b)}
                            for n, y, a, b in zip(names, labels, node, sigma)]}
     if args.out:
-        args.out.write_text(json.dumps(full, indent=1) + "\n")
+        args.out.write_text(json.dumps(full, indent=1, allow_nan=False) + "\n")
     if args.write:
         path = calibration_path(seg.path)
         table = json.loads(path.read_text()) if path.is_file() else {}
-        entry = {k: v for k, v in report.items() if k != "checkpoint_sha256"}
-        # JSON has no infinity: a score the rule does not use is stored as 1e308
-        entry["thresholds"] = {k: min(v, 1e308) for k, v in entry["thresholds"].items()}
-        table[seg.info.checkpoint_sha256] = entry
+        table[seg.info.checkpoint_sha256] = {k: v for k, v in report.items() if k != "checkpoint_sha256"}
         path.write_text(json.dumps(table, indent=1) + "\n")
         print(f"wrote {path}")
     return report
