@@ -7,7 +7,8 @@
 #    the real outer extent, MODEL_CARD.md);
 # 1. the engine (runtime/chexmask_rt/models/default.onnx), its metadata naming the version, with the raw
 #    decodes as an output (the measures' std over the samples, chexmask_rt.measures);
-# 2. the reliability flag's thresholds for it (runtime/chexmask_rt/models/default.quality.json);
+# 2. the reliability flag's thresholds for it, calibrated on the training patients' real radiographs
+#    and judged on the validation patients' (runtime/chexmask_rt/models/default.quality.json);
 # 3. the paper's uncertainty experiments (benchmarks/results/uncertainty_behaviour.{json,png}) and the
 #    framing sweep (benchmarks/results/framing.{json,png});
 # 4. the model card's metrics: on real radiographs, with one call and the second look
@@ -32,7 +33,7 @@ fi
 python -m chexmask_rt export --checkpoint "$CKPT" --output "$ENGINE" --name chexmask-rt-default \
   --model-version "$VERSION" --second-look --samples-output --description "HybridGNet (skip), inputsize 512, trained on real shapes + \
 thin-plate-spline-warped real radiographs; see MODEL_CARD.md. Research and engineering use, not a medical device."
-python -m benchmarks.calibrate_quality --write
+python -m benchmarks.calibrate_quality --real --write
 python -m benchmarks.uncertainty_behaviour
 python -m benchmarks.framing
 python -m training.evaluate --real --model "$ENGINE" --out "$CKPT/real_metrics.json" > /dev/null

@@ -12,6 +12,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 namespace chexmask_rt::detail {
@@ -20,6 +21,8 @@ namespace {
 constexpr double kFrame = 1024.0;
 /// Far above any calibration file (the shipped one is about 30 kB); a larger file is not one.
 constexpr std::uintmax_t kMaxFileBytes = 16u << 20;
+/// benchmarks/calibrate_quality.py's stand-in for +inf.
+constexpr double kUnusedThreshold = 1e308;
 
 /// Python's f"{value:.{digits}f}": correctly rounded, locale-independent, "nan"/"inf" spelled so.
 std::string fixed(double value, int digits) {
@@ -49,7 +52,9 @@ double threshold(const json::Value& thresholds, const char* key, const std::stri
     if (v->type != json::Value::Type::number) {
         malformed(source, std::string("thresholds.") + key + " is " + json::type_name(v->type) + ", not a number");
     }
-    return v->number;
+    // JSON has no infinity: the calibration tool writes a score the rule leaves out as 1e308. Read
+    // back as +inf it still never fires, and a reason prints "<= inf", not a 309-digit number.
+    return v->number >= kUnusedThreshold ? std::numeric_limits<double>::infinity() : v->number;
 }
 
 std::string read_file(const std::string& path) {

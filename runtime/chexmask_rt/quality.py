@@ -8,7 +8,8 @@ in-distribution vs corrupted / non-chest images, as in CheXmask-U):
   ``mean_node_std · 1024 / max(h, w)``), so one threshold serves every image size;
 - the mean latent sigma.
 
-A result is flagged when either score exceeds its threshold. Thresholds live in
+A result is flagged when either score exceeds its threshold; a threshold of 1e308 (JSON has no
+infinity) leaves its score out, and the core reads it as +inf. Thresholds live in
 ``<engine stem>.quality.json`` beside the engine, keyed by the engine's
 ``checkpoint_sha256``: a retrained or other model finds no entry and its results
 say "not calibrated" (``flag`` False, ``calibrated`` False).
