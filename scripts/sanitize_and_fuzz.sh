@@ -3,8 +3,9 @@
 # the test suite. Time-boxed: about 8 minutes on the 2-core CI machine, never more than 13.
 #  1. the C++ core, its tests and its pybind module built with AddressSanitizer + UBSan
 #     (build-asan/; undefined behaviour is fatal there);
-#  2. the C++ tests under the sanitizers: bad buffers, threads, the shipped model, and engines
-#     that must be refused (10 landmarks, metadata that is not the graph's, a graph that lies);
+#  2. the C++ tests under the sanitizers: bad buffers, threads, the shipped model, engines
+#     that must be refused (10 landmarks, metadata that is not the graph's, a graph that lies)
+#     and one with 60 landmarks whose organs metadata names them, which must run;
 #  3. the seeded fuzz of the public API (tests/fuzz_public_api.py), 10,000 inputs: the first
 #     FUZZ_ASAN_INPUTS through the sanitizer build (Python with libasan preloaded, native
 #     backend), the rest through the normal build (both backends, taking turns).
@@ -52,10 +53,13 @@ write_toy_engine(out / "ten_landmarks.onnx", landmarks=10)
 write_toy_engine(out / "latents_65.onnx", metadata={"latents": "65"})
 write_toy_engine(out / "inputsize_128.onnx", metadata={"inputsize": "128"})
 write_toy_engine(out / "lies_about_landmarks.onnx", landmarks=10, per_sample=True, declared=lie)
+write_toy_engine(out / "organs_disagree.onnx", landmarks=60, metadata={"organs": "right_lung:20,left_lung:25,heart:16"})
+# another landmark count that its metadata names: must run both looks on its own organs
+write_toy_engine(out / "other_anatomy_60.onnx", landmarks=60, metadata={"organs": "right_lung:20,left_lung:25,heart:15"})
 EOF
 timeout 300 "$OUT/cpp/chexmask-rt-tests" runtime/chexmask_rt/models/default.onnx "$ORT" "$engines/not_an_engine.onnx" \
   "$engines/ten_landmarks.onnx" "$engines/latents_65.onnx" "$engines/inputsize_128.onnx" \
-  "$engines/lies_about_landmarks.onnx"
+  "$engines/lies_about_landmarks.onnx" "$engines/organs_disagree.onnx" "$engines/other_anatomy_60.onnx"
 
 echo "== fuzz, sanitizer build: inputs 0..$((FUZZ_ASAN_INPUTS - 1))"
 LD_PRELOAD="$PRELOAD" PYTHONPATH="$PWD/$OUT/pkg${PYTHONPATH:+:$PYTHONPATH}" timeout 300 "$PY" tests/fuzz_public_api.py \

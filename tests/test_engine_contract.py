@@ -141,3 +141,47 @@ def test_metadata_that_is_not_utf8_is_a_model_error(tmp_path, backend, raw):
         segmenter(path, backend)
     path.write_bytes(toy_engine(metadata={"description": "XXXX"}).replace(b"XXXX", "éab".encode()))
     assert segmenter(path, backend).info.description == "éab"
+
+
+ORGANS_60 = "right_lung:20,left_lung:25,heart:15"
+
+
+@pytest.mark.parametrize("second_look", [False, True])
+def test_the_core_runs_an_engine_with_other_organs_on_its_own_counts(tmp_path, second_look):
+    """Another landmark count, named by chexmask_rt.organs: the core reads it from the graph and the
+    second look frames that engine's lungs (before, 94 lung landmarks were a constant)."""
+    path = write_toy_engine(tmp_path / "sixty.onnx", landmarks=60, metadata={"organs": ORGANS_60})
+    from chexmask_rt.backends import native
+    if not native.available():
+        skip_or_fail_without_native("chexmask_rt._core not built")
+    engine = native._core.Engine(str(path), native.onnxruntime_library())
+    assert engine.info.landmarks == 60 and engine.info.organs == (("right_lung", 20), ("left_lung", 25), ("heart", 15))
+    r = engine.predict(IMAGE, 3, 0, None, second_look)
+    assert r.landmarks.shape == r.landmarks_std.shape == r.landmarks_mu.shape == (60, 2)
+    assert (r.second_look is not None) == second_look
+
+
+@pytest.mark.parametrize("organs, message", [
+    ("right_lung:20,left_lung:25,heart:16", r"'landmarks_mean' is \[\?, 60, 2\], but the metadata's organs"),
+    ("right_lung:20;heart:40", "chexmask_rt.organs"),
+    ("right_lung:20,right_lung:40", "named twice"),
+])
+def test_organs_that_are_not_the_graphs_are_a_model_error(tmp_path, organs, message):
+    from chexmask_rt.backends import native
+    if not native.available():
+        skip_or_fail_without_native("chexmask_rt._core not built")
+    path = write_toy_engine(tmp_path / "sixty.onnx", landmarks=60, metadata={"organs": organs})
+    with pytest.raises(ModelError, match=message):
+        native._core.Engine(str(path), native.onnxruntime_library())
+
+
+def test_the_default_organs_need_120_landmarks_in_the_metadata_only_validator():
+    from chexmask_rt.backends import native
+    if not native.available():
+        skip_or_fail_without_native("chexmask_rt._core not built")
+    import onnx
+    meta = {p.key: p.value for p in onnx.load_from_string(toy_engine()).metadata_props}
+    info = native._core.parse_model_info(meta, "toy")
+    assert (info.landmarks, info.inputsize, info.latents, info.id) == (120, 64, 8, "toy:1")
+    with pytest.raises(ModelError, match="toy: implausible engine metadata inputsize=8192"):
+        native._core.parse_model_info({**meta, "chexmask_rt.inputsize": "8192"}, "toy")

@@ -107,9 +107,10 @@ def test_installed_package_builds_a_find_package_consumer(tmp_path, pgm_images):
     assert (prefix / "include" / "chexmask_rt" / "chexmask_rt_c.h").is_file()
     assert (libdir / "libchexmask_rt.a").is_file() and list(libdir.glob("libchexmask_rt.so*"))
     assert (libdir / "cmake" / "chexmask_rt" / "chexmask_rtConfigVersion.cmake").is_file()
-    # internals stay private: no src/ header, and the shared library exports only the public API
+    # internals stay private: no src/ header (the schema table is public: the Result's members come from
+    # it), and the shared library exports only the public API
     assert sorted(p.name for p in (prefix / "include" / "chexmask_rt").iterdir()) == [
-        "api.h", "chexmask_rt.hpp", "chexmask_rt_c.h"]
+        "api.h", "chexmask_rt.hpp", "chexmask_rt_c.h", "result_fields.def"]
     exported = _checked(["nm", "-D", "--defined-only", "-C", libdir / "libchexmask_rt.so"]).stdout
     assert "chexmask_rt_predict" in exported and "chexmask_rt::Engine::predict" in exported
     names = [line.split(" ", 2)[2] for line in exported.splitlines() if line.count(" ") >= 2]

@@ -78,7 +78,7 @@ chexmask_rt_engine* wrap(chexmask_rt::Engine engine) {
     handle->id = info.id();
     for (const std::string& p : handle->engine.providers()) handle->providers += (handle->providers.empty() ? "" : ", ") + p;
     handle->info = {handle->id.c_str(), info.inputsize, info.latents, info.second_look ? 1 : 0, info.trained ? 1 : 0,
-                    handle->providers.c_str()};
+                    handle->providers.c_str(), info.landmarks};
     return handle;
 }
 
@@ -122,6 +122,38 @@ chexmask_rt_result* wrap(chexmask_rt::Result result) {
 
 void check_out(const void* out) {
     if (out == nullptr) throw chexmask_rt::InputError("the output pointer is NULL");
+}
+
+const char* kind_name(chexmask_rt::FieldKind kind) {
+    switch (kind) {
+        case chexmask_rt::FieldKind::Position: return "position";
+        case chexmask_rt::FieldKind::Spread: return "spread";
+        case chexmask_rt::FieldKind::Vector: return "vector";
+        case chexmask_rt::FieldKind::Samples: return "samples";
+    }
+    return "";
+}
+
+const char* two_looks_name(chexmask_rt::TwoLooks rule) {
+    switch (rule) {
+        case chexmask_rt::TwoLooks::Mean: return "mean";
+        case chexmask_rt::TwoLooks::PooledStd: return "pooled_std";
+        case chexmask_rt::TwoLooks::Concat: return "concat";
+    }
+    return "";
+}
+
+/// result_fields() in the C API's terms, built once.
+const std::vector<chexmask_rt_field_info>& c_fields() {
+    static const std::vector<chexmask_rt_field_info> fields = [] {
+        std::vector<chexmask_rt_field_info> out;
+        for (const chexmask_rt::FieldInfo& f : chexmask_rt::result_fields()) {
+            out.push_back({f.name, f.output, kind_name(f.kind), f.unit, f.need == chexmask_rt::FieldNeed::Required,
+                           two_looks_name(f.two_looks), f.pooled_with, f.json ? 1 : 0, f.csv, f.doc});
+        }
+        return out;
+    }();
+    return fields;
 }
 
 }  // namespace
@@ -212,6 +244,30 @@ void chexmask_rt_result_free(chexmask_rt_result* result) { delete result; }
 
 const chexmask_rt_result_fields* chexmask_rt_result_get(const chexmask_rt_result* result) {
     return result == nullptr ? nullptr : &result->fields;
+}
+
+size_t chexmask_rt_field_count(void) { return c_fields().size(); }
+
+const chexmask_rt_field_info* chexmask_rt_field_info_at(size_t index) {
+    return index < c_fields().size() ? &c_fields()[index] : nullptr;
+}
+
+chexmask_rt_status chexmask_rt_result_field(const chexmask_rt_result* result, const char* name,
+                                            chexmask_rt_field_values* out) {
+    if (out != nullptr) *out = chexmask_rt_field_values{nullptr, 0, 0};
+    return guarded([&] {
+        check_out(out);
+        if (result == nullptr) throw chexmask_rt::InputError("the result is NULL");
+        if (name == nullptr) throw chexmask_rt::InputError("the field name is NULL");
+        const auto& fields = chexmask_rt::result_fields();
+        for (std::size_t i = 0; i < fields.size(); ++i) {
+            if (std::strcmp(fields[i].name, name) != 0) continue;
+            const chexmask_rt::FieldValues v = chexmask_rt::field_values(result->result, i);
+            *out = chexmask_rt_field_values{v.data, v.rows, v.columns};
+            return;
+        }
+        throw chexmask_rt::InputError(std::string("a result has no field '") + name + "'");
+    });
 }
 
 }  // extern "C"

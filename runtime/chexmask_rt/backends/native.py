@@ -107,6 +107,6 @@ class NativeSegmenter(Segmenter):
             latent_mu=out.latent_mu, latent_sigma=out.latent_sigma,
             height=out.height, width=out.width, samples=out.samples, seed=int(out.seed),
             model=self.model_id, image=name,
-            extra={} if out.second_look is None else {"second_look": out.second_look},
+            extra={} if out.second_look is None else {"second_look": out.second_look.to_dict()},
             landmark_samples=out.landmark_samples,
         )))
