@@ -20,8 +20,7 @@ struct chexmask_rt_engine {
 
 struct chexmask_rt_result {
     chexmask_rt::Result result;
-    std::vector<double> landmarks, landmarks_std, landmarks_mu;  // (x, y) pairs
-    chexmask_rt_result_fields fields{};
+    chexmask_rt_result_fields fields{};  // the C ABI 1 view of `result`, pointing into it
 };
 
 namespace {
@@ -82,28 +81,24 @@ chexmask_rt_engine* wrap(chexmask_rt::Engine engine) {
     return handle;
 }
 
-std::vector<double> pairs(const std::vector<chexmask_rt::Point>& points) {
-    std::vector<double> out;
-    out.reserve(points.size() * 2);
-    for (const chexmask_rt::Point& p : points) out.insert(out.end(), {p.x, p.y});
-    return out;
+/// Points as (x, y) pairs of doubles, in place (Point is two packed doubles).
+const double* pairs(const std::vector<chexmask_rt::Point>& points) {
+    static_assert(sizeof(chexmask_rt::Point) == 2 * sizeof(double), "Point must be two packed doubles");
+    return reinterpret_cast<const double*>(points.data());
 }
 
 chexmask_rt_result* wrap(chexmask_rt::Result result) {
-    auto* handle = new chexmask_rt_result{std::move(result), {}, {}, {}, {}};
+    auto* handle = new chexmask_rt_result{std::move(result), {}};
     const chexmask_rt::Result& r = handle->result;
-    handle->landmarks = pairs(r.landmarks);
-    handle->landmarks_std = pairs(r.landmarks_std);
-    handle->landmarks_mu = pairs(r.landmarks_mu);
     chexmask_rt_result_fields& f = handle->fields;
     f.height = r.height;
     f.width = r.width;
     f.samples = r.samples;
     f.seed = r.seed;
     f.landmark_count = r.landmarks.size();
-    f.landmarks = handle->landmarks.data();
-    f.landmarks_std = handle->landmarks_std.data();
-    f.landmarks_mu = handle->landmarks_mu.data();
+    f.landmarks = pairs(r.landmarks);
+    f.landmarks_std = pairs(r.landmarks_std);
+    f.landmarks_mu = pairs(r.landmarks_mu);
     f.node_uncertainty = r.node_uncertainty.data();
     f.latent_count = r.latent_mu.size();
     f.latent_mu = r.latent_mu.data();

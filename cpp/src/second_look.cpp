@@ -25,10 +25,13 @@ std::vector<std::pair<std::size_t, std::size_t>> lung_ranges(const Result& r, co
         if (o.name == "right_lung" || o.name == "left_lung") lungs.emplace_back(start, start + o.count);
         start += static_cast<std::size_t>(o.count);
     }
-    if (r.landmarks.size() != start || r.landmarks_std.size() != start || r.landmarks_mu.size() != start) {
-        throw ModelError("a result with " + std::to_string(r.landmarks.size()) + " landmarks, not the " +
-                         std::to_string(start) + " of the engine's organs");
-    }
+    for_each_field([&](const FieldInfo& field, auto member, auto) {  // every per-landmark field
+        if (field.kind != FieldKind::Position && field.kind != FieldKind::Spread) return;
+        if ((r.*member).size() != start) {
+            throw ModelError("a result with " + std::to_string((r.*member).size()) + " landmarks, not the " +
+                             std::to_string(start) + " of the engine's organs");
+        }
+    });
     if (lungs.empty()) {
         throw ModelError("the engine's organs name no right_lung or left_lung, which the second look frames; "
                          "predict with second_look off");
