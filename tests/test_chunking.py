@@ -5,20 +5,29 @@ import chexmask_rt
 from chexmask_rt.batch import run_batch
 
 
+class _CountingEngine:
+    """The core's engine, recording the number of images of every call (one engine call each,
+    with second_look=False)."""
+
+    def __init__(self, engine):
+        self.engine, self.calls = engine, []
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+    def predict_batch(self, images, *args):
+        self.calls.append(len(images))
+        return self.engine.predict_batch(images, *args)
+
+
 def _engine_calls(segmenter, monkeypatch) -> list[int]:
-    """The batch size of every engine call the Python path makes."""
-    calls, run = [], segmenter._backend.run
-
-    def counting(images, eps):
-        calls.append(len(images))
-        return run(images, eps)
-
-    monkeypatch.setattr(segmenter._backend, "run", counting)
-    return calls
+    counting = _CountingEngine(segmenter._engine)
+    monkeypatch.setattr(segmenter, "_engine", counting)
+    return counting.calls
 
 
 def test_predict_batch_iter_and_batch_chunk_by_the_default_or_the_given_size(tmp_path, shared_images, monkeypatch):
-    seg = chexmask_rt.load(backend="python")
+    seg = chexmask_rt.load()
     calls = _engine_calls(seg, monkeypatch)
     image = np.full((64, 64), 128, np.uint8)
     seg.predict_batch([image] * 10, samples=2, second_look=False)

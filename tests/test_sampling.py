@@ -1,10 +1,10 @@
-"""The documented latent-noise generator, checked against an independent scalar implementation."""
+"""The core's latent-noise generator, checked against an independent scalar implementation of its documentation."""
 import math
 
 import numpy as np
 import pytest
 
-from chexmask_rt.sampling import latent_noise
+from chexmask_rt.core import latent_noise
 
 MASK = (1 << 64) - 1
 

@@ -1,5 +1,5 @@
-"""The second look (chexmask_rt.second_look): a second engine call on a crop around the lungs,
-pooled with the first, or alone for wide fields of view; the same in Python and in the C++ core."""
+"""The second look: a second engine call on a crop around the lungs, pooled with the first, or alone
+for wide fields of view. The core's (Result.second_look) against the reference's rules (tests/reference)."""
 import csv
 import io
 import json
@@ -12,14 +12,18 @@ import numpy as np
 import pytest
 
 import chexmask_rt
-from chexmask_rt.frames import Letterbox, distance_1024
-from chexmask_rt.image_io import read_image
-from chexmask_rt.preprocess import to_gray
+from chexmask_rt import core
+from chexmask_rt.image_io import read_image, to_gray
 from chexmask_rt.result import Result
-from chexmask_rt.second_look import (CROP_ONLY_BELOW, FILL, chest_square, combine, crop_square, lung_fill,
-                                     pooled_moments, second_look_square)
+from reference.second_look import (CROP_ONLY_BELOW, FILL, chest_square, combine, crop_square, lung_fill,
+                                   pooled_moments, second_look_square)
 
-from conftest import REPO, SHARED, skip_or_fail_without_native
+from conftest import REPO, SHARED
+
+
+def distance_1024(a_px: np.ndarray, b_px: np.ndarray, shape: tuple[int, int]) -> float:
+    """Mean landmark distance in px of the 1024 frame (the letterboxed square resized to 1024)."""
+    return float(np.linalg.norm(np.asarray(a_px) - np.asarray(b_px), axis=-1).mean() * 1024 / max(shape))
 
 
 def _ring(cx: float, cy: float, rx: float, ry: float) -> np.ndarray:
@@ -80,12 +84,12 @@ def test_combine_pools_a_framed_chest_and_keeps_only_the_crop_for_a_wide_one():
     np.testing.assert_allclose(pooled.landmarks, (framed.landmarks + moved) / 2)
     np.testing.assert_allclose(pooled.landmarks_std, np.sqrt(2.5 + ((framed.landmarks - moved) / 2) ** 2))
     np.testing.assert_allclose(pooled.landmarks_mu, (framed.landmarks_mu + crop.landmarks_mu + [100, 50]) / 2)
-    assert pooled.mean_latent_sigma == pytest.approx(2.0) and pooled.quality is None
-    assert pooled.extra["second_look"] == {"look": "pooled", "first_fill": pytest.approx(0.8), "crop_left": 100,
-                                           "crop_top": 50, "crop_side": 625}
+    assert pooled.mean_latent_sigma == pytest.approx(2.0)
+    assert pooled.second_look == {"look": "pooled", "first_fill": pytest.approx(0.8), "crop_left": 100,
+                                  "crop_top": 50, "crop_side": 625}
     wide = _result(_ring(500, 400, 300, 300), 1000, 1000)     # 0.6
     alone = combine(wide, crop, 100, 50, 625)
-    assert alone.extra["second_look"]["look"] == "crop_only" and 0.6 < CROP_ONLY_BELOW
+    assert alone.second_look["look"] == "crop_only" and 0.6 < CROP_ONLY_BELOW
     np.testing.assert_array_equal(alone.landmarks, moved)
     np.testing.assert_array_equal(alone.landmarks_std, crop.landmarks_std)
     assert alone.mean_latent_sigma == 3.0 and (alone.height, alone.width) == (1000, 1000)
@@ -93,16 +97,16 @@ def test_combine_pools_a_framed_chest_and_keeps_only_the_crop_for_a_wide_one():
 
 @pytest.fixture(scope="module")
 def example1():
-    gray, _ = to_gray(read_image(SHARED / "data/images/wiki_example1_normal_PA.jpg"))
+    gray = to_gray(read_image(SHARED / "data/images/wiki_example1_normal_PA.jpg"))
     truth = np.load(SHARED / "data/landmarks/wiki_example1_landmarks_original_px.npy")
     return gray, truth
 
 
-@pytest.fixture(scope="module", params=["native", "python"])
-def segmenter(request):
+@pytest.fixture(scope="module")
+def segmenter():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return chexmask_rt.load(backend=request.param)
+        return chexmask_rt.load()
 
 
 def _wide(gray: np.ndarray, pad: int = 380) -> np.ndarray:
@@ -114,45 +118,46 @@ def test_a_framed_chest_is_the_pool_of_both_looks(segmenter, example1):
     gray, _ = example1
     one = segmenter.predict(gray, samples=20, second_look=False)
     two = segmenter.predict(gray, samples=20)
-    info = two.extra["second_look"]
-    assert info["look"] == "pooled" and "second_look" not in one.extra
-    left, top, side = info["crop_left"], info["crop_top"], info["crop_side"]
+    info = two.second_look
+    assert info.look == "pooled" and one.second_look is None
+    left, top, side = info.crop_left, info.crop_top, info.crop_side
     assert (left, top, side) == chest_square(one.landmarks, FILL)
     crop = segmenter.predict(crop_square(gray, left, top, side), samples=20, second_look=False)
     expected = combine(one, crop, left, top, side)
     for field in ("landmarks", "landmarks_std", "landmarks_mu", "latent_mu", "latent_sigma"):
         np.testing.assert_allclose(getattr(two, field), getattr(expected, field), atol=1e-9, rtol=0, err_msg=field)
     assert two.quality is not None and two.quality.calibrated
-    assert two.to_dict()["second_look"] == info and "second_look" not in one.to_dict()
+    assert two.to_dict()["second_look"] == info.to_dict() and "second_look" not in one.to_dict()
+    assert info.first_fill == pytest.approx(lung_fill(one.landmarks, one.height, one.width), abs=1e-12)
     np.testing.assert_array_equal(two.landmarks, segmenter.predict(gray, samples=20).landmarks)  # deterministic
 
 
 def test_a_wide_field_of_view_takes_the_crops_answer_and_lands_closer(segmenter, example1):
     gray, truth = example1
     wide = _wide(gray)
-    frame, moved_truth = Letterbox(*wide.shape), truth + 380
+    moved_truth = truth + 380
     one = segmenter.predict(wide, samples=20, second_look=False)
     two = segmenter.predict(wide, samples=20)
     assert lung_fill(one.landmarks, *wide.shape) < CROP_ONLY_BELOW
-    info = two.extra["second_look"]
-    assert info["look"] == "crop_only" and info["crop_side"] < max(wide.shape) and (two.height, two.width) == wide.shape
-    assert distance_1024(two.landmarks, moved_truth, frame) < 0.5 * distance_1024(one.landmarks, moved_truth, frame)
-    assert distance_1024(two.landmarks, moved_truth, frame) < 5.0
+    info = two.second_look
+    assert info.look == "crop_only" and info.crop_side < max(wide.shape) and (two.height, two.width) == wide.shape
+    far, near = (distance_1024(r.landmarks, moved_truth, wide.shape) for r in (one, two))
+    assert near < 0.5 * far and near < 5.0
 
 
 def test_batches_equal_single_predictions(segmenter, example1):
     gray, _ = example1
     images = [gray, _wide(gray), gray]
     batch = segmenter.predict_batch(images, samples=10, batch_size=2)
-    assert [r.extra["second_look"]["look"] for r in batch] == ["pooled", "crop_only", "pooled"]
+    assert [r.second_look.look for r in batch] == ["pooled", "crop_only", "pooled"]
     for image, r in zip(images, batch):
         alone = segmenter.predict(image, samples=10)
         # an engine call on one image takes the fused batch-1 norms: equal up to float rounding
         np.testing.assert_allclose(r.landmarks, alone.landmarks, atol=1e-3, rtol=0)
         np.testing.assert_allclose(r.landmarks_std, alone.landmarks_std, atol=1e-3, rtol=0)
-        a, b = r.extra["second_look"], alone.extra["second_look"]
-        assert a["look"] == b["look"] and a["first_fill"] == pytest.approx(b["first_fill"], abs=1e-6)
-        assert all(abs(a[k] - b[k]) <= 1 for k in ("crop_left", "crop_top", "crop_side"))  # whole pixels of floats
+        a, b = r.second_look, alone.second_look
+        assert a.look == b.look and a.first_fill == pytest.approx(b.first_fill, abs=1e-6)
+        assert all(abs(getattr(a, k) - getattr(b, k)) <= 1 for k in ("crop_left", "crop_top", "crop_side"))
 
 
 def test_the_crop_keeps_its_images_bit_depth(segmenter, example1):
@@ -162,15 +167,11 @@ def test_the_crop_keeps_its_images_bit_depth(segmenter, example1):
     wide = _wide(gray).astype(np.uint16) * 8
     wide[0, 0] = 4095
     inferred = segmenter.predict(wide, samples=10)
-    assert inferred.extra["second_look"]["crop_left"] > 0
+    assert inferred.second_look.crop_left > 0
     np.testing.assert_array_equal(inferred.landmarks, segmenter.predict(wide, samples=10, bit_depth=12).landmarks)
 
 
-def test_the_native_core_uses_the_same_constants():
-    from chexmask_rt.backends import native
-    if not native.available():
-        skip_or_fail_without_native("chexmask_rt._core not built")
-    core = native._core
+def test_the_core_uses_the_references_constants():
     assert (core.SECOND_LOOK_FILL, core.CROP_ONLY_BELOW) == (FILL, CROP_ONLY_BELOW)
 
 
@@ -205,19 +206,16 @@ def marked_engine(tmp_path_factory):
     return paths
 
 
-@pytest.mark.parametrize("backend", ["native", "python"])
-def test_the_engine_decides_whether_predict_looks_twice(marked_engine, backend, example1):
+def test_the_engine_decides_whether_predict_looks_twice(marked_engine, example1):
     """Only engines exported with --second-look (the shipped model) look twice by default: a published
     checkpoint answers as upstream does unless asked."""
     gray, _ = example1
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        plain, marked = (chexmask_rt.load(marked_engine[m], backend=backend) for m in (False, True))
-        shipped = chexmask_rt.load(backend=backend)
+        plain, marked = (chexmask_rt.load(marked_engine[m]) for m in (False, True))
+        shipped = chexmask_rt.load()
     assert (plain.info.second_look, marked.info.second_look, shipped.info.second_look) == (False, True, True)
-    if backend == "native":  # the C++ core reads the same metadata
-        assert (plain._engine.info.second_look, marked._engine.info.second_look) == (False, True)
-    assert "second_look" not in plain.predict(gray, samples=4).extra
-    assert "second_look" in plain.predict(gray, samples=4, second_look=True).extra
-    assert "second_look" in marked.predict(gray, samples=4).extra
-    assert "second_look" not in marked.predict(gray, samples=4, second_look=False).extra
+    assert plain.predict(gray, samples=4).second_look is None
+    assert plain.predict(gray, samples=4, second_look=True).second_look is not None
+    assert marked.predict(gray, samples=4).second_look is not None
+    assert marked.predict(gray, samples=4, second_look=False).second_look is None

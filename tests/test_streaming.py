@@ -9,11 +9,9 @@ from chexmask_rt import streaming
 from chexmask_rt.errors import ChexmaskError, InputError, ModelError
 
 
-@pytest.fixture(params=["native", "python"])
-def segmenter(request, default_segmenter):
-    import chexmask_rt
-
-    return default_segmenter if request.param == "native" else chexmask_rt.load(backend="python")
+@pytest.fixture
+def segmenter(default_segmenter):
+    return default_segmenter
 
 
 def test_outcomes_come_in_input_order_with_an_error_per_bad_input(tmp_path, segmenter, shared_images):
@@ -46,7 +44,7 @@ def test_a_clean_stream_equals_predict_batch(default_segmenter, shared_images):
     for s, b in zip(streamed, batched, strict=True):
         np.testing.assert_array_equal(s.landmarks, b.landmarks)
         np.testing.assert_array_equal(s.landmarks_std, b.landmarks_std)
-        assert s.extra == b.extra and s.image == b.image is not None
+        assert s.second_look == b.second_look and s.image == b.image is not None
 
 
 @pytest.mark.parametrize("batch_size, ahead", [(2, 0), (3, 4), (4, None)])

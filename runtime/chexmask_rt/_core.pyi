@@ -133,7 +133,7 @@ class Engine:
                 samples: int, seed: int = 0, bit_depth: int | None = None, second_look: bool | None = None) -> Result:
         """Gray [H, W] (or [H, W, 1]) uint8, uint16 (bit_depth 9..16; None: inferred from the largest
         value, content <= 255 as uint8) or float32 in [0, 1].
-        second_look: a second engine call on a crop around the first answer's lungs (chexmask_rt.second_look);
+        second_look: a second engine call on a crop around the first answer's lungs (README, "The second look");
         None: the engine's own default (info.second_look)."""
     def predict_batch(self, images: list[npt.NDArray[np.uint8] | npt.NDArray[np.uint16] | npt.NDArray[np.float32]],
                       samples: int, seed: int = 0,
@@ -143,11 +143,11 @@ class Engine:
         one for all, or one per image (the core ignores it for uint8 and float32 images)."""
 
 def latent_noise(samples: int, latents: int, seed: int = 0) -> npt.NDArray[np.float32]:
-    """eps [samples, latents], identical to chexmask_rt.sampling.latent_noise."""
+    """eps [samples, latents]: SplitMix64 + Box-Muller (generator "splitmix64-boxmuller-v1"); the first K rows of any larger K."""
 
 def preprocess(image: npt.NDArray[np.uint8] | npt.NDArray[np.uint16] | npt.NDArray[np.float32], size: int,
                bit_depth: int | None = None) -> tuple[npt.NDArray[np.float32], int, int, int]:
-    """(engine input [size, size], side, pad_left, pad_top), as chexmask_rt.preprocess.preprocess."""
+    """(engine input [size, size], side, pad_left, pad_top): the letterbox and resize the engine reads."""
 
 def onnxruntime_library() -> str:
     """Path of the ONNX Runtime library this process loaded ('' before the first Engine)."""

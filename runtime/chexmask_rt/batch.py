@@ -44,10 +44,9 @@ from .dicom_out import write_objects
 from .dicom_source import with_source
 from .discovery import discover
 from .errors import ChexmaskError, InputError, ModelError, NonFiniteOutputError
-from .image_io import read_image
+from .image_io import read_image, to_gray
 from .limits import resolve_max_pixels
 from .model import DEFAULT_BATCH
-from .preprocess import to_gray
 
 ERROR_COLUMNS = ("Image", "Error", "Reason")
 
@@ -150,8 +149,7 @@ def prepare_output(segmenter, images: Sequence[str], out_dir: str | os.PathLike,
 
 
 def _decode(image: str, max_pixels: int) -> np.ndarray:
-    gray, _ = to_gray(read_image(image, max_pixels=max_pixels), name=image)
-    return gray
+    return to_gray(read_image(image, max_pixels=max_pixels), name=image)
 
 
 def _decoded(pool: ThreadPoolExecutor, decode: Callable[[str], np.ndarray], images: Sequence[str],
