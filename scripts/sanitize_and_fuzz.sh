@@ -36,7 +36,7 @@ ln -s "$PWD/$OUT"/python/_core*.so "$pkg/"
 export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 # libstdc++ preloaded too: otherwise ASan cannot find the real __cxa_throw for the C++ exceptions of cv2 and ORT
 PRELOAD="$(g++ -print-file-name=libasan.so) $(g++ -print-file-name=libstdc++.so.6)"
-ORT=$("$PY" -c "from chexmask_rt.backends.native import onnxruntime_library; print(onnxruntime_library())")
+ORT=$("$PY" -c "from chexmask_rt.core import onnxruntime_library; print(onnxruntime_library())")
 
 echo "== C++ tests under ASan + UBSan"
 engines="$OUT/engines"

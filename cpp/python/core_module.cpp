@@ -136,25 +136,6 @@ std::vector<Result> predict_many(const Engine& engine, const py::list& images, i
     return engine.predict_batch(views, samples, s, second_look);
 }
 
-const char* kind_name(FieldKind kind) {
-    switch (kind) {
-        case FieldKind::Position: return "position";
-        case FieldKind::Spread: return "spread";
-        case FieldKind::Vector: return "vector";
-        case FieldKind::Samples: return "samples";
-    }
-    return "";
-}
-
-const char* two_looks_name(TwoLooks rule) {
-    switch (rule) {
-        case TwoLooks::Mean: return "mean";
-        case TwoLooks::PooledStd: return "pooled_std";
-        case TwoLooks::Concat: return "concat";
-    }
-    return "";
-}
-
 /// _core.RESULT_FIELDS: result_fields.def as a tuple of dicts, for the Python Result, JSON and CSV.
 py::tuple result_fields_tuple() {
     py::list rows;
@@ -201,22 +182,12 @@ void bind_info(py::module_& m) {
 }
 
 void bind_second_look(py::module_& m) {
-    py::class_<SecondLook>(m, "SecondLook", "How a second look made an answer (chexmask_rt.second_look)")
+    py::class_<SecondLook>(m, "SecondLook", "How a second look made an answer (chexmask_rt.SecondLook is its picklable copy)")
         .def_readonly("look", &SecondLook::look)
         .def_readonly("first_fill", &SecondLook::first_fill)
         .def_readonly("crop_left", &SecondLook::crop_left)
         .def_readonly("crop_top", &SecondLook::crop_top)
-        .def_readonly("crop_side", &SecondLook::crop_side)
-        .def("to_dict", [](const SecondLook& s) {  // the JSON object: no crop when there was none
-            py::dict d;
-            d["look"] = s.look;
-            d["first_fill"] = s.first_fill;
-            if (s.look == "none") return d;
-            d["crop_left"] = s.crop_left;
-            d["crop_top"] = s.crop_top;
-            d["crop_side"] = s.crop_side;
-            return d;
-        });
+        .def_readonly("crop_side", &SecondLook::crop_side);
 }
 
 /// A field's values as numpy: (nodes, 2) points, (latents,) vectors, (K, nodes, 2) samples or None.

@@ -119,32 +119,13 @@ void check_out(const void* out) {
     if (out == nullptr) throw chexmask_rt::InputError("the output pointer is NULL");
 }
 
-const char* kind_name(chexmask_rt::FieldKind kind) {
-    switch (kind) {
-        case chexmask_rt::FieldKind::Position: return "position";
-        case chexmask_rt::FieldKind::Spread: return "spread";
-        case chexmask_rt::FieldKind::Vector: return "vector";
-        case chexmask_rt::FieldKind::Samples: return "samples";
-    }
-    return "";
-}
-
-const char* two_looks_name(chexmask_rt::TwoLooks rule) {
-    switch (rule) {
-        case chexmask_rt::TwoLooks::Mean: return "mean";
-        case chexmask_rt::TwoLooks::PooledStd: return "pooled_std";
-        case chexmask_rt::TwoLooks::Concat: return "concat";
-    }
-    return "";
-}
-
 /// result_fields() in the C API's terms, built once.
 const std::vector<chexmask_rt_field_info>& c_fields() {
     static const std::vector<chexmask_rt_field_info> fields = [] {
         std::vector<chexmask_rt_field_info> out;
         for (const chexmask_rt::FieldInfo& f : chexmask_rt::result_fields()) {
-            out.push_back({f.name, f.output, kind_name(f.kind), f.unit, f.need == chexmask_rt::FieldNeed::Required,
-                           two_looks_name(f.two_looks), f.pooled_with, f.json ? 1 : 0, f.csv, f.doc});
+            out.push_back({f.name, f.output, chexmask_rt::kind_name(f.kind), f.unit, f.need == chexmask_rt::FieldNeed::Required,
+                           chexmask_rt::two_looks_name(f.two_looks), f.pooled_with, f.json ? 1 : 0, f.csv, f.doc});
         }
         return out;
     }();

@@ -26,6 +26,25 @@ const std::vector<FieldInfo>& result_fields() {
     return fields;
 }
 
+const char* kind_name(FieldKind kind) noexcept {
+    switch (kind) {
+        case FieldKind::Position: return "position";
+        case FieldKind::Spread: return "spread";
+        case FieldKind::Vector: return "vector";
+        case FieldKind::Samples: return "samples";
+    }
+    return "";
+}
+
+const char* two_looks_name(TwoLooks rule) noexcept {
+    switch (rule) {
+        case TwoLooks::Mean: return "mean";
+        case TwoLooks::PooledStd: return "pooled_std";
+        case TwoLooks::Concat: return "concat";
+    }
+    return "";
+}
+
 FieldValues field_values(const Result& result, std::size_t index) {
     if (index >= result_fields().size()) {
         throw InputError("field index " + std::to_string(index) + " is past the " +

@@ -89,8 +89,6 @@ class SecondLook:
     def crop_top(self) -> int: ...
     @property
     def crop_side(self) -> int: ...
-    def to_dict(self) -> dict[str, str | float | int]:
-        """The JSON object (no crop_* for look "none")."""
 
 class Result:
     """One image's result in original pixels; array properties return fresh copies.

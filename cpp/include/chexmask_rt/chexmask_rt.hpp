@@ -164,6 +164,10 @@ struct FieldInfo {
 
 /// The engine-output fields of a Result, in the table's order.
 CHEXMASK_RT_API const std::vector<FieldInfo>& result_fields();
+/// "position", "spread", "vector" or "samples": a kind as the C API and Python name it.
+CHEXMASK_RT_API const char* kind_name(FieldKind kind) noexcept;
+/// "mean", "pooled_std" or "concat": a combine rule as the C API and Python name it.
+CHEXMASK_RT_API const char* two_looks_name(TwoLooks rule) noexcept;
 
 /// The answer for one image, in the original image's pixels.
 struct Result {
