@@ -152,3 +152,66 @@ def test_second_look_is_typed_and_picklable():
     assert back.second_look == SecondLook("none", 0.2) and back.second_look.to_dict() == {"look": "none", "first_fill": 0.2}
     np.testing.assert_array_equal(back.landmarks, r.landmarks)
     assert not hasattr(r, "extra")
+
+
+# A later release that gives one more field a CSV column: the table's landmarks_mu as "Landmarks (Mu)".
+NEXT_RELEASE = """
+import json, sys
+import chexmask_rt.result as result
+result.FIELDS = tuple({**f, "csv": "Landmarks (Mu)"} if f["name"] == "landmarks_mu" else f for f in result.FIELDS)
+import chexmask_rt
+from chexmask_rt.batch import run_batch
+from chexmask_rt.csv_output import SCHEMA_VERSION
+from chexmask_rt.merge import merge_folders
+command, args = sys.argv[1], json.loads(sys.argv[2])
+if command == "batch":
+    s = run_batch(chexmask_rt.load(), args["images"], args["out"], samples=2, second_look=False, progress=False)
+    print(json.dumps({"schema": SCHEMA_VERSION, "done": s.done, "skipped": s.skipped}))
+else:
+    m = merge_folders(args["folders"], args["out"])
+    print(json.dumps({"schema": SCHEMA_VERSION, "rows": m.rows}))
+"""
+
+
+def _next_release(command: str, **args) -> dict:
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", NEXT_RELEASE, command, json.dumps(args)], capture_output=True,
+                          text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _rows(path):
+    import csv
+
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_a_later_column_resumes_and_merges_this_schemas_folders(tmp_path, shared_images, default_segmenter):
+    """A release that adds a CSV column (schema N + 1) resumes a folder of schema N, keeping its rows
+    as they were, and merges it with its own folders: adding a field never strands results."""
+    from chexmask_rt.batch import run_batch
+
+    images = [str(p) for p in shared_images[:4]]
+    old, other = tmp_path / "old", tmp_path / "other"
+    run_batch(default_segmenter, images[:2], old, samples=2, second_look=False, progress=False)
+    run_batch(default_segmenter, images[3:4], other, samples=2, second_look=False, progress=False)
+    before = _rows(old / "results.csv")
+
+    resumed = _next_release("batch", images=images[:3], out=str(old))
+    assert resumed == {"schema": SCHEMA_VERSION + 1, "done": 1, "skipped": 2}
+    after = _rows(old / "results.csv")
+    assert list(after[0]) == [*COLUMNS, "Landmarks (Mu)"]
+    for was, now in zip(before, after[:2]):  # the older rows, untouched but for the new empty column
+        assert now == {**was, "Landmarks (Mu)": ""}
+    assert after[2]["Results Schema"] == str(SCHEMA_VERSION + 1) and len(after[2]["Landmarks (Mu)"].split(",")) == 240
+
+    merged = _next_release("merge", folders=[str(old), str(other)], out=str(tmp_path / "all"))
+    assert merged["rows"] == 4
+    rows = _rows(tmp_path / "all" / "results.csv")
+    assert [r["Results Schema"] for r in rows] == [str(SCHEMA_VERSION)] * 2 + [str(SCHEMA_VERSION + 1), str(SCHEMA_VERSION)]
+    assert rows[3]["Landmarks (Mu)"] == "" and rows[3]["Image"] == images[3]

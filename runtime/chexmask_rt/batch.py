@@ -46,7 +46,7 @@ from .discovery import discover
 from .errors import ChexmaskError, InputError, ModelError, NonFiniteOutputError
 from .image_io import read_image, to_gray
 from .limits import resolve_max_pixels
-from .model import DEFAULT_BATCH
+from .inputs import DEFAULT_BATCH, check_run_arguments
 
 ERROR_COLUMNS = ("Image", "Error", "Reason")
 
@@ -190,7 +190,6 @@ def run_batch(segmenter, images: Sequence[str], out_dir: str | os.PathLike, *, s
     an ``errors.csv`` that cannot be written (InputError), since no failure could be recorded.
     ``max_pixels``: the pixel limit (default: the segmenter's, see :func:`chexmask_rt.load`).
     """
-    from .model import check_run_arguments
 
     if workers < 1:
         raise InputError(f"--workers must be >= 1, got {workers}")

@@ -19,7 +19,7 @@ import numpy as np
 
 from . import core, streaming
 from .dicom_source import with_source
-from .errors import ChexmaskError, ModelError, NonFiniteOutputError
+from .errors import ChexmaskError, InputError, ModelError, NonFiniteOutputError
 from .inputs import (DEFAULT_BATCH, DEFAULT_SAMPLES, ImageLike, check_bit_depth, check_run_arguments, decode,  # noqa: F401
                      load_item)
 from .limits import resolve_max_pixels
@@ -100,6 +100,17 @@ def load(model: str | os.PathLike | None = None, *, backend: str = "auto", threa
 
 class UntrainedModelWarning(UserWarning):
     """The engine was exported from untrained weights (a placeholder)."""
+
+
+def _named(chunk: list[tuple[np.ndarray, str | None]], bit_depth: int | None, error: InputError) -> InputError:
+    """The core's refusal of a chunk, as the refusal of the image it is about: each image's pixels
+    are checked again alone, by the same core code, before any engine work."""
+    for gray, name in chunk:
+        try:
+            core.preprocess(gray, core.MIN_SIDE, bit_depth)
+        except InputError as alone:
+            return InputError(f"{name or 'array'}: {str(alone).removeprefix('image: ')}")
+    return error
 
 
 class Segmenter:
@@ -194,6 +205,8 @@ class Segmenter:
             index = getattr(exc, "index", None)
             name = chunk[index][1] if index is not None and index < len(chunk) else None
             raise NonFiniteOutputError(f"{name or 'array'}: {getattr(exc, 'reason', None) or exc}") from None
+        except InputError as exc:  # the core says "image"; name the file that is refused
+            raise _named(chunk, bit_depth, exc) from None
         return [Result.from_core(out, model=self.model_id, image=name) for out, (_, name) in zip(outs, chunk)]
 
     def predict_iter(self, inputs: Iterable[ImageLike], *, samples: int = DEFAULT_SAMPLES, seed: int = 0,
