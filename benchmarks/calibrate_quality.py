@@ -36,7 +36,8 @@ import chexmask_rt
 from benchmarks.shared_data import radiographs_and_dicom
 from chexmask_rt.image_io import read_image
 from chexmask_rt.preprocess import to_gray
-from chexmask_rt.quality import calibration_path, node_std_1024
+from chexmask_rt._core import node_std_1024
+from chexmask_rt.quality import calibration_path
 
 SOURCES = radiographs_and_dicom()
 

@@ -30,7 +30,7 @@ import numpy as np
 import chexmask_rt
 from benchmarks.shared_data import experiment_arguments, gray_radiographs, write_report
 from chexmask_rt.frames import Letterbox, distance_1024
-from chexmask_rt.quality import node_std_1024
+from chexmask_rt._core import node_std_1024
 from chexmask_rt.second_look import look_kind, lung_fill
 
 REFERENCE = "wiki_example1_normal_PA.jpg"

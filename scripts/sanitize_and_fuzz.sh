@@ -3,10 +3,14 @@
 # the test suite. Time-boxed: about 8 minutes on the 2-core CI machine, never more than 13.
 #  1. the C++ core, its tests and its pybind module built with AddressSanitizer + UBSan
 #     (build-asan/; undefined behaviour is fatal there);
-#  2. the C++ tests under the sanitizers: bad buffers, threads, the shipped model, engines
-#     that must be refused (10 landmarks, metadata that is not the graph's, a graph that lies)
-#     and one with 60 landmarks whose organs metadata names them, which must run;
-#  3. the seeded fuzz of the public API (tests/fuzz_public_api.py), 10,000 inputs: the first
+#  2. the C++ tests under the sanitizers: bad buffers, threads, organ masks (polygon_mask and its C
+#     API), the shipped model, engines that must be refused (10 landmarks, metadata that is not
+#     the graph's, a graph that lies), one with 60 landmarks whose organs metadata names them,
+#     which must run, and the JSON reader of the quality calibration on malformed and
+#     byte-mutated documents;
+#  3. the seeded fuzz of the public API (tests/fuzz_public_api.py: files, arrays, engines, damaged
+#     calibration files beside an engine, and organ masks, which must equal cv2.fillPoly's),
+#     10,000 inputs: the first
 #     FUZZ_ASAN_INPUTS through the sanitizer build (Python with libasan preloaded, native
 #     backend), the rest through the normal build (both backends, taking turns).
 # A heap over-read, a crash, a hang (60 s watchdog) or an untyped error fails the run.

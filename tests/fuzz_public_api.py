@@ -11,7 +11,13 @@ Kinds, in fixed shares:
 - ``array``: random dtypes, shapes (extreme aspect ratios, empty, 1-D, 4-D), strides, byte
   orders and values (NaN, inf, out of range), with random ``bit_depth`` arguments;
 - ``engine``: the toy engine (tests/toy_engine.py) with bit flips, truncations, or edits of its
-  metadata and declared shapes, loaded and run.
+  metadata and declared shapes, loaded and run;
+- ``calibration``: the toy engine with a quality calibration file beside it (the shipped one,
+  keyed by the toy's checkpoint) that has bit flips, a truncation, random bytes, deep nesting or
+  edited thresholds, read by the core's JSON reader when the engine loads.
+- ``mask``: organ-mask rasterisation (``rle.polygon_mask``, the core's ``polygon_mask``) of random
+  polygons (0 to 200 points, up to 1e300 px away, NaN/inf, bad shapes and dtypes) on random and
+  bad mask sizes; a mask must equal ``cv2.fillPoly``'s byte for byte (tests/fillpoly_reference.py).
 Images go through the toy engine (fast), and one in 25 through the shipped model; the backends
 take turns. An answer must be 120 finite landmarks; a failure must be a ``ChexmaskError``.
 Anything else is an untyped failure. A crash ends the process: before each input its
@@ -39,9 +45,11 @@ import cv2
 import numpy as np
 
 import chexmask_rt
+from chexmask_rt import rle
 
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))
+from fillpoly_reference import fillpoly_mask  # noqa: E402
 from toy_engine import METADATA, toy_engine  # noqa: E402
 
 DATA = TESTS.parents[1] / "shared" / "data"
@@ -197,12 +205,76 @@ def mutated_engine(rng, keep: Path) -> tuple[Path, str]:
     return path, f"toy engine: {landmarks} landmarks declared as 120"
 
 
+def mutated_calibration(rng, keep: Path) -> tuple[Path, str]:
+    """A folder with the toy engine and a damaged ``toy.quality.json``: the engine's path."""
+    shipped = json.loads((Path(chexmask_rt.default_model_path()).with_suffix(".quality.json")).read_text())
+    entry = next(iter(shipped.values()))
+    kind = int(rng.integers(4))
+    if kind == 0:  # thresholds of another type, or nested deeper than the reader takes
+        value = [None, True, "5.3", [], {}, -1, 1e308, [[[[[[]]]]]]][int(rng.integers(8))]
+        key = str(rng.choice(["node_std_1024", "mean_latent_sigma"]))
+        text = json.dumps({METADATA["checkpoint_sha256"]: {**entry, "thresholds": {**entry["thresholds"], key: value}}})
+        what = f"thresholds.{key} = {value!r}"
+    elif kind == 1:
+        depth = int(rng.choice([10, 63, 64, 65, 1000, 100_000]))
+        text = "[" * depth + "]" * depth if rng.random() < 0.5 else "[" * depth
+        what = f"nesting {depth}"
+    else:
+        data = bytearray(json.dumps({METADATA["checkpoint_sha256"]: entry}).encode())
+        what = (flip_bits if kind == 2 else [truncate, edit_header][int(rng.integers(2))])(data, rng)
+        text = bytes(data)
+    folder = keep / "calibrated"
+    folder.mkdir(exist_ok=True)
+    (folder / "toy.quality.json").write_bytes(text if isinstance(text, bytes) else text.encode())
+    (folder / "toy.onnx").write_bytes(toy_engine())
+    return folder / "toy.onnx", f"calibration: {what}"
+
+
+MASK_SIDES = [1, 2, 3, 17, 64, 300, 1000]
+BAD_MASK_SIDES = [0, -1, 65537, 2**31, 2**63 - 1, 10.5, None]
+
+
+def random_polygon(rng) -> tuple[object, object, object, str]:
+    """Points, height and width for ``rle.polygon_mask``: mostly usable, some bad in one way."""
+    height, width = (int(rng.choice(MASK_SIDES)) for _ in range(2))
+    if rng.random() < 0.05:  # the longest side allowed, kept cheap by a thin other side
+        height, width = (65536, int(rng.integers(1, 4)))[:: 1 if rng.random() < 0.5 else -1]
+    n = int(rng.choice([0, 1, 2, 3, 5, 44, 50, 200]))
+    spread = 10.0 ** (rng.uniform(0, 4) if rng.random() < 0.8 else rng.uniform(4, 300))
+    points = rng.normal(max(height, width) / 2, spread, (n, 2))
+    what = [f"{n} points, spread {spread:.3g}"]
+    flaw = rng.random()
+    if flaw < 0.1 and n:
+        points[int(rng.integers(n)), int(rng.integers(2))] = rng.choice([np.nan, np.inf, -np.inf])
+        what.append("a non-finite value")
+    elif flaw < 0.15:
+        points = [points.reshape(-1), points[:, :1], np.stack([points] * 2), np.hstack([points, points])][int(rng.integers(4))]
+        what.append(f"shape {list(np.shape(points))}")
+    elif flaw < 0.2:
+        dtype = [np.float32, np.int32, np.float16, object, str][int(rng.integers(5))]
+        points = points.astype(dtype)
+        what.append(f"dtype {np.dtype(dtype).name}")
+    elif flaw < 0.25:
+        height = BAD_MASK_SIDES[int(rng.integers(len(BAD_MASK_SIDES)))]
+        what.append(f"height {height}")
+    return points, height, width, f"{height}x{width} mask: {', '.join(what)}"
+
+
+def check_mask(points, height, width) -> None:
+    mask = rle.polygon_mask(points, height, width)
+    expected = fillpoly_mask(np.asarray(points, dtype=np.float64), height, width)
+    if not np.array_equal(mask, expected):
+        raise AssertionError(f"{int((mask != expected).sum())} pixels differ from cv2.fillPoly")
+
+
 # --- the run --------------------------------------------------------------------------------------
 
 def check_result(result) -> None:
     landmarks = np.asarray(result.landmarks)
     if landmarks.shape != (120, 2) or not np.isfinite(landmarks).all() or not np.isfinite(result.landmarks_std).all():
         raise AssertionError(f"a result of shape {landmarks.shape} with non-finite values")
+    if result.quality is None or not isinstance(result.quality.reason, str) or not result.quality.reason:
+        raise AssertionError(f"a result without its reliability flag: {result.quality!r}")
 
 
 class Fuzzer:
@@ -222,7 +294,8 @@ class Fuzzer:
         rng = np.random.default_rng([self.seed, i])
         backend = self.backends[i % len(self.backends)]
         draw = rng.random()
-        kind = "file" if draw < 0.6 else "array" if draw < 0.85 else "engine"
+        kind = ("file" if draw < 0.6 else "array" if draw < 0.78 else "engine" if draw < 0.88
+                else "calibration" if draw < 0.93 else "mask")
         model = "shipped" if rng.random() < 0.04 else "toy"
         kwargs: dict = {"samples": int(rng.integers(1, 4)), "second_look": bool(rng.random() < 0.5)}
         if kind == "file":
@@ -230,19 +303,23 @@ class Fuzzer:
         elif kind == "array":
             item, extra, what = random_array(rng)
             kwargs.update(extra)
+        elif kind == "mask":
+            *polygon, what = random_polygon(rng)
         else:
-            engine, what = mutated_engine(rng, self.keep)
+            engine, what = (mutated_engine if kind == "engine" else mutated_calibration)(rng, self.keep)
             item = np.random.default_rng(i).integers(0, 256, (90, 70), dtype=np.uint8)
         (self.keep / "last_input.txt").write_text(f"input {i} (seed {self.seed}): {kind} {backend} {model}: {what}\n")
         outcome = "ok"
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                if kind == "engine":
+                if kind == "mask":
+                    check_mask(*polygon)
+                elif kind in ("engine", "calibration"):
                     segmenter = chexmask_rt.load(engine, backend=backend, threads=1)
+                    check_result(segmenter.predict(item, **kwargs))
                 else:
-                    segmenter = self.segmenters[(backend, model)]
-                check_result(segmenter.predict(item, **kwargs))
+                    check_result(self.segmenters[(backend, model)].predict(item, **kwargs))
         except chexmask_rt.InputError:
             outcome = "InputError"
         except chexmask_rt.ModelError:

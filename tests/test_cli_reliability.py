@@ -2,9 +2,12 @@
 right exit code, valid JSON always, and what succeeded is written even when some images fail."""
 import csv
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
+import cv2
 import numpy as np
 import onnx
 import pytest
@@ -12,6 +15,9 @@ from onnx import helper, numpy_helper
 
 import chexmask_rt
 from chexmask_rt.errors import ModelError, NonFiniteOutputError
+from chexmask_rt.image_io import read_image, to_gray
+
+from conftest import REPO, skip_or_fail_without_native
 
 
 def cli(*args):
@@ -38,6 +44,24 @@ def test_non_finite_outputs_are_an_error_naming_the_image(nan_engine, example1, 
     with pytest.raises(NonFiniteOutputError, match=f"{example1}: the engine nan.onnx returned NaN") as err:
         seg.predict(example1, samples=3, second_look=second_look)
     assert isinstance(err.value, ModelError)
+
+
+def test_the_core_refuses_non_finite_outputs_for_c_callers(nan_engine, example1, tmp_path):
+    """The check lives in the C++ core: the C example (C API) gets a model error naming the image's
+    position in the batch, not NaN in its JSON."""
+    program = Path(os.environ.get("CHEXMASK_RT_BUILD_DIR", REPO / "build")) / "cpp" / "chexmask-rt-c"
+    if not program.is_file():
+        skip_or_fail_without_native(f"{program} not built (configure with -DCHEXMASK_RT_BUILD_EXAMPLES=ON)")
+    from chexmask_rt.core import onnxruntime_library
+
+    pgm = tmp_path / "example1.pgm"
+    cv2.imwrite(str(pgm), to_gray(read_image(example1)))
+    for look in ("--single-look", "--second-look"):
+        proc = subprocess.run([str(program), "--model", str(nan_engine), "--samples", "2", "--onnxruntime",
+                               onnxruntime_library(), look, str(pgm)], capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 4 and proc.stdout == "", proc.stdout[:200] + proc.stderr
+        assert proc.stderr == ("chexmask-rt-c: error: image 0 of the batch: the engine nan.onnx returned NaN or "
+                               "infinite values for this image; the engine is faulty\n")
 
 
 def test_non_finite_outputs_in_the_cli(tmp_path, nan_engine, shared_images):

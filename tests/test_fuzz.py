@@ -97,12 +97,12 @@ def test_float_arrays_with_bad_values(segmenters, array):
 
 
 def test_seeded_fuzz_of_the_public_api(tmp_path, capsys):
-    """A slice of the CI fuzz (other input numbers than CI's): files, arrays and engines."""
+    """A slice of the CI fuzz (other input numbers than CI's): files, arrays, engines, calibration files and masks."""
     status = fuzz_public_api.main(["--inputs", "150", "--first", "50000", "--keep", str(tmp_path),
                                    "--report", str(tmp_path / "report.json")])
     report = json.loads((tmp_path / "report.json").read_text())
     assert status == 0, report["untyped_failures"]
-    assert report["ran"] == 150 and set(report["inputs_by_kind"]) == {"file", "array", "engine"}
+    assert report["ran"] == 150 and set(report["inputs_by_kind"]) == {"file", "array", "engine", "calibration", "mask"}
     assert report["outcomes"].get("ok", 0) > 0 and report["outcomes"].get("InputError", 0) > 0
 
 

@@ -28,7 +28,7 @@ from chexmask_rt.preprocess import preprocess, to_gray
 from chexmask_rt.sampling import latent_noise
 
 from conftest import REPO
-from toy_engine import write_toy_engine
+from toy_engine import toy_engine, write_toy_engine
 
 from conftest import skip_or_fail_without_native  # noqa: E402
 
@@ -478,3 +478,14 @@ def test_cpp_test_program(tmp_path):
                            str(not_engine), *map(str, wrong)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "0 failures" in proc.stdout + proc.stderr
+
+
+def test_core_error_quoting_bytes_that_are_not_utf8_stays_typed(tmp_path):
+    """ONNX Runtime's message names a damaged graph output byte for byte (found by the seeded fuzz,
+    input 3390): it must reach Python as the ModelError, not as a UnicodeDecodeError."""
+    data = toy_engine()
+    at = data.rindex(b"landmarks_std")  # the graph's output list, after the node that makes it
+    damaged = tmp_path / "damaged.onnx"
+    damaged.write_bytes(data[:at] + b"lan\xe4marks_std" + data[at + len(b"landmarks_std"):])
+    with pytest.raises(ModelError, match="lan\ufffdmarks_std"):
+        _core.Engine(str(damaged), native.onnxruntime_library())

@@ -1,13 +1,18 @@
-"""Reliability: thread safety of the Python path, no memory growth, and the calibrated quality flag."""
+"""Reliability: thread safety of a shared Segmenter, no memory growth, and the calibrated quality flag."""
 import json
 import shutil
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import chexmask_rt
-from chexmask_rt.image_io import read_image
+from chexmask_rt import _core
+from chexmask_rt.image_io import read_image, to_gray
 from benchmarks.leak_check import rss_mb
 from chexmask_rt.quality import calibration_path
 
@@ -19,8 +24,8 @@ def arrays(shared_images):
     return [read_image(p) for p in shared_images]
 
 
-def test_python_path_shared_by_8_threads_equals_sequential(arrays):
-    seg = chexmask_rt.load(backend="python", threads=1)
+def test_a_segmenter_shared_by_8_threads_equals_sequential(arrays):
+    seg = chexmask_rt.load(threads=1)
     jobs = [(i % len(arrays), i) for i in range(16)]  # (image, seed): different work in flight at once
     sequential = {job: seg.predict(arrays[job[0]], samples=6, seed=job[1]) for job in jobs}
     with ThreadPoolExecutor(8) as pool:
@@ -32,10 +37,9 @@ def test_python_path_shared_by_8_threads_equals_sequential(arrays):
         assert r.quality == sequential[job].quality
 
 
-@pytest.mark.parametrize("backend", ["native", "python"])
-def test_sequential_predictions_do_not_grow_memory(backend, example1):
-    """A small version of benchmarks/leak_check.py (which runs 2,000): files and arrays, both backends."""
-    seg = chexmask_rt.load(backend=backend, threads=1)
+def test_sequential_predictions_do_not_grow_memory(example1):
+    """A small version of benchmarks/leak_check.py (which runs 2,000): files and arrays."""
+    seg = chexmask_rt.load(threads=1)
     small = np.ascontiguousarray(read_image(example1)[::3, ::3])
     dicom = SHARED / "data" / "dicom" / "cr_chest_monochrome2_jpeg.dcm"
 
@@ -57,16 +61,18 @@ def test_in_distribution_is_not_flagged_and_corrupted_is(default_segmenter, arra
     for img in arrays:
         q = default_segmenter.predict(img).quality
         assert q.calibrated and not q.flag, q.reason
-    gray = chexmask_rt.preprocess.to_gray(arrays[1])[0]
+    gray = to_gray(arrays[1])
     for bad in (255 - gray, np.ascontiguousarray(np.rot90(gray)), np.full((512, 512), 128, np.uint8)):
         q = default_segmenter.predict(bad).quality
         assert q.flag and "above the calibrated threshold" in q.reason and "mean node std" in q.reason
 
 
-def test_both_backends_give_the_same_quality(arrays):
-    native, python = chexmask_rt.load(backend="native"), chexmask_rt.load(backend="python")
+def test_the_flag_is_the_calibrated_rule_applied_to_the_results_own_scores(default_segmenter, arrays):
+    rule = _core.QualityAssessor(str(chexmask_rt.default_model_path()), "", default_segmenter.info.checkpoint_sha256)
     for img in arrays[:2]:
-        assert native.predict(img, samples=10).quality == python.predict(img, samples=10).quality
+        r = default_segmenter.predict(img, samples=10)
+        want = rule.assess(r.mean_node_std, r.mean_latent_sigma, r.height, r.width)
+        assert (r.quality.flag, r.quality.reason, r.quality.calibrated) == (want.flag, want.reason, want.calibrated)
 
 
 def test_other_models_are_not_calibrated(tmp_path, example1):
@@ -89,3 +95,55 @@ def test_malformed_calibration_file_is_a_model_error(tmp_path):
     calibration_path(engine).write_text("{not json")
     with pytest.raises(chexmask_rt.ModelError, match=r"m\.quality\.json: malformed quality calibration file"):
         chexmask_rt.load(engine)
+
+
+SHIPPED_THRESHOLDS = next(iter(json.loads(calibration_path(chexmask_rt.default_model_path()).read_text()).values()))
+
+
+@pytest.fixture(scope="module")
+def shipped_assessor(tmp_path_factory):
+    """The core's assessor with the shipped thresholds, read from a calibration file beside an engine path."""
+    folder = tmp_path_factory.mktemp("q")
+    (folder / "m.quality.json").write_text(json.dumps({"a" * 64: SHIPPED_THRESHOLDS}))
+    return _core.QualityAssessor(str(folder / "m.onnx"), "", "a" * 64)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(node=st.floats(0, 200), sigma=st.floats(0, 2), height=st.integers(32, 65536), width=st.integers(32, 65536))
+def test_the_core_writes_reasons_as_python_formats_them(shipped_assessor, node, sigma, height, width):
+    """The reason strings are byte for byte Python's f"{x:.2f}" / f"{x:.4f}" (how the package wrote them
+    before the core owned the flag): results.csv files of earlier runs resume with the same text."""
+    q = shipped_assessor.assess(node, sigma, height, width)
+    limit_node, limit_sigma = (SHIPPED_THRESHOLDS["thresholds"][k] for k in ("node_std_1024", "mean_latent_sigma"))
+    node_1024 = node * 1024.0 / max(height, width)
+    assert _core.node_std_1024(node, height, width) == node_1024
+    over = ([f"mean node std {node_1024:.2f} px (1024 frame) > {limit_node:.2f}"] if node_1024 > limit_node else []) + \
+           ([f"mean latent sigma {sigma:.4f} > {limit_sigma:.4f}"] if sigma > limit_sigma else [])
+    assert q.calibrated and q.flag == bool(over)
+    assert q.reason == ("uncertainty above the calibrated threshold: " + "; ".join(over) if over else
+                        f"within calibrated thresholds (mean node std {node_1024:.2f} <= {limit_node:.2f} px, "
+                        f"mean latent sigma {sigma:.4f} <= {limit_sigma:.4f})")
+
+
+@pytest.mark.parametrize("name", ["m.onnx", "dir/a.b.onnx", "no_suffix", ".hidden", "dir.d/model.plan.onnx"])
+def test_calibration_path_is_where_the_core_looks(name):
+    assert str(calibration_path(name)) == _core.default_quality_file(name)
+
+
+def test_a_named_calibration_file_is_used_or_refused(tmp_path, example1):
+    engine = tmp_path / "copy.onnx"
+    shutil.copy(chexmask_rt.default_model_path(), engine)
+    shipped = str(calibration_path(chexmask_rt.default_model_path()))
+    gray = to_gray(read_image(example1))
+    assert not _core.Engine(str(engine)).predict(gray, 3).quality.calibrated  # nothing beside it
+    q = _core.Engine(str(engine), quality_file=shipped).predict(gray, 3).quality
+    assert q.calibrated and q.to_dict() == {"flag": q.flag, "reason": q.reason, "calibrated": True}
+    with pytest.raises(chexmask_rt.ModelError, match=r"nowhere\.json: quality calibration file not found"):
+        _core.Engine(str(engine), quality_file=str(tmp_path / "nowhere.json"))
+
+
+def test_predict_json_carries_the_flag(default_segmenter, example1):
+    proc = subprocess.run([sys.executable, "-m", "chexmask_rt", "predict", str(example1), "--samples", "3", "--json", "-"],
+                          capture_output=True, text=True, check=True)
+    quality = json.loads(proc.stdout)["quality"]
+    assert quality == default_segmenter.predict(example1, samples=3).quality.to_dict() and quality["calibrated"]

@@ -6,6 +6,7 @@ points elsewhere). The builds here are time-boxed: a few small files, or the cor
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -16,12 +17,11 @@ import numpy as np
 import pytest
 
 import chexmask_rt
-from chexmask_rt.image_io import read_image
-from chexmask_rt.preprocess import to_gray
+from chexmask_rt.image_io import read_image, to_gray
 
 from conftest import REPO, skip_or_fail_without_native
 
-native = pytest.importorskip("chexmask_rt.backends.native")
+core = pytest.importorskip("chexmask_rt.core")
 
 BUILD = Path(os.environ.get("CHEXMASK_RT_BUILD_DIR", REPO / "build"))
 CPP_EXAMPLE = BUILD / "cpp" / "chexmask-rt-cpp"
@@ -55,7 +55,7 @@ def pgm_images(shared_images, tmp_path_factory) -> list[Path]:
     for path in shared_images:
         if path.suffix != ".png":  # JPEG decoders differ between OpenCV builds; PNG and PGM are exact
             continue
-        gray, _ = to_gray(read_image(path))
+        gray = to_gray(read_image(path))
         out.append(root / f"{path.stem}.pgm")
         cv2.imwrite(str(out[-1]), gray)
     out.append(root / "twelve_bit.pgm")
@@ -64,7 +64,7 @@ def pgm_images(shared_images, tmp_path_factory) -> list[Path]:
 
 
 def _json(program: Path, images: list[Path], *args, library: str | None = None) -> str:
-    lib = [] if library == "" else ["--onnxruntime", library or native.onnxruntime_library()]
+    lib = [] if library == "" else ["--onnxruntime", library or core.onnxruntime_library()]
     cmd = [program, "--model", chexmask_rt.default_model_path(), "--samples", "12", "--seed", "5", *lib, *args, *images]
     return _checked(cmd).stdout
 
@@ -78,9 +78,28 @@ def test_c_example_prints_the_cpp_examples_json(pgm_images):
     assert _json(c, pgm_images[:1], "--single-look") == _json(cpp, pgm_images[:1], "--single-look")
 
 
+def test_c_example_prints_the_reliability_flag(tmp_path, pgm_images, default_segmenter):
+    """The C API's quality fields, as the C example prints them: the shipped model's verdict (its calibration
+    beside it, also read from memory), and "not calibrated" for a copy without one."""
+    c = _require(C_EXAMPLE)
+    gray = cv2.imread(str(pgm_images[0]), cv2.IMREAD_UNCHANGED)  # the package reads no PGM
+    want = default_segmenter.predict(gray, samples=12, seed=5).quality.to_dict()
+    assert want["calibrated"] and want["reason"]
+    for args in ([], ["--from-memory"]):
+        assert json.loads(_json(c, pgm_images[:1], *args))["quality"] == want
+    copy = tmp_path / "copy.onnx"
+    shutil.copy(chexmask_rt.default_model_path(), copy)
+    for args in ([], ["--from-memory"]):
+        out = _checked([c, "--model", copy, "--samples", "2", "--onnxruntime", core.onnxruntime_library(), *args,
+                        pgm_images[0]]).stdout
+        quality = json.loads(out)["quality"]
+        assert quality["flag"] is False and quality["calibrated"] is False
+        assert quality["reason"].startswith("not calibrated for this model")
+
+
 def test_c_example_exit_codes(tmp_path, pgm_images):
     c = _require(C_EXAMPLE)
-    model, lib = chexmask_rt.default_model_path(), native.onnxruntime_library()
+    model, lib = chexmask_rt.default_model_path(), core.onnxruntime_library()
     bad = tmp_path / "bad.pgm"
     bad.write_bytes(b"P5\n12 12\n255\nshort")
     assert _run([c, "--model", model, "--onnxruntime", lib, bad]).returncode == 3
@@ -137,7 +156,7 @@ def onnxruntime_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("onnxruntime-linux-x64")
     shutil.copytree(ORT_HEADERS, root / "include")
     (root / "lib").mkdir()
-    library = Path(native.onnxruntime_library())
+    library = Path(core.onnxruntime_library())
     (root / "lib" / library.name).symlink_to(library)
     (root / "lib" / "libonnxruntime.so.1").symlink_to(library.name)
     (root / "lib" / "libonnxruntime.so").symlink_to("libonnxruntime.so.1")

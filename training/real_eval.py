@@ -30,7 +30,7 @@ from scipy.stats import spearmanr
 
 from benchmarks.calibrate_quality import as_uint8, auc, corrupted, textures
 from chexmask_rt.image_io import read_image
-from chexmask_rt.quality import node_std_1024
+from chexmask_rt._core import node_std_1024
 
 from .data import DEFAULT_DATA
 from .outer_extent import EXTREMES, extent_errors, extremes_1024

@@ -31,7 +31,7 @@ import numpy as np
 import chexmask_rt
 from chexmask_rt.image_io import read_image
 from chexmask_rt.overlay import draw_overlay
-from chexmask_rt.quality import node_std_1024
+from chexmask_rt._core import node_std_1024
 
 from .data import DEFAULT_DATA
 from .outer_extent import lung_extremes

@@ -5,7 +5,8 @@
  *
  * Reads binary PGM (P5, 8- or 16-bit; no image library needed) and prints, per image, the JSON
  * that chexmask-rt-cpp prints for the same file, byte for byte (a list for several images).
- * --from-memory loads the engine from its bytes instead of its path.
+ * --from-memory loads the engine from its bytes instead of its path, and names its calibration
+ * (<model stem>.quality.json, when there is one) as the library would find it beside the file.
  * Exit codes: 0 ok, 2 usage, 3 input error, 4 model error.
  */
 #include <chexmask_rt/chexmask_rt_c.h>
@@ -199,15 +200,40 @@ static void print_result(FILE* out, const chexmask_rt_result* result, const char
                     r->crop_side);
         fputc('}', out);
     }
+    fprintf(out, ",\n \"quality\": {\"flag\": %s, \"reason\": ", r->quality_flag ? "true" : "false");
+    print_quoted(out, r->quality_reason);
+    fprintf(out, ", \"calibrated\": %s}", r->quality_calibrated ? "true" : "false");
     fputs("\n}", out);
 }
 
 /* ---- main ------------------------------------------------------------------------------------ */
 
-static chexmask_rt_status open_engine(const char* model, int from_memory, const chexmask_rt_engine_options* options,
+/* "<model stem>.quality.json", where the library looks for an engine file's calibration; NULL if no such file.
+ * An engine opened from memory has no file name, so the caller names its calibration. */
+static char* calibration_beside(const char* model) {
+    const char* slash = strrchr(model, '/');
+    const char* base = slash == NULL ? model : slash + 1;
+    const char* dot = strrchr(base, '.');
+    const size_t stem = dot == NULL || dot == base ? strlen(model) : (size_t)(dot - model);
+    char* path = malloc(stem + sizeof ".quality.json");
+    FILE* f;
+    if (path == NULL) return NULL;
+    memcpy(path, model, stem);
+    strcpy(path + stem, ".quality.json");
+    f = fopen(path, "rb");
+    if (f == NULL) {
+        free(path);
+        return NULL;
+    }
+    fclose(f);
+    return path;
+}
+
+static chexmask_rt_status open_engine(const char* model, int from_memory, chexmask_rt_engine_options* options,
                                       chexmask_rt_engine** engine) {
     FILE* f;
     char* bytes;
+    char* calibration;
     long size;
     chexmask_rt_status status;
     if (!from_memory) return chexmask_rt_engine_open(model, options, engine);
@@ -219,7 +245,11 @@ static chexmask_rt_status open_engine(const char* model, int from_memory, const 
     bytes = malloc((size_t)size);
     if (bytes == NULL || fread(bytes, 1, (size_t)size, f) != (size_t)size) size = 0;
     fclose(f);
+    calibration = calibration_beside(model);
+    options->quality_file = calibration;
     status = chexmask_rt_engine_open_memory(bytes, (size_t)size, options, engine);
+    options->quality_file = NULL;
+    free(calibration);
     free(bytes); /* the engine keeps no reference to the bytes */
     return status;
 }

@@ -161,6 +161,8 @@ std::string to_json(const chexmask_rt::Result& r, const std::string& image, cons
         }
         o << "}";
     }
+    o << ",\n \"quality\": {\"flag\": " << (r.quality.flag ? "true" : "false") << ", \"reason\": "
+      << quoted(r.quality.reason) << ", \"calibrated\": " << (r.quality.calibrated ? "true" : "false") << "}";
     o << "\n}";
     return o.str();
 }

@@ -68,6 +68,8 @@ chexmask_rt::EngineOptions cpp_options(const chexmask_rt_engine_options* options
     if (has(offsetof(chexmask_rt_engine_options, tensorrt_cache_dir) + sizeof(const char*)) &&
         options->tensorrt_cache_dir != nullptr)
         out.tensorrt_cache_dir = options->tensorrt_cache_dir;
+    if (has(offsetof(chexmask_rt_engine_options, quality_file) + sizeof(const char*)) && options->quality_file != nullptr)
+        out.quality_file = options->quality_file;
     return out;
 }
 
@@ -81,9 +83,8 @@ chexmask_rt_engine* wrap(chexmask_rt::Engine engine) {
     return handle;
 }
 
-/// Points as (x, y) pairs of doubles, in place (Point is two packed doubles).
+/// Points as (x, y) pairs of doubles, in place (Point is two packed doubles: static_assert below).
 const double* pairs(const std::vector<chexmask_rt::Point>& points) {
-    static_assert(sizeof(chexmask_rt::Point) == 2 * sizeof(double), "Point must be two packed doubles");
     return reinterpret_cast<const double*>(points.data());
 }
 
@@ -112,6 +113,9 @@ chexmask_rt_result* wrap(chexmask_rt::Result result) {
         f.crop_top = r.second_look->crop_top;
         f.crop_side = r.second_look->crop_side;
     }
+    f.quality_flag = r.quality.flag ? 1 : 0;
+    f.quality_reason = r.quality.reason.c_str();
+    f.quality_calibrated = r.quality.calibrated ? 1 : 0;
     return handle;
 }
 
@@ -243,6 +247,24 @@ chexmask_rt_status chexmask_rt_result_field(const chexmask_rt_result* result, co
             return;
         }
         throw chexmask_rt::InputError(std::string("a result has no field '") + name + "'");
+    });
+}
+
+static_assert(sizeof(chexmask_rt::Point) == 2 * sizeof(double), "points_xy is read as chexmask_rt::Point");
+
+chexmask_rt_status chexmask_rt_polygon_mask(const double* points_xy, size_t count, int height, int width,
+                                            uint8_t* out, size_t out_size) {
+    return guarded([&] {
+        if (points_xy == nullptr && count > 0) throw chexmask_rt::InputError("polygon_mask: the points are NULL");
+        const std::size_t bytes = chexmask_rt::detail::polygon_mask_bytes(height, width);
+        if (out == nullptr) throw chexmask_rt::InputError("polygon_mask: the output buffer is NULL");
+        if (out_size < bytes)
+            throw chexmask_rt::InputError("polygon_mask: the output buffer has " + std::to_string(out_size) +
+                                          " bytes; a " + std::to_string(width) + "x" + std::to_string(height) +
+                                          " mask needs " + std::to_string(bytes));
+        std::memset(out, 0, bytes);
+        chexmask_rt::detail::fill_polygon(reinterpret_cast<const chexmask_rt::Point*>(points_xy), count, height, width,
+                                          out);
     });
 }
 

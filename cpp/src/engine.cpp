@@ -1,4 +1,7 @@
 #include "internal.hpp"
+#include "quality.hpp"
+
+#include <filesystem>
 
 #include <functional>
 #include <string>
@@ -30,21 +33,31 @@ void check_samples(int samples) {
 
 struct Engine::Impl {
     std::unique_ptr<detail::Backend> backend;
+    std::string name;  ///< the model's file name, or "<memory>": for messages
+    detail::QualityAssessor quality;
+
+    Impl(std::unique_ptr<detail::Backend> opened, const std::string& model_path, const EngineOptions& options)
+        : backend(std::move(opened)),
+          name(model_path.empty() ? "<memory>" : std::filesystem::path(model_path).filename().string()),
+          quality(detail::load_quality(model_path, options.quality_file, backend->info().checkpoint_sha256)) {}
     /// Writes image `b` of a batch, letterboxed to size x size, to `out` and returns its frame.
     using PrepareOne = std::function<detail::Letterbox(std::size_t b, int size, float* out)>;
     /// One engine call for `count` images: prepare each, run, back to original pixels.
     std::vector<Result> one_look(std::size_t count, const PrepareOne& prepare, int samples, std::uint64_t seed) const;
+    /// The answers before the final checks: one look, or two with `second_look`.
+    std::vector<Result> looks(const std::vector<detail::Pixels>& pixels, int samples, std::uint64_t seed,
+                              bool second_look) const;
 };
 
 Engine::Engine(const std::string& model_path, const EngineOptions& options)
-    : impl_(std::make_unique<Impl>(Impl{open_backend(model_path, options)})) {}
+    : impl_(std::make_unique<Impl>(open_backend(model_path, options), model_path, options)) {}
 
 Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Engine Engine::from_memory(const void* model_data, std::size_t model_size, const EngineOptions& options) {
     if (model_data == nullptr || model_size == 0) throw ModelError("<memory>: no model bytes given");
     const detail::ModelSource source{"<memory>", model_data, model_size};
-    return Engine(std::make_unique<Impl>(Impl{detail::open_onnxruntime(source, options)}));
+    return Engine(std::make_unique<Impl>(detail::open_onnxruntime(source, options), "", options));
 }
 
 Engine::~Engine() = default;
@@ -86,11 +99,19 @@ std::vector<Result> Engine::predict_batch(const std::vector<ImageView>& images, 
     std::vector<detail::Pixels> pixels;
     pixels.reserve(images.size());
     for (const ImageView& image : images) pixels.push_back(detail::resolve_pixels(image));
-    std::vector<Result> results = impl_->one_look(
-        images.size(), [&](std::size_t b, int size, float* out) { return detail::preprocess_into(pixels[b], size, out); },
+    std::vector<Result> results = impl_->looks(pixels, samples, seed, second_look.value_or(info().second_look));
+    detail::check_finite(results, impl_->name);
+    for (Result& r : results) r.quality = impl_->quality.assess(r);
+    return results;
+}
+
+std::vector<Result> Engine::Impl::looks(const std::vector<detail::Pixels>& pixels, int samples, std::uint64_t seed,
+                                        bool second_look) const {
+    std::vector<Result> results = one_look(
+        pixels.size(), [&](std::size_t b, int size, float* out) { return detail::preprocess_into(pixels[b], size, out); },
         samples, seed);
-    if (!second_look.value_or(info().second_look)) return results;
-    const std::vector<Organ>& organs = info().organs;
+    if (!second_look) return results;
+    const std::vector<Organ>& organs = backend->info().organs;
 
     std::vector<std::size_t> which;
     std::vector<detail::Square> squares;
@@ -104,7 +125,7 @@ std::vector<Result> Engine::predict_batch(const std::vector<ImageView>& images, 
     }
     if (which.empty()) return results;
     // each crop is read in place, never copied: a crop of a huge image costs no more than its S x S input
-    const std::vector<Result> seconds = impl_->one_look(
+    const std::vector<Result> seconds = one_look(
         which.size(),
         [&](std::size_t k, int size, float* out) { return detail::preprocess_square(pixels[which[k]], squares[k], size, out); },
         samples, seed);

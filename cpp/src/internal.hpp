@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace chexmask_rt::detail {
@@ -64,6 +65,13 @@ Letterbox preprocess_square(const Pixels& image, const Square& square, int size,
 /// Bilinear resize of `window` of an image to size x size, as cv::resize INTER_LINEAR of
 /// the materialised window would give (resize.cpp), divided by its full scale, written to `out`.
 void resize_window(const Pixels& image, const Square& window, int size, float* out);
+
+/// Bytes of a height x width mask; throws InputError for a side outside 1..kMaxSide (polygon_fill.cpp).
+std::size_t polygon_mask_bytes(std::int64_t height, std::int64_t width);
+/// chexmask_rt::polygon_mask painted into `zeroed` (height * width caller-owned bytes, all 0 on entry;
+/// polygon_fill.cpp). It writes only the polygon's pixels, so a buffer the OS hands out already
+/// zeroed (calloc, numpy.zeros) is touched only where the organ lies.
+void fill_polygon(const Point* polygon, std::size_t count, int height, int width, std::uint8_t* zeroed);
 
 /// Raw engine outputs for a batch, normalised to [0, 1] of the square.
 struct EngineOutputs {
@@ -128,6 +136,8 @@ std::vector<std::int64_t> expected_shape(const std::string& name, const ModelInf
 
 /// A shape as messages write it: "[?, 120, 2]".
 std::string shape_text(const std::vector<std::int64_t>& shape);
+/// True when `text` is strict UTF-8, as Python's decoder takes it (metadata entries, JSON files).
+bool valid_utf8(std::string_view text);
 
 /// Something that runs an engine: images float32 [batch, 1, S, S] + eps float32 [samples, latents].
 class Backend {

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <set>
 #include <string>
+#include <string_view>
 
 namespace chexmask_rt {
 namespace {
@@ -27,28 +28,6 @@ int parse_int(const std::string& text, const std::string& key, const std::string
     return value;
 }
 
-// Python reads every entry as str: bytes that are not strict UTF-8 (what Python's decoder takes:
-// no overlong forms, surrogates or code points past U+10FFFF) must be refused here, not fail there.
-bool valid_utf8(const std::string& text) {
-    std::size_t i = 0;
-    while (i < text.size()) {
-        const auto lead = static_cast<unsigned char>(text[i]);
-        int extra = 0;
-        unsigned char low = 0x80, high = 0xBF;  // the allowed range of the second byte
-        if (lead < 0x80) extra = 0;
-        else if (lead >= 0xC2 && lead <= 0xDF) extra = 1;
-        else if (lead >= 0xE0 && lead <= 0xEF) extra = 2, low = lead == 0xE0 ? 0xA0 : 0x80, high = lead == 0xED ? 0x9F : 0xBF;
-        else if (lead >= 0xF0 && lead <= 0xF4) extra = 3, low = lead == 0xF0 ? 0x90 : 0x80, high = lead == 0xF4 ? 0x8F : 0xBF;
-        else return false;
-        if (text.size() - i <= static_cast<std::size_t>(extra)) return false;
-        for (int k = 1; k <= extra; ++k) {
-            const auto c = static_cast<unsigned char>(text[i + k]);
-            if (c < (k == 1 ? low : 0x80) || c > (k == 1 ? high : 0xBF)) return false;
-        }
-        i += 1 + extra;
-    }
-    return true;
-}
 
 // "right_lung:44,left_lung:50,heart:26": names unique and non-empty, counts 1..65536.
 std::vector<Organ> parse_organs(const std::string& text, const std::string& source) {
@@ -96,6 +75,29 @@ std::string organs_text(const std::vector<Organ>& organs) {
 
 namespace detail {
 
+// Python reads every entry as str: bytes that are not strict UTF-8 (what Python's decoder takes:
+// no overlong forms, surrogates or code points past U+10FFFF) must be refused here, not fail there.
+bool valid_utf8(std::string_view text) {
+    std::size_t i = 0;
+    while (i < text.size()) {
+        const auto lead = static_cast<unsigned char>(text[i]);
+        int extra = 0;
+        unsigned char low = 0x80, high = 0xBF;  // the allowed range of the second byte
+        if (lead < 0x80) extra = 0;
+        else if (lead >= 0xC2 && lead <= 0xDF) extra = 1;
+        else if (lead >= 0xE0 && lead <= 0xEF) extra = 2, low = lead == 0xE0 ? 0xA0 : 0x80, high = lead == 0xED ? 0x9F : 0xBF;
+        else if (lead >= 0xF0 && lead <= 0xF4) extra = 3, low = lead == 0xF0 ? 0x90 : 0x80, high = lead == 0xF4 ? 0x8F : 0xBF;
+        else return false;
+        if (text.size() - i <= static_cast<std::size_t>(extra)) return false;
+        for (int k = 1; k <= extra; ++k) {
+            const auto c = static_cast<unsigned char>(text[i + k]);
+            if (c < (k == 1 ? low : 0x80) || c > (k == 1 ? high : 0xBF)) return false;
+        }
+        i += 1 + extra;
+    }
+    return true;
+}
+
 const std::vector<Organ>& default_organs() {
     static const std::vector<Organ> organs = {{"right_lung", 44}, {"left_lung", 50}, {"heart", 26}};
     return organs;
@@ -105,7 +107,7 @@ const std::vector<Organ>& default_organs() {
 
 ModelInfo parse_model_info(const std::map<std::string, std::string>& props, const std::string& source) {
     for (const auto& [key, value] : props) {
-        if (!valid_utf8(key) || !valid_utf8(value)) throw ModelError(source + ": engine metadata is not valid UTF-8");
+        if (!detail::valid_utf8(key) || !detail::valid_utf8(value)) throw ModelError(source + ": engine metadata is not valid UTF-8");
     }
     std::map<std::string, std::string> get;
     const std::string prefix = kPrefix;

@@ -9,6 +9,8 @@
 #include <chexmask_rt/chexmask_rt_c.h>
 
 #include "internal.hpp"
+#include "json.hpp"
+#include "quality.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -16,6 +18,7 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <iostream>
 #include <map>
 #include <string>
@@ -269,6 +272,119 @@ void test_schema_and_metadata() {
     }
 }
 
+/// The JSON reader: what it reads, and every kind of defect refused as a ParseError (never a crash).
+void test_json() {
+    using namespace chexmask_rt::detail::json;
+    const Value v = parse(" {\"a\": [1, -2.5e3, true, false, null], \"s\": \"x\\u00e9\\ud83d\\ude00\\n\\/\", "
+                          "\"a\": {\"b\": 0.957301580812782}} ");
+    CHECK(v.type == Value::Type::object && v.keys.size() == 3);
+    CHECK(v.find("a") != nullptr && v.find("a")->type == Value::Type::object);  // a repeated key: the last wins
+    CHECK(v.find("a")->find("b")->number == 0.957301580812782);
+    CHECK(v.items[0].items.size() == 5 && v.items[0].items[1].number == -2500.0 && v.items[0].items[2].boolean);
+    CHECK(v.items[0].items[4].type == Value::Type::null);
+    CHECK(v.find("s")->string == "x\xc3\xa9\xf0\x9f\x98\x80\n/");
+    CHECK(v.find("missing") == nullptr && v.items[0].find("a") == nullptr);
+    CHECK(parse("5.308593389307588").number == 5.308593389307588 && parse("1E-2").number == 0.01);
+    CHECK(parse("[]").items.empty() && parse("{}").keys.empty() && parse("\"\"").string.empty());
+
+    const std::string deep_ok = std::string(kMaxDepth, '[') + std::string(kMaxDepth, ']');
+    CHECK(parse(deep_ok).type == Value::Type::array);
+    const std::vector<std::string> bad = {
+        "", " ", "{", "}", "[1,]", "{\"a\":1,}", "{\"a\" 1}", "{a: 1}", "{'a': 1}", "[1 2]", "01", "1.", ".5", "+1",
+        "-", "1e", "1e+", "0x10", "NaN", "Infinity", "-Infinity", "1e400", "tru", "nul", "True", "\"abc", "\"a\\\"",
+        "\"\\x\"", "\"\\u12\"", "\"\\u12G4\"", "\"\\ud800\"", "\"\\udc00\"", "\"\\ud800\\u0041\"", "\"tab\there\"",
+        "\"\xff\"", "\"\xc0\xaf\"", "\xef\xbb\xbf{}", "{} x", "[1] [2]", std::string("[1\0]", 4), std::string("\0", 1),
+        std::string(kMaxDepth + 1, '[') + std::string(kMaxDepth + 1, ']'), std::string(100000, '['),
+        std::string(100000, '{'), "[" + std::string(5000, '"')};
+    for (const std::string& text : bad) {
+        try {
+            parse(text);
+            std::cerr << "FAILED: JSON accepted: " << text.substr(0, 40) << "\n";
+            ++g_failures;
+        } catch (const ParseError& e) {
+            CHECK(std::strstr(e.what(), " at byte ") != nullptr || std::strstr(e.what(), "UTF-8") != nullptr);
+        }
+    }
+    // every prefix of a valid document, and every single-byte change of it, parses or is refused
+    const std::string doc = "{\"k\": {\"thresholds\": {\"node_std_1024\": 5.3, \"mean_latent_sigma\": 0.957}}, \"l\": [\"\\u00e9\"]}";
+    for (std::size_t cut = 0; cut < doc.size(); ++cut) {
+        try {
+            parse(doc.substr(0, cut));
+            std::cerr << "FAILED: JSON prefix accepted: " << doc.substr(0, cut) << "\n";
+            ++g_failures;
+        } catch (const ParseError&) {
+        }
+    }
+    for (std::size_t at = 0; at < doc.size(); ++at) {
+        for (const int byte : std::initializer_list<int>{0, '"', '\\', '{', '[', ']', '}', ',', ':', '9', 'e', 0x80, 0xff}) {
+            std::string changed = doc;
+            changed[at] = static_cast<char>(byte);
+            try {
+                parse(changed);
+            } catch (const ParseError&) {
+            }
+        }
+    }
+}
+
+/// The reliability flag: thresholds from a calibration file, reasons as Python's f-strings wrote them.
+void test_quality() {
+    using namespace chexmask_rt::detail;
+    using chexmask_rt::ModelError;
+    CHECK(node_std_1024(2.0, 512, 256) == 4.0 && node_std_1024(3.0, 1000, 2048) == 1.5);
+    const std::string sha(64, 'a');
+    const std::string file = "{\"" + sha + "\": {\"model\": \"m:1\", \"thresholds\": {\"node_std_1024\": 5.308593389307588, "
+                             "\"mean_latent_sigma\": 0.957301580812782}}, \"other\": {}}";
+    const QualityAssessor calibrated = parse_quality(file, "q.json", sha);
+    CHECK(calibrated.rule() && calibrated.rule()->max_node_std_1024 == 5.308593389307588);
+    // 2.5 px at 2048 = 1.25 px in the 1024 frame
+    chexmask_rt::Quality q = calibrated.assess(2.5, 0.95, 2048, 1500);
+    CHECK(!q.flag && q.calibrated);
+    CHECK(q.reason == "within calibrated thresholds (mean node std 1.25 <= 5.31 px, mean latent sigma 0.9500 <= 0.9573)");
+    q = calibrated.assess(6.0, 0.95, 512, 1024);  // node std 6.00 > 5.31
+    CHECK(q.flag && q.reason == "uncertainty above the calibrated threshold: mean node std 6.00 px (1024 frame) > 5.31");
+    q = calibrated.assess(6.0, 0.96, 1024, 1024);
+    CHECK(q.flag && q.reason == "uncertainty above the calibrated threshold: mean node std 6.00 px (1024 frame) > 5.31; "
+                                "mean latent sigma 0.9600 > 0.9573");
+    q = calibrated.assess(0.125, 0.957301580812782, 1024, 1024);  // equal to the threshold: not above; ties round to even
+    CHECK(!q.flag && q.reason.find("mean node std 0.12 <= 5.31") != std::string::npos);
+    CHECK(calibrated.assess(2.675, 0.1, 1024, 1024).reason.find("std 2.67 <=") != std::string::npos);  // 2.67499999...
+    const QualityAssessor other = parse_quality(file, "q.json", std::string(64, 'b'));  // no entry: not calibrated
+    q = other.assess(100.0, 5.0, 100, 100);
+    CHECK(!q.flag && !q.calibrated && !other.rule());
+    CHECK(q.reason == "not calibrated for this model (checkpoint sha256 bbbbbbbbbbbb...): no reliability flag");
+    const std::vector<std::pair<std::string, const char*>> malformed = {
+        {"{not json", "at byte"}, {"[]", "an array, not an object"}, {"{\"" + sha + "\": 1}", "no thresholds object"},
+        {"{\"" + sha + "\": {\"thresholds\": []}}", "no thresholds object"},
+        {"{\"" + sha + "\": {\"thresholds\": {\"node_std_1024\": 5}}}", "no thresholds.mean_latent_sigma"},
+        {"{\"" + sha + "\": {\"thresholds\": {\"node_std_1024\": \"5\", \"mean_latent_sigma\": 1}}}", "a string, not a number"},
+        {"{\"" + sha + "\": {\"thresholds\": {\"node_std_1024\": NaN, \"mean_latent_sigma\": 1}}}", "at byte"}};
+    for (const auto& [text, needle] : malformed) {
+        expect_throw<ModelError>([&] { parse_quality(text, "dir/m.quality.json", sha); }, text.c_str(), needle);
+        expect_throw<ModelError>([&] { parse_quality(text, "dir/m.quality.json", sha); }, text.c_str(),
+                                 "dir/m.quality.json: malformed quality calibration file");
+    }
+    CHECK(default_quality_file("dir/model.onnx") == "dir/model.quality.json");
+    CHECK(default_quality_file("a.b.onnx") == "a.b.quality.json" && default_quality_file("m") == "m.quality.json");
+    expect_throw<ModelError>([&] { load_quality("dir/model.onnx", "/nonexistent/q.json", sha); }, "missing quality file",
+                             "/nonexistent/q.json: quality calibration file not found");
+    CHECK(!load_quality("/nonexistent/model.onnx", "", sha).rule());  // no file beside it: not calibrated
+    CHECK(!load_quality("", "", sha).rule());                         // from memory: none unless named
+
+    // the non-finite check names the first bad image of the batch
+    std::vector<chexmask_rt::Result> results(3, ring_result(500, 400, 160, 120, 1000, 1000));
+    check_finite(results, "m.onnx");
+    results[1].latent_sigma[2] = std::numeric_limits<double>::infinity();
+    results[2].landmarks_mu[7].y = NAN;
+    try {
+        check_finite(results, "m.onnx");
+        CHECK(false);
+    } catch (const chexmask_rt::NonFiniteOutputError& e) {
+        CHECK(e.index() == 1 && e.reason() == "the engine m.onnx returned NaN or infinite values for this image; the engine is faulty");
+        CHECK(std::string(e.what()) == "image 1 of the batch: " + e.reason());
+    }
+}
+
 void test_engine(const std::string& model, const std::string& library, const std::string& not_engine) {
     using chexmask_rt::ModelError;
     chexmask_rt::EngineOptions bad_lib;
@@ -293,6 +409,22 @@ void test_engine(const std::string& model, const std::string& library, const std
     expect_throw<chexmask_rt::InputError>([&] { engine.predict(view(wide, 120, 80, 128), 0, 1); }, "samples 0", "samples");
 
     CHECK(a.second_look.has_value());  // the default: a second look was asked for
+    // the shipped model's calibration sits beside it: every result carries its verdict
+    CHECK(a.quality.calibrated && !a.quality.reason.empty());
+    CHECK(a.quality.reason == chexmask_rt::detail::load_quality(model, "", engine.info().checkpoint_sha256).assess(a).reason);
+    {
+        std::ifstream in(model, std::ios::binary);
+        const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        const auto from_memory = chexmask_rt::Engine::from_memory(bytes.data(), bytes.size(), options);
+        const auto m = from_memory.predict(view(wide, 120, 80, 128), 5, 1);
+        CHECK(!m.quality.calibrated && !m.quality.flag && m.quality.reason.rfind("not calibrated", 0) == 0);
+        auto named = options;
+        named.quality_file = chexmask_rt::detail::default_quality_file(model);
+        const auto n = chexmask_rt::Engine::from_memory(bytes.data(), bytes.size(), named).predict(view(wide, 120, 80, 128), 5, 1);
+        CHECK(n.quality.calibrated && n.quality.reason == a.quality.reason && n.quality.flag == a.quality.flag);
+        named.quality_file = model + ".missing.json";
+        expect_throw<ModelError>([&] { chexmask_rt::Engine(model, named); }, "missing quality_file", ".missing.json: quality calibration file not found");
+    }
     const auto one = engine.predict(view(wide, 120, 80, 128), 5, 1, /*second_look=*/false);
     CHECK(!one.second_look.has_value());
     if (a.second_look->look == "none") CHECK(same(a, one));
@@ -380,6 +512,7 @@ void test_c_api(const std::string& model, const std::string& library) {
     CHECK(chexmask_rt_result_field(result, "no_such_field", &none) == CHEXMASK_RT_INPUT_ERROR && none.data == nullptr);
     CHECK(chexmask_rt_result_field(nullptr, "landmarks", &none) == CHEXMASK_RT_INPUT_ERROR);
     CHECK(r->second_look == nullptr && r->height == 80 && r->width == 120 && r->samples == 5 && r->seed == 1);
+    CHECK(r->quality_calibrated == 1 && r->quality_flag == (want.quality.flag ? 1 : 0) && r->quality_reason == want.quality.reason);
     bool equal = r->mean_node_std == want.mean_node_std && r->mean_latent_sigma == want.mean_latent_sigma;
     for (std::size_t i = 0; i < want.landmarks.size(); ++i) {
         equal &= r->landmarks[2 * i] == want.landmarks[i].x && r->landmarks[2 * i + 1] == want.landmarks[i].y;
@@ -429,12 +562,63 @@ void test_wrong_engine(const std::string& path, const std::string& library) {
     }
 }
 
+void test_polygon_mask() {
+    using chexmask_rt::Point;
+    using chexmask_rt::polygon_mask;
+    // Worked by hand: the outline is the 8-connected lines (1,1)-(2,2)-(2,3)-(3,4) and (3,4)-(4,3)-(4,2)-(5,1)
+    // plus row 1; rows 2 and 3 fill from the left crossing rounded up to the right one rounded down.
+    const std::vector<std::uint8_t> triangle = polygon_mask({{1.9, 1.2}, {5.7, 1.0}, {3.0, 4.99}}, 6, 7);
+    const char* want =
+        "......."
+        ".#####."
+        "..###.."
+        "..###.."
+        "...#..."
+        ".......";
+    CHECK(triangle.size() == 42);
+    for (std::size_t i = 0; i < triangle.size() && i < 42; ++i) CHECK(triangle[i] == (want[i] == '#' ? 255 : 0));
+    const auto count = [](const std::vector<std::uint8_t>& m) { return std::count(m.begin(), m.end(), 255); };
+    CHECK(count(polygon_mask({{2.0, 3.0}}, 5, 5)) == 1);                                  // one point: one pixel
+    CHECK(count(polygon_mask({{-9.0, -9.0}, {-1.0, -9.0}, {-1.0, 30.0}}, 5, 5)) == 0);    // left of the image
+    const double far = 1e300;  // clamped to +-4 * max(h, w), never overflowing: the whole image
+    CHECK(count(polygon_mask({{-far, -far}, {far, -far}, {far, far}, {-far, far}}, 40, 30)) == 40 * 30);
+    CHECK(count(polygon_mask({{0.0, 0.0}, {1e9, 0.0}}, 1, 65536)) == 65536);
+
+    using chexmask_rt::InputError;
+    const std::vector<Point> ok{{1, 1}, {3, 1}, {2, 3}};
+    expect_throw<InputError>([] { polygon_mask({{1, 1}, {NAN, 2}}, 5, 5); }, "NaN point", "point 1 is not finite");
+    expect_throw<InputError>([] { polygon_mask({{INFINITY, 1}}, 5, 5); }, "infinite point", "not finite");
+    expect_throw<InputError>([] { polygon_mask({{1, -INFINITY}}, 5, 5); }, "-inf point", "not finite");
+    expect_throw<InputError>([] { polygon_mask({}, 5, 5); }, "no points", "no points");
+    expect_throw<InputError>([&] { polygon_mask(ok, 0, 5); }, "height 0", "outside 1..65536");
+    expect_throw<InputError>([&] { polygon_mask(ok, 5, -1); }, "width -1", "outside 1..65536");
+    expect_throw<InputError>([&] { polygon_mask(ok, chexmask_rt::kMaxSide + 1, 1); }, "height 65537", "outside");
+
+    // The C API fills the caller's buffer with the same bytes, and refuses what it cannot fill.
+    const double xy[] = {1.9, 1.2, 5.7, 1.0, 3.0, 4.99};
+    std::vector<std::uint8_t> buffer(43, 7);
+    CHECK(chexmask_rt_polygon_mask(xy, 3, 6, 7, buffer.data(), 42) == CHEXMASK_RT_OK);
+    CHECK(std::equal(triangle.begin(), triangle.end(), buffer.begin()) && buffer[42] == 7);  // nothing past 42
+    CHECK(chexmask_rt_polygon_mask(xy, 3, 6, 7, buffer.data(), 41) == CHEXMASK_RT_INPUT_ERROR);
+    CHECK(std::strstr(chexmask_rt_last_error(), "needs 42") != nullptr);
+    CHECK(chexmask_rt_polygon_mask(xy, 3, 6, 7, nullptr, 42) == CHEXMASK_RT_INPUT_ERROR);
+    CHECK(chexmask_rt_polygon_mask(nullptr, 3, 6, 7, buffer.data(), 42) == CHEXMASK_RT_INPUT_ERROR);
+    CHECK(chexmask_rt_polygon_mask(xy, 0, 6, 7, buffer.data(), 42) == CHEXMASK_RT_INPUT_ERROR);
+    CHECK(chexmask_rt_polygon_mask(xy, 3, 0, 7, buffer.data(), 42) == CHEXMASK_RT_INPUT_ERROR);
+    const double bad[] = {1.0, 1.0, NAN, 2.0};
+    CHECK(chexmask_rt_polygon_mask(bad, 2, 6, 7, buffer.data(), 42) == CHEXMASK_RT_INPUT_ERROR);
+    CHECK(std::strstr(chexmask_rt_last_error(), "not finite") != nullptr);
+}
+
 int main(int argc, char** argv) {
     test_noise();
     test_bad_images();
     test_bit_depth_inference();
     test_second_look();
     test_schema_and_metadata();
+    test_json();
+    test_quality();
+    test_polygon_mask();
     if (argc >= 3) {
         test_engine(argv[1], argv[2], argc >= 4 ? argv[3] : "");
         test_c_api(argv[1], argv[2]);

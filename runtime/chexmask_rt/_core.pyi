@@ -90,6 +90,29 @@ class SecondLook:
     @property
     def crop_side(self) -> int: ...
 
+class Quality:
+    """The reliability flag of one result (chexmask_rt.quality)."""
+    @property
+    def flag(self) -> bool: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def calibrated(self) -> bool: ...
+    def to_dict(self) -> dict[str, bool | str]: ...
+
+class QualityAssessor:
+    """The reliability flag's thresholds of one engine, as the core applies them to its own results."""
+    def __init__(self, model_path: str, quality_file: str, checkpoint_sha256: str) -> None:
+        """quality_file "": <model stem>.quality.json beside model_path when it exists ("" model_path: none);
+        one named but missing or malformed raises ModelError."""
+    def assess(self, mean_node_std: float, mean_latent_sigma: float, height: int, width: int) -> Quality: ...
+
+def node_std_1024(mean_node_std: float, height: int, width: int) -> float:
+    """Mean node std in px of the 1024 frame: mean_node_std * 1024 / max(height, width)."""
+
+def default_quality_file(model_path: str) -> str:
+    """<stem>.quality.json beside the model: where its calibration is read from when none is named."""
+
 class Result:
     """One image's result in original pixels; array properties return fresh copies.
 
@@ -113,15 +136,21 @@ class Result:
     @property
     def second_look(self) -> SecondLook | None:
         """How a second look made this answer; None: one call."""
+    @property
+    def quality(self) -> Quality:
+        """The reliability flag of this final answer."""
 
 class Engine:
     def __init__(self, model_path: str, onnxruntime_library: str = "", intra_op_threads: int = 0,
                  layout_optimizations: bool = False, memory_pattern: bool = False, device: str = "cpu",
-                 tensorrt_cache_dir: str = "") -> None:
+                 tensorrt_cache_dir: str = "", quality_file: str = "") -> None:
         """Open a chexmask-rt ONNX engine. onnxruntime_library: path of libonnxruntime.so.1.* (""
         -> $CHEXMASK_RT_ONNXRUNTIME_LIBRARY, else the loader's search path); the first Engine fixes
         it for the process. intra_op_threads 0: one per physical core. layout_optimizations,
-        memory_pattern, device and tensorrt_cache_dir: see chexmask_rt.EngineOptions."""
+        memory_pattern, device and tensorrt_cache_dir: see chexmask_rt.EngineOptions. quality_file: the
+        reliability flag's calibration ("": <model stem>.quality.json beside the model, when it exists).
+        Results holding NaN or infinity raise chexmask_rt.errors.NonFiniteOutputError (index: the image's
+        position in the batch)."""
     @property
     def info(self) -> ModelInfo: ...
     @property

@@ -16,7 +16,12 @@ class ModelError(ChexmaskError):
 
 class NonFiniteOutputError(ModelError):
     """The engine returned NaN or infinite values for one image: a faulty engine, but only this
-    image's answer is lost (``chexmask-rt batch`` records it and goes on)."""
+    image's answer is lost (``chexmask-rt batch`` records it and goes on). The core checks every
+    result; as it raises this error, ``index`` is the image's position in the engine call's batch
+    and ``reason`` the message without it."""
+
+    index: int | None = None
+    reason: str | None = None
 
 
 def first_line(exc: BaseException) -> str:

@@ -7,24 +7,33 @@ of the first pixel of a run of foreground pixels. An empty mask encodes as "".
 """
 from __future__ import annotations
 
-import cv2
+import operator
+
 import numpy as np
+
+from .errors import InputError, ModelError, first_line
 
 
 def polygon_mask(points: np.ndarray, height: int, width: int) -> np.ndarray:
     """Filled polygon of (x, y) ``points`` as a uint8 0/255 mask of shape (height, width).
 
-    Vertices are truncated to integer pixels as CheXmask's ``getDenseMask`` does
-    (``astype(int)``), so masks match the database's for the same landmarks.
+    Rasterised by the native core (``chexmask_rt._core.polygon_mask``, the same code as the C++ API's
+    ``chexmask_rt::polygon_mask``): byte-identical to ``cv2.fillPoly`` of the vertices clamped to
+    +-4 * max(height, width) (a wildly wrong landmark must not wrap around) and truncated to integer
+    pixels as CheXmask's ``getDenseMask`` does (``astype(int)``), so masks match the database's for the
+    same landmarks. Raises :class:`~chexmask_rt.errors.InputError` for points that are not a finite
+    (N >= 1, 2) array or a size that is not an integer in 1..65536.
     """
-    mask = np.zeros((height, width), dtype=np.uint8)
-    pts = np.asarray(points, dtype=np.float64)
-    if pts.ndim != 2 or pts.shape[1] != 2 or not np.all(np.isfinite(pts)):
-        raise ValueError(f"expected finite (N, 2) points, got shape {pts.shape}")
-    # int32 overflow guard: a wildly wrong landmark must not wrap around into the image
-    pts = np.clip(pts, -4 * max(height, width), 4 * max(height, width))
-    cv2.fillPoly(mask, [pts.astype(np.int32).reshape(-1, 1, 2)], 255)
-    return mask
+    try:
+        from . import _core
+    except ImportError as exc:  # a source tree whose core was never built
+        raise ModelError(f"organ masks need the native core chexmask_rt._core, which cannot be loaded ({exc})") from None
+    try:
+        pts = np.asarray(points, dtype=np.float64)
+        size = operator.index(height), operator.index(width)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"polygon_mask: expected numeric (N, 2) points and integer sizes ({first_line(exc)})") from None
+    return _core.polygon_mask(pts, *size)
 
 
 def encode(mask: np.ndarray) -> str:

@@ -13,7 +13,9 @@
 // Numbers match the Python package (`chexmask_rt.load(...).predict`) for the
 // same engine, image, samples and seed. Every failure is a chexmask_rt::Error:
 // InputError for a bad image or argument, ModelError for an engine file or a
-// runtime library that cannot be used. An Engine is safe to share between threads.
+// runtime library that cannot be used (NonFiniteOutputError: NaN or infinity in one
+// image's answer). Every result carries the reliability flag, Result::quality.
+// An Engine is safe to share between threads.
 #pragma once
 
 #include <chexmask_rt/api.h>
@@ -46,6 +48,22 @@ public:
 class CHEXMASK_RT_API ModelError : public Error {
 public:
     using Error::Error;
+};
+
+/// The engine returned NaN or infinity for one image of a batch: a faulty engine. Only that
+/// image's answer is lost; callers that segment many images may record it and go on.
+class CHEXMASK_RT_API NonFiniteOutputError : public ModelError {
+public:
+    /// `reason` says what was wrong, `index` is the image's position in predict_batch's list.
+    NonFiniteOutputError(std::size_t index, const std::string& reason)
+        : ModelError("image " + std::to_string(index) + " of the batch: " + reason), index_(index), reason_(reason) {}
+    std::size_t index() const noexcept { return index_; }
+    /// The message without the image's position, for callers that name the image themselves.
+    const std::string& reason() const noexcept { return reason_; }
+
+private:
+    std::size_t index_;
+    std::string reason_;
 };
 
 /// What every output of this library is for; results written for people or systems say it
@@ -169,6 +187,16 @@ CHEXMASK_RT_API const char* kind_name(FieldKind kind) noexcept;
 /// "mean", "pooled_std" or "concat": a combine rule as the C API and Python name it.
 CHEXMASK_RT_API const char* two_looks_name(TwoLooks rule) noexcept;
 
+/// The reliability flag: is this result's uncertainty outside what the model shows on chest
+/// radiographs? Two image scores, the mean node std in the 1024 frame and the mean latent sigma,
+/// are compared with thresholds calibrated for the engine's checkpoint (the sidecar file
+/// `<engine stem>.quality.json`, EngineOptions::quality_file; benchmarks/calibrate_quality.py).
+struct Quality {
+    bool flag = false;        ///< true: an uncertainty score exceeds its threshold; review before trusting
+    std::string reason;       ///< which scores, against which thresholds; or why there is no flag
+    bool calibrated = false;  ///< false: no thresholds for this checkpoint, so `flag` is always false
+};
+
 /// The answer for one image, in the original image's pixels.
 struct Result {
     // The engine-output fields, one member per line of <chexmask_rt/result_fields.def>, which
@@ -188,6 +216,8 @@ struct Result {
     std::uint64_t seed = 0;
     /// Set when a second look was asked for (predict's second_look); empty otherwise.
     std::optional<SecondLook> second_look;
+    /// The reliability flag of this (final) answer, set on every result predict() returns.
+    Quality quality;
 };
 
 /// A field's values as flat doubles: `rows` x `columns` (columns 2 for points (x, y), 1 for Vector).
@@ -225,6 +255,10 @@ struct EngineOptions {
     /// device "tensorrt": folder where the TensorRT provider keeps the engines it builds (built
     /// once per model, input shape, TensorRT version and GPU; minutes on a Jetson); empty: none kept.
     std::string tensorrt_cache_dir;
+    /// The quality calibration (Result::quality). Empty: `<model stem>.quality.json` beside the model
+    /// file, when there is one (none for Engine::from_memory); results of an engine without
+    /// thresholds say "not calibrated". A file named here but missing or malformed is a ModelError.
+    std::string quality_file;
 };
 
 /// A loaded engine. Thread-safe: predict() may run concurrently on one Engine.
@@ -272,5 +306,12 @@ CHEXMASK_RT_API void set_log_callback(LogCallback callback, void* user = nullptr
 /// The latent noise eps, row-major [samples, latents], float32: SplitMix64 +
 /// Box-Muller, bit-identical to Python's chexmask_rt.sampling.latent_noise.
 CHEXMASK_RT_API std::vector<float> latent_noise(int samples, int latents, std::uint64_t seed);
+
+/// The filled polygon of (x, y) `polygon` as a row-major height x width mask of 0 and 255: an organ's
+/// mask from its landmarks (Python: chexmask_rt.rle.polygon_mask; the CSV's RLE and the mask files).
+/// Byte-identical to cv::fillPoly with an 8-connected outline, the vertices first clamped to
+/// +-4 * max(height, width) and truncated toward zero. Throws InputError for an empty polygon, a
+/// non-finite point, or a side outside 1..kMaxSide.
+CHEXMASK_RT_API std::vector<std::uint8_t> polygon_mask(const std::vector<Point>& polygon, int height, int width);
 
 }  // namespace chexmask_rt

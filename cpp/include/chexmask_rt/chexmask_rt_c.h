@@ -70,6 +70,9 @@ typedef struct chexmask_rt_engine_options {
                                         library must have them, else CHEXMASK_RT_MODEL_ERROR says what is
                                         missing). Not tested on a GPU here. */
     const char* tensorrt_cache_dir;  /* "tensorrt": where its built engines are kept; NULL: not kept */
+    const char* quality_file;        /* the reliability flag's calibration; NULL: "<model stem>.quality.json"
+                                        beside the model file if it exists (none from memory); a file named
+                                        here but missing or malformed: CHEXMASK_RT_MODEL_ERROR */
 } chexmask_rt_engine_options;
 
 /* Fills `options` with the defaults (what passing NULL to the open functions means). */
@@ -146,6 +149,11 @@ typedef struct chexmask_rt_result_fields {
     int crop_left;                   /* the crop square, original pixels */
     int crop_top;
     int crop_side;
+    /* The reliability flag (C++ Result::quality): 1 = an uncertainty score exceeds the threshold
+     * calibrated for this model; review the answer before trusting it. */
+    int quality_flag;
+    const char* quality_reason;      /* which scores against which thresholds, or why there is no flag */
+    int quality_calibrated;          /* 0: no thresholds for this model, quality_flag is always 0 */
 } chexmask_rt_result_fields;
 CHEXMASK_RT_API const chexmask_rt_result_fields* chexmask_rt_result_get(const chexmask_rt_result* result);
 
@@ -187,6 +195,14 @@ typedef struct chexmask_rt_field_values {
 /* The values of the field called `name` in `result`; CHEXMASK_RT_INPUT_ERROR for an unknown name. */
 CHEXMASK_RT_API chexmask_rt_status chexmask_rt_result_field(const chexmask_rt_result* result, const char* name,
                                                             chexmask_rt_field_values* out);
+/* ---- organ masks ----------------------------------------------------------------------------- */
+
+/* The filled polygon of `count` (x, y) pairs at `points_xy` as a row-major height x width mask of 0 and
+ * 255, written to `out` (out_size >= height * width bytes, else CHEXMASK_RT_INPUT_ERROR): an organ's mask
+ * from a result's landmarks (right lung 0-43, left lung 44-93, heart 94-119). The same bytes as
+ * chexmask_rt::polygon_mask and the Python package's masks. Needs no engine; thread-safe. */
+CHEXMASK_RT_API chexmask_rt_status chexmask_rt_polygon_mask(const double* points_xy, size_t count, int height,
+                                                            int width, uint8_t* out, size_t out_size);
 
 #ifdef __cplusplus
 }

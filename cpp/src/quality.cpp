@@ -1,0 +1,151 @@
+// The reliability flag. Thresholds come from benchmarks/calibrate_quality.py (Youden's J on
+// in-distribution against corrupted and non-chest images, as in CheXmask-U); the reasons are
+// written byte for byte as the Python package wrote them before the core owned the flag, so
+// results.csv files of earlier runs resume with the same text.
+#include "quality.hpp"
+
+#include "internal.hpp"
+#include "json.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace chexmask_rt::detail {
+namespace {
+
+constexpr double kFrame = 1024.0;
+/// Far above any calibration file (the shipped one is about 30 kB); a larger file is not one.
+constexpr std::uintmax_t kMaxFileBytes = 16u << 20;
+
+/// Python's f"{value:.{digits}f}": correctly rounded, locale-independent, "nan"/"inf" spelled so.
+std::string fixed(double value, int digits) {
+    if (std::isnan(value)) return "nan";
+    if (std::isinf(value)) return value > 0 ? "inf" : "-inf";
+    char buf[400];  // the largest double has 309 integer digits
+    const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value, std::chars_format::fixed, digits);
+    return ec == std::errc() ? std::string(buf, end) : std::string("nan");
+}
+
+/// The first `count` characters (code points, as Python slices) of a UTF-8 string.
+std::string first_code_points(const std::string& text, std::size_t count) {
+    std::size_t end = 0;
+    for (std::size_t seen = 0; end < text.size(); ++end) {
+        if ((static_cast<unsigned char>(text[end]) & 0xC0) != 0x80 && seen++ == count) break;
+    }
+    return text.substr(0, end);
+}
+
+[[noreturn]] void malformed(const std::string& source, const std::string& why) {
+    throw ModelError(source + ": malformed quality calibration file (" + why + ")");
+}
+
+double threshold(const json::Value& thresholds, const char* key, const std::string& source) {
+    const json::Value* v = thresholds.find(key);
+    if (v == nullptr) malformed(source, std::string("no thresholds.") + key);
+    if (v->type != json::Value::Type::number) {
+        malformed(source, std::string("thresholds.") + key + " is " + json::type_name(v->type) + ", not a number");
+    }
+    return v->number;
+}
+
+std::string read_file(const std::string& path) {
+    std::error_code ec;
+    const std::uintmax_t size = std::filesystem::file_size(path, ec);
+    if (ec) throw ModelError(path + ": cannot read the quality calibration file (" + ec.message() + ")");
+    if (size > kMaxFileBytes) malformed(path, "larger than " + std::to_string(kMaxFileBytes >> 20) + " MiB");
+    std::ifstream in(path, std::ios::binary);
+    std::ostringstream text;
+    text << in.rdbuf();
+    if (!in) throw ModelError(path + ": cannot read the quality calibration file");
+    return text.str();
+}
+
+}  // namespace
+
+double node_std_1024(double mean_node_std, int height, int width) {
+    return mean_node_std * kFrame / std::max(height, width);
+}
+
+QualityAssessor::QualityAssessor(std::optional<QualityRule> rule, const std::string& checkpoint_sha256)
+    : rule_(rule),
+      uncalibrated_{false,
+                    "not calibrated for this model (checkpoint sha256 " + first_code_points(checkpoint_sha256, 12) +
+                        "...): no reliability flag",
+                    false} {}
+
+Quality QualityAssessor::assess(double mean_node_std, double mean_latent_sigma, int height, int width) const {
+    if (!rule_) return uncalibrated_;
+    const double node = node_std_1024(mean_node_std, height, width);
+    const std::string node_text = fixed(node, 2), node_max = fixed(rule_->max_node_std_1024, 2);
+    const std::string sigma_text = fixed(mean_latent_sigma, 4), sigma_max = fixed(rule_->max_latent_sigma, 4);
+    std::string over;
+    if (node > rule_->max_node_std_1024) over = "mean node std " + node_text + " px (1024 frame) > " + node_max;
+    if (mean_latent_sigma > rule_->max_latent_sigma) {
+        over += (over.empty() ? "" : "; ") + ("mean latent sigma " + sigma_text + " > " + sigma_max);
+    }
+    if (!over.empty()) return {true, "uncertainty above the calibrated threshold: " + over, true};
+    return {false,
+            "within calibrated thresholds (mean node std " + node_text + " <= " + node_max + " px, mean latent sigma " +
+                sigma_text + " <= " + sigma_max + ")",
+            true};
+}
+
+std::string default_quality_file(const std::string& model_path) {
+    return std::filesystem::path(model_path).replace_extension(".quality.json").string();
+}
+
+QualityAssessor parse_quality(std::string_view text, const std::string& source, const std::string& checkpoint_sha256) {
+    json::Value root;
+    try {
+        root = json::parse(text);
+    } catch (const json::ParseError& e) {
+        malformed(source, e.what());
+    }
+    if (root.type != json::Value::Type::object) malformed(source, std::string("the file is ") + json::type_name(root.type) + ", not an object");
+    const json::Value* entry = root.find(checkpoint_sha256);
+    if (entry == nullptr) return QualityAssessor(std::nullopt, checkpoint_sha256);
+    const json::Value* thresholds = entry->find("thresholds");
+    if (thresholds == nullptr || thresholds->type != json::Value::Type::object) {
+        malformed(source, "the entry of checkpoint " + first_code_points(checkpoint_sha256, 12) + "... has no thresholds object");
+    }
+    const QualityRule rule{threshold(*thresholds, "node_std_1024", source),
+                           threshold(*thresholds, "mean_latent_sigma", source)};
+    return QualityAssessor(rule, checkpoint_sha256);
+}
+
+QualityAssessor load_quality(const std::string& model_path, const std::string& quality_file,
+                             const std::string& checkpoint_sha256) {
+    std::string path = quality_file;
+    if (path.empty()) {
+        std::error_code ec;
+        const std::string beside = model_path.empty() ? std::string() : default_quality_file(model_path);
+        if (beside.empty() || !std::filesystem::is_regular_file(beside, ec)) {
+            return QualityAssessor(std::nullopt, checkpoint_sha256);
+        }
+        path = beside;
+    } else {
+        std::error_code ec;
+        if (!std::filesystem::is_regular_file(path, ec)) throw ModelError(path + ": quality calibration file not found");
+    }
+    return parse_quality(read_file(path), path, checkpoint_sha256);
+}
+
+void check_finite(const std::vector<Result>& results, const std::string& engine_name) {
+    for (std::size_t i = 0; i < results.size(); ++i) {
+        bool finite = true;
+        for (std::size_t f = 0; f < result_fields().size(); ++f) {  // every engine-output field of the table
+            const FieldValues v = field_values(results[i], f);
+            finite = finite && std::all_of(v.data, v.data + v.rows * v.columns, [](double x) { return std::isfinite(x); });
+        }
+        if (!finite) {
+            throw NonFiniteOutputError(i, "the engine " + engine_name +
+                                              " returned NaN or infinite values for this image; the engine is faulty");
+        }
+    }
+}
+
+}  // namespace chexmask_rt::detail
