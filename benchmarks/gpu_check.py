@@ -26,13 +26,13 @@ import torch
 
 from benchmarks.reference import load_reference
 from benchmarks.run import HERE, default_model, published_1024
+from benchmarks.shared_data import engine_input
 from chexmask_export.checkpoint import load_checkpoint
 from chexmask_export.engine_graph import UncertaintyEngine
 from chexmask_export.model import InstanceNormAffine
 from chexmask_export.onnx_export import build_network
+from chexmask_rt._core import latent_noise
 from chexmask_rt.image_io import read_image
-from chexmask_rt.preprocess import preprocess
-from chexmask_rt.sampling import latent_noise
 
 DATA = HERE.parent.parent / "shared" / "data" / "images"
 SAMPLES = 50
@@ -145,7 +145,7 @@ def fp16_deviation(checkpoint: Path, device: torch.device, images: list[Path], s
     eps = torch.from_numpy(latent_noise(samples, 64)).to(device)
     outs: dict[str, list] = {name: [] for name in PRECISIONS}
     for path in images:
-        x, frame = preprocess(read_image(path), size)
+        x, frame = engine_input(read_image(path), size)
         with torch.no_grad():
             for name, engine in engines.items():
                 dtype = PRECISIONS[name][0]

@@ -27,12 +27,12 @@ def quantize(engine: Path, out: Path, images: list[np.ndarray], quant_format: st
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
 
+    from benchmarks.shared_data import engine_input
+    from chexmask_rt._core import latent_noise
     from chexmask_rt.metadata import read_engine_metadata
-    from chexmask_rt.preprocess import preprocess
-    from chexmask_rt.sampling import latent_noise
 
     info = read_engine_metadata(engine)[1]
-    feeds = iter([{"image": preprocess(img, info.inputsize)[0][None, None],
+    feeds = iter([{"image": engine_input(img, info.inputsize)[0][None, None],
                    "eps": latent_noise(1, info.latents)} for img in images])
 
     class Reader(CalibrationDataReader):

@@ -5,7 +5,7 @@
 For each image (example 1 as it is, 899 x 786 8-bit, and the same resized to 2800 x 3200 in
 16 bits) it times, in alternating rounds so that the shared machine's drifts fall on all alike:
 - ``native``: ``chexmask_rt._core.preprocess`` (the C++ core, windowed resize);
-- ``python``: ``chexmask_rt.preprocess.preprocess`` (the numpy windowed resize);
+- ``python``: ``tests/reference``'s ``preprocess`` (the numpy windowed resize, the test oracle);
 - ``cv2 pad+resize``: the way before (materialise the padded square, then ``cv2.resize``);
 - ``baseline native`` with ``--baseline-core``: another build's ``_core`` (e.g. main's, which
   padded with cv::copyMakeBorder and resized with cv::resize), loaded beside this one.
@@ -23,9 +23,8 @@ import numpy as np
 
 from benchmarks.shared_data import DATA
 from chexmask_rt import _core
-from chexmask_rt.frames import Letterbox
-from chexmask_rt.image_io import read_image
-from chexmask_rt.preprocess import preprocess, to_gray
+from chexmask_rt.image_io import read_image, to_gray
+from tests.reference import preprocess
 
 SIZE = 512
 
@@ -40,7 +39,7 @@ def load_core(path: str):
 
 
 def pad_and_resize(gray: np.ndarray, full_scale: float) -> np.ndarray:
-    frame = Letterbox(*gray.shape)
+    frame = _core.Letterbox(*gray.shape)
     square = np.zeros((frame.side, frame.side), gray.dtype)
     square[frame.pad_top:frame.pad_top + frame.height, frame.pad_left:frame.pad_left + frame.width] = gray
     return cv2.resize(square, (SIZE, SIZE), interpolation=cv2.INTER_LINEAR).astype(np.float32) / np.float32(full_scale)
@@ -53,7 +52,7 @@ def main() -> None:
     args = parser.parse_args()
     baseline = load_core(args.baseline_core) if args.baseline_core else None
 
-    gray8, _ = to_gray(read_image(DATA / "images" / "wiki_example1_normal_PA.jpg"))
+    gray8 = to_gray(read_image(DATA / "images" / "wiki_example1_normal_PA.jpg"))
     gray16 = cv2.resize(gray8, (2800, 3200)).astype(np.uint16) * 16
     images = {"899x786 8-bit": (gray8, 255.0), "2800x3200 12-bit": (gray16, 4095.0)}
     for name, (gray, full_scale) in images.items():

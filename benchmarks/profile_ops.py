@@ -24,19 +24,19 @@ from benchmarks.run import IMAGE, MODELS
 
 def profile(engine: Path, options, samples: int, runs: int) -> collections.Counter:
     """Mean kernel milliseconds per operator type over ``runs`` calls."""
-    from chexmask_rt.backends.onnxruntime import session_options
+    from benchmarks.shared_data import engine_input
+    from chexmask_rt._core import latent_noise
     from chexmask_rt.image_io import read_image
     from chexmask_rt.metadata import read_engine_metadata
-    from chexmask_rt.preprocess import preprocess
-    from chexmask_rt.sampling import latent_noise
+    from tests.reference.session import session_options
 
     info = read_engine_metadata(engine)[1]
-    so = session_options(options)
+    so = session_options(options.threads, options.layout_optimizations, options.memory_pattern)
     so.enable_profiling = True
     with tempfile.TemporaryDirectory() as tmp:
         so.profile_file_prefix = str(Path(tmp) / "profile")
         session = ort.InferenceSession(str(engine), so, providers=["CPUExecutionProvider"])
-        feeds = {"image": preprocess(read_image(IMAGE), info.inputsize)[0][None, None],
+        feeds = {"image": engine_input(read_image(IMAGE), info.inputsize)[0][None, None],
                  "eps": latent_noise(samples, info.latents)}
         session.run(None, feeds)  # warm-up, excluded below
         for _ in range(runs):

@@ -32,7 +32,7 @@ import torch
 from torch_geometric.nn import MessagePassing
 
 from benchmarks.reference import ReferenceHybridGNet, roi_align_mean
-from chexmask_rt import graph
+from chexmask_export import graph
 
 
 def roi_align_3x3(fmap: torch.Tensor, boxes: list[torch.Tensor], output_size=(1, 1),

@@ -23,7 +23,7 @@ from torch import nn
 from torch_geometric.nn import ChebConv
 
 from chexmask_export.checkpoint import ENCODER_CHANNELS, ModelConfig
-from chexmask_rt import graph
+from chexmask_export import graph
 
 
 class _Block(nn.Module):

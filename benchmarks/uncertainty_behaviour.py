@@ -21,8 +21,8 @@ import numpy as np
 
 import chexmask_rt
 from benchmarks.shared_data import experiment_arguments, gray_radiographs, write_report
+from chexmask_rt._core import Letterbox
 from chexmask_rt.anatomy import organ_slices
-from chexmask_rt.frames import Letterbox
 
 NOISE_LEVELS = [0, 10, 20, 30, 45, 60, 80, 100, 120]
 OCCLUSION = 201  # side of the square in the 1024 frame

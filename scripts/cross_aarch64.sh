@@ -37,13 +37,9 @@ if [ ! -f "$sysroot/.complete" ]; then
     for deb in "$work"/apt/cache/archives/*.deb; do dpkg -x "$deb" "$sysroot"; done
     touch "$sysroot/.complete"
 fi
-# qemu-user shows the guest the host's /proc/cpuinfo (x86), on which ONNX Runtime's CPU detection
-# crashes while the library loads; qemu reads paths under its -L root first, so give it an aarch64
-# one: Jetson Orin's Cortex-A78AE, one entry per CPU that /sys lists.
-mkdir -p "$sysroot/proc"
-for ((cpu = 0; cpu < $(getconf _NPROCESSORS_CONF); ++cpu)); do
-    printf 'processor\t: %d\nBogoMIPS\t: 62.50\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp\nCPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd42\nCPU revision\t: 1\n\n' "$cpu"
-done > "$sysroot/proc/cpuinfo"
+# shellcheck source=scripts/qemu_aarch64.sh
+. scripts/qemu_aarch64.sh
+qemu_aarch64_cpuinfo "$sysroot"
 lib=$sysroot/usr/lib/aarch64-linux-gnu
 target_libs=$lib:$lib/blas:$lib/lapack:$sysroot/lib/aarch64-linux-gnu
 

@@ -12,7 +12,7 @@
 #     calibration files beside an engine, and organ masks, which must equal cv2.fillPoly's),
 #     10,000 inputs: the first
 #     FUZZ_ASAN_INPUTS through the sanitizer build (Python with libasan preloaded, native
-#     backend), the rest through the normal build (both backends, taking turns).
+#     core), the rest through the normal build.
 # A heap over-read, a crash, a hang (60 s watchdog) or an untyped error fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."

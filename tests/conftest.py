@@ -3,6 +3,8 @@ it exists in CI beside the clone, and its absence is an error, not a skip."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -70,3 +72,14 @@ def default_segmenter():
     import chexmask_rt
 
     return chexmask_rt.load()
+
+
+@pytest.fixture(scope="session")
+def sdist(tmp_path_factory) -> Path:
+    """This checkout's source distribution, built once: test_release installs it, test_wheel builds
+    the wheel from it."""
+    dist = tmp_path_factory.mktemp("sdist")
+    subprocess.run([sys.executable, "-m", "build", "--sdist", "--outdir", str(dist), str(REPO)], check=True,
+                   capture_output=True, text=True)
+    (path,) = dist.glob("*.tar.gz")
+    return path

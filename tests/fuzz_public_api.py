@@ -1,6 +1,6 @@
 """Seeded fuzz of the public API: mutated real images and DICOMs, random arrays, mutated engines.
 
-    python tests/fuzz_public_api.py --inputs 10000 [--seed 20] [--backends native,python]
+    python tests/fuzz_public_api.py --inputs 10000 [--seed 20] [--backends native]
                                     [--time-box 420] [--report fuzz.json] [--keep DIR] [--only I]
 
 Input ``i`` is made from ``numpy.random.default_rng([seed, i])`` alone, so ``--only i`` replays it.
@@ -354,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=20)
     parser.add_argument("--first", type=int, default=0, help="index of the first input (to split a run)")
     parser.add_argument("--only", type=int, help="run input ONLY alone (replay)")
-    parser.add_argument("--backends", default="native,python")
+    parser.add_argument("--backends", default="native")
     parser.add_argument("--time-box", type=float, default=600.0, help="seconds; stop and fail past it")
     parser.add_argument("--report", type=Path)
     parser.add_argument("--keep", type=Path, help="folder for the current input (default: a temporary one)")

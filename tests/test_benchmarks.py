@@ -77,8 +77,8 @@ def test_int8_variant_quantises_every_convolution(shared_images, tmp_path):
     convs = sum(n.op_type == "Conv" for n in graph.node)
     weights_dequantised = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
     assert convs > 0 and all(n.input[1] in weights_dequantised for n in graph.node if n.op_type == "Conv")
-    a = chexmask_rt.load(engine, backend="python").predict(images[0], samples=4)
-    b = chexmask_rt.load(out, backend="python").predict(images[0], samples=4)
+    a = chexmask_rt.load(engine).predict(images[0], samples=4)
+    b = chexmask_rt.load(out).predict(images[0], samples=4)
     assert b.model == a.model  # the metadata survives quantisation
     # int8 moves the trained model's landmarks by about a pixel (the experiment reports 0.6-1.8 px
     # mean on the shared images), not by a failure's tens of pixels
@@ -102,12 +102,12 @@ def test_gpu_check_precisions_keep_the_norms_in_fp32_and_agree_with_fp32():
 
     from benchmarks.gpu_check import PRECISIONS, engine_in
     from benchmarks.run import IMAGE, default_model
+    from benchmarks.shared_data import engine_input
     from chexmask_export.model import InstanceNormAffine
-    from chexmask_rt.preprocess import preprocess
-    from chexmask_rt.sampling import latent_noise
+    from chexmask_rt._core import latent_noise
 
     ckpt = default_model()[0]
-    image = torch.from_numpy(preprocess(read_image(IMAGE), 512)[0])[None, None]
+    image = torch.from_numpy(engine_input(read_image(IMAGE), 512)[0])[None, None]
     eps = torch.from_numpy(latent_noise(4, 64))
     means = {}
     for name, (dtype, fp32_norms) in PRECISIONS.items():
@@ -119,6 +119,20 @@ def test_gpu_check_precisions_keep_the_norms_in_fp32_and_agree_with_fp32():
     for name in ("fp16", "fp16-fp32norm"):
         assert torch.isfinite(means[name]).all()
         assert (means[name] - means["fp32"]).abs().max() * 512 < 2.0  # px in the 512 frame
+
+
+def test_engine_input_is_the_references_preprocessing(shared_images):
+    """What the benchmarks feed engines (the core's preprocessing) equals the reference's, RGB and
+    16-bit files included."""
+    from benchmarks.shared_data import engine_input
+    from reference import preprocess
+
+    deep = np.random.default_rng(5).integers(0, 4096, (300, 200)).astype(np.uint16)
+    for image in [read_image(p) for p in shared_images] + [deep]:
+        got, frame = engine_input(image, 256)
+        want, ref_frame = preprocess(image, 256)
+        np.testing.assert_array_equal(got, want)
+        assert (frame.side, frame.pad_left, frame.pad_top) == (ref_frame.side, ref_frame.pad_left, ref_frame.pad_top)
 
 
 def test_the_occlusion_square_is_201_px_of_the_1024_frame_in_original_pixels():
@@ -176,8 +190,8 @@ class _FixedModel:
         self.landmarks = landmarks
 
     def predict(self, image, samples, second_look=True):
-        extra = {"second_look": {"look": "pooled"}} if second_look else {}
-        return SimpleNamespace(landmarks=self.landmarks, mean_node_std=2.0, extra=extra)
+        look = SimpleNamespace(look="pooled") if second_look else None
+        return SimpleNamespace(landmarks=self.landmarks, mean_node_std=2.0, second_look=look)
 
 
 def test_framing_reaches_each_fill_and_measures_in_the_reframed_1024_frame():
@@ -202,9 +216,9 @@ def test_framing_reaches_each_fill_and_measures_in_the_reframed_1024_frame():
 def test_second_look_memory_reports_both_settings_from_their_own_processes(capsys):
     from benchmarks import second_look_memory
 
-    second_look_memory.main(["--backend", "python", "--side", "256"])
+    second_look_memory.main(["--side", "256"])
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split(":")[0] for line in lines] == ["python, one look", "python, second look"]
+    assert [line.split(":")[0] for line in lines] == ["one look", "second look"]
     peaks = [float(line.split("peak RSS ")[1].split(" MB")[0]) for line in lines]
     assert all(peak > 50 for peak in peaks)  # a whole Python process with onnxruntime, not a delta
 

@@ -6,28 +6,28 @@ from chexmask_rt.batch import run_batch
 
 
 class _CountingEngine:
-    """The core's engine, recording the number of images of every call (one engine call each,
-    with second_look=False)."""
+    """The core's engine, recording how many images each predict_batch call takes."""
 
-    def __init__(self, engine):
-        self.engine, self.calls = engine, []
+    def __init__(self, engine, calls: list[int]):
+        self._engine, self._calls = engine, calls
+
+    def predict_batch(self, images, *args, **kwargs):
+        self._calls.append(len(images))
+        return self._engine.predict_batch(images, *args, **kwargs)
 
     def __getattr__(self, name):
-        return getattr(self.engine, name)
-
-    def predict_batch(self, images, *args):
-        self.calls.append(len(images))
-        return self.engine.predict_batch(images, *args)
+        return getattr(self._engine, name)
 
 
 def _engine_calls(segmenter, monkeypatch) -> list[int]:
-    counting = _CountingEngine(segmenter._engine)
-    monkeypatch.setattr(segmenter, "_engine", counting)
-    return counting.calls
+    """The number of images of every call into the core (one chunk each, its crops included)."""
+    calls: list[int] = []
+    monkeypatch.setattr(segmenter, "_engine", _CountingEngine(segmenter._engine, calls))
+    return calls
 
 
 def test_predict_batch_iter_and_batch_chunk_by_the_default_or_the_given_size(tmp_path, shared_images, monkeypatch):
-    seg = chexmask_rt.load()
+    seg = chexmask_rt.load(backend="native")
     calls = _engine_calls(seg, monkeypatch)
     image = np.full((64, 64), 128, np.uint8)
     seg.predict_batch([image] * 10, samples=2, second_look=False)

@@ -11,7 +11,7 @@ from chexmask_export.tensorrt_ops import DEFAULT_TABLE, load_table, tensorrt_pro
 from chexmask_rt import default_model_path
 from chexmask_rt import core
 from chexmask_rt.metadata import FORMAT_VERSION
-from chexmask_rt.sampling import latent_noise
+from reference import latent_noise
 
 from conftest import FIXTURE_NAMES, SHARED
 

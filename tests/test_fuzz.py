@@ -35,7 +35,7 @@ def watchdog():
 
 @pytest.fixture(scope="module")
 def segmenters():
-    return [chexmask_rt.load(), chexmask_rt.load(backend="python")]
+    return [chexmask_rt.load()]
 
 
 def check_predict(segmenters, item) -> None:
@@ -112,7 +112,7 @@ def test_the_fuzz_reports_an_untyped_error(tmp_path, monkeypatch):
         raise ValueError("not typed")
 
     monkeypatch.setattr(chexmask_rt.model.Segmenter, "predict", broken)
-    status = fuzz_public_api.main(["--inputs", "5", "--backends", "python", "--keep", str(tmp_path),
+    status = fuzz_public_api.main(["--inputs", "5", "--backends", "native", "--keep", str(tmp_path),
                                    "--report", str(tmp_path / "report.json")])
     report = json.loads((tmp_path / "report.json").read_text())
     assert status == 1 and report["outcomes"].get("untyped ValueError", 0) > 0

@@ -5,7 +5,7 @@ import torch
 from torch_geometric.nn import ChebConv
 
 from chexmask_export.model import DenseChebConv
-from chexmask_rt import graph
+from chexmask_export import graph
 from chexmask_rt.anatomy import NUM_LANDMARKS, organ_slices
 
 

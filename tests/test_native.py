@@ -1,4 +1,4 @@
-"""The native core (chexmask_rt._core) against the Python reference path.
+"""The native core (chexmask_rt._core) against the reference pipeline (tests/reference).
 
 Skipped as a whole only when _core is not built (see cpp/README.md:
 `cmake -S . -B build -DCHEXMASK_RT_PYTHON_OUTPUT_DIR=runtime/chexmask_rt && cmake --build build -j2`,
@@ -24,25 +24,24 @@ import pytest
 import chexmask_rt
 from chexmask_rt.errors import ChexmaskError, InputError, ModelError
 from chexmask_rt.image_io import read_image
-from chexmask_rt.preprocess import preprocess, to_gray
-from chexmask_rt.sampling import latent_noise
+from reference import ReferenceSegmenter, latent_noise, preprocess, to_gray
 
 from conftest import REPO
 from toy_engine import toy_engine, write_toy_engine
 
 from conftest import skip_or_fail_without_native  # noqa: E402
 
-native = pytest.importorskip("chexmask_rt.backends.native")
-if not native.available():
-    skip_or_fail_without_native(f"chexmask_rt._core is not built ({native.IMPORT_ERROR}); "
-                                "build it with CMake or pip install .", allow_module_level=True)
-from chexmask_rt import _core  # noqa: E402
+try:
+    from chexmask_rt import _core, core
+except ImportError as exc:
+    skip_or_fail_without_native(f"chexmask_rt._core is not built ({exc}); build it with CMake or pip install .",
+                                allow_module_level=True)
 
 PX_TOL = 1e-3  # landmarks and stds, original pixels
 ENGINES = ["default", "skip_256", "noskip_256"]
 
 
-def _quiet_load(path, backend):
+def _quiet_load(path, backend="auto"):
     from chexmask_rt.model import UntrainedModelWarning
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UntrainedModelWarning)
@@ -58,13 +57,13 @@ def engine_path(request, exported) -> Path:
 
 @pytest.fixture(scope="module")
 def pair(engine_path):
-    """(native segmenter, Python reference segmenter) on one engine."""
-    return native.NativeSegmenter(engine_path), _quiet_load(engine_path, "python")
+    """(native segmenter, reference segmenter) on one engine."""
+    return _quiet_load(engine_path), ReferenceSegmenter(engine_path)
 
 
 @pytest.fixture(scope="module")
 def default_native():
-    return native.NativeSegmenter(chexmask_rt.default_model_path())
+    return chexmask_rt.load()
 
 
 def _assert_results_close(a, b, tol=PX_TOL, latent_tol=1e-5):
@@ -157,7 +156,7 @@ def test_native_batch_equals_python_batch(pair, shared_images):
 
 
 def test_native_16bit_and_rgb_arrays(default_native, shared_images):
-    ref = _quiet_load(chexmask_rt.default_model_path(), "python")
+    ref = ReferenceSegmenter(chexmask_rt.default_model_path())
     rgb = read_image(next(p for p in shared_images if read_image(p).ndim == 3))
     _assert_results_close(default_native.predict(rgb, samples=8), ref.predict(rgb, samples=8))
     gray, _ = to_gray(rgb)
@@ -173,7 +172,7 @@ def test_high_bit_images_in_16_bit_containers(default_native, example1):
     """12-bit pixels in a uint16 array (a 16-bit PNG from a 12-bit detector) need no bit_depth:
     both backends infer it, also per image within one batch, and the trained model answers as
     for the 8-bit image (read as 16-bit, its landmarks moved 37 px)."""
-    pair = default_native, _quiet_load(chexmask_rt.default_model_path(), "python")
+    pair = default_native, ReferenceSegmenter(chexmask_rt.default_model_path())
     gray, _ = to_gray(read_image(example1))
     twelve, sixteen = gray.astype(np.uint16) * 16, gray.astype(np.uint16) * 257
     for backend in pair:
@@ -208,7 +207,9 @@ def test_arrays_that_crossed_a_pickle_or_are_big_endian(pair, shared_images):
 
 def test_native_segmenter_interface(default_native):
     assert default_native.backend == "native"
-    assert default_native.info == _quiet_load(chexmask_rt.default_model_path(), "python").info
+    ref = ReferenceSegmenter(chexmask_rt.default_model_path()).session.metadata
+    assert (default_native.info.inputsize, default_native.info.latents, default_native.model_id) == \
+        (ref.inputsize, ref.latents, ref.model_id)
     assert default_native.model_id == f"{default_native.info.model_name}:{default_native.info.model_version}"
 
 
@@ -226,13 +227,16 @@ def test_engine_options_defaults_match_the_cpp_header():
     assert f"memory_pattern: bool = {defaults.memory_pattern}" in doc
 
 
-@pytest.mark.parametrize("backend", ["native", "python"])
-def test_engine_settings_change_speed_not_answers(backend, shared_images):
+def test_engine_settings_change_speed_not_answers(shared_images):
     image = read_image(shared_images[0])
     tuned = chexmask_rt.EngineOptions(threads=1, layout_optimizations=True, memory_pattern=True)
-    a = chexmask_rt.load(backend=backend).predict(image, samples=20)
-    b = chexmask_rt.load(backend=backend, engine_options=tuned).predict(image, samples=20)
+    a = chexmask_rt.load().predict(image, samples=20)
+    b = chexmask_rt.load(engine_options=tuned).predict(image, samples=20)
     _assert_results_close(a, b)
+    # the same settings in the reference's own onnxruntime session
+    model = chexmask_rt.default_model_path()
+    c = ReferenceSegmenter(model, threads=1, layout_optimizations=True, memory_pattern=True).predict(image, samples=20)
+    _assert_results_close(a, c)
 
 
 # --- threads ---------------------------------------------------------------------------------------
@@ -263,7 +267,7 @@ def test_eight_threads_share_one_engine(default_native, shared_images):
 
 
 def test_gil_is_released_while_predicting(example1):
-    engine = _core.Engine(str(chexmask_rt.default_model_path()), native.onnxruntime_library(), 1)
+    engine = _core.Engine(str(chexmask_rt.default_model_path()), core.onnxruntime_library(), 1)
     gray, _ = to_gray(read_image(example1))
     count, stop = [0], [False]
 
@@ -296,6 +300,15 @@ def _example_program() -> Path | None:
     return candidate if candidate.is_file() else None
 
 
+def _reference_json(r) -> dict:
+    """The keys of the C++ example's JSON that the reference computes."""
+    fields = ("landmarks", "landmarks_std", "landmarks_mu", "latent_mu", "latent_sigma", "node_uncertainty")
+    return {"image": r.image, "height": r.height, "width": r.width, "samples": r.samples, "seed": r.seed,
+            "model": r.model, **{f: getattr(r, f).tolist() for f in fields},
+            "scores": {"mean_node_std": r.mean_node_std, "mean_latent_sigma": r.mean_latent_sigma},
+            "second_look": r.second_look}
+
+
 def test_cpp_example_json_equals_python_cli(shared_images, tmp_path):
     program = _example_program()
     if program is None:
@@ -308,18 +321,18 @@ def test_cpp_example_json_equals_python_cli(shared_images, tmp_path):
     cv2.imwrite(str(deep[1]), gray.astype(np.uint16))
     images = [str(p) for p in [*shared_images, *deep]]
     args = ["--model", model, "--samples", "12", "--seed", "5"]
-    cpp = subprocess.run([str(program), *args, "--onnxruntime", native.onnxruntime_library(), *images],
+    cpp = subprocess.run([str(program), *args, "--onnxruntime", core.onnxruntime_library(), *images],
                          capture_output=True, text=True, check=True, timeout=300)
     cli = subprocess.run([sys.executable, "-m", "chexmask_rt", "predict", *args, "--json", "-", *images],
                          capture_output=True, text=True, check=True, timeout=300)
-    ref = _quiet_load(model, "python").predict_batch(images, samples=12, seed=5, batch_size=1)
+    ref = ReferenceSegmenter(model).predict_batch(images, samples=12, seed=5, batch_size=1)
     got, want = json.loads(cpp.stdout), json.loads(cli.stdout)
     assert isinstance(got, list) and len(got) == len(want) == len(ref)
     for g, w, r in zip(got, want, ref):
         # the Python runtime adds the source DICOM's UIDs and the clinical measures (chexmask_rt.measures)
         assert w.keys() - g.keys() == {"dicom", "measures"} and g.keys() <= w.keys()
         assert g["scores"].keys() == w["scores"].keys()
-        for expected in (w, r.to_dict()):
+        for expected in (w, _reference_json(r)):
             for key, value in expected.items():
                 if key in ("dicom", "measures"):
                     continue
@@ -335,7 +348,7 @@ def test_cpp_example_json_equals_python_cli(shared_images, tmp_path):
     assert {g["second_look"]["look"] for g in got} == {"pooled"}
     # --single-look: one engine call, as the CLI's
     one = [*args, images[0]]
-    cpp1 = json.loads(subprocess.run([str(program), *one[:-1], "--onnxruntime", native.onnxruntime_library(),
+    cpp1 = json.loads(subprocess.run([str(program), *one[:-1], "--onnxruntime", core.onnxruntime_library(),
                                       "--single-look", one[-1]], capture_output=True, text=True, check=True).stdout)
     cli1 = json.loads(subprocess.run([sys.executable, "-m", "chexmask_rt", "predict", *one, "--single-look", "--json", "-"],
                                      capture_output=True, text=True, check=True).stdout)
@@ -348,7 +361,7 @@ def test_cpp_example_errors(tmp_path):
     program = _example_program()
     if program is None:
         skip_or_fail_without_native("chexmask-rt-cpp not built (configure with -DCHEXMASK_RT_BUILD_EXAMPLES=ON)")
-    lib = native.onnxruntime_library()
+    lib = core.onnxruntime_library()
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not a png")
     model = str(chexmask_rt.default_model_path())
@@ -422,7 +435,7 @@ def _onnx_identity(path: Path, metadata: dict[str, str]) -> Path:
 
 
 def test_core_refuses_bad_models(tmp_path):
-    lib = native.onnxruntime_library()
+    lib = core.onnxruntime_library()
     garbage = tmp_path / "garbage.onnx"
     garbage.write_bytes(b"\x00not an onnx model" * 50)
     cases = [
@@ -442,7 +455,7 @@ def test_core_refuses_bad_models(tmp_path):
         with pytest.raises(ModelError, match=match):
             _core.Engine(str(path), lib)
         with pytest.raises(ModelError, match=match):
-            native.NativeSegmenter(path)
+            chexmask_rt.load(path)
 
 
 def test_missing_onnxruntime_library_is_a_model_error():
@@ -474,7 +487,7 @@ def test_cpp_test_program(tmp_path):
              write_toy_engine(tmp_path / "latents.onnx", metadata={"latents": "65"}),
              write_toy_engine(tmp_path / "liar.onnx", landmarks=10, per_sample=True,
                               declared={n: ["batch", 120, 2] for n in ("landmarks_mean", "landmarks_std", "landmarks_mu")})]
-    proc = subprocess.run([str(program), str(chexmask_rt.default_model_path()), native.onnxruntime_library(),
+    proc = subprocess.run([str(program), str(chexmask_rt.default_model_path()), core.onnxruntime_library(),
                            str(not_engine), *map(str, wrong)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "0 failures" in proc.stdout + proc.stderr
@@ -488,4 +501,4 @@ def test_core_error_quoting_bytes_that_are_not_utf8_stays_typed(tmp_path):
     damaged = tmp_path / "damaged.onnx"
     damaged.write_bytes(data[:at] + b"lan\xe4marks_std" + data[at + len(b"landmarks_std"):])
     with pytest.raises(ModelError, match="lan\ufffdmarks_std"):
-        _core.Engine(str(damaged), native.onnxruntime_library())
+        _core.Engine(str(damaged), core.onnxruntime_library())

@@ -6,7 +6,7 @@ import torch
 
 from chexmask_export.checkpoint import load_checkpoint
 from chexmask_export.onnx_export import build_network
-from chexmask_rt.core import latent_noise
+from reference import latent_noise
 
 from conftest import FIXTURE_NAMES, FIXTURES, reference
 

@@ -36,6 +36,15 @@ def test_frame_matches_the_shared_landmark_sets(example1):
     np.testing.assert_allclose(frame.to_original(in1024 / 1024), orig, atol=1e-3)
 
 
+def test_distances_are_stated_in_the_1024_frame():
+    from training.metrics import distance_1024
+
+    a = np.array([[10.0, 20.0], [30.0, 40.0]])
+    # 2 original px of a 512 px wide image are 4 px of the 1024 frame; the pads cancel out
+    assert distance_1024(a + [2.0, 0.0], a, Letterbox(400, 512)) == pytest.approx(4.0)
+    assert distance_1024(a + [0.0, 3.0], a, Letterbox(2048, 1500)) == pytest.approx(1.5)
+
+
 @pytest.mark.parametrize("h,w", [(300, 200), (200, 300), (257, 256), (64, 64)])
 def test_letterbox_centres_the_image(h, w):
     img = np.full((h, w), 200, np.uint8)
@@ -99,12 +108,12 @@ def _pad(gray):
 ])
 def test_bad_arrays_are_input_errors(bad, match):
     with pytest.raises(InputError, match=match):
-        preprocess(bad, 64)
+        to_gray(bad)
 
 
 def test_bad_bit_depth():
     with pytest.raises(InputError, match="bit_depth"):
-        preprocess(np.zeros((64, 64), np.uint16), 64, bit_depth=20)
+        to_gray(np.zeros((64, 64), np.uint16), bit_depth=20)
 
 
 @pytest.mark.parametrize("top,bits", [(0, 8), (255, 8), (256, 9), (1023, 10), (4095, 12), (4096, 13),

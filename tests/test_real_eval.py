@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from chexmask_rt.frames import Letterbox
 from chexmask_rt.image_io import read_image
+from reference import Letterbox
 from training.data import load_textures
 from training.evaluate import main as evaluate_main
 from training.outer_extent import densify, extent_errors, extremes_1024, lung_extremes

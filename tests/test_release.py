@@ -1,7 +1,5 @@
 """Release basics: one version source, licences, the intended-use notice, a plain --help, and a
 source distribution that installs in a fresh venv and segments the bundled sample."""
-import json
-import os
 import re
 import subprocess
 import sys
@@ -17,10 +15,10 @@ from chexmask_rt.cli import build_parser
 from chexmask_rt.notice import INTENDED_USE
 from chexmask_rt.overlay import draw_overlay
 
+import fresh_venv
 from conftest import REPO, skip_or_fail_without_native
 
 VERSION = (REPO / "VERSION").read_text().strip()
-SAMPLE = REPO / "runtime" / "chexmask_rt" / "samples" / "chest_pa_cc0.jpg"
 COMMANDS = ("predict", "batch", "merge", "export", "info")
 
 
@@ -109,11 +107,7 @@ def test_overlay_prints_the_notice_at_its_foot(default_segmenter):
     assert (foot == 0).all(axis=2).mean() > 0.2 and (foot == 255).all(axis=2).any()
 
 
-def test_sdist_installs_in_a_fresh_venv_and_segments_the_sample(tmp_path, default_segmenter):
-    dist = tmp_path / "dist"
-    subprocess.run([sys.executable, "-m", "build", "--sdist", "--outdir", str(dist), str(REPO)], check=True,
-                   capture_output=True, text=True)
-    (sdist,) = dist.glob("*.tar.gz")
+def test_sdist_installs_in_a_fresh_venv_and_segments_the_sample(tmp_path, sdist, default_segmenter):
     assert sdist.name == f"chexmask_rt-{VERSION}.tar.gz"
     with tarfile.open(sdist) as tar:
         names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
@@ -122,36 +116,10 @@ def test_sdist_installs_in_a_fresh_venv_and_segments_the_sample(tmp_path, defaul
                    "runtime/chexmask_rt/models/default.onnx"):
         assert needed in names, needed
 
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # nothing of this checkout may leak in
-    pip = subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", f"{sdist}[cpu]"], env=env,
-                         capture_output=True, text=True)
-    assert pip.returncode == 0, pip.stderr[-3000:]
-
+    venv = fresh_venv.install(tmp_path, f"{sdist}[cpu]")
     work = tmp_path / "elsewhere"  # away from the checkout, so only the installed package can answer
     work.mkdir()
-    exe = venv / "bin" / "chexmask-rt"
-    version = subprocess.run([str(exe), "--version"], cwd=work, env=env, capture_output=True, text=True)
-    assert version.stdout.strip() == f"chexmask-rt {VERSION}"
-    probe = subprocess.run(
-        [str(venv / "bin" / "python"), "-c",
-         "import chexmask_rt, importlib.metadata as m, pathlib; "
-         "print(pathlib.Path(chexmask_rt.__file__).parent); print(chexmask_rt.load().backend); "
-         "print(m.metadata('chexmask-rt')['License']); "
-         "print(sorted(p.name for p in m.distribution('chexmask-rt').files if p.name in ('LICENSE', 'NOTICE')))"],
-        cwd=work, env=env, capture_output=True, text=True, check=True)
-    package, backend, licence, licence_files = probe.stdout.splitlines()
-    assert Path(package).is_relative_to(venv) and backend == "native"  # the sdist built the core
-    assert licence == "Apache-2.0" and licence_files == "['LICENSE', 'NOTICE']"
-
-    sample = Path(package) / "samples" / "chest_pa_cc0.jpg"
-    out = work / "sample.json"
-    proc = subprocess.run([str(exe), "predict", str(sample), "--samples", "8", "--json", str(out)], cwd=work, env=env,
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    got = json.loads(out.read_text())
-    want = default_segmenter.predict(SAMPLE, samples=8)
-    assert got["intended_use"] == INTENDED_USE and got["model"] == want.model
-    np.testing.assert_allclose(got["landmarks"], want.landmarks, atol=1e-3)
-    np.testing.assert_allclose(got["landmarks_std"], want.landmarks_std, atol=1e-3)
+    probe = fresh_venv.installed_package(venv, work)
+    assert Path(probe["package"]).is_relative_to(venv) and probe["backend"] == "native"  # the sdist built the core
+    assert probe["license"] == "Apache-2.0" and probe["license_files"] == ["LICENSE", "NOTICE"]
+    fresh_venv.check_segments_the_sample(venv, work, default_segmenter, VERSION)

@@ -24,7 +24,7 @@ def arrays(shared_images):
     return [read_image(p) for p in shared_images]
 
 
-def test_a_segmenter_shared_by_8_threads_equals_sequential(arrays):
+def test_one_segmenter_shared_by_8_threads_equals_sequential(arrays):
     seg = chexmask_rt.load(threads=1)
     jobs = [(i % len(arrays), i) for i in range(16)]  # (image, seed): different work in flight at once
     sequential = {job: seg.predict(arrays[job[0]], samples=6, seed=job[1]) for job in jobs}

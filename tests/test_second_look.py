@@ -15,6 +15,7 @@ import chexmask_rt
 from chexmask_rt import core
 from chexmask_rt.image_io import read_image, to_gray
 from chexmask_rt.result import Result
+from reference import ReferenceSegmenter
 from reference.second_look import (CROP_ONLY_BELOW, FILL, chest_square, combine, crop_square, lung_fill,
                                    pooled_moments, second_look_square)
 
@@ -130,6 +131,16 @@ def test_a_framed_chest_is_the_pool_of_both_looks(segmenter, example1):
     assert two.to_dict()["second_look"] == info.to_dict() and "second_look" not in one.to_dict()
     assert info.first_fill == pytest.approx(lung_fill(one.landmarks, one.height, one.width), abs=1e-12)
     np.testing.assert_array_equal(two.landmarks, segmenter.predict(gray, samples=20).landmarks)  # deterministic
+
+
+def test_the_second_look_equals_the_references(segmenter, example1):
+    gray, _ = example1
+    ref = ReferenceSegmenter(segmenter.path)
+    for image in (gray, _wide(gray)):
+        got, want = segmenter.predict(image, samples=10), ref.predict(image, samples=10)
+        assert got.second_look.to_dict() == pytest.approx(want.second_look)
+        for field in ("landmarks", "landmarks_std", "landmarks_mu"):
+            np.testing.assert_allclose(getattr(got, field), getattr(want, field), atol=1e-3, rtol=0, err_msg=field)
 
 
 def test_a_wide_field_of_view_takes_the_crops_answer_and_lands_closer(segmenter, example1):

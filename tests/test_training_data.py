@@ -3,7 +3,7 @@ of real textures whose labels are exact."""
 import numpy as np
 import pytest
 
-from chexmask_rt.preprocess import letterbox
+from reference import letterbox
 from training.data import (FRAMING_FILL, FoldedWarp, SyntheticChests, framed_affine, jitter_shape, load_shapes,
                            load_textures, shape_modes, warp_to_shape)
 

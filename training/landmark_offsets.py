@@ -24,10 +24,11 @@ import chexmask_rt
 from chexmask_export.checkpoint import load_checkpoint
 from chexmask_export.landmark_offsets import write_offsets
 from chexmask_export.onnx_export import build_network, export_onnx
-from chexmask_rt.frames import Letterbox, distance_1024
+from chexmask_rt._core import Letterbox
 
 from .data import DEFAULT_DATA, FRAME, load_shapes, load_textures
 from .evaluate import Looks, render_predictions, seen_shape_indices
+from .metrics import distance_1024
 
 FIT_SHAPES, FIT_SEED = 160, 123  # 160 x 5 textures: two disjoint halves gave offsets within 0.03 px of held-out error
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from chexmask_rt.frames import Letterbox
+from chexmask_rt._core import Letterbox
 
 BAND = 0.2
 EXTREMES = ("lateral", "top", "bottom")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from chexmask_rt.frames import Letterbox
+from chexmask_rt._core import Letterbox
 
 from .data import DEFAULT_DATA
 

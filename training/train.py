@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from chexmask_export.checkpoint import HF_CONFIG, HF_WEIGHTS, ModelConfig
 from chexmask_export.model import HybridGNet
-from chexmask_rt import graph
+from chexmask_export import graph
 
 from .data import DEFAULT_DATA, SyntheticChests, load_shapes, load_textures
 

@@ -10,8 +10,10 @@
 #include "internal.hpp"
 #include "quality.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <optional>
+#include <vector>
 
 namespace py = pybind11;
 using namespace chexmask_rt;
@@ -311,8 +313,106 @@ void bind_engine(py::module_& m) {
              py::arg("bit_depth") = py::none(), py::arg("second_look") = py::none());
 }
 
-py::tuple preprocess(const py::object& image, int size, std::optional<int> bit_depth) {
+void check_engine_size(int size) {
     if (size < 32 || size > 4096) throw InputError("size must be in 32..4096");
+}
+
+using DoubleArray = py::array_t<double, py::array::c_style | py::array::forcecast>;
+
+DoubleArray as_doubles(const py::object& values, bool points) {
+    auto in = DoubleArray::ensure(values);
+    if (!in || (points && (in.ndim() < 1 || in.shape(in.ndim() - 1) != 2))) {
+        throw InputError(std::string(points ? "points: expected a numeric array of shape (..., 2), got "
+                                            : "lengths: expected a numeric array, got ") +
+                         std::string(py::repr(values)));
+    }
+    return in;
+}
+
+// Each element of `in` (a Point or a double) mapped into an array of the same shape.
+template <class Element, class Map>
+py::array_t<double> map_elements(const DoubleArray& in, Map map) {
+    py::array_t<double> out(std::vector<py::ssize_t>(in.shape(), in.shape() + in.ndim()));
+    const auto* src = reinterpret_cast<const Element*>(in.data());
+    auto* dst = reinterpret_cast<Element*>(out.mutable_data());
+    const py::ssize_t count = in.size() / static_cast<py::ssize_t>(sizeof(Element) / sizeof(double));
+    for (py::ssize_t i = 0; i < count; ++i) dst[i] = map(src[i]);
+    return out;
+}
+
+void bind_letterbox(py::module_& m) {
+    using detail::Letterbox;
+    py::class_<Letterbox>(m, "Letterbox",
+                          "Geometry of the centred zero-pad of a height x width image to a square of side max(h, w)")
+        .def(py::init([](int height, int width) {
+                 if (height < 1 || width < 1 || height > kMaxSide || width > kMaxSide) {
+                     throw InputError("Letterbox: height and width must be in 1.." + std::to_string(kMaxSide) +
+                                      ", got " + std::to_string(height) + " x " + std::to_string(width));
+                 }
+                 return Letterbox{height, width};
+             }),
+             py::arg("height"), py::arg("width"))
+        .def_readonly("height", &Letterbox::height)
+        .def_readonly("width", &Letterbox::width)
+        .def_property_readonly("side", &Letterbox::side)
+        .def_property_readonly("pad_left", &Letterbox::pad_left)
+        .def_property_readonly("pad_top", &Letterbox::pad_top)
+        .def(
+            "to_original",
+            [](const Letterbox& f, const py::object& p) {
+                return map_elements<Point>(as_doubles(p, true), [&](Point q) { return f.to_original(q); });
+            },
+            py::arg("points_norm"), "Normalised (x, y) in [0, 1] of the square, shape (..., 2) -> original pixels")
+        .def(
+            "scale_to_original",
+            [](const Letterbox& f, const py::object& v) {
+                return map_elements<double>(as_doubles(v, false), [&](double q) { return f.scale_to_original(q); });
+            },
+            py::arg("lengths_norm"), "Normalised lengths (e.g. stds), any shape -> original pixels")
+        .def(
+            "to_normalised",
+            [](const Letterbox& f, const py::object& p) {
+                return map_elements<Point>(as_doubles(p, true), [&](Point q) { return f.to_normalised(q); });
+            },
+            py::arg("points_px"), "Original pixels, shape (..., 2) -> normalised (x, y) of the square")
+        .def("__repr__", [](const Letterbox& f) {
+            return "Letterbox(height=" + std::to_string(f.height) + ", width=" + std::to_string(f.width) + ")";
+        });
+}
+
+// The letterboxed image in its own dtype and levels (no scaling): training and the published flow's
+// benchmark render through this, so their square is the runtime's to the pixel.
+py::tuple letterbox(const py::object& image, int size) {
+    check_engine_size(size);
+    HeldImage held = hold(image, std::nullopt);
+    std::vector<float> levels(static_cast<std::size_t>(size) * size);
+    detail::Letterbox frame;
+    {
+        py::gil_scoped_release release;
+        frame = detail::letterbox_into(detail::resolve_pixels(held.view), size, 1.0f, levels.data());
+    }
+    py::array out(held.array.dtype(), std::vector<py::ssize_t>{size, size});
+    // exact: 8-bit levels are integers, 16-bit ones rounded and clamped by the resize
+    if (held.view.bit_depth == 8) {
+        std::copy(levels.begin(), levels.end(), static_cast<std::uint8_t*>(out.mutable_data()));
+    } else if (held.view.bit_depth == 32) {
+        std::copy(levels.begin(), levels.end(), static_cast<float*>(out.mutable_data()));
+    } else {
+        std::copy(levels.begin(), levels.end(), static_cast<std::uint16_t*>(out.mutable_data()));
+    }
+    return py::make_tuple(out, frame);
+}
+
+// The depth the core reads a gray image at: 8, 9..16 or 32 (float), inferred for uint16 without a
+// bit_depth exactly as predict does; for tools that must scale pixels the runtime's way.
+int resolved_bit_depth(const py::object& image, std::optional<int> bit_depth) {
+    HeldImage held = hold(image, bit_depth);
+    py::gil_scoped_release release;
+    return detail::resolve_pixels(held.view).depth;
+}
+
+py::tuple preprocess(const py::object& image, int size, std::optional<int> bit_depth) {
+    check_engine_size(size);
     HeldImage held = hold(image, bit_depth);
     py::array_t<float> out({size, size});
     float* dst = out.mutable_data();
@@ -364,10 +464,16 @@ PYBIND11_MODULE(_core, m) {
     bind_quality(m);
     bind_result(m);
     bind_engine(m);
+    bind_letterbox(m);
     m.def("latent_noise", &latent_noise_array, py::arg("samples"), py::arg("latents"), py::arg("seed") = 0,
-          "eps float32 [samples, latents], identical to chexmask_rt.sampling.latent_noise");
+          "eps float32 [samples, latents], generator splitmix64-boxmuller-v1 (tests/reference/sampling.py)");
     m.def("preprocess", &preprocess, py::arg("image"), py::arg("size"), py::arg("bit_depth") = py::none(),
-          "(float32 [size, size] engine input, side, pad_left, pad_top), as chexmask_rt.preprocess");
+          "(float32 [size, size] engine input, side, pad_left, pad_top): the letterboxed image / full scale");
+    m.def("bit_depth", &resolved_bit_depth, py::arg("image"), py::arg("bit_depth") = py::none(),
+          "The depth the core reads a gray image at: 8, 9..16 or 32 (float); uint16 without bit_depth: inferred, "
+          "as predict does (content <= 255: 8)");
+    m.def("letterbox", &letterbox, py::arg("image"), py::arg("size"),
+          "(the gray image letterboxed to [size, size] in its own dtype and levels, its Letterbox)");
     m.def("parse_model_info", &parse_model_info, py::arg("metadata"), py::arg("source"),
           "Validates engine metadata alone (no session, no graph): a ModelInfo, or ModelError naming source");
     m.attr("RESULT_FIELDS") = result_fields_tuple();

@@ -17,13 +17,23 @@ namespace chexmask_rt::detail {
 /// left lung 50, heart 26 (Python: anatomy.py).
 const std::vector<Organ>& default_organs();
 
-/// Geometry of the centred zero-pad to a square of side max(h, w) (Python: frames.Letterbox).
+/// Geometry of the centred zero-pad to a square of side max(h, w) (Python: _core.Letterbox).
 struct Letterbox {
     int height = 0;
     int width = 0;
     int side() const { return height > width ? height : width; }
     int pad_left() const { return (side() - width) / 2; }
     int pad_top() const { return (side() - height) / 2; }
+    /// Normalised (x, y) of the square -> original pixels.
+    Point to_original(Point p) const { return {p.x * side() - pad_left(), p.y * side() - pad_top()}; }
+    /// A normalised length (e.g. a std) -> original pixels: scaled, not moved.
+    double scale_to_original(double length) const { return length * side(); }
+    Point scale_to_original(Point p) const { return {scale_to_original(p.x), scale_to_original(p.y)}; }
+    /// Original pixels -> normalised (x, y) of the square.
+    Point to_normalised(Point p) const {
+        const double s = side();
+        return {(p.x + pad_left()) / s, (p.y + pad_top()) / s};
+    }
 };
 
 /// A square window onto an image (original pixels; it may reach past the image, where it is black):
@@ -58,13 +68,20 @@ int significant_bits(const ImageView& image16);
 /// (size * size values): the engine's input for one image.
 Letterbox preprocess_into(const Pixels& image, int size, float* out);
 
+/// The full scale of `image`'s depth (2^depth - 1; 1 for float): what preprocessing divides by.
+float full_scale(const Pixels& image);
+
+/// The same pixels divided by `scale` instead of the bit depth's full scale: 1 keeps the image's
+/// own levels (training renders its data in the runtime's frame this way).
+Letterbox letterbox_into(const Pixels& image, int size, float scale, float* out);
+
 /// The same for `square` of `image` (black where it leaves the image), never copied out:
 /// the second look's crop. Returns the square's own frame (no padding).
 Letterbox preprocess_square(const Pixels& image, const Square& square, int size, float* out);
 
 /// Bilinear resize of `window` of an image to size x size, as cv::resize INTER_LINEAR of
-/// the materialised window would give (resize.cpp), divided by its full scale, written to `out`.
-void resize_window(const Pixels& image, const Square& window, int size, float* out);
+/// the materialised window would give (resize.cpp), divided by `scale`, written to `out`.
+void resize_window(const Pixels& image, const Square& window, int size, float scale, float* out);
 
 /// Bytes of a height x width mask; throws InputError for a side outside 1..kMaxSide (polygon_fill.cpp).
 std::size_t polygon_mask_bytes(std::int64_t height, std::int64_t width);
@@ -101,7 +118,7 @@ void set_scores(Result& r);
 /// Image `index` of a batch back to original pixels, with its uncertainty scores.
 Result postprocess(const EngineOutputs& out, int index, const Letterbox& frame, int samples, std::uint64_t seed);
 
-/// The second look (Python: chexmask_rt/second_look.py). `organs`: the engine's (ModelInfo::organs);
+/// The second look (reference: tests/reference/second_look.py). `organs`: the engine's (ModelInfo::organs);
 /// the lungs are those named right_lung and left_lung.
 /// The square around `first`'s lungs to look at again, if it can be an image.
 std::optional<Square> second_look_square(const Result& first, const std::vector<Organ>& organs);

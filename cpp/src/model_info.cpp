@@ -201,8 +201,8 @@ std::string why(const std::vector<std::int64_t>& expected, const ModelInfo& info
     return "the metadata says latents " + std::to_string(info.latents);
 }
 
-/// Every fixed dimension `name` declares must be what the metadata says (the same rules as
-/// runtime/chexmask_rt/engine_io.py): a mismatch is a ModelError at load, not a wrong read later.
+/// Every fixed dimension `name` declares must be what the metadata says: a mismatch is a
+/// ModelError at load, not a wrong read later.
 void check_declared(const TensorDecl& tensor, const ModelInfo& info, bool organs_given, const std::string& source) {
     const std::vector<std::int64_t> expected = expected_shape(tensor.name, info);
     if (expected.empty()) return;

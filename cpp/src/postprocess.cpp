@@ -1,6 +1,6 @@
-// Engine outputs -> original pixels (runtime/chexmask_rt/frames.py and result.py), field by field
-// as result_fields.def's kinds say: points p = p_norm * L - pad, spreads s = s_norm * L, vectors as
-// they are; in double like the Python path.
+// Engine outputs -> original pixels, field by field as result_fields.def's kinds say: points
+// through the Letterbox (p_norm * L - pad), spreads scaled (s_norm * L), vectors as they are; in
+// double, as the reference (tests/reference/frames.py) computes them.
 #include "internal.hpp"
 
 namespace chexmask_rt::detail {
@@ -15,14 +15,11 @@ double mean(const std::vector<double>& values) {
 /// `count` points starting at point `first` of `norm`, back to original pixels as `kind` says.
 std::vector<Point> points_to_original(const std::vector<float>& norm, std::size_t first, std::size_t count,
                                       FieldKind kind, const Letterbox& frame) {
-    const double side = frame.side();
-    const bool moved = kind != FieldKind::Spread;  // a spread is a length: scaled, never moved
-    const double left = moved ? frame.pad_left() : 0.0, top = moved ? frame.pad_top() : 0.0;
     const float* p = norm.data() + first * 2;
     std::vector<Point> out(count);
     for (std::size_t i = 0; i < count; ++i) {
-        out[i].x = static_cast<double>(p[2 * i]) * side - left;
-        out[i].y = static_cast<double>(p[2 * i + 1]) * side - top;
+        const Point q{p[2 * i], p[2 * i + 1]};
+        out[i] = kind == FieldKind::Spread ? frame.scale_to_original(q) : frame.to_original(q);  // a spread is a length
     }
     return out;
 }

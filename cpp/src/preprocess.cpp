@@ -1,4 +1,4 @@
-// Image -> engine input, numerically identical to runtime/chexmask_rt/preprocess.py: the centred
+// Image -> engine input, numerically identical to tests/reference/preprocess.py: the centred
 // zero pad to a square, resized INTER_LINEAR in the input's own depth (resize.cpp, without ever
 // materialising the square), then float32 division by the full scale.
 #include "internal.hpp"
@@ -110,17 +110,25 @@ Pixels resolve_pixels(const ImageView& image) {
     return p;
 }
 
-Letterbox preprocess_into(const Pixels& image, int size, float* out) {
+float full_scale(const Pixels& image) {
+    return image.depth == 32 ? 1.0f : static_cast<float>((1u << image.depth) - 1u);
+}
+
+Letterbox letterbox_into(const Pixels& image, int size, float scale, float* out) {
     const Letterbox frame{image.view.height, image.view.width};
-    resize_window(image, Square{-frame.pad_left(), -frame.pad_top(), frame.side()}, size, out);
+    resize_window(image, Square{-frame.pad_left(), -frame.pad_top(), frame.side()}, size, scale, out);
     return frame;
+}
+
+Letterbox preprocess_into(const Pixels& image, int size, float* out) {
+    return letterbox_into(image, size, full_scale(image), out);
 }
 
 Letterbox preprocess_square(const Pixels& image, const Square& square, int size, float* out) {
     if (square.side < 1 || square.side > kMaxSide) {
         throw InputError("image: crop side " + std::to_string(square.side) + " is outside 1.." + std::to_string(kMaxSide));
     }
-    resize_window(image, square, size, out);
+    resize_window(image, square, size, full_scale(image), out);
     return Letterbox{square.side, square.side};
 }
 

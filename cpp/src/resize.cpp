@@ -5,7 +5,7 @@
 // 65536 x 32 image costs two rows of output, not a 65536^2 square.
 //
 // The arithmetic is cv::resize(INTER_LINEAR) of the zero-padded square, so results equal
-// what CheXmask's pipeline (and runtime/chexmask_rt/resize.py) computes:
+// what CheXmask's pipeline (and tests/reference/resize.py) computes:
 // - tap positions and weights in float from ((i + 0.5) * L / S - 0.5); a column tap left
 //   of 0 or at the last column clamps to that column with weight 0, a row tap outside
 //   clamps to the first or last row with its weight kept;
@@ -145,10 +145,9 @@ void resize_window_typed(const ImageView& image, const Square& window, int size,
 
 }  // namespace
 
-void resize_window(const Pixels& image, const Square& window, int size, float* out) {
+void resize_window(const Pixels& image, const Square& window, int size, float scale, float* out) {
     const ImageView& v = image.view;
-    if (image.depth == 32) return resize_window_typed<float>(v, window, size, 1.0f, out);
-    const float scale = static_cast<float>((1u << image.depth) - 1u);
+    if (image.depth == 32) return resize_window_typed<float>(v, window, size, scale, out);
     if (v.bit_depth == 8) return resize_window_typed<std::uint8_t>(v, window, size, scale, out);
     if (image.depth == 8) return resize_window_typed<std::uint16_t, std::uint8_t>(v, window, size, scale, out);
     resize_window_typed<std::uint16_t>(v, window, size, scale, out);

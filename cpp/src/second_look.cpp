@@ -1,4 +1,4 @@
-// The second look, in the same double arithmetic as runtime/chexmask_rt/second_look.py:
+// The second look, in the same double arithmetic as tests/reference/second_look.py:
 // crop a square around the first answer's lungs, predict on it, combine the two answers field
 // by field as result_fields.def says (kind: what the crop offset moves; two_looks: how they pool).
 #include "internal.hpp"

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from chexmask_rt import graph
+from . import graph
 from chexmask_rt.anatomy import NUM_LANDMARKS
 from chexmask_rt.errors import ModelError
 

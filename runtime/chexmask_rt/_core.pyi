@@ -170,11 +170,43 @@ class Engine:
         one for all, or one per image (the core ignores it for uint8 and float32 images)."""
 
 def latent_noise(samples: int, latents: int, seed: int = 0) -> npt.NDArray[np.float32]:
-    """eps [samples, latents]: SplitMix64 + Box-Muller (generator "splitmix64-boxmuller-v1"); the first K rows of any larger K."""
+    """eps [samples, latents], generator splitmix64-boxmuller-v1 (as tests/reference/sampling.py)."""
 
 def preprocess(image: npt.NDArray[np.uint8] | npt.NDArray[np.uint16] | npt.NDArray[np.float32], size: int,
                bit_depth: int | None = None) -> tuple[npt.NDArray[np.float32], int, int, int]:
-    """(engine input [size, size], side, pad_left, pad_top): the letterbox and resize the engine reads."""
+    """(engine input [size, size], side, pad_left, pad_top): the image letterboxed, divided by its full scale."""
+
+def bit_depth(image: npt.NDArray[np.uint8] | npt.NDArray[np.uint16] | npt.NDArray[np.float32],
+              bit_depth: int | None = None) -> int:
+    """The depth the core reads a gray image at: 8, 9..16 or 32 (float); a uint16 image without bit_depth
+    is inferred as predict infers it (the fewest bits that hold its largest value; content <= 255: 8).
+    Full scale: 2**depth - 1 (1 for 32)."""
+
+def letterbox(image: npt.NDArray[np.uint8] | npt.NDArray[np.uint16] | npt.NDArray[np.float32], size: int
+              ) -> tuple[npt.NDArray[np.uint8] | npt.NDArray[np.uint16] | npt.NDArray[np.float32], Letterbox]:
+    """(the gray image zero-padded to its centred square and resized to [size, size] in its own dtype
+    and levels, unscaled; its frame): the engine input before the division by full scale."""
+
+class Letterbox:
+    """Geometry of the centred zero-pad of a height x width image (1..MAX_SIDE each) to a square of
+    side max(h, w); the core back-projects every engine answer with it."""
+    def __init__(self, height: int, width: int) -> None: ...
+    @property
+    def height(self) -> int: ...
+    @property
+    def width(self) -> int: ...
+    @property
+    def side(self) -> int: ...
+    @property
+    def pad_left(self) -> int: ...
+    @property
+    def pad_top(self) -> int: ...
+    def to_original(self, points_norm: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """Normalised (x, y) in [0, 1] of the square, shape (..., 2) -> original pixels."""
+    def scale_to_original(self, lengths_norm: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """Normalised lengths (e.g. stds), any shape -> original pixels (scaled, not moved)."""
+    def to_normalised(self, points_px: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """Original pixels, shape (..., 2) -> normalised (x, y) of the square."""
 
 def onnxruntime_library() -> str:
     """Path of the ONNX Runtime library this process loaded ('' before the first Engine)."""

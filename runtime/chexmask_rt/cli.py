@@ -114,24 +114,36 @@ def _add_merge(sub) -> None:
     p.add_argument("--out", required=True, metavar="ALL", help="new folder for the merged results.csv and errors.csv")
 
 
-def _add_export(sub) -> None:
-    p = sub.add_parser("export", help="convert a published HybridGNet checkpoint into a chexmask-rt ONNX engine")
-    p.add_argument("--checkpoint", required=True, help="Hugging Face folder / pytorch_model.bin, or a training-script .pt")
-    p.add_argument("--config", help="config.json (default: the one beside the checkpoint, else inferred)")
-    p.add_argument("--output", required=True, help="output .onnx path")
-    p.add_argument("--samples-output", action="store_true", help="also output the raw samples [B,K,120,2]")
-    p.add_argument("--name", default="hybridgnet", help="model name stored in the engine")
-    p.add_argument("--model-version", default="unversioned", help="model version stored in the engine")
-    p.add_argument("--description", default="", help="free text stored in the engine (e.g. where its card is)")
-    p.add_argument("--no-fused-norms", action="store_true",
-                   help="keep the norms' per-image affines as Mul/Add only, without the batch-1 depthwise-Conv "
-                        "branch (for a TensorRT build that rejects If nodes or non-constant Conv weights)")
-    p.add_argument("--second-look", action="store_true",
-                   help="make predict take a second look by default with this engine (chexmask_rt.second_look); "
-                        "measure first that it helps the model (training.evaluate with and without --single-look)")
-    p.add_argument("--no-landmark-offsets", action="store_true",
-                   help="leave out the per-landmark offsets of a landmark_offsets.json beside the checkpoint "
-                        "(see chexmask_export/landmark_offsets.py): the bare model, e.g. to fit new ones")
+COMMANDS_GROUP = "chexmask_rt.commands"  # entry points: functions that add a subcommand (setup.py)
+
+
+def _add_plugin_commands(sub) -> None:
+    """Commands other packages register, ``export`` (chexmask_export.command) among them; each sets
+    its handler as the ``run`` default. Without a registered ``export`` (an install whose entry
+    points are missing or stale), ``export`` says what to install."""
+    from importlib.metadata import entry_points
+
+    added = set()
+    for point in entry_points(group=COMMANDS_GROUP):
+        if point.name in added:  # the same package seen twice (e.g. an installed copy and a build's egg-info)
+            continue
+        try:
+            add_command = point.load()
+        except ImportError:  # registered by an install whose code has since moved: as if absent
+            continue
+        add_command(sub)
+        added.add(point.name)
+    if "export" not in added:
+        # takes any arguments, flags included (no prefix character can start one), to say what is missing
+        p = sub.add_parser("export", help="convert a published HybridGNet checkpoint into a chexmask-rt ONNX engine "
+                           "(needs the export extras)", prefix_chars="\0", add_help=False)
+        p.add_argument("arguments", nargs="*")
+        p.set_defaults(run=_export_missing)
+
+
+def _export_missing(args) -> int:
+    raise ModelError("export needs the export extras (torch, onnx) and their registered command: "
+                     "pip install 'chexmask-rt[export]'")
 
 
 def _add_info(sub) -> None:
@@ -157,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_predict(sub)
     _add_batch(sub)
     _add_merge(sub)
-    _add_export(sub)
+    _add_plugin_commands(sub)
     _add_info(sub)
     return parser
 
@@ -312,23 +324,6 @@ def _write_overlays(target: str, results, *, several: bool, max_pixels: int | No
         print(f"wrote {out}", file=sys.stderr)
 
 
-def cmd_export(args) -> int:
-    try:
-        from chexmask_export.checkpoint import load_checkpoint
-        from chexmask_export.onnx_export import build_network, export_onnx
-    except ImportError as exc:
-        raise ModelError(f"export needs the export extras (torch, onnx): pip install 'chexmask-rt[export]' ({exc})") from None
-    ckpt = load_checkpoint(args.checkpoint, args.config, offsets=not args.no_landmark_offsets)
-    info = export_onnx(build_network(ckpt), args.output, checkpoint_sha256=ckpt.sha256,
-                       samples_output=args.samples_output, model_name=args.name, model_version=args.model_version,
-                       description=args.description, fuse_norms=not args.no_fused_norms,
-                       landmark_offsets=ckpt.landmark_offsets, second_look=args.second_look)
-    offsets = "" if ckpt.landmark_offsets is None else f", landmark offsets from {ckpt.landmark_offsets.source}"
-    print(f"wrote {args.output}: inputsize {info.inputsize}, latents {info.latents}, skip {info.skip}, "
-          f"{ckpt.layout} checkpoint sha256 {ckpt.sha256[:12]}...{offsets}")
-    return EXIT_OK
-
-
 def cmd_info(args) -> int:
     from .model import load
 
@@ -350,8 +345,8 @@ def main(argv: list[str] | None = None) -> int:
         print("chexmask-rt: error: --backend python is gone: the native core is the only pipeline "
               "(use --backend auto, the default; same results)", file=sys.stderr)
         return EXIT_USAGE
-    handler = {"predict": cmd_predict, "batch": cmd_batch, "merge": cmd_merge, "export": cmd_export,
-               "info": cmd_info}[args.command]
+    handler = getattr(args, "run", None) or {"predict": cmd_predict, "batch": cmd_batch, "merge": cmd_merge,
+                                             "info": cmd_info}[args.command]
     try:
         return handler(args)
     except ChexmaskError as exc:

@@ -15,13 +15,15 @@ from .devices import MISSING_ONNXRUNTIME
 from .errors import ModelError
 
 try:
-    from ._core import *  # noqa: F401,F403  (the names of _core.pyi)
-    from . import _core as module
+    from . import _core
 except ImportError as exc:  # not built, or built against another Python or ABI
     raise ImportError(f"the native core chexmask_rt._core cannot be loaded ({type(exc).__name__}: {exc}); "
                       "build it with 'pip install .'") from exc
 
-RESULT_FIELDS = module.RESULT_FIELDS
+
+def __getattr__(name: str):
+    """The core's names (``_core.pyi``): ``core.Engine``, ``core.RESULT_FIELDS``, ``core.preprocess`` ..."""
+    return getattr(_core, name)
 
 
 def onnxruntime_library() -> str:

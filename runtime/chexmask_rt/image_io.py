@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from . import core
 from .core import MIN_SIDE
 from .dicom_io import DICM_HEAD, looks_like_dicom, read_dicom
 from .errors import InputError, first_line
@@ -93,6 +94,14 @@ def to_gray(image: np.ndarray, *, name: str = "image") -> np.ndarray:
         _check_unit_range(image, name)
         return image.astype(np.float32, copy=False)
     raise InputError(f"{name}: unsupported pixel type {image.dtype}; use uint8, uint16 or float in [0, 1]")
+
+
+def full_scale(gray: np.ndarray, bit_depth: int | None = None) -> float:
+    """What the core divides ``gray`` (``to_gray``'s answer) by: 2^b - 1 at the bit depth it reads it at
+    (a uint16 image without ``bit_depth``: inferred from its largest value; content <= 255: 255), 1 for
+    float. For tools that must scale pixels as the runtime does (training renders, calibration)."""
+    depth = core.bit_depth(gray, bit_depth)
+    return 1.0 if depth == 32 else float(2**depth - 1)
 
 
 def _check_size(h: int, w: int, name: str) -> None:

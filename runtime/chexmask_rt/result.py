@@ -13,7 +13,7 @@ import numpy as np
 
 from . import core
 from .anatomy import organ_slices
-from .dicom_source import UID_KEYWORDS, DicomSource
+from .dicom_source import UID_KEYWORDS
 from .measures import Measures, measure
 from .notice import INTENDED_USE
 from .quality import Quality

@@ -141,7 +141,7 @@ struct Point {
     double y = 0.0;
 };
 
-/// How a second look made an answer (Python: chexmask_rt.second_look).
+/// How a second look made an answer (Python: chexmask_rt.SecondLook).
 struct SecondLook {
     /// "pooled": both looks' samples pooled (landmarks: their mean; std: the std of all
     /// 2 x samples decodes; mu-decode and latents: the two looks' averages).

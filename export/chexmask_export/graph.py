@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from .anatomy import ORGANS
+from chexmask_rt.anatomy import ORGANS
 
 
 def organ_sizes(level: int = 0) -> list[int]:

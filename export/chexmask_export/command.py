@@ -1,0 +1,53 @@
+"""``chexmask-rt export``: the export toolchain's subcommand of the runtime's command line.
+
+setup.py registers :func:`add_command` in the ``chexmask_rt.commands`` entry point group; the
+runtime's CLI adds every command of that group, so it never imports this package itself. This
+module imports only argparse and the runtime's errors: torch is imported when the command runs.
+"""
+from __future__ import annotations
+
+import argparse
+
+from chexmask_rt.errors import ModelError
+
+MISSING_EXTRAS = "export needs the export extras (torch, onnx): pip install 'chexmask-rt[export]'"
+
+
+def add_command(sub: argparse._SubParsersAction) -> None:
+    """Add ``export`` and its flags to the runtime's subcommands; ``run`` handles it."""
+    p = sub.add_parser("export", help="convert a published HybridGNet checkpoint into a chexmask-rt ONNX engine")
+    p.add_argument("--checkpoint", required=True, help="Hugging Face folder / pytorch_model.bin, or a training-script .pt")
+    p.add_argument("--config", help="config.json (default: the one beside the checkpoint, else inferred)")
+    p.add_argument("--output", required=True, help="output .onnx path")
+    p.add_argument("--samples-output", action="store_true", help="also output the raw samples [B,K,120,2]")
+    p.add_argument("--name", default="hybridgnet", help="model name stored in the engine")
+    p.add_argument("--model-version", default="unversioned", help="model version stored in the engine")
+    p.add_argument("--description", default="", help="free text stored in the engine (e.g. where its card is)")
+    p.add_argument("--no-fused-norms", action="store_true",
+                   help="keep the norms' per-image affines as Mul/Add only, without the batch-1 depthwise-Conv "
+                        "branch (for a TensorRT build that rejects If nodes or non-constant Conv weights)")
+    p.add_argument("--second-look", action="store_true",
+                   help="make predict take a second look by default with this engine (README, \"The second look\"); "
+                        "measure first that it helps the model (training.evaluate with and without --single-look)")
+    p.add_argument("--no-landmark-offsets", action="store_true",
+                   help="leave out the per-landmark offsets of a landmark_offsets.json beside the checkpoint "
+                        "(see chexmask_export/landmark_offsets.py): the bare model, e.g. to fit new ones")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Export ``args.checkpoint`` to ``args.output``; ModelError (exit 4) without torch or onnx."""
+    try:
+        from .checkpoint import load_checkpoint
+        from .onnx_export import build_network, export_onnx
+    except ImportError as exc:
+        raise ModelError(f"{MISSING_EXTRAS} ({exc})") from None
+    ckpt = load_checkpoint(args.checkpoint, args.config, offsets=not args.no_landmark_offsets)
+    info = export_onnx(build_network(ckpt), args.output, checkpoint_sha256=ckpt.sha256,
+                       samples_output=args.samples_output, model_name=args.name, model_version=args.model_version,
+                       description=args.description, fuse_norms=not args.no_fused_norms,
+                       landmark_offsets=ckpt.landmark_offsets, second_look=args.second_look)
+    offsets = "" if ckpt.landmark_offsets is None else f", landmark offsets from {ckpt.landmark_offsets.source}"
+    print(f"wrote {args.output}: inputsize {info.inputsize}, latents {info.latents}, skip {info.skip}, "
+          f"{ckpt.layout} checkpoint sha256 {ckpt.sha256[:12]}...{offsets}")
+    return 0
