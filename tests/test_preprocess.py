@@ -113,7 +113,7 @@ def test_bad_arrays_are_input_errors(bad, match):
 
 def test_bad_bit_depth():
     with pytest.raises(InputError, match="bit_depth"):
-        to_gray(np.zeros((64, 64), np.uint16), bit_depth=20)
+        preprocess(np.zeros((64, 64), np.uint16), 64, bit_depth=20)
 
 
 @pytest.mark.parametrize("top,bits", [(0, 8), (255, 8), (256, 9), (1023, 10), (4095, 12), (4096, 13),

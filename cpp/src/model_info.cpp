@@ -236,11 +236,11 @@ ModelInfo parse_model_info(const std::map<std::string, std::string>& props, cons
     std::vector<std::string> input_names;
     for (const TensorDecl& t : graph.inputs) input_names.push_back(t.name);
     std::string missing;
-    bool all_optional = true;
+    bool samples = true;
     for (const FieldInfo& field : result_fields()) {
         const bool has = find(graph.outputs, field.output) != nullptr;
         if (field.need == FieldNeed::Required && !has) missing += std::string(" ") + field.output;
-        if (field.need == FieldNeed::Optional) all_optional &= has;
+        if (field.kind == FieldKind::Samples) samples &= has;
     }
     if (input_names != std::vector<std::string>{"image", "eps"} || !missing.empty()) {
         throw ModelError(source + ": engine inputs/outputs do not match chexmask-rt format " +
@@ -248,7 +248,7 @@ ModelInfo parse_model_info(const std::map<std::string, std::string>& props, cons
                          (missing.empty() ? std::string(" none") : missing) + ")");
     }
     // what the graph says wins over the samples_output entry, which only ever described it
-    info.has_samples_output = all_optional;
+    info.has_samples_output = samples;
     const bool organs_given = info.metadata.count(std::string(kPrefix) + "organs") != 0;
     // inputs first: a wrong inputsize or latents is named as such, before the landmark count
     for (const std::vector<TensorDecl>* tensors : {&graph.inputs, &graph.outputs})

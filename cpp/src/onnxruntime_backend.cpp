@@ -193,9 +193,12 @@ public:
             const std::string on = options.device == "cpu" ? "" : " on device '" + options.device + "'";
             throw ModelError(path_ + ": not a loadable ONNX model" + on + " (" + first_line(e.what()) + ")");
         }
-        info_ = parse_model_info(read_metadata(), read_graph(), path_);
+        const GraphDecl graph = read_graph();
+        info_ = parse_model_info(read_metadata(), graph, path_);
         for (const FieldInfo& field : result_fields()) {  // what each run asks for, in the table's order
-            if (field.need == FieldNeed::Required || info_.has_samples_output) outputs_.push_back(field.output);
+            const bool has = std::any_of(graph.outputs.begin(), graph.outputs.end(),
+                                         [&](const TensorDecl& t) { return t.name == field.output; });
+            if (has) outputs_.push_back(field.output);  // Required ones are there: parse_model_info checked
         }
         log(LogLevel::info, path_ + ": " + info_.id() + " opened with ONNX Runtime from '" +
                                 loaded_onnxruntime_library() + "' on " + joined(providers_));
@@ -295,7 +298,7 @@ private:
         out.batch = batch;
         out.nodes = info_.landmarks;
         out.latents = info_.latents;
-        out.samples = info_.has_samples_output ? samples : 0;
+        out.samples = samples;
         std::size_t next = 0;  // outputs_ holds the table's fields in order, Optional ones only when present
         for (const FieldInfo& field : result_fields()) {
             const bool asked = next < outputs_.size() && outputs_[next] == std::string(field.output);

@@ -117,7 +117,7 @@ struct ModelInfo {
     std::vector<Organ> organs;
     bool skip = false;
     bool trained = true;
-    bool has_samples_output = false;  ///< the graph has every Optional output of result_fields.def
+    bool has_samples_output = false;  ///< the graph has the per-sample decodes (the table's Samples field)
     std::string checkpoint_sha256;
     std::string landmark_offsets_sha256;  ///< "" when the engine adds no per-landmark offsets
     std::string model_name;
