@@ -224,7 +224,7 @@ void bind_second_look(py::module_& m) {
 py::object field_array(const Result& r, std::size_t index) {
     const FieldValues v = field_values(r, index);
     const FieldInfo& info = result_fields()[index];
-    if (info.kind == FieldKind::Samples && (v.rows == 0 || r.landmarks.empty())) return py::none();
+    if (info.need == FieldNeed::Optional && (v.rows == 0 || r.landmarks.empty())) return py::none();  // no such output
     py::array_t<double> out(v.columns == 1 ? std::vector<py::ssize_t>{static_cast<py::ssize_t>(v.rows)}
                                            : std::vector<py::ssize_t>{static_cast<py::ssize_t>(v.rows), 2});
     std::copy_n(v.data, v.rows * v.columns, out.mutable_data());

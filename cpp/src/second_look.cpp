@@ -27,6 +27,7 @@ std::vector<std::pair<std::size_t, std::size_t>> lung_ranges(const Result& r, co
     }
     for_each_field([&](const FieldInfo& field, auto member, auto) {  // every per-landmark field
         if (field.kind != FieldKind::Position && field.kind != FieldKind::Spread) return;
+        if (field.need == FieldNeed::Optional && (r.*member).empty()) return;  // the engine has no such output
         if ((r.*member).size() != start) {
             throw ModelError("a result with " + std::to_string((r.*member).size()) + " landmarks, not the " +
                              std::to_string(start) + " of the engine's organs");

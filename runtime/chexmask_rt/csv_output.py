@@ -14,9 +14,9 @@ schema version), ``Intended Use`` (:data:`chexmask_rt.notice.INTENDED_USE`), the
 schema 1: :data:`COLUMNS_V1` alone.
 
 Which result fields are written, and under which column, is the schema table's ``csv`` column
-(``chexmask_rt._core.RESULT_FIELDS``): the landmark columns of schema 1 are its first two, and a
-field given a column later is appended after schema 2's columns, one schema version per new
-column. So every schema's header is a prefix of :data:`COLUMNS` (:data:`SCHEMA_HEADERS`), and a
+(``chexmask_rt._core.RESULT_FIELDS``): the landmark columns of schema 1 are its first two, and the
+columns of rows appended to the table later (new rows go at its end) follow schema 2's, one schema
+version per new column. So every schema's header is a prefix of :data:`COLUMNS` (:data:`SCHEMA_HEADERS`), and a
 folder or file of an older schema is recognised by its header and extended, never refused.
 """
 from __future__ import annotations
