@@ -154,6 +154,16 @@ def test_organs_that_are_not_the_graphs_are_a_model_error(tmp_path, organs, mess
         chexmask_rt.load(path)
 
 
+def test_the_package_refuses_other_organs_rather_than_mislabel_them(tmp_path):
+    """Its organ views, masks and measures are the 44/50/26 anatomy's: another layout is a ModelError,
+    not lungs cut at the wrong landmark."""
+    path = write_toy_engine(tmp_path / "sixty.onnx", landmarks=60, metadata={"organs": ORGANS_60})
+    with pytest.raises(ModelError, match=r"use the C\+\+ or C API"):
+        chexmask_rt.load(path)
+    same = write_toy_engine(tmp_path / "named.onnx", metadata={"organs": "right_lung:44,left_lung:50,heart:26"})
+    assert chexmask_rt.load(same).predict(IMAGE, samples=2).landmarks.shape == (120, 2)
+
+
 def test_the_default_organs_need_120_landmarks_in_the_metadata_only_validator():
     import onnx
     meta = {p.key: p.value for p in onnx.load_from_string(toy_engine()).metadata_props}

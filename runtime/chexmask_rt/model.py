@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from . import core, streaming
+from .anatomy import ORGANS
 from .dicom_source import with_source
 from .errors import ChexmaskError, InputError, ModelError, NonFiniteOutputError
 from .inputs import (DEFAULT_BATCH, DEFAULT_SAMPLES, ImageLike, check_bit_depth, check_run_arguments, decode,  # noqa: F401
@@ -121,6 +122,11 @@ class Segmenter:
         self._engine = core.Engine(str(self.path), core.onnxruntime_library(), int(options.threads or 0),
                                    options.layout_optimizations, options.memory_pattern, options.device,
                                    options.tensorrt_cache_dir or "")
+        if tuple(self._engine.info.organs) != ORGANS:
+            # the package's organ views, masks, CSV and measures are the HybridGNet anatomy's: never a
+            # silently wrong organ; the core itself (C++/C API, _core.Engine) serves other organs
+            raise ModelError(f"{self.path}: the engine's organs ({self._engine.info.organs}) are not the anatomy "
+                             f"the Python package writes ({ORGANS}); use the C++ or C API for it")
         self.max_pixels: int | None = None  # None: $CHEXMASK_RT_MAX_PIXELS at each call, else the default
         self._engine_sha256: str | None = None
 
