@@ -94,7 +94,7 @@ setup(
         "Topic :: Scientific/Engineering :: Medical Science Apps.",
         "Topic :: Scientific/Engineering :: Image Recognition",
     ],
-    packages=["chexmask_rt", "chexmask_rt.backends", "chexmask_export"],
+    packages=["chexmask_rt", "chexmask_export"],
     package_dir={"chexmask_rt": "runtime/chexmask_rt", "chexmask_export": "export/chexmask_export"},
     package_data={
         "chexmask_rt": ["models/*.onnx", "models/*.quality.json", "samples/*", "py.typed", "*.pyi"],

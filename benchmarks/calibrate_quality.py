@@ -22,7 +22,7 @@ The two thresholds are chosen together to maximise Youden's J (TPR − FPR) of t
 "flag when either score is above its threshold", as in CheXmask-U; a score may be left
 out (threshold +inf) when it does not help. ROC AUC of each score (Mann–Whitney U) is
 reported. Predictions take the engine's default (the shipped model's: a second look,
-chexmask_rt.second_look, which pools two looks' samples and so moves the scores);
+the core's second look, which pools two looks' samples and so moves the scores);
 ``--single-look`` measures one engine call.
 ``--write`` stores the thresholds in ``<engine stem>.quality.json`` beside the engine, keyed by
 its checkpoint_sha256; the runtime applies them to both kinds of answer.
@@ -39,8 +39,7 @@ from scipy.stats import mannwhitneyu
 
 import chexmask_rt
 from benchmarks.shared_data import radiographs_and_dicom
-from chexmask_rt.image_io import read_image
-from chexmask_rt.preprocess import to_gray
+from chexmask_rt.image_io import full_scale, read_image, to_gray
 from chexmask_rt._core import node_std_1024
 from chexmask_rt.quality import calibration_path
 
@@ -48,8 +47,8 @@ SOURCES = radiographs_and_dicom()
 
 
 def as_uint8(path: Path) -> np.ndarray:
-    gray, full = to_gray(read_image(path), name=str(path))
-    return np.rint(gray.astype(np.float64) * (255.0 / full)).astype(np.uint8)
+    gray = to_gray(read_image(path), name=str(path))
+    return np.rint(gray.astype(np.float64) * (255.0 / full_scale(gray))).astype(np.uint8)
 
 
 def rotate(img: np.ndarray, degrees: float, scale: float = 1.0) -> np.ndarray:
@@ -183,7 +182,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--model", help="engine .onnx (default: the shipped model)")
     parser.add_argument("--samples", type=int, default=50)
     parser.add_argument("--single-look", dest="second_look", action="store_const", const=False, default=None,
-                        help="one engine call per image instead of the engine's default (chexmask_rt.second_look)")
+                        help="one engine call per image instead of the engine's default (README, \"The second look\")")
     parser.add_argument("--real", action="store_true",
                         help="calibrate on the training patients' Hannover radiographs and judge the thresholds on "
                              "the validation patients' (benchmarks.real_calibration)")

@@ -10,7 +10,7 @@ larger of their width over the image's width and their height over its height;
 view) or added in black, the same fraction of each side. For each framing it
 reports the mean landmark distance in the 1024 frame of the re-framed image,
 with the default second look and with one engine call (``second_look=False``,
-chexmask_rt.second_look):
+README, "The second look"):
 
 * ``wiki_example1`` against its reference landmarks (accuracy);
 * every image against its own full-frame prediction, moved by the same crop
@@ -30,7 +30,7 @@ import numpy as np
 import chexmask_rt
 from benchmarks.shared_data import experiment_arguments, gray_radiographs, write_report
 from chexmask_rt._core import Letterbox, node_std_1024
-from chexmask_rt.second_look import look_kind
+from chexmask_rt.result import look_kind
 from tests.reference.second_look import lung_fill
 from training.metrics import distance_1024
 

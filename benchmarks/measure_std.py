@@ -23,9 +23,8 @@ import numpy as np
 
 import chexmask_rt
 from chexmask_rt.anatomy import organ_slices
-from chexmask_rt.image_io import read_image
+from chexmask_rt.image_io import read_image, to_gray
 from chexmask_rt.measures import ORGAN_NAMES, cardiothoracic_ratio, polygon_area
-from chexmask_rt.preprocess import to_gray
 
 from .shared_data import DATA, radiographs
 
@@ -59,7 +58,7 @@ def compare(seg, samples: int) -> np.ndarray:
     rng = np.random.default_rng(0)
     ratios = []
     for path in IMAGES:
-        gray, _ = to_gray(read_image(path))
+        gray = to_gray(read_image(path))
         for sigma in (0.0, 0.1, 0.2):
             noisy = np.clip(gray / 255.0 + sigma * rng.standard_normal(gray.shape), 0, 1)
             r = seg.predict((noisy * 255).round().astype(np.uint8), samples=samples, second_look=False)

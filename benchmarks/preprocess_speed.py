@@ -23,8 +23,7 @@ import numpy as np
 
 from benchmarks.shared_data import DATA
 from chexmask_rt import _core
-from chexmask_rt.image_io import read_image
-from chexmask_rt.preprocess import to_gray
+from chexmask_rt.image_io import read_image, to_gray
 from tests.reference import preprocess
 
 SIZE = 512
@@ -53,7 +52,7 @@ def main() -> None:
     args = parser.parse_args()
     baseline = load_core(args.baseline_core) if args.baseline_core else None
 
-    gray8, _ = to_gray(read_image(DATA / "images" / "wiki_example1_normal_PA.jpg"))
+    gray8 = to_gray(read_image(DATA / "images" / "wiki_example1_normal_PA.jpg"))
     gray16 = cv2.resize(gray8, (2800, 3200)).astype(np.uint16) * 16
     images = {"899x786 8-bit": (gray8, 255.0), "2800x3200 12-bit": (gray16, 4095.0)}
     for name, (gray, full_scale) in images.items():

@@ -129,14 +129,14 @@ def _published_flow_runner(checkpoint: Path):
     from benchmarks.published_flow import PublishedFlow
     from chexmask_export.checkpoint import load_checkpoint
     from chexmask_rt._core import letterbox
-    from chexmask_rt.preprocess import to_gray
+    from chexmask_rt.image_io import to_gray
 
     flow = PublishedFlow(load_checkpoint(checkpoint))
 
     def run(images, samples):
         out = []
         for image in images:
-            square, frame = letterbox(to_gray(image)[0], flow.size)
+            square, frame = letterbox(to_gray(image), flow.size)
             r = flow(square, samples)
             out.append((frame.to_original(r["mean"] / flow.size), frame.scale_to_original(r["std"] / flow.size)))
         return out
@@ -153,10 +153,18 @@ def _plugin_runner(spec: str, checkpoint: Path):
 
 
 def _runtime_runner(engine: Path, backend: str, settings: str | None):
-    import chexmask_rt
+    """'native': the package (the core); 'onnxruntime-python': the reference pipeline of tests/reference
+    (the exported engine through onnxruntime's Python API, NumPy around it), the Python path of earlier
+    releases."""
+    if backend == "onnxruntime-python":
+        from tests.reference import ReferenceSegmenter
 
-    options = chexmask_rt.EngineOptions(**SETTINGS[settings]) if settings else None
-    seg = chexmask_rt.load(engine, backend=backend, engine_options=options)
+        seg = ReferenceSegmenter(engine, **(SETTINGS[settings] if settings else {}))
+    else:
+        import chexmask_rt
+
+        options = chexmask_rt.EngineOptions(**SETTINGS[settings]) if settings else None
+        seg = chexmask_rt.load(engine, engine_options=options)
     # one engine call per image, like the published flow it is compared with; the default second look
     # doubles the work (its cost: python -m benchmarks.framing)
     return lambda images, samples: seg.predict_batch(images, samples=samples, batch_size=len(images),
@@ -177,7 +185,7 @@ def worker(backend: str, model: str, settings: str | None = None) -> None:
     elif ":" in backend:
         run = _plugin_runner(backend, checkpoint)
     else:
-        run = _runtime_runner(engine, "python" if backend == "onnxruntime-python" else "native", settings)
+        run = _runtime_runner(engine, backend, settings)
     print(json.dumps({"load_s": time.perf_counter() - t0, "torch": _torch_version()}), flush=True)
     for line in sys.stdin:
         samples, batch, calls, warmup = map(int, line.split())

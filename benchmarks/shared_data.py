@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from chexmask_rt import _core
-from chexmask_rt.image_io import read_image
-from chexmask_rt.preprocess import resolved_bit_depth, to_gray
+from chexmask_rt.image_io import read_image, to_gray
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -28,14 +27,14 @@ def radiographs_and_dicom(data: Path = DATA) -> list[Path]:
 
 def gray_radiographs(data: Path = DATA) -> Iterator[tuple[Path, np.ndarray]]:
     for path in radiographs(data):
-        yield path, to_gray(read_image(path))[0]
+        yield path, to_gray(read_image(path))
 
 
 def engine_input(image: np.ndarray, size: int) -> tuple[np.ndarray, _core.Letterbox]:
     """An image as the core prepares it for an engine of side ``size``: (float32 [size, size] in
     [0, 1], the image's frame), so that benchmarks feed engines exactly what the runtime feeds."""
-    gray, full_scale = to_gray(image)
-    tensor, *_ = _core.preprocess(gray, size, resolved_bit_depth(gray, full_scale))
+    gray = to_gray(image)
+    tensor, *_ = _core.preprocess(gray, size)  # uint16: its bit depth inferred, as predict infers it
     return tensor, _core.Letterbox(*gray.shape)
 
 

@@ -5,13 +5,14 @@
 #     (build-asan/; undefined behaviour is fatal there);
 #  2. the C++ tests under the sanitizers: bad buffers, threads, organ masks (polygon_mask and its C
 #     API), the shipped model, engines that must be refused (10 landmarks, metadata that is not
-#     the graph's, a graph that lies), and the JSON reader of the quality calibration on malformed
-#     and byte-mutated documents;
+#     the graph's, a graph that lies), one with 60 landmarks whose organs metadata names them,
+#     which must run, and the JSON reader of the quality calibration on malformed and
+#     byte-mutated documents;
 #  3. the seeded fuzz of the public API (tests/fuzz_public_api.py: files, arrays, engines, damaged
 #     calibration files beside an engine, and organ masks, which must equal cv2.fillPoly's),
 #     10,000 inputs: the first
 #     FUZZ_ASAN_INPUTS through the sanitizer build (Python with libasan preloaded, native
-#     backend), the rest through the normal build (both backends, taking turns).
+#     core), the rest through the normal build.
 # A heap over-read, a crash, a hang (60 s watchdog) or an untyped error fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,7 +40,7 @@ ln -s "$PWD/$OUT"/python/_core*.so "$pkg/"
 export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 # libstdc++ preloaded too: otherwise ASan cannot find the real __cxa_throw for the C++ exceptions of cv2 and ORT
 PRELOAD="$(g++ -print-file-name=libasan.so) $(g++ -print-file-name=libstdc++.so.6)"
-ORT=$("$PY" -c "from chexmask_rt.backends.native import onnxruntime_library; print(onnxruntime_library())")
+ORT=$("$PY" -c "from chexmask_rt.core import onnxruntime_library; print(onnxruntime_library())")
 
 echo "== C++ tests under ASan + UBSan"
 engines="$OUT/engines"
@@ -56,10 +57,13 @@ write_toy_engine(out / "ten_landmarks.onnx", landmarks=10)
 write_toy_engine(out / "latents_65.onnx", metadata={"latents": "65"})
 write_toy_engine(out / "inputsize_128.onnx", metadata={"inputsize": "128"})
 write_toy_engine(out / "lies_about_landmarks.onnx", landmarks=10, per_sample=True, declared=lie)
+write_toy_engine(out / "organs_disagree.onnx", landmarks=60, metadata={"organs": "right_lung:20,left_lung:25,heart:16"})
+# another landmark count that its metadata names: must run both looks on its own organs
+write_toy_engine(out / "other_anatomy_60.onnx", landmarks=60, metadata={"organs": "right_lung:20,left_lung:25,heart:15"})
 EOF
 timeout 300 "$OUT/cpp/chexmask-rt-tests" runtime/chexmask_rt/models/default.onnx "$ORT" "$engines/not_an_engine.onnx" \
   "$engines/ten_landmarks.onnx" "$engines/latents_65.onnx" "$engines/inputsize_128.onnx" \
-  "$engines/lies_about_landmarks.onnx"
+  "$engines/lies_about_landmarks.onnx" "$engines/organs_disagree.onnx" "$engines/other_anatomy_60.onnx"
 
 echo "== fuzz, sanitizer build: inputs 0..$((FUZZ_ASAN_INPUTS - 1))"
 LD_PRELOAD="$PRELOAD" PYTHONPATH="$PWD/$OUT/pkg${PYTHONPATH:+:$PYTHONPATH}" timeout 300 "$PY" tests/fuzz_public_api.py \

@@ -62,7 +62,8 @@ def test_a_12_bit_png_reads_as_12_bit(tmp_path, example1, default_segmenter):
         moved = np.abs(np.array(json.loads(proc.stdout)["landmarks"]) - expected).mean()
         assert (moved < 0.5) == close, (flags, moved)
     proc = cli("predict", png, "--bit-depth", 10)
-    assert proc.returncode != 0 and "do not fit bit_depth 10" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 3 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith(f"chexmask-rt: error: {png}: pixel values need 12 bits, more than bit_depth 10")
 
 
 def test_overlay_pictures(tmp_path, shared_images):
@@ -120,3 +121,13 @@ def test_corrupt_image_in_cli(tmp_path):
     bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 50)
     proc = cli("predict", bad)
     assert proc.returncode == 3 and str(bad) in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_backend_python_is_gone_with_one_line_naming_the_replacement(example1):
+    proc = cli("predict", example1, "--backend", "python", "--samples", 2)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "--backend auto" in proc.stderr and "Traceback" not in proc.stderr
+    for backend in ("auto", "native"):  # both the core, as before
+        assert cli("predict", example1, "--backend", backend, "--samples", 2, "--single-look").returncode == 0
+    with pytest.raises(chexmask_rt.ModelError, match="backend='auto'"):
+        chexmask_rt.load(backend="python")

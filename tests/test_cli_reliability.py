@@ -15,8 +15,7 @@ from onnx import helper, numpy_helper
 
 import chexmask_rt
 from chexmask_rt.errors import ModelError, NonFiniteOutputError
-from chexmask_rt.image_io import read_image
-from chexmask_rt.preprocess import to_gray
+from chexmask_rt.image_io import read_image, to_gray
 
 from conftest import REPO, skip_or_fail_without_native
 
@@ -53,13 +52,13 @@ def test_the_core_refuses_non_finite_outputs_for_c_callers(nan_engine, example1,
     program = Path(os.environ.get("CHEXMASK_RT_BUILD_DIR", REPO / "build")) / "cpp" / "chexmask-rt-c"
     if not program.is_file():
         skip_or_fail_without_native(f"{program} not built (configure with -DCHEXMASK_RT_BUILD_EXAMPLES=ON)")
-    from chexmask_rt.backends import native
+    from chexmask_rt.core import onnxruntime_library
 
     pgm = tmp_path / "example1.pgm"
-    cv2.imwrite(str(pgm), to_gray(read_image(example1))[0])
+    cv2.imwrite(str(pgm), to_gray(read_image(example1)))
     for look in ("--single-look", "--second-look"):
         proc = subprocess.run([str(program), "--model", str(nan_engine), "--samples", "2", "--onnxruntime",
-                               native.onnxruntime_library(), look, str(pgm)], capture_output=True, text=True, timeout=300)
+                               onnxruntime_library(), look, str(pgm)], capture_output=True, text=True, timeout=300)
         assert proc.returncode == 4 and proc.stdout == "", proc.stdout[:200] + proc.stderr
         assert proc.stderr == ("chexmask-rt-c: error: image 0 of the batch: the engine nan.onnx returned NaN or "
                                "infinite values for this image; the engine is faulty\n")

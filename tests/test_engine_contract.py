@@ -11,14 +11,11 @@ import numpy as np
 import pytest
 
 import chexmask_rt
-from chexmask_rt import ModelError
-
+from chexmask_rt import ModelError, core
 from reference import ReferenceSegmenter
 
 from conftest import REPO, skip_or_fail_without_native
 from toy_engine import toy_engine, write_toy_engine
-
-BACKENDS = ["native"]
 LANDMARK_OUTPUTS = ("landmarks_mean", "landmarks_std", "landmarks_mu")
 IMAGE = np.random.default_rng(0).integers(0, 256, (100, 80), dtype=np.uint8)
 
@@ -31,12 +28,8 @@ DISAGREEING_METADATA = {
 }
 
 
-def segmenter(path, backend):
-    if backend == "native":
-        from chexmask_rt.backends import native
-        if not native.available():
-            skip_or_fail_without_native("chexmask_rt._core not built")
-    return chexmask_rt.load(path, backend=backend)
+def segmenter(path):
+    return chexmask_rt.load(path)
 
 
 def engine_with_metadata(tmp_path, entries):
@@ -54,45 +47,40 @@ def engine_with_metadata(tmp_path, entries):
 
 
 def test_the_toy_engine_is_a_valid_engine(tmp_path):
-    """The baseline every case below changes one thing of: it loads and predicts, as the reference does."""
+    """The baseline every case below changes one thing of: it loads and predicts as the reference does."""
     path = write_toy_engine(tmp_path / "toy.onnx")
-    r = segmenter(path, "native").predict(IMAGE, samples=3, second_look=True)
-    assert r.landmarks.shape == (120, 2) and r.extra["second_look"]["look"] == "pooled"
-    want = ReferenceSegmenter(path).predict(IMAGE, samples=3, second_look=True)
-    np.testing.assert_array_equal(r.landmarks, want.landmarks)
+    r = segmenter(path).predict(IMAGE, samples=3, second_look=True)
+    assert r.landmarks.shape == (120, 2) and r.second_look.look == "pooled"
+    np.testing.assert_array_equal(r.landmarks, ReferenceSegmenter(path).predict(IMAGE, samples=3, second_look=True).landmarks)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("case", DISAGREEING_METADATA, ids=str)
-def test_metadata_disagreeing_with_the_graph_is_a_model_error_at_load(tmp_path, backend, case):
+def test_metadata_disagreeing_with_the_graph_is_a_model_error_at_load(tmp_path, case):
     entries, message = DISAGREEING_METADATA[case]
     with pytest.raises(ModelError, match=message):
-        segmenter(engine_with_metadata(tmp_path, entries), backend)
+        segmenter(engine_with_metadata(tmp_path, entries))
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_an_engine_with_10_landmarks_is_a_model_error_at_load(tmp_path, backend):
+def test_an_engine_with_10_landmarks_is_a_model_error_at_load(tmp_path):
     path = write_toy_engine(tmp_path / "ten.onnx", landmarks=10)
     with pytest.raises(ModelError, match=r"'landmarks_mean' is \[\?, 10, 2\], but the runtime's anatomy has 120"):
-        segmenter(path, backend)
+        segmenter(path)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_an_engine_without_a_declared_landmark_count_is_a_model_error_at_load(tmp_path, backend):
+def test_an_engine_without_a_declared_landmark_count_is_a_model_error_at_load(tmp_path):
     # a count that depends on the run: shape inference cannot fill in what the graph leaves open
     path = write_toy_engine(tmp_path / "vague.onnx", per_sample=True,
                             declared={n: ["batch", "nodes", 2] for n in LANDMARK_OUTPUTS})
     with pytest.raises(ModelError, match="'landmarks_mean' does not declare its shape"):
-        segmenter(path, backend)
+        segmenter(path)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("second_look", [False, True])
-def test_an_engine_that_lies_about_its_outputs_fails_at_the_run(tmp_path, backend, second_look):
+def test_an_engine_that_lies_about_its_outputs_fails_at_the_run(tmp_path, second_look):
     """Declares [batch, 120, 2] but gives 10 landmarks per sample: found when it runs, never read past."""
     path = write_toy_engine(tmp_path / "liar.onnx", landmarks=10, per_sample=True,
                             declared={n: ["batch", 120, 2] for n in LANDMARK_OUTPUTS})
-    seg = segmenter(path, backend)
+    seg = segmenter(path)
     with pytest.raises(ModelError, match=r"engine output 'landmarks_mean' is .*\[1, 30, 2\], not float32 \[1, 120, 2\]"):
         seg.predict(IMAGE, samples=3, second_look=second_look)
 
@@ -102,16 +90,13 @@ def cli(*args):
                           timeout=300)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_cli_exit_4_with_one_line(tmp_path, backend):
-    if backend == "native":
-        segmenter(write_toy_engine(tmp_path / "ok.onnx"), backend)  # skips or fails without the core
+def test_cli_exit_4_with_one_line(tmp_path):
     image = tmp_path / "x.png"
     import cv2
     cv2.imwrite(str(image), IMAGE)
     for path in (write_toy_engine(tmp_path / "ten.onnx", landmarks=10),
                  engine_with_metadata(tmp_path, {"latents": "65"})):
-        proc = cli("predict", image, "--model", path, "--backend", backend, "--samples", 2)
+        proc = cli("predict", image, "--model", path, "--samples", 2)
         assert proc.returncode == 4, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
         assert str(path) in proc.stderr
@@ -121,25 +106,68 @@ def test_cpp_example_exits_4(tmp_path):
     program = Path(os.environ.get("CHEXMASK_RT_CPP_EXAMPLE", REPO / "build" / "cpp" / "chexmask-rt-cpp"))
     if not program.is_file():
         skip_or_fail_without_native("chexmask-rt-cpp not built (configure with -DCHEXMASK_RT_BUILD_EXAMPLES=ON)")
-    from chexmask_rt.backends import native
     import cv2
     image = tmp_path / "x.png"
     cv2.imwrite(str(image), IMAGE)
     for path in (write_toy_engine(tmp_path / "ten.onnx", landmarks=10),
                  engine_with_metadata(tmp_path, {"inputsize": "128"})):
-        proc = subprocess.run([str(program), "--model", str(path), "--onnxruntime", native.onnxruntime_library(),
+        proc = subprocess.run([str(program), "--model", str(path), "--onnxruntime", core.onnxruntime_library(),
                                str(image)], capture_output=True, text=True, timeout=120)
         assert proc.returncode == 4, proc.stdout + proc.stderr
         assert "engine graph disagrees with its metadata" in proc.stderr
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("raw", [b"\xf3(ab", b"\xc0\x80ab", b"\xed\xa0\x80a"], ids=["invalid", "overlong", "surrogate"])
-def test_metadata_that_is_not_utf8_is_a_model_error(tmp_path, backend, raw):
+def test_metadata_that_is_not_utf8_is_a_model_error(tmp_path, raw):
     """Found by the fuzz (a flipped bit in a metadata value): Python's decoding raised UnicodeDecodeError."""
     path = tmp_path / "bytes.onnx"
     path.write_bytes(toy_engine(metadata={"description": "XXXX"}).replace(b"XXXX", raw))  # same length: valid protobuf
     with pytest.raises(ModelError, match="engine metadata is not valid UTF-8"):
-        segmenter(path, backend)
+        segmenter(path)
     path.write_bytes(toy_engine(metadata={"description": "XXXX"}).replace(b"XXXX", "éab".encode()))
-    assert segmenter(path, backend).info.description == "éab"
+    assert segmenter(path).info.description == "éab"
+
+
+ORGANS_60 = "right_lung:20,left_lung:25,heart:15"
+
+
+@pytest.mark.parametrize("second_look", [False, True])
+def test_the_core_runs_an_engine_with_other_organs_on_its_own_counts(tmp_path, second_look):
+    """Another landmark count, named by chexmask_rt.organs: the core reads it from the graph and the
+    second look frames that engine's lungs (before, 94 lung landmarks were a constant)."""
+    path = write_toy_engine(tmp_path / "sixty.onnx", landmarks=60, metadata={"organs": ORGANS_60})
+    engine = core.Engine(str(path), core.onnxruntime_library())
+    assert engine.info.landmarks == 60 and engine.info.organs == (("right_lung", 20), ("left_lung", 25), ("heart", 15))
+    r = engine.predict(IMAGE, 3, 0, None, second_look)
+    assert r.landmarks.shape == r.landmarks_std.shape == r.landmarks_mu.shape == (60, 2)
+    assert (r.second_look is not None) == second_look
+
+
+@pytest.mark.parametrize("organs, message", [
+    ("right_lung:20,left_lung:25,heart:16", r"'landmarks_mean' is \[\?, 60, 2\], but the metadata's organs"),
+    ("right_lung:20;heart:40", "chexmask_rt.organs"),
+    ("right_lung:20,right_lung:40", "named twice"),
+])
+def test_organs_that_are_not_the_graphs_are_a_model_error(tmp_path, organs, message):
+    path = write_toy_engine(tmp_path / "sixty.onnx", landmarks=60, metadata={"organs": organs})
+    with pytest.raises(ModelError, match=message):
+        chexmask_rt.load(path)
+
+
+def test_the_package_refuses_other_organs_rather_than_mislabel_them(tmp_path):
+    """Its organ views, masks and measures are the 44/50/26 anatomy's: another layout is a ModelError,
+    not lungs cut at the wrong landmark."""
+    path = write_toy_engine(tmp_path / "sixty.onnx", landmarks=60, metadata={"organs": ORGANS_60})
+    with pytest.raises(ModelError, match=r"use the C\+\+ or C API"):
+        chexmask_rt.load(path)
+    same = write_toy_engine(tmp_path / "named.onnx", metadata={"organs": "right_lung:44,left_lung:50,heart:26"})
+    assert chexmask_rt.load(same).predict(IMAGE, samples=2).landmarks.shape == (120, 2)
+
+
+def test_the_default_organs_need_120_landmarks_in_the_metadata_only_validator():
+    import onnx
+    meta = {p.key: p.value for p in onnx.load_from_string(toy_engine()).metadata_props}
+    info = core.parse_model_info(meta, "toy")
+    assert (info.landmarks, info.inputsize, info.latents, info.id) == (120, 64, 8, "toy:1")
+    with pytest.raises(ModelError, match="toy: implausible engine metadata inputsize=8192"):
+        core.parse_model_info({**meta, "chexmask_rt.inputsize": "8192"}, "toy")

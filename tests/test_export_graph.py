@@ -9,7 +9,8 @@ from onnx import TensorProto, helper
 
 from chexmask_export.tensorrt_ops import DEFAULT_TABLE, load_table, tensorrt_problems
 from chexmask_rt import default_model_path
-from chexmask_rt.metadata import FORMAT_VERSION, ModelInfo
+from chexmask_rt import core
+from chexmask_rt.metadata import FORMAT_VERSION
 from reference import latent_noise
 
 from conftest import FIXTURE_NAMES, SHARED
@@ -64,7 +65,7 @@ def test_tensorrt_check_looks_inside_if_branches():
 def test_metadata_and_io_names(exported):
     for path in _engines(exported):
         model = onnx.load(path)
-        info = ModelInfo.from_metadata({p.key: p.value for p in model.metadata_props}, str(path))
+        info = core.parse_model_info({p.key: p.value for p in model.metadata_props}, str(path))
         assert info.format_version == FORMAT_VERSION and info.latents == 64
         assert len(info.checkpoint_sha256) == 64
         assert [i.name for i in model.graph.input] == ["image", "eps"]

@@ -4,9 +4,9 @@ import pytest
 
 import chexmask_rt
 from chexmask_rt.dicom_source import PixelSpacing
-from chexmask_rt.image_io import read_image
+from chexmask_rt.image_io import read_image, to_gray
 from chexmask_rt.measures import NO_SAMPLES, cardiothoracic_ratio, measure, polygon_area
-from reference import ReferenceSegmenter, to_gray
+from reference import ReferenceSegmenter
 
 from conftest import REPO, SHARED
 
@@ -116,7 +116,7 @@ def test_samples_reach_the_result_and_pool_across_both_looks(samples_engine, exa
     np.testing.assert_allclose(one.landmark_samples.mean(axis=0), one.landmarks, atol=1e-3)
     np.testing.assert_allclose(one.landmark_samples.std(axis=0), one.landmarks_std, atol=1e-3)
     two = samples_engine.predict(example1, samples=12)
-    assert two.extra["second_look"]["look"] == "pooled" and two.landmark_samples.shape == (24, 120, 2)
+    assert two.second_look.look == "pooled" and two.landmark_samples.shape == (24, 120, 2)
     np.testing.assert_allclose(two.landmark_samples.mean(axis=0), two.landmarks, atol=1e-3)
     np.testing.assert_allclose(two.landmark_samples.std(axis=0), two.landmarks_std, atol=1e-3)
     m = two.measures()
@@ -125,13 +125,14 @@ def test_samples_reach_the_result_and_pool_across_both_looks(samples_engine, exa
     assert m.samples == 24 and m.ctr_std == pytest.approx(by_hand.std(), rel=1e-9)
 
 
-def test_native_core_returns_the_references_samples(samples_engine, example1):
-    ref = ReferenceSegmenter(samples_engine.path)
+def test_the_core_returns_the_reference_pipelines_samples(samples_engine, example1):
+    reference = ReferenceSegmenter(samples_engine.path)
     for second_look in (False, True):
-        want = ref.predict(example1, samples=12, second_look=second_look)
+        want = reference.predict(example1, samples=12, second_look=second_look)
         got = samples_engine.predict(example1, samples=12, second_look=second_look)
-        assert got.landmark_samples.shape == want.landmark_samples.shape == (24 if second_look else 12, 120, 2)
+        assert got.landmark_samples.shape == (24 if second_look else 12, 120, 2)
         np.testing.assert_allclose(got.landmark_samples, want.landmark_samples, atol=1e-6, rtol=0)
+        assert got.measures().ctr_std == pytest.approx(measure(want.landmarks, want.landmark_samples).ctr_std, rel=1e-6)
 
 
 def test_the_shipped_engine_gives_a_std_exactly_when_it_outputs_samples(default_segmenter, example1):
@@ -144,7 +145,7 @@ def test_the_shipped_engine_gives_a_std_exactly_when_it_outputs_samples(default_
 
 @pytest.mark.parametrize("name", ["wiki_example1_normal_PA.jpg", "nih_00000001_000_512.png"])
 def test_ctr_std_grows_with_image_noise(samples_engine, name):
-    gray, _ = to_gray(read_image(SHARED / "data" / "images" / name))
+    gray = to_gray(read_image(SHARED / "data" / "images" / name))
     stds = []
     for sigma in (0.0, 0.3, 0.45):
         noisy = np.clip(gray / 255.0 + sigma * np.random.default_rng(1).standard_normal(gray.shape), 0, 1)

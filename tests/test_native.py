@@ -31,17 +31,17 @@ from toy_engine import toy_engine, write_toy_engine
 
 from conftest import skip_or_fail_without_native  # noqa: E402
 
-native = pytest.importorskip("chexmask_rt.backends.native")
-if not native.available():
-    skip_or_fail_without_native(f"chexmask_rt._core is not built ({native.IMPORT_ERROR}); "
-                                "build it with CMake or pip install .", allow_module_level=True)
-from chexmask_rt import _core  # noqa: E402
+try:
+    from chexmask_rt import _core, core
+except ImportError as exc:
+    skip_or_fail_without_native(f"chexmask_rt._core is not built ({exc}); build it with CMake or pip install .",
+                                allow_module_level=True)
 
 PX_TOL = 1e-3  # landmarks and stds, original pixels
 ENGINES = ["default", "skip_256", "noskip_256"]
 
 
-def _quiet_load(path, backend):
+def _quiet_load(path, backend="auto"):
     from chexmask_rt.model import UntrainedModelWarning
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UntrainedModelWarning)
@@ -58,12 +58,12 @@ def engine_path(request, exported) -> Path:
 @pytest.fixture(scope="module")
 def pair(engine_path):
     """(native segmenter, reference segmenter) on one engine."""
-    return native.NativeSegmenter(engine_path), ReferenceSegmenter(engine_path)
+    return _quiet_load(engine_path), ReferenceSegmenter(engine_path)
 
 
 @pytest.fixture(scope="module")
 def default_native():
-    return native.NativeSegmenter(chexmask_rt.default_model_path())
+    return chexmask_rt.load()
 
 
 def _assert_results_close(a, b, tol=PX_TOL, latent_tol=1e-5):
@@ -267,7 +267,7 @@ def test_eight_threads_share_one_engine(default_native, shared_images):
 
 
 def test_gil_is_released_while_predicting(example1):
-    engine = _core.Engine(str(chexmask_rt.default_model_path()), native.onnxruntime_library(), 1)
+    engine = _core.Engine(str(chexmask_rt.default_model_path()), core.onnxruntime_library(), 1)
     gray, _ = to_gray(read_image(example1))
     count, stop = [0], [False]
 
@@ -321,7 +321,7 @@ def test_cpp_example_json_equals_python_cli(shared_images, tmp_path):
     cv2.imwrite(str(deep[1]), gray.astype(np.uint16))
     images = [str(p) for p in [*shared_images, *deep]]
     args = ["--model", model, "--samples", "12", "--seed", "5"]
-    cpp = subprocess.run([str(program), *args, "--onnxruntime", native.onnxruntime_library(), *images],
+    cpp = subprocess.run([str(program), *args, "--onnxruntime", core.onnxruntime_library(), *images],
                          capture_output=True, text=True, check=True, timeout=300)
     cli = subprocess.run([sys.executable, "-m", "chexmask_rt", "predict", *args, "--json", "-", *images],
                          capture_output=True, text=True, check=True, timeout=300)
@@ -348,7 +348,7 @@ def test_cpp_example_json_equals_python_cli(shared_images, tmp_path):
     assert {g["second_look"]["look"] for g in got} == {"pooled"}
     # --single-look: one engine call, as the CLI's
     one = [*args, images[0]]
-    cpp1 = json.loads(subprocess.run([str(program), *one[:-1], "--onnxruntime", native.onnxruntime_library(),
+    cpp1 = json.loads(subprocess.run([str(program), *one[:-1], "--onnxruntime", core.onnxruntime_library(),
                                       "--single-look", one[-1]], capture_output=True, text=True, check=True).stdout)
     cli1 = json.loads(subprocess.run([sys.executable, "-m", "chexmask_rt", "predict", *one, "--single-look", "--json", "-"],
                                      capture_output=True, text=True, check=True).stdout)
@@ -361,7 +361,7 @@ def test_cpp_example_errors(tmp_path):
     program = _example_program()
     if program is None:
         skip_or_fail_without_native("chexmask-rt-cpp not built (configure with -DCHEXMASK_RT_BUILD_EXAMPLES=ON)")
-    lib = native.onnxruntime_library()
+    lib = core.onnxruntime_library()
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not a png")
     model = str(chexmask_rt.default_model_path())
@@ -435,7 +435,7 @@ def _onnx_identity(path: Path, metadata: dict[str, str]) -> Path:
 
 
 def test_core_refuses_bad_models(tmp_path):
-    lib = native.onnxruntime_library()
+    lib = core.onnxruntime_library()
     garbage = tmp_path / "garbage.onnx"
     garbage.write_bytes(b"\x00not an onnx model" * 50)
     cases = [
@@ -455,7 +455,7 @@ def test_core_refuses_bad_models(tmp_path):
         with pytest.raises(ModelError, match=match):
             _core.Engine(str(path), lib)
         with pytest.raises(ModelError, match=match):
-            native.NativeSegmenter(path)
+            chexmask_rt.load(path)
 
 
 def test_missing_onnxruntime_library_is_a_model_error():
@@ -487,7 +487,7 @@ def test_cpp_test_program(tmp_path):
              write_toy_engine(tmp_path / "latents.onnx", metadata={"latents": "65"}),
              write_toy_engine(tmp_path / "liar.onnx", landmarks=10, per_sample=True,
                               declared={n: ["batch", 120, 2] for n in ("landmarks_mean", "landmarks_std", "landmarks_mu")})]
-    proc = subprocess.run([str(program), str(chexmask_rt.default_model_path()), native.onnxruntime_library(),
+    proc = subprocess.run([str(program), str(chexmask_rt.default_model_path()), core.onnxruntime_library(),
                            str(not_engine), *map(str, wrong)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "0 failures" in proc.stdout + proc.stderr
@@ -501,4 +501,4 @@ def test_core_error_quoting_bytes_that_are_not_utf8_stays_typed(tmp_path):
     damaged = tmp_path / "damaged.onnx"
     damaged.write_bytes(data[:at] + b"lan\xe4marks_std" + data[at + len(b"landmarks_std"):])
     with pytest.raises(ModelError, match="lan\ufffdmarks_std"):
-        _core.Engine(str(damaged), native.onnxruntime_library())
+        _core.Engine(str(damaged), core.onnxruntime_library())

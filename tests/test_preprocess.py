@@ -1,17 +1,24 @@
-"""Preprocessing and coordinate frames follow the CheXmask convention: the reference pipeline
-(tests/reference, which the core is held equal to) against the published pipeline and OpenCV, and
-the runtime's input checks (to_gray)."""
+"""Preprocessing and coordinate frames follow the CheXmask convention: the core's
+(``_core.preprocess``, ``_core.Letterbox``), after the package's colour -> gray (``image_io.to_gray``)."""
 import cv2
 import numpy as np
 import pytest
 
+from chexmask_rt import core
 from chexmask_rt.errors import InputError
-from chexmask_rt.image_io import read_image
-from chexmask_rt.preprocess import to_gray
-from reference import Letterbox, preprocess, significant_bits
-from training.metrics import distance_1024
+from chexmask_rt.image_io import read_image, to_gray
 
 from conftest import FIXTURES, SHARED, reference
+
+Letterbox = core.Letterbox
+
+
+def preprocess(image, size: int, bit_depth: int | None = None):
+    """(engine input, its frame) as the core makes them from any accepted array."""
+    out, side, pad_left, pad_top = core.preprocess(to_gray(image), size, bit_depth)
+    frame = Letterbox(*to_gray(image).shape)
+    assert (frame.side, frame.pad_left, frame.pad_top) == (side, pad_left, pad_top)
+    return out, frame
 
 
 def test_matches_the_published_preprocessing_of_example1(example1):
@@ -30,6 +37,8 @@ def test_frame_matches_the_shared_landmark_sets(example1):
 
 
 def test_distances_are_stated_in_the_1024_frame():
+    from training.metrics import distance_1024
+
     a = np.array([[10.0, 20.0], [30.0, 40.0]])
     # 2 original px of a 512 px wide image are 4 px of the 1024 frame; the pads cancel out
     assert distance_1024(a + [2.0, 0.0], a, Letterbox(400, 512)) == pytest.approx(4.0)
@@ -104,15 +113,21 @@ def test_bad_arrays_are_input_errors(bad, match):
 
 def test_bad_bit_depth():
     with pytest.raises(InputError, match="bit_depth"):
-        to_gray(np.zeros((64, 64), np.uint16), bit_depth=20)
+        preprocess(np.zeros((64, 64), np.uint16), 64, bit_depth=20)
 
 
 @pytest.mark.parametrize("top,bits", [(0, 8), (255, 8), (256, 9), (1023, 10), (4095, 12), (4096, 13),
                                       (32767, 15), (32768, 16), (65535, 16)])
-def test_significant_bits_are_the_fewest_that_hold_the_largest_value(top, bits):
-    image = np.zeros((40, 40), np.uint16)
+def test_the_core_infers_the_fewest_bits_that_hold_the_largest_value(top, bits):
+    image = np.random.default_rng(top).integers(0, top + 1, (40, 40)).astype(np.uint16)
     image[3, 5] = top
-    assert significant_bits(image) == bits
+    inferred, _ = preprocess(image, 32)
+    if bits == 8:  # the uint8 path, bit for bit
+        np.testing.assert_array_equal(inferred, preprocess(image.astype(np.uint8), 32)[0])
+    else:
+        np.testing.assert_array_equal(inferred, preprocess(image, 32, bit_depth=bits)[0])
+        if bits < 16:
+            assert not np.array_equal(inferred, preprocess(image, 32, bit_depth=bits + 1)[0])
 
 
 def test_uint16_images_are_scaled_by_their_own_bit_depth():
@@ -124,17 +139,14 @@ def test_uint16_images_are_scaled_by_their_own_bit_depth():
     base, _ = preprocess(gray8, 64)
     for bits in (10, 12, 14, 16):
         deep = (gray8.astype(np.uint32) * (2**bits - 1) // 255).astype(np.uint16)
-        assert to_gray(deep)[1] == 2**bits - 1
         np.testing.assert_allclose(preprocess(deep, 64)[0], base, atol=1.5 / 255)
         np.testing.assert_array_equal(preprocess(deep, 64)[0], preprocess(deep, 64, bit_depth=bits)[0])
     # 8-bit content in a 16-bit container takes the uint8 path exactly
-    gray, full = to_gray(gray8.astype(np.uint16))
-    assert gray.dtype == np.uint8 and full == 255.0
     np.testing.assert_array_equal(preprocess(gray8.astype(np.uint16), 64)[0], base)
 
 
 def test_a_bit_depth_too_small_for_the_pixels_is_an_input_error():
     image = np.full((64, 64), 4095, np.uint16)
-    with pytest.raises(InputError, match="do not fit bit_depth 10"):
-        to_gray(image, bit_depth=10)
+    with pytest.raises(InputError, match="need 12 bits, more than bit_depth 10"):
+        preprocess(image, 64, bit_depth=10)
     assert preprocess(image, 64, bit_depth=12)[0].max() == 1.0

@@ -1,4 +1,4 @@
-"""Reliability: thread safety with the quality flag, no memory growth, and the calibrated quality flag."""
+"""Reliability: thread safety of a shared Segmenter, no memory growth, and the calibrated quality flag."""
 import json
 import shutil
 import subprocess
@@ -12,10 +12,9 @@ from hypothesis import strategies as st
 
 import chexmask_rt
 from chexmask_rt import _core
-from chexmask_rt.image_io import read_image
+from chexmask_rt.image_io import read_image, to_gray
 from benchmarks.leak_check import rss_mb
 from chexmask_rt.quality import calibration_path
-from reference import to_gray
 
 from conftest import SHARED
 
@@ -62,10 +61,18 @@ def test_in_distribution_is_not_flagged_and_corrupted_is(default_segmenter, arra
     for img in arrays:
         q = default_segmenter.predict(img).quality
         assert q.calibrated and not q.flag, q.reason
-    gray = to_gray(arrays[1])[0]
+    gray = to_gray(arrays[1])
     for bad in (255 - gray, np.ascontiguousarray(np.rot90(gray)), np.full((512, 512), 128, np.uint8)):
         q = default_segmenter.predict(bad).quality
         assert q.flag and "above the calibrated threshold" in q.reason and "mean node std" in q.reason
+
+
+def test_the_flag_is_the_calibrated_rule_applied_to_the_results_own_scores(default_segmenter, arrays):
+    rule = _core.QualityAssessor(str(chexmask_rt.default_model_path()), "", default_segmenter.info.checkpoint_sha256)
+    for img in arrays[:2]:
+        r = default_segmenter.predict(img, samples=10)
+        want = rule.assess(r.mean_node_std, r.mean_latent_sigma, r.height, r.width)
+        assert (r.quality.flag, r.quality.reason, r.quality.calibrated) == (want.flag, want.reason, want.calibrated)
 
 
 def test_other_models_are_not_calibrated(tmp_path, example1):
@@ -127,7 +134,7 @@ def test_a_named_calibration_file_is_used_or_refused(tmp_path, example1):
     engine = tmp_path / "copy.onnx"
     shutil.copy(chexmask_rt.default_model_path(), engine)
     shipped = str(calibration_path(chexmask_rt.default_model_path()))
-    gray = chexmask_rt.preprocess.to_gray(read_image(example1))[0]
+    gray = to_gray(read_image(example1))
     assert not _core.Engine(str(engine)).predict(gray, 3).quality.calibrated  # nothing beside it
     q = _core.Engine(str(engine), quality_file=shipped).predict(gray, 3).quality
     assert q.calibrated and q.to_dict() == {"flag": q.flag, "reason": q.reason, "calibrated": True}

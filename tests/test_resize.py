@@ -1,7 +1,6 @@
 """The core's own letterbox resize (issue 20, cases 3 and 7): it never materialises the padded
 square, and gives what CheXmask's cv2 pad + cv2.resize(INTER_LINEAR) gives: bit-exact on 8-bit
-images, within one level on 16-bit ones; the reference pipeline (tests/reference) and the native core
-agree exactly."""
+images, within one level on 16-bit ones; the reference path (tests/reference) and the core agree exactly."""
 import json
 import mmap
 import subprocess
@@ -60,7 +59,7 @@ def random_image(rng, shape, dtype):
 
 
 def both_paths(gray, size):
-    """(Python path's engine input, native core's) for one image."""
+    """(the reference path's engine input, the core's) for one image."""
     depth = 12 if gray.dtype == np.uint16 else None
     return preprocess(gray, size, bit_depth=depth)[0], core().preprocess(gray, size, depth)[0]
 
@@ -125,12 +124,12 @@ import numpy as np
 # a ceiling far above the bound, so that a regression fails here instead of taking the machine's memory
 resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))
 import chexmask_rt
-backend, item = sys.argv[1], sys.argv[2]
+item = sys.argv[1]
 if item == "float32":
     item = np.tile(np.linspace(0, 1, 65536, dtype=np.float32), (32, 1))  # 32 x 65536, case 3
-result = chexmask_rt.load(backend=backend, threads=1).predict(item, samples=2)
+result = chexmask_rt.load(threads=1).predict(item, samples=2)
 from benchmarks.run import peak_rss_mb  # this process's own peak (ru_maxrss keeps the parent's across exec)
-print(json.dumps({"finite": bool(np.isfinite(result.landmarks).all()), "look": result.extra["second_look"]["look"],
+print(json.dumps({"finite": bool(np.isfinite(result.landmarks).all()), "look": result.second_look.look,
                   "peak_mb": peak_rss_mb()}))
 """
 
@@ -150,10 +149,9 @@ def wide_pngs(tmp_path_factory):
 def test_peak_memory_of_a_65536x32_image_stays_bounded(item, wide_pngs):
     """Padded, this image would be a 65536^2 square (4 GiB at 8 bits, 16 GiB as float32); with its
     second look (the shipped model takes one) the whole prediction stays under 300 MB."""
-    backend = "native"
     core()
     arg = "float32" if item == "float32" else str(wide_pngs[item])
-    proc = subprocess.run([sys.executable, "-c", PEAK_RSS, backend, arg], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-c", PEAK_RSS, arg], capture_output=True, text=True,
                           cwd=REPO, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])

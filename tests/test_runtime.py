@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 import chexmask_rt
+from chexmask_rt import core
 from chexmask_rt.anatomy import organ_slices
-from chexmask_rt.image_io import read_image
-from chexmask_rt.metadata import file_sha256
+from chexmask_rt.image_io import read_image, to_gray
 from chexmask_rt.model import UntrainedModelWarning
-from reference import Letterbox, latent_noise, preprocess
+from chexmask_rt.metadata import file_sha256
 from reference.session import Session
 
 from conftest import FIXTURES, REPO, SHARED
@@ -37,7 +37,7 @@ def test_default_model_segments_a_real_radiograph(default_segmenter, example1):
     the 1024 frame (MODEL_CARD.md reports 8.3 px for version 7; a broken engine or pipeline gives hundreds)."""
     r = default_segmenter.predict(example1, samples=50)
     truth = np.load(SHARED / "data/landmarks/wiki_example1_landmarks_original_px.npy")
-    frame = Letterbox(r.height, r.width)
+    frame = core.Letterbox(r.height, r.width)
     error = np.linalg.norm(frame.to_normalised(r.landmarks) - frame.to_normalised(truth), axis=1).mean() * 1024
     assert error < 15.0
     assert 0 < r.mean_node_std < 20 and 0 < r.mean_latent_sigma < 2
@@ -67,11 +67,12 @@ def test_same_image_gives_bit_identical_results(default_segmenter, example1):
 
 
 def test_results_are_the_engine_outputs_in_original_pixels(default_segmenter, example1):
-    """Back-projection checked independently: run the backend by hand and undo the letterbox."""
+    """Back-projection checked independently: run the engine by hand (onnxruntime's Python API) on the
+    core's input and undo the letterbox."""
     image = read_image(example1)  # 786 wide, 899 high: padded 56 px left
     r = default_segmenter.predict(image, samples=8, seed=2, second_look=False)
-    tensor, _ = preprocess(image, default_segmenter.inputsize)
-    raw = Session(default_segmenter.path).run(tensor[None, None], latent_noise(8, 64, 2))
+    tensor, *_ = core.preprocess(to_gray(image), default_segmenter.inputsize)
+    raw = Session(default_segmenter.path).run(tensor[None, None], core.latent_noise(8, 64, 2))
     f64 = lambda a: a[0].astype(np.float64)  # noqa: E731
     np.testing.assert_allclose(r.landmarks, f64(raw["landmarks_mean"]) * 899 - [56, 0], rtol=1e-12)
     np.testing.assert_allclose(r.landmarks_mu, f64(raw["landmarks_mu"]) * 899 - [56, 0], rtol=1e-12)
@@ -103,7 +104,7 @@ def test_single_sample_has_zero_std(default_segmenter, example1):
     assert np.all(r.landmarks_std == 0) and r.mean_node_std == 0
     # two looks of one sample each: the std of two points is half their distance
     two = default_segmenter.predict(example1, samples=1)
-    assert two.extra["second_look"]["look"] == "pooled" and two.mean_node_std > 0
+    assert two.second_look.look == "pooled" and two.mean_node_std > 0
 
 
 def test_batch_equals_single_calls(default_segmenter, shared_images):

@@ -17,12 +17,11 @@ import numpy as np
 import pytest
 
 import chexmask_rt
-from chexmask_rt.image_io import read_image
-from reference import to_gray
+from chexmask_rt.image_io import read_image, to_gray
 
 from conftest import REPO, skip_or_fail_without_native
 
-native = pytest.importorskip("chexmask_rt.backends.native")
+core = pytest.importorskip("chexmask_rt.core")
 
 BUILD = Path(os.environ.get("CHEXMASK_RT_BUILD_DIR", REPO / "build"))
 CPP_EXAMPLE = BUILD / "cpp" / "chexmask-rt-cpp"
@@ -56,7 +55,7 @@ def pgm_images(shared_images, tmp_path_factory) -> list[Path]:
     for path in shared_images:
         if path.suffix != ".png":  # JPEG decoders differ between OpenCV builds; PNG and PGM are exact
             continue
-        gray, _ = to_gray(read_image(path))
+        gray = to_gray(read_image(path))
         out.append(root / f"{path.stem}.pgm")
         cv2.imwrite(str(out[-1]), gray)
     out.append(root / "twelve_bit.pgm")
@@ -65,7 +64,7 @@ def pgm_images(shared_images, tmp_path_factory) -> list[Path]:
 
 
 def _json(program: Path, images: list[Path], *args, library: str | None = None) -> str:
-    lib = [] if library == "" else ["--onnxruntime", library or native.onnxruntime_library()]
+    lib = [] if library == "" else ["--onnxruntime", library or core.onnxruntime_library()]
     cmd = [program, "--model", chexmask_rt.default_model_path(), "--samples", "12", "--seed", "5", *lib, *args, *images]
     return _checked(cmd).stdout
 
@@ -91,7 +90,7 @@ def test_c_example_prints_the_reliability_flag(tmp_path, pgm_images, default_seg
     copy = tmp_path / "copy.onnx"
     shutil.copy(chexmask_rt.default_model_path(), copy)
     for args in ([], ["--from-memory"]):
-        out = _checked([c, "--model", copy, "--samples", "2", "--onnxruntime", native.onnxruntime_library(), *args,
+        out = _checked([c, "--model", copy, "--samples", "2", "--onnxruntime", core.onnxruntime_library(), *args,
                         pgm_images[0]]).stdout
         quality = json.loads(out)["quality"]
         assert quality["flag"] is False and quality["calibrated"] is False
@@ -100,7 +99,7 @@ def test_c_example_prints_the_reliability_flag(tmp_path, pgm_images, default_seg
 
 def test_c_example_exit_codes(tmp_path, pgm_images):
     c = _require(C_EXAMPLE)
-    model, lib = chexmask_rt.default_model_path(), native.onnxruntime_library()
+    model, lib = chexmask_rt.default_model_path(), core.onnxruntime_library()
     bad = tmp_path / "bad.pgm"
     bad.write_bytes(b"P5\n12 12\n255\nshort")
     assert _run([c, "--model", model, "--onnxruntime", lib, bad]).returncode == 3
@@ -127,9 +126,10 @@ def test_installed_package_builds_a_find_package_consumer(tmp_path, pgm_images):
     assert (prefix / "include" / "chexmask_rt" / "chexmask_rt_c.h").is_file()
     assert (libdir / "libchexmask_rt.a").is_file() and list(libdir.glob("libchexmask_rt.so*"))
     assert (libdir / "cmake" / "chexmask_rt" / "chexmask_rtConfigVersion.cmake").is_file()
-    # internals stay private: no src/ header, and the shared library exports only the public API
+    # internals stay private: no src/ header (the schema table is public: the Result's members come from
+    # it), and the shared library exports only the public API
     assert sorted(p.name for p in (prefix / "include" / "chexmask_rt").iterdir()) == [
-        "api.h", "chexmask_rt.hpp", "chexmask_rt_c.h"]
+        "api.h", "chexmask_rt.hpp", "chexmask_rt_c.h", "result_fields.def"]
     exported = _checked(["nm", "-D", "--defined-only", "-C", libdir / "libchexmask_rt.so"]).stdout
     assert "chexmask_rt_predict" in exported and "chexmask_rt::Engine::predict" in exported
     names = [line.split(" ", 2)[2] for line in exported.splitlines() if line.count(" ") >= 2]
@@ -156,7 +156,7 @@ def onnxruntime_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("onnxruntime-linux-x64")
     shutil.copytree(ORT_HEADERS, root / "include")
     (root / "lib").mkdir()
-    library = Path(native.onnxruntime_library())
+    library = Path(core.onnxruntime_library())
     (root / "lib" / library.name).symlink_to(library)
     (root / "lib" / "libonnxruntime.so.1").symlink_to(library.name)
     (root / "lib" / "libonnxruntime.so").symlink_to("libonnxruntime.so.1")

@@ -1,6 +1,5 @@
-"""The second look: a second engine call on a crop around the lungs, pooled with the first, or
-alone for wide fields of view. The reference's pieces (tests/reference/second_look.py) on known
-answers; the runtime's answer against them."""
+"""The second look: a second engine call on a crop around the lungs, pooled with the first, or alone
+for wide fields of view. The core's (Result.second_look) against the reference's rules (tests/reference)."""
 import csv
 import io
 import json
@@ -13,13 +12,19 @@ import numpy as np
 import pytest
 
 import chexmask_rt
-from chexmask_rt.image_io import read_image
-from reference import Letterbox, ReferenceResult, ReferenceSegmenter, to_gray
+from chexmask_rt import core
+from chexmask_rt.image_io import read_image, to_gray
+from chexmask_rt.result import Result
+from reference import ReferenceSegmenter
 from reference.second_look import (CROP_ONLY_BELOW, FILL, chest_square, combine, crop_square, lung_fill,
                                    pooled_moments, second_look_square)
-from training.metrics import distance_1024
 
-from conftest import REPO, SHARED, skip_or_fail_without_native
+from conftest import REPO, SHARED
+
+
+def distance_1024(a_px: np.ndarray, b_px: np.ndarray, shape: tuple[int, int]) -> float:
+    """Mean landmark distance in px of the 1024 frame (the letterboxed square resized to 1024)."""
+    return float(np.linalg.norm(np.asarray(a_px) - np.asarray(b_px), axis=-1).mean() * 1024 / max(shape))
 
 
 def _ring(cx: float, cy: float, rx: float, ry: float) -> np.ndarray:
@@ -48,18 +53,10 @@ def test_crop_square_is_black_where_it_leaves_the_image():
     assert not crop_square(gray, 20, 20, 4).any()  # entirely outside
 
 
-def _result(landmarks, height, width, std=None, sigma=1.0) -> ReferenceResult:
+def _result(landmarks, height, width, std=None, sigma=1.0) -> Result:
     std = np.ones((120, 2)) if std is None else std
-    return ReferenceResult(landmarks=landmarks, landmarks_std=std, landmarks_mu=landmarks + 1.0,
-                           latent_mu=np.full(64, sigma), latent_sigma=np.full(64, sigma), height=height, width=width,
-                           samples=1, seed=0, model="m:1")
-
-
-def _as_reference(r) -> ReferenceResult:
-    """A runtime Result as the reference's, to combine two of them as the reference does."""
-    return ReferenceResult(landmarks=r.landmarks, landmarks_std=r.landmarks_std, landmarks_mu=r.landmarks_mu,
-                           latent_mu=r.latent_mu, latent_sigma=r.latent_sigma, height=r.height, width=r.width,
-                           samples=r.samples, seed=r.seed, model=r.model, image=r.image)
+    return Result(landmarks=landmarks, landmarks_std=std, landmarks_mu=landmarks + 1.0, latent_mu=np.full(64, sigma),
+                  latent_sigma=np.full(64, sigma), height=height, width=width, samples=1, seed=0, model="m:1")
 
 
 def test_a_crop_that_cannot_be_an_image_is_not_looked_at():
@@ -90,7 +87,7 @@ def test_combine_pools_a_framed_chest_and_keeps_only_the_crop_for_a_wide_one():
     np.testing.assert_allclose(pooled.landmarks_mu, (framed.landmarks_mu + crop.landmarks_mu + [100, 50]) / 2)
     assert pooled.mean_latent_sigma == pytest.approx(2.0)
     assert pooled.second_look == {"look": "pooled", "first_fill": pytest.approx(0.8), "crop_left": 100,
-                                           "crop_top": 50, "crop_side": 625}
+                                  "crop_top": 50, "crop_side": 625}
     wide = _result(_ring(500, 400, 300, 300), 1000, 1000)     # 0.6
     alone = combine(wide, crop, 100, 50, 625)
     assert alone.second_look["look"] == "crop_only" and 0.6 < CROP_ONLY_BELOW
@@ -101,14 +98,16 @@ def test_combine_pools_a_framed_chest_and_keeps_only_the_crop_for_a_wide_one():
 
 @pytest.fixture(scope="module")
 def example1():
-    gray, _ = to_gray(read_image(SHARED / "data/images/wiki_example1_normal_PA.jpg"))
+    gray = to_gray(read_image(SHARED / "data/images/wiki_example1_normal_PA.jpg"))
     truth = np.load(SHARED / "data/landmarks/wiki_example1_landmarks_original_px.npy")
     return gray, truth
 
 
 @pytest.fixture(scope="module")
-def segmenter(default_segmenter):
-    return default_segmenter
+def segmenter():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return chexmask_rt.load()
 
 
 def _wide(gray: np.ndarray, pad: int = 380) -> np.ndarray:
@@ -120,16 +119,17 @@ def test_a_framed_chest_is_the_pool_of_both_looks(segmenter, example1):
     gray, _ = example1
     one = segmenter.predict(gray, samples=20, second_look=False)
     two = segmenter.predict(gray, samples=20)
-    info = two.extra["second_look"]
-    assert info["look"] == "pooled" and "second_look" not in one.extra
-    left, top, side = info["crop_left"], info["crop_top"], info["crop_side"]
+    info = two.second_look
+    assert info.look == "pooled" and one.second_look is None
+    left, top, side = info.crop_left, info.crop_top, info.crop_side
     assert (left, top, side) == chest_square(one.landmarks, FILL)
     crop = segmenter.predict(crop_square(gray, left, top, side), samples=20, second_look=False)
-    expected = combine(_as_reference(one), _as_reference(crop), left, top, side)
+    expected = combine(one, crop, left, top, side)
     for field in ("landmarks", "landmarks_std", "landmarks_mu", "latent_mu", "latent_sigma"):
         np.testing.assert_allclose(getattr(two, field), getattr(expected, field), atol=1e-9, rtol=0, err_msg=field)
     assert two.quality is not None and two.quality.calibrated
-    assert two.to_dict()["second_look"] == info and "second_look" not in one.to_dict()
+    assert two.to_dict()["second_look"] == info.to_dict() and "second_look" not in one.to_dict()
+    assert info.first_fill == pytest.approx(lung_fill(one.landmarks, one.height, one.width), abs=1e-12)
     np.testing.assert_array_equal(two.landmarks, segmenter.predict(gray, samples=20).landmarks)  # deterministic
 
 
@@ -138,7 +138,7 @@ def test_the_second_look_equals_the_references(segmenter, example1):
     ref = ReferenceSegmenter(segmenter.path)
     for image in (gray, _wide(gray)):
         got, want = segmenter.predict(image, samples=10), ref.predict(image, samples=10)
-        assert got.extra["second_look"]["look"] == want.second_look["look"]
+        assert got.second_look.to_dict() == pytest.approx(want.second_look)
         for field in ("landmarks", "landmarks_std", "landmarks_mu"):
             np.testing.assert_allclose(getattr(got, field), getattr(want, field), atol=1e-3, rtol=0, err_msg=field)
 
@@ -146,29 +146,29 @@ def test_the_second_look_equals_the_references(segmenter, example1):
 def test_a_wide_field_of_view_takes_the_crops_answer_and_lands_closer(segmenter, example1):
     gray, truth = example1
     wide = _wide(gray)
-    frame, moved_truth = Letterbox(*wide.shape), truth + 380
+    moved_truth = truth + 380
     one = segmenter.predict(wide, samples=20, second_look=False)
     two = segmenter.predict(wide, samples=20)
     assert lung_fill(one.landmarks, *wide.shape) < CROP_ONLY_BELOW
-    info = two.extra["second_look"]
-    assert info["look"] == "crop_only" and info["crop_side"] < max(wide.shape) and (two.height, two.width) == wide.shape
-    assert distance_1024(two.landmarks, moved_truth, frame) < 0.5 * distance_1024(one.landmarks, moved_truth, frame)
-    assert distance_1024(two.landmarks, moved_truth, frame) < 5.0
+    info = two.second_look
+    assert info.look == "crop_only" and info.crop_side < max(wide.shape) and (two.height, two.width) == wide.shape
+    far, near = (distance_1024(r.landmarks, moved_truth, wide.shape) for r in (one, two))
+    assert near < 0.5 * far and near < 5.0
 
 
 def test_batches_equal_single_predictions(segmenter, example1):
     gray, _ = example1
     images = [gray, _wide(gray), gray]
     batch = segmenter.predict_batch(images, samples=10, batch_size=2)
-    assert [r.extra["second_look"]["look"] for r in batch] == ["pooled", "crop_only", "pooled"]
+    assert [r.second_look.look for r in batch] == ["pooled", "crop_only", "pooled"]
     for image, r in zip(images, batch):
         alone = segmenter.predict(image, samples=10)
         # an engine call on one image takes the fused batch-1 norms: equal up to float rounding
         np.testing.assert_allclose(r.landmarks, alone.landmarks, atol=1e-3, rtol=0)
         np.testing.assert_allclose(r.landmarks_std, alone.landmarks_std, atol=1e-3, rtol=0)
-        a, b = r.extra["second_look"], alone.extra["second_look"]
-        assert a["look"] == b["look"] and a["first_fill"] == pytest.approx(b["first_fill"], abs=1e-6)
-        assert all(abs(a[k] - b[k]) <= 1 for k in ("crop_left", "crop_top", "crop_side"))  # whole pixels of floats
+        a, b = r.second_look, alone.second_look
+        assert a.look == b.look and a.first_fill == pytest.approx(b.first_fill, abs=1e-6)
+        assert all(abs(getattr(a, k) - getattr(b, k)) <= 1 for k in ("crop_left", "crop_top", "crop_side"))
 
 
 def test_the_crop_keeps_its_images_bit_depth(segmenter, example1):
@@ -178,15 +178,11 @@ def test_the_crop_keeps_its_images_bit_depth(segmenter, example1):
     wide = _wide(gray).astype(np.uint16) * 8
     wide[0, 0] = 4095
     inferred = segmenter.predict(wide, samples=10)
-    assert inferred.extra["second_look"]["crop_left"] > 0
+    assert inferred.second_look.crop_left > 0
     np.testing.assert_array_equal(inferred.landmarks, segmenter.predict(wide, samples=10, bit_depth=12).landmarks)
 
 
-def test_the_native_core_uses_the_same_constants():
-    from chexmask_rt.backends import native
-    if not native.available():
-        skip_or_fail_without_native("chexmask_rt._core not built")
-    core = native._core
+def test_the_core_uses_the_references_constants():
     assert (core.SECOND_LOOK_FILL, core.CROP_ONLY_BELOW) == (FILL, CROP_ONLY_BELOW)
 
 
@@ -221,19 +217,16 @@ def marked_engine(tmp_path_factory):
     return paths
 
 
-@pytest.mark.parametrize("backend", ["native"])
-def test_the_engine_decides_whether_predict_looks_twice(marked_engine, backend, example1):
+def test_the_engine_decides_whether_predict_looks_twice(marked_engine, example1):
     """Only engines exported with --second-look (the shipped model) look twice by default: a published
     checkpoint answers as upstream does unless asked."""
     gray, _ = example1
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        plain, marked = (chexmask_rt.load(marked_engine[m], backend=backend) for m in (False, True))
-        shipped = chexmask_rt.load(backend=backend)
+        plain, marked = (chexmask_rt.load(marked_engine[m]) for m in (False, True))
+        shipped = chexmask_rt.load()
     assert (plain.info.second_look, marked.info.second_look, shipped.info.second_look) == (False, True, True)
-    if backend == "native":  # the C++ core reads the same metadata
-        assert (plain._engine.info.second_look, marked._engine.info.second_look) == (False, True)
-    assert "second_look" not in plain.predict(gray, samples=4).extra
-    assert "second_look" in plain.predict(gray, samples=4, second_look=True).extra
-    assert "second_look" in marked.predict(gray, samples=4).extra
-    assert "second_look" not in marked.predict(gray, samples=4, second_look=False).extra
+    assert plain.predict(gray, samples=4).second_look is None
+    assert plain.predict(gray, samples=4, second_look=True).second_look is not None
+    assert marked.predict(gray, samples=4).second_look is not None
+    assert marked.predict(gray, samples=4, second_look=False).second_look is None

@@ -44,7 +44,7 @@ def test_a_clean_stream_equals_predict_batch(default_segmenter, shared_images):
     for s, b in zip(streamed, batched, strict=True):
         np.testing.assert_array_equal(s.landmarks, b.landmarks)
         np.testing.assert_array_equal(s.landmarks_std, b.landmarks_std)
-        assert s.extra == b.extra and s.image == b.image is not None
+        assert s.second_look == b.second_look and s.image == b.image is not None
 
 
 @pytest.mark.parametrize("batch_size, ahead", [(2, 0), (3, 4), (4, None)])
@@ -58,9 +58,9 @@ def test_decoded_images_in_flight_stay_bounded(default_segmenter, shared_images,
         with lock:
             live -= 1
 
-    def counting_decode(item, bit_depth, max_pixels):
+    def counting_decode(item, max_pixels):
         nonlocal live, peak
-        gray, name = decode(item, bit_depth, max_pixels)
+        gray, name = decode(item, max_pixels)
         gray = gray.copy()  # an array of our own, freed when the pipeline drops it
         with lock:
             live += 1
@@ -81,8 +81,8 @@ def test_decoded_images_in_flight_stay_bounded(default_segmenter, shared_images,
         calls.append(pulled)  # how far the input had been read when the engine started on this chunk
         return predict_batch(images, **kwargs)
 
-    decode = streaming._decode
-    monkeypatch.setattr(streaming, "_decode", counting_decode)
+    decode = streaming.decode
+    monkeypatch.setattr(streaming, "decode", counting_decode)
     monkeypatch.setattr(default_segmenter, "predict_batch", recording_predict_batch)
     bound = batch_size + (2 * batch_size if ahead is None else ahead)
     seen = 0

@@ -22,8 +22,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from chexmask_rt._core import Letterbox
-from chexmask_rt.image_io import read_image
-from chexmask_rt.preprocess import to_gray
+from chexmask_rt.image_io import full_scale, read_image, to_gray
 
 FRAME = 1024  # shapes live in the CheXmask 1024 frame
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -74,8 +73,9 @@ def load_shapes(data: Path = DEFAULT_DATA) -> ShapeSets:
 
 
 def make_texture(name: str, image: np.ndarray, landmarks_px: np.ndarray) -> Texture:
-    gray, full = to_gray(image, name=name)
-    if full != 255.0:
+    gray = to_gray(image, name=name)
+    full = full_scale(gray)
+    if full != 255.0 or gray.dtype != np.uint8:
         gray = np.round(gray.astype(np.float64) * (255.0 / full)).astype(np.uint8)
     return Texture(name, np.ascontiguousarray(gray), np.asarray(landmarks_px, np.float64))
 

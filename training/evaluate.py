@@ -13,7 +13,7 @@ held-out out-of-distribution split; each with one engine call and with the secon
 figures below.
 
 Predictions are the runtime's default for the engine (the shipped model's: a second look,
-chexmask_rt.second_look) unless ``--single-look`` asks for one engine call per image.
+README, "The second look") unless ``--single-look`` asks for one engine call per image.
 
 * held-out shapes (JSRT test split + 10 % of the CheXmask ids) rendered on each
   real texture without augmentation, at 1024 x 1024: mean landmark error in
@@ -120,7 +120,7 @@ def heldout_errors(seg, data: Path, textures_json: Path | None, samples: int) ->
 
 
 class Looks:
-    """A segmenter whose every prediction uses the given ``second_look`` (chexmask_rt.second_look)."""
+    """A segmenter whose every prediction uses the given ``second_look`` (README, "The second look")."""
 
     def __init__(self, seg, second_look: bool | None):
         self.seg, self.model_id, self.second_look = seg, seg.model_id, second_look

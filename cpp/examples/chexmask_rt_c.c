@@ -59,26 +59,6 @@ static long pgm_number(FILE* f) {
     return value; /* the one whitespace after the last number is consumed */
 }
 
-/* As chexmask-rt-cpp (and the Python package) read a 16-bit file: 8-bit content becomes 8-bit, else
- * the fewest bits (9..16) that hold the largest value, so a 12-bit detector's image is scaled by 4095. */
-static int settle_depth(gray_image* g) {
-    unsigned max = 0, bits = 9;
-    int x, y;
-    for (y = 0; y < g->view.height; ++y) {
-        const uint16_t* row = (const uint16_t*)(g->pixels + (size_t)y * g->view.stride);
-        for (x = 0; x < g->view.width; ++x) max = row[x] > max ? row[x] : max;
-    }
-    if (max > 255) {
-        while (bits < 16 && max > (1u << bits) - 1u) ++bits;
-        return (int)bits;
-    }
-    for (y = 0; y < g->view.height; ++y) { /* in place: each 8-bit row fits in its 16-bit row */
-        unsigned char* row = g->pixels + (size_t)y * g->view.stride;
-        for (x = 0; x < g->view.width; ++x) row[x] = (unsigned char)((const uint16_t*)row)[x];
-    }
-    return 8;
-}
-
 /* Reads a P5 PGM into rows padded to 64 bytes (a stride wider than the row, as camera buffers have). */
 static int read_pgm(const char* path, gray_image* g) {
     FILE* f = fopen(path, "rb");
@@ -106,7 +86,7 @@ static int read_pgm(const char* path, gray_image* g) {
         g->view.width = (int)w;
         g->view.height = (int)h;
         g->view.size_bytes = (size_t)h * g->view.stride;
-        if (ok) g->view.bit_depth = bpp == 2 ? settle_depth(g) : 8;
+        g->view.bit_depth = bpp == 2 ? 0 : 8; /* 0: the library infers a 16-bit image's depth from its pixels */
     }
     fclose(f);
     if (!ok) free(g->pixels);
@@ -169,51 +149,42 @@ static void print_quoted(FILE* out, const char* s) {
     fputc('"', out);
 }
 
-static void print_points(FILE* out, const double* xy, size_t count) {
-    size_t i;
+/* A field's values: a list of numbers (one column) or of [x, y] pairs. */
+static void print_values(FILE* out, const double* v, size_t rows, size_t columns) {
+    size_t i, c;
     fputc('[', out);
-    for (i = 0; i < count; ++i) {
-        fputs(i ? ", [" : "[", out);
-        print_number(out, xy[2 * i]);
-        fputs(", ", out);
-        print_number(out, xy[2 * i + 1]);
-        fputc(']', out);
-    }
-    fputc(']', out);
-}
-
-static void print_values(FILE* out, const double* v, size_t count) {
-    size_t i;
-    fputc('[', out);
-    for (i = 0; i < count; ++i) {
+    for (i = 0; i < rows; ++i) {
         if (i) fputs(", ", out);
-        print_number(out, v[i]);
+        if (columns > 1) fputc('[', out);
+        for (c = 0; c < columns; ++c) {
+            if (c) fputs(", ", out);
+            print_number(out, v[i * columns + c]);
+        }
+        if (columns > 1) fputc(']', out);
     }
     fputc(']', out);
 }
 
-static void print_result(FILE* out, const chexmask_rt_result_fields* r, const char* image, const char* model_id) {
+static void print_result(FILE* out, const chexmask_rt_result* result, const char* image, const char* model_id) {
+    const chexmask_rt_result_fields* r = chexmask_rt_result_get(result);
+    size_t i;
     fputs("{\n \"image\": ", out);
     print_quoted(out, image);
     fprintf(out, ",\n \"height\": %d,\n \"width\": %d,\n \"samples\": %d,\n \"seed\": %" PRIu64 ",\n \"model\": ",
             r->height, r->width, r->samples, r->seed);
-    const char* point_names[] = {"landmarks", "landmarks_std", "landmarks_mu"};
-    const double* points[] = {r->landmarks, r->landmarks_std, r->landmarks_mu};
-    const char* value_names[] = {"latent_mu", "latent_sigma", "node_uncertainty"};
-    const double* values[] = {r->latent_mu, r->latent_sigma, r->node_uncertainty};
-    const size_t value_counts[] = {r->latent_count, r->latent_count, r->landmark_count};
-    int i;
     print_quoted(out, model_id);
     fputs(",\n \"intended_use\": ", out);
     print_quoted(out, chexmask_rt_intended_use());
-    for (i = 0; i < 3; ++i) {
-        fprintf(out, ",\n \"%s\": ", point_names[i]);
-        print_points(out, points[i], r->landmark_count);
+    /* every field of the schema table that it marks for the JSON and the result has */
+    for (i = 0; i < chexmask_rt_field_count(); ++i) {
+        const chexmask_rt_field_info* f = chexmask_rt_field_info_at(i);
+        chexmask_rt_field_values v;
+        if (!f->json || chexmask_rt_result_field(result, f->name, &v) != CHEXMASK_RT_OK || v.rows == 0) continue;
+        fprintf(out, ",\n \"%s\": ", f->name);
+        print_values(out, v.data, v.rows, v.columns);
     }
-    for (i = 0; i < 3; ++i) {
-        fprintf(out, ",\n \"%s\": ", value_names[i]);
-        print_values(out, values[i], value_counts[i]);
-    }
+    fputs(",\n \"node_uncertainty\": ", out);
+    print_values(out, r->node_uncertainty, r->landmark_count, 1);
     fputs(",\n \"scores\": {\"mean_node_std\": ", out);
     print_number(out, r->mean_node_std);
     fputs(", \"mean_latent_sigma\": ", out);
@@ -339,7 +310,7 @@ int main(int argc, char** argv) {
             chexmask_rt_engine_free(engine);
             return status == CHEXMASK_RT_MODEL_ERROR ? EXIT_MODEL : EXIT_INPUT;
         }
-        print_result(stdout, chexmask_rt_result_get(result), argv[i], chexmask_rt_engine_info(engine)->id);
+        print_result(stdout, result, argv[i], chexmask_rt_engine_info(engine)->id);
         fputs(count > 1 && i + 1 < argc ? ",\n" : "\n", stdout);
         chexmask_rt_result_free(result);
     }

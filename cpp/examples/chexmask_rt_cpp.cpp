@@ -75,30 +75,13 @@ Args parse_args(int argc, char** argv) {
     return args;
 }
 
-double max_value(const cv::Mat& gray) {
-    double low = 0, high = 0;
-    cv::minMaxLoc(gray, &low, &high);
-    return high;
-}
-
-/// As the Python package reads a 16-bit file (chexmask_rt.preprocess.significant_bits): with
-/// the fewest bits that hold its largest value, so that a 12-bit detector's image stored in 16
-/// bits is scaled by 4095, not 65535.
-int significant_bits(const cv::Mat& gray16) {
-    const double top = max_value(gray16);
-    int bits = 9;
-    while (bits < 16 && top > static_cast<double>((1u << bits) - 1u)) ++bits;
-    return bits;
-}
-
-/// The decoded gray image the engine reads; colour and bit depth are handled as the Python reader does.
+/// The decoded gray image the engine reads; colour is handled as the Python reader does.
 cv::Mat read_gray(const std::string& path) {
     cv::Mat image = cv::imread(path, cv::IMREAD_UNCHANGED);
     if (image.empty()) throw chexmask_rt::InputError(path + ": not a readable image (missing, corrupt or unsupported)");
     if (image.channels() == 3) cv::cvtColor(image, image, cv::COLOR_BGR2GRAY);
     else if (image.channels() == 4) cv::cvtColor(image, image, cv::COLOR_BGRA2GRAY);
     else if (image.channels() != 1) throw chexmask_rt::InputError(path + ": unsupported channel count");
-    if (image.depth() == CV_16U && max_value(image) <= 255.0) image.convertTo(image, CV_8U);  // 8-bit content
     return image;
 }
 
@@ -106,7 +89,7 @@ chexmask_rt::ImageView view_of(const cv::Mat& gray, const std::string& path) {
     int bit_depth = 0;
     switch (gray.depth()) {
         case CV_8U: bit_depth = 8; break;
-        case CV_16U: bit_depth = significant_bits(gray); break;
+        case CV_16U: bit_depth = 0; break;  // the core infers it from the largest value, as the Python package
         case CV_32F: bit_depth = 32; break;
         default: throw chexmask_rt::InputError(path + ": unsupported pixel type; use 8/16-bit or float images");
     }
@@ -140,15 +123,19 @@ std::string quoted(const std::string& s) {
     return out + "\"";
 }
 
-std::string points(const std::vector<chexmask_rt::Point>& ps) {
+/// A field's values: a list of numbers (one column) or of [x, y] pairs.
+std::string values(const chexmask_rt::FieldValues& v) {
     std::string out = "[";
-    for (std::size_t i = 0; i < ps.size(); ++i) out += (i ? ", [" : "[") + number(ps[i].x) + ", " + number(ps[i].y) + "]";
-    return out + "]";
-}
-
-std::string values(const std::vector<double>& vs) {
-    std::string out = "[";
-    for (std::size_t i = 0; i < vs.size(); ++i) out += (i ? ", " : "") + number(vs[i]);
+    for (std::size_t i = 0; i < v.rows; ++i) {
+        out += i ? ", " : "";
+        if (v.columns == 1) {
+            out += number(v.data[i]);
+            continue;
+        }
+        out += "[";
+        for (std::size_t c = 0; c < v.columns; ++c) out += (c ? ", " : "") + number(v.data[i * v.columns + c]);
+        out += "]";
+    }
     return out + "]";
 }
 
@@ -156,10 +143,14 @@ std::string to_json(const chexmask_rt::Result& r, const std::string& image, cons
     std::ostringstream o;
     o << "{\n \"image\": " << quoted(image) << ",\n \"height\": " << r.height << ",\n \"width\": " << r.width
       << ",\n \"samples\": " << r.samples << ",\n \"seed\": " << r.seed << ",\n \"model\": " << quoted(model_id)
-      << ",\n \"intended_use\": " << quoted(chexmask_rt::kIntendedUse)
-      << ",\n \"landmarks\": " << points(r.landmarks) << ",\n \"landmarks_std\": " << points(r.landmarks_std)
-      << ",\n \"landmarks_mu\": " << points(r.landmarks_mu) << ",\n \"latent_mu\": " << values(r.latent_mu)
-      << ",\n \"latent_sigma\": " << values(r.latent_sigma) << ",\n \"node_uncertainty\": " << values(r.node_uncertainty)
+      << ",\n \"intended_use\": " << quoted(chexmask_rt::kIntendedUse);
+    // every field of the schema table (result_fields.def) that it marks for the JSON and the result has
+    const auto& fields = chexmask_rt::result_fields();
+    for (std::size_t i = 0; i < fields.size(); ++i) {
+        const chexmask_rt::FieldValues v = chexmask_rt::field_values(r, i);
+        if (fields[i].json && v.rows > 0) o << ",\n \"" << fields[i].name << "\": " << values(v);
+    }
+    o << ",\n \"node_uncertainty\": " << values({r.node_uncertainty.data(), r.node_uncertainty.size(), 1})
       << ",\n \"scores\": {\"mean_node_std\": " << number(r.mean_node_std)
       << ", \"mean_latent_sigma\": " << number(r.mean_latent_sigma) << "}";
     if (const auto& s = r.second_look) {

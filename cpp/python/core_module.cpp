@@ -20,8 +20,6 @@ using namespace chexmask_rt;
 
 namespace {
 
-static_assert(sizeof(Point) == 2 * sizeof(double), "Point must be two packed doubles");
-
 // The Python classes from chexmask_rt.errors, kept for the module's lifetime.
 PyObject* g_input_error = nullptr;
 PyObject* g_model_error = nullptr;
@@ -73,10 +71,12 @@ void register_errors() {
 
 // Compared by value, not identity: an array that crossed a pickle (multiprocessing, a cache)
 // carries an equal dtype that is a different object. Equality also rejects non-native byte order.
+// A uint16 image without a bit_depth is 0: the core infers it from the pixels.
 int bit_depth_for(const py::dtype& dtype, std::optional<int> bit_depth) {
     if (dtype.equal(py::dtype::of<std::uint8_t>())) return 8;
     if (dtype.equal(py::dtype::of<std::uint16_t>())) {
-        const int bits = bit_depth.value_or(16);
+        if (!bit_depth) return 0;
+        const int bits = *bit_depth;
         if (bits < 9 || bits > 16) {
             throw InputError("image: bit_depth must be in 9..16 for uint16 images, got " + std::to_string(bits));
         }
@@ -132,18 +132,12 @@ std::uint64_t seed_from(const py::object& seed) {
     return value;
 }
 
-py::array_t<double> points_array(const std::vector<Point>& points) {
-    py::array_t<double> out({static_cast<py::ssize_t>(points.size()), py::ssize_t{2}});
-    std::copy_n(reinterpret_cast<const double*>(points.data()), points.size() * 2, out.mutable_data());
-    return out;
-}
-
 py::array_t<double> values_array(const std::vector<double>& values) {
     return py::array_t<double>(static_cast<py::ssize_t>(values.size()), values.data());
 }
 
-/// `bit_depth` is None, one int for every image, or a sequence with one entry (int or None) per image:
-/// the Python package resolves each uint16 image's depth from its pixels and passes them one by one.
+/// `bit_depth` is None (uint16 depths inferred by the core), one int for every image, or a sequence
+/// with one entry (int or None) per image.
 std::vector<std::optional<int>> bit_depths_for(const py::object& bit_depth, std::size_t images) {
     if (bit_depth.is_none()) return std::vector<std::optional<int>>(images);
     if (py::isinstance<py::int_>(bit_depth)) return std::vector<std::optional<int>>(images, bit_depth.cast<int>());
@@ -172,58 +166,87 @@ std::vector<Result> predict_many(const Engine& engine, const py::list& images, i
     return engine.predict_batch(views, samples, s, second_look);
 }
 
-// Python's Result.extra["second_look"]: the same keys and values (chexmask_rt/second_look.py).
-py::object second_look_dict(const Result& r) {
-    if (!r.second_look) return py::none();
-    const SecondLook& s = *r.second_look;
-    py::dict d;
-    d["look"] = s.look;
-    d["first_fill"] = s.first_fill;
-    if (s.look == "none") return d;
-    d["crop_left"] = s.crop_left;
-    d["crop_top"] = s.crop_top;
-    d["crop_side"] = s.crop_side;
-    return d;
+/// _core.RESULT_FIELDS: result_fields.def as a tuple of dicts, for the Python Result, JSON and CSV.
+py::tuple result_fields_tuple() {
+    py::list rows;
+    for (const FieldInfo& f : result_fields()) {
+        py::dict d;
+        d["name"] = f.name;
+        d["output"] = f.output;
+        d["kind"] = kind_name(f.kind);
+        d["unit"] = f.unit;
+        d["required"] = f.need == FieldNeed::Required;
+        d["two_looks"] = two_looks_name(f.two_looks);
+        d["pooled_with"] = f.pooled_with;
+        d["json"] = f.json;
+        d["csv"] = f.csv;
+        d["doc"] = f.doc;
+        rows.append(d);
+    }
+    return py::tuple(rows);
 }
 
 void bind_info(py::module_& m) {
-    py::class_<ModelInfo>(m, "ModelInfo", "What an engine file says about itself")
+    py::class_<ModelInfo>(m, "ModelInfo", "What an engine file says about itself, checked against its graph")
         .def_readonly("format_version", &ModelInfo::format_version)
         .def_readonly("inputsize", &ModelInfo::inputsize)
         .def_readonly("latents", &ModelInfo::latents)
+        .def_readonly("landmarks", &ModelInfo::landmarks)
+        .def_property_readonly("organs",
+                               [](const ModelInfo& i) {
+                                   py::list out;
+                                   for (const Organ& o : i.organs) out.append(py::make_tuple(o.name, o.count));
+                                   return py::tuple(out);
+                               })
         .def_readonly("skip", &ModelInfo::skip)
         .def_readonly("trained", &ModelInfo::trained)
+        .def_readonly("has_samples_output", &ModelInfo::has_samples_output)
         .def_readonly("checkpoint_sha256", &ModelInfo::checkpoint_sha256)
+        .def_readonly("landmark_offsets_sha256", &ModelInfo::landmark_offsets_sha256)
         .def_readonly("model_name", &ModelInfo::model_name)
         .def_readonly("model_version", &ModelInfo::model_version)
         .def_readonly("description", &ModelInfo::description)
         .def_readonly("second_look", &ModelInfo::second_look)
-        .def_readonly("metadata", &ModelInfo::metadata);
+        .def_readonly("metadata", &ModelInfo::metadata)
+        .def_property_readonly("id", &ModelInfo::id);
+}
+
+void bind_second_look(py::module_& m) {
+    py::class_<SecondLook>(m, "SecondLook", "How a second look made an answer (chexmask_rt.SecondLook is its picklable copy)")
+        .def_readonly("look", &SecondLook::look)
+        .def_readonly("first_fill", &SecondLook::first_fill)
+        .def_readonly("crop_left", &SecondLook::crop_left)
+        .def_readonly("crop_top", &SecondLook::crop_top)
+        .def_readonly("crop_side", &SecondLook::crop_side);
+}
+
+/// A field's values as numpy: (nodes, 2) points, (latents,) vectors, (K, nodes, 2) samples or None.
+py::object field_array(const Result& r, std::size_t index) {
+    const FieldValues v = field_values(r, index);
+    const FieldInfo& info = result_fields()[index];
+    if (info.need == FieldNeed::Optional && (v.rows == 0 || r.landmarks.empty())) return py::none();  // no such output
+    py::array_t<double> out(v.columns == 1 ? std::vector<py::ssize_t>{static_cast<py::ssize_t>(v.rows)}
+                                           : std::vector<py::ssize_t>{static_cast<py::ssize_t>(v.rows), 2});
+    std::copy_n(v.data, v.rows * v.columns, out.mutable_data());
+    if (info.kind != FieldKind::Samples) return out;
+    const auto nodes = static_cast<py::ssize_t>(r.landmarks.size());
+    return out.reshape({static_cast<py::ssize_t>(v.rows) / nodes, nodes, py::ssize_t{2}});
 }
 
 void bind_result(py::module_& m) {
-    py::class_<Result>(m, "Result", "One image's landmarks and uncertainty, in original pixels")
-        .def_property_readonly("landmarks", [](const Result& r) { return points_array(r.landmarks); })
-        .def_property_readonly("landmarks_std", [](const Result& r) { return points_array(r.landmarks_std); })
-        .def_property_readonly("landmarks_mu", [](const Result& r) { return points_array(r.landmarks_mu); })
-        .def_property_readonly(
-            "landmark_samples",
-            [](const Result& r) -> py::object {  // (K, nodes, 2), None unless the engine outputs its decodes
-                if (r.landmark_samples.empty() || r.landmarks.empty()) return py::none();
-                const auto nodes = static_cast<py::ssize_t>(r.landmarks.size());
-                return points_array(r.landmark_samples)
-                    .reshape({static_cast<py::ssize_t>(r.landmark_samples.size()) / nodes, nodes, py::ssize_t{2}});
-            })
-        .def_property_readonly("latent_mu", [](const Result& r) { return values_array(r.latent_mu); })
-        .def_property_readonly("latent_sigma", [](const Result& r) { return values_array(r.latent_sigma); })
-        .def_property_readonly("node_uncertainty", [](const Result& r) { return values_array(r.node_uncertainty); })
+    py::class_<Result> result(m, "Result", "One image's landmarks and uncertainty, in original pixels");
+    for (std::size_t i = 0; i < result_fields().size(); ++i) {  // one property per row of result_fields.def
+        result.def_property_readonly(
+            result_fields()[i].name, [i](const Result& r) { return field_array(r, i); }, result_fields()[i].doc);
+    }
+    result.def_property_readonly("node_uncertainty", [](const Result& r) { return values_array(r.node_uncertainty); })
         .def_readonly("mean_node_std", &Result::mean_node_std)
         .def_readonly("mean_latent_sigma", &Result::mean_latent_sigma)
         .def_readonly("height", &Result::height)
         .def_readonly("width", &Result::width)
         .def_readonly("samples", &Result::samples)
         .def_readonly("seed", &Result::seed)
-        .def_property_readonly("second_look", &second_look_dict)
+        .def_readonly("second_look", &Result::second_look)
         .def_readonly("quality", &Result::quality);
 }
 
@@ -366,7 +389,7 @@ py::tuple letterbox(const py::object& image, int size) {
     detail::Letterbox frame;
     {
         py::gil_scoped_release release;
-        frame = detail::letterbox_into(held.view, size, 1.0f, levels.data());
+        frame = detail::letterbox_into(detail::resolve_pixels(held.view), size, 1.0f, levels.data());
     }
     py::array out(held.array.dtype(), std::vector<py::ssize_t>{size, size});
     // exact: 8-bit levels are integers, 16-bit ones rounded and clamped by the resize
@@ -380,6 +403,14 @@ py::tuple letterbox(const py::object& image, int size) {
     return py::make_tuple(out, frame);
 }
 
+// The depth the core reads a gray image at: 8, 9..16 or 32 (float), inferred for uint16 without a
+// bit_depth exactly as predict does; for tools that must scale pixels the runtime's way.
+int resolved_bit_depth(const py::object& image, std::optional<int> bit_depth) {
+    HeldImage held = hold(image, bit_depth);
+    py::gil_scoped_release release;
+    return detail::resolve_pixels(held.view).depth;
+}
+
 py::tuple preprocess(const py::object& image, int size, std::optional<int> bit_depth) {
     check_engine_size(size);
     HeldImage held = hold(image, bit_depth);
@@ -388,7 +419,7 @@ py::tuple preprocess(const py::object& image, int size, std::optional<int> bit_d
     detail::Letterbox frame;
     {
         py::gil_scoped_release release;
-        frame = detail::preprocess_into(held.view, size, dst);
+        frame = detail::preprocess_into(detail::resolve_pixels(held.view), size, dst);
     }
     return py::make_tuple(out, frame.side(), frame.pad_left(), frame.pad_top());
 }
@@ -429,6 +460,7 @@ PYBIND11_MODULE(_core, m) {
     m.attr("INTENDED_USE") = chexmask_rt::kIntendedUse;
     register_errors();
     bind_info(m);
+    bind_second_look(m);
     bind_quality(m);
     bind_result(m);
     bind_engine(m);
@@ -437,8 +469,14 @@ PYBIND11_MODULE(_core, m) {
           "eps float32 [samples, latents], generator splitmix64-boxmuller-v1 (tests/reference/sampling.py)");
     m.def("preprocess", &preprocess, py::arg("image"), py::arg("size"), py::arg("bit_depth") = py::none(),
           "(float32 [size, size] engine input, side, pad_left, pad_top): the letterboxed image / full scale");
+    m.def("bit_depth", &resolved_bit_depth, py::arg("image"), py::arg("bit_depth") = py::none(),
+          "The depth the core reads a gray image at: 8, 9..16 or 32 (float); uint16 without bit_depth: inferred, "
+          "as predict does (content <= 255: 8)");
     m.def("letterbox", &letterbox, py::arg("image"), py::arg("size"),
           "(the gray image letterboxed to [size, size] in its own dtype and levels, its Letterbox)");
+    m.def("parse_model_info", &parse_model_info, py::arg("metadata"), py::arg("source"),
+          "Validates engine metadata alone (no session, no graph): a ModelInfo, or ModelError naming source");
+    m.attr("RESULT_FIELDS") = result_fields_tuple();
     m.def("polygon_mask", &polygon_mask_array, py::arg("points"), py::arg("height"), py::arg("width"),
           "uint8 [height, width] 0/255 filled polygon of float64 (N, 2) (x, y) points, equal to cv2.fillPoly "
           "of them clamped to +-4 * max(height, width) and truncated to int32 (chexmask_rt.rle.polygon_mask)");

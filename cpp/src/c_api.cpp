@@ -20,8 +20,7 @@ struct chexmask_rt_engine {
 
 struct chexmask_rt_result {
     chexmask_rt::Result result;
-    std::vector<double> landmarks, landmarks_std, landmarks_mu;  // (x, y) pairs
-    chexmask_rt_result_fields fields{};
+    chexmask_rt_result_fields fields{};  // the C ABI 1 view of `result`, pointing into it
 };
 
 namespace {
@@ -80,32 +79,27 @@ chexmask_rt_engine* wrap(chexmask_rt::Engine engine) {
     handle->id = info.id();
     for (const std::string& p : handle->engine.providers()) handle->providers += (handle->providers.empty() ? "" : ", ") + p;
     handle->info = {handle->id.c_str(), info.inputsize, info.latents, info.second_look ? 1 : 0, info.trained ? 1 : 0,
-                    handle->providers.c_str()};
+                    handle->providers.c_str(), info.landmarks};
     return handle;
 }
 
-std::vector<double> pairs(const std::vector<chexmask_rt::Point>& points) {
-    std::vector<double> out;
-    out.reserve(points.size() * 2);
-    for (const chexmask_rt::Point& p : points) out.insert(out.end(), {p.x, p.y});
-    return out;
+/// Points as (x, y) pairs of doubles, in place (Point is two packed doubles: static_assert below).
+const double* pairs(const std::vector<chexmask_rt::Point>& points) {
+    return reinterpret_cast<const double*>(points.data());
 }
 
 chexmask_rt_result* wrap(chexmask_rt::Result result) {
-    auto* handle = new chexmask_rt_result{std::move(result), {}, {}, {}, {}};
+    auto* handle = new chexmask_rt_result{std::move(result), {}};
     const chexmask_rt::Result& r = handle->result;
-    handle->landmarks = pairs(r.landmarks);
-    handle->landmarks_std = pairs(r.landmarks_std);
-    handle->landmarks_mu = pairs(r.landmarks_mu);
     chexmask_rt_result_fields& f = handle->fields;
     f.height = r.height;
     f.width = r.width;
     f.samples = r.samples;
     f.seed = r.seed;
     f.landmark_count = r.landmarks.size();
-    f.landmarks = handle->landmarks.data();
-    f.landmarks_std = handle->landmarks_std.data();
-    f.landmarks_mu = handle->landmarks_mu.data();
+    f.landmarks = pairs(r.landmarks);
+    f.landmarks_std = pairs(r.landmarks_std);
+    f.landmarks_mu = pairs(r.landmarks_mu);
     f.node_uncertainty = r.node_uncertainty.data();
     f.latent_count = r.latent_mu.size();
     f.latent_mu = r.latent_mu.data();
@@ -127,6 +121,19 @@ chexmask_rt_result* wrap(chexmask_rt::Result result) {
 
 void check_out(const void* out) {
     if (out == nullptr) throw chexmask_rt::InputError("the output pointer is NULL");
+}
+
+/// result_fields() in the C API's terms, built once.
+const std::vector<chexmask_rt_field_info>& c_fields() {
+    static const std::vector<chexmask_rt_field_info> fields = [] {
+        std::vector<chexmask_rt_field_info> out;
+        for (const chexmask_rt::FieldInfo& f : chexmask_rt::result_fields()) {
+            out.push_back({f.name, f.output, chexmask_rt::kind_name(f.kind), f.unit, f.need == chexmask_rt::FieldNeed::Required,
+                           chexmask_rt::two_looks_name(f.two_looks), f.pooled_with, f.json ? 1 : 0, f.csv, f.doc});
+        }
+        return out;
+    }();
+    return fields;
 }
 
 }  // namespace
@@ -217,6 +224,30 @@ void chexmask_rt_result_free(chexmask_rt_result* result) { delete result; }
 
 const chexmask_rt_result_fields* chexmask_rt_result_get(const chexmask_rt_result* result) {
     return result == nullptr ? nullptr : &result->fields;
+}
+
+size_t chexmask_rt_field_count(void) { return c_fields().size(); }
+
+const chexmask_rt_field_info* chexmask_rt_field_info_at(size_t index) {
+    return index < c_fields().size() ? &c_fields()[index] : nullptr;
+}
+
+chexmask_rt_status chexmask_rt_result_field(const chexmask_rt_result* result, const char* name,
+                                            chexmask_rt_field_values* out) {
+    if (out != nullptr) *out = chexmask_rt_field_values{nullptr, 0, 0};
+    return guarded([&] {
+        check_out(out);
+        if (result == nullptr) throw chexmask_rt::InputError("the result is NULL");
+        if (name == nullptr) throw chexmask_rt::InputError("the field name is NULL");
+        const auto& fields = chexmask_rt::result_fields();
+        for (std::size_t i = 0; i < fields.size(); ++i) {
+            if (std::strcmp(fields[i].name, name) != 0) continue;
+            const chexmask_rt::FieldValues v = chexmask_rt::field_values(result->result, i);
+            *out = chexmask_rt_field_values{v.data, v.rows, v.columns};
+            return;
+        }
+        throw chexmask_rt::InputError(std::string("a result has no field '") + name + "'");
+    });
 }
 
 static_assert(sizeof(chexmask_rt::Point) == 2 * sizeof(double), "points_xy is read as chexmask_rt::Point");

@@ -45,7 +45,8 @@ struct Engine::Impl {
     /// One engine call for `count` images: prepare each, run, back to original pixels.
     std::vector<Result> one_look(std::size_t count, const PrepareOne& prepare, int samples, std::uint64_t seed) const;
     /// The answers before the final checks: one look, or two with `second_look`.
-    std::vector<Result> looks(const std::vector<ImageView>& images, int samples, std::uint64_t seed, bool second_look) const;
+    std::vector<Result> looks(const std::vector<detail::Pixels>& pixels, int samples, std::uint64_t seed,
+                              bool second_look) const;
 };
 
 Engine::Engine(const std::string& model_path, const EngineOptions& options)
@@ -94,38 +95,42 @@ std::vector<Result> Engine::predict_batch(const std::vector<ImageView>& images, 
                                           std::optional<bool> second_look) const {
     check_samples(samples);
     if (images.empty()) throw InputError("predict_batch: no images");
-    for (const ImageView& image : images) detail::validate_image(image);  // refuse before any work
-    std::vector<Result> results = impl_->looks(images, samples, seed, second_look.value_or(info().second_look));
+    // every image is validated and its depth settled before any work; a crop keeps its image's depth
+    std::vector<detail::Pixels> pixels;
+    pixels.reserve(images.size());
+    for (const ImageView& image : images) pixels.push_back(detail::resolve_pixels(image));
+    std::vector<Result> results = impl_->looks(pixels, samples, seed, second_look.value_or(info().second_look));
     detail::check_finite(results, impl_->name);
     for (Result& r : results) r.quality = impl_->quality.assess(r);
     return results;
 }
 
-std::vector<Result> Engine::Impl::looks(const std::vector<ImageView>& images, int samples, std::uint64_t seed,
+std::vector<Result> Engine::Impl::looks(const std::vector<detail::Pixels>& pixels, int samples, std::uint64_t seed,
                                         bool second_look) const {
     std::vector<Result> results = one_look(
-        images.size(), [&](std::size_t b, int size, float* out) { return detail::preprocess_into(images[b], size, out); },
+        pixels.size(), [&](std::size_t b, int size, float* out) { return detail::preprocess_into(pixels[b], size, out); },
         samples, seed);
     if (!second_look) return results;
+    const std::vector<Organ>& organs = backend->info().organs;
 
     std::vector<std::size_t> which;
     std::vector<detail::Square> squares;
     for (std::size_t i = 0; i < results.size(); ++i) {
-        if (const std::optional<detail::Square> square = detail::second_look_square(results[i])) {
+        if (const std::optional<detail::Square> square = detail::second_look_square(results[i], organs)) {
             which.push_back(i);
             squares.push_back(*square);
         } else {
-            results[i] = detail::without_second_look(results[i]);
+            results[i] = detail::without_second_look(results[i], organs);
         }
     }
     if (which.empty()) return results;
     // each crop is read in place, never copied: a crop of a huge image costs no more than its S x S input
     const std::vector<Result> seconds = one_look(
         which.size(),
-        [&](std::size_t k, int size, float* out) { return detail::preprocess_square(images[which[k]], squares[k], size, out); },
+        [&](std::size_t k, int size, float* out) { return detail::preprocess_square(pixels[which[k]], squares[k], size, out); },
         samples, seed);
     for (std::size_t k = 0; k < which.size(); ++k) {
-        results[which[k]] = detail::combine(results[which[k]], seconds[k], squares[k]);
+        results[which[k]] = detail::combine(results[which[k]], seconds[k], squares[k], organs);
     }
     return results;
 }

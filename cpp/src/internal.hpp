@@ -13,10 +13,9 @@
 
 namespace chexmask_rt::detail {
 
-/// The anatomy every engine must produce (Python: anatomy.py): right lung 44, left lung 50, heart 26.
-/// Engines are checked against it when they load and on every run, so nothing past it is ever read.
-constexpr int kLandmarks = 120;
-constexpr int kLungLandmarks = 94;  ///< the lungs: the first landmarks
+/// The HybridGNet anatomy, the organs of an engine whose metadata names none: right lung 44,
+/// left lung 50, heart 26 (Python: anatomy.py).
+const std::vector<Organ>& default_organs();
 
 /// Geometry of the centred zero-pad to a square of side max(h, w) (Python: _core.Letterbox).
 struct Letterbox {
@@ -51,21 +50,38 @@ std::size_t bytes_per_pixel(int bit_depth);
 /// Throws InputError unless `image` can be read safely and segmented.
 void validate_image(const ImageView& image);
 
-/// Validates `image`, letterboxes it to size x size and writes the scaled
-/// float32 pixels to `out` (size * size values): the engine's input for one image.
-Letterbox preprocess_into(const ImageView& image, int size, float* out);
+/// A validated image with its depth settled: what preprocessing reads.
+struct Pixels {
+    ImageView view;        ///< view.bit_depth is the stored pixel type's: 8, 16 (any uint16) or 32
+    int depth = 8;         ///< the arithmetic: 8 (uint8, or uint16 content <= 255), 9..16, or 32 (float)
+};
+
+/// Validates `image` and settles its bit depth: 0 (uint16) is inferred from the largest value with
+/// Python's significant_bits rule; an explicit 9..16 too small for the pixels, or a float image
+/// outside [0, 1], is an InputError.
+Pixels resolve_pixels(const ImageView& image);
+
+/// The fewest bits (at least 8) that hold the largest value of a uint16 view.
+int significant_bits(const ImageView& image16);
+
+/// Letterboxes `image` to size x size and writes the scaled float32 pixels to `out`
+/// (size * size values): the engine's input for one image.
+Letterbox preprocess_into(const Pixels& image, int size, float* out);
+
+/// The full scale of `image`'s depth (2^depth - 1; 1 for float): what preprocessing divides by.
+float full_scale(const Pixels& image);
 
 /// The same pixels divided by `scale` instead of the bit depth's full scale: 1 keeps the image's
 /// own levels (training renders its data in the runtime's frame this way).
-Letterbox letterbox_into(const ImageView& image, int size, float scale, float* out);
+Letterbox letterbox_into(const Pixels& image, int size, float scale, float* out);
 
 /// The same for `square` of `image` (black where it leaves the image), never copied out:
 /// the second look's crop. Returns the square's own frame (no padding).
-Letterbox preprocess_square(const ImageView& image, const Square& square, int size, float* out);
+Letterbox preprocess_square(const Pixels& image, const Square& square, int size, float* out);
 
-/// Bilinear resize of `window` of a validated image to size x size, as cv::resize INTER_LINEAR of
+/// Bilinear resize of `window` of an image to size x size, as cv::resize INTER_LINEAR of
 /// the materialised window would give (resize.cpp), divided by `scale`, written to `out`.
-void resize_window(const ImageView& image, const Square& window, int size, float scale, float* out);
+void resize_window(const Pixels& image, const Square& window, int size, float scale, float* out);
 
 /// Bytes of a height x width mask; throws InputError for a side outside 1..kMaxSide (polygon_fill.cpp).
 std::size_t polygon_mask_bytes(std::int64_t height, std::int64_t width);
@@ -79,14 +95,22 @@ struct EngineOutputs {
     int batch = 0;
     int nodes = 0;
     int latents = 0;
-    std::vector<float> landmarks_mean;  // [batch, nodes, 2]
-    std::vector<float> landmarks_std;   // [batch, nodes, 2]
-    std::vector<float> landmarks_mu;    // [batch, nodes, 2]
-    std::vector<float> latent_mu;       // [batch, latents]
-    std::vector<float> latent_sigma;    // [batch, latents]
-    int samples = 0;                    // K of landmarks_samples; 0 when the engine has no such output
-    std::vector<float> landmarks_samples;  // [batch, samples, nodes, 2] or empty
+    int samples = 0;  ///< K of the Samples fields
+    /// One float array per field of result_fields(), in the table's order, as the output's shape
+    /// (result_fields.def, kind); empty for an Optional output the engine does not have.
+    std::vector<std::vector<float>> fields;
 };
+
+/// Calls `f(info, member)` for every field of result_fields.def, `member` a pointer to its Result
+/// member (std::vector<Point> or std::vector<double>), and `pooled_with` its pooled_with's member.
+template <typename F>
+void for_each_field(F&& f) {
+    std::size_t index = 0;
+#define CHEXMASK_RT_FIELD(name, output, kind, unit, need, two_looks, pooled_with, json, csv, doc) \
+    f(result_fields()[index++], &Result::name, &Result::pooled_with);
+#include <chexmask_rt/result_fields.def>
+#undef CHEXMASK_RT_FIELD
+}
 
 /// Fills node_uncertainty, mean_node_std and mean_latent_sigma from landmarks_std and latent_sigma.
 void set_scores(Result& r);
@@ -94,21 +118,43 @@ void set_scores(Result& r);
 /// Image `index` of a batch back to original pixels, with its uncertainty scores.
 Result postprocess(const EngineOutputs& out, int index, const Letterbox& frame, int samples, std::uint64_t seed);
 
-/// The second look (Python: chexmask_rt/second_look.py).
+/// The second look (reference: tests/reference/second_look.py). `organs`: the engine's (ModelInfo::organs);
+/// the lungs are those named right_lung and left_lung.
 /// The square around `first`'s lungs to look at again, if it can be an image.
-std::optional<Square> second_look_square(const Result& first);
+std::optional<Square> second_look_square(const Result& first, const std::vector<Organ>& organs);
 
 /// `first` marked as asked for a second look that had no usable crop (look "none").
-Result without_second_look(const Result& first);
+Result without_second_look(const Result& first, const std::vector<Organ>& organs);
 
 /// Both looks' answer in the original image's pixels: pooled, or the crop's alone for a wide field of view.
-Result combine(const Result& first, const Result& crop, const Square& square);
+Result combine(const Result& first, const Result& crop, const Square& square, const std::vector<Organ>& organs);
 
+/// An ONNX graph's declared tensor, as the backend reads it: element type float32 or not, and its
+/// dimensions (<= 0: not a fixed size).
+struct TensorDecl {
+    std::string name;
+    bool is_float = false;
+    std::vector<std::int64_t> shape;
+};
+
+/// What an engine's graph declares: its inputs and outputs in order.
+struct GraphDecl {
+    std::vector<TensorDecl> inputs, outputs;
+};
+
+/// Parses the metadata and checks it against the graph: the one place an engine is validated
+/// (model_info.cpp). Counts come from the graph's shapes; the metadata must agree.
+ModelInfo parse_model_info(const std::map<std::string, std::string>& props, const GraphDecl& graph,
+                           const std::string& source);
+
+/// The dimensions the runtime relies on for tensor `name` of an engine described by `info`
+/// (0: any, e.g. batch and samples); empty for a tensor it does not use.
+std::vector<std::int64_t> expected_shape(const std::string& name, const ModelInfo& info);
+
+/// A shape as messages write it: "[?, 120, 2]".
+std::string shape_text(const std::vector<std::int64_t>& shape);
 /// True when `text` is strict UTF-8, as Python's decoder takes it (metadata entries, JSON files).
 bool valid_utf8(std::string_view text);
-
-/// Parses and validates the `chexmask_rt.*` metadata (Python: metadata.ModelInfo.from_metadata).
-ModelInfo parse_model_info(const std::map<std::string, std::string>& props, const std::string& source);
 
 /// Something that runs an engine: images float32 [batch, 1, S, S] + eps float32 [samples, latents].
 class Backend {

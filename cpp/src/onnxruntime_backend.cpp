@@ -21,9 +21,6 @@ namespace chexmask_rt::detail {
 namespace {
 
 constexpr std::array<const char*, 2> kInputs = {"image", "eps"};
-constexpr std::array<const char*, 6> kOutputs = {"landmarks_mean", "landmarks_std", "landmarks_mu", "latent_mu",
-                                                 "latent_sigma", "landmarks_samples"};
-constexpr std::size_t kRequiredOutputs = 5;  // the last, the raw decodes, only engines exported with --samples-output
 
 /// The process-wide ONNX Runtime: one library, one Ort::Env, loaded once and never unloaded
 /// (sessions may outlive any single Engine, and unloading ORT at exit is known to crash).
@@ -196,8 +193,13 @@ public:
             const std::string on = options.device == "cpu" ? "" : " on device '" + options.device + "'";
             throw ModelError(path_ + ": not a loadable ONNX model" + on + " (" + first_line(e.what()) + ")");
         }
-        info_ = parse_model_info(read_metadata(), path_);
-        check_io();
+        const GraphDecl graph = read_graph();
+        info_ = parse_model_info(read_metadata(), graph, path_);
+        for (const FieldInfo& field : result_fields()) {  // what each run asks for, in the table's order
+            const bool has = std::any_of(graph.outputs.begin(), graph.outputs.end(),
+                                         [&](const TensorDecl& t) { return t.name == field.output; });
+            if (has) outputs_.push_back(field.output);  // Required ones are there: parse_model_info checked
+        }
         log(LogLevel::info, path_ + ": " + info_.id() + " opened with ONNX Runtime from '" +
                                 loaded_onnxruntime_library() + "' on " + joined(providers_));
     }
@@ -219,7 +221,7 @@ public:
         std::vector<Ort::Value> outputs;
         try {
             outputs = session_->Run(Ort::RunOptions{nullptr}, kInputs.data(), inputs.data(), inputs.size(),
-                                    kOutputs.data(), has_samples_ ? kOutputs.size() : kRequiredOutputs);
+                                    outputs_.data(), outputs_.size());
         } catch (const Ort::Exception& e) {
             // the input was checked, so the engine cannot run what its graph declares
             throw ModelError(path_ + ": engine run failed (" + first_line(e.what()) + ")");
@@ -253,85 +255,28 @@ private:
         return props;
     }
 
-    void check_io() {  // sets has_samples_
-        Ort::AllocatorWithDefaultOptions allocator;
-        std::vector<std::string> inputs, outputs;
-        for (std::size_t i = 0; i < session_->GetInputCount(); ++i)
-            inputs.emplace_back(session_->GetInputNameAllocated(i, allocator).get());
-        for (std::size_t i = 0; i < session_->GetOutputCount(); ++i)
-            outputs.emplace_back(session_->GetOutputNameAllocated(i, allocator).get());
-        std::string missing;
-        for (std::size_t i = 0; i < kRequiredOutputs; ++i)
-            if (std::find(outputs.begin(), outputs.end(), kOutputs[i]) == outputs.end())
-                missing += std::string(" ") + kOutputs[i];
-        has_samples_ = std::find(outputs.begin(), outputs.end(), kOutputs[kRequiredOutputs]) != outputs.end();
-        if (inputs != std::vector<std::string>{kInputs[0], kInputs[1]} || !missing.empty()) {
-            throw ModelError(path_ + ": engine inputs/outputs do not match chexmask-rt format " +
-                             std::to_string(info_.format_version) + " (missing outputs:" +
-                             (missing.empty() ? std::string(" none") : missing) + ")");
-        }
-        for (std::size_t i = 0; i < inputs.size(); ++i) check_declared(inputs[i], session_->GetInputTypeInfo(i));
-        for (std::size_t i = 0; i < outputs.size(); ++i) check_declared(outputs[i], session_->GetOutputTypeInfo(i));
-    }
-
-    /// The dimensions the runtime relies on for `name` (0: any, e.g. batch and samples); empty if none.
-    std::vector<std::int64_t> expected_shape(const std::string& name) const {
-        const std::int64_t s = info_.inputsize, latents = info_.latents;
-        if (name == "image") return {0, 1, s, s};
-        if (name == "eps" || name == "latent_mu" || name == "latent_sigma") return {0, latents};
-        if (name == "landmarks_mean" || name == "landmarks_std" || name == "landmarks_mu") return {0, kLandmarks, 2};
-        if (name == "landmarks_samples") return {0, 0, kLandmarks, 2};
-        return {};
-    }
-
-    std::string why(const std::vector<std::int64_t>& expected) const {
-        if (expected.back() == 2) {
-            return "the runtime's anatomy has " + std::to_string(kLandmarks) +
-                   " landmarks (right lung 44, left lung 50, heart 26)";
-        }
-        if (expected.size() == 4) return "the metadata says inputsize " + std::to_string(info_.inputsize);
-        return "the metadata says latents " + std::to_string(info_.latents);
-    }
-
-    static std::string shape_text(const std::vector<std::int64_t>& shape) {
-        std::string out = "[";
-        for (std::size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + (shape[i] > 0 ? std::to_string(shape[i]) : "?");
-        return out + "]";
-    }
-
-    // Same rules as runtime/chexmask_rt/engine_io.py: every fixed dimension is read from the graph
-    // and must be what the metadata and the anatomy say, so a mismatch is a ModelError at load.
-    void check_declared(const std::string& name, const Ort::TypeInfo& type_info) const {
-        const std::vector<std::int64_t> expected = expected_shape(name);
-        if (expected.empty()) return;
-        std::vector<std::int64_t> want(expected);
-        for (auto& d : want) d = d > 0 ? d : -1;
-        const std::string want_text = "float32 " + shape_text(want);
-        if (type_info.GetONNXType() != ONNX_TYPE_TENSOR) {
-            throw ModelError(path_ + ": engine tensor '" + name + "' is not a tensor (" + want_text + " expected)");
-        }
+    static TensorDecl declared(std::string name, const Ort::TypeInfo& type_info) {
+        TensorDecl t{std::move(name), false, {}};
+        if (type_info.GetONNXType() != ONNX_TYPE_TENSOR) return t;
         const auto tensor = type_info.GetTensorTypeAndShapeInfo();
-        const std::vector<std::int64_t> shape = tensor.GetShape();
-        if (tensor.GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || shape.size() != expected.size()) {
-            throw ModelError(path_ + ": engine tensor '" + name + "' is not " + want_text + " (declared " +
-                             shape_text(shape) + ")");
-        }
-        for (std::size_t i = 0; i < shape.size(); ++i) {
-            if (expected[i] == 0) continue;
-            if (shape[i] <= 0) {
-                throw ModelError(path_ + ": engine tensor '" + name + "' does not declare its shape " + shape_text(shape) +
-                                 " (" + want_text + " expected: " + why(expected) + "); re-export it with chexmask-rt export");
-            }
-            if (shape[i] != expected[i]) {
-                throw ModelError(path_ + ": engine graph disagrees with its metadata: '" + name + "' is " +
-                                 shape_text(shape) + ", but " + why(expected) + " (" + want_text + ")");
-            }
-        }
+        t.is_float = tensor.GetElementType() == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+        t.shape = tensor.GetShape();
+        return t;
+    }
+
+    GraphDecl read_graph() const {
+        Ort::AllocatorWithDefaultOptions allocator;
+        GraphDecl graph;
+        for (std::size_t i = 0; i < session_->GetInputCount(); ++i)
+            graph.inputs.push_back(declared(session_->GetInputNameAllocated(i, allocator).get(), session_->GetInputTypeInfo(i)));
+        for (std::size_t i = 0; i < session_->GetOutputCount(); ++i)
+            graph.outputs.push_back(declared(session_->GetOutputNameAllocated(i, allocator).get(), session_->GetOutputTypeInfo(i)));
+        return graph;
     }
 
     // A graph may declare one shape and produce another: each run's outputs are checked again.
-    std::vector<float> take(const Ort::Value& value, int batch, const char* name, int samples = 0) const {
-        const std::vector<std::int64_t> expected = expected_shape(name);
+    std::vector<float> take(const Ort::Value& value, int batch, const char* name, int samples) const {
+        const std::vector<std::int64_t> expected = expected_shape(name, info_);
         const auto shape_info = value.GetTensorTypeAndShapeInfo();
         const std::vector<std::int64_t> shape = shape_info.GetShape();
         std::vector<std::int64_t> want(expected);
@@ -351,16 +296,13 @@ private:
     EngineOutputs collect(const std::vector<Ort::Value>& outputs, int batch, int samples) const {
         EngineOutputs out;
         out.batch = batch;
-        out.nodes = kLandmarks;
+        out.nodes = info_.landmarks;
         out.latents = info_.latents;
-        out.landmarks_mean = take(outputs[0], batch, kOutputs[0]);
-        out.landmarks_std = take(outputs[1], batch, kOutputs[1]);
-        out.landmarks_mu = take(outputs[2], batch, kOutputs[2]);
-        out.latent_mu = take(outputs[3], batch, kOutputs[3]);
-        out.latent_sigma = take(outputs[4], batch, kOutputs[4]);
-        if (has_samples_) {
-            out.samples = samples;
-            out.landmarks_samples = take(outputs[5], batch, kOutputs[5], samples);
+        out.samples = samples;
+        std::size_t next = 0;  // outputs_ holds the table's fields in order, Optional ones only when present
+        for (const FieldInfo& field : result_fields()) {
+            const bool asked = next < outputs_.size() && outputs_[next] == std::string(field.output);
+            out.fields.push_back(asked ? take(outputs[next++], batch, field.output, samples) : std::vector<float>{});
         }
         return out;
     }
@@ -369,7 +311,7 @@ private:
     ModelInfo info_;
     std::vector<std::string> providers_;     // what the session was created with, best first
     std::unique_ptr<Ort::Session> session_;  // Session::Run is thread safe; per-call state stays local
-    bool has_samples_ = false;               // set once by check_io
+    std::vector<const char*> outputs_;       // the outputs each run reads, in result_fields() order
 };
 
 }  // namespace

@@ -1,33 +1,27 @@
-// Engine outputs -> original pixels (runtime/chexmask_rt/frames.py and result.py):
-// p = p_norm * L - pad, std = std_norm * L, in double like the Python path.
+// Engine outputs -> original pixels, field by field as result_fields.def's kinds say: points
+// through the Letterbox (p_norm * L - pad), spreads scaled (s_norm * L), vectors as they are; in
+// double, as the reference (tests/reference/frames.py) computes them.
 #include "internal.hpp"
 
 namespace chexmask_rt::detail {
 namespace {
 
-std::vector<Point> to_original(const std::vector<float>& norm, int index, int nodes, const Letterbox& frame) {
-    const float* p = norm.data() + static_cast<std::size_t>(index) * nodes * 2;
-    std::vector<Point> out(nodes);
-    for (int i = 0; i < nodes; ++i) out[i] = frame.to_original({p[2 * i], p[2 * i + 1]});
-    return out;
-}
-
-std::vector<Point> scale_to_original(const std::vector<float>& norm, int index, int nodes, const Letterbox& frame) {
-    const float* p = norm.data() + static_cast<std::size_t>(index) * nodes * 2;
-    std::vector<Point> out(nodes);
-    for (int i = 0; i < nodes; ++i) out[i] = frame.scale_to_original({p[2 * i], p[2 * i + 1]});
-    return out;
-}
-
-std::vector<double> row_as_double(const std::vector<float>& values, int index, int width) {
-    const float* p = values.data() + static_cast<std::size_t>(index) * width;
-    return std::vector<double>(p, p + width);
-}
-
 double mean(const std::vector<double>& values) {
     double sum = 0.0;
     for (double v : values) sum += v;
     return values.empty() ? 0.0 : sum / static_cast<double>(values.size());
+}
+
+/// `count` points starting at point `first` of `norm`, back to original pixels as `kind` says.
+std::vector<Point> points_to_original(const std::vector<float>& norm, std::size_t first, std::size_t count,
+                                      FieldKind kind, const Letterbox& frame) {
+    const float* p = norm.data() + first * 2;
+    std::vector<Point> out(count);
+    for (std::size_t i = 0; i < count; ++i) {
+        const Point q{p[2 * i], p[2 * i + 1]};
+        out[i] = kind == FieldKind::Spread ? frame.scale_to_original(q) : frame.to_original(q);  // a spread is a length
+    }
+    return out;
 }
 
 }  // namespace
@@ -42,15 +36,21 @@ void set_scores(Result& r) {
 
 Result postprocess(const EngineOutputs& out, int index, const Letterbox& frame, int samples, std::uint64_t seed) {
     Result r;
-    r.landmarks = to_original(out.landmarks_mean, index, out.nodes, frame);
-    r.landmarks_std = scale_to_original(out.landmarks_std, index, out.nodes, frame);
-    r.landmarks_mu = to_original(out.landmarks_mu, index, out.nodes, frame);
-    r.latent_mu = row_as_double(out.latent_mu, index, out.latents);
-    r.latent_sigma = row_as_double(out.latent_sigma, index, out.latents);
-    for (int k = 0; k < out.samples; ++k) {  // row k of image `index` is laid out like one image's landmarks
-        const std::vector<Point> decoded = to_original(out.landmarks_samples, index * out.samples + k, out.nodes, frame);
-        r.landmark_samples.insert(r.landmark_samples.end(), decoded.begin(), decoded.end());
-    }
+    std::size_t k = 0;
+    for_each_field([&](const FieldInfo& field, auto member, auto) {
+        const std::vector<float>& values = out.fields[k++];
+        if (values.empty()) return;  // an Optional output this engine does not have
+        auto& target = r.*member;
+        const auto b = static_cast<std::size_t>(index);
+        if constexpr (std::is_same_v<std::decay_t<decltype(target)>, std::vector<double>>) {
+            const float* p = values.data() + b * out.latents;
+            target.assign(p, p + out.latents);
+        } else {
+            const std::size_t rows = field.kind == FieldKind::Samples ? static_cast<std::size_t>(out.samples) : 1;
+            const std::size_t count = rows * out.nodes;
+            target = points_to_original(values, b * count, count, field.kind, frame);
+        }
+    });
     set_scores(r);
     r.height = frame.height;
     r.width = frame.width;

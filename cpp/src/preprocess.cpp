@@ -1,8 +1,9 @@
-// Image -> engine input, numerically identical to runtime/chexmask_rt/preprocess.py: the centred
+// Image -> engine input, numerically identical to tests/reference/preprocess.py: the centred
 // zero pad to a square, resized INTER_LINEAR in the input's own depth (resize.cpp, without ever
 // materialising the square), then float32 division by the full scale.
 #include "internal.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -12,18 +13,13 @@ namespace chexmask_rt::detail {
 
 std::size_t bytes_per_pixel(int bit_depth) {
     if (bit_depth == 8) return 1;
-    if (bit_depth >= 9 && bit_depth <= 16) return 2;
+    if (bit_depth == 0 || (bit_depth >= 9 && bit_depth <= 16)) return 2;
     if (bit_depth == 32) return 4;
     throw InputError("image: unsupported bit_depth " + std::to_string(bit_depth) +
-                     "; use 8 (uint8), 9..16 (uint16) or 32 (float32 in [0, 1])");
+                     "; use 8 (uint8), 9..16 (uint16), 0 (uint16, inferred) or 32 (float32 in [0, 1])");
 }
 
 namespace {
-
-float full_scale(int bit_depth) {
-    if (bit_depth == 32) return 1.0f;
-    return static_cast<float>((1u << bit_depth) - 1u);
-}
 
 std::string size_text(const ImageView& image) {
     return std::to_string(image.width) + "x" + std::to_string(image.height);
@@ -82,24 +78,57 @@ void validate_image(const ImageView& image) {
     check_buffer(image, bpp);
 }
 
-Letterbox letterbox_into(const ImageView& image, int size, float scale, float* out) {
+int significant_bits(const ImageView& image16) {
+    std::uint16_t top = 0;
+    for (int y = 0; y < image16.height; ++y) {
+        const auto* row = reinterpret_cast<const std::uint16_t*>(static_cast<const unsigned char*>(image16.data) +
+                                                                 static_cast<std::size_t>(y) * image16.stride);
+        for (int x = 0; x < image16.width; ++x) top = std::max(top, row[x]);
+    }
+    int bits = 0;
+    while (bits < 16 && (top >> bits) != 0) ++bits;
+    return std::max(8, bits);
+}
+
+Pixels resolve_pixels(const ImageView& image) {
     validate_image(image);
-    if (image.bit_depth == 32) check_float_values(image);
-    const Letterbox frame{image.height, image.width};
+    Pixels p{image, image.bit_depth};
+    if (image.bit_depth == 32) {
+        check_float_values(image);
+        return p;
+    }
+    if (image.bit_depth == 8) return p;
+    p.view.bit_depth = 16;  // uint16 storage; `depth` says how its values scale
+    const int bits = significant_bits(image);
+    if (image.bit_depth == 0) {
+        p.depth = bits;  // 8: content <= 255 takes the uint8 arithmetic, bit-identical to a uint8 image
+    } else if (bits > image.bit_depth) {
+        throw InputError("image: pixel values need " + std::to_string(bits) + " bits, more than bit_depth " +
+                         std::to_string(image.bit_depth) + " (at most " + std::to_string((1u << image.bit_depth) - 1u) +
+                         "); pass the image's real bit depth, or 0 to infer it");
+    }
+    return p;
+}
+
+float full_scale(const Pixels& image) {
+    return image.depth == 32 ? 1.0f : static_cast<float>((1u << image.depth) - 1u);
+}
+
+Letterbox letterbox_into(const Pixels& image, int size, float scale, float* out) {
+    const Letterbox frame{image.view.height, image.view.width};
     resize_window(image, Square{-frame.pad_left(), -frame.pad_top(), frame.side()}, size, scale, out);
     return frame;
 }
 
-Letterbox preprocess_into(const ImageView& image, int size, float* out) {
-    return letterbox_into(image, size, full_scale(image.bit_depth), out);
+Letterbox preprocess_into(const Pixels& image, int size, float* out) {
+    return letterbox_into(image, size, full_scale(image), out);
 }
 
-Letterbox preprocess_square(const ImageView& image, const Square& square, int size, float* out) {
-    validate_image(image);
+Letterbox preprocess_square(const Pixels& image, const Square& square, int size, float* out) {
     if (square.side < 1 || square.side > kMaxSide) {
         throw InputError("image: crop side " + std::to_string(square.side) + " is outside 1.." + std::to_string(kMaxSide));
     }
-    resize_window(image, square, size, full_scale(image.bit_depth), out);
+    resize_window(image, square, size, full_scale(image), out);
     return Letterbox{square.side, square.side};
 }
 

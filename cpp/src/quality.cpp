@@ -140,16 +140,13 @@ QualityAssessor load_quality(const std::string& model_path, const std::string& q
 }
 
 void check_finite(const std::vector<Result>& results, const std::string& engine_name) {
-    const auto finite_points = [](const std::vector<Point>& points) {
-        return std::all_of(points.begin(), points.end(), [](const Point& p) { return std::isfinite(p.x) && std::isfinite(p.y); });
-    };
-    const auto finite_values = [](const std::vector<double>& values) {
-        return std::all_of(values.begin(), values.end(), [](double v) { return std::isfinite(v); });
-    };
     for (std::size_t i = 0; i < results.size(); ++i) {
-        const Result& r = results[i];
-        if (!finite_points(r.landmarks) || !finite_points(r.landmarks_std) || !finite_points(r.landmarks_mu) ||
-            !finite_values(r.latent_mu) || !finite_values(r.latent_sigma)) {
+        bool finite = true;
+        for (std::size_t f = 0; f < result_fields().size(); ++f) {  // every engine-output field of the table
+            const FieldValues v = field_values(results[i], f);
+            finite = finite && std::all_of(v.data, v.data + v.rows * v.columns, [](double x) { return std::isfinite(x); });
+        }
+        if (!finite) {
             throw NonFiniteOutputError(i, "the engine " + engine_name +
                                               " returned NaN or infinite values for this image; the engine is faulty");
         }

@@ -5,7 +5,7 @@
 // 65536 x 32 image costs two rows of output, not a 65536^2 square.
 //
 // The arithmetic is cv::resize(INTER_LINEAR) of the zero-padded square, so results equal
-// what CheXmask's pipeline (and runtime/chexmask_rt/resize.py) computes:
+// what CheXmask's pipeline (and tests/reference/resize.py) computes:
 // - tap positions and weights in float from ((i + 0.5) * L / S - 0.5); a column tap left
 //   of 0 or at the last column clamps to that column with weight 0, a row tap outside
 //   clamps to the first or last row with its weight kept;
@@ -85,9 +85,10 @@ struct Arithmetic<float> {
     static float combine(Sum s0, Sum s1, Sum b0, Sum b1) { return s0 * b0 + s1 * b1; }
 };
 
-template <typename T>
+/// `T`: the stored pixel type; `Depth`: the arithmetic's (uint16 content <= 255 runs the uint8 one).
+template <typename T, typename Depth = T>
 void resize_window_typed(const ImageView& image, const Square& window, int size, float scale, float* out) {
-    using A = Arithmetic<T>;
+    using A = Arithmetic<Depth>;
     using Sum = typename A::Sum;
     // Columns: image column of each tap; a tap outside the image reads column 0 with weight 0,
     // which adds exactly the 0 a black pixel would.
@@ -144,12 +145,12 @@ void resize_window_typed(const ImageView& image, const Square& window, int size,
 
 }  // namespace
 
-void resize_window(const ImageView& image, const Square& window, int size, float scale, float* out) {
-    switch (image.bit_depth) {
-        case 8: resize_window_typed<std::uint8_t>(image, window, size, scale, out); break;
-        case 32: resize_window_typed<float>(image, window, size, scale, out); break;
-        default: resize_window_typed<std::uint16_t>(image, window, size, scale, out); break;
-    }
+void resize_window(const Pixels& image, const Square& window, int size, float scale, float* out) {
+    const ImageView& v = image.view;
+    if (image.depth == 32) return resize_window_typed<float>(v, window, size, scale, out);
+    if (v.bit_depth == 8) return resize_window_typed<std::uint8_t>(v, window, size, scale, out);
+    if (image.depth == 8) return resize_window_typed<std::uint16_t, std::uint8_t>(v, window, size, scale, out);
+    resize_window_typed<std::uint16_t>(v, window, size, scale, out);
 }
 
 }  // namespace chexmask_rt::detail

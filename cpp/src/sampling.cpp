@@ -1,4 +1,4 @@
-// Latent noise, bit-identical to runtime/chexmask_rt/sampling.py (generator
+// Latent noise, bit-identical to tests/reference/sampling.py (generator
 // "splitmix64-boxmuller-v1"); see that file for the definition.
 #include <chexmask_rt/chexmask_rt.hpp>
 

@@ -1,5 +1,6 @@
-// The second look, in the same double arithmetic as runtime/chexmask_rt/second_look.py:
-// crop a square around the first answer's lungs, predict on it, pool the two answers.
+// The second look, in the same double arithmetic as tests/reference/second_look.py:
+// crop a square around the first answer's lungs, predict on it, combine the two answers field
+// by field as result_fields.def says (kind: what the crop offset moves; two_looks: how they pool).
 #include "internal.hpp"
 
 #include <algorithm>
@@ -15,46 +16,55 @@ struct Box {
     double height() const { return max_y - min_y; }
 };
 
-// Engines are checked for kLandmarks when they load and on every run; this keeps a result made
-// any other way from being read past its end.
-void check_landmarks(const Result& r) {
-    if (r.landmarks.size() != static_cast<std::size_t>(kLandmarks) || r.landmarks_std.size() != r.landmarks.size() ||
-        r.landmarks_mu.size() != r.landmarks.size()) {
-        throw ModelError("a result with " + std::to_string(r.landmarks.size()) + " landmarks, not " +
-                         std::to_string(kLandmarks) + ": not a chexmask-rt engine's");
+/// [begin, end) landmark ranges of the lungs in `organs`; a ModelError when `r` is not their
+/// landmark count (a result made any other way is never read past its end) or no lung is named.
+std::vector<std::pair<std::size_t, std::size_t>> lung_ranges(const Result& r, const std::vector<Organ>& organs) {
+    std::vector<std::pair<std::size_t, std::size_t>> lungs;
+    std::size_t start = 0;
+    for (const Organ& o : organs) {
+        if (o.name == "right_lung" || o.name == "left_lung") lungs.emplace_back(start, start + o.count);
+        start += static_cast<std::size_t>(o.count);
     }
+    for_each_field([&](const FieldInfo& field, auto member, auto) {  // every per-landmark field
+        if (field.kind != FieldKind::Position && field.kind != FieldKind::Spread) return;
+        if (field.need == FieldNeed::Optional && (r.*member).empty()) return;  // the engine has no such output
+        if ((r.*member).size() != start) {
+            throw ModelError("a result with " + std::to_string((r.*member).size()) + " landmarks, not the " +
+                             std::to_string(start) + " of the engine's organs");
+        }
+    });
+    if (lungs.empty()) {
+        throw ModelError("the engine's organs name no right_lung or left_lung, which the second look frames; "
+                         "predict with second_look off");
+    }
+    return lungs;
 }
 
-Box lung_box(const Result& r) {
-    check_landmarks(r);
-    Box b{r.landmarks[0].x, r.landmarks[0].y, r.landmarks[0].x, r.landmarks[0].y};
-    for (int i = 1; i < kLungLandmarks; ++i) {
-        b.min_x = std::min(b.min_x, r.landmarks[i].x);
-        b.max_x = std::max(b.max_x, r.landmarks[i].x);
-        b.min_y = std::min(b.min_y, r.landmarks[i].y);
-        b.max_y = std::max(b.max_y, r.landmarks[i].y);
+Box lung_box(const Result& r, const std::vector<Organ>& organs) {
+    const auto lungs = lung_ranges(r, organs);
+    const Point first = r.landmarks[lungs.front().first];
+    Box b{first.x, first.y, first.x, first.y};
+    for (const auto& [begin, end] : lungs) {
+        for (std::size_t i = begin; i < end; ++i) {
+            b.min_x = std::min(b.min_x, r.landmarks[i].x);
+            b.max_x = std::max(b.max_x, r.landmarks[i].x);
+            b.min_y = std::min(b.min_y, r.landmarks[i].y);
+            b.max_y = std::max(b.max_y, r.landmarks[i].y);
+        }
     }
     return b;
 }
 
-double lung_fill(const Result& r) {
-    const Box b = lung_box(r);
+double lung_fill(const Result& r, const std::vector<Organ>& organs) {
+    const Box b = lung_box(r, organs);
     return std::max(b.width() / r.width, b.height() / r.height);
 }
 
-std::vector<double> average(const std::vector<double>& a, const std::vector<double>& b) {
-    std::vector<double> out(a.size());
-    for (std::size_t i = 0; i < a.size(); ++i) out[i] = (a[i] + b[i]) / 2;
-    return out;
-}
-
-std::vector<Point> moved(const std::vector<Point>& points, const Square& s) {
-    std::vector<Point> out(points);
-    for (Point& p : out) {
-        p.x += s.left;
-        p.y += s.top;
-    }
-    return out;
+bool lungs_finite(const Result& r, const std::vector<Organ>& organs) {
+    for (const auto& [begin, end] : lung_ranges(r, organs))
+        for (std::size_t i = begin; i < end; ++i)
+            if (!std::isfinite(r.landmarks[i].x) || !std::isfinite(r.landmarks[i].y)) return false;
+    return true;
 }
 
 // The std (ddof 0) of two equally many samples together, from each one's mean and std.
@@ -63,14 +73,71 @@ double pooled_std(double mean_a, double std_a, double mean_b, double std_b) {
     return std::sqrt((std_a * std_a + std_b * std_b) / 2 + half_gap * half_gap);
 }
 
+double* flat(std::vector<Point>& v) { return reinterpret_cast<double*>(v.data()); }
+const double* flat(const std::vector<Point>& v) { return reinterpret_cast<const double*>(v.data()); }
+double* flat(std::vector<double>& v) { return v.data(); }
+const double* flat(const std::vector<double>& v) { return v.data(); }
+template <typename V>
+std::size_t flat_size(const V& v) {
+    return v.size() * (sizeof(typename V::value_type) / sizeof(double));
+}
+
+/// The crop's result in the original image's pixels: its Position and Samples fields moved by the
+/// square's corner (a Spread is a length, a Vector no place).
+Result moved_to_image(const Result& crop, const Square& s) {
+    Result out = crop;
+    for_each_field([&](const FieldInfo& field, auto member, auto) {
+        if constexpr (std::is_same_v<std::decay_t<decltype(out.*member)>, std::vector<Point>>) {
+            if (field.kind != FieldKind::Position && field.kind != FieldKind::Samples) return;
+            for (Point& p : out.*member) {
+                p.x += s.left;
+                p.y += s.top;
+            }
+        }
+    });
+    return out;
+}
+
+/// `first`'s fields pooled with `crop`'s (already moved to image pixels) as each field's two_looks says.
+void pool(Result& r, const Result& first, const Result& crop) {
+    for_each_field([&](const FieldInfo& field, auto member, auto mean_member) {
+        const auto& a = first.*member;
+        const auto& b = crop.*member;
+        auto& out = r.*member;
+        if (field.two_looks == TwoLooks::Concat) {  // both looks' rows, as the pooled moments are theirs
+            out = a;
+            if (a.empty() || b.empty()) out.clear();
+            else out.insert(out.end(), b.begin(), b.end());
+            return;
+        }
+        if (a.size() != b.size()) {
+            throw ModelError(std::string("the two looks' results have different sizes of ") + field.name);
+        }
+        out = a;
+        const double* x = flat(a);
+        const double* y = flat(b);
+        double* z = flat(out);
+        const std::size_t n = flat_size(a);
+        if (field.two_looks == TwoLooks::Mean) {
+            for (std::size_t i = 0; i < n; ++i) z[i] = (x[i] + y[i]) / 2;
+            return;
+        }
+        const auto& mean_a = first.*mean_member;  // TwoLooks::PooledStd
+        const auto& mean_b = crop.*mean_member;
+        if (flat_size(mean_a) != n || flat_size(mean_b) != n) {
+            throw ModelError(std::string("a pooled std without its mean: ") + field.name + " and " + field.pooled_with);
+        }
+        const double* ma = flat(mean_a);
+        const double* mb = flat(mean_b);
+        for (std::size_t i = 0; i < n; ++i) z[i] = pooled_std(ma[i], x[i], mb[i], y[i]);
+    });
+}
+
 }  // namespace
 
-std::optional<Square> second_look_square(const Result& first) {
-    check_landmarks(first);
-    for (int i = 0; i < kLungLandmarks; ++i) {
-        if (!std::isfinite(first.landmarks[i].x) || !std::isfinite(first.landmarks[i].y)) return std::nullopt;
-    }
-    const Box b = lung_box(first);
+std::optional<Square> second_look_square(const Result& first, const std::vector<Organ>& organs) {
+    if (!lungs_finite(first, organs)) return std::nullopt;  // (a NaN would slip through min and max)
+    const Box b = lung_box(first, organs);
     const double longest = std::max(first.height, first.width);
     const double span = std::max(b.width(), b.height());
     if (span / kSecondLookFill > 2 * longest) return std::nullopt;
@@ -82,47 +149,26 @@ std::optional<Square> second_look_square(const Result& first) {
     return s;
 }
 
-Result without_second_look(const Result& first) {
+Result without_second_look(const Result& first, const std::vector<Organ>& organs) {
     Result r = first;
-    r.second_look = SecondLook{"none", lung_fill(first), 0, 0, 0};
+    r.second_look = SecondLook{"none", lung_fill(first, organs), 0, 0, 0};
     return r;
 }
 
-Result combine(const Result& first, const Result& crop, const Square& square) {
-    check_landmarks(crop);
-    if (crop.latent_mu.size() != first.latent_mu.size() || crop.latent_sigma.size() != first.latent_sigma.size()) {
-        throw ModelError("the two looks' results have different latent widths");
-    }
-    Result r = first;
+Result combine(const Result& first, const Result& crop, const Square& square, const std::vector<Organ>& organs) {
+    lung_ranges(crop, organs);  // the crop's result must be the engine's landmark count too
     SecondLook info;
-    info.first_fill = lung_fill(first);
+    info.first_fill = lung_fill(first, organs);
     info.look = info.first_fill < kCropOnlyBelow ? "crop_only" : "pooled";
     info.crop_left = square.left;
     info.crop_top = square.top;
     info.crop_side = square.side;
-    const std::vector<Point> landmarks = moved(crop.landmarks, square), mu = moved(crop.landmarks_mu, square);
-    const std::vector<Point> samples = moved(crop.landmark_samples, square);
+    const Result moved = moved_to_image(crop, square);
+    Result r = first;
     if (info.look == "crop_only") {
-        r.landmark_samples = samples;
-        r.landmarks = landmarks;
-        r.landmarks_std = crop.landmarks_std;
-        r.landmarks_mu = mu;
-        r.latent_mu = crop.latent_mu;
-        r.latent_sigma = crop.latent_sigma;
+        for_each_field([&](const FieldInfo&, auto member, auto) { r.*member = moved.*member; });
     } else {
-        for (std::size_t i = 0; i < r.landmarks.size(); ++i) {
-            const Point a = first.landmarks[i], sa = first.landmarks_std[i], b = landmarks[i], sb = crop.landmarks_std[i];
-            r.landmarks[i] = {(a.x + b.x) / 2, (a.y + b.y) / 2};
-            r.landmarks_std[i] = {pooled_std(a.x, sa.x, b.x, sb.x), pooled_std(a.y, sa.y, b.y, sb.y)};
-            r.landmarks_mu[i] = {(first.landmarks_mu[i].x + mu[i].x) / 2, (first.landmarks_mu[i].y + mu[i].y) / 2};
-        }
-        r.latent_mu = average(first.latent_mu, crop.latent_mu);
-        r.latent_sigma = average(first.latent_sigma, crop.latent_sigma);
-        if (first.landmark_samples.empty() || samples.empty()) {
-            r.landmark_samples.clear();
-        } else {  // both looks' decodes, as the pooled mean and std are theirs
-            r.landmark_samples.insert(r.landmark_samples.end(), samples.begin(), samples.end());
-        }
+        pool(r, first, moved);
     }
     set_scores(r);
     r.second_look = info;

@@ -1,7 +1,8 @@
 // C++ tests of the native core, meant to run under AddressSanitizer/valgrind too.
 //   chexmask-rt-tests MODEL.onnx LIBONNXRUNTIME [NOT_AN_ENGINE_FILE [WRONG_ENGINE...]]
 // A WRONG_ENGINE (tests/toy_engine.py writes them) must be refused with a ModelError when it
-// loads or when it runs, never read past.
+// loads or when it runs, never read past; one whose name contains "other_anatomy" (another
+// landmark count, with organs metadata that says so) must run on its own organs.
 // Python parity is tested in tests/test_native*.py; this covers memory safety of
 // the bad-input paths and thread safety without Python in the process.
 #include <chexmask_rt/chexmask_rt.hpp>
@@ -19,6 +20,8 @@
 #include <functional>
 #include <limits>
 #include <iostream>
+#include <map>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -91,7 +94,9 @@ void test_bad_images() {
     using chexmask_rt::InputError;
     std::vector<float> out(256 * 256);
     const auto px = gradient(64, 64, 64);
-    auto pre = [&](chexmask_rt::ImageView v) { chexmask_rt::detail::preprocess_into(v, 256, out.data()); };
+    auto pre = [&](chexmask_rt::ImageView v) {
+        chexmask_rt::detail::preprocess_into(chexmask_rt::detail::resolve_pixels(v), 256, out.data());
+    };
     auto v = view(px, 64, 64, 64);
     expect_throw<InputError>([&] { auto b = v; b.data = nullptr; pre(b); }, "null", "null");
     expect_throw<InputError>([&] { auto b = v; b.width = 0; pre(b); }, "zero width", "outside");
@@ -116,6 +121,35 @@ void test_bad_images() {
     CHECK(out[0] == 0.0f);
 }
 
+/// bit_depth 0 infers a uint16 image's depth as Python's significant_bits does: content <= 255 is
+/// the uint8 path bit for bit; an explicit depth too small for the pixels is refused.
+void test_bit_depth_inference() {
+    using namespace chexmask_rt::detail;
+    const int w = 70, h = 50;
+    std::vector<std::uint8_t> px8(w * h);
+    std::vector<std::uint16_t> px16(w * h), px12(w * h);
+    for (int i = 0; i < w * h; ++i) {
+        px8[i] = static_cast<std::uint8_t>((i * 37) % 256);
+        px16[i] = px8[i];
+        px12[i] = static_cast<std::uint16_t>((i * 37) % 4096);
+    }
+    auto input = [&](const void* data, int bits, std::size_t bpp) {
+        std::vector<float> out(64 * 64);
+        const chexmask_rt::ImageView v{data, w, h, w * bpp, bits, w * h * bpp};
+        preprocess_into(resolve_pixels(v), 64, out.data());
+        return out;
+    };
+    CHECK(input(px16.data(), 0, 2) == input(px8.data(), 8, 1));  // not merely close: the same floats
+    CHECK(input(px16.data(), 0, 2) != input(px16.data(), 9, 2));  // an explicit 9 is not the 8-bit path
+    CHECK(input(px12.data(), 0, 2) == input(px12.data(), 12, 2));
+    CHECK(input(px12.data(), 16, 2) != input(px12.data(), 12, 2));
+    const chexmask_rt::ImageView v12{px12.data(), w, h, w * 2, 0, px12.size() * 2};
+    CHECK(significant_bits(v12) == 12 && resolve_pixels(v12).depth == 12);
+    std::vector<std::uint16_t> dark(w * h, 3);
+    CHECK(significant_bits(chexmask_rt::ImageView{dark.data(), w, h, w * 2, 0, dark.size() * 2}) == 8);
+    expect_throw<chexmask_rt::InputError>([&] { input(px12.data(), 11, 2); }, "12-bit pixels as 11", "bit_depth 11");
+}
+
 chexmask_rt::Result ring_result(double cx, double cy, double rx, double ry, int height, int width) {
     chexmask_rt::Result r;
     for (int i = 0; i < 120; ++i) {
@@ -134,19 +168,20 @@ chexmask_rt::Result ring_result(double cx, double cy, double rx, double ry, int 
 void test_second_look() {
     using namespace chexmask_rt::detail;
     // the square: centred on the lungs (the first 94 landmarks), which span kSecondLookFill of it
-    const auto sq = second_look_square(ring_result(500, 400, 160, 120, 1000, 1000));
+    const auto& organs = default_organs();
+    const auto sq = second_look_square(ring_result(500, 400, 160, 120, 1000, 1000), organs);
     CHECK(sq && sq->side == 400 && sq->left == 300 && sq->top == 200);
-    CHECK(!second_look_square(ring_result(50, 50, 10, 10, 100, 100)));       // 25 px: no image
-    CHECK(!second_look_square(ring_result(50, 50, 400, 400, 100, 100)));     // over twice the image
+    CHECK(!second_look_square(ring_result(50, 50, 10, 10, 100, 100), organs));       // 25 px: no image
+    CHECK(!second_look_square(ring_result(50, 50, 400, 400, 100, 100), organs));     // over twice the image
     auto nan_result = ring_result(500, 400, 160, 120, 1000, 1000);
     nan_result.landmarks[3].x = NAN;
-    CHECK(!second_look_square(nan_result));
+    CHECK(!second_look_square(nan_result, organs));
 
     // the crop: read in place, black where it leaves the image, in the image's own depth; the same
     // engine input as the crop copied out and letterboxed (a square: no padding)
     std::vector<std::uint16_t> px(40 * 40);
     for (int i = 0; i < 1600; ++i) px[i] = static_cast<std::uint16_t>(i + 1);
-    const chexmask_rt::ImageView v{px.data(), 40, 40, 40 * 2, 12, px.size() * 2};
+    const Pixels v = resolve_pixels(chexmask_rt::ImageView{px.data(), 40, 40, 40 * 2, 12, px.size() * 2});
     const Square sq_at{-8, 28, 33};
     std::vector<std::uint16_t> copied(33 * 33, 0);
     for (int y = 0; y < 33; ++y)
@@ -154,7 +189,7 @@ void test_second_look() {
             const int iy = y + sq_at.top, ix = x + sq_at.left;
             if (iy >= 0 && iy < 40 && ix >= 0 && ix < 40) copied[y * 33 + ix - sq_at.left] = px[iy * 40 + ix];
         }
-    const chexmask_rt::ImageView copied_view{copied.data(), 33, 33, 33 * 2, 12, copied.size() * 2};
+    const Pixels copied_view = resolve_pixels(chexmask_rt::ImageView{copied.data(), 33, 33, 33 * 2, 12, copied.size() * 2});
     std::vector<float> in_place(64 * 64), from_copy(64 * 64);
     const Letterbox crop_frame = preprocess_square(v, sq_at, 64, in_place.data());
     preprocess_into(copied_view, 64, from_copy.data());
@@ -173,19 +208,19 @@ void test_second_look() {
     second.landmarks_std[100] = {2.0, 2.0};
     second.latent_sigma.assign(4, 3.0);
     auto wide = ring_result(500, 400, 300, 300, 1000, 1000);   // lungs fill 0.6: a wide field of view
-    const auto alone = combine(wide, second, at);
+    const auto alone = combine(wide, second, at, organs);
     CHECK(alone.second_look && alone.second_look->look == "crop_only" && alone.second_look->crop_side == 625);
     CHECK(std::fabs(alone.second_look->first_fill - 0.6) < 1e-9);
     CHECK(alone.landmarks[100].x == 8.0 && alone.latent_sigma[0] == 3.0 && alone.mean_latent_sigma == 3.0);
     auto framed = ring_result(500, 400, 400, 380, 1000, 1000);  // fill 0.8
     framed.landmarks[100] = {2.0, 2.0};
     framed.landmarks_std[100] = {1.0, 1.0};
-    const auto pooled = combine(framed, second, at);
+    const auto pooled = combine(framed, second, at, organs);
     CHECK(pooled.second_look && pooled.second_look->look == "pooled");
     CHECK(std::fabs(pooled.landmarks[100].x - 5.0) < 1e-12);
     CHECK(std::fabs(pooled.landmarks_std[100].y - std::sqrt(11.5)) < 1e-12);
     CHECK(pooled.latent_sigma[0] == 2.0 && std::fabs(pooled.node_uncertainty[100] - std::sqrt(11.5)) < 1e-12);
-    const auto none = without_second_look(framed);
+    const auto none = without_second_look(framed, organs);
     CHECK(none.second_look && none.second_look->look == "none" && none.landmarks[100].x == 2.0);
 
     // a result that is not the anatomy's 120 landmarks is refused, not read past
@@ -194,9 +229,47 @@ void test_second_look() {
     short_result.landmarks_std.resize(10);
     short_result.landmarks_mu.resize(10);
     using chexmask_rt::ModelError;
-    expect_throw<ModelError>([&] { second_look_square(short_result); }, "10 landmarks", "10 landmarks");
-    expect_throw<ModelError>([&] { without_second_look(short_result); }, "10 landmarks, none", "10 landmarks");
-    expect_throw<ModelError>([&] { combine(framed, short_result, at); }, "10-landmark crop", "10 landmarks");
+    expect_throw<ModelError>([&] { second_look_square(short_result, organs); }, "10 landmarks", "10 landmarks");
+    expect_throw<ModelError>([&] { without_second_look(short_result, organs); }, "10 landmarks, none", "10 landmarks");
+    expect_throw<ModelError>([&] { combine(framed, short_result, at, organs); }, "10-landmark crop", "10 landmarks");
+    // ... and with other organs the lungs are theirs: 10 landmarks, lungs 0..5, so landmark 7 is no lung
+    const std::vector<chexmask_rt::Organ> small = {{"right_lung", 3}, {"left_lung", 3}, {"heart", 4}};
+    short_result.landmarks[7] = {5000.0, 5000.0};
+    const auto small_square = second_look_square(short_result, small);
+    CHECK(small_square && small_square->side < 1000);
+    expect_throw<ModelError>([&] { second_look_square(short_result, {{"heart", 10}}); }, "no lungs", "no right_lung");
+
+    // the combine follows result_fields.def: samples are concatenated and moved, latents averaged
+    auto with_samples = framed;
+    with_samples.landmark_samples.assign(2 * 120, chexmask_rt::Point{1.0, 1.0});
+    auto crop_samples = second;
+    crop_samples.landmark_samples.assign(2 * 120, chexmask_rt::Point{1.0, 1.0});
+    const auto both = combine(with_samples, crop_samples, at, organs);
+    CHECK(both.landmark_samples.size() == 4 * 120 && both.landmark_samples[240].x == 101.0);
+    CHECK(combine(with_samples, second, at, organs).landmark_samples.empty());  // only one look has them
+}
+
+void test_schema_and_metadata() {
+    using chexmask_rt::ModelError;
+    const auto& fields = chexmask_rt::result_fields();
+    CHECK(fields.size() >= 6 && std::string(fields[0].name) == "landmarks" && std::string(fields[0].output) == "landmarks_mean");
+    auto r = ring_result(500, 400, 160, 120, 1000, 1000);
+    const chexmask_rt::FieldValues v = chexmask_rt::field_values(r, 1);
+    CHECK(v.rows == 120 && v.columns == 2 && v.data[1] == 2.0);
+    CHECK(chexmask_rt::field_values(r, 3).columns == 1 && chexmask_rt::field_values(r, 5).rows == 0);
+    expect_throw<chexmask_rt::InputError>([&] { chexmask_rt::field_values(r, fields.size()); }, "past the table", "past");
+
+    std::map<std::string, std::string> meta = {{"chexmask_rt.format_version", "1"}, {"chexmask_rt.inputsize", "64"},
+                                               {"chexmask_rt.latents", "8"}, {"chexmask_rt.skip", "false"},
+                                               {"chexmask_rt.checkpoint_sha256", "0"}};
+    const chexmask_rt::ModelInfo plain = chexmask_rt::parse_model_info(meta, "m");
+    CHECK(plain.landmarks == 120 && plain.organs.size() == 3 && plain.organs[1].count == 50);
+    meta["chexmask_rt.organs"] = "right_lung:20,left_lung:25,heart:15";
+    CHECK(chexmask_rt::parse_model_info(meta, "m").landmarks == 60);
+    for (const char* bad : {"right_lung:20,,heart:3", "lung", "a:1,a:2", "a:0", "a:1x", ":3", "a:99999999999"}) {
+        meta["chexmask_rt.organs"] = bad;
+        expect_throw<ModelError>([&] { chexmask_rt::parse_model_info(meta, "m"); }, bad, "chexmask_rt.organs");
+    }
 }
 
 /// The JSON reader: what it reads, and every kind of defect refused as a ParseError (never a crash).
@@ -432,6 +505,20 @@ void test_c_api(const std::string& model, const std::string& library) {
     const chexmask_rt::Result want =
         chexmask_rt::Engine(model, cpp_options).predict(chexmask_rt::ImageView{px.data(), 120, 80, 128, 8, px.size()}, 5, 1, false);
     CHECK(r->landmark_count == want.landmarks.size() && r->latent_count == want.latent_mu.size());
+    CHECK(info->landmarks == static_cast<int>(want.landmarks.size()));
+    // the generic getters: every row of the table, by name, the same numbers as the C++ Result's
+    CHECK(chexmask_rt_field_count() == chexmask_rt::result_fields().size() && chexmask_rt_field_info_at(99) == nullptr);
+    for (std::size_t i = 0; i < chexmask_rt_field_count(); ++i) {
+        const chexmask_rt_field_info* f = chexmask_rt_field_info_at(i);
+        chexmask_rt_field_values got{};
+        CHECK(chexmask_rt_result_field(result, f->name, &got) == CHEXMASK_RT_OK);
+        const chexmask_rt::FieldValues cpp = chexmask_rt::field_values(want, i);
+        CHECK(got.rows == cpp.rows && got.columns == cpp.columns &&
+              (cpp.rows == 0 || std::memcmp(got.data, cpp.data, cpp.rows * cpp.columns * sizeof(double)) == 0));
+    }
+    chexmask_rt_field_values none{};
+    CHECK(chexmask_rt_result_field(result, "no_such_field", &none) == CHEXMASK_RT_INPUT_ERROR && none.data == nullptr);
+    CHECK(chexmask_rt_result_field(nullptr, "landmarks", &none) == CHEXMASK_RT_INPUT_ERROR);
     CHECK(r->second_look == nullptr && r->height == 80 && r->width == 120 && r->samples == 5 && r->seed == 1);
     CHECK(r->quality_calibrated == 1 && r->quality_flag == (want.quality.flag ? 1 : 0) && r->quality_reason == want.quality.reason);
     bool equal = r->mean_node_std == want.mean_node_std && r->mean_latent_sigma == want.mean_latent_sigma;
@@ -454,6 +541,23 @@ void test_c_api(const std::string& model, const std::string& library) {
 }
 
 }  // namespace
+
+/// An engine whose graph has another landmark count, with organs metadata that says so: both looks
+/// run on its own organs and every field has its size (under ASan: nothing is read past an output).
+void test_other_anatomy(const std::string& path, const std::string& library) {
+    chexmask_rt::EngineOptions options;
+    options.onnxruntime_library = library;
+    const chexmask_rt::Engine engine(path, options);
+    const int n = engine.info().landmarks;
+    CHECK(n != 120 && engine.info().organs.size() >= 2);
+    const auto px = gradient(100, 80, 100);
+    for (const bool second_look : {false, true}) {
+        const auto r = engine.predict(view(px, 100, 80, 100), 3, 0, second_look);
+        CHECK(static_cast<int>(r.landmarks.size()) == n && static_cast<int>(r.landmarks_std.size()) == n &&
+              static_cast<int>(r.landmarks_mu.size()) == n && static_cast<int>(r.node_uncertainty.size()) == n);
+        CHECK(r.second_look.has_value() == second_look);
+    }
+}
 
 void test_wrong_engine(const std::string& path, const std::string& library) {
     chexmask_rt::EngineOptions options;
@@ -517,7 +621,9 @@ void test_polygon_mask() {
 int main(int argc, char** argv) {
     test_noise();
     test_bad_images();
+    test_bit_depth_inference();
     test_second_look();
+    test_schema_and_metadata();
     test_json();
     test_quality();
     test_polygon_mask();
@@ -526,7 +632,11 @@ int main(int argc, char** argv) {
         test_c_api(argv[1], argv[2]);
     }
     else std::cerr << "(engine tests skipped: pass MODEL.onnx LIBONNXRUNTIME)\n";
-    for (int i = 4; i < argc; ++i) test_wrong_engine(argv[i], argv[2]);
+    // engines named other_anatomy*.onnx must work on their own organs; every other one must be refused
+    for (int i = 4; i < argc; ++i) {
+        if (std::strstr(argv[i], "other_anatomy") != nullptr) test_other_anatomy(argv[i], argv[2]);
+        else test_wrong_engine(argv[i], argv[2]);
+    }
     std::cout << (g_failures ? "FAILED " : "OK ") << g_failures << " failures\n";
     return g_failures ? 1 : 0;
 }

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 
 import chexmask_rt
-from chexmask_rt.backends.native import NativeSegmenter
 from chexmask_rt.image_io import read_image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository, for tests/reference
@@ -44,7 +43,7 @@ def main() -> None:
     args = p.parse_args()
     image = read_image(args.image)
     python = ReferenceSegmenter(args.model, threads=args.threads)
-    native = NativeSegmenter(args.model, chexmask_rt.EngineOptions(threads=args.threads))
+    native = chexmask_rt.load(args.model, threads=args.threads)
     print(f"model {args.model}, image {args.image} {image.shape} {image.dtype}, K={args.samples}, calls={args.calls}")
     # interleave rounds so drift (thermal, other load) hits both paths alike
     results: dict[str, list[float]] = {"python": [], "native": []}

@@ -27,7 +27,7 @@ def add_command(sub: argparse._SubParsersAction) -> None:
                    help="keep the norms' per-image affines as Mul/Add only, without the batch-1 depthwise-Conv "
                         "branch (for a TensorRT build that rejects If nodes or non-constant Conv weights)")
     p.add_argument("--second-look", action="store_true",
-                   help="make predict take a second look by default with this engine (chexmask_rt.second_look); "
+                   help="make predict take a second look by default with this engine (README, \"The second look\"); "
                         "measure first that it helps the model (training.evaluate with and without --single-look)")
     p.add_argument("--no-landmark-offsets", action="store_true",
                    help="leave out the per-landmark offsets of a landmark_offsets.json beside the checkpoint "

@@ -9,7 +9,7 @@ import onnx
 import torch
 
 from chexmask_rt.errors import ModelError
-from chexmask_rt.metadata import FORMAT_VERSION, ModelInfo
+from chexmask_rt.metadata import FORMAT_VERSION, EngineMetadata
 
 from .affine_fusion import fuse_per_image_affines
 from .checkpoint import Checkpoint
@@ -56,7 +56,7 @@ def build_network(checkpoint: Checkpoint) -> HybridGNet:
 def export_onnx(net: HybridGNet, output: str | Path, *, checkpoint_sha256: str, samples_output: bool = False,
                 model_name: str = "hybridgnet", model_version: str = "unversioned", trained: bool = True,
                 description: str = "", fuse_norms: bool = True,
-                landmark_offsets: LandmarkOffsets | None = None, second_look: bool = False) -> ModelInfo:
+                landmark_offsets: LandmarkOffsets | None = None, second_look: bool = False) -> EngineMetadata:
     """Write ``net`` as a chexmask-rt engine to ``output`` and return its metadata.
 
     The graph is checked with ``onnx.checker`` and against the TensorRT 10
@@ -83,12 +83,12 @@ def export_onnx(net: HybridGNet, output: str | Path, *, checkpoint_sha256: str, 
     fold_initializer_identities(model)
     if fuse_norms:
         fuse_per_image_affines(model, batch_input=INPUT_NAMES[0])
-    info = ModelInfo(format_version=FORMAT_VERSION, inputsize=cfg.inputsize, latents=cfg.latents,
-                     skip=cfg.use_skip, checkpoint_sha256=checkpoint_sha256, model_name=model_name,
-                     model_version=model_version, trained=trained, description=description,
-                     has_samples_output=samples_output,
-                     landmark_offsets_sha256="" if landmark_offsets is None else landmark_offsets.sha256,
-                     second_look=second_look)
+    info = EngineMetadata(format_version=FORMAT_VERSION, inputsize=cfg.inputsize, latents=cfg.latents,
+                          skip=cfg.use_skip, checkpoint_sha256=checkpoint_sha256, model_name=model_name,
+                          model_version=model_version, trained=trained, description=description,
+                          has_samples_output=samples_output,
+                          landmark_offsets_sha256="" if landmark_offsets is None else landmark_offsets.sha256,
+                          second_look=second_look)
     for key, value in info.to_metadata().items():
         model.metadata_props.add(key=key, value=value)
     model.producer_name = "chexmask-rt"

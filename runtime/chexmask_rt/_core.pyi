@@ -6,7 +6,8 @@ shared by many threads.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TypedDict
 
 import numpy as np
 import numpy.typing as npt
@@ -19,7 +20,24 @@ MAX_SAMPLES: int
 SECOND_LOOK_FILL: float
 CROP_ONLY_BELOW: float
 
+class FieldRow(TypedDict):
+    """One row of cpp/include/chexmask_rt/result_fields.def (its header explains the columns)."""
+    name: str          # Result attribute and JSON key
+    output: str        # the engine output it is read from
+    kind: str          # "position" | "spread" | "vector" | "samples"
+    unit: str          # "px" or ""
+    required: bool     # False: None/empty unless the engine has the output
+    two_looks: str     # "mean" | "pooled_std" | "concat"
+    pooled_with: str   # pooled_std: its mean field; else the field itself
+    json: bool         # a key of the JSON object
+    csv: str           # its results.csv column, "" for none
+    doc: str
+
+RESULT_FIELDS: tuple[FieldRow, ...]
+"""The engine-output fields of a Result, in the table's order: the one declaration of them."""
+
 class ModelInfo:
+    """What an engine says about itself, validated in the core; counts are the graph's."""
     @property
     def format_version(self) -> int: ...
     @property
@@ -27,11 +45,20 @@ class ModelInfo:
     @property
     def latents(self) -> int: ...
     @property
+    def landmarks(self) -> int: ...
+    @property
+    def organs(self) -> tuple[tuple[str, int], ...]:
+        """(name, landmark count) in landmark order (metadata chexmask_rt.organs; default the HybridGNet 44/50/26)."""
+    @property
     def skip(self) -> bool: ...
     @property
     def trained(self) -> bool: ...
     @property
+    def has_samples_output(self) -> bool: ...
+    @property
     def checkpoint_sha256(self) -> str: ...
+    @property
+    def landmark_offsets_sha256(self) -> str: ...
     @property
     def model_name(self) -> str: ...
     @property
@@ -42,6 +69,26 @@ class ModelInfo:
     def second_look(self) -> bool: ...
     @property
     def metadata(self) -> dict[str, str]: ...
+    @property
+    def id(self) -> str:
+        """"<model_name>:<model_version>"."""
+
+def parse_model_info(metadata: Mapping[str, str], source: str) -> ModelInfo:
+    """Validate engine metadata alone (no session, no graph; landmarks: what the organs say);
+    ModelError naming ``source``."""
+
+class SecondLook:
+    """How a second look made an answer."""
+    @property
+    def look(self) -> str: ...          # "pooled" | "crop_only" | "none"
+    @property
+    def first_fill(self) -> float: ...
+    @property
+    def crop_left(self) -> int: ...
+    @property
+    def crop_top(self) -> int: ...
+    @property
+    def crop_side(self) -> int: ...
 
 class Quality:
     """The reliability flag of one result (chexmask_rt.quality)."""
@@ -67,19 +114,11 @@ def default_quality_file(model_path: str) -> str:
     """<stem>.quality.json beside the model: where its calibration is read from when none is named."""
 
 class Result:
-    """One image's result in original pixels; array properties return fresh copies."""
-    @property
-    def landmarks(self) -> npt.NDArray[np.float64]: ...         # (N, 2)
-    @property
-    def landmarks_std(self) -> npt.NDArray[np.float64]: ...     # (N, 2)
-    @property
-    def landmarks_mu(self) -> npt.NDArray[np.float64]: ...      # (N, 2)
-    @property
-    def landmark_samples(self) -> npt.NDArray[np.float64] | None: ...  # (K, N, 2); engines with --samples-output
-    @property
-    def latent_mu(self) -> npt.NDArray[np.float64]: ...         # (latents,)
-    @property
-    def latent_sigma(self) -> npt.NDArray[np.float64]: ...      # (latents,)
+    """One image's result in original pixels; array properties return fresh copies.
+
+    One property per row of RESULT_FIELDS (position/spread: (N, 2); vector: (latents,);
+    samples: (K, N, 2) or None), plus the scores below."""
+    def __getattr__(self, field: str) -> npt.NDArray[np.float64] | None: ...
     @property
     def node_uncertainty(self) -> npt.NDArray[np.float64]: ...  # (N,)
     @property
@@ -95,8 +134,8 @@ class Result:
     @property
     def seed(self) -> int: ...
     @property
-    def second_look(self) -> dict[str, str | float | int] | None:
-        """How a second look made this answer (keys as chexmask_rt.second_look.combine writes); None: one call."""
+    def second_look(self) -> SecondLook | None:
+        """How a second look made this answer; None: one call."""
     @property
     def quality(self) -> Quality:
         """The reliability flag of this final answer."""
@@ -119,8 +158,9 @@ class Engine:
         """ONNX Runtime execution providers the session was created with, best first."""
     def predict(self, image: npt.NDArray[np.uint8] | npt.NDArray[np.uint16] | npt.NDArray[np.float32],
                 samples: int, seed: int = 0, bit_depth: int | None = None, second_look: bool | None = None) -> Result:
-        """Gray [H, W] (or [H, W, 1]) uint8, uint16 (bit_depth 9..16, default 16) or float32 in [0, 1].
-        second_look: a second engine call on a crop around the first answer's lungs (chexmask_rt.second_look);
+        """Gray [H, W] (or [H, W, 1]) uint8, uint16 (bit_depth 9..16; None: inferred from the largest
+        value, content <= 255 as uint8) or float32 in [0, 1].
+        second_look: a second engine call on a crop around the first answer's lungs (README, "The second look");
         None: the engine's own default (info.second_look)."""
     def predict_batch(self, images: list[npt.NDArray[np.uint8] | npt.NDArray[np.uint16] | npt.NDArray[np.float32]],
                       samples: int, seed: int = 0,
@@ -135,6 +175,12 @@ def latent_noise(samples: int, latents: int, seed: int = 0) -> npt.NDArray[np.fl
 def preprocess(image: npt.NDArray[np.uint8] | npt.NDArray[np.uint16] | npt.NDArray[np.float32], size: int,
                bit_depth: int | None = None) -> tuple[npt.NDArray[np.float32], int, int, int]:
     """(engine input [size, size], side, pad_left, pad_top): the image letterboxed, divided by its full scale."""
+
+def bit_depth(image: npt.NDArray[np.uint8] | npt.NDArray[np.uint16] | npt.NDArray[np.float32],
+              bit_depth: int | None = None) -> int:
+    """The depth the core reads a gray image at: 8, 9..16 or 32 (float); a uint16 image without bit_depth
+    is inferred as predict infers it (the fewest bits that hold its largest value; content <= 255: 8).
+    Full scale: 2**depth - 1 (1 for 32)."""
 
 def letterbox(image: npt.NDArray[np.uint8] | npt.NDArray[np.uint16] | npt.NDArray[np.float32], size: int
               ) -> tuple[npt.NDArray[np.uint8] | npt.NDArray[np.uint16] | npt.NDArray[np.float32], Letterbox]:

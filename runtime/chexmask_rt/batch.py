@@ -44,10 +44,9 @@ from .dicom_out import write_objects
 from .dicom_source import with_source
 from .discovery import discover
 from .errors import ChexmaskError, InputError, ModelError, NonFiniteOutputError
-from .image_io import read_image
+from .image_io import read_image, to_gray
 from .limits import resolve_max_pixels
-from .model import DEFAULT_BATCH
-from .preprocess import to_gray
+from .inputs import DEFAULT_BATCH, check_run_arguments
 
 ERROR_COLUMNS = ("Image", "Error", "Reason")
 
@@ -150,8 +149,7 @@ def prepare_output(segmenter, images: Sequence[str], out_dir: str | os.PathLike,
 
 
 def _decode(image: str, max_pixels: int) -> np.ndarray:
-    gray, _ = to_gray(read_image(image, max_pixels=max_pixels), name=image)
-    return gray
+    return to_gray(read_image(image, max_pixels=max_pixels), name=image)
 
 
 def _decoded(pool: ThreadPoolExecutor, decode: Callable[[str], np.ndarray], images: Sequence[str],
@@ -192,7 +190,6 @@ def run_batch(segmenter, images: Sequence[str], out_dir: str | os.PathLike, *, s
     an ``errors.csv`` that cannot be written (InputError), since no failure could be recorded.
     ``max_pixels``: the pixel limit (default: the segmenter's, see :func:`chexmask_rt.load`).
     """
-    from .model import check_run_arguments
 
     if workers < 1:
         raise InputError(f"--workers must be >= 1, got {workers}")

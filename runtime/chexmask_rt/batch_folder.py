@@ -8,6 +8,10 @@
   ``results.csv``, ``errors.csv`` or ``masks/`` without a manifest was not written by
   ``chexmask-rt batch`` and is refused before anything in it is touched, unless its
   ``results.csv`` is an older release's (results schema 1, recognised by its exact header).
+- **Schemas.** ``results.csv`` says its results schema (:mod:`chexmask_rt.csv_output`): a folder
+  whose header is an older schema's is rewritten, streamed, to the current columns before it is
+  resumed (new columns empty, each row keeping its ``Results Schema``), so a release that adds a
+  column resumes the folders of the one before.
 - **Resume.** ``results.csv`` is read as a stream, one record at a time, keeping only the set
   of finished image names. Whatever a killed run cut short (inside the header, inside a row,
   inside a quoted path) is cut off the end and redone; duplicate rows are tolerated.
@@ -26,7 +30,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from .csv_output import COLUMNS, COLUMNS_V1
+from .csv_output import COLUMNS, COLUMNS_V1, SCHEMA_VERSION, schema_of
 from .errors import InputError
 from .notice import INTENDED_USE
 
@@ -85,6 +89,9 @@ def open_folder(out: Path, identity: dict[str, str]) -> set[str]:
     results = out / RESULTS_NAME
     if not results.exists():
         return set()
+    older = schema_of(_header_of(results))
+    if older is not None and 1 < older < SCHEMA_VERSION:  # schema 1 has no manifest: adopted above
+        _rewrite_to_current(results, older)
     done, whole = scan_results(results)
     try:
         if results.stat().st_size > whole:  # what a killed run cut short: dropped, and redone below
@@ -106,21 +113,42 @@ def _adopt_older_release(results: Path, identity: dict[str, str]) -> bool:
                 return False
     except OSError:
         return False
-    _, whole = scan_results(results, COLUMNS_V1)  # what a killed run cut short stays behind
+    _rewrite_to_current(results, 1, lambda row: _check_older_row(results, row, identity))
+    return True
+
+
+def _header_of(results: Path) -> tuple[str, ...]:
+    """The column names of a results file's first line (empty when it has none)."""
+    try:
+        with open(results, newline="", **ENCODING) as f, _csv_fields_of_any_size():
+            return tuple(next(csv.reader(f), ()))
+    except OSError as exc:
+        raise _os_error(results, "read the results file", exc) from None
+
+
+def _rewrite_to_current(results: Path, schema: int, check_row=None) -> None:
+    """Rewrite ``results``, of results schema ``schema``, to the current columns, streamed and whole
+    or not at all; new columns stay empty, and schema 1's rows get its number and the intended use.
+    ``check_row`` may refuse a row (an InputError) before anything is replaced."""
+    from .csv_output import SCHEMA_HEADERS
+
+    _, whole = scan_results(results, SCHEMA_HEADERS[schema - 1])  # what a killed run cut short stays behind
     upgraded = results.with_name(results.name + ".upgrade")
     try:
         with open(upgraded, "w", newline="", **ENCODING) as new, _csv_fields_of_any_size():
             writer = csv.DictWriter(new, fieldnames=list(COLUMNS), restval="", lineterminator="\n")
             writer.writeheader()
             for row in csv.DictReader(_lines(results, whole)):
-                _check_older_row(results, row, identity)
-                writer.writerow({**row, "Results Schema": "1", "Intended Use": INTENDED_USE})
+                if check_row is not None:
+                    check_row(row)
+                if schema == 1:
+                    row = {**row, "Results Schema": "1", "Intended Use": INTENDED_USE}
+                writer.writerow(row)
         os.replace(upgraded, results)  # whole or not at all
     except OSError as exc:
         raise _os_error(results, "rewrite to the current results schema", exc) from None
     finally:
         upgraded.unlink(missing_ok=True)
-    return True
 
 
 def _check_older_row(results: Path, row: dict[str, str], identity: dict[str, str]) -> None:

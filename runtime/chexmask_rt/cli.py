@@ -13,6 +13,7 @@ import traceback
 import warnings
 from pathlib import Path
 
+from .devices import DEVICES
 from .errors import ChexmaskError, InputError, ModelError, NonFiniteOutputError, first_line
 from .notice import INTENDED_USE
 
@@ -20,9 +21,10 @@ EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INPUT, EXIT_MODEL = 0, 1, 2, 3, 4
 
 
 def _add_backend(p) -> None:
+    # "python" is accepted here only to be refused in one line by main (the reference path left the package)
     p.add_argument("--backend", choices=("auto", "native", "python"), default="auto",
-                   help="native C++ core (auto: when built) or the Python reference path")
-    p.add_argument("--device", choices=("cpu", "cuda", "tensorrt"), default="cpu",
+                   help="auto and native both run the C++ core, the only pipeline (python: gone)")
+    p.add_argument("--device", choices=DEVICES, default="cpu",
                    help="ONNX Runtime execution provider (default cpu; cuda/tensorrt need onnxruntime-gpu: "
                         "pip install 'chexmask-rt[gpu]'; not tested on a GPU here)")
 
@@ -36,7 +38,7 @@ def _add_run_options(p) -> None:
     looks = p.add_mutually_exclusive_group()
     looks.add_argument("--single-look", dest="second_look", action="store_const", const=False, default=None,
                        help="one engine call per image, in half the time (default: the engine's own setting, "
-                            "a second look for the shipped model; see chexmask_rt.second_look)")
+                            "a second look for the shipped model; see the README, \"The second look\")")
     looks.add_argument("--second-look", dest="second_look", action="store_const", const=True,
                        help="a second engine call on a crop around the lungs, pooled with the first")
     p.add_argument("--max-pixels", type=int, default=None, metavar="N",
@@ -158,7 +160,7 @@ _EPILOG = ("exit codes: 0 success, 1 some images failed, 2 usage error, "
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .version import __version__
 
     parser = argparse.ArgumentParser(prog="chexmask-rt", description=_DESCRIPTION, epilog=_EPILOG)
     parser.add_argument("--version", action="version", version=f"chexmask-rt {__version__}")
@@ -173,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _summary(result) -> str:
-    from .second_look import look_kind
+    from .result import look_kind
 
     looks = {"pooled": ", two looks pooled", "crop_only": ", wide field of view: the crop's look"}
     looked = looks.get(look_kind(result), "")
@@ -326,8 +328,8 @@ def cmd_info(args) -> int:
     from .model import load
 
     seg = load(args.model, backend=args.backend, device=args.device)
-    print(json.dumps({"path": str(seg.path), "backend": seg.backend, "providers": seg.providers, **vars(seg.info)},
-                     indent=1))
+    info = {k: getattr(seg.info, k) for k in dir(seg.info) if not k.startswith("_") and k != "metadata"}
+    print(json.dumps({"path": str(seg.path), "backend": seg.backend, "providers": seg.providers, **info}, indent=1))
     return EXIT_OK
 
 
@@ -339,6 +341,10 @@ def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = _show_warning  # one plain line, not the source location
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "backend", None) == "python":
+        print("chexmask-rt: error: --backend python is gone: the native core is the only pipeline "
+              "(use --backend auto, the default; same results)", file=sys.stderr)
+        return EXIT_USAGE
     handler = getattr(args, "run", None) or {"predict": cmd_predict, "batch": cmd_batch, "merge": cmd_merge,
                                              "info": cmd_info}[args.command]
     try:

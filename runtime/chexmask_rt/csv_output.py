@@ -6,12 +6,18 @@ LL 44-93, H 94-119); ``Right Lung``, ``Left Lung`` and ``Heart`` are the
 run-length encodings (:mod:`chexmask_rt.rle`) of the filled landmark polygons;
 ``Height`` and ``Width`` give the mask shape. The image scores, the reliability
 flag and the run's settings follow; ``Second Look`` says how the answer was made
-(:func:`chexmask_rt.second_look.look_kind`).
+(:func:`chexmask_rt.result.look_kind`).
 
 Results schema 2 appends, after those (whose names stay fixed), ``Results Schema`` (the row's
 schema version), ``Intended Use`` (:data:`chexmask_rt.notice.INTENDED_USE`), the source DICOM's UIDs and pixel spacing, and the clinical measures
 (:mod:`chexmask_rt.measures`; empty where unknown). A file without ``Results Schema`` is
 schema 1: :data:`COLUMNS_V1` alone.
+
+Which result fields are written, and under which column, is the schema table's ``csv`` column
+(``chexmask_rt._core.RESULT_FIELDS``): the landmark columns of schema 1 are its first two, and the
+columns of rows appended to the table later (new rows go at its end) follow schema 2's, one schema
+version per new column. So every schema's header is a prefix of :data:`COLUMNS` (:data:`SCHEMA_HEADERS`), and a
+folder or file of an older schema is recognised by its header and extended, never refused.
 """
 from __future__ import annotations
 
@@ -26,19 +32,32 @@ import numpy as np
 from .dicom_source import UID_KEYWORDS
 from .errors import InputError, first_line
 from .notice import INTENDED_USE
+from .result import FIELDS, look_kind
 from .rle import encode
-from .second_look import look_kind
 
-SCHEMA_VERSION = 2
-COLUMNS_V1 = ("Image", "Landmarks (Mean)", "Landmarks (Std)", "Right Lung", "Left Lung", "Heart", "Height", "Width",
+_FIELD_COLUMNS = {f["csv"]: f["name"] for f in FIELDS if f["csv"]}  # CSV column -> Result field, table order
+_MASK_COLUMNS = {"right_lung": "Right Lung", "left_lung": "Left Lung", "heart": "Heart"}
+_V1_FIELDS = tuple(_FIELD_COLUMNS)[:2]  # CheXmask's Landmarks (Mean) and (Std): the table's first columns
+COLUMNS_V1 = ("Image", *_V1_FIELDS, *_MASK_COLUMNS.values(), "Height", "Width",
               "Mean Node Std", "Mean Latent Sigma", "Quality Flag", "Quality Reason", "Samples", "Seed", "Model",
               "Second Look")
-_MASK_COLUMNS = {"right_lung": "Right Lung", "left_lung": "Left Lung", "heart": "Heart"}
 _AREA_KINDS = ("(px2)", "Std (px2)", "(mm2)", "Std (mm2)")  # after "<organ> Area "
 _AREA_COLUMNS = [f"{name} Area {what}" for name in _MASK_COLUMNS.values() for what in _AREA_KINDS]
-COLUMNS = COLUMNS_V1 + ("Results Schema", "Intended Use", *UID_KEYWORDS, "Pixel Spacing Row (mm)", "Pixel Spacing Column (mm)",
-                        "Pixel Spacing Source", "CTR", "CTR Std", "Heart Diameter (px)", "Thoracic Diameter (px)",
-                        "Heart Diameter (mm)", "Thoracic Diameter (mm)", *_AREA_COLUMNS, "Measures Validation")
+COLUMNS_V2 = COLUMNS_V1 + ("Results Schema", "Intended Use", *UID_KEYWORDS, "Pixel Spacing Row (mm)",
+                           "Pixel Spacing Column (mm)", "Pixel Spacing Source", "CTR", "CTR Std", "Heart Diameter (px)",
+                           "Thoracic Diameter (px)", "Heart Diameter (mm)", "Thoracic Diameter (mm)", *_AREA_COLUMNS,
+                           "Measures Validation")
+_LATER_FIELDS = tuple(c for c in _FIELD_COLUMNS if c not in COLUMNS_V2)  # one schema version each
+COLUMNS = COLUMNS_V2 + _LATER_FIELDS
+SCHEMA_HEADERS = (COLUMNS_V1, COLUMNS_V2, *(COLUMNS_V2 + _LATER_FIELDS[:k + 1] for k in range(len(_LATER_FIELDS))))
+"""The header of each results schema, version k + 1 at index k: each one a prefix of the next."""
+SCHEMA_VERSION = len(SCHEMA_HEADERS)
+
+
+def schema_of(header) -> int | None:
+    """The results schema whose header is ``header`` (a sequence of column names), or None."""
+    header = tuple(header)
+    return next((k + 1 for k, known in enumerate(SCHEMA_HEADERS) if known == header), None)
 
 
 def _coords(points: np.ndarray) -> str:
@@ -48,8 +67,10 @@ def _coords(points: np.ndarray) -> str:
 
 def csv_row(result) -> dict[str, str]:
     """The CSV row of one :class:`chexmask_rt.Result`, keyed by :data:`COLUMNS`."""
-    row = {"Image": result.image or "", "Landmarks (Mean)": _coords(result.landmarks),
-           "Landmarks (Std)": _coords(result.landmarks_std)}
+    row = {"Image": result.image or ""}
+    for column, name in _FIELD_COLUMNS.items():  # the schema table's fields, empty when the engine lacks one
+        value = getattr(result, name)
+        row[column] = "" if value is None else _coords(value)
     for organ, mask in result.organ_masks().items():
         row[_MASK_COLUMNS[organ]] = encode(mask)
     q = result.quality

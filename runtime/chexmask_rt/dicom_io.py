@@ -11,7 +11,7 @@ The pipeline follows the DICOM grayscale rendering chain:
 
 The result is ``uint8`` when Bits Stored ≤ 8, else ``uint16`` spanning 0..65535: its
 brightest pixels reach full scale (always without a window; with one, unless the whole image lies
-below its top), so :func:`chexmask_rt.preprocess.to_gray` infers 16 bits.
+below its top), so the core infers 16 bits.
 Multi-frame objects, objects without pixel data and images above the pixel limit
 (:mod:`chexmask_rt.limits`, checked before decoding) are refused.
 """

@@ -62,7 +62,7 @@ def _private(value: str, meaning: str):
 
 
 def _version() -> str:
-    from . import __version__
+    from .version import __version__
 
     return __version__
 

@@ -1,9 +1,12 @@
-"""Reading image files into arrays, with errors that name the file.
+"""Reading image files into arrays, and arrays into the gray pixels the core takes, with errors
+that name the file.
 
 PNG/JPEG/TIFF/BMP go through OpenCV; DICOM (Part 10 files, or a .dcm/.dicom
 name) through :mod:`chexmask_rt.dicom_io`. Before anything is decoded, the file's
 size and its header's declared size are checked against the pixel limit
 (:mod:`chexmask_rt.limits`), so an oversized or bogus file is refused cheaply.
+:func:`to_gray` turns colour into gray and checks the pixel type; everything after
+(bit depth, letterbox, resize) is the core's.
 """
 from __future__ import annotations
 
@@ -13,6 +16,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from . import core
+from .core import MIN_SIDE
 from .dicom_io import DICM_HEAD, looks_like_dicom, read_dicom
 from .errors import InputError, first_line
 from .image_headers import check_png_chunks, read_header
@@ -64,3 +69,60 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> np.
         code = cv2.COLOR_BGR2RGB if image.shape[2] == 3 else cv2.COLOR_BGRA2RGBA
         image = cv2.cvtColor(image, code)
     return image
+
+
+def to_gray(image: np.ndarray, *, name: str = "image") -> np.ndarray:
+    """Validate an array and return the 2-D gray array the core takes: uint8, uint16 or float32 in [0, 1].
+
+    Accepts [H, W], [H, W, 1], RGB [H, W, 3] or RGBA [H, W, 4] (channel order RGB, as numpy/PIL
+    deliver it); uint8, uint16 or float in [0, 1]. Gray arrays of those types are not copied."""
+    if not isinstance(image, np.ndarray):
+        raise InputError(f"{name}: expected a numpy array, got {type(image).__name__}")
+    if not image.dtype.isnative:  # e.g. big-endian 16-bit pixels read straight from a file
+        image = image.astype(image.dtype.newbyteorder("="))
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim == 3 and image.shape[2] in (3, 4):
+        _check_size(*image.shape[:2], name)  # before cv2, which refuses an empty image with a cv2.error
+        image = _rgb_to_gray(image[:, :, :3], name)
+    if image.ndim != 2:
+        raise InputError(f"{name}: expected a gray [H, W] or RGB(A) [H, W, 3|4] image, got shape {image.shape}")
+    _check_size(*image.shape, name)
+    if image.dtype in (np.uint8, np.uint16):
+        return image
+    if image.dtype in (np.float32, np.float64):
+        _check_unit_range(image, name)
+        return image.astype(np.float32, copy=False)
+    raise InputError(f"{name}: unsupported pixel type {image.dtype}; use uint8, uint16 or float in [0, 1]")
+
+
+def full_scale(gray: np.ndarray, bit_depth: int | None = None) -> float:
+    """What the core divides ``gray`` (``to_gray``'s answer) by: 2^b - 1 at the bit depth it reads it at
+    (a uint16 image without ``bit_depth``: inferred from its largest value; content <= 255: 255), 1 for
+    float. For tools that must scale pixels as the runtime does (training renders, calibration)."""
+    depth = core.bit_depth(gray, bit_depth)
+    return 1.0 if depth == 32 else float(2**depth - 1)
+
+
+def _check_size(h: int, w: int, name: str) -> None:
+    if h < MIN_SIDE or w < MIN_SIDE:
+        raise InputError(f"{name}: image is {w}x{h} pixels; at least {MIN_SIDE}x{MIN_SIDE} is needed")
+
+
+def _rgb_to_gray(rgb: np.ndarray, name: str) -> np.ndarray:
+    if rgb.dtype not in (np.uint8, np.uint16, np.float32, np.float64):
+        raise InputError(f"{name}: unsupported pixel type {rgb.dtype} for a colour image")
+    if rgb.dtype in (np.float32, np.float64):
+        # before mixing (a weighted sum can bring channels outside [0, 1] inside) and before the
+        # cast to float32 (which would turn 1e300 into inf with a warning)
+        _check_unit_range(rgb, name)
+        rgb = rgb.astype(np.float32, copy=False)
+    return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+
+
+def _check_unit_range(image: np.ndarray, name: str) -> None:
+    if not np.all(np.isfinite(image)):
+        raise InputError(f"{name}: image contains NaN or infinite values")
+    lo, hi = float(image.min()), float(image.max())
+    if lo < 0.0 or hi > 1.0:
+        raise InputError(f"{name}: float images must lie in [0, 1]; got values in [{lo:g}, {hi:g}]")

@@ -4,6 +4,8 @@ Rows are streamed, not held: only the set of image paths seen is kept, so mergin
 of hundreds of thousands of rows takes little memory. An image in several folders (overlapping
 or repeated shards) keeps its first row; an error is kept only for an image no folder
 segmented; ``skipped.csv`` files (:mod:`chexmask_rt.discovery`) are combined too. Folders made with different engines, samples, seeds or look settings are refused.
+Folders of different results schemas (:mod:`chexmask_rt.csv_output`) merge under the newest one's
+header, the older rows' new columns empty; other headers are refused.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from pathlib import Path
 
 from .batch import ERROR_COLUMNS
 from .batch_folder import ERRORS_NAME, MANIFEST_NAME, RESULTS_NAME
+from .csv_output import SCHEMA_HEADERS, schema_of
 from .discovery import SKIPPED_NAME
 from .errors import InputError
 # columns every row of one folder shares; "Second Look" by kind: a second look answers pooled,
@@ -58,6 +61,20 @@ def _rows(path: Path) -> Iterator[tuple[list[str], dict[str, str]]]:
 def _header(path: Path) -> list[str] | None:
     with open(path, newline="") as f:
         return next(csv.reader(f), None)
+
+
+def _merged_header(headers: dict[Path, list[str] | None], first: Path) -> list[str] | None:
+    """One header for all folders: theirs when they share it, else the newest results schema's
+    when each is a known schema's (later schemas only append columns)."""
+    header = next(iter(headers.values()))
+    if all(h == header for h in headers.values()):
+        return header
+    schemas = {folder: schema_of(h or ()) for folder, h in headers.items()}
+    for folder, schema in schemas.items():
+        if schema is None:
+            raise InputError(f"{folder / RESULTS_NAME}: other columns than {first / RESULTS_NAME} "
+                             "(another chexmask-rt release?); merge folders of one release")
+    return list(SCHEMA_HEADERS[max(schemas.values()) - 1])
 
 
 def _look(row: dict[str, str]) -> str:
@@ -123,11 +140,7 @@ def merge_folders(folders: Sequence[str | os.PathLike], out: str | os.PathLike) 
     if (out / RESULTS_NAME).exists():
         raise InputError(f"{out / RESULTS_NAME} already exists; merge into a new folder")
     headers = {folder: _header(folder / RESULTS_NAME) for folder in paths}
-    header = next(h for h in headers.values())
-    for folder, other in headers.items():
-        if other != header:
-            raise InputError(f"{folder / RESULTS_NAME}: other columns than {paths[0] / RESULTS_NAME} "
-                             "(another chexmask-rt release?); merge folders of one release")
+    header = _merged_header(headers, paths[0])
     if header is None or "Image" not in header:
         raise InputError(f"{paths[0] / RESULTS_NAME}: not a chexmask-rt results file (no Image column)")
     manifests = _manifests(paths)
@@ -161,7 +174,9 @@ def merge_folders(folders: Sequence[str | os.PathLike], out: str | os.PathLike) 
                     duplicates += 1
                     continue
                 seen.add(row["Image"])
-                writer.writerow([row[c] for c in header])
+                if "Results Schema" not in row:  # schema 1 did not say its number
+                    row["Results Schema"] = str(schema_of(headers[folder] or ()) or "")
+                writer.writerow([row.get(c, "") for c in header])
                 rows += 1
     errors = _merge_side_files(paths, out, seen)
     os.replace(partial, out / RESULTS_NAME)  # last: a folder with results.csv is a finished merge

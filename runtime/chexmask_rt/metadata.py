@@ -1,7 +1,9 @@
-"""What a chexmask-rt engine says about itself (ONNX ``metadata_props``).
+"""What a chexmask-rt engine says about itself (ONNX ``metadata_props``): writing it, and reading a file's.
 
-Every engine written by ``chexmask-rt export`` carries these keys; a file
-without them, or of another format version, is not a chexmask-rt engine.
+Every engine written by ``chexmask-rt export`` carries these keys. They are *parsed and validated*
+in one place, the core (``chexmask_rt._core.parse_model_info``; against the graph when an engine
+loads): this module writes them (:class:`EngineMetadata`, for the export) and reads a file's
+without running it (:func:`read_engine_metadata`).
 """
 from __future__ import annotations
 
@@ -9,9 +11,11 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import core
 from .errors import ModelError, first_line
 
 FORMAT_VERSION = 1
+PREFIX = "chexmask_rt."
 
 
 def file_sha256(path: str | Path) -> str:
@@ -21,11 +25,12 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-PREFIX = "chexmask_rt."
 
 
 @dataclass(frozen=True)
-class ModelInfo:
+class EngineMetadata:
+    """The metadata an export writes into an engine (``to_metadata``); read back as ``core.ModelInfo``."""
+
     format_version: int
     inputsize: int
     latents: int
@@ -37,7 +42,7 @@ class ModelInfo:
     description: str = ""
     has_samples_output: bool = False
     landmark_offsets_sha256: str = ""  # "" when the engine adds no per-landmark offsets
-    second_look: bool = False  # predict's default for this engine (chexmask_rt.second_look); export --second-look
+    second_look: bool = False  # predict's default for this engine; export --second-look
 
     def to_metadata(self) -> dict[str, str]:
         fields = {
@@ -53,51 +58,10 @@ class ModelInfo:
             fields["second_look"] = "true"
         return {PREFIX + k: v for k, v in fields.items()}
 
-    @classmethod
-    def from_metadata(cls, props: dict[str, str], source: str) -> "ModelInfo":
-        """Parse and validate; a ModelError says what is missing or wrong."""
-        get = {k[len(PREFIX):]: v for k, v in props.items() if k.startswith(PREFIX)}
-        if "format_version" not in get:
-            raise ModelError(f"{source}: not a chexmask-rt engine (no {PREFIX}format_version metadata); "
-                             "make one with 'chexmask-rt export'")
-        try:
-            version = int(get["format_version"])
-        except ValueError:
-            raise ModelError(f"{source}: unreadable format_version {get['format_version']!r}") from None
-        if version != FORMAT_VERSION:
-            raise ModelError(f"{source}: engine format version {version}, this chexmask-rt reads version "
-                             f"{FORMAT_VERSION}; re-export it with this release")
-        missing = [k for k in ("inputsize", "latents", "skip", "checkpoint_sha256") if k not in get]
-        if missing:
-            raise ModelError(f"{source}: engine metadata lacks {', '.join(PREFIX + k for k in missing)}")
-        try:
-            info = cls(format_version=version, inputsize=int(get["inputsize"]), latents=int(get["latents"]),
-                       skip=get["skip"] == "true", checkpoint_sha256=get["checkpoint_sha256"],
-                       model_name=get.get("model_name", "hybridgnet"),
-                       model_version=get.get("model_version", "unversioned"),
-                       trained=get.get("trained", "true") == "true", description=get.get("description", ""),
-                       has_samples_output=get.get("samples_output", "false") == "true",
-                       landmark_offsets_sha256=get.get("landmark_offsets_sha256", ""),
-                       second_look=get.get("second_look", "false") == "true")
-        except ValueError as exc:
-            raise ModelError(f"{source}: malformed engine metadata ({exc})") from None
-        if info.inputsize < 32 or info.inputsize % 32 or info.latents < 1:
-            raise ModelError(f"{source}: implausible engine metadata inputsize={info.inputsize} latents={info.latents}")
-        return info
 
-
-def session_metadata(session, source: str) -> dict[str, str]:
-    """An onnxruntime session's metadata properties; ModelError when they are not valid UTF-8
-    (onnxruntime's binding cannot decode them)."""
-    try:
-        return dict(session.get_modelmeta().custom_metadata_map)
-    except UnicodeDecodeError:
-        raise ModelError(f"{source}: engine metadata is not valid UTF-8") from None
-
-
-def read_engine_metadata(path: str | Path) -> tuple[dict[str, str], ModelInfo]:
-    """An engine file's metadata properties and ModelInfo, without running it (onnxruntime
-    opens it with graph optimisations off, so this stays quick at any input size)."""
+def read_engine_metadata(path: str | Path) -> tuple[dict[str, str], core.ModelInfo]:
+    """An engine file's metadata properties and the core's ModelInfo of them, without running it
+    (onnxruntime opens it with graph optimisations off, so this stays quick at any input size)."""
     import onnxruntime as ort
 
     path = Path(path)
@@ -109,5 +73,8 @@ def read_engine_metadata(path: str | Path) -> tuple[dict[str, str], ModelInfo]:
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
         raise ModelError(f"{path}: not a loadable ONNX model ({first_line(exc)})") from None
-    props = session_metadata(session, str(path))
-    return props, ModelInfo.from_metadata(props, str(path))
+    try:
+        props = dict(session.get_modelmeta().custom_metadata_map)
+    except UnicodeDecodeError:  # onnxruntime's binding cannot decode them
+        raise ModelError(f"{path}: engine metadata is not valid UTF-8") from None
+    return props, core.parse_model_info(props, str(path))

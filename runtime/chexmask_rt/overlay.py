@@ -6,14 +6,14 @@ import numpy as np
 
 from .anatomy import organ_slices
 from .notice import INTENDED_USE
-from .second_look import look_kind
+from .result import look_kind
 
 # BGR colours per organ, distinguishable for the common colour-vision deficiencies
 _ORGAN_COLOURS = {"right_lung": (230, 159, 0), "left_lung": (0, 158, 115), "heart": (0, 114, 178)}
 
 
 _DIAMETER_COLOUR = (255, 255, 255)  # the CTR's diameters, apart from the organ colours
-_LOOKS = {"pooled": " x 2 looks", "crop_only": " on a crop"}  # chexmask_rt.second_look
+_LOOKS = {"pooled": " x 2 looks", "crop_only": " on a crop"}  # how the second look made it (Result.second_look)
 
 
 def _display_gray(image: np.ndarray) -> np.ndarray:

@@ -1,55 +1,81 @@
-"""The answer for one image: landmarks and their uncertainty in original pixels."""
+"""The answer for one image: landmarks and their uncertainty in original pixels.
+
+Its engine-output fields (``landmarks``, ``landmarks_std``, ...) are not declared here: they are the
+rows of the core's schema table (``cpp/include/chexmask_rt/result_fields.def``, exposed as
+``chexmask_rt._core.RESULT_FIELDS``), and the JSON follows the same table.
+"""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import core
 from .anatomy import organ_slices
-from .dicom_source import UID_KEYWORDS, DicomSource
+from .dicom_source import UID_KEYWORDS
 from .measures import Measures, measure
 from .notice import INTENDED_USE
 from .quality import Quality
 
 _ORGANS = organ_slices()
+FIELDS: tuple[dict, ...] = core.RESULT_FIELDS
+"""The schema table's rows (name, output, kind, unit, required, two_looks, pooled_with, json, csv, doc)."""
 
 
 @dataclass(frozen=True)
-class Result:
-    """Landmarks (x, y) in the original image's pixels, with uncertainty.
+class SecondLook:
+    """How a second look made an answer (the README's "The second look").
 
-    ``landmarks`` is the mean over the latent samples (CheXmask-U's
-    "Landmarks (Mean)"), ``landmarks_std`` their per-coordinate std (ddof 0),
-    ``landmarks_mu`` the decode at z = mu. After a pooled second look
-    (``extra["second_look"]``; the shipped model's default) the samples are both looks'
-    and the decode at mu and the latents are the two looks' averages (``chexmask_rt.second_look``).
-    """
+    ``look``: "pooled" (both looks' samples pooled), "crop_only" (a wide field of view: the crop's
+    answer alone) or "none" (the crop could not be an image: the first answer alone; crop_* are 0).
+    ``first_fill``: the share of the image the first answer's lungs span; ``crop_*``: the crop square
+    in original pixels (it may reach past the image, where it is black)."""
 
-    landmarks: np.ndarray        # (120, 2)
-    landmarks_std: np.ndarray    # (120, 2)
-    landmarks_mu: np.ndarray     # (120, 2)
-    latent_mu: np.ndarray        # (latents,)
-    latent_sigma: np.ndarray     # (latents,)
-    height: int
-    width: int
-    samples: int
-    seed: int
-    model: str
-    image: str | None = None
-    quality: Quality | None = None  # the reliability flag (chexmask_rt.quality); None only for hand-made Results
-    extra: dict = field(default_factory=dict, compare=False)
-    source: DicomSource | None = None  # UIDs and pixel spacing of a DICOM input (chexmask_rt.dicom_source)
-    # (K, 120, 2) decoded samples in original pixels, only from engines exported with --samples-output
-    landmark_samples: np.ndarray | None = field(default=None, compare=False, repr=False)
+    look: str
+    first_fill: float
+    crop_left: int = 0
+    crop_top: int = 0
+    crop_side: int = 0
+
+    @classmethod
+    def from_core(cls, look) -> "SecondLook":
+        """A picklable, comparable copy of a ``chexmask_rt._core.SecondLook``."""
+        return cls(str(look.look), float(look.first_fill), int(look.crop_left), int(look.crop_top),
+                   int(look.crop_side))
+
+    def to_dict(self) -> dict:
+        """The JSON object: without the crop when there was none."""
+        out = {"look": self.look, "first_fill": self.first_fill}
+        if self.look != "none":
+            out.update(crop_left=self.crop_left, crop_top=self.crop_top, crop_side=self.crop_side)
+        return out
+
+
+def look_kind(result: "Result") -> str:
+    """How ``result`` was made: "pooled", "crop_only" or "none"; "off" when no second look was asked for."""
+    return "off" if result.second_look is None else result.second_look.look
+
+
+class _ResultBase:
+    """The Result's behaviour; its fields are made from the schema table below."""
+
+    @classmethod
+    def from_core(cls, out, *, model: str, image: str | None = None) -> "Result":
+        """The Python Result of a ``chexmask_rt._core.Result``: every field of the table, the flag and the look."""
+        values = {f["name"]: getattr(out, f["name"]) for f in FIELDS}
+        return cls(**values, height=out.height, width=out.width, samples=out.samples, seed=int(out.seed), model=model,
+                   image=image, quality=Quality.from_core(out.quality),
+                   second_look=None if out.second_look is None else SecondLook.from_core(out.second_look))
 
     @property
     def node_uncertainty(self) -> np.ndarray:
-        """(120,) per-landmark uncertainty: (std_x + std_y) / 2, in pixels."""
+        """(N,) per-landmark uncertainty: (std_x + std_y) / 2, in pixels."""
         return self.landmarks_std.mean(axis=1)
 
     @property
     def mean_node_std(self) -> float:
-        """The paper's image score: mean node uncertainty over the 120 landmarks."""
+        """The paper's image score: mean node uncertainty over the landmarks."""
         return float(self.node_uncertainty.mean())
 
     @property
@@ -77,27 +103,20 @@ class Result:
     def to_dict(self) -> dict:
         """Plain JSON-ready dict (the format of ``chexmask-rt predict --json``).
 
-        Its other keys equal what the C++ example ``chexmask-rt-cpp`` prints (tests/test_native.py),
-        ``quality`` (the reliability flag; null only for a hand-made Result) included; ``dicom`` (UIDs,
-        empty for other inputs) and ``measures`` are the Python runtime's."""
-        out = {
-            "image": self.image,
-            "height": self.height,
-            "width": self.width,
-            "samples": self.samples,
-            "seed": self.seed,
-            "model": self.model,
-            "intended_use": INTENDED_USE,
-            "landmarks": self.landmarks.tolist(),
-            "landmarks_std": self.landmarks_std.tolist(),
-            "landmarks_mu": self.landmarks_mu.tolist(),
-            "latent_mu": self.latent_mu.tolist(),
-            "latent_sigma": self.latent_sigma.tolist(),
-            "node_uncertainty": self.node_uncertainty.tolist(),
-            "scores": {"mean_node_std": self.mean_node_std, "mean_latent_sigma": self.mean_latent_sigma},
-        }
-        if "second_look" in self.extra:  # how the second look made it (chexmask_rt.second_look)
-            out["second_look"] = self.extra["second_look"]
+        The table's fields marked for the JSON follow the run's settings, then the scores, the second
+        look and ``quality``; these keys equal what the C++ example ``chexmask-rt-cpp`` prints
+        (tests/test_native.py). ``dicom`` (UIDs, empty for other inputs) and ``measures`` are the
+        Python runtime's."""
+        out = {"image": self.image, "height": self.height, "width": self.width, "samples": self.samples,
+               "seed": self.seed, "model": self.model, "intended_use": INTENDED_USE}
+        for f in FIELDS:
+            value = getattr(self, f["name"])
+            if f["json"] and value is not None and np.size(value):
+                out[f["name"]] = np.asarray(value).tolist()
+        out["node_uncertainty"] = self.node_uncertainty.tolist()
+        out["scores"] = {"mean_node_std": self.mean_node_std, "mean_latent_sigma": self.mean_latent_sigma}
+        if self.second_look is not None:
+            out["second_look"] = self.second_look.to_dict()
         out["quality"] = None if self.quality is None else self.quality.to_dict()
         out["dicom"] = dict.fromkeys(UID_KEYWORDS, "") if self.source is None else self.source.uids()
         out["measures"] = self.measures().to_dict()
@@ -122,3 +141,38 @@ class Result:
         from .dicom_out import measurement_report
 
         return measurement_report(self, source_dataset, **kwargs)
+
+
+def _table_field(row: dict) -> tuple[str, type, dataclasses.Field]:
+    """A dataclass field for one row of the schema table: arrays, not compared (numpy has no truth
+    value), optional ones None when the engine lacks the output."""
+    options = dict(compare=False, repr=row["kind"] != "samples", metadata=row)
+    if not row["required"]:
+        options["default"] = None
+    return row["name"], np.ndarray, field(**options)
+
+
+def _make_result() -> type:
+    required = [_table_field(f) for f in FIELDS if f["required"]]
+    optional = [_table_field(f) for f in FIELDS if not f["required"]]
+    fixed = [("height", int), ("width", int), ("samples", int), ("seed", int), ("model", str)]
+    defaults = [
+        ("image", "str | None", field(default=None)),
+        ("quality", "Quality | None", field(default=None)),  # the reliability flag; None only for hand-made Results
+        ("second_look", "SecondLook | None", field(default=None)),  # None: one engine call
+        ("source", "DicomSource | None", field(default=None)),  # UIDs and pixel spacing of a DICOM input
+    ]
+    cls = dataclasses.make_dataclass("Result", required + fixed + defaults + optional, bases=(_ResultBase,),
+                                     frozen=True)
+    cls.__module__ = __name__  # picklable as chexmask_rt.result.Result (Ray, worker processes)
+    cls.__doc__ = (
+        "Landmarks (x, y) in the original image's pixels, with uncertainty.\n\n"
+        "Fields from the schema table (chexmask_rt._core.RESULT_FIELDS, result_fields.def):\n"
+        + "".join(f"    {f['name']}: {f['doc']}{'' if f['required'] else ' (None without the output)'}\n"
+                  for f in FIELDS)
+        + "then height, width, samples, seed, model, image, quality (chexmask_rt.quality.Quality), second_look "
+          "(SecondLook, None for one engine call) and source (chexmask_rt.dicom_source.DicomSource).")
+    return cls
+
+
+Result = _make_result()

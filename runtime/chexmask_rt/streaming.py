@@ -18,18 +18,10 @@ import numpy as np
 from .dicom_source import with_source
 from .errors import ChexmaskError, InputError, ModelError, NonFiniteOutputError
 from .limits import resolve_max_pixels
-from .model import DEFAULT_BATCH, DEFAULT_SAMPLES, ImageLike, check_run_arguments, load_item
-from .preprocess import to_gray
+from .inputs import DEFAULT_BATCH, DEFAULT_SAMPLES, ImageLike, check_run_arguments, decode
 from .result import Result
 
 Outcome = tuple[ImageLike, "Result | ChexmaskError"]
-
-
-def _decode(item: ImageLike, bit_depth: int | None, max_pixels: int) -> tuple[np.ndarray, str | None]:
-    """A path or an array -> (gray array, file name or None), on a worker thread."""
-    array, name = load_item(item, max_pixels)
-    gray, _ = to_gray(array, name=name or "array", bit_depth=bit_depth)
-    return gray, name
 
 
 def _decoded_or_error(item: ImageLike, future: Future):
@@ -79,7 +71,7 @@ def _stream(segmenter, inputs: Iterator[ImageLike], options: dict, batch_size: i
             if item is _END:
                 exhausted = True
             else:
-                queue.append((item, pool.submit(_decode, item, options["bit_depth"], max_pixels)))
+                queue.append((item, pool.submit(decode, item, max_pixels)))
 
     try:
         while True:

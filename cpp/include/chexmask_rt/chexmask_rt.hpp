@@ -1,7 +1,7 @@
 // chexmask-rt native core: HybridGNet chest X-ray landmarks with uncertainty.
 //
 //   chexmask_rt::Engine engine("model.onnx", {/*onnxruntime_library=*/"/path/libonnxruntime.so.1"});
-//   chexmask_rt::ImageView img{pixels, width, height, stride_bytes, /*bit_depth=*/8};
+//   chexmask_rt::ImageView img{pixels, width, height, stride_bytes, /*bit_depth=*/8};  // 0: infer (uint16)
 //   chexmask_rt::Result r = engine.predict(img, /*samples=*/50, /*seed=*/0);
 //   r.landmarks[i].x, r.landmarks_std[i].y, r.mean_node_std ...
 //
@@ -27,6 +27,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace chexmask_rt {
@@ -87,24 +88,38 @@ struct ImageView {
     int width = 0;
     int height = 0;
     std::size_t stride = 0;       ///< bytes from one row to the next (>= width * bytes per pixel)
-    /// 8: uint8 pixels (full scale 255). 9..16: uint16 pixels with that many
-    /// significant bits (full scale 2^bit_depth - 1). 32: float32 already in [0, 1].
-    /// Give the detector's real depth: 12-bit pixels passed as 16 reach the model at 1/16
-    /// of their brightness. (The Python package and the example program infer it from the
-    /// largest value when they are not told.)
+    /// 8: uint8 pixels (full scale 255). 9..16: uint16 pixels with that many significant bits
+    /// (full scale 2^bit_depth - 1; pixels above it are an InputError). 32: float32 already in [0, 1].
+    /// 0: uint16 pixels whose depth is inferred from the largest value: the fewest bits that hold
+    /// it, and content <= 255 takes the uint8 path exactly (the Python package's default).
+    /// Give the detector's real depth, or 0: 12-bit pixels passed as 16 reach the model at 1/16
+    /// of their brightness.
     int bit_depth = 8;
     /// Size of the buffer behind `data` in bytes, checked when non-zero; pass it if you know it.
     std::size_t size_bytes = 0;
 };
 
-/// What an engine file says about itself (ONNX metadata `chexmask_rt.*`).
+/// One organ's contour: `count` consecutive landmarks, in the order of ModelInfo::organs.
+struct Organ {
+    std::string name;
+    int count = 0;
+};
+
+/// What an engine file says about itself (ONNX metadata `chexmask_rt.*`), checked against its graph:
+/// the counts are the graph's own input/output shapes, and the metadata must agree with them.
 struct ModelInfo {
     int format_version = 0;
-    int inputsize = 0;            ///< S: the engine's square input side
-    int latents = 0;              ///< width of the latent noise eps
+    int inputsize = 0;            ///< S: the engine's square input side (32..4096, a multiple of 32)
+    int latents = 0;              ///< width of the latent noise eps (1..65536)
+    int landmarks = 0;            ///< landmarks per result: the sum of the organs' counts
+    /// The contours, in landmark order (metadata chexmask_rt.organs, "name:count,..."; without it the
+    /// HybridGNet anatomy right_lung:44, left_lung:50, heart:26, which needs a 120-landmark graph).
+    std::vector<Organ> organs;
     bool skip = false;
     bool trained = true;
+    bool has_samples_output = false;  ///< the graph has the per-sample decodes (the table's Samples field)
     std::string checkpoint_sha256;
+    std::string landmark_offsets_sha256;  ///< "" when the engine adds no per-landmark offsets
     std::string model_name;
     std::string model_version;
     std::string description;
@@ -116,12 +131,17 @@ struct ModelInfo {
     std::string id() const { return model_name + ":" + model_version; }
 };
 
+/// Validates engine metadata alone, without opening the graph (for tools that must not build a
+/// session); `landmarks` is then what the organs say. Throws ModelError naming `source`.
+CHEXMASK_RT_API ModelInfo parse_model_info(const std::map<std::string, std::string>& metadata,
+                                           const std::string& source);
+
 struct Point {
     double x = 0.0;
     double y = 0.0;
 };
 
-/// How a second look made an answer (Python: chexmask_rt.second_look).
+/// How a second look made an answer (Python: chexmask_rt.SecondLook).
 struct SecondLook {
     /// "pooled": both looks' samples pooled (landmarks: their mean; std: the std of all
     /// 2 x samples decodes; mu-decode and latents: the two looks' averages).
@@ -135,6 +155,38 @@ struct SecondLook {
     int crop_side = 0;
 };
 
+/// What a field of result_fields.def holds (the table's kind column).
+enum class FieldKind { Position, Spread, Vector, Samples };
+/// Whether every engine has the field's output (the table's need column).
+enum class FieldNeed { Required, Optional };
+/// How a pooled second look combines the two looks' values (the table's two_looks column).
+enum class TwoLooks { Mean, PooledStd, Concat };
+
+/// A Result field's storage: points (x, y) for landmark kinds, one double per latent for Vector.
+template <FieldKind kind>
+using FieldStorage = std::conditional_t<kind == FieldKind::Vector, std::vector<double>, std::vector<Point>>;
+
+/// One row of result_fields.def.
+struct FieldInfo {
+    const char* name;
+    const char* output;       ///< the engine output it is read from
+    FieldKind kind;
+    const char* unit;         ///< "px" or ""
+    FieldNeed need;
+    TwoLooks two_looks;
+    const char* pooled_with;  ///< PooledStd: its mean field; else its own name
+    bool json;                ///< written in the JSON
+    const char* csv;          ///< its results.csv column, "" for none
+    const char* doc;
+};
+
+/// The engine-output fields of a Result, in the table's order.
+CHEXMASK_RT_API const std::vector<FieldInfo>& result_fields();
+/// "position", "spread", "vector" or "samples": a kind as the C API and Python name it.
+CHEXMASK_RT_API const char* kind_name(FieldKind kind) noexcept;
+/// "mean", "pooled_std" or "concat": a combine rule as the C API and Python name it.
+CHEXMASK_RT_API const char* two_looks_name(TwoLooks rule) noexcept;
+
 /// The reliability flag: is this result's uncertainty outside what the model shows on chest
 /// radiographs? Two image scores, the mean node std in the 1024 frame and the mean latent sigma,
 /// are compared with thresholds calibrated for the engine's checkpoint (the sidecar file
@@ -147,12 +199,15 @@ struct Quality {
 
 /// The answer for one image, in the original image's pixels.
 struct Result {
-    std::vector<Point> landmarks;       ///< mean over the latent samples (120)
-    std::vector<Point> landmarks_std;   ///< per-coordinate std over the samples, ddof 0 (120)
-    std::vector<Point> landmarks_mu;    ///< decode at z = mu (120)
-    std::vector<double> latent_mu;      ///< encoder mean (latents)
-    std::vector<double> latent_sigma;   ///< encoder sigma (latents)
-    std::vector<double> node_uncertainty;  ///< (std_x + std_y) / 2 per landmark (120)
+    // The engine-output fields, one member per line of <chexmask_rt/result_fields.def>, which
+    // documents them: landmarks, landmarks_std, landmarks_mu (one Point per landmark), latent_mu,
+    // latent_sigma (one double per latent), landmark_samples (samples x landmarks Points,
+    // sample-major; empty unless the engine was exported with --samples-output; after a pooled
+    // second look both looks', 2 x samples).
+#define CHEXMASK_RT_FIELD(name, output, kind, ...) FieldStorage<FieldKind::kind> name;
+#include <chexmask_rt/result_fields.def>
+#undef CHEXMASK_RT_FIELD
+    std::vector<double> node_uncertainty;  ///< (std_x + std_y) / 2 per landmark
     double mean_node_std = 0.0;         ///< mean of node_uncertainty: the image's uncertainty score
     double mean_latent_sigma = 0.0;     ///< mean of latent_sigma
     int height = 0;
@@ -161,13 +216,20 @@ struct Result {
     std::uint64_t seed = 0;
     /// Set when a second look was asked for (predict's second_look); empty otherwise.
     std::optional<SecondLook> second_look;
-    /// The decoded samples, sample-major (samples x 120), only from an engine exported with
-    /// --samples-output (after a pooled second look: both looks', 2 x samples); empty otherwise.
-    /// Per-sample measures (the CTR's std, Python: chexmask_rt.measures) need them.
-    std::vector<Point> landmark_samples;
     /// The reliability flag of this (final) answer, set on every result predict() returns.
     Quality quality;
 };
+
+/// A field's values as flat doubles: `rows` x `columns` (columns 2 for points (x, y), 1 for Vector).
+struct FieldValues {
+    const double* data = nullptr;
+    std::size_t rows = 0;
+    std::size_t columns = 0;
+};
+
+/// The values of field `index` of result_fields() in `result` (empty for an absent Optional field);
+/// throws InputError for an index past the table.
+CHEXMASK_RT_API FieldValues field_values(const Result& result, std::size_t index);
 
 struct EngineOptions {
     /// Path of libonnxruntime.so.1.*; empty: $CHEXMASK_RT_ONNXRUNTIME_LIBRARY, else

@@ -96,6 +96,7 @@ typedef struct chexmask_rt_model_info {
     int second_look;         /* 1: predict's default is the second look */
     int trained;             /* 0: a placeholder with meaningless landmarks */
     const char* providers;   /* ONNX Runtime execution providers in use, best first, ", "-separated */
+    int landmarks;           /* landmarks per result (the graph's; 120 for HybridGNet) */
 } chexmask_rt_model_info;
 CHEXMASK_RT_API const chexmask_rt_model_info* chexmask_rt_engine_info(const chexmask_rt_engine* engine);
 
@@ -107,8 +108,9 @@ typedef struct chexmask_rt_image {
     int width;
     int height;
     size_t stride;      /* bytes from one row to the next, >= width * bytes per pixel */
-    int bit_depth;      /* 8: uint8; 9..16: uint16 with that many significant bits (12-bit detector: 12);
-                           32: float32 in [0, 1] */
+    int bit_depth;      /* 8: uint8; 9..16: uint16 with that many significant bits (12-bit detector: 12;
+                           larger pixels are an input error); 0: uint16, the depth inferred from the
+                           largest value; 32: float32 in [0, 1] */
     size_t size_bytes;  /* size of the buffer behind data; checked when non-zero */
 } chexmask_rt_image;
 
@@ -155,6 +157,44 @@ typedef struct chexmask_rt_result_fields {
 } chexmask_rt_result_fields;
 CHEXMASK_RT_API const chexmask_rt_result_fields* chexmask_rt_result_get(const chexmask_rt_result* result);
 
+/* ---- every engine-output field, by the schema table (result_fields.def) ------------------------
+ * A field added to the table is reachable here without a change to this header:
+ *
+ *   for (size_t i = 0; i < chexmask_rt_field_count(); ++i) {
+ *       const chexmask_rt_field_info* f = chexmask_rt_field_info_at(i);
+ *       chexmask_rt_field_values v;
+ *       if (chexmask_rt_result_field(result, f->name, &v) == CHEXMASK_RT_OK && v.rows > 0) ...
+ *   }
+ */
+typedef struct chexmask_rt_field_info {
+    const char* name;        /* the field (and JSON key), e.g. "landmarks" */
+    const char* output;      /* the engine output it is read from */
+    const char* kind;        /* "position" (points in pixels), "spread" (a std in pixels), "vector" (per
+                                latent), "samples" (per-sample points, sample-major) */
+    const char* unit;        /* "px" or "" */
+    int required;            /* 1: every engine has it; 0: empty unless the engine has the output */
+    const char* two_looks;   /* how a pooled second look combines: "mean", "pooled_std", "concat" */
+    const char* pooled_with; /* "pooled_std": the mean field it pools with; else the field itself */
+    int json;                /* 1: written in the JSON */
+    const char* csv;         /* its results.csv column, "" for none */
+    const char* doc;         /* one line */
+} chexmask_rt_field_info;
+
+/* The number of fields, and field `index`'s description (NULL past the end). */
+CHEXMASK_RT_API size_t chexmask_rt_field_count(void);
+CHEXMASK_RT_API const chexmask_rt_field_info* chexmask_rt_field_info_at(size_t index);
+
+/* A field's values: `rows` x `columns` doubles, row-major; columns 2 for points (x, y), 1 for vectors.
+ * rows 0 (data NULL) for an optional field the engine does not output. */
+typedef struct chexmask_rt_field_values {
+    const double* data;
+    size_t rows;
+    size_t columns;
+} chexmask_rt_field_values;
+
+/* The values of the field called `name` in `result`; CHEXMASK_RT_INPUT_ERROR for an unknown name. */
+CHEXMASK_RT_API chexmask_rt_status chexmask_rt_result_field(const chexmask_rt_result* result, const char* name,
+                                                            chexmask_rt_field_values* out);
 /* ---- organ masks ----------------------------------------------------------------------------- */
 
 /* The filled polygon of `count` (x, y) pairs at `points_xy` as a row-major height x width mask of 0 and

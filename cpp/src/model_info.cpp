@@ -1,0 +1,260 @@
+// An engine's ModelInfo, parsed and validated in this one place: the metadata's entries and
+// bounds, then the graph's declared shapes, which give the counts (inputsize, latents, landmarks)
+// that the metadata and the organs must agree with.
+#include "internal.hpp"
+
+#include <algorithm>
+#include <set>
+#include <string>
+#include <string_view>
+
+namespace chexmask_rt {
+namespace {
+
+constexpr const char* kPrefix = "chexmask_rt.";
+constexpr int kFormatVersion = 1;
+
+int parse_int(const std::string& text, const std::string& key, const std::string& source) {
+    std::size_t used = 0;
+    int value = 0;
+    try {
+        value = std::stoi(text, &used);
+    } catch (const std::exception&) {
+        used = 0;
+    }
+    if (used == 0 || used != text.size()) {
+        throw ModelError(source + ": malformed engine metadata (" + kPrefix + key + "=" + text + ")");
+    }
+    return value;
+}
+
+
+// "right_lung:44,left_lung:50,heart:26": names unique and non-empty, counts 1..65536.
+std::vector<Organ> parse_organs(const std::string& text, const std::string& source) {
+    const auto bad = [&](const std::string& why) {
+        return ModelError(source + ": malformed engine metadata (" + kPrefix + "organs=" + text + "): " + why);
+    };
+    std::vector<Organ> organs;
+    std::set<std::string> seen;
+    std::size_t start = 0;
+    while (start <= text.size()) {
+        const std::size_t end = std::min(text.find(',', start), text.size());
+        const std::string item = text.substr(start, end - start);
+        const std::size_t colon = item.rfind(':');
+        if (colon == std::string::npos || colon == 0) throw bad("expected name:count items separated by commas");
+        Organ organ{item.substr(0, colon), 0};
+        std::size_t used = 0;
+        try {
+            organ.count = std::stoi(item.substr(colon + 1), &used);
+        } catch (const std::exception&) {
+            used = 0;
+        }
+        if (used == 0 || used != item.size() - colon - 1 || organ.count < 1 || organ.count > 65536) {
+            throw bad("the count of '" + organ.name + "' is not an integer in 1..65536");
+        }
+        if (!seen.insert(organ.name).second) throw bad("'" + organ.name + "' is named twice");
+        organs.push_back(organ);
+        start = end + 1;
+    }
+    return organs;
+}
+
+int total(const std::vector<Organ>& organs) {
+    int n = 0;
+    for (const Organ& o : organs) n += o.count;
+    return n;
+}
+
+std::string organs_text(const std::vector<Organ>& organs) {
+    std::string out;
+    for (const Organ& o : organs) out += (out.empty() ? "" : ", ") + o.name + " " + std::to_string(o.count);
+    return out;
+}
+
+}  // namespace
+
+namespace detail {
+
+// Python reads every entry as str: bytes that are not strict UTF-8 (what Python's decoder takes:
+// no overlong forms, surrogates or code points past U+10FFFF) must be refused here, not fail there.
+bool valid_utf8(std::string_view text) {
+    std::size_t i = 0;
+    while (i < text.size()) {
+        const auto lead = static_cast<unsigned char>(text[i]);
+        int extra = 0;
+        unsigned char low = 0x80, high = 0xBF;  // the allowed range of the second byte
+        if (lead < 0x80) extra = 0;
+        else if (lead >= 0xC2 && lead <= 0xDF) extra = 1;
+        else if (lead >= 0xE0 && lead <= 0xEF) extra = 2, low = lead == 0xE0 ? 0xA0 : 0x80, high = lead == 0xED ? 0x9F : 0xBF;
+        else if (lead >= 0xF0 && lead <= 0xF4) extra = 3, low = lead == 0xF0 ? 0x90 : 0x80, high = lead == 0xF4 ? 0x8F : 0xBF;
+        else return false;
+        if (text.size() - i <= static_cast<std::size_t>(extra)) return false;
+        for (int k = 1; k <= extra; ++k) {
+            const auto c = static_cast<unsigned char>(text[i + k]);
+            if (c < (k == 1 ? low : 0x80) || c > (k == 1 ? high : 0xBF)) return false;
+        }
+        i += 1 + extra;
+    }
+    return true;
+}
+
+const std::vector<Organ>& default_organs() {
+    static const std::vector<Organ> organs = {{"right_lung", 44}, {"left_lung", 50}, {"heart", 26}};
+    return organs;
+}
+
+}  // namespace detail
+
+ModelInfo parse_model_info(const std::map<std::string, std::string>& props, const std::string& source) {
+    for (const auto& [key, value] : props) {
+        if (!detail::valid_utf8(key) || !detail::valid_utf8(value)) throw ModelError(source + ": engine metadata is not valid UTF-8");
+    }
+    std::map<std::string, std::string> get;
+    const std::string prefix = kPrefix;
+    for (const auto& [key, value] : props) {
+        if (key.compare(0, prefix.size(), prefix) == 0) get[key.substr(prefix.size())] = value;
+    }
+    auto value_or = [&get](const std::string& key, const std::string& fallback) {
+        const auto it = get.find(key);
+        return it == get.end() ? fallback : it->second;
+    };
+    if (!get.count("format_version")) {
+        throw ModelError(source + ": not a chexmask-rt engine (no " + prefix +
+                         "format_version metadata); make one with 'chexmask-rt export'");
+    }
+    ModelInfo info;
+    info.format_version = parse_int(get["format_version"], "format_version", source);
+    if (info.format_version != kFormatVersion) {
+        throw ModelError(source + ": not a chexmask-rt engine of this release: engine format version " +
+                         std::to_string(info.format_version) + ", this chexmask-rt reads version " +
+                         std::to_string(kFormatVersion) + "; re-export it with this release");
+    }
+    std::string missing;
+    for (const char* key : {"inputsize", "latents", "skip", "checkpoint_sha256"}) {
+        if (!get.count(key)) missing += (missing.empty() ? "" : ", ") + prefix + key;
+    }
+    if (!missing.empty()) throw ModelError(source + ": engine metadata lacks " + missing);
+    info.inputsize = parse_int(get["inputsize"], "inputsize", source);
+    info.latents = parse_int(get["latents"], "latents", source);
+    info.skip = get["skip"] == "true";
+    info.checkpoint_sha256 = get["checkpoint_sha256"];
+    info.model_name = value_or("model_name", "hybridgnet");
+    info.model_version = value_or("model_version", "unversioned");
+    info.trained = value_or("trained", "true") == "true";
+    info.description = value_or("description", "");
+    info.second_look = value_or("second_look", "false") == "true";
+    info.has_samples_output = value_or("samples_output", "false") == "true";
+    info.landmark_offsets_sha256 = value_or("landmark_offsets_sha256", "");
+    info.organs = get.count("organs") ? parse_organs(get["organs"], source) : detail::default_organs();
+    info.landmarks = total(info.organs);
+    info.metadata = props;
+    if (info.inputsize < 32 || info.inputsize % 32 != 0 || info.inputsize > 4096 || info.latents < 1 ||
+        info.latents > 65536) {
+        throw ModelError(source + ": implausible engine metadata inputsize=" + std::to_string(info.inputsize) +
+                         " latents=" + std::to_string(info.latents));
+    }
+    return info;
+}
+
+namespace detail {
+
+std::vector<std::int64_t> expected_shape(const std::string& name, const ModelInfo& info) {
+    const std::int64_t s = info.inputsize, latents = info.latents, nodes = info.landmarks;
+    if (name == "image") return {0, 1, s, s};
+    if (name == "eps") return {0, latents};
+    for (const FieldInfo& field : result_fields()) {
+        if (name != field.output) continue;
+        switch (field.kind) {
+            case FieldKind::Position:
+            case FieldKind::Spread: return {0, nodes, 2};
+            case FieldKind::Vector: return {0, latents};
+            case FieldKind::Samples: return {0, 0, nodes, 2};
+        }
+    }
+    return {};
+}
+
+std::string shape_text(const std::vector<std::int64_t>& shape) {
+    std::string out = "[";
+    for (std::size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + (shape[i] > 0 ? std::to_string(shape[i]) : "?");
+    return out + "]";
+}
+
+namespace {
+
+const TensorDecl* find(const std::vector<TensorDecl>& tensors, const std::string& name) {
+    const auto it = std::find_if(tensors.begin(), tensors.end(), [&](const TensorDecl& t) { return t.name == name; });
+    return it == tensors.end() ? nullptr : &*it;
+}
+
+/// Why `expected` (a shape from expected_shape) holds, in words for the message.
+std::string why(const std::vector<std::int64_t>& expected, const ModelInfo& info, bool organs_given) {
+    if (expected.back() == 2) {
+        if (organs_given) {
+            return "the metadata's organs (" + std::string(kPrefix) + "organs: " + organs_text(info.organs) + ") have " +
+                   std::to_string(info.landmarks) + " landmarks";
+        }
+        return "the runtime's anatomy has " + std::to_string(info.landmarks) + " landmarks (" +
+               organs_text(info.organs) + "; an engine with others names them in " + kPrefix + "organs)";
+    }
+    if (expected.size() == 4) return "the metadata says inputsize " + std::to_string(info.inputsize);
+    return "the metadata says latents " + std::to_string(info.latents);
+}
+
+/// Every fixed dimension `name` declares must be what the metadata says: a mismatch is a
+/// ModelError at load, not a wrong read later.
+void check_declared(const TensorDecl& tensor, const ModelInfo& info, bool organs_given, const std::string& source) {
+    const std::vector<std::int64_t> expected = expected_shape(tensor.name, info);
+    if (expected.empty()) return;
+    std::vector<std::int64_t> want(expected);
+    for (auto& d : want) d = d > 0 ? d : -1;
+    const std::string want_text = "float32 " + shape_text(want);
+    if (!tensor.is_float || tensor.shape.size() != expected.size()) {
+        throw ModelError(source + ": engine tensor '" + tensor.name + "' is not " + want_text + " (declared " +
+                         shape_text(tensor.shape) + ")");
+    }
+    for (std::size_t i = 0; i < expected.size(); ++i) {
+        if (expected[i] == 0) continue;
+        if (tensor.shape[i] <= 0) {
+            throw ModelError(source + ": engine tensor '" + tensor.name + "' does not declare its shape " +
+                             shape_text(tensor.shape) + " (" + want_text + " expected: " +
+                             why(expected, info, organs_given) + "); re-export it with chexmask-rt export");
+        }
+        if (tensor.shape[i] != expected[i]) {
+            throw ModelError(source + ": engine graph disagrees with its metadata: '" + tensor.name + "' is " +
+                             shape_text(tensor.shape) + ", but " + why(expected, info, organs_given) + " (" +
+                             want_text + ")");
+        }
+    }
+}
+
+}  // namespace
+
+ModelInfo parse_model_info(const std::map<std::string, std::string>& props, const GraphDecl& graph,
+                           const std::string& source) {
+    ModelInfo info = chexmask_rt::parse_model_info(props, source);
+    std::vector<std::string> input_names;
+    for (const TensorDecl& t : graph.inputs) input_names.push_back(t.name);
+    std::string missing;
+    bool samples = true;
+    for (const FieldInfo& field : result_fields()) {
+        const bool has = find(graph.outputs, field.output) != nullptr;
+        if (field.need == FieldNeed::Required && !has) missing += std::string(" ") + field.output;
+        if (field.kind == FieldKind::Samples) samples &= has;
+    }
+    if (input_names != std::vector<std::string>{"image", "eps"} || !missing.empty()) {
+        throw ModelError(source + ": engine inputs/outputs do not match chexmask-rt format " +
+                         std::to_string(info.format_version) + " (missing outputs:" +
+                         (missing.empty() ? std::string(" none") : missing) + ")");
+    }
+    // what the graph says wins over the samples_output entry, which only ever described it
+    info.has_samples_output = samples;
+    const bool organs_given = info.metadata.count(std::string(kPrefix) + "organs") != 0;
+    // inputs first: a wrong inputsize or latents is named as such, before the landmark count
+    for (const std::vector<TensorDecl>* tensors : {&graph.inputs, &graph.outputs})
+        for (const TensorDecl& t : *tensors) check_declared(t, info, organs_given, source);
+    return info;
+}
+
+}  // namespace detail
+}  // namespace chexmask_rt
