@@ -21,8 +21,7 @@ from . import core, streaming
 from .anatomy import ORGANS
 from .dicom_source import with_source
 from .errors import ChexmaskError, InputError, ModelError, NonFiniteOutputError
-from .inputs import (DEFAULT_BATCH, DEFAULT_SAMPLES, ImageLike, check_bit_depth, check_run_arguments, decode,  # noqa: F401
-                     load_item)
+from .inputs import DEFAULT_BATCH, DEFAULT_SAMPLES, ImageLike, check_bit_depth, check_run_arguments, decode
 from .limits import resolve_max_pixels
 from .metadata import file_sha256
 from .result import Result

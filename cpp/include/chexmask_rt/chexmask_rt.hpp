@@ -304,7 +304,7 @@ using LogCallback = void (*)(LogLevel level, const char* message, void* user);
 CHEXMASK_RT_API void set_log_callback(LogCallback callback, void* user = nullptr);
 
 /// The latent noise eps, row-major [samples, latents], float32: SplitMix64 +
-/// Box-Muller, bit-identical to Python's chexmask_rt.sampling.latent_noise.
+/// Box-Muller (generator "splitmix64-boxmuller-v1"; Python: chexmask_rt._core.latent_noise).
 CHEXMASK_RT_API std::vector<float> latent_noise(int samples, int latents, std::uint64_t seed);
 
 /// The filled polygon of (x, y) `polygon` as a row-major height x width mask of 0 and 255: an organ's
