@@ -83,11 +83,6 @@ chexmask_rt_engine* wrap(chexmask_rt::Engine engine) {
     return handle;
 }
 
-/// Points as (x, y) pairs of doubles, in place (Point is two packed doubles: static_assert below).
-const double* pairs(const std::vector<chexmask_rt::Point>& points) {
-    return reinterpret_cast<const double*>(points.data());
-}
-
 chexmask_rt_result* wrap(chexmask_rt::Result result) {
     auto* handle = new chexmask_rt_result{std::move(result), {}};
     const chexmask_rt::Result& r = handle->result;
@@ -97,9 +92,9 @@ chexmask_rt_result* wrap(chexmask_rt::Result result) {
     f.samples = r.samples;
     f.seed = r.seed;
     f.landmark_count = r.landmarks.size();
-    f.landmarks = pairs(r.landmarks);
-    f.landmarks_std = pairs(r.landmarks_std);
-    f.landmarks_mu = pairs(r.landmarks_mu);
+    f.landmarks = chexmask_rt::detail::flat(r.landmarks);
+    f.landmarks_std = chexmask_rt::detail::flat(r.landmarks_std);
+    f.landmarks_mu = chexmask_rt::detail::flat(r.landmarks_mu);
     f.node_uncertainty = r.node_uncertainty.data();
     f.latent_count = r.latent_mu.size();
     f.latent_mu = r.latent_mu.data();
@@ -250,7 +245,6 @@ chexmask_rt_status chexmask_rt_result_field(const chexmask_rt_result* result, co
     });
 }
 
-static_assert(sizeof(chexmask_rt::Point) == 2 * sizeof(double), "points_xy is read as chexmask_rt::Point");
 
 chexmask_rt_status chexmask_rt_polygon_mask(const double* points_xy, size_t count, int height, int width,
                                             uint8_t* out, size_t out_size) {

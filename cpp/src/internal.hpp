@@ -13,6 +13,17 @@
 
 namespace chexmask_rt::detail {
 
+static_assert(sizeof(Point) == 2 * sizeof(double), "Point must be two packed doubles");
+
+/// A field's values as one run of doubles, in place: points as (x, y) pairs, vectors as they are.
+inline const double* flat(const std::vector<Point>& v) { return reinterpret_cast<const double*>(v.data()); }
+inline double* flat(std::vector<Point>& v) { return reinterpret_cast<double*>(v.data()); }
+inline const double* flat(const std::vector<double>& v) { return v.data(); }
+inline double* flat(std::vector<double>& v) { return v.data(); }
+/// Doubles per value of a field: 2 for points, 1 for vectors.
+template <typename T>
+constexpr std::size_t columns_of(const std::vector<T>&) { return sizeof(T) / sizeof(double); }
+
 /// The HybridGNet anatomy, the organs of an engine whose metadata names none: right lung 44,
 /// left lung 50, heart 26 (Python: anatomy.py).
 const std::vector<Organ>& default_organs();

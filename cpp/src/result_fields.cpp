@@ -4,17 +4,6 @@
 #include <string>
 
 namespace chexmask_rt {
-namespace {
-
-static_assert(sizeof(Point) == 2 * sizeof(double), "Point must be two packed doubles");
-
-const double* flat(const std::vector<Point>& points) { return reinterpret_cast<const double*>(points.data()); }
-const double* flat(const std::vector<double>& values) { return values.data(); }
-constexpr std::size_t columns_of(const std::vector<Point>*) { return 2; }
-constexpr std::size_t columns_of(const std::vector<double>*) { return 1; }
-
-}  // namespace
-
 const std::vector<FieldInfo>& result_fields() {
     static const std::vector<FieldInfo> fields = {
 #define CHEXMASK_RT_FIELD(name, output, kind, unit, need, two_looks, pooled_with, json, csv, doc)                \
@@ -55,9 +44,9 @@ FieldValues field_values(const Result& result, std::size_t index) {
     detail::for_each_field([&](const FieldInfo&, auto member, auto) {
         if (i++ != index) return;
         const auto& values = result.*member;
-        out.columns = columns_of(&values);
+        out.columns = detail::columns_of(values);
         out.rows = values.size();
-        out.data = values.empty() ? nullptr : flat(values);
+        out.data = values.empty() ? nullptr : detail::flat(values);
     });
     return out;
 }

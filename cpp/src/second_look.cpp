@@ -73,13 +73,9 @@ double pooled_std(double mean_a, double std_a, double mean_b, double std_b) {
     return std::sqrt((std_a * std_a + std_b * std_b) / 2 + half_gap * half_gap);
 }
 
-double* flat(std::vector<Point>& v) { return reinterpret_cast<double*>(v.data()); }
-const double* flat(const std::vector<Point>& v) { return reinterpret_cast<const double*>(v.data()); }
-double* flat(std::vector<double>& v) { return v.data(); }
-const double* flat(const std::vector<double>& v) { return v.data(); }
 template <typename V>
 std::size_t flat_size(const V& v) {
-    return v.size() * (sizeof(typename V::value_type) / sizeof(double));
+    return v.size() * columns_of(v);
 }
 
 /// The crop's result in the original image's pixels: its Position and Samples fields moved by the
