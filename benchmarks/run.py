@@ -18,8 +18,9 @@ round. A last section compares ONNX Runtime session settings (chexmask_rt.Engine
 on the native backend the same way. Writes one JSON row per (backend, model, samples,
 batch), a markdown table with the issue's targets marked PASS/FAIL, and a latency-vs-K plot.
 A third section (alone with --throughput) times the native backend's images/s at batch 1, 4
-and 8 with the batch sizes alternating in rounds: the measurement behind
-chexmask_rt.model.DEFAULT_BATCH.
+and 8, each chunk as one engine call per image (the default on the CPU) and as one engine call
+(EngineOptions.images_per_call), alternating in rounds: the measurement behind the defaults
+(chexmask_rt.model.DEFAULT_BATCH, images_per_call 0).
 """
 from __future__ import annotations
 
@@ -55,6 +56,12 @@ SETTINGS = {
     "default (no layout opt., no memory pattern)": {},
     "default, 1 thread": {"threads": 1},
 }
+# how the throughput table's chunks reach the engine: chexmask_rt.EngineOptions fields
+SCHEDULES = {
+    "one image per engine call (default)": {},
+    "one engine call per chunk": {"images_per_call": max(BATCH_SWEEP)},
+}
+ENGINE_OPTIONS = {**SETTINGS, **SCHEDULES}
 
 
 # --- models -------------------------------------------------------------------------------------
@@ -159,11 +166,11 @@ def _runtime_runner(engine: Path, backend: str, settings: str | None):
     if backend == "onnxruntime-python":
         from tests.reference import ReferenceSegmenter
 
-        seg = ReferenceSegmenter(engine, **(SETTINGS[settings] if settings else {}))
+        seg = ReferenceSegmenter(engine, **(ENGINE_OPTIONS[settings] if settings else {}))
     else:
         import chexmask_rt
 
-        options = chexmask_rt.EngineOptions(**SETTINGS[settings]) if settings else None
+        options = chexmask_rt.EngineOptions(**ENGINE_OPTIONS[settings]) if settings else None
         seg = chexmask_rt.load(engine, engine_options=options)
     # one engine call per image, like the published flow it is compared with; the default second look
     # doubles the work (its cost: python -m benchmarks.framing)
@@ -299,25 +306,26 @@ def _measure(workers: list[Worker], cases: list[tuple[int, int, int]], warmup: i
 
 
 def throughput(rounds: int, calls: int, warmup: int) -> list[dict]:
-    """Native images/s at K = 50 and batch 1, 4, 8 on both models, for the default chunk size.
+    """Native images/s at K = 50 and batch 1, 4, 8 on both models, each chunk run as the default
+    does (one engine call per image on the CPU) and as one engine call.
 
-    One native process per model; every round times each (model, batch) in turn, so the
-    machine's drifts fall on all of them alike. Per-image p50 and images/s are medians over
-    all rounds; ``vs_batch_1`` is images/s over batch 1's on the same model."""
-    workers = {model: Worker("native", model) for model in MODELS}
-    times: dict[tuple[str, int], list[float]] = {(m, b): [] for m in MODELS for b in BATCH_SWEEP}
+    One native process per (model, schedule); every round times each (model, schedule, batch) in
+    turn, so the machine's drifts fall on all of them alike. Per-image p50 and images/s are medians
+    over all rounds; ``vs_batch_1`` is images/s over the default's batch 1 on the same model."""
+    cases = [(m, name, b) for m in MODELS for name in SCHEDULES for b in BATCH_SWEEP if b > 1 or not SCHEDULES[name]]
+    workers = {(m, name): Worker("native", m, name) for m in MODELS for name in SCHEDULES}
+    times: dict[tuple[str, str, int], list[float]] = {case: [] for case in cases}
     try:
         for r in range(rounds):
-            for model, w in workers.items():
-                for batch in BATCH_SWEEP:
-                    time.sleep(0.05)
-                    times[model, batch] += w.time(50, batch, calls, warmup if r == 0 else 0)["times_ms"]
+            for model, name, batch in cases:
+                time.sleep(0.05)
+                times[model, name, batch] += workers[model, name].time(50, batch, calls, warmup if r == 0 else 0)["times_ms"]
     finally:
         for w in workers.values():
             w.close()
     rows = []
-    for (model, batch), ms in times.items():
-        rows.append({"model": model, "batch": batch, "samples": 50, "calls": len(ms),
+    for (model, name, batch), ms in times.items():
+        rows.append({"model": model, "schedule": name, "batch": batch, "samples": 50, "calls": len(ms),
                      "p50_ms_per_image": float(np.median(ms)) / batch,
                      "images_per_s": float(batch / np.median(ms) * 1000)})
     for row in rows:
@@ -327,10 +335,11 @@ def throughput(rounds: int, calls: int, warmup: int) -> list[dict]:
 
 
 def throughput_markdown(rows: list[dict]) -> str:
-    lines = ["Throughput (native, K = 50, one engine call per chunk; the batch sizes alternate in rounds):", "",
-             "| model | batch | timed calls | p50 ms per image | images/s | vs batch 1 |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r['model']} | {r['batch']} | {r['calls']} | {r['p50_ms_per_image']:.1f} | {r['images_per_s']:.2f} | "
-              f"{r['vs_batch_1']:.2f}x |" for r in rows]
+    lines = ["Throughput (native, K = 50; the cases alternate in rounds):", "",
+             "| model | chunk to the engine | batch | timed calls | p50 ms per image | images/s | vs batch 1 |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['model']} | {r.get('schedule', '')} | {r['batch']} | {r['calls']} | {r['p50_ms_per_image']:.1f} | "
+              f"{r['images_per_s']:.2f} | {r['vs_batch_1']:.2f}x |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -503,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="only the native throughput table (batch 1, 4, 8 in rounds), to results/throughput.{json,md}")
     p.add_argument("--rounds", type=int, default=8, help="rounds of the throughput table (default 8)")
     p.add_argument("--worker", nargs=2, metavar=("BACKEND", "MODEL"), help=argparse.SUPPRESS)
-    p.add_argument("--settings", choices=SETTINGS, help=argparse.SUPPRESS)
+    p.add_argument("--settings", choices=ENGINE_OPTIONS, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
         worker(args.worker[0], args.worker[1], args.settings)

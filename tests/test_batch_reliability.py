@@ -22,7 +22,7 @@ import chexmask_rt
 from chexmask_rt.batch import collect_inputs, run_batch
 from chexmask_rt.batch_folder import scan_results
 from chexmask_rt.csv_output import COLUMNS, parse_coords
-from chexmask_rt.errors import InputError
+from chexmask_rt.errors import InputError, ModelError
 
 from conftest import IMAGES
 
@@ -294,24 +294,41 @@ def test_resume_memory_does_not_grow_with_the_file(tmp_path):
     assert peak < 2e6, f"the scan peaked at {peak / 1e6:.1f} MB of Python memory"
 
 
-def test_batchings_agree_within_a_thousandth_of_a_pixel(tmp_path, images, default_segmenter):
-    """The README's bound: an image alone and in a chunk of 8 differ by float rounding only
-    (measured 8e-5 px), compared as numbers rather than as CSV text."""
+def test_an_image_gets_its_own_answer_in_any_chunk(tmp_path, images, default_segmenter):
+    """On the CPU each image of a chunk is its own engine call (images_per_call 0, the measured
+    fastest), so an image alone and in a chunk of 8 get bit-identical answers, also through `batch`."""
     alone = default_segmenter.predict_batch(images, samples=4, batch_size=1)
     together = default_segmenter.predict_batch(images, samples=4, batch_size=8)
     for a, b in zip(alone, together):
-        for field in ("landmarks", "landmarks_std", "landmarks_mu"):
-            np.testing.assert_allclose(getattr(a, field), getattr(b, field), atol=1e-3, rtol=0, err_msg=field)
-    # the same through `batch`, whose CSV rounds to 1e-3 px: two roundings apart at most
+        for field in ("landmarks", "landmarks_std", "landmarks_mu", "latent_mu", "latent_sigma"):
+            np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=field)
     rows_of = {}
     for size in (1, 8):
         assert run_batch(default_segmenter, images, tmp_path / f"b{size}", samples=4, batch_size=size,
                          progress=False).done == 5
         rows_of[size] = {r["Image"]: r for r in rows(tmp_path / f"b{size}" / "results.csv")}
-    for image in images:
-        for column in ("Landmarks (Mean)", "Landmarks (Std)"):
-            np.testing.assert_allclose(parse_coords(rows_of[1][image][column]), parse_coords(rows_of[8][image][column]),
-                                       atol=2e-3, rtol=0)
+    assert rows_of[1] == rows_of[8] and len(rows_of[1]) == 5
+
+
+def test_one_engine_call_per_chunk_agrees_within_a_thousandth_of_a_pixel(images, default_segmenter):
+    """images_per_call=8 makes the chunk one engine call, whose batched convolutions sum in another
+    order: the README's bound (measured 8e-5 px)."""
+    joint = chexmask_rt.load(engine_options=chexmask_rt.EngineOptions(images_per_call=8))
+    alone = default_segmenter.predict_batch(images, samples=4, batch_size=1)
+    together = joint.predict_batch(images, samples=4, batch_size=8)
+    assert any(not np.array_equal(a.landmarks, b.landmarks) for a, b in zip(alone, together))  # one call indeed
+    for a, b in zip(alone, together):
+        for field in ("landmarks", "landmarks_std", "landmarks_mu"):
+            np.testing.assert_allclose(getattr(a, field), getattr(b, field), atol=1e-3, rtol=0, err_msg=field)
+
+
+def test_images_per_call_is_checked():
+    with pytest.raises(ModelError, match="images_per_call"):
+        chexmask_rt.load(engine_options=chexmask_rt.EngineOptions(images_per_call=-2))
+
+
+def test_batch_records_its_run(tmp_path, images, default_segmenter):
+    assert run_batch(default_segmenter, images, tmp_path / "b1", samples=4, progress=False).done == 5
     manifest = json.loads((tmp_path / "b1" / "batch.json").read_text())
     assert manifest["Engine SHA256"] == default_segmenter.engine_sha256 and manifest["Samples"] == "4"
 

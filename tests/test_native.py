@@ -146,10 +146,17 @@ def test_native_equals_python_on_shared_images(pair, shared_images, seed, sample
         _assert_results_close(nat.predict(path, samples=samples, seed=seed), ref.predict(path, samples=samples, seed=seed))
 
 
-def test_native_batch_equals_python_batch(pair, shared_images):
-    nat, ref = pair
+@pytest.mark.parametrize("images_per_call", [0, 3])
+def test_native_batch_equals_python_batch(pair, engine_path, shared_images, images_per_call):
+    """A chunk of 3 as the core runs it: one engine call per image by default on the CPU, one
+    call for all three with images_per_call=3; the reference makes the same calls."""
+    _, ref = pair
+    options = chexmask_rt.EngineOptions(images_per_call=images_per_call)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", chexmask_rt.model.UntrainedModelWarning)
+        nat = chexmask_rt.load(engine_path, engine_options=options)
     a = nat.predict_batch(shared_images, samples=10, seed=3, batch_size=3)
-    b = ref.predict_batch(shared_images, samples=10, seed=3, batch_size=3)
+    b = ref.predict_batch(shared_images, samples=10, seed=3, batch_size=images_per_call or 1)
     assert len(a) == len(b) == len(shared_images)
     for x, y in zip(a, b):
         _assert_results_close(x, y)
@@ -225,6 +232,7 @@ def test_engine_options_defaults_match_the_cpp_header():
     doc, defaults = _core.Engine.__init__.__doc__, chexmask_rt.EngineOptions()
     assert f"layout_optimizations: bool = {defaults.layout_optimizations}" in doc
     assert f"memory_pattern: bool = {defaults.memory_pattern}" in doc
+    assert f"images_per_call: typing.SupportsInt | typing.SupportsIndex = {defaults.images_per_call})" in doc
 
 
 def test_engine_settings_change_speed_not_answers(shared_images):

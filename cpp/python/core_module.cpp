@@ -281,7 +281,7 @@ void bind_engine(py::module_& m) {
     py::class_<Engine>(m, "Engine", "A loaded engine; thread-safe, the GIL is released while it works")
         .def(py::init([](const std::string& path, const std::string& library, int threads, bool layout,
                          bool memory_pattern, const std::string& device, const std::string& tensorrt_cache_dir,
-                         const std::string& quality_file) {
+                         const std::string& quality_file, int images_per_call) {
                  EngineOptions options;
                  options.onnxruntime_library = library;
                  options.intra_op_threads = threads;
@@ -290,13 +290,15 @@ void bind_engine(py::module_& m) {
                  options.device = device;
                  options.tensorrt_cache_dir = tensorrt_cache_dir;
                  options.quality_file = quality_file;
+                 options.images_per_call = images_per_call;
                  py::gil_scoped_release release;
                  return std::make_unique<Engine>(path, options);
              }),
              py::arg("model_path"), py::arg("onnxruntime_library") = "", py::arg("intra_op_threads") = 0,
              py::arg("layout_optimizations") = EngineOptions{}.layout_optimizations,
              py::arg("memory_pattern") = EngineOptions{}.memory_pattern, py::arg("device") = EngineOptions{}.device,
-             py::arg("tensorrt_cache_dir") = "", py::arg("quality_file") = "")
+             py::arg("tensorrt_cache_dir") = "", py::arg("quality_file") = "",
+             py::arg("images_per_call") = EngineOptions{}.images_per_call)
         .def_property_readonly("info", &Engine::info)
         .def_property_readonly("providers", &Engine::providers)
         .def(

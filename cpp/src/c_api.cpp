@@ -70,6 +70,8 @@ chexmask_rt::EngineOptions cpp_options(const chexmask_rt_engine_options* options
         out.tensorrt_cache_dir = options->tensorrt_cache_dir;
     if (has(offsetof(chexmask_rt_engine_options, quality_file) + sizeof(const char*)) && options->quality_file != nullptr)
         out.quality_file = options->quality_file;
+    if (has(offsetof(chexmask_rt_engine_options, images_per_call) + sizeof(int)))
+        out.images_per_call = options->images_per_call;
     return out;
 }
 

@@ -3,7 +3,9 @@
 
 #include <filesystem>
 
+#include <algorithm>
 #include <functional>
+#include <limits>
 #include <string>
 #include <utility>
 
@@ -29,20 +31,31 @@ void check_samples(int samples) {
     }
 }
 
+/// EngineOptions::images_per_call resolved: 0 means one image per call on the CPU, all on a GPU.
+std::size_t images_per_call(const EngineOptions& options) {
+    if (options.images_per_call < 0) {
+        throw ModelError("images_per_call must be 0 (automatic) or more, got " + std::to_string(options.images_per_call));
+    }
+    if (options.images_per_call > 0) return static_cast<std::size_t>(options.images_per_call);
+    return options.device == "cpu" ? 1 : std::numeric_limits<std::size_t>::max();
+}
+
 }  // namespace
 
 struct Engine::Impl {
     std::unique_ptr<detail::Backend> backend;
     std::string name;  ///< the model's file name, or "<memory>": for messages
     detail::QualityAssessor quality;
+    std::size_t per_call;  ///< images per engine call
 
     Impl(std::unique_ptr<detail::Backend> opened, const std::string& model_path, const EngineOptions& options)
         : backend(std::move(opened)),
           name(model_path.empty() ? "<memory>" : std::filesystem::path(model_path).filename().string()),
-          quality(detail::load_quality(model_path, options.quality_file, backend->info().checkpoint_sha256)) {}
+          quality(detail::load_quality(model_path, options.quality_file, backend->info().checkpoint_sha256)),
+          per_call(images_per_call(options)) {}
     /// Writes image `b` of a batch, letterboxed to size x size, to `out` and returns its frame.
     using PrepareOne = std::function<detail::Letterbox(std::size_t b, int size, float* out)>;
-    /// One engine call for `count` images: prepare each, run, back to original pixels.
+    /// `count` images, `per_call` to an engine call: prepare each, run, back to original pixels.
     std::vector<Result> one_look(std::size_t count, const PrepareOne& prepare, int samples, std::uint64_t seed) const;
     /// The answers before the final checks: one look, or two with `second_look`.
     std::vector<Result> looks(const std::vector<detail::Pixels>& pixels, int samples, std::uint64_t seed,
@@ -77,17 +90,21 @@ std::vector<Result> Engine::Impl::one_look(std::size_t count, const PrepareOne& 
                                            std::uint64_t seed) const {
     const ModelInfo& info = backend->info();
     const std::size_t plane = static_cast<std::size_t>(info.inputsize) * info.inputsize;
-    std::vector<float> input(plane * count);  // the engine input [B, 1, S, S], filled in place
-    std::vector<detail::Letterbox> frames;
-    frames.reserve(count);
-    for (std::size_t b = 0; b < count; ++b) frames.push_back(prepare(b, info.inputsize, input.data() + b * plane));
     const std::vector<float> eps = latent_noise(samples, info.latents, seed);
-    const int batch = static_cast<int>(count);
-    const detail::EngineOutputs out = backend->run(input.data(), batch, eps.data(), samples);
-
     std::vector<Result> results;
     results.reserve(count);
-    for (int b = 0; b < batch; ++b) results.push_back(detail::postprocess(out, b, frames[b], samples, seed));
+    std::vector<float> input;  // one call's engine input [B, 1, S, S], filled in place
+    std::vector<detail::Letterbox> frames;
+    for (std::size_t start = 0; start < count; start += per_call) {
+        const std::size_t batch = std::min(per_call, count - start);
+        input.resize(plane * batch);
+        frames.clear();
+        for (std::size_t b = 0; b < batch; ++b) frames.push_back(prepare(start + b, info.inputsize, input.data() + b * plane));
+        const detail::EngineOutputs out = backend->run(input.data(), static_cast<int>(batch), eps.data(), samples);
+        for (std::size_t b = 0; b < batch; ++b) {
+            results.push_back(detail::postprocess(out, static_cast<int>(b), frames[b], samples, seed));
+        }
+    }
     return results;
 }
 

@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -437,9 +438,18 @@ void test_engine(const std::string& model, const std::string& library, const std
     CHECK(!one.second_look.has_value());
     if (a.second_look->look == "none") CHECK(same(a, one));
 
+    // on the CPU every image of a batch is its own engine call, so it gets exactly its answer alone
     const auto batch = engine.predict_batch({view(wide, 120, 80, 128), view(tall, 70, 90, 70)}, 5, 1);
     CHECK(batch.size() == 2 && batch[1].width == 70);
-    CHECK(std::fabs(batch[0].landmarks[0].x - a.landmarks[0].x) < 1e-3);
+    CHECK(same(batch[0], a) && same(batch[1], engine.predict(view(tall, 70, 90, 70), 5, 1)));
+    auto together = options;
+    together.images_per_call = 2;  // one engine call for both: batched convolutions round differently
+    const auto joint = chexmask_rt::Engine(model, together).predict_batch({view(wide, 120, 80, 128), view(tall, 70, 90, 70)}, 5, 1);
+    CHECK(joint.size() == 2 && std::fabs(joint[0].landmarks[0].x - a.landmarks[0].x) < 1e-3);
+    CHECK(std::fabs(joint[1].landmarks[7].y - batch[1].landmarks[7].y) < 1e-3);
+    auto negative = options;
+    negative.images_per_call = -1;
+    expect_throw<ModelError>([&] { chexmask_rt::Engine(model, negative); }, "negative images_per_call", "images_per_call");
 
     std::vector<chexmask_rt::Result> sequential;
     for (int i = 0; i < 5; ++i) sequential.push_back(engine.predict(view(tall, 70, 90, 70), 7, i));
@@ -476,6 +486,14 @@ void test_c_api(const std::string& model, const std::string& library) {
     CHECK(chexmask_rt_engine_open_memory(nullptr, 0, nullptr, &engine) == CHEXMASK_RT_MODEL_ERROR);
     chexmask_rt_engine_options unset{};  // struct_size 0: not initialised
     CHECK(chexmask_rt_engine_open(model.c_str(), &unset, &engine) == CHEXMASK_RT_INPUT_ERROR);
+    options.images_per_call = -1;
+    CHECK(chexmask_rt_engine_open(model.c_str(), &options, &engine) == CHEXMASK_RT_MODEL_ERROR);
+    CHECK(engine == nullptr && std::strstr(chexmask_rt_last_error(), "images_per_call") != nullptr);
+    chexmask_rt_engine_options older = options;  // a caller built against the header before images_per_call
+    older.struct_size = offsetof(chexmask_rt_engine_options, images_per_call);
+    CHECK(chexmask_rt_engine_open(model.c_str(), &older, &engine) == CHEXMASK_RT_OK && engine != nullptr);
+    chexmask_rt_engine_free(engine);
+    options.images_per_call = 0;
 
     CHECK(chexmask_rt_engine_open(model.c_str(), &options, &engine) == CHEXMASK_RT_OK && engine != nullptr);
     CHECK(*chexmask_rt_last_error() == '\0');

@@ -143,11 +143,11 @@ class Result:
 class Engine:
     def __init__(self, model_path: str, onnxruntime_library: str = "", intra_op_threads: int = 0,
                  layout_optimizations: bool = False, memory_pattern: bool = False, device: str = "cpu",
-                 tensorrt_cache_dir: str = "", quality_file: str = "") -> None:
+                 tensorrt_cache_dir: str = "", quality_file: str = "", images_per_call: int = 0) -> None:
         """Open a chexmask-rt ONNX engine. onnxruntime_library: path of libonnxruntime.so.1.* (""
         -> $CHEXMASK_RT_ONNXRUNTIME_LIBRARY, else the loader's search path); the first Engine fixes
         it for the process. intra_op_threads 0: one per physical core. layout_optimizations,
-        memory_pattern, device and tensorrt_cache_dir: see chexmask_rt.EngineOptions. quality_file: the
+        memory_pattern, device, tensorrt_cache_dir and images_per_call: see chexmask_rt.EngineOptions. quality_file: the
         reliability flag's calibration ("": <model stem>.quality.json beside the model, when it exists).
         Results holding NaN or infinity raise chexmask_rt.errors.NonFiniteOutputError (index: the image's
         position in the batch)."""

@@ -266,7 +266,7 @@ class _Run:
         self.bar.update(1)
 
     def infer(self, chunk: list[tuple[str, np.ndarray]], **run) -> None:
-        """One engine call for the chunk; when it fails, each image alone, so the failure is its own."""
+        """The core's answers for the chunk; when that fails, each image alone, so the failure is its own."""
         try:
             outs = self.segmenter.predict_batch([a for _, a in chunk], **run)
         except NonFiniteOutputError as exc:  # the engine failed on these images, not on every image

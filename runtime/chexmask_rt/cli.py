@@ -86,8 +86,9 @@ def _add_batch(sub) -> None:
     _add_run_options(p)
     p.add_argument("--workers", type=int, default=4, help="decoder threads (default 4)")
     p.add_argument("--masks", action="store_true", help="also write organ mask PNGs to DIR/masks/")
-    p.add_argument("--batch-size", type=int, metavar="N", help="images per engine call (default 1, the measured "
-                   "best at both model sizes; see README, Performance)")
+    p.add_argument("--batch-size", type=int, metavar="N", help="images handed to the engine together (default 1): "
+                   "one engine call on a GPU; on the CPU each image is its own call, the measured fastest "
+                   "(README, Performance)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_dicom_outputs(p)
     p.add_argument("--ray", nargs="?", const="local", metavar="local|ADDRESS",

@@ -17,8 +17,8 @@ class ModelError(ChexmaskError):
 class NonFiniteOutputError(ModelError):
     """The engine returned NaN or infinite values for one image: a faulty engine, but only this
     image's answer is lost (``chexmask-rt batch`` records it and goes on). The core checks every
-    result; as it raises this error, ``index`` is the image's position in the engine call's batch
-    and ``reason`` the message without it."""
+    result; as it raises this error, ``index`` is the image's position in the list given to
+    ``predict_batch`` and ``reason`` the message without it."""
 
     index: int | None = None
     reason: str | None = None

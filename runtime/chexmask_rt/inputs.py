@@ -15,11 +15,10 @@ from .limits import check_pixels, resolve_max_pixels
 ImageLike = Union[str, os.PathLike, np.ndarray]
 DEFAULT_SAMPLES = 50  # as in the CheXmask-U paper
 MAX_SAMPLES = core.MAX_SAMPLES
-# Images per engine call when the caller does not choose (batch_size=None). Measured with
-# `python -m benchmarks.run --throughput` (native, K = 50, 2 cores, quiet machine, 2026-12-05):
-# single images are the fastest at both sizes (1024: 8.95 images/s against 7.59 for 4 and 7.15
-# for 8; 512: 23.0 against 21.7 and 19.3) and need the least memory, because the engine's fused
-# per-image norms run only at batch 1 (README, Performance).
+# Images handed to the core together when the caller does not choose (batch_size=None). On the CPU
+# the core runs each image as its own engine call anyway (EngineOptions.images_per_call 0: single
+# images were the fastest, README, Performance), so a larger chunk gains nothing there and only
+# makes one bad image cost its neighbours a retry; on a GPU a chunk is one engine call.
 DEFAULT_BATCH = 1
 
 

@@ -54,6 +54,10 @@ class EngineOptions:
     tensorrt_cache_dir: str | None = None
     """device 'tensorrt': folder where ONNX Runtime's TensorRT provider keeps the engines it builds
     (once per model, shape, TensorRT version and GPU); None: rebuilt at every load."""
+    images_per_call: int = 0
+    """Images per engine call within a ``predict_batch`` chunk. 0: one on 'cpu', where single images
+    were the fastest and an image's answer is then exactly its answer alone; the whole chunk on a GPU
+    device (README, "Batches and the default chunk size")."""
 
 
 def default_model_path() -> Path:
@@ -120,7 +124,7 @@ class Segmenter:
         self.path = Path(path)
         self._engine = core.Engine(str(self.path), core.onnxruntime_library(), int(options.threads or 0),
                                    options.layout_optimizations, options.memory_pattern, options.device,
-                                   options.tensorrt_cache_dir or "")
+                                   options.tensorrt_cache_dir or "", "", options.images_per_call)
         if tuple(self._engine.info.organs) != ORGANS:
             # the package's organ views, masks, CSV and measures are the HybridGNet anatomy's: never a
             # silently wrong organ; the core itself (C++/C API, _core.Engine) serves other organs
@@ -185,11 +189,14 @@ class Segmenter:
     def predict_batch(self, images: Sequence[ImageLike] | Iterable[ImageLike], *, samples: int = DEFAULT_SAMPLES,
                       seed: int = 0, bit_depth: int | None = None, batch_size: int | None = None,
                       second_look: bool | None = None, max_pixels: int | None = None) -> list[Result]:
-        """Segment several images; each chunk of ``batch_size`` is one engine call sharing one eps
-        (their crops another); None: :data:`DEFAULT_BATCH`, the measured best. ``second_look`` and ``max_pixels`` as in ``predict``.
+        """Segment several images, ``batch_size`` at a time (None: :data:`DEFAULT_BATCH`); they share
+        one eps. ``second_look`` and ``max_pixels`` as in ``predict``.
 
-        An image's result may differ from its result alone by float rounding: at most 1e-3 px
-        (measured: up to 3.5e-4 px on the shared radiographs), because batched convolutions sum in another order."""
+        How a chunk reaches the engine is :attr:`EngineOptions.images_per_call`'s: by default one
+        engine call per image on the CPU (the measured fastest), so every result is bit-identical to the
+        image's result alone; on a GPU one call per chunk, where a result may differ from the image's
+        result alone by float rounding (batched convolutions sum in another order; at most 1e-3 px,
+        measured up to 3.5e-4 px on the shared radiographs)."""
         batch_size = DEFAULT_BATCH if batch_size is None else batch_size
         samples, seed = check_run_arguments(samples, seed, batch_size)
         bit_depth = check_bit_depth(bit_depth)
@@ -203,7 +210,7 @@ class Segmenter:
 
     def _segment(self, chunk: list[tuple[np.ndarray, str | None]], samples: int, seed: int, bit_depth: int | None,
                  second_look: bool | None) -> list[Result]:
-        """One engine call (two with a second look) for decoded (gray, name) pairs."""
+        """The core's answers for decoded (gray, name) pairs."""
         try:
             outs = self._engine.predict_batch([gray for gray, _ in chunk], samples, seed, bit_depth, second_look)
         except NonFiniteOutputError as exc:  # the core counts images; name the file instead

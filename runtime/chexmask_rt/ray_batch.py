@@ -84,8 +84,8 @@ class SegmentBatch:
     :data:`ROW_COLUMNS`. Constructor: ``model`` (a path every node can read; None: the shipped
     model) or ``engine_files`` (:func:`engine_files`), then what ``predict`` takes, ``threads``
     per actor, ``backend``, ``masks_dir`` (a shared folder for mask PNGs), ``workers`` (decoder
-    threads) and ``batch_size`` (images per engine call, as in ``predict_batch``; None: the measured
-    default for the engine).
+    threads) and ``batch_size`` (images handed to the engine together, as in ``predict_batch``; None:
+    its default).
     """
 
     def __init__(self, model: str | None = None, *, engine_files: dict[str, bytes] | None = None, samples: int = 50,

@@ -100,7 +100,7 @@ _END = object()
 
 def _segment(segmenter, decoded: list[tuple[ImageLike, tuple[np.ndarray, str | None]]],
              options: dict) -> list[Result | ChexmaskError]:
-    """One engine call for the decoded images; when it fails, each image alone, so that one bad image
+    """The core's answers for the decoded images; when that fails, each image alone, so that one bad image
     gets the error and the others their results. A ModelError is the engine's, not an image's: raised."""
     if not decoded:
         return []

@@ -255,6 +255,12 @@ struct EngineOptions {
     /// device "tensorrt": folder where the TensorRT provider keeps the engines it builds (built
     /// once per model, input shape, TensorRT version and GPU; minutes on a Jetson); empty: none kept.
     std::string tensorrt_cache_dir;
+    /// Images per engine call in predict_batch: a longer list runs as several calls, in order.
+    /// 0: automatic, one image per call on "cpu" and the whole list on "cuda"/"tensorrt". On the
+    /// CPU single images were the fastest (2 cores, K = 50: batched calls gave 0.80-0.84x the
+    /// images/s, README "Batches"), need the least memory, and give every image exactly the answer
+    /// it gets alone; a GPU has the parallelism to gain from a batch (not measured here).
+    int images_per_call = 0;
     /// The quality calibration (Result::quality). Empty: `<model stem>.quality.json` beside the model
     /// file, when there is one (none for Engine::from_memory); results of an engine without
     /// thresholds say "not calibrated". A file named here but missing or malformed is a ModelError.
@@ -285,8 +291,8 @@ public:
     Result predict(const ImageView& image, int samples, std::uint64_t seed,
                    std::optional<bool> second_look = std::nullopt) const;
 
-    /// Segments several images in one engine call (two with `second_look`: the crops are the
-    /// second); they share one eps.
+    /// Segments several images, EngineOptions::images_per_call to an engine call (the crops of a
+    /// second look are a second round of calls); they share one eps.
     std::vector<Result> predict_batch(const std::vector<ImageView>& images, int samples,
                                       std::uint64_t seed, std::optional<bool> second_look = std::nullopt) const;
 

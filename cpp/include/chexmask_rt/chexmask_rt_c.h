@@ -73,6 +73,8 @@ typedef struct chexmask_rt_engine_options {
     const char* quality_file;        /* the reliability flag's calibration; NULL: "<model stem>.quality.json"
                                         beside the model file if it exists (none from memory); a file named
                                         here but missing or malformed: CHEXMASK_RT_MODEL_ERROR */
+    int images_per_call;             /* images per engine call in chexmask_rt_predict_batch; 0: one on the
+                                        CPU (the fastest there), all on a GPU (EngineOptions in the C++ header) */
 } chexmask_rt_engine_options;
 
 /* Fills `options` with the defaults (what passing NULL to the open functions means). */
