@@ -43,10 +43,11 @@ from .csv_output import COLUMNS, csv_row, write_masks
 from .dicom_out import write_objects
 from .dicom_source import with_source
 from .discovery import discover
-from .errors import ChexmaskError, InputError, ModelError, NonFiniteOutputError
+from .errors import ChexmaskError, InputError
 from .image_io import read_image, to_gray
 from .limits import resolve_max_pixels
 from .inputs import DEFAULT_BATCH, check_run_arguments
+from .streaming import segment_each
 
 ERROR_COLUMNS = ("Image", "Error", "Reason")
 
@@ -266,24 +267,12 @@ class _Run:
         self.bar.update(1)
 
     def infer(self, chunk: list[tuple[str, np.ndarray]], **run) -> None:
-        """The core's answers for the chunk; when that fails, each image alone, so the failure is its own."""
-        try:
-            outs = self.segmenter.predict_batch([a for _, a in chunk], **run)
-        except NonFiniteOutputError as exc:  # the engine failed on these images, not on every image
-            error: BaseException = exc
-        except ModelError:
-            raise
-        except Exception as exc:  # one image's failure must not stop the archive
-            error = exc
-        else:
-            for (image, _), result in zip(chunk, outs):
-                self.finish(image, result)
-            return
-        if len(chunk) == 1:
-            self.fail(chunk[0][0], error)
-            return
-        for item in chunk:
-            self.infer([item], **run)
+        """Each image's answer, or its own failure (``streaming.segment_each``)."""
+        for (image, _), answer in zip(chunk, segment_each(self.segmenter, [a for _, a in chunk], **run)):
+            if isinstance(answer, Exception):
+                self.fail(image, answer)
+            else:
+                self.finish(image, answer)
 
     def process(self, todo: Sequence[str], *, workers: int, batch_size: int, max_pixels: int, **run) -> None:
         readable, out = [], self.out.resolve()

@@ -98,23 +98,29 @@ def _stream(segmenter, inputs: Iterator[ImageLike], options: dict, batch_size: i
 _END = object()
 
 
-def _segment(segmenter, decoded: list[tuple[ImageLike, tuple[np.ndarray, str | None]]],
-             options: dict) -> list[Result | ChexmaskError]:
-    """The core's answers for the decoded images; when that fails, each image alone, so that one bad image
-    gets the error and the others their results. A ModelError is the engine's, not an image's: raised."""
-    if not decoded:
-        return []
+def segment_each(segmenter, arrays: list[np.ndarray], **options) -> list[Result | Exception]:
+    """The core's answer for each decoded array, or the exception of the array it is about: when the
+    chunk fails, each array again alone, so that one bad image gets the error and the others their
+    results (``predict_iter`` and ``chexmask-rt batch``). A ModelError other than a non-finite output
+    is the engine's, not an image's: raised. ``options`` as ``predict_batch`` takes them."""
     try:
-        results = segmenter.predict_batch([gray for _, (gray, _) in decoded], batch_size=len(decoded), **options)
+        return list(segmenter.predict_batch(arrays, **{**options, "batch_size": len(arrays)}))
     except NonFiniteOutputError as exc:  # the engine failed on these images, not on every image
-        error: BaseException = exc
+        error: Exception = exc
     except ModelError:
         raise
-    except Exception as exc:
+    except Exception as exc:  # one image's failure must not stop the others
         error = exc
-    else:
-        return [with_source(dataclasses.replace(r, image=name), item)
-                for r, (item, (_, name)) in zip(results, decoded)]
-    if len(decoded) == 1:
-        return [_as_error(decoded[0][0], error)]
-    return [_segment(segmenter, [one], options)[0] for one in decoded]
+    if len(arrays) == 1:
+        return [error]
+    return [segment_each(segmenter, [one], **options)[0] for one in arrays]
+
+
+def _segment(segmenter, decoded: list[tuple[ImageLike, tuple[np.ndarray, str | None]]],
+             options: dict) -> list[Result | ChexmaskError]:
+    """Each decoded input's result, named and sourced as the input, or its error."""
+    if not decoded:
+        return []
+    answers = segment_each(segmenter, [gray for _, (gray, _) in decoded], **options)
+    return [_as_error(item, a) if isinstance(a, Exception) else with_source(dataclasses.replace(a, image=name), item)
+            for a, (item, (_, name)) in zip(answers, decoded)]
