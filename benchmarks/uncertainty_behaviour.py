@@ -1,6 +1,10 @@
-"""The paper's two uncertainty experiments on the shipped model and the shared real images.
+"""The paper's two uncertainty experiments on the shipped model and real radiographs.
 
-    python -m benchmarks.uncertainty_behaviour [--model M] [--out benchmarks/results]
+    python -m benchmarks.uncertainty_behaviour [--model M] [--out benchmarks/results] [--real N]
+
+The images: the five shared radiographs; with ``--real N``, one radiograph of each of the first N
+validation patients of the Hannover split (``training/real_split.json``: held out from training,
+bedside AP and PA clinical images), written as ``uncertainty_behaviour_real.*``.
 
 1. Additive Gaussian noise, sigma 0..120 on the 0-255 scale (seeded): the mean
    node std should rise with it (Spearman rho per image; target >= 0.9).
@@ -11,10 +15,11 @@
    project is stated, so it covers the same share of the frame on every image;
    201 original pixels are also measured, for comparison (they cover 16x more
    of a 512 px image than of a 2048 px one).
-Writes uncertainty_behaviour.json and .png (two panels) to --out.
+Writes uncertainty_behaviour[_real].json and .png (two panels) to --out.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +27,7 @@ import numpy as np
 import chexmask_rt
 from benchmarks.shared_data import experiment_arguments, gray_radiographs, write_report
 from chexmask_rt._core import Letterbox
+from chexmask_rt.image_io import read_image, to_gray
 from chexmask_rt.anatomy import organ_slices
 
 NOISE_LEVELS = [0, 10, 20, 30, 45, 60, 80, 100, 120]
@@ -73,11 +79,27 @@ def occlusion_ratios(seg, gray: np.ndarray, side: int) -> list[dict]:
     return rows
 
 
+def real_radiographs(count: int, data: Path) -> Iterator[tuple[Path, np.ndarray]]:
+    """The first image of each of the first ``count`` validation patients (by patient id)."""
+    from training.real_data import load_split, mhh_images
+
+    first: dict[str, Path] = {}
+    for patient, path in mhh_images(set(load_split()["validation_patients"]), data):
+        first.setdefault(patient, path)
+    for patient in sorted(first)[:count]:
+        yield first[patient], to_gray(read_image(first[patient]))
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = experiment_arguments(__doc__).parse_args(argv)
+    parser = experiment_arguments(__doc__)
+    parser.add_argument("--real", type=int, metavar="N", help="N held-out Hannover radiographs instead of the shared ones")
+    args = parser.parse_args(argv)
     seg = chexmask_rt.load(args.model)
     report = {"model": seg.model_id, "noise_levels": NOISE_LEVELS, "images": {}}
-    for i, (path, gray) in enumerate(gray_radiographs(args.data)):
+    images = real_radiographs(args.real, args.data) if args.real else gray_radiographs(args.data)
+    if args.real:
+        report["images_from"] = "one radiograph of each of the first N validation patients (training/real_split.json)"
+    for i, (path, gray) in enumerate(images):
         curve = noise_curve(seg, gray, seed=i)
         side = occlusion_side(gray.shape)
         occ = occlusion_ratios(seg, gray, side)
@@ -92,7 +114,13 @@ def main(argv: list[str] | None = None) -> None:
               f"occlusion ratio median {entry['occlusion_ratio_median']:.2f} "
               f"(min {min(o['ratio'] for o in occ):.2f}; square of {side} px); "
               f"with {OCCLUSION} original px: {entry['occlusion_original_px_ratio_median']:.2f}")
-    write_report(args.out, "uncertainty_behaviour", report, _plot)
+    summary = {"spearman_median": float(np.median([v["spearman"] for v in report["images"].values()])),
+               "occlusion_ratio_median": float(np.median([o["ratio"] for v in report["images"].values()
+                                                          for o in v["occlusion"]]))}
+    report["summary"] = summary
+    print(f"median over images: spearman {summary['spearman_median']:.3f}; "
+          f"occlusion ratio (all squares) {summary['occlusion_ratio_median']:.2f}")
+    write_report(args.out, "uncertainty_behaviour" + ("_real" if args.real else ""), report, _plot)
 
 
 def _plot(report: dict, path: Path) -> None:

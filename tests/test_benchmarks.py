@@ -11,6 +11,7 @@ import onnx
 
 import chexmask_rt
 from benchmarks import framing, int8_encoder, profile_ops, uncertainty_behaviour
+from benchmarks.shared_data import DATA
 from benchmarks.run import TARGET_CALLS, TARGETS, peak_rss_mb, sweep_cases, targets
 from chexmask_rt.image_io import read_image
 
@@ -153,6 +154,19 @@ class _RecordingModel:
         self.images.append(image)
         x, y = np.round(self.landmarks).astype(int).T
         return SimpleNamespace(landmarks=self.landmarks, node_uncertainty=np.where(image[y, x] == 0, 3.0, 1.0))
+
+
+def test_real_uncertainty_images_are_held_out_one_per_patient():
+    """--real N takes validation patients' radiographs only, one per patient, none a training image."""
+    from training.real_data import load_split, mhh_images
+
+    split = load_split()
+    picked = [path for path, _ in uncertainty_behaviour.real_radiographs(3, DATA)]
+    owner = {path: patient for patient, path in mhh_images(set(split["validation_patients"]) | set(split["training_patients"]),
+                                                          DATA)}
+    patients = [owner[path] for path in picked]
+    assert len(picked) == 3 and len(set(patients)) == 3
+    assert set(patients) <= set(split["validation_patients"]) and not set(patients) & set(split["training_patients"])
 
 
 def test_occlusion_blacks_out_a_square_centred_on_each_lung_landmark_and_compares_its_nodes():
