@@ -140,6 +140,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--overlays", type=Path)
     p.add_argument("--single-look", dest="second_look", action="store_const", const=False, default=None,
                    help="one engine call per image (second_look=False; default: the engine's own setting)")
+    p.add_argument("--second-look", dest="second_look", action="store_const", const=True,
+                   help="a second engine call on a crop around the lungs (second_look=True)")
     args = p.parse_args(argv)
     if not args.real and (args.model is None or args.out is None):
         p.error("--model and --out are required without --real")
