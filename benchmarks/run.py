@@ -165,7 +165,7 @@ def _runtime_runner(engine: Path, backend: str, settings: str | None):
 
         options = chexmask_rt.EngineOptions(**SETTINGS[settings]) if settings else None
         seg = chexmask_rt.load(engine, engine_options=options)
-    # one engine call per image, like the published flow it is compared with; the default second look
+    # one engine call per image, like the published flow it is compared with; the second look
     # doubles the work (its cost: python -m benchmarks.framing)
     return lambda images, samples: seg.predict_batch(images, samples=samples, batch_size=len(images),
                                                      second_look=False)

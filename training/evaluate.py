@@ -2,7 +2,7 @@
 
     python -m training.evaluate --real [--model engine.onnx] [--out real_metrics.json] [--single-look]
     python -m training.evaluate --model engine.onnx [--textures textures.json] --out metrics.json [--overlays DIR]
-        [--single-look]
+        [--single-look|--second-look]
 
 ``--real`` measures the model on real radiographs, the figures that choose a model
 (``training.real_eval``): the lungs' outer-extent error on the validation patients of the
@@ -12,8 +12,8 @@ held-out out-of-distribution split; each with one engine call and with the secon
 ``--model`` it measures the shipped default engine. Without ``--real`` it measures the synthetic
 figures below.
 
-Predictions are the runtime's default for the engine (the shipped model's: a second look,
-README, "The second look") unless ``--single-look`` asks for one engine call per image.
+Predictions are the runtime's default for the engine (the shipped model's: one engine call;
+README, "The second look") unless ``--single-look`` or ``--second-look`` (synthetic figures) asks for one or two.
 
 * held-out shapes (JSRT test split + 10 % of the CheXmask ids) rendered on each
   real texture without augmentation, at 1024 x 1024: mean landmark error in
