@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
         seg = chexmask_rt.load(args.model)
     if args.real:
         metrics = {"model": seg.model_id, "samples": args.samples, "engine_second_look": seg.info.second_look,
-                   **real_report(seg, args.samples, args.data, both_looks=args.second_look is None)}
+                   **real_report(seg, args.samples, args.data, both_looks=args.second_look is not False)}
         _write(metrics, args.out)
         return
     second_look = seg.info.second_look if args.second_look is None else args.second_look
