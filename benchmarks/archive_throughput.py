@@ -4,7 +4,7 @@
 
 Builds an archive of ``--images`` files (hard links to the five shared radiographs and the CR
 DICOM, in turn, in folders of 100), then runs ``chexmask-rt batch`` on it twice, each into a new
-output folder: locally (the default settings, the shipped model's second look included), and
+output folder: locally (the default settings: one engine call per image for the shipped model), and
 with ``--ray local --ray-actors N --threads 1`` (N actors of one engine thread each). Each run's
 wall time gives images/s; its peak memory is the largest sum of the resident memory of the
 command and every process under it (Ray's daemons and actors), sampled every 0.2 s with psutil.

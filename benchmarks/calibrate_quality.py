@@ -21,9 +21,9 @@ Scores: the mean node std in the 1024 frame and the mean latent sigma (chexmask_
 The two thresholds are chosen together to maximise Youden's J (TPR − FPR) of the rule
 "flag when either score is above its threshold", as in CheXmask-U; a score may be left
 out (threshold +inf) when it does not help. ROC AUC of each score (Mann–Whitney U) is
-reported. Predictions take the engine's default (the shipped model's: a second look,
-the core's second look, which pools two looks' samples and so moves the scores);
-``--single-look`` measures one engine call.
+reported. Predictions take the engine's default (the shipped model's: one engine call;
+an engine exported with ``--second-look``: the core's second look, which pools two looks'
+samples and so moves the scores); ``--single-look`` measures one engine call.
 ``--write`` stores the thresholds in ``<engine stem>.quality.json`` beside the engine, keyed by
 its checkpoint_sha256; the runtime applies them to both kinds of answer.
 """

@@ -9,7 +9,7 @@ larger of their width over the image's width and their height over its height;
 1 is a lung touching the edges): a border is cropped away (a tighter field of
 view) or added in black, the same fraction of each side. For each framing it
 reports the mean landmark distance in the 1024 frame of the re-framed image,
-with the default second look and with one engine call (``second_look=False``,
+with the second look (``second_look=True``) and with one engine call (``second_look=False``,
 README, "The second look"):
 
 * ``wiki_example1`` against its reference landmarks (accuracy);

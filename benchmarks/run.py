@@ -100,7 +100,7 @@ def published_1024() -> tuple[Path, Path]:
 def default_model() -> tuple[Path, Path]:
     from chexmask_rt import default_model_path
 
-    return REPO / "training" / "checkpoints" / "default-v7", default_model_path()
+    return REPO / "training" / "checkpoints" / "default-v8", default_model_path()
 
 
 MODELS = {"published-1024": published_1024, "default-512": default_model}
@@ -172,7 +172,7 @@ def _runtime_runner(engine: Path, backend: str, settings: str | None):
 
         options = chexmask_rt.EngineOptions(**ENGINE_OPTIONS[settings]) if settings else None
         seg = chexmask_rt.load(engine, engine_options=options)
-    # one engine call per image, like the published flow it is compared with; the default second look
+    # one engine call per image, like the published flow it is compared with; the second look
     # doubles the work (its cost: python -m benchmarks.framing)
     return lambda images, samples: seg.predict_batch(images, samples=samples, batch_size=len(images),
                                                      second_look=False)

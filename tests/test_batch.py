@@ -106,15 +106,16 @@ def test_other_settings_are_refused_on_resume(tmp_path, shared_images):
     assert cli("batch", listing, "--out", out, "--samples", 2, "--no-progress").returncode == 0
     proc = cli("batch", listing, "--out", out, "--samples", 3, "--no-progress")
     assert proc.returncode == 3 and "made with Samples '2'" in proc.stderr and "Traceback" not in proc.stderr
-    # the second look is a setting too: its answers are not one engine call's
-    assert rows(out / "results.csv")[0]["Second Look"] == "pooled"
-    proc = cli("batch", listing, "--out", out, "--samples", 2, "--no-progress", "--single-look")
-    assert proc.returncode == 3 and "made with Second Look 'on', this run uses 'off'" in proc.stderr
-    single = tmp_path / "single"
-    assert cli("batch", listing, "--out", single, "--samples", 2, "--no-progress", "--single-look").returncode == 0
-    assert rows(single / "results.csv")[0]["Second Look"] == "off"
-    proc = cli("batch", listing, "--out", single, "--samples", 2, "--no-progress")
+    # the second look is a setting too: its answers are not one engine call's (the shipped default)
+    assert rows(out / "results.csv")[0]["Second Look"] == "off"
+    proc = cli("batch", listing, "--out", out, "--samples", 2, "--no-progress", "--second-look")
     assert proc.returncode == 3 and "made with Second Look 'off', this run uses 'on'" in proc.stderr
+    second = tmp_path / "second"
+    assert cli("batch", listing, "--out", second, "--samples", 2, "--no-progress", "--second-look").returncode == 0
+    assert rows(second / "results.csv")[0]["Second Look"] == "pooled"
+    for flags in ([], ["--single-look"]):
+        proc = cli("batch", listing, "--out", second, "--samples", 2, "--no-progress", *flags)
+        assert proc.returncode == 3 and "made with Second Look 'on', this run uses 'off'" in proc.stderr
 
 
 @pytest.mark.parametrize("args,code,needle", [

@@ -329,11 +329,12 @@ def test_cpp_example_json_equals_python_cli(shared_images, tmp_path):
     cv2.imwrite(str(deep[1]), gray.astype(np.uint16))
     images = [str(p) for p in [*shared_images, *deep]]
     args = ["--model", model, "--samples", "12", "--seed", "5"]
-    cpp = subprocess.run([str(program), *args, "--onnxruntime", core.onnxruntime_library(), *images],
+    # the second look, asked for: the shipped engine makes one call by default (below)
+    cpp = subprocess.run([str(program), *args, "--onnxruntime", core.onnxruntime_library(), "--second-look", *images],
                          capture_output=True, text=True, check=True, timeout=300)
-    cli = subprocess.run([sys.executable, "-m", "chexmask_rt", "predict", *args, "--json", "-", *images],
-                         capture_output=True, text=True, check=True, timeout=300)
-    ref = ReferenceSegmenter(model).predict_batch(images, samples=12, seed=5, batch_size=1)
+    cli = subprocess.run([sys.executable, "-m", "chexmask_rt", "predict", *args, "--second-look", "--json", "-",
+                          *images], capture_output=True, text=True, check=True, timeout=300)
+    ref = ReferenceSegmenter(model).predict_batch(images, samples=12, seed=5, batch_size=1, second_look=True)
     got, want = json.loads(cpp.stdout), json.loads(cli.stdout)
     assert isinstance(got, list) and len(got) == len(want) == len(ref)
     for g, w, r in zip(got, want, ref):
@@ -354,11 +355,11 @@ def test_cpp_example_json_equals_python_cli(shared_images, tmp_path):
                 else:
                     assert g[key] == value, key
     assert {g["second_look"]["look"] for g in got} == {"pooled"}
-    # --single-look: one engine call, as the CLI's
+    # the shipped engine's default: one engine call in both programs
     one = [*args, images[0]]
     cpp1 = json.loads(subprocess.run([str(program), *one[:-1], "--onnxruntime", core.onnxruntime_library(),
-                                      "--single-look", one[-1]], capture_output=True, text=True, check=True).stdout)
-    cli1 = json.loads(subprocess.run([sys.executable, "-m", "chexmask_rt", "predict", *one, "--single-look", "--json", "-"],
+                                      one[-1]], capture_output=True, text=True, check=True).stdout)
+    cli1 = json.loads(subprocess.run([sys.executable, "-m", "chexmask_rt", "predict", *one, "--json", "-"],
                                      capture_output=True, text=True, check=True).stdout)
     assert "second_look" not in cpp1 and cli1.keys() - cpp1.keys() == {"dicom", "measures"}
     np.testing.assert_allclose(cpp1["landmarks"], cli1["landmarks"], atol=PX_TOL, rtol=0)

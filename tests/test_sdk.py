@@ -71,11 +71,13 @@ def _json(program: Path, images: list[Path], *args, library: str | None = None) 
 
 def test_c_example_prints_the_cpp_examples_json(pgm_images):
     c, cpp = _require(C_EXAMPLE), _require(CPP_EXAMPLE)
-    want = _json(cpp, pgm_images)
+    want = _json(cpp, pgm_images, "--second-look")
     assert want.startswith("[\n{") and '"look": "pooled"' in want
-    assert _json(c, pgm_images) == want
-    assert _json(c, pgm_images, "--from-memory") == want
-    assert _json(c, pgm_images[:1], "--single-look") == _json(cpp, pgm_images[:1], "--single-look")
+    assert _json(c, pgm_images, "--second-look") == want
+    assert _json(c, pgm_images, "--second-look", "--from-memory") == want
+    one = _json(cpp, pgm_images[:1])  # the shipped engine's default: one engine call
+    assert '"second_look"' not in one and _json(c, pgm_images[:1]) == one
+    assert _json(c, pgm_images[:1], "--single-look") == _json(cpp, pgm_images[:1], "--single-look") == one
 
 
 def test_c_example_prints_the_reliability_flag(tmp_path, pgm_images, default_segmenter):

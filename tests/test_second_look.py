@@ -118,7 +118,7 @@ def _wide(gray: np.ndarray, pad: int = 380) -> np.ndarray:
 def test_a_framed_chest_is_the_pool_of_both_looks(segmenter, example1):
     gray, _ = example1
     one = segmenter.predict(gray, samples=20, second_look=False)
-    two = segmenter.predict(gray, samples=20)
+    two = segmenter.predict(gray, samples=20, second_look=True)
     info = two.second_look
     assert info.look == "pooled" and one.second_look is None
     left, top, side = info.crop_left, info.crop_top, info.crop_side
@@ -130,14 +130,15 @@ def test_a_framed_chest_is_the_pool_of_both_looks(segmenter, example1):
     assert two.quality is not None and two.quality.calibrated
     assert two.to_dict()["second_look"] == info.to_dict() and "second_look" not in one.to_dict()
     assert info.first_fill == pytest.approx(lung_fill(one.landmarks, one.height, one.width), abs=1e-12)
-    np.testing.assert_array_equal(two.landmarks, segmenter.predict(gray, samples=20).landmarks)  # deterministic
+    np.testing.assert_array_equal(two.landmarks, segmenter.predict(gray, samples=20, second_look=True).landmarks)
 
 
 def test_the_second_look_equals_the_references(segmenter, example1):
     gray, _ = example1
     ref = ReferenceSegmenter(segmenter.path)
     for image in (gray, _wide(gray)):
-        got, want = segmenter.predict(image, samples=10), ref.predict(image, samples=10)
+        got = segmenter.predict(image, samples=10, second_look=True)
+        want = ref.predict(image, samples=10, second_look=True)
         assert got.second_look.to_dict() == pytest.approx(want.second_look)
         for field in ("landmarks", "landmarks_std", "landmarks_mu"):
             np.testing.assert_allclose(getattr(got, field), getattr(want, field), atol=1e-3, rtol=0, err_msg=field)
@@ -148,7 +149,7 @@ def test_a_wide_field_of_view_takes_the_crops_answer_and_lands_closer(segmenter,
     wide = _wide(gray)
     moved_truth = truth + 380
     one = segmenter.predict(wide, samples=20, second_look=False)
-    two = segmenter.predict(wide, samples=20)
+    two = segmenter.predict(wide, samples=20, second_look=True)
     assert lung_fill(one.landmarks, *wide.shape) < CROP_ONLY_BELOW
     info = two.second_look
     assert info.look == "crop_only" and info.crop_side < max(wide.shape) and (two.height, two.width) == wide.shape
@@ -159,10 +160,10 @@ def test_a_wide_field_of_view_takes_the_crops_answer_and_lands_closer(segmenter,
 def test_batches_equal_single_predictions(segmenter, example1):
     gray, _ = example1
     images = [gray, _wide(gray), gray]
-    batch = segmenter.predict_batch(images, samples=10, batch_size=2)
+    batch = segmenter.predict_batch(images, samples=10, batch_size=2, second_look=True)
     assert [r.second_look.look for r in batch] == ["pooled", "crop_only", "pooled"]
     for image, r in zip(images, batch):
-        alone = segmenter.predict(image, samples=10)
+        alone = segmenter.predict(image, samples=10, second_look=True)
         # on the CPU each image and each crop is its own engine call: its answer alone, bit for bit
         np.testing.assert_array_equal(r.landmarks, alone.landmarks)
         np.testing.assert_array_equal(r.landmarks_std, alone.landmarks_std)
@@ -175,27 +176,29 @@ def test_the_crop_keeps_its_images_bit_depth(segmenter, example1):
     gray, _ = example1
     wide = _wide(gray).astype(np.uint16) * 8
     wide[0, 0] = 4095
-    inferred = segmenter.predict(wide, samples=10)
+    inferred = segmenter.predict(wide, samples=10, second_look=True)
     assert inferred.second_look.crop_left > 0
-    np.testing.assert_array_equal(inferred.landmarks, segmenter.predict(wide, samples=10, bit_depth=12).landmarks)
+    np.testing.assert_array_equal(inferred.landmarks,
+                                  segmenter.predict(wide, samples=10, bit_depth=12, second_look=True).landmarks)
 
 
 def test_the_core_uses_the_references_constants():
     assert (core.SECOND_LOOK_FILL, core.CROP_ONLY_BELOW) == (FILL, CROP_ONLY_BELOW)
 
 
-def test_cli_single_look_and_the_csv_column(tmp_path, example1):
+def test_cli_looks_and_the_csv_column(tmp_path, example1):
     gray, _ = example1
     path = tmp_path / "wide.png"
     cv2.imwrite(str(path), _wide(gray))
     run = [sys.executable, "-m", "chexmask_rt", "predict", str(path), "--samples", "10"]
-    two = subprocess.run([*run, "--json", "-"], capture_output=True, text=True, cwd=REPO)
+    two = subprocess.run([*run, "--second-look", "--json", "-"], capture_output=True, text=True, cwd=REPO)
     one = subprocess.run([*run, "--single-look", "--json", "-"], capture_output=True, text=True, cwd=REPO)
     assert two.returncode == 0 and one.returncode == 0, two.stderr + one.stderr
     assert json.loads(two.stdout)["second_look"]["look"] == "crop_only"
     assert "second_look" not in json.loads(one.stdout)
-    rows = subprocess.run([*run, "--single-look", "--csv", "-"], capture_output=True, text=True, cwd=REPO)
-    assert next(csv.DictReader(io.StringIO(rows.stdout)))["Second Look"] == "off"
+    for flags, column in (([], "off"), (["--second-look"], "crop_only")):  # the shipped engine: one call
+        rows = subprocess.run([*run, *flags, "--csv", "-"], capture_output=True, text=True, cwd=REPO)
+        assert next(csv.DictReader(io.StringIO(rows.stdout)))["Second Look"] == column, rows.stderr
 
 
 @pytest.fixture(scope="module")
@@ -216,14 +219,15 @@ def marked_engine(tmp_path_factory):
 
 
 def test_the_engine_decides_whether_predict_looks_twice(marked_engine, example1):
-    """Only engines exported with --second-look (the shipped model) look twice by default: a published
-    checkpoint answers as upstream does unless asked."""
+    """Only engines exported with --second-look look twice by default: a published checkpoint and the
+    shipped model (since version 8) answer with one engine call unless asked."""
     gray, _ = example1
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         plain, marked = (chexmask_rt.load(marked_engine[m]) for m in (False, True))
         shipped = chexmask_rt.load()
-    assert (plain.info.second_look, marked.info.second_look, shipped.info.second_look) == (False, True, True)
+    assert (plain.info.second_look, marked.info.second_look, shipped.info.second_look) == (False, True, False)
+    assert shipped.predict(gray, samples=4).second_look is None
     assert plain.predict(gray, samples=4).second_look is None
     assert plain.predict(gray, samples=4, second_look=True).second_look is not None
     assert marked.predict(gray, samples=4).second_look is not None

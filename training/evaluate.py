@@ -2,7 +2,7 @@
 
     python -m training.evaluate --real [--model engine.onnx] [--out real_metrics.json] [--single-look]
     python -m training.evaluate --model engine.onnx [--textures textures.json] --out metrics.json [--overlays DIR]
-        [--single-look]
+        [--single-look|--second-look]
 
 ``--real`` measures the model on real radiographs, the figures that choose a model
 (``training.real_eval``): the lungs' outer-extent error on the validation patients of the
@@ -12,8 +12,8 @@ held-out out-of-distribution split; each with one engine call and with the secon
 ``--model`` it measures the shipped default engine. Without ``--real`` it measures the synthetic
 figures below.
 
-Predictions are the runtime's default for the engine (the shipped model's: a second look,
-README, "The second look") unless ``--single-look`` asks for one engine call per image.
+Predictions are the runtime's default for the engine (the shipped model's: one engine call;
+README, "The second look") unless ``--single-look`` or ``--second-look`` (synthetic figures) asks for one or two.
 
 * held-out shapes (JSRT test split + 10 % of the CheXmask ids) rendered on each
   real texture without augmentation, at 1024 x 1024: mean landmark error in
@@ -140,6 +140,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--overlays", type=Path)
     p.add_argument("--single-look", dest="second_look", action="store_const", const=False, default=None,
                    help="one engine call per image (second_look=False; default: the engine's own setting)")
+    p.add_argument("--second-look", dest="second_look", action="store_const", const=True,
+                   help="a second engine call on a crop around the lungs (second_look=True)")
     args = p.parse_args(argv)
     if not args.real and (args.model is None or args.out is None):
         p.error("--model and --out are required without --real")
@@ -148,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
         seg = chexmask_rt.load(args.model)
     if args.real:
         metrics = {"model": seg.model_id, "samples": args.samples, "engine_second_look": seg.info.second_look,
-                   **real_report(seg, args.samples, args.data, both_looks=args.second_look is None)}
+                   **real_report(seg, args.samples, args.data, both_looks=args.second_look is not False)}
         _write(metrics, args.out)
         return
     second_look = seg.info.second_look if args.second_look is None else args.second_look

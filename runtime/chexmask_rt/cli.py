@@ -38,7 +38,7 @@ def _add_run_options(p) -> None:
     looks = p.add_mutually_exclusive_group()
     looks.add_argument("--single-look", dest="second_look", action="store_const", const=False, default=None,
                        help="one engine call per image, in half the time (default: the engine's own setting, "
-                            "a second look for the shipped model; see the README, \"The second look\")")
+                            "one call for the shipped model; see the README, \"The second look\")")
     looks.add_argument("--second-look", dest="second_look", action="store_const", const=True,
                        help="a second engine call on a crop around the lungs, pooled with the first")
     p.add_argument("--max-pixels", type=int, default=None, metavar="N",

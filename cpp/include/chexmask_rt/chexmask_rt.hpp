@@ -6,9 +6,10 @@
 //   r.landmarks[i].x, r.landmarks_std[i].y, r.mean_node_std ...
 //
 // For engines that ask for it (ModelInfo::second_look; the shipped default model
-// does), predict() makes two engine calls: the image, then a square crop around
-// the first answer's lungs (the "second look", see Result::second_look). Pass
-// second_look = true or false to choose; false is one call, in half the time.
+// does not, since version 8), predict() makes two engine calls: the image, then a
+// square crop around the first answer's lungs (the "second look", see
+// Result::second_look). Pass second_look = true or false to choose; false is one
+// call, in half the time.
 //
 // Numbers match the Python package (`chexmask_rt.load(...).predict`) for the
 // same engine, image, samples and seed. Every failure is a chexmask_rt::Error:
