@@ -8,7 +8,6 @@ from importlib.metadata import metadata
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 import chexmask_rt
 from chexmask_rt.cli import build_parser
