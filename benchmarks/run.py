@@ -338,7 +338,7 @@ def throughput_markdown(rows: list[dict]) -> str:
     lines = ["Throughput (native, K = 50; the cases alternate in rounds):", "",
              "| model | chunk to the engine | batch | timed calls | p50 ms per image | images/s | vs batch 1 |",
              "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['model']} | {r.get('schedule', '')} | {r['batch']} | {r['calls']} | {r['p50_ms_per_image']:.1f} | "
+    lines += [f"| {r['model']} | {r['schedule']} | {r['batch']} | {r['calls']} | {r['p50_ms_per_image']:.1f} | "
               f"{r['images_per_s']:.2f} | {r['vs_batch_1']:.2f}x |" for r in rows]
     return "\n".join(lines) + "\n"
 

@@ -96,9 +96,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     seg = chexmask_rt.load(args.model)
     report = {"model": seg.model_id, "noise_levels": NOISE_LEVELS, "images": {}}
-    images = real_radiographs(args.real, args.data) if args.real else gray_radiographs(args.data)
     if args.real:
+        images = real_radiographs(args.real, args.data)
         report["images_from"] = "one radiograph of each of the first N validation patients (training/real_split.json)"
+    else:
+        images = gray_radiographs(args.data)
     for i, (path, gray) in enumerate(images):
         curve = noise_curve(seg, gray, seed=i)
         side = occlusion_side(gray.shape)

@@ -124,7 +124,8 @@ class Segmenter:
         self.path = Path(path)
         self._engine = core.Engine(str(self.path), core.onnxruntime_library(), int(options.threads or 0),
                                    options.layout_optimizations, options.memory_pattern, options.device,
-                                   options.tensorrt_cache_dir or "", "", options.images_per_call)
+                                   options.tensorrt_cache_dir or "",
+                                   images_per_call=options.images_per_call)
         if tuple(self._engine.info.organs) != ORGANS:
             # the package's organ views, masks, CSV and measures are the HybridGNet anatomy's: never a
             # silently wrong organ; the core itself (C++/C API, _core.Engine) serves other organs
