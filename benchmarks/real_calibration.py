@@ -13,9 +13,9 @@ calibrate, so the validation patients stay held out:
 
 That is 980 predictions; at K = 50 with the second look about 0.4 s each on the shared 2-core
 machine. The thresholds are then judged on the held-out split of ``training.real_eval.ood_split``
-(the validation patients' 69 radiographs against 197 inputs made from them and from textures),
-with one engine call and with the second look, next to the engine's current thresholds (its own
-``r.quality``, read by the core from the file beside it) in the same run: 532 more predictions.
+(the validation patients' 69 radiographs against 200 inputs: made from them, textures and three other
+images), with one engine call and with the second look, next to the engine's current thresholds (its
+own ``r.quality``, read by the core from the file beside it) in the same run: 538 more predictions.
 Everything is drawn with fixed seeds.
 """
 from __future__ import annotations

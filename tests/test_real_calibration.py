@@ -107,14 +107,14 @@ class _ScoresByLabel:
 def test_heldout_report_on_a_known_answer(tmp_path):
     seg = _ScoresByLabel(tmp_path)
     report = real_calibration.heldout_report(seg, 1, {"node_std_1024": 8.0, "mean_latent_sigma": 1e308}, DATA)
-    assert (report["n_real"], report["n_ood"]) == (69, 197)
-    assert sorted(seg.calls) == [False] * 266 + [True] * 266
+    assert (report["n_real"], report["n_ood"]) == (69, 200)
+    assert sorted(seg.calls) == [False] * 269 + [True] * 269
     assert report["thresholds_before"] == seg.before
     for look in ("one_look", "second_look"):
         r = report[look]
         assert r["before_is_the_rule"] and r["auc"]["node_std_1024"] == 1.0
-        assert r["before"] == {"flagged_real": 69, "flag_rate_real": 1.0, "flagged_ood": 197, "flag_rate_ood": 1.0}
-        assert r["after"] == {"flagged_real": 0, "flag_rate_real": 0.0, "flagged_ood": 197, "flag_rate_ood": 1.0}
+        assert r["before"] == {"flagged_real": 69, "flag_rate_real": 1.0, "flagged_ood": 200, "flag_rate_ood": 1.0}
+        assert r["after"] == {"flagged_real": 0, "flag_rate_real": 0.0, "flagged_ood": 200, "flag_rate_ood": 1.0}
         assert r["by_kind"]["real"]["flagged_before"] == 1.0 and r["by_kind"]["real"]["flagged_after"] == 0.0
         assert r["by_kind"]["inverted"]["n"] == 21 and r["by_kind"]["inverted"]["flagged_after"] == 1.0
     assert real_calibration.heldout_summary(report)["second_look"]["after"]["flag_rate_real"] == 0.0

@@ -112,11 +112,12 @@ def test_the_ood_split_uses_validation_patients_only():
     training = {p.stem for _, p in mhh_images(set(split["training_patients"]), DATA)}
     real = [name.split("/")[1] for name, kind, _, label in items if label == 0]
     assert set(real) == validation
-    made_from = {name.split("/")[0] for name, _, _, label in items if label == 1} - {"texture"}
+    made_from = {name.split("/")[0] for name, _, _, label in items if label == 1} - {"texture", "other"}
     assert made_from <= validation and not made_from & training
     assert len(made_from) == len(split["validation_patients"])    # one radiograph per patient
     kinds = {kind for _, kind, _, label in items if label == 1}
-    assert {"rotate_90", "rotate_180", "inverted", "crop_corner", "crop_abdomen", "noise_80", "non_radiograph"} <= kinds
+    assert {"rotate_90", "rotate_180", "inverted", "crop_corner", "crop_abdomen", "noise_80", "non_radiograph",
+            "other_image"} <= kinds
     again = ood_split(DATA)
     assert all(np.array_equal(a[2], b[2]) for a, b in zip(items, again))
 
@@ -193,6 +194,9 @@ def test_ood_report_on_a_known_answer():
     for look in ("one_look", "second_look"):
         r = report[look]
         assert r["auc_mean_node_std"] == 1.0 and r["auc_mean_latent_sigma"] == 0.0
+        # blur, occlusion, mosaic of the 21 validation patients + stripes, checkerboard, gradient, flat gray
+        # + a head MRI, a photograph, a terrain map
+        assert r["n_never_exposed"] == 21 * 3 + 4 + 3 and r["auc_mean_latent_sigma_never_exposed"] == 0.0
         assert r["reliability_flag_rate_real"] == 0.0 and r["reliability_flag_rate_ood"] == 1.0
         assert all(k["mean_node_std"] == 1.0 and k["mean_latent_sigma"] == 0.0 for k in r["auc_by_kind"].values())
 

@@ -9,8 +9,10 @@
   (in distribution) against inputs made from one radiograph per validation patient (rotated 90 and
   180 degrees, inverted, crops that miss the chest, heavy noise, heavy blur, a large occlusion, a
   mosaic; the generators of ``benchmarks.calibrate_quality``) plus synthetic non-radiographs
-  (noise, smooth fields, stripes, a checkerboard, a gradient, flat gray). ROC AUC of the mean
-  latent sigma and of the mean node std for "higher = out of distribution", overall and per kind,
+  (noise, smooth fields, stripes, a checkerboard, a gradient, flat gray) and three other images (a head
+  MRI, a photograph, a terrain map: ``other_images``). ROC AUC of the mean
+  latent sigma and of the mean node std for "higher = out of distribution", overall and per kind
+  (and of the latent sigma on the kinds ``NEVER_EXPOSED``, which ``training.ood_exposure`` never shows),
   and how often the engine's reliability flag (``r.quality``) fires on each side.
   Only validation patients' images are used, so a model trained with OOD examples made from the
   training patients is still judged on held-out ones.
@@ -28,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import spearmanr
 
-from benchmarks.calibrate_quality import as_uint8, auc, corrupted, textures
+from benchmarks.calibrate_quality import as_uint8, auc, corrupted, other_images, textures
 from chexmask_rt.image_io import read_image
 from chexmask_rt._core import node_std_1024
 
@@ -38,6 +40,10 @@ from .real_data import load_split, mhh_images, outlined_images
 
 LOOKS = {"one_look": False, "second_look": True}
 OOD_SEED = 25
+# the split's kinds (and non-radiographs) unlike anything training.ood_exposure shows a model: their AUC
+# says whether a head fitted on the exposure kinds learnt "not a chest radiograph" or only those kinds
+NEVER_EXPOSED = ("blur_15", "occlusion_60pct", "mosaic_3x3", "stripes", "checkerboard", "gradient", "flat_gray",
+                 "mri_head", "photograph", "terrain")
 
 
 def _timed(predict: Callable, image: np.ndarray, samples: int, second_look: bool):
@@ -104,6 +110,7 @@ def ood_split(data: Path = DEFAULT_DATA, seed: int = OOD_SEED) -> list[tuple[str
     for path in first_of_patient.values():
         items += [(f"{path.stem}/{k}", k, v, 1) for k, v in corrupted(as_uint8(path), rng).items()]
     items += [(f"texture/{k}", "non_radiograph", v, 1) for k, v in textures(rng).items()]
+    items += [(f"other/{k}", "other_image", v, 1) for k, v in other_images().items()]
     return items
 
 
@@ -121,6 +128,8 @@ def ood_report(seg, samples: int = 50, data: Path = DEFAULT_DATA, looks: dict = 
             calibrated = calibrated and r.quality.calibrated
     labels = np.array([label for *_, label in items])
     kinds = np.array([kind for _, kind, _, _ in items])
+    never_exposed = np.array([name.rsplit("/", 1)[-1] in NEVER_EXPOSED for name, *_ in items])
+    unseen = (labels == 0) | never_exposed
     out = {"n_in_distribution": int((labels == 0).sum()), "n_out_of_distribution": int(labels.sum())}
     for look, s in scores.items():
         per_kind = {}
@@ -129,6 +138,8 @@ def ood_report(seg, samples: int = 50, data: Path = DEFAULT_DATA, looks: dict = 
             per_kind[kind] = {"mean_latent_sigma": auc(s[keep, 1], labels[keep]),
                               "mean_node_std": auc(s[keep, 0], labels[keep])}
         out[look] = {"auc_mean_latent_sigma": auc(s[:, 1], labels), "auc_mean_node_std": auc(s[:, 0], labels),
+                     "auc_mean_latent_sigma_never_exposed": auc(s[unseen, 1], labels[unseen]),
+                     "n_never_exposed": int(never_exposed.sum()),
                      "mean_latent_sigma_range_real": [float(s[labels == 0, 1].min()), float(s[labels == 0, 1].max())],
                      "mean_latent_sigma_range_ood": [float(s[labels == 1, 1].min()), float(s[labels == 1, 1].max())],
                      "mean_node_std_1024_median_real": float(np.median(s[labels == 0, 0])),
