@@ -9,6 +9,8 @@
 # Export and evaluation run afterwards on the development machine, which costs no device time:
 #   cat OUT/ckpt.part* > CKPT/pytorch_model.bin; tar xzf OUT/run_meta.tgz -C CKPT
 #   (with EMA on, OUT/last.part* are the last step's weights: cat them > CKPT/last_iterate/pytorch_model.bin)
+#   the published loss retrains the variance head too: refit it before comparing (python -m
+#   training.ood_exposure --init CKPT --out CKPT2; version 9's latent sigma comes from that, MODEL_CARD.md),
 #   then compare it with the shipped model: python -m training.landmark_offsets --checkpoint CKPT ...,
 #   export, then python -m training.evaluate --real --model ENGINE (the real-image figures that choose a
 #   model) and the synthetic training.evaluate; scripts/ship_default_model.sh CKPT N does all of that when it ships
@@ -39,7 +41,7 @@ RESERVE_S=${RESERVE_S:-$(( CHECK == 1 ? 65 : 25 ))}  # after training: packing (
 EMA=${EMA:-0.999}              # weight average, half-life about 700 steps (MODEL_CARD.md, stage 8)
 BATCH=${BATCH:-64}
 LR=${LR:-1e-4}                 # continuing a trained model: small lrs helped most (MODEL_CARD.md, stage 8)
-INIT=${INIT:-training/checkpoints/default-v8}
+INIT=${INIT:-training/checkpoints/default-v9}
 SHAPE_JITTER=${SHAPE_JITTER:-0.75}  # held-out error grows with distance from the training shapes
 FRAMING=${FRAMING:-0}
 TEXTURES=(training/textures.json)
