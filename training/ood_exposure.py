@@ -58,6 +58,7 @@ EXPOSURES_PER_RADIOGRAPH = 3
 RENDERS = 300
 NON_RADIOGRAPHS = 120
 EXPOSURE_KINDS = ("rotated", "inverted", "off_chest_crop", "noise", "non_radiograph")
+FROM_RADIOGRAPHS = EXPOSURE_KINDS[:-1]  # made from a radiograph by ``exposure``; the last is generated
 
 
 def exposure(img: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
@@ -95,14 +96,14 @@ def non_radiograph(rng: np.random.Generator, size: int = 640) -> np.ndarray:
 
 
 def radiograph_items(patients: set[str], rng: np.random.Generator, data: Path) -> list[tuple[str, str, np.ndarray, int]]:
-    """[(patient, kind, engine input [S, S] float32 at 512, label)]; label 1 = out of distribution."""
+    """[(patient, kind, uint8 image, label)] of ``patients``' radiographs; label 1 = out of distribution."""
     items = []
     for patient, path in mhh_images(patients, data):
         img = as_uint8(path)
         mild = in_distribution(img, rng)
         for kind in ["original", *rng.choice([k for k in mild if k != "original"], AUGMENTATIONS, replace=False)]:
             items.append((patient, str(kind), mild[kind], 0))
-        for kind in rng.choice(EXPOSURE_KINDS[:-1], EXPOSURES_PER_RADIOGRAPH, replace=False):
+        for kind in rng.choice(FROM_RADIOGRAPHS, EXPOSURES_PER_RADIOGRAPH, replace=False):
             items.append((patient, str(kind), exposure(img, str(kind), rng), 1))
     return items
 
