@@ -99,13 +99,18 @@ def corrupted(img: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray
     }
 
 
+def stretch(a: np.ndarray) -> np.ndarray:
+    """Any real array as uint8 gray, its minimum at 0 and its maximum at 255."""
+    return cv2.normalize(a.astype(np.float64), None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+
+
 def textures(rng: np.random.Generator, size: int = 768) -> dict[str, np.ndarray]:
     out = {"uniform_noise": rng.integers(0, 256, (size, size), dtype=np.uint8),
            "flat_gray": np.full((size, size), 128, np.uint8),
            "gradient": np.tile(np.linspace(0, 255, size), (size, 1)).astype(np.uint8)}
     for i, sigma in enumerate((4, 16, 48)):
         field = cv2.GaussianBlur(rng.normal(0, 1, (size, size)), (0, 0), sigma)
-        out[f"smooth_field_{i}"] = cv2.normalize(field, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+        out[f"smooth_field_{i}"] = stretch(field)
     yy, xx = np.mgrid[:size, :size]
     out["stripes"] = (127.5 + 127.5 * np.sin(xx / 9.0)).astype(np.uint8)
     out["checkerboard"] = (((xx // 64) + (yy // 64)) % 2 * 255).astype(np.uint8)
@@ -122,9 +127,6 @@ def other_images() -> dict[str, np.ndarray]:
     photo = cv2.imdecode(np.frombuffer(cbook.get_sample_data("grace_hopper.jpg").read(), np.uint8),
                          cv2.IMREAD_GRAYSCALE)
     terrain = cbook.get_sample_data("jacksboro_fault_dem.npz")["elevation"]
-
-    def stretch(a: np.ndarray) -> np.ndarray:
-        return cv2.normalize(a.astype(np.float64), None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
     return {"mri_head": stretch(mri), "photograph": photo, "terrain": stretch(terrain)}
 
 

@@ -81,11 +81,9 @@ def occlusion_ratios(seg, gray: np.ndarray, side: int) -> list[dict]:
 
 def real_radiographs(count: int, data: Path) -> Iterator[tuple[Path, np.ndarray]]:
     """The first image of each of the first ``count`` validation patients (by patient id)."""
-    from training.real_data import load_split, mhh_images
+    from training.real_data import first_image_per_patient, load_split
 
-    first: dict[str, Path] = {}
-    for patient, path in mhh_images(set(load_split()["validation_patients"]), data):
-        first.setdefault(patient, path)
+    first = first_image_per_patient(set(load_split()["validation_patients"]), data)
     for patient in sorted(first)[:count]:
         yield first[patient], to_gray(read_image(first[patient]))
 

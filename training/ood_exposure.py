@@ -44,13 +44,14 @@ import cv2
 import numpy as np
 import torch
 
-from benchmarks.calibrate_quality import as_uint8, auc, in_distribution, rotate
+from benchmarks.calibrate_quality import as_uint8, auc, in_distribution, rotate, stretch
 from benchmarks.shared_data import engine_input
 from chexmask_export.checkpoint import HF_WEIGHTS, ModelConfig, load_checkpoint
 from chexmask_export.model import HybridGNet
 
 from .data import DEFAULT_DATA, SyntheticChests, load_shapes, load_textures
 from .real_data import load_split, mhh_images
+from .train import save_published
 
 SEED = 31
 AUGMENTATIONS = 2
@@ -92,7 +93,7 @@ def non_radiograph(rng: np.random.Generator, size: int = 640) -> np.ndarray:
     if rng.random() < 0.2:
         return rng.integers(0, 256, (size, size), dtype=np.uint8)
     field = cv2.GaussianBlur(rng.normal(0, 1, (size, size)), (0, 0), float(np.exp(rng.uniform(np.log(2), np.log(64)))))
-    return cv2.normalize(field, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    return stretch(field)
 
 
 def radiograph_items(patients: set[str], rng: np.random.Generator, data: Path) -> list[tuple[str, str, np.ndarray, int]]:
@@ -144,17 +145,13 @@ def fit_head(head: torch.nn.Linear, feats: Features, labels: torch.Tensor, ridge
     return new
 
 
-def mean_sigma(head: torch.nn.Linear, feats: Features) -> np.ndarray:
-    with torch.no_grad():
-        return torch.exp(0.5 * head(feats.x)).mean(1).numpy()
-
-
 def judge(head: torch.nn.Linear, feats: Features, labels: np.ndarray, kinds: list[str]) -> dict:
     """AUC of the mean latent sigma (overall and per OOD kind) and the change of the in-distribution log-variance."""
-    s = mean_sigma(head, feats)
-    kinds_a = np.array(kinds)
     with torch.no_grad():
-        drift = (head(feats.x) - feats.logvar)[torch.from_numpy(labels == 0)].abs().mean().item()
+        logvar = head(feats.x)
+    s = torch.exp(0.5 * logvar).mean(1).numpy()
+    drift = (logvar - feats.logvar)[torch.from_numpy(labels == 0)].abs().mean().item()
+    kinds_a = np.array(kinds)
     return {"auc": auc(s, labels),
             "auc_by_kind": {k: auc(s[(labels == 0) | (kinds_a == k)], labels[(labels == 0) | (kinds_a == k)])
                             for k in sorted(set(kinds_a[labels == 1]))},
@@ -228,7 +225,6 @@ def main(argv: list[str] | None = None) -> None:
     for f in args.init.iterdir():  # config, logs and metrics of the weights this starts from
         if f.is_file() and f.name != HF_WEIGHTS:
             shutil.copy2(f, args.out / f.name)
-    from .train import save_published
     save_published(net, args.out)
     (args.out / "ood_exposure.json").write_text(json.dumps(report, indent=1) + "\n")
     print(f"wrote {args.out} (ridge {ridge:g})")

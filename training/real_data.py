@@ -112,6 +112,14 @@ def mhh_images(patients: set[str], data: Path = DEFAULT_DATA) -> list[tuple[str,
             if r["patient_id"] in patients]
 
 
+def first_image_per_patient(patients: set[str], data: Path = DEFAULT_DATA) -> dict[str, Path]:
+    """{patient id: path} of each of ``patients``' first ``mhh`` image, in image-id order."""
+    first: dict[str, Path] = {}
+    for patient, path in mhh_images(patients, data):
+        first.setdefault(patient, path)
+    return first
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)

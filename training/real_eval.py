@@ -36,7 +36,7 @@ from chexmask_rt._core import node_std_1024
 
 from .data import DEFAULT_DATA
 from .outer_extent import EXTREMES, extent_errors, extremes_1024
-from .real_data import load_split, mhh_images, outlined_images
+from .real_data import first_image_per_patient, load_split, mhh_images, outlined_images
 
 LOOKS = {"one_look": False, "second_look": True}
 OOD_SEED = 25
@@ -102,12 +102,8 @@ def ood_split(data: Path = DEFAULT_DATA, seed: int = OOD_SEED) -> list[tuple[str
     """[(name, kind, uint8 image, label)], label 1 = out of distribution; deterministic."""
     rng = np.random.default_rng(seed)
     validation = set(load_split()["validation_patients"])
-    sources = mhh_images(validation, data)
-    first_of_patient: dict[str, Path] = {}
-    for patient, path in sources:
-        first_of_patient.setdefault(patient, path)
-    items = [(f"real/{p.stem}", "real", as_uint8(p), 0) for _, p in sources]
-    for path in first_of_patient.values():
+    items = [(f"real/{p.stem}", "real", as_uint8(p), 0) for _, p in mhh_images(validation, data)]
+    for path in first_image_per_patient(validation, data).values():
         items += [(f"{path.stem}/{k}", k, v, 1) for k, v in corrupted(as_uint8(path), rng).items()]
     items += [(f"texture/{k}", "non_radiograph", v, 1) for k, v in textures(rng).items()]
     items += [(f"other/{k}", "other_image", v, 1) for k, v in other_images().items()]
