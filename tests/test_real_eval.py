@@ -12,7 +12,7 @@ from reference import Letterbox
 from training.data import load_textures
 from training.evaluate import main as evaluate_main
 from training.outer_extent import densify, extent_errors, extremes_1024, lung_extremes
-from training.real_data import load_split, make_split, mhh_images, outlined_images
+from training.real_data import load_split, make_split, mhh_images, outlined_images, unoutlined_images
 from training.real_eval import ood_report, ood_split, outer_extent_report
 from training.pack_device_data import pack
 from training.real_pseudo_labels import fit_to_extent
@@ -155,6 +155,16 @@ def test_load_textures_reads_several_lists(tmp_path):
     patients = {i.file: i.patient for i in outlined_images(validation | set(load_split()["training_patients"]), DATA)}
     every = json.loads((REPO / "training" / "real_textures.json").read_text())
     assert not {patients[Path(r["image"]).name] for r in every} & validation
+
+
+def test_unoutlined_images_are_the_patients_radiographs_without_an_outline():
+    split = load_split()
+    for patients in (set(split["training_patients"]), set(split["validation_patients"])):
+        every = {p.stem for _, p in mhh_images(patients, DATA)}
+        outlined = {Path(i.file).stem for i in outlined_images(patients, DATA)}
+        rest = [(patient, p.stem) for patient, p in unoutlined_images(patients, DATA)]
+        assert outlined <= every and {patient for patient, _ in rest} <= patients
+        assert {stem for _, stem in rest} == every - outlined
 
 
 def test_the_device_pack_is_small_holds_no_validation_image_and_keeps_labels_in_place(tmp_path):

@@ -112,6 +112,13 @@ def mhh_images(patients: set[str], data: Path = DEFAULT_DATA) -> list[tuple[str,
             if r["patient_id"] in patients]
 
 
+def unoutlined_images(patients: set[str], data: Path = DEFAULT_DATA) -> list[tuple[str, Path]]:
+    """``mhh_images`` of ``patients`` less the radiographs that ``outlined_images`` also yields (the
+    same radiograph at 2000 px with V7 outlines): what is left has no outline at all."""
+    outlined = {r["mhh_image_id"] for r in _manifest(data) if r["file"] in _polygons(data)}
+    return [(patient, path) for patient, path in mhh_images(patients, data) if path.stem not in outlined]
+
+
 def first_image_per_patient(patients: set[str], data: Path = DEFAULT_DATA) -> dict[str, Path]:
     """{patient id: path} of each of ``patients``' first ``mhh`` image, in image-id order."""
     first: dict[str, Path] = {}

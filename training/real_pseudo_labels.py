@@ -17,6 +17,12 @@ which the correction cannot reach, go wrong. Only training patients' images are 
 validation patient. Writes the same JSON as
 ``training.pseudo_labels`` (paths relative to the data folder) plus each label's correction;
 an image becomes a texture only after its overlay has been looked at.
+
+``--self-out FILE`` also self-labels the training patients' ``mhh`` radiographs that have no outline
+(``training.real_data.unoutlined_images``: 128 images of the 50 training patients): the model's
+landmarks as they are, nothing to correct them to, kept where its mean node std is at most
+``--self-max-node-std``. They carry the model's own error, but show it bedside radiographs,
+opacities, tubes and lines it would otherwise see only in the few outlined ones.
 """
 from __future__ import annotations
 
@@ -36,7 +42,7 @@ from chexmask_rt._core import node_std_1024
 from .data import DEFAULT_DATA
 from .outer_extent import lung_extremes
 from .pseudo_labels import write_labels
-from .real_data import load_split, outlined_images
+from .real_data import load_split, outlined_images, unoutlined_images
 
 RIGHT, LEFT, HEART = slice(0, 44), slice(44, 94), slice(94, 120)
 
@@ -66,6 +72,16 @@ def fit_to_extent(landmarks: np.ndarray, right_lung: np.ndarray, left_lung: np.n
     return out
 
 
+def _save_overlay(folder: Path | None, name: str, image: np.ndarray, r, outlines: tuple = ()) -> None:
+    if folder is None:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    picture = draw_overlay(image, r, max_side=512)
+    for lung in outlines:  # V7's outline, for the eye
+        cv2.polylines(picture, [np.int32(lung * picture.shape[1] / image.shape[1])], True, (0, 255, 0), 1)
+    cv2.imwrite(str(folder / f"{name}.png"), picture)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", help="engine .onnx (default: the shipped model)")
@@ -73,27 +89,42 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--overlays", type=Path)
     p.add_argument("--max-node-std", type=float, default=13.0, help="keep labels at most this uncertain (1024 frame)")
+    p.add_argument("--self-out", type=Path, help="also write self-labels of the unoutlined radiographs here")
+    p.add_argument("--self-max-node-std", type=float, default=8.0,
+                   help="keep self-labels at most this uncertain (1024 frame)")
+    p.add_argument("--reject", nargs="*", default=[], metavar="STEM",
+                   help="images whose overlays were looked at and turned down (file stems)")
     args = p.parse_args(argv)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         seg = chexmask_rt.load(args.model)
+    patients = set(load_split()["training_patients"])
     items = []
-    for item in outlined_images(set(load_split()["training_patients"]), args.data):
+    for item in outlined_images(patients, args.data):
         image = read_image(item.path)
         r = seg.predict(image, samples=50)
-        if node_std_1024(r.mean_node_std, *image.shape[:2]) > args.max_node_std:
+        if item.path.stem in args.reject or node_std_1024(r.mean_node_std, *image.shape[:2]) > args.max_node_std:
             continue
         label = fit_to_extent(r.landmarks, item.right_lung, item.left_lung)
         moved = float(np.linalg.norm(label - r.landmarks, axis=1).mean() * 1024 / item.frame.side)
         items.append({"image": str(item.path.relative_to(args.data)), "landmarks": label.round(2).tolist(),
                       "mean_node_std": round(r.mean_node_std, 3), "corrected_px_1024": round(moved, 1)})
-        if args.overlays:
-            args.overlays.mkdir(parents=True, exist_ok=True)
-            picture = draw_overlay(image, dataclasses.replace(r, landmarks=label), max_side=512)
-            for lung in (item.right_lung, item.left_lung):  # V7's outline, for the eye
-                cv2.polylines(picture, [np.int32(lung * picture.shape[1] / image.shape[1])], True, (0, 255, 0), 1)
-            cv2.imwrite(str(args.overlays / f"{item.path.stem}.png"), picture)
+        _save_overlay(args.overlays, item.path.stem, image, dataclasses.replace(r, landmarks=label),
+                      (item.right_lung, item.left_lung))
     write_labels(items, args.out)
+    if args.self_out is None:
+        return
+    items = []
+    for _, path in unoutlined_images(patients, args.data):
+        image = read_image(path)
+        r = seg.predict(image, samples=50)
+        node = node_std_1024(r.mean_node_std, *image.shape[:2])
+        if path.stem in args.reject or node > args.self_max_node_std:
+            continue
+        items.append({"image": str(path.relative_to(args.data)), "landmarks": np.round(r.landmarks, 2).tolist(),
+                      "mean_node_std_1024": round(node, 3)})
+        _save_overlay(args.overlays and args.overlays / "self", path.stem, image, r)
+    write_labels(items, args.self_out)
 
 
 if __name__ == "__main__":
