@@ -2,7 +2,7 @@
 
     python -m benchmarks.measure_std [--samples 50] [--rounds 7]
 
-1. Exports the shipped checkpoint (training/checkpoints/default-v9) with the raw-samples output to a
+1. Exports the shipped checkpoint (training/checkpoints/default-v10) with the raw-samples output to a
    temporary folder. On every shared radiograph (and the shared DICOM), clean and with Gaussian pixel
    noise (sigma 0.1, 0.2 of full scale), it compares each measure's std over the decoded samples
    (``chexmask_rt.measures``) with what the per-landmark stds alone would give if the landmarks moved
@@ -29,7 +29,7 @@ from chexmask_rt.measures import ORGAN_NAMES, cardiothoracic_ratio, polygon_area
 from .shared_data import DATA, radiographs
 
 REPO = Path(__file__).resolve().parents[1]
-CHECKPOINT = REPO / "training" / "checkpoints" / "default-v9"
+CHECKPOINT = REPO / "training" / "checkpoints" / "default-v10"
 IMAGES = radiographs() + [DATA / "dicom" / "cr_chest_monochrome2_jpeg.dcm"]
 
 

@@ -100,7 +100,7 @@ def published_1024() -> tuple[Path, Path]:
 def default_model() -> tuple[Path, Path]:
     from chexmask_rt import default_model_path
 
-    return REPO / "training" / "checkpoints" / "default-v9", default_model_path()
+    return REPO / "training" / "checkpoints" / "default-v10", default_model_path()
 
 
 MODELS = {"published-1024": published_1024, "default-512": default_model}

@@ -41,7 +41,7 @@ RESERVE_S=${RESERVE_S:-$(( CHECK == 1 ? 65 : 25 ))}  # after training: packing (
 EMA=${EMA:-0.999}              # weight average, half-life about 700 steps (MODEL_CARD.md, stage 8)
 BATCH=${BATCH:-64}
 LR=${LR:-1e-4}                 # continuing a trained model: small lrs helped most (MODEL_CARD.md, stage 8)
-INIT=${INIT:-training/checkpoints/default-v9}
+INIT=${INIT:-training/checkpoints/default-v10}
 SHAPE_JITTER=${SHAPE_JITTER:-0.75}  # held-out error grows with distance from the training shapes
 FRAMING=${FRAMING:-0}
 TEXTURES=(training/textures.json)

@@ -57,7 +57,7 @@ def test_seg_references_its_image_codes_its_segments_and_holds_the_organ_masks(r
         modifiers = prop.get("SegmentedPropertyTypeModifierCodeSequence", [])
         assert [_code(m) for m in modifiers] == ([side] if side else [])
         algorithm = item.SegmentationAlgorithmIdentificationSequence[0]
-        assert RESEARCH_ONLY in algorithm.AlgorithmName and algorithm.AlgorithmVersion == r.model.rsplit(":", 1)[1] == "9"
+        assert RESEARCH_ONLY in algorithm.AlgorithmName and algorithm.AlgorithmVersion == r.model.rsplit(":", 1)[1] == "10"
         assert algorithm.AlgorithmParameters.startswith(f"model={r.model},")
     masks = r.organ_masks()
     for number, organ in enumerate(("right_lung", "left_lung", "heart"), start=1):

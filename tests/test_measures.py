@@ -102,7 +102,7 @@ def samples_engine(tmp_path_factory):
     from chexmask_export.checkpoint import load_checkpoint
     from chexmask_export.onnx_export import build_network, export_onnx
 
-    ckpt = load_checkpoint(REPO / "training" / "checkpoints" / "default-v9")
+    ckpt = load_checkpoint(REPO / "training" / "checkpoints" / "default-v10")
     path = tmp_path_factory.mktemp("engine") / "default_samples.onnx"
     export_onnx(build_network(ckpt), path, checkpoint_sha256=ckpt.sha256, samples_output=True,
                 model_name="chexmask-rt-default", model_version="6", landmark_offsets=ckpt.landmark_offsets,

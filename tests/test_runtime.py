@@ -23,18 +23,18 @@ def test_default_model_is_the_shipped_trained_engine():
         seg = chexmask_rt.load()
     assert seg.path == chexmask_rt.default_model_path() and seg.path.is_file()
     assert seg.path.stat().st_size <= 25 * 2**20
-    assert seg.info.trained is True and seg.model_id == "chexmask-rt-default:9"
+    assert seg.info.trained is True and seg.model_id == "chexmask-rt-default:10"
     assert seg.info.inputsize == 512 and seg.info.skip is True
-    checkpoint = REPO / "training/checkpoints/default-v9"
+    checkpoint = REPO / "training/checkpoints/default-v10"
     assert seg.info.checkpoint_sha256 == file_sha256(checkpoint / "pytorch_model.bin")
-    # versions 7-9 ship without landmark offsets: fitted on synthetic renders, they cost 1.5 px on
+    # versions 7-10 ship without landmark offsets: fitted on synthetic renders, they cost 1.5 px on
     # version 7's real outer extent (MODEL_CARD.md); the export adds none and none lies beside the weights
     assert seg.info.landmark_offsets_sha256 == "" and not (checkpoint / "landmark_offsets.json").exists()
 
 
 def test_default_model_segments_a_real_radiograph(default_segmenter, example1):
     """Regression guard on the shipped model: example 1 against its reference landmarks, in
-    the 1024 frame (MODEL_CARD.md reports 9.6 px for version 9 with one engine call, its default; a
+    the 1024 frame (MODEL_CARD.md reports 10.0 px for version 10 with one engine call, its default; a
     broken engine or pipeline gives hundreds)."""
     r = default_segmenter.predict(example1, samples=50)
     truth = np.load(SHARED / "data/landmarks/wiki_example1_landmarks_original_px.npy")
