@@ -115,7 +115,8 @@ def mhh_images(patients: set[str], data: Path = DEFAULT_DATA) -> list[tuple[str,
 def unoutlined_images(patients: set[str], data: Path = DEFAULT_DATA) -> list[tuple[str, Path]]:
     """``mhh_images`` of ``patients`` less the radiographs that ``outlined_images`` also yields (the
     same radiograph at 2000 px with V7 outlines): what is left has no outline at all."""
-    outlined = {r["mhh_image_id"] for r in _manifest(data) if r["file"] in _polygons(data)}
+    polygons = _polygons(data)
+    outlined = {r["mhh_image_id"] for r in _manifest(data) if r["file"] in polygons}
     return [(patient, path) for patient, path in mhh_images(patients, data) if path.stem not in outlined]
 
 
