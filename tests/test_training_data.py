@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from reference import letterbox
-from training.data import (FRAMING_FILL, FoldedWarp, SyntheticChests, framed_affine, jitter_shape, load_shapes,
-                           load_textures, shape_modes, warp_to_shape)
+from training.data import (FRAMING_FILL, FoldedWarp, SyntheticChests, Texture, framed_affine, jitter_shape,
+                           load_shapes, load_textures, shape_modes, texture_shapes, warp_to_shape)
 
 from conftest import SHARED
 
@@ -40,6 +40,16 @@ def test_warping_a_texture_onto_its_own_shape_changes_nothing(textures):
     expected, _ = letterbox(textures[0].image, 1024)
     np.testing.assert_allclose(labels, own, atol=1e-9)
     assert np.abs(image.astype(int) - expected.astype(int)).mean() < 2.0
+
+
+def test_texture_shapes_are_each_textures_own_landmarks_in_the_1024_frame_once(textures):
+    own = np.load(DATA / "landmarks" / "wiki_example1_landmarks_1024.npy").astype(np.float64)
+    wide = Texture("wide.png", np.zeros((500, 1000), np.uint8), np.full((120, 2), [500.0, 100.0]))
+    got = texture_shapes([textures[0], wide, textures[0]])  # a texture listed twice is one shape
+    assert got.shape == (2, 120, 2)
+    np.testing.assert_allclose(got[0], own, atol=0.01)
+    # a 1000x500 image letterboxes into the square with 250 px bars above and below
+    np.testing.assert_allclose(got[1], np.full((120, 2), [512.0, 358.4]), atol=1e-9)
 
 
 def test_labels_are_the_target_shape_in_output_pixels(shapes, textures):

@@ -97,3 +97,28 @@ def test_ema_writes_the_weight_average_and_the_last_step_beside_it(tmp_path, mon
     train.main(args[:1] + [str(plain)] + args[2:-2])
     with pytest.raises(SystemExit):
         train.main(args[:1] + [str(plain)] + args[2:] + ["--resume"])
+
+
+def test_texture_shapes_join_the_training_shapes_as_often_as_asked(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    import numpy as np
+
+    from training.data import load_shapes, load_textures, texture_shapes
+
+    seen = []
+
+    class Spy(train.SyntheticChests):
+        def __init__(self, shapes, *a, **k):
+            seen.append(shapes)
+            super().__init__(shapes, *a, **k)
+
+    monkeypatch.setattr(train, "SyntheticChests", Spy)
+    listing = str(Path(train.__file__).parent / "textures.json")
+    train.main(["--out", str(tmp_path / "run"), "--data", str(SHARED / "data"), "--inputsize", "512",
+                "--batch-size", "1", "--workers", "0", "--device", "cpu", "--steps", "1", "--seed", "3",
+                "--textures", listing, "--texture-shapes", "3"])
+    library = load_shapes(SHARED / "data").train
+    own = texture_shapes(load_textures(SHARED / "data", listing))  # the reference and the 4 in the listing
+    assert len(own) == 5
+    np.testing.assert_array_equal(seen[0], np.concatenate([library, own, own, own]))

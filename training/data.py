@@ -131,6 +131,19 @@ MERGE_RADIUS = 8 / FRAME
 MAX_FOLD = 0.03
 
 
+def texture_shapes(textures: list[Texture]) -> np.ndarray:
+    """The textures' own landmarks as shapes [N, 120, 2] in the 1024 frame, one per distinct name.
+
+    The shape sets are upright PA chests; the Hannover radiographs are mostly bedside AP, whose
+    lungs are wider and fill more of the frame (median width 925 against 752 px, height/width
+    0.82 against 0.90). Their labels' shapes carry that geometry into training (``--texture-shapes``;
+    from version 10 it did not pay: MODEL_CARD.md, Stage 16)."""
+    seen: dict[str, np.ndarray] = {}
+    for t in textures:
+        seen.setdefault(t.name, t.frame.to_normalised(t.landmarks) * FRAME)
+    return np.stack(list(seen.values()))
+
+
 def warp_to_shape(texture: Texture, shape: np.ndarray, size: int, affine: np.ndarray | None = None,
                   grid: int = 48, reflect: bool = False, labels: str = "planned") -> tuple[np.ndarray, np.ndarray]:
     """Render ``texture`` so its landmarks sit on ``shape`` (1024 frame), at size x size.

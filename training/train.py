@@ -26,6 +26,7 @@ import multiprocessing
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
@@ -34,7 +35,7 @@ from chexmask_export.checkpoint import HF_CONFIG, HF_WEIGHTS, ModelConfig
 from chexmask_export.model import HybridGNet
 from chexmask_export import graph
 
-from .data import DEFAULT_DATA, SyntheticChests, load_shapes, load_textures
+from .data import DEFAULT_DATA, SyntheticChests, load_shapes, load_textures, texture_shapes
 
 KL_START, KL_END, KL_RAMP = 1e-5, 1e-2, 0.2
 RATE_WINDOW = (20, 120)  # steps over which --fit-to-minutes measures the step rate (after cuDNN's tuning)
@@ -175,6 +176,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--framing", type=float, default=0.0,
                    help="share of samples whose chest spans a random 50-98 %% of the frame, from wide fields of view "
                         "to tight collimation (training.data.framed_affine; e.g. 0.3); 0: off")
+    p.add_argument("--texture-shapes", type=int, default=0,
+                   help="add each texture's own landmarks to the training shapes, this many times "
+                        "(training.data.texture_shapes; e.g. 6); 0: off")
     p.add_argument("--ema", type=float, default=0.0,
                    help="write an exponential moving average of the weights (this decay per step, e.g. 0.999) as "
                         "the checkpoint, and the last step's weights to OUT/last_iterate; 0: off")
@@ -193,7 +197,10 @@ def main(argv: list[str] | None = None) -> None:
         torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest convolutions
         torch.set_float32_matmul_precision("high")
     shapes, textures = load_shapes(args.data), load_textures(args.data, args.textures)
-    print(f"{len(shapes.train)} training shapes, {len(shapes.heldout)} held out; textures: "
+    train_shapes = shapes.train
+    if args.texture_shapes:
+        train_shapes = np.concatenate([train_shapes, np.tile(texture_shapes(textures), (args.texture_shapes, 1, 1))])
+    print(f"{len(train_shapes)} training shapes, {len(shapes.heldout)} held out; textures: "
           f"{', '.join(t.name for t in textures)}")
     config = ModelConfig(inputsize=args.inputsize, use_skip=True)
     # NHWC convolutions: on the 2-core CPU one batch-4 step takes 0.63 s instead of 0.79 s
@@ -228,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"resumed at step {step}")
     # a re-plan may lengthen the run: the data stream (seeded per index) must reach that far
     stream_steps = plan.steps * (8 if args.fit_to_minutes else 1)
-    dataset = SyntheticChests(shapes.train, textures, args.inputsize, length=stream_steps * args.batch_size,
+    dataset = SyntheticChests(train_shapes, textures, args.inputsize, length=stream_steps * args.batch_size,
                               seed=args.seed, labels=args.labels, shape_jitter=args.shape_jitter,
                               framing=args.framing)
     sampler = range(step * args.batch_size, len(dataset))
