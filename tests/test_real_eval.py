@@ -211,6 +211,21 @@ def test_ood_report_on_a_known_answer():
         assert all(k["mean_node_std"] == 1.0 and k["mean_latent_sigma"] == 0.0 for k in r["auc_by_kind"].values())
 
 
+def test_outer_extent_report_can_measure_the_training_patients_instead():
+    items = list(outlined_images(set(load_split()["training_patients"]), DATA))
+    seg = _ShiftedTruth(items)
+    report = outer_extent_report(seg, samples=1, data=DATA, looks={"one_look": False}, patients="training_patients")
+    r = report["one_look"]
+    assert [i["file"] for i in r["images"]] == [i.file for i in items] and r["n_images"] == 46
+    n = np.arange(1, len(items) + 1)
+    assert r["mean_px"] == pytest.approx(5 * n.mean() / 3, abs=1e-6)
+
+
+def test_training_patients_are_measured_only_beside_the_real_figures():
+    with pytest.raises(SystemExit):
+        evaluate_main(["--model", "x.onnx", "--out", "x.json", "--training-patients"])
+
+
 def test_one_look_only_makes_one_call_per_image():
     items = list(outlined_images(set(load_split()["validation_patients"]), DATA))
     seg = _ShiftedTruth(items)

@@ -4,7 +4,8 @@
 * **Outer extent** (``training.outer_extent``): on the validation patients' V7-outlined
   ``hannover_2000`` images, the mean absolute error of each lung's lateral, top and bottom
   extremes (1024 frame), per image and overall, and the Spearman correlation of the per-image
-  error with the mean node std (1024 frame) and with the mean latent sigma.
+  error with the mean node std (1024 frame) and with the mean latent sigma. On request, the
+  same on the training patients' outlined images (``real_report(training_patients=True)``).
 * **Out-of-distribution split**: the validation patients' ``mhh`` radiographs as they are
   (in distribution) against inputs made from one radiograph per validation patient (rotated 90 and
   180 degrees, inverted, crops that miss the chest, heavy noise, heavy blur, a large occlusion, a
@@ -56,12 +57,15 @@ def _scores(r, image: np.ndarray) -> tuple[float, float]:
     return node_std_1024(r.mean_node_std, *image.shape[:2]), r.mean_latent_sigma
 
 
-def outer_extent_report(seg, samples: int = 50, data: Path = DEFAULT_DATA, looks: dict = LOOKS) -> dict:
-    """Per look: the outer-extent error on the validation patients' outlined images."""
-    validation = set(load_split()["validation_patients"])
+def outer_extent_report(seg, samples: int = 50, data: Path = DEFAULT_DATA, looks: dict = LOOKS,
+                        patients: str = "validation_patients") -> dict:
+    """Per look: the outer-extent error on the outlined images of the split's ``patients``
+    (``"validation_patients"``, or ``"training_patients"`` to see how well a model fits the images
+    its pseudo-labels came from)."""
+    chosen = set(load_split()[patients])
     per_look: dict[str, dict[str, list]] = {k: {"images": [], "errors": [], "node": [], "sigma": [], "seconds": []}
                                             for k in looks}
-    for item in outlined_images(validation, data):
+    for item in outlined_images(chosen, data):
         image = read_image(item.path)
         truth = extremes_1024(item.right_lung, item.left_lung, item.frame)
         for look, second in looks.items():
@@ -146,8 +150,13 @@ def ood_report(seg, samples: int = 50, data: Path = DEFAULT_DATA, looks: dict = 
     return out
 
 
-def real_report(seg, samples: int = 50, data: Path = DEFAULT_DATA, both_looks: bool = True) -> dict:
-    """Both real-image measures, with both looks (else with one engine call only)."""
+def real_report(seg, samples: int = 50, data: Path = DEFAULT_DATA, both_looks: bool = True,
+                training_patients: bool = False) -> dict:
+    """Both real-image measures, with both looks (else with one engine call only); with
+    ``training_patients`` also the outer extent on the training patients' outlined images."""
     looks = LOOKS if both_looks else {"one_look": False}
-    return {"outer_extent": outer_extent_report(seg, samples, data, looks),
-            "ood": ood_report(seg, samples, data, looks)}
+    report = {"outer_extent": outer_extent_report(seg, samples, data, looks),
+              "ood": ood_report(seg, samples, data, looks)}
+    if training_patients:
+        report["outer_extent_training_patients"] = outer_extent_report(seg, samples, data, looks, "training_patients")
+    return report
