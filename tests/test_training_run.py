@@ -23,6 +23,26 @@ def test_kl_weight_ramps_from_scratch_and_holds_for_a_continued_model():
     assert kl_annealed("on", from_trained=True) and not kl_annealed("off", from_trained=False)
 
 
+def test_kl_weight_ends_where_asked():
+    assert kl_weight(0, 1000, anneal=False, end=1e-3) == 1e-3 == kl_weight(200, 1000, end=1e-3)
+    assert kl_weight(100, 1000, end=1e-3) == KL_START + 0.5 * (1e-3 - KL_START)
+
+
+def test_the_loop_weighs_the_kl_term_as_asked(tmp_path, monkeypatch):
+    weights = []
+    loss = train.published_loss
+
+    def spy(net, images, target, kl_w, down):
+        weights.append(kl_w)
+        return loss(net, images, target, kl_w, down)
+
+    monkeypatch.setattr(train, "published_loss", spy)
+    train.main(["--out", str(tmp_path / "run"), "--data", str(SHARED / "data"), "--inputsize", "512",
+                "--batch-size", "1", "--workers", "0", "--device", "cpu", "--steps", "2", "--seed", "4",
+                "--kl-anneal", "off", "--kl-weight", "3e-4"])
+    assert weights == [3e-4, 3e-4]
+
+
 def test_a_fixed_plan_never_changes():
     plan = StepPlan(500)
     assert all(plan.observe(s, now=float(s), deadline=1e9) is None for s in range(1, 300))

@@ -6,7 +6,7 @@ Seeded and resumable (``--resume`` continues from ``OUT/train_state.pt``). The
 loss is the published one: landmark MSE + MSE of the two intermediate skip
 positions + KL, with the KL weight annealed linearly from 1e-5 to 1e-2 over
 the first 20 % of the steps (from scratch; a continued ``--init`` holds it at
-1e-2, see ``kl_annealed``); Adam. The result, ``OUT/config.json`` +
+1e-2, see ``kl_annealed``; ``--kl-weight`` moves the 1e-2); Adam. The result, ``OUT/config.json`` +
 ``OUT/pytorch_model.bin`` (keys prefixed ``model.``), goes through the normal
 ``chexmask-rt export``.
 
@@ -50,10 +50,11 @@ def lr_factor(step: int, warmup: int, total: int) -> float:
     return min(1.0, (step + 1) / max(1, warmup)) * 0.9 ** (20 * step / total)
 
 
-def kl_weight(step: int, total: int, anneal: bool = True) -> float:
+def kl_weight(step: int, total: int, anneal: bool = True, end: float = KL_END) -> float:
+    """The KL term's weight at ``step``: ``end``, after the published linear ramp when annealed."""
     if not anneal:
-        return KL_END
-    return KL_START + (KL_END - KL_START) * min(1.0, step / max(1, KL_RAMP * total))
+        return end
+    return KL_START + (end - KL_START) * min(1.0, step / max(1, KL_RAMP * total))
 
 
 def kl_annealed(mode: str, from_trained: bool) -> bool:
@@ -167,6 +168,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--kl-anneal", choices=("auto", "on", "off"), default="auto",
                    help="ramp the KL weight up from 1e-5 (on) or hold it at 1e-2 (off); auto: on only "
                         "when training from scratch (see kl_annealed)")
+    p.add_argument("--kl-weight", type=float, default=KL_END,
+                   help="the KL term's final weight (published: 1e-2; see kl_weight)")
     p.add_argument("--labels", choices=("planned", "shown"), default="planned",
                    help="label each render with the target shape (planned) or with where it shows the "
                         "texture's landmarks (shown; see training.data.invert_field and MODEL_CARD.md)")
@@ -265,7 +268,7 @@ def main(argv: list[str] | None = None) -> None:
             first_wait = round(waited, 1)
         images = images.to(device, non_blocking=True, memory_format=layout)
         target = target.to(device, non_blocking=True)
-        loss, stats = published_loss(net, images, target, kl_weight(step, plan.steps, anneal), down)
+        loss, stats = published_loss(net, images, target, kl_weight(step, plan.steps, anneal, args.kl_weight), down)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
