@@ -13,7 +13,7 @@ from training.data import load_textures
 from training.evaluate import main as evaluate_main
 from training.outer_extent import densify, extent_errors, extremes_1024, lung_extremes
 from training.real_data import load_split, make_split, mhh_images, outlined_images, unoutlined_images
-from training.real_eval import ood_report, ood_split, outer_extent_report
+from training.real_eval import compare_images, ood_report, ood_split, outer_extent_report
 from training.pack_device_data import pack
 from training.real_pseudo_labels import fit_to_extent
 
@@ -231,3 +231,58 @@ def test_one_look_only_makes_one_call_per_image():
     seg = _ShiftedTruth(items)
     report = outer_extent_report(seg, samples=1, data=DATA, looks={"one_look": False})
     assert list(report) == ["one_look"] and seg.calls == [False] * len(items)
+
+
+def _extent(errors: dict) -> dict:
+    return {"images": [{"file": f, "error_px": e} for f, e in errors.items()]}
+
+
+def test_compare_images_on_a_known_answer():
+    old = {f"{i}.jpg": 10.0 * i for i in range(1, 7)}
+    new = {f: e - i for i, (f, e) in enumerate(old.items(), start=1)}  # each image better, by 1..6 px
+    result = compare_images(_extent(new), _extent(old))
+    # six differences of one sign and distinct sizes: the exact two-sided p is 2 / 2**6
+    assert result == {"n_images": 6, "better": 6, "worse": 0, "mean_difference_px": -3.5,
+                      "wilcoxon_p": pytest.approx(0.03125)}
+    same = compare_images(_extent(old), _extent(old))
+    assert same["better"] == same["worse"] == 0 and same["wilcoxon_p"] == 1.0
+
+
+def test_compare_images_refuses_reports_of_different_images():
+    with pytest.raises(ValueError, match="different images"):
+        compare_images(_extent({"a.jpg": 1.0, "b.jpg": 2.0}), _extent({"a.jpg": 1.0, "c.jpg": 2.0}))
+
+
+def test_evaluate_against_compares_the_validation_images_with_a_stored_report(tmp_path, monkeypatch):
+    import training.evaluate as evaluate
+
+    files = [f"{i}.jpg" for i in range(8)]
+    mine = {f: 10.0 + i for i, f in enumerate(files)}
+    theirs = {f: e + (1.0 if i < 6 else -0.5) for i, (f, e) in enumerate(mine.items())}
+    monkeypatch.setattr(evaluate, "real_report", lambda *a, **k: {"outer_extent": {"one_look": _extent(mine)}})
+    stored = tmp_path / "real_metrics.json"
+    stored.write_text(json.dumps({"outer_extent": {"one_look": _extent(theirs), "second_look": _extent(theirs)}}))
+    out = tmp_path / "new.json"
+    evaluate_main(["--real", "--single-look", "--against", str(stored), "--out", str(out)])
+    against = json.loads(out.read_text())["against"]
+    assert against["report"] == str(stored) and set(against) == {"report", "one_look"}
+    assert against["one_look"]["better"] == 6 and against["one_look"]["worse"] == 2
+    assert against["one_look"]["mean_difference_px"] == pytest.approx((-6 + 1) / 8)
+
+
+def test_against_is_only_for_the_real_figures():
+    with pytest.raises(SystemExit):
+        evaluate_main(["--model", "x.onnx", "--out", "x.json", "--against", "x.json"])
+
+
+@pytest.mark.parametrize("text", [None, "not json", '{"ood": {}}'])
+def test_against_a_missing_or_foreign_report_is_refused_before_measuring(tmp_path, monkeypatch, capsys, text):
+    import training.evaluate as evaluate
+
+    monkeypatch.setattr(evaluate, "real_report", lambda *a, **k: pytest.fail("measured before checking --against"))
+    report = tmp_path / "r.json"
+    if text is not None:
+        report.write_text(text)
+    with pytest.raises(SystemExit) as e:
+        evaluate_main(["--real", "--against", str(report)])
+    assert e.value.code == 2 and "not a readable training.evaluate --real report" in capsys.readouterr().err

@@ -1,7 +1,7 @@
 """Measure a model the way the model card reports it.
 
     python -m training.evaluate --real [--model engine.onnx] [--out real_metrics.json] [--single-look]
-        [--training-patients]
+        [--training-patients] [--against real_metrics.json]
     python -m training.evaluate --model engine.onnx [--textures textures.json] --out metrics.json [--overlays DIR]
         [--single-look|--second-look]
 
@@ -11,7 +11,10 @@ committed Hannover split and how the uncertainty ranks it, and the AUC of the im
 held-out out-of-distribution split; each with one engine call and with the second look (with
 ``--single-look``: one call only, half the time). ``--training-patients`` adds the outer extent
 on the training patients' outlined images, whose pseudo-labels the model was trained on: a gain
-there that the validation patients do not share is fitting, not learning. Without
+there that the validation patients do not share is fitting, not learning. ``--against FILE``
+compares the validation patients' outer extent image by image with another model's report (for
+example ``training/checkpoints/default-vN/real_metrics.json``): better and worse on how many
+images, the mean difference and the Wilcoxon signed-rank p. Without
 ``--model`` it measures the shipped default engine. Without ``--real`` it measures the synthetic
 figures below.
 
@@ -47,7 +50,7 @@ from chexmask_rt.result import Result
 
 from .data import DEFAULT_DATA, FRAME, REFERENCE_TEXTURE, FoldedWarp, load_shapes, load_textures, warp_to_shape
 from .metrics import distance_1024
-from .real_eval import real_report
+from .real_eval import compare_images, real_report
 
 
 def nearest_shape_distance(shapes: np.ndarray, pool: np.ndarray) -> np.ndarray:
@@ -148,11 +151,21 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--training-patients", action="store_true",
                    help="with --real, also the outer extent on the training patients' outlined images: "
                         "a model that gains there but not on the validation patients fits without carrying over")
+    p.add_argument("--against", type=Path, metavar="REAL_METRICS_JSON",
+                   help="with --real, compare each validation image's outer extent with this report's")
     args = p.parse_args(argv)
     if not args.real and (args.model is None or args.out is None):
         p.error("--model and --out are required without --real")
     if args.training_patients and not args.real:
         p.error("--training-patients needs --real")
+    if args.against and not args.real:
+        p.error("--against needs --real")
+    baseline = None
+    if args.against:
+        try:
+            baseline = json.loads(args.against.read_text())["outer_extent"]
+        except (OSError, ValueError, KeyError, TypeError) as e:  # checked before the minutes of measuring
+            p.error(f"--against {args.against}: not a readable training.evaluate --real report ({e!r})")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         seg = chexmask_rt.load(args.model)
@@ -160,6 +173,10 @@ def main(argv: list[str] | None = None) -> None:
         metrics = {"model": seg.model_id, "samples": args.samples, "engine_second_look": seg.info.second_look,
                    **real_report(seg, args.samples, args.data, both_looks=args.second_look is not False,
                                training_patients=args.training_patients)}
+        if baseline is not None:
+            metrics["against"] = {"report": str(args.against), **{
+                look: compare_images(summary, baseline[look])
+                for look, summary in metrics["outer_extent"].items() if look in baseline}}
         _write(metrics, args.out)
         return
     second_look = seg.info.second_look if args.second_look is None else args.second_look

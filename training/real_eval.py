@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import spearmanr
+from scipy.stats import spearmanr, wilcoxon
 
 from benchmarks.calibrate_quality import as_uint8, auc, corrupted, other_images, textures
 from chexmask_rt.image_io import read_image
@@ -148,6 +148,22 @@ def ood_report(seg, samples: int = 50, data: Path = DEFAULT_DATA, looks: dict = 
                      "reliability_flag_rate_ood": float(flags[look][labels == 1].mean()) if calibrated else None,
                      "auc_by_kind": per_kind}
     return out
+
+
+def compare_images(new: dict, old: dict) -> dict:
+    """Per-image comparison of two outer-extent summaries of the same images (``summarise_extent``):
+    on how many images ``new`` errs less and more, the mean of the per-image differences (new - old)
+    and the two-sided Wilcoxon signed-rank p: candidates are judged image by image, as a mean over
+    31 images hides which images moved."""
+    before = {i["file"]: i["error_px"] for i in old["images"]}
+    after = {i["file"]: i["error_px"] for i in new["images"]}
+    if before.keys() != after.keys():
+        raise ValueError(f"the two reports measure different images ({len(after)} against {len(before)})")
+    files = sorted(after)
+    diff = np.array([after[f] - before[f] for f in files])
+    return {"n_images": len(files), "better": int((diff < 0).sum()), "worse": int((diff > 0).sum()),
+            "mean_difference_px": float(diff.mean()),
+            "wilcoxon_p": float(wilcoxon(diff).pvalue) if diff.any() else 1.0}
 
 
 def real_report(seg, samples: int = 50, data: Path = DEFAULT_DATA, both_looks: bool = True,
