@@ -43,6 +43,13 @@ def test_the_loop_weighs_the_kl_term_as_asked(tmp_path, monkeypatch):
     assert weights == [3e-4, 3e-4]
 
 
+@pytest.mark.parametrize("weight", ["-1e-3", "nan"])
+def test_a_negative_kl_weight_is_refused(tmp_path, weight):
+    with pytest.raises(SystemExit) as e:
+        train.main(["--out", str(tmp_path / "run"), "--data", str(SHARED / "data"), "--kl-weight", weight])
+    assert e.value.code == 2
+
+
 def test_a_fixed_plan_never_changes():
     plan = StepPlan(500)
     assert all(plan.observe(s, now=float(s), deadline=1e9) is None for s in range(1, 300))

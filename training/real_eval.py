@@ -154,7 +154,7 @@ def compare_images(new: dict, old: dict) -> dict:
     """Per-image comparison of two outer-extent summaries of the same images (``summarise_extent``):
     on how many images ``new`` errs less and more, the mean of the per-image differences (new - old)
     and the two-sided Wilcoxon signed-rank p: candidates are judged image by image, as a mean over
-    31 images hides which images moved."""
+    a few dozen images hides which images moved."""
     before = {i["file"]: i["error_px"] for i in old["images"]}
     after = {i["file"]: i["error_px"] for i in new["images"]}
     if before.keys() != after.keys():

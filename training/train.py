@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--fit-to-minutes", action="store_true",
                    help="re-plan --steps from the step rate measured early on, so the schedules end with --minutes")
     p.add_argument("--kl-anneal", choices=("auto", "on", "off"), default="auto",
-                   help="ramp the KL weight up from 1e-5 (on) or hold it at 1e-2 (off); auto: on only "
+                   help="ramp the KL weight up from 1e-5 (on) or hold it at --kl-weight (off); auto: on only "
                         "when training from scratch (see kl_annealed)")
     p.add_argument("--kl-weight", type=float, default=KL_END,
                    help="the KL term's final weight (published: 1e-2; see kl_weight)")
@@ -190,7 +190,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--resume", action="store_true")
     p.add_argument("--init", type=Path, help="start from this published-layout checkpoint folder")
     args = p.parse_args(argv)
-
+    if not args.kl_weight >= 0.0:  # also refuses nan
+        p.error("--kl-weight must be 0 or more")
     anneal = kl_annealed(args.kl_anneal, from_trained=args.init is not None)
     torch.manual_seed(args.seed)
     if args.threads:
