@@ -50,6 +50,12 @@ def test_a_negative_kl_weight_is_refused(tmp_path, weight):
     assert e.value.code == 2
 
 
+def test_a_negative_texture_shapes_count_is_refused(tmp_path):
+    with pytest.raises(SystemExit) as e:
+        train.main(["--out", str(tmp_path / "run"), "--data", str(SHARED / "data"), "--texture-shapes", "-1"])
+    assert e.value.code == 2
+
+
 def test_a_fixed_plan_never_changes():
     plan = StepPlan(500)
     assert all(plan.observe(s, now=float(s), deadline=1e9) is None for s in range(1, 300))

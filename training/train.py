@@ -192,6 +192,8 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if not args.kl_weight >= 0.0:  # also refuses nan
         p.error("--kl-weight must be 0 or more")
+    if args.texture_shapes < 0:  # np.tile would silently add none
+        p.error("--texture-shapes must be 0 or more")
     anneal = kl_annealed(args.kl_anneal, from_trained=args.init is not None)
     torch.manual_seed(args.seed)
     if args.threads:
