@@ -136,3 +136,45 @@ def test_ray_run_killed_midway_resumes_to_the_local_run(tmp_path, many):
     for row in got:
         assert_rows_match(row, expected[row["Image"]])
     assert rows(out / "errors.csv") == []
+
+
+def test_segment_batch_takes_the_pixel_limit_and_the_device(tmp_path, shared_images):
+    from chexmask_rt.errors import ModelError
+
+    fn = SegmentBatch(samples=3, max_pixels=1024)
+    out = fn({"path": np.array([str(shared_images[0])], dtype=object)})
+    assert out["Error"][0] == "InputError" and "pixels" in out["Reason"][0], out["Reason"][0]
+    with pytest.raises(ModelError, match="cuda"):  # this CPU build has no CUDA provider
+        SegmentBatch(device="cuda")
+
+
+def test_batch_ray_applies_max_pixels_on_the_actors(tmp_path, shared_images):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for p in shared_images[:2]:
+        shutil.copy(p, folder / p.name)
+    proc = _cli(folder, "--out", tmp_path / "out", "--ray", "local", "--threads", "1", "--ray-actors", "1",
+                "--max-pixels", "1024", start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        _kill_group(proc)
+    assert proc.returncode == 1, stderr  # some images failed
+    failed = rows(tmp_path / "out" / "errors.csv")
+    assert sorted(r["Image"] for r in failed) == sorted(str(folder / p.name) for p in shared_images[:2])
+    assert all(r["Error"] == "InputError" and "pixels" in r["Reason"] for r in failed), failed
+    assert rows(tmp_path / "out" / "results.csv") == []
+
+
+def test_ray_refuses_a_gpu_device_on_a_cluster_without_gpus(tmp_path, shared_images, default_segmenter):
+    import ray
+
+    from chexmask_rt.errors import ModelError
+    from chexmask_rt.ray_batch import run_ray
+
+    try:
+        with pytest.raises(ModelError, match="has no GPU"):
+            run_ray(default_segmenter, None, [str(shared_images[0])], tmp_path / "out", address="local",
+                    threads=1, progress=False, device="cuda")
+    finally:
+        ray.shutdown()

@@ -280,7 +280,7 @@ def cmd_batch(args) -> int:
                           seed=args.seed, second_look=args.second_look, masks=args.masks,
                           progress=not args.no_progress, shard=shard, threads=args.threads,
                           actors=args.ray_actors, workers=args.workers, batch_size=args.batch_size,
-                          backend=args.backend)
+                          backend=args.backend, device=args.device, max_pixels=args.max_pixels)
     else:
         summary = run_batch(seg, found.images, args.out, samples=args.samples, seed=args.seed, workers=args.workers,
                             masks=args.masks, progress=not args.no_progress, second_look=args.second_look,

@@ -83,18 +83,19 @@ class SegmentBatch:
     names, see :func:`chexmask_rt.batch.mask_stems`). Returns one row per input with the columns
     :data:`ROW_COLUMNS`. Constructor: ``model`` (a path every node can read; None: the shipped
     model) or ``engine_files`` (:func:`engine_files`), then what ``predict`` takes, ``threads``
-    per actor, ``backend``, ``masks_dir`` (a shared folder for mask PNGs), ``workers`` (decoder
-    threads) and ``batch_size`` (images handed to the engine together, as in ``predict_batch``; None:
-    its default).
+    per actor, ``backend``, ``device`` and ``max_pixels`` (as in :func:`chexmask_rt.load`),
+    ``masks_dir`` (a shared folder for mask PNGs), ``workers`` (decoder threads) and ``batch_size``
+    (images handed to the engine together, as in ``predict_batch``; None: its default).
     """
 
     def __init__(self, model: str | None = None, *, engine_files: dict[str, bytes] | None = None, samples: int = 50,
                  seed: int = 0, second_look: bool | None = None, threads: int | None = None, backend: str = "auto",
-                 masks_dir: str | None = None, workers: int = 2, batch_size: int | None = None):
+                 masks_dir: str | None = None, workers: int = 2, batch_size: int | None = None,
+                 device: str | None = None, max_pixels: int | None = None):
         from .model import load
 
         path = _materialise(engine_files) if engine_files else model
-        self._seg = load(path, backend=backend, threads=threads)
+        self._seg = load(path, backend=backend, threads=threads, device=device, max_pixels=max_pixels)
         self._options = {"samples": samples, "seed": seed, "second_look": second_look, "workers": workers,
                          "batch_size": batch_size}
         self._masks = masks_dir
@@ -143,12 +144,14 @@ def run_ray(segmenter, model: str | os.PathLike | None, images: Sequence[str], o
             address: str = "local", samples: int = 50, seed: int = 0, second_look: bool | None = None,
             masks: bool = False, progress: bool = True, shard: str | None = None, threads: int | None = None,
             actors: int | None = None, batch_size: int | None = None, workers: int = 2,
-            backend: str = "auto") -> BatchSummary:
+            backend: str = "auto", device: str | None = None, max_pixels: int | None = None) -> BatchSummary:
     """``run_batch`` on Ray (see the module doc): same output folder, same resume, same summary.
 
     ``segmenter``: the engine opened by the driver (its identity and settings); ``model``: the path it
     was opened from (None: the shipped model). ``threads`` per actor (default 2) and ``actors``
-    (default: the cluster's CPUs // threads); ``address``: 'local' starts Ray on this machine."""
+    (default: the cluster's CPUs // threads; with a GPU ``device``, one GPU each, and at most the
+    cluster's GPUs); ``address``: 'local' starts Ray on this machine. ``device`` and ``max_pixels``
+    reach every actor's engine, as in :func:`chexmask_rt.load`."""
     start = time.perf_counter()
     with prepare_output(segmenter, images, out_dir, samples, seed, second_look, shard) as (out, second_look, unique,
                                                                                            todo):
@@ -164,7 +167,7 @@ def run_ray(segmenter, model: str | os.PathLike | None, images: Sequence[str], o
                 _stream_rows(todo, out, summary, results, errors, address=address, model=model, samples=samples,
                              seed=seed, second_look=second_look, masks=masks, progress=progress, threads=threads or 2,
                              actors=actors, batch_size=batch_size, workers=workers, backend=backend,
-                             stems=mask_stems(unique))
+                             device=device, max_pixels=max_pixels, stems=mask_stems(unique))
         finally:
             results.close()
             errors.close()
@@ -175,17 +178,24 @@ def run_ray(segmenter, model: str | os.PathLike | None, images: Sequence[str], o
 def _stream_rows(todo: list[str], out: Path, summary: BatchSummary, results: Appender, errors: Appender, *,
                  address: str, model, samples: int, seed: int, second_look: bool, masks: bool, progress: bool,
                  threads: int, actors: int | None, batch_size: int | None, workers: int, backend: str,
-                 stems: dict[str, str]) -> None:
+                 device: str | None, max_pixels: int | None, stems: dict[str, str]) -> None:
     from tqdm import tqdm
 
     ray = _init_ray(address, None)
     cpus = int(ray.cluster_resources().get("CPU", 1))
+    gpus_each = 0 if device in (None, "cpu") else 1
+    if gpus_each:
+        # an actor asking for a GPU the cluster lacks would wait for it forever
+        gpus = int(ray.cluster_resources().get("GPU", 0))
+        if gpus == 0:
+            raise ModelError(f"--device {device}: the Ray cluster has no GPU")
+        actors = min(actors or gpus, gpus)
     actors = actors or max(1, cpus // threads)
     files = engine_files(model)
     kwargs = {"model": None if files or model is None else str(Path(model).resolve()), "engine_files": files,
               "samples": samples, "seed": seed, "second_look": second_look, "threads": threads,
               "masks_dir": str((out / MASKS_NAME).resolve()) if masks else None, "workers": workers,
-              "batch_size": batch_size, "backend": backend}
+              "batch_size": batch_size, "backend": backend, "device": device, "max_pixels": max_pixels}
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # ours counts images
     items = [{"path": image, "stem": stems[image]} for image in todo]
@@ -193,7 +203,8 @@ def _stream_rows(todo: list[str], out: Path, summary: BatchSummary, results: App
     # together, so smaller blocks keep results.csv (and a killed run's resume point) close behind the work
     ds = ray.data.from_items(items, override_num_blocks=min(-(-len(items) // RAY_BATCH), MAX_BLOCKS))
     ds = ds.map_batches(SegmentBatch, fn_constructor_kwargs=kwargs, batch_size=RAY_BATCH,
-                        compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=min(threads, cpus))
+                        compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=min(threads, cpus),
+                        num_gpus=gpus_each)
     bar = tqdm(total=len(todo), unit="img", desc=f"batch (ray, {actors} actors)", file=sys.stderr,
                disable=not progress)
     try:
