@@ -4,6 +4,7 @@
 
 #include "internal.hpp"
 
+#include <algorithm>
 #include <cstddef>
 #include <cstring>
 #include <new>
@@ -116,6 +117,23 @@ chexmask_rt_result* wrap(chexmask_rt::Result result) {
     return handle;
 }
 
+chexmask_rt::ImageView image_view(const chexmask_rt_image& image) {
+    chexmask_rt::ImageView view;
+    view.data = image.data;
+    view.width = image.width;
+    view.height = image.height;
+    view.stride = image.stride;
+    view.bit_depth = image.bit_depth;
+    view.size_bytes = image.size_bytes;
+    return view;
+}
+
+std::optional<bool> look_choice(int second_look) {
+    if (second_look < CHEXMASK_RT_SECOND_LOOK_DEFAULT || second_look > CHEXMASK_RT_SECOND_LOOK_ON)
+        throw chexmask_rt::InputError("second_look must be -1 (engine default), 0 or 1, got " + std::to_string(second_look));
+    return second_look == CHEXMASK_RT_SECOND_LOOK_DEFAULT ? std::nullopt : std::optional<bool>(second_look == 1);
+}
+
 void check_out(const void* out) {
     if (out == nullptr) throw chexmask_rt::InputError("the output pointer is NULL");
 }
@@ -201,20 +219,40 @@ chexmask_rt_status chexmask_rt_predict(const chexmask_rt_engine* engine, const c
         check_out(out);
         if (engine == nullptr) throw chexmask_rt::InputError("the engine is NULL");
         if (image == nullptr) throw chexmask_rt::InputError("the image is NULL");
-        if (second_look < CHEXMASK_RT_SECOND_LOOK_DEFAULT || second_look > CHEXMASK_RT_SECOND_LOOK_ON)
-            throw chexmask_rt::InputError("second_look must be -1 (engine default), 0 or 1, got " +
-                                          std::to_string(second_look));
-        chexmask_rt::ImageView view;
-        view.data = image->data;
-        view.width = image->width;
-        view.height = image->height;
-        view.stride = image->stride;
-        view.bit_depth = image->bit_depth;
-        view.size_bytes = image->size_bytes;
-        const std::optional<bool> look =
-            second_look == CHEXMASK_RT_SECOND_LOOK_DEFAULT ? std::nullopt : std::optional<bool>(second_look == 1);
-        *out = wrap(engine->engine.predict(view, samples, seed, look));
+        *out = wrap(engine->engine.predict(image_view(*image), samples, seed, look_choice(second_look)));
     });
+}
+
+chexmask_rt_status chexmask_rt_predict_batch(const chexmask_rt_engine* engine, const chexmask_rt_image* images,
+                                             size_t count, int samples, uint64_t seed, int second_look,
+                                             chexmask_rt_result** out) {
+    if (out != nullptr) std::fill(out, out + count, nullptr);
+    std::vector<chexmask_rt_result*> made;
+    const chexmask_rt_status status = guarded([&] {
+        check_out(out);
+        if (engine == nullptr) throw chexmask_rt::InputError("the engine is NULL");
+        if (images == nullptr) throw chexmask_rt::InputError("the images are NULL");
+        const std::optional<bool> look = look_choice(second_look);
+        std::vector<chexmask_rt::ImageView> views;
+        views.reserve(count);
+        for (std::size_t i = 0; i < count; ++i) {
+            views.push_back(image_view(images[i]));
+            try {  // the C++ batch does not say which image was bad; a C caller needs the index
+                chexmask_rt::detail::resolve_pixels(views.back());
+            } catch (const chexmask_rt::InputError& e) {
+                throw chexmask_rt::InputError("image " + std::to_string(i) + ": " + e.what());
+            }
+        }
+        std::vector<chexmask_rt::Result> results = engine->engine.predict_batch(views, samples, seed, look);
+        made.reserve(results.size());
+        for (chexmask_rt::Result& r : results) made.push_back(wrap(std::move(r)));
+    });
+    if (status != CHEXMASK_RT_OK) {
+        for (chexmask_rt_result* r : made) delete r;
+        return status;
+    }
+    std::copy(made.begin(), made.end(), out);
+    return status;
 }
 
 void chexmask_rt_result_free(chexmask_rt_result* result) { delete result; }

@@ -24,6 +24,7 @@
 #include <map>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -552,6 +553,33 @@ void test_c_api(const std::string& model, const std::string& library) {
     for (std::size_t i = 0; i < want.latent_mu.size(); ++i)
         equal &= r->latent_mu[i] == want.latent_mu[i] && r->latent_sigma[i] == want.latent_sigma[i];
     CHECK(equal);
+
+    // a batch: each image gets exactly its single-image answer; a bad image fails the whole call by index
+    const auto other = gradient(90, 100, 90);
+    chexmask_rt_image pair[2] = {image, {other.data(), 90, 100, 90, 8, other.size()}};
+    chexmask_rt_result* batch[2] = {nullptr, nullptr};
+    CHECK(chexmask_rt_predict_batch(engine, pair, 2, 5, 1, CHEXMASK_RT_SECOND_LOOK_OFF, batch) == CHEXMASK_RT_OK);
+    chexmask_rt_result* alone = nullptr;
+    CHECK(chexmask_rt_predict(engine, &pair[1], 5, 1, CHEXMASK_RT_SECOND_LOOK_OFF, &alone) == CHEXMASK_RT_OK);
+    for (auto [got, single] : {std::pair{batch[0], result}, std::pair{batch[1], alone}}) {
+        const chexmask_rt_result_fields* g = chexmask_rt_result_get(got);
+        const chexmask_rt_result_fields* w = chexmask_rt_result_get(single);
+        CHECK(g->width == w->width && g->height == w->height && g->landmark_count == w->landmark_count &&
+              std::memcmp(g->landmarks, w->landmarks, 2 * w->landmark_count * sizeof(double)) == 0 &&
+              std::memcmp(g->landmarks_std, w->landmarks_std, 2 * w->landmark_count * sizeof(double)) == 0);
+    }
+    chexmask_rt_result_free(batch[0]);
+    chexmask_rt_result_free(batch[1]);
+    chexmask_rt_result_free(alone);
+    pair[1].width = 0;
+    batch[0] = batch[1] = result;  // must become NULL
+    CHECK(chexmask_rt_predict_batch(engine, pair, 2, 5, 1, -1, batch) == CHEXMASK_RT_INPUT_ERROR);
+    CHECK(batch[0] == nullptr && batch[1] == nullptr && std::strstr(chexmask_rt_last_error(), "image 1: ") != nullptr);
+    CHECK(chexmask_rt_predict_batch(engine, pair, 0, 5, 1, -1, batch) == CHEXMASK_RT_INPUT_ERROR);
+    CHECK(chexmask_rt_predict_batch(engine, nullptr, 2, 5, 1, -1, batch) == CHEXMASK_RT_INPUT_ERROR);
+    CHECK(chexmask_rt_predict_batch(engine, pair, 1, 5, 1, 7, batch) == CHEXMASK_RT_INPUT_ERROR);
+    CHECK(chexmask_rt_predict_batch(engine, pair, 1, 5, 1, -1, nullptr) == CHEXMASK_RT_INPUT_ERROR);
+
     chexmask_rt_result_free(result);
     CHECK(chexmask_rt_predict(engine, &image, 5, 1, CHEXMASK_RT_SECOND_LOOK_ON, &result) == CHEXMASK_RT_OK);
     CHECK(chexmask_rt_result_get(result)->second_look != nullptr);

@@ -85,7 +85,7 @@ constexpr double kCropOnlyBelow = 0.7;
 
 /// A grayscale image in caller-owned memory; it is read, never copied whole.
 struct ImageView {
-    const void* data = nullptr;   ///< first pixel of the first row
+    const void* data = nullptr;   ///< first pixel of the first row, aligned to the pixel's size (as is stride)
     int width = 0;
     int height = 0;
     std::size_t stride = 0;       ///< bytes from one row to the next (>= width * bytes per pixel)

@@ -40,7 +40,7 @@ typedef enum chexmask_rt_status {
     CHEXMASK_RT_OK = 0,
     CHEXMASK_RT_INPUT_ERROR = 1, /* bad image or argument (the C++ InputError) */
     CHEXMASK_RT_MODEL_ERROR = 2, /* engine file, ONNX Runtime library or device unusable (ModelError) */
-    CHEXMASK_RT_RUNTIME_ERROR = 3, /* anything else, e.g. out of memory or a failed engine run */
+    CHEXMASK_RT_RUNTIME_ERROR = 3, /* anything else, e.g. out of memory (a failed engine run is a MODEL_ERROR) */
 } chexmask_rt_status;
 
 /* ABI version of the loaded library (CHEXMASK_RT_C_ABI_VERSION it was built with). */
@@ -49,7 +49,8 @@ CHEXMASK_RT_API int chexmask_rt_abi_version(void);
 CHEXMASK_RT_API const char* chexmask_rt_version(void);
 /* What every result is for: "research use only; not for diagnosis". Outputs for people or systems say it. */
 CHEXMASK_RT_API const char* chexmask_rt_intended_use(void);
-/* Why the last failing call on this thread failed; "" if none did. */
+/* Why this thread's last call that returns a status failed; "" after one that succeeded. Valid until
+ * this thread's next such call. */
 CHEXMASK_RT_API const char* chexmask_rt_last_error(void);
 
 /* Optional: receives the library's and ONNX Runtime's messages (level 2 warning, 3 error; 1 info: which
@@ -106,7 +107,7 @@ CHEXMASK_RT_API const chexmask_rt_model_info* chexmask_rt_engine_info(const chex
 
 /* A grayscale image in caller-owned memory, read in place. */
 typedef struct chexmask_rt_image {
-    const void* data;   /* first pixel of the first row */
+    const void* data;   /* first pixel of the first row, aligned to the pixel's size (as is stride) */
     int width;
     int height;
     size_t stride;      /* bytes from one row to the next, >= width * bytes per pixel */
@@ -127,6 +128,14 @@ CHEXMASK_RT_API chexmask_rt_status chexmask_rt_predict(const chexmask_rt_engine*
                                                        const chexmask_rt_image* image, int samples,
                                                        uint64_t seed, int second_look,
                                                        chexmask_rt_result** out);
+/* Segments `count` images with one noise draw (image i gets what chexmask_rt_predict gives it with the same
+ * samples and seed, bit-identical on the CPU; images_per_call images to an engine call). `out` is the caller's
+ * array of `count` pointers; each result is freed with chexmask_rt_result_free. All or nothing: on a failure
+ * every out[i] is NULL and the message names the image's index. */
+CHEXMASK_RT_API chexmask_rt_status chexmask_rt_predict_batch(const chexmask_rt_engine* engine,
+                                                             const chexmask_rt_image* images, size_t count,
+                                                             int samples, uint64_t seed, int second_look,
+                                                             chexmask_rt_result** out);
 CHEXMASK_RT_API void chexmask_rt_result_free(chexmask_rt_result* result); /* NULL is ignored */
 
 /* Every field of a result; coordinates are in the original image's pixels, points are (x, y) pairs. */
