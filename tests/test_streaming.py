@@ -112,3 +112,13 @@ def test_an_engine_failure_stops_the_stream(default_segmenter, shared_images, mo
     stream = default_segmenter.predict_iter([str(p) for p in shared_images], samples=2)
     with pytest.raises(ModelError, match="engine gone"):
         next(stream)
+
+
+def test_a_pixel_limit_per_call_reaches_files_and_arrays(default_segmenter, shared_images):
+    assert default_segmenter.max_pixels is None  # the limit below is this call's alone
+    array = np.full((40, 40), 128, np.uint8)  # 1,600 pixels: over a 1,024-pixel limit too
+    outcomes = list(default_segmenter.predict_iter([str(shared_images[0]), array], samples=3, max_pixels=1024))
+    assert [type(o).__name__ for _, o in outcomes] == ["InputError", "InputError"]
+    assert all("above the pixel limit of 1,024 pixels" in str(o) for _, o in outcomes), [str(o) for _, o in outcomes]
+    with pytest.raises(InputError, match="max_pixels"):  # a bad limit fails before the first image
+        default_segmenter.predict_iter([array], max_pixels=5)

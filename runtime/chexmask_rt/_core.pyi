@@ -1,8 +1,9 @@
 """chexmask-rt native core (C++): preprocessing, ONNX Runtime engine call, postprocessing.
 
-Errors are raised as chexmask_rt.errors.InputError / ModelError (ChexmaskError for
-engine-run failures). Every call releases the GIL while it works; an Engine may be
-shared by many threads.
+Errors are raised as chexmask_rt.errors.InputError (bad images or arguments) and ModelError
+(engine files, the ONNX Runtime library, failed engine runs; NonFiniteOutputError for NaN or
+infinite answers). Opening an Engine, Engine.predict and predict_batch, preprocess, bit_depth,
+letterbox and polygon_mask release the GIL while they work; an Engine may be shared by many threads.
 """
 from __future__ import annotations
 
@@ -166,8 +167,10 @@ class Engine:
                       samples: int, seed: int = 0,
                       bit_depth: int | Sequence[int | None] | None = None,
                       second_look: bool | None = None) -> list[Result]:
-        """All images in one engine call (their crops in a second one), sharing one eps. bit_depth:
-        one for all, or one per image (the core ignores it for uint8 and float32 images)."""
+        """The images sharing one eps, images_per_call to an engine call (0, the default: one per call
+        on the CPU, each image bit-identical to its own predict; all on a GPU); a second look's crops
+        go in a second round of calls. bit_depth: one for all, or one per image (the core ignores it
+        for uint8 and float32 images)."""
 
 def latent_noise(samples: int, latents: int, seed: int = 0) -> npt.NDArray[np.float32]:
     """eps [samples, latents], generator splitmix64-boxmuller-v1 (as tests/reference/sampling.py)."""
@@ -207,6 +210,10 @@ class Letterbox:
         """Normalised lengths (e.g. stds), any shape -> original pixels (scaled, not moved)."""
     def to_normalised(self, points_px: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """Original pixels, shape (..., 2) -> normalised (x, y) of the square."""
+
+def polygon_mask(points: npt.ArrayLike, height: int, width: int) -> npt.NDArray[np.uint8]:
+    """uint8 [height, width] 0/255 filled polygon of float64 (N, 2) (x, y) points, equal to cv2.fillPoly of
+    them clamped to +-4 * max(height, width) and truncated to int32 (chexmask_rt.rle.polygon_mask)."""
 
 def onnxruntime_library() -> str:
     """Path of the ONNX Runtime library this process loaded ('' before the first Engine)."""

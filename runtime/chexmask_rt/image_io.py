@@ -93,7 +93,7 @@ def to_gray(image: np.ndarray, *, name: str = "image") -> np.ndarray:
     if image.dtype in (np.float32, np.float64):
         _check_unit_range(image, name)
         return image.astype(np.float32, copy=False)
-    raise InputError(f"{name}: unsupported pixel type {image.dtype}; use uint8, uint16 or float in [0, 1]")
+    raise InputError(f"{name}: unsupported pixel type {image.dtype}; use uint8, uint16, or float32 or float64 in [0, 1]")
 
 
 def full_scale(gray: np.ndarray, bit_depth: int | None = None) -> float:

@@ -46,11 +46,16 @@ def resolve_max_pixels(max_pixels: int | None) -> int:
     return int(max_pixels)
 
 
+def _amount(pixels: int) -> str:
+    """Megapixels where that reads well; small counts exactly (a 0.0-megapixel limit says nothing)."""
+    return f"{pixels / 1e6:.1f} megapixels" if pixels >= 100_000 else f"{pixels:,} pixels"
+
+
 def check_pixels(width: int, height: int, name: str, max_pixels: int) -> None:
     """InputError when a width × height image is above the limit."""
     if width * height > max_pixels:
-        raise InputError(f"{name}: image is {width}x{height} ({width * height / 1e6:.1f} megapixels), above the "
-                         f"pixel limit of {max_pixels / 1e6:.1f} megapixels (raise it with max_pixels=, "
+        raise InputError(f"{name}: image is {width}x{height} ({_amount(width * height)}), above the "
+                         f"pixel limit of {_amount(max_pixels)} (raise it with max_pixels=, "
                          f"--max-pixels or {ENV_VAR})")
 
 
@@ -58,4 +63,4 @@ def check_file_size(size: int, pixels: int, name: str) -> None:
     """InputError when a file of ``size`` bytes is larger than an image of ``pixels`` pixels can be."""
     if size > pixels * MAX_BYTES_PER_PIXEL + METADATA_BYTES:
         raise InputError(f"{name}: file is {size / 2**20:.0f} MiB, larger than an image of at most "
-                         f"{pixels / 1e6:.1f} megapixels can be; refused without reading it")
+                         f"{_amount(pixels)} can be; refused without reading it")

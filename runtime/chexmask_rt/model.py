@@ -179,8 +179,8 @@ class Segmenter:
         ``second_look``: a second engine call on a square crop around the first answer's lungs,
         combined with the first (``result.second_look`` says how). It takes twice the time; False
         returns the one engine call's answer. None (the default) takes the engine's own setting,
-        ``info.second_look``: on for the shipped model, off for engines exported without
-        ``--second-look`` (published checkpoints answer as upstream).
+        ``info.second_look``: off for the shipped model (since version 8) and for engines exported
+        without ``--second-look`` (published checkpoints answer as upstream).
         ``max_pixels``: the pixel limit for this call (default: the segmenter's, see ``load``).
         Non-finite engine outputs raise NonFiniteOutputError (a ModelError) naming the image.
         """
@@ -224,7 +224,8 @@ class Segmenter:
 
     def predict_iter(self, inputs: Iterable[ImageLike], *, samples: int = DEFAULT_SAMPLES, seed: int = 0,
                      bit_depth: int | None = None, batch_size: int | None = None, second_look: bool | None = None,
-                     workers: int = 2, ahead: int | None = None) -> Iterator[tuple[ImageLike, "Result | ChexmaskError"]]:
+                     workers: int = 2, ahead: int | None = None,
+                     max_pixels: int | None = None) -> Iterator[tuple[ImageLike, "Result | ChexmaskError"]]:
         """Segment a stream of images: yields ``(input, Result | ChexmaskError)`` in input order.
 
         Unlike ``predict_batch``, which raises for the whole list when one image is bad, each input
@@ -232,9 +233,10 @@ class Segmenter:
         its error and the rest go on. A ``ModelError`` (the engine itself failing) is raised.
         ``workers`` threads decode up to ``ahead`` images (default ``2 * batch_size``) beyond the chunk
         being segmented, so decoding overlaps the engine and at most ``batch_size + ahead`` decoded
-        images are held. Results equal ``predict_batch``'s for the same chunks; other arguments as there.
+        images are held. Results equal ``predict_batch``'s for the same chunks; other arguments
+        (``max_pixels`` too) as there.
         Use ``predict``/``predict_batch`` for a few images you trust, ``predict_iter`` for archives and
         anything that must not stop at one bad file (``chexmask_rt.streaming``).
         """
         return streaming.predict_iter(self, inputs, samples=samples, seed=seed, bit_depth=bit_depth, batch_size=batch_size,
-                            second_look=second_look, workers=workers, ahead=ahead)
+                            second_look=second_look, workers=workers, ahead=ahead, max_pixels=max_pixels)

@@ -44,7 +44,7 @@ def _as_error(item: ImageLike, exc: BaseException) -> ChexmaskError:
 
 def predict_iter(segmenter, inputs: Iterable[ImageLike], *, samples: int = DEFAULT_SAMPLES, seed: int = 0,
                  bit_depth: int | None = None, batch_size: int | None = None, second_look: bool | None = None,
-                 workers: int = 2, ahead: int | None = None) -> Iterator[Outcome]:
+                 workers: int = 2, ahead: int | None = None, max_pixels: int | None = None) -> Iterator[Outcome]:
     """See :meth:`chexmask_rt.Segmenter.predict_iter`. Arguments are checked here, before the first image."""
     batch_size = DEFAULT_BATCH if batch_size is None else batch_size
     samples, seed = check_run_arguments(samples, seed, batch_size)
@@ -53,14 +53,15 @@ def predict_iter(segmenter, inputs: Iterable[ImageLike], *, samples: int = DEFAU
     ahead = 2 * batch_size if ahead is None else ahead
     if ahead < 0:
         raise InputError(f"ahead must be >= 0, got {ahead}")
-    options = dict(samples=samples, seed=seed, bit_depth=bit_depth, second_look=second_look)
+    max_pixels = resolve_max_pixels(segmenter.max_pixels if max_pixels is None else max_pixels)
+    options = dict(samples=samples, seed=seed, bit_depth=bit_depth, second_look=second_look, max_pixels=max_pixels)
     return _stream(segmenter, iter(inputs), options, batch_size, workers, ahead)
 
 
 def _stream(segmenter, inputs: Iterator[ImageLike], options: dict, batch_size: int, workers: int,
             ahead: int) -> Iterator[Outcome]:
     queue: deque[tuple[ImageLike, Future]] = deque()
-    max_pixels = resolve_max_pixels(segmenter.max_pixels)
+    max_pixels = options["max_pixels"]
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chexmask-decode")
     exhausted = False
 
