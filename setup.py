@@ -102,7 +102,9 @@ setup(
     },
     # pydicom + pillow: DICOM input, including JPEG-compressed pixel data
     install_requires=["numpy>=1.24", "opencv-python-headless>=4.8", "tqdm>=4.60",
-                      "pydicom>=3.0", "pillow>=10.0"],
+                      "pydicom>=3.0", "pillow>=10.0",
+                      # JPEG with libjpeg's warnings as errors: damaged data is refused, not half gray
+                      "simplejpeg>=1.7"],
     extras_require={
         # ONNX Runtime, one of the two (both in one environment overwrite each other's files);
         # >= 1.21: the native core is compiled against ONNX Runtime's C API 21

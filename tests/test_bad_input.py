@@ -36,6 +36,55 @@ def test_truncated_image_files(default_segmenter, tmp_path, shared_images):
             default_segmenter.predict(path)
 
 
+def _jpeg_files(shared_images):
+    jpegs = [p for p in shared_images if p.suffix.lower() in (".jpg", ".jpeg")]
+    assert jpegs, "no JPEG among the shared images"
+    return jpegs
+
+
+def test_damaged_jpeg_data_is_refused_not_half_gray(default_segmenter, tmp_path, shared_images):
+    """Random bytes in the middle of the image data: OpenCV's libjpeg only prints 'Corrupt JPEG data'
+    and fills the rest gray; the reader must refuse the file."""
+    import cv2
+
+    rng = np.random.default_rng(3)
+    for src in _jpeg_files(shared_images):
+        data = bytearray(src.read_bytes())
+        middle = len(data) // 2
+        data[middle:middle + 2000] = rng.integers(0, 256, 2000, dtype=np.uint8).tobytes()
+        path = _write(tmp_path, "damaged_" + src.name, bytes(data))
+        assert cv2.imdecode(np.frombuffer(bytes(data), np.uint8), cv2.IMREAD_UNCHANGED) is not None  # what it used to get
+        with pytest.raises(InputError, match=r"damaged JPEG: ") as err:
+            default_segmenter.predict(path)
+        assert str(path) in str(err.value)
+
+
+def test_jpeg_pixels_are_opencvs(shared_images):
+    """The strict decoder gives the pixels OpenCV gives (both are libjpeg-turbo), gray and colour."""
+    import cv2
+
+    from chexmask_rt.image_io import read_image
+
+    for src in _jpeg_files(shared_images):
+        want = cv2.imdecode(np.fromfile(src, np.uint8), cv2.IMREAD_UNCHANGED)
+        if want.ndim == 3:
+            want = cv2.cvtColor(want, cv2.COLOR_BGR2RGB)
+        got = read_image(src)
+        assert got.dtype == want.dtype and got.shape == want.shape and np.array_equal(got, want), src.name
+
+
+def test_a_jpeg_warning_that_is_not_damage_falls_back_to_opencv(tmp_path, shared_images):
+    """An unknown JFIF revision is a libjpeg warning, not damage: the file is still read (by OpenCV)."""
+    from chexmask_rt.image_io import read_image
+
+    src = _jpeg_files(shared_images)[0]
+    data = src.read_bytes()
+    assert data[:2] == b"\xff\xd8"
+    jfif_9 = b"\xff\xe0\x00\x10JFIF\x00\x09\x01\x00\x00\x01\x00\x01\x00\x00"  # an APP0 of JFIF version 9.01
+    path = _write(tmp_path, "jfif9.jpg", data[:2] + jfif_9 + data[2:])
+    assert np.array_equal(read_image(path), read_image(src))
+
+
 def test_missing_file_and_directory(default_segmenter, tmp_path):
     with pytest.raises(InputError, match="no such file"):
         default_segmenter.predict(tmp_path / "missing.png")

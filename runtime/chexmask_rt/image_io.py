@@ -1,8 +1,10 @@
 """Reading image files into arrays, and arrays into the gray pixels the core takes, with errors
 that name the file.
 
-PNG/JPEG/TIFF/BMP go through OpenCV; DICOM (Part 10 files, or a .dcm/.dicom
-name) through :mod:`chexmask_rt.dicom_io`. Before anything is decoded, the file's
+JPEG goes through libjpeg-turbo in strict mode (simplejpeg), so that damaged image data is an
+error rather than an image whose rest is gray; PNG/TIFF/BMP, and the JPEG kinds TurboJPEG does
+not decode, through OpenCV; DICOM (Part 10 files, or a .dcm/.dicom name) through
+:mod:`chexmask_rt.dicom_io`. Before anything is decoded, the file's
 size and its header's declared size are checked against the pixel limit
 (:mod:`chexmask_rt.limits`), so an oversized or bogus file is refused cheaply.
 :func:`to_gray` turns colour into gray and checks the pixel type; everything after
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import simplejpeg
 
 from . import core
 from .core import MIN_SIDE
@@ -58,12 +61,40 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> np.
         raise InputError(f"{p}: cannot read file ({exc.strerror or exc})") from exc
     if header.format == "png":
         check_png_chunks(data, str(p))
+    image = _decode_jpeg(data, str(p)) if header.format == "jpeg" else None
+    return _decode_opencv(data, str(p)) if image is None else image
+
+
+# What TurboJPEG refuses in a JPEG that is not damaged: kinds it does not decode (OpenCV's libjpeg
+# may: 12-bit, lossless) and warnings about metadata. Anything else it says is about the image data.
+_JPEG_NOT_DAMAGE = ("Unsupported JPEG process", "Unsupported JPEG data precision", "Unsupported color conversion",
+                    "Could not determine subsampling", "Warning: unknown JFIF revision",
+                    "Warning: thumbnail image size")
+
+
+def _decode_jpeg(data: np.ndarray, name: str) -> np.ndarray | None:
+    """A JPEG as gray or RGB, decoded by libjpeg-turbo with its warnings as errors; None for a JPEG
+    that is not damaged but that TurboJPEG will not decode so (``_JPEG_NOT_DAMAGE``): OpenCV then
+    reads it. OpenCV's libjpeg only prints 'Corrupt JPEG data' and returns the image with its
+    damaged part gray; the pixels are otherwise the same (both are libjpeg-turbo's)."""
+    try:
+        colorspace = simplejpeg.decode_jpeg_header(data)[2]
+        image = simplejpeg.decode_jpeg(data, colorspace="GRAY" if colorspace == "Gray" else "RGB", strict=True)
+    except ValueError as exc:
+        reason = first_line(exc)
+        if reason.startswith(_JPEG_NOT_DAMAGE):
+            return None
+        raise InputError(f"{name}: not a readable image (damaged JPEG: {reason})") from None
+    return image[:, :, 0] if image.shape[2] == 1 else image
+
+
+def _decode_opencv(data: np.ndarray, name: str) -> np.ndarray:
     try:
         image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:  # a decoder's own limits and failures
-        raise InputError(f"{p}: not a readable image ({first_line(exc)})") from None
+        raise InputError(f"{name}: not a readable image ({first_line(exc)})") from None
     if image is None:
-        raise InputError(f"{p}: not a readable image (corrupt, truncated or unsupported format)")
+        raise InputError(f"{name}: not a readable image (corrupt, truncated or unsupported format)")
     if image.ndim == 3 and image.shape[2] in (3, 4):
         # cv2 decodes colour as BGR(A); the rest of the package expects RGB(A)
         code = cv2.COLOR_BGR2RGB if image.shape[2] == 3 else cv2.COLOR_BGRA2RGBA
