@@ -33,6 +33,7 @@ from pathlib import Path
 from .csv_output import COLUMNS, COLUMNS_V1, SCHEMA_VERSION, schema_of
 from .errors import InputError
 from .notice import INTENDED_USE
+from .whole_files import write_text_whole
 
 RESULTS_NAME, ERRORS_NAME, MASKS_NAME = "results.csv", "errors.csv", "masks"
 MANIFEST_NAME, LOCK_NAME = "batch.json", ".chexmask-rt.lock"
@@ -185,10 +186,8 @@ def _check_manifest(manifest: Path, identity: dict[str, str]) -> None:
 
 
 def _write_manifest(manifest: Path, identity: dict[str, str]) -> None:
-    temporary = manifest.with_name(manifest.name + ".tmp")
     try:  # whole or absent: a manifest is what makes the folder ours
-        temporary.write_text(json.dumps({"format": MANIFEST_FORMAT, **identity}, indent=1) + "\n", encoding="utf-8")
-        os.replace(temporary, manifest)
+        write_text_whole(manifest, json.dumps({"format": MANIFEST_FORMAT, **identity}, indent=1) + "\n")
     except OSError as exc:
         raise _os_error(manifest, "write the batch manifest", exc) from None
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from .devices import DEVICES
 from .errors import ChexmaskError, InputError, ModelError, NonFiniteOutputError, first_line
 from .notice import INTENDED_USE
+from .whole_files import write_bytes_whole, write_text_whole
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INPUT, EXIT_MODEL = 0, 1, 2, 3, 4
 
@@ -218,7 +219,7 @@ def _write_outputs(args, results) -> None:
         else:
             try:
                 Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-                Path(args.json).write_text(text + "\n")
+                write_text_whole(args.json, text + "\n")
             except OSError as exc:
                 raise InputError(f"{args.json}: cannot write JSON ({exc.strerror or exc})") from exc
             print(f"wrote {args.json}", file=sys.stderr)
@@ -317,7 +318,10 @@ def _write_overlays(target: str, results, *, several: bool, max_pixels: int | No
         out = Path(target) / f"{stems[r.image]}.png" if folder else Path(target)
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
-            written = cv2.imwrite(str(out), draw_overlay(read_image(r.image, max_pixels=max_pixels), r))
+            written, encoded = cv2.imencode(out.suffix.lower() or ".png",
+                                            draw_overlay(read_image(r.image, max_pixels=max_pixels), r))
+            if written:
+                write_bytes_whole(out, encoded.tobytes())
         except (OSError, cv2.error) as exc:
             raise InputError(f"{out}: cannot write the overlay picture ({first_line(exc)})") from None
         if not written:

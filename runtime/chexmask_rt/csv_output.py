@@ -34,6 +34,7 @@ from .errors import InputError, first_line
 from .notice import INTENDED_USE
 from .result import FIELDS, look_kind
 from .rle import encode
+from .whole_files import write_bytes_whole, write_text_whole
 
 _FIELD_COLUMNS = {f["csv"]: f["name"] for f in FIELDS if f["csv"]}  # CSV column -> Result field, table order
 _MASK_COLUMNS = {"right_lung": "Right Lung", "left_lung": "Left Lung", "heart": "Heart"}
@@ -127,7 +128,7 @@ def write_csv(path: str | os.PathLike, results) -> None:
     """Write ``results`` as a CSV file (header + rows); an unwritable path is an InputError naming it."""
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(csv_text(results))
+        write_text_whole(path, csv_text(results))
     except OSError as exc:
         raise InputError(f"{path}: cannot write CSV ({exc.strerror or exc})") from exc
 
@@ -143,8 +144,10 @@ def write_masks(folder: str | os.PathLike, stem: str, result) -> list[Path]:
     for organ, mask in result.organ_masks().items():
         out = folder / f"{stem}_{organ}.png"
         try:
-            ok = cv2.imwrite(str(out), mask)
-        except cv2.error as exc:  # e.g. a name too long for the file system
+            ok, png = cv2.imencode(".png", mask)
+            if ok:
+                write_bytes_whole(out, png.tobytes())
+        except (OSError, cv2.error) as exc:  # e.g. a full disk, a name too long for the file system
             raise InputError(f"{out}: cannot write the mask picture ({first_line(exc)})") from None
         if not ok:
             raise InputError(f"{out}: cannot write the mask picture")

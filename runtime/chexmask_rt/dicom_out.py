@@ -28,7 +28,8 @@ import re
 import warnings
 from contextlib import contextmanager
 
-from .errors import InputError
+from .errors import InputError, first_line
+from .whole_files import write_whole
 
 RESEARCH_ONLY = "research use, not for diagnosis"
 SEG_SERIES_NUMBER, SR_SERIES_NUMBER = 9701, 9702
@@ -277,9 +278,11 @@ def write_objects(result, image, stem: str, *, seg_dir=None, sr_dir=None) -> lis
         obj = build(result, source)
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
-            obj.save_as(out, enforce_file_format=True)
+            write_whole(out, lambda tmp: obj.save_as(tmp, enforce_file_format=True))
         except OSError as exc:
-            raise InputError(f"{out}: cannot write the DICOM {suffix.upper()} ({exc.strerror or exc})") from None
+            # pydicom may re-raise a write's OSError with its own multi-line message
+            raise InputError(f"{out}: cannot write the DICOM {suffix.upper()} "
+                             f"({exc.strerror or first_line(exc)})") from None
         written.append(out)
     return written
 

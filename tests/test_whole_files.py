@@ -1,0 +1,82 @@
+"""Outputs are written whole or not at all: a write that fails midway (a full disk) leaves the file
+that was there before, and no temporary file behind."""
+import errno
+from pathlib import Path
+
+import pytest
+
+from chexmask_rt.cli import EXIT_INPUT, main
+from chexmask_rt.whole_files import write_whole
+
+
+def _full_disk_after_half(monkeypatch):
+    """Path.write_text / write_bytes write half their data, then fail as a full disk does."""
+    def half_then_enospc(original):
+        def write(self, data, *args, **kwargs):
+            original(self, data[: len(data) // 2], *args, **kwargs)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return write
+
+    monkeypatch.setattr(Path, "write_text", half_then_enospc(Path.write_text))
+    monkeypatch.setattr(Path, "write_bytes", half_then_enospc(Path.write_bytes))
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "out.json"
+    target.write_text("old")
+
+    def fails_midway(tmp):
+        tmp.write_text("new, half writ")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError):
+        write_whole(target, fails_midway)
+    assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
+    write_whole(target, lambda tmp: tmp.write_text("new"))
+    assert target.read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
+
+
+@pytest.mark.parametrize("option,name", [("--json", "r.json"), ("--csv", "r.csv"), ("--overlay", "r.png"),
+                                         ("--masks", "masks")])
+def test_predict_outputs_survive_a_full_disk(tmp_path, monkeypatch, capsys, shared_images, option, name):
+    target = tmp_path / name
+    if option == "--masks":
+        target.mkdir()
+        old = {p: b"old mask" for p in (target / f"{shared_images[0].stem}_right_lung.png",)}
+    else:
+        old = {target: b"old output"}
+    for path, data in old.items():
+        path.write_bytes(data)
+    _full_disk_after_half(monkeypatch)
+    code = main(["predict", str(shared_images[0]), "--samples", "3", option, str(target)])
+    assert code == EXIT_INPUT
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and len(err.strip().splitlines()) == 1, err
+    for path, data in old.items():
+        monkeypatch.undo()
+        assert path.read_bytes() == data
+    assert not [p for p in tmp_path.rglob(".*.tmp")]
+
+
+def test_a_dicom_seg_survives_a_full_disk(tmp_path, monkeypatch, capsys):
+    import pydicom
+
+    from conftest import SHARED
+
+    source = sorted((SHARED / "data" / "dicom").glob("*.dcm"))[0]
+    old = tmp_path / "seg" / f"{source.stem}.seg.dcm"
+    old.parent.mkdir()
+    old.write_bytes(b"old object")
+    original = pydicom.dataset.Dataset.save_as
+
+    def half_then_enospc(self, filename, *args, **kwargs):
+        original(self, filename, *args, **kwargs)
+        Path(filename).write_bytes(Path(filename).read_bytes()[:1000])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pydicom.dataset.Dataset, "save_as", half_then_enospc)
+    code = main(["predict", str(source), "--samples", "3", "--dicom-seg", str(tmp_path / "seg")])
+    assert code == EXIT_INPUT
+    err = capsys.readouterr().err
+    assert f"{old}: cannot write the DICOM SEG (No space left on device)" in err and len(err.strip().splitlines()) == 1
+    assert old.read_bytes() == b"old object" and not list(tmp_path.rglob(".*.tmp"))
