@@ -91,3 +91,49 @@ def test_batch_segments_a_pacs_export_and_lists_what_it_skipped(tmp_path, pacs):
     with open(out / "skipped.csv", newline="") as f:
         skipped = {r["File"]: r["Reason"] for r in csv.DictReader(f)}
     assert set(skipped) == {str(pacs / n) for n in ("DICOMDIR", "S001/IM00002", "S001/IM00003", "S001/VERSION")}
+
+
+def test_nothing_under_the_folder_is_passed_over_unsaid(tmp_path, shared_images, monkeypatch):
+    """Links to files are images; links to folders, broken links, pipes and folders that cannot be
+    listed are skipped with the reason, so batch counts and lists them."""
+    import os
+
+    root = tmp_path / "archive"
+    (root / "locked").mkdir(parents=True)
+    shutil.copy(shared_images[0], root / "locked" / "hidden.png")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy(shared_images[0], elsewhere / "a.png")
+    (root / "to_file.png").symlink_to(elsewhere / "a.png")
+    (root / "to_folder").symlink_to(elsewhere, target_is_directory=True)
+    (root / "dangling.png").symlink_to(tmp_path / "gone.png")
+    os.mkfifo(root / "pipe.png")
+    real_scandir = os.scandir
+
+    def scandir(path="."):  # a folder without read permission (chmod 000 does not stop root)
+        if os.fspath(path) == str(root / "locked"):
+            raise PermissionError(13, "Permission denied")
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    found = discover(root)
+    assert found.images == [str(root / "to_file.png")]
+    assert dict(found.skipped) == {
+        str(root / "dangling.png"): "a broken link",
+        str(root / "locked"): "cannot list the folder (Permission denied)",
+        str(root / "pipe.png"): "not a regular file (a pipe, socket or device)",
+        str(root / "to_folder"): "a link to a folder, not followed (pass the folder itself)",
+    }
+
+
+def test_a_folder_that_cannot_be_listed_is_an_input_error(tmp_path, monkeypatch):
+    import os
+
+    from chexmask_rt.errors import InputError
+
+    def refuse(path="."):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "scandir", refuse)
+    with pytest.raises(InputError, match=f"{tmp_path}: cannot list the folder \\(Permission denied\\)"):
+        discover(tmp_path)

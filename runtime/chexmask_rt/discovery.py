@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .dicom_io import DICM_HEAD, DICM_MARKER, DICM_OFFSET, DICOM_SUFFIXES
+from .errors import InputError
 
 RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 IMAGE_SUFFIXES = RASTER_SUFFIXES + DICOM_SUFFIXES
@@ -35,12 +36,23 @@ class Discovery:
 
 
 def discover(root: str | os.PathLike, *, exclude: str | os.PathLike | None = None) -> Discovery:
-    """Walk ``root`` recursively (without following links to folders) and sort its files into
-    images and skipped ones (see the module doc). The folder ``exclude`` (the output folder of a
-    batch) is left out: it is never an input."""
+    """Walk ``root`` recursively and sort its files into images and skipped ones (see the module
+    doc). Links to files are followed; links to folders are not (a loop would never end), and are
+    listed as skipped with the reason, as are folders that cannot be listed, broken links and
+    entries that are not files (pipes, devices): nothing under ``root`` is passed over unsaid. The
+    folder ``exclude`` (the output folder of a batch) is left out: it is never an input. A ``root``
+    that cannot be listed is an InputError."""
     found = Discovery()
     skip = os.path.realpath(exclude) if exclude is not None else None
-    for path, suffix in _files(os.fspath(root), skip):
+    top = os.fspath(root)
+    try:
+        os.scandir(top).close()
+    except OSError as exc:
+        raise InputError(f"{top}: cannot list the folder ({exc.strerror or exc})") from None
+    for path, suffix, passed_over in _files(top, skip):
+        if passed_over:
+            found.skipped.append((path, passed_over))
+            continue
         if suffix in RASTER_SUFFIXES:
             found.images.append(path)
             continue
@@ -54,25 +66,32 @@ def discover(root: str | os.PathLike, *, exclude: str | os.PathLike | None = Non
     return found
 
 
-def _files(top: str, skip: str | None = None) -> Iterator[tuple[str, str]]:
-    """(path, lower-case suffix) of every regular file under ``top``; os.scandir gives the file type
-    from the directory entry, so no file is stat'ed on common file systems."""
+def _files(top: str, skip: str | None = None) -> Iterator[tuple[str, str, str]]:
+    """(path, lower-case suffix, "") of every file under ``top`` (links to files included), and
+    (path, "", why) of every entry passed over. os.scandir gives the file type from the directory
+    entry, so no file is stat'ed on common file systems."""
     stack = [top]
     while stack:
         folder = stack.pop()
         try:
             entries = list(os.scandir(folder))
-        except OSError:
-            continue  # an unreadable folder holds nothing we can read either
+        except OSError as exc:
+            yield folder, "", f"cannot list the folder ({exc.strerror or exc})"
+            continue
         for entry in entries:
             try:
                 if entry.is_dir(follow_symlinks=False):
                     if skip is None or os.path.realpath(entry.path) != skip:
                         stack.append(entry.path)
                 elif entry.is_file():
-                    yield entry.path, os.path.splitext(entry.name)[1].lower()
-            except OSError:
-                continue
+                    yield entry.path, os.path.splitext(entry.name)[1].lower(), ""
+                elif entry.is_symlink():
+                    yield entry.path, "", ("a link to a folder, not followed (pass the folder itself)"
+                                           if entry.is_dir() else "a broken link")
+                else:
+                    yield entry.path, "", "not a regular file (a pipe, socket or device)"
+            except OSError as exc:
+                yield entry.path, "", f"cannot read ({exc.strerror or exc})"
 
 
 def _dicom_skip_reason(path: str, named_dicom: bool) -> str | None:
