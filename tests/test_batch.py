@@ -122,7 +122,7 @@ def test_other_settings_are_refused_on_resume(tmp_path, shared_images):
     (["batch", "/nonexistent/dir", "--out", "{tmp}/o"], 3, "/nonexistent/dir: no such file or folder"),
     (["batch", "{empty}", "--out", "{tmp}/o"], 3, "no images found"),
     (["batch", "{images}", "--out", "{tmp}/o", "--model", "/nonexistent/m.onnx"], 4, "/nonexistent/m.onnx"),
-    (["batch", "{images}", "--out", "{tmp}/o", "--workers", "0"], 3, "--workers must be >= 1"),
+    (["batch", "{images}", "--out", "{tmp}/o", "--workers", "0"], 3, "--workers must be an integer >= 1"),
     (["batch", "{images}"], 2, "usage"),
 ])
 def test_batch_exit_codes(tmp_path, args, code, needle):

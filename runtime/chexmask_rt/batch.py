@@ -46,7 +46,7 @@ from .discovery import discover
 from .errors import ChexmaskError, InputError
 from .image_io import read_image, to_gray
 from .limits import resolve_max_pixels
-from .inputs import DEFAULT_BATCH, check_run_arguments
+from .inputs import DEFAULT_BATCH, check_count, check_run_arguments
 from .streaming import segment_each
 
 ERROR_COLUMNS = ("Image", "Error", "Reason")
@@ -192,11 +192,10 @@ def run_batch(segmenter, images: Sequence[str], out_dir: str | os.PathLike, *, s
     ``max_pixels``: the pixel limit (default: the segmenter's, see :func:`chexmask_rt.load`).
     """
 
-    if workers < 1:
-        raise InputError(f"--workers must be >= 1, got {workers}")
+    check_count("--workers", workers, 1)
     if batch_size is None:
         batch_size = DEFAULT_BATCH
-    check_run_arguments(samples, seed, batch_size)
+    check_run_arguments(samples, seed, batch_size, second_look)
     limit = resolve_max_pixels(segmenter.max_pixels if max_pixels is None else max_pixels)
     start = time.perf_counter()
     with prepare_output(segmenter, images, out_dir, samples, seed, second_look, shard) as (out, second_look, unique,

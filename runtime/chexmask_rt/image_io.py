@@ -35,9 +35,13 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> np.
     image, a file larger than such an image could be, and a multi-page TIFF are InputErrors."""
     limit = resolve_max_pixels(max_pixels)
     p = Path(path)
-    if not p.exists():
+    try:  # stat refuses some paths itself: a name too long, a folder without search permission
+        exists, regular = p.exists(), p.is_file()
+    except OSError as exc:
+        raise InputError(f"{p}: cannot read file ({exc.strerror or exc})") from None
+    if not exists:
         raise InputError(f"{p}: no such file")
-    if not p.is_file():
+    if not regular:
         raise InputError(f"{p}: not a regular file")
     try:
         with open(p, "rb") as f:

@@ -22,22 +22,43 @@ MAX_SAMPLES = core.MAX_SAMPLES
 DEFAULT_BATCH = 1
 
 
-def check_run_arguments(samples: int, seed: int, batch_size: int) -> tuple[int, int]:
-    """Validate what predict_batch takes; returns (samples, seed) as ints."""
-    if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or not 1 <= samples <= MAX_SAMPLES:
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def check_count(name: str, value, minimum: int) -> int:
+    """An integer argument such as batch_size or workers, at least ``minimum``."""
+    if not _is_int(value) or value < minimum:
+        raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_run_arguments(samples: int, seed: int, batch_size: int,
+                        second_look: bool | None = None) -> tuple[int, int]:
+    """Validate what predict_batch takes, before any image is read; returns (samples, seed) as ints."""
+    if not _is_int(samples) or not 1 <= samples <= MAX_SAMPLES:
         raise InputError(f"samples must be an integer in 1..{MAX_SAMPLES}, got {samples!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 2**64:
+    if not _is_int(seed) or not 0 <= int(seed) < 2**64:
         raise InputError(f"seed must be an integer in [0, 2**64), got {seed!r}")
-    if batch_size < 1:
-        raise InputError(f"batch_size must be >= 1, got {batch_size}")
+    check_count("batch_size", batch_size, 1)
+    if second_look is not None and not isinstance(second_look, (bool, np.bool_)):
+        raise InputError(f"second_look must be True, False or None, got {second_look!r}")
     return int(samples), int(seed)
 
 
 def check_bit_depth(bit_depth: int | None) -> int | None:
-    """None (inferred by the core) or an integer; the core checks its range against the pixels."""
-    if bit_depth is not None and (isinstance(bit_depth, bool) or not isinstance(bit_depth, (int, np.integer))):
+    """None (inferred by the core) or the significant bits of uint16 pixels, 9..16 (uint8 and float
+    images ignore it; the core checks it against the pixels)."""
+    if bit_depth is not None and (not _is_int(bit_depth) or not 9 <= bit_depth <= 16):
         raise InputError(f"bit_depth must be an integer in 9..16 or None, got {bit_depth!r}")
     return None if bit_depth is None else int(bit_depth)
+
+
+def check_image_list(images) -> None:
+    """A single path or array where a list of images belongs would be taken apart element by element."""
+    if isinstance(images, (str, bytes, os.PathLike)) or (isinstance(images, np.ndarray) and images.ndim == 2):
+        raise InputError(f"expected a list of images, got a single {type(images).__name__}; "
+                         "use predict() for one image")
 
 
 def load_item(item: ImageLike, max_pixels: int | None = None) -> tuple[np.ndarray, str | None]:

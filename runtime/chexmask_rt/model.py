@@ -21,7 +21,8 @@ from . import core, streaming
 from .anatomy import ORGANS
 from .dicom_source import with_source
 from .errors import ChexmaskError, InputError, ModelError, NonFiniteOutputError
-from .inputs import DEFAULT_BATCH, DEFAULT_SAMPLES, ImageLike, check_bit_depth, check_run_arguments, decode
+from .inputs import (DEFAULT_BATCH, DEFAULT_SAMPLES, ImageLike, check_bit_depth, check_image_list, check_run_arguments,
+                     decode)
 from .limits import resolve_max_pixels
 from .metadata import file_sha256
 from .result import Result
@@ -199,7 +200,8 @@ class Segmenter:
         result alone by float rounding (batched convolutions sum in another order; at most 1e-3 px,
         measured up to 3.5e-4 px on the shared radiographs)."""
         batch_size = DEFAULT_BATCH if batch_size is None else batch_size
-        samples, seed = check_run_arguments(samples, seed, batch_size)
+        check_image_list(images)
+        samples, seed = check_run_arguments(samples, seed, batch_size, second_look)
         bit_depth = check_bit_depth(bit_depth)
         limit = resolve_max_pixels(self.max_pixels if max_pixels is None else max_pixels)
         images = list(images)

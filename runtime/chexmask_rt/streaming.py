@@ -18,7 +18,8 @@ import numpy as np
 from .dicom_source import with_source
 from .errors import ChexmaskError, InputError, ModelError, NonFiniteOutputError
 from .limits import resolve_max_pixels
-from .inputs import DEFAULT_BATCH, DEFAULT_SAMPLES, ImageLike, check_run_arguments, decode
+from .inputs import (DEFAULT_BATCH, DEFAULT_SAMPLES, ImageLike, check_bit_depth, check_count, check_image_list,
+                     check_run_arguments, decode)
 from .result import Result
 
 Outcome = tuple[ImageLike, "Result | ChexmaskError"]
@@ -47,12 +48,11 @@ def predict_iter(segmenter, inputs: Iterable[ImageLike], *, samples: int = DEFAU
                  workers: int = 2, ahead: int | None = None, max_pixels: int | None = None) -> Iterator[Outcome]:
     """See :meth:`chexmask_rt.Segmenter.predict_iter`. Arguments are checked here, before the first image."""
     batch_size = DEFAULT_BATCH if batch_size is None else batch_size
-    samples, seed = check_run_arguments(samples, seed, batch_size)
-    if workers < 1:
-        raise InputError(f"workers must be >= 1, got {workers}")
-    ahead = 2 * batch_size if ahead is None else ahead
-    if ahead < 0:
-        raise InputError(f"ahead must be >= 0, got {ahead}")
+    check_image_list(inputs)
+    samples, seed = check_run_arguments(samples, seed, batch_size, second_look)
+    bit_depth = check_bit_depth(bit_depth)
+    workers = check_count("workers", workers, 1)
+    ahead = check_count("ahead", 2 * batch_size if ahead is None else ahead, 0)
     max_pixels = resolve_max_pixels(segmenter.max_pixels if max_pixels is None else max_pixels)
     options = dict(samples=samples, seed=seed, bit_depth=bit_depth, second_look=second_look, max_pixels=max_pixels)
     return _stream(segmenter, iter(inputs), options, batch_size, workers, ahead)

@@ -1,0 +1,59 @@
+"""Arguments of predict, predict_batch and predict_iter are checked before any image is read, with a
+typed error that names the argument; never a raw TypeError, never a path taken apart letter by letter."""
+import numpy as np
+import pytest
+
+from chexmask_rt.errors import InputError
+
+GRAY = np.full((64, 64), 100, np.uint8)
+
+
+@pytest.mark.parametrize("kwargs,needle", [
+    ({"second_look": "no"}, "second_look must be True, False or None, got 'no'"),
+    ({"second_look": 1}, "second_look must be True, False or None"),
+    ({"bit_depth": "x"}, "bit_depth must be an integer in 9..16 or None, got 'x'"),
+    ({"bit_depth": 40}, "bit_depth must be an integer in 9..16 or None, got 40"),
+    ({"bit_depth": 8}, "bit_depth must be an integer in 9..16"),
+    ({"batch_size": "2"}, "batch_size must be an integer >= 1, got '2'"),
+    ({"batch_size": 1.5}, "batch_size must be an integer >= 1, got 1.5"),
+    ({"batch_size": 0}, "batch_size must be an integer >= 1, got 0"),
+])
+def test_bad_arguments_are_input_errors_that_name_them(default_segmenter, kwargs, needle):
+    with pytest.raises(InputError) as err:
+        default_segmenter.predict_batch([GRAY], samples=2, **kwargs)
+    assert needle in str(err.value) and len(str(err.value)) < 200  # no pixel array quoted
+    with pytest.raises(InputError, match=needle.split(",")[0]):
+        default_segmenter.predict_iter(["never-read.png"], samples=2, **kwargs)  # at the call, not per input
+    if "batch_size" not in kwargs:
+        with pytest.raises(InputError, match=needle.split(",")[0]):
+            default_segmenter.predict(GRAY, samples=2, **kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [{"workers": "2"}, {"workers": 0}, {"ahead": 1.5}, {"ahead": -1}])
+def test_stream_settings_are_checked(default_segmenter, kwargs):
+    name = next(iter(kwargs))
+    with pytest.raises(InputError, match=f"{name} must be an integer"):
+        default_segmenter.predict_iter(["never-read.png"], **kwargs)
+
+
+@pytest.mark.parametrize("single", ["chest.png", b"chest.png", GRAY])
+def test_a_single_image_where_a_list_belongs_is_refused(default_segmenter, tmp_path, single):
+    from pathlib import Path
+
+    for one in (single, Path("chest.png")) if isinstance(single, str) else (single,):
+        with pytest.raises(InputError, match="expected a list of images, got a single"):
+            default_segmenter.predict_batch(one, samples=2)
+        with pytest.raises(InputError, match="expected a list of images, got a single"):
+            default_segmenter.predict_iter(one, samples=2)
+
+
+def test_a_stack_of_images_is_still_a_list_of_images(default_segmenter):
+    stack = np.stack([GRAY, GRAY + 20])
+    got = default_segmenter.predict_batch(stack, samples=2)
+    assert len(got) == 2 and not np.array_equal(got[0].landmarks, got[1].landmarks)
+
+
+def test_paths_that_stat_refuses_are_input_errors(default_segmenter, tmp_path):
+    too_long = tmp_path / ("x" * 300 + ".png")
+    with pytest.raises(InputError, match="cannot read file \\(File name too long\\)"):
+        default_segmenter.predict(too_long)
