@@ -179,3 +179,15 @@ def test_bit_depth_must_be_an_integer(default_segmenter, bit_depth, dtype):
     image = np.full((64, 64), 100, dtype)
     with pytest.raises(InputError, match="bit_depth must be an integer in 9..16 or None"):
         default_segmenter.predict(image, samples=2, bit_depth=bit_depth)
+
+
+@pytest.mark.parametrize("dtype,value", [(np.uint16, 1000), (np.float32, 0.4)])
+def test_an_unaligned_view_gives_the_answer_of_its_aligned_copy(default_segmenter, dtype, value):
+    size = np.dtype(dtype).itemsize
+    raw = np.zeros(64 * 80 * size + 1, np.uint8)  # one byte of "header" before the pixels
+    view = np.frombuffer(raw[1:].data, dtype).reshape(64, 80)
+    view[:] = value
+    view[20:40, 10:30] = value / 2
+    assert not view.flags.aligned
+    got = default_segmenter.predict(view, samples=2)
+    np.testing.assert_array_equal(got.landmarks, default_segmenter.predict(view.copy(), samples=2).landmarks)

@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import tracemalloc
 from contextlib import contextmanager
 from pathlib import Path
@@ -353,3 +354,28 @@ def test_an_older_release_folder_of_another_model_is_refused_untouched(tmp_path,
         run_batch(default_segmenter, [str(image)], out, samples=4, progress=False)
     assert (out / "results.csv").read_bytes() == before
     assert not (out / "batch.json").exists() and not (out / "results.csv.upgrade").exists()
+
+
+def test_ctrl_c_says_how_to_resume_and_the_rerun_completes(tmp_path):
+    small = next(p for p in IMAGES.iterdir() if p.name.startswith("nih_"))
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(40):
+        shutil.copy(small, folder / f"im{i:02d}.png")
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "chexmask_rt", "batch", str(folder), "--out", str(out), "--samples", "4",
+            "--no-progress"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        while not ((out / "results.csv").exists() and rows(out / "results.csv")):
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "Traceback" not in stderr, stderr
+    assert stderr.strip().splitlines()[-1] == "chexmask-rt: interrupted (rerun the same command to resume)"
+    rerun = subprocess.run(args, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    accounted(out, [str(p) for p in sorted(folder.iterdir())])

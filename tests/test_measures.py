@@ -173,3 +173,11 @@ def test_sr_carries_the_std_as_a_standard_deviation_derivation(samples_engine):
     values = [float(item.MeasuredValueSequence[0].NumericValue) for item in items]
     assert derivations == [None, "Standard Deviation"]
     assert values == [pytest.approx(m.ctr, rel=1e-6), pytest.approx(m.ctr_std, rel=1e-6)]
+
+
+def test_one_sample_says_it_has_no_spread_not_that_the_engine_lacks_samples(default_segmenter, example1):
+    from chexmask_rt.measures import ONE_SAMPLE
+
+    assert default_segmenter.info.has_samples_output
+    m = default_segmenter.predict(example1, samples=1).measures()
+    assert m.ctr_std is None and m.samples == 0 and m.std_note == ONE_SAMPLE

@@ -365,6 +365,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"chexmask-rt: error: {type(exc).__name__}: {first_line(exc)}", file=sys.stderr)
         return EXIT_INPUT
     except KeyboardInterrupt:
+        resume = " (rerun the same command to resume)" if args.command == "batch" else ""
+        print(f"chexmask-rt: interrupted{resume}", file=sys.stderr)
         return 130
 
 

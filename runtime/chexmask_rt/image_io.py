@@ -124,10 +124,13 @@ def to_gray(image: np.ndarray, *, name: str = "image") -> np.ndarray:
         raise InputError(f"{name}: expected a gray [H, W] or RGB(A) [H, W, 3|4] image, got shape {image.shape}")
     _check_size(*image.shape, name)
     if image.dtype in (np.uint8, np.uint16):
-        return image
+        # a view at an odd byte offset (a header skipped in a raw buffer) is copied: the core reads
+        # pixels in place, which needs them aligned to their size
+        return image if image.flags.aligned else image.copy()
     if image.dtype in (np.float32, np.float64):
         _check_unit_range(image, name)
-        return image.astype(np.float32, copy=False)
+        image = image.astype(np.float32, copy=False)
+        return image if image.flags.aligned else image.copy()
     raise InputError(f"{name}: unsupported pixel type {image.dtype}; use uint8, uint16, or float32 or float64 in [0, 1]")
 
 

@@ -47,6 +47,7 @@ ORGAN_NAMES = tuple(_ORGANS)
 # measures"); a model that has been gets its own status here when the card records it.
 VALIDATION_STATUS = "unvalidated: research use, not for diagnosis"
 NO_SAMPLES = "no decoded samples in this result: the engine has no landmarks_samples output (--samples-output)"
+ONE_SAMPLE = "one decoded sample (samples=1) has no spread: pass samples >= 2 for the measures' std"
 
 
 def heart_diameter(landmarks: np.ndarray) -> np.ndarray:
@@ -141,5 +142,5 @@ def measure(landmarks: np.ndarray, samples: np.ndarray | None = None,
         area_std_px2={k: _std(None if per_sample is None else polygon_area(per_sample[:, sl]))
                       for k, sl in _ORGANS.items()},
         spacing=spacing, samples=0 if per_sample is None else len(per_sample),
-        std_note="" if per_sample is not None else NO_SAMPLES,
+        std_note="" if per_sample is not None else NO_SAMPLES if samples is None else ONE_SAMPLE,
     )
