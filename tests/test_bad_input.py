@@ -191,3 +191,20 @@ def test_an_unaligned_view_gives_the_answer_of_its_aligned_copy(default_segmente
     assert not view.flags.aligned
     got = default_segmenter.predict(view, samples=2)
     np.testing.assert_array_equal(got.landmarks, default_segmenter.predict(view.copy(), samples=2).landmarks)
+
+
+def test_damaged_tiff_strips_are_refused(default_segmenter, tmp_path, shared_images):
+    """OpenCV's libtiff decodes damaged LZW data to a partly gray image without an error."""
+    import cv2
+
+    gray = cv2.imread(str(_jpeg_files(shared_images)[0]), cv2.IMREAD_GRAYSCALE)
+    ok, encoded = cv2.imencode(".tif", gray)  # LZW, OpenCV's default
+    data = bytearray(encoded.tobytes())
+    middle = len(data) // 2
+    data[middle:middle + 64] = np.random.default_rng(5).integers(0, 256, 64, dtype=np.uint8).tobytes()
+    path = _write(tmp_path, "damaged.tif", bytes(data))
+    assert cv2.imdecode(np.frombuffer(bytes(data), np.uint8), cv2.IMREAD_UNCHANGED) is not None
+    with pytest.raises(InputError, match="damaged.tif: not a readable image \\(damaged TIFF: "):
+        default_segmenter.predict(path)
+    whole = _write(tmp_path, "whole.tif", encoded.tobytes())
+    default_segmenter.predict(whole, samples=2)  # the undamaged file reads

@@ -134,12 +134,20 @@ def test_multiframe_is_refused(tmp_path):
         read_image(path)
 
 
-def test_object_without_pixel_data_is_refused(tmp_path):
-    path = make_dicom(tmp_path / "sr.dcm", np.zeros((64, 64), np.uint8))
+@pytest.mark.parametrize("sop_class, message", [
+    (SecondaryCaptureImageStorage, r"sc\.dcm: DICOM image \(Secondary Capture Image Storage\) has no pixel data: "
+                                   r"the file is truncated before it, or it was left out"),
+    ("1.2.840.10008.5.1.4.1.1.88.11", r"sc\.dcm: DICOM object has no pixel data \(Basic Text SR Storage\); "
+                                      r"only image objects can be segmented"),
+])
+def test_object_without_pixel_data_is_refused(tmp_path, sop_class, message):
+    """An image class without pixel data looks like a file cut before it; other classes are not images."""
+    path = make_dicom(tmp_path / "sc.dcm", np.zeros((64, 64), np.uint8))
     ds = pydicom.dcmread(path)
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = sop_class
     del ds.PixelData
     ds.save_as(path)
-    with pytest.raises(chexmask_rt.InputError, match=r"sr\.dcm: DICOM object has no pixel data"):
+    with pytest.raises(chexmask_rt.InputError, match=message):
         read_image(path)
 
 
@@ -147,7 +155,7 @@ def test_object_without_pixel_data_is_refused(tmp_path):
 def test_truncated_jpeg_dicom_is_an_input_error(tmp_path, cut):
     path = tmp_path / "cut.dcm"
     path.write_bytes(MONO2.read_bytes()[:cut])
-    with pytest.raises(chexmask_rt.InputError, match=r"cut\.dcm: "):
+    with pytest.raises(chexmask_rt.InputError, match=r"cut\.dcm: DICOM (file|pixel data) is truncated"):
         read_image(path)
 
 

@@ -13,12 +13,20 @@ The result is ``uint8`` when Bits Stored ≤ 8, else ``uint16`` spanning 0..6553
 brightest pixels reach full scale (always without a window; with one, unless the whole image lies
 below its top), so the core infers 16 bits.
 Multi-frame objects, objects without pixel data and images above the pixel limit
-(:mod:`chexmask_rt.limits`, checked before decoding) are refused.
+(:mod:`chexmask_rt.limits`, checked before decoding) are refused, and so are:
+
+- a file cut short, recognised from the lengths its elements declare: pydicom reads a cut file
+  quietly or only warns, and capturing warnings changes process-global state that the decoder
+  threads of ``predict_iter`` and ``batch`` would race on (this module changes none);
+- display attributes that cannot render a picture: a Rescale Slope of 0, a NaN or infinite
+  slope, intercept, window center or width, or any Modality LUT, VOI LUT or window that maps a
+  stored image whose pixels vary to a single value.
 """
 from __future__ import annotations
 
+import math
 import os
-import warnings
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +38,11 @@ from .limits import check_file_size, check_pixels, resolve_max_pixels
 DICOM_SUFFIXES = (".dcm", ".dicom")
 DICM_OFFSET, DICM_MARKER = 128, b"DICM"  # a Part 10 file: 'DICM' after the 128-byte preamble
 DICM_HEAD = DICM_OFFSET + len(DICM_MARKER)  # the bytes that say whether a file is one
+PIXEL_DATA_GROUP = 0x7FE0  # (7FE0,0010) Pixel Data, and the float variants pydicom also stops before
+ITEM, SEQUENCE_DELIMITER = (0xFFFE, 0xE000), (0xFFFE, 0xE0DD)
+UNDEFINED_LENGTH = 0xFFFFFFFF
+DEFLATED = "1.2.840.10008.1.2.1.99"  # Deflated Explicit VR Little Endian: pydicom parses an inflated copy
+LONG_LENGTH_VRS = (b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN")  # explicit VRs with a 4-byte length
 
 
 def looks_like_dicom(path: str | os.PathLike, head: bytes) -> bool:
@@ -52,45 +65,49 @@ def read_dicom(path: str | os.PathLike, *, max_pixels: int | None = None) -> np.
 
     The header's Rows x Columns, and the size of a compressed frame's own header, are checked
     against the pixel limit (:mod:`chexmask_rt.limits`) before any pixel is decoded."""
-    from pydicom.pixels import apply_modality_lut
+    try:
+        return _read_dicom(Path(path), resolve_max_pixels(max_pixels))
+    except (InputError, OSError, MemoryError):
+        raise
+    except Exception as exc:  # pydicom converts a value when it is first used, and raises many types for a bad one
+        raise InputError(f"{path}: malformed DICOM header ({first_line(exc)})") from None
 
-    limit = resolve_max_pixels(max_pixels)
-    p = Path(path)
+
+def _read_dicom(p: Path, limit: int) -> np.ndarray:
     with open(p, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         head = f.read(DICM_HEAD)
-    check_file_size(size, limit, str(p))
-    if not _plausible_dicom(head):
-        # force=True below would otherwise parse any bytes as elements: minutes for a large bogus file
-        raise InputError(f"{p}: not a readable DICOM file (neither a DICM marker nor a DICOM element at its start)")
-    header, _ = _dcmread(p, stop_before_pixels=True)
-    rows, columns = _int_tag(header, "Rows", 0, p), _int_tag(header, "Columns", 0, p)
-    frames = _int_tag(header, "NumberOfFrames", 1, p)
-    check_pixels(columns, rows, str(p), limit)
-    if frames != 1:  # refused before its pixel data is read
-        raise InputError(f"{p}: multi-frame DICOM ({frames} frames); only single-frame images are supported")
-    check_file_size(size, max(rows * columns, 1), str(p))
-    ds, warned = _dcmread(p)
+        check_file_size(size, limit, str(p))
+        if not _plausible_dicom(head):
+            # force=True below would otherwise parse any bytes as elements: minutes for a large bogus file
+            raise InputError(f"{p}: not a readable DICOM file (neither a DICM marker nor a DICOM element at its start)")
+        _check_file_meta_length(f, head, size, p)
+        header = _dcmread(f, p, stop_before_pixels=True)
+        pixels_at = _pixel_data_start(f, header, size, p)
+        rows, columns = _int_tag(header, "Rows", 0, p), _int_tag(header, "Columns", 0, p)
+        frames = _int_tag(header, "NumberOfFrames", 1, p)
+        check_pixels(columns, rows, str(p), limit)
+        if frames != 1:  # refused before its pixel data is read
+            raise InputError(f"{p}: multi-frame DICOM ({frames} frames); only single-frame images are supported")
+        check_file_size(size, max(rows * columns, 1), str(p))
+        if pixels_at is not None:
+            _check_pixel_data_length(f, pixels_at, size, header.original_encoding, p)
+        ds = _dcmread(f, p)
     if "PixelData" not in ds:
-        if warned:  # pydicom drops a pixel data element that the file's end cuts short, with a warning
-            raise InputError(f"{p}: DICOM pixel data is truncated or corrupt ({warned})")
-        sop = ds.get("SOPClassUID")
-        what = f" ({sop.name})" if sop is not None and hasattr(sop, "name") else ""
-        raise InputError(f"{p}: DICOM object has no pixel data{what}; only image objects can be segmented")
+        raise _no_pixel_data(ds, p)
     _check_compressed_frame(ds, p, limit)
     photometric = str(ds.get("PhotometricInterpretation", "")).upper()
     bits_stored = _int_tag(ds, "BitsStored", 0, p)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # pydicom warns about harmless header quirks
-            pixels = ds.pixel_array
-            if photometric in ("MONOCHROME1", "MONOCHROME2"):
-                return _render_gray(pixels, ds, photometric, bits_stored, apply_modality_lut)
-    except InputError:
-        raise
-    except Exception as exc:  # a missing decoder, corrupt or truncated pixel data, malformed LUTs
+        pixels = ds.pixel_array
+    except Exception as exc:  # a missing decoder, corrupt pixel data, inconsistent image attributes
         raise InputError(f"{p}: cannot decode DICOM pixel data; it may be truncated or corrupt "
                          f"({first_line(exc)})") from None
+    if photometric in ("MONOCHROME1", "MONOCHROME2"):
+        if pixels.ndim != 2:
+            raise InputError(f"{p}: cannot decode DICOM pixel data; it may be truncated or corrupt "
+                             f"(expected a 2-D monochrome pixel array, got shape {pixels.shape})")
+        return _render_gray(pixels, ds, photometric, bits_stored, p)
     if photometric in ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT") and pixels.ndim == 3 \
             and pixels.shape[2] == 3 and pixels.dtype == np.uint8:
         return pixels  # pydicom already converted YBR to RGB
@@ -106,18 +123,116 @@ def _plausible_dicom(head: bytes) -> bool:
     return len(head) >= 8 and (head[:2] in (b"\x02\x00", b"\x08\x00") or head[:2] in (b"\x00\x02", b"\x00\x08"))
 
 
-def _dcmread(p: Path, **kwargs):
-    """(dataset, first warning text or ''); a file pydicom cannot parse is an InputError."""
+def _dcmread(f, p: Path, **kwargs):
+    """The dataset in the open file ``f``; a file pydicom cannot parse is an InputError."""
     import pydicom
 
+    f.seek(0)
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            # force=True: files without the Part 10 preamble are common in archives
-            ds = pydicom.dcmread(p, force=True, **kwargs)
+        # force=True: files without the Part 10 preamble are common in archives
+        return pydicom.dcmread(f, force=True, **kwargs)
+    except struct.error:  # an element header unpacked from the few bytes left at the file's end
+        raise _truncated(p, "it ends inside an element's header") from None
     except Exception as exc:  # pydicom raises many unrelated types on malformed input
         raise InputError(f"{p}: not a readable DICOM file ({first_line(exc)})") from None
-    return ds, (first_line(caught[0].message) if caught else "")
+
+
+def _truncated(p: Path, why: str) -> InputError:
+    return InputError(f"{p}: DICOM file is truncated ({why})")
+
+
+def _check_file_meta_length(f, head: bytes, size: int, p: Path) -> None:
+    """A Part 10 file states its File Meta group's length in the group's first element (always
+    explicit VR little endian); pydicom reads a group that the file's end cuts as a shorter one."""
+    if head[DICM_OFFSET:DICM_HEAD] != DICM_MARKER:
+        return
+    first = f.read(12)
+    if len(first) < 12:
+        raise _truncated(p, f"it ends after {size} bytes, inside its File Meta group")
+    if first[:6] != b"\x02\x00\x00\x00UL":
+        return  # no group length: a non-conformant header that pydicom reads or refuses
+    end = DICM_HEAD + len(first) + struct.unpack("<I", first[8:12])[0]
+    if end > size:
+        raise _truncated(p, f"its File Meta group ends at byte {end}, the file after {size} bytes")
+
+
+def _pixel_data_start(f, header, size: int, p: Path) -> int | None:
+    """Where the Pixel Data element starts (None: no such element, or unknown); a file that ends
+    inside the header is refused.
+
+    pydicom ends a dataset quietly where the file ends, in an element's value or header, so the
+    cut is recognised here from the lengths the elements declare. ``f`` is where the header read
+    with ``stop_before_pixels`` left it: at the Pixel Data element, or at the end of what it read."""
+    syntax = getattr(getattr(header, "file_meta", None), "TransferSyntaxUID", None)
+    implicit, little = header.original_encoding
+    if str(syntax) == DEFLATED or implicit is None or little is None:
+        return None  # positions are in the inflated stream; a cut stream fails to inflate, an error already
+    stopped_at = f.tell()
+    tag = f.read(4)
+    at_pixels = len(tag) == 4 and struct.unpack(("<" if little else ">") + "H", tag[:2])[0] == PIXEL_DATA_GROUP
+    elements = (header.get_item(key, keep_deferred=True) for key in header.keys())  # as read, unconverted
+    last = max(elements, key=lambda e: getattr(e, "value_tell", None) or getattr(e, "file_tell", None) or 0,
+               default=None)
+    length = getattr(last, "length", UNDEFINED_LENGTH)  # converted and sequence elements have none
+    if length != UNDEFINED_LENGTH:
+        end = last.value_tell + length
+        if end > size:
+            raise _truncated(p, f"it ends inside element {last.tag}: {size - last.value_tell} of its {length} bytes")
+        if not at_pixels and 0 < size - end < 8:  # too short for an element header: pydicom's end of file
+            raise _truncated(p, f"it ends {size - end} bytes into the element after {last.tag}")
+        if not at_pixels and end < size:
+            raise InputError(f"{p}: DICOM file is corrupt (pydicom stopped reading at byte {end} of {size})")
+    return stopped_at if at_pixels else None
+
+
+def _check_pixel_data_length(f, start: int, size: int, encoding: tuple[bool, bool], p: Path) -> None:
+    """The Pixel Data element at ``start`` ends within the file: its declared length, or for
+    encapsulated (compressed) data its fragment items up to the sequence delimiter."""
+    implicit, order = encoding[0], "<" if encoding[1] else ">"
+    f.seek(start)
+    header = f.read(12)
+    if implicit and len(header) >= 8:
+        (length,), value_at = struct.unpack(order + "L", header[4:8]), start + 8
+    elif header[4:6] in LONG_LENGTH_VRS and len(header) == 12:
+        (length,), value_at = struct.unpack(order + "L", header[8:12]), start + 12
+    else:
+        return  # an element header pydicom may still make sense of; decoding judges it
+    if length != UNDEFINED_LENGTH:
+        if value_at + length > size:
+            raise InputError(f"{p}: DICOM pixel data is truncated or corrupt (the file holds "
+                             f"{max(size - value_at, 0)} of its {length} bytes)")
+        return
+    position = value_at
+    while True:  # fragment items, each with its length, then the sequence delimiter
+        f.seek(position)
+        item = f.read(8)
+        if len(item) < 8:
+            raise InputError(f"{p}: DICOM pixel data is truncated or corrupt (the file ends after {size} bytes, "
+                             "before the end of its compressed fragments)")
+        group, element, length = struct.unpack(order + "HHL", item)
+        if (group, element) == SEQUENCE_DELIMITER:
+            return
+        if (group, element) != ITEM:
+            raise InputError(f"{p}: DICOM pixel data is truncated or corrupt (element ({group:04X},{element:04X}) "
+                             f"at byte {position}, where a fragment item belongs)")
+        position += 8 + length
+        if position > size:
+            raise InputError(f"{p}: DICOM pixel data is truncated or corrupt (a fragment ends at byte {position}, "
+                             f"the file after {size} bytes)")
+
+
+def _no_pixel_data(ds, p: Path) -> InputError:
+    """An image object without pixel data was cut before it (or had it removed); others are not
+    images. The SOP class says which (as in batch discovery), else the presence of Rows."""
+    meta = getattr(ds, "file_meta", None)
+    sop = ds.get("SOPClassUID") or (meta.get("MediaStorageSOPClassUID") if meta is not None else None)
+    name = str(getattr(sop, "name", "") or "")
+    known = bool(name) and name != str(sop)
+    what = f" ({name})" if name else ""
+    if ("Image Storage" in name) if known else "Rows" in ds:
+        return InputError(f"{p}: DICOM image{what} has no pixel data: the file is truncated before it, "
+                          "or it was left out")
+    return InputError(f"{p}: DICOM object has no pixel data{what}; only image objects can be segmented")
 
 
 def _check_compressed_frame(ds, p: Path, limit: int) -> None:
@@ -144,31 +259,80 @@ def _check_compressed_frame(ds, p: Path, limit: int) -> None:
 def _int_tag(ds, keyword: str, default: int, p: Path) -> int:
     try:
         return int(ds.get(keyword, default) or default)
-    except (TypeError, ValueError):
-        raise InputError(f"{p}: malformed DICOM {keyword} {ds.get(keyword)!r}") from None
+    except Exception as exc:  # pydicom raises several types for a malformed value, e.g. a US of one byte
+        raise InputError(f"{p}: malformed DICOM {keyword} ({first_line(exc)})") from None
 
 
-def _render_gray(pixels: np.ndarray, ds, photometric: str, bits_stored: int, apply_modality_lut) -> np.ndarray:
-    from pydicom.pixels import apply_voi, apply_windowing
+# the numbers of the linear display steps, under the names of the step pydicom applies
+_DISPLAY_NUMBERS = {
+    "Rescale Slope/Intercept": (("RescaleSlope", "Rescale Slope"), ("RescaleIntercept", "Rescale Intercept")),
+    "Window Center/Width": (("WindowCenter", "Window Center"), ("WindowWidth", "Window Width")),
+}
 
-    if pixels.ndim != 2:
-        raise ValueError(f"expected a 2-D monochrome pixel array, got shape {pixels.shape}")
-    values = np.asarray(apply_modality_lut(pixels, ds), dtype=np.float64)
-    if ds.get("VOILUTSequence"):
-        item = ds.VOILUTSequence[0]
-        entries, first = int(item.LUTDescriptor[0]) or 2**16, int(item.LUTDescriptor[1])
-        # the LUT indexes integers; its entries (probed over its whole domain) bound the output
-        table = apply_voi(np.arange(first, first + entries, dtype=np.int64), ds).astype(np.float64)
-        values = apply_voi(np.rint(values).astype(np.int64), ds).astype(np.float64)
-        lo, hi = float(table.min()), float(table.max())
-    elif "WindowCenter" in ds and "WindowWidth" in ds:
-        # ±inf land on the window function's two ends, whatever the VOI LUT Function
-        lo, hi = (float(v) for v in apply_windowing(np.array([-np.inf, np.inf]), ds))
-        values = apply_windowing(values, ds)
-    else:
-        lo, hi = float(values.min()), float(values.max())
+
+def _display_steps(ds) -> tuple[str | None, str | None]:
+    """The Modality LUT step and the VOI step that apply (None for none), as pydicom chooses them."""
+    modality = "Modality LUT Sequence" if ds.get("ModalityLUTSequence") else \
+        "Rescale Slope/Intercept" if "RescaleSlope" in ds and "RescaleIntercept" in ds else None
+    # an emptied window (anonymisers blank them) is no window
+    window = all(keyword in ds and ds[keyword].VM for keyword in ("WindowCenter", "WindowWidth"))
+    voi = "VOI LUT Sequence" if ds.get("VOILUTSequence") else "Window Center/Width" if window else None
+    return modality, voi
+
+
+def _check_display_numbers(ds, steps, p: Path) -> None:
+    """NaN or infinity in a slope, intercept, center or width, or a slope of 0, renders every pixel
+    alike; the blank picture would be segmented as if it were an image."""
+    for step in steps:
+        for keyword, name in _DISPLAY_NUMBERS.get(step, ()):
+            element = ds[keyword]
+            value = element.value[0] if element.VM > 1 else element.value  # pydicom's window index 0
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                raise InputError(f"{p}: DICOM {name} is {value!r}, not a number") from None
+            if not math.isfinite(number):
+                raise InputError(f"{p}: DICOM {name} is {number}, not a finite number")
+            if keyword == "RescaleSlope" and number == 0:
+                raise InputError(f"{p}: DICOM Rescale Slope is 0: every pixel would get the same value")
+
+
+def _render_gray(pixels: np.ndarray, ds, photometric: str, bits_stored: int, p: Path) -> np.ndarray:
+    from pydicom.pixels import apply_modality_lut, apply_voi, apply_windowing
+
+    modality, voi = _display_steps(ds)
+    _check_display_numbers(ds, (modality, voi), p)
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):  # thread-local; an overflow is refused just below
+            values = np.asarray(apply_modality_lut(pixels, ds), dtype=np.float64)
+    except Exception as exc:  # a malformed Modality LUT
+        raise InputError(f"{p}: cannot apply the DICOM {modality} ({first_line(exc)})") from None
+    if not np.isfinite(values).all():
+        raise InputError(f"{p}: the DICOM {modality} gives values beyond the floating-point range")
+    try:
+        if voi == "VOI LUT Sequence":
+            item = ds.VOILUTSequence[0]
+            entries, first = int(item.LUTDescriptor[0]) or 2**16, int(item.LUTDescriptor[1])
+            # the LUT indexes integers; its entries (probed over its whole domain) bound the output
+            table = apply_voi(np.arange(first, first + entries, dtype=np.int64), ds).astype(np.float64)
+            values = apply_voi(np.rint(values).astype(np.int64), ds).astype(np.float64)
+            lo, hi = float(table.min()), float(table.max())
+        elif voi:
+            # ±inf land on the window function's two ends, whatever the VOI LUT Function
+            lo, hi = (float(v) for v in apply_windowing(np.array([-np.inf, np.inf]), ds))
+            values = apply_windowing(values, ds)
+        else:
+            lo, hi = float(values.min()), float(values.max())
+    except Exception as exc:  # a Window Width below 1, an unknown VOI LUT Function, a malformed VOI LUT
+        raise InputError(f"{p}: cannot apply the DICOM {voi} ({first_line(exc)})") from None
     full = 255.0 if 0 < bits_stored <= 8 else 65535.0
     scaled = np.clip((values - lo) / (hi - lo), 0.0, 1.0) * full if hi > lo else np.zeros_like(values)
     if photometric == "MONOCHROME1":
         scaled = full - scaled
-    return np.rint(scaled).astype(np.uint8 if full == 255.0 else np.uint16)
+    out = np.rint(scaled).astype(np.uint8 if full == 255.0 else np.uint16)
+    if out.min() == out.max() and pixels.min() != pixels.max():
+        # a uniform stored image may be rendered uniform; a varied one only by a bad attribute
+        step = (modality if values.min() == values.max() and modality else voi) or "rendering"
+        raise InputError(f"{p}: the DICOM {step} maps every pixel to one value, though the stored pixels "
+                         "vary: it is malformed or does not fit this image")
+    return out

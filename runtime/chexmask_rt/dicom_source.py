@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,9 +108,8 @@ def read_header(path: str | os.PathLike):
     import pydicom
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return pydicom.dcmread(Path(path), force=True, stop_before_pixels=True)
+        # no warnings.catch_warnings: it swaps process-global state, and this runs beside decoder threads
+        return pydicom.dcmread(Path(path), force=True, stop_before_pixels=True)
     except Exception as exc:  # pydicom raises many unrelated types on malformed input
         raise InputError(f"{path}: not a readable DICOM file ({first_line(exc)})") from None
 

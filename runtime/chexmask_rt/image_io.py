@@ -3,7 +3,7 @@ that name the file.
 
 JPEG goes through libjpeg-turbo in strict mode (simplejpeg), so that damaged image data is an
 error rather than an image whose rest is gray; PNG/TIFF/BMP, and the JPEG kinds TurboJPEG does
-not decode, through OpenCV; DICOM (Part 10 files, or a .dcm/.dicom name) through
+not decode, through OpenCV (PNG chunks' CRCs and TIFF strips are checked, for the same reason); DICOM (Part 10 files, or a .dcm/.dicom name) through
 :mod:`chexmask_rt.dicom_io`. Before anything is decoded, the file's
 size and its header's declared size are checked against the pixel limit
 (:mod:`chexmask_rt.limits`), so an oversized or bogus file is refused cheaply.
@@ -66,7 +66,11 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> np.
     if header.format == "png":
         check_png_chunks(data, str(p))
     image = _decode_jpeg(data, str(p)) if header.format == "jpeg" else None
-    return _decode_opencv(data, str(p)) if image is None else image
+    if image is None:
+        image = _decode_opencv(data, str(p))
+    if header.format == "tiff":
+        _check_tiff_data(data, str(p))
+    return image
 
 
 # What TurboJPEG refuses in a JPEG that is not damaged: kinds it does not decode (OpenCV's libjpeg
@@ -90,6 +94,30 @@ def _decode_jpeg(data: np.ndarray, name: str) -> np.ndarray | None:
             return None
         raise InputError(f"{name}: not a readable image (damaged JPEG: {reason})") from None
     return image[:, :, 0] if image.shape[2] == 1 else image
+
+
+# Pillow's verdicts on a TIFF's strips that mean damage; others (a layout it does not read) do not
+_TIFF_DAMAGE = ("decoder error", "image file is truncated", "broken data stream")
+
+
+def _check_tiff_data(data: np.ndarray, name: str) -> None:
+    """InputError when Pillow's decoder finds the image data damaged. OpenCV's libtiff prints its
+    error (e.g. 'Using code not yet in table' for damaged LZW data) and returns the image with the
+    rest of the strip gray; Pillow raises. TIFFs are rare among radiographs, so the second decode
+    costs little overall."""
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data.tobytes())) as picture:
+            picture.load()
+    except OSError as exc:
+        reason = first_line(exc)
+        if reason.startswith(_TIFF_DAMAGE):
+            raise InputError(f"{name}: not a readable image (damaged TIFF: {reason})") from None
+    except Exception:  # noqa: BLE001 - a layout Pillow cannot read says nothing about damage
+        return
 
 
 def _decode_opencv(data: np.ndarray, name: str) -> np.ndarray:

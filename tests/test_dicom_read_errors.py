@@ -1,0 +1,177 @@
+"""DICOM files the reader must refuse, with the reason: files cut short (the same verdict in any
+thread, whatever the warning state) and display attributes that would render a blank picture."""
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+
+import chexmask_rt
+from chexmask_rt.image_io import read_image
+
+from test_dicom import MONO2, make_dicom
+
+
+def cut(path: Path, data: bytes, length: int) -> Path:
+    path.write_bytes(data[:length])
+    return path
+
+
+def element_offsets(path: Path) -> dict[str, int]:
+    """Where the shared file's Rows value and its Pixel Data element start (its header has no sequences)."""
+    with open(path, "rb") as f:
+        ds = pydicom.dcmread(f, stop_before_pixels=True)
+        pixel_data = f.tell()
+    rows = next(e for e in ds.elements() if e.tag == 0x00280010)
+    return {"rows_value": rows.value_tell, "pixel_data": pixel_data}
+
+
+def error_of(path: Path) -> str:
+    with pytest.raises(chexmask_rt.InputError) as err:
+        read_image(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: ")
+    return message
+
+
+@pytest.mark.parametrize("where", ["in the file meta", "at 200 bytes", "in a header value", "at the pixel data",
+                                   "in the pixel data's element header", "in the pixel data's length",
+                                   "in the middle", "100 bytes before the end", "in the last delimiter"])
+def test_a_cut_jpeg_dicom_says_it_is_truncated(tmp_path, where):
+    data = MONO2.read_bytes()
+    at = element_offsets(MONO2)
+    length = {"in the file meta": 150, "at 200 bytes": 200, "in a header value": at["rows_value"] + 1,
+              "at the pixel data": at["pixel_data"], "in the pixel data's element header": at["pixel_data"] + 4,
+              "in the pixel data's length": at["pixel_data"] + 10, "in the middle": len(data) // 2,
+              "100 bytes before the end": len(data) - 100, "in the last delimiter": len(data) - 4}[where]
+    message = error_of(cut(tmp_path / "cut.dcm", data, length))
+    assert "truncated" in message
+    if where != "at the pixel data":  # there it is the end of a whole element: nothing says more was to come
+        assert "no pixel data" not in message
+
+
+def test_cut_uncompressed_pixel_data_says_how_much_is_there(tmp_path):
+    raw = pydicom.dcmread(MONO2).pixel_array[:256, :256]
+    data = make_dicom(tmp_path / "u.dcm", raw).read_bytes()
+    message = error_of(cut(tmp_path / "cut.dcm", data, len(data) - 1000))
+    assert f"pixel data is truncated or corrupt (the file holds {256 * 256 - 1000} of its {256 * 256} bytes)" in message
+
+
+def _outcome(path: Path):
+    try:
+        return read_image(path)
+    except chexmask_rt.InputError as exc:
+        return str(exc)
+
+
+def test_truncation_verdicts_are_the_same_in_many_threads(tmp_path):
+    """predict_iter and batch decode in threads: every read must reach its own verdict, and none may
+    change the process's warning filters or let pydicom warn (warnings are process-global)."""
+    data = MONO2.read_bytes()
+    half, head = cut(tmp_path / "half.dcm", data, len(data) // 2), cut(tmp_path / "head.dcm", data, 200)
+    good = read_image(MONO2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        filters, show = list(warnings.filters), warnings.showwarning
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            outcomes = list(pool.map(_outcome, [half, head, MONO2] * 40))
+        assert warnings.filters == filters and warnings.showwarning is show
+    for path, outcome in zip([half, head, MONO2] * 40, outcomes):
+        if path == MONO2:
+            np.testing.assert_array_equal(outcome, good)
+        elif path == half:
+            assert outcome.startswith(f"{half}: DICOM pixel data is truncated or corrupt ("), outcome
+        else:
+            assert outcome.startswith(f"{head}: DICOM file is truncated ("), outcome
+    assert [str(w.message) for w in caught] == []
+
+
+def test_the_reader_leaves_the_warning_state_alone(tmp_path):
+    """warnings.catch_warnings swaps process-global filters: two decoder threads using it at once
+    capture each other's warnings, or leave a filter behind. The deterministic half of the test above."""
+    data = MONO2.read_bytes()
+    half = cut(tmp_path / "half.dcm", data, len(data) // 2)
+    original, uses = warnings.catch_warnings, []
+
+    def spy(*args, **kwargs):
+        uses.append(args or kwargs)
+        return original(*args, **kwargs)
+
+    warnings.catch_warnings = spy  # not monkeypatch: pytest's own reporting uses catch_warnings before teardown
+    try:
+        outcomes = [_outcome(half), _outcome(MONO2)]
+    finally:
+        warnings.catch_warnings = original
+    assert uses == []
+    assert "pixel data is truncated" in outcomes[0] and outcomes[1].shape == (1024, 1024)
+
+
+def test_predict_iter_with_several_decoders_reports_each_cut_file_as_truncated(tmp_path, default_segmenter):
+    """The audit's repro: a cut file given three times to predict_iter's decoder threads."""
+    data = MONO2.read_bytes()
+    half, head = cut(tmp_path / "half.dcm", data, len(data) // 2), cut(tmp_path / "head.dcm", data, 200)
+    inputs = [str(half), str(head)] * 3 + [str(MONO2)]
+    outcomes = list(default_segmenter.predict_iter(inputs, samples=2, workers=4))
+    assert [item for item, _ in outcomes] == inputs
+    for item, outcome in outcomes[:-1]:
+        assert isinstance(outcome, chexmask_rt.InputError) and "truncated" in str(outcome), (item, outcome)
+        assert "no pixel data" not in str(outcome)
+    assert outcomes[-1][1].height == 1024
+
+
+@pytest.fixture(scope="module")
+def stored() -> np.ndarray:
+    """Real stored pixels (a corner of the shared CR), as 12 bits in 16."""
+    return pydicom.dcmread(MONO2).pixel_array[:256, :256].astype(np.uint16) * 16
+
+
+def _lut(entries: list[int], keyword: str = "LUTData") -> Dataset:
+    item = Dataset()
+    item.LUTDescriptor = [len(entries), 0, 16]
+    item.add_new(keyword, "US", entries)
+    return item
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR DS")  # pydicom's warning as the test writes NaN
+@pytest.mark.parametrize("tags, reason", [
+    (dict(RescaleSlope=0, RescaleIntercept=0), "DICOM Rescale Slope is 0: every pixel would get the same value"),
+    (dict(RescaleSlope="NaN", RescaleIntercept=0), "DICOM Rescale Slope is nan, not a finite number"),
+    (dict(RescaleSlope="inf", RescaleIntercept=0), "DICOM Rescale Slope is inf, not a finite number"),
+    (dict(RescaleSlope=1, RescaleIntercept="-inf"), "DICOM Rescale Intercept is -inf, not a finite number"),
+    (dict(RescaleSlope="1e308", RescaleIntercept=0),
+     "the DICOM Rescale Slope/Intercept gives values beyond the floating-point range"),
+    (dict(WindowCenter="nan", WindowWidth=400), "DICOM Window Center is nan, not a finite number"),
+    (dict(WindowCenter=2000, WindowWidth="inf"), "DICOM Window Width is inf, not a finite number"),
+    (dict(WindowCenter=10**6, WindowWidth=10), "the DICOM Window Center/Width maps every pixel to one value"),
+    (dict(WindowCenter=2000, WindowWidth="1e300"), "the DICOM Window Center/Width maps every pixel to one value"),
+    (dict(ModalityLUTSequence=pydicom.Sequence([_lut([700] * 4096)])),
+     "the DICOM Modality LUT Sequence maps every pixel to one value"),
+    (dict(VOILUTSequence=pydicom.Sequence([_lut([900] * 4096)])),
+     "the DICOM VOI LUT Sequence maps every pixel to one value"),
+])
+def test_display_attributes_that_render_a_blank_picture_are_refused(tmp_path, stored, tags, reason):
+    path = make_dicom(tmp_path / "bad.dcm", stored, BitsStored=12, **tags)
+    assert reason in error_of(path)
+
+
+def test_a_uniform_stored_image_is_still_read_as_uniform(tmp_path):
+    """A blank stored image is a degenerate input, not a bad attribute: read (and flagged later)."""
+    path = make_dicom(tmp_path / "blank.dcm", np.full((64, 64), 500, np.uint16), BitsStored=12,
+                      RescaleSlope=1, RescaleIntercept=-1024)
+    assert np.ptp(read_image(path)) == 0
+
+
+def test_a_valid_modality_lut_sequence_is_applied(tmp_path):
+    stored = np.tile(np.arange(256, dtype=np.uint8), (40, 1))
+    table = (255 - np.arange(256)) * 3  # a decreasing LUT: the picture comes out inverted
+    path = make_dicom(tmp_path / "m.dcm", stored, ModalityLUTSequence=pydicom.Sequence([_lut(table.tolist())]))
+    np.testing.assert_array_equal(read_image(path), np.rint((255 - stored) / 255.0 * 255).astype(np.uint8))
+
+
+def test_an_emptied_window_is_no_window(tmp_path, stored):
+    """Anonymisers blank Window Center/Width: min-max, as without them, not a refusal."""
+    blank = read_image(make_dicom(tmp_path / "blank.dcm", stored, BitsStored=12, WindowCenter="", WindowWidth=""))
+    np.testing.assert_array_equal(blank, read_image(make_dicom(tmp_path / "none.dcm", stored, BitsStored=12)))
