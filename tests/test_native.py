@@ -483,6 +483,30 @@ def test_switching_onnxruntime_library_is_refused(default_native):
     assert issubclass(ModelError, ChexmaskError)
 
 
+def test_the_loaded_onnxruntime_under_another_name_is_no_switch(default_native, tmp_path):
+    """The same file through a symlink, or by its soname, is the library already loaded: accepted."""
+    link = tmp_path / "libonnxruntime.so.1"
+    link.symlink_to(core.onnxruntime_library())
+    model = str(chexmask_rt.default_model_path())
+    for name in (str(link), "libonnxruntime.so.1"):
+        assert _core.Engine(model, name).info.landmarks == 120
+    copy = tmp_path / "copy" / "libonnxruntime.so.1"  # the same bytes in another file: another library
+    copy.parent.mkdir()
+    copy.write_bytes(Path(core.onnxruntime_library()).read_bytes())
+    with pytest.raises(ModelError, match="cannot switch"):
+        _core.Engine(model, str(copy))
+
+
+@pytest.mark.parametrize("threads", [-1, 257])
+def test_bad_thread_counts_are_model_errors(threads):
+    """Refused by the core before ONNX Runtime starts any thread (hundreds take seconds, and one the
+    system refuses hangs the session), through load() as through _core.Engine."""
+    with pytest.raises(ModelError, match="intra_op_threads must be 0 .* to 256, got"):
+        chexmask_rt.load(threads=threads)
+    with pytest.raises(ModelError, match="intra_op_threads"):
+        _core.Engine(str(chexmask_rt.default_model_path()), core.onnxruntime_library(), threads)
+
+
 def test_cpp_test_program(tmp_path):
     """The C++ tests (bad buffers, threads, a non-engine file) without Python in the process."""
     program = Path(os.environ.get("CHEXMASK_RT_CPP_TESTS", REPO / "build" / "cpp" / "chexmask-rt-tests"))

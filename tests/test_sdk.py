@@ -63,10 +63,10 @@ def pgm_images(shared_images, tmp_path_factory) -> list[Path]:
     return out
 
 
-def _json(program: Path, images: list[Path], *args, library: str | None = None) -> str:
+def _json(program: Path, images: list[Path], *args, library: str | None = None, **kwargs) -> str:
     lib = [] if library == "" else ["--onnxruntime", library or core.onnxruntime_library()]
     cmd = [program, "--model", chexmask_rt.default_model_path(), "--samples", "12", "--seed", "5", *lib, *args, *images]
-    return _checked(cmd).stdout
+    return _checked(cmd, **kwargs).stdout
 
 
 def test_c_example_prints_the_cpp_examples_json(pgm_images):
@@ -117,6 +117,16 @@ def test_c_example_exit_codes(tmp_path, pgm_images):
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
 
 
+def _consumer(tmp_path: Path, prefix: Path, **kwargs) -> Path:
+    """tests/cmake_consumer configured on the package at `prefix`, at C++14 as GCC 9/10 default to: the
+    package must raise it to the C++17 its header needs."""
+    build = tmp_path / "consumer"
+    _checked(["cmake", "-S", REPO / "tests" / "cmake_consumer", "-B", build, f"-DCMAKE_PREFIX_PATH={prefix}",
+              f"-DCHEXMASK_RT_EXAMPLES={REPO / 'cpp' / 'examples'}", "-DCMAKE_BUILD_TYPE=Release",
+              "-DCMAKE_CXX_STANDARD=14"], **kwargs)
+    return build
+
+
 def test_installed_package_builds_a_find_package_consumer(tmp_path, pgm_images):
     """cmake --install, then a project outside the tree: find_package(chexmask_rt CONFIG REQUIRED),
     the C example on the shared library and the C++ example on the static one."""
@@ -137,9 +147,7 @@ def test_installed_package_builds_a_find_package_consumer(tmp_path, pgm_images):
     names = [line.split(" ", 2)[2] for line in exported.splitlines() if line.count(" ") >= 2]
     assert not [n for n in names if n.startswith("chexmask_rt::detail::")]
 
-    build = tmp_path / "consumer"
-    _checked(["cmake", "-S", REPO / "tests" / "cmake_consumer", "-B", build, f"-DCMAKE_PREFIX_PATH={prefix}",
-              f"-DCHEXMASK_RT_EXAMPLES={REPO / 'cpp' / 'examples'}", "-DCMAKE_BUILD_TYPE=Release"])
+    build = _consumer(tmp_path, prefix)
     _checked(["cmake", "--build", build, "-j2"])
     want = _json(cpp, pgm_images[:1])
     assert _json(build / "consumer-c", pgm_images[:1]) == want
@@ -172,18 +180,48 @@ def _offline_env() -> dict[str, str]:
     return env
 
 
-def test_offline_build_links_the_given_onnxruntime(tmp_path, onnxruntime_root, pgm_images):
-    cpp = _require(CPP_EXAMPLE)
-    build = tmp_path / "build"
+@pytest.fixture(scope="module")
+def sdk_build(tmp_path_factory, onnxruntime_root) -> tuple[Path, str]:
+    """The README's device-SDK build, offline against `onnxruntime_root`: its folder and configure output
+    (both libraries and the C example; built once, for the tests below)."""
+    build = tmp_path_factory.mktemp("sdk") / "build"
     configure = _checked(["cmake", "-S", REPO / "cpp", "-B", build, f"-DONNXRUNTIME_ROOT={onnxruntime_root}",
                           "-DCHEXMASK_RT_BUILD_EXAMPLES=ON"], env=_offline_env())
-    assert "Fetching" not in configure.stdout and not (build / "_deps").exists()
-    assert f"ONNX Runtime library (linked): {onnxruntime_root}" in configure.stdout
     _checked(["cmake", "--build", build, "-j2", "--target", "chexmask-rt-c"])
+    return build, configure.stdout
+
+
+def test_offline_build_links_the_given_onnxruntime(sdk_build, onnxruntime_root, pgm_images):
+    cpp = _require(CPP_EXAMPLE)
+    build, configure = sdk_build
+    assert "Fetching" not in configure and not (build / "_deps").exists()
+    assert f"ONNX Runtime library (linked): {onnxruntime_root}" in configure
     program = build / "chexmask-rt-c"
     assert "libonnxruntime.so.1" in _checked(["readelf", "-d", build / "libchexmask_rt.so"]).stdout
     # no library named anywhere: the linked one runs, with the same numbers
     assert _json(program, pgm_images[:1], library="") == _json(cpp, pgm_images[:1])
+
+
+def test_installed_sdk_links_and_finds_onnxruntime_beside_it(tmp_path, sdk_build, pgm_images):
+    """cmake --install of the SDK build, then a find_package consumer of the shared library: its link
+    resolves libchexmask_rt.so's libonnxruntime.so.1 through the package, and at run time the library
+    finds libonnxruntime.so.1 in its own folder ($ORIGIN), as a device image ships them."""
+    cpp = _require(CPP_EXAMPLE)
+    build, _ = sdk_build
+    prefix = tmp_path / "prefix"
+    _checked(["cmake", "--install", build, "--prefix", prefix])
+    libdir = next(p for p in (prefix / "lib", prefix / "lib64") if p.is_dir())
+    dynamic = _checked(["readelf", "-d", libdir / "libchexmask_rt.so"]).stdout
+    assert "[libonnxruntime.so.1]" in dynamic and "runpath: [$ORIGIN]" in dynamic
+
+    env = _offline_env()
+    env.pop("LD_LIBRARY_PATH", None)
+    consumer = _consumer(tmp_path, prefix, env=env)
+    _checked(["cmake", "--build", consumer, "-j2", "--target", "consumer-c"], env=env)
+    (libdir / "libonnxruntime.so.1").symlink_to(Path(core.onnxruntime_library()))
+    program = consumer / "consumer-c"
+    assert f"libonnxruntime.so.1 => {libdir / 'libonnxruntime.so.1'}" in _checked(["ldd", program], env=env).stdout
+    assert _json(program, pgm_images[:1], library="", env=env) == _json(cpp, pgm_images[:1])
 
 
 def test_header_fetch_failure_names_the_offline_option(tmp_path):

@@ -13,8 +13,9 @@ install(DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR}/include/chexmask_rt DESTINATION ${
 install(EXPORT chexmask_rtTargets NAMESPACE chexmask_rt:: DESTINATION ${_cmake_dir})
 
 # The static library's users link what it links. Each imported target it names is recreated by the
-# package from the files this build used (the shared library needs none of them). Read here, at the
-# end of the configuration, so that it follows whatever the core links.
+# package from the files this build used. The shared library's users link none of them, but their
+# links find its libonnxruntime.so.1 through the recreated onnxruntime::onnxruntime (-rpath-link).
+# Read here, at the end of the configuration, so that it follows whatever the core links.
 set(CHEXMASK_RT_STATIC_DEPENDENCIES "")
 get_target_property(_links chexmask_rt LINK_LIBRARIES)
 foreach(_dep IN LISTS _links)
@@ -34,7 +35,7 @@ foreach(_dep IN LISTS _links)
   if(NOT _files)
     set(_files "")
   endif()
-  string(APPEND CHEXMASK_RT_STATIC_DEPENDENCIES "_chexmask_rt_dependency(${_dep} \"${_files}\")\n")
+  string(APPEND CHEXMASK_RT_STATIC_DEPENDENCIES "_chexmask_rt_dependency(${_dep} ${_type} \"${_files}\")\n")
 endforeach()
 
 configure_package_config_file(${CMAKE_CURRENT_LIST_DIR}/chexmask_rtConfig.cmake.in

@@ -58,10 +58,13 @@ chexmask_rt::EngineOptions cpp_options(const chexmask_rt_engine_options* options
     chexmask_rt::EngineOptions out;
     if (options == nullptr) return out;
     const auto has = [&](std::size_t field_end) { return options->struct_size >= field_end; };
-    if (options->struct_size == 0) throw chexmask_rt::InputError("engine options: call chexmask_rt_engine_options_init first");
-    if (has(offsetof(chexmask_rt_engine_options, onnxruntime_library) + sizeof(const char*)) &&
-        options->onnxruntime_library != nullptr)
-        out.onnxruntime_library = options->onnxruntime_library;
+    // shorter than its first option: not a size any header had, so the struct was never initialised
+    if (!has(offsetof(chexmask_rt_engine_options, onnxruntime_library) + sizeof(const char*))) {
+        throw chexmask_rt::InputError("engine options: struct_size " + std::to_string(options->struct_size) +
+                                      " is not a size of chexmask_rt_engine_options; "
+                                      "call chexmask_rt_engine_options_init first");
+    }
+    if (options->onnxruntime_library != nullptr) out.onnxruntime_library = options->onnxruntime_library;
     if (has(offsetof(chexmask_rt_engine_options, intra_op_threads) + sizeof(int)))
         out.intra_op_threads = options->intra_op_threads;
     if (has(offsetof(chexmask_rt_engine_options, device) + sizeof(const char*)) && options->device != nullptr)
@@ -164,20 +167,7 @@ const char* chexmask_rt_intended_use(void) { return chexmask_rt::kIntendedUse; }
 const char* chexmask_rt_last_error(void) { return g_last_error.c_str(); }
 
 void chexmask_rt_set_log_callback(chexmask_rt_log_fn callback, void* user) {
-    // The C callback differs from the C++ one only in the level's type; a trampoline converts.
-    struct Target {
-        chexmask_rt_log_fn callback;
-        void* user;
-    };
-    static Target target{nullptr, nullptr};
-    chexmask_rt::set_log_callback(nullptr);  // no message is being delivered while `target` changes
-    if (callback == nullptr) return;
-    target = {callback, user};
-    chexmask_rt::set_log_callback(
-        [](chexmask_rt::LogLevel level, const char* message, void* t) {
-            static_cast<Target*>(t)->callback(static_cast<int>(level), message, static_cast<Target*>(t)->user);
-        },
-        &target);
+    chexmask_rt::detail::set_c_log_callback(callback, user);
 }
 
 void chexmask_rt_engine_options_init(chexmask_rt_engine_options* options) {

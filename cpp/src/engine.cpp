@@ -31,13 +31,32 @@ void check_samples(int samples) {
     }
 }
 
-/// EngineOptions::images_per_call resolved: 0 means one image per call on the CPU, all on a GPU.
-std::size_t images_per_call(const EngineOptions& options) {
+/// The options' numbers, refused before any engine work (a ModelError, as every unusable engine setting).
+const EngineOptions& checked(const EngineOptions& options) {
     if (options.images_per_call < 0) {
         throw ModelError("images_per_call must be 0 (automatic) or more, got " + std::to_string(options.images_per_call));
     }
+    // ONNX Runtime starts all its intra-op threads when the session is made and waits for each: hundreds
+    // take seconds, and if the system refuses one the session never returns. No CPU this serves gains
+    // from more than the bound (ONNX Runtime's own default is one per physical core).
+    if (options.intra_op_threads < 0 || options.intra_op_threads > kMaxIntraOpThreads) {
+        throw ModelError("intra_op_threads must be 0 (one per physical core) to " + std::to_string(kMaxIntraOpThreads) +
+                         ", got " + std::to_string(options.intra_op_threads));
+    }
+    return options;
+}
+
+/// EngineOptions::images_per_call resolved: 0 means one image per call on the CPU, all on a GPU.
+std::size_t images_per_call(const EngineOptions& options) {
     if (options.images_per_call > 0) return static_cast<std::size_t>(options.images_per_call);
     return options.device == "cpu" ? 1 : std::numeric_limits<std::size_t>::max();
+}
+
+/// The engine behind `impl`, or a ModelError for an Engine whose insides were moved to another.
+template <typename Impl>
+Impl& live(const std::unique_ptr<Impl>& impl) {
+    if (impl == nullptr) throw ModelError("the engine was moved from; assign an engine to it before using it");
+    return *impl;
 }
 
 }  // namespace
@@ -63,23 +82,23 @@ struct Engine::Impl {
 };
 
 Engine::Engine(const std::string& model_path, const EngineOptions& options)
-    : impl_(std::make_unique<Impl>(open_backend(model_path, options), model_path, options)) {}
+    : impl_(std::make_unique<Impl>(open_backend(model_path, checked(options)), model_path, options)) {}
 
 Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Engine Engine::from_memory(const void* model_data, std::size_t model_size, const EngineOptions& options) {
     if (model_data == nullptr || model_size == 0) throw ModelError("<memory>: no model bytes given");
     const detail::ModelSource source{"<memory>", model_data, model_size};
-    return Engine(std::make_unique<Impl>(detail::open_onnxruntime(source, options), "", options));
+    return Engine(std::make_unique<Impl>(detail::open_onnxruntime(source, checked(options)), "", options));
 }
 
 Engine::~Engine() = default;
 Engine::Engine(Engine&&) noexcept = default;
 Engine& Engine::operator=(Engine&&) noexcept = default;
 
-const ModelInfo& Engine::info() const { return impl_->backend->info(); }
+const ModelInfo& Engine::info() const { return live(impl_).backend->info(); }
 
-const std::vector<std::string>& Engine::providers() const { return impl_->backend->providers(); }
+const std::vector<std::string>& Engine::providers() const { return live(impl_).backend->providers(); }
 
 Result Engine::predict(const ImageView& image, int samples, std::uint64_t seed,
                        std::optional<bool> second_look) const {
@@ -110,15 +129,16 @@ std::vector<Result> Engine::Impl::one_look(std::size_t count, const PrepareOne& 
 
 std::vector<Result> Engine::predict_batch(const std::vector<ImageView>& images, int samples, std::uint64_t seed,
                                           std::optional<bool> second_look) const {
+    const Impl& impl = live(impl_);
     check_samples(samples);
     if (images.empty()) throw InputError("predict_batch: no images");
     // every image is validated and its depth settled before any work; a crop keeps its image's depth
     std::vector<detail::Pixels> pixels;
     pixels.reserve(images.size());
     for (const ImageView& image : images) pixels.push_back(detail::resolve_pixels(image));
-    std::vector<Result> results = impl_->looks(pixels, samples, seed, second_look.value_or(info().second_look));
-    detail::check_finite(results, impl_->name);
-    for (Result& r : results) r.quality = impl_->quality.assess(r);
+    std::vector<Result> results = impl.looks(pixels, samples, seed, second_look.value_or(info().second_look));
+    detail::check_finite(results, impl.name);
+    for (Result& r : results) r.quality = impl.quality.assess(r);
     return results;
 }
 

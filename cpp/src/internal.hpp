@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace chexmask_rt::detail {
@@ -188,7 +189,26 @@ std::unique_ptr<Backend> open_onnxruntime(const ModelSource& model, const Engine
 /// The ONNX Runtime library this process uses ("" before the first Engine).
 std::string loaded_onnxruntime_library();
 
-/// Passes `message` to the callback of set_log_callback, if any.
+/// Passes `message` to the callback of set_log_callback, if any (held while a HeldLogs lives).
 void log(LogLevel level, const std::string& message);
+
+/// chexmask_rt_log_fn: the C API's callback, whose level is an int.
+using CLogCallback = void (*)(int level, const char* message, void* user);
+/// set_log_callback for the C API's callback (which replaces the C++ one, and the reverse).
+void set_c_log_callback(CLogCallback callback, void* user);
+
+/// While one lives, this thread's messages are held, then delivered when it ends: create it before
+/// taking a lock that a callback calling into the library would need.
+class HeldLogs {
+public:
+    HeldLogs();
+    ~HeldLogs();
+    HeldLogs(const HeldLogs&) = delete;
+    HeldLogs& operator=(const HeldLogs&) = delete;
+
+private:
+    std::vector<std::pair<LogLevel, std::string>> messages_;
+    std::vector<std::pair<LogLevel, std::string>>* outer_;
+};
 
 }  // namespace chexmask_rt::detail

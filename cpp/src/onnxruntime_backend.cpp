@@ -26,6 +26,7 @@ constexpr std::array<const char*, 2> kInputs = {"image", "eps"};
 /// (sessions may outlive any single Engine, and unloading ORT at exit is known to crash).
 struct OrtRuntime {
     std::string library;
+    void* handle = nullptr;  // the loaded library's, to tell whether another name means the same file
     Ort::Env* env = nullptr;
 };
 
@@ -54,13 +55,21 @@ const OrtApiBase* load_api_base(const std::string& library) {
     if (handle == nullptr) {
         const char* why = dlerror();
         throw ModelError("cannot load the ONNX Runtime library '" + library + "' (" + (why ? why : "unknown error") +
-                         "); install the onnxruntime Python package or pass its path "
-                         "(EngineOptions::onnxruntime_library / $CHEXMASK_RT_ONNXRUNTIME_LIBRARY)");
+                         "); name a libonnxruntime.so.1.* in the engine options' onnxruntime_library or in "
+                         "$CHEXMASK_RT_ONNXRUNTIME_LIBRARY (the onnxruntime Python package has one)");
     }
     using GetApiBase = const OrtApiBase* (*)();
     auto get_api_base = reinterpret_cast<GetApiBase>(dlsym(handle, "OrtGetApiBase"));
     if (get_api_base == nullptr) throw ModelError("'" + library + "' is not an ONNX Runtime library (no OrtGetApiBase)");
     return get_api_base();
+}
+
+/// The handle of `library` when the process has it loaded already, by this or any other name (a
+/// symlink, another path, its soname: the loader compares the files), else nullptr. Loads nothing.
+void* resident(const std::string& library) {
+    void* handle = dlopen(library.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD);
+    if (handle != nullptr) dlclose(handle);  // only counted this look; the first load keeps it
+    return handle;
 }
 
 /// The ONNX Runtime to use when none is named: the one this build links (-DONNXRUNTIME_ROOT), else
@@ -85,10 +94,12 @@ void ORT_API_CALL forward_log(void* /*param*/, OrtLoggingLevel severity, const c
 }
 
 Ort::Env& runtime_env(const std::string& option) {
+    const HeldLogs held;  // delivered after the lock is released: a callback may open an engine
     std::lock_guard<std::mutex> lock(g_runtime_mutex);
     const std::string requested = requested_library(option);
     if (g_runtime.env != nullptr) {
-        if (!option.empty() && option != g_runtime.library) {
+        if (!option.empty() && option != g_runtime.library &&
+            (g_runtime.handle == nullptr || resident(option) != g_runtime.handle)) {
             throw ModelError("ONNX Runtime is already loaded from '" + g_runtime.library +
                              "' in this process; cannot switch to '" + option + "'");
         }
@@ -99,6 +110,7 @@ Ort::Env& runtime_env(const std::string& option) {
     Ort::InitApi(api_of(base, library));
     g_runtime.env = new Ort::Env(ORT_LOGGING_LEVEL_WARNING, "chexmask_rt", forward_log, nullptr);
     g_runtime.library = library;
+    g_runtime.handle = resident(library);
     log(LogLevel::info, "loaded ONNX Runtime " + std::string(base->GetVersionString()) + " from '" + library + "'");
     return *g_runtime.env;
 }
@@ -232,7 +244,7 @@ public:
 private:
     static Ort::SessionOptions session_options(const EngineOptions& options) {
         Ort::SessionOptions so;
-        so.SetIntraOpNumThreads(options.intra_op_threads > 0 ? options.intra_op_threads : 0);  // 0: physical cores
+        so.SetIntraOpNumThreads(options.intra_op_threads);  // 0: physical cores; the Engine checked the range
         so.SetInterOpNumThreads(1);
         so.SetExecutionMode(ORT_SEQUENTIAL);
         so.SetGraphOptimizationLevel(options.layout_optimizations ? GraphOptimizationLevel::ORT_ENABLE_ALL

@@ -25,9 +25,10 @@ double uniform(std::uint64_t seed, std::uint64_t j) {
 }  // namespace
 
 std::vector<float> latent_noise(int samples, int latents, std::uint64_t seed) {
-    if (samples < 1 || latents < 1 || samples > kMaxSamples || latents > 1 << 20) {
-        throw InputError("latent_noise: samples must be in 1.." + std::to_string(kMaxSamples) +
-                         " and latents >= 1, got " + std::to_string(samples) + ", " + std::to_string(latents));
+    constexpr int kMaxLatents = 1 << 20;
+    if (samples < 1 || latents < 1 || samples > kMaxSamples || latents > kMaxLatents) {
+        throw InputError("latent_noise: samples must be in 1.." + std::to_string(kMaxSamples) + " and latents in 1.." +
+                         std::to_string(kMaxLatents) + ", got " + std::to_string(samples) + ", " + std::to_string(latents));
     }
     const std::size_t n = static_cast<std::size_t>(samples) * static_cast<std::size_t>(latents);
     std::vector<float> eps(n);

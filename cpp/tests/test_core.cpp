@@ -13,6 +13,7 @@
 #include "quality.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstddef>
 #include <cstdio>
@@ -397,10 +398,6 @@ void test_quality() {
 
 void test_engine(const std::string& model, const std::string& library, const std::string& not_engine) {
     using chexmask_rt::ModelError;
-    chexmask_rt::EngineOptions bad_lib;
-    bad_lib.onnxruntime_library = "/nonexistent/libonnxruntime.so.1";
-    expect_throw<ModelError>([&] { chexmask_rt::Engine(model, bad_lib); }, "missing ORT library", "cannot load the ONNX Runtime");
-
     chexmask_rt::EngineOptions options;
     options.onnxruntime_library = library;
     expect_throw<ModelError>([&] { chexmask_rt::Engine("/nonexistent.onnx", options); }, "missing model", "not found");
@@ -455,6 +452,31 @@ void test_engine(const std::string& model, const std::string& library, const std
     auto negative = options;
     negative.images_per_call = -1;
     expect_throw<ModelError>([&] { chexmask_rt::Engine(model, negative); }, "negative images_per_call", "images_per_call");
+    // refused before ONNX Runtime starts the threads (hundreds take seconds; a refused one hangs it)
+    for (const int threads : {-1, chexmask_rt::kMaxIntraOpThreads + 1, std::numeric_limits<int>::min(),
+                              std::numeric_limits<int>::max()}) {
+        auto bad = options;
+        bad.intra_op_threads = threads;
+        expect_throw<ModelError>([&] { chexmask_rt::Engine(model, bad); }, "intra_op_threads", "intra_op_threads must be 0");
+        expect_throw<ModelError>([&] { chexmask_rt::Engine::from_memory(&threads, sizeof threads, bad); },
+                                 "intra_op_threads from memory", "intra_op_threads must be 0");
+    }
+    auto threaded = options;
+    threaded.intra_op_threads = 2;  // the threads split the work, not the answer (rounding aside)
+    const auto t = chexmask_rt::Engine(model, threaded).predict(view(wide, 120, 80, 128), 5, 1);
+    CHECK(t.landmarks.size() == a.landmarks.size() && std::fabs(t.landmarks[9].y - a.landmarks[9].y) < 1e-3);
+
+    // a moved-from Engine throws instead of crashing, and works again once assigned
+    chexmask_rt::Engine from(model, options);
+    chexmask_rt::Engine to(std::move(from));
+    CHECK(same(to.predict(view(wide, 120, 80, 128), 5, 1), a));
+    const char* moved = "the engine was moved from";
+    expect_throw<ModelError>([&] { (void)from.info(); }, "moved-from info", moved);
+    expect_throw<ModelError>([&] { (void)from.providers(); }, "moved-from providers", moved);
+    expect_throw<ModelError>([&] { from.predict(view(wide, 120, 80, 128), 5, 1); }, "moved-from predict", moved);
+    expect_throw<ModelError>([&] { from.predict_batch({view(wide, 120, 80, 128)}, 5, 1); }, "moved-from batch", moved);
+    from = std::move(to);
+    CHECK(same(from.predict(view(wide, 120, 80, 128), 5, 1), a));
 
     std::vector<chexmask_rt::Result> sequential;
     for (int i = 0; i < 5; ++i) sequential.push_back(engine.predict(view(tall, 70, 90, 70), 7, i));
@@ -467,6 +489,64 @@ void test_engine(const std::string& model, const std::string& library, const std
     }
     for (auto& th : threads) th.join();
     for (int m : mismatches) CHECK(m == 0);
+}
+
+/// Before any Engine of the process: a library that cannot be loaded is refused, and fixes nothing.
+void test_missing_library(const std::string& model) {
+    chexmask_rt::EngineOptions bad_lib;
+    bad_lib.onnxruntime_library = "/nonexistent/libonnxruntime.so.1";
+    expect_throw<chexmask_rt::ModelError>([&] { chexmask_rt::Engine(model, bad_lib); }, "missing ORT library",
+                                          "cannot load the ONNX Runtime");
+}
+
+/// The log callback runs outside the library's locks: one that opens an engine on the process's first
+/// message ("loaded ONNX Runtime", given while the runtime is being set up) must not hang. Run before any
+/// other Engine. Then replacing callbacks from several threads while others log (clean under TSan).
+void test_log_callback(const std::string& model, const std::string& library) {
+    struct Seen {
+        std::string model, library;
+        std::vector<std::string> messages;
+        int nested = 0;
+    };
+    static Seen seen;
+    seen = {model, library, {}, 0};
+    chexmask_rt::set_log_callback([](chexmask_rt::LogLevel, const char* message, void* user) {
+        auto* s = static_cast<Seen*>(user);
+        s->messages.emplace_back(message);
+        if (s->nested++ > 0) return;
+        chexmask_rt::EngineOptions options;
+        options.onnxruntime_library = s->library;
+        CHECK(chexmask_rt::Engine(s->model, options).info().inputsize >= 32);
+        chexmask_rt_engine* engine = nullptr;  // the C API's too
+        CHECK(chexmask_rt_engine_open(s->model.c_str(), nullptr, &engine) == CHEXMASK_RT_OK);
+        chexmask_rt_engine_free(engine);
+        chexmask_rt::set_log_callback(nullptr);  // from inside a callback: returns, does not wait for itself
+    }, &seen);
+    chexmask_rt::EngineOptions options;
+    options.onnxruntime_library = library;
+    CHECK(chexmask_rt::Engine(model, options).info().inputsize >= 32);
+    CHECK(seen.nested >= 2 && seen.messages.front().find("loaded ONNX Runtime") == 0);
+    chexmask_rt::set_log_callback(nullptr);
+
+    static std::atomic<int> calls{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+        threads.emplace_back([t] {
+            for (int i = 0; i < 2000; ++i) {
+                if (t % 2 == 0) {
+                    chexmask_rt_set_log_callback([](int, const char*, void* user) { ++*static_cast<std::atomic<int>*>(user); },
+                                                 &calls);
+                } else {
+                    chexmask_rt::detail::log(chexmask_rt::LogLevel::warning, "test");
+                }
+            }
+        });
+    }
+    for (auto& th : threads) th.join();
+    chexmask_rt_set_log_callback(nullptr, nullptr);
+    const int after = calls.load();
+    chexmask_rt::detail::log(chexmask_rt::LogLevel::warning, "dropped");
+    CHECK(calls.load() == after && after > 0);
 }
 
 /// The C API's contract: status codes, a message per failure, NULL outputs, no exception escaping.
@@ -491,9 +571,20 @@ void test_c_api(const std::string& model, const std::string& library) {
     CHECK(chexmask_rt_engine_open_memory(nullptr, 0, nullptr, &engine) == CHEXMASK_RT_MODEL_ERROR);
     chexmask_rt_engine_options unset{};  // struct_size 0: not initialised
     CHECK(chexmask_rt_engine_open(model.c_str(), &unset, &engine) == CHEXMASK_RT_INPUT_ERROR);
+    unset.struct_size = 1;  // nor is a size smaller than the first option (its options would be ignored)
+    CHECK(chexmask_rt_engine_open(model.c_str(), &unset, &engine) == CHEXMASK_RT_INPUT_ERROR);
+    CHECK(std::strstr(chexmask_rt_last_error(), "chexmask_rt_engine_options_init") != nullptr);
     options.images_per_call = -1;
     CHECK(chexmask_rt_engine_open(model.c_str(), &options, &engine) == CHEXMASK_RT_MODEL_ERROR);
     CHECK(engine == nullptr && std::strstr(chexmask_rt_last_error(), "images_per_call") != nullptr);
+    options.images_per_call = 0;
+    for (const int threads : {-1, 257}) {
+        options.intra_op_threads = threads;
+        CHECK(chexmask_rt_engine_open(model.c_str(), &options, &engine) == CHEXMASK_RT_MODEL_ERROR);
+        CHECK(engine == nullptr && std::strstr(chexmask_rt_last_error(), "intra_op_threads") != nullptr);
+    }
+    options.intra_op_threads = 0;
+    options.images_per_call = -1;
     chexmask_rt_engine_options older = options;  // a caller built against the header before images_per_call
     older.struct_size = offsetof(chexmask_rt_engine_options, images_per_call);
     CHECK(chexmask_rt_engine_open(model.c_str(), &older, &engine) == CHEXMASK_RT_OK && engine != nullptr);
@@ -678,6 +769,8 @@ int main(int argc, char** argv) {
     test_quality();
     test_polygon_mask();
     if (argc >= 3) {
+        test_missing_library(argv[1]);
+        test_log_callback(argv[1], argv[2]);  // it needs the process's first Engine
         test_engine(argv[1], argv[2], argc >= 4 ? argv[3] : "");
         test_c_api(argv[1], argv[2]);
     }

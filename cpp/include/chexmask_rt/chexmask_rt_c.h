@@ -53,9 +53,11 @@ CHEXMASK_RT_API const char* chexmask_rt_intended_use(void);
  * this thread's next such call. */
 CHEXMASK_RT_API const char* chexmask_rt_last_error(void);
 
-/* Optional: receives the library's and ONNX Runtime's messages (level 2 warning, 3 error; 1 info: which
- * ONNX Runtime and providers an engine uses), from any thread. NULL (the default) drops them. The
- * callback must not call chexmask_rt_set_log_callback. */
+/* Optional: receives the library's and ONNX Runtime's messages (level 2 warning, 3 error, 4 fatal; 1 info:
+ * which ONNX Runtime and providers an engine uses), from any thread. NULL (the default) drops them.
+ * Process-wide; may be called from any thread. The callback runs outside the library's locks, so it may
+ * call the library. Once this returns, the callback it replaced is no longer running (it waits for
+ * deliveries on other threads), so its `user` may be freed; called from within a callback it does not wait. */
 typedef void (*chexmask_rt_log_fn)(int level, const char* message, void* user);
 CHEXMASK_RT_API void chexmask_rt_set_log_callback(chexmask_rt_log_fn callback, void* user);
 
@@ -64,11 +66,13 @@ CHEXMASK_RT_API void chexmask_rt_set_log_callback(chexmask_rt_log_fn callback, v
 typedef struct chexmask_rt_engine chexmask_rt_engine; /* opaque */
 
 typedef struct chexmask_rt_engine_options {
-    size_t struct_size;              /* sizeof(chexmask_rt_engine_options); set by _options_init */
-    const char* onnxruntime_library; /* path of libonnxruntime.so.1.*; NULL: the build's default */
-    int intra_op_threads;            /* 0: one per physical core */
-    const char* device;              /* NULL or "cpu"; "cuda"; "tensorrt" (ONNX Runtime's providers; the
-                                        library must have them, else CHEXMASK_RT_MODEL_ERROR says what is
+    size_t struct_size;              /* sizeof(chexmask_rt_engine_options); set by _options_init (required) */
+    const char* onnxruntime_library; /* path of libonnxruntime.so.1.*; NULL: $CHEXMASK_RT_ONNXRUNTIME_LIBRARY,
+                                        else the linked one (ONNXRUNTIME_ROOT builds), else libonnxruntime.so.1
+                                        from the loader's path. The first engine fixes it for the process. */
+    int intra_op_threads;            /* 0: one per physical core; 1..256; else CHEXMASK_RT_MODEL_ERROR */
+    const char* device;              /* NULL or "cpu"; "cuda"; "tensorrt" (lower case; ONNX Runtime's providers:
+                                        the library must have them, else CHEXMASK_RT_MODEL_ERROR says what is
                                         missing). Not tested on a GPU here. */
     const char* tensorrt_cache_dir;  /* "tensorrt": where its built engines are kept; NULL: not kept */
     const char* quality_file;        /* the reliability flag's calibration; NULL: "<model stem>.quality.json"
@@ -123,15 +127,18 @@ typedef struct chexmask_rt_image {
 
 typedef struct chexmask_rt_result chexmask_rt_result; /* opaque */
 
-/* Segments one image with `samples` (1..10000) latent draws of noise fixed by `seed`. */
+/* Segments one image with `samples` (1..10000) latent draws of noise fixed by `seed`. Memory grows with
+ * samples: about 0.3 MB each with the shipped model (a small program's peak: 90 MB at 50, 3.4 GB at 10000). */
 CHEXMASK_RT_API chexmask_rt_status chexmask_rt_predict(const chexmask_rt_engine* engine,
                                                        const chexmask_rt_image* image, int samples,
                                                        uint64_t seed, int second_look,
                                                        chexmask_rt_result** out);
-/* Segments `count` images with one noise draw (image i gets what chexmask_rt_predict gives it with the same
- * samples and seed, bit-identical on the CPU; images_per_call images to an engine call). `out` is the caller's
- * array of `count` pointers; each result is freed with chexmask_rt_result_free. All or nothing: on a failure
- * every out[i] is NULL and the message names the image's index. */
+/* Segments `count` images with one noise draw, images_per_call images to an engine call: image i gets what
+ * chexmask_rt_predict gives it with the same samples and seed, bit-identical when each image is its own call
+ * (images_per_call 0 on the CPU, the default, or 1); several images in one call round differently (within
+ * 1e-3 px). `out` is the caller's array of `count` pointers; each result is freed with
+ * chexmask_rt_result_free. All or nothing: on a failure every out[i] is NULL and the message names the
+ * image's index. */
 CHEXMASK_RT_API chexmask_rt_status chexmask_rt_predict_batch(const chexmask_rt_engine* engine,
                                                              const chexmask_rt_image* images, size_t count,
                                                              int samples, uint64_t seed, int second_look,
