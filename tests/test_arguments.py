@@ -57,3 +57,12 @@ def test_paths_that_stat_refuses_are_input_errors(default_segmenter, tmp_path):
     too_long = tmp_path / ("x" * 300 + ".png")
     with pytest.raises(InputError, match="cannot read file \\(File name too long\\)"):
         default_segmenter.predict(too_long)
+
+
+@pytest.mark.parametrize("threads", ["2", 1.5, True])
+def test_threads_must_be_an_integer(threads):
+    import chexmask_rt
+    from chexmask_rt.errors import ModelError
+
+    with pytest.raises(ModelError, match="threads must be an integer or None"):
+        chexmask_rt.load(threads=threads)

@@ -131,3 +131,17 @@ def test_a_model_file_that_is_not_onnx_is_one_line(tmp_path):
     proc = cli("info", fake)
     assert proc.returncode == 4 and f"{fake}: not a loadable ONNX model" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_cut_tiff_gives_one_line_without_opencvs_log(tmp_path):
+    from PIL import Image
+
+    whole = tmp_path / "whole.tif"
+    Image.fromarray(np.full((300, 400), 90, np.uint8)).save(whole)  # directory first, then the strip
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(data[: len(data) // 2])
+    proc = cli("predict", cut, "--samples", 2)
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stderr.strip().splitlines() == [f"chexmask-rt: error: {cut}: not a readable image "
+                                                "(corrupt, truncated or unsupported format)"], proc.stderr

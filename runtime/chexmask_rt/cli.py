@@ -191,6 +191,7 @@ def cmd_predict(args) -> int:
     from .model import load
 
     _refuse_non_dicom(args, args.images)
+    _quiet_decoders(args)
     seg = load(args.model, backend=args.backend, threads=args.threads, max_pixels=args.max_pixels,
                device=args.device)
     results, failed = [], 0
@@ -205,6 +206,15 @@ def cmd_predict(args) -> int:
             failed += 1
     _write_outputs(args, results)
     return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+def _quiet_decoders(args) -> None:
+    """OpenCV's own log lines (e.g. libtiff's errors on a damaged file) would precede the one-line
+    error that already names the file and the reason; --debug keeps them."""
+    if not args.debug:
+        import cv2
+
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # this process is the command's alone
 
 
 def _write_outputs(args, results) -> None:
@@ -266,6 +276,7 @@ def cmd_batch(args) -> int:
 
     found = batch_inputs(args.input, args.shard, exclude=args.out)  # the output folder is never an input
     _refuse_non_dicom(args, found.images)
+    _quiet_decoders(args)
     seg = load(args.model, backend=args.backend, threads=args.threads, max_pixels=args.max_pixels,
                device=args.device)
     shard = args.shard and str(args.shard)

@@ -41,7 +41,8 @@ class EngineOptions:
     """
 
     threads: int | None = None
-    """Intra-op threads; None: one per physical core."""
+    """Intra-op threads, 1..256 (the core refuses more: ONNX Runtime starts them all at once);
+    None or 0: one per physical core."""
     layout_optimizations: bool = False
     """Graph level ALL (x86 NCHWc layout rewrites) instead of EXTENDED. The per-image
     normalisations make ONNX Runtime reorder back to NCHW after every convolution,
@@ -93,6 +94,9 @@ def load(model: str | os.PathLike | None = None, *, backend: str = "auto", threa
     options = engine_options or EngineOptions()
     if threads is not None:
         options = dataclasses.replace(options, threads=threads)
+    if options.threads is not None and (isinstance(options.threads, bool) or not isinstance(options.threads, int)):
+        # int() would take '2' or 1.5 without a word; the core checks the range
+        raise ModelError(f"threads must be an integer or None, got {options.threads!r}")
     if device is not None:
         options = dataclasses.replace(options, device=device)
     segmenter = Segmenter(path, options)
