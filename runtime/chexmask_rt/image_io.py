@@ -3,9 +3,9 @@ that name the file.
 
 JPEG goes through libjpeg-turbo in strict mode (simplejpeg), so that damaged image data is an
 error rather than an image whose rest is gray; PNG/TIFF/BMP, and the JPEG kinds TurboJPEG does
-not decode, through OpenCV (PNG chunks' CRCs and TIFF strips are checked, for the same reason); DICOM (Part 10 files, or a .dcm/.dicom name) through
-:mod:`chexmask_rt.dicom_io`. Before anything is decoded, the file's
-size and its header's declared size are checked against the pixel limit
+not decode, through OpenCV (PNG chunks' CRCs and TIFF strips are checked, for the same reason);
+DICOM (Part 10 files, or a .dcm/.dicom name) through :mod:`chexmask_rt.dicom_io`. Before anything
+is decoded, the file's size and its header's declared size are checked against the pixel limit
 (:mod:`chexmask_rt.limits`), so an oversized or bogus file is refused cheaply.
 :func:`to_gray` turns colour into gray and checks the pixel type; everything after
 (bit depth, letterbox, resize) is the core's.
