@@ -75,18 +75,24 @@ def test_the_flag_is_the_calibrated_rule_applied_to_the_results_own_scores(defau
         assert (r.quality.flag, r.quality.reason, r.quality.calibrated) == (want.flag, want.reason, want.calibrated)
 
 
-def test_other_models_are_not_calibrated(tmp_path, example1):
+def test_calibration_follows_the_checkpoint_not_the_file_name(tmp_path, example1):
+    from toy_engine import write_toy_engine
+
+    # a renamed copy of the shipped engine, without a calibration file: the shipped thresholds,
+    # keyed by its checkpoint, still apply (they used to be lost with the name)
     engine = tmp_path / "copy.onnx"
     shutil.copy(chexmask_rt.default_model_path(), engine)
-    q = chexmask_rt.load(engine).predict(example1, samples=3).quality
-    assert not q.calibrated and not q.flag and q.reason.startswith("not calibrated")
-    # a calibration file beside it, but for another checkpoint: still not calibrated
+    want = chexmask_rt.load().predict(example1, samples=3).quality
+    got = chexmask_rt.load(engine).predict(example1, samples=3).quality
+    assert got.calibrated and (got.flag, got.reason) == (want.flag, want.reason)
+    # a calibration file beside it wins, here one for another checkpoint: not calibrated
     shipped = json.loads(calibration_path(chexmask_rt.default_model_path()).read_text())
     calibration_path(engine).write_text(json.dumps({"0" * 64: next(iter(shipped.values()))}))
-    assert not chexmask_rt.load(engine).predict(example1, samples=3).quality.calibrated
-    # the shipped thresholds, keyed by this engine's checkpoint: calibrated
-    calibration_path(engine).write_text(json.dumps(shipped))
-    assert chexmask_rt.load(engine).predict(example1, samples=3).quality.calibrated
+    q = chexmask_rt.load(engine).predict(example1, samples=3).quality
+    assert not q.calibrated and not q.flag and q.reason.startswith("not calibrated")
+    # another model without a file of its own: the shipped file has nothing for its checkpoint
+    toy = write_toy_engine(tmp_path / "toy.onnx", metadata={"checkpoint_sha256": "1" * 64})
+    assert not chexmask_rt.load(toy).predict(np.full((64, 64), 100, np.uint8), samples=2).quality.calibrated
 
 
 def test_malformed_calibration_file_is_a_model_error(tmp_path):

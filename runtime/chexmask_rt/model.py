@@ -25,6 +25,7 @@ from .inputs import (DEFAULT_BATCH, DEFAULT_SAMPLES, ImageLike, check_bit_depth,
                      decode)
 from .limits import resolve_max_pixels
 from .metadata import file_sha256
+from .quality import calibration_path
 from .result import Result
 
 ModelInfo = core.ModelInfo
@@ -65,6 +66,16 @@ class EngineOptions:
 def default_model_path() -> Path:
     """Path of the engine shipped inside the package (see MODEL_CARD.md)."""
     return Path(str(resources.files("chexmask_rt") / "models" / "default.onnx"))
+
+
+def _quality_file(engine: Path) -> str:
+    """The calibration beside the engine ("": the core reads it there), else the shipped model's file.
+    Its thresholds are keyed by checkpoint sha256, so a renamed copy of the shipped engine keeps its
+    reliability flag, and any other engine still finds none for its checkpoint."""
+    if calibration_path(engine).is_file():
+        return ""
+    shipped = calibration_path(default_model_path())
+    return str(shipped) if shipped.is_file() else ""
 
 
 def load(model: str | os.PathLike | None = None, *, backend: str = "auto", threads: int | None = None,
@@ -129,7 +140,7 @@ class Segmenter:
         self.path = Path(path)
         self._engine = core.Engine(str(self.path), core.onnxruntime_library(), int(options.threads or 0),
                                    options.layout_optimizations, options.memory_pattern, options.device,
-                                   options.tensorrt_cache_dir or "",
+                                   options.tensorrt_cache_dir or "", quality_file=_quality_file(self.path),
                                    images_per_call=options.images_per_call)
         if tuple(self._engine.info.organs) != ORGANS:
             # the package's organ views, masks, CSV and measures are the HybridGNet anatomy's: never a
