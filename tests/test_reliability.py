@@ -127,7 +127,7 @@ def test_the_core_writes_reasons_as_python_formats_them(shipped_assessor, node, 
            ([f"mean latent sigma {sigma:.4f} > {limit_sigma:.4f}"] if sigma > limit_sigma else [])
     assert q.calibrated and q.flag == bool(over)
     assert q.reason == ("uncertainty above the calibrated threshold: " + "; ".join(over) if over else
-                        f"within calibrated thresholds (mean node std {node_1024:.2f} <= {limit_node:.2f} px, "
+                        f"within calibrated thresholds (mean node std {node_1024:.2f} px (1024 frame) <= {limit_node:.2f}, "
                         f"mean latent sigma {sigma:.4f} <= {limit_sigma:.4f})")
 
 

@@ -94,8 +94,8 @@ Quality QualityAssessor::assess(double mean_node_std, double mean_latent_sigma, 
     }
     if (!over.empty()) return {true, "uncertainty above the calibrated threshold: " + over, true};
     return {false,
-            "within calibrated thresholds (mean node std " + node_text + " <= " + node_max + " px, mean latent sigma " +
-                sigma_text + " <= " + sigma_max + ")",
+            "within calibrated thresholds (mean node std " + node_text + " px (1024 frame) <= " + node_max +
+                ", mean latent sigma " + sigma_text + " <= " + sigma_max + ")",
             true};
 }
 

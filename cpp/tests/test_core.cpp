@@ -343,21 +343,21 @@ void test_quality() {
     // 2.5 px at 2048 = 1.25 px in the 1024 frame
     chexmask_rt::Quality q = calibrated.assess(2.5, 0.95, 2048, 1500);
     CHECK(!q.flag && q.calibrated);
-    CHECK(q.reason == "within calibrated thresholds (mean node std 1.25 <= 5.31 px, mean latent sigma 0.9500 <= 0.9573)");
+    CHECK(q.reason == "within calibrated thresholds (mean node std 1.25 px (1024 frame) <= 5.31, mean latent sigma 0.9500 <= 0.9573)");
     q = calibrated.assess(6.0, 0.95, 512, 1024);  // node std 6.00 > 5.31
     CHECK(q.flag && q.reason == "uncertainty above the calibrated threshold: mean node std 6.00 px (1024 frame) > 5.31");
     q = calibrated.assess(6.0, 0.96, 1024, 1024);
     CHECK(q.flag && q.reason == "uncertainty above the calibrated threshold: mean node std 6.00 px (1024 frame) > 5.31; "
                                 "mean latent sigma 0.9600 > 0.9573");
     q = calibrated.assess(0.125, 0.957301580812782, 1024, 1024);  // equal to the threshold: not above; ties round to even
-    CHECK(!q.flag && q.reason.find("mean node std 0.12 <= 5.31") != std::string::npos);
-    CHECK(calibrated.assess(2.675, 0.1, 1024, 1024).reason.find("std 2.67 <=") != std::string::npos);  // 2.67499999...
+    CHECK(!q.flag && q.reason.find("mean node std 0.12 px (1024 frame) <= 5.31") != std::string::npos);
+    CHECK(calibrated.assess(2.675, 0.1, 1024, 1024).reason.find("std 2.67 px (1024 frame) <=") != std::string::npos);  // 2.67499999...
     // a score the rule leaves out (1e308, the calibration tool's +inf) never fires and prints as inf
     const QualityAssessor node_only = parse_quality(
         "{\"" + sha + "\": {\"thresholds\": {\"node_std_1024\": 15.5, \"mean_latent_sigma\": 1e308}}}", "q.json", sha);
     CHECK(std::isinf(node_only.rule()->max_latent_sigma));
     q = node_only.assess(2.0, 0.95, 1024, 1024);
-    CHECK(!q.flag && q.reason == "within calibrated thresholds (mean node std 2.00 <= 15.50 px, mean latent sigma 0.9500 <= inf)");
+    CHECK(!q.flag && q.reason == "within calibrated thresholds (mean node std 2.00 px (1024 frame) <= 15.50, mean latent sigma 0.9500 <= inf)");
     q = node_only.assess(20.0, 1e300, 1024, 1024);
     CHECK(q.flag && q.reason == "uncertainty above the calibrated threshold: mean node std 20.00 px (1024 frame) > 15.50");
     const QualityAssessor other = parse_quality(file, "q.json", std::string(64, 'b'));  // no entry: not calibrated
