@@ -42,7 +42,9 @@ PIXEL_DATA_GROUP = 0x7FE0  # (7FE0,0010) Pixel Data, and the float variants pydi
 ITEM, SEQUENCE_DELIMITER = (0xFFFE, 0xE000), (0xFFFE, 0xE0DD)
 UNDEFINED_LENGTH = 0xFFFFFFFF
 DEFLATED = "1.2.840.10008.1.2.1.99"  # Deflated Explicit VR Little Endian: pydicom parses an inflated copy
-LONG_LENGTH_VRS = (b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN")  # explicit VRs with a 4-byte length
+# explicit VRs whose element header holds a 4-byte length (after two reserved bytes)
+LONG_LENGTH_VRS = (b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT")
+_META_GROUP_LENGTH = b"\x02\x00\x00\x00UL"  # (0002,0000) UL, explicit VR little endian
 
 
 def looks_like_dicom(path: str | os.PathLike, head: bytes) -> bool:
@@ -141,6 +143,15 @@ def _truncated(p: Path, why: str) -> InputError:
     return InputError(f"{p}: DICOM file is truncated ({why})")
 
 
+def file_meta_group_length(first: bytes) -> int | None:
+    """The File Meta group's length, from the 12 bytes that follow the DICM marker: its first
+    element, (0002,0000), always explicit VR little endian. None when they are not that element
+    (a non-conformant header, which pydicom reads or refuses)."""
+    if len(first) < 12 or first[:6] != _META_GROUP_LENGTH:
+        return None
+    return struct.unpack("<I", first[8:12])[0]
+
+
 def _check_file_meta_length(f, head: bytes, size: int, p: Path) -> None:
     """A Part 10 file states its File Meta group's length in the group's first element (always
     explicit VR little endian); pydicom reads a group that the file's end cuts as a shorter one."""
@@ -149,9 +160,10 @@ def _check_file_meta_length(f, head: bytes, size: int, p: Path) -> None:
     first = f.read(12)
     if len(first) < 12:
         raise _truncated(p, f"it ends after {size} bytes, inside its File Meta group")
-    if first[:6] != b"\x02\x00\x00\x00UL":
-        return  # no group length: a non-conformant header that pydicom reads or refuses
-    end = DICM_HEAD + len(first) + struct.unpack("<I", first[8:12])[0]
+    length = file_meta_group_length(first)
+    if length is None:
+        return
+    end = DICM_HEAD + len(first) + length
     if end > size:
         raise _truncated(p, f"its File Meta group ends at byte {end}, the file after {size} bytes")
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .dicom_io import DICM_HEAD, DICM_MARKER, DICM_OFFSET, DICOM_SUFFIXES
+from .dicom_io import DICM_HEAD, DICM_MARKER, DICM_OFFSET, DICOM_SUFFIXES, LONG_LENGTH_VRS, file_meta_group_length
 from .errors import InputError
 
 RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -45,11 +45,9 @@ def discover(root: str | os.PathLike, *, exclude: str | os.PathLike | None = Non
     found = Discovery()
     skip = os.path.realpath(exclude) if exclude is not None else None
     top = os.fspath(root)
-    try:
-        os.scandir(top).close()
-    except OSError as exc:
-        raise InputError(f"{top}: cannot list the folder ({exc.strerror or exc})") from None
     for path, suffix, passed_over in _files(top, skip):
+        if passed_over and path == top:  # nothing under it can be read: not a skipped entry
+            raise InputError(f"{top}: {passed_over}")
         if passed_over:
             found.skipped.append((path, passed_over))
             continue
@@ -113,16 +111,15 @@ def _dicom_skip_reason(path: str, named_dicom: bool) -> str | None:
 def _media_storage_class(f) -> str | None:
     """The File Meta group's (0002,0002) Media Storage SOP Class UID, read right after the marker
     (the group is always explicit VR little endian); None when it cannot be found."""
-    first = f.read(12)
-    if len(first) < 12 or first[:4] != b"\x02\x00\x00\x00" or first[4:6] != b"UL":
+    length = file_meta_group_length(f.read(12))
+    if length is None:
         return None  # no (0002,0000) group length first: a non-conformant header, the reader decides
-    length = struct.unpack("<I", first[8:12])[0]
     data = f.read(min(length, _META_LIMIT))
     pos = 0
     while pos + 8 <= len(data):
         group, element = struct.unpack("<HH", data[pos:pos + 4])
         vr = data[pos + 4:pos + 6]
-        if vr in (b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN"):
+        if vr in LONG_LENGTH_VRS:
             if pos + 12 > len(data):
                 return None
             size, start = struct.unpack("<I", data[pos + 8:pos + 12])[0], pos + 12
