@@ -225,14 +225,7 @@ chexmask_rt_status chexmask_rt_predict_batch(const chexmask_rt_engine* engine, c
         const std::optional<bool> look = look_choice(second_look);
         std::vector<chexmask_rt::ImageView> views;
         views.reserve(count);
-        for (std::size_t i = 0; i < count; ++i) {
-            views.push_back(image_view(images[i]));
-            try {  // the C++ batch does not say which image was bad; a C caller needs the index
-                chexmask_rt::detail::resolve_pixels(views.back());
-            } catch (const chexmask_rt::InputError& e) {
-                throw chexmask_rt::InputError("image " + std::to_string(i) + ": " + e.what());
-            }
-        }
+        for (std::size_t i = 0; i < count; ++i) views.push_back(image_view(images[i]));
         std::vector<chexmask_rt::Result> results = engine->engine.predict_batch(views, samples, seed, look);
         made.reserve(results.size());
         for (chexmask_rt::Result& r : results) made.push_back(wrap(std::move(r)));

@@ -135,7 +135,16 @@ std::vector<Result> Engine::predict_batch(const std::vector<ImageView>& images, 
     // every image is validated and its depth settled before any work; a crop keeps its image's depth
     std::vector<detail::Pixels> pixels;
     pixels.reserve(images.size());
-    for (const ImageView& image : images) pixels.push_back(detail::resolve_pixels(image));
+    for (std::size_t i = 0; i < images.size(); ++i) {
+        try {
+            pixels.push_back(detail::resolve_pixels(images[i]));
+        } catch (const InputError& e) {
+            if (images.size() == 1) throw;
+            // the checks say "image: ..."; in a batch the caller needs to know which one
+            const std::string what = e.what();
+            throw InputError("image " + std::to_string(i) + (what.rfind("image:", 0) == 0 ? what.substr(5) : ": " + what));
+        }
+    }
     std::vector<Result> results = impl.looks(pixels, samples, seed, second_look.value_or(info().second_look));
     detail::check_finite(results, impl.name);
     for (Result& r : results) r.quality = impl.quality.assess(r);

@@ -444,6 +444,8 @@ void test_engine(const std::string& model, const std::string& library, const std
     const auto batch = engine.predict_batch({view(wide, 120, 80, 128), view(tall, 70, 90, 70)}, 5, 1);
     CHECK(batch.size() == 2 && batch[1].width == 70);
     CHECK(same(batch[0], a) && same(batch[1], engine.predict(view(tall, 70, 90, 70), 5, 1)));
+    expect_throw<chexmask_rt::InputError>([&] { engine.predict_batch({view(wide, 120, 80, 128), view(tall, 0, 90, 70)}, 5, 1); },
+                             "a batch with a bad second image", "image 1: dimensions 0x90");
     auto together = options;
     together.images_per_call = 2;  // one engine call for both: batched convolutions round differently
     const auto joint = chexmask_rt::Engine(model, together).predict_batch({view(wide, 120, 80, 128), view(tall, 70, 90, 70)}, 5, 1);

@@ -298,7 +298,8 @@ public:
                    std::optional<bool> second_look = std::nullopt) const;
 
     /// Segments several images, EngineOptions::images_per_call to an engine call (the crops of a
-    /// second look are a second round of calls); they share one eps.
+    /// second look are a second round of calls); they share one eps. Every image is checked before
+    /// any work; a bad one is an InputError that names its position ("image 1: ...").
     std::vector<Result> predict_batch(const std::vector<ImageView>& images, int samples,
                                       std::uint64_t seed, std::optional<bool> second_look = std::nullopt) const;
 
