@@ -33,7 +33,7 @@ DEFAULT_RUNNERS = ("pytorch-reference", "published-flow")
 
 def ab(runners: list[str], samples: int, rounds: int, python: str | None) -> list[dict]:
     """One repeat: fresh workers, `rounds` alternating calls each (after 2 warm-up calls)."""
-    return measure([(r, TARGET_MODEL, None, python) for r in runners], [(samples, 1, rounds)], warmup=2,
+    return measure([(r, TARGET_MODEL, None, python) for r in runners], [[(samples, 1, rounds)]], warmup=2,
                    rounds=rounds)
 
 

@@ -10,7 +10,7 @@ import pytest
 import onnx
 
 import chexmask_rt
-from benchmarks import framing, int8_encoder, profile_ops, uncertainty_behaviour
+from benchmarks import framing, int8_encoder, profile_ops, run, uncertainty_behaviour
 from benchmarks.shared_data import DATA
 from benchmarks.run import TARGET_CALLS, TARGETS, peak_rss_mb, sweep_cases, targets
 from chexmask_rt.image_io import read_image
@@ -40,12 +40,58 @@ def test_targets_pass_and_fail_on_the_issue_bounds():
     assert all(line.endswith("FAIL") for line in bad), bad
 
 
+def _flat(groups):
+    return {(k, b): n for group in groups for k, b, n in group}
+
+
 def test_quick_mode_keeps_full_calls_for_the_target_cases_only():
-    quick = {(k, b): n for k, b, n in sweep_cases("published-1024", 5)}
+    quick = _flat(sweep_cases("published-1024", 5))
     assert quick[(1, 1)] == quick[(50, 1)] == TARGET_CALLS >= 20
     assert {n for (k, b), n in quick.items() if (k, b) not in ((1, 1), (50, 1))} == {5}
-    assert {n for _, _, n in sweep_cases("default-512", 5)} == {5}
-    assert {n for _, _, n in sweep_cases("published-1024", 20)} == {20}
+    assert set(_flat(sweep_cases("default-512", 5)).values()) == {5}
+    assert set(_flat(sweep_cases("published-1024", 20)).values()) == {20}
+    # every case of the sweep once, on both models
+    for model in ("published-1024", "default-512"):
+        cases = [(k, b) for group in sweep_cases(model, 5) for k, b, _ in group]
+        assert sorted(cases) == sorted([(k, 1) for k in (1, 10, 50, 100)] + [(50, 4), (50, 8)])
+
+
+class _FakeWorker:
+    """Times a call as its K in ms, plus 1000 ms while the machine is "loaded"."""
+
+    def __init__(self, name, clock, loaded_calls):
+        self.backend, self.model, self.settings, self.load_s, self.torch = name, "published-1024", None, 0.0, None
+        self.clock, self.loaded_calls = clock, loaded_calls
+
+    def time(self, samples, batch, calls, warmup):
+        out = []
+        for _ in range(warmup + calls):
+            self.clock.append((self.backend, samples))
+            out.append(samples + (1000 if len(self.clock) <= self.loaded_calls else 0))
+        return {"times_ms": out[warmup:], "peak_rss_mb": 1.0, "minor_faults": 0}
+
+
+def test_the_target_cases_share_their_rounds_so_a_burst_of_load_falls_on_both(monkeypatch):
+    """A full run once measured K = 1 during a burst of load and K = 50 after it, and passed
+    K=50 - K=1 <= 20 ms with -178 ms. Measured in the same rounds, the burst cannot pick one."""
+    monkeypatch.setattr(run.time, "sleep", lambda s: None)
+    target = sweep_cases("published-1024", 5)[0]
+    assert sorted(k for k, _, _ in target) == [1, 50]
+
+    def native_gap(groups):
+        clock: list = []
+        workers = [_FakeWorker(name, clock, loaded_calls=20) for name in ("reference", "native")]
+        rows = run._measure(workers, groups, warmup=0, rounds_wanted=4)
+        native = {r["samples"]: r["p50_ms"] for r in rows if r["backend"] == "native"}
+        return native[50] - native[1], clock, rows
+
+    gap, clock, rows = native_gap([target])
+    # round by round: each worker runs K = 1, then K = 50, before the next worker
+    assert clock[:20] == [("reference", 1)] * 5 + [("reference", 50)] * 5 + [("native", 1)] * 5 + [("native", 50)] * 5
+    assert gap == 49  # the burst (the first 20 calls) fell on 5 of each case's 20 calls alike
+    assert native_gap([[case] for case in target])[0] < 0  # one case after the other: it fell on K = 1 alone
+    assert [(r["backend"], r["samples"], r["calls"]) for r in rows] == [
+        ("reference", 1, 20), ("native", 1, 20), ("reference", 50, 20), ("native", 50, 20)]
 
 
 def test_a_worker_peak_rss_is_its_own_not_its_parents():
