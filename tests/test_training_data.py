@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from reference import letterbox
-from training.data import (FRAMING_FILL, FoldedWarp, SyntheticChests, Texture, framed_affine, jitter_shape,
+from training.data import (FRAMING_FILL, OPACITY_HEIGHT, FoldedWarp, SyntheticChests, Texture, basal_opacity,
+                           framed_affine, jitter_shape,
                            load_shapes, load_textures, shape_modes, texture_shapes, warp_to_shape)
 
 from conftest import SHARED
@@ -201,3 +202,45 @@ def test_dataset_frames_the_asked_share_of_samples_wide_to_tight(shapes, texture
     plain, framed = extents(0.0), extents(1.0)
     assert FRAMING_FILL[0] * 0.9 <= framed.min() < 0.6 and 0.9 < framed.max() <= FRAMING_FILL[1]
     assert framed.std() > 1.5 * plain.std()  # random_affine keeps each chest near its source size
+
+
+def _polygon_mask(polygons, size, dilate=0):
+    import cv2
+
+    mask = np.zeros((size, size), np.uint8)
+    cv2.fillPoly(mask, [np.round(p).astype(np.int32) for p in polygons], 1)
+    return cv2.dilate(mask, np.ones((2 * dilate + 1,) * 2, np.uint8)) > 0 if dilate else mask > 0
+
+
+def test_basal_opacity_brightens_the_lung_bases_and_nothing_outside_the_lungs(shapes, textures):
+    size = 256
+    changed_base, changed_top = [], []
+    for seed in range(12):
+        ds = SyntheticChests(shapes.train, textures, size, length=1, seed=seed)
+        x, landmarks = ds[0]
+        x, landmarks = x[0], landmarks * size
+        y = basal_opacity(x, np.random.default_rng(seed), landmarks)
+        assert y.dtype == np.float32 and y.shape == x.shape and 0 <= y.min() and y.max() <= 1
+        outside = ~_polygon_mask([landmarks[:44], landmarks[44:94]], size, dilate=6)
+        assert np.abs(y - x)[outside].max() < 0.02  # only the blurred lung edge reaches past the outline
+        for lung in (slice(0, 44), slice(44, 94)):
+            top, bottom = landmarks[lung, 1].min(), landmarks[lung, 1].max()
+            rows = np.arange(size)[:, None]
+            inside = _polygon_mask([landmarks[lung]], size)
+            band = lambda lo, hi: inside & (rows >= top + lo * (bottom - top)) & (rows <= top + hi * (bottom - top))
+            changed_base.append(float((y - x)[band(1 - OPACITY_HEIGHT[0], 1.0)].mean()))
+            changed_top.append(float(np.abs(y - x)[band(0.0, 0.2)].mean()))
+    base, top = np.array(changed_base), np.array(changed_top)
+    assert np.median(base) > 0.05 and (base > 0.02).mean() >= 0.5  # about half the lungs are given one
+    assert top.max() < 0.1 * base.max() and np.median(top) < 0.005  # the apices stay as they were
+
+
+def test_opacity_keeps_the_labels_and_leaves_runs_without_it_as_they_were(shapes, textures):
+    plain = SyntheticChests(shapes.train, textures, 64, length=6, seed=4)
+    again = SyntheticChests(shapes.train, textures, 64, length=6, seed=4, opacity=0.0)
+    opaque = SyntheticChests(shapes.train, textures, 64, length=6, seed=4, opacity=1.0)
+    for i in range(6):
+        (a, la), (b, lb), (c, lc) = plain[i], again[i], opaque[i]
+        assert np.array_equal(a, b) and np.array_equal(la, lb)
+        assert np.array_equal(la, lc)          # the anatomical outline is the label
+        assert not np.array_equal(a, c)

@@ -56,6 +56,13 @@ def test_a_negative_texture_shapes_count_is_refused(tmp_path):
     assert e.value.code == 2
 
 
+@pytest.mark.parametrize("flag, value", [("--opacity", "1.5"), ("--opacity", "nan"), ("--framing", "-0.1")])
+def test_a_share_of_samples_outside_0_to_1_is_refused(tmp_path, flag, value):
+    with pytest.raises(SystemExit) as e:
+        train.main(["--out", str(tmp_path / "run"), "--data", str(SHARED / "data"), flag, value])
+    assert e.value.code == 2
+
+
 def test_a_fixed_plan_never_changes():
     plan = StepPlan(500)
     assert all(plan.observe(s, now=float(s), deadline=1e9) is None for s in range(1, 300))

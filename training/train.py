@@ -179,6 +179,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--framing", type=float, default=0.0,
                    help="share of samples whose chest spans a random 50-98 %% of the frame, from wide fields of view "
                         "to tight collimation (training.data.framed_affine; e.g. 0.3); 0: off")
+    p.add_argument("--opacity", type=float, default=0.0,
+                   help="share of samples given an effusion or consolidation at the base of one or both lungs, "
+                        "labelled with the lungs' anatomical outline (training.data.basal_opacity; e.g. 0.3); 0: off")
     p.add_argument("--texture-shapes", type=int, default=0,
                    help="add each texture's own landmarks to the training shapes, this many times "
                         "(training.data.texture_shapes; e.g. 6); 0: off")
@@ -192,6 +195,9 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if not args.kl_weight >= 0.0:  # also refuses nan
         p.error("--kl-weight must be 0 or more")
+    for name in ("framing", "opacity"):
+        if not 0.0 <= getattr(args, name) <= 1.0:  # a share of the samples; also refuses nan
+            p.error(f"--{name} must be between 0 and 1")
     if args.texture_shapes < 0:  # np.tile would silently add none
         p.error("--texture-shapes must be 0 or more")
     anneal = kl_annealed(args.kl_anneal, from_trained=args.init is not None)
@@ -243,7 +249,7 @@ def main(argv: list[str] | None = None) -> None:
     stream_steps = plan.steps * (8 if args.fit_to_minutes else 1)
     dataset = SyntheticChests(train_shapes, textures, args.inputsize, length=stream_steps * args.batch_size,
                               seed=args.seed, labels=args.labels, shape_jitter=args.shape_jitter,
-                              framing=args.framing)
+                              framing=args.framing, opacity=args.opacity)
     sampler = range(step * args.batch_size, len(dataset))
     loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, sampler=sampler,
                                          num_workers=args.workers, persistent_workers=args.workers > 0,
