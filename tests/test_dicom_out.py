@@ -14,6 +14,7 @@ from pydicom.sr.codedict import codes
 from chexmask_rt.batch import run_batch
 from chexmask_rt.csv_output import COLUMNS, COLUMNS_V1
 from chexmask_rt.dicom_out import RESEARCH_ONLY
+from chexmask_rt.errors import InputError
 from chexmask_rt.dicom_source import IMAGER_PIXEL_SPACING, MAGNIFICATION_CORRECTED, PIXEL_SPACING, spacing_of
 
 from conftest import SHARED
@@ -101,6 +102,34 @@ def test_sr_is_a_tid1500_report_of_the_contours_scores_and_measures(results, tmp
     evaluations = {e.name.meaning: e.value.meaning for e in image.get_qualitative_evaluations()}
     assert evaluations["Uncertainty above calibrated threshold"] == ("Yes" if r.quality.flag else "No")
     assert "research use, not for diagnosis" in evaluations["Validation status of the measures"]
+
+
+def test_sr_units_follow_the_dataset_it_references_for_a_result_of_decoded_pixels(default_segmenter, tmp_path):
+    """A PACS integration decodes the pixels itself: its result has no source, and the report takes the
+    pixel spacing of the dataset it references (it said "square pixels" beside a Pixel Spacing)."""
+    from chexmask_rt.image_io import read_image
+
+    source = pydicom.dcmread(DICOMS[0])
+    spacing = spacing_of(source)[0]
+    r = default_segmenter.predict(read_image(DICOMS[0]), samples=6)
+    assert r.source is None and spacing is not None
+    r.to_dicom_sr(source).save_as(tmp_path / "x.sr.dcm")
+    groups = hd.sr.srread(tmp_path / "x.sr.dcm").content.get_planar_roi_measurement_groups()
+    areas = [g.get_measurements(name=codes.SCT.Area)[0] for g in groups]
+    assert all(a.unit == codes.UCUM.SquareMillimeter for a in areas)
+    px = r.measures().area_px2
+    np.testing.assert_allclose([a.value for a in areas],
+                               [px[k] * spacing.row * spacing.column for k in ("right_lung", "left_lung", "heart")],
+                               rtol=1e-6)
+
+
+def test_a_result_is_not_written_over_another_image_of_the_same_size(results):
+    path = DICOMS[0]
+    other = pydicom.dcmread(path)
+    other.SOPInstanceUID = pydicom.uid.generate_uid()
+    for write in (results[path].to_dicom_seg, results[path].to_dicom_sr):
+        with pytest.raises(InputError, match="the result is of SOP Instance"):
+            write(other)
 
 
 def test_dciodvfy_finds_no_errors_in_a_seg_and_an_sr(results, tmp_path):

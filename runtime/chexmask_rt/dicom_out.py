@@ -12,9 +12,12 @@ Instance UIDs they reference (and whose patient and study modules they carry ove
   pixel coordinates), its area and the area's std over the decoded samples. One image-level
   group: the cardiothoracic ratio and its std, the heart and thoracic diameters, the mean node
   std and mean latent sigma, and as qualitative evaluations the reliability flag and the
-  measures' validation status. With a pixel spacing (:mod:`chexmask_rt.dicom_source`) lengths
-  are in mm and areas in mm2; without one in pixels (UCUM annotations ``{pixels}``,
-  ``{pixels}2``... see ``_units``).
+  measures' validation status. With a pixel spacing in ``source_dataset``
+  (:func:`chexmask_rt.dicom_source.spacing_of`) lengths are in mm and areas in mm2; without one
+  in pixels (UCUM annotations ``{pixels}`` and ``{square pixels}``, see ``_units``).
+
+A result read from a DICOM file names its SOP Instance; both functions refuse a source dataset
+of another image.
 
 Concepts with no standard code (the CTR, the image scores, the flag) use the private
 coding scheme ``99CHEXMASKRT``, declared in the SR's Coding Scheme Identification Sequence.
@@ -28,7 +31,9 @@ import re
 import warnings
 from contextlib import contextmanager
 
+from .dicom_source import spacing_of
 from .errors import InputError, first_line
+from .measures import measure
 from .whole_files import write_whole
 
 RESEARCH_ONLY = "research use, not for diagnosis"
@@ -89,6 +94,11 @@ def _check_source(result, ds) -> None:
     missing = [k for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID") if not ds.get(k)]
     if missing:
         raise InputError(f"the source dataset lacks {', '.join(missing)}: it cannot be referenced")
+    # a result read from a DICOM file knows its image: the objects must not reference another one of the same size
+    segmented = "" if result.source is None else result.source.sop_instance_uid
+    if segmented and segmented != str(ds.SOPInstanceUID):
+        raise InputError(f"the result is of SOP Instance {segmented}, the source dataset is {ds.SOPInstanceUID}: "
+                         "pass the dataset of the image that was segmented")
 
 
 def segmentation(result, source_dataset, *, series_number: int = SEG_SERIES_NUMBER):
@@ -164,7 +174,8 @@ def measurement_report(result, source_dataset, *, series_number: int = SR_SERIES
     from pydicom.sr.codedict import codes
 
     _check_source(result, source_dataset)
-    m = result.measures()
+    # the units follow the dataset the report references (a result of decoded pixels has no source of its own)
+    m = measure(result.landmarks, result.landmark_samples, spacing_of(source_dataset)[0])
     length, area = _units(m.spacing)
     no_units = codes.UCUM.NoUnits
     parameters = [f"model={result.model}", f"samples={result.samples}", f"seed={result.seed}",
@@ -178,6 +189,8 @@ def measurement_report(result, source_dataset, *, series_number: int = SR_SERIES
                               finding_sites=sites, algorithm_id=algorithm)
 
     def with_std(name, number, spread, unit, sites=None):
+        if number is None:  # a CTR without a thorax width: no measurement rather than a NaN
+            return []
         out = [value(name, number, unit, sites=sites)]
         if spread is not None:
             out.append(value(name, spread, unit, derivation=std, sites=sites))
