@@ -65,7 +65,7 @@ def test_bad_files_are_recorded_and_the_rest_go_on(tmp_path, archive, default_se
     assert len(results) == 3 and len(list((out / "masks").iterdir())) == 9
     for image, r in results.items():  # the batch path (decoder threads, arrays, chunks) == the API on the file
         api = default_segmenter.predict(image, samples=4)
-        np.testing.assert_allclose(parse_coords(r["Landmarks (Mean)"]), api.landmarks, atol=6e-4)
+        np.testing.assert_allclose(parse_coords(r["Landmarks (Mean)"]), api.landmarks, atol=1.1e-3)  # cut to 3 decimals
         assert (int(r["Height"]), int(r["Width"])) == (api.height, api.width)
 
 

@@ -62,8 +62,11 @@ def schema_of(header) -> int | None:
 
 
 def _coords(points: np.ndarray) -> str:
-    # 3 decimals = 1/1000 px: far below the model's error, and rows stay short
-    return ",".join(f"{v:.3f}" for v in np.asarray(points, dtype=np.float64).reshape(-1))
+    # 3 decimals = 1/1000 px: far below the model's error, and rows stay short. Cut towards zero, not
+    # rounded: the masks truncate each coordinate to an integer (rle.polygon_mask), and 716.9998 written
+    # as 717.000 would rasterise a pixel further than the row's own RLE.
+    cut = np.trunc(np.asarray(points, dtype=np.float64).reshape(-1) * 1000) / 1000
+    return ",".join(f"{v:.3f}" for v in cut)
 
 
 def csv_row(result) -> dict[str, str]:
