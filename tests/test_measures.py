@@ -60,6 +60,34 @@ def test_areas_ignore_winding_and_a_flat_thorax_gives_nan():
     assert np.isnan(cardiothoracic_ratio(flat))
 
 
+def test_a_ctr_without_a_thorax_width_is_missing_in_every_output_not_nan(default_segmenter, tmp_path):
+    """A contour no chest has (an engine passed with --model, a hand-made Result): the JSON stayed NaN, which
+    `predict --json` could not write (a traceback), and the CSV said "nan"."""
+    import dataclasses
+    import json
+
+    import pydicom
+
+    from chexmask_rt.csv_output import csv_row
+    from chexmask_rt.overlay import draw_overlay
+
+    path = SHARED / "data" / "dicom" / "cr_chest_monochrome2_jpeg.dcm"
+    r = default_segmenter.predict(path, samples=4)
+    flat = r.landmarks.copy()
+    flat[44:94, 0] = flat[:44, 0].min() - 1  # the left lung's outermost x left of the right lung's
+    r = dataclasses.replace(r, landmarks=flat)
+    m = r.measures()
+    assert m.ctr is None and m.ctr_std is None and m.area_px2["heart"] > 0
+    assert json.loads(json.dumps(r.to_dict(), allow_nan=False))["measures"]["cardiothoracic_ratio"] is None
+    row = csv_row(r)
+    assert row["CTR"] == "" and row["CTR Std"] == "" and float(row["Heart Area (px2)"]) > 0
+    sr = r.to_dicom_sr(pydicom.dcmread(path))
+    codes_written = {item.ConceptNameCodeSequence[0].CodeValue
+                     for item in sr.ContentSequence[-1].ContentSequence[-1].ContentSequence}
+    assert "CTR" not in codes_written and len(codes_written) > 1
+    assert draw_overlay(read_image(path), r).ndim == 3
+
+
 def test_std_is_over_the_samples():
     rng = np.random.default_rng(0)
     base = synthetic_chest()

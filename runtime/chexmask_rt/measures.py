@@ -76,15 +76,22 @@ def polygon_area(points: np.ndarray) -> np.ndarray:
     return 0.5 * np.abs((x * np.roll(y, -1, axis=-1) - np.roll(x, -1, axis=-1) * y).sum(axis=-1))
 
 
+def _finite(value) -> float | None:
+    """A float, or None where it is not finite (JSON has no NaN, and a missing value is written empty)."""
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
 def _std(values: np.ndarray | None) -> float | None:
-    return None if values is None else float(np.std(values))
+    return None if values is None else _finite(np.std(values))
 
 
 @dataclass(frozen=True)
 class Measures:
-    """The measures of one result; ``*_std`` are None without decoded samples (``std_note`` says why)."""
+    """The measures of one result; ``*_std`` are None without decoded samples (``std_note`` says why),
+    and ``ctr`` (and its std) None where a thorax has no width (a contour no chest has)."""
 
-    ctr: float
+    ctr: float | None
     ctr_std: float | None
     heart_diameter_px: float
     thoracic_diameter_px: float
@@ -134,9 +141,10 @@ def measure(landmarks: np.ndarray, samples: np.ndarray | None = None,
     """The measures of one landmark set (120, 2) in image pixels; their std over ``samples`` (K, 120, 2)."""
     points = np.asarray(landmarks, dtype=np.float64)
     per_sample = None if samples is None or len(samples) < 2 else np.asarray(samples, dtype=np.float64)
+    ctr = _finite(cardiothoracic_ratio(points))
     return Measures(
-        ctr=float(cardiothoracic_ratio(points)),
-        ctr_std=_std(None if per_sample is None else cardiothoracic_ratio(per_sample)),
+        ctr=ctr,
+        ctr_std=None if ctr is None or per_sample is None else _std(cardiothoracic_ratio(per_sample)),
         heart_diameter_px=float(heart_diameter(points)), thoracic_diameter_px=float(thoracic_diameter(points)),
         area_px2={k: float(polygon_area(points[sl])) for k, sl in _ORGANS.items()},
         area_std_px2={k: _std(None if per_sample is None else polygon_area(per_sample[:, sl]))

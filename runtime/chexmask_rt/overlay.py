@@ -36,7 +36,7 @@ def _plus_minus(std: float | None, fmt: str) -> str:
 
 def _measure_lines(m) -> list[str]:
     """The legend's measures: CTR and areas (cm2 with a pixel spacing, else px2) with their std, and their status."""
-    lines = [f"CTR {m.ctr:.3f}{_plus_minus(m.ctr_std, '.3f')}"]
+    lines = ["CTR n/a (no thorax width)" if m.ctr is None else f"CTR {m.ctr:.3f}{_plus_minus(m.ctr_std, '.3f')}"]
     mm = m.spacing is not None
     areas, stds = (m.area_mm2, m.area_std_mm2) if mm else (m.area_px2, m.area_std_px2)
     scale, unit = (0.01, "cm2") if mm else (1.0, "px2")  # cm2: the unit chest areas are read in
