@@ -21,6 +21,7 @@ from . import core, streaming
 from .anatomy import ORGANS
 from .dicom_source import with_source
 from .errors import ChexmaskError, InputError, ModelError, NonFiniteOutputError
+from .fork_gate import engine_call
 from .inputs import (DEFAULT_BATCH, DEFAULT_SAMPLES, ImageLike, check_bit_depth, check_image_list, check_run_arguments,
                      decode)
 from .limits import resolve_max_pixels
@@ -134,14 +135,17 @@ def _named(chunk: list[tuple[np.ndarray, str | None]], bit_depth: int | None, er
 
 
 class Segmenter:
-    """A loaded engine (the core's ``_core.Engine``). Thread-safe: one instance may serve many threads."""
+    """A loaded engine (the core's ``_core.Engine``). Thread-safe: one instance may serve many threads,
+    and a process forked from one (``multiprocessing``'s "fork") may use it too: a fork waits for
+    the engine calls in flight (:mod:`chexmask_rt.fork_gate`)."""
 
     def __init__(self, path: str | os.PathLike, options: EngineOptions = EngineOptions()):
         self.path = Path(path)
-        self._engine = core.Engine(str(self.path), core.onnxruntime_library(), int(options.threads or 0),
-                                   options.layout_optimizations, options.memory_pattern, options.device,
-                                   options.tensorrt_cache_dir or "", quality_file=_quality_file(self.path),
-                                   images_per_call=options.images_per_call)
+        with engine_call():
+            self._engine = core.Engine(str(self.path), core.onnxruntime_library(), int(options.threads or 0),
+                                       options.layout_optimizations, options.memory_pattern, options.device,
+                                       options.tensorrt_cache_dir or "", quality_file=_quality_file(self.path),
+                                       images_per_call=options.images_per_call)
         if tuple(self._engine.info.organs) != ORGANS:
             # the package's organ views, masks, CSV and measures are the HybridGNet anatomy's: never a
             # silently wrong organ; the core itself (C++/C API, _core.Engine) serves other organs
@@ -230,7 +234,8 @@ class Segmenter:
                  second_look: bool | None) -> list[Result]:
         """The core's answers for decoded (gray, name) pairs."""
         try:
-            outs = self._engine.predict_batch([gray for gray, _ in chunk], samples, seed, bit_depth, second_look)
+            with engine_call():  # a fork() waits for it (fork_gate)
+                outs = self._engine.predict_batch([gray for gray, _ in chunk], samples, seed, bit_depth, second_look)
         except NonFiniteOutputError as exc:  # the core counts images; name the file instead
             index = getattr(exc, "index", None)
             name = chunk[index][1] if index is not None and index < len(chunk) else None

@@ -271,7 +271,8 @@ struct EngineOptions {
     std::string quality_file;
 };
 
-/// A loaded engine. Thread-safe: predict() may run concurrently on one Engine. A moved-from Engine
+/// A loaded engine. Thread-safe: predict() may run concurrently on one Engine. Do not fork() while
+/// a call is running (the child inherits ONNX Runtime's locks held). A moved-from Engine
 /// may only be assigned to or destroyed; its other calls throw ModelError ("the engine was moved from").
 class CHEXMASK_RT_API Engine {
 public:

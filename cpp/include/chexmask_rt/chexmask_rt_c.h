@@ -18,7 +18,9 @@
  * Rules: every function that can fail returns a chexmask_rt_status; on failure
  * chexmask_rt_last_error() (per thread) says why, and *out is left NULL. No C++ exception leaves the
  * library. Strings and arrays the library returns stay valid until their handle is freed. An engine
- * may be shared between threads; a result belongs to one. The numbers equal the C++ API's (and the
+ * may be shared between threads; a result belongs to one. Do not fork() while a call is running:
+ * the child inherits ONNX Runtime's locks held and its calls can hang (fork between calls, or
+ * create engines after the fork). The numbers equal the C++ API's (and the
  * Python package's) for the same engine, image, samples and seed.
  */
 #ifndef CHEXMASK_RT_C_H
