@@ -25,7 +25,7 @@ from chexmask_rt.batch_folder import scan_results
 from chexmask_rt.csv_output import COLUMNS, parse_coords
 from chexmask_rt.errors import InputError, ModelError
 
-from conftest import IMAGES
+from conftest import IMAGES, REPO
 
 
 def cli(*args):
@@ -354,6 +354,26 @@ def test_an_older_release_folder_of_another_model_is_refused_untouched(tmp_path,
         run_batch(default_segmenter, [str(image)], out, samples=4, progress=False)
     assert (out / "results.csv").read_bytes() == before
     assert not (out / "batch.json").exists() and not (out / "results.csv.upgrade").exists()
+
+
+def test_ctrl_c_while_the_command_line_is_built_is_one_line(monkeypatch, capsys):
+    """The parser is built (and the export plugin listed) before any work; a Ctrl-C then gave a traceback."""
+    from chexmask_rt import cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", interrupted)
+    assert cli.main(["batch", "in", "--out", "out"]) == 130
+    assert capsys.readouterr().err == "chexmask-rt: interrupted\n"
+
+
+def test_the_command_line_does_not_import_torch():
+    """Listing the export plugin imported torch: a second on every predict and batch, and a wide window
+    in which Ctrl-C gave a traceback."""
+    code = "import sys; from chexmask_rt.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          cwd=REPO).stdout.strip() == "False"
 
 
 def test_ctrl_c_says_how_to_resume_and_the_rerun_completes(tmp_path):

@@ -355,8 +355,11 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = _show_warning  # one plain line, not the source location
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except KeyboardInterrupt:  # before any work: nothing to resume
+        print("chexmask-rt: interrupted", file=sys.stderr)
+        return 130
     if getattr(args, "backend", None) == "python":
         print("chexmask-rt: error: --backend python is gone: the native core is the only pipeline "
               "(use --backend auto, the default; same results)", file=sys.stderr)
