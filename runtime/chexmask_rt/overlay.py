@@ -63,13 +63,22 @@ def _draw_diameters(canvas: np.ndarray, pts: np.ndarray, thick: int) -> None:
             cv2.line(canvas, end, (end[0], int(round(point[1]))), _DIAMETER_COLOUR, max(1, thick // 2), cv2.LINE_AA)
 
 
+MIN_SIDE = 256  # smaller images are drawn enlarged: at their own size the legend would cover them
+
+
 def draw_overlay(image: np.ndarray, result, *, max_side: int = 1024) -> np.ndarray:
     """Return a BGR uint8 picture: the three contours, and for each landmark an ellipse
-    of one std (x and y axes) coloured by its uncertainty, with the image scores in a corner."""
+    of one std (x and y axes) coloured by its uncertainty, with the image scores in a corner.
+
+    The picture is the image scaled to ``max_side`` on its longer side (up to ``MIN_SIDE`` for a
+    smaller one). Where the legend would cover more than half of it (a short, wide image), the
+    legend goes on a black band below the image instead."""
     canvas = _display_gray(image)
-    scale = min(1.0, max_side / max(canvas.shape[:2]))
-    if scale < 1.0:
-        canvas = cv2.resize(canvas, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    longer = max(canvas.shape[:2])
+    scale = max_side / longer if longer > max_side else max(1.0, MIN_SIDE / longer)
+    if scale != 1.0:
+        canvas = cv2.resize(canvas, None, fx=scale, fy=scale,
+                            interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
     thick = max(1, round(max(canvas.shape[:2]) / 512))
     pts = result.landmarks * scale
     std = result.landmarks_std * scale
@@ -90,14 +99,28 @@ def draw_overlay(image: np.ndarray, result, *, max_side: int = 1024) -> np.ndarr
     _draw_diameters(canvas, pts, thick)
     lines = [f"mean node std {result.mean_node_std:.2f} px", f"mean latent sigma {result.mean_latent_sigma:.3f}",
              f"K={result.samples}{_LOOKS.get(look_kind(result), '')}  {result.model}", *_measure_lines(measures)]
+    # a picture travels without its JSON: it carries the intended use itself, at its foot
+    foot = INTENDED_USE.upper()
     size = 0.4 + 0.5 * max(canvas.shape[:2]) / 1024
+    widest = max(cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, size, thick)[0][0] for t in (*lines, foot))
+    size *= min(1.0, (canvas.shape[1] - 16) / widest)  # a narrow image: every line still fits across
+    (_, h), base = cv2.getTextSize(INTENDED_USE, cv2.FONT_HERSHEY_SIMPLEX, size, thick)
+    foot_room = h + 2 * base + 8  # from the foot label's top to the picture's bottom
+    legend = sum(_label_height(t, size, thick) for t in lines) + foot_room
     y = 0
+    if legend > canvas.shape[0] / 2:
+        y = canvas.shape[0]
+        canvas = cv2.copyMakeBorder(canvas, 0, legend, 0, 0, cv2.BORDER_CONSTANT, value=(0, 0, 0))
     for text in lines:
         y = _label(canvas, text, y, size, thick)
-    # a picture travels without its JSON: it carries the intended use itself, at its foot
-    (_, h), base = cv2.getTextSize(INTENDED_USE, cv2.FONT_HERSHEY_SIMPLEX, size, thick)
-    _label(canvas, INTENDED_USE.upper(), canvas.shape[0] - h - 2 * base - 8, size, thick)
+    _label(canvas, foot, canvas.shape[0] - foot_room, size, thick)
     return canvas
+
+
+def _label_height(text: str, size: float, thick: int) -> int:
+    """How far ``_label`` moves down for one line."""
+    (_, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, size, thick)
+    return h + base + 4
 
 
 def _label(canvas: np.ndarray, text: str, top: int, size: float, thick: int) -> int:
