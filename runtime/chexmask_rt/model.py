@@ -216,8 +216,8 @@ class Segmenter:
         How a chunk reaches the engine is :attr:`EngineOptions.images_per_call`'s: by default one
         engine call per image on the CPU (the measured fastest), so every result is bit-identical to the
         image's result alone; on a GPU one call per chunk, where a result may differ from the image's
-        result alone by float rounding (batched convolutions sum in another order; at most 1e-3 px,
-        measured up to 3.5e-4 px on the shared radiographs)."""
+        result alone by float rounding (batched convolutions sum in another order; at most 1e-3 px
+        in the 1024 frame, i.e. 1e-3 * max(height, width) / 1024 image pixels)."""
         batch_size = DEFAULT_BATCH if batch_size is None else batch_size
         check_image_list(images)
         samples, seed = check_run_arguments(samples, seed, batch_size, second_look)

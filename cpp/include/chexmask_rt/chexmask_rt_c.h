@@ -138,7 +138,7 @@ CHEXMASK_RT_API chexmask_rt_status chexmask_rt_predict(const chexmask_rt_engine*
 /* Segments `count` images with one noise draw, images_per_call images to an engine call: image i gets what
  * chexmask_rt_predict gives it with the same samples and seed, bit-identical when each image is its own call
  * (images_per_call 0 on the CPU, the default, or 1); several images in one call round differently (within
- * 1e-3 px). `out` is the caller's array of `count` pointers; each result is freed with
+ * 1e-3 px in the 1024 frame: 2e-3 px on a 2000-px image). `out` is the caller's array of `count` pointers; each result is freed with
  * chexmask_rt_result_free. All or nothing: on a failure every out[i] is NULL and the message names the
  * image's index. */
 CHEXMASK_RT_API chexmask_rt_status chexmask_rt_predict_batch(const chexmask_rt_engine* engine,
