@@ -160,7 +160,42 @@ def test_a_results_file_the_tool_did_not_write_is_refused_untouched(tmp_path, im
     proc = cli("batch", listing(tmp_path, images[:1]), "--out", out, "--samples", 2, "--no-progress")
     one_line_error(proc, 3, "holds results.csv but no batch.json, so chexmask-rt batch did not write it")
     assert (out / "results.csv").read_bytes() == content
-    assert sorted(p.name for p in out.iterdir()) == [".chexmask-rt.lock", "results.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["results.csv"]  # not even a lock file is left
+
+
+def test_a_refused_folder_keeps_its_skipped_list_and_gains_none(tmp_path, images):
+    """skipped.csv was written before the folder was locked and checked: a refused run replaced a
+    running batch's list and left one in a folder it had no business writing to."""
+    source = tmp_path / "in"
+    source.mkdir()
+    shutil.copy(images[0], source / Path(images[0]).name)
+    (source / "notes.txt").write_text("not an image")
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "results.csv").write_bytes(b"name,score\na.png,1\n")
+    proc = cli("batch", source, "--out", foreign, "--samples", 2, "--no-progress")
+    one_line_error(proc, 3, "so chexmask-rt batch did not write it")
+    assert sorted(p.name for p in foreign.iterdir()) == ["results.csv"]
+
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "skipped.csv").write_text("File,Reason\n/a/running/batch.txt,its own reason\n")
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path\n"
+                               "from chexmask_rt.batch_folder import folder_lock\n"
+                               "with folder_lock(Path(sys.argv[1])):\n"
+                               "    print('locked', flush=True); time.sleep(600)", str(busy)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        proc = cli("batch", source, "--out", busy, "--samples", 2, "--no-progress")
+        one_line_error(proc, 3, "in use by another chexmask-rt batch")
+        assert (busy / "skipped.csv").read_text() == "File,Reason\n/a/running/batch.txt,its own reason\n"
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    proc = cli("batch", source, "--out", busy, "--samples", 2, "--no-progress")
+    assert proc.returncode == 0 and "1 files skipped" in proc.stderr, proc.stderr
+    assert [r["File"] for r in rows(busy / "skipped.csv")] == [str(source / "notes.txt")]
 
 
 def test_a_second_run_into_a_locked_folder_is_refused_and_a_killed_holder_leaves_no_lock(tmp_path, images):

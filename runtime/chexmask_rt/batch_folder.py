@@ -46,11 +46,13 @@ def _os_error(path: Path, what: str, exc: OSError) -> InputError:
 
 
 @contextmanager
-def folder_lock(out: Path) -> Iterator[None]:
-    """Hold the output folder's lock; InputError naming the holder when another run has it."""
+def folder_lock(out: Path) -> Iterator[bool]:
+    """Hold the output folder's lock; InputError naming the holder when another run has it. Yields
+    whether the lock file was made now (a folder refused afterwards gets rid of it)."""
     import fcntl
 
     path = out / LOCK_NAME
+    created = not path.exists()
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
@@ -68,7 +70,7 @@ def folder_lock(out: Path) -> Iterator[None]:
                           f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
         except OSError:
             pass
-        yield
+        yield created
     finally:
         os.close(fd)  # releases the lock
 

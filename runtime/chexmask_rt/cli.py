@@ -270,7 +270,7 @@ def _write_csv(target: str, results) -> None:
 
 def cmd_batch(args) -> int:
     from .batch import run_batch
-    from .discovery import write_skipped
+    from .discovery import SKIPPED_NAME
     from .model import load
     from .shards import batch_inputs
 
@@ -280,9 +280,6 @@ def cmd_batch(args) -> int:
     seg = load(args.model, backend=args.backend, threads=args.threads, max_pixels=args.max_pixels,
                device=args.device)
     shard = args.shard and str(args.shard)
-    if found.skipped:
-        print(f"batch: {len(found.skipped)} files skipped, reasons in {write_skipped(args.out, found.skipped)}",
-              file=sys.stderr)
     if args.ray:
         from .ray_batch import run_ray
 
@@ -292,12 +289,16 @@ def cmd_batch(args) -> int:
                           seed=args.seed, second_look=args.second_look, masks=args.masks,
                           progress=not args.no_progress, shard=shard, threads=args.threads,
                           actors=args.ray_actors, workers=args.workers, batch_size=args.batch_size,
-                          backend=args.backend, device=args.device, max_pixels=args.max_pixels)
+                          backend=args.backend, device=args.device, max_pixels=args.max_pixels,
+                          skipped=found.skipped)
     else:
         summary = run_batch(seg, found.images, args.out, samples=args.samples, seed=args.seed, workers=args.workers,
                             masks=args.masks, progress=not args.no_progress, second_look=args.second_look,
                             dicom_seg=args.dicom_seg, dicom_sr=args.dicom_sr, shard=shard,
-                            batch_size=args.batch_size)
+                            batch_size=args.batch_size, skipped=found.skipped)
+    if found.skipped:  # written once the folder was accepted (a refused one is left as it was)
+        print(f"batch: {len(found.skipped)} files skipped, reasons in {Path(args.out) / SKIPPED_NAME}",
+              file=sys.stderr)
     print(f"batch: {summary.text(Path(args.out))}")
     return EXIT_OK if summary.failed == 0 else EXIT_SOME_FAILED
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .dicom_io import DICM_HEAD, DICM_MARKER, DICM_OFFSET, DICOM_SUFFIXES, LONG_LENGTH_VRS, file_meta_group_length
 from .errors import InputError
+from .whole_files import write_whole
 
 RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 IMAGE_SUFFIXES = RASTER_SUFFIXES + DICOM_SUFFIXES
@@ -151,8 +152,12 @@ def write_skipped(folder: str | os.PathLike, skipped: list[tuple[str, str]]) -> 
     """``folder/skipped.csv`` (``File,Reason``), rewritten each run like ``errors.csv``."""
     path = Path(folder) / SKIPPED_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(["File", "Reason"])
-        writer.writerows(skipped)
+
+    def write(temporary: Path) -> None:
+        with open(temporary, "w", newline="") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow(["File", "Reason"])
+            writer.writerows(skipped)
+
+    write_whole(path, write)
     return path
