@@ -5,8 +5,8 @@
 // set_log_callback returns, the old callback is not running and its `user` may be freed.
 #include "internal.hpp"
 
-#include <condition_variable>
 #include <mutex>
+#include <thread>
 #include <utility>
 
 namespace chexmask_rt {
@@ -21,7 +21,6 @@ struct Sink {
 std::mutex g_log_mutex;  // guards the three below
 Sink g_sink;
 int g_in_flight = 0;  // deliveries running now, of any callback
-std::condition_variable g_delivered;
 
 thread_local int t_delivering = 0;  // this thread's deliveries running now (a callback that logs nests)
 thread_local std::vector<std::pair<LogLevel, std::string>>* t_held = nullptr;  // HeldLogs of this thread
@@ -30,7 +29,14 @@ void replace(const Sink& sink) {
     std::unique_lock<std::mutex> lock(g_log_mutex);
     g_sink = sink;
     // A callback replacing the callback cannot wait for itself (nor for another thread doing the same)
-    if (t_delivering == 0) g_delivered.wait(lock, [] { return g_in_flight == 0; });
+    if (t_delivering != 0) return;
+    // Polled, not a std::condition_variable: GCC 12's wait() is GLIBCXX_3.4.30, which would raise the
+    // libstdc++ every prebuilt library needs, for a wait that is rare and as short as one callback
+    while (g_in_flight != 0) {
+        lock.unlock();
+        std::this_thread::yield();
+        lock.lock();
+    }
 }
 
 void deliver(LogLevel level, const std::string& message) noexcept {
@@ -49,7 +55,7 @@ void deliver(LogLevel level, const std::string& message) noexcept {
     }
     --t_delivering;
     std::lock_guard<std::mutex> lock(g_log_mutex);
-    if (--g_in_flight == 0) g_delivered.notify_all();
+    --g_in_flight;
 }
 
 }  // namespace
