@@ -39,11 +39,10 @@ from pathlib import Path
 import numpy as np
 
 from .batch_folder import ERRORS_NAME, LOCK_NAME, MASKS_NAME, RESULTS_NAME, Appender, folder_lock, open_folder
-from .discovery import write_skipped
 from .csv_output import COLUMNS, csv_row, write_masks
 from .dicom_out import write_objects
 from .dicom_source import with_source
-from .discovery import discover
+from .discovery import discover, write_skipped
 from .errors import ChexmaskError, InputError
 from .image_io import read_image, to_gray
 from .limits import resolve_max_pixels
