@@ -315,8 +315,8 @@ def basal_opacity(x: np.ndarray, rng: np.random.Generator, landmarks: np.ndarray
     [S, S] in [0, 1], whose ``landmarks`` [120, 2] (pixels) stay where they are.
 
     Bedside radiographs of COVID-19 patients often have dense lower zones. The lung outlines that
-    judge the model (V7's) run through them, while a model that has only seen aerated lungs stops
-    its bases above them (docs/real_validation.jpg). The opacity fills the lowest 10-45 % of a
+    judge the model (V7's) run through them, and on the worst validation images the model's bases
+    stop above them (docs/real_validation.jpg; MODEL_CARD.md, stage 18, for what this did). The opacity fills the lowest 10-45 % of a
     lung's height, up to a soft edge that may rise laterally (an effusion's meniscus), towards the
     brightness of soft tissue with a mottled texture; the landmarks keep the lung's anatomical outline."""
     size = x.shape[0]
