@@ -6,9 +6,9 @@
     r.landmarks, r.landmarks_std, r.mean_node_std
 """
 from .errors import ChexmaskError, InputError, ModelError, NonFiniteOutputError
-from .model import EngineOptions, ModelInfo, Segmenter, default_model_path, load
+from .model import EngineOptions, ModelInfo, Segmenter, UntrainedModelWarning, default_model_path, load
 from .result import Result, SecondLook
 from .version import __version__
 
 __all__ = ["ChexmaskError", "EngineOptions", "InputError", "ModelError", "ModelInfo", "NonFiniteOutputError", "Result",
-           "SecondLook", "Segmenter", "default_model_path", "load", "__version__"]
+           "SecondLook", "Segmenter", "UntrainedModelWarning", "default_model_path", "load", "__version__"]

@@ -64,9 +64,11 @@ class BatchSummary:
 
     @property
     def images_per_second(self) -> float:
+        """Images segmented in this run per second of its wall time."""
         return self.done / self.seconds if self.seconds > 0 else 0.0
 
     def text(self, out_dir: Path) -> str:
+        """The one-line summary ``chexmask-rt batch`` prints."""
         line = (f"{self.total} images: {self.done} done, {self.skipped} skipped (already in "
                 f"{out_dir / RESULTS_NAME}), {self.failed} failed; {self.seconds:.1f} s, "
                 f"{self.images_per_second:.2f} images/s")

@@ -22,8 +22,12 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import InputError, first_line
+
+if TYPE_CHECKING:  # result.py imports this module
+    from .result import Result
 
 UID_KEYWORDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
 PIXEL_SPACING, IMAGER_PIXEL_SPACING = "PixelSpacing", "ImagerPixelSpacing"
@@ -44,6 +48,7 @@ class PixelSpacing:
         return self.source == IMAGER_PIXEL_SPACING
 
     def to_dict(self) -> dict:
+        """The JSON object ``measures.pixel_spacing``."""
         return {"row_mm": self.row, "column_mm": self.column, "source": self.source,
                 "at_detector": self.at_detector}
 
@@ -114,7 +119,7 @@ def read_header(path: str | os.PathLike):
         raise InputError(f"{path}: not a readable DICOM file ({first_line(exc)})") from None
 
 
-def with_source(result, image) -> object:
+def with_source(result: Result, image: object) -> Result:
     """``result`` with the :class:`DicomSource` of ``image`` when that is a DICOM file path; else unchanged."""
     from .dicom_io import is_dicom_file
 

@@ -109,18 +109,22 @@ class Measures:
 
     @property
     def heart_diameter_mm(self) -> float | None:
+        """The heart diameter in mm (column spacing); None without a pixel spacing."""
         return self._mm(self.heart_diameter_px, 1)
 
     @property
     def thoracic_diameter_mm(self) -> float | None:
+        """The thoracic diameter in mm (column spacing); None without a pixel spacing."""
         return self._mm(self.thoracic_diameter_px, 1)
 
     @property
     def area_mm2(self) -> dict[str, float | None]:
+        """Each organ's area in mm2 (row x column spacing); None values without a pixel spacing."""
         return {k: self._mm(v, 2) for k, v in self.area_px2.items()}
 
     @property
     def area_std_mm2(self) -> dict[str, float | None]:
+        """Each area's std over the decoded samples in mm2; None without a spacing or without samples."""
         return {k: self._mm(v, 2) for k, v in self.area_std_px2.items()}
 
     def to_dict(self) -> dict:

@@ -38,6 +38,7 @@ class MergeSummary:
     shard_count: int | None = None
 
     def text(self, out: Path) -> str:
+        """The one-line summary ``chexmask-rt merge`` prints."""
         line = (f"{self.folders} folders: {self.rows} results, {self.duplicates} duplicates dropped, "
                 f"{self.errors} errors -> {out / RESULTS_NAME}")
         if self.missing_shards:

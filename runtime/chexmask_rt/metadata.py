@@ -45,6 +45,7 @@ class EngineMetadata:
     second_look: bool = False  # predict's default for this engine; export --second-look
 
     def to_metadata(self) -> dict[str, str]:
+        """The ONNX metadata properties (``chexmask_rt.*`` keys) that describe this engine."""
         fields = {
             "format_version": str(self.format_version), "inputsize": str(self.inputsize),
             "latents": str(self.latents), "skip": str(self.skip).lower(),

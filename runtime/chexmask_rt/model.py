@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from . import core, streaming
+from ._core import ModelInfo  # typed by _core.pyi (core's names reach type checkers as Any)
 from .anatomy import ORGANS
 from .dicom_source import with_source
 from .errors import ChexmaskError, InputError, ModelError, NonFiniteOutputError
@@ -29,7 +30,6 @@ from .metadata import file_sha256
 from .quality import calibration_path
 from .result import Result
 
-ModelInfo = core.ModelInfo
 BACKENDS = ("auto", "native")  # both the core; the keyword stays so that callers keep working
 
 
@@ -171,10 +171,12 @@ class Segmenter:
 
     @property
     def inputsize(self) -> int:
+        """The side S of the square S x S image the engine's encoder takes (the shipped model: 512)."""
         return self.info.inputsize
 
     @property
     def model_id(self) -> str:
+        """``name:version`` from the engine's metadata: ``Result.model`` and the CSV's ``Model``."""
         return self.info.id
 
     @property

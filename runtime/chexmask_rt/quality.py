@@ -37,6 +37,7 @@ class Quality:
         return cls(bool(quality.flag), str(quality.reason), bool(quality.calibrated))
 
     def to_dict(self) -> dict:
+        """The JSON object ``quality``: flag, reason, calibrated."""
         return {"flag": self.flag, "reason": self.reason, "calibrated": self.calibrated}
 
 

@@ -101,6 +101,7 @@ class SegmentBatch:
         self._masks = masks_dir
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Segment one Ray Data batch of paths (or decoded images): its result and error rows."""
         paths = [str(p) for p in batch["path"]]
         inputs = list(batch["image"]) if "image" in batch else paths
         stems = [str(s) for s in batch["stem"]] if "stem" in batch else [Path(p).stem for p in paths]

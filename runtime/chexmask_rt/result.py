@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import core
 from .anatomy import organ_slices
-from .dicom_source import UID_KEYWORDS
+from .dicom_source import UID_KEYWORDS, DicomSource
 from .measures import Measures, measure
 from .notice import INTENDED_USE
 from .quality import Quality
@@ -85,14 +86,17 @@ class _ResultBase:
 
     @property
     def right_lung(self) -> np.ndarray:
+        """The patient's right lung (on the image's left): landmarks 0-43, (x, y) in image pixels."""
         return self.landmarks[_ORGANS["right_lung"]]
 
     @property
     def left_lung(self) -> np.ndarray:
+        """The patient's left lung (on the image's right): landmarks 44-93, (x, y) in image pixels."""
         return self.landmarks[_ORGANS["left_lung"]]
 
     @property
     def heart(self) -> np.ndarray:
+        """The heart: landmarks 94-119, (x, y) in image pixels."""
         return self.landmarks[_ORGANS["heart"]]
 
     def measures(self) -> Measures:
@@ -146,10 +150,10 @@ class _ResultBase:
 def _table_field(row: dict) -> tuple[str, type, dataclasses.Field]:
     """A dataclass field for one row of the schema table: arrays, not compared (numpy has no truth
     value), optional ones None when the engine lacks the output."""
-    options = dict(compare=False, repr=row["kind"] != "samples", metadata=row)
+    options: dict[str, Any] = dict(compare=False, repr=row["kind"] != "samples", metadata=row)
     if not row["required"]:
         options["default"] = None
-    return row["name"], np.ndarray, field(**options)
+    return row["name"], np.ndarray if row["required"] else np.ndarray | None, field(**options)
 
 
 def _make_result() -> type:
@@ -157,10 +161,10 @@ def _make_result() -> type:
     optional = [_table_field(f) for f in FIELDS if not f["required"]]
     fixed = [("height", int), ("width", int), ("samples", int), ("seed", int), ("model", str)]
     defaults = [
-        ("image", "str | None", field(default=None)),
-        ("quality", "Quality | None", field(default=None)),  # the reliability flag; None only for hand-made Results
-        ("second_look", "SecondLook | None", field(default=None)),  # None: one engine call
-        ("source", "DicomSource | None", field(default=None)),  # UIDs and pixel spacing of a DICOM input
+        ("image", str | None, field(default=None)),
+        ("quality", Quality | None, field(default=None)),  # the reliability flag; None only for hand-made Results
+        ("second_look", SecondLook | None, field(default=None)),  # None: one engine call
+        ("source", DicomSource | None, field(default=None)),  # UIDs and pixel spacing of a DICOM input
     ]
     cls = dataclasses.make_dataclass("Result", required + fixed + defaults + optional, bases=(_ResultBase,),
                                      frozen=True)
@@ -175,4 +179,26 @@ def _make_result() -> type:
     return cls
 
 
-Result = _make_result()
+if TYPE_CHECKING:
+    @dataclass(frozen=True)
+    class Result(_ResultBase):
+        """What type checkers see of ``_make_result()``'s class: its fields, in its order
+        (tests/test_schema.py checks them against the schema table)."""
+
+        landmarks: np.ndarray
+        landmarks_std: np.ndarray
+        landmarks_mu: np.ndarray
+        latent_mu: np.ndarray
+        latent_sigma: np.ndarray
+        height: int
+        width: int
+        samples: int
+        seed: int
+        model: str
+        image: str | None = None
+        quality: Quality | None = None
+        second_look: SecondLook | None = None
+        source: DicomSource | None = None
+        landmark_samples: np.ndarray | None = None
+else:
+    Result = _make_result()
