@@ -79,6 +79,19 @@ def listing(tmp_path, images, name="list.txt"):
     return path
 
 
+def hold_lock(folder):
+    """Another process holding ``folder``'s batch lock (until killed); returns it once it holds it."""
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path\n"
+                               "from chexmask_rt.batch_folder import folder_lock\n"
+                               "with folder_lock(Path(sys.argv[1])):\n"
+                               "    print('locked', flush=True); time.sleep(600)", str(folder)],
+                              stdout=subprocess.PIPE, text=True)
+    if holder.stdout.readline().strip() != "locked":
+        holder.kill()
+        raise AssertionError(f"the lock holder did not start (exit {holder.wait()})")
+    return holder
+
+
 def test_a_read_only_output_folder_is_an_input_error(tmp_path, images):
     """Case 6: resuming into a read-only mount (main: a traceback, exit 1)."""
     with tmpfs(tmp_path / "out", "16m") as out:
@@ -180,13 +193,8 @@ def test_a_refused_folder_keeps_its_skipped_list_and_gains_none(tmp_path, images
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "skipped.csv").write_text("File,Reason\n/a/running/batch.txt,its own reason\n")
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path\n"
-                               "from chexmask_rt.batch_folder import folder_lock\n"
-                               "with folder_lock(Path(sys.argv[1])):\n"
-                               "    print('locked', flush=True); time.sleep(600)", str(busy)],
-                              stdout=subprocess.PIPE, text=True)
+    holder = hold_lock(busy)
     try:
-        assert holder.stdout.readline().strip() == "locked"
         proc = cli("batch", source, "--out", busy, "--samples", 2, "--no-progress")
         one_line_error(proc, 3, "in use by another chexmask-rt batch")
         assert (busy / "skipped.csv").read_text() == "File,Reason\n/a/running/batch.txt,its own reason\n"
@@ -203,13 +211,8 @@ def test_a_second_run_into_a_locked_folder_is_refused_and_a_killed_holder_leaves
     SIGKILL: the kernel drops its flock, so the next run goes ahead."""
     out = tmp_path / "out"
     out.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path\n"
-                               "from chexmask_rt.batch_folder import folder_lock\n"
-                               "with folder_lock(Path(sys.argv[1])):\n"
-                               "    print('locked', flush=True); time.sleep(600)", str(out)],
-                              stdout=subprocess.PIPE, text=True)
+    holder = hold_lock(out)
     try:
-        assert holder.stdout.readline().strip() == "locked"
         proc = cli("batch", listing(tmp_path, images[:1]), "--out", out, "--samples", 2, "--no-progress")
         one_line_error(proc, 3, f"{out}: in use by another chexmask-rt batch (pid {holder.pid} on ")
         assert not (out / "results.csv").exists()

@@ -7,7 +7,6 @@ import time
 import numpy as np
 import pytest
 
-import chexmask_rt
 from chexmask_rt.fork_gate import engine_call
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX only")
