@@ -236,8 +236,8 @@ def test_the_result_type_checkers_see_has_the_runtime_fields():
     from chexmask_rt.result import Result
 
     tree = ast.parse(open(result_module.__file__).read())
-    guarded = next(node for node in tree.body if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING")
-    declared = next(node for node in guarded.body if isinstance(node, ast.ClassDef) and node.name == "Result")
+    declared = next(node for guard in tree.body if isinstance(guard, ast.If) and ast.unparse(guard.test) == "TYPE_CHECKING"
+                    for node in guard.body if isinstance(node, ast.ClassDef) and node.name == "Result")
     static = [(s.target.id, ast.unparse(s.annotation), s.value is not None)
               for s in declared.body if isinstance(s, ast.AnnAssign)]
     runtime = dataclasses.fields(Result)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import cv2
@@ -32,7 +33,7 @@ import numpy as np
 from .dicom_source import UID_KEYWORDS
 from .errors import InputError, first_line
 from .notice import INTENDED_USE
-from .result import FIELDS, look_kind
+from .result import FIELDS, Result, look_kind
 from .rle import encode
 from .whole_files import write_bytes_whole, write_text_whole
 
@@ -55,7 +56,7 @@ SCHEMA_HEADERS = (COLUMNS_V1, COLUMNS_V2, *(COLUMNS_V2 + _LATER_FIELDS[:k + 1] f
 SCHEMA_VERSION = len(SCHEMA_HEADERS)
 
 
-def schema_of(header) -> int | None:
+def schema_of(header: Sequence[str]) -> int | None:
     """The results schema whose header is ``header`` (a sequence of column names), or None."""
     header = tuple(header)
     return next((k + 1 for k, known in enumerate(SCHEMA_HEADERS) if known == header), None)
@@ -69,7 +70,7 @@ def _coords(points: np.ndarray) -> str:
     return ",".join(f"{v:.3f}" for v in cut)
 
 
-def csv_row(result) -> dict[str, str]:
+def csv_row(result: Result) -> dict[str, str]:
     """The CSV row of one :class:`chexmask_rt.Result`, keyed by :data:`COLUMNS`."""
     row = {"Image": result.image or ""}
     for column, name in _FIELD_COLUMNS.items():  # the schema table's fields, empty when the engine lacks one
@@ -117,7 +118,7 @@ def parse_coords(text: str) -> np.ndarray:
     return np.array([float(v) for v in text.split(",")], dtype=np.float64).reshape(-1, 2)
 
 
-def csv_text(results) -> str:
+def csv_text(results: Iterable[Result]) -> str:
     """Header plus one row per result, as a string."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
@@ -127,7 +128,7 @@ def csv_text(results) -> str:
     return buf.getvalue()
 
 
-def write_csv(path: str | os.PathLike, results) -> None:
+def write_csv(path: str | os.PathLike, results: Iterable[Result]) -> None:
     """Write ``results`` as a CSV file (header + rows); an unwritable path is an InputError naming it."""
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -136,7 +137,7 @@ def write_csv(path: str | os.PathLike, results) -> None:
         raise InputError(f"{path}: cannot write CSV ({exc.strerror or exc})") from exc
 
 
-def write_masks(folder: str | os.PathLike, stem: str, result) -> list[Path]:
+def write_masks(folder: str | os.PathLike, stem: str, result: Result) -> list[Path]:
     """Write ``<stem>_right_lung.png``, ``_left_lung.png``, ``_heart.png`` (0/255, original size) into ``folder``."""
     folder = Path(folder)
     try:

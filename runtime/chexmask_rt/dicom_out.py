@@ -30,11 +30,19 @@ import importlib.util
 import re
 import warnings
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from .dicom_source import spacing_of
 from .errors import InputError, first_line
 from .measures import measure
 from .whole_files import write_whole
+
+if TYPE_CHECKING:
+    from highdicom.seg import Segmentation
+    from highdicom.sr import ComprehensiveSR
+    from pydicom import Dataset
+
+    from .result import Result
 
 RESEARCH_ONLY = "research use, not for diagnosis"
 SEG_SERIES_NUMBER, SR_SERIES_NUMBER = 9701, 9702
@@ -101,7 +109,7 @@ def _check_source(result, ds) -> None:
                          "pass the dataset of the image that was segmented")
 
 
-def segmentation(result, source_dataset, *, series_number: int = SEG_SERIES_NUMBER):
+def segmentation(result: Result, source_dataset: Dataset, *, series_number: int = SEG_SERIES_NUMBER) -> Segmentation:
     """A ``highdicom.seg.Segmentation`` of ``result``'s three organ masks over ``source_dataset``."""
     hd = require_highdicom()
     import numpy as np
@@ -166,7 +174,8 @@ def _units(spacing):
     return CodedConcept("{pixels}", "UCUM", "pixels"), CodedConcept("{square pixels}", "UCUM", "square pixels")
 
 
-def measurement_report(result, source_dataset, *, series_number: int = SR_SERIES_NUMBER):
+def measurement_report(result: Result, source_dataset: Dataset, *,
+                       series_number: int = SR_SERIES_NUMBER) -> ComprehensiveSR:
     """A ``highdicom.sr.ComprehensiveSR`` holding the TID 1500 report of ``result`` (module docstring)."""
     hd = require_highdicom()
     import numpy as np

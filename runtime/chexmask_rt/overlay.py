@@ -6,7 +6,7 @@ import numpy as np
 
 from .anatomy import organ_slices
 from .notice import INTENDED_USE
-from .result import look_kind
+from .result import Result, look_kind
 
 # BGR colours per organ, distinguishable for the common colour-vision deficiencies
 _ORGAN_COLOURS = {"right_lung": (230, 159, 0), "left_lung": (0, 158, 115), "heart": (0, 114, 178)}
@@ -66,7 +66,7 @@ def _draw_diameters(canvas: np.ndarray, pts: np.ndarray, thick: int) -> None:
 MIN_SIDE = 256  # smaller images are drawn enlarged: at their own size the legend would cover them
 
 
-def draw_overlay(image: np.ndarray, result, *, max_side: int = 1024) -> np.ndarray:
+def draw_overlay(image: np.ndarray, result: Result, *, max_side: int = 1024) -> np.ndarray:
     """Return a BGR uint8 picture: the three contours, and for each landmark an ellipse
     of one std (x and y axes) coloured by its uncertainty, with the image scores in a corner.
 

@@ -19,6 +19,11 @@ from .measures import Measures, measure
 from .notice import INTENDED_USE
 from .quality import Quality
 
+if TYPE_CHECKING:  # the 'dicom' extra's types, for type checkers only
+    from highdicom.seg import Segmentation
+    from highdicom.sr import ComprehensiveSR
+    from pydicom import Dataset
+
 _ORGANS = organ_slices()
 FIELDS: tuple[dict, ...] = core.RESULT_FIELDS
 """The schema table's rows (name, output, kind, unit, required, two_looks, pooled_with, json, csv, doc)."""
@@ -132,14 +137,14 @@ class _ResultBase:
 
         return {name: polygon_mask(self.landmarks[sl], self.height, self.width) for name, sl in _ORGANS.items()}
 
-    def to_dicom_seg(self, source_dataset, **kwargs):
+    def to_dicom_seg(self, source_dataset: Dataset, **kwargs: Any) -> Segmentation:
         """A DICOM Segmentation of the three organ masks over ``source_dataset`` (the pydicom dataset of the
         image this result came from); see :func:`chexmask_rt.dicom_out.segmentation`."""
         from .dicom_out import segmentation
 
         return segmentation(self, source_dataset, **kwargs)
 
-    def to_dicom_sr(self, source_dataset, **kwargs):
+    def to_dicom_sr(self, source_dataset: Dataset, **kwargs: Any) -> ComprehensiveSR:
         """A Comprehensive SR (TID 1500 measurement report) of the contours, scores and measures over
         ``source_dataset``; see :func:`chexmask_rt.dicom_out.measurement_report`."""
         from .dicom_out import measurement_report
