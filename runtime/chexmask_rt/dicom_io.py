@@ -103,12 +103,10 @@ def _read_dicom(p: Path, limit: int) -> np.ndarray:
     try:
         pixels = ds.pixel_array
     except Exception as exc:  # a missing decoder, corrupt pixel data, inconsistent image attributes
-        raise InputError(f"{p}: cannot decode DICOM pixel data; it may be truncated or corrupt "
-                         f"({first_line(exc)})") from None
+        raise _undecodable(p, first_line(exc)) from None
     if photometric in ("MONOCHROME1", "MONOCHROME2"):
         if pixels.ndim != 2:
-            raise InputError(f"{p}: cannot decode DICOM pixel data; it may be truncated or corrupt "
-                             f"(expected a 2-D monochrome pixel array, got shape {pixels.shape})")
+            raise _undecodable(p, f"expected a 2-D monochrome pixel array, got shape {pixels.shape}")
         return _render_gray(pixels, ds, photometric, bits_stored, p)
     if photometric in ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT") and pixels.ndim == 3 \
             and pixels.shape[2] == 3 and pixels.dtype == np.uint8:
@@ -141,6 +139,14 @@ def _dcmread(f, p: Path, **kwargs):
 
 def _truncated(p: Path, why: str) -> InputError:
     return InputError(f"{p}: DICOM file is truncated ({why})")
+
+
+def _cut_pixels(p: Path, why: str) -> InputError:
+    return InputError(f"{p}: DICOM pixel data is truncated or corrupt ({why})")
+
+
+def _undecodable(p: Path, why: str) -> InputError:
+    return InputError(f"{p}: cannot decode DICOM pixel data; it may be truncated or corrupt ({why})")
 
 
 def file_meta_group_length(first: bytes) -> int | None:
@@ -211,26 +217,23 @@ def _check_pixel_data_length(f, start: int, size: int, encoding: tuple[bool, boo
         return  # an element header pydicom may still make sense of; decoding judges it
     if length != UNDEFINED_LENGTH:
         if value_at + length > size:
-            raise InputError(f"{p}: DICOM pixel data is truncated or corrupt (the file holds "
-                             f"{max(size - value_at, 0)} of its {length} bytes)")
+            raise _cut_pixels(p, f"the file holds {max(size - value_at, 0)} of its {length} bytes")
         return
     position = value_at
     while True:  # fragment items, each with its length, then the sequence delimiter
         f.seek(position)
         item = f.read(8)
         if len(item) < 8:
-            raise InputError(f"{p}: DICOM pixel data is truncated or corrupt (the file ends after {size} bytes, "
-                             "before the end of its compressed fragments)")
+            raise _cut_pixels(p, f"the file ends after {size} bytes, before the end of its compressed fragments")
         group, element, length = struct.unpack(order + "HHL", item)
         if (group, element) == SEQUENCE_DELIMITER:
             return
         if (group, element) != ITEM:
-            raise InputError(f"{p}: DICOM pixel data is truncated or corrupt (element ({group:04X},{element:04X}) "
-                             f"at byte {position}, where a fragment item belongs)")
+            raise _cut_pixels(p, f"element ({group:04X},{element:04X}) at byte {position}, where a fragment item "
+                                 "belongs")
         position += 8 + length
         if position > size:
-            raise InputError(f"{p}: DICOM pixel data is truncated or corrupt (a fragment ends at byte {position}, "
-                             f"the file after {size} bytes)")
+            raise _cut_pixels(p, f"a fragment ends at byte {position}, the file after {size} bytes")
 
 
 def _no_pixel_data(ds, p: Path) -> InputError:
@@ -260,7 +263,7 @@ def _check_compressed_frame(ds, p: Path, limit: int) -> None:
     try:
         fragment = next((frag for frag in generate_fragments(ds.PixelData) if frag), b"")
     except Exception as exc:  # malformed item tags or lengths
-        raise InputError(f"{p}: DICOM pixel data is truncated or corrupt ({first_line(exc)})") from None
+        raise _cut_pixels(p, first_line(exc)) from None
     size = j2k_size(fragment)
     if size is None and fragment[:2] == b"\xff\xd8":
         size = jpeg_size(io.BytesIO(fragment[2:]), f"{p} (its compressed frame)")

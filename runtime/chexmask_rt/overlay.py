@@ -126,7 +126,7 @@ def _label_height(text: str, size: float, thick: int) -> int:
 def _label(canvas: np.ndarray, text: str, top: int, size: float, thick: int) -> int:
     """White text on a black box whose top is at ``top``; returns the next line's top."""
     (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, size, thick)
-    y = top + h + base + 4
+    y = top + _label_height(text, size, thick)
     cv2.rectangle(canvas, (4, y - h - base), (12 + w, y + 2), (0, 0, 0), -1)
     cv2.putText(canvas, text, (8, y - base // 2), cv2.FONT_HERSHEY_SIMPLEX, size, (255, 255, 255), thick, cv2.LINE_AA)
     return y
