@@ -11,7 +11,7 @@ from chexmask_rt.image_io import read_image
 from reference import Letterbox
 from training.data import load_textures
 from training.evaluate import main as evaluate_main
-from training.outer_extent import densify, extent_errors, extremes_1024, lung_extremes
+from training.outer_extent import densify, extent_errors, extremes_1024, lung_extremes, signed_extent_errors
 from training.real_data import load_split, make_split, mhh_images, outlined_images, unoutlined_images
 from training.real_eval import compare_images, ood_report, ood_split, outer_extent_report
 from training.pack_device_data import pack
@@ -49,6 +49,16 @@ def test_a_shifted_outline_is_off_by_the_shift():
     dx, dy = 7.0, -4.0
     errors = extent_errors(lung_extremes(right + [dx, dy], left + [dx, dy]), lung_extremes(right, left))
     np.testing.assert_allclose(errors, [[7, 4, 4], [7, 4, 4]], atol=1e-9)
+
+
+def test_signed_errors_are_positive_where_the_prediction_reaches_beyond_the_outline():
+    right, left = _box(100, 200, 400, 800), _box(600, 150, 900, 850)
+    grown = (_box(90, 195, 400, 803), _box(600, 149, 908, 851))     # every extreme further out
+    shrunk = (_box(104, 206, 400, 790), _box(600, 152, 897, 848))   # every extreme short of the outline
+    np.testing.assert_allclose(signed_extent_errors(lung_extremes(*grown), lung_extremes(right, left)),
+                               [[10, 5, 3], [8, 1, 1]])
+    np.testing.assert_allclose(signed_extent_errors(lung_extremes(*shrunk), lung_extremes(right, left)),
+                               [[-4, -6, -10], [-3, -2, -2]])
 
 
 def test_extremes_are_read_in_the_1024_frame():
@@ -101,6 +111,13 @@ def test_outer_extent_report_on_a_known_answer():
         np.testing.assert_allclose([i["error_px"] for i in r["images"]], np.round(5 * n / 3, 2), atol=0.011)
         assert r["mean_px"] == pytest.approx(5 * n.mean() / 3, abs=1e-6)
         assert r["by_extreme_px"] == pytest.approx({"lateral": n.mean(), "top": 2 * n.mean(), "bottom": 2 * n.mean()})
+        # moved right and up: the right lung's border inwards, the left one's outwards (they cancel),
+        # both apices beyond the outline, both bases short of it
+        assert r["beyond_by_extreme_px"] == pytest.approx({"lateral": 0.0, "top": 2 * n.mean(), "bottom": -2 * n.mean()},
+                                                          abs=1e-9)
+        np.testing.assert_allclose(r["images"][0]["beyond_px"], [[-1, 2, -2], [1, 2, -2]], atol=0.051)
+        ap = np.array([i["projection"].startswith("AP") for i in r["images"]])
+        assert r["beyond_by_projection_px"]["AP"]["top"] == pytest.approx(2 * n[ap].mean())
         assert r["spearman_error_vs_mean_node_std"] == pytest.approx(1.0)
         assert r["spearman_error_vs_mean_latent_sigma"] == pytest.approx(-1.0)
 

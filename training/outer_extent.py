@@ -56,6 +56,18 @@ def extremes_1024(right_lung: np.ndarray, left_lung: np.ndarray, frame: Letterbo
     return lung_extremes(frame.to_normalised(right_lung) * 1024, frame.to_normalised(left_lung) * 1024)
 
 
+# per (lung, extreme): the sign of (predicted - truth) that means the predicted lung reaches beyond
+# the outline: further out (right lung: smaller x), higher (smaller y), lower (larger y)
+_BEYOND = np.array([[-1.0, -1.0, 1.0], [1.0, -1.0, 1.0]])
+
+
+def signed_extent_errors(predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """[2, 3] differences of two ``lung_extremes`` results, positive where the predicted lung reaches
+    beyond the true outline and negative where it stops short of it: a model's bias, which the
+    absolute errors hide."""
+    return _BEYOND * (np.asarray(predicted) - np.asarray(truth))
+
+
 def extent_errors(predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """[2, 3] absolute differences of two ``lung_extremes`` results."""
-    return np.abs(np.asarray(predicted) - np.asarray(truth))
+    return np.abs(signed_extent_errors(predicted, truth))

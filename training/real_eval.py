@@ -36,7 +36,7 @@ from chexmask_rt.image_io import read_image
 from chexmask_rt._core import node_std_1024
 
 from .data import DEFAULT_DATA
-from .outer_extent import EXTREMES, extent_errors, extremes_1024
+from .outer_extent import EXTREMES, extremes_1024, signed_extent_errors
 from .real_data import first_image_per_patient, load_split, mhh_images, outlined_images
 
 LOOKS = {"one_look": False, "second_look": True}
@@ -63,21 +63,23 @@ def outer_extent_report(seg, samples: int = 50, data: Path = DEFAULT_DATA, looks
     (``"validation_patients"``, or ``"training_patients"`` to see how well a model fits the images
     its pseudo-labels came from)."""
     chosen = set(load_split()[patients])
-    per_look: dict[str, dict[str, list]] = {k: {"images": [], "errors": [], "node": [], "sigma": [], "seconds": []}
+    per_look: dict[str, dict[str, list]] = {k: {"images": [], "signed": [], "node": [], "sigma": [], "seconds": []}
                                             for k in looks}
     for item in outlined_images(chosen, data):
         image = read_image(item.path)
         truth = extremes_1024(item.right_lung, item.left_lung, item.frame)
         for look, second in looks.items():
             r, seconds = _timed(seg.predict, image, samples, second)
-            errors = extent_errors(extremes_1024(r.right_lung, r.left_lung, item.frame), truth)
+            signed = signed_extent_errors(extremes_1024(r.right_lung, r.left_lung, item.frame), truth)
+            errors = np.abs(signed)
             node, sigma = _scores(r, image)
             acc = per_look[look]
             acc["images"].append({"file": item.file, "patient": item.patient, "projection": item.projection,
                                   "error_px": round(float(errors.mean()), 2),
                                   "errors_px": np.round(errors, 1).tolist(),
+                                  "beyond_px": np.round(signed, 1).tolist(),
                                   "mean_node_std_1024": round(node, 3), "mean_latent_sigma": round(sigma, 4)})
-            acc["errors"].append(errors)
+            acc["signed"].append(signed)
             acc["node"].append(node)
             acc["sigma"].append(sigma)
             acc["seconds"].append(seconds)
@@ -85,15 +87,22 @@ def outer_extent_report(seg, samples: int = 50, data: Path = DEFAULT_DATA, looks
 
 
 def summarise_extent(acc: dict) -> dict:
-    errors = np.array(acc["errors"])            # [images, lung, extreme]
+    signed = np.array(acc["signed"])            # [images, lung, extreme], + where the lung reaches beyond
+    errors = np.abs(signed)
     per_image = errors.mean(axis=(1, 2))
     projections = np.array([i["projection"].split()[0] for i in acc["images"]])
+
+    def beyond(rows: np.ndarray) -> dict:
+        return {e: float(signed[rows][:, :, j].mean()) for j, e in enumerate(EXTREMES)}
     return {
         "n_images": len(per_image), "n_patients": len({i["patient"] for i in acc["images"]}),
         "mean_px": float(per_image.mean()), "median_px": float(np.median(per_image)),
         "p90_px": float(np.percentile(per_image, 90)), "max_px": float(per_image.max()),
         "by_extreme_px": {e: float(errors[:, :, j].mean()) for j, e in enumerate(EXTREMES)},
         "by_lung_px": {"right": float(errors[:, 0].mean()), "left": float(errors[:, 1].mean())},
+        # the mean signed error: a bias a constant correction could remove, where it is far from zero
+        "beyond_by_extreme_px": beyond(np.ones(len(per_image), bool)),
+        "beyond_by_projection_px": {p: beyond(projections == p) for p in sorted(set(projections))},
         "by_projection_px": {p: float(per_image[projections == p].mean()) for p in sorted(set(projections))},
         "spearman_error_vs_mean_node_std": float(spearmanr(per_image, acc["node"]).statistic),
         "spearman_error_vs_mean_latent_sigma": float(spearmanr(per_image, acc["sigma"]).statistic),
