@@ -355,6 +355,8 @@ def test_cpp_example_json_equals_python_cli(shared_images, tmp_path):
                 else:
                     assert g[key] == value, key
     assert {g["second_look"]["look"] for g in got} == {"pooled"}
+    # the scores to the last bit: the flag is decided on the core's, and Python shows its own
+    assert [g["scores"] for g in got] == [w["scores"] for w in want]
     # the shipped engine's default: one engine call in both programs
     one = [*args, images[0]]
     cpp1 = json.loads(subprocess.run([str(program), *one[:-1], "--onnxruntime", core.onnxruntime_library(),
@@ -457,6 +459,14 @@ def test_core_refuses_bad_models(tmp_path):
         (_onnx_identity(tmp_path / "io.onnx", {"chexmask_rt.format_version": "1", "chexmask_rt.inputsize": "256",
                                                 "chexmask_rt.latents": "64", "chexmask_rt.skip": "true",
                                                 "chexmask_rt.checkpoint_sha256": "0"}), "inputs/outputs"),
+        (_onnx_identity(tmp_path / "skip.onnx", {"chexmask_rt.format_version": "1", "chexmask_rt.inputsize": "256",
+                                                  "chexmask_rt.latents": "64", "chexmask_rt.skip": "True",
+                                                  "chexmask_rt.checkpoint_sha256": "0"}),
+         r"malformed engine metadata \(chexmask_rt\.skip=True\): true or false"),
+        (_onnx_identity(tmp_path / "look.onnx", {"chexmask_rt.format_version": "1", "chexmask_rt.inputsize": "256",
+                                                  "chexmask_rt.latents": "64", "chexmask_rt.skip": "true",
+                                                  "chexmask_rt.checkpoint_sha256": "0", "chexmask_rt.second_look": "maybe"}),
+         r"chexmask_rt\.second_look=maybe"),
         (tmp_path / "model.plan", "TensorRT"),
     ]
     (tmp_path / "model.plan").write_bytes(b"x")

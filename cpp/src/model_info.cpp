@@ -28,6 +28,14 @@ int parse_int(const std::string& text, const std::string& key, const std::string
     return value;
 }
 
+// Exactly what `chexmask-rt export` writes: any other text would otherwise read as false, and a
+// trained engine as a placeholder.
+bool parse_bool(const std::string& text, const std::string& key, const std::string& source) {
+    if (text == "true") return true;
+    if (text == "false") return false;
+    throw ModelError(source + ": malformed engine metadata (" + kPrefix + key + "=" + text + "): true or false");
+}
+
 
 // "right_lung:44,left_lung:50,heart:26": names unique and non-empty, counts 1..65536.
 std::vector<Organ> parse_organs(const std::string& text, const std::string& source) {
@@ -136,14 +144,14 @@ ModelInfo parse_model_info(const std::map<std::string, std::string>& props, cons
     if (!missing.empty()) throw ModelError(source + ": engine metadata lacks " + missing);
     info.inputsize = parse_int(get["inputsize"], "inputsize", source);
     info.latents = parse_int(get["latents"], "latents", source);
-    info.skip = get["skip"] == "true";
+    info.skip = parse_bool(get["skip"], "skip", source);
     info.checkpoint_sha256 = get["checkpoint_sha256"];
     info.model_name = value_or("model_name", "hybridgnet");
     info.model_version = value_or("model_version", "unversioned");
-    info.trained = value_or("trained", "true") == "true";
+    info.trained = parse_bool(value_or("trained", "true"), "trained", source);
     info.description = value_or("description", "");
-    info.second_look = value_or("second_look", "false") == "true";
-    info.has_samples_output = value_or("samples_output", "false") == "true";
+    info.second_look = parse_bool(value_or("second_look", "false"), "second_look", source);
+    info.has_samples_output = parse_bool(value_or("samples_output", "false"), "samples_output", source);
     info.landmark_offsets_sha256 = value_or("landmark_offsets_sha256", "");
     info.organs = get.count("organs") ? parse_organs(get["organs"], source) : detail::default_organs();
     info.landmarks = total(info.organs);

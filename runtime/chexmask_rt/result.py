@@ -25,6 +25,12 @@ if TYPE_CHECKING:  # the 'dicom' extra's types, for type checkers only
     from pydicom import Dataset
 
 _ORGANS = organ_slices()
+
+
+def _mean_in_order(values: np.ndarray) -> float:
+    """The mean summed left to right, as the core sums it: NumPy's pairwise mean can differ in the
+    last bit, and the reliability flag is decided on the core's value."""
+    return float(np.cumsum(values)[-1] / len(values)) if len(values) else 0.0
 FIELDS: tuple[dict, ...] = core.RESULT_FIELDS
 """The schema table's rows (name, output, kind, unit, required, two_looks, pooled_with, json, csv, doc)."""
 
@@ -82,12 +88,12 @@ class _ResultBase:
     @property
     def mean_node_std(self) -> float:
         """The paper's image score: mean node uncertainty over the landmarks."""
-        return float(self.node_uncertainty.mean())
+        return _mean_in_order(self.node_uncertainty)
 
     @property
     def mean_latent_sigma(self) -> float:
         """The paper's latent score: mean of the encoder's sigma over the latent dims."""
-        return float(self.latent_sigma.mean())
+        return _mean_in_order(self.latent_sigma)
 
     @property
     def right_lung(self) -> np.ndarray:
