@@ -115,6 +115,12 @@ def test_c_example_exit_codes(tmp_path, pgm_images):
     proc = _run([c, "--model", model, "--onnxruntime", "/nonexistent/libonnxruntime.so.1", pgm_images[0]])
     assert proc.returncode == 4 and "cannot load the ONNX Runtime library" in proc.stderr
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+    # numbers past what the option holds are refused, not wrapped into another number
+    for option, text in [("--samples", "4294967346"), ("--threads", "4294967297"), ("--samples", "2147483648"),
+                         ("--seed", "99999999999999999999999"), ("--samples", "+5")]:
+        proc = _run([c, "--model", model, "--onnxruntime", lib, option, text, pgm_images[0]])
+        assert proc.returncode == 2 and proc.stdout == "", (option, text, proc.stdout)
+        assert "out of range" in proc.stderr or "non-negative integer" in proc.stderr, proc.stderr
 
 
 def _consumer(tmp_path: Path, prefix: Path, **kwargs) -> Path:

@@ -11,7 +11,9 @@
  */
 #include <chexmask_rt/chexmask_rt_c.h>
 
+#include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,12 +28,19 @@ static void usage(const char* problem) {
     exit(EXIT_USAGE);
 }
 
-static unsigned long long parse_number(const char* text) {
+/* A whole number in 0..max, else a usage error: a wrapped or clamped value would run with a number the
+ * user did not ask for. */
+static unsigned long long parse_number(const char* text, unsigned long long max) {
     char* end = NULL;
     unsigned long long value;
-    if (text[0] == '-' || text[0] == '\0') usage("options need a non-negative integer");
+    if (text[0] < '0' || text[0] > '9') usage("options need a non-negative integer");
+    errno = 0;
     value = strtoull(text, &end, 10);
     if (*end != '\0') usage("options need a non-negative integer");
+    if (errno == ERANGE || value > max) {
+        fprintf(stderr, "chexmask-rt-c: error: %s is out of range (at most %llu)\n", text, max);
+        exit(EXIT_USAGE);
+    }
     return value;
 }
 
@@ -267,9 +276,9 @@ int main(int argc, char** argv) {
         const char* a = argv[i];
         const int has_value = i + 1 < argc;
         if (strcmp(a, "--model") == 0 && has_value) model = argv[++i];
-        else if (strcmp(a, "--samples") == 0 && has_value) samples = (int)parse_number(argv[++i]);
-        else if (strcmp(a, "--seed") == 0 && has_value) seed = parse_number(argv[++i]);
-        else if (strcmp(a, "--threads") == 0 && has_value) options.intra_op_threads = (int)parse_number(argv[++i]);
+        else if (strcmp(a, "--samples") == 0 && has_value) samples = (int)parse_number(argv[++i], INT_MAX);
+        else if (strcmp(a, "--seed") == 0 && has_value) seed = parse_number(argv[++i], UINT64_MAX);
+        else if (strcmp(a, "--threads") == 0 && has_value) options.intra_op_threads = (int)parse_number(argv[++i], INT_MAX);
         else if (strcmp(a, "--onnxruntime") == 0 && has_value) options.onnxruntime_library = argv[++i];
         else if (strcmp(a, "--device") == 0 && has_value) options.device = argv[++i];
         else if (strcmp(a, "--single-look") == 0) second_look = CHEXMASK_RT_SECOND_LOOK_OFF;
