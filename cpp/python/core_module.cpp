@@ -449,7 +449,7 @@ py::array_t<std::uint8_t> polygon_mask_array(const py::array_t<double, py::array
     const auto count = static_cast<std::size_t>(points.shape(0));
     {
         py::gil_scoped_release release;  // `points` and `out` are held by this frame meanwhile
-        detail::fill_polygon(polygon, count, static_cast<int>(height), static_cast<int>(width), dst);
+        detail::fill_polygon(polygon, count, static_cast<int>(height), static_cast<int>(width), dst, true);
     }
     return out;
 }
@@ -487,6 +487,7 @@ PYBIND11_MODULE(_core, m) {
     m.attr("MIN_SIDE") = kMinSide;
     m.attr("MAX_SIDE") = kMaxSide;
     m.attr("MAX_SAMPLES") = kMaxSamples;
+    m.attr("MAX_THREADS") = kMaxIntraOpThreads;
     m.attr("SECOND_LOOK_FILL") = kSecondLookFill;
     m.attr("CROP_ONLY_BELOW") = kCropOnlyBelow;
 }

@@ -279,9 +279,8 @@ chexmask_rt_status chexmask_rt_polygon_mask(const double* points_xy, size_t coun
             throw chexmask_rt::InputError("polygon_mask: the output buffer has " + std::to_string(out_size) +
                                           " bytes; a " + std::to_string(width) + "x" + std::to_string(height) +
                                           " mask needs " + std::to_string(bytes));
-        std::memset(out, 0, bytes);
         chexmask_rt::detail::fill_polygon(reinterpret_cast<const chexmask_rt::Point*>(points_xy), count, height, width,
-                                          out);
+                                          out, false);
     });
 }
 

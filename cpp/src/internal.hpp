@@ -97,10 +97,11 @@ void resize_window(const Pixels& image, const Square& window, int size, float sc
 
 /// Bytes of a height x width mask; throws InputError for a side outside 1..kMaxSide (polygon_fill.cpp).
 std::size_t polygon_mask_bytes(std::int64_t height, std::int64_t width);
-/// chexmask_rt::polygon_mask painted into `zeroed` (height * width caller-owned bytes, all 0 on entry;
-/// polygon_fill.cpp). It writes only the polygon's pixels, so a buffer the OS hands out already
-/// zeroed (calloc, numpy.zeros) is touched only where the organ lies.
-void fill_polygon(const Point* polygon, std::size_t count, int height, int width, std::uint8_t* zeroed);
+/// chexmask_rt::polygon_mask painted into `out` (height * width caller-owned bytes; polygon_fill.cpp).
+/// With `zeroed` (all 0 on entry) it writes only the polygon's pixels, so a buffer the OS hands out
+/// already zeroed (calloc, numpy.zeros) is touched only where the organ lies; without, it clears
+/// `out` once the points are checked (a refused polygon leaves it as it was).
+void fill_polygon(const Point* polygon, std::size_t count, int height, int width, std::uint8_t* out, bool zeroed);
 
 /// Raw engine outputs for a batch, normalised to [0, 1] of the square.
 struct EngineOutputs {

@@ -232,7 +232,7 @@ std::size_t polygon_mask_bytes(std::int64_t height, std::int64_t width) {
     return static_cast<std::size_t>(height) * static_cast<std::size_t>(width);
 }
 
-void fill_polygon(const Point* polygon, std::size_t count, int height, int width, std::uint8_t* zeroed) {
+void fill_polygon(const Point* polygon, std::size_t count, int height, int width, std::uint8_t* out, bool zeroed) {
     polygon_mask_bytes(height, width);
     if (count == 0) throw InputError("polygon_mask: the polygon has no points");
     // Vertices are clamped (a wildly wrong landmark must not overflow the fixed point), then
@@ -248,7 +248,9 @@ void fill_polygon(const Point* polygon, std::size_t count, int height, int width
         vertices.push_back({static_cast<i64>(std::clamp(p.x, -limit, limit)),
                             static_cast<i64>(std::clamp(p.y, -limit, limit))});
     }
-    Canvas canvas{zeroed, height, width};
+    // cleared only once every point passed, so that a refused polygon leaves the caller's buffer as it was
+    if (!zeroed) std::memset(out, 0, static_cast<std::size_t>(height) * static_cast<std::size_t>(width));
+    Canvas canvas{out, height, width};
     std::vector<Edge> edges;
     edges.reserve(vertices.size());
     Pixel previous = vertices.back();
@@ -263,7 +265,7 @@ void fill_polygon(const Point* polygon, std::size_t count, int height, int width
 
 std::vector<std::uint8_t> polygon_mask(const std::vector<Point>& polygon, int height, int width) {
     std::vector<std::uint8_t> mask(detail::polygon_mask_bytes(height, width));  // zeroed
-    detail::fill_polygon(polygon.data(), polygon.size(), height, width, mask.data());
+    detail::fill_polygon(polygon.data(), polygon.size(), height, width, mask.data(), true);
     return mask;
 }
 

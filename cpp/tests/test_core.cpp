@@ -757,8 +757,11 @@ void test_polygon_mask() {
     CHECK(chexmask_rt_polygon_mask(xy, 0, 6, 7, buffer.data(), 42) == CHEXMASK_RT_INPUT_ERROR);
     CHECK(chexmask_rt_polygon_mask(xy, 3, 0, 7, buffer.data(), 42) == CHEXMASK_RT_INPUT_ERROR);
     const double bad[] = {1.0, 1.0, NAN, 2.0};
+    std::fill(buffer.begin(), buffer.end(), 7);
     CHECK(chexmask_rt_polygon_mask(bad, 2, 6, 7, buffer.data(), 42) == CHEXMASK_RT_INPUT_ERROR);
     CHECK(std::strstr(chexmask_rt_last_error(), "not finite") != nullptr);
+    CHECK(chexmask_rt_polygon_mask(xy, 0, 6, 7, buffer.data(), 42) == CHEXMASK_RT_INPUT_ERROR);
+    CHECK(std::count(buffer.begin(), buffer.end(), 7) == 43);  // a refused polygon leaves the buffer alone
 }
 
 int main(int argc, char** argv) {

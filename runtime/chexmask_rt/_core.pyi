@@ -18,6 +18,7 @@ INTENDED_USE: str
 MIN_SIDE: int
 MAX_SIDE: int
 MAX_SAMPLES: int
+MAX_THREADS: int  # EngineOptions.threads: 1..MAX_THREADS, or None for one per physical core
 SECOND_LOOK_FILL: float
 CROP_ONLY_BELOW: float
 

@@ -95,8 +95,9 @@ struct ImageView {
     /// (full scale 2^bit_depth - 1; pixels above it are an InputError). 32: float32 already in [0, 1].
     /// 0: uint16 pixels whose depth is inferred from the largest value: the fewest bits that hold
     /// it, and content <= 255 takes the uint8 path exactly (the Python package's default).
-    /// Give the detector's real depth, or 0: 12-bit pixels passed as 16 reach the model at 1/16
-    /// of their brightness.
+    /// Give the detector's real depth: 12-bit pixels passed as 16 reach the model at 1/16 of their
+    /// brightness, and with 0 a dark 12-bit exposure (brightest pixel below 2048) reads as 11-bit,
+    /// twice as bright (landmarks moved ~3 px on one radiograph).
     int bit_depth = 8;
     /// Size of the buffer behind `data` in bytes, checked when non-zero; pass it if you know it.
     std::size_t size_bytes = 0;
@@ -235,8 +236,9 @@ struct FieldValues {
 CHEXMASK_RT_API FieldValues field_values(const Result& result, std::size_t index);
 
 struct EngineOptions {
-    /// Path of libonnxruntime.so.1.*; empty: $CHEXMASK_RT_ONNXRUNTIME_LIBRARY, else
-    /// "libonnxruntime.so.1" from the dynamic loader's search path. The first Engine
+    /// Path of libonnxruntime.so.1.*; empty: $CHEXMASK_RT_ONNXRUNTIME_LIBRARY, else the one linked
+    /// at build time (ONNXRUNTIME_ROOT builds), else "libonnxruntime.so.1" from the dynamic loader's
+    /// search path. The first Engine
     /// created in a process fixes the library for the whole process.
     std::string onnxruntime_library;
     /// Intra-op threads of the engine, 1..kMaxIntraOpThreads; 0: one per physical core. Any other
@@ -300,7 +302,9 @@ public:
 
     /// Segments several images, EngineOptions::images_per_call to an engine call (the crops of a
     /// second look are a second round of calls); they share one eps. Every image is checked before
-    /// any work; a bad one is an InputError that names its position ("image 1: ...").
+    /// any work; a bad one is an InputError that names its position ("image 1: ..."). All or
+    /// nothing: a NonFiniteOutputError for one image throws away the list's other results too
+    /// (predict them one by one to keep them). An empty list is an InputError.
     std::vector<Result> predict_batch(const std::vector<ImageView>& images, int samples,
                                       std::uint64_t seed, std::optional<bool> second_look = std::nullopt) const;
 

@@ -140,7 +140,7 @@ CHEXMASK_RT_API chexmask_rt_status chexmask_rt_predict(const chexmask_rt_engine*
  * (images_per_call 0 on the CPU, the default, or 1); several images in one call round differently (within
  * 1e-3 px in the 1024 frame: 2e-3 px on a 2000-px image). `out` is the caller's array of `count` pointers; each result is freed with
  * chexmask_rt_result_free. All or nothing: on a failure every out[i] is NULL and the message names the
- * image's index. */
+ * image's index. `count` 0 is a CHEXMASK_RT_INPUT_ERROR. */
 CHEXMASK_RT_API chexmask_rt_status chexmask_rt_predict_batch(const chexmask_rt_engine* engine,
                                                              const chexmask_rt_image* images, size_t count,
                                                              int samples, uint64_t seed, int second_look,
@@ -220,7 +220,8 @@ CHEXMASK_RT_API chexmask_rt_status chexmask_rt_result_field(const chexmask_rt_re
 /* The filled polygon of `count` (x, y) pairs at `points_xy` as a row-major height x width mask of 0 and
  * 255, written to `out` (out_size >= height * width bytes, else CHEXMASK_RT_INPUT_ERROR): an organ's mask
  * from a result's landmarks (right lung 0-43, left lung 44-93, heart 94-119). The same bytes as
- * chexmask_rt::polygon_mask and the Python package's masks. Needs no engine; thread-safe. */
+ * chexmask_rt::polygon_mask and the Python package's masks; on a failure `out` is left as it was. Needs no
+ * engine; thread-safe. */
 CHEXMASK_RT_API chexmask_rt_status chexmask_rt_polygon_mask(const double* points_xy, size_t count, int height,
                                                             int width, uint8_t* out, size_t out_size);
 
