@@ -115,6 +115,23 @@ def test_merge_keeps_one_row_per_image_and_errors_only_for_images_never_done(tmp
     assert summary.missing_shards == [1] and "shards 1 of 3 are missing" in summary.text(tmp_path / "all")
 
 
+def test_merge_reads_what_batch_writes_names_that_are_not_utf8_and_huge_fields(tmp_path):
+    """batch writes a name's raw bytes (surrogate escapes) and RLE fields past the csv module's
+    default 128 KiB limit; merge must read both back unchanged."""
+    from chexmask_rt.csv_output import COLUMNS
+
+    a = _fake_folder(tmp_path / "a", ["x"])
+    name, rle = "caf\udce9.png", "1 2 " * 40000
+    with open(a / "results.csv", "a", newline="", encoding="utf-8", errors="surrogateescape") as f:
+        csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n").writerow(
+            {c: "" for c in COLUMNS} | {"Image": name, "Samples": "4", "Seed": "0", "Model": "chexmask-rt-default:6",
+                                         "Second Look": "pooled", "Right Lung": rle})
+    (a / "skipped.csv").write_bytes(b"File,Reason\nnot\xe9.txt,not an image\n")
+    assert merge_folders([a], tmp_path / "all").rows == 2
+    assert (tmp_path / "all" / "results.csv").read_bytes() == (a / "results.csv").read_bytes()
+    assert (tmp_path / "all" / "skipped.csv").read_bytes() == (a / "skipped.csv").read_bytes()
+
+
 @pytest.mark.parametrize("change, needle", [
     ({"seed": "1"}, "Seed '1' vs '0'"),
     ({"sha": "b" * 64}, "different engines or settings"),  # same name:version, other engine bytes
@@ -125,6 +142,7 @@ def test_merge_refuses_folders_of_other_engines_or_settings(tmp_path, change, ne
     with pytest.raises(InputError, match=needle):
         merge_folders([a, b], tmp_path / "all")
     assert not (tmp_path / "all" / "results.csv").exists()
+    assert not any((tmp_path / "all").glob("*"))  # nor a partial file
     proc = cli("merge", a, b, "--out", tmp_path / "all")
     assert proc.returncode == 3 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
 

@@ -33,12 +33,11 @@ from pathlib import Path
 from .csv_output import COLUMNS, COLUMNS_V1, SCHEMA_VERSION, schema_of
 from .errors import InputError
 from .notice import INTENDED_USE
-from .whole_files import write_text_whole
+from .whole_files import ENCODING, write_text_whole
 
 RESULTS_NAME, ERRORS_NAME, MASKS_NAME = "results.csv", "errors.csv", "masks"
 MANIFEST_NAME, LOCK_NAME = "batch.json", ".chexmask-rt.lock"
 MANIFEST_FORMAT = "chexmask-rt batch 1"
-ENCODING = dict(encoding="utf-8", errors="surrogateescape")  # any file name the OS gives us survives
 
 
 def _os_error(path: Path, what: str, exc: OSError) -> InputError:
@@ -123,7 +122,7 @@ def _adopt_older_release(results: Path, identity: dict[str, str]) -> bool:
 def _header_of(results: Path) -> tuple[str, ...]:
     """The column names of a results file's first line (empty when it has none)."""
     try:
-        with open(results, newline="", **ENCODING) as f, _csv_fields_of_any_size():
+        with open(results, newline="", **ENCODING) as f, csv_fields_of_any_size():
             return tuple(next(csv.reader(f), ()))
     except OSError as exc:
         raise _os_error(results, "read the results file", exc) from None
@@ -138,7 +137,7 @@ def _rewrite_to_current(results: Path, schema: int, check_row=None) -> None:
     _, whole = scan_results(results, SCHEMA_HEADERS[schema - 1])  # what a killed run cut short stays behind
     upgraded = results.with_name(results.name + ".upgrade")
     try:
-        with open(upgraded, "w", newline="", **ENCODING) as new, _csv_fields_of_any_size():
+        with open(upgraded, "w", newline="", **ENCODING) as new, csv_fields_of_any_size():
             writer = csv.DictWriter(new, fieldnames=list(COLUMNS), restval="", lineterminator="\n")
             writer.writeheader()
             for row in csv.DictReader(_lines(results, whole)):
@@ -195,7 +194,7 @@ def _write_manifest(manifest: Path, identity: dict[str, str]) -> None:
 
 
 @contextmanager
-def _csv_fields_of_any_size() -> Iterator[None]:
+def csv_fields_of_any_size() -> Iterator[None]:
     # RLE columns of a large image outgrow the csv module's default 128 KiB field limit
     before = csv.field_size_limit()
     csv.field_size_limit(2**31 - 1)
@@ -219,7 +218,7 @@ def scan_results(results: Path, columns: Sequence[str] = COLUMNS) -> tuple[set[s
     quotes = 0
     seen_header = False
     try:
-        with open(results, "rb") as f, _csv_fields_of_any_size():
+        with open(results, "rb") as f, csv_fields_of_any_size():
             for line in f:
                 position += len(line)
                 pending.append(line)

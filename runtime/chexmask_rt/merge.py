@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .batch import ERROR_COLUMNS
-from .batch_folder import ERRORS_NAME, MANIFEST_NAME, RESULTS_NAME
+from .batch_folder import ERRORS_NAME, MANIFEST_NAME, RESULTS_NAME, csv_fields_of_any_size
 from .csv_output import SCHEMA_HEADERS, schema_of
 from .discovery import SKIPPED_NAME
 from .errors import InputError
+from .whole_files import ENCODING
 # columns every row of one folder shares; "Second Look" by kind: a second look answers pooled,
 # crop_only or none per image, a single look always "off"
 _SETTING_COLUMNS = ("Samples", "Seed", "Model")
@@ -49,7 +50,7 @@ class MergeSummary:
 
 def _rows(path: Path) -> Iterator[tuple[list[str], dict[str, str]]]:
     """(header, row) for each complete row; a last line cut short by a killed run is left out."""
-    with open(path, newline="") as f:
+    with open(path, newline="", **ENCODING) as f, csv_fields_of_any_size():
         reader = csv.reader(f)
         header = next(reader, None)
         if header is None:
@@ -60,7 +61,7 @@ def _rows(path: Path) -> Iterator[tuple[list[str], dict[str, str]]]:
 
 
 def _header(path: Path) -> list[str] | None:
-    with open(path, newline="") as f:
+    with open(path, newline="", **ENCODING) as f, csv_fields_of_any_size():
         return next(csv.reader(f), None)
 
 
@@ -157,29 +158,31 @@ def merge_folders(folders: Sequence[str | os.PathLike], out: str | os.PathLike) 
     settings_from: Path | None = None
     rows = duplicates = 0
     partial = out / (RESULTS_NAME + ".partial")
-    with open(partial, "w", newline="") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(header)
-        for folder in paths:
-            for _, row in _rows(folder / RESULTS_NAME):
-                these = {**{k: row.get(k, "") for k in _SETTING_COLUMNS}, "Second Look": _look(row)}
-                if settings is None:
-                    settings, settings_from = these, folder
-                elif these != settings:
-                    f.close()
-                    partial.unlink()
-                    diff = ", ".join(f"{k} {these[k]!r} vs {settings[k]!r}" for k in these if these[k] != settings[k])
-                    raise InputError(f"cannot merge {folder} with {settings_from}: {diff}; "
-                                     "rows made with different settings must not be mixed")
-                if row["Image"] in seen:
-                    duplicates += 1
-                    continue
-                seen.add(row["Image"])
-                if "Results Schema" not in row:  # schema 1 did not say its number
-                    row["Results Schema"] = str(schema_of(headers[folder] or ()) or "")
-                writer.writerow([row.get(c, "") for c in header])
-                rows += 1
-    errors = _merge_side_files(paths, out, seen)
+    try:
+        with open(partial, "w", newline="", **ENCODING) as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow(header)
+            for folder in paths:
+                for _, row in _rows(folder / RESULTS_NAME):
+                    these = {**{k: row.get(k, "") for k in _SETTING_COLUMNS}, "Second Look": _look(row)}
+                    if settings is None:
+                        settings, settings_from = these, folder
+                    elif these != settings:
+                        diff = ", ".join(f"{k} {these[k]!r} vs {settings[k]!r}" for k in these if these[k] != settings[k])
+                        raise InputError(f"cannot merge {folder} with {settings_from}: {diff}; "
+                                         "rows made with different settings must not be mixed")
+                    if row["Image"] in seen:
+                        duplicates += 1
+                        continue
+                    seen.add(row["Image"])
+                    if "Results Schema" not in row:  # schema 1 did not say its number
+                        row["Results Schema"] = str(schema_of(headers[folder] or ()) or "")
+                    writer.writerow([row.get(c, "") for c in header])
+                    rows += 1
+        errors = _merge_side_files(paths, out, seen)
+    except BaseException:  # a refused or failed merge leaves no partial file behind
+        partial.unlink(missing_ok=True)
+        raise
     os.replace(partial, out / RESULTS_NAME)  # last: a folder with results.csv is a finished merge
     if len(manifests) == len(paths):  # the merged rows share one engine and settings: say which
         merged = {**next(iter(manifests.values())), "Shard": "merged"}
@@ -197,7 +200,7 @@ def _merge_side_files(folders: Sequence[Path], out: Path, segmented: set[str]) -
         sources = [folder / name for folder in folders if (folder / name).is_file()]
         if name == SKIPPED_NAME and not sources:
             continue
-        with open(out / name, "w", newline="") as f:
+        with open(out / name, "w", newline="", **ENCODING) as f:
             writer = csv.writer(f, lineterminator="\n")
             writer.writerow(header)
             for source in sources:

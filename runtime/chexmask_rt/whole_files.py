@@ -12,6 +12,10 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+# the text files we write and read back (CSV lists of images, written results): any file name the OS
+# gives us survives, including bytes that are not UTF-8 (Python holds them as surrogate escapes)
+ENCODING = dict(encoding="utf-8", errors="surrogateescape")
+
 
 def write_whole(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
     """Call ``write(temporary)``, then rename the temporary file onto ``path`` (same folder, so the
@@ -29,7 +33,7 @@ def write_whole(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
 
 
 def write_text_whole(path: str | os.PathLike, text: str) -> None:
-    write_whole(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    write_whole(path, lambda tmp: tmp.write_text(text, **ENCODING))
 
 
 def write_bytes_whole(path: str | os.PathLike, data: bytes) -> None:
