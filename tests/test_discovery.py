@@ -137,3 +137,50 @@ def test_a_folder_that_cannot_be_listed_is_an_input_error(tmp_path, monkeypatch)
     monkeypatch.setattr(os, "scandir", refuse)
     with pytest.raises(InputError, match=f"{tmp_path}: cannot list the folder \\(Permission denied\\)"):
         discover(tmp_path)
+
+
+def test_an_archive_with_a_name_that_is_not_utf8_an_old_output_folder_and_a_fixed_file(tmp_path, shared_images):
+    """A skipped file whose name is not UTF-8 is listed, not a crash; an earlier run's output folder
+    inside the archive is passed over (its masks are no radiographs); a file fixed since the last run
+    leaves skipped.csv; --out on the archive itself is refused before anything is written."""
+    import os
+
+    root = tmp_path / "archive"
+    root.mkdir()
+    shutil.copy(shared_images[0], root / "a.png")
+    junk = os.path.join(os.fsencode(root), b"caf\xe9.txt")
+    with open(junk, "wb") as f:
+        f.write(b"not an image")
+
+    def batch(out, *extra):
+        return subprocess.run([sys.executable, "-m", "chexmask_rt", "batch", str(root), "--out", str(out),
+                               "--samples", "2", "--single-look", "--no-progress", "--masks", *extra],
+                              capture_output=True, text=True)
+
+    proc = batch(root / "run1")  # the output folder inside the archive, as the README allows
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert (root / "run1" / "skipped.csv").read_bytes() == b"File,Reason\n" + junk + \
+        b',"not an image (no image extension, no DICM marker)"\n'
+    proc = batch(tmp_path / "run2")  # another --out: run1's masks are not inputs
+    assert proc.returncode == 0, proc.stderr
+    assert "1 images: 1 done" in proc.stdout
+    skipped = (tmp_path / "run2" / "skipped.csv").read_bytes()
+    assert str(root / "run1").encode() + b',"an earlier chexmask-rt batch\'s output folder, never an input"' in skipped
+    os.unlink(junk)
+    shutil.rmtree(root / "run1")
+    assert batch(tmp_path / "run2").returncode == 0
+    assert not (tmp_path / "run2" / "skipped.csv").exists()  # nothing skipped any more: no stale list
+    for out in (root, tmp_path):
+        proc = batch(out)
+        assert proc.returncode == 3 and proc.stderr.count("\n") == 1, proc.stderr
+        assert "is the input folder" in proc.stderr
+    assert sorted(p.name for p in root.iterdir()) == ["a.png"]
+
+
+def test_a_list_with_a_byte_order_mark(tmp_path, shared_images):
+    shutil.copy(shared_images[0], tmp_path / "a.png")
+    shutil.copy(shared_images[1], tmp_path / "b.png")
+    (tmp_path / "list.txt").write_bytes(b"\xef\xbb\xbfa.png\r\nb.png\r\n")
+    (tmp_path / "list.csv").write_bytes(b"\xef\xbb\xbfpath,patient_id\r\na.png,P1\r\nb.png,P2\r\n")
+    for name in ("list.txt", "list.csv"):
+        assert collect_inputs(tmp_path / name) == [str(tmp_path / "a.png"), str(tmp_path / "b.png")]

@@ -42,7 +42,7 @@ from .batch_folder import ERRORS_NAME, LOCK_NAME, MASKS_NAME, RESULTS_NAME, Appe
 from .csv_output import COLUMNS, csv_row, write_masks
 from .dicom_out import write_objects
 from .dicom_source import with_source
-from .discovery import discover, write_skipped
+from .discovery import SKIPPED_NAME, discover, write_skipped
 from .errors import ChexmaskError, InputError
 from .image_io import read_image, to_gray
 from .limits import resolve_max_pixels
@@ -91,7 +91,8 @@ def collect_inputs(source: str | os.PathLike, *, exclude: str | os.PathLike | No
     if suffix not in (".csv", ".txt", ".lst", ".list"):
         raise InputError(f"{src}: not a folder, nor a .txt or .csv list of images")
     try:
-        text = src.read_bytes().decode("utf-8", "surrogateescape")  # names that are not UTF-8 survive too
+        # names that are not UTF-8 survive too; utf-8-sig drops the byte-order mark Excel and Notepad write
+        text = src.read_bytes().decode("utf-8-sig", "surrogateescape")
     except OSError as exc:
         raise InputError(f"{src}: cannot read the image list ({exc.strerror or exc})") from None
     names = _csv_names(text) if suffix == ".csv" else _text_names(text)
@@ -158,6 +159,8 @@ def prepare_output(segmenter, images: Sequence[str], out_dir: str | os.PathLike,
             raise
         if skipped:
             write_skipped(out, skipped)
+        else:  # an earlier run's list would name files that are fixed or gone now
+            (out / SKIPPED_NAME).unlink(missing_ok=True)
         yield out, second_look, unique, [i for i in unique if i not in done_before]
 
 

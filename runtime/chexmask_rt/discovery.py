@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .dicom_io import DICM_HEAD, DICM_MARKER, DICM_OFFSET, DICOM_SUFFIXES, LONG_LENGTH_VRS, file_meta_group_length
 from .errors import InputError
-from .whole_files import write_whole
+from .whole_files import ENCODING, write_whole
 
 RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 IMAGE_SUFFIXES = RASTER_SUFFIXES + DICOM_SUFFIXES
@@ -43,10 +43,12 @@ def discover(root: str | os.PathLike, *, exclude: str | os.PathLike | None = Non
     entries that are not files (pipes, devices): nothing under ``root`` is passed over unsaid. The
     folder ``exclude`` (the output folder of a batch) is left out: it is never an input. A ``root``
     that cannot be listed is an InputError."""
+    from .batch_folder import LOCK_NAME  # every batch output folder keeps its lock file
+
     found = Discovery()
     skip = os.path.realpath(exclude) if exclude is not None else None
     top = os.fspath(root)
-    for path, suffix, passed_over in _files(top, skip):
+    for path, suffix, passed_over in _files(top, skip, LOCK_NAME):
         if passed_over and path == top:  # nothing under it can be read: not a skipped entry
             raise InputError(f"{top}: {passed_over}")
         if passed_over:
@@ -65,10 +67,11 @@ def discover(root: str | os.PathLike, *, exclude: str | os.PathLike | None = Non
     return found
 
 
-def _files(top: str, skip: str | None = None) -> Iterator[tuple[str, str, str]]:
+def _files(top: str, skip: str | None = None, output_marker: str | None = None) -> Iterator[tuple[str, str, str]]:
     """(path, lower-case suffix, "") of every file under ``top`` (links to files included), and
     (path, "", why) of every entry passed over. os.scandir gives the file type from the directory
-    entry, so no file is stat'ed on common file systems."""
+    entry, so no file is stat'ed on common file systems. A folder holding ``output_marker`` is an
+    earlier batch's output folder: passed over, so that its masks are not taken for radiographs."""
     stack = [top]
     while stack:
         folder = stack.pop()
@@ -80,7 +83,11 @@ def _files(top: str, skip: str | None = None) -> Iterator[tuple[str, str, str]]:
         for entry in entries:
             try:
                 if entry.is_dir(follow_symlinks=False):
-                    if skip is None or os.path.realpath(entry.path) != skip:
+                    if skip is not None and os.path.realpath(entry.path) == skip:
+                        continue
+                    if output_marker is not None and os.path.isfile(os.path.join(entry.path, output_marker)):
+                        yield entry.path, "", "an earlier chexmask-rt batch's output folder, never an input"
+                    else:
                         stack.append(entry.path)
                 elif entry.is_file():
                     yield entry.path, os.path.splitext(entry.name)[1].lower(), ""
@@ -154,7 +161,7 @@ def write_skipped(folder: str | os.PathLike, skipped: list[tuple[str, str]]) -> 
     path.parent.mkdir(parents=True, exist_ok=True)
 
     def write(temporary: Path) -> None:
-        with open(temporary, "w", newline="") as f:
+        with open(temporary, "w", newline="", **ENCODING) as f:
             writer = csv.writer(f, lineterminator="\n")
             writer.writerow(["File", "Reason"])
             writer.writerows(skipped)

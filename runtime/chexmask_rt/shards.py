@@ -75,6 +75,9 @@ def batch_inputs(source: str | os.PathLike, shard: Shard | None = None, *,
     from .batch import collect_inputs
 
     src = Path(source)
+    if src.is_dir() and exclude is not None and src.resolve().is_relative_to(Path(exclude).resolve()):
+        # each image would fail as inside the output folder, and the results would land in the archive
+        raise InputError(f"--out {exclude} is the input folder {src} or holds it; write the results elsewhere")
     found = discover(src, exclude=exclude) if src.is_dir() else Discovery(images=collect_inputs(src))
     if not found.images:
         raise InputError(f"{src}: no images found")
