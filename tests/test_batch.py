@@ -122,7 +122,16 @@ def test_other_settings_are_refused_on_resume(tmp_path, shared_images):
     (["batch", "/nonexistent/dir", "--out", "{tmp}/o"], 3, "/nonexistent/dir: no such file or folder"),
     (["batch", "{empty}", "--out", "{tmp}/o"], 3, "no images found"),
     (["batch", "{images}", "--out", "{tmp}/o", "--model", "/nonexistent/m.onnx"], 4, "/nonexistent/m.onnx"),
-    (["batch", "{images}", "--out", "{tmp}/o", "--workers", "0"], 3, "--workers must be an integer >= 1"),
+    # out-of-range options are usage errors naming the option, like typos (not input or model errors)
+    (["batch", "{images}", "--out", "{tmp}/o", "--workers", "0"], 2, "argument --workers: workers must be an integer >= 1"),
+    (["batch", "{images}", "--out", "{tmp}/o", "--threads", "-1"], 2, "argument --threads: threads must be an integer in 0..256"),
+    (["batch", "{images}", "--out", "{tmp}/o", "--samples", "0"], 2, "argument --samples: samples must be an integer in 1..10000"),
+    (["batch", "{images}", "--out", "{tmp}/o", "--seed", "-1"], 2, "argument --seed: seed must be an integer in [0, 2**64)"),
+    (["batch", "{images}", "--out", "{tmp}/o", "--batch-size", "0"], 2, "argument --batch-size: batch size must be"),
+    (["batch", "{images}", "--out", "{tmp}/o", "--max-pixels", "5"], 2, "argument --max-pixels: max_pixels must be"),
+    (["batch", "{images}", "--out", "{tmp}/o", "--samples", "ten"], 2, "argument --samples: expected an integer, got 'ten'"),
+    (["predict", "{images}/nih_00000001_000_512.png", "--bit-depth", "8"], 2, "argument --bit-depth: bit_depth must be"),
+    (["predict", "{images}/nih_00000001_000_512.png", "--json", "-", "--csv", "-"], 2, "would both go to standard output"),
     (["batch", "{images}"], 2, "usage"),
 ])
 def test_batch_exit_codes(tmp_path, args, code, needle):

@@ -95,9 +95,24 @@ def test_export_command_writes_a_loadable_engine(tmp_path):
     np.testing.assert_allclose(a.landmarks, b.landmarks, atol=1e-3)
 
 
+def test_export_never_destroys_an_input_or_writes_a_text_model(tmp_path):
+    ckpt = tmp_path / "ck"
+    shutil.copytree(FIXTURES / "noskip_256", ckpt)
+    before = {p.name: p.read_bytes() for p in ckpt.iterdir()}
+    for name in ("pytorch_model.bin", "config.json"):
+        proc = cli("export", "--checkpoint", ckpt, "--output", ckpt / name)
+        assert proc.returncode == 4 and "is the export's input" in proc.stderr and "Traceback" not in proc.stderr
+    assert {p.name: p.read_bytes() for p in ckpt.iterdir()} == before
+    # onnx.save would write a text-format model for these names, which no runtime loads
+    out = tmp_path / "engine.json"
+    assert cli("export", "--checkpoint", ckpt, "--output", out).returncode == 0
+    assert chexmask_rt.load(out).info.inputsize == 256
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary file left
+
+
 @pytest.mark.parametrize("args,code,needle", [
     (["predict", "/nonexistent/x.png"], 3, "/nonexistent/x.png: no such file"),
-    (["predict", "{example}", "--samples", "0"], 3, "samples"),
+    (["predict", "{example}", "--samples", "0"], 2, "argument --samples: samples must be an integer in 1..10000"),
     (["predict", "{example}", "--model", "/nonexistent/m.onnx"], 4, "/nonexistent/m.onnx: model file not found"),
     (["export", "--checkpoint", "/nonexistent/ck.pt", "--output", "{tmp}/o.onnx"], 4, "/nonexistent/ck.pt"),
     (["predict"], 2, "usage"),
@@ -131,3 +146,18 @@ def test_backend_python_is_gone_with_one_line_naming_the_replacement(example1):
         assert cli("predict", example1, "--backend", backend, "--samples", 2, "--single-look").returncode == 0
     with pytest.raises(chexmask_rt.ModelError, match="backend='auto'"):
         chexmask_rt.load(backend="python")
+
+
+def test_csv_of_an_image_whose_name_is_not_utf8(tmp_path, example1):
+    """Linux names are bytes: the CSV keeps them as batch's does, and the masks are written too."""
+    import os
+
+    name = os.path.join(os.fsencode(tmp_path), b"caf\xe9.jpg")
+    with open(name, "wb") as f:
+        f.write(example1.read_bytes())
+    out = tmp_path / "r.csv"
+    proc = subprocess.run([sys.executable, "-m", "chexmask_rt", "predict", name, "--samples", "2", "--single-look",
+                           "--csv", str(out), "--masks", str(tmp_path / "m")], capture_output=True)
+    assert proc.returncode == 0, proc.stderr
+    assert b"caf\xe9.jpg" in out.read_bytes().split(b"\n")[1]
+    assert len(list((tmp_path / "m").iterdir())) == 3

@@ -30,19 +30,72 @@ def _add_backend(p) -> None:
                         "pip install 'chexmask-rt[gpu]'; not tested on a GPU here)")
 
 
+def _integer(check):
+    """An argparse type: an integer that ``check`` (the package's own test of the argument) accepts;
+    anything else is a usage error (exit 2) naming the option, as for a typo."""
+    def parse(text: str):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        try:
+            return check(value)
+        except ChexmaskError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return parse
+
+
+def _samples(value: int) -> int:
+    from .inputs import check_run_arguments
+
+    return check_run_arguments(value, 0, 1)[0]
+
+
+def _seed(value: int) -> int:
+    from .inputs import check_run_arguments
+
+    return check_run_arguments(1, value, 1)[1]
+
+
+def _threads(value: int) -> int:
+    from . import core
+
+    if not 0 <= value <= core.MAX_THREADS:
+        raise InputError(f"threads must be an integer in 0..{core.MAX_THREADS} (0: one per physical core), got {value}")
+    return value
+
+
+def _at_least_1(name: str):
+    from .inputs import check_count
+
+    return _integer(lambda value: check_count(name, value, 1))
+
+
+def _max_pixels(value: int) -> int:
+    from .limits import resolve_max_pixels
+
+    return resolve_max_pixels(value)
+
+
+def _bit_depth(value: int) -> int | None:
+    from .inputs import check_bit_depth
+
+    return check_bit_depth(value)
+
+
 def _add_run_options(p) -> None:
     """What every segmenting command takes: the model, the sampling and the engine's threads."""
     p.add_argument("--model", help="engine .onnx (default: the shipped model)")
-    p.add_argument("--samples", type=int, default=50, help="latent samples K (default 50)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the latent noise (default 0)")
-    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: physical cores)")
+    p.add_argument("--samples", type=_integer(_samples), default=50, help="latent samples K (default 50)")
+    p.add_argument("--seed", type=_integer(_seed), default=0, help="seed of the latent noise (default 0)")
+    p.add_argument("--threads", type=_integer(_threads), default=None, help="intra-op threads (default: physical cores)")
     looks = p.add_mutually_exclusive_group()
     looks.add_argument("--single-look", dest="second_look", action="store_const", const=False, default=None,
                        help="one engine call per image, in half the time (default: the engine's own setting, "
                             "one call for the shipped model; see the README, \"The second look\")")
     looks.add_argument("--second-look", dest="second_look", action="store_const", const=True,
                        help="a second engine call on a crop around the lungs, pooled with the first")
-    p.add_argument("--max-pixels", type=int, default=None, metavar="N",
+    p.add_argument("--max-pixels", type=_integer(_max_pixels), default=None, metavar="N",
                    help="refuse images above N pixels, before decoding them (default: $CHEXMASK_RT_MAX_PIXELS, "
                         "else 64000000)")
     _add_backend(p)
@@ -74,7 +127,7 @@ def _add_predict(sub) -> None:
                    "image, or DIR/<name>.png for several")
     p.add_argument("--csv", metavar="PATH|-", help="write CheXmask-U-style CSV rows (landmarks, RLE masks, scores)")
     p.add_argument("--masks", metavar="DIR", help="write DIR/<name>_{right_lung,left_lung,heart}.png organ masks")
-    p.add_argument("--bit-depth", type=int, default=None, metavar="BITS",
+    p.add_argument("--bit-depth", type=_integer(_bit_depth), default=None, metavar="BITS",
                    help="significant bits of 16-bit images, 9-16 (default: per image, the fewest bits that hold its "
                         "largest value, so a 12-bit image in a 16-bit PNG reads as 12-bit)")
     _add_dicom_outputs(p)
@@ -85,9 +138,9 @@ def _add_batch(sub) -> None:
     p.add_argument("input", metavar="INPUT", help="a folder (searched recursively) or a .txt/.csv list of images")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder: results.csv, errors.csv, masks/")
     _add_run_options(p)
-    p.add_argument("--workers", type=int, default=4, help="decoder threads (default 4)")
+    p.add_argument("--workers", type=_at_least_1("workers"), default=4, help="decoder threads (default 4)")
     p.add_argument("--masks", action="store_true", help="also write organ mask PNGs to DIR/masks/")
-    p.add_argument("--batch-size", type=int, metavar="N", help="images handed to the engine together (default 1): "
+    p.add_argument("--batch-size", type=_at_least_1("batch size"), metavar="N", help="images handed to the engine together (default 1): "
                    "one engine call on a GPU; on the CPU each image is its own call, the measured fastest "
                    "(README, Performance)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -95,7 +148,7 @@ def _add_batch(sub) -> None:
     p.add_argument("--ray", nargs="?", const="local", metavar="local|ADDRESS",
                    help="run on Ray Data (pip install 'chexmask-rt[ray]'): 'local' starts Ray on this machine, an "
                         "ADDRESS (e.g. 10.0.0.1:6379 or auto) joins a cluster; --threads is per actor (default 2)")
-    p.add_argument("--ray-actors", type=int, metavar="N", help="Ray actors, each with its own engine "
+    p.add_argument("--ray-actors", type=_at_least_1("Ray actors"), metavar="N", help="Ray actors, each with its own engine "
                    "(default: the cluster's CPUs // --threads)")
     p.add_argument("--shard", metavar="I/N", type=_shard, help="process only shard I of N (0 <= I < N), chosen by a hash of each "
                    "image's path relative to INPUT; merge the N folders with 'chexmask-rt merge'")
@@ -356,11 +409,14 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = _show_warning  # one plain line, not the source location
+    parser = build_parser()
     try:
-        args = build_parser().parse_args(argv)
+        args = parser.parse_args(argv)
     except KeyboardInterrupt:  # before any work: nothing to resume
         print("chexmask-rt: interrupted", file=sys.stderr)
         return 130
+    if getattr(args, "json", None) == "-" and getattr(args, "csv", None) == "-":
+        parser.error("--json - and --csv - would both go to standard output: send one of them to a file")
     if getattr(args, "backend", None) == "python":
         print("chexmask-rt: error: --backend python is gone: the native core is the only pipeline "
               "(use --backend auto, the default; same results)", file=sys.stderr)
