@@ -66,12 +66,33 @@ def test_wrong_sized_config_is_refused(fixture_dir, tmp_path):
         load_checkpoint(fixture_dir / "pytorch_model.bin", config=wrong)
 
 
-@pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", b"PK\x03\x04truncated zip"])
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", b"PK\x03\x04truncated zip",
+                                     b"hello", b"Rubbish", b"<html><body>404</body></html>", b"\x89PNG\r\n\x1a\n"])
 def test_corrupt_checkpoint_files(tmp_path, content):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(content)
-    with pytest.raises(ModelError, match="bad.pt"):
+    with pytest.raises(ModelError, match="bad.pt") as err:
         load_checkpoint(bad)
+    assert "weights_only=False" not in str(err.value)  # torch's advice would run the file's code
+
+
+def test_a_git_lfs_pointer_says_to_fetch_the_weights(tmp_path):
+    pointer = tmp_path / "pytorch_model.bin"
+    pointer.write_bytes(b"version https://git-lfs.github.com/spec/v1\noid sha256:" + b"0" * 64 + b"\nsize 100\n")
+    with pytest.raises(ModelError, match="a Git LFS pointer, not the weights; fetch them"):
+        load_checkpoint(tmp_path)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused_by_name(fixture_dir, tmp_path, value):
+    state = torch.load(fixture_dir / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    state["model.dec_lin.bias"][3] = value
+    folder = tmp_path / "nan"
+    folder.mkdir()
+    shutil.copy(fixture_dir / "config.json", folder)
+    torch.save(state, folder / "pytorch_model.bin")
+    with pytest.raises(ModelError, match=r"1 tensors hold NaN, infinite or complex values \(model\.dec_lin\.bias\)"):
+        load_checkpoint(folder)
 
 
 def test_missing_and_unreadable_paths(tmp_path):

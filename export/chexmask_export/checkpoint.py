@@ -97,15 +97,29 @@ def _read_config(path: Path) -> ModelConfig:
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with open(path, "rb") as f:
+            head = f.read(64)
     except FileNotFoundError:
         raise ModelError(f"{path}: checkpoint file not found") from None
-    except (RuntimeError, OSError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, ValueError) as exc:
-        raise ModelError(f"{path}: not a readable PyTorch checkpoint ({first_line(exc)})") from exc
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read the checkpoint ({exc.strerror or exc})") from None
+    if head.startswith(b"version https://git-lfs"):  # a hub clone made without git-lfs
+        raise ModelError(f"{path}: a Git LFS pointer, not the weights; fetch them (git lfs pull) and export again")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, OSError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, ValueError, KeyError,
+            IndexError, TypeError) as exc:
+        # torch's own advice (weights_only=False) would run the file's code: never for a file we cannot vouch for
+        why = "it needs code to load, and only weights are read" if "weights_only" in str(exc) else first_line(exc)
+        raise ModelError(f"{path}: not a readable PyTorch checkpoint ({why})") from exc
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ModelError(f"{path}: expected a state dict of tensors")
+    # an engine of such weights would fail on every image, far from the cause
+    bad = [k for k, v in obj.items() if v.is_complex() or (v.is_floating_point() and not torch.isfinite(v).all())]
+    if bad:
+        raise ModelError(f"{path}: {len(bad)} tensors hold NaN, infinite or complex values ({', '.join(bad[:3])})")
     return dict(obj)
 
 

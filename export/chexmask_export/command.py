@@ -43,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise ModelError(f"{MISSING_EXTRAS} ({exc})") from None
     ckpt = load_checkpoint(args.checkpoint, args.config, offsets=not args.no_landmark_offsets)
+    _refuse_overwriting_inputs(args.output, ckpt, args.config)
     info = export_onnx(build_network(ckpt), args.output, checkpoint_sha256=ckpt.sha256,
                        samples_output=args.samples_output, model_name=args.name, model_version=args.model_version,
                        description=args.description, fuse_norms=not args.no_fused_norms,
@@ -51,3 +52,18 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {args.output}: inputsize {info.inputsize}, latents {info.latents}, skip {info.skip}, "
           f"{ckpt.layout} checkpoint sha256 {ckpt.sha256[:12]}...{offsets}")
     return 0
+
+
+def _refuse_overwriting_inputs(output: str, ckpt, config: str | None) -> None:
+    """An --output that names one of the files the export reads would replace it with the engine."""
+    from pathlib import Path
+
+    from .checkpoint import HF_CONFIG
+
+    target = Path(output)
+    inputs = [ckpt.source, Path(config) if config else ckpt.source.parent / HF_CONFIG]
+    if ckpt.landmark_offsets is not None:
+        inputs.append(Path(ckpt.landmark_offsets.source))
+    for source in inputs:
+        if target.exists() and source.exists() and target.samefile(source):
+            raise ModelError(f"--output {output} is the export's input {source}; write the engine elsewhere")

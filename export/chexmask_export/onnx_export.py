@@ -10,6 +10,7 @@ import torch
 
 from chexmask_rt.errors import ModelError
 from chexmask_rt.metadata import FORMAT_VERSION, EngineMetadata
+from chexmask_rt.whole_files import write_bytes_whole
 
 from .affine_fusion import fuse_per_image_affines
 from .checkpoint import Checkpoint
@@ -98,5 +99,7 @@ def export_onnx(net: HybridGNet, output: str | Path, *, checkpoint_sha256: str, 
         raise ModelError("exported graph is not TensorRT-10 clean:\n  " + "\n  ".join(problems))
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, output)
+    # whole or not at all, so a full disk cannot leave a broken engine where a good one was; always the
+    # binary format (onnx.save picks a text format for names ending .json or .textproto)
+    write_bytes_whole(output, model.SerializeToString())
     return info
