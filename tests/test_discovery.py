@@ -184,3 +184,31 @@ def test_a_list_with_a_byte_order_mark(tmp_path, shared_images):
     (tmp_path / "list.csv").write_bytes(b"\xef\xbb\xbfpath,patient_id\r\na.png,P1\r\nb.png,P2\r\n")
     for name in ("list.txt", "list.csv"):
         assert collect_inputs(tmp_path / name) == [str(tmp_path / "a.png"), str(tmp_path / "b.png")]
+
+
+def test_a_rerun_that_spells_the_input_another_way_resumes(tmp_path, shared_images):
+    """A rerun from another working directory, with an absolute path or on another mount point must
+    not redo (and duplicate) what is done: images are matched by their path below INPUT."""
+    import json
+
+    root = tmp_path / "archive"
+    (root / "sub").mkdir(parents=True)
+    shutil.copy(shared_images[0], root / "a.png")
+    shutil.copy(shared_images[1], root / "sub" / "b.png")
+
+    def batch(source, cwd):
+        proc = subprocess.run([sys.executable, "-m", "chexmask_rt", "batch", str(source), "--out", str(tmp_path / "out"),
+                               "--samples", "2", "--single-look", "--no-progress"], capture_output=True, text=True, cwd=cwd)
+        assert proc.returncode == 0, proc.stderr
+        with open(tmp_path / "out" / "results.csv", newline="") as f:
+            return proc.stdout, sorted(r["Image"] for r in csv.DictReader(f))  # rows come as images finish
+
+    _, images = batch("archive", cwd=tmp_path)
+    assert images == ["archive/a.png", "archive/sub/b.png"]
+    shutil.copy(shared_images[2], root / "c.png")
+    out, images = batch(root, cwd=root / "sub")  # absolute, from elsewhere: only the new image
+    assert "1 done" in out and images == sorted(["archive/a.png", "archive/sub/b.png", str(root / "c.png")])
+    out, images = batch("..", cwd=root / "sub")
+    assert "0 done" in out and len(images) == 3
+    manifest = json.loads((tmp_path / "out" / "batch.json").read_text())
+    assert manifest["Inputs"] == ["archive", str(root), ".."]

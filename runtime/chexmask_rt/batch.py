@@ -38,7 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .batch_folder import ERRORS_NAME, LOCK_NAME, MASKS_NAME, RESULTS_NAME, Appender, folder_lock, open_folder
+from .batch_folder import (ERRORS_NAME, LOCK_NAME, MASKS_NAME, RESULTS_NAME, Appender, folder_lock, input_key,
+                           open_folder)
 from .csv_output import COLUMNS, csv_row, write_masks
 from .dicom_out import write_objects
 from .dicom_source import with_source
@@ -137,12 +138,14 @@ def run_identity(segmenter, samples: int, seed: int, second_look: bool, shard: s
 @contextmanager
 def prepare_output(segmenter, images: Sequence[str], out_dir: str | os.PathLike, samples: int, seed: int,
                    second_look: bool | None, shard: str | None = None,
-                   skipped: Sequence[tuple[str, str]] = ()) -> Iterator[tuple[Path, bool, list[str], list[str]]]:
+                   skipped: Sequence[tuple[str, str]] = (),
+                   input_root: str | None = None) -> Iterator[tuple[Path, bool, list[str], list[str]]]:
     """Create and lock the output folder and check it against this run (resume), for the run's
     lifetime; yields (folder, the resolved second-look setting, the unique images, those not yet
     in results.csv). Shared by the local and the Ray run. ``skipped`` (file, reason) pairs of the
     folder discovery go to ``skipped.csv`` once the folder is accepted: a refused folder is left
-    as it was."""
+    as it was. ``input_root``: the folder the images lie in (INPUT, or a list's folder); with it an
+    image counts as done by its path below that folder, however an earlier run spelled the folder."""
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -152,7 +155,7 @@ def prepare_output(segmenter, images: Sequence[str], out_dir: str | os.PathLike,
     unique = list(dict.fromkeys(images))
     with folder_lock(out) as created:
         try:
-            done_before = open_folder(out, run_identity(segmenter, samples, seed, second_look, shard))
+            done_before = open_folder(out, run_identity(segmenter, samples, seed, second_look, shard), input_root)
         except InputError:
             if created:
                 (out / LOCK_NAME).unlink(missing_ok=True)
@@ -161,7 +164,8 @@ def prepare_output(segmenter, images: Sequence[str], out_dir: str | os.PathLike,
             write_skipped(out, skipped)
         else:  # an earlier run's list would name files that are fixed or gone now
             (out / SKIPPED_NAME).unlink(missing_ok=True)
-        yield out, second_look, unique, [i for i in unique if i not in done_before]
+        roots = [] if input_root is None else [input_root]
+        yield out, second_look, unique, [i for i in unique if input_key(i, roots) not in done_before]
 
 
 def _decode(image: str, max_pixels: int) -> np.ndarray:
@@ -197,10 +201,13 @@ def run_batch(segmenter, images: Sequence[str], out_dir: str | os.PathLike, *, s
               workers: int = 4, batch_size: int | None = None, masks: bool = False, progress: bool = True,
               second_look: bool | None = None, max_pixels: int | None = None,
               dicom_seg: str | os.PathLike | None = None, dicom_sr: str | os.PathLike | None = None,
-              shard: str | None = None, skipped: Sequence[tuple[str, str]] = ()) -> BatchSummary:
+              shard: str | None = None, skipped: Sequence[tuple[str, str]] = (),
+              input_root: str | None = None) -> BatchSummary:
     """Segment ``images`` into ``out_dir`` (see the module doc); a failing image is recorded, not raised.
     ``shard``: "I/N" when these are shard I of N (:mod:`chexmask_rt.shards`), recorded in the manifest.
     ``skipped``: files the folder discovery left out, with why, written to ``skipped.csv``.
+    ``input_root``: the folder the images lie in, so that a rerun resumes however it spells that
+    folder (:func:`prepare_output`); without it images are matched as written.
 
     Every image ends in exactly one of ``results.csv`` and ``errors.csv``, with its own reason.
     ModelError (the engine itself failing) stops the run: that is not one image's fault; so does
@@ -215,7 +222,7 @@ def run_batch(segmenter, images: Sequence[str], out_dir: str | os.PathLike, *, s
     limit = resolve_max_pixels(segmenter.max_pixels if max_pixels is None else max_pixels)
     start = time.perf_counter()
     with prepare_output(segmenter, images, out_dir, samples, seed, second_look, shard,
-                        skipped) as (out, second_look, unique, todo):
+                        skipped, input_root) as (out, second_look, unique, todo):
         run = _Run(segmenter, out, masks=masks, progress=progress, stems=mask_stems(unique), total=len(todo),
                    dicom_dirs=(dicom_seg, dicom_sr))
         try:

@@ -38,6 +38,9 @@ from .whole_files import ENCODING, write_text_whole
 RESULTS_NAME, ERRORS_NAME, MASKS_NAME = "results.csv", "errors.csv", "masks"
 MANIFEST_NAME, LOCK_NAME = "batch.json", ".chexmask-rt.lock"
 MANIFEST_FORMAT = "chexmask-rt batch 1"
+# the input folders (as each run spelled them) whose images the folder holds: resume compares images by
+# their path below these, so a rerun may spell INPUT another way (./a, /abs/a, another mount point)
+INPUTS_KEY = "Inputs"
 
 
 def _os_error(path: Path, what: str, exc: OSError) -> InputError:
@@ -74,21 +77,43 @@ def folder_lock(out: Path) -> Iterator[bool]:
         os.close(fd)  # releases the lock
 
 
-def open_folder(out: Path, identity: dict[str, str]) -> set[str]:
+def open_folder(out: Path, identity: dict[str, str], input_root: str | None = None) -> set[str]:
     """Check that ``out`` may receive this run's results, repair a cut ``results.csv`` and write the
     manifest; returns the images already done. Call it holding :func:`folder_lock`.
 
-    ``identity``: the engine's sha256 and the settings, as strings; a folder made with others is refused."""
+    ``identity``: the engine's sha256 and the settings, as strings; a folder made with others is refused.
+    ``input_root``: the folder this run's images lie in (:func:`chexmask_rt.shards.input_root`), kept in
+    the manifest; with it the images done are returned as :func:`input_key` keys, to be compared with
+    ``input_key(image, [input_root])``, so that a rerun may spell the folder another way."""
     manifest = out / MANIFEST_NAME
     if manifest.exists():
-        _check_manifest(manifest, identity)
+        recorded = _check_manifest(manifest, identity)
     else:
         foreign = [n for n in (RESULTS_NAME, ERRORS_NAME, MASKS_NAME) if (out / n).exists()]
         if foreign and not _adopt_older_release(out / RESULTS_NAME, identity):
             raise InputError(f"{out}: holds {', '.join(foreign)} but no {MANIFEST_NAME}, so chexmask-rt batch did "
                              "not write it; nothing was changed: use another --out")
-        _write_manifest(manifest, identity)
-    results = out / RESULTS_NAME
+        recorded = {"format": MANIFEST_FORMAT, **identity}
+    roots = list(recorded.get(INPUTS_KEY) or [])
+    if input_root is not None and input_root not in roots:
+        roots.append(input_root)
+    if not manifest.exists() or roots != list(recorded.get(INPUTS_KEY) or []):
+        _write_manifest(manifest, {**recorded, INPUTS_KEY: roots} if roots else recorded)
+    done = _done_images(out / RESULTS_NAME)
+    return done if input_root is None else {input_key(image, roots) for image in done}
+
+
+def input_key(image: str, roots: Sequence[str]) -> str:
+    """``image``'s path below the first of ``roots`` that prefixes it as written, normalised; the
+    image as written when none does (an absolute entry of a list)."""
+    for root in roots:
+        prefix = root.rstrip("/") + "/"
+        if image.startswith(prefix):
+            return os.path.normpath(image[len(prefix):])
+    return image
+
+
+def _done_images(results: Path) -> set[str]:
     if not results.exists():
         return set()
     older = schema_of(_header_of(results))
@@ -173,7 +198,7 @@ def _lines(path: Path, length: int) -> Iterator[str]:
             yield line.decode(**ENCODING)
 
 
-def _check_manifest(manifest: Path, identity: dict[str, str]) -> None:
+def _check_manifest(manifest: Path, identity: dict[str, str]) -> dict:
     try:
         recorded = json.loads(manifest.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -184,11 +209,12 @@ def _check_manifest(manifest: Path, identity: dict[str, str]) -> None:
         if recorded.get(key) != value:
             raise InputError(f"{manifest.parent}: made with {key} {recorded.get(key)!r}, this run uses {value!r}; "
                              "use another --out or the same engine and settings")
+    return recorded
 
 
-def _write_manifest(manifest: Path, identity: dict[str, str]) -> None:
+def _write_manifest(manifest: Path, fields: dict) -> None:
     try:  # whole or absent: a manifest is what makes the folder ours
-        write_text_whole(manifest, json.dumps({"format": MANIFEST_FORMAT, **identity}, indent=1) + "\n")
+        write_text_whole(manifest, json.dumps(fields, indent=1) + "\n")
     except OSError as exc:
         raise _os_error(manifest, "write the batch manifest", exc) from None
 

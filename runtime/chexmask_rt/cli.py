@@ -325,7 +325,7 @@ def cmd_batch(args) -> int:
     from .batch import run_batch
     from .discovery import SKIPPED_NAME
     from .model import load
-    from .shards import batch_inputs
+    from .shards import batch_inputs, input_root
 
     found = batch_inputs(args.input, args.shard, exclude=args.out)  # the output folder is never an input
     _refuse_non_dicom(args, found.images)
@@ -333,6 +333,7 @@ def cmd_batch(args) -> int:
     seg = load(args.model, backend=args.backend, threads=args.threads, max_pixels=args.max_pixels,
                device=args.device)
     shard = args.shard and str(args.shard)
+    root = str(input_root(args.input))
     if args.ray:
         from .ray_batch import run_ray
 
@@ -343,12 +344,12 @@ def cmd_batch(args) -> int:
                           progress=not args.no_progress, shard=shard, threads=args.threads,
                           actors=args.ray_actors, workers=args.workers, batch_size=args.batch_size,
                           backend=args.backend, device=args.device, max_pixels=args.max_pixels,
-                          skipped=found.skipped)
+                          skipped=found.skipped, input_root=root)
     else:
         summary = run_batch(seg, found.images, args.out, samples=args.samples, seed=args.seed, workers=args.workers,
                             masks=args.masks, progress=not args.no_progress, second_look=args.second_look,
                             dicom_seg=args.dicom_seg, dicom_sr=args.dicom_sr, shard=shard,
-                            batch_size=args.batch_size, skipped=found.skipped)
+                            batch_size=args.batch_size, skipped=found.skipped, input_root=root)
     if found.skipped:  # written once the folder was accepted (a refused one is left as it was)
         print(f"batch: {len(found.skipped)} files skipped, reasons in {Path(args.out) / SKIPPED_NAME}",
               file=sys.stderr)
@@ -409,8 +410,8 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = _show_warning  # one plain line, not the source location
-    parser = build_parser()
     try:
+        parser = build_parser()
         args = parser.parse_args(argv)
     except KeyboardInterrupt:  # before any work: nothing to resume
         print("chexmask-rt: interrupted", file=sys.stderr)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .batch import ERROR_COLUMNS
-from .batch_folder import ERRORS_NAME, MANIFEST_NAME, RESULTS_NAME, csv_fields_of_any_size
+from .batch_folder import ERRORS_NAME, INPUTS_KEY, MANIFEST_NAME, RESULTS_NAME, csv_fields_of_any_size
 from .csv_output import SCHEMA_HEADERS, schema_of
 from .discovery import SKIPPED_NAME
 from .errors import InputError
@@ -98,7 +98,8 @@ def _manifests(folders: Sequence[Path]) -> dict[Path, dict]:
 
 
 def _identity(manifest: dict) -> dict:
-    return {k: v for k, v in manifest.items() if k not in ("format", "Shard")}
+    # where each shard read its images is no setting: nodes may mount the archive in different places
+    return {k: v for k, v in manifest.items() if k not in ("format", "Shard", INPUTS_KEY)}
 
 
 def _check_manifests(manifests: dict[Path, dict]) -> None:
@@ -185,7 +186,8 @@ def merge_folders(folders: Sequence[str | os.PathLike], out: str | os.PathLike) 
         raise
     os.replace(partial, out / RESULTS_NAME)  # last: a folder with results.csv is a finished merge
     if len(manifests) == len(paths):  # the merged rows share one engine and settings: say which
-        merged = {**next(iter(manifests.values())), "Shard": "merged"}
+        inputs = [root for m in manifests.values() for root in m.get(INPUTS_KEY) or []]
+        merged = {**next(iter(manifests.values())), "Shard": "merged", INPUTS_KEY: list(dict.fromkeys(inputs))}
         (out / MANIFEST_NAME).write_text(json.dumps(merged, indent=1) + "\n", encoding="utf-8")
     return MergeSummary(folders=len(paths), rows=rows, duplicates=duplicates, errors=errors,
                         missing_shards=missing, shard_count=count)

@@ -146,17 +146,18 @@ def run_ray(segmenter, model: str | os.PathLike | None, images: Sequence[str], o
             masks: bool = False, progress: bool = True, shard: str | None = None, threads: int | None = None,
             actors: int | None = None, batch_size: int | None = None, workers: int = 2,
             backend: str = "auto", device: str | None = None, max_pixels: int | None = None,
-            skipped: Sequence[tuple[str, str]] = ()) -> BatchSummary:
+            skipped: Sequence[tuple[str, str]] = (), input_root: str | None = None) -> BatchSummary:
     """``run_batch`` on Ray (see the module doc): same output folder, same resume, same summary.
 
     ``segmenter``: the engine opened by the driver (its identity and settings); ``model``: the path it
     was opened from (None: the shipped model). ``threads`` per actor (default 2) and ``actors``
     (default: the cluster's CPUs // threads; with a GPU ``device``, one GPU each, and at most the
     cluster's GPUs); ``address``: 'local' starts Ray on this machine. ``device`` and ``max_pixels``
-    reach every actor's engine, as in :func:`chexmask_rt.load`; ``skipped`` as in :func:`run_batch`."""
+    reach every actor's engine, as in :func:`chexmask_rt.load`; ``skipped`` and ``input_root`` as in
+    :func:`run_batch`."""
     start = time.perf_counter()
     with prepare_output(segmenter, images, out_dir, samples, seed, second_look, shard,
-                        skipped) as (out, second_look, unique, todo):
+                        skipped, input_root) as (out, second_look, unique, todo):
         summary = BatchSummary(total=len(unique), done=0, skipped=len(unique) - len(todo), failed=0, seconds=0.0)
         results = Appender(out / RESULTS_NAME, COLUMNS, "a")
         try:
