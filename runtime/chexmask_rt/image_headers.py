@@ -23,16 +23,23 @@ _MAX_IFDS = 10_000
 _MAX_STRAY_BYTES = 1 << 16
 _MAX_PNG_CHUNKS = 1_000_000  # a 64 MP 16-bit PNG in 8 kB IDAT chunks has about 65,000
 _PNG_CRITICAL = (b"IHDR", b"PLTE", b"IDAT", b"IEND")
+_TIFF_ORIENTATION = 274
+# the TIFF field types libtiff accepts for a SHORT tag such as Orientation, with their struct codes
+_TIFF_INTEGERS = {1: "B", 3: "H", 4: "I", 6: "b", 8: "h", 9: "i", 16: "Q", 17: "q"}
 
 
 @dataclass(frozen=True)
 class Header:
-    """What a header declares: the format, the first image's size and the number of full-size pages."""
+    """What a header declares: the format, the first image's size and the number of full-size pages,
+    and a TIFF's Orientation tag (1..8; 1 where it is absent or libtiff ignores it, and for other formats).
+
+    ``width`` and ``height`` are the stored raster's, whatever the orientation."""
 
     format: str  # "png", "jpeg", "tiff", "bmp"
     width: int
     height: int
     pages: int = 1
+    orientation: int = 1
 
 
 def _corrupt(name: str, what: str) -> InputError:
@@ -153,6 +160,7 @@ def _tiff(f: BinaryIO, head: bytes, name: str) -> Header:
         (offset,) = struct.unpack(order + "I", head[4:8])
     size_of = {"H": 2, "I": 4, "Q": 8}
     first: tuple[int, int] | None = None
+    orientation: int | None = None
     pages, seen = 0, set()
     while offset and len(seen) < _MAX_IFDS:
         if offset in seen:
@@ -175,6 +183,10 @@ def _tiff(f: BinaryIO, head: bytes, name: str) -> Header:
                 fmt = {3: "H", 4: "I", 16: "Q"}.get(kind)
                 if fmt is not None:
                     tags[tag] = struct.unpack(order + fmt, value[:size_of[fmt]])[0]
+            elif tag == _TIFF_ORIENTATION and first is None and orientation is None:
+                # only the first directory's: it is the one OpenCV decodes (and turns); libtiff
+                # keeps the first of repeated tags
+                orientation = _orientation(entry, order, big)
         if first is None:
             if 256 not in tags or 257 not in tags or not tags[256] or not tags[257]:
                 raise _corrupt(name, "TIFF whose first image directory lacks its width or height")
@@ -184,7 +196,20 @@ def _tiff(f: BinaryIO, head: bytes, name: str) -> Header:
         (offset,) = struct.unpack(order + offset_fmt, body[count * entry_size:])
     if first is None:
         raise _corrupt(name, "TIFF without an image directory")
-    return Header("tiff", *first, pages=max(pages, 1))
+    return Header("tiff", *first, pages=max(pages, 1), orientation=orientation or 1)
+
+
+def _orientation(entry: bytes, order: str, big: bool) -> int:
+    """An Orientation entry's value as libtiff takes it: one integer of any type, else the tag is
+    ignored, as is a value outside 1..8 (both mean 1: the raster is displayed as stored)."""
+    kind = struct.unpack(order + "H", entry[2:4])[0]
+    (count,) = struct.unpack(order + ("Q" if big else "I"), entry[4:12 if big else 8])
+    fmt = _TIFF_INTEGERS.get(kind)
+    inline = entry[12 if big else 8:]
+    if fmt is None or count != 1 or struct.calcsize(fmt) > len(inline):
+        return 1
+    (value,) = struct.unpack(order + fmt, inline[:struct.calcsize(fmt)])
+    return value if 1 <= value <= 8 else 1
 
 
 def _bmp(head: bytes, name: str) -> Header:

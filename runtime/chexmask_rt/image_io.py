@@ -3,7 +3,8 @@ that name the file.
 
 JPEG goes through libjpeg-turbo in strict mode (simplejpeg), so that damaged image data is an
 error rather than an image whose rest is gray; PNG/TIFF/BMP, and the JPEG kinds TurboJPEG does
-not decode, through OpenCV (PNG chunks' CRCs and TIFF strips are checked, for the same reason);
+not decode, through OpenCV (PNG chunks' CRCs and TIFF strips are checked, for the same reason;
+OpenCV's turning of a TIFF by its Orientation tag is undone, so that every format is read as stored);
 DICOM (Part 10 files, or a .dcm/.dicom name) through :mod:`chexmask_rt.dicom_io`. Before anything
 is decoded, the file's size and its header's declared size are checked against the pixel limit
 (:mod:`chexmask_rt.limits`), so an oversized or bogus file is refused cheaply.
@@ -69,8 +70,41 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> np.
     if image is None:
         image = _decode_opencv(data, str(p))
     if header.format == "tiff":
+        image = _as_stored(image, header.orientation)
+        _check_decoded_size(image, header.width, header.height, str(p))
         _check_tiff_data(data, str(p))
     return image
+
+
+# What turns OpenCV's decode of a TIFF back into the raster as stored. OpenCV's TIFF decoder applies
+# the Orientation tag (274), even with IMREAD_IGNORE_ORIENTATION, while JPEG and PNG are read as
+# stored. Measured (OpenCV 5.1, gray/RGB, 8/16-bit and float): 2 mirrors left-right, 3 turns 180
+# degrees, 4 mirrors top-bottom, 5 transposes, 6 turns 90 degrees clockwise, 7 transposes across the
+# anti-diagonal, 8 turns 90 degrees counter-clockwise; each entry here is the inverse of that.
+_UNDO_TIFF_ORIENTATION = {
+    2: np.fliplr,
+    3: lambda image: np.rot90(image, 2),
+    4: np.flipud,
+    5: lambda image: np.swapaxes(image, 0, 1),
+    6: lambda image: np.rot90(image, 1),
+    7: lambda image: np.rot90(np.swapaxes(image, 0, 1), 2),
+    8: lambda image: np.rot90(image, -1),
+}
+
+
+def _as_stored(image: np.ndarray, orientation: int) -> np.ndarray:
+    """``image``, as OpenCV decoded a TIFF with Orientation ``orientation``, with its rows as stored."""
+    undo = _UNDO_TIFF_ORIENTATION.get(orientation)
+    # contiguous again, as every decoder's answer is: the core reads rows in place
+    return image if undo is None else np.ascontiguousarray(undo(image))
+
+
+def _check_decoded_size(image: np.ndarray, width: int, height: int, name: str) -> None:
+    """InputError when the decoded raster is not the size the header declares: the orientation read
+    from the header would then not be the one the decoder applied, and the pixels would be turned."""
+    if image.shape[:2] != (height, width):
+        raise InputError(f"{name}: not a readable image (decoded as {image.shape[1]}x{image.shape[0]} pixels, "
+                         f"but its header declares {width}x{height})")
 
 
 # What TurboJPEG refuses in a JPEG that is not damaged: kinds it does not decode (OpenCV's libjpeg
