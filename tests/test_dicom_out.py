@@ -233,3 +233,20 @@ def test_batch_writes_dicom_objects_and_resumes_a_schema_1_folder(tmp_path, defa
     # objects only for the image segmented in this run
     assert sorted(p.name for p in (tmp_path / "seg").iterdir()) == [f"{DICOMS[1].stem}.seg.dcm"]
     assert sorted(p.name for p in (tmp_path / "sr").iterdir()) == [f"{DICOMS[1].stem}.sr.dcm"]
+
+
+def test_a_one_valued_pixel_spacing_is_noted_as_such_and_left_out_of_the_seg(results, tmp_path):
+    """A Pixel Spacing of one value was reported "not numeric", and highdicom failed to iterate it in the SEG."""
+    from chexmask_rt.dicom_source import with_source
+
+    path = _edited(tmp_path, "one", PixelSpacing=0.2)
+    r = with_source(results[DICOMS[1]], path)
+    assert r.source.spacing is None
+    assert r.source.spacing_note == "PixelSpacing [0.2] is not two positive numbers"
+    source = pydicom.dcmread(path)
+    r.to_dicom_seg(source).save_as(tmp_path / "x.seg.dcm", enforce_file_format=True)
+    seg = hd.seg.segread(tmp_path / "x.seg.dcm")
+    assert "PixelSpacing" not in seg.SharedFunctionalGroupsSequence[0].get("PixelMeasuresSequence", [{}])[0]
+    assert [str(s.ReferencedSOPInstanceUID) for s in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence] \
+        == [source.SOPInstanceUID]
+    assert source.PixelSpacing == 0.2  # the caller's dataset is left as it was

@@ -175,3 +175,47 @@ def test_an_emptied_window_is_no_window(tmp_path, stored):
     """Anonymisers blank Window Center/Width: min-max, as without them, not a refusal."""
     blank = read_image(make_dicom(tmp_path / "blank.dcm", stored, BitsStored=12, WindowCenter="", WindowWidth=""))
     np.testing.assert_array_equal(blank, read_image(make_dicom(tmp_path / "none.dcm", stored, BitsStored=12)))
+
+
+def _under_syntax(tmp_path: Path, uid: str) -> Path:
+    """The shared JPEG file's dataset, its encapsulated pixel data as it is, under another transfer syntax."""
+    ds = pydicom.dcmread(MONO2)
+    ds.file_meta.TransferSyntaxUID = uid
+    path = tmp_path / f"{uid}.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_a_transfer_syntax_whose_decoder_is_not_installed_says_what_to_install(tmp_path):
+    """pydicom names the missing plugins on the lines after its first: the reader said "corrupt" without them."""
+    from pydicom.pixels import get_decoder
+    from pydicom.uid import HTJ2K, HTJ2KLossless, JPEGLSLossless
+
+    missing = [uid for uid in (HTJ2KLossless, HTJ2K, JPEGLSLossless) if not get_decoder(uid).is_available]
+    if not missing:
+        pytest.skip("every candidate transfer syntax has a decoder installed here")
+    uid = missing[0]
+    message = error_of(_under_syntax(tmp_path, uid))
+    assert f"no decoder for its transfer syntax '{uid.name}' (install one of: " in message, message
+    assert all(need in message for need in get_decoder(uid).missing_dependencies), message
+    assert "corrupt" not in message and "\n" not in message
+
+
+@pytest.mark.parametrize("uid", ["1.2.840.10008.1.2.4.100", "1.2.840.10008.1.2.4.94"])  # MPEG2, JPIP Referenced
+def test_a_transfer_syntax_pydicom_cannot_decode_says_it_is_not_supported(tmp_path, uid):
+    name = pydicom.uid.UID(uid).name
+    message = error_of(_under_syntax(tmp_path, uid))
+    assert message.endswith(f": no decoder for its transfer syntax '{name}' (pydicom does not support it)"), message
+
+
+def test_a_real_decode_failure_keeps_the_plugins_reason(tmp_path):
+    """JPEG baseline bytes under JPEG-LS: a decoder is installed and fails, so the data is what is wrong;
+    the reason is on pydicom's second line."""
+    from pydicom.pixels import get_decoder
+    from pydicom.uid import JPEGLSLossless
+
+    if not get_decoder(JPEGLSLossless).is_available:
+        pytest.skip("no JPEG-LS decoder installed here")
+    message = error_of(_under_syntax(tmp_path, JPEGLSLossless))
+    assert "cannot decode DICOM pixel data; it may be truncated or corrupt (" in message, message
+    assert "pyjpegls: " in message and "\n" not in message, message

@@ -18,6 +18,8 @@ Multi-frame objects, objects without pixel data and images above the pixel limit
 - a file cut short, recognised from the lengths its elements declare: pydicom reads a cut file
   quietly or only warns, and capturing warnings changes process-global state that the decoder
   threads of ``predict_iter`` and ``batch`` would race on (this module changes none);
+- pixel data in a transfer syntax that no installed decoder reads: the message names the syntax and
+  what pydicom says to install, or that it does not support it, rather than calling the file corrupt;
 - display attributes that cannot render a picture: a Rescale Slope of 0, a NaN or infinite
   slope, intercept, window center or width, or any Modality LUT, VOI LUT or window that maps a
   stored image whose pixels vary to a single value.
@@ -103,7 +105,7 @@ def _read_dicom(p: Path, limit: int) -> np.ndarray:
     try:
         pixels = ds.pixel_array
     except Exception as exc:  # a missing decoder, corrupt pixel data, inconsistent image attributes
-        raise _undecodable(p, first_line(exc)) from None
+        raise _no_decoder(ds, p, exc) or _undecodable(p, _all_lines(exc)) from None
     if photometric in ("MONOCHROME1", "MONOCHROME2"):
         if pixels.ndim != 2:
             raise _undecodable(p, f"expected a 2-D monochrome pixel array, got shape {pixels.shape}")
@@ -147,6 +149,38 @@ def _cut_pixels(p: Path, why: str) -> InputError:
 
 def _undecodable(p: Path, why: str) -> InputError:
     return InputError(f"{p}: cannot decode DICOM pixel data; it may be truncated or corrupt ({why})")
+
+
+def _lines(exc: BaseException) -> list[str]:
+    return [line.strip() for line in str(exc).splitlines() if line.strip()]
+
+
+def _all_lines(exc: BaseException) -> str:
+    """pydicom's message on one line: it puts the reason, e.g. each plugin's failure, on the lines after
+    the first, so cutting at the first line would keep only 'exceptions were raised by all plugins:'."""
+    lines = _lines(exc)
+    if not lines:
+        return type(exc).__name__
+    text = lines[0]
+    for line in lines[1:]:
+        text += f" {line}" if text.endswith(":") else f"; {line}"
+    return text
+
+
+def _no_decoder(ds, p: Path, exc: BaseException) -> InputError | None:
+    """The refusal for pixel data that no installed decoder can read (None for a decoder that failed):
+    the file may be sound, and pydicom's lines after the first name the packages to install."""
+    lines = _lines(exc)
+    head = lines[0] if lines else ""
+    if "missing dependencies" in head:
+        needed = f"install one of: {'; '.join(lines[1:])}"
+    elif isinstance(exc, NotImplementedError) and "Transfer Syntax UID" in head and "is not supported" in head:
+        needed = "pydicom does not support it"
+    else:
+        return None
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    name = getattr(syntax, "name", None) or "(missing)"
+    return InputError(f"{p}: no decoder for its transfer syntax '{name}' ({needed})")
 
 
 def file_meta_group_length(first: bytes) -> int | None:

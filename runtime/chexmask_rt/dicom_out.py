@@ -32,7 +32,7 @@ import warnings
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from .dicom_source import spacing_of
+from .dicom_source import spacing_of, unusable_pixel_spacing
 from .errors import InputError, first_line
 from .measures import measure
 from .whole_files import write_whole
@@ -141,10 +141,11 @@ def segmentation(result: Result, source_dataset: Dataset, *, series_number: int 
             description.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [modifier]
         descriptions.append(description)
     pixels = np.stack([m > 0 for m in masks.values()], axis=-1)[None]  # (frames, rows, columns, segments)
+    source = _without_unusable_spacing(source_dataset)
     try:
         with _source_name_as_it_is():
             seg = Segmentation(
-                source_images=[source_dataset], pixel_array=pixels, segmentation_type=SegmentationTypeValues.BINARY,
+                source_images=[source], pixel_array=pixels, segmentation_type=SegmentationTypeValues.BINARY,
                 segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=series_number,
                 sop_instance_uid=hd.UID(), instance_number=1, manufacturer="chexmask-rt",
                 manufacturer_model_name=result.model[:64], software_versions=_version(), device_serial_number="none",
@@ -162,6 +163,22 @@ def segmentation(result: Result, source_dataset: Dataset, *, series_number: int 
         del shared.PixelMeasuresSequence
     _drop_malformed_age(seg)
     return seg
+
+
+def _without_unusable_spacing(ds):
+    """``ds``, or where its Pixel Spacing is unusable (:func:`chexmask_rt.dicom_source.spacing_of` skips it too)
+    a copy without it: highdicom copies the attribute into the SEG and fails on one of a single value. Nothing
+    usable is lost: the SEG keeps no spacing without a Slice Thickness anyway (see :func:`segmentation`)."""
+    if not unusable_pixel_spacing(ds):
+        return ds
+    from pydicom.dataset import Dataset
+
+    # a dataset of its own over the same elements: a shallow copy would share the caller's, and lose its attribute
+    trimmed = Dataset({tag: ds.get_item(tag, keep_deferred=True) for tag in ds.keys()})
+    del trimmed.PixelSpacing
+    if hasattr(ds, "file_meta"):
+        trimmed.file_meta = ds.file_meta
+    return trimmed
 
 
 def _units(spacing):

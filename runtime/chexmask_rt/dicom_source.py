@@ -72,13 +72,21 @@ def _pair(ds, keyword: str) -> tuple[tuple[float, float] | None, str]:
     """A two-valued positive spacing attribute, or (None, why it is unusable); (None, "") when absent."""
     if keyword not in ds or ds[keyword].value in (None, ""):
         return None, ""
+    element = ds[keyword]
+    # pydicom gives a one-valued attribute as a scalar, not a list of one
+    items = element.value if element.VM > 1 else [element.value]
     try:
-        values = [float(v) for v in ds[keyword].value]
+        values = [float(v) for v in items]
     except (TypeError, ValueError):
-        return None, f"{keyword} {ds[keyword].value!r} is not numeric"
+        return None, f"{keyword} {element.value!r} is not numeric"
     if len(values) != 2 or not all(math.isfinite(v) and v > 0 for v in values):
         return None, f"{keyword} {values} is not two positive numbers"
     return (values[0], values[1]), ""
+
+
+def unusable_pixel_spacing(ds) -> str:
+    """Why the dataset's Pixel Spacing cannot be used ("" when it is absent or usable)."""
+    return _pair(ds, PIXEL_SPACING)[1]
 
 
 def spacing_of(ds) -> tuple[PixelSpacing | None, str]:
