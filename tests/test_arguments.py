@@ -66,3 +66,31 @@ def test_threads_must_be_an_integer(threads):
 
     with pytest.raises(ModelError, match="threads must be an integer or None"):
         chexmask_rt.load(threads=threads)
+
+
+@pytest.mark.parametrize("value", ["2", 1.5, True])
+def test_images_per_call_must_be_an_integer(value):
+    import chexmask_rt
+    from chexmask_rt.errors import ModelError
+
+    with pytest.raises(ModelError, match=f"images_per_call must be an integer, got {value!r}"):
+        chexmask_rt.load(engine_options=chexmask_rt.EngineOptions(images_per_call=value))
+
+
+def test_paths_that_name_the_wrong_thing_say_what_they_are(tmp_path):
+    import os
+
+    import chexmask_rt
+    from chexmask_rt.errors import ModelError
+    from chexmask_rt.image_io import read_image
+
+    os.symlink(tmp_path / "b.png", tmp_path / "a.png")
+    os.symlink(tmp_path / "a.png", tmp_path / "b.png")  # a loop
+    os.symlink(tmp_path / "gone.png", tmp_path / "broken.png")
+    for name in ("a.png", "broken.png"):
+        with pytest.raises(InputError, match=f"{name}: a broken or looping symbolic link"):
+            read_image(tmp_path / name)
+    with pytest.raises(InputError, match="expected an image path, got bytes"):
+        read_image(b"x.png")
+    with pytest.raises(ModelError, match=f"{tmp_path}: a folder, not a model file"):
+        chexmask_rt.load(tmp_path)

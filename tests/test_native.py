@@ -451,7 +451,7 @@ def test_core_refuses_bad_models(tmp_path):
     garbage.write_bytes(b"\x00not an onnx model" * 50)
     cases = [
         (tmp_path / "missing.onnx", "not found"),
-        (tmp_path, "not found"),
+        (tmp_path, "a folder, not a model file"),
         (garbage, "not a loadable ONNX model"),
         (_onnx_identity(tmp_path / "plain.onnx", {}), "not a chexmask-rt engine"),
         (_onnx_identity(tmp_path / "v2.onnx", {"chexmask_rt.format_version": "2"}), "format version"),

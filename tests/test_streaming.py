@@ -122,3 +122,26 @@ def test_a_pixel_limit_per_call_reaches_files_and_arrays(default_segmenter, shar
     assert all("above the pixel limit of 1,024 pixels" in str(o) for _, o in outcomes), [str(o) for _, o in outcomes]
     with pytest.raises(InputError, match="max_pixels"):  # a bad limit fails before the first image
         default_segmenter.predict_iter([array], max_pixels=5)
+
+
+def test_the_cores_refusal_of_a_file_names_the_file(tmp_path, default_segmenter, example1):
+    """predict_iter and batch decode first, then hand arrays to the core: its refusal must still name
+    the file (it said 'array'), with the image's real size (it said 65537 for any wider side)."""
+    import subprocess
+    import sys
+
+    import cv2
+
+    wide, deep = tmp_path / "wide.png", tmp_path / "deep.png"
+    cv2.imwrite(str(wide), np.zeros((40, 66000), np.uint8))
+    gray = cv2.imread(str(example1), cv2.IMREAD_GRAYSCALE)
+    cv2.imwrite(str(deep), gray.astype(np.uint16) * 16)  # 12 significant bits
+    (_, a), (_, b), (_, c) = default_segmenter.predict_iter([wide, str(deep), example1], samples=2, bit_depth=9)
+    assert str(a) == f"{wide}: dimensions 66000x40 are outside 1..65536"
+    assert str(b).startswith(f"{deep}: pixel values need 12 bits, more than bit_depth 9")
+    assert "(Python: None)" in str(b)
+    assert not isinstance(c, Exception)
+    out = tmp_path / "out"
+    subprocess.run([sys.executable, "-m", "chexmask_rt", "batch", str(tmp_path), "--out", str(out), "--samples", "2",
+                    "--no-progress"], capture_output=True, check=False)
+    assert f"{wide},InputError,{wide}: dimensions 66000x40" in (out / "errors.csv").read_text()

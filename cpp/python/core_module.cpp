@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <optional>
 #include <vector>
 
@@ -112,8 +113,11 @@ HeldImage hold(const py::handle& obj, std::optional<int> bit_depth) {
     if (!rows_of_packed_pixels(a)) a = py::array::ensure(a, py::array::c_style);
     ImageView v;
     v.data = a.data();
-    v.height = a.shape(0) > kMaxSide ? kMaxSide + 1 : static_cast<int>(a.shape(0));
-    v.width = a.shape(1) > kMaxSide ? kMaxSide + 1 : static_cast<int>(a.shape(1));
+    // the real sides, so that the core's refusal of a side past kMaxSide names them; only a side
+    // no int holds is clamped (to one the core refuses all the same)
+    constexpr py::ssize_t kIntMax = std::numeric_limits<int>::max();
+    v.height = static_cast<int>(std::min(a.shape(0), kIntMax));
+    v.width = static_cast<int>(std::min(a.shape(1), kIntMax));
     v.stride = static_cast<std::size_t>(a.strides(0));
     v.bit_depth = depth;
     v.size_bytes = a.shape(0) == 0 ? 0 : static_cast<std::size_t>((a.shape(0) - 1) * a.strides(0) + a.shape(1) * a.itemsize());

@@ -186,7 +186,7 @@ public:
     OnnxRuntimeBackend(const ModelSource& model, const EngineOptions& options) : path_(model.name) {
         struct stat st {};
         if (model.data == nullptr && (stat(path_.c_str(), &st) != 0 || !S_ISREG(st.st_mode))) {
-            throw ModelError(path_ + ": model file not found");
+            throw ModelError(path_ + (S_ISDIR(st.st_mode) ? ": a folder, not a model file" : ": model file not found"));
         }
         Ort::Env& env = runtime_env(options.onnxruntime_library);
         providers_ = providers_for(options.device);

@@ -290,7 +290,8 @@ class _Run:
 
     def infer(self, chunk: list[tuple[str, np.ndarray]], **run) -> None:
         """Each image's answer, or its own failure (``streaming.segment_each``)."""
-        for (image, _), answer in zip(chunk, segment_each(self.segmenter, [a for _, a in chunk], **run)):
+        answers = segment_each(self.segmenter, [a for _, a in chunk], [image for image, _ in chunk], **run)
+        for (image, _), answer in zip(chunk, answers):
             if isinstance(answer, Exception):
                 self.fail(image, answer)
             else:

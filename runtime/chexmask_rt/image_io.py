@@ -35,13 +35,16 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> np.
     ``max_pixels``: the pixel limit (default: ``$CHEXMASK_RT_MAX_PIXELS``, else 64 MP); a larger
     image, a file larger than such an image could be, and a multi-page TIFF are InputErrors."""
     limit = resolve_max_pixels(max_pixels)
+    if not isinstance(path, (str, os.PathLike)):
+        raise InputError(f"expected an image path, got {type(path).__name__}")
     p = Path(path)
     try:  # stat refuses some paths itself: a name too long, a folder without search permission
         exists, regular = p.exists(), p.is_file()
     except OSError as exc:
         raise InputError(f"{p}: cannot read file ({exc.strerror or exc})") from None
     if not exists:
-        raise InputError(f"{p}: no such file")
+        # exists() is False for a link whose target is missing or loops too: say which
+        raise InputError(f"{p}: a broken or looping symbolic link" if p.is_symlink() else f"{p}: no such file")
     if not regular:
         raise InputError(f"{p}: not a regular file")
     try:

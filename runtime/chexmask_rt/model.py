@@ -106,9 +106,6 @@ def load(model: str | os.PathLike | None = None, *, backend: str = "auto", threa
     options = engine_options or EngineOptions()
     if threads is not None:
         options = dataclasses.replace(options, threads=threads)
-    if options.threads is not None and (isinstance(options.threads, bool) or not isinstance(options.threads, int)):
-        # int() would take '2' or 1.5 without a word; the core checks the range
-        raise ModelError(f"threads must be an integer or None, got {options.threads!r}")
     if device is not None:
         options = dataclasses.replace(options, device=device)
     segmenter = Segmenter(path, options)
@@ -140,6 +137,12 @@ class Segmenter:
     the engine calls in flight (:mod:`chexmask_rt.fork_gate`)."""
 
     def __init__(self, path: str | os.PathLike, options: EngineOptions = EngineOptions()):
+        # int() would take '2' or 1.5 without a word, and pybind11 refuses them in a page of
+        # signatures; the core checks the ranges
+        for name in ("threads", "images_per_call"):
+            value = getattr(options, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ModelError(f"{name} must be an integer{' or None' if name == 'threads' else ''}, got {value!r}")
         self.path = Path(path)
         with engine_call():
             self._engine = core.Engine(str(self.path), core.onnxruntime_library(), int(options.threads or 0),

@@ -99,11 +99,14 @@ def _stream(segmenter, inputs: Iterator[ImageLike], options: dict, batch_size: i
 _END = object()
 
 
-def segment_each(segmenter, arrays: list[np.ndarray], **options) -> list[Result | Exception]:
+def segment_each(segmenter, arrays: list[np.ndarray], names: list[str | None] | None = None,
+                 **options) -> list[Result | Exception]:
     """The core's answer for each decoded array, or the exception of the array it is about: when the
     chunk fails, each array again alone, so that one bad image gets the error and the others their
     results (``predict_iter`` and ``chexmask-rt batch``). A ModelError other than a non-finite output
-    is the engine's, not an image's: raised. ``options`` as ``predict_batch`` takes them."""
+    is the engine's, not an image's: raised. ``names``: the files the arrays were read from, for the
+    errors' messages. ``options`` as ``predict_batch`` takes them."""
+    names = names or [None] * len(arrays)
     try:
         return list(segmenter.predict_batch(arrays, **{**options, "batch_size": len(arrays)}))
     except NonFiniteOutputError as exc:  # the engine failed on these images, not on every image
@@ -113,8 +116,18 @@ def segment_each(segmenter, arrays: list[np.ndarray], **options) -> list[Result 
     except Exception as exc:  # one image's failure must not stop the others
         error = exc
     if len(arrays) == 1:
-        return [error]
-    return [segment_each(segmenter, [one], **options)[0] for one in arrays]
+        return [_naming(error, names[0])]
+    return [segment_each(segmenter, [one], [name], **options)[0] for one, name in zip(arrays, names)]
+
+
+def _naming(error: Exception, name: str | None) -> Exception:
+    """``error`` with the file's name where the core's refusal of the array says "array"."""
+    text = str(error)
+    if name is None or not isinstance(error, ChexmaskError) or not text.startswith("array: "):
+        return error
+    named = type(error)(f"{name}: {text.removeprefix('array: ')}")
+    named.__cause__ = error.__cause__
+    return named
 
 
 def _segment(segmenter, decoded: list[tuple[ImageLike, tuple[np.ndarray, str | None]]],
@@ -122,6 +135,6 @@ def _segment(segmenter, decoded: list[tuple[ImageLike, tuple[np.ndarray, str | N
     """Each decoded input's result, named and sourced as the input, or its error."""
     if not decoded:
         return []
-    answers = segment_each(segmenter, [gray for _, (gray, _) in decoded], **options)
+    answers = segment_each(segmenter, [gray for _, (gray, _) in decoded], [name for _, (_, name) in decoded], **options)
     return [_as_error(item, a) if isinstance(a, Exception) else with_source(dataclasses.replace(a, image=name), item)
             for a, (item, (_, name)) in zip(answers, decoded)]
