@@ -1,5 +1,6 @@
 """Both published checkpoint layouts load; every mismatch is a ModelError naming the problem."""
 import json
+import re
 import shutil
 
 import pytest
@@ -53,6 +54,22 @@ def test_unknown_missing_and_misshaped_keys_are_named(fixture_dir, tmp_path):
     assert "dec_lin.bias" in msg and "surprise.weight" in msg and "encoder.fc_mu.bias (7,)" in msg
 
 
+@pytest.mark.parametrize("key, value, needle", [
+    ("use_skip", "false", "use_skip must be true or false, got 'false'"),
+    ("inputsize", 256.9, "inputsize must be an integer, got 256.9"),
+    ("latents", "64", "latents must be an integer, got '64'"),
+    ("filters", [2, 32, True], "filters must be an integer, got True"),
+    ("filters", 32, "filters must be a list of integers, got 32"),
+])
+def test_config_values_are_checked_not_coerced(fixture_dir, tmp_path, key, value, needle):
+    cfg = json.loads((fixture_dir / "config.json").read_text())
+    cfg[key] = value
+    wrong = tmp_path / "config.json"
+    wrong.write_text(json.dumps(cfg))
+    with pytest.raises(ModelError, match=re.escape(needle)):
+        load_checkpoint(fixture_dir / "pytorch_model.bin", config=wrong)
+
+
 def test_wrong_sized_config_is_refused(fixture_dir, tmp_path):
     cfg = json.loads((fixture_dir / "config.json").read_text())
     cfg["inputsize"] = 512
@@ -83,15 +100,18 @@ def test_a_git_lfs_pointer_says_to_fetch_the_weights(tmp_path):
         load_checkpoint(tmp_path)
 
 
-@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), "int32", "complex64"])
 def test_non_finite_weights_are_refused_by_name(fixture_dir, tmp_path, value):
     state = torch.load(fixture_dir / "pytorch_model.bin", map_location="cpu", weights_only=True)
-    state["model.dec_lin.bias"][3] = value
+    if isinstance(value, str):
+        state["model.dec_lin.bias"] = state["model.dec_lin.bias"].to(getattr(torch, value))
+    else:
+        state["model.dec_lin.bias"][3] = value
     folder = tmp_path / "nan"
     folder.mkdir()
     shutil.copy(fixture_dir / "config.json", folder)
     torch.save(state, folder / "pytorch_model.bin")
-    with pytest.raises(ModelError, match=r"1 tensors hold NaN, infinite or complex values \(model\.dec_lin\.bias\)"):
+    with pytest.raises(ModelError, match=r"1 tensors are not finite floating-point values \(model\.dec_lin\.bias\)"):
         load_checkpoint(folder)
 
 

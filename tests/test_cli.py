@@ -95,6 +95,13 @@ def test_export_command_writes_a_loadable_engine(tmp_path):
     np.testing.assert_allclose(a.landmarks, b.landmarks, atol=1e-3)
 
 
+def test_export_refuses_metadata_that_is_not_utf8_before_working(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "chexmask_rt", "export", "--checkpoint", str(FIXTURES / "noskip_256"),
+                           "--output", str(tmp_path / "m.onnx"), "--name", b"bad\xff"], capture_output=True, text=True)
+    assert proc.returncode == 3 and "--name 'bad\\udcff' is not valid UTF-8" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "m.onnx").exists()
+
+
 def test_export_never_destroys_an_input_or_writes_a_text_model(tmp_path):
     ckpt = tmp_path / "ck"
     shutil.copytree(FIXTURES / "noskip_256", ckpt)
@@ -115,6 +122,8 @@ def test_export_never_destroys_an_input_or_writes_a_text_model(tmp_path):
     (["predict", "{example}", "--samples", "0"], 2, "argument --samples: samples must be an integer in 1..10000"),
     (["predict", "{example}", "--model", "/nonexistent/m.onnx"], 4, "/nonexistent/m.onnx: model file not found"),
     (["export", "--checkpoint", "/nonexistent/ck.pt", "--output", "{tmp}/o.onnx"], 4, "/nonexistent/ck.pt"),
+    (["export", "--checkpoint", "/nonexistent/ck.pt", "--output", "{tmp}/o.onnx", "--name", ""], 3,
+     "--name must not be empty"),
     (["predict"], 2, "usage"),
     (["frobnicate"], 2, "usage"),
 ])

@@ -54,17 +54,23 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict, source: str) -> "ModelConfig":
         known = {"latents", "inputsize", "K", "filters", "use_skip"}
-        try:
-            cfg = cls(
-                latents=int(d.get("latents", 64)),
-                inputsize=int(d.get("inputsize", 1024)),
-                K=int(d.get("K", 6)),
-                filters=tuple(int(f) for f in d.get("filters", (2, 32, 32, 32, 16, 16, 16))),
-                use_skip=bool(d.get("use_skip", True)),
-                extra={k: v for k, v in d.items() if k not in known},
-            )
-        except (TypeError, ValueError) as exc:
-            raise ModelError(f"{source}: invalid config value ({exc})") from exc
+
+        def integer(value, key: str) -> int:
+            # int() would take 256.9 or "256", and bool() takes "false" for True: a config that says
+            # something else than what is built must be refused, naming the key
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ModelError(f"{source}: invalid config value: {key} must be an integer, got {value!r}")
+            return value
+
+        filters = d.get("filters", (2, 32, 32, 32, 16, 16, 16))
+        if not isinstance(filters, (list, tuple)):
+            raise ModelError(f"{source}: invalid config value: filters must be a list of integers, got {filters!r}")
+        use_skip = d.get("use_skip", True)
+        if not isinstance(use_skip, bool):
+            raise ModelError(f"{source}: invalid config value: use_skip must be true or false, got {use_skip!r}")
+        cfg = cls(latents=integer(d.get("latents", 64), "latents"), inputsize=integer(d.get("inputsize", 1024), "inputsize"),
+                  K=integer(d.get("K", 6), "K"), filters=tuple(integer(f, "filters") for f in filters),
+                  use_skip=use_skip, extra={k: v for k, v in d.items() if k not in known})
         cfg.validate(source)
         return cfg
 
@@ -116,10 +122,11 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ModelError(f"{path}: expected a state dict of tensors")
-    # an engine of such weights would fail on every image, far from the cause
-    bad = [k for k, v in obj.items() if v.is_complex() or (v.is_floating_point() and not torch.isfinite(v).all())]
+    # an engine of such weights would fail on every image, or be cast to floats without a word (an
+    # integer tensor moved the landmarks 62 px): a corrupt or foreign file, not HybridGNet's weights
+    bad = [k for k, v in obj.items() if not v.is_floating_point() or not torch.isfinite(v).all()]
     if bad:
-        raise ModelError(f"{path}: {len(bad)} tensors hold NaN, infinite or complex values ({', '.join(bad[:3])})")
+        raise ModelError(f"{path}: {len(bad)} tensors are not finite floating-point values ({', '.join(bad[:3])})")
     return dict(obj)
 
 

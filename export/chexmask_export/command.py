@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from chexmask_rt.errors import ModelError
+from chexmask_rt.errors import InputError, ModelError
 
 MISSING_EXTRAS = "export needs the export extras (torch, onnx): pip install 'chexmask-rt[export]'"
 
@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
         from .onnx_export import build_network, export_onnx
     except ImportError as exc:
         raise ModelError(f"{MISSING_EXTRAS} ({exc})") from None
+    _check_metadata_text(args)  # before the minutes of exporting
     ckpt = load_checkpoint(args.checkpoint, args.config, offsets=not args.no_landmark_offsets)
     _refuse_overwriting_inputs(args.output, ckpt, args.config)
     info = export_onnx(build_network(ckpt), args.output, checkpoint_sha256=ckpt.sha256,
@@ -67,3 +68,16 @@ def _refuse_overwriting_inputs(output: str, ckpt, config: str | None) -> None:
     for source in inputs:
         if target.exists() and source.exists() and target.samefile(source):
             raise ModelError(f"--output {output} is the export's input {source}; write the engine elsewhere")
+
+
+def _check_metadata_text(args: argparse.Namespace) -> None:
+    """The texts stored in the engine: UTF-8 (ONNX metadata is text; a name in another encoding fails
+    only when the engine is written), and a name and version that make an id ("name:version")."""
+    for option, text in (("--name", args.name), ("--model-version", args.model_version),
+                         ("--description", args.description)):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InputError(f"{option} {text!r} is not valid UTF-8") from None
+        if option != "--description" and not text.strip():
+            raise InputError(f"{option} must not be empty: results name the model by name:version")
