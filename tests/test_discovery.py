@@ -211,4 +211,9 @@ def test_a_rerun_that_spells_the_input_another_way_resumes(tmp_path, shared_imag
     out, images = batch("..", cwd=root / "sub")
     assert "0 done" in out and len(images) == 3
     manifest = json.loads((tmp_path / "out" / "batch.json").read_text())
-    assert manifest["Inputs"] == ["archive", str(root), ".."]
+    assert manifest["Inputs"] == [["archive", str(root)], [str(root), str(root)], ["..", str(root)]]
+    # another folder whose images have the same paths below it is another INPUT: nothing of it is done
+    other = tmp_path / "other"
+    shutil.copytree(root, other)
+    out, images = batch("other", cwd=tmp_path)
+    assert "3 done" in out and len(images) == 6

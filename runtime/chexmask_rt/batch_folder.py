@@ -38,8 +38,9 @@ from .whole_files import ENCODING, write_text_whole
 RESULTS_NAME, ERRORS_NAME, MASKS_NAME = "results.csv", "errors.csv", "masks"
 MANIFEST_NAME, LOCK_NAME = "batch.json", ".chexmask-rt.lock"
 MANIFEST_FORMAT = "chexmask-rt batch 1"
-# the input folders (as each run spelled them) whose images the folder holds: resume compares images by
-# their path below these, so a rerun may spell INPUT another way (./a, /abs/a, another mount point)
+# the input folders whose images the folder holds, each as [spelled as the run gave it, its real path]:
+# resume compares images by their path below the folders that are this run's INPUT (the same real path),
+# so a rerun may spell INPUT another way (./a, /abs/a, from another working folder)
 INPUTS_KEY = "Inputs"
 
 
@@ -77,14 +78,15 @@ def folder_lock(out: Path) -> Iterator[bool]:
         os.close(fd)  # releases the lock
 
 
-def open_folder(out: Path, identity: dict[str, str], input_root: str | None = None) -> set[str]:
+def open_folder(out: Path, identity: dict[str, str], input_root: str | None = None) -> set:
     """Check that ``out`` may receive this run's results, repair a cut ``results.csv`` and write the
     manifest; returns the images already done. Call it holding :func:`folder_lock`.
 
     ``identity``: the engine's sha256 and the settings, as strings; a folder made with others is refused.
     ``input_root``: the folder this run's images lie in (:func:`chexmask_rt.shards.input_root`), kept in
     the manifest; with it the images done are returned as :func:`input_key` keys, to be compared with
-    ``input_key(image, [input_root])``, so that a rerun may spell the folder another way."""
+    ``input_key(image, [input_root])``: an image done by a run that spelled the same folder another
+    way counts as done; one from another folder never matches."""
     manifest = out / MANIFEST_NAME
     if manifest.exists():
         recorded = _check_manifest(manifest, identity)
@@ -94,22 +96,27 @@ def open_folder(out: Path, identity: dict[str, str], input_root: str | None = No
             raise InputError(f"{out}: holds {', '.join(foreign)} but no {MANIFEST_NAME}, so chexmask-rt batch did "
                              "not write it; nothing was changed: use another --out")
         recorded = {"format": MANIFEST_FORMAT, **identity}
-    roots = list(recorded.get(INPUTS_KEY) or [])
-    if input_root is not None and input_root not in roots:
-        roots.append(input_root)
-    if not manifest.exists() or roots != list(recorded.get(INPUTS_KEY) or []):
-        _write_manifest(manifest, {**recorded, INPUTS_KEY: roots} if roots else recorded)
+    inputs = [list(pair) for pair in recorded.get(INPUTS_KEY) or []]
+    here = None if input_root is None else [input_root, os.path.realpath(input_root)]
+    if here is not None and here not in inputs:
+        inputs.append(here)
+    if not manifest.exists() or inputs != recorded.get(INPUTS_KEY, []):
+        _write_manifest(manifest, {**recorded, INPUTS_KEY: inputs} if inputs else recorded)
     done = _done_images(out / RESULTS_NAME)
-    return done if input_root is None else {input_key(image, roots) for image in done}
+    if here is None:
+        return done
+    same = [spelled for spelled, real in inputs if real == here[1]]  # this INPUT, however it was spelled
+    return {input_key(image, same) for image in done}
 
 
-def input_key(image: str, roots: Sequence[str]) -> str:
-    """``image``'s path below the first of ``roots`` that prefixes it as written, normalised; the
-    image as written when none does (an absolute entry of a list)."""
+def input_key(image: str, roots: Sequence[str]) -> str | tuple[str, str]:
+    """``image``'s path below the first of ``roots`` that prefixes it as written, normalised (tagged,
+    so that it never equals an image as written); else the image as written (an entry of a list
+    outside its folder, or an image of another INPUT)."""
     for root in roots:
         prefix = root.rstrip("/") + "/"
         if image.startswith(prefix):
-            return os.path.normpath(image[len(prefix):])
+            return ("below INPUT", os.path.normpath(image[len(prefix):]))
     return image
 
 

@@ -186,8 +186,9 @@ def merge_folders(folders: Sequence[str | os.PathLike], out: str | os.PathLike) 
         raise
     os.replace(partial, out / RESULTS_NAME)  # last: a folder with results.csv is a finished merge
     if len(manifests) == len(paths):  # the merged rows share one engine and settings: say which
-        inputs = [root for m in manifests.values() for root in m.get(INPUTS_KEY) or []]
-        merged = {**next(iter(manifests.values())), "Shard": "merged", INPUTS_KEY: list(dict.fromkeys(inputs))}
+        inputs = [pair for m in manifests.values() for pair in m.get(INPUTS_KEY) or []]
+        merged = {**next(iter(manifests.values())), "Shard": "merged",
+                  INPUTS_KEY: [list(pair) for pair in dict.fromkeys(map(tuple, inputs))]}
         (out / MANIFEST_NAME).write_text(json.dumps(merged, indent=1) + "\n", encoding="utf-8")
     return MergeSummary(folders=len(paths), rows=rows, duplicates=duplicates, errors=errors,
                         missing_shards=missing, shard_count=count)
