@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import tempfile
 import time
 from pathlib import Path
 
@@ -178,12 +179,15 @@ def _deviation_or_error(checkpoint: Path, device: torch.device, images: list[Pat
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--device", default="cuda")
+    p.add_argument("--device", help="default cuda; with --smoke on a machine without CUDA, cpu")
     p.add_argument("--data", type=Path, default=DATA)
-    p.add_argument("--out", type=Path, default=HERE / "results")
+    p.add_argument("--out", type=Path, help="default benchmarks/results; with --smoke a temporary folder, "
+                   "so that a check of the script never lands beside the committed GPU results")
     p.add_argument("--smoke", action="store_true", help="tiny sizes, to check the script on a CPU")
     args = p.parse_args(argv)
-    device = torch.device(args.device)
+    device = torch.device(args.device or ("cpu" if args.smoke and not torch.cuda.is_available() else "cuda"))
+    if args.out is None:
+        args.out = Path(tempfile.mkdtemp(prefix="gpu_check_smoke_")) if args.smoke else HERE / "results"
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     samples, batches, calls = (4, (1, 2), 2) if args.smoke else (SAMPLES, (1, 32), 30)
     images = sorted(q for q in args.data.iterdir() if q.suffix in (".png", ".jpg"))[: 1 if args.smoke else None]

@@ -4,7 +4,8 @@
     python -m benchmarks.run --throughput [--rounds 8]
 
 --quick times 5 calls per case instead of 20, except the two cases the targets are
-computed from (published-1024, batch 1, K = 1 and 50), which keep 20.
+computed from (published-1024, batch 1, K = 1 and 50), which keep 20; it writes quick.{json,md}
+and quick_latency_vs_k.png, never the full run's latest.{json,md} and latency_vs_k.png.
 
 Models: the published architecture at 1024 (seeded random weights in the published
 layout; timing does not depend on their values) and the shipped default model.
@@ -556,9 +557,11 @@ def main(argv: list[str] | None = None) -> int:
             + baseline_markdown(baseline_rows) + "\n"
             + "Targets (published-1024, batch 1, this run):\n\n" + "\n".join(f"- {s}" for s in report["targets"])
             + "\n\n" + settings_markdown(settings_rows) + "\n" + throughput_markdown(throughput_rows))
-    (args.out / "latest.json").write_text(json.dumps(report, indent=1))
-    (args.out / "latest.md").write_text(text)
-    plot(rows, args.out / "latency_vs_k.png", machine)
+    # a quick run never replaces the committed full run's files, which the README quotes
+    stem = "quick" if args.quick else "latest"
+    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=1))
+    (args.out / f"{stem}.md").write_text(text)
+    plot(rows, args.out / ("quick_latency_vs_k.png" if args.quick else "latency_vs_k.png"), machine)
     if args.json:
         args.json.write_text(json.dumps(rows + settings_rows, indent=1))
     print(text)
