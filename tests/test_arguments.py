@@ -1,5 +1,7 @@
 """Arguments of predict, predict_batch and predict_iter are checked before any image is read, with a
 typed error that names the argument; never a raw TypeError, never a path taken apart letter by letter."""
+import re
+
 import numpy as np
 import pytest
 
@@ -94,3 +96,43 @@ def test_paths_that_name_the_wrong_thing_say_what_they_are(tmp_path):
         read_image(b"x.png")
     with pytest.raises(ModelError, match=f"{tmp_path}: a folder, not a model file"):
         chexmask_rt.load(tmp_path)
+
+
+@pytest.mark.parametrize("options, needle", [
+    (dict(device=None), "device must be a string, got None"),
+    (dict(layout_optimizations="yes"), "layout_optimizations must be True or False, got 'yes'"),
+    (dict(memory_pattern=1), "memory_pattern must be True or False, got 1"),
+])
+def test_engine_options_of_the_wrong_type_are_model_errors(options, needle):
+    import chexmask_rt
+    from chexmask_rt.errors import ModelError
+
+    with pytest.raises(ModelError, match=re.escape(needle)):
+        chexmask_rt.load(engine_options=chexmask_rt.EngineOptions(**options))
+    with pytest.raises(ModelError, match="engine_options must be a chexmask_rt.EngineOptions, got dict"):
+        chexmask_rt.load(engine_options={"threads": 1})
+
+
+def test_a_path_names_the_tensorrt_cache_as_a_string_does(tmp_path):
+    import chexmask_rt
+
+    assert chexmask_rt.load(engine_options=chexmask_rt.EngineOptions(tensorrt_cache_dir=tmp_path)).info.trained
+
+
+def test_one_rgb_image_where_a_list_belongs_is_refused(default_segmenter):
+    rgb = np.zeros((64, 64, 3), np.uint8)
+    with pytest.raises(InputError, match="expected a list of images, got a single ndarray"):
+        default_segmenter.predict_batch(rgb, samples=2)
+    with pytest.raises(InputError, match="expected a list of images"):
+        list(default_segmenter.predict_iter(rgb, samples=2))
+
+
+def test_results_are_equal_only_when_every_array_is(default_segmenter, example1):
+    import dataclasses
+
+    a = default_segmenter.predict(example1, samples=3, second_look=False)
+    b = default_segmenter.predict(example1, samples=3, second_look=False)
+    assert a == b and hash(a) == hash(b) and len({a, b}) == 1
+    moved = dataclasses.replace(a, landmarks=a.landmarks + np.eye(1, a.landmarks.size).reshape(a.landmarks.shape))
+    assert moved != a and len({a, moved}) == 2
+    assert dataclasses.replace(a, latent_sigma=a.latent_sigma * 2) != a

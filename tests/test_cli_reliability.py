@@ -145,3 +145,31 @@ def test_a_cut_tiff_gives_one_line_without_opencvs_log(tmp_path):
     assert proc.returncode == 3, proc.stderr
     assert proc.stderr.strip().splitlines() == [f"chexmask-rt: error: {cut}: not a readable image "
                                                 "(corrupt, truncated or unsupported format)"], proc.stderr
+
+
+def test_a_non_finite_output_says_which_image_of_the_callers_list(tmp_path, shared_images):
+    """index counts from predict_batch's list (the core counts within a chunk), and reason is set."""
+    model = onnx.load(str(chexmask_rt.default_model_path()))
+    image_input = model.graph.input[0].name
+    for node in model.graph.node:
+        node.output[:] = ["landmarks_mean_finite" if o == "landmarks_mean" else o for o in node.output]
+    model.graph.initializer.extend([numpy_helper.from_array(np.array(np.nan, np.float32), "nan_value"),
+                                    numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+                                    numpy_helper.from_array(np.array(0.999, np.float32), "white")])
+    model.graph.node.extend([  # NaN only for an image that is white everywhere
+        helper.make_node("ReduceMin", [image_input], ["darkest"], keepdims=0),
+        helper.make_node("Greater", ["darkest", "white"], ["is_white"]),
+        helper.make_node("Where", ["is_white", "nan_value", "zero"], ["added"]),
+        helper.make_node("Add", ["landmarks_mean_finite", "added"], ["landmarks_mean"])])
+    path = tmp_path / "white_nan.onnx"
+    onnx.save(model, path)
+    seg = chexmask_rt.load(path)
+    gray = to_gray(read_image(shared_images[0]))
+    white = np.full((64, 64), 255, np.uint8)
+    with pytest.raises(NonFiniteOutputError) as err:
+        seg.predict_batch([gray, gray, white], samples=2, batch_size=2, second_look=False)
+    assert err.value.index == 2 and err.value.reason.startswith("the engine white_nan.onnx returned NaN")
+    assert str(err.value).startswith("array: the engine white_nan.onnx returned NaN")
+    with pytest.raises(NonFiniteOutputError) as err:
+        seg.predict(white, samples=2, second_look=False)
+    assert err.value.index == 0

@@ -62,3 +62,12 @@ def test_a_tall_narrow_image_keeps_its_text_inside(default_segmenter, chest):
     picture = draw_overlay(tall, default_segmenter.predict(tall, samples=4))
     assert picture.shape[1] == round(300 * 1024 / 2000)
     assert _legend_rows_cut_at_the_right(picture) == 0
+
+
+def test_a_picture_of_another_size_than_the_result_is_refused(default_segmenter, chest):
+    """cv2.imread turns an EXIF-rotated JPEG; the contours would land across the turned chest."""
+    from chexmask_rt.errors import InputError
+
+    r = default_segmenter.predict(chest, samples=2, second_look=False)
+    with pytest.raises(InputError, match=r"the picture is \d+x\d+ pixels but the result is of a \d+x\d+ image"):
+        draw_overlay(np.ascontiguousarray(np.rot90(chest)), r)

@@ -164,7 +164,7 @@ class Engine:
         value, content <= 255 as uint8) or float32 in [0, 1].
         second_look: a second engine call on a crop around the first answer's lungs (README, "The second look");
         None: the engine's own default (info.second_look)."""
-    def predict_batch(self, images: list[npt.NDArray[np.uint8] | npt.NDArray[np.uint16] | npt.NDArray[np.float32]],
+    def predict_batch(self, images: Sequence[npt.NDArray[np.uint8] | npt.NDArray[np.uint16] | npt.NDArray[np.float32]],
                       samples: int, seed: int = 0,
                       bit_depth: int | Sequence[int | None] | None = None,
                       second_look: bool | None = None) -> list[Result]:

@@ -15,10 +15,11 @@ class ModelError(ChexmaskError):
 
 
 class NonFiniteOutputError(ModelError):
-    """The engine returned NaN or infinite values for one image: a faulty engine, but only this
-    image's answer is lost (``chexmask-rt batch`` records it and goes on). The core checks every
-    result; as it raises this error, ``index`` is the image's position in the list given to
-    ``predict_batch`` and ``reason`` the message without it."""
+    """The engine returned NaN or infinite values for one image: a faulty engine. ``predict`` and
+    ``predict_batch`` (all or nothing) raise it; ``predict_iter`` yields it as that image's outcome
+    and ``chexmask-rt batch`` records it, and both go on. The core checks every result; ``index``
+    is the image's position in the list given to ``predict_batch`` (0 for ``predict``) and
+    ``reason`` the message without the image's name."""
 
     index: int | None = None
     reason: str | None = None

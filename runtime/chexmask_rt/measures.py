@@ -28,7 +28,7 @@ multiplied by the column spacing and areas by row x column spacing. The ratio ha
 result carries them (``Result.landmark_samples``: engines exported with ``--samples-output``,
 either backend; after a pooled second look, both looks' samples). Per-landmark stds alone
 cannot give it: how the landmarks move together matters, and approximations from the
-marginal stds as if independent were measured 0.75-1.39x off for the CTR and 1.11-3.80x off for
+marginal stds as if independent were measured 0.93-1.41x off for the CTR and 1.20-3.42x off for
 the areas on the shared radiographs (``python -m benchmarks.measure_std``). Without samples the std is None, and
 ``std_note`` says why.
 """

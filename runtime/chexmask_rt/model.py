@@ -64,6 +64,27 @@ class EngineOptions:
     device (README, "Batches and the default chunk size")."""
 
 
+def _checked(options: EngineOptions) -> EngineOptions:
+    """``options`` with each field of the type it documents (a path for the cache folder taken as its
+    text), else a ModelError naming it: int() would take '2' or 1.5 without a word, and pybind11
+    refuses the rest with a page of signatures. The core checks the ranges."""
+    if not isinstance(options, EngineOptions):
+        raise ModelError(f"engine_options must be a chexmask_rt.EngineOptions, got {type(options).__name__}")
+    cache = options.tensorrt_cache_dir
+    if isinstance(cache, os.PathLike):
+        options = dataclasses.replace(options, tensorrt_cache_dir=os.fspath(cache))
+    expected = {"threads": (int, True), "images_per_call": (int, False), "layout_optimizations": (bool, False),
+                "memory_pattern": (bool, False), "device": (str, False), "tensorrt_cache_dir": (str, True)}
+    for name, (kind, optional) in expected.items():
+        value = getattr(options, name)
+        if value is None and optional:
+            continue
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            what = {int: "an integer", bool: "True or False", str: "a string"}[kind]
+            raise ModelError(f"{name} must be {what}{' or None' if optional else ''}, got {value!r}")
+    return options
+
+
 def default_model_path() -> Path:
     """Path of the engine shipped inside the package (see MODEL_CARD.md)."""
     return Path(str(resources.files("chexmask_rt") / "models" / "default.onnx"))
@@ -103,7 +124,7 @@ def load(model: str | os.PathLike | None = None, *, backend: str = "auto", threa
     if max_pixels is not None:
         resolve_max_pixels(max_pixels)  # a bad limit fails here, not at the first image
     path = default_model_path() if model is None else Path(model)
-    options = engine_options or EngineOptions()
+    options = _checked(EngineOptions() if engine_options is None else engine_options)
     if threads is not None:
         options = dataclasses.replace(options, threads=threads)
     if device is not None:
@@ -131,18 +152,19 @@ def _named(chunk: list[tuple[np.ndarray, str | None]], bit_depth: int | None, er
     return error
 
 
+def _non_finite(message: str, index: int | None, reason: str | None) -> NonFiniteOutputError:
+    error = NonFiniteOutputError(message)
+    error.index, error.reason = index, reason
+    return error
+
+
 class Segmenter:
     """A loaded engine (the core's ``_core.Engine``). Thread-safe: one instance may serve many threads,
     and a process forked from one (``multiprocessing``'s "fork") may use it too: a fork waits for
     the engine calls in flight (:mod:`chexmask_rt.fork_gate`)."""
 
     def __init__(self, path: str | os.PathLike, options: EngineOptions = EngineOptions()):
-        # int() would take '2' or 1.5 without a word, and pybind11 refuses them in a page of
-        # signatures; the core checks the ranges
-        for name in ("threads", "images_per_call"):
-            value = getattr(options, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-                raise ModelError(f"{name} must be an integer{' or None' if name == 'threads' else ''}, got {value!r}")
+        options = _checked(options)
         self.path = Path(path)
         with engine_call():
             self._engine = core.Engine(str(self.path), core.onnxruntime_library(), int(options.threads or 0),
@@ -232,7 +254,11 @@ class Segmenter:
         results: list[Result] = []
         for start in range(0, len(images), batch_size):
             chunk = [decode(item, limit) for item in images[start:start + batch_size]]
-            results.extend(self._segment(chunk, samples, seed, bit_depth, second_look))
+            try:
+                results.extend(self._segment(chunk, samples, seed, bit_depth, second_look))
+            except NonFiniteOutputError as exc:  # its index counts from the chunk: count from the caller's list
+                index = None if exc.index is None else start + exc.index
+                raise _non_finite(str(exc), index, exc.reason) from None
         return [with_source(r, item) for r, item in zip(results, images)]
 
     def _segment(self, chunk: list[tuple[np.ndarray, str | None]], samples: int, seed: int, bit_depth: int | None,
@@ -244,7 +270,8 @@ class Segmenter:
         except NonFiniteOutputError as exc:  # the core counts images; name the file instead
             index = getattr(exc, "index", None)
             name = chunk[index][1] if index is not None and index < len(chunk) else None
-            raise NonFiniteOutputError(f"{name or 'array'}: {getattr(exc, 'reason', None) or exc}") from None
+            reason = getattr(exc, "reason", None) or str(exc)
+            raise _non_finite(f"{name or 'array'}: {reason}", index, reason) from None
         except InputError as exc:  # the core says "image"; name the file that is refused
             raise _named(chunk, bit_depth, exc) from None
         return [Result.from_core(out, model=self.model_id, image=name) for out, (_, name) in zip(outs, chunk)]
@@ -257,7 +284,8 @@ class Segmenter:
 
         Unlike ``predict_batch``, which raises for the whole list when one image is bad, each input
         gets its own outcome: a file that cannot be read or an array that cannot be segmented yields
-        its error and the rest go on. A ``ModelError`` (the engine itself failing) is raised.
+        its error and the rest go on, as does an image the engine answered with NaN
+        (``NonFiniteOutputError``); any other ``ModelError`` (the engine itself failing) is raised.
         ``workers`` threads decode up to ``ahead`` images (default ``2 * batch_size``) beyond the chunk
         being segmented, so decoding overlaps the engine and at most ``batch_size + ahead`` decoded
         images are held. Results equal ``predict_batch``'s for the same chunks; other arguments

@@ -5,6 +5,7 @@ import cv2
 import numpy as np
 
 from .anatomy import organ_slices
+from .errors import InputError
 from .notice import INTENDED_USE
 from .result import Result, look_kind
 
@@ -72,7 +73,12 @@ def draw_overlay(image: np.ndarray, result: Result, *, max_side: int = 1024) -> 
 
     The picture is the image scaled to ``max_side`` on its longer side (up to ``MIN_SIDE`` for a
     smaller one). Where the legend would cover more than half of it (a short, wide image), the
-    legend goes on a black band below the image instead."""
+    legend goes on a black band below the image instead. ``image`` must be the image the result was
+    made from, as read (``chexmask_rt.image_io.read_image``): another size is an InputError, since the
+    contours would be drawn in the wrong place (e.g. over ``cv2.imread``'s turn of an EXIF-rotated JPEG)."""
+    if tuple(np.shape(image)[:2]) != (result.height, result.width):
+        raise InputError(f"the picture is {np.shape(image)[1]}x{np.shape(image)[0]} pixels but the result is of a "
+                         f"{result.width}x{result.height} image: draw over the image the result was made from")
     canvas = _display_gray(image)
     longer = max(canvas.shape[:2])
     scale = max_side / longer if longer > max_side else max(1.0, MIN_SIDE / longer)

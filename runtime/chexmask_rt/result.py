@@ -72,6 +72,17 @@ def look_kind(result: "Result") -> str:
 class _ResultBase:
     """The Result's behaviour; its fields are made from the schema table below."""
 
+    def __eq__(self, other: object) -> bool:
+        """Every field equal, the arrays element by element (NaN equal to NaN): the dataclass default
+        could not compare arrays, and equality that skipped them held for results of other images."""
+        if type(other) is not type(self):
+            return NotImplemented
+        return all(_same(getattr(self, f.name), getattr(other, f.name)) for f in dataclasses.fields(self))
+
+    def __hash__(self) -> int:  # from fields equal results share: equal results hash alike
+        return hash((self.image, self.height, self.width, self.samples, self.seed, self.model,
+                     self.landmarks.tobytes()))
+
     @classmethod
     def from_core(cls, out, *, model: str, image: str | None = None) -> "Result":
         """The Python Result of a ``chexmask_rt._core.Result``: every field of the table, the flag and the look."""
@@ -158,9 +169,16 @@ class _ResultBase:
         return measurement_report(self, source_dataset, **kwargs)
 
 
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.shape == b.shape
+                and bool(np.array_equal(a, b, equal_nan=a.dtype.kind == "f" and b.dtype.kind == "f")))
+    return bool(a == b)
+
+
 def _table_field(row: dict) -> tuple[str, type, dataclasses.Field]:
-    """A dataclass field for one row of the schema table: arrays, not compared (numpy has no truth
-    value), optional ones None when the engine lacks the output."""
+    """A dataclass field for one row of the schema table: arrays, compared by ``_ResultBase.__eq__``
+    (numpy has no truth value), optional ones None when the engine lacks the output."""
     options: dict[str, Any] = dict(compare=False, repr=row["kind"] != "samples", metadata=row)
     if not row["required"]:
         options["default"] = None
@@ -178,7 +196,7 @@ def _make_result() -> type:
         ("source", DicomSource | None, field(default=None)),  # UIDs and pixel spacing of a DICOM input
     ]
     cls = dataclasses.make_dataclass("Result", required + fixed + defaults + optional, bases=(_ResultBase,),
-                                     frozen=True)
+                                     frozen=True, eq=False)
     cls.__module__ = __name__  # picklable as chexmask_rt.result.Result (Ray, worker processes)
     cls.__doc__ = (
         "Landmarks (x, y) in the original image's pixels, with uncertainty.\n\n"
@@ -191,7 +209,7 @@ def _make_result() -> type:
 
 
 if TYPE_CHECKING:
-    @dataclass(frozen=True)
+    @dataclass(frozen=True, eq=False)
     class Result(_ResultBase):
         """What type checkers see of ``_make_result()``'s class: its fields, in its order
         (tests/test_schema.py checks them against the schema table)."""
