@@ -243,6 +243,13 @@ def test_training_patients_are_measured_only_beside_the_real_figures():
         evaluate_main(["--model", "x.onnx", "--out", "x.json", "--training-patients"])
 
 
+@pytest.mark.parametrize("option", [["--overlays", "o"], ["--textures", "t.json"]])
+def test_the_synthetic_figures_options_are_refused_beside_the_real_ones(option, capsys):
+    with pytest.raises(SystemExit):
+        evaluate_main(["--real", *option])
+    assert "are for the synthetic figures" in capsys.readouterr().err
+
+
 def test_one_look_only_makes_one_call_per_image():
     items = list(outlined_images(set(load_split()["validation_patients"]), DATA))
     seg = _ShiftedTruth(items)

@@ -160,6 +160,9 @@ def main(argv: list[str] | None = None) -> None:
         p.error("--training-patients needs --real")
     if args.against and not args.real:
         p.error("--against needs --real")
+    if args.real and (args.overlays or args.textures):  # the synthetic figures' options: ignored there
+        p.error("--overlays and --textures are for the synthetic figures, not --real "
+                "(pictures of the real metric: python -m training.real_figure)")
     baseline = None
     if args.against:
         try:

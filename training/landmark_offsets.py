@@ -64,6 +64,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=FIT_SEED, help="which training shapes")
     p.add_argument("--samples", type=int, default=50)
     args = p.parse_args(argv)
+    if args.shapes < 1 or args.samples < 1:
+        p.error("--shapes and --samples must be at least 1")
 
     ckpt = load_checkpoint(args.checkpoint, offsets=False)
     shapes, textures = load_shapes(args.data), load_textures(args.data, args.textures)

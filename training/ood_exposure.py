@@ -2,7 +2,11 @@
 that the mean latent sigma rises on inputs that are not chest radiographs, while every
 radiograph keeps the sigma it had.
 
-    python -m training.ood_exposure --init training/checkpoints/default-v8 --out OUT
+    python -m training.ood_exposure --init CHECKPOINT --out OUT --ridge 1e-3 1e-2 1e-1 1 --steps 300
+
+(the refit of versions 9 and 10, stages 11, 13 and 15 of MODEL_CARD.md; the ridge is chosen among
+those given on training patients held out of a first fit). It reads the real training radiographs'
+labels from ``training/real_textures.json`` and copies the other files of ``--init`` into ``--out``.
 
 Why: the published loss gives the variance head no reason to tell a radiograph from anything
 else. Its KL term pulls every input's posterior towards the prior, and nothing is ever shown
@@ -181,7 +185,7 @@ def build(net: HybridGNet, patients: set[str], rng: np.random.Generator, data: P
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     p.add_argument("--init", type=Path, required=True, help="published-layout checkpoint folder to start from")
     p.add_argument("--out", type=Path, required=True, help="the new checkpoint folder (a copy of --init, new head)")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)

@@ -129,7 +129,7 @@ def first_image_per_patient(patients: set[str], data: Path = DEFAULT_DATA) -> di
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--write", action="store_true", help=f"write {SPLIT_FILE.name} (else print it)")
     args = p.parse_args(argv)

@@ -83,7 +83,7 @@ def _save_overlay(folder: Path | None, name: str, image: np.ndarray, r, outlines
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     p.add_argument("--model", help="engine .onnx (default: the shipped model)")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA)
     p.add_argument("--out", type=Path, required=True)

@@ -64,7 +64,7 @@ def kl_annealed(mode: str, from_trained: bool) -> bool:
     is low (its KL doubled within 100 steps) and then spends the run coming back: in stages 6
     and 7 the training error rose by 1.2 and 0.7 px, peaked where the ramp ended (not where
     the lr warm-up did) and took as many steps again to return
-    (training/checkpoints/default-v6/train_log_stage6.jsonl, ..._stage7.jsonl).
+    (training/checkpoints/default-v10/train_log_stage6.jsonl, ..._stage7.jsonl).
     """
     return mode == "on" or (mode == "auto" and not from_trained)
 
