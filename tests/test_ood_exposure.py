@@ -5,7 +5,7 @@ import torch
 
 from benchmarks.calibrate_quality import as_uint8, corrupted, other_images, textures
 from benchmarks.shared_data import radiographs
-from training.ood_exposure import EXPOSURE_KINDS, Features, exposure, fit_head, judge, off_chest_window
+from training.ood_exposure import EXPOSURE_KINDS, Features, copy_history, exposure, fit_head, judge, off_chest_window
 from training.real_eval import NEVER_EXPOSED
 
 
@@ -76,3 +76,15 @@ def test_the_shipped_latent_sigma_rises_off_the_chest(default_segmenter):
         for kind in ("inverted", "rotate_180", "occlusion_60pct", "mosaic_3x3"):
             sigma = default_segmenter.predict(bad[kind], samples=4).mean_latent_sigma
             assert sigma > upright, (path.name, kind, sigma, upright)
+
+
+def test_the_refit_keeps_the_history_not_the_old_weights_metrics_or_resume_state(tmp_path):
+    init, out = tmp_path / "init", tmp_path / "out"
+    init.mkdir()
+    out.mkdir()
+    names = ["config.json", "train_log_stage14.jsonl", "ood_exposure_stage11.json", "pytorch_model.bin",
+             "train_state.pt", "metrics.json", "real_metrics.json", "metrics_second_look.json"]
+    for name in names:
+        (init / name).write_text(name)
+    copy_history(init, out)
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "ood_exposure_stage11.json", "train_log_stage14.jsonl"]

@@ -6,7 +6,8 @@ radiograph keeps the sigma it had.
 
 (the refit of versions 9 and 10, stages 11, 13 and 15 of MODEL_CARD.md; the ridge is chosen among
 those given on training patients held out of a first fit). It reads the real training radiographs'
-labels from ``training/real_textures.json`` and copies the other files of ``--init`` into ``--out``.
+labels from ``training/real_textures.json`` and copies ``--init``'s config and history (not its metrics
+or resume state) into ``--out``.
 
 Why: the published loss gives the variance head no reason to tell a radiograph from anything
 else. Its KL term pulls every input's posterior towards the prior, and nothing is ever shown
@@ -184,6 +185,14 @@ def build(net: HybridGNet, patients: set[str], rng: np.random.Generator, data: P
     return Features(net, inputs), np.array(labels), kinds
 
 
+def copy_history(init: Path, out: Path) -> None:
+    """``init``'s config and history (training logs, earlier refits) into ``out``: not its weights, not
+    its metrics, which the new head changes, nor a resume state, which would restore the old head."""
+    for f in init.iterdir():
+        if f.is_file() and f.name not in (HF_WEIGHTS, "train_state.pt") and "metrics" not in f.name:
+            shutil.copy2(f, out / f.name)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     p.add_argument("--init", type=Path, required=True, help="published-layout checkpoint folder to start from")
@@ -226,9 +235,7 @@ def main(argv: list[str] | None = None) -> None:
     net.encoder.fc_logvar = fit_head(head, feats, torch.from_numpy(labels).float(), ridge, args.steps, log_every=50)
     report["ridge"] = ridge
     args.out.mkdir(parents=True, exist_ok=True)
-    for f in args.init.iterdir():  # config, logs and metrics of the weights this starts from
-        if f.is_file() and f.name != HF_WEIGHTS:
-            shutil.copy2(f, args.out / f.name)
+    copy_history(args.init, args.out)
     save_published(net, args.out)
     (args.out / "ood_exposure.json").write_text(json.dumps(report, indent=1) + "\n")
     print(f"wrote {args.out} (ridge {ridge:g})")
