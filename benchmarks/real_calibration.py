@@ -12,8 +12,9 @@ calibrate, so the validation patients stay held out:
   ``textures`` drawn at 640 px (8; the held-out split draws its own at 768 px with another seed).
 
 That is 980 predictions at K = 50, with the engine's own look setting (one engine call for the
-shipped model since version 8; the second look doubles the work). The thresholds are then judged on the held-out split of ``training.real_eval.ood_split``
-(the validation patients' 69 radiographs against 200 inputs: made from them, textures and three other
+shipped model since version 8; the second look doubles the work). The thresholds are then judged
+on the held-out split of ``training.real_eval.ood_split`` (the validation patients' 69
+radiographs against 200 inputs: made from them, textures and three other
 images), with one engine call and with the second look, next to the engine's current thresholds (its
 own ``r.quality``, read by the core from the file beside it) in the same run: 538 more predictions.
 Everything is drawn with fixed seeds.

@@ -68,7 +68,8 @@ class ModelConfig:
         use_skip = d.get("use_skip", True)
         if not isinstance(use_skip, bool):
             raise ModelError(f"{source}: invalid config value: use_skip must be true or false, got {use_skip!r}")
-        cfg = cls(latents=integer(d.get("latents", 64), "latents"), inputsize=integer(d.get("inputsize", 1024), "inputsize"),
+        cfg = cls(latents=integer(d.get("latents", 64), "latents"),
+                  inputsize=integer(d.get("inputsize", 1024), "inputsize"),
                   K=integer(d.get("K", 6), "K"), filters=tuple(integer(f, "filters") for f in filters),
                   use_skip=use_skip, extra={k: v for k, v in d.items() if k not in known})
         cfg.validate(source)

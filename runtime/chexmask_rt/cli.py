@@ -140,16 +140,16 @@ def _add_batch(sub) -> None:
     _add_run_options(p)
     p.add_argument("--workers", type=_at_least_1("workers"), default=4, help="decoder threads (default 4)")
     p.add_argument("--masks", action="store_true", help="also write organ mask PNGs to DIR/masks/")
-    p.add_argument("--batch-size", type=_at_least_1("batch size"), metavar="N", help="images handed to the engine together (default 1): "
-                   "one engine call on a GPU; on the CPU each image is its own call, the measured fastest "
+    p.add_argument("--batch-size", type=_at_least_1("batch size"), metavar="N",
+                   help="images handed to the engine together (default 1): one engine call on a GPU; on the CPU each image is its own call, the measured fastest "
                    "(README, Performance)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_dicom_outputs(p)
     p.add_argument("--ray", nargs="?", const="local", metavar="local|ADDRESS",
                    help="run on Ray Data (pip install 'chexmask-rt[ray]'): 'local' starts Ray on this machine, an "
                         "ADDRESS (e.g. 10.0.0.1:6379 or auto) joins a cluster; --threads is per actor (default 2)")
-    p.add_argument("--ray-actors", type=_at_least_1("Ray actors"), metavar="N", help="Ray actors, each with its own engine "
-                   "(default: the cluster's CPUs // --threads)")
+    p.add_argument("--ray-actors", type=_at_least_1("Ray actors"), metavar="N",
+                   help="Ray actors, each with its own engine (default: the cluster's CPUs // --threads)")
     p.add_argument("--shard", metavar="I/N", type=_shard, help="process only shard I of N (0 <= I < N), chosen by a hash of each "
                    "image's path relative to INPUT; merge the N folders with 'chexmask-rt merge'")
 
