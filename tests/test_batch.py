@@ -130,7 +130,7 @@ def test_other_settings_are_refused_on_resume(tmp_path, shared_images):
     (["batch", "{images}", "--out", "{tmp}/o", "--batch-size", "0"], 2, "argument --batch-size: batch size must be"),
     (["batch", "{images}", "--out", "{tmp}/o", "--max-pixels", "5"], 2, "argument --max-pixels: max_pixels must be"),
     (["batch", "{images}", "--out", "{tmp}/o", "--samples", "ten"], 2, "argument --samples: expected an integer, got 'ten'"),
-    (["predict", "{images}/nih_00000001_000_512.png", "--bit-depth", "8"], 2, "argument --bit-depth: bit_depth must be"),
+    (["predict", "{images}/nih_00000001_000_512.png", "--bit-depth", "8"], 2, "argument --bit-depth: bit depth must be an integer in 9..16 (leave --bit-depth out"),
     (["predict", "{images}/nih_00000001_000_512.png", "--json", "-", "--csv", "-"], 2, "would both go to standard output"),
     (["batch", "{images}"], 2, "usage"),
 ])

@@ -173,3 +173,8 @@ def test_a_non_finite_output_says_which_image_of_the_callers_list(tmp_path, shar
     with pytest.raises(NonFiniteOutputError) as err:
         seg.predict(white, samples=2, second_look=False)
     assert err.value.index == 0
+    png = tmp_path / "white.png"
+    cv2.imwrite(str(png), white)
+    [(_, outcome)] = seg.predict_iter([png], samples=2, second_look=False)
+    assert isinstance(outcome, NonFiniteOutputError) and str(outcome).startswith(f"{png}: the engine")
+    assert outcome.reason.startswith("the engine white_nan.onnx returned NaN") and outcome.index is None

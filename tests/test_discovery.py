@@ -217,3 +217,28 @@ def test_a_rerun_that_spells_the_input_another_way_resumes(tmp_path, shared_imag
     shutil.copytree(root, other)
     out, images = batch("other", cwd=tmp_path)
     assert "3 done" in out and len(images) == 6
+
+
+def test_a_list_resumes_however_it_and_its_entries_are_spelled(tmp_path, shared_images):
+    """A list named by its absolute path, then relatively; a list in the working folder (entries
+    written without './'), then named from its parent: each rerun does nothing again."""
+    arch = tmp_path / "arch"
+    arch.mkdir()
+    shutil.copy(shared_images[0], arch / "a.png")
+    shutil.copy(shared_images[1], arch / "b.png")
+    (arch / "absolute.txt").write_text(f"{arch / 'a.png'}\n{arch / 'b.png'}\n")
+    (arch / "relative.txt").write_text("a.png\nb.png\n")
+
+    def batch(listing, out, cwd):
+        proc = subprocess.run([sys.executable, "-m", "chexmask_rt", "batch", str(listing), "--out", str(out),
+                               "--samples", "2", "--single-look", "--no-progress"], capture_output=True, text=True, cwd=cwd)
+        assert proc.returncode == 0, proc.stderr
+        with open(out / "results.csv", newline="") as f:
+            return proc.stdout, len(list(csv.DictReader(f)))
+
+    assert batch(arch / "absolute.txt", tmp_path / "o1", tmp_path)[1] == 2
+    out, rows = batch("arch/absolute.txt", tmp_path / "o1", tmp_path)
+    assert "0 done" in out and rows == 2
+    assert batch("relative.txt", tmp_path / "o2", arch)[1] == 2
+    out, rows = batch("arch/relative.txt", tmp_path / "o2", tmp_path)
+    assert "0 done" in out and rows == 2

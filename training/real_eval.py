@@ -4,8 +4,10 @@
 * **Outer extent** (``training.outer_extent``): on the validation patients' V7-outlined
   ``hannover_2000`` images, the mean absolute error of each lung's lateral, top and bottom
   extremes (1024 frame), per image and overall, and the Spearman correlation of the per-image
-  error with the mean node std (1024 frame) and with the mean latent sigma. On request, the
-  same on the training patients' outlined images (``real_report(training_patients=True)``).
+  error with the mean node std (1024 frame) and with the mean latent sigma; and the signed errors
+  (positive where the predicted lung reaches beyond the outline), per image and as medians by
+  extreme and projection, which tell a bias from scatter. On request, the same on the training
+  patients' outlined images (``real_report(training_patients=True)``).
 * **Out-of-distribution split**: the validation patients' ``mhh`` radiographs as they are
   (in distribution) against inputs made from one radiograph per validation patient (rotated 90 and
   180 degrees, inverted, crops that miss the chest, heavy noise, heavy blur, a large occlusion, a

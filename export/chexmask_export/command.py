@@ -67,7 +67,7 @@ def _refuse_overwriting_inputs(output: str, ckpt, config: str | None) -> None:
         inputs.append(Path(ckpt.landmark_offsets.source))
     for source in inputs:
         if target.exists() and source.exists() and target.samefile(source):
-            raise ModelError(f"--output {output} is the export's input {source}; write the engine elsewhere")
+            raise InputError(f"--output {output} is the export's input {source}; write the engine elsewhere")
 
 
 def _check_metadata_text(args: argparse.Namespace) -> None:

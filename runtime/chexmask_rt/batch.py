@@ -11,11 +11,14 @@ Output folder (locked, checked and resumed by :mod:`chexmask_rt.batch_folder`):
 - ``masks/`` with ``--masks``: ``<name>_{right_lung,left_lung,heart}.png``;
 - with ``--dicom-seg DIR`` / ``--dicom-sr DIR``: ``DIR/<name>.seg.dcm`` / ``.sr.dcm`` for the
   images segmented in this run (:mod:`chexmask_rt.dicom_out`);
-- ``batch.json``: the engine's sha256 and the settings; ``.chexmask-rt.lock``.
+- ``skipped.csv``: ``File,Reason`` for each file the folder discovery skipped in this run (absent
+  when none was);
+- ``batch.json``: the engine's sha256, the settings and each run's INPUT folder (as spelled and
+  its real path); ``.chexmask-rt.lock``.
 
 Re-running with the same output folder skips every image already in
-``results.csv`` (whatever a kill cut short is dropped and redone) and retries the
-failed ones. A folder made with another engine (by sha256, not by name) or other
+``results.csv``, matched by its path below INPUT however a run spelled the folder (whatever a
+kill cut short is dropped and redone), and retries the failed ones. A folder made with another engine (by sha256, not by name) or other
 samples / seed / second-look setting is refused rather than mixed. An older release's folder
 (results schema 1, no ``batch.json``) is rewritten to the current columns first
 (:func:`chexmask_rt.batch_folder.open_folder`).
@@ -38,8 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .batch_folder import (ERRORS_NAME, LOCK_NAME, MASKS_NAME, RESULTS_NAME, Appender, folder_lock, input_key,
-                           open_folder)
+from .batch_folder import ERRORS_NAME, LOCK_NAME, MASKS_NAME, RESULTS_NAME, Appender, folder_lock, open_folder
 from .csv_output import COLUMNS, csv_row, write_masks
 from .dicom_out import write_objects
 from .dicom_source import with_source
@@ -164,8 +166,7 @@ def prepare_output(segmenter, images: Sequence[str], out_dir: str | os.PathLike,
             write_skipped(out, skipped)
         else:  # an earlier run's list would name files that are fixed or gone now
             (out / SKIPPED_NAME).unlink(missing_ok=True)
-        roots = [] if input_root is None else [input_root]
-        yield out, second_look, unique, [i for i in unique if input_key(i, roots) not in done_before]
+        yield out, second_look, unique, [i for i in unique if i not in done_before]
 
 
 def _decode(image: str, max_pixels: int) -> np.ndarray:

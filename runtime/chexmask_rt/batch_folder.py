@@ -13,7 +13,8 @@
   resumed (new columns empty, each row keeping its ``Results Schema``), so a release that adds a
   column resumes the folders of the one before.
 - **Resume.** ``results.csv`` is read as a stream, one record at a time, keeping only the set
-  of finished image names. Whatever a killed run cut short (inside the header, inside a row,
+  of finished image names; an image is matched by its path below the run's INPUT folder, of
+  which the manifest keeps each spelling with its real path (:class:`Done`). Whatever a killed run cut short (inside the header, inside a row,
   inside a quoted path) is cut off the end and redone; duplicate rows are tolerated.
 - **Rows** are written whole or not at all: a failed write is truncated back, so a full disk
   leaves no half row behind.
@@ -78,15 +79,27 @@ def folder_lock(out: Path) -> Iterator[bool]:
         os.close(fd)  # releases the lock
 
 
-def open_folder(out: Path, identity: dict[str, str], input_root: str | None = None) -> set:
+class Done:
+    """The images a folder already holds; ``image in done`` asks about one of this run's. With the
+    spellings of this run's INPUT folder, both sides are compared by their path below it
+    (:func:`input_key`), so an image a run that spelled the folder otherwise did counts as done,
+    and one of another folder never matches; without, by the path as written."""
+
+    def __init__(self, images: set[str], roots: list[str] | None = None):
+        self._roots = roots
+        self._keys = images if roots is None else {input_key(image, roots) for image in images}
+
+    def __contains__(self, image: object) -> bool:
+        return (image if self._roots is None else input_key(str(image), self._roots)) in self._keys
+
+
+def open_folder(out: Path, identity: dict[str, str], input_root: str | None = None) -> Done:
     """Check that ``out`` may receive this run's results, repair a cut ``results.csv`` and write the
     manifest; returns the images already done. Call it holding :func:`folder_lock`.
 
     ``identity``: the engine's sha256 and the settings, as strings; a folder made with others is refused.
     ``input_root``: the folder this run's images lie in (:func:`chexmask_rt.shards.input_root`), kept in
-    the manifest; with it the images done are returned as :func:`input_key` keys, to be compared with
-    ``input_key(image, [input_root])``: an image done by a run that spelled the same folder another
-    way counts as done; one from another folder never matches."""
+    the manifest with its real path, so that a rerun may spell it otherwise (:class:`Done`)."""
     manifest = out / MANIFEST_NAME
     if manifest.exists():
         recorded = _check_manifest(manifest, identity)
@@ -104,19 +117,23 @@ def open_folder(out: Path, identity: dict[str, str], input_root: str | None = No
         _write_manifest(manifest, {**recorded, INPUTS_KEY: inputs} if inputs else recorded)
     done = _done_images(out / RESULTS_NAME)
     if here is None:
-        return done
-    same = [spelled for spelled, real in inputs if real == here[1]]  # this INPUT, however it was spelled
-    return {input_key(image, same) for image in done}
+        return Done(done)
+    return Done(done, [spelled for spelled, real in inputs if real == here[1]])  # this INPUT, however spelled
 
 
 def input_key(image: str, roots: Sequence[str]) -> str | tuple[str, str]:
-    """``image``'s path below the first of ``roots`` that prefixes it as written, normalised (tagged,
-    so that it never equals an image as written); else the image as written (an entry of a list
-    outside its folder, or an image of another INPUT)."""
-    for root in roots:
-        prefix = root.rstrip("/") + "/"
-        if image.startswith(prefix):
-            return ("below INPUT", os.path.normpath(image[len(prefix):]))
+    """``image``'s path below the most specific of ``roots`` that holds it as written, normalised (tagged, so
+    that it never equals a path as written); else the image as written (an entry of a list outside
+    its folder, or an image of another INPUT). A root "." holds every relative path without "..":
+    images of a list in the working folder are written without "./"."""
+    path = os.path.normpath(image)
+    # the most specific spelling first: "arch/a.png" lies below "arch" before it lies below "."
+    for base in sorted({os.path.normpath(root) for root in roots}, key=lambda b: (b == ".", -len(b))):
+        if base == "." and not os.path.isabs(path) and path != ".." and not path.startswith("../"):
+            return ("below INPUT", path)
+        prefix = base.rstrip("/") + "/"
+        if path.startswith(prefix):
+            return ("below INPUT", path[len(prefix):])
     return image
 
 

@@ -77,10 +77,11 @@ def _max_pixels(value: int) -> int:
     return resolve_max_pixels(value)
 
 
-def _bit_depth(value: int) -> int | None:
-    from .inputs import check_bit_depth
-
-    return check_bit_depth(value)
+def _bit_depth(value: int) -> int:
+    if not 9 <= value <= 16:  # the API's check would offer None, which has no spelling here
+        raise InputError(f"bit depth must be an integer in 9..16 (leave --bit-depth out to infer it per image), "
+                         f"got {value}")
+    return value
 
 
 def _add_run_options(p) -> None:
@@ -136,7 +137,8 @@ def _add_predict(sub) -> None:
 def _add_batch(sub) -> None:
     p = sub.add_parser("batch", help="segment a folder or a list of images into a resumable CSV")
     p.add_argument("input", metavar="INPUT", help="a folder (searched recursively) or a .txt/.csv list of images")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder: results.csv, errors.csv, masks/")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder: results.csv, errors.csv, skipped.csv, "
+                   "masks/, batch.json (the engine, settings and INPUT a rerun resumes with)")
     _add_run_options(p)
     p.add_argument("--workers", type=_at_least_1("workers"), default=4, help="decoder threads (default 4)")
     p.add_argument("--masks", action="store_true", help="also write organ mask PNGs to DIR/masks/")

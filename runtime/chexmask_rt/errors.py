@@ -18,8 +18,9 @@ class NonFiniteOutputError(ModelError):
     """The engine returned NaN or infinite values for one image: a faulty engine. ``predict`` and
     ``predict_batch`` (all or nothing) raise it; ``predict_iter`` yields it as that image's outcome
     and ``chexmask-rt batch`` records it, and both go on. The core checks every result; ``index``
-    is the image's position in the list given to ``predict_batch`` (0 for ``predict``) and
-    ``reason`` the message without the image's name."""
+    is the image's position in the list given to ``predict_batch`` (0 for ``predict``; None from
+    ``predict_iter``, which yields the error beside its input) and ``reason`` the message without
+    the image's name."""
 
     index: int | None = None
     reason: str | None = None

@@ -127,6 +127,8 @@ def _naming(error: Exception, name: str | None) -> Exception:
         return error
     named = type(error)(f"{name}: {text.removeprefix('array: ')}")
     named.__cause__ = error.__cause__
+    if isinstance(error, NonFiniteOutputError):  # the reason stays; an index would count within a one-image call
+        named.reason = error.reason
     return named
 
 

@@ -119,7 +119,8 @@ typedef struct chexmask_rt_image {
     size_t stride;      /* bytes from one row to the next, >= width * bytes per pixel */
     int bit_depth;      /* 8: uint8; 9..16: uint16 with that many significant bits (12-bit detector: 12;
                            larger pixels are an input error); 0: uint16, the depth inferred from the
-                           largest value; 32: float32 in [0, 1] */
+                           largest value (a dark 12-bit exposure then reads as 11-bit, twice as
+                           bright); 32: float32 in [0, 1] */
     size_t size_bytes;  /* size of the buffer behind data; checked when non-zero */
 } chexmask_rt_image;
 
