@@ -7,7 +7,8 @@
 #   2. with CHECK=1, issue 22's GPU check (benchmarks/gpu_check.py; its minute trains less).
 #
 # Before the call, here: bash scripts/prepare_device_session.sh (the packed data, the native core
-# for the machine's Python 3.12 and simplejpeg, all checked on a copy of what the machine receives).
+# for the machine's Python 3.12 and simplejpeg, all checked on a copy of what the machine receives;
+# if that core does not load there, this script builds one there from the carried headers).
 # The call (one: its start takes 2-4 of the 15 device minutes, so no second call fits; lower
 # BUDGET_S when status's budget_left_s is short):
 #   run(command="BUDGET_S=575 bash scripts/device_session.sh", timeout_s=600,
@@ -61,6 +62,16 @@ else
   DEVICE=cuda WORKERS=${WORKERS:-14} CHECK_ARGS=""
   nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.mem --format=csv,noheader
   nproc
+fi
+# the carried core, built here for Python 3.12; where it does not load (other system libraries), built
+# there from the checkout and the carried ONNX Runtime headers (about a minute)
+if ! python -c "import chexmask_rt._core" 2>/dev/null && [ -d "$DATA/../ort-include" ]; then
+  echo "building the native core for this machine's $(python --version)"
+  cmake -S . -B /tmp/core_build -DCMAKE_BUILD_TYPE=Release -DPython_EXECUTABLE="$(command -v python)" \
+    -Dpybind11_DIR="$(python -m pybind11 --cmakedir)" -DONNXRUNTIME_INCLUDE_DIR="$DATA/../ort-include" \
+    -DCHEXMASK_RT_PYTHON_OUTPUT_DIR="$PWD/runtime/chexmask_rt" > /tmp/core_build.log 2>&1 \
+    && cmake --build /tmp/core_build -j"$(nproc)" --target _core >> /tmp/core_build.log 2>&1 \
+    || tail -n 20 /tmp/core_build.log
 fi
 # what training imports, before a second of training: the native core and simplejpeg are carried
 python -c "import torch, numpy, cv2, chexmask_rt._core, training.train; print('python', __import__('sys').version.split()[0], 'torch', torch.__version__, 'numpy', numpy.__version__, 'cv2', cv2.__version__)" \

@@ -9,7 +9,9 @@
 #   2. runtime/chexmask_rt/_core.cpython-312-x86_64-linux-gnu.so: the core built for CPython 3.12
 #      (this machine's Python ignores it);
 #   3. .devdata/shared/site: simplejpeg's CPython 3.12 wheel, unpacked (device_session.sh adds it to
-#      PYTHONPATH);
+#      PYTHONPATH); .devdata/shared/ort-include: ONNX Runtime's C/C++ headers, with which
+#      device_session.sh builds the core there if the one built here does not load (other system
+#      libraries);
 #   4. the check: the tracked and untracked files plus the carried paths, copied to a temporary
 #      folder, where Python 3.12 (a venv with numpy, opencv and scipy only, like the machine) imports
 #      the training data code and draws training samples from the packed data.
@@ -53,6 +55,8 @@ rm -rf "$SITE" .devdata/wheels
   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
   -d .devdata/wheels "simplejpeg==$VERSION"
 "$VENV/bin/python" -m zipfile -e .devdata/wheels/simplejpeg-*.whl "$SITE"
+rm -rf .devdata/shared/ort-include
+cp -a "$(grep -m1 '^ONNXRUNTIME_INCLUDE_DIR:' .devdata/build312/CMakeCache.txt | cut -d= -f2)" .devdata/shared/ort-include
 
 echo "4. the check, on a copy of what the machine receives"
 COPY=$(mktemp -d)
