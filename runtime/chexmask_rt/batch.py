@@ -18,8 +18,9 @@ Output folder (locked, checked and resumed by :mod:`chexmask_rt.batch_folder`):
 
 Re-running with the same output folder skips every image already in
 ``results.csv``, matched by its path below INPUT however a run spelled the folder (whatever a
-kill cut short is dropped and redone), and retries the failed ones. A folder made with another engine (by sha256, not by name) or other
-samples / seed / second-look setting is refused rather than mixed. An older release's folder
+kill cut short is dropped and redone), and retries the failed ones. A folder made with another
+engine (by sha256, not by name) or other samples / seed / second-look setting is refused rather
+than mixed. An older release's folder
 (results schema 1, no ``batch.json``) is rewritten to the current columns first
 (:func:`chexmask_rt.batch_folder.open_folder`).
 """

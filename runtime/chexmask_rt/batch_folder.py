@@ -14,8 +14,9 @@
   column resumes the folders of the one before.
 - **Resume.** ``results.csv`` is read as a stream, one record at a time, keeping only the set
   of finished image names; an image is matched by its path below the run's INPUT folder, of
-  which the manifest keeps each spelling with its real path (:class:`Done`). Whatever a killed run cut short (inside the header, inside a row,
-  inside a quoted path) is cut off the end and redone; duplicate rows are tolerated.
+  which the manifest keeps each spelling with its real path (:class:`Done`). Whatever a killed
+  run cut short (inside the header, inside a row, inside a quoted path) is cut off the end and
+  redone; duplicate rows are tolerated.
 - **Rows** are written whole or not at all: a failed write is truncated back, so a full disk
   leaves no half row behind.
 """
@@ -82,15 +83,16 @@ def folder_lock(out: Path) -> Iterator[bool]:
 class Done:
     """The images a folder already holds; ``image in done`` asks about one of this run's. With the
     spellings of this run's INPUT folder, both sides are compared by their path below it
-    (:func:`input_key`), so an image a run that spelled the folder otherwise did counts as done,
-    and one of another folder never matches; without, by the path as written."""
+    (:func:`_key`), so an image a run that spelled the folder otherwise did counts as done, and
+    one of another folder never matches; without, by the path as written."""
 
     def __init__(self, images: set[str], roots: list[str] | None = None):
-        self._roots = roots
-        self._keys = images if roots is None else {input_key(image, roots) for image in images}
+        # ordered once here, not for each of the archive's images
+        self._bases = None if roots is None else _specific_first(roots)
+        self._keys = images if self._bases is None else {_key(image, self._bases) for image in images}
 
     def __contains__(self, image: object) -> bool:
-        return (image if self._roots is None else input_key(str(image), self._roots)) in self._keys
+        return (image if self._bases is None else _key(str(image), self._bases)) in self._keys
 
 
 def open_folder(out: Path, identity: dict[str, str], input_root: str | None = None) -> Done:
@@ -121,14 +123,19 @@ def open_folder(out: Path, identity: dict[str, str], input_root: str | None = No
     return Done(done, [spelled for spelled, real in inputs if real == here[1]])  # this INPUT, however spelled
 
 
-def input_key(image: str, roots: Sequence[str]) -> str | tuple[str, str]:
-    """``image``'s path below the most specific of ``roots`` that holds it as written, normalised (tagged, so
-    that it never equals a path as written); else the image as written (an entry of a list outside
-    its folder, or an image of another INPUT). A root "." holds every relative path without "..":
-    images of a list in the working folder are written without "./"."""
+def _specific_first(roots: Sequence[str]) -> list[str]:
+    """The spellings of one folder, normalised, the most specific first: "arch/a.png" lies below
+    "arch" before it lies below "."."""
+    return sorted({os.path.normpath(root) for root in roots}, key=lambda base: (base == ".", -len(base)))
+
+
+def _key(image: str, bases: Sequence[str]) -> str | tuple[str, str]:
+    """``image``'s path below the first of ``bases`` (:func:`_specific_first`) that holds it as written,
+    normalised (tagged, so that it never equals a path as written); else the image as written (an
+    entry of a list outside its folder, or an image of another INPUT). A base "." holds every
+    relative path without "..": images of a list in the working folder are written without "./"."""
     path = os.path.normpath(image)
-    # the most specific spelling first: "arch/a.png" lies below "arch" before it lies below "."
-    for base in sorted({os.path.normpath(root) for root in roots}, key=lambda b: (b == ".", -len(b))):
+    for base in bases:
         if base == "." and not os.path.isabs(path) and path != ".." and not path.startswith("../"):
             return ("below INPUT", path)
         prefix = base.rstrip("/") + "/"

@@ -169,7 +169,8 @@ def merge_folders(folders: Sequence[str | os.PathLike], out: str | os.PathLike) 
                     if settings is None:
                         settings, settings_from = these, folder
                     elif these != settings:
-                        diff = ", ".join(f"{k} {these[k]!r} vs {settings[k]!r}" for k in these if these[k] != settings[k])
+                        diff = ", ".join(f"{k} {these[k]!r} vs {settings[k]!r}"
+                                         for k in these if these[k] != settings[k])
                         raise InputError(f"cannot merge {folder} with {settings_from}: {diff}; "
                                          "rows made with different settings must not be mixed")
                     if row["Image"] in seen:

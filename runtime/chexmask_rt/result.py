@@ -25,14 +25,14 @@ if TYPE_CHECKING:  # the 'dicom' extra's types, for type checkers only
     from pydicom import Dataset
 
 _ORGANS = organ_slices()
+FIELDS: tuple[dict, ...] = core.RESULT_FIELDS
+"""The schema table's rows (name, output, kind, unit, required, two_looks, pooled_with, json, csv, doc)."""
 
 
 def _mean_in_order(values: np.ndarray) -> float:
     """The mean summed left to right, as the core sums it: NumPy's pairwise mean can differ in the
     last bit, and the reliability flag is decided on the core's value."""
     return float(np.cumsum(values)[-1] / len(values)) if len(values) else 0.0
-FIELDS: tuple[dict, ...] = core.RESULT_FIELDS
-"""The schema table's rows (name, output, kind, unit, required, two_looks, pooled_with, json, csv, doc)."""
 
 
 @dataclass(frozen=True)
@@ -177,9 +177,9 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def _table_field(row: dict) -> tuple[str, type, dataclasses.Field]:
-    """A dataclass field for one row of the schema table: arrays, compared by ``_ResultBase.__eq__``
-    (numpy has no truth value), optional ones None when the engine lacks the output."""
-    options: dict[str, Any] = dict(compare=False, repr=row["kind"] != "samples", metadata=row)
+    """A dataclass field for one row of the schema table: arrays (compared by ``_ResultBase.__eq__``,
+    since numpy has no truth value), optional ones None when the engine lacks the output."""
+    options: dict[str, Any] = dict(repr=row["kind"] != "samples", metadata=row)
     if not row["required"]:
         options["default"] = None
     return row["name"], np.ndarray if row["required"] else np.ndarray | None, field(**options)
