@@ -316,9 +316,10 @@ def basal_opacity(x: np.ndarray, rng: np.random.Generator, landmarks: np.ndarray
 
     Bedside radiographs of COVID-19 patients often have dense lower zones. The lung outlines that
     judge the model (V7's) run through them, and on the worst validation images the model's bases
-    stop above them (docs/real_validation.jpg; MODEL_CARD.md, stage 18, for what this did). The opacity fills the lowest 10-45 % of a
-    lung's height, up to a soft edge that may rise laterally (an effusion's meniscus), towards the
-    brightness of soft tissue with a mottled texture; the landmarks keep the lung's anatomical outline."""
+    stop above them (docs/real_validation.jpg; MODEL_CARD.md, stage 18, for what this did). The
+    opacity fills the lowest 10-45 % of a lung's height, up to a soft edge that may rise laterally
+    (an effusion's meniscus), towards the brightness of soft tissue with a mottled texture; the
+    landmarks keep the lung's anatomical outline."""
     size = x.shape[0]
     slices = organ_slices()
     # soft tissue's brightness: the bright end of the chest (mediastinum, heart, below the diaphragm)

@@ -62,11 +62,13 @@ def _refuse_overwriting_inputs(output: str, ckpt, config: str | None) -> None:
     from .checkpoint import HF_CONFIG
 
     target = Path(output)
+    if not target.exists():
+        return
     inputs = [ckpt.source, Path(config) if config else ckpt.source.parent / HF_CONFIG]
     if ckpt.landmark_offsets is not None:
         inputs.append(Path(ckpt.landmark_offsets.source))
     for source in inputs:
-        if target.exists() and source.exists() and target.samefile(source):
+        if source.exists() and target.samefile(source):
             raise InputError(f"--output {output} is the export's input {source}; write the engine elsewhere")
 
 
