@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch_geometric.nn import MessagePassing
 
-from benchmarks.reference import ReferenceHybridGNet, roi_align_mean
+from benchmarks.reference import ReferenceHybridGNet, pyg_layers, roi_align_mean
 from chexmask_export import graph
 
 
@@ -79,7 +79,8 @@ class PublishedModel(ReferenceHybridGNet):
 
     def __init__(self, config):
         super().__init__(config)
-        self.pool = _Unpool(graph.coarse_to_fine())
+        with pyg_layers():
+            self.pool = _Unpool(graph.coarse_to_fine())
 
     def lookup(self, pos: torch.Tensor, fmap: torch.Tensor) -> torch.Tensor:
         p = pos * fmap.shape[-1]

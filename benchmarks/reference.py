@@ -16,6 +16,10 @@ Weights come from a published-layout checkpoint (same state-dict names as the ex
 """
 from __future__ import annotations
 
+import contextlib
+import tempfile
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -24,6 +28,23 @@ from torch_geometric.nn import ChebConv
 
 from chexmask_export.checkpoint import ENCODER_CHANNELS, ModelConfig
 from chexmask_export import graph
+
+
+@contextlib.contextmanager
+def pyg_layers() -> Iterator[None]:
+    """Build torch_geometric layers inside this block to leave no files behind.
+
+    On a MessagePassing class's first construction in a process, torch_geometric writes its
+    generated ``propagate`` module to the temp folder and never deletes it: one file per
+    benchmark worker and test run. Here that folder is a private one, removed on exit (the
+    module is loaded by then)."""
+    previous = tempfile.tempdir
+    with tempfile.TemporaryDirectory(prefix="chexmask-rt-pyg-") as private:
+        tempfile.tempdir = private
+        try:
+            yield
+        finally:
+            tempfile.tempdir = previous
 
 
 class _Block(nn.Module):
@@ -112,14 +133,15 @@ class ReferenceHybridGNet(nn.Module):
         skip_in = ENCODER_CHANNELS[-1] + 2
         self.encoder = _Encoder(config.latents, config.inputsize)
         self.dec_lin = nn.Linear(config.latents, 60 * f[6])
-        self.graphConv_up6 = ChebConv(f[6], f[5], K=k)
-        self.graphConv_up5 = ChebConv(f[5], f[4], K=k)
-        self.graphConv_up4 = ChebConv(f[4] + (skip_in if config.use_skip else 0), f[3], K=k)
-        self.graphConv_up3 = ChebConv(f[3], f[2], K=k)
-        self.graphConv_up2 = ChebConv(f[2] + (skip_in if config.use_skip else 0), f[1], K=k)
-        self.graphConv_up1 = ChebConv(f[1], f[0], K=1, bias=False)
-        if config.use_skip:
-            self.SC_1, self.SC_2 = _Pre(f[4]), _Pre(f[2])
+        with pyg_layers():
+            self.graphConv_up6 = ChebConv(f[6], f[5], K=k)
+            self.graphConv_up5 = ChebConv(f[5], f[4], K=k)
+            self.graphConv_up4 = ChebConv(f[4] + (skip_in if config.use_skip else 0), f[3], K=k)
+            self.graphConv_up3 = ChebConv(f[3], f[2], K=k)
+            self.graphConv_up2 = ChebConv(f[2] + (skip_in if config.use_skip else 0), f[1], K=k)
+            self.graphConv_up1 = ChebConv(f[1], f[0], K=1, bias=False)
+            if config.use_skip:
+                self.SC_1, self.SC_2 = _Pre(f[4]), _Pre(f[2])
         self.norms = nn.ModuleDict({n: nn.InstanceNorm1d(c) for n, c in
                                     (("6", f[5]), ("5", f[4]), ("4", f[3]), ("3", f[2]), ("2", f[1]))})
         self.register_buffer("a", _edge_index(graph.fine_adjacency()), persistent=False)

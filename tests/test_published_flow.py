@@ -1,5 +1,9 @@
 """The published-flow runner (benchmarks/published_flow.py), the yardstick the reference is
 timed against, computes what the reference computes: same decodes, same statistics."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -8,7 +12,7 @@ from benchmarks.published_flow import PublishedFlow, PublishedModel, roi_align_3
 from benchmarks.reference import load_reference, roi_align_lookup
 from chexmask_export.checkpoint import load_checkpoint
 
-from conftest import FIXTURE_NAMES, FIXTURES
+from conftest import FIXTURE_NAMES, FIXTURES, REPO
 
 
 def test_roi_align_stand_in_reads_the_published_boxes_like_the_reference_lookup():
@@ -59,3 +63,16 @@ def test_published_decoder_calls_match_the_reference_decoder():
         torch.testing.assert_close(shared, published.decode(z, conv5[:1].repeat(5, 1, 1, 1),
                                                             conv6[:1].repeat(5, 1, 1, 1)), atol=1e-5, rtol=1e-5)
         assert not torch.allclose(shared, ref.decode(z, conv5, conv6), atol=1e-3)  # the maps do matter
+
+
+def test_building_the_torch_runners_leaves_nothing_in_the_temp_folder(tmp_path):
+    # torch_geometric writes each MessagePassing class's generated module to the temp folder on
+    # its first construction in a process; every benchmark worker and test run left two files
+    code = ("from benchmarks.published_flow import PublishedModel\n"
+            "from chexmask_export.checkpoint import load_checkpoint\n"
+            f"PublishedModel(load_checkpoint({str(FIXTURES / 'skip_256')!r}).config)\n")
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    env = {**os.environ, "TMPDIR": str(temp)}
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, check=True)
+    assert sorted(p.name for p in temp.iterdir()) == []
