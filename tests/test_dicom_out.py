@@ -166,6 +166,12 @@ def _edited(tmp_path, name, **changes):
      MAGNIFICATION_CORRECTED, (0.16, 0.16)),
     ({"PixelSpacing": [0, 0.1], "ImagerPixelSpacing": [0.2, 0.2]}, IMAGER_PIXEL_SPACING, (0.2, 0.2)),
     ({"PixelSpacing": None}, None, None),
+    # the detector's spacing copied into Pixel Spacing uncalibrated is still the detector's
+    ({"PixelSpacing": [0.2, 0.15], "ImagerPixelSpacing": [0.2, 0.15]}, IMAGER_PIXEL_SPACING, (0.2, 0.15)),
+    ({"PixelSpacing": [0.2, 0.2], "ImagerPixelSpacing": [0.2, 0.2], "EstimatedRadiographicMagnificationFactor": 1.25},
+     MAGNIFICATION_CORRECTED, (0.16, 0.16)),
+    ({"PixelSpacing": [0.2, 0.2], "ImagerPixelSpacing": [0.2, 0.2], "PixelSpacingCalibrationType": "GEOMETRY"},
+     PIXEL_SPACING, (0.2, 0.2)),
 ])
 def test_spacing_comes_from_pixel_spacing_else_imager_pixel_spacing(tmp_path, changes, source, spacing):
     ds = pydicom.dcmread(_edited(tmp_path, "edited", **changes), stop_before_pixels=True)
@@ -176,6 +182,8 @@ def test_spacing_comes_from_pixel_spacing_else_imager_pixel_spacing(tmp_path, ch
         assert got.source == source and (got.row, got.column) == pytest.approx(spacing)
         assert got.at_detector == (source == IMAGER_PIXEL_SPACING)
     assert ("PixelSpacing [0.0, 0.1]" in note) == (changes.get("PixelSpacing") == [0, 0.1])
+    copied = changes.get("PixelSpacing") == changes.get("ImagerPixelSpacing") != None  # noqa: E711
+    assert ("repeats ImagerPixelSpacing" in note) == (copied and "PixelSpacingCalibrationType" not in changes)
 
 
 def test_predict_cli_writes_seg_sr_uids_and_millimetres_of_an_edited_header(tmp_path, default_segmenter):
@@ -250,3 +258,23 @@ def test_a_one_valued_pixel_spacing_is_noted_as_such_and_left_out_of_the_seg(res
     assert [str(s.ReferencedSOPInstanceUID) for s in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence] \
         == [source.SOPInstanceUID]
     assert source.PixelSpacing == 0.2  # the caller's dataset is left as it was
+
+
+@pytest.mark.parametrize("charset", [["", "ISO 2022 IR 87"], ["", "ISO 2022 IR 13", "ISO 2022 IR 87"]])
+def test_japanese_character_sets_with_an_empty_first_value_give_objects(results, tmp_path, charset):
+    """PS3.5 Annex H writes Japanese names under "\\ISO 2022 IR 87" (empty value 1: ISO 2022 IR 6); highdicom
+    refused the empty value, so such sites got no SEG or SR, and batch lost the image's row too."""
+    from chexmask_rt.dicom_source import with_source
+
+    name = "Yamada^Tarou=山田^太郎=やまだ^たろう"
+    path = _edited(tmp_path, "jp", SpecificCharacterSet=charset)
+    ds = pydicom.dcmread(path)
+    ds.PatientName = name
+    ds.save_as(path)
+    r, source = with_source(results[DICOMS[1]], path), pydicom.dcmread(path)
+    r.to_dicom_seg(source).save_as(tmp_path / "x.seg.dcm", enforce_file_format=True)
+    r.to_dicom_sr(source).save_as(tmp_path / "x.sr.dcm", enforce_file_format=True)
+    for written in ("x.seg.dcm", "x.sr.dcm"):
+        back = pydicom.dcmread(tmp_path / written)
+        assert list(back.SpecificCharacterSet) == ["ISO 2022 IR 6", *charset[1:]]
+        assert str(back.PatientName) == name

@@ -94,6 +94,17 @@ def _organ_codes(organ: str):
             "heart": (codes.SCT.Heart, None)}[organ]
 
 
+def _character_set(ds) -> dict:
+    """The object's Specific Character Set as a keyword argument for highdicom, where the source's needs
+    respelling: Japanese and Korean sites write ``\\ISO 2022 IR 87`` (an empty first value, which PS3.3
+    C.12.1.1.2 reads as ISO 2022 IR 6), and highdicom refuses the empty value. Else {} (highdicom copies it)."""
+    value = ds.get("SpecificCharacterSet")
+    if not value or isinstance(value, str):
+        return {}
+    values = [str(v).strip() for v in value]
+    return {} if values[0] else {"specific_character_set": ["ISO 2022 IR 6", *values[1:]]}
+
+
 def _check_source(result, ds) -> None:
     rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
     if (rows, cols) != (result.height, result.width):
@@ -150,7 +161,8 @@ def segmentation(result: Result, source_dataset: Dataset, *, series_number: int 
                 sop_instance_uid=hd.UID(), instance_number=1, manufacturer="chexmask-rt",
                 manufacturer_model_name=result.model[:64], software_versions=_version(), device_serial_number="none",
                 series_description=f"chexmask-rt lungs and heart, {RESEARCH_ONLY}"[:64],
-                content_description=RESEARCH_ONLY, content_label="LUNGS_HEART", omit_empty_frames=False)
+                content_description=RESEARCH_ONLY, content_label="LUNGS_HEART", omit_empty_frames=False,
+                **_character_set(source))
     except (ValueError, TypeError, AttributeError) as exc:  # highdicom's checks of the source dataset
         raise InputError(f"cannot build a DICOM SEG over this source image ({exc})") from None
     # General Image, Type 2C: needed without a patient-based frame (projection radiographs have none)
@@ -272,7 +284,8 @@ def measurement_report(result: Result, source_dataset: Dataset, *,
             document = sr.ComprehensiveSR(
                 evidence=[source_dataset], content=report, series_instance_uid=hd.UID(), series_number=series_number,
                 sop_instance_uid=hd.UID(), instance_number=1, manufacturer="chexmask-rt",
-                series_description=f"chexmask-rt measurements, {RESEARCH_ONLY}"[:64])
+                series_description=f"chexmask-rt measurements, {RESEARCH_ONLY}"[:64],
+                **_character_set(source_dataset))
     except (ValueError, TypeError, AttributeError) as exc:
         raise InputError(f"cannot build a DICOM SR over this source image ({exc})") from None
     _declare_private_scheme(document)

@@ -9,9 +9,12 @@ Projection radiographs carry up to two spacings (DICOM PS3.3, C.7.6.3 and C.8.11
   measured with it is too long by the radiographic magnification, about 1.05-1.15 for
   a PA chest.
 
-The rule: Pixel Spacing when present and well-formed; else Imager Pixel Spacing divided
-by the Estimated Radiographic Magnification Factor (0018,1114) when that is given; else
-Imager Pixel Spacing as it is, with ``source`` saying so. Both attributes are
+The rule: Pixel Spacing when present and well-formed, unless it merely repeats Imager
+Pixel Spacing with no Pixel Spacing Calibration Type (0028,0A02): many producers copy the
+detector's spacing there uncalibrated, and viewers read that case as the detector's
+spacing, so it is taken as one. Else Imager Pixel Spacing divided by the Estimated
+Radiographic Magnification Factor (0018,1114) when that is given; else Imager Pixel
+Spacing as it is, with ``source`` saying so. Both attributes are
 "row spacing, column spacing" in mm: the vertical then the horizontal distance between
 pixel centres.
 """
@@ -94,9 +97,12 @@ def spacing_of(ds) -> tuple[PixelSpacing | None, str]:
     notes = []
     pixel, why = _pair(ds, PIXEL_SPACING)
     notes.append(why)
-    if pixel is not None:
-        return PixelSpacing(*pixel, PIXEL_SPACING), "; ".join(n for n in notes if n)
     imager, why = _pair(ds, IMAGER_PIXEL_SPACING)
+    if pixel is not None:
+        if pixel != imager or ds.get("PixelSpacingCalibrationType"):
+            return PixelSpacing(*pixel, PIXEL_SPACING), "; ".join(n for n in notes if n)
+        notes.append("PixelSpacing repeats ImagerPixelSpacing without a PixelSpacingCalibrationType: "
+                     "taken as the detector's spacing")
     notes.append(why)
     note = "; ".join(n for n in notes if n)
     if imager is None:
