@@ -102,6 +102,20 @@ def test_window_center_width_is_applied(tmp_path):
     np.testing.assert_array_equal(read_image(path), np.rint(expected * 65535).astype(np.uint16))
 
 
+def test_window_after_a_negative_rescale_slope_keeps_the_values_direction(tmp_path):
+    """pydicom's window output runs from the rescaled range's ends, which a negative slope swaps; the
+    image was refused as "maps every pixel to one value"."""
+    stored = (np.arange(64 * 64, dtype=np.uint16).reshape(64, 64)) % 4096
+    center, width = 2048.0, 801.0
+    path = make_dicom(tmp_path / "n.dcm", stored, BitsStored=12, RescaleSlope=-1, RescaleIntercept=4095,
+                      WindowCenter=center, WindowWidth=width)
+    v = 4095.0 - stored
+    expected = np.clip(((v - (center - 0.5)) / (width - 1) + 0.5), 0, 1)  # as in the test above
+    expected[v <= center - 0.5 - (width - 1) / 2] = 0
+    expected[v > center - 0.5 + (width - 1) / 2] = 1
+    np.testing.assert_array_equal(read_image(path), np.rint(expected * 65535).astype(np.uint16))
+
+
 def test_window_with_monochrome1_is_inverted_after_windowing(tmp_path):
     stored = np.tile(np.arange(0, 4096, 64, dtype=np.uint16), (64, 1))
     kw = dict(BitsStored=12, WindowCenter=2048.0, WindowWidth=1025.0)

@@ -375,7 +375,8 @@ def _render_gray(pixels: np.ndarray, ds, photometric: str, bits_stored: int, p: 
     except Exception as exc:  # a Window Width below 1, an unknown VOI LUT Function, a malformed VOI LUT
         raise InputError(f"{p}: cannot apply the DICOM {voi} ({first_line(exc)})") from None
     full = 255.0 if 0 < bits_stored <= 8 else 65535.0
-    scaled = np.clip((values - lo) / (hi - lo), 0.0, 1.0) * full if hi > lo else np.zeros_like(values)
+    # a negative Rescale Slope swaps pydicom's window output ends (lo > hi); the division keeps the direction
+    scaled = np.clip((values - lo) / (hi - lo), 0.0, 1.0) * full if hi != lo else np.zeros_like(values)
     if photometric == "MONOCHROME1":
         scaled = full - scaled
     out = np.rint(scaled).astype(np.uint8 if full == 255.0 else np.uint16)
