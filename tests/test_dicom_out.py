@@ -278,3 +278,31 @@ def test_japanese_character_sets_with_an_empty_first_value_give_objects(results,
         back = pydicom.dcmread(tmp_path / written)
         assert list(back.SpecificCharacterSet) == ["ISO 2022 IR 6", *charset[1:]]
         assert str(back.PatientName) == name
+
+
+def test_objects_of_same_named_images_from_several_runs_are_not_written_over(tmp_path, default_segmenter):
+    """PACS exports name every file IM0001.dcm; shards or runs into one --dicom-seg folder each wrote
+    seg/IM0001.seg.dcm over the last, so all but one image's objects were lost, every run exiting 0."""
+    images = []
+    for i, uid in enumerate(("1.2.826.0.1.3680043.8.498.1", "1.2.826.0.1.3680043.8.498.2")):
+        (tmp_path / f"p{i}").mkdir()
+        images.append(_edited(tmp_path / f"p{i}", "IM0001", SOPInstanceUID=uid))
+    seg, sr = tmp_path / "seg", tmp_path / "sr"
+    for i, image in enumerate(images + images[:1]):  # two shards, then the first one again
+        summary = run_batch(default_segmenter, [str(image)], tmp_path / f"out{i}", samples=2, progress=False,
+                            dicom_seg=seg, dicom_sr=sr)
+        assert (summary.done, summary.failed) == (1, 0)
+    for folder in (seg, sr):
+        referenced = sorted(uid for p in folder.iterdir() for uid in
+                            {str(e.value) for e in pydicom.dcmread(p).iterall() if e.keyword == "ReferencedSOPInstanceUID"})
+        assert referenced == ["1.2.826.0.1.3680043.8.498.1", "1.2.826.0.1.3680043.8.498.2"], folder
+    assert (seg / "IM0001.seg.dcm").is_file() and len(list(seg.iterdir())) == 2  # the rerun replaced its own
+
+
+def test_predict_writes_the_other_images_objects_when_one_cannot_be_built(tmp_path):
+    good = _edited(tmp_path, "good")
+    bad = _edited(tmp_path, "bad", StudyInstanceUID=None)  # an object must reference the study
+    proc = cli("predict", bad, good, "--samples", 2, "--dicom-seg", tmp_path / "seg")
+    assert proc.returncode == 1, proc.stderr
+    assert f"{bad}: the source dataset lacks StudyInstanceUID" in proc.stderr and "Traceback" not in proc.stderr
+    assert [p.name for p in (tmp_path / "seg").iterdir()] == ["good.seg.dcm"]

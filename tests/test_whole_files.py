@@ -78,5 +78,29 @@ def test_a_dicom_seg_survives_a_full_disk(tmp_path, monkeypatch, capsys):
     code = main(["predict", str(source), "--samples", "3", "--dicom-seg", str(tmp_path / "seg")])
     assert code == EXIT_INPUT
     err = capsys.readouterr().err
-    assert f"{old}: cannot write the DICOM SEG (No space left on device)" in err and len(err.strip().splitlines()) == 1
+    assert f"{old}: cannot write the DICOM SEG of {source} (No space left on device)" in err \
+        and len(err.strip().splitlines()) == 1
     assert old.read_bytes() == b"old object" and not list(tmp_path.rglob(".*.tmp"))
+
+
+@pytest.mark.parametrize("hard_links", [True, False])
+def test_write_whole_unclaimed_never_writes_over_a_file_it_may_not_replace(tmp_path, monkeypatch, hard_links):
+    import errno
+    import os
+
+    from chexmask_rt.whole_files import write_whole_unclaimed
+
+    if not hard_links:  # e.g. an SMB or FAT archive mount
+        def no_link(*_):
+            raise OSError(errno.EPERM, "Operation not permitted")
+        monkeypatch.setattr(os, "link", no_link)
+    a, b = tmp_path / "a.dcm", tmp_path / "b.dcm"
+    a.write_text("theirs")
+    mine = lambda p: p.read_text() == "mine"  # noqa: E731
+    assert write_whole_unclaimed([a, b], lambda t: t.write_text("mine"), replaces=mine) == b
+    assert (a.read_text(), b.read_text()) == ("theirs", "mine")
+    assert write_whole_unclaimed([a, b], lambda t: t.write_text("mine"), replaces=mine) == b  # its own: replaced
+    b.write_text("other")
+    assert write_whole_unclaimed([a, b], lambda t: t.write_text("mine"), replaces=mine) is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.dcm", "b.dcm"]  # no temporary left
+    assert (a.read_text(), b.read_text()) == ("theirs", "other")

@@ -259,7 +259,7 @@ def cmd_predict(args) -> int:
                 raise
             print(f"chexmask-rt: error: {exc}", file=sys.stderr)  # like batch: the others still get written
             failed += 1
-    _write_outputs(args, results)
+    failed += _write_outputs(args, results)
     return EXIT_SOME_FAILED if failed else EXIT_OK
 
 
@@ -272,8 +272,10 @@ def _quiet_decoders(args) -> None:
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # this process is the command's alone
 
 
-def _write_outputs(args, results) -> None:
-    """predict's --json, --overlay, --csv and --masks for the images that succeeded, and the summary lines."""
+def _write_outputs(args, results) -> int:
+    """predict's --json, --overlay, --csv, --masks and DICOM objects for the images that succeeded, and the
+    summary lines; returns how many images got no DICOM object they were asked for (each one said why)."""
+    failed = 0
     if args.json:
         payload = [r.to_dict() for r in results]
         # allow_nan=False: bare NaN tokens are not JSON (predict refuses non-finite results before this)
@@ -306,11 +308,20 @@ def _write_outputs(args, results) -> None:
 
         stems = mask_stems([r.image for r in results])
         for r in results:
-            for path in write_objects(r, r.image, stems[r.image], seg_dir=args.dicom_seg, sr_dir=args.dicom_sr):
+            try:
+                written = write_objects(r, r.image, stems[r.image], seg_dir=args.dicom_seg, sr_dir=args.dicom_sr)
+            except InputError as exc:
+                if len(args.images) == 1:
+                    raise
+                print(f"chexmask-rt: error: {exc}", file=sys.stderr)  # one image's objects; the others go on
+                failed += 1
+                continue
+            for path in written:
                 print(f"wrote {path}", file=sys.stderr)
     if args.json != "-" and args.csv != "-":
         for r in results:
             print(_summary(r))
+    return failed
 
 
 def _write_csv(target: str, results) -> None:

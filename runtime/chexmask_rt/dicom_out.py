@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 from .dicom_source import spacing_of, unusable_pixel_spacing
 from .errors import InputError, first_line
 from .measures import measure
-from .whole_files import write_whole
+from .whole_files import write_whole_unclaimed
 
 if TYPE_CHECKING:
     from highdicom.seg import Segmentation
@@ -314,7 +314,11 @@ def refuse_non_dicom(images, option: str) -> None:
 
 def write_objects(result, image, stem: str, *, seg_dir=None, sr_dir=None) -> list:
     """Write ``seg_dir/<stem>.seg.dcm`` and/or ``sr_dir/<stem>.sr.dcm`` for ``result`` of the DICOM file
-    ``image``; returns the paths written. An unwritable folder is an InputError naming it."""
+    ``image``; returns the paths written. A name that holds another image's object (another shard's
+    or an earlier run's, into the same folder) is not written over: the object goes to
+    ``<stem>_<hash of the image's SOP Instance UID>`` instead. An object that cannot be built or
+    written is an InputError naming the image."""
+    import hashlib
     from pathlib import Path
 
     from .dicom_source import read_header
@@ -322,21 +326,41 @@ def write_objects(result, image, stem: str, *, seg_dir=None, sr_dir=None) -> lis
     if seg_dir is None and sr_dir is None:
         return []
     source = read_header(image)
+    uid = str(source.get("SOPInstanceUID", ""))
     written = []
     for folder, suffix, build in ((seg_dir, "seg", segmentation), (sr_dir, "sr", measurement_report)):
         if folder is None:
             continue
-        out = Path(folder) / f"{stem}.{suffix}.dcm"
-        obj = build(result, source)
+        names = [Path(folder) / f"{stem}.{suffix}.dcm",
+                 Path(folder) / f"{stem}_{hashlib.sha1(uid.encode()).hexdigest()[:8]}.{suffix}.dcm"]
         try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            write_whole(out, lambda tmp: obj.save_as(tmp, enforce_file_format=True))
+            obj = build(result, source)
+        except InputError as exc:
+            raise InputError(f"{image}: {exc}") from None
+        try:
+            names[0].parent.mkdir(parents=True, exist_ok=True)
+            out = write_whole_unclaimed(names, lambda tmp: obj.save_as(tmp, enforce_file_format=True),
+                                        replaces=lambda existing: uid in _references(existing))
         except OSError as exc:
             # pydicom may re-raise a write's OSError with its own multi-line message
-            raise InputError(f"{out}: cannot write the DICOM {suffix.upper()} "
+            raise InputError(f"{names[0]}: cannot write the DICOM {suffix.upper()} of {image} "
                              f"({exc.strerror or first_line(exc)})") from None
+        if out is None:
+            raise InputError(f"{names[0]} and {names[1].name} hold the objects of other images: "
+                             f"not written over; no DICOM {suffix.upper()} written for {image}")
         written.append(out)
     return written
+
+
+def _references(path) -> set[str]:
+    """The SOP Instance UIDs a DICOM object references (none for a file that is not one)."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+        return {str(e.value) for e in ds.iterall() if e.keyword == "ReferencedSOPInstanceUID"}
+    except Exception:  # pydicom raises many unrelated types on a malformed file: someone else's file
+        return set()
 
 
 def _declare_private_scheme(document) -> None:

@@ -7,9 +7,10 @@ where a reader would take it for a result, and a file that was there before stay
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 # the text files we write and read back (CSV lists of images, written results): any file name the OS
@@ -30,6 +31,40 @@ def write_whole(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
         with contextlib.suppress(OSError):
             temporary.unlink()
         raise
+
+
+def write_whole_unclaimed(paths: Sequence[str | os.PathLike], write: Callable[[Path], None],
+                          replaces: Callable[[Path], bool]) -> Path | None:
+    """Like :func:`write_whole`, under the first of ``paths`` (all in one folder) that is free or holds
+    a file that ``replaces(path)`` says this one may replace; returns that path, or None when every
+    one holds a file it may not replace (nothing is written then).
+
+    A free name is claimed with a hard link, which fails when another process took the name
+    meanwhile, so two writers never replace each other's files unasked. Where the file system has
+    no hard links, a free name is checked, then renamed onto: the race is left open there."""
+    paths = [Path(p) for p in paths]
+    temporary = paths[0].with_name(f".{paths[0].name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        write(temporary)
+        for path in paths:
+            try:
+                os.link(temporary, path)
+                return path
+            except FileExistsError:
+                pass
+            except OSError as exc:
+                if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+                    raise
+                if not path.exists():
+                    os.replace(temporary, path)
+                    return path
+            if replaces(path):
+                os.replace(temporary, path)
+                return path
+        return None
+    finally:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
 
 
 def write_text_whole(path: str | os.PathLike, text: str) -> None:
