@@ -173,6 +173,14 @@ def test_rgb_float_channels_outside_0_1_are_refused(default_segmenter, low, high
         default_segmenter.predict(rgb, samples=2)
 
 
+def test_a_float_image_one_ulp_above_1_is_told_the_value_it_has(default_segmenter):
+    """A min-max normalisation's overshoot of one ulp was reported as "got values in [0, 1]"."""
+    image = np.full((64, 64), 0.5)
+    image[3, 3] = np.nextafter(1.0, 2.0)
+    with pytest.raises(InputError, match=r"got values in \[0\.5, 1\.0000000000000002\] \(np\.clip"):
+        default_segmenter.predict(image, samples=2)
+
+
 @pytest.mark.parametrize("bit_depth", ["12", 12.7, 12.0, True])
 @pytest.mark.parametrize("dtype", [np.uint16, np.uint8])
 def test_bit_depth_must_be_an_integer(default_segmenter, bit_depth, dtype):

@@ -228,4 +228,6 @@ def _check_unit_range(image: np.ndarray, name: str) -> None:
         raise InputError(f"{name}: image contains NaN or infinite values")
     lo, hi = float(image.min()), float(image.max())
     if lo < 0.0 or hi > 1.0:
-        raise InputError(f"{name}: float images must lie in [0, 1]; got values in [{lo:g}, {hi:g}]")
+        # exact values: an overshoot of one ulp (a min-max normalisation's) would print as 1
+        raise InputError(f"{name}: float images must lie in [0, 1]; got values in [{lo!r}, {hi!r}] "
+                         "(np.clip(image, 0, 1) if that is rounding)")
