@@ -102,6 +102,7 @@ def test_sr_is_a_tid1500_report_of_the_contours_scores_and_measures(results, tmp
     evaluations = {e.name.meaning: e.value.meaning for e in image.get_qualitative_evaluations()}
     assert evaluations["Uncertainty above calibrated threshold"] == ("Yes" if r.quality.flag else "No")
     assert "research use, not for diagnosis" in evaluations["Validation status of the measures"]
+    assert evaluations["Pixel spacing of the lengths and areas"] == "Pixel Spacing, in the patient"
 
 
 def test_sr_units_follow_the_dataset_it_references_for_a_result_of_decoded_pixels(default_segmenter, tmp_path):
@@ -200,6 +201,10 @@ def test_predict_cli_writes_seg_sr_uids_and_millimetres_of_an_edited_header(tmp_
     assert m["pixel_spacing"] == {"row_mm": 0.2, "column_mm": 0.1, "source": IMAGER_PIXEL_SPACING, "at_detector": True}
     assert m["heart_diameter_mm"] == pytest.approx(m["heart_diameter_px"] * 0.1)
     assert m["area_mm2"]["heart"] == pytest.approx(m["area_px2"]["heart"] * 0.02)
+    # the SR says its millimetres are the detector's, as the JSON does
+    image_group = hd.sr.srread(tmp_path / "sr" / "imager.sr.dcm").content.get_image_measurement_groups()[0]
+    evaluations = {e.name.meaning: e.value.meaning for e in image_group.get_qualitative_evaluations()}
+    assert evaluations["Pixel spacing of the lengths and areas"].endswith("at the detector: lengths magnified")
     with open(tmp_path / "r.csv", newline="") as f:
         row = next(csv.DictReader(f))
     assert row["SOPInstanceUID"] == source.SOPInstanceUID and row["Pixel Spacing Source"] == IMAGER_PIXEL_SPACING
@@ -306,3 +311,27 @@ def test_predict_writes_the_other_images_objects_when_one_cannot_be_built(tmp_pa
     assert proc.returncode == 1, proc.stderr
     assert f"{bad}: the source dataset lacks StudyInstanceUID" in proc.stderr and "Traceback" not in proc.stderr
     assert [p.name for p in (tmp_path / "seg").iterdir()] == ["good.seg.dcm"]
+
+
+def test_objects_are_refused_for_an_image_stored_mirrored(results, tmp_path):
+    """Patient Orientation R\\F: the image's left is the patient's left, so the lung the model calls right
+    (the image's left one) is the patient's left; the objects coded it Right (SNOMED 24028007)."""
+    from chexmask_rt.dicom_source import with_source
+
+    for orientation, refused in ((["R", "F"], True), (["L", "F"], False), (["RA", "F"], True)):
+        path = _edited(tmp_path, "mirrored", PatientOrientation=orientation)
+        r, source = with_source(results[DICOMS[1]], path), pydicom.dcmread(path)
+        for build in (r.to_dicom_seg, r.to_dicom_sr):
+            if refused:
+                with pytest.raises(InputError, match=r"Patient Orientation RA?\\F: the image is stored mirrored"):
+                    build(source)
+            else:
+                build(source)
+
+
+def test_predict_refuses_bit_depth_for_dicom_inputs(example1):
+    """A DICOM file reaches the model rendered to 16 bits; --bit-depth 12 (its Bits Stored, say) failed with
+    "pixel values need 16 bits ... pass the image's real bit depth", which the user had done."""
+    proc = cli("predict", example1, DICOMS[0], "--bit-depth", 12)
+    assert proc.returncode == 2 and f"a DICOM file is rendered to 16 bits by its own Bits Stored, rescale and " \
+        f"window: {DICOMS[0]}" in proc.stderr

@@ -431,6 +431,14 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     if getattr(args, "json", None) == "-" and getattr(args, "csv", None) == "-":
         parser.error("--json - and --csv - would both go to standard output: send one of them to a file")
+    if getattr(args, "bit_depth", None) is not None and args.command == "predict":
+        from .dicom_io import is_dicom_file
+
+        dicoms = [i for i in args.images if is_dicom_file(i)]
+        if dicoms:  # its pixels reach the model rendered to 16 bits: the file's own depth no longer applies
+            more = f" and {len(dicoms) - 1} more" if len(dicoms) > 1 else ""
+            parser.error(f"--bit-depth is for PNG, TIFF and BMP files; a DICOM file is rendered to 16 bits by its "
+                         f"own Bits Stored, rescale and window: {dicoms[0]}{more}")
     if getattr(args, "backend", None) == "python":
         print("chexmask-rt: error: --backend python is gone: the native core is the only pipeline "
               "(use --backend auto, the default; same results)", file=sys.stderr)

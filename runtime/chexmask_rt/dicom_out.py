@@ -32,7 +32,8 @@ import warnings
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from .dicom_source import spacing_of, unusable_pixel_spacing
+from .dicom_source import (IMAGER_PIXEL_SPACING, MAGNIFICATION_CORRECTED, PIXEL_SPACING, spacing_of,
+                           unusable_pixel_spacing)
 from .errors import InputError, first_line
 from .measures import measure
 from .whole_files import write_whole_unclaimed
@@ -110,6 +111,14 @@ def _check_source(result, ds) -> None:
     if (rows, cols) != (result.height, result.width):
         raise InputError(f"the source dataset is {cols}x{rows} pixels, the result {result.width}x{result.height}: "
                          "pass the dataset of the image that was segmented")
+    orientation = ds.get("PatientOrientation") or ""
+    values = [str(v) for v in ([orientation] if isinstance(orientation, str) else orientation)]
+    if values and values[0].upper().startswith("R"):
+        # the model reads chests as displayed by convention, the patient's right on the image's left; here
+        # the lung it calls right is the patient's left, and the objects would code it so
+        raise InputError(f"Patient Orientation {chr(92).join(values)}: the image is stored mirrored (the "
+                         "patient's right on the image's right), so the lungs' sides would be coded the wrong "
+                         "way round; mirror the pixels and the orientation first")
     missing = [k for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID") if not ds.get(k)]
     if missing:
         raise InputError(f"the source dataset lacks {', '.join(missing)}: it cannot be referenced")
@@ -193,6 +202,14 @@ def _without_unusable_spacing(ds):
     return trimmed
 
 
+_SPACING_CODES = {
+    PIXEL_SPACING: ("PATIENT", "Pixel Spacing, in the patient"),
+    IMAGER_PIXEL_SPACING: ("DETECTOR", "Imager Pixel Spacing, at the detector: lengths magnified"),
+    MAGNIFICATION_CORRECTED: ("MAGCORR", "Imager Pixel Spacing divided by the estimated magnification"),
+    None: ("NONE", "No pixel spacing: lengths in pixels"),
+}
+
+
 def _units(spacing):
     """(length unit, area unit) as UCUM codes: mm / mm2 with a spacing, else pixel annotations."""
     from highdicom.sr import CodedConcept
@@ -265,6 +282,10 @@ def measurement_report(result: Result, source_dataset: Dataset, *,
         else _private("NOTCAL", "Not calibrated for this model")
     evaluations = [
         sr.QualitativeEvaluation(_private("FLAG", "Uncertainty above calibrated threshold"), flag),
+        # JSON and CSV say which spacing the lengths use; a reader of the SR needs it as much: at the
+        # detector they are magnified (about 5-15 % for a chest)
+        sr.QualitativeEvaluation(_private("SPACING", "Pixel spacing of the lengths and areas"),
+                                 _private(*_SPACING_CODES[None if m.spacing is None else m.spacing.source])),
         sr.QualitativeEvaluation(_private("VALID", "Validation status of the measures"),
                                  _private("UNVALIDATED", "Unvalidated, research use, not for diagnosis")),
     ]
