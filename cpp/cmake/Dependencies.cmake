@@ -41,8 +41,13 @@ if(ONNXRUNTIME_ROOT)
   find_library(ONNXRUNTIME_LIBRARY NAMES onnxruntime PATHS ${ONNXRUNTIME_ROOT}/lib ${ONNXRUNTIME_ROOT}/lib64
                NO_DEFAULT_PATH NO_CMAKE_FIND_ROOT_PATH)
   if(NOT _ort_root_include OR NOT ONNXRUNTIME_LIBRARY)
+    set(_ort_dangling "")
+    if(IS_SYMLINK ${ONNXRUNTIME_ROOT}/lib/libonnxruntime.so AND NOT EXISTS ${ONNXRUNTIME_ROOT}/lib/libonnxruntime.so)
+      set(_ort_dangling " (lib/libonnxruntime.so is a link to nothing: a relative link's target is read "
+                        "from the link's own folder)")
+    endif()
     message(FATAL_ERROR "ONNXRUNTIME_ROOT=${ONNXRUNTIME_ROOT} is not an ONNX Runtime release folder: it needs "
-                        "include/onnxruntime_cxx_api.h and lib/libonnxruntime.so")
+                        "include/onnxruntime_cxx_api.h and lib/libonnxruntime.so${_ort_dangling}")
   endif()
   set(ONNXRUNTIME_INCLUDE_DIR ${_ort_root_include})
   add_library(onnxruntime::onnxruntime SHARED IMPORTED)
@@ -63,10 +68,11 @@ elseif(NOT ONNXRUNTIME_INCLUDE_DIR)
         COMMAND sh ${CMAKE_CURRENT_LIST_DIR}/fetch_onnxruntime_headers.sh ${_ort_fetched}
         RESULT_VARIABLE _ort_rc)
       if(NOT _ort_rc EQUAL 0)
-        message(FATAL_ERROR "Could not fetch the ONNX Runtime headers (no network?); pass "
-                            "-DONNXRUNTIME_ROOT=<ONNX Runtime release folder with include/ and lib/> to build "
-                            "offline against that library, or -DONNXRUNTIME_INCLUDE_DIR=<dir with "
-                            "onnxruntime_cxx_api.h> to load the library at run time")
+        message(FATAL_ERROR "Could not fetch the ONNX Runtime headers from Debian (the lines above say why: "
+                            "no apt, no network, no Debian keyring). Pass -DONNXRUNTIME_INCLUDE_DIR=<dir with "
+                            "onnxruntime_cxx_api.h> to load the library at run time, or -DONNXRUNTIME_ROOT=<ONNX "
+                            "Runtime release folder with include/ and lib/> to link it; to pip (a source "
+                            "install), pass them as CMAKE_ARGS=\"-DONNXRUNTIME_INCLUDE_DIR=...\"")
       endif()
     endif()
     set(ONNXRUNTIME_INCLUDE_DIR ${_ort_fetched}/include)

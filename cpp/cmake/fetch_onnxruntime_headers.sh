@@ -17,7 +17,7 @@ suite=${CHEXMASK_RT_DEBIAN_SUITE:-trixie}
 if [ -f "$dest/include/onnxruntime_cxx_api.h" ]; then
     exit 0
 fi
-command -v apt-get >/dev/null || { echo "fetch_onnxruntime_headers: apt-get not found; put the ONNX Runtime headers in $dest/include yourself (or pass -DONNXRUNTIME_ROOT=<ONNX Runtime release folder> or -DONNXRUNTIME_INCLUDE_DIR=...)" >&2; exit 1; }
+command -v apt-get >/dev/null || { echo "fetch_onnxruntime_headers: apt-get not found (they come from Debian's libonnxruntime-dev)" >&2; exit 1; }
 
 apt_root="$dest/.apt"
 mkdir -p "$apt_root/deb" "$dest/unpacked" "$dest/include"

@@ -4,7 +4,8 @@
 #   private_apt_init ROOT MIRROR SUITE ARCH   # sets $apt_opts and runs apt-get update
 #   apt-get $apt_opts download PACKAGE...
 #
-# MIRROR "" means CHEXMASK_RT_DEBIAN_MIRROR, else the Debian archive this machine's apt sources use.
+# MIRROR "" means CHEXMASK_RT_DEBIAN_MIRROR, else the Debian archive this machine's apt sources use,
+# else deb.debian.org (e.g. on Ubuntu, whose apt can fetch from Debian given debian-archive-keyring).
 
 private_apt_machine_mirror() {
     { grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}'
@@ -15,11 +16,13 @@ private_apt_machine_mirror() {
 private_apt_init() {
     _root=$1
     _mirror=${2:-${CHEXMASK_RT_DEBIAN_MIRROR:-$(private_apt_machine_mirror)}}
-    [ -n "$_mirror" ] || { echo "private_apt: no Debian archive in this machine's apt sources; set CHEXMASK_RT_DEBIAN_MIRROR" >&2; return 1; }
+    _mirror=${_mirror:-http://deb.debian.org/debian}
     command -v apt-get >/dev/null || { echo "private_apt: apt-get not found" >&2; return 1; }
+    _keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+    [ -f "$_keyring" ] || { echo "private_apt: $_keyring is missing, so Debian's packages cannot be verified: apt-get install debian-archive-keyring (Ubuntu has it too)" >&2; return 1; }
     mkdir -p "$_root/etc/preferences.d" "$_root/etc/apt.conf.d" "$_root/state/lists/partial" \
              "$_root/cache/archives/partial"
-    echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $_mirror $3 main" > "$_root/etc/sources.list"
+    echo "deb [signed-by=$_keyring] $_mirror $3 main" > "$_root/etc/sources.list"
     : > "$_root/state/status"
     apt_opts="-o Dir::Etc::SourceList=$_root/etc/sources.list
  -o Dir::Etc::SourceParts=$_root/etc/sources.list.d
