@@ -17,11 +17,9 @@ def _coloured_pixels(picture: np.ndarray) -> int:
     return int((np.abs(p[..., 0] - p[..., 1]) + np.abs(p[..., 1] - p[..., 2]) > 60).sum())
 
 
-def _legend_rows_cut_at_the_right(picture: np.ndarray) -> float:
-    """Of the rows a legend box starts in (black at columns 4-7), the share whose box runs to the right edge."""
-    black = (picture == 0).all(axis=2)
-    rows = black[:, 4:8].all(axis=1)
-    return float(black[rows, -1].mean()) if rows.any() else 0.0
+def _text_at_the_right_edge(picture: np.ndarray, rows: int) -> bool:
+    """Whether any legend text (white, on the band below the image's ``rows``) reaches the last 4 columns."""
+    return bool(_white(picture[rows:, -4:]).any())
 
 
 def _white(picture: np.ndarray) -> np.ndarray:
@@ -53,15 +51,58 @@ def test_a_short_wide_image_gets_its_legend_below_it(default_segmenter, chest):
 def test_every_legend_line_fits_across_a_narrow_image(default_segmenter, chest):
     """The areas line (791 px at the sample's size) ran past a 786-px wide picture."""
     picture = draw_overlay(chest, default_segmenter.predict(chest, samples=10))
-    assert picture.shape == (*chest.shape[:2], 3)  # a normal picture keeps its size: no band
-    assert _legend_rows_cut_at_the_right(picture) == 0
+    assert picture.shape[1] == chest.shape[1] and picture.shape[0] > chest.shape[0]  # the legend's band
+    assert not _text_at_the_right_edge(picture, chest.shape[0])
+
+
+@pytest.mark.parametrize("width", [256, 300, 333, 401, 512, 700, 786, 1000])
+def test_legend_text_fits_at_every_width(default_segmenter, chest, width):
+    """A proportional shrink left lines 11-17 px too wide at 198 of the widths from 256 to 1024: glyph
+    advances round per glyph, and the stroke adds to each."""
+    image = cv2.resize(chest, (width, width * 2), interpolation=cv2.INTER_AREA)
+    picture = draw_overlay(image, default_segmenter.predict(image, samples=4))
+    rows = round(width * 2 * min(1.0, 1024 / (width * 2)))
+    assert not _text_at_the_right_edge(picture, rows)
 
 
 def test_a_tall_narrow_image_keeps_its_text_inside(default_segmenter, chest):
     tall = cv2.resize(chest, (300, 2000), interpolation=cv2.INTER_AREA)
     picture = draw_overlay(tall, default_segmenter.predict(tall, samples=4))
     assert picture.shape[1] == round(300 * 1024 / 2000)
-    assert _legend_rows_cut_at_the_right(picture) == 0
+    assert not _text_at_the_right_edge(picture, 1024)
+
+
+def test_the_legend_covers_no_anatomy(default_segmenter, chest):
+    """The legend's boxes sat over the top left of the image, hiding 4-21 apex landmarks."""
+    picture = draw_overlay(chest, default_segmenter.predict(chest, samples=4))
+    rows, cols = chest.shape[:2]
+    region = picture[: rows // 5, : cols // 2].astype(int)  # the right lung's apex
+    source = chest[: rows // 5, : cols // 2].astype(int)
+    gray = (region[..., 0] == region[..., 1]) & (region[..., 1] == region[..., 2])  # not a contour or an ellipse
+    assert gray.mean() > 0.5 and (region[gray][:, 0] == source[gray]).all()  # the image as it is: no box, no text
+
+
+def test_a_flagged_result_is_framed_and_says_so(default_segmenter, chest):
+    """A flagged result was drawn exactly as a trusted one."""
+    upside_down = np.ascontiguousarray(chest[::-1])
+    flagged, trusted = (default_segmenter.predict(x, samples=10) for x in (upside_down, chest))
+    assert flagged.quality.flag and not trusted.quality.flag
+    red = lambda p: (p[..., 2] > 200) & (p[..., 1] < 80) & (p[..., 0] < 80)  # noqa: E731 (BGR)
+    a, b = draw_overlay(upside_down, flagged), draw_overlay(chest, trusted)
+    assert red(a[:3]).mean() > 0.9 and red(a[: upside_down.shape[0], :3]).mean() > 0.9  # the frame
+    first_line = slice(chest.shape[0], chest.shape[0] + 20)  # of the legend, on the band below the image
+    assert red(a[first_line]).sum() > 200
+    assert red(b[:3]).mean() < 0.1 and red(b[first_line]).sum() == 0
+
+
+def test_uncertainty_colours_are_one_scale_for_every_picture():
+    """Colours were scaled to each image's own 95th percentile: yellow meant 4 px on a trusted image
+    and 50 px on a flagged one."""
+    from chexmask_rt.overlay import COLOUR_SCALE_PX, _uncertainty_colours
+
+    c = _uncertainty_colours(np.array([0.0, 4.0, 4.0, COLOUR_SCALE_PX, 50.0]))
+    assert (c[1] == c[2]).all() and (c[3] == c[4]).all() and not (c[1] == c[3]).all()
+    assert c[0].sum() > 60  # the dark end is not black: it stays visible on a dark lung field
 
 
 def test_a_picture_of_another_size_than_the_result_is_refused(default_segmenter, chest):

@@ -397,8 +397,10 @@ def _write_overlays(target: str, results, *, several: bool, max_pixels: int | No
         out = Path(target) / f"{stems[r.image]}.png" if folder else Path(target)
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
+            # PNG at zlib level 9: half the size of OpenCV's default level 1, for ~0.1 s per picture
             written, encoded = cv2.imencode(out.suffix.lower() or ".png",
-                                            draw_overlay(read_image(r.image, max_pixels=max_pixels), r))
+                                            draw_overlay(read_image(r.image, max_pixels=max_pixels), r),
+                                            [cv2.IMWRITE_PNG_COMPRESSION, 9])
             if written:
                 write_bytes_whole(out, encoded.tobytes())
         except (OSError, cv2.error) as exc:

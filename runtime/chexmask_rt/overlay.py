@@ -65,17 +65,39 @@ def _draw_diameters(canvas: np.ndarray, pts: np.ndarray, thick: int) -> None:
 
 
 MIN_SIDE = 256  # smaller images are drawn enlarged: at their own size the legend would cover them
+COLOUR_SCALE_PX = 25.0  # node std (1024 frame) drawn yellow: one scale for every picture, near the shipped
+                        # model's calibrated threshold (24.4 px), so that colours compare across images
+_COLOUR_FROM = 0.3  # the colour map's dark end is skipped: a black ellipse would vanish on a lung field
+_FLAG_COLOUR = (40, 40, 230)  # BGR red: a flagged result's frame and first legend line
+
+
+def _uncertainty_colours(values: np.ndarray) -> np.ndarray:
+    """BGR colours [n, 3] of node stds in the 1024 frame on the fixed scale 0..COLOUR_SCALE_PX."""
+    level = _COLOUR_FROM + (1 - _COLOUR_FROM) * np.clip(values / COLOUR_SCALE_PX, 0, 1)
+    return cv2.applyColorMap(np.round(level * 255).astype(np.uint8)[:, None], cv2.COLORMAP_INFERNO)[:, 0]
+
+
+def _reliability_line(quality) -> tuple[str, tuple[int, int, int]] | None:
+    """The legend's first line: the reliability flag's verdict, red when flagged."""
+    if quality is None:
+        return None
+    if not quality.calibrated:
+        return "reliability: not calibrated for this model", (255, 255, 255)
+    if quality.flag:
+        return f"FLAGGED, review before use: {quality.reason.split(':')[0]}", _FLAG_COLOUR
+    return "reliability: within the calibrated thresholds", (255, 255, 255)
 
 
 def draw_overlay(image: np.ndarray, result: Result, *, max_side: int = 1024) -> np.ndarray:
-    """Return a BGR uint8 picture: the three contours, and for each landmark an ellipse
-    of one std (x and y axes) coloured by its uncertainty, with the image scores in a corner.
+    """Return a BGR uint8 picture: the three contours, and for each landmark an ellipse of one std
+    (x and y axes) coloured by its node std on one fixed scale, with a legend on a black band below
+    the image, where it hides no anatomy: the reliability verdict (a flagged result is framed red),
+    the image scores, a colour key, the measures and the intended use.
 
-    The picture is the image scaled to ``max_side`` on its longer side (up to ``MIN_SIDE`` for a
-    smaller one). Where the legend would cover more than half of it (a short, wide image), the
-    legend goes on a black band below the image instead. ``image`` must be the image the result was
-    made from, as read (``chexmask_rt.image_io.read_image``): another size is an InputError, since the
-    contours would be drawn in the wrong place (e.g. over ``cv2.imread``'s turn of an EXIF-rotated JPEG)."""
+    The image is scaled to ``max_side`` on its longer side (up to ``MIN_SIDE`` for a smaller one).
+    ``image`` must be the image the result was made from, as read
+    (``chexmask_rt.image_io.read_image``): another size is an InputError, since the contours would
+    be drawn in the wrong place (e.g. over ``cv2.imread``'s turn of an EXIF-rotated JPEG)."""
     if tuple(np.shape(image)[:2]) != (result.height, result.width):
         raise InputError(f"the picture is {np.shape(image)[1]}x{np.shape(image)[0]} pixels but the result is of a "
                          f"{result.width}x{result.height} image: draw over the image the result was made from")
@@ -88,9 +110,8 @@ def draw_overlay(image: np.ndarray, result: Result, *, max_side: int = 1024) -> 
     thick = max(1, round(max(canvas.shape[:2]) / 512))
     pts = result.landmarks * scale
     std = result.landmarks_std * scale
-    unc = result.node_uncertainty
-    norm = np.clip(unc / max(float(np.percentile(unc, 95)), 1e-6), 0, 1)
-    colours = cv2.applyColorMap((norm * 255).astype(np.uint8)[:, None], cv2.COLORMAP_INFERNO)[:, 0]
+    to_frame = 1024.0 / max(result.height, result.width)  # the frame the scale and the thresholds use
+    colours = _uncertainty_colours(result.node_uncertainty * to_frame)
     shift = 4  # sub-pixel drawing
     f = float(1 << shift)
     for name, sl in organ_slices().items():
@@ -101,26 +122,44 @@ def draw_overlay(image: np.ndarray, result: Result, *, max_side: int = 1024) -> 
         axes = tuple(int(v) for v in np.round(np.maximum(std[i], 1.0) * f))
         cv2.ellipse(canvas, centre, axes, 0, 0, 360, tuple(int(c) for c in colours[i]), max(1, thick // 2),
                     cv2.LINE_AA, shift)
-    measures = result.measures()
     _draw_diameters(canvas, pts, thick)
-    lines = [f"mean node std {result.mean_node_std:.2f} px", f"mean latent sigma {result.mean_latent_sigma:.3f}",
-             f"K={result.samples}{_LOOKS.get(look_kind(result), '')}  {result.model}", *_measure_lines(measures)]
-    # a picture travels without its JSON: it carries the intended use itself, at its foot
-    foot = INTENDED_USE.upper()
-    size = 0.4 + 0.5 * max(canvas.shape[:2]) / 1024
-    widest = max(cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, size, thick)[0][0] for t in (*lines, foot))
-    size *= min(1.0, max(canvas.shape[1] - 16, 8) / widest)  # a narrow image: every line still fits across
-    (_, h), base = cv2.getTextSize(INTENDED_USE, cv2.FONT_HERSHEY_SIMPLEX, size, thick)
-    foot_room = h + 2 * base + 8  # from the foot label's top to the picture's bottom
-    legend = sum(_label_height(t, size, thick) for t in lines) + foot_room
-    y = 0
-    if legend > canvas.shape[0] / 2:
-        y = canvas.shape[0]
-        canvas = cv2.copyMakeBorder(canvas, 0, legend, 0, 0, cv2.BORDER_CONSTANT, value=(0, 0, 0))
-    for text in lines:
-        y = _label(canvas, text, y, size, thick)
-    _label(canvas, foot, canvas.shape[0] - foot_room, size, thick)
+    verdict = _reliability_line(result.quality)
+    if verdict is not None and verdict[1] == _FLAG_COLOUR:
+        cv2.rectangle(canvas, (0, 0), (canvas.shape[1] - 1, canvas.shape[0] - 1), _FLAG_COLOUR, 2 * thick + 2)
+    key = f"ellipse: 1 std; colour: node std 0 to {COLOUR_SCALE_PX:.0f}+ px (1024 frame)"
+    lines = [*([verdict] if verdict else []),
+             (f"mean node std {result.mean_node_std:.2f} px ({result.mean_node_std * to_frame:.2f} in the 1024 "
+              f"frame), mean latent sigma {result.mean_latent_sigma:.3f}", None),
+             (f"K={result.samples}{_LOOKS.get(look_kind(result), '')}  {result.model}", None),
+             (key, None), *((t, None) for t in _measure_lines(result.measures())),
+             (INTENDED_USE.upper(), None)]  # a picture travels without its JSON: it carries its intended use
+    size, text_thick = _fitting_text([t for t, _ in lines], canvas.shape[1] - 16, max(canvas.shape[:2]), thick)
+    heights = [_label_height(t, size, text_thick) for t, _ in lines]
+    bar_at = [t for t, _ in lines].index(key)
+    top = canvas.shape[0]
+    canvas = cv2.copyMakeBorder(canvas, 0, sum(heights) + heights[bar_at] + 8, 0, 0, cv2.BORDER_CONSTANT,
+                                value=(0, 0, 0))
+    y = top
+    for i, (text, colour) in enumerate(lines):
+        y = _label(canvas, text, y, size, text_thick, colour or (255, 255, 255))
+        if i == bar_at:  # the key's colours, left to right over the scale
+            width = min(canvas.shape[1] - 16, 400)
+            bar = _uncertainty_colours(np.linspace(0, COLOUR_SCALE_PX, width))
+            canvas[y + 4:y + heights[i] - 2, 8:8 + width] = bar[None]
+            y += heights[i]
     return canvas
+
+
+def _fitting_text(lines: list[str], width: int, longer: int, thick: int) -> tuple[float, int]:
+    """Font size and stroke for legend lines that all fit ``width`` pixels: glyph advances round per
+    glyph and the stroke adds to each, so a proportional shrink alone can stay a few pixels too wide."""
+    size = 0.4 + 0.5 * longer / 1024
+    while True:
+        text_thick = max(1, min(thick, round(size * 2)))  # thin strokes at small sizes: letters stay apart
+        widest = max(cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, size, text_thick)[0][0] for t in lines)
+        if widest <= width or size < 0.2:
+            return size, text_thick
+        size *= min(0.97, width / widest)
 
 
 def _label_height(text: str, size: float, thick: int) -> int:
@@ -129,10 +168,10 @@ def _label_height(text: str, size: float, thick: int) -> int:
     return h + base + 4
 
 
-def _label(canvas: np.ndarray, text: str, top: int, size: float, thick: int) -> int:
-    """White text on a black box whose top is at ``top``; returns the next line's top."""
-    (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, size, thick)
+def _label(canvas: np.ndarray, text: str, top: int, size: float, thick: int,
+           colour: tuple[int, int, int] = (255, 255, 255)) -> int:
+    """Text on the black band, its top at ``top``; returns the next line's top."""
+    (_, _), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, size, thick)
     y = top + _label_height(text, size, thick)
-    cv2.rectangle(canvas, (4, y - h - base), (12 + w, y + 2), (0, 0, 0), -1)
-    cv2.putText(canvas, text, (8, y - base // 2), cv2.FONT_HERSHEY_SIMPLEX, size, (255, 255, 255), thick, cv2.LINE_AA)
+    cv2.putText(canvas, text, (8, y - base // 2), cv2.FONT_HERSHEY_SIMPLEX, size, colour, thick, cv2.LINE_AA)
     return y
