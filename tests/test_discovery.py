@@ -219,6 +219,29 @@ def test_a_rerun_that_spells_the_input_another_way_resumes(tmp_path, shared_imag
     assert "3 done" in out and len(images) == 6
 
 
+def test_another_folder_of_the_same_spelling_is_refused_not_taken_as_done(tmp_path, shared_images):
+    """Two PACS exports, each 'exp' with IM00001..., run from their own working folders into one --out:
+    the second run took the first's rows for its own images ("2 skipped") and never segmented them."""
+    for folder, images in (("X", shared_images[:2]), ("Y", shared_images[2:5])):
+        (tmp_path / folder / "exp").mkdir(parents=True)
+        for i, image in enumerate(images, start=1):
+            shutil.copy(image, tmp_path / folder / "exp" / f"IM0000{i}{image.suffix}")
+
+    def batch(source, cwd):
+        return subprocess.run([sys.executable, "-m", "chexmask_rt", "batch", str(source), "--out", str(tmp_path / "out"),
+                               "--samples", "2", "--single-look", "--no-progress"], capture_output=True, text=True,
+                              cwd=cwd)
+
+    assert batch("exp", tmp_path / "X").returncode == 0
+    proc = batch("exp", tmp_path / "Y")
+    assert proc.returncode == 3 and f"INPUT 'exp' was {tmp_path / 'X' / 'exp'} in an earlier run" in proc.stderr
+    assert "spell INPUT as an absolute path" in proc.stderr
+    proc = batch(tmp_path / "Y" / "exp", tmp_path / "Y")  # as told: every image of Y is segmented
+    assert proc.returncode == 0 and "3 done, 0 skipped" in proc.stdout
+    with open(tmp_path / "out" / "results.csv", newline="") as f:
+        assert len(list(csv.DictReader(f))) == 5
+
+
 def test_a_list_resumes_however_it_and_its_entries_are_spelled(tmp_path, shared_images):
     """A list named by its absolute path, then relatively; a list in the working folder (entries
     written without './'), then named from its parent: each rerun does nothing again."""

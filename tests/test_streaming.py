@@ -137,7 +137,7 @@ def test_the_cores_refusal_of_a_file_names_the_file(tmp_path, default_segmenter,
     gray = cv2.imread(str(example1), cv2.IMREAD_GRAYSCALE)
     cv2.imwrite(str(deep), gray.astype(np.uint16) * 16)  # 12 significant bits
     (_, a), (_, b), (_, c) = default_segmenter.predict_iter([wide, str(deep), example1], samples=2, bit_depth=9)
-    assert str(a) == f"{wide}: dimensions 66000x40 are outside 1..65536"
+    assert str(a) == f"{wide}: image is 66000x40 pixels; at most 65536 on a side is supported"
     assert str(b).startswith(f"{deep}: pixel values need 12 bits, more than bit_depth 9")
     assert "(Python: None)" in str(b)
     assert not isinstance(c, Exception)

@@ -113,6 +113,13 @@ def open_folder(out: Path, identity: dict[str, str], input_root: str | None = No
         recorded = {"format": MANIFEST_FORMAT, **identity}
     inputs = [list(pair) for pair in recorded.get(INPUTS_KEY) or []]
     here = None if input_root is None else [input_root, os.path.realpath(input_root)]
+    # rows keep the images' paths as spelled: the same spelling of another folder would take that
+    # folder's rows for this one's images (two PACS exports, each "exp/IM00001.dcm")
+    clash = [real for spelled, real in inputs if here is not None and spelled == here[0] and real != here[1]]
+    if clash:
+        raise InputError(f"{out}: INPUT {here[0]!r} was {clash[0]} in an earlier run into this folder and is {here[1]} "
+                         "now, and rows name images as spelled, so the earlier rows would be taken for these "
+                         "images; spell INPUT as an absolute path, or use another --out")
     if here is not None and here not in inputs:
         inputs.append(here)
     if not manifest.exists() or inputs != recorded.get(INPUTS_KEY, []):
