@@ -440,6 +440,8 @@ def test_ctrl_c_says_how_to_resume_and_the_rerun_completes(tmp_path):
         proc.kill()
     assert proc.returncode == 130 and "Traceback" not in stderr, stderr
     assert stderr.strip().splitlines()[-1] == "chexmask-rt: interrupted (rerun the same command to resume)"
+    assert json.loads((out / "batch.json").read_text())["Finished"] is False  # merge names such a folder
     rerun = subprocess.run(args, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
     accounted(out, [str(p) for p in sorted(folder.iterdir())])
+    assert json.loads((out / "batch.json").read_text())["Finished"] is True

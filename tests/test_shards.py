@@ -202,3 +202,32 @@ def test_resume_with_another_engine_of_the_same_name_is_refused(tmp_path, shared
     assert proc.returncode == 3 and "Engine SHA256" in proc.stderr, proc.stderr
     proc = cli("batch", images, "--out", out, "--samples", 2, "--single-look", "--no-progress", "--shard", "0/1")
     assert proc.returncode == 3 and "made with Shard 'all', this run uses '0/1'" in proc.stderr, proc.stderr
+
+
+def test_merge_refuses_a_folder_a_batch_is_writing_and_names_one_that_did_not_finish(tmp_path):
+    """A shard killed by its time limit, or still running, was merged as if complete: exit 0, and the
+    summary did not say that a third of its images were missing."""
+    from chexmask_rt.batch_folder import folder_lock
+
+    a = _fake_folder(tmp_path / "a", ["x"], shard="0/2")
+    b = _fake_folder(tmp_path / "b", ["y"], shard="1/2")
+    with folder_lock(b):  # a batch running there
+        with pytest.raises(InputError, match=r"b: a chexmask-rt batch is still writing it \(pid \d+"):
+            merge_folders([a, b], tmp_path / "all")
+    assert not (tmp_path / "all").exists()
+    manifest = json.loads((b / "batch.json").read_text())
+    (b / "batch.json").write_text(json.dumps({**manifest, "Finished": False}))  # its run was killed
+    proc = cli("merge", a, b, "--out", tmp_path / "all")
+    assert proc.returncode == 1 and f"; {b} did not finish (rerun the same batch command" in proc.stdout
+    assert json.loads((tmp_path / "all" / "batch.json").read_text())["Finished"] is False
+
+
+def test_merge_leaves_out_a_row_cut_inside_its_last_quoted_field(tmp_path):
+    """A csv reader returns a row cut inside a quoted field at the end of the file as a whole one."""
+    from chexmask_rt.csv_output import COLUMNS
+
+    a = _fake_folder(tmp_path / "a", ["x"])
+    with open(a / "results.csv", "a") as f:
+        f.write(",".join(["cut"] + [""] * (len(COLUMNS) - 2) + ['"unvalidated: research']))
+    summary = merge_folders([a], tmp_path / "all")
+    assert summary.rows == 1 and [r["Image"] for r in rows(tmp_path / "all" / "results.csv")] == ["x"]

@@ -42,7 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .batch_folder import ERRORS_NAME, LOCK_NAME, MASKS_NAME, RESULTS_NAME, Appender, folder_lock, open_folder
+from .batch_folder import (ERRORS_NAME, LOCK_NAME, MASKS_NAME, RESULTS_NAME, Appender, folder_lock, mark_finished,
+                           open_folder)
 from .csv_output import COLUMNS, csv_row, write_masks
 from .dicom_out import write_objects
 from .dicom_source import with_source
@@ -168,6 +169,7 @@ def prepare_output(segmenter, images: Sequence[str], out_dir: str | os.PathLike,
         else:  # an earlier run's list would name files that are fixed or gone now
             (out / SKIPPED_NAME).unlink(missing_ok=True)
         yield out, second_look, unique, [i for i in unique if i not in done_before]
+        mark_finished(out)  # not reached when the run raised or was interrupted
 
 
 def _decode(image: str, max_pixels: int) -> np.ndarray:

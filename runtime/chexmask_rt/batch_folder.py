@@ -44,6 +44,8 @@ MANIFEST_FORMAT = "chexmask-rt batch 1"
 # resume compares images by their path below the folders that are this run's INPUT (the same real path),
 # so a rerun may spell INPUT another way (./a, /abs/a, from another working folder)
 INPUTS_KEY = "Inputs"
+# false from a run's start until it has tried every image: merge names a folder whose run was killed
+FINISHED_KEY = "Finished"
 
 
 def _os_error(path: Path, what: str, exc: OSError) -> InputError:
@@ -78,6 +80,29 @@ def folder_lock(out: Path) -> Iterator[bool]:
         yield created
     finally:
         os.close(fd)  # releases the lock
+
+
+def folder_in_use(out: Path) -> str | None:
+    """Who holds ``out``'s lock (a batch still writing it), or None. Takes no lock and creates nothing."""
+    import fcntl
+
+    try:
+        fd = os.open(out / LOCK_NAME, os.O_RDONLY)
+    except OSError:  # no lock file: no batch has run there since locks exist
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None
+    except BlockingIOError:
+        return os.pread(fd, 256, 0).decode("utf-8", "replace").strip() or "a process that is starting"
+    finally:
+        os.close(fd)
+
+
+def mark_finished(out: Path) -> None:
+    """Record in the manifest that this run has tried every image (:data:`FINISHED_KEY`)."""
+    manifest = out / MANIFEST_NAME
+    _write_manifest(manifest, {**json.loads(manifest.read_text(encoding="utf-8")), FINISHED_KEY: True})
 
 
 class Done:
@@ -122,8 +147,7 @@ def open_folder(out: Path, identity: dict[str, str], input_root: str | None = No
                          "images; spell INPUT as an absolute path, or use another --out")
     if here is not None and here not in inputs:
         inputs.append(here)
-    if not manifest.exists() or inputs != recorded.get(INPUTS_KEY, []):
-        _write_manifest(manifest, {**recorded, INPUTS_KEY: inputs} if inputs else recorded)
+    _write_manifest(manifest, {**recorded, **({INPUTS_KEY: inputs} if inputs else {}), FINISHED_KEY: False})
     done = _done_images(out / RESULTS_NAME)
     if here is None:
         return Done(done)
@@ -268,44 +292,60 @@ def csv_fields_of_any_size() -> Iterator[None]:
         csv.field_size_limit(before)
 
 
-def scan_results(results: Path, columns: Sequence[str] = COLUMNS) -> tuple[set[str], int]:
-    """(image names of the whole rows, byte length of the whole records) of a results file
-    with ``columns``.
-
-    Streams it: memory holds one record and the set of names, whatever the file's size. A
-    record is whole when it ends in a newline outside quotes (the csv module doubles quotes
-    inside fields, so the count of quote characters is even exactly there)."""
-    header = _record(columns)
-    done: set[str] = set()
-    whole = position = 0
+def whole_records(path: Path) -> Iterator[tuple[bytes, int]]:
+    """(record, byte offset after it) for each whole CSV record of ``path``, streamed; the rest after
+    the last one (what a killed run cut short) is not yielded. A record is whole when it ends in a
+    newline outside quotes (the csv module doubles quotes inside fields, so the count of quote
+    characters is even exactly there)."""
+    position = 0
     pending: list[bytes] = []
     quotes = 0
+    with open(path, "rb") as f:
+        for line in f:
+            position += len(line)
+            pending.append(line)
+            quotes += line.count(b'"')
+            if quotes % 2 or not line.endswith(b"\n"):
+                continue  # a newline inside a quoted field, or the file's cut end
+            record, pending, quotes = b"".join(pending), [], 0
+            yield record, position
+
+
+def record_fields(record: bytes) -> list[str]:
+    """The fields of one whole record of :func:`whole_records`."""
+    return next(csv.reader(io.StringIO(record.decode(**ENCODING), newline="")), [])
+
+
+def scan_results(results: Path, columns: Sequence[str] = COLUMNS) -> tuple[set[str], int]:
+    """(image names of the whole rows, byte length of the whole records) of a results file
+    with ``columns``. Streams it: memory holds one record and the set of names, whatever the
+    file's size."""
+    header = _record(columns)
+    done: set[str] = set()
+    whole = 0
     seen_header = False
     try:
-        with open(results, "rb") as f, csv_fields_of_any_size():
-            for line in f:
-                position += len(line)
-                pending.append(line)
-                quotes += line.count(b'"')
-                if quotes % 2 or not line.endswith(b"\n"):
-                    continue  # a newline inside a quoted field, or the file's cut end
-                record, pending, quotes = b"".join(pending), [], 0
+        with csv_fields_of_any_size():
+            for record, end in whole_records(results):
                 if not seen_header:
                     if record != header:
                         raise InputError(f"{results}: not a chexmask-rt batch results file (other columns); "
                                          "use another --out")
                     seen_header = True
                 else:
-                    fields = next(csv.reader(io.StringIO(record.decode(**ENCODING), newline="")), [])
+                    fields = record_fields(record)
                     if len(fields) != len(columns):  # a cut leaves no newline after it: this was edited
                         raise InputError(f"{results}: a malformed row at byte {whole}; the file was changed by "
                                          "something other than chexmask-rt batch; use another --out")
                     done.add(fields[0])
-                whole = position
+                whole = end
+        if not seen_header:
+            with open(results, "rb") as f:
+                start = f.read(len(header) + 1)
+            if not header.startswith(start):
+                raise InputError(f"{results}: not a chexmask-rt batch results file (other columns); use another --out")
     except OSError as exc:
         raise _os_error(results, "read the results file", exc) from None
-    if not seen_header and not header.startswith(b"".join(pending)):
-        raise InputError(f"{results}: not a chexmask-rt batch results file (other columns); use another --out")
     return done, whole
 
 

@@ -375,7 +375,7 @@ def cmd_merge(args) -> int:
 
     summary = merge_folders(args.folders, args.out)
     print(f"merge: {summary.text(Path(args.out))}")
-    return EXIT_OK
+    return EXIT_OK if summary.complete else EXIT_SOME_FAILED
 
 
 OVERLAY_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .batch import ERROR_COLUMNS
-from .batch_folder import ERRORS_NAME, INPUTS_KEY, MANIFEST_NAME, RESULTS_NAME, csv_fields_of_any_size
+from .batch_folder import (ERRORS_NAME, FINISHED_KEY, INPUTS_KEY, MANIFEST_NAME, RESULTS_NAME, csv_fields_of_any_size,
+                           folder_in_use, record_fields, whole_records)
 from .csv_output import SCHEMA_HEADERS, schema_of
 from .discovery import SKIPPED_NAME
 from .errors import InputError
@@ -37,6 +38,12 @@ class MergeSummary:
     errors: int               # in the merged errors.csv
     missing_shards: list[int] = field(default_factory=list)
     shard_count: int | None = None
+    unfinished: list[Path] = field(default_factory=list)  # folders whose batch was stopped before its end
+
+    @property
+    def complete(self) -> bool:
+        """No shard missing and every folder's run finished."""
+        return not self.missing_shards and not self.unfinished
 
     def text(self, out: Path) -> str:
         """The one-line summary ``chexmask-rt merge`` prints."""
@@ -45,17 +52,23 @@ class MergeSummary:
         if self.missing_shards:
             line += (f"; shards {', '.join(map(str, self.missing_shards))} of {self.shard_count} are missing "
                      "(run them and merge again)")
+        if self.unfinished:
+            line += (f"; {', '.join(map(str, self.unfinished))} did not finish (rerun the same batch command "
+                     "to complete it, and merge again)")
         return line
 
 
 def _rows(path: Path) -> Iterator[tuple[list[str], dict[str, str]]]:
-    """(header, row) for each complete row; a last line cut short by a killed run is left out."""
-    with open(path, newline="", **ENCODING) as f, csv_fields_of_any_size():
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None:
+    """(header, row) for each whole row; what a killed run cut short at the end is left out (a
+    csv reader would return a row cut inside its last quoted field as a whole one)."""
+    with csv_fields_of_any_size():
+        records = whole_records(path)
+        first = next(records, None)
+        if first is None:
             return
-        for line in reader:
+        header = record_fields(first[0])
+        for record, _ in records:
+            line = record_fields(record)
             if len(line) == len(header):
                 yield header, dict(zip(header, line))
 
@@ -99,7 +112,7 @@ def _manifests(folders: Sequence[Path]) -> dict[Path, dict]:
 
 def _identity(manifest: dict) -> dict:
     # where each shard read its images is no setting: nodes may mount the archive in different places
-    return {k: v for k, v in manifest.items() if k not in ("format", "Shard", INPUTS_KEY)}
+    return {k: v for k, v in manifest.items() if k not in ("format", "Shard", INPUTS_KEY, FINISHED_KEY)}
 
 
 def _check_manifests(manifests: dict[Path, dict]) -> None:
@@ -116,12 +129,15 @@ def _check_manifests(manifests: dict[Path, dict]) -> None:
 
 
 def _missing_shards(manifests: dict[Path, dict]) -> tuple[list[int], int | None]:
-    """The shard indices missing from 0..N-1 when the folders are shards of one N."""
+    """The shard indices missing from 0..N-1 when the folders are shards of one N (none when a folder
+    holds a whole run: it covers them)."""
     shards = {m["Shard"] for m in manifests.values() if "/" in str(m.get("Shard", ""))}
     counts = {int(s.split("/")[1]) for s in shards}
     if len(counts) > 1:
         raise InputError(f"cannot merge shards of different counts ({', '.join(sorted(shards))}): "
                          "each --shard I/N split must be merged on its own")
+    if any("/" not in str(m.get("Shard", "")) for m in manifests.values()):
+        return [], None
     count = counts.pop() if counts else None
     missing = sorted(set(range(count)) - {int(s.split("/")[0]) for s in shards}) if count else []
     return missing, count
@@ -138,6 +154,9 @@ def merge_folders(folders: Sequence[str | os.PathLike], out: str | os.PathLike) 
     for folder in paths:
         if not (folder / RESULTS_NAME).is_file():
             raise InputError(f"{folder}: no {RESULTS_NAME}; not a chexmask-rt batch output folder")
+        holder = folder_in_use(folder)
+        if holder:
+            raise InputError(f"{folder}: a chexmask-rt batch is still writing it ({holder}); merge once it has ended")
         if folder.resolve() == out.resolve():
             raise InputError(f"{out}: the merged folder cannot also be an input; choose another --out")
     if (out / RESULTS_NAME).exists():
@@ -149,6 +168,7 @@ def merge_folders(folders: Sequence[str | os.PathLike], out: str | os.PathLike) 
     manifests = _manifests(paths)
     _check_manifests(manifests)
     missing, count = _missing_shards(manifests)
+    unfinished = [folder for folder, m in manifests.items() if m.get(FINISHED_KEY) is False]
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -189,10 +209,11 @@ def merge_folders(folders: Sequence[str | os.PathLike], out: str | os.PathLike) 
     if len(manifests) == len(paths):  # the merged rows share one engine and settings: say which
         inputs = [pair for m in manifests.values() for pair in m.get(INPUTS_KEY) or []]
         merged = {**next(iter(manifests.values())), "Shard": "merged",
-                  INPUTS_KEY: [list(pair) for pair in dict.fromkeys(map(tuple, inputs))]}
+                  INPUTS_KEY: [list(pair) for pair in dict.fromkeys(map(tuple, inputs))],
+                  FINISHED_KEY: not missing and not unfinished}
         (out / MANIFEST_NAME).write_text(json.dumps(merged, indent=1) + "\n", encoding="utf-8")
     return MergeSummary(folders=len(paths), rows=rows, duplicates=duplicates, errors=errors,
-                        missing_shards=missing, shard_count=count)
+                        missing_shards=missing, shard_count=count, unfinished=unfinished)
 
 
 def _merge_side_files(folders: Sequence[Path], out: Path, segmented: set[str]) -> int:
