@@ -420,7 +420,9 @@ def test_the_command_line_does_not_import_torch():
                           cwd=REPO).stdout.strip() == "False"
 
 
-def test_ctrl_c_says_how_to_resume_and_the_rerun_completes(tmp_path):
+@pytest.mark.parametrize("sig, code, word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
+def test_ctrl_c_or_sigterm_says_how_to_resume_and_the_rerun_completes(tmp_path, sig, code, word):
+    """SIGTERM (a SLURM time limit, scancel, a pod's end) ended a run silently with 143."""
     small = next(p for p in IMAGES.iterdir() if p.name.startswith("nih_"))
     folder = tmp_path / "in"
     folder.mkdir()
@@ -434,12 +436,12 @@ def test_ctrl_c_says_how_to_resume_and_the_rerun_completes(tmp_path):
         while not ((out / "results.csv").exists() and rows(out / "results.csv")):
             assert proc.poll() is None, proc.stderr.read()
             time.sleep(0.02)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         _, stderr = proc.communicate(timeout=120)
     finally:
         proc.kill()
-    assert proc.returncode == 130 and "Traceback" not in stderr, stderr
-    assert stderr.strip().splitlines()[-1] == "chexmask-rt: interrupted (rerun the same command to resume)"
+    assert proc.returncode == code and "Traceback" not in stderr, stderr
+    assert stderr.strip().splitlines()[-1] == f"chexmask-rt: {word} (rerun the same command to resume)"
     assert json.loads((out / "batch.json").read_text())["Finished"] is False  # merge names such a folder
     rerun = subprocess.run(args, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr

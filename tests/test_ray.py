@@ -178,3 +178,80 @@ def test_ray_refuses_a_gpu_device_on_a_cluster_without_gpus(tmp_path, shared_ima
                     threads=1, progress=False, device="cuda")
     finally:
         ray.shutdown()
+
+
+def test_an_unreachable_ray_address_is_refused_before_the_folder_is_locked(tmp_path, shared_images):
+    """A mistyped head address made Ray retry for good, deaf to SIGTERM and Ctrl-C, holding the folder."""
+    (tmp_path / "in").mkdir()
+    shutil.copy(shared_images[0], tmp_path / "in")
+    proc = subprocess.run([sys.executable, "-m", "chexmask_rt", "batch", str(tmp_path / "in"), "--out",
+                           str(tmp_path / "out"), "--ray", "127.0.0.1:1", "--no-progress"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 3 and "--ray 127.0.0.1:1: no Ray head answers there" in proc.stderr, proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_ray_rows_that_cannot_be_written_and_inputs_inside_the_output_fail_alone(tmp_path, shared_images,
+                                                                              default_segmenter, monkeypatch):
+    """As a local run: a full disk under results.csv fails that image (it stopped the whole Ray run as a
+    model error), and an image inside the output folder is refused (Ray segmented it)."""
+    import errno
+
+    import ray
+
+    from chexmask_rt.batch_folder import Appender
+    from chexmask_rt.ray_batch import run_ray
+
+    out = tmp_path / "out"
+    (out / "old").mkdir(parents=True)
+    inside = out / "old" / "in.png"
+    shutil.copy(shared_images[0], inside)
+    original = Appender.write
+
+    def full_disk(self, row):
+        if self.path.name == "results.csv":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(self, row)
+
+    monkeypatch.setattr(Appender, "write", full_disk)
+    try:
+        summary = run_ray(default_segmenter, None, [str(inside), str(shared_images[1])], out, address="local",
+                          threads=1, actors=1, progress=False, samples=2)
+    finally:
+        ray.shutdown()
+    assert (summary.done, summary.failed) == (0, 2)
+    reasons = {r["Image"]: r["Reason"] for r in rows(out / "errors.csv")}
+    assert reasons[str(inside)].endswith(f"inside the output folder {out}, which is never an input")
+    assert reasons[str(shared_images[1])] == (f"{shared_images[1]}: cannot write its row to {out / 'results.csv'} "
+                                               "(No space left on device)")
+
+
+class _CrashesOnPoison(SegmentBatch):
+    """A worker that dies on one image every time, as a decoder crash or the out-of-memory killer."""
+
+    def __call__(self, batch):
+        if any("POISON" in str(p) for p in batch["path"]):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().__call__(batch)
+
+
+def test_a_batch_that_kills_its_worker_every_time_ends_the_run(tmp_path, shared_images, default_segmenter,
+                                                               monkeypatch):
+    """Ray Data retries a task whose actor died without end: the run never finished."""
+    import ray
+    import ray.cloudpickle
+
+    from chexmask_rt import ray_batch
+    from chexmask_rt.errors import ModelError
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this module
+    monkeypatch.setattr(ray_batch, "SegmentBatch", _CrashesOnPoison)
+    poison = tmp_path / "POISON.png"
+    shutil.copy(shared_images[0], poison)
+    try:
+        with pytest.raises(ModelError, match=r"a Ray worker died 3 times on one batch .* 2 images are not done"):
+            ray_batch.run_ray(default_segmenter, None, [str(poison), str(shared_images[1])], tmp_path / "out",
+                              address="local", threads=1, actors=1, progress=False, samples=2)
+    finally:
+        ray.shutdown()
+        ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])

@@ -194,7 +194,8 @@ def _decoded(pool: ThreadPoolExecutor, decode: Callable[[str], np.ndarray], imag
             yield pending.pop(future), future
 
 
-def _inside(image: str, folder: Path) -> bool:
+def inside(image: str, folder: Path) -> bool:
+    """Whether ``image`` lies in ``folder`` (an output folder, which is never an input)."""
     try:
         return Path(image).resolve().is_relative_to(folder)
     except (OSError, RuntimeError):  # a symlink loop: reading it fails, and says so, later
@@ -304,7 +305,7 @@ class _Run:
     def process(self, todo: Sequence[str], *, workers: int, batch_size: int, max_pixels: int, **run) -> None:
         readable, out = [], self.out.resolve()
         for image in todo:
-            if _inside(image, out):
+            if inside(image, out):
                 self.fail(image, InputError(f"{image}: inside the output folder {self.out}, which is never an input"))
             else:
                 readable.append(image)

@@ -8,9 +8,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 import traceback
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 from .devices import DEVICES
@@ -423,7 +426,33 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     print(f"chexmask-rt: warning: {message}", file=sys.stderr)
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM: how SLURM, Kubernetes and `kill` stop a job (time limit, preemption, scancel)."""
+
+
+def _terminate(signum, frame) -> None:
+    raise _Terminated()
+
+
+@contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM ends a command as Ctrl-C does (its message, its clean-up), not silently with 143."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def main(argv: list[str] | None = None) -> int:
+    with _sigterm_as_interrupt():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     warnings.showwarning = _show_warning  # one plain line, not the source location
     try:
         parser = build_parser()
@@ -459,10 +488,11 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"chexmask-rt: error: {type(exc).__name__}: {first_line(exc)}", file=sys.stderr)
         return EXIT_INPUT
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         resume = " (rerun the same command to resume)" if args.command == "batch" else ""
-        print(f"chexmask-rt: interrupted{resume}", file=sys.stderr)
-        return 130
+        print(f"chexmask-rt: {'terminated' if isinstance(exc, _Terminated) else 'interrupted'}{resume}",
+              file=sys.stderr)
+        return 143 if isinstance(exc, _Terminated) else 130
 
 
 if __name__ == "__main__":

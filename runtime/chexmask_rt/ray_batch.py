@@ -5,6 +5,9 @@
   rows with the columns of ``results.csv`` plus ``Error`` and ``Reason``; an image that fails
   is a row with its reason, never an exception. A ``ModelError`` (the engine itself) fails the
   job.
+- A worker that dies on a batch (a crash, the out-of-memory killer) is restarted and the batch
+  retried :data:`RAY_TASK_RETRIES` times; then the run stops, saying so (Ray's default retries
+  without end: the run would never finish).
 - :func:`run_ray` is ``chexmask-rt batch INPUT --out DIR --ray local|ADDRESS``: the driver lists
   the images and skips those already in ``results.csv``, the actors segment the rest, and the
   driver appends each row to ``results.csv`` / ``errors.csv`` as it arrives, flushed, so a run
@@ -22,25 +25,30 @@ driver alone.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
+import signal
+import socket
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from .batch import ERROR_COLUMNS, BatchSummary, mask_stems, prepare_output
+from .batch import ERROR_COLUMNS, BatchSummary, inside, mask_stems, prepare_output
 from .batch_folder import ERRORS_NAME, MASKS_NAME, RESULTS_NAME, Appender
 from .csv_output import COLUMNS, csv_row, write_masks
-from .errors import ChexmaskError, InputError, ModelError
+from .errors import ChexmaskError, InputError, ModelError, first_line
 from .model import default_model_path
 from .quality import calibration_path
 
 ROW_COLUMNS = COLUMNS + ("Error", "Reason")  # Error is empty for a segmented image
 RAY_BATCH = 8  # images per Ray task: rows reach results.csv a task at a time, so few enough to stream
 MAX_BLOCKS = 4096  # Ray Data's per-block bookkeeping: an archive of 676k images gets blocks of about 165
+RAY_TASK_RETRIES = 2  # tries of a batch after its worker died, on a restarted one
 
 
 def engine_files(model: str | os.PathLike | None) -> dict[str, bytes] | None:
@@ -136,9 +144,29 @@ def _init_ray(address: str, cpus: int | None):
         logging.getLogger(name).setLevel(logging.ERROR)
     if not ray.is_initialized():
         local = address == "local"
-        ray.init(address=None if local else address, num_cpus=cpus if local else None, include_dashboard=False,
-                 log_to_driver=False, logging_level="ERROR", configure_logging=False)
+        before = signal.getsignal(signal.SIGTERM)
+        try:
+            ray.init(address=None if local else address, num_cpus=cpus if local else None, include_dashboard=False,
+                     log_to_driver=False, logging_level="ERROR", configure_logging=False)
+        except ConnectionError:
+            raise
+        except Exception as exc:  # Ray raises bare Exceptions when its daemons do not start
+            raise InputError(f"--ray {address}: cannot start or join Ray ({first_line(exc)})") from None
+        if before is not None:  # Ray's driver takes SIGTERM (a scheduler's stop) and dies with a dump
+            signal.signal(signal.SIGTERM, before)
     return ray
+
+
+def check_reachable(address: str, timeout: float = 10.0) -> None:
+    """InputError when ``address`` names a HOST:PORT (or ray://HOST:PORT) that nothing answers on:
+    Ray itself would retry a mistyped head address without end, holding the output folder."""
+    host, sep, port = address.split("://", 1)[-1].rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return  # "local", "auto": Ray's to judge
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise InputError(f"--ray {address}: no Ray head answers there ({exc.strerror or exc})") from None
 
 
 def run_ray(segmenter, model: str | os.PathLike | None, images: Sequence[str], out_dir: str | os.PathLike, *,
@@ -156,6 +184,7 @@ def run_ray(segmenter, model: str | os.PathLike | None, images: Sequence[str], o
     reach every actor's engine, as in :func:`chexmask_rt.load`; ``skipped`` and ``input_root`` as in
     :func:`run_batch`."""
     start = time.perf_counter()
+    check_reachable(address)  # before the output folder is locked
     with prepare_output(segmenter, images, out_dir, samples, seed, second_look, shard,
                         skipped, input_root) as (out, second_look, unique, todo):
         summary = BatchSummary(total=len(unique), done=0, skipped=len(unique) - len(todo), failed=0, seconds=0.0)
@@ -166,6 +195,10 @@ def run_ray(segmenter, model: str | os.PathLike | None, images: Sequence[str], o
             results.close()
             raise
         try:
+            for image in [i for i in todo if inside(i, out.resolve())]:
+                _record(results, errors, summary, {"Image": image, "Error": InputError.__name__, "Reason":
+                        f"{image}: inside the output folder {out}, which is never an input"})
+            todo = [i for i in todo if not inside(i, out.resolve())]
             if todo:
                 _stream_rows(todo, out, summary, results, errors, address=address, model=model, samples=samples,
                              seed=seed, second_look=second_look, masks=masks, progress=progress, threads=threads or 2,
@@ -207,19 +240,13 @@ def _stream_rows(todo: list[str], out: Path, summary: BatchSummary, results: App
     ds = ray.data.from_items(items, override_num_blocks=min(-(-len(items) // RAY_BATCH), MAX_BLOCKS))
     ds = ds.map_batches(SegmentBatch, fn_constructor_kwargs=kwargs, batch_size=RAY_BATCH,
                         compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=min(threads, cpus),
-                        num_gpus=gpus_each)
+                        num_gpus=gpus_each, **_bounded_retries(ds.map_batches))
     bar = tqdm(total=len(todo), unit="img", desc=f"batch (ray, {actors} actors)", file=sys.stderr,
                disable=not progress)
     try:
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             for i in range(len(batch["Image"])):
-                row = {c: str(batch[c][i]) for c in ROW_COLUMNS}
-                if row["Error"]:
-                    errors.write({c: row[c] for c in ERROR_COLUMNS})
-                    summary.failed += 1
-                else:
-                    results.write({c: row[c] for c in COLUMNS})
-                    summary.done += 1
+                _record(results, errors, summary, {c: str(batch[c][i]) for c in ROW_COLUMNS})
                 bar.update(1)
     except Exception as exc:
         if isinstance(exc, ChexmaskError):
@@ -227,9 +254,43 @@ def _stream_rows(todo: list[str], out: Path, summary: BatchSummary, results: App
         cause = _model_error(exc)
         if cause is not None:
             raise ModelError(str(cause)) from None
+        if isinstance(exc, ray.exceptions.RayActorError):
+            left = len(todo) - summary.done - summary.failed
+            raise ModelError(f"a Ray worker died {RAY_TASK_RETRIES + 1} times on one batch of up to {RAY_BATCH} "
+                             f"images (a crash, or out of memory), so Ray gave up; {left} images are not done and "
+                             "a rerun resumes with them (without --ray, a run goes one image at a time)") from None
         raise ModelError(f"the Ray job failed: {type(exc).__name__}: {str(exc).strip().splitlines()[0]}") from None
     finally:
         bar.close()
+
+
+def _bounded_retries(map_batches) -> dict:
+    """map_batches' keyword for :data:`RAY_TASK_RETRIES` tries of a batch whose actor died. Ray Data
+    takes it among its "ray_remote_args", which it deprecates (Ray 2.60) without a named successor:
+    passed while map_batches takes them, without the warning that would end every run."""
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(map_batches).parameters.values()):
+        return {}
+    warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+    return {"max_task_retries": RAY_TASK_RETRIES}
+
+
+def _record(results: Appender, errors: Appender, summary: BatchSummary, row: dict[str, str]) -> None:
+    """One image's row in results.csv, or its failure in errors.csv, as a local run writes them: a row
+    that cannot be written fails that image alone; a failure that cannot be recorded stops the run."""
+    if not row["Error"]:
+        try:
+            results.write({c: row[c] for c in COLUMNS})
+            summary.done += 1
+            return
+        except OSError as exc:
+            row = {"Image": row["Image"], "Error": InputError.__name__,
+                   "Reason": f"{row['Image']}: cannot write its row to {results.path} ({exc.strerror or exc})"}
+    try:
+        errors.write({c: row[c] for c in ERROR_COLUMNS})
+    except OSError as exc:
+        raise InputError(f"{errors.path}: cannot record a failure ({exc.strerror or exc}); stopped at "
+                         f"{row['Image']}, which the next run will retry with the rest") from None
+    summary.failed += 1
 
 
 def _model_error(exc: BaseException) -> BaseException | None:
