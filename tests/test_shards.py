@@ -231,3 +231,24 @@ def test_merge_leaves_out_a_row_cut_inside_its_last_quoted_field(tmp_path):
         f.write(",".join(["cut"] + [""] * (len(COLUMNS) - 2) + ['"unvalidated: research']))
     summary = merge_folders([a], tmp_path / "all")
     assert summary.rows == 1 and [r["Image"] for r in rows(tmp_path / "all" / "results.csv")] == ["x"]
+
+
+def test_merge_keeps_one_row_per_image_however_a_shard_spelled_its_input(tmp_path, archive):
+    """A shard run again with INPUT spelled otherwise (absolute, from another working folder) doubled
+    its rows in the merge: rows were compared as written."""
+    import subprocess
+    import sys
+
+    def batch(source, out, shard, cwd):
+        proc = subprocess.run([sys.executable, "-m", "chexmask_rt", "batch", str(source), "--out", str(out),
+                               "--samples", "2", "--single-look", "--no-progress", "--shard", shard],
+                              capture_output=True, text=True, cwd=cwd)
+        assert proc.returncode == 0, proc.stderr
+
+    batch("archive", tmp_path / "s0", "0/2", tmp_path)
+    batch("archive", tmp_path / "s1", "1/2", tmp_path)
+    batch(archive, tmp_path / "s0again", "0/2", archive)  # shard 0 again, spelled absolute
+    first = len(rows(tmp_path / "s0" / "results.csv"))
+    summary = merge_folders([tmp_path / "s0", tmp_path / "s1", tmp_path / "s0again"], tmp_path / "all")
+    assert (summary.rows, summary.duplicates) == (6, first)
+    assert len({r["Image"] for r in rows(tmp_path / "all" / "results.csv")}) == 6

@@ -160,19 +160,39 @@ def _specific_first(roots: Sequence[str]) -> list[str]:
     return sorted({os.path.normpath(root) for root in roots}, key=lambda base: (base == ".", -len(base)))
 
 
-def _key(image: str, bases: Sequence[str]) -> str | tuple[str, str]:
-    """``image``'s path below the first of ``bases`` (:func:`_specific_first`) that holds it as written,
-    normalised (tagged, so that it never equals a path as written); else the image as written (an
-    entry of a list outside its folder, or an image of another INPUT). A base "." holds every
-    relative path without "..": images of a list in the working folder are written without "./"."""
+def below(image: str, bases: Sequence[str]) -> tuple[str, str] | None:
+    """(base, ``image``'s normalised path below it) for the first of ``bases`` (:func:`_specific_first`)
+    that holds it as written; None when none does (an entry of a list outside its folder, or an image
+    of another INPUT). A base "." holds every relative path without "..": images of a list in the
+    working folder are written without "./"."""
     path = os.path.normpath(image)
     for base in bases:
         if base == "." and not os.path.isabs(path) and path != ".." and not path.startswith("../"):
-            return ("below INPUT", path)
+            return base, path
         prefix = base.rstrip("/") + "/"
         if path.startswith(prefix):
-            return ("below INPUT", path[len(prefix):])
-    return image
+            return base, path[len(prefix):]
+    return None
+
+
+def _key(image: str, bases: Sequence[str]) -> str | tuple[str, str]:
+    """``image``'s path below this run's INPUT (:func:`below`), tagged so that it never equals a path
+    as written; else the image as written."""
+    found = below(image, bases)
+    return image if found is None else ("below INPUT", found[1])
+
+
+def image_keys(inputs: Sequence[Sequence[str]]):
+    """For the rows of a folder whose manifest records ``inputs`` ([spelled, real path] pairs): a
+    function of an image as written to (that INPUT's real path, the path below it), or the image as
+    written when no INPUT holds it. Rows of one image spelled otherwise get one key (merge)."""
+    real = {os.path.normpath(spelled): path for spelled, path in inputs}
+    bases = _specific_first(list(real))
+
+    def key(image: str) -> str | tuple[str, str]:
+        found = below(image, bases)
+        return image if found is None else (real[found[0]], found[1])
+    return key
 
 
 def _done_images(results: Path) -> set[str]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .batch import ERROR_COLUMNS
 from .batch_folder import (ERRORS_NAME, FINISHED_KEY, INPUTS_KEY, MANIFEST_NAME, RESULTS_NAME, csv_fields_of_any_size,
-                           folder_in_use, record_fields, whole_records)
+                           folder_in_use, image_keys, record_fields, whole_records)
 from .csv_output import SCHEMA_HEADERS, schema_of
 from .discovery import SKIPPED_NAME
 from .errors import InputError
@@ -174,7 +174,8 @@ def merge_folders(folders: Sequence[str | os.PathLike], out: str | os.PathLike) 
     except OSError as exc:
         raise InputError(f"{out}: cannot create the output folder ({exc.strerror or exc})") from None
 
-    seen: set[str] = set()
+    keys = {folder: image_keys(manifests.get(folder, {}).get(INPUTS_KEY) or []) for folder in paths}
+    seen: set = set()  # by INPUT and path below it: one image, however a shard's run spelled INPUT
     settings: dict[str, str] | None = None
     settings_from: Path | None = None
     rows = duplicates = 0
@@ -193,15 +194,16 @@ def merge_folders(folders: Sequence[str | os.PathLike], out: str | os.PathLike) 
                                          for k in these if these[k] != settings[k])
                         raise InputError(f"cannot merge {folder} with {settings_from}: {diff}; "
                                          "rows made with different settings must not be mixed")
-                    if row["Image"] in seen:
+                    key = keys[folder](row["Image"])
+                    if key in seen:
                         duplicates += 1
                         continue
-                    seen.add(row["Image"])
+                    seen.add(key)
                     if "Results Schema" not in row:  # schema 1 did not say its number
                         row["Results Schema"] = str(schema_of(headers[folder] or ()) or "")
                     writer.writerow([row.get(c, "") for c in header])
                     rows += 1
-        errors = _merge_side_files(paths, out, seen)
+        errors = _merge_side_files(paths, out, seen, keys)
     except BaseException:  # a refused or failed merge leaves no partial file behind
         partial.unlink(missing_ok=True)
         raise
@@ -216,9 +218,9 @@ def merge_folders(folders: Sequence[str | os.PathLike], out: str | os.PathLike) 
                         missing_shards=missing, shard_count=count, unfinished=unfinished)
 
 
-def _merge_side_files(folders: Sequence[Path], out: Path, segmented: set[str]) -> int:
-    """Merge ``errors.csv`` (the first reason per image no folder segmented) and ``skipped.csv``
-    (each file once); returns the number of errors written."""
+def _merge_side_files(folders: Sequence[Path], out: Path, segmented: set, keys: dict) -> int:
+    """Merge ``errors.csv`` (the first reason per image no folder segmented; images compared by the
+    ``keys`` of each folder) and ``skipped.csv`` (each file once); returns the number of errors written."""
     counts = {}
     for name, header in ((ERRORS_NAME, list(ERROR_COLUMNS)), (SKIPPED_NAME, ["File", "Reason"])):
         written: set[str] = set()
@@ -231,6 +233,8 @@ def _merge_side_files(folders: Sequence[Path], out: Path, segmented: set[str]) -
             for source in sources:
                 for _, row in _rows(source):
                     key = row.get(header[0], "")
+                    if name == ERRORS_NAME:
+                        key = keys[source.parent](key)
                     if key in segmented or key in written:
                         continue
                     written.add(key)
