@@ -335,3 +335,19 @@ def test_predict_refuses_bit_depth_for_dicom_inputs(example1):
     proc = cli("predict", example1, DICOMS[0], "--bit-depth", 12)
     assert proc.returncode == 2 and f"a DICOM file is rendered to 16 bits by its own Bits Stored, rescale and " \
         f"window: {DICOMS[0]}" in proc.stderr
+
+
+def test_summaries_say_which_results_the_reliability_flag_marks(tmp_path):
+    """The predict line and the batch summary said nothing of the flag: a flagged result read as a
+    trusted one (the MONOCHROME1 copy is a negative of the MONOCHROME2 one, and flagged)."""
+    mono1, mono2 = (next(p for p in DICOMS if kind in p.name) for kind in ("monochrome1", "monochrome2"))
+    proc = cli("predict", mono1, mono2, "--samples", 4)
+    assert proc.returncode == 0, proc.stderr
+    lines = {line.split(":")[0]: line for line in proc.stdout.splitlines()}
+    assert "; FLAGGED, review before use: uncertainty above the calibrated threshold" in lines[str(mono1)]
+    assert "FLAGGED" not in lines[str(mono2)]
+    (tmp_path / "in").mkdir()
+    for path in (mono1, mono2):
+        shutil.copy(path, tmp_path / "in")
+    proc = cli("batch", tmp_path / "in", "--out", tmp_path / "out", "--samples", 4, "--no-progress")
+    assert proc.returncode == 0 and "2 images: 2 done (1 flagged for review: Quality Flag True)" in proc.stdout

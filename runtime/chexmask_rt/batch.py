@@ -66,6 +66,7 @@ class BatchSummary:
     skipped: int     # already in results.csv from an earlier run
     failed: int      # recorded in errors.csv
     seconds: float
+    flagged: int = 0  # of the done, how many the reliability flag marks for review
 
     @property
     def images_per_second(self) -> float:
@@ -74,7 +75,8 @@ class BatchSummary:
 
     def text(self, out_dir: Path) -> str:
         """The one-line summary ``chexmask-rt batch`` prints."""
-        line = (f"{self.total} images: {self.done} done, {self.skipped} skipped (already in "
+        flagged = f" ({self.flagged} flagged for review: Quality Flag True)" if self.flagged else ""
+        line = (f"{self.total} images: {self.done} done{flagged}, {self.skipped} skipped (already in "
                 f"{out_dir / RESULTS_NAME}), {self.failed} failed; {self.seconds:.1f} s, "
                 f"{self.images_per_second:.2f} images/s")
         return line + (f"; reasons in {out_dir / ERRORS_NAME}" if self.failed else "")
@@ -236,7 +238,7 @@ def run_batch(segmenter, images: Sequence[str], out_dir: str | os.PathLike, *, s
         finally:
             run.close()
     return BatchSummary(total=len(unique), done=run.done, skipped=len(unique) - len(todo), failed=run.failed,
-                        seconds=time.perf_counter() - start)
+                        seconds=time.perf_counter() - start, flagged=run.flagged)
 
 
 class _Run:
@@ -249,7 +251,7 @@ class _Run:
 
         self.segmenter, self.out, self.masks, self.stems = segmenter, out, masks, stems
         self.dicom_seg, self.dicom_sr = dicom_dirs
-        self.done = self.failed = 0
+        self.done = self.failed = self.flagged = 0
         self.results = Appender(out / RESULTS_NAME, COLUMNS, "a")
         try:
             self.errors = Appender(out / ERRORS_NAME, ERROR_COLUMNS, "w")  # failures are retried: this run's only
@@ -291,6 +293,7 @@ class _Run:
                                         f"({exc.strerror or exc})"))
             return
         self.done += 1
+        self.flagged += row["Quality Flag"] == "True"
         self.bar.update(1)
 
     def infer(self, chunk: list[tuple[str, np.ndarray]], **run) -> None:

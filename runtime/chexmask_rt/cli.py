@@ -239,8 +239,12 @@ def _summary(result) -> str:
 
     looks = {"pooled": ", two looks pooled", "crop_only": ", wide field of view: the crop's look"}
     looked = looks.get(look_kind(result), "")
+    q = result.quality
+    verdict = "" if q is None else ", reliability not calibrated" if not q.calibrated else \
+        f"; FLAGGED, review before use: {q.reason}" if q.flag else ""
     return (f"{result.image}: {result.width}x{result.height}, K={result.samples}, "
-            f"mean node std {result.mean_node_std:.2f} px, mean latent sigma {result.mean_latent_sigma:.4f}{looked}")
+            f"mean node std {result.mean_node_std:.2f} px, mean latent sigma {result.mean_latent_sigma:.4f}{looked}"
+            f"{verdict}")
 
 
 def cmd_predict(args) -> int:

@@ -281,6 +281,7 @@ def _record(results: Appender, errors: Appender, summary: BatchSummary, row: dic
         try:
             results.write({c: row[c] for c in COLUMNS})
             summary.done += 1
+            summary.flagged += row["Quality Flag"] == "True"
             return
         except OSError as exc:
             row = {"Image": row["Image"], "Error": InputError.__name__,
