@@ -144,4 +144,4 @@ def test_the_cores_refusal_of_a_file_names_the_file(tmp_path, default_segmenter,
     out = tmp_path / "out"
     subprocess.run([sys.executable, "-m", "chexmask_rt", "batch", str(tmp_path), "--out", str(out), "--samples", "2",
                     "--no-progress"], capture_output=True, check=False)
-    assert f"{wide},InputError,{wide}: dimensions 66000x40" in (out / "errors.csv").read_text()
+    assert f"{wide},InputError,{wide}: image is 66000x40 pixels; at most 65536" in (out / "errors.csv").read_text()

@@ -26,8 +26,9 @@ std::string size_text(const ImageView& image) {
 }
 
 void check_geometry(const ImageView& image) {
-    if (image.width < 1 || image.height < 1 || image.width > kMaxSide || image.height > kMaxSide) {
-        throw InputError("image: dimensions " + size_text(image) + " are outside 1.." + std::to_string(kMaxSide));
+    if (image.width > kMaxSide || image.height > kMaxSide) {
+        throw InputError("image: image is " + size_text(image) + " pixels; at most " + std::to_string(kMaxSide) +
+                         " on a side is supported");
     }
     if (image.width < kMinSide || image.height < kMinSide) {
         throw InputError("image: image is " + size_text(image) + " pixels; at least " + std::to_string(kMinSide) +

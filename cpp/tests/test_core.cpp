@@ -102,8 +102,8 @@ void test_bad_images() {
     };
     auto v = view(px, 64, 64, 64);
     expect_throw<InputError>([&] { auto b = v; b.data = nullptr; pre(b); }, "null", "null");
-    expect_throw<InputError>([&] { auto b = v; b.width = 0; pre(b); }, "zero width", "outside");
-    expect_throw<InputError>([&] { auto b = v; b.height = 70000; pre(b); }, "huge", "outside");
+    expect_throw<InputError>([&] { auto b = v; b.width = 0; pre(b); }, "zero width", "image is 0x64 pixels; at least 32x32 is needed");
+    expect_throw<InputError>([&] { auto b = v; b.height = 70000; pre(b); }, "huge", "image is 64x70000 pixels; at most 65536 on a side");
     expect_throw<InputError>([&] { auto b = v; b.width = 16; b.stride = 16; pre(b); }, "tiny", "at least 32x32");
     expect_throw<InputError>([&] { auto b = v; b.stride = 63; pre(b); }, "stride", "stride");
     expect_throw<InputError>([&] { auto b = v; b.size_bytes = 64 * 63; pre(b); }, "short buffer", "buffer holds");
@@ -445,7 +445,7 @@ void test_engine(const std::string& model, const std::string& library, const std
     CHECK(batch.size() == 2 && batch[1].width == 70);
     CHECK(same(batch[0], a) && same(batch[1], engine.predict(view(tall, 70, 90, 70), 5, 1)));
     expect_throw<chexmask_rt::InputError>([&] { engine.predict_batch({view(wide, 120, 80, 128), view(tall, 0, 90, 70)}, 5, 1); },
-                             "a batch with a bad second image", "image 1: dimensions 0x90");
+                             "a batch with a bad second image", "image 1: image is 0x90 pixels");
     auto together = options;
     together.images_per_call = 2;  // one engine call for both: batched convolutions round differently
     const auto joint = chexmask_rt::Engine(model, together).predict_batch({view(wide, 120, 80, 128), view(tall, 70, 90, 70)}, 5, 1);
