@@ -178,3 +178,49 @@ def test_a_non_finite_output_says_which_image_of_the_callers_list(tmp_path, shar
     [(_, outcome)] = seg.predict_iter([png], samples=2, second_look=False)
     assert isinstance(outcome, NonFiniteOutputError) and str(outcome).startswith(f"{png}: the engine")
     assert outcome.reason.startswith("the engine white_nan.onnx returned NaN") and outcome.index is None
+
+
+def test_predict_interrupted_keeps_the_images_it_finished(tmp_path, shared_images):
+    """Ctrl-C after 13 of 18 images left nothing: outputs were written only after the last image."""
+    import signal
+    import time
+
+    small = next(p for p in shared_images if p.name.startswith("nih_"))
+    images = []
+    for i in range(30):
+        images.append(tmp_path / f"im{i:02d}.png")
+        images[-1].write_bytes(small.read_bytes())
+    pictures = tmp_path / "pictures"
+    proc = subprocess.Popen([sys.executable, "-m", "chexmask_rt", "predict", *map(str, images), "--samples", "2",
+                             "--overlay", f"{pictures}/", "--json", str(tmp_path / "all.json")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        while not (pictures.is_dir() and len(list(pictures.glob("*.png"))) >= 2):
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    done = json.loads((tmp_path / "all.json").read_text())
+    assert 2 <= len(done) < 30 and f"{len(done)} of 30 images were done" in stderr
+    assert sorted(p.stem for p in pictures.glob("*.png")) == sorted(Path(r["image"]).stem for r in done)
+    assert len(stdout.splitlines()) == len(done)  # each image's summary line as it finished
+
+
+def test_progress_in_a_log_is_whole_lines(tmp_path, shared_images):
+    """A bar's redraws went into logs as one line of carriage returns, with errors glued to its end."""
+    (tmp_path / "missing.png").write_bytes(b"not a picture")
+    proc = cli("predict", shared_images[0], tmp_path / "missing.png", shared_images[1], "--samples", 2)
+    assert proc.returncode == 1 and "\r" not in proc.stderr
+    lines = proc.stderr.splitlines()
+    assert lines[0].startswith("predict: 0/3 images (0 %)") and lines[-1].startswith("predict: 3/3 images (100 %)")
+    assert any(line.startswith(f"chexmask-rt: error: {tmp_path / 'missing.png'}") for line in lines)
+
+
+def test_one_picture_name_for_several_images_is_refused(tmp_path, shared_images):
+    """It became a folder named x.png."""
+    proc = cli("predict", shared_images[0], shared_images[1], "--overlay", tmp_path / "x.png")
+    assert proc.returncode == 2 and "--overlay" in proc.stderr and "names one picture, but 2 images" in proc.stderr
+    assert not (tmp_path / "x.png").exists()

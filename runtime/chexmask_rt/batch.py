@@ -32,7 +32,6 @@ import functools
 import hashlib
 import io
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -247,7 +246,7 @@ class _Run:
 
     def __init__(self, segmenter, out: Path, *, masks: bool, progress: bool, stems: dict[str, str], total: int,
                  dicom_dirs: tuple[str | os.PathLike | None, str | os.PathLike | None] = (None, None)):
-        from tqdm import tqdm
+        from .progress import progress_bar
 
         self.segmenter, self.out, self.masks, self.stems = segmenter, out, masks, stems
         self.dicom_seg, self.dicom_sr = dicom_dirs
@@ -258,7 +257,7 @@ class _Run:
         except InputError:
             self.results.close()
             raise
-        self.bar = tqdm(total=total, unit="img", desc="batch", file=sys.stderr, disable=not progress)
+        self.bar = progress_bar(total, "batch", enabled=progress)
 
     def close(self) -> None:
         self.bar.close()

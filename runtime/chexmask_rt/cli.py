@@ -248,25 +248,40 @@ def _summary(result) -> str:
 
 
 def cmd_predict(args) -> int:
-    from tqdm import tqdm
-
+    from .batch import mask_stems
     from .model import load
+    from .progress import progress_bar, say
 
     _refuse_non_dicom(args, args.images)
     _quiet_decoders(args)
     seg = load(args.model, backend=args.backend, threads=args.threads, max_pixels=args.max_pixels,
                device=args.device)
+    several = len(args.images) > 1
+    stems = mask_stems(args.images)  # file names for the pictures, masks and objects of same-named images
     results, failed = [], 0
-    for image in tqdm(args.images, desc="predict", unit="img", disable=len(args.images) < 2, file=sys.stderr):
-        try:
-            results.append(seg.predict(image, samples=args.samples, seed=args.seed, bit_depth=args.bit_depth,
-                                       second_look=args.second_look))
-        except (InputError, NonFiniteOutputError) as exc:
-            if len(args.images) == 1:
-                raise
-            print(f"chexmask-rt: error: {exc}", file=sys.stderr)  # like batch: the others still get written
-            failed += 1
-    failed += _write_outputs(args, results)
+    bar = progress_bar(len(args.images), "predict", enabled=several)
+    try:
+        for image in args.images:
+            try:
+                result = seg.predict(image, samples=args.samples, seed=args.seed, bit_depth=args.bit_depth,
+                                     second_look=args.second_look)
+            except (InputError, NonFiniteOutputError) as exc:
+                if not several:
+                    raise
+                say(f"chexmask-rt: error: {exc}")  # like batch: the others still get written
+                failed += 1
+            else:
+                results.append(result)
+                failed += _write_image_outputs(args, result, stems[image], several)
+            bar.update(1)
+    except KeyboardInterrupt:
+        bar.close()
+        if results:  # what is finished is not lost: its pictures are written, and so are JSON and CSV
+            say(f"chexmask-rt: {len(results)} of {len(args.images)} images were done: writing their JSON/CSV")
+            _write_collected(args, results)
+        raise
+    bar.close()
+    _write_collected(args, results)
     return EXIT_SOME_FAILED if failed else EXIT_OK
 
 
@@ -279,10 +294,38 @@ def _quiet_decoders(args) -> None:
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # this process is the command's alone
 
 
-def _write_outputs(args, results) -> int:
-    """predict's --json, --overlay, --csv, --masks and DICOM objects for the images that succeeded, and the
-    summary lines; returns how many images got no DICOM object they were asked for (each one said why)."""
-    failed = 0
+def _write_image_outputs(args, result, stem: str, several: bool) -> int:
+    """One image's --overlay, --masks and DICOM objects, and its summary line, as soon as it is done;
+    returns 1 when its DICOM objects could not be built (said why), else 0."""
+    from .progress import say
+
+    if args.overlay:
+        _write_overlay(args.overlay, result, stem, several=several, max_pixels=args.max_pixels)
+    if args.masks:
+        from .csv_output import write_masks
+
+        write_masks(args.masks, stem, result)
+    if args.dicom_seg or args.dicom_sr:
+        from .dicom_out import write_objects
+
+        try:
+            written = write_objects(result, result.image, stem, seg_dir=args.dicom_seg, sr_dir=args.dicom_sr)
+        except InputError as exc:
+            if not several:
+                raise
+            say(f"chexmask-rt: error: {exc}")  # one image's objects; the others go on
+            return 1
+        for path in written:
+            say(f"wrote {path}")
+    if args.json != "-" and args.csv != "-":
+        say(_summary(result), file=sys.stdout)
+    return 0
+
+
+def _write_collected(args, results) -> None:
+    """predict's --json and --csv, of every image that succeeded."""
+    from .progress import say
+
     if args.json:
         payload = [r.to_dict() for r in results]
         # allow_nan=False: bare NaN tokens are not JSON (predict refuses non-finite results before this)
@@ -296,39 +339,11 @@ def _write_outputs(args, results) -> int:
                 write_text_whole(args.json, text + "\n")
             except OSError as exc:
                 raise InputError(f"{args.json}: cannot write JSON ({exc.strerror or exc})") from exc
-            print(f"wrote {args.json}", file=sys.stderr)
-    if args.overlay:
-        _write_overlays(args.overlay, results, several=len(args.images) > 1, max_pixels=args.max_pixels)
+            say(f"wrote {args.json}")
     if args.csv:
         _write_csv(args.csv, results)
-    if args.masks:
-        from .batch import mask_stems
-        from .csv_output import write_masks
-
-        stems = mask_stems([r.image for r in results])
-        for r in results:
-            write_masks(args.masks, stems[r.image], r)
-        print(f"wrote masks to {args.masks}", file=sys.stderr)
-    if args.dicom_seg or args.dicom_sr:
-        from .batch import mask_stems
-        from .dicom_out import write_objects
-
-        stems = mask_stems([r.image for r in results])
-        for r in results:
-            try:
-                written = write_objects(r, r.image, stems[r.image], seg_dir=args.dicom_seg, sr_dir=args.dicom_sr)
-            except InputError as exc:
-                if len(args.images) == 1:
-                    raise
-                print(f"chexmask-rt: error: {exc}", file=sys.stderr)  # one image's objects; the others go on
-                failed += 1
-                continue
-            for path in written:
-                print(f"wrote {path}", file=sys.stderr)
-    if args.json != "-" and args.csv != "-":
-        for r in results:
-            print(_summary(r))
-    return failed
+    if args.masks and results:
+        say(f"wrote masks to {args.masks}")
 
 
 def _write_csv(target: str, results) -> None:
@@ -388,33 +403,31 @@ def cmd_merge(args) -> int:
 OVERLAY_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
-def _write_overlays(target: str, results, *, several: bool, max_pixels: int | None) -> None:
-    """One picture to ``target``; or, for several images or a folder target (an existing folder, a
-    trailing '/', or a name without a picture suffix), ``target/<name>.png`` each."""
+def _write_overlay(target: str, result, stem: str, *, several: bool, max_pixels: int | None) -> None:
+    """The picture of ``result`` to ``target``; or, for several images or a folder target (an existing
+    folder, a trailing '/', or a name without a picture suffix), to ``target/<stem>.png``."""
     import cv2
 
-    from .batch import mask_stems
     from .image_io import read_image
     from .overlay import draw_overlay
+    from .progress import say
 
     folder = several or Path(target).is_dir() or target.endswith(("/", os.sep)) \
         or Path(target).suffix.lower() not in OVERLAY_SUFFIXES
-    stems = mask_stems([r.image for r in results])  # images of the same name in different folders stay apart
-    for r in results:
-        out = Path(target) / f"{stems[r.image]}.png" if folder else Path(target)
-        try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            # PNG at zlib level 9: half the size of OpenCV's default level 1, for ~0.1 s per picture
-            written, encoded = cv2.imencode(out.suffix.lower() or ".png",
-                                            draw_overlay(read_image(r.image, max_pixels=max_pixels), r),
-                                            [cv2.IMWRITE_PNG_COMPRESSION, 9])
-            if written:
-                write_bytes_whole(out, encoded.tobytes())
-        except (OSError, cv2.error) as exc:
-            raise InputError(f"{out}: cannot write the overlay picture ({first_line(exc)})") from None
-        if not written:
-            raise InputError(f"{out}: cannot write the overlay picture")
-        print(f"wrote {out}", file=sys.stderr)
+    out = Path(target) / f"{stem}.png" if folder else Path(target)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        # PNG at zlib level 9: half the size of OpenCV's default level 1, for ~0.1 s per picture
+        written, encoded = cv2.imencode(out.suffix.lower() or ".png",
+                                        draw_overlay(read_image(result.image, max_pixels=max_pixels), result),
+                                        [cv2.IMWRITE_PNG_COMPRESSION, 9])
+        if written:
+            write_bytes_whole(out, encoded.tobytes())
+    except (OSError, cv2.error) as exc:
+        raise InputError(f"{out}: cannot write the overlay picture ({first_line(exc)})") from None
+    if not written:
+        raise InputError(f"{out}: cannot write the overlay picture")
+    say(f"wrote {out}")
 
 
 def cmd_info(args) -> int:
@@ -474,6 +487,10 @@ def _main(argv: list[str] | None) -> int:
             more = f" and {len(dicoms) - 1} more" if len(dicoms) > 1 else ""
             parser.error(f"--bit-depth is for PNG, TIFF and BMP files; a DICOM file is rendered to 16 bits by its "
                          f"own Bits Stored, rescale and window: {dicoms[0]}{more}")
+    if args.command == "predict" and args.overlay and len(args.images) > 1 and not Path(args.overlay).is_dir() \
+            and not args.overlay.endswith(("/", os.sep)) and Path(args.overlay).suffix.lower() in OVERLAY_SUFFIXES:
+        parser.error(f"--overlay {args.overlay} names one picture, but {len(args.images)} images were given: "
+                     "name a folder (it gets one <image name>.png each)")
     if getattr(args, "backend", None) == "python":
         print("chexmask-rt: error: --backend python is gone: the native core is the only pipeline "
               "(use --backend auto, the default; same results)", file=sys.stderr)

@@ -29,7 +29,6 @@ import inspect
 import os
 import signal
 import socket
-import sys
 import tempfile
 import time
 import warnings
@@ -215,7 +214,7 @@ def _stream_rows(todo: list[str], out: Path, summary: BatchSummary, results: App
                  address: str, model, samples: int, seed: int, second_look: bool, masks: bool, progress: bool,
                  threads: int, actors: int | None, batch_size: int | None, workers: int, backend: str,
                  device: str | None, max_pixels: int | None, stems: dict[str, str]) -> None:
-    from tqdm import tqdm
+    from .progress import progress_bar
 
     ray = _init_ray(address, None)
     cpus = int(ray.cluster_resources().get("CPU", 1))
@@ -241,8 +240,7 @@ def _stream_rows(todo: list[str], out: Path, summary: BatchSummary, results: App
     ds = ds.map_batches(SegmentBatch, fn_constructor_kwargs=kwargs, batch_size=RAY_BATCH,
                         compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=min(threads, cpus),
                         num_gpus=gpus_each, **_bounded_retries(ds.map_batches))
-    bar = tqdm(total=len(todo), unit="img", desc=f"batch (ray, {actors} actors)", file=sys.stderr,
-               disable=not progress)
+    bar = progress_bar(len(todo), f"batch (ray, {actors} actors)", enabled=progress)
     try:
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             for i in range(len(batch["Image"])):
