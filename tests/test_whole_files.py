@@ -104,3 +104,22 @@ def test_write_whole_unclaimed_never_writes_over_a_file_it_may_not_replace(tmp_p
     assert write_whole_unclaimed([a, b], lambda t: t.write_text("mine"), replaces=mine) is None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.dcm", "b.dcm"]  # no temporary left
     assert (a.read_text(), b.read_text()) == ("theirs", "other")
+
+
+def test_a_pipe_or_device_is_written_in_place_not_replaced(tmp_path):
+    """`--json /dev/null` as root renamed a file over /dev/null: the device node became a file."""
+    import os
+    import stat
+    import threading
+
+    from chexmask_rt.whole_files import write_text_whole
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()), daemon=True)
+    reader.start()
+    write_text_whole(fifo, "a result\n")
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    reader.join(timeout=10)
+    assert got == ["a result\n"]

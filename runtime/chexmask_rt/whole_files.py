@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,8 +21,13 @@ ENCODING = dict(encoding="utf-8", errors="surrogateescape")
 
 def write_whole(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
     """Call ``write(temporary)``, then rename the temporary file onto ``path`` (same folder, so the
-    rename is atomic). On any failure the temporary file is removed and the exception propagates."""
+    rename is atomic). On any failure the temporary file is removed and the exception propagates.
+    A device or a pipe (``--json /dev/null``) is written in place: the rename would put a file where
+    the node was."""
     path = Path(path)
+    if _special(path):
+        write(path)
+        return
     # unique per process and thread: two writers of the same path never share a temporary file
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
@@ -31,6 +37,15 @@ def write_whole(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
         with contextlib.suppress(OSError):
             temporary.unlink()
         raise
+
+
+def _special(path: Path) -> bool:
+    """Whether ``path`` is a device, a pipe or a socket (what it links to, for a link)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
 
 
 def write_whole_unclaimed(paths: Sequence[str | os.PathLike], write: Callable[[Path], None],
