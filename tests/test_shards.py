@@ -252,3 +252,39 @@ def test_merge_keeps_one_row_per_image_however_a_shard_spelled_its_input(tmp_pat
     summary = merge_folders([tmp_path / "s0", tmp_path / "s1", tmp_path / "s0again"], tmp_path / "all")
     assert (summary.rows, summary.duplicates) == (6, first)
     assert len({r["Image"] for r in rows(tmp_path / "all" / "results.csv")}) == 6
+
+
+def test_merge_counts_each_file_once_by_list_or_folder_and_merges_in_steps(tmp_path, archive):
+    """Review of the merge keys and marks: a list run and folder shards of the same files doubled
+    every row, a whole run of another INPUT hid a missing shard, and a merged folder merged again
+    with the shard it lacked was called unfinished (exit 1)."""
+    import subprocess
+    import sys
+
+    def batch(source, out, *more):
+        proc = subprocess.run([sys.executable, "-m", "chexmask_rt", "batch", str(source), "--out", str(out),
+                               "--samples", "2", "--single-look", "--no-progress", *more],
+                              capture_output=True, text=True, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+
+    images = sorted(str(p.relative_to(tmp_path)) for p in archive.rglob("*") if p.is_file())
+    (tmp_path / "list.txt").write_text("\n".join(images) + "\n")
+    batch("list.txt", tmp_path / "bylist")
+    batch("archive", tmp_path / "s0", "--shard", "0/2")
+    batch("archive", tmp_path / "s1", "--shard", "1/2")
+    summary = merge_folders([tmp_path / "bylist", tmp_path / "s0", tmp_path / "s1"], tmp_path / "m1")
+    assert (summary.rows, summary.duplicates, summary.complete) == (6, 6, True)
+
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(next(archive.rglob("*.png")), other / "x.png")
+    batch("other", tmp_path / "whole_other")
+    summary = merge_folders([tmp_path / "s0", tmp_path / "whole_other"], tmp_path / "m2")
+    assert summary.missing_shards == [1] and not summary.complete  # that whole run is of another INPUT
+
+    first = merge_folders([tmp_path / "s0"], tmp_path / "step1")
+    assert first.missing_shards == [1]
+    proc = cli("merge", tmp_path / "step1", tmp_path / "s1", "--out", tmp_path / "step2")
+    assert proc.returncode == 0 and "missing" not in proc.stdout and "did not finish" not in proc.stdout
+    assert json.loads((tmp_path / "step2" / "batch.json").read_text())["Finished"] is True
+    assert len(rows(tmp_path / "step2" / "results.csv")) == 6

@@ -182,16 +182,19 @@ def _key(image: str, bases: Sequence[str]) -> str | tuple[str, str]:
     return image if found is None else ("below INPUT", found[1])
 
 
-def image_keys(inputs: Sequence[Sequence[str]]):
+def real_path_of(inputs: Sequence[Sequence[str]]):
     """For the rows of a folder whose manifest records ``inputs`` ([spelled, real path] pairs): a
-    function of an image as written to (that INPUT's real path, the path below it), or the image as
-    written when no INPUT holds it. Rows of one image spelled otherwise get one key (merge)."""
+    function of an image as written to its real path (its INPUT's real path joined with its path
+    below it), or None when no INPUT holds it. Rows of one file spelled otherwise, by a list or a
+    folder, get one real path (merge)."""
     real = {os.path.normpath(spelled): path for spelled, path in inputs}
     bases = _specific_first(list(real))
 
-    def key(image: str) -> str | tuple[str, str]:
+    def key(image: str) -> str | None:
         found = below(image, bases)
-        return image if found is None else (real[found[0]], found[1])
+        if found is None:
+            return os.path.normpath(image) if os.path.isabs(image) else None
+        return os.path.normpath(os.path.join(real[found[0]], found[1]))
     return key
 
 

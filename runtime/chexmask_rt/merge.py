@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .batch import ERROR_COLUMNS
 from .batch_folder import (ERRORS_NAME, FINISHED_KEY, INPUTS_KEY, MANIFEST_NAME, RESULTS_NAME, csv_fields_of_any_size,
-                           folder_in_use, image_keys, record_fields, whole_records)
+                           folder_in_use, real_path_of, record_fields, whole_records)
 from .csv_output import SCHEMA_HEADERS, schema_of
 from .discovery import SKIPPED_NAME
 from .errors import InputError
@@ -38,7 +38,7 @@ class MergeSummary:
     errors: int               # in the merged errors.csv
     missing_shards: list[int] = field(default_factory=list)
     shard_count: int | None = None
-    unfinished: list[Path] = field(default_factory=list)  # folders whose batch was stopped before its end
+    unfinished: list[str] = field(default_factory=list)  # folders whose batch was stopped before its end
 
     @property
     def complete(self) -> bool:
@@ -112,7 +112,8 @@ def _manifests(folders: Sequence[Path]) -> dict[Path, dict]:
 
 def _identity(manifest: dict) -> dict:
     # where each shard read its images is no setting: nodes may mount the archive in different places
-    return {k: v for k, v in manifest.items() if k not in ("format", "Shard", INPUTS_KEY, FINISHED_KEY)}
+    return {k: v for k, v in manifest.items()
+            if k not in ("format", "Shard", INPUTS_KEY, FINISHED_KEY, SHARDS_KEY, UNFINISHED_SHARDS_KEY, WHOLE_INPUTS_KEY)}
 
 
 def _check_manifests(manifests: dict[Path, dict]) -> None:
@@ -128,19 +129,67 @@ def _check_manifests(manifests: dict[Path, dict]) -> None:
                              "settings must not be mixed")
 
 
-def _missing_shards(manifests: dict[Path, dict]) -> tuple[list[int], int | None]:
-    """The shard indices missing from 0..N-1 when the folders are shards of one N (none when a folder
-    holds a whole run: it covers them)."""
-    shards = {m["Shard"] for m in manifests.values() if "/" in str(m.get("Shard", ""))}
+# in a merged folder's manifest: the shards it holds, those whose run did not finish, and the real
+# paths of the whole (unsharded, finished) runs' INPUTs: a later merge counts them as its sources'
+SHARDS_KEY, UNFINISHED_SHARDS_KEY, WHOLE_INPUTS_KEY = "Shards", "Unfinished shards", "Whole runs of"
+
+
+@dataclass
+class _Coverage:
+    """What the folders hold of a --shard I/N split, and which of their runs did not finish."""
+
+    missing: list[int]
+    count: int | None
+    unfinished: list[str]      # folders (or "shard I/N (in MERGED)") whose run did not finish
+    shards: list[str]          # finished shards
+    open_shards: list[str]     # shards only an unfinished run holds
+    whole_inputs: list[str]    # real paths of finished whole runs' INPUTs
+
+
+def _reals(manifest: dict) -> set[str]:
+    return {real for _, real in manifest.get(INPUTS_KEY) or []}
+
+
+def _coverage(manifests: dict[Path, dict]) -> _Coverage:
+    """Missing shards of 0..N-1 (none when finished whole runs of the split's INPUT are among the
+    folders: they hold every image) and unfinished runs, from each folder's manifest; a merged
+    folder's manifest lists what it holds."""
+    done: set[str] = set()
+    open_shards: dict[str, str] = {}
+    unfinished: list[str] = []
+    wholes: set[str] = set()
+    split_inputs: set[str] = set()
+    for folder, m in manifests.items():
+        shard = str(m.get("Shard", ""))
+        if shard == "merged":
+            done |= set(m.get(SHARDS_KEY) or [])
+            for s in m.get(UNFINISHED_SHARDS_KEY) or []:
+                open_shards.setdefault(s, f"shard {s} (in {folder})")
+            wholes |= set(m.get(WHOLE_INPUTS_KEY) or [])
+            if m.get(SHARDS_KEY) or m.get(UNFINISHED_SHARDS_KEY):
+                split_inputs |= _reals(m)
+        elif "/" in shard:
+            split_inputs |= _reals(m)
+            if m.get(FINISHED_KEY) is False:
+                open_shards.setdefault(shard, str(folder))
+            else:
+                done.add(shard)
+        elif m.get(FINISHED_KEY) is False:
+            unfinished.append(str(folder))
+        else:
+            wholes |= _reals(m)
+    open_shards = {s: where for s, where in open_shards.items() if s not in done}  # rerun and finished since
+    shards = done | set(open_shards)
     counts = {int(s.split("/")[1]) for s in shards}
     if len(counts) > 1:
         raise InputError(f"cannot merge shards of different counts ({', '.join(sorted(shards))}): "
                          "each --shard I/N split must be merged on its own")
-    if any("/" not in str(m.get("Shard", "")) for m in manifests.values()):
-        return [], None
     count = counts.pop() if counts else None
-    missing = sorted(set(range(count)) - {int(s.split("/")[0]) for s in shards}) if count else []
-    return missing, count
+    covered = bool(split_inputs) and split_inputs <= wholes
+    missing = [] if covered or not count else sorted(set(range(count)) - {int(s.split("/")[0]) for s in shards})
+    if not covered:
+        unfinished += [open_shards[s] for s in sorted(open_shards)]
+    return _Coverage(missing, count, unfinished, sorted(done), sorted(open_shards), sorted(wholes))
 
 
 def merge_folders(folders: Sequence[str | os.PathLike], out: str | os.PathLike) -> MergeSummary:
@@ -167,15 +216,14 @@ def merge_folders(folders: Sequence[str | os.PathLike], out: str | os.PathLike) 
         raise InputError(f"{paths[0] / RESULTS_NAME}: not a chexmask-rt results file (no Image column)")
     manifests = _manifests(paths)
     _check_manifests(manifests)
-    missing, count = _missing_shards(manifests)
-    unfinished = [folder for folder, m in manifests.items() if m.get(FINISHED_KEY) is False]
+    coverage = _coverage(manifests)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"{out}: cannot create the output folder ({exc.strerror or exc})") from None
 
-    keys = {folder: image_keys(manifests.get(folder, {}).get(INPUTS_KEY) or []) for folder in paths}
-    seen: set = set()  # by INPUT and path below it: one image, however a shard's run spelled INPUT
+    keys = {folder: real_path_of(manifests.get(folder, {}).get(INPUTS_KEY) or []) for folder in paths}
+    seen = _Seen()
     settings: dict[str, str] | None = None
     settings_from: Path | None = None
     rows = duplicates = 0
@@ -194,11 +242,10 @@ def merge_folders(folders: Sequence[str | os.PathLike], out: str | os.PathLike) 
                                          for k in these if these[k] != settings[k])
                         raise InputError(f"cannot merge {folder} with {settings_from}: {diff}; "
                                          "rows made with different settings must not be mixed")
-                    key = keys[folder](row["Image"])
-                    if key in seen:
+                    if seen.has(row["Image"], keys[folder]):
                         duplicates += 1
                         continue
-                    seen.add(key)
+                    seen.add(row["Image"], keys[folder])
                     if "Results Schema" not in row:  # schema 1 did not say its number
                         row["Results Schema"] = str(schema_of(headers[folder] or ()) or "")
                     writer.writerow([row.get(c, "") for c in header])
@@ -210,34 +257,56 @@ def merge_folders(folders: Sequence[str | os.PathLike], out: str | os.PathLike) 
     os.replace(partial, out / RESULTS_NAME)  # last: a folder with results.csv is a finished merge
     if len(manifests) == len(paths):  # the merged rows share one engine and settings: say which
         inputs = [pair for m in manifests.values() for pair in m.get(INPUTS_KEY) or []]
+        complete = not coverage.missing and not coverage.unfinished
         merged = {**next(iter(manifests.values())), "Shard": "merged",
                   INPUTS_KEY: [list(pair) for pair in dict.fromkeys(map(tuple, inputs))],
-                  FINISHED_KEY: not missing and not unfinished}
+                  SHARDS_KEY: coverage.shards, UNFINISHED_SHARDS_KEY: coverage.open_shards,
+                  WHOLE_INPUTS_KEY: coverage.whole_inputs, FINISHED_KEY: complete}
         (out / MANIFEST_NAME).write_text(json.dumps(merged, indent=1) + "\n", encoding="utf-8")
     return MergeSummary(folders=len(paths), rows=rows, duplicates=duplicates, errors=errors,
-                        missing_shards=missing, shard_count=count, unfinished=unfinished)
+                        missing_shards=coverage.missing, shard_count=coverage.count, unfinished=coverage.unfinished)
 
 
-def _merge_side_files(folders: Sequence[Path], out: Path, segmented: set, keys: dict) -> int:
-    """Merge ``errors.csv`` (the first reason per image no folder segmented; images compared by the
-    ``keys`` of each folder) and ``skipped.csv`` (each file once); returns the number of errors written."""
+class _Seen:
+    """The images merged so far: by real path where a folder's manifest gives it (one file however a
+    run spelled its INPUT, a folder or a list), and as written (folders without a manifest)."""
+
+    def __init__(self):
+        self._written: set[str] = set()
+        self._real: set[str] = set()
+
+    def has(self, image: str, real_path_of) -> bool:
+        real = real_path_of(image)
+        return image in self._written or (real is not None and real in self._real)
+
+    def add(self, image: str, real_path_of) -> None:
+        self._written.add(image)
+        real = real_path_of(image)
+        if real is not None:
+            self._real.add(real)
+
+
+def _merge_side_files(folders: Sequence[Path], out: Path, segmented: _Seen, keys: dict) -> int:
+    """Merge ``errors.csv`` (the first reason per image no folder segmented; images compared as
+    :class:`_Seen` does) and ``skipped.csv`` (each file once); returns the number of errors written."""
     counts = {}
     for name, header in ((ERRORS_NAME, list(ERROR_COLUMNS)), (SKIPPED_NAME, ["File", "Reason"])):
-        written: set[str] = set()
+        written = _Seen()
         sources = [folder / name for folder in folders if (folder / name).is_file()]
         if name == SKIPPED_NAME and not sources:
             continue
+        counts[name] = 0
         with open(out / name, "w", newline="", **ENCODING) as f:
             writer = csv.writer(f, lineterminator="\n")
             writer.writerow(header)
             for source in sources:
+                # skipped files are not images of an INPUT: compared as written
+                key = keys[source.parent] if name == ERRORS_NAME else (lambda _: None)
                 for _, row in _rows(source):
-                    key = row.get(header[0], "")
-                    if name == ERRORS_NAME:
-                        key = keys[source.parent](key)
-                    if key in segmented or key in written:
+                    image = row.get(header[0], "")
+                    if written.has(image, key) or (name == ERRORS_NAME and segmented.has(image, key)):
                         continue
-                    written.add(key)
+                    written.add(image, key)
                     writer.writerow([row.get(c, "") for c in header])
-        counts[name] = len(written)
+                    counts[name] += 1
     return counts[ERRORS_NAME]
