@@ -224,3 +224,16 @@ def test_one_picture_name_for_several_images_is_refused(tmp_path, shared_images)
     proc = cli("predict", shared_images[0], shared_images[1], "--overlay", tmp_path / "x.png")
     assert proc.returncode == 2 and "--overlay" in proc.stderr and "names one picture, but 2 images" in proc.stderr
     assert not (tmp_path / "x.png").exists()
+
+
+def test_predict_writes_the_json_of_every_image_when_one_images_picture_fails(tmp_path, shared_images):
+    """A picture that could not be written (a folder in its place, a full disk) ended predict before
+    its JSON and CSV, losing every finished image's results; the old predict wrote them first."""
+    a, b = shared_images[0], shared_images[1]
+    (tmp_path / "pictures" / f"{b.stem}.png").mkdir(parents=True)
+    proc = cli("predict", a, b, "--samples", 2, "--overlay", f"{tmp_path / 'pictures'}/", "--json", tmp_path / "r.json")
+    assert proc.returncode == 1 and f"{b.stem}.png: cannot write the overlay picture" in proc.stderr, proc.stderr
+    assert [r["image"] for r in json.loads((tmp_path / "r.json").read_text())] == [str(a), str(b)]
+    (tmp_path / "a_file").write_text("")
+    proc = cli("predict", b, "--samples", 2, "--overlay", tmp_path / "a_file" / "x.png", "--json", tmp_path / "one.json")
+    assert proc.returncode == 3 and json.loads((tmp_path / "one.json").read_text())["image"] == str(b)

@@ -318,12 +318,13 @@ def test_objects_are_refused_for_an_image_stored_mirrored(results, tmp_path):
     (the image's left one) is the patient's left; the objects coded it Right (SNOMED 24028007)."""
     from chexmask_rt.dicom_source import with_source
 
-    for orientation, refused in ((["R", "F"], True), (["L", "F"], False), (["RA", "F"], True)):
+    for orientation, refused in ((["R", "F"], True), (["L", "F"], False), (["RA", "F"], True), ([" R", "F"], True),
+                                 (["R", "H"], True)):
         path = _edited(tmp_path, "mirrored", PatientOrientation=orientation)
         r, source = with_source(results[DICOMS[1]], path), pydicom.dcmread(path)
         for build in (r.to_dicom_seg, r.to_dicom_sr):
             if refused:
-                with pytest.raises(InputError, match=r"Patient Orientation RA?\\F: the image is stored mirrored"):
+                with pytest.raises(InputError, match=r"Orientation RA?\\[FH]: the image is stored mirrored or turned"):
                     build(source)
             else:
                 build(source)

@@ -68,7 +68,7 @@ def test_legend_text_fits_at_every_width(default_segmenter, chest, width):
 def test_a_tall_narrow_image_keeps_its_text_inside(default_segmenter, chest):
     tall = cv2.resize(chest, (300, 2000), interpolation=cv2.INTER_AREA)
     picture = draw_overlay(tall, default_segmenter.predict(tall, samples=4))
-    assert picture.shape[1] == round(300 * 1024 / 2000)
+    assert picture.shape[1] == MIN_SIDE  # 154 px of image, and black beside it for the legend
     assert not _text_at_the_right_edge(picture, 1024)
 
 
@@ -112,3 +112,14 @@ def test_a_picture_of_another_size_than_the_result_is_refused(default_segmenter,
     r = default_segmenter.predict(chest, samples=2, second_look=False)
     with pytest.raises(InputError, match=r"the picture is \d+x\d+ pixels but the result is of a \d+x\d+ image"):
         draw_overlay(np.ascontiguousarray(np.rot90(chest)), r)
+
+
+@pytest.mark.parametrize("width, height", [(32, 4096), (65536, 32)])
+def test_extreme_shapes_are_drawn_with_a_legend_that_fits(default_segmenter, width, height):
+    """32 x 4096 is drawn 8 px wide: the colour key's width went negative (a ValueError traceback);
+    65536 x 32 is drawn 0.5 px high: OpenCV refused to resize to it."""
+    image = np.random.default_rng(0).integers(0, 256, (height, width), dtype=np.uint8)
+    picture = draw_overlay(image, default_segmenter.predict(image, samples=2))
+    bright = (picture > 150).all(axis=2)
+    assert picture.shape[1] >= MIN_SIDE and bright[-100:].sum() > 100  # the legend's text is there
+    assert not bright[:, -4:].any()

@@ -274,10 +274,11 @@ def cmd_predict(args) -> int:
                 results.append(result)
                 failed += _write_image_outputs(args, result, stems[image], several)
             bar.update(1)
-    except KeyboardInterrupt:
+    except BaseException as exc:  # what is finished is not lost: pictures are written, and so are JSON and CSV
         bar.close()
-        if results:  # what is finished is not lost: its pictures are written, and so are JSON and CSV
-            say(f"chexmask-rt: {len(results)} of {len(args.images)} images were done: writing their JSON/CSV")
+        if results and (args.json or args.csv):
+            if isinstance(exc, KeyboardInterrupt):
+                say(f"chexmask-rt: {len(results)} of {len(args.images)} images were done: writing their JSON/CSV")
             _write_collected(args, results)
         raise
     bar.close()
@@ -297,29 +298,27 @@ def _quiet_decoders(args) -> None:
 def _write_image_outputs(args, result, stem: str, several: bool) -> int:
     """One image's --overlay, --masks and DICOM objects, and its summary line, as soon as it is done;
     returns 1 when its DICOM objects could not be built (said why), else 0."""
+    from .csv_output import write_masks
+    from .dicom_out import write_objects
     from .progress import say
 
-    if args.overlay:
-        _write_overlay(args.overlay, result, stem, several=several, max_pixels=args.max_pixels)
-    if args.masks:
-        from .csv_output import write_masks
-
-        write_masks(args.masks, stem, result)
-    if args.dicom_seg or args.dicom_sr:
-        from .dicom_out import write_objects
-
-        try:
-            written = write_objects(result, result.image, stem, seg_dir=args.dicom_seg, sr_dir=args.dicom_sr)
-        except InputError as exc:
-            if not several:
-                raise
-            say(f"chexmask-rt: error: {exc}")  # one image's objects; the others go on
-            return 1
-        for path in written:
-            say(f"wrote {path}")
+    failed = 0
+    try:
+        if args.overlay:
+            _write_overlay(args.overlay, result, stem, several=several, max_pixels=args.max_pixels)
+        if args.masks:
+            write_masks(args.masks, stem, result)
+        if args.dicom_seg or args.dicom_sr:
+            for path in write_objects(result, result.image, stem, seg_dir=args.dicom_seg, sr_dir=args.dicom_sr):
+                say(f"wrote {path}")
+    except InputError as exc:
+        if not several:
+            raise
+        say(f"chexmask-rt: error: {exc}")  # one image's outputs; the others go on
+        failed = 1
     if args.json != "-" and args.csv != "-":
         say(_summary(result), file=sys.stdout)
-    return 0
+    return failed
 
 
 def _write_collected(args, results) -> None:

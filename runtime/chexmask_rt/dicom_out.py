@@ -112,13 +112,13 @@ def _check_source(result, ds) -> None:
         raise InputError(f"the source dataset is {cols}x{rows} pixels, the result {result.width}x{result.height}: "
                          "pass the dataset of the image that was segmented")
     orientation = ds.get("PatientOrientation") or ""
-    values = [str(v) for v in ([orientation] if isinstance(orientation, str) else orientation)]
+    values = [str(v).strip() for v in ([orientation] if isinstance(orientation, str) else orientation)]
     if values and values[0].upper().startswith("R"):
         # the model reads chests as displayed by convention, the patient's right on the image's left; here
         # the lung it calls right is the patient's left, and the objects would code it so
-        raise InputError(f"Patient Orientation {chr(92).join(values)}: the image is stored mirrored (the "
-                         "patient's right on the image's right), so the lungs' sides would be coded the wrong "
-                         "way round; mirror the pixels and the orientation first")
+        raise InputError(f"Patient Orientation {chr(92).join(values)}: the image is stored mirrored or turned "
+                         "(the patient's right on the image's right), so the lungs' sides would be coded the wrong "
+                         "way round; store it as conventionally displayed (Patient Orientation L\\F) first")
     missing = [k for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID") if not ds.get(k)]
     if missing:
         raise InputError(f"the source dataset lacks {', '.join(missing)}: it cannot be referenced")

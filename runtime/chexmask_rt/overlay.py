@@ -94,7 +94,8 @@ def draw_overlay(image: np.ndarray, result: Result, *, max_side: int = 1024) -> 
     the image, where it hides no anatomy: the reliability verdict (a flagged result is framed red),
     the image scores, a colour key, the measures and the intended use.
 
-    The image is scaled to ``max_side`` on its longer side (up to ``MIN_SIDE`` for a smaller one).
+    The image is scaled to ``max_side`` on its longer side (up to ``MIN_SIDE`` for a smaller one);
+    a picture narrower than ``MIN_SIDE`` gets black on its right, for the legend.
     ``image`` must be the image the result was made from, as read
     (``chexmask_rt.image_io.read_image``): another size is an InputError, since the contours would
     be drawn in the wrong place (e.g. over ``cv2.imread``'s turn of an EXIF-rotated JPEG)."""
@@ -104,9 +105,9 @@ def draw_overlay(image: np.ndarray, result: Result, *, max_side: int = 1024) -> 
     canvas = _display_gray(image)
     longer = max(canvas.shape[:2])
     scale = max_side / longer if longer > max_side else max(1.0, MIN_SIDE / longer)
-    if scale != 1.0:
-        canvas = cv2.resize(canvas, None, fx=scale, fy=scale,
-                            interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    if scale != 1.0:  # at least a pixel on each side: 65536 x 32 drawn at 1024 px is 1024 x 0.5
+        size = (max(1, round(canvas.shape[1] * scale)), max(1, round(canvas.shape[0] * scale)))
+        canvas = cv2.resize(canvas, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
     thick = max(1, round(max(canvas.shape[:2]) / 512))
     pts = result.landmarks * scale
     std = result.landmarks_std * scale
@@ -133,6 +134,8 @@ def draw_overlay(image: np.ndarray, result: Result, *, max_side: int = 1024) -> 
              (f"K={result.samples}{_LOOKS.get(look_kind(result), '')}  {result.model}", None),
              (key, None), *((t, None) for t in _measure_lines(result.measures())),
              (INTENDED_USE.upper(), None)]  # a picture travels without its JSON: it carries its intended use
+    if canvas.shape[1] < MIN_SIDE:  # a tall, narrow picture (32 x 4096 is drawn 8 px wide): room for the legend
+        canvas = cv2.copyMakeBorder(canvas, 0, 0, 0, MIN_SIDE - canvas.shape[1], cv2.BORDER_CONSTANT, value=(0, 0, 0))
     size, text_thick = _fitting_text([t for t, _ in lines], canvas.shape[1] - 16, max(canvas.shape[:2]), thick)
     heights = [_label_height(t, size, text_thick) for t, _ in lines]
     bar_at = [t for t, _ in lines].index(key)

@@ -68,7 +68,8 @@ def write_whole_unclaimed(paths: Sequence[str | os.PathLike], write: Callable[[P
             except FileExistsError:
                 pass
             except OSError as exc:
-                if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+                # no hard links here: EPERM, ENOTSUP (SMB, FAT), ENOSYS (FUSE without link), EMLINK
+                if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK):
                     raise
                 if not path.exists():
                     os.replace(temporary, path)
