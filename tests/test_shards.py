@@ -288,3 +288,20 @@ def test_merge_counts_each_file_once_by_list_or_folder_and_merges_in_steps(tmp_p
     assert proc.returncode == 0 and "missing" not in proc.stdout and "did not finish" not in proc.stdout
     assert json.loads((tmp_path / "step2" / "batch.json").read_text())["Finished"] is True
     assert len(rows(tmp_path / "step2" / "results.csv")) == 6
+
+
+def test_merge_keeps_two_exports_whose_files_are_written_alike(tmp_path, shared_images):
+    """Two exports, each run as 'exp' from its own working folder into its own shard folder: their
+    rows are written alike (exp/IM00001.png) but are other files; merge dropped the second's."""
+    import subprocess
+    import sys
+
+    for folder, image in (("X", shared_images[0]), ("Y", shared_images[1])):
+        (tmp_path / folder / "exp").mkdir(parents=True)
+        shutil.copy(image, tmp_path / folder / "exp" / "IM00001.png")
+        proc = subprocess.run([sys.executable, "-m", "chexmask_rt", "batch", "exp", "--out", str(tmp_path / f"o{folder}"),
+                               "--samples", "2", "--single-look", "--no-progress"], capture_output=True, text=True,
+                              cwd=tmp_path / folder)
+        assert proc.returncode == 0, proc.stderr
+    summary = merge_folders([tmp_path / "oX", tmp_path / "oY"], tmp_path / "all")
+    assert (summary.rows, summary.duplicates) == (2, 0)

@@ -297,7 +297,7 @@ def _quiet_decoders(args) -> None:
 
 def _write_image_outputs(args, result, stem: str, several: bool) -> int:
     """One image's --overlay, --masks and DICOM objects, and its summary line, as soon as it is done;
-    returns 1 when its DICOM objects could not be built (said why), else 0."""
+    returns 1 when one of them could not be written (said why; with one image, raised), else 0."""
     from .csv_output import write_masks
     from .dicom_out import write_objects
     from .progress import say

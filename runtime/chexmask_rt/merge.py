@@ -268,21 +268,28 @@ def merge_folders(folders: Sequence[str | os.PathLike], out: str | os.PathLike) 
 
 
 class _Seen:
-    """The images merged so far: by real path where a folder's manifest gives it (one file however a
-    run spelled its INPUT, a folder or a list), and as written (folders without a manifest)."""
+    """The images merged so far. Two rows are one image when their real paths agree (from their
+    folders' manifests: one file however a run spelled its INPUT, a folder or a list), or, where
+    either has none (a folder without a manifest), when they are written alike; two real paths
+    that differ are two images, however alike they are written (two exports' exp/IM00001.dcm)."""
 
     def __init__(self):
-        self._written: set[str] = set()
         self._real: set[str] = set()
+        self._written: set[str] = set()         # every row's path as written
+        self._written_unknown: set[str] = set()  # of rows without a real path
 
     def has(self, image: str, real_path_of) -> bool:
         real = real_path_of(image)
-        return image in self._written or (real is not None and real in self._real)
+        if real is None:
+            return image in self._written
+        return real in self._real or image in self._written_unknown
 
     def add(self, image: str, real_path_of) -> None:
-        self._written.add(image)
         real = real_path_of(image)
-        if real is not None:
+        self._written.add(image)
+        if real is None:
+            self._written_unknown.add(image)
+        else:
             self._real.add(real)
 
 
