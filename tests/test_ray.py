@@ -255,3 +255,17 @@ def test_a_batch_that_kills_its_worker_every_time_ends_the_run(tmp_path, shared_
     finally:
         ray.shutdown()
         ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+def test_ray_auto_without_a_cluster_is_one_line_in_our_words(tmp_path, shared_images):
+    """It printed Ray's own advice, which names an --address flag and RAY_ADDRESS, not --ray."""
+    (tmp_path / "in").mkdir()
+    shutil.copy(shared_images[0], tmp_path / "in")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    proc = subprocess.run([sys.executable, "-m", "chexmask_rt", "batch", str(tmp_path / "in"), "--out",
+                           str(tmp_path / "out"), "--ray", "auto", "--no-progress"],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stderr.startswith("chexmask-rt: error: --ray auto: no running Ray cluster answers (")
+    assert "use --ray local" in proc.stderr and "--address" not in proc.stderr
+    assert not (tmp_path / "out").exists()  # refused before the folder was made (or marked unfinished)

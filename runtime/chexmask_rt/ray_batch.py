@@ -147,8 +147,9 @@ def _init_ray(address: str, cpus: int | None):
         try:
             ray.init(address=None if local else address, num_cpus=cpus if local else None, include_dashboard=False,
                      log_to_driver=False, logging_level="ERROR", configure_logging=False)
-        except ConnectionError:
-            raise
+        except ConnectionError as exc:  # Ray's words name its own --address flag and RAY_ADDRESS
+            raise InputError(f"--ray {address}: no running Ray cluster answers ({first_line(exc).split('. ')[0]}); "
+                             "start one with `ray start --head`, or use --ray local") from None
         except Exception as exc:  # Ray raises bare Exceptions when its daemons do not start
             raise InputError(f"--ray {address}: cannot start or join Ray ({first_line(exc)})") from None
         if before is not None:  # Ray's driver takes SIGTERM (a scheduler's stop) and dies with a dump
@@ -184,6 +185,8 @@ def run_ray(segmenter, model: str | os.PathLike | None, images: Sequence[str], o
     :func:`run_batch`."""
     start = time.perf_counter()
     check_reachable(address)  # before the output folder is locked
+    if address != "local":  # joining is cheap: a cluster that is not there leaves the folder as it was
+        _init_ray(address, None)
     with prepare_output(segmenter, images, out_dir, samples, seed, second_look, shard,
                         skipped, input_root) as (out, second_look, unique, todo):
         summary = BatchSummary(total=len(unique), done=0, skipped=len(unique) - len(todo), failed=0, seconds=0.0)
