@@ -195,12 +195,23 @@ def _decoded(pool: ThreadPoolExecutor, decode: Callable[[str], np.ndarray], imag
             yield pending.pop(future), future
 
 
-def inside(image: str, folder: Path) -> bool:
-    """Whether ``image`` lies in ``folder`` (an output folder, which is never an input)."""
+def _inside(image: str, folder: Path) -> bool:
     try:
         return Path(image).resolve().is_relative_to(folder)
     except (OSError, RuntimeError):  # a symlink loop: reading it fails, and says so, later
         return False
+
+
+def outside_output(images: Sequence[str], out: Path) -> tuple[list[str], list[tuple[str, InputError]]]:
+    """``images`` split into those to segment and, with its error, each inside the output folder
+    ``out``, which is never an input (local and Ray runs alike)."""
+    readable, refused, folder = [], [], out.resolve()
+    for image in images:
+        if _inside(image, folder):
+            refused.append((image, InputError(f"{image}: inside the output folder {out}, which is never an input")))
+        else:
+            readable.append(image)
+    return readable, refused
 
 
 def run_batch(segmenter, images: Sequence[str], out_dir: str | os.PathLike, *, samples: int = 50, seed: int = 0,
@@ -305,12 +316,9 @@ class _Run:
                 self.finish(image, answer)
 
     def process(self, todo: Sequence[str], *, workers: int, batch_size: int, max_pixels: int, **run) -> None:
-        readable, out = [], self.out.resolve()
-        for image in todo:
-            if inside(image, out):
-                self.fail(image, InputError(f"{image}: inside the output folder {self.out}, which is never an input"))
-            else:
-                readable.append(image)
+        readable, refused = outside_output(todo, self.out)
+        for image, error in refused:
+            self.fail(image, error)
         run.update(batch_size=batch_size, max_pixels=max_pixels)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chexmask-decode") as pool:
             ready: list[tuple[str, np.ndarray]] = []

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .batch import ERROR_COLUMNS, BatchSummary, inside, mask_stems, prepare_output
+from .batch import ERROR_COLUMNS, BatchSummary, mask_stems, outside_output, prepare_output
 from .batch_folder import ERRORS_NAME, MASKS_NAME, RESULTS_NAME, Appender
 from .csv_output import COLUMNS, csv_row, write_masks
 from .errors import ChexmaskError, InputError, ModelError, first_line
@@ -197,10 +197,9 @@ def run_ray(segmenter, model: str | os.PathLike | None, images: Sequence[str], o
             results.close()
             raise
         try:
-            for image in [i for i in todo if inside(i, out.resolve())]:
-                _record(results, errors, summary, {"Image": image, "Error": InputError.__name__, "Reason":
-                        f"{image}: inside the output folder {out}, which is never an input"})
-            todo = [i for i in todo if not inside(i, out.resolve())]
+            todo, refused = outside_output(todo, out)
+            for image, error in refused:
+                _record(results, errors, summary, {"Image": image, "Error": type(error).__name__, "Reason": str(error)})
             if todo:
                 _stream_rows(todo, out, summary, results, errors, address=address, model=model, samples=samples,
                              seed=seed, second_look=second_look, masks=masks, progress=progress, threads=threads or 2,

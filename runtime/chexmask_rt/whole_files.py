@@ -28,8 +28,7 @@ def write_whole(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
     if _special(path):
         write(path)
         return
-    # unique per process and thread: two writers of the same path never share a temporary file
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    temporary = _temporary(path)
     try:
         write(temporary)
         os.replace(temporary, path)
@@ -37,6 +36,12 @@ def write_whole(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
         with contextlib.suppress(OSError):
             temporary.unlink()
         raise
+
+
+def _temporary(path: Path) -> Path:
+    """The temporary file beside ``path``: unique per process and thread, so that two writers of the
+    same path never share one."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
 
 
 def _special(path: Path) -> bool:
@@ -58,7 +63,7 @@ def write_whole_unclaimed(paths: Sequence[str | os.PathLike], write: Callable[[P
     meanwhile, so two writers never replace each other's files unasked. Where the file system has
     no hard links, a free name is checked, then renamed onto: the race is left open there."""
     paths = [Path(p) for p in paths]
-    temporary = paths[0].with_name(f".{paths[0].name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    temporary = _temporary(paths[0])
     try:
         write(temporary)
         for path in paths:
