@@ -313,18 +313,24 @@ def test_predict_writes_the_other_images_objects_when_one_cannot_be_built(tmp_pa
     assert [p.name for p in (tmp_path / "seg").iterdir()] == ["good.seg.dcm"]
 
 
-def test_objects_are_refused_for_an_image_stored_mirrored(results, tmp_path):
+def test_objects_are_refused_for_an_image_not_stored_as_displayed(results, tmp_path):
     """Patient Orientation R\\F: the image's left is the patient's left, so the lung the model calls right
-    (the image's left one) is the patient's left; the objects coded it Right (SNOMED 24028007)."""
+    (the image's left one) is the patient's left; the objects coded it Right (SNOMED 24028007). An image
+    turned by 90 degrees (H\\R, F\\L), upside down (L\\H) or lateral (A\\F) got objects too."""
     from chexmask_rt.dicom_source import with_source
 
-    for orientation, refused in ((["R", "F"], True), (["L", "F"], False), (["RA", "F"], True), ([" R", "F"], True),
-                                 (["R", "H"], True)):
-        path = _edited(tmp_path, "mirrored", PatientOrientation=orientation)
+    cases = {("R", "F"): "mirrored", ("RA", "F"): "mirrored", (" R", "F"): "mirrored", ("R", "H"): "mirrored",
+             ("H", "R"): "turned by 90 degrees", ("F", "L"): "turned by 90 degrees", ("L", "L"): "turned by 90 degrees",
+             ("L", "H"): "upside down", ("A", "F"): "lateral", ("P", "FA"): "lateral", ("L", "A"): "lateral",
+             ("L", "F"): None, ("LA", "F"): None, ("L", "FP"): None, ("", ""): None}
+    for orientation, why in cases.items():
+        path = _edited(tmp_path, "turned", PatientOrientation=list(orientation))
         r, source = with_source(results[DICOMS[1]], path), pydicom.dcmread(path)
         for build in (r.to_dicom_seg, r.to_dicom_sr):
-            if refused:
-                with pytest.raises(InputError, match=r"Orientation RA?\\[FH]: the image is stored mirrored or turned"):
+            if why:
+                shown = "\\\\".join(v.strip() for v in orientation)
+                with pytest.raises(InputError, match=rf"Orientation {shown}: the image is stored .*{why}.*would not be "
+                                                     r"coded as the patient's"):
                     build(source)
             else:
                 build(source)

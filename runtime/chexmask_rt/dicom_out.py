@@ -106,19 +106,37 @@ def _character_set(ds) -> dict:
     return {} if values[0] else {"specific_character_set": ["ISO 2022 IR 6", *values[1:]]}
 
 
+def _check_orientation(ds) -> None:
+    """Refuse an image not stored as a frontal chest is displayed by convention (Patient Orientation L\\F:
+    the patient's right on the image's left, head up). The model reads chests so; on any other image the
+    lung it calls right is not the patient's right lung, and the objects would code it so. An absent or empty
+    Patient Orientation is taken as conventional (most modalities leave it empty for chests shown so)."""
+    orientation = ds.get("PatientOrientation") or ""
+    values = [str(v).strip().upper() for v in ([orientation] if isinstance(orientation, str) else orientation)]
+    rows, cols = (values + ["", ""])[:2]
+    if not rows and not cols:
+        return
+    if rows[:1] == "R":
+        why = "mirrored (the patient's right on the image's right)"
+    elif rows[:1] in ("H", "F") or cols[:1] in ("R", "L"):
+        why = "turned by 90 degrees (the patient's head to a side)"
+    elif rows[:1] in ("A", "P") or cols[:1] in ("A", "P"):
+        why = "as a lateral or turned view, not a frontal one"
+    elif cols[:1] == "H":
+        why = "upside down (the patient's head at the bottom)"
+    else:
+        return
+    raise InputError(f"Patient Orientation {chr(92).join(values)}: the image is stored {why}; the model reads "
+                     "frontal chests as conventionally displayed, so the lungs it finds here would not be coded as the "
+                     "patient's; store the image as displayed (Patient Orientation L\\F) first")
+
+
 def _check_source(result, ds) -> None:
     rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
     if (rows, cols) != (result.height, result.width):
         raise InputError(f"the source dataset is {cols}x{rows} pixels, the result {result.width}x{result.height}: "
                          "pass the dataset of the image that was segmented")
-    orientation = ds.get("PatientOrientation") or ""
-    values = [str(v).strip() for v in ([orientation] if isinstance(orientation, str) else orientation)]
-    if values and values[0].upper().startswith("R"):
-        # the model reads chests as displayed by convention, the patient's right on the image's left; here
-        # the lung it calls right is the patient's left, and the objects would code it so
-        raise InputError(f"Patient Orientation {chr(92).join(values)}: the image is stored mirrored or turned "
-                         "(the patient's right on the image's right), so the lungs' sides would be coded the wrong "
-                         "way round; store it as conventionally displayed (Patient Orientation L\\F) first")
+    _check_orientation(ds)
     missing = [k for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID") if not ds.get(k)]
     if missing:
         raise InputError(f"the source dataset lacks {', '.join(missing)}: it cannot be referenced")
