@@ -81,6 +81,45 @@ class BatchSummary:
         return line + (f"; reasons in {out_dir / ERRORS_NAME}" if self.failed else "")
 
 
+class RunRows:
+    """One run's rows: results.csv appended, errors.csv started afresh (failures are retried, so it
+    holds this run's only), each row counted into ``summary``. Local and Ray runs record through it."""
+
+    def __init__(self, out: Path, summary: BatchSummary):
+        self.summary = summary
+        self.results = Appender(out / RESULTS_NAME, COLUMNS, "a")
+        try:
+            self.errors = Appender(out / ERRORS_NAME, ERROR_COLUMNS, "w")
+        except InputError:
+            self.results.close()
+            raise
+
+    def close(self) -> None:
+        self.results.close()
+        self.errors.close()
+
+    def segmented(self, row: dict[str, str]) -> bool:
+        """Append an image's results row; a row that cannot be written fails that image alone (False)."""
+        try:
+            self.results.write(row)
+        except OSError as exc:
+            self.failed(row["Image"], InputError.__name__,
+                        f"{row['Image']}: cannot write its row to {self.results.path} ({exc.strerror or exc})")
+            return False
+        self.summary.done += 1
+        self.summary.flagged += row["Quality Flag"] == "True"
+        return True
+
+    def failed(self, image: str, error: str, reason: str) -> None:
+        """Record an image's failure; one that cannot be recorded stops the run (InputError)."""
+        try:
+            self.errors.write({"Image": image, "Error": error, "Reason": reason})
+        except OSError as exc:
+            raise InputError(f"{self.errors.path}: cannot record a failure ({exc.strerror or exc}); stopped at "
+                             f"{image}, which the next run will retry with the rest") from None
+        self.summary.failed += 1
+
+
 def collect_inputs(source: str | os.PathLike, *, exclude: str | os.PathLike | None = None) -> list[str]:
     """The images named by ``source``: a folder (searched recursively for PNG/JPEG/TIFF/BMP/DICOM,
     DICOM also by its marker whatever the name: :func:`chexmask_rt.discovery.discover`, leaving out
@@ -240,50 +279,40 @@ def run_batch(segmenter, images: Sequence[str], out_dir: str | os.PathLike, *, s
     start = time.perf_counter()
     with prepare_output(segmenter, images, out_dir, samples, seed, second_look, shard,
                         skipped, input_root) as (out, second_look, unique, todo):
-        run = _Run(segmenter, out, masks=masks, progress=progress, stems=mask_stems(unique), total=len(todo),
+        summary = BatchSummary(total=len(unique), done=0, skipped=len(unique) - len(todo), failed=0, seconds=0.0)
+        run = _Run(segmenter, out, summary, masks=masks, progress=progress, stems=mask_stems(unique), total=len(todo),
                    dicom_dirs=(dicom_seg, dicom_sr))
         try:
             run.process(todo, samples=samples, seed=seed, workers=workers, batch_size=batch_size,
                         second_look=second_look, max_pixels=limit)
         finally:
             run.close()
-    return BatchSummary(total=len(unique), done=run.done, skipped=len(unique) - len(todo), failed=run.failed,
-                        seconds=time.perf_counter() - start, flagged=run.flagged)
+    summary.seconds = time.perf_counter() - start
+    return summary
 
 
 class _Run:
-    """One run's pipeline and bookkeeping: decoders feed chunks to the engine, and each image
-    ends in results.csv or errors.csv, recorded under its own name."""
+    """One run's pipeline: decoders feed chunks to the engine, and each image ends in results.csv or
+    errors.csv (:class:`RunRows`), recorded under its own name."""
 
-    def __init__(self, segmenter, out: Path, *, masks: bool, progress: bool, stems: dict[str, str], total: int,
+    def __init__(self, segmenter, out: Path, summary: BatchSummary, *, masks: bool, progress: bool,
+                 stems: dict[str, str], total: int,
                  dicom_dirs: tuple[str | os.PathLike | None, str | os.PathLike | None] = (None, None)):
         from .progress import progress_bar
 
         self.segmenter, self.out, self.masks, self.stems = segmenter, out, masks, stems
         self.dicom_seg, self.dicom_sr = dicom_dirs
-        self.done = self.failed = self.flagged = 0
-        self.results = Appender(out / RESULTS_NAME, COLUMNS, "a")
-        try:
-            self.errors = Appender(out / ERRORS_NAME, ERROR_COLUMNS, "w")  # failures are retried: this run's only
-        except InputError:
-            self.results.close()
-            raise
+        self.rows = RunRows(out, summary)
         self.bar = progress_bar(total, "batch", enabled=progress)
 
     def close(self) -> None:
         self.bar.close()
-        self.results.close()
-        self.errors.close()
+        self.rows.close()
 
     def fail(self, image: str, exc: BaseException) -> None:
         reason = str(exc) if isinstance(exc, ChexmaskError) else f"{type(exc).__name__}: {exc}"
-        try:
-            self.errors.write({"Image": image, "Error": type(exc).__name__, "Reason": reason})
-        except OSError as err:
-            raise InputError(f"{self.errors.path}: cannot record a failure ({err.strerror or err}); stopped at "
-                             f"{image}, which the next run will retry with the rest") from None
-        self.failed += 1
-        self.bar.set_postfix(failed=self.failed)
+        self.rows.failed(image, type(exc).__name__, reason)
+        self.bar.set_postfix(failed=self.rows.summary.failed)
         self.bar.update(1)
 
     def finish(self, image: str, result) -> None:
@@ -296,14 +325,8 @@ class _Run:
         except Exception as exc:  # e.g. a mask name too long for the file system: this image's failure only
             self.fail(image, exc)
             return
-        try:
-            self.results.write(row)
-        except OSError as exc:
-            self.fail(image, InputError(f"{image}: cannot write its row to {self.results.path} "
-                                        f"({exc.strerror or exc})"))
-            return
-        self.done += 1
-        self.flagged += row["Quality Flag"] == "True"
+        if not self.rows.segmented(row):
+            self.bar.set_postfix(failed=self.rows.summary.failed)
         self.bar.update(1)
 
     def infer(self, chunk: list[tuple[str, np.ndarray]], **run) -> None:

@@ -37,8 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .batch import ERROR_COLUMNS, BatchSummary, mask_stems, outside_output, prepare_output
-from .batch_folder import ERRORS_NAME, MASKS_NAME, RESULTS_NAME, Appender
+from .batch import BatchSummary, RunRows, mask_stems, outside_output, prepare_output
+from .batch_folder import MASKS_NAME
 from .csv_output import COLUMNS, csv_row, write_masks
 from .errors import ChexmaskError, InputError, ModelError, first_line
 from .model import default_model_path
@@ -190,29 +190,23 @@ def run_ray(segmenter, model: str | os.PathLike | None, images: Sequence[str], o
     with prepare_output(segmenter, images, out_dir, samples, seed, second_look, shard,
                         skipped, input_root) as (out, second_look, unique, todo):
         summary = BatchSummary(total=len(unique), done=0, skipped=len(unique) - len(todo), failed=0, seconds=0.0)
-        results = Appender(out / RESULTS_NAME, COLUMNS, "a")
-        try:
-            errors = Appender(out / ERRORS_NAME, ERROR_COLUMNS, "w")
-        except InputError:
-            results.close()
-            raise
+        rows = RunRows(out, summary)
         try:
             todo, refused = outside_output(todo, out)
             for image, error in refused:
-                _record(results, errors, summary, {"Image": image, "Error": type(error).__name__, "Reason": str(error)})
+                rows.failed(image, type(error).__name__, str(error))
             if todo:
-                _stream_rows(todo, out, summary, results, errors, address=address, model=model, samples=samples,
+                _stream_rows(todo, out, rows, address=address, model=model, samples=samples,
                              seed=seed, second_look=second_look, masks=masks, progress=progress, threads=threads or 2,
                              actors=actors, batch_size=batch_size, workers=workers, backend=backend,
                              device=device, max_pixels=max_pixels, stems=mask_stems(unique))
         finally:
-            results.close()
-            errors.close()
+            rows.close()
     summary.seconds = time.perf_counter() - start
     return summary
 
 
-def _stream_rows(todo: list[str], out: Path, summary: BatchSummary, results: Appender, errors: Appender, *,
+def _stream_rows(todo: list[str], out: Path, rows: RunRows, *,
                  address: str, model, samples: int, seed: int, second_look: bool, masks: bool, progress: bool,
                  threads: int, actors: int | None, batch_size: int | None, workers: int, backend: str,
                  device: str | None, max_pixels: int | None, stems: dict[str, str]) -> None:
@@ -246,7 +240,11 @@ def _stream_rows(todo: list[str], out: Path, summary: BatchSummary, results: App
     try:
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             for i in range(len(batch["Image"])):
-                _record(results, errors, summary, {c: str(batch[c][i]) for c in ROW_COLUMNS})
+                row = {c: str(batch[c][i]) for c in ROW_COLUMNS}
+                if row["Error"]:
+                    rows.failed(row["Image"], row["Error"], row["Reason"])
+                else:
+                    rows.segmented({c: row[c] for c in COLUMNS})
                 bar.update(1)
     except Exception as exc:
         if isinstance(exc, ChexmaskError):
@@ -255,7 +253,7 @@ def _stream_rows(todo: list[str], out: Path, summary: BatchSummary, results: App
         if cause is not None:
             raise ModelError(str(cause)) from None
         if isinstance(exc, ray.exceptions.RayActorError):
-            left = len(todo) - summary.done - summary.failed
+            left = len(todo) - rows.summary.done - rows.summary.failed
             raise ModelError(f"a Ray worker died {RAY_TASK_RETRIES + 1} times on one batch of up to {RAY_BATCH} "
                              f"images (a crash, or out of memory), so Ray gave up; {left} images are not done and "
                              "a rerun resumes with them (without --ray, a run goes one image at a time)") from None
@@ -272,26 +270,6 @@ def _bounded_retries(map_batches) -> dict:
         return {}
     warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
     return {"max_task_retries": RAY_TASK_RETRIES}
-
-
-def _record(results: Appender, errors: Appender, summary: BatchSummary, row: dict[str, str]) -> None:
-    """One image's row in results.csv, or its failure in errors.csv, as a local run writes them: a row
-    that cannot be written fails that image alone; a failure that cannot be recorded stops the run."""
-    if not row["Error"]:
-        try:
-            results.write({c: row[c] for c in COLUMNS})
-            summary.done += 1
-            summary.flagged += row["Quality Flag"] == "True"
-            return
-        except OSError as exc:
-            row = {"Image": row["Image"], "Error": InputError.__name__,
-                   "Reason": f"{row['Image']}: cannot write its row to {results.path} ({exc.strerror or exc})"}
-    try:
-        errors.write({c: row[c] for c in ERROR_COLUMNS})
-    except OSError as exc:
-        raise InputError(f"{errors.path}: cannot record a failure ({exc.strerror or exc}); stopped at "
-                         f"{row['Image']}, which the next run will retry with the rest") from None
-    summary.failed += 1
 
 
 def _model_error(exc: BaseException) -> BaseException | None:
