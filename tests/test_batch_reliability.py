@@ -450,3 +450,31 @@ def test_ctrl_c_or_sigterm_says_how_to_resume_and_the_rerun_completes(tmp_path, 
     assert rerun.returncode == 0, rerun.stderr
     accounted(out, [str(p) for p in sorted(folder.iterdir())])
     assert json.loads((out / "batch.json").read_text())["Finished"] is True
+
+
+def test_a_name_holding_a_carriage_return_keeps_every_csv_readable(tmp_path, images):
+    """csv's writer quoted only its own line terminator ("\\n"), so a name holding a bare CR went into
+    results.csv unquoted: csv readers split the row there, the next run refused the folder as "changed
+    by something other than chexmask-rt batch", and merge dropped the row without a word."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    odd = folder / "cr\rname.png"
+    shutil.copy(images[0], odd)
+    shutil.copy(images[1], folder / "plain.png")
+    (folder / "not\rimage.txt").write_text("x")  # skipped.csv names it
+    out = tmp_path / "out"
+    first = cli("batch", folder, "--out", out, "--samples", 2, "--no-progress")
+    assert first.returncode == 0, first.stderr
+    again = cli("batch", folder, "--out", out, "--samples", 2, "--no-progress")
+    assert again.returncode == 0 and "0 done, 2 skipped" in again.stdout, again.stdout + again.stderr
+    assert sorted(r["Image"] for r in rows(out / "results.csv")) == sorted([str(odd), str(folder / "plain.png")])
+    assert [r["File"] for r in rows(out / "skipped.csv")] == [str(folder / "not\rimage.txt")]
+    merged = cli("merge", "--out", tmp_path / "all", out)
+    assert merged.returncode == 0, merged.stderr
+    assert sorted(r["Image"] for r in rows(tmp_path / "all" / "results.csv")) == sorted(
+        r["Image"] for r in rows(out / "results.csv"))
+    predicted = subprocess.run([sys.executable, "-m", "chexmask_rt", "predict", str(odd), "--samples", "2", "--csv",
+                                "-"], capture_output=True)  # bytes: text mode would turn the CR into "\n"
+    assert predicted.returncode == 0, predicted.stderr
+    parsed = list(csv.reader(predicted.stdout.decode().split("\n")[:-1]))
+    assert len(parsed) == 2 and len(parsed[0]) == len(parsed[1]) == len(COLUMNS) and parsed[1][0] == str(odd)

@@ -32,6 +32,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from .csv_lines import csv_line
 from .csv_output import COLUMNS, COLUMNS_V1, SCHEMA_VERSION, schema_of
 from .errors import InputError
 from .notice import INTENDED_USE
@@ -248,14 +249,13 @@ def _rewrite_to_current(results: Path, schema: int, check_row=None) -> None:
     upgraded = results.with_name(results.name + ".upgrade")
     try:
         with open(upgraded, "w", newline="", **ENCODING) as new, csv_fields_of_any_size():
-            writer = csv.DictWriter(new, fieldnames=list(COLUMNS), restval="", lineterminator="\n")
-            writer.writeheader()
+            new.write(csv_line(COLUMNS))
             for row in csv.DictReader(_lines(results, whole)):
                 if check_row is not None:
                     check_row(row)
                 if schema == 1:
                     row = {**row, "Results Schema": "1", "Intended Use": INTENDED_USE}
-                writer.writerow(row)
+                new.write(csv_line([row.get(c, "") for c in COLUMNS]))
         os.replace(upgraded, results)  # whole or not at all
     except OSError as exc:
         raise _os_error(results, "rewrite to the current results schema", exc) from None
@@ -373,9 +373,7 @@ def scan_results(results: Path, columns: Sequence[str] = COLUMNS) -> tuple[set[s
 
 
 def _record(fields: Sequence[str]) -> bytes:
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerow(fields)
-    return buf.getvalue().encode(**ENCODING)
+    return csv_line(fields).encode(**ENCODING)
 
 
 class Appender:

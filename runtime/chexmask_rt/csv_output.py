@@ -21,8 +21,6 @@ folder or file of an older schema is recognised by its header and extended, neve
 """
 from __future__ import annotations
 
-import csv
-import io
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -30,6 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .csv_lines import csv_line
 from .dicom_source import UID_KEYWORDS
 from .errors import InputError, first_line
 from .notice import INTENDED_USE
@@ -120,12 +119,8 @@ def parse_coords(text: str) -> np.ndarray:
 
 def csv_text(results: Iterable[Result]) -> str:
     """Header plus one row per result, as a string."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for r in results:
-        writer.writerow(csv_row(r))
-    return buf.getvalue()
+    rows = (csv_row(r) for r in results)
+    return csv_line(COLUMNS) + "".join(csv_line([row.get(c, "") for c in COLUMNS]) for row in rows)
 
 
 def write_csv(path: str | os.PathLike, results: Iterable[Result]) -> None:

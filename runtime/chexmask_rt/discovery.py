@@ -10,7 +10,6 @@ like are skipped, with the reason, because only images can be segmented.
 """
 from __future__ import annotations
 
-import csv
 import os
 import struct
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .dicom_io import DICM_HEAD, DICM_MARKER, DICM_OFFSET, DICOM_SUFFIXES, LONG_LENGTH_VRS, file_meta_group_length
+from .csv_lines import LineWriter
 from .errors import InputError
 from .whole_files import ENCODING, write_whole
 
@@ -162,7 +162,7 @@ def write_skipped(folder: str | os.PathLike, skipped: list[tuple[str, str]]) -> 
 
     def write(temporary: Path) -> None:
         with open(temporary, "w", newline="", **ENCODING) as f:
-            writer = csv.writer(f, lineterminator="\n")
+            writer = LineWriter(f)
             writer.writerow(["File", "Reason"])
             writer.writerows(skipped)
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from .batch import ERROR_COLUMNS
 from .batch_folder import (ERRORS_NAME, FINISHED_KEY, INPUTS_KEY, MANIFEST_NAME, RESULTS_NAME, csv_fields_of_any_size,
                            folder_in_use, real_path_of, record_fields, whole_records)
+from .csv_lines import LineWriter
 from .csv_output import SCHEMA_HEADERS, schema_of
 from .discovery import SKIPPED_NAME
 from .errors import InputError
@@ -230,7 +231,7 @@ def merge_folders(folders: Sequence[str | os.PathLike], out: str | os.PathLike) 
     partial = out / (RESULTS_NAME + ".partial")
     try:
         with open(partial, "w", newline="", **ENCODING) as f:
-            writer = csv.writer(f, lineterminator="\n")
+            writer = LineWriter(f)
             writer.writerow(header)
             for folder in paths:
                 for _, row in _rows(folder / RESULTS_NAME):
@@ -304,7 +305,7 @@ def _merge_side_files(folders: Sequence[Path], out: Path, segmented: _Seen, keys
             continue
         counts[name] = 0
         with open(out / name, "w", newline="", **ENCODING) as f:
-            writer = csv.writer(f, lineterminator="\n")
+            writer = LineWriter(f)
             writer.writerow(header)
             for source in sources:
                 # skipped files are not images of an INPUT: compared as written
