@@ -20,6 +20,15 @@ def _write(tmp_path, name, data: bytes):
     ("empty.png", b"", "empty"),
     ("text.png", b"this is not an image\n" * 10, "not a readable image"),
     ("noise.jpg", bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8)), "not a readable image"),
+    # BigTIFF's 8-byte counts and offsets went to read() and seek() unchecked: MemoryError, OverflowError,
+    # ValueError, with no file name, and the command line stopped at them
+    ("count.tif", b"II+\x00\x08\x00\x00\x00" + (16).to_bytes(8, "little") + (1 << 60).to_bytes(8, "little")
+     + bytes(24), "TIFF cut short inside an image directory"),
+    ("count40.tif", b"II+\x00\x08\x00\x00\x00" + (16).to_bytes(8, "little") + (1 << 40).to_bytes(8, "little")
+     + bytes(24), "TIFF cut short inside an image directory"),
+    ("offset.tif", b"II+\x00\x08\x00\x00\x00" + (1 << 63).to_bytes(8, "little") + bytes(24),
+     "TIFF whose image directory lies past its end"),
+    ("far.tif", b"II*\x00" + (1 << 31).to_bytes(4, "little") + bytes(24), "TIFF whose image directory lies past its end"),
 ])
 def test_unreadable_image_files(default_segmenter, tmp_path, name, data, match):
     path = _write(tmp_path, name, data)

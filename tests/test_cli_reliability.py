@@ -237,3 +237,28 @@ def test_predict_writes_the_json_of_every_image_when_one_images_picture_fails(tm
     (tmp_path / "a_file").write_text("")
     proc = cli("predict", b, "--samples", 2, "--overlay", tmp_path / "a_file" / "x.png", "--json", tmp_path / "one.json")
     assert proc.returncode == 3 and json.loads((tmp_path / "one.json").read_text())["image"] == str(b)
+
+
+def test_predict_fails_alone_an_image_whose_reader_raises_something_unexpected(monkeypatch, capsys, tmp_path,
+                                                                                shared_images):
+    """A reader's unforeseen exception on one file (a BigTIFF's huge count gave MemoryError) stopped
+    predict with a traceback before the later images; batch records such a file and goes on."""
+    import shutil
+
+    from chexmask_rt import cli
+    from chexmask_rt.model import Segmenter
+
+    real = Segmenter.predict
+
+    def predict(self, image, **kwargs):
+        if str(image).endswith("bad.png"):
+            raise ValueError("a reader's surprise")
+        return real(self, image, **kwargs)
+
+    monkeypatch.setattr(Segmenter, "predict", predict)
+    bad, good = (shutil.copy(shared_images[0], tmp_path / name) for name in ("bad.png", "good.png"))
+    assert cli.main(["predict", str(bad), str(good), "--samples", "2", "--json", str(tmp_path / "r.json")]) == 1
+    assert f"chexmask-rt: error: {bad}: ValueError: a reader's surprise" in capsys.readouterr().err
+    assert [r["image"] for r in json.loads((tmp_path / "r.json").read_text())] == [str(good)]
+    with pytest.raises(ValueError):  # one image: the error is the command's, as before
+        cli.main(["predict", str(bad), "--samples", "2"])

@@ -270,6 +270,13 @@ def cmd_predict(args) -> int:
                     raise
                 say(f"chexmask-rt: error: {exc}")  # like batch: the others still get written
                 failed += 1
+            except ModelError:
+                raise  # the engine itself: not this image's fault
+            except Exception as exc:  # a reader's surprise on one file: like batch, that file fails alone
+                if not several:
+                    raise
+                say(f"chexmask-rt: error: {image}: {type(exc).__name__}: {first_line(exc)}")
+                failed += 1
             else:
                 results.append(result)
                 failed += _write_image_outputs(args, result, stems[image], several)

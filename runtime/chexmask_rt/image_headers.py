@@ -159,6 +159,7 @@ def _tiff(f: BinaryIO, head: bytes, name: str) -> Header:
         count_fmt, entry_size, offset_fmt, value_size = "H", 12, "I", 4
         (offset,) = struct.unpack(order + "I", head[4:8])
     size_of = {"H": 2, "I": 4, "Q": 8}
+    file_size = f.seek(0, 2)
     first: tuple[int, int] | None = None
     orientation: int | None = None
     pages, seen = 0, set()
@@ -166,14 +167,14 @@ def _tiff(f: BinaryIO, head: bytes, name: str) -> Header:
         if offset in seen:
             raise _corrupt(name, "TIFF whose image directories form a loop")
         seen.add(offset)
+        # BigTIFF's 8-byte offsets and counts can point past any file: checked before seeking or reading
+        if offset + size_of[count_fmt] > file_size:
+            raise _corrupt(name, "TIFF whose image directory lies past its end")
         f.seek(offset)
-        raw = f.read(size_of[count_fmt])
-        if len(raw) < size_of[count_fmt]:
+        (count,) = struct.unpack(order + count_fmt, f.read(size_of[count_fmt]))
+        if offset + size_of[count_fmt] + count * entry_size + size_of[offset_fmt] > file_size:
             raise _corrupt(name, "TIFF cut short inside an image directory")
-        (count,) = struct.unpack(order + count_fmt, raw)
         body = f.read(count * entry_size + size_of[offset_fmt])
-        if len(body) < count * entry_size + size_of[offset_fmt]:
-            raise _corrupt(name, "TIFF cut short inside an image directory")
         tags = {}
         for i in range(count):
             entry = body[i * entry_size:(i + 1) * entry_size]
