@@ -219,3 +219,42 @@ def test_a_real_decode_failure_keeps_the_plugins_reason(tmp_path):
     message = error_of(_under_syntax(tmp_path, JPEGLSLossless))
     assert "cannot decode DICOM pixel data; it may be truncated or corrupt (" in message, message
     assert "pyjpegls: " in message and "\n" not in message, message
+
+
+def _deflated(path: Path, pixels: np.ndarray, extra: bytes = b"") -> Path:
+    """A Deflated Explicit VR Little Endian file of ``pixels``; ``extra`` zero bytes ride along in a
+    private element, as a decompression bomb's would."""
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    plain = make_dicom(path.with_suffix(".plain.dcm"), pixels)
+    ds = pydicom.dcmread(plain)
+    if extra:
+        ds.add_new(0x00091010, "OB", extra)
+        ds.add_new(0x00090010, "LO", "BOMB")
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_a_deflated_dataset_is_read_and_one_that_inflates_past_the_limit_is_refused_first(tmp_path, stored):
+    """pydicom inflates a Deflated dataset whole, and for the header read and the pixel read alike: a
+    1 MiB file of zeros inflating to 1 GiB took 4.3 GB of memory before it was refused as having no pixels."""
+    import tracemalloc
+
+    sound = _deflated(tmp_path / "sound.dcm", stored)
+    np.testing.assert_array_equal(read_image(sound), read_image(make_dicom(tmp_path / "plain.dcm", stored)))
+    # pydicom pads an odd-length stream with a byte; bytes after the stream's end are no more to inflate
+    padded = tmp_path / "padded.dcm"
+    padded.write_bytes(sound.read_bytes() + b"\0\0\0")
+    np.testing.assert_array_equal(read_image(padded), read_image(sound))
+    bomb = _deflated(tmp_path / "bomb.dcm", stored, extra=bytes(96 << 20))  # 96 MiB inflated, ~100 KB on disk
+    assert bomb.stat().st_size < 1 << 20
+    tracemalloc.start()
+    try:
+        with pytest.raises(chexmask_rt.InputError, match=r"bomb.dcm: its deflated dataset inflates past \d+ bytes, "
+                                                         r"more than a single-frame image within the pixel limit"):
+            read_image(bomb, max_pixels=1_000_000)  # 8 MB of pixels and 64 MiB of metadata at most
+        assert tracemalloc.get_traced_memory()[1] < 40 << 20  # nothing near the inflated 96 MiB was held
+    finally:
+        tracemalloc.stop()
+    assert read_image(bomb).shape == stored.shape  # within the default limit it is read as before

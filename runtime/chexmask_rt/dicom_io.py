@@ -29,13 +29,14 @@ from __future__ import annotations
 import math
 import os
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 from .errors import InputError, first_line
 from .image_headers import j2k_size, jpeg_size
-from .limits import check_file_size, check_pixels, resolve_max_pixels
+from .limits import METADATA_BYTES, check_file_size, check_pixels, resolve_max_pixels
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 DICM_OFFSET, DICM_MARKER = 128, b"DICM"  # a Part 10 file: 'DICM' after the 128-byte preamble
@@ -47,6 +48,9 @@ DEFLATED = "1.2.840.10008.1.2.1.99"  # Deflated Explicit VR Little Endian: pydic
 # explicit VRs whose element header holds a 4-byte length (after two reserved bytes)
 LONG_LENGTH_VRS = (b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT")
 _META_GROUP_LENGTH = b"\x02\x00\x00\x00UL"  # (0002,0000) UL, explicit VR little endian
+# The widest single-frame sample layout (RGB of 16 bits takes 6, Double Float Pixel Data 8): a deflated
+# dataset that inflates past this per pixel of the limit, plus metadata, is not one image within it.
+_INFLATED_BYTES_PER_PIXEL = 8
 
 
 def looks_like_dicom(path: str | os.PathLike, head: bytes) -> bool:
@@ -85,7 +89,9 @@ def _read_dicom(p: Path, limit: int) -> np.ndarray:
         if not _plausible_dicom(head):
             # force=True below would otherwise parse any bytes as elements: minutes for a large bogus file
             raise InputError(f"{p}: not a readable DICOM file (neither a DICM marker nor a DICOM element at its start)")
-        _check_file_meta_length(f, head, size, p)
+        meta_end = _check_file_meta_length(f, head, size, p)
+        if meta_end is not None and _transfer_syntax(p) == DEFLATED:
+            _check_inflated_size(f, meta_end, limit, p)
         header = _dcmread(f, p, stop_before_pixels=True)
         pixels_at = _pixel_data_start(f, header, size, p)
         rows, columns = _int_tag(header, "Rows", 0, p), _int_tag(header, "Columns", 0, p)
@@ -192,20 +198,55 @@ def file_meta_group_length(first: bytes) -> int | None:
     return struct.unpack("<I", first[8:12])[0]
 
 
-def _check_file_meta_length(f, head: bytes, size: int, p: Path) -> None:
+def _check_file_meta_length(f, head: bytes, size: int, p: Path) -> int | None:
     """A Part 10 file states its File Meta group's length in the group's first element (always
-    explicit VR little endian); pydicom reads a group that the file's end cuts as a shorter one."""
+    explicit VR little endian); pydicom reads a group that the file's end cuts as a shorter one.
+    Returns where the group ends (None: not a Part 10 file, or a group without that element)."""
     if head[DICM_OFFSET:DICM_HEAD] != DICM_MARKER:
-        return
+        return None
     first = f.read(12)
     if len(first) < 12:
         raise _truncated(p, f"it ends after {size} bytes, inside its File Meta group")
     length = file_meta_group_length(first)
     if length is None:
-        return
+        return None
     end = DICM_HEAD + len(first) + length
     if end > size:
         raise _truncated(p, f"its File Meta group ends at byte {end}, the file after {size} bytes")
+    return end
+
+
+def _transfer_syntax(p: Path) -> str | None:
+    """The File Meta group's Transfer Syntax UID, read without the dataset (None when unreadable:
+    the full read then says why)."""
+    from pydicom.filereader import read_file_meta_info
+
+    try:
+        return str(read_file_meta_info(p).get("TransferSyntaxUID", "")) or None
+    except Exception:  # noqa: BLE001 - a malformed group is refused by the full read, with its reason
+        return None
+
+
+def _check_inflated_size(f, start: int, limit: int, p: Path) -> None:
+    """pydicom inflates a Deflated dataset whole in memory, and for each read (about 4 bytes of memory
+    per inflated byte): a 1 MiB file of zeros inflating to 1 GiB took 4.3 GB. The stream is inflated
+    here first, in bounded steps, and refused once it holds more than a single-frame image within the
+    pixel limit can."""
+    cap = limit * _INFLATED_BYTES_PER_PIXEL + METADATA_BYTES
+    inflater, total = zlib.decompressobj(-zlib.MAX_WBITS), 0
+    f.seek(start)
+    try:
+        while data := f.read(1 << 20):
+            while data and not inflater.eof:  # at the end, bytes after the stream stay in unconsumed_tail
+                total += len(inflater.decompress(data, 1 << 24))  # at most 16 MiB out at a time
+                if total > cap:
+                    raise InputError(f"{p}: its deflated dataset inflates past {cap} bytes, more than a single-frame "
+                                     f"image within the pixel limit ({limit} pixels) holds")
+                data = inflater.unconsumed_tail
+            if inflater.eof:
+                return
+    except zlib.error as exc:
+        raise InputError(f"{p}: not a readable DICOM file (its deflated dataset is corrupt: {exc})") from None
 
 
 def _pixel_data_start(f, header, size: int, p: Path) -> int | None:
