@@ -132,3 +132,15 @@ def test_runtime_does_not_import_torch(example1):
             "print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_a_segmenter_refuses_pickling_and_says_how_to_give_each_worker_one(default_segmenter):
+    """Pool.map(seg.predict, files) pickles the Segmenter; the error named the core's _core.Engine, a class
+    users never see, and nothing said to open one per worker."""
+    import copy
+    import pickle
+
+    for attempt in (pickle.dumps, copy.deepcopy, copy.copy, lambda s: pickle.dumps(s.predict)):
+        with pytest.raises(TypeError, match=r"a Segmenter holds an open engine and cannot be pickled or copied: "
+                                            r"open one in each worker process with chexmask_rt.load\(\)"):
+            attempt(default_segmenter)

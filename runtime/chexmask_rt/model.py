@@ -179,6 +179,13 @@ class Segmenter:
         self.max_pixels: int | None = None  # None: $CHEXMASK_RT_MAX_PIXELS at each call, else the default
         self._engine_sha256: str | None = None
 
+    def __reduce__(self):
+        # an open engine cannot travel: pickling it for every task (Pool.map(seg.predict, files)) would
+        # also reopen it per chunk of work, so the refusal says how to give each worker its own
+        raise TypeError("a Segmenter holds an open engine and cannot be pickled or copied: open one in each worker "
+                        "process with chexmask_rt.load() (e.g. in a multiprocessing Pool's initializer), or, with "
+                        "the 'fork' start method, load it before the pool and call it from a module-level function")
+
     @property
     def info(self) -> ModelInfo:
         """What the engine says about itself, validated against its graph by the core."""
