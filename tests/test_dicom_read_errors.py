@@ -258,3 +258,63 @@ def test_a_deflated_dataset_is_read_and_one_that_inflates_past_the_limit_is_refu
     finally:
         tracemalloc.stop()
     assert read_image(bomb).shape == stored.shape  # within the default limit it is read as before
+
+
+def _encapsulated(path: Path, frame: bytes, syntax: str, rows: int, columns: int, *, bot: bool = False,
+                  fragment: int | None = None) -> Path:
+    """A one-frame DICOM of ``frame`` (a compressed codestream) under ``syntax``; ``bot`` fills the Basic
+    Offset Table, ``fragment`` splits the frame into fragments of that many bytes."""
+    from pydicom.encaps import encapsulate
+
+    ds = pydicom.dcmread(make_dicom(path, np.zeros((rows, columns), np.uint8)))
+    pieces = [frame] if fragment is None else [frame[i:i + fragment] for i in range(0, len(frame), fragment)]
+    ds.PixelData = encapsulate([frame], has_bot=bot) if fragment is None else \
+        encapsulate([frame], fragments_per_frame=len(pieces), has_bot=bot)
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = syntax
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def _j2k(side: int, *, jp2: bool = False) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("L", (side, side), 7).save(buf, format="JPEG2000", no_jp2=not jp2, irreversible=False)
+    return buf.getvalue()
+
+
+def test_the_pixel_limit_reads_the_whole_compressed_frame(tmp_path):
+    """The frame's size came from the first non-empty fragment: a filled Basic Offset Table was taken for
+    the frame (a 13000-squared J2K behind 64x64 Rows/Columns decoded 169 MP), a JP2 wrapper was not
+    parsed, and a frame split into small fragments was refused as cut short."""
+    from pydicom.uid import JPEG2000Lossless
+
+    big, small = _j2k(1200), _j2k(64)
+    for name, frame, bot in (("bot", big, True), ("nobot", big, False), ("jp2", _j2k(1200, jp2=True), False)):
+        path = _encapsulated(tmp_path / f"{name}.dcm", frame, JPEG2000Lossless, 64, 64, bot=bot)
+        with pytest.raises(chexmask_rt.InputError, match=r"\(its compressed frame\): image is 1200x1200 \(1.4 "
+                                                         r"megapixels\), above the pixel limit of 1.0 megapixels"):
+            read_image(path, max_pixels=1_000_000)
+    other = _encapsulated(tmp_path / "other.dcm", small, JPEG2000Lossless, 32, 48)
+    with pytest.raises(chexmask_rt.InputError, match="its compressed frame is 64x64 pixels, its header says 48x32"):
+        read_image(other)
+    whole = read_image(_encapsulated(tmp_path / "whole.dcm", small, JPEG2000Lossless, 64, 64))
+    split = read_image(_encapsulated(tmp_path / "split.dcm", small, JPEG2000Lossless, 64, 64, bot=True, fragment=16))
+    np.testing.assert_array_equal(split, whole)
+
+
+def test_damaged_jpeg_data_in_a_dicom_is_refused_as_in_a_jpeg_file(tmp_path):
+    """pydicom's decoder fills damaged JPEG data in without a word (rows 1-1023 of the shared CR came out
+    68 gray levels off on average, unflagged), where the same data as a .jpg file is refused."""
+    data = bytearray(MONO2.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 200] = np.random.default_rng(0).integers(0, 256, 200, dtype=np.uint8).tobytes()
+    damaged = tmp_path / "damaged.dcm"
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(chexmask_rt.InputError, match=r"damaged.dcm \(its compressed frame\): not a readable image "
+                                                     r"\(damaged JPEG: Corrupt JPEG data"):
+        read_image(damaged)
+    assert read_image(MONO2).shape == (1024, 1024)  # the sound file still reads

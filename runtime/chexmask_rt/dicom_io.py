@@ -326,24 +326,39 @@ def _no_pixel_data(ds, p: Path) -> InputError:
 
 
 def _check_compressed_frame(ds, p: Path, limit: int) -> None:
-    """The pixel limit for the frame inside encapsulated pixel data: its JPEG or JPEG 2000
-    header, not the DICOM header, says how large the decoder's output will be."""
+    """The frame inside encapsulated pixel data: its JPEG or JPEG 2000 header, not the DICOM header,
+    says how large the decoder's output will be, so that size is checked against the pixel limit and
+    the header's Rows x Columns before decoding. A JPEG frame is decoded once with libjpeg-turbo's
+    warnings as errors: pydicom's decoders fill damaged JPEG data in and say nothing, where the same
+    data as a .jpg file is refused (:func:`chexmask_rt.image_io.decode_jpeg_strict`)."""
     import io
 
-    from pydicom.encaps import generate_fragments
+    from pydicom.encaps import get_frame
 
     syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     if syntax is None or not getattr(syntax, "is_encapsulated", False):
         return
     try:
-        fragment = next((frag for frag in generate_fragments(ds.PixelData) if frag), b"")
+        # the whole frame, whatever its fragments and Basic Offset Table
+        frame = get_frame(ds.PixelData, 0, number_of_frames=1)
     except Exception as exc:  # malformed item tags or lengths
         raise _cut_pixels(p, first_line(exc)) from None
-    size = j2k_size(fragment)
-    if size is None and fragment[:2] == b"\xff\xd8":
-        size = jpeg_size(io.BytesIO(fragment[2:]), f"{p} (its compressed frame)")
-    if size is not None:
-        check_pixels(*size, f"{p} (its compressed frame)", limit)
+    name = f"{p} (its compressed frame)"
+    size = j2k_size(frame)
+    is_jpeg = size is None and frame[:2] == b"\xff\xd8"
+    if is_jpeg:
+        size = jpeg_size(io.BytesIO(frame[2:]), name)
+    if size is None:
+        return
+    check_pixels(*size, name, limit)
+    rows, columns = _int_tag(ds, "Rows", 0, p), _int_tag(ds, "Columns", 0, p)
+    if size != (columns, rows):
+        raise InputError(f"{p}: its compressed frame is {size[0]}x{size[1]} pixels, its header says "
+                         f"{columns}x{rows}: the file is corrupt")
+    if is_jpeg:
+        from .image_io import decode_jpeg_strict
+
+        decode_jpeg_strict(np.frombuffer(frame, np.uint8), name)
 
 
 def _int_tag(ds, keyword: str, default: int, p: Path) -> int:

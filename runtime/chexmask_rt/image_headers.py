@@ -141,8 +141,25 @@ def _next_marker(f: BinaryIO, name: str) -> int:
     return byte[0]
 
 
+_JP2_SIGNATURE = b"\x00\x00\x00\x0cjP  \r\n\x87\n"
+
+
 def j2k_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) of a JPEG 2000 codestream (SIZ marker), or None when ``data`` is not one."""
+    """(width, height) of a JPEG 2000 codestream (SIZ marker), bare or in a JP2 file's codestream box
+    (decoders take both), or None when ``data`` is neither."""
+    if data.startswith(_JP2_SIGNATURE):
+        at = 0
+        while at + 8 <= len(data):  # top-level boxes: length, type, [extended length], content
+            length, kind = struct.unpack(">I4s", data[at:at + 8])
+            header = 8
+            if length == 1 and at + 16 <= len(data):
+                length, header = struct.unpack(">Q", data[at + 8:at + 16])[0], 16
+            if kind == b"jp2c":
+                return j2k_size(data[at + header:at + header + 24])
+            if length < header:  # 0: the last box, to the end; anything shorter is malformed
+                return None
+            at += length
+        return None
     if len(data) < 24 or data[:4] != b"\xff\x4f\xff\x51":
         return None
     xsiz, ysiz, xosiz, yosiz = struct.unpack(">IIII", data[8:24])

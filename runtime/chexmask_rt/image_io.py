@@ -69,7 +69,7 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> np.
         raise InputError(f"{p}: cannot read file ({exc.strerror or exc})") from exc
     if header.format == "png":
         check_png_chunks(data, str(p))
-    image = _decode_jpeg(data, str(p)) if header.format == "jpeg" else None
+    image = decode_jpeg_strict(data, str(p)) if header.format == "jpeg" else None
     if image is None:
         image = _decode_opencv(data, str(p))
     if header.format == "tiff":
@@ -117,7 +117,7 @@ _JPEG_NOT_DAMAGE = ("Unsupported JPEG process", "Unsupported JPEG data precision
                     "Warning: thumbnail image size")
 
 
-def _decode_jpeg(data: np.ndarray, name: str) -> np.ndarray | None:
+def decode_jpeg_strict(data: np.ndarray, name: str) -> np.ndarray | None:
     """A JPEG as gray or RGB, decoded by libjpeg-turbo with its warnings as errors; None for a JPEG
     that is not damaged but that TurboJPEG will not decode so (``_JPEG_NOT_DAMAGE``): OpenCV then
     reads it. OpenCV's libjpeg only prints 'Corrupt JPEG data' and returns the image with its
