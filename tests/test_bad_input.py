@@ -225,3 +225,21 @@ def test_damaged_tiff_strips_are_refused(default_segmenter, tmp_path, shared_ima
         default_segmenter.predict(path)
     whole = _write(tmp_path, "whole.tif", encoded.tobytes())
     default_segmenter.predict(whole, samples=2)  # the undamaged file reads
+
+
+def test_animated_pngs_are_refused_as_multi_page_tiffs_are(default_segmenter, tmp_path):
+    """An APNG was read as its default image: the first frame, or a picture outside the animation, as
+    the decoder chose, where a multi-page TIFF or multi-frame DICOM is refused."""
+    from PIL import Image
+
+    frames = [Image.new("L", (64, 64), v) for v in (40, 200)]
+    two = tmp_path / "two.png"
+    frames[0].save(two, save_all=True, append_images=frames[1:])
+    apart = tmp_path / "apart.png"  # the default image is not one of the animation's frames
+    frames[0].save(apart, save_all=True, append_images=frames[1:2], default_image=True)
+    for path, what in ((two, "2 frames"), (apart, "1 frame and a default image")):
+        with pytest.raises(InputError, match=rf"{path.name}: animated PNG \({what}\); only single-image files"):
+            default_segmenter.predict(path)
+    plain = tmp_path / "plain.png"
+    frames[0].save(plain)
+    assert default_segmenter.predict(plain, samples=2).width == 64

@@ -79,11 +79,14 @@ def _png(head: bytes, name: str) -> Header:
 
 
 def check_png_chunks(data: memoryview | bytes, name: str) -> None:
-    """InputError unless every chunk up to IEND is whole and the critical ones pass their CRC.
+    """InputError unless every chunk up to IEND is whole and the critical ones pass their CRC, and the
+    file is not animated.
 
     libpng rejects such files too, but prints 'libpng error' lines on stderr doing so."""
     view = memoryview(data)
     pos = len(PNG_SIGNATURE)
+    frames: int | None = None  # acTL's frame count: an animated PNG
+    seen_image = first_frame_is_image = False
     for _ in range(_MAX_PNG_CHUNKS):
         if pos + 12 > len(view):
             raise _corrupt(name, "PNG cut short: no IEND chunk")
@@ -95,6 +98,18 @@ def check_png_chunks(data: memoryview | bytes, name: str) -> None:
             (crc,) = struct.unpack(">I", view[end - 4:end])
             if zlib.crc32(view[pos + 4:end - 4]) != crc:
                 raise _corrupt(name, f"PNG {kind.decode('latin-1')} chunk fails its CRC: the file is corrupt")
+        if kind == b"acTL" and length >= 8:
+            (frames,) = struct.unpack(">I", view[pos + 8:pos + 12])
+        elif kind == b"fcTL" and not seen_image:
+            first_frame_is_image = True
+        elif kind == b"IDAT" and not seen_image:
+            seen_image = True
+            # an APNG: decoders differ on which picture they return (the default image, which need not be
+            # one of the frames, or the first frame); one frame that is the default image is a plain PNG
+            if frames is not None and (frames > 1 or not first_frame_is_image):
+                raise InputError(f"{name}: animated PNG ({frames} frame{'s' * (frames != 1)}"
+                                 f"{'' if first_frame_is_image else ' and a default image'}); only single-image "
+                                 "files are supported")
         if kind == b"IEND":
             return
         pos = end
