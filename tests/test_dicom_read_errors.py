@@ -318,3 +318,20 @@ def test_damaged_jpeg_data_in_a_dicom_is_refused_as_in_a_jpeg_file(tmp_path):
                                                      r"\(damaged JPEG: Corrupt JPEG data"):
         read_image(damaged)
     assert read_image(MONO2).shape == (1024, 1024)  # the sound file still reads
+
+
+def test_rendering_a_dicom_costs_a_few_bytes_a_pixel(tmp_path):
+    """The display chain ran on the whole image in float64, several times over: 30 bytes a pixel beyond
+    the file (2 GB for an 8000 x 8000 image; four decoder threads of a batch took 7.5 GB)."""
+    import tracemalloc
+
+    stored = np.random.default_rng(0).integers(0, 4096, (1000, 1000)).astype(np.uint16)
+    for tags in ({"WindowCenter": 2048, "WindowWidth": 4096}, {"RescaleSlope": 2, "RescaleIntercept": -1024}, {}):
+        path = make_dicom(tmp_path / "image.dcm", stored, BitsStored=12, **tags)
+        tracemalloc.start()
+        try:
+            read_image(path)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 10 * stored.size, (tags, peak / stored.size)  # file bytes, stored and output: about 7
