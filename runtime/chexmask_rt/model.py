@@ -245,7 +245,9 @@ class Segmenter:
                       seed: int = 0, bit_depth: int | None = None, batch_size: int | None = None,
                       second_look: bool | None = None, max_pixels: int | None = None) -> list[Result]:
         """Segment several images, ``batch_size`` at a time (None: :data:`DEFAULT_BATCH`); they share
-        one eps. ``second_look`` and ``max_pixels`` as in ``predict``.
+        one eps. ``second_look`` and ``max_pixels`` as in ``predict``. ``images``: paths or arrays, as
+        ``predict`` takes them; an [N, H, W] array is N gray images (a channel-first RGB image would be
+        three: pass [H, W, 3]).
 
         How a chunk reaches the engine is :attr:`EngineOptions.images_per_call`'s: by default one
         engine call per image on the CPU (the measured fastest), so every result is bit-identical to the
