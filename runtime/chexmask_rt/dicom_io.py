@@ -36,6 +36,7 @@ import numpy as np
 
 from .errors import InputError, first_line
 from .image_headers import j2k_size, jpeg_size
+from .jpeg_strict import decode_jpeg_strict
 from .limits import METADATA_BYTES, check_file_size, check_pixels, resolve_max_pixels
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
@@ -330,7 +331,7 @@ def _check_compressed_frame(ds, p: Path, limit: int) -> None:
     says how large the decoder's output will be, so that size is checked against the pixel limit and
     the header's Rows x Columns before decoding. A JPEG frame is decoded once with libjpeg-turbo's
     warnings as errors: pydicom's decoders fill damaged JPEG data in and say nothing, where the same
-    data as a .jpg file is refused (:func:`chexmask_rt.image_io.decode_jpeg_strict`)."""
+    data as a .jpg file is refused (:func:`chexmask_rt.jpeg_strict.decode_jpeg_strict`)."""
     import io
 
     from pydicom.encaps import get_frame
@@ -356,8 +357,6 @@ def _check_compressed_frame(ds, p: Path, limit: int) -> None:
         raise InputError(f"{p}: its compressed frame is {size[0]}x{size[1]} pixels, its header says "
                          f"{columns}x{rows}: the file is corrupt")
     if is_jpeg:
-        from .image_io import decode_jpeg_strict
-
         decode_jpeg_strict(np.frombuffer(frame, np.uint8), name)
 
 

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import simplejpeg
 
 from . import core
 from .core import MIN_SIDE
 from .dicom_io import DICM_HEAD, looks_like_dicom, read_dicom
 from .errors import InputError, first_line
 from .image_headers import check_png_chunks, read_header
+from .jpeg_strict import decode_jpeg_strict
 from .limits import check_file_size, check_pixels, resolve_max_pixels
 
 
@@ -108,29 +108,6 @@ def _check_decoded_size(image: np.ndarray, width: int, height: int, name: str) -
     if image.shape[:2] != (height, width):
         raise InputError(f"{name}: not a readable image (decoded as {image.shape[1]}x{image.shape[0]} pixels, "
                          f"but its header declares {width}x{height})")
-
-
-# What TurboJPEG refuses in a JPEG that is not damaged: kinds it does not decode (OpenCV's libjpeg
-# may: 12-bit, lossless) and warnings about metadata. Anything else it says is about the image data.
-_JPEG_NOT_DAMAGE = ("Unsupported JPEG process", "Unsupported JPEG data precision", "Unsupported color conversion",
-                    "Could not determine subsampling", "Warning: unknown JFIF revision",
-                    "Warning: thumbnail image size")
-
-
-def decode_jpeg_strict(data: np.ndarray, name: str) -> np.ndarray | None:
-    """A JPEG as gray or RGB, decoded by libjpeg-turbo with its warnings as errors; None for a JPEG
-    that is not damaged but that TurboJPEG will not decode so (``_JPEG_NOT_DAMAGE``): OpenCV then
-    reads it. OpenCV's libjpeg only prints 'Corrupt JPEG data' and returns the image with its
-    damaged part gray; the pixels are otherwise the same (both are libjpeg-turbo's)."""
-    try:
-        colorspace = simplejpeg.decode_jpeg_header(data)[2]
-        image = simplejpeg.decode_jpeg(data, colorspace="GRAY" if colorspace == "Gray" else "RGB", strict=True)
-    except ValueError as exc:
-        reason = first_line(exc)
-        if reason.startswith(_JPEG_NOT_DAMAGE):
-            return None
-        raise InputError(f"{name}: not a readable image (damaged JPEG: {reason})") from None
-    return image[:, :, 0] if image.shape[2] == 1 else image
 
 
 # Pillow's verdicts on a TIFF's strips that mean damage; others (a layout it does not read) do not
