@@ -329,8 +329,9 @@ def test_objects_are_refused_for_an_image_not_stored_as_displayed(results, tmp_p
         for build in (r.to_dicom_seg, r.to_dicom_sr):
             if why:
                 shown = "\\\\".join(v.strip() for v in orientation)
-                with pytest.raises(InputError, match=rf"Orientation {shown}: the image is stored .*{why}.*would not be "
-                                                     r"coded as the patient's"):
+                with pytest.raises(InputError, match=rf"the source dataset: Patient Orientation {shown}: the image is "
+                                                     rf"stored .*{why}.*the lung it calls right would not be the "
+                                                     r"patient's right lung"):
                     build(source)
             else:
                 build(source)
@@ -358,3 +359,16 @@ def test_summaries_say_which_results_the_reliability_flag_marks(tmp_path):
         shutil.copy(path, tmp_path / "in")
     proc = cli("batch", tmp_path / "in", "--out", tmp_path / "out", "--samples", 4, "--no-progress")
     assert proc.returncode == 0 and "2 images: 2 done (1 flagged for review: Quality Flag True)" in proc.stdout
+
+
+def test_predicting_an_image_stored_mirrored_is_refused_not_answered_with_swapped_lungs(tmp_path, default_segmenter):
+    """The SEG and SR refused a mirrored image (Patient Orientation R\\\\F), but predict answered it: its JSON and
+    CSV named the patient's left lung right_lung, with exit 0 and no flag."""
+    mirrored = _edited(tmp_path, "mirrored", PatientOrientation=["R", "F"])
+    proc = cli("predict", mirrored, "--samples", 2, "--json", tmp_path / "r.json")
+    assert proc.returncode == 3 and not (tmp_path / "r.json").exists(), proc.stdout + proc.stderr
+    assert f"{mirrored}: Patient Orientation R\\F: the image is stored mirrored" in proc.stderr
+    with pytest.raises(InputError, match="the lung it calls right would not be the patient's right lung"):
+        default_segmenter.predict(mirrored, samples=2)
+    conventional = _edited(tmp_path, "conventional", PatientOrientation=["L", "F"])
+    assert default_segmenter.predict(conventional, samples=2).landmarks.shape == (120, 2)

@@ -94,6 +94,7 @@ def _read_dicom(p: Path, limit: int) -> np.ndarray:
         if meta_end is not None and _transfer_syntax(p) == DEFLATED:
             _check_inflated_size(f, meta_end, limit, p)
         header = _dcmread(f, p, stop_before_pixels=True)
+        check_orientation(header, str(p))
         pixels_at = _pixel_data_start(f, header, size, p)
         rows, columns = _int_tag(header, "Rows", 0, p), _int_tag(header, "Columns", 0, p)
         frames = _int_tag(header, "NumberOfFrames", 1, p)
@@ -122,6 +123,32 @@ def _read_dicom(p: Path, limit: int) -> np.ndarray:
         return pixels  # pydicom already converted YBR to RGB
     raise InputError(f"{p}: unsupported DICOM photometric interpretation {photometric or '(missing)'} "
                      f"with pixel array {pixels.dtype} {pixels.shape}")
+
+
+def check_orientation(ds, name: str) -> None:
+    """Refuse an image not stored as a frontal chest is displayed by convention (Patient Orientation L\\F:
+    the patient's right on the image's left, head up). The model reads chests so; on any other image the
+    lung it calls right is not the patient's right lung, yet every output (JSON, CSV, masks, SEG, SR) would
+    name it so. An absent or empty Patient Orientation is taken as conventional (most modalities leave it
+    empty for chests shown so). ``name`` starts the message."""
+    orientation = ds.get("PatientOrientation") or ""
+    values = [str(v).strip().upper() for v in ([orientation] if isinstance(orientation, str) else orientation)]
+    rows, cols = (values + ["", ""])[:2]
+    if not rows and not cols:
+        return
+    if rows[:1] == "R":
+        why = "mirrored (the patient's right on the image's right)"
+    elif rows[:1] in ("H", "F") or cols[:1] in ("R", "L"):
+        why = "turned by 90 degrees (the patient's head to a side)"
+    elif rows[:1] in ("A", "P") or cols[:1] in ("A", "P"):
+        why = "as a lateral or turned view, not a frontal one"
+    elif cols[:1] == "H":
+        why = "upside down (the patient's head at the bottom)"
+    else:
+        return
+    raise InputError(f"{name}: Patient Orientation {chr(92).join(values)}: the image is stored {why}; the model "
+                     "reads frontal chests as conventionally displayed, so the lung it calls right would not be the "
+                     "patient's right lung; store the image as displayed (Patient Orientation L\\F) first")
 
 
 def _plausible_dicom(head: bytes) -> bool:

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 
 from .dicom_source import (IMAGER_PIXEL_SPACING, MAGNIFICATION_CORRECTED, PIXEL_SPACING, spacing_of,
                            unusable_pixel_spacing)
+from .dicom_io import check_orientation
 from .errors import InputError, first_line
 from .measures import measure
 from .whole_files import write_whole_unclaimed
@@ -106,37 +107,12 @@ def _character_set(ds) -> dict:
     return {} if values[0] else {"specific_character_set": ["ISO 2022 IR 6", *values[1:]]}
 
 
-def _check_orientation(ds) -> None:
-    """Refuse an image not stored as a frontal chest is displayed by convention (Patient Orientation L\\F:
-    the patient's right on the image's left, head up). The model reads chests so; on any other image the
-    lung it calls right is not the patient's right lung, and the objects would code it so. An absent or empty
-    Patient Orientation is taken as conventional (most modalities leave it empty for chests shown so)."""
-    orientation = ds.get("PatientOrientation") or ""
-    values = [str(v).strip().upper() for v in ([orientation] if isinstance(orientation, str) else orientation)]
-    rows, cols = (values + ["", ""])[:2]
-    if not rows and not cols:
-        return
-    if rows[:1] == "R":
-        why = "mirrored (the patient's right on the image's right)"
-    elif rows[:1] in ("H", "F") or cols[:1] in ("R", "L"):
-        why = "turned by 90 degrees (the patient's head to a side)"
-    elif rows[:1] in ("A", "P") or cols[:1] in ("A", "P"):
-        why = "as a lateral or turned view, not a frontal one"
-    elif cols[:1] == "H":
-        why = "upside down (the patient's head at the bottom)"
-    else:
-        return
-    raise InputError(f"Patient Orientation {chr(92).join(values)}: the image is stored {why}; the model reads "
-                     "frontal chests as conventionally displayed, so the lungs it finds here would not be coded as the "
-                     "patient's; store the image as displayed (Patient Orientation L\\F) first")
-
-
 def _check_source(result, ds) -> None:
     rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
     if (rows, cols) != (result.height, result.width):
         raise InputError(f"the source dataset is {cols}x{rows} pixels, the result {result.width}x{result.height}: "
                          "pass the dataset of the image that was segmented")
-    _check_orientation(ds)
+    check_orientation(ds, "the source dataset")
     missing = [k for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID") if not ds.get(k)]
     if missing:
         raise InputError(f"the source dataset lacks {', '.join(missing)}: it cannot be referenced")
