@@ -78,9 +78,11 @@ def test_a_ctr_without_a_thorax_width_is_missing_in_every_output_not_nan(default
     r = dataclasses.replace(r, landmarks=flat)
     m = r.measures()
     assert m.ctr is None and m.ctr_std is None and m.area_px2["heart"] > 0
+    assert m.thoracic_diameter_px is None and m.thoracic_diameter_mm is None  # it was -18.55 mm: no length is
     assert json.loads(json.dumps(r.to_dict(), allow_nan=False))["measures"]["cardiothoracic_ratio"] is None
     row = csv_row(r)
     assert row["CTR"] == "" and row["CTR Std"] == "" and float(row["Heart Area (px2)"]) > 0
+    assert row["Thoracic Diameter (px)"] == row["Thoracic Diameter (mm)"] == ""
     sr = r.to_dicom_sr(pydicom.dcmread(path))
     codes_written = {item.ConceptNameCodeSequence[0].CodeValue
                      for item in sr.ContentSequence[-1].ContentSequence[-1].ContentSequence}
@@ -209,3 +211,53 @@ def test_one_sample_says_it_has_no_spread_not_that_the_engine_lacks_samples(defa
     assert default_segmenter.info.has_samples_output
     m = default_segmenter.predict(example1, samples=1).measures()
     assert m.ctr_std is None and m.samples == 0 and m.std_note == ONE_SAMPLE
+
+
+def test_measures_of_a_contour_that_leaves_the_image_are_withheld_in_every_output(default_segmenter, example1,
+                                                                                 tmp_path):
+    """wiki_example1 with its right side wall cut off (columns 180 on): the right lung's contour runs past
+    the image's left edge, and its CTR came out 0.530 (0.457 uncut), its area the whole polygon (the masks
+    18 % smaller), unflagged and unsaid."""
+    import json
+
+    import cv2
+
+    from chexmask_rt.csv_output import csv_row
+    from chexmask_rt.overlay import _measure_lines
+
+    whole = default_segmenter.predict(example1, samples=4)
+    assert whole.measures().outside_image == () and whole.measures().ctr == pytest.approx(0.457, abs=0.02)
+    cut_path = tmp_path / "cut.png"
+    cv2.imwrite(str(cut_path), read_image(example1)[:, 180:])
+    cut = default_segmenter.predict(cut_path, samples=4)
+    assert cut.right_lung[:, 0].min() < -0.5  # the premise: the model extrapolated past the edge
+    m = cut.measures()
+    assert "right_lung" in m.outside_image and "heart" not in m.outside_image
+    assert m.ctr is None and m.thoracic_diameter_px is None and m.area_px2["right_lung"] is None
+    assert m.heart_diameter_px > 0 and m.area_px2["heart"] > 0  # what lies inside is still measured
+    measures = json.loads(json.dumps(cut.to_dict(), allow_nan=False))["measures"]
+    assert "right_lung" in measures["outside_image"] and measures["cardiothoracic_ratio"] is None
+    row = csv_row(cut)
+    assert row["CTR"] == row["Thoracic Diameter (px)"] == row["Right Lung Area (px2)"] == ""
+    assert float(row["Heart Area (px2)"]) > 0
+    assert "CTR n/a (RL" in _measure_lines(m)[0] and "leaves the image" in _measure_lines(m)[0]
+
+
+def test_csv_numbers_never_take_exponent_form():
+    """A full-size radiograph's lung area was written 1.08123e+06 (spreadsheet imports may read it as text)."""
+    from chexmask_rt.csv_output import _number
+
+    assert [_number(v) for v in (1081233.147, 0.457123456, 1.2345678e-7, 3253.66, 12.0)] == [
+        "1081230", "0.457123", "0.000000123457", "3253.66", "12"]
+
+
+def test_the_overlay_says_when_its_areas_are_at_the_detector():
+    """JSON, CSV and SR say the spacing is the detector's (areas magnified 10-30 %); the picture, which
+    travels without them, gave the cm2 bare."""
+    from chexmask_rt.dicom_source import IMAGER_PIXEL_SPACING, PIXEL_SPACING
+    from chexmask_rt.overlay import _measure_lines
+
+    detector = measure(synthetic_chest(), spacing=PixelSpacing(0.15, 0.15, IMAGER_PIXEL_SPACING))
+    patient = measure(synthetic_chest(), spacing=PixelSpacing(0.15, 0.15, PIXEL_SPACING))
+    assert _measure_lines(detector)[1].endswith("cm2 at the detector")
+    assert _measure_lines(patient)[1].endswith("cm2")

@@ -90,7 +90,11 @@ def csv_row(result: Result) -> dict[str, str]:
 
 
 def _number(value: float | None) -> str:
-    return "" if value is None else f"{value:.6g}"
+    """Six significant digits, never in exponent form (a full-size radiograph's lung area came out as
+    1.08123e+06, which spreadsheet and database imports may read as text)."""
+    if value is None:
+        return ""
+    return np.format_float_positional(value, precision=6, unique=False, fractional=False, trim="-")
 
 
 def _source_columns(source) -> dict[str, str]:

@@ -224,7 +224,7 @@ def measurement_report(result: Result, source_dataset: Dataset, *,
 
     _check_source(result, source_dataset)
     # the units follow the dataset the report references (a result of decoded pixels has no source of its own)
-    m = measure(result.landmarks, result.landmark_samples, spacing_of(source_dataset)[0])
+    m = measure(result.landmarks, result.landmark_samples, spacing_of(source_dataset)[0], (result.height, result.width))
     length, area = _units(m.spacing)
     no_units = codes.UCUM.NoUnits
     parameters = [f"model={result.model}", f"samples={result.samples}", f"seed={result.seed}",
@@ -238,7 +238,7 @@ def measurement_report(result: Result, source_dataset: Dataset, *,
                               finding_sites=sites, algorithm_id=algorithm)
 
     def with_std(name, number, spread, unit, sites=None):
-        if number is None:  # a CTR without a thorax width: no measurement rather than a NaN
+        if number is None:  # a measure withheld (a contour leaving the image, no thorax width): none rather than NaN
             return []
         out = [value(name, number, unit, sites=sites)]
         if spread is not None:
@@ -263,10 +263,10 @@ def measurement_report(result: Result, source_dataset: Dataset, *,
     mm = m.spacing is not None
     image_measures = [
         *with_std(_private("CTR", "Cardiothoracic ratio"), m.ctr, m.ctr_std, no_units),
-        value(codes.SCT.Diameter, m.heart_diameter_mm if mm else m.heart_diameter_px, length,
-              sites=[sr.FindingSite(anatomic_location=codes.SCT.Heart)]),
-        value(codes.SCT.Diameter, m.thoracic_diameter_mm if mm else m.thoracic_diameter_px, length,
-              sites=[sr.FindingSite(anatomic_location=codes.SCT.Thorax)]),
+        *with_std(codes.SCT.Diameter, m.heart_diameter_mm if mm else m.heart_diameter_px, None, length,
+                  sites=[sr.FindingSite(anatomic_location=codes.SCT.Heart)]),
+        *with_std(codes.SCT.Diameter, m.thoracic_diameter_mm if mm else m.thoracic_diameter_px, None, length,
+                  sites=[sr.FindingSite(anatomic_location=codes.SCT.Thorax)]),
         value(_private("MNS", "Mean node standard deviation"), result.mean_node_std,
               _units(None)[0]),
         value(_private("MLS", "Mean latent sigma"), result.mean_latent_sigma, no_units),

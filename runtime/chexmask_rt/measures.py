@@ -21,6 +21,12 @@ are the extents of the drawn outlines.
 **Areas** are the areas of each organ's landmark polygon (shoelace formula), not pixel
 counts of the rasterised masks (those differ by the half-pixel boundary).
 
+**Contours that leave the image.** Where an organ's contour runs past the image's edge (a crop, a
+collimated or off-centre chest), the model has extrapolated it, and a measure from it is a guess
+(one side wall cut off moved a CTR from 0.457 to 0.530): that organ's area, and the diameters and
+CTR that need it, are None, and ``outside_image`` names the organs. The image spans pixel centres
+0 .. width - 1, so its edges lie half a pixel beyond them.
+
 **Millimetres**: with a :class:`chexmask_rt.dicom_source.PixelSpacing`, widths are
 multiplied by the column spacing and areas by row x column spacing. The ratio has no unit.
 
@@ -88,19 +94,21 @@ def _std(values: np.ndarray | None) -> float | None:
 
 @dataclass(frozen=True)
 class Measures:
-    """The measures of one result; ``*_std`` are None without decoded samples (``std_note`` says why),
-    and ``ctr`` (and its std) None where a thorax has no width (a contour no chest has)."""
+    """The measures of one result; ``*_std`` are None without decoded samples (``std_note`` says why).
+    None too: the measures of organs whose contour leaves the image (``outside_image`` names them), and
+    the thoracic diameter and ``ctr`` where the thorax has no width (a contour no chest has)."""
 
     ctr: float | None
     ctr_std: float | None
-    heart_diameter_px: float
-    thoracic_diameter_px: float
-    area_px2: dict[str, float]
+    heart_diameter_px: float | None
+    thoracic_diameter_px: float | None
+    area_px2: dict[str, float | None]
     area_std_px2: dict[str, float | None]
     spacing: PixelSpacing | None = None
     samples: int = 0           # how many decoded samples the stds come from
     std_note: str = ""
     validation: str = VALIDATION_STATUS
+    outside_image: tuple[str, ...] = ()  # organs whose contour runs past the image's edge
 
     def _mm(self, px: float | None, power: int) -> float | None:
         if px is None or self.spacing is None:
@@ -137,22 +145,36 @@ class Measures:
             "area_mm2": self.area_mm2, "area_std_mm2": self.area_std_mm2,
             "pixel_spacing": None if self.spacing is None else self.spacing.to_dict(),
             "std_samples": self.samples, "std_note": self.std_note, "validation": self.validation,
+            "outside_image": list(self.outside_image),
         }
 
 
-def measure(landmarks: np.ndarray, samples: np.ndarray | None = None,
-            spacing: PixelSpacing | None = None) -> Measures:
-    """The measures of one landmark set (120, 2) in image pixels; their std over ``samples`` (K, 120, 2)."""
+def outside_image(landmarks: np.ndarray, height: int, width: int) -> tuple[str, ...]:
+    """The organs with a landmark beyond the image's edge (pixel centres 0 .. size - 1, edges half a pixel out)."""
+    points = np.asarray(landmarks, dtype=np.float64)
+    beyond = (points[:, 0] < -0.5) | (points[:, 0] > width - 0.5) | (points[:, 1] < -0.5) | (points[:, 1] > height - 0.5)
+    return tuple(organ for organ, sl in _ORGANS.items() if beyond[sl].any())
+
+
+def measure(landmarks: np.ndarray, samples: np.ndarray | None = None, spacing: PixelSpacing | None = None,
+            size: tuple[int, int] | None = None) -> Measures:
+    """The measures of one landmark set (120, 2) in image pixels; their std over ``samples`` (K, 120, 2).
+    ``size``: the image's (height, width), whose edges the contours are checked against (None: not checked)."""
     points = np.asarray(landmarks, dtype=np.float64)
     per_sample = None if samples is None or len(samples) < 2 else np.asarray(samples, dtype=np.float64)
-    ctr = _finite(cardiothoracic_ratio(points))
+    outside = () if size is None else outside_image(points, *size)
+    heart = None if "heart" in outside else float(heart_diameter(points))
+    thorax = None if {"right_lung", "left_lung"} & set(outside) else float(thoracic_diameter(points))
+    thorax = thorax if thorax is not None and thorax > 0 else None  # a length is never negative
+    ctr = None if heart is None or thorax is None else _finite(cardiothoracic_ratio(points))
     return Measures(
         ctr=ctr,
         ctr_std=None if ctr is None or per_sample is None else _std(cardiothoracic_ratio(per_sample)),
-        heart_diameter_px=float(heart_diameter(points)), thoracic_diameter_px=float(thoracic_diameter(points)),
-        area_px2={k: float(polygon_area(points[sl])) for k, sl in _ORGANS.items()},
-        area_std_px2={k: _std(None if per_sample is None else polygon_area(per_sample[:, sl]))
+        heart_diameter_px=heart, thoracic_diameter_px=thorax,
+        area_px2={k: None if k in outside else float(polygon_area(points[sl])) for k, sl in _ORGANS.items()},
+        area_std_px2={k: None if k in outside else _std(None if per_sample is None else polygon_area(per_sample[:, sl]))
                       for k, sl in _ORGANS.items()},
         spacing=spacing, samples=0 if per_sample is None else len(per_sample),
         std_note="" if per_sample is not None else NO_SAMPLES if samples is None else ONE_SAMPLE,
+        outside_image=outside,
     )

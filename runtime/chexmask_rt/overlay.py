@@ -37,15 +37,18 @@ def _plus_minus(std: float | None, fmt: str) -> str:
 
 def _measure_lines(m) -> list[str]:
     """The legend's measures: CTR and areas (cm2 with a pixel spacing, else px2) with their std, and their status."""
-    lines = ["CTR n/a (no thorax width)" if m.ctr is None else f"CTR {m.ctr:.3f}{_plus_minus(m.ctr_std, '.3f')}"]
+    names = {"right_lung": "RL", "left_lung": "LL", "heart": "H"}
+    why = f"{'/'.join(names[k] for k in m.outside_image)} leaves the image" if m.outside_image else "no thorax width"
+    lines = [f"CTR n/a ({why})" if m.ctr is None else f"CTR {m.ctr:.3f}{_plus_minus(m.ctr_std, '.3f')}"]
     mm = m.spacing is not None
     areas, stds = (m.area_mm2, m.area_std_mm2) if mm else (m.area_px2, m.area_std_px2)
     scale, unit = (0.01, "cm2") if mm else (1.0, "px2")  # cm2: the unit chest areas are read in
-    names = {"right_lung": "RL", "left_lung": "LL", "heart": "H"}
+    # a picture travels without its JSON: lengths at the detector are magnified (5-15 % for a chest)
+    where = " at the detector" if mm and m.spacing.at_detector else ""
     lines.append("area " + ", ".join(
-        f"{names[k]} {areas[k] * scale:.{1 if mm else 0}f}"
+        f"{names[k]} n/a" if areas[k] is None else f"{names[k]} {areas[k] * scale:.{1 if mm else 0}f}"
         f"{'' if stds[k] is None else _plus_minus(stds[k] * scale, '.1f' if mm else '.0f')}" for k in names)
-        + f" {unit}")
+        + f" {unit}{where}")
     lines.append(m.validation)
     return lines
 

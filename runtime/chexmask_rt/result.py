@@ -124,7 +124,8 @@ class _ResultBase:
     def measures(self) -> Measures:
         """Cardiothoracic ratio and organ areas, in px and (with a DICOM pixel spacing) mm, with their
         std over the decoded samples when the result has them (:mod:`chexmask_rt.measures`)."""
-        return measure(self.landmarks, self.landmark_samples, None if self.source is None else self.source.spacing)
+        return measure(self.landmarks, self.landmark_samples, None if self.source is None else self.source.spacing,
+                       (self.height, self.width))
 
     def to_dict(self) -> dict:
         """Plain JSON-ready dict (the format of ``chexmask-rt predict --json``).
