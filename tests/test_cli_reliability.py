@@ -262,3 +262,18 @@ def test_predict_fails_alone_an_image_whose_reader_raises_something_unexpected(m
     assert [r["image"] for r in json.loads((tmp_path / "r.json").read_text())] == [str(good)]
     with pytest.raises(ValueError):  # one image: the error is the command's, as before
         cli.main(["predict", str(bad), "--samples", "2"])
+
+
+def test_messages_escape_control_characters_of_file_names(tmp_path, shared_images):
+    """A file named with an ESC sequence (or a CR) drove the terminal showing the error line that names it."""
+    import shutil
+
+    bad = tmp_path / "a\x1b[31mred\r.png"
+    bad.write_bytes(b"not an image")
+    good = shutil.copy(shared_images[0], tmp_path / "good\x1b]0;title\x07.png")
+    for args in ((bad,), (bad, good)):
+        proc = cli("predict", *args, "--samples", 2)
+        assert proc.returncode in (1, 3), proc.stderr
+        assert "\x1b" not in proc.stderr + proc.stdout and "\r" not in proc.stderr
+        assert "a\\x1b[31mred\\x0d.png: not a readable image" in proc.stderr
+    assert "good\\x1b]0;title\\x07.png: " in proc.stdout  # the summary line of the readable one

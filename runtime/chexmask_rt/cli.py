@@ -508,18 +508,24 @@ def _main(argv: list[str] | None) -> int:
     except ChexmaskError as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"chexmask-rt: error: {exc}", file=sys.stderr)
+        _error(f"chexmask-rt: error: {exc}")
         return EXIT_MODEL if isinstance(exc, ModelError) else EXIT_INPUT
     except (OSError, MemoryError) as exc:  # the machine, not our code: a full disk, a missing folder, no memory
         if args.debug:
             traceback.print_exc()
-        print(f"chexmask-rt: error: {type(exc).__name__}: {first_line(exc)}", file=sys.stderr)
+        _error(f"chexmask-rt: error: {type(exc).__name__}: {first_line(exc)}")
         return EXIT_INPUT
     except KeyboardInterrupt as exc:
         resume = " (rerun the same command to resume)" if args.command == "batch" else ""
         print(f"chexmask-rt: {'terminated' if isinstance(exc, _Terminated) else 'interrupted'}{resume}",
               file=sys.stderr)
         return 143 if isinstance(exc, _Terminated) else 130
+
+
+def _error(line: str) -> None:
+    from .progress import printable
+
+    print(printable(line), file=sys.stderr)
 
 
 if __name__ == "__main__":

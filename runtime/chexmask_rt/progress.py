@@ -53,6 +53,16 @@ def progress_bar(total: int, desc: str, enabled: bool = True) -> tqdm:
                      bar_format=_LOG_FORMAT)
 
 
+# C0 and C1 control characters, DEL among them, as escapes: a file name holding ESC sequences (or a CR)
+# would otherwise drive the terminal that shows a message naming it
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
+
+
+def printable(text: str) -> str:
+    """``text`` with its control characters escaped, as one line for a terminal or a log."""
+    return text.translate(_CONTROLS)
+
+
 def say(message: str, file=None) -> None:
     """A line on standard error (or ``file``: standard output) that a bar on the terminal does not swallow."""
-    tqdm.write(message, file=file or sys.stderr)
+    tqdm.write(printable(message), file=file or sys.stderr)
