@@ -247,16 +247,25 @@ def test_a_deflated_dataset_is_read_and_one_that_inflates_past_the_limit_is_refu
     padded = tmp_path / "padded.dcm"
     padded.write_bytes(sound.read_bytes() + b"\0\0\0")
     np.testing.assert_array_equal(read_image(padded), read_image(sound))
+    sound_no_length = tmp_path / "sound_nolength.dcm"  # the meta group's end is then found by its elements
+    sound_no_length.write_bytes(sound.read_bytes()[:132] + sound.read_bytes()[144:])
+    np.testing.assert_array_equal(read_image(sound_no_length), read_image(sound))
     bomb = _deflated(tmp_path / "bomb.dcm", stored, extra=bytes(96 << 20))  # 96 MiB inflated, ~100 KB on disk
     assert bomb.stat().st_size < 1 << 20
-    tracemalloc.start()
-    try:
-        with pytest.raises(chexmask_rt.InputError, match=r"bomb.dcm: its deflated dataset inflates past \d+ bytes, "
-                                                         r"more than a single-frame image within the pixel limit"):
-            read_image(bomb, max_pixels=1_000_000)  # 8 MB of pixels and 64 MiB of metadata at most
-        assert tracemalloc.get_traced_memory()[1] < 40 << 20  # nothing near the inflated 96 MiB was held
-    finally:
-        tracemalloc.stop()
+    data = bomb.read_bytes()
+    assert data[132:138] == b"\x02\x00\x00\x00UL"  # (0002,0000), which pydicom does without
+    no_length = tmp_path / "nolength_bomb.dcm"
+    no_length.write_bytes(data[:132] + data[144:])
+    for path in (bomb, no_length):
+        tracemalloc.start()
+        try:
+            with pytest.raises(chexmask_rt.InputError, match=rf"{path.name}: its deflated dataset inflates past \d+ "
+                                                             r"bytes, more than a single-frame image within the pixel "
+                                                             r"limit"):
+                read_image(path, max_pixels=1_000_000)  # 8 MB of pixels and 64 MiB of metadata at most
+            assert tracemalloc.get_traced_memory()[1] < 40 << 20  # nothing near the inflated 96 MiB was held
+        finally:
+            tracemalloc.stop()
     assert read_image(bomb).shape == stored.shape  # within the default limit it is read as before
 
 
@@ -335,3 +344,19 @@ def test_rendering_a_dicom_costs_a_few_bytes_a_pixel(tmp_path):
         finally:
             tracemalloc.stop()
         assert peak < 10 * stored.size, (tags, peak / stored.size)  # file bytes, stored and output: about 7
+
+
+def test_a_jpeg_ls_frame_is_read_not_refused_as_damaged_jpeg(tmp_path, stored):
+    """JPEG-LS frames start with the JPEG marker too, and TurboJPEG, which cannot read them, said "Could not
+    determine subsampling" (behind its function's name, so the tolerated reasons missed it): every JPEG-LS
+    DICOM was refused as damaged JPEG."""
+    import jpeg_ls
+    from pydicom.uid import JPEGLSLossless
+
+    frame = bytes(jpeg_ls.encode(stored))
+    path = _encapsulated(tmp_path / "jls.dcm", frame, JPEGLSLossless, *stored.shape)
+    ds = pydicom.dcmread(path)
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
+    ds.save_as(path)
+    np.testing.assert_array_equal(read_image(path),
+                                  read_image(make_dicom(tmp_path / "plain.dcm", stored, BitsStored=12)))

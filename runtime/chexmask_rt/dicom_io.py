@@ -46,6 +46,7 @@ PIXEL_DATA_GROUP = 0x7FE0  # (7FE0,0010) Pixel Data, and the float variants pydi
 ITEM, SEQUENCE_DELIMITER = (0xFFFE, 0xE000), (0xFFFE, 0xE0DD)
 UNDEFINED_LENGTH = 0xFFFFFFFF
 DEFLATED = "1.2.840.10008.1.2.1.99"  # Deflated Explicit VR Little Endian: pydicom parses an inflated copy
+_DCT_JPEG = ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51")  # JPEG Baseline and Extended: TurboJPEG's kind
 # explicit VRs whose element header holds a 4-byte length (after two reserved bytes)
 LONG_LENGTH_VRS = (b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT")
 _META_GROUP_LENGTH = b"\x02\x00\x00\x00UL"  # (0002,0000) UL, explicit VR little endian
@@ -236,12 +237,31 @@ def _check_file_meta_length(f, head: bytes, size: int, p: Path) -> int | None:
     if len(first) < 12:
         raise _truncated(p, f"it ends after {size} bytes, inside its File Meta group")
     length = file_meta_group_length(first)
-    if length is None:
-        return None
+    if length is None:  # no (0002,0000): the group ends where its elements do
+        return _meta_elements_end(f, size)
     end = DICM_HEAD + len(first) + length
     if end > size:
         raise _truncated(p, f"its File Meta group ends at byte {end}, the file after {size} bytes")
     return end
+
+
+def _meta_elements_end(f, size: int) -> int | None:
+    """Where a File Meta group without its length element ends: after its last (0002,xxxx) element, each
+    explicit VR little endian (None: an element that does not fit, which the full read refuses)."""
+    at = DICM_HEAD
+    while at + 8 <= size:
+        f.seek(at)
+        head = f.read(12)
+        group, _, vr = struct.unpack("<HH2s", head[:6])
+        if group != 0x0002:
+            return at
+        if vr in LONG_LENGTH_VRS:
+            if len(head) < 12:
+                return None
+            at += 12 + struct.unpack("<I", head[8:12])[0]
+        else:
+            at += 8 + struct.unpack("<H", head[6:8])[0]
+    return None
 
 
 def _transfer_syntax(p: Path) -> str | None:
@@ -383,7 +403,7 @@ def _check_compressed_frame(ds, p: Path, limit: int) -> None:
     if size != (columns, rows):
         raise InputError(f"{p}: its compressed frame is {size[0]}x{size[1]} pixels, its header says "
                          f"{columns}x{rows}: the file is corrupt")
-    if is_jpeg:
+    if str(syntax) in _DCT_JPEG:  # JPEG-LS and lossless frames start alike, but TurboJPEG reads neither
         decode_jpeg_strict(np.frombuffer(frame, np.uint8), name)
 
 

@@ -26,7 +26,7 @@ def decode_jpeg_strict(data: np.ndarray, name: str) -> np.ndarray | None:
         image = simplejpeg.decode_jpeg(data, colorspace="GRAY" if colorspace == "Gray" else "RGB", strict=True)
     except ValueError as exc:
         reason = first_line(exc)
-        if reason.startswith(_JPEG_NOT_DAMAGE):
+        if any(kind in reason for kind in _JPEG_NOT_DAMAGE):  # TurboJPEG prefixes some with its function's name
             return None
         raise InputError(f"{name}: not a readable image (damaged JPEG: {reason})") from None
     return image[:, :, 0] if image.shape[2] == 1 else image
