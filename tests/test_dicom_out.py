@@ -319,7 +319,7 @@ def test_objects_are_refused_for_an_image_not_stored_as_displayed(results, tmp_p
     turned by 90 degrees (H\\R, F\\L), upside down (L\\H) or lateral (A\\F) got objects too."""
     from chexmask_rt.dicom_source import with_source
 
-    cases = {("R", "F"): "mirrored", ("RA", "F"): "mirrored", (" R", "F"): "mirrored", ("R", "H"): "mirrored",
+    cases = {("R", "F"): "mirrored", ("RA", "F"): "mirrored", (" R", "F"): "mirrored", ("R", "H"): "turned by 180 degrees",
              ("H", "R"): "turned by 90 degrees", ("F", "L"): "turned by 90 degrees", ("L", "L"): "turned by 90 degrees",
              ("L", "H"): "upside down", ("A", "F"): "lateral", ("P", "FA"): "lateral", ("L", "A"): "lateral",
              ("L", "F"): None, ("LA", "F"): None, ("L", "FP"): None, ("", ""): None}

@@ -241,6 +241,11 @@ def test_measures_of_a_contour_that_leaves_the_image_are_withheld_in_every_outpu
     assert row["CTR"] == row["Thoracic Diameter (px)"] == row["Right Lung Area (px2)"] == ""
     assert float(row["Heart Area (px2)"]) > 0
     assert "CTR n/a (RL" in _measure_lines(m)[0] and "leaves the image" in _measure_lines(m)[0]
+    # the bases cut off below: the areas are guesses, the widths are measured where they are seen
+    cv2.imwrite(str(cut_path), read_image(example1)[:760])
+    low = default_segmenter.predict(cut_path, samples=4).measures()
+    assert {"right_lung", "left_lung"} <= set(low.outside_image) and low.area_px2["right_lung"] is None
+    assert low.ctr == pytest.approx(whole.measures().ctr, abs=0.03)
 
 
 def test_csv_numbers_never_take_exponent_form():

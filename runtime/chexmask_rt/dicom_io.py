@@ -128,7 +128,8 @@ def _read_dicom(p: Path, limit: int) -> np.ndarray:
 
 def check_orientation(ds, name: str) -> None:
     """Refuse an image not stored as a frontal chest is displayed by convention (Patient Orientation L\\F:
-    the patient's right on the image's left, head up). The model reads chests so; on any other image the
+    the patient's right on the image's left, head up), judged by each value's first letter (its main
+    direction: LA\\F, an oblique, is frontal). The model reads chests so; on any other image the
     lung it calls right is not the patient's right lung, yet every output (JSON, CSV, masks, SEG, SR) would
     name it so. An absent or empty Patient Orientation is taken as conventional (most modalities leave it
     empty for chests shown so). ``name`` starts the message."""
@@ -137,7 +138,9 @@ def check_orientation(ds, name: str) -> None:
     rows, cols = (values + ["", ""])[:2]
     if not rows and not cols:
         return
-    if rows[:1] == "R":
+    if rows[:1] == "R" and cols[:1] == "H":
+        why = "turned by 180 degrees (the patient's right on the image's right, the head at the bottom)"
+    elif rows[:1] == "R":
         why = "mirrored (the patient's right on the image's right)"
     elif rows[:1] in ("H", "F") or cols[:1] in ("R", "L"):
         why = "turned by 90 degrees (the patient's head to a side)"

@@ -23,9 +23,10 @@ counts of the rasterised masks (those differ by the half-pixel boundary).
 
 **Contours that leave the image.** Where an organ's contour runs past the image's edge (a crop, a
 collimated or off-centre chest), the model has extrapolated it, and a measure from it is a guess
-(one side wall cut off moved a CTR from 0.457 to 0.530): that organ's area, and the diameters and
-CTR that need it, are None, and ``outside_image`` names the organs. The image spans pixel centres
-0 .. width - 1, so its edges lie half a pixel beyond them.
+(one side wall cut off moved a CTR from 0.457 to 0.530): that organ's area is None, and so is a
+diameter (and the CTR) whose end, the organ's leftmost or rightmost landmark, lies beyond the edge;
+``outside_image`` names the organs. A lung base cut off below leaves the widths measured where they
+are seen. The image spans pixel centres 0 .. width - 1, so its edges lie half a pixel beyond them.
 
 **Millimetres**: with a :class:`chexmask_rt.dicom_source.PixelSpacing`, widths are
 multiplied by the column spacing and areas by row x column spacing. The ratio has no unit.
@@ -149,11 +150,23 @@ class Measures:
         }
 
 
+def _beyond(points: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Per landmark: beyond the image's edge (pixel centres 0 .. size - 1, edges half a pixel out)."""
+    return (points[:, 0] < -0.5) | (points[:, 0] > width - 0.5) | (points[:, 1] < -0.5) | (points[:, 1] > height - 0.5)
+
+
 def outside_image(landmarks: np.ndarray, height: int, width: int) -> tuple[str, ...]:
-    """The organs with a landmark beyond the image's edge (pixel centres 0 .. size - 1, edges half a pixel out)."""
-    points = np.asarray(landmarks, dtype=np.float64)
-    beyond = (points[:, 0] < -0.5) | (points[:, 0] > width - 0.5) | (points[:, 1] < -0.5) | (points[:, 1] > height - 0.5)
+    """The organs with a landmark beyond the image's edge."""
+    beyond = _beyond(np.asarray(landmarks, dtype=np.float64), height, width)
     return tuple(organ for organ, sl in _ORGANS.items() if beyond[sl].any())
+
+
+def _extreme_beyond(points: np.ndarray, beyond: np.ndarray, organ: str, side: str) -> bool:
+    """Whether ``organ``'s leftmost (``side`` "min") or rightmost ("max") landmark lies beyond the edge:
+    a diameter ends there. A base cut off below leaves the widths measured where they are seen."""
+    sl = _ORGANS[organ]
+    x = points[sl, 0]
+    return bool(beyond[sl][x.argmin() if side == "min" else x.argmax()])
 
 
 def measure(landmarks: np.ndarray, samples: np.ndarray | None = None, spacing: PixelSpacing | None = None,
@@ -162,9 +175,12 @@ def measure(landmarks: np.ndarray, samples: np.ndarray | None = None, spacing: P
     ``size``: the image's (height, width), whose edges the contours are checked against (None: not checked)."""
     points = np.asarray(landmarks, dtype=np.float64)
     per_sample = None if samples is None or len(samples) < 2 else np.asarray(samples, dtype=np.float64)
-    outside = () if size is None else outside_image(points, *size)
-    heart = None if "heart" in outside else float(heart_diameter(points))
-    thorax = None if {"right_lung", "left_lung"} & set(outside) else float(thoracic_diameter(points))
+    beyond = np.zeros(len(points), dtype=bool) if size is None else _beyond(points, *size)
+    outside = tuple(organ for organ, sl in _ORGANS.items() if beyond[sl].any())
+    heart = None if _extreme_beyond(points, beyond, "heart", "min") or _extreme_beyond(points, beyond, "heart", "max") \
+        else float(heart_diameter(points))
+    thorax = None if _extreme_beyond(points, beyond, "right_lung", "min") or \
+        _extreme_beyond(points, beyond, "left_lung", "max") else float(thoracic_diameter(points))
     thorax = thorax if thorax is not None and thorax > 0 else None  # a length is never negative
     ctr = None if heart is None or thorax is None else _finite(cardiothoracic_ratio(points))
     return Measures(
