@@ -266,3 +266,22 @@ def test_the_overlay_says_when_its_areas_are_at_the_detector():
     patient = measure(synthetic_chest(), spacing=PixelSpacing(0.15, 0.15, PIXEL_SPACING))
     assert _measure_lines(detector)[1].endswith("cm2 at the detector")
     assert _measure_lines(patient)[1].endswith("cm2")
+
+
+def test_the_overlay_draws_only_the_diameters_the_measures_give():
+    """A cut chest's legend said "CTR n/a" while the picture still drew the thoracic diameter to a point off
+    the image."""
+    from chexmask_rt.overlay import _DIAMETER_COLOUR, _draw_diameters
+
+    points = synthetic_chest()
+    whole = measure(points)
+    cut = measure(points - [150.0, 0.0], size=(700, 560))  # the right lung's outer border 50 px off the left edge
+    assert cut.thoracic_diameter_px is None and cut.heart_diameter_px is not None
+    drawn = {}
+    for name, m, pts in (("whole", whole, points), ("cut", cut, points - [150.0, 0.0])):
+        canvas = np.zeros((700, 800, 3), np.uint8)
+        _draw_diameters(canvas, pts, 2, m)
+        drawn[name] = (canvas == _DIAMETER_COLOUR).all(axis=2)
+    # the thoracic bar spans x 100..650 (whole) and 0..500 (cut, clipped); the heart bar x 260..500 (whole)
+    assert drawn["whole"][:, 150].any() and not drawn["cut"][:, 10].any()
+    assert drawn["cut"][:, 200].any()  # the heart's bar (x 110..350 once shifted) is still drawn

@@ -53,13 +53,15 @@ def _measure_lines(m) -> list[str]:
     return lines
 
 
-def _draw_diameters(canvas: np.ndarray, pts: np.ndarray, thick: int) -> None:
+def _draw_diameters(canvas: np.ndarray, pts: np.ndarray, thick: int, measures) -> None:
     """The CTR's two diameters as horizontal bars between their extreme landmarks, each at the mean height
-    of its two ends, with a tick down to each end's own height."""
+    of its two ends, with a tick down to each end's own height; a diameter the measures withhold (its end
+    beyond the image, no thorax width) is not drawn."""
     sl = organ_slices()
     heart, right, left = pts[sl["heart"]], pts[sl["right_lung"]], pts[sl["left_lung"]]
-    for a, b in ((heart[heart[:, 0].argmin()], heart[heart[:, 0].argmax()]),
-                 (right[right[:, 0].argmin()], left[left[:, 0].argmax()])):
+    bars = ((measures.heart_diameter_px, heart[heart[:, 0].argmin()], heart[heart[:, 0].argmax()]),
+            (measures.thoracic_diameter_px, right[right[:, 0].argmin()], left[left[:, 0].argmax()]))
+    for a, b in ((a, b) for measured, a, b in bars if measured is not None):
         y = (a[1] + b[1]) / 2
         ends = [(int(round(a[0])), int(round(y))), (int(round(b[0])), int(round(y)))]
         cv2.line(canvas, ends[0], ends[1], _DIAMETER_COLOUR, thick, cv2.LINE_AA)
@@ -126,7 +128,8 @@ def draw_overlay(image: np.ndarray, result: Result, *, max_side: int = 1024) -> 
         axes = tuple(int(v) for v in np.round(np.maximum(std[i], 1.0) * f))
         cv2.ellipse(canvas, centre, axes, 0, 0, 360, tuple(int(c) for c in colours[i]), max(1, thick // 2),
                     cv2.LINE_AA, shift)
-    _draw_diameters(canvas, pts, thick)
+    measures = result.measures()
+    _draw_diameters(canvas, pts, thick, measures)
     verdict = _reliability_line(result.quality)
     if verdict is not None and verdict[1] == _FLAG_COLOUR:
         cv2.rectangle(canvas, (0, 0), (canvas.shape[1] - 1, canvas.shape[0] - 1), _FLAG_COLOUR, 2 * thick + 2)
@@ -135,7 +138,7 @@ def draw_overlay(image: np.ndarray, result: Result, *, max_side: int = 1024) -> 
              (f"mean node std {result.mean_node_std:.2f} px ({result.mean_node_std * to_frame:.2f} in the 1024 "
               f"frame), mean latent sigma {result.mean_latent_sigma:.3f}", None),
              (f"K={result.samples}{_LOOKS.get(look_kind(result), '')}  {result.model}", None),
-             (key, None), *((t, None) for t in _measure_lines(result.measures())),
+             (key, None), *((t, None) for t in _measure_lines(measures)),
              (INTENDED_USE.upper(), None)]  # a picture travels without its JSON: it carries its intended use
     if canvas.shape[1] < MIN_SIDE:  # a tall, narrow picture (32 x 4096 is drawn 8 px wide): room for the legend
         canvas = cv2.copyMakeBorder(canvas, 0, 0, 0, MIN_SIDE - canvas.shape[1], cv2.BORDER_CONSTANT, value=(0, 0, 0))
