@@ -108,13 +108,17 @@ def _read_dicom(p: Path, limit: int) -> np.ndarray:
         ds = _dcmread(f, p)
     if "PixelData" not in ds:
         raise _no_pixel_data(ds, p)
-    _check_compressed_frame(ds, p, limit)
+    decoded = _check_compressed_frame(ds, p, limit)
     photometric = str(ds.get("PhotometricInterpretation", "")).upper()
     bits_stored = _int_tag(ds, "BitsStored", 0, p)
-    try:
-        pixels = ds.pixel_array
-    except Exception as exc:  # a missing decoder, corrupt pixel data, inconsistent image attributes
-        raise _no_decoder(ds, p, exc) or _undecodable(p, _all_lines(exc)) from None
+    if decoded is not None and decoded.ndim == 2 and photometric in ("MONOCHROME1", "MONOCHROME2") and \
+            _int_tag(ds, "PixelRepresentation", 0, p) == 0 and 0 < bits_stored <= 8:
+        pixels = decoded  # a gray 8-bit JPEG frame: libjpeg-turbo's pixels, as pydicom's decoder gives them
+    else:
+        try:
+            pixels = ds.pixel_array
+        except Exception as exc:  # a missing decoder, corrupt pixel data, inconsistent image attributes
+            raise _no_decoder(ds, p, exc) or _undecodable(p, _all_lines(exc)) from None
     if photometric in ("MONOCHROME1", "MONOCHROME2"):
         if pixels.ndim != 2:
             raise _undecodable(p, f"expected a 2-D monochrome pixel array, got shape {pixels.shape}")
@@ -376,19 +380,20 @@ def _no_pixel_data(ds, p: Path) -> InputError:
     return InputError(f"{p}: DICOM object has no pixel data{what}; only image objects can be segmented")
 
 
-def _check_compressed_frame(ds, p: Path, limit: int) -> None:
+def _check_compressed_frame(ds, p: Path, limit: int) -> np.ndarray | None:
     """The frame inside encapsulated pixel data: its JPEG or JPEG 2000 header, not the DICOM header,
     says how large the decoder's output will be, so that size is checked against the pixel limit and
-    the header's Rows x Columns before decoding. A JPEG frame is decoded once with libjpeg-turbo's
-    warnings as errors: pydicom's decoders fill damaged JPEG data in and say nothing, where the same
-    data as a .jpg file is refused (:func:`chexmask_rt.jpeg_strict.decode_jpeg_strict`)."""
+    the header's Rows x Columns before decoding. A JPEG Baseline/Extended frame is decoded with
+    libjpeg-turbo's warnings as errors: pydicom's decoders fill damaged JPEG data in and say nothing,
+    where the same data as a .jpg file is refused (:func:`chexmask_rt.jpeg_strict.decode_jpeg_strict`).
+    Returns that decode (None: none made), so that the frame need not be decoded twice."""
     import io
 
     from pydicom.encaps import get_frame
 
     syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     if syntax is None or not getattr(syntax, "is_encapsulated", False):
-        return
+        return None
     try:
         # the whole frame, whatever its fragments and Basic Offset Table
         frame = get_frame(ds.PixelData, 0, number_of_frames=1)
@@ -400,14 +405,15 @@ def _check_compressed_frame(ds, p: Path, limit: int) -> None:
     if is_jpeg:
         size = jpeg_size(io.BytesIO(frame[2:]), name)
     if size is None:
-        return
+        return None
     check_pixels(*size, name, limit)
     rows, columns = _int_tag(ds, "Rows", 0, p), _int_tag(ds, "Columns", 0, p)
     if size != (columns, rows):
         raise InputError(f"{p}: its compressed frame is {size[0]}x{size[1]} pixels, its header says "
                          f"{columns}x{rows}: the file is corrupt")
-    if str(syntax) in _DCT_JPEG:  # JPEG-LS and lossless frames start alike, but TurboJPEG reads neither
-        decode_jpeg_strict(np.frombuffer(frame, np.uint8), name)
+    if str(syntax) not in _DCT_JPEG:  # JPEG-LS and lossless frames start alike, but TurboJPEG reads neither
+        return None
+    return decode_jpeg_strict(np.frombuffer(frame, np.uint8), name)
 
 
 def _int_tag(ds, keyword: str, default: int, p: Path) -> int:
