@@ -360,3 +360,15 @@ def test_a_jpeg_ls_frame_is_read_not_refused_as_damaged_jpeg(tmp_path, stored):
     ds.save_as(path)
     np.testing.assert_array_equal(read_image(path),
                                   read_image(make_dicom(tmp_path / "plain.dcm", stored, BitsStored=12)))
+
+
+def test_a_jpeg_frame_whose_header_disagrees_is_judged_by_pydicom_as_before(tmp_path):
+    """A gray 8-bit JPEG frame is read from the strict decode, once; a header that disagrees with it (Samples
+    per Pixel 0, Bits Allocated 16) must still go to pydicom, which refuses it, not be read past."""
+    for keyword, value in (("SamplesPerPixel", 0), ("SamplesPerPixel", 3), ("BitsAllocated", 16)):
+        ds = pydicom.dcmread(MONO2)
+        setattr(ds, keyword, value)
+        path = tmp_path / f"{keyword}{value}.dcm"
+        ds.save_as(path)
+        with pytest.raises(chexmask_rt.InputError, match=r"cannot decode DICOM pixel data|expected a 2-D"):
+            read_image(path)

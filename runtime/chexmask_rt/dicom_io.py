@@ -112,8 +112,11 @@ def _read_dicom(p: Path, limit: int) -> np.ndarray:
     photometric = str(ds.get("PhotometricInterpretation", "")).upper()
     bits_stored = _int_tag(ds, "BitsStored", 0, p)
     if decoded is not None and decoded.ndim == 2 and photometric in ("MONOCHROME1", "MONOCHROME2") and \
-            _int_tag(ds, "PixelRepresentation", 0, p) == 0 and 0 < bits_stored <= 8:
-        pixels = decoded  # a gray 8-bit JPEG frame: libjpeg-turbo's pixels, as pydicom's decoder gives them
+            (_int_tag(ds, "SamplesPerPixel", -1, p), _int_tag(ds, "BitsAllocated", -1, p),
+             _int_tag(ds, "PixelRepresentation", 0, p)) == (1, 8, 0) and 0 < bits_stored <= 8:
+        # a gray 8-bit JPEG frame whose header agrees: libjpeg-turbo's pixels, as pydicom's decoder gives them
+        # (a header that disagrees goes to pydicom, which judges it)
+        pixels = decoded
     else:
         try:
             pixels = ds.pixel_array
