@@ -278,8 +278,14 @@ def cmd_predict(args) -> int:
                 say(f"chexmask-rt: error: {image}: {type(exc).__name__}: {first_line(exc)}")
                 failed += 1
             else:
+                try:
+                    failed += _write_image_outputs(args, result, stems[image], several)
+                except KeyboardInterrupt:
+                    raise  # stopped while its outputs were written: not among the images done
+                except BaseException:
+                    results.append(result)  # an output that could not be written: its answer still stands
+                    raise
                 results.append(result)
-                failed += _write_image_outputs(args, result, stems[image], several)
             bar.update(1)
     except BaseException as exc:  # what is finished is not lost: pictures are written, and so are JSON and CSV
         bar.close()
