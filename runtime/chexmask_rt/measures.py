@@ -155,12 +155,6 @@ def _beyond(points: np.ndarray, height: int, width: int) -> np.ndarray:
     return (points[:, 0] < -0.5) | (points[:, 0] > width - 0.5) | (points[:, 1] < -0.5) | (points[:, 1] > height - 0.5)
 
 
-def outside_image(landmarks: np.ndarray, height: int, width: int) -> tuple[str, ...]:
-    """The organs with a landmark beyond the image's edge."""
-    beyond = _beyond(np.asarray(landmarks, dtype=np.float64), height, width)
-    return tuple(organ for organ, sl in _ORGANS.items() if beyond[sl].any())
-
-
 def _extreme_beyond(points: np.ndarray, beyond: np.ndarray, organ: str, side: str) -> bool:
     """Whether ``organ``'s leftmost (``side`` "min") or rightmost ("max") landmark lies beyond the edge:
     a diameter ends there. A base cut off below leaves the widths measured where they are seen."""
