@@ -91,8 +91,9 @@ def _read_dicom(p: Path, limit: int) -> np.ndarray:
         if not _plausible_dicom(head):
             # force=True below would otherwise parse any bytes as elements: minutes for a large bogus file
             raise InputError(f"{p}: not a readable DICOM file (neither a DICM marker nor a DICOM element at its start)")
-        meta_end = _check_file_meta_length(f, head, size, p)
-        if meta_end is not None and _transfer_syntax(p) == DEFLATED:
+        _check_file_meta_length(f, head, size, p)
+        meta_end, syntax = _file_meta(f, head, size)
+        if syntax == DEFLATED:
             _check_inflated_size(f, meta_end, limit, p)
         header = _dcmread(f, p, stop_before_pixels=True)
         check_orientation(header, str(p))
@@ -237,52 +238,47 @@ def file_meta_group_length(first: bytes) -> int | None:
     return struct.unpack("<I", first[8:12])[0]
 
 
-def _check_file_meta_length(f, head: bytes, size: int, p: Path) -> int | None:
+def _check_file_meta_length(f, head: bytes, size: int, p: Path) -> None:
     """A Part 10 file states its File Meta group's length in the group's first element (always
-    explicit VR little endian); pydicom reads a group that the file's end cuts as a shorter one.
-    Returns where the group ends (None: not a Part 10 file, or a group without that element)."""
+    explicit VR little endian); pydicom reads a group that the file's end cuts as a shorter one."""
     if head[DICM_OFFSET:DICM_HEAD] != DICM_MARKER:
-        return None
+        return
     first = f.read(12)
     if len(first) < 12:
         raise _truncated(p, f"it ends after {size} bytes, inside its File Meta group")
     length = file_meta_group_length(first)
-    if length is None:  # no (0002,0000): the group ends where its elements do
-        return _meta_elements_end(f, size)
+    if length is None:
+        return
     end = DICM_HEAD + len(first) + length
     if end > size:
         raise _truncated(p, f"its File Meta group ends at byte {end}, the file after {size} bytes")
-    return end
 
 
-def _meta_elements_end(f, size: int) -> int | None:
-    """Where a File Meta group without its length element ends: after its last (0002,xxxx) element, each
-    explicit VR little endian (None: an element that does not fit, which the full read refuses)."""
-    at = DICM_HEAD
+def _file_meta(f, head: bytes, size: int) -> tuple[int, str | None]:
+    """Where a Part 10 file's File Meta group ends and its Transfer Syntax UID, from its elements (always
+    explicit VR little endian), as pydicom reads them: up to the first element of another group, whether
+    or not (0002,0000) states the group's length. (0, None) for other files, or an element that does not
+    fit (the full read then refuses the file)."""
+    if head[DICM_OFFSET:DICM_HEAD] != DICM_MARKER:
+        return 0, None
+    at, syntax = DICM_HEAD, None
     while at + 8 <= size:
         f.seek(at)
-        head = f.read(12)
-        group, _, vr = struct.unpack("<HH2s", head[:6])
+        element = f.read(12)
+        group, number, vr = struct.unpack("<HH2s", element[:6])
         if group != 0x0002:
-            return at
+            return at, syntax
         if vr in LONG_LENGTH_VRS:
-            if len(head) < 12:
-                return None
-            at += 12 + struct.unpack("<I", head[8:12])[0]
+            if len(element) < 12:
+                return 0, None
+            value_at, length = at + 12, struct.unpack("<I", element[8:12])[0]
         else:
-            at += 8 + struct.unpack("<H", head[6:8])[0]
-    return None
-
-
-def _transfer_syntax(p: Path) -> str | None:
-    """The File Meta group's Transfer Syntax UID, read without the dataset (None when unreadable:
-    the full read then says why)."""
-    from pydicom.filereader import read_file_meta_info
-
-    try:
-        return str(read_file_meta_info(p).get("TransferSyntaxUID", "")) or None
-    except Exception:  # noqa: BLE001 - a malformed group is refused by the full read, with its reason
-        return None
+            value_at, length = at + 8, struct.unpack("<H", element[6:8])[0]
+        if number == 0x0010:  # (0002,0010) Transfer Syntax UID, padded to an even length
+            f.seek(value_at)
+            syntax = f.read(length).rstrip(b"\0 ").decode("ascii", "replace")
+        at = value_at + length
+    return 0, None
 
 
 def _check_inflated_size(f, start: int, limit: int, p: Path) -> None:
