@@ -119,12 +119,61 @@ def test_a_path_names_the_tensorrt_cache_as_a_string_does(tmp_path):
     assert chexmask_rt.load(engine_options=chexmask_rt.EngineOptions(tensorrt_cache_dir=tmp_path)).info.trained
 
 
-def test_one_rgb_image_where_a_list_belongs_is_refused(default_segmenter):
-    rgb = np.zeros((64, 64, 3), np.uint8)
+@pytest.mark.parametrize("channels", [1, 3])
+def test_one_image_with_channels_where_a_list_belongs_is_refused(default_segmenter, channels):
+    image = np.zeros((64, 64, channels), np.uint8)  # [H, W, 1] was taken as 64 images 1 pixel wide
     with pytest.raises(InputError, match="expected a list of images, got a single ndarray"):
-        default_segmenter.predict_batch(rgb, samples=2)
+        default_segmenter.predict_batch(image, samples=2)
     with pytest.raises(InputError, match="expected a list of images"):
-        list(default_segmenter.predict_iter(rgb, samples=2))
+        list(default_segmenter.predict_iter(image, samples=2))
+
+
+@pytest.mark.parametrize("images", [None, 5])
+def test_what_is_no_list_at_all_is_an_input_error(default_segmenter, images):
+    with pytest.raises(InputError, match=f"expected a list of images, got {type(images).__name__}$"):
+        default_segmenter.predict_batch(images, samples=2)
+    with pytest.raises(InputError, match=f"expected a list of images, got {type(images).__name__}$"):
+        default_segmenter.predict_iter(images, samples=2)
+
+
+class _BytesPath:
+    """An os.PathLike whose path is bytes (Path() refuses it with a bare TypeError)."""
+
+    def __fspath__(self):
+        return b"chest.png"
+
+
+def test_empty_and_bytes_image_paths_are_input_errors(default_segmenter):
+    with pytest.raises(InputError, match="^the image path is empty$"):  # was ".: not a regular file"
+        default_segmenter.predict("")
+    with pytest.raises(InputError, match="expected an image path, got bytes"):
+        default_segmenter.predict(_BytesPath())
+
+
+@pytest.mark.parametrize("model, needle", [
+    ("", "the model path is empty"),
+    ("/", "/: a folder, not a model file"),  # was a ValueError from the calibration file's name
+    (".", r"\.: a folder, not a model file"),
+    (123, r"the model must be a path \(str or os.PathLike of str\), got int"),
+    (b"model.onnx", "got bytes"),
+    (_BytesPath(), "got bytes"),
+])
+def test_model_paths_that_name_no_file_are_model_errors(model, needle):
+    import chexmask_rt
+    from chexmask_rt.errors import ModelError
+
+    with pytest.raises(ModelError, match=needle):
+        chexmask_rt.load(model)
+
+
+@pytest.mark.parametrize("options", [dict(threads=2**31), dict(images_per_call=2**31), dict(threads=-2**31 - 1)])
+def test_integers_past_a_c_int_are_model_errors_that_name_the_field(options):
+    import chexmask_rt
+    from chexmask_rt.errors import ModelError
+
+    name, value = next(iter(options.items()))
+    with pytest.raises(ModelError, match=f"^{name} is out of range, got {value}$"):
+        chexmask_rt.load(engine_options=chexmask_rt.EngineOptions(**options))
 
 
 def test_results_are_equal_only_when_every_array_is(default_segmenter, example1):

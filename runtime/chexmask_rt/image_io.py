@@ -35,9 +35,12 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> np.
     ``max_pixels``: the pixel limit (default: ``$CHEXMASK_RT_MAX_PIXELS``, else 64 MP); a larger
     image, a file larger than such an image could be, and a multi-page TIFF are InputErrors."""
     limit = resolve_max_pixels(max_pixels)
-    if not isinstance(path, (str, os.PathLike)):
-        raise InputError(f"expected an image path, got {type(path).__name__}")
-    p = Path(path)
+    text = os.fspath(path) if isinstance(path, os.PathLike) else path
+    if not isinstance(text, str):  # bytes paths too: every message and output names a file by its text
+        raise InputError(f"expected an image path, got {type(text).__name__}")
+    if not text:
+        raise InputError("the image path is empty")  # Path("") would name the current folder
+    p = Path(text)
     try:  # stat refuses some paths itself: a name too long, a folder without search permission
         exists, regular = p.exists(), p.is_file()
     except OSError as exc:

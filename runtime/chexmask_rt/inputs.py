@@ -55,13 +55,18 @@ def check_bit_depth(bit_depth: int | None) -> int | None:
 
 
 def check_image_list(images) -> None:
-    """A single path or array where a list of images belongs would be taken apart element by element."""
-    # an RGB(A) [H, W, 3|4] array is one image too (a stack of gray images cannot be 3 or 4 pixels wide)
+    """A single path or array where a list of images belongs would be taken apart element by element,
+    and what is no sequence at all would fail without saying what was expected."""
+    # [H, W, 1|3|4] arrays are one image too (a stack of gray images cannot be 1, 3 or 4 pixels wide)
     single_array = isinstance(images, np.ndarray) and (
-        images.ndim == 2 or (images.ndim == 3 and images.shape[2] in (3, 4)))
+        images.ndim == 2 or (images.ndim == 3 and images.shape[2] in (1, 3, 4)))
     if isinstance(images, (str, bytes, os.PathLike)) or single_array:
         raise InputError(f"expected a list of images, got a single {type(images).__name__}; "
                          "use predict() for one image")
+    try:
+        iter(images)
+    except TypeError:
+        raise InputError(f"expected a list of images, got {type(images).__name__}") from None
 
 
 def load_item(item: ImageLike, max_pixels: int | None = None) -> tuple[np.ndarray, str | None]:

@@ -82,7 +82,20 @@ def _checked(options: EngineOptions) -> EngineOptions:
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             what = {int: "an integer", bool: "True or False", str: "a string"}[kind]
             raise ModelError(f"{name} must be {what}{' or None' if optional else ''}, got {value!r}")
+        if kind is int and not -2**31 <= value < 2**31:  # past a C int, pybind11 would refuse it unnamed
+            raise ModelError(f"{name} is out of range, got {value!r}")
     return options
+
+
+def _model_path(model: str | os.PathLike) -> Path:
+    """The engine file's path, else a ModelError: Path() would take '' for the current folder, and a
+    bytes path or a number would fail with a bare TypeError."""
+    text = os.fspath(model) if isinstance(model, os.PathLike) else model
+    if not isinstance(text, str):
+        raise ModelError(f"the model must be a path (str or os.PathLike of str), got {type(text).__name__}")
+    if not text:
+        raise ModelError("the model path is empty")
+    return Path(text)
 
 
 def default_model_path() -> Path:
@@ -94,6 +107,8 @@ def _quality_file(engine: Path) -> str:
     """The calibration beside the engine ("": the core reads it there), else the shipped model's file.
     Its thresholds are keyed by checkpoint sha256, so a renamed copy of the shipped engine keeps its
     reliability flag, and any other engine still finds none for its checkpoint."""
+    if not engine.name:  # '/', '..': no file to sit beside; the core says what the path is
+        return ""
     if calibration_path(engine).is_file():
         return ""
     shipped = calibration_path(default_model_path())
@@ -123,7 +138,7 @@ def load(model: str | os.PathLike | None = None, *, backend: str = "auto", threa
                          if backend == "python" else f"unknown backend {backend!r}; choose 'auto' or 'native'")
     if max_pixels is not None:
         resolve_max_pixels(max_pixels)  # a bad limit fails here, not at the first image
-    path = default_model_path() if model is None else Path(model)
+    path = default_model_path() if model is None else _model_path(model)
     options = _checked(EngineOptions() if engine_options is None else engine_options)
     if threads is not None:
         options = dataclasses.replace(options, threads=threads)
@@ -165,7 +180,7 @@ class Segmenter:
 
     def __init__(self, path: str | os.PathLike, options: EngineOptions = EngineOptions()):
         options = _checked(options)
-        self.path = Path(path)
+        self.path = _model_path(path)
         with engine_call():
             self._engine = core.Engine(str(self.path), core.onnxruntime_library(), int(options.threads or 0),
                                        options.layout_optimizations, options.memory_pattern, options.device,
