@@ -462,6 +462,9 @@ def test_core_refuses_bad_models(tmp_path):
     cases = [
         (tmp_path / "missing.onnx", "not found"),
         (tmp_path, "a folder, not a model file"),
+        # there but unreadable: once "model file not found" (the C API audit)
+        (Path("/dev/zero"), "/dev/zero: not a regular file"),
+        (tmp_path / ("m" * 300 + ".onnx"), r"cannot read the model file \(File name too long\)"),
         (garbage, "not a loadable ONNX model"),
         (_onnx_identity(tmp_path / "plain.onnx", {}), "not a chexmask-rt engine"),
         (_onnx_identity(tmp_path / "v2.onnx", {"chexmask_rt.format_version": "2"}), "format version"),

@@ -63,6 +63,21 @@ def pgm_images(shared_images, tmp_path_factory) -> list[Path]:
     return out
 
 
+def test_c_example_passes_the_depth_a_pgm_declares(tmp_path, shared_images, default_segmenter):
+    """A 12-bit detector's dark exposure as a PGM (maxval 4095, brightest pixel below 2048): the C program,
+    the template to copy, read it at the inferred 11 bits, twice as bright (landmarks ~3 px off), where
+    the header tells device code to pass the detector's depth."""
+    c = _require(C_EXAMPLE)
+    dark = to_gray(read_image(next(p for p in shared_images if p.suffix == ".png"))).astype(np.uint16) * 7
+    assert 1024 <= dark.max() < 2048
+    pgm = tmp_path / "dark12.pgm"
+    pgm.write_bytes(f"P5\n{dark.shape[1]} {dark.shape[0]}\n4095\n".encode() + dark.astype(">u2").tobytes())
+    printed = np.array(json.loads(_json(c, [pgm], "--single-look"))["landmarks"])  # one image: one object
+    twelve = default_segmenter.predict(dark, samples=12, seed=5, bit_depth=12, second_look=False).landmarks
+    inferred = default_segmenter.predict(dark, samples=12, seed=5, second_look=False).landmarks
+    assert np.abs(printed - twelve).max() < 1e-6 and np.abs(twelve - inferred).max() > 0.5
+
+
 def _json(program: Path, images: list[Path], *args, library: str | None = None, **kwargs) -> str:
     lib = [] if library == "" else ["--onnxruntime", library or core.onnxruntime_library()]
     cmd = [program, "--model", chexmask_rt.default_model_path(), "--samples", "12", "--seed", "5", *lib, *args, *images]
@@ -208,10 +223,13 @@ def test_offline_build_links_the_given_onnxruntime(sdk_build, onnxruntime_root, 
     assert _json(program, pgm_images[:1], library="") == _json(cpp, pgm_images[:1])
 
 
-def test_installed_sdk_links_and_finds_onnxruntime_beside_it(tmp_path, sdk_build, pgm_images):
+def test_installed_sdk_runs_with_the_onnxruntime_it_installs_beside_it(tmp_path, sdk_build, onnxruntime_root,
+                                                                       pgm_images):
     """cmake --install of the SDK build, then a find_package consumer of the shared library: its link
     resolves libchexmask_rt.so's libonnxruntime.so.1 through the package, and at run time the library
-    finds libonnxruntime.so.1 in its own folder ($ORIGIN), as a device image ships them."""
+    finds libonnxruntime.so.1 in its own folder ($ORIGIN), where the install put it (the README's recipe
+    gave a program that did not start until the library was copied by hand), with the build machine's
+    library out of reach."""
     cpp = _require(CPP_EXAMPLE)
     build, _ = sdk_build
     prefix = tmp_path / "prefix"
@@ -219,15 +237,22 @@ def test_installed_sdk_links_and_finds_onnxruntime_beside_it(tmp_path, sdk_build
     libdir = next(p for p in (prefix / "lib", prefix / "lib64") if p.is_dir())
     dynamic = _checked(["readelf", "-d", libdir / "libchexmask_rt.so"]).stdout
     assert "[libonnxruntime.so.1]" in dynamic and "runpath: [$ORIGIN]" in dynamic
+    installed = Path(core.onnxruntime_library()).name  # the file, under its own name, and the soname link
+    assert (libdir / installed).is_file() and not (libdir / installed).is_symlink()
+    assert os.readlink(libdir / "libonnxruntime.so.1") == installed
 
     env = _offline_env()
     env.pop("LD_LIBRARY_PATH", None)
     consumer = _consumer(tmp_path, prefix, env=env)
     _checked(["cmake", "--build", consumer, "-j2", "--target", "consumer-c"], env=env)
-    (libdir / "libonnxruntime.so.1").symlink_to(Path(core.onnxruntime_library()))
     program = consumer / "consumer-c"
-    assert f"libonnxruntime.so.1 => {libdir / 'libonnxruntime.so.1'}" in _checked(["ldd", program], env=env).stdout
-    assert _json(program, pgm_images[:1], library="", env=env) == _json(cpp, pgm_images[:1])
+    away = onnxruntime_root.with_name(onnxruntime_root.name + "-gone")
+    onnxruntime_root.rename(away)
+    try:
+        assert f"libonnxruntime.so.1 => {libdir / 'libonnxruntime.so.1'}" in _checked(["ldd", program], env=env).stdout
+        assert _json(program, pgm_images[:1], library="", env=env) == _json(cpp, pgm_images[:1])
+    finally:
+        away.rename(onnxruntime_root)
 
 
 def test_a_moved_sdk_links_its_static_library_to_the_onnxruntime_beside_it(tmp_path, sdk_build, onnxruntime_root,
@@ -239,6 +264,8 @@ def test_a_moved_sdk_links_its_static_library_to_the_onnxruntime_beside_it(tmp_p
     prefix = tmp_path / "prefix"
     _checked(["cmake", "--install", build, "--prefix", prefix])
     libdir = next(p for p in (prefix / "lib", prefix / "lib64") if p.is_dir())
+    for installed in libdir.glob("libonnxruntime.so*"):  # a device SDK whose integrator left it out
+        installed.unlink()
     away = onnxruntime_root.with_name(onnxruntime_root.name + "-away")
     onnxruntime_root.rename(away)  # the build machine's library is not on this one
     try:

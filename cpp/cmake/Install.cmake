@@ -12,6 +12,28 @@ install(TARGETS chexmask_rt chexmask_rt_shared EXPORT chexmask_rtTargets
 install(DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR}/include/chexmask_rt DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(EXPORT chexmask_rtTargets NAMESPACE chexmask_rt:: DESTINATION ${_cmake_dir})
 
+# An ONNXRUNTIME_ROOT build links its libonnxruntime, which the installed libchexmask_rt.so finds in its
+# own folder (RUNPATH $ORIGIN): install it there, the file under its own name plus the soname link
+# (libonnxruntime.so.1.x.y -> .so.1), and the archive's execution-provider libraries beside it, so that
+# the prefix runs as installed and can be copied to a device whole.
+if(TARGET onnxruntime::onnxruntime)
+  get_target_property(_ort_link onnxruntime::onnxruntime IMPORTED_LOCATION)
+  get_filename_component(_ort_lib_dir "${_ort_link}" DIRECTORY)
+  get_filename_component(_ort_file "${_ort_link}" REALPATH)
+  get_filename_component(_ort_name "${_ort_file}" NAME)
+  install(FILES "${_ort_file}" DESTINATION ${CMAKE_INSTALL_LIBDIR})
+  if(_ort_name MATCHES "^(.+\\.so\\.[0-9]+)\\..+$")
+    install(CODE "file(CREATE_LINK \"${_ort_name}\"
+                  \"\$ENV{DESTDIR}\${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_LIBDIR}/${CMAKE_MATCH_1}\" SYMBOLIC)")
+  endif()
+  file(GLOB _ort_providers "${_ort_lib_dir}/libonnxruntime_providers_*.so")
+  foreach(_provider IN LISTS _ort_providers)
+    get_filename_component(_provider_file "${_provider}" REALPATH)
+    get_filename_component(_provider_name "${_provider}" NAME)
+    install(FILES "${_provider_file}" DESTINATION ${CMAKE_INSTALL_LIBDIR} RENAME "${_provider_name}")
+  endforeach()
+endif()
+
 # The static library's users link what it links. Each imported target it names is recreated by the
 # package from the files this build used. The shared library's users link none of them, but their
 # links find its libonnxruntime.so.1 through the recreated onnxruntime::onnxruntime (-rpath-link).

@@ -68,6 +68,17 @@ static long pgm_number(FILE* f) {
     return value; /* the one whitespace after the last number is consumed */
 }
 
+/* The pixel depth a PGM declares: maxval 2^n - 1 for a detector's n bits (9..15). 65535 says nothing of
+ * the detector (OpenCV and most tools write it for any 16-bit image), so that depth, like any other
+ * maxval above 255, is left for the library to infer (0). Device code knows its detector: pass that. */
+static int pgm_bit_depth(long maxval) {
+    int n;
+    if (maxval <= 255) return 8;
+    for (n = 9; n <= 15; ++n)
+        if (maxval == (1L << n) - 1) return n;
+    return 0;
+}
+
 /* Reads a P5 PGM into rows padded to 64 bytes (a stride wider than the row, as camera buffers have). */
 static int read_pgm(const char* path, gray_image* g) {
     FILE* f = fopen(path, "rb");
@@ -95,7 +106,7 @@ static int read_pgm(const char* path, gray_image* g) {
         g->view.width = (int)w;
         g->view.height = (int)h;
         g->view.size_bytes = (size_t)h * g->view.stride;
-        g->view.bit_depth = bpp == 2 ? 0 : 8; /* 0: the library infers a 16-bit image's depth from its pixels */
+        g->view.bit_depth = pgm_bit_depth(maxval);
     }
     fclose(f);
     if (!ok) free(g->pixels);

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <new>
 #include <optional>
@@ -273,6 +274,8 @@ chexmask_rt_status chexmask_rt_polygon_mask(const double* points_xy, size_t coun
                                             uint8_t* out, size_t out_size) {
     return guarded([&] {
         if (points_xy == nullptr && count > 0) throw chexmask_rt::InputError("polygon_mask: the points are NULL");
+        if (count > SIZE_MAX / sizeof(chexmask_rt::Point))  // the points could not be one array
+            throw chexmask_rt::InputError("polygon_mask: " + std::to_string(count) + " points are more than memory holds");
         const std::size_t bytes = chexmask_rt::detail::polygon_mask_bytes(height, width);
         if (out == nullptr) throw chexmask_rt::InputError("polygon_mask: the output buffer is NULL");
         if (out_size < bytes)

@@ -8,12 +8,16 @@
 #include "internal.hpp"
 
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <utility>
 #include <array>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <sstream>
 
@@ -181,13 +185,29 @@ std::size_t element_count(const std::vector<std::int64_t>& shape) {
     return n;
 }
 
+// Says what is wrong with the path before ONNX Runtime does: its messages quote a bare errno, and a
+// file that is there but unreadable must not read as "not found".
+void check_model_file(const std::string& path) {
+    struct stat st {};
+    if (stat(path.c_str(), &st) != 0) {
+        const int error = errno;
+        throw ModelError(path + (error == ENOENT || error == ENOTDIR ? std::string(": model file not found")
+                                                                     : ": cannot read the model file (" +
+                                                                           std::string(std::strerror(error)) + ")"));
+    }
+    if (S_ISDIR(st.st_mode)) throw ModelError(path + ": a folder, not a model file");
+    if (!S_ISREG(st.st_mode)) throw ModelError(path + ": not a regular file");
+    const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        throw ModelError(path + ": cannot read the model file (" + std::string(std::strerror(errno)) + ")");
+    }
+    close(fd);
+}
+
 class OnnxRuntimeBackend final : public Backend {
 public:
     OnnxRuntimeBackend(const ModelSource& model, const EngineOptions& options) : path_(model.name) {
-        struct stat st {};
-        if (model.data == nullptr && (stat(path_.c_str(), &st) != 0 || !S_ISREG(st.st_mode))) {
-            throw ModelError(path_ + (S_ISDIR(st.st_mode) ? ": a folder, not a model file" : ": model file not found"));
-        }
+        if (model.data == nullptr) check_model_file(path_);
         Ort::Env& env = runtime_env(options.onnxruntime_library);
         providers_ = providers_for(options.device);
         require_available(providers_, options.device);

@@ -761,6 +761,9 @@ void test_polygon_mask() {
     CHECK(chexmask_rt_polygon_mask(bad, 2, 6, 7, buffer.data(), 42) == CHEXMASK_RT_INPUT_ERROR);
     CHECK(std::strstr(chexmask_rt_last_error(), "not finite") != nullptr);
     CHECK(chexmask_rt_polygon_mask(xy, 0, 6, 7, buffer.data(), 42) == CHEXMASK_RT_INPUT_ERROR);
+    // a count no array can have is the caller's mistake, not the machine's (was RUNTIME_ERROR "vector::reserve")
+    CHECK(chexmask_rt_polygon_mask(xy, SIZE_MAX, 6, 7, buffer.data(), 42) == CHEXMASK_RT_INPUT_ERROR);
+    CHECK(std::strstr(chexmask_rt_last_error(), "points are more than memory holds") != nullptr);
     CHECK(std::count(buffer.begin(), buffer.end(), 7) == 43);  // a refused polygon leaves the buffer alone
 }
 

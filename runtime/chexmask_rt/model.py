@@ -109,7 +109,10 @@ def _quality_file(engine: Path) -> str:
     reliability flag, and any other engine still finds none for its checkpoint."""
     if not engine.name:  # '/', '..': no file to sit beside; the core says what the path is
         return ""
-    if calibration_path(engine).is_file():
+    try:
+        if calibration_path(engine).is_file():
+            return ""
+    except OSError:  # a name too long, a folder without search permission: the core says which
         return ""
     shipped = calibration_path(default_model_path())
     return str(shipped) if shipped.is_file() else ""

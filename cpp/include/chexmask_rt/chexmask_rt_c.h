@@ -18,7 +18,9 @@
  * Rules: every function that can fail returns a chexmask_rt_status; on failure
  * chexmask_rt_last_error() (per thread) says why, and *out is left NULL. No C++ exception leaves the
  * library. Strings and arrays the library returns stay valid until their handle is freed. An engine
- * may be shared between threads; a result belongs to one. Do not fork() while a call is running:
+ * may be shared between threads; a result belongs to one and may outlive its engine. Free an engine
+ * once, after every call on it has returned (as with free(), a handle used after it is freed is
+ * undefined behaviour). Do not fork() while a call is running:
  * the child inherits ONNX Runtime's locks held and its calls can hang (fork between calls, or
  * create engines after the fork). The numbers equal the C++ API's (and the
  * Python package's) for the same engine, image, samples and seed.
@@ -77,9 +79,10 @@ typedef struct chexmask_rt_engine_options {
                                         the library must have them, else CHEXMASK_RT_MODEL_ERROR says what is
                                         missing). Not tested on a GPU here. */
     const char* tensorrt_cache_dir;  /* "tensorrt": where its built engines are kept; NULL: not kept */
-    const char* quality_file;        /* the reliability flag's calibration; NULL: "<model stem>.quality.json"
+    const char* quality_file;        /* the reliability flag's calibration; NULL or "": "<model stem>.quality.json"
                                         beside the model file if it exists (none from memory); a file named
-                                        here but missing or malformed: CHEXMASK_RT_MODEL_ERROR */
+                                        here but missing, or one found or named but malformed:
+                                        CHEXMASK_RT_MODEL_ERROR */
     int images_per_call;             /* images per engine call in chexmask_rt_predict_batch; 0: one on the
                                         CPU (the fastest there), all on a GPU (EngineOptions in the C++ header) */
 } chexmask_rt_engine_options;
@@ -162,7 +165,8 @@ typedef struct chexmask_rt_result_fields {
     size_t latent_count;
     const double* latent_mu;         /* [latent_count] */
     const double* latent_sigma;      /* [latent_count] */
-    double mean_node_std;            /* the image's uncertainty score */
+    double mean_node_std;            /* the image's uncertainty score, in the original image's pixels
+                                        (quality_reason quotes it in the 1024 frame: x 1024 / max(h, w)) */
     double mean_latent_sigma;
     /* NULL: no second look was made. "pooled", "crop_only" or "none" (no usable crop; crop_* are 0). */
     const char* second_look;
