@@ -6,6 +6,8 @@ import shutil
 import pytest
 import torch
 
+import chexmask_rt
+
 from chexmask_export.checkpoint import load_checkpoint
 from chexmask_export.onnx_export import build_network
 from chexmask_rt.errors import ModelError
@@ -91,6 +93,55 @@ def test_corrupt_checkpoint_files(tmp_path, content):
     with pytest.raises(ModelError, match="bad.pt") as err:
         load_checkpoint(bad)
     assert "weights_only=False" not in str(err.value)  # torch's advice would run the file's code
+
+
+def test_what_is_wrong_with_a_file_that_is_no_checkpoint_is_said(fixture_dir, tmp_path):
+    """Every refusal once said 'it needs code to load' (the weights-only reader names itself in all of
+    them), or '(101)' and '(EOFError)': a config or an engine passed instead of the weights is an easy slip."""
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    with pytest.raises(ModelError, match="empty.pt: the checkpoint file is empty$"):
+        load_checkpoint(empty)
+    for wrong in (fixture_dir / "config.json", chexmask_rt.default_model_path()):
+        with pytest.raises(ModelError, match="neither a PyTorch zip archive nor a pickle of tensors"):
+            load_checkpoint(wrong)
+    whole = tmp_path / "module.pt"
+    torch.save(torch.nn.Linear(2, 2), whole)  # a pickled object, whose loading would run code
+    with pytest.raises(ModelError, match=r"it needs code to load \(a pickled object"):
+        load_checkpoint(whole)
+
+
+@pytest.mark.parametrize("odd", ["sparse", "meta", "int_key"])
+def test_tensors_and_keys_the_weights_only_reader_lets_through_are_refused(fixture_dir, tmp_path, odd):
+    state = torch.load(fixture_dir / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    if odd == "int_key":
+        state[1] = state["model.dec_lin.bias"]
+    else:
+        state["model.dec_lin.bias"] = (state["model.dec_lin.bias"].to_sparse() if odd == "sparse"
+                                       else torch.empty(state["model.dec_lin.bias"].shape, device="meta"))
+    bad = tmp_path / "odd.pt"
+    torch.save(state, bad)
+    with pytest.raises(ModelError, match="odd.pt: expected a state dict of dense tensors named by strings"):
+        load_checkpoint(bad)  # was a traceback from the finite-values check or the prefix check
+
+
+def test_batch_norm_statistics_are_named_as_foreign_keys(fixture_dir, tmp_path):
+    """A BatchNorm's step counter is an integer by design: it was reported as a corrupt tensor."""
+    pt = _training_script_copy(fixture_dir, tmp_path)
+    state = torch.load(pt, weights_only=True)
+    state["encoder.bn.running_mean"] = torch.zeros(8)
+    state["encoder.bn.num_batches_tracked"] = torch.tensor(100)
+    torch.save(state, pt)
+    with pytest.raises(ModelError, match=r"unexpected keys: encoder\.bn\.num_batches_tracked, encoder\.bn\.running_mean"):
+        build_network(load_checkpoint(pt))
+
+
+def test_a_data_parallel_checkpoint_gives_the_same_network(fixture_dir, tmp_path):
+    pt = _training_script_copy(fixture_dir, tmp_path)
+    wrapped = tmp_path / "parallel.pt"
+    torch.save({f"module.{k}": v for k, v in torch.load(pt, weights_only=True).items()}, wrapped)
+    a, b = build_network(load_checkpoint(pt)).state_dict(), build_network(load_checkpoint(wrapped)).state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_a_git_lfs_pointer_says_to_fetch_the_weights(tmp_path):

@@ -124,6 +124,19 @@ def test_export_never_destroys_an_input_or_writes_a_text_model(tmp_path):
     (["export", "--checkpoint", "/nonexistent/ck.pt", "--output", "{tmp}/o.onnx"], 4, "/nonexistent/ck.pt"),
     (["export", "--checkpoint", "/nonexistent/ck.pt", "--output", "{tmp}/o.onnx", "--name", ""], 3,
      "--name must not be empty"),
+    # a folder as --output: a ValueError traceback ('.', ''), a failure naming a temporary file after the
+    # whole export (an existing folder), or a file named like the folder ('new/')
+    *[(["export", "--checkpoint", str(FIXTURES / "noskip_256"), "--output", out], 3,
+       "names a folder; name the engine file") for out in (".", "", "{tmp}", "{tmp}/new/")],
+    # what DICOM outputs cannot carry, or an id whose version cannot be read back after its last colon
+    (["export", "--checkpoint", "/nonexistent/ck.pt", "--output", "{tmp}/o.onnx", "--model-version", "2024:rc1"], 3,
+     "must be at most 64 characters without ':'"),
+    (["export", "--checkpoint", "/nonexistent/ck.pt", "--output", "{tmp}/o.onnx", "--model-version", "v" * 65], 3,
+     "must be at most 64 characters without ':'"),
+    (["export", "--checkpoint", "/nonexistent/ck.pt", "--output", "{tmp}/o.onnx", "--model-version", "v1\\beta"], 3,
+     "holds a backslash or a control character"),
+    (["export", "--checkpoint", "/nonexistent/ck.pt", "--output", "{tmp}/o.onnx", "--name", "lung\nseg"], 3,
+     "holds a backslash or a control character"),
     (["predict"], 2, "usage"),
     (["frobnicate"], 2, "usage"),
 ])
@@ -133,6 +146,7 @@ def test_errors_exit_codes_and_no_traceback(tmp_path, example1, args, code, need
     assert proc.returncode == code, proc.stderr
     assert needle in proc.stderr
     assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "new").exists()
 
 
 def test_debug_flag_shows_the_traceback():

@@ -44,8 +44,19 @@ def test_offsets_round_trip_and_are_refused_for_other_weights(checkpoint):
         read_offsets(weights, "0" * 64)
 
 
+def _one_off(value: float) -> np.ndarray:
+    offsets = np.zeros((120, 2))
+    offsets[7, 1] = value
+    return offsets
+
+
 @pytest.mark.parametrize("offsets,match", [
-    (np.zeros((119, 2)), "expected 120"), (np.full((120, 2), np.nan), "finite"), (np.full((120, 2), 0.5), "±0.1"),
+    (np.zeros((119, 2)), "expected 120.*got shape \\(119, 2\\)"),
+    (np.full((120, 2), np.nan), "finite.*landmark 0 has \\[nan, nan\\] \\(120 landmarks in all\\)"),
+    (np.full((120, 2), 0.5), "±0.1"),
+    # the value at fault, where the message once gave the (right) shape
+    (_one_off(0.5), "±0.1 of the frame; landmark 7 has \\[0.0, 0.5\\]$"),
+    (_one_off(np.inf), "landmark 7 has \\[0.0, inf\\]$"),
 ])
 def test_implausible_offsets_are_model_errors(checkpoint, offsets, match):
     weights = checkpoint / "pytorch_model.bin"

@@ -112,23 +112,40 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise ModelError(f"{path}: cannot read the checkpoint ({exc.strerror or exc})") from None
     if head.startswith(b"version https://git-lfs"):  # a hub clone made without git-lfs
         raise ModelError(f"{path}: a Git LFS pointer, not the weights; fetch them (git lfs pull) and export again")
+    if not head:
+        raise ModelError(f"{path}: the checkpoint file is empty")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, OSError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, ValueError, KeyError,
             IndexError, TypeError) as exc:
-        # torch's own advice (weights_only=False) would run the file's code: never for a file we cannot vouch for
-        why = "it needs code to load, and only weights are read" if "weights_only" in str(exc) else first_line(exc)
-        raise ModelError(f"{path}: not a readable PyTorch checkpoint ({why})") from exc
+        raise ModelError(f"{path}: not a readable PyTorch checkpoint ({_load_failure(exc)})") from exc
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ModelError(f"{path}: expected a state dict of tensors")
+    # sparse or meta tensors and keys that are not names come through the weights-only reader, and the
+    # checks below would fail on them with a traceback
+    if (not isinstance(obj, dict) or not all(isinstance(k, str) for k in obj)
+            or not all(isinstance(v, torch.Tensor) and v.layout == torch.strided and v.device.type == "cpu"
+                       for v in obj.values())):
+        raise ModelError(f"{path}: expected a state dict of dense tensors named by strings")
     # an engine of such weights would fail on every image, or be cast to floats without a word (an
-    # integer tensor moved the landmarks 62 px): a corrupt or foreign file, not HybridGNet's weights
-    bad = [k for k, v in obj.items() if not v.is_floating_point() or not torch.isfinite(v).all()]
+    # integer tensor moved the landmarks 62 px): a corrupt or foreign file, not HybridGNet's weights.
+    # A BatchNorm's step counter is an integer by design: the key check names it as a foreign key.
+    bad = [k for k, v in obj.items() if not k.endswith(".num_batches_tracked")
+           and (not v.is_floating_point() or not torch.isfinite(v).all())]
     if bad:
         raise ModelError(f"{path}: {len(bad)} tensors are not finite floating-point values ({', '.join(bad[:3])})")
     return dict(obj)
+
+
+def _load_failure(exc: Exception) -> str:
+    """Why torch's weights-only reader refused a file. Its messages all mention weights_only and
+    advise turning it off, which would run the file's code: never for a file we cannot vouch for."""
+    text = str(exc)
+    if "GLOBAL" in text:  # a pickled object: a whole module, or code
+        return "it needs code to load (a pickled object, not a state dict of tensors), and only weights are read"
+    if "weights_only" in text or isinstance(exc, (KeyError, EOFError, pickle.UnpicklingError)):
+        return "neither a PyTorch zip archive nor a pickle of tensors, or a damaged one"
+    return first_line(exc)
 
 
 def infer_config(state: dict[str, torch.Tensor], source: str) -> ModelConfig:
@@ -165,6 +182,8 @@ def load_checkpoint(path: str | Path, config: str | Path | None = None, *, offse
     else:
         raise ModelError(f"{path}: checkpoint not found")
     state = _read_state_dict(weights)
+    if state and all(k.startswith("module.") for k in state):  # saved from a DataParallel wrapper
+        state = {k[len("module."):]: v for k, v in state.items()}
     prefixed = [k for k in state if k.startswith("model.")]
     if prefixed and len(prefixed) == len(state):
         state = {k[len("model."):]: v for k, v in state.items()}

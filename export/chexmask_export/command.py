@@ -7,6 +7,8 @@ module imports only argparse and the runtime's errors: torch is imported when th
 from __future__ import annotations
 
 import argparse
+import os
+import unicodedata
 
 from chexmask_rt.errors import InputError, ModelError
 
@@ -43,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise ModelError(f"{MISSING_EXTRAS} ({exc})") from None
     _check_metadata_text(args)  # before the minutes of exporting
+    _check_output(args.output)
     ckpt = load_checkpoint(args.checkpoint, args.config, offsets=not args.no_landmark_offsets)
     _refuse_overwriting_inputs(args.output, ckpt, args.config)
     info = export_onnx(build_network(ckpt), args.output, checkpoint_sha256=ckpt.sha256,
@@ -53,6 +56,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {args.output}: inputsize {info.inputsize}, latents {info.latents}, skip {info.skip}, "
           f"{ckpt.layout} checkpoint sha256 {ckpt.sha256[:12]}...{offsets}")
     return 0
+
+
+def _check_output(output: str) -> None:
+    """--output names the engine file to write: a folder (existing, or one ending in a separator) would
+    fail only after the export, or be written as a file of that name."""
+    from pathlib import Path
+
+    if not output or output.endswith(("/", os.sep)) or not Path(output).name or Path(output).is_dir():
+        raise InputError(f"--output {output!r} names a folder; name the engine file (e.g. model.onnx)")
 
 
 def _refuse_overwriting_inputs(output: str, ckpt, config: str | None) -> None:
@@ -81,5 +93,15 @@ def _check_metadata_text(args: argparse.Namespace) -> None:
             text.encode("utf-8")
         except UnicodeEncodeError:
             raise InputError(f"{option} {text!r} is not valid UTF-8") from None
-        if option != "--description" and not text.strip():
+        if option == "--description":
+            continue
+        if not text.strip():
             raise InputError(f"{option} must not be empty: results name the model by name:version")
+        # DICOM outputs carry both as Long Strings (LO: no backslash or control characters, and the
+        # version at most 64 characters), and read the version back after the id's last colon
+        if "\\" in text or any(unicodedata.category(c) == "Cc" for c in text):
+            raise InputError(f"{option} {text!r} holds a backslash or a control character, which DICOM outputs "
+                             "cannot carry")
+        if option == "--model-version" and (":" in text or len(text) > 64):
+            raise InputError(f"--model-version {text!r} must be at most 64 characters without ':' "
+                             "(results name the model by name:version; DICOM outputs carry the version alone)")

@@ -69,6 +69,10 @@ def read_offsets(weights: Path, weights_sha256: str) -> LandmarkOffsets | None:
 
 
 def _check_shape(offsets: np.ndarray, source: str) -> None:
-    if offsets.shape != (LANDMARKS, 2) or not np.all(np.isfinite(offsets)) or np.abs(offsets).max() > 0.1:
-        raise ModelError(f"{source}: expected {LANDMARKS} finite (x, y) offsets within ±0.1 of the frame, "
-                         f"got shape {offsets.shape}")
+    expected = f"{source}: expected {LANDMARKS} finite (x, y) offsets within ±0.1 of the frame"
+    if offsets.shape != (LANDMARKS, 2):
+        raise ModelError(f"{expected}, got shape {offsets.shape}")
+    wrong = np.flatnonzero(~(np.abs(offsets) <= 0.1).all(axis=1))  # NaN fails the comparison too
+    if wrong.size:
+        raise ModelError(f"{expected}; landmark {wrong[0]} has {offsets[wrong[0]].tolist()}"
+                         + (f" ({wrong.size} landmarks in all)" if wrong.size > 1 else ""))
