@@ -285,3 +285,26 @@ def test_the_overlay_draws_only_the_diameters_the_measures_give():
     # the thoracic bar spans x 100..650 (whole) and 0..500 (cut, clipped); the heart bar x 260..500 (whole)
     assert drawn["whole"][:, 150].any() and not drawn["cut"][:, 10].any()
     assert drawn["cut"][:, 200].any()  # the heart's bar (x 110..350 once shifted) is still drawn
+
+
+@pytest.mark.parametrize("shift, size, outside, thorax_cut", [
+    # the synthetic chest spans x 100..650 and y 100..539.1; pixel centres run 0 .. size - 1 and each
+    # edge lies half a pixel beyond them
+    ((-100.3, 0.0), (700, 800), (), False), ((-100.6, 0.0), (700, 800), ("right_lung",), True),  # left edge
+    ((0.0, 0.0), (700, 651), (), False), ((0.0, 0.0), (700, 650), ("left_lung",), True),  # right edge
+    ((0.0, -100.3), (700, 800), (), False), ((0.0, -100.6), (700, 800), ("right_lung",), None),  # top edge
+    ((0.0, 0.0), (540, 800), (), False), ((0.0, 0.0), (539, 800), ("heart",), False),  # bottom edge
+])
+def test_each_edge_lies_half_a_pixel_beyond_the_outermost_pixel_centres(shift, size, outside, thorax_cut):
+    m = measure(synthetic_chest() + shift, size=size)
+    assert m.outside_image == outside
+    assert all((m.area_px2[organ] is None) == (organ in outside) for organ in ("right_lung", "left_lung", "heart"))
+    if thorax_cut is not None:  # (a rectangle's leftmost landmark is a corner, so a top cut can take it too)
+        assert (m.thoracic_diameter_px is None) == thorax_cut and (m.ctr is None) == thorax_cut
+
+
+def test_a_chest_cut_at_the_right_edge_has_no_thoracic_or_heart_diameter():
+    """Every cut-image test cut the left side: the right-hand checks could look at the wrong end unseen."""
+    m = measure(synthetic_chest(), size=(700, 450))  # left lung x 400..650, heart x 260..500
+    assert m.outside_image == ("left_lung", "heart")
+    assert m.thoracic_diameter_px is None and m.heart_diameter_px is None and m.ctr is None

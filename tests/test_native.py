@@ -558,3 +558,15 @@ def test_core_error_quoting_bytes_that_are_not_utf8_stays_typed(tmp_path):
     damaged.write_bytes(data[:at] + b"lan\xe4marks_std" + data[at + len(b"landmarks_std"):])
     with pytest.raises(ModelError, match="lan\ufffdmarks_std"):
         _core.Engine(str(damaged), core.onnxruntime_library())
+
+
+def test_the_cores_own_scores_follow_their_definitions(example1):
+    """The Python Result recomputes its node uncertainty from landmarks_std, so the core's own (which the
+    C++ and C APIs and the reliability flag use) was compared with nothing independent."""
+    engine = _core.Engine(str(chexmask_rt.default_model_path()), core.onnxruntime_library())
+    out = engine.predict(to_gray(read_image(example1))[0], 6, 3)
+    std = out.landmarks_std
+    np.testing.assert_allclose(out.node_uncertainty, (std[:, 0] + std[:, 1]) / 2, rtol=1e-15, atol=0)
+    assert out.mean_node_std == pytest.approx(float(np.mean((std[:, 0] + std[:, 1]) / 2)), rel=1e-12)
+    assert out.mean_latent_sigma == pytest.approx(float(np.mean(out.latent_sigma)), rel=1e-12)
+    assert np.ptp(std[:, 0] - std[:, 1]) > 0  # x and y spreads differ, so max or one axis would not pass

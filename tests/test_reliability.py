@@ -131,6 +131,15 @@ def test_the_core_writes_reasons_as_python_formats_them(shipped_assessor, node, 
                         f"mean latent sigma {sigma:.4f} <= {limit_sigma:.4f})")
 
 
+@pytest.mark.parametrize("score", ["node_std_1024", "mean_latent_sigma"])
+def test_a_score_at_its_threshold_is_not_flagged_and_the_next_float_is(shipped_assessor, score):
+    """The rule is "above the threshold" (the reasons say "<=" for a pass): drawn floats never land on it."""
+    limit = SHIPPED_THRESHOLDS["thresholds"][score]
+    for value, flagged in ((limit, False), (np.nextafter(limit, np.inf), True)):
+        node, sigma = (value, 0.0) if score == "node_std_1024" else (0.0, value)
+        assert shipped_assessor.assess(float(node), float(sigma), 1024, 1024).flag is flagged, (score, value)
+
+
 @pytest.mark.parametrize("name", ["m.onnx", "dir/a.b.onnx", "no_suffix", ".hidden", "dir.d/model.plan.onnx"])
 def test_calibration_path_is_where_the_core_looks(name):
     assert str(calibration_path(name)) == _core.default_quality_file(name)

@@ -104,6 +104,22 @@ def test_arguments_are_checked_before_the_first_image(default_segmenter):
             default_segmenter.predict_iter(["never-read.png"], **kwargs)
 
 
+def test_an_unforeseen_reader_failure_is_that_inputs_input_error(default_segmenter, example1, monkeypatch):
+    """The stream's outcomes are Results or ChexmaskErrors: a caller telling them apart by type must
+    never take a decoder's own exception for a result."""
+    real = streaming.decode
+
+    def surprising(item, max_pixels=None):
+        if item == "bad.png":
+            raise RuntimeError("a decoder's surprise")
+        return real(item, max_pixels)
+
+    monkeypatch.setattr(streaming, "decode", surprising)
+    (_, bad), (_, good) = default_segmenter.predict_iter(["bad.png", example1], samples=2)
+    assert isinstance(bad, InputError) and str(bad) == "bad.png: RuntimeError: a decoder's surprise"
+    assert not isinstance(good, BaseException) and good.landmarks.shape == (120, 2)
+
+
 def test_an_engine_failure_stops_the_stream(default_segmenter, shared_images, monkeypatch):
     def broken(*args, **kwargs):
         raise ModelError("engine gone")
