@@ -84,7 +84,8 @@ for png in ../shared/data/images/*.png; do
     images+=("$pgm")
 done
 samples=${CHEXMASK_RT_CROSS_SAMPLES:-10}   # each engine call costs about a CPU minute under qemu
-args=(--model "$model" --samples "$samples" --seed 0 --threads 1 "${images[@]}")
+# --second-look: both engine calls and the crop geometry (the shipped model's default is one call)
+args=(--model "$model" --samples "$samples" --seed 0 --threads 1 --second-look "${images[@]}")
 CHEXMASK_RT_ONNXRUNTIME_LIBRARY= "$x86_c" --onnxruntime "$("$python" -c 'from chexmask_rt.core import onnxruntime_library as f; print(f())')" \
     "${args[@]}" > "$work/x86.json"
 run "$build/chexmask-rt-c" "${args[@]}" > "$work/aarch64.json"   # the linked libonnxruntime

@@ -243,6 +243,9 @@ def test_installed_sdk_runs_with_the_onnxruntime_it_installs_beside_it(tmp_path,
     installed = Path(core.onnxruntime_library()).name  # the file, under its own name, and the soname link
     assert (libdir / installed).is_file() and not (libdir / installed).is_symlink()
     assert os.readlink(libdir / "libonnxruntime.so.1") == installed
+    # the execution providers ONNX Runtime loads from its library's folder (the wheel's, beside the file)
+    providers = sorted(p.name for p in Path(core.onnxruntime_library()).parent.glob("libonnxruntime_providers_*.so"))
+    assert providers and sorted(p.name for p in libdir.glob("libonnxruntime_providers_*.so")) == providers
 
     env = _offline_env()
     env.pop("LD_LIBRARY_PATH", None)

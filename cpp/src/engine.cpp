@@ -61,7 +61,9 @@ Impl& live(const std::unique_ptr<Impl>& impl) {
 
 }  // namespace
 
-struct Engine::Impl {
+// A nested class takes its exported class's visibility: hidden here, so the library exports the
+// headers' API and not the implementation's members.
+struct __attribute__((visibility("hidden"))) Engine::Impl {
     std::unique_ptr<detail::Backend> backend;
     std::string name;  ///< the model's file name, or "<memory>": for messages
     detail::QualityAssessor quality;
