@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import chexmask_rt
-from chexmask_rt.batch import collect_inputs, run_batch
+from chexmask_rt.batch import collect_inputs, mask_stems, run_batch
 from chexmask_rt.batch_folder import scan_results
 from chexmask_rt.csv_output import COLUMNS, parse_coords
 from chexmask_rt.errors import InputError, ModelError
@@ -257,9 +257,18 @@ def test_the_output_folder_is_never_an_input(tmp_path, images):
     assert sorted(r["Image"] for r in rows(out / "results.csv")) == sorted(images)
     # named in a list, an image inside the output folder is refused, not segmented
     mask = next((out / "masks").iterdir())
-    proc = cli("batch", listing(tmp_path, [str(mask)]), "--out", out, "--samples", 2, "--no-progress")
+    proc = cli("batch", listing(tmp_path, [str(mask), images[0]]), "--out", out, "--samples", 2, "--no-progress")
     assert proc.returncode == 1
     assert rows(out / "errors.csv")[0]["Reason"] == f"{mask}: inside the output folder {out}, which is never an input"
+    # a list of nothing but such images is refused before the folder is touched, as a folder INPUT is: the
+    # lock and the CSVs landed among the images, and later folder runs passed them over as an output folder
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    shutil.copy(images[0], scans / "x.png")
+    (scans / "todo.txt").write_text("x.png\n")
+    proc = cli("batch", scans / "todo.txt", "--out", scans, "--samples", 2, "--no-progress")
+    assert proc.returncode == 3 and "holds every image" in proc.stderr and "never an input" in proc.stderr
+    assert sorted(p.name for p in scans.iterdir()) == ["todo.txt", "x.png"]
 
 
 NAMES = ["line\u2028separator.png", "form\x0cfeed.png", "trailing space .png", " leading.png", "tab\there.png"]
@@ -478,3 +487,56 @@ def test_a_name_holding_a_carriage_return_keeps_every_csv_readable(tmp_path, ima
     assert predicted.returncode == 0, predicted.stderr
     parsed = list(csv.reader(predicted.stdout.decode().split("\n")[:-1]))
     assert len(parsed) == 2 and len(parsed[0]) == len(parsed[1]) == len(COLUMNS) and parsed[1][0] == str(odd)
+
+
+def test_pictures_of_same_named_images_from_another_input_keep_their_own_names(tmp_path, images):
+    """One --out may collect several INPUTs: a second INPUT's x.png replaced the first one's masks, whose
+    row then pointed at another image's pictures."""
+    import cv2
+
+    out = tmp_path / "out"
+    sites = []
+    for site, source in (("siteA", images[0]), ("siteB", images[1])):
+        (tmp_path / site).mkdir()
+        sites.append(str(shutil.copy(source, tmp_path / site / "x.png")))
+    first = cli("batch", tmp_path / "siteA", "--out", out, "--samples", 2, "--masks", "--no-progress")
+    assert first.returncode == 0, first.stderr
+    heart_a = (out / "masks" / "x_heart.png").read_bytes()
+    second = cli("batch", tmp_path / "siteB", "--out", out, "--samples", 2, "--masks", "--no-progress")
+    assert second.returncode == 0, second.stderr
+    assert (out / "masks" / "x_heart.png").read_bytes() == heart_a
+    hashed = [p for p in (out / "masks").glob("x_*_heart.png")]
+    assert len(hashed) == 1 and hashed[0].name == f"{mask_stems([sites[1]], earlier=[sites[0]])[sites[1]]}_heart.png"
+    assert cv2.imread(str(hashed[0]), cv2.IMREAD_GRAYSCALE).shape == cv2.imread(sites[1], cv2.IMREAD_GRAYSCALE).shape
+    assert sorted(r["Image"] for r in rows(out / "results.csv")) == sorted(sites)
+
+
+def test_same_named_images_whose_names_are_not_utf8(tmp_path, images):
+    """Their short hash encoded the name as UTF-8: predict and batch crashed with a traceback, and every
+    resume crashed again."""
+    root = os.fsencode(tmp_path)
+    paths = []
+    for site in (b"a", b"b"):
+        os.makedirs(root + b"/in/" + site)
+        paths.append(os.fsdecode(root + b"/in/" + site + b"/\xff.png"))
+        shutil.copy(images[0], paths[-1])
+    stems = mask_stems(paths)
+    assert len(set(stems.values())) == 2 and all(s.startswith("\udcff_") for s in stems.values())
+    proc = cli("batch", os.fsdecode(root + b"/in"), "--out", tmp_path / "out", "--samples", 2, "--masks",
+               "--no-progress")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert len(list((tmp_path / "out" / "masks").iterdir())) == 6
+
+
+@pytest.mark.parametrize("name", [".chexmask-rt.lock", "results.csv", "errors.csv"])
+def test_a_link_where_the_batch_writes_its_own_file_is_refused(tmp_path, images, name):
+    """The lock, results.csv and errors.csv were opened through a link planted in --out: the file it
+    pointed to was truncated and overwritten (the lock's even in a folder then refused)."""
+    elsewhere = tmp_path / "elsewhere.txt"
+    elsewhere.write_text("someone else's file\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / name).symlink_to(elsewhere)
+    proc = cli("batch", listing(tmp_path, images[:1]), "--out", out, "--samples", 2, "--no-progress")
+    assert proc.returncode == 3 and "a symbolic link where the batch writes its own file" in proc.stderr, proc.stderr
+    assert elsewhere.read_text() == "someone else's file\n"

@@ -184,3 +184,37 @@ def test_csv_of_an_image_whose_name_is_not_utf8(tmp_path, example1):
     assert proc.returncode == 0, proc.stderr
     assert b"caf\xe9.jpg" in out.read_bytes().split(b"\n")[1]
     assert len(list((tmp_path / "m").iterdir())) == 3
+
+
+def test_predict_never_writes_an_output_over_an_image_or_another_output(tmp_path, example1):
+    """--overlay into the images' own folder replaced every PNG it was given (rc 0); --json and --csv of
+    one name kept the CSV; an overlay and a mask of two images could share a name."""
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    for name in ("a.png", "y.png", "y_heart.png"):
+        shutil.copy(example1, imgs / name)
+    before = {p.name: p.read_bytes() for p in imgs.iterdir()}
+    cases = [
+        ([imgs / "a.png", imgs / "y.png", "--overlay", imgs], "--overlay would write"),
+        ([imgs / "a.png", "--overlay", imgs / "a.png"], f"over the image {imgs / 'a.png'}"),
+        ([imgs / "a.png", "--json", imgs / "a.png"], "--json would write"),
+        ([imgs / "a.png", "--json", tmp_path / "r.out", "--csv", tmp_path / "r.out"], "--json and --csv would both write"),
+        ([imgs / "y.png", imgs / "y_heart.png", "--masks", tmp_path / "m", "--overlay", tmp_path / "m"],
+         f"--overlay and --masks would both write {tmp_path / 'm' / 'y_heart.png'}"),
+    ]
+    for args, needle in cases:
+        proc = cli("predict", *args, "--samples", 2)
+        assert proc.returncode == 2 and needle in proc.stderr, (args, proc.stderr)
+    assert {p.name: p.read_bytes() for p in imgs.iterdir()} == before and not (tmp_path / "m").exists()
+    # the same image named twice writes the same pictures twice: no clash
+    proc = cli("predict", imgs / "a.png", imgs / "a.png", "--samples", 2, "--masks", tmp_path / "m2", "--overlay",
+               tmp_path / "m2")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (tmp_path / "m2").iterdir()) == ["a.png", "a_heart.png", "a_left_lung.png",
+                                                                   "a_right_lung.png"]
+
+
+def test_an_output_that_cannot_be_written_does_not_cost_the_other(tmp_path, example1):
+    proc = cli("predict", example1, "--samples", 2, "--json", "/proc/nope/r.json", "--csv", tmp_path / "r.csv")
+    assert proc.returncode == 3 and "/proc/nope/r.json: cannot write JSON" in proc.stderr
+    assert (tmp_path / "r.csv").read_text().count("\n") == 2  # the header and the image's row

@@ -178,6 +178,17 @@ def test_merge_refuses_bad_targets_and_sources(tmp_path):
     merge_folders([a], tmp_path / "all")
     with pytest.raises(InputError, match="already exists"):
         merge_folders([a], tmp_path / "all")
+    # ALL must be new: an existing folder's errors.csv and batch.json were replaced in place, and
+    # through links to files elsewhere
+    elsewhere = tmp_path / "elsewhere.txt"
+    elsewhere.write_text("keep\n")
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "errors.csv").symlink_to(elsewhere)
+    with pytest.raises(InputError, match="already exists and is not an empty folder"):
+        merge_folders([a], tmp_path / "used")
+    assert elsewhere.read_text() == "keep\n"
+    (tmp_path / "empty").mkdir()
+    assert merge_folders([a], tmp_path / "empty").rows == 1
     with pytest.raises(InputError, match="different counts"):
         merge_folders([a, _fake_folder(tmp_path / "s1", ["y"], shard="0/2"), _fake_folder(tmp_path / "s2", ["z"], shard="0/3")],
                       tmp_path / "all2")

@@ -123,3 +123,17 @@ def test_a_pipe_or_device_is_written_in_place_not_replaced(tmp_path):
     assert stat.S_ISFIFO(os.stat(fifo).st_mode)
     reader.join(timeout=10)
     assert got == ["a result\n"]
+
+
+def test_any_name_the_file_system_takes_can_be_written_whole(tmp_path):
+    """The temporary name added ~27 bytes: a legal 240-255 byte output name failed with 'File name too
+    long' (a batch image with --masks failed outright)."""
+    import os
+
+    from chexmask_rt.whole_files import NAME_MAX, write_bytes_whole
+
+    for name in ("a" * 251 + ".png", "é" * 125 + ".png"):
+        assert len(os.fsencode(name)) <= NAME_MAX
+        write_bytes_whole(tmp_path / name, b"whole")
+        assert (tmp_path / name).read_bytes() == b"whole"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["a" * 251 + ".png", "é" * 125 + ".png"])

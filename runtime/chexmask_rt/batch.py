@@ -33,7 +33,7 @@ import hashlib
 import io
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -163,13 +163,15 @@ def _csv_names(text: str) -> list[str]:
     return [r[column or 0] for r in body if len(r) > (column or 0)]
 
 
-def mask_stems(images: Sequence[str]) -> dict[str, str]:
-    """A file-name stem per image; stems shared by several images get a short hash of the path."""
+def mask_stems(images: Sequence[str], earlier: Iterable[str] = ()) -> dict[str, str]:
+    """A file-name stem per image; stems shared by several images get a short hash of the path (its
+    bytes: a name need not be UTF-8). ``earlier``: images an output folder already holds, whose
+    pictures took their plain names in earlier runs (another INPUT's x.png must not replace them)."""
     counts: dict[str, int] = {}
-    for image in images:
+    for image in dict.fromkeys([*images, *earlier]):
         counts[Path(image).stem] = counts.get(Path(image).stem, 0) + 1
     return {image: Path(image).stem if counts[Path(image).stem] == 1
-            else f"{Path(image).stem}_{hashlib.sha1(image.encode()).hexdigest()[:8]}" for image in images}
+            else f"{Path(image).stem}_{hashlib.sha1(os.fsencode(image)).hexdigest()[:8]}" for image in images}
 
 
 def run_identity(segmenter, samples: int, seed: int, second_look: bool, shard: str | None = None) -> dict[str, str]:
@@ -183,10 +185,11 @@ def run_identity(segmenter, samples: int, seed: int, second_look: bool, shard: s
 def prepare_output(segmenter, images: Sequence[str], out_dir: str | os.PathLike, samples: int, seed: int,
                    second_look: bool | None, shard: str | None = None,
                    skipped: Sequence[tuple[str, str]] = (),
-                   input_root: str | None = None) -> Iterator[tuple[Path, bool, list[str], list[str]]]:
+                   input_root: str | None = None) -> Iterator[tuple[Path, bool, list[str], list[str], dict[str, str]]]:
     """Create and lock the output folder and check it against this run (resume), for the run's
     lifetime; yields (folder, the resolved second-look setting, the unique images, those not yet
-    in results.csv). Shared by the local and the Ray run. ``skipped`` (file, reason) pairs of the
+    in results.csv, their pictures' file-name stems (:func:`mask_stems`, against the images the
+    folder already holds too)). Shared by the local and the Ray run. ``skipped`` (file, reason) pairs of the
     folder discovery go to ``skipped.csv`` once the folder is accepted: a refused folder is left
     as it was. ``input_root``: the folder the images lie in (INPUT, or a list's folder); with it an
     image counts as done by its path below that folder, however an earlier run spelled the folder."""
@@ -208,7 +211,8 @@ def prepare_output(segmenter, images: Sequence[str], out_dir: str | os.PathLike,
             write_skipped(out, skipped)
         else:  # an earlier run's list would name files that are fixed or gone now
             (out / SKIPPED_NAME).unlink(missing_ok=True)
-        yield out, second_look, unique, [i for i in unique if i not in done_before]
+        todo = [i for i in unique if i not in done_before]
+        yield out, second_look, unique, todo, mask_stems(todo, earlier=[*done_before.images, *unique])
         mark_finished(out)  # not reached when the run raised or was interrupted
 
 
@@ -278,9 +282,9 @@ def run_batch(segmenter, images: Sequence[str], out_dir: str | os.PathLike, *, s
     limit = resolve_max_pixels(segmenter.max_pixels if max_pixels is None else max_pixels)
     start = time.perf_counter()
     with prepare_output(segmenter, images, out_dir, samples, seed, second_look, shard,
-                        skipped, input_root) as (out, second_look, unique, todo):
+                        skipped, input_root) as (out, second_look, unique, todo, stems):
         summary = BatchSummary(total=len(unique), done=0, skipped=len(unique) - len(todo), failed=0, seconds=0.0)
-        run = _Run(segmenter, out, summary, masks=masks, progress=progress, stems=mask_stems(unique), total=len(todo),
+        run = _Run(segmenter, out, summary, masks=masks, progress=progress, stems=stems, total=len(todo),
                    dicom_dirs=(dicom_seg, dicom_sr))
         try:
             run.process(todo, samples=samples, seed=seed, workers=workers, batch_size=batch_size,

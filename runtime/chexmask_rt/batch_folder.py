@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
@@ -50,6 +51,9 @@ FINISHED_KEY = "Finished"
 
 
 def _os_error(path: Path, what: str, exc: OSError) -> InputError:
+    if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a link: writing through it would change a file elsewhere
+        return InputError(f"{path}: cannot {what}: a symbolic link where the batch writes its own file; "
+                          "remove it or use another --out")
     return InputError(f"{path}: cannot {what} ({exc.strerror or exc})")
 
 
@@ -62,7 +66,7 @@ def folder_lock(out: Path) -> Iterator[bool]:
     path = out / LOCK_NAME
     created = not path.exists()
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     except OSError as exc:
         raise _os_error(out, "write in the output folder", exc) from None
     try:
@@ -113,6 +117,7 @@ class Done:
     one of another folder never matches; without, by the path as written."""
 
     def __init__(self, images: set[str], roots: list[str] | None = None):
+        self.images = images  # as results.csv spells them
         # ordered once here, not for each of the archive's images
         self._bases = None if roots is None else _specific_first(roots)
         self._keys = images if self._bases is None else {_key(image, self._bases) for image in images}
@@ -128,6 +133,10 @@ def open_folder(out: Path, identity: dict[str, str], input_root: str | None = No
     ``identity``: the engine's sha256 and the settings, as strings; a folder made with others is refused.
     ``input_root``: the folder this run's images lie in (:func:`chexmask_rt.shards.input_root`), kept in
     the manifest with its real path, so that a rerun may spell it otherwise (:class:`Done`)."""
+    linked = [out / n for n in (RESULTS_NAME, ERRORS_NAME, MANIFEST_NAME) if (out / n).is_symlink()]
+    if linked:  # appending to, repairing or truncating it would change the file it points to
+        raise InputError(f"{linked[0]}: a symbolic link where the batch writes its own file; nothing was changed: "
+                         "remove it or use another --out")
     manifest = out / MANIFEST_NAME
     if manifest.exists():
         recorded = _check_manifest(manifest, identity)
@@ -383,7 +392,7 @@ class Appender:
     def __init__(self, path: Path, columns: Sequence[str], mode: str):
         self.path = path
         self._columns = tuple(columns)
-        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if mode == "a" else os.O_TRUNC)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_APPEND if mode == "a" else os.O_TRUNC)
         try:
             self._fd = os.open(path, flags, 0o644)
             if os.fstat(self._fd).st_size == 0:

@@ -338,6 +338,7 @@ def _write_collected(args, results) -> None:
     """predict's --json and --csv, of every image that succeeded."""
     from .progress import say
 
+    failure = None  # each output is tried: one that cannot be written must not cost the other
     if args.json:
         payload = [r.to_dict() for r in results]
         # allow_nan=False: bare NaN tokens are not JSON (predict refuses non-finite results before this)
@@ -349,11 +350,17 @@ def _write_collected(args, results) -> None:
             try:
                 Path(args.json).parent.mkdir(parents=True, exist_ok=True)
                 write_text_whole(args.json, text + "\n")
+                say(f"wrote {args.json}")
             except OSError as exc:
-                raise InputError(f"{args.json}: cannot write JSON ({exc.strerror or exc})") from exc
-            say(f"wrote {args.json}")
+                failure = InputError(f"{args.json}: cannot write JSON ({exc.strerror or exc})")
+                failure.__cause__ = exc
     if args.csv:
-        _write_csv(args.csv, results)
+        try:
+            _write_csv(args.csv, results)
+        except ChexmaskError as exc:
+            failure = failure or exc
+    if failure is not None:
+        raise failure
     if args.masks and results:
         say(f"wrote masks to {args.masks}")
 
@@ -415,6 +422,42 @@ def cmd_merge(args) -> int:
 OVERLAY_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
+def _overlay_folder(target: str, several: bool) -> bool:
+    """Whether --overlay names a folder: for several images, an existing folder, a trailing '/', or a
+    name without a picture suffix."""
+    return several or Path(target).is_dir() or target.endswith(("/", os.sep)) \
+        or Path(target).suffix.lower() not in OVERLAY_SUFFIXES
+
+
+def _output_clash(args) -> str | None:
+    """What is wrong when two of predict's outputs are one file, or an output is one of its images:
+    written in turn, the later replaced the earlier without a word (an --overlay into the images' own
+    folder replaced every PNG it was given; --json and --csv of one name kept the CSV)."""
+    from .anatomy import ORGANS
+    from .batch import mask_stems
+
+    stems = mask_stems(args.images)
+    several = len(args.images) > 1
+    planned = [(option, None, target) for option, target in (("--json", args.json), ("--csv", args.csv))
+               if target and target != "-"]
+    if args.overlay:
+        planned += [("--overlay", image, Path(args.overlay) / f"{stems[image]}.png") for image in args.images] \
+            if _overlay_folder(args.overlay, several) else [("--overlay", args.images[0], args.overlay)]
+    if args.masks:
+        planned += [("--masks", image, Path(args.masks) / f"{stems[image]}_{organ}.png")
+                    for image in args.images for organ, _ in ORGANS]
+    images = {os.path.realpath(image): image for image in args.images}
+    claimed: dict[str, tuple[str, str | None]] = {}
+    for option, image, target in planned:
+        real = os.path.realpath(target)
+        if real in images:
+            return f"{option} would write {target} over the image {images[real]}: write it elsewhere"
+        other = claimed.setdefault(real, (option, image))
+        if other != (option, image) and not (image is not None and image == other[1]):
+            return f"{other[0]} and {option} would both write {target}: give them different names or folders"
+    return None
+
+
 def _write_overlay(target: str, result, stem: str, *, several: bool, max_pixels: int | None) -> None:
     """The picture of ``result`` to ``target``; or, for several images or a folder target (an existing
     folder, a trailing '/', or a name without a picture suffix), to ``target/<stem>.png``."""
@@ -424,9 +467,7 @@ def _write_overlay(target: str, result, stem: str, *, several: bool, max_pixels:
     from .overlay import draw_overlay
     from .progress import say
 
-    folder = several or Path(target).is_dir() or target.endswith(("/", os.sep)) \
-        or Path(target).suffix.lower() not in OVERLAY_SUFFIXES
-    out = Path(target) / f"{stem}.png" if folder else Path(target)
+    out = Path(target) / f"{stem}.png" if _overlay_folder(target, several) else Path(target)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         # PNG at zlib level 9: half the size of OpenCV's default level 1, for ~0.1 s per picture
@@ -499,10 +540,11 @@ def _main(argv: list[str] | None) -> int:
             more = f" and {len(dicoms) - 1} more" if len(dicoms) > 1 else ""
             parser.error(f"--bit-depth is for PNG, TIFF and BMP files; a DICOM file is rendered to 16 bits by its "
                          f"own Bits Stored, rescale and window: {dicoms[0]}{more}")
-    if args.command == "predict" and args.overlay and len(args.images) > 1 and not Path(args.overlay).is_dir() \
-            and not args.overlay.endswith(("/", os.sep)) and Path(args.overlay).suffix.lower() in OVERLAY_SUFFIXES:
+    if args.command == "predict" and args.overlay and len(args.images) > 1 and not _overlay_folder(args.overlay, False):
         parser.error(f"--overlay {args.overlay} names one picture, but {len(args.images)} images were given: "
                      "name a folder (it gets one <image name>.png each)")
+    if args.command == "predict" and (clash := _output_clash(args)):
+        parser.error(clash)
     if getattr(args, "backend", None) == "python":
         print("chexmask-rt: error: --backend python is gone: the native core is the only pipeline "
               "(use --backend auto, the default; same results)", file=sys.stderr)

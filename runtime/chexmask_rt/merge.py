@@ -209,8 +209,10 @@ def merge_folders(folders: Sequence[str | os.PathLike], out: str | os.PathLike) 
             raise InputError(f"{folder}: a chexmask-rt batch is still writing it ({holder}); merge once it has ended")
         if folder.resolve() == out.resolve():
             raise InputError(f"{out}: the merged folder cannot also be an input; choose another --out")
-    if (out / RESULTS_NAME).exists():
-        raise InputError(f"{out / RESULTS_NAME} already exists; merge into a new folder")
+    # a new folder: merge writes its files whole or not at all, never over (or through a link to)
+    # files that are there already
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(f"{out} already exists and is not an empty folder; merge into a new folder")
     headers = {folder: _header(folder / RESULTS_NAME) for folder in paths}
     header = _merged_header(headers, paths[0])
     if header is None or "Image" not in header:
@@ -252,8 +254,9 @@ def merge_folders(folders: Sequence[str | os.PathLike], out: str | os.PathLike) 
                     writer.writerow([row.get(c, "") for c in header])
                     rows += 1
         errors = _merge_side_files(paths, out, seen, keys)
-    except BaseException:  # a refused or failed merge leaves no partial file behind
-        partial.unlink(missing_ok=True)
+    except BaseException:  # a refused or failed merge leaves nothing behind: the folder was empty
+        for name in (partial.name, ERRORS_NAME, SKIPPED_NAME):
+            (out / name).unlink(missing_ok=True)
         raise
     os.replace(partial, out / RESULTS_NAME)  # last: a folder with results.csv is a finished merge
     if len(manifests) == len(paths):  # the merged rows share one engine and settings: say which

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .batch import BatchSummary, RunRows, mask_stems, outside_output, prepare_output
+from .batch import BatchSummary, RunRows, outside_output, prepare_output
 from .batch_folder import MASKS_NAME
 from .csv_output import COLUMNS, csv_row, write_masks
 from .errors import ChexmaskError, InputError, ModelError, first_line
@@ -188,7 +188,7 @@ def run_ray(segmenter, model: str | os.PathLike | None, images: Sequence[str], o
     if address != "local":  # joining is cheap: a cluster that is not there leaves the folder as it was
         _init_ray(address, None)
     with prepare_output(segmenter, images, out_dir, samples, seed, second_look, shard,
-                        skipped, input_root) as (out, second_look, unique, todo):
+                        skipped, input_root) as (out, second_look, unique, todo, stems):
         summary = BatchSummary(total=len(unique), done=0, skipped=len(unique) - len(todo), failed=0, seconds=0.0)
         rows = RunRows(out, summary)
         try:
@@ -199,7 +199,7 @@ def run_ray(segmenter, model: str | os.PathLike | None, images: Sequence[str], o
                 _stream_rows(todo, out, rows, address=address, model=model, samples=samples,
                              seed=seed, second_look=second_look, masks=masks, progress=progress, threads=threads or 2,
                              actors=actors, batch_size=batch_size, workers=workers, backend=backend,
-                             device=device, max_pixels=max_pixels, stems=mask_stems(unique))
+                             device=device, max_pixels=max_pixels, stems=stems)
         finally:
             rows.close()
     summary.seconds = time.perf_counter() - start

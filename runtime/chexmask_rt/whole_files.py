@@ -38,10 +38,16 @@ def write_whole(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
         raise
 
 
+NAME_MAX = 255  # bytes in a file name (Linux file systems)
+
+
 def _temporary(path: Path) -> Path:
     """The temporary file beside ``path``: unique per process and thread, so that two writers of the
-    same path never share one."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    same path never share one. Its name is ``path``'s, cut short where the additions would take it
+    past NAME_MAX: any name the file system takes can be written."""
+    suffix = f".{os.getpid()}.{threading.get_ident()}.tmp"
+    name = os.fsencode(path.name)[:NAME_MAX - 1 - len(suffix)]
+    return path.with_name(f".{os.fsdecode(name)}{suffix}")
 
 
 def _special(path: Path) -> bool:
