@@ -406,9 +406,12 @@ def test_an_older_release_folder_of_another_model_is_refused_untouched(tmp_path,
         writer.writerow(row)
         f.write("/elsewhere/b.png,1.0")  # and a row a kill cut short
     before = (out / "results.csv").read_bytes()
+    elsewhere = tmp_path / "elsewhere.txt"  # the upgrade's temporary name, linked: written through once
+    elsewhere.write_text("keep\n")
+    (out / "results.csv.upgrade").symlink_to(elsewhere)
     with pytest.raises(InputError, match="made with Model 'other:1'"):
         run_batch(default_segmenter, [str(image)], out, samples=4, progress=False)
-    assert (out / "results.csv").read_bytes() == before
+    assert (out / "results.csv").read_bytes() == before and elsewhere.read_text() == "keep\n"
     assert not (out / "batch.json").exists() and not (out / "results.csv.upgrade").exists()
 
 

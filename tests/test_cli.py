@@ -128,6 +128,8 @@ def test_export_never_destroys_an_input_or_writes_a_text_model(tmp_path):
     # whole export (an existing folder), or a file named like the folder ('new/')
     *[(["export", "--checkpoint", str(FIXTURES / "noskip_256"), "--output", out], 3,
        "names a folder; name the engine file") for out in (".", "", "{tmp}", "{tmp}/new/")],
+    (["export", "--checkpoint", str(FIXTURES / "noskip_256"), "--output", __file__ + "/m.onnx"], 3,
+     "is a file, not a folder"),  # it failed after the whole export
     # what DICOM outputs cannot carry, or an id whose version cannot be read back after its last colon
     (["export", "--checkpoint", "/nonexistent/ck.pt", "--output", "{tmp}/o.onnx", "--model-version", "2024:rc1"], 3,
      "must be at most 64 characters without ':'"),
@@ -218,3 +220,7 @@ def test_an_output_that_cannot_be_written_does_not_cost_the_other(tmp_path, exam
     proc = cli("predict", example1, "--samples", 2, "--json", "/proc/nope/r.json", "--csv", tmp_path / "r.csv")
     assert proc.returncode == 3 and "/proc/nope/r.json: cannot write JSON" in proc.stderr
     assert (tmp_path / "r.csv").read_text().count("\n") == 2  # the header and the image's row
+    proc = cli("predict", example1, "--samples", 2, "--json", "/proc/nope/r.json", "--csv", "/proc/nope/r.csv")
+    assert proc.returncode == 3 and "r.json: cannot write JSON" in proc.stderr and "r.csv: cannot write CSV" in proc.stderr
+    # a device takes any number of outputs, written in place
+    assert cli("predict", example1, "--samples", 2, "--json", "/dev/null", "--csv", "/dev/null").returncode == 0

@@ -189,6 +189,10 @@ def test_merge_refuses_bad_targets_and_sources(tmp_path):
     assert elsewhere.read_text() == "keep\n"
     (tmp_path / "empty").mkdir()
     assert merge_folders([a], tmp_path / "empty").rows == 1
+    (tmp_path / "killed").mkdir()  # a merge killed outright left its partial file: ours to replace
+    (tmp_path / "killed" / "results.csv.partial").write_text("Image\nx\n")
+    assert merge_folders([a], tmp_path / "killed").rows == 1
+    assert sorted(p.name for p in (tmp_path / "killed").iterdir()) == ["batch.json", "errors.csv", "results.csv"]
     with pytest.raises(InputError, match="different counts"):
         merge_folders([a, _fake_folder(tmp_path / "s1", ["y"], shard="0/2"), _fake_folder(tmp_path / "s2", ["z"], shard="0/3")],
                       tmp_path / "all2")

@@ -65,6 +65,9 @@ def _check_output(output: str) -> None:
 
     if not output or output.endswith(("/", os.sep)) or not Path(output).name or Path(output).is_dir():
         raise InputError(f"--output {output!r} names a folder; name the engine file (e.g. model.onnx)")
+    above = next((p for p in Path(output).absolute().parents if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise InputError(f"--output {output}: {above} is a file, not a folder")
 
 
 def _refuse_overwriting_inputs(output: str, ckpt, config: str | None) -> None:

@@ -238,7 +238,8 @@ def _decoded(pool: ThreadPoolExecutor, decode: Callable[[str], np.ndarray], imag
             yield pending.pop(future), future
 
 
-def _inside(image: str, folder: Path) -> bool:
+def inside_folder(image: str, folder: Path) -> bool:
+    """Whether ``image`` lies in ``folder`` (a resolved path), links followed."""
     try:
         return Path(image).resolve().is_relative_to(folder)
     except (OSError, RuntimeError):  # a symlink loop: reading it fails, and says so, later
@@ -250,7 +251,7 @@ def outside_output(images: Sequence[str], out: Path) -> tuple[list[str], list[tu
     ``out``, which is never an input (local and Ray runs alike)."""
     readable, refused, folder = [], [], out.resolve()
     for image in images:
-        if _inside(image, folder):
+        if inside_folder(image, folder):
             refused.append((image, InputError(f"{image}: inside the output folder {out}, which is never an input")))
         else:
             readable.append(image)

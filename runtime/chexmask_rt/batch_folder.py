@@ -257,7 +257,8 @@ def _rewrite_to_current(results: Path, schema: int, check_row=None) -> None:
     _, whole = scan_results(results, SCHEMA_HEADERS[schema - 1])  # what a killed run cut short stays behind
     upgraded = results.with_name(results.name + ".upgrade")
     try:
-        with open(upgraded, "w", newline="", **ENCODING) as new, csv_fields_of_any_size():
+        upgraded.unlink(missing_ok=True)  # a killed upgrade's, or a link: never written through
+        with open(upgraded, "x", newline="", **ENCODING) as new, csv_fields_of_any_size():
             new.write(csv_line(COLUMNS))
             for row in csv.DictReader(_lines(results, whole)):
                 if check_row is not None:

@@ -338,7 +338,7 @@ def _write_collected(args, results) -> None:
     """predict's --json and --csv, of every image that succeeded."""
     from .progress import say
 
-    failure = None  # each output is tried: one that cannot be written must not cost the other
+    failures = []  # each output is tried: one that cannot be written must not cost the other
     if args.json:
         payload = [r.to_dict() for r in results]
         # allow_nan=False: bare NaN tokens are not JSON (predict refuses non-finite results before this)
@@ -352,15 +352,14 @@ def _write_collected(args, results) -> None:
                 write_text_whole(args.json, text + "\n")
                 say(f"wrote {args.json}")
             except OSError as exc:
-                failure = InputError(f"{args.json}: cannot write JSON ({exc.strerror or exc})")
-                failure.__cause__ = exc
+                failures.append(f"{args.json}: cannot write JSON ({exc.strerror or exc})")
     if args.csv:
         try:
             _write_csv(args.csv, results)
         except ChexmaskError as exc:
-            failure = failure or exc
-    if failure is not None:
-        raise failure
+            failures.append(str(exc))
+    if failures:
+        raise InputError("; ".join(failures))
     if args.masks and results:
         say(f"wrote masks to {args.masks}")
 
@@ -435,6 +434,7 @@ def _output_clash(args) -> str | None:
     folder replaced every PNG it was given; --json and --csv of one name kept the CSV)."""
     from .anatomy import ORGANS
     from .batch import mask_stems
+    from .whole_files import is_special
 
     stems = mask_stems(args.images)
     several = len(args.images) > 1
@@ -449,6 +449,8 @@ def _output_clash(args) -> str | None:
     images = {os.path.realpath(image): image for image in args.images}
     claimed: dict[str, tuple[str, str | None]] = {}
     for option, image, target in planned:
+        if is_special(target):  # /dev/null, a pipe: written in place, and any number of outputs may go there
+            continue
         real = os.path.realpath(target)
         if real in images:
             return f"{option} would write {target} over the image {images[real]}: write it elsewhere"

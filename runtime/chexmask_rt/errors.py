@@ -1,6 +1,8 @@
 """Exception classes: every user-facing failure is one of these."""
 from __future__ import annotations
 
+import os
+
 
 class ChexmaskError(Exception):
     """Base class of all chexmask-rt errors."""
@@ -30,3 +32,14 @@ def first_line(exc: BaseException) -> str:
     """A third-party exception's message, shortened to one line for our own error text."""
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
+
+
+def path_text(path: object, error: type[ChexmaskError], what: str) -> str:
+    """``path`` (str or os.PathLike of str) as text, else ``error``: Path() would take '' for the current
+    folder, and a bytes path or a number would fail with a bare TypeError. ``what``: "an image", "a model"."""
+    text = os.fspath(path) if isinstance(path, os.PathLike) else path
+    if not isinstance(text, str):  # bytes too: every message and output names a file by its text
+        raise error(f"expected {what} path, got {type(text).__name__}")
+    if not text:
+        raise error(f"the {what.split()[-1]} path is empty")
+    return text

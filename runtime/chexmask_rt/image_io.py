@@ -22,7 +22,7 @@ import numpy as np
 from . import core
 from .core import MIN_SIDE
 from .dicom_io import DICM_HEAD, looks_like_dicom, read_dicom
-from .errors import InputError, first_line
+from .errors import InputError, first_line, path_text
 from .image_headers import check_png_chunks, read_header
 from .jpeg_strict import decode_jpeg_strict
 from .limits import check_file_size, check_pixels, resolve_max_pixels
@@ -35,12 +35,7 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> np.
     ``max_pixels``: the pixel limit (default: ``$CHEXMASK_RT_MAX_PIXELS``, else 64 MP); a larger
     image, a file larger than such an image could be, and a multi-page TIFF are InputErrors."""
     limit = resolve_max_pixels(max_pixels)
-    text = os.fspath(path) if isinstance(path, os.PathLike) else path
-    if not isinstance(text, str):  # bytes paths too: every message and output names a file by its text
-        raise InputError(f"expected an image path, got {type(text).__name__}")
-    if not text:
-        raise InputError("the image path is empty")  # Path("") would name the current folder
-    p = Path(text)
+    p = Path(path_text(path, InputError, "an image"))
     try:  # stat refuses some paths itself: a name too long, a folder without search permission
         exists, regular = p.exists(), p.is_file()
     except OSError as exc:

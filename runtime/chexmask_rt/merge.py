@@ -211,7 +211,8 @@ def merge_folders(folders: Sequence[str | os.PathLike], out: str | os.PathLike) 
             raise InputError(f"{out}: the merged folder cannot also be an input; choose another --out")
     # a new folder: merge writes its files whole or not at all, never over (or through a link to)
     # files that are there already
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    partial = out / (RESULTS_NAME + ".partial")  # a merge killed outright leaves it: it is ours to replace
+    if out.exists() and (not out.is_dir() or any(p != partial or p.is_symlink() for p in out.iterdir())):
         raise InputError(f"{out} already exists and is not an empty folder; merge into a new folder")
     headers = {folder: _header(folder / RESULTS_NAME) for folder in paths}
     header = _merged_header(headers, paths[0])
@@ -230,9 +231,9 @@ def merge_folders(folders: Sequence[str | os.PathLike], out: str | os.PathLike) 
     settings: dict[str, str] | None = None
     settings_from: Path | None = None
     rows = duplicates = 0
-    partial = out / (RESULTS_NAME + ".partial")
     try:
-        with open(partial, "w", newline="", **ENCODING) as f:
+        partial.unlink(missing_ok=True)
+        with open(partial, "x", newline="", **ENCODING) as f:
             writer = LineWriter(f)
             writer.writerow(header)
             for folder in paths:

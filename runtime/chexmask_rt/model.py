@@ -21,7 +21,7 @@ from . import core, streaming
 from ._core import ModelInfo  # typed by _core.pyi (core's names reach type checkers as Any)
 from .anatomy import ORGANS
 from .dicom_source import with_source
-from .errors import ChexmaskError, InputError, ModelError, NonFiniteOutputError
+from .errors import ChexmaskError, InputError, ModelError, NonFiniteOutputError, path_text
 from .fork_gate import engine_call
 from .inputs import (DEFAULT_BATCH, DEFAULT_SAMPLES, ImageLike, check_bit_depth, check_image_list, check_run_arguments,
                      decode)
@@ -88,14 +88,8 @@ def _checked(options: EngineOptions) -> EngineOptions:
 
 
 def _model_path(model: str | os.PathLike) -> Path:
-    """The engine file's path, else a ModelError: Path() would take '' for the current folder, and a
-    bytes path or a number would fail with a bare TypeError."""
-    text = os.fspath(model) if isinstance(model, os.PathLike) else model
-    if not isinstance(text, str):
-        raise ModelError(f"the model must be a path (str or os.PathLike of str), got {type(text).__name__}")
-    if not text:
-        raise ModelError("the model path is empty")
-    return Path(text)
+    """The engine file's path, else a ModelError naming what is wrong with it."""
+    return Path(path_text(model, ModelError, "a model"))
 
 
 def default_model_path() -> Path:

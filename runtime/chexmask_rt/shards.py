@@ -72,7 +72,7 @@ def batch_inputs(source: str | os.PathLike, shard: Shard | None = None, *,
     """What ``chexmask-rt batch SOURCE [--shard I/N]`` works on: the images of a folder (with the files
     it skipped, leaving out the folder ``exclude``) or of a list, narrowed to the shard. Raises InputError when there is nothing to do,
     except for an empty shard of a non-empty input (small archives split N ways have some)."""
-    from .batch import collect_inputs, outside_output
+    from .batch import collect_inputs, inside_folder
 
     src = Path(source)
     if src.is_dir() and exclude is not None and src.resolve().is_relative_to(Path(exclude).resolve()):
@@ -81,9 +81,9 @@ def batch_inputs(source: str | os.PathLike, shard: Shard | None = None, *,
     found = discover(src, exclude=exclude) if src.is_dir() else Discovery(images=collect_inputs(src))
     if not found.images:
         raise InputError(f"{src}: no images found")
-    if exclude is not None and not outside_output(found.images, Path(exclude))[0]:
+    if exclude is not None and not src.is_dir() and all(inside_folder(i, Path(exclude).resolve()) for i in found.images):
         # as for a folder: the results would land among the images, and later runs would pass that
-        # folder over as an earlier batch's output
+        # folder over as an earlier batch's output (all() stops at the first image outside)
         raise InputError(f"--out {exclude} holds every image {src} lists, and the output folder is never an input; "
                          "write the results elsewhere")
     if shard is None:

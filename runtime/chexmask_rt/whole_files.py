@@ -25,7 +25,7 @@ def write_whole(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
     A device or a pipe (``--json /dev/null``) is written in place: the rename would put a file where
     the node was."""
     path = Path(path)
-    if _special(path):
+    if is_special(path):
         write(path)
         return
     temporary = _temporary(path)
@@ -50,7 +50,7 @@ def _temporary(path: Path) -> Path:
     return path.with_name(f".{os.fsdecode(name)}{suffix}")
 
 
-def _special(path: Path) -> bool:
+def is_special(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a device, a pipe or a socket (what it links to, for a link)."""
     try:
         mode = os.stat(path).st_mode
