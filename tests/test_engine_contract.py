@@ -33,7 +33,7 @@ def segmenter(path):
 
 
 def engine_with_metadata(tmp_path, entries):
-    """The toy graph with metadata entries replaced after the graph was made (as a hand edit would)."""
+    """The toy graph with metadata entries replaced, or added, after the graph was made (as a hand edit would)."""
     import onnx
 
     path = write_toy_engine(tmp_path / "toy.onnx")
@@ -42,6 +42,9 @@ def engine_with_metadata(tmp_path, entries):
         key = prop.key.removeprefix("chexmask_rt.")
         if key in entries:
             prop.value = entries[key]
+    present = {prop.key.removeprefix("chexmask_rt.") for prop in model.metadata_props}
+    for key in entries.keys() - present:
+        model.metadata_props.add(key="chexmask_rt." + key, value=entries[key])
     onnx.save(model, str(path))
     return path
 
@@ -171,3 +174,50 @@ def test_the_default_organs_need_120_landmarks_in_the_metadata_only_validator():
     assert (info.landmarks, info.inputsize, info.latents, info.id) == (120, 64, 8, "toy:1")
     with pytest.raises(ModelError, match="toy: implausible engine metadata inputsize=8192"):
         core.parse_model_info({**meta, "chexmask_rt.inputsize": "8192"}, "toy")
+
+
+@pytest.mark.parametrize("entries, message", [
+    # what the exporter refuses, the core refuses too: an engine from elsewhere wrote raw escape
+    # sequences into results.csv and invalid DICOM, and a backslash failed every SEG as the image's fault
+    ({"model_name": "evil\x1b[2J\rname"}, r"model_name 'evil\\x1b\[2J\\x0dname' holds a backslash or a control"),
+    ({"model_version": "1\\2"}, r"model_version '1\\2' holds a backslash"),
+    ({"model_version": "1:2:3"}, r"model_version '1:2:3' holds a ':'"),
+    ({"model_version": "v" * 65}, r"is longer than 64 characters"),
+    ({"model_name": " "}, r"model_name ' ' is empty"),
+    ({"checkpoint_sha256": "\x1b[2J" + "0" * 60}, r"checkpoint_sha256=\\x1b\[2J0+\): at most 64 lowercase hex digits"),
+    ({"landmark_offsets_sha256": "Z"}, r"landmark_offsets_sha256=Z\): at most 64 lowercase hex digits"),
+    # 65,536 organs of 65,536 and the 120 of HybridGNet wrapped an int to 120 landmarks
+    ({"organs": ",".join(f"o{i}:65536" for i in range(65536)) + ",right_lung:44,left_lung:50,heart:26"},
+     r"4294967416 landmarks in all, more than 65536"),
+])
+def test_metadata_no_exported_engine_has_is_a_model_error_at_load(tmp_path, entries, message):
+    path = engine_with_metadata(tmp_path, entries)
+    with pytest.raises(ModelError, match=message) as err:
+        segmenter(path)
+    assert len(str(err.value)) < 400  # a 10 MB entry made a 33 MB message
+    assert core.model_id_problem("toy", "1") == "" and core.model_id_problem("a:b", "1") == ""
+
+
+def _toy_with(tmp_path, name, **constants):
+    """The toy engine with some of its constants replaced."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(write_toy_engine(tmp_path / f"{name}.onnx")))
+    for init in model.graph.initializer:
+        if init.name in constants:
+            init.CopyFrom(numpy_helper.from_array(constants[init.name](numpy_helper.to_array(init)), init.name))
+    onnx.save(model, tmp_path / f"{name}.onnx")
+    return tmp_path / f"{name}.onnx"
+
+
+@pytest.mark.parametrize("name, constants, wrong", [
+    ("negative_std", {"spread": lambda a: -a}, "a negative landmarks_std"),
+    ("far", {"ring_once": lambda a: a * 1e5}, "landmarks a thousand image sizes away"),
+])
+def test_impossible_answers_are_a_faulty_engine(tmp_path, name, constants, wrong):
+    """A negative spread or landmarks at 1e30 were accepted, and a calibrated flag called them "within
+    calibrated thresholds"."""
+    seg = segmenter(_toy_with(tmp_path, name, **constants))
+    with pytest.raises(chexmask_rt.NonFiniteOutputError, match=wrong):
+        seg.predict(IMAGE, samples=2)

@@ -162,3 +162,32 @@ def test_predict_json_carries_the_flag(default_segmenter, example1):
                           capture_output=True, text=True, check=True)
     quality = json.loads(proc.stdout)["quality"]
     assert quality == default_segmenter.predict(example1, samples=3).quality.to_dict() and quality["calibrated"]
+
+
+@pytest.mark.parametrize("value", [0, -1.0])
+def test_thresholds_that_would_flag_every_result_are_malformed(tmp_path, value):
+    entry = {**SHIPPED_THRESHOLDS, "thresholds": {**SHIPPED_THRESHOLDS["thresholds"], "node_std_1024": value}}
+    (tmp_path / "m.quality.json").write_text(json.dumps({"a" * 64: entry}))
+    with pytest.raises(chexmask_rt.ModelError, match="thresholds.node_std_1024 is not positive"):
+        _core.QualityAssessor(str(tmp_path / "m.onnx"), "", "a" * 64)
+
+
+@pytest.mark.parametrize("kind", ["dangling link", "fifo", "folder"])
+def test_a_calibration_that_is_no_file_is_refused_not_ignored(tmp_path, kind):
+    """Beside the engine it was skipped (the core: "not calibrated"; the package: the shipped model's
+    thresholds), and named it was "not found": a broken share turned the flag off unsaid."""
+    import os
+
+    beside = tmp_path / "m.quality.json"
+    if kind == "dangling link":
+        beside.symlink_to(tmp_path / "gone.json")
+    elif kind == "fifo":
+        os.mkfifo(beside)
+    else:
+        beside.mkdir()
+    for named in ("", str(beside)):
+        with pytest.raises(chexmask_rt.ModelError, match="m.quality.json: quality calibration file is not a regular file"):
+            _core.QualityAssessor(str(tmp_path / "m.onnx"), named, "a" * 64)
+    (tmp_path / "m.onnx").symlink_to(chexmask_rt.default_model_path())
+    with pytest.raises(chexmask_rt.ModelError, match="not a regular file"):
+        chexmask_rt.load(tmp_path / "m.onnx")

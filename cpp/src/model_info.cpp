@@ -4,6 +4,7 @@
 #include "internal.hpp"
 
 #include <algorithm>
+#include <cstdint>
 #include <set>
 #include <string>
 #include <string_view>
@@ -13,6 +14,24 @@ namespace {
 
 constexpr const char* kPrefix = "chexmask_rt.";
 constexpr int kFormatVersion = 1;
+constexpr std::int64_t kMaxLandmarks = 65536;
+constexpr std::size_t kMaxLabel = 64;  // DICOM outputs carry the name and version as Long Strings
+
+// A metadata value as an error message quotes it: control characters escaped, at most 80 bytes (an
+// engine's 10 MB entry made one 33 MB line).
+std::string shown(const std::string& text) {
+    std::string out;
+    for (std::size_t i = 0; i < text.size() && out.size() < 80; ++i) {
+        const auto c = static_cast<unsigned char>(text[i]);
+        if (c < 0x20 || c == 0x7F) {
+            static const char* hex = "0123456789abcdef";
+            out += std::string("\\x") + hex[c >> 4] + hex[c & 15];
+        } else {
+            out += static_cast<char>(c);
+        }
+    }
+    return out.size() < text.size() ? out + "..." : out;
+}
 
 int parse_int(const std::string& text, const std::string& key, const std::string& source) {
     std::size_t used = 0;
@@ -23,7 +42,7 @@ int parse_int(const std::string& text, const std::string& key, const std::string
         used = 0;
     }
     if (used == 0 || used != text.size()) {
-        throw ModelError(source + ": malformed engine metadata (" + kPrefix + key + "=" + text + ")");
+        throw ModelError(source + ": malformed engine metadata (" + kPrefix + key + "=" + shown(text) + ")");
     }
     return value;
 }
@@ -33,14 +52,14 @@ int parse_int(const std::string& text, const std::string& key, const std::string
 bool parse_bool(const std::string& text, const std::string& key, const std::string& source) {
     if (text == "true") return true;
     if (text == "false") return false;
-    throw ModelError(source + ": malformed engine metadata (" + kPrefix + key + "=" + text + "): true or false");
+    throw ModelError(source + ": malformed engine metadata (" + kPrefix + key + "=" + shown(text) + "): true or false");
 }
 
 
 // "right_lung:44,left_lung:50,heart:26": names unique and non-empty, counts 1..65536.
 std::vector<Organ> parse_organs(const std::string& text, const std::string& source) {
     const auto bad = [&](const std::string& why) {
-        return ModelError(source + ": malformed engine metadata (" + kPrefix + "organs=" + text + "): " + why);
+        return ModelError(source + ": malformed engine metadata (" + kPrefix + "organs=" + shown(text) + "): " + why);
     };
     std::vector<Organ> organs;
     std::set<std::string> seen;
@@ -58,19 +77,32 @@ std::vector<Organ> parse_organs(const std::string& text, const std::string& sour
             used = 0;
         }
         if (used == 0 || used != item.size() - colon - 1 || organ.count < 1 || organ.count > 65536) {
-            throw bad("the count of '" + organ.name + "' is not an integer in 1..65536");
+            throw bad("the count of '" + shown(organ.name) + "' is not an integer in 1..65536");
         }
-        if (!seen.insert(organ.name).second) throw bad("'" + organ.name + "' is named twice");
+        if (!seen.insert(organ.name).second) throw bad("'" + shown(organ.name) + "' is named twice");
         organs.push_back(organ);
         start = end + 1;
     }
     return organs;
 }
 
-int total(const std::vector<Organ>& organs) {
-    int n = 0;
+int total(const std::vector<Organ>& organs, const std::string& source) {
+    std::int64_t n = 0;  // up to 65536 counts each: an int could wrap to a small, plausible total
     for (const Organ& o : organs) n += o.count;
-    return n;
+    if (n > kMaxLandmarks) {
+        throw ModelError(source + ": malformed engine metadata (" + kPrefix + "organs): " + std::to_string(n) +
+                         " landmarks in all, more than " + std::to_string(kMaxLandmarks));
+    }
+    return static_cast<int>(n);
+}
+
+// A hash as the exporter writes it (lowercase hex): it is quoted in reasons and keys calibrations.
+void check_hex(const std::string& text, const char* key, bool may_be_empty, const std::string& source) {
+    const bool hex = std::all_of(text.begin(), text.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+    if (!hex || text.size() > 64 || (text.empty() && !may_be_empty)) {
+        throw ModelError(source + ": malformed engine metadata (" + kPrefix + key + "=" + shown(text) +
+                         "): at most 64 lowercase hex digits");
+    }
 }
 
 std::string organs_text(const std::vector<Organ>& organs) {
@@ -104,6 +136,30 @@ bool valid_utf8(std::string_view text) {
         i += 1 + extra;
     }
     return true;
+}
+
+std::string model_id_problem(const std::string& name, const std::string& version) {
+    for (const auto& [key, text] : {std::pair<const char*, const std::string&>{"model_name", name}, {"model_version", version}}) {
+        const std::string what = std::string(key) + " '" + shown(text) + "' ";
+        if (text.find_first_not_of(" \t") == std::string::npos) return what + "is empty: results name the model by name:version";
+        // C0 and DEL, and C1 (U+0080..U+009F, 0xC2 0x80..0x9F in UTF-8): none may stand in a DICOM Long String
+        for (std::size_t i = 0; i < text.size(); ++i) {
+            const auto c = static_cast<unsigned char>(text[i]);
+            const bool c1 = c == 0xC2 && i + 1 < text.size() && static_cast<unsigned char>(text[i + 1]) < 0xA0;
+            if (c < 0x20 || c == 0x7F || c1 || c == '\\') {
+                return what + "holds a backslash or a control character, which DICOM outputs cannot carry";
+            }
+        }
+        const auto characters = std::count_if(text.begin(), text.end(),
+                                              [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; });
+        if (static_cast<std::size_t>(characters) > kMaxLabel) {
+            return what + "is longer than 64 characters, which DICOM outputs cannot carry";
+        }
+    }
+    if (version.find(':') != std::string::npos) {
+        return "model_version '" + shown(version) + "' holds a ':', so it could not be read back from the id name:version";
+    }
+    return "";
 }
 
 const std::vector<Organ>& default_organs() {
@@ -146,15 +202,20 @@ ModelInfo parse_model_info(const std::map<std::string, std::string>& props, cons
     info.latents = parse_int(get["latents"], "latents", source);
     info.skip = parse_bool(get["skip"], "skip", source);
     info.checkpoint_sha256 = get["checkpoint_sha256"];
+    check_hex(info.checkpoint_sha256, "checkpoint_sha256", false, source);
     info.model_name = value_or("model_name", "hybridgnet");
     info.model_version = value_or("model_version", "unversioned");
+    if (const std::string problem = detail::model_id_problem(info.model_name, info.model_version); !problem.empty()) {
+        throw ModelError(source + ": malformed engine metadata (" + kPrefix + problem + ")");
+    }
     info.trained = parse_bool(value_or("trained", "true"), "trained", source);
     info.description = value_or("description", "");
     info.second_look = parse_bool(value_or("second_look", "false"), "second_look", source);
     info.has_samples_output = parse_bool(value_or("samples_output", "false"), "samples_output", source);
     info.landmark_offsets_sha256 = value_or("landmark_offsets_sha256", "");
+    check_hex(info.landmark_offsets_sha256, "landmark_offsets_sha256", true, source);
     info.organs = get.count("organs") ? parse_organs(get["organs"], source) : detail::default_organs();
-    info.landmarks = total(info.organs);
+    info.landmarks = total(info.organs, source);
     info.metadata = props;
     if (info.inputsize < 32 || info.inputsize % 32 != 0 || info.inputsize > 4096 || info.latents < 1 ||
         info.latents > 65536) {

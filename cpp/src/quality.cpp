@@ -8,8 +8,10 @@
 #include "json.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -52,8 +54,10 @@ double threshold(const json::Value& thresholds, const char* key, const std::stri
     if (v->type != json::Value::Type::number) {
         malformed(source, std::string("thresholds.") + key + " is " + json::type_name(v->type) + ", not a number");
     }
+    // the scores are a std and a sigma: a threshold at or below 0 would flag every result
+    if (!(v->number > 0)) malformed(source, std::string("thresholds.") + key + " is not positive");
     // JSON has no infinity: the calibration tool writes a score the rule leaves out as 1e308. Read
-    // back as +inf it still never fires, and a reason prints "<= inf", not a 309-digit number.
+    // back as +inf it still never fires, and a reason prints "<= inf", not a 300-digit number.
     return v->number >= kUnusedThreshold ? std::numeric_limits<double>::infinity() : v->number;
 }
 
@@ -62,11 +66,27 @@ std::string read_file(const std::string& path) {
     const std::uintmax_t size = std::filesystem::file_size(path, ec);
     if (ec) throw ModelError(path + ": cannot read the quality calibration file (" + ec.message() + ")");
     if (size > kMaxFileBytes) malformed(path, "larger than " + std::to_string(kMaxFileBytes >> 20) + " MiB");
+    errno = 0;
     std::ifstream in(path, std::ios::binary);
+    if (!in) {
+        throw ModelError(path + ": cannot read the quality calibration file (" +
+                         std::string(errno ? std::strerror(errno) : "cannot open it") + ")");
+    }
     std::ostringstream text;
     text << in.rdbuf();
     if (!in) throw ModelError(path + ": cannot read the quality calibration file");
     return text.str();
+}
+
+// Where a calibration file is named or belongs, what is there must be one: a link to nothing, a
+// device or a folder there is refused, not taken for "not calibrated" (a broken share turned the flag off).
+void check_regular(const std::string& path) {
+    std::error_code ec;
+    const auto status = std::filesystem::status(path, ec);
+    if (std::filesystem::is_regular_file(status)) return;
+    const bool found = std::filesystem::exists(status) || std::filesystem::is_symlink(std::filesystem::symlink_status(path, ec));
+    throw ModelError(path + (found ? ": quality calibration file is not a regular file (a link to nothing, a device or a folder)"
+                                   : ": quality calibration file not found"));
 }
 
 }  // namespace
@@ -128,27 +148,38 @@ QualityAssessor load_quality(const std::string& model_path, const std::string& q
     if (path.empty()) {
         std::error_code ec;
         const std::string beside = model_path.empty() ? std::string() : default_quality_file(model_path);
-        if (beside.empty() || !std::filesystem::is_regular_file(beside, ec)) {
+        if (beside.empty() || std::filesystem::symlink_status(beside, ec).type() == std::filesystem::file_type::not_found) {
             return QualityAssessor(std::nullopt, checkpoint_sha256);
         }
         path = beside;
-    } else {
-        std::error_code ec;
-        if (!std::filesystem::is_regular_file(path, ec)) throw ModelError(path + ": quality calibration file not found");
     }
+    check_regular(path);
     return parse_quality(read_file(path), path, checkpoint_sha256);
 }
 
 void check_finite(const std::vector<Result>& results, const std::string& engine_name) {
     for (std::size_t i = 0; i < results.size(); ++i) {
-        bool finite = true;
-        for (std::size_t f = 0; f < result_fields().size(); ++f) {  // every engine-output field of the table
+        // no chexmask-rt engine gives a negative spread or sigma, or landmarks a thousand image sizes
+        // away: a flag computed from them said "within calibrated thresholds"
+        const double far = 1000.0 * std::max(results[i].height, results[i].width);
+        std::string wrong;
+        for (std::size_t f = 0; f < result_fields().size() && wrong.empty(); ++f) {  // every engine-output field
+            const FieldInfo& field = result_fields()[f];
             const FieldValues v = field_values(results[i], f);
-            finite = finite && std::all_of(v.data, v.data + v.rows * v.columns, [](double x) { return std::isfinite(x); });
+            const double* end = v.data + v.rows * v.columns;
+            if (!std::all_of(v.data, end, [](double x) { return std::isfinite(x); })) {
+                wrong = "NaN or infinite values";
+            } else if ((field.kind == FieldKind::Spread || std::string_view(field.name) == "latent_sigma") &&
+                       std::any_of(v.data, end, [](double x) { return x < 0; })) {
+                wrong = std::string("a negative ") + field.name;
+            } else if ((field.kind == FieldKind::Position || field.kind == FieldKind::Samples) &&
+                       std::any_of(v.data, end, [far](double x) { return std::abs(x) > far; })) {
+                wrong = std::string(field.name) + " a thousand image sizes away";
+            }
         }
-        if (!finite) {
-            throw NonFiniteOutputError(i, "the engine " + engine_name +
-                                              " returned NaN or infinite values for this image; the engine is faulty");
+        if (!wrong.empty()) {
+            throw NonFiniteOutputError(i, "the engine " + engine_name + " returned " + wrong +
+                                              " for this image; the engine is faulty");
         }
     }
 }

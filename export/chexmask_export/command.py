@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import unicodedata
 
 from chexmask_rt.errors import InputError, ModelError
 
@@ -96,15 +95,8 @@ def _check_metadata_text(args: argparse.Namespace) -> None:
             text.encode("utf-8")
         except UnicodeEncodeError:
             raise InputError(f"{option} {text!r} is not valid UTF-8") from None
-        if option == "--description":
-            continue
-        if not text.strip():
-            raise InputError(f"{option} must not be empty: results name the model by name:version")
-        # DICOM outputs carry both as Long Strings (LO: no backslash or control characters, and the
-        # version at most 64 characters), and read the version back after the id's last colon
-        if "\\" in text or any(unicodedata.category(c) == "Cc" for c in text):
-            raise InputError(f"{option} {text!r} holds a backslash or a control character, which DICOM outputs "
-                             "cannot carry")
-        if option == "--model-version" and (":" in text or len(text) > 64):
-            raise InputError(f"--model-version {text!r} must be at most 64 characters without ':' "
-                             "(results name the model by name:version; DICOM outputs carry the version alone)")
+    from chexmask_rt import core  # the core's rule, which refuses an engine that breaks it
+
+    problem = core.model_id_problem(args.name, args.model_version)
+    if problem:
+        raise InputError(problem.replace("model_name", "--name", 1).replace("model_version", "--model-version", 1))

@@ -17,7 +17,8 @@ class ModelError(ChexmaskError):
 
 
 class NonFiniteOutputError(ModelError):
-    """The engine returned NaN or infinite values for one image: a faulty engine. ``predict`` and
+    """The engine returned NaN or infinite values for one image, or impossible ones (a negative spread,
+    landmarks a thousand image sizes away): a faulty engine. ``predict`` and
     ``predict_batch`` (all or nothing) raise it; ``predict_iter`` yields it as that image's outcome
     and ``chexmask-rt batch`` records it, and both go on. The core checks every result; ``index``
     is the image's position in the list given to ``predict_batch`` (0 for ``predict``; None from
@@ -26,6 +27,11 @@ class NonFiniteOutputError(ModelError):
 
     index: int | None = None
     reason: str | None = None
+
+
+def os_reason(exc: BaseException) -> str:
+    """Why a write failed, without the file OSError names (a temporary one beside the output)."""
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else first_line(exc)
 
 
 def first_line(exc: BaseException) -> str:

@@ -104,7 +104,7 @@ def _quality_file(engine: Path) -> str:
     if not engine.name:  # '/', '..': no file to sit beside; the core says what the path is
         return ""
     try:
-        if calibration_path(engine).is_file():
+        if os.path.lexists(calibration_path(engine)):  # the core reads it, or says what is wrong with it
             return ""
     except OSError:  # a name too long, a folder without search permission: the core says which
         return ""
@@ -186,8 +186,9 @@ class Segmenter:
         if tuple(self._engine.info.organs) != ORGANS:
             # the package's organ views, masks, CSV and measures are the HybridGNet anatomy's: never a
             # silently wrong organ; the core itself (C++/C API, _core.Engine) serves other organs
-            raise ModelError(f"{self.path}: the engine's organs ({self._engine.info.organs}) are not the anatomy "
-                             f"the Python package writes ({ORGANS}); use the C++ or C API for it")
+            organs = str(self._engine.info.organs)
+            raise ModelError(f"{self.path}: the engine's organs ({organs[:200]}{'...' if len(organs) > 200 else ''}) are "
+                             f"not the anatomy the Python package writes ({ORGANS}); use the C++ or C API for it")
         self.max_pixels: int | None = None  # None: $CHEXMASK_RT_MAX_PIXELS at each call, else the default
         self._engine_sha256: str | None = None
 

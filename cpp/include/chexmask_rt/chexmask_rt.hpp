@@ -15,7 +15,7 @@
 // same engine, image, samples and seed. Every failure but running out of memory
 // (std::bad_alloc) is a chexmask_rt::Error: InputError for a bad image or argument,
 // ModelError for an engine file, an engine option or a runtime library that cannot
-// be used (NonFiniteOutputError: NaN or infinity in one image's answer). Every
+// be used (NonFiniteOutputError: NaN, infinity or an impossible value in one image's answer). Every
 // result carries the reliability flag, Result::quality.
 // An Engine is safe to share between threads.
 #pragma once
@@ -52,7 +52,8 @@ public:
     using Error::Error;
 };
 
-/// The engine returned NaN or infinity for one image of a batch: a faulty engine. Only that
+/// The engine returned NaN, infinity or an impossible value (a negative spread, landmarks a thousand
+/// image sizes away) for one image of a batch: a faulty engine. Only that
 /// image's answer is lost; callers that segment many images may record it and go on.
 class CHEXMASK_RT_API NonFiniteOutputError : public ModelError {
 public:
