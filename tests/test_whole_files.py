@@ -137,3 +137,17 @@ def test_any_name_the_file_system_takes_can_be_written_whole(tmp_path):
         write_bytes_whole(tmp_path / name, b"whole")
         assert (tmp_path / name).read_bytes() == b"whole"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["a" * 251 + ".png", "é" * 125 + ".png"])
+
+
+def test_a_failed_picture_names_the_picture_not_its_temporary_file(tmp_path, monkeypatch, default_segmenter, example1):
+    import chexmask_rt.csv_output as csv_output
+    from chexmask_rt.errors import InputError
+
+    def full_disk(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device", str(Path(path).parent / f".{Path(path).name}.1.2.tmp"))
+
+    monkeypatch.setattr(csv_output, "write_bytes_whole", full_disk)
+    result = default_segmenter.predict(example1, samples=2)
+    with pytest.raises(InputError) as err:
+        csv_output.write_masks(tmp_path, "x", result)
+    assert str(err.value) == f"{tmp_path / 'x_right_lung.png'}: cannot write the mask picture (No space left on device)"

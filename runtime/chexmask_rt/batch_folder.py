@@ -66,7 +66,7 @@ def folder_lock(out: Path) -> Iterator[bool]:
     path = out / LOCK_NAME
     created = not path.exists()
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)  # the umask decides, as for the rest
     except OSError as exc:
         raise _os_error(out, "write in the output folder", exc) from None
     try:
@@ -395,7 +395,7 @@ class Appender:
         self._columns = tuple(columns)
         flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_APPEND if mode == "a" else os.O_TRUNC)
         try:
-            self._fd = os.open(path, flags, 0o644)
+            self._fd = os.open(path, flags, 0o666)  # a group's umask lets its members resume the folder
             if os.fstat(self._fd).st_size == 0:
                 self._put(_record(self._columns))
         except OSError as exc:

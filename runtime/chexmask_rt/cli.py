@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .devices import DEVICES
-from .errors import ChexmaskError, InputError, ModelError, NonFiniteOutputError, first_line
+from .errors import ChexmaskError, InputError, ModelError, NonFiniteOutputError, first_line, os_reason
 from .notice import INTENDED_USE
 from .whole_files import write_bytes_whole, write_text_whole
 
@@ -345,7 +345,11 @@ def _write_collected(args, results) -> None:
         text = json.dumps(payload[0] if len(payload) == 1 and len(args.images) == 1 else payload, indent=1,
                           allow_nan=False)
         if args.json == "-":
-            print(text)
+            try:
+                sys.stdout.write(text + "\n")
+                sys.stdout.flush()
+            except (OSError, ValueError) as exc:
+                failures.append(f"standard output: cannot write JSON ({getattr(exc, 'strerror', None) or exc})")
         else:
             try:
                 Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -366,17 +370,23 @@ def _write_collected(args, results) -> None:
 
 def _write_csv(target: str, results) -> None:
     from .csv_output import csv_text, write_csv
+    from .progress import say
 
     if target == "-":
-        sys.stdout.write(csv_text(results))
+        try:
+            sys.stdout.write(csv_text(results))
+            sys.stdout.flush()
+        except (OSError, ValueError) as exc:
+            raise InputError(f"standard output: cannot write CSV ({getattr(exc, 'strerror', None) or exc})") from None
     else:
         write_csv(target, results)
-        print(f"wrote {target}", file=sys.stderr)
+        say(f"wrote {target}")
 
 
 def cmd_batch(args) -> int:
     from .batch import run_batch
     from .discovery import SKIPPED_NAME
+    from .progress import say
     from .model import load
     from .shards import batch_inputs, input_root
 
@@ -404,9 +414,8 @@ def cmd_batch(args) -> int:
                             dicom_seg=args.dicom_seg, dicom_sr=args.dicom_sr, shard=shard,
                             batch_size=args.batch_size, skipped=found.skipped, input_root=root)
     if found.skipped:  # written once the folder was accepted (a refused one is left as it was)
-        print(f"batch: {len(found.skipped)} files skipped, reasons in {Path(args.out) / SKIPPED_NAME}",
-              file=sys.stderr)
-    print(f"batch: {summary.text(Path(args.out))}")
+        say(f"batch: {len(found.skipped)} files skipped, reasons in {Path(args.out) / SKIPPED_NAME}")
+    _output(f"batch: {summary.text(Path(args.out))}")
     return EXIT_OK if summary.failed == 0 else EXIT_SOME_FAILED
 
 
@@ -414,7 +423,7 @@ def cmd_merge(args) -> int:
     from .merge import merge_folders
 
     summary = merge_folders(args.folders, args.out)
-    print(f"merge: {summary.text(Path(args.out))}")
+    _output(f"merge: {summary.text(Path(args.out))}")
     return EXIT_OK if summary.complete else EXIT_SOME_FAILED
 
 
@@ -479,7 +488,7 @@ def _write_overlay(target: str, result, stem: str, *, several: bool, max_pixels:
         if written:
             write_bytes_whole(out, encoded.tobytes())
     except (OSError, cv2.error) as exc:
-        raise InputError(f"{out}: cannot write the overlay picture ({first_line(exc)})") from None
+        raise InputError(f"{out}: cannot write the overlay picture ({os_reason(exc)})") from None
     if not written:
         raise InputError(f"{out}: cannot write the overlay picture")
     say(f"wrote {out}")
@@ -520,8 +529,26 @@ def _sigterm_as_interrupt():
 
 
 def main(argv: list[str] | None = None) -> int:
+    _steady_streams()
     with _sigterm_as_interrupt():
-        return _main(argv)
+        code = _main(argv)
+    try:  # what is still buffered: a reader that left must not turn the exit into Python's 120
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return code
+
+
+def _steady_streams() -> None:
+    """Standard output and error as the command writes to them: a stream started closed (``2>&-``) is
+    a sink (a closed one stopped every run before its first image), and a name the stream's encoding
+    cannot hold is escaped, not a traceback."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is None:
+            setattr(sys, name, open(os.devnull, "w"))
+        elif hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
 
 
 def _main(argv: list[str] | None) -> int:
@@ -567,15 +594,22 @@ def _main(argv: list[str] | None) -> int:
         return EXIT_INPUT
     except KeyboardInterrupt as exc:
         resume = " (rerun the same command to resume)" if args.command == "batch" else ""
-        print(f"chexmask-rt: {'terminated' if isinstance(exc, _Terminated) else 'interrupted'}{resume}",
-              file=sys.stderr)
+        _error(f"chexmask-rt: {'terminated' if isinstance(exc, _Terminated) else 'interrupted'}{resume}")
         return 143 if isinstance(exc, _Terminated) else 130
 
 
 def _error(line: str) -> None:
-    from .progress import printable
+    """A line on standard error, escaped, lost (not raised) when nobody reads it any more."""
+    from .progress import say
 
-    print(printable(line), file=sys.stderr)
+    say(line)
+
+
+def _output(line: str) -> None:
+    """A summary line on standard output, likewise."""
+    from .progress import say
+
+    say(line, file=sys.stdout)
 
 
 if __name__ == "__main__":

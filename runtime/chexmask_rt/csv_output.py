@@ -30,7 +30,7 @@ import numpy as np
 
 from .csv_lines import csv_line
 from .dicom_source import UID_KEYWORDS
-from .errors import InputError, first_line
+from .errors import InputError, os_reason
 from .notice import INTENDED_USE
 from .result import FIELDS, Result, look_kind
 from .rle import encode
@@ -151,7 +151,7 @@ def write_masks(folder: str | os.PathLike, stem: str, result: Result) -> list[Pa
             if ok:
                 write_bytes_whole(out, png.tobytes())
         except (OSError, cv2.error) as exc:  # e.g. a full disk, a name too long for the file system
-            raise InputError(f"{out}: cannot write the mask picture ({first_line(exc)})") from None
+            raise InputError(f"{out}: cannot write the mask picture ({os_reason(exc)})") from None
         if not ok:
             raise InputError(f"{out}: cannot write the mask picture")
         written.append(out)

@@ -26,8 +26,7 @@ class _LogLines(tqdm):
         return True
 
     def display(self, msg=None, pos=None):
-        self.fp.write(self.__str__() + "\n")
-        self.fp.flush()
+        _tolerant(lambda: (self.fp.write(self.__str__() + "\n"), self.fp.flush()))
         return True
 
     def clear(self, nolock=False):
@@ -45,7 +44,7 @@ class _LogLines(tqdm):
 def progress_bar(total: int, desc: str, enabled: bool = True) -> tqdm:
     """A progress bar over ``total`` images on standard error: tqdm's on a terminal, else
     :class:`_LogLines`; a silent one when not ``enabled``."""
-    if not enabled:
+    if not enabled or sys.stderr is None:
         return tqdm(total=total, disable=True)
     if sys.stderr.isatty():
         return tqdm(total=total, desc=desc, unit="img", file=sys.stderr)
@@ -65,4 +64,13 @@ def printable(text: str) -> str:
 
 def say(message: str, file=None) -> None:
     """A line on standard error (or ``file``: standard output) that a bar on the terminal does not swallow."""
-    tqdm.write(printable(message), file=file or sys.stderr)
+    _tolerant(lambda: tqdm.write(printable(message), file=file or sys.stderr))
+
+
+def _tolerant(write) -> None:
+    """A line for people: when nobody reads it any more (a closed pipe, a log on a full disk, a closed
+    stream) it is lost, and the run, whose results go to files, goes on."""
+    try:
+        write()
+    except (OSError, ValueError):
+        pass

@@ -1,0 +1,88 @@
+"""The CLI where hospitals and devices run it: nothing written outside the output paths, closed or
+gone standard streams, a group sharing a batch folder, a terminal that cannot show a file's name."""
+import os
+import shutil
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from conftest import IMAGES
+
+IMAGE = IMAGES / "nih_00000001_000_512.png"
+
+
+def run(args, *, env=None, shell_suffix="", **kwargs) -> subprocess.CompletedProcess:
+    """The CLI in a shell, so that its standard streams can be closed or redirected as a deployment does."""
+    command = " ".join(f"'{a}'" for a in [sys.executable, "-m", "chexmask_rt", *map(str, args)]) + shell_suffix
+    return subprocess.run(["bash", "-c", command], capture_output=True, text=True, env=env, **kwargs)
+
+
+def test_nothing_is_written_under_home_or_tmpdir(tmp_path):
+    """ONNX Runtime's telemetry wrote a device id and an event store (executable path, CPU, OS) under
+    $HOME/.cache, and /tmp/.ses, at every engine load."""
+    home, tmp = tmp_path / "home", tmp_path / "tmp"
+    home.mkdir()
+    tmp.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"} | {"HOME": str(home), "TMPDIR": str(tmp)}
+    proc = run(["predict", IMAGE, "--samples", 2, "--json", tmp_path / "r.json"], env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert list(home.rglob("*")) == [] and list(tmp.rglob("*")) == []
+
+
+def test_a_batch_runs_with_standard_error_closed(tmp_path):
+    """sys.stderr is None then: the progress bar's isatty() raised before the first image, so nothing
+    was done (exit 1, without a word)."""
+    out = tmp_path / "out"
+    proc = run(["batch", IMAGES, "--out", out, "--samples", 2], shell_suffix=" 2>&-")
+    assert proc.returncode == 0 and proc.stdout.startswith("batch: 5 images: 5 done"), proc.stdout
+    assert (out / "results.csv").read_text().count("\n") == 6
+
+
+def test_summary_lines_nobody_reads_cost_nothing(tmp_path):
+    """Standard output on a full disk (or a reader that left): the results are in files; the run
+    ended with Python's exit 120 and 'Exception ignored' lines."""
+    out = tmp_path / "out"
+    proc = run(["batch", IMAGES, "--out", out, "--samples", 2], shell_suffix=" > /dev/full")
+    assert proc.returncode == 0 and "Exception ignored" not in proc.stderr and "Traceback" not in proc.stderr
+    assert (out / "results.csv").read_text().count("\n") == 6
+
+
+def test_a_json_nobody_reads_does_not_cost_the_csv(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "chexmask_rt", "predict", str(IMAGE), "--samples", "2",
+                             "--json", "-", "--csv", str(tmp_path / "r.csv")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # the reader is gone before the JSON is written
+    err = proc.stderr.read()
+    assert proc.wait() == 3 and "standard output: cannot write JSON" in err and "Traceback" not in err
+    assert (tmp_path / "r.csv").read_text().count("\n") == 2
+
+
+def test_a_group_can_resume_the_folder_a_member_made(tmp_path):
+    """The lock, results.csv and errors.csv were created 0644 whatever the umask: another member of
+    the group could not resume the batch."""
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "chexmask_rt", "batch", str(IMAGES), "--out", str(out),
+                           "--samples", "2", "--no-progress"], capture_output=True, text=True,
+                          preexec_fn=lambda: os.umask(0o002))
+    assert proc.returncode == 0, proc.stderr
+    for name in (".chexmask-rt.lock", "results.csv", "errors.csv"):
+        assert (out / name).stat().st_mode & stat.S_IWGRP, name
+
+
+def test_a_name_the_terminal_cannot_show_is_escaped(tmp_path):
+    """A summary naming a file whose name the stream's encoding cannot hold raised UnicodeEncodeError
+    (a traceback, exit 1) after the results were written."""
+    image = tmp_path / "thorax_é.png"
+    shutil.copy(IMAGE, image)
+    env = os.environ | {"PYTHONIOENCODING": "ascii"}
+    proc = run(["predict", image, "--samples", 2, "--csv", tmp_path / "r.csv"], env=env)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "thorax_\\xe9.png" in proc.stdout and (tmp_path / "r.csv").exists()
+
+
+@pytest.mark.parametrize("stream", ["1", "2"])
+def test_predict_of_several_images_with_a_stream_closed(tmp_path, stream):
+    proc = run(["predict", IMAGE, IMAGE, "--samples", 2, "--csv", tmp_path / "r.csv"], shell_suffix=f" {stream}>&-")
+    assert proc.returncode == 0 and (tmp_path / "r.csv").read_text().count("\n") == 3
