@@ -14,8 +14,10 @@ IMAGE = IMAGES / "nih_00000001_000_512.png"
 
 
 def run(args, *, env=None, shell_suffix="", **kwargs) -> subprocess.CompletedProcess:
-    """The CLI in a shell, so that its standard streams can be closed or redirected as a deployment does."""
+    """The CLI in a shell, so that its standard streams can be closed or redirected as a deployment does
+    (buffered, as deployments run it: PYTHONUNBUFFERED would hide what is written only at exit)."""
     command = " ".join(f"'{a}'" for a in [sys.executable, "-m", "chexmask_rt", *map(str, args)]) + shell_suffix
+    env = {k: v for k, v in (env or os.environ).items() if k != "PYTHONUNBUFFERED"}
     return subprocess.run(["bash", "-c", command], capture_output=True, text=True, env=env, **kwargs)
 
 
@@ -86,3 +88,36 @@ def test_a_name_the_terminal_cannot_show_is_escaped(tmp_path):
 def test_predict_of_several_images_with_a_stream_closed(tmp_path, stream):
     proc = run(["predict", IMAGE, IMAGE, "--samples", 2, "--csv", tmp_path / "r.csv"], shell_suffix=f" {stream}>&-")
     assert proc.returncode == 0 and (tmp_path / "r.csv").read_text().count("\n") == 3
+
+
+@pytest.mark.parametrize("args, redirect, what", [
+    (["info"], " > /dev/full", "the engine's information"),
+    (["predict", IMAGE, "--samples", 2, "--csv", "-"], " 1>&-", "CSV"),
+    (["predict", IMAGE, "--samples", 2, "--json", "-"], " 1>&-", "JSON"),
+])
+def test_data_for_standard_output_that_is_lost_is_an_error(args, redirect, what):
+    """Unlike a summary line, what the command was asked to print: lost with exit 0 (info, --csv -) or
+    Python's 120 before."""
+    proc = run(args, shell_suffix=redirect)
+    assert proc.returncode == 3 and f"standard output: cannot write {what}" in proc.stderr, proc.stderr
+
+
+def test_csv_on_standard_output_keeps_names_that_are_not_utf8_as_files_do(tmp_path):
+    folder = os.fsencode(tmp_path)
+    image = os.fsdecode(folder + b"/\xe9.png")
+    shutil.copy(IMAGE, image)
+    file_csv = tmp_path / "r.csv"
+    piped = subprocess.run([sys.executable, "-m", "chexmask_rt", "predict", image, "--samples", "2", "--csv", "-"],
+                           capture_output=True, env=os.environ | {"PYTHONIOENCODING": "utf-8"})
+    assert subprocess.run([sys.executable, "-m", "chexmask_rt", "predict", image, "--samples", "2", "--csv",
+                           str(file_csv)], capture_output=True).returncode == 0
+    assert piped.returncode == 0 and piped.stdout == file_csv.read_bytes() and b"/\xe9.png" in piped.stdout
+
+
+def test_a_descriptor_started_closed_is_not_taken_by_the_next_file():
+    """With stdin and stderr closed, the next file opened (the batch lock) became descriptor 2, and
+    low-level writes to stderr went into it."""
+    code = ("import os; from chexmask_rt.cli import _steady_streams; _steady_streams(); "
+            "print(os.open(os.devnull, os.O_RDONLY))")
+    proc = subprocess.run(["bash", "-c", f"'{sys.executable}' -c '{code}' 0<&- 2>&-"], capture_output=True, text=True)
+    assert proc.returncode == 0 and int(proc.stdout) > 2, proc.stdout

@@ -372,3 +372,17 @@ def test_predicting_an_image_stored_mirrored_is_refused_not_answered_with_swappe
         default_segmenter.predict(mirrored, samples=2)
     conventional = _edited(tmp_path, "conventional", PatientOrientation=["L", "F"])
     assert default_segmenter.predict(conventional, samples=2).landmarks.shape == (120, 2)
+
+
+def test_a_version_dicom_cannot_carry_is_the_engines_fault(default_segmenter, example1):
+    """An engine not from this exporter may carry a version over 64 characters: DICOM outputs wrote a
+    non-conformant Long String; now the engine is named, not the image."""
+    import dataclasses
+
+    from chexmask_rt import ModelError
+    from chexmask_rt.dicom_out import _algorithm_version
+
+    result = default_segmenter.predict(example1, samples=2)
+    assert _algorithm_version(result) == result.model.rpartition(":")[2]
+    with pytest.raises(ModelError, match="is longer than 64 characters, which DICOM outputs cannot carry"):
+        _algorithm_version(dataclasses.replace(result, model="toy:" + "v" * 70))

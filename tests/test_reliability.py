@@ -191,3 +191,10 @@ def test_a_calibration_that_is_no_file_is_refused_not_ignored(tmp_path, kind):
     (tmp_path / "m.onnx").symlink_to(chexmask_rt.default_model_path())
     with pytest.raises(chexmask_rt.ModelError, match="not a regular file"):
         chexmask_rt.load(tmp_path / "m.onnx")
+
+
+def test_an_engine_whose_calibration_name_would_be_too_long_is_uncalibrated(tmp_path):
+    """Its <stem>.quality.json is past NAME_MAX: no calibration can be there, and the engine loaded
+    uncalibrated; a stricter check once called it "not found"."""
+    q = _core.QualityAssessor(str(tmp_path / ("m" * 250 + ".onnx")), "", "a" * 64)
+    assert not q.assess(1.0, 0.5, 1024, 1024).calibrated

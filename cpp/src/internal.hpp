@@ -28,10 +28,10 @@ constexpr std::size_t columns_of(const std::vector<T>&) { return sizeof(T) / siz
 /// The HybridGNet anatomy, the organs of an engine whose metadata names none: right lung 44,
 /// left lung 50, heart 26 (Python: anatomy.py).
 const std::vector<Organ>& default_organs();
-// What is wrong with a model's name and version as results and DICOM outputs carry them
-// (`name:version`, Long Strings: not empty, no control character or backslash, at most 64
-// characters, no ':' in the version), "" when nothing; the exporter checks its flags with it too.
-std::string model_id_problem(const std::string& name, const std::string& version);
+// What is wrong with a model's name and version as results carry them (`name:version`: not empty,
+// no control character or backslash, no ':' in the version), "" when nothing; with ``dicom`` also
+// what DICOM outputs cannot carry (a version over 64 characters), which the exporter refuses.
+std::string model_id_problem(const std::string& name, const std::string& version, bool dicom);
 
 /// Geometry of the centred zero-pad to a square of side max(h, w) (Python: _core.Letterbox).
 struct Letterbox {

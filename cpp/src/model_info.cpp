@@ -15,22 +15,28 @@ namespace {
 constexpr const char* kPrefix = "chexmask_rt.";
 constexpr int kFormatVersion = 1;
 constexpr std::int64_t kMaxLandmarks = 65536;
-constexpr std::size_t kMaxLabel = 64;  // DICOM outputs carry the name and version as Long Strings
+constexpr std::size_t kMaxLabel = 64;  // DICOM outputs carry the version as a Long String
 
 // A metadata value as an error message quotes it: control characters escaped, at most 80 bytes (an
-// engine's 10 MB entry made one 33 MB line).
+// engine's 10 MB entry made one 33 MB line), cut between characters (a cut UTF-8 sequence made the
+// message itself undecodable).
 std::string shown(const std::string& text) {
     std::string out;
-    for (std::size_t i = 0; i < text.size() && out.size() < 80; ++i) {
+    std::size_t i = 0;
+    while (i < text.size() && out.size() < 80) {
         const auto c = static_cast<unsigned char>(text[i]);
         if (c < 0x20 || c == 0x7F) {
             static const char* hex = "0123456789abcdef";
             out += std::string("\\x") + hex[c >> 4] + hex[c & 15];
-        } else {
-            out += static_cast<char>(c);
+            ++i;
+            continue;
         }
+        std::size_t end = i + 1;  // the whole character: its continuation bytes too
+        while (end < text.size() && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) ++end;
+        out.append(text, i, end - i);
+        i = end;
     }
-    return out.size() < text.size() ? out + "..." : out;
+    return i < text.size() ? out + "..." : out;
 }
 
 int parse_int(const std::string& text, const std::string& key, const std::string& source) {
@@ -138,26 +144,27 @@ bool valid_utf8(std::string_view text) {
     return true;
 }
 
-std::string model_id_problem(const std::string& name, const std::string& version) {
+std::string model_id_problem(const std::string& name, const std::string& version, bool dicom) {
     for (const auto& [key, text] : {std::pair<const char*, const std::string&>{"model_name", name}, {"model_version", version}}) {
         const std::string what = std::string(key) + " '" + shown(text) + "' ";
         if (text.find_first_not_of(" \t") == std::string::npos) return what + "is empty: results name the model by name:version";
-        // C0 and DEL, and C1 (U+0080..U+009F, 0xC2 0x80..0x9F in UTF-8): none may stand in a DICOM Long String
+        // C0 and DEL, and C1 (U+0080..U+009F, 0xC2 0x80..0x9F in UTF-8): raw in every CSV row, and none
+        // may stand in a DICOM Long String
         for (std::size_t i = 0; i < text.size(); ++i) {
             const auto c = static_cast<unsigned char>(text[i]);
             const bool c1 = c == 0xC2 && i + 1 < text.size() && static_cast<unsigned char>(text[i + 1]) < 0xA0;
             if (c < 0x20 || c == 0x7F || c1 || c == '\\') {
-                return what + "holds a backslash or a control character, which DICOM outputs cannot carry";
+                return what + "holds a backslash or a control character, which results and DICOM outputs cannot carry";
             }
-        }
-        const auto characters = std::count_if(text.begin(), text.end(),
-                                              [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; });
-        if (static_cast<std::size_t>(characters) > kMaxLabel) {
-            return what + "is longer than 64 characters, which DICOM outputs cannot carry";
         }
     }
     if (version.find(':') != std::string::npos) {
         return "model_version '" + shown(version) + "' holds a ':', so it could not be read back from the id name:version";
+    }
+    const auto characters = std::count_if(version.begin(), version.end(),
+                                          [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; });
+    if (dicom && static_cast<std::size_t>(characters) > kMaxLabel) {
+        return "model_version '" + shown(version) + "' is longer than 64 characters, which DICOM outputs cannot carry";
     }
     return "";
 }
@@ -205,7 +212,7 @@ ModelInfo parse_model_info(const std::map<std::string, std::string>& props, cons
     check_hex(info.checkpoint_sha256, "checkpoint_sha256", false, source);
     info.model_name = value_or("model_name", "hybridgnet");
     info.model_version = value_or("model_version", "unversioned");
-    if (const std::string problem = detail::model_id_problem(info.model_name, info.model_version); !problem.empty()) {
+    if (const std::string problem = detail::model_id_problem(info.model_name, info.model_version, false); !problem.empty()) {
         throw ModelError(source + ": malformed engine metadata (" + kPrefix + problem + ")");
     }
     info.trained = parse_bool(value_or("trained", "true"), "trained", source);

@@ -111,13 +111,13 @@ Ort::Env& runtime_env(const std::string& option) {
     }
     std::string library = requested;
     // ONNX Runtime's telemetry wrote a device id and an event store (executable path, CPU, OS) under
-    // $HOME/.cache and /tmp at every engine load: a runtime inside hospital systems and devices
-    // collects nothing. Read where the library starts; a caller who set the variable keeps its value.
+    // $HOME/.cache and $TMPDIR at every engine load: a runtime inside hospital systems and devices
+    // collects nothing. Only this variable, read as the library starts, stops it; a caller who set
+    // it keeps its value (the headers say the first engine sets it).
     setenv("ORT_DISABLE_TELEMETRY", "1", 0);
     const OrtApiBase* base = requested.empty() ? default_api_base(library) : load_api_base(requested);
     Ort::InitApi(api_of(base, library));
     g_runtime.env = new Ort::Env(ORT_LOGGING_LEVEL_WARNING, "chexmask_rt", forward_log, nullptr);
-    g_runtime.env->DisableTelemetryEvents();
     g_runtime.library = library;
     g_runtime.handle = resident(library);
     log(LogLevel::info, "loaded ONNX Runtime " + std::string(base->GetVersionString()) + " from '" + library + "'");

@@ -148,7 +148,9 @@ QualityAssessor load_quality(const std::string& model_path, const std::string& q
     if (path.empty()) {
         std::error_code ec;
         const std::string beside = model_path.empty() ? std::string() : default_quality_file(model_path);
-        if (beside.empty() || std::filesystem::symlink_status(beside, ec).type() == std::filesystem::file_type::not_found) {
+        // absent, or a path the system cannot even look at (a name too long): uncalibrated, as before
+        if (beside.empty() || std::filesystem::symlink_status(beside, ec).type() == std::filesystem::file_type::not_found ||
+            ec) {
             return QualityAssessor(std::nullopt, checkpoint_sha256);
         }
         path = beside;

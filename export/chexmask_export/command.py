@@ -97,6 +97,7 @@ def _check_metadata_text(args: argparse.Namespace) -> None:
             raise InputError(f"{option} {text!r} is not valid UTF-8") from None
     from chexmask_rt import core  # the core's rule, which refuses an engine that breaks it
 
-    problem = core.model_id_problem(args.name, args.model_version)
+    problem = core.model_id_problem(args.name, args.model_version, dicom=True)
     if problem:
-        raise InputError(problem.replace("model_name", "--name", 1).replace("model_version", "--model-version", 1))
+        option, _, why = problem.partition(" ")  # "model_name '...' is ..."
+        raise InputError(f"{'--name' if option == 'model_name' else '--model-version'} {why}")

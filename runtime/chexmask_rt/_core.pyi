@@ -115,10 +115,11 @@ def node_std_1024(mean_node_std: float, height: int, width: int) -> float:
 def default_quality_file(model_path: str) -> str:
     """<stem>.quality.json beside the model: where its calibration is read from when none is named."""
 
-def model_id_problem(model_name: str, model_version: str) -> str:
-    """What is wrong with a name and version as an engine's metadata (results and DICOM outputs carry
-    them: not empty, no backslash or control character, at most 64 characters, no ':' in the version);
-    "" when nothing. The core refuses an engine whose metadata has one."""
+def model_id_problem(model_name: str, model_version: str, dicom: bool = False) -> str:
+    """What is wrong with a name and version as an engine's metadata (results carry them as
+    name:version: not empty, no backslash or control character, no ':' in the version), "" when
+    nothing; the core refuses an engine whose metadata has one. ``dicom``: also a version over 64
+    characters, which DICOM outputs cannot carry (the exporter refuses it)."""
 
 class Result:
     """One image's result in original pixels; array properties return fresh copies.

@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 batch finished but some images failed, 2 usage error,
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import signal
@@ -346,10 +347,9 @@ def _write_collected(args, results) -> None:
                           allow_nan=False)
         if args.json == "-":
             try:
-                sys.stdout.write(text + "\n")
-                sys.stdout.flush()
-            except (OSError, ValueError) as exc:
-                failures.append(f"standard output: cannot write JSON ({getattr(exc, 'strerror', None) or exc})")
+                _write_stdout(text + "\n", "JSON")
+            except InputError as exc:
+                failures.append(str(exc))
         else:
             try:
                 Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -373,11 +373,7 @@ def _write_csv(target: str, results) -> None:
     from .progress import say
 
     if target == "-":
-        try:
-            sys.stdout.write(csv_text(results))
-            sys.stdout.flush()
-        except (OSError, ValueError) as exc:
-            raise InputError(f"standard output: cannot write CSV ({getattr(exc, 'strerror', None) or exc})") from None
+        _write_stdout(csv_text(results), "CSV")
     else:
         write_csv(target, results)
         say(f"wrote {target}")
@@ -499,7 +495,8 @@ def cmd_info(args) -> int:
 
     seg = load(args.model, backend=args.backend, device=args.device)
     info = {k: getattr(seg.info, k) for k in dir(seg.info) if not k.startswith("_") and k != "metadata"}
-    print(json.dumps({"path": str(seg.path), "backend": seg.backend, "providers": seg.providers, **info}, indent=1))
+    _write_stdout(json.dumps({"path": str(seg.path), "backend": seg.backend, "providers": seg.providers, **info},
+                             indent=1) + "\n", "the engine's information")
     return EXIT_OK
 
 
@@ -539,16 +536,42 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
+_closed_at_start: set[int] = set()  # standard descriptors the command was started without
+
+
 def _steady_streams() -> None:
-    """Standard output and error as the command writes to them: a stream started closed (``2>&-``) is
-    a sink (a closed one stopped every run before its first image), and a name the stream's encoding
-    cannot hold is escaped, not a traceback."""
-    for name in ("stdout", "stderr"):
+    """Standard streams as the command writes to them. One started closed (``2>&-``) is /dev/null on
+    its own descriptor (a closed stderr stopped every run before its first image, and the next file
+    opened, such as the batch lock, took its number and low-level writes). A name the stream's
+    encoding cannot hold is escaped, not a traceback; on a UTF-8 stdout a name that is not UTF-8 is
+    written as its bytes, as in files."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            _closed_at_start.add(fd)
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    for fd, name in ((1, "stdout"), (2, "stderr")):
         stream = getattr(sys, name)
         if stream is None:
-            setattr(sys, name, open(os.devnull, "w"))
+            setattr(sys, name, open(fd, "w", closefd=False))
         elif hasattr(stream, "reconfigure"):
-            stream.reconfigure(errors="backslashreplace")
+            utf8 = name == "stdout" and (stream.encoding or "").lower().replace("-", "") == "utf8"
+            stream.reconfigure(errors="surrogateescape" if utf8 else "backslashreplace")
+
+
+def _write_stdout(text: str, what: str) -> None:
+    """Data for standard output (JSON, CSV, info): lost is an error, unlike a summary line."""
+    try:
+        if 1 in _closed_at_start:
+            raise OSError(errno.EBADF, "closed")
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except (OSError, ValueError) as exc:
+        raise InputError(f"standard output: cannot write {what} ({getattr(exc, 'strerror', None) or exc})") from None
 
 
 def _main(argv: list[str] | None) -> int:

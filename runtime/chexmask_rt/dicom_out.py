@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 from .dicom_source import (IMAGER_PIXEL_SPACING, MAGNIFICATION_CORRECTED, PIXEL_SPACING, spacing_of,
                            unusable_pixel_spacing)
 from .dicom_io import check_orientation
-from .errors import InputError, first_line
+from .errors import InputError, ModelError, first_line
 from .measures import measure
 from .whole_files import write_whole_unclaimed
 
@@ -81,6 +81,18 @@ def _version() -> str:
     from .version import __version__
 
     return __version__
+
+
+def _algorithm_version(result) -> str:
+    """The model's version, from its id (the core refuses a version holding ':'), as DICOM carries it:
+    a Long String, which a version over 64 characters (an engine not from this exporter) is not."""
+    from . import core
+
+    name, _, version = result.model.rpartition(":")
+    problem = core.model_id_problem(name, version, dicom=True)
+    if problem:
+        raise ModelError(f"{result.model}: the engine's {problem}; re-export it with a shorter --model-version")
+    return version
 
 
 def _algorithm_name(result) -> str:
@@ -132,7 +144,7 @@ def segmentation(result: Result, source_dataset: Dataset, *, series_number: int 
 
     _check_source(result, source_dataset)
     algorithm = hd.AlgorithmIdentificationSequence(
-        name=_algorithm_name(result), family=codes.cid7162.ArtificialIntelligence, version=result.model.split(":")[-1],
+        name=_algorithm_name(result), family=codes.cid7162.ArtificialIntelligence, version=_algorithm_version(result),
         source=f"chexmask-rt {_version()}",
         parameters={"model": result.model, "samples": str(result.samples), "seed": str(result.seed),
                     "use": RESEARCH_ONLY})
@@ -229,7 +241,7 @@ def measurement_report(result: Result, source_dataset: Dataset, *,
     no_units = codes.UCUM.NoUnits
     parameters = [f"model={result.model}", f"samples={result.samples}", f"seed={result.seed}",
                   f"chexmask-rt {_version()}"]
-    algorithm = sr.AlgorithmIdentification(name=_algorithm_name(result), version=result.model.split(":")[-1],
+    algorithm = sr.AlgorithmIdentification(name=_algorithm_name(result), version=_algorithm_version(result),
                                            parameters=parameters)
     std = codes.SCT.StandardDeviation
 

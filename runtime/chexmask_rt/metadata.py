@@ -8,6 +8,7 @@ without running it (:func:`read_engine_metadata`).
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +64,7 @@ class EngineMetadata:
 def read_engine_metadata(path: str | Path) -> tuple[dict[str, str], core.ModelInfo]:
     """An engine file's metadata properties and the core's ModelInfo of them, without running it
     (onnxruntime opens it with graph optimisations off, so this stays quick at any input size)."""
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # as the core does: its Python binding collects too
     import onnxruntime as ort
 
     path = Path(path)

@@ -17,7 +17,8 @@
 // ModelError for an engine file, an engine option or a runtime library that cannot
 // be used (NonFiniteOutputError: NaN, infinity or an impossible value in one image's answer). Every
 // result carries the reliability flag, Result::quality.
-// An Engine is safe to share between threads.
+// An Engine is safe to share between threads. The first Engine opened sets
+// ORT_DISABLE_TELEMETRY=1 in the environment unless it is set (ONNX Runtime's telemetry is off).
 #pragma once
 
 #include <chexmask_rt/api.h>

@@ -22,7 +22,9 @@
  * once, after every call on it has returned (as with free(), a handle used after it is freed is
  * undefined behaviour). Do not fork() while a call is running:
  * the child inherits ONNX Runtime's locks held and its calls can hang (fork between calls, or
- * create engines after the fork). The numbers equal the C++ API's (and the
+ * create engines after the fork). The first engine opened sets ORT_DISABLE_TELEMETRY=1 in the
+ * process environment unless it is set (ONNX Runtime's telemetry is off); set it yourself before
+ * starting threads that read the environment. The numbers equal the C++ API's (and the
  * Python package's) for the same engine, image, samples and seed.
  */
 #ifndef CHEXMASK_RT_C_H
