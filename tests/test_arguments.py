@@ -157,6 +157,7 @@ def test_empty_and_bytes_image_paths_are_input_errors(default_segmenter):
     (123, "expected a model path, got int"),
     (b"model.onnx", "got bytes"),
     (_BytesPath(), "got bytes"),
+    ("\udcffmodel.onnx", r"\\udcffmodel.onnx: a model path that is not valid UTF-8"),  # was a UnicodeEncodeError
 ])
 def test_model_paths_that_name_no_file_are_model_errors(model, needle):
     import chexmask_rt

@@ -386,3 +386,24 @@ def test_a_version_dicom_cannot_carry_is_the_engines_fault(default_segmenter, ex
     assert _algorithm_version(result) == result.model.rpartition(":")[2]
     with pytest.raises(ModelError, match="is longer than 64 characters, which DICOM outputs cannot carry"):
         _algorithm_version(dataclasses.replace(result, model="toy:" + "v" * 70))
+
+
+def test_an_engine_whose_version_dicom_cannot_carry_fails_before_any_image(tmp_path):
+    """A batch ran inference on every image and recorded the ModelError for each (exit 1); predict
+    raised it after the first image's inference."""
+    import subprocess
+    import sys
+
+    import chexmask_rt
+    from chexmask_rt import ModelError
+    from chexmask_rt.batch import run_batch
+    from toy_engine import write_toy_engine
+
+    engine = write_toy_engine(tmp_path / "old.onnx", metadata={"model_version": "v" * 70})
+    seg = chexmask_rt.load(engine)  # it loads: only DICOM outputs cannot carry its version
+    with pytest.raises(ModelError, match="is longer than 64 characters"):
+        run_batch(seg, [str(DICOMS[0])], tmp_path / "out", samples=2, progress=False, dicom_seg=tmp_path / "seg")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "seg").exists()
+    proc = subprocess.run([sys.executable, "-m", "chexmask_rt", "predict", str(DICOMS[0]), "--model", str(engine),
+                           "--samples", "2", "--dicom-sr", str(tmp_path / "sr")], capture_output=True, text=True)
+    assert proc.returncode == 4 and "is longer than 64 characters" in proc.stderr and proc.stdout == ""

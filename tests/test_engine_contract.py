@@ -183,7 +183,7 @@ def test_the_default_organs_need_120_landmarks_in_the_metadata_only_validator():
     ({"model_version": "1\\2"}, r"model_version '1\\2' holds a backslash"),
     ({"model_version": "1:2:3"}, r"model_version '1:2:3' holds a ':'"),
     # an 80-byte cut of the quoted value inside a character made the message undecodable (a traceback)
-    ({"model_name": "\x07" + "é" * 100}, r"model_name '\\x07é+\.\.\.' holds a backslash"),
+    ({"model_name": "\x07a" + "é" * 100}, r"model_name '\\x07aé+\.\.\.' holds a backslash"),
     ({"model_name": " "}, r"model_name ' ' is empty"),
     ({"checkpoint_sha256": "\x1b[2J" + "0" * 60}, r"checkpoint_sha256=\\x1b\[2J0+\): at most 64 lowercase hex digits"),
     ({"landmark_offsets_sha256": "Z"}, r"landmark_offsets_sha256=Z\): at most 64 lowercase hex digits"),

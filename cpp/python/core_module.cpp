@@ -280,7 +280,8 @@ void bind_quality(py::module_& m) {
     m.def("default_quality_file", &detail::default_quality_file, py::arg("model_path"),
           "Where an engine's calibration is read from when none is named: <stem>.quality.json beside it");
     m.def("model_id_problem", &detail::model_id_problem, py::arg("model_name"), py::arg("model_version"),
-          py::arg("dicom") = false, "What is wrong with a model's name and version as engines carry them, '' when nothing");
+          py::arg("dicom") = false, "What is wrong with a model's name and version as engines carry them, '' when nothing; dicom: "
+          "also a version over 64 characters");
 }
 
 void bind_engine(py::module_& m) {

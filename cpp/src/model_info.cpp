@@ -17,7 +17,7 @@ constexpr int kFormatVersion = 1;
 constexpr std::int64_t kMaxLandmarks = 65536;
 constexpr std::size_t kMaxLabel = 64;  // DICOM outputs carry the version as a Long String
 
-// A metadata value as an error message quotes it: control characters escaped, at most 80 bytes (an
+// A metadata value as an error message quotes it: control characters escaped, about 80 bytes (an
 // engine's 10 MB entry made one 33 MB line), cut between characters (a cut UTF-8 sequence made the
 // message itself undecodable).
 std::string shown(const std::string& text) {

@@ -112,8 +112,8 @@ Ort::Env& runtime_env(const std::string& option) {
     std::string library = requested;
     // ONNX Runtime's telemetry wrote a device id and an event store (executable path, CPU, OS) under
     // $HOME/.cache and $TMPDIR at every engine load: a runtime inside hospital systems and devices
-    // collects nothing. Only this variable, read as the library starts, stops it; a caller who set
-    // it keeps its value (the headers say the first engine sets it).
+    // collects nothing. Only this variable, read when ONNX Runtime's environment is created, stops
+    // it; a caller who set it keeps its value (the headers say the first engine sets it).
     setenv("ORT_DISABLE_TELEMETRY", "1", 0);
     const OrtApiBase* base = requested.empty() ? default_api_base(library) : load_api_base(requested);
     Ort::InitApi(api_of(base, library));

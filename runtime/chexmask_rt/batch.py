@@ -281,6 +281,10 @@ def run_batch(segmenter, images: Sequence[str], out_dir: str | os.PathLike, *, s
         batch_size = DEFAULT_BATCH
     check_run_arguments(samples, seed, batch_size, second_look)
     limit = resolve_max_pixels(segmenter.max_pixels if max_pixels is None else max_pixels)
+    if dicom_seg or dicom_sr:  # the engine's fault, once, not every image's after its inference
+        from .dicom_out import check_model_id_for_dicom
+
+        check_model_id_for_dicom(segmenter.model_id)
     start = time.perf_counter()
     with prepare_output(segmenter, images, out_dir, samples, seed, second_look, shard,
                         skipped, input_root) as (out, second_look, unique, todo, stems):

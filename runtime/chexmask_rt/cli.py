@@ -123,6 +123,15 @@ def _refuse_non_dicom(args, images) -> None:
         refuse_non_dicom(images, "/".join(options))
 
 
+def _check_engine_for_dicom(args, seg) -> None:
+    """An engine whose id DICOM outputs cannot carry fails once, before any image (a batch recorded
+    the ModelError for every image, after its inference)."""
+    if args.dicom_seg or args.dicom_sr:
+        from .dicom_out import check_model_id_for_dicom
+
+        check_model_id_for_dicom(seg.model_id)
+
+
 def _add_predict(sub) -> None:
     p = sub.add_parser("predict", help="segment images, print or write landmarks + uncertainty")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG/JPEG/TIFF/BMP/DICOM files")
@@ -257,6 +266,7 @@ def cmd_predict(args) -> int:
     _quiet_decoders(args)
     seg = load(args.model, backend=args.backend, threads=args.threads, max_pixels=args.max_pixels,
                device=args.device)
+    _check_engine_for_dicom(args, seg)
     several = len(args.images) > 1
     stems = mask_stems(args.images)  # file names for the pictures, masks and objects of same-named images
     results, failed = [], 0

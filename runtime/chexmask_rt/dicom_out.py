@@ -83,16 +83,21 @@ def _version() -> str:
     return __version__
 
 
-def _algorithm_version(result) -> str:
-    """The model's version, from its id (the core refuses a version holding ':'), as DICOM carries it:
-    a Long String, which a version over 64 characters (an engine not from this exporter) is not."""
+def check_model_id_for_dicom(model_id: str) -> str:
+    """The version of a model id ("name:version"; the core refuses a version holding ':'), as DICOM
+    carries it: a Long String, which a version over 64 characters (an engine of an earlier exporter)
+    is not; else a ModelError naming the engine. Runs before any image when DICOM outputs are asked for."""
     from . import core
 
-    name, _, version = result.model.rpartition(":")
-    problem = core.model_id_problem(name, version, dicom=True)
+    name, _, version = model_id.rpartition(":")
+    problem = core.model_id_problem(name or "model", version, dicom=True)  # hand-made results may have no name
     if problem:
-        raise ModelError(f"{result.model}: the engine's {problem}; re-export it with a shorter --model-version")
+        raise ModelError(f"{model_id}: the engine's {problem}; re-export it with another --model-version")
     return version
+
+
+def _algorithm_version(result) -> str:
+    return check_model_id_for_dicom(result.model)
 
 
 def _algorithm_name(result) -> str:

@@ -88,8 +88,15 @@ def _checked(options: EngineOptions) -> EngineOptions:
 
 
 def _model_path(model: str | os.PathLike) -> Path:
-    """The engine file's path, else a ModelError naming what is wrong with it."""
-    return Path(path_text(model, ModelError, "a model"))
+    """The engine file's path, else a ModelError naming what is wrong with it (the core takes paths
+    as UTF-8: a name that is not raised a bare UnicodeEncodeError)."""
+    text = path_text(model, ModelError, "a model")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ModelError(f"{text.encode('utf-8', 'backslashreplace').decode()}: a model path that is not "
+                         "valid UTF-8; rename the file") from None
+    return Path(text)
 
 
 def default_model_path() -> Path:
