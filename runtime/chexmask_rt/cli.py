@@ -392,8 +392,8 @@ def _write_csv(target: str, results) -> None:
 def cmd_batch(args) -> int:
     from .batch import run_batch
     from .discovery import SKIPPED_NAME
-    from .progress import say
     from .model import load
+    from .progress import say
     from .shards import batch_inputs, input_root
 
     found = batch_inputs(args.input, args.shard, exclude=args.out)  # the output folder is never an input
