@@ -465,12 +465,15 @@ def _render_gray(pixels: np.ndarray, ds, photometric: str, bits_stored: int, p: 
         # (2 GB and 4.7 s for 8000 x 8000), the table takes at most 65536 entries
         first, last = int(pixels.min()), int(pixels.max())
         domain = np.arange(first, last + 1, dtype=np.int64).astype(pixels.dtype)  # the image's own arithmetic
-        table, uniform = _rendered(domain, ds, modality, voi, photometric, bits_stored, p,
-                                   _present(pixels, first, last - first + 1))
+        present = _present(pixels, first, last - first + 1)
+        table, uniform = _rendered(domain, ds, modality, voi, photometric, bits_stored, p, present)
         out = _looked_up(table, pixels, first)
+        # from the range and the table: no more passes over the image
+        varied, rendered_alike = first != last, bool(np.ptp(table[present]) == 0)
     else:
         out, uniform = _rendered(pixels, ds, modality, voi, photometric, bits_stored, p, None)
-    if out.min() == out.max() and pixels.min() != pixels.max():
+        varied, rendered_alike = pixels.min() != pixels.max(), out.min() == out.max()
+    if rendered_alike and varied:
         # a uniform stored image may be rendered uniform; a varied one only by a bad attribute
         step = (modality if uniform and modality else voi) or "rendering"
         raise InputError(f"{p}: the DICOM {step} maps every pixel to one value, though the stored pixels "
