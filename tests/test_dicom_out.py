@@ -377,15 +377,13 @@ def test_predicting_an_image_stored_mirrored_is_refused_not_answered_with_swappe
 def test_a_version_dicom_cannot_carry_is_the_engines_fault(default_segmenter, example1):
     """An engine not from this exporter may carry a version over 64 characters: DICOM outputs wrote a
     non-conformant Long String; now the engine is named, not the image."""
-    import dataclasses
-
     from chexmask_rt import ModelError
-    from chexmask_rt.dicom_out import _algorithm_version
+    from chexmask_rt.dicom_out import check_model_id_for_dicom
 
     result = default_segmenter.predict(example1, samples=2)
-    assert _algorithm_version(result) == result.model.rpartition(":")[2]
+    assert check_model_id_for_dicom(result.model) == result.model.rpartition(":")[2]
     with pytest.raises(ModelError, match="is longer than 64 characters, which DICOM outputs cannot carry"):
-        _algorithm_version(dataclasses.replace(result, model="toy:" + "v" * 70))
+        check_model_id_for_dicom("toy:" + "v" * 70)
 
 
 def test_an_engine_whose_version_dicom_cannot_carry_fails_before_any_image(tmp_path):

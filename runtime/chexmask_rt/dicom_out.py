@@ -96,10 +96,6 @@ def check_model_id_for_dicom(model_id: str) -> str:
     return version
 
 
-def _algorithm_version(result) -> str:
-    return check_model_id_for_dicom(result.model)
-
-
 def _algorithm_name(result) -> str:
     """The algorithm's name (LO, 64 characters at most, so the model id goes in its version and parameters)."""
     return f"chexmask-rt, {RESEARCH_ONLY}"
@@ -149,7 +145,7 @@ def segmentation(result: Result, source_dataset: Dataset, *, series_number: int 
 
     _check_source(result, source_dataset)
     algorithm = hd.AlgorithmIdentificationSequence(
-        name=_algorithm_name(result), family=codes.cid7162.ArtificialIntelligence, version=_algorithm_version(result),
+        name=_algorithm_name(result), family=codes.cid7162.ArtificialIntelligence, version=check_model_id_for_dicom(result.model),
         source=f"chexmask-rt {_version()}",
         parameters={"model": result.model, "samples": str(result.samples), "seed": str(result.seed),
                     "use": RESEARCH_ONLY})
@@ -246,7 +242,7 @@ def measurement_report(result: Result, source_dataset: Dataset, *,
     no_units = codes.UCUM.NoUnits
     parameters = [f"model={result.model}", f"samples={result.samples}", f"seed={result.seed}",
                   f"chexmask-rt {_version()}"]
-    algorithm = sr.AlgorithmIdentification(name=_algorithm_name(result), version=_algorithm_version(result),
+    algorithm = sr.AlgorithmIdentification(name=_algorithm_name(result), version=check_model_id_for_dicom(result.model),
                                            parameters=parameters)
     std = codes.SCT.StandardDeviation
 
