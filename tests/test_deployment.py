@@ -92,12 +92,15 @@ def test_predict_of_several_images_with_a_stream_closed(tmp_path, stream):
 
 @pytest.mark.parametrize("args, redirect, what", [
     (["info"], " > /dev/full", "the engine's information"),
+    (["--help"], " > /dev/full", "the help or version text"),
+    (["batch", "--help"], " > /dev/full", "the help or version text"),
+    (["--version"], " 1>&-", "the help or version text"),
     (["predict", IMAGE, "--samples", 2, "--csv", "-"], " 1>&-", "CSV"),
     (["predict", IMAGE, "--samples", 2, "--json", "-"], " 1>&-", "JSON"),
 ])
 def test_data_for_standard_output_that_is_lost_is_an_error(args, redirect, what):
     """Unlike a summary line, what the command was asked to print: lost with exit 0 (info, --csv -) or
-    Python's 120 before."""
+    Python's 120 (--help, --version) before."""
     proc = run(args, shell_suffix=redirect)
     assert proc.returncode == 3 and f"standard output: cannot write {what}" in proc.stderr, proc.stderr
 

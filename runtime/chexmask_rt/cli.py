@@ -592,6 +592,14 @@ def _main(argv: list[str] | None) -> int:
     except KeyboardInterrupt:  # before any work: nothing to resume
         print("chexmask-rt: interrupted", file=sys.stderr)
         return 130
+    except SystemExit as exc:  # --help, --version or a usage error, printed by argparse
+        if exc.code in (0, None):
+            try:
+                _write_stdout("", "the help or version text")  # flushes it: text nobody got was Python's exit 120
+            except InputError as lost:
+                print(f"chexmask-rt: {lost}", file=sys.stderr)
+                return EXIT_INPUT
+        raise
     if getattr(args, "json", None) == "-" and getattr(args, "csv", None) == "-":
         parser.error("--json - and --csv - would both go to standard output: send one of them to a file")
     if getattr(args, "bit_depth", None) is not None and args.command == "predict":
