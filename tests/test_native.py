@@ -390,6 +390,8 @@ def test_cpp_example_errors(tmp_path):
     assert run("--model", model, "--onnxruntime", lib, str(bad)).returncode == 3
     assert run("--model", str(bad), "--onnxruntime", lib, str(bad)).returncode == 4
     assert run("--model", model).returncode == 2
+    asked = run("--help")  # was the usage on stderr with exit 2
+    assert asked.returncode == 0 and asked.stdout.startswith("usage: chexmask-rt-cpp") and asked.stderr == ""
     missing = run("--model", model, "--onnxruntime", "/nonexistent/libonnxruntime.so.1", str(bad))
     assert missing.returncode == 4 and "cannot load the ONNX Runtime library" in missing.stderr
 

@@ -130,6 +130,9 @@ def test_c_example_exit_codes(tmp_path, pgm_images):
     proc = _run([c, "--model", bad, "--onnxruntime", lib, "--from-memory", pgm_images[0]])
     assert proc.returncode == 4 and "<memory>" in proc.stderr
     assert _run([c, "--model", model]).returncode == 2
+    for asked in ("--help", "-h"):  # was "unknown option" (exit 2)
+        proc = _run([c, asked])
+        assert proc.returncode == 0 and proc.stdout.startswith("usage: chexmask-rt-c") and proc.stderr == ""
     proc = _run([c, "--model", model, "--onnxruntime", "/nonexistent/libonnxruntime.so.1", pgm_images[0]])
     assert proc.returncode == 4 and "cannot load the ONNX Runtime library" in proc.stderr
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1

@@ -21,11 +21,13 @@
 
 enum { EXIT_USAGE = 2, EXIT_INPUT = 3, EXIT_MODEL = 4 };
 
+/* problem NULL: asked for (--help), to stdout with exit 0; else a usage error. */
 static void usage(const char* problem) {
-    fprintf(stderr, "usage: chexmask-rt-c --model M [--samples K] [--seed S] [--threads T] [--onnxruntime LIB] "
-                    "[--device cpu|cuda|tensorrt] [--single-look | --second-look] [--from-memory] IMAGE.pgm...\n");
+    FILE* to = problem == NULL ? stdout : stderr;
+    fprintf(to, "usage: chexmask-rt-c --model M [--samples K] [--seed S] [--threads T] [--onnxruntime LIB] "
+                "[--device cpu|cuda|tensorrt] [--single-look | --second-look] [--from-memory] IMAGE.pgm...\n");
     if (problem != NULL) fprintf(stderr, "chexmask-rt-c: error: %s\n", problem);
-    exit(EXIT_USAGE);
+    exit(problem == NULL ? (fflush(stdout) == 0 && !ferror(stdout) ? 0 : EXIT_INPUT) : EXIT_USAGE);
 }
 
 /* A whole number in 0..max, else a usage error: a wrapped or clamped value would run with a number the
@@ -295,6 +297,7 @@ int main(int argc, char** argv) {
         else if (strcmp(a, "--single-look") == 0) second_look = CHEXMASK_RT_SECOND_LOOK_OFF;
         else if (strcmp(a, "--second-look") == 0) second_look = CHEXMASK_RT_SECOND_LOOK_ON;
         else if (strcmp(a, "--from-memory") == 0) from_memory = 1;
+        else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) usage(NULL);
         else if (a[0] == '-') usage("unknown option or missing value");
         else if (first_image == 0) first_image = i;
         else continue;

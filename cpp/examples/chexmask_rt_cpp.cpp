@@ -35,10 +35,13 @@ struct Args {
     std::vector<std::string> images;
 };
 
+// An empty problem: asked for (--help), to stdout with exit 0; else a usage error.
 [[noreturn]] void usage(const std::string& problem) {
-    std::cerr << "usage: chexmask-rt-cpp --model M [--samples K] [--seed S] [--threads T] [--onnxruntime LIB] "
-                 "[--device cpu|cuda|tensorrt] [--single-look | --second-look] IMAGE...\n";
+    std::ostream& to = problem.empty() ? std::cout : std::cerr;
+    to << "usage: chexmask-rt-cpp --model M [--samples K] [--seed S] [--threads T] [--onnxruntime LIB] "
+          "[--device cpu|cuda|tensorrt] [--single-look | --second-look] IMAGE...\n";
     if (!problem.empty()) std::cerr << "chexmask-rt-cpp: error: " << problem << "\n";
+    if (problem.empty()) std::exit(std::cout.flush() ? 0 : kExitInput);
     std::exit(kExitUsage);
 }
 
