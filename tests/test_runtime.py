@@ -144,3 +144,16 @@ def test_a_segmenter_refuses_pickling_and_says_how_to_give_each_worker_one(defau
         with pytest.raises(TypeError, match=r"a Segmenter holds an open engine and cannot be pickled or copied: "
                                             r"open one in each worker process with chexmask_rt.load\(\)"):
             attempt(default_segmenter)
+
+
+def test_a_segmenters_model_information_travels_to_other_processes(default_segmenter):
+    """seg.info (what a worker reports with its results) could not be pickled or copied."""
+    import copy
+    import pickle
+
+    info = default_segmenter.info
+    fields = [name for name in dir(info) if not name.startswith("_")]
+    assert {"id", "organs", "metadata", "inputsize", "checkpoint_sha256"} <= set(fields)
+    for travelled in (pickle.loads(pickle.dumps(info)), copy.deepcopy(info), copy.copy(info)):
+        assert type(travelled) is type(info)
+        assert {f: getattr(travelled, f) for f in fields} == {f: getattr(info, f) for f in fields}

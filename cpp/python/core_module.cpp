@@ -212,7 +212,39 @@ void bind_info(py::module_& m) {
         .def_readonly("description", &ModelInfo::description)
         .def_readonly("second_look", &ModelInfo::second_look)
         .def_readonly("metadata", &ModelInfo::metadata)
-        .def_property_readonly("id", &ModelInfo::id);
+        .def_property_readonly("id", &ModelInfo::id)
+        // Picklable (and copyable) field by field, so that it can go to and from worker processes.
+        .def(py::pickle(
+            [](const ModelInfo& i) {
+                py::list organs;
+                for (const Organ& o : i.organs) organs.append(py::make_tuple(o.name, o.count));
+                return py::make_tuple(i.format_version, i.inputsize, i.latents, i.landmarks, organs, i.skip, i.trained,
+                                      i.has_samples_output, i.checkpoint_sha256, i.landmark_offsets_sha256,
+                                      i.model_name, i.model_version, i.description, i.second_look, i.metadata);
+            },
+            [](const py::tuple& t) {
+                if (t.size() != 15) throw std::runtime_error("ModelInfo: not a pickled ModelInfo of this version");
+                ModelInfo i;
+                i.format_version = t[0].cast<int>();
+                i.inputsize = t[1].cast<int>();
+                i.latents = t[2].cast<int>();
+                i.landmarks = t[3].cast<int>();
+                for (const auto& o : t[4].cast<py::list>()) {
+                    const auto pair = o.cast<py::tuple>();
+                    i.organs.push_back(Organ{pair[0].cast<std::string>(), pair[1].cast<int>()});
+                }
+                i.skip = t[5].cast<bool>();
+                i.trained = t[6].cast<bool>();
+                i.has_samples_output = t[7].cast<bool>();
+                i.checkpoint_sha256 = t[8].cast<std::string>();
+                i.landmark_offsets_sha256 = t[9].cast<std::string>();
+                i.model_name = t[10].cast<std::string>();
+                i.model_version = t[11].cast<std::string>();
+                i.description = t[12].cast<std::string>();
+                i.second_look = t[13].cast<bool>();
+                i.metadata = t[14].cast<std::map<std::string, std::string>>();
+                return i;
+            }));
 }
 
 void bind_second_look(py::module_& m) {
