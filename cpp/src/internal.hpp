@@ -32,6 +32,9 @@ const std::vector<Organ>& default_organs();
 // no control character or backslash, no ':' in the version), "" when nothing; with ``dicom`` also
 // what DICOM outputs cannot carry (a version over 64 characters), which the exporter refuses.
 std::string model_id_problem(const std::string& name, const std::string& version, bool dicom);
+// `text` as an error message quotes it: control characters escaped, cut between characters after
+// about `bytes` bytes and marked "..." (model_info.cpp).
+std::string shown(const std::string& text, std::size_t bytes = 80);
 
 /// Geometry of the centred zero-pad to a square of side max(h, w) (Python: _core.Letterbox).
 struct Letterbox {

@@ -12,32 +12,12 @@
 namespace chexmask_rt {
 namespace {
 
+using detail::shown;
+
 constexpr const char* kPrefix = "chexmask_rt.";
 constexpr int kFormatVersion = 1;
 constexpr std::int64_t kMaxLandmarks = 65536;
 constexpr std::size_t kMaxLabel = 64;  // DICOM outputs carry the version as a Long String
-
-// A metadata value as an error message quotes it: control characters escaped, about 80 bytes (an
-// engine's 10 MB entry made one 33 MB line), cut between characters (a cut UTF-8 sequence made the
-// message itself undecodable).
-std::string shown(const std::string& text) {
-    std::string out;
-    std::size_t i = 0;
-    while (i < text.size() && out.size() < 80) {
-        const auto c = static_cast<unsigned char>(text[i]);
-        if (c < 0x20 || c == 0x7F) {
-            static const char* hex = "0123456789abcdef";
-            out += std::string("\\x") + hex[c >> 4] + hex[c & 15];
-            ++i;
-            continue;
-        }
-        std::size_t end = i + 1;  // the whole character: its continuation bytes too
-        while (end < text.size() && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) ++end;
-        out.append(text, i, end - i);
-        i = end;
-    }
-    return i < text.size() ? out + "..." : out;
-}
 
 int parse_int(const std::string& text, const std::string& key, const std::string& source) {
     std::size_t used = 0;
@@ -120,6 +100,29 @@ std::string organs_text(const std::vector<Organ>& organs) {
 }  // namespace
 
 namespace detail {
+
+// A file's text as an error message quotes it: control characters escaped, about `bytes` bytes (an
+// engine's 10 MB entry made one 33 MB line), cut between characters (a cut UTF-8 sequence made the
+// message itself undecodable) and then marked "...".
+std::string shown(const std::string& text, std::size_t bytes) {
+    std::string out;
+    std::size_t i = 0;
+    while (i < text.size() && out.size() < bytes) {
+        const auto c = static_cast<unsigned char>(text[i]);
+        if (c < 0x20 || c == 0x7F) {
+            static const char* hex = "0123456789abcdef";
+            out += std::string("\\x") + hex[c >> 4] + hex[c & 15];
+            ++i;
+            continue;
+        }
+        std::size_t end = i + 1;  // the whole character: its continuation bytes too
+        while (end < text.size() && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) ++end;
+        out.append(text, i, end - i);
+        i = end;
+    }
+    return i < text.size() ? out + "..." : out;
+}
+
 
 // Python reads every entry as str: bytes that are not strict UTF-8 (what Python's decoder takes:
 // no overlong forms, surrogates or code points past U+10FFFF) must be refused here, not fail there.

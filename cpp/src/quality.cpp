@@ -35,15 +35,6 @@ std::string fixed(double value, int digits) {
     return ec == std::errc() ? std::string(buf, end) : std::string("nan");
 }
 
-/// The first `count` characters (code points, as Python slices) of a UTF-8 string.
-std::string first_code_points(const std::string& text, std::size_t count) {
-    std::size_t end = 0;
-    for (std::size_t seen = 0; end < text.size(); ++end) {
-        if ((static_cast<unsigned char>(text[end]) & 0xC0) != 0x80 && seen++ == count) break;
-    }
-    return text.substr(0, end);
-}
-
 [[noreturn]] void malformed(const std::string& source, const std::string& why) {
     throw ModelError(source + ": malformed quality calibration file (" + why + ")");
 }
@@ -98,8 +89,8 @@ double node_std_1024(double mean_node_std, int height, int width) {
 QualityAssessor::QualityAssessor(std::optional<QualityRule> rule, const std::string& checkpoint_sha256)
     : rule_(rule),
       uncalibrated_{false,
-                    "not calibrated for this model (checkpoint sha256 " + first_code_points(checkpoint_sha256, 12) +
-                        "...): no reliability flag",
+                    "not calibrated for this model (checkpoint sha256 " + shown(checkpoint_sha256, 12) +
+                        "): no reliability flag",
                     false} {}
 
 Quality QualityAssessor::assess(double mean_node_std, double mean_latent_sigma, int height, int width) const {
@@ -135,7 +126,7 @@ QualityAssessor parse_quality(std::string_view text, const std::string& source, 
     if (entry == nullptr) return QualityAssessor(std::nullopt, checkpoint_sha256);
     const json::Value* thresholds = entry->find("thresholds");
     if (thresholds == nullptr || thresholds->type != json::Value::Type::object) {
-        malformed(source, "the entry of checkpoint " + first_code_points(checkpoint_sha256, 12) + "... has no thresholds object");
+        malformed(source, "the entry of checkpoint " + shown(checkpoint_sha256, 12) + " has no thresholds object");
     }
     const QualityRule rule{threshold(*thresholds, "node_std_1024", source),
                            threshold(*thresholds, "mean_latent_sigma", source)};
