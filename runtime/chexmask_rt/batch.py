@@ -47,7 +47,7 @@ from .csv_output import COLUMNS, csv_row, write_masks
 from .dicom_out import write_objects
 from .dicom_source import with_source
 from .discovery import SKIPPED_NAME, discover, write_skipped
-from .errors import ChexmaskError, InputError
+from .errors import ChexmaskError, InputError, os_reason
 from .image_io import read_image, to_gray
 from .limits import resolve_max_pixels
 from .inputs import DEFAULT_BATCH, check_count, check_run_arguments
@@ -104,7 +104,7 @@ class RunRows:
             self.results.write(row)
         except OSError as exc:
             self.failed(row["Image"], InputError.__name__,
-                        f"{row['Image']}: cannot write its row to {self.results.path} ({exc.strerror or exc})")
+                        f"{row['Image']}: cannot write its row to {self.results.path} ({os_reason(exc)})")
             return False
         self.summary.done += 1
         self.summary.flagged += row["Quality Flag"] == "True"
@@ -115,7 +115,7 @@ class RunRows:
         try:
             self.errors.write({"Image": image, "Error": error, "Reason": reason})
         except OSError as exc:
-            raise InputError(f"{self.errors.path}: cannot record a failure ({exc.strerror or exc}); stopped at "
+            raise InputError(f"{self.errors.path}: cannot record a failure ({os_reason(exc)}); stopped at "
                              f"{image}, which the next run will retry with the rest") from None
         self.summary.failed += 1
 
@@ -139,7 +139,7 @@ def collect_inputs(source: str | os.PathLike, *, exclude: str | os.PathLike | No
         # names that are not UTF-8 survive too; utf-8-sig drops the byte-order mark Excel and Notepad write
         text = src.read_bytes().decode("utf-8-sig", "surrogateescape")
     except OSError as exc:
-        raise InputError(f"{src}: cannot read the image list ({exc.strerror or exc})") from None
+        raise InputError(f"{src}: cannot read the image list ({os_reason(exc)})") from None
     names = _csv_names(text) if suffix == ".csv" else _text_names(text)
     names = [n for n in names if n and not n.startswith("#")]
     return [n if Path(n).is_absolute() else str(src.parent / n) for n in names]
@@ -197,7 +197,7 @@ def prepare_output(segmenter, images: Sequence[str], out_dir: str | os.PathLike,
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise InputError(f"{out}: cannot create the output folder ({exc.strerror or exc})") from None
+        raise InputError(f"{out}: cannot create the output folder ({os_reason(exc)})") from None
     second_look = segmenter.info.second_look if second_look is None else second_look
     unique = list(dict.fromkeys(images))
     with folder_lock(out) as created:

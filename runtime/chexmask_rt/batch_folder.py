@@ -35,7 +35,7 @@ from pathlib import Path
 
 from .csv_lines import csv_line
 from .csv_output import COLUMNS, COLUMNS_V1, SCHEMA_VERSION, schema_of
-from .errors import InputError
+from .errors import InputError, os_reason
 from .notice import INTENDED_USE
 from .whole_files import ENCODING, write_text_whole
 
@@ -54,7 +54,7 @@ def _os_error(path: Path, what: str, exc: OSError) -> InputError:
     if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a link: writing through it would change a file elsewhere
         return InputError(f"{path}: cannot {what}: a symbolic link where the batch writes its own file; "
                           "remove it or use another --out")
-    return InputError(f"{path}: cannot {what} ({exc.strerror or exc})")
+    return InputError(f"{path}: cannot {what} ({os_reason(exc)})")
 
 
 @contextmanager

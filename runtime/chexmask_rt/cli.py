@@ -366,7 +366,7 @@ def _write_collected(args, results) -> None:
                 write_text_whole(args.json, text + "\n")
                 say(f"wrote {args.json}")
             except OSError as exc:
-                failures.append(f"{args.json}: cannot write JSON ({exc.strerror or exc})")
+                failures.append(f"{args.json}: cannot write JSON ({os_reason(exc)})")
     if args.csv:
         try:
             _write_csv(args.csv, results)
@@ -581,7 +581,7 @@ def _write_stdout(text: str, what: str) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
     except (OSError, ValueError) as exc:
-        raise InputError(f"standard output: cannot write {what} ({getattr(exc, 'strerror', None) or exc})") from None
+        raise InputError(f"standard output: cannot write {what} ({os_reason(exc)})") from None
 
 
 def _main(argv: list[str] | None) -> int:

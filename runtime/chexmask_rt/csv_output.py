@@ -133,7 +133,7 @@ def write_csv(path: str | os.PathLike, results: Iterable[Result]) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         write_text_whole(path, csv_text(results))
     except OSError as exc:
-        raise InputError(f"{path}: cannot write CSV ({exc.strerror or exc})") from exc
+        raise InputError(f"{path}: cannot write CSV ({os_reason(exc)})") from exc
 
 
 def write_masks(folder: str | os.PathLike, stem: str, result: Result) -> list[Path]:
@@ -142,7 +142,7 @@ def write_masks(folder: str | os.PathLike, stem: str, result: Result) -> list[Pa
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise InputError(f"{folder}: cannot create the mask folder ({exc.strerror or exc})") from exc
+        raise InputError(f"{folder}: cannot create the mask folder ({os_reason(exc)})") from exc
     written = []
     for organ, mask in result.organ_masks().items():
         out = folder / f"{stem}_{organ}.png"

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 from .dicom_source import (IMAGER_PIXEL_SPACING, MAGNIFICATION_CORRECTED, PIXEL_SPACING, spacing_of,
                            unusable_pixel_spacing)
 from .dicom_io import check_orientation
-from .errors import InputError, ModelError, first_line
+from .errors import InputError, ModelError, os_reason
 from .measures import measure
 from .whole_files import write_whole_unclaimed
 
@@ -372,7 +372,7 @@ def write_objects(result, image, stem: str, *, seg_dir=None, sr_dir=None) -> lis
         except OSError as exc:
             # pydicom may re-raise a write's OSError with its own multi-line message
             raise InputError(f"{names[0]}: cannot write the DICOM {suffix.upper()} of {image} "
-                             f"({exc.strerror or first_line(exc)})") from None
+                             f"({os_reason(exc)})") from None
         if out is None:
             raise InputError(f"{names[0]} and {names[1].name} hold the objects of other images: "
                              f"not written over; no DICOM {suffix.upper()} written for {image}")

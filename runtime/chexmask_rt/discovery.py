@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .dicom_io import DICM_HEAD, DICM_MARKER, DICM_OFFSET, DICOM_SUFFIXES, LONG_LENGTH_VRS, file_meta_group_length
 from .csv_lines import LineWriter
-from .errors import InputError
+from .errors import InputError, os_reason
 from .whole_files import ENCODING, write_whole
 
 RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -78,7 +78,7 @@ def _files(top: str, skip: str | None = None, output_marker: str | None = None) 
         try:
             entries = list(os.scandir(folder))
         except OSError as exc:
-            yield folder, "", f"cannot list the folder ({exc.strerror or exc})"
+            yield folder, "", f"cannot list the folder ({os_reason(exc)})"
             continue
         for entry in entries:
             try:
@@ -97,7 +97,7 @@ def _files(top: str, skip: str | None = None, output_marker: str | None = None) 
                 else:
                     yield entry.path, "", "not a regular file (a pipe, socket or device)"
             except OSError as exc:
-                yield entry.path, "", f"cannot read ({exc.strerror or exc})"
+                yield entry.path, "", f"cannot read ({os_reason(exc)})"
 
 
 def _dicom_skip_reason(path: str, named_dicom: bool) -> str | None:
@@ -112,7 +112,7 @@ def _dicom_skip_reason(path: str, named_dicom: bool) -> str | None:
                 return None if named_dicom else "not an image (no image extension, no DICM marker)"
             sop_class = _media_storage_class(f)
     except OSError as exc:
-        return f"cannot read ({exc.strerror or exc})"
+        return f"cannot read ({os_reason(exc)})"
     return _non_image_reason(sop_class)
 
 

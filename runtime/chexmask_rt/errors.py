@@ -30,7 +30,8 @@ class NonFiniteOutputError(ModelError):
 
 
 def os_reason(exc: BaseException) -> str:
-    """Why a write failed, without the file OSError names (a temporary one beside the output)."""
+    """Why a file operation failed, in the OS's words without the file OSError names (we name the file the
+    user knows: for a write, not the temporary one beside the output)."""
     return exc.strerror if isinstance(exc, OSError) and exc.strerror else first_line(exc)
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from . import core
 from .core import MIN_SIDE
 from .dicom_io import DICM_HEAD, looks_like_dicom, read_dicom
-from .errors import InputError, first_line, path_text
+from .errors import InputError, first_line, os_reason, path_text
 from .image_headers import check_png_chunks, read_header
 from .jpeg_strict import decode_jpeg_strict
 from .limits import check_file_size, check_pixels, resolve_max_pixels
@@ -39,7 +39,7 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> np.
     try:  # stat refuses some paths itself: a name too long, a folder without search permission
         exists, regular = p.exists(), p.is_file()
     except OSError as exc:
-        raise InputError(f"{p}: cannot read file ({exc.strerror or exc})") from None
+        raise InputError(f"{p}: cannot read file ({os_reason(exc)})") from None
     if not exists:
         # exists() is False for a link whose target is missing or loops too: say which
         raise InputError(f"{p}: a broken or looping symbolic link" if p.is_symlink() else f"{p}: no such file")
@@ -64,7 +64,7 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> np.
             f.seek(0)
             data = np.fromfile(f, dtype=np.uint8)
     except OSError as exc:
-        raise InputError(f"{p}: cannot read file ({exc.strerror or exc})") from exc
+        raise InputError(f"{p}: cannot read file ({os_reason(exc)})") from exc
     if header.format == "png":
         check_png_chunks(data, str(p))
     image = decode_jpeg_strict(data, str(p)) if header.format == "jpeg" else None

@@ -22,7 +22,7 @@ from .batch_folder import (ERRORS_NAME, FINISHED_KEY, INPUTS_KEY, MANIFEST_NAME,
 from .csv_lines import LineWriter
 from .csv_output import SCHEMA_HEADERS, schema_of
 from .discovery import SKIPPED_NAME
-from .errors import InputError
+from .errors import InputError, os_reason
 from .whole_files import ENCODING
 # columns every row of one folder shares; "Second Look" by kind: a second look answers pooled,
 # crop_only or none per image, a single look always "off"
@@ -224,7 +224,7 @@ def merge_folders(folders: Sequence[str | os.PathLike], out: str | os.PathLike) 
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise InputError(f"{out}: cannot create the output folder ({exc.strerror or exc})") from None
+        raise InputError(f"{out}: cannot create the output folder ({os_reason(exc)})") from None
 
     keys = {folder: real_path_of(manifests.get(folder, {}).get(INPUTS_KEY) or []) for folder in paths}
     seen = _Seen()

@@ -21,7 +21,7 @@ from . import core, streaming
 from ._core import ModelInfo  # typed by _core.pyi (core's names reach type checkers as Any)
 from .anatomy import ORGANS
 from .dicom_source import with_source
-from .errors import ChexmaskError, InputError, ModelError, NonFiniteOutputError, path_text
+from .errors import ChexmaskError, InputError, ModelError, NonFiniteOutputError, os_reason, path_text
 from .fork_gate import engine_call
 from .inputs import (DEFAULT_BATCH, DEFAULT_SAMPLES, ImageLike, check_bit_depth, check_image_list, check_run_arguments,
                      decode)
@@ -239,7 +239,7 @@ class Segmenter:
             try:
                 self._engine_sha256 = file_sha256(self.path)
             except OSError as exc:
-                raise ModelError(f"{self.path}: cannot read the engine file ({exc.strerror or exc})") from None
+                raise ModelError(f"{self.path}: cannot read the engine file ({os_reason(exc)})") from None
         return self._engine_sha256
 
     def predict(self, image: ImageLike, *, samples: int = DEFAULT_SAMPLES, seed: int = 0,

@@ -40,7 +40,7 @@ import numpy as np
 from .batch import BatchSummary, RunRows, outside_output, prepare_output
 from .batch_folder import MASKS_NAME
 from .csv_output import COLUMNS, csv_row, write_masks
-from .errors import ChexmaskError, InputError, ModelError, first_line
+from .errors import ChexmaskError, InputError, ModelError, first_line, os_reason
 from .model import default_model_path
 from .quality import calibration_path
 
@@ -166,7 +166,7 @@ def check_reachable(address: str, timeout: float = 10.0) -> None:
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
     except OSError as exc:
-        raise InputError(f"--ray {address}: no Ray head answers there ({exc.strerror or exc})") from None
+        raise InputError(f"--ray {address}: no Ray head answers there ({os_reason(exc)})") from None
 
 
 def run_ray(segmenter, model: str | os.PathLike | None, images: Sequence[str], out_dir: str | os.PathLike, *,
