@@ -256,6 +256,16 @@ def test_csv_numbers_never_take_exponent_form():
         "1081230", "0.457123", "0.000000123457", "3253.66", "12"]
 
 
+def test_the_overlay_names_the_organs_that_leave_the_image():
+    from chexmask_rt.overlay import _measure_lines
+
+    both = measure(synthetic_chest() - [150.0, 0.0], size=(700, 480))  # past the left and the right edge
+    one = measure(synthetic_chest(), size=(700, 600))
+    assert both.outside_image == ("right_lung", "left_lung") and one.outside_image == ("left_lung",)
+    assert _measure_lines(both)[0] == "CTR n/a (RL/LL leave the image)"  # "leaves"
+    assert _measure_lines(one)[0] == "CTR n/a (LL leaves the image)"
+
+
 def test_the_overlay_says_when_its_areas_are_at_the_detector():
     """JSON, CSV and SR say the spacing is the detector's (areas magnified 10-30 %); the picture, which
     travels without them, gave the cm2 bare."""

@@ -123,3 +123,58 @@ def test_extreme_shapes_are_drawn_with_a_legend_that_fits(default_segmenter, wid
     bright = (picture > 150).all(axis=2)
     assert picture.shape[1] >= MIN_SIDE and bright[-100:].sum() > 100  # the legend's text is there
     assert not bright[:, -4:].any()
+
+
+def _legend_line_heights(picture: np.ndarray, rows: int) -> list[int]:
+    """Heights of the legend's lines of text: runs of rows of the band below ``rows`` with white in them."""
+    inked = (picture[rows:] > 200).all(axis=2).any(axis=1)
+    runs, run = [], 0
+    for row in inked:
+        if row:
+            run += 1
+        elif run:
+            runs.append(run)
+            run = 0
+    return runs + ([run] if run else [])
+
+
+@pytest.mark.parametrize("size", [(64, 64), (600, 3000)])
+def test_the_legend_of_a_small_or_narrow_picture_can_be_read(default_segmenter, chest, size):
+    """Drawn 256 px wide, every line shrank to fit: 5-6 px high text, which no one could read. Lines now
+    wrap at a text height of about 10 px."""
+    image = cv2.resize(chest, size, interpolation=cv2.INTER_AREA)
+    picture = draw_overlay(image, default_segmenter.predict(image, samples=4))
+    rows = round(size[1] * max(1.0, MIN_SIDE / max(size))) if max(size) < MIN_SIDE else round(size[1] * 1024 / max(size))
+    heights = _legend_line_heights(picture, rows)
+    assert len(heights) >= 9 and np.median(heights) >= 8 and max(heights) >= 10, heights
+    assert not _text_at_the_right_edge(picture, rows)
+
+
+def test_the_organs_are_drawn_in_okabe_and_itos_colours(default_segmenter, chest):
+    """The colour-blind-safe triplets were given as RGB to OpenCV, which draws BGR: the organs came out
+    sky blue, olive and brown, and the left lung and heart looked alike to a deuteranope."""
+    picture = draw_overlay(chest, default_segmenter.predict(chest, samples=4))
+    rgb = np.ascontiguousarray(picture[: chest.shape[0], :, ::-1]).reshape(-1, 3)
+    for organ, colour in {"right lung, orange": (230, 159, 0), "left lung, bluish green": (0, 158, 115),
+                          "heart, blue": (0, 114, 178)}.items():
+        assert (rgb == colour).all(axis=1).sum() > 500, organ
+
+
+def test_one_hot_pixel_does_not_darken_a_deep_picture(default_segmenter, chest):
+    """A 12-bit image with one pixel at 65535 was stretched over 0..65535: drawn almost black."""
+    twelve = chest.astype(np.uint16) * 16
+    hot = twelve.copy()
+    hot[5, 5] = 65535
+    result = default_segmenter.predict(twelve, samples=2)
+    plain, spoiled = (draw_overlay(x, result)[: chest.shape[0]] for x in (twelve, hot))
+    gray = (plain == plain[..., :1]).all(axis=2) & (spoiled == spoiled[..., :1]).all(axis=2)  # not drawn over
+    assert abs(float(spoiled[gray].mean()) - float(plain[gray].mean())) < 3
+
+
+def test_one_sample_says_the_node_std_was_not_measured(default_segmenter, chest):
+    """With K = 1 the spread is 0: the picture said "within the calibrated thresholds" of both signals."""
+    from chexmask_rt.overlay import _reliability_line
+
+    one, many = (default_segmenter.predict(chest, samples=k, second_look=False) for k in (1, 4))
+    assert "node std not measured (K=1)" in _reliability_line(one)[0]
+    assert _reliability_line(many)[0] == "reliability: within the calibrated thresholds"

@@ -9,8 +9,11 @@ from .errors import InputError
 from .notice import INTENDED_USE
 from .result import Result, look_kind
 
-# BGR colours per organ, distinguishable for the common colour-vision deficiencies
-_ORGAN_COLOURS = {"right_lung": (230, 159, 0), "left_lung": (0, 158, 115), "heart": (0, 114, 178)}
+# Okabe and Ito's orange, bluish green and blue, told apart with the common colour-vision deficiencies
+# and apart from the ellipses' inferno map (OpenCV draws BGR: as RGB they were sky blue, olive and
+# brown, and left lung and heart looked alike to a deuteranope where they meet)
+_ORGAN_COLOURS = {"right_lung": (0, 159, 230), "left_lung": (115, 158, 0), "heart": (178, 114, 0)}
+_ORGAN_NAMES = {"right_lung": "RL", "left_lung": "LL", "heart": "H"}  # as the legend abbreviates them
 
 
 _DIAMETER_COLOUR = (255, 255, 255)  # the CTR's diameters, apart from the organ colours
@@ -26,9 +29,18 @@ def _display_gray(image: np.ndarray) -> np.ndarray:
         img = cv2.cvtColor(np.ascontiguousarray(img[:, :, :3]), cv2.COLOR_RGB2GRAY)
     if img.dtype != np.uint8:
         img = img.astype(np.float64)
-        lo, hi = float(img.min()), float(img.max())
-        img = ((img - lo) / (hi - lo) * 255 if hi > lo else np.zeros_like(img)).astype(np.uint8)
+        lo, hi = _display_range(img)
+        img = (np.clip((img - lo) / (hi - lo), 0, 1) * 255 if hi > lo else np.zeros_like(img)).astype(np.uint8)
     return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+
+
+def _display_range(img: np.ndarray) -> tuple[float, float]:
+    """The values a deeper-than-8-bit picture stretches over: the 0.1st and 99.9th percentiles (one hot
+    pixel at 65535 in a 12-bit image drew it black), from at most about a million pixels; the whole
+    range when those two meet (a picture mostly of one value)."""
+    step = max(1, int(np.sqrt(img.size / 1e6)))
+    lo, hi = (float(v) for v in np.percentile(img[::step, ::step], [0.1, 99.9]))
+    return (lo, hi) if hi > lo else (float(img.min()), float(img.max()))
 
 
 def _plus_minus(std: float | None, fmt: str) -> str:
@@ -37,8 +49,9 @@ def _plus_minus(std: float | None, fmt: str) -> str:
 
 def _measure_lines(m) -> list[str]:
     """The legend's measures: CTR and areas (cm2 with a pixel spacing, else px2) with their std, and their status."""
-    names = {"right_lung": "RL", "left_lung": "LL", "heart": "H"}
-    why = f"{'/'.join(names[k] for k in m.outside_image)} leaves the image" if m.outside_image else "no thorax width"
+    names = _ORGAN_NAMES
+    leave = "leaves" if len(m.outside_image) == 1 else "leave"
+    why = f"{'/'.join(names[k] for k in m.outside_image)} {leave} the image" if m.outside_image else "no thorax width"
     lines = [f"CTR n/a ({why})" if m.ctr is None else f"CTR {m.ctr:.3f}{_plus_minus(m.ctr_std, '.3f')}"]
     mm = m.spacing is not None
     areas, stds = (m.area_mm2, m.area_std_mm2) if mm else (m.area_px2, m.area_std_px2)
@@ -82,14 +95,17 @@ def _uncertainty_colours(values: np.ndarray) -> np.ndarray:
     return cv2.applyColorMap(np.round(level * 255).astype(np.uint8)[:, None], cv2.COLORMAP_INFERNO)[:, 0]
 
 
-def _reliability_line(quality) -> tuple[str, tuple[int, int, int]] | None:
+def _reliability_line(result: Result) -> tuple[str, tuple[int, int, int]] | None:
     """The legend's first line: the reliability flag's verdict, red when flagged."""
+    quality = result.quality
     if quality is None:
         return None
     if not quality.calibrated:
         return "reliability: not calibrated for this model", (255, 255, 255)
     if quality.flag:
         return f"FLAGGED, review before use: {quality.reason.split(':')[0]}", _FLAG_COLOUR
+    if result.samples == 1 and look_kind(result) != "pooled":  # one decode: its node std is 0, not measured
+        return "reliability: latent sigma within its threshold; node std not measured (K=1)", (255, 255, 255)
     return "reliability: within the calibrated thresholds", (255, 255, 255)
 
 
@@ -97,7 +113,8 @@ def draw_overlay(image: np.ndarray, result: Result, *, max_side: int = 1024) -> 
     """Return a BGR uint8 picture: the three contours, and for each landmark an ellipse of one std
     (x and y axes) coloured by its node std on one fixed scale, with a legend on a black band below
     the image, where it hides no anatomy: the reliability verdict (a flagged result is framed red),
-    the image scores, a colour key, the measures and the intended use.
+    the image scores, which colour is which organ, the ellipses' colour key, the measures and the
+    intended use.
 
     The image is scaled to ``max_side`` on its longer side (up to ``MIN_SIDE`` for a smaller one);
     a picture narrower than ``MIN_SIDE`` gets black on its right, for the legend.
@@ -130,45 +147,90 @@ def draw_overlay(image: np.ndarray, result: Result, *, max_side: int = 1024) -> 
                     cv2.LINE_AA, shift)
     measures = result.measures()
     _draw_diameters(canvas, pts, thick, measures)
-    verdict = _reliability_line(result.quality)
+    verdict = _reliability_line(result)
     if verdict is not None and verdict[1] == _FLAG_COLOUR:
         cv2.rectangle(canvas, (0, 0), (canvas.shape[1] - 1, canvas.shape[0] - 1), _FLAG_COLOUR, 2 * thick + 2)
     key = f"ellipse: 1 std; colour: node std 0 to {COLOUR_SCALE_PX:.0f}+ px (1024 frame)"
-    lines = [*([verdict] if verdict else []),
-             (f"mean node std {result.mean_node_std:.2f} px ({result.mean_node_std * to_frame:.2f} in the 1024 "
-              f"frame), mean latent sigma {result.mean_latent_sigma:.3f}", None),
-             (f"K={result.samples}{_LOOKS.get(look_kind(result), '')}  {result.model}", None),
-             (key, None), *((t, None) for t in _measure_lines(measures)),
-             (INTENDED_USE.upper(), None)]  # a picture travels without its JSON: it carries its intended use
+    white = (255, 255, 255)
+    lines = [*([[verdict]] if verdict else []),
+             [(f"mean node std {result.mean_node_std:.2f} px ({result.mean_node_std * to_frame:.2f} in the 1024 "
+               f"frame), mean latent sigma {result.mean_latent_sigma:.3f}", white)],
+             [(f"K={result.samples}{_LOOKS.get(look_kind(result), '')}  {result.model}", white)],
+             [("contours:", white), *((f" {_ORGAN_NAMES[k]}", c) for k, c in _ORGAN_COLOURS.items())],
+             [(key, white)], *([(t, white)] for t in _measure_lines(measures)),
+             [(INTENDED_USE.upper(), white)]]  # a picture travels without its JSON: it carries its intended use
     if canvas.shape[1] < MIN_SIDE:  # a tall, narrow picture (32 x 4096 is drawn 8 px wide): room for the legend
         canvas = cv2.copyMakeBorder(canvas, 0, 0, 0, MIN_SIDE - canvas.shape[1], cv2.BORDER_CONSTANT, value=(0, 0, 0))
-    size, text_thick = _fitting_text([t for t, _ in lines], canvas.shape[1] - 16, max(canvas.shape[:2]), thick)
-    heights = [_label_height(t, size, text_thick) for t, _ in lines]
-    bar_at = [t for t, _ in lines].index(key)
+    width = canvas.shape[1] - 16
+    size, text_thick = _fitting_text(lines, width, max(canvas.shape[:2]), thick)
+    key_at = lines.index([(key, white)])
+    lines, key_at = _wrapped(lines, key_at, width, size, text_thick)
+    heights = [_label_height(_joined(parts), size, text_thick) for parts in lines]
     top = canvas.shape[0]
-    canvas = cv2.copyMakeBorder(canvas, 0, sum(heights) + heights[bar_at] + 8, 0, 0, cv2.BORDER_CONSTANT,
+    canvas = cv2.copyMakeBorder(canvas, 0, sum(heights) + heights[key_at] + 8, 0, 0, cv2.BORDER_CONSTANT,
                                 value=(0, 0, 0))
     y = top
-    for i, (text, colour) in enumerate(lines):
-        y = _label(canvas, text, y, size, text_thick, colour or (255, 255, 255))
-        if i == bar_at:  # the key's colours, left to right over the scale
-            width = min(canvas.shape[1] - 16, 400)
-            bar = _uncertainty_colours(np.linspace(0, COLOUR_SCALE_PX, width))
-            canvas[y + 4:y + heights[i] - 2, 8:8 + width] = bar[None]
+    for i, parts in enumerate(lines):
+        y = _label(canvas, parts, y, size, text_thick)
+        if i == key_at:  # the key's colours, left to right over the scale
+            bar_width = min(width, 400)
+            bar = _uncertainty_colours(np.linspace(0, COLOUR_SCALE_PX, bar_width))
+            canvas[y + 4:y + heights[i] - 2, 8:8 + bar_width] = bar[None]
             y += heights[i]
     return canvas
 
 
-def _fitting_text(lines: list[str], width: int, longer: int, thick: int) -> tuple[float, int]:
-    """Font size and stroke for legend lines that all fit ``width`` pixels: glyph advances round per
-    glyph and the stroke adds to each, so a proportional shrink alone can stay a few pixels too wide."""
+_MIN_TEXT = 0.45  # OpenCV font scale of the smallest legend text, about 10 px high: below it, lines wrap
+
+
+def _joined(parts: list[tuple[str, tuple[int, int, int]]]) -> str:
+    return "".join(text for text, _ in parts)
+
+
+def _fitting_text(lines: list[list[tuple[str, tuple[int, int, int]]]], width: int, longer: int,
+                  thick: int) -> tuple[float, int]:
+    """Font size and stroke for legend lines that all fit ``width`` pixels, shrinking down to ``_MIN_TEXT``;
+    from there lines wrap at spaces (at 5 px high the legend of a 256-px picture could not be read), and
+    only a word too long for the line shrinks the text further. Glyph advances round per glyph and the
+    stroke adds to each, so a proportional shrink alone can stay a few pixels too wide."""
+    whole = [_joined(parts) for parts in lines]
+    # what wrapping cannot break: each word of a one-colour line, and a line of several colours
+    units = [w for parts in lines for w in (parts[0][0].split(" ") if len(parts) == 1 else [_joined(parts)])]
     size = 0.4 + 0.5 * longer / 1024
     while True:
         text_thick = max(1, min(thick, round(size * 2)))  # thin strokes at small sizes: letters stay apart
-        widest = max(cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, size, text_thick)[0][0] for t in lines)
+        widest = max(_text_width(t, size, text_thick) for t in (whole if size > _MIN_TEXT else units))
         if widest <= width or size < 0.2:
             return size, text_thick
-        size *= min(0.97, width / widest)
+        shrunk = size * min(0.97, width / widest)
+        size = max(shrunk, _MIN_TEXT) if size > _MIN_TEXT else shrunk
+
+
+def _text_width(text: str, size: float, thick: int) -> int:
+    return cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, size, thick)[0][0]
+
+
+def _wrapped(lines: list[list[tuple[str, tuple[int, int, int]]]], key_at: int, width: int, size: float,
+             thick: int) -> tuple[list[list[tuple[str, tuple[int, int, int]]]], int]:
+    """One-colour lines broken at spaces to fit ``width``; returns them and where line ``key_at`` now ends.
+    A line of several colours (the organ key) is short and stays whole."""
+    out: list[list[tuple[str, tuple[int, int, int]]]] = []
+    for i, parts in enumerate(lines):
+        if len(parts) > 1 or _text_width(parts[0][0], size, thick) <= width:
+            out.append(parts)
+        else:
+            text, colour = parts[0]
+            line = ""
+            for word in text.split(" "):
+                if line and _text_width(f"{line} {word}", size, thick) > width:
+                    out.append([(line, colour)])
+                    line = word
+                else:
+                    line = f"{line} {word}" if line else word
+            out.append([(line, colour)])
+        if i == key_at:
+            key_end = len(out) - 1
+    return out, key_end
 
 
 def _label_height(text: str, size: float, thick: int) -> int:
@@ -177,10 +239,15 @@ def _label_height(text: str, size: float, thick: int) -> int:
     return h + base + 4
 
 
-def _label(canvas: np.ndarray, text: str, top: int, size: float, thick: int,
-           colour: tuple[int, int, int] = (255, 255, 255)) -> int:
-    """Text on the black band, its top at ``top``; returns the next line's top."""
+def _label(canvas: np.ndarray, parts: list[tuple[str, tuple[int, int, int]]], top: int, size: float,
+           thick: int) -> int:
+    """One legend line on the black band, its top at ``top``, its parts side by side in their colours;
+    returns the next line's top."""
+    text = _joined(parts)
     (_, _), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, size, thick)
     y = top + _label_height(text, size, thick)
-    cv2.putText(canvas, text, (8, y - base // 2), cv2.FONT_HERSHEY_SIMPLEX, size, colour, thick, cv2.LINE_AA)
+    x = 8
+    for piece, colour in parts:
+        cv2.putText(canvas, piece, (x, y - base // 2), cv2.FONT_HERSHEY_SIMPLEX, size, colour, thick, cv2.LINE_AA)
+        x += _text_width(piece, size, thick)
     return y
