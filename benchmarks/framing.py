@@ -123,13 +123,13 @@ def _plot(report: dict, path: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     for name, rows in report["images"].items():
         fill = [r["fill"] for r in rows]
-        line, = left.plot(fill, [r["second_look"]["to_full_frame_px"] for r in rows], marker="o", label=name[:22])
+        line, = left.plot(fill, [r["second_look"]["to_full_frame_px"] for r in rows], marker="o", label=Path(name).stem)
         left.plot(fill, [r["single_look"]["to_full_frame_px"] for r in rows], ls=":", color=line.get_color())
-        right.plot(fill, [r["second_look"]["mean_node_std_1024"] for r in rows], marker="o", label=name[:22])
+        right.plot(fill, [r["second_look"]["mean_node_std_1024"] for r in rows], marker="o", label=Path(name).stem)
         right.plot(fill, [r["single_look"]["mean_node_std_1024"] for r in rows], ls=":", color=line.get_color())
         if "to_reference_px" in rows[0]["second_look"]:
             left.plot(fill, [r["second_look"]["to_reference_px"] for r in rows], marker="s", color="black", ls="--",
-                      label=f"{name[:22]} vs reference")
+                      label=f"{Path(name).stem} vs reference")
             left.plot(fill, [r["single_look"]["to_reference_px"] for r in rows], color="black", ls=":")
     left.plot([], [], ls=":", color="gray", label="dotted: second_look=False")
     left.axhline(15, color="red", lw=1, ls="--", label="15 px")
