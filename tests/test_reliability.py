@@ -75,6 +75,18 @@ def test_the_flag_is_the_calibrated_rule_applied_to_the_results_own_scores(defau
         assert (r.quality.flag, r.quality.reason, r.quality.calibrated) == (want.flag, want.reason, want.calibrated)
 
 
+def test_one_sample_is_judged_by_the_latent_sigma_and_says_so(default_segmenter, arrays):
+    """With K = 1 the node std is 0 by construction: the reason quoted "mean node std 0.00 px <= 24.40" as
+    if it had been measured."""
+    one = default_segmenter.predict(arrays[0], samples=1, second_look=False).quality
+    pooled = default_segmenter.predict(arrays[0], samples=1, second_look=True)
+    assert one.calibrated and not one.flag
+    assert "mean node std not measured: one sample, mean latent sigma" in one.reason
+    assert pooled.second_look.look == "pooled"  # two looks' decodes: a spread of two samples, measured
+    assert "not measured" not in pooled.quality.reason and pooled.mean_node_std > 0
+    assert f"mean node std {pooled.mean_node_std * 1024 / max(pooled.height, pooled.width):.2f} px" in pooled.quality.reason
+
+
 def test_calibration_follows_the_checkpoint_not_the_file_name(tmp_path, example1):
     from toy_engine import write_toy_engine
 

@@ -305,8 +305,9 @@ void bind_quality(py::module_& m) {
     // The core's assessor for results made outside the core (the Python reference path).
     py::class_<detail::QualityAssessor>(m, "QualityAssessor", "The reliability flag's thresholds of one engine")
         .def(py::init(&detail::load_quality), py::arg("model_path"), py::arg("quality_file"), py::arg("checkpoint_sha256"))
-        .def("assess", py::overload_cast<double, double, int, int>(&detail::QualityAssessor::assess, py::const_),
-             py::arg("mean_node_std"), py::arg("mean_latent_sigma"), py::arg("height"), py::arg("width"));
+        .def("assess", py::overload_cast<double, double, int, int, bool>(&detail::QualityAssessor::assess, py::const_),
+             py::arg("mean_node_std"), py::arg("mean_latent_sigma"), py::arg("height"), py::arg("width"),
+             py::arg("spread_measured") = true);
     m.def("node_std_1024", &detail::node_std_1024, py::arg("mean_node_std"), py::arg("height"), py::arg("width"),
           "Mean node std in px of the 1024 frame: mean_node_std * 1024 / max(height, width)");
     m.def("default_quality_file", &detail::default_quality_file, py::arg("model_path"),

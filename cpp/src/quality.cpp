@@ -93,7 +93,8 @@ QualityAssessor::QualityAssessor(std::optional<QualityRule> rule, const std::str
                         "): no reliability flag",
                     false} {}
 
-Quality QualityAssessor::assess(double mean_node_std, double mean_latent_sigma, int height, int width) const {
+Quality QualityAssessor::assess(double mean_node_std, double mean_latent_sigma, int height, int width,
+                                bool spread_measured) const {
     if (!rule_) return uncalibrated_;
     const double node = node_std_1024(mean_node_std, height, width);
     const std::string node_text = fixed(node, 2), node_max = fixed(rule_->max_node_std_1024, 2);
@@ -104,9 +105,11 @@ Quality QualityAssessor::assess(double mean_node_std, double mean_latent_sigma, 
         over += (over.empty() ? "" : "; ") + ("mean latent sigma " + sigma_text + " > " + sigma_max);
     }
     if (!over.empty()) return {true, "uncertainty above the calibrated threshold: " + over, true};
-    return {false,
-            "within calibrated thresholds (mean node std " + node_text + " px (1024 frame) <= " + node_max +
-                ", mean latent sigma " + sigma_text + " <= " + sigma_max + ")",
+    const std::string node_part = spread_measured
+                                      ? "mean node std " + node_text + " px (1024 frame) <= " + node_max
+                                      : "mean node std not measured: one sample";
+    return {false, "within calibrated thresholds (" + node_part + ", mean latent sigma " + sigma_text + " <= " +
+                       sigma_max + ")",
             true};
 }
 

@@ -26,8 +26,14 @@ struct QualityRule {
 class QualityAssessor {
 public:
     QualityAssessor(std::optional<QualityRule> rule, const std::string& checkpoint_sha256);
-    Quality assess(double mean_node_std, double mean_latent_sigma, int height, int width) const;
-    Quality assess(const Result& r) const { return assess(r.mean_node_std, r.mean_latent_sigma, r.height, r.width); }
+    /// `spread_measured` false: the spread rests on one decode (K = 1, no pooled second look), so its
+    /// 0 is not a measurement; the verdict then rests on the latent sigma alone and says so.
+    Quality assess(double mean_node_std, double mean_latent_sigma, int height, int width,
+                   bool spread_measured = true) const;
+    Quality assess(const Result& r) const {
+        const bool pooled = r.second_look && r.second_look->look == "pooled";
+        return assess(r.mean_node_std, r.mean_latent_sigma, r.height, r.width, r.samples > 1 || pooled);
+    }
     const std::optional<QualityRule>& rule() const { return rule_; }
 
 private:

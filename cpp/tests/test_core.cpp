@@ -344,6 +344,18 @@ void test_quality() {
     chexmask_rt::Quality q = calibrated.assess(2.5, 0.95, 2048, 1500);
     CHECK(!q.flag && q.calibrated);
     CHECK(q.reason == "within calibrated thresholds (mean node std 1.25 px (1024 frame) <= 5.31, mean latent sigma 0.9500 <= 0.9573)");
+    // one decode (K = 1): its spread of 0 is no measurement, and the reason does not quote it as one
+    q = calibrated.assess(0.0, 0.95, 1024, 1024, false);
+    CHECK(!q.flag && q.reason == "within calibrated thresholds (mean node std not measured: one sample, mean latent "
+                                 "sigma 0.9500 <= 0.9573)");
+    CHECK(calibrated.assess(0.0, 0.96, 1024, 1024, false).flag);  // the latent sigma still flags
+    chexmask_rt::Result one;
+    one.height = one.width = 1024;
+    one.samples = 1;
+    one.mean_latent_sigma = 0.95;
+    CHECK(calibrated.assess(one).reason.find("not measured: one sample") != std::string::npos);
+    one.second_look = chexmask_rt::SecondLook{"pooled"};  // two looks' decodes: a spread of two
+    CHECK(calibrated.assess(one).reason.find("mean node std 0.00 px") != std::string::npos);
     q = calibrated.assess(6.0, 0.95, 512, 1024);  // node std 6.00 > 5.31
     CHECK(q.flag && q.reason == "uncertainty above the calibrated threshold: mean node std 6.00 px (1024 frame) > 5.31");
     q = calibrated.assess(6.0, 0.96, 1024, 1024);

@@ -107,7 +107,8 @@ class QualityAssessor:
     def __init__(self, model_path: str, quality_file: str, checkpoint_sha256: str) -> None:
         """quality_file "": <model stem>.quality.json beside model_path when it exists ("" model_path: none);
         one named but missing or malformed raises ModelError."""
-    def assess(self, mean_node_std: float, mean_latent_sigma: float, height: int, width: int) -> Quality: ...
+    def assess(self, mean_node_std: float, mean_latent_sigma: float, height: int, width: int,
+               spread_measured: bool = True) -> Quality: ...
 
 def node_std_1024(mean_node_std: float, height: int, width: int) -> float:
     """Mean node std in px of the 1024 frame: mean_node_std * 1024 / max(height, width)."""
