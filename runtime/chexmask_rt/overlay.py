@@ -104,7 +104,7 @@ def _reliability_line(result: Result) -> tuple[str, tuple[int, int, int]] | None
         return "reliability: not calibrated for this model", (255, 255, 255)
     if quality.flag:
         return f"FLAGGED, review before use: {quality.reason.split(':')[0]}", _FLAG_COLOUR
-    if result.samples == 1 and look_kind(result) != "pooled":  # one decode: its node std is 0, not measured
+    if "mean node std not measured" in quality.reason:  # the core's verdict on one decode (K=1)
         return "reliability: latent sigma within its threshold; node std not measured (K=1)", (255, 255, 255)
     return "reliability: within the calibrated thresholds", (255, 255, 255)
 
