@@ -99,6 +99,10 @@ def test_sr_is_a_tid1500_report_of_the_contours_scores_and_measures(results, tmp
     assert ctr[0].value == pytest.approx(m.ctr, rel=1e-6)
     names = {x.name.meaning: x.value for x in image.get_measurements()}
     assert names["Mean node standard deviation"] == pytest.approx(r.mean_node_std, rel=1e-6)
+    diameters = {x.finding_sites[0].value.meaning: x for x in image.get_measurements(name=codes.SCT.Diameter)}
+    assert diameters["Heart"].value == pytest.approx(m.heart_diameter_mm, rel=1e-6)
+    assert diameters["Thorax"].value == pytest.approx(m.thoracic_diameter_mm, rel=1e-6)  # not its pixels as mm
+    assert diameters["Heart"].unit == diameters["Thorax"].unit == codes.UCUM.Millimeter
     evaluations = {e.name.meaning: e.value.meaning for e in image.get_qualitative_evaluations()}
     assert evaluations["Uncertainty above calibrated threshold"] == ("Yes" if r.quality.flag else "No")
     assert "research use, not for diagnosis" in evaluations["Validation status of the measures"]
@@ -187,6 +191,26 @@ def test_spacing_comes_from_pixel_spacing_else_imager_pixel_spacing(tmp_path, ch
     assert ("repeats ImagerPixelSpacing" in note) == (copied and "PixelSpacingCalibrationType" not in changes)
 
 
+def test_objects_of_a_source_that_is_not_square(tmp_path, default_segmenter):
+    """Real radiographs are rarely square (both shared DICOMs are): the size check must compare rows with
+    the height, so that an 800 x 1024 source gets its objects and its transpose is refused."""
+    ds = pydicom.dcmread(DICOMS[1])
+    ds.set_pixel_data(np.ascontiguousarray(ds.pixel_array[:, 100:900]), "MONOCHROME2", 8)
+    path = tmp_path / "narrow.dcm"
+    ds.save_as(path)
+    source = pydicom.dcmread(path)
+    r = default_segmenter.predict(path, samples=4)
+    assert (r.height, r.width) == (source.Rows, source.Columns) == (1024, 800)
+    seg = r.to_dicom_seg(source)
+    assert (seg.Rows, seg.Columns) == (1024, 800)
+    r.to_dicom_sr(source).save_as(tmp_path / "narrow.sr.dcm")
+    turned = pydicom.dcmread(path)
+    turned.set_pixel_data(np.ascontiguousarray(turned.pixel_array.T), "MONOCHROME2", 8)
+    for build in (r.to_dicom_seg, r.to_dicom_sr):
+        with pytest.raises(InputError, match="pass the dataset of the image that was segmented"):
+            build(turned)
+
+
 def test_predict_cli_writes_seg_sr_uids_and_millimetres_of_an_edited_header(tmp_path, default_segmenter):
     image = _edited(tmp_path, "imager", PixelSpacing=None, ImagerPixelSpacing=[0.2, 0.1])
     proc = cli("predict", image, "--samples", 4, "--json", tmp_path / "r.json", "--csv", tmp_path / "r.csv",
@@ -209,6 +233,14 @@ def test_predict_cli_writes_seg_sr_uids_and_millimetres_of_an_edited_header(tmp_
         row = next(csv.DictReader(f))
     assert row["SOPInstanceUID"] == source.SOPInstanceUID and row["Pixel Spacing Source"] == IMAGER_PIXEL_SPACING
     assert float(row["CTR"]) == pytest.approx(m["cardiothoracic_ratio"], rel=1e-5) and row["Results Schema"] == "2"
+    assert (row["Pixel Spacing Row (mm)"], row["Pixel Spacing Column (mm)"]) == ("0.2", "0.1")  # not transposed
+    for organ, column in (("right_lung", "Right Lung"), ("left_lung", "Left Lung"), ("heart", "Heart")):
+        for kind, key in (("(px2)", "area_px2"), ("Std (px2)", "area_std_px2"), ("(mm2)", "area_mm2"),
+                          ("Std (mm2)", "area_std_mm2")):
+            assert float(row[f"{column} Area {kind}"]) == pytest.approx(m[key][organ], rel=1e-5), (column, kind)
+    for what in ("Heart", "Thoracic"):
+        for unit in ("px", "mm"):
+            assert float(row[f"{what} Diameter ({unit})"]) == pytest.approx(m[f"{what.lower()}_diameter_{unit}"], rel=1e-5)
 
 
 def test_non_dicom_inputs_are_refused_for_dicom_outputs(tmp_path, example1):
