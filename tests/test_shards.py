@@ -115,6 +115,54 @@ def test_merge_keeps_one_row_per_image_and_errors_only_for_images_never_done(tmp
     assert summary.missing_shards == [1] and "shards 1 of 3 are missing" in summary.text(tmp_path / "all")
 
 
+def test_merge_says_the_first_shard_is_missing_too(tmp_path):
+    """Only a missing middle shard was ever tested; a lost shard 0 would have merged as complete."""
+    a = _fake_folder(tmp_path / "a", ["x"], shard="1/3")
+    b = _fake_folder(tmp_path / "b", ["y"], shard="2/3")
+    summary = merge_folders([a, b], tmp_path / "all")
+    assert summary.missing_shards == [0] and not summary.complete
+    assert json.loads((tmp_path / "all" / "batch.json").read_text())["Finished"] is False
+
+
+def test_merge_keeps_the_schema_number_of_an_older_release_s_rows(tmp_path):
+    """Schema 1 rows say no schema (that release wrote none): merged beside current rows they must say 1,
+    or their empty measures read as unknown values of the current schema."""
+    from chexmask_rt.csv_output import COLUMNS_V1, SCHEMA_VERSION
+
+    old = _fake_folder(tmp_path / "old", ["x"])
+    new = _fake_folder(tmp_path / "new", ["y"])
+    for folder in (old, new):
+        (folder / "batch.json").unlink()
+    with open(old / "results.csv", newline="") as f:
+        kept = [{k: row[k] for k in COLUMNS_V1} for row in csv.DictReader(f)]
+    with open(old / "results.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(COLUMNS_V1), lineterminator="\n")
+        w.writeheader()
+        w.writerows(kept)
+    with open(new / "results.csv", newline="") as f:
+        current = [row | {"Results Schema": str(SCHEMA_VERSION)} for row in csv.DictReader(f)]
+    with open(new / "results.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(current[0]), lineterminator="\n")
+        w.writeheader()
+        w.writerows(current)
+    merge_folders([old, new], tmp_path / "all")
+    schema = {r["Image"]: r["Results Schema"] for r in rows(tmp_path / "all" / "results.csv")}
+    assert schema == {"x": "1", "y": str(SCHEMA_VERSION)}
+
+
+def test_each_shard_lists_only_its_own_skipped_files(tmp_path, archive):
+    """Every shard's skipped.csv listed the whole archive's skipped files."""
+    from chexmask_rt.discovery import discover
+    from chexmask_rt.shards import batch_inputs
+
+    for name in ("notes.txt", "readme.md", "a.json", "b.xml", "c.log", "d.doc"):
+        (archive / name).write_text("not an image")
+    everything = discover(archive).skipped
+    parts = [batch_inputs(archive, Shard(i, 2)).skipped for i in range(2)]
+    assert len(everything) >= 6 and all(parts)
+    assert not set(parts[0]) & set(parts[1]) and sorted(parts[0] + parts[1]) == sorted(everything)
+
+
 def test_merge_reads_what_batch_writes_names_that_are_not_utf8_and_huge_fields(tmp_path):
     """batch writes a name's raw bytes (surrogate escapes) and RLE fields past the csv module's
     default 128 KiB limit; merge must read both back unchanged."""
