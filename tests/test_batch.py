@@ -88,6 +88,22 @@ def test_resume_skips_finished_images_and_redoes_a_cut_row(tmp_path, shared_imag
     assert all(len(parse_coords(r["Landmarks (Mean)"])) == 120 for r in final)
 
 
+def test_a_rerun_restarts_errors_csv_and_counts_a_listed_image_once(tmp_path, shared_images, default_segmenter):
+    """errors.csv holds this run's failures: an image fixed and retried must not stay listed there (it
+    would be in both files). A list naming an image twice is one image, not one done and one skipped."""
+    out = tmp_path / "out"
+    image = tmp_path / "fixed.png"
+    image.write_bytes(b"not a png")
+    first = run_batch(default_segmenter, [str(image)], out, samples=2, progress=False)
+    assert first.failed == 1 and [r["Image"] for r in rows(out / "errors.csv")] == [str(image)]
+    shutil.copy(shared_images[0], image)
+    second = run_batch(default_segmenter, [str(image)], out, samples=2, progress=False)
+    assert (second.done, second.failed) == (1, 0) and rows(out / "errors.csv") == []
+    assert [r["Image"] for r in rows(out / "results.csv")] == [str(image)]
+    twice = run_batch(default_segmenter, [str(shared_images[1])] * 2, tmp_path / "twice", samples=2, progress=False)
+    assert (twice.total, twice.done, twice.skipped, twice.failed) == (1, 1, 0, 0)
+
+
 def test_all_good_exits_0_and_rerun_does_nothing(tmp_path, shared_images):
     listing = tmp_path / "list.txt"
     listing.write_text("\n".join(str(p) for p in shared_images[:2]))
@@ -106,6 +122,8 @@ def test_other_settings_are_refused_on_resume(tmp_path, shared_images):
     assert cli("batch", listing, "--out", out, "--samples", 2, "--no-progress").returncode == 0
     proc = cli("batch", listing, "--out", out, "--samples", 3, "--no-progress")
     assert proc.returncode == 3 and "made with Samples '2'" in proc.stderr and "Traceback" not in proc.stderr
+    proc = cli("batch", listing, "--out", out, "--samples", 2, "--seed", 1, "--no-progress")
+    assert proc.returncode == 3 and "made with Seed '0', this run uses '1'" in proc.stderr
     # the second look is a setting too: its answers are not one engine call's (the shipped default)
     assert rows(out / "results.csv")[0]["Second Look"] == "off"
     proc = cli("batch", listing, "--out", out, "--samples", 2, "--no-progress", "--second-look")
