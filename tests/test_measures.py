@@ -276,6 +276,9 @@ def test_the_overlay_says_when_its_areas_are_at_the_detector():
     patient = measure(synthetic_chest(), spacing=PixelSpacing(0.15, 0.15, PIXEL_SPACING))
     assert _measure_lines(detector)[1].endswith("cm2 at the detector")
     assert _measure_lines(patient)[1].endswith("cm2")
+    assert f"H {patient.area_mm2['heart'] / 100:.1f}" in _measure_lines(patient)[1]  # mm2 to cm2
+    plain = measure(synthetic_chest())
+    assert f"H {plain.area_px2['heart']:.0f}" in _measure_lines(plain)[1] and _measure_lines(plain)[1].endswith("px2")
 
 
 def test_the_overlay_draws_only_the_diameters_the_measures_give():

@@ -178,3 +178,30 @@ def test_one_sample_says_the_node_std_was_not_measured(default_segmenter, chest)
     one, many = (default_segmenter.predict(chest, samples=k, second_look=False) for k in (1, 4))
     assert "node std not measured (K=1)" in _reliability_line(one)[0]
     assert _reliability_line(many)[0] == "reliability: within the calibrated thresholds"
+
+
+def test_colours_and_ellipses_follow_each_landmarks_own_spread(default_segmenter, chest, monkeypatch):
+    """On a non-square image the colours are read in the 1024 frame of the longer side, as the flag reads
+    them, and each ellipse's axes are its landmark's std in x and in y, in that order."""
+    import chexmask_rt.overlay as overlay
+
+    narrow = np.ascontiguousarray(chest[:, : chest.shape[1] // 2])
+    r = default_segmenter.predict(narrow, samples=10)
+    coloured, ellipses = [], []
+    real_colours, real_ellipse = overlay._uncertainty_colours, overlay.cv2.ellipse
+    monkeypatch.setattr(overlay, "_uncertainty_colours", lambda v: coloured.append(np.array(v)) or real_colours(v))
+    monkeypatch.setattr(overlay.cv2, "ellipse", lambda img, c, axes, *a: ellipses.append(axes) or real_ellipse(img, c, axes, *a))
+    draw_overlay(narrow, r)
+    np.testing.assert_allclose(coloured[0], r.node_uncertainty * 1024 / max(r.height, r.width))
+    scale = 1024 / max(r.height, r.width) if max(r.height, r.width) > 1024 else 1.0
+    want = [tuple(int(v) for v in np.round(np.maximum(s * scale, 1.0) * 16)) for s in r.landmarks_std]
+    assert ellipses == want and any(a[0] != a[1] for a in want)  # x first: the spread is not round
+
+
+def test_the_colour_scale_runs_from_dark_to_yellow():
+    """Reversed, confident landmarks would be drawn as the most uncertain."""
+    from chexmask_rt.overlay import COLOUR_SCALE_PX, _uncertainty_colours
+
+    c = _uncertainty_colours(np.linspace(0, COLOUR_SCALE_PX, 6)).astype(float)
+    luminance = c @ [0.114, 0.587, 0.299]  # BGR
+    assert (np.diff(luminance) > 0).all() and c[-1][2] > 200 and c[-1][1] > 200 and c[-1][0] < 200
