@@ -264,6 +264,13 @@ def test_predict_fails_alone_an_image_whose_reader_raises_something_unexpected(m
         cli.main(["predict", str(bad), "--samples", "2"])
 
 
+def test_messages_escape_c1_controls_and_del_too():
+    """U+009B is an 8-bit CSI: some terminals and log viewers act on it as on ESC [."""
+    from chexmask_rt.progress import printable
+
+    assert printable("a\x9b31mb\x7fc\x85d\x1be") == "a\\x9b31mb\\x7fc\\x85d\\x1be"
+
+
 def test_messages_escape_control_characters_of_file_names(tmp_path, shared_images):
     """A file named with an ESC sequence (or a CR) drove the terminal showing the error line that names it."""
     import shutil

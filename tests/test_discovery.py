@@ -25,6 +25,14 @@ def _non_image_object(path, sop_class):
     ds.save_as(path, enforce_file_format=True)
 
 
+def _with_sop_class(path, sop_class):
+    import pydicom
+
+    ds = pydicom.dcmread(path)
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = sop_class
+    ds.save_as(path, enforce_file_format=True)
+
+
 @pytest.fixture()
 def pacs(tmp_path, shared_images):
     """An export the way PACS write them: DICOM files named by number or UID, a DICOMDIR, a report."""
@@ -35,6 +43,8 @@ def pacs(tmp_path, shared_images):
     shutil.copy(DICOM, root / "DICOMDIR")  # named as the standard names it: skipped by name
     _non_image_object(root / "S001" / "IM00002", "1.2.840.10008.5.1.4.1.1.88.11")  # Basic Text SR
     _non_image_object(root / "S001" / "IM00003", "1.2.840.10008.1.3.10")  # a media directory under another name
+    shutil.copy(DICOM, root / "S001" / "IM00004")  # an image of a class pydicom does not know (newer, private)
+    _with_sop_class(root / "S001" / "IM00004", "1.2.826.0.1.3680043.8.498.999")
     (root / "S001" / "VERSION").write_text("export tool 1.0\n")
     shutil.copy(shared_images[0], root / "S001" / "thumb.png")
     raw = DICOM.read_bytes()
@@ -45,7 +55,7 @@ def pacs(tmp_path, shared_images):
 def test_dicom_is_found_by_its_marker_and_non_images_are_skipped_with_a_reason(pacs):
     found = discover(pacs)
     assert [p.replace(str(pacs) + "/", "") for p in found.images] == [
-        "S001/1.2.826.0.1.3680043.8.498.1", "S001/IM00001", "S001/nopreamble.dcm", "S001/thumb.png"]
+        "S001/1.2.826.0.1.3680043.8.498.1", "S001/IM00001", "S001/IM00004", "S001/nopreamble.dcm", "S001/thumb.png"]
     reasons = {p.replace(str(pacs) + "/", ""): r for p, r in found.skipped}
     assert reasons["DICOMDIR"].startswith("DICOMDIR")
     assert reasons["S001/IM00002"] == "DICOM Basic Text SR Storage object (1.2.840.10008.5.1.4.1.1.88.11), not an image"
@@ -87,7 +97,7 @@ def test_batch_segments_a_pacs_export_and_lists_what_it_skipped(tmp_path, pacs):
     proc = subprocess.run([sys.executable, "-m", "chexmask_rt", "batch", str(pacs), "--out", out, "--samples", "2",
                            "--single-look", "--no-progress"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert "4 images: 4 done" in proc.stdout and "4 files skipped" in proc.stderr
+    assert "5 images: 5 done" in proc.stdout and "4 files skipped" in proc.stderr
     with open(out / "skipped.csv", newline="") as f:
         skipped = {r["File"]: r["Reason"] for r in csv.DictReader(f)}
     assert set(skipped) == {str(pacs / n) for n in ("DICOMDIR", "S001/IM00002", "S001/IM00003", "S001/VERSION")}
