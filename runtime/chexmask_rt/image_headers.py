@@ -33,13 +33,18 @@ class Header:
     """What a header declares: the format, the first image's size and the number of full-size pages,
     and a TIFF's Orientation tag (1..8; 1 where it is absent or libtiff ignores it, and for other formats).
 
-    ``width`` and ``height`` are the stored raster's, whatever the orientation."""
+    ``width`` and ``height`` are the stored raster's, whatever the orientation. A TIFF's first image
+    also gives ``photometric`` (tag 262: 0 is WhiteIsZero), ``bits`` (258, when one value) and
+    ``extra_samples`` (338: an alpha channel); None where absent and for other formats."""
 
     format: str  # "png", "jpeg", "tiff", "bmp"
     width: int
     height: int
     pages: int = 1
     orientation: int = 1
+    photometric: int | None = None
+    bits: int | None = None
+    extra_samples: bool = False
 
 
 def _corrupt(name: str, what: str) -> InputError:
@@ -211,10 +216,13 @@ def _tiff(f: BinaryIO, head: bytes, name: str) -> Header:
         for i in range(count):
             entry = body[i * entry_size:(i + 1) * entry_size]
             tag, kind = struct.unpack(order + "HH", entry[:4])
-            if tag in (254, 256, 257):
+            if tag == 338:
+                tags[tag] = 1  # present: the image carries alpha (or other extra) samples
+            elif tag in (254, 256, 257, 258, 262):
+                (values,) = struct.unpack(order + ("Q" if big else "I"), entry[4:12 if big else 8])
                 value = entry[12 if big else 8:][:value_size]  # after the tag, type and count
                 fmt = {3: "H", 4: "I", 16: "Q"}.get(kind)
-                if fmt is not None:
+                if fmt is not None and values == 1:  # one value, inline (258 of several samples is not)
                     tags[tag] = struct.unpack(order + fmt, value[:size_of[fmt]])[0]
             elif tag == _TIFF_ORIENTATION and first is None and orientation is None:
                 # only the first directory's: it is the one OpenCV decodes (and turns); libtiff
@@ -223,13 +231,17 @@ def _tiff(f: BinaryIO, head: bytes, name: str) -> Header:
         if first is None:
             if 256 not in tags or 257 not in tags or not tags[256] or not tags[257]:
                 raise _corrupt(name, "TIFF whose first image directory lacks its width or height")
+            if tags.get(254, 0) & 1:  # the decoders read the first image: here a thumbnail of a later one
+                raise InputError(f"{name}: the first image of this TIFF is a reduced-size copy (a thumbnail); "
+                                 "save the radiograph as its own file")
             first = (tags[256], tags[257])
+            described = {"photometric": tags.get(262), "bits": tags.get(258), "extra_samples": 338 in tags}
         if not tags.get(254, 0) & 1:  # bit 0 of NewSubfileType: a reduced-size copy (thumbnail), not a page
             pages += 1
         (offset,) = struct.unpack(order + offset_fmt, body[count * entry_size:])
     if first is None:
         raise _corrupt(name, "TIFF without an image directory")
-    return Header("tiff", *first, pages=max(pages, 1), orientation=orientation or 1)
+    return Header("tiff", *first, pages=max(pages, 1), orientation=orientation or 1, **described)
 
 
 def _orientation(entry: bytes, order: str, big: bool) -> int:

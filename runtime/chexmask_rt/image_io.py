@@ -24,7 +24,7 @@ from .core import MIN_SIDE
 from .dicom_io import DICM_HEAD, looks_like_dicom, read_dicom
 from .errors import InputError, first_line, os_reason, path_text
 from .image_headers import check_png_chunks, read_header
-from .jpeg_strict import decode_jpeg_strict
+from .jpeg_strict import decode_jpeg_strict, unsupported_jpeg
 from .limits import check_file_size, check_pixels, resolve_max_pixels
 
 
@@ -69,11 +69,41 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> np.
         check_png_chunks(data, str(p))
     image = decode_jpeg_strict(data, str(p)) if header.format == "jpeg" else None
     if image is None:
-        image = _decode_opencv(data, str(p))
+        try:
+            image = _decode_opencv(data, str(p))
+        except InputError:
+            why = unsupported_jpeg(data) if header.format == "jpeg" else None
+            if why is None:
+                raise
+            raise InputError(f"{p}: not a readable image (a kind of JPEG no decoder here reads: {why})") from None
     if header.format == "tiff":
         image = _as_stored(image, header.orientation)
         _check_decoded_size(image, header.width, header.height, str(p))
         _check_tiff_data(data, str(p))
+        image = _tiff_as_displayed(image, header, data, str(p))
+    return image
+
+
+def _tiff_as_displayed(image: np.ndarray, header, data: np.ndarray, name: str) -> np.ndarray:
+    """What OpenCV's libtiff path gets wrong about two valid kinds of TIFF (measured, OpenCV 5.1): a
+    16-bit WhiteIsZero image comes back uninverted (8-bit ones are inverted), and an 8-bit RGBA image
+    comes back with its colour multiplied by its alpha (a transparent band turned black; alpha is not
+    read anywhere else)."""
+    if header.photometric == 0 and image.dtype == np.uint16 and image.ndim == 2:
+        top = (1 << min(header.bits or 16, 16)) - 1
+        return (top - np.minimum(image, top)).astype(np.uint16)
+    if header.extra_samples and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 4:
+        import io
+
+        from PIL import Image
+
+        try:
+            with Image.open(io.BytesIO(data.tobytes())) as picture:
+                stored = np.asarray(picture.convert("RGBA") if picture.mode == "RGBa" else picture)
+        except Exception as exc:  # noqa: BLE001 - OpenCV read it; say why Pillow could not
+            raise InputError(f"{name}: not a readable image (RGBA TIFF: {first_line(exc)})") from None
+        if stored.shape == image.shape:  # Pillow's raw samples, unmultiplied; as stored (no turn applied)
+            return np.ascontiguousarray(stored)
     return image
 
 

@@ -1,0 +1,93 @@
+"""Valid but unusual image files are read as a viewer displays them, or refused with their reason.
+
+Each case here was read wrongly without a word (found by an audit that wrote the same radiograph in
+about 90 encodings): the result was the segmentation of another picture than the file shows.
+"""
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from chexmask_rt.errors import InputError
+from chexmask_rt.image_io import read_image, to_gray
+
+from conftest import IMAGES
+
+
+@pytest.fixture(scope="module")
+def gray() -> np.ndarray:
+    return to_gray(read_image(IMAGES / "wiki_example1_normal_PA.jpg"))
+
+
+def _gray_tiff(path: Path, pages: list[tuple[np.ndarray, dict[int, int]]]) -> Path:
+    """An uncompressed little-endian TIFF of gray pages, one strip each, written field by field;
+    ``pages``: (raster, extra SHORT/LONG tags), e.g. {262: 0} for WhiteIsZero, {254: 1} for a thumbnail."""
+    data = bytearray(b"II*\x00\x00\x00\x00\x00")
+    link = 4  # where the offset of the next image directory goes
+    for raster, extra in pages:
+        h, w = raster.shape
+        strip = len(data)
+        data += raster.astype(raster.dtype.newbyteorder("<")).tobytes()
+        tags = {256: w, 257: h, 258: 8 * raster.itemsize, 259: 1, 262: 1, 273: strip, 277: 1, 278: h,
+                279: h * w * raster.itemsize} | extra
+        data += b"\x00" * (len(data) % 2)
+        data[link:link + 4] = struct.pack("<I", len(data))
+        data += struct.pack("<H", len(tags))
+        for tag in sorted(tags):
+            kind = 3 if tags[tag] < 65536 and tag not in (273, 279) else 4
+            value = struct.pack("<HH", tags[tag], 0) if kind == 3 else struct.pack("<I", tags[tag])
+            data += struct.pack("<HHI", tag, kind, 1) + value
+        link = len(data)
+        data += b"\x00\x00\x00\x00"
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_16_bit_white_is_zero_tiff_is_inverted_as_an_8_bit_one_is(tmp_path, gray):
+    """OpenCV inverts an 8-bit WhiteIsZero (Photometric 0) TIFF but returned a 16-bit one as stored: the
+    model saw a negative."""
+    deep = gray.astype(np.uint16) * 257
+    eight = read_image(_gray_tiff(tmp_path / "w8.tif", [(255 - gray, {262: 0})]))
+    sixteen = read_image(_gray_tiff(tmp_path / "w16.tif", [(65535 - deep, {262: 0})]))
+    np.testing.assert_array_equal(eight, gray)
+    np.testing.assert_array_equal(sixteen, deep)
+
+
+def test_an_rgba_tiff_is_read_without_its_alpha(tmp_path, gray):
+    """OpenCV multiplied an 8-bit RGBA TIFF's colour by its alpha: a transparent band became black and
+    the landmarks moved 7-24 px, unflagged. Alpha is read nowhere else (PNG, BMP, 16-bit TIFF)."""
+    alpha = np.full_like(gray, 255)
+    alpha[:100], alpha[:, :90] = 0, 128
+    rgba = np.dstack([gray, gray, gray, alpha])
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.tif")
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    np.testing.assert_array_equal(read_image(tmp_path / "a.tif"), read_image(tmp_path / "a.png"))
+    np.testing.assert_array_equal(to_gray(read_image(tmp_path / "a.tif")), gray)
+
+
+def test_a_tiff_whose_first_image_is_a_thumbnail_is_refused(tmp_path, gray):
+    """The decoders read the first image: the thumbnail was segmented and the full image ignored."""
+    thumbnail = np.ascontiguousarray(gray[::4, ::4])
+    path = _gray_tiff(tmp_path / "t.tif", [(thumbnail, {254: 1}), (gray, {})])
+    with pytest.raises(InputError, match=r"t\.tif: the first image of this TIFF is a reduced-size copy \(a thumbnail\)"):
+        read_image(path)
+    after = read_image(_gray_tiff(tmp_path / "after.tif", [(gray, {}), (thumbnail, {254: 1})]))
+    np.testing.assert_array_equal(after, gray)  # a thumbnail after the image is no second page
+
+
+def test_a_12_bit_jpeg_is_refused_with_its_reason(tmp_path):
+    """Refused as 'corrupt, truncated or unsupported format': the decoder's own reason was dropped."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+    from pydicom.encaps import generate_frames
+
+    ds = pydicom.dcmread(get_testdata_file("JPGExtended.dcm"))
+    path = tmp_path / "twelve.jpg"
+    path.write_bytes(next(generate_frames(ds.PixelData, number_of_frames=1)))
+    with pytest.raises(InputError, match=r"twelve\.jpg: not a readable image \(a kind of JPEG no decoder here reads: "
+                                         r"Unsupported JPEG data precision 12\)"):
+        read_image(path)
