@@ -91,3 +91,20 @@ def test_a_12_bit_jpeg_is_refused_with_its_reason(tmp_path):
     with pytest.raises(InputError, match=r"twelve\.jpg: not a readable image \(a kind of JPEG no decoder here reads: "
                                          r"Unsupported JPEG data precision 12\)"):
         read_image(path)
+
+
+@pytest.mark.parametrize("pixels, needle", [
+    (np.arange(64 * 64, dtype=np.int16).reshape(64, 64), "int16 pixels are not supported; save the image with unsigned"),
+    (np.arange(64 * 64, dtype=np.float32).reshape(64, 64), "floating-point pixels must lie in [0, 1], these span [0, 4095]"),
+    (np.full((64, 64), np.nan, np.float32), "its floating-point pixels include NaN or infinite values"),
+])
+def test_a_file_of_pixels_the_runtime_does_not_take_is_refused_in_words_for_a_file(tmp_path, pixels, needle):
+    """The refusal advised array callers ("use uint8 ...", "np.clip(image, 0, 1)"), which someone passing
+    a file cannot act on."""
+    import cv2
+
+    path = tmp_path / "x.tif"
+    cv2.imwrite(str(path), pixels)
+    with pytest.raises(InputError) as raised:
+        read_image(path)
+    assert str(raised.value).startswith(f"{path}: ") and needle in str(raised.value) and "np." not in str(raised.value)

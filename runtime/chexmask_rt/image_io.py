@@ -81,7 +81,24 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> np.
         _check_decoded_size(image, header.width, header.height, str(p))
         _check_tiff_data(data, str(p))
         image = _tiff_as_displayed(image, header, data, str(p))
+    _check_file_pixels(image, str(p))
     return image
+
+
+def _check_file_pixels(image: np.ndarray, name: str) -> None:
+    """A file's pixels that ``to_gray`` would refuse, refused in words for a file (its advice is for arrays):
+    signed or 32-bit integer samples, and floating-point samples outside [0, 1] (what they mean is not said)."""
+    if image.dtype not in (np.uint8, np.uint16, np.float32, np.float64):
+        raise InputError(f"{name}: {image.dtype} pixels are not supported; save the image with unsigned 8- or "
+                         "16-bit pixels")
+    if image.dtype.kind != "f" or not image.size:
+        return
+    if not np.isfinite(image).all():
+        raise InputError(f"{name}: its floating-point pixels include NaN or infinite values")
+    low, high = float(image.min()), float(image.max())
+    if low < 0.0 or high > 1.0:
+        raise InputError(f"{name}: floating-point pixels must lie in [0, 1], these span [{low:g}, {high:g}]; save "
+                         "the image scaled to [0, 1] or with unsigned 8- or 16-bit pixels")
 
 
 def _tiff_as_displayed(image: np.ndarray, header, data: np.ndarray, name: str) -> np.ndarray:
