@@ -123,7 +123,6 @@ std::string shown(const std::string& text, std::size_t bytes) {
     return i < text.size() ? out + "..." : out;
 }
 
-
 // Python reads every entry as str: bytes that are not strict UTF-8 (what Python's decoder takes:
 // no overlong forms, surrogates or code points past U+10FFFF) must be refused here, not fail there.
 bool valid_utf8(std::string_view text) {

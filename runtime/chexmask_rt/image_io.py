@@ -23,7 +23,7 @@ from . import core
 from .core import MIN_SIDE
 from .dicom_io import DICM_HEAD, looks_like_dicom, read_dicom
 from .errors import InputError, first_line, os_reason, path_text
-from .image_headers import check_png_chunks, read_header
+from .image_headers import Header, check_png_chunks, read_header
 from .jpeg_strict import decode_jpeg_strict, unsupported_jpeg
 from .limits import check_file_size, check_pixels, resolve_max_pixels
 
@@ -101,7 +101,7 @@ def _check_file_pixels(image: np.ndarray, name: str) -> None:
                          "the image scaled to [0, 1] or with unsigned 8- or 16-bit pixels")
 
 
-def _tiff_as_displayed(image: np.ndarray, header, data: np.ndarray, name: str) -> np.ndarray:
+def _tiff_as_displayed(image: np.ndarray, header: Header, data: np.ndarray, name: str) -> np.ndarray:
     """What OpenCV's libtiff path gets wrong about two valid kinds of TIFF (measured, OpenCV 5.1): a
     16-bit WhiteIsZero image comes back uninverted (8-bit ones are inverted), and an 8-bit RGBA image
     comes back with its colour multiplied by its alpha (a transparent band turned black; alpha is not
