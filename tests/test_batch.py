@@ -104,6 +104,33 @@ def test_a_rerun_restarts_errors_csv_and_counts_a_listed_image_once(tmp_path, sh
     assert (twice.total, twice.done, twice.skipped, twice.failed) == (1, 1, 0, 0)
 
 
+def test_overlays_of_every_image_or_of_the_flagged_ones(tmp_path, shared_images, default_segmenter):
+    """A reviewer of an archive looks through pictures: of all results, or of those the flag marks."""
+    import cv2
+
+    from chexmask_rt.image_io import read_image, to_gray
+    from chexmask_rt.overlay import draw_overlay
+
+    upright = str(shared_images[0])
+    upside_down = tmp_path / "upside_down.png"
+    cv2.imwrite(str(upside_down), to_gray(read_image(upright))[::-1])
+    images = [upright, str(upside_down)]
+    flagged = run_batch(default_segmenter, images, tmp_path / "flagged", samples=10, progress=False, overlays="flagged")
+    assert flagged.done == 2 and flagged.flagged == 1
+    assert sorted(p.name for p in (tmp_path / "flagged" / "overlays").iterdir()) == ["upside_down.png"]
+    run_batch(default_segmenter, images, tmp_path / "all", samples=10, progress=False, overlays="all")
+    pictures = sorted((tmp_path / "all" / "overlays").iterdir())
+    assert [p.name for p in pictures] == sorted([f"{shared_images[0].stem}.png", "upside_down.png"])
+    result = default_segmenter.predict(upside_down, samples=10)
+    np.testing.assert_array_equal(cv2.imread(str(tmp_path / "all" / "overlays" / "upside_down.png")),
+                                  draw_overlay(read_image(upside_down), result))
+    assert not (tmp_path / "none").exists()
+    run_batch(default_segmenter, images[:1], tmp_path / "none", samples=2, progress=False)
+    assert not (tmp_path / "none" / "overlays").exists()
+    proc = cli("batch", upright, "--out", tmp_path / "o", "--overlays", "some")
+    assert proc.returncode == 2 and "invalid choice: 'some'" in proc.stderr
+
+
 def test_all_good_exits_0_and_rerun_does_nothing(tmp_path, shared_images):
     listing = tmp_path / "list.txt"
     listing.write_text("\n".join(str(p) for p in shared_images[:2]))

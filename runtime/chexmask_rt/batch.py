@@ -9,6 +9,8 @@ Output folder (locked, checked and resumed by :mod:`chexmask_rt.batch_folder`):
   appended whole as each image finishes;
 - ``errors.csv``: ``Image,Error,Reason`` for each image that failed in this run;
 - ``masks/`` with ``--masks``: ``<name>_{right_lung,left_lung,heart}.png``;
+- ``overlays/`` with ``--overlays all|flagged``: ``<name>.png``, the picture of each image's result
+  (:mod:`chexmask_rt.overlay`), or of those the reliability flag marks, to look through;
 - with ``--dicom-seg DIR`` / ``--dicom-sr DIR``: ``DIR/<name>.seg.dcm`` / ``.sr.dcm`` for the
   images segmented in this run (:mod:`chexmask_rt.dicom_out`);
 - ``skipped.csv``: ``File,Reason`` for each file the folder discovery skipped in this run (absent
@@ -216,6 +218,20 @@ def prepare_output(segmenter, images: Sequence[str], out_dir: str | os.PathLike,
         mark_finished(out)  # not reached when the run raised or was interrupted
 
 
+OVERLAYS_NAME = "overlays"
+OVERLAY_CHOICES = (None, "all", "flagged")
+
+
+def _write_batch_overlay(folder: Path, stem: str, pixels: np.ndarray, result) -> None:
+    from .overlay import write_overlay
+
+    try:
+        folder.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{folder}: cannot create the overlay folder ({os_reason(exc)})") from None
+    write_overlay(folder / f"{stem}.png", pixels, result)
+
+
 def _decode(image: str, max_pixels: int) -> np.ndarray:
     return to_gray(read_image(image, max_pixels=max_pixels), name=image)
 
@@ -260,7 +276,7 @@ def outside_output(images: Sequence[str], out: Path) -> tuple[list[str], list[tu
 
 def run_batch(segmenter, images: Sequence[str], out_dir: str | os.PathLike, *, samples: int = 50, seed: int = 0,
               workers: int = 4, batch_size: int | None = None, masks: bool = False, progress: bool = True,
-              second_look: bool | None = None, max_pixels: int | None = None,
+              second_look: bool | None = None, max_pixels: int | None = None, overlays: str | None = None,
               dicom_seg: str | os.PathLike | None = None, dicom_sr: str | os.PathLike | None = None,
               shard: str | None = None, skipped: Sequence[tuple[str, str]] = (),
               input_root: str | None = None) -> BatchSummary:
@@ -274,9 +290,13 @@ def run_batch(segmenter, images: Sequence[str], out_dir: str | os.PathLike, *, s
     ModelError (the engine itself failing) stops the run: that is not one image's fault; so does
     an ``errors.csv`` that cannot be written (InputError), since no failure could be recorded.
     ``max_pixels``: the pixel limit (default: the segmenter's, see :func:`chexmask_rt.load`).
+    ``overlays``: "all" or "flagged" writes ``overlays/<name>.png`` for every image segmented in this run,
+    or for those the reliability flag marks; None: none.
     """
 
     check_count("--workers", workers, 1)
+    if overlays not in OVERLAY_CHOICES:
+        raise InputError(f"overlays must be one of {', '.join(map(str, OVERLAY_CHOICES))}, got {overlays!r}")
     if batch_size is None:
         batch_size = DEFAULT_BATCH
     check_run_arguments(samples, seed, batch_size, second_look)
@@ -290,7 +310,7 @@ def run_batch(segmenter, images: Sequence[str], out_dir: str | os.PathLike, *, s
                         skipped, input_root) as (out, second_look, unique, todo, stems):
         summary = BatchSummary(total=len(unique), done=0, skipped=len(unique) - len(todo), failed=0, seconds=0.0)
         run = _Run(segmenter, out, summary, masks=masks, progress=progress, stems=stems, total=len(todo),
-                   dicom_dirs=(dicom_seg, dicom_sr))
+                   dicom_dirs=(dicom_seg, dicom_sr), overlays=overlays)
         try:
             run.process(todo, samples=samples, seed=seed, workers=workers, batch_size=batch_size,
                         second_look=second_look, max_pixels=limit)
@@ -306,10 +326,11 @@ class _Run:
 
     def __init__(self, segmenter, out: Path, summary: BatchSummary, *, masks: bool, progress: bool,
                  stems: dict[str, str], total: int,
-                 dicom_dirs: tuple[str | os.PathLike | None, str | os.PathLike | None] = (None, None)):
+                 dicom_dirs: tuple[str | os.PathLike | None, str | os.PathLike | None] = (None, None),
+                 overlays: str | None = None):
         from .progress import progress_bar
 
-        self.segmenter, self.out, self.masks, self.stems = segmenter, out, masks, stems
+        self.segmenter, self.out, self.masks, self.stems, self.overlays = segmenter, out, masks, stems, overlays
         self.dicom_seg, self.dicom_sr = dicom_dirs
         self.rows = RunRows(out, summary)
         self.bar = progress_bar(total, "batch", enabled=progress)
@@ -324,12 +345,14 @@ class _Run:
         self.bar.set_postfix(failed=self.rows.summary.failed)
         self.bar.update(1)
 
-    def finish(self, image: str, result) -> None:
+    def finish(self, image: str, result, pixels: np.ndarray) -> None:
         try:
             result = with_source(dataclasses.replace(result, image=image), image)
             write_objects(result, image, self.stems[image], seg_dir=self.dicom_seg, sr_dir=self.dicom_sr)
             if self.masks:
                 write_masks(self.out / MASKS_NAME, self.stems[image], result)
+            if self.overlays == "all" or (self.overlays == "flagged" and result.quality is not None and result.quality.flag):
+                _write_batch_overlay(self.out / OVERLAYS_NAME, self.stems[image], pixels, result)
             row = csv_row(result)
         except Exception as exc:  # e.g. a mask name too long for the file system: this image's failure only
             self.fail(image, exc)
@@ -341,11 +364,11 @@ class _Run:
     def infer(self, chunk: list[tuple[str, np.ndarray]], **run) -> None:
         """Each image's answer, or its own failure (``streaming.segment_each``)."""
         answers = segment_each(self.segmenter, [a for _, a in chunk], [image for image, _ in chunk], **run)
-        for (image, _), answer in zip(chunk, answers):
+        for (image, pixels), answer in zip(chunk, answers):
             if isinstance(answer, Exception):
                 self.fail(image, answer)
             else:
-                self.finish(image, answer)
+                self.finish(image, answer, pixels)
 
     def process(self, todo: Sequence[str], *, workers: int, batch_size: int, max_pixels: int, **run) -> None:
         readable, refused = outside_output(todo, self.out)

@@ -20,7 +20,7 @@ from pathlib import Path
 from .devices import DEVICES
 from .errors import ChexmaskError, InputError, ModelError, NonFiniteOutputError, first_line, os_reason
 from .notice import INTENDED_USE
-from .whole_files import write_bytes_whole, write_text_whole
+from .whole_files import write_text_whole
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INPUT, EXIT_MODEL = 0, 1, 2, 3, 4
 
@@ -151,10 +151,13 @@ def _add_batch(sub) -> None:
     p = sub.add_parser("batch", help="segment a folder or a list of images into a resumable CSV")
     p.add_argument("input", metavar="INPUT", help="a folder (searched recursively) or a .txt/.csv list of images")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder: results.csv, errors.csv, skipped.csv, "
-                   "masks/, batch.json (the engine, settings and INPUT a rerun resumes with)")
+                   "masks/, overlays/, batch.json (the engine, settings and INPUT a rerun resumes with)")
     _add_run_options(p)
     p.add_argument("--workers", type=_at_least_1("workers"), default=4, help="decoder threads (default 4)")
     p.add_argument("--masks", action="store_true", help="also write organ mask PNGs to DIR/masks/")
+    p.add_argument("--overlays", choices=("all", "flagged"),
+                   help="also write the overlay picture of every image (all), or of those the reliability flag "
+                        "marks (flagged), to DIR/overlays/<name>.png")
     p.add_argument("--batch-size", type=_at_least_1("batch size"), metavar="N",
                    help="images handed to the engine together (default 1): one engine call on a GPU; on the CPU each image is its own call, the measured fastest "
                    "(README, Performance)")
@@ -408,6 +411,8 @@ def cmd_batch(args) -> int:
 
         if args.dicom_seg or args.dicom_sr:
             raise InputError("--dicom-seg / --dicom-sr are written by the local run only; leave out --ray")
+        if args.overlays:
+            raise InputError("--overlays are drawn by the local run only; leave out --ray")
         summary = run_ray(seg, args.model, found.images, args.out, address=args.ray, samples=args.samples,
                           seed=args.seed, second_look=args.second_look, masks=args.masks,
                           progress=not args.no_progress, shard=shard, threads=args.threads,
@@ -417,7 +422,7 @@ def cmd_batch(args) -> int:
     else:
         summary = run_batch(seg, found.images, args.out, samples=args.samples, seed=args.seed, workers=args.workers,
                             masks=args.masks, progress=not args.no_progress, second_look=args.second_look,
-                            dicom_seg=args.dicom_seg, dicom_sr=args.dicom_sr, shard=shard,
+                            dicom_seg=args.dicom_seg, dicom_sr=args.dicom_sr, shard=shard, overlays=args.overlays,
                             batch_size=args.batch_size, skipped=found.skipped, input_root=root)
     if found.skipped:  # written once the folder was accepted (a refused one is left as it was)
         say(f"batch: {len(found.skipped)} files skipped, reasons in {Path(args.out) / SKIPPED_NAME}")
@@ -478,25 +483,16 @@ def _output_clash(args) -> str | None:
 def _write_overlay(target: str, result, stem: str, *, several: bool, max_pixels: int | None) -> None:
     """The picture of ``result`` to ``target``; or, for several images or a folder target (an existing
     folder, a trailing '/', or a name without a picture suffix), to ``target/<stem>.png``."""
-    import cv2
-
     from .image_io import read_image
-    from .overlay import draw_overlay
+    from .overlay import write_overlay
     from .progress import say
 
     out = Path(target) / f"{stem}.png" if _overlay_folder(target, several) else Path(target)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        # PNG at zlib level 9: half the size of OpenCV's default level 1, for ~0.1 s per picture
-        written, encoded = cv2.imencode(out.suffix.lower() or ".png",
-                                        draw_overlay(read_image(result.image, max_pixels=max_pixels), result),
-                                        [cv2.IMWRITE_PNG_COMPRESSION, 9])
-        if written:
-            write_bytes_whole(out, encoded.tobytes())
-    except (OSError, cv2.error) as exc:
+    except OSError as exc:
         raise InputError(f"{out}: cannot write the overlay picture ({os_reason(exc)})") from None
-    if not written:
-        raise InputError(f"{out}: cannot write the overlay picture")
+    write_overlay(out, read_image(result.image, max_pixels=max_pixels), result)
     say(f"wrote {out}")
 
 
