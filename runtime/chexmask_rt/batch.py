@@ -351,7 +351,8 @@ class _Run:
             write_objects(result, image, self.stems[image], seg_dir=self.dicom_seg, sr_dir=self.dicom_sr)
             if self.masks:
                 write_masks(self.out / MASKS_NAME, self.stems[image], result)
-            if self.overlays == "all" or (self.overlays == "flagged" and result.quality is not None and result.quality.flag):
+            flagged = result.quality is not None and result.quality.flag
+            if self.overlays == "all" or (self.overlays == "flagged" and flagged):
                 _write_batch_overlay(self.out / OVERLAYS_NAME, self.stems[image], pixels, result)
             row = csv_row(result)
         except Exception as exc:  # e.g. a mask name too long for the file system: this image's failure only
