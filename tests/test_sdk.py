@@ -98,6 +98,20 @@ def test_c_example_prints_the_cpp_examples_json(pgm_images):
     assert _json(c, pgm_images[:1], "--single-look") == _json(cpp, pgm_images[:1], "--single-look") == one
 
 
+def test_the_c_api_default_look_is_the_engines_own(tmp_path, pgm_images):
+    """CHEXMASK_RT_SECOND_LOOK_DEFAULT (-1) must follow the engine's metadata: taken as off, C callers never
+    got the second look of an engine exported with it on (the shipped engine's default is off, so every
+    other test looked the same)."""
+    from toy_engine import write_toy_engine
+
+    c = _require(C_EXAMPLE)
+    looks = write_toy_engine(tmp_path / "looks.onnx", metadata={"second_look": "true"})
+    lib = ["--onnxruntime", core.onnxruntime_library()]
+    default = _checked([c, "--model", looks, "--samples", "2", *lib, pgm_images[0]]).stdout
+    single = _checked([c, "--model", looks, "--samples", "2", *lib, "--single-look", pgm_images[0]]).stdout
+    assert '"second_look"' in default and '"second_look"' not in single
+
+
 def test_c_example_prints_the_reliability_flag(tmp_path, pgm_images, default_segmenter):
     """The C API's quality fields, as the C example prints them: the shipped model's verdict (its calibration
     beside it, also read from memory), and "not calibrated" for a copy without one."""

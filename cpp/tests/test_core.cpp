@@ -122,6 +122,15 @@ void test_bad_images() {
     const auto padded = gradient(40, 50, 48);
     pre(view(padded, 40, 50, 48));
     CHECK(out[0] == 0.0f);
+    // a buffer one byte short is refused (a C caller's last row read past it); the last row needs no stride padding
+    expect_throw<InputError>([&] { auto b = v; b.size_bytes = 64 * 64 - 1; pre(b); }, "one byte short", "needs 4096");
+    { auto b = view(padded, 40, 50, 48); b.size_bytes = 49 * 48 + 40; pre(b); }
+    expect_throw<InputError>([&] { auto b = view(padded, 40, 50, 48); b.size_bytes = 49 * 48 + 39; pre(b); }, "padded short", "needs 2392");
+    // a negative float is refused as a value above 1 is (Python checks before the core; C and C++ callers did not)
+    std::vector<float> negative(64 * 64, 0.5f);
+    negative[7] = -0.25f;
+    chexmask_rt::ImageView neg{negative.data(), 64, 64, 64 * sizeof(float), 32, negative.size() * sizeof(float)};
+    expect_throw<InputError>([&] { pre(neg); }, "negative float", "[0, 1]");
 }
 
 /// bit_depth 0 infers a uint16 image's depth as Python's significant_bits does: content <= 255 is
@@ -224,6 +233,10 @@ void test_second_look() {
     CHECK(std::fabs(pooled.landmarks_std[100].y - std::sqrt(11.5)) < 1e-12);
     CHECK(pooled.latent_sigma[0] == 2.0 && std::fabs(pooled.node_uncertainty[100] - std::sqrt(11.5)) < 1e-12);
     const auto none = without_second_look(framed, organs);
+    // lungs spanning exactly kCropOnlyBelow (0.7) of the image are pooled, as the reference has it (fill < 0.7: crop only)
+    auto at_threshold = ring_result(500, 400, 350, 100, 1000, 1000);  // landmarks 0 and 60: x = 150 and 850 exactly
+    const auto tie = combine(at_threshold, second, at, organs);
+    CHECK(tie.second_look->first_fill == chexmask_rt::kCropOnlyBelow && tie.second_look->look == "pooled");
     CHECK(none.second_look && none.second_look->look == "none" && none.landmarks[100].x == 2.0);
 
     // a result that is not the anatomy's 120 landmarks is refused, not read past
@@ -289,6 +302,8 @@ void test_json() {
     CHECK(v.find("missing") == nullptr && v.items[0].find("a") == nullptr);
     CHECK(parse("5.308593389307588").number == 5.308593389307588 && parse("1E-2").number == 0.01);
     CHECK(parse("[]").items.empty() && parse("{}").keys.empty() && parse("\"\"").string.empty());
+    // every JSON escape decodes to its character (the calibration and metadata reader)
+    CHECK(parse("\"\\t\\b\\f\\r\\\"\\\\\"").string == "\t\b\f\r\"\\");
 
     const std::string deep_ok = std::string(kMaxDepth, '[') + std::string(kMaxDepth, ']');
     CHECK(parse(deep_ok).type == Value::Type::array);
@@ -627,6 +642,13 @@ void test_c_api(const std::string& model, const std::string& library) {
     CHECK(chexmask_rt_predict(engine, nullptr, 5, 1, -1, &result) == CHEXMASK_RT_INPUT_ERROR);
     chexmask_rt_image short_buffer = image;
     short_buffer.size_bytes = 100;
+    // samples = kMaxSamples is allowed: with a broken image the complaint is the image's, not the samples'
+    chexmask_rt_image no_pixels = image;
+    no_pixels.data = nullptr;
+    CHECK(chexmask_rt_predict(engine, &no_pixels, chexmask_rt::kMaxSamples, 1, -1, &result) == CHEXMASK_RT_INPUT_ERROR);
+    CHECK(std::strstr(chexmask_rt_last_error(), "null") != nullptr);
+    CHECK(chexmask_rt_predict(engine, &no_pixels, chexmask_rt::kMaxSamples + 1, 1, -1, &result) == CHEXMASK_RT_INPUT_ERROR);
+    CHECK(std::strstr(chexmask_rt_last_error(), "samples") != nullptr);
     CHECK(chexmask_rt_predict(engine, &short_buffer, 5, 1, -1, &result) == CHEXMASK_RT_INPUT_ERROR);
 
     CHECK(chexmask_rt_predict(engine, &image, 5, 1, CHEXMASK_RT_SECOND_LOOK_OFF, &result) == CHEXMASK_RT_OK);
@@ -649,6 +671,9 @@ void test_c_api(const std::string& model, const std::string& library) {
     }
     chexmask_rt_field_values none{};
     CHECK(chexmask_rt_result_field(result, "no_such_field", &none) == CHEXMASK_RT_INPUT_ERROR && none.data == nullptr);
+    // a name is matched whole, not as a prefix of a field's name (another field's numbers with OK status)
+    CHECK(chexmask_rt_result_field(result, "landmark", &none) == CHEXMASK_RT_INPUT_ERROR && none.data == nullptr);
+    CHECK(chexmask_rt_result_field(result, "", &none) == CHEXMASK_RT_INPUT_ERROR);
     CHECK(chexmask_rt_result_field(nullptr, "landmarks", &none) == CHEXMASK_RT_INPUT_ERROR);
     CHECK(r->second_look == nullptr && r->height == 80 && r->width == 120 && r->samples == 5 && r->seed == 1);
     CHECK(r->quality_calibrated == 1 && r->quality_flag == (want.quality.flag ? 1 : 0) && r->quality_reason == want.quality.reason);
