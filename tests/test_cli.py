@@ -95,6 +95,19 @@ def test_export_command_writes_a_loadable_engine(tmp_path):
     np.testing.assert_allclose(a.landmarks, b.landmarks, atol=1e-3)
 
 
+def test_export_writes_what_it_was_asked_to_into_the_metadata(tmp_path):
+    """--second-look and --description could be dropped, and the checkpoint hash (which keys the
+    reliability calibration) be a hash of something else, with every test passing."""
+    from chexmask_rt.metadata import file_sha256, read_engine_metadata
+
+    out = tmp_path / "m.onnx"
+    proc = cli("export", "--checkpoint", FIXTURES / "noskip_256", "--output", out, "--second-look", "--description", "card: X")
+    assert proc.returncode == 0, proc.stderr
+    _, info = read_engine_metadata(out)
+    assert info.second_look is True and info.description == "card: X"
+    assert info.checkpoint_sha256 == file_sha256(FIXTURES / "noskip_256" / "pytorch_model.bin")
+
+
 def test_export_refuses_metadata_that_is_not_utf8_before_working(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "chexmask_rt", "export", "--checkpoint", str(FIXTURES / "noskip_256"),
                            "--output", str(tmp_path / "m.onnx"), "--name", b"bad\xff"], capture_output=True, text=True)

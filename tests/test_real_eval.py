@@ -12,8 +12,9 @@ from reference import Letterbox
 from training.data import load_textures
 from training.evaluate import main as evaluate_main
 from training.outer_extent import densify, extent_errors, extremes_1024, lung_extremes, signed_extent_errors
-from training.real_data import load_split, make_split, mhh_images, outlined_images, unoutlined_images
-from training.real_eval import compare_images, ood_report, ood_split, outer_extent_report
+from training.real_data import (first_image_per_patient, load_split, make_split, mhh_images, outlined_images,
+                                 unoutlined_images)
+from training.real_eval import compare_images, ood_report, ood_split, outer_extent_report, summarise_extent
 from training.pack_device_data import pack
 from training.real_pseudo_labels import fit_to_extent
 
@@ -310,3 +311,88 @@ def test_against_a_missing_or_foreign_report_is_refused_before_measuring(tmp_pat
     with pytest.raises(SystemExit) as e:
         evaluate_main(["--real", "--against", str(report)])
     assert e.value.code == 2 and "not a readable training.evaluate --real report" in capsys.readouterr().err
+
+
+# The figures that choose a model: each test below fails on a plausible slip that every other test
+# here let through (a mutation audit).
+
+def _box(x0, y0, x1, y1):
+    return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], float)
+
+
+def test_the_band_keeps_the_right_lungs_medial_lobe_out_too():
+    """Only the left lung's band was tested: the right lung's could be off without a word."""
+    right = np.array([[100, 200], [400, 200], [400, 950], [350, 950], [300, 850], [100, 850]], float)
+    e = lung_extremes(right, _box(600, 150, 900, 850))  # width 800: the right lung's band is x <= 260
+    assert e[0, 2] == pytest.approx(850)
+
+
+def test_a_sparse_outline_is_read_along_its_edges():
+    """An extreme on an edge between two corners (not at a corner) must be found: read at the corners
+    only, the bottom of a slanted base is missed."""
+    left = np.array([[600, 150], [900, 150], [900, 700], [700, 900]], float)
+    e = lung_extremes(_box(100, 200, 400, 800), left)  # the band x >= 740 crosses the slanted edge at y = 860
+    assert e[1, 2] == pytest.approx(860, abs=1.0)
+
+
+def _accumulated(errors, projections, node, right_left=None):
+    signed = []
+    for k, err in enumerate(errors):
+        s = np.full((2, 3), float(err))
+        if right_left is not None:
+            s[0], s[1] = right_left[k]
+        signed.append(s)
+    images = [{"file": f"{i}.jpg", "patient": f"p{i}", "projection": p} for i, p in enumerate(projections)]
+    return {"signed": signed, "images": images, "node": list(node), "sigma": list(node), "seconds": [0.1] * len(signed)}
+
+
+def test_the_summary_of_uneven_errors():
+    """Errors whose mean and median differ, a node std that rises with the error but not linearly,
+    and both projections: the headline is the mean, p90 the 90th percentile, the ranking Spearman's."""
+    errors = [1.0, 1.1, 1.2, 2.0, 20.0]
+    node = np.exp([0.0, 0.1, 0.2, 3.0, 9.0])
+    r = summarise_extent(_accumulated(errors, ["AP Supine", "AP", "PA", "PA", "PA"], node))
+    assert r["mean_px"] == pytest.approx(5.06) and r["median_px"] == pytest.approx(1.2)
+    assert r["p90_px"] == pytest.approx(np.percentile(errors, 90))
+    assert r["by_projection_px"] == pytest.approx({"AP": 1.05, "PA": 23.2 / 3})
+    assert r["spearman_error_vs_mean_node_std"] == pytest.approx(1.0)  # a rank correlation: monotone is 1
+
+
+def test_by_lung_names_the_patients_right_lung_first():
+    r = summarise_extent(_accumulated([0, 0], ["PA", "PA"], [1, 2], right_left=[(1.0, 3.0), (2.0, 4.0)]))
+    assert r["by_lung_px"] == {"right": 1.5, "left": 3.5}
+
+
+def test_the_real_report_asks_for_the_samples_it_was_given(monkeypatch):
+    import training.real_eval as real_eval
+
+    items = list(outlined_images(set(load_split()["validation_patients"]), SHARED / "data"))[:2]
+    seen = []
+
+    class Seg:
+        def predict(self, image, samples, second_look):
+            seen.append(samples)
+            i = items[len(seen) - 1]
+            return SimpleNamespace(right_lung=i.right_lung, left_lung=i.left_lung, mean_node_std=1.0 * len(seen),
+                                   mean_latent_sigma=1.0 * len(seen))
+
+    monkeypatch.setattr(real_eval, "outlined_images", lambda *a, **k: iter(items))
+    outer_extent_report(Seg(), samples=7, data=SHARED / "data", looks={"one_look": False})
+    assert seen == [7, 7]
+
+
+def test_each_patients_ood_radiograph_is_its_first_by_image_id():
+    validation = set(load_split()["validation_patients"])
+    for patient, path in first_image_per_patient(validation, SHARED / "data").items():
+        assert path.stem == min(p.stem for q, p in mhh_images(validation, SHARED / "data") if q == patient)
+
+
+def test_real_measures_both_looks_unless_told_one(tmp_path, monkeypatch):
+    """The ship script relies on the default measuring both looks (the evidence for --second-look)."""
+    import training.evaluate as evaluate
+
+    calls = []
+    monkeypatch.setattr(evaluate, "real_report", lambda *a, **k: calls.append(k["both_looks"]) or {"outer_extent": {}})
+    evaluate.main(["--real", "--out", str(tmp_path / "a.json")])
+    evaluate.main(["--real", "--single-look", "--out", str(tmp_path / "b.json")])
+    assert calls == [True, False]
