@@ -17,6 +17,17 @@ IMAGES = SHARED / "data" / "images"
 FIXTURE_NAMES = ["skip_256", "noskip_256"]
 
 
+def write_results(path: Path, columns, rows) -> None:
+    """A results.csv of ``columns`` and ``rows`` (dicts), as a batch of that schema writes it: an older
+    release's folder, or one a test edits."""
+    import csv
+
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(columns), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def skip_or_fail_without_native(reason: str, **kwargs) -> None:
     """Skip a native-core test when the core is not built, except where it must be
     (CHEXMASK_RT_REQUIRE_NATIVE=1, set by scripts/setup_and_test.sh and CI): then fail."""

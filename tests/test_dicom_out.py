@@ -17,7 +17,7 @@ from chexmask_rt.dicom_out import RESEARCH_ONLY
 from chexmask_rt.errors import InputError
 from chexmask_rt.dicom_source import IMAGER_PIXEL_SPACING, MAGNIFICATION_CORRECTED, PIXEL_SPACING, spacing_of
 
-from conftest import SHARED
+from conftest import SHARED, write_results
 
 DICOMS = sorted((SHARED / "data" / "dicom").glob("*.dcm"))
 
@@ -260,10 +260,7 @@ def test_batch_writes_dicom_objects_and_resumes_a_schema_1_folder(tmp_path, defa
     (out / "batch.json").unlink()
     with open(out / "results.csv", newline="") as f:
         old = [{k: row[k] for k in COLUMNS_V1} for row in csv.DictReader(f)]
-    with open(out / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(COLUMNS_V1), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(old)
+    write_results(out / "results.csv", COLUMNS_V1, old)
     summary = run_batch(default_segmenter, [str(p) for p in DICOMS], out, samples=4, progress=False,
                         dicom_seg=tmp_path / "seg", dicom_sr=tmp_path / "sr")
     assert (summary.done, summary.skipped, summary.failed) == (1, 1, 0)

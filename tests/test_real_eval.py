@@ -316,10 +316,6 @@ def test_against_a_missing_or_foreign_report_is_refused_before_measuring(tmp_pat
 # The figures that choose a model: each test below fails on a plausible slip that every other test
 # here let through (a mutation audit).
 
-def _box(x0, y0, x1, y1):
-    return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], float)
-
-
 def test_the_band_keeps_the_right_lungs_medial_lobe_out_too():
     """Only the left lung's band was tested: the right lung's could be off without a word."""
     right = np.array([[100, 200], [400, 200], [400, 950], [350, 950], [300, 850], [100, 850]], float)

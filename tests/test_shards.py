@@ -12,7 +12,7 @@ from chexmask_rt.errors import InputError
 from chexmask_rt.merge import merge_folders
 from chexmask_rt.shards import Shard, shard_key, shard_of
 
-from conftest import SHARED
+from conftest import SHARED, write_results
 from test_batch import cli, rows
 
 
@@ -133,18 +133,9 @@ def test_merge_keeps_the_schema_number_of_an_older_release_s_rows(tmp_path):
     new = _fake_folder(tmp_path / "new", ["y"])
     for folder in (old, new):
         (folder / "batch.json").unlink()
-    with open(old / "results.csv", newline="") as f:
-        kept = [{k: row[k] for k in COLUMNS_V1} for row in csv.DictReader(f)]
-    with open(old / "results.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(COLUMNS_V1), lineterminator="\n")
-        w.writeheader()
-        w.writerows(kept)
-    with open(new / "results.csv", newline="") as f:
-        current = [row | {"Results Schema": str(SCHEMA_VERSION)} for row in csv.DictReader(f)]
-    with open(new / "results.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(current[0]), lineterminator="\n")
-        w.writeheader()
-        w.writerows(current)
+    write_results(old / "results.csv", COLUMNS_V1, [{k: r[k] for k in COLUMNS_V1} for r in rows(old / "results.csv")])
+    current = [r | {"Results Schema": str(SCHEMA_VERSION)} for r in rows(new / "results.csv")]
+    write_results(new / "results.csv", current[0], current)
     merge_folders([old, new], tmp_path / "all")
     schema = {r["Image"]: r["Results Schema"] for r in rows(tmp_path / "all" / "results.csv")}
     assert schema == {"x": "1", "y": str(SCHEMA_VERSION)}
