@@ -132,7 +132,90 @@ def test_voi_lut_sequence_is_applied(tmp_path):
     table = (np.sqrt(np.arange(256) / 255.0) * 200).astype(np.uint8)  # a gamma curve, entries 0..200
     lut.add_new("LUTData", "US", table.tolist())
     path = make_dicom(tmp_path / "l.dcm", stored, VOILUTSequence=pydicom.Sequence([lut]))
-    np.testing.assert_array_equal(read_image(path), np.rint(table[stored] / 200.0 * 255).astype(np.uint8))
+    # the display spans the LUT's output range, 0 .. 2^8 - 1 (PS3.3 C.11.2.1.2), not its entries' own range
+    np.testing.assert_array_equal(read_image(path), table[stored])
+
+
+def _lut(entries: int, first: int, bits: int, table, vr: str = "US") -> Dataset:
+    item = Dataset()
+    item.LUTDescriptor = [entries, first, bits]
+    item["LUTDescriptor"].VR = "US"  # as writers most often give it, a signed first value too
+    item.add_new("LUTData", vr, table)
+    return item
+
+
+def _ramp(bits: int) -> np.ndarray:
+    return np.tile(np.arange(2**bits, dtype=np.uint16), (40, 1))
+
+
+def test_a_voi_lut_of_8_bit_entries_longer_than_256_is_looked_up_whole(tmp_path):
+    """pydicom's apply_voi indexes such a LUT with 8-bit indices, which wrap: a 1024-entry LUT rendered a
+    10-bit radiograph as noise (landmarks 18 px off, unflagged)."""
+    stored = _ramp(10)
+    table = np.rint(np.arange(1024) / 1023 * 255).astype(np.int64)
+    path = make_dicom(tmp_path / "l.dcm", stored, BitsStored=10, VOILUTSequence=pydicom.Sequence([_lut(1024, 0, 8, table.tolist())]))
+    np.testing.assert_array_equal(read_image(path), np.rint(table[stored] / 255 * 65535).astype(np.uint16))
+
+
+def test_voi_lut_data_packed_two_entries_a_word_and_a_signed_first_value_written_as_us(tmp_path):
+    """8-bit entries in OW words, two to a word, were refused (a struct error); a signed image's first mapped
+    value written as US (63488 for -2048) was refused as a LUT that maps every pixel to one value."""
+    stored = _ramp(8)
+    table = (255 - np.arange(256)).astype(np.uint8)
+    packed = make_dicom(tmp_path / "p.dcm", stored.astype(np.uint8),
+                        VOILUTSequence=pydicom.Sequence([_lut(256, 0, 8, table.tobytes(), vr="OW")]))
+    np.testing.assert_array_equal(read_image(packed), table[stored])
+    signed = (stored.astype(np.int16) - 128) * 16
+    ramp = np.rint(np.arange(4096) / 4095 * 65535).astype(np.int64)
+    path = make_dicom(tmp_path / "s.dcm", signed.view(np.uint16), PixelRepresentation=1,
+                      VOILUTSequence=pydicom.Sequence([_lut(4096, 2**16 - 2048, 16, ramp.tolist())]))
+    np.testing.assert_array_equal(read_image(path), ramp[signed.astype(np.int64) + 2048].astype(np.uint16))
+
+
+def test_presentation_lut_shape_decides_the_polarity(tmp_path):
+    """A MONOCHROME2 image marked INVERSE is displayed as a negative (pydicom's and highdicom's
+    renderings); it was read as stored: the model saw the negative of what a viewer shows."""
+    stored = _ramp(12)
+    plain = read_image(make_dicom(tmp_path / "m2.dcm", stored, BitsStored=12)).astype(np.int64)
+    inverse = read_image(make_dicom(tmp_path / "i.dcm", stored, BitsStored=12, PresentationLUTShape="INVERSE"))
+    identity = read_image(make_dicom(tmp_path / "m1.dcm", stored, "MONOCHROME1", BitsStored=12,
+                                     PresentationLUTShape="IDENTITY"))
+    np.testing.assert_array_equal(inverse.astype(np.int64), 65535 - plain)
+    np.testing.assert_array_equal(identity.astype(np.int64), plain)  # the shape, not the photometric, decides
+
+
+def test_pixel_padding_is_black_and_outside_the_images_range(tmp_path):
+    """A border of Pixel Padding Value took part in the min-max and washed the image out."""
+    stored = (_ramp(12)[:, ::16] + 1000).astype(np.int16)
+    padded = stored.copy()
+    padded[:, :5] = -2000
+    path = make_dicom(tmp_path / "pad.dcm", padded.view(np.uint16), BitsStored=16, PixelRepresentation=1,
+                      PixelPaddingValue=-2000)
+    plain = read_image(make_dicom(tmp_path / "plain.dcm", stored[:, 5:].view(np.uint16), BitsStored=16,
+                                  PixelRepresentation=1))
+    image = read_image(path)
+    assert (image[:, :5] == 0).all()
+    np.testing.assert_array_equal(image[:, 5:], plain)
+
+
+def test_a_one_frame_enhanced_objects_window_and_rescale_are_read_from_its_functional_groups(tmp_path):
+    """Kept in the Shared or Per-Frame Functional Groups, they were ignored: min-max for the window, and a
+    slope of -1 read a negative."""
+    stored = _ramp(12)
+    window = Dataset()
+    window.WindowCenter, window.WindowWidth = 1800.0, 2000.0
+    rescale = Dataset()
+    rescale.RescaleSlope, rescale.RescaleIntercept, rescale.RescaleType = -1.0, 4095.0, "US"
+    shared = Dataset()
+    shared.FrameVOILUTSequence = pydicom.Sequence([window])
+    frame = Dataset()
+    frame.PixelValueTransformationSequence = pydicom.Sequence([rescale])
+    grouped = make_dicom(tmp_path / "g.dcm", stored, BitsStored=12, NumberOfFrames=1,
+                         SharedFunctionalGroupsSequence=pydicom.Sequence([shared]),
+                         PerFrameFunctionalGroupsSequence=pydicom.Sequence([frame]))
+    top = make_dicom(tmp_path / "t.dcm", stored, BitsStored=12, WindowCenter=1800.0, WindowWidth=2000.0,
+                     RescaleSlope=-1.0, RescaleIntercept=4095.0)
+    np.testing.assert_array_equal(read_image(grouped), read_image(top))
 
 
 def test_file_without_preamble_but_dcm_suffix_is_read(tmp_path, raw):

@@ -4,10 +4,14 @@ The pipeline follows the DICOM grayscale rendering chain:
 
 1. the Modality LUT (Rescale Slope / Intercept, or a Modality LUT Sequence);
 2. the VOI LUT Sequence, else the Window Center / Width, when present; their
-   output range is mapped to the full range of the result's dtype;
-   without either, min–max over the image's own values;
-3. MONOCHROME1 (bright = low attenuation) is inverted, so the result is always
-   MONOCHROME2-like, as the model was trained.
+   output range (a VOI LUT's: 0 .. 2^bits - 1) is mapped to the full range of the
+   result's dtype; without either, min–max over the image's own values, Pixel
+   Padding left out (and shown black);
+3. the Presentation LUT Shape INVERSE, or without one MONOCHROME1 (bright = low
+   attenuation), is inverted, so the result is always displayed-as-MONOCHROME2, as the
+   model was trained.
+
+A one-frame enhanced object's rescale and window are read from its functional groups.
 
 The result is ``uint8`` when Bits Stored ≤ 8, else ``uint16`` spanning 0..65535: its
 brightest pixels reach full scale (always without a window; with one, unless the whole image lies
@@ -126,12 +130,37 @@ def _read_dicom(p: Path, limit: int) -> np.ndarray:
     if photometric in ("MONOCHROME1", "MONOCHROME2"):
         if pixels.ndim != 2:
             raise _undecodable(p, f"expected a 2-D monochrome pixel array, got shape {pixels.shape}")
+        _with_frame_display(ds)
         return _render_gray(pixels, ds, photometric, bits_stored, p)
-    if photometric in ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT") and pixels.ndim == 3 \
-            and pixels.shape[2] == 3 and pixels.dtype == np.uint8:
+    colour = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT")
+    if photometric in colour and pixels.ndim == 3 and pixels.shape[2] == 3 and pixels.dtype == np.uint8:
         return pixels  # pydicom already converted YBR to RGB
+    if photometric in colour:
+        raise InputError(f"{p}: DICOM {photometric} pixels of {pixels.dtype} {pixels.shape} are not supported "
+                         "(colour is read at 8 bits a sample)")
     raise InputError(f"{p}: unsupported DICOM photometric interpretation {photometric or '(missing)'} "
                      f"with pixel array {pixels.dtype} {pixels.shape}")
+
+
+# The display attributes an enhanced object keeps per frame, and the top-level ones they stand for
+_FRAME_DISPLAY = (("PixelValueTransformationSequence", ("RescaleSlope", "RescaleIntercept", "RescaleType")),
+                  ("FrameVOILUTSequence", ("WindowCenter", "WindowWidth", "VOILUTFunction")))
+
+
+def _with_frame_display(ds) -> None:
+    """A one-frame enhanced object keeps its rescale and window in its Per-Frame or Shared Functional
+    Groups, not at the top level, where the display chain reads them (the window was dropped for min-max,
+    and a slope of -1 read a negative). Copied up where the top level has none; the frame's own first."""
+    for group in ("PerFrameFunctionalGroupsSequence", "SharedFunctionalGroupsSequence"):
+        items = ds.get(group)
+        if not items:
+            continue
+        for sequence, keywords in _FRAME_DISPLAY:
+            inner = items[0].get(sequence)
+            if inner and not any(k in ds for k in keywords[:2]):
+                for keyword in keywords:
+                    if keyword in inner[0]:
+                        setattr(ds, keyword, inner[0][keyword].value)
 
 
 def check_orientation(ds, name: str) -> None:
@@ -466,7 +495,12 @@ def _render_gray(pixels: np.ndarray, ds, photometric: str, bits_stored: int, p: 
         first, last = int(pixels.min()), int(pixels.max())
         domain = np.arange(first, last + 1, dtype=np.int64).astype(pixels.dtype)  # the image's own arithmetic
         present = _present(pixels, first, last - first + 1)
+        padding = _padding(ds, domain.astype(np.int64))
+        if padding is not None and (present & ~padding).any():
+            present &= ~padding  # the image's range, where no window gives it, is the image's, not its border's
         table, uniform = _rendered(domain, ds, modality, voi, photometric, bits_stored, p, present)
+        if padding is not None:
+            table[padding] = 0  # shown black, as viewers show padding, whatever the window makes of its value
         out = _looked_up(table, pixels, first)
         # from the range and the table: no more passes over the image
         varied, rendered_alike = first != last, bool(np.ptp(table[present]) == 0)
@@ -482,6 +516,23 @@ def _render_gray(pixels: np.ndarray, ds, photometric: str, bits_stored: int, p: 
 
 
 _ROWS_AT_ONCE = 256  # bounds the index temporaries of a look-up to 256 rows
+
+
+def _padding(ds, values: np.ndarray) -> np.ndarray | None:
+    """Which stored ``values`` are Pixel Padding (a value, or the range it spans with Pixel Padding Range
+    Limit): a border outside the image that, left in, took part in its min-max and washed the picture
+    out. None without padding."""
+    if "PixelPaddingValue" not in ds or ds["PixelPaddingValue"].VM != 1:
+        return None
+    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+
+    def stored(keyword: str, default: int) -> int:
+        value = int(ds[keyword].value) if keyword in ds and ds[keyword].VM == 1 else default
+        return value - 2**16 if signed and value >= 2**15 else value  # a signed value written as US
+
+    a = stored("PixelPaddingValue", 0)
+    b = stored("PixelPaddingRangeLimit", a)
+    return (values >= min(a, b)) & (values <= max(a, b))
 
 
 def _present(pixels: np.ndarray, first: int, count: int) -> np.ndarray:
@@ -504,7 +555,7 @@ def _rendered(stored: np.ndarray, ds, modality: str | None, voi: str | None, pho
     """``stored`` values through the display chain to uint8/uint16, and whether the Modality step gave
     every value alike. ``present``: which of ``stored`` the image holds (None: all), where the range
     of an image without a VOI step is taken."""
-    from pydicom.pixels import apply_modality_lut, apply_voi, apply_windowing
+    from pydicom.pixels import apply_modality_lut, apply_windowing
 
     try:
         with np.errstate(over="ignore", invalid="ignore"):  # thread-local; an overflow is refused just below
@@ -517,12 +568,7 @@ def _rendered(stored: np.ndarray, ds, modality: str | None, voi: str | None, pho
     uniform = bool(held.min() == held.max())
     try:
         if voi == "VOI LUT Sequence":
-            item = ds.VOILUTSequence[0]
-            entries, first = int(item.LUTDescriptor[0]) or 2**16, int(item.LUTDescriptor[1])
-            # the LUT indexes integers; its entries (probed over its whole domain) bound the output
-            table = apply_voi(np.arange(first, first + entries, dtype=np.int64), ds).astype(np.float64)
-            values = apply_voi(np.rint(values).astype(np.int64), ds).astype(np.float64)
-            lo, hi = float(table.min()), float(table.max())
+            values, lo, hi = _voi_lut(ds, values)
         elif voi:
             # ±inf land on the window function's two ends, whatever the VOI LUT Function
             lo, hi = (float(v) for v in apply_windowing(np.array([-np.inf, np.inf]), ds))
@@ -534,6 +580,37 @@ def _rendered(stored: np.ndarray, ds, modality: str | None, voi: str | None, pho
     full = 255.0 if 0 < bits_stored <= 8 else 65535.0
     # a negative Rescale Slope swaps pydicom's window output ends (lo > hi); the division keeps the direction
     scaled = np.clip((values - lo) / (hi - lo), 0.0, 1.0) * full if hi != lo else np.zeros_like(values)
-    if photometric == "MONOCHROME1":
+    if _displayed_inverted(ds, photometric):
         scaled = full - scaled
     return np.rint(scaled).astype(np.uint8 if full == 255.0 else np.uint16), uniform
+
+
+def _displayed_inverted(ds, photometric: str) -> bool:
+    """Whether low values are displayed bright: the Presentation LUT Shape when the file gives one (a
+    MONOCHROME2 image marked INVERSE is displayed as a negative, as pydicom's and highdicom's renderings
+    have it), else MONOCHROME1."""
+    shape = str(ds.get("PresentationLUTShape", "") or "").strip().upper()
+    return shape == "INVERSE" if shape in ("INVERSE", "IDENTITY") else photometric == "MONOCHROME1"
+
+
+def _voi_lut(ds, values: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """``values`` through the first VOI LUT, and the LUT's output range 0 .. 2^bits - 1 (PS3.3 C.11.2.1.2),
+    which the display spans. Looked up here: pydicom 3.0.2's apply_voi indexes a LUT of 8-bit entries
+    with 8-bit indices, which wrap past 256 entries (a 1024-entry LUT rendered noise, unflagged), and
+    unpacks OW data as one entry per word (8-bit entries packed two to a word were refused)."""
+    item = ds.VOILUTSequence[0]
+    entries, first, bits = (int(v) for v in item.LUTDescriptor)
+    entries = entries or 2**16
+    if first >= 2**15 and int(ds.get("PixelRepresentation", 0) or 0) == 1:
+        first -= 2**16  # a signed image's first mapped value, written as US
+    data = item.LUTData
+    if isinstance(data, bytes):  # OW: words in the dataset's byte order
+        little = (getattr(ds, "original_encoding", (None, True))[1] is not False)
+        words = np.frombuffer(data[:len(data) // 2 * 2], dtype="<u2" if little else ">u2")
+        table = words.astype("<u2").view(np.uint8) if bits == 8 and len(words) * 2 == entries else words
+    else:
+        table = np.atleast_1d(np.asarray(data, dtype=np.int64))
+    if len(table) < entries or not 8 <= bits <= 16:
+        raise ValueError(f"LUT Descriptor says {entries} entries of {bits} bits, LUT Data holds {len(table)}")
+    index = np.clip(np.rint(values).astype(np.int64) - first, 0, entries - 1)
+    return table[:entries].astype(np.float64)[index], 0.0, float(2**bits - 1)
