@@ -186,3 +186,22 @@ def test_results_are_equal_only_when_every_array_is(default_segmenter, example1)
     moved = dataclasses.replace(a, landmarks=a.landmarks + np.eye(1, a.landmarks.size).reshape(a.landmarks.shape))
     assert moved != a and len({a, moved}) == 2
     assert dataclasses.replace(a, latent_sigma=a.latent_sigma * 2) != a
+
+
+def test_the_largest_seed_is_accepted_by_predict(default_segmenter):
+    """Every seed in [0, 2**64) is valid (the CLI says so, the core takes them)."""
+    for seed in (2**63, 2**64 - 1):
+        assert default_segmenter.predict(GRAY, samples=2, seed=seed).seed == seed
+
+
+def test_second_look_takes_a_numpy_bool(default_segmenter):
+    """Second_look takes NumPy's bool too (a flag read from an array or a config parsed by NumPy)."""
+    result = default_segmenter.predict(GRAY, samples=2, second_look=np.bool_(False))
+    assert result.second_look is None
+
+
+def test_the_smallest_pixel_limit_is_accepted():
+    """The documented minimum (MIN_PIXELS, 32 x 32) is itself a valid limit."""
+    from chexmask_rt.limits import MIN_PIXELS, resolve_max_pixels
+
+    assert resolve_max_pixels(MIN_PIXELS) == MIN_PIXELS == 1024

@@ -288,3 +288,76 @@ def test_a_jpeg_lossless_dicom_is_read_as_its_uncompressed_twin(tmp_path, raw):
     assert writer.Write()
     assert pydicom.dcmread(tmp_path / "lossless.dcm").file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.70"
     np.testing.assert_array_equal(read_image(tmp_path / "lossless.dcm"), read_image(plain))
+
+
+def _dicom32(path, pixels: np.ndarray, photometric: str):
+    """make_dicom for 32-bit unsigned stored pixels (the other branch of the rendering)."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = SecondaryCaptureImageStorage, generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = SecondaryCaptureImageStorage, meta.MediaStorageSOPInstanceUID
+    ds.Modality, ds.Rows, ds.Columns, ds.SamplesPerPixel = "CR", *pixels.shape, 1
+    ds.PhotometricInterpretation = photometric
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 32, 32, 31, 0
+    ds.PixelData = np.ascontiguousarray(pixels.astype("<u4")).tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_a_32_bit_monochrome1_image_is_inverted_too(tmp_path):
+    """MONOCHROME1 was inverted only on the look-up-table branch (8/16-bit stored), not for 32-bit stored pixels."""
+    stored = np.tile(np.arange(0, 4096, 64, dtype=np.uint32), (48, 1))
+    m2 = read_image(_dicom32(tmp_path / "m2.dcm", stored, "MONOCHROME2")).astype(np.int64)
+    m1 = read_image(_dicom32(tmp_path / "m1.dcm", stored, "MONOCHROME1")).astype(np.int64)
+    assert m2[0, 0] == 0 and m2[0, -1] == 65535
+    np.testing.assert_array_equal(m1, 65535 - m2)
+
+
+def test_a_voi_lut_output_maps_to_the_luts_range_not_the_images(tmp_path):
+    """The VOI LUT's output range was taken from the image's values: an image using part of the LUT was stretched."""
+    stored = np.tile(np.arange(64, 192, dtype=np.uint8), (40, 1))  # half of the LUT's input range
+    lut = Dataset()
+    lut.LUTDescriptor = [256, 0, 8]
+    table = np.arange(256, dtype=np.uint16)  # identity, entries 0..255
+    lut.add_new("LUTData", "US", table.tolist())
+    path = make_dicom(tmp_path / "l.dcm", stored, VOILUTSequence=pydicom.Sequence([lut]))
+    np.testing.assert_array_equal(read_image(path), stored)  # not stretched to 0..255
+
+
+def test_a_window_with_a_bad_second_value_renders_with_the_first(tmp_path):
+    """Only the first of a multi-valued window is used (pydicom's index 0), so it is the one checked."""
+    stored = (np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) % 4096)
+    path = make_dicom(tmp_path / "w.dcm", stored, BitsStored=12, WindowCenter=["2048", "NaN"],
+                      WindowWidth=["4096", "4096"])
+    image = read_image(path)
+    assert image.dtype == np.uint16 and image.max() > 60000 and image.min() < 100
+
+
+def test_a_rescale_slope_without_an_intercept_is_read(tmp_path):
+    """A Rescale Slope without an Intercept is no Modality LUT (pydicom applies none): read, not refused."""
+    stored = np.tile(np.arange(0, 4096, 64, dtype=np.uint16), (48, 1))
+    plain = read_image(make_dicom(tmp_path / "p.dcm", stored, BitsStored=12))
+    np.testing.assert_array_equal(read_image(make_dicom(tmp_path / "s.dcm", stored, BitsStored=12, RescaleSlope=1)),
+                                  plain)
+
+
+def test_a_voi_lut_of_65536_entries_written_as_0_is_applied(tmp_path):
+    """A VOI LUT Descriptor's first value 0 means 65536 entries (DICOM PS3.3 C.11.2.1.1)."""
+    stored = np.tile(np.arange(0, 65536, 1024, dtype=np.uint16), (40, 1))
+    lut = Dataset()
+    lut.LUTDescriptor = [0, 0, 16]
+    lut.add_new("LUTData", "OW", (65535 - np.arange(65536, dtype=np.uint16)).astype("<u2").tobytes())
+    image = read_image(make_dicom(tmp_path / "l.dcm", stored, VOILUTSequence=pydicom.Sequence([lut])))
+    np.testing.assert_array_equal(image, 65535 - stored)
+
+
+def test_an_upper_case_dcm_suffix_is_read_as_dicom(tmp_path):
+    """A bare dataset (no preamble) named X.DCM, as archives on Windows and media write them, is a DICOM."""
+    stored = np.tile(np.arange(0, 256, 4, dtype=np.uint8), (40, 1))
+    lower = read_image(make_dicom(tmp_path / "a.dcm", stored, preamble=False))
+    np.testing.assert_array_equal(read_image(make_dicom(tmp_path / "B.DCM", stored, preamble=False)), lower)

@@ -223,3 +223,13 @@ def test_impossible_answers_are_a_faulty_engine(tmp_path, name, constants, wrong
     seg = segmenter(_toy_with(tmp_path, name, **constants))
     with pytest.raises(chexmask_rt.NonFiniteOutputError, match=wrong):
         seg.predict(IMAGE, samples=2)
+
+
+def test_second_look_false_writes_no_metadata_key():
+    """An engine exported without --second-look keeps its bytes: no second_look key at all."""
+    from chexmask_rt.metadata import EngineMetadata, PREFIX
+
+    meta = EngineMetadata(1, 256, 64, True, "0" * 64, "hybridgnet", "unversioned", True)
+    assert PREFIX + "second_look" not in meta.to_metadata()
+    assert meta.to_metadata() | {PREFIX + "second_look": "true"} == \
+        EngineMetadata(1, 256, 64, True, "0" * 64, "hybridgnet", "unversioned", True, second_look=True).to_metadata()

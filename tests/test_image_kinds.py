@@ -8,6 +8,7 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -108,3 +109,23 @@ def test_a_file_of_pixels_the_runtime_does_not_take_is_refused_in_words_for_a_fi
     with pytest.raises(InputError) as raised:
         read_image(path)
     assert str(raised.value).startswith(f"{path}: ") and needle in str(raised.value) and "np." not in str(raised.value)
+
+
+def test_an_rgba_png_is_read_as_rgba(tmp_path):
+    """A 4-channel file was left in OpenCV's BGRA order: red and blue swapped, the gray made with the wrong weights."""
+    rgba = np.zeros((40, 40, 4), np.uint8)
+    rgba[..., 0], rgba[..., 1], rgba[..., 2], rgba[..., 3] = 200, 100, 10, 255
+    path = tmp_path / "rgba.png"
+    cv2.imwrite(str(path), cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))
+    got = read_image(path)
+    np.testing.assert_array_equal(got, rgba)
+    np.testing.assert_array_equal(to_gray(got), to_gray(rgba[..., :3]))
+
+
+def test_big_endian_16_bit_arrays_keep_their_values(default_segmenter):
+    """Big-endian arrays were reinterpreted instead of converted; the suite's big-endian image (v * 257) reads the same either way."""
+    deep = (np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 13 + 7)
+    big = deep.astype(">u2")
+    np.testing.assert_array_equal(to_gray(big), deep)
+    np.testing.assert_array_equal(default_segmenter.predict(big, samples=2).landmarks,
+                                  default_segmenter.predict(deep, samples=2).landmarks)

@@ -3,7 +3,9 @@ import numpy as np
 import pytest
 
 import chexmask_rt
-from chexmask_rt.dicom_source import PixelSpacing
+from pydicom.dataset import Dataset
+
+from chexmask_rt.dicom_source import IMAGER_PIXEL_SPACING, MAGNIFICATION_CORRECTED, PixelSpacing, spacing_of
 from chexmask_rt.image_io import read_image, to_gray
 from chexmask_rt.measures import NO_SAMPLES, cardiothoracic_ratio, measure, polygon_area
 from reference import ReferenceSegmenter
@@ -321,3 +323,46 @@ def test_a_chest_cut_at_the_right_edge_has_no_thoracic_or_heart_diameter():
     m = measure(synthetic_chest(), size=(700, 450))  # left lung x 400..650, heart x 260..500
     assert m.outside_image == ("left_lung", "heart")
     assert m.thoracic_diameter_px is None and m.heart_diameter_px is None and m.ctr is None
+
+
+def test_area_std_in_mm2_uses_row_times_column_spacing():
+    """Area_std_mm2 used the column spacing alone (a length's unit, not an area's)."""
+    rng = np.random.default_rng(0)
+    base = synthetic_chest()
+    samples = base + rng.normal(0, 2.0, size=(20, *base.shape))
+    m = measure(base, samples, PixelSpacing(row=0.2, column=0.1, source="PixelSpacing"))
+    for organ, std_px2 in m.area_std_px2.items():
+        assert m.area_std_mm2[organ] == pytest.approx(std_px2 * 0.2 * 0.1)
+    assert m.to_dict()["area_std_mm2"]["heart"] == pytest.approx(m.area_std_px2["heart"] * 0.02)
+
+
+def test_a_magnification_factor_of_one_is_applied_not_taken_as_the_detectors_spacing():
+    """A stated magnification factor of exactly 1.0 was ignored, so the spacing was reported "at the detector"."""
+    ds = Dataset()
+    ds.ImagerPixelSpacing = [0.2, 0.15]
+    ds.EstimatedRadiographicMagnificationFactor = 1.0
+    spacing, _ = spacing_of(ds)
+    assert spacing.source == MAGNIFICATION_CORRECTED and not spacing.at_detector
+    assert (spacing.row, spacing.column) == pytest.approx((0.2, 0.15))
+    ds.EstimatedRadiographicMagnificationFactor = 0.9  # < 1 cannot come from a point source: ignored
+    assert spacing_of(ds)[0].source == IMAGER_PIXEL_SPACING
+
+
+def test_the_note_says_why_an_imager_pixel_spacing_was_skipped():
+    """Why an ImagerPixelSpacing was not used went unsaid (spacing_note), as it is said for PixelSpacing."""
+    ds = Dataset()
+    ds.ImagerPixelSpacing = [0.2]
+    spacing, note = spacing_of(ds)
+    assert spacing is None and note == "ImagerPixelSpacing [0.2] is not two positive numbers"
+
+
+def test_an_organ_outside_the_image_has_no_area_std():
+    """An organ whose contour leaves the image has no area, and so no area std either."""
+    rng = np.random.default_rng(1)
+    base = synthetic_chest()  # heart y reaches 540, lungs 520
+    samples = base + rng.normal(0, 1.0, size=(10, *base.shape))
+    m = measure(base, samples, PixelSpacing(0.2, 0.2, "PixelSpacing"), size=(530, 1000))
+    assert m.outside_image == ("heart",) and m.area_px2["heart"] is None
+    assert m.area_std_px2["heart"] is None and m.area_std_mm2["heart"] is None
+    assert m.area_std_px2["left_lung"] is not None
+

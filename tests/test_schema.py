@@ -249,3 +249,13 @@ def test_the_result_type_checkers_see_has_the_runtime_fields():
         assert ("None" in annotation) == (f.default is None), name
     hints = typing.get_type_hints(Result)  # the runtime annotations resolve (they named classes not in scope)
     assert hints["landmark_samples"] == (np.ndarray | None) and hints["landmarks"] is np.ndarray
+
+
+def test_the_json_measures_keys_are_the_documented_ones(default_segmenter):
+    """The JSON's measures keys are the README's ("std_samples", ...); a renamed key broke readers silently."""
+    measures = default_segmenter.predict(np.full((64, 64), 100, np.uint8), samples=2).to_dict()["measures"]
+    assert set(measures) == {
+        "cardiothoracic_ratio", "cardiothoracic_ratio_std", "heart_diameter_px", "thoracic_diameter_px",
+        "heart_diameter_mm", "thoracic_diameter_mm", "area_px2", "area_std_px2", "area_mm2", "area_std_mm2",
+        "pixel_spacing", "std_samples", "std_note", "validation", "outside_image"}
+    assert measures["std_samples"] in (0, 2)  # 2 samples, or none without a samples output

@@ -1,12 +1,20 @@
 """Segmenter.predict_iter: input order, one outcome per input, bounded decoding ahead."""
 import threading
 import weakref
+from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 
+import chexmask_rt
 from chexmask_rt import streaming
 from chexmask_rt.errors import ChexmaskError, InputError, ModelError
+
+from conftest import SHARED
+
+GRAY = np.full((64, 64), 100, np.uint8)
+DICOMS = sorted((SHARED / "data" / "dicom").glob("*.dcm"))
 
 
 @pytest.fixture
@@ -110,7 +118,7 @@ def test_an_unforeseen_reader_failure_is_that_inputs_input_error(default_segment
     real = streaming.decode
 
     def surprising(item, max_pixels=None):
-        if item == "bad.png":
+        if isinstance(item, (str, Path)) and str(item) == "bad.png":
             raise RuntimeError("a decoder's surprise")
         return real(item, max_pixels)
 
@@ -118,6 +126,8 @@ def test_an_unforeseen_reader_failure_is_that_inputs_input_error(default_segment
     (_, bad), (_, good) = default_segmenter.predict_iter(["bad.png", example1], samples=2)
     assert isinstance(bad, InputError) and str(bad) == "bad.png: RuntimeError: a decoder's surprise"
     assert not isinstance(good, BaseException) and good.landmarks.shape == (120, 2)
+    [(_, named)] = default_segmenter.predict_iter([Path("bad.png")], samples=2)  # named 'PosixPath' before
+    assert str(named) == "bad.png: RuntimeError: a decoder's surprise"
 
 
 def test_an_engine_failure_stops_the_stream(default_segmenter, shared_images, monkeypatch):
@@ -161,3 +171,58 @@ def test_the_cores_refusal_of_a_file_names_the_file(tmp_path, default_segmenter,
     subprocess.run([sys.executable, "-m", "chexmask_rt", "batch", str(tmp_path), "--out", str(out), "--samples", "2",
                     "--no-progress"], capture_output=True, check=False)
     assert f"{wide},InputError,{wide}: image is 66000x40 pixels; at most 65536" in (out / "errors.csv").read_text()
+
+
+def test_predict_iter_by_default_hands_the_core_one_image_at_a_time(default_segmenter, monkeypatch):
+    """Predict_iter's default chunk is one image (DEFAULT_BATCH = 1, README): one bad image costs no neighbour a retry."""
+    sizes = []
+    real = default_segmenter.predict_batch
+
+    def spy(images, **kwargs):
+        sizes.append(len(images))
+        return real(images, **kwargs)
+
+    monkeypatch.setattr(default_segmenter, "predict_batch", spy)
+    outcomes = list(default_segmenter.predict_iter([GRAY, GRAY + 1, GRAY + 2], samples=2))
+    assert len(outcomes) == 3 and sizes == [1, 1, 1]
+
+
+def test_predict_iter_gives_dicom_results_their_source(default_segmenter):
+    """Predict_iter's DICOM results lost their source: no UIDs, no pixel spacing, no mm."""
+    [(_, result)] = list(default_segmenter.predict_iter([DICOMS[0]], samples=2))
+    header = pydicom.dcmread(DICOMS[0], stop_before_pixels=True)
+    assert result.source is not None and result.source.sop_instance_uid == header.SOPInstanceUID
+    assert result.to_dict()["dicom"]["SOPInstanceUID"] == header.SOPInstanceUID
+    assert result == default_segmenter.predict(DICOMS[0], samples=2)
+
+
+def test_predict_iter_applies_the_segmenters_pixel_limit(default_segmenter, monkeypatch):
+    """Predict_iter applied $CHEXMASK_RT_MAX_PIXELS / the default, not the segmenter's load(max_pixels=)."""
+    monkeypatch.setattr(default_segmenter, "max_pixels", 2048)
+    [(_, outcome)] = list(default_segmenter.predict_iter([GRAY], samples=2))
+    assert isinstance(outcome, chexmask_rt.InputError) and "above the pixel limit" in str(outcome)
+
+
+def test_closing_predict_iter_stops_decoding_and_joins_its_threads(default_segmenter, monkeypatch):
+    """Closing predict_iter early left its decode pool running the queued decodes on threads that lingered."""
+    import threading
+    import time
+
+    from chexmask_rt import streaming
+
+    calls = []
+    real = streaming.decode
+
+    def slow(item, limit):
+        calls.append(1)
+        time.sleep(0.3)
+        return real(item, limit)
+
+    monkeypatch.setattr(streaming, "decode", slow)
+    stream = default_segmenter.predict_iter([GRAY] * 20, samples=2, workers=2, ahead=6)
+    next(stream)
+    stream.close()
+    started = len(calls)
+    alive = [t.name for t in threading.enumerate() if t.name.startswith("chexmask-decode")]
+    time.sleep(1.0)
+    assert not alive and len(calls) == started

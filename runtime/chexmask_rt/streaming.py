@@ -9,6 +9,7 @@ bounded memory.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -37,7 +38,7 @@ def _as_error(item: ImageLike, exc: BaseException) -> ChexmaskError:
     """Our errors as they are; anything else (a bug, a library's surprise) as an InputError naming the input."""
     if isinstance(exc, ChexmaskError):
         return exc
-    name = item if isinstance(item, str) else type(item).__name__
+    name = os.fsdecode(item) if isinstance(item, (str, bytes, os.PathLike)) else type(item).__name__
     error = InputError(f"{name}: {type(exc).__name__}: {exc}")
     error.__cause__ = exc
     return error
