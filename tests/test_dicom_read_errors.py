@@ -201,25 +201,6 @@ def test_a_transfer_syntax_whose_decoder_is_not_installed_says_what_to_install(t
     assert "corrupt" not in message and "\n" not in message
 
 
-def test_a_missing_gdcm_names_the_extra_that_brings_it(tmp_path, monkeypatch):
-    """JPEG Lossless, common in CR/DX archives, needs GDCM, which the 'dicom' extra installs: the refusal
-    says so where it lists gdcm, in pydicom's own words for plugins it cannot use."""
-    from pydicom.pixels import get_decoder
-    from pydicom.uid import JPEGLosslessSV1
-
-    decoder = get_decoder(JPEGLosslessSV1)
-    missing = ["gdcm - requires gdcm>=3.0.10", *decoder.missing_dependencies]
-
-    def unavailable(*args, **kwargs):
-        raise RuntimeError(f"Unable to decompress '{JPEGLosslessSV1.name}' pixel data because all plugins are "
-                           "missing dependencies:\n" + "\n".join(f"\t{m}" for m in missing))
-
-    monkeypatch.setattr(pydicom.dataset.Dataset, "pixel_array", property(unavailable))
-    message = error_of(_under_syntax(tmp_path, JPEGLosslessSV1))
-    assert "(install one of: gdcm - requires gdcm>=3.0.10" in message
-    assert message.endswith("; pip install 'chexmask-rt[dicom]' brings gdcm)"), message
-
-
 @pytest.mark.parametrize("uid", ["1.2.840.10008.1.2.4.100", "1.2.840.10008.1.2.4.94"])  # MPEG2, JPIP Referenced
 def test_a_transfer_syntax_pydicom_cannot_decode_says_it_is_not_supported(tmp_path, uid):
     name = pydicom.uid.UID(uid).name

@@ -249,8 +249,6 @@ def _no_decoder(ds, p: Path, exc: BaseException) -> InputError | None:
     head = lines[0] if lines else ""
     if "missing dependencies" in head:
         needed = f"install one of: {'; '.join(lines[1:])}"
-        if any(line.startswith("gdcm") for line in lines[1:]):
-            needed += "; pip install 'chexmask-rt[dicom]' brings gdcm"
     elif isinstance(exc, NotImplementedError) and "Transfer Syntax UID" in head and "is not supported" in head:
         needed = "pydicom does not support it"
     else:
