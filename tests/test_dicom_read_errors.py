@@ -372,3 +372,30 @@ def test_a_jpeg_frame_whose_header_disagrees_is_judged_by_pydicom_as_before(tmp_
         ds.save_as(path)
         with pytest.raises(chexmask_rt.InputError, match=r"cannot decode DICOM pixel data|expected a 2-D"):
             read_image(path)
+
+
+def _trap(src, runner):  # a decoder plugin standing for GDCM: it must never be asked
+    _TRAPPED.append(len(src))
+    raise RuntimeError("the trap decoder was asked")
+
+
+_TRAPPED: list[int] = []
+
+
+def test_pixel_data_a_built_in_decoder_reads_is_not_given_to_another(tmp_path, monkeypatch):
+    """With GDCM installed, pydicom tries it first, and GDCM throws C++ exceptions that no binding catches
+    on malformed data: a fuzzed JPEG CR ended the whole process. Where pillow or pydicom itself read the
+    syntax, the reader asks for them; a plugin put first (GDCM's place) is never asked."""
+    from pydicom.pixels import get_decoder
+    from pydicom.uid import RLELossless
+
+    stored = pydicom.dcmread(MONO2).pixel_array[:200, :180]
+    plain = make_dicom(tmp_path / "plain.dcm", stored)
+    ds = pydicom.dcmread(plain)
+    ds.compress(RLELossless)
+    ds.save_as(tmp_path / "rle.dcm")
+    decoder = get_decoder(RLELossless)
+    monkeypatch.setattr(decoder, "_available", {"trap": _trap, **decoder._available})
+    _TRAPPED.clear()
+    np.testing.assert_array_equal(read_image(tmp_path / "rle.dcm"), read_image(plain))
+    assert _TRAPPED == []

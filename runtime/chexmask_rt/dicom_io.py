@@ -51,6 +51,11 @@ ITEM, SEQUENCE_DELIMITER = (0xFFFE, 0xE000), (0xFFFE, 0xE0DD)
 UNDEFINED_LENGTH = 0xFFFFFFFF
 DEFLATED = "1.2.840.10008.1.2.1.99"  # Deflated Explicit VR Little Endian: pydicom parses an inflated copy
 _DCT_JPEG = ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51")  # JPEG Baseline and Extended: TurboJPEG's kind
+# Where a decoder always installed reads a syntax, pydicom is asked for it: with GDCM installed pydicom
+# tries GDCM first, and GDCM throws C++ exceptions no binding catches on malformed data (a fuzzed JPEG
+# CR ended the whole process: "terminate called after throwing an instance of gdcm::Exception").
+_PLUGIN_THAT_FAILS_AS_PYTHON = {"1.2.840.10008.1.2.4.50": "pillow", "1.2.840.10008.1.2.4.90": "pillow",
+                                "1.2.840.10008.1.2.4.91": "pillow", "1.2.840.10008.1.2.5": "pydicom"}
 # explicit VRs whose element header holds a 4-byte length (after two reserved bytes)
 LONG_LENGTH_VRS = (b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT")
 _META_GROUP_LENGTH = b"\x02\x00\x00\x00UL"  # (0002,0000) UL, explicit VR little endian
@@ -124,6 +129,10 @@ def _read_dicom(p: Path, limit: int) -> np.ndarray:
         pixels = decoded
     else:
         try:
+            syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "")
+            plugin = _PLUGIN_THAT_FAILS_AS_PYTHON.get(str(syntax))
+            if plugin:
+                ds.pixel_array_options(decoding_plugin=plugin)
             pixels = ds.pixel_array
         except Exception as exc:  # a missing decoder, corrupt pixel data, inconsistent image attributes
             raise _no_decoder(ds, p, exc) or _undecodable(p, _all_lines(exc)) from None
