@@ -10,7 +10,7 @@ import pytest
 
 import chexmask_rt
 
-from conftest import FIXTURES
+from conftest import FIXTURES, IMAGES
 
 
 def cli(*args, cwd=None):
@@ -237,3 +237,76 @@ def test_an_output_that_cannot_be_written_does_not_cost_the_other(tmp_path, exam
     assert proc.returncode == 3 and "r.json: cannot write JSON" in proc.stderr and "r.csv: cannot write CSV" in proc.stderr
     # a device takes any number of outputs, written in place
     assert cli("predict", example1, "--samples", 2, "--json", "/dev/null", "--csv", "/dev/null").returncode == 0
+
+
+# CLI wiring a mutation audit found unguarded
+
+def test_batch_passes_max_pixels_to_the_engine(tmp_path, shared_images):
+    """`batch --max-pixels N` must refuse images above N pixels (recorded in errors.csv, exit 1)."""
+    import cv2
+
+    (tmp_path / "in").mkdir()
+    cv2.imwrite(str(tmp_path / "in" / "small.png"), np.full((100, 120), 90, np.uint8))
+    proc = cli("batch", tmp_path / "in", "--out", tmp_path / "out", "--samples", 2, "--no-progress",
+               "--max-pixels", 11_999)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "above the pixel limit" in (tmp_path / "out" / "errors.csv").read_text()
+
+
+def test_threads_above_the_maximum_is_a_usage_error(tmp_path):
+    """--threads 257 (above core.MAX_THREADS=256) is a usage error naming the option, not a run."""
+    proc = cli("predict", IMAGES / "nih_00000001_000_512.png", "--threads", 257, "--samples", 2)
+    assert proc.returncode == 2 and "argument --threads: threads must be an integer in 0..256" in proc.stderr
+
+
+def test_batch_overlays_flagged_draws_only_the_flagged(tmp_path, shared_images):
+    """`batch --overlays flagged` draws pictures of the flagged images only (not all)."""
+    import cv2
+
+    from chexmask_rt.image_io import read_image, to_gray
+
+    (tmp_path / "in").mkdir()
+    upright = shared_images[0]
+    cv2.imwrite(str(tmp_path / "in" / upright.name), cv2.imread(str(upright), cv2.IMREAD_UNCHANGED))
+    cv2.imwrite(str(tmp_path / "in" / "upside_down.png"), to_gray(read_image(str(upright)))[::-1])
+    proc = cli("batch", tmp_path / "in", "--out", tmp_path / "out", "--samples", 10, "--no-progress",
+               "--overlays", "flagged")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 flagged for review" in proc.stdout
+    assert sorted(p.name for p in (tmp_path / "out" / "overlays").iterdir()) == ["upside_down.png"]
+
+
+def test_summary_line_names_the_second_look(example1):
+    """With --second-look, predict's summary line says how the looks were used."""
+    proc = cli("predict", example1, "--samples", 3, "--second-look")
+    assert proc.returncode == 0, proc.stderr
+    assert ", two looks pooled" in proc.stdout or ", wide field of view: the crop's look" in proc.stdout, proc.stdout
+
+
+def test_summary_line_says_not_calibrated(tmp_path, example1):
+    """An engine whose calibration is for another checkpoint: the summary line says so."""
+    from chexmask_rt.model import calibration_path
+
+    engine = tmp_path / "copy.onnx"
+    shutil.copy(chexmask_rt.default_model_path(), engine)
+    shipped = json.loads(calibration_path(chexmask_rt.default_model_path()).read_text())
+    calibration_path(engine).write_text(json.dumps({"0" * 64: next(iter(shipped.values()))}))
+    proc = cli("predict", example1, "--samples", 3, "--model", engine)
+    assert proc.returncode == 0, proc.stderr
+    assert ", reliability not calibrated" in proc.stdout, proc.stdout
+
+
+def test_overlay_into_an_existing_folder_with_a_picture_suffix(tmp_path, example1):
+    """--overlay naming an existing folder is a folder, whatever its name ends with."""
+    folder = tmp_path / "review.png"
+    folder.mkdir()
+    proc = cli("predict", example1, "--samples", 2, "--overlay", folder)
+    assert proc.returncode == 0, proc.stderr
+    assert (folder / f"{example1.stem}.png").is_file()
+
+
+def test_overlay_with_a_trailing_slash_is_a_folder(tmp_path, example1):
+    """--overlay DIR/ (a trailing '/') names a folder even when DIR ends like a picture."""
+    proc = cli("predict", example1, "--samples", 2, "--overlay", f"{tmp_path / 'review.png'}/")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "review.png" / f"{example1.stem}.png").is_file()
