@@ -26,6 +26,7 @@ _PNG_CRITICAL = (b"IHDR", b"PLTE", b"IDAT", b"IEND")
 _TIFF_ORIENTATION = 274
 # the TIFF field types libtiff accepts for a SHORT tag such as Orientation, with their struct codes
 _TIFF_INTEGERS = {1: "B", 3: "H", 4: "I", 6: "b", 8: "h", 9: "i", 16: "Q", 17: "q"}
+_TIFF_UNSIGNED = {3: "H", 4: "I", 16: "Q"}  # SHORT, LONG, LONG8: the types of sizes and codes
 
 
 @dataclass(frozen=True)
@@ -190,10 +191,10 @@ def _tiff(f: BinaryIO, head: bytes, name: str) -> Header:
     order = "<" if head[:2] == b"II" else ">"
     big = head[2:4] in (b"+\x00", b"\x00+")
     if big:  # BigTIFF: 8-byte offsets and counts, 20-byte entries
-        count_fmt, entry_size, offset_fmt, value_size = "Q", 20, "Q", 8
+        count_fmt, entry_size, offset_fmt = "Q", 20, "Q"
         (offset,) = struct.unpack(order + "Q", head[8:16])
     else:
-        count_fmt, entry_size, offset_fmt, value_size = "H", 12, "I", 4
+        count_fmt, entry_size, offset_fmt = "H", 12, "I"
         (offset,) = struct.unpack(order + "I", head[4:8])
     size_of = {"H": 2, "I": 4, "Q": 8}
     file_size = f.seek(0, 2)
@@ -215,19 +216,19 @@ def _tiff(f: BinaryIO, head: bytes, name: str) -> Header:
         tags = {}
         for i in range(count):
             entry = body[i * entry_size:(i + 1) * entry_size]
-            tag, kind = struct.unpack(order + "HH", entry[:4])
+            (tag,) = struct.unpack(order + "H", entry[:2])
             if tag == 338:
                 tags[tag] = 1  # present: the image carries alpha (or other extra) samples
             elif tag in (254, 256, 257, 258, 262):
-                (values,) = struct.unpack(order + ("Q" if big else "I"), entry[4:12 if big else 8])
-                value = entry[12 if big else 8:][:value_size]  # after the tag, type and count
-                fmt = {3: "H", 4: "I", 16: "Q"}.get(kind)
-                if fmt is not None and values == 1:  # one value, inline (258 of several samples is not)
-                    tags[tag] = struct.unpack(order + fmt, value[:size_of[fmt]])[0]
+                # one value, inline (258 of several samples is not); SHORT, LONG or LONG8
+                value = _inline_integer(entry, order, big, _TIFF_UNSIGNED)
+                if value is not None:
+                    tags[tag] = value
             elif tag == _TIFF_ORIENTATION and first is None and orientation is None:
-                # only the first directory's: it is the one OpenCV decodes (and turns); libtiff
-                # keeps the first of repeated tags
-                orientation = _orientation(entry, order, big)
+                # only the first directory's: it is the one OpenCV decodes (and turns); libtiff keeps the
+                # first of repeated tags, takes one integer of any type and ignores a value outside 1..8
+                value = _inline_integer(entry, order, big, _TIFF_INTEGERS)
+                orientation = value if value is not None and 1 <= value <= 8 else 1
         if first is None:
             if 256 not in tags or 257 not in tags or not tags[256] or not tags[257]:
                 raise _corrupt(name, "TIFF whose first image directory lacks its width or height")
@@ -244,17 +245,16 @@ def _tiff(f: BinaryIO, head: bytes, name: str) -> Header:
     return Header("tiff", *first, pages=max(pages, 1), orientation=orientation or 1, **described)
 
 
-def _orientation(entry: bytes, order: str, big: bool) -> int:
-    """An Orientation entry's value as libtiff takes it: one integer of any type, else the tag is
-    ignored, as is a value outside 1..8 (both mean 1: the raster is displayed as stored)."""
+def _inline_integer(entry: bytes, order: str, big: bool, kinds: dict[int, str]) -> int | None:
+    """A directory entry's value when it is one integer of a field type in ``kinds`` (type -> struct
+    format) held in the entry itself; else None."""
     kind = struct.unpack(order + "H", entry[2:4])[0]
     (count,) = struct.unpack(order + ("Q" if big else "I"), entry[4:12 if big else 8])
-    fmt = _TIFF_INTEGERS.get(kind)
-    inline = entry[12 if big else 8:]
+    fmt = kinds.get(kind)
+    inline = entry[12 if big else 8:]  # after the tag, type and count
     if fmt is None or count != 1 or struct.calcsize(fmt) > len(inline):
-        return 1
-    (value,) = struct.unpack(order + fmt, inline[:struct.calcsize(fmt)])
-    return value if 1 <= value <= 8 else 1
+        return None
+    return struct.unpack(order + fmt, inline[:struct.calcsize(fmt)])[0]
 
 
 def _bmp(head: bytes, name: str) -> Header:
