@@ -450,7 +450,8 @@ def _check_compressed_frame(ds, p: Path, limit: int) -> np.ndarray | None:
                          f"{columns}x{rows}: the file is corrupt")
     if str(syntax) not in _DCT_JPEG:  # JPEG-LS and lossless frames start alike, but TurboJPEG reads neither
         return None
-    return decode_jpeg_strict(np.frombuffer(frame, np.uint8), name)
+    decoded = decode_jpeg_strict(np.frombuffer(frame, np.uint8), name)
+    return decoded if isinstance(decoded, np.ndarray) else None  # a kind TurboJPEG leaves: pydicom's to judge
 
 
 def _int_tag(ds, keyword: str, default: int, p: Path) -> int:

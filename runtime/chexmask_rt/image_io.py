@@ -24,7 +24,7 @@ from .core import MIN_SIDE
 from .dicom_io import DICM_HEAD, looks_like_dicom, read_dicom
 from .errors import InputError, first_line, os_reason, path_text
 from .image_headers import Header, check_png_chunks, read_header
-from .jpeg_strict import decode_jpeg_strict, unsupported_jpeg
+from .jpeg_strict import decode_jpeg_strict
 from .limits import check_file_size, check_pixels, resolve_max_pixels
 
 
@@ -68,14 +68,14 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> np.
     if header.format == "png":
         check_png_chunks(data, str(p))
     image = decode_jpeg_strict(data, str(p)) if header.format == "jpeg" else None
-    if image is None:
+    if not isinstance(image, np.ndarray):
+        declined = image  # TurboJPEG's reason for leaving a JPEG to OpenCV, None for other formats
         try:
             image = _decode_opencv(data, str(p))
         except InputError:
-            why = unsupported_jpeg(data) if header.format == "jpeg" else None
-            if why is None:
+            if declined is None:
                 raise
-            raise InputError(f"{p}: not a readable image (a kind of JPEG no decoder here reads: {why})") from None
+            raise InputError(f"{p}: not a readable image (a kind of JPEG no decoder here reads: {declined})") from None
     if header.format == "tiff":
         image = _as_stored(image, header.orientation)
         _check_decoded_size(image, header.width, header.height, str(p))

@@ -17,27 +17,17 @@ _JPEG_NOT_DAMAGE = ("Unsupported JPEG process", "Unsupported JPEG data precision
                     "Warning: thumbnail image size")
 
 
-def unsupported_jpeg(data: np.ndarray) -> str | None:
-    """TurboJPEG's reason for not decoding an undamaged JPEG (e.g. "Unsupported JPEG data precision 12"),
-    else None: the word for a JPEG that OpenCV's decoder then could not read either."""
-    try:
-        simplejpeg.decode_jpeg(data, strict=True)
-    except ValueError as exc:
-        reason = first_line(exc)
-        return reason if any(kind in reason for kind in _JPEG_NOT_DAMAGE) else None
-    return None
-
-
-def decode_jpeg_strict(data: np.ndarray, name: str) -> np.ndarray | None:
+def decode_jpeg_strict(data: np.ndarray, name: str) -> np.ndarray | str:
     """A JPEG as gray or RGB, decoded by libjpeg-turbo with its warnings as errors (InputError naming
-    ``name`` for damaged data); None for a JPEG that is not damaged but that TurboJPEG will not decode
-    so (``_JPEG_NOT_DAMAGE``): another decoder then reads it."""
+    ``name`` for damaged data); for a JPEG that is not damaged but that TurboJPEG will not decode so
+    (``_JPEG_NOT_DAMAGE``), its reason (e.g. "Unsupported JPEG data precision 12"): another decoder then
+    reads it, and a refusal can say why neither did."""
     try:
         colorspace = simplejpeg.decode_jpeg_header(data)[2]
         image = simplejpeg.decode_jpeg(data, colorspace="GRAY" if colorspace == "Gray" else "RGB", strict=True)
     except ValueError as exc:
         reason = first_line(exc)
         if any(kind in reason for kind in _JPEG_NOT_DAMAGE):  # TurboJPEG prefixes some with its function's name
-            return None
+            return reason
         raise InputError(f"{name}: not a readable image (damaged JPEG: {reason})") from None
     return image[:, :, 0] if image.shape[2] == 1 else image
