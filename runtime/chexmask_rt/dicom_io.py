@@ -534,15 +534,16 @@ def _padding(ds, values: np.ndarray) -> np.ndarray | None:
     out. None without padding."""
     if "PixelPaddingValue" not in ds or ds["PixelPaddingValue"].VM != 1:
         return None
-    signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
-
-    def stored(keyword: str, default: int) -> int:
-        value = int(ds[keyword].value) if keyword in ds and ds[keyword].VM == 1 else default
-        return value - 2**16 if signed and value >= 2**15 else value  # a signed value written as US
-
-    a = stored("PixelPaddingValue", 0)
-    b = stored("PixelPaddingRangeLimit", a)
+    a = _signed_as_written(ds, int(ds.PixelPaddingValue))
+    limit = ds.get("PixelPaddingRangeLimit")
+    b = _signed_as_written(ds, int(limit)) if limit is not None and ds["PixelPaddingRangeLimit"].VM == 1 else a
     return (values >= min(a, b)) & (values <= max(a, b))
+
+
+def _signed_as_written(ds, value: int) -> int:
+    """A value of a signed image's (Pixel Representation 1) US-or-SS attribute, whichever way it was
+    written: as US, -2048 reads 63488."""
+    return value - 2**16 if value >= 2**15 and int(ds.get("PixelRepresentation", 0) or 0) == 1 else value
 
 
 def _present(pixels: np.ndarray, first: int, count: int) -> np.ndarray:
@@ -610,9 +611,7 @@ def _voi_lut(ds, values: np.ndarray) -> tuple[np.ndarray, float, float]:
     unpacks OW data as one entry per word (8-bit entries packed two to a word were refused)."""
     item = ds.VOILUTSequence[0]
     entries, first, bits = (int(v) for v in item.LUTDescriptor)
-    entries = entries or 2**16
-    if first >= 2**15 and int(ds.get("PixelRepresentation", 0) or 0) == 1:
-        first -= 2**16  # a signed image's first mapped value, written as US
+    entries, first = entries or 2**16, _signed_as_written(ds, first)
     data = item.LUTData
     if isinstance(data, bytes):  # OW: words in the dataset's byte order
         little = (getattr(ds, "original_encoding", (None, True))[1] is not False)
