@@ -593,7 +593,7 @@ def _main(argv: list[str] | None) -> int:
             try:
                 _write_stdout("", "the help or version text")  # flushes it: text nobody got was Python's exit 120
             except InputError as lost:
-                print(f"chexmask-rt: {lost}", file=sys.stderr)
+                _error(f"chexmask-rt: {lost}")
                 return EXIT_INPUT
         raise
     if getattr(args, "json", None) == "-" and getattr(args, "csv", None) == "-":
