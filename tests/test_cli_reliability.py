@@ -209,6 +209,34 @@ def test_predict_interrupted_keeps_the_images_it_finished(tmp_path, shared_image
     assert len(stdout.splitlines()) == len(done)  # each image's summary line as it finished
 
 
+@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])
+def test_a_stop_while_an_images_outputs_are_written_keeps_picture_and_json_together(monkeypatch, tmp_path,
+                                                                                   shared_images, stop):
+    """A Ctrl-C that landed after an image's picture was written, before its answer was recorded,
+    left a picture whose image the JSON did not hold (the race the test above hit under load)."""
+    import signal
+
+    from chexmask_rt import cli, overlay
+
+    written = []
+    real_writer = overlay.write_overlay
+
+    def writer_then_stop(path, image, result):
+        real_writer(path, image, result)
+        written.append(path)
+        if len(written) == 2:
+            os.kill(os.getpid(), getattr(signal, stop))  # delivered here, inside the second image's outputs
+
+    monkeypatch.setattr(overlay, "write_overlay", writer_then_stop)
+    images = [str(p) for p in shared_images[:3]]
+    code = cli.main(["predict", *images, "--samples", "2", "--overlay", f"{tmp_path / 'pictures'}/",
+                     "--json", str(tmp_path / "all.json")])
+    assert code == (130 if stop == "SIGINT" else 143)
+    done = json.loads((tmp_path / "all.json").read_text())
+    assert [r["image"] for r in done] == images[:2]
+    assert sorted(p.stem for p in (tmp_path / "pictures").glob("*.png")) == sorted(Path(i).stem for i in images[:2])
+
+
 def test_progress_in_a_log_is_whole_lines(tmp_path, shared_images):
     """A bar's redraws went into logs as one line of carriage returns, with errors glued to its end."""
     (tmp_path / "missing.png").write_bytes(b"not a picture")

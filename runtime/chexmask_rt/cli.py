@@ -292,14 +292,13 @@ def cmd_predict(args) -> int:
                 say(f"chexmask-rt: error: {image}: {type(exc).__name__}: {first_line(exc)}")
                 failed += 1
             else:
-                try:
-                    failed += _write_image_outputs(args, result, stems[image], several)
-                except KeyboardInterrupt:
-                    raise  # stopped while its outputs were written: not among the images done
-                except BaseException:
-                    results.append(result)  # an output that could not be written: its answer still stands
-                    raise
-                results.append(result)
+                # a stop waits for this image's outputs and its place in the JSON/CSV: a picture
+                # written but not recorded, or recorded but not written, was the old race
+                with _stops_held():
+                    try:
+                        failed += _write_image_outputs(args, result, stems[image], several)
+                    finally:
+                        results.append(result)  # an output that could not be written: its answer still stands
             bar.update(1)
     except BaseException as exc:  # what is finished is not lost: pictures are written, and so are JSON and CSV
         bar.close()
@@ -529,6 +528,25 @@ def _sigterm_as_interrupt():
         yield
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+@contextmanager
+def _stops_held():
+    """Ctrl-C and SIGTERM that arrive inside the block take effect as it ends (a fraction of a second:
+    one image's outputs), so that the block's work is whole or not begun."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    before = {sig: signal.signal(sig, lambda signum, frame: held.append(signum))
+              for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+    if held:  # delivered again, to the handler the block found (an ignored signal stays ignored)
+        signal.raise_signal(held[0])
 
 
 def main(argv: list[str] | None = None) -> int:
