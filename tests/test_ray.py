@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 
 from chexmask_rt.csv_output import COLUMNS, csv_row, parse_coords
+from chexmask_rt.errors import InputError
 from chexmask_rt.model import default_model_path
 from chexmask_rt.quality import calibration_path
 from chexmask_rt.ray_batch import ROW_COLUMNS, SegmentBatch, engine_files
+from conftest import SHARED
 
 # the measures are floats of the landmarks: other batchings move their last printed digit too
 MEASURES = list(COLUMNS[COLUMNS.index("CTR"):COLUMNS.index("Measures Validation")])
@@ -269,3 +271,94 @@ def test_ray_auto_without_a_cluster_is_one_line_in_our_words(tmp_path, shared_im
     assert proc.stderr.startswith("chexmask-rt: error: --ray auto: no running Ray cluster answers (")
     assert "use --ray local" in proc.stderr and "--address" not in proc.stderr
     assert not (tmp_path / "out").exists()  # refused before the folder was made (or marked unfinished)
+
+
+def _pictures_and_objects(folder):
+    """Every file below ``folder`` by its path there: overlays as pixels, DICOM objects as their pixel data."""
+    import cv2
+    import pydicom
+
+    found = {}
+    for p in sorted(folder.rglob("*")):
+        if p.suffix == ".png":
+            found[str(p.relative_to(folder))] = cv2.imread(str(p))
+        elif p.suffix == ".dcm":
+            ds = pydicom.dcmread(p)
+            found[str(p.relative_to(folder))] = ds.pixel_array if "PixelData" in ds else _statements(ds)
+    return found
+
+
+def _statements(item) -> list:
+    """An SR's content tree as (concept, value) pairs: what it reports, without the UIDs each object gets."""
+    pairs = []
+    for child in item.get("ContentSequence", []):
+        concept = child.ConceptNameCodeSequence[0].CodeMeaning if "ConceptNameCodeSequence" in child else ""
+        if "MeasuredValueSequence" in child:
+            value = str(child.MeasuredValueSequence[0].NumericValue)
+        elif "ConceptCodeSequence" in child:
+            value = child.ConceptCodeSequence[0].CodeMeaning
+        else:
+            value = str(child.get("TextValue", ""))
+        pairs += [(concept, value), *_statements(child)]
+    return pairs
+
+
+def test_segment_batch_writes_the_pictures_and_dicom_objects_a_local_run_writes(tmp_path, shared_images,
+                                                                               default_segmenter):
+    """batch --overlays / --dicom-seg / --dicom-sr were refused with --ray: an archive on a cluster got
+    neither the review pictures nor the objects a PACS takes."""
+    import cv2
+
+    from chexmask_rt.batch import run_batch
+    from chexmask_rt.image_io import read_image, to_gray
+
+    dicoms = [str(p) for p in sorted((SHARED / "data" / "dicom").glob("*.dcm"))]
+    upside_down = tmp_path / "upside_down.png"
+    cv2.imwrite(str(upside_down), to_gray(read_image(shared_images[0]))[::-1])
+    images = [*dicoms, str(shared_images[0]), str(upside_down)]
+    local, ray_out = tmp_path / "local", tmp_path / "ray"
+    run_batch(default_segmenter, images, local / "out", samples=4, progress=False, overlays="all")
+    run_batch(default_segmenter, dicoms, local / "objects", samples=4, progress=False, overlays="flagged",
+              dicom_seg=local / "objects" / "seg", dicom_sr=local / "objects" / "sr")
+
+    fn = SegmentBatch(samples=4, overlays="all", overlays_dir=str(ray_out / "out" / "overlays"))
+    out = fn({"path": np.array(images, dtype=object)})
+    assert list(out["Error"]) == [""] * 4
+    flagged = SegmentBatch(samples=4, overlays="flagged", overlays_dir=str(ray_out / "objects" / "overlays"),
+                           dicom_seg=str(ray_out / "objects" / "seg"), dicom_sr=str(ray_out / "objects" / "sr"))
+    assert list(flagged({"path": np.array(dicoms, dtype=object)})["Error"]) == ["", ""]
+    expected, got = _pictures_and_objects(local), _pictures_and_objects(ray_out)
+    assert sorted(got) == sorted(expected) and "out/overlays/upside_down.png" in got
+    assert any(name.startswith("objects/seg/") for name in got) and any(name.startswith("objects/sr/") for name in got)
+    for name, value in expected.items():
+        if isinstance(value, np.ndarray):
+            np.testing.assert_array_equal(got[name], value, err_msg=name)
+        else:  # the SR's measurements and flag, as the local run reports them
+            assert got[name] == value and len(value) > 20, name
+
+    arrays = SegmentBatch(samples=4, overlays="all", overlays_dir=str(tmp_path / "arrays"))
+    decoded = read_image(upside_down)
+    arrays({"path": np.array(["named.png"], dtype=object), "image": np.array([decoded, None], dtype=object)[:1],
+            "stem": np.array(["upside_down"], dtype=object)})
+    np.testing.assert_array_equal(cv2.imread(str(tmp_path / "arrays" / "upside_down.png")),
+                                  expected["out/overlays/upside_down.png"])
+    with pytest.raises(InputError, match="overlays_dir"):
+        SegmentBatch(overlays="all")
+    with pytest.raises(InputError, match="overlays must be one of"):
+        SegmentBatch(overlays="some", overlays_dir=str(tmp_path))
+
+
+def test_batch_ray_writes_overlays_and_dicom_objects(tmp_path):
+    dicoms = sorted((SHARED / "data" / "dicom").glob("*.dcm"))
+    (tmp_path / "list.txt").write_text(f"{dicoms[0]}\n")
+    proc = _cli(tmp_path / "list.txt", "--out", tmp_path / "out", "--ray", "local", "--threads", "1", "--ray-actors", "1",
+                "--overlays", "all", "--dicom-seg", tmp_path / "seg", "--dicom-sr", tmp_path / "sr",
+                start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        _kill_group(proc)
+    assert proc.returncode == 0, stderr
+    assert [p.name for p in (tmp_path / "out" / "overlays").iterdir()] == [f"{dicoms[0].stem}.png"]
+    assert [p.name for p in (tmp_path / "seg").iterdir()] == [f"{dicoms[0].stem}.seg.dcm"]
+    assert [p.name for p in (tmp_path / "sr").iterdir()] == [f"{dicoms[0].stem}.sr.dcm"]

@@ -222,17 +222,36 @@ OVERLAYS_NAME = "overlays"
 OVERLAY_CHOICES = (None, "all", "flagged")
 
 
-def _write_batch_overlay(folder: Path, stem: str, pixels: np.ndarray, result) -> None:
-    from .overlay import write_overlay
-
-    try:
-        folder.mkdir(exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"{folder}: cannot create the overlay folder ({os_reason(exc)})") from None
-    write_overlay(folder / f"{stem}.png", pixels, result)
+def check_overlays(overlays: str | None) -> None:
+    if overlays not in OVERLAY_CHOICES:
+        raise InputError(f"overlays must be one of {', '.join(map(str, OVERLAY_CHOICES))}, got {overlays!r}")
 
 
-def _decode(image: str, max_pixels: int) -> np.ndarray:
+def write_image_outputs(result, image: str, stem: str, *, pixels: Callable[[], np.ndarray],
+                        masks_dir: Path | None = None, overlays: str | None = None, overlays_dir: Path | None = None,
+                        dicom_seg: str | os.PathLike | None = None,
+                        dicom_sr: str | os.PathLike | None = None) -> dict[str, str]:
+    """A segmented image's files, then its ``results.csv`` row; local and Ray runs alike. The files:
+    its DICOM objects, its mask PNGs in ``masks_dir``, and its picture in ``overlays_dir`` when
+    ``overlays`` asks for it ("all", or "flagged" where the reliability flag marks the image), drawn
+    over ``pixels()`` (the gray image, decoded only then)."""
+    write_objects(result, image, stem, seg_dir=dicom_seg, sr_dir=dicom_sr)
+    if masks_dir is not None:
+        write_masks(masks_dir, stem, result)
+    flagged = result.quality is not None and result.quality.flag
+    if overlays == "all" or (overlays == "flagged" and flagged):
+        from .overlay import write_overlay
+
+        try:
+            overlays_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"{overlays_dir}: cannot create the overlay folder ({os_reason(exc)})") from None
+        write_overlay(overlays_dir / f"{stem}.png", pixels(), result)
+    return csv_row(result)
+
+
+def decode_gray(image: str, max_pixels: int) -> np.ndarray:
+    """The gray pixels of the file ``image``, as a batch hands them to the engine."""
     return to_gray(read_image(image, max_pixels=max_pixels), name=image)
 
 
@@ -295,8 +314,7 @@ def run_batch(segmenter, images: Sequence[str], out_dir: str | os.PathLike, *, s
     """
 
     check_count("--workers", workers, 1)
-    if overlays not in OVERLAY_CHOICES:
-        raise InputError(f"overlays must be one of {', '.join(map(str, OVERLAY_CHOICES))}, got {overlays!r}")
+    check_overlays(overlays)
     if batch_size is None:
         batch_size = DEFAULT_BATCH
     check_run_arguments(samples, seed, batch_size, second_look)
@@ -348,13 +366,10 @@ class _Run:
     def finish(self, image: str, result, pixels: np.ndarray) -> None:
         try:
             result = with_source(dataclasses.replace(result, image=image), image)
-            write_objects(result, image, self.stems[image], seg_dir=self.dicom_seg, sr_dir=self.dicom_sr)
-            if self.masks:
-                write_masks(self.out / MASKS_NAME, self.stems[image], result)
-            flagged = result.quality is not None and result.quality.flag
-            if self.overlays == "all" or (self.overlays == "flagged" and flagged):
-                _write_batch_overlay(self.out / OVERLAYS_NAME, self.stems[image], pixels, result)
-            row = csv_row(result)
+            row = write_image_outputs(result, image, self.stems[image], pixels=lambda: pixels,
+                                      masks_dir=self.out / MASKS_NAME if self.masks else None,
+                                      overlays=self.overlays, overlays_dir=self.out / OVERLAYS_NAME,
+                                      dicom_seg=self.dicom_seg, dicom_sr=self.dicom_sr)
         except Exception as exc:  # e.g. a mask name too long for the file system: this image's failure only
             self.fail(image, exc)
             return
@@ -378,7 +393,7 @@ class _Run:
         run.update(batch_size=batch_size, max_pixels=max_pixels)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chexmask-decode") as pool:
             ready: list[tuple[str, np.ndarray]] = []
-            decode = functools.partial(_decode, max_pixels=max_pixels)
+            decode = functools.partial(decode_gray, max_pixels=max_pixels)
             for image, future in _decoded(pool, decode, readable, window=2 * workers + batch_size):
                 try:
                     ready.append((image, future.result()))

@@ -408,16 +408,13 @@ def cmd_batch(args) -> int:
     if args.ray:
         from .ray_batch import run_ray
 
-        if args.dicom_seg or args.dicom_sr:
-            raise InputError("--dicom-seg / --dicom-sr are written by the local run only; leave out --ray")
-        if args.overlays:
-            raise InputError("--overlays are drawn by the local run only; leave out --ray")
         summary = run_ray(seg, args.model, found.images, args.out, address=args.ray, samples=args.samples,
                           seed=args.seed, second_look=args.second_look, masks=args.masks,
                           progress=not args.no_progress, shard=shard, threads=args.threads,
                           actors=args.ray_actors, workers=args.workers, batch_size=args.batch_size,
                           backend=args.backend, device=args.device, max_pixels=args.max_pixels,
-                          skipped=found.skipped, input_root=root)
+                          skipped=found.skipped, input_root=root, overlays=args.overlays,
+                          dicom_seg=args.dicom_seg, dicom_sr=args.dicom_sr)
     else:
         summary = run_batch(seg, found.images, args.out, samples=args.samples, seed=args.seed, workers=args.workers,
                             masks=args.masks, progress=not args.no_progress, second_look=args.second_look,

@@ -18,9 +18,11 @@ so actors open their own copy. Any other engine travels as bytes (with its quali
 file, when it has one) through Ray's object store, and each actor writes them to a node-local
 cache folder named by their sha256 before opening them: no shared file system is needed for the
 model. The images must be readable at the same paths on every node (a shared file system), or
-passed as arrays; ``--masks`` PNGs are written by the actors to ``DIR/masks``, so ``DIR`` must be
-on a file system every node shares, while ``results.csv`` and ``errors.csv`` are written by the
-driver alone.
+passed as arrays. Each image's files (``--masks`` PNGs in ``DIR/masks``, ``--overlays`` pictures
+in ``DIR/overlays``, ``--dicom-seg`` / ``--dicom-sr`` objects) are written by the actor that
+segmented it, as :func:`chexmask_rt.batch.write_image_outputs` writes them in a local run, so their
+folders must be on a file system every node shares; ``results.csv`` and ``errors.csv`` are written
+by the driver alone.
 """
 from __future__ import annotations
 
@@ -37,10 +39,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .batch import BatchSummary, RunRows, outside_output, prepare_output
+from .batch import (OVERLAYS_NAME, BatchSummary, RunRows, check_overlays, decode_gray, outside_output, prepare_output,
+                    write_image_outputs)
 from .batch_folder import MASKS_NAME
-from .csv_output import COLUMNS, csv_row, write_masks
+from .csv_output import COLUMNS
 from .errors import ChexmaskError, InputError, ModelError, first_line, os_reason
+from .image_io import to_gray
 from .model import default_model_path
 from .quality import calibration_path
 
@@ -91,21 +95,29 @@ class SegmentBatch:
     :data:`ROW_COLUMNS`. Constructor: ``model`` (a path every node can read; None: the shipped
     model) or ``engine_files`` (:func:`engine_files`), then what ``predict`` takes, ``threads``
     per actor, ``backend``, ``device`` and ``max_pixels`` (as in :func:`chexmask_rt.load`),
-    ``masks_dir`` (a shared folder for mask PNGs), ``workers`` (decoder threads) and ``batch_size``
-    (images handed to the engine together, as in ``predict_batch``; None: its default).
+    ``workers`` (decoder threads) and ``batch_size`` (images handed to the engine together, as in
+    ``predict_batch``; None: its default). Each image's files go to shared folders:
+    ``masks_dir`` (mask PNGs), ``overlays_dir`` (pictures, with ``overlays`` "all" or "flagged",
+    as ``batch --overlays``), ``dicom_seg`` and ``dicom_sr`` (DICOM objects of DICOM inputs).
     """
 
     def __init__(self, model: str | None = None, *, engine_files: dict[str, bytes] | None = None, samples: int = 50,
                  seed: int = 0, second_look: bool | None = None, threads: int | None = None, backend: str = "auto",
                  masks_dir: str | None = None, workers: int = 2, batch_size: int | None = None,
-                 device: str | None = None, max_pixels: int | None = None):
+                 device: str | None = None, max_pixels: int | None = None, overlays: str | None = None,
+                 overlays_dir: str | None = None, dicom_seg: str | None = None, dicom_sr: str | None = None):
         from .model import load
 
+        check_overlays(overlays)
+        if overlays and not overlays_dir:
+            raise InputError(f"overlays={overlays!r} needs overlays_dir, the shared folder the pictures go to")
         path = _materialise(engine_files) if engine_files else model
         self._seg = load(path, backend=backend, threads=threads, device=device, max_pixels=max_pixels)
         self._options = {"samples": samples, "seed": seed, "second_look": second_look, "workers": workers,
                          "batch_size": batch_size}
-        self._masks = masks_dir
+        self._outputs = {"masks_dir": Path(masks_dir) if masks_dir else None, "overlays": overlays,
+                         "overlays_dir": Path(overlays_dir) if overlays_dir else None, "dicom_seg": dicom_seg,
+                         "dicom_sr": dicom_sr}
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Segment one Ray Data batch of paths (or decoded images): its result and error rows."""
@@ -114,17 +126,18 @@ class SegmentBatch:
         stems = [str(s) for s in batch["stem"]] if "stem" in batch else [Path(p).stem for p in paths]
         rows = []
         outcomes = self._seg.predict_iter(inputs, **self._options)
-        for path, stem, (_, outcome) in zip(paths, stems, outcomes):
-            rows.append(self._row(path, stem, outcome))
+        for path, stem, item, (_, outcome) in zip(paths, stems, inputs, outcomes):
+            rows.append(self._row(path, stem, item, outcome))
         return {c: np.array([r.get(c, "") for r in rows], dtype=object) for c in ROW_COLUMNS}
 
-    def _row(self, path: str, stem: str, outcome) -> dict[str, str]:
+    def _row(self, path: str, stem: str, item, outcome) -> dict[str, str]:
         if not isinstance(outcome, ChexmaskError):
             result = dataclasses.replace(outcome, image=path)
+            pixels = ((lambda: to_gray(item, name=path)) if isinstance(item, np.ndarray)
+                      else (lambda: decode_gray(path, self._seg.max_pixels)))
             try:
-                if self._masks:
-                    write_masks(self._masks, stem, result)
-                return {**csv_row(result), "Error": "", "Reason": ""}
+                return {**write_image_outputs(result, path, stem, pixels=pixels, **self._outputs),
+                        "Error": "", "Reason": ""}
             except ChexmaskError as exc:
                 outcome = exc
         return {"Image": path, "Error": type(outcome).__name__, "Reason": str(outcome)}
@@ -174,16 +187,22 @@ def run_ray(segmenter, model: str | os.PathLike | None, images: Sequence[str], o
             masks: bool = False, progress: bool = True, shard: str | None = None, threads: int | None = None,
             actors: int | None = None, batch_size: int | None = None, workers: int = 2,
             backend: str = "auto", device: str | None = None, max_pixels: int | None = None,
-            skipped: Sequence[tuple[str, str]] = (), input_root: str | None = None) -> BatchSummary:
+            skipped: Sequence[tuple[str, str]] = (), input_root: str | None = None, overlays: str | None = None,
+            dicom_seg: str | os.PathLike | None = None, dicom_sr: str | os.PathLike | None = None) -> BatchSummary:
     """``run_batch`` on Ray (see the module doc): same output folder, same resume, same summary.
 
     ``segmenter``: the engine opened by the driver (its identity and settings); ``model``: the path it
     was opened from (None: the shipped model). ``threads`` per actor (default 2) and ``actors``
     (default: the cluster's CPUs // threads; with a GPU ``device``, one GPU each, and at most the
     cluster's GPUs); ``address``: 'local' starts Ray on this machine. ``device`` and ``max_pixels``
-    reach every actor's engine, as in :func:`chexmask_rt.load`; ``skipped`` and ``input_root`` as in
-    :func:`run_batch`."""
+    reach every actor's engine, as in :func:`chexmask_rt.load`; ``skipped``, ``input_root``,
+    ``overlays``, ``dicom_seg`` and ``dicom_sr`` as in :func:`run_batch` (their folders shared)."""
     start = time.perf_counter()
+    check_overlays(overlays)
+    if dicom_seg or dicom_sr:  # the engine's fault, once, not every image's after its inference
+        from .dicom_out import check_model_id_for_dicom
+
+        check_model_id_for_dicom(segmenter.model_id)
     check_reachable(address)  # before the output folder is locked
     if address != "local":  # joining is cheap: a cluster that is not there leaves the folder as it was
         _init_ray(address, None)
@@ -199,7 +218,8 @@ def run_ray(segmenter, model: str | os.PathLike | None, images: Sequence[str], o
                 _stream_rows(todo, out, rows, address=address, model=model, samples=samples,
                              seed=seed, second_look=second_look, masks=masks, progress=progress, threads=threads or 2,
                              actors=actors, batch_size=batch_size, workers=workers, backend=backend,
-                             device=device, max_pixels=max_pixels, stems=stems)
+                             device=device, max_pixels=max_pixels, stems=stems, overlays=overlays,
+                             dicom_dirs=(dicom_seg, dicom_sr))
         finally:
             rows.close()
     summary.seconds = time.perf_counter() - start
@@ -209,7 +229,8 @@ def run_ray(segmenter, model: str | os.PathLike | None, images: Sequence[str], o
 def _stream_rows(todo: list[str], out: Path, rows: RunRows, *,
                  address: str, model, samples: int, seed: int, second_look: bool, masks: bool, progress: bool,
                  threads: int, actors: int | None, batch_size: int | None, workers: int, backend: str,
-                 device: str | None, max_pixels: int | None, stems: dict[str, str]) -> None:
+                 device: str | None, max_pixels: int | None, stems: dict[str, str], overlays: str | None,
+                 dicom_dirs: tuple[str | os.PathLike | None, str | os.PathLike | None]) -> None:
     from .progress import progress_bar
 
     ray = _init_ray(address, None)
@@ -226,7 +247,10 @@ def _stream_rows(todo: list[str], out: Path, rows: RunRows, *,
     kwargs = {"model": None if files or model is None else str(Path(model).resolve()), "engine_files": files,
               "samples": samples, "seed": seed, "second_look": second_look, "threads": threads,
               "masks_dir": str((out / MASKS_NAME).resolve()) if masks else None, "workers": workers,
-              "batch_size": batch_size, "backend": backend, "device": device, "max_pixels": max_pixels}
+              "batch_size": batch_size, "backend": backend, "device": device, "max_pixels": max_pixels,
+              "overlays": overlays, "overlays_dir": str((out / OVERLAYS_NAME).resolve()),
+              "dicom_seg": dicom_dirs[0] and str(Path(dicom_dirs[0]).resolve()),
+              "dicom_sr": dicom_dirs[1] and str(Path(dicom_dirs[1]).resolve())}
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # ours counts images
     items = [{"path": image, "stem": stems[image]} for image in todo]
