@@ -172,7 +172,16 @@ def test_cut_or_corrupt_pngs_print_no_libpng_lines(tmp_path):
     flipped[len(data) // 2] ^= 0x10  # inside IDAT: its CRC no longer matches
     corrupt = tmp_path / "flipped.png"
     corrupt.write_bytes(bytes(flipped))
-    for path, needle in ((cut, "PNG cut short"), (corrupt, "IDAT chunk fails its CRC")):
+    # an ancillary chunk that fails its CRC (libpng dropped it with a warning line), and a critical chunk
+    # no decoder knows with a good CRC (libpng stopped with an error line)
+    ancillary, unknown = tmp_path / "text.png", tmp_path / "unknown.png"
+    text = b"tEXt" + b"Comment\x00hello"
+    ancillary.write_bytes(data[:33] + struct.pack(">I", len(text) - 4) + text
+                          + struct.pack(">I", zlib.crc32(text) ^ 1) + data[33:])
+    chunk = b"IDAU" + bytes(4)
+    unknown.write_bytes(data[:33] + struct.pack(">I", 4) + chunk + struct.pack(">I", zlib.crc32(chunk)) + data[33:])
+    for path, needle in ((cut, "PNG cut short"), (corrupt, "'IDAT' chunk fails its CRC"),
+                         (ancillary, "'tEXt' chunk fails its CRC"), (unknown, "unknown critical chunk 'IDAU'")):
         proc = cli("predict", path)
         one_line_error(proc, 3, needle)
         assert "libpng" not in proc.stderr

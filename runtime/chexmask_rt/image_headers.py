@@ -100,10 +100,14 @@ def check_png_chunks(data: memoryview | bytes, name: str) -> None:
         end = pos + 12 + length
         if end > len(view):
             raise _corrupt(name, f"PNG cut short inside its {kind.decode('latin-1')!r} chunk")
-        if kind in _PNG_CRITICAL:
-            (crc,) = struct.unpack(">I", view[end - 4:end])
-            if zlib.crc32(view[pos + 4:end - 4]) != crc:
-                raise _corrupt(name, f"PNG {kind.decode('latin-1')} chunk fails its CRC: the file is corrupt")
+        # every chunk, as a JPEG's warnings are errors: libpng drops an ancillary chunk that fails
+        # its CRC with a 'libpng warning' line on stderr, and stops at an unknown critical one
+        (crc,) = struct.unpack(">I", view[end - 4:end])
+        if zlib.crc32(view[pos + 4:end - 4]) != crc:
+            raise _corrupt(name, f"PNG {kind.decode('latin-1')!r} chunk fails its CRC: the file is corrupt")
+        if kind[0] < 0x61 and kind not in _PNG_CRITICAL:  # an upper-case first letter marks a critical chunk
+            raise _corrupt(name, f"PNG with an unknown critical chunk {kind.decode('latin-1')!r}: the file is corrupt "
+                                 "or of a PNG kind no decoder here reads")
         if kind == b"acTL" and length >= 8:
             (frames,) = struct.unpack(">I", view[pos + 8:pos + 12])
         elif kind == b"fcTL" and not seen_image:
