@@ -164,9 +164,24 @@ def test_errors_exit_codes_and_no_traceback(tmp_path, example1, args, code, need
     assert not (tmp_path / "new").exists()
 
 
-def test_debug_flag_shows_the_traceback():
-    proc = cli("--debug", "predict", "/nonexistent/x.png")
-    assert proc.returncode == 3 and "Traceback" in proc.stderr
+@pytest.mark.parametrize("command", ["predict", "batch", "merge", "info", "export"])
+def test_debug_flag_shows_the_traceback_before_or_after_the_command(tmp_path, command):
+    """--debug after the command was a usage error ("unrecognized arguments"), and the README never said
+    where it goes."""
+    arguments = {"predict": ["/nonexistent/x.png"], "batch": ["/nonexistent", "--out", tmp_path / "o"],
+                 "merge": ["/nonexistent", "--out", tmp_path / "m"], "info": ["/nonexistent.onnx"],
+                 "export": ["--checkpoint", "/nonexistent", "--output", tmp_path / "e.onnx"]}[command]
+    for args in (["--debug", command, *arguments], [command, *arguments, "--debug"]):
+        proc = cli(*args)
+        assert proc.returncode in (3, 4) and "Traceback" in proc.stderr, (args, proc.stderr)
+    proc = cli(command, *arguments)
+    assert proc.returncode in (3, 4) and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_the_help_lists_every_exit_code_the_command_returns():
+    """130 (Ctrl-C) and 143 (SIGTERM) were in the README only."""
+    proc = cli("--help")
+    assert proc.returncode == 0 and "130 interrupted (Ctrl-C), 143 terminated (SIGTERM)" in " ".join(proc.stdout.split())
 
 
 def test_corrupt_image_in_cli(tmp_path):

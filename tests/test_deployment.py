@@ -102,7 +102,8 @@ def test_data_for_standard_output_that_is_lost_is_an_error(args, redirect, what)
     """Unlike a summary line, what the command was asked to print: lost with exit 0 (info, --csv -) or
     Python's 120 (--help, --version) before."""
     proc = run(args, shell_suffix=redirect)
-    assert proc.returncode == 3 and f"standard output: cannot write {what}" in proc.stderr, proc.stderr
+    assert proc.returncode == 3 and f"chexmask-rt: error: standard output: cannot write {what}" in proc.stderr, \
+        proc.stderr
 
 
 def test_csv_on_standard_output_keeps_names_that_are_not_utf8_as_files_do(tmp_path):

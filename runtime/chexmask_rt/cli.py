@@ -101,8 +101,8 @@ def _add_run_options(p) -> None:
     looks.add_argument("--second-look", dest="second_look", action="store_const", const=True,
                        help="a second engine call on a crop around the lungs, pooled with the first")
     p.add_argument("--max-pixels", type=_integer(_max_pixels), default=None, metavar="N",
-                   help="refuse images above N pixels, before decoding them (default: $CHEXMASK_RT_MAX_PIXELS, "
-                        "else 64000000)")
+                   help="refuse images above N pixels (at least 1024), before decoding them (default: "
+                        "$CHEXMASK_RT_MAX_PIXELS, else 64000000)")
     _add_backend(p)
 
 
@@ -228,8 +228,10 @@ def _add_info(sub) -> None:
 # The top-level --help is read by people: plain text, no reST markup.
 _DESCRIPTION = (f"Chest X-ray landmark segmentation with uncertainty (HybridGNet): 120 landmarks of the lungs and "
                 f"heart, their spread over latent samples, and the encoder's latent sigma. {INTENDED_USE.capitalize()}.")
-_EPILOG = ("exit codes: 0 success, 1 some images failed, 2 usage error, "
-           "3 input error, 4 model error. 'chexmask-rt COMMAND --help' shows a command's options.")
+_EPILOG = ("exit codes: 0 success, 1 some images failed, 2 usage error, 3 input error, 4 model error, "
+           "130 interrupted (Ctrl-C), 143 terminated (SIGTERM); a batch resumes when rerun. "
+           "'chexmask-rt COMMAND --help' shows a command's options.")
+_DEBUG_HELP = "show tracebacks for errors"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -237,13 +239,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="chexmask-rt", description=_DESCRIPTION, epilog=_EPILOG)
     parser.add_argument("--version", action="version", version=f"chexmask-rt {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    parser.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
     sub = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command", required=True)
     _add_predict(sub)
     _add_batch(sub)
     _add_merge(sub)
     _add_plugin_commands(sub)
     _add_info(sub)
+    for command in sub.choices.values():  # before or after the command; SUPPRESS keeps one given before it
+        if "--debug" not in command._option_string_actions and "\0" not in command.prefix_chars:
+            command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG_HELP)
     return parser
 
 
@@ -608,7 +613,7 @@ def _main(argv: list[str] | None) -> int:
             try:
                 _write_stdout("", "the help or version text")  # flushes it: text nobody got was Python's exit 120
             except InputError as lost:
-                _error(f"chexmask-rt: {lost}")
+                _error(f"chexmask-rt: error: {lost}")
                 return EXIT_INPUT
         raise
     if getattr(args, "json", None) == "-" and getattr(args, "csv", None) == "-":
