@@ -210,3 +210,32 @@ def test_an_engine_whose_calibration_name_would_be_too_long_is_uncalibrated(tmp_
     uncalibrated; a stricter check once called it "not found"."""
     q = _core.QualityAssessor(str(tmp_path / ("m" * 250 + ".onnx")), "", "a" * 64)
     assert not q.assess(1.0, 0.5, 1024, 1024).calibrated
+
+
+ENGINE_OUT_OF_MEMORY = """
+import resource, sys
+import numpy as np
+import chexmask_rt
+seg = chexmask_rt.load(threads=1)
+image = np.tile(np.arange(256, dtype=np.uint8), (256, 1))
+seg.predict(image, samples=2)
+with open("/proc/self/status") as f:  # what the process has mapped now, plus room for a small run
+    mapped = next(int(line.split()[1]) for line in f if line.startswith("VmSize:")) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (mapped + (600 << 20),) * 2)
+try:
+    seg.predict(image, samples=10000)  # about 1.2 GB of the engine's buffers
+except BaseException as exc:
+    print(type(exc).__name__, exc)
+print("then", seg.predict(image, samples=5).samples)
+"""
+
+
+def test_an_engine_run_out_of_memory_is_memory_not_a_broken_engine(tmp_path):
+    """ONNX Runtime's failed allocation came back as a ModelError ("engine run failed"): a batch stopped
+    on it as on a broken engine, and callers could not tell it from one (the C header says out of
+    memory is CHEXMASK_RT_RUNTIME_ERROR, the C++ one std::bad_alloc)."""
+    proc = subprocess.run([sys.executable, "-c", ENGINE_OUT_OF_MEMORY], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    first, then = proc.stdout.splitlines()
+    assert first.startswith("MemoryError ") and "out of memory running the engine" in first, first
+    assert "fewer samples" in first and then == "then 5"  # the same engine still runs a smaller call

@@ -326,3 +326,61 @@ def test_onnxruntime_root_without_a_library_is_refused(tmp_path):
     proc = _run(["cmake", "-S", REPO / "cpp", "-B", tmp_path / "build2", f"-DONNXRUNTIME_ROOT={tmp_path / 'ort'}"],
                 env=_offline_env())
     assert proc.returncode != 0 and "lib/libonnxruntime.so is a link to nothing" in " ".join(proc.stderr.split())
+
+
+OUT_OF_MEMORY_C = r"""
+#include <chexmask_rt/chexmask_rt_c.h>
+#include <stdio.h>
+#include <sys/resource.h>
+
+static unsigned long long mapped_bytes(void) {
+    FILE* f = fopen("/proc/self/status", "r");
+    char line[256];
+    unsigned long long kb = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        if (sscanf(line, "VmSize: %llu kB", &kb) == 1) break;
+    }
+    if (f) fclose(f);
+    return kb * 1024;
+}
+
+int main(int argc, char** argv) {
+    static unsigned char pixels[256 * 256];
+    for (int i = 0; i < 256 * 256; ++i) pixels[i] = (unsigned char)(i % 256);
+    chexmask_rt_image image = {pixels, 256, 256, 256, 8, sizeof pixels};
+    chexmask_rt_engine* engine = NULL;
+    chexmask_rt_result* result = NULL;
+    if (argc < 2 || chexmask_rt_engine_open(argv[1], NULL, &engine) != CHEXMASK_RT_OK ||
+        chexmask_rt_predict(engine, &image, 2, 0, CHEXMASK_RT_SECOND_LOOK_OFF, &result) != CHEXMASK_RT_OK) {
+        fprintf(stderr, "%s\n", chexmask_rt_last_error());
+        return 2;
+    }
+    chexmask_rt_result_free(result);
+    struct rlimit limit;
+    limit.rlim_cur = limit.rlim_max = mapped_bytes() + (600ULL << 20);
+    setrlimit(RLIMIT_AS, &limit);
+    int status = chexmask_rt_predict(engine, &image, 10000, 0, CHEXMASK_RT_SECOND_LOOK_OFF, &result);
+    printf("%d %s\n", status, chexmask_rt_last_error());
+    status = chexmask_rt_predict(engine, &image, 5, 0, CHEXMASK_RT_SECOND_LOOK_OFF, &result);
+    printf("%d\n", status);
+    chexmask_rt_result_free(result);
+    chexmask_rt_engine_free(engine);
+    return 0;
+}
+"""
+
+
+def test_the_c_api_says_out_of_memory_as_its_header_does(tmp_path):
+    """An engine run that ran out of memory was CHEXMASK_RT_MODEL_ERROR ("engine run failed"), where the
+    header promises CHEXMASK_RT_RUNTIME_ERROR: an integrator would throw away a working engine."""
+    library = BUILD / "cpp" / "libchexmask_rt.so"
+    if not library.is_file():
+        skip_or_fail_without_native(f"{library} not built")
+    (tmp_path / "oom.c").write_text(OUT_OF_MEMORY_C)
+    _checked(["cc", "-std=c99", "-D_DEFAULT_SOURCE", "-I", REPO / "cpp" / "include", tmp_path / "oom.c", "-o",
+              tmp_path / "oom", "-L", library.parent, "-lchexmask_rt", f"-Wl,-rpath,{library.parent}"])
+    proc = _checked([tmp_path / "oom", chexmask_rt.default_model_path()],
+                    env=os.environ | {"CHEXMASK_RT_ONNXRUNTIME_LIBRARY": core.onnxruntime_library()})
+    first, then = proc.stdout.splitlines()
+    assert first.startswith("3 ") and "out of memory running the engine" in first, first  # CHEXMASK_RT_RUNTIME_ERROR
+    assert then == "0"

@@ -42,8 +42,9 @@ chexmask_rt_status guarded(Body&& body) noexcept {
     } catch (const chexmask_rt::ModelError& e) {
         g_last_error = e.what();
         return CHEXMASK_RT_MODEL_ERROR;
-    } catch (const std::bad_alloc&) {
-        g_last_error = "out of memory";
+    } catch (const std::bad_alloc& e) {
+        // the engine's own says where and how much; the standard library's says only "std::bad_alloc"
+        g_last_error = std::strcmp(e.what(), std::bad_alloc().what()) == 0 ? "out of memory" : e.what();
         return CHEXMASK_RT_RUNTIME_ERROR;
     } catch (const std::exception& e) {
         g_last_error = e.what();

@@ -19,7 +19,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <new>
 #include <sstream>
+#include <string_view>
 
 namespace chexmask_rt::detail {
 namespace {
@@ -123,6 +125,19 @@ Ort::Env& runtime_env(const std::string& option) {
     log(LogLevel::info, "loaded ONNX Runtime " + std::string(base->GetVersionString()) + " from '" + library + "'");
     return *g_runtime.env;
 }
+
+/// Running out of memory inside ONNX Runtime: its allocators fail with an Ort::Exception (no error code of
+/// its own), which would read as a broken engine; as std::bad_alloc a caller can retry with fewer samples.
+class OutOfMemory : public std::bad_alloc {
+public:
+    explicit OutOfMemory(std::string what) : what_(std::move(what)) {}
+    const char* what() const noexcept override { return what_.c_str(); }
+
+private:
+    std::string what_;
+};
+
+constexpr std::string_view kAllocationFailed = "Failed to allocate memory";  // BFCArena's and CPUAllocator's words
 
 std::string first_line(const char* text) {
     std::string s = text ? text : "";
@@ -260,6 +275,11 @@ public:
             outputs = session_->Run(Ort::RunOptions{nullptr}, kInputs.data(), inputs.data(), inputs.size(),
                                     outputs_.data(), outputs_.size());
         } catch (const Ort::Exception& e) {
+            const std::string_view what = e.what();
+            if (const auto at = what.find(kAllocationFailed); at != std::string_view::npos) {
+                throw OutOfMemory(path_ + ": out of memory running the engine (" + first_line(e.what() + at) +
+                                  "); fewer samples or images per call need less");
+            }
             // the input was checked, so the engine cannot run what its graph declares
             throw ModelError(path_ + ": engine run failed (" + first_line(e.what()) + ")");
         }
