@@ -84,8 +84,10 @@ def test_sr_is_a_tid1500_report_of_the_contours_scores_and_measures(results, tmp
         region = group.roi
         assert region.graphic_type == hd.sr.GraphicTypeValues.POLYLINE
         assert region.ValueType == "SCOORD"
-        np.testing.assert_allclose(region.value[:-1], points, atol=1e-3)  # float32 contour, closed
-        np.testing.assert_allclose(region.value[-1], points[0], atol=1e-3)
+        # float32 contour, closed, half a pixel on: the landmarks' (0, 0) is the top-left pixel's centre,
+        # SCOORD's its outer corner (PS3.3 C.18.6.1.2); it was written unshifted, half a pixel up and left
+        np.testing.assert_allclose(region.value[:-1], points + 0.5, atol=1e-3)
+        np.testing.assert_allclose(region.value[-1], points[0] + 0.5, atol=1e-3)
         selected_from = region.ContentSequence[0]  # the SCOORD's IMAGE item: the image it is drawn on
         assert selected_from.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
         area = group.get_measurements(name=codes.SCT.Area)[0]

@@ -266,7 +266,9 @@ def measurement_report(result: Result, source_dataset: Dataset, *,
                           ("heart", result.heart)):
         anatomy, laterality = _organ_codes(organ)
         sites = [sr.FindingSite(anatomic_location=anatomy, laterality=laterality)]
-        closed = np.vstack([points, points[:1]]).astype(np.float32)  # a closed polyline repeats its first point
+        # a closed polyline repeats its first point; SCOORD's 0.0 is the top-left pixel's outer corner, where
+        # the landmarks' 0 is its centre (as NumPy and OpenCV index pixels, and the masks are filled)
+        closed = (np.vstack([points, points[:1]]) + 0.5).astype(np.float32)
         groups.append(sr.PlanarROIMeasurementsAndQualitativeEvaluations(
             tracking_identifier=sr.TrackingIdentifier(uid=hd.UID(), identifier=f"{_ORGAN_LABELS[organ]} contour"),
             referenced_region=sr.ImageRegion(graphic_type=sr.GraphicTypeValues.POLYLINE, graphic_data=closed,

@@ -203,7 +203,8 @@ struct Quality {
     bool calibrated = false;  ///< false: no thresholds for this checkpoint, so `flag` is always false
 };
 
-/// The answer for one image, in the original image's pixels.
+/// The answer for one image, in the original image's pixels: x is the column, y the row (down), and
+/// (0, 0) is the centre of the top-left pixel, as NumPy and OpenCV index pixels.
 struct Result {
     // The engine-output fields, one member per line of <chexmask_rt/result_fields.def>, which
     // documents them: landmarks, landmarks_std, landmarks_mu (one Point per landmark), latent_mu,

@@ -155,7 +155,8 @@ CHEXMASK_RT_API chexmask_rt_status chexmask_rt_predict_batch(const chexmask_rt_e
                                                              chexmask_rt_result** out);
 CHEXMASK_RT_API void chexmask_rt_result_free(chexmask_rt_result* result); /* NULL is ignored */
 
-/* Every field of a result; coordinates are in the original image's pixels, points are (x, y) pairs. */
+/* Every field of a result; coordinates are in the original image's pixels, points are (x, y) pairs: x the
+ * column, y the row (down), (0, 0) the centre of the top-left pixel. */
 typedef struct chexmask_rt_result_fields {
     int height;
     int width;
