@@ -436,3 +436,48 @@ def test_an_engine_whose_version_dicom_cannot_carry_fails_before_any_image(tmp_p
     proc = subprocess.run([sys.executable, "-m", "chexmask_rt", "predict", str(DICOMS[0]), "--model", str(engine),
                            "--samples", "2", "--dicom-sr", str(tmp_path / "sr")], capture_output=True, text=True)
     assert proc.returncode == 4 and "is longer than 64 characters" in proc.stderr and proc.stdout == ""
+
+
+def _image_group_items(sr_document):
+    """The image-level group's direct items as (concept meaning, value type, value)."""
+    group = sr_document.content.get_image_measurement_groups()[0]
+    items = []
+    for item in group[0].ContentSequence:
+        value = item.get("TextValue") or (item.MeasuredValueSequence[0].NumericValue
+                                          if "MeasuredValueSequence" in item else None)
+        items.append((item.ConceptNameCodeSequence[0].CodeMeaning, item.ValueType, value))
+    return items
+
+
+def test_the_sr_says_why_it_flags_and_what_it_did_not_measure(default_segmenter, results, tmp_path):
+    """The SR held only "flag: Yes/No": not which score crossed which threshold, nor (at K = 1) that the
+    node std was not measured, which it reported as 0.0 px beside "No"; nor why a measure was missing."""
+    import dataclasses
+
+    path = DICOMS[1]
+    source = pydicom.dcmread(path)
+
+    def report(result, name):
+        result.to_dicom_sr(source).save_as(tmp_path / name, enforce_file_format=True)
+        return _image_group_items(hd.sr.srread(tmp_path / name))
+
+    one = default_segmenter.predict(path, samples=1)
+    items = report(one, "one.sr.dcm")
+    names = [name for name, _, _ in items]
+    assert "Mean node standard deviation" not in names and "Mean latent sigma" in names
+    assert ("Reliability flag reason", "TEXT", one.quality.reason) in items
+    assert "mean node std not measured: one sample" in one.quality.reason
+
+    r = results[path]
+    items = report(r, "k.sr.dcm")
+    assert ("Reliability flag reason", "TEXT", r.quality.reason) in items
+    assert [name for name, _, _ in items].count("Mean node standard deviation") == 1
+    assert not [name for name, _, _ in items if name == "Measures left out"]
+
+    beyond = r.landmarks.copy()
+    beyond[44:94, 0] += r.width  # the left lung past the right edge: its area and the CTR are withheld
+    items = report(dataclasses.replace(r, landmarks=beyond), "out.sr.dcm")
+    notes = [value for name, _, value in items if name == "Measures left out"]
+    assert notes == ["contour leaves the image (left_lung): its area, and a diameter or the CTR that ends on it, "
+                     "are not reported"]
+    assert not [name for name, _, _ in items if name == "CTR"]

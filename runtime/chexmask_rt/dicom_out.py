@@ -282,8 +282,10 @@ def measurement_report(result: Result, source_dataset: Dataset, *,
                   sites=[sr.FindingSite(anatomic_location=codes.SCT.Heart)]),
         *with_std(codes.SCT.Diameter, m.thoracic_diameter_mm if mm else m.thoracic_diameter_px, None, length,
                   sites=[sr.FindingSite(anatomic_location=codes.SCT.Thorax)]),
-        value(_private("MNS", "Mean node standard deviation"), result.mean_node_std,
-              _units(None)[0]),
+        # one decode (K = 1, no pooled second look) has no spread: its 0 is left out, not reported as measured
+        *([value(_private("MNS", "Mean node standard deviation"), result.mean_node_std, _units(None)[0])]
+          if result.samples > 1 or (result.second_look is not None and result.second_look.look == "pooled")
+          else []),
         value(_private("MLS", "Mean latent sigma"), result.mean_latent_sigma, no_units),
     ]
     q = result.quality
@@ -302,6 +304,16 @@ def measurement_report(result: Result, source_dataset: Dataset, *,
         tracking_identifier=sr.TrackingIdentifier(uid=hd.UID(), identifier="image measures"),
         algorithm_id=algorithm, measurements=image_measures, qualitative_evaluations=evaluations,
         source_images=[sr.SourceImageForMeasurementGroup.from_source_image(source_dataset)]))
+    # why, in the JSON's and CSV's words (TID 1501 is extensible; a coded value cannot say which score
+    # crossed which threshold, or that the node std was not measured); and why a measure is missing
+    notes = [("REASON", "Reliability flag reason", q.reason)] if q is not None else []
+    if m.outside_image:
+        notes.append(("WITHHELD", "Measures left out",
+                      f"contour leaves the image ({', '.join(m.outside_image)}): its area, and a diameter or the "
+                      "CTR that ends on it, are not reported"))
+    for code, meaning, text in notes:
+        groups[-1][0].ContentSequence.append(sr.TextContentItem(
+            name=_private(code, meaning), value=text, relationship_type=sr.RelationshipTypeValues.CONTAINS))
     observer = sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=sr.DeviceObserverIdentifyingAttributes(
