@@ -302,8 +302,12 @@ def cmd_predict(args) -> int:
                 with _stops_held():
                     try:
                         failed += _write_image_outputs(args, result, stems[image], several)
-                    finally:
+                    except KeyboardInterrupt:
+                        raise  # raised inside (outside the main thread, the stop is not held): not done
+                    except BaseException:
                         results.append(result)  # an output that could not be written: its answer still stands
+                        raise
+                    results.append(result)
             bar.update(1)
     except BaseException as exc:  # what is finished is not lost: pictures are written, and so are JSON and CSV
         bar.close()
