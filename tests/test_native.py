@@ -544,7 +544,10 @@ def test_cpp_test_program(tmp_path):
     wrong = [write_toy_engine(tmp_path / "ten.onnx", landmarks=10),
              write_toy_engine(tmp_path / "latents.onnx", metadata={"latents": "65"}),
              write_toy_engine(tmp_path / "liar.onnx", landmarks=10, per_sample=True,
-                              declared={n: ["batch", 120, 2] for n in ("landmarks_mean", "landmarks_std", "landmarks_mu")})]
+                              declared={n: ["batch", 120, 2] for n in ("landmarks_mean", "landmarks_std", "landmarks_mu")}),
+             # not wrong: another anatomy its metadata names (both looks on its organs; the C API reports them)
+             write_toy_engine(tmp_path / "other_anatomy_60.onnx", landmarks=60,
+                              metadata={"organs": "right_lung:20,left_lung:25,heart:15"})]
     proc = subprocess.run([str(program), str(chexmask_rt.default_model_path()), core.onnxruntime_library(),
                            str(not_engine), *map(str, wrong)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr

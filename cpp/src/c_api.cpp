@@ -17,6 +17,7 @@ struct chexmask_rt_engine {
     chexmask_rt::Engine engine;
     std::string id;
     std::string providers;
+    std::string organs;
     chexmask_rt_model_info info{};
 };
 
@@ -28,6 +29,9 @@ struct chexmask_rt_result {
 namespace {
 
 thread_local std::string g_last_error;
+
+// no array of images is longer: a larger count wrapped below zero (n - 1 with n == 0)
+constexpr std::size_t kMaxBatchImages = PTRDIFF_MAX / sizeof(chexmask_rt_image);
 
 /// Runs `body`, turning every exception into a status and the thread's last error.
 template <typename Body>
@@ -82,12 +86,14 @@ chexmask_rt::EngineOptions cpp_options(const chexmask_rt_engine_options* options
 }
 
 chexmask_rt_engine* wrap(chexmask_rt::Engine engine) {
-    auto* handle = new chexmask_rt_engine{std::move(engine), {}, {}, {}};
+    auto* handle = new chexmask_rt_engine{std::move(engine), {}, {}, {}, {}};
     const chexmask_rt::ModelInfo& info = handle->engine.info();
     handle->id = info.id();
     for (const std::string& p : handle->engine.providers()) handle->providers += (handle->providers.empty() ? "" : ", ") + p;
+    for (const chexmask_rt::Organ& o : info.organs)
+        handle->organs += (handle->organs.empty() ? "" : ",") + o.name + ":" + std::to_string(o.count);
     handle->info = {handle->id.c_str(), info.inputsize, info.latents, info.second_look ? 1 : 0, info.trained ? 1 : 0,
-                    handle->providers.c_str(), info.landmarks};
+                    handle->providers.c_str(), info.landmarks, handle->organs.c_str()};
     return handle;
 }
 
@@ -183,7 +189,7 @@ chexmask_rt_status chexmask_rt_engine_open(const char* model_path, const chexmas
     if (out != nullptr) *out = nullptr;
     return guarded([&] {
         check_out(out);
-        if (model_path == nullptr) throw chexmask_rt::ModelError("the model path is NULL");
+        if (model_path == nullptr) throw chexmask_rt::InputError("the model path is NULL");
         *out = wrap(chexmask_rt::Engine(model_path, cpp_options(options)));
     });
 }
@@ -218,12 +224,20 @@ chexmask_rt_status chexmask_rt_predict(const chexmask_rt_engine* engine, const c
 chexmask_rt_status chexmask_rt_predict_batch(const chexmask_rt_engine* engine, const chexmask_rt_image* images,
                                              size_t count, int samples, uint64_t seed, int second_look,
                                              chexmask_rt_result** out) {
-    if (out != nullptr) std::fill(out, out + count, nullptr);
+    // out[] is cleared only once the arguments make sense: a count that wrapped below zero would write
+    // far past the caller's array even when nothing else was given
+    const bool plausible = out != nullptr && engine != nullptr && images != nullptr && count > 0 &&
+                           count <= kMaxBatchImages;
+    if (plausible) std::fill(out, out + count, nullptr);
     std::vector<chexmask_rt_result*> made;
     const chexmask_rt_status status = guarded([&] {
         check_out(out);
         if (engine == nullptr) throw chexmask_rt::InputError("the engine is NULL");
         if (images == nullptr) throw chexmask_rt::InputError("the images are NULL");
+        if (count > kMaxBatchImages) {
+            throw chexmask_rt::InputError("count " + std::to_string(count) +
+                                          " cannot be the length of an array of images (did it wrap below zero?)");
+        }
         const std::optional<bool> look = look_choice(second_look);
         std::vector<chexmask_rt::ImageView> views;
         views.reserve(count);

@@ -89,7 +89,7 @@ Engine::Engine(const std::string& model_path, const EngineOptions& options)
 Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Engine Engine::from_memory(const void* model_data, std::size_t model_size, const EngineOptions& options) {
-    if (model_data == nullptr || model_size == 0) throw ModelError("<memory>: no model bytes given");
+    if (model_data == nullptr || model_size == 0) throw InputError("<memory>: no model bytes given");
     const detail::ModelSource source{"<memory>", model_data, model_size};
     return Engine(std::make_unique<Impl>(detail::open_onnxruntime(source, checked(options)), "", options));
 }

@@ -40,8 +40,11 @@ void check_buffer(const ImageView& image, std::size_t bpp) {
     if (image.data == nullptr) throw InputError("image: pixel data pointer is null");
     const std::size_t row_bytes = static_cast<std::size_t>(image.width) * bpp;
     if (image.stride < row_bytes) {
+        // bit_depth 0 is uint16 (depth inferred): the likeliest cause is an 8-bit buffer left at 0
         throw InputError("image: stride " + std::to_string(image.stride) + " bytes is smaller than a row (" +
-                         std::to_string(image.width) + " pixels x " + std::to_string(bpp) + " bytes)");
+                         std::to_string(image.width) + " pixels x " + std::to_string(bpp) + " bytes" +
+                         (image.bit_depth == 0 ? "; bit_depth 0 reads uint16 pixels: 8-bit ones need bit_depth 8"
+                                               : "") + ")");
     }
     if (image.stride % bpp != 0 || reinterpret_cast<std::uintptr_t>(image.data) % bpp != 0) {
         throw InputError("image: data pointer and stride must be multiples of the pixel size (" +

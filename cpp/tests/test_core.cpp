@@ -595,12 +595,13 @@ void test_c_api(const std::string& model, const std::string& library) {
     chexmask_rt_engine* engine = reinterpret_cast<chexmask_rt_engine*>(&options);  // must become NULL
     CHECK(chexmask_rt_engine_open("/nonexistent.onnx", &options, &engine) == CHEXMASK_RT_MODEL_ERROR);
     CHECK(engine == nullptr && std::strstr(chexmask_rt_last_error(), "not found") != nullptr);
-    CHECK(chexmask_rt_engine_open(nullptr, &options, &engine) == CHEXMASK_RT_MODEL_ERROR);
+    CHECK(chexmask_rt_engine_open(nullptr, &options, &engine) == CHEXMASK_RT_INPUT_ERROR);  // a bad argument
     CHECK(chexmask_rt_engine_open(model.c_str(), &options, nullptr) == CHEXMASK_RT_INPUT_ERROR);
     const char junk[] = "not an onnx file";
     CHECK(chexmask_rt_engine_open_memory(junk, sizeof junk, &options, &engine) == CHEXMASK_RT_MODEL_ERROR);
     CHECK(std::strstr(chexmask_rt_last_error(), "<memory>") != nullptr);
-    CHECK(chexmask_rt_engine_open_memory(nullptr, 0, nullptr, &engine) == CHEXMASK_RT_MODEL_ERROR);
+    CHECK(chexmask_rt_engine_open_memory(nullptr, 0, nullptr, &engine) == CHEXMASK_RT_INPUT_ERROR);
+    CHECK(chexmask_rt_engine_open_memory(nullptr, 100, nullptr, &engine) == CHEXMASK_RT_INPUT_ERROR);
     chexmask_rt_engine_options unset{};  // struct_size 0: not initialised
     CHECK(chexmask_rt_engine_open(model.c_str(), &unset, &engine) == CHEXMASK_RT_INPUT_ERROR);
     unset.struct_size = 1;  // nor is a size smaller than the first option (its options would be ignored)
@@ -631,6 +632,7 @@ void test_c_api(const std::string& model, const std::string& library) {
     chexmask_rt_set_log_callback(nullptr, nullptr);
     const chexmask_rt_model_info* info = chexmask_rt_engine_info(engine);
     CHECK(info != nullptr && info->inputsize >= 32 && info->latents > 0 && std::strchr(info->id, ':') != nullptr);
+    CHECK(std::string(info->organs) == "right_lung:44,left_lung:50,heart:26");  // C callers split landmarks by it
 
     const auto px = gradient(120, 80, 128);
     chexmask_rt_image image{px.data(), 120, 80, 128, 8, px.size()};
@@ -650,6 +652,12 @@ void test_c_api(const std::string& model, const std::string& library) {
     CHECK(chexmask_rt_predict(engine, &no_pixels, chexmask_rt::kMaxSamples + 1, 1, -1, &result) == CHEXMASK_RT_INPUT_ERROR);
     CHECK(std::strstr(chexmask_rt_last_error(), "samples") != nullptr);
     CHECK(chexmask_rt_predict(engine, &short_buffer, 5, 1, -1, &result) == CHEXMASK_RT_INPUT_ERROR);
+    chexmask_rt_image zeroed_depth = image;  // an 8-bit buffer in a struct left at bit_depth 0 (uint16)
+    zeroed_depth.bit_depth = 0;
+    zeroed_depth.stride = 120;
+    zeroed_depth.size_bytes = 0;
+    CHECK(chexmask_rt_predict(engine, &zeroed_depth, 5, 1, -1, &result) == CHEXMASK_RT_INPUT_ERROR);
+    CHECK(std::strstr(chexmask_rt_last_error(), "8-bit ones need bit_depth 8") != nullptr);
 
     CHECK(chexmask_rt_predict(engine, &image, 5, 1, CHEXMASK_RT_SECOND_LOOK_OFF, &result) == CHEXMASK_RT_OK);
     const chexmask_rt_result_fields* r = chexmask_rt_result_get(result);
@@ -712,6 +720,17 @@ void test_c_api(const std::string& model, const std::string& library) {
     CHECK(chexmask_rt_predict_batch(engine, nullptr, 2, 5, 1, -1, batch) == CHEXMASK_RT_INPUT_ERROR);
     CHECK(chexmask_rt_predict_batch(engine, pair, 1, 5, 1, 7, batch) == CHEXMASK_RT_INPUT_ERROR);
     CHECK(chexmask_rt_predict_batch(engine, pair, 1, 5, 1, -1, nullptr) == CHEXMASK_RT_INPUT_ERROR);
+    // a count that wrapped below zero (n - 1 with n == 0): refused before out[] is touched (it was cleared
+    // up to count first, far past the array), with or without the other arguments
+    batch[0] = batch[1] = result;
+    for (const chexmask_rt_engine* e : {static_cast<const chexmask_rt_engine*>(engine),
+                                        static_cast<const chexmask_rt_engine*>(nullptr)}) {
+        CHECK(chexmask_rt_predict_batch(e, e ? pair : nullptr, SIZE_MAX, 5, 1, -1, batch) == CHEXMASK_RT_INPUT_ERROR);
+        CHECK(batch[0] == result && batch[1] == result);
+    }
+    CHECK(std::strstr(chexmask_rt_last_error(), "NULL") != nullptr);
+    CHECK(chexmask_rt_predict_batch(engine, pair, SIZE_MAX, 5, 1, -1, batch) == CHEXMASK_RT_INPUT_ERROR);
+    CHECK(std::strstr(chexmask_rt_last_error(), "wrap below zero") != nullptr);
 
     chexmask_rt_result_free(result);
     CHECK(chexmask_rt_predict(engine, &image, 5, 1, CHEXMASK_RT_SECOND_LOOK_ON, &result) == CHEXMASK_RT_OK);
@@ -733,6 +752,16 @@ void test_other_anatomy(const std::string& path, const std::string& library) {
     const chexmask_rt::Engine engine(path, options);
     const int n = engine.info().landmarks;
     CHECK(n != 120 && engine.info().organs.size() >= 2);
+    std::string organs;  // what the C API reports, for callers that split the landmarks into contours
+    for (const chexmask_rt::Organ& o : engine.info().organs)
+        organs += (organs.empty() ? "" : ",") + o.name + ":" + std::to_string(o.count);
+    chexmask_rt_engine_options c_options;
+    chexmask_rt_engine_options_init(&c_options);
+    c_options.onnxruntime_library = library.c_str();
+    chexmask_rt_engine* c_engine = nullptr;
+    CHECK(chexmask_rt_engine_open(path.c_str(), &c_options, &c_engine) == CHEXMASK_RT_OK);
+    CHECK(std::string(chexmask_rt_engine_info(c_engine)->organs) == organs && organs != "right_lung:44,left_lung:50,heart:26");
+    chexmask_rt_engine_free(c_engine);
     const auto px = gradient(100, 80, 100);
     for (const bool second_look : {false, true}) {
         const auto r = engine.predict(view(px, 100, 80, 100), 3, 0, second_look);

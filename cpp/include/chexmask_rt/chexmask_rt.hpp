@@ -54,8 +54,9 @@ public:
 };
 
 /// The engine returned NaN, infinity or an impossible value (a negative spread, landmarks a thousand
-/// image sizes away) for one image of a batch: a faulty engine. Only that
-/// image's answer is lost; callers that segment many images may record it and go on.
+/// image sizes away) for one image: a faulty engine. predict_batch throws it for the whole list
+/// (index() names the image); callers that predict images one by one lose that image's answer
+/// only, and may record it and go on.
 class CHEXMASK_RT_API NonFiniteOutputError : public ModelError {
 public:
     /// `reason` says what was wrong, `index` is the image's position in predict_batch's list.
@@ -155,7 +156,8 @@ struct SecondLook {
     /// "none": the crop could not be an image (under kMinSide, or over twice the image's longer
     /// side); the first answer alone, crop_* are 0. It does not happen on radiographs.
     std::string look;
-    double first_fill = 0.0;   ///< share of the image the first answer's lungs span
+    double first_fill = 0.0;   ///< how far the first answer's lungs span the image: the larger of their
+                               ///< box's width / image width and height / image height
     int crop_left = 0;         ///< the crop square, in original pixels (may reach past the image:
     int crop_top = 0;          ///< that part is black, as the letterbox pads)
     int crop_side = 0;
@@ -330,6 +332,7 @@ CHEXMASK_RT_API void set_log_callback(LogCallback callback, void* user = nullptr
 
 /// The latent noise eps, row-major [samples, latents], float32: SplitMix64 +
 /// Box-Muller (generator "splitmix64-boxmuller-v1"; Python: chexmask_rt._core.latent_noise).
+/// Throws InputError unless samples is 1..kMaxSamples and latents 1..1048576.
 CHEXMASK_RT_API std::vector<float> latent_noise(int samples, int latents, std::uint64_t seed);
 
 /// The filled polygon of (x, y) `polygon` as a row-major height x width mask of 0 and 255: an organ's

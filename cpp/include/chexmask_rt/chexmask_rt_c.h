@@ -113,12 +113,16 @@ typedef struct chexmask_rt_model_info {
     int trained;             /* 0: a placeholder with meaningless landmarks */
     const char* providers;   /* ONNX Runtime execution providers in use, best first, ", "-separated */
     int landmarks;           /* landmarks per result (the graph's; 120 for HybridGNet) */
+    const char* organs;      /* the contours in landmark order, "name:count,...": "right_lung:44,left_lung:50,
+                                heart:26" for HybridGNet (added after 0.3.0: read it where
+                                chexmask_rt_version() is newer) */
 } chexmask_rt_model_info;
 CHEXMASK_RT_API const chexmask_rt_model_info* chexmask_rt_engine_info(const chexmask_rt_engine* engine);
 
 /* ---- predict --------------------------------------------------------------------------------- */
 
-/* A grayscale image in caller-owned memory, read in place. */
+/* A grayscale image in caller-owned memory, read in place, 32..65536 pixels on each side. Set bit_depth
+ * always: a zero-initialised struct reads its buffer as uint16 (bit_depth 0), so 8-bit pixels need 8. */
 typedef struct chexmask_rt_image {
     const void* data;   /* first pixel of the first row, aligned to the pixel's size (as is stride) */
     int width;
@@ -148,7 +152,10 @@ CHEXMASK_RT_API chexmask_rt_status chexmask_rt_predict(const chexmask_rt_engine*
  * (images_per_call 0 on the CPU, the default, or 1); several images in one call round differently (within
  * 1e-3 px in the 1024 frame: 2e-3 px on a 2000-px image). `out` is the caller's array of `count` pointers; each result is freed with
  * chexmask_rt_result_free. All or nothing: on a failure every out[i] is NULL and the message names the
- * image's index. `count` 0 is a CHEXMASK_RT_INPUT_ERROR. */
+ * image's index. `count` 0, a NULL argument, or a count no array can have (one that wrapped below zero)
+ * is a CHEXMASK_RT_INPUT_ERROR that leaves out[] untouched. A faulty engine's NaN or impossible value in
+ * one image's answer fails the whole call (CHEXMASK_RT_MODEL_ERROR, the image's index in the message):
+ * predict images one by one to keep the others. */
 CHEXMASK_RT_API chexmask_rt_status chexmask_rt_predict_batch(const chexmask_rt_engine* engine,
                                                              const chexmask_rt_image* images, size_t count,
                                                              int samples, uint64_t seed, int second_look,
@@ -175,7 +182,8 @@ typedef struct chexmask_rt_result_fields {
     double mean_latent_sigma;
     /* NULL: no second look was made. "pooled", "crop_only" or "none" (no usable crop; crop_* are 0). */
     const char* second_look;
-    double first_fill;               /* share of the image the first answer's lungs span */
+    double first_fill;               /* how far the first answer's lungs span the image: the larger of
+                                        their box's width / image width and height / image height */
     int crop_left;                   /* the crop square, original pixels */
     int crop_top;
     int crop_side;
@@ -229,7 +237,8 @@ CHEXMASK_RT_API chexmask_rt_status chexmask_rt_result_field(const chexmask_rt_re
 
 /* The filled polygon of `count` (x, y) pairs at `points_xy` as a row-major height x width mask of 0 and
  * 255, written to `out` (out_size >= height * width bytes, else CHEXMASK_RT_INPUT_ERROR): an organ's mask
- * from a result's landmarks (right lung 0-43, left lung 44-93, heart 94-119). The same bytes as
+ * from a result's landmarks (right lung 0-43, left lung 44-93, heart 94-119 for HybridGNet;
+ * chexmask_rt_model_info.organs for another engine). The same bytes as
  * chexmask_rt::polygon_mask and the Python package's masks; on a failure `out` is left as it was. Needs no
  * engine; thread-safe. */
 CHEXMASK_RT_API chexmask_rt_status chexmask_rt_polygon_mask(const double* points_xy, size_t count, int height,
