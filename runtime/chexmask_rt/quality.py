@@ -21,6 +21,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from . import _core
 
 
 @dataclass(frozen=True)
@@ -32,7 +36,7 @@ class Quality:
     calibrated: bool
 
     @classmethod
-    def from_core(cls, quality) -> "Quality":
+    def from_core(cls, quality: _core.Quality) -> "Quality":
         """The verdict of a ``chexmask_rt._core.Quality`` (a picklable, comparable copy)."""
         return cls(bool(quality.flag), str(quality.reason), bool(quality.calibrated))
 

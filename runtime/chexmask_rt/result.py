@@ -19,10 +19,12 @@ from .measures import Measures, measure
 from .notice import INTENDED_USE
 from .quality import Quality
 
-if TYPE_CHECKING:  # the 'dicom' extra's types, for type checkers only
+if TYPE_CHECKING:  # the 'dicom' extra's types and the core's, for type checkers only
     from highdicom.seg import Segmentation
     from highdicom.sr import ComprehensiveSR
     from pydicom import Dataset
+
+    from . import _core
 
 _ORGANS = organ_slices()
 FIELDS: tuple[dict, ...] = core.RESULT_FIELDS
@@ -51,7 +53,7 @@ class SecondLook:
     crop_side: int = 0
 
     @classmethod
-    def from_core(cls, look) -> "SecondLook":
+    def from_core(cls, look: _core.SecondLook) -> "SecondLook":
         """A picklable, comparable copy of a ``chexmask_rt._core.SecondLook``."""
         return cls(str(look.look), float(look.first_fill), int(look.crop_left), int(look.crop_top),
                    int(look.crop_side))
@@ -84,7 +86,7 @@ class _ResultBase:
                      self.landmarks.tobytes()))
 
     @classmethod
-    def from_core(cls, out, *, model: str, image: str | None = None) -> "Result":
+    def from_core(cls, out: _core.Result, *, model: str, image: str | None = None) -> "Result":
         """The Python Result of a ``chexmask_rt._core.Result``: every field of the table, the flag and the look."""
         values = {f["name"]: getattr(out, f["name"]) for f in FIELDS}
         return cls(**values, height=out.height, width=out.width, samples=out.samples, seed=int(out.seed), model=model,
