@@ -180,6 +180,17 @@ def test_one_sample_says_the_node_std_was_not_measured(default_segmenter, chest)
     assert _reliability_line(many)[0] == "reliability: within the calibrated thresholds"
 
 
+def test_a_flagged_picture_says_which_score_crossed_which_threshold(default_segmenter, chest):
+    """The red line was cut at the reason's first colon: "uncertainty above the calibrated threshold"."""
+    from chexmask_rt.overlay import _reliability_line
+
+    flagged = default_segmenter.predict(255 - chest, samples=4, second_look=False)  # a negative
+    assert flagged.quality.flag
+    line, colour = _reliability_line(flagged)
+    scores = flagged.quality.reason.split(": ", 1)[1]
+    assert line == f"FLAGGED, review before use: {scores}" and "> " in scores
+
+
 def test_colours_and_ellipses_follow_each_landmarks_own_spread(default_segmenter, chest, monkeypatch):
     """On a non-square image the colours are read in the 1024 frame of the longer side, as the flag reads
     them, and each ellipse's axes are its landmark's std in x and in y, in that order."""

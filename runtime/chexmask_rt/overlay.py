@@ -106,8 +106,8 @@ def _reliability_line(result: Result) -> tuple[str, tuple[int, int, int]] | None
         return None
     if not quality.calibrated:
         return "reliability: not calibrated for this model", (255, 255, 255)
-    if quality.flag:
-        return f"FLAGGED, review before use: {quality.reason.split(':')[0]}", _FLAG_COLOUR
+    if quality.flag:  # which score crossed which threshold: the reason's words after its heading
+        return f"FLAGGED, review before use: {quality.reason.split(': ', 1)[-1]}", _FLAG_COLOUR
     if "mean node std not measured" in quality.reason:  # the core's verdict on one decode (K=1)
         return "reliability: latent sigma within its threshold; node std not measured (K=1)", (255, 255, 255)
     return "reliability: within the calibrated thresholds", (255, 255, 255)
