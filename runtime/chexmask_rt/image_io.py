@@ -26,6 +26,7 @@ from .errors import InputError, first_line, os_reason, path_text
 from .image_headers import Header, check_png_chunks, read_header
 from .jpeg_strict import decode_jpeg_strict
 from .limits import check_file_size, check_pixels, resolve_max_pixels
+from .native_gate import native_call
 
 
 def read_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> np.ndarray:
@@ -34,6 +35,11 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> np.
 
     ``max_pixels``: the pixel limit (default: ``$CHEXMASK_RT_MAX_PIXELS``, else 64 MP); a larger
     image, a file larger than such an image could be, and a multi-page TIFF are InputErrors."""
+    with native_call():  # the decoders release the GIL: a fork and the exit wait for them (native_gate)
+        return _read_image(path, max_pixels)
+
+
+def _read_image(path: str | os.PathLike, max_pixels: int | None) -> np.ndarray:
     limit = resolve_max_pixels(max_pixels)
     p = Path(path_text(path, InputError, "an image"))
     try:  # stat refuses some paths itself: a name too long, a folder without search permission

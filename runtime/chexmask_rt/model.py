@@ -22,7 +22,7 @@ from ._core import ModelInfo  # typed by _core.pyi (core's names reach type chec
 from .anatomy import ORGANS
 from .dicom_source import with_source
 from .errors import ChexmaskError, InputError, ModelError, NonFiniteOutputError, os_reason, path_text
-from .fork_gate import engine_call
+from .native_gate import native_call
 from .inputs import (DEFAULT_BATCH, DEFAULT_SAMPLES, ImageLike, check_bit_depth, check_image_list, check_run_arguments,
                      decode)
 from .limits import resolve_max_pixels
@@ -180,12 +180,12 @@ def _non_finite(message: str, index: int | None, reason: str | None) -> NonFinit
 class Segmenter:
     """A loaded engine (the core's ``_core.Engine``). Thread-safe: one instance may serve many threads,
     and a process forked from one (``multiprocessing``'s "fork") may use it too: a fork waits for
-    the engine calls in flight (:mod:`chexmask_rt.fork_gate`)."""
+    the engine calls in flight (:mod:`chexmask_rt.native_gate`)."""
 
     def __init__(self, path: str | os.PathLike, options: EngineOptions = EngineOptions()):
         options = _checked(options)
         self.path = _model_path(path)
-        with engine_call():
+        with native_call():
             self._engine = core.Engine(str(self.path), core.onnxruntime_library(), int(options.threads or 0),
                                        options.layout_optimizations, options.memory_pattern, options.device,
                                        options.tensorrt_cache_dir or "", quality_file=_quality_file(self.path),
@@ -294,7 +294,7 @@ class Segmenter:
                  second_look: bool | None) -> list[Result]:
         """The core's answers for decoded (gray, name) pairs."""
         try:
-            with engine_call():  # a fork() waits for it (fork_gate)
+            with native_call():  # a fork() and the exit wait for it (native_gate)
                 outs = self._engine.predict_batch([gray for gray, _ in chunk], samples, seed, bit_depth, second_look)
         except NonFiniteOutputError as exc:  # the core counts images; name the file instead
             index = getattr(exc, "index", None)

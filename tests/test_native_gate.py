@@ -1,13 +1,16 @@
-"""A process forked while engine calls are in flight can still use its parent's engines (fork_gate)."""
+"""A process forked while engine calls are in flight can still use its parent's engines, and one that ends
+while daemon threads predict exits as it asked (native_gate)."""
 import multiprocessing as mp
 import os
+import subprocess
+import sys
 import threading
 import time
 
 import numpy as np
 import pytest
 
-from chexmask_rt.fork_gate import engine_call
+from chexmask_rt.native_gate import native_call
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX only")
 
@@ -29,7 +32,7 @@ def test_fork_waits_for_a_call_in_flight_and_the_child_can_call():
     entered, ended = threading.Event(), threading.Event()
 
     def call():
-        with engine_call():
+        with native_call():
             entered.set()
             time.sleep(0.3)
             ended.set()
@@ -39,13 +42,13 @@ def test_fork_waits_for_a_call_in_flight_and_the_child_can_call():
     entered.wait()
     pid = os.fork()
     if pid == 0:  # the child: a new call must start, not wait for a thread that did not come along
-        with engine_call():
+        with native_call():
             pass
         os._exit(0)
     assert ended.is_set()  # fork() returned only after the call in flight had finished
     t.join()
     assert _wait_child(pid) == 0
-    with engine_call():  # and the parent goes on
+    with native_call():  # and the parent goes on
         pass
 
 
@@ -82,3 +85,33 @@ def test_children_forked_from_a_busy_parent_predict(default_segmenter, example1)
         for t in threads:
             t.join()
     assert hung == 0
+
+
+DAEMONS_AT_EXIT = """
+import sys, threading, time
+import chexmask_rt
+seg = chexmask_rt.load(threads=1)
+image = sys.argv[1]
+def predict_for_ever(use_iter):
+    while True:
+        if use_iter:
+            for _ in seg.predict_iter([image, image], samples=20):
+                pass
+        else:
+            seg.predict(image, samples=50)
+for i in range(3):
+    threading.Thread(target=predict_for_ever, args=(i == 2,), daemon=True).start()
+time.sleep(0.4)
+sys.exit(3)
+"""
+
+
+def test_a_program_that_ends_while_daemon_threads_predict_exits_as_it_asked(shared_images):
+    """It aborted (exit 134, 'terminate called without an active exception') in every run: Python ended the
+    daemon threads that asked for the GIL back during finalization by unwinding them through the core's
+    and OpenCV's noexcept GIL guards."""
+    png = next(p for p in shared_images if p.suffix == ".png")
+    for _ in range(6):
+        proc = subprocess.run([sys.executable, "-c", DAEMONS_AT_EXIT, str(png)], capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 3 and "terminate called" not in proc.stderr, (proc.returncode, proc.stderr[-2000:])
