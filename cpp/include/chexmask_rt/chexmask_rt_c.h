@@ -114,8 +114,8 @@ typedef struct chexmask_rt_model_info {
     const char* providers;   /* ONNX Runtime execution providers in use, best first, ", "-separated */
     int landmarks;           /* landmarks per result (the graph's; 120 for HybridGNet) */
     const char* organs;      /* the contours in landmark order, "name:count,...": "right_lung:44,left_lung:50,
-                                heart:26" for HybridGNet (added after 0.3.0: read it where
-                                chexmask_rt_version() is newer) */
+                                heart:26" for HybridGNet (appended within ABI 1: a library
+                                older than this header lacks it; see chexmask_rt_version()) */
 } chexmask_rt_model_info;
 CHEXMASK_RT_API const chexmask_rt_model_info* chexmask_rt_engine_info(const chexmask_rt_engine* engine);
 
