@@ -481,3 +481,100 @@ def test_the_sr_says_why_it_flags_and_what_it_did_not_measure(default_segmenter,
     assert notes == ["contour leaves the image (left_lung): its area, and a diameter or the CTR that ends on it, "
                      "are not reported"]
     assert not [name for name, _, _ in items if name == "CTR"]
+
+
+def _dciodvfy_errors(path) -> list[str]:
+    if shutil.which("dciodvfy") is None:
+        pytest.fail("dciodvfy missing: install Debian's dicom3tools (scripts/system_packages.sh --test)")
+    report = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=120)
+    return [line for line in (report.stdout + report.stderr).splitlines() if line.startswith("Error")]
+
+
+def _objects_of(results, tmp_path, name, *, edit=None, **changes):
+    """write_objects over a shared DICOM edited by ``changes`` (and ``edit(ds)``): (paths written, error text)."""
+    from chexmask_rt.dicom_out import write_objects
+    from chexmask_rt.dicom_source import with_source
+
+    path = _edited(tmp_path, name, **changes)
+    if edit is not None:
+        ds = pydicom.dcmread(path)
+        edit(ds)
+        ds.save_as(path)
+    result = with_source(results[DICOMS[1]], path)
+    try:
+        return write_objects(result, path, name, seg_dir=tmp_path / "seg", sr_dir=tmp_path / "sr"), ""
+    except InputError as exc:
+        return [], str(exc)
+
+
+def test_a_secondary_capture_without_modality_gets_both_objects(results, tmp_path):
+    """highdicom's from_source_image read Modality outside the checks: a raw AttributeError ended predict
+    for every image after it, and batch wrote the SEG without its SR."""
+    written, error = _objects_of(results, tmp_path, "sc", SOPClassUID="1.2.840.10008.5.1.4.1.1.7", Modality=None)
+    assert error == "" and sorted(p.name for p in written) == ["sc.seg.dcm", "sc.sr.dcm"]
+    sr = hd.sr.srread(tmp_path / "sr" / "sc.sr.dcm")
+    group = sr.content.get_image_measurement_groups()[0]
+    assert group.source_images[0].referenced_sop_instance_uid == pydicom.dcmread(DICOMS[1]).SOPInstanceUID
+    for p in written:
+        assert not _dciodvfy_errors(p), p
+
+
+@pytest.mark.parametrize("charset, name", [(["", "ISO 2022 IR 149"], "Hong^Gildong=洪^吉洞=홍^길동"),
+                                           (["", "ISO 2022 IR 58"], "Zhang^SanFeng=张^三丰")])
+def test_korean_and_chinese_sources_get_objects_in_utf8(results, tmp_path, charset, name):
+    """highdicom 0.28 refuses Korean ISO 2022 IR 149 (its enum spells it IR 159) and Chinese IR 58 (not among
+    its code extensions): such sites got no SEG or SR. The objects are now written in UTF-8, same names."""
+    def named(ds):
+        ds.PatientName = name
+
+    written, error = _objects_of(results, tmp_path, "cjk", edit=named, SpecificCharacterSet=charset)
+    assert error == "" and len(written) == 2
+    source_name = str(pydicom.dcmread(tmp_path / "cjk.dcm").PatientName)  # as pydicom reads the source
+    assert source_name == name or "IR 58" in charset[1]  # pydicom writes IR 58 without its escape sequences
+    for p in written:
+        back = pydicom.dcmread(p)
+        assert back.SpecificCharacterSet == "ISO_IR 192" and str(back.PatientName) == source_name
+        assert not _dciodvfy_errors(p), p
+
+
+def test_a_one_frame_multi_frame_secondary_capture_gets_its_sr_and_a_clear_refusal_of_the_seg(results, tmp_path):
+    """highdicom reads any multi-frame source as an enhanced one ("no attribute SharedFunctionalGroupsSequence"),
+    and the refused SEG kept the SR, which could be built, from being written."""
+    written, error = _objects_of(results, tmp_path, "mf", SOPClassUID="1.2.840.10008.5.1.4.1.1.7.2", NumberOfFrames=1)
+    assert "cannot build a DICOM SEG over a multi-frame image that is not an enhanced one" in error
+    assert f"written: {tmp_path / 'sr' / 'mf.sr.dcm'}" in error and (tmp_path / "sr" / "mf.sr.dcm").is_file()
+    assert not (tmp_path / "seg").exists() or not list((tmp_path / "seg").iterdir())
+
+
+def test_a_source_an_anonymiser_stripped_of_type_2_attributes_gets_objects(results, tmp_path):
+    """A missing Patient ID, Patient's Name, Study Date... (deleted rather than emptied) was refused with
+    "'FileDataset' object has no attribute 'PatientID'"; the objects now hold them empty, as Type 2 allows."""
+    from chexmask_rt.dicom_out import _COPIED_TYPE2
+
+    written, error = _objects_of(results, tmp_path, "anon", **dict.fromkeys(_COPIED_TYPE2))
+    assert error == "" and len(written) == 2
+    for p in written:
+        back = pydicom.dcmread(p)
+        assert all(keyword in back and not back.get(keyword) for keyword in ("PatientID", "PatientName", "StudyDate"))
+        assert not _dciodvfy_errors(p), p
+    assert "PatientID" in pydicom.dcmread(DICOMS[1])  # the source file itself is not touched
+
+
+def test_predict_writes_the_other_images_objects_when_a_writer_fails_unexpectedly(tmp_path, monkeypatch, capsys):
+    """An object writer's surprise (highdicom's AttributeError on a source without Modality was one) ended
+    predict with a traceback before the other images' objects; now that image fails alone, as in batch."""
+    from chexmask_rt import cli, dicom_out
+
+    good, odd = _edited(tmp_path, "good"), _edited(tmp_path, "odd")
+    real = dicom_out.write_objects
+
+    def surprised(result, image, stem, **dirs):
+        if stem == "odd":
+            raise AttributeError("'FileDataset' object has no attribute 'Modality'")
+        return real(result, image, stem, **dirs)
+
+    monkeypatch.setattr(dicom_out, "write_objects", surprised)
+    assert cli.main(["predict", str(odd), str(good), "--samples", "2", "--dicom-seg", str(tmp_path / "seg")]) == 1
+    err = capsys.readouterr().err
+    assert f"{odd}: AttributeError: 'FileDataset' object has no attribute 'Modality'" in err and "Traceback" not in err
+    assert [p.name for p in (tmp_path / "seg").iterdir()] == ["good.seg.dcm"]

@@ -346,10 +346,11 @@ def _write_image_outputs(args, result, stem: str, several: bool) -> int:
         if args.dicom_seg or args.dicom_sr:
             for path in write_objects(result, result.image, stem, seg_dir=args.dicom_seg, sr_dir=args.dicom_sr):
                 say(f"wrote {path}")
-    except InputError as exc:
+    except Exception as exc:  # one image's outputs, a writer's surprise too (as batch): the others go on
         if not several:
             raise
-        say(f"chexmask-rt: error: {exc}")  # one image's outputs; the others go on
+        say(f"chexmask-rt: error: {exc}" if isinstance(exc, InputError)
+            else f"chexmask-rt: error: {result.image}: {type(exc).__name__}: {first_line(exc)}")
         failed = 1
     if args.json != "-" and args.csv != "-":
         say(_summary(result), file=sys.stdout)

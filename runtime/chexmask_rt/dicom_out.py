@@ -168,19 +168,19 @@ def segmentation(result: Result, source_dataset: Dataset, *, series_number: int 
             description.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [modifier]
         descriptions.append(description)
     pixels = np.stack([m > 0 for m in masks.values()], axis=-1)[None]  # (frames, rows, columns, segments)
-    source = _without_unusable_spacing(source_dataset)
-    try:
-        with _source_name_as_it_is():
-            seg = Segmentation(
-                source_images=[source], pixel_array=pixels, segmentation_type=SegmentationTypeValues.BINARY,
-                segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=series_number,
-                sop_instance_uid=hd.UID(), instance_number=1, manufacturer="chexmask-rt",
-                manufacturer_model_name=result.model[:64], software_versions=_version(), device_serial_number="none",
-                series_description=f"chexmask-rt lungs and heart, {RESEARCH_ONLY}"[:64],
-                content_description=RESEARCH_ONLY, content_label="LUNGS_HEART", omit_empty_frames=False,
-                **_character_set(source))
-    except (ValueError, TypeError, AttributeError) as exc:  # highdicom's checks of the source dataset
-        raise InputError(f"cannot build a DICOM SEG over this source image ({exc})") from None
+    source = _as_highdicom_takes(source_dataset)
+    if "NumberOfFrames" in source and "SharedFunctionalGroupsSequence" not in source:
+        # highdicom reads any multi-frame source as an enhanced image, whose functional groups these lack
+        raise InputError(f"cannot build a DICOM SEG over a multi-frame image that is not an enhanced one "
+                         f"(SOP Class {source.get('SOPClassUID', '?')}); the SR can still be written")
+    seg = _built(lambda charset: Segmentation(
+        source_images=[source], pixel_array=pixels, segmentation_type=SegmentationTypeValues.BINARY,
+        segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=series_number,
+        sop_instance_uid=hd.UID(), instance_number=1, manufacturer="chexmask-rt",
+        manufacturer_model_name=result.model[:64], software_versions=_version(), device_serial_number="none",
+        series_description=f"chexmask-rt lungs and heart, {RESEARCH_ONLY}"[:64],
+        content_description=RESEARCH_ONLY, content_label="LUNGS_HEART", omit_empty_frames=False, **charset),
+        source, "SEG")
     # General Image, Type 2C: needed without a patient-based frame (projection radiographs have none)
     seg.PatientOrientation = source_dataset.get("PatientOrientation", "")
     # highdicom copies the source's Pixel Spacing into a Pixel Measures item without a Slice Thickness, which a
@@ -193,20 +193,49 @@ def segmentation(result: Result, source_dataset: Dataset, *, series_number: int 
     return seg
 
 
-def _without_unusable_spacing(ds):
-    """``ds``, or where its Pixel Spacing is unusable (:func:`chexmask_rt.dicom_source.spacing_of` skips it too)
-    a copy without it: highdicom copies the attribute into the SEG and fails on one of a single value. Nothing
-    usable is lost: the SEG keeps no spacing without a Slice Thickness anyway (see :func:`segmentation`)."""
-    if not unusable_pixel_spacing(ds):
+# Type 2 attributes of the source's patient and study that highdicom copies into both objects and reads
+# as present: anonymisers often delete them (the source is then invalid; the objects keep them empty)
+_COPIED_TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyID", "AccessionNumber",
+                 "StudyDate", "StudyTime", "ReferringPhysicianName")
+
+
+def _as_highdicom_takes(ds):
+    """``ds``, or a dataset of its own over the same elements that highdicom can build on: without an
+    unusable Pixel Spacing (:func:`chexmask_rt.dicom_source.spacing_of` skips it too; highdicom fails on
+    one of a single value, and the SEG keeps no spacing without a Slice Thickness anyway), and with the
+    patient's and study's Type 2 attributes that are missing present and empty. The caller's is left as it is."""
+    missing = [keyword for keyword in _COPIED_TYPE2 if keyword not in ds]
+    unusable = unusable_pixel_spacing(ds)
+    if not missing and not unusable:
         return ds
     from pydicom.dataset import Dataset
 
-    # a dataset of its own over the same elements: a shallow copy would share the caller's, and lose its attribute
-    trimmed = Dataset({tag: ds.get_item(tag, keep_deferred=True) for tag in ds.keys()})
-    del trimmed.PixelSpacing
+    # a shallow copy would share the caller's elements, and lose or gain them with it
+    adapted = Dataset({tag: ds.get_item(tag, keep_deferred=True) for tag in ds.keys()})
+    if unusable:
+        del adapted.PixelSpacing
+    for keyword in missing:
+        setattr(adapted, keyword, "")
     if hasattr(ds, "file_meta"):
-        trimmed.file_meta = ds.file_meta
-    return trimmed
+        adapted.file_meta = ds.file_meta
+    return adapted
+
+
+def _built(make, source, what: str):
+    """``make(character set keywords)``: the object in the source's character set, or, where highdicom
+    refuses that set (0.28 misspells Korean ISO 2022 IR 149 and leaves Chinese IR 58 out of the code
+    extensions), in UTF-8, which holds any text the source's set holds. InputError when neither builds."""
+    attempts = [_character_set(source)]
+    if source.get("SpecificCharacterSet"):
+        attempts.append({"specific_character_set": "ISO_IR 192"})
+    first = None
+    for charset in attempts:
+        try:
+            with _source_name_as_it_is():
+                return make(charset)
+        except (ValueError, TypeError, AttributeError, KeyError) as exc:  # highdicom's checks of the source
+            first = first or exc
+    raise InputError(f"cannot build a DICOM {what} over this source image ({first})")
 
 
 _SPACING_CODES = {
@@ -259,7 +288,9 @@ def measurement_report(result: Result, source_dataset: Dataset, *,
         return out
 
     groups = []
-    source_image = sr.SourceImageForRegion.from_source_image(source_dataset)
+    source = _as_highdicom_takes(source_dataset)
+    # from the UIDs: from_source_image also reads Modality, which a Secondary Capture may lack
+    source_image = sr.SourceImageForRegion(source.SOPClassUID, source.SOPInstanceUID)
     areas = m.area_mm2 if m.spacing is not None else m.area_px2
     area_stds = m.area_std_mm2 if m.spacing is not None else m.area_std_px2
     for organ, points in (("right_lung", result.right_lung), ("left_lung", result.left_lung),
@@ -303,7 +334,7 @@ def measurement_report(result: Result, source_dataset: Dataset, *,
     groups.append(sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=sr.TrackingIdentifier(uid=hd.UID(), identifier="image measures"),
         algorithm_id=algorithm, measurements=image_measures, qualitative_evaluations=evaluations,
-        source_images=[sr.SourceImageForMeasurementGroup.from_source_image(source_dataset)]))
+        source_images=[sr.SourceImageForMeasurementGroup(source.SOPClassUID, source.SOPInstanceUID)]))
     # why, in the JSON's and CSV's words (TID 1501 is extensible; a coded value cannot say which score
     # crossed which threshold, or that the node std was not measured); and why a measure is missing
     notes = [("REASON", "Reliability flag reason", q.reason)] if q is not None else []
@@ -321,15 +352,10 @@ def measurement_report(result: Result, source_dataset: Dataset, *,
             model_name=result.model[:64]))
     report = sr.MeasurementReport(observation_context=sr.ObservationContext(observer_device_context=observer),
                                   procedure_reported=codes.SCT.ChestImaging, imaging_measurements=groups)
-    try:
-        with _source_name_as_it_is():
-            document = sr.ComprehensiveSR(
-                evidence=[source_dataset], content=report, series_instance_uid=hd.UID(), series_number=series_number,
-                sop_instance_uid=hd.UID(), instance_number=1, manufacturer="chexmask-rt",
-                series_description=f"chexmask-rt measurements, {RESEARCH_ONLY}"[:64],
-                **_character_set(source_dataset))
-    except (ValueError, TypeError, AttributeError) as exc:
-        raise InputError(f"cannot build a DICOM SR over this source image ({exc})") from None
+    document = _built(lambda charset: sr.ComprehensiveSR(
+        evidence=[source], content=report, series_instance_uid=hd.UID(), series_number=series_number,
+        sop_instance_uid=hd.UID(), instance_number=1, manufacturer="chexmask-rt",
+        series_description=f"chexmask-rt measurements, {RESEARCH_ONLY}"[:64], **charset), source, "SR")
     _declare_private_scheme(document)
     _drop_malformed_age(document)
     return document
@@ -359,7 +385,8 @@ def write_objects(result, image, stem: str, *, seg_dir=None, sr_dir=None) -> lis
     ``image``; returns the paths written. A name that holds another image's object (another shard's
     or an earlier run's, into the same folder) is not written over: the object goes to
     ``<stem>_<hash of the image's SOP Instance UID>`` instead. An object that cannot be built or
-    written is an InputError naming the image."""
+    written is an InputError naming the image, raised once the other object has been tried (a source
+    that takes no SEG may still take an SR)."""
     import hashlib
     from pathlib import Path
 
@@ -369,7 +396,7 @@ def write_objects(result, image, stem: str, *, seg_dir=None, sr_dir=None) -> lis
         return []
     source = read_header(image)
     uid = str(source.get("SOPInstanceUID", ""))
-    written = []
+    written, failures = [], []
     for folder, suffix, build in ((seg_dir, "seg", segmentation), (sr_dir, "sr", measurement_report)):
         if folder is None:
             continue
@@ -378,19 +405,24 @@ def write_objects(result, image, stem: str, *, seg_dir=None, sr_dir=None) -> lis
         try:
             obj = build(result, source)
         except InputError as exc:
-            raise InputError(f"{image}: {exc}") from None
+            failures.append(f"{image}: {exc}")
+            continue
         try:
             names[0].parent.mkdir(parents=True, exist_ok=True)
             out = write_whole_unclaimed(names, lambda tmp: obj.save_as(tmp, enforce_file_format=True),
                                         replaces=lambda existing: uid in _references(existing))
         except OSError as exc:
             # pydicom may re-raise a write's OSError with its own multi-line message
-            raise InputError(f"{names[0]}: cannot write the DICOM {suffix.upper()} of {image} "
-                             f"({os_reason(exc)})") from None
+            failures.append(f"{names[0]}: cannot write the DICOM {suffix.upper()} of {image} ({os_reason(exc)})")
+            continue
         if out is None:
-            raise InputError(f"{names[0]} and {names[1].name} hold the objects of other images: "
-                             f"not written over; no DICOM {suffix.upper()} written for {image}")
+            failures.append(f"{names[0]} and {names[1].name} hold the objects of other images: "
+                            f"not written over; no DICOM {suffix.upper()} written for {image}")
+            continue
         written.append(out)
+    if failures:
+        done = f" (written: {', '.join(map(str, written))})" if written else ""
+        raise InputError("; ".join(failures) + done)
     return written
 
 
