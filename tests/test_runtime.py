@@ -1,4 +1,5 @@
 """The chexmask_rt API: determinism, batching, back-projection, result views, no torch."""
+import re
 import subprocess
 import sys
 import warnings
@@ -157,3 +158,76 @@ def test_a_segmenters_model_information_travels_to_other_processes(default_segme
     for travelled in (pickle.loads(pickle.dumps(info)), copy.deepcopy(info), copy.copy(info)):
         assert type(travelled) is type(info)
         assert {f: getattr(travelled, f) for f in fields} == {f: getattr(info, f) for f in fields}
+
+
+def test_a_results_numbers_cannot_be_changed_through_it(default_segmenter, example1):
+    """Frozen held for the fields, not their arrays: centring r.right_lung in place for a plot (a view of
+    landmarks) moved the landmarks 470 px and changed the CTR, the masks and the hash."""
+    import copy
+    import dataclasses
+    import pickle
+
+    r = default_segmenter.predict(example1, samples=3)
+    before = r.landmarks.copy()
+    lung = r.right_lung
+    with pytest.raises(ValueError, match="read-only"):
+        lung -= lung.mean(axis=0)
+    with pytest.raises(ValueError, match="read-only"):
+        r.landmarks_std[0, 0] = 0
+    np.testing.assert_array_equal(r.landmarks, before)
+    for other in (pickle.loads(pickle.dumps(r)), copy.copy(r), copy.deepcopy(r)):
+        assert other == r and not other.landmarks.flags.writeable
+    mine = before + 1.0
+    moved = dataclasses.replace(r, landmarks=mine)
+    assert not moved.landmarks.flags.writeable and mine.flags.writeable  # the caller's own array stays theirs
+
+
+def test_a_result_and_a_segmenter_read_in_one_line(default_segmenter, example1):
+    """repr(result) was 385 lines of numbers in a notebook; repr(segmenter) an address."""
+    r = default_segmenter.predict(example1, samples=3)
+    text = repr(r)
+    assert "\n" not in text and len(text) < 400
+    assert text.startswith(f"Result(image={str(example1)!r}, {r.width}x{r.height}, 120 landmarks, samples=3")
+    assert f"mean_node_std={r.mean_node_std:.2f} px" in text and ("FLAGGED" if r.quality.flag else "not flagged") in text
+    assert repr(default_segmenter) == (f"Segmenter({default_segmenter.model_id!r}, path={str(default_segmenter.path)!r}, "
+                                       f"backend='native', providers={default_segmenter.providers!r})")
+
+
+def test_what_people_pass_instead_of_a_path_is_refused_with_how_to_pass_it(default_segmenter, example1, tmp_path):
+    import io
+
+    from PIL import Image
+
+    from chexmask_rt.errors import InputError
+
+    hints = {"write the file's bytes to a file": [example1.read_bytes(), io.BytesIO(example1.read_bytes())],
+             "np.asarray(image.convert('L'))": [Image.new("L", (64, 64))]}
+    for hint, items in hints.items():
+        for item in items:
+            with pytest.raises(InputError, match=f"got {type(item).__name__}; .*{re.escape(hint)}"):
+                default_segmenter.predict(item, samples=2)
+    with pytest.raises(InputError, match=r"image / 255 for 8-bit levels"):  # it advised np.clip: all white
+        default_segmenter.predict(np.full((64, 64), 200.0, np.float32), samples=2)
+
+
+def test_a_nearly_black_8_bit_array_warns_at_the_callers_line(default_segmenter, example1):
+    """A 16-bit PNG read by cv2.imread without IMREAD_UNCHANGED arrives as 8 bits of 0..15: landmarks 7 px off
+    on average, unflagged, and nothing said so."""
+    gray = to_gray(read_image(example1))
+    gray = (gray // 16) if gray.dtype == np.uint8 else (gray >> 12).astype(np.uint8)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        default_segmenter.predict(gray, samples=2); line = sys._getframe().f_lineno  # noqa: E702
+        default_segmenter.predict(to_gray(read_image(example1)), samples=2)
+    dark = [w for w in caught if "nearly black" in str(w.message)]
+    assert len(dark) == 1 and dark[0].filename == __file__ and dark[0].lineno == line
+    assert "IMREAD_UNCHANGED" in str(dark[0].message)
+
+
+def test_the_overlay_is_drawn_over_a_path_as_over_its_pixels(default_segmenter, example1):
+    """draw_overlay(path, r) failed with a bare IndexError."""
+    from chexmask_rt.overlay import draw_overlay
+
+    r = default_segmenter.predict(example1, samples=2)
+    np.testing.assert_array_equal(draw_overlay(example1, r), draw_overlay(read_image(example1), r))
+    np.testing.assert_array_equal(draw_overlay(str(example1), r), draw_overlay(read_image(example1), r))

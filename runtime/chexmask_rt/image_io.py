@@ -258,4 +258,5 @@ def _check_unit_range(image: np.ndarray, name: str) -> None:
     if lo < 0.0 or hi > 1.0:
         # exact values: an overshoot of one ulp (a min-max normalisation's) would print as 1
         raise InputError(f"{name}: float images must lie in [0, 1]; got values in [{lo!r}, {hi!r}] "
-                         "(np.clip(image, 0, 1) if that is rounding)")
+                         "(image / 255 for 8-bit levels, image / 65535 for 16-bit ones; np.clip(image, 0, 1) "
+                         "if it is rounding)")

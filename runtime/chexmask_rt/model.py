@@ -199,6 +199,10 @@ class Segmenter:
         self.max_pixels: int | None = None  # None: $CHEXMASK_RT_MAX_PIXELS at each call, else the default
         self._engine_sha256: str | None = None
 
+    def __repr__(self) -> str:
+        return (f"Segmenter({self.model_id!r}, path={str(self.path)!r}, backend={self.backend!r}, "
+                f"providers={self.providers!r})")
+
     def __reduce__(self):
         # an open engine cannot travel: pickling it for every task (Pool.map(seg.predict, files)) would
         # also reopen it per chunk of work, so the refusal says how to give each worker its own

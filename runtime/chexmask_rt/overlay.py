@@ -113,7 +113,7 @@ def _reliability_line(result: Result) -> tuple[str, tuple[int, int, int]] | None
     return "reliability: within the calibrated thresholds", (255, 255, 255)
 
 
-def draw_overlay(image: np.ndarray, result: Result, *, max_side: int = 1024) -> np.ndarray:
+def draw_overlay(image: np.ndarray | str | os.PathLike, result: Result, *, max_side: int = 1024) -> np.ndarray:
     """Return a BGR uint8 picture: the three contours, and for each landmark an ellipse of one std
     (x and y axes) coloured by its node std on one fixed scale, with a legend on a black band below
     the image, where it hides no anatomy: the reliability verdict (a flagged result is framed red),
@@ -122,9 +122,13 @@ def draw_overlay(image: np.ndarray, result: Result, *, max_side: int = 1024) -> 
 
     The image is scaled to ``max_side`` on its longer side (up to ``MIN_SIDE`` for a smaller one);
     a picture narrower than ``MIN_SIDE`` gets black on its right, for the legend.
-    ``image`` must be the image the result was made from, as read
-    (``chexmask_rt.image_io.read_image``): another size is an InputError, since the contours would
+    ``image`` must be the image the result was made from: its file's path, or its pixels as read
+    (``chexmask_rt.image_io.read_image``); another size is an InputError, since the contours would
     be drawn in the wrong place (e.g. over ``cv2.imread``'s turn of an EXIF-rotated JPEG)."""
+    if isinstance(image, (str, os.PathLike)):
+        from .image_io import read_image
+
+        image = read_image(image)
     if tuple(np.shape(image)[:2]) != (result.height, result.width):
         raise InputError(f"the picture is {np.shape(image)[1]}x{np.shape(image)[0]} pixels but the result is of a "
                          f"{result.width}x{result.height} image: draw over the image the result was made from")
@@ -184,7 +188,7 @@ def draw_overlay(image: np.ndarray, result: Result, *, max_side: int = 1024) -> 
     return canvas
 
 
-def write_overlay(path: str | os.PathLike, image: np.ndarray, result: Result) -> None:
+def write_overlay(path: str | os.PathLike, image: np.ndarray | str | os.PathLike, result: Result) -> None:
     """The picture of ``result`` over ``image`` (:func:`draw_overlay`) written whole to ``path`` (its
     suffix picks the format; PNG at zlib level 9, half the size of OpenCV's default, about 0.1 s);
     InputError naming ``path`` when it cannot be."""

@@ -74,6 +74,30 @@ def look_kind(result: "Result") -> str:
 class _ResultBase:
     """The Result's behaviour; its fields are made from the schema table below."""
 
+    def __post_init__(self) -> None:
+        # frozen holds for its numbers too: an in-place edit of r.right_lung (a view of landmarks) rewrote the
+        # result's landmarks, measures, masks and hash. Read-only views: the caller's own arrays stay writable
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, np.ndarray) and value.flags.writeable:
+                view = value.view()
+                view.flags.writeable = False
+                object.__setattr__(self, f.name, view)
+
+    def __setstate__(self, state: dict) -> None:  # unpickled and copied results are read-only too
+        self.__dict__.update(state)
+        self.__post_init__()
+
+    def __repr__(self) -> str:
+        """One line for a notebook or a log: the image, its size, the run and its verdict (the arrays'
+        numbers are in the fields, ``to_dict`` or the JSON)."""
+        q = self.quality
+        verdict = "no reliability flag" if q is None else \
+            ("FLAGGED" if q.flag else "not flagged") if q.calibrated else "reliability not calibrated"
+        return (f"Result(image={self.image!r}, {self.width}x{self.height}, {len(self.landmarks)} landmarks, "
+                f"samples={self.samples}, seed={self.seed}, model={self.model!r}, "
+                f"mean_node_std={self.mean_node_std:.2f} px, mean_latent_sigma={self.mean_latent_sigma:.4f}, {verdict})")
+
     def __eq__(self, other: object) -> bool:
         """Every field equal, the arrays element by element (NaN equal to NaN): the dataclass default
         could not compare arrays, and equality that skipped them held for results of other images."""
@@ -199,7 +223,7 @@ def _make_result() -> type:
         ("source", DicomSource | None, field(default=None)),  # UIDs and pixel spacing of a DICOM input
     ]
     cls = dataclasses.make_dataclass("Result", required + fixed + defaults + optional, bases=(_ResultBase,),
-                                     frozen=True, eq=False)
+                                     frozen=True, eq=False, repr=False)
     cls.__module__ = __name__  # picklable as chexmask_rt.result.Result (Ray, worker processes)
     cls.__doc__ = (
         "Landmarks (x, y) in the original image's pixels, with uncertainty.\n\n"
@@ -212,7 +236,7 @@ def _make_result() -> type:
 
 
 if TYPE_CHECKING:
-    @dataclass(frozen=True, eq=False)
+    @dataclass(frozen=True, eq=False, repr=False)
     class Result(_ResultBase):
         """What type checkers see of ``_make_result()``'s class: its fields, in its order
         (tests/test_schema.py checks them against the schema table)."""
