@@ -185,3 +185,14 @@ def test_batch_exit_codes(tmp_path, args, code, needle):
     proc = cli(*args)
     assert proc.returncode == code, proc.stderr
     assert needle in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_one_image_listed_relative_and_absolute_is_segmented_once(tmp_path, shared_images, default_segmenter):
+    """Two rows and "2 images: 2 done" for one file written "a.png" and "/.../a.png", where merge then
+    reported a duplicate: batch and merge disagreed on what one image is."""
+    shutil.copy(shared_images[0], tmp_path / "a.png")
+    (tmp_path / "list.txt").write_text(f"a.png\n{tmp_path / 'a.png'}\n./a.png\n{tmp_path}//a.png\n")
+    summary = run_batch(default_segmenter, collect_inputs(tmp_path / "list.txt"), tmp_path / "out", samples=2,
+                        progress=False)
+    assert (summary.total, summary.done) == (1, 1)
+    assert [r["Image"] for r in rows(tmp_path / "out" / "results.csv")] == [str(tmp_path / "a.png")]

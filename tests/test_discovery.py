@@ -275,3 +275,60 @@ def test_a_list_resumes_however_it_and_its_entries_are_spelled(tmp_path, shared_
     assert batch("relative.txt", tmp_path / "o2", arch)[1] == 2
     out, rows = batch("arch/relative.txt", tmp_path / "o2", tmp_path)
     assert "0 done" in out and rows == 2
+
+
+def test_lists_from_windows_tools_read_as_their_author_meant(tmp_path, shared_images):
+    """A list saved as "Unicode" (UTF-16) by Notepad ended the run with a traceback ("embedded null byte"),
+    after the output folder was made; a CRLF list with a line appended on Linux failed every CRLF entry
+    ("a.png: no such file" for a file that exists: the CR is invisible)."""
+    from chexmask_rt.errors import InputError
+
+    shutil.copy(shared_images[0], tmp_path / "a.png")
+    shutil.copy(shared_images[1], tmp_path / "b.png")
+    want = [str(tmp_path / "a.png"), str(tmp_path / "b.png")]
+    for codec in ("utf-16", "utf-16-be"):  # Notepad's "Unicode" and "Unicode big endian", each with its BOM
+        bom = "\ufeff".encode(codec) if codec.endswith("be") else b""  # "utf-16" writes its own
+        (tmp_path / "list.txt").write_bytes(bom + "a.png\r\nb.png\r\n".encode(codec))
+        assert collect_inputs(tmp_path / "list.txt") == want, codec
+    (tmp_path / "list.txt").write_bytes(b"a.png\r\nb.png\n")  # CRLF, then a line appended with LF
+    assert collect_inputs(tmp_path / "list.txt") == want
+    (tmp_path / "bare.txt").write_bytes("a.png\n".encode("utf-16-le"))  # UTF-16 without its byte-order mark
+    with pytest.raises(InputError, match="holds a NUL byte, which no file name does"):
+        collect_inputs(tmp_path / "bare.txt")
+    proc = subprocess.run([sys.executable, "-m", "chexmask_rt", "batch", str(tmp_path / "bare.txt"), "--out",
+                           str(tmp_path / "out"), "--samples", "2", "--no-progress"], capture_output=True, text=True)
+    assert proc.returncode == 3 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_output_folder_whose_lock_was_deleted_is_still_no_input(tmp_path, shared_images):
+    """The lock file was the only mark of an earlier output folder: after a "stale" lock was removed by hand,
+    or a copy dropped dot files, its masks and overlays were segmented as chest radiographs (one unflagged)."""
+    from chexmask_rt.batch_folder import LOCK_NAME, MANIFEST_NAME
+
+    root = tmp_path / "archive"
+    (root / "old" / "masks").mkdir(parents=True)
+    shutil.copy(shared_images[0], root / "a.png")
+    shutil.copy(shared_images[1], root / "old" / "masks" / "a_heart.png")
+    (root / "old" / MANIFEST_NAME).write_text('{"format": "chexmask-rt batch 1", "Samples": "2"}')
+    found = discover(root)
+    assert found.images == [str(root / "a.png")]
+    assert found.skipped == [(str(root / "old"), "an earlier chexmask-rt batch's output folder, never an input")]
+    assert not (root / "old" / LOCK_NAME).exists()
+    (root / "old" / MANIFEST_NAME).write_text('{"name": "someone else\'s batch.json"}')  # not ours: searched
+    assert discover(root).images == [str(root / "a.png"), str(root / "old" / "masks" / "a_heart.png")]
+
+
+def test_macos_appledouble_files_are_skipped_and_dicm_without_a_preamble_is_named(tmp_path, shared_images):
+    """Every "._x.png" macOS copies beside x.png failed as an unreadable image (exit 1 on any Mac-copied
+    archive); a file starting with DICM (no preamble, no extension) was said to have "no DICM marker"."""
+    shutil.copy(shared_images[0], tmp_path / "x.png")
+    (tmp_path / "._x.png").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00" + bytes(80))
+    (tmp_path / "._y.png").write_bytes(shared_images[1].read_bytes())  # a real image under such a name: read
+    (tmp_path / "1.2.3.4").write_bytes(b"DICM" + bytes(200))
+    found = discover(tmp_path)
+    assert found.images == [str(tmp_path / "._y.png"), str(tmp_path / "x.png")]
+    assert found.skipped == [
+        (str(tmp_path / "._x.png"), "a macOS AppleDouble file (another file's metadata), not an image"),
+        (str(tmp_path / "1.2.3.4"), "DICM at the start, without the 128-byte preamble of a DICOM file: named .dcm "
+                                    "it is read as one")]

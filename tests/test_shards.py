@@ -112,7 +112,7 @@ def test_merge_keeps_one_row_per_image_and_errors_only_for_images_never_done(tmp
     assert [r["Image"] for r in rows(tmp_path / "all" / "results.csv")] == ["x", "y", "z"]
     assert [r["Image"] for r in rows(tmp_path / "all" / "errors.csv")] == ["w"]
     assert (summary.rows, summary.duplicates, summary.errors) == (3, 1, 1)
-    assert summary.missing_shards == [1] and "shards 1 of 3 are missing" in summary.text(tmp_path / "all")
+    assert summary.missing_shards == [1] and "of the 3 shards, number 1 is missing" in summary.text(tmp_path / "all")
 
 
 def test_merge_says_the_first_shard_is_missing_too(tmp_path):

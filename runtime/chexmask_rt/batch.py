@@ -28,6 +28,7 @@ than mixed. An older release's folder
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import dataclasses
 import functools
@@ -138,19 +139,36 @@ def collect_inputs(source: str | os.PathLike, *, exclude: str | os.PathLike | No
     if suffix not in (".csv", ".txt", ".lst", ".list"):
         raise InputError(f"{src}: not a folder, nor a .txt or .csv list of images")
     try:
-        # names that are not UTF-8 survive too; utf-8-sig drops the byte-order mark Excel and Notepad write
-        text = src.read_bytes().decode("utf-8-sig", "surrogateescape")
+        data = src.read_bytes()
     except OSError as exc:
         raise InputError(f"{src}: cannot read the image list ({os_reason(exc)})") from None
-    names = _csv_names(text) if suffix == ".csv" else _text_names(text)
+    names = _csv_names(_list_text(data, src)) if suffix == ".csv" else _text_names(_list_text(data, src))
     names = [n for n in names if n and not n.startswith("#")]
     return [n if Path(n).is_absolute() else str(src.parent / n) for n in names]
+
+
+def _list_text(data: bytes, src: Path) -> str:
+    """A list file's text: UTF-8 (names that are not survive as their bytes; utf-8-sig drops the
+    byte-order mark Excel and Notepad write), or UTF-16 with its byte-order mark (Notepad's "Unicode").
+    No file name holds a NUL byte: a list with one is refused before any work (it ended the run with a
+    traceback, after the output folder was made)."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{src}: a UTF-16 image list that does not decode ({exc.reason}); save it as UTF-8") \
+                from None
+    if b"\0" in data:
+        raise InputError(f"{src}: the image list holds a NUL byte, which no file name does (UTF-16 without its "
+                         "byte-order mark?); save it as UTF-8")
+    return data.decode("utf-8-sig", "surrogateescape")
 
 
 def _text_names(text: str) -> list[str]:
     # one name per "\n": str.splitlines would also split at form feeds, U+2028 and the like
     lines = text.split("\n")
-    if all(line.endswith("\r") for line in lines[:-1]) and len(lines) > 1:  # a CRLF list
+    if any(line.endswith("\r") for line in lines[:-1]):
+        # a CRLF list, lines appended on Linux too: a CR no name ends with would fail an existing image
         lines = [line[:-1] if line.endswith("\r") else line for line in lines]
     return lines
 
@@ -163,6 +181,15 @@ def _csv_names(text: str) -> list[str]:
     column = next((header.index(k) for k in ("path", "image", "file") if k in header), None)
     body = rows[1:] if column is not None else rows
     return [r[column or 0] for r in body if len(r) > (column or 0)]
+
+
+def distinct_images(images: Iterable[str]) -> list[str]:
+    """``images`` without repeats, each as first spelled: one path written relative and absolute, or
+    with "./" or "//", is one image (merge counts it once too); links stay images of their own."""
+    first: dict[str, str] = {}
+    for image in images:
+        first.setdefault(os.path.abspath(image), image)
+    return list(first.values())
 
 
 def mask_stems(images: Sequence[str], earlier: Iterable[str] = ()) -> dict[str, str]:
@@ -201,7 +228,7 @@ def prepare_output(segmenter, images: Sequence[str], out_dir: str | os.PathLike,
     except OSError as exc:
         raise InputError(f"{out}: cannot create the output folder ({os_reason(exc)})") from None
     second_look = segmenter.info.second_look if second_look is None else second_look
-    unique = list(dict.fromkeys(images))
+    unique = distinct_images(images)
     with folder_lock(out) as created:
         try:
             done_before = open_folder(out, run_identity(segmenter, samples, seed, second_look, shard), input_root)
@@ -277,7 +304,7 @@ def inside_folder(image: str, folder: Path) -> bool:
     """Whether ``image`` lies in ``folder`` (a resolved path), links followed."""
     try:
         return Path(image).resolve().is_relative_to(folder)
-    except (OSError, RuntimeError):  # a symlink loop: reading it fails, and says so, later
+    except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL byte: reading it fails, and says so, later
         return False
 
 

@@ -10,9 +10,10 @@ like are skipped, with the reason, because only images can be segmented.
 """
 from __future__ import annotations
 
+import json
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,19 +44,20 @@ def discover(root: str | os.PathLike, *, exclude: str | os.PathLike | None = Non
     entries that are not files (pipes, devices): nothing under ``root`` is passed over unsaid. The
     folder ``exclude`` (the output folder of a batch) is left out: it is never an input. A ``root``
     that cannot be listed is an InputError."""
-    from .batch_folder import LOCK_NAME  # every batch output folder keeps its lock file
-
     found = Discovery()
     skip = os.path.realpath(exclude) if exclude is not None else None
     top = os.fspath(root)
-    for path, suffix, passed_over in _files(top, skip, LOCK_NAME):
+    for path, suffix, passed_over in _files(top, skip, _is_output_folder):
         if passed_over and path == top:  # nothing under it can be read: not a skipped entry
             raise InputError(f"{top}: {passed_over}")
         if passed_over:
             found.skipped.append((path, passed_over))
             continue
         if suffix in RASTER_SUFFIXES:
-            found.images.append(path)
+            if _apple_double(path):
+                found.skipped.append((path, "a macOS AppleDouble file (another file's metadata), not an image"))
+            else:
+                found.images.append(path)
             continue
         reason = _dicom_skip_reason(path, named_dicom=suffix in DICOM_SUFFIXES)
         if reason is None:
@@ -67,11 +69,44 @@ def discover(root: str | os.PathLike, *, exclude: str | os.PathLike | None = Non
     return found
 
 
-def _files(top: str, skip: str | None = None, output_marker: str | None = None) -> Iterator[tuple[str, str, str]]:
+_APPLE_DOUBLE = b"\x00\x05\x16\x07"  # the magic number of the "._name" files macOS copies beside each file
+
+
+def _apple_double(path: str) -> bool:
+    """Whether ``path`` is a "._x.png" that macOS wrote beside x.png on a foreign file system (each one
+    failed as an unreadable image, so a Mac-copied archive always ended with exit 1)."""
+    if not os.path.basename(path).startswith("._"):
+        return False
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == _APPLE_DOUBLE
+    except OSError:
+        return False
+
+
+def _is_output_folder(folder: str) -> bool:
+    """Whether ``folder`` is a batch's output folder: it holds the lock file every run leaves, or, where
+    that was deleted (a "stale" lock removed by hand, a copy that dropped dot files), the manifest."""
+    from .batch_folder import LOCK_NAME, MANIFEST_FORMAT, MANIFEST_NAME
+
+    if os.path.isfile(os.path.join(folder, LOCK_NAME)):
+        return True
+    manifest = os.path.join(folder, MANIFEST_NAME)
+    if not os.path.isfile(manifest):
+        return False
+    try:
+        with open(manifest, encoding="utf-8") as f:
+            return str(json.load(f).get("format", "")).startswith(MANIFEST_FORMAT.rsplit(" ", 1)[0])
+    except (OSError, ValueError, AttributeError):  # unreadable, not JSON, not an object: someone else's file
+        return False
+
+
+def _files(top: str, skip: str | None = None,
+           output_folder: Callable[[str], bool] | None = None) -> Iterator[tuple[str, str, str]]:
     """(path, lower-case suffix, "") of every file under ``top`` (links to files included), and
     (path, "", why) of every entry passed over. os.scandir gives the file type from the directory
-    entry, so no file is stat'ed on common file systems. A folder holding ``output_marker`` is an
-    earlier batch's output folder: passed over, so that its masks are not taken for radiographs."""
+    entry, so no file is stat'ed on common file systems. A folder that ``output_folder`` says is an
+    earlier batch's output folder is passed over, so that its masks are not taken for radiographs."""
     stack = [top]
     while stack:
         folder = stack.pop()
@@ -85,7 +120,7 @@ def _files(top: str, skip: str | None = None, output_marker: str | None = None) 
                 if entry.is_dir(follow_symlinks=False):
                     if skip is not None and os.path.realpath(entry.path) == skip:
                         continue
-                    if output_marker is not None and os.path.isfile(os.path.join(entry.path, output_marker)):
+                    if output_folder is not None and output_folder(entry.path):
                         yield entry.path, "", "an earlier chexmask-rt batch's output folder, never an input"
                     else:
                         stack.append(entry.path)
@@ -109,7 +144,12 @@ def _dicom_skip_reason(path: str, named_dicom: bool) -> str | None:
             head = f.read(DICM_HEAD)
             if head[DICM_OFFSET:] != DICM_MARKER:
                 # .dcm without a preamble is common in archives: the reader decides (force=True)
-                return None if named_dicom else "not an image (no image extension, no DICM marker)"
+                if named_dicom:
+                    return None
+                if head.startswith(DICM_MARKER):
+                    return ("DICM at the start, without the 128-byte preamble of a DICOM file: "
+                            "named .dcm it is read as one")
+                return "not an image (no image extension, no DICM marker)"
             sop_class = _media_storage_class(f)
     except OSError as exc:
         return f"cannot read ({os_reason(exc)})"

@@ -51,7 +51,9 @@ class MergeSummary:
         line = (f"{self.folders} folders: {self.rows} results, {self.duplicates} duplicates dropped, "
                 f"{self.errors} errors -> {out / RESULTS_NAME}")
         if self.missing_shards:
-            line += (f"; shards {', '.join(map(str, self.missing_shards))} of {self.shard_count} are missing "
+            missing = self.missing_shards
+            line += (f"; of the {self.shard_count} shards, {'number' if len(missing) == 1 else 'numbers'} "
+                     f"{', '.join(map(str, missing))} {'is' if len(missing) == 1 else 'are'} missing "
                      "(run them and merge again)")
         if self.unfinished:
             line += (f"; {', '.join(map(str, self.unfinished))} did not finish (rerun the same batch command "
