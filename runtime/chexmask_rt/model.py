@@ -84,6 +84,10 @@ def _checked(options: EngineOptions) -> EngineOptions:
             raise ModelError(f"{name} must be {what}{' or None' if optional else ''}, got {value!r}")
         if kind is int and not -2**31 <= value < 2**31:  # past a C int, pybind11 would refuse it unnamed
             raise ModelError(f"{name} is out of range, got {value!r}")
+    if options.threads is not None and not 0 <= options.threads <= core.MAX_THREADS:
+        # the core's words name its own field (intra_op_threads), which no Python caller sees
+        raise ModelError(f"threads must be 0 (one per physical core) to {core.MAX_THREADS}, or None, "
+                         f"got {options.threads}")
     return options
 
 
