@@ -222,6 +222,12 @@ def test_a_nearly_black_8_bit_array_warns_at_the_callers_line(default_segmenter,
     dark = [w for w in caught if "nearly black" in str(w.message)]
     assert len(dark) == 1 and dark[0].filename == __file__ and dark[0].lineno == line
     assert "IMREAD_UNCHANGED" in str(dark[0].message)
+    from chexmask_rt.errors import InputError
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an array refused for its size gets that error alone
+        with pytest.raises(InputError, match="at least 32x32"):
+            default_segmenter.predict(np.zeros((8, 8), np.uint8), samples=2)
 
 
 def test_the_overlay_is_drawn_over_a_path_as_over_its_pixels(default_segmenter, example1):

@@ -90,7 +90,9 @@ def _warn_if_nearly_black(array: np.ndarray) -> None:
     """The commonest array mistake gives no error: a 16-bit file read by ``cv2.imread`` without
     ``IMREAD_UNCHANGED`` arrives as 8 bits holding 0..15, and its landmarks moved 7 px on average,
     19 px at most, unflagged. A warning says so (the image may also just be that dark)."""
-    if array.dtype == np.uint8 and array.size and int(array.max()) < DARK_UINT8:
+    # one the core refuses for its size gets that error alone
+    refused = array.ndim < 2 or not core.MIN_SIDE <= min(array.shape[:2]) <= max(array.shape[:2]) <= core.MAX_SIDE
+    if array.dtype == np.uint8 and not refused and int(array.max()) < DARK_UINT8:
         import sys
         import warnings
 
