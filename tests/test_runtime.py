@@ -237,3 +237,39 @@ def test_the_overlay_is_drawn_over_a_path_as_over_its_pixels(default_segmenter, 
     r = default_segmenter.predict(example1, samples=2)
     np.testing.assert_array_equal(draw_overlay(example1, r), draw_overlay(read_image(example1), r))
     np.testing.assert_array_equal(draw_overlay(str(example1), r), draw_overlay(read_image(example1), r))
+
+
+CLOSE_FREES = """
+import ctypes, gc, json, sys
+import chexmask_rt
+def rss_mb():
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+seg = chexmask_rt.load(threads=1)
+idle = rss_mb()
+seg.predict(sys.argv[1], samples=1000)  # ONNX Runtime's pool grows by a few hundred MB and keeps them
+busy = rss_mb()
+seg.close()
+gc.collect()
+print(json.dumps({"idle": idle, "busy": busy, "closed": rss_mb(), "id": seg.info.id, "repr": repr(seg)}))
+"""
+
+
+def test_close_frees_the_engine_and_later_calls_say_so(shared_images, default_segmenter):
+    """A Segmenter had no close() nor a with-block: the engine, and the few hundred MB of ONNX Runtime's
+    pool after a large call, stayed until garbage collection (and the info object kept it alive even then)."""
+    import json
+
+    from chexmask_rt.errors import ModelError
+
+    png = next(p for p in shared_images if p.suffix == ".png")
+    out = json.loads(subprocess.run([sys.executable, "-c", CLOSE_FREES, str(png)], capture_output=True, text=True,
+                                    timeout=300, check=True).stdout)
+    assert out["busy"] - out["idle"] > 150, out  # the pool the call grew
+    assert out["closed"] < out["idle"] + 0.25 * (out["busy"] - out["idle"]), out  # given back on close
+    assert out["id"] == default_segmenter.model_id and out["repr"].startswith("Segmenter(")
+    with chexmask_rt.load() as seg:
+        assert seg.predict(png, samples=2).samples == 2
+    with pytest.raises(ModelError, match="this Segmenter was closed"):
+        seg.predict(png, samples=2)
+    assert {"Quality", "Measures"} <= set(chexmask_rt.__all__)  # the types predict's results hold

@@ -6,9 +6,12 @@
     r.landmarks, r.landmarks_std, r.mean_node_std
 """
 from .errors import ChexmaskError, InputError, ModelError, NonFiniteOutputError
+from .measures import Measures
 from .model import EngineOptions, ModelInfo, Segmenter, UntrainedModelWarning, default_model_path, load
+from .quality import Quality
 from .result import Result, SecondLook
 from .version import __version__
 
-__all__ = ["ChexmaskError", "EngineOptions", "InputError", "ModelError", "ModelInfo", "NonFiniteOutputError", "Result",
-           "SecondLook", "Segmenter", "UntrainedModelWarning", "default_model_path", "load", "__version__"]
+__all__ = ["ChexmaskError", "EngineOptions", "InputError", "Measures", "ModelError", "ModelInfo",
+           "NonFiniteOutputError", "Quality", "Result", "SecondLook", "Segmenter", "UntrainedModelWarning",
+           "default_model_path", "load", "__version__"]

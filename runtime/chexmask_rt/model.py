@@ -7,6 +7,7 @@ reliability flag) is the core's, ``chexmask_rt._core.Engine``, run with the GIL 
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import warnings
@@ -202,6 +203,20 @@ class Segmenter:
                              f"not the anatomy the Python package writes ({ORGANS}); use the C++ or C API for it")
         self.max_pixels: int | None = None  # None: $CHEXMASK_RT_MAX_PIXELS at each call, else the default
         self._engine_sha256: str | None = None
+        # copies, known after close(): the core's own info keeps its engine alive
+        self._info, self._providers = copy.copy(self._engine.info), list(self._engine.providers)
+
+    def close(self) -> None:
+        """Free the engine now rather than when the Segmenter is collected (ONNX Runtime keeps its memory
+        pool, hundreds of MB after a large call, until then). Calls in flight on other threads finish
+        first; later ones raise ModelError. ``with chexmask_rt.load() as seg:`` closes it at the end."""
+        self._engine = None
+
+    def __enter__(self) -> "Segmenter":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
     def __repr__(self) -> str:
         return (f"Segmenter({self.model_id!r}, path={str(self.path)!r}, backend={self.backend!r}, "
@@ -217,12 +232,12 @@ class Segmenter:
     @property
     def info(self) -> ModelInfo:
         """What the engine says about itself, validated against its graph by the core."""
-        return self._engine.info
+        return self._info
 
     @property
     def providers(self) -> list[str]:
         """ONNX Runtime execution providers the engine runs on, best first (e.g. ['CPUExecutionProvider'])."""
-        return list(self._engine.providers)
+        return list(self._providers)
 
     @property
     def backend(self) -> str:
@@ -302,8 +317,11 @@ class Segmenter:
                  second_look: bool | None) -> list[Result]:
         """The core's answers for decoded (gray, name) pairs."""
         try:
+            engine = self._engine
+            if engine is None:
+                raise ModelError(f"{self.path}: this Segmenter was closed; load the engine again")
             with native_call():  # a fork() and the exit wait for it (native_gate)
-                outs = self._engine.predict_batch([gray for gray, _ in chunk], samples, seed, bit_depth, second_look)
+                outs = engine.predict_batch([gray for gray, _ in chunk], samples, seed, bit_depth, second_look)
         except NonFiniteOutputError as exc:  # the core counts images; name the file instead
             index = getattr(exc, "index", None)
             name = chunk[index][1] if index is not None and index < len(chunk) else None
