@@ -338,9 +338,10 @@ def test_objects_of_same_named_images_from_several_runs_are_not_written_over(tmp
 def test_predict_writes_the_other_images_objects_when_one_cannot_be_built(tmp_path):
     good = _edited(tmp_path, "good")
     bad = _edited(tmp_path, "bad", StudyInstanceUID=None)  # an object must reference the study
-    proc = cli("predict", bad, good, "--samples", 2, "--dicom-seg", tmp_path / "seg")
+    proc = cli("predict", bad, good, "--samples", 2, "--dicom-seg", tmp_path / "seg", "--dicom-sr", tmp_path / "sr")
     assert proc.returncode == 1, proc.stderr
     assert f"{bad}: the source dataset lacks StudyInstanceUID" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stderr.count("lacks StudyInstanceUID") == 1  # both objects refuse it: said once
     assert [p.name for p in (tmp_path / "seg").iterdir()] == ["good.seg.dcm"]
 
 

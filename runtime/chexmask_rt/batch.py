@@ -142,7 +142,8 @@ def collect_inputs(source: str | os.PathLike, *, exclude: str | os.PathLike | No
         data = src.read_bytes()
     except OSError as exc:
         raise InputError(f"{src}: cannot read the image list ({os_reason(exc)})") from None
-    names = _csv_names(_list_text(data, src)) if suffix == ".csv" else _text_names(_list_text(data, src))
+    text = _list_text(data, src)
+    names = _csv_names(text) if suffix == ".csv" else _text_names(text)
     names = [n for n in names if n and not n.startswith("#")]
     return [n if Path(n).is_absolute() else str(src.parent / n) for n in names]
 

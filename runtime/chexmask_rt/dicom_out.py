@@ -422,7 +422,7 @@ def write_objects(result, image, stem: str, *, seg_dir=None, sr_dir=None) -> lis
         written.append(out)
     if failures:
         done = f" (written: {', '.join(map(str, written))})" if written else ""
-        raise InputError("; ".join(failures) + done)
+        raise InputError("; ".join(dict.fromkeys(failures)) + done)  # a source both refuse, said once
     return written
 
 
