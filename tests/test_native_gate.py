@@ -115,3 +115,32 @@ def test_a_program_that_ends_while_daemon_threads_predict_exits_as_it_asked(shar
         proc = subprocess.run([sys.executable, "-c", DAEMONS_AT_EXIT, str(png)], capture_output=True, text=True,
                               timeout=300)
         assert proc.returncode == 3 and "terminate called" not in proc.stderr, (proc.returncode, proc.stderr[-2000:])
+
+
+JOINED_AT_EXIT = """
+import atexit, sys, threading, time
+atexit.register(lambda: worker.join())  # registered before chexmask_rt: runs after the package's exit hook
+import chexmask_rt
+seg = chexmask_rt.load(threads=1)
+def work():  # predicts until a call is refused, as a worker would until its pool stops it
+    while True:
+        try:
+            seg.predict(sys.argv[1], samples=20)
+        except chexmask_rt.ModelError as exc:
+            print(exc)
+            return
+worker = threading.Thread(target=work, daemon=True)
+worker.start()
+time.sleep(0.4)
+sys.exit(3)
+"""
+
+
+def test_an_exit_handler_that_joins_a_predicting_thread_still_ends(shared_images):
+    """The exit hook must not park a daemon thread's next call for good: an exit handler that joins it
+    (a thread pool's, one of the program's) would then wait for ever."""
+    png = next(p for p in shared_images if p.suffix == ".png")
+    proc = subprocess.run([sys.executable, "-c", JOINED_AT_EXIT, str(png)], capture_output=True, text=True,
+                          timeout=120)  # a parked thread: the join waits for ever, and this times out
+    assert proc.returncode == 3 and "terminate called" not in proc.stderr, (proc.returncode, proc.stderr[-2000:])
+    assert proc.stdout == "the interpreter is exiting: no engine call or decode starts on another thread\n"

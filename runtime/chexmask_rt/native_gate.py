@@ -11,7 +11,9 @@
   and OpenCV (the decoders) that unwind calls ``std::terminate``: the process aborted (exit 134,
   whatever exit code it asked for) in every run whose daemon threads were predicting as it ended.
   At exit (after the non-daemon threads are joined, before finalization) the calls in flight finish
-  while their threads can still take the GIL back, and threads other than the main one start no more.
+  while their threads can still take the GIL back, and threads other than the main one start no
+  more: a new call raises ModelError there (a thread parked instead would hang an exit handler that
+  joins it, e.g. a thread pool's).
 """
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from .errors import ModelError
 
 _state = threading.Condition(threading.Lock())
 _in_flight = 0
@@ -34,9 +38,10 @@ def native_call() -> Iterator[None]:
     returned. Not nested: a fork would wait for the outer call while the inner one waits for the fork."""
     global _in_flight
     with _state:
-        # at exit only daemon threads are left beside the main one: they park here for good
-        while _forking or (_exiting and threading.current_thread() is not threading.main_thread()):
+        while _forking:
             _state.wait()
+        if _exiting and threading.current_thread() is not threading.main_thread():  # only daemon threads now
+            raise ModelError("the interpreter is exiting: no engine call or decode starts on another thread")
         _in_flight += 1
     try:
         yield
