@@ -107,8 +107,35 @@ def test_what_is_wrong_with_a_file_that_is_no_checkpoint_is_said(fixture_dir, tm
             load_checkpoint(wrong)
     whole = tmp_path / "module.pt"
     torch.save(torch.nn.Linear(2, 2), whole)  # a pickled object, whose loading would run code
-    with pytest.raises(ModelError, match=r"it needs code to load \(a pickled object"):
+    with pytest.raises(ModelError, match=r"it needs code to load \(a pickled object.*save model.state_dict\(\)"):
         load_checkpoint(whole)
+
+
+def test_checkpoints_that_are_not_hybridgnets_weights_say_what_to_do(fixture_dir, tmp_path):
+    """Each got advice that could not work: another network's weights 'pass --config' (which then listed
+    missing keys), a training loop's {'model_state_dict': ..., 'epoch': 3} 'expected a state dict', a
+    training-script folder 'folder has no pytorch_model.bin', a cut file torch's 400 characters."""
+    other = tmp_path / "resnet.pt"
+    torch.save(torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3)).state_dict(), other)
+    with pytest.raises(ModelError, match=r"resnet.pt: not HybridGNet's weights \(no encoder\.\* or graphConv_\*"):
+        load_checkpoint(other)
+    state = torch.load(fixture_dir / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    wrapped = tmp_path / "loop.pt"
+    torch.save({"model_state_dict": state, "epoch": 3}, wrapped)
+    with pytest.raises(ModelError, match=r"a checkpoint of 2 entries \(model_state_dict, epoch\), none a tensor; "
+                                         r"save the state dict itself \(here, perhaps 'model_state_dict'\)"):
+        load_checkpoint(wrapped)
+    folder = tmp_path / "run"
+    folder.mkdir()
+    _training_script_copy(fixture_dir, folder)
+    with pytest.raises(ModelError, match=f"pass the weights file itself, e.g. {re.escape(str(folder / 'bestMSE.pt'))}"):
+        load_checkpoint(folder)
+    cut = tmp_path / "cut.pt"
+    data = (fixture_dir / "pytorch_model.bin").read_bytes()
+    cut.write_bytes(data[:len(data) // 2])
+    with pytest.raises(ModelError, match=r"a truncated or damaged one: fetch it again\)$") as err:
+        load_checkpoint(cut)
+    assert len(str(err.value)) < 250
 
 
 @pytest.mark.parametrize("odd", ["sparse", "meta", "int_key"])

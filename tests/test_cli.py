@@ -143,6 +143,9 @@ def test_export_never_destroys_an_input_or_writes_a_text_model(tmp_path):
        "names a folder; name the engine file") for out in (".", "", "{tmp}", "{tmp}/new/")],
     (["export", "--checkpoint", str(FIXTURES / "noskip_256"), "--output", __file__ + "/m.onnx"], 3,
      "is a file, not a folder"),  # it failed after the whole export
+    # a place nothing can be written: a PermissionError naming a hidden temporary file, after the export
+    (["export", "--checkpoint", str(FIXTURES / "noskip_256"), "--output", "/proc/m.onnx"], 3,
+     "--output /proc/m.onnx: cannot write in /proc"),
     # what DICOM outputs cannot carry, or an id whose version cannot be read back after its last colon
     (["export", "--checkpoint", "/nonexistent/ck.pt", "--output", "{tmp}/o.onnx", "--model-version", "2024:rc1"], 3,
      "--model-version '2024:rc1' holds a ':'"),

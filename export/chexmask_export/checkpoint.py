@@ -121,6 +121,11 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise ModelError(f"{path}: not a readable PyTorch checkpoint ({_load_failure(exc)})") from exc
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
+    if isinstance(obj, dict) and obj and not any(isinstance(v, torch.Tensor) for v in obj.values()):
+        # a training loop's checkpoint: the weights sit under a key of its own choosing
+        held = [k for k, v in obj.items() if isinstance(v, dict)]
+        raise ModelError(f"{path}: a checkpoint of {len(obj)} entries ({', '.join(map(str, list(obj)[:6]))}), none a "
+                         f"tensor; save the state dict itself{f' (here, perhaps {held[0]!r})' if held else ''}")
     # sparse or meta tensors and keys that are not names come through the weights-only reader, and the
     # checks below would fail on them with a traceback
     if (not isinstance(obj, dict) or not all(isinstance(k, str) for k in obj)
@@ -142,9 +147,12 @@ def _load_failure(exc: Exception) -> str:
     advise turning it off, which would run the file's code: never for a file we cannot vouch for."""
     text = str(exc)
     if "GLOBAL" in text:  # a pickled object: a whole module, or code
-        return "it needs code to load (a pickled object, not a state dict of tensors), and only weights are read"
-    if "weights_only" in text or isinstance(exc, (KeyError, EOFError, pickle.UnpicklingError)):
-        return "neither a PyTorch zip archive nor a pickle of tensors, or a damaged one"
+        return ("it needs code to load (a pickled object, not a state dict of tensors), and only weights are "
+                "read: save model.state_dict() instead")
+    if ("weights_only" in text or "miniz" in text or "zip archive" in text
+            or isinstance(exc, (KeyError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile))):
+        # torch's own words for a cut file run to hundreds of characters of its internals
+        return "neither a PyTorch zip archive nor a pickle of tensors, or a truncated or damaged one: fetch it again"
     return first_line(exc)
 
 
@@ -158,6 +166,8 @@ def infer_config(state: dict[str, torch.Tensor], source: str) -> ModelConfig:
             filters.append(state[f"graphConv_{name}.bias"].shape[0])
         k = sum(1 for key in state if key.startswith("graphConv_up6.lins.") and key.endswith(".weight"))
     except KeyError as exc:
+        if not any(k.startswith(("encoder.", "graphConv_")) for k in state):  # no config would make it one
+            raise ModelError(f"{source}: not HybridGNet's weights (no encoder.* or graphConv_* tensors)") from None
         raise ModelError(f"{source}: cannot infer the config, key {exc} missing; pass --config") from None
     filters.append(dec_out // 60)
     side = math.isqrt(fc_in // ENCODER_CHANNELS[-1])
@@ -176,7 +186,9 @@ def load_checkpoint(path: str | Path, config: str | Path | None = None, *, offse
     if path.is_dir():
         weights = path / HF_WEIGHTS
         if not weights.exists():
-            raise ModelError(f"{path}: folder has no {HF_WEIGHTS}")
+            found = sorted(p.name for p in path.iterdir() if p.suffix in (".pt", ".pth", ".bin", ".ckpt"))
+            hint = f"; pass the weights file itself, e.g. {path / found[0]}" if found else ""
+            raise ModelError(f"{path}: folder has no {HF_WEIGHTS} (a Hugging Face checkpoint's){hint}")
     elif path.exists():
         weights = path
     else:

@@ -67,6 +67,13 @@ def _check_output(output: str) -> None:
     above = next((p for p in Path(output).absolute().parents if p.exists()), None)
     if above is not None and not above.is_dir():
         raise InputError(f"--output {output}: {above} is a file, not a folder")
+    if above is not None:  # where the engine (or its missing folders) would be written: tried now, not after
+        import tempfile
+
+        try:
+            tempfile.TemporaryFile(dir=above).close()
+        except OSError as exc:
+            raise InputError(f"--output {output}: cannot write in {above} ({exc.strerror or exc})") from None
 
 
 def _refuse_overwriting_inputs(output: str, ckpt, config: str | None) -> None:
