@@ -224,11 +224,6 @@ chexmask_rt_status chexmask_rt_predict(const chexmask_rt_engine* engine, const c
 chexmask_rt_status chexmask_rt_predict_batch(const chexmask_rt_engine* engine, const chexmask_rt_image* images,
                                              size_t count, int samples, uint64_t seed, int second_look,
                                              chexmask_rt_result** out) {
-    // out[] is cleared only once the arguments make sense: a count that wrapped below zero would write
-    // far past the caller's array even when nothing else was given
-    const bool plausible = out != nullptr && engine != nullptr && images != nullptr && count > 0 &&
-                           count <= kMaxBatchImages;
-    if (plausible) std::fill(out, out + count, nullptr);
     std::vector<chexmask_rt_result*> made;
     const chexmask_rt_status status = guarded([&] {
         check_out(out);
@@ -238,6 +233,8 @@ chexmask_rt_status chexmask_rt_predict_batch(const chexmask_rt_engine* engine, c
             throw chexmask_rt::InputError("count " + std::to_string(count) +
                                           " cannot be the length of an array of images (did it wrap below zero?)");
         }
+        // cleared once the arguments make sense: a count that wrapped below zero wrote far past the array
+        std::fill(out, out + count, nullptr);
         const std::optional<bool> look = look_choice(second_look);
         std::vector<chexmask_rt::ImageView> views;
         views.reserve(count);
