@@ -255,6 +255,16 @@ def check_overlays(overlays: str | None) -> None:
         raise InputError(f"overlays must be one of {', '.join(map(str, OVERLAY_CHOICES))}, got {overlays!r}")
 
 
+def check_outputs(segmenter, overlays: str | None, dicom_seg, dicom_sr) -> None:
+    """A run's per-image outputs, checked before any image (local and Ray runs): the overlay choice, and
+    an engine whose id DICOM objects cannot carry (its fault, once, not every image's after its inference)."""
+    check_overlays(overlays)
+    if dicom_seg or dicom_sr:
+        from .dicom_out import check_model_id_for_dicom
+
+        check_model_id_for_dicom(segmenter.model_id)
+
+
 def write_image_outputs(result, image: str, stem: str, *, pixels: Callable[[], np.ndarray],
                         masks_dir: Path | None = None, overlays: str | None = None, overlays_dir: Path | None = None,
                         dicom_seg: str | os.PathLike | None = None,
@@ -342,15 +352,11 @@ def run_batch(segmenter, images: Sequence[str], out_dir: str | os.PathLike, *, s
     """
 
     check_count("--workers", workers, 1)
-    check_overlays(overlays)
+    check_outputs(segmenter, overlays, dicom_seg, dicom_sr)
     if batch_size is None:
         batch_size = DEFAULT_BATCH
     check_run_arguments(samples, seed, batch_size, second_look)
     limit = resolve_max_pixels(segmenter.max_pixels if max_pixels is None else max_pixels)
-    if dicom_seg or dicom_sr:  # the engine's fault, once, not every image's after its inference
-        from .dicom_out import check_model_id_for_dicom
-
-        check_model_id_for_dicom(segmenter.model_id)
     start = time.perf_counter()
     with prepare_output(segmenter, images, out_dir, samples, seed, second_look, shard,
                         skipped, input_root) as (out, second_look, unique, todo, stems):

@@ -39,8 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .batch import (OVERLAYS_NAME, BatchSummary, RunRows, check_overlays, decode_gray, outside_output, prepare_output,
-                    write_image_outputs)
+from .batch import (OVERLAYS_NAME, BatchSummary, RunRows, check_outputs, check_overlays, decode_gray, outside_output,
+                    prepare_output, write_image_outputs)
 from .batch_folder import MASKS_NAME
 from .csv_output import COLUMNS
 from .errors import ChexmaskError, InputError, ModelError, first_line, os_reason
@@ -198,11 +198,7 @@ def run_ray(segmenter, model: str | os.PathLike | None, images: Sequence[str], o
     reach every actor's engine, as in :func:`chexmask_rt.load`; ``skipped``, ``input_root``,
     ``overlays``, ``dicom_seg`` and ``dicom_sr`` as in :func:`run_batch` (their folders shared)."""
     start = time.perf_counter()
-    check_overlays(overlays)
-    if dicom_seg or dicom_sr:  # the engine's fault, once, not every image's after its inference
-        from .dicom_out import check_model_id_for_dicom
-
-        check_model_id_for_dicom(segmenter.model_id)
+    check_outputs(segmenter, overlays, dicom_seg, dicom_sr)
     check_reachable(address)  # before the output folder is locked
     if address != "local":  # joining is cheap: a cluster that is not there leaves the folder as it was
         _init_ray(address, None)
