@@ -123,15 +123,6 @@ def _refuse_non_dicom(args, images) -> None:
         refuse_non_dicom(images, "/".join(options))
 
 
-def _check_engine_for_dicom(args, seg) -> None:
-    """An engine whose id DICOM outputs cannot carry fails once, before any image (a batch recorded
-    the ModelError for every image, after its inference)."""
-    if args.dicom_seg or args.dicom_sr:
-        from .dicom_out import check_model_id_for_dicom
-
-        check_model_id_for_dicom(seg.model_id)
-
-
 def _add_predict(sub) -> None:
     p = sub.add_parser("predict", help="segment images, print or write landmarks + uncertainty")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG/JPEG/TIFF/BMP/DICOM files")
@@ -266,7 +257,7 @@ def _summary(result) -> str:
 
 
 def cmd_predict(args) -> int:
-    from .batch import mask_stems
+    from .batch import check_outputs, mask_stems
     from .model import load
     from .progress import progress_bar, say
 
@@ -274,7 +265,7 @@ def cmd_predict(args) -> int:
     _quiet_decoders(args)
     seg = load(args.model, backend=args.backend, threads=args.threads, max_pixels=args.max_pixels,
                device=args.device)
-    _check_engine_for_dicom(args, seg)
+    check_outputs(seg, None, args.dicom_seg, args.dicom_sr)  # an engine DICOM cannot name fails once, first
     several = len(args.images) > 1
     stems = mask_stems(args.images)  # file names for the pictures, masks and objects of same-named images
     results, failed = [], 0
