@@ -201,7 +201,9 @@ def test_colours_and_ellipses_follow_each_landmarks_own_spread(default_segmenter
     coloured, ellipses = [], []
     real_colours, real_ellipse = overlay._uncertainty_colours, overlay.cv2.ellipse
     monkeypatch.setattr(overlay, "_uncertainty_colours", lambda v: coloured.append(np.array(v)) or real_colours(v))
-    monkeypatch.setattr(overlay.cv2, "ellipse", lambda img, c, axes, *a: ellipses.append(axes) or real_ellipse(img, c, axes, *a))
+    monkeypatch.setattr(overlay.cv2, "ellipse", lambda img, c, axes, angle, start, end, colour, *a:
+                        (colour != overlay._HALO and ellipses.append(axes)) or
+                        real_ellipse(img, c, axes, angle, start, end, colour, *a))
     draw_overlay(narrow, r)
     np.testing.assert_allclose(coloured[0], r.node_uncertainty * 1024 / max(r.height, r.width))
     scale = 1024 / max(r.height, r.width) if max(r.height, r.width) > 1024 else 1.0
@@ -216,3 +218,86 @@ def test_the_colour_scale_runs_from_dark_to_yellow():
     c = _uncertainty_colours(np.linspace(0, COLOUR_SCALE_PX, 6)).astype(float)
     luminance = c @ [0.114, 0.587, 0.299]  # BGR
     assert (np.diff(luminance) > 0).all() and c[-1][2] > 200 and c[-1][1] > 200 and c[-1][0] < 200
+
+
+def _font_scales(monkeypatch, picture_of) -> list[float]:
+    """The font scales draw_overlay's legend was written at."""
+    import chexmask_rt.overlay as overlay
+
+    scales, real = [], overlay.cv2.putText
+    monkeypatch.setattr(overlay.cv2, "putText", lambda img, text, org, font, scale, *a: scales.append(scale) or
+                        real(img, text, org, font, scale, *a))
+    picture_of()
+    monkeypatch.undo()
+    return scales
+
+
+def test_a_flagged_legend_is_as_large_as_a_trusted_one(default_segmenter, chest, monkeypatch):
+    """The long red verdict set the size of the whole legend: a flagged picture's was a third smaller."""
+    upside_down = np.ascontiguousarray(chest[::-1])
+    flagged, trusted = (default_segmenter.predict(x, samples=10) for x in (upside_down, chest))
+    assert flagged.quality.flag and not trusted.quality.flag
+    big = _font_scales(monkeypatch, lambda: draw_overlay(chest, trusted))
+    red = _font_scales(monkeypatch, lambda: draw_overlay(upside_down, flagged))
+    assert len(set(red)) == len(set(big)) == 1 and red[0] > 0.9 * big[0]  # was 0.71 x
+
+
+def test_the_diameter_bars_keep_a_dark_edge_on_a_bright_image(default_segmenter, chest):
+    """White bars over a bright base (gray 200) were nearly invisible."""
+    from chexmask_rt.anatomy import organ_slices
+
+    r = default_segmenter.predict(chest, samples=10)
+    picture = draw_overlay(np.full_like(chest, 200), r)
+    lungs = r.landmarks[np.r_[organ_slices()["right_lung"], organ_slices()["left_lung"]]]
+    a, b = lungs[lungs[:, 0].argmin()], lungs[lungs[:, 0].argmax()]
+    y, x = round((a[1] + b[1]) / 2), np.linspace(a[0], b[0], 12)[1:-1].round().astype(int)
+    column = picture[y - 6: y + 7, x].max(axis=2)  # across the thoracic bar, at ten points along it
+    assert ((column == 255).any(axis=0) & (column < 60).any(axis=0)).sum() >= 8
+
+
+def test_a_dark_8_bit_image_is_shown_stretched(default_segmenter, chest):
+    """An image spanning gray 10-48 was drawn as it is: too dark to check the contours against."""
+    dark = (chest.astype(float) * 38 / 255 + 10).astype(np.uint8)
+    with pytest.warns(UserWarning, match="nearly black"):
+        r = default_segmenter.predict(dark, samples=4)
+    shown = draw_overlay(dark, r)[: chest.shape[0]]
+    gray = (shown == shown[..., :1]).all(axis=2)
+    assert float(shown[gray].mean()) > 100 and float(draw_overlay(chest, r)[: chest.shape[0]][gray].mean()) > 100
+
+
+def test_one_decode_draws_no_ellipses_and_says_so(default_segmenter, chest, monkeypatch):
+    """At K = 1 each landmark got the '0 px' colour of the key: drawn as certain where nothing was measured."""
+    import chexmask_rt.overlay as overlay
+
+    one = default_segmenter.predict(chest, samples=1, second_look=False)
+    texts, ellipses = [], []
+    real_text, real_ellipse = overlay.cv2.putText, overlay.cv2.ellipse
+    monkeypatch.setattr(overlay.cv2, "putText", lambda img, text, *a: texts.append(text) or real_text(img, text, *a))
+    monkeypatch.setattr(overlay.cv2, "ellipse", lambda *a: ellipses.append(a) or real_ellipse(*a))
+    draw_overlay(chest, one)
+    legend = " ".join(texts)
+    assert not ellipses and "mean node std not measured (K=1)" in legend and "0.00 px" not in legend
+    assert "not measured (K=1)" in repr(one)
+
+
+def test_a_wrapped_legend_keeps_each_value_with_its_std_and_unit(default_segmenter, chest, monkeypatch):
+    """At 64 px a line broke as "H 374" / "+/- 5 px2", and a comparison as "... >" / "0.9588"."""
+    import chexmask_rt.overlay as overlay
+
+    tiny = np.ascontiguousarray(cv2.resize(chest, (64, 73), interpolation=cv2.INTER_AREA)[::-1])
+    r = default_segmenter.predict(tiny, samples=10)
+    texts, real = [], overlay.cv2.putText
+    monkeypatch.setattr(overlay.cv2, "putText", lambda img, text, *a: texts.append(text) or real(img, text, *a))
+    draw_overlay(tiny, r)
+    assert r.quality.flag and len(texts) > 12  # wrapped
+    for text in texts:
+        assert not text.startswith(("+/-", "px", "cm2", "> ", "<= ")) and not text.endswith(("+/-", ">", "<=")), text
+
+
+def test_the_colour_key_spans_a_share_of_a_wide_picture(default_segmenter, chest):
+    """The key was 400 px on every picture: an eighth of one drawn at 3000 px."""
+    wide = cv2.resize(chest, (3000, 3431), interpolation=cv2.INTER_LINEAR)
+    picture = draw_overlay(wide, default_segmenter.predict(wide, samples=4), max_side=4096)
+    band = picture[wide.shape[0]:].astype(int)
+    coloured = (np.abs(band[..., 0] - band[..., 1]) + np.abs(band[..., 1] - band[..., 2]) > 60).any(axis=0)
+    assert coloured.sum() > 0.35 * picture.shape[1]

@@ -10,7 +10,7 @@ import numpy as np
 from .anatomy import organ_slices
 from .errors import InputError, os_reason
 from .notice import INTENDED_USE
-from .result import Result, look_kind
+from .result import Result, look_kind, spread_measured
 from .whole_files import write_bytes_whole
 
 # Okabe and Ito's orange, bluish green and blue, told apart with the common colour-vision deficiencies
@@ -21,6 +21,9 @@ _ORGAN_NAMES = {"right_lung": "RL", "left_lung": "LL", "heart": "H"}  # as the l
 
 
 _DIAMETER_COLOUR = (255, 255, 255)  # the CTR's diameters, apart from the organ colours
+_HALO = (0, 0, 0)  # drawn under the white bars and the bright ellipses: on a bright base or diaphragm they vanished
+_HALO_FROM = 140  # the luminance (0-255) from which an ellipse's colour gets a halo
+_NBSP = "\xa0"  # joins what a wrapped legend line must keep together ("H 374 +/- 5 px2"); drawn as a space
 _LOOKS = {"pooled": " x 2 looks", "crop_only": " on a crop"}  # how the second look made it (Result.second_look)
 
 
@@ -31,15 +34,19 @@ def _display_gray(image: np.ndarray) -> np.ndarray:
         img = img[:, :, 0]
     if img.ndim == 3:
         img = cv2.cvtColor(np.ascontiguousarray(img[:, :, :3]), cv2.COLOR_RGB2GRAY)
-    if img.dtype != np.uint8:
+    lo, hi = _display_range(img)
+    # a dark or flat 8-bit image (10-48 of 255) was drawn as it is: too dark to check the contours against
+    if img.dtype != np.uint8 or hi - lo < _MIN_DISPLAY_LEVELS:
         img = img.astype(np.float64)
-        lo, hi = _display_range(img)
         img = (np.clip((img - lo) / (hi - lo), 0, 1) * 255 if hi > lo else np.zeros_like(img)).astype(np.uint8)
     return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
 
 
+_MIN_DISPLAY_LEVELS = 128  # an 8-bit image spanning fewer gray levels is stretched for display
+
+
 def _display_range(img: np.ndarray) -> tuple[float, float]:
-    """The values a deeper-than-8-bit picture stretches over: the 0.1st and 99.9th percentiles (one hot
+    """The values a picture stretches over: the 0.1st and 99.9th percentiles (one hot
     pixel at 65535 in a 12-bit image drew it black), from at most about a million pixels; the whole
     range when those two meet (a picture mostly of one value)."""
     step = max(1, int(np.sqrt(img.size / 1e6)))
@@ -48,7 +55,7 @@ def _display_range(img: np.ndarray) -> tuple[float, float]:
 
 
 def _plus_minus(std: float | None, fmt: str) -> str:
-    return "" if std is None else f" +/- {std:{fmt}}"
+    return "" if std is None else f"{_NBSP}+/-{_NBSP}{std:{fmt}}"
 
 
 def _measure_lines(m) -> list[str]:
@@ -56,16 +63,16 @@ def _measure_lines(m) -> list[str]:
     names = _ORGAN_NAMES
     leave = "leaves" if len(m.outside_image) == 1 else "leave"
     why = f"{'/'.join(names[k] for k in m.outside_image)} {leave} the image" if m.outside_image else "no thorax width"
-    lines = [f"CTR n/a ({why})" if m.ctr is None else f"CTR {m.ctr:.3f}{_plus_minus(m.ctr_std, '.3f')}"]
+    lines = [f"CTR n/a ({why})" if m.ctr is None else f"CTR{_NBSP}{m.ctr:.3f}{_plus_minus(m.ctr_std, '.3f')}"]
     mm = m.spacing is not None
     areas, stds = (m.area_mm2, m.area_std_mm2) if mm else (m.area_px2, m.area_std_px2)
     scale, unit = (0.01, "cm2") if mm else (1.0, "px2")  # cm2: the unit chest areas are read in
     # a picture travels without its JSON: lengths at the detector are magnified (5-15 % for a chest)
     where = " at the detector" if mm and m.spacing.at_detector else ""
     lines.append("area " + ", ".join(
-        f"{names[k]} n/a" if areas[k] is None else f"{names[k]} {areas[k] * scale:.{1 if mm else 0}f}"
+        f"{names[k]}{_NBSP}n/a" if areas[k] is None else f"{names[k]}{_NBSP}{areas[k] * scale:.{1 if mm else 0}f}"
         f"{'' if stds[k] is None else _plus_minus(stds[k] * scale, '.1f' if mm else '.0f')}" for k in names)
-        + f" {unit}{where}")
+        + f"{_NBSP}{unit}{where}")
     lines.append(m.validation)
     return lines
 
@@ -81,9 +88,11 @@ def _draw_diameters(canvas: np.ndarray, pts: np.ndarray, thick: int, measures) -
     for a, b in ((a, b) for measured, a, b in bars if measured is not None):
         y = (a[1] + b[1]) / 2
         ends = [(int(round(a[0])), int(round(y))), (int(round(b[0])), int(round(y)))]
-        cv2.line(canvas, ends[0], ends[1], _DIAMETER_COLOUR, thick, cv2.LINE_AA)
-        for end, point in zip(ends, (a, b)):
-            cv2.line(canvas, end, (end[0], int(round(point[1]))), _DIAMETER_COLOUR, max(1, thick // 2), cv2.LINE_AA)
+        segments = [(ends[0], ends[1], thick),
+                    *((end, (end[0], int(round(point[1]))), max(1, thick // 2)) for end, point in zip(ends, (a, b)))]
+        for colour, extra in ((_HALO, 2), (_DIAMETER_COLOUR, 0)):
+            for start, stop, width in segments:
+                cv2.line(canvas, start, stop, colour, width + extra, cv2.LINE_AA)
 
 
 MIN_SIDE = 256  # smaller images are drawn enlarged: at their own size the legend would cover them
@@ -108,7 +117,7 @@ def _reliability_line(result: Result) -> tuple[str, tuple[int, int, int]] | None
         return "reliability: not calibrated for this model", (255, 255, 255)
     if quality.flag:  # which score crossed which threshold: the reason's words after its heading
         return f"FLAGGED, review before use: {quality.reason.split(': ', 1)[-1]}", _FLAG_COLOUR
-    if "mean node std not measured" in quality.reason:  # the core's verdict on one decode (K=1)
+    if not spread_measured(result):
         return "reliability: latent sigma within its threshold; node std not measured (K=1)", (255, 255, 255)
     return "reliability: within the calibrated thresholds", (255, 255, 255)
 
@@ -142,46 +151,53 @@ def draw_overlay(image: np.ndarray | str | os.PathLike, result: Result, *, max_s
     pts = result.landmarks * scale
     std = result.landmarks_std * scale
     to_frame = 1024.0 / max(result.height, result.width)  # the frame the scale and the thresholds use
+    measured = spread_measured(result)  # one decode's std is 0: no ellipse or key says "certain" for it
     colours = _uncertainty_colours(result.node_uncertainty * to_frame)
     shift = 4  # sub-pixel drawing
     f = float(1 << shift)
     for name, sl in organ_slices().items():
         poly = np.round(pts[sl] * f).astype(np.int32)
         cv2.polylines(canvas, [poly], True, _ORGAN_COLOURS[name], thick, cv2.LINE_AA, shift)
-    for i in range(len(pts)):
-        centre = tuple(int(v) for v in np.round(pts[i] * f))
-        axes = tuple(int(v) for v in np.round(np.maximum(std[i], 1.0) * f))
-        cv2.ellipse(canvas, centre, axes, 0, 0, 360, tuple(int(c) for c in colours[i]), max(1, thick // 2),
-                    cv2.LINE_AA, shift)
+    centres = [tuple(int(v) for v in np.round(p * f)) for p in pts]
+    axes = [tuple(int(v) for v in np.round(np.maximum(s, 1.0) * f)) for s in std]
+    bright = colours.astype(float) @ [0.114, 0.587, 0.299] >= _HALO_FROM  # BGR
+    ring = max(1, thick // 2)
+    for i in np.flatnonzero(bright) if measured else ():  # every halo first: none covers another's colour
+        cv2.ellipse(canvas, centres[i], axes[i], 0, 0, 360, _HALO, ring + 2, cv2.LINE_AA, shift)
+    for i in range(len(pts)) if measured else ():
+        cv2.ellipse(canvas, centres[i], axes[i], 0, 0, 360, tuple(int(c) for c in colours[i]), ring, cv2.LINE_AA, shift)
     measures = result.measures()
     _draw_diameters(canvas, pts, thick, measures)
     verdict = _reliability_line(result)
     if verdict is not None and verdict[1] == _FLAG_COLOUR:
         cv2.rectangle(canvas, (0, 0), (canvas.shape[1] - 1, canvas.shape[0] - 1), _FLAG_COLOUR, 2 * thick + 2)
-    key = f"ellipse: 1 std; colour: node std 0 to {COLOUR_SCALE_PX:.0f}+ px (1024 frame)"
     white = (255, 255, 255)
-    lines = [*([[verdict]] if verdict else []),
-             [(f"mean node std {result.mean_node_std:.2f} px ({result.mean_node_std * to_frame:.2f} in the 1024 "
-               f"frame), mean latent sigma {result.mean_latent_sigma:.3f}", white)],
+    key = [(f"ellipse: 1 std; colour: node std 0 to {COLOUR_SCALE_PX:.0f}+{_NBSP}px (1024 frame)", white)]
+    spread = (f"mean node std {result.mean_node_std:.2f} px ({result.mean_node_std * to_frame:.2f} in the 1024 "
+              f"frame)" if measured else "mean node std not measured (K=1)")
+    lines = [*([[(_kept_together(verdict[0]), verdict[1])]] if verdict else []),
+             [(f"{spread}, mean latent sigma {result.mean_latent_sigma:.3f}", white)],
              [(f"K={result.samples}{_LOOKS.get(look_kind(result), '')}  {result.model}", white)],
              [("contours:", white), *((f" {_ORGAN_NAMES[k]}", c) for k, c in _ORGAN_COLOURS.items())],
-             [(key, white)], *([(t, white)] for t in _measure_lines(measures)),
+             *([key] if measured else []), *([(t, white)] for t in _measure_lines(measures)),
              [(INTENDED_USE.upper(), white)]]  # a picture travels without its JSON: it carries its intended use
     if canvas.shape[1] < MIN_SIDE:  # a tall, narrow picture (32 x 4096 is drawn 8 px wide): room for the legend
         canvas = cv2.copyMakeBorder(canvas, 0, 0, 0, MIN_SIDE - canvas.shape[1], cv2.BORDER_CONSTANT, value=(0, 0, 0))
     width = canvas.shape[1] - 16
-    size, text_thick = _fitting_text(lines, width, max(canvas.shape[:2]), thick)
-    key_at = lines.index([(key, white)])
+    # the verdict wraps at any size: a flagged result's long red line shrank its whole legend by a third
+    size, text_thick = _fitting_text(lines, width, max(canvas.shape[:2]), thick, wraps=1 if verdict else 0)
+    key_at = lines.index(key) if measured else None
     lines, key_at = _wrapped(lines, key_at, width, size, text_thick)
     heights = [_label_height(_joined(parts), size, text_thick) for parts in lines]
     top = canvas.shape[0]
-    canvas = cv2.copyMakeBorder(canvas, 0, sum(heights) + heights[key_at] + 8, 0, 0, cv2.BORDER_CONSTANT,
+    bar_height = heights[key_at] if key_at is not None else 0
+    canvas = cv2.copyMakeBorder(canvas, 0, sum(heights) + bar_height + 8, 0, 0, cv2.BORDER_CONSTANT,
                                 value=(0, 0, 0))
     y = top
     for i, parts in enumerate(lines):
         y = _label(canvas, parts, y, size, text_thick)
         if i == key_at:  # the key's colours, left to right over the scale
-            bar_width = min(width, 400)
+            bar_width = min(width, max(400, round(0.4 * width)))  # 400 px was an eighth of a 3000-px picture
             bar = _uncertainty_colours(np.linspace(0, COLOUR_SCALE_PX, bar_width))
             canvas[y + 4:y + heights[i] - 2, 8:8 + bar_width] = bar[None]
             y += heights[i]
@@ -211,15 +227,24 @@ def _joined(parts: list[tuple[str, tuple[int, int, int]]]) -> str:
     return "".join(text for text, _ in parts)
 
 
+def _kept_together(reason: str) -> str:
+    """A verdict whose comparisons ("... 1.0183 > 0.9588") wrap as one unit each."""
+    return reason.replace(" > ", f"{_NBSP}>{_NBSP}").replace(" <= ", f"{_NBSP}<={_NBSP}")
+
+
 def _fitting_text(lines: list[list[tuple[str, tuple[int, int, int]]]], width: int, longer: int,
-                  thick: int) -> tuple[float, int]:
+                  thick: int, wraps: int = 0) -> tuple[float, int]:
     """Font size and stroke for legend lines that all fit ``width`` pixels, shrinking down to ``_MIN_TEXT``;
     from there lines wrap at spaces (at 5 px high the legend of a 256-px picture could not be read), and
-    only a word too long for the line shrinks the text further. Glyph advances round per glyph and the
-    stroke adds to each, so a proportional shrink alone can stay a few pixels too wide."""
-    whole = [_joined(parts) for parts in lines]
+    only a word too long for the line shrinks the text further. The first ``wraps`` lines wrap at any
+    size. Glyph advances round per glyph and the stroke adds to each, so a proportional shrink alone can
+    stay a few pixels too wide."""
     # what wrapping cannot break: each word of a one-colour line, and a line of several colours
-    units = [w for parts in lines for w in (parts[0][0].split(" ") if len(parts) == 1 else [_joined(parts)])]
+    def words(parts):
+        return parts[0][0].split(" ") if len(parts) == 1 else [_joined(parts)]
+
+    units = [w for parts in lines for w in words(parts)]
+    whole = [w for parts in lines[:wraps] for w in words(parts)] + [_joined(parts) for parts in lines[wraps:]]
     size = 0.4 + 0.5 * longer / 1024
     while True:
         text_thick = max(1, min(thick, round(size * 2)))  # thin strokes at small sizes: letters stay apart
@@ -231,14 +256,15 @@ def _fitting_text(lines: list[list[tuple[str, tuple[int, int, int]]]], width: in
 
 
 def _text_width(text: str, size: float, thick: int) -> int:
-    return cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, size, thick)[0][0]
+    return cv2.getTextSize(text.replace(_NBSP, " "), cv2.FONT_HERSHEY_SIMPLEX, size, thick)[0][0]
 
 
-def _wrapped(lines: list[list[tuple[str, tuple[int, int, int]]]], key_at: int, width: int, size: float,
-             thick: int) -> tuple[list[list[tuple[str, tuple[int, int, int]]]], int]:
-    """One-colour lines broken at spaces to fit ``width``; returns them and where line ``key_at`` now ends.
-    A line of several colours (the organ key) is short and stays whole."""
+def _wrapped(lines: list[list[tuple[str, tuple[int, int, int]]]], key_at: int | None, width: int, size: float,
+             thick: int) -> tuple[list[list[tuple[str, tuple[int, int, int]]]], int | None]:
+    """One-colour lines broken at spaces to fit ``width``; returns them and where line ``key_at`` (None:
+    no key) now ends. A line of several colours (the organ key) is short and stays whole."""
     out: list[list[tuple[str, tuple[int, int, int]]]] = []
+    key_end = None
     for i, parts in enumerate(lines):
         if len(parts) > 1 or _text_width(parts[0][0], size, thick) <= width:
             out.append(parts)
@@ -259,7 +285,7 @@ def _wrapped(lines: list[list[tuple[str, tuple[int, int, int]]]], key_at: int, w
 
 def _label_height(text: str, size: float, thick: int) -> int:
     """How far ``_label`` moves down for one line."""
-    (_, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, size, thick)
+    (_, h), base = cv2.getTextSize(text.replace(_NBSP, " "), cv2.FONT_HERSHEY_SIMPLEX, size, thick)
     return h + base + 4
 
 
@@ -268,10 +294,10 @@ def _label(canvas: np.ndarray, parts: list[tuple[str, tuple[int, int, int]]], to
     """One legend line on the black band, its top at ``top``, its parts side by side in their colours;
     returns the next line's top."""
     text = _joined(parts)
-    (_, _), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, size, thick)
+    (_, _), base = cv2.getTextSize(text.replace(_NBSP, " "), cv2.FONT_HERSHEY_SIMPLEX, size, thick)
     y = top + _label_height(text, size, thick)
     x = 8
     for piece, colour in parts:
-        cv2.putText(canvas, piece, (x, y - base // 2), cv2.FONT_HERSHEY_SIMPLEX, size, colour, thick, cv2.LINE_AA)
+        cv2.putText(canvas, piece.replace(_NBSP, " "), (x, y - base // 2), cv2.FONT_HERSHEY_SIMPLEX, size, colour, thick, cv2.LINE_AA)
         x += _text_width(piece, size, thick)
     return y

@@ -71,6 +71,12 @@ def look_kind(result: "Result") -> str:
     return "off" if result.second_look is None else result.second_look.look
 
 
+def spread_measured(result: "Result") -> bool:
+    """Whether ``result``'s node std measures a spread: False for one decode (K = 1 without a pooled
+    second look), whose std is 0 because there is nothing to spread, not because the model is sure."""
+    return result.samples > 1 or look_kind(result) == "pooled"
+
+
 class _ResultBase:
     """The Result's behaviour; its fields are made from the schema table below."""
 
@@ -94,9 +100,10 @@ class _ResultBase:
         q = self.quality
         verdict = "no reliability flag" if q is None else \
             ("FLAGGED" if q.flag else "not flagged") if q.calibrated else "reliability not calibrated"
+        spread = f"{self.mean_node_std:.2f} px" if spread_measured(self) else "not measured (K=1)"
         return (f"Result(image={self.image!r}, {self.width}x{self.height}, {len(self.landmarks)} landmarks, "
                 f"samples={self.samples}, seed={self.seed}, model={self.model!r}, "
-                f"mean_node_std={self.mean_node_std:.2f} px, mean_latent_sigma={self.mean_latent_sigma:.4f}, {verdict})")
+                f"mean_node_std={spread}, mean_latent_sigma={self.mean_latent_sigma:.4f}, {verdict})")
 
     def __eq__(self, other: object) -> bool:
         """Every field equal, the arrays element by element (NaN equal to NaN): the dataclass default
