@@ -260,6 +260,7 @@ def test_installed_sdk_runs_with_the_onnxruntime_it_installs_beside_it(tmp_path,
     installed = Path(core.onnxruntime_library()).name  # the file, under its own name, and the soname link
     assert (libdir / installed).is_file() and not (libdir / installed).is_symlink()
     assert os.readlink(libdir / "libonnxruntime.so.1") == installed
+    assert str(libdir / "libonnxruntime.so.1") in (build / "install_manifest.txt").read_text().split()  # uninstalls
     # the execution providers ONNX Runtime loads from its library's folder (the wheel's, beside the file)
     providers = sorted(p.name for p in Path(core.onnxruntime_library()).parent.glob("libonnxruntime_providers_*.so"))
     assert providers and sorted(p.name for p in libdir.glob("libonnxruntime_providers_*.so")) == providers
@@ -303,6 +304,70 @@ def test_a_moved_sdk_links_its_static_library_to_the_onnxruntime_beside_it(tmp_p
     finally:
         away.rename(onnxruntime_root)
     assert _json(consumer / "consumer-cpp-static", pgm_images[:1]) == _json(cpp, pgm_images[:1])
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    """`cmake --install` of the build in build/ to a fresh prefix."""
+    prefix = tmp_path_factory.mktemp("installed") / "prefix"
+    _checked(["cmake", "--install", BUILD, "--prefix", prefix])
+    return prefix
+
+
+def _project(root: Path, cmake: str, sources: dict[str, str]) -> Path:
+    root.mkdir()
+    (root / "CMakeLists.txt").write_text("cmake_minimum_required(VERSION 3.18)\n" + cmake)
+    for name, text in sources.items():
+        (root / name).write_text(text)
+    return root
+
+
+def test_the_package_leaves_a_projects_onnxruntime_target_names_free(tmp_path, installed):
+    """The package made onnxruntime::headers (and ::onnxruntime) in the project's scope: a project that
+    then made its own, as find modules do, stopped with "another target with the same name already
+    exists" (or, behind if(NOT TARGET), silently got the package's, without include directories)."""
+    project = _project(tmp_path / "own", """project(own LANGUAGES C CXX)
+find_package(chexmask_rt CONFIG REQUIRED)
+add_library(onnxruntime::onnxruntime SHARED IMPORTED)
+add_library(onnxruntime::headers INTERFACE IMPORTED)
+""", {})
+    _checked(["cmake", "-S", project, "-B", tmp_path / "build", f"-DCMAKE_PREFIX_PATH={installed}"])
+
+
+def test_cxx_enabled_after_find_package_still_gets_cxx17(tmp_path, installed):
+    """The package asked for C++17 only if C++ was enabled when it was found: a C project that enabled
+    C++ afterwards compiled chexmask_rt.hpp as C++14 and failed on std::optional."""
+    project = _project(tmp_path / "late", """project(late LANGUAGES C)
+find_package(chexmask_rt CONFIG REQUIRED)
+enable_language(CXX)
+add_executable(app app.cpp)
+target_link_libraries(app PRIVATE chexmask_rt::chexmask_rt)
+""", {"app.cpp": "#include <chexmask_rt/chexmask_rt.hpp>\n"
+                 "int main() { return chexmask_rt::version()[0] != 0 ? 0 : 1; }\n"})
+    build = tmp_path / "build"
+    _checked(["cmake", "-S", project, "-B", build, f"-DCMAKE_PREFIX_PATH={installed}", "-DCMAKE_CXX_STANDARD=14"])
+    _checked(["cmake", "--build", build])
+    _checked([build / "app"])
+
+
+def test_an_onnxruntime_folder_copied_without_its_links_installs_a_runnable_sdk(tmp_path, onnxruntime_root):
+    """A release folder copied with cp -rL or unzipped holds libonnxruntime.so as a plain file: the install
+    put that file alone, and libchexmask_rt.so, which needs libonnxruntime.so.1, could not load."""
+    root = tmp_path / "onnxruntime-copied"
+    shutil.copytree(onnxruntime_root / "include", root / "include")
+    (root / "lib").mkdir()
+    shutil.copyfile(core.onnxruntime_library(), root / "lib" / "libonnxruntime.so")
+    build, prefix = tmp_path / "build", tmp_path / "prefix"
+    _checked(["cmake", "-S", REPO / "cpp", "-B", build, f"-DONNXRUNTIME_ROOT={root}"], env=_offline_env())
+    _checked(["cmake", "--build", build, "-j2", "--target", "chexmask_rt_shared"])
+    _checked(["cmake", "--install", build, "--prefix", prefix])
+    libdir = next(p for p in (prefix / "lib", prefix / "lib64") if p.is_dir())
+    assert os.readlink(libdir / "libonnxruntime.so.1") == "libonnxruntime.so"
+    assert str(libdir / "libonnxruntime.so.1") in (build / "install_manifest.txt").read_text().split()
+    env = dict(os.environ)
+    env.pop("LD_LIBRARY_PATH", None)
+    resolved = _checked(["ldd", libdir / "libchexmask_rt.so"], env=env).stdout
+    assert f"libonnxruntime.so.1 => {libdir / 'libonnxruntime.so.1'}" in resolved, resolved
 
 
 def test_header_fetch_failure_names_the_offline_option(tmp_path):

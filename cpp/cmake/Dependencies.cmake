@@ -50,8 +50,8 @@ if(ONNXRUNTIME_ROOT)
                         "include/onnxruntime_cxx_api.h and lib/libonnxruntime.so${_ort_dangling}")
   endif()
   set(ONNXRUNTIME_INCLUDE_DIR ${_ort_root_include})
-  add_library(onnxruntime::onnxruntime SHARED IMPORTED)
-  set_target_properties(onnxruntime::onnxruntime PROPERTIES
+  add_library(chexmask_rt::onnxruntime SHARED IMPORTED)
+  set_target_properties(chexmask_rt::onnxruntime PROPERTIES
     IMPORTED_LOCATION ${ONNXRUNTIME_LIBRARY}
     INTERFACE_INCLUDE_DIRECTORIES ${ONNXRUNTIME_INCLUDE_DIR})
   message(STATUS "ONNX Runtime library (linked): ${ONNXRUNTIME_LIBRARY}")
@@ -79,5 +79,5 @@ elseif(NOT ONNXRUNTIME_INCLUDE_DIR)
   endif()
 endif()
 message(STATUS "ONNX Runtime headers: ${ONNXRUNTIME_INCLUDE_DIR}")
-add_library(onnxruntime::headers INTERFACE IMPORTED)
-target_include_directories(onnxruntime::headers INTERFACE ${ONNXRUNTIME_INCLUDE_DIR})
+add_library(chexmask_rt::onnxruntime_headers INTERFACE IMPORTED)
+target_include_directories(chexmask_rt::onnxruntime_headers INTERFACE ${ONNXRUNTIME_INCLUDE_DIR})

@@ -13,18 +13,34 @@ install(DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR}/include/chexmask_rt DESTINATION ${
 install(EXPORT chexmask_rtTargets NAMESPACE chexmask_rt:: DESTINATION ${_cmake_dir})
 
 # An ONNXRUNTIME_ROOT build links its libonnxruntime, which the installed libchexmask_rt.so finds in its
-# own folder (RUNPATH $ORIGIN): install it there, the file under its own name plus the soname link
-# (libonnxruntime.so.1.x.y -> .so.1), and the archive's execution-provider libraries beside it, so that
-# the prefix runs as installed and can be copied to a device whole.
-if(TARGET onnxruntime::onnxruntime)
-  get_target_property(_ort_link onnxruntime::onnxruntime IMPORTED_LOCATION)
+# own folder (RUNPATH $ORIGIN) by the name the link recorded, the library's soname (libonnxruntime.so.1):
+# install the file under its own name plus a link of that name, and the archive's execution-provider
+# libraries beside it, so that the prefix runs as installed and can be copied to a device whole. The
+# soname is read from the file: a folder copied without its links (cp -rL, zip) holds plain files, and
+# one named libonnxruntime.so installed alone left an SDK whose programs could not start.
+if(TARGET chexmask_rt::onnxruntime)
+  get_target_property(_ort_link chexmask_rt::onnxruntime IMPORTED_LOCATION)
   get_filename_component(_ort_lib_dir "${_ort_link}" DIRECTORY)
   get_filename_component(_ort_file "${_ort_link}" REALPATH)
   get_filename_component(_ort_name "${_ort_file}" NAME)
   install(FILES "${_ort_file}" DESTINATION ${CMAKE_INSTALL_LIBDIR})
-  if(_ort_name MATCHES "^(.+\\.so\\.[0-9]+)\\..+$")
-    install(CODE "file(CREATE_LINK \"${_ort_name}\"
-                  \"\$ENV{DESTDIR}\${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_LIBDIR}/${CMAKE_MATCH_1}\" SYMBOLIC)")
+  set(_ort_soname "")
+  if(CMAKE_OBJDUMP)
+    execute_process(COMMAND ${CMAKE_OBJDUMP} -p "${_ort_file}" OUTPUT_VARIABLE _ort_dump ERROR_QUIET)
+    if(_ort_dump MATCHES "SONAME +([^ \n]+)")
+      set(_ort_soname "${CMAKE_MATCH_1}")
+    endif()
+  endif()
+  if(NOT _ort_soname AND _ort_name MATCHES "^(.+\\.so\\.[0-9]+)\\..+$")  # libonnxruntime.so.1.x.y
+    set(_ort_soname "${CMAKE_MATCH_1}")
+  elseif(NOT _ort_soname)
+    set(_ort_soname "libonnxruntime.so.1")  # every 1.x release's
+  endif()
+  if(NOT _ort_soname STREQUAL _ort_name)  # a link made here and installed as one: the manifest lists it
+    set(_ort_soname_link "${CMAKE_CURRENT_BINARY_DIR}/onnxruntime_soname/${_ort_soname}")
+    file(MAKE_DIRECTORY "${CMAKE_CURRENT_BINARY_DIR}/onnxruntime_soname")
+    file(CREATE_LINK "${_ort_name}" "${_ort_soname_link}" SYMBOLIC)
+    install(FILES "${_ort_soname_link}" DESTINATION ${CMAKE_INSTALL_LIBDIR})
   endif()
   # beside the archive's library, or beside the file it links to (a folder of links into a wheel)
   get_filename_component(_ort_file_dir "${_ort_file}" DIRECTORY)
@@ -43,7 +59,7 @@ endif()
 
 # The static library's users link what it links. Each imported target it names is recreated by the
 # package from the files this build used. The shared library's users link none of them, but their
-# links find its libonnxruntime.so.1 through the recreated onnxruntime::onnxruntime (-rpath-link).
+# links find its libonnxruntime.so.1 through the recreated chexmask_rt::onnxruntime (-rpath-link).
 # Read here, at the end of the configuration, so that it follows whatever the core links.
 set(CHEXMASK_RT_STATIC_DEPENDENCIES "")
 get_target_property(_links chexmask_rt LINK_LIBRARIES)
