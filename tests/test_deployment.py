@@ -125,3 +125,41 @@ def test_a_descriptor_started_closed_is_not_taken_by_the_next_file():
             "print(os.open(os.devnull, os.O_RDONLY))")
     proc = subprocess.run(["bash", "-c", f"'{sys.executable}' -c '{code}' 0<&- 2>&-"], capture_output=True, text=True)
     assert proc.returncode == 0 and int(proc.stdout) > 2, proc.stdout
+
+
+def _predict_json_to(stdout, env_extra: dict[str, str]) -> subprocess.Popen:
+    """`predict --json -` of one image five times (about 140 KB of JSON, past a pipe's 64 KiB) into `stdout`."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"} | env_extra
+    return subprocess.Popen([sys.executable, "-m", "chexmask_rt", "predict", *[str(IMAGE)] * 5, "--samples", "2",
+                             "--json", "-"], stdout=stdout, stderr=subprocess.PIPE, env=env)
+
+
+def test_json_cut_off_by_its_reader_is_an_error_also_unbuffered():
+    """With PYTHONUNBUFFERED=1, as containers set it, a pipe's short write was ignored: the JSON past its
+    first 64 KiB was lost, with exit 0 and nothing said."""
+    proc = _predict_json_to(subprocess.PIPE, {"PYTHONUNBUFFERED": "1"})
+    assert proc.stdout.read(10).startswith(b"[")
+    proc.stdout.close()
+    assert proc.wait(timeout=300) == 3 and "cannot write JSON" in proc.stderr.read().decode()
+
+
+@pytest.mark.parametrize("unbuffered", ["", "1"])
+def test_a_slow_reader_of_a_non_blocking_pipe_gets_all_the_json(unbuffered):
+    """A supervisor may hand over standard output as a non-blocking pipe: a reader busy for a moment got
+    the first 64 KiB at exit 0 (unbuffered), or nothing at exit 3."""
+    import fcntl
+    import json
+    import time
+
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, fcntl.F_SETFL, fcntl.fcntl(write_end, fcntl.F_GETFL) | os.O_NONBLOCK)
+    proc = _predict_json_to(write_end, {"PYTHONUNBUFFERED": unbuffered} if unbuffered else {})
+    os.close(write_end)
+    time.sleep(1)  # the reader is busy while the first images are predicted and the pipe fills
+    data = b""
+    while chunk := os.read(read_end, 65536):
+        data += chunk
+        time.sleep(0.05)
+    os.close(read_end)
+    assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()
+    assert len(json.loads(data)) == 5 and len(data) > 65536

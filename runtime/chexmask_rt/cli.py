@@ -9,6 +9,7 @@ import argparse
 import errno
 import json
 import os
+import select
 import signal
 import sys
 import threading
@@ -590,10 +591,28 @@ def _write_stdout(text: str, what: str) -> None:
     try:
         if 1 in _closed_at_start:
             raise OSError(errno.EBADF, "closed")
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        sys.stdout.flush()  # what is already in its buffer goes first
+        try:
+            fd = sys.stdout.fileno()
+        except (OSError, ValueError, AttributeError):  # not a file (a caller's own stream): its write is whole
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            return
+        _write_all(fd, text.encode(sys.stdout.encoding or "utf-8", sys.stdout.errors or "strict"))
     except (OSError, ValueError) as exc:
         raise InputError(f"standard output: cannot write {what} ({os_reason(exc)})") from None
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Every byte of ``data`` to ``fd``. Python's own layers are bypassed: with PYTHONUNBUFFERED (common in
+    containers) a pipe's short write was ignored, so JSON past its first 64 KiB was lost at exit 0, and a
+    non-blocking pipe whose reader was slow lost it all at exit 3; here the rest waits for the reader."""
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view):]
+        except BlockingIOError:
+            select.select([], [fd], [])
 
 
 def _main(argv: list[str] | None) -> int:
