@@ -163,3 +163,15 @@ def test_a_slow_reader_of_a_non_blocking_pipe_gets_all_the_json(unbuffered):
     os.close(read_end)
     assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()
     assert len(json.loads(data)) == 5 and len(data) > 65536
+
+
+@pytest.mark.parametrize("args", [["predict", IMAGE, "--json", "r.json"], ["predict", "img.png"],
+                                  ["batch", IMAGES, "--out", "out"]])
+def test_relative_paths_in_a_deleted_working_folder_are_one_line(tmp_path, args):
+    """predict ended in a traceback (exit 1, "some images failed") from realpath of a relative path, and
+    batch said "FileNotFoundError: [Errno 2] No such file or directory", naming nothing."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    proc = run([*args, "--samples", 2], cwd=gone, preexec_fn=lambda: os.rmdir(gone))  # after the child's chdir
+    assert proc.returncode == 3 and "Traceback" not in proc.stderr, proc.stderr
+    assert "the working folder is gone" in proc.stderr

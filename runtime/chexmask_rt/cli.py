@@ -644,7 +644,12 @@ def _main(argv: list[str] | None) -> int:
     if args.command == "predict" and args.overlay and len(args.images) > 1 and not _overlay_folder(args.overlay, False):
         parser.error(f"--overlay {args.overlay} names one picture, but {len(args.images)} images were given: "
                      "name a folder (it gets one <image name>.png each)")
-    if args.command == "predict" and (clash := _output_clash(args)):
+    try:
+        clash = args.command == "predict" and _output_clash(args)
+    except OSError as exc:  # realpath of a relative path, with the working folder deleted
+        _error(f"chexmask-rt: error: {type(exc).__name__}: {first_line(exc)}{_gone_folder_hint()}")
+        return EXIT_INPUT
+    if clash:
         parser.error(clash)
     if getattr(args, "backend", None) == "python":
         print("chexmask-rt: error: --backend python is gone: the native core is the only pipeline "
@@ -657,17 +662,26 @@ def _main(argv: list[str] | None) -> int:
     except ChexmaskError as exc:
         if args.debug:
             traceback.print_exc()
-        _error(f"chexmask-rt: error: {exc}")
+        _error(f"chexmask-rt: error: {exc}{_gone_folder_hint()}")
         return EXIT_MODEL if isinstance(exc, ModelError) else EXIT_INPUT
     except (OSError, MemoryError) as exc:  # the machine, not our code: a full disk, a missing folder, no memory
         if args.debug:
             traceback.print_exc()
-        _error(f"chexmask-rt: error: {type(exc).__name__}: {first_line(exc)}")
+        _error(f"chexmask-rt: error: {type(exc).__name__}: {first_line(exc)}{_gone_folder_hint()}")
         return EXIT_INPUT
     except KeyboardInterrupt as exc:
         resume = " (rerun the same command to resume)" if args.command == "batch" else ""
         _error(f"chexmask-rt: {'terminated' if isinstance(exc, _Terminated) else 'interrupted'}{resume}")
         return 143 if isinstance(exc, _Terminated) else 130
+
+
+def _gone_folder_hint() -> str:
+    """Why an error names no file: the working folder was deleted, so no relative path resolves."""
+    try:
+        os.getcwd()
+    except OSError:
+        return " (the working folder is gone: relative paths cannot be found; give absolute ones)"
+    return ""
 
 
 def _error(line: str) -> None:
