@@ -199,7 +199,7 @@ def test_a_refused_folder_keeps_its_skipped_list_and_gains_none(tmp_path, images
     holder = hold_lock(busy)
     try:
         proc = cli("batch", source, "--out", busy, "--samples", 2, "--no-progress")
-        one_line_error(proc, 3, "in use by another chexmask-rt batch")
+        one_line_error(proc, 3, "in use by another chexmask-rt run")
         assert (busy / "skipped.csv").read_text() == "File,Reason\n/a/running/batch.txt,its own reason\n"
     finally:
         holder.send_signal(signal.SIGKILL)
@@ -217,7 +217,7 @@ def test_a_second_run_into_a_locked_folder_is_refused_and_a_killed_holder_leaves
     holder = hold_lock(out)
     try:
         proc = cli("batch", listing(tmp_path, images[:1]), "--out", out, "--samples", 2, "--no-progress")
-        one_line_error(proc, 3, f"{out}: in use by another chexmask-rt batch (pid {holder.pid} on ")
+        one_line_error(proc, 3, f"{out}: in use by another chexmask-rt run (pid {holder.pid} on ")
         assert not (out / "results.csv").exists()
     finally:
         holder.send_signal(signal.SIGKILL)

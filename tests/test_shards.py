@@ -359,3 +359,20 @@ def test_merge_keeps_two_exports_whose_files_are_written_alike(tmp_path, shared_
         assert proc.returncode == 0, proc.stderr
     summary = merge_folders([tmp_path / "oX", tmp_path / "oY"], tmp_path / "all")
     assert (summary.rows, summary.duplicates) == (2, 0)
+
+
+def test_a_merge_into_a_folder_another_merge_holds_is_refused(tmp_path):
+    """Two merges into one new folder at once mixed one's rows with the other's batch.json (4 of 20 tries),
+    or both failed and left errors.csv behind (4 more)."""
+    from chexmask_rt.batch_folder import folder_lock
+
+    a = _fake_folder(tmp_path / "a", ["x"])
+    out = tmp_path / "all"
+    out.mkdir()
+    with folder_lock(out):  # as the other merge holds it while it writes
+        with pytest.raises(InputError, match="in use by another chexmask-rt run"):
+            merge_folders([a], out)
+        assert [p.name for p in out.iterdir()] == [".chexmask-rt.lock"]
+    (out / ".chexmask-rt.lock").unlink()  # what the holder does when it has made the folder
+    assert merge_folders([a], out).rows == 1
+    assert sorted(p.name for p in out.iterdir()) == ["batch.json", "errors.csv", "results.csv"]

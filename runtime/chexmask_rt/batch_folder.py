@@ -74,7 +74,7 @@ def folder_lock(out: Path) -> Iterator[bool]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 256, 0).decode("utf-8", "replace").strip() or "a process that is starting"
-            raise InputError(f"{out}: in use by another chexmask-rt batch ({holder}); wait for it to end "
+            raise InputError(f"{out}: in use by another chexmask-rt run ({holder}); wait for it to end "
                              "or use another --out") from None
         try:  # who holds it, for the message above; the lock itself does not depend on this text
             os.ftruncate(fd, 0)

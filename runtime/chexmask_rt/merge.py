@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .batch import ERROR_COLUMNS
-from .batch_folder import (ERRORS_NAME, FINISHED_KEY, INPUTS_KEY, MANIFEST_NAME, RESULTS_NAME, csv_fields_of_any_size,
-                           folder_in_use, real_path_of, record_fields, whole_records)
+from .batch_folder import (ERRORS_NAME, FINISHED_KEY, INPUTS_KEY, LOCK_NAME, MANIFEST_NAME, RESULTS_NAME,
+                           csv_fields_of_any_size, folder_in_use, folder_lock, real_path_of, record_fields,
+                           whole_records)
 from .csv_lines import LineWriter
 from .csv_output import SCHEMA_HEADERS, schema_of
 from .discovery import SKIPPED_NAME
@@ -214,8 +215,7 @@ def merge_folders(folders: Sequence[str | os.PathLike], out: str | os.PathLike) 
     # a new folder: merge writes its files whole or not at all, never over (or through a link to)
     # files that are there already
     partial = out / (RESULTS_NAME + ".partial")  # a merge killed outright leaves it: it is ours to replace
-    if out.exists() and (not out.is_dir() or any(p != partial or p.is_symlink() for p in out.iterdir())):
-        raise InputError(f"{out} already exists and is not an empty folder; merge into a new folder")
+    _check_empty(out, partial)
     headers = {folder: _header(folder / RESULTS_NAME) for folder in paths}
     header = _merged_header(headers, paths[0])
     if header is None or "Image" not in header:
@@ -227,7 +227,27 @@ def merge_folders(folders: Sequence[str | os.PathLike], out: str | os.PathLike) 
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"{out}: cannot create the output folder ({os_reason(exc)})") from None
+    # two merges into one new folder mixed their rows and manifests, or both failed and left files: one
+    # holds the folder's lock, as a batch does, and the other is refused before it writes anything
+    with folder_lock(out) as created:
+        try:
+            _check_empty(out, partial)  # again: another merge may have finished in it meanwhile
+            return _merge_into(out, partial, paths, header, headers, manifests, coverage)
+        finally:
+            if created:  # the merged folder holds its results alone, as before locks
+                (out / LOCK_NAME).unlink(missing_ok=True)
 
+
+def _check_empty(out: Path, partial: Path) -> None:
+    """``out`` is absent or an empty folder but for what a killed merge leaves (its partial file, its lock)."""
+    ours = (partial.name, LOCK_NAME)
+    if out.exists() and (not out.is_dir() or any(p.name not in ours or p.is_symlink() for p in out.iterdir())):
+        raise InputError(f"{out} already exists and is not an empty folder; merge into a new folder")
+
+
+def _merge_into(out: Path, partial: Path, paths: list[Path], header: list[str], headers: dict, manifests: dict,
+                coverage: "_Coverage") -> MergeSummary:
+    """The merge itself, holding ``out``'s lock: every file whole, or (refused or failed) none left."""
     keys = {folder: real_path_of(manifests.get(folder, {}).get(INPUTS_KEY) or []) for folder in paths}
     seen = _Seen()
     settings: dict[str, str] | None = None
@@ -257,19 +277,19 @@ def merge_folders(folders: Sequence[str | os.PathLike], out: str | os.PathLike) 
                     writer.writerow([row.get(c, "") for c in header])
                     rows += 1
         errors = _merge_side_files(paths, out, seen, keys)
+        if len(manifests) == len(paths):  # the merged rows share one engine and settings: say which
+            inputs = [pair for m in manifests.values() for pair in m.get(INPUTS_KEY) or []]
+            complete = not coverage.missing and not coverage.unfinished
+            merged = {**next(iter(manifests.values())), "Shard": "merged",
+                      INPUTS_KEY: [list(pair) for pair in dict.fromkeys(map(tuple, inputs))],
+                      SHARDS_KEY: coverage.shards, UNFINISHED_SHARDS_KEY: coverage.open_shards,
+                      WHOLE_INPUTS_KEY: coverage.whole_inputs, FINISHED_KEY: complete}
+            (out / MANIFEST_NAME).write_text(json.dumps(merged, indent=1) + "\n", encoding="utf-8")
+        os.replace(partial, out / RESULTS_NAME)  # last: a folder with results.csv is a finished merge
     except BaseException:  # a refused or failed merge leaves nothing behind: the folder was empty
-        for name in (partial.name, ERRORS_NAME, SKIPPED_NAME):
+        for name in (partial.name, ERRORS_NAME, SKIPPED_NAME, MANIFEST_NAME):
             (out / name).unlink(missing_ok=True)
         raise
-    os.replace(partial, out / RESULTS_NAME)  # last: a folder with results.csv is a finished merge
-    if len(manifests) == len(paths):  # the merged rows share one engine and settings: say which
-        inputs = [pair for m in manifests.values() for pair in m.get(INPUTS_KEY) or []]
-        complete = not coverage.missing and not coverage.unfinished
-        merged = {**next(iter(manifests.values())), "Shard": "merged",
-                  INPUTS_KEY: [list(pair) for pair in dict.fromkeys(map(tuple, inputs))],
-                  SHARDS_KEY: coverage.shards, UNFINISHED_SHARDS_KEY: coverage.open_shards,
-                  WHOLE_INPUTS_KEY: coverage.whole_inputs, FINISHED_KEY: complete}
-        (out / MANIFEST_NAME).write_text(json.dumps(merged, indent=1) + "\n", encoding="utf-8")
     return MergeSummary(folders=len(paths), rows=rows, duplicates=duplicates, errors=errors,
                         missing_shards=coverage.missing, shard_count=coverage.count, unfinished=coverage.unfinished)
 
