@@ -8,7 +8,7 @@ letterbox and polygon_mask release the GIL while they work; an Engine may be sha
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TypedDict
+from typing import TypedDict, type_check_only
 
 import numpy as np
 import numpy.typing as npt
@@ -22,6 +22,7 @@ MAX_THREADS: int  # EngineOptions.threads: 1..MAX_THREADS, or None for one per p
 SECOND_LOOK_FILL: float
 CROP_ONLY_BELOW: float
 
+@type_check_only  # the rows are plain dicts at run time: this names their keys for type checkers
 class FieldRow(TypedDict):
     """One row of cpp/include/chexmask_rt/result_fields.def (its header explains the columns)."""
     name: str          # Result attribute and JSON key
@@ -126,8 +127,20 @@ class Result:
     """One image's result in original pixels; array properties return fresh copies.
 
     One property per row of RESULT_FIELDS (position/spread: (N, 2); vector: (latents,);
-    samples: (K, N, 2) or None), plus the scores below."""
-    def __getattr__(self, field: str) -> npt.NDArray[np.float64] | None: ...
+    samples: (K, N, 2) or None), plus the scores below. tests/test_core_stub.py checks that the table
+    properties here are the table's rows."""
+    @property
+    def landmarks(self) -> npt.NDArray[np.float64]: ...  # (N, 2)
+    @property
+    def landmarks_std(self) -> npt.NDArray[np.float64]: ...  # (N, 2)
+    @property
+    def landmarks_mu(self) -> npt.NDArray[np.float64]: ...  # (N, 2)
+    @property
+    def latent_mu(self) -> npt.NDArray[np.float64]: ...  # (latents,)
+    @property
+    def latent_sigma(self) -> npt.NDArray[np.float64]: ...  # (latents,)
+    @property
+    def landmark_samples(self) -> npt.NDArray[np.float64] | None: ...  # (K, N, 2); None without the output
     @property
     def node_uncertainty(self) -> npt.NDArray[np.float64]: ...  # (N,)
     @property
@@ -171,7 +184,7 @@ class Engine:
         value, content <= 255 as uint8) or float32 in [0, 1].
         second_look: a second engine call on a crop around the first answer's lungs (README, "The second look");
         None: the engine's own default (info.second_look)."""
-    def predict_batch(self, images: Sequence[npt.NDArray[np.uint8] | npt.NDArray[np.uint16] | npt.NDArray[np.float32]],
+    def predict_batch(self, images: list[npt.NDArray[np.uint8] | npt.NDArray[np.uint16] | npt.NDArray[np.float32]],
                       samples: int, seed: int = 0,
                       bit_depth: int | Sequence[int | None] | None = None,
                       second_look: bool | None = None) -> list[Result]:

@@ -123,7 +123,7 @@ class RunRows:
         self.summary.failed += 1
 
 
-def collect_inputs(source: str | os.PathLike, *, exclude: str | os.PathLike | None = None) -> list[str]:
+def collect_inputs(source: str | os.PathLike[str], *, exclude: str | os.PathLike[str] | None = None) -> list[str]:
     """The images named by ``source``: a folder (searched recursively for PNG/JPEG/TIFF/BMP/DICOM,
     DICOM also by its marker whatever the name: :func:`chexmask_rt.discovery.discover`, leaving out
     the folder ``exclude``, e.g. the output folder), a .txt list (one path per line, '#' comments)
@@ -212,7 +212,7 @@ def run_identity(segmenter, samples: int, seed: int, second_look: bool, shard: s
 
 
 @contextmanager
-def prepare_output(segmenter, images: Sequence[str], out_dir: str | os.PathLike, samples: int, seed: int,
+def prepare_output(segmenter, images: Sequence[str], out_dir: str | os.PathLike[str], samples: int, seed: int,
                    second_look: bool | None, shard: str | None = None,
                    skipped: Sequence[tuple[str, str]] = (),
                    input_root: str | None = None) -> Iterator[tuple[Path, bool, list[str], list[str], dict[str, str]]]:
@@ -267,8 +267,8 @@ def check_outputs(segmenter, overlays: str | None, dicom_seg, dicom_sr) -> None:
 
 def write_image_outputs(result, image: str, stem: str, *, pixels: Callable[[], np.ndarray],
                         masks_dir: Path | None = None, overlays: str | None = None, overlays_dir: Path | None = None,
-                        dicom_seg: str | os.PathLike | None = None,
-                        dicom_sr: str | os.PathLike | None = None) -> dict[str, str]:
+                        dicom_seg: str | os.PathLike[str] | None = None,
+                        dicom_sr: str | os.PathLike[str] | None = None) -> dict[str, str]:
     """A segmented image's files, then its ``results.csv`` row; local and Ray runs alike. The files:
     its DICOM objects, its mask PNGs in ``masks_dir``, and its picture in ``overlays_dir`` when
     ``overlays`` asks for it ("all", or "flagged" where the reliability flag marks the image), drawn
@@ -331,10 +331,10 @@ def outside_output(images: Sequence[str], out: Path) -> tuple[list[str], list[tu
     return readable, refused
 
 
-def run_batch(segmenter, images: Sequence[str], out_dir: str | os.PathLike, *, samples: int = 50, seed: int = 0,
+def run_batch(segmenter, images: Sequence[str], out_dir: str | os.PathLike[str], *, samples: int = 50, seed: int = 0,
               workers: int = 4, batch_size: int | None = None, masks: bool = False, progress: bool = True,
               second_look: bool | None = None, max_pixels: int | None = None, overlays: str | None = None,
-              dicom_seg: str | os.PathLike | None = None, dicom_sr: str | os.PathLike | None = None,
+              dicom_seg: str | os.PathLike[str] | None = None, dicom_sr: str | os.PathLike[str] | None = None,
               shard: str | None = None, skipped: Sequence[tuple[str, str]] = (),
               input_root: str | None = None) -> BatchSummary:
     """Segment ``images`` into ``out_dir`` (see the module doc); a failing image is recorded, not raised.
@@ -378,7 +378,7 @@ class _Run:
 
     def __init__(self, segmenter, out: Path, summary: BatchSummary, *, masks: bool, progress: bool,
                  stems: dict[str, str], total: int,
-                 dicom_dirs: tuple[str | os.PathLike | None, str | os.PathLike | None] = (None, None),
+                 dicom_dirs: tuple[str | os.PathLike[str] | None, str | os.PathLike[str] | None] = (None, None),
                  overlays: str | None = None):
         from .progress import progress_bar
 

@@ -127,7 +127,7 @@ def csv_text(results: Iterable[Result]) -> str:
     return csv_line(COLUMNS) + "".join(csv_line([row.get(c, "") for c in COLUMNS]) for row in rows)
 
 
-def write_csv(path: str | os.PathLike, results: Iterable[Result]) -> None:
+def write_csv(path: str | os.PathLike[str], results: Iterable[Result]) -> None:
     """Write ``results`` as a CSV file (header + rows); an unwritable path is an InputError naming it."""
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -136,7 +136,7 @@ def write_csv(path: str | os.PathLike, results: Iterable[Result]) -> None:
         raise InputError(f"{path}: cannot write CSV ({os_reason(exc)})") from exc
 
 
-def write_masks(folder: str | os.PathLike, stem: str, result: Result) -> list[Path]:
+def write_masks(folder: str | os.PathLike[str], stem: str, result: Result) -> list[Path]:
     """Write ``<stem>_right_lung.png``, ``_left_lung.png``, ``_heart.png`` (0/255, original size) into ``folder``."""
     folder = Path(folder)
     try:

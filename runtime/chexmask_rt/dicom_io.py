@@ -64,12 +64,12 @@ _META_GROUP_LENGTH = b"\x02\x00\x00\x00UL"  # (0002,0000) UL, explicit VR little
 _INFLATED_BYTES_PER_PIXEL = 8
 
 
-def looks_like_dicom(path: str | os.PathLike, head: bytes) -> bool:
+def looks_like_dicom(path: str | os.PathLike[str], head: bytes) -> bool:
     """True for a Part 10 file ('DICM' after the 128-byte preamble) or a .dcm/.dicom name."""
     return head[DICM_OFFSET:DICM_HEAD] == DICM_MARKER or Path(path).suffix.lower() in DICOM_SUFFIXES
 
 
-def is_dicom_file(path: str | os.PathLike) -> bool:
+def is_dicom_file(path: str | os.PathLike[str]) -> bool:
     """:func:`looks_like_dicom` for a file on disk; False when it cannot be read."""
     try:
         with open(path, "rb") as f:
@@ -79,7 +79,7 @@ def is_dicom_file(path: str | os.PathLike) -> bool:
     return looks_like_dicom(path, head)
 
 
-def read_dicom(path: str | os.PathLike, *, max_pixels: int | None = None) -> np.ndarray:
+def read_dicom(path: str | os.PathLike[str], *, max_pixels: int | None = None) -> np.ndarray:
     """Decode one single-frame DICOM image to a gray uint8/uint16 (or RGB uint8) array.
 
     The header's Rows x Columns, and the size of a compressed frame's own header, are checked

@@ -37,7 +37,7 @@ from .dicom_source import (IMAGER_PIXEL_SPACING, MAGNIFICATION_CORRECTED, PIXEL_
 from .dicom_io import check_orientation
 from .errors import InputError, ModelError, os_reason
 from .measures import measure
-from .result import spread_measured
+from .quality import spread_measured
 from .whole_files import write_whole_unclaimed
 
 if TYPE_CHECKING:

@@ -25,7 +25,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import InputError, first_line
 
@@ -50,7 +50,7 @@ class PixelSpacing:
         """True when lengths are as projected on the detector, i.e. magnified."""
         return self.source == IMAGER_PIXEL_SPACING
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """The JSON object ``measures.pixel_spacing``."""
         return {"row_mm": self.row, "column_mm": self.column, "source": self.source,
                 "at_detector": self.at_detector}
@@ -122,7 +122,7 @@ def source_of(ds) -> DicomSource:
     return DicomSource(*(str(ds.get(k, "") or "") for k in UID_KEYWORDS), spacing=spacing, spacing_note=note)
 
 
-def read_header(path: str | os.PathLike):
+def read_header(path: str | os.PathLike[str]):
     """A DICOM file's dataset without its pixel data; an unreadable file is an InputError naming it."""
     import pydicom
 

@@ -37,7 +37,7 @@ class Discovery:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
-def discover(root: str | os.PathLike, *, exclude: str | os.PathLike | None = None) -> Discovery:
+def discover(root: str | os.PathLike[str], *, exclude: str | os.PathLike[str] | None = None) -> Discovery:
     """Walk ``root`` recursively and sort its files into images and skipped ones (see the module
     doc). Links to files are followed; links to folders are not (a loop would never end), and are
     listed as skipped with the reason, as are folders that cannot be listed, broken links and
@@ -195,7 +195,7 @@ def _non_image_reason(sop_class: str | None) -> str | None:
     return f"DICOM {name} object ({sop_class}), not an image"
 
 
-def write_skipped(folder: str | os.PathLike, skipped: list[tuple[str, str]]) -> Path:
+def write_skipped(folder: str | os.PathLike[str], skipped: list[tuple[str, str]]) -> Path:
     """``folder/skipped.csv`` (``File,Reason``), rewritten each run like ``errors.csv``."""
     path = Path(folder) / SKIPPED_NAME
     path.parent.mkdir(parents=True, exist_ok=True)

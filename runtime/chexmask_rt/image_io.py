@@ -29,7 +29,7 @@ from .limits import check_file_size, check_pixels, resolve_max_pixels
 from .native_gate import native_call
 
 
-def read_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> np.ndarray:
+def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = None) -> np.ndarray:
     """Decode a PNG/JPEG/TIFF/BMP file to a gray or RGB(A) array in its own bit depth,
     or a DICOM file to a rendered gray array (see :mod:`chexmask_rt.dicom_io`).
 
@@ -39,7 +39,7 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> np.
         return _read_image(path, max_pixels)
 
 
-def _read_image(path: str | os.PathLike, max_pixels: int | None) -> np.ndarray:
+def _read_image(path: str | os.PathLike[str], max_pixels: int | None) -> np.ndarray:
     limit = resolve_max_pixels(max_pixels)
     p = Path(path_text(path, InputError, "an image"))
     try:  # stat refuses some paths itself: a name too long, a folder without search permission

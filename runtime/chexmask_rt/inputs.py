@@ -12,7 +12,7 @@ from .errors import InputError
 from .image_io import read_image, to_gray
 from .limits import check_pixels, resolve_max_pixels
 
-ImageLike = Union[str, os.PathLike, np.ndarray]
+ImageLike = Union[str, os.PathLike[str], np.ndarray]
 DEFAULT_SAMPLES = 50  # as in the CheXmask-U paper
 MAX_SAMPLES = core.MAX_SAMPLES
 # Images handed to the core together when the caller does not choose (batch_size=None). On the CPU

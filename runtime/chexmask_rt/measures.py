@@ -42,6 +42,7 @@ the areas on the shared radiographs (``python -m benchmarks.measure_std``). With
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -136,7 +137,7 @@ class Measures:
         """Each area's std over the decoded samples in mm2; None without a spacing or without samples."""
         return {k: self._mm(v, 2) for k, v in self.area_std_px2.items()}
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """JSON-ready: values in px and, with a spacing, in mm; None where unknown."""
         return {
             "cardiothoracic_ratio": self.ctr, "cardiothoracic_ratio_std": self.ctr_std,

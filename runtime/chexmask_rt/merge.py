@@ -196,7 +196,7 @@ def _coverage(manifests: dict[Path, dict]) -> _Coverage:
     return _Coverage(missing, count, unfinished, sorted(done), sorted(open_shards), sorted(wholes))
 
 
-def merge_folders(folders: Sequence[str | os.PathLike], out: str | os.PathLike) -> MergeSummary:
+def merge_folders(folders: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str]) -> MergeSummary:
     """Merge batch output ``folders`` into ``out`` (see the module doc). Raises InputError for a
     folder without ``results.csv``, folders of different columns, engines or settings, and an
     ``out`` that is one of the inputs or already holds results."""

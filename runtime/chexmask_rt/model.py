@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 
@@ -92,7 +93,7 @@ def _checked(options: EngineOptions) -> EngineOptions:
     return options
 
 
-def _model_path(model: str | os.PathLike) -> Path:
+def _model_path(model: str | os.PathLike[str]) -> Path:
     """The engine file's path, else a ModelError naming what is wrong with it (the core takes paths
     as UTF-8: a name that is not raised a bare UnicodeEncodeError)."""
     text = path_text(model, ModelError, "a model")
@@ -124,7 +125,7 @@ def _quality_file(engine: Path) -> str:
     return str(shipped) if shipped.is_file() else ""
 
 
-def load(model: str | os.PathLike | None = None, *, backend: str = "auto", threads: int | None = None,
+def load(model: str | os.PathLike[str] | None = None, *, backend: str = "auto", threads: int | None = None,
          device: str | None = None, engine_options: EngineOptions | None = None,
          max_pixels: int | None = None) -> "Segmenter":
     """Open an engine written by ``chexmask-rt export`` (default: the shipped model).
@@ -187,7 +188,7 @@ class Segmenter:
     and a process forked from one (``multiprocessing``'s "fork") may use it too: a fork waits for
     the engine calls in flight (:mod:`chexmask_rt.native_gate`)."""
 
-    def __init__(self, path: str | os.PathLike, options: EngineOptions = EngineOptions()):
+    def __init__(self, path: str | os.PathLike[str], options: EngineOptions = EngineOptions()):
         options = _checked(options)
         self.path = _model_path(path)
         with native_call():
@@ -215,14 +216,14 @@ class Segmenter:
     def __enter__(self) -> "Segmenter":
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def __repr__(self) -> str:
         return (f"Segmenter({self.model_id!r}, path={str(self.path)!r}, backend={self.backend!r}, "
                 f"providers={self.providers!r})")
 
-    def __reduce__(self):
+    def __reduce__(self) -> NoReturn:
         # an open engine cannot travel: pickling it for every task (Pool.map(seg.predict, files)) would
         # also reopen it per chunk of work, so the refusal says how to give each worker its own
         raise TypeError("a Segmenter holds an open engine and cannot be pickled or copied: open one in each worker "

@@ -10,7 +10,8 @@ import numpy as np
 from .anatomy import organ_slices
 from .errors import InputError, os_reason
 from .notice import INTENDED_USE
-from .result import Result, look_kind, spread_measured
+from .quality import spread_measured
+from .result import Result, look_kind
 from .whole_files import write_bytes_whole
 
 # Okabe and Ito's orange, bluish green and blue, told apart with the common colour-vision deficiencies
@@ -122,7 +123,7 @@ def _reliability_line(result: Result) -> tuple[str, tuple[int, int, int]] | None
     return "reliability: within the calibrated thresholds", (255, 255, 255)
 
 
-def draw_overlay(image: np.ndarray | str | os.PathLike, result: Result, *, max_side: int = 1024) -> np.ndarray:
+def draw_overlay(image: np.ndarray | str | os.PathLike[str], result: Result, *, max_side: int = 1024) -> np.ndarray:
     """Return a BGR uint8 picture: the three contours, and for each landmark an ellipse of one std
     (x and y axes) coloured by its node std on one fixed scale, with a legend on a black band below
     the image, where it hides no anatomy: the reliability verdict (a flagged result is framed red),
@@ -204,7 +205,7 @@ def draw_overlay(image: np.ndarray | str | os.PathLike, result: Result, *, max_s
     return canvas
 
 
-def write_overlay(path: str | os.PathLike, image: np.ndarray | str | os.PathLike, result: Result) -> None:
+def write_overlay(path: str | os.PathLike[str], image: np.ndarray | str | os.PathLike[str], result: Result) -> None:
     """The picture of ``result`` over ``image`` (:func:`draw_overlay`) written whole to ``path`` (its
     suffix picks the format; PNG at zlib level 9, half the size of OpenCV's default, about 0.1 s);
     InputError naming ``path`` when it cannot be."""

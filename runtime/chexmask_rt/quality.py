@@ -21,10 +21,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from . import _core
+    from .result import Result
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class Quality:
         """The verdict of a ``chexmask_rt._core.Quality`` (a picklable, comparable copy)."""
         return cls(bool(quality.flag), str(quality.reason), bool(quality.calibrated))
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """The JSON object ``quality``: flag, reason, calibrated."""
         return {"flag": self.flag, "reason": self.reason, "calibrated": self.calibrated}
 
@@ -50,3 +51,9 @@ def calibration_path(engine: str | Path) -> Path:
     ``chexmask_rt._core.default_quality_file``)."""
     engine = Path(engine)
     return engine.with_name(engine.stem + ".quality.json")
+
+
+def spread_measured(result: Result) -> bool:
+    """Whether ``result``'s node std measures a spread: False for one decode (K = 1 without a pooled
+    second look), whose std is 0 because there is nothing to spread, not because the model is sure."""
+    return result.samples > 1 or (result.second_look is not None and result.second_look.look == "pooled")

@@ -54,7 +54,7 @@ MAX_BLOCKS = 4096  # Ray Data's per-block bookkeeping: an archive of 676k images
 RAY_TASK_RETRIES = 2  # tries of a batch after its worker died, on a restarted one
 
 
-def engine_files(model: str | os.PathLike | None) -> dict[str, bytes] | None:
+def engine_files(model: str | os.PathLike[str] | None) -> dict[str, bytes] | None:
     """What an actor needs to open ``model`` without a shared file system: the engine's bytes and
     its calibration file's, by file name. None for the shipped model, which every node has."""
     if model is None or Path(model).resolve() == default_model_path().resolve():
@@ -182,13 +182,13 @@ def check_reachable(address: str, timeout: float = 10.0) -> None:
         raise InputError(f"--ray {address}: no Ray head answers there ({os_reason(exc)})") from None
 
 
-def run_ray(segmenter, model: str | os.PathLike | None, images: Sequence[str], out_dir: str | os.PathLike, *,
+def run_ray(segmenter, model: str | os.PathLike[str] | None, images: Sequence[str], out_dir: str | os.PathLike[str], *,
             address: str = "local", samples: int = 50, seed: int = 0, second_look: bool | None = None,
             masks: bool = False, progress: bool = True, shard: str | None = None, threads: int | None = None,
             actors: int | None = None, batch_size: int | None = None, workers: int = 2,
             backend: str = "auto", device: str | None = None, max_pixels: int | None = None,
             skipped: Sequence[tuple[str, str]] = (), input_root: str | None = None, overlays: str | None = None,
-            dicom_seg: str | os.PathLike | None = None, dicom_sr: str | os.PathLike | None = None) -> BatchSummary:
+            dicom_seg: str | os.PathLike[str] | None = None, dicom_sr: str | os.PathLike[str] | None = None) -> BatchSummary:
     """``run_batch`` on Ray (see the module doc): same output folder, same resume, same summary.
 
     ``segmenter``: the engine opened by the driver (its identity and settings); ``model``: the path it
@@ -226,7 +226,7 @@ def _stream_rows(todo: list[str], out: Path, rows: RunRows, *,
                  address: str, model, samples: int, seed: int, second_look: bool, masks: bool, progress: bool,
                  threads: int, actors: int | None, batch_size: int | None, workers: int, backend: str,
                  device: str | None, max_pixels: int | None, stems: dict[str, str], overlays: str | None,
-                 dicom_dirs: tuple[str | os.PathLike | None, str | os.PathLike | None]) -> None:
+                 dicom_dirs: tuple[str | os.PathLike[str] | None, str | os.PathLike[str] | None]) -> None:
     from .progress import progress_bar
 
     ray = _init_ray(address, None)

@@ -17,7 +17,7 @@ from .anatomy import organ_slices
 from .dicom_source import UID_KEYWORDS, DicomSource
 from .measures import Measures, measure
 from .notice import INTENDED_USE
-from .quality import Quality
+from .quality import Quality, spread_measured
 
 if TYPE_CHECKING:  # the 'dicom' extra's types and the core's, for type checkers only
     from highdicom.seg import Segmentation
@@ -58,7 +58,7 @@ class SecondLook:
         return cls(str(look.look), float(look.first_fill), int(look.crop_left), int(look.crop_top),
                    int(look.crop_side))
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """The JSON object: without the crop when there was none."""
         out = {"look": self.look, "first_fill": self.first_fill}
         if self.look != "none":
@@ -69,12 +69,6 @@ class SecondLook:
 def look_kind(result: "Result") -> str:
     """How ``result`` was made: "pooled", "crop_only" or "none"; "off" when no second look was asked for."""
     return "off" if result.second_look is None else result.second_look.look
-
-
-def spread_measured(result: "Result") -> bool:
-    """Whether ``result``'s node std measures a spread: False for one decode (K = 1 without a pooled
-    second look), whose std is 0 because there is nothing to spread, not because the model is sure."""
-    return result.samples > 1 or look_kind(result) == "pooled"
 
 
 class _ResultBase:
@@ -160,7 +154,7 @@ class _ResultBase:
         return measure(self.landmarks, self.landmark_samples, None if self.source is None else self.source.spacing,
                        (self.height, self.width))
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (the format of ``chexmask-rt predict --json``).
 
         The table's fields marked for the JSON follow the run's settings, then the scores, the second

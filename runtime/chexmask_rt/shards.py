@@ -39,12 +39,12 @@ class Shard:
     def __str__(self) -> str:
         return f"{self.index}/{self.count}"
 
-    def select(self, images: Sequence[str], root: str | os.PathLike) -> list[str]:
+    def select(self, images: Sequence[str], root: str | os.PathLike[str]) -> list[str]:
         """The images of ``images`` that fall in this shard, in their given order."""
         return [image for image in images if shard_of(image, root, self.count) == self.index]
 
 
-def shard_key(image: str, root: str | os.PathLike) -> str:
+def shard_key(image: str, root: str | os.PathLike[str]) -> str:
     """What the shard hash reads: the image's path relative to ``root`` with '/' separators, so that
     the archive may sit at different mount points on different nodes; the path as given when it
     lies outside ``root``."""
@@ -54,21 +54,21 @@ def shard_key(image: str, root: str | os.PathLike) -> str:
     return Path(os.path.relpath(path, base)).as_posix()
 
 
-def shard_of(image: str, root: str | os.PathLike, count: int) -> int:
+def shard_of(image: str, root: str | os.PathLike[str], count: int) -> int:
     """The shard (0..count-1) of ``image``: its key's sha256 read as a number, modulo ``count``."""
     digest = hashlib.sha256(shard_key(image, root).encode("utf-8", "surrogateescape")).digest()
     return int.from_bytes(digest[:8], "big") % count
 
 
-def input_root(source: str | os.PathLike) -> Path:
+def input_root(source: str | os.PathLike[str]) -> Path:
     """The folder shard keys are relative to: the input folder itself, or the folder of a list file
     (whose relative entries are relative to it too)."""
     src = Path(source)
     return src if src.is_dir() else src.parent
 
 
-def batch_inputs(source: str | os.PathLike, shard: Shard | None = None, *,
-                 exclude: str | os.PathLike | None = None) -> Discovery:
+def batch_inputs(source: str | os.PathLike[str], shard: Shard | None = None, *,
+                 exclude: str | os.PathLike[str] | None = None) -> Discovery:
     """What ``chexmask-rt batch SOURCE [--shard I/N]`` works on: the images of a folder (with the files
     it skipped, leaving out the folder ``exclude``) or of a list, narrowed to the shard. Raises InputError when there is nothing to do,
     except for an empty shard of a non-empty input (small archives split N ways have some)."""

@@ -19,7 +19,7 @@ from pathlib import Path
 ENCODING = dict(encoding="utf-8", errors="surrogateescape")
 
 
-def write_whole(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
+def write_whole(path: str | os.PathLike[str], write: Callable[[Path], None]) -> None:
     """Call ``write(temporary)``, then rename the temporary file onto ``path`` (same folder, so the
     rename is atomic). On any failure the temporary file is removed and the exception propagates.
     A device or a pipe (``--json /dev/null``) is written in place: the rename would put a file where
@@ -50,7 +50,7 @@ def _temporary(path: Path) -> Path:
     return path.with_name(f".{os.fsdecode(name)}{suffix}")
 
 
-def is_special(path: str | os.PathLike) -> bool:
+def is_special(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` is a device, a pipe or a socket (what it links to, for a link)."""
     try:
         mode = os.stat(path).st_mode
@@ -59,7 +59,7 @@ def is_special(path: str | os.PathLike) -> bool:
     return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
 
 
-def write_whole_unclaimed(paths: Sequence[str | os.PathLike], write: Callable[[Path], None],
+def write_whole_unclaimed(paths: Sequence[str | os.PathLike[str]], write: Callable[[Path], None],
                           replaces: Callable[[Path], bool]) -> Path | None:
     """Like :func:`write_whole`, under the first of ``paths`` (all in one folder) that is free or holds
     a file that ``replaces(path)`` says this one may replace; returns that path, or None when every
@@ -94,9 +94,9 @@ def write_whole_unclaimed(paths: Sequence[str | os.PathLike], write: Callable[[P
             temporary.unlink()
 
 
-def write_text_whole(path: str | os.PathLike, text: str) -> None:
+def write_text_whole(path: str | os.PathLike[str], text: str) -> None:
     write_whole(path, lambda tmp: tmp.write_text(text, **ENCODING))
 
 
-def write_bytes_whole(path: str | os.PathLike, data: bytes) -> None:
+def write_bytes_whole(path: str | os.PathLike[str], data: bytes) -> None:
     write_whole(path, lambda tmp: tmp.write_bytes(data))
