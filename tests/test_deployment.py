@@ -175,3 +175,26 @@ def test_relative_paths_in_a_deleted_working_folder_are_one_line(tmp_path, args)
     proc = run([*args, "--samples", 2], cwd=gone, preexec_fn=lambda: os.rmdir(gone))  # after the child's chdir
     assert proc.returncode == 3 and "Traceback" not in proc.stderr, proc.stderr
     assert "the working folder is gone" in proc.stderr
+
+
+def test_names_keep_their_bytes_under_a_latin_1_locale(tmp_path):
+    """Under LC_ALL=de_DE (ISO-8859-1) 'Röntgen.png' was decoded by the locale and written to the UTF-8
+    JSON as 'RÃ¶ntgen.png', a name no file has; a resume then redid every such image."""
+    import json
+
+    locales = tmp_path / "locales"
+    locales.mkdir()
+    made = subprocess.run(["localedef", "-i", "de_DE", "-f", "ISO-8859-1", str(locales / "de_DE")],
+                          capture_output=True, text=True) if shutil.which("localedef") else None
+    if made is None or not (locales / "de_DE").is_dir():
+        pytest.skip(f"no ISO-8859-1 locale can be made here ({made.stderr.strip() if made else 'no localedef'})")
+    name = tmp_path / "Röntgen.png"
+    shutil.copyfile(IMAGE, name)
+    env = {**os.environ, "LOCPATH": str(locales), "LC_ALL": "de_DE"}
+    probe = subprocess.run([sys.executable, "-c", "import sys; print(sys.getfilesystemencoding())"],
+                           capture_output=True, text=True, env=env)
+    assert probe.stdout.strip() == "iso8859-1"  # the locale took: the old code wrote mojibake here
+    proc = run(["predict", name, "--samples", 2, "--json", tmp_path / "r.json"], env=env)
+    assert proc.returncode == 0, proc.stderr
+    written = json.loads((tmp_path / "r.json").read_bytes().decode("utf-8"))["image"]
+    assert written == str(name) and os.path.exists(written)

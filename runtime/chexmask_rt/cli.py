@@ -549,6 +549,8 @@ def _stops_held():
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        _as_utf8_mode()
     _steady_streams()
     with _sigterm_as_interrupt():
         code = _main(argv)
@@ -557,6 +559,18 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError):
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return code
+
+
+def _as_utf8_mode() -> None:
+    """Rerun the command in Python's UTF-8 mode where the locale's encoding is another (ISO-8859-1,
+    EUC-JP, GB18030). Names are decoded by that encoding but written to the UTF-8 files, so under
+    LC_ALL=de_DE 'Röntgen.png' was written 'RÃ¶ntgen.png' and a resume redid every such image. In UTF-8
+    mode a name is its bytes, the same in every locale, and one that is not UTF-8 is written as its
+    bytes, as elsewhere. The arguments reach the new process as the same bytes (os.fsencode)."""
+    if sys.flags.utf8_mode or sys.getfilesystemencoding().lower().replace("-", "") == "utf8" or not sys.executable:
+        return
+    arguments = [os.fsencode(a) for a in sys.argv[1:]]
+    os.execv(sys.executable, [os.fsencode(sys.executable), b"-X", b"utf8", b"-m", b"chexmask_rt", *arguments])
 
 
 _closed_at_start: set[int] = set()  # standard descriptors the command was started without
