@@ -276,11 +276,12 @@ def test_the_overlay_says_when_its_areas_are_at_the_detector():
 
     detector = measure(synthetic_chest(), spacing=PixelSpacing(0.15, 0.15, IMAGER_PIXEL_SPACING))
     patient = measure(synthetic_chest(), spacing=PixelSpacing(0.15, 0.15, PIXEL_SPACING))
-    assert _measure_lines(detector)[1].endswith("cm2 at the detector")
-    assert _measure_lines(patient)[1].endswith("cm2")
-    assert f"H {patient.area_mm2['heart'] / 100:.1f}" in _measure_lines(patient)[1]  # mm2 to cm2
+    shown = lambda m: _measure_lines(m)[1].replace("\xa0", " ")  # noqa: E731 (drawn as a space)
+    assert shown(detector).endswith("cm2 at the detector")
+    assert shown(patient).endswith("cm2")
+    assert f"H {patient.area_mm2['heart'] / 100:.1f}" in shown(patient)  # mm2 to cm2
     plain = measure(synthetic_chest())
-    assert f"H {plain.area_px2['heart']:.0f}" in _measure_lines(plain)[1] and _measure_lines(plain)[1].endswith("px2")
+    assert f"H {plain.area_px2['heart']:.0f}" in shown(plain) and shown(plain).endswith("px2")
 
 
 def test_the_overlay_draws_only_the_diameters_the_measures_give():
@@ -303,14 +304,15 @@ def test_the_overlay_draws_only_the_diameters_the_measures_give():
 
 
 @pytest.mark.parametrize("shift, size, outside, thorax_cut", [
-    # the synthetic chest spans x 100..650 and y 100..539.1; pixel centres run 0 .. size - 1 and each
-    # edge lies half a pixel beyond them
-    ((-100.3, 0.0), (700, 800), (), False), ((-100.6, 0.0), (700, 800), ("right_lung",), True),  # left edge
-    ((0.0, 0.0), (700, 651), (), False), ((0.0, 0.0), (700, 650), ("left_lung",), True),  # right edge
-    ((0.0, -100.3), (700, 800), (), False), ((0.0, -100.6), (700, 800), ("right_lung",), None),  # top edge
-    ((0.0, 0.0), (540, 800), (), False), ((0.0, 0.0), (539, 800), ("heart",), False),  # bottom edge
+    # the synthetic chest spans x 100..650 and y 100..539.1; pixel centres run 0 .. size - 1, each edge
+    # lies half a pixel beyond them, and a landmark within EDGE_MARGIN_1024 (4 px of the 1024 frame:
+    # 3.125 px at 800, 2.734 at 700) of an edge counts as beyond it
+    ((-97.1, 0.0), (700, 800), (), False), ((-97.6, 0.0), (700, 800), ("right_lung",), True),  # left edge
+    ((0.0, 0.0), (700, 654), (), False), ((0.0, 0.0), (700, 653), ("left_lung",), True),  # right edge
+    ((0.0, -97.1), (700, 800), (), False), ((0.0, -97.6), (700, 800), ("right_lung",), None),  # top edge
+    ((0.0, 0.0), (543, 800), (), False), ((0.0, 0.0), (542, 800), ("heart",), False),  # bottom edge
 ])
-def test_each_edge_lies_half_a_pixel_beyond_the_outermost_pixel_centres(shift, size, outside, thorax_cut):
+def test_each_edge_lies_a_margin_inside_the_outermost_pixel_edges(shift, size, outside, thorax_cut):
     m = measure(synthetic_chest() + shift, size=size)
     assert m.outside_image == outside
     assert all((m.area_px2[organ] is None) == (organ in outside) for organ in ("right_lung", "left_lung", "heart"))
@@ -345,7 +347,9 @@ def test_a_magnification_factor_of_one_is_applied_not_taken_as_the_detectors_spa
     assert spacing.source == MAGNIFICATION_CORRECTED and not spacing.at_detector
     assert (spacing.row, spacing.column) == pytest.approx((0.2, 0.15))
     ds.EstimatedRadiographicMagnificationFactor = 0.9  # < 1 cannot come from a point source: ignored
-    assert spacing_of(ds)[0].source == IMAGER_PIXEL_SPACING
+    spacing, note = spacing_of(ds)
+    assert spacing.source == IMAGER_PIXEL_SPACING  # and said (it was dropped with an empty note)
+    assert note == "EstimatedRadiographicMagnificationFactor '0.9' is not a factor >= 1: the spacing stays the detector's"
 
 
 def test_the_note_says_why_an_imager_pixel_spacing_was_skipped():
@@ -366,3 +370,40 @@ def test_an_organ_outside_the_image_has_no_area_std():
     assert m.area_std_px2["heart"] is None and m.area_std_mm2["heart"] is None
     assert m.area_std_px2["left_lung"] is not None
 
+
+
+def test_a_contour_drawn_just_inside_a_cut_edge_withholds_its_measures(default_segmenter):
+    """With wiki_example1's side wall 12 px beyond the edge the model drew the right lung 1.6 px inside
+    it: a CTR of 0.475 (0.459 whole) with a std of 0.004 was given, unflagged."""
+    image = read_image(SHARED / "data" / "images" / "wiki_example1_normal_PA.jpg")
+    cut = default_segmenter.predict(np.ascontiguousarray(image[:, 60:]), samples=10)
+    assert -0.5 < cut.right_lung[:, 0].min() < 4  # the premise: inside the image, at its edge
+    m = cut.measures()
+    assert m.ctr is None and m.thoracic_diameter_px is None and "right_lung" in m.outside_image
+    whole = measure(synthetic_chest())  # a contour well inside stays measured, within 4 px (1024 frame) not
+    assert measure(synthetic_chest(), size=(1024, 800)).ctr == whole.ctr
+    assert measure(synthetic_chest() - [97.0, 0.0], size=(1024, 800)).ctr is None  # right lung's wall at x = 3
+
+
+def test_one_sample_without_thoracic_width_says_why_the_ctr_has_no_std():
+    """The CTR std was null with an empty std_note: a sample whose lungs cross gave NaN, which np.std spread."""
+    rng = np.random.default_rng(0)
+    samples = synthetic_chest() + rng.normal(0, 2, (20, 120, 2))
+    crossed = samples[7]
+    crossed[:44, 0] += 600  # the right lung's outer border right of the left lung's
+    m = measure(synthetic_chest(), samples)
+    assert m.ctr is not None and m.ctr_std is None and m.area_std_px2["heart"] is not None
+    assert m.std_note == "1 of 20 samples have no thoracic width: no CTR std"
+
+
+def test_the_overlay_gives_the_reason_that_withheld_the_ctr():
+    """Crossed lungs and a heart landmark below the image (not an end of its diameter): the legend blamed
+    the heart ("H leaves the image") for a CTR that had no thoracic width."""
+    from chexmask_rt.overlay import _measure_lines
+
+    points = synthetic_chest()
+    points[:44, 0] += 600  # no thoracic width
+    points[44 + 50 + 6, 1] = 720  # a heart landmark below a 700-px image, off its diameter's ends
+    m = measure(points, size=(700, 1300))
+    assert "heart" in m.outside_image and m.heart_diameter_px is not None
+    assert _measure_lines(m)[0] == "CTR n/a (no thorax width)"

@@ -107,12 +107,16 @@ def spacing_of(ds) -> tuple[PixelSpacing | None, str]:
     note = "; ".join(n for n in notes if n)
     if imager is None:
         return None, note
+    given = ds.get("EstimatedRadiographicMagnificationFactor")
     try:
-        magnification = float(ds.get("EstimatedRadiographicMagnificationFactor", 0) or 0)
+        magnification = float(given or 0)
     except (TypeError, ValueError):
         magnification = 0.0
     if math.isfinite(magnification) and magnification >= 1.0:  # < 1 cannot come from a point source
         return PixelSpacing(imager[0] / magnification, imager[1] / magnification, MAGNIFICATION_CORRECTED), note
+    if given not in (None, ""):  # present but unusable: dropped with nothing said before
+        note = "; ".join(n for n in (note, f"EstimatedRadiographicMagnificationFactor {str(given)!r} is not a "
+                                     "factor >= 1: the spacing stays the detector's") if n)
     return PixelSpacing(*imager, IMAGER_PIXEL_SPACING), note
 
 

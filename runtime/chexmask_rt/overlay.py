@@ -62,8 +62,8 @@ def _plus_minus(std: float | None, fmt: str) -> str:
 def _measure_lines(m) -> list[str]:
     """The legend's measures: CTR and areas (cm2 with a pixel spacing, else px2) with their std, and their status."""
     names = _ORGAN_NAMES
-    leave = "leaves" if len(m.outside_image) == 1 else "leave"
-    why = f"{'/'.join(names[k] for k in m.outside_image)} {leave} the image" if m.outside_image else "no thorax width"
+    leave = "leaves" if len(m.ctr_cut_by) == 1 else "leave"
+    why = f"{'/'.join(names[k] for k in m.ctr_cut_by)} {leave} the image" if m.ctr_cut_by else "no thorax width"
     lines = [f"CTR n/a ({why})" if m.ctr is None else f"CTR{_NBSP}{m.ctr:.3f}{_plus_minus(m.ctr_std, '.3f')}"]
     mm = m.spacing is not None
     areas, stds = (m.area_mm2, m.area_std_mm2) if mm else (m.area_px2, m.area_std_px2)
