@@ -55,7 +55,7 @@ def test_bad_files_are_recorded_and_the_rest_go_on(tmp_path, archive, default_se
     out = tmp_path / "out"
     proc = cli("batch", archive, "--out", out, "--samples", 4, "--workers", 2, "--masks")
     assert proc.returncode == 1, proc.stderr
-    assert "5 images: 3 done, 0 skipped" in proc.stdout and "2 failed" in proc.stdout
+    assert "5 images: 3 done, 0 already in " in proc.stdout and "2 failed" in proc.stdout
     assert "images/s" in proc.stdout and "img/s" in proc.stderr  # summary and progress bar
     errors = {r["Image"]: r for r in rows(out / "errors.csv")}
     assert set(errors) == {str(archive / "bad.png"), str(archive / "cut.jpg")}
@@ -139,7 +139,7 @@ def test_all_good_exits_0_and_rerun_does_nothing(tmp_path, shared_images):
     assert proc.returncode == 0, proc.stderr
     assert rows(out / "errors.csv") == []
     proc = cli("batch", listing, "--out", out, "--samples", 2, "--no-progress")
-    assert proc.returncode == 0 and "0 done, 2 skipped" in proc.stdout
+    assert proc.returncode == 0 and "0 done, 2 already in " in proc.stdout
 
 
 def test_other_settings_are_refused_on_resume(tmp_path, shared_images):

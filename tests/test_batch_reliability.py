@@ -127,10 +127,10 @@ def test_a_full_output_folder_records_each_image_once(tmp_path, images):
         assert len(done) == 1 and len(failed) == 4
         assert all(r["Reason"] == f"{r['Image']}: cannot write its row to {out / 'results.csv'} "
                                   "(No space left on device)" for r in failed)
-        assert "5 images: 0 done, 1 skipped (already in" in proc.stdout and "4 failed" in proc.stdout
+        assert "5 images: 0 done, 1 already in " in proc.stdout and "4 failed" in proc.stdout
         filler.unlink()
         proc = cli("batch", listing(tmp_path, images), "--out", out, "--samples", 2, "--no-progress")
-        assert proc.returncode == 0 and "5 images: 4 done, 1 skipped" in proc.stdout, proc.stdout + proc.stderr
+        assert proc.returncode == 0 and "5 images: 4 done, 1 already in " in proc.stdout, proc.stdout + proc.stderr
         assert sorted(r["Image"] for r in rows(out / "results.csv")) == sorted(images)
 
 
@@ -142,7 +142,7 @@ def test_a_mask_that_cannot_be_written_fails_its_own_image(tmp_path, images):
     chunk = [images[1], long_name, images[2]]
     out = tmp_path / "out"
     proc = cli("batch", listing(tmp_path, chunk), "--out", out, "--samples", 2, "--masks", "--no-progress")
-    assert proc.returncode == 1 and "3 images: 2 done, 0 skipped" in proc.stdout and "1 failed" in proc.stdout
+    assert proc.returncode == 1 and "3 images: 2 done, 0 already in " in proc.stdout and "1 failed" in proc.stdout
     done, failed = accounted(out, chunk)
     assert [r["Image"] for r in failed] == [long_name]
     assert "cannot write the mask picture" in failed[0]["Reason"] and "x" * 245 in failed[0]["Reason"]
@@ -243,7 +243,7 @@ def test_resume_tolerates_duplicate_rows(tmp_path, images):
     text = (out / "results.csv").read_text()
     (out / "results.csv").write_text(text + text.split("\n", 1)[1])  # both rows again, as two racing runs left them
     proc = cli("batch", listing(tmp_path, images[:3]), "--out", out, "--samples", 2, "--no-progress")
-    assert proc.returncode == 0 and "3 images: 1 done, 2 skipped" in proc.stdout, proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "3 images: 1 done, 2 already in " in proc.stdout, proc.stdout + proc.stderr
 
 
 def test_the_output_folder_is_never_an_input(tmp_path, images):
@@ -253,7 +253,7 @@ def test_the_output_folder_is_never_an_input(tmp_path, images):
     for _ in range(2):
         proc = cli("batch", folder, "--out", out, "--samples", 2, "--masks", "--no-progress")
         assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "5 images: 0 done, 5 skipped" in proc.stdout
+    assert "5 images: 0 done, 5 already in " in proc.stdout
     assert sorted(r["Image"] for r in rows(out / "results.csv")) == sorted(images)
     # named in a list, an image inside the output folder is refused, not segmented
     mask = next((out / "masks").iterdir())
@@ -299,7 +299,7 @@ def test_resume_repairs_a_cut_inside_the_header(tmp_path, images):
     for cut in (0, 1, 30, data.index(b"\n")):  # nothing, inside the header, and just before its newline
         (out / "results.csv").write_bytes(data[:cut])
         proc = cli("batch", listing(tmp_path, images[:2]), "--out", out, "--samples", 2, "--no-progress")
-        assert proc.returncode == 0 and "2 images: 2 done, 0 skipped" in proc.stdout, proc.stdout + proc.stderr
+        assert proc.returncode == 0 and "2 images: 2 done, 0 already in " in proc.stdout, proc.stdout + proc.stderr
         assert sorted(r["Image"] for r in rows(out / "results.csv")) == sorted(images[:2])
 
 
@@ -317,7 +317,7 @@ def test_resume_repairs_a_cut_after_a_newline_inside_a_quoted_path(tmp_path, ima
     for cut in (at, at + 3, len(data) - 1):
         (out / "results.csv").write_bytes(data[:cut])
         proc = cli("batch", listed, "--out", out, "--samples", 2, "--no-progress")
-        assert proc.returncode == 0 and "1 done, 1 skipped" in proc.stdout, proc.stdout + proc.stderr
+        assert proc.returncode == 0 and "1 done, 1 already in " in proc.stdout, proc.stdout + proc.stderr
         assert sorted(r["Image"] for r in rows(out / "results.csv")) == sorted([images[1], quoted])
 
 
@@ -478,7 +478,7 @@ def test_a_name_holding_a_carriage_return_keeps_every_csv_readable(tmp_path, ima
     first = cli("batch", folder, "--out", out, "--samples", 2, "--no-progress")
     assert first.returncode == 0, first.stderr
     again = cli("batch", folder, "--out", out, "--samples", 2, "--no-progress")
-    assert again.returncode == 0 and "0 done, 2 skipped" in again.stdout, again.stdout + again.stderr
+    assert again.returncode == 0 and "0 done, 2 already in " in again.stdout, again.stdout + again.stderr
     assert sorted(r["Image"] for r in rows(out / "results.csv")) == sorted([str(odd), str(folder / "plain.png")])
     assert [r["File"] for r in rows(out / "skipped.csv")] == [str(folder / "not\rimage.txt")]
     merged = cli("merge", "--out", tmp_path / "all", out)

@@ -328,3 +328,61 @@ def test_overlay_with_a_trailing_slash_is_a_folder(tmp_path, example1):
     proc = cli("predict", example1, "--samples", 2, "--overlay", f"{tmp_path / 'review.png'}/")
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "review.png" / f"{example1.stem}.png").is_file()
+
+
+def _small_images(folder, count: int) -> list:
+    """``count`` copies of a shared image at 256 px, named a0.png, a1.png, ..."""
+    import cv2
+
+    from chexmask_rt.image_io import read_image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    small = cv2.resize(read_image(IMAGES / "nih_00000001_000_512.png"), (256, 256), interpolation=cv2.INTER_AREA)
+    paths = [folder / f"a{i}.png" for i in range(count)]
+    for path in paths:
+        cv2.imwrite(str(path), small)
+    return paths
+
+
+def test_predict_of_several_images_counts_its_failures(tmp_path):
+    """100 images with 8 bad ones ended on "100/100 images (100 %)" and exit 1: the failures were 8 error
+    lines among 92 summary lines, never counted. predict also refused --no-progress, which batch takes."""
+    good = _small_images(tmp_path / "in", 2)
+    bad = tmp_path / "in" / "bad.png"
+    bad.write_bytes(b"not a picture")
+    proc = cli("predict", *good, bad, "--samples", "2")
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[-1] == "predict: 3 images: 2 done, 1 failed"
+    assert any(line.startswith("predict: 3/3 images") and line.endswith("failed=1") for line in proc.stderr.splitlines())
+    assert len(proc.stdout.splitlines()) == 2  # still one summary line per image segmented
+    quiet = cli("predict", *good, bad, "--samples", "2", "--no-progress")
+    assert quiet.returncode == 1 and not any(line.startswith("predict: 3/3") for line in quiet.stderr.splitlines())
+    assert quiet.stderr.splitlines()[-1] == "predict: 3 images: 2 done, 1 failed"
+
+
+def test_a_resumed_batch_counts_the_images_done_before(tmp_path):
+    """A resumed run's progress started at 0/756 with 1,204 of 1,960 already done; and its summary left
+    out the list's repeated entries, so the rows seemed fewer than the list's lines."""
+    images = _small_images(tmp_path / "in", 3)
+    listed = tmp_path / "list.txt"
+    listed.write_text(f"{images[0]}\n{images[1]}\n{images[0]}\n")
+    first = cli("batch", listed, "--out", tmp_path / "out", "--samples", "2")
+    assert first.returncode == 0, first.stderr
+    assert "2 images (1 repeated entry left out): 2 done, 0 already in " in first.stdout
+    listed.write_text(f"{images[0]}\n{images[1]}\n{images[2]}\n")
+    again = cli("batch", listed, "--out", tmp_path / "out", "--samples", "2")
+    lines = [line for line in again.stderr.splitlines() if line.startswith("batch: ")]
+    assert lines[0].startswith("batch: 2/3 images (67 %)") and lines[-1].startswith("batch: 3/3 images (100 %)")
+    assert "3 images: 1 done, 2 already in " in again.stdout
+
+
+def test_merge_says_where_its_errors_and_skipped_files_went(tmp_path):
+    """It said "N errors -> ALL/results.csv", and left the merged skipped files unmentioned."""
+    _small_images(tmp_path / "in", 1)
+    (tmp_path / "in" / "bad.png").write_bytes(b"not a picture")
+    (tmp_path / "in" / "notes.txt").write_text("not an image")
+    assert cli("batch", tmp_path / "in", "--out", tmp_path / "a", "--samples", "2").returncode == 1
+    proc = cli("merge", tmp_path / "a", "--out", tmp_path / "all")
+    assert f"1 results -> {tmp_path / 'all' / 'results.csv'}" in proc.stdout
+    assert f"1 errors -> {tmp_path / 'all' / 'errors.csv'}" in proc.stdout
+    assert f"1 skipped files -> {tmp_path / 'all' / 'skipped.csv'}" in proc.stdout

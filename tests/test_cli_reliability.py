@@ -72,7 +72,7 @@ def test_non_finite_outputs_in_the_cli(tmp_path, nan_engine, shared_images):
     listing = tmp_path / "list.txt"
     listing.write_text("\n".join(map(str, shared_images[:3])))
     proc = cli("batch", listing, "--out", tmp_path / "out", "--model", nan_engine, "--samples", 2, "--no-progress")
-    assert proc.returncode == 1 and "3 images: 0 done, 0 skipped" in proc.stdout, proc.stdout + proc.stderr
+    assert proc.returncode == 1 and "3 images: 0 done, 0 already in " in proc.stdout, proc.stdout + proc.stderr
     with open(tmp_path / "out" / "errors.csv", newline="") as f:
         errors = list(csv.DictReader(f))
     assert sorted(r["Image"] for r in errors) == sorted(map(str, shared_images[:3]))
@@ -243,7 +243,8 @@ def test_progress_in_a_log_is_whole_lines(tmp_path, shared_images):
     proc = cli("predict", shared_images[0], tmp_path / "missing.png", shared_images[1], "--samples", 2)
     assert proc.returncode == 1 and "\r" not in proc.stderr
     lines = proc.stderr.splitlines()
-    assert lines[0].startswith("predict: 0/3 images (0 %)") and lines[-1].startswith("predict: 3/3 images (100 %)")
+    assert lines[0].startswith("predict: 0/3 images (0 %)") and lines[-2].startswith("predict: 3/3 images (100 %)")
+    assert lines[-1] == "predict: 3 images: 2 done, 1 failed"  # the tally, after the bar's last line
     assert any(line.startswith(f"chexmask-rt: error: {tmp_path / 'missing.png'}") for line in lines)
 
 

@@ -132,7 +132,7 @@ def test_ray_run_killed_midway_resumes_to_the_local_run(tmp_path, many):
     finally:
         _kill_group(proc)
     assert proc.returncode == 0, stderr
-    assert f"90 images: {90 - len(first)} done, {len(first)} skipped" in stdout
+    assert f"90 images: {90 - len(first)} done, {len(first)} already in " in stdout
     got = rows(out / "results.csv")
     assert len(got) == 90 and {r["Image"] for r in got} == set(expected)  # no duplicates, no losses
     for row in got:
@@ -194,9 +194,10 @@ def test_an_unreachable_ray_address_is_refused_before_the_folder_is_locked(tmp_p
 
 
 def test_ray_rows_that_cannot_be_written_and_inputs_inside_the_output_fail_alone(tmp_path, shared_images,
-                                                                              default_segmenter, monkeypatch):
+                                                                              default_segmenter, monkeypatch, capsys):
     """As a local run: a full disk under results.csv fails that image (it stopped the whole Ray run as a
-    model error), and an image inside the output folder is refused (Ray segmented it)."""
+    model error), and an image inside the output folder is refused (Ray segmented it). The progress
+    counts both, as a local run's does (it showed 1/1 and no failures)."""
     import errno
 
     import ray
@@ -218,10 +219,12 @@ def test_ray_rows_that_cannot_be_written_and_inputs_inside_the_output_fail_alone
     monkeypatch.setattr(Appender, "write", full_disk)
     try:
         summary = run_ray(default_segmenter, None, [str(inside), str(shared_images[1])], out, address="local",
-                          threads=1, actors=1, progress=False, samples=2)
+                          threads=1, actors=1, progress=True, samples=2)
     finally:
         ray.shutdown()
     assert (summary.done, summary.failed) == (0, 2)
+    last = [line for line in capsys.readouterr().err.splitlines() if line.startswith("batch (ray")][-1]
+    assert "2/2 images (100 %)" in last and last.endswith("failed=2"), last
     reasons = {r["Image"]: r["Reason"] for r in rows(out / "errors.csv")}
     assert reasons[str(inside)].endswith(f"inside the output folder {out}, which is never an input")
     assert reasons[str(shared_images[1])] == (f"{shared_images[1]}: cannot write its row to {out / 'results.csv'} "

@@ -66,7 +66,7 @@ def test_sharded_runs_merge_into_the_unsharded_run(tmp_path, archive):
     assert sum(len(rows(f / "results.csv")) for f in shards) == 6
     proc = cli("merge", *shards, "--out", tmp_path / "all")
     assert proc.returncode == 0, proc.stderr
-    assert "6 results, 0 duplicates dropped, 0 errors" in proc.stdout
+    assert "6 results -> " in proc.stdout and "0 duplicates dropped, 0 errors -> " in proc.stdout
     merged = {r["Image"]: r for r in rows(tmp_path / "all" / "results.csv")}
     reference = {r["Image"]: r for r in rows(whole / "results.csv")}
     assert set(merged) == set(reference) and str(archive / "sub" / "IM00001") in merged

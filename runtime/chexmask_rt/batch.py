@@ -63,12 +63,13 @@ ERROR_COLUMNS = ("Image", "Error", "Reason")
 class BatchSummary:
     """What one ``run_batch`` call did."""
 
-    total: int       # images listed in the input
+    total: int       # distinct images listed in the input
     done: int        # segmented in this run
     skipped: int     # already in results.csv from an earlier run
     failed: int      # recorded in errors.csv
     seconds: float
     flagged: int = 0  # of the done, how many the reliability flag marks for review
+    repeats: int = 0  # entries of the input that named an image listed before (one image, one row)
 
     @property
     def images_per_second(self) -> float:
@@ -78,10 +79,24 @@ class BatchSummary:
     def text(self, out_dir: Path) -> str:
         """The one-line summary ``chexmask-rt batch`` prints."""
         flagged = f" ({self.flagged} flagged for review: Quality Flag True)" if self.flagged else ""
-        line = (f"{self.total} images: {self.done} done{flagged}, {self.skipped} skipped (already in "
-                f"{out_dir / RESULTS_NAME}), {self.failed} failed; {self.seconds:.1f} s, "
+        # "skipped" named these and, a line above, the files discovery leaves out: two meanings
+        repeats = f" ({self.repeats} repeated {'entry' if self.repeats == 1 else 'entries'} left out)" \
+            if self.repeats else ""
+        line = (f"{self.total} images{repeats}: {self.done} done{flagged}, {self.skipped} already in "
+                f"{out_dir / RESULTS_NAME}, {self.failed} failed; {self.seconds:.1f} s, "
                 f"{self.images_per_second:.2f} images/s")
         return line + (f"; reasons in {out_dir / ERRORS_NAME}" if self.failed else "")
+
+
+def run_progress(summary: BatchSummary, desc: str, enabled: bool):
+    """A run's progress bar over all its images, starting at those an earlier run did (a resumed run
+    showed 0/756 of 1,960, 1,204 done), with its failures so far."""
+    from .progress import progress_bar
+
+    bar = progress_bar(summary.total, desc, enabled=enabled, initial=summary.skipped + summary.done + summary.failed)
+    if summary.failed:
+        bar.set_postfix(failed=summary.failed)
+    return bar
 
 
 class RunRows:
@@ -215,10 +230,10 @@ def run_identity(segmenter, samples: int, seed: int, second_look: bool, shard: s
 def prepare_output(segmenter, images: Sequence[str], out_dir: str | os.PathLike[str], samples: int, seed: int,
                    second_look: bool | None, shard: str | None = None,
                    skipped: Sequence[tuple[str, str]] = (),
-                   input_root: str | None = None) -> Iterator[tuple[Path, bool, list[str], list[str], dict[str, str]]]:
+                   input_root: str | None = None) -> Iterator[tuple[Path, bool, BatchSummary, list[str], dict[str, str]]]:
     """Create and lock the output folder and check it against this run (resume), for the run's
-    lifetime; yields (folder, the resolved second-look setting, the unique images, those not yet
-    in results.csv, their pictures' file-name stems (:func:`mask_stems`, against the images the
+    lifetime; yields (folder, the resolved second-look setting, the run's summary so far (its
+    images counted, none done), the unique images not yet in results.csv, their pictures' file-name stems (:func:`mask_stems`, against the images the
     folder already holds too)). Shared by the local and the Ray run. ``skipped`` (file, reason) pairs of the
     folder discovery go to ``skipped.csv`` once the folder is accepted: a refused folder is left
     as it was. ``input_root``: the folder the images lie in (INPUT, or a list's folder); with it an
@@ -229,7 +244,8 @@ def prepare_output(segmenter, images: Sequence[str], out_dir: str | os.PathLike[
     except OSError as exc:
         raise InputError(f"{out}: cannot create the output folder ({os_reason(exc)})") from None
     second_look = segmenter.info.second_look if second_look is None else second_look
-    unique = distinct_images(images)
+    listed = list(images)
+    unique = distinct_images(listed)
     with folder_lock(out) as created:
         try:
             done_before = open_folder(out, run_identity(segmenter, samples, seed, second_look, shard), input_root)
@@ -242,7 +258,9 @@ def prepare_output(segmenter, images: Sequence[str], out_dir: str | os.PathLike[
         else:  # an earlier run's list would name files that are fixed or gone now
             (out / SKIPPED_NAME).unlink(missing_ok=True)
         todo = [i for i in unique if i not in done_before]
-        yield out, second_look, unique, todo, mask_stems(todo, earlier=[*done_before.images, *unique])
+        summary = BatchSummary(total=len(unique), done=0, skipped=len(unique) - len(todo), failed=0, seconds=0.0,
+                               repeats=len(listed) - len(unique))
+        yield out, second_look, summary, todo, mask_stems(todo, earlier=[*done_before.images, *unique])
         mark_finished(out)  # not reached when the run raised or was interrupted
 
 
@@ -359,9 +377,8 @@ def run_batch(segmenter, images: Sequence[str], out_dir: str | os.PathLike[str],
     limit = resolve_max_pixels(segmenter.max_pixels if max_pixels is None else max_pixels)
     start = time.perf_counter()
     with prepare_output(segmenter, images, out_dir, samples, seed, second_look, shard,
-                        skipped, input_root) as (out, second_look, unique, todo, stems):
-        summary = BatchSummary(total=len(unique), done=0, skipped=len(unique) - len(todo), failed=0, seconds=0.0)
-        run = _Run(segmenter, out, summary, masks=masks, progress=progress, stems=stems, total=len(todo),
+                        skipped, input_root) as (out, second_look, summary, todo, stems):
+        run = _Run(segmenter, out, summary, masks=masks, progress=progress, stems=stems,
                    dicom_dirs=(dicom_seg, dicom_sr), overlays=overlays)
         try:
             run.process(todo, samples=samples, seed=seed, workers=workers, batch_size=batch_size,
@@ -377,15 +394,13 @@ class _Run:
     errors.csv (:class:`RunRows`), recorded under its own name."""
 
     def __init__(self, segmenter, out: Path, summary: BatchSummary, *, masks: bool, progress: bool,
-                 stems: dict[str, str], total: int,
+                 stems: dict[str, str],
                  dicom_dirs: tuple[str | os.PathLike[str] | None, str | os.PathLike[str] | None] = (None, None),
                  overlays: str | None = None):
-        from .progress import progress_bar
-
         self.segmenter, self.out, self.masks, self.stems, self.overlays = segmenter, out, masks, stems, overlays
         self.dicom_seg, self.dicom_sr = dicom_dirs
         self.rows = RunRows(out, summary)
-        self.bar = progress_bar(total, "batch", enabled=progress)
+        self.bar = run_progress(summary, "batch", enabled=progress)
 
     def close(self) -> None:
         self.bar.close()

@@ -104,6 +104,7 @@ def _add_run_options(p) -> None:
     p.add_argument("--max-pixels", type=_integer(_max_pixels), default=None, metavar="N",
                    help="refuse images above N pixels (at least 1024), before decoding them (default: "
                         "$CHEXMASK_RT_MAX_PIXELS, else 64000000)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (predict shows one for several images)")
     _add_backend(p)
 
 
@@ -153,7 +154,6 @@ def _add_batch(sub) -> None:
     p.add_argument("--batch-size", type=_at_least_1("batch size"), metavar="N",
                    help="images handed to the engine together (default 1): one engine call on a GPU; on the CPU each image is its own call, the measured fastest "
                    "(README, Performance)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_dicom_outputs(p)
     p.add_argument("--ray", nargs="?", const="local", metavar="local|ADDRESS",
                    help="run on Ray Data (pip install 'chexmask-rt[ray]'): 'local' starts Ray on this machine, an "
@@ -270,7 +270,7 @@ def cmd_predict(args) -> int:
     several = len(args.images) > 1
     stems = mask_stems(args.images)  # file names for the pictures, masks and objects of same-named images
     results, failed = [], 0
-    bar = progress_bar(len(args.images), "predict", enabled=several)
+    bar = progress_bar(len(args.images), "predict", enabled=several and not args.no_progress)
     try:
         for image in args.images:
             try:
@@ -281,6 +281,7 @@ def cmd_predict(args) -> int:
                     raise
                 say(f"chexmask-rt: error: {exc}")  # like batch: the others still get written
                 failed += 1
+                bar.set_postfix(failed=failed)
             except ModelError:
                 raise  # the engine itself: not this image's fault
             except Exception as exc:  # a reader's surprise on one file: like batch, that file fails alone
@@ -288,6 +289,7 @@ def cmd_predict(args) -> int:
                     raise
                 say(f"chexmask-rt: error: {image}: {type(exc).__name__}: {first_line(exc)}")
                 failed += 1
+                bar.set_postfix(failed=failed)
             else:
                 # a stop waits for this image's outputs and its place in the JSON/CSV: a picture
                 # written but not recorded, or recorded but not written, was the old race
@@ -310,6 +312,9 @@ def cmd_predict(args) -> int:
         raise
     bar.close()
     _write_collected(args, results)
+    if several:  # the tally, which error lines among hundreds of summary lines did not give (stdout keeps
+        # its one line per image)
+        say(f"predict: {len(args.images)} images: {len(args.images) - failed} done, {failed} failed")
     return EXIT_SOME_FAILED if failed else EXIT_OK
 
 

@@ -38,6 +38,7 @@ class MergeSummary:
     rows: int                 # in the merged results.csv
     duplicates: int           # rows dropped because their image was already merged
     errors: int               # in the merged errors.csv
+    skipped: int = 0          # files the folders' discovery left out, in the merged skipped.csv
     missing_shards: list[int] = field(default_factory=list)
     shard_count: int | None = None
     unfinished: list[str] = field(default_factory=list)  # folders whose batch was stopped before its end
@@ -49,8 +50,11 @@ class MergeSummary:
 
     def text(self, out: Path) -> str:
         """The one-line summary ``chexmask-rt merge`` prints."""
-        line = (f"{self.folders} folders: {self.rows} results, {self.duplicates} duplicates dropped, "
-                f"{self.errors} errors -> {out / RESULTS_NAME}")
+        # the errors were said to go to results.csv; the skipped files went unsaid
+        line = (f"{self.folders} folders: {self.rows} results -> {out / RESULTS_NAME}, {self.duplicates} duplicates "
+                f"dropped, {self.errors} errors -> {out / ERRORS_NAME}")
+        if self.skipped:
+            line += f", {self.skipped} skipped files -> {out / SKIPPED_NAME}"
         if self.missing_shards:
             missing = self.missing_shards
             line += (f"; of the {self.shard_count} shards, {'number' if len(missing) == 1 else 'numbers'} "
@@ -276,7 +280,7 @@ def _merge_into(out: Path, partial: Path, paths: list[Path], header: list[str], 
                         row["Results Schema"] = str(schema_of(headers[folder] or ()) or "")
                     writer.writerow([row.get(c, "") for c in header])
                     rows += 1
-        errors = _merge_side_files(paths, out, seen, keys)
+        errors, skipped = _merge_side_files(paths, out, seen, keys)
         if len(manifests) == len(paths):  # the merged rows share one engine and settings: say which
             inputs = [pair for m in manifests.values() for pair in m.get(INPUTS_KEY) or []]
             complete = not coverage.missing and not coverage.unfinished
@@ -290,7 +294,7 @@ def _merge_into(out: Path, partial: Path, paths: list[Path], header: list[str], 
         for name in (partial.name, ERRORS_NAME, SKIPPED_NAME, MANIFEST_NAME):
             (out / name).unlink(missing_ok=True)
         raise
-    return MergeSummary(folders=len(paths), rows=rows, duplicates=duplicates, errors=errors,
+    return MergeSummary(folders=len(paths), rows=rows, duplicates=duplicates, errors=errors, skipped=skipped,
                         missing_shards=coverage.missing, shard_count=coverage.count, unfinished=coverage.unfinished)
 
 
@@ -320,9 +324,10 @@ class _Seen:
             self._real.add(real)
 
 
-def _merge_side_files(folders: Sequence[Path], out: Path, segmented: _Seen, keys: dict) -> int:
+def _merge_side_files(folders: Sequence[Path], out: Path, segmented: _Seen, keys: dict) -> tuple[int, int]:
     """Merge ``errors.csv`` (the first reason per image no folder segmented; images compared as
-    :class:`_Seen` does) and ``skipped.csv`` (each file once); returns the number of errors written."""
+    :class:`_Seen` does) and ``skipped.csv`` (each file once); returns the numbers of errors and of
+    skipped files written."""
     counts = {}
     for name, header in ((ERRORS_NAME, list(ERROR_COLUMNS)), (SKIPPED_NAME, ["File", "Reason"])):
         written = _Seen()
@@ -343,4 +348,4 @@ def _merge_side_files(folders: Sequence[Path], out: Path, segmented: _Seen, keys
                     written.add(image, key)
                     writer.writerow([row.get(c, "") for c in header])
                     counts[name] += 1
-    return counts[ERRORS_NAME]
+    return counts[ERRORS_NAME], counts.get(SKIPPED_NAME, 0)

@@ -41,15 +41,16 @@ class _LogLines(tqdm):
         self._decr_instances(self)
 
 
-def progress_bar(total: int, desc: str, enabled: bool = True) -> tqdm:
-    """A progress bar over ``total`` images on standard error: tqdm's on a terminal, else
-    :class:`_LogLines`; a silent one when not ``enabled``."""
+def progress_bar(total: int, desc: str, enabled: bool = True, initial: int = 0) -> tqdm:
+    """A progress bar over ``total`` images on standard error, ``initial`` of them done before it (the
+    rate and the time left count this run's alone): tqdm's on a terminal, else :class:`_LogLines`; a
+    silent one when not ``enabled``."""
     if not enabled or sys.stderr is None:
-        return tqdm(total=total, disable=True)
+        return tqdm(total=total, initial=initial, disable=True)
     if sys.stderr.isatty():
-        return tqdm(total=total, desc=desc, unit="img", file=sys.stderr)
-    return _LogLines(total=total, desc=desc, unit="img", file=sys.stderr, mininterval=LOG_INTERVAL_S,
-                     bar_format=_LOG_FORMAT)
+        return tqdm(total=total, initial=initial, desc=desc, unit="img", file=sys.stderr)
+    return _LogLines(total=total, initial=initial, desc=desc, unit="img", file=sys.stderr,
+                     mininterval=LOG_INTERVAL_S, bar_format=_LOG_FORMAT)
 
 
 # C0 and C1 control characters, DEL among them, as escapes: a file name holding ESC sequences (or a CR)

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from .batch import (OVERLAYS_NAME, BatchSummary, RunRows, check_outputs, check_overlays, decode_gray, outside_output,
-                    prepare_output, write_image_outputs)
+                    prepare_output, run_progress, write_image_outputs)
 from .batch_folder import MASKS_NAME
 from .csv_output import COLUMNS
 from .errors import ChexmaskError, InputError, ModelError, first_line, os_reason
@@ -203,8 +203,7 @@ def run_ray(segmenter, model: str | os.PathLike[str] | None, images: Sequence[st
     if address != "local":  # joining is cheap: a cluster that is not there leaves the folder as it was
         _init_ray(address, None)
     with prepare_output(segmenter, images, out_dir, samples, seed, second_look, shard,
-                        skipped, input_root) as (out, second_look, unique, todo, stems):
-        summary = BatchSummary(total=len(unique), done=0, skipped=len(unique) - len(todo), failed=0, seconds=0.0)
+                        skipped, input_root) as (out, second_look, summary, todo, stems):
         rows = RunRows(out, summary)
         try:
             todo, refused = outside_output(todo, out)
@@ -227,8 +226,6 @@ def _stream_rows(todo: list[str], out: Path, rows: RunRows, *,
                  threads: int, actors: int | None, batch_size: int | None, workers: int, backend: str,
                  device: str | None, max_pixels: int | None, stems: dict[str, str], overlays: str | None,
                  dicom_dirs: tuple[str | os.PathLike[str] | None, str | os.PathLike[str] | None]) -> None:
-    from .progress import progress_bar
-
     ray = _init_ray(address, None)
     cpus = int(ray.cluster_resources().get("CPU", 1))
     gpus_each = 0 if device in (None, "cpu") else 1
@@ -256,15 +253,15 @@ def _stream_rows(todo: list[str], out: Path, rows: RunRows, *,
     ds = ds.map_batches(SegmentBatch, fn_constructor_kwargs=kwargs, batch_size=RAY_BATCH,
                         compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=min(threads, cpus),
                         num_gpus=gpus_each, **_bounded_retries(ds.map_batches))
-    bar = progress_bar(len(todo), f"batch (ray, {actors} actors)", enabled=progress)
+    bar = run_progress(rows.summary, f"batch (ray, {actors} actors)", enabled=progress)
     try:
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             for i in range(len(batch["Image"])):
                 row = {c: str(batch[c][i]) for c in ROW_COLUMNS}
                 if row["Error"]:
                     rows.failed(row["Image"], row["Error"], row["Reason"])
-                else:
-                    rows.segmented({c: row[c] for c in COLUMNS})
+                if row["Error"] or not rows.segmented({c: row[c] for c in COLUMNS}):  # as a local run's bar
+                    bar.set_postfix(failed=rows.summary.failed)
                 bar.update(1)
     except Exception as exc:
         if isinstance(exc, ChexmaskError):
