@@ -531,6 +531,28 @@ def test_same_named_images_whose_names_are_not_utf8(tmp_path, images):
     assert len(list((tmp_path / "out" / "masks").iterdir())) == 6
 
 
+def test_a_hashed_name_never_meets_another_images_own_name(tmp_path, images):
+    """Two a.png get a_<hash>; a third file named a_<that hash>.png kept its own name, and batch wrote
+    two images' masks and overlays to one name (exit 0, 3 rows, 2 sets of pictures)."""
+    import hashlib
+
+    for site in ("d1", "d2"):
+        (tmp_path / "in" / site).mkdir(parents=True)
+        shutil.copy(images[0], tmp_path / "in" / site / "a.png")
+    first = str(tmp_path / "in" / "d1" / "a.png")
+    mimic = tmp_path / "in" / f"a_{hashlib.sha1(os.fsencode(first)).hexdigest()[:8]}.png"
+    shutil.copy(images[1], mimic)
+    stems = mask_stems([first, str(tmp_path / "in" / "d2" / "a.png"), str(mimic)])
+    assert len(set(stems.values())) == 3
+    assert mask_stems([first, str(mimic)], earlier=[str(tmp_path / "in" / "d2" / "a.png")]) == \
+        {k: stems[k] for k in (first, str(mimic))}  # a resumed run names them alike
+    proc = cli("batch", tmp_path / "in", "--out", tmp_path / "out", "--samples", 2, "--masks", "--overlays", "all",
+               "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert len(list((tmp_path / "out" / "masks").iterdir())) == 9
+    assert len(list((tmp_path / "out" / "overlays").iterdir())) == 3
+
+
 @pytest.mark.parametrize("name", [".chexmask-rt.lock", "results.csv", "errors.csv"])
 def test_a_link_where_the_batch_writes_its_own_file_is_refused(tmp_path, images, name):
     """The lock, results.csv and errors.csv were opened through a link planted in --out: the file it

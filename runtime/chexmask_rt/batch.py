@@ -211,12 +211,30 @@ def distinct_images(images: Iterable[str]) -> list[str]:
 def mask_stems(images: Sequence[str], earlier: Iterable[str] = ()) -> dict[str, str]:
     """A file-name stem per image; stems shared by several images get a short hash of the path (its
     bytes: a name need not be UTF-8). ``earlier``: images an output folder already holds, whose
-    pictures took their plain names in earlier runs (another INPUT's x.png must not replace them)."""
+    pictures took their plain names in earlier runs (another INPUT's x.png must not replace them).
+    A hashed stem may equal another image's own name (a file named ``a_2d14bed8.png`` beside two
+    ``a.png``: a batch wrote both images' masks to one name): the images whose stems still meet get
+    longer hashes, then a number in path order, until every stem is its image's alone."""
+    everyone = list(dict.fromkeys([*images, *earlier]))
     counts: dict[str, int] = {}
-    for image in dict.fromkeys([*images, *earlier]):
+    for image in everyone:
         counts[Path(image).stem] = counts.get(Path(image).stem, 0) + 1
-    return {image: Path(image).stem if counts[Path(image).stem] == 1
-            else f"{Path(image).stem}_{hashlib.sha1(os.fsencode(image)).hexdigest()[:8]}" for image in images}
+
+    def hashed(image: str, digits: int) -> str:
+        return f"{Path(image).stem}_{hashlib.sha1(os.fsencode(image)).hexdigest()[:digits]}"
+
+    names = {image: Path(image).stem if counts[Path(image).stem] == 1 else hashed(image, 8) for image in everyone}
+    for rename in (lambda image: hashed(image, 16), lambda image: hashed(image, 40), None):
+        taken: dict[str, list[str]] = {}
+        for image in everyone:
+            taken.setdefault(names[image], []).append(image)
+        clashes = [sorted(group) for group in taken.values() if len(group) > 1]
+        if not clashes:
+            break
+        for group in clashes:
+            for n, image in enumerate(group, 1):
+                names[image] = rename(image) if rename else f"{names[image]}_{n}"
+    return {image: names[image] for image in images}
 
 
 def run_identity(segmenter, samples: int, seed: int, second_look: bool, shard: str | None = None) -> dict[str, str]:
