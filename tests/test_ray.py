@@ -365,3 +365,32 @@ def test_batch_ray_writes_overlays_and_dicom_objects(tmp_path):
     assert [p.name for p in (tmp_path / "out" / "overlays").iterdir()] == [f"{dicoms[0].stem}.png"]
     assert [p.name for p in (tmp_path / "seg").iterdir()] == [f"{dicoms[0].stem}.seg.dcm"]
     assert [p.name for p in (tmp_path / "sr").iterdir()] == [f"{dicoms[0].stem}.sr.dcm"]
+
+
+def test_the_engine_cache_uses_only_the_engines_own_bytes(tmp_path, monkeypatch):
+    """On a shared /tmp anyone could plant another engine (one bias zeroed, same size) where the cache
+    looked, and the size check took it: the actors segmented with it, batch.json named the genuine one."""
+    import tempfile
+
+    from chexmask_rt import ray_batch
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    files = {"vendor.onnx": b"genuine engine bytes", "vendor.quality.json": b"{}"}
+    engine = ray_batch._materialise(files)
+    assert engine.read_bytes() == files["vendor.onnx"]
+    assert engine.parent.parent == tmp_path / f"chexmask-rt-engines-{os.getuid()}"
+    assert (engine.parent.parent.stat().st_mode & 0o777) == 0o700
+    engine.write_bytes(b"tampered engine bytes"[:len(files["vendor.onnx"])])  # same size, other bytes
+    assert ray_batch._materialise(files).read_bytes() == files["vendor.onnx"]
+    engine.unlink()
+    engine.symlink_to(tmp_path / "elsewhere.onnx")  # a link where the file goes is replaced, not followed
+    (tmp_path / "elsewhere.onnx").write_bytes(files["vendor.onnx"])
+    again = ray_batch._materialise(files)
+    assert not again.is_symlink() and again.read_bytes() == files["vendor.onnx"]
+    # a cache folder others may write is not used
+    shared = tmp_path / "open"
+    shared.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(shared))
+    (shared / f"chexmask-rt-engines-{os.getuid()}").mkdir(mode=0o777)
+    os.chmod(shared / f"chexmask-rt-engines-{os.getuid()}", 0o777)
+    assert ray_batch._materialise(files).parent.parent != shared / f"chexmask-rt-engines-{os.getuid()}"

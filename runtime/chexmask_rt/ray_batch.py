@@ -16,7 +16,8 @@
 How the engine reaches the actors: the shipped model is inside the package every node installs,
 so actors open their own copy. Any other engine travels as bytes (with its quality calibration
 file, when it has one) through Ray's object store, and each actor writes them to a node-local
-cache folder named by their sha256 before opening them: no shared file system is needed for the
+cache folder of its user's own (0700), named by their sha256, before opening them, and uses a
+cached copy only when its bytes are these: no shared file system is needed for the
 model. The images must be readable at the same paths on every node (a shared file system), or
 passed as arrays. Each image's files (``--masks`` PNGs in ``DIR/masks``, ``--overlays`` pictures
 in ``DIR/overlays``, ``--dicom-seg`` / ``--dicom-sr`` objects) are written by the actor that
@@ -31,6 +32,7 @@ import inspect
 import os
 import signal
 import socket
+import stat
 import tempfile
 import time
 import warnings
@@ -70,19 +72,51 @@ def engine_files(model: str | os.PathLike[str] | None) -> dict[str, bytes] | Non
 
 
 def _materialise(files: dict[str, bytes]) -> Path:
-    """Write ``files`` to a node-local cache folder named by their sha256 (once per node); the engine's path."""
+    """Write ``files`` to this user's node-local cache folder named by their sha256 (once per node); the
+    engine's path. A cached file is used only when its bytes are these: on a shared /tmp anyone could
+    plant another engine (one bias zeroed, same size) under the name a size check accepted, and the
+    actors segmented with it while batch.json recorded the genuine engine."""
     import hashlib
 
     digest = hashlib.sha256(b"".join(hashlib.sha256(data).digest() for _, data in sorted(files.items()))).hexdigest()
-    folder = Path(tempfile.gettempdir()) / "chexmask-rt-engines" / digest[:32]
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = _engine_cache() / digest[:32]
+    folder.mkdir(exist_ok=True)
     for name, data in files.items():
         target = folder / name
-        if not target.is_file() or target.stat().st_size != len(data):
-            tmp = folder / f".{name}.{os.getpid()}"
-            tmp.write_bytes(data)
+        if not _holds(target, data):
+            tmp = folder / f".{name}.{os.getpid()}.{os.urandom(4).hex()}"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
             os.replace(tmp, target)  # actors of one node may race: each writes whole files
     return folder / next(iter(files))  # engine_files puts the engine first
+
+
+def _engine_cache() -> Path:
+    """The node-local cache: ``chexmask-rt-engines-<uid>`` in the temporary folder, made 0700; one that
+    is not this user's own private folder (a link, another owner, writable by others) is not used, and
+    a fresh private folder is made instead."""
+    root = Path(tempfile.gettempdir()) / f"chexmask-rt-engines-{os.getuid()}"
+    try:
+        root.mkdir(mode=0o700, exist_ok=True)
+        st = os.lstat(root)
+        if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o077:
+            return root
+    except OSError:
+        pass
+    return Path(tempfile.mkdtemp(prefix="chexmask-rt-engines-"))
+
+
+def _holds(path: Path, data: bytes) -> bool:
+    """Whether ``path`` is a regular file (not a link) whose bytes are ``data``."""
+    import hashlib
+
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode) or path.stat().st_size != len(data):
+            return False
+        return hashlib.sha256(path.read_bytes()).digest() == hashlib.sha256(data).digest()
+    except OSError:
+        return False
 
 
 class SegmentBatch:
