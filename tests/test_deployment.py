@@ -198,3 +198,22 @@ def test_names_keep_their_bytes_under_a_latin_1_locale(tmp_path):
     assert proc.returncode == 0, proc.stderr
     written = json.loads((tmp_path / "r.json").read_bytes().decode("utf-8"))["image"]
     assert written == str(name) and os.path.exists(written)
+
+
+def test_a_warning_quoting_a_files_text_cannot_drive_the_terminal(tmp_path):
+    """pydicom's warning quotes a DICOM's Specific Character Set as it is: ESC sequences in it reached the
+    terminal raw (retitled and cleared it, printed a fake status line) though every other line is escaped."""
+    import pydicom
+
+    from conftest import SHARED
+
+    ds = pydicom.dcmread(SHARED / "data" / "dicom" / "cr_chest_monochrome2_jpeg.dcm")
+    ds.SpecificCharacterSet = "X\x1b]0;PWNED\x07\x1b[2J"
+    path = tmp_path / "cs.dcm"
+    with pydicom.config.disable_value_validation():
+        ds.save_as(path, enforce_file_format=True)
+    proc = subprocess.run([sys.executable, "-m", "chexmask_rt", "predict", str(path), "--samples", "2"],
+                          capture_output=True)
+    warning = [line for line in proc.stderr.split(b"\n") if b"warning" in line]
+    assert proc.returncode == 0 and warning, proc.stderr
+    assert b"\x1b" not in proc.stderr and b"\\x1b]0;PWNED\\x07" in warning[0]

@@ -510,7 +510,9 @@ def cmd_info(args) -> int:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    print(f"chexmask-rt: warning: {message}", file=sys.stderr)
+    # escaped like every other line: a DICOM's Specific Character Set quoted in pydicom's warning, or an
+    # engine's file name, carried ESC sequences that retitled and cleared the terminal
+    _error(f"chexmask-rt: warning: {message}")
 
 
 class _Terminated(KeyboardInterrupt):
