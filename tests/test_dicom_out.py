@@ -579,3 +579,14 @@ def test_predict_writes_the_other_images_objects_when_a_writer_fails_unexpectedl
     err = capsys.readouterr().err
     assert f"{odd}: AttributeError: 'FileDataset' object has no attribute 'Modality'" in err and "Traceback" not in err
     assert [p.name for p in (tmp_path / "seg").iterdir()] == ["good.seg.dcm"]
+
+
+@pytest.mark.parametrize("keyword, value", [("StudyInstanceUID", "1.2.3\x1b]0;x\x07\n,=cmd"),
+                                            ("StudyDescription", "x" * 5000), ("AccessionNumber", "A" * 40)])
+def test_a_source_value_invalid_for_its_vr_is_not_copied_into_an_object(results, tmp_path, keyword, value):
+    """highdicom copies the source's UIDs and patient and study attributes as they are: a UID holding ESC
+    and a newline, a 5,000-character Study Description (LO: 64) went into SEG and SR for a PACS."""
+    with pydicom.config.disable_value_validation():
+        written, error = _objects_of(results, tmp_path, "odd", **{keyword: value})
+    assert written == [] and f"the source's {keyword} is not a valid " in error and "fix the source" in error
+    assert not list((tmp_path / "seg").glob("*.dcm")) and not list((tmp_path / "sr").glob("*.dcm"))

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 from .dicom_source import (IMAGER_PIXEL_SPACING, MAGNIFICATION_CORRECTED, PIXEL_SPACING, spacing_of,
                            unusable_pixel_spacing)
 from .dicom_io import check_orientation
-from .errors import InputError, ModelError, os_reason
+from .errors import InputError, ModelError, first_line, os_reason
 from .measures import measure
 from .quality import spread_measured
 from .whole_files import write_whole_unclaimed
@@ -190,7 +190,7 @@ def segmentation(result: Result, source_dataset: Dataset, *, series_number: int 
     shared = seg.SharedFunctionalGroupsSequence[0]
     if "PixelMeasuresSequence" in shared and "SliceThickness" not in shared.PixelMeasuresSequence[0]:
         del shared.PixelMeasuresSequence
-    _drop_malformed_age(seg)
+    _valid(seg, "SEG")
     return seg
 
 
@@ -237,6 +237,31 @@ def _built(make, source, what: str):
         except (ValueError, TypeError, AttributeError, KeyError) as exc:  # highdicom's checks of the source
             first = first or exc
     raise InputError(f"cannot build a DICOM {what} over this source image ({first})")
+
+
+_TEXT_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR",
+                       "UT"})  # the values a source's text can break (length, characters)
+
+
+def _valid(obj, what: str) -> None:
+    """The built object, with a malformed Patient's Age left out, checked: every top-level value valid
+    for its VR (InputError naming the first that is not). highdicom copies the source's UIDs and
+    patient and study attributes as they are: a Study Instance UID holding ESC and a newline, and a
+    5,000-character Study Description (LO allows 64), went into objects meant for a PACS."""
+    from pydicom import config
+    from pydicom.multival import MultiValue
+    from pydicom.valuerep import validate_value
+
+    _drop_malformed_age(obj)
+    for element in obj:
+        if element.VR not in _TEXT_VRS or element.value is None:
+            continue
+        for value in element.value if isinstance(element.value, (MultiValue, list, tuple)) else [element.value]:
+            try:
+                validate_value(element.VR, str(value), config.RAISE)
+            except ValueError as exc:
+                raise InputError(f"the source's {element.keyword or element.tag} is not a valid {element.VR} "
+                                 f"({first_line(exc)}); the DICOM {what} would copy it: fix the source") from None
 
 
 _SPACING_CODES = {
@@ -357,7 +382,7 @@ def measurement_report(result: Result, source_dataset: Dataset, *,
         sop_instance_uid=hd.UID(), instance_number=1, manufacturer="chexmask-rt",
         series_description=f"chexmask-rt measurements, {RESEARCH_ONLY}"[:64], **charset), source, "SR")
     _declare_private_scheme(document)
-    _drop_malformed_age(document)
+    _valid(document, "SR")
     return document
 
 
