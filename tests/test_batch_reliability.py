@@ -437,7 +437,8 @@ def test_the_command_line_does_not_import_torch():
 
 @pytest.mark.parametrize("sig, code, word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
 def test_ctrl_c_or_sigterm_says_how_to_resume_and_the_rerun_completes(tmp_path, sig, code, word):
-    """SIGTERM (a SLURM time limit, scancel, a pod's end) ended a run silently with 143."""
+    """SIGTERM (a SLURM time limit, scancel, a pod's end) ended a run silently with 143; a stopped run
+    said nothing of what it had done (a finished one prints its summary)."""
     small = next(p for p in IMAGES.iterdir() if p.name.startswith("nih_"))
     folder = tmp_path / "in"
     folder.mkdir()
@@ -457,6 +458,10 @@ def test_ctrl_c_or_sigterm_says_how_to_resume_and_the_rerun_completes(tmp_path, 
         proc.kill()
     assert proc.returncode == code and "Traceback" not in stderr, stderr
     assert stderr.strip().splitlines()[-1] == f"chexmask-rt: {word} (rerun the same command to resume)"
+    account = stderr.strip().splitlines()[-2]
+    done = len(rows(out / "results.csv"))
+    assert account.startswith(f"batch: stopped after {done} of the 40 images to do: {done} done, 0 failed, "
+                              f"{40 - done} not started; {done} in {out / 'results.csv'}"), account
     assert json.loads((out / "batch.json").read_text())["Finished"] is False  # merge names such a folder
     rerun = subprocess.run(args, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr

@@ -87,6 +87,14 @@ class BatchSummary:
                 f"{self.images_per_second:.2f} images/s")
         return line + (f"; reasons in {out_dir / ERRORS_NAME}" if self.failed else "")
 
+    def stopped_text(self, out_dir: Path) -> str:
+        """The account of a run stopped before its end (Ctrl-C, SIGTERM)."""
+        tried = self.done + self.failed
+        waiting = self.total - self.skipped - tried
+        return (f"stopped after {tried} of the {self.total - self.skipped} images to do: {self.done} done, "
+                f"{self.failed} failed, {waiting} not started; {self.skipped + self.done} in "
+                f"{out_dir / RESULTS_NAME}")
+
 
 def run_progress(summary: BatchSummary, desc: str, enabled: bool):
     """A run's progress bar over all its images, starting at those an earlier run did (a resumed run
@@ -278,7 +286,12 @@ def prepare_output(segmenter, images: Sequence[str], out_dir: str | os.PathLike[
         todo = [i for i in unique if i not in done_before]
         summary = BatchSummary(total=len(unique), done=0, skipped=len(unique) - len(todo), failed=0, seconds=0.0,
                                repeats=len(listed) - len(unique))
-        yield out, second_look, summary, todo, mask_stems(todo, earlier=[*done_before.images, *unique])
+        try:
+            yield out, second_look, summary, todo, mask_stems(todo, earlier=[*done_before.images, *unique])
+        except KeyboardInterrupt as stop:  # the account a run that finishes prints: where this one stopped
+            if hasattr(stop, "add_note"):
+                stop.add_note(summary.stopped_text(out))
+            raise
         mark_finished(out)  # not reached when the run raised or was interrupted
 
 

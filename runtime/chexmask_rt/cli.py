@@ -691,6 +691,8 @@ def _main(argv: list[str] | None) -> int:
         _error(f"chexmask-rt: error: {type(exc).__name__}: {first_line(exc)}{_gone_folder_hint()}")
         return EXIT_INPUT
     except KeyboardInterrupt as exc:
+        for note in getattr(exc, "__notes__", ()):  # what the run had done (batch.prepare_output)
+            _error(f"{args.command}: {note}")
         resume = " (rerun the same command to resume)" if args.command == "batch" else ""
         _error(f"chexmask-rt: {'terminated' if isinstance(exc, _Terminated) else 'interrupted'}{resume}")
         return 143 if isinstance(exc, _Terminated) else 130
