@@ -340,3 +340,12 @@ def test_an_image_interrupted_while_its_outputs_are_written_is_not_reported_done
     assert code == 130
     done = [Path(r["image"]).stem for r in json.loads((tmp_path / "all.json").read_text())]
     assert done == written == ["im0", "im1"] and sorted(p.stem for p in pictures.iterdir()) == done
+
+
+def test_options_that_cannot_go_together_are_one_line(tmp_path, shared_images):
+    """They printed the top-level usage (not predict's) before the error: two lines, where the README
+    promises one."""
+    proc = cli("predict", shared_images[0], shared_images[1], "--overlay", tmp_path / "x.png")
+    assert proc.returncode == 2 and proc.stderr.splitlines() == [
+        f"chexmask-rt predict: error: --overlay {tmp_path / 'x.png'} names one picture, but 2 images were given: "
+        "name a folder (it gets one <image name>.png each)"]

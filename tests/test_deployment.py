@@ -217,3 +217,11 @@ def test_a_warning_quoting_a_files_text_cannot_drive_the_terminal(tmp_path):
     warning = [line for line in proc.stderr.split(b"\n") if b"warning" in line]
     assert proc.returncode == 0 and warning, proc.stderr
     assert b"\x1b" not in proc.stderr and b"\\x1b]0;PWNED\\x07" in warning[0]
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["batch", "--help"]])
+def test_help_that_standard_output_cannot_take_is_an_error_also_unbuffered(args):
+    """argparse drops the OSError of its write: with PYTHONUNBUFFERED=1 a lost --help exited 0, unsaid."""
+    command = " ".join(f"'{a}'" for a in [sys.executable, "-u", "-m", "chexmask_rt", *args]) + " > /dev/full"
+    proc = subprocess.run(["bash", "-c", command], capture_output=True, text=True)  # -u: as PYTHONUNBUFFERED=1
+    assert proc.returncode == 3 and "cannot write the help or version text" in proc.stderr, proc.stderr

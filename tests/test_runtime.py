@@ -174,6 +174,8 @@ def test_a_results_numbers_cannot_be_changed_through_it(default_segmenter, examp
         lung -= lung.mean(axis=0)
     with pytest.raises(ValueError, match="read-only"):
         r.landmarks_std[0, 0] = 0
+    with pytest.raises(ValueError, match="read-only"):  # computed, but read-only as the README says of them all
+        r.node_uncertainty[0] = 0
     np.testing.assert_array_equal(r.landmarks, before)
     for other in (pickle.loads(pickle.dumps(r)), copy.copy(r), copy.deepcopy(r)):
         assert other == r and not other.landmarks.flags.writeable

@@ -226,10 +226,22 @@ _EPILOG = ("exit codes: 0 success, 1 some images failed, 2 usage error, 3 input 
 _DEBUG_HELP = "show tracebacks for errors"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, except that help or version text standard output cannot take is an error:
+    argparse drops the OSError, so with PYTHONUNBUFFERED a lost --help exited 0 (buffered, the flush in
+    _main catches it). Usage errors on standard error stay argparse's."""
+
+    def _print_message(self, message, file=None):
+        if message and file is sys.stdout:
+            file.write(message)
+        else:
+            super()._print_message(message, file)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .version import __version__
 
-    parser = argparse.ArgumentParser(prog="chexmask-rt", description=_DESCRIPTION, epilog=_EPILOG)
+    parser = _Parser(prog="chexmask-rt", description=_DESCRIPTION, epilog=_EPILOG)
     parser.add_argument("--version", action="version", version=f"chexmask-rt {__version__}")
     parser.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
     sub = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command", required=True)
@@ -636,6 +648,24 @@ def _write_all(fd: int, data: bytes) -> None:
             select.select([], [fd], [])
 
 
+def _conflict(args) -> str | None:
+    """Options that parse but cannot go together (a usage error, exit 2), or None."""
+    if getattr(args, "json", None) == "-" and getattr(args, "csv", None) == "-":
+        return "--json - and --csv - would both go to standard output: send one of them to a file"
+    if getattr(args, "bit_depth", None) is not None and args.command == "predict":
+        from .dicom_io import is_dicom_file
+
+        dicoms = [i for i in args.images if is_dicom_file(i)]
+        if dicoms:  # its pixels reach the model rendered to 16 bits: the file's own depth no longer applies
+            more = f" and {len(dicoms) - 1} more" if len(dicoms) > 1 else ""
+            return (f"--bit-depth is for PNG, TIFF and BMP files; a DICOM file is rendered to 16 bits by its "
+                    f"own Bits Stored, rescale and window: {dicoms[0]}{more}")
+    if args.command == "predict" and args.overlay and len(args.images) > 1 and not _overlay_folder(args.overlay, False):
+        return (f"--overlay {args.overlay} names one picture, but {len(args.images)} images were given: "
+                "name a folder (it gets one <image name>.png each)")
+    return None
+
+
 def _main(argv: list[str] | None) -> int:
     warnings.showwarning = _show_warning  # one plain line, not the source location
     try:
@@ -644,6 +674,9 @@ def _main(argv: list[str] | None) -> int:
     except KeyboardInterrupt:  # before any work: nothing to resume
         print("chexmask-rt: interrupted", file=sys.stderr)
         return 130
+    except (OSError, ValueError) as exc:  # the help or version text, lost (_Parser)
+        _error(f"chexmask-rt: error: standard output: cannot write the help or version text ({os_reason(exc)})")
+        return EXIT_INPUT
     except SystemExit as exc:  # --help, --version or a usage error, printed by argparse
         if exc.code in (0, None):
             try:
@@ -652,26 +685,18 @@ def _main(argv: list[str] | None) -> int:
                 _error(f"chexmask-rt: error: {lost}")
                 return EXIT_INPUT
         raise
-    if getattr(args, "json", None) == "-" and getattr(args, "csv", None) == "-":
-        parser.error("--json - and --csv - would both go to standard output: send one of them to a file")
-    if getattr(args, "bit_depth", None) is not None and args.command == "predict":
-        from .dicom_io import is_dicom_file
-
-        dicoms = [i for i in args.images if is_dicom_file(i)]
-        if dicoms:  # its pixels reach the model rendered to 16 bits: the file's own depth no longer applies
-            more = f" and {len(dicoms) - 1} more" if len(dicoms) > 1 else ""
-            parser.error(f"--bit-depth is for PNG, TIFF and BMP files; a DICOM file is rendered to 16 bits by its "
-                         f"own Bits Stored, rescale and window: {dicoms[0]}{more}")
-    if args.command == "predict" and args.overlay and len(args.images) > 1 and not _overlay_folder(args.overlay, False):
-        parser.error(f"--overlay {args.overlay} names one picture, but {len(args.images)} images were given: "
-                     "name a folder (it gets one <image name>.png each)")
+    refusal = _conflict(args)
+    if refusal:  # one line, as the README promises errors (argparse's own add its usage)
+        _error(f"chexmask-rt {args.command}: error: {refusal}")
+        return EXIT_USAGE
     try:
         clash = args.command == "predict" and _output_clash(args)
     except OSError as exc:  # realpath of a relative path, with the working folder deleted
         _error(f"chexmask-rt: error: {type(exc).__name__}: {first_line(exc)}{_gone_folder_hint()}")
         return EXIT_INPUT
     if clash:
-        parser.error(clash)
+        _error(f"chexmask-rt {args.command}: error: {clash}")
+        return EXIT_USAGE
     if getattr(args, "backend", None) == "python":
         print("chexmask-rt: error: --backend python is gone: the native core is the only pipeline "
               "(use --backend auto, the default; same results)", file=sys.stderr)

@@ -120,8 +120,10 @@ class _ResultBase:
 
     @property
     def node_uncertainty(self) -> np.ndarray:
-        """(N,) per-landmark uncertainty: (std_x + std_y) / 2, in pixels."""
-        return self.landmarks_std.mean(axis=1)
+        """(N,) per-landmark uncertainty: (std_x + std_y) / 2, in pixels (read-only, as the fields)."""
+        values = self.landmarks_std.mean(axis=1)
+        values.flags.writeable = False
+        return values
 
     @property
     def mean_node_std(self) -> float:
