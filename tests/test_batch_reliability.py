@@ -558,6 +558,18 @@ def test_a_hashed_name_never_meets_another_images_own_name(tmp_path, images):
     assert len(list((tmp_path / "out" / "overlays").iterdir())) == 3
 
 
+def test_names_numbered_after_the_longest_hash_are_still_free():
+    """Files named like x/a.png's 8-, 16- and 40-digit hashed names pushed it to a_<40 hex>_2, which a
+    fourth file had: two images, one name."""
+    import hashlib
+
+    first, second = "x/a.png", "y/a.png"
+    digest = hashlib.sha1(first.encode()).hexdigest()
+    mimics = [f"m/a_{digest[:8]}.png", f"m/a_{digest[:16]}.png", f"n/a_{digest}.png", f"m/a_{digest}_2.png"]
+    stems = mask_stems([first, second, *mimics])
+    assert len(set(stems.values())) == len(stems) == 6
+
+
 @pytest.mark.parametrize("name", [".chexmask-rt.lock", "results.csv", "errors.csv"])
 def test_a_link_where_the_batch_writes_its_own_file_is_refused(tmp_path, images, name):
     """The lock, results.csv and errors.csv were opened through a link planted in --out: the file it

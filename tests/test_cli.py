@@ -386,3 +386,28 @@ def test_merge_says_where_its_errors_and_skipped_files_went(tmp_path):
     assert f"1 results -> {tmp_path / 'all' / 'results.csv'}" in proc.stdout
     assert f"1 errors -> {tmp_path / 'all' / 'errors.csv'}" in proc.stdout
     assert f"1 skipped files -> {tmp_path / 'all' / 'skipped.csv'}" in proc.stdout
+
+
+def test_a_callers_own_standard_output_gets_the_data(monkeypatch):
+    """A stream a program put in sys.stdout (a tee with write, flush and fileno) was passed by, the data
+    written to descriptor 1 under it; without an encoding attribute, main() raised AttributeError."""
+    from chexmask_rt import cli as command
+
+    class Tee:
+        def __init__(self):
+            self.parts = []
+
+        def write(self, text):
+            self.parts.append(text)
+            return len(text)
+
+        def flush(self):
+            pass
+
+        def fileno(self):
+            return 1
+
+    tee = Tee()
+    monkeypatch.setattr(sys, "stdout", tee)
+    assert command.main(["info"]) == 0
+    assert json.loads("".join(tee.parts))["id"].startswith("chexmask-rt-default:")

@@ -5,6 +5,7 @@ import shutil
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -177,27 +178,45 @@ def test_relative_paths_in_a_deleted_working_folder_are_one_line(tmp_path, args)
     assert "the working folder is gone" in proc.stderr
 
 
-def test_names_keep_their_bytes_under_a_latin_1_locale(tmp_path):
-    """Under LC_ALL=de_DE (ISO-8859-1) 'Röntgen.png' was decoded by the locale and written to the UTF-8
-    JSON as 'RÃ¶ntgen.png', a name no file has; a resume then redid every such image."""
-    import json
-
-    locales = tmp_path / "locales"
-    locales.mkdir()
+@pytest.fixture(scope="module")
+def latin_1(tmp_path_factory) -> dict[str, str]:
+    """An environment whose locale is de_DE in ISO-8859-1, made with localedef (none is installed here)."""
+    locales = tmp_path_factory.mktemp("locales")
     made = subprocess.run(["localedef", "-i", "de_DE", "-f", "ISO-8859-1", str(locales / "de_DE")],
                           capture_output=True, text=True) if shutil.which("localedef") else None
     if made is None or not (locales / "de_DE").is_dir():
         pytest.skip(f"no ISO-8859-1 locale can be made here ({made.stderr.strip() if made else 'no localedef'})")
-    name = tmp_path / "Röntgen.png"
-    shutil.copyfile(IMAGE, name)
     env = {**os.environ, "LOCPATH": str(locales), "LC_ALL": "de_DE"}
     probe = subprocess.run([sys.executable, "-c", "import sys; print(sys.getfilesystemencoding())"],
                            capture_output=True, text=True, env=env)
-    assert probe.stdout.strip() == "iso8859-1"  # the locale took: the old code wrote mojibake here
-    proc = run(["predict", name, "--samples", 2, "--json", tmp_path / "r.json"], env=env)
+    assert probe.stdout.strip() == "iso8859-1"  # the locale took: the old code wrote mojibake under it
+    return env
+
+
+def test_names_keep_their_bytes_under_a_latin_1_locale(tmp_path, latin_1):
+    """Under LC_ALL=de_DE (ISO-8859-1) 'Röntgen.png' was decoded by the locale and written to the UTF-8
+    JSON as 'RÃ¶ntgen.png', a name no file has; a resume then redid every such image."""
+    import json
+
+    name = tmp_path / "Röntgen.png"
+    shutil.copyfile(IMAGE, name)
+    proc = run(["predict", name, "--samples", 2, "--json", tmp_path / "r.json"], env=latin_1)
     assert proc.returncode == 0, proc.stderr
     written = json.loads((tmp_path / "r.json").read_bytes().decode("utf-8"))["image"]
     assert written == str(name) and os.path.exists(written)
+
+
+def test_the_rerun_in_utf8_mode_is_the_same_command(tmp_path, latin_1):
+    """The rerun was `python -X utf8 -m chexmask_rt`, which puts the working folder first on the import
+    path: a chexmask_rt.py in the folder a user ran `batch .` from ran instead of the package. And a
+    Latin-1 name in an error line read R\\udcf6ntgen where the terminal shows the file as Röntgen."""
+    (tmp_path / "chexmask_rt.py").write_text("print('code from the working folder ran')\n")
+    script = Path(sys.executable).with_name("chexmask-rt")
+    proc = subprocess.run([str(script), "--version"], capture_output=True, text=True, env=latin_1, cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stdout.startswith("chexmask-rt "), proc.stdout + proc.stderr
+    missing = os.fsencode(tmp_path) + b"/R\xf6ntgen.png"  # the name as a Latin-1 system stores it
+    proc = subprocess.run([os.fsencode(script), b"predict", missing], capture_output=True, env=latin_1, cwd=tmp_path)
+    assert proc.returncode == 3 and b"R\xf6ntgen.png" in proc.stderr, proc.stderr
 
 
 def test_a_warning_quoting_a_files_text_cannot_drive_the_terminal(tmp_path):

@@ -394,3 +394,21 @@ def test_the_engine_cache_uses_only_the_engines_own_bytes(tmp_path, monkeypatch)
     (shared / f"chexmask-rt-engines-{os.getuid()}").mkdir(mode=0o777)
     os.chmod(shared / f"chexmask-rt-engines-{os.getuid()}", 0o777)
     assert ray_batch._materialise(files).parent.parent != shared / f"chexmask-rt-engines-{os.getuid()}"
+
+
+def test_the_engine_cache_reuses_one_folder(tmp_path, monkeypatch):
+    """A cache folder of the user's own that others could read, or one others could write, made a new
+    folder with a full engine copy at every actor start, never removed."""
+    import tempfile
+
+    from chexmask_rt import ray_batch
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(ray_batch, "_fallback_cache", None)
+    root = tmp_path / f"chexmask-rt-engines-{os.getuid()}"
+    root.mkdir(mode=0o755)
+    os.chmod(root, 0o755)
+    assert ray_batch._engine_cache() == root and (root.stat().st_mode & 0o777) == 0o700  # ours, readable: made private
+    os.chmod(root, 0o777)  # others could have planted links inside: not used, one private folder instead
+    first = ray_batch._engine_cache()
+    assert first != root and all(ray_batch._engine_cache() == first for _ in range(4))

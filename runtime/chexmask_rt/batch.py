@@ -232,17 +232,27 @@ def mask_stems(images: Sequence[str], earlier: Iterable[str] = ()) -> dict[str, 
         return f"{Path(image).stem}_{hashlib.sha1(os.fsencode(image)).hexdigest()[:digits]}"
 
     names = {image: Path(image).stem if counts[Path(image).stem] == 1 else hashed(image, 8) for image in everyone}
-    for rename in (lambda image: hashed(image, 16), lambda image: hashed(image, 40), None):
-        taken: dict[str, list[str]] = {}
-        for image in everyone:
-            taken.setdefault(names[image], []).append(image)
-        clashes = [sorted(group) for group in taken.values() if len(group) > 1]
-        if not clashes:
-            break
-        for group in clashes:
-            for n, image in enumerate(group, 1):
-                names[image] = rename(image) if rename else f"{names[image]}_{n}"
+    for digits in (16, 40):
+        for group in _sharing(names):
+            for image in group:
+                names[image] = hashed(image, digits)
+    taken = set(names.values())
+    for group in _sharing(names):  # names made to meet: the first in path order keeps it, the others count on
+        for image in group[1:]:
+            n = 2
+            while f"{names[image]}_{n}" in taken:
+                n += 1
+            names[image] = f"{names[image]}_{n}"
+            taken.add(names[image])
     return {image: names[image] for image in images}
+
+
+def _sharing(names: dict[str, str]) -> list[list[str]]:
+    """The images (sorted) of each name that more than one image has."""
+    by_name: dict[str, list[str]] = {}
+    for image, name in names.items():
+        by_name.setdefault(name, []).append(image)
+    return [sorted(group) for group in by_name.values() if len(group) > 1]
 
 
 def run_identity(segmenter, samples: int, seed: int, second_look: bool, shard: str | None = None) -> dict[str, str]:
@@ -291,6 +301,8 @@ def prepare_output(segmenter, images: Sequence[str], out_dir: str | os.PathLike[
         except KeyboardInterrupt as stop:  # the account a run that finishes prints: where this one stopped
             if hasattr(stop, "add_note"):
                 stop.add_note(summary.stopped_text(out))
+            else:  # Python 3.10: the attribute add_note fills
+                stop.__notes__ = [*getattr(stop, "__notes__", []), summary.stopped_text(out)]
             raise
         mark_finished(out)  # not reached when the run raised or was interrupted
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import io
 import json
 import os
 import select
@@ -233,9 +234,16 @@ class _Parser(argparse.ArgumentParser):
 
     def _print_message(self, message, file=None):
         if message and file is sys.stdout:
-            file.write(message)
+            try:
+                file.write(message)
+            except (OSError, ValueError) as exc:
+                raise _HelpLost(os_reason(exc)) from None
         else:
             super()._print_message(message, file)
+
+
+class _HelpLost(Exception):
+    """The help or version text standard output could not take (_Parser)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -585,11 +593,17 @@ def _as_utf8_mode() -> None:
     EUC-JP, GB18030). Names are decoded by that encoding but written to the UTF-8 files, so under
     LC_ALL=de_DE 'Röntgen.png' was written 'RÃ¶ntgen.png' and a resume redid every such image. In UTF-8
     mode a name is its bytes, the same in every locale, and one that is not UTF-8 is written as its
-    bytes, as elsewhere. The arguments reach the new process as the same bytes (os.fsencode)."""
+    bytes, as elsewhere. The same interpreter reruns the same command line (its flags, the same script:
+    not ``-m chexmask_rt``, which would put the working folder first on the import path), as the bytes
+    the process was given (/proc/self/cmdline: GB18030 does not round-trip every name through Python)."""
     if sys.flags.utf8_mode or sys.getfilesystemencoding().lower().replace("-", "") == "utf8" or not sys.executable:
         return
-    arguments = [os.fsencode(a) for a in sys.argv[1:]]
-    os.execv(sys.executable, [os.fsencode(sys.executable), b"-X", b"utf8", b"-m", b"chexmask_rt", *arguments])
+    try:
+        with open("/proc/self/cmdline", "rb") as f:
+            given = f.read().split(b"\0")[:-1]
+    except OSError:
+        given = [os.fsencode(a) for a in sys.orig_argv]
+    os.execv(sys.executable, [os.fsencode(sys.executable), b"-X", b"utf8", *given[1:]])
 
 
 _closed_at_start: set[int] = set()  # standard descriptors the command was started without
@@ -615,8 +629,20 @@ def _steady_streams() -> None:
         if stream is None:
             setattr(sys, name, open(fd, "w", closefd=False))
         elif hasattr(stream, "reconfigure"):
-            utf8 = name == "stdout" and (stream.encoding or "").lower().replace("-", "") == "utf8"
-            stream.reconfigure(errors="surrogateescape" if utf8 else "backslashreplace")
+            utf8 = (stream.encoding or "").lower().replace("-", "") == "utf8"
+            # in UTF-8 mode under a locale that is not (_as_utf8_mode), a name's own bytes are what its
+            # terminal shows for it: escaped, a Latin-1 'Röntgen' read R\udcf6ntgen
+            as_bytes = utf8 and (name == "stdout" or _terminal_codeset() not in ("UTF-8", "utf8"))
+            stream.reconfigure(errors="surrogateescape" if as_bytes else "backslashreplace")
+
+
+def _terminal_codeset() -> str:
+    import locale
+
+    try:
+        return locale.nl_langinfo(locale.CODESET)
+    except (AttributeError, ValueError):
+        return "UTF-8"
 
 
 def _write_stdout(text: str, what: str) -> None:
@@ -625,15 +651,24 @@ def _write_stdout(text: str, what: str) -> None:
         if 1 in _closed_at_start:
             raise OSError(errno.EBADF, "closed")
         sys.stdout.flush()  # what is already in its buffer goes first
-        try:
-            fd = sys.stdout.fileno()
-        except (OSError, ValueError, AttributeError):  # not a file (a caller's own stream): its write is whole
+        fd = _file_descriptor(sys.stdout)
+        if fd is None:  # a caller's own stream (a tee, a capture): its write is its own
             sys.stdout.write(text)
             sys.stdout.flush()
             return
         _write_all(fd, text.encode(sys.stdout.encoding or "utf-8", sys.stdout.errors or "strict"))
     except (OSError, ValueError) as exc:
         raise InputError(f"standard output: cannot write {what} ({os_reason(exc)})") from None
+
+
+def _file_descriptor(stream) -> int | None:
+    """The descriptor under a plain text stream over a file, else None."""
+    if type(stream) is not io.TextIOWrapper:
+        return None
+    try:
+        return stream.fileno()
+    except (OSError, ValueError):
+        return None
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -674,8 +709,8 @@ def _main(argv: list[str] | None) -> int:
     except KeyboardInterrupt:  # before any work: nothing to resume
         print("chexmask-rt: interrupted", file=sys.stderr)
         return 130
-    except (OSError, ValueError) as exc:  # the help or version text, lost (_Parser)
-        _error(f"chexmask-rt: error: standard output: cannot write the help or version text ({os_reason(exc)})")
+    except _HelpLost as lost:
+        _error(f"chexmask-rt: error: standard output: cannot write the help or version text ({lost})")
         return EXIT_INPUT
     except SystemExit as exc:  # --help, --version or a usage error, printed by argparse
         if exc.code in (0, None):

@@ -93,18 +93,31 @@ def _materialise(files: dict[str, bytes]) -> Path:
 
 
 def _engine_cache() -> Path:
-    """The node-local cache: ``chexmask-rt-engines-<uid>`` in the temporary folder, made 0700; one that
-    is not this user's own private folder (a link, another owner, writable by others) is not used, and
-    a fresh private folder is made instead."""
+    """The node-local cache: ``chexmask-rt-engines-<uid>`` in the temporary folder, made 0700 (a folder
+    of this user's own that others may only read is made so). One that is not this user's, is a link
+    or that others may write (they could have planted a link inside) is not used: a private folder of
+    this process's is, removed when it exits (one per actor start, kept, filled the disk)."""
+    global _fallback_cache
     root = Path(tempfile.gettempdir()) / f"chexmask-rt-engines-{os.getuid()}"
     try:
         root.mkdir(mode=0o700, exist_ok=True)
         st = os.lstat(root)
-        if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o077:
+        if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o022:
+            if st.st_mode & 0o077:
+                os.chmod(root, 0o700)
             return root
     except OSError:
         pass
-    return Path(tempfile.mkdtemp(prefix="chexmask-rt-engines-"))
+    if _fallback_cache is None:
+        import atexit
+        import shutil
+
+        _fallback_cache = Path(tempfile.mkdtemp(prefix="chexmask-rt-engines-"))
+        atexit.register(shutil.rmtree, _fallback_cache, ignore_errors=True)
+    return _fallback_cache
+
+
+_fallback_cache: Path | None = None
 
 
 def _holds(path: Path, data: bytes) -> bool:
