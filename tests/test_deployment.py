@@ -244,3 +244,14 @@ def test_help_that_standard_output_cannot_take_is_an_error_also_unbuffered(args)
     command = " ".join(f"'{a}'" for a in [sys.executable, "-u", "-m", "chexmask_rt", *args]) + " > /dev/full"
     proc = subprocess.run(["bash", "-c", command], capture_output=True, text=True)  # -u: as PYTHONUNBUFFERED=1
     assert proc.returncode == 3 and "cannot write the help or version text" in proc.stderr, proc.stderr
+
+
+def test_a_program_calling_main_is_not_restarted_under_a_latin_1_locale(tmp_path, latin_1):
+    """The UTF-8 rerun replaced whatever process called main(): a program of its own ran again from
+    its start (its work done twice). Only the command itself reruns."""
+    program = tmp_path / "program.py"
+    program.write_text("import sys\nprint('started')\nsys.argv = ['program', '--version']\n"
+                       "from chexmask_rt.cli import main\nmain()\n")
+    proc = subprocess.run([sys.executable, str(program)], capture_output=True, text=True, env=latin_1, cwd=tmp_path)
+    lines = proc.stdout.splitlines()
+    assert proc.returncode == 0 and lines.count("started") == 1 and lines[-1].startswith("chexmask-rt "), lines

@@ -598,12 +598,20 @@ def _as_utf8_mode() -> None:
     the process was given (/proc/self/cmdline: GB18030 does not round-trip every name through Python)."""
     if sys.flags.utf8_mode or sys.getfilesystemencoding().lower().replace("-", "") == "utf8" or not sys.executable:
         return
+    if not _started_as_the_command():  # a program calling main() itself would be restarted whole
+        return
     try:
         with open("/proc/self/cmdline", "rb") as f:
             given = f.read().split(b"\0")[:-1]
     except OSError:
         given = [os.fsencode(a) for a in sys.orig_argv]
     os.execv(sys.executable, [os.fsencode(sys.executable), b"-X", b"utf8", *given[1:]])
+
+
+def _started_as_the_command() -> bool:
+    """Whether this process is ``chexmask-rt`` or ``python -m chexmask_rt``, not a program of its own."""
+    started = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path()
+    return started.name == "chexmask-rt" or (started.name == "__main__.py" and started.parent.name == "chexmask_rt")
 
 
 _closed_at_start: set[int] = set()  # standard descriptors the command was started without
