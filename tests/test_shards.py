@@ -376,3 +376,15 @@ def test_a_merge_into_a_folder_another_merge_holds_is_refused(tmp_path):
     (out / ".chexmask-rt.lock").unlink()  # what the holder does when it has made the folder
     assert merge_folders([a], out).rows == 1
     assert sorted(p.name for p in out.iterdir()) == ["batch.json", "errors.csv", "results.csv"]
+
+
+def test_a_long_merge_says_how_far_it_got(tmp_path, monkeypatch, capsys):
+    """A merge said nothing until its end: at hospital scale (a million rows) minutes of silence."""
+    from chexmask_rt import merge
+
+    a = _fake_folder(tmp_path / "a", ["x", "y"])
+    monkeypatch.setattr(merge, "LOG_INTERVAL_S", 0.0)  # a line at every row instead of every minute
+    merge_folders([a], tmp_path / "all", progress=True)
+    assert capsys.readouterr().err.splitlines()[-1] == f"merge: 1 rows so far, folder 1 of 1 ({a})"
+    merge_folders([a], tmp_path / "quiet")
+    assert capsys.readouterr().err == ""  # the Python API is silent unless asked

@@ -456,7 +456,7 @@ def cmd_batch(args) -> int:
 def cmd_merge(args) -> int:
     from .merge import merge_folders
 
-    summary = merge_folders(args.folders, args.out)
+    summary = merge_folders(args.folders, args.out, progress=True)
     _output(f"merge: {summary.text(Path(args.out))}")
     return EXIT_OK if summary.complete else EXIT_SOME_FAILED
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from .csv_lines import LineWriter
 from .csv_output import SCHEMA_HEADERS, schema_of
 from .discovery import SKIPPED_NAME
 from .errors import InputError, os_reason
+from .progress import LOG_INTERVAL_S, say
 from .whole_files import ENCODING
 # columns every row of one folder shares; "Second Look" by kind: a second look answers pooled,
 # crop_only or none per image, a single look always "off"
@@ -200,10 +202,12 @@ def _coverage(manifests: dict[Path, dict]) -> _Coverage:
     return _Coverage(missing, count, unfinished, sorted(done), sorted(open_shards), sorted(wholes))
 
 
-def merge_folders(folders: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str]) -> MergeSummary:
+def merge_folders(folders: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str], *,
+                  progress: bool = False) -> MergeSummary:
     """Merge batch output ``folders`` into ``out`` (see the module doc). Raises InputError for a
     folder without ``results.csv``, folders of different columns, engines or settings, and an
-    ``out`` that is one of the inputs or already holds results."""
+    ``out`` that is one of the inputs or already holds results. ``progress``: a line on standard error
+    a minute with the rows merged so far (a million rows take minutes)."""
     paths = [Path(f) for f in folders]
     out = Path(out)
     if not paths:
@@ -236,7 +240,7 @@ def merge_folders(folders: Sequence[str | os.PathLike[str]], out: str | os.PathL
     with folder_lock(out) as created:
         try:
             _check_empty(out, partial)  # again: another merge may have finished in it meanwhile
-            return _merge_into(out, partial, paths, header, headers, manifests, coverage)
+            return _merge_into(out, partial, paths, header, headers, manifests, coverage, progress)
         finally:
             if created:  # the merged folder holds its results alone, as before locks
                 (out / LOCK_NAME).unlink(missing_ok=True)
@@ -250,20 +254,24 @@ def _check_empty(out: Path, partial: Path) -> None:
 
 
 def _merge_into(out: Path, partial: Path, paths: list[Path], header: list[str], headers: dict, manifests: dict,
-                coverage: "_Coverage") -> MergeSummary:
+                coverage: "_Coverage", progress: bool = False) -> MergeSummary:
     """The merge itself, holding ``out``'s lock: every file whole, or (refused or failed) none left."""
     keys = {folder: real_path_of(manifests.get(folder, {}).get(INPUTS_KEY) or []) for folder in paths}
     seen = _Seen()
     settings: dict[str, str] | None = None
     settings_from: Path | None = None
     rows = duplicates = 0
+    said = time.monotonic()
     try:
         partial.unlink(missing_ok=True)
         with open(partial, "x", newline="", **ENCODING) as f:
             writer = LineWriter(f)
             writer.writerow(header)
-            for folder in paths:
+            for number, folder in enumerate(paths, 1):
                 for _, row in _rows(folder / RESULTS_NAME):
+                    if progress and time.monotonic() - said >= LOG_INTERVAL_S:
+                        said = time.monotonic()
+                        say(f"merge: {rows} rows so far, folder {number} of {len(paths)} ({folder})")
                     these = {**{k: row.get(k, "") for k in _SETTING_COLUMNS}, "Second Look": _look(row)}
                     if settings is None:
                         settings, settings_from = these, folder
