@@ -78,12 +78,13 @@ def _materialise(files: dict[str, bytes]) -> Path:
     actors segmented with it while batch.json recorded the genuine engine."""
     import hashlib
 
-    digest = hashlib.sha256(b"".join(hashlib.sha256(data).digest() for _, data in sorted(files.items()))).hexdigest()
+    digests = {name: hashlib.sha256(data).digest() for name, data in files.items()}  # each file's, once
+    digest = hashlib.sha256(b"".join(digests[name] for name in sorted(files))).hexdigest()
     folder = _engine_cache() / digest[:32]
     folder.mkdir(exist_ok=True)
     for name, data in files.items():
         target = folder / name
-        if not _holds(target, data):
+        if not _holds(target, len(data), digests[name]):
             tmp = folder / f".{name}.{os.getpid()}.{os.urandom(4).hex()}"
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             with os.fdopen(fd, "wb") as f:
@@ -120,14 +121,14 @@ def _engine_cache() -> Path:
 _fallback_cache: Path | None = None
 
 
-def _holds(path: Path, data: bytes) -> bool:
-    """Whether ``path`` is a regular file (not a link) whose bytes are ``data``."""
+def _holds(path: Path, size: int, sha256: bytes) -> bool:
+    """Whether ``path`` is a regular file (not a link) of ``size`` bytes whose SHA-256 is ``sha256``."""
     import hashlib
 
     try:
-        if not stat.S_ISREG(os.lstat(path).st_mode) or path.stat().st_size != len(data):
+        if not stat.S_ISREG(os.lstat(path).st_mode) or path.stat().st_size != size:
             return False
-        return hashlib.sha256(path.read_bytes()).digest() == hashlib.sha256(data).digest()
+        return hashlib.sha256(path.read_bytes()).digest() == sha256
     except OSError:
         return False
 
