@@ -256,8 +256,18 @@ def _fitting_text(lines: list[list[tuple[str, tuple[int, int, int]]]], width: in
         size = max(shrunk, _MIN_TEXT) if size > _MIN_TEXT else shrunk
 
 
+def _drawn(text: str) -> str:
+    """``text`` as drawn: the Hershey font has no non-breaking space, so it is a space on the picture."""
+    return text.replace(_NBSP, " ")
+
+
+def _text_size(text: str, size: float, thick: int) -> tuple[tuple[int, int], int]:
+    """OpenCV's ((width, height), baseline) of ``text`` as drawn."""
+    return cv2.getTextSize(_drawn(text), cv2.FONT_HERSHEY_SIMPLEX, size, thick)
+
+
 def _text_width(text: str, size: float, thick: int) -> int:
-    return cv2.getTextSize(text.replace(_NBSP, " "), cv2.FONT_HERSHEY_SIMPLEX, size, thick)[0][0]
+    return _text_size(text, size, thick)[0][0]
 
 
 def _wrapped(lines: list[list[tuple[str, tuple[int, int, int]]]], key_at: int | None, width: int, size: float,
@@ -286,7 +296,7 @@ def _wrapped(lines: list[list[tuple[str, tuple[int, int, int]]]], key_at: int | 
 
 def _label_height(text: str, size: float, thick: int) -> int:
     """How far ``_label`` moves down for one line."""
-    (_, h), base = cv2.getTextSize(text.replace(_NBSP, " "), cv2.FONT_HERSHEY_SIMPLEX, size, thick)
+    (_, h), base = _text_size(text, size, thick)
     return h + base + 4
 
 
@@ -295,10 +305,10 @@ def _label(canvas: np.ndarray, parts: list[tuple[str, tuple[int, int, int]]], to
     """One legend line on the black band, its top at ``top``, its parts side by side in their colours;
     returns the next line's top."""
     text = _joined(parts)
-    (_, _), base = cv2.getTextSize(text.replace(_NBSP, " "), cv2.FONT_HERSHEY_SIMPLEX, size, thick)
+    _, base = _text_size(text, size, thick)
     y = top + _label_height(text, size, thick)
     x = 8
     for piece, colour in parts:
-        cv2.putText(canvas, piece.replace(_NBSP, " "), (x, y - base // 2), cv2.FONT_HERSHEY_SIMPLEX, size, colour, thick, cv2.LINE_AA)
+        cv2.putText(canvas, _drawn(piece), (x, y - base // 2), cv2.FONT_HERSHEY_SIMPLEX, size, colour, thick, cv2.LINE_AA)
         x += _text_width(piece, size, thick)
     return y
