@@ -105,3 +105,36 @@ def test_cli_unwritable_csv_is_an_input_error(tmp_path, example1):
     blocker.write_text("x")
     proc = cli("predict", example1, "--samples", 2, "--csv", blocker / "sub" / "r.csv")
     assert proc.returncode == 3 and "cannot write CSV" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_one_decode_leaves_its_spread_empty_in_the_csv(tmp_path, example1):
+    """Samples 1: ``Landmarks (Std)`` and ``Mean Node Std`` were "0,0,..." and "0", which a consumer
+    could not tell from a model that is sure; the spread is not measured, so the cells are empty."""
+    for samples, measured in ((1, False), (3, True)):
+        out = tmp_path / f"k{samples}.csv"
+        proc = cli("predict", example1, "--samples", samples, "--csv", out)
+        assert proc.returncode == 0, proc.stderr
+        row = next(csv.DictReader(io.StringIO(out.read_text())))
+        assert row["Samples"] == str(samples) and parse_coords(row["Landmarks (Mean)"]).shape == (120, 2)
+        if measured:
+            assert float(row["Mean Node Std"]) > 0 and parse_coords(row["Landmarks (Std)"]).max() > 0
+        else:
+            assert row["Mean Node Std"] == row["Landmarks (Std)"] == ""
+            assert "not measured" in row["Quality Reason"]
+
+
+def test_the_core_and_the_result_agree_on_a_measured_spread(default_segmenter, example1):
+    """Result.spread_measured (which array-made results need) states the core's Result::spread_measured."""
+    from chexmask_rt import _core, core
+    from chexmask_rt.image_io import read_image, to_gray
+
+    engine = _core.Engine(str(default_segmenter.path), core.onnxruntime_library())
+    gray = to_gray(read_image(example1))
+    seen = set()
+    for samples, look in ((1, False), (2, False), (1, True), (50, True)):
+        raw = engine.predict(gray, samples, 0, None, look)
+        result = default_segmenter.predict(example1, samples=samples, second_look=look)
+        assert raw.second_look is None or raw.second_look.look == "pooled"  # example 1's crop is pooled
+        assert raw.spread_measured == result.spread_measured == (samples > 1 or look), (samples, look)
+        seen.add(result.spread_measured)
+    assert seen == {True, False}

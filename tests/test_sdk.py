@@ -449,3 +449,31 @@ def test_the_c_api_says_out_of_memory_as_its_header_does(tmp_path):
     first, then = proc.stdout.splitlines()
     assert first.startswith("3 ") and "out of memory running the engine" in first, first  # CHEXMASK_RT_RUNTIME_ERROR
     assert then == "0"
+
+
+def _one_json(cmd) -> dict:
+    out = json.loads(_checked(cmd).stdout)
+    return out[0] if isinstance(out, list) else out
+
+
+def test_one_decode_writes_its_spread_as_null_in_every_json(pgm_images, shared_images):
+    """K = 1 without a pooled look: one decode's std is 0 because nothing spreads. Written as 0, a
+    consumer ranking images by mean_node_std read these as the surest answers of the run."""
+    c, cpp = _require(C_EXAMPLE), _require(CPP_EXAMPLE)
+    lib = ["--onnxruntime", core.onnxruntime_library()]
+    image = pgm_images[0]
+    png = next(p for p in shared_images if p.stem == image.stem)  # the same pixels, for the Python CLI
+    for samples, look, measured in (("1", "--single-look", False), ("2", "--single-look", True),
+                                    ("1", "--second-look", True)):  # two looks pooled: two decodes spread
+        base = ["--model", chexmask_rt.default_model_path(), "--samples", samples, look]
+        outputs = {"c": _one_json([c, *base, *lib, image]), "cpp": _one_json([cpp, *base, *lib, image]),
+                   "python": _one_json([os.sys.executable, "-m", "chexmask_rt", "predict", *base, "--json", "-",
+                                        png])}
+        for name, out in outputs.items():
+            spreads = (out["landmarks_std"], out["node_uncertainty"], out["scores"]["mean_node_std"])
+            if measured:
+                assert None not in spreads and out["scores"]["mean_node_std"] > 0, (name, samples, look)
+            else:
+                assert spreads == (None, None, None), (name, samples, look)
+            assert out["scores"]["mean_latent_sigma"] > 0 and len(out["landmarks"]) == 120, name
+        assert outputs["c"] == outputs["cpp"]

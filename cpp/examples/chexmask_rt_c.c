@@ -189,6 +189,7 @@ static void print_values(FILE* out, const double* v, size_t rows, size_t columns
 
 static void print_result(FILE* out, const chexmask_rt_result* result, const char* image, const char* model_id) {
     const chexmask_rt_result_fields* r = chexmask_rt_result_get(result);
+    const int measured = chexmask_rt_result_spread_measured(result);
     size_t i;
     fputs("{\n \"image\": ", out);
     print_quoted(out, image);
@@ -203,12 +204,22 @@ static void print_result(FILE* out, const chexmask_rt_result* result, const char
         chexmask_rt_field_values v;
         if (!f->json || chexmask_rt_result_field(result, f->name, &v) != CHEXMASK_RT_OK || v.rows == 0) continue;
         fprintf(out, ",\n \"%s\": ", f->name);
-        print_values(out, v.data, v.rows, v.columns);
+        /* one decode's std is 0 because nothing spreads, not because the model is sure: null */
+        if (!measured && strcmp(f->kind, "spread") == 0)
+            fputs("null", out);
+        else
+            print_values(out, v.data, v.rows, v.columns);
     }
     fputs(",\n \"node_uncertainty\": ", out);
-    print_values(out, r->node_uncertainty, r->landmark_count, 1);
+    if (measured)
+        print_values(out, r->node_uncertainty, r->landmark_count, 1);
+    else
+        fputs("null", out);
     fputs(",\n \"scores\": {\"mean_node_std\": ", out);
-    print_number(out, r->mean_node_std);
+    if (measured)
+        print_number(out, r->mean_node_std);
+    else
+        fputs("null", out);
     fputs(", \"mean_latent_sigma\": ", out);
     print_number(out, r->mean_latent_sigma);
     fputc('}', out);

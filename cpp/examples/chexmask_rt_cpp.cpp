@@ -151,10 +151,15 @@ std::string to_json(const chexmask_rt::Result& r, const std::string& image, cons
     const auto& fields = chexmask_rt::result_fields();
     for (std::size_t i = 0; i < fields.size(); ++i) {
         const chexmask_rt::FieldValues v = chexmask_rt::field_values(r, i);
-        if (fields[i].json && v.rows > 0) o << ",\n \"" << fields[i].name << "\": " << values(v);
+        if (!fields[i].json || v.rows == 0) continue;
+        // one decode's std is 0 because nothing spreads, not because the model is sure: null
+        const bool unmeasured = !r.spread_measured() && fields[i].kind == chexmask_rt::FieldKind::Spread;
+        o << ",\n \"" << fields[i].name << "\": " << (unmeasured ? "null" : values(v));
     }
-    o << ",\n \"node_uncertainty\": " << values({r.node_uncertainty.data(), r.node_uncertainty.size(), 1})
-      << ",\n \"scores\": {\"mean_node_std\": " << number(r.mean_node_std)
+    const bool measured = r.spread_measured();
+    o << ",\n \"node_uncertainty\": "
+      << (measured ? values({r.node_uncertainty.data(), r.node_uncertainty.size(), 1}) : "null")
+      << ",\n \"scores\": {\"mean_node_std\": " << (measured ? number(r.mean_node_std) : "null")
       << ", \"mean_latent_sigma\": " << number(r.mean_latent_sigma) << "}";
     if (const auto& s = r.second_look) {
         o << ",\n \"second_look\": {\"look\": " << quoted(s->look) << ", \"first_fill\": " << number(s->first_fill);

@@ -283,7 +283,9 @@ void bind_result(py::module_& m) {
         .def_readonly("samples", &Result::samples)
         .def_readonly("seed", &Result::seed)
         .def_readonly("second_look", &Result::second_look)
-        .def_readonly("quality", &Result::quality);
+        .def_readonly("quality", &Result::quality)
+        .def_property_readonly("spread_measured", &Result::spread_measured,
+                               "False for one decode (samples 1, no pooled look): the std is 0, not measured");
 }
 
 void bind_quality(py::module_& m) {

@@ -257,6 +257,10 @@ const chexmask_rt_result_fields* chexmask_rt_result_get(const chexmask_rt_result
     return result == nullptr ? nullptr : &result->fields;
 }
 
+int chexmask_rt_result_spread_measured(const chexmask_rt_result* result) {
+    return result != nullptr && result->result.spread_measured() ? 1 : 0;
+}
+
 size_t chexmask_rt_field_count(void) { return c_fields().size(); }
 
 const chexmask_rt_field_info* chexmask_rt_field_info_at(size_t index) {

@@ -31,8 +31,7 @@ public:
     Quality assess(double mean_node_std, double mean_latent_sigma, int height, int width,
                    bool spread_measured = true) const;
     Quality assess(const Result& r) const {
-        const bool pooled = r.second_look && r.second_look->look == "pooled";
-        return assess(r.mean_node_std, r.mean_latent_sigma, r.height, r.width, r.samples > 1 || pooled);
+        return assess(r.mean_node_std, r.mean_latent_sigma, r.height, r.width, r.spread_measured());
     }
     const std::optional<QualityRule>& rule() const { return rule_; }
 

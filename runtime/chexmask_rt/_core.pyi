@@ -161,6 +161,9 @@ class Result:
     @property
     def quality(self) -> Quality:
         """The reliability flag of this final answer."""
+    @property
+    def spread_measured(self) -> bool:
+        """False for one decode (samples 1, no pooled look): the std is 0, not measured."""
 
 class Engine:
     def __init__(self, model_path: str, onnxruntime_library: str = "", intra_op_threads: int = 0,

@@ -272,8 +272,9 @@ def _summary(result) -> str:
     q = result.quality
     verdict = "" if q is None else ", reliability not calibrated" if not q.calibrated else \
         f"; FLAGGED, review before use: {q.reason}" if q.flag else ""
+    spread = f"{result.mean_node_std:.2f} px" if result.spread_measured else "not measured (K=1)"
     return (f"{result.image}: {result.width}x{result.height}, K={result.samples}, "
-            f"mean node std {result.mean_node_std:.2f} px, mean latent sigma {result.mean_latent_sigma:.4f}{looked}"
+            f"mean node std {spread}, mean latent sigma {result.mean_latent_sigma:.4f}{looked}"
             f"{verdict}")
 
 

@@ -6,7 +6,9 @@ LL 44-93, H 94-119); ``Right Lung``, ``Left Lung`` and ``Heart`` are the
 run-length encodings (:mod:`chexmask_rt.rle`) of the filled landmark polygons;
 ``Height`` and ``Width`` give the mask shape. The image scores, the reliability
 flag and the run's settings follow; ``Second Look`` says how the answer was made
-(:func:`chexmask_rt.result.look_kind`).
+(:func:`chexmask_rt.result.look_kind`). ``Landmarks (Std)`` and ``Mean Node Std`` are empty for one
+decode (``Samples`` 1 without a pooled second look): its std is 0 because nothing spreads, not
+because the model is sure (:attr:`chexmask_rt.Result.spread_measured`).
 
 Results schema 2 appends, after those (whose names stay fixed), ``Results Schema`` (the row's
 schema version), ``Intended Use`` (:data:`chexmask_rt.notice.INTENDED_USE`), the source DICOM's UIDs and pixel spacing, and the clinical measures
@@ -37,6 +39,7 @@ from .rle import encode
 from .whole_files import write_bytes_whole, write_text_whole
 
 _FIELD_COLUMNS = {f["csv"]: f["name"] for f in FIELDS if f["csv"]}  # CSV column -> Result field, table order
+_SPREAD_FIELDS = {f["name"] for f in FIELDS if f["kind"] == "spread"}  # empty where the spread is not measured
 _MASK_COLUMNS = {"right_lung": "Right Lung", "left_lung": "Left Lung", "heart": "Heart"}
 _V1_FIELDS = tuple(_FIELD_COLUMNS)[:2]  # CheXmask's Landmarks (Mean) and (Std): the table's first columns
 COLUMNS_V1 = ("Image", *_V1_FIELDS, *_MASK_COLUMNS.values(), "Height", "Width",
@@ -72,14 +75,15 @@ def _coords(points: np.ndarray) -> str:
 def csv_row(result: Result) -> dict[str, str]:
     """The CSV row of one :class:`chexmask_rt.Result`, keyed by :data:`COLUMNS`."""
     row = {"Image": result.image or ""}
+    measured = result.spread_measured  # one decode's 0 spread is no measurement: left empty
     for column, name in _FIELD_COLUMNS.items():  # the schema table's fields, empty when the engine lacks one
         value = getattr(result, name)
-        row[column] = "" if value is None else _coords(value)
+        row[column] = "" if value is None or (not measured and name in _SPREAD_FIELDS) else _coords(value)
     for organ, mask in result.organ_masks().items():
         row[_MASK_COLUMNS[organ]] = encode(mask)
     q = result.quality
     row.update({"Height": str(result.height), "Width": str(result.width),
-                "Mean Node Std": f"{result.mean_node_std:.6g}", "Mean Latent Sigma": f"{result.mean_latent_sigma:.6g}",
+                "Mean Node Std": f"{result.mean_node_std:.6g}" if measured else "", "Mean Latent Sigma": f"{result.mean_latent_sigma:.6g}",
                 "Quality Flag": "" if q is None else str(q.flag), "Quality Reason": "" if q is None else q.reason,
                 "Samples": str(result.samples), "Seed": str(result.seed), "Model": result.model,
                 "Second Look": look_kind(result), "Results Schema": str(SCHEMA_VERSION),

@@ -37,7 +37,6 @@ from .dicom_source import (IMAGER_PIXEL_SPACING, MAGNIFICATION_CORRECTED, PIXEL_
 from .dicom_io import check_orientation
 from .errors import InputError, ModelError, first_line, os_reason
 from .measures import measure
-from .quality import spread_measured
 from .whole_files import write_whole_unclaimed
 
 if TYPE_CHECKING:
@@ -341,7 +340,7 @@ def measurement_report(result: Result, source_dataset: Dataset, *,
                   sites=[sr.FindingSite(anatomic_location=codes.SCT.Thorax)]),
         # one decode (K = 1, no pooled second look) has no spread: its 0 is left out, not reported as measured
         *([value(_private("MNS", "Mean node standard deviation"), result.mean_node_std, _units(None)[0])]
-          if spread_measured(result) else []),
+          if result.spread_measured else []),
         value(_private("MLS", "Mean latent sigma"), result.mean_latent_sigma, no_units),
     ]
     q = result.quality

@@ -10,7 +10,6 @@ import numpy as np
 from .anatomy import organ_slices
 from .errors import InputError, os_reason
 from .notice import INTENDED_USE
-from .quality import spread_measured
 from .result import Result, look_kind
 from .whole_files import write_bytes_whole
 
@@ -118,7 +117,7 @@ def _reliability_line(result: Result) -> tuple[str, tuple[int, int, int]] | None
         return "reliability: not calibrated for this model", (255, 255, 255)
     if quality.flag:  # which score crossed which threshold: the reason's words after its heading
         return f"FLAGGED, review before use: {quality.reason.split(': ', 1)[-1]}", _FLAG_COLOUR
-    if not spread_measured(result):
+    if not result.spread_measured:
         return "reliability: latent sigma within its threshold; node std not measured (K=1)", (255, 255, 255)
     return "reliability: within the calibrated thresholds", (255, 255, 255)
 
@@ -152,7 +151,7 @@ def draw_overlay(image: np.ndarray | str | os.PathLike[str], result: Result, *, 
     pts = result.landmarks * scale
     std = result.landmarks_std * scale
     to_frame = 1024.0 / max(result.height, result.width)  # the frame the scale and the thresholds use
-    measured = spread_measured(result)  # one decode's std is 0: no ellipse or key says "certain" for it
+    measured = result.spread_measured  # one decode's std is 0: no ellipse or key says "certain" for it
     colours = _uncertainty_colours(result.node_uncertainty * to_frame)
     shift = 4  # sub-pixel drawing
     f = float(1 << shift)

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from . import _core
-    from .result import Result
 
 
 @dataclass(frozen=True)
@@ -52,8 +51,3 @@ def calibration_path(engine: str | Path) -> Path:
     engine = Path(engine)
     return engine.with_name(engine.stem + ".quality.json")
 
-
-def spread_measured(result: Result) -> bool:
-    """Whether ``result``'s node std measures a spread: False for one decode (K = 1 without a pooled
-    second look), whose std is 0 because there is nothing to spread, not because the model is sure."""
-    return result.samples > 1 or (result.second_look is not None and result.second_look.look == "pooled")

@@ -17,7 +17,7 @@ from .anatomy import organ_slices
 from .dicom_source import UID_KEYWORDS, DicomSource
 from .measures import Measures, measure
 from .notice import INTENDED_USE
-from .quality import Quality, spread_measured
+from .quality import Quality
 
 if TYPE_CHECKING:  # the 'dicom' extra's types and the core's, for type checkers only
     from highdicom.seg import Segmentation
@@ -94,7 +94,7 @@ class _ResultBase:
         q = self.quality
         verdict = "no reliability flag" if q is None else \
             ("FLAGGED" if q.flag else "not flagged") if q.calibrated else "reliability not calibrated"
-        spread = f"{self.mean_node_std:.2f} px" if spread_measured(self) else "not measured (K=1)"
+        spread = f"{self.mean_node_std:.2f} px" if self.spread_measured else "not measured (K=1)"
         return (f"Result(image={self.image!r}, {self.width}x{self.height}, {len(self.landmarks)} landmarks, "
                 f"samples={self.samples}, seed={self.seed}, model={self.model!r}, "
                 f"mean_node_std={spread}, mean_latent_sigma={self.mean_latent_sigma:.4f}, {verdict})")
@@ -127,8 +127,17 @@ class _ResultBase:
 
     @property
     def mean_node_std(self) -> float:
-        """The paper's image score: mean node uncertainty over the landmarks."""
+        """The paper's image score: mean node uncertainty over the landmarks (0 for one decode: see
+        :attr:`spread_measured`)."""
         return _mean_in_order(self.node_uncertainty)
+
+    @property
+    def spread_measured(self) -> bool:
+        """Whether ``landmarks_std``, ``node_uncertainty`` and ``mean_node_std`` measure a spread: False
+        for one decode (samples 1 without a pooled second look), whose std is 0 because there is nothing
+        to spread, not because the model is sure. The JSON writes them as null then, the CSV leaves
+        them empty. The core's ``Result::spread_measured`` states the same rule."""
+        return self.samples > 1 or (self.second_look is not None and self.second_look.look == "pooled")
 
     @property
     def mean_latent_sigma(self) -> float:
@@ -165,12 +174,14 @@ class _ResultBase:
         Python runtime's."""
         out = {"image": self.image, "height": self.height, "width": self.width, "samples": self.samples,
                "seed": self.seed, "model": self.model, "intended_use": INTENDED_USE}
+        measured = self.spread_measured  # one decode's 0 spread is no measurement: null, as the C++ example
         for f in FIELDS:
             value = getattr(self, f["name"])
             if f["json"] and value is not None and np.size(value):
-                out[f["name"]] = np.asarray(value).tolist()
-        out["node_uncertainty"] = self.node_uncertainty.tolist()
-        out["scores"] = {"mean_node_std": self.mean_node_std, "mean_latent_sigma": self.mean_latent_sigma}
+                out[f["name"]] = np.asarray(value).tolist() if measured or f["kind"] != "spread" else None
+        out["node_uncertainty"] = self.node_uncertainty.tolist() if measured else None
+        out["scores"] = {"mean_node_std": self.mean_node_std if measured else None,
+                         "mean_latent_sigma": self.mean_latent_sigma}
         if self.second_look is not None:
             out["second_look"] = self.second_look.to_dict()
         out["quality"] = None if self.quality is None else self.quality.to_dict()

@@ -227,6 +227,13 @@ struct Result {
     std::optional<SecondLook> second_look;
     /// The reliability flag of this (final) answer, set on every result predict() returns.
     Quality quality;
+
+    /// Whether landmarks_std, node_uncertainty and mean_node_std measure a spread: false for one
+    /// decode (samples 1 without a pooled second look), whose std is 0 because there is nothing to
+    /// spread, not because the model is sure. The JSON writes them as null then.
+    bool spread_measured() const noexcept {
+        return samples > 1 || (second_look && second_look->look == "pooled");
+    }
 };
 
 /// A field's values as flat doubles: `rows` x `columns` (columns 2 for points (x, y), 1 for Vector).

@@ -195,6 +195,11 @@ typedef struct chexmask_rt_result_fields {
 } chexmask_rt_result_fields;
 CHEXMASK_RT_API const chexmask_rt_result_fields* chexmask_rt_result_get(const chexmask_rt_result* result);
 
+/* 1 when landmarks_std, node_uncertainty and mean_node_std measure a spread; 0 for one decode (samples 1,
+ * no pooled second look), whose std is 0 because there is nothing to spread, not because the model is
+ * sure (the examples' JSON writes null then); 0 for NULL. */
+CHEXMASK_RT_API int chexmask_rt_result_spread_measured(const chexmask_rt_result* result);
+
 /* ---- every engine-output field, by the schema table (result_fields.def) ------------------------
  * A field added to the table is reachable here without a change to this header:
  *
