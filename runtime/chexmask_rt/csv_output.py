@@ -33,6 +33,7 @@ import numpy as np
 from .csv_lines import csv_line
 from .dicom_source import UID_KEYWORDS
 from .errors import InputError, os_reason
+from .native_gate import native_call
 from .notice import INTENDED_USE
 from .result import FIELDS, Result, look_kind
 from .rle import encode
@@ -151,7 +152,8 @@ def write_masks(folder: str | os.PathLike[str], stem: str, result: Result) -> li
     for organ, mask in result.organ_masks().items():
         out = folder / f"{stem}_{organ}.png"
         try:
-            ok, png = cv2.imencode(".png", mask)
+            with native_call():  # OpenCV releases the GIL: a fork and the exit wait for it (native_gate)
+                ok, png = cv2.imencode(".png", mask)
             if ok:
                 write_bytes_whole(out, png.tobytes())
         except (OSError, cv2.error) as exc:  # e.g. a full disk, a name too long for the file system

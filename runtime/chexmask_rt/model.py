@@ -171,7 +171,8 @@ def _named(chunk: list[tuple[np.ndarray, str | None]], bit_depth: int | None, er
     are checked again alone, by the same core code, before any engine work."""
     for gray, name in chunk:
         try:
-            core.preprocess(gray, core.MIN_SIDE, bit_depth)
+            with native_call():  # releases the GIL (native_gate)
+                core.preprocess(gray, core.MIN_SIDE, bit_depth)
         except InputError as alone:
             return InputError(f"{name or 'array'}: {str(alone).removeprefix('image: ')}")
     return error

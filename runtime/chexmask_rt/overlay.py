@@ -9,6 +9,7 @@ import numpy as np
 
 from .anatomy import organ_slices
 from .errors import InputError, os_reason
+from .native_gate import native_call
 from .notice import INTENDED_USE
 from .result import Result, look_kind
 from .whole_files import write_bytes_whole
@@ -141,6 +142,11 @@ def draw_overlay(image: np.ndarray | str | os.PathLike[str], result: Result, *, 
     if tuple(np.shape(image)[:2]) != (result.height, result.width):
         raise InputError(f"the picture is {np.shape(image)[1]}x{np.shape(image)[0]} pixels but the result is of a "
                          f"{result.width}x{result.height} image: draw over the image the result was made from")
+    with native_call():  # OpenCV releases the GIL while it draws: a fork and the exit wait for it (native_gate)
+        return _drawing(image, result, max_side)
+
+
+def _drawing(image: np.ndarray, result: Result, max_side: int) -> np.ndarray:
     canvas = _display_gray(image)
     longer = max(canvas.shape[:2])
     scale = max_side / longer if longer > max_side else max(1.0, MIN_SIDE / longer)
@@ -209,9 +215,10 @@ def write_overlay(path: str | os.PathLike[str], image: np.ndarray | str | os.Pat
     suffix picks the format; PNG at zlib level 9, half the size of OpenCV's default, about 0.1 s);
     InputError naming ``path`` when it cannot be."""
     out = Path(path)
+    picture = draw_overlay(image, result)
     try:
-        written, encoded = cv2.imencode(out.suffix.lower() or ".png", draw_overlay(image, result),
-                                        [cv2.IMWRITE_PNG_COMPRESSION, 9])
+        with native_call():
+            written, encoded = cv2.imencode(out.suffix.lower() or ".png", picture, [cv2.IMWRITE_PNG_COMPRESSION, 9])
         if written:
             write_bytes_whole(out, encoded.tobytes())
     except (OSError, cv2.error) as exc:

@@ -12,6 +12,7 @@ import operator
 import numpy as np
 
 from .errors import InputError, ModelError, first_line
+from .native_gate import native_call
 
 
 def polygon_mask(points: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -33,7 +34,8 @@ def polygon_mask(points: np.ndarray, height: int, width: int) -> np.ndarray:
         size = operator.index(height), operator.index(width)
     except (TypeError, ValueError) as exc:
         raise InputError(f"polygon_mask: expected numeric (N, 2) points and integer sizes ({first_line(exc)})") from None
-    return _core.polygon_mask(pts, *size)
+    with native_call():  # the fill releases the GIL: a fork and the exit wait for it (native_gate)
+        return _core.polygon_mask(pts, *size)
 
 
 def encode(mask: np.ndarray) -> str:
