@@ -158,6 +158,23 @@ def test_a_segmenters_model_information_travels_to_other_processes(default_segme
     for travelled in (pickle.loads(pickle.dumps(info)), copy.deepcopy(info), copy.copy(info)):
         assert type(travelled) is type(info)
         assert {f: getattr(travelled, f) for f in fields} == {f: getattr(info, f) for f in fields}
+        assert travelled == info and hash(travelled) == hash(info)  # a worker's report checked against ours
+
+
+def test_model_information_compares_and_shows_itself(default_segmenter, tmp_path):
+    """Two loads of one engine gave infos that compared unequal (identity), and a notebook showed
+    `<chexmask_rt._core.ModelInfo object at 0x...>`."""
+    import chexmask_rt
+    from toy_engine import write_toy_engine
+
+    info = default_segmenter.info
+    again = chexmask_rt.load().info
+    assert again == info and hash(again) == hash(info) and not (again != info)
+    other = chexmask_rt.load(write_toy_engine(tmp_path / "toy.onnx")).info
+    assert other != info and info != "chexmask-rt-default:10"
+    shown = repr(info)
+    assert shown.startswith(f"ModelInfo(id='{info.id}', inputsize={info.inputsize}, latents={info.latents}, ")
+    assert f"checkpoint_sha256='{info.checkpoint_sha256[:12]}" in shown and "0x" not in shown
 
 
 def test_a_results_numbers_cannot_be_changed_through_it(default_segmenter, example1):

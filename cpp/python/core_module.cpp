@@ -190,6 +190,14 @@ py::tuple result_fields_tuple() {
     return py::tuple(rows);
 }
 
+py::tuple info_state(const ModelInfo& i) {
+    py::list organs;
+    for (const Organ& o : i.organs) organs.append(py::make_tuple(o.name, o.count));
+    return py::make_tuple(i.format_version, i.inputsize, i.latents, i.landmarks, organs, i.skip, i.trained,
+                          i.has_samples_output, i.checkpoint_sha256, i.landmark_offsets_sha256, i.model_name,
+                          i.model_version, i.description, i.second_look, i.metadata);
+}
+
 void bind_info(py::module_& m) {
     py::class_<ModelInfo>(m, "ModelInfo", "What an engine file says about itself, checked against its graph")
         .def_readonly("format_version", &ModelInfo::format_version)
@@ -213,15 +221,21 @@ void bind_info(py::module_& m) {
         .def_readonly("second_look", &ModelInfo::second_look)
         .def_readonly("metadata", &ModelInfo::metadata)
         .def_property_readonly("id", &ModelInfo::id)
+        // Equal field by field (a worker's copy equals its parent's), hashed by what names the model.
+        .def("__eq__", [](const ModelInfo& a, const ModelInfo& b) { return info_state(a).equal(info_state(b)); },
+             py::is_operator())
+        .def("__hash__", [](const ModelInfo& i) {
+            return py::hash(py::make_tuple(i.model_name, i.model_version, i.checkpoint_sha256, i.inputsize, i.latents));
+        })
+        .def("__repr__", [](const ModelInfo& i) {
+            return "ModelInfo(id='" + i.id() + "', inputsize=" + std::to_string(i.inputsize) +
+                   ", latents=" + std::to_string(i.latents) + ", landmarks=" + std::to_string(i.landmarks) +
+                   ", trained=" + (i.trained ? "True" : "False") + ", second_look=" +
+                   (i.second_look ? "True" : "False") + ", checkpoint_sha256='" + i.checkpoint_sha256.substr(0, 12) +
+                   "...')";
+        })
         // Picklable (and copyable) field by field, so that it can go to and from worker processes.
-        .def(py::pickle(
-            [](const ModelInfo& i) {
-                py::list organs;
-                for (const Organ& o : i.organs) organs.append(py::make_tuple(o.name, o.count));
-                return py::make_tuple(i.format_version, i.inputsize, i.latents, i.landmarks, organs, i.skip, i.trained,
-                                      i.has_samples_output, i.checkpoint_sha256, i.landmark_offsets_sha256,
-                                      i.model_name, i.model_version, i.description, i.second_look, i.metadata);
-            },
+        .def(py::pickle([](const ModelInfo& i) { return info_state(i); },
             [](const py::tuple& t) {
                 if (t.size() != 15) throw std::runtime_error("ModelInfo: not a pickled ModelInfo of this version");
                 ModelInfo i;

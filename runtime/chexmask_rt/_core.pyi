@@ -75,6 +75,9 @@ class ModelInfo:
     @property
     def id(self) -> str:
         """"<model_name>:<model_version>"."""
+    def __eq__(self, other: object) -> bool:
+        """Every field equal (a pickled copy equals its original)."""
+    def __hash__(self) -> int: ...
 
 def parse_model_info(metadata: Mapping[str, str], source: str) -> ModelInfo:
     """Validate engine metadata alone (no session, no graph; landmarks: what the organs say);
