@@ -576,3 +576,68 @@ def test_the_cores_own_scores_follow_their_definitions(example1):
     assert out.mean_node_std == pytest.approx(float(np.mean((std[:, 0] + std[:, 1]) / 2)), rel=1e-12)
     assert out.mean_latent_sigma == pytest.approx(float(np.mean(out.latent_sigma)), rel=1e-12)
     assert np.ptp(std[:, 0] - std[:, 1]) > 0  # x and y spreads differ, so max or one axis would not pass
+
+
+AFFINITY_THREADS = """
+import os, sys
+os.sched_setaffinity(0, {int(sys.argv[2])})
+import chexmask_rt
+seg = chexmask_rt.load()  # held: its engine's threads end with it
+seg.predict(sys.argv[1], samples=3)
+print(sorted({cpu for task in os.listdir("/proc/self/task") for cpu in os.sched_getaffinity(int(task))}))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs two CPUs to confine a process to one of them")
+def test_the_default_threads_stay_on_the_cpus_the_process_may_use(shared_images):
+    """Under taskset (or a container's cpuset) ONNX Runtime's default pinned a thread to a core outside
+    the process's set: confined to CPU 0 it ran a second thread on CPU 1."""
+    png = next(p for p in shared_images if p.suffix == ".png")
+    for cpu in sorted(os.sched_getaffinity(0))[:2]:
+        proc = subprocess.run([sys.executable, "-c", AFFINITY_THREADS, str(png), str(cpu)], capture_output=True,
+                              text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert proc.stdout.strip() == f"[{cpu}]"
+
+
+QUOTA_THREADS = """
+import os, sys
+with open(sys.argv[1], "w") as tasks:
+    tasks.write(str(os.getpid()))
+import chexmask_rt
+before = len(os.listdir("/proc/self/task"))
+seg = chexmask_rt.load()
+print(len(os.listdir("/proc/self/task")) - before)
+"""
+
+
+def _cpu_cgroup(quota_cpus: int) -> tuple[Path, Path] | None:
+    """A new cgroup with a CPU quota, and the file that moves a process into it; None where this process may
+    not make one (not root, or no cgroup v1 cpu controller mounted)."""
+    root = Path("/sys/fs/cgroup/cpu")
+    try:
+        folder = root / f"chexmask-rt-test-{os.getpid()}"
+        folder.mkdir()
+    except OSError:
+        return None
+    (folder / "cpu.cfs_period_us").write_text("100000")
+    (folder / "cpu.cfs_quota_us").write_text(str(100000 * quota_cpus))
+    return folder, folder / "tasks"
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs for a quota of one to be less")
+def test_the_default_threads_follow_the_cpu_quota():
+    """A container limited to one CPU (a cgroup quota) got a thread per core of the machine from ONNX
+    Runtime's default: one thread more than its share here, dozens on a large node."""
+    made = _cpu_cgroup(1)
+    if made is None:
+        pytest.skip("cannot make a cgroup with a CPU quota here (needs root and the v1 cpu controller)")
+    folder, tasks = made
+    try:
+        proc = subprocess.run([sys.executable, "-c", QUOTA_THREADS, str(tasks)], capture_output=True, text=True,
+                              timeout=300)
+    finally:
+        folder.rmdir()
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "0"  # one intra-op thread: the caller's own

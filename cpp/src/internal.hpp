@@ -25,6 +25,10 @@ inline double* flat(std::vector<double>& v) { return v.data(); }
 template <typename T>
 constexpr std::size_t columns_of(const std::vector<T>&) { return sizeof(T) / sizeof(double); }
 
+/// EngineOptions::intra_op_threads 0 resolved: the physical cores of this process's CPU affinity, at
+/// most its cgroup's CPU quota; 0 (ONNX Runtime's default) when that is every core of the machine.
+int default_intra_op_threads();
+
 /// The HybridGNet anatomy, the organs of an engine whose metadata names none: right lung 44,
 /// left lung 50, heart 26 (Python: anatomy.py).
 const std::vector<Organ>& default_organs();

@@ -289,7 +289,8 @@ public:
 private:
     static Ort::SessionOptions session_options(const EngineOptions& options) {
         Ort::SessionOptions so;
-        so.SetIntraOpNumThreads(options.intra_op_threads);  // 0: physical cores; the Engine checked the range
+        // 0: the cores this process may use (cpu_share.cpp); the Engine checked the range
+        so.SetIntraOpNumThreads(options.intra_op_threads != 0 ? options.intra_op_threads : default_intra_op_threads());
         so.SetInterOpNumThreads(1);
         so.SetExecutionMode(ORT_SEQUENTIAL);
         so.SetGraphOptimizationLevel(options.layout_optimizations ? GraphOptimizationLevel::ORT_ENABLE_ALL

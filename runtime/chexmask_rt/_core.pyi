@@ -174,7 +174,7 @@ class Engine:
                  tensorrt_cache_dir: str = "", quality_file: str = "", images_per_call: int = 0) -> None:
         """Open a chexmask-rt ONNX engine. onnxruntime_library: path of libonnxruntime.so.1.* (""
         -> $CHEXMASK_RT_ONNXRUNTIME_LIBRARY, else the loader's search path); the first Engine fixes
-        it for the process. intra_op_threads 0: one per physical core. layout_optimizations,
+        it for the process. intra_op_threads 0: one per physical core the process may use. layout_optimizations,
         memory_pattern, device, tensorrt_cache_dir and images_per_call: see chexmask_rt.EngineOptions. quality_file: the
         reliability flag's calibration ("": <model stem>.quality.json beside the model, when it exists).
         Results holding NaN or infinity raise chexmask_rt.errors.NonFiniteOutputError (index: the image's

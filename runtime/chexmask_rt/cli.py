@@ -95,7 +95,7 @@ def _add_run_options(p) -> None:
     p.add_argument("--model", help="engine .onnx (default: the shipped model)")
     p.add_argument("--samples", type=_integer(_samples), default=50, help="latent samples K (default 50)")
     p.add_argument("--seed", type=_integer(_seed), default=0, help="seed of the latent noise (default 0)")
-    p.add_argument("--threads", type=_integer(_threads), default=None, help="intra-op threads (default: physical cores)")
+    p.add_argument("--threads", type=_integer(_threads), default=None, help="intra-op threads (default: the physical cores this process may use)")
     looks = p.add_mutually_exclusive_group()
     looks.add_argument("--single-look", dest="second_look", action="store_const", const=False, default=None,
                        help="one engine call per image, in half the time (default: the engine's own setting, "

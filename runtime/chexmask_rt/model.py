@@ -46,7 +46,8 @@ class EngineOptions:
 
     threads: int | None = None
     """Intra-op threads, 1..256 (the core refuses more: ONNX Runtime starts them all at once);
-    None or 0: one per physical core."""
+    None or 0: one per physical core the process may use (its CPU affinity, at most its cgroup's CPU
+    quota)."""
     layout_optimizations: bool = False
     """Graph level ALL (x86 NCHWc layout rewrites) instead of EXTENDED. The per-image
     normalisations make ONNX Runtime reorder back to NCHW after every convolution,

@@ -253,8 +253,8 @@ struct EngineOptions {
     /// search path. The first Engine
     /// created in a process fixes the library for the whole process.
     std::string onnxruntime_library;
-    /// Intra-op threads of the engine, 1..kMaxIntraOpThreads; 0: one per physical core. Any other
-    /// value is a ModelError.
+    /// Intra-op threads of the engine, 1..kMaxIntraOpThreads; 0: one per physical core the process
+    /// may use (its CPU affinity, at most its cgroup's CPU quota). Any other value is a ModelError.
     int intra_op_threads = 0;
     /// ONNX Runtime's layout optimisations (graph level ALL instead of EXTENDED): on x86
     /// they run convolutions in the NCHWc blocked layout, but the per-image normalisations

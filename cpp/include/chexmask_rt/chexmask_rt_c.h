@@ -76,7 +76,7 @@ typedef struct chexmask_rt_engine_options {
     const char* onnxruntime_library; /* path of libonnxruntime.so.1.*; NULL: $CHEXMASK_RT_ONNXRUNTIME_LIBRARY,
                                         else the linked one (ONNXRUNTIME_ROOT builds), else libonnxruntime.so.1
                                         from the loader's path. The first engine fixes it for the process. */
-    int intra_op_threads;            /* 0: one per physical core; 1..256; else CHEXMASK_RT_MODEL_ERROR */
+    int intra_op_threads;            /* 0: one per usable physical core; 1..256; else CHEXMASK_RT_MODEL_ERROR */
     const char* device;              /* NULL or "cpu"; "cuda"; "tensorrt" (lower case; ONNX Runtime's providers:
                                         the library must have them, else CHEXMASK_RT_MODEL_ERROR says what is
                                         missing). Not tested on a GPU here. */
