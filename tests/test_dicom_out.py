@@ -9,6 +9,8 @@ import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
 from pydicom.sr.codedict import codes
 
 from chexmask_rt.batch import run_batch
@@ -404,6 +406,30 @@ def test_predicting_an_image_stored_mirrored_is_refused_not_answered_with_swappe
         default_segmenter.predict(mirrored, samples=2)
     conventional = _edited(tmp_path, "conventional", PatientOrientation=["L", "F"])
     assert default_segmenter.predict(conventional, samples=2).landmarks.shape == (120, 2)
+
+
+def _view_code(meaning: str) -> Sequence:
+    code = Dataset()
+    code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = "R-10236", "SRT", meaning
+    return Sequence([code])
+
+
+def test_a_lateral_view_marked_by_its_view_position_is_refused(tmp_path, default_segmenter):
+    """CR and DX mark a lateral by View Position LL or RL (or its View Code Sequence) and leave Patient
+    Orientation empty: it was answered as a frontal chest, exit 0, lungs drawn over a side view."""
+    for name, changes, said in (("ll", {"ViewPosition": "LL"}, "View Position LL (left lateral)"),
+                                ("rl", {"ViewPosition": "RL"}, "View Position RL (right lateral)"),
+                                ("coded", {"ViewPosition": None, "ViewCodeSequence": _view_code("left lateral")},
+                                 "View Code Sequence 'left lateral'")):
+        lateral = _edited(tmp_path, name, **changes)
+        proc = cli("predict", lateral, "--samples", 2, "--json", tmp_path / f"{name}.json")
+        assert proc.returncode == 3 and not (tmp_path / f"{name}.json").exists(), proc.stdout + proc.stderr
+        assert f"{lateral}: {said}: a lateral view" in proc.stderr
+        with pytest.raises(InputError, match="the model reads frontal"):
+            default_segmenter.predict(lateral, samples=2)
+    for view in ("PA", "AP", "LLD"):  # a decubitus film is a frontal projection
+        frontal = _edited(tmp_path, view, ViewPosition=view, ViewCodeSequence=_view_code("postero-anterior"))
+        assert default_segmenter.predict(frontal, samples=2).landmarks.shape == (120, 2)
 
 
 def test_a_version_dicom_cannot_carry_is_the_engines_fault(default_segmenter, example1):

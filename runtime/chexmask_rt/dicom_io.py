@@ -172,13 +172,35 @@ def _with_frame_display(ds) -> None:
                         setattr(ds, keyword, inner[0][keyword].value)
 
 
+_LATERAL_VIEWS = {"LL": "left lateral", "RL": "right lateral"}  # View Position (0018,5101); RLD/LLD are frontal
+_LATERAL_MEANINGS = {"lateral", "left lateral", "right lateral"}  # View Code Sequence (CID 4010) code meanings
+
+
+def _check_view(ds, name: str) -> None:
+    """Refuse a lateral view as the modality names it: CR and DX leave Patient Orientation empty more
+    often than not, and mark a lateral by View Position LL or RL or by its View Code Sequence."""
+    position = str(ds.get("ViewPosition") or "").strip().upper()
+    codes = ds.get("ViewCodeSequence") or []
+    meaning = str(codes[0].get("CodeMeaning", "")).strip() if len(codes) else ""
+    if position in _LATERAL_VIEWS:
+        said = f"View Position {position} ({_LATERAL_VIEWS[position]})"
+    elif meaning.lower() in _LATERAL_MEANINGS:
+        said = f"View Code Sequence '{meaning}'"
+    else:
+        return
+    raise InputError(f"{name}: {said}: a lateral view; the model reads frontal (PA or AP) chests, so its lungs and "
+                     "heart would be drawn over a view that does not show them side by side")
+
+
 def check_orientation(ds, name: str) -> None:
     """Refuse an image not stored as a frontal chest is displayed by convention (Patient Orientation L\\F:
     the patient's right on the image's left, head up), judged by each value's first letter (its main
-    direction: LA\\F, an oblique, is frontal). The model reads chests so; on any other image the
+    direction: LA\\F, an oblique, is frontal), and a lateral view by its View Position or View Code
+    (:func:`_check_view`). The model reads chests so; on any other image the
     lung it calls right is not the patient's right lung, yet every output (JSON, CSV, masks, SEG, SR) would
     name it so. An absent or empty Patient Orientation is taken as conventional (most modalities leave it
     empty for chests shown so). ``name`` starts the message."""
+    _check_view(ds, name)
     orientation = ds.get("PatientOrientation") or ""
     values = [str(v).strip().upper() for v in ([orientation] if isinstance(orientation, str) else orientation)]
     rows, cols = (values + ["", ""])[:2]
