@@ -388,6 +388,12 @@ def test_summaries_say_which_results_the_reliability_flag_marks(tmp_path):
     lines = {line.split(":")[0]: line for line in proc.stdout.splitlines()}
     assert "; FLAGGED, review before use: uncertainty above the calibrated threshold" in lines[str(mono1)]
     assert "FLAGGED" not in lines[str(mono2)]
+    # standard output carrying the data: the lines, and the flag's warning, go to stderr (they were dropped)
+    for option in ("--json", "--csv"):
+        data = cli("predict", mono1, mono2, "--samples", 4, option, "-", "--no-progress")
+        assert data.returncode == 0 and data.stdout.lstrip().startswith(("[", "Image")), data.stderr
+        warned = {line.split(":")[0]: line for line in data.stderr.splitlines()}
+        assert warned[str(mono1)] == lines[str(mono1)] and warned[str(mono2)] == lines[str(mono2)], option
     (tmp_path / "in").mkdir()
     for path in (mono1, mono2):
         shutil.copy(path, tmp_path / "in")

@@ -370,8 +370,8 @@ def _write_image_outputs(args, result, stem: str, several: bool) -> int:
         say(f"chexmask-rt: error: {exc}" if isinstance(exc, InputError)
             else f"chexmask-rt: error: {result.image}: {type(exc).__name__}: {first_line(exc)}")
         failed = 1
-    if args.json != "-" and args.csv != "-":
-        say(_summary(result), file=sys.stdout)
+    # standard output carries the data (--json - / --csv -): the line, and a flag's warning, go to stderr
+    say(_summary(result), file=sys.stdout if args.json != "-" and args.csv != "-" else None)
     return failed
 
 
