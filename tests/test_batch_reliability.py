@@ -582,3 +582,37 @@ def test_a_link_where_the_batch_writes_its_own_file_is_refused(tmp_path, images,
     proc = cli("batch", listing(tmp_path, images[:1]), "--out", out, "--samples", 2, "--no-progress")
     assert proc.returncode == 3 and "a symbolic link where the batch writes its own file" in proc.stderr, proc.stderr
     assert elsewhere.read_text() == "someone else's file\n"
+
+
+def test_a_stopped_resumed_run_counts_the_images_done_before():
+    from chexmask_rt.batch import BatchSummary
+
+    s = BatchSummary(total=10, done=2, skipped=5, failed=1, seconds=0.0)
+    assert s.stopped_text(Path("out")) == ("stopped after 3 of the 5 images to do: 2 done, 1 failed, 2 not started; "
+                                           f"7 in {Path('out') / 'results.csv'}")
+
+
+def test_a_hashed_name_never_meets_an_earlier_runs_picture():
+    import hashlib
+
+    first, second = "in/d1/a.png", "in/d2/a.png"
+    earlier = f"in/a_{hashlib.sha1(first.encode()).hexdigest()[:8]}.png"  # done before: its pictures have this name
+    stems = mask_stems([first, second], earlier=[earlier])
+    assert Path(earlier).stem not in stems.values() and len(set(stems.values())) == 2
+
+
+def test_numbered_names_skip_every_taken_number():
+    import hashlib
+
+    digest = hashlib.sha1(b"x/a.png").hexdigest()
+    mimics = [f"m/a_{digest[:8]}.png", f"m/a_{digest[:16]}.png", f"n/a_{digest}.png", f"m/a_{digest}_2.png",
+              f"m/a_{digest}_3.png"]
+    stems = mask_stems(["x/a.png", "y/a.png", *mimics])
+    assert len(set(stems.values())) == len(stems) == 7
+
+
+def test_the_summary_counts_several_repeated_entries_in_the_plural():
+    from chexmask_rt.batch import BatchSummary
+
+    summary = BatchSummary(total=2, done=2, skipped=0, failed=0, seconds=1.0, repeats=2)
+    assert summary.text(Path("out")).startswith("2 images (2 repeated entries left out): ")

@@ -255,3 +255,23 @@ def test_a_program_calling_main_is_not_restarted_under_a_latin_1_locale(tmp_path
     proc = subprocess.run([sys.executable, str(program)], capture_output=True, text=True, env=latin_1, cwd=tmp_path)
     lines = proc.stdout.splitlines()
     assert proc.returncode == 0 and lines.count("started") == 1 and lines[-1].startswith("chexmask-rt "), lines
+
+
+def test_the_installed_command_keeps_names_bytes_under_a_latin_1_locale(tmp_path, latin_1):
+    import json
+
+    name = tmp_path / "Röntgen.png"
+    shutil.copyfile(IMAGE, name)
+    script = Path(sys.executable).with_name("chexmask-rt")
+    proc = subprocess.run([str(script), "predict", str(name), "--samples", "2", "--json", str(tmp_path / "r.json")],
+                          capture_output=True, text=True, env=latin_1)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "r.json").read_bytes().decode("utf-8"))["image"] == str(name)
+
+
+def test_a_refused_relative_input_in_a_deleted_working_folder_names_why(tmp_path):
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    proc = run(["batch", "in", "--out", tmp_path / "out", "--samples", 2], cwd=gone, preexec_fn=lambda: os.rmdir(gone))
+    assert proc.returncode == 3 and "Traceback" not in proc.stderr, proc.stderr
+    assert "the working folder is gone" in proc.stderr, proc.stderr

@@ -622,3 +622,20 @@ def test_a_source_value_invalid_for_its_vr_is_not_copied_into_an_object(results,
         written, error = _objects_of(results, tmp_path, "odd", **{keyword: value})
     assert written == [] and f"the source's {keyword} is not a valid " in error and "fix the source" in error
     assert not list((tmp_path / "seg").glob("*.dcm")) and not list((tmp_path / "sr").glob("*.dcm"))
+
+
+def test_every_value_of_a_multi_valued_source_attribute_is_checked(results, tmp_path):
+    with pydicom.config.disable_value_validation():
+        written, error = _objects_of(results, tmp_path, "odd", AccessionNumber="A\\" + "A" * 40)  # SH: 16 at most
+    assert written == [] and "the source's AccessionNumber is not a valid SH" in error, error
+
+
+def test_bit_depth_for_one_dicom_names_it_alone(example1):
+    proc = cli("predict", example1, DICOMS[0], "--bit-depth", 12)
+    assert proc.returncode == 2 and proc.stderr.rstrip("\n").endswith(f"window: {DICOMS[0]}"), proc.stderr
+
+
+def test_an_overlong_patient_name_is_not_copied(results, tmp_path):
+    with pydicom.config.disable_value_validation():
+        written, error = _objects_of(results, tmp_path, "odd", PatientName="D" * 100)  # PN: 64 a component group
+    assert written == [] and "the source's PatientName is not a valid PN" in error, error

@@ -301,3 +301,41 @@ def test_the_colour_key_spans_a_share_of_a_wide_picture(default_segmenter, chest
     band = picture[wide.shape[0]:].astype(int)
     coloured = (np.abs(band[..., 0] - band[..., 1]) + np.abs(band[..., 1] - band[..., 2]) > 60).any(axis=0)
     assert coloured.sum() > 0.35 * picture.shape[1]
+
+
+def test_bars_keep_a_dark_edge_on_a_bright_textured_image(default_segmenter, chest):
+    """As the bar test, over a bright base that is drawn as it is (a flat one is drawn black since 8-bit
+    images spanning under 128 levels are stretched, so it could not see a missing halo)."""
+    from chexmask_rt.anatomy import organ_slices
+
+    r = default_segmenter.predict(chest, samples=10)
+    base = np.full_like(chest, 230)
+    base[:8] = 0  # a dark strip: the base spans 230 levels and is drawn unstretched
+    picture = draw_overlay(base, r)
+    lungs = r.landmarks[np.r_[organ_slices()["right_lung"], organ_slices()["left_lung"]]]
+    a, b = lungs[lungs[:, 0].argmin()], lungs[lungs[:, 0].argmax()]
+    y, x = round((a[1] + b[1]) / 2), np.linspace(a[0], b[0], 12)[1:-1].round().astype(int)
+    column = picture[y - 6: y + 7, x].max(axis=2)
+    assert ((column == 255).any(axis=0) & (column < 60).any(axis=0)).sum() >= 8
+
+
+def test_bright_ellipses_get_a_halo(default_segmenter, chest, monkeypatch):
+    import chexmask_rt.overlay as overlay
+
+    r = default_segmenter.predict(255 - chest, samples=10, second_look=False)
+    colours = overlay._uncertainty_colours(r.node_uncertainty * 1024 / max(r.height, r.width))
+    bright = int((colours.astype(float) @ [0.114, 0.587, 0.299] >= overlay._HALO_FROM).sum())
+    halos, real = [], overlay.cv2.ellipse
+    monkeypatch.setattr(overlay.cv2, "ellipse", lambda img, c, axes, angle, start, end, colour, *a:
+                        (colour == overlay._HALO and halos.append(c)) or real(img, c, axes, angle, start, end, colour, *a))
+    draw_overlay(255 - chest, r)
+    assert bright > 0 and len(halos) == bright
+
+
+def test_one_decode_shows_no_colour_key(default_segmenter, chest, monkeypatch):
+    import chexmask_rt.overlay as overlay
+
+    texts, real = [], overlay.cv2.putText
+    monkeypatch.setattr(overlay.cv2, "putText", lambda img, text, *a: texts.append(text) or real(img, text, *a))
+    draw_overlay(chest, default_segmenter.predict(chest, samples=1, second_look=False))
+    assert not any(t.startswith("ellipse:") for t in texts)  # K=1 draws no ellipses: no key for them

@@ -412,3 +412,18 @@ def test_the_engine_cache_reuses_one_folder(tmp_path, monkeypatch):
     os.chmod(root, 0o777)  # others could have planted links inside: not used, one private folder instead
     first = ray_batch._engine_cache()
     assert first != root and all(ray_batch._engine_cache() == first for _ in range(4))
+
+
+def test_an_engine_cache_folder_of_another_user_is_not_used(tmp_path, monkeypatch):
+    import tempfile
+
+    from chexmask_rt import ray_batch
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(ray_batch, "_fallback_cache", None)
+    other = os.getuid() + 1  # the folder below is this user's, so to the code it is another's
+    monkeypatch.setattr(ray_batch.os, "getuid", lambda: other)
+    root = tmp_path / f"chexmask-rt-engines-{other}"
+    root.mkdir(mode=0o755)
+    os.chmod(root, 0o755)
+    assert ray_batch._engine_cache() != root

@@ -388,3 +388,62 @@ def test_a_long_merge_says_how_far_it_got(tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().err.splitlines()[-1] == f"merge: 1 rows so far, folder 1 of 1 ({a})"
     merge_folders([a], tmp_path / "quiet")
     assert capsys.readouterr().err == ""  # the Python API is silent unless asked
+
+
+def test_a_merge_that_finished_while_this_one_waited_is_not_overwritten(tmp_path, monkeypatch):
+    from contextlib import contextmanager
+
+    from chexmask_rt import merge
+
+    a = _fake_folder(tmp_path / "a", ["x"])
+    out = tmp_path / "all"
+    real = merge.folder_lock
+
+    @contextmanager
+    def late(folder):  # another merge finished in the folder between the first check and the lock
+        (folder / "results.csv").write_text("the other merge's results\n")
+        with real(folder) as created:
+            yield created
+
+    monkeypatch.setattr(merge, "folder_lock", late)
+    with pytest.raises(InputError, match="already exists and is not an empty folder"):
+        merge_folders([a], out)
+    assert (out / "results.csv").read_text() == "the other merge's results\n"
+
+
+def test_a_long_merge_says_a_line_a_minute_not_a_line_a_row(tmp_path, monkeypatch, capsys):
+    import itertools
+    import types
+
+    from chexmask_rt import merge
+
+    a = _fake_folder(tmp_path / "a", [f"i{n}" for n in range(5)])
+    clock = itertools.count(0, 31)  # 31 s a reading: a line every other row
+    monkeypatch.setattr(merge, "time", types.SimpleNamespace(monotonic=lambda: next(clock)))
+    merge_folders([a], tmp_path / "all", progress=True)
+    assert sum("rows so far" in line for line in capsys.readouterr().err.splitlines()) == 2
+
+
+def test_a_merge_whose_last_step_fails_leaves_its_folder_empty(tmp_path, monkeypatch):
+    import os
+
+    a = _fake_folder(tmp_path / "a", ["x"])
+    out = tmp_path / "all"
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full)
+    with pytest.raises(OSError):
+        merge_folders([a], out)
+    monkeypatch.undo()
+    assert list(out.iterdir()) == []  # a retry into it is not refused as "not an empty folder"
+
+
+def test_the_merge_command_says_how_far_it_got(tmp_path, monkeypatch, capsys):
+    from chexmask_rt import cli, merge
+
+    a = _fake_folder(tmp_path / "a", ["x", "y"])
+    monkeypatch.setattr(merge, "LOG_INTERVAL_S", 0.0)
+    assert cli.main(["merge", "--out", str(tmp_path / "all"), str(a)]) == 0
+    assert f"merge: 1 rows so far, folder 1 of 1 ({a})" in capsys.readouterr().err
