@@ -639,3 +639,23 @@ def test_an_overlong_patient_name_is_not_copied(results, tmp_path):
     with pydicom.config.disable_value_validation():
         written, error = _objects_of(results, tmp_path, "odd", PatientName="D" * 100)  # PN: 64 a component group
     assert written == [] and "the source's PatientName is not a valid PN" in error, error
+
+
+def _texts(dataset) -> list[str]:
+    """Every text value in a dataset and its sequences."""
+    found = []
+    for element in dataset.iterall():
+        if isinstance(element.value, str):
+            found.append(element.value)
+    return found
+
+
+def test_seg_and_sr_record_which_look_made_the_answer(default_segmenter):
+    """One call and a pooled second look give different masks (4,826 pixels on this image) and stds over K
+    or 2K decodes, yet their SEG and SR carried the same parameters: a PACS could not tell them apart."""
+    source = pydicom.dcmread(DICOMS[1])
+    for look, kind in ((False, "off"), (True, "pooled")):
+        r = default_segmenter.predict(DICOMS[1], samples=4, second_look=look)
+        params = r.to_dicom_seg(source).SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0]
+        assert f",second_look={kind}," in params.AlgorithmParameters
+        assert f"second_look={kind}" in _texts(r.to_dicom_sr(source))
