@@ -55,7 +55,8 @@ def shard_key(image: str, root: str | os.PathLike[str]) -> str:
 
 
 def shard_of(image: str, root: str | os.PathLike[str], count: int) -> int:
-    """The shard (0..count-1) of ``image``: its key's sha256 read as a number, modulo ``count``."""
+    """The shard (0..count-1) of ``image``: the first 8 bytes of its key's sha256 read as a big-endian
+    number, modulo ``count``."""
     digest = hashlib.sha256(shard_key(image, root).encode("utf-8", "surrogateescape")).digest()
     return int.from_bytes(digest[:8], "big") % count
 
