@@ -339,3 +339,20 @@ def test_one_decode_shows_no_colour_key(default_segmenter, chest, monkeypatch):
     monkeypatch.setattr(overlay.cv2, "putText", lambda img, text, *a: texts.append(text) or real(img, text, *a))
     draw_overlay(chest, default_segmenter.predict(chest, samples=1, second_look=False))
     assert not any(t.startswith("ellipse:") for t in texts)  # K=1 draws no ellipses: no key for them
+
+
+def test_a_result_shows_its_overlay_in_a_notebook(default_segmenter, chest, tmp_path):
+    """Jupyter showed a Result as its one-line repr only, where the picture says more (IPython calls
+    _repr_png_ when a Result ends a cell)."""
+    import shutil
+
+    r = default_segmenter.predict(EXAMPLE, samples=5)
+    png = r._repr_png_()
+    shown = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    np.testing.assert_array_equal(shown, draw_overlay(EXAMPLE, r))
+    assert default_segmenter.predict(chest, samples=5)._repr_png_() is None  # pixels alone: no file to draw over
+    moved = tmp_path / EXAMPLE.name
+    shutil.copy(EXAMPLE, moved)
+    gone = default_segmenter.predict(moved, samples=5)
+    moved.unlink()
+    assert gone._repr_png_() is None and "Result(image=" in repr(gone)  # the text repr still shows

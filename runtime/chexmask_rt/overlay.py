@@ -217,14 +217,27 @@ def write_overlay(path: str | os.PathLike[str], image: np.ndarray | str | os.Pat
     out = Path(path)
     picture = draw_overlay(image, result)
     try:
-        with native_call():
-            written, encoded = cv2.imencode(out.suffix.lower() or ".png", picture, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+        written, encoded = _encoded(picture, out.suffix.lower() or ".png")
         if written:
-            write_bytes_whole(out, encoded.tobytes())
+            write_bytes_whole(out, encoded)
     except (OSError, cv2.error) as exc:
         raise InputError(f"{out}: cannot write the overlay picture ({os_reason(exc)})") from None
     if not written:
         raise InputError(f"{out}: cannot write the overlay picture")
+
+
+def _encoded(picture: np.ndarray, suffix: str) -> tuple[bool, bytes]:
+    with native_call():  # OpenCV releases the GIL (native_gate)
+        written, encoded = cv2.imencode(suffix, picture, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    return bool(written), encoded.tobytes() if written else b""
+
+
+def overlay_png(image: np.ndarray | str | os.PathLike[str], result: Result) -> bytes:
+    """The picture of :func:`draw_overlay` as PNG bytes (what ``Result._repr_png_`` shows in a notebook)."""
+    written, encoded = _encoded(draw_overlay(image, result), ".png")
+    if not written:
+        raise InputError("the overlay picture could not be encoded as PNG")
+    return encoded
 
 
 _MIN_TEXT = 0.45  # OpenCV font scale of the smallest legend text, about 10 px high: below it, lines wrap

@@ -99,6 +99,20 @@ class _ResultBase:
                 f"samples={self.samples}, seed={self.seed}, model={self.model!r}, "
                 f"mean_node_std={spread}, mean_latent_sigma={self.mean_latent_sigma:.4f}, {verdict})")
 
+    def _repr_png_(self) -> bytes | None:
+        """The overlay for a notebook (Jupyter shows it when a Result ends a cell): contours, uncertainty
+        ellipses and the verdict over the image file the result names; None (the one-line repr alone)
+        for a result of pixels, or when that file is gone or is no longer the image it was made from."""
+        if not self.image:
+            return None
+        from .errors import ChexmaskError
+        from .overlay import overlay_png
+
+        try:
+            return overlay_png(self.image, self)
+        except (ChexmaskError, OSError):
+            return None
+
     def __eq__(self, other: object) -> bool:
         """Every field equal, the arrays element by element (NaN equal to NaN): the dataclass default
         could not compare arrays, and equality that skipped them held for results of other images."""
