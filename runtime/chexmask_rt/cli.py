@@ -265,10 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _summary(result) -> str:
-    from .result import look_kind
-
     looks = {"pooled": ", two looks pooled", "crop_only": ", wide field of view: the crop's look"}
-    looked = looks.get(look_kind(result), "")
+    looked = looks.get(result.look_kind, "")
     q = result.quality
     verdict = "" if q is None else ", reliability not calibrated" if not q.calibrated else \
         f"; FLAGGED, review before use: {q.reason}" if q.flag else ""

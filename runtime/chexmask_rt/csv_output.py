@@ -6,7 +6,7 @@ LL 44-93, H 94-119); ``Right Lung``, ``Left Lung`` and ``Heart`` are the
 run-length encodings (:mod:`chexmask_rt.rle`) of the filled landmark polygons;
 ``Height`` and ``Width`` give the mask shape. The image scores, the reliability
 flag and the run's settings follow; ``Second Look`` says how the answer was made
-(:func:`chexmask_rt.result.look_kind`). ``Landmarks (Std)`` and ``Mean Node Std`` are empty for one
+(:attr:`chexmask_rt.Result.look_kind`). ``Landmarks (Std)`` and ``Mean Node Std`` are empty for one
 decode (``Samples`` 1 without a pooled second look): its std is 0 because nothing spreads, not
 because the model is sure (:attr:`chexmask_rt.Result.spread_measured`).
 
@@ -35,7 +35,7 @@ from .dicom_source import UID_KEYWORDS
 from .errors import InputError, os_reason
 from .native_gate import native_call
 from .notice import INTENDED_USE
-from .result import FIELDS, Result, look_kind
+from .result import FIELDS, Result
 from .rle import encode
 from .whole_files import write_bytes_whole, write_text_whole
 
@@ -87,7 +87,7 @@ def csv_row(result: Result) -> dict[str, str]:
                 "Mean Node Std": f"{result.mean_node_std:.6g}" if measured else "", "Mean Latent Sigma": f"{result.mean_latent_sigma:.6g}",
                 "Quality Flag": "" if q is None else str(q.flag), "Quality Reason": "" if q is None else q.reason,
                 "Samples": str(result.samples), "Seed": str(result.seed), "Model": result.model,
-                "Second Look": look_kind(result), "Results Schema": str(SCHEMA_VERSION),
+                "Second Look": result.look_kind, "Results Schema": str(SCHEMA_VERSION),
                 "Intended Use": INTENDED_USE})
     row.update(_source_columns(result.source))
     row.update(_measure_columns(result.measures()))

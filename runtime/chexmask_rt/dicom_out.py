@@ -37,7 +37,6 @@ from .dicom_source import (IMAGER_PIXEL_SPACING, MAGNIFICATION_CORRECTED, PIXEL_
 from .dicom_io import check_orientation
 from .errors import InputError, ModelError, first_line, os_reason
 from .measures import measure
-from .result import look_kind
 from .whole_files import write_whole_unclaimed
 
 if TYPE_CHECKING:
@@ -149,7 +148,7 @@ def segmentation(result: Result, source_dataset: Dataset, *, series_number: int 
         name=_algorithm_name(result), family=codes.cid7162.ArtificialIntelligence, version=check_model_id_for_dicom(result.model),
         source=f"chexmask-rt {_version()}",
         parameters={"model": result.model, "samples": str(result.samples), "seed": str(result.seed),
-                    "second_look": look_kind(result), "use": RESEARCH_ONLY})
+                    "second_look": result.look_kind, "use": RESEARCH_ONLY})
     masks = result.organ_masks()
     descriptions = []
     for number, organ in enumerate(masks, start=1):
@@ -296,7 +295,7 @@ def measurement_report(result: Result, source_dataset: Dataset, *,
     length, area = _units(m.spacing)
     no_units = codes.UCUM.NoUnits
     parameters = [f"model={result.model}", f"samples={result.samples}", f"seed={result.seed}",
-                  f"second_look={look_kind(result)}", f"chexmask-rt {_version()}"]
+                  f"second_look={result.look_kind}", f"chexmask-rt {_version()}"]
     algorithm = sr.AlgorithmIdentification(name=_algorithm_name(result), version=check_model_id_for_dicom(result.model),
                                            parameters=parameters)
     std = codes.SCT.StandardDeviation

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -11,8 +12,10 @@ from .anatomy import organ_slices
 from .errors import InputError, os_reason
 from .native_gate import native_call
 from .notice import INTENDED_USE
-from .result import Result, look_kind
 from .whole_files import write_bytes_whole
+
+if TYPE_CHECKING:  # at run time it reads a result's attributes: no import (result shows itself by this module)
+    from .result import Result
 
 # Okabe and Ito's orange, bluish green and blue, told apart with the common colour-vision deficiencies
 # and apart from the ellipses' inferno map (OpenCV draws BGR: as RGB they were sky blue, olive and
@@ -183,7 +186,7 @@ def _drawing(image: np.ndarray, result: Result, max_side: int) -> np.ndarray:
               f"frame)" if measured else "mean node std not measured (K=1)")
     lines = [*([[(_kept_together(verdict[0]), verdict[1])]] if verdict else []),
              [(f"{spread}, mean latent sigma {result.mean_latent_sigma:.3f}", white)],
-             [(f"K={result.samples}{_LOOKS.get(look_kind(result), '')}  {result.model}", white)],
+             [(f"K={result.samples}{_LOOKS.get(result.look_kind, '')}  {result.model}", white)],
              [("contours:", white), *((f" {_ORGAN_NAMES[k]}", c) for k, c in _ORGAN_COLOURS.items())],
              *([key] if measured else []), *([(t, white)] for t in _measure_lines(measures)),
              [(INTENDED_USE.upper(), white)]]  # a picture travels without its JSON: it carries its intended use

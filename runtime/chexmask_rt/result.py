@@ -66,11 +66,6 @@ class SecondLook:
         return out
 
 
-def look_kind(result: "Result") -> str:
-    """How ``result`` was made: "pooled", "crop_only" or "none"; "off" when no second look was asked for."""
-    return "off" if result.second_look is None else result.second_look.look
-
-
 class _ResultBase:
     """The Result's behaviour; its fields are made from the schema table below."""
 
@@ -144,6 +139,12 @@ class _ResultBase:
         """The paper's image score: mean node uncertainty over the landmarks (0 for one decode: see
         :attr:`spread_measured`)."""
         return _mean_in_order(self.node_uncertainty)
+
+    @property
+    def look_kind(self) -> str:
+        """How this answer was made: "pooled", "crop_only" or "none"; "off" when no second look was asked
+        for (the CSV's ``Second Look``)."""
+        return "off" if self.second_look is None else self.second_look.look
 
     @property
     def spread_measured(self) -> bool:
