@@ -230,6 +230,24 @@ print("then", seg.predict(image, samples=5).samples)
 """
 
 
+STREAM_OUT_OF_MEMORY = ENGINE_OUT_OF_MEMORY.replace("""try:
+    seg.predict(image, samples=10000)""", """(_, error), (_, second) = seg.predict_iter([image, image[:, ::-1]], samples=10000, batch_size=1)
+print(type(error).__name__, isinstance(error, MemoryError), isinstance(error, chexmask_rt.ChexmaskError),
+      isinstance(error, chexmask_rt.InputError), type(error.__cause__).__name__, type(second).__name__)  # the stream goes on
+try:
+    pass""")
+
+
+def test_predict_iter_yields_no_memory_as_memory_not_as_a_bad_image():
+    """An input whose engine run found no memory was yielded as an InputError ("MemoryError: ... out of
+    memory"), which a caller treating InputError as a bad file blamed on the image."""
+    proc = subprocess.run([sys.executable, "-c", STREAM_OUT_OF_MEMORY], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    first, then = proc.stdout.splitlines()
+    assert first == "OutOfMemoryError True True False MemoryError OutOfMemoryError", first
+    assert then == "then 5"
+
+
 def test_an_engine_run_out_of_memory_is_memory_not_a_broken_engine(tmp_path):
     """ONNX Runtime's failed allocation came back as a ModelError ("engine run failed"): a batch stopped
     on it as on a broken engine, and callers could not tell it from one (the C header says out of

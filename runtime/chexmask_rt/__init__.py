@@ -5,7 +5,7 @@
     r = seg.predict("chest.png", samples=50)
     r.landmarks, r.landmarks_std, r.mean_node_std
 """
-from .errors import ChexmaskError, InputError, ModelError, NonFiniteOutputError
+from .errors import ChexmaskError, InputError, ModelError, NonFiniteOutputError, OutOfMemoryError
 from .measures import Measures
 from .model import EngineOptions, ModelInfo, Segmenter, UntrainedModelWarning, default_model_path, load
 from .quality import Quality
@@ -13,5 +13,5 @@ from .result import Result, SecondLook
 from .version import __version__
 
 __all__ = ["ChexmaskError", "EngineOptions", "InputError", "Measures", "ModelError", "ModelInfo",
-           "NonFiniteOutputError", "Quality", "Result", "SecondLook", "Segmenter", "UntrainedModelWarning",
+           "NonFiniteOutputError", "OutOfMemoryError", "Quality", "Result", "SecondLook", "Segmenter", "UntrainedModelWarning",
            "default_model_path", "load", "__version__"]

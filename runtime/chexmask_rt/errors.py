@@ -16,6 +16,12 @@ class ModelError(ChexmaskError):
     """A model/engine/checkpoint file that cannot be used, with the reason."""
 
 
+class OutOfMemoryError(ChexmaskError, MemoryError):
+    """The machine had no memory for one input's work (ONNX Runtime's buffers: about 0.3 MB per sample,
+    or a decode): ``predict_iter`` yields it as that input's outcome, a ``MemoryError`` too, and not an
+    ``InputError``, which would blame the image. Fewer samples or images per call need less."""
+
+
 class NonFiniteOutputError(ModelError):
     """The engine returned NaN or infinite values for one image, or impossible ones (a negative spread,
     landmarks a thousand image sizes away): a faulty engine. ``predict`` and

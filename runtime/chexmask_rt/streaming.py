@@ -17,7 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 
 from .dicom_source import with_source
-from .errors import ChexmaskError, InputError, ModelError, NonFiniteOutputError
+from .errors import ChexmaskError, InputError, ModelError, NonFiniteOutputError, OutOfMemoryError
 from .limits import resolve_max_pixels
 from .inputs import (DEFAULT_BATCH, DEFAULT_SAMPLES, ImageLike, check_bit_depth, check_count, check_image_list,
                      check_run_arguments, decode)
@@ -35,11 +35,13 @@ def _decoded_or_error(item: ImageLike, future: Future):
 
 
 def _as_error(item: ImageLike, exc: BaseException) -> ChexmaskError:
-    """Our errors as they are; anything else (a bug, a library's surprise) as an InputError naming the input."""
+    """Our errors as they are; no memory as an OutOfMemoryError (the machine's, not the image's fault);
+    anything else (a bug, a library's surprise) as an InputError naming the input."""
     if isinstance(exc, ChexmaskError):
         return exc
     name = os.fsdecode(item) if isinstance(item, (str, bytes, os.PathLike)) else type(item).__name__
-    error = InputError(f"{name}: {type(exc).__name__}: {exc}")
+    kind = OutOfMemoryError if isinstance(exc, MemoryError) else InputError
+    error = kind(f"{name}: {type(exc).__name__}: {exc}")
     error.__cause__ = exc
     return error
 
