@@ -208,6 +208,26 @@ def test_a_transfer_syntax_pydicom_cannot_decode_says_it_is_not_supported(tmp_pa
     assert message.endswith(f": no decoder for its transfer syntax '{name}' (pydicom does not support it)"), message
 
 
+def test_a_12_bit_jpeg_extended_file_without_its_decoder_says_what_to_install(tmp_path):
+    """Pillow reads JPEG Extended at 8 bits only and declines 12 before looking at the data: the sound 12-bit
+    file, the usual lossy CR archive, was refused as "truncated or corrupt"."""
+    import shutil
+
+    from pydicom.data import get_testdata_file
+    from pydicom.pixels import get_decoder
+    from pydicom.uid import JPEGExtended12Bit
+
+    if set(get_decoder(JPEGExtended12Bit).available_plugins) - {"pillow"}:
+        pytest.skip("a decoder of 12-bit JPEG Extended is installed here")
+    path = tmp_path / "lossy12.dcm"
+    shutil.copy(get_testdata_file("JPEG-lossy.dcm"), path)
+    message = error_of(path)
+    assert f": no decoder for its transfer syntax '{JPEGExtended12Bit.name}' (pillow: Pillow does not support " \
+           "'JPEG Extended' for samples with 12-bit precision; install one of: " in message, message
+    assert all(need in message for need in get_decoder(JPEGExtended12Bit).missing_dependencies), message
+    assert "corrupt" not in message and "\n" not in message
+
+
 def test_a_real_decode_failure_keeps_the_plugins_reason(tmp_path):
     """JPEG baseline bytes under JPEG-LS: a decoder is installed and fails, so the data is what is wrong;
     the reason is on pydicom's second line."""

@@ -332,3 +332,30 @@ def test_macos_appledouble_files_are_skipped_and_dicm_without_a_preamble_is_name
         (str(tmp_path / "._x.png"), "a macOS AppleDouble file (another file's metadata), not an image"),
         (str(tmp_path / "1.2.3.4"), "DICM at the start, without the 128-byte preamble of a DICOM file: named .dcm "
                                     "it is read as one")]
+
+
+def test_jpeg_suffixes_and_image_formats_without_an_image_extension_are_named(tmp_path, shared_images):
+    """`predict` reads a JPEG named .jfif or .jpe and a PNG saved without an extension, yet `batch` skipped them
+    as "not an image (no image extension, no DICM marker)", as it did GIF, WebP and JPEG 2000 files."""
+    from PIL import Image
+
+    picture = Image.open(shared_images[0]).convert("L")
+    for name in ("a.jfif", "b.JPE", "jpeg_0001"):
+        picture.save(tmp_path / name, format="JPEG")
+    shutil.copy(shared_images[0], tmp_path / "export_0001")
+    picture.save(tmp_path / "tiff_0001", format="TIFF")
+    picture.save(tmp_path / "bmp_0001", format="BMP")
+    picture.save(tmp_path / "x.gif")
+    picture.save(tmp_path / "x.webp", lossless=True)
+    picture.save(tmp_path / "x.jp2")
+    (tmp_path / "notes").write_bytes(b"BMW service log\n")  # "BM" alone is no BMP
+    found = discover(tmp_path)
+    assert found.images == [str(tmp_path / "a.jfif"), str(tmp_path / "b.JPE")]
+    renamed = "file without an image extension: rename it ({}) or name it in a list"
+    unsupported = "image: not a supported format; convert it to PNG"
+    assert found.skipped == [(str(tmp_path / name), reason) for name, reason in (
+        ("bmp_0001", "a BMP " + renamed.format(".bmp")), ("export_0001", "a PNG " + renamed.format(".png")),
+        ("jpeg_0001", "a JPEG " + renamed.format(".jpg")),
+        ("notes", "not an image (no image extension, no DICM marker)"),
+        ("tiff_0001", "a TIFF " + renamed.format(".tif")), ("x.gif", "a GIF " + unsupported),
+        ("x.jp2", "a JPEG 2000 " + unsupported), ("x.webp", "a WebP " + unsupported))]

@@ -94,6 +94,35 @@ def test_a_12_bit_jpeg_is_refused_with_its_reason(tmp_path):
         read_image(path)
 
 
+def test_a_12_bit_jpeg_is_refused_without_a_decoder_line_on_stderr(tmp_path, capfd):
+    """After TurboJPEG declined the 12-bit precision, OpenCV's libjpeg tried too, failed as well, and on this
+    frame (a CR archive's) printed 'Invalid SOS parameters for sequential JPEG' on stderr."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+    from pydicom.encaps import generate_frames
+
+    ds = pydicom.dcmread(get_testdata_file("JPEG-lossy.dcm"))
+    path = tmp_path / "lossy12.jpg"
+    path.write_bytes(next(generate_frames(ds.PixelData, number_of_frames=1)))
+    capfd.readouterr()
+    with pytest.raises(InputError, match=r"lossy12\.jpg: not a readable image \(a kind of JPEG no decoder here reads: "
+                                         r"Unsupported JPEG data precision 12\)"):
+        read_image(path)
+    assert capfd.readouterr().err == ""
+
+
+def test_a_4_bit_tiff_is_refused_with_its_bit_depth(tmp_path, gray):
+    """Pillow reads a 4-bit gray TIFF, OpenCV does not: it was refused as "corrupt, truncated or unsupported
+    format", with nothing to say what to change."""
+    nibbles = gray[:, : gray.shape[1] // 2 * 2] >> 4
+    packed = (nibbles[:, 0::2] << 4 | nibbles[:, 1::2]).astype(np.uint8)  # two samples a byte, first one high
+    path = _gray_tiff(tmp_path / "four.tif", [(packed, {256: nibbles.shape[1], 258: 4})])
+    assert np.asarray(Image.open(path)).shape == nibbles.shape  # a valid file
+    with pytest.raises(InputError, match=r"four\.tif: a TIFF of 4 bits per sample, which no decoder here reads; "
+                                         r"save it with 8 or 16 bits per sample$"):
+        read_image(path)
+
+
 @pytest.mark.parametrize("pixels, needle", [
     (np.arange(64 * 64, dtype=np.int16).reshape(64, 64), "int16 pixels are not supported; save the image with unsigned"),
     (np.arange(64 * 64, dtype=np.float32).reshape(64, 64), "floating-point pixels must lie in [0, 1], these span [0, 4095]"),

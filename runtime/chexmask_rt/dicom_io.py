@@ -278,15 +278,30 @@ def _no_decoder(ds, p: Path, exc: BaseException) -> InputError | None:
     the file may be sound, and pydicom's lines after the first name the packages to install."""
     lines = _lines(exc)
     head = lines[0] if lines else ""
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     if "missing dependencies" in head:
         needed = f"install one of: {'; '.join(lines[1:])}"
     elif isinstance(exc, NotImplementedError) and "Transfer Syntax UID" in head and "is not supported" in head:
         needed = "pydicom does not support it"
+    elif len(lines) > 1 and all(" does not support " in line and line.endswith("-bit precision") for line in lines[1:]):
+        # every installed plugin declined the samples' precision before reading the data (Pillow and GDCM
+        # read JPEG Extended at 8 bits only): a 12-bit frame, the usual lossy CR archive, was called corrupt
+        needed = "; ".join(lines[1:] + _missing_decoders(syntax))
     else:
         return None
-    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     name = getattr(syntax, "name", None) or "(missing)"
     return InputError(f"{p}: no decoder for its transfer syntax '{name}' ({needed})")
+
+
+def _missing_decoders(syntax) -> list[str]:
+    """["install one of: ..."] naming the plugins for ``syntax`` that are not installed, as pydicom says them."""
+    from pydicom.pixels import get_decoder
+
+    try:
+        missing = get_decoder(syntax).missing_dependencies
+    except Exception:  # noqa: BLE001 - no decoder for the syntax at all: nothing to name
+        return []
+    return [f"install one of: {'; '.join(missing)}"] if missing else []
 
 
 def file_meta_group_length(first: bytes) -> int | None:

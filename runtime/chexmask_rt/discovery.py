@@ -1,12 +1,14 @@
 """Finding the images of a folder tree, PACS exports included.
 
 PACS and modality exports name DICOM files by number or UID, without an extension
-(``IM00001``, ``1.2.840....``). A file is an image when its extension says so
-(PNG/JPEG/TIFF/BMP, ``.dcm``/``.dicom``), or when its first 132 bytes end in the Part 10
-``DICM`` marker, whatever its name. Only those 132 bytes are read from files without an
+(``IM00001``, ``1.2.840....``). A file is an image when its extension says so (PNG, JPEG
+also as ``.jfif``/``.jpe``, TIFF, BMP, ``.dcm``/``.dicom``), or when its first 132 bytes end in
+the Part 10 ``DICM`` marker, whatever its name. Only those 132 bytes are read from files without an
 image extension. For a file with the marker, its File Meta group (the next few hundred bytes)
 names the object's SOP class: a DICOMDIR, a structured report, a presentation state and the
-like are skipped, with the reason, because only images can be segmented.
+like are skipped, with the reason, because only images can be segmented. A file without either
+whose first bytes are a PNG/JPEG/TIFF/BMP signature is skipped too, with a reason that says to
+rename it, and a GIF, WebP or JPEG 2000 file with one that names its format.
 """
 from __future__ import annotations
 
@@ -20,9 +22,10 @@ from pathlib import Path
 from .dicom_io import DICM_HEAD, DICM_MARKER, DICM_OFFSET, DICOM_SUFFIXES, LONG_LENGTH_VRS, file_meta_group_length
 from .csv_lines import LineWriter
 from .errors import InputError, os_reason
+from .image_headers import JP2_SIGNATURE, PNG_SIGNATURE
 from .whole_files import ENCODING, write_whole
 
-RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".jfif", ".jpe", ".tif", ".tiff", ".bmp")
 IMAGE_SUFFIXES = RASTER_SUFFIXES + DICOM_SUFFIXES
 SKIPPED_NAME = "skipped.csv"
 _DICOMDIR_CLASS = "1.2.840.10008.1.3.10"  # Media Storage Directory Storage
@@ -149,11 +152,39 @@ def _dicom_skip_reason(path: str, named_dicom: bool) -> str | None:
                 if head.startswith(DICM_MARKER):
                     return ("DICM at the start, without the 128-byte preamble of a DICOM file: "
                             "named .dcm it is read as one")
-                return "not an image (no image extension, no DICM marker)"
+                return _format_reason(head) or "not an image (no image extension, no DICM marker)"
             sop_class = _media_storage_class(f)
     except OSError as exc:
         return f"cannot read ({os_reason(exc)})"
     return _non_image_reason(sop_class)
+
+
+# Other formats, told by the same first bytes. The reader decodes PNG/JPEG/TIFF/BMP whatever the name,
+# but a folder's images are found by name (or the DICM marker), so such a file is named, not taken: a
+# copy or log saved without an extension is no radiograph more often than a PACS export is. GIF, WebP
+# and JPEG 2000 files are images no decoder here reads: "not an image" sent people looking for damage.
+_NAMED_FORMATS = ((PNG_SIGNATURE, "PNG", ".png"), (b"\xff\xd8\xff", "JPEG", ".jpg"), (b"II*\x00", "TIFF", ".tif"),
+                  (b"MM\x00*", "TIFF", ".tif"), (b"II+\x00", "TIFF", ".tif"), (b"MM\x00+", "TIFF", ".tif"))
+_OTHER_FORMATS = ((b"GIF87a", "GIF"), (b"GIF89a", "GIF"), (JP2_SIGNATURE, "JPEG 2000"),
+                  (b"\xff\x4f\xff\x51", "JPEG 2000"))
+_BMP_INFO_SIZES = (12, 40, 52, 56, 64, 108, 124)  # "BM" alone starts too many text files; its DIB header's size
+
+
+def _format_reason(head: bytes) -> str | None:
+    """Why a file without an image extension or DICM marker is skipped, when its first bytes name an image
+    format; None otherwise."""
+    kind = next(((what, suffix) for magic, what, suffix in _NAMED_FORMATS if head.startswith(magic)), None)
+    if kind is None and head.startswith(b"BM") and len(head) >= 18 and \
+            struct.unpack("<I", head[14:18])[0] in _BMP_INFO_SIZES:
+        kind = ("BMP", ".bmp")
+    if kind is not None:
+        return f"a {kind[0]} file without an image extension: rename it ({kind[1]}) or name it in a list"
+    other = next((what for magic, what in _OTHER_FORMATS if head.startswith(magic)), None)
+    if other is None and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        other = "WebP"
+    if other is None:
+        return None
+    return f"a {other} image: not a supported format; convert it to PNG"
 
 
 def _media_storage_class(f) -> str | None:

@@ -166,13 +166,13 @@ def _next_marker(f: BinaryIO, name: str) -> int:
     return byte[0]
 
 
-_JP2_SIGNATURE = b"\x00\x00\x00\x0cjP  \r\n\x87\n"
+JP2_SIGNATURE = b"\x00\x00\x00\x0cjP  \r\n\x87\n"
 
 
 def j2k_size(data: bytes) -> tuple[int, int] | None:
     """(width, height) of a JPEG 2000 codestream (SIZ marker), bare or in a JP2 file's codestream box
     (decoders take both), or None when ``data`` is neither."""
-    if data.startswith(_JP2_SIGNATURE):
+    if data.startswith(JP2_SIGNATURE):
         at = 0
         while at + 8 <= len(data):  # top-level boxes: length, type, [extended length], content
             length, kind = struct.unpack(">I4s", data[at:at + 8])

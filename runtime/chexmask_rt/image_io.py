@@ -77,8 +77,16 @@ def _read_image(path: str | os.PathLike[str], max_pixels: int | None) -> np.ndar
     if not isinstance(image, np.ndarray):
         declined = image  # TurboJPEG's reason for leaving a JPEG to OpenCV, None for other formats
         try:
+            if declined is not None and _TWELVE_BIT in declined:
+                # OpenCV's libjpeg reads 8-bit JPEG only too (measured, OpenCV 5.1), and on some 12-bit
+                # files prints 'Invalid SOS parameters for sequential JPEG' on stderr before failing
+                raise InputError(declined)
             image = _decode_opencv(data, str(p))
         except InputError:
+            if header.format == "tiff" and header.bits is not None and 1 < header.bits < 8:
+                # OpenCV reads 1-bit and 8- to 16-bit gray TIFFs; a 2- to 7-bit one came back as "corrupt"
+                raise InputError(f"{p}: a TIFF of {header.bits} bits per sample, which no decoder here reads; "
+                                 "save it with 8 or 16 bits per sample") from None
             if declined is None:
                 raise
             raise InputError(f"{p}: not a readable image (a kind of JPEG no decoder here reads: {declined})") from None
@@ -89,6 +97,9 @@ def _read_image(path: str | os.PathLike[str], max_pixels: int | None) -> np.ndar
         image = _tiff_as_displayed(image, header, data, str(p))
     _check_file_pixels(image, str(p))
     return image
+
+
+_TWELVE_BIT = "Unsupported JPEG data precision 12"  # TurboJPEG's reason for declining a 12-bit JPEG
 
 
 def _check_file_pixels(image: np.ndarray, name: str) -> None:

@@ -11,7 +11,8 @@ import simplejpeg
 from .errors import InputError, first_line
 
 # What TurboJPEG refuses in a JPEG that is not damaged: kinds it does not decode (OpenCV's libjpeg
-# may: 12-bit, lossless) and warnings about metadata. Anything else it says is about the image data.
+# may: lossless; 12-bit, neither: see image_io) and warnings about metadata. Anything else it says is
+# about the image data.
 _JPEG_NOT_DAMAGE = ("Unsupported JPEG process", "Unsupported JPEG data precision", "Unsupported color conversion",
                     "Could not determine subsampling", "Warning: unknown JFIF revision",
                     "Warning: thumbnail image size")
