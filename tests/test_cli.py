@@ -108,11 +108,22 @@ def test_export_writes_what_it_was_asked_to_into_the_metadata(tmp_path):
     assert info.checkpoint_sha256 == file_sha256(FIXTURES / "noskip_256" / "pytorch_model.bin")
 
 
-def test_export_refuses_metadata_that_is_not_utf8_before_working(tmp_path):
+@pytest.mark.parametrize("option", ["--name", "--model-version", "--description"])
+def test_export_refuses_metadata_that_is_not_utf8_before_working(tmp_path, option):
+    """A usage error naming the option (exit 2, as --samples 0 is); it exited 3."""
     proc = subprocess.run([sys.executable, "-m", "chexmask_rt", "export", "--checkpoint", str(FIXTURES / "noskip_256"),
-                           "--output", str(tmp_path / "m.onnx"), "--name", b"bad\xff"], capture_output=True, text=True)
-    assert proc.returncode == 3 and "--name 'bad\\udcff' is not valid UTF-8" in proc.stderr, proc.stderr
+                           "--output", str(tmp_path / "m.onnx"), option, b"bad\xff"], capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert f"chexmask-rt export: error: argument {option}: 'bad\\udcff' is not valid UTF-8" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "m.onnx").exists()
+
+
+def test_export_help_states_the_defaults():
+    """--name and --model-version had defaults that neither --help nor the README gave."""
+    proc = cli("export", "--help")
+    assert proc.returncode == 0, proc.stderr
+    text = " ".join(proc.stdout.split())
+    assert "(default hybridgnet)" in text and "(default unversioned)" in text
 
 
 def test_export_never_destroys_an_input_or_writes_a_text_model(tmp_path):
@@ -135,31 +146,35 @@ def test_export_never_destroys_an_input_or_writes_a_text_model(tmp_path):
     (["predict", "{example}", "--samples", "0"], 2, "argument --samples: samples must be an integer in 1..10000"),
     (["predict", "{example}", "--model", "/nonexistent/m.onnx"], 4, "/nonexistent/m.onnx: model file not found"),
     (["export", "--checkpoint", "/nonexistent/ck.pt", "--output", "{tmp}/o.onnx"], 4, "/nonexistent/ck.pt"),
-    (["export", "--checkpoint", "/nonexistent/ck.pt", "--output", "{tmp}/o.onnx", "--name", ""], 3,
-     "--name '' is empty"),
+    # option values export cannot use are usage errors naming the option, as --samples 0 is (they exited 3)
+    (["export", "--checkpoint", "/nonexistent/ck.pt", "--output", "{tmp}/o.onnx", "--name", ""], 2,
+     "chexmask-rt export: error: argument --name: '' is empty"),
     # a folder as --output: a ValueError traceback ('.', ''), a failure naming a temporary file after the
-    # whole export (an existing folder), or a file named like the folder ('new/')
-    *[(["export", "--checkpoint", str(FIXTURES / "noskip_256"), "--output", out], 3,
-       "names a folder; name the engine file") for out in (".", "", "{tmp}", "{tmp}/new/")],
+    # whole export (an existing folder), or a file named like the folder ('new/'); existing or not, the
+    # option names the wrong kind of thing (as predict's --overlay FILE for several images: exit 2)
+    *[(["export", "--checkpoint", str(FIXTURES / "noskip_256"), "--output", out], 2,
+       "chexmask-rt export: error: argument --output: '" + out + "' names a folder; name the engine file")
+      for out in (".", "", "{tmp}", "{tmp}/new/")],
     (["export", "--checkpoint", str(FIXTURES / "noskip_256"), "--output", __file__ + "/m.onnx"], 3,
      "is a file, not a folder"),  # it failed after the whole export
     # a place nothing can be written: a PermissionError naming a hidden temporary file, after the export
     (["export", "--checkpoint", str(FIXTURES / "noskip_256"), "--output", "/proc/m.onnx"], 3,
      "--output /proc/m.onnx: cannot write in /proc"),
     # what DICOM outputs cannot carry, or an id whose version cannot be read back after its last colon
-    (["export", "--checkpoint", "/nonexistent/ck.pt", "--output", "{tmp}/o.onnx", "--model-version", "2024:rc1"], 3,
-     "--model-version '2024:rc1' holds a ':'"),
-    (["export", "--checkpoint", "/nonexistent/ck.pt", "--output", "{tmp}/o.onnx", "--model-version", "v" * 65], 3,
-     "is longer than 64 characters"),
-    (["export", "--checkpoint", "/nonexistent/ck.pt", "--output", "{tmp}/o.onnx", "--model-version", "v1\\beta"], 3,
-     "holds a backslash or a control character"),
-    (["export", "--checkpoint", "/nonexistent/ck.pt", "--output", "{tmp}/o.onnx", "--name", "lung\nseg"], 3,
-     "holds a backslash or a control character"),
+    (["export", "--checkpoint", "/nonexistent/ck.pt", "--output", "{tmp}/o.onnx", "--model-version", "2024:rc1"], 2,
+     "argument --model-version: '2024:rc1' holds a ':'"),
+    (["export", "--checkpoint", "/nonexistent/ck.pt", "--output", "{tmp}/o.onnx", "--model-version", "v" * 65], 2,
+     "argument --model-version: '" + "v" * 65 + "' is longer than 64 characters"),
+    (["export", "--checkpoint", "/nonexistent/ck.pt", "--output", "{tmp}/o.onnx", "--model-version", "v1\\beta"], 2,
+     "argument --model-version: 'v1\\beta' holds a backslash or a control character"),
+    (["export", "--checkpoint", "/nonexistent/ck.pt", "--output", "{tmp}/o.onnx", "--name", "lung\nseg"], 2,
+     "argument --name: 'lung\\x0aseg' holds a backslash or a control character"),
     (["predict"], 2, "usage"),
     (["frobnicate"], 2, "usage"),
 ])
 def test_errors_exit_codes_and_no_traceback(tmp_path, example1, args, code, needle):
     args = [a.format(example=example1, tmp=tmp_path) for a in args]
+    needle = needle.format(example=example1, tmp=tmp_path)
     proc = cli(*args)
     assert proc.returncode == code, proc.stderr
     assert needle in proc.stderr

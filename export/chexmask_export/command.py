@@ -19,11 +19,14 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="convert a published HybridGNet checkpoint into a chexmask-rt ONNX engine")
     p.add_argument("--checkpoint", required=True, help="Hugging Face folder / pytorch_model.bin, or a training-script .pt")
     p.add_argument("--config", help="config.json (default: the one beside the checkpoint, else inferred)")
-    p.add_argument("--output", required=True, help="output .onnx path")
+    p.add_argument("--output", required=True, type=_engine_file, help="output .onnx path (the file, not a folder)")
     p.add_argument("--samples-output", action="store_true", help="also output the raw samples [B,K,120,2]")
-    p.add_argument("--name", default="hybridgnet", help="model name stored in the engine")
-    p.add_argument("--model-version", default="unversioned", help="model version stored in the engine")
-    p.add_argument("--description", default="", help="free text stored in the engine (e.g. where its card is)")
+    p.add_argument("--name", default="hybridgnet", type=_model_name,
+                   help="model name stored in the engine; results name the model NAME:VERSION (default hybridgnet)")
+    p.add_argument("--model-version", default="unversioned", type=_model_version,
+                   help="model version stored in the engine: no ':', at most 64 characters (default unversioned)")
+    p.add_argument("--description", default="", type=_description,
+                   help="free text stored in the engine (e.g. where its card is; default empty)")
     p.add_argument("--no-fused-norms", action="store_true",
                    help="keep the norms' per-image affines as Mul/Add only, without the batch-1 depthwise-Conv "
                         "branch (for a TensorRT build that rejects If nodes or non-constant Conv weights)")
@@ -43,8 +46,7 @@ def run(args: argparse.Namespace) -> int:
         from .onnx_export import build_network, export_onnx
     except ImportError as exc:
         raise ModelError(f"{MISSING_EXTRAS} ({exc})") from None
-    _check_metadata_text(args)  # before the minutes of exporting
-    _check_output(args.output)
+    _check_output_place(args.output)  # before the minutes of exporting
     ckpt = load_checkpoint(args.checkpoint, args.config, offsets=not args.no_landmark_offsets)
     _refuse_overwriting_inputs(args.output, ckpt, args.config)
     info = export_onnx(build_network(ckpt), args.output, checkpoint_sha256=ckpt.sha256,
@@ -57,13 +59,22 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_output(output: str) -> None:
-    """--output names the engine file to write: a folder (existing, or one ending in a separator) would
-    fail only after the export, or be written as a file of that name."""
+def _engine_file(output: str) -> str:
+    """An argparse type: --output names the engine file to write. A folder (existing, or one ending in a
+    separator) would fail only after the export, or be written as a file of that name: a usage error
+    (exit 2), whether or not the folder exists yet, as for predict's --overlay."""
     from pathlib import Path
 
     if not output or output.endswith(("/", os.sep)) or not Path(output).name or Path(output).is_dir():
-        raise InputError(f"--output {output!r} names a folder; name the engine file (e.g. model.onnx)")
+        raise argparse.ArgumentTypeError(f"{output!r} names a folder; name the engine file (e.g. model.onnx)")
+    return output
+
+
+def _check_output_place(output: str) -> None:
+    """Where --output would be written can take a file: an output that cannot be written is an input
+    error (exit 3), tried now rather than after the export."""
+    from pathlib import Path
+
     above = next((p for p in Path(output).absolute().parents if p.exists()), None)
     if above is not None and not above.is_dir():
         raise InputError(f"--output {output}: {above} is a file, not a folder")
@@ -93,18 +104,38 @@ def _refuse_overwriting_inputs(output: str, ckpt, config: str | None) -> None:
             raise InputError(f"--output {output} is the export's input {source}; write the engine elsewhere")
 
 
-def _check_metadata_text(args: argparse.Namespace) -> None:
-    """The texts stored in the engine: UTF-8 (ONNX metadata is text; a name in another encoding fails
-    only when the engine is written), and a name and version that make an id ("name:version")."""
-    for option, text in (("--name", args.name), ("--model-version", args.model_version),
-                         ("--description", args.description)):
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            raise InputError(f"{option} {text!r} is not valid UTF-8") from None
-    from chexmask_rt import core  # the core's rule, which refuses an engine that breaks it
+# The texts stored in the engine, checked as argparse types: a value that cannot be stored is a usage
+# error (exit 2) naming the option, before torch is imported. UTF-8: ONNX metadata is text, and a name
+# in another encoding (surrogates from argv) failed only when the engine was written. A name and version
+# that make an id ("name:version") by the core's rule, which refuses an engine that breaks it.
 
-    problem = core.model_id_problem(args.name, args.model_version, dicom=True)
-    if problem:
-        option, _, why = problem.partition(" ")  # "model_name '...' is ..."
-        raise InputError(f"{'--name' if option == 'model_name' else '--model-version'} {why}")
+def _utf8(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not valid UTF-8") from None
+    return text
+
+
+def _id_part(text: str, *, version: bool) -> str:
+    from chexmask_rt import core
+
+    _utf8(text)
+    # the core checks the name, then the version; the other one is given a valid stand-in
+    problem = core.model_id_problem("model", text, dicom=True) if version else \
+        core.model_id_problem(text, "1", dicom=True)
+    if problem:  # "model_name '...' is ...": the option is argparse's to name
+        raise argparse.ArgumentTypeError(problem.partition(" ")[2])
+    return text
+
+
+def _model_name(text: str) -> str:
+    return _id_part(text, version=False)
+
+
+def _model_version(text: str) -> str:
+    return _id_part(text, version=True)
+
+
+def _description(text: str) -> str:
+    return _utf8(text)
