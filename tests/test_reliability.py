@@ -5,6 +5,7 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
+import cv2
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -257,3 +258,28 @@ def test_an_engine_run_out_of_memory_is_memory_not_a_broken_engine(tmp_path):
     first, then = proc.stdout.splitlines()
     assert first.startswith("MemoryError ") and "out of memory running the engine" in first, first
     assert "fewer samples" in first and then == "then 5"  # the same engine still runs a smaller call
+
+
+DECODE_OUT_OF_MEMORY = """
+import resource, sys
+import chexmask_rt
+from chexmask_rt.image_io import read_image
+with open("/proc/self/status") as f:
+    mapped = next(int(line.split()[1]) for line in f if line.startswith("VmSize:")) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (mapped + (150 << 20),) * 2)  # far less than the 294 MB raster
+try:
+    read_image(sys.argv[1])
+except BaseException as exc:
+    print(type(exc).__name__, isinstance(exc, MemoryError), exc)
+"""
+
+
+def test_no_memory_to_decode_an_image_is_memory_not_a_bad_file(tmp_path):
+    """OpenCV's failed allocation while decoding was an InputError ("not a readable image ... Insufficient
+    memory"): errors.csv blamed a sound file that a machine with more memory reads."""
+    big = tmp_path / "big.png"
+    cv2.imwrite(str(big), np.zeros((7000, 7000, 3), np.uint16))
+    proc = subprocess.run([sys.executable, "-c", DECODE_OUT_OF_MEMORY, str(big)], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"OutOfMemoryError True {big}: out of memory decoding the image ("), proc.stdout

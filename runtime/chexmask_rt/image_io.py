@@ -22,7 +22,7 @@ import numpy as np
 from . import core
 from .core import MIN_SIDE
 from .dicom_io import DICM_HEAD, looks_like_dicom, read_dicom
-from .errors import InputError, first_line, os_reason, path_text
+from .errors import InputError, OutOfMemoryError, first_line, os_reason, path_text
 from .image_headers import Header, check_png_chunks, read_header
 from .jpeg_strict import decode_jpeg_strict
 from .limits import check_file_size, check_pixels, resolve_max_pixels
@@ -200,6 +200,8 @@ def _decode_opencv(data: np.ndarray, name: str) -> np.ndarray:
     try:
         image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:  # a decoder's own limits and failures
+        if exc.code == cv2.Error.StsNoMem:  # the machine's limit, not the file's: a bigger one reads it
+            raise OutOfMemoryError(f"{name}: out of memory decoding the image ({first_line(exc)})") from None
         raise InputError(f"{name}: not a readable image ({first_line(exc)})") from None
     if image is None:
         raise InputError(f"{name}: not a readable image (corrupt, truncated or unsupported format)")
