@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import threading
@@ -637,6 +638,38 @@ def test_the_default_threads_follow_the_cpu_quota():
     try:
         proc = subprocess.run([sys.executable, "-c", QUOTA_THREADS, str(tasks)], capture_output=True, text=True,
                               timeout=300)
+    finally:
+        folder.rmdir()
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "0"  # one intra-op thread: the caller's own
+
+
+CONTAINER_QUOTA_THREADS = """
+import os, subprocess, sys
+folder = sys.argv[1]
+with open(os.path.join(folder, "tasks"), "w") as tasks:
+    tasks.write(str(os.getpid()))
+# the container's view on a cgroup v1 host: its own cgroup mounted where the hierarchy's root was, while
+# /proc/self/cgroup still names it by the host's path (no cgroup namespace)
+subprocess.run(["mount", "--bind", folder, "/sys/fs/cgroup/cpu"], check=True)
+import chexmask_rt
+before = len(os.listdir("/proc/self/task"))
+seg = chexmask_rt.load()
+print(len(os.listdir("/proc/self/task")) - before)
+"""
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs for a quota of one to be less")
+def test_the_default_threads_follow_a_containers_own_cpu_quota():
+    """Docker on cgroup v1 mounts the container's cgroup at /sys/fs/cgroup/cpu, where the path
+    /proc/self/cgroup gives does not exist: the quota was missed and every core of the node used."""
+    made = _cpu_cgroup(1)
+    if made is None or shutil.which("unshare") is None:
+        pytest.skip("cannot make a cgroup with a CPU quota and a mount namespace here (needs root)")
+    folder, _ = made
+    try:
+        proc = subprocess.run(["unshare", "-m", "--propagation", "private", sys.executable, "-c",
+                               CONTAINER_QUOTA_THREADS, str(folder)], capture_output=True, text=True, timeout=300)
     finally:
         folder.rmdir()
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -43,7 +43,23 @@ int quota_cpus(long long quota, long long period) {
     return static_cast<int>(std::ceil(static_cast<double>(quota) / static_cast<double>(period)));
 }
 
-/// The CPU quota of this process's cgroup in CPUs (cgroup v2 cpu.max, or v1 cpu.cfs_quota_us); 0: none.
+/// The smallest quota, in CPUs, of `folder` and the folders above it up to `mount`, read by `quota_of`; 0:
+/// none. Walking up finds a parent's quota too (a pod's above its container's), and the mount itself
+/// is where a container sees its own cgroup when /proc/self/cgroup names it by the host's path
+/// (Docker on cgroup v1 without a cgroup namespace): that path does not exist inside it.
+template <typename QuotaOf>
+int smallest_quota(const std::string& mount, std::string path, QuotaOf quota_of) {
+    int smallest = 0;
+    while (true) {
+        const int cpus = quota_of(mount + path);
+        if (cpus > 0 && (smallest == 0 || cpus < smallest)) smallest = cpus;
+        if (path.empty() || path == "/") return smallest;
+        path = path.substr(0, path.find_last_of('/'));
+    }
+}
+
+/// The CPU quota of this process's cgroup in CPUs (cgroup v2 cpu.max, or v1 cpu.cfs_quota_us), rounded
+/// up; 0: none.
 int cgroup_quota_cpus() {
     std::ifstream self("/proc/self/cgroup");
     std::string line;
@@ -53,18 +69,23 @@ int cgroup_quota_cpus() {
         const std::string controllers = "," + line.substr(first + 1, second - first - 1) + ",";
         const std::string path = line.substr(second + 1);
         if (controllers == ",,") {  // cgroup v2: "quota period" or "max period"
-            std::istringstream max(first_line_of("/sys/fs/cgroup" + path + "/cpu.max"));
-            std::string quota;
-            long long period = 0;
-            if (max >> quota >> period && quota != "max") return quota_cpus(std::atoll(quota.c_str()), period);
-        } else if (controllers.find(",cpu,") != std::string::npos) {
+            return smallest_quota("/sys/fs/cgroup", path, [](const std::string& folder) {
+                std::istringstream max(first_line_of(folder + "/cpu.max"));
+                std::string quota;
+                long long period = 0;
+                return max >> quota >> period && quota != "max" ? quota_cpus(std::atoll(quota.c_str()), period) : 0;
+            });
+        }
+        if (controllers.find(",cpu,") != std::string::npos) {
+            int smallest = 0;
             for (const char* mount : {"/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct"}) {
-                const std::string folder = mount + (path == "/" ? std::string() : path);
-                const std::string quota = first_line_of(folder + "/cpu.cfs_quota_us");
-                if (!quota.empty()) {
-                    return quota_cpus(std::atoll(quota.c_str()), std::atoll(first_line_of(folder + "/cpu.cfs_period_us").c_str()));
-                }
+                const int cpus = smallest_quota(mount, path, [](const std::string& folder) {
+                    return quota_cpus(std::atoll(first_line_of(folder + "/cpu.cfs_quota_us").c_str()),
+                                      std::atoll(first_line_of(folder + "/cpu.cfs_period_us").c_str()));
+                });
+                if (cpus > 0 && (smallest == 0 || cpus < smallest)) smallest = cpus;
             }
+            return smallest;
         }
     }
     return 0;
