@@ -616,3 +616,47 @@ def test_the_summary_counts_several_repeated_entries_in_the_plural():
 
     summary = BatchSummary(total=2, done=2, skipped=0, failed=0, seconds=1.0, repeats=2)
     assert summary.text(Path("out")).startswith("2 images (2 repeated entries left out): ")
+
+
+KILLED_BY_ONE_IMAGE = """
+import os, signal, sys
+import chexmask_rt
+from chexmask_rt import batch
+
+decode = batch.decode_gray
+def deadly(image, max_pixels):  # stands for an image whose work the out-of-memory killer ends
+    if "killer" in image:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return decode(image, max_pixels)
+batch.decode_gray = deadly
+summary = batch.run_batch(chexmask_rt.load(), sys.argv[2:], sys.argv[1], samples=2, workers=2, progress=False)
+print(summary.done, summary.failed)
+"""
+
+
+def test_an_image_that_kills_the_run_is_named_not_retried_for_ever(tmp_path, images):
+    """A container's memory limit kills the process without a word: every restart tried the image that
+    killed it again and died on it, and errors.csv never named it. The next run tries what a killed run
+    had in work one at a time; a run killed with one image alone in work records it and goes on."""
+    killer = tmp_path / "images" / "killer.png"
+    shutil.copy(images[0], killer)
+    listed = [*images[:2], str(killer), *images[2:]]
+    out = tmp_path / "out"
+
+    def run():
+        return subprocess.run([sys.executable, "-c", KILLED_BY_ONE_IMAGE, str(out), *listed], capture_output=True,
+                              text=True, timeout=300)
+
+    first = run()  # killed with the killer among the images in work
+    assert first.returncode == -9 and str(killer) in json.loads((out / "in-work.json").read_text())["images"]
+    second = run()  # tries those images first, each alone: killed with the killer alone
+    assert second.returncode == -9
+    assert json.loads((out / "in-work.json").read_text()) == {"alone": True, "images": [str(killer)]}
+    third = run()  # names it and does the rest
+    assert third.returncode == 0 and third.stdout.split()[-1] == "1", third.stderr
+    with open(out / "errors.csv", newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["Image"] == str(killer) and row["Error"] == "RunKilled" and "only one in work" in row["Reason"]
+    with open(out / "results.csv", newline="") as f:
+        assert sorted(r["Image"] for r in csv.DictReader(f)) == sorted(images)
+    assert not (out / "in-work.json").exists()  # a run that ends as Python sees it leaves none

@@ -52,6 +52,7 @@ from .dicom_source import with_source
 from .discovery import SKIPPED_NAME, discover, write_skipped
 from .errors import ChexmaskError, InputError, os_reason
 from .image_io import read_image, to_gray
+from .in_work import InWork, RunKilled, killed_reason
 from .limits import resolve_max_pixels
 from .inputs import DEFAULT_BATCH, check_count, check_run_arguments
 from .streaming import segment_each
@@ -355,8 +356,9 @@ def decode_gray(image: str, max_pixels: int) -> np.ndarray:
 
 
 def _decoded(pool: ThreadPoolExecutor, decode: Callable[[str], np.ndarray], images: Sequence[str],
-             window: int) -> Iterator[tuple[str, Future]]:
-    """Yield (image, finished future) in completion order, keeping at most ``window`` decodes in flight."""
+             window: int, started: Callable[[str], None] = lambda image: None) -> Iterator[tuple[str, Future]]:
+    """Yield (image, finished future) in completion order, keeping at most ``window`` decodes in flight;
+    ``started(image)`` as each decode is handed to the pool."""
     pending: dict[Future, str] = {}
     queue = iter(images)
     while True:
@@ -364,6 +366,7 @@ def _decoded(pool: ThreadPoolExecutor, decode: Callable[[str], np.ndarray], imag
             image = next(queue, None)
             if image is None:
                 break
+            started(image)
             pending[pool.submit(decode, image)] = image
         if not pending:
             return
@@ -444,6 +447,7 @@ class _Run:
         self.dicom_seg, self.dicom_sr = dicom_dirs
         self.rows = RunRows(out, summary)
         self.bar = run_progress(summary, "batch", enabled=progress)
+        self.in_work = InWork(out)
 
     def close(self) -> None:
         self.bar.close()
@@ -452,6 +456,7 @@ class _Run:
     def fail(self, image: str, exc: BaseException) -> None:
         reason = str(exc) if isinstance(exc, ChexmaskError) else f"{type(exc).__name__}: {exc}"
         self.rows.failed(image, type(exc).__name__, reason)
+        self.in_work.discard(image)
         self.bar.set_postfix(failed=self.rows.summary.failed)
         self.bar.update(1)
 
@@ -467,6 +472,7 @@ class _Run:
             return
         if not self.rows.segmented(row):
             self.bar.set_postfix(failed=self.rows.summary.failed)
+        self.in_work.discard(image)
         self.bar.update(1)
 
     def infer(self, chunk: list[tuple[str, np.ndarray]], **run) -> None:
@@ -483,10 +489,26 @@ class _Run:
         for image, error in refused:
             self.fail(image, error)
         run.update(batch_size=batch_size, max_pixels=max_pixels)
+        decode = functools.partial(decode_gray, max_pixels=max_pixels)
+        killers, suspects = self.in_work.left(readable)  # what a run killed without a word had in work
+        try:
+            for image in killers:
+                self.fail(image, RunKilled(killed_reason(image)))
+            for image in suspects:  # each alone: if this run is killed too, the next one knows by which
+                self.in_work.only(image)
+                self._pipeline([image], decode, 1, lambda image: None, {**run, "batch_size": 1})
+            earlier = {*killers, *suspects}
+            self._pipeline([i for i in readable if i not in earlier], decode, workers, self.in_work.add, run)
+        finally:
+            self.in_work.clear()
+
+    def _pipeline(self, images: Sequence[str], decode: Callable[[str], np.ndarray], workers: int,
+                  started: Callable[[str], None], run: dict) -> None:
+        """Decoders feed chunks of ``run["batch_size"]`` to the engine; ``started(image)`` as each decode begins."""
+        batch_size = run["batch_size"]
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chexmask-decode") as pool:
             ready: list[tuple[str, np.ndarray]] = []
-            decode = functools.partial(decode_gray, max_pixels=max_pixels)
-            for image, future in _decoded(pool, decode, readable, window=2 * workers + batch_size):
+            for image, future in _decoded(pool, decode, images, window=2 * workers + batch_size, started=started):
                 try:
                     ready.append((image, future.result()))
                 except Exception as exc:  # unreadable file: record it and go on
