@@ -427,6 +427,30 @@ def test_ctrl_c_while_the_command_line_is_built_is_one_line(monkeypatch, capsys)
     assert capsys.readouterr().err == "chexmask-rt: interrupted\n"
 
 
+CTRL_C_WHILE_NUMPY_LOADS = """
+import sys
+
+class Interrupting:  # a Ctrl-C that lands while numpy loads, the first ~0.1 s of every command
+    def find_spec(self, name, path=None, target=None):
+        if name == "numpy":
+            raise KeyboardInterrupt
+        return None
+
+sys.meta_path.insert(0, Interrupting())
+sys.argv = ["chexmask-rt", "predict", sys.argv[1]]
+from chexmask_rt.cli import main
+sys.exit(main())
+"""
+
+
+def test_ctrl_c_while_the_command_starts_is_one_line(example1):
+    """The package imported numpy and the core before the command's handler was in place: a Ctrl-C in
+    its first ~0.1 s printed Python's traceback (exit 1)."""
+    proc = subprocess.run([sys.executable, "-c", CTRL_C_WHILE_NUMPY_LOADS, str(example1)], capture_output=True,
+                          text=True, timeout=120)
+    assert (proc.returncode, proc.stderr) == (130, "chexmask-rt: interrupted\n"), proc.stderr[-2000:]
+
+
 def test_the_command_line_does_not_import_torch():
     """Listing the export plugin imported torch: a second on every predict and batch, and a wide window
     in which Ctrl-C gave a traceback."""
