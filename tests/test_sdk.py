@@ -279,6 +279,32 @@ def test_installed_sdk_runs_with_the_onnxruntime_it_installs_beside_it(tmp_path,
         away.rename(onnxruntime_root)
 
 
+@pytest.mark.skipif(shutil.which("pkg-config") is None or shutil.which("cc") is None, reason="needs pkg-config and cc")
+def test_an_installed_sdk_builds_a_c_program_by_pkg_config(tmp_path, sdk_build, onnxruntime_root, pgm_images):
+    """A device maker's Makefile (Yocto, Buildroot) finds libraries by pkg-config: the SDK offered only a
+    CMake package. The .pc file finds its prefix from its own folder, so the prefix may move whole."""
+    cpp = _require(CPP_EXAMPLE)
+    build, _ = sdk_build
+    _checked(["cmake", "--install", build, "--prefix", tmp_path / "prefix"])
+    moved = tmp_path / "device-sdk"
+    (tmp_path / "prefix").rename(moved)
+    libdir = next(p for p in (moved / "lib", moved / "lib64") if p.is_dir())
+    env = dict(_offline_env(), PKG_CONFIG_PATH=str(libdir / "pkgconfig"))
+    env.pop("LD_LIBRARY_PATH", None)
+    assert _checked(["pkg-config", "--modversion", "chexmask_rt"], env=env).stdout.strip() == \
+        (REPO / "VERSION").read_text().strip()
+    flags = _checked(["pkg-config", "--cflags", "--libs", "chexmask_rt"], env=env).stdout.split()
+    program = tmp_path / "c-example"
+    away = onnxruntime_root.with_name(onnxruntime_root.name + "-elsewhere")
+    onnxruntime_root.rename(away)  # the link and the run use the library the SDK installed
+    try:
+        _checked(["cc", "-O1", REPO / "cpp" / "examples" / "chexmask_rt_c.c", "-o", program, *flags], env=env)
+        ran = dict(env, LD_LIBRARY_PATH=str(libdir))
+        assert _json(program, pgm_images[:1], library="", env=ran) == _json(cpp, pgm_images[:1])
+    finally:
+        away.rename(onnxruntime_root)
+
+
 def test_a_moved_sdk_links_its_static_library_to_the_onnxruntime_beside_it(tmp_path, sdk_build, onnxruntime_root,
                                                                           pgm_images):
     """The package records the build machine's ONNX Runtime library for the static target; once the SDK

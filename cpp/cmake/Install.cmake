@@ -89,3 +89,20 @@ write_basic_package_version_file(${CMAKE_CURRENT_BINARY_DIR}/chexmask_rtConfigVe
   VERSION ${PROJECT_VERSION} COMPATIBILITY SameMinorVersion)
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/chexmask_rtConfig.cmake ${CMAKE_CURRENT_BINARY_DIR}/chexmask_rtConfigVersion.cmake
         DESTINATION ${_cmake_dir})
+
+# pkg-config, for builds without CMake (Makefiles, Yocto, Buildroot): the shared library and the headers.
+# The prefix is found from the .pc file's own folder, so a prefix copied to a device whole still works.
+# -rpath-link: the link resolves the library's libonnxruntime.so.1 where the install put it, beside it.
+set(_pc_dir ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+if(IS_ABSOLUTE "${CMAKE_INSTALL_LIBDIR}" OR IS_ABSOLUTE "${CMAKE_INSTALL_INCLUDEDIR}")
+  set(CHEXMASK_RT_PC_PREFIX "${CMAKE_INSTALL_PREFIX}")
+  set(CHEXMASK_RT_PC_LIBDIR "${CMAKE_INSTALL_FULL_LIBDIR}")
+  set(CHEXMASK_RT_PC_INCLUDEDIR "${CMAKE_INSTALL_FULL_INCLUDEDIR}")
+else()
+  string(REGEX REPLACE "[^/]+" ".." _pc_up "${_pc_dir}")
+  set(CHEXMASK_RT_PC_PREFIX "\${pcfiledir}/${_pc_up}")
+  set(CHEXMASK_RT_PC_LIBDIR "\${prefix}/${CMAKE_INSTALL_LIBDIR}")
+  set(CHEXMASK_RT_PC_INCLUDEDIR "\${prefix}/${CMAKE_INSTALL_INCLUDEDIR}")
+endif()
+configure_file(${CMAKE_CURRENT_LIST_DIR}/chexmask_rt.pc.in ${CMAKE_CURRENT_BINARY_DIR}/chexmask_rt.pc @ONLY)
+install(FILES ${CMAKE_CURRENT_BINARY_DIR}/chexmask_rt.pc DESTINATION ${_pc_dir})
