@@ -305,6 +305,28 @@ def test_an_installed_sdk_builds_a_c_program_by_pkg_config(tmp_path, sdk_build, 
         away.rename(onnxruntime_root)
 
 
+def test_a_project_that_adds_the_core_as_a_subdirectory_keeps_its_own_build(tmp_path, onnxruntime_root, pgm_images):
+    """add_subdirectory (or FetchContent) of cpp/: the core forced the whole project's CMAKE_BUILD_TYPE to
+    Release and added its headers, libraries and packages to the project's own cmake --install."""
+    cpp = _require(CPP_EXAMPLE)
+    project = _project(tmp_path / "parent", f"""project(parent LANGUAGES C CXX)
+add_subdirectory({REPO / "cpp"} chexmask-rt)
+add_executable(app {REPO / "cpp" / "examples" / "chexmask_rt_c.c"})
+target_link_libraries(app PRIVATE chexmask_rt::chexmask_rt m)
+file(WRITE ${{CMAKE_BINARY_DIR}}/build_type.txt "[${{CMAKE_BUILD_TYPE}}]")
+install(TARGETS app)
+""", {})
+    build = tmp_path / "build"
+    _checked(["cmake", "-S", project, "-B", build, f"-DONNXRUNTIME_ROOT={onnxruntime_root}"], env=_offline_env())
+    assert (build / "build_type.txt").read_text() == "[]"  # the project's, untouched
+    _checked(["cmake", "--build", build, "-j2", "--target", "app"])
+    assert "-O2" in (build / "chexmask-rt" / "CMakeFiles" / "chexmask_rt.dir" / "flags.make").read_text()
+    assert _json(build / "app", pgm_images[:1], library="") == _json(cpp, pgm_images[:1])
+    _checked(["cmake", "--install", build, "--prefix", tmp_path / "prefix"])
+    installed = sorted(str(p.relative_to(tmp_path / "prefix")) for p in (tmp_path / "prefix").rglob("*") if p.is_file())
+    assert installed == ["bin/app"]
+
+
 def test_a_moved_sdk_links_its_static_library_to_the_onnxruntime_beside_it(tmp_path, sdk_build, onnxruntime_root,
                                                                           pgm_images):
     """The package records the build machine's ONNX Runtime library for the static target; once the SDK
