@@ -30,7 +30,6 @@ import numpy as np
 import chexmask_rt
 from benchmarks.shared_data import experiment_arguments, gray_radiographs, write_report
 from chexmask_rt._core import Letterbox, node_std_1024
-from chexmask_rt.result import look_kind
 from tests.reference.second_look import lung_fill
 from training.metrics import distance_1024
 
@@ -73,7 +72,7 @@ def framing_curve(seg, gray: np.ndarray, anchors: dict[str, np.ndarray], truth: 
             r = seg.predict(image, samples=SAMPLES, second_look=second_look)
             row[mode] = {"to_full_frame_px": distance_1024(r.landmarks, anchors[mode] + offset, frame),
                          "mean_node_std_1024": node_std_1024(r.mean_node_std, *image.shape),
-                         "look": look_kind(r)}
+                         "look": r.look_kind}
             if truth is not None:
                 row[mode]["to_reference_px"] = distance_1024(r.landmarks, truth + offset, frame)
         rows.append(row)
