@@ -5,6 +5,7 @@ by the same engine and settings, repaired after any cut, and never read as input
 CI runs as root, and root writes into a mode-555 folder: a read-only or full output folder is
 therefore a real tmpfs mount here, and a machine where mounting fails fails these tests."""
 import csv
+import io
 import json
 import os
 import shutil
@@ -684,3 +685,26 @@ def test_an_image_that_kills_the_run_is_named_not_retried_for_ever(tmp_path, ima
     with open(out / "results.csv", newline="") as f:
         assert sorted(r["Image"] for r in csv.DictReader(f)) == sorted(images)
     assert not (out / "in-work.json").exists()  # a run that ends as Python sees it leaves none
+
+
+def test_a_folder_of_the_release_before_resumes_into_the_bit_depth_column(tmp_path, images, default_segmenter):
+    """Results schema 3 appends Bit Depth: a schema-2 folder (the release before) is rewritten to the new
+    columns and resumed, its rows keeping their schema number with the new cell empty."""
+    from chexmask_rt.batch import run_batch
+    from chexmask_rt.csv_output import COLUMNS_V2, SCHEMA_VERSION
+
+    out = tmp_path / "out"
+    run_batch(default_segmenter, images[:1], out, samples=2, progress=False)
+    with open(out / "results.csv", newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    older = io.StringIO()
+    writer = csv.DictWriter(older, fieldnames=COLUMNS_V2, lineterminator="\n")
+    writer.writeheader()
+    writer.writerow({**{c: row[c] for c in COLUMNS_V2}, "Results Schema": "2"})
+    (out / "results.csv").write_text(older.getvalue())
+    summary = run_batch(default_segmenter, images[:2], out, samples=2, progress=False)
+    assert (summary.done, summary.skipped) == (1, 1)
+    with open(out / "results.csv", newline="") as f:
+        rows = {r["Image"]: r for r in csv.DictReader(f)}
+    assert (rows[images[0]]["Results Schema"], rows[images[0]]["Bit Depth"]) == ("2", "")
+    assert (rows[images[1]]["Results Schema"], rows[images[1]]["Bit Depth"]) == (str(SCHEMA_VERSION), "8")

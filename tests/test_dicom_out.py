@@ -14,7 +14,7 @@ from pydicom.sequence import Sequence
 from pydicom.sr.codedict import codes
 
 from chexmask_rt.batch import run_batch
-from chexmask_rt.csv_output import COLUMNS, COLUMNS_V1
+from chexmask_rt.csv_output import COLUMNS, COLUMNS_V1, SCHEMA_VERSION
 from chexmask_rt.dicom_out import RESEARCH_ONLY
 from chexmask_rt.errors import InputError
 from chexmask_rt.dicom_source import IMAGER_PIXEL_SPACING, MAGNIFICATION_CORRECTED, PIXEL_SPACING, spacing_of
@@ -236,7 +236,8 @@ def test_predict_cli_writes_seg_sr_uids_and_millimetres_of_an_edited_header(tmp_
     with open(tmp_path / "r.csv", newline="") as f:
         row = next(csv.DictReader(f))
     assert row["SOPInstanceUID"] == source.SOPInstanceUID and row["Pixel Spacing Source"] == IMAGER_PIXEL_SPACING
-    assert float(row["CTR"]) == pytest.approx(m["cardiothoracic_ratio"], rel=1e-5) and row["Results Schema"] == "2"
+    assert float(row["CTR"]) == pytest.approx(m["cardiothoracic_ratio"], rel=1e-5)
+    assert row["Results Schema"] == str(SCHEMA_VERSION)
     assert (row["Pixel Spacing Row (mm)"], row["Pixel Spacing Column (mm)"]) == ("0.2", "0.1")  # not transposed
     for organ, column in (("right_lung", "Right Lung"), ("left_lung", "Left Lung"), ("heart", "Heart")):
         for kind, key in (("(px2)", "area_px2"), ("Std (px2)", "area_std_px2"), ("(mm2)", "area_mm2"),
@@ -272,7 +273,8 @@ def test_batch_writes_dicom_objects_and_resumes_a_schema_1_folder(tmp_path, defa
         reader = csv.DictReader(f)
         rows = list(reader)
     assert tuple(reader.fieldnames) == COLUMNS
-    assert [(r["Image"], r["Results Schema"]) for r in rows] == [(str(DICOMS[0]), "1"), (str(DICOMS[1]), "2")]
+    assert [(r["Image"], r["Results Schema"]) for r in rows] == [(str(DICOMS[0]), "1"),
+                                                                  (str(DICOMS[1]), str(SCHEMA_VERSION))]
     assert rows[0]["CTR"] == "" and rows[0]["Landmarks (Mean)"] == old[0]["Landmarks (Mean)"]
     assert (out / "batch.json").exists()  # adopted: the next resume compares the engine's sha256
     assert rows[1]["SOPInstanceUID"] == pydicom.dcmread(DICOMS[1], stop_before_pixels=True).SOPInstanceUID
@@ -657,5 +659,6 @@ def test_seg_and_sr_record_which_look_made_the_answer(default_segmenter):
     for look, kind in ((False, "off"), (True, "pooled")):
         r = default_segmenter.predict(DICOMS[1], samples=4, second_look=look)
         params = r.to_dicom_seg(source).SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0]
-        assert f",second_look={kind}," in params.AlgorithmParameters
-        assert f"second_look={kind}" in _texts(r.to_dicom_sr(source))
+        depth = f"bit_depth={r.bit_depth}"  # this 8-bit DICOM's rendering takes the 8-bit path
+        assert r.bit_depth == 8 and f",second_look={kind},{depth}," in params.AlgorithmParameters
+        assert {f"second_look={kind}", depth} <= set(_texts(r.to_dicom_sr(source)))

@@ -138,3 +138,27 @@ def test_the_core_and_the_result_agree_on_a_measured_spread(default_segmenter, e
         assert raw.spread_measured == result.spread_measured == (samples > 1 or look), (samples, look)
         seen.add(result.spread_measured)
     assert seen == {True, False}
+
+
+def test_every_output_says_the_bit_depth_the_pixels_were_scaled_by(tmp_path, default_segmenter, example1):
+    """A 12-bit image read as 16 reaches the model at 1/16 of its brightness (landmarks ~19 px off, not
+    flagged), and one burned-in marker at 65535 makes an inferred depth 16: no output said which depth
+    was used, so a data team could not find such rows."""
+    from chexmask_rt.image_io import read_image, to_gray
+
+    gray = to_gray(read_image(example1))
+    twelve = gray.astype(np.uint16) * 16
+    marked = twelve.copy()
+    marked[:10, :10] = 65535
+    cases = {"eight": (gray, None, 8), "twelve": (twelve, None, 12), "marked": (marked, None, 16),
+             "given": (twelve, 14, 14), "float": (gray.astype(np.float32) / 255, None, 32)}
+    for name, (pixels, given, want) in cases.items():
+        assert default_segmenter.predict(pixels, samples=2, bit_depth=given).bit_depth == want, name
+    png = tmp_path / "twelve.png"
+    cv2.imwrite(str(png), twelve)
+    proc = cli("predict", png, "--samples", 2, "--json", tmp_path / "r.json", "--csv", tmp_path / "r.csv")
+    assert proc.returncode == 0, proc.stderr
+    import json
+    assert json.loads((tmp_path / "r.json").read_text())["bit_depth"] == 12
+    row = next(csv.DictReader(io.StringIO((tmp_path / "r.csv").read_text())))
+    assert row["Bit Depth"] == "12" and row["Results Schema"] == "3"

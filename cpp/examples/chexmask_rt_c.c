@@ -193,8 +193,9 @@ static void print_result(FILE* out, const chexmask_rt_result* result, const char
     size_t i;
     fputs("{\n \"image\": ", out);
     print_quoted(out, image);
-    fprintf(out, ",\n \"height\": %d,\n \"width\": %d,\n \"samples\": %d,\n \"seed\": %" PRIu64 ",\n \"model\": ",
-            r->height, r->width, r->samples, r->seed);
+    fprintf(out, ",\n \"height\": %d,\n \"width\": %d,\n \"samples\": %d,\n \"seed\": %" PRIu64
+            ",\n \"bit_depth\": %d,\n \"model\": ",
+            r->height, r->width, r->samples, r->seed, chexmask_rt_result_bit_depth(result));
     print_quoted(out, model_id);
     fputs(",\n \"intended_use\": ", out);
     print_quoted(out, chexmask_rt_intended_use());

@@ -145,7 +145,8 @@ std::string values(const chexmask_rt::FieldValues& v) {
 std::string to_json(const chexmask_rt::Result& r, const std::string& image, const std::string& model_id) {
     std::ostringstream o;
     o << "{\n \"image\": " << quoted(image) << ",\n \"height\": " << r.height << ",\n \"width\": " << r.width
-      << ",\n \"samples\": " << r.samples << ",\n \"seed\": " << r.seed << ",\n \"model\": " << quoted(model_id)
+      << ",\n \"samples\": " << r.samples << ",\n \"seed\": " << r.seed << ",\n \"bit_depth\": " << r.bit_depth
+      << ",\n \"model\": " << quoted(model_id)
       << ",\n \"intended_use\": " << quoted(chexmask_rt::kIntendedUse);
     // every field of the schema table (result_fields.def) that it marks for the JSON and the result has
     const auto& fields = chexmask_rt::result_fields();

@@ -296,6 +296,7 @@ void bind_result(py::module_& m) {
         .def_readonly("width", &Result::width)
         .def_readonly("samples", &Result::samples)
         .def_readonly("seed", &Result::seed)
+        .def_readonly("bit_depth", &Result::bit_depth)
         .def_readonly("second_look", &Result::second_look)
         .def_readonly("quality", &Result::quality)
         .def_property_readonly("spread_measured", &Result::spread_measured,

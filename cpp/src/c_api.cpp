@@ -261,6 +261,10 @@ int chexmask_rt_result_spread_measured(const chexmask_rt_result* result) {
     return result != nullptr && result->result.spread_measured() ? 1 : 0;
 }
 
+int chexmask_rt_result_bit_depth(const chexmask_rt_result* result) {
+    return result == nullptr ? 0 : result->result.bit_depth;
+}
+
 size_t chexmask_rt_field_count(void) { return c_fields().size(); }
 
 const chexmask_rt_field_info* chexmask_rt_field_info_at(size_t index) {

@@ -148,6 +148,7 @@ std::vector<Result> Engine::predict_batch(const std::vector<ImageView>& images, 
         }
     }
     std::vector<Result> results = impl.looks(pixels, samples, seed, second_look.value_or(info().second_look));
+    for (std::size_t i = 0; i < results.size(); ++i) results[i].bit_depth = pixels[i].depth;
     detail::check_finite(results, impl.name);
     for (Result& r : results) r.quality = impl.quality.assess(r);
     return results;

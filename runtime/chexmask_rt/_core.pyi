@@ -159,6 +159,9 @@ class Result:
     @property
     def seed(self) -> int: ...
     @property
+    def bit_depth(self) -> int:
+        """The depth the pixels were scaled by (given or inferred): 8, 9..16, or 32 for float."""
+    @property
     def second_look(self) -> SecondLook | None:
         """How a second look made this answer; None: one call."""
     @property

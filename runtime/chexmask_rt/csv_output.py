@@ -13,11 +13,12 @@ because the model is sure (:attr:`chexmask_rt.Result.spread_measured`).
 Results schema 2 appends, after those (whose names stay fixed), ``Results Schema`` (the row's
 schema version), ``Intended Use`` (:data:`chexmask_rt.notice.INTENDED_USE`), the source DICOM's UIDs and pixel spacing, and the clinical measures
 (:mod:`chexmask_rt.measures`; empty where unknown). A file without ``Results Schema`` is
-schema 1: :data:`COLUMNS_V1` alone.
+schema 1: :data:`COLUMNS_V1` alone. Schema 3 appends ``Bit Depth``, the depth the pixels were
+scaled by (:attr:`chexmask_rt.Result.bit_depth`).
 
 Which result fields are written, and under which column, is the schema table's ``csv`` column
 (``chexmask_rt._core.RESULT_FIELDS``): the landmark columns of schema 1 are its first two, and the
-columns of rows appended to the table later (new rows go at its end) follow schema 2's, one schema
+columns of rows appended to the table later (new rows go at its end) follow schema 3's, one schema
 version per new column. So every schema's header is a prefix of :data:`COLUMNS` (:data:`SCHEMA_HEADERS`), and a
 folder or file of an older schema is recognised by its header and extended, never refused.
 """
@@ -52,9 +53,11 @@ COLUMNS_V2 = COLUMNS_V1 + ("Results Schema", "Intended Use", *UID_KEYWORDS, "Pix
                            "Pixel Spacing Column (mm)", "Pixel Spacing Source", "CTR", "CTR Std", "Heart Diameter (px)",
                            "Thoracic Diameter (px)", "Heart Diameter (mm)", "Thoracic Diameter (mm)", *_AREA_COLUMNS,
                            "Measures Validation")
-_LATER_FIELDS = tuple(c for c in _FIELD_COLUMNS if c not in COLUMNS_V2)  # one schema version each
-COLUMNS = COLUMNS_V2 + _LATER_FIELDS
-SCHEMA_HEADERS = (COLUMNS_V1, COLUMNS_V2, *(COLUMNS_V2 + _LATER_FIELDS[:k + 1] for k in range(len(_LATER_FIELDS))))
+COLUMNS_V3 = COLUMNS_V2 + ("Bit Depth",)
+_LATER_FIELDS = tuple(c for c in _FIELD_COLUMNS if c not in COLUMNS_V3)  # one schema version each
+COLUMNS = COLUMNS_V3 + _LATER_FIELDS
+SCHEMA_HEADERS = (COLUMNS_V1, COLUMNS_V2, COLUMNS_V3,
+                  *(COLUMNS_V3 + _LATER_FIELDS[:k + 1] for k in range(len(_LATER_FIELDS))))
 """The header of each results schema, version k + 1 at index k: each one a prefix of the next."""
 SCHEMA_VERSION = len(SCHEMA_HEADERS)
 
@@ -88,7 +91,7 @@ def csv_row(result: Result) -> dict[str, str]:
                 "Quality Flag": "" if q is None else str(q.flag), "Quality Reason": "" if q is None else q.reason,
                 "Samples": str(result.samples), "Seed": str(result.seed), "Model": result.model,
                 "Second Look": result.look_kind, "Results Schema": str(SCHEMA_VERSION),
-                "Intended Use": INTENDED_USE})
+                "Intended Use": INTENDED_USE, "Bit Depth": "" if result.bit_depth is None else str(result.bit_depth)})
     row.update(_source_columns(result.source))
     row.update(_measure_columns(result.measures()))
     return {k: row[k] for k in COLUMNS}

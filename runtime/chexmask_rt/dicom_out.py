@@ -96,6 +96,11 @@ def check_model_id_for_dicom(model_id: str) -> str:
     return version
 
 
+def _depth(result: Result) -> dict[str, str]:
+    """The bit depth the pixels were scaled by, where the result knows it (not one made by hand)."""
+    return {} if result.bit_depth is None else {"bit_depth": str(result.bit_depth)}
+
+
 def _algorithm_name(result) -> str:
     """The algorithm's name (LO, 64 characters at most, so the model id goes in its version and parameters)."""
     return f"chexmask-rt, {RESEARCH_ONLY}"
@@ -148,7 +153,7 @@ def segmentation(result: Result, source_dataset: Dataset, *, series_number: int 
         name=_algorithm_name(result), family=codes.cid7162.ArtificialIntelligence, version=check_model_id_for_dicom(result.model),
         source=f"chexmask-rt {_version()}",
         parameters={"model": result.model, "samples": str(result.samples), "seed": str(result.seed),
-                    "second_look": result.look_kind, "use": RESEARCH_ONLY})
+                    "second_look": result.look_kind, **_depth(result), "use": RESEARCH_ONLY})
     masks = result.organ_masks()
     descriptions = []
     for number, organ in enumerate(masks, start=1):
@@ -295,7 +300,8 @@ def measurement_report(result: Result, source_dataset: Dataset, *,
     length, area = _units(m.spacing)
     no_units = codes.UCUM.NoUnits
     parameters = [f"model={result.model}", f"samples={result.samples}", f"seed={result.seed}",
-                  f"second_look={result.look_kind}", f"chexmask-rt {_version()}"]
+                  f"second_look={result.look_kind}", *(f"{k}={v}" for k, v in _depth(result).items()),
+                  f"chexmask-rt {_version()}"]
     algorithm = sr.AlgorithmIdentification(name=_algorithm_name(result), version=check_model_id_for_dicom(result.model),
                                            parameters=parameters)
     std = codes.SCT.StandardDeviation

@@ -124,7 +124,7 @@ class _ResultBase:
         """The Python Result of a ``chexmask_rt._core.Result``: every field of the table, the flag and the look."""
         values = {f["name"]: getattr(out, f["name"]) for f in FIELDS}
         return cls(**values, height=out.height, width=out.width, samples=out.samples, seed=int(out.seed), model=model,
-                   image=image, quality=Quality.from_core(out.quality),
+                   image=image, bit_depth=int(out.bit_depth), quality=Quality.from_core(out.quality),
                    second_look=None if out.second_look is None else SecondLook.from_core(out.second_look))
 
     @property
@@ -188,7 +188,7 @@ class _ResultBase:
         (tests/test_native.py). ``dicom`` (UIDs, empty for other inputs) and ``measures`` are the
         Python runtime's."""
         out = {"image": self.image, "height": self.height, "width": self.width, "samples": self.samples,
-               "seed": self.seed, "model": self.model, "intended_use": INTENDED_USE}
+               "seed": self.seed, "bit_depth": self.bit_depth, "model": self.model, "intended_use": INTENDED_USE}
         measured = self.spread_measured  # one decode's 0 spread is no measurement: null, as the C++ example
         for f in FIELDS:
             value = getattr(self, f["name"])
@@ -250,6 +250,7 @@ def _make_result() -> type:
         ("quality", Quality | None, field(default=None)),  # the reliability flag; None only for hand-made Results
         ("second_look", SecondLook | None, field(default=None)),  # None: one engine call
         ("source", DicomSource | None, field(default=None)),  # UIDs and pixel spacing of a DICOM input
+        ("bit_depth", int | None, field(default=None)),  # what the pixels were scaled by; None: made by hand
     ]
     cls = dataclasses.make_dataclass("Result", required + fixed + defaults + optional, bases=(_ResultBase,),
                                      frozen=True, eq=False, repr=False)
@@ -260,7 +261,8 @@ def _make_result() -> type:
         + "".join(f"    {f['name']}: {f['doc']}{'' if f['required'] else ' (None without the output)'}\n"
                   for f in FIELDS)
         + "then height, width, samples, seed, model, image, quality (chexmask_rt.quality.Quality), second_look "
-          "(SecondLook, None for one engine call) and source (chexmask_rt.dicom_source.DicomSource).")
+          "(SecondLook, None for one engine call), source (chexmask_rt.dicom_source.DicomSource) and bit_depth "
+          "(the depth the pixels were scaled by: 8, 9..16, or 32 for float; None for a Result made by hand).")
     return cls
 
 
@@ -284,6 +286,7 @@ if TYPE_CHECKING:
         quality: Quality | None = None
         second_look: SecondLook | None = None
         source: DicomSource | None = None
+        bit_depth: int | None = None
         landmark_samples: np.ndarray | None = None
 else:
     Result = _make_result()

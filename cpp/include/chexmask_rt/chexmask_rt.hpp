@@ -223,6 +223,10 @@ struct Result {
     int width = 0;
     int samples = 0;
     std::uint64_t seed = 0;
+    /// The bit depth the pixels were scaled by (given, or inferred from the largest value): 8 (uint8,
+    /// or uint16 content <= 255), 9..16, or 32 (float32 in [0, 1]). A 12-bit image read as 16 reaches
+    /// the model at 1/16 of its brightness: this says which it was.
+    int bit_depth = 0;
     /// Set when a second look was asked for (predict's second_look); empty otherwise.
     std::optional<SecondLook> second_look;
     /// The reliability flag of this (final) answer, set on every result predict() returns.

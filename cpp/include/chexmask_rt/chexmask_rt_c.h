@@ -199,6 +199,9 @@ CHEXMASK_RT_API const chexmask_rt_result_fields* chexmask_rt_result_get(const ch
  * no pooled second look), whose std is 0 because there is nothing to spread, not because the model is
  * sure (the examples' JSON writes null then); 0 for NULL. */
 CHEXMASK_RT_API int chexmask_rt_result_spread_measured(const chexmask_rt_result* result);
+/* The bit depth the pixels were scaled by (given, or inferred from the largest value when the image's
+ * bit_depth was 0): 8, 9..16, or 32 for float; 0 for NULL. */
+CHEXMASK_RT_API int chexmask_rt_result_bit_depth(const chexmask_rt_result* result);
 
 /* ---- every engine-output field, by the schema table (result_fields.def) ------------------------
  * A field added to the table is reachable here without a change to this header:
