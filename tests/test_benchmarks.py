@@ -250,8 +250,7 @@ class _FixedModel:
         self.landmarks = landmarks
 
     def predict(self, image, samples, second_look=True):
-        look = SimpleNamespace(look="pooled") if second_look else None
-        return SimpleNamespace(landmarks=self.landmarks, mean_node_std=2.0, second_look=look)
+        return SimpleNamespace(landmarks=self.landmarks, mean_node_std=2.0, look_kind="pooled" if second_look else "off")
 
 
 def test_framing_reaches_each_fill_and_measures_in_the_reframed_1024_frame():
