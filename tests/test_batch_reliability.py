@@ -708,3 +708,72 @@ def test_a_folder_of_the_release_before_resumes_into_the_bit_depth_column(tmp_pa
         rows = {r["Image"]: r for r in csv.DictReader(f)}
     assert (rows[images[0]]["Results Schema"], rows[images[0]]["Bit Depth"]) == ("2", "")
     assert (rows[images[1]]["Results Schema"], rows[images[1]]["Bit Depth"]) == (str(SCHEMA_VERSION), "8")
+
+
+def _resumable(tmp_path, default_segmenter, done, left):
+    """An output folder where a run did ``done`` and a killed run left ``left`` as its in-work.json."""
+    out = tmp_path / "out"
+    run_batch(default_segmenter, done, out, samples=2, workers=1, progress=False)
+    (out / "in-work.json").write_text(left if isinstance(left, str) else json.dumps(left))
+    return out
+
+
+def test_an_image_a_killed_run_had_in_work_among_others_is_tried_again_once(tmp_path, images, default_segmenter):
+    """Only an image alone in work when a run was killed is named; one in work among others is tried first,
+    alone, and not again with the rest (one row each)."""
+    out = _resumable(tmp_path, default_segmenter, images[4:], {"alone": False, "images": [images[1]]})
+    run_batch(default_segmenter, images, out, samples=2, workers=1, progress=False)
+    done, failed = accounted(out, images)
+    assert failed == [] and not (out / "in-work.json").exists()
+
+
+def test_what_a_killed_run_had_in_work_outside_this_run_is_left_alone(tmp_path, images, default_segmenter):
+    """The in-work file names images of the folder's run; one this run does not have is neither named
+    in errors.csv nor tried."""
+    elsewhere = str(tmp_path / "elsewhere.png")
+    for alone in (True, False):
+        out = _resumable(tmp_path / str(alone), default_segmenter, images[4:], {"alone": alone, "images": [elsewhere]})
+        run_batch(default_segmenter, images, out, samples=2, workers=1, progress=False)
+        assert accounted(out, images)[1] == []
+
+
+def test_an_in_work_file_cut_short_is_no_account(tmp_path, images, default_segmenter):
+    out = _resumable(tmp_path, default_segmenter, images[4:], '{"alone": true, "images": ["')
+    run_batch(default_segmenter, images, out, samples=2, workers=1, progress=False)
+    assert accounted(out, images)[1] == []
+
+
+def test_in_work_names_only_the_images_in_work(tmp_path, images, default_segmenter, monkeypatch):
+    """What in-work.json says as each decode starts: a suspect alone, then only what is in work (not an
+    image finished or failed, nor 'alone' after the suspects)."""
+    from chexmask_rt import batch
+
+    out = _resumable(tmp_path, default_segmenter, images[4:], {"alone": False, "images": [images[0]]})
+    seen, decode = {}, batch.decode_gray
+
+    def spy(image, max_pixels):
+        seen[image] = json.loads((out / "in-work.json").read_text())
+        return decode(image, max_pixels)
+
+    monkeypatch.setattr(batch, "decode_gray", spy)
+    gone = str(tmp_path / "images" / "gone.png")  # fails as it is decoded
+    run_batch(default_segmenter, [gone, *images], out, samples=2, workers=1, batch_size=1, progress=False)
+    assert seen[images[0]] == {"alone": True, "images": [images[0]]}
+    last = seen[images[3]]  # one decode thread: everything submitted 3 (the window) before it is done
+    assert last["alone"] is False and images[3] in last["images"]
+    assert gone not in last["images"] and images[0] not in last["images"]
+    assert not (out / "in-work.json").exists()
+
+
+def test_an_in_work_file_that_cannot_be_updated_is_removed_not_left_stale(tmp_path, monkeypatch):
+    from chexmask_rt import in_work
+
+    work = in_work.InWork(tmp_path)
+    work.only("a.png")
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(in_work, "write_text_whole", full)
+    work.discard("a.png")
+    assert not (tmp_path / "in-work.json").exists()  # a stale one would name a.png as the killer

@@ -662,3 +662,17 @@ def test_seg_and_sr_record_which_look_made_the_answer(default_segmenter):
         depth = f"bit_depth={r.bit_depth}"  # this 8-bit DICOM's rendering takes the 8-bit path
         assert r.bit_depth == 8 and f",second_look={kind},{depth}," in params.AlgorithmParameters
         assert {f"second_look={kind}", depth} <= set(_texts(r.to_dicom_sr(source)))
+
+
+@pytest.mark.parametrize("changes", [{"ViewPosition": "ll"}, {"ViewPosition": " RL "},
+                                     {"ViewCodeSequence": _view_code("Lateral")},
+                                     {"ViewCodeSequence": _view_code("RIGHT LATERAL")}])
+def test_a_lateral_is_refused_however_its_view_is_spelled(changes):
+    """Devices write View Position and code meanings in any case and padding."""
+    from chexmask_rt.dicom_io import check_orientation
+
+    ds = Dataset()
+    for keyword, value in changes.items():
+        setattr(ds, keyword, value)
+    with pytest.raises(InputError, match="x.dcm: View .*: a lateral view"):
+        check_orientation(ds, "x.dcm")

@@ -419,3 +419,17 @@ def test_pixel_data_a_built_in_decoder_reads_is_not_given_to_another(tmp_path, m
     _TRAPPED.clear()
     np.testing.assert_array_equal(read_image(tmp_path / "rle.dcm"), read_image(plain))
     assert _TRAPPED == []
+
+
+def test_a_plugin_that_failed_on_the_data_is_no_missing_decoder():
+    """A missing decoder only when every plugin declined the samples' precision: when one of them tried and
+    failed, the data is what is wrong, and the usual corrupt-data message stands."""
+    from pathlib import Path
+
+    from chexmask_rt.dicom_io import _no_decoder
+
+    head = "Unable to decode the pixel data as the following exceptions were raised by all plugins:"
+    declined = "pillow: Pillow does not support 'JPEG Extended' for samples with 12-bit precision"
+    assert "no decoder for its transfer syntax" in str(_no_decoder(None, Path("x.dcm"), RuntimeError(f"{head}\n{declined}")))
+    tried = "gdcm: GDCM could not decode the pixel data"
+    assert _no_decoder(None, Path("x.dcm"), RuntimeError(f"{head}\n{declined}\n{tried}")) is None

@@ -359,3 +359,20 @@ def test_jpeg_suffixes_and_image_formats_without_an_image_extension_are_named(tm
         ("notes", "not an image (no image extension, no DICM marker)"),
         ("tiff_0001", "a TIFF " + renamed.format(".tif")), ("x.gif", "a GIF " + unsupported),
         ("x.jp2", "a JPEG 2000 " + unsupported), ("x.webp", "a WebP " + unsupported))]
+
+
+def test_other_first_bytes_are_named_by_their_format_only_when_they_are_it(tmp_path, shared_images):
+    """A BigTIFF and a raw JPEG 2000 codestream are named like their kin; a RIFF file that is not WebP (a
+    WAV recording) is no image."""
+    from PIL import Image
+
+    Image.open(shared_images[0]).convert("L").save(tmp_path / "x.j2k")  # a codestream: FF 4F FF 51
+    (tmp_path / "big_0001").write_bytes(b"II+\x00\x08\x00\x00\x00" + bytes(16))
+    (tmp_path / "big_0002").write_bytes(b"MM\x00+\x00\x08\x00\x00" + bytes(16))
+    (tmp_path / "sound").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(16))
+    found = discover(tmp_path)
+    assert found.images == []
+    tiff = "a TIFF file without an image extension: rename it (.tif) or name it in a list"
+    assert found.skipped == [(str(tmp_path / "big_0001"), tiff), (str(tmp_path / "big_0002"), tiff),
+                             (str(tmp_path / "sound"), "not an image (no image extension, no DICM marker)"),
+                             (str(tmp_path / "x.j2k"), "a JPEG 2000 image: not a supported format; convert it to PNG")]

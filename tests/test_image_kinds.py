@@ -158,3 +158,13 @@ def test_big_endian_16_bit_arrays_keep_their_values(default_segmenter):
     np.testing.assert_array_equal(to_gray(big), deep)
     np.testing.assert_array_equal(default_segmenter.predict(big, samples=2).landmarks,
                                   default_segmenter.predict(deep, samples=2).landmarks)
+
+
+def test_a_6_bit_tiff_is_refused_with_its_bit_depth(tmp_path, gray):
+    """Every depth from 2 to 7 bits: OpenCV reads none of them."""
+    samples = gray[:, : gray.shape[1] // 4 * 4] >> 2
+    bits = np.unpackbits(samples.astype(np.uint8)[..., None], axis=-1)[..., 2:]  # 6 bits a sample, high first
+    packed = np.packbits(bits.reshape(samples.shape[0], -1), axis=1)
+    path = _gray_tiff(tmp_path / "six.tif", [(packed, {256: samples.shape[1], 258: 6})])
+    with pytest.raises(InputError, match=r"six\.tif: a TIFF of 6 bits per sample, which no decoder here reads"):
+        read_image(path)

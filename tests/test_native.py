@@ -676,3 +676,41 @@ def test_the_default_threads_follow_a_containers_own_cpu_quota():
         folder.rmdir()
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "0"  # one intra-op thread: the caller's own
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs for a quota of one to be less")
+def test_the_default_threads_follow_the_smallest_quota_above_them():
+    """A container's quota under its pod's: the smaller one holds, whichever level it is set at."""
+    made = _cpu_cgroup(2)
+    if made is None:
+        pytest.skip("cannot make a cgroup with a CPU quota here (needs root and the v1 cpu controller)")
+    pod, _ = made
+    container = pod / "container"
+    container.mkdir()
+    try:
+        (container / "cpu.cfs_period_us").write_text("100000")
+        (container / "cpu.cfs_quota_us").write_text("100000")
+        proc = subprocess.run([sys.executable, "-c", QUOTA_THREADS, str(container / "tasks")], capture_output=True,
+                              text=True, timeout=300)
+    finally:
+        container.rmdir()
+        pod.rmdir()
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "0"  # one intra-op thread: the caller's own
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs for a quota of 1.5 to round up to 2")
+def test_a_fractional_cpu_quota_rounds_up():
+    """A limit of 1.5 CPUs runs two threads (half the time each), not one."""
+    made = _cpu_cgroup(1)
+    if made is None:
+        pytest.skip("cannot make a cgroup with a CPU quota here (needs root and the v1 cpu controller)")
+    folder, tasks = made
+    (folder / "cpu.cfs_quota_us").write_text("150000")
+    try:
+        proc = subprocess.run([sys.executable, "-c", QUOTA_THREADS, str(tasks)], capture_output=True, text=True,
+                              timeout=300)
+    finally:
+        folder.rmdir()
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "1"  # two intra-op threads: the caller's own and one more

@@ -178,3 +178,31 @@ def test_an_exit_handler_that_joins_a_predicting_thread_still_ends(shared_images
                           timeout=120)  # a parked thread: the join waits for ever, and this times out
     assert proc.returncode == 3 and "terminate called" not in proc.stderr, (proc.returncode, proc.stderr[-2000:])
     assert proc.stdout == "the interpreter is exiting: no engine call or decode starts on another thread\n"
+
+
+OVERLAYS_AT_EXIT = """
+import sys, threading, time
+import numpy as np
+import chexmask_rt
+from chexmask_rt.image_io import read_image, to_gray
+from chexmask_rt.overlay import draw_overlay, overlay_png
+seg = chexmask_rt.load(threads=1)
+gray = to_gray(read_image(sys.argv[1]))
+r = seg.predict(gray, samples=5)
+def work(what):  # drawing and encoding alone: no decode, whose gate would hide the drawing's
+    while True:
+        (draw_overlay if what else overlay_png)(gray, r)
+for i in range(4):
+    threading.Thread(target=work, args=(i % 2,), daemon=True).start()
+time.sleep(0.5)
+sys.exit(3)
+"""
+
+
+def test_a_program_that_ends_while_daemon_threads_draw_overlays_of_arrays_exits_as_it_asked(shared_images):
+    """An overlay of pixels draws and encodes with OpenCV outside any decode: it too waits for the exit."""
+    png = next(p for p in shared_images if p.suffix == ".png")
+    for _ in range(6):
+        proc = subprocess.run([sys.executable, "-c", OVERLAYS_AT_EXIT, str(png)], capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 3 and "terminate called" not in proc.stderr, (proc.returncode, proc.stderr[-2000:])

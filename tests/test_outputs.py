@@ -162,3 +162,15 @@ def test_every_output_says_the_bit_depth_the_pixels_were_scaled_by(tmp_path, def
     assert json.loads((tmp_path / "r.json").read_text())["bit_depth"] == 12
     row = next(csv.DictReader(io.StringIO((tmp_path / "r.csv").read_text())))
     assert row["Bit Depth"] == "12" and row["Results Schema"] == "3"
+
+
+def test_one_decode_writes_its_spread_as_null_in_the_json_without_the_c_build(default_segmenter, example1):
+    """The SDK test compares the C and C++ examples' JSON too, and needs them built: this needs the Python
+    runtime only."""
+    for samples, look, measured in ((1, False, False), (2, False, True), (1, True, True)):
+        out = default_segmenter.predict(example1, samples=samples, second_look=look).to_dict()
+        spreads = (out["landmarks_std"], out["node_uncertainty"], out["scores"]["mean_node_std"])
+        if measured:
+            assert None not in spreads and out["scores"]["mean_node_std"] > 0, (samples, look)
+        else:
+            assert spreads == (None, None, None), (samples, look)

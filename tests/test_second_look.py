@@ -232,3 +232,11 @@ def test_the_engine_decides_whether_predict_looks_twice(marked_engine, example1)
     assert plain.predict(gray, samples=4, second_look=True).second_look is not None
     assert marked.predict(gray, samples=4).second_look is not None
     assert marked.predict(gray, samples=4, second_look=False).second_look is None
+
+
+def test_a_crop_only_answer_of_one_decode_measures_no_spread(segmenter, example1):
+    """The crop's answer alone, of one decode, has no spread: its 0 std is not a measurement."""
+    gray, _ = example1
+    one = segmenter.predict(_wide(gray), samples=1, second_look=True)
+    assert one.second_look.look == "crop_only" and not one.spread_measured
+    assert one.to_dict()["scores"]["mean_node_std"] is None
