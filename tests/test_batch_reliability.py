@@ -777,3 +777,16 @@ def test_an_in_work_file_that_cannot_be_updated_is_removed_not_left_stale(tmp_pa
     monkeypatch.setattr(in_work, "write_text_whole", full)
     work.discard("a.png")
     assert not (tmp_path / "in-work.json").exists()  # a stale one would name a.png as the killer
+
+
+def test_a_killed_runs_account_holds_however_the_rerun_spells_input(tmp_path, images, default_segmenter,
+                                                                    monkeypatch):
+    """Resume matches images however INPUT is spelled; the in-work account matched names as written, so a
+    rerun that spelled the folder otherwise lost it and died on the image once more."""
+    killed = str(Path(images[2]).resolve())
+    out = _resumable(tmp_path, default_segmenter, images[4:], {"alone": True, "images": [killed]})
+    monkeypatch.chdir(tmp_path)
+    relative = [os.path.relpath(i, tmp_path) for i in images]  # "images/...": another spelling
+    run_batch(default_segmenter, relative, out, samples=2, workers=1, progress=False)
+    with open(out / "errors.csv", newline="") as f:
+        assert [(r["Image"], r["Error"]) for r in csv.DictReader(f)] == [(relative[2], "RunKilled")]

@@ -16,6 +16,7 @@ SIGTERM, an error). A file left behind names what a killed run had in work, and 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from .errors import ChexmaskError
@@ -34,40 +35,38 @@ class InWork:
 
     def __init__(self, out: Path):
         self.path = out / IN_WORK_NAME
-        self.images: list[str] = []
+        self.images: dict[str, str] = {}  # as this run spells it -> its real path, which the file holds
         self.alone = False
 
     def left(self, todo: list[str]) -> tuple[list[str], list[str]]:
         """From the file a killed run left, if any: (the images of ``todo`` it had alone in work, which
         the run records as failed; those it had in work among others, which the run tries first, each
-        alone)."""
+        alone). Matched by real path: a rerun may spell INPUT otherwise, as resume allows."""
         try:
             state = json.loads(self.path.read_text(encoding="utf-8"))
-            images, alone = [str(i) for i in state["images"]], bool(state["alone"])
+            recorded, alone = {str(i) for i in state["images"]}, bool(state["alone"])
         except (OSError, ValueError, KeyError, TypeError):  # none, or cut short: nothing to go on
             return [], []
-        waiting = set(todo)
-        images = [i for i in images if i in waiting]
+        images = [image for image in todo if _real(image) in recorded]
         return (images, []) if alone and len(images) == 1 else ([], images)
 
     def only(self, image: str) -> None:
         """``image`` alone in work: a kill now names it."""
-        self.images, self.alone = [image], True
+        self.images, self.alone = {image: _real(image)}, True
         self._save()
 
     def add(self, image: str) -> None:
-        self.images.append(image)
+        self.images[image] = _real(image)
         self._save()
 
     def discard(self, image: str) -> None:
-        if image in self.images:
-            self.images.remove(image)
+        if self.images.pop(image, None) is not None:
             self.alone = False
             self._save()
 
     def clear(self) -> None:
         """The run ends as Python sees it: nothing it had in work killed it."""
-        self.images, self.alone = [], False
+        self.images, self.alone = {}, False
         try:
             self.path.unlink(missing_ok=True)
         except OSError:  # the folder went away: the run's own error says so
@@ -76,12 +75,19 @@ class InWork:
     def _save(self) -> None:
         # ASCII with \u escapes: a name that is not UTF-8 (surrogates) comes back as it was
         try:
-            write_text_whole(self.path, json.dumps({"alone": self.alone, "images": self.images}))
+            write_text_whole(self.path, json.dumps({"alone": self.alone, "images": list(self.images.values())}))
         except OSError:  # a full disk: a safety net must not stop the run, nor leave an old account behind
             try:
                 self.path.unlink(missing_ok=True)
             except OSError:
                 pass
+
+
+def _real(image: str) -> str:
+    try:
+        return os.path.realpath(image)
+    except (OSError, ValueError):  # a working folder deleted, a NUL byte: the name as it is
+        return image
 
 
 def killed_reason(image: str) -> str:
