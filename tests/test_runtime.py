@@ -292,3 +292,23 @@ def test_close_frees_the_engine_and_later_calls_say_so(shared_images, default_se
     with pytest.raises(ModelError, match="this Segmenter was closed"):
         seg.predict(png, samples=2)
     assert {"Quality", "Measures"} <= set(chexmask_rt.__all__)  # the types predict's results hold
+
+
+def test_the_packages_lazy_names_are_its_public_names_for_every_reader():
+    """The public names load on first use (__getattr__): the table of their modules, __all__ and the
+    imports type checkers read must name the same things, or `from chexmask_rt import *` fails on one
+    and type checkers miss another."""
+    import ast
+
+    tree = ast.parse(open(chexmask_rt.__file__).read())
+    guard = next(n for n in tree.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING")
+    typed = {alias.name: node.module for node in guard.body if isinstance(node, ast.ImportFrom)
+             for alias in node.names}
+    assert typed == chexmask_rt._HOMES and set(chexmask_rt.__all__) == set(typed)
+    for name, home in typed.items():
+        assert getattr(chexmask_rt, name) is getattr(__import__(f"chexmask_rt.{home}", fromlist=[name]), name)
+    namespace: dict = {}
+    exec("from chexmask_rt import *", namespace)
+    assert set(namespace) - {"__builtins__"} == set(chexmask_rt.__all__)
+    with pytest.raises(AttributeError, match="module 'chexmask_rt' has no attribute 'laod'"):
+        chexmask_rt.laod

@@ -31,20 +31,20 @@ __all__ = ["ChexmaskError", "EngineOptions", "InputError", "Measures", "ModelErr
            "UntrainedModelWarning", "default_model_path", "load", "__version__"]
 
 
-def __getattr__(name: str) -> Any:
-    """A public name from its module, or a submodule (``chexmask_rt.core``), loaded on first use."""
-    home = _HOMES.get(name)
-    if home is not None:
-        value = getattr(importlib.import_module(f".{home}", __name__), name)
-        globals()[name] = value
-        return value
-    try:
-        return importlib.import_module(f".{name}", __name__)
-    except ModuleNotFoundError as exc:
-        if exc.name != f"{__name__}.{name}":  # the submodule exists but an import inside it failed
-            raise
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+if not TYPE_CHECKING:  # for type checkers the imports above are the names: a misspelt one stays an error
+    def __getattr__(name: str) -> Any:
+        """A public name from its module, or a submodule (``chexmask_rt.core``), loaded on first use."""
+        home = _HOMES.get(name)
+        if home is not None:
+            value = getattr(importlib.import_module(f".{home}", __name__), name)
+            globals()[name] = value
+            return value
+        try:
+            return importlib.import_module(f".{name}", __name__)
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":  # the submodule exists but an import inside it failed
+                raise
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *__all__})
