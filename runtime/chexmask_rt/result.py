@@ -97,7 +97,8 @@ class _ResultBase:
     def _repr_png_(self) -> bytes | None:
         """The overlay for a notebook (Jupyter shows it when a Result ends a cell): contours, uncertainty
         ellipses and the verdict over the image file the result names; None (the one-line repr alone)
-        for a result of pixels, or when that file is gone or is no longer the image it was made from."""
+        for a result of pixels, or when that file is gone or is no longer of the result's size (a file
+        replaced by another of the same size is drawn under this result's landmarks)."""
         if not self.image:
             return None
         from .errors import ChexmaskError
