@@ -16,6 +16,8 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -614,35 +616,55 @@ print(len(os.listdir("/proc/self/task")) - before)
 """
 
 
-def _cpu_cgroup(quota_cpus: int) -> tuple[Path, Path] | None:
-    """A new cgroup with a CPU quota, and the file that moves a process into it; None where this process may
-    not make one (not root, or no cgroup v1 cpu controller mounted)."""
-    root = Path("/sys/fs/cgroup/cpu")
+def _physical_cores() -> int:
+    """Physical cores among the CPUs this process may use (two hyperthreads of one core count once)."""
+    cores = set()
+    for cpu in os.sched_getaffinity(0):
+        try:
+            cores.add(Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list").read_text().strip())
+        except OSError:
+            cores.add(str(cpu))
+    return len(cores)
+
+
+@contextmanager
+def _cpu_cgroups(*quotas: float) -> Iterator[Path]:
+    """Nested new cgroups (v1 cpu controller), the i-th limited to quotas[i] CPUs; yields the innermost,
+    whose tasks file moves a process into it. Skips where this process may not make them (not root, no
+    cgroup v1 cpu controller, a quota above the one this process is under); always removes them."""
+    made: list[Path] = []
     try:
-        folder = root / f"chexmask-rt-test-{os.getpid()}"
-        folder.mkdir()
-    except OSError:
-        return None
-    (folder / "cpu.cfs_period_us").write_text("100000")
-    (folder / "cpu.cfs_quota_us").write_text(str(100000 * quota_cpus))
-    return folder, folder / "tasks"
+        folder = Path("/sys/fs/cgroup/cpu")
+        for depth, quota in enumerate(quotas):
+            folder = folder / (f"chexmask-rt-test-{os.getpid()}" if depth == 0 else f"level{depth}")
+            folder.mkdir()
+            made.append(folder)
+            (folder / "cpu.cfs_period_us").write_text("100000")
+            (folder / "cpu.cfs_quota_us").write_text(str(round(100000 * quota)))
+    except OSError as exc:
+        for folder in reversed(made):
+            folder.rmdir()
+        pytest.skip(f"cannot make cgroups with CPU quotas here ({exc}; needs root and the v1 cpu controller)")
+    try:
+        yield made[-1]
+    finally:
+        for folder in reversed(made):  # empty again: its processes have ended
+            folder.rmdir()
+
+
+def _threads_under(folder: Path, script: str = QUOTA_THREADS, *wrap: str) -> str:
+    proc = subprocess.run([*wrap, sys.executable, "-c", script, str(folder if wrap else folder / "tasks")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout.strip()
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs for a quota of one to be less")
 def test_the_default_threads_follow_the_cpu_quota():
     """A container limited to one CPU (a cgroup quota) got a thread per core of the machine from ONNX
     Runtime's default: one thread more than its share here, dozens on a large node."""
-    made = _cpu_cgroup(1)
-    if made is None:
-        pytest.skip("cannot make a cgroup with a CPU quota here (needs root and the v1 cpu controller)")
-    folder, tasks = made
-    try:
-        proc = subprocess.run([sys.executable, "-c", QUOTA_THREADS, str(tasks)], capture_output=True, text=True,
-                              timeout=300)
-    finally:
-        folder.rmdir()
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.strip() == "0"  # one intra-op thread: the caller's own
+    with _cpu_cgroups(1) as folder:
+        assert _threads_under(folder) == "0"  # one intra-op thread: the caller's own
 
 
 CONTAINER_QUOTA_THREADS = """
@@ -665,52 +687,21 @@ print(len(os.listdir("/proc/self/task")) - before)
 def test_the_default_threads_follow_a_containers_own_cpu_quota():
     """Docker on cgroup v1 mounts the container's cgroup at /sys/fs/cgroup/cpu, where the path
     /proc/self/cgroup gives does not exist: the quota was missed and every core of the node used."""
-    made = _cpu_cgroup(1)
-    if made is None or shutil.which("unshare") is None:
-        pytest.skip("cannot make a cgroup with a CPU quota and a mount namespace here (needs root)")
-    folder, _ = made
-    try:
-        proc = subprocess.run(["unshare", "-m", "--propagation", "private", sys.executable, "-c",
-                               CONTAINER_QUOTA_THREADS, str(folder)], capture_output=True, text=True, timeout=300)
-    finally:
-        folder.rmdir()
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.strip() == "0"  # one intra-op thread: the caller's own
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare for a mount namespace")
+    with _cpu_cgroups(1) as folder:
+        assert _threads_under(folder, CONTAINER_QUOTA_THREADS, "unshare", "-m", "--propagation", "private") == "0"
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs for a quota of one to be less")
 def test_the_default_threads_follow_the_smallest_quota_above_them():
     """A container's quota under its pod's: the smaller one holds, whichever level it is set at."""
-    made = _cpu_cgroup(2)
-    if made is None:
-        pytest.skip("cannot make a cgroup with a CPU quota here (needs root and the v1 cpu controller)")
-    pod, _ = made
-    container = pod / "container"
-    container.mkdir()
-    try:
-        (container / "cpu.cfs_period_us").write_text("100000")
-        (container / "cpu.cfs_quota_us").write_text("100000")
-        proc = subprocess.run([sys.executable, "-c", QUOTA_THREADS, str(container / "tasks")], capture_output=True,
-                              text=True, timeout=300)
-    finally:
-        container.rmdir()
-        pod.rmdir()
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.strip() == "0"  # one intra-op thread: the caller's own
+    with _cpu_cgroups(2, 1) as container:
+        assert _threads_under(container) == "0"  # one intra-op thread: the caller's own
 
 
-@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs for a quota of 1.5 to round up to 2")
+@pytest.mark.skipif(_physical_cores() < 2, reason="needs two physical cores for a quota of 1.5 to round up to 2")
 def test_a_fractional_cpu_quota_rounds_up():
     """A limit of 1.5 CPUs runs two threads (half the time each), not one."""
-    made = _cpu_cgroup(1)
-    if made is None:
-        pytest.skip("cannot make a cgroup with a CPU quota here (needs root and the v1 cpu controller)")
-    folder, tasks = made
-    (folder / "cpu.cfs_quota_us").write_text("150000")
-    try:
-        proc = subprocess.run([sys.executable, "-c", QUOTA_THREADS, str(tasks)], capture_output=True, text=True,
-                              timeout=300)
-    finally:
-        folder.rmdir()
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.strip() == "1"  # two intra-op threads: the caller's own and one more
+    with _cpu_cgroups(1.5) as folder:
+        assert _threads_under(folder) == "1"  # two intra-op threads: the caller's own and one more

@@ -7,6 +7,7 @@
 // a few. So the engine asks for the cores of its affinity set, at most its quota's CPUs, rounded up.
 #include "internal.hpp"
 
+#include <cerrno>
 #include <cmath>
 #include <fstream>
 #include <set>
@@ -95,19 +96,42 @@ int cgroup_quota_cpus() {
 
 int default_intra_op_threads() {
 #ifdef __linux__
-    cpu_set_t allowed;
-    if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) return 0;
-    const long configured = sysconf(_SC_NPROCESSORS_CONF);
-    std::set<std::pair<std::string, std::string>> machine, ours;
-    for (int cpu = 0; cpu < CPU_SETSIZE && cpu < configured; ++cpu) {
-        machine.insert(core_of(cpu));
-        if (CPU_ISSET(cpu, &allowed)) ours.insert(core_of(cpu));
+    // A machine may have more CPUs than a fixed cpu_set_t holds (CPU_SETSIZE, 1024): the call then fails
+    // with EINVAL, so the set grows until it fits.
+    std::size_t cpus = CPU_SETSIZE;
+    cpu_set_t* allowed = nullptr;
+    while (allowed == nullptr && cpus <= (std::size_t{1} << 18)) {
+        allowed = CPU_ALLOC(cpus);
+        if (allowed == nullptr) return 0;
+        if (sched_getaffinity(0, CPU_ALLOC_SIZE(cpus), allowed) != 0) {
+            CPU_FREE(allowed);
+            allowed = nullptr;
+            if (errno != EINVAL) return 0;
+            cpus *= 2;
+        }
     }
-    int threads = static_cast<int>(ours.size());
+    if (allowed == nullptr) return 0;
+    // CPU ids may be sparse: every id the set can hold that sysfs knows is one of the machine's
+    std::set<std::pair<std::string, std::string>> machine, ours;
+    int cpus_allowed = 0;
+    for (std::size_t cpu = 0; cpu < cpus; ++cpu) {
+        const bool mine = CPU_ISSET_S(cpu, CPU_ALLOC_SIZE(cpus), allowed);
+        cpus_allowed += mine ? 1 : 0;
+        const auto core = core_of(static_cast<int>(cpu));
+        if (core.first == "cpu") continue;  // no topology for this id
+        machine.insert(core);
+        if (mine) ours.insert(core);
+    }
+    CPU_FREE(allowed);
+    int threads = static_cast<int>(ours.size()), cores = static_cast<int>(machine.size());
+    if (cores == 0) {  // no topology in sysfs (a masked /sys): count CPUs
+        threads = cpus_allowed;
+        cores = static_cast<int>(sysconf(_SC_NPROCESSORS_CONF));
+    }
     const int quota = cgroup_quota_cpus();
     if (quota > 0 && quota < threads) threads = quota;
     // every core and no quota: ONNX Runtime's own default, as before
-    return threads > 0 && threads < static_cast<int>(machine.size()) ? std::min(threads, kMaxIntraOpThreads) : 0;
+    return threads > 0 && threads < cores ? std::min(threads, kMaxIntraOpThreads) : 0;
 #else
     return 0;
 #endif
