@@ -705,3 +705,17 @@ def test_a_fractional_cpu_quota_rounds_up():
     """A limit of 1.5 CPUs runs two threads (half the time each), not one."""
     with _cpu_cgroups(1.5) as folder:
         assert _threads_under(folder) == "1"  # two intra-op threads: the caller's own and one more
+
+
+def test_info_says_the_threads_a_run_uses_here():
+    """An operator checking a container's cpuset or CPU limit had no way to see the threads it left."""
+    def info(**kwargs) -> int:
+        proc = subprocess.run([sys.executable, "-m", "chexmask_rt", "info"], capture_output=True, text=True,
+                              timeout=300, **kwargs)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)["threads"]
+
+    assert info() == _physical_cores()
+    if len(os.sched_getaffinity(0)) > 1:
+        one = min(os.sched_getaffinity(0))
+        assert info(preexec_fn=lambda: os.sched_setaffinity(0, {one})) == 1

@@ -541,6 +541,9 @@ PYBIND11_MODULE(_core, m) {
           "of them clamped to +-4 * max(height, width) and truncated to int32 (chexmask_rt.rle.polygon_mask)");
     m.def("onnxruntime_library", &detail::loaded_onnxruntime_library,
           "Path of the ONNX Runtime library this process loaded ('' before the first Engine)");
+    m.def("usable_cores", [] { return detail::cpu_share().usable; },
+          "Physical cores this process may use (CPU affinity, at most the cgroup's CPU quota): an engine's "
+          "threads when none are given; 0 where Linux does not say");
     m.attr("MIN_SIDE") = kMinSide;
     m.attr("MAX_SIDE") = kMaxSide;
     m.attr("MAX_SAMPLES") = kMaxSamples;

@@ -94,7 +94,7 @@ int cgroup_quota_cpus() {
 
 }  // namespace
 
-int default_intra_op_threads() {
+CpuShare cpu_share() {
 #ifdef __linux__
     // A machine may have more CPUs than a fixed cpu_set_t holds (CPU_SETSIZE, 1024): the call then fails
     // with EINVAL, so the set grows until it fits.
@@ -102,15 +102,15 @@ int default_intra_op_threads() {
     cpu_set_t* allowed = nullptr;
     while (allowed == nullptr && cpus <= (std::size_t{1} << 18)) {
         allowed = CPU_ALLOC(cpus);
-        if (allowed == nullptr) return 0;
+        if (allowed == nullptr) return {};
         if (sched_getaffinity(0, CPU_ALLOC_SIZE(cpus), allowed) != 0) {
             CPU_FREE(allowed);
             allowed = nullptr;
-            if (errno != EINVAL) return 0;
+            if (errno != EINVAL) return {};
             cpus *= 2;
         }
     }
-    if (allowed == nullptr) return 0;
+    if (allowed == nullptr) return {};
     // CPU ids may be sparse: every id the set can hold that sysfs knows is one of the machine's
     std::set<std::pair<std::string, std::string>> machine, ours;
     int cpus_allowed = 0;
@@ -130,11 +130,16 @@ int default_intra_op_threads() {
     }
     const int quota = cgroup_quota_cpus();
     if (quota > 0 && quota < threads) threads = quota;
-    // every core and no quota: ONNX Runtime's own default, as before
-    return threads > 0 && threads < cores ? std::min(threads, kMaxIntraOpThreads) : 0;
+    return {threads, cores};
 #else
-    return 0;
+    return {};
 #endif
+}
+
+int default_intra_op_threads() {
+    const CpuShare share = cpu_share();
+    // every core and no quota: ONNX Runtime's own default, as before
+    return share.usable > 0 && share.usable < share.machine ? std::min(share.usable, kMaxIntraOpThreads) : 0;
 }
 
 }  // namespace chexmask_rt::detail

@@ -25,8 +25,15 @@ inline double* flat(std::vector<double>& v) { return v.data(); }
 template <typename T>
 constexpr std::size_t columns_of(const std::vector<T>&) { return sizeof(T) / sizeof(double); }
 
-/// EngineOptions::intra_op_threads 0 resolved: the physical cores of this process's CPU affinity, at
-/// most its cgroup's CPU quota; 0 (ONNX Runtime's default) when that is every core of the machine.
+/// The physical cores this process may use (its CPU affinity, at most its cgroup's CPU quota rounded
+/// up) and the machine's; zeros where Linux does not say.
+struct CpuShare {
+    int usable = 0;
+    int machine = 0;
+};
+CpuShare cpu_share();
+/// EngineOptions::intra_op_threads 0 resolved: cpu_share().usable, or 0 (ONNX Runtime's default, one
+/// per core of the machine) when that is every core.
 int default_intra_op_threads();
 
 /// The HybridGNet anatomy, the organs of an engine whose metadata names none: right lung 44,

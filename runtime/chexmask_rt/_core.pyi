@@ -247,3 +247,6 @@ def polygon_mask(points: npt.ArrayLike, height: int, width: int) -> npt.NDArray[
 
 def onnxruntime_library() -> str:
     """Path of the ONNX Runtime library this process loaded ('' before the first Engine)."""
+def usable_cores() -> int:
+    """Physical cores this process may use (CPU affinity, at most the cgroup's CPU quota): an engine's
+    threads when none are given; 0 where Linux does not say."""

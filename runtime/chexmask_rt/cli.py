@@ -521,10 +521,15 @@ def _write_overlay(target: str, result, stem: str, *, several: bool, max_pixels:
 def cmd_info(args) -> int:
     from .model import load
 
+    from . import core
+
     seg = load(args.model, backend=args.backend, device=args.device)
     info = {k: getattr(seg.info, k) for k in dir(seg.info) if not k.startswith("_") and k != "metadata"}
-    _write_stdout(json.dumps({"path": str(seg.path), "backend": seg.backend, "providers": seg.providers, **info},
-                             indent=1) + "\n", "the engine's information")
+    # the engine threads predict and batch run without --threads: what a container's cpuset or CPU
+    # limit leaves this process (null where Linux does not say)
+    threads = core.usable_cores() or None
+    _write_stdout(json.dumps({"path": str(seg.path), "backend": seg.backend, "providers": seg.providers,
+                              "threads": threads, **info}, indent=1) + "\n", "the engine's information")
     return EXIT_OK
 
 
