@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from chexmask_rt.errors import InputError, ModelError
+from chexmask_rt.errors import InputError, ModelError, UsageError
 
 MISSING_EXTRAS = "export needs the export extras (torch, onnx): pip install 'chexmask-rt[export]'"
 
@@ -101,7 +101,7 @@ def _refuse_overwriting_inputs(output: str, ckpt, config: str | None) -> None:
         inputs.append(Path(ckpt.landmark_offsets.source))
     for source in inputs:
         if source.exists() and target.samefile(source):
-            raise InputError(f"--output {output} is the export's input {source}; write the engine elsewhere")
+            raise UsageError(f"--output {output} is the export's input {source}; write the engine elsewhere")
 
 
 # The texts stored in the engine, checked as argparse types: a value that cannot be stored is a usage

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .devices import DEVICES
-from .errors import ChexmaskError, InputError, ModelError, NonFiniteOutputError, first_line, os_reason
+from .errors import ChexmaskError, InputError, ModelError, NonFiniteOutputError, UsageError, first_line, os_reason
 from .notice import INTENDED_USE
 from .whole_files import write_text_whole
 
@@ -752,6 +752,9 @@ def _main(argv: list[str] | None) -> int:
                                              "info": cmd_info}[args.command]
     try:
         return handler(args)
+    except UsageError as exc:  # a command's own check of options that cannot go together
+        _error(f"chexmask-rt {args.command}: error: {exc}")
+        return EXIT_USAGE
     except ChexmaskError as exc:
         if args.debug:
             traceback.print_exc()

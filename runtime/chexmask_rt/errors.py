@@ -12,6 +12,11 @@ class InputError(ChexmaskError, ValueError):
     """An image (file or array) that cannot be segmented, with the reason."""
 
 
+class UsageError(InputError):
+    """Options that cannot go together, found only once a command has begun (an output that is one of
+    its inputs): the command line exits 2 with it, as for options refused before any work."""
+
+
 class ModelError(ChexmaskError):
     """A model/engine/checkpoint file that cannot be used, with the reason."""
 
