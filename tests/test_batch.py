@@ -161,6 +161,10 @@ def test_other_settings_are_refused_on_resume(tmp_path, shared_images):
     for flags in ([], ["--single-look"]):
         proc = cli("batch", listing, "--out", second, "--samples", 2, "--no-progress", *flags)
         assert proc.returncode == 3 and "made with Second Look 'on', this run uses 'off'" in proc.stderr
+    # every difference is named (after an upgrade the sha256 alone hid that the model and its look changed)
+    proc = cli("batch", listing, "--out", second, "--samples", 3, "--seed", 1, "--no-progress")
+    assert proc.returncode == 3 and all(f"made with {what}" in proc.stderr for what in (
+        "Samples '2', this run uses '3'", "Seed '0', this run uses '1'", "Second Look 'on', this run uses 'off'"))
 
 
 @pytest.mark.parametrize("args,code,needle", [

@@ -300,10 +300,13 @@ def _check_manifest(manifest: Path, identity: dict[str, str]) -> dict:
         raise InputError(f"{manifest}: unreadable batch manifest ({exc}); use another --out") from None
     if not isinstance(recorded, dict) or recorded.get("format") != MANIFEST_FORMAT:
         raise InputError(f"{manifest}: not a {MANIFEST_FORMAT} manifest; use another --out")
-    for key, value in identity.items():
-        if recorded.get(key) != value:
-            raise InputError(f"{manifest.parent}: made with {key} {recorded.get(key)!r}, this run uses {value!r}; "
-                             "use another --out or the same engine and settings")
+    # every difference: after an upgrade the engine's sha256 alone did not say that the default model, and
+    # with it the second look's default, had changed
+    differences = [f"made with {key} {recorded.get(key)!r}, this run uses {value!r}"
+                   for key, value in identity.items() if recorded.get(key) != value]
+    if differences:
+        raise InputError(f"{manifest.parent}: {'; '.join(differences)}; use another --out or the same engine and "
+                         "settings")
     return recorded
 
 
