@@ -44,6 +44,9 @@ int quota_cpus(long long quota, long long period) {
     return static_cast<int>(std::ceil(static_cast<double>(quota) / static_cast<double>(period)));
 }
 
+/// The smaller of two quotas in CPUs, 0 standing for none.
+int smaller_quota(int a, int b) { return a > 0 && (b <= 0 || a < b) ? a : b; }
+
 /// The smallest quota, in CPUs, of `folder` and the folders above it up to `mount`, read by `quota_of`; 0:
 /// none. Walking up finds a parent's quota too (a pod's above its container's), and the mount itself
 /// is where a container sees its own cgroup when /proc/self/cgroup names it by the host's path
@@ -52,8 +55,7 @@ template <typename QuotaOf>
 int smallest_quota(const std::string& mount, std::string path, QuotaOf quota_of) {
     int smallest = 0;
     while (true) {
-        const int cpus = quota_of(mount + path);
-        if (cpus > 0 && (smallest == 0 || cpus < smallest)) smallest = cpus;
+        smallest = smaller_quota(quota_of(mount + path), smallest);
         if (path.empty() || path == "/") return smallest;
         path = path.substr(0, path.find_last_of('/'));
     }
@@ -80,11 +82,10 @@ int cgroup_quota_cpus() {
         if (controllers.find(",cpu,") != std::string::npos) {
             int smallest = 0;
             for (const char* mount : {"/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct"}) {
-                const int cpus = smallest_quota(mount, path, [](const std::string& folder) {
+                smallest = smaller_quota(smallest_quota(mount, path, [](const std::string& folder) {
                     return quota_cpus(std::atoll(first_line_of(folder + "/cpu.cfs_quota_us").c_str()),
                                       std::atoll(first_line_of(folder + "/cpu.cfs_period_us").c_str()));
-                });
-                if (cpus > 0 && (smallest == 0 || cpus < smallest)) smallest = cpus;
+                }), smallest);
             }
             return smallest;
         }

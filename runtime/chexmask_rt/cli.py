@@ -696,7 +696,8 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def _conflict(args) -> str | None:
-    """Options that parse but cannot go together (a usage error, exit 2), or None."""
+    """Options that parse but cannot go together (a usage error, exit 2), predict's outputs that meet
+    (:func:`_output_clash`) among them, or None."""
     if getattr(args, "json", None) == "-" and getattr(args, "csv", None) == "-":
         return "--json - and --csv - would both go to standard output: send one of them to a file"
     if getattr(args, "bit_depth", None) is not None and args.command == "predict":
@@ -710,7 +711,7 @@ def _conflict(args) -> str | None:
     if args.command == "predict" and args.overlay and len(args.images) > 1 and not _overlay_folder(args.overlay, False):
         return (f"--overlay {args.overlay} names one picture, but {len(args.images)} images were given: "
                 "name a folder (it gets one <image name>.png each)")
-    return None
+    return _output_clash(args) if args.command == "predict" else None
 
 
 def _main(argv: list[str] | None) -> int:
@@ -732,17 +733,13 @@ def _main(argv: list[str] | None) -> int:
                 _error(f"chexmask-rt: error: {lost}")
                 return EXIT_INPUT
         raise
-    refusal = _conflict(args)
-    if refusal:  # one line, as the README promises errors (argparse's own add its usage)
-        _error(f"chexmask-rt {args.command}: error: {refusal}")
-        return EXIT_USAGE
     try:
-        clash = args.command == "predict" and _output_clash(args)
+        refusal = _conflict(args)
     except OSError as exc:  # realpath of a relative path, with the working folder deleted
         _error(f"chexmask-rt: error: {type(exc).__name__}: {first_line(exc)}{_gone_folder_hint()}")
         return EXIT_INPUT
-    if clash:
-        _error(f"chexmask-rt {args.command}: error: {clash}")
+    if refusal:  # one line, as the README promises errors (argparse's own add its usage)
+        _error(f"chexmask-rt {args.command}: error: {refusal}")
         return EXIT_USAGE
     if getattr(args, "backend", None) == "python":
         print("chexmask-rt: error: --backend python is gone: the native core is the only pipeline "

@@ -22,7 +22,7 @@ from pathlib import Path
 from .dicom_io import DICM_HEAD, DICM_MARKER, DICM_OFFSET, DICOM_SUFFIXES, LONG_LENGTH_VRS, file_meta_group_length
 from .csv_lines import LineWriter
 from .errors import InputError, os_reason
-from .image_headers import JP2_SIGNATURE, PNG_SIGNATURE
+from .image_headers import BMP_SIGNATURE, JP2_SIGNATURE, JPEG_SOI, PNG_SIGNATURE, TIFF_SIGNATURES
 from .whole_files import ENCODING, write_whole
 
 RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".jfif", ".jpe", ".tif", ".tiff", ".bmp")
@@ -163,8 +163,8 @@ def _dicom_skip_reason(path: str, named_dicom: bool) -> str | None:
 # but a folder's images are found by name (or the DICM marker), so such a file is named, not taken: a
 # copy or log saved without an extension is no radiograph more often than a PACS export is. GIF, WebP
 # and JPEG 2000 files are images no decoder here reads: "not an image" sent people looking for damage.
-_NAMED_FORMATS = ((PNG_SIGNATURE, "PNG", ".png"), (b"\xff\xd8\xff", "JPEG", ".jpg"), (b"II*\x00", "TIFF", ".tif"),
-                  (b"MM\x00*", "TIFF", ".tif"), (b"II+\x00", "TIFF", ".tif"), (b"MM\x00+", "TIFF", ".tif"))
+_NAMED_FORMATS = ((PNG_SIGNATURE, "PNG", ".png"), (JPEG_SOI + b"\xff", "JPEG", ".jpg"),
+                  *((tiff, "TIFF", ".tif") for tiff in TIFF_SIGNATURES))
 _OTHER_FORMATS = ((b"GIF87a", "GIF"), (b"GIF89a", "GIF"), (JP2_SIGNATURE, "JPEG 2000"),
                   (b"\xff\x4f\xff\x51", "JPEG 2000"))
 _BMP_INFO_SIZES = (12, 40, 52, 56, 64, 108, 124)  # "BM" alone starts too many text files; its DIB header's size
@@ -174,7 +174,7 @@ def _format_reason(head: bytes) -> str | None:
     """Why a file without an image extension or DICM marker is skipped, when its first bytes name an image
     format; None otherwise."""
     kind = next(((what, suffix) for magic, what, suffix in _NAMED_FORMATS if head.startswith(magic)), None)
-    if kind is None and head.startswith(b"BM") and len(head) >= 18 and \
+    if kind is None and head.startswith(BMP_SIGNATURE) and len(head) >= 18 and \
             struct.unpack("<I", head[14:18])[0] in _BMP_INFO_SIZES:
         kind = ("BMP", ".bmp")
     if kind is not None:

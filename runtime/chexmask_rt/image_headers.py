@@ -16,6 +16,9 @@ from typing import BinaryIO
 from .errors import InputError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+JPEG_SOI = b"\xff\xd8"  # start of image; a marker (0xff) follows it in every JPEG
+TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF, either byte order
+BMP_SIGNATURE = b"BM"
 _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC} | {0xF7}  # baseline..lossless, and JPEG-LS
 _JPEG_STANDALONE = frozenset(range(0xD0, 0xD8)) | {0x01}  # RSTn and TEM carry no length
 _MAX_SEGMENTS = 10_000  # real JPEGs have tens of segments before their frame header
@@ -64,13 +67,13 @@ def _read_header(f: BinaryIO, name: str) -> Header:
     head = f.read(32)
     if head.startswith(PNG_SIGNATURE):
         return _png(head, name)
-    if head.startswith(b"\xff\xd8"):
+    if head.startswith(JPEG_SOI):
         f.seek(2)
         width, height = jpeg_size(f, name)
         return Header("jpeg", width, height)
-    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+    if head[:4] in TIFF_SIGNATURES:
         return _tiff(f, head, name)
-    if head.startswith(b"BM"):
+    if head.startswith(BMP_SIGNATURE):
         return _bmp(head, name)
     raise _corrupt(name, "not a PNG, JPEG, TIFF, BMP or DICOM file")
 

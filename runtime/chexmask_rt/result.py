@@ -153,7 +153,7 @@ class _ResultBase:
         for one decode (samples 1 without a pooled second look), whose std is 0 because there is nothing
         to spread, not because the model is sure. The JSON writes them as null then, the CSV leaves
         them empty. The core's ``Result::spread_measured`` states the same rule."""
-        return self.samples > 1 or (self.second_look is not None and self.second_look.look == "pooled")
+        return self.samples > 1 or self.look_kind == "pooled"
 
     @property
     def mean_latent_sigma(self) -> float:
