@@ -148,16 +148,16 @@ std::string to_json(const chexmask_rt::Result& r, const std::string& image, cons
       << ",\n \"samples\": " << r.samples << ",\n \"seed\": " << r.seed << ",\n \"bit_depth\": " << r.bit_depth
       << ",\n \"model\": " << quoted(model_id)
       << ",\n \"intended_use\": " << quoted(chexmask_rt::kIntendedUse);
+    // one decode's std is 0 because nothing spreads, not because the model is sure: its spreads are null
+    const bool measured = r.spread_measured();
     // every field of the schema table (result_fields.def) that it marks for the JSON and the result has
     const auto& fields = chexmask_rt::result_fields();
     for (std::size_t i = 0; i < fields.size(); ++i) {
         const chexmask_rt::FieldValues v = chexmask_rt::field_values(r, i);
         if (!fields[i].json || v.rows == 0) continue;
-        // one decode's std is 0 because nothing spreads, not because the model is sure: null
-        const bool unmeasured = !r.spread_measured() && fields[i].kind == chexmask_rt::FieldKind::Spread;
+        const bool unmeasured = !measured && fields[i].kind == chexmask_rt::FieldKind::Spread;
         o << ",\n \"" << fields[i].name << "\": " << (unmeasured ? "null" : values(v));
     }
-    const bool measured = r.spread_measured();
     o << ",\n \"node_uncertainty\": "
       << (measured ? values({r.node_uncertainty.data(), r.node_uncertainty.size(), 1}) : "null")
       << ",\n \"scores\": {\"mean_node_std\": " << (measured ? number(r.mean_node_std) : "null")
