@@ -511,6 +511,23 @@ py::array_t<std::uint8_t> polygon_mask_array(const py::array_t<double, py::array
     return out;
 }
 
+py::tuple lossless_jpeg_array(const py::buffer& data, std::int64_t max_pixels) {
+    const py::buffer_info info = data.request();
+    if (info.itemsize != 1 || info.ndim != 1 || info.strides[0] != 1)
+        throw InputError("decode_lossless_jpeg: expected contiguous bytes");
+    detail::LosslessImage image;
+    {
+        py::gil_scoped_release release;  // `data` is held by the caller meanwhile
+        image = detail::decode_lossless_jpeg(static_cast<const std::uint8_t*>(info.ptr),
+                                             static_cast<std::size_t>(info.size), max_pixels);
+    }
+    // the array owns the decoded samples (no copy: 128 MB at the 64 MP limit)
+    auto* samples = new std::vector<std::uint16_t>(std::move(image.samples));
+    py::capsule owner(samples, [](void* p) { delete static_cast<std::vector<std::uint16_t>*>(p); });
+    py::array_t<std::uint16_t> out({image.height, image.width}, samples->data(), owner);
+    return py::make_tuple(out, image.precision);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -539,6 +556,9 @@ PYBIND11_MODULE(_core, m) {
     m.def("polygon_mask", &polygon_mask_array, py::arg("points"), py::arg("height"), py::arg("width"),
           "uint8 [height, width] 0/255 filled polygon of float64 (N, 2) (x, y) points, equal to cv2.fillPoly "
           "of them clamped to +-4 * max(height, width) and truncated to int32 (chexmask_rt.rle.polygon_mask)");
+    m.def("decode_lossless_jpeg", &lossless_jpeg_array, py::arg("data"), py::arg("max_pixels"),
+          "(uint16 [rows, columns] samples, sample precision) of a one-component lossless JPEG (SOF3), as DICOM's "
+          "JPEG Lossless syntaxes hold it; damaged data is an InputError, never filled in");
     m.def("onnxruntime_library", &detail::loaded_onnxruntime_library,
           "Path of the ONNX Runtime library this process loaded ('' before the first Engine)");
     m.def("usable_cores", [] { return detail::cpu_share().usable; },

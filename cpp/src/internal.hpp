@@ -121,6 +121,15 @@ std::size_t polygon_mask_bytes(std::int64_t height, std::int64_t width);
 /// `out` once the points are checked (a refused polygon leaves it as it was).
 void fill_polygon(const Point* polygon, std::size_t count, int height, int width, std::uint8_t* out, bool zeroed);
 
+/// A one-component lossless JPEG (SOF3) decoded strictly (lossless_jpeg.cpp): samples row-major,
+/// shifted back by the scan's point transform. Damaged data, more than `max_pixels` samples, or a kind
+/// it does not read (colour, arithmetic coding, a lossy frame) is an InputError.
+struct LosslessImage {
+    int width = 0, height = 0, precision = 0;
+    std::vector<std::uint16_t> samples;
+};
+LosslessImage decode_lossless_jpeg(const std::uint8_t* data, std::size_t size, std::int64_t max_pixels);
+
 /// Raw engine outputs for a batch, normalised to [0, 1] of the square.
 struct EngineOutputs {
     int batch = 0;

@@ -3,7 +3,8 @@
 Errors are raised as chexmask_rt.errors.InputError (bad images or arguments) and ModelError
 (engine files, the ONNX Runtime library, failed engine runs; NonFiniteOutputError for NaN or
 infinite answers). Opening an Engine, Engine.predict and predict_batch, preprocess, bit_depth,
-letterbox and polygon_mask release the GIL while they work; an Engine may be shared by many threads.
+letterbox, polygon_mask and decode_lossless_jpeg release the GIL while they work; an Engine may be
+shared by many threads.
 """
 from __future__ import annotations
 
@@ -244,6 +245,10 @@ class Letterbox:
 def polygon_mask(points: npt.ArrayLike, height: int, width: int) -> npt.NDArray[np.uint8]:
     """uint8 [height, width] 0/255 filled polygon of float64 (N, 2) (x, y) points, equal to cv2.fillPoly of
     them clamped to +-4 * max(height, width) and truncated to int32 (chexmask_rt.rle.polygon_mask)."""
+
+def decode_lossless_jpeg(data: bytes, max_pixels: int) -> tuple[npt.NDArray[np.uint16], int]:
+    """(uint16 [rows, columns] samples, sample precision) of a one-component lossless JPEG (SOF3), as DICOM's
+    JPEG Lossless syntaxes hold it; damaged data is an InputError, never filled in."""
 
 def onnxruntime_library() -> str:
     """Path of the ONNX Runtime library this process loaded ('' before the first Engine)."""
