@@ -6,7 +6,7 @@
 Input ``i`` is made from ``numpy.random.default_rng([seed, i])`` alone, so ``--only i`` replays it.
 Kinds, in fixed shares:
 - ``file``: one of the real radiographs and DICOMs in ../shared/data (or a small re-encoding of
-  one: PNG 8/16-bit, JPEG, TIFF, BMP) with bit flips, a truncation, or header edits (PNG IHDR
+  one: PNG 8/16-bit, JPEG, TIFF, BMP, JPEG Lossless DICOM) with bit flips, a truncation, or header edits (PNG IHDR
   sizes and depth, DICOM Rows/Columns/Bits, random bytes near the start), read by ``predict``;
 - ``array``: random dtypes, shapes (extreme aspect ratios, empty, 1-D, 4-D), strides, byte
   orders and values (NaN, inf, out of range), with random ``bit_depth`` arguments;
@@ -50,6 +50,7 @@ from chexmask_rt import rle
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))
 from fillpoly_reference import fillpoly_mask  # noqa: E402
+from lossless_frames import encode, lossless_dicom, with_restarts  # noqa: E402
 from toy_engine import METADATA, toy_engine  # noqa: E402
 
 DATA = TESTS.parents[1] / "shared" / "data"
@@ -73,6 +74,12 @@ def seed_files(root: Path) -> list[Path]:
                             ("bmp.bmp", colour)]:
             path = root / f"{source.stem}_{name}"
             cv2.imwrite(str(path), image)
+            made.append(path)
+        # JPEG Lossless DICOMs, libjpeg-turbo's frame and one with restart markers: the core's decoder
+        deep = small.astype(np.uint16) * 16
+        for name, frame in [("lossless.dcm", encode(deep, 12, 6)), ("restarts.dcm", with_restarts(deep, 12, 16, 4))]:
+            path = root / f"{source.stem}_{name}"
+            lossless_dicom(path, frame, *deep.shape, bits_stored=12)
             made.append(path)
     return real + made
 

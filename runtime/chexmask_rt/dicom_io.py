@@ -1,4 +1,5 @@
-"""Reading DICOM files into display-ready arrays (pydicom, with pillow for JPEG pixel data).
+"""Reading DICOM files into display-ready arrays (pydicom, with pillow for JPEG pixel data, and the
+native core's strict decoder for gray JPEG Lossless frames).
 
 The pipeline follows the DICOM grayscale rendering chain:
 
@@ -42,6 +43,7 @@ from .errors import InputError, first_line
 from .image_headers import j2k_size, jpeg_size
 from .jpeg_strict import decode_jpeg_strict
 from .limits import METADATA_BYTES, check_file_size, check_pixels, resolve_max_pixels
+from .native_gate import native_call
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 DICM_OFFSET, DICM_MARKER = 128, b"DICM"  # a Part 10 file: 'DICM' after the 128-byte preamble
@@ -51,6 +53,7 @@ ITEM, SEQUENCE_DELIMITER = (0xFFFE, 0xE000), (0xFFFE, 0xE0DD)
 UNDEFINED_LENGTH = 0xFFFFFFFF
 DEFLATED = "1.2.840.10008.1.2.1.99"  # Deflated Explicit VR Little Endian: pydicom parses an inflated copy
 _DCT_JPEG = ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51")  # JPEG Baseline and Extended: TurboJPEG's kind
+_LOSSLESS_JPEG = ("1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70")  # JPEG Lossless, and its first-order kind
 # Where a decoder always installed reads a syntax, pydicom is asked for it: with GDCM installed pydicom
 # tries GDCM first, and GDCM throws C++ exceptions no binding catches on malformed data (a fuzzed JPEG
 # CR ended the whole process: "terminate called after throwing an instance of gdcm::Exception").
@@ -118,16 +121,10 @@ def _read_dicom(p: Path, limit: int) -> np.ndarray:
         ds = _dcmread(f, p)
     if "PixelData" not in ds:
         raise _no_pixel_data(ds, p)
-    decoded = _check_compressed_frame(ds, p, limit)
     photometric = str(ds.get("PhotometricInterpretation", "")).upper()
     bits_stored = _int_tag(ds, "BitsStored", 0, p)
-    if decoded is not None and decoded.ndim == 2 and photometric in ("MONOCHROME1", "MONOCHROME2") and \
-            (_int_tag(ds, "SamplesPerPixel", -1, p), _int_tag(ds, "BitsAllocated", -1, p),
-             _int_tag(ds, "PixelRepresentation", 0, p)) == (1, 8, 0) and 0 < bits_stored <= 8:
-        # a gray 8-bit JPEG frame whose header agrees: libjpeg-turbo's pixels, as pydicom's decoder gives them
-        # (a header that disagrees goes to pydicom, which judges it)
-        pixels = decoded
-    else:
+    pixels = _check_compressed_frame(ds, p, limit)
+    if pixels is None:
         try:
             syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "")
             plugin = _PLUGIN_THAT_FAILS_AS_PYTHON.get(str(syntax))
@@ -460,7 +457,8 @@ def _check_compressed_frame(ds, p: Path, limit: int) -> np.ndarray | None:
     the header's Rows x Columns before decoding. A JPEG Baseline/Extended frame is decoded with
     libjpeg-turbo's warnings as errors: pydicom's decoders fill damaged JPEG data in and say nothing,
     where the same data as a .jpg file is refused (:func:`chexmask_rt.jpeg_strict.decode_jpeg_strict`).
-    Returns that decode (None: none made), so that the frame need not be decoded twice."""
+    A gray JPEG Lossless frame is decoded strictly by the native core. Returns the pixel array as
+    pydicom would give it, so that the frame need not be decoded twice (None: pydicom is to decode it)."""
     import io
 
     from pydicom.encaps import get_frame
@@ -485,10 +483,44 @@ def _check_compressed_frame(ds, p: Path, limit: int) -> np.ndarray | None:
     if size != (columns, rows):
         raise InputError(f"{p}: its compressed frame is {size[0]}x{size[1]} pixels, its header says "
                          f"{columns}x{rows}: the file is corrupt")
-    if str(syntax) not in _DCT_JPEG:  # JPEG-LS and lossless frames start alike, but TurboJPEG reads neither
+    gray = str(ds.get("PhotometricInterpretation", "")).upper() in ("MONOCHROME1", "MONOCHROME2") and \
+        _int_tag(ds, "SamplesPerPixel", -1, p) == 1
+    if str(syntax) in _LOSSLESS_JPEG:
+        return _lossless_pixels(frame, ds, p, name, limit) if gray else None
+    if str(syntax) not in _DCT_JPEG:  # JPEG-LS frames start alike, but TurboJPEG does not read them
         return None
     decoded = decode_jpeg_strict(np.frombuffer(frame, np.uint8), name)
-    return decoded if isinstance(decoded, np.ndarray) else None  # a kind TurboJPEG leaves: pydicom's to judge
+    # a gray 8-bit frame whose header agrees: libjpeg-turbo's pixels, as pydicom's decoder gives them (a
+    # kind TurboJPEG leaves, or a header that disagrees, goes to pydicom, which judges it)
+    agrees = gray and (_int_tag(ds, "BitsAllocated", -1, p), _int_tag(ds, "PixelRepresentation", 0, p)) == (8, 0) \
+        and 0 < _int_tag(ds, "BitsStored", 0, p) <= 8
+    return decoded if isinstance(decoded, np.ndarray) and decoded.ndim == 2 and agrees else None
+
+
+def _lossless_pixels(frame: bytes, ds, p: Path, name: str, limit: int) -> np.ndarray:
+    """A gray JPEG Lossless frame, decoded by the native core (pydicom's plugins fill damaged data in,
+    or end the process on it), as pydicom gives pixels: the Bits Allocated's width, signed values sign
+    extended from Bits Stored."""
+    try:
+        from . import _core
+    except ImportError as exc:  # a source tree whose core was never built
+        raise InputError(f"{p}: JPEG Lossless pixel data needs the native core chexmask_rt._core, which "
+                         f"cannot be loaded ({exc})") from None
+    try:
+        with native_call():  # the decode releases the GIL: a fork and the exit wait for it (native_gate)
+            samples, precision = _core.decode_lossless_jpeg(frame, limit)
+    except InputError as exc:
+        raise InputError(f"{name}: {exc}") from None
+    allocated, signed = _int_tag(ds, "BitsAllocated", -1, p), _int_tag(ds, "PixelRepresentation", 0, p) == 1
+    if allocated not in (8, 16) or precision > allocated:
+        raise InputError(f"{p}: its lossless JPEG frame has {precision}-bit samples, its header says Bits "
+                         f"Allocated {allocated}: the file is corrupt")
+    if not signed:
+        return samples.astype(np.uint8) if allocated == 8 else samples
+    stored = min(max(_int_tag(ds, "BitsStored", allocated, p), 1), allocated)
+    values = samples.astype(np.int32) & ((1 << stored) - 1)
+    values -= (values >> (stored - 1)) << stored  # the top stored bit is the sign
+    return values.astype(np.int8 if allocated == 8 else np.int16)
 
 
 def _int_tag(ds, keyword: str, default: int, p: Path) -> int:
