@@ -382,6 +382,45 @@ def test_a_jpeg_ls_frame_is_read_not_refused_as_damaged_jpeg(tmp_path, stored):
                                   read_image(make_dicom(tmp_path / "plain.dcm", stored, BitsStored=12)))
 
 
+def test_gdcm_is_not_asked_where_another_plugin_reads_the_syntax(tmp_path, stored):
+    """pydicom tries GDCM first for every compressed syntax, and again after another plugin failed; GDCM
+    ends the process on damaged data (a JPEG-LS CR with a damaged header, python-gdcm 3.2.6: "terminate
+    called after throwing an instance of std::string", 1 of the first 24 damaged files). A stand-in
+    GDCM that ends the process as GDCM does is registered behind pyjpegls: the damaged frame must be an
+    InputError from pyjpegls, the process alive."""
+    import subprocess
+    import sys
+
+    import jpeg_ls
+    from pydicom.uid import JPEGLSLossless
+
+    frame = bytearray(jpeg_ls.encode(stored))
+    frame[len(frame) // 2:len(frame) // 2 + 16] = bytes(range(0, 256, 16))  # CharLS refuses this data
+    path = _encapsulated(tmp_path / "jls.dcm", bytes(frame), JPEGLSLossless, *stored.shape)
+    (tmp_path / "stand_in_gdcm.py").write_text(
+        "import os\nDECODER_DEPENDENCIES = {}\n\n\ndef is_available(uid):\n    return True\n\n\n"
+        "def _decode_frame(src, runner):\n    os.abort()  # as GDCM's uncaught C++ exception does\n")
+    script = f"""
+import sys
+sys.path.insert(0, {str(tmp_path)!r})
+from pydicom.pixels import get_decoder
+from pydicom.uid import JPEGLSLossless
+import chexmask_rt
+from chexmask_rt.image_io import read_image
+decoder = get_decoder(JPEGLSLossless)
+decoder.remove_plugin("gdcm")
+decoder.add_plugin("gdcm", ("stand_in_gdcm", "_decode_frame"))
+try:
+    read_image({str(path)!r})
+except chexmask_rt.InputError as exc:
+    print(exc)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert "cannot decode DICOM pixel data; it may be truncated or corrupt (" in done.stdout, done.stdout
+    assert "pyjpegls: " in done.stdout, done.stdout
+
+
 def test_a_jpeg_frame_whose_header_disagrees_is_judged_by_pydicom_as_before(tmp_path):
     """A gray 8-bit JPEG frame is read from the strict decode, once; a header that disagrees with it (Samples
     per Pixel 0, Bits Allocated 16) must still go to pydicom, which refuses it, not be read past."""

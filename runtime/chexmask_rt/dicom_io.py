@@ -54,11 +54,14 @@ UNDEFINED_LENGTH = 0xFFFFFFFF
 DEFLATED = "1.2.840.10008.1.2.1.99"  # Deflated Explicit VR Little Endian: pydicom parses an inflated copy
 _DCT_JPEG = ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51")  # JPEG Baseline and Extended: TurboJPEG's kind
 _LOSSLESS_JPEG = ("1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70")  # JPEG Lossless, and its first-order kind
-# Where a decoder always installed reads a syntax, pydicom is asked for it: with GDCM installed pydicom
-# tries GDCM first, and GDCM throws C++ exceptions no binding catches on malformed data (a fuzzed JPEG
-# CR ended the whole process: "terminate called after throwing an instance of gdcm::Exception").
+# pydicom tries GDCM first for every compressed syntax (and again after another plugin failed), and
+# GDCM throws C++ exceptions no binding catches on malformed data: a fuzzed JPEG CR, and a JPEG-LS one
+# with a damaged header, ended the whole process ("terminate called after throwing an instance of ...").
+# So pydicom is told which plugin to use: the one always installed where there is one, else the first
+# of these that is installed; GDCM only where it alone reads the syntax.
 _PLUGIN_THAT_FAILS_AS_PYTHON = {"1.2.840.10008.1.2.4.50": "pillow", "1.2.840.10008.1.2.4.90": "pillow",
                                 "1.2.840.10008.1.2.4.91": "pillow", "1.2.840.10008.1.2.5": "pydicom"}
+_PLUGINS_BEFORE_GDCM = ("pyjpegls", "pylibjpeg", "pillow", "pydicom")
 # explicit VRs whose element header holds a 4-byte length (after two reserved bytes)
 LONG_LENGTH_VRS = (b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT")
 _META_GROUP_LENGTH = b"\x02\x00\x00\x00UL"  # (0002,0000) UL, explicit VR little endian
@@ -127,7 +130,7 @@ def _read_dicom(p: Path, limit: int) -> np.ndarray:
     if pixels is None:
         try:
             syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "")
-            plugin = _PLUGIN_THAT_FAILS_AS_PYTHON.get(str(syntax))
+            plugin = _decoding_plugin(syntax)
             if plugin:
                 ds.pixel_array_options(decoding_plugin=plugin)
             pixels = ds.pixel_array
@@ -268,6 +271,20 @@ def _all_lines(exc: BaseException) -> str:
     for line in lines[1:]:
         text += f" {line}" if text.endswith(":") else f"; {line}"
     return text
+
+
+def _decoding_plugin(syntax) -> str | None:
+    """The pydicom plugin to decode ``syntax`` with (None: pydicom's own choice), never GDCM while
+    another installed plugin reads it."""
+    from pydicom.pixels import get_decoder
+
+    if str(syntax) in _PLUGIN_THAT_FAILS_AS_PYTHON:
+        return _PLUGIN_THAT_FAILS_AS_PYTHON[str(syntax)]
+    try:
+        available = get_decoder(syntax).available_plugins
+    except Exception:  # noqa: BLE001 - no decoder for the syntax at all: pydicom's refusal says so
+        return None
+    return next((name for name in _PLUGINS_BEFORE_GDCM if name in available), None)
 
 
 def _no_decoder(ds, p: Path, exc: BaseException) -> InputError | None:
