@@ -69,6 +69,20 @@ def test_signed_samples_are_sign_extended_from_bits_stored(tmp_path, cr):
     np.testing.assert_array_equal(read_image(path), read_image(twin))
 
 
+def test_bits_above_bits_stored_are_left_out_as_pydicom_leaves_them(tmp_path, cr):
+    """Old CRs keep overlays in the unused high bits: a 16-bit frame of 12 stored bits with one set read
+    as a value 8192 higher (the min-max rendering then darkened the whole image)."""
+    stored = at_bits(cr, 12)
+    marked = stored.copy()
+    marked[100:120, 100:400] |= 1 << 13
+    path = tmp_path / "overlay.dcm"
+    lossless_dicom(path, encode(marked, 16), *stored.shape, bits_stored=12)
+    np.testing.assert_array_equal(read_image(path), read_image(make_dicom(tmp_path / "plain.dcm", marked,
+                                                                         BitsStored=12)))
+    np.testing.assert_array_equal(read_image(path), read_image(make_dicom(tmp_path / "clean.dcm", stored,
+                                                                         BitsStored=12)))
+
+
 @pytest.fixture(scope="module")
 def small(cr) -> np.ndarray:
     import cv2

@@ -516,8 +516,8 @@ def _check_compressed_frame(ds, p: Path, limit: int) -> np.ndarray | None:
 
 def _lossless_pixels(frame: bytes, ds, p: Path, name: str, limit: int) -> np.ndarray:
     """A gray JPEG Lossless frame, decoded by the native core (pydicom's plugins fill damaged data in,
-    or end the process on it), as pydicom gives pixels: the Bits Allocated's width, signed values sign
-    extended from Bits Stored."""
+    or end the process on it), as pydicom gives pixels: the Bits Allocated's width, the bits above
+    Bits Stored cleared, signed values sign extended from Bits Stored."""
     try:
         from . import _core
     except ImportError as exc:  # a source tree whose core was never built
@@ -532,10 +532,11 @@ def _lossless_pixels(frame: bytes, ds, p: Path, name: str, limit: int) -> np.nda
     if allocated not in (8, 16) or precision > allocated:
         raise InputError(f"{p}: its lossless JPEG frame has {precision}-bit samples, its header says Bits "
                          f"Allocated {allocated}: the file is corrupt")
+    stored = min(max(_int_tag(ds, "BitsStored", allocated, p), 1), allocated)
+    samples &= (1 << stored) - 1  # bits above Bits Stored (an old overlay's, say) are no part of the value
     if not signed:
         return samples.astype(np.uint8) if allocated == 8 else samples
-    stored = min(max(_int_tag(ds, "BitsStored", allocated, p), 1), allocated)
-    values = samples.astype(np.int32) & ((1 << stored) - 1)
+    values = samples.astype(np.int32)
     values -= (values >> (stored - 1)) << stored  # the top stored bit is the sign
     return values.astype(np.int8 if allocated == 8 else np.int16)
 
