@@ -50,7 +50,7 @@ from chexmask_rt import rle
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))
 from fillpoly_reference import fillpoly_mask  # noqa: E402
-from lossless_frames import encode, lossless_dicom, with_restarts  # noqa: E402
+from jpeg_frames import encode, jpeg_dicom, with_restarts  # noqa: E402
 from toy_engine import METADATA, toy_engine  # noqa: E402
 
 DATA = TESTS.parents[1] / "shared" / "data"
@@ -79,7 +79,7 @@ def seed_files(root: Path) -> list[Path]:
         deep = small.astype(np.uint16) * 16
         for name, frame in [("lossless.dcm", encode(deep, 12, 6)), ("restarts.dcm", with_restarts(deep, 12, 16, 4))]:
             path = root / f"{source.stem}_{name}"
-            lossless_dicom(path, frame, *deep.shape, bits_stored=12)
+            jpeg_dicom(path, frame, *deep.shape, bits_stored=12)
             made.append(path)
     return real + made
 

@@ -528,6 +528,14 @@ py::tuple lossless_jpeg_array(const py::buffer& data, std::int64_t max_pixels) {
     return py::make_tuple(out, image.precision);
 }
 
+int dct_jpeg_check(const py::buffer& data) {
+    const py::buffer_info info = data.request();
+    if (info.itemsize != 1 || info.ndim != 1 || info.strides[0] != 1)
+        throw InputError("check_dct_jpeg: expected contiguous bytes");
+    py::gil_scoped_release release;  // `data` is held by the caller meanwhile
+    return detail::check_dct_jpeg(static_cast<const std::uint8_t*>(info.ptr), static_cast<std::size_t>(info.size));
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -559,6 +567,9 @@ PYBIND11_MODULE(_core, m) {
     m.def("decode_lossless_jpeg", &lossless_jpeg_array, py::arg("data"), py::arg("max_pixels"),
           "(uint16 [rows, columns] samples, sample precision) of a one-component lossless JPEG (SOF3), as DICOM's "
           "JPEG Lossless syntaxes hold it; damaged data is an InputError, never filled in");
+    m.def("check_dct_jpeg", &dct_jpeg_check, py::arg("data"),
+          "The sample precision of a sequential Huffman DCT JPEG (SOF0/SOF1, 8 or 12 bits), checked without "
+          "decoding it: damaged entropy-coded data, which libjpeg-turbo fills in with a warning, is an InputError");
     m.def("onnxruntime_library", &detail::loaded_onnxruntime_library,
           "Path of the ONNX Runtime library this process loaded ('' before the first Engine)");
     m.def("usable_cores", [] { return detail::cpu_share().usable; },

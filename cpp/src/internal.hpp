@@ -129,6 +129,10 @@ struct LosslessImage {
     std::vector<std::uint16_t> samples;
 };
 LosslessImage decode_lossless_jpeg(const std::uint8_t* data, std::size_t size, std::int64_t max_pixels);
+/// Checks a sequential Huffman DCT JPEG (SOF0/SOF1, 8 or 12 bits) without decoding it (dct_jpeg_check.cpp):
+/// entropy-coded data that libjpeg-turbo would fill in with a warning is an InputError ("damaged JPEG: ...").
+/// Returns the frame's sample precision.
+int check_dct_jpeg(const std::uint8_t* data, std::size_t size);
 
 /// Raw engine outputs for a batch, normalised to [0, 1] of the square.
 struct EngineOutputs {

@@ -3,8 +3,8 @@
 Errors are raised as chexmask_rt.errors.InputError (bad images or arguments) and ModelError
 (engine files, the ONNX Runtime library, failed engine runs; NonFiniteOutputError for NaN or
 infinite answers). Opening an Engine, Engine.predict and predict_batch, preprocess, bit_depth,
-letterbox, polygon_mask and decode_lossless_jpeg release the GIL while they work; an Engine may be
-shared by many threads.
+letterbox, polygon_mask, decode_lossless_jpeg and check_dct_jpeg release the GIL while they work; an
+Engine may be shared by many threads.
 """
 from __future__ import annotations
 
@@ -249,6 +249,10 @@ def polygon_mask(points: npt.ArrayLike, height: int, width: int) -> npt.NDArray[
 def decode_lossless_jpeg(data: bytes, max_pixels: int) -> tuple[npt.NDArray[np.uint16], int]:
     """(uint16 [rows, columns] samples, sample precision) of a one-component lossless JPEG (SOF3), as DICOM's
     JPEG Lossless syntaxes hold it; damaged data is an InputError, never filled in."""
+
+def check_dct_jpeg(data: bytes) -> int:
+    """The sample precision of a sequential Huffman DCT JPEG (SOF0/SOF1, 8 or 12 bits), checked without
+    decoding it: damaged entropy-coded data, which libjpeg-turbo fills in with a warning, is an InputError."""
 
 def onnxruntime_library() -> str:
     """Path of the ONNX Runtime library this process loaded ('' before the first Engine)."""

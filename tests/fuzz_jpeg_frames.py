@@ -1,12 +1,15 @@
-"""Seeded fuzz of the core's lossless JPEG decoder (``_core.decode_lossless_jpeg``), the one parser of
-untrusted compressed data written here; scripts/sanitize_and_fuzz.sh runs it under ASan + UBSan.
+"""Seeded fuzz of the core's JPEG frame readers, the parsers of untrusted compressed data written here:
+the lossless decoder (``_core.decode_lossless_jpeg``) and the DCT check (``_core.check_dct_jpeg``).
+scripts/sanitize_and_fuzz.sh runs it under ASan + UBSan.
 
-    python tests/fuzz_lossless_jpeg.py [--inputs 20000] [--seed 1] [--time-box 90] [--expect-core DIR]
+    python tests/fuzz_jpeg_frames.py [--inputs 20000] [--seed 1] [--time-box 90] [--expect-core DIR]
 
-Input ``i`` is a sound frame (libjpeg-turbo's at 2-16 bits and every predictor, or one with restart
-intervals or a point transform) mutated by ``numpy.random.default_rng([seed, i])``: bit flips, a cut,
-bytes inserted or removed, or random values in the frame, table, restart and scan headers. A decode
-must give samples of the frame's size or raise InputError; anything else, or a crash, fails.
+Input ``i`` is a sound frame mutated by ``numpy.random.default_rng([seed, i])``: bit flips, a cut,
+bytes inserted or removed, or random values in the frame, table, restart and scan headers. The frames:
+libjpeg-turbo's lossless ones at 2-16 bits and every predictor, lossless ones with restart intervals
+or a point transform (read by the decoder); libjpeg-turbo's 8- and 12-bit DCT ones, and Pillow's colour
+ones, subsampled, with restart markers (read by the check). A decode must give samples of the frame's
+size, a check a precision of 8 or 12, or either raise InputError; anything else, or a crash, fails.
 Exit 0 when every planned input ran.
 """
 from __future__ import annotations
@@ -20,23 +23,39 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lossless_frames import encode, segments, with_point_transform, with_restarts  # noqa: E402
+from jpeg_frames import encode, segments, with_point_transform, with_restarts  # noqa: E402
 
 from chexmask_rt import InputError, _core  # noqa: E402
 
 LIMIT = 1 << 22
 
 
-def sound_frames() -> list[bytes]:
+def sound_frames() -> list[tuple[str, bytes]]:
+    """(reader, frame): 'lossless' for decode_lossless_jpeg, 'dct' for check_dct_jpeg."""
+    import io
+
+    import imagecodecs
+    from PIL import Image
+
     rng = np.random.default_rng(0)
     y, x = np.mgrid[0:40, 0:56]
     frames = []
     for bits in (2, 8, 12, 16):
         smooth = ((np.sin(x / 7) + np.cos(y / 5) + 2) / 4 * ((1 << bits) - 1)).astype(np.int64)
         noisy = np.clip(smooth + rng.integers(-3, 4, smooth.shape), 0, (1 << bits) - 1).astype(np.uint16)
-        frames += [encode(noisy, bits, predictor) for predictor in range(1, 8)]
+        frames += [("lossless", encode(noisy, bits, predictor)) for predictor in range(1, 8)]
         if bits >= 8:
-            frames += [with_restarts(noisy, bits, 8, 1 + bits % 7), with_point_transform(noisy >> 1 << 1, bits, 1, 4)]
+            frames += [("lossless", with_restarts(noisy, bits, 8, 1 + bits % 7)),
+                       ("lossless", with_point_transform(noisy >> 1 << 1, bits, 1, 4))]
+        if bits in (8, 12):
+            frames += [("dct", bytes(imagecodecs.jpeg8_encode(noisy.astype(np.uint8) if bits == 8 else noisy,
+                                                              level=level, bitspersample=bits)))
+                       for level in (50, 95)]
+    colour = np.stack([smooth, smooth[::-1], smooth[:, ::-1]], -1).astype(np.uint8)
+    for subsampling, restarts in ((0, {}), (2, {"restart_marker_blocks": 3}), (1, {"restart_marker_rows": 1})):
+        buf = io.BytesIO()
+        Image.fromarray(colour).save(buf, "JPEG", quality=80, subsampling=subsampling, **restarts)
+        frames.append(("dct", buf.getvalue()))
     return frames
 
 
@@ -81,20 +100,25 @@ def main() -> int:
             print(f"time box of {args.time_box:.0f} s ran out after {i} inputs")
             return 1
         rng = np.random.default_rng([args.seed, i])
-        source = frames[int(rng.integers(len(frames)))]
+        reader, source = frames[int(rng.integers(len(frames)))]
         data, how = mutate(source, rng)
         try:
-            samples, precision = _core.decode_lossless_jpeg(data, LIMIT)
+            if reader == "lossless":
+                samples, precision = _core.decode_lossless_jpeg(data, LIMIT)
+                sound = samples.ndim == 2 and samples.size > 0 and 2 <= precision <= 16 and samples.max() < 1 << precision
+            else:
+                precision = _core.check_dct_jpeg(data)
+                sound = precision in (8, 12)
         except InputError:
-            counts[f"{how}: refused"] += 1
+            counts[f"{reader} {how}: refused"] += 1
             continue
         except Exception as exc:  # noqa: BLE001 - any other type is the failure this looks for
-            print(f"input {i} ({how}): untyped {type(exc).__name__}: {exc}")
+            print(f"input {i} ({reader}, {how}): untyped {type(exc).__name__}: {exc}")
             return 1
-        if samples.ndim != 2 or samples.size == 0 or not 2 <= precision <= 16 or samples.max() >= 1 << precision:
-            print(f"input {i} ({how}): decoded to shape {samples.shape} at precision {precision}")
+        if not sound:
+            print(f"input {i} ({reader}, {how}): an answer no sound frame gives (precision {precision})")
             return 1
-        counts[f"{how}: decoded"] += 1
+        counts[f"{reader} {how}: read"] += 1
     print(f"{args.inputs} inputs in {time.monotonic() - began:.1f} s:", dict(sorted(counts.items())))
     return 0
 

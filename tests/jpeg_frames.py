@@ -1,7 +1,9 @@
-"""Lossless JPEG (ITU-T T.81 process 14, SOF3) frames for tests, as DICOM's JPEG Lossless syntaxes
-hold them. The entropy-coded data comes from libjpeg-turbo (imagecodecs), an implementation
-independent of the native core's decoder; restart intervals and point transforms, which imagecodecs
-does not expose, are assembled from its output by the rules of T.81 Annex H."""
+"""JPEG frames for tests, as DICOM's JPEG syntaxes hold them, and damaged copies of them.
+
+Lossless frames (ITU-T T.81 process 14, SOF3) and 12-bit DCT ones come from libjpeg-turbo
+(imagecodecs), an implementation independent of the native core's reader; restart intervals and
+point transforms of lossless frames, which imagecodecs does not expose, are assembled from its output
+by the rules of T.81 Annex H."""
 from __future__ import annotations
 
 import struct
@@ -76,10 +78,9 @@ def with_restarts(samples: np.ndarray, bits: int, rows: int, predictor: int = 1)
             + b"\xff\xda" + struct.pack(">HB", 8, 1) + bytes([1, 0x00, predictor, 0, 0]) + bytes(out) + EOI)
 
 
-def lossless_dicom(path, frame: bytes, rows: int, columns: int, *, bits_allocated: int = 16, bits_stored: int = 16,
-                   signed: bool = False, photometric: str = "MONOCHROME2",
-                   syntax: str = "1.2.840.10008.1.2.4.70") -> None:
-    """A one-frame DICOM file holding ``frame`` under a JPEG Lossless transfer syntax."""
+def jpeg_dicom(path, frame: bytes, rows: int, columns: int, *, bits_allocated: int = 16, bits_stored: int = 16,
+               signed: bool = False, photometric: str = "MONOCHROME2", syntax: str = "1.2.840.10008.1.2.4.70") -> None:
+    """A one-frame DICOM file holding ``frame`` under a JPEG transfer syntax (JPEG Lossless SV1 unless told)."""
     import pydicom
     from pydicom.encaps import encapsulate
 
@@ -92,3 +93,30 @@ def lossless_dicom(path, frame: bytes, rows: int, columns: int, *, bits_allocate
     ds["PixelData"].VR = "OB"
     ds.file_meta.TransferSyntaxUID = syntax
     ds.save_as(path, enforce_file_format=True)
+
+
+def _cut(frame: bytes) -> bytes:
+    return frame[:len(frame) * 2 // 3]
+
+
+def _retabled(frame: bytes) -> bytes:
+    """The frame with its first Huffman table's longest code taken away: the data uses a code it no longer has."""
+    at = frame.index(b"\xff\xc4")
+    (length,) = struct.unpack(">H", frame[at + 2:at + 4])
+    counts = bytearray(frame[at + 5:at + 21])
+    longest = max(i for i, n in enumerate(counts) if n)
+    counts[longest] -= 1
+    total = sum(frame[at + 5:at + 21])
+    values = frame[at + 21:at + 21 + total][:-1]  # the longest code's value is the last
+    rest = frame[at + 21 + total:at + 2 + length]  # the segment's other tables
+    return frame[:at + 2] + struct.pack(">H", length - 1) + frame[at + 4:at + 5] + bytes(counts) + values + rest + \
+        frame[at + 2 + length:]
+
+
+# damage that breaks a frame's code stream, and the reason the core's reader gives
+DAMAGE = {
+    "cut short": (_cut, "the entropy-coded data ends before the image does"),
+    "cut, end marker added": (lambda f: _cut(f) + EOI, "the entropy-coded data ends before the image does"),
+    "data past the end": (lambda f: f[:-2] + b"\x5a\xa5" + EOI, "continues past where it should end"),
+    "a code the table lacks": (_retabled, "a Huffman code its table does not hold"),
+}
