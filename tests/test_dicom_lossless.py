@@ -157,7 +157,7 @@ def test_a_frame_deeper_than_bits_allocated_is_refused(tmp_path, small):
     stored = at_bits(small, 12)
     path = tmp_path / "deep.dcm"
     jpeg_dicom(path, encode(stored, 12), *stored.shape, bits_allocated=8, bits_stored=8)
-    with pytest.raises(chexmask_rt.InputError, match="12-bit samples, its header says Bits Allocated 8"):
+    with pytest.raises(chexmask_rt.InputError, match="a lossless JPEG frame of 12-bit samples, where the header says Bits Allocated 8"):
         read_image(path)
 
 

@@ -1,5 +1,6 @@
 """DICOM files the reader must refuse, with the reason: files cut short (the same verdict in any
 thread, whatever the warning state) and display attributes that would render a blank picture."""
+import sys
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -208,9 +209,10 @@ def test_a_transfer_syntax_pydicom_cannot_decode_says_it_is_not_supported(tmp_pa
     assert message.endswith(f": no decoder for its transfer syntax '{name}' (pydicom does not support it)"), message
 
 
-def test_a_12_bit_jpeg_extended_file_without_its_decoder_says_what_to_install(tmp_path):
+def test_a_12_bit_jpeg_extended_file_without_its_decoder_says_what_to_install(tmp_path, monkeypatch):
     """Pillow reads JPEG Extended at 8 bits only and declines 12 before looking at the data: the sound 12-bit
-    file, the usual lossy CR archive, was refused as "truncated or corrupt"."""
+    file, the usual lossy CR archive, was refused as "truncated or corrupt". Without imagecodecs (the
+    [dicom] extra) and pydicom's other plugins, the refusal names them."""
     import shutil
 
     from pydicom.data import get_testdata_file
@@ -218,12 +220,14 @@ def test_a_12_bit_jpeg_extended_file_without_its_decoder_says_what_to_install(tm
     from pydicom.uid import JPEGExtended12Bit
 
     if set(get_decoder(JPEGExtended12Bit).available_plugins) - {"pillow"}:
-        pytest.skip("a decoder of 12-bit JPEG Extended is installed here")
+        pytest.skip("a pydicom plugin that decodes 12-bit JPEG Extended is installed here")
+    monkeypatch.setitem(sys.modules, "imagecodecs", None)  # its import fails, as where it is not installed
     path = tmp_path / "lossy12.dcm"
     shutil.copy(get_testdata_file("JPEG-lossy.dcm"), path)
     message = error_of(path)
     assert f": no decoder for its transfer syntax '{JPEGExtended12Bit.name}' (pillow: Pillow does not support " \
-           "'JPEG Extended' for samples with 12-bit precision; install one of: " in message, message
+           "'JPEG Extended' for samples with 12-bit precision; install one of: imagecodecs " \
+           "(pip install 'chexmask-rt[dicom]'); " in message, message
     assert all(need in message for need in get_decoder(JPEGExtended12Bit).missing_dependencies), message
     assert "corrupt" not in message and "\n" not in message
 

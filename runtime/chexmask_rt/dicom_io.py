@@ -1,5 +1,5 @@
-"""Reading DICOM files into display-ready arrays (pydicom, with pillow for JPEG pixel data, and the
-native core's strict decoder for gray JPEG Lossless frames).
+"""Reading DICOM files into display-ready arrays (pydicom, with pillow for JPEG pixel data; gray JPEG
+Lossless and 12-bit JPEG Extended frames read strictly by :mod:`chexmask_rt.dicom_frames`).
 
 The pipeline follows the DICOM grayscale rendering chain:
 
@@ -39,11 +39,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .dicom_frames import EXTENDED_JPEG, LOSSLESS_JPEG, Stored, extended_pixels, lossless_pixels
 from .errors import InputError, first_line
 from .image_headers import j2k_size, jpeg_size
 from .jpeg_strict import decode_jpeg_strict
 from .limits import METADATA_BYTES, check_file_size, check_pixels, resolve_max_pixels
-from .native_gate import native_call
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 DICM_OFFSET, DICM_MARKER = 128, b"DICM"  # a Part 10 file: 'DICM' after the 128-byte preamble
@@ -53,7 +53,6 @@ ITEM, SEQUENCE_DELIMITER = (0xFFFE, 0xE000), (0xFFFE, 0xE0DD)
 UNDEFINED_LENGTH = 0xFFFFFFFF
 DEFLATED = "1.2.840.10008.1.2.1.99"  # Deflated Explicit VR Little Endian: pydicom parses an inflated copy
 _DCT_JPEG = ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51")  # JPEG Baseline and Extended: TurboJPEG's kind
-_LOSSLESS_JPEG = ("1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70")  # JPEG Lossless, and its first-order kind
 # pydicom tries GDCM first for every compressed syntax (and again after another plugin failed), and
 # GDCM throws C++ exceptions no binding catches on malformed data: a fuzzed JPEG CR, and a JPEG-LS one
 # with a damaged header, ended the whole process ("terminate called after throwing an instance of ...").
@@ -308,13 +307,16 @@ def _no_decoder(ds, p: Path, exc: BaseException) -> InputError | None:
 
 
 def _missing_decoders(syntax) -> list[str]:
-    """["install one of: ..."] naming the plugins for ``syntax`` that are not installed, as pydicom says them."""
+    """["install one of: ..."] naming the plugins for ``syntax`` that are not installed, as pydicom says them
+    (imagecodecs first for 12-bit JPEG Extended: :mod:`chexmask_rt.dicom_frames` decodes with it)."""
     from pydicom.pixels import get_decoder
 
     try:
         missing = get_decoder(syntax).missing_dependencies
     except Exception:  # noqa: BLE001 - no decoder for the syntax at all: nothing to name
         return []
+    if str(syntax) == EXTENDED_JPEG:
+        missing = ["imagecodecs (pip install 'chexmask-rt[dicom]')", *missing]
     return [f"install one of: {'; '.join(missing)}"] if missing else []
 
 
@@ -474,8 +476,9 @@ def _check_compressed_frame(ds, p: Path, limit: int) -> np.ndarray | None:
     the header's Rows x Columns before decoding. A JPEG Baseline/Extended frame is decoded with
     libjpeg-turbo's warnings as errors: pydicom's decoders fill damaged JPEG data in and say nothing,
     where the same data as a .jpg file is refused (:func:`chexmask_rt.jpeg_strict.decode_jpeg_strict`).
-    A gray JPEG Lossless frame is decoded strictly by the native core. Returns the pixel array as
-    pydicom would give it, so that the frame need not be decoded twice (None: pydicom is to decode it)."""
+    A gray JPEG Lossless or 12-bit JPEG Extended frame is read strictly (:mod:`chexmask_rt.dicom_frames`).
+    Returns the pixel array as pydicom would give it, so that the frame need not be decoded twice (None:
+    pydicom is to decode it)."""
     import io
 
     from pydicom.encaps import get_frame
@@ -502,43 +505,19 @@ def _check_compressed_frame(ds, p: Path, limit: int) -> np.ndarray | None:
                          f"{columns}x{rows}: the file is corrupt")
     gray = str(ds.get("PhotometricInterpretation", "")).upper() in ("MONOCHROME1", "MONOCHROME2") and \
         _int_tag(ds, "SamplesPerPixel", -1, p) == 1
-    if str(syntax) in _LOSSLESS_JPEG:
-        return _lossless_pixels(frame, ds, p, name, limit) if gray else None
+    allocated = _int_tag(ds, "BitsAllocated", -1, p)
+    stored = Stored(allocated, _int_tag(ds, "BitsStored", allocated, p), _int_tag(ds, "PixelRepresentation", 0, p) == 1)
+    if str(syntax) in LOSSLESS_JPEG:
+        return lossless_pixels(frame, stored, name, limit) if gray else None
     if str(syntax) not in _DCT_JPEG:  # JPEG-LS frames start alike, but TurboJPEG does not read them
         return None
     decoded = decode_jpeg_strict(np.frombuffer(frame, np.uint8), name)
+    if not isinstance(decoded, np.ndarray):  # a kind TurboJPEG leaves: 12 bits, or colour it will not convert
+        return extended_pixels(frame, stored, name) if gray and str(syntax) == EXTENDED_JPEG else None
     # a gray 8-bit frame whose header agrees: libjpeg-turbo's pixels, as pydicom's decoder gives them (a
-    # kind TurboJPEG leaves, or a header that disagrees, goes to pydicom, which judges it)
-    agrees = gray and (_int_tag(ds, "BitsAllocated", -1, p), _int_tag(ds, "PixelRepresentation", 0, p)) == (8, 0) \
-        and 0 < _int_tag(ds, "BitsStored", 0, p) <= 8
-    return decoded if isinstance(decoded, np.ndarray) and decoded.ndim == 2 and agrees else None
-
-
-def _lossless_pixels(frame: bytes, ds, p: Path, name: str, limit: int) -> np.ndarray:
-    """A gray JPEG Lossless frame, decoded by the native core (pydicom's plugins fill damaged data in,
-    or end the process on it), as pydicom gives pixels: the Bits Allocated's width, the bits above
-    Bits Stored cleared, signed values sign extended from Bits Stored."""
-    try:
-        from . import _core
-    except ImportError as exc:  # a source tree whose core was never built
-        raise InputError(f"{p}: JPEG Lossless pixel data needs the native core chexmask_rt._core, which "
-                         f"cannot be loaded ({exc})") from None
-    try:
-        with native_call():  # the decode releases the GIL: a fork and the exit wait for it (native_gate)
-            samples, precision = _core.decode_lossless_jpeg(frame, limit)
-    except InputError as exc:
-        raise InputError(f"{name}: {exc}") from None
-    allocated, signed = _int_tag(ds, "BitsAllocated", -1, p), _int_tag(ds, "PixelRepresentation", 0, p) == 1
-    if allocated not in (8, 16) or precision > allocated:
-        raise InputError(f"{p}: its lossless JPEG frame has {precision}-bit samples, its header says Bits "
-                         f"Allocated {allocated}: the file is corrupt")
-    stored = min(max(_int_tag(ds, "BitsStored", allocated, p), 1), allocated)
-    samples &= (1 << stored) - 1  # bits above Bits Stored (an old overlay's, say) are no part of the value
-    if not signed:
-        return samples.astype(np.uint8) if allocated == 8 else samples
-    values = samples.astype(np.int32)
-    values -= (values >> (stored - 1)) << stored  # the top stored bit is the sign
-    return values.astype(np.int8 if allocated == 8 else np.int16)
+    # header that disagrees goes to pydicom, which judges it)
+    agrees = gray and (allocated, stored.signed) == (8, False) and 0 < stored.stored <= 8
+    return decoded if decoded.ndim == 2 and agrees else None
 
 
 def _int_tag(ds, keyword: str, default: int, p: Path) -> int:

@@ -1,0 +1,87 @@
+"""Compressed DICOM frames read strictly, where pydicom's decoders fill damaged data in and say nothing
+(libjpeg-turbo, libjpeg) or end the process on it (GDCM):
+
+- JPEG Lossless (process 14), the usual CR and DX archive form: decoded by the native core;
+- 12-bit JPEG Extended, the lossy one: its entropy-coded data checked by the native core, then decoded
+  by libjpeg-turbo through imagecodecs (the ``[dicom]`` extra); without imagecodecs, pydicom's plugins
+  decode the checked frame.
+
+Pixels come as pydicom gives them: the Bits Allocated's width, the bits above Bits Stored cleared (old
+files keep overlays there), signed values sign-extended from Bits Stored.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InputError
+from .native_gate import native_call
+
+LOSSLESS_JPEG = ("1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70")  # JPEG Lossless, and its first-order kind
+EXTENDED_JPEG = "1.2.840.10008.1.2.4.51"  # JPEG Extended (process 2 & 4): 12-bit DCT
+
+
+@dataclass(frozen=True)
+class Stored:
+    """How the header says samples are stored: (0028,0100) Bits Allocated, (0028,0101) Bits Stored,
+    (0028,0103) Pixel Representation 1."""
+    allocated: int
+    stored: int
+    signed: bool
+
+
+def lossless_pixels(frame: bytes, header: Stored, name: str, limit: int) -> np.ndarray:
+    """A gray JPEG Lossless frame, decoded by the native core, as pydicom gives pixels."""
+    core = _core(name, "JPEG Lossless")
+    try:
+        with native_call():  # the decode releases the GIL: a fork and the exit wait for it (native_gate)
+            samples, precision = core.decode_lossless_jpeg(frame, limit)
+    except InputError as exc:
+        raise InputError(f"{name}: {exc}") from None
+    return _as_stored(samples, precision, header, name, "lossless JPEG")
+
+
+def extended_pixels(frame: bytes, header: Stored, name: str) -> np.ndarray | None:
+    """A gray JPEG Extended frame, its data checked by the native core and decoded by libjpeg-turbo
+    (imagecodecs), as pydicom gives pixels; None where imagecodecs is not installed (the frame is
+    sound, and pydicom's plugins decode it)."""
+    core = _core(name, "JPEG Extended")
+    try:
+        with native_call():  # the check releases the GIL
+            precision = core.check_dct_jpeg(frame)
+    except InputError as exc:
+        raise InputError(f"{name}: not a readable image ({exc})") from None
+    try:
+        import imagecodecs
+    except ImportError:
+        return None
+    try:
+        samples = imagecodecs.jpeg8_decode(frame)
+    except Exception as exc:  # noqa: BLE001 - imagecodecs raises its own error types; the data is checked
+        raise InputError(f"{name}: not a readable image (libjpeg-turbo: {exc})") from None
+    if samples.ndim != 2:
+        raise InputError(f"{name}: a JPEG of {samples.shape[2]} components in a grayscale image: the file is corrupt")
+    return _as_stored(samples.astype(np.uint16, copy=False), precision, header, name, "JPEG")
+
+
+def _core(name: str, what: str):
+    try:
+        from . import _core
+    except ImportError as exc:  # a source tree whose core was never built
+        raise InputError(f"{name}: {what} pixel data needs the native core chexmask_rt._core, which cannot "
+                         f"be loaded ({exc})") from None
+    return _core
+
+
+def _as_stored(samples: np.ndarray, precision: int, header: Stored, name: str, kind: str) -> np.ndarray:
+    if header.allocated not in (8, 16) or precision > header.allocated:
+        raise InputError(f"{name}: a {kind} frame of {precision}-bit samples, where the header says Bits "
+                         f"Allocated {header.allocated}: the file is corrupt")
+    stored = min(max(header.stored, 1), header.allocated)
+    samples &= (1 << stored) - 1
+    if not header.signed:
+        return samples.astype(np.uint8) if header.allocated == 8 else samples
+    values = samples.astype(np.int32)
+    values -= (values >> (stored - 1)) << stored  # the top stored bit is the sign
+    return values.astype(np.int8 if header.allocated == 8 else np.int16)
