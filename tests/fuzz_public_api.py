@@ -6,7 +6,7 @@
 Input ``i`` is made from ``numpy.random.default_rng([seed, i])`` alone, so ``--only i`` replays it.
 Kinds, in fixed shares:
 - ``file``: one of the real radiographs and DICOMs in ../shared/data (or a small re-encoding of
-  one: PNG 8/16-bit, JPEG, TIFF, BMP, JPEG Lossless DICOM) with bit flips, a truncation, or header edits (PNG IHDR
+  one: PNG 8/16-bit, JPEG, TIFF, BMP, JPEG Lossless and 12-bit JPEG Extended DICOM) with bit flips, a truncation, or header edits (PNG IHDR
   sizes and depth, DICOM Rows/Columns/Bits, random bytes near the start), read by ``predict``;
 - ``array``: random dtypes, shapes (extreme aspect ratios, empty, 1-D, 4-D), strides, byte
   orders and values (NaN, inf, out of range), with random ``bit_depth`` arguments;
@@ -61,6 +61,8 @@ WATCHDOG_S = 60
 
 def seed_files(root: Path) -> list[Path]:
     """The real files, and small re-encodings of two of them in every format the reader takes."""
+    import imagecodecs
+
     real = sorted((DATA / "images").glob("*.[pj][np]g")) + sorted((DATA / "dicom").glob("*.dcm"))
     if len(real) < 7:
         raise SystemExit(f"fuzz seeds missing: expected the shared images and DICOMs under {DATA}")
@@ -75,11 +77,15 @@ def seed_files(root: Path) -> list[Path]:
             path = root / f"{source.stem}_{name}"
             cv2.imwrite(str(path), image)
             made.append(path)
-        # JPEG Lossless DICOMs, libjpeg-turbo's frame and one with restart markers: the core's decoder
+        # JPEG Lossless DICOMs (libjpeg-turbo's frame, one with restart markers) and a 12-bit JPEG Extended
+        # one: the core's frame readers
         deep = small.astype(np.uint16) * 16
-        for name, frame in [("lossless.dcm", encode(deep, 12, 6)), ("restarts.dcm", with_restarts(deep, 12, 16, 4))]:
+        extended = bytes(imagecodecs.jpeg8_encode(deep, level=80, bitspersample=12))
+        for name, frame, syntax in [("lossless.dcm", encode(deep, 12, 6), "1.2.840.10008.1.2.4.70"),
+                                    ("restarts.dcm", with_restarts(deep, 12, 16, 4), "1.2.840.10008.1.2.4.70"),
+                                    ("extended.dcm", extended, "1.2.840.10008.1.2.4.51")]:
             path = root / f"{source.stem}_{name}"
-            jpeg_dicom(path, frame, *deep.shape, bits_stored=12)
+            jpeg_dicom(path, frame, *deep.shape, bits_stored=12, syntax=syntax)
             made.append(path)
     return real + made
 
