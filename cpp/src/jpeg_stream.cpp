@@ -65,24 +65,6 @@ void BitReader::fill() {
     }
 }
 
-int decode_symbol(BitReader& bits, const HuffmanTable& table) {
-    const std::uint32_t look = bits.peek16();
-    const std::uint16_t hit = table.lookup[look >> (16 - kLookupBits)];
-    if (hit) {
-        bits.skip(hit >> 8);
-        return hit & 0xFF;
-    }
-    // no code of up to kLookupBits bits matched, so by Annex F.2.2.3 the longer ones are compared
-    for (int length = kLookupBits + 1; length <= kMaxCodeLength; ++length) {
-        const auto code = static_cast<std::int32_t>(look >> (16 - length));
-        if (code <= table.max_code[length]) {
-            bits.skip(length);
-            return table.values[table.offset[length] + code];
-        }
-    }
-    fail("a Huffman code its table does not hold");
-}
-
 std::size_t expect_restart(BitReader& bits, const std::uint8_t* data, std::size_t size, int index) {
     std::size_t at = bits.align_to_marker();
     while (at < size && data[at] == 0xFF) ++at;  // the marker's 0xFF and any fill bytes
