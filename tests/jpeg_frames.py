@@ -120,3 +120,43 @@ DAMAGE = {
     "data past the end": (lambda f: f[:-2] + b"\x5a\xa5" + EOI, "continues past where it should end"),
     "a code the table lacks": (_retabled, "a Huffman code its table does not hold"),
 }
+
+
+# DCT frames from chosen symbols: fixed-length tables (DC categories 0-15 as 5-bit codes; AC end of
+# block, sixteen zeros, a zero run of 15 then size 1, size 1, size 11 as 3-bit codes) and blocks of a
+# DC difference and AC symbols whose extra bits are all 1.
+_DC_SYMBOLS = list(range(16))
+_AC_SYMBOLS = [0x00, 0xF0, 0xF1, 0x01, 0x0B]
+
+
+def _huffman_segment(klass: int, symbols: list[int], length: int) -> bytes:
+    counts = [0] * 16
+    counts[length - 1] = len(symbols)
+    body = bytes([klass << 4]) + bytes(counts) + bytes(symbols)
+    return b"\xff\xc4" + struct.pack(">H", 2 + len(body)) + body
+
+
+def dct_block(dc: int = 0, ac: tuple = (), end: bool = True) -> str:
+    """One block's bits: DC difference category ``dc``, the AC symbols ``ac``, then end of block."""
+    bits = format(_DC_SYMBOLS.index(dc), "05b") + "1" * dc
+    for symbol in ac:
+        bits += format(_AC_SYMBOLS.index(symbol), "03b") + "1" * (symbol & 15)
+    return bits + (format(_AC_SYMBOLS.index(0x00), "03b") if end else "")
+
+
+def dct_frame(width: int, height: int, components: list[tuple[int, int]], scans: list[tuple[list[int], int]],
+              block: str | None = None) -> bytes:
+    """An 8-bit baseline frame of ``components`` sampled (h, v), whose ``scans`` each name their components
+    (indices) and hold that many copies of ``block`` (a zero block unless told)."""
+    block = block or dct_block()
+    sof = struct.pack(">HBHHB", 8 + 3 * len(components), 8, height, width, len(components)) + b"".join(
+        bytes([i + 1, h << 4 | v, 0]) for i, (h, v) in enumerate(components))
+    out = b"\xff\xd8\xff\xdb\x00\x43\x00" + bytes([1] * 64) + b"\xff\xc0" + sof
+    out += _huffman_segment(0, _DC_SYMBOLS, 5) + _huffman_segment(1, _AC_SYMBOLS, 3)
+    for indices, blocks in scans:
+        header = struct.pack(">HB", 6 + 2 * len(indices), len(indices)) + b"".join(bytes([i + 1, 0]) for i in indices)
+        bits = block * blocks
+        bits += "1" * (-len(bits) % 8)
+        data = int(bits, 2).to_bytes(len(bits) // 8, "big") if bits else b""
+        out += b"\xff\xda" + header + b"\x00\x3f\x00" + data.replace(b"\xff", b"\xff\x00")
+    return out + EOI

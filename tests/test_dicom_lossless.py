@@ -174,3 +174,23 @@ def test_frames_of_kinds_it_does_not_read_say_so(small, edit, why):
 def test_a_frame_over_the_pixel_limit_is_refused_before_its_samples_are_allocated(small):
     with pytest.raises(chexmask_rt.InputError, match="over the limit of 1000"):
         _core.decode_lossless_jpeg(encode(at_bits(small, 12), 12), 1000)
+
+
+def test_a_colour_lossless_frame_is_left_to_pydicoms_plugins(tmp_path, small):
+    """The core reads one-component frames only: a colour one goes to pydicom as before, decoded by a
+    plugin where one is installed, else refused for want of one (not called corrupt by the core)."""
+    import imagecodecs
+    from pydicom.pixels import get_decoder
+
+    rgb = np.stack([small, small[::-1], small[:, ::-1]], -1)
+    path = tmp_path / "rgb.dcm"
+    jpeg_dicom(path, bytes(imagecodecs.jpeg8_encode(rgb, lossless=True)), *small.shape, bits_allocated=8,
+               bits_stored=8, photometric="RGB")
+    ds = pydicom.dcmread(path)
+    ds.SamplesPerPixel, ds.PlanarConfiguration = 3, 0
+    ds.save_as(path)
+    if get_decoder("1.2.840.10008.1.2.4.70").is_available:
+        np.testing.assert_array_equal(read_image(path), rgb)
+    else:
+        with pytest.raises(chexmask_rt.InputError, match="no decoder for its transfer syntax 'JPEG Lossless, Non-"):
+            read_image(path)

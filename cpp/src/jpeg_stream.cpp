@@ -66,10 +66,10 @@ void BitReader::fill() {
 }
 
 std::size_t expect_restart(BitReader& bits, const std::uint8_t* data, std::size_t size, int index) {
-    std::size_t at = bits.align_to_marker();
+    std::size_t at = bits.align_to_marker();  // on a marker's 0xFF, or at the end
     while (at < size && data[at] == 0xFF) ++at;  // the marker's 0xFF and any fill bytes
     const int expected = 0xD0 + index % 8;
-    if (at >= size || data[at] != expected || data[at - 1] != 0xFF)
+    if (at >= size || data[at] != expected)
         fail("restart marker " + std::to_string(index % 8) + " missing after restart interval " + std::to_string(index + 1));
     return at + 1;
 }
@@ -111,7 +111,8 @@ void read_tables(const std::uint8_t* seg, int body, Tables& tables) {
         if (klass > 1 || id > 3) fail("a Huffman table of class " + std::to_string(klass) + " and id " + std::to_string(id));
         int total = 0;
         for (int i = 1; i <= kMaxCodeLength; ++i) total += seg[at + i];
-        if (total > 256 || body - at - 17 < total) fail("a Huffman table longer than its segment");
+        if (total > 256) fail("a Huffman table of " + std::to_string(total) + " codes (at most 256)");
+        if (body - at - 17 < total) fail("a Huffman table longer than its segment");
         (klass ? tables.ac : tables.dc)[id].build(seg + at + 1, seg + at + 17, total);
         at += 17 + total;
     }
