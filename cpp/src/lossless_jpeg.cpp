@@ -59,7 +59,10 @@ std::size_t decode_scan(const std::uint8_t* data, std::size_t size, std::size_t 
     BitReader reader(data, size, pos);
     for (int y = 0; y < scan.height; ++y) {
         const bool first_row = y % scan.rows_per_interval == 0;
-        if (first_row && y) reader = BitReader(data, size, jpeg::expect_restart(reader, data, size, y / scan.rows_per_interval - 1));
+        if (first_row && y) {
+            const int interval = y / scan.rows_per_interval - 1;  // the one that just ended
+            reader = BitReader(data, size, jpeg::expect_restart(reader, data, size, interval));
+        }
         for (int x = 0; x < scan.width; ++x) {
             const std::int32_t predicted = first_row ? (x ? row[x - 1] : 1 << (scan.bits - 1))
                                            : x ? predict<Predictor>(row[x - 1], above[x], above[x - 1])
@@ -67,7 +70,7 @@ std::size_t decode_scan(const std::uint8_t* data, std::size_t size, std::size_t 
             const auto value = static_cast<std::uint32_t>(predicted + read_difference(reader, table)) & 0xFFFF;
             if (value > top)
                 fail("a sample of " + std::to_string(value) + " at (" + std::to_string(x) + ", " + std::to_string(y) +
-                        "), past its " + std::to_string(scan.bits) + "-bit precision");
+                     "), past its " + std::to_string(scan.bits) + "-bit precision");
             row[x] = static_cast<std::int32_t>(value);
             *out++ = static_cast<std::uint16_t>(value << scan.point_transform);
         }
