@@ -144,3 +144,16 @@ def test_the_check_refuses_all_that_libjpeg_turbo_warns_of(cr):
             except chexmask_rt.InputError:
                 pass
     assert checked > 300 and not missed, (checked, missed)
+
+
+def test_a_16_bit_dct_frame_as_gdcm_writes_is_refused_as_non_standard_not_damaged(tmp_path, cr):
+    """GDCM 3.2.6 transcodes 16-bit-allocated CRs to JPEG Extended with a frame precision of 16, which T.81's
+    DCT processes do not have and libjpeg-turbo does not read: refused for what it is, not called damaged."""
+    frame = bytearray(twelve_bit_frame(cr))
+    frame[frame.index(b"\xff\xc1") + 4] = 16
+    path = tmp_path / "dct16.dcm"
+    jpeg_dicom(path, bytes(frame), *cr.shape, bits_stored=12, syntax=EXTENDED)
+    with pytest.raises(chexmask_rt.InputError) as err:
+        read_image(path)
+    assert "JPEG DCT frame of 16-bit samples: the standard's DCT processes have 8 or 12" in str(err.value)
+    assert "damaged" not in str(err.value)

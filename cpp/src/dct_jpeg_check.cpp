@@ -54,8 +54,9 @@ int check_dct_jpeg(const std::uint8_t* data, std::size_t size) {
         if (frame.sof != 0 && frame.sof != 1)
             throw InputError("JPEG frame of type SOF" + std::to_string(frame.sof) +
                              ": only sequential Huffman frames (SOF0, SOF1) are checked here");
-        if (frame.precision != 8 && frame.precision != 12)
-            fail("sample precision " + std::to_string(frame.precision) + " (8 or 12)");
+        if (frame.precision != 8 && frame.precision != 12)  // GDCM writes 16-bit ones, which T.81 has not
+            throw InputError("JPEG DCT frame of " + std::to_string(frame.precision) +
+                             "-bit samples: the standard's DCT processes have 8 or 12, and no decoder here reads others");
         scanned.assign(frame.components.size(), false);
         precision = frame.precision;
     };
