@@ -157,3 +157,38 @@ def test_a_16_bit_dct_frame_as_gdcm_writes_is_refused_as_non_standard_not_damage
         read_image(path)
     assert "JPEG DCT frame of 16-bit samples: the standard's DCT processes have 8 or 12" in str(err.value)
     assert "damaged" not in str(err.value)
+
+
+def test_without_imagecodecs_a_checked_12_bit_frame_reaches_the_plugin_that_reads_it(tmp_path, cr, monkeypatch):
+    """Pillow, always installed, reads 8-bit JPEG only: told to use it for 12-bit frames too (as the reader
+    does elsewhere, to keep GDCM away from damaged data), it shut GDCM out of the frames only GDCM read. A
+    stand-in GDCM answering a known ramp must decode the sound frame, and never be shown a damaged one."""
+    from pydicom.pixels import get_decoder
+    from pydicom.uid import JPEGExtended12Bit
+
+    (tmp_path / "stand_in_gdcm.py").write_text(
+        "import numpy as np\nDECODER_DEPENDENCIES = {}\ncalls = []\n\n\ndef is_available(uid):\n    return True\n\n\n"
+        "def _decode_frame(src, runner):\n    calls.append(len(src))\n"
+        "    return (np.arange(runner.rows * runner.columns, dtype='<u2') % 4096).tobytes()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import stand_in_gdcm
+
+    frame = twelve_bit_frame(cr)
+    monkeypatch.setitem(sys.modules, "imagecodecs", None)
+
+    decoder = get_decoder(JPEGExtended12Bit)
+    decoder.remove_plugin("gdcm")
+    decoder.add_plugin("gdcm", ("stand_in_gdcm", "_decode_frame"))
+    try:
+        sound, damaged = tmp_path / "sound.dcm", tmp_path / "damaged.dcm"
+        jpeg_dicom(sound, frame, *cr.shape, bits_stored=12, syntax=EXTENDED)
+        jpeg_dicom(damaged, frame[:len(frame) // 2] + b"\xff\xd9", *cr.shape, bits_stored=12, syntax=EXTENDED)
+        ramp = (np.arange(cr.size, dtype=np.uint16) % 4096).reshape(cr.shape)
+        np.testing.assert_array_equal(read_image(sound), read_image(make_dicom(tmp_path / "ramp.dcm", ramp, BitsStored=12)))
+        assert len(stand_in_gdcm.calls) == 1
+        with pytest.raises(chexmask_rt.InputError, match="damaged JPEG: the entropy-coded data ends before"):
+            read_image(damaged)
+        assert len(stand_in_gdcm.calls) == 1
+    finally:
+        decoder.remove_plugin("gdcm")
+        decoder.add_plugin("gdcm", ("pydicom.pixels.decoders.gdcm", "_decode_frame"))

@@ -42,16 +42,19 @@ def lossless_pixels(frame: bytes, header: Stored, name: str, limit: int) -> np.n
     return _as_stored(samples, precision, header, name, "lossless JPEG")
 
 
-def extended_pixels(frame: bytes, header: Stored, name: str) -> np.ndarray | None:
-    """A gray JPEG Extended frame, its data checked by the native core and decoded by libjpeg-turbo
-    (imagecodecs), as pydicom gives pixels; None where imagecodecs is not installed (the frame is
-    sound, and pydicom's plugins decode it)."""
+def extended_pixels(frame: bytes, header: Stored, name: str, gray: bool) -> np.ndarray | None:
+    """A JPEG Extended frame libjpeg-turbo does not read strictly (12 bits), its data checked by the
+    native core; a gray one decoded by libjpeg-turbo (imagecodecs), as pydicom gives pixels. None for a
+    colour frame, or where imagecodecs is not installed: the frame is sound, and pydicom's plugins decode
+    it (GDCM among them: it sees no damaged data)."""
     core = _core(name, "JPEG Extended")
     try:
         with native_call():  # the check releases the GIL
             precision = core.check_dct_jpeg(frame)
     except InputError as exc:
         raise InputError(f"{name}: not a readable image ({exc})") from None
+    if not gray:
+        return None
     try:
         import imagecodecs
     except ImportError:

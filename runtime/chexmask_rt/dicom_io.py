@@ -274,9 +274,13 @@ def _all_lines(exc: BaseException) -> str:
 
 def _decoding_plugin(syntax) -> str | None:
     """The pydicom plugin to decode ``syntax`` with (None: pydicom's own choice), never GDCM while
-    another installed plugin reads it."""
+    another installed plugin reads it. A JPEG Extended frame has passed the core's check or
+    libjpeg-turbo's strict decode before it gets here, so pydicom chooses: Pillow, always installed,
+    reads 8 bits only, and would shut GDCM out of the 12-bit frames only it may read."""
     from pydicom.pixels import get_decoder
 
+    if str(syntax) == EXTENDED_JPEG:
+        return None
     if str(syntax) in _PLUGIN_THAT_FAILS_AS_PYTHON:
         return _PLUGIN_THAT_FAILS_AS_PYTHON[str(syntax)]
     try:
@@ -513,7 +517,7 @@ def _check_compressed_frame(ds, p: Path, limit: int) -> np.ndarray | None:
         return None
     decoded = decode_jpeg_strict(np.frombuffer(frame, np.uint8), name)
     if not isinstance(decoded, np.ndarray):  # a kind TurboJPEG leaves: 12 bits, or colour it will not convert
-        return extended_pixels(frame, stored, name) if gray and str(syntax) == EXTENDED_JPEG else None
+        return extended_pixels(frame, stored, name, gray) if str(syntax) == EXTENDED_JPEG else None
     # a gray 8-bit frame whose header agrees: libjpeg-turbo's pixels, as pydicom's decoder gives them (a
     # header that disagrees goes to pydicom, which judges it)
     agrees = gray and (allocated, stored.signed) == (8, False) and 0 < stored.stored <= 8
