@@ -15,10 +15,8 @@ It prints each one's median over the rounds and the ratios that matter.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import cv2
@@ -26,6 +24,7 @@ import numpy as np
 import pydicom
 
 from benchmarks.shared_data import DATA
+from benchmarks.timing import alternating_medians
 from chexmask_rt import _core
 from chexmask_rt.image_io import read_image
 
@@ -61,13 +60,7 @@ def main() -> None:
                   "libjpeg-turbo lossless": lambda: imagecodecs.jpeg8_decode(lossless),
                   "core check": lambda: _core.check_dct_jpeg(extended),
                   "libjpeg-turbo extended": lambda: imagecodecs.jpeg8_decode(extended)}
-        times: dict[str, list[float]] = {name: [] for name in calls}
-        for _ in range(args.rounds):
-            for name, call in calls.items():
-                began = time.perf_counter()
-                call()
-                times[name].append(time.perf_counter() - began)
-    p50 = {name: statistics.median(t) * 1e3 for name, t in times.items()}
+        p50 = alternating_medians(calls, args.rounds)
     print(f"{args.width}x{args.height} 12-bit CR; lossless frame {len(lossless) / 1e6:.1f} MB, extended "
           f"{len(extended) / 1e6:.1f} MB; p50 of {args.rounds} alternating rounds:")
     for name, ms in p50.items():

@@ -15,13 +15,12 @@ The masks are checked equal first. It prints each one's median over the rounds a
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import cv2
 import numpy as np
 
 from benchmarks.shared_data import DATA
+from benchmarks.timing import alternating_medians
 from chexmask_rt import _core, rle
 from chexmask_rt.anatomy import organ_slices
 
@@ -58,13 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     for a, b, c in zip(core(), core_only(), fillpoly()):
         if not (np.array_equal(a, c) and np.array_equal(b, c)):
             raise SystemExit("the core's masks differ from cv2.fillPoly's")
-    times: dict[str, list[float]] = {name: [] for name in ways}
-    for _ in range(args.repeats):
-        for name, way in ways.items():
-            start = time.perf_counter()
-            way()
-            times[name].append(time.perf_counter() - start)
-    medians = {name: statistics.median(t) * 1e3 for name, t in times.items()}
+    medians = alternating_medians(ways, args.repeats)
     print(f"three organ masks of a {side}x{side} result, median of {args.repeats} alternating rounds:")
     for name, ms in medians.items():
         print(f"  {name:13s} {ms:7.3f} ms  ({ms / medians['cv2.fillPoly']:.2f}x cv2.fillPoly)")
