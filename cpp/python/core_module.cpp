@@ -511,15 +511,24 @@ py::array_t<std::uint8_t> polygon_mask_array(const py::array_t<double, py::array
     return out;
 }
 
-py::tuple lossless_jpeg_array(const py::buffer& data, std::int64_t max_pixels) {
+/// The bytes of a JPEG frame (bytes, bytearray, a uint8 array): contiguous, held by the caller.
+struct FrameBytes {
+    const std::uint8_t* data;
+    std::size_t size;
+};
+FrameBytes frame_bytes(const py::buffer& data, const char* function) {
     const py::buffer_info info = data.request();
     if (info.itemsize != 1 || info.ndim != 1 || info.strides[0] != 1)
-        throw InputError("decode_lossless_jpeg: expected contiguous bytes");
+        throw InputError(std::string(function) + ": expected contiguous bytes");
+    return {static_cast<const std::uint8_t*>(info.ptr), static_cast<std::size_t>(info.size)};
+}
+
+py::tuple lossless_jpeg_array(const py::buffer& data, std::int64_t max_pixels) {
+    const FrameBytes frame = frame_bytes(data, "decode_lossless_jpeg");
     detail::LosslessImage image;
     {
         py::gil_scoped_release release;  // `data` is held by the caller meanwhile
-        image = detail::decode_lossless_jpeg(static_cast<const std::uint8_t*>(info.ptr),
-                                             static_cast<std::size_t>(info.size), max_pixels);
+        image = detail::decode_lossless_jpeg(frame.data, frame.size, max_pixels);
     }
     // the array owns the decoded samples (no copy: 128 MB at the 64 MP limit)
     auto* samples = new std::vector<std::uint16_t>(std::move(image.samples));
@@ -529,11 +538,9 @@ py::tuple lossless_jpeg_array(const py::buffer& data, std::int64_t max_pixels) {
 }
 
 int dct_jpeg_check(const py::buffer& data) {
-    const py::buffer_info info = data.request();
-    if (info.itemsize != 1 || info.ndim != 1 || info.strides[0] != 1)
-        throw InputError("check_dct_jpeg: expected contiguous bytes");
+    const FrameBytes frame = frame_bytes(data, "check_dct_jpeg");
     py::gil_scoped_release release;  // `data` is held by the caller meanwhile
-    return detail::check_dct_jpeg(static_cast<const std::uint8_t*>(info.ptr), static_cast<std::size_t>(info.size));
+    return detail::check_dct_jpeg(frame.data, frame.size);
 }
 
 }  // namespace

@@ -86,8 +86,7 @@ int check_dct_jpeg(const std::uint8_t* data, std::size_t size) {
         const int max_dc = frame.precision == 8 ? 11 : 15, max_ac = frame.precision == 8 ? 10 : 14;
         BitReader bits(data, size, pos);
         for (long long mcu = 0; mcu < mcus; ++mcu) {
-            if (restart_interval && mcu && mcu % restart_interval == 0)
-                bits = BitReader(data, size, jpeg::expect_restart(bits, data, size, static_cast<int>(mcu / restart_interval - 1)));
+            if (restart_interval && mcu && mcu % restart_interval == 0) bits.restart(static_cast<int>(mcu / restart_interval - 1));
             for (const jpeg::ScanComponent& sc : scan.components) {
                 const jpeg::Component& c = frame.components[sc.index];
                 const int blocks = scan.components.size() == 1 ? 1 : c.h * c.v;

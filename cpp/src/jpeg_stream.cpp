@@ -65,13 +65,12 @@ void BitReader::fill() {
     }
 }
 
-std::size_t expect_restart(BitReader& bits, const std::uint8_t* data, std::size_t size, int index) {
-    std::size_t at = bits.align_to_marker();  // on a marker's 0xFF, or at the end
-    while (at < size && data[at] == 0xFF) ++at;  // the marker's 0xFF and any fill bytes
-    const int expected = 0xD0 + index % 8;
-    if (at >= size || data[at] != expected)
+void BitReader::restart(int index) {
+    std::size_t at = align_to_marker();  // on a marker's 0xFF, or at the end
+    while (at < size_ && data_[at] == 0xFF) ++at;  // the marker's 0xFF and any fill bytes
+    if (at >= size_ || data_[at] != 0xD0 + index % 8)
         fail("restart marker " + std::to_string(index % 8) + " missing after restart interval " + std::to_string(index + 1));
-    return at + 1;
+    pos_ = at + 1;
 }
 
 namespace {

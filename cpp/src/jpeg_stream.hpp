@@ -58,6 +58,9 @@ public:
     // (the data's size if none does); entropy-coded bytes still unread there are data the image did
     // not use.
     std::size_t align_to_marker();
+    // At the end of restart interval `index` (from 0): past marker RST(`index` mod 8), which must come
+    // next, reading the next interval's data.
+    void restart(int index);
 
 private:
     void fill();
@@ -87,9 +90,6 @@ inline int decode_symbol(BitReader& bits, const HuffmanTable& table) {
     }
     fail("a Huffman code its table does not hold");
 }
-
-// At a restart interval's end: the position after marker RST(`index` mod 8), which must come next.
-std::size_t expect_restart(BitReader& bits, const std::uint8_t* data, std::size_t size, int index);
 
 struct Component {
     int id = 0, h = 1, v = 1;

@@ -59,10 +59,7 @@ std::size_t decode_scan(const std::uint8_t* data, std::size_t size, std::size_t 
     BitReader reader(data, size, pos);
     for (int y = 0; y < scan.height; ++y) {
         const bool first_row = y % scan.rows_per_interval == 0;
-        if (first_row && y) {
-            const int interval = y / scan.rows_per_interval - 1;  // the one that just ended
-            reader = BitReader(data, size, jpeg::expect_restart(reader, data, size, interval));
-        }
+        if (first_row && y) reader.restart(y / scan.rows_per_interval - 1);  // the interval that just ended
         for (int x = 0; x < scan.width; ++x) {
             const std::int32_t predicted = first_row ? (x ? row[x - 1] : 1 << (scan.bits - 1))
                                            : x ? predict<Predictor>(row[x - 1], above[x], above[x - 1])
