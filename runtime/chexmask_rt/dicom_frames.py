@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import InputError
+from .jpeg_strict import check_dct, native_core
 from .native_gate import native_call
 
 LOSSLESS_JPEG = ("1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70")  # JPEG Lossless, and its first-order kind
@@ -33,7 +34,7 @@ class Stored:
 
 def lossless_pixels(frame: bytes, header: Stored, name: str, limit: int) -> np.ndarray:
     """A gray JPEG Lossless frame, decoded by the native core, as pydicom gives pixels."""
-    core = _core(name, "JPEG Lossless")
+    core = native_core(name, "JPEG Lossless pixel data")
     try:
         with native_call():  # the decode releases the GIL: a fork and the exit wait for it (native_gate)
             samples, precision = core.decode_lossless_jpeg(frame, limit)
@@ -47,12 +48,7 @@ def extended_pixels(frame: bytes, header: Stored, name: str, gray: bool) -> np.n
     native core; a gray one decoded by libjpeg-turbo (imagecodecs), as pydicom gives pixels. None for a
     colour frame, or where imagecodecs is not installed: the frame is sound, and pydicom's plugins decode
     it (GDCM among them: it sees no damaged data)."""
-    core = _core(name, "JPEG Extended")
-    try:
-        with native_call():  # the check releases the GIL
-            precision = core.check_dct_jpeg(frame)
-    except InputError as exc:
-        raise InputError(f"{name}: not a readable image ({exc})") from None
+    precision = check_dct(frame, name)
     if not gray:
         return None
     try:
@@ -66,15 +62,6 @@ def extended_pixels(frame: bytes, header: Stored, name: str, gray: bool) -> np.n
     if samples.ndim != 2:
         raise InputError(f"{name}: a JPEG of {samples.shape[2]} components in a grayscale image: the file is corrupt")
     return _as_stored(samples.astype(np.uint16, copy=False), precision, header, name, "JPEG")
-
-
-def _core(name: str, what: str):
-    try:
-        from . import _core
-    except ImportError as exc:  # a source tree whose core was never built
-        raise InputError(f"{name}: {what} pixel data needs the native core chexmask_rt._core, which cannot "
-                         f"be loaded ({exc})") from None
-    return _core
 
 
 def _as_stored(samples: np.ndarray, precision: int, header: Stored, name: str, kind: str) -> np.ndarray:

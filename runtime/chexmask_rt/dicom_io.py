@@ -57,9 +57,11 @@ _DCT_JPEG = ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51")  # JPEG Baselin
 # GDCM throws C++ exceptions no binding catches on malformed data: a fuzzed JPEG CR, and a JPEG-LS one
 # with a damaged header, ended the whole process ("terminate called after throwing an instance of ...").
 # So pydicom is told which plugin to use: the one always installed where there is one, else the first
-# of these that is installed; GDCM only where it alone reads the syntax.
-_PLUGIN_THAT_FAILS_AS_PYTHON = {"1.2.840.10008.1.2.4.50": "pillow", "1.2.840.10008.1.2.4.90": "pillow",
-                                "1.2.840.10008.1.2.4.91": "pillow", "1.2.840.10008.1.2.5": "pydicom"}
+# of these that is installed; GDCM only where it alone reads the syntax. A JPEG Extended frame reaching
+# pydicom has passed the core's check or libjpeg-turbo's strict decode, so pydicom chooses (None):
+# Pillow, always installed, reads 8 bits only, and would shut GDCM out of the 12-bit frames it may read.
+_PLUGIN_FOR = {"1.2.840.10008.1.2.4.50": "pillow", "1.2.840.10008.1.2.4.90": "pillow",
+               "1.2.840.10008.1.2.4.91": "pillow", "1.2.840.10008.1.2.5": "pydicom", EXTENDED_JPEG: None}
 _PLUGINS_BEFORE_GDCM = ("pyjpegls", "pylibjpeg", "pillow", "pydicom")
 # explicit VRs whose element header holds a 4-byte length (after two reserved bytes)
 LONG_LENGTH_VRS = (b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT")
@@ -274,15 +276,11 @@ def _all_lines(exc: BaseException) -> str:
 
 def _decoding_plugin(syntax) -> str | None:
     """The pydicom plugin to decode ``syntax`` with (None: pydicom's own choice), never GDCM while
-    another installed plugin reads it. A JPEG Extended frame has passed the core's check or
-    libjpeg-turbo's strict decode before it gets here, so pydicom chooses: Pillow, always installed,
-    reads 8 bits only, and would shut GDCM out of the 12-bit frames only it may read."""
+    another installed plugin reads it (``_PLUGIN_FOR``)."""
     from pydicom.pixels import get_decoder
 
-    if str(syntax) == EXTENDED_JPEG:
-        return None
-    if str(syntax) in _PLUGIN_THAT_FAILS_AS_PYTHON:
-        return _PLUGIN_THAT_FAILS_AS_PYTHON[str(syntax)]
+    if str(syntax) in _PLUGIN_FOR:
+        return _PLUGIN_FOR[str(syntax)]
     try:
         available = get_decoder(syntax).available_plugins
     except Exception:  # noqa: BLE001 - no decoder for the syntax at all: pydicom's refusal says so
@@ -507,14 +505,14 @@ def _check_compressed_frame(ds, p: Path, limit: int) -> np.ndarray | None:
     if size != (columns, rows):
         raise InputError(f"{p}: its compressed frame is {size[0]}x{size[1]} pixels, its header says "
                          f"{columns}x{rows}: the file is corrupt")
+    if str(syntax) not in LOSSLESS_JPEG + _DCT_JPEG:  # JPEG-LS frames start alike; pydicom's plugins read them
+        return None
     gray = str(ds.get("PhotometricInterpretation", "")).upper() in ("MONOCHROME1", "MONOCHROME2") and \
         _int_tag(ds, "SamplesPerPixel", -1, p) == 1
     allocated = _int_tag(ds, "BitsAllocated", -1, p)
     stored = Stored(allocated, _int_tag(ds, "BitsStored", allocated, p), _int_tag(ds, "PixelRepresentation", 0, p) == 1)
     if str(syntax) in LOSSLESS_JPEG:
         return lossless_pixels(frame, stored, name, limit) if gray else None
-    if str(syntax) not in _DCT_JPEG:  # JPEG-LS frames start alike, but TurboJPEG does not read them
-        return None
     decoded = decode_jpeg_strict(np.frombuffer(frame, np.uint8), name)
     if not isinstance(decoded, np.ndarray):  # a kind TurboJPEG leaves: 12 bits, or colour it will not convert
         return extended_pixels(frame, stored, name, gray) if str(syntax) == EXTENDED_JPEG else None

@@ -46,17 +46,31 @@ def decode_jpeg_strict(data: np.ndarray, name: str) -> np.ndarray | str:
 
 
 def _decode_checked(data: np.ndarray, colorspace: str, name: str) -> np.ndarray:
-    try:
-        from . import _core
-    except ImportError as exc:  # a source tree whose core was never built
-        raise InputError(f"{name}: this JPEG needs the native core chexmask_rt._core, which cannot be loaded "
-                         f"({exc})") from None
-    try:
-        with native_call():  # the check releases the GIL: a fork and the exit wait for it (native_gate)
-            _core.check_dct_jpeg(data)
-    except InputError as exc:
-        raise InputError(f"{name}: not a readable image ({exc})") from None
+    check_dct(data, name)
     try:
         return simplejpeg.decode_jpeg(data, colorspace=colorspace, strict=False)
     except ValueError as exc:
         raise InputError(f"{name}: not a readable image (damaged JPEG: {first_line(exc)})") from None
+
+
+def check_dct(data, name: str) -> int:
+    """The sample precision of a sequential DCT JPEG whose entropy-coded data the native core has checked
+    (:func:`chexmask_rt._core.check_dct_jpeg`): data libjpeg-turbo would fill in is an InputError naming
+    ``name``."""
+    core = native_core(name, "this JPEG")
+    try:
+        with native_call():  # the check releases the GIL: a fork and the exit wait for it (native_gate)
+            return core.check_dct_jpeg(data)
+    except InputError as exc:
+        raise InputError(f"{name}: not a readable image ({exc})") from None
+
+
+def native_core(name: str, what: str):
+    """``chexmask_rt._core`` for the strict JPEG readers; an InputError naming ``name`` where it cannot be
+    loaded (a source tree whose core was never built)."""
+    try:
+        from . import _core
+    except ImportError as exc:
+        raise InputError(f"{name}: {what} needs the native core chexmask_rt._core, which cannot be loaded "
+                         f"({exc})") from None
+    return _core
