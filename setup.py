@@ -97,7 +97,7 @@ setup(
     packages=["chexmask_rt", "chexmask_export"],
     package_dir={"chexmask_rt": "runtime/chexmask_rt", "chexmask_export": "export/chexmask_export"},
     package_data={
-        "chexmask_rt": ["models/*.onnx", "models/*.quality.json", "samples/*", "py.typed", "*.pyi"],
+        "chexmask_rt": ["models/*.onnx", "models/*.onnx.sha256", "models/*.quality.json", "samples/*", "py.typed", "*.pyi"],
         "chexmask_export": ["*.tsv"],
     },
     # pydicom + pillow: DICOM input, including JPEG-compressed pixel data

@@ -37,6 +37,7 @@ SECOND=()
 python -m chexmask_rt export --checkpoint "$CKPT" --output "$ENGINE" --name chexmask-rt-default \
   --model-version "$VERSION" "${SECOND[@]}" --samples-output --description "HybridGNet (skip), inputsize 512, trained on real shapes + \
 thin-plate-spline-warped real radiographs; see MODEL_CARD.md. Research and engineering use, not a medical device."
+(cd "$(dirname "$ENGINE")" && sha256sum default.onnx > default.onnx.sha256)  # load() opens only this file
 python -m benchmarks.calibrate_quality --real --write
 python -m benchmarks.uncertainty_behaviour
 python -m benchmarks.framing

@@ -32,13 +32,15 @@ def install(root: Path, requirement: str) -> Path:
 
 def installed_package(venv: Path, work: Path) -> dict:
     """What the venv's chexmask_rt says of itself, asked from WORK: its folder, the backend load()
-    picks, the loaded _core's file, the licence metadata and the licence files."""
+    picks and what it checked the shipped engine against, the loaded _core's file, the licence
+    metadata and the licence files."""
     probe = subprocess.run(
         [str(venv / "bin" / "python"), "-c",
          "import chexmask_rt, importlib.metadata as m, json, pathlib\n"
          "from chexmask_rt import _core\n"
+         "seg = chexmask_rt.load()\n"
          "print(json.dumps({'package': str(pathlib.Path(chexmask_rt.__file__).parent),"
-         " 'backend': chexmask_rt.load().backend, 'core': _core.__file__,"
+         " 'backend': seg.backend, 'integrity': seg.integrity, 'core': _core.__file__,"
          " 'license': m.metadata('chexmask-rt')['License'],"
          " 'license_files': sorted(p.name for p in m.distribution('chexmask-rt').files"
          " if p.name in ('LICENSE', 'NOTICE'))}))"],

@@ -112,7 +112,7 @@ def test_sdist_installs_in_a_fresh_venv_and_segments_the_sample(tmp_path, sdist,
         names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
     for needed in ("CMakeLists.txt", "VERSION", "LICENSE", "NOTICE", "cpp/CMakeLists.txt", "cpp/src/engine.cpp",
                    "cpp/include/chexmask_rt/chexmask_rt.hpp", "cpp/python/core_module.cpp",
-                   "runtime/chexmask_rt/models/default.onnx"):
+                   "runtime/chexmask_rt/models/default.onnx", "runtime/chexmask_rt/models/default.onnx.sha256"):
         assert needed in names, needed
 
     venv = fresh_venv.install(tmp_path, f"{sdist}[cpu]")
@@ -120,5 +120,6 @@ def test_sdist_installs_in_a_fresh_venv_and_segments_the_sample(tmp_path, sdist,
     work.mkdir()
     probe = fresh_venv.installed_package(venv, work)
     assert Path(probe["package"]).is_relative_to(venv) and probe["backend"] == "native"  # the sdist built the core
+    assert probe["integrity"] == "pinned"  # the shipped engine's sha256 list came along
     assert probe["license"] == "Apache-2.0" and probe["license_files"] == ["LICENSE", "NOTICE"]
     fresh_venv.check_segments_the_sample(venv, work, default_segmenter, VERSION)

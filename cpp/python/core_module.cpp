@@ -8,6 +8,7 @@
 #include <chexmask_rt/chexmask_rt.hpp>
 
 #include "internal.hpp"
+#include "sha256.hpp"
 #include "quality.hpp"
 
 #include <algorithm>
@@ -338,7 +339,7 @@ void bind_engine(py::module_& m) {
     py::class_<Engine>(m, "Engine", "A loaded engine; thread-safe, the GIL is released while it works")
         .def(py::init([](const std::string& path, const std::string& library, int threads, bool layout,
                          bool memory_pattern, const std::string& device, const std::string& tensorrt_cache_dir,
-                         const std::string& quality_file, int images_per_call) {
+                         const std::string& quality_file, int images_per_call, const std::string& expected_sha256) {
                  EngineOptions options;
                  options.onnxruntime_library = library;
                  options.intra_op_threads = threads;
@@ -348,6 +349,7 @@ void bind_engine(py::module_& m) {
                  options.tensorrt_cache_dir = tensorrt_cache_dir;
                  options.quality_file = quality_file;
                  options.images_per_call = images_per_call;
+                 options.expected_sha256 = expected_sha256;
                  py::gil_scoped_release release;
                  return std::make_unique<Engine>(path, options);
              }),
@@ -355,7 +357,7 @@ void bind_engine(py::module_& m) {
              py::arg("layout_optimizations") = EngineOptions{}.layout_optimizations,
              py::arg("memory_pattern") = EngineOptions{}.memory_pattern, py::arg("device") = EngineOptions{}.device,
              py::arg("tensorrt_cache_dir") = "", py::arg("quality_file") = "",
-             py::arg("images_per_call") = EngineOptions{}.images_per_call)
+             py::arg("images_per_call") = EngineOptions{}.images_per_call, py::arg("expected_sha256") = "")
         .def_property_readonly("info", &Engine::info)
         .def_property_readonly("providers", &Engine::providers)
         .def(
@@ -537,6 +539,12 @@ py::tuple lossless_jpeg_array(const py::buffer& data, std::int64_t max_pixels) {
     return py::make_tuple(out, image.precision);
 }
 
+std::string sha256_of(const py::buffer& data) {
+    const FrameBytes bytes = frame_bytes(data, "sha256_hex");
+    py::gil_scoped_release release;  // `data` is held by the caller meanwhile
+    return detail::sha256_hex(bytes.data, bytes.size);
+}
+
 int dct_jpeg_check(const py::buffer& data) {
     const FrameBytes frame = frame_bytes(data, "check_dct_jpeg");
     py::gil_scoped_release release;  // `data` is held by the caller meanwhile
@@ -577,6 +585,13 @@ PYBIND11_MODULE(_core, m) {
     m.def("check_dct_jpeg", &dct_jpeg_check, py::arg("data"),
           "The sample precision of a sequential Huffman DCT JPEG (SOF0/SOF1, 8 or 12 bits), checked without "
           "decoding it: damaged entropy-coded data, which libjpeg-turbo fills in with a warning, is an InputError");
+    m.def("sha256_hex", &sha256_of, py::arg("data"),
+          "SHA-256 of the bytes as 64 lowercase hex digits, as the core checks engine files with it");
+    m.attr("INTEGRITY_KEY") = detail::kIntegrityKey;
+    m.def("seal_engine", [](const py::bytes& data) { return py::bytes(detail::sealed_engine(std::string(data))); },
+          py::arg("data"),
+          "The engine's bytes with its INTEGRITY_KEY entry, written as 64 '0's, set to the SHA-256 of them: "
+          "what the core checks each engine against when it opens it");
     m.def("onnxruntime_library", &detail::loaded_onnxruntime_library,
           "Path of the ONNX Runtime library this process loaded ('' before the first Engine)");
     m.def("usable_cores", [] { return detail::cpu_share().usable; },

@@ -82,6 +82,9 @@ chexmask_rt::EngineOptions cpp_options(const chexmask_rt_engine_options* options
         out.quality_file = options->quality_file;
     if (has(offsetof(chexmask_rt_engine_options, images_per_call) + sizeof(int)))
         out.images_per_call = options->images_per_call;
+    if (has(offsetof(chexmask_rt_engine_options, expected_sha256) + sizeof(const char*)) &&
+        options->expected_sha256 != nullptr)
+        out.expected_sha256 = options->expected_sha256;
     return out;
 }
 

@@ -43,6 +43,9 @@ const EngineOptions& checked(const EngineOptions& options) {
         throw ModelError("intra_op_threads must be 0 (one per physical core) to " + std::to_string(kMaxIntraOpThreads) +
                          ", got " + std::to_string(options.intra_op_threads));
     }
+    if (!options.expected_sha256.empty() && !detail::is_sha256_text(options.expected_sha256)) {
+        throw ModelError("expected_sha256 must be 64 hex digits, got '" + detail::shown(options.expected_sha256) + "'");
+    }
     return options;
 }
 

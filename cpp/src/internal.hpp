@@ -218,6 +218,19 @@ struct ModelSource {
 
 std::unique_ptr<Backend> open_onnxruntime(const ModelSource& model, const EngineOptions& options);
 
+/// The metadata entry in which an export records the engine's SHA-256: that of the file as written
+/// with this entry's value as 64 '0's (model_integrity.cpp).
+inline constexpr char kIntegrityKey[] = "chexmask_rt.integrity_sha256";
+/// ModelError when the engine's bytes are not the expected file (`expected_sha256`, the whole
+/// file's SHA-256; "" for none) or, without one, not what its export recorded. True when the bytes
+/// were checked, false when there was nothing to check them against.
+bool check_integrity(const ModelSource& model, const std::string& expected_sha256);
+/// An engine's bytes with its kIntegrityKey entry, written as 64 '0's, set to their SHA-256
+/// (InputError when the entry is not there exactly once).
+std::string sealed_engine(std::string bytes);
+/// Whether `text` is a SHA-256 as 64 hex digits (either case).
+bool is_sha256_text(const std::string& text);
+
 /// The ONNX Runtime library this process uses ("" before the first Engine).
 std::string loaded_onnxruntime_library();
 

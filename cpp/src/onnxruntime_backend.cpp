@@ -228,6 +228,7 @@ class OnnxRuntimeBackend final : public Backend {
 public:
     OnnxRuntimeBackend(const ModelSource& model, const EngineOptions& options) : path_(model.name) {
         if (model.data == nullptr) check_model_file(path_);
+        const bool checked = check_integrity(model, options.expected_sha256);  // before ONNX Runtime parses them
         Ort::Env& env = runtime_env(options.onnxruntime_library);
         providers_ = providers_for(options.device);
         require_available(providers_, options.device);
@@ -247,6 +248,9 @@ public:
         }
         const GraphDecl graph = read_graph();
         info_ = parse_model_info(read_metadata(), graph, path_);
+        if (!checked && info_.metadata.count(kIntegrityKey)) {  // the entry is there, but not as its export wrote it
+            throw ModelError(path_ + ": damaged: its " + kIntegrityKey + " entry is not in the form an export writes");
+        }
         for (const FieldInfo& field : result_fields()) {  // what each run asks for, in the table's order
             const bool has = std::any_of(graph.outputs.begin(), graph.outputs.end(),
                                          [&](const TensorDecl& t) { return t.name == field.output; });

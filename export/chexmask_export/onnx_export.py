@@ -8,6 +8,7 @@ from pathlib import Path
 import onnx
 import torch
 
+from chexmask_rt import core
 from chexmask_rt.errors import ModelError
 from chexmask_rt.metadata import FORMAT_VERSION, EngineMetadata
 from chexmask_rt.whole_files import write_bytes_whole
@@ -92,6 +93,7 @@ def export_onnx(net: HybridGNet, output: str | Path, *, checkpoint_sha256: str, 
                           second_look=second_look)
     for key, value in info.to_metadata().items():
         model.metadata_props.add(key=key, value=value)
+    model.metadata_props.add(key=core.INTEGRITY_KEY, value="0" * 64)  # sealed below, once the bytes are final
     model.producer_name = "chexmask-rt"
     onnx.checker.check_model(model, full_check=True)
     problems = tensorrt_problems(model)
@@ -101,5 +103,5 @@ def export_onnx(net: HybridGNet, output: str | Path, *, checkpoint_sha256: str, 
     output.parent.mkdir(parents=True, exist_ok=True)
     # whole or not at all, so a full disk cannot leave a broken engine where a good one was; always the
     # binary format (onnx.save picks a text format for names ending .json or .textproto)
-    write_bytes_whole(output, model.SerializeToString())
+    write_bytes_whole(output, core.seal_engine(model.SerializeToString()))
     return info

@@ -175,11 +175,12 @@ class Result:
 class Engine:
     def __init__(self, model_path: str, onnxruntime_library: str = "", intra_op_threads: int = 0,
                  layout_optimizations: bool = False, memory_pattern: bool = False, device: str = "cpu",
-                 tensorrt_cache_dir: str = "", quality_file: str = "", images_per_call: int = 0) -> None:
+                 tensorrt_cache_dir: str = "", quality_file: str = "", images_per_call: int = 0,
+                 expected_sha256: str = "") -> None:
         """Open a chexmask-rt ONNX engine. onnxruntime_library: path of libonnxruntime.so.1.* (""
         -> $CHEXMASK_RT_ONNXRUNTIME_LIBRARY, else the loader's search path); the first Engine fixes
         it for the process. intra_op_threads 0: one per physical core the process may use. layout_optimizations,
-        memory_pattern, device, tensorrt_cache_dir and images_per_call: see chexmask_rt.EngineOptions. quality_file: the
+        memory_pattern, device, tensorrt_cache_dir, images_per_call and expected_sha256: see chexmask_rt.EngineOptions. quality_file: the
         reliability flag's calibration ("": <model stem>.quality.json beside the model, when it exists).
         Results holding NaN or infinity raise chexmask_rt.errors.NonFiniteOutputError (index: the image's
         position in the batch)."""
@@ -253,6 +254,15 @@ def decode_lossless_jpeg(data: bytes, max_pixels: int) -> tuple[npt.NDArray[np.u
 def check_dct_jpeg(data: bytes) -> int:
     """The sample precision of a sequential Huffman DCT JPEG (SOF0/SOF1, 8 or 12 bits), checked without
     decoding it: damaged entropy-coded data, which libjpeg-turbo fills in with a warning, is an InputError."""
+
+INTEGRITY_KEY: str
+
+def seal_engine(data: bytes) -> bytes:
+    """The engine's bytes with its INTEGRITY_KEY entry, written as 64 '0's, set to the SHA-256 of them: what
+    the core checks each engine against when it opens it."""
+
+def sha256_hex(data: bytes) -> str:
+    """SHA-256 of the bytes as 64 lowercase hex digits, as the core checks engine files with it."""
 
 def onnxruntime_library() -> str:
     """Path of the ONNX Runtime library this process loaded ('' before the first Engine)."""

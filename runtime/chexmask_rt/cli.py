@@ -529,7 +529,8 @@ def cmd_info(args) -> int:
     # limit leaves this process (null where Linux does not say)
     threads = core.usable_cores() or None
     _write_stdout(json.dumps({"path": str(seg.path), "backend": seg.backend, "providers": seg.providers,
-                              "threads": threads, **info}, indent=1) + "\n", "the engine's information")
+                              "threads": threads, "sha256": seg.engine_sha256, "integrity": seg.integrity, **info},
+                             indent=1) + "\n", "the engine's information")
     return EXIT_OK
 
 

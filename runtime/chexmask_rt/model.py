@@ -65,6 +65,10 @@ class EngineOptions:
     """Images per engine call within a ``predict_batch`` chunk. 0: one on 'cpu', where single images
     were the fastest and an image's answer is then exactly its answer alone; the whole chunk on a GPU
     device (README, "Batches and the default chunk size")."""
+    expected_sha256: str | None = None
+    """The model file's SHA-256 (64 hex digits, as ``sha256sum`` prints it): any other file is a
+    ModelError. None: the engine is checked against the SHA-256 its export recorded in it (engines
+    exported by 0.4.0 and later), and the shipped model against the one the package lists for it."""
 
 
 def _checked(options: EngineOptions) -> EngineOptions:
@@ -77,7 +81,8 @@ def _checked(options: EngineOptions) -> EngineOptions:
     if isinstance(cache, os.PathLike):
         options = dataclasses.replace(options, tensorrt_cache_dir=os.fspath(cache))
     expected = {"threads": (int, True), "images_per_call": (int, False), "layout_optimizations": (bool, False),
-                "memory_pattern": (bool, False), "device": (str, False), "tensorrt_cache_dir": (str, True)}
+                "memory_pattern": (bool, False), "device": (str, False), "tensorrt_cache_dir": (str, True),
+                "expected_sha256": (str, True)}
     for name, (kind, optional) in expected.items():
         value = getattr(options, name)
         if value is None and optional:
@@ -109,6 +114,17 @@ def _model_path(model: str | os.PathLike[str]) -> Path:
 def default_model_path() -> Path:
     """Path of the engine shipped inside the package (see MODEL_CARD.md)."""
     return Path(str(resources.files("chexmask_rt") / "models" / "default.onnx"))
+
+
+def default_model_sha256() -> str | None:
+    """The shipped engine's SHA-256 as the package lists it (``models/default.onnx.sha256``, in
+    ``sha256sum``'s form), so that a damaged installed copy is refused; None where it is not listed."""
+    listed = default_model_path().with_name("default.onnx.sha256")
+    try:
+        fields = listed.read_text(encoding="ascii").split()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return fields[0] if fields else None
 
 
 def _quality_file(engine: Path) -> str:
@@ -151,6 +167,8 @@ def load(model: str | os.PathLike[str] | None = None, *, backend: str = "auto", 
         resolve_max_pixels(max_pixels)  # a bad limit fails here, not at the first image
     path = default_model_path() if model is None else _model_path(model)
     options = _checked(EngineOptions() if engine_options is None else engine_options)
+    if model is None and options.expected_sha256 is None:
+        options = dataclasses.replace(options, expected_sha256=default_model_sha256())
     if threads is not None:
         options = dataclasses.replace(options, threads=threads)
     if device is not None:
@@ -197,7 +215,8 @@ class Segmenter:
             self._engine = core.Engine(str(self.path), core.onnxruntime_library(), int(options.threads or 0),
                                        options.layout_optimizations, options.memory_pattern, options.device,
                                        options.tensorrt_cache_dir or "", quality_file=_quality_file(self.path),
-                                       images_per_call=options.images_per_call)
+                                       images_per_call=options.images_per_call,
+                                       expected_sha256=options.expected_sha256 or "")
         if tuple(self._engine.info.organs) != ORGANS:
             # the package's organ views, masks, CSV and measures are the HybridGNet anatomy's: never a
             # silently wrong organ; the core itself (C++/C API, _core.Engine) serves other organs
@@ -205,7 +224,9 @@ class Segmenter:
             raise ModelError(f"{self.path}: the engine's organs ({organs[:200]}{'...' if len(organs) > 200 else ''}) are "
                              f"not the anatomy the Python package writes ({ORGANS}); use the C++ or C API for it")
         self.max_pixels: int | None = None  # None: $CHEXMASK_RT_MAX_PIXELS at each call, else the default
-        self._engine_sha256: str | None = None
+        # a pinned hash is the file's, checked by the core: engine_sha256 need not read the file again
+        self._engine_sha256: str | None = options.expected_sha256.lower() if options.expected_sha256 else None
+        self._pinned = bool(options.expected_sha256)
         # copies, known after close(): the core's own info keeps its engine alive
         self._info, self._providers = copy.copy(self._engine.info), list(self._engine.providers)
 
@@ -267,6 +288,15 @@ class Segmenter:
             except OSError as exc:
                 raise ModelError(f"{self.path}: cannot read the engine file ({os_reason(exc)})") from None
         return self._engine_sha256
+
+    @property
+    def integrity(self) -> str:
+        """What the core checked the engine file against when it opened it: "pinned" (the SHA-256 of
+        ``EngineOptions.expected_sha256``, or the shipped engine's listed one), "recorded" (the SHA-256
+        its export recorded in it) or "none" (an engine exported before 0.4.0, or by another tool)."""
+        if self._pinned:
+            return "pinned"
+        return "recorded" if core.INTEGRITY_KEY in self.info.metadata else "none"
 
     def predict(self, image: ImageLike, *, samples: int = DEFAULT_SAMPLES, seed: int = 0,
                 bit_depth: int | None = None, second_look: bool | None = None,

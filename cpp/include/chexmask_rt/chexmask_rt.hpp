@@ -287,6 +287,11 @@ struct EngineOptions {
     /// file, when there is one (none for Engine::from_memory); results of an engine without
     /// thresholds say "not calibrated". A file named here but missing or malformed is a ModelError.
     std::string quality_file;
+    /// The model file's SHA-256 as 64 hex digits (what `sha256sum` prints), to open only that file;
+    /// any other bytes are a ModelError. Empty: the engine is checked against the SHA-256 its
+    /// export recorded in it (metadata chexmask_rt.integrity_sha256, engines exported by 0.4.0 and
+    /// later), so a damaged file is refused rather than run.
+    std::string expected_sha256;
 };
 
 /// A loaded engine. Thread-safe: predict() may run concurrently on one Engine. Do not fork() while

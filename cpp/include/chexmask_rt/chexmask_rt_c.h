@@ -87,6 +87,9 @@ typedef struct chexmask_rt_engine_options {
                                         CHEXMASK_RT_MODEL_ERROR */
     int images_per_call;             /* images per engine call in chexmask_rt_predict_batch; 0: one on the
                                         CPU (the fastest there), all on a GPU (EngineOptions in the C++ header) */
+    const char* expected_sha256;     /* the model file's SHA-256, 64 hex digits as sha256sum prints it: any other
+                                        bytes are CHEXMASK_RT_MODEL_ERROR. NULL or "": checked against the SHA-256
+                                        its export recorded in it, where it has one (0.4.0 and later) */
 } chexmask_rt_engine_options;
 
 /* Fills `options` with the defaults (what passing NULL to the open functions means). */

@@ -1,0 +1,202 @@
+"""An engine file checks itself when it opens: a damaged file is refused, not run.
+
+Zeroing 4 KB at a random place in the shipped engine left a file that loaded and moved its
+landmarks by a pixel or more in 8 of 40 tries (0.4.0's probe). Now an export records the SHA-256
+of the file it writes (metadata ``chexmask_rt.integrity_sha256``, hashed with that value as 64
+'0's), the core checks it before ONNX Runtime parses the bytes, and a caller may pin the whole
+file's SHA-256 (``EngineOptions.expected_sha256``); the package pins its shipped engine.
+"""
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+
+import numpy as np
+import onnx
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import chexmask_rt
+from chexmask_rt import EngineOptions, ModelError, model as model_module
+
+from conftest import skip_or_fail_without_native
+from toy_engine import toy_engine
+
+try:
+    from chexmask_rt import core
+except ImportError as exc:
+    skip_or_fail_without_native(f"chexmask_rt.core: {exc}", allow_module_level=True)
+
+IMAGE = np.random.default_rng(0).integers(0, 256, (100, 80), dtype=np.uint8)
+ZEROS = b"0" * 64
+
+
+def sealed_toy() -> bytes:
+    """The toy engine as an export writes one: with its integrity entry, sealed."""
+    model = onnx.load_from_string(toy_engine())
+    model.metadata_props.add(key=core.INTEGRITY_KEY, value=ZEROS.decode())
+    return core.seal_engine(model.SerializeToString())
+
+
+def recorded(data: bytes) -> str:
+    return {p.key: p.value for p in onnx.load_from_string(data).metadata_props}[core.INTEGRITY_KEY]
+
+
+def write(tmp_path, data: bytes, name: str = "engine.onnx"):
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+# FIPS 180-4's examples (NIST's published digests), and hashlib on any bytes
+@pytest.mark.parametrize("message,digest", [
+    (b"", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
+    (b"abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
+    (b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
+     "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"),
+    (b"a" * 1_000_000, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"),
+])
+def test_sha256_gives_the_standards_digests(message, digest):
+    assert core.sha256_hex(message) == digest
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=0, max_size=300))
+def test_sha256_equals_hashlib_at_every_length(data):
+    assert core.sha256_hex(data) == hashlib.sha256(data).hexdigest()
+
+
+def test_the_seal_is_the_files_sha256_with_the_value_as_zeros():
+    data = sealed_toy()
+    value = recorded(data).encode()
+    assert len(value) == 64 and data.count(value) == 1
+    assert hashlib.sha256(data.replace(value, ZEROS)).hexdigest() == value.decode()
+
+
+def test_a_sealed_engine_opens_and_answers_as_before(tmp_path):
+    plain = chexmask_rt.load(write(tmp_path, toy_engine(), "plain.onnx")).predict(IMAGE, samples=3)
+    sealed = chexmask_rt.load(write(tmp_path, sealed_toy())).predict(IMAGE, samples=3)
+    np.testing.assert_array_equal(sealed.landmarks, plain.landmarks)
+
+
+def test_every_changed_byte_of_a_sealed_engine_is_refused(tmp_path):
+    data = sealed_toy()
+    value_at = data.index(recorded(data).encode())
+    rng = np.random.default_rng(1)
+    # every region: the header, the graph, the weights, the key, the value, the last byte
+    places = sorted({0, 1, len(data) // 3, len(data) // 2, value_at - 40, value_at - 1, value_at, value_at + 63,
+                     len(data) - 1, *rng.integers(0, len(data), 40).tolist()})
+    for at in places:
+        damaged = bytearray(data)
+        damaged[at] ^= 0x04
+        path = write(tmp_path, bytes(damaged))
+        with pytest.raises(ModelError, match=r"changed after export|integrity_sha256|not a loadable") as caught:
+            chexmask_rt.load(path)
+        assert str(path) in str(caught.value), at
+
+
+def test_a_zeroed_page_of_a_sealed_engine_is_refused_as_changed(tmp_path):
+    data = bytearray(sealed_toy())
+    data[len(data) // 2:len(data) // 2 + 64] = bytes(64)  # inside the graph's constants
+    with pytest.raises(ModelError, match="changed after export"):
+        chexmask_rt.load(write(tmp_path, bytes(data)))
+
+
+def test_an_engine_edited_after_export_says_how_to_accept_it(tmp_path):
+    """An edit (here a description) breaks the seal: refused; without the entry it is an unsealed engine."""
+    model = onnx.load_from_string(sealed_toy())
+    model.metadata_props.add(key="chexmask_rt.description", value="edited")
+    edited = write(tmp_path, model.SerializeToString())
+    with pytest.raises(ModelError, match="changed after export .*export it again"):
+        chexmask_rt.load(edited)
+    kept = [p for p in model.metadata_props if p.key != core.INTEGRITY_KEY]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    assert chexmask_rt.load(write(tmp_path, model.SerializeToString(), "unsealed.onnx")).info.description == "edited"
+
+
+def test_an_entry_not_where_an_export_writes_it_is_refused(tmp_path):
+    """The key present but the bytes not the export's form (a value of another length): not skipped."""
+    model = onnx.load_from_string(toy_engine())
+    model.metadata_props.add(key=core.INTEGRITY_KEY, value="0" * 63)
+    with pytest.raises(ModelError, match="not in the form an export writes"):
+        chexmask_rt.load(write(tmp_path, model.SerializeToString()))
+
+
+def test_a_pinned_sha256_opens_only_that_file(tmp_path):
+    data = toy_engine()  # unsealed: the pin alone decides
+    path = write(tmp_path, data)
+    digest = hashlib.sha256(data).hexdigest()
+    for pin in (digest, digest.upper()):
+        chexmask_rt.load(path, engine_options=EngineOptions(expected_sha256=pin))
+    damaged = bytearray(data)
+    damaged[len(data) // 2] ^= 1
+    other = write(tmp_path, bytes(damaged), "other.onnx")
+    with pytest.raises(ModelError, match=f"SHA-256 is {hashlib.sha256(damaged).hexdigest()}, not the expected {digest}"):
+        chexmask_rt.load(other, engine_options=EngineOptions(expected_sha256=digest))
+    chexmask_rt.load(other)  # nothing pinned or recorded: it opens, as before
+
+
+@pytest.mark.parametrize("pin", ["abc", "0" * 63, "g" * 64, "0" * 65, " " + "0" * 63])
+def test_a_pin_that_is_no_sha256_is_refused_before_any_work(tmp_path, pin):
+    with pytest.raises(ModelError, match="expected_sha256 must be 64 hex digits"):
+        chexmask_rt.load(write(tmp_path, toy_engine()), engine_options=EngineOptions(expected_sha256=pin))
+
+
+def test_a_pin_of_another_type_is_named():
+    with pytest.raises(ModelError, match="expected_sha256 must be a string or None"):
+        chexmask_rt.load(engine_options=EngineOptions(expected_sha256=b"0" * 64))
+
+
+def test_the_package_lists_its_shipped_engines_sha256():
+    assert model_module.default_model_sha256() == hashlib.sha256(chexmask_rt.default_model_path().read_bytes()).hexdigest()
+
+
+def test_a_damaged_shipped_engine_is_refused(tmp_path, monkeypatch):
+    """The shipped engine predates the seal; the package's list pins it."""
+    models = tmp_path / "models"
+    models.mkdir()
+    shipped = chexmask_rt.default_model_path()
+    for name in (shipped.name, shipped.name + ".sha256", "default.quality.json"):
+        shutil.copy(shipped.with_name(name), models / name)
+    monkeypatch.setattr(model_module, "default_model_path", lambda: models / "default.onnx")
+    chexmask_rt.load().close()
+    data = bytearray((models / "default.onnx").read_bytes())
+    data[len(data) // 2:len(data) // 2 + 4096] = bytes(4096)
+    (models / "default.onnx").write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="not the expected"):
+        chexmask_rt.load()
+
+
+def test_the_c_api_refuses_a_damaged_engine_from_a_file_and_from_memory(tmp_path):
+    from test_sdk import C_EXAMPLE, _require
+
+    c = _require(C_EXAMPLE)
+    data = bytearray(sealed_toy())
+    data[len(data) // 2] ^= 1
+    damaged = write(tmp_path, bytes(data))
+    image = tmp_path / "image.pgm"
+    image.write_bytes(b"P5\n64 64\n255\n" + bytes(range(64)) * 64)
+    for memory in ([], ["--from-memory"]):
+        proc = subprocess.run([str(c), "--model", str(damaged), "--onnxruntime", core.onnxruntime_library(), *memory,
+                               str(image)], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 4 and "changed after export" in proc.stderr, (memory, proc.stderr)
+
+
+def test_info_says_what_each_engine_was_checked_against(tmp_path):
+    import json
+    import sys
+
+    plain, sealed = write(tmp_path, toy_engine(), "plain.onnx"), write(tmp_path, sealed_toy(), "sealed.onnx")
+    assert chexmask_rt.load(plain).integrity == "none" and chexmask_rt.load(sealed).integrity == "recorded"
+    shipped = chexmask_rt.load()
+    assert shipped.integrity == "pinned" and shipped.engine_sha256 == model_module.default_model_sha256()
+    for args, integrity in (([], "pinned"), ([str(sealed)], "recorded"), ([str(plain)], "none")):
+        proc = subprocess.run([sys.executable, "-m", "chexmask_rt", "info", *args], capture_output=True, text=True,
+                              timeout=120)
+        out = json.loads(proc.stdout)
+        assert out["integrity"] == integrity, (args, proc.stderr)
+        path = args[0] if args else chexmask_rt.default_model_path()
+        assert out["sha256"] == hashlib.sha256(open(path, "rb").read()).hexdigest()
