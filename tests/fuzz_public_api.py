@@ -51,7 +51,7 @@ TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))
 from fillpoly_reference import fillpoly_mask  # noqa: E402
 from jpeg_frames import encode, jpeg_dicom, with_restarts  # noqa: E402
-from toy_engine import METADATA, toy_engine  # noqa: E402
+from toy_engine import METADATA, sealed_toy_engine, toy_engine  # noqa: E402
 
 DATA = TESTS.parents[1] / "shared" / "data"
 WATCHDOG_S = 60
@@ -188,13 +188,14 @@ def random_array(rng) -> tuple[np.ndarray, dict, str]:
 
 
 def mutated_engine(rng, keep: Path) -> tuple[Path, str]:
-    kind = int(rng.integers(4))
-    if kind == 0:
-        data = bytearray(toy_engine())
+    kind = int(rng.integers(5))
+    if kind in (0, 4):  # 4: as an export writes it, which no change may leave loadable
+        sound = sealed_toy_engine() if kind == 4 else toy_engine()
+        data = bytearray(sound)
         what = flip_bits(data, rng) if rng.random() < 0.6 else truncate(data, rng)
         path = keep / "engine.onnx"
         path.write_bytes(bytes(data))
-        return path, f"toy engine: {what}"
+        return path, f"{'sealed ' if kind == 4 and data != sound else ''}toy engine: {what}"
     if kind == 1:
         key = list(METADATA)[int(rng.integers(len(METADATA)))]
         value = str(rng.choice(["", "0", "-1", "1", "2", "3", "8", "32", "63", "64", "65", "4096", "65536",
@@ -344,6 +345,9 @@ class Fuzzer:
             self.untyped.append({"input": i, "kind": kind, "backend": backend, "what": what,
                                  "error": f"{type(exc).__name__}: {exc}"[:300],
                                  "where": traceback.format_exc().strip().splitlines()[-3:]})
+        if what.startswith("sealed") and outcome != "ModelError":
+            self.untyped.append({"input": i, "kind": kind, "backend": backend, "what": what,
+                                 "error": f"a changed sealed engine was not refused: {outcome}"})
         self.counts[(kind, outcome)] += 1
 
     def report(self, planned: int, ran: int, seconds: float) -> dict:

@@ -22,7 +22,7 @@ import chexmask_rt
 from chexmask_rt import EngineOptions, ModelError, model as model_module
 
 from conftest import skip_or_fail_without_native
-from toy_engine import toy_engine
+from toy_engine import sealed_toy_engine as sealed_toy, toy_engine
 
 try:
     from chexmask_rt import core
@@ -31,13 +31,6 @@ except ImportError as exc:
 
 IMAGE = np.random.default_rng(0).integers(0, 256, (100, 80), dtype=np.uint8)
 ZEROS = b"0" * 64
-
-
-def sealed_toy() -> bytes:
-    """The toy engine as an export writes one: with its integrity entry, sealed."""
-    model = onnx.load_from_string(toy_engine())
-    model.metadata_props.add(key=core.INTEGRITY_KEY, value=ZEROS.decode())
-    return core.seal_engine(model.SerializeToString())
 
 
 def recorded(data: bytes) -> str:
@@ -97,6 +90,20 @@ def test_every_changed_byte_of_a_sealed_engine_is_refused(tmp_path):
         assert str(path) in str(caught.value), at
 
 
+def test_a_sealed_engine_cut_anywhere_in_its_metadata_is_refused(tmp_path):
+    """The metadata is written last, an entry after another: a download cut between two entries is
+    still a model ONNX Runtime reads, with entries such as second_look or samples_output missing."""
+    data = sealed_toy()
+    model = onnx.load_from_string(data)
+    assert model.metadata_props[0].key == core.INTEGRITY_KEY
+    del model.metadata_props[:]
+    graph_end = len(model.SerializeToString())
+    assert data.startswith(model.SerializeToString())
+    for cut in range(graph_end - 2, len(data)):
+        with pytest.raises(ModelError):
+            chexmask_rt.load(write(tmp_path, data[:cut]))
+
+
 def test_a_zeroed_page_of_a_sealed_engine_is_refused_as_changed(tmp_path):
     data = bytearray(sealed_toy())
     data[len(data) // 2:len(data) // 2 + 64] = bytes(64)  # inside the graph's constants
@@ -111,18 +118,33 @@ def test_an_engine_edited_after_export_says_how_to_accept_it(tmp_path):
     edited = write(tmp_path, model.SerializeToString())
     with pytest.raises(ModelError, match="changed after export .*export it again"):
         chexmask_rt.load(edited)
-    kept = [p for p in model.metadata_props if p.key != core.INTEGRITY_KEY]
+    seal = {key for key, _ in core.SEAL_ENTRIES}
+    kept = [p for p in model.metadata_props if p.key not in seal]
     del model.metadata_props[:]
     model.metadata_props.extend(kept)
     assert chexmask_rt.load(write(tmp_path, model.SerializeToString(), "unsealed.onnx")).info.description == "edited"
 
 
-def test_an_entry_not_where_an_export_writes_it_is_refused(tmp_path):
-    """The key present but the bytes not the export's form (a value of another length): not skipped."""
+@pytest.mark.parametrize("entries", [{core.INTEGRITY_KEY: "0" * 63}, {"chexmask_rt.integrity": "sha256"}],
+                         ids=["a value of 63 digits", "the mark alone"])
+def test_a_seal_not_in_the_form_an_export_writes_is_refused(tmp_path, entries):
+    """An entry the byte check cannot find (not the export's form, or gone) is not skipped."""
     model = onnx.load_from_string(toy_engine())
-    model.metadata_props.add(key=core.INTEGRITY_KEY, value="0" * 63)
-    with pytest.raises(ModelError, match="not in the form an export writes"):
+    for key, value in entries.items():
+        model.metadata_props.add(key=key, value=value)
+    with pytest.raises(ModelError, match="sealed at export, but its chexmask_rt.integrity_sha256 entry is missing"):
         chexmask_rt.load(write(tmp_path, model.SerializeToString()))
+
+
+def test_damage_to_the_seals_own_key_cannot_hide_it(tmp_path):
+    """A changed byte in the key makes the entry another one, which the byte check does not look for."""
+    data = sealed_toy()
+    key_at = data.index(core.INTEGRITY_KEY.encode())
+    for at in range(key_at - 2, key_at + len(core.INTEGRITY_KEY) + 2):  # its tag, length, key and value tag
+        damaged = bytearray(data)
+        damaged[at] ^= 0x04
+        with pytest.raises(ModelError):
+            chexmask_rt.load(write(tmp_path, bytes(damaged)))
 
 
 def test_a_pinned_sha256_opens_only_that_file(tmp_path):

@@ -60,6 +60,21 @@ def toy_engine(*, inputsize: int = 64, latents: int = 8, landmarks: int = 120, p
     return model.SerializeToString()
 
 
+def sealed_toy_engine(**kwargs) -> bytes:
+    """The toy engine as ``chexmask-rt export`` writes an engine: with its integrity entry, sealed."""
+    import onnx
+
+    from chexmask_rt import core
+
+    model = onnx.load_from_string(toy_engine(**kwargs))
+    entries = list(model.metadata_props)
+    del model.metadata_props[:]
+    for key, value in core.SEAL_ENTRIES:  # first, as the export writes them
+        model.metadata_props.add(key=key, value=value)
+    model.metadata_props.extend(entries)
+    return core.seal_engine(model.SerializeToString())
+
+
 def write_toy_engine(path: Path, **kwargs) -> Path:
     path.write_bytes(toy_engine(**kwargs))
     return path

@@ -588,6 +588,8 @@ PYBIND11_MODULE(_core, m) {
     m.def("sha256_hex", &sha256_of, py::arg("data"),
           "SHA-256 of the bytes as 64 lowercase hex digits, as the core checks engine files with it");
     m.attr("INTEGRITY_KEY") = detail::kIntegrityKey;
+    m.attr("SEAL_ENTRIES") = py::make_tuple(py::make_tuple(detail::kIntegrityKey, std::string(64, '0')),
+                                            py::make_tuple(detail::kSealedKey, "sha256"));
     m.def("seal_engine", [](const py::bytes& data) { return py::bytes(detail::sealed_engine(std::string(data))); },
           py::arg("data"),
           "The engine's bytes with its INTEGRITY_KEY entry, written as 64 '0's, set to the SHA-256 of them: "

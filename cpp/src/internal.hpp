@@ -221,6 +221,9 @@ std::unique_ptr<Backend> open_onnxruntime(const ModelSource& model, const Engine
 /// The metadata entry in which an export records the engine's SHA-256: that of the file as written
 /// with this entry's value as 64 '0's (model_integrity.cpp).
 inline constexpr char kIntegrityKey[] = "chexmask_rt.integrity_sha256";
+/// A second entry saying the engine is sealed ("sha256"), so that damage to the first entry's key,
+/// which would hide the seal, is still found: one damaged byte cannot change both.
+inline constexpr char kSealedKey[] = "chexmask_rt.integrity";
 /// ModelError when the engine's bytes are not the expected file (`expected_sha256`, the whole
 /// file's SHA-256; "" for none) or, without one, not what its export recorded. True when the bytes
 /// were checked, false when there was nothing to check them against.

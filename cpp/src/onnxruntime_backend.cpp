@@ -248,8 +248,9 @@ public:
         }
         const GraphDecl graph = read_graph();
         info_ = parse_model_info(read_metadata(), graph, path_);
-        if (!checked && info_.metadata.count(kIntegrityKey)) {  // the entry is there, but not as its export wrote it
-            throw ModelError(path_ + ": damaged: its " + kIntegrityKey + " entry is not in the form an export writes");
+        if (!checked && (info_.metadata.count(kIntegrityKey) || info_.metadata.count(kSealedKey))) {
+            throw ModelError(path_ + ": damaged: it was sealed at export, but its " + kIntegrityKey +
+                             " entry is missing or not in the form an export writes");
         }
         for (const FieldInfo& field : result_fields()) {  // what each run asks for, in the table's order
             const bool has = std::any_of(graph.outputs.begin(), graph.outputs.end(),

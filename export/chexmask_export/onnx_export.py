@@ -91,9 +91,11 @@ def export_onnx(net: HybridGNet, output: str | Path, *, checkpoint_sha256: str, 
                           has_samples_output=samples_output,
                           landmark_offsets_sha256="" if landmark_offsets is None else landmark_offsets.sha256,
                           second_look=second_look)
+    # the seal comes first: a file cut short after it, even between two entries, no longer hashes to it
+    for key, value in core.SEAL_ENTRIES:  # its SHA-256 is set below, once the bytes are final
+        model.metadata_props.add(key=key, value=value)
     for key, value in info.to_metadata().items():
         model.metadata_props.add(key=key, value=value)
-    model.metadata_props.add(key=core.INTEGRITY_KEY, value="0" * 64)  # sealed below, once the bytes are final
     model.producer_name = "chexmask-rt"
     onnx.checker.check_model(model, full_check=True)
     problems = tensorrt_problems(model)

@@ -256,6 +256,9 @@ def check_dct_jpeg(data: bytes) -> int:
     decoding it: damaged entropy-coded data, which libjpeg-turbo fills in with a warning, is an InputError."""
 
 INTEGRITY_KEY: str
+SEAL_ENTRIES: tuple[tuple[str, str], ...]
+"""The metadata entries an export adds first, before seal_engine: the SHA-256's, unset, and the mark
+that the engine is sealed (so that damage to the first one's key cannot hide the seal)."""
 
 def seal_engine(data: bytes) -> bytes:
     """The engine's bytes with its INTEGRITY_KEY entry, written as 64 '0's, set to the SHA-256 of them: what
