@@ -3,8 +3,8 @@
 # the test suite. Time-boxed: about 8 minutes on the 2-core CI machine, never more than 13.
 #  1. the C++ core, its tests and its pybind module built with AddressSanitizer + UBSan
 #     (build-asan/; undefined behaviour is fatal there);
-#  2. the C++ tests under the sanitizers: bad buffers, threads, organ masks (polygon_mask and its C
-#     API), the shipped model, engines that must be refused (10 landmarks, metadata that is not
+#  2. the C++ tests under the sanitizers: bad buffers, threads, engine seals on damaged and cut
+#     bytes, organ masks (polygon_mask and its C API), the shipped model, engines that must be refused (10 landmarks, metadata that is not
 #     the graph's, a graph that lies), one with 60 landmarks whose organs metadata names them,
 #     which must run, and the JSON reader of the quality calibration on malformed and
 #     byte-mutated documents;

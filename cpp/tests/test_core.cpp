@@ -11,6 +11,7 @@
 #include "internal.hpp"
 #include "json.hpp"
 #include "quality.hpp"
+#include "sha256.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -782,6 +783,47 @@ void test_wrong_engine(const std::string& path, const std::string& library) {
     }
 }
 
+/// The byte check of an engine's seal on bytes around a seal entry (no ONNX needed): the sealed bytes
+/// pass; every one-byte change and every cut either fails or leaves no entry to check (the engine's
+/// mark, which the backend reads from the metadata, covers that case; tests/test_model_integrity.py).
+void test_integrity_bytes() {
+    namespace detail = chexmask_rt::detail;
+    using chexmask_rt::InputError;
+    using chexmask_rt::ModelError;
+    const std::string entry = std::string{'\x0a', static_cast<char>(sizeof detail::kIntegrityKey - 1)} +
+                              detail::kIntegrityKey + "\x12\x40" + std::string(64, '0');
+    const std::string sealed = detail::sealed_engine("graph bytes" + entry + "more metadata");
+    const auto check = [](const std::string& bytes) {
+        return detail::check_integrity(detail::ModelSource{"<memory>", bytes.data(), bytes.size()}, "");
+    };
+    CHECK(check(sealed));
+    int refused = 0, unchecked = 0;
+    for (std::size_t at = 0; at < sealed.size(); ++at) {
+        std::string damaged = sealed;
+        damaged[at] = static_cast<char>(damaged[at] ^ 0x20);
+        try {
+            if (!check(damaged)) ++unchecked;
+        } catch (const ModelError&) {
+            ++refused;
+        }
+    }
+    CHECK(unchecked == 32);  // the entry's tag, length, key and value tag: no longer the entry
+    CHECK(refused == static_cast<int>(sealed.size()) - 32);
+    for (std::size_t cut = 0; cut < sealed.size(); ++cut) {
+        const std::string part = sealed.substr(0, cut);
+        try {
+            CHECK(!check(part));  // refused, or the entry is gone
+        } catch (const ModelError&) {
+        }
+    }
+    const std::string pin = detail::sha256_hex(sealed.data(), sealed.size());
+    CHECK(detail::check_integrity(detail::ModelSource{"<memory>", sealed.data(), sealed.size()}, pin));
+    expect_throw<ModelError>([&] { detail::check_integrity(detail::ModelSource{"<memory>", "x", 1}, pin); },
+                             "a pinned sha256 of other bytes", "not the expected");
+    expect_throw<InputError>([] { detail::sealed_engine("no entry"); }, "sealing bytes without the entry",
+                             "one chexmask_rt.integrity_sha256 entry");
+}
+
 void test_polygon_mask() {
     using chexmask_rt::Point;
     using chexmask_rt::polygon_mask;
@@ -845,6 +887,7 @@ int main(int argc, char** argv) {
     test_json();
     test_quality();
     test_polygon_mask();
+    test_integrity_bytes();
     if (argc >= 3) {
         test_missing_library(argv[1]);
         test_log_callback(argv[1], argv[2]);  // it needs the process's first Engine
