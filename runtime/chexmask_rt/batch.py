@@ -302,8 +302,8 @@ def prepare_output(segmenter, images: Sequence[str], out_dir: str | os.PathLike[
         except KeyboardInterrupt as stop:  # the account a run that finishes prints: where this one stopped
             if hasattr(stop, "add_note"):
                 stop.add_note(summary.stopped_text(out))
-            else:  # Python 3.10: the attribute add_note fills
-                stop.__notes__ = [*getattr(stop, "__notes__", []), summary.stopped_text(out)]
+            else:  # Python 3.10: the attribute add_note fills (undeclared there, hence the ignore)
+                stop.__notes__ = [*getattr(stop, "__notes__", []), summary.stopped_text(out)]  # type: ignore[attr-defined]
             raise
         mark_finished(out)  # not reached when the run raised or was interrupted
 
@@ -342,6 +342,7 @@ def write_image_outputs(result, image: str, stem: str, *, pixels: Callable[[], n
     if overlays == "all" or (overlays == "flagged" and flagged):
         from .overlay import write_overlay
 
+        assert overlays_dir is not None  # the callers pass it with overlays
         try:
             overlays_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -350,7 +351,7 @@ def write_image_outputs(result, image: str, stem: str, *, pixels: Callable[[], n
     return csv_row(result)
 
 
-def decode_gray(image: str, max_pixels: int) -> np.ndarray:
+def decode_gray(image: str, max_pixels: int | None) -> np.ndarray:
     """The gray pixels of the file ``image``, as a batch hands them to the engine."""
     return to_gray(read_image(image, max_pixels=max_pixels), name=image)
 

@@ -151,7 +151,7 @@ def open_folder(out: Path, identity: dict[str, str], input_root: str | None = No
     # rows keep the images' paths as spelled: the same spelling of another folder would take that
     # folder's rows for this one's images (two PACS exports, each "exp/IM00001.dcm")
     clash = [real for spelled, real in inputs if here is not None and spelled == here[0] and real != here[1]]
-    if clash:
+    if here is not None and clash:
         raise InputError(f"{out}: INPUT {here[0]!r} was {clash[0]} in an earlier run into this folder and is {here[1]} "
                          "now, and rows name images as spelled, so the earlier rows would be taken for these "
                          "images; spell INPUT as an absolute path, or use another --out")

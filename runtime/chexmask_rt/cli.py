@@ -16,6 +16,7 @@ import sys
 import threading
 import traceback
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -562,7 +563,7 @@ def _sigterm_as_interrupt():
 
 
 @contextmanager
-def _stops_held():
+def _stops_held() -> Iterator[None]:
     """Ctrl-C and SIGTERM that arrive inside the block take effect as it ends (a fraction of a second:
     one image's outputs), so that the block's work is whole or not begun."""
     if threading.current_thread() is not threading.main_thread():

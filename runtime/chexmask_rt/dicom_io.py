@@ -414,7 +414,7 @@ def _pixel_data_start(f, header, size: int, p: Path) -> int | None:
     last = max(elements, key=lambda e: getattr(e, "value_tell", None) or getattr(e, "file_tell", None) or 0,
                default=None)
     length = getattr(last, "length", UNDEFINED_LENGTH)  # converted and sequence elements have none
-    if length != UNDEFINED_LENGTH:
+    if last is not None and length != UNDEFINED_LENGTH:
         end = last.value_tell + length
         if end > size:
             raise _truncated(p, f"it ends inside element {last.tag}: {size - last.value_tell} of its {length} bytes")

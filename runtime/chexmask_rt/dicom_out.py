@@ -318,7 +318,7 @@ def measurement_report(result: Result, source_dataset: Dataset, *,
             out.append(value(name, spread, unit, derivation=std, sites=sites))
         return out
 
-    groups = []
+    groups: list[sr.PlanarROIMeasurementsAndQualitativeEvaluations | sr.MeasurementsAndQualitativeEvaluations] = []
     source = _as_highdicom_takes(source_dataset)
     # from the UIDs: from_source_image also reads Modality, which a Secondary Capture may lack
     source_image = sr.SourceImageForRegion(source.SOPClassUID, source.SOPInstanceUID)

@@ -123,7 +123,8 @@ def spacing_of(ds) -> tuple[PixelSpacing | None, str]:
 def source_of(ds) -> DicomSource:
     """The :class:`DicomSource` of a pydicom dataset."""
     spacing, note = spacing_of(ds)
-    return DicomSource(*(str(ds.get(k, "") or "") for k in UID_KEYWORDS), spacing=spacing, spacing_note=note)
+    study, series, sop = (str(ds.get(k, "") or "") for k in UID_KEYWORDS)
+    return DicomSource(study, series, sop, spacing=spacing, spacing_note=note)
 
 
 def read_header(path: str | os.PathLike[str]):

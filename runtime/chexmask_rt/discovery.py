@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -226,7 +226,7 @@ def _non_image_reason(sop_class: str | None) -> str | None:
     return f"DICOM {name} object ({sop_class}), not an image"
 
 
-def write_skipped(folder: str | os.PathLike[str], skipped: list[tuple[str, str]]) -> Path:
+def write_skipped(folder: str | os.PathLike[str], skipped: Sequence[tuple[str, str]]) -> Path:
     """``folder/skipped.csv`` (``File,Reason``), rewritten each run like ``errors.csv``."""
     path = Path(folder) / SKIPPED_NAME
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -207,7 +207,7 @@ def _tiff(f: BinaryIO, head: bytes, name: str) -> Header:
     file_size = f.seek(0, 2)
     first: tuple[int, int] | None = None
     orientation: int | None = None
-    pages, seen = 0, set()
+    pages, seen = 0, set[int]()
     while offset and len(seen) < _MAX_IFDS:
         if offset in seen:
             raise _corrupt(name, "TIFF whose image directories form a loop")
@@ -243,13 +243,14 @@ def _tiff(f: BinaryIO, head: bytes, name: str) -> Header:
                 raise InputError(f"{name}: the first image of this TIFF is a reduced-size copy (a thumbnail); "
                                  "save the radiograph as its own file")
             first = (tags[256], tags[257])
-            described = {"photometric": tags.get(262), "bits": tags.get(258), "extra_samples": 338 in tags}
+            photometric, bits, extra_samples = tags.get(262), tags.get(258), 338 in tags
         if not tags.get(254, 0) & 1:  # bit 0 of NewSubfileType: a reduced-size copy (thumbnail), not a page
             pages += 1
         (offset,) = struct.unpack(order + offset_fmt, body[count * entry_size:])
     if first is None:
         raise _corrupt(name, "TIFF without an image directory")
-    return Header("tiff", *first, pages=max(pages, 1), orientation=orientation or 1, **described)
+    return Header("tiff", *first, pages=max(pages, 1), orientation=orientation or 1, photometric=photometric,
+                  bits=bits, extra_samples=extra_samples)
 
 
 def _inline_integer(entry: bytes, order: str, big: bool, kinds: dict[int, str]) -> int | None:

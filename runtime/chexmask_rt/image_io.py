@@ -72,7 +72,7 @@ def _read_image(path: str | os.PathLike[str], max_pixels: int | None) -> np.ndar
     except OSError as exc:
         raise InputError(f"{p}: cannot read file ({os_reason(exc)})") from exc
     if header.format == "png":
-        check_png_chunks(data, str(p))
+        check_png_chunks(data.data, str(p))  # its memoryview: numpy's types lack the buffer protocol before 3.12
     image = decode_jpeg_strict(data, str(p)) if header.format == "jpeg" else None
     if not isinstance(image, np.ndarray):
         declined = image  # TurboJPEG's reason for leaving a JPEG to OpenCV, None for other formats
@@ -224,11 +224,12 @@ def to_gray(image: np.ndarray, *, name: str = "image") -> np.ndarray:
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
     if image.ndim == 3 and image.shape[2] in (3, 4):
-        _check_size(*image.shape[:2], name)  # before cv2, which refuses an empty image with a cv2.error
+        # before cv2, which refuses an empty image with a cv2.error
+        _check_size(image.shape[0], image.shape[1], name)
         image = _rgb_to_gray(image[:, :, :3], name)
     if image.ndim != 2:
         raise InputError(f"{name}: expected a gray [H, W] or RGB(A) [H, W, 3|4] image, got shape {image.shape}")
-    _check_size(*image.shape, name)
+    _check_size(image.shape[0], image.shape[1], name)
     if image.dtype in (np.uint8, np.uint16):
         # a view at an odd byte offset (a header skipped in a raw buffer) is copied: the core reads
         # pixels in place, which needs them aligned to their size

@@ -3,7 +3,7 @@ and its arguments, checked before any image is decoded."""
 from __future__ import annotations
 
 import os
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
 
@@ -11,6 +11,9 @@ from . import core
 from .errors import InputError
 from .image_io import read_image, to_gray
 from .limits import check_pixels, resolve_max_pixels
+
+if TYPE_CHECKING:
+    from types import FrameType
 
 ImageLike = Union[str, os.PathLike[str], np.ndarray]
 DEFAULT_SAMPLES = 50  # as in the CheXmask-U paper
@@ -96,6 +99,7 @@ def _warn_if_nearly_black(array: np.ndarray) -> None:
         import sys
         import warnings
 
+        frame: FrameType | None  # None past the outermost frame
         level, frame, package = 2, sys._getframe(1), os.path.dirname(__file__)  # stacklevel 2: our caller
         while frame is not None and frame.f_code.co_filename.startswith(package):  # the caller's line
             frame, level = frame.f_back, level + 1

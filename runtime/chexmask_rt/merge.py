@@ -94,11 +94,13 @@ def _merged_header(headers: dict[Path, list[str] | None], first: Path) -> list[s
     header = next(iter(headers.values()))
     if all(h == header for h in headers.values()):
         return header
-    schemas = {folder: schema_of(h or ()) for folder, h in headers.items()}
-    for folder, schema in schemas.items():
+    schemas: dict[Path, int] = {}
+    for folder, h in headers.items():
+        schema = schema_of(h or ())
         if schema is None:
             raise InputError(f"{folder / RESULTS_NAME}: other columns than {first / RESULTS_NAME} "
                              "(another chexmask-rt release?); merge folders of one release")
+        schemas[folder] = schema
     return list(SCHEMA_HEADERS[max(schemas.values()) - 1])
 
 
@@ -129,7 +131,9 @@ def _identity(manifest: dict) -> dict:
 def _check_manifests(manifests: dict[Path, dict]) -> None:
     """Refuse folders whose manifests disagree on the engine's sha256 or the settings; folders
     without one are checked by their rows."""
-    first = next(iter(manifests.items()), None)
+    if not manifests:
+        return
+    first = next(iter(manifests.items()))
     for folder, manifest in manifests.items():
         if _identity(manifest) != _identity(first[1]):
             diff = ", ".join(f"{k} {manifest.get(k)!r} vs {first[1].get(k)!r}"
@@ -312,7 +316,7 @@ class _Seen:
     either has none (a folder without a manifest), when they are written alike; two real paths
     that differ are two images, however alike they are written (two exports' exp/IM00001.dcm)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._real: set[str] = set()
         self._written: set[str] = set()         # every row's path as written
         self._written_unknown: set[str] = set()  # of rows without a real path

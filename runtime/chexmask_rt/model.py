@@ -90,7 +90,7 @@ def _checked(options: EngineOptions) -> EngineOptions:
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             what = {int: "an integer", bool: "True or False", str: "a string"}[kind]
             raise ModelError(f"{name} must be {what}{' or None' if optional else ''}, got {value!r}")
-        if kind is int and not -2**31 <= value < 2**31:  # past a C int, pybind11 would refuse it unnamed
+        if isinstance(value, int) and not -2**31 <= value < 2**31:  # past a C int, pybind11 would refuse it unnamed
             raise ModelError(f"{name} is out of range, got {value!r}")
     if options.threads is not None and not 0 <= options.threads <= core.MAX_THREADS:
         # the core's words name its own field (intra_op_threads), which no Python caller sees

@@ -154,8 +154,8 @@ def _drawing(image: np.ndarray, result: Result, max_side: int) -> np.ndarray:
     longer = max(canvas.shape[:2])
     scale = max_side / longer if longer > max_side else max(1.0, MIN_SIDE / longer)
     if scale != 1.0:  # at least a pixel on each side: 65536 x 32 drawn at 1024 px is 1024 x 0.5
-        size = (max(1, round(canvas.shape[1] * scale)), max(1, round(canvas.shape[0] * scale)))
-        canvas = cv2.resize(canvas, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        dsize = (max(1, round(canvas.shape[1] * scale)), max(1, round(canvas.shape[0] * scale)))
+        canvas = cv2.resize(canvas, dsize, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
     thick = max(1, round(max(canvas.shape[:2]) / 512))
     pts = result.landmarks * scale
     std = result.landmarks_std * scale
@@ -171,7 +171,7 @@ def _drawing(image: np.ndarray, result: Result, max_side: int) -> np.ndarray:
     axes = [tuple(int(v) for v in np.round(np.maximum(s, 1.0) * f)) for s in std]
     bright = colours.astype(float) @ [0.114, 0.587, 0.299] >= _HALO_FROM  # BGR
     ring = max(1, thick // 2)
-    for i in np.flatnonzero(bright) if measured else ():  # every halo first: none covers another's colour
+    for i in np.flatnonzero(bright).tolist() if measured else ():  # every halo first: none covers another's colour
         cv2.ellipse(canvas, centres[i], axes[i], 0, 0, 360, _HALO, ring + 2, cv2.LINE_AA, shift)
     for i in range(len(pts)) if measured else ():
         cv2.ellipse(canvas, centres[i], axes[i], 0, 0, 360, tuple(int(c) for c in colours[i]), ring, cv2.LINE_AA, shift)
@@ -285,7 +285,8 @@ def _drawn(text: str) -> str:
 
 def _text_size(text: str, size: float, thick: int) -> tuple[tuple[int, int], int]:
     """OpenCV's ((width, height), baseline) of ``text`` as drawn."""
-    return cv2.getTextSize(_drawn(text), cv2.FONT_HERSHEY_SIMPLEX, size, thick)
+    (width, height), baseline = cv2.getTextSize(_drawn(text), cv2.FONT_HERSHEY_SIMPLEX, size, thick)
+    return (width, height), baseline
 
 
 def _text_width(text: str, size: float, thick: int) -> int:

@@ -28,6 +28,7 @@ by the driver alone.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import os
 import signal
@@ -161,11 +162,11 @@ class SegmentBatch:
             raise InputError(f"overlays={overlays!r} needs overlays_dir, the shared folder the pictures go to")
         path = _materialise(engine_files) if engine_files else model
         self._seg = load(path, backend=backend, threads=threads, device=device, max_pixels=max_pixels)
-        self._options = {"samples": samples, "seed": seed, "second_look": second_look, "workers": workers,
-                         "batch_size": batch_size}
-        self._outputs = {"masks_dir": Path(masks_dir) if masks_dir else None, "overlays": overlays,
-                         "overlays_dir": Path(overlays_dir) if overlays_dir else None, "dicom_seg": dicom_seg,
-                         "dicom_sr": dicom_sr}
+        self._predict_iter = functools.partial(self._seg.predict_iter, samples=samples, seed=seed,
+                                               second_look=second_look, workers=workers, batch_size=batch_size)
+        self._write_outputs = functools.partial(
+            write_image_outputs, masks_dir=Path(masks_dir) if masks_dir else None, overlays=overlays,
+            overlays_dir=Path(overlays_dir) if overlays_dir else None, dicom_seg=dicom_seg, dicom_sr=dicom_sr)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Segment one Ray Data batch of paths (or decoded images): its result and error rows."""
@@ -173,7 +174,7 @@ class SegmentBatch:
         inputs = list(batch["image"]) if "image" in batch else paths
         stems = [str(s) for s in batch["stem"]] if "stem" in batch else [Path(p).stem for p in paths]
         rows = []
-        outcomes = self._seg.predict_iter(inputs, **self._options)
+        outcomes = self._predict_iter(inputs)
         for path, stem, item, (_, outcome) in zip(paths, stems, inputs, outcomes):
             rows.append(self._row(path, stem, item, outcome))
         return {c: np.array([r.get(c, "") for r in rows], dtype=object) for c in ROW_COLUMNS}
@@ -184,7 +185,7 @@ class SegmentBatch:
             pixels = ((lambda: to_gray(item, name=path)) if isinstance(item, np.ndarray)
                       else (lambda: decode_gray(path, self._seg.max_pixels)))
             try:
-                return {**write_image_outputs(result, path, stem, pixels=pixels, **self._outputs),
+                return {**self._write_outputs(result, path, stem, pixels=pixels),
                         "Error": "", "Reason": ""}
             except ChexmaskError as exc:
                 outcome = exc
@@ -207,7 +208,7 @@ def _init_ray(address: str, cpus: int | None):
         before = signal.getsignal(signal.SIGTERM)
         try:
             ray.init(address=None if local else address, num_cpus=cpus if local else None, include_dashboard=False,
-                     log_to_driver=False, logging_level="ERROR", configure_logging=False)
+                     log_to_driver=False, logging_level=logging.ERROR, configure_logging=False)
         except ConnectionError as exc:  # Ray's words name its own --address flag and RAY_ADDRESS
             raise InputError(f"--ray {address}: no running Ray cluster answers ({first_line(exc).split('. ')[0]}); "
                              "start one with `ray start --head`, or use --ray local") from None
@@ -337,7 +338,7 @@ def _bounded_retries(map_batches) -> dict:
     return {"max_task_retries": RAY_TASK_RETRIES}
 
 
-def _model_error(exc: BaseException) -> BaseException | None:
+def _model_error(exc: BaseException | None) -> BaseException | None:
     """The ModelError an actor raised, from inside Ray's wrappers."""
     seen = set()
     while exc is not None and id(exc) not in seen:

@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # the 'dicom' extra's types and the core's, for type checkers
     from . import _core
 
 _ORGANS = organ_slices()
-FIELDS: tuple[dict, ...] = core.RESULT_FIELDS
+FIELDS: tuple[_core.FieldRow, ...] = core.RESULT_FIELDS
 """The schema table's rows (name, output, kind, unit, required, two_looks, pooled_with, json, csv, doc)."""
 
 
@@ -69,7 +69,10 @@ class SecondLook:
 class _ResultBase:
     """The Result's behaviour; its fields are made from the schema table below."""
 
-    def __post_init__(self) -> None:
+    # The methods that read fields take ``self: Result``: every instance is one (the class made below
+    # from the table). mypy wants a self type to be the class or a base of it, hence the ignore[misc].
+
+    def __post_init__(self: Result) -> None:  # type: ignore[misc]
         # frozen holds for its numbers too: an in-place edit of r.right_lung (a view of landmarks) rewrote the
         # result's landmarks, measures, masks and hash. Read-only views: the caller's own arrays stay writable
         for f in dataclasses.fields(self):
@@ -79,11 +82,12 @@ class _ResultBase:
                 view.flags.writeable = False
                 object.__setattr__(self, f.name, view)
 
-    def __setstate__(self, state: dict) -> None:  # unpickled and copied results are read-only too
+    # unpickled and copied results are read-only too
+    def __setstate__(self: Result, state: dict) -> None:  # type: ignore[misc]
         self.__dict__.update(state)
         self.__post_init__()
 
-    def __repr__(self) -> str:
+    def __repr__(self: Result) -> str:  # type: ignore[misc]
         """One line for a notebook or a log: the image, its size, the run and its verdict (the arrays'
         numbers are in the fields, ``to_dict`` or the JSON)."""
         q = self.quality
@@ -94,7 +98,7 @@ class _ResultBase:
                 f"samples={self.samples}, seed={self.seed}, model={self.model!r}, "
                 f"mean_node_std={spread}, mean_latent_sigma={self.mean_latent_sigma:.4f}, {verdict})")
 
-    def _repr_png_(self) -> bytes | None:
+    def _repr_png_(self: Result) -> bytes | None:  # type: ignore[misc]
         """The overlay for a notebook (Jupyter shows it when a Result ends a cell): contours, uncertainty
         ellipses and the verdict over the image file the result names; None (the one-line repr alone)
         for a result of pixels, or when that file is gone or is no longer of the result's size (a file
@@ -109,19 +113,21 @@ class _ResultBase:
         except (ChexmaskError, OSError):
             return None
 
-    def __eq__(self, other: object) -> bool:
+    def __eq__(self: Result, other: object) -> bool:  # type: ignore[misc]
         """Every field equal, the arrays element by element (NaN equal to NaN): the dataclass default
         could not compare arrays, and equality that skipped them held for results of other images."""
         if type(other) is not type(self):
             return NotImplemented
         return all(_same(getattr(self, f.name), getattr(other, f.name)) for f in dataclasses.fields(self))
 
-    def __hash__(self) -> int:  # from fields equal results share: equal results hash alike
+    # from fields equal results share: equal results hash alike
+    def __hash__(self: Result) -> int:  # type: ignore[misc]
         return hash((self.image, self.height, self.width, self.samples, self.seed, self.model,
                      self.landmarks.tobytes()))
 
     @classmethod
-    def from_core(cls, out: _core.Result, *, model: str, image: str | None = None) -> "Result":
+    def from_core(cls: type[Result], out: _core.Result, *, model: str,  # type: ignore[misc]
+                  image: str | None = None) -> Result:
         """The Python Result of a ``chexmask_rt._core.Result``: every field of the table, the flag and the look."""
         values = {f["name"]: getattr(out, f["name"]) for f in FIELDS}
         return cls(**values, height=out.height, width=out.width, samples=out.samples, seed=int(out.seed), model=model,
@@ -129,26 +135,26 @@ class _ResultBase:
                    second_look=None if out.second_look is None else SecondLook.from_core(out.second_look))
 
     @property
-    def node_uncertainty(self) -> np.ndarray:
+    def node_uncertainty(self: Result) -> np.ndarray:  # type: ignore[misc]
         """(N,) per-landmark uncertainty: (std_x + std_y) / 2, in pixels (read-only, as the fields)."""
         values = self.landmarks_std.mean(axis=1)
         values.flags.writeable = False
         return values
 
     @property
-    def mean_node_std(self) -> float:
+    def mean_node_std(self: Result) -> float:  # type: ignore[misc]
         """The paper's image score: mean node uncertainty over the landmarks (0 for one decode: see
         :attr:`spread_measured`)."""
         return _mean_in_order(self.node_uncertainty)
 
     @property
-    def look_kind(self) -> str:
+    def look_kind(self: Result) -> str:  # type: ignore[misc]
         """How this answer was made: "pooled", "crop_only" or "none"; "off" when no second look was asked
         for (the CSV's ``Second Look``)."""
         return "off" if self.second_look is None else self.second_look.look
 
     @property
-    def spread_measured(self) -> bool:
+    def spread_measured(self: Result) -> bool:  # type: ignore[misc]
         """Whether ``landmarks_std``, ``node_uncertainty`` and ``mean_node_std`` measure a spread: False
         for one decode (samples 1 without a pooled second look), whose std is 0 because there is nothing
         to spread, not because the model is sure. The JSON writes them as null then, the CSV leaves
@@ -156,40 +162,41 @@ class _ResultBase:
         return self.samples > 1 or self.look_kind == "pooled"
 
     @property
-    def mean_latent_sigma(self) -> float:
+    def mean_latent_sigma(self: Result) -> float:  # type: ignore[misc]
         """The paper's latent score: mean of the encoder's sigma over the latent dims."""
         return _mean_in_order(self.latent_sigma)
 
     @property
-    def right_lung(self) -> np.ndarray:
+    def right_lung(self: Result) -> np.ndarray:  # type: ignore[misc]
         """The patient's right lung (on the image's left): landmarks 0-43, (x, y) in image pixels."""
         return self.landmarks[_ORGANS["right_lung"]]
 
     @property
-    def left_lung(self) -> np.ndarray:
+    def left_lung(self: Result) -> np.ndarray:  # type: ignore[misc]
         """The patient's left lung (on the image's right): landmarks 44-93, (x, y) in image pixels."""
         return self.landmarks[_ORGANS["left_lung"]]
 
     @property
-    def heart(self) -> np.ndarray:
+    def heart(self: Result) -> np.ndarray:  # type: ignore[misc]
         """The heart: landmarks 94-119, (x, y) in image pixels."""
         return self.landmarks[_ORGANS["heart"]]
 
-    def measures(self) -> Measures:
+    def measures(self: Result) -> Measures:  # type: ignore[misc]
         """Cardiothoracic ratio and organ areas, in px and (with a DICOM pixel spacing) mm, with their
         std over the decoded samples when the result has them (:mod:`chexmask_rt.measures`)."""
         return measure(self.landmarks, self.landmark_samples, None if self.source is None else self.source.spacing,
                        (self.height, self.width))
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self: Result) -> dict[str, Any]:  # type: ignore[misc]
         """Plain JSON-ready dict (the format of ``chexmask-rt predict --json``).
 
         The table's fields marked for the JSON follow the run's settings, then the scores, the second
         look and ``quality``; these keys equal what the C++ example ``chexmask-rt-cpp`` prints
         (tests/test_native.py). ``dicom`` (UIDs, empty for other inputs) and ``measures`` are the
         Python runtime's."""
-        out = {"image": self.image, "height": self.height, "width": self.width, "samples": self.samples,
-               "seed": self.seed, "bit_depth": self.bit_depth, "model": self.model, "intended_use": INTENDED_USE}
+        out: dict[str, Any] = {
+            "image": self.image, "height": self.height, "width": self.width, "samples": self.samples,
+            "seed": self.seed, "bit_depth": self.bit_depth, "model": self.model, "intended_use": INTENDED_USE}
         measured = self.spread_measured  # one decode's 0 spread is no measurement: null, as the C++ example
         for f in FIELDS:
             value = getattr(self, f["name"])
@@ -205,20 +212,20 @@ class _ResultBase:
         out["measures"] = self.measures().to_dict()
         return out
 
-    def organ_masks(self) -> dict[str, np.ndarray]:
+    def organ_masks(self: Result) -> dict[str, np.ndarray]:  # type: ignore[misc]
         """Filled landmark polygons per organ ("right_lung", "left_lung", "heart"): uint8 0/255, original size."""
         from .rle import polygon_mask
 
         return {name: polygon_mask(self.landmarks[sl], self.height, self.width) for name, sl in _ORGANS.items()}
 
-    def to_dicom_seg(self, source_dataset: Dataset, **kwargs: Any) -> Segmentation:
+    def to_dicom_seg(self: Result, source_dataset: Dataset, **kwargs: Any) -> Segmentation:  # type: ignore[misc]
         """A DICOM Segmentation of the three organ masks over ``source_dataset`` (the pydicom dataset of the
         image this result came from); see :func:`chexmask_rt.dicom_out.segmentation`."""
         from .dicom_out import segmentation
 
         return segmentation(self, source_dataset, **kwargs)
 
-    def to_dicom_sr(self, source_dataset: Dataset, **kwargs: Any) -> ComprehensiveSR:
+    def to_dicom_sr(self: Result, source_dataset: Dataset, **kwargs: Any) -> ComprehensiveSR:  # type: ignore[misc]
         """A Comprehensive SR (TID 1500 measurement report) of the contours, scores and measures over
         ``source_dataset``; see :func:`chexmask_rt.dicom_out.measurement_report`."""
         from .dicom_out import measurement_report
@@ -233,7 +240,7 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def _table_field(row: dict) -> tuple[str, type, dataclasses.Field]:
+def _table_field(row: _core.FieldRow) -> tuple[str, object, dataclasses.Field[Any]]:
     """A dataclass field for one row of the schema table: arrays (compared by ``_ResultBase.__eq__``,
     since numpy has no truth value), optional ones None when the engine lacks the output."""
     options: dict[str, Any] = dict(repr=row["kind"] != "samples", metadata=row)
@@ -253,7 +260,7 @@ def _make_result() -> type:
         ("source", DicomSource | None, field(default=None)),  # UIDs and pixel spacing of a DICOM input
         ("bit_depth", int | None, field(default=None)),  # what the pixels were scaled by; None: made by hand
     ]
-    cls = dataclasses.make_dataclass("Result", required + fixed + defaults + optional, bases=(_ResultBase,),
+    cls = dataclasses.make_dataclass("Result", [*required, *fixed, *defaults, *optional], bases=(_ResultBase,),
                                      frozen=True, eq=False, repr=False)
     cls.__module__ = __name__  # picklable as chexmask_rt.result.Result (Ray, worker processes)
     cls.__doc__ = (

@@ -9,10 +9,12 @@ bounded memory.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import os
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import cast
 
 import numpy as np
 
@@ -99,7 +101,11 @@ def _stream(segmenter, inputs: Iterator[ImageLike], options: dict, batch_size: i
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-_END = object()
+class _End(enum.Enum):  # a sentinel mypy follows: `item is _END` narrows item to an input
+    END = enum.auto()
+
+
+_END = _End.END
 
 
 def segment_each(segmenter, arrays: list[np.ndarray], names: list[str | None] | None = None,
@@ -131,7 +137,7 @@ def _naming(error: Exception, name: str | None) -> Exception:
     named = type(error)(f"{name}: {text.removeprefix('array: ')}")
     named.__cause__ = error.__cause__
     if isinstance(error, NonFiniteOutputError):  # the reason stays; an index would count within a one-image call
-        named.reason = error.reason
+        cast(NonFiniteOutputError, named).reason = error.reason  # named is of error's type
     return named
 
 

@@ -13,13 +13,19 @@ import stat
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypedDict
+
+class _Encoding(TypedDict):  # a TypedDict, not a dict[str, str]: open(**ENCODING) type-checks
+    encoding: str
+    errors: str
+
 
 # the text files we write and read back (CSV lists of images, written results): any file name the OS
 # gives us survives, including bytes that are not UTF-8 (Python holds them as surrogate escapes)
-ENCODING = dict(encoding="utf-8", errors="surrogateescape")
+ENCODING = _Encoding(encoding="utf-8", errors="surrogateescape")
 
 
-def write_whole(path: str | os.PathLike[str], write: Callable[[Path], None]) -> None:
+def write_whole(path: str | os.PathLike[str], write: Callable[[Path], object]) -> None:
     """Call ``write(temporary)``, then rename the temporary file onto ``path`` (same folder, so the
     rename is atomic). On any failure the temporary file is removed and the exception propagates.
     A device or a pipe (``--json /dev/null``) is written in place: the rename would put a file where
@@ -59,7 +65,7 @@ def is_special(path: str | os.PathLike[str]) -> bool:
     return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
 
 
-def write_whole_unclaimed(paths: Sequence[str | os.PathLike[str]], write: Callable[[Path], None],
+def write_whole_unclaimed(paths: Sequence[str | os.PathLike[str]], write: Callable[[Path], object],
                           replaces: Callable[[Path], bool]) -> Path | None:
     """Like :func:`write_whole`, under the first of ``paths`` (all in one folder) that is free or holds
     a file that ``replaces(path)`` says this one may replace; returns that path, or None when every
@@ -68,11 +74,11 @@ def write_whole_unclaimed(paths: Sequence[str | os.PathLike[str]], write: Callab
     A free name is claimed with a hard link, which fails when another process took the name
     meanwhile, so two writers never replace each other's files unasked. Where the file system has
     no hard links, a free name is checked, then renamed onto: the race is left open there."""
-    paths = [Path(p) for p in paths]
-    temporary = _temporary(paths[0])
+    candidates = [Path(p) for p in paths]
+    temporary = _temporary(candidates[0])
     try:
         write(temporary)
-        for path in paths:
+        for path in candidates:
             try:
                 os.link(temporary, path)
                 return path
