@@ -117,7 +117,7 @@ setup(
         # imagecodecs: libjpeg-turbo's lossless JPEG frames, against which the core's decoder is tested
         # mypy: tests/test_types.py type-checks the package and a user's program of its public API
         "test": ["pytest>=7", "hypothesis>=6.100", "build>=1.0", "pybind11>=2.12", "imagecodecs>=2024.1.1",
-                 "mypy>=2.4"],
+                 "mypy>=2.4,<2.5"],
         # benchmarks/ and training/: plots, thin-plate splines
         "bench": ["matplotlib>=3.6", "scipy>=1.10", "psutil>=5.9"],
         # scripts/build_wheel.sh: the portable wheel (zig as a glibc 2.28 compiler, manylinux tags)
