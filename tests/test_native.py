@@ -235,7 +235,8 @@ def test_engine_options_defaults_match_the_cpp_header():
     doc, defaults = _core.Engine.__init__.__doc__, chexmask_rt.EngineOptions()
     assert f"layout_optimizations: bool = {defaults.layout_optimizations}" in doc
     assert f"memory_pattern: bool = {defaults.memory_pattern}" in doc
-    assert f"images_per_call: typing.SupportsInt | typing.SupportsIndex = {defaults.images_per_call})" in doc
+    assert f"images_per_call: typing.SupportsInt | typing.SupportsIndex = {defaults.images_per_call}," in doc
+    assert defaults.expected_sha256 is None and "expected_sha256: str = '')" in doc  # None reaches the core as ""
 
 
 def test_engine_settings_change_speed_not_answers(shared_images):

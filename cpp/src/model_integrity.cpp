@@ -83,7 +83,7 @@ bool check_bytes(std::string_view file, const std::string& name, const std::stri
         return true;  // the very file the caller expects, whatever it records
     }
     const std::size_t at = file.find(kRecordedEntry);
-    if (at == std::string_view::npos) return false;  // exported before 0.4.0, or by another tool
+    if (at == std::string_view::npos) return false;  // exported before the seal, or by another tool
     const std::size_t value_at = at + kRecordedEntry.size();
     const std::string_view recorded = file.substr(value_at, kHexDigits);
     if (!is_lower_hex(recorded) || file.find(kRecordedEntry, value_at) != std::string_view::npos) {

@@ -783,6 +783,35 @@ void test_wrong_engine(const std::string& path, const std::string& library) {
     }
 }
 
+/// SHA-256: FIPS 180-4's examples, and the CPU's SHA instructions (where this CPU has them) against the
+/// portable code at every length to 300 bytes and across updates that split blocks.
+void test_sha256() {
+    namespace detail = chexmask_rt::detail;
+    const auto hex = [](const std::string& message, bool cpu) {
+        detail::Sha256 hasher(cpu);
+        hasher.update(message.data(), message.size());
+        return hasher.hex();
+    };
+    for (bool cpu : {false, true}) {
+        CHECK(hex("", cpu) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        CHECK(hex("abc", cpu) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        CHECK(hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", cpu) ==
+              "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+        CHECK(hex(std::string(1000000, 'a'), cpu) == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+    }
+    std::string bytes;
+    std::uint32_t x = 12345;
+    for (int i = 0; i < 300; ++i) bytes += static_cast<char>((x = x * 1103515245u + 12345u) >> 24);
+    for (std::size_t n = 0; n <= bytes.size(); ++n) CHECK(hex(bytes.substr(0, n), true) == hex(bytes.substr(0, n), false));
+    for (std::size_t split : {1u, 63u, 64u, 65u, 130u}) {
+        detail::Sha256 hasher;
+        hasher.update(bytes.data(), split);
+        hasher.update(bytes.data() + split, bytes.size() - split);
+        CHECK(hasher.hex() == hex(bytes, false));
+    }
+    std::cout << "sha256: " << (detail::sha256_uses_cpu_instructions() ? "CPU instructions" : "portable code") << "\n";
+}
+
 /// The byte check of an engine's seal on bytes around a seal entry (no ONNX needed): the sealed bytes
 /// pass; every one-byte change and every cut either fails or leaves no entry to check (the engine's
 /// mark, which the backend reads from the metadata, covers that case; tests/test_model_integrity.py).
@@ -887,6 +916,7 @@ int main(int argc, char** argv) {
     test_json();
     test_quality();
     test_polygon_mask();
+    test_sha256();
     test_integrity_bytes();
     if (argc >= 3) {
         test_missing_library(argv[1]);

@@ -68,7 +68,7 @@ class EngineOptions:
     expected_sha256: str | None = None
     """The model file's SHA-256 (64 hex digits, as ``sha256sum`` prints it): any other file is a
     ModelError. None: the engine is checked against the SHA-256 its export recorded in it (engines
-    exported by 0.4.0 and later), and the shipped model against the one the package lists for it."""
+    exported by this release or later), and the shipped model against the one the package lists for it."""
 
 
 def _checked(options: EngineOptions) -> EngineOptions:
@@ -293,7 +293,7 @@ class Segmenter:
     def integrity(self) -> str:
         """What the core checked the engine file against when it opened it: "pinned" (the SHA-256 of
         ``EngineOptions.expected_sha256``, or the shipped engine's listed one), "recorded" (the SHA-256
-        its export recorded in it) or "none" (an engine exported before 0.4.0, or by another tool)."""
+        its export recorded in it) or "none" (an engine exported before the seal, or by another tool)."""
         if self._pinned:
             return "pinned"
         return "recorded" if core.INTEGRITY_KEY in self.info.metadata else "none"
