@@ -64,15 +64,9 @@ def sealed_toy_engine(**kwargs) -> bytes:
     """The toy engine as ``chexmask-rt export`` writes an engine: with its integrity entry, sealed."""
     import onnx
 
-    from chexmask_rt import core
+    from chexmask_rt.metadata import sealed_engine_bytes
 
-    model = onnx.load_from_string(toy_engine(**kwargs))
-    entries = list(model.metadata_props)
-    del model.metadata_props[:]
-    for key, value in core.SEAL_ENTRIES:  # first, as the export writes them
-        model.metadata_props.add(key=key, value=value)
-    model.metadata_props.extend(entries)
-    return core.seal_engine(model.SerializeToString())
+    return sealed_engine_bytes(onnx.load_from_string(toy_engine(**kwargs)))
 
 
 def write_toy_engine(path: Path, **kwargs) -> Path:

@@ -513,12 +513,13 @@ py::array_t<std::uint8_t> polygon_mask_array(const py::array_t<double, py::array
     return out;
 }
 
-/// The bytes of a JPEG frame (bytes, bytearray, a uint8 array): contiguous, held by the caller.
-struct FrameBytes {
+/// Bytes handed in (bytes, bytearray, a uint8 array: a JPEG frame, a file to hash): contiguous,
+/// held by the caller.
+struct HeldBytes {
     const std::uint8_t* data;
     std::size_t size;
 };
-FrameBytes frame_bytes(const py::buffer& data, const char* function) {
+HeldBytes held_bytes(const py::buffer& data, const char* function) {
     const py::buffer_info info = data.request();
     if (info.itemsize != 1 || info.ndim != 1 || info.strides[0] != 1)
         throw InputError(std::string(function) + ": expected contiguous bytes");
@@ -526,7 +527,7 @@ FrameBytes frame_bytes(const py::buffer& data, const char* function) {
 }
 
 py::tuple lossless_jpeg_array(const py::buffer& data, std::int64_t max_pixels) {
-    const FrameBytes frame = frame_bytes(data, "decode_lossless_jpeg");
+    const HeldBytes frame = held_bytes(data, "decode_lossless_jpeg");
     detail::LosslessImage image;
     {
         py::gil_scoped_release release;  // `data` is held by the caller meanwhile
@@ -540,13 +541,13 @@ py::tuple lossless_jpeg_array(const py::buffer& data, std::int64_t max_pixels) {
 }
 
 std::string sha256_of(const py::buffer& data) {
-    const FrameBytes bytes = frame_bytes(data, "sha256_hex");
+    const HeldBytes bytes = held_bytes(data, "sha256_hex");
     py::gil_scoped_release release;  // `data` is held by the caller meanwhile
     return detail::sha256_hex(bytes.data, bytes.size);
 }
 
 int dct_jpeg_check(const py::buffer& data) {
-    const FrameBytes frame = frame_bytes(data, "check_dct_jpeg");
+    const HeldBytes frame = held_bytes(data, "check_dct_jpeg");
     py::gil_scoped_release release;  // `data` is held by the caller meanwhile
     return detail::check_dct_jpeg(frame.data, frame.size);
 }

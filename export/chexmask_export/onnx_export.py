@@ -8,9 +8,8 @@ from pathlib import Path
 import onnx
 import torch
 
-from chexmask_rt import core
 from chexmask_rt.errors import ModelError
-from chexmask_rt.metadata import FORMAT_VERSION, EngineMetadata
+from chexmask_rt.metadata import FORMAT_VERSION, EngineMetadata, sealed_engine_bytes
 from chexmask_rt.whole_files import write_bytes_whole
 
 from .affine_fusion import fuse_per_image_affines
@@ -91,9 +90,6 @@ def export_onnx(net: HybridGNet, output: str | Path, *, checkpoint_sha256: str, 
                           has_samples_output=samples_output,
                           landmark_offsets_sha256="" if landmark_offsets is None else landmark_offsets.sha256,
                           second_look=second_look)
-    # the seal comes first: a file cut short after it, even between two entries, no longer hashes to it
-    for key, value in core.SEAL_ENTRIES:  # its SHA-256 is set below, once the bytes are final
-        model.metadata_props.add(key=key, value=value)
     for key, value in info.to_metadata().items():
         model.metadata_props.add(key=key, value=value)
     model.producer_name = "chexmask-rt"
@@ -105,5 +101,5 @@ def export_onnx(net: HybridGNet, output: str | Path, *, checkpoint_sha256: str, 
     output.parent.mkdir(parents=True, exist_ok=True)
     # whole or not at all, so a full disk cannot leave a broken engine where a good one was; always the
     # binary format (onnx.save picks a text format for names ending .json or .textproto)
-    write_bytes_whole(output, core.seal_engine(model.SerializeToString()))
+    write_bytes_whole(output, sealed_engine_bytes(model))
     return info

@@ -61,6 +61,18 @@ class EngineMetadata:
         return {PREFIX + k: v for k, v in fields.items()}
 
 
+def sealed_engine_bytes(model) -> bytes:
+    """``model`` (an ``onnx.ModelProto``, edited here) as engine bytes sealed by the core: its seal
+    entries (``core.SEAL_ENTRIES``) first among the metadata, so that a file cut short after them no
+    longer hashes to them, and their SHA-256 set (``core.seal_engine``)."""
+    entries = list(model.metadata_props)
+    del model.metadata_props[:]
+    for key, value in core.SEAL_ENTRIES:
+        model.metadata_props.add(key=key, value=value)
+    model.metadata_props.extend(entries)
+    return core.seal_engine(model.SerializeToString())
+
+
 def read_engine_metadata(path: str | Path) -> tuple[dict[str, str], core.ModelInfo]:
     """An engine file's metadata properties and the core's ModelInfo of them, without running it
     (onnxruntime opens it with graph optimisations off, so this stays quick at any input size)."""

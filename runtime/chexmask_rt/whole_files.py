@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypedDict
 
+
 class _Encoding(TypedDict):  # a TypedDict, not a dict[str, str]: open(**ENCODING) type-checks
     encoding: str
     errors: str
