@@ -1,7 +1,7 @@
 """An engine file checks itself when it opens: a damaged file is refused, not run.
 
 Zeroing 4 KB at a random place in the shipped engine left a file that loaded and moved its
-landmarks by a pixel or more in 8 of 40 tries (0.4.0's probe). Now an export records the SHA-256
+landmarks by a pixel or more in 8 of 40 tries (a probe before the seal). Now an export records the SHA-256
 of the file it writes (metadata ``chexmask_rt.integrity_sha256``, hashed with that value as 64
 '0's), the core checks it before ONNX Runtime parses the bytes, and a caller may pin the whole
 file's SHA-256 (``EngineOptions.expected_sha256``); the package pins its shipped engine.
