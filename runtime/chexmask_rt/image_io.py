@@ -26,6 +26,7 @@ from .errors import InputError, OutOfMemoryError, first_line, os_reason, path_te
 from .image_headers import Header, check_png_chunks, read_header
 from .jpeg_strict import decode_jpeg_strict
 from .limits import check_file_size, check_pixels, resolve_max_pixels
+from .lasting_threads import on_lasting_thread
 from .native_gate import native_call
 
 
@@ -208,7 +209,7 @@ def _decode_opencv(data: np.ndarray, name: str) -> np.ndarray:
     if image.ndim == 3 and image.shape[2] in (3, 4):
         # cv2 decodes colour as BGR(A); the rest of the package expects RGB(A)
         code = cv2.COLOR_BGR2RGB if image.shape[2] == 3 else cv2.COLOR_BGRA2RGBA
-        image = cv2.cvtColor(image, code)
+        image = on_lasting_thread(cv2.cvtColor, image, code)
     return image
 
 
@@ -262,7 +263,7 @@ def _rgb_to_gray(rgb: np.ndarray, name: str) -> np.ndarray:
         # cast to float32 (which would turn 1e300 into inf with a warning)
         _check_unit_range(rgb, name)
         rgb = rgb.astype(np.float32, copy=False)
-    return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+    return on_lasting_thread(cv2.cvtColor, np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
 
 
 def _check_unit_range(image: np.ndarray, name: str) -> None:

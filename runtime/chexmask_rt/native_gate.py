@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import atexit
+import importlib
 import os
 import threading
 from collections.abc import Iterator
@@ -29,23 +30,30 @@ _state = threading.Condition(threading.Lock())
 _in_flight = 0
 _forking = False
 _exiting = False
+_thread = threading.local()  # .inside: this thread is in a native call
 EXIT_WAIT_S = 120.0  # the longest an exit waits for calls in flight (a K = 10000 call takes seconds)
 
 
 @contextmanager
 def native_call() -> Iterator[None]:
     """Around native work that releases the GIL: a fork, and the interpreter's exit, wait until it has
-    returned. Not nested: a fork would wait for the outer call while the inner one waits for the fork."""
+    returned. Within a thread's native call another one passes: the outer one already counts (had it
+    waited, a fork would wait for the outer call while the inner one waited for the fork)."""
     global _in_flight
+    if getattr(_thread, "inside", False):
+        yield
+        return
     with _state:
         while _forking:
             _state.wait()
         if _exiting and threading.current_thread() is not threading.main_thread():  # only daemon threads now
             raise ModelError("the interpreter is exiting: no engine call or decode starts on another thread")
         _in_flight += 1
+    _thread.inside = True
     try:
         yield
     finally:
+        _thread.inside = False
         with _state:
             _in_flight -= 1
             _state.notify_all()
@@ -82,4 +90,8 @@ def _finish_at_exit() -> None:
 
 atexit.register(_finish_at_exit)
 if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    # Before a fork, hooks run in the reverse order of their registration. Ours must run before the
+    # thread pools' hook, which takes the lock every submit takes: else a call in flight that hands its
+    # work to a pool (lasting_threads) waits for that lock while the fork waits for the call.
+    importlib.import_module("concurrent.futures.thread")  # registers the pools' hook, if not yet done
     os.register_at_fork(before=_before_fork, after_in_parent=_after_fork, after_in_child=_after_fork_in_child)

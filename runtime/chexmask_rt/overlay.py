@@ -10,6 +10,7 @@ import numpy as np
 
 from .anatomy import organ_slices
 from .errors import InputError, os_reason
+from .lasting_threads import on_lasting_thread
 from .native_gate import native_call
 from .notice import INTENDED_USE
 from .whole_files import write_bytes_whole
@@ -145,8 +146,7 @@ def draw_overlay(image: np.ndarray | str | os.PathLike[str], result: Result, *, 
     if tuple(np.shape(image)[:2]) != (result.height, result.width):
         raise InputError(f"the picture is {np.shape(image)[1]}x{np.shape(image)[0]} pixels but the result is of a "
                          f"{result.width}x{result.height} image: draw over the image the result was made from")
-    with native_call():  # OpenCV releases the GIL while it draws: a fork and the exit wait for it (native_gate)
-        return _drawing(image, result, max_side)
+    return on_lasting_thread(_drawing, image, result, max_side)  # OpenCV draws it: see lasting_threads
 
 
 def _drawing(image: np.ndarray, result: Result, max_side: int) -> np.ndarray:
