@@ -1,9 +1,11 @@
 """The README's Python examples run as written, one after the other, on files named as they name them
-(a tour that closed ``seg`` in a ``with`` line and then predicted with it raised ModelError)."""
+(a tour that closed ``seg`` in a ``with`` line and then predicted with it raised ModelError), and the
+C++ README's examples compile against the installed header."""
 from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 import textwrap
 from pathlib import Path
 
@@ -14,12 +16,13 @@ from chexmask_rt.image_io import read_image
 from conftest import SHARED
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+CPP_README = README.parent / "cpp" / "README.md"
 # what these examples need and this machine lacks: a GPU provider, a Ray cluster
 _NOT_HERE = {'load(device="cuda")': "a CUDA or TensorRT provider", 'ray.init(address="auto")': "a Ray cluster"}
 
 
-def _examples() -> list[str]:
-    return [textwrap.dedent(block) for block in re.findall(r"```python\n(.*?)```", README.read_text(), re.S)]
+def _examples(readme: Path = README, language: str = "python") -> list[str]:
+    return [textwrap.dedent(block) for block in re.findall(rf"```{language}\n(.*?)```", readme.read_text(), re.S)]
 
 
 def test_each_python_example_runs_or_needs_what_this_machine_lacks(tmp_path, monkeypatch, example1):
@@ -46,3 +49,21 @@ def test_each_python_example_runs_or_needs_what_this_machine_lacks(tmp_path, mon
     for written in ("out.png", "chest.seg.dcm", "chest.sr.dcm"):
         assert (tmp_path / written).stat().st_size > 0, written
     assert isinstance(names["r"], chexmask_rt.Result) and names["r"].source is not None
+
+
+def test_the_cpp_examples_compile(tmp_path):
+    """Each block is a function's body; the names it leaves to the reader (the caller's pixels) are
+    the function's parameters."""
+    examples = _examples(CPP_README, "cpp")
+    assert len(examples) >= 2
+    source = ["#include <chexmask_rt/chexmask_rt.hpp>", "#include <cstddef>"]
+    for i, example in enumerate(examples):
+        body = "\n".join(line for line in example.splitlines() if not line.startswith("#include"))
+        source.append(f"void example_{i}(const void* pixels, int w, int h, std::size_t row_bytes, "
+                      f"std::size_t buffer_size) {{\n{body}\n}}")
+    (tmp_path / "examples.cpp").write_text("\n".join(source) + "\n")
+    compiler = shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
+    assert compiler, "no C++ compiler: the core's build needs one too"
+    done = subprocess.run([compiler, "-std=c++17", "-fsyntax-only", "-I", str(CPP_README.parent / "include"),
+                           str(tmp_path / "examples.cpp")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
