@@ -189,3 +189,40 @@ def test_a_program_that_ends_while_daemon_threads_convert_colour_exits_as_it_ask
     for _ in range(4):
         proc = subprocess.run([sys.executable, "-c", _COLOUR_AT_EXIT], capture_output=True, text=True, timeout=120)
         assert proc.returncode == 3 and "terminate called" not in proc.stderr, (proc.returncode, proc.stderr[-2000:])
+
+
+_FORK_WHILE_THE_POOL_WORKS = r"""
+import os, threading, time
+from chexmask_rt.lasting_threads import on_lasting_thread
+from chexmask_rt.native_gate import native_call
+
+forking = threading.Event()
+
+def work():  # on a lasting thread, for a caller that waits in a native call: it makes its own native call
+    forking.wait()
+    time.sleep(0.3)  # native_gate's hook, which runs after this test's, now waits for the caller
+    with native_call():
+        return 1
+
+caller = threading.Thread(target=lambda: on_lasting_thread(work))
+caller.start()
+os.register_at_fork(before=forking.set)  # registered after native_gate's: runs before it
+pid = os.fork()
+if pid == 0:
+    os._exit(0)
+os.waitpid(pid, 0)
+caller.join()
+print("done")
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX only")
+def test_a_native_call_inside_the_pools_work_does_not_wait_for_a_fork():
+    """The fork waits for the caller, the caller for the pool's work: that work's own native call waiting
+    for the fork hung all three."""
+    try:
+        done = subprocess.run([sys.executable, "-c", _FORK_WHILE_THE_POOL_WORKS], capture_output=True, text=True,
+                              timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the fork, the caller and the pool's work waited for each other")
+    assert done.returncode == 0 and done.stdout == "done\n", done.stderr[-2000:]

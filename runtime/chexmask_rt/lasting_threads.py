@@ -16,7 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from .native_gate import native_call
+from .native_gate import for_a_waiting_call, native_call
 
 T = TypeVar("T")
 _here = threading.local()  # .lasting: this thread is one of the pool's
@@ -32,10 +32,15 @@ def on_lasting_thread(fn: Callable[..., T], *args: object) -> T:
         if threading.current_thread() is threading.main_thread() or getattr(_here, "lasting", False):
             return fn(*args)
         try:
-            future = _lasting_pool().submit(fn, *args)
+            future = _lasting_pool().submit(_for_the_waiting_call, fn, *args)
         except RuntimeError:  # the interpreter is shutting its pools down: the work is still wanted
             return fn(*args)
         return future.result()
+
+
+def _for_the_waiting_call(fn: Callable[..., T], *args: object) -> T:
+    with for_a_waiting_call():
+        return fn(*args)
 
 
 def _lasting_pool() -> ThreadPoolExecutor:
@@ -53,7 +58,7 @@ def _mark_lasting() -> None:
 
 def _forget_pool_in_child() -> None:
     # a forked child has none of the pool's threads: a pool that counted them idle would queue work
-    # that nothing runs (native_gate lets no fork happen while the pool is working)
+    # that nothing runs (no fork happens while the pool works: its work counts as its caller's call)
     global _lock, _pool
     _lock = threading.Lock()
     _pool = None

@@ -59,6 +59,19 @@ def native_call() -> Iterator[None]:
             _state.notify_all()
 
 
+@contextmanager
+def for_a_waiting_call() -> Iterator[None]:
+    """Around work a thread does for another thread that waits for it inside ``native_call``
+    (lasting_threads): the work counts as that call. A fork waits for the call, which waits for the
+    work: had the work's own native calls waited for the fork, none of the three would end."""
+    was = getattr(_thread, "inside", False)
+    _thread.inside = True
+    try:
+        yield
+    finally:
+        _thread.inside = was
+
+
 def _before_fork() -> None:
     global _forking
     _state.acquire()          # held across the fork: no call starts until it is done
