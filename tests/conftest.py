@@ -3,6 +3,7 @@ it exists in CI beside the clone, and its absence is an error, not a skip."""
 from __future__ import annotations
 
 import os
+import time
 import subprocess
 import sys
 from pathlib import Path
@@ -34,6 +35,19 @@ def skip_or_fail_without_native(reason: str, **kwargs) -> None:
     if os.environ.get("CHEXMASK_RT_REQUIRE_NATIVE") == "1":
         pytest.fail(f"native core required but unavailable: {reason}", pytrace=False)
     pytest.skip(reason, **kwargs)
+
+
+def wait_child(pid: int, seconds: float = 20.0) -> int | None:
+    """The child's exit code, or None (after killing it) when it has not ended in time."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.01)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    return None
 
 
 def _require(path: Path) -> Path:

@@ -4,7 +4,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 
 import cv2
 import numpy as np
@@ -12,6 +11,7 @@ import pytest
 
 from chexmask_rt.image_io import read_image, to_gray
 from chexmask_rt.overlay import draw_overlay
+from conftest import wait_child
 
 _GROWTH = r"""
 import gc, os, sys, threading
@@ -95,19 +95,6 @@ def test_an_opencv_error_reaches_the_calling_thread():
     assert len(caught) == 1 and "scn" in str(caught[0])
 
 
-def _wait_child(pid: int, seconds: float = 20.0) -> int | None:
-    """The child's exit code, or None (after killing it) when it has not ended in time."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        time.sleep(0.01)
-    os.kill(pid, 9)
-    os.waitpid(pid, 0)
-    return None
-
-
 def _on_a_thread(fn) -> None:
     t = threading.Thread(target=fn)
     t.start()
@@ -125,7 +112,7 @@ def test_a_forked_child_converts_on_its_own_threads():
         out: list = []
         _on_a_thread(lambda: out.append(to_gray(rgb)))
         os._exit(0 if len(out) == 1 and np.array_equal(out[0], cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)) else 1)
-    assert _wait_child(pid) == 0
+    assert wait_child(pid) == 0
 
 
 _FORKS_WHILE_READING = r"""

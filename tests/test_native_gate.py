@@ -11,21 +11,9 @@ import numpy as np
 import pytest
 
 from chexmask_rt.native_gate import native_call
+from conftest import wait_child
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX only")
-
-
-def _wait_child(pid: int, seconds: float = 20.0) -> int | None:
-    """The child's exit code, or None (after killing it) when it has not ended in time."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        time.sleep(0.01)
-    os.kill(pid, 9)
-    os.waitpid(pid, 0)
-    return None
 
 
 def test_fork_waits_for_a_call_in_flight_and_the_child_can_call():
@@ -47,7 +35,7 @@ def test_fork_waits_for_a_call_in_flight_and_the_child_can_call():
         os._exit(0)
     assert ended.is_set()  # fork() returned only after the call in flight had finished
     t.join()
-    assert _wait_child(pid) == 0
+    assert wait_child(pid) == 0
     with native_call():  # and the parent goes on
         pass
 
