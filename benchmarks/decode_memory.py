@@ -55,26 +55,11 @@ def _write_images(folder: Path, megapixels: float) -> dict[str, Path]:
     cv2.imwrite(str(files["8-bit RGB JPEG"]), np.repeat(gray8[..., None], 3, axis=2))
     cv2.imwrite(str(files["16-bit RGB TIFF"]), np.repeat(gray12[..., None], 3, axis=2))
     Image.fromarray(ramp.astype(np.float32), mode="F").save(files["float32 gray TIFF"])
-    _write_dicom(files["12-bit DICOM"], gray12)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from test_dicom import make_dicom  # the tests' writer of an uncompressed single-frame DICOM
+
+    make_dicom(files["12-bit DICOM"], gray12, BitsStored=12)
     return files
-
-
-def _write_dicom(path: Path, pixels: np.ndarray) -> None:
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"  # Digital X-Ray Image, for presentation
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.Modality, ds.PhotometricInterpretation, ds.SamplesPerPixel = "DX", "MONOCHROME2", 1
-    ds.Rows, ds.Columns = pixels.shape
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.PixelData = pixels.tobytes()
-    ds.save_as(path, enforce_file_format=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -339,3 +339,22 @@ def test_an_upper_case_dcm_suffix_is_read_as_dicom(tmp_path):
     stored = np.tile(np.arange(0, 256, 4, dtype=np.uint8), (40, 1))
     lower = read_image(make_dicom(tmp_path / "a.dcm", stored, preamble=False))
     np.testing.assert_array_equal(read_image(make_dicom(tmp_path / "B.DCM", stored, preamble=False)), lower)
+
+
+def test_a_large_dicom_is_read_with_fewer_than_three_copies_of_its_pixels_at_once(tmp_path):
+    """The file's pixel bytes were kept through the rendering, a third copy beside the decoded and the
+    rendered image (3.3x the pixels' bytes; the kernel ends a process past a container's limit). The
+    rendering's look-up temporaries, 256 rows at a time, are a small part of a tall image."""
+    import tracemalloc
+
+    stored = (np.add.outer(np.arange(4000), np.arange(1250)) % 4096).astype(np.uint16)
+    path = make_dicom(tmp_path / "large.dcm", stored, BitsStored=12)
+    read_image(path)  # pydicom's dictionaries and the rest of a first read, outside the count
+    tracemalloc.start()
+    try:
+        rendered = read_image(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert rendered.shape == stored.shape and rendered.dtype == np.uint16
+    assert peak < 2.75 * stored.nbytes, f"peak {peak / stored.nbytes:.2f}x the pixels' bytes"

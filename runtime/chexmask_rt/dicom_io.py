@@ -137,6 +137,9 @@ def _read_dicom(p: Path, limit: int) -> np.ndarray:
             pixels = ds.pixel_array
         except Exception as exc:  # a missing decoder, corrupt pixel data, inconsistent image attributes
             raise _no_decoder(ds, p, exc) or _undecodable(p, _all_lines(exc)) from None
+    # the file's pixel bytes are of no more use: freed before the rendering makes a third copy of the
+    # image (a 32 MP 12-bit file peaked at 3.3x its pixels, 2.3x without them)
+    del ds["PixelData"]
     if photometric in ("MONOCHROME1", "MONOCHROME2"):
         if pixels.ndim != 2:
             raise _undecodable(p, f"expected a 2-D monochrome pixel array, got shape {pixels.shape}")
