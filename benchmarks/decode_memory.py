@@ -7,7 +7,7 @@ reads, then segments each file (``predict``, K = 50) in a process of its own tha
 loaded the shipped engine and segmented a small image. Prints, per format, the decoded array's
 size and the peak resident memory above that process's peak before the file (``VmHWM``): the
 decoders, not the engine, set it (OpenCV's PNG decoder holds two copies of the image; a TIFF is
-decoded a second time by Pillow to find damage OpenCV's libtiff passes over).
+decoded by Pillow too, to find damage OpenCV's libtiff passes over).
 """
 from __future__ import annotations
 

@@ -168,3 +168,23 @@ def test_a_6_bit_tiff_is_refused_with_its_bit_depth(tmp_path, gray):
     path = _gray_tiff(tmp_path / "six.tif", [(packed, {256: samples.shape[1], 258: 6})])
     with pytest.raises(InputError, match=r"six\.tif: a TIFF of 6 bits per sample, which no decoder here reads"):
         read_image(path)
+
+
+def test_a_float_tiff_is_read_with_fewer_than_three_copies_of_its_pixels_at_once(tmp_path):
+    """Pillow's damage check read a copy of the file while OpenCV's image was held: the file, that copy
+    and the image, 3.0x the pixels' bytes as tracemalloc counts them (Pillow's own image, not counted,
+    came on top: a 64 MP float TIFF peaked 982 MB above a loaded engine)."""
+    import tracemalloc
+
+    pixels = (np.add.outer(np.arange(4000), np.arange(1250)) % 4096 / 4095).astype(np.float32)
+    path = tmp_path / "float.tif"
+    Image.fromarray(pixels, mode="F").save(path)
+    read_image(path)  # Pillow's plugins and the rest of a first read, outside the count
+    tracemalloc.start()
+    try:
+        image = read_image(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(image, pixels)
+    assert peak < 2.6 * pixels.nbytes, f"peak {peak / pixels.nbytes:.2f}x the pixels' bytes"

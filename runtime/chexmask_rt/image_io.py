@@ -69,9 +69,14 @@ def _read_image(path: str | os.PathLike[str], max_pixels: int | None) -> np.ndar
                 raise InputError(f"{p}: multi-page TIFF ({header.pages} pages); only single-image files are "
                                  "supported (save the radiograph as its own file)")
             f.seek(0)
-            data = np.fromfile(f, dtype=np.uint8)
+            raw = f.read(size)  # bytes: Pillow's TIFF readers below share them, as the decoders' array does
     except OSError as exc:
         raise InputError(f"{p}: cannot read file ({os_reason(exc)})") from exc
+    data = np.frombuffer(raw, dtype=np.uint8)
+    if header.format == "tiff":
+        # before OpenCV's decode, whose image would otherwise sit beside Pillow's: a float32 TIFF
+        # peaked at 4x its pixels, with a copy of the file for Pillow
+        _check_tiff_data(raw, str(p))
     if header.format == "png":
         check_png_chunks(data.data, str(p))  # its memoryview: numpy's types lack the buffer protocol before 3.12
     image = decode_jpeg_strict(data, str(p)) if header.format == "jpeg" else None
@@ -94,8 +99,7 @@ def _read_image(path: str | os.PathLike[str], max_pixels: int | None) -> np.ndar
     if header.format == "tiff":
         image = _as_stored(image, header.orientation)
         _check_decoded_size(image, header.width, header.height, str(p))
-        _check_tiff_data(data, str(p))
-        image = _tiff_as_displayed(image, header, data, str(p))
+        image = _tiff_as_displayed(image, header, raw, str(p))
     _check_file_pixels(image, str(p))
     return image
 
@@ -119,7 +123,7 @@ def _check_file_pixels(image: np.ndarray, name: str) -> None:
                          "the image scaled to [0, 1] or with unsigned 8- or 16-bit pixels")
 
 
-def _tiff_as_displayed(image: np.ndarray, header: Header, data: np.ndarray, name: str) -> np.ndarray:
+def _tiff_as_displayed(image: np.ndarray, header: Header, data: bytes, name: str) -> np.ndarray:
     """What OpenCV's libtiff path gets wrong about two valid kinds of TIFF (measured, OpenCV 5.1): a
     16-bit WhiteIsZero image comes back uninverted (8-bit ones are inverted), and an 8-bit RGBA image
     comes back with its colour multiplied by its alpha (a transparent band turned black; alpha is not
@@ -133,7 +137,7 @@ def _tiff_as_displayed(image: np.ndarray, header: Header, data: np.ndarray, name
         from PIL import Image
 
         try:
-            with Image.open(io.BytesIO(data.tobytes())) as picture:
+            with Image.open(io.BytesIO(data)) as picture:
                 stored = np.asarray(picture.convert("RGBA") if picture.mode == "RGBa" else picture)
         except Exception as exc:  # noqa: BLE001 - OpenCV read it; say why Pillow could not
             raise InputError(f"{name}: not a readable image (RGBA TIFF: {first_line(exc)})") from None
@@ -177,7 +181,7 @@ def _check_decoded_size(image: np.ndarray, width: int, height: int, name: str) -
 _TIFF_DAMAGE = ("decoder error", "image file is truncated", "broken data stream")
 
 
-def _check_tiff_data(data: np.ndarray, name: str) -> None:
+def _check_tiff_data(data: bytes, name: str) -> None:
     """InputError when Pillow's decoder finds the image data damaged. OpenCV's libtiff prints its
     error (e.g. 'Using code not yet in table' for damaged LZW data) and returns the image with the
     rest of the strip gray; Pillow raises. TIFFs are rare among radiographs, so the second decode
@@ -187,7 +191,7 @@ def _check_tiff_data(data: np.ndarray, name: str) -> None:
     from PIL import Image
 
     try:
-        with Image.open(io.BytesIO(data.tobytes())) as picture:
+        with Image.open(io.BytesIO(data)) as picture:
             picture.load()
     except OSError as exc:
         reason = first_line(exc)
