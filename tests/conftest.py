@@ -50,6 +50,22 @@ def wait_child(pid: int, seconds: float = 20.0) -> int | None:
     return None
 
 
+def read_with_traced_peak(path: Path) -> tuple[np.ndarray, int]:
+    """``read_image(path)`` and the peak of the memory Python and numpy allocated during it
+    (tracemalloc), after a first read that loads the readers' plugins and tables outside the count."""
+    import tracemalloc
+
+    from chexmask_rt.image_io import read_image
+
+    read_image(path)
+    tracemalloc.start()
+    try:
+        image = read_image(path)
+        return image, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def _require(path: Path) -> Path:
     if not path.exists():
         pytest.fail(f"test data missing: {path} (the repo expects ../shared beside it)")

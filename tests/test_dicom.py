@@ -10,7 +10,7 @@ from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, ge
 import chexmask_rt
 from chexmask_rt.image_io import read_image
 
-from conftest import SHARED
+from conftest import SHARED, read_with_traced_peak
 
 DICOM = SHARED / "data" / "dicom"
 MONO2 = DICOM / "cr_chest_monochrome2_jpeg.dcm"
@@ -345,16 +345,7 @@ def test_a_large_dicom_is_read_with_fewer_than_three_copies_of_its_pixels_at_onc
     """The file's pixel bytes were kept through the rendering, a third copy beside the decoded and the
     rendered image (3.3x the pixels' bytes; the kernel ends a process past a container's limit). The
     rendering's look-up temporaries, 256 rows at a time, are a small part of a tall image."""
-    import tracemalloc
-
     stored = (np.add.outer(np.arange(4000), np.arange(1250)) % 4096).astype(np.uint16)
-    path = make_dicom(tmp_path / "large.dcm", stored, BitsStored=12)
-    read_image(path)  # pydicom's dictionaries and the rest of a first read, outside the count
-    tracemalloc.start()
-    try:
-        rendered = read_image(path)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    rendered, peak = read_with_traced_peak(make_dicom(tmp_path / "large.dcm", stored, BitsStored=12))
     assert rendered.shape == stored.shape and rendered.dtype == np.uint16
     assert peak < 2.75 * stored.nbytes, f"peak {peak / stored.nbytes:.2f}x the pixels' bytes"

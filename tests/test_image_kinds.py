@@ -16,7 +16,7 @@ from PIL import Image
 from chexmask_rt.errors import InputError
 from chexmask_rt.image_io import read_image, to_gray
 
-from conftest import IMAGES
+from conftest import IMAGES, read_with_traced_peak
 
 
 @pytest.fixture(scope="module")
@@ -174,17 +174,9 @@ def test_a_float_tiff_is_read_with_fewer_than_three_copies_of_its_pixels_at_once
     """Pillow's damage check read a copy of the file while OpenCV's image was held: the file, that copy
     and the image, 3.0x the pixels' bytes as tracemalloc counts them (Pillow's own image, not counted,
     came on top: a 64 MP float TIFF peaked 982 MB above a loaded engine)."""
-    import tracemalloc
-
     pixels = (np.add.outer(np.arange(4000), np.arange(1250)) % 4096 / 4095).astype(np.float32)
     path = tmp_path / "float.tif"
     Image.fromarray(pixels, mode="F").save(path)
-    read_image(path)  # Pillow's plugins and the rest of a first read, outside the count
-    tracemalloc.start()
-    try:
-        image = read_image(path)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    image, peak = read_with_traced_peak(path)
     np.testing.assert_array_equal(image, pixels)
     assert peak < 2.6 * pixels.nbytes, f"peak {peak / pixels.nbytes:.2f}x the pixels' bytes"
