@@ -3,9 +3,9 @@ it exists in CI beside the clone, and its absence is an error, not a skip."""
 from __future__ import annotations
 
 import os
-import time
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np

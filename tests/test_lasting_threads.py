@@ -52,6 +52,21 @@ print(len(failures), failures[:1], resident() - before)
 """
 
 
+def _on_a_thread(fn) -> None:
+    t = threading.Thread(target=fn)
+    t.start()
+    t.join()
+
+
+def _in_time(script: str, *args, hung: str) -> subprocess.CompletedProcess:
+    """``script`` run to its end within a minute; a test failure saying ``hung`` when it waits longer."""
+    try:
+        return subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True,
+                              timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail(hung)
+
+
 @pytest.fixture(scope="module")
 def colour_png(tmp_path_factory):
     path = tmp_path_factory.mktemp("colour") / "colour.png"
@@ -77,10 +92,7 @@ def test_answers_from_other_threads_are_those_of_the_main_thread(colour_png, def
     result = default_segmenter.predict(rgb[..., 0], samples=2)
     here = (to_gray(rgb), read_image(colour_png), draw_overlay(rgb[..., 0], result))
     there: list = []
-    t = threading.Thread(target=lambda: there.extend(
-        (to_gray(rgb), read_image(colour_png), draw_overlay(rgb[..., 0], result))))
-    t.start()
-    t.join()
+    _on_a_thread(lambda: there.extend((to_gray(rgb), read_image(colour_png), draw_overlay(rgb[..., 0], result))))
     assert len(there) == 3
     for a, b in zip(here, there):
         assert a.dtype == b.dtype and np.array_equal(a, b)
@@ -98,16 +110,8 @@ def test_an_opencv_error_reaches_the_calling_thread():
         except cv2.error as exc:
             caught.append(exc)
 
-    t = threading.Thread(target=call)
-    t.start()
-    t.join()
+    _on_a_thread(call)
     assert len(caught) == 1 and "scn" in str(caught[0])
-
-
-def _on_a_thread(fn) -> None:
-    t = threading.Thread(target=fn)
-    t.start()
-    t.join()
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX only")
@@ -155,36 +159,10 @@ def test_forks_while_a_thread_reads_colour_images(colour_png):
     """read_image holds a native call while it hands the colour conversion to a lasting thread: a nested
     call that waited for a fork, or a fork that took the pool's lock before it waited for the calls in
     flight, hung the process (the fork waiting for the call, the call for the fork)."""
-    try:
-        done = subprocess.run([sys.executable, "-c", _FORKS_WHILE_READING, str(colour_png)], capture_output=True,
-                              text=True, timeout=60)
-    except subprocess.TimeoutExpired:
-        pytest.fail("a fork and a thread reading colour images waited for each other")
+    done = _in_time(_FORKS_WHILE_READING, colour_png,
+                    hung="a fork and a thread reading colour images waited for each other")
     assert done.returncode == 0, done.stderr[-2000:]
     assert int(done.stdout) > 0
-
-
-_COLOUR_AT_EXIT = r"""
-import sys, threading, time
-import numpy as np
-import chexmask_rt
-from chexmask_rt.image_io import to_gray
-seg = chexmask_rt.load(threads=1)
-rgb = (np.random.default_rng(4).random((1500, 1200, 3)) * 255).astype(np.uint8)
-def work(what):  # the conversions wait on lasting threads, which the exit joins
-    while True:
-        seg.predict(rgb, samples=2) if what else to_gray(rgb)
-for i in range(4):
-    threading.Thread(target=work, args=(i % 2,), daemon=True).start()
-time.sleep(0.5)
-sys.exit(3)
-"""
-
-
-def test_a_program_that_ends_while_daemon_threads_convert_colour_exits_as_it_asked():
-    for _ in range(4):
-        proc = subprocess.run([sys.executable, "-c", _COLOUR_AT_EXIT], capture_output=True, text=True, timeout=120)
-        assert proc.returncode == 3 and "terminate called" not in proc.stderr, (proc.returncode, proc.stderr[-2000:])
 
 
 _FORK_WHILE_THE_POOL_WORKS = r"""
@@ -216,9 +194,5 @@ print("done")
 def test_a_native_call_inside_the_pools_work_does_not_wait_for_a_fork():
     """The fork waits for the caller, the caller for the pool's work: that work's own native call waiting
     for the fork hung all three."""
-    try:
-        done = subprocess.run([sys.executable, "-c", _FORK_WHILE_THE_POOL_WORKS], capture_output=True, text=True,
-                              timeout=60)
-    except subprocess.TimeoutExpired:
-        pytest.fail("the fork, the caller and the pool's work waited for each other")
+    done = _in_time(_FORK_WHILE_THE_POOL_WORKS, hung="the fork, the caller and the pool's work waited for each other")
     assert done.returncode == 0 and done.stdout == "done\n", done.stderr[-2000:]

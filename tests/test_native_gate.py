@@ -75,6 +75,15 @@ def test_children_forked_from_a_busy_parent_predict(default_segmenter, example1)
     assert hung == 0
 
 
+def _exits_as_asked(script: str, *args, runs: int = 6, timeout: float = 300) -> None:
+    """``script`` run ``runs`` times ends with the exit code it asks for (3), never aborted by a thread
+    unwound through a noexcept guard."""
+    for _ in range(runs):
+        proc = subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True,
+                              timeout=timeout)
+        assert proc.returncode == 3 and "terminate called" not in proc.stderr, (proc.returncode, proc.stderr[-2000:])
+
+
 DAEMONS_AT_EXIT = """
 import sys, threading, time
 import chexmask_rt
@@ -99,10 +108,7 @@ def test_a_program_that_ends_while_daemon_threads_predict_exits_as_it_asked(shar
     daemon threads that asked for the GIL back during finalization by unwinding them through the core's
     and OpenCV's noexcept GIL guards."""
     png = next(p for p in shared_images if p.suffix == ".png")
-    for _ in range(6):
-        proc = subprocess.run([sys.executable, "-c", DAEMONS_AT_EXIT, str(png)], capture_output=True, text=True,
-                              timeout=300)
-        assert proc.returncode == 3 and "terminate called" not in proc.stderr, (proc.returncode, proc.stderr[-2000:])
+    _exits_as_asked(DAEMONS_AT_EXIT, png)
 
 
 DRAWING_AT_EXIT = """
@@ -133,10 +139,7 @@ def test_a_program_that_ends_while_daemon_threads_draw_exits_as_it_asked(shared_
     """Organ masks and overlays in daemon threads at exit: 5 of 6 runs segfaulted or aborted (exit 139, 134)
     before their native work went through native_call too."""
     png = next(p for p in shared_images if p.suffix == ".png")
-    for _ in range(6):
-        proc = subprocess.run([sys.executable, "-c", DRAWING_AT_EXIT, str(png)], capture_output=True, text=True,
-                              timeout=300)
-        assert proc.returncode == 3 and "terminate called" not in proc.stderr, (proc.returncode, proc.stderr[-2000:])
+    _exits_as_asked(DRAWING_AT_EXIT, png)
 
 
 JOINED_AT_EXIT = """
@@ -190,7 +193,26 @@ sys.exit(3)
 def test_a_program_that_ends_while_daemon_threads_draw_overlays_of_arrays_exits_as_it_asked(shared_images):
     """An overlay of pixels draws and encodes with OpenCV outside any decode: it too waits for the exit."""
     png = next(p for p in shared_images if p.suffix == ".png")
-    for _ in range(6):
-        proc = subprocess.run([sys.executable, "-c", OVERLAYS_AT_EXIT, str(png)], capture_output=True, text=True,
-                              timeout=300)
-        assert proc.returncode == 3 and "terminate called" not in proc.stderr, (proc.returncode, proc.stderr[-2000:])
+    _exits_as_asked(OVERLAYS_AT_EXIT, png)
+
+
+COLOUR_AT_EXIT = r"""
+import sys, threading, time
+import numpy as np
+import chexmask_rt
+from chexmask_rt.image_io import to_gray
+seg = chexmask_rt.load(threads=1)
+rgb = (np.random.default_rng(4).random((1500, 1200, 3)) * 255).astype(np.uint8)
+def work(what):  # the conversions wait on lasting threads, which the exit joins
+    while True:
+        seg.predict(rgb, samples=2) if what else to_gray(rgb)
+for i in range(4):
+    threading.Thread(target=work, args=(i % 2,), daemon=True).start()
+time.sleep(0.5)
+sys.exit(3)
+"""
+
+
+def test_a_program_that_ends_while_daemon_threads_convert_colour_exits_as_it_asked():
+    """Colour conversions wait on lasting threads (lasting_threads), which the exit joins first."""
+    _exits_as_asked(COLOUR_AT_EXIT, runs=4, timeout=120)
