@@ -665,10 +665,15 @@ def test_seg_and_sr_record_which_look_made_the_answer(default_segmenter):
 
 
 @pytest.mark.parametrize("changes", [{"ViewPosition": "ll"}, {"ViewPosition": " RL "},
+                                     {"ViewPosition": "LATERAL"}, {"ViewPosition": "XTABLE LATERAL"},
+                                     {"ViewPosition": "LAT"}, {"ViewPosition": "L LATERAL"},
+                                     {"ViewPosition": "LATERAL LEFT"}, {"ViewPosition": "lateral"},
                                      {"ViewCodeSequence": _view_code("Lateral")},
                                      {"ViewCodeSequence": _view_code("RIGHT LATERAL")}])
 def test_a_lateral_is_refused_however_its_view_is_spelled(changes):
-    """Devices write View Position and code meanings in any case and padding."""
+    """Devices write View Position and code meanings in any case and padding, and archives write words
+    where the defined terms are LL and RL: MIMIC-CXR's View Position says LATERAL; LATERAL, XTABLE
+    LATERAL and LAT were answered as frontal chests, with SEG and SR objects."""
     from chexmask_rt.dicom_io import check_orientation
 
     ds = Dataset()
@@ -676,3 +681,16 @@ def test_a_lateral_is_refused_however_its_view_is_spelled(changes):
         setattr(ds, keyword, value)
     with pytest.raises(InputError, match="x.dcm: View .*: a lateral view"):
         check_orientation(ds, "x.dcm")
+
+
+@pytest.mark.parametrize("view", ["PA", "AP", "AP SUPINE", "LLD", "RLD", "LEFT LATERAL DECUBITUS", "LATERO-MEDIAL", ""])
+def test_a_frontal_or_decubitus_view_is_read(view):
+    """A decubitus film, taken with the patient on their side, is a frontal projection: words that name
+    the side it lies on must not refuse it."""
+    from chexmask_rt.dicom_io import check_orientation
+
+    ds = Dataset()
+    ds.ViewPosition = view
+    check_orientation(ds, "x.dcm")
+    ds.ViewCodeSequence = _view_code(view.lower())
+    check_orientation(ds, "x.dcm")

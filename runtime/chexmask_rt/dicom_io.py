@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -176,19 +177,29 @@ def _with_frame_display(ds) -> None:
                         setattr(ds, keyword, inner[0][keyword].value)
 
 
-_LATERAL_VIEWS = {"LL": "left lateral", "RL": "right lateral"}  # View Position (0018,5101); RLD/LLD are frontal
-_LATERAL_MEANINGS = {"lateral", "left lateral", "right lateral"}  # View Code Sequence (CID 4010) code meanings
+_LATERAL_VIEWS = {"LL": "left lateral", "RL": "right lateral"}  # View Position (0018,5101)'s defined terms
+
+
+def _lateral(view: str) -> bool:
+    """Whether a View Position or View Code meaning names a lateral: the defined terms LL and RL, and the
+    words archives write instead (MIMIC-CXR's View Position 'LATERAL', 'XTABLE LATERAL', 'LAT', 'L LATERAL');
+    a decubitus film ('LLD', 'LEFT LATERAL DECUBITUS') is a frontal projection."""
+    words = re.findall(r"[A-Z]+", view.upper())
+    if view.strip().upper() in _LATERAL_VIEWS:
+        return True
+    return any(w in ("LAT", "LATERAL") for w in words) and not any(w.startswith("DECUB") for w in words)
 
 
 def _check_view(ds, name: str) -> None:
     """Refuse a lateral view as the modality names it: CR and DX leave Patient Orientation empty more
-    often than not, and mark a lateral by View Position LL or RL or by its View Code Sequence."""
+    often than not, and mark a lateral by View Position (LL, RL, or words such as LATERAL) or by its
+    View Code Sequence."""
     position = str(ds.get("ViewPosition") or "").strip().upper()
     codes = ds.get("ViewCodeSequence") or []
     meaning = str(codes[0].get("CodeMeaning", "")).strip() if len(codes) else ""
-    if position in _LATERAL_VIEWS:
-        said = f"View Position {position} ({_LATERAL_VIEWS[position]})"
-    elif meaning.lower() in _LATERAL_MEANINGS:
+    if _lateral(position):
+        said = f"View Position {position}" + (f" ({_LATERAL_VIEWS[position]})" if position in _LATERAL_VIEWS else "")
+    elif _lateral(meaning):
         said = f"View Code Sequence '{meaning}'"
     else:
         return
