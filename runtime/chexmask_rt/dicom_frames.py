@@ -68,10 +68,24 @@ def _as_stored(samples: np.ndarray, precision: int, header: Stored, name: str, k
     if header.allocated not in (8, 16) or precision > header.allocated:
         raise InputError(f"{name}: a {kind} frame of {precision}-bit samples, where the header says Bits "
                          f"Allocated {header.allocated}: the file is corrupt")
-    stored = min(max(header.stored, 1), header.allocated)
-    samples &= (1 << stored) - 1
-    if not header.signed:
-        return samples.astype(np.uint8) if header.allocated == 8 else samples
-    values = samples.astype(np.int32)
-    values -= (values >> (stored - 1)) << stored  # the top stored bit is the sign
-    return values.astype(np.int8 if header.allocated == 8 else np.int16)
+    samples = samples.astype(np.uint8) if header.allocated == 8 else samples
+    return within_bits_stored(samples.view(samples.dtype.str.replace("u", "i")) if header.signed else samples, header)
+
+
+def within_bits_stored(pixels: np.ndarray, header: Stored) -> np.ndarray:
+    """Integer ``pixels`` with the bits above Bits Stored cleared (unsigned) or replaced by the sign
+    (signed), in place: pydicom does so for native and RLE data only, and a JPEG 2000 or JPEG-LS frame
+    wider than Bits Stored (an overlay plane kept in bit 14) squeezed the min-max rendering of the rest."""
+    width = pixels.dtype.itemsize * 8
+    if pixels.dtype.kind not in "ui" or not 0 < header.stored < width:
+        return pixels
+    if not pixels.flags.writeable:
+        pixels = pixels.copy()
+    shift = width - header.stored
+    unsigned = pixels.view(f"u{pixels.dtype.itemsize}")
+    unsigned <<= shift  # drops the bits above Bits Stored
+    if pixels.dtype.kind == "i":
+        pixels >>= shift  # arithmetic: the top stored bit is the sign
+    else:
+        unsigned >>= shift
+    return pixels

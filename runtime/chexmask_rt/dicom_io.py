@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .dicom_frames import EXTENDED_JPEG, LOSSLESS_JPEG, Stored, extended_pixels, lossless_pixels
+from .dicom_frames import EXTENDED_JPEG, LOSSLESS_JPEG, Stored, extended_pixels, lossless_pixels, within_bits_stored
 from .errors import InputError, first_line
 from .image_headers import j2k_size, jpeg_size
 from .jpeg_strict import decode_jpeg_strict
@@ -145,6 +145,8 @@ def _read_dicom(p: Path, limit: int) -> np.ndarray:
         if pixels.ndim != 2:
             raise _undecodable(p, f"expected a 2-D monochrome pixel array, got shape {pixels.shape}")
         _with_frame_display(ds)
+        signed = _int_tag(ds, "PixelRepresentation", 0, p) == 1
+        pixels = within_bits_stored(pixels, Stored(pixels.dtype.itemsize * 8, bits_stored, signed))
         return _render_gray(pixels, ds, photometric, bits_stored, p)
     colour = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT")
     if photometric in colour and pixels.ndim == 3 and pixels.shape[2] == 3 and pixels.dtype == np.uint8:
