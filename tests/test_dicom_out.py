@@ -572,6 +572,25 @@ def test_korean_and_chinese_sources_get_objects_in_utf8(results, tmp_path, chars
         assert not _dciodvfy_errors(p), p
 
 
+def test_a_source_with_latin1_names_and_no_character_set_gets_objects_in_utf8(results, tmp_path):
+    """Old European archives write Latin-1 names without Specific Character Set; pydicom reads them as
+    Latin-1. The objects copied the text with no set declared either: dciodvfy's "Character invalid for
+    character repertoire", and a PACS may garble or refuse the name."""
+    def latin1(ds):
+        ds.PatientName = "Müller^Jürgen".encode("latin-1")  # written as these bytes
+        ds.ReferringPhysicianName = "Gödel^Kurt".encode("latin-1")
+
+    written, error = _objects_of(results, tmp_path, "latin1", edit=latin1, SpecificCharacterSet=None)
+    assert error == "" and len(written) == 2
+    assert "SpecificCharacterSet" not in pydicom.dcmread(tmp_path / "latin1.dcm")
+    for p in written:
+        back = pydicom.dcmread(p)
+        assert back.SpecificCharacterSet == "ISO_IR 192" and str(back.PatientName) == "Müller^Jürgen"
+        assert not _dciodvfy_errors(p), p
+    plain, error = _objects_of(results, tmp_path, "ascii", SpecificCharacterSet=None)  # ASCII text: no set added
+    assert error == "" and all("SpecificCharacterSet" not in pydicom.dcmread(p) for p in plain)
+
+
 def test_a_one_frame_multi_frame_secondary_capture_gets_its_sr_and_a_clear_refusal_of_the_seg(results, tmp_path):
     """highdicom reads any multi-frame source as an enhanced one ("no attribute SharedFunctionalGroupsSequence"),
     and the refused SEG kept the SR, which could be built, from being written."""

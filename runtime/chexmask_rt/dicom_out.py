@@ -257,6 +257,7 @@ def _valid(obj, what: str) -> None:
     from pydicom.valuerep import validate_value
 
     _drop_malformed_age(obj)
+    _declare_utf8_if_needed(obj)
     for element in obj:
         if element.VR not in _TEXT_VRS or element.value is None:
             continue
@@ -266,6 +267,20 @@ def _valid(obj, what: str) -> None:
             except ValueError as exc:
                 raise InputError(f"the source's {element.keyword or element.tag} is not a valid {element.VR} "
                                  f"({first_line(exc)}); the DICOM {what} would copy it: fix the source") from None
+
+
+def _declare_utf8_if_needed(obj) -> None:
+    """A source without Specific Character Set may still hold non-ASCII text (old European archives write
+    Latin-1 names so; pydicom reads them as Latin-1): copied into an object that declares no set either,
+    the bytes were invalid for its repertoire (dciodvfy: "Character invalid"). Such an object is written
+    in UTF-8, which holds the text as pydicom read it."""
+    if obj.get("SpecificCharacterSet"):
+        return
+    for element in obj.iterall():
+        values = element.value if isinstance(element.value, (list, tuple)) else [element.value]
+        if element.VR in _TEXT_VRS and any(not str(v).isascii() for v in values if v is not None):
+            obj.SpecificCharacterSet = "ISO_IR 192"
+            return
 
 
 _SPACING_CODES = {
