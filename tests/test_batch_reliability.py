@@ -292,6 +292,21 @@ def test_list_files_keep_every_legal_name(tmp_path, images):
     assert collect_inputs(folder / "crlf.txt") == [str(folder / NAMES[2]), str(folder / NAMES[1])]
 
 
+def test_a_csv_name_starting_with_a_hash_is_an_image_not_a_comment(tmp_path, images):
+    """A CSV cell "#1.png" was dropped as a comment: the batch said "1 images: 1 done", exit 0, and the
+    image was in neither results.csv, errors.csv nor skipped.csv. In a text list '#' starts a comment, and
+    ./#1.png names the file."""
+    folder = tmp_path / "hash"
+    folder.mkdir()
+    for name in ("#1.png", "ok.png"):
+        shutil.copy(images[0], folder / name)
+    with open(folder / "list.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["path"], ["#1.png"], ["ok.png"]])
+    assert collect_inputs(folder / "list.csv") == [str(folder / "#1.png"), str(folder / "ok.png")]
+    (folder / "list.txt").write_text("# the archive's list\n#1.png\n./#1.png\nok.png\n")
+    assert collect_inputs(folder / "list.txt") == [str(folder / "./#1.png"), str(folder / "ok.png")]
+
+
 def test_resume_repairs_a_cut_inside_the_header(tmp_path, images):
     """Case 18 (main: the first rerun failed with 'other columns')."""
     out = tmp_path / "out"

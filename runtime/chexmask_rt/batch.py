@@ -150,8 +150,9 @@ class RunRows:
 def collect_inputs(source: str | os.PathLike[str], *, exclude: str | os.PathLike[str] | None = None) -> list[str]:
     """The images named by ``source``: a folder (searched recursively for PNG/JPEG/TIFF/BMP/DICOM,
     DICOM also by its marker whatever the name: :func:`chexmask_rt.discovery.discover`, leaving out
-    the folder ``exclude``, e.g. the output folder), a .txt list (one path per line, '#' comments)
-    or a .csv list (column 'path', 'image' or 'file', else the first).
+    the folder ``exclude``, e.g. the output folder), a .txt (or .lst, .list) list (one path per line;
+    a line starting with '#' is a comment: write ./#name for such a file) or a .csv list (column 'path',
+    'image' or 'file', else the first; no comments).
     Relative paths in a list are relative to the list's folder. Names are taken exactly as
     written: any legal file name survives (spaces, form feeds, U+2028; newlines in a quoted CSV field)."""
     src = Path(source)
@@ -167,8 +168,9 @@ def collect_inputs(source: str | os.PathLike[str], *, exclude: str | os.PathLike
     except OSError as exc:
         raise InputError(f"{src}: cannot read the image list ({os_reason(exc)})") from None
     text = _list_text(data, src)
-    names = _csv_names(text) if suffix == ".csv" else _text_names(text)
-    names = [n for n in names if n and not n.startswith("#")]
+    # '#' starts a comment in a text list only: a CSV cell "#1.png" is a name (it was dropped without a trace)
+    names = _csv_names(text) if suffix == ".csv" else [n for n in _text_names(text) if not n.startswith("#")]
+    names = [n for n in names if n]
     return [n if Path(n).is_absolute() else str(src.parent / n) for n in names]
 
 

@@ -144,7 +144,7 @@ def _add_predict(sub) -> None:
 
 def _add_batch(sub) -> None:
     p = sub.add_parser("batch", help="segment a folder or a list of images into a resumable CSV")
-    p.add_argument("input", metavar="INPUT", help="a folder (searched recursively) or a .txt/.csv list of images")
+    p.add_argument("input", metavar="INPUT", help="a folder (searched recursively) or a .txt (.lst, .list) or .csv list of images")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder: results.csv, errors.csv, skipped.csv, "
                    "masks/, overlays/, batch.json (the engine, settings and INPUT a rerun resumes with)")
     _add_run_options(p)
