@@ -308,6 +308,31 @@ def test_merge_keeps_one_row_per_image_however_a_shard_spelled_its_input(tmp_pat
     assert len({r["Image"] for r in rows(tmp_path / "all" / "results.csv")}) == 6
 
 
+def test_a_list_whose_entries_climb_out_of_its_folder_resumes_however_it_is_spelled(tmp_path, archive):
+    """A list in splits/ naming ../archive/...: each spelling of the list (from its folder, absolute, from
+    the folder above) segmented every image again and added a row for it, and merge kept all three."""
+    import subprocess
+    import sys
+
+    def batch(source, cwd):
+        proc = subprocess.run([sys.executable, "-m", "chexmask_rt", "batch", str(source), "--out", str(out),
+                               "--samples", "2", "--single-look", "--no-progress"],
+                              capture_output=True, text=True, cwd=cwd)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    splits, out = tmp_path / "splits", tmp_path / "out"
+    splits.mkdir()
+    images = sorted("../" + str(p.relative_to(tmp_path)) for p in archive.rglob("*") if p.is_file())
+    (splits / "list.txt").write_text("\n".join(images) + "\n")
+    assert "6 done" in batch("list.txt", splits)
+    assert "0 done, 6 already" in batch(splits / "list.txt", tmp_path)
+    assert "0 done, 6 already" in batch("splits/list.txt", tmp_path)
+    assert len(rows(out / "results.csv")) == 6
+    summary = merge_folders([out], tmp_path / "merged")
+    assert (summary.rows, summary.duplicates) == (6, 0)
+
+
 def test_merge_counts_each_file_once_by_list_or_folder_and_merges_in_steps(tmp_path, archive):
     """Review of the merge keys and marks: a list run and folder shards of the same files doubled
     every row, a whole run of another INPUT hid a missing shard, and a merged folder merged again

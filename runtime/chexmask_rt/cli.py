@@ -423,7 +423,7 @@ def cmd_batch(args) -> int:
     from .discovery import SKIPPED_NAME
     from .model import load
     from .progress import say
-    from .shards import batch_inputs, input_root
+    from .shards import batch_inputs, resume_root
 
     found = batch_inputs(args.input, args.shard, exclude=args.out)  # the output folder is never an input
     _refuse_non_dicom(args, found.images)
@@ -431,7 +431,7 @@ def cmd_batch(args) -> int:
     seg = load(args.model, backend=args.backend, threads=args.threads, max_pixels=args.max_pixels,
                device=args.device)
     shard = args.shard and str(args.shard)
-    root = str(input_root(args.input))
+    root = resume_root(args.input, found.images)
     if args.ray:
         from .ray_batch import run_ray
 

@@ -68,6 +68,19 @@ def input_root(source: str | os.PathLike[str]) -> Path:
     return src if src.is_dir() else src.parent
 
 
+def resume_root(source: str | os.PathLike[str], images: Sequence[str]) -> str:
+    """The folder a batch's rows are keyed below, so that a rerun resumes however it spells INPUT: the
+    input folder, or a list's folder widened to hold its relative entries that climb out of it
+    ("../images/a.png"; each spelling of the list gave another row for one image). Entries written
+    absolute from a relative list are taken as written."""
+    root = str(input_root(source))
+    climbing = [image for image in images if os.path.isabs(image) == os.path.isabs(root)]
+    if Path(source).is_dir() or not climbing:
+        return root
+    common = os.path.commonpath([os.path.abspath(p) for p in [root, *climbing]])
+    return common if os.path.isabs(root) else os.path.relpath(common)
+
+
 def batch_inputs(source: str | os.PathLike[str], shard: Shard | None = None, *,
                  exclude: str | os.PathLike[str] | None = None) -> Discovery:
     """What ``chexmask-rt batch SOURCE [--shard I/N]`` works on: the images of a folder (with the files
