@@ -225,8 +225,9 @@ inline constexpr char kIntegrityKey[] = "chexmask_rt.integrity_sha256";
 /// which would hide the seal, is still found: one damaged byte cannot change both.
 inline constexpr char kSealedKey[] = "chexmask_rt.integrity";
 /// ModelError when the engine's bytes are not the expected file (`expected_sha256`, the whole
-/// file's SHA-256; "" for none) or, without one, not what its export recorded. True when the bytes
-/// were checked, false when there was nothing to check them against.
+/// file's SHA-256; "" for none) or, without one, not what its export recorded, or, for a file that
+/// records nothing, not what `<file>.sha256` beside it lists. True when the bytes were checked,
+/// false when there was nothing to check them against.
 bool check_integrity(const ModelSource& model, const std::string& expected_sha256);
 /// An engine's bytes with its kIntegrityKey entry, written as 64 '0's, set to their SHA-256
 /// (InputError when the entry is not there exactly once).

@@ -293,10 +293,14 @@ class Segmenter:
     def integrity(self) -> str:
         """What the core checked the engine file against when it opened it: "pinned" (the SHA-256 of
         ``EngineOptions.expected_sha256``, or the shipped engine's listed one), "recorded" (the SHA-256
-        its export recorded in it) or "none" (an engine exported before the seal, or by another tool)."""
+        its export recorded in it), "listed" (an engine that records none, against the SHA-256 that
+        ``<engine>.sha256`` beside it lists) or "none" (an engine exported before the seal, or by
+        another tool, with no such list)."""
         if self._pinned:
             return "pinned"
-        return "recorded" if core.INTEGRITY_KEY in self.info.metadata else "none"
+        if core.INTEGRITY_KEY in self.info.metadata:
+            return "recorded"
+        return "listed" if Path(f"{self.path}.sha256").is_file() else "none"
 
     def predict(self, image: ImageLike, *, samples: int = DEFAULT_SAMPLES, seed: int = 0,
                 bit_depth: int | None = None, second_look: bool | None = None,

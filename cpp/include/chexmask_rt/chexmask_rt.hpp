@@ -289,8 +289,9 @@ struct EngineOptions {
     std::string quality_file;
     /// The model file's SHA-256 as 64 hex digits (what `sha256sum` prints), to open only that file;
     /// any other bytes are a ModelError. Empty: the engine is checked against the SHA-256 its
-    /// export recorded in it (metadata chexmask_rt.integrity_sha256; older exports have none), so a
-    /// damaged file is refused rather than run.
+    /// export recorded in it (metadata chexmask_rt.integrity_sha256), or, where it records none
+    /// (older exports, the shipped default engine), against the one `<model file>.sha256` beside it
+    /// lists (sha256sum's form), so a damaged file is refused rather than run.
     std::string expected_sha256;
 };
 

@@ -89,7 +89,7 @@ typedef struct chexmask_rt_engine_options {
                                         CPU (the fastest there), all on a GPU (EngineOptions in the C++ header) */
     const char* expected_sha256;     /* the model file's SHA-256, 64 hex digits as sha256sum prints it: any other
                                         bytes are CHEXMASK_RT_MODEL_ERROR. NULL or "": checked against the SHA-256
-                                        its export recorded in it, where it has one (older exports have none) */
+                                        its export recorded in it, else the one <model file>.sha256 lists */
 } chexmask_rt_engine_options;
 
 /* Fills `options` with the defaults (what passing NULL to the open functions means). */
