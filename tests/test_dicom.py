@@ -234,8 +234,8 @@ def test_multiframe_is_refused(tmp_path):
 @pytest.mark.parametrize("sop_class, message", [
     (SecondaryCaptureImageStorage, r"sc\.dcm: DICOM image \(Secondary Capture Image Storage\) has no pixel data: "
                                    r"the file is truncated before it, or it was left out"),
-    ("1.2.840.10008.5.1.4.1.1.88.11", r"sc\.dcm: DICOM object has no pixel data \(Basic Text SR Storage\); "
-                                      r"only image objects can be segmented"),
+    ("1.2.840.10008.5.1.4.1.1.88.11", r"sc\.dcm: a DICOM Basic Text SR Storage object \(1\.2\.840\.10008\.5\.1\.4\.1\.1"
+                                      r"\.88\.11\), not an image; only image objects can be segmented"),
 ])
 def test_object_without_pixel_data_is_refused(tmp_path, sop_class, message):
     """An image class without pixel data looks like a file cut before it; other classes are not images."""
@@ -246,6 +246,21 @@ def test_object_without_pixel_data_is_refused(tmp_path, sop_class, message):
     ds.save_as(path)
     with pytest.raises(chexmask_rt.InputError, match=message):
         read_image(path)
+
+
+def test_a_segmentation_with_pixel_data_is_not_segmented(tmp_path, default_segmenter):
+    """A one-frame DICOM SEG (our own output, fed back) was segmented as a radiograph, CTR and all, where
+    batch skipped it as not an image: the SOP class is now read before the pixels, by both."""
+    from chexmask_rt.discovery import discover
+
+    path = make_dicom(tmp_path / "seg.dcm", np.zeros((64, 64), np.uint8))
+    ds = pydicom.dcmread(path)
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.66.4"  # Segmentation Storage
+    ds.save_as(path)
+    with pytest.raises(chexmask_rt.InputError, match=r"seg\.dcm: a DICOM Segmentation Storage object .*, not an "
+                                                      r"image; only image objects can be segmented"):
+        default_segmenter.predict(path, samples=2)
+    assert [f for f, _ in discover(tmp_path).skipped] == [str(path)]
 
 
 @pytest.mark.parametrize("cut", [200, 5000, 60000])

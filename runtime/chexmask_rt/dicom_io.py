@@ -113,6 +113,11 @@ def _read_dicom(p: Path, limit: int) -> np.ndarray:
         if syntax == DEFLATED:
             _check_inflated_size(f, meta_end, limit, p)
         header = _dcmread(f, p, stop_before_pixels=True)
+        meta = getattr(header, "file_meta", None)
+        sop_class = header.get("SOPClassUID") or (meta.get("MediaStorageSOPClassUID") if meta is not None else None)
+        not_image = non_image_reason(str(sop_class) if sop_class else None)
+        if not_image:  # a one-frame SEG was segmented as a radiograph (batch skipped it already)
+            raise InputError(f"{p}: a {not_image}; only image objects can be segmented")
         check_orientation(header, str(p))
         pixels_at = _pixel_data_start(f, header, size, p)
         rows, columns = _int_tag(header, "Rows", 0, p), _int_tag(header, "Columns", 0, p)
@@ -156,6 +161,23 @@ def _read_dicom(p: Path, limit: int) -> np.ndarray:
                          "(colour is read at 8 bits a sample)")
     raise InputError(f"{p}: unsupported DICOM photometric interpretation {photometric or '(missing)'} "
                      f"with pixel array {pixels.dtype} {pixels.shape}")
+
+
+_DICOMDIR_CLASS = "1.2.840.10008.1.3.10"  # Media Storage Directory Storage
+
+
+def non_image_reason(sop_class: str | None) -> str | None:
+    """None when the SOP class is an image storage class (or unknown: the reader decides), else why not."""
+    if sop_class is None:
+        return None
+    if sop_class == _DICOMDIR_CLASS:
+        return "DICOMDIR (a media index, not an image)"
+    from pydicom.uid import UID
+
+    name = UID(sop_class).name
+    if name == sop_class or "Image Storage" in name:
+        return None  # an image class, or one pydicom does not know: let the reader try
+    return f"DICOM {name} object ({sop_class}), not an image"
 
 
 # The display attributes an enhanced object keeps per frame, and the top-level ones they stand for

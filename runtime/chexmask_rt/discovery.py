@@ -19,7 +19,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .dicom_io import DICM_HEAD, DICM_MARKER, DICM_OFFSET, DICOM_SUFFIXES, LONG_LENGTH_VRS, file_meta_group_length
+from .dicom_io import (DICM_HEAD, DICM_MARKER, DICM_OFFSET, DICOM_SUFFIXES, LONG_LENGTH_VRS, file_meta_group_length,
+                       non_image_reason)
 from .csv_lines import LineWriter
 from .errors import InputError, os_reason
 from .image_headers import BMP_SIGNATURE, JP2_SIGNATURE, JPEG_SOI, PNG_SIGNATURE, TIFF_SIGNATURES
@@ -28,7 +29,6 @@ from .whole_files import ENCODING, write_whole
 RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".jfif", ".jpe", ".tif", ".tiff", ".bmp")
 IMAGE_SUFFIXES = RASTER_SUFFIXES + DICOM_SUFFIXES
 SKIPPED_NAME = "skipped.csv"
-_DICOMDIR_CLASS = "1.2.840.10008.1.3.10"  # Media Storage Directory Storage
 _META_LIMIT = 64 * 1024  # a File Meta group is a few hundred bytes; more is a damaged header
 
 
@@ -156,7 +156,7 @@ def _dicom_skip_reason(path: str, named_dicom: bool) -> str | None:
             sop_class = _media_storage_class(f)
     except OSError as exc:
         return f"cannot read ({os_reason(exc)})"
-    return _non_image_reason(sop_class)
+    return non_image_reason(sop_class)
 
 
 # Other formats, told by the same first bytes. The reader decodes PNG/JPEG/TIFF/BMP whatever the name,
@@ -210,20 +210,6 @@ def _media_storage_class(f) -> str | None:
             return data[start:start + size].rstrip(b"\x00 ").decode("ascii", "replace")
         pos = start + size
     return None
-
-
-def _non_image_reason(sop_class: str | None) -> str | None:
-    """None when the SOP class is an image storage class (or unknown: the reader decides), else why not."""
-    if sop_class is None:
-        return None
-    if sop_class == _DICOMDIR_CLASS:
-        return "DICOMDIR (a media index, not an image)"
-    from pydicom.uid import UID
-
-    name = UID(sop_class).name
-    if name == sop_class or "Image Storage" in name:
-        return None  # an image class, or one pydicom does not know: let the reader try
-    return f"DICOM {name} object ({sop_class}), not an image"
 
 
 def write_skipped(folder: str | os.PathLike[str], skipped: Sequence[tuple[str, str]]) -> Path:
