@@ -600,6 +600,22 @@ def test_a_one_frame_multi_frame_secondary_capture_gets_its_sr_and_a_clear_refus
     assert not (tmp_path / "seg").exists() or not list((tmp_path / "seg").iterdir())
 
 
+def test_a_source_placed_in_the_patient_without_a_slice_thickness_is_refused_in_words(results, tmp_path):
+    """highdicom reads Slice Thickness for a source with an Image Position (Patient) in a Frame of Reference:
+    the refusal said only "'FileDataset' object has no attribute 'SliceThickness'". Other combinations build."""
+    from pydicom.uid import generate_uid
+
+    placed = dict(FrameOfReferenceUID=generate_uid(), ImagePositionPatient=[0, 0, 0],
+                  ImageOrientationPatient=[1, 0, 0, 0, 1, 0])
+    written, error = _objects_of(results, tmp_path, "placed", **placed)
+    assert "has an Image Position (Patient) in a Frame of Reference" in error and "no Slice Thickness" in error
+    assert f"written: {tmp_path / 'sr' / 'placed.sr.dcm'}" in error and (tmp_path / "sr" / "placed.sr.dcm").is_file()
+    for name, changes in (("thick", {**placed, "SliceThickness": 1}), ("oriented", {**placed, "ImagePositionPatient": None}),
+                          ("unreferenced", {**placed, "FrameOfReferenceUID": None})):
+        written, error = _objects_of(results, tmp_path, name, **changes)
+        assert error == "" and len(written) == 2, (name, error)
+
+
 def test_a_source_an_anonymiser_stripped_of_type_2_attributes_gets_objects(results, tmp_path):
     """A missing Patient ID, Patient's Name, Study Date... (deleted rather than emptied) was refused with
     "'FileDataset' object has no attribute 'PatientID'"; the objects now hold them empty, as Type 2 allows."""

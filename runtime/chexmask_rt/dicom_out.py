@@ -178,6 +178,11 @@ def segmentation(result: Result, source_dataset: Dataset, *, series_number: int 
         # highdicom reads any multi-frame source as an enhanced image, whose functional groups these lack
         raise InputError(f"cannot build a DICOM SEG over a multi-frame image that is not an enhanced one "
                          f"(SOP Class {source.get('SOPClassUID', '?')}); the SR can still be written")
+    if "SliceThickness" not in source and all(k in source for k in ("ImagePositionPatient", "FrameOfReferenceUID")):
+        # highdicom then places the frame in the patient and reads the thickness: its bare AttributeError was the message
+        raise InputError("cannot build a DICOM SEG over this source image: it has an Image Position (Patient) in a "
+                         "Frame of Reference, which places it in the patient, but no Slice Thickness, which a SEG of "
+                         "such an image needs; the SR can still be written")
     seg = _built(lambda charset: Segmentation(
         source_images=[source], pixel_array=pixels, segmentation_type=SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=series_number,
