@@ -580,6 +580,23 @@ def test_same_named_images_whose_names_are_not_utf8(tmp_path, images):
     assert len(list((tmp_path / "out" / "masks").iterdir())) == 6
 
 
+def test_dicom_files_named_by_uid_keep_their_whole_name_in_their_pictures(tmp_path):
+    """PACS exports name files by UID: '1.2.826.0.1.3680043.8.498.101' and '...498.102' both lost their last
+    component as a suffix, became one stem, and got hashed names no column maps back to a file."""
+    folder = tmp_path / "export"
+    folder.mkdir()
+    uids = ["1.2.826.0.1.3680043.8.498.101", "1.2.826.0.1.3680043.8.498.102"]
+    for uid in uids:
+        shutil.copy(SHARED / "data" / "dicom" / "cr_chest_monochrome2_jpeg.dcm", folder / uid)
+    assert mask_stems([str(folder / u) for u in uids]) == {str(folder / u): u for u in uids}
+    assert mask_stems([str(folder / "a.png"), str(folder / "b.DCM"), str(folder / "c.v2.tiff")]) == \
+        {str(folder / "a.png"): "a", str(folder / "b.DCM"): "b", str(folder / "c.v2.tiff"): "c.v2"}
+    proc = cli("batch", folder, "--out", tmp_path / "out", "--samples", 2, "--masks", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (tmp_path / "out" / "masks").iterdir()) == \
+        sorted(f"{u}_{organ}.png" for u in uids for organ in ("heart", "left_lung", "right_lung"))
+
+
 def test_a_hashed_name_never_meets_another_images_own_name(tmp_path, images):
     """Two a.png get a_<hash>; a third file named a_<that hash>.png kept its own name, and batch wrote
     two images' masks and overlays to one name (exit 0, 3 rows, 2 sets of pictures)."""

@@ -49,7 +49,7 @@ from .batch_folder import (ERRORS_NAME, LOCK_NAME, MASKS_NAME, RESULTS_NAME, App
 from .csv_output import COLUMNS, csv_row, write_masks
 from .dicom_out import write_objects
 from .dicom_source import with_source
-from .discovery import SKIPPED_NAME, discover, write_skipped
+from .discovery import IMAGE_SUFFIXES, SKIPPED_NAME, discover, write_skipped
 from .errors import ChexmaskError, InputError, os_reason
 from .image_io import read_image, to_gray
 from .in_work import InWork, RunKilled, killed_reason
@@ -219,6 +219,14 @@ def distinct_images(images: Iterable[str]) -> list[str]:
     return list(first.values())
 
 
+def picture_stem(image: str) -> str:
+    """The stem an image's pictures and objects are named by: its name without an image suffix. A name
+    with another dot in it keeps it whole: PACS exports name DICOM files by UID, and '1.2.840...498.101'
+    and '...498.102' both lost their last component."""
+    path = Path(image)
+    return path.stem if path.suffix.lower() in IMAGE_SUFFIXES else path.name
+
+
 def mask_stems(images: Sequence[str], earlier: Iterable[str] = ()) -> dict[str, str]:
     """A file-name stem per image; stems shared by several images get a short hash of the path (its
     bytes: a name need not be UTF-8). ``earlier``: images an output folder already holds, whose
@@ -229,12 +237,12 @@ def mask_stems(images: Sequence[str], earlier: Iterable[str] = ()) -> dict[str, 
     everyone = list(dict.fromkeys([*images, *earlier]))
     counts: dict[str, int] = {}
     for image in everyone:
-        counts[Path(image).stem] = counts.get(Path(image).stem, 0) + 1
+        counts[picture_stem(image)] = counts.get(picture_stem(image), 0) + 1
 
     def hashed(image: str, digits: int) -> str:
-        return f"{Path(image).stem}_{hashlib.sha1(os.fsencode(image)).hexdigest()[:digits]}"
+        return f"{picture_stem(image)}_{hashlib.sha1(os.fsencode(image)).hexdigest()[:digits]}"
 
-    names = {image: Path(image).stem if counts[Path(image).stem] == 1 else hashed(image, 8) for image in everyone}
+    names = {image: picture_stem(image) if counts[picture_stem(image)] == 1 else hashed(image, 8) for image in everyone}
     for digits in (16, 40):
         for group in _sharing(names):
             for image in group:

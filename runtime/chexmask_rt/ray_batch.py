@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from .batch import (OVERLAYS_NAME, BatchSummary, RunRows, check_outputs, check_overlays, decode_gray, outside_output,
-                    prepare_output, run_progress, write_image_outputs)
+                    picture_stem, prepare_output, run_progress, write_image_outputs)
 from .batch_folder import MASKS_NAME
 from .csv_output import COLUMNS
 from .errors import ChexmaskError, InputError, ModelError, first_line, os_reason
@@ -172,7 +172,7 @@ class SegmentBatch:
         """Segment one Ray Data batch of paths (or decoded images): its result and error rows."""
         paths = [str(p) for p in batch["path"]]
         inputs = list(batch["image"]) if "image" in batch else paths
-        stems = [str(s) for s in batch["stem"]] if "stem" in batch else [Path(p).stem for p in paths]
+        stems = [str(s) for s in batch["stem"]] if "stem" in batch else [picture_stem(p) for p in paths]
         rows = []
         outcomes = self._predict_iter(inputs)
         for path, stem, item, (_, outcome) in zip(paths, stems, inputs, outcomes):
