@@ -307,6 +307,15 @@ def test_a_csv_name_starting_with_a_hash_is_an_image_not_a_comment(tmp_path, ima
     assert collect_inputs(folder / "list.txt") == [str(folder / "./#1.png"), str(folder / "ok.png")]
 
 
+@pytest.mark.parametrize("header", ["Image Index", "filename", "File_Name", "image_path"])
+def test_a_csv_lists_usual_image_column_headers_are_headers(tmp_path, header):
+    """NIH ChestX-ray14's Data_Entry CSV names its column 'Image Index': the header was taken for an image
+    ("Image Index: no such file" in errors.csv, exit 1 on a run with no real failure)."""
+    with open(tmp_path / "list.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["Finding Labels", header], ["No Finding", "00000001_000.png"]])
+    assert collect_inputs(tmp_path / "list.csv") == [str(tmp_path / "00000001_000.png")]
+
+
 def test_resume_repairs_a_cut_inside_the_header(tmp_path, images):
     """Case 18 (main: the first rerun failed with 'other columns')."""
     out = tmp_path / "out"

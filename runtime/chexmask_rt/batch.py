@@ -152,7 +152,8 @@ def collect_inputs(source: str | os.PathLike[str], *, exclude: str | os.PathLike
     DICOM also by its marker whatever the name: :func:`chexmask_rt.discovery.discover`, leaving out
     the folder ``exclude``, e.g. the output folder), a .txt (or .lst, .list) list (one path per line;
     a line starting with '#' is a comment: write ./#name for such a file) or a .csv list (column 'path',
-    'image' or 'file', else the first; no comments).
+    'image', 'file', 'filename', 'Image Index' and the like: ``_PATH_COLUMNS``; else the first; no
+    comments).
     Relative paths in a list are relative to the list's folder. Names are taken exactly as
     written: any legal file name survives (spaces, form feeds, U+2028; newlines in a quoted CSV field)."""
     src = Path(source)
@@ -200,12 +201,17 @@ def _text_names(text: str) -> list[str]:
     return lines
 
 
+# A CSV list's image column, by its header (any case), in this order; without one, the first column holds names
+# from the first row on. NIH ChestX-ray14's 'Image Index' and 'filename' headers were taken for an image each.
+_PATH_COLUMNS = ("path", "image", "file", "filename", "file_name", "image index", "image_path", "imageid", "image_id")
+
+
 def _csv_names(text: str) -> list[str]:
     rows = list(csv.reader(io.StringIO(text, newline="")))  # keeps newlines inside quoted fields
     if not rows:
         return []
     header = [h.strip().lower() for h in rows[0]]
-    column = next((header.index(k) for k in ("path", "image", "file") if k in header), None)
+    column = next((header.index(k) for k in _PATH_COLUMNS if k in header), None)
     body = rows[1:] if column is not None else rows
     return [r[column or 0] for r in body if len(r) > (column or 0)]
 
