@@ -159,6 +159,13 @@ def test_export_never_destroys_an_input_or_writes_a_text_model(tmp_path):
       for out in (".", "", "{tmp}", "{tmp}/new/")],
     (["export", "--checkpoint", str(FIXTURES / "noskip_256"), "--output", __file__ + "/m.onnx"], 3,
      "is a file, not a folder"),  # it failed after the whole export
+    # a name the runtime refuses to open: the export succeeded, and load(), info and predict refused its engine
+    *[(["export", "--checkpoint", str(FIXTURES / "noskip_256"), "--output", "{tmp}/model" + suffix], 2,
+       "argument --output: '{tmp}/model" + suffix + "': .engine and .plan name TensorRT plans")
+      for suffix in (".engine", ".PLAN")],
+    # a name too long for the file system: an OSError traceback (exit 1)
+    (["export", "--checkpoint", str(FIXTURES / "noskip_256"), "--output", "{tmp}/" + "m" * 300 + ".onnx"], 2,
+     "File name too long"),
     # a place nothing can be written: a PermissionError naming a hidden temporary file, after the export
     (["export", "--checkpoint", str(FIXTURES / "noskip_256"), "--output", "/proc/m.onnx"], 3,
      "--output /proc/m.onnx: cannot write in /proc"),

@@ -65,8 +65,15 @@ def _engine_file(output: str) -> str:
     (exit 2), whether or not the folder exists yet, as for predict's --overlay."""
     from pathlib import Path
 
-    if not output or output.endswith(("/", os.sep)) or not Path(output).name or Path(output).is_dir():
+    try:
+        folder = not output or output.endswith(("/", os.sep)) or not Path(output).name or Path(output).is_dir()
+    except OSError as exc:  # a name too long for the file system: stat refuses it (a traceback, exit 1)
+        raise argparse.ArgumentTypeError(f"{output[:80]!r}...: {exc.strerror or exc}") from None
+    if folder:
         raise argparse.ArgumentTypeError(f"{output!r} names a folder; name the engine file (e.g. model.onnx)")
+    if Path(output).suffix.lower() in (".engine", ".plan"):  # the runtime refuses to open such a name
+        raise argparse.ArgumentTypeError(f"{output!r}: .engine and .plan name TensorRT plans, which chexmask-rt "
+                                         "refuses to open; name the ONNX engine (e.g. model.onnx)")
     return output
 
 
