@@ -148,6 +148,8 @@ def test_empty_and_bytes_image_paths_are_input_errors(default_segmenter):
         default_segmenter.predict("")
     with pytest.raises(InputError, match="expected an image path, got bytes"):
         default_segmenter.predict(_BytesPath())
+    with pytest.raises(InputError, match=r"^'chest\\x00.png': an image path holding a NUL character"):
+        default_segmenter.predict("chest\0.png")  # printed the NUL raw
 
 
 @pytest.mark.parametrize("model, needle", [
@@ -158,6 +160,8 @@ def test_empty_and_bytes_image_paths_are_input_errors(default_segmenter):
     (b"model.onnx", "got bytes"),
     (_BytesPath(), "got bytes"),
     ("\udcffmodel.onnx", r"\\udcffmodel.onnx: a model path that is not valid UTF-8"),  # was a UnicodeEncodeError
+    # the core's C string ended at the NUL: the shipped engine opened under another name (or a message cut there)
+    (str(__import__("chexmask_rt").default_model_path()) + "\0/other.onnx", r"x00/other.onnx': a model path holding a NUL"),
 ])
 def test_model_paths_that_name_no_file_are_model_errors(model, needle):
     import chexmask_rt

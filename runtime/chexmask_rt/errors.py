@@ -60,4 +60,6 @@ def path_text(path: object, error: type[ChexmaskError], what: str) -> str:
         raise error(f"expected {what} path, got {type(text).__name__}")
     if not text:
         raise error(f"the {what.split()[-1]} path is empty")
+    if "\0" in text:  # no file name holds one; the core's C strings end at it (another file opened)
+        raise error(f"{text!r}: {what} path holding a NUL character, which no file name does")
     return text
