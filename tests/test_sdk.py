@@ -158,6 +158,41 @@ def test_c_example_exit_codes(tmp_path, pgm_images):
         assert "out of range" in proc.stderr or "non-negative integer" in proc.stderr, proc.stderr
 
 
+def test_examples_name_a_refused_image_and_keep_the_others(tmp_path, pgm_images):
+    """One refused image among several: the C example left cut JSON on stdout and the C++ one printed
+    nothing, dropping the answers before it; neither named the file. Now both print the others' list,
+    name the file, and exit 1 (as the Python CLI: some of several images failed)."""
+    c, cpp = _require(C_EXAMPLE), _require(CPP_EXAMPLE)
+    model, lib = chexmask_rt.default_model_path(), core.onnxruntime_library()
+    tiny = tmp_path / "tiny.pgm"
+    cv2.imwrite(str(tiny), np.zeros((16, 16), np.uint8))
+    outputs = []
+    for program in (c, cpp):
+        proc = _run([program, "--model", model, "--onnxruntime", lib, "--samples", 2, pgm_images[0], tiny, pgm_images[1]])
+        assert proc.returncode == 1, proc.stderr
+        assert proc.stderr.endswith(f": error: {tiny}: image is 16x16 pixels; at least 32x32 is needed\n"), proc.stderr
+        assert [r["image"] for r in json.loads(proc.stdout)] == [str(pgm_images[0]), str(pgm_images[1])]
+        outputs.append(proc.stdout)
+    assert outputs[0] == outputs[1]
+
+
+def test_the_cpp_example_refuses_what_opencv_would_misread(tmp_path, shared_images):
+    """OpenCV's imread filled a cut JPEG in (298 px off, unflagged) and misread valid TIFFs (alpha
+    multiplied in, 16-bit WhiteIsZero uninverted, a thumbnail page first), where the Python reader
+    refuses or reads them right: the template integrators copy answered for another picture."""
+    cpp = _require(CPP_EXAMPLE)
+    model, lib = chexmask_rt.default_model_path(), core.onnxruntime_library()
+    jpeg = next(p for p in shared_images if p.suffix == ".jpg")
+    data = jpeg.read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[:len(data) * 6 // 10])
+    cv2.imwrite(str(tmp_path / "x.tif"), cv2.imread(str(jpeg), cv2.IMREAD_GRAYSCALE))
+    for name, why in (("cut.jpg", "a JPEG cut short"), ("x.tif", "a TIFF, which this example does not read")):
+        proc = _run([cpp, "--model", model, "--onnxruntime", lib, "--samples", 2, tmp_path / name])
+        assert proc.returncode == 3 and f"{tmp_path / name}: {why}" in proc.stderr and proc.stdout == "", proc.stderr
+    whole = _run([cpp, "--model", model, "--onnxruntime", lib, "--samples", 2, jpeg])
+    assert whole.returncode == 0 and json.loads(whole.stdout)["width"] > 0, whole.stderr
+
+
 def _consumer(tmp_path: Path, prefix: Path, **kwargs) -> Path:
     """tests/cmake_consumer configured on the package at `prefix`, at C++14 as GCC 9/10 default to: the
     package must raise it to the C++17 its header needs."""

@@ -4,10 +4,11 @@
  *                 [--device cpu|cuda|tensorrt] [--single-look | --second-look] [--from-memory] IMAGE.pgm...
  *
  * Reads binary PGM (P5, 8- or 16-bit; no image library needed) and prints, per image, the JSON
- * that chexmask-rt-cpp prints for the same file, byte for byte (a list for several images).
+ * that chexmask-rt-cpp prints for the same file, byte for byte (a list of those that succeeded, for
+ * several images; a failed one is named on stderr and the others go on).
  * --from-memory loads the engine from its bytes instead of its path, and names its calibration
  * (<model stem>.quality.json, when there is one) as the library would find it beside the file.
- * Exit codes: 0 ok, 2 usage, 3 input error, 4 model error.
+ * Exit codes: 0 ok, 1 some of several images failed, 2 usage, 3 input error, 4 model error.
  */
 #include <chexmask_rt/chexmask_rt_c.h>
 
@@ -19,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { EXIT_USAGE = 2, EXIT_INPUT = 3, EXIT_MODEL = 4 };
+enum { EXIT_SOME_FAILED = 1, EXIT_USAGE = 2, EXIT_INPUT = 3, EXIT_MODEL = 4 };
 
 /* problem NULL: asked for (--help), to stdout with exit 0; else a usage error. */
 static void usage(const char* problem) {
@@ -291,6 +292,7 @@ static chexmask_rt_status open_engine(const char* model, int from_memory, chexma
 int main(int argc, char** argv) {
     const char* model = NULL;
     int samples = 50, second_look = CHEXMASK_RT_SECOND_LOOK_DEFAULT, from_memory = 0, first_image = 0, i, count;
+    int printed = 0, failed_code = 0;
     uint64_t seed = 0;
     chexmask_rt_engine_options options;
     chexmask_rt_engine* engine = NULL;
@@ -328,6 +330,7 @@ int main(int argc, char** argv) {
         fprintf(stderr, "chexmask-rt-c: error: %s\n", chexmask_rt_last_error());
         return status == CHEXMASK_RT_MODEL_ERROR ? EXIT_MODEL : EXIT_INPUT;
     }
+    /* Each image on its own: one that fails is named, and the others still get their answers. */
     count = argc - first_image;
     if (count > 1) fputs("[\n", stdout);
     for (i = first_image; i < argc; ++i) {
@@ -335,21 +338,24 @@ int main(int argc, char** argv) {
         chexmask_rt_result* result = NULL;
         if (!read_pgm(argv[i], &image)) {
             fprintf(stderr, "chexmask-rt-c: error: %s: not a readable binary PGM (P5) image\n", argv[i]);
-            chexmask_rt_engine_free(engine);
-            return EXIT_INPUT;
+            failed_code = EXIT_INPUT;
+            continue;
         }
         status = chexmask_rt_predict(engine, &image.view, samples, seed, second_look, &result);
         free(image.pixels);
         if (status != CHEXMASK_RT_OK) {
-            fprintf(stderr, "chexmask-rt-c: error: %s\n", chexmask_rt_last_error());
-            chexmask_rt_engine_free(engine);
-            return status == CHEXMASK_RT_MODEL_ERROR ? EXIT_MODEL : EXIT_INPUT;
+            const char* why = chexmask_rt_last_error();
+            fprintf(stderr, "chexmask-rt-c: error: %s: %s\n", argv[i], strncmp(why, "image: ", 7) == 0 ? why + 7 : why);
+            failed_code = status == CHEXMASK_RT_MODEL_ERROR ? EXIT_MODEL : EXIT_INPUT;
+            continue;
         }
+        if (printed++ > 0) fputs(",\n", stdout);
         print_result(stdout, result, argv[i], chexmask_rt_engine_info(engine)->id);
-        fputs(count > 1 && i + 1 < argc ? ",\n" : "\n", stdout);
         chexmask_rt_result_free(result);
     }
+    if (printed > 0) fputs("\n", stdout);
     if (count > 1) fputs("]\n", stdout);
     chexmask_rt_engine_free(engine);
-    return 0;
+    if (fflush(stdout) != 0 || ferror(stdout)) return EXIT_INPUT;
+    return failed_code == 0 ? 0 : (count == 1 ? failed_code : EXIT_SOME_FAILED);
 }

@@ -3,18 +3,25 @@
 //   chexmask-rt-cpp --model M [--samples K] [--seed S] [--threads T] [--onnxruntime LIB]
 //                   [--device cpu|cuda|tensorrt] [--single-look | --second-look] IMAGE...
 //
-// Reads PNG/JPEG/TIFF/BMP with OpenCV and prints, per image, the JSON object of
-// `chexmask-rt predict --json -` (a list for several images).
-// Exit codes as the Python CLI: 0 ok, 2 usage, 3 input error, 4 model error.
+// Reads PNG/JPEG/BMP/PGM with OpenCV and prints, per image, the JSON object of
+// `chexmask-rt predict --json -` (a list of those that succeeded, for several images).
+// TIFF is refused: OpenCV misreads some valid ones (an alpha band multiplied in, 16-bit WhiteIsZero
+// uninverted, a thumbnail page first), and a JPEG cut short, which OpenCV fills in, is refused too.
+// Exit codes as the Python CLI: 0 ok, 1 some of several images failed, 2 usage, 3 input error,
+// 4 model error.
 #include <chexmask_rt/chexmask_rt.hpp>
 
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include <algorithm>
 #include <charconv>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
+#include <iterator>
+#include <new>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -22,7 +29,7 @@
 
 namespace {
 
-constexpr int kExitUsage = 2, kExitInput = 3, kExitModel = 4;
+constexpr int kExitSomeFailed = 1, kExitUsage = 2, kExitInput = 3, kExitModel = 4;
 
 struct Args {
     std::string model;
@@ -78,9 +85,36 @@ Args parse_args(int argc, char** argv) {
     return args;
 }
 
+/// Whether a JPEG's last scan is followed by its end marker: OpenCV decodes a file cut short and fills
+/// the rest in (a warning on stderr only). Entropy-coded data never holds FF D9, an earlier EXIF
+/// thumbnail's end marker lies before the last scan.
+bool jpeg_complete(const std::vector<unsigned char>& bytes) {
+    std::size_t last_scan = 0;
+    for (std::size_t i = 0; i + 1 < bytes.size(); ++i) {
+        if (bytes[i] == 0xFF && bytes[i + 1] == 0xDA) last_scan = i;
+    }
+    for (std::size_t i = last_scan; last_scan != 0 && i + 1 < bytes.size(); ++i) {
+        if (bytes[i] == 0xFF && bytes[i + 1] == 0xD9) return true;
+    }
+    return false;
+}
+
 /// The decoded gray image the engine reads; colour is handled as the Python reader does.
 cv::Mat read_gray(const std::string& path) {
-    cv::Mat image = cv::imread(path, cv::IMREAD_UNCHANGED);
+    std::ifstream file(path, std::ios::binary);
+    const std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+    if (!file.good() && !file.eof()) throw chexmask_rt::InputError(path + ": cannot read the file");
+    auto starts = [&](std::initializer_list<unsigned char> magic) {
+        return bytes.size() >= magic.size() && std::equal(magic.begin(), magic.end(), bytes.begin());
+    };
+    if (starts({'I', 'I', 42, 0}) || starts({'M', 'M', 0, 42}) || starts({'I', 'I', 43, 0}) || starts({'M', 'M', 0, 43})) {
+        throw chexmask_rt::InputError(path + ": a TIFF, which this example does not read (OpenCV misreads some valid "
+                                      "ones); convert it to PNG, or use the Python package");
+    }
+    if (starts({0xFF, 0xD8, 0xFF}) && !jpeg_complete(bytes)) {
+        throw chexmask_rt::InputError(path + ": a JPEG cut short (no end marker after its last scan)");
+    }
+    cv::Mat image = bytes.empty() ? cv::Mat() : cv::imdecode(bytes, cv::IMREAD_UNCHANGED);
     if (image.empty()) throw chexmask_rt::InputError(path + ": not a readable image (missing, corrupt or unsupported)");
     if (image.channels() == 3) cv::cvtColor(image, image, cv::COLOR_BGR2GRAY);
     else if (image.channels() == 4) cv::cvtColor(image, image, cv::COLOR_BGRA2GRAY);
@@ -176,38 +210,52 @@ std::string to_json(const chexmask_rt::Result& r, const std::string& image, cons
     return o.str();
 }
 
+/// Exit code of one image's failure, as the Python CLI's.
+int exit_code_of(const std::exception& e) {
+    return dynamic_cast<const chexmask_rt::ModelError*>(&e) != nullptr ? kExitModel : kExitInput;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
     const Args args = parse_args(argc, argv);
+    std::optional<chexmask_rt::Engine> engine;
     try {
         chexmask_rt::EngineOptions options;
         options.onnxruntime_library = args.onnxruntime;
         options.intra_op_threads = args.threads;
         options.device = args.device;
-        const chexmask_rt::Engine engine(args.model, options);
-        std::vector<std::string> objects;
-        for (const std::string& path : args.images) {
-            const cv::Mat gray = read_gray(path);  // owns the pixels the view points at
-            const chexmask_rt::Result r = engine.predict(view_of(gray, path), args.samples, args.seed, args.second_look);
-            objects.push_back(to_json(r, path, engine.info().id()));
-        }
-        if (objects.size() == 1) {
-            std::cout << objects[0] << "\n";
-        } else {
-            std::cout << "[\n";
-            for (std::size_t i = 0; i < objects.size(); ++i) std::cout << objects[i] << (i + 1 < objects.size() ? ",\n" : "\n");
-            std::cout << "]\n";
-        }
-        return 0;
-    } catch (const chexmask_rt::ModelError& e) {
+        engine.emplace(args.model, options);
+    } catch (const std::exception& e) {  // chexmask_rt::Error, or std::bad_alloc
         std::cerr << "chexmask-rt-cpp: error: " << e.what() << "\n";
-        return kExitModel;
-    } catch (const chexmask_rt::Error& e) {
-        std::cerr << "chexmask-rt-cpp: error: " << e.what() << "\n";
-        return kExitInput;
-    } catch (const cv::Exception& e) {
-        std::cerr << "chexmask-rt-cpp: error: " << e.what() << "\n";
-        return kExitInput;
+        return exit_code_of(e);
     }
+    // Each image on its own: one that fails is named and the others still get their answers.
+    std::vector<std::string> objects;
+    int failed_code = 0;
+    for (const std::string& path : args.images) {
+        try {
+            const cv::Mat gray = read_gray(path);  // owns the pixels the view points at
+            const chexmask_rt::Result r = engine->predict(view_of(gray, path), args.samples, args.seed, args.second_look);
+            objects.push_back(to_json(r, path, engine->info().id()));
+        } catch (const std::bad_alloc&) {
+            std::cerr << "chexmask-rt-cpp: error: " << path << ": out of memory\n";
+            failed_code = kExitInput;
+        } catch (const std::exception& e) {  // chexmask_rt::Error (the core's say "image"), cv::Exception
+            std::string what = e.what();
+            if (what.rfind("image: ", 0) == 0) what.erase(0, 7);  // the core names no file
+            std::cerr << "chexmask-rt-cpp: error: " << (what.rfind(path + ":", 0) == 0 ? what : path + ": " + what) << "\n";
+            failed_code = exit_code_of(e);
+        }
+    }
+    if (args.images.size() == 1) {
+        if (!objects.empty()) std::cout << objects[0] << "\n";
+    } else {
+        std::cout << "[\n";
+        for (std::size_t i = 0; i < objects.size(); ++i) std::cout << objects[i] << (i + 1 < objects.size() ? ",\n" : "\n");
+        std::cout << "]\n";
+    }
+    if (!std::cout.flush()) return kExitInput;
+    if (failed_code == 0) return 0;
+    return args.images.size() == 1 ? failed_code : kExitSomeFailed;
 }
