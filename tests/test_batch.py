@@ -200,3 +200,15 @@ def test_one_image_listed_relative_and_absolute_is_segmented_once(tmp_path, shar
                         progress=False)
     assert (summary.total, summary.done) == (1, 1)
     assert [r["Image"] for r in rows(tmp_path / "out" / "results.csv")] == [str(tmp_path / "a.png")]
+
+
+def test_a_rerun_that_asks_for_masks_says_the_finished_images_get_none(tmp_path, shared_images):
+    """Rerunning a finished folder with --masks (or --overlays) wrote nothing, exit 0, and said nothing:
+    a user who forgot --masks reran with it and believed the masks were there."""
+    args = ["batch", shared_images[0].parent, "--out", tmp_path / "out", "--samples", 2, "--no-progress"]
+    assert cli(*args).returncode == 0
+    proc = cli(*args, "--masks", "--overlays", "all")
+    assert proc.returncode == 0 and not (tmp_path / "out" / "masks").exists()
+    assert f"batch: --masks, --overlays: the {len(shared_images)} images already in " in proc.stderr, proc.stderr
+    assert "run again into a new --out" in proc.stderr
+    assert "already in" not in cli(*args).stderr  # nothing asked for, nothing said
