@@ -4,6 +4,7 @@ import subprocess
 import sys
 import warnings
 
+import cv2
 import numpy as np
 import pytest
 
@@ -247,6 +248,23 @@ def test_a_nearly_black_8_bit_array_warns_at_the_callers_line(default_segmenter,
         warnings.simplefilter("error")  # an array refused for its size gets that error alone
         with pytest.raises(InputError, match="at least 32x32"):
             default_segmenter.predict(np.zeros((8, 8), np.uint8), samples=2)
+
+
+def test_a_dark_file_read_by_the_package_gives_no_array_warning(tmp_path, default_segmenter, example1):
+    """batch and predict_iter decode files to arrays and hand those on: a dark 8-bit PNG got the warning meant
+    for a caller's array, naming no file and advising to "pass the file's path", which the caller had done.
+    predict of the path said nothing. A caller's own dark array still warns once, in predict_iter too."""
+    from chexmask_rt.batch import run_batch
+
+    dark = (to_gray(read_image(example1)) // 6).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "dark.png"), dark)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        list(default_segmenter.predict_iter([str(tmp_path / "dark.png")], samples=2))
+        run_batch(default_segmenter, [str(tmp_path / "dark.png")], tmp_path / "out", samples=2, progress=False)
+        assert not [w for w in caught if "nearly black" in str(w.message)]
+        list(default_segmenter.predict_iter([dark], samples=2))
+    assert len([w for w in caught if "nearly black" in str(w.message)]) == 1
 
 
 def test_the_overlay_is_drawn_over_a_path_as_over_its_pixels(default_segmenter, example1):

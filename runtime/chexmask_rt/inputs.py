@@ -3,6 +3,9 @@ and its arguments, checked before any image is decoded."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Union
 
 import numpy as np
@@ -72,6 +75,22 @@ def check_image_list(images) -> None:
         raise InputError(f"expected a list of images, got {type(images).__name__}") from None
 
 
+# Set while arrays the package decoded itself (batch, predict_iter) reach predict_batch: the warning
+# below is for a caller's own array, and for those it named no file and advised passing the path.
+_DECODED_HERE: ContextVar[bool] = ContextVar("chexmask_rt_decoded_here", default=False)
+
+
+@contextmanager
+def decoded_here() -> Iterator[None]:
+    """Marks the arrays this thread hands to ``predict_batch`` as decoded by the package (from files,
+    or already checked as the caller's arrays when decoded)."""
+    token = _DECODED_HERE.set(True)
+    try:
+        yield
+    finally:
+        _DECODED_HERE.reset(token)
+
+
 def load_item(item: ImageLike, max_pixels: int | None = None) -> tuple[np.ndarray, str | None]:
     """A path (decoded here) or an array -> (array, file name or None); either must lie within
     the pixel limit (:mod:`chexmask_rt.limits`)."""
@@ -79,7 +98,8 @@ def load_item(item: ImageLike, max_pixels: int | None = None) -> tuple[np.ndarra
     if isinstance(item, np.ndarray):
         if item.ndim >= 2:
             check_pixels(item.shape[1], item.shape[0], "array", limit)
-        _warn_if_nearly_black(item)
+        if not _DECODED_HERE.get():
+            _warn_if_nearly_black(item)
         return item, None
     if isinstance(item, (str, os.PathLike)):
         return read_image(item, max_pixels=limit), os.fspath(item)

@@ -22,7 +22,7 @@ from .dicom_source import with_source
 from .errors import ChexmaskError, InputError, ModelError, NonFiniteOutputError, OutOfMemoryError
 from .limits import resolve_max_pixels
 from .inputs import (DEFAULT_BATCH, DEFAULT_SAMPLES, ImageLike, check_bit_depth, check_count, check_image_list,
-                     check_run_arguments, decode)
+                     check_run_arguments, decode, decoded_here)
 from .result import Result
 
 Outcome = tuple[ImageLike, "Result | ChexmaskError"]
@@ -117,7 +117,8 @@ def segment_each(segmenter, arrays: list[np.ndarray], names: list[str | None] | 
     errors' messages. ``options`` as ``predict_batch`` takes them."""
     names = names or [None] * len(arrays)
     try:
-        return list(segmenter.predict_batch(arrays, **{**options, "batch_size": len(arrays)}))
+        with decoded_here():
+            return list(segmenter.predict_batch(arrays, **{**options, "batch_size": len(arrays)}))
     except NonFiniteOutputError as exc:  # the engine failed on these images, not on every image
         error: Exception = exc
     except ModelError:
