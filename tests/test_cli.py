@@ -4,6 +4,7 @@ import shutil
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import onnx
 import pytest
@@ -435,3 +436,25 @@ def test_a_callers_own_standard_output_gets_the_data(monkeypatch):
     monkeypatch.setattr(sys, "stdout", tee)
     assert command.main(["info"]) == 0
     assert json.loads("".join(tee.parts))["id"].startswith("chexmask-rt-default:")
+
+
+def test_predict_of_many_images_does_not_keep_their_answers_without_json_or_csv(tmp_path, example1):
+    """predict kept every Result, its K samples included (1.9 MB at K = 1000), until it exited, even with no
+    --json or --csv to write them to: a glob over an archive grew without bound. Peak resident memory of 2
+    and of 12 images, each K = 1000 (the old code: about 19 MB apart)."""
+    import os
+
+    small = cv2.resize(cv2.imread(str(example1), cv2.IMREAD_GRAYSCALE), (256, 256))
+    for i in range(12):
+        cv2.imwrite(str(tmp_path / f"{i:02d}.png"), small)
+
+    def peak_kb(count: int, *more) -> int:
+        images = [str(tmp_path / f"{i:02d}.png") for i in range(count)]
+        child = subprocess.Popen([sys.executable, "-m", "chexmask_rt", "predict", *images, "--samples", "1000",
+                                  "--no-progress", *more], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        _, status, usage = os.wait4(child.pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, child.stderr.read()
+        return usage.ru_maxrss
+
+    grown = peak_kb(12) - peak_kb(2)
+    assert grown < 8 * 1024, f"{grown} KB more for 10 more images"

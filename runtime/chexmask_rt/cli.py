@@ -289,7 +289,10 @@ def cmd_predict(args) -> int:
     check_outputs(seg, None, args.dicom_seg, args.dicom_sr)  # an engine DICOM cannot name fails once, first
     several = len(args.images) > 1
     stems = mask_stems(args.images)  # file names for the pictures, masks and objects of same-named images
-    results, failed = [], 0
+    results, failed, done = [], 0, 0
+    # only --json and --csv need the answers at the end: kept otherwise, a glob of thousands of images
+    # grew by each Result's samples (96 KB at K = 50) until the exit
+    keep = results.append if args.json or args.csv else (lambda result: None)
     bar = progress_bar(len(args.images), "predict", enabled=several and not args.no_progress)
     try:
         for image in args.images:
@@ -319,9 +322,10 @@ def cmd_predict(args) -> int:
                     except KeyboardInterrupt:
                         raise  # raised inside (outside the main thread, the stop is not held): not done
                     except BaseException:
-                        results.append(result)  # an output that could not be written: its answer still stands
+                        keep(result)  # an output that could not be written: its answer still stands
                         raise
-                    results.append(result)
+                    keep(result)
+                    done += 1
             bar.update(1)
     except BaseException as exc:  # what is finished is not lost: pictures are written, and so are JSON and CSV
         bar.close()
@@ -332,6 +336,8 @@ def cmd_predict(args) -> int:
         raise
     bar.close()
     _write_collected(args, results)
+    if args.masks and done:
+        say(f"wrote masks to {args.masks}")
     if several:  # the tally, which error lines among hundreds of summary lines did not give (stdout keeps
         # its one line per image)
         say(f"predict: {len(args.images)} images: {len(args.images) - failed} done, {failed} failed")
@@ -403,8 +409,6 @@ def _write_collected(args, results) -> None:
             failures.append(str(exc))
     if failures:
         raise InputError("; ".join(failures))
-    if args.masks and results:
-        say(f"wrote masks to {args.masks}")
 
 
 def _write_csv(target: str, results) -> None:
