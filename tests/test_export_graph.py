@@ -93,3 +93,71 @@ def test_dynamic_batch_and_samples(exported, batch, samples):
     assert out["landmarks_mean"].shape == (batch, 120, 2)
     assert out["landmarks_samples"].shape == (batch, samples, 120, 2)
     assert out["latent_sigma"].shape == (batch, 64) and np.all(out["latent_sigma"] > 0)
+
+
+def _overflowing(name: str):
+    """A fixture's network whose decodes overflow float32 once eps is not 0 (finite weights: a huge
+    log-variance bias, decoder weights times 1000)."""
+    from chexmask_export.checkpoint import load_checkpoint
+    from chexmask_export.onnx_export import build_network
+
+    ckpt = load_checkpoint(SHARED / "fixtures" / "upstream" / name)
+    net = build_network(ckpt)
+    with __import__("torch").no_grad():
+        net.encoder.fc_logvar.bias.fill_(172.0)
+        net.dec_lin.weight.mul_(1000.0)
+    return ckpt, net
+
+
+@pytest.mark.parametrize("name", FIXTURE_NAMES)
+def test_an_overflowing_decode_fails_its_image_alone(tmp_path, monkeypatch, name):
+    """The skip look-up turned a NaN landmark into index INT64_MIN: the whole engine call failed with ONNX
+    Runtime's Gather error (a ModelError naming no image), where the no-skip engine refused each image
+    alone as non-finite. Both now do the latter."""
+    import chexmask_rt
+    from chexmask_export import onnx_export
+    from chexmask_rt.errors import NonFiniteOutputError
+
+    ckpt, net = _overflowing(name)
+    monkeypatch.setattr(onnx_export, "_check_finite", lambda engine, cfg: None)  # what the export refuses now
+    onnx_export.export_onnx(net, tmp_path / "e.onnx", checkpoint_sha256=ckpt.sha256)
+    image = np.random.default_rng(0).integers(0, 255, (256, 256), dtype=np.uint8)
+    outcomes = [o for _, o in chexmask_rt.load(tmp_path / "e.onnx").predict_iter([image, image], samples=3)]
+    assert all(isinstance(o, NonFiniteOutputError) for o in outcomes), outcomes
+
+
+def test_the_export_refuses_weights_that_give_no_finite_answer(tmp_path):
+    """A bit flipped in a checkpoint (0.0015 -> 5.2e35, still finite) ended the export with an IndexError
+    traceback; weights that overflow only with a latent draw exported an engine that failed every image."""
+    from chexmask_export.onnx_export import export_onnx
+    from chexmask_rt.errors import ModelError
+
+    ckpt, net = _overflowing("skip_256")
+    with pytest.raises(ModelError, match="give NaN or infinite values on a blank image"):
+        export_onnx(net, tmp_path / "e.onnx", checkpoint_sha256=ckpt.sha256)
+    assert not (tmp_path / "e.onnx").exists()
+
+
+def test_the_engine_names_the_release_that_exported_it(exported):
+    """The ONNX producer version was torch's (2.13.0), and no chexmask-rt version was recorded."""
+    import chexmask_rt
+
+    model = onnx.load(str(exported["skip_256"]), load_external_data=False)
+    assert (model.producer_name, model.producer_version) == ("chexmask-rt", chexmask_rt.__version__)
+
+
+def test_an_engine_that_cannot_be_written_is_named(tmp_path, monkeypatch):
+    """A full disk gave "OSError: [Errno 28] No space left on device", naming no file."""
+    import errno
+
+    from chexmask_export import onnx_export
+    from chexmask_export.checkpoint import load_checkpoint
+    from chexmask_rt.errors import InputError
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(onnx_export, "write_bytes_whole", full)
+    ckpt = load_checkpoint(SHARED / "fixtures" / "upstream" / "noskip_256")
+    with pytest.raises(InputError, match=f"{tmp_path / 'e.onnx'}: cannot write the engine .No space left on device"):
+        onnx_export.export_onnx(onnx_export.build_network(ckpt), tmp_path / "e.onnx", checkpoint_sha256=ckpt.sha256)

@@ -179,7 +179,10 @@ def _axis_taps(c: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor
     """
     slots_n = min(length, 4)
     lead = (-1,) + (1,) * c.dim()
-    start = torch.clamp(torch.floor(c) - 1, 0, length - slots_n)
+    # a NaN coordinate (a decode that overflowed) must still give an index: clamp passes NaN on, and as an
+    # integer it was INT64_MIN, which failed the whole engine call; its weights stay NaN, so the image's
+    # answer is non-finite and refused alone
+    start = torch.clamp(torch.nan_to_num(torch.floor(c), nan=0.0) - 1, 0, length - slots_n)
     slots = start + torch.arange(slots_n, dtype=c.dtype, device=c.device).reshape(lead)  # [slot, ...]
     # arange, not a tensor from a list: that list would be copied from the host on each call,
     # which CUDA graph capture refuses

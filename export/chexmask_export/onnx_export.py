@@ -8,8 +8,9 @@ from pathlib import Path
 import onnx
 import torch
 
-from chexmask_rt.errors import ModelError
+from chexmask_rt.errors import InputError, ModelError, os_reason
 from chexmask_rt.metadata import FORMAT_VERSION, EngineMetadata, sealed_engine_bytes
+from chexmask_rt.version import __version__
 from chexmask_rt.whole_files import write_bytes_whole
 
 from .affine_fusion import fuse_per_image_affines
@@ -75,6 +76,7 @@ def export_onnx(net: HybridGNet, output: str | Path, *, checkpoint_sha256: str, 
     if samples_output:
         dims[SAMPLES_OUTPUT] = {0: "batch", 1: "samples"}
     example = (torch.zeros(2, 1, cfg.inputsize, cfg.inputsize), torch.zeros(3, cfg.latents))
+    _check_finite(engine, cfg)
     buffer = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
@@ -92,7 +94,7 @@ def export_onnx(net: HybridGNet, output: str | Path, *, checkpoint_sha256: str, 
                           second_look=second_look)
     for key, value in info.to_metadata().items():
         model.metadata_props.add(key=key, value=value)
-    model.producer_name = "chexmask-rt"
+    model.producer_name, model.producer_version = "chexmask-rt", __version__  # torch wrote its own version there
     onnx.checker.check_model(model, full_check=True)
     problems = tensorrt_problems(model)
     if problems:
@@ -101,5 +103,20 @@ def export_onnx(net: HybridGNet, output: str | Path, *, checkpoint_sha256: str, 
     output.parent.mkdir(parents=True, exist_ok=True)
     # whole or not at all, so a full disk cannot leave a broken engine where a good one was; always the
     # binary format (onnx.save picks a text format for names ending .json or .textproto)
-    write_bytes_whole(output, sealed_engine_bytes(model))
+    try:
+        write_bytes_whole(output, sealed_engine_bytes(model))
+    except OSError as exc:  # a full disk: the bare OSError named no file
+        raise InputError(f"{output}: cannot write the engine ({os_reason(exc)}); a file there is left as it was") \
+            from None
     return info
+
+
+def _check_finite(engine: UncertaintyEngine, cfg) -> None:
+    """Refuse weights whose answer on a blank image, with latent draws one sigma out, is not finite: a
+    bit flipped in a checkpoint (0.0015 -> 5.2e35) exported an engine that failed every image."""
+    probe = (torch.zeros(1, 1, cfg.inputsize, cfg.inputsize), torch.ones(2, cfg.latents))
+    with torch.no_grad():
+        outputs = engine(*probe)
+    if not all(bool(torch.isfinite(t).all()) for t in outputs):
+        raise ModelError("the checkpoint's weights give NaN or infinite values on a blank image (a damaged "
+                         "checkpoint, or weights that overflow float32); nothing was written")
