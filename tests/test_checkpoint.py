@@ -85,6 +85,40 @@ def test_wrong_sized_config_is_refused(fixture_dir, tmp_path):
         load_checkpoint(fixture_dir / "pytorch_model.bin", config=wrong)
 
 
+@pytest.mark.parametrize("key, value, needle", [
+    ("inputsize", 2**70, "inputsize must be a multiple of 32 in 32..4096"),  # a torch TypeError traceback
+    ("inputsize", 8192, "inputsize must be a multiple of 32 in 32..4096"),  # 4.4 GB built, then the mismatch
+    ("K", 100000, "K must be in 1..64"),  # minutes and more than 12 GB
+    ("latents", 10**9, "latents must be in 1..65536"),
+    ("filters", [2, 32, 32, 32, 16, 16, 10**6], "filters must be 7 sizes in 1..4096"),
+])
+def test_configs_past_any_network_are_refused_before_building(fixture_dir, tmp_path, key, value, needle):
+    cfg = json.loads((fixture_dir / "config.json").read_text())
+    cfg[key] = value
+    wrong = tmp_path / "config.json"
+    wrong.write_text(json.dumps(cfg))
+    with pytest.raises(ModelError, match=re.escape(needle)):
+        load_checkpoint(fixture_dir / "pytorch_model.bin", config=wrong)
+
+
+def test_a_config_that_disagrees_with_the_weights_is_refused_before_the_network_is_built(fixture_dir, tmp_path,
+                                                                                          monkeypatch):
+    """The mismatch was found by building the whole network first (inputsize 4096: GBs of weights)."""
+    from chexmask_export import onnx_export
+
+    cfg = json.loads((fixture_dir / "config.json").read_text())
+    cfg["inputsize"] = 4096
+    wrong = tmp_path / "config.json"
+    wrong.write_text(json.dumps(cfg))
+    built = []
+    real = onnx_export.HybridGNet
+    monkeypatch.setattr(onnx_export, "HybridGNet",
+                        lambda config: built.append(torch.empty(0).device.type) or real(config))
+    with pytest.raises(ModelError, match=r"fc_mu\.weight \(64, 8192\) \(expected \(64, 2097152\)\)"):
+        build_network(load_checkpoint(fixture_dir / "pytorch_model.bin", config=wrong))
+    assert built == ["meta"]  # only the network of shapes was built
+
+
 @pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", b"PK\x03\x04truncated zip",
                                      b"hello", b"Rubbish", b"<html><body>404</body></html>", b"\x89PNG\r\n\x1a\n"])
 def test_corrupt_checkpoint_files(tmp_path, content):

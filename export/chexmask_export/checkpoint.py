@@ -25,6 +25,10 @@ HF_CONFIG = "config.json"
 ENCODER_CHANNELS = (8, 16, 32, 64, 128, 128)
 
 
+MAX_INPUTSIZE, MAX_LATENTS = 4096, 65536  # as cpp/src/model_info.cpp bounds an engine's metadata
+MAX_K, MAX_FILTERS = 64, 4096
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """The hyper-parameters of the published ``config.json`` that shape the network."""
@@ -37,15 +41,17 @@ class ModelConfig:
     extra: dict = field(default_factory=dict, compare=False)
 
     def validate(self, source: str) -> None:
+        # The upper bounds: inputsize and latents are the runtime's (the core refuses an engine past them);
+        # K and filters lie far past any HybridGNet, where building the network would take minutes and GBs
         problems = []
-        if self.inputsize < 32 or self.inputsize % 32:
-            problems.append(f"inputsize must be a positive multiple of 32, got {self.inputsize}")
-        if self.latents < 1:
-            problems.append(f"latents must be >= 1, got {self.latents}")
-        if self.K < 1:
-            problems.append(f"K must be >= 1, got {self.K}")
-        if len(self.filters) != 7 or any(f < 1 for f in self.filters):
-            problems.append(f"filters must be 7 positive sizes, got {list(self.filters)}")
+        if self.inputsize < 32 or self.inputsize % 32 or self.inputsize > MAX_INPUTSIZE:
+            problems.append(f"inputsize must be a multiple of 32 in 32..{MAX_INPUTSIZE}, got {self.inputsize}")
+        if not 1 <= self.latents <= MAX_LATENTS:
+            problems.append(f"latents must be in 1..{MAX_LATENTS}, got {self.latents}")
+        if not 1 <= self.K <= MAX_K:
+            problems.append(f"K must be in 1..{MAX_K}, got {self.K}")
+        if len(self.filters) != 7 or any(not 1 <= f <= MAX_FILTERS for f in self.filters):
+            problems.append(f"filters must be 7 sizes in 1..{MAX_FILTERS}, got {list(self.filters)}")
         elif self.filters[0] != 2:
             problems.append(f"filters[0] is the landmark dimension and must be 2, got {self.filters[0]}")
         if problems:

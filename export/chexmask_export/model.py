@@ -277,6 +277,12 @@ class HybridGNet(nn.Module):
 
     def load_published(self, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
         """Load a published state dict (no ``model.`` prefix); any mismatch is a ModelError naming the keys."""
+        self.check_published(state, source)
+        self.load_state_dict({k: v.float() for k, v in state.items()})
+
+    def check_published(self, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
+        """ModelError naming the keys where ``state`` does not fit this network's shapes; works on a network
+        built on the meta device, which holds shapes and no memory."""
         own = self.state_dict()
         missing = sorted(set(own) - set(state))
         unexpected = sorted(set(state) - set(own))
@@ -290,4 +296,3 @@ class HybridGNet(nn.Module):
         if problems:
             raise ModelError(f"{source}: does not match the HybridGNet config "
                              f"(inputsize {self.config.inputsize}, skip {self.config.use_skip}): " + "; ".join(problems))
-        self.load_state_dict({k: v.float() for k, v in state.items()})
