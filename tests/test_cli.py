@@ -65,6 +65,7 @@ def test_a_12_bit_png_reads_as_12_bit(tmp_path, example1, default_segmenter):
     proc = cli("predict", png, "--bit-depth", 10)
     assert proc.returncode == 3 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith(f"chexmask-rt: error: {png}: pixel values need 12 bits, more than bit_depth 10")
+    assert "the command line: no --bit-depth" in proc.stderr  # it advised 0, which --bit-depth refuses
 
 
 def test_overlay_pictures(tmp_path, shared_images):

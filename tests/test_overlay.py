@@ -356,3 +356,21 @@ def test_a_result_shows_its_overlay_in_a_notebook(default_segmenter, chest, tmp_
     gone = default_segmenter.predict(moved, samples=5)
     moved.unlink()
     assert gone._repr_png_() is None and "Result(image=" in repr(gone)  # the text repr still shows
+
+
+def test_an_overlay_in_another_format_prints_no_encoder_warnings(tmp_path):
+    """write_overlay('x.jpg', ...) passed the PNG compression setting to every encoder, and OpenCV printed
+    "[ WARN ...] ... unsupported key(16)" on stderr (the CLI silenced it; library users saw it)."""
+    import subprocess
+    import sys
+
+    code = ("import chexmask_rt, sys\n"
+            "from chexmask_rt.overlay import write_overlay\n"
+            f"image = {str(IMAGES / 'nih_00000001_000_512.png')!r}\n"
+            "r = chexmask_rt.load().predict(image, samples=2)\n"
+            "for name in sys.argv[1:]:\n"
+            "    write_overlay(name, image, r)\n")
+    names = [str(tmp_path / f"o{suffix}") for suffix in (".jpg", ".bmp", ".tif", ".png")]
+    proc = subprocess.run([sys.executable, "-c", code, *names], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert all(cv2.imread(name) is not None for name in names)

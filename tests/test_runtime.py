@@ -221,7 +221,9 @@ def test_what_people_pass_instead_of_a_path_is_refused_with_how_to_pass_it(defau
     from chexmask_rt.errors import InputError
 
     hints = {"write the file's bytes to a file": [example1.read_bytes(), io.BytesIO(example1.read_bytes())],
-             "np.asarray(image.convert('L'))": [Image.new("L", (64, 64))]}
+             "np.asarray(image.convert('L'))": [Image.new("L", (64, 64))],
+             # a bytes path was told to write "the file's bytes" to a file
+             "it names a file: pass the path as text, os.fsdecode(path)": [bytes(example1)]}
     for hint, items in hints.items():
         for item in items:
             with pytest.raises(InputError, match=f"got {type(item).__name__}; .*{re.escape(hint)}"):

@@ -109,7 +109,8 @@ Pixels resolve_pixels(const ImageView& image) {
     } else if (bits > image.bit_depth) {
         throw InputError("image: pixel values need " + std::to_string(bits) + " bits, more than bit_depth " +
                          std::to_string(image.bit_depth) + " (at most " + std::to_string((1u << image.bit_depth) - 1u) +
-                         "); pass the image's real bit depth, or 0 (Python: None) to infer it");
+                         "); pass the image's real bit depth, or none to infer it (C and C++: 0; Python: None; "
+                         "the command line: no --bit-depth)");
     }
     return p;
 }

@@ -132,6 +132,8 @@ def _warn_if_nearly_black(array: np.ndarray) -> None:
 def _conversion_hint(item: object) -> str:
     """How to pass what people often have instead: each kind by its module, without importing any."""
     kind = f"{type(item).__module__}.{type(item).__name__}"
+    if isinstance(item, bytes) and len(item) < 4096 and b"\0" not in item and os.path.exists(item):
+        return "; it names a file: pass the path as text, os.fsdecode(path)"  # not the file's bytes
     if isinstance(item, (bytes, bytearray, memoryview)) or hasattr(item, "read"):
         return ("; write the file's bytes to a file and pass its path (the reader checks the file whole: "
                 "damaged data, DICOM rendering)")

@@ -231,7 +231,9 @@ def write_overlay(path: str | os.PathLike[str], image: np.ndarray | str | os.Pat
 
 def _encoded(picture: np.ndarray, suffix: str) -> tuple[bool, bytes]:
     with native_call():  # OpenCV releases the GIL (native_gate)
-        written, encoded = cv2.imencode(suffix, picture, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+        # the PNG setting for a PNG only: other encoders print "unsupported key" warnings on stderr for it
+        params = [cv2.IMWRITE_PNG_COMPRESSION, 9] if suffix.lower() == ".png" else []
+        written, encoded = cv2.imencode(suffix, picture, params)
     return bool(written), encoded.tobytes() if written else b""
 
 
