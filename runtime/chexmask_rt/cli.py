@@ -132,8 +132,8 @@ def _add_predict(sub) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG/JPEG/TIFF/BMP/DICOM files")
     _add_run_options(p)
     p.add_argument("--json", metavar="PATH|-", help="write results as JSON to PATH, or '-' for stdout")
-    p.add_argument("--overlay", metavar="PNG|DIR", help="draw contours + uncertainty over the image: to PNG for one "
-                   "image, or DIR/<name>.png for several")
+    p.add_argument("--overlay", metavar="PNG|DIR", help="draw contours + uncertainty over the image: to PNG (or "
+                   ".jpg/.bmp/.tif) for one image; any other name is a folder, DIR/<name>.png")
     p.add_argument("--csv", metavar="PATH|-", help="write CheXmask-U-style CSV rows (landmarks, RLE masks, scores)")
     p.add_argument("--masks", metavar="DIR", help="write DIR/<name>_{right_lung,left_lung,heart}.png organ masks")
     p.add_argument("--bit-depth", type=_integer(_bit_depth), default=None, metavar="BITS",
