@@ -157,6 +157,16 @@ def test_organs_that_are_not_the_graphs_are_a_model_error(tmp_path, organs, mess
         chexmask_rt.load(path)
 
 
+def test_an_engine_that_asks_for_a_second_look_it_cannot_take_is_refused_when_opened(tmp_path):
+    """second_look=true over organs that name no lung opened, and then every predict with the engine's own
+    default failed ("predict with second_look off"); without the flag such an engine opens."""
+    heart = write_toy_engine(tmp_path / "heart.onnx", landmarks=60, metadata={"organs": "heart:60", "second_look": "true"})
+    with pytest.raises(ModelError, match=r"second_look=true, but its organs heart 60 name no lung"):
+        core.Engine(str(heart), core.onnxruntime_library())
+    plain = write_toy_engine(tmp_path / "plain.onnx", landmarks=60, metadata={"organs": "heart:60"})
+    assert core.Engine(str(plain), core.onnxruntime_library()).info.organs == (("heart", 60),)
+
+
 def test_the_package_refuses_other_organs_rather_than_mislabel_them(tmp_path):
     """Its organ views, masks and measures are the 44/50/26 anatomy's: another layout is a ModelError,
     not lungs cut at the wrong landmark."""
