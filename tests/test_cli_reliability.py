@@ -60,8 +60,8 @@ def test_the_core_refuses_non_finite_outputs_for_c_callers(nan_engine, example1,
         proc = subprocess.run([str(program), "--model", str(nan_engine), "--samples", "2", "--onnxruntime",
                                onnxruntime_library(), look, str(pgm)], capture_output=True, text=True, timeout=300)
         assert proc.returncode == 4 and proc.stdout == "", proc.stdout[:200] + proc.stderr
-        assert proc.stderr == ("chexmask-rt-c: error: image 0 of the batch: the engine nan.onnx returned NaN or "
-                               "infinite values for this image; the engine is faulty\n")
+        assert proc.stderr == (f"chexmask-rt-c: error: {pgm}: image 0 of the batch: the engine nan.onnx returned NaN "
+                               "or infinite values for this image; the engine is faulty\n")
 
 
 def test_non_finite_outputs_in_the_cli(tmp_path, nan_engine, shared_images):

@@ -19,11 +19,15 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .devices import DEVICES
 from .errors import ChexmaskError, InputError, ModelError, NonFiniteOutputError, UsageError, first_line, os_reason
 from .notice import INTENDED_USE
 from .whole_files import write_text_whole
+
+if TYPE_CHECKING:
+    from .result import Result
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_INPUT, EXIT_MODEL = 0, 1, 2, 3, 4
 
@@ -289,7 +293,8 @@ def cmd_predict(args) -> int:
     check_outputs(seg, None, args.dicom_seg, args.dicom_sr)  # an engine DICOM cannot name fails once, first
     several = len(args.images) > 1
     stems = mask_stems(args.images)  # file names for the pictures, masks and objects of same-named images
-    results, failed, done = [], 0, 0
+    results: list[Result] = []
+    failed = done = 0
     # only --json and --csv need the answers at the end: kept otherwise, a glob of thousands of images
     # grew by each Result's samples (96 KB at K = 50) until the exit
     keep = results.append if args.json or args.csv else (lambda result: None)
