@@ -85,6 +85,10 @@ chexmask_rt::EngineOptions cpp_options(const chexmask_rt_engine_options* options
     if (has(offsetof(chexmask_rt_engine_options, expected_sha256) + sizeof(const char*)) &&
         options->expected_sha256 != nullptr)
         out.expected_sha256 = options->expected_sha256;
+    if (has(offsetof(chexmask_rt_engine_options, layout_optimizations) + sizeof(int)))
+        out.layout_optimizations = options->layout_optimizations != 0;
+    if (has(offsetof(chexmask_rt_engine_options, memory_pattern) + sizeof(int)))
+        out.memory_pattern = options->memory_pattern != 0;
     return out;
 }
 

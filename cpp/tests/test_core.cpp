@@ -747,6 +747,37 @@ void test_c_api(const std::string& model, const std::string& library) {
 
 /// An engine whose graph has another landmark count, with organs metadata that says so: both looks
 /// run on its own organs and every field has its size (under ASan: nothing is read past an output).
+// The two session settings C++ and Python have reach C callers too (they were missing from the struct).
+void test_c_api_session_settings(const std::string& model, const std::string& library) {
+    const auto px = gradient(120, 80, 128);
+    const chexmask_rt_image image{px.data(), 120, 80, 128, 8, px.size()};
+    auto landmarks = [&](int layout, int pattern, std::size_t struct_size) {
+        chexmask_rt_engine_options options;
+        chexmask_rt_engine_options_init(&options);
+        options.onnxruntime_library = library.c_str();
+        options.layout_optimizations = layout;
+        options.memory_pattern = pattern;
+        if (struct_size != 0) options.struct_size = struct_size;
+        chexmask_rt_engine* engine = nullptr;
+        chexmask_rt_result* result = nullptr;
+        std::vector<double> out;
+        CHECK(chexmask_rt_engine_open(model.c_str(), &options, &engine) == CHEXMASK_RT_OK);
+        CHECK(chexmask_rt_predict(engine, &image, 4, 1, CHEXMASK_RT_SECOND_LOOK_OFF, &result) == CHEXMASK_RT_OK);
+        if (result != nullptr) {
+            const chexmask_rt_result_fields* r = chexmask_rt_result_get(result);
+            out.assign(r->landmarks, r->landmarks + 2 * r->landmark_count);
+        }
+        chexmask_rt_result_free(result);
+        chexmask_rt_engine_free(engine);
+        return out;
+    };
+    const std::vector<double> plain = landmarks(0, 0, 0);
+    CHECK(!plain.empty() && landmarks(1, 0, 0) != plain);  // the blocked layout rounds otherwise: it was applied
+    CHECK(landmarks(0, 1, 0) == plain);                     // the memory plan changes no number
+    // a caller built before these fields: whatever lies past its struct is not read
+    CHECK(landmarks(1, 1, offsetof(chexmask_rt_engine_options, layout_optimizations)) == plain);
+}
+
 void test_other_anatomy(const std::string& path, const std::string& library) {
     chexmask_rt::EngineOptions options;
     options.onnxruntime_library = library;
@@ -923,6 +954,7 @@ int main(int argc, char** argv) {
         test_log_callback(argv[1], argv[2]);  // it needs the process's first Engine
         test_engine(argv[1], argv[2], argc >= 4 ? argv[3] : "");
         test_c_api(argv[1], argv[2]);
+        test_c_api_session_settings(argv[1], argv[2]);
     }
     else std::cerr << "(engine tests skipped: pass MODEL.onnx LIBONNXRUNTIME)\n";
     // engines named other_anatomy*.onnx must work on their own organs; every other one must be refused
