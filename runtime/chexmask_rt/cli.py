@@ -148,7 +148,8 @@ def _add_predict(sub) -> None:
 
 def _add_batch(sub) -> None:
     p = sub.add_parser("batch", help="segment a folder or a list of images into a resumable CSV")
-    p.add_argument("input", metavar="INPUT", help="a folder (searched recursively) or a .txt (.lst, .list) or .csv list of images")
+    p.add_argument("input", metavar="INPUT",
+                   help="a folder (searched recursively) or a .txt (.lst, .list) or .csv list of images")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder: results.csv, errors.csv, skipped.csv, "
                    "masks/, overlays/, batch.json (the engine, settings and INPUT a rerun resumes with)")
     _add_run_options(p)
@@ -459,8 +460,8 @@ def cmd_batch(args) -> int:
     if found.skipped:  # written once the folder was accepted (a refused one is left as it was)
         say(f"batch: {len(found.skipped)} files skipped, reasons in {Path(args.out) / SKIPPED_NAME}")
     _output(f"batch: {summary.text(Path(args.out))}")
-    asked = [flag for flag, on in (("--masks", args.masks), ("--overlays", args.overlays), ("--dicom-seg", args.dicom_seg),
-                                   ("--dicom-sr", args.dicom_sr)) if on]
+    asked = [flag for flag, on in (("--masks", args.masks), ("--overlays", args.overlays),
+                                   ("--dicom-seg", args.dicom_seg), ("--dicom-sr", args.dicom_sr)) if on]
     if summary.skipped and asked:  # a rerun that adds --masks to a finished folder wrote nothing and said nothing
         say(f"batch: {', '.join(asked)}: the {summary.skipped} images already in {Path(args.out) / 'results.csv'} got "
             "none in this run (they are made for the images a run segments); to have them for every image, "

@@ -74,10 +74,11 @@ def resume_root(source: str | os.PathLike[str], images: Sequence[str]) -> str:
     ("../images/a.png"; each spelling of the list gave another row for one image). Entries written
     absolute from a relative list are taken as written."""
     root = str(input_root(source))
-    climbing = [image for image in images if os.path.isabs(image) == os.path.isabs(root)]
-    if Path(source).is_dir() or not climbing:
+    # entries written as the root is (relative to the working folder, or absolute)
+    alike = [image for image in images if os.path.isabs(image) == os.path.isabs(root)]
+    if Path(source).is_dir() or not alike:
         return root
-    common = os.path.commonpath([os.path.abspath(p) for p in [root, *climbing]])
+    common = os.path.commonpath([os.path.abspath(p) for p in [root, *alike]])
     return common if os.path.isabs(root) else os.path.relpath(common)
 
 
