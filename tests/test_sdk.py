@@ -534,6 +534,24 @@ def test_the_c_api_says_out_of_memory_as_its_header_does(tmp_path):
     assert then == "0"
 
 
+def test_the_cpp_example_reports_running_out_of_memory_instead_of_aborting(pgm_images):
+    """std::bad_alloc went past the example's catch list: "terminate called", SIGABRT (exit 134), where
+    the C example exits 3. Under a 1.5 GB address-space limit, 10,000 samples run out."""
+    import resource
+
+    cpp = _require(CPP_EXAMPLE)
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (1_500_000_000, 1_500_000_000))
+
+    proc = subprocess.run([str(cpp), "--model", str(chexmask_rt.default_model_path()), "--onnxruntime",
+                           core.onnxruntime_library(), "--samples", "10000", str(pgm_images[0])],
+                          capture_output=True, text=True, timeout=BUILD_TIMEOUT, preexec_fn=limited)
+    assert proc.returncode == 3, (proc.returncode, proc.stderr[-500:])
+    assert proc.stderr.startswith(f"chexmask-rt-cpp: error: {pgm_images[0]}: "), proc.stderr[-500:]
+    assert "terminate called" not in proc.stderr
+
+
 def _one_json(cmd) -> dict:
     out = json.loads(_checked(cmd).stdout)
     return out[0] if isinstance(out, list) else out
