@@ -604,6 +604,8 @@ PYBIND11_MODULE(_core, m) {
     m.attr("MAX_SIDE") = kMaxSide;
     m.attr("MAX_SAMPLES") = kMaxSamples;
     m.attr("MAX_THREADS") = kMaxIntraOpThreads;
+    m.attr("MAX_ENGINE_INPUTSIZE") = detail::kMaxEngineInputsize;
+    m.attr("MAX_ENGINE_LATENTS") = detail::kMaxEngineLatents;
     m.attr("SECOND_LOOK_FILL") = kSecondLookFill;
     m.attr("CROP_ONLY_BELOW") = kCropOnlyBelow;
 }

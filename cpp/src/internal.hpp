@@ -162,8 +162,15 @@ void set_scores(Result& r);
 /// Image `index` of a batch back to original pixels, with its uncertainty scores.
 Result postprocess(const EngineOutputs& out, int index, const Letterbox& frame, int samples, std::uint64_t seed);
 
+/// The bounds of an engine's metadata (parse_model_info); the export refuses configs past them too.
+inline constexpr int kMaxEngineInputsize = 4096;
+inline constexpr int kMaxEngineLatents = 65536;
+
+/// Whether an organ is one the second look frames: those named right_lung and left_lung.
+inline bool is_lung(const Organ& organ) { return organ.name == "right_lung" || organ.name == "left_lung"; }
+
 /// The second look (reference: tests/reference/second_look.py). `organs`: the engine's (ModelInfo::organs);
-/// the lungs are those named right_lung and left_lung.
+/// the lungs are those `is_lung` names.
 /// The square around `first`'s lungs to look at again, if it can be an image.
 std::optional<Square> second_look_square(const Result& first, const std::vector<Organ>& organs);
 

@@ -225,15 +225,13 @@ ModelInfo parse_model_info(const std::map<std::string, std::string>& props, cons
     check_hex(info.landmark_offsets_sha256, "landmark_offsets_sha256", true, source);
     info.organs = get.count("organs") ? parse_organs(get["organs"], source) : detail::default_organs();
     info.landmarks = total(info.organs, source);
-    const bool lungs = std::any_of(info.organs.begin(), info.organs.end(),
-                                   [](const Organ& o) { return o.name == "right_lung" || o.name == "left_lung"; });
-    if (info.second_look && !lungs) {  // it opened, then every predict with the engine's default failed
+    if (info.second_look && std::none_of(info.organs.begin(), info.organs.end(), detail::is_lung)) {  // it opened, then every predict with the engine's default failed
         throw ModelError(source + ": malformed engine metadata (" + kPrefix + "second_look=true, but its organs " +
                          organs_text(info.organs) + " name no lung for the second look to frame)");
     }
     info.metadata = props;
-    if (info.inputsize < 32 || info.inputsize % 32 != 0 || info.inputsize > 4096 || info.latents < 1 ||
-        info.latents > 65536) {
+    if (info.inputsize < 32 || info.inputsize % 32 != 0 || info.inputsize > detail::kMaxEngineInputsize ||
+        info.latents < 1 || info.latents > detail::kMaxEngineLatents) {
         throw ModelError(source + ": implausible engine metadata inputsize=" + std::to_string(info.inputsize) +
                          " latents=" + std::to_string(info.latents));
     }

@@ -22,7 +22,7 @@ std::vector<std::pair<std::size_t, std::size_t>> lung_ranges(const Result& r, co
     std::vector<std::pair<std::size_t, std::size_t>> lungs;
     std::size_t start = 0;
     for (const Organ& o : organs) {
-        if (o.name == "right_lung" || o.name == "left_lung") lungs.emplace_back(start, start + o.count);
+        if (is_lung(o)) lungs.emplace_back(start, start + o.count);
         start += static_cast<std::size_t>(o.count);
     }
     for_each_field([&](const FieldInfo& field, auto member, auto) {  // every per-landmark field

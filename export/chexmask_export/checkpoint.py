@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from chexmask_rt import core
 from chexmask_rt.errors import ModelError, first_line
 from chexmask_rt.metadata import file_sha256
 
@@ -25,7 +26,7 @@ HF_CONFIG = "config.json"
 ENCODER_CHANNELS = (8, 16, 32, 64, 128, 128)
 
 
-MAX_INPUTSIZE, MAX_LATENTS = 4096, 65536  # as cpp/src/model_info.cpp bounds an engine's metadata
+MAX_INPUTSIZE, MAX_LATENTS = core.MAX_ENGINE_INPUTSIZE, core.MAX_ENGINE_LATENTS  # what the runtime opens
 MAX_K, MAX_FILTERS = 64, 4096
 
 

@@ -20,6 +20,8 @@ MIN_SIDE: int
 MAX_SIDE: int
 MAX_SAMPLES: int
 MAX_THREADS: int  # EngineOptions.threads: 1..MAX_THREADS, or None for one per physical core
+MAX_ENGINE_INPUTSIZE: int  # an engine's inputsize: a multiple of 32 up to this
+MAX_ENGINE_LATENTS: int  # an engine's latents: 1 up to this
 SECOND_LOOK_FILL: float
 CROP_ONLY_BELOW: float
 
