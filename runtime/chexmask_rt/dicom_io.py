@@ -113,8 +113,7 @@ def _read_dicom(p: Path, limit: int) -> np.ndarray:
         if syntax == DEFLATED:
             _check_inflated_size(f, meta_end, limit, p)
         header = _dcmread(f, p, stop_before_pixels=True)
-        meta = getattr(header, "file_meta", None)
-        sop_class = header.get("SOPClassUID") or (meta.get("MediaStorageSOPClassUID") if meta is not None else None)
+        sop_class = _sop_class(header)
         not_image = non_image_reason(str(sop_class) if sop_class else None)
         if not_image:  # a one-frame SEG was segmented as a radiograph (batch skipped it already)
             raise InputError(f"{p}: a {not_image}; only image objects can be segmented")
@@ -496,11 +495,16 @@ def _check_pixel_data_length(f, start: int, size: int, encoding: tuple[bool, boo
             raise _cut_pixels(p, f"a fragment ends at byte {position}, the file after {size} bytes")
 
 
+def _sop_class(ds):
+    """The object's SOP Class UID (a pydicom UID), from the dataset or else its File Meta; None without."""
+    meta = getattr(ds, "file_meta", None)
+    return ds.get("SOPClassUID") or (meta.get("MediaStorageSOPClassUID") if meta is not None else None)
+
+
 def _no_pixel_data(ds, p: Path) -> InputError:
     """An image object without pixel data was cut before it (or had it removed); others are not
     images. The SOP class says which (as in batch discovery), else the presence of Rows."""
-    meta = getattr(ds, "file_meta", None)
-    sop = ds.get("SOPClassUID") or (meta.get("MediaStorageSOPClassUID") if meta is not None else None)
+    sop = _sop_class(ds)
     name = str(getattr(sop, "name", "") or "")
     known = bool(name) and name != str(sop)
     what = f" ({name})" if name else ""
