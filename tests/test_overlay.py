@@ -374,3 +374,41 @@ def test_an_overlay_in_another_format_prints_no_encoder_warnings(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code, *names], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     assert all(cv2.imread(name) is not None for name in names)
+
+
+def test_an_enlarged_pictures_contours_sit_on_the_pixels_they_name(default_segmenter, monkeypatch):
+    """(0, 0) is the top-left pixel's centre: enlarged 6.4x, a landmark on a bright pixel was drawn
+    2.7 px up and left of it (landmarks times the scale, where cv2.resize maps pixel centres)."""
+    import dataclasses
+
+    import chexmask_rt.overlay as overlay
+
+    tiny = np.zeros((40, 33), np.uint8)
+    tiny[20, 10] = 255
+    r = default_segmenter.predict(tiny, samples=2)
+    landmarks = r.landmarks.copy()
+    landmarks[0] = (10, 20)
+    drawn = []
+    real = overlay.cv2.polylines
+    monkeypatch.setattr(overlay.cv2, "polylines", lambda img, polys, *a: drawn.append(polys[0]) or real(img, polys, *a))
+    picture = draw_overlay(tiny, dataclasses.replace(r, landmarks=landmarks))
+    rows, cols = picture.shape[0], picture.shape[1]
+    enlarged = cv2.resize(tiny, (min(cols, round(33 * MIN_SIDE / 40)), MIN_SIDE), interpolation=cv2.INTER_LINEAR)
+    ys, xs = np.nonzero(enlarged)
+    weights = enlarged[ys, xs].astype(float)
+    pixel = np.array([xs @ weights, ys @ weights]) / weights.sum()  # where the bright pixel is shown
+    assert rows > MIN_SIDE
+    np.testing.assert_allclose(drawn[0][0] / 16, pixel, atol=0.3)
+
+
+def test_a_result_made_under_a_raised_pixel_limit_can_be_drawn(default_segmenter, tmp_path, monkeypatch):
+    """draw_overlay read the file under the default limit, so a result of a 70-MP image (load(max_pixels=
+    80_000_000)) could not be drawn, and was told to pass a max_pixels= draw_overlay does not take."""
+    from chexmask_rt.limits import ENV_VAR
+
+    path = tmp_path / "large.png"
+    cv2.imwrite(str(path), cv2.resize(read_image(EXAMPLE), (48, 60)))
+    monkeypatch.setenv(ENV_VAR, str(40 * 40))  # the default limit, here below the image's 2,880 pixels
+    r = default_segmenter.predict(path, samples=2, max_pixels=48 * 60)
+    assert draw_overlay(path, r).shape[1] >= MIN_SIDE
+    assert r._repr_png_() is not None

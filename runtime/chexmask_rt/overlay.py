@@ -141,8 +141,10 @@ def draw_overlay(image: np.ndarray | str | os.PathLike[str], result: Result, *, 
     be drawn in the wrong place (e.g. over ``cv2.imread``'s turn of an EXIF-rotated JPEG)."""
     if isinstance(image, (str, os.PathLike)):
         from .image_io import read_image
+        from .limits import resolve_max_pixels
 
-        image = read_image(image)
+        # the result proves its image was let in, under a raised limit too: its size may be read again
+        image = read_image(image, max_pixels=max(resolve_max_pixels(None), result.height * result.width))
     if tuple(np.shape(image)[:2]) != (result.height, result.width):
         raise InputError(f"the picture is {np.shape(image)[1]}x{np.shape(image)[0]} pixels but the result is of a "
                          f"{result.width}x{result.height} image: draw over the image the result was made from")
@@ -157,7 +159,8 @@ def _drawing(image: np.ndarray, result: Result, max_side: int) -> np.ndarray:
         dsize = (max(1, round(canvas.shape[1] * scale)), max(1, round(canvas.shape[0] * scale)))
         canvas = cv2.resize(canvas, dsize, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
     thick = max(1, round(max(canvas.shape[:2]) / 512))
-    pts = result.landmarks * scale
+    # (0, 0) is the top-left pixel's centre, in the image and in the picture (cv2.resize maps centres)
+    pts = (result.landmarks + 0.5) * scale - 0.5
     std = result.landmarks_std * scale
     to_frame = 1024.0 / max(result.height, result.width)  # the frame the scale and the thresholds use
     measured = result.spread_measured  # one decode's std is 0: no ellipse or key says "certain" for it
