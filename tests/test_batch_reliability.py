@@ -149,6 +149,36 @@ def test_a_mask_that_cannot_be_written_fails_its_own_image(tmp_path, images):
     assert "cannot write the mask picture" in failed[0]["Reason"] and "x" * 245 in failed[0]["Reason"]
 
 
+def test_an_image_that_fails_after_its_pictures_leaves_none_of_them(tmp_path, images, default_segmenter,
+                                                                    monkeypatch):
+    """On a full disk masks/ kept a partial set (the right lung's PNG alone) of an image whose next mask
+    failed, and whole sets of images whose overlay or row could not be written: masks of images in
+    errors.csv, with no row, for whatever globs the folder."""
+    import errno
+
+    from chexmask_rt import batch_folder, csv_output, overlay
+
+    def full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    stem = {i: Path(i).stem for i in images}
+    write_mask, write_picture, append = csv_output.write_bytes_whole, overlay.write_overlay, batch_folder.Appender.write
+    monkeypatch.setattr(csv_output, "write_bytes_whole", lambda path, data: full() if path.name == f"{stem[images[1]]}_"
+                        "left_lung.png" else write_mask(path, data))
+    monkeypatch.setattr(overlay, "write_overlay", lambda path, image, r: full() if r.image == images[2]
+                        else write_picture(path, image, r))
+    monkeypatch.setattr(batch_folder.Appender, "write", lambda self, row: full() if row.get("Image") == images[3]
+                        and self.path.name == "results.csv" else append(self, row))
+    out = tmp_path / "out"
+    summary = run_batch(default_segmenter, images, out, samples=2, masks=True, overlays="all", progress=False)
+    assert summary.failed == 3
+    kept = {images[0], images[4]}
+    assert sorted(p.name for p in (out / "masks").iterdir()) == sorted(
+        f"{stem[i]}_{organ}.png" for i in kept for organ in ("right_lung", "left_lung", "heart"))
+    assert sorted(p.name for p in (out / "overlays").iterdir()) == sorted(f"{stem[i]}.png" for i in kept)
+    assert sorted(r["Image"] for r in rows(out / "results.csv")) == sorted(kept)
+
+
 def test_resume_compares_the_engine_not_its_name(tmp_path, images):
     """Case 11: another engine with the same name:version (every plain export is hybridgnet:unversioned)."""
     import onnx
@@ -454,6 +484,48 @@ def test_ctrl_c_while_the_command_line_is_built_is_one_line(monkeypatch, capsys)
     monkeypatch.setattr(cli, "build_parser", interrupted)
     assert cli.main(["batch", "in", "--out", "out"]) == 130
     assert capsys.readouterr().err == "chexmask-rt: interrupted\n"
+
+
+def test_sigterm_while_the_command_line_is_built_exits_143(monkeypatch, capsys):
+    """A scheduler's stop in the first half second (the parser being built) said "interrupted", exit 130,
+    as for Ctrl-C, where a job's log should read 143, terminated."""
+    from chexmask_rt import cli
+
+    def stopped():
+        os.kill(os.getpid(), signal.SIGTERM)  # main's handler raises at the next bytecode
+        time.sleep(30)
+
+    monkeypatch.setattr(cli, "build_parser", stopped)
+    assert cli.main(["batch", "in", "--out", "out"]) == 143
+    assert capsys.readouterr().err == "chexmask-rt: terminated\n"
+
+
+def test_sigterm_while_ray_starts_is_a_termination_and_stops_ray(monkeypatch):
+    """ray.init sets its own SIGTERM handler (sys.exit(15)) early on: a stop while Ray started (6-11 s on
+    2 cores) ended the run with exit 15, nothing said, and Ray's daemons left running for minutes."""
+    import ray
+    from chexmask_rt.errors import Terminated
+    from chexmask_rt.ray_batch import _init_ray
+
+    def ours(signum, frame):
+        raise AssertionError("our handler is restored only after ray.init")
+
+    def init_as_ray_does(**kwargs):
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(signum))  # ray._private.worker's
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)
+
+    stopped = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", init_as_ray_does)
+    monkeypatch.setattr(ray, "shutdown", lambda: stopped.append(True))
+    before = signal.signal(signal.SIGTERM, ours)
+    try:
+        with pytest.raises(Terminated):
+            _init_ray("local", 1)
+        assert signal.getsignal(signal.SIGTERM) is ours and stopped == [True]
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 CTRL_C_WHILE_NUMPY_LOADS = """

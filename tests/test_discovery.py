@@ -376,3 +376,18 @@ def test_other_first_bytes_are_named_by_their_format_only_when_they_are_it(tmp_p
     assert found.skipped == [(str(tmp_path / "big_0001"), tiff), (str(tmp_path / "big_0002"), tiff),
                              (str(tmp_path / "sound"), "not an image (no image extension, no DICM marker)"),
                              (str(tmp_path / "x.j2k"), "a JPEG 2000 image: not a supported format; convert it to PNG")]
+
+
+def test_a_skipped_list_that_cannot_be_written_names_its_file(tmp_path, monkeypatch):
+    """A full disk ended a batch with "chexmask-rt: error: OSError: [Errno 28] No space left on device",
+    naming no file, where every other output the batch writes is named."""
+    import errno
+
+    from chexmask_rt.errors import InputError
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(discovery, "write_whole", full)
+    with pytest.raises(InputError, match=f"{tmp_path / discovery.SKIPPED_NAME}: cannot write .*No space left"):
+        discovery.write_skipped(tmp_path, [("notes.txt", "not an image")])

@@ -193,6 +193,28 @@ def test_an_unreachable_ray_address_is_refused_before_the_folder_is_locked(tmp_p
     assert not (tmp_path / "out").exists()
 
 
+def test_batch_ray_without_ray_installed_leaves_no_output_folder(tmp_path, shared_images, default_segmenter,
+                                                                 monkeypatch):
+    """Without Ray the run made, locked and recorded an unfinished output folder before it said Ray was
+    missing, and a later merge named that folder as a run that did not finish."""
+    import builtins
+
+    from chexmask_rt.errors import ModelError
+    from chexmask_rt.ray_batch import run_ray
+
+    real_import = builtins.__import__
+
+    def no_ray(name, *args, **kwargs):
+        if name == "ray" or name.startswith("ray."):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    with pytest.raises(ModelError, match=r"--ray needs Ray Data: pip install 'chexmask-rt\[ray\]'"):
+        run_ray(default_segmenter, None, [str(shared_images[0])], tmp_path / "out", samples=2)
+    assert not (tmp_path / "out").exists()
+
+
 def test_ray_rows_that_cannot_be_written_and_inputs_inside_the_output_fail_alone(tmp_path, shared_images,
                                                                               default_segmenter, monkeypatch, capsys):
     """As a local run: a full disk under results.csv fails that image (it stopped the whole Ray run as a

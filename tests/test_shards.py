@@ -1,6 +1,7 @@
 """batch --shard I/N and merge: deterministic shards, a merge equal to the unsharded run, refusals."""
 import csv
 import json
+import os
 import random
 import shutil
 
@@ -472,3 +473,69 @@ def test_the_merge_command_says_how_far_it_got(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(merge, "LOG_INTERVAL_S", 0.0)
     assert cli.main(["merge", "--out", str(tmp_path / "all"), str(a)]) == 0
     assert f"merge: 1 rows so far, folder 1 of 1 ({a})" in capsys.readouterr().err
+
+
+def _batch_here(*args) -> None:
+    """``chexmask-rt batch`` in this process (no new interpreter, engine load only), two samples, one look."""
+    from chexmask_rt import cli as command
+
+    assert command.main(["batch", *map(str, args), "--samples", "2", "--single-look", "--no-progress"]) == 0
+
+
+def test_a_list_climbing_out_of_its_folder_splits_alike_at_every_mount_point(tmp_path, archive):
+    """Entries outside the list's folder ("../archive/a.png") were keyed as written, mount point and all:
+    shards 0 and 1 run through /mnt/a and shard 2 through /data/a split the list two ways, and merge
+    called the run complete with images in no shard and others in two."""
+    from chexmask_rt.shards import batch_inputs
+
+    (tmp_path / "lists").mkdir()
+    names = sorted(str(p.relative_to(tmp_path)) for p in archive.rglob("*") if p.is_file())
+    (tmp_path / "lists" / "climb.txt").write_text("".join(f"../{n}\n" for n in names))
+    mounts = [tmp_path / "mnt_a", tmp_path / "data_a"]  # one folder at two mount points, as on two nodes
+    for mount in mounts:
+        mount.symlink_to(tmp_path)
+    per_mount = [[sorted(os.path.relpath(i, m / "lists") for i in batch_inputs(m / "lists" / "climb.txt", Shard(k, 3)).images)
+                  for k in range(3)] for m in mounts]
+    assert per_mount[0] == per_mount[1] and sorted(sum(per_mount[0], [])) == [f"../{n}" for n in names]
+    from chexmask_rt.shards import input_identity
+
+    found = batch_inputs(mounts[0] / "lists" / "climb.txt")
+    assert found.identity == batch_inputs(mounts[1] / "lists" / "climb.txt").identity == input_identity(
+        [str(archive / p) for p in os.listdir(archive) if (archive / p).is_file()] + [str(archive / "sub" / "IM00001")],
+        archive.parent)  # a folder's run of the same files is the same input
+
+    _batch_here(mounts[0] / "lists" / "climb.txt", "--out", tmp_path / "s0", "--shard", "0/3")
+    _batch_here(mounts[0] / "lists" / "climb.txt", "--out", tmp_path / "s1", "--shard", "1/3")
+    _batch_here(mounts[1] / "lists" / "climb.txt", "--out", tmp_path / "s2", "--shard", "2/3")
+    summary = merge_folders([tmp_path / f"s{k}" for k in range(3)], tmp_path / "all")
+    assert (summary.rows, summary.duplicates, summary.complete) == (len(names), 0, True)
+
+
+def test_merge_tells_a_whole_run_of_a_few_images_and_shards_of_another_input(tmp_path, archive, shared_images):
+    """A finished run of a one-line list kept in the archive folder counted as a whole run of the archive
+    (its INPUT's real path), so a merge of it with shard 0 of 3 said complete, exit 0, with 4 of 6 images;
+    and shards of two archives (a typo in one task's path) merged as one complete split."""
+    (archive / "redo.txt").write_text(f"{shared_images[0].name}\n")
+    _batch_here(archive, "--out", tmp_path / "s0", "--shard", "0/2")
+    _batch_here(archive / "redo.txt", "--out", tmp_path / "redo")
+    summary = merge_folders([tmp_path / "s0", tmp_path / "redo"], tmp_path / "m1")
+    assert summary.missing_shards == [1] and not summary.complete
+
+    everything = archive / "all.txt"  # a list of every image is a whole run of the archive
+    everything.write_text("".join(f"{p.relative_to(archive)}\n" for p in archive.rglob("*") if p.is_file() and p.suffix != ".txt"))
+    _batch_here(everything, "--out", tmp_path / "whole")
+    assert merge_folders([tmp_path / "s0", tmp_path / "whole"], tmp_path / "m2").complete
+
+    other = tmp_path / "other"
+    shutil.copytree(archive, other)
+    (other / shared_images[0].name).unlink()
+    _batch_here(other, "--out", tmp_path / "s1_other", "--shard", "1/2")
+    summary = merge_folders([tmp_path / "s0", tmp_path / "s1_other"], tmp_path / "m3")
+    assert summary.missing_shards == [] and not summary.complete
+    text = summary.text(tmp_path / "m3")
+    assert "different inputs (0/2: 6 images; 1/2: 5 images)" in text, text
+    assert json.loads((tmp_path / "m3" / "batch.json").read_text())["Finished"] is False
+    # step by step: the merged folder keeps what its shards were run on
+    step = merge_folders([tmp_path / "s0"], tmp_path / "step1")
+    assert not step.complete and not merge_folders([tmp_path / "step1", tmp_path / "s1_other"],
+                                                   tmp_path / "step2").complete

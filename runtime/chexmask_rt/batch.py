@@ -46,6 +46,7 @@ import numpy as np
 
 from .batch_folder import (ERRORS_NAME, LOCK_NAME, MASKS_NAME, RESULTS_NAME, Appender, folder_lock, mark_finished,
                            open_folder)
+from .anatomy import ORGANS
 from .csv_output import COLUMNS, csv_row, write_masks
 from .dicom_out import write_objects
 from .dicom_source import with_source
@@ -283,14 +284,16 @@ def run_identity(segmenter, samples: int, seed: int, second_look: bool, shard: s
 def prepare_output(segmenter, images: Sequence[str], out_dir: str | os.PathLike[str], samples: int, seed: int,
                    second_look: bool | None, shard: str | None = None,
                    skipped: Sequence[tuple[str, str]] = (),
-                   input_root: str | None = None) -> Iterator[tuple[Path, bool, BatchSummary, list[str], dict[str, str]]]:
+                   input_root: str | None = None, input_identity: dict[str, int | str] | None = None,
+                   ) -> Iterator[tuple[Path, bool, BatchSummary, list[str], dict[str, str]]]:
     """Create and lock the output folder and check it against this run (resume), for the run's
     lifetime; yields (folder, the resolved second-look setting, the run's summary so far (its
     images counted, none done), the unique images not yet in results.csv, their pictures' file-name stems (:func:`mask_stems`, against the images the
     folder already holds too)). Shared by the local and the Ray run. ``skipped`` (file, reason) pairs of the
     folder discovery go to ``skipped.csv`` once the folder is accepted: a refused folder is left
     as it was. ``input_root``: the folder the images lie in (INPUT, or a list's folder); with it an
-    image counts as done by its path below that folder, however an earlier run spelled the folder."""
+    image counts as done by its path below that folder, however an earlier run spelled the folder.
+    ``input_identity``: the whole input's (:func:`chexmask_rt.shards.input_identity`), for merge."""
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -301,7 +304,8 @@ def prepare_output(segmenter, images: Sequence[str], out_dir: str | os.PathLike[
     unique = distinct_images(listed)
     with folder_lock(out) as created:
         try:
-            done_before = open_folder(out, run_identity(segmenter, samples, seed, second_look, shard), input_root)
+            done_before = open_folder(out, run_identity(segmenter, samples, seed, second_look, shard), input_root,
+                                      input_identity)
         except InputError:
             if created:
                 (out / LOCK_NAME).unlink(missing_ok=True)
@@ -352,19 +356,37 @@ def write_image_outputs(result, image: str, stem: str, *, pixels: Callable[[], n
     ``overlays`` asks for it ("all", or "flagged" where the reliability flag marks the image), drawn
     over ``pixels()`` (the gray image, decoded only then)."""
     write_objects(result, image, stem, seg_dir=dicom_seg, sr_dir=dicom_sr)
-    if masks_dir is not None:
-        write_masks(masks_dir, stem, result)
-    flagged = result.quality is not None and result.quality.flag
-    if overlays == "all" or (overlays == "flagged" and flagged):
-        from .overlay import write_overlay
+    try:
+        if masks_dir is not None:
+            write_masks(masks_dir, stem, result)
+        flagged = result.quality is not None and result.quality.flag
+        if overlays == "all" or (overlays == "flagged" and flagged):
+            from .overlay import write_overlay
 
-        assert overlays_dir is not None  # the callers pass it with overlays
-        try:
-            overlays_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise InputError(f"{overlays_dir}: cannot create the overlay folder ({os_reason(exc)})") from None
-        write_overlay(overlays_dir / f"{stem}.png", pixels(), result)
+            assert overlays_dir is not None  # the callers pass it with overlays
+            try:
+                overlays_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise InputError(f"{overlays_dir}: cannot create the overlay folder ({os_reason(exc)})") from None
+            write_overlay(overlays_dir / f"{stem}.png", pixels(), result)
+    except BaseException:
+        discard_pictures(stem, masks_dir, overlays_dir if overlays else None)
+        raise
     return csv_row(result)
+
+
+def discard_pictures(stem: str, masks_dir: Path | None, overlays_dir: Path | None) -> None:
+    """Remove what :func:`write_image_outputs` wrote in ``masks_dir`` and ``overlays_dir`` for the image of
+    ``stem`` (its own: stems are unique in a folder), when the image fails after all: ``masks/`` held a
+    full disk's partial mask sets, and whole ones of images in ``errors.csv``, with no row to go with them.
+    DICOM objects stay: their error names the ones written."""
+    names = [*((masks_dir / f"{stem}_{organ}.png" for organ, _ in ORGANS) if masks_dir is not None else ()),
+             *((overlays_dir / f"{stem}.png",) if overlays_dir is not None else ())]
+    for name in names:
+        try:
+            name.unlink(missing_ok=True)
+        except OSError:  # not ours to stop the run for: the row or the error says what happened
+            pass
 
 
 def decode_gray(image: str, max_pixels: int | None) -> np.ndarray:
@@ -417,12 +439,13 @@ def run_batch(segmenter, images: Sequence[str], out_dir: str | os.PathLike[str],
               second_look: bool | None = None, max_pixels: int | None = None, overlays: str | None = None,
               dicom_seg: str | os.PathLike[str] | None = None, dicom_sr: str | os.PathLike[str] | None = None,
               shard: str | None = None, skipped: Sequence[tuple[str, str]] = (),
-              input_root: str | None = None) -> BatchSummary:
+              input_root: str | None = None, input_identity: dict[str, int | str] | None = None) -> BatchSummary:
     """Segment ``images`` into ``out_dir`` (see the module doc); a failing image is recorded, not raised.
     ``shard``: "I/N" when these are shard I of N (:mod:`chexmask_rt.shards`), recorded in the manifest.
     ``skipped``: files the folder discovery left out, with why, written to ``skipped.csv``.
     ``input_root``: the folder the images lie in, so that a rerun resumes however it spells that
-    folder (:func:`prepare_output`); without it images are matched as written.
+    folder (:func:`prepare_output`); without it images are matched as written. ``input_identity``: what
+    the whole input was (:func:`chexmask_rt.shards.input_identity`), recorded for merge.
 
     Every image ends in exactly one of ``results.csv`` and ``errors.csv``, with its own reason.
     ModelError (the engine itself failing) stops the run: that is not one image's fault; so does
@@ -440,7 +463,7 @@ def run_batch(segmenter, images: Sequence[str], out_dir: str | os.PathLike[str],
     limit = resolve_max_pixels(segmenter.max_pixels if max_pixels is None else max_pixels)
     start = time.perf_counter()
     with prepare_output(segmenter, images, out_dir, samples, seed, second_look, shard,
-                        skipped, input_root) as (out, second_look, summary, todo, stems):
+                        skipped, input_root, input_identity) as (out, second_look, summary, todo, stems):
         run = _Run(segmenter, out, summary, masks=masks, progress=progress, stems=stems,
                    dicom_dirs=(dicom_seg, dicom_sr), overlays=overlays)
         try:
@@ -488,6 +511,8 @@ class _Run:
             self.fail(image, exc)
             return
         if not self.rows.segmented(row):
+            discard_pictures(self.stems[image], self.out / MASKS_NAME if self.masks else None,
+                             self.out / OVERLAYS_NAME if self.overlays else None)
             self.bar.set_postfix(failed=self.rows.summary.failed)
         self.in_work.discard(image)
         self.bar.update(1)

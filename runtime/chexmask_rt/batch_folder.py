@@ -48,6 +48,9 @@ MANIFEST_FORMAT = "chexmask-rt batch 1"
 INPUTS_KEY = "Inputs"
 # false from a run's start until it has tried every image: merge names a folder whose run was killed
 FINISHED_KEY = "Finished"
+# the last run's whole input, shard or not (chexmask_rt.shards.input_identity): merge tells shards of
+# one input from shards of two, and a whole run of it from a run of a few of its images
+INPUT_IDENTITY_KEY = "Input"
 
 
 def _os_error(path: Path, what: str, exc: OSError) -> InputError:
@@ -126,13 +129,15 @@ class Done:
         return (image if self._bases is None else _key(str(image), self._bases)) in self._keys
 
 
-def open_folder(out: Path, identity: dict[str, str], input_root: str | None = None) -> Done:
+def open_folder(out: Path, identity: dict[str, str], input_root: str | None = None,
+                input_identity: dict[str, int | str] | None = None) -> Done:
     """Check that ``out`` may receive this run's results, repair a cut ``results.csv`` and write the
     manifest; returns the images already done. Call it holding :func:`folder_lock`.
 
     ``identity``: the engine's sha256 and the settings, as strings; a folder made with others is refused.
     ``input_root``: the folder this run's images lie in (:func:`chexmask_rt.shards.input_root`), kept in
-    the manifest with its real path, so that a rerun may spell it otherwise (:class:`Done`)."""
+    the manifest with its real path, so that a rerun may spell it otherwise (:class:`Done`).
+    ``input_identity``: the whole input's (:func:`chexmask_rt.shards.input_identity`), kept for merge."""
     linked = [out / n for n in (RESULTS_NAME, ERRORS_NAME, MANIFEST_NAME) if (out / n).is_symlink()]
     if linked:  # appending to, repairing or truncating it would change the file it points to
         raise InputError(f"{linked[0]}: a symbolic link where the batch writes its own file; nothing was changed: "
@@ -157,7 +162,8 @@ def open_folder(out: Path, identity: dict[str, str], input_root: str | None = No
                          "images; spell INPUT as an absolute path, or use another --out")
     if here is not None and here not in inputs:
         inputs.append(here)
-    _write_manifest(manifest, {**recorded, **({INPUTS_KEY: inputs} if inputs else {}), FINISHED_KEY: False})
+    _write_manifest(manifest, {**recorded, **({INPUTS_KEY: inputs} if inputs else {}),
+                               **({INPUT_IDENTITY_KEY: input_identity} if input_identity else {}), FINISHED_KEY: False})
     done = _done_images(out / RESULTS_NAME)
     if here is None:
         return Done(done)

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .devices import DEVICES
-from .errors import ChexmaskError, InputError, ModelError, NonFiniteOutputError, UsageError, first_line, os_reason
+from .errors import (ChexmaskError, InputError, ModelError, NonFiniteOutputError, Terminated, UsageError, first_line,
+                     os_reason)
 from .notice import INTENDED_USE
 from .whole_files import write_text_whole
 
@@ -433,7 +434,7 @@ def cmd_batch(args) -> int:
     from .discovery import SKIPPED_NAME
     from .model import load
     from .progress import say
-    from .shards import batch_inputs, resume_root
+    from .shards import batch_inputs
 
     found = batch_inputs(args.input, args.shard, exclude=args.out)  # the output folder is never an input
     _refuse_non_dicom(args, found.images)
@@ -441,7 +442,6 @@ def cmd_batch(args) -> int:
     seg = load(args.model, backend=args.backend, threads=args.threads, max_pixels=args.max_pixels,
                device=args.device)
     shard = args.shard and str(args.shard)
-    root = resume_root(args.input, found.images)
     if args.ray:
         from .ray_batch import run_ray
 
@@ -450,13 +450,15 @@ def cmd_batch(args) -> int:
                           progress=not args.no_progress, shard=shard, threads=args.threads,
                           actors=args.ray_actors, workers=args.workers, batch_size=args.batch_size,
                           backend=args.backend, device=args.device, max_pixels=args.max_pixels,
-                          skipped=found.skipped, input_root=root, overlays=args.overlays,
+                          skipped=found.skipped, input_root=found.root, input_identity=found.identity,
+                          overlays=args.overlays,
                           dicom_seg=args.dicom_seg, dicom_sr=args.dicom_sr)
     else:
         summary = run_batch(seg, found.images, args.out, samples=args.samples, seed=args.seed, workers=args.workers,
                             masks=args.masks, progress=not args.no_progress, second_look=args.second_look,
                             dicom_seg=args.dicom_seg, dicom_sr=args.dicom_sr, shard=shard, overlays=args.overlays,
-                            batch_size=args.batch_size, skipped=found.skipped, input_root=root)
+                            batch_size=args.batch_size, skipped=found.skipped, input_root=found.root,
+                            input_identity=found.identity)
     if found.skipped:  # written once the folder was accepted (a refused one is left as it was)
         say(f"batch: {len(found.skipped)} files skipped, reasons in {Path(args.out) / SKIPPED_NAME}")
     _output(f"batch: {summary.text(Path(args.out))}")
@@ -557,12 +559,8 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     _error(f"chexmask-rt: warning: {message}")
 
 
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM: how SLURM, Kubernetes and `kill` stop a job (time limit, preemption, scancel)."""
-
-
 def _terminate(signum, frame) -> None:
-    raise _Terminated()
+    raise Terminated()
 
 
 @contextmanager
@@ -737,9 +735,9 @@ def _main(argv: list[str] | None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
-    except KeyboardInterrupt:  # before any work: nothing to resume
-        print("chexmask-rt: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # before any work: nothing to resume
+        print(f"chexmask-rt: {'terminated' if isinstance(exc, Terminated) else 'interrupted'}", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
     except _HelpLost as lost:
         _error(f"chexmask-rt: error: standard output: cannot write the help or version text ({lost})")
         return EXIT_INPUT
@@ -784,8 +782,8 @@ def _main(argv: list[str] | None) -> int:
         for note in getattr(exc, "__notes__", ()):  # what the run had done (batch.prepare_output)
             _error(f"{args.command}: {note}")
         resume = " (rerun the same command to resume)" if args.command == "batch" else ""
-        _error(f"chexmask-rt: {'terminated' if isinstance(exc, _Terminated) else 'interrupted'}{resume}")
-        return 143 if isinstance(exc, _Terminated) else 130
+        _error(f"chexmask-rt: {'terminated' if isinstance(exc, Terminated) else 'interrupted'}{resume}")
+        return 143 if isinstance(exc, Terminated) else 130
 
 
 def _gone_folder_hint() -> str:

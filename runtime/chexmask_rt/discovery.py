@@ -213,9 +213,9 @@ def _media_storage_class(f) -> str | None:
 
 
 def write_skipped(folder: str | os.PathLike[str], skipped: Sequence[tuple[str, str]]) -> Path:
-    """``folder/skipped.csv`` (``File,Reason``), rewritten each run like ``errors.csv``."""
+    """``folder/skipped.csv`` (``File,Reason``), rewritten each run like ``errors.csv``; InputError naming
+    it when it cannot be (a full disk ended the batch with "OSError: [Errno 28] ...", naming no file)."""
     path = Path(folder) / SKIPPED_NAME
-    path.parent.mkdir(parents=True, exist_ok=True)
 
     def write(temporary: Path) -> None:
         with open(temporary, "w", newline="", **ENCODING) as f:
@@ -223,5 +223,9 @@ def write_skipped(folder: str | os.PathLike[str], skipped: Sequence[tuple[str, s
             writer.writerow(["File", "Reason"])
             writer.writerows(skipped)
 
-    write_whole(path, write)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_whole(path, write)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write the list of skipped files ({os_reason(exc)})") from None
     return path

@@ -17,6 +17,11 @@ class UsageError(InputError):
     its inputs): the command line exits 2 with it, as for options refused before any work."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, as the command line takes it (how SLURM, Kubernetes and `kill` stop a job: a time limit,
+    preemption, scancel): it ends a command as Ctrl-C does, and the command exits 143."""
+
+
 class ModelError(ChexmaskError):
     """A model/engine/checkpoint file that cannot be used, with the reason."""
 

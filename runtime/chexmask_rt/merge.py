@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .batch import ERROR_COLUMNS
-from .batch_folder import (ERRORS_NAME, FINISHED_KEY, INPUTS_KEY, LOCK_NAME, MANIFEST_NAME, RESULTS_NAME,
+from .batch_folder import (ERRORS_NAME, FINISHED_KEY, INPUT_IDENTITY_KEY, INPUTS_KEY, LOCK_NAME, MANIFEST_NAME,
+                           RESULTS_NAME,
                            csv_fields_of_any_size, folder_in_use, folder_lock, real_path_of, record_fields,
                            whole_records)
 from .csv_lines import LineWriter
@@ -44,11 +45,12 @@ class MergeSummary:
     missing_shards: list[int] = field(default_factory=list)
     shard_count: int | None = None
     unfinished: list[str] = field(default_factory=list)  # folders whose batch was stopped before its end
+    mixed_inputs: list[str] = field(default_factory=list)  # a split's shards by input, when of several
 
     @property
     def complete(self) -> bool:
-        """No shard missing and every folder's run finished."""
-        return not self.missing_shards and not self.unfinished
+        """No shard missing, every folder's run finished, and the split's shards all of one input."""
+        return not self.missing_shards and not self.unfinished and not self.mixed_inputs
 
     def text(self, out: Path) -> str:
         """The one-line summary ``chexmask-rt merge`` prints."""
@@ -65,6 +67,9 @@ class MergeSummary:
         if self.unfinished:
             line += (f"; {', '.join(map(str, self.unfinished))} did not finish (rerun the same batch command "
                      "to complete it, and merge again)")
+        if self.mixed_inputs:
+            line += (f"; the shards were run on different inputs ({'; '.join(self.mixed_inputs)}): other archives, "
+                     "or one that changed between them (rerun the odd shards on the same input, and merge again)")
         return line
 
 
@@ -125,7 +130,7 @@ def _manifests(folders: Sequence[Path]) -> dict[Path, dict]:
 def _identity(manifest: dict) -> dict:
     # where each shard read its images is no setting: nodes may mount the archive in different places
     return {k: v for k, v in manifest.items()
-            if k not in ("format", "Shard", INPUTS_KEY, FINISHED_KEY, SHARDS_KEY, UNFINISHED_SHARDS_KEY, WHOLE_INPUTS_KEY)}
+            if k not in ("format", "Shard", INPUTS_KEY, FINISHED_KEY, INPUT_IDENTITY_KEY, *_MERGED_KEYS)}
 
 
 def _check_manifests(manifests: dict[Path, dict]) -> None:
@@ -143,9 +148,13 @@ def _check_manifests(manifests: dict[Path, dict]) -> None:
                              "settings must not be mixed")
 
 
-# in a merged folder's manifest: the shards it holds, those whose run did not finish, and the real
-# paths of the whole (unsharded, finished) runs' INPUTs: a later merge counts them as its sources'
+# in a merged folder's manifest: the shards it holds, those whose run did not finish, the real paths
+# of the whole (unsharded, finished) runs' INPUTs, the identities of the shards' inputs (with their
+# shards) and of the whole runs' (chexmask_rt.shards.input_identity): a later merge counts them as
+# its sources'
 SHARDS_KEY, UNFINISHED_SHARDS_KEY, WHOLE_INPUTS_KEY = "Shards", "Unfinished shards", "Whole runs of"
+SPLIT_INPUTS_KEY, WHOLE_IDENTITIES_KEY = "Shards' inputs", "Whole runs' inputs"
+_MERGED_KEYS = (SHARDS_KEY, UNFINISHED_SHARDS_KEY, WHOLE_INPUTS_KEY, SPLIT_INPUTS_KEY, WHOLE_IDENTITIES_KEY)
 
 
 @dataclass
@@ -158,6 +167,9 @@ class _Coverage:
     shards: list[str]          # finished shards
     open_shards: list[str]     # shards only an unfinished run holds
     whole_inputs: list[str]    # real paths of finished whole runs' INPUTs
+    split_inputs: list[dict]   # the shards' inputs' identities, each with its shards
+    whole_identities: list[str]  # the sha256 of finished whole runs' inputs
+    mixed: list[str]           # the shards by input, when they are of several
 
 
 def _reals(manifest: dict) -> set[str]:
@@ -165,25 +177,45 @@ def _reals(manifest: dict) -> set[str]:
 
 
 def _coverage(manifests: dict[Path, dict]) -> _Coverage:
-    """Missing shards of 0..N-1 (none when finished whole runs of the split's INPUT are among the
-    folders: they hold every image) and unfinished runs, from each folder's manifest; a merged
-    folder's manifest lists what it holds."""
+    """Missing shards of 0..N-1 (none when finished whole runs of the split's input are among the
+    folders: they hold every image), unfinished runs, and shards of different inputs, from each
+    folder's manifest; a merged folder's manifest lists what it holds. Inputs are compared by their
+    identity (:func:`chexmask_rt.shards.input_identity`: any mount point, a list or a folder of the
+    same images alike); folders of an older release, which recorded none, by their INPUTs' real paths."""
     done: set[str] = set()
     open_shards: dict[str, str] = {}
     unfinished: list[str] = []
     wholes: set[str] = set()
     split_inputs: set[str] = set()
+    by_input: dict[str, dict] = {}  # sha256 -> {"images": n, "sha256": ..., "shards": [...]}
+    whole_ids: set[str] = set()
+    unidentified = False  # a shard that recorded no input
+
+    def shards_of(identity: dict, labels: Sequence[str]) -> None:
+        entry = by_input.setdefault(str(identity.get("sha256")), {**identity, "shards": []})
+        entry["shards"] = sorted({*entry["shards"], *labels}, key=lambda s: [int(n) for n in s.split("/")])
+
     for folder, m in manifests.items():
         shard = str(m.get("Shard", ""))
+        identity = m.get(INPUT_IDENTITY_KEY)
+        identity = identity if isinstance(identity, dict) and "sha256" in identity else None
         if shard == "merged":
             done |= set(m.get(SHARDS_KEY) or [])
             for s in m.get(UNFINISHED_SHARDS_KEY) or []:
                 open_shards.setdefault(s, f"shard {s} (in {folder})")
             wholes |= set(m.get(WHOLE_INPUTS_KEY) or [])
+            whole_ids |= set(m.get(WHOLE_IDENTITIES_KEY) or [])
             if m.get(SHARDS_KEY) or m.get(UNFINISHED_SHARDS_KEY):
                 split_inputs |= _reals(m)
+                unidentified |= SPLIT_INPUTS_KEY not in m
+            for entry in m.get(SPLIT_INPUTS_KEY) or []:
+                shards_of({k: v for k, v in entry.items() if k != "shards"}, entry.get("shards") or [])
         elif "/" in shard:
             split_inputs |= _reals(m)
+            if identity is None:
+                unidentified = True
+            else:
+                shards_of(identity, [shard])
             if m.get(FINISHED_KEY) is False:
                 open_shards.setdefault(shard, str(folder))
             else:
@@ -192,6 +224,8 @@ def _coverage(manifests: dict[Path, dict]) -> _Coverage:
             unfinished.append(str(folder))
         else:
             wholes |= _reals(m)
+            if identity is not None:
+                whole_ids.add(str(identity["sha256"]))
     open_shards = {s: where for s, where in open_shards.items() if s not in done}  # rerun and finished since
     shards = done | set(open_shards)
     counts = {int(s.split("/")[1]) for s in shards}
@@ -199,11 +233,17 @@ def _coverage(manifests: dict[Path, dict]) -> _Coverage:
         raise InputError(f"cannot merge shards of different counts ({', '.join(sorted(shards))}): "
                          "each --shard I/N split must be merged on its own")
     count = counts.pop() if counts else None
-    covered = bool(split_inputs) and split_inputs <= wholes
+    if by_input and not unidentified:  # a whole run of a few of the images (a list of them) holds no split
+        covered = set(by_input) <= whole_ids
+    else:
+        covered = bool(split_inputs) and split_inputs <= wholes
     missing = [] if covered or not count else sorted(set(range(count)) - {int(s.split("/")[0]) for s in shards})
     if not covered:
         unfinished += [open_shards[s] for s in sorted(open_shards)]
-    return _Coverage(missing, count, unfinished, sorted(done), sorted(open_shards), sorted(wholes))
+    mixed = [] if len(by_input) < 2 or covered else \
+        [f"{', '.join(e['shards'])}: {e.get('images')} images" for e in sorted(by_input.values(), key=lambda e: e["shards"])]
+    return _Coverage(missing, count, unfinished, sorted(done), sorted(open_shards), sorted(wholes),
+                     list(by_input.values()), sorted(whole_ids), mixed)
 
 
 def merge_folders(folders: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str], *,
@@ -295,11 +335,13 @@ def _merge_into(out: Path, partial: Path, paths: list[Path], header: list[str], 
         errors, skipped = _merge_side_files(paths, out, seen, keys)
         if len(manifests) == len(paths):  # the merged rows share one engine and settings: say which
             inputs = [pair for m in manifests.values() for pair in m.get(INPUTS_KEY) or []]
-            complete = not coverage.missing and not coverage.unfinished
-            merged = {**next(iter(manifests.values())), "Shard": "merged",
+            complete = not coverage.missing and not coverage.unfinished and not coverage.mixed
+            first = {k: v for k, v in next(iter(manifests.values())).items() if k != INPUT_IDENTITY_KEY}
+            merged = {**first, "Shard": "merged",
                       INPUTS_KEY: [list(pair) for pair in dict.fromkeys(map(tuple, inputs))],
                       SHARDS_KEY: coverage.shards, UNFINISHED_SHARDS_KEY: coverage.open_shards,
-                      WHOLE_INPUTS_KEY: coverage.whole_inputs, FINISHED_KEY: complete}
+                      WHOLE_INPUTS_KEY: coverage.whole_inputs, SPLIT_INPUTS_KEY: coverage.split_inputs,
+                      WHOLE_IDENTITIES_KEY: coverage.whole_identities, FINISHED_KEY: complete}
             (out / MANIFEST_NAME).write_text(json.dumps(merged, indent=1) + "\n", encoding="utf-8")
         os.replace(partial, out / RESULTS_NAME)  # last: a folder with results.csv is a finished merge
     except BaseException:  # a refused or failed merge leaves nothing behind: the folder was empty
@@ -307,7 +349,8 @@ def _merge_into(out: Path, partial: Path, paths: list[Path], header: list[str], 
             (out / name).unlink(missing_ok=True)
         raise
     return MergeSummary(folders=len(paths), rows=rows, duplicates=duplicates, errors=errors, skipped=skipped,
-                        missing_shards=coverage.missing, shard_count=coverage.count, unfinished=coverage.unfinished)
+                        missing_shards=coverage.missing, shard_count=coverage.count, unfinished=coverage.unfinished,
+                        mixed_inputs=coverage.mixed)
 
 
 class _Seen:

@@ -42,11 +42,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .batch import (OVERLAYS_NAME, BatchSummary, RunRows, check_outputs, check_overlays, decode_gray, outside_output,
-                    picture_stem, prepare_output, run_progress, write_image_outputs)
+from .batch import (OVERLAYS_NAME, BatchSummary, RunRows, check_outputs, check_overlays, decode_gray, discard_pictures,
+                    outside_output, picture_stem, prepare_output, run_progress, write_image_outputs)
 from .batch_folder import MASKS_NAME
 from .csv_output import COLUMNS
-from .errors import ChexmaskError, InputError, ModelError, first_line, os_reason
+from .errors import ChexmaskError, InputError, ModelError, Terminated, first_line, os_reason
 from .image_io import to_gray
 from .model import default_model_path
 from .quality import calibration_path
@@ -192,11 +192,16 @@ class SegmentBatch:
         return {"Image": path, "Error": type(outcome).__name__, "Reason": str(outcome)}
 
 
-def _init_ray(address: str, cpus: int | None):
+def _import_ray():
     try:
         import ray
     except ImportError:
         raise ModelError("--ray needs Ray Data: pip install 'chexmask-rt[ray]'") from None
+    return ray
+
+
+def _init_ray(address: str, cpus: int | None):
+    ray = _import_ray()
     import logging
 
     import ray.data
@@ -214,8 +219,16 @@ def _init_ray(address: str, cpus: int | None):
                              "start one with `ray start --head`, or use --ray local") from None
         except Exception as exc:  # Ray raises bare Exceptions when its daemons do not start
             raise InputError(f"--ray {address}: cannot start or join Ray ({first_line(exc)})") from None
-        if before is not None:  # Ray's driver takes SIGTERM (a scheduler's stop) and dies with a dump
-            signal.signal(signal.SIGTERM, before)
+        except SystemExit as exc:
+            # Ray's handler, set early in init, made a SIGTERM then exit 15, saying nothing, its daemons
+            # left running: the scheduler's stop is reported as any other (exit 143)
+            if exc.code != signal.SIGTERM:
+                raise
+            ray.shutdown()
+            raise Terminated() from None
+        finally:
+            if before is not None:  # Ray's driver takes SIGTERM (a scheduler's stop) and dies with a dump
+                signal.signal(signal.SIGTERM, before)
     return ray
 
 
@@ -236,7 +249,8 @@ def run_ray(segmenter, model: str | os.PathLike[str] | None, images: Sequence[st
             masks: bool = False, progress: bool = True, shard: str | None = None, threads: int | None = None,
             actors: int | None = None, batch_size: int | None = None, workers: int = 2,
             backend: str = "auto", device: str | None = None, max_pixels: int | None = None,
-            skipped: Sequence[tuple[str, str]] = (), input_root: str | None = None, overlays: str | None = None,
+            skipped: Sequence[tuple[str, str]] = (), input_root: str | None = None,
+            input_identity: dict[str, int | str] | None = None, overlays: str | None = None,
             dicom_seg: str | os.PathLike[str] | None = None, dicom_sr: str | os.PathLike[str] | None = None) -> BatchSummary:
     """``run_batch`` on Ray (see the module doc): same output folder, same resume, same summary.
 
@@ -245,14 +259,15 @@ def run_ray(segmenter, model: str | os.PathLike[str] | None, images: Sequence[st
     (default: the cluster's CPUs // threads; with a GPU ``device``, one GPU each, and at most the
     cluster's GPUs); ``address``: 'local' starts Ray on this machine. ``device`` and ``max_pixels``
     reach every actor's engine, as in :func:`chexmask_rt.load`; ``skipped``, ``input_root``,
-    ``overlays``, ``dicom_seg`` and ``dicom_sr`` as in :func:`run_batch` (their folders shared)."""
+    ``input_identity``, ``overlays``, ``dicom_seg`` and ``dicom_sr`` as in :func:`run_batch` (their folders shared)."""
     start = time.perf_counter()
     check_outputs(segmenter, overlays, dicom_seg, dicom_sr)
+    _import_ray()  # before the output folder is made: without Ray it held an unfinished batch.json
     check_reachable(address)  # before the output folder is locked
     if address != "local":  # joining is cheap: a cluster that is not there leaves the folder as it was
         _init_ray(address, None)
     with prepare_output(segmenter, images, out_dir, samples, seed, second_look, shard,
-                        skipped, input_root) as (out, second_look, summary, todo, stems):
+                        skipped, input_root, input_identity) as (out, second_look, summary, todo, stems):
         rows = RunRows(out, summary)
         try:
             todo, refused = outside_output(todo, out)
@@ -309,7 +324,11 @@ def _stream_rows(todo: list[str], out: Path, rows: RunRows, *,
                 row = {c: str(batch[c][i]) for c in ROW_COLUMNS}
                 if row["Error"]:
                     rows.failed(row["Image"], row["Error"], row["Reason"])
-                if row["Error"] or not rows.segmented({c: row[c] for c in COLUMNS}):  # as a local run's bar
+                if row["Error"]:
+                    bar.set_postfix(failed=rows.summary.failed)  # as a local run's bar
+                elif not rows.segmented({c: row[c] for c in COLUMNS}):
+                    discard_pictures(stems[row["Image"]], out / MASKS_NAME if masks else None,
+                                     out / OVERLAYS_NAME if overlays else None)
                     bar.set_postfix(failed=rows.summary.failed)
                 bar.update(1)
     except Exception as exc:

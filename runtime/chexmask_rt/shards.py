@@ -1,9 +1,13 @@
 """Splitting an archive into N shards for any scheduler (SLURM arrays, Kubernetes jobs, ssh loops).
 
 An image's shard is a hash of its path relative to the input (the folder, or the list file's
-folder), not its position in a listing: the same image lands in the same shard whatever order
-the file system lists the tree in, on whichever machine, and adding images elsewhere in the
-tree moves none of the others.
+folder, widened to hold entries that climb out of it), not its position in a listing: the same
+image lands in the same shard whatever order the file system lists the tree in, on whichever
+machine, and adding images elsewhere in the tree moves none of the others.
+
+Each run records its input's identity (:func:`input_identity`: the count and a digest of every
+image's key, shard or not), so that ``merge`` can tell shards of one input from shards of two, and
+a whole run of that input from one of a few of its images, on any mount point.
 """
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ import hashlib
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .discovery import Discovery, discover
@@ -82,8 +86,28 @@ def resume_root(source: str | os.PathLike[str], images: Sequence[str]) -> str:
     return common if os.path.isabs(root) else os.path.relpath(common)
 
 
+def input_identity(images: Sequence[str], root: str | os.PathLike[str]) -> dict[str, int | str]:
+    """What a batch records of its whole input (before any shard is taken): how many images, and the
+    sha256 of their shard keys (:func:`shard_key`, sorted, one a line). Equal for the same files at
+    another mount point, and for a list naming every image of a folder; changed by an image added."""
+    keys = sorted({shard_key(image, root) for image in images})
+    digest = hashlib.sha256("".join(f"{k}\n" for k in keys).encode("utf-8", "surrogateescape")).hexdigest()
+    return {"images": len(keys), "sha256": digest}
+
+
+@dataclass
+class BatchInputs:
+    """The images a batch run segments (its shard's, when it has one), the files a folder's discovery
+    skipped, the folder its rows are keyed below (:func:`resume_root`) and its whole input's identity."""
+
+    images: list[str]
+    root: str
+    identity: dict[str, int | str]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
 def batch_inputs(source: str | os.PathLike[str], shard: Shard | None = None, *,
-                 exclude: str | os.PathLike[str] | None = None) -> Discovery:
+                 exclude: str | os.PathLike[str] | None = None) -> BatchInputs:
     """What ``chexmask-rt batch SOURCE [--shard I/N]`` works on: the images of a folder (with the files
     it skipped, leaving out the folder ``exclude``) or of a list, narrowed to the shard. Raises InputError when there is nothing to do,
     except for an empty shard of a non-empty input (small archives split N ways have some)."""
@@ -101,8 +125,11 @@ def batch_inputs(source: str | os.PathLike[str], shard: Shard | None = None, *,
         # folder over as an earlier batch's output (all() stops at the first image outside)
         raise InputError(f"--out {exclude} holds every image {src} lists, and the output folder is never an input; "
                          "write the results elsewhere")
+    # keyed below the list's folder widened to hold its entries: a list reached by another mount point, or
+    # spelled otherwise, split "../images/a.png" another way, and merge called the split complete
+    root = resume_root(src, found.images)
+    identity = input_identity(found.images, root)
     if shard is None:
-        return found
-    root = input_root(src)
-    return Discovery(images=shard.select(found.images, root),
-                     skipped=[(f, r) for f, r in found.skipped if shard_of(f, root, shard.count) == shard.index])
+        return BatchInputs(found.images, root, identity, found.skipped)
+    return BatchInputs(shard.select(found.images, root), root, identity,
+                       [(f, r) for f, r in found.skipped if shard_of(f, root, shard.count) == shard.index])
