@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Debian packages the native core builds with: cmake and g++ (it needs no OpenCV). Installs only
 # what is missing. --test adds what the test suite builds and runs besides: OpenCV's core/imgproc/
-# imgcodecs for the C++ example program, and dicom3tools (dciodvfy checks the DICOM SEG/SR).
+# imgcodecs and libjpeg for the C++ example program, and dicom3tools (dciodvfy checks the DICOM SEG/SR).
 set -euo pipefail
 PACKAGES=(cmake g++)
-[ "${1:-}" = "--test" ] && PACKAGES+=(libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev dicom3tools)
+[ "${1:-}" = "--test" ] && PACKAGES+=(libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev libjpeg-dev dicom3tools)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

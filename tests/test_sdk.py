@@ -177,7 +177,8 @@ def test_examples_name_a_refused_image_and_keep_the_others(tmp_path, pgm_images)
 
 
 def test_the_cpp_example_refuses_what_opencv_would_misread(tmp_path, shared_images):
-    """OpenCV's imread filled a cut JPEG in (298 px off, unflagged) and misread valid TIFFs (alpha
+    """OpenCV's imread filled a cut JPEG in (298 px off, unflagged), and one whose data is damaged
+    mid-stream (64.7 px off on average, 'within calibrated thresholds'), and misread valid TIFFs (alpha
     multiplied in, 16-bit WhiteIsZero uninverted, a thumbnail page first), where the Python reader
     refuses or reads them right: the template integrators copy answered for another picture."""
     cpp = _require(CPP_EXAMPLE)
@@ -185,8 +186,16 @@ def test_the_cpp_example_refuses_what_opencv_would_misread(tmp_path, shared_imag
     jpeg = next(p for p in shared_images if p.suffix == ".jpg")
     data = jpeg.read_bytes()
     (tmp_path / "cut.jpg").write_bytes(data[:len(data) * 6 // 10])
+    damaged = bytearray(data)
+    middle = (data.find(b"\xff\xda") + len(data)) // 2
+    damaged[middle:middle + 64] = bytes((b * 37 + 11) & 0x7F for b in data[middle:middle + 64])  # no markers
+    (tmp_path / "damaged.jpg").write_bytes(bytes(damaged))
     cv2.imwrite(str(tmp_path / "x.tif"), cv2.imread(str(jpeg), cv2.IMREAD_GRAYSCALE))
-    for name, why in (("cut.jpg", "a JPEG cut short"), ("x.tif", "a TIFF, which this example does not read")):
+    with pytest.raises(chexmask_rt.InputError, match="damaged JPEG: Corrupt JPEG data"):  # as the Python reader says
+        read_image(tmp_path / "damaged.jpg")
+    for name, why in (("cut.jpg", "damaged JPEG: Premature end of JPEG file"),
+                      ("damaged.jpg", "damaged JPEG: Corrupt JPEG data"),
+                      ("x.tif", "a TIFF, which this example does not read")):
         proc = _run([cpp, "--model", model, "--onnxruntime", lib, "--samples", 2, tmp_path / name])
         assert proc.returncode == 3 and f"{tmp_path / name}: {why}" in proc.stderr and proc.stdout == "", proc.stderr
     whole = _run([cpp, "--model", model, "--onnxruntime", lib, "--samples", 2, jpeg])

@@ -6,7 +6,8 @@
 // Reads PNG/JPEG/BMP/PGM with OpenCV and prints, per image, the JSON object of
 // `chexmask-rt predict --json -` (a list of those that succeeded, for several images).
 // TIFF is refused: OpenCV misreads some valid ones (an alpha band multiplied in, 16-bit WhiteIsZero
-// uninverted, a thumbnail page first), and a JPEG cut short, which OpenCV fills in, is refused too.
+// uninverted, a thumbnail page first). A damaged JPEG (cut short, or corrupt data), which OpenCV
+// fills in with a warning on stderr, is refused too: libjpeg reads it first, its warnings as errors.
 // Exit codes as the Python CLI: 0 ok, 1 some of several images failed, 2 usage, 3 input error,
 // 4 model error.
 #include <chexmask_rt/chexmask_rt.hpp>
@@ -16,8 +17,10 @@
 
 #include <algorithm>
 #include <charconv>
+#include <csetjmp>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <iterator>
@@ -26,6 +29,9 @@
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include <jpeglib.h>  // after <cstdio>: it needs FILE
+#include <jerror.h>   // the message codes
 
 namespace {
 
@@ -85,18 +91,49 @@ Args parse_args(int argc, char** argv) {
     return args;
 }
 
-/// Whether a JPEG's last scan is followed by its end marker: OpenCV decodes a file cut short and fills
-/// the rest in (a warning on stderr only). Entropy-coded data never holds FF D9, an earlier EXIF
-/// thumbnail's end marker lies before the last scan.
-bool jpeg_complete(const std::vector<unsigned char>& bytes) {
-    std::size_t last_scan = 0;
-    for (std::size_t i = 0; i + 1 < bytes.size(); ++i) {
-        if (bytes[i] == 0xFF && bytes[i + 1] == 0xDA) last_scan = i;
+/// libjpeg's handlers for the strict read: an error, or a warning about the data ("Corrupt JPEG data",
+/// "Premature end of JPEG file"), ends it with libjpeg's reason.
+struct StrictJpeg {
+    jpeg_error_mgr manager;
+    std::jmp_buf jump;
+    char reason[JMSG_LENGTH_MAX];
+};
+
+[[noreturn]] void jpeg_refuse(j_common_ptr info) {
+    auto* strict = reinterpret_cast<StrictJpeg*>(info->err);
+    (*info->err->format_message)(info, strict->reason);
+    std::longjmp(strict->jump, 1);
+}
+
+void jpeg_warning(j_common_ptr info, int level) {
+    // level -1 is a warning; those about the headers, not the image data, pass (as the Python reader's)
+    const int code = info->err->msg_code;
+    if (level < 0 && code != JWRN_JFIF_MAJOR && code != JWRN_NOT_SEQUENTIAL) jpeg_refuse(info);
+}
+
+/// Whether libjpeg reads the whole JPEG without an error or a warning about its data; else false and
+/// why in ``reason``. No C++ object lives here: the error handler longjmps out.
+bool jpeg_sound(const unsigned char* data, std::size_t size, char (&reason)[JMSG_LENGTH_MAX]) {
+    jpeg_decompress_struct info;
+    StrictJpeg strict;
+    info.err = jpeg_std_error(&strict.manager);
+    strict.manager.error_exit = jpeg_refuse;
+    strict.manager.emit_message = jpeg_warning;
+    if (setjmp(strict.jump)) {
+        std::memcpy(reason, strict.reason, sizeof reason);
+        jpeg_destroy_decompress(&info);
+        return false;
     }
-    for (std::size_t i = last_scan; last_scan != 0 && i + 1 < bytes.size(); ++i) {
-        if (bytes[i] == 0xFF && bytes[i + 1] == 0xD9) return true;
-    }
-    return false;
+    jpeg_create_decompress(&info);
+    jpeg_mem_src(&info, const_cast<unsigned char*>(data), static_cast<unsigned long>(size));
+    jpeg_read_header(&info, TRUE);
+    jpeg_start_decompress(&info);
+    JSAMPARRAY row = (*info.mem->alloc_sarray)(reinterpret_cast<j_common_ptr>(&info), JPOOL_IMAGE,
+                                               info.output_width * info.output_components, 1);
+    while (info.output_scanline < info.output_height) jpeg_read_scanlines(&info, row, 1);
+    jpeg_finish_decompress(&info);
+    jpeg_destroy_decompress(&info);
+    return true;
 }
 
 /// The decoded gray image the engine reads; colour is handled as the Python reader does.
@@ -111,8 +148,9 @@ cv::Mat read_gray(const std::string& path) {
         throw chexmask_rt::InputError(path + ": a TIFF, which this example does not read (OpenCV misreads some valid "
                                       "ones); convert it to PNG, or use the Python package");
     }
-    if (starts({0xFF, 0xD8, 0xFF}) && !jpeg_complete(bytes)) {
-        throw chexmask_rt::InputError(path + ": a JPEG cut short (no end marker after its last scan)");
+    char reason[JMSG_LENGTH_MAX] = "";
+    if (starts({0xFF, 0xD8, 0xFF}) && !jpeg_sound(bytes.data(), bytes.size(), reason)) {
+        throw chexmask_rt::InputError(path + ": damaged JPEG: " + reason);
     }
     cv::Mat image = bytes.empty() ? cv::Mat() : cv::imdecode(bytes, cv::IMREAD_UNCHANGED);
     if (image.empty()) throw chexmask_rt::InputError(path + ": not a readable image (missing, corrupt or unsupported)");
