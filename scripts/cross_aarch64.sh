@@ -32,8 +32,7 @@ if [ ! -f "$sysroot/.complete" ]; then
     # shellcheck source=../cpp/cmake/private_apt.sh
     . cpp/cmake/private_apt.sh
     private_apt_init "$work/apt" "" "${CHEXMASK_RT_DEBIAN_SUITE:-$(. /etc/os-release && echo "$VERSION_CODENAME")}" arm64
-    # shellcheck disable=SC2086
-    apt-get $apt_opts -qq -y --no-install-recommends install --download-only libopencv-core-dev libopencv-imgproc-dev
+    apt-get -c "$apt_conf" -qq -y --no-install-recommends install --download-only libopencv-core-dev libopencv-imgproc-dev
     for deb in "$work"/apt/cache/archives/*.deb; do dpkg -x "$deb" "$sysroot"; done
     touch "$sysroot/.complete"
 fi

@@ -258,6 +258,16 @@ def onnxruntime_root(tmp_path_factory) -> Path:
     return root
 
 
+def test_the_onnxruntime_headers_are_fetched_into_a_folder_with_a_space(tmp_path):
+    """apt's settings were -o words built from the folder's path: under a folder with a space (a
+    checkout in "My Projects") apt got "space/..." as a command, and a source install failed, blaming
+    apt, the network or the keyring."""
+    dest = tmp_path / "with space" / "onnxruntime-headers"
+    proc = _run(["sh", REPO / "cpp" / "cmake" / "fetch_onnxruntime_headers.sh", dest])
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert (dest / "include" / "onnxruntime_c_api.h").is_file() and (dest / "include" / "onnxruntime_cxx_api.h").is_file()
+
+
 def _offline_env() -> dict[str, str]:
     """A mirror that refuses connections: any attempt to download the headers fails at once."""
     env = dict(os.environ, CHEXMASK_RT_DEBIAN_MIRROR="http://127.0.0.1:9/debian")

@@ -37,12 +37,20 @@ wheel_elf = _load_wheel_elf()
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory, sdist) -> Path:
-    out = tmp_path_factory.mktemp("wheelhouse")
-    proc = subprocess.run(["bash", str(REPO / "scripts" / "build_wheel.sh"), "--sdist", str(sdist), str(out)],
-                          env={**os.environ, "PYTHON": sys.executable}, capture_output=True, text=True,
-                          timeout=BUILD_TIMEOUT_S)
+    """The wheel build_wheel.sh makes of the sdist, both named from the caller's folder (they were taken
+    from the checkout's), into a folder holding another release's wheel, which must stay (every
+    chexmask_rt wheel of the platform was deleted)."""
+    here = tmp_path_factory.mktemp("caller")
+    out = here / "wheel house"
+    out.mkdir()
+    other = out / "chexmask_rt-0.0.1-cp39-cp39-manylinux_2_28_x86_64.whl"
+    other.write_bytes(b"another release's wheel")
+    proc = subprocess.run(["bash", str(REPO / "scripts" / "build_wheel.sh"), "--sdist", os.path.relpath(sdist, here),
+                           out.name], cwd=here, env={**os.environ, "PYTHON": sys.executable}, capture_output=True,
+                          text=True, timeout=BUILD_TIMEOUT_S)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    (path,) = out.glob("*.whl")
+    assert other.read_bytes() == b"another release's wheel"
+    (path,) = (p for p in out.glob("*.whl") if p != other)
     return path
 
 
@@ -84,24 +92,31 @@ def test_the_wheel_installs_in_a_fresh_venv_and_segments_the_sample(tmp_path, wh
     fresh_venv.check_segments_the_sample(venv, work, default_segmenter, VERSION)
 
 
-def pip_install_with_path(sdist: Path, tmp_path: Path, programs: list[str]) -> subprocess.CompletedProcess:
-    """pip install SDIST with a PATH that holds only PROGRAMS (links to this machine's)."""
+def pip_install_with_path(sdist: Path, tmp_path: Path, programs: list[str],
+                          cmake_args: str | None = None) -> subprocess.CompletedProcess:
+    """pip install SDIST with a PATH that holds only PROGRAMS (links to this machine's), and CMAKE_ARGS."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for program in programs:
         (bin_dir / program).symlink_to(shutil.which(program))
     env = {k: v for k, v in fresh_venv.CLEAN_ENV.items() if k not in ("CXX", "CC", "CMAKE_ARGS")}
     env["PATH"] = str(bin_dir)
+    if cmake_args is not None:
+        env["CMAKE_ARGS"] = cmake_args
     return subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(tmp_path / "target"),
                            str(sdist)], env=env, capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("programs, missing", [
-    ([], "needs CMake >= 3.18: `cmake` is not on PATH"),
-    (["cmake"], "needs a C++17 compiler: none is on PATH"),
+@pytest.mark.parametrize("programs, cmake_args, missing", [
+    ([], None, "needs CMake >= 3.18: `cmake` is not on PATH"),
+    (["cmake"], None, "needs a C++17 compiler: none is on PATH"),
+    # CMAKE_ARGS split as a shell would: it was split at every space, so a compiler in a folder with a
+    # space was "'/opt/my, the one named" (scripts/build_wheel.sh in such a checkout failed so)
+    (["cmake", "c++"], "-DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER='/opt/my tools/c++'",
+     "needs a C++17 compiler: /opt/my tools/c++, the one named, is not found"),
 ])
-def test_the_sdist_without_a_build_tool_fails_with_one_line_naming_it(sdist, tmp_path, programs, missing):
-    proc = pip_install_with_path(sdist, tmp_path, programs)
+def test_the_sdist_without_a_build_tool_fails_with_one_line_naming_it(sdist, tmp_path, programs, cmake_args, missing):
+    proc = pip_install_with_path(sdist, tmp_path, programs, cmake_args)
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0
     lines = [line.strip() for line in output.splitlines() if missing in line]

@@ -25,8 +25,7 @@ mkdir -p "$apt_root/deb" "$dest/unpacked" "$dest/include"
 # shellcheck source=private_apt.sh
 . "$(dirname "$0")/private_apt.sh"
 private_apt_init "$apt_root" "$mirror" "$suite" "$(dpkg --print-architecture 2>/dev/null || echo amd64)"
-# shellcheck disable=SC2086
-(cd "$apt_root/deb" && apt-get $apt_opts -qq download libonnxruntime-dev)
+(cd "$apt_root/deb" && apt-get -c "$apt_conf" -qq download libonnxruntime-dev)
 deb=$(ls "$apt_root"/deb/libonnxruntime-dev_*.deb | head -n 1)
 dpkg -x "$deb" "$dest/unpacked"
 

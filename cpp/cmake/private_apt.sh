@@ -1,8 +1,11 @@
 # Sourced by fetch_onnxruntime_headers.sh and scripts/cross_aarch64.sh: apt against a private
 # sources list, state and cache under ROOT, so the machine's apt configuration is never touched.
 #
-#   private_apt_init ROOT MIRROR SUITE ARCH   # sets $apt_opts and runs apt-get update
-#   apt-get $apt_opts download PACKAGE...
+#   private_apt_init ROOT MIRROR SUITE ARCH   # writes $apt_conf and runs apt-get update
+#   apt-get -c "$apt_conf" download PACKAGE...
+#
+# The settings are a configuration file, not -o words: a ROOT holding a space split those, and the
+# build blamed apt, the network or the keyring.
 #
 # MIRROR "" means CHEXMASK_RT_DEBIAN_MIRROR, else the Debian archive this machine's apt sources use,
 # else deb.debian.org (e.g. on Ubuntu, whose apt can fetch from Debian given debian-archive-keyring).
@@ -24,16 +27,18 @@ private_apt_init() {
              "$_root/cache/archives/partial"
     echo "deb [signed-by=$_keyring] $_mirror $3 main" > "$_root/etc/sources.list"
     : > "$_root/state/status"
-    apt_opts="-o Dir::Etc::SourceList=$_root/etc/sources.list
- -o Dir::Etc::SourceParts=$_root/etc/sources.list.d
- -o Dir::Etc::Preferences=$_root/etc/preferences
- -o Dir::Etc::PreferencesParts=$_root/etc/preferences.d
- -o Dir::State=$_root/state
- -o Dir::State::status=$_root/state/status
- -o Dir::Cache=$_root/cache
- -o Debug::NoLocking=1
- -o APT::Architecture=$4
- -o APT::Architectures=$4"
-    # shellcheck disable=SC2086
-    apt-get $apt_opts -qq update
+    apt_conf="$_root/apt.conf"
+    cat > "$apt_conf" <<EOF
+Dir::Etc::SourceList "$_root/etc/sources.list";
+Dir::Etc::SourceParts "$_root/etc/sources.list.d";
+Dir::Etc::Preferences "$_root/etc/preferences";
+Dir::Etc::PreferencesParts "$_root/etc/preferences.d";
+Dir::State "$_root/state";
+Dir::State::status "$_root/state/status";
+Dir::Cache "$_root/cache";
+Debug::NoLocking "1";
+APT::Architecture "$4";
+APT::Architectures { "$4"; };
+EOF
+    apt-get -c "$apt_conf" -qq update
 }
