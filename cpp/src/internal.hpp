@@ -245,6 +245,11 @@ bool is_sha256_text(const std::string& text);
 /// The ONNX Runtime library this process uses ("" before the first Engine).
 std::string loaded_onnxruntime_library();
 
+/// An ONNX Runtime error line without the source file, function and status code it starts with
+/// ("/onnxruntime_src/...cc:2043 ... [ONNXRuntimeError] : 1 : FAIL : Failed to load library ..."):
+/// the reason a provider did not start, as the engine's ModelError quotes it.
+std::string without_source_location(const std::string& line);
+
 /// Passes `message` to the callback of set_log_callback, if any (held while a HeldLogs lives).
 void log(LogLevel level, const std::string& message);
 

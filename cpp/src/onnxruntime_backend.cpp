@@ -93,11 +93,32 @@ const OrtApiBase* default_api_base(std::string& library) {
 #endif
 }
 
+/// Where ONNX Runtime's error lines go while this thread starts an engine's providers (ErrorsSaid):
+/// the reason a provider does not start (the CUDA library it could not load, the CUDA and cuDNN it
+/// needs) is only logged; its exception says "Failed to load shared library".
+thread_local std::vector<std::string>* t_errors_said = nullptr;
+
 /// ONNX Runtime's messages go to set_log_callback's callback, not to stderr.
 void ORT_API_CALL forward_log(void* /*param*/, OrtLoggingLevel severity, const char* /*category*/,
                               const char* logid, const char* /*code_location*/, const char* message) {
+    if (t_errors_said != nullptr && severity >= ORT_LOGGING_LEVEL_ERROR && message != nullptr) {
+        t_errors_said->emplace_back(message);
+    }
     log(static_cast<LogLevel>(severity), std::string("onnxruntime[") + (logid ? logid : "") + "]: " + (message ? message : ""));
 }
+
+/// Collects the error lines ONNX Runtime logs on this thread for its lifetime.
+class ErrorsSaid {
+public:
+    ErrorsSaid() { t_errors_said = &lines_; }
+    ~ErrorsSaid() { t_errors_said = nullptr; }
+    ErrorsSaid(const ErrorsSaid&) = delete;
+    ErrorsSaid& operator=(const ErrorsSaid&) = delete;
+    const std::vector<std::string>& lines() const { return lines_; }
+
+private:
+    std::vector<std::string> lines_;
+};
 
 Ort::Env& runtime_env(const std::string& option) {
     const HeldLogs held;  // delivered after the lock is released: a callback may open an engine
@@ -233,11 +254,17 @@ public:
         providers_ = providers_for(options.device);
         require_available(providers_, options.device);
         Ort::SessionOptions so = session_options(options);
-        try {
-            append_providers(so, options);
-        } catch (const Ort::Exception& e) {
-            throw ModelError("device '" + options.device + "': ONNX Runtime could not start its providers " +
-                             joined(providers_) + " (" + first_line(e.what()) + ")");
+        {
+            const ErrorsSaid said;
+            try {
+                append_providers(so, options);
+            } catch (const Ort::Exception& e) {
+                std::string why = first_line(e.what());
+                for (const std::string& line : said.lines()) why += "; " + without_source_location(line);
+                std::vector<std::string> started(providers_.begin(), providers_.end() - 1);  // CPU always starts
+                throw ModelError("device '" + options.device + "': ONNX Runtime could not start " + joined(started) +
+                                 " (" + why + ")");
+            }
         }
         try {
             session_ = model.data == nullptr ? std::make_unique<Ort::Session>(env, path_.c_str(), so)
@@ -378,6 +405,19 @@ private:
 };
 
 }  // namespace
+
+std::string without_source_location(const std::string& line) {
+    std::string text = first_line(line.c_str());
+    const std::string marker = "[ONNXRuntimeError] : ";
+    std::string::size_type at = text.find(marker);
+    if (at == std::string::npos) return text;
+    at += marker.size();
+    for (int field = 0; field < 2 && at != std::string::npos; ++field) {  // the status code, then its name
+        at = text.find(" : ", at);
+        if (at != std::string::npos) at += 3;
+    }
+    return at == std::string::npos ? text : text.substr(at);
+}
 
 std::unique_ptr<Backend> open_onnxruntime(const ModelSource& model, const EngineOptions& options) {
     return std::make_unique<OnnxRuntimeBackend>(model, options);

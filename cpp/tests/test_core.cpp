@@ -816,6 +816,20 @@ void test_wrong_engine(const std::string& path, const std::string& library) {
 
 /// SHA-256: FIPS 180-4's examples, and the CPU's SHA instructions (where this CPU has them) against the
 /// portable code at every length to 300 bytes and across updates that split blocks.
+void test_onnxruntime_reasons() {
+    using chexmask_rt::detail::without_source_location;
+    // as onnxruntime-gpu 1.31 logs a CUDA provider it cannot load (its exception says only "Failed to
+    // load shared library")
+    CHECK(without_source_location("/onnxruntime_src/onnxruntime/core/session/provider_bridge_ort.cc:2043 "
+                                  "onnxruntime::Provider& onnxruntime::ProviderLibrary::Get() [ONNXRuntimeError] : 1 : "
+                                  "FAIL : Failed to load library libonnxruntime_providers_cuda.so with error: "
+                                  "libcublasLt.so.13: cannot open shared object file\nsecond line") ==
+          "Failed to load library libonnxruntime_providers_cuda.so with error: libcublasLt.so.13: cannot open shared "
+          "object file");
+    CHECK(without_source_location("plain words") == "plain words");
+    CHECK(without_source_location("x [ONNXRuntimeError] : 1") == "x [ONNXRuntimeError] : 1");  // cut: kept whole
+}
+
 void test_sha256() {
     namespace detail = chexmask_rt::detail;
     const auto hex = [](const std::string& message, bool cpu) {
@@ -947,6 +961,7 @@ int main(int argc, char** argv) {
     test_json();
     test_quality();
     test_polygon_mask();
+    test_onnxruntime_reasons();
     test_sha256();
     test_integrity_bytes();
     if (argc >= 3) {

@@ -539,6 +539,7 @@ def _write_overlay(target: str, result, stem: str, *, several: bool, max_pixels:
 
 def cmd_info(args) -> int:
     from .model import load
+    from .version import __version__
 
     from . import core
 
@@ -547,8 +548,13 @@ def cmd_info(args) -> int:
     # the engine threads predict and batch run without --threads: what a container's cpuset or CPU
     # limit leaves this process (null where Linux does not say)
     threads = core.usable_cores() or None
+    # what ran, for a bug report: the package, and the ONNX Runtime whose library the core loaded
+    distribution = core.onnxruntime_distribution()
+    runtime = {"distribution": distribution and distribution[0], "version": distribution and distribution[1],
+               "library": core.onnxruntime_library()}
     _write_stdout(json.dumps({"path": str(seg.path), "backend": seg.backend, "providers": seg.providers,
-                              "threads": threads, "sha256": seg.engine_sha256, "integrity": seg.integrity, **info},
+                              "threads": threads, "sha256": seg.engine_sha256, "integrity": seg.integrity,
+                              "chexmask_rt": __version__, "onnxruntime": runtime, **info},
                              indent=1) + "\n", "the engine's information")
     return EXIT_OK
 

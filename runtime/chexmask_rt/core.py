@@ -26,6 +26,20 @@ def __getattr__(name: str):
     return getattr(_core, name)
 
 
+def onnxruntime_distribution() -> tuple[str, str] | None:
+    """(name, version) of the installed distribution that provides the ``onnxruntime`` package whose
+    library the core runs: onnxruntime, onnxruntime-gpu or onnxruntime-openvino; None without one.
+    Read from the package metadata: importing onnxruntime's Python module is not needed for it."""
+    import importlib.metadata as metadata
+
+    for name in metadata.packages_distributions().get("onnxruntime", []):
+        try:
+            return name, metadata.version(name)
+        except metadata.PackageNotFoundError:  # a stale record of an uninstalled one
+            continue
+    return None
+
+
 def onnxruntime_library() -> str:
     """libonnxruntime inside the installed onnxruntime Python package, which the core runs."""
     try:
