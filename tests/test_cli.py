@@ -440,26 +440,39 @@ def test_a_callers_own_standard_output_gets_the_data(monkeypatch):
     assert json.loads("".join(tee.parts))["id"].startswith("chexmask-rt-default:")
 
 
-def test_predict_of_many_images_does_not_keep_their_answers_without_json_or_csv(tmp_path, example1):
+def test_predict_of_many_images_does_not_keep_their_answers_without_json_or_csv(tmp_path, example1, monkeypatch):
     """predict kept every Result, its K samples included (1.9 MB at K = 1000), until it exited, even with no
-    --json or --csv to write them to: a glob over an archive grew without bound. Peak resident memory of 2
-    and of 12 images, each K = 1000 (the old code: about 19 MB apart)."""
-    import os
+    --json or --csv to write them to: a glob over an archive grew without bound (peak RSS of 12 images
+    against 2 at K = 1000: 19 MB apart). Now each image's answer is gone once the next one's is made;
+    with --json they are kept, for the file."""
+    import gc
+    import weakref
 
-    small = cv2.resize(cv2.imread(str(example1), cv2.IMREAD_GRAYSCALE), (256, 256))
-    for i in range(12):
-        cv2.imwrite(str(tmp_path / f"{i:02d}.png"), small)
+    from chexmask_rt import cli as command
+    from chexmask_rt.model import Segmenter
 
-    def peak_kb(count: int, *more) -> int:
-        images = [str(tmp_path / f"{i:02d}.png") for i in range(count)]
-        child = subprocess.Popen([sys.executable, "-m", "chexmask_rt", "predict", *images, "--samples", "1000",
-                                  "--no-progress", *more], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        _, status, usage = os.wait4(child.pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0, child.stderr.read()
-        return usage.ru_maxrss
+    small = cv2.resize(cv2.imread(str(example1), cv2.IMREAD_GRAYSCALE), (128, 128))
+    images = [str(tmp_path / f"{i}.png") for i in range(4)]
+    for image in images:
+        cv2.imwrite(image, small)
+    made: list = []
+    alive: list = []
+    real = Segmenter.predict
 
-    grown = peak_kb(12) - peak_kb(2)
-    assert grown < 8 * 1024, f"{grown} KB more for 10 more images"
+    def predict(self, *args, **kwargs):
+        gc.collect()
+        alive.append(sum(answer() is not None for answer in made))
+        result = real(self, *args, **kwargs)
+        made.append(weakref.ref(result))
+        return result
+
+    monkeypatch.setattr(Segmenter, "predict", predict)
+    assert command.main(["predict", *images, "--samples", "2", "--no-progress"]) == 0
+    assert alive == [0, 1, 1, 1]  # the loop's last answer only
+    made.clear()
+    alive.clear()
+    assert command.main(["predict", *images, "--samples", "2", "--no-progress", "--json", str(tmp_path / "a.json")]) == 0
+    assert alive == [0, 1, 2, 3]
 
 
 def test_info_says_which_release_and_which_onnx_runtime_ran(capsys):

@@ -95,13 +95,13 @@ def test_training_steps_write_a_published_layout_checkpoint(tmp_path, monkeypatc
     monkeypatch.setattr(train, "now", lambda: float(next(clock)))  # one second per step
     out = tmp_path / "run"
     # 6 s budget; the window measures 1 step/s at step 2: 4 s left, planned with the margin, is 3 steps
-    train.main(["--out", str(out), "--data", str(SHARED / "data"), "--inputsize", "512", "--batch-size", "1",
+    train.main(["--out", str(out), "--data", str(SHARED / "data"), "--inputsize", "256", "--batch-size", "1",
                 "--workers", "0", "--device", "cpu", "--steps", "50", "--minutes", "0.1", "--fit-to-minutes",
                 "--seed", "1"])
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert {"step": 2, "planned_steps": 5} in log
     ckpt = load_checkpoint(out)
-    assert ckpt.config.inputsize == 512 and ckpt.config.use_skip
+    assert ckpt.config.inputsize == 256 and ckpt.config.use_skip
     import torch
     state = torch.load(out / "train_state.pt", weights_only=False)
     assert state["step"] == 5 and state["planned_steps"] == 5
@@ -120,7 +120,7 @@ def test_ema_writes_the_weight_average_and_the_last_step_beside_it(tmp_path, mon
 
     monkeypatch.setattr(torch.optim.swa_utils.AveragedModel, "update_parameters", spy)
     out = tmp_path / "run"
-    args = ["--out", str(out), "--data", str(SHARED / "data"), "--inputsize", "512", "--batch-size", "1",
+    args = ["--out", str(out), "--data", str(SHARED / "data"), "--inputsize", "256", "--batch-size", "1",
             "--workers", "0", "--device", "cpu", "--steps", "3", "--seed", "2", "--lr", "1e-3", "--ema", "0.5"]
     train.main(args)
     assert len(seen) == 3
