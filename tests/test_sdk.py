@@ -98,6 +98,31 @@ def test_c_example_prints_the_cpp_examples_json(pgm_images):
     assert _json(c, pgm_images[:1], "--single-look") == _json(cpp, pgm_images[:1], "--single-look") == one
 
 
+def test_a_name_that_is_not_utf8_is_written_alike_in_every_json(tmp_path, pgm_images):
+    """A file name from an old archive, not UTF-8: the C and C++ examples copied its bytes into their JSON,
+    which no JSON reader takes, where `predict --json` writes Python's \\udcXX escapes."""
+    import sys
+
+    stem = os.fsdecode(b"old \xff archive \xc3\xa9 \xe2\x82")  # a lone byte, a valid letter, a cut one
+    pgm, png = tmp_path / f"{stem}.pgm", tmp_path / f"{stem}.png"  # the C example reads PGM, Python no PGM
+    shutil.copy(pgm_images[0], pgm)
+    # by bytes: cv2.imwrite of a name holding a lone surrogate ends the process (OpenCV 5.1's bindings)
+    png.write_bytes(cv2.imencode(".png", cv2.imread(str(pgm_images[0]), cv2.IMREAD_UNCHANGED))[1].tobytes())
+    lib = core.onnxruntime_library()
+    said = {}
+    for label, program, name in (("c", _require(C_EXAMPLE), pgm), ("cpp", _require(CPP_EXAMPLE), png)):
+        proc = subprocess.run([str(program), "--model", str(chexmask_rt.default_model_path()), "--onnxruntime", lib,
+                               "--samples", "2", str(name)], capture_output=True, timeout=BUILD_TIMEOUT)
+        assert proc.returncode == 0, proc.stderr
+        said[label] = json.loads(proc.stdout)["image"]  # bytes in: a reader takes UTF-8 only
+    proc = subprocess.run([sys.executable, "-m", "chexmask_rt", "predict", str(png), "--samples", "2", "--json", "-"],
+                          capture_output=True, timeout=BUILD_TIMEOUT)
+    assert proc.returncode == 0, proc.stderr
+    said["python"] = json.loads(proc.stdout)["image"]
+    assert said == {"c": str(pgm), "cpp": str(png), "python": str(png)}, said
+    assert os.fsencode(said["c"]) == os.fsencode(pgm)  # the bytes of the file, back
+
+
 def test_the_c_api_default_look_is_the_engines_own(tmp_path, pgm_images):
     """CHEXMASK_RT_SECOND_LOOK_DEFAULT (-1) must follow the engine's metadata: taken as off, C callers never
     got the second look of an engine exported with it on (the shipped engine's default is off, so every

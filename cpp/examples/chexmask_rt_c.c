@@ -161,13 +161,40 @@ static void print_number(FILE* out, double v) {
     fputs(strlen(fixed) <= strlen(sci) ? fixed : sci, out);
 }
 
-static void print_quoted(FILE* out, const char* s) {
+/* The length of the valid UTF-8 sequence at s (1-4), or 0 where none starts there. */
+static int utf8_length(const unsigned char* s) {
+    const unsigned char c = s[0];
+    if (c < 0x80) return 1;
+    if (c >= 0xC2 && c <= 0xDF) return (s[1] & 0xC0) == 0x80 ? 2 : 0;
+    if (c >= 0xE0 && c <= 0xEF) {
+        const unsigned char lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;  /* no overlong, no surrogate */
+        return s[1] >= lo && s[1] <= hi && (s[2] & 0xC0) == 0x80 ? 3 : 0;
+    }
+    if (c >= 0xF0 && c <= 0xF4) {
+        const unsigned char lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;  /* at most U+10FFFF */
+        return s[1] >= lo && s[1] <= hi && (s[2] & 0xC0) == 0x80 && (s[3] & 0xC0) == 0x80 ? 4 : 0;
+    }
+    return 0;
+}
+
+/* A JSON string. A byte that is not UTF-8 (a file name from an old archive) is written as Python's
+   json module writes the name chexmask-rt predict read: \udcXX, so the JSON stays valid and names
+   the same bytes. */
+static void print_quoted(FILE* out, const char* text) {
+    const unsigned char* s = (const unsigned char*)text;
     fputc('"', out);
-    for (; *s; ++s) {
-        const unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') fprintf(out, "\\%c", c);
-        else if (c < 0x20) fprintf(out, "\\u%04x", c);
-        else fputc(c, out);
+    while (*s) {
+        const int n = utf8_length(s);
+        if (n == 0) {
+            fprintf(out, "\\udc%02x", *s++);
+        } else if (*s == '"' || *s == '\\') {
+            fprintf(out, "\\%c", *s++);
+        } else if (*s < 0x20) {
+            fprintf(out, "\\u%04x", *s++);
+        } else {
+            fwrite(s, 1, (size_t)n, out);
+            s += n;
+        }
     }
     fputc('"', out);
 }

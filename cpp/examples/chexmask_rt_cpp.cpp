@@ -185,15 +185,45 @@ std::string number(double v) {
     return ec == std::errc() ? std::string(buf, end) : std::string("NaN");
 }
 
+/// The length of the valid UTF-8 sequence at s[i] (1-4), or 0 where none starts there.
+std::size_t utf8_length(const std::string& s, std::size_t i) {
+    auto at = [&](std::size_t k) { return i + k < s.size() ? static_cast<unsigned char>(s[i + k]) : 0u; };
+    auto follows = [&](std::size_t k) { return (at(k) & 0xC0u) == 0x80u; };
+    const unsigned c = at(0);
+    if (c < 0x80) return 1;
+    if (c >= 0xC2 && c <= 0xDF) return follows(1) ? 2 : 0;
+    if (c >= 0xE0 && c <= 0xEF) {  // no overlong form, no surrogate
+        const unsigned lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
+        return at(1) >= lo && at(1) <= hi && follows(2) ? 3 : 0;
+    }
+    if (c >= 0xF0 && c <= 0xF4) {  // at most U+10FFFF
+        const unsigned lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
+        return at(1) >= lo && at(1) <= hi && follows(2) && follows(3) ? 4 : 0;
+    }
+    return 0;
+}
+
+/// A JSON string. A byte that is not UTF-8 (a file name from an old archive) is written as Python's
+/// json module writes the name `chexmask-rt predict` read: \udcXX, so the JSON stays valid and names
+/// the same bytes.
 std::string quoted(const std::string& s) {
     std::string out = "\"";
-    for (unsigned char c : s) {
-        if (c == '"' || c == '\\') out += '\\', out += static_cast<char>(c);
-        else if (c < 0x20) {
-            char esc[8];
-            std::snprintf(esc, sizeof esc, "\\u%04x", c);
+    for (std::size_t i = 0; i < s.size();) {
+        const std::size_t n = utf8_length(s, i);
+        const auto c = static_cast<unsigned char>(s[i]);
+        char esc[8];
+        if (n == 0 || c < 0x20) {
+            std::snprintf(esc, sizeof esc, n == 0 ? "\\udc%02x" : "\\u%04x", c);
             out += esc;
-        } else out += static_cast<char>(c);
+            ++i;
+        } else if (c == '"' || c == '\\') {
+            out += '\\';
+            out += static_cast<char>(c);
+            ++i;
+        } else {
+            out.append(s, i, n);
+            i += n;
+        }
     }
     return out + "\"";
 }
