@@ -44,9 +44,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .anatomy import ORGANS
 from .batch_folder import (ERRORS_NAME, LOCK_NAME, MASKS_NAME, RESULTS_NAME, Appender, folder_lock, mark_finished,
                            open_folder)
-from .anatomy import ORGANS
 from .csv_output import COLUMNS, csv_row, write_masks
 from .dicom_out import write_objects
 from .dicom_source import with_source

@@ -19,9 +19,8 @@ from pathlib import Path
 
 from .batch import ERROR_COLUMNS
 from .batch_folder import (ERRORS_NAME, FINISHED_KEY, INPUT_IDENTITY_KEY, INPUTS_KEY, LOCK_NAME, MANIFEST_NAME,
-                           RESULTS_NAME,
-                           csv_fields_of_any_size, folder_in_use, folder_lock, real_path_of, record_fields,
-                           whole_records)
+                           RESULTS_NAME, csv_fields_of_any_size, folder_in_use, folder_lock, real_path_of,
+                           record_fields, whole_records)
 from .csv_lines import LineWriter
 from .csv_output import SCHEMA_HEADERS, schema_of
 from .discovery import SKIPPED_NAME
