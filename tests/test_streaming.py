@@ -1,4 +1,5 @@
 """Segmenter.predict_iter: input order, one outcome per input, bounded decoding ahead."""
+import os
 import threading
 import weakref
 from pathlib import Path
@@ -226,3 +227,65 @@ def test_closing_predict_iter_stops_decoding_and_joins_its_threads(default_segme
     alive = [t.name for t in threading.enumerate() if t.name.startswith("chexmask-decode")]
     time.sleep(1.0)
     assert not alive and len(calls) == started
+
+
+def test_images_read_before_the_input_fails_keep_their_outcomes(segmenter, shared_images):
+    """A listing or cursor that fails after four paths: with the default read-ahead only two of the four
+    outcomes came before its error, so a caller could not tell which images were done."""
+    paths = [str(p) for p in shared_images[:4]]
+
+    def listing():
+        yield from paths
+        raise ConnectionError("listing dropped after 4")
+
+    got = []
+    with pytest.raises(ConnectionError, match="listing dropped"):
+        for item, outcome in segmenter.predict_iter(listing(), samples=2, batch_size=2):
+            got.append((item, outcome))
+    assert [item for item, _ in got] == paths and all(isinstance(o, chexmask_rt.Result) for _, o in got)
+
+
+def test_a_stream_in_a_thread_the_program_waits_for_completes(tmp_path, shared_images):
+    """The main thread returns while a (non-daemon) thread streams: Python shuts its thread pools down
+    before it waits for that thread, and predict_iter and run_batch stopped with "RuntimeError: cannot
+    schedule new futures after shutdown", most images never segmented, the exit code 0."""
+    import subprocess
+    import sys
+
+    images = [str(p) for p in shared_images] * 3
+    script = f"""
+import threading, chexmask_rt
+from chexmask_rt.batch import run_batch
+images = {images!r}
+seg = chexmask_rt.load(threads=1)
+def stream():
+    print("streamed", sum(1 for _ in seg.predict_iter(images, samples=2, workers=2, batch_size=1)), flush=True)
+def batch():
+    print("batched", run_batch(seg, images, {str(tmp_path / "out")!r}, samples=2, workers=2, batch_size=1,
+                               progress=False).done, flush=True)
+threading.Thread(target=stream).start()
+threading.Thread(target=batch).start()
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert sorted(proc.stdout.split("\n")[:2]) == [f"batched {len(set(images))}", f"streamed {len(images)}"], proc.stdout
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX only")
+def test_a_stream_paused_across_fork_goes_on_in_the_child(segmenter, shared_images):
+    """A child forked while a predict_iter generator was paused, iterating on, waited for ever: its queued
+    decodes belonged to pool threads that stayed in the parent."""
+    from conftest import wait_child
+
+    images = [str(p) for p in shared_images] * 3
+    stream = segmenter.predict_iter(images, samples=2, batch_size=1, ahead=4)
+    first = [next(stream) for _ in range(3)]
+    pid = os.fork()
+    if pid == 0:
+        try:
+            rest = list(stream)
+            os._exit(0 if len(first) + len(rest) == len(images) else 1)
+        finally:
+            os._exit(2)
+    assert len(list(stream)) == len(images) - 3  # and the parent goes on
+    assert wait_child(pid, 120) == 0

@@ -56,7 +56,7 @@ from .image_io import read_image, to_gray
 from .in_work import InWork, RunKilled, killed_reason
 from .limits import resolve_max_pixels
 from .inputs import DEFAULT_BATCH, check_count, check_run_arguments
-from .streaming import segment_each
+from .streaming import segment_each, submit_or_run
 
 ERROR_COLUMNS = ("Image", "Error", "Reason")
 
@@ -406,7 +406,7 @@ def _decoded(pool: ThreadPoolExecutor, decode: Callable[[str], np.ndarray], imag
             if image is None:
                 break
             started(image)
-            pending[pool.submit(decode, image)] = image
+            pending[submit_or_run(pool, decode, image)] = image
         if not pending:
             return
         finished, _ = wait(pending, return_when=FIRST_COMPLETED)

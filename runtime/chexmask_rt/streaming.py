@@ -63,26 +63,67 @@ def predict_iter(segmenter, inputs: Iterable[ImageLike], *, samples: int = DEFAU
     return _stream(segmenter, iter(inputs), options, batch_size, workers, ahead)
 
 
+def submit_or_run(pool: ThreadPoolExecutor, fn, *args) -> Future:
+    """``pool.submit(fn, *args)``, or, when the pool takes no more work, the call made here: Python shuts
+    every ThreadPoolExecutor down as the interpreter begins to exit, before it waits for the program's
+    own threads, and a stream or batch in such a thread stopped with "RuntimeError: cannot schedule new
+    futures after shutdown", the rest of its images lost and the exit code 0."""
+    try:
+        return pool.submit(fn, *args)
+    except RuntimeError as exc:
+        if "cannot schedule new futures" not in str(exc):
+            raise
+    future: Future = Future()
+    try:
+        future.set_result(fn(*args))
+    except Exception as exc:
+        future.set_exception(exc)
+    return future
+
+
+def _decode_pool(workers: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chexmask-decode")
+
+
 def _stream(segmenter, inputs: Iterator[ImageLike], options: dict, batch_size: int, workers: int,
             ahead: int) -> Iterator[Outcome]:
     queue: deque[tuple[ImageLike, Future]] = deque()
     max_pixels = options["max_pixels"]
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chexmask-decode")
+    pool, owner = _decode_pool(workers), os.getpid()
     exhausted = False
+    failure: Exception | None = None  # the input iterable's own error, raised once what it gave is answered
 
     def top_up(limit: int) -> None:
-        nonlocal exhausted
+        nonlocal exhausted, failure
         while not exhausted and len(queue) < limit:
-            item = next(inputs, _END)
+            try:
+                item = next(inputs, _END)
+            except Exception as exc:  # a cursor or a listing that fails: the images read before it still count
+                failure, exhausted = exc, True
+                return
             if item is _END:
                 exhausted = True
             else:
-                queue.append((item, pool.submit(decode, item, max_pixels)))
+                queue.append((item, submit_or_run(pool, decode, item, max_pixels)))
+
+    def in_this_process() -> None:
+        # a generator paused across os.fork() resumes in the child without the pool's threads: its
+        # queued decodes would wait for ever. A new pool decodes them again.
+        nonlocal pool, owner
+        if os.getpid() == owner:
+            return
+        pool, owner = _decode_pool(workers), os.getpid()
+        for i, (item, future) in enumerate(queue):
+            if not future.done():
+                queue[i] = (item, submit_or_run(pool, decode, item, max_pixels))
 
     try:
         while True:
+            in_this_process()
             top_up(batch_size + ahead)
             if not queue:
+                if failure is not None:
+                    raise failure
                 return
             chunk = [queue.popleft() for _ in range(min(batch_size, len(queue)))]
             top_up(ahead)  # the chunk's images count against the bound while it is segmented
