@@ -218,8 +218,13 @@ def test_the_cpp_example_refuses_what_opencv_would_misread(tmp_path, shared_imag
     cv2.imwrite(str(tmp_path / "x.tif"), cv2.imread(str(jpeg), cv2.IMREAD_GRAYSCALE))
     with pytest.raises(chexmask_rt.InputError, match="damaged JPEG: Corrupt JPEG data"):  # as the Python reader says
         read_image(tmp_path / "damaged.jpg")
+    import imagecodecs
+
+    twelve = (np.random.default_rng(0).random((64, 64)) * 4095).astype(np.uint16)  # sound, but not 8-bit
+    (tmp_path / "twelve.jpg").write_bytes(imagecodecs.jpeg8_encode(twelve, bitspersample=12))
     for name, why in (("cut.jpg", "damaged JPEG: Premature end of JPEG file"),
                       ("damaged.jpg", "damaged JPEG: Corrupt JPEG data"),
+                      ("twelve.jpg", "a JPEG this example does not read (Unsupported JPEG data precision 12)"),
                       ("x.tif", "a TIFF, which this example does not read")):
         proc = _run([cpp, "--model", model, "--onnxruntime", lib, "--samples", 2, tmp_path / name])
         assert proc.returncode == 3 and f"{tmp_path / name}: {why}" in proc.stderr and proc.stdout == "", proc.stderr

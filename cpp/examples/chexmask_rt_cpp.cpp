@@ -97,12 +97,20 @@ struct StrictJpeg {
     jpeg_error_mgr manager;
     std::jmp_buf jump;
     char reason[JMSG_LENGTH_MAX];
+    int code;
 };
 
 [[noreturn]] void jpeg_refuse(j_common_ptr info) {
     auto* strict = reinterpret_cast<StrictJpeg*>(info->err);
     (*info->err->format_message)(info, strict->reason);
+    strict->code = info->err->msg_code;
     std::longjmp(strict->jump, 1);
+}
+
+/// Whether libjpeg's error is a kind of JPEG it does not decode (12-bit, lossless), not damage.
+bool jpeg_kind_unread(int code) {
+    return code == JERR_BAD_PRECISION || code == JERR_SOF_UNSUPPORTED || code == JERR_NOT_COMPILED ||
+           code == JERR_ARITH_NOTIMPL || code == JERR_CONVERSION_NOTIMPL;
 }
 
 void jpeg_warning(j_common_ptr info, int level) {
@@ -111,16 +119,19 @@ void jpeg_warning(j_common_ptr info, int level) {
     if (level < 0 && code != JWRN_JFIF_MAJOR && code != JWRN_NOT_SEQUENTIAL) jpeg_refuse(info);
 }
 
-/// Whether libjpeg reads the whole JPEG without an error or a warning about its data; else false and
-/// why in ``reason``. No C++ object lives here: the error handler longjmps out.
-bool jpeg_sound(const unsigned char* data, std::size_t size, char (&reason)[JMSG_LENGTH_MAX]) {
+/// Whether libjpeg reads the whole JPEG without an error or a warning about its data; else false, why
+/// in ``reason`` and libjpeg's message code in ``code``. No C++ object lives here: the error handler
+/// longjmps out.
+bool jpeg_sound(const unsigned char* data, std::size_t size, char (&reason)[JMSG_LENGTH_MAX], int& code) {
     jpeg_decompress_struct info;
     StrictJpeg strict;
+    strict.code = 0;
     info.err = jpeg_std_error(&strict.manager);
     strict.manager.error_exit = jpeg_refuse;
     strict.manager.emit_message = jpeg_warning;
     if (setjmp(strict.jump)) {
         std::memcpy(reason, strict.reason, sizeof reason);
+        code = strict.code;
         jpeg_destroy_decompress(&info);
         return false;
     }
@@ -149,8 +160,11 @@ cv::Mat read_gray(const std::string& path) {
                                       "ones); convert it to PNG, or use the Python package");
     }
     char reason[JMSG_LENGTH_MAX] = "";
-    if (starts({0xFF, 0xD8, 0xFF}) && !jpeg_sound(bytes.data(), bytes.size(), reason)) {
-        throw chexmask_rt::InputError(path + ": damaged JPEG: " + reason);
+    int code = 0;
+    if (starts({0xFF, 0xD8, 0xFF}) && !jpeg_sound(bytes.data(), bytes.size(), reason, code)) {
+        throw chexmask_rt::InputError(path + (jpeg_kind_unread(code) ? ": a JPEG this example does not read (" +
+                                                                           std::string(reason) + "); use the Python package"
+                                                                     : ": damaged JPEG: " + std::string(reason)));
     }
     cv::Mat image = bytes.empty() ? cv::Mat() : cv::imdecode(bytes, cv::IMREAD_UNCHANGED);
     if (image.empty()) throw chexmask_rt::InputError(path + ": not a readable image (missing, corrupt or unsupported)");
