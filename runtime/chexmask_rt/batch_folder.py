@@ -135,7 +135,7 @@ def open_folder(out: Path, identity: dict[str, str], input_root: str | None = No
     manifest; returns the images already done. Call it holding :func:`folder_lock`.
 
     ``identity``: the engine's sha256 and the settings, as strings; a folder made with others is refused.
-    ``input_root``: the folder this run's images lie in (:func:`chexmask_rt.shards.input_root`), kept in
+    ``input_root``: the folder this run's images lie in (:func:`chexmask_rt.shards.resume_root`), kept in
     the manifest with its real path, so that a rerun may spell it otherwise (:class:`Done`).
     ``input_identity``: the whole input's (:func:`chexmask_rt.shards.input_identity`), kept for merge."""
     linked = [out / n for n in (RESULTS_NAME, ERRORS_NAME, MANIFEST_NAME) if (out / n).is_symlink()]
