@@ -225,7 +225,8 @@ ModelInfo parse_model_info(const std::map<std::string, std::string>& props, cons
     check_hex(info.landmark_offsets_sha256, "landmark_offsets_sha256", true, source);
     info.organs = get.count("organs") ? parse_organs(get["organs"], source) : detail::default_organs();
     info.landmarks = total(info.organs, source);
-    if (info.second_look && std::none_of(info.organs.begin(), info.organs.end(), detail::is_lung)) {  // it opened, then every predict with the engine's default failed
+    // it opened, then every predict with the engine's default failed
+    if (info.second_look && std::none_of(info.organs.begin(), info.organs.end(), detail::is_lung)) {
         throw ModelError(source + ": malformed engine metadata (" + kPrefix + "second_look=true, but its organs " +
                          organs_text(info.organs) + " name no lung for the second look to frame)");
     }

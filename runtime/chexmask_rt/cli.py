@@ -742,8 +742,9 @@ def _main(argv: list[str] | None) -> int:
         parser = build_parser()
         args = parser.parse_args(argv)
     except KeyboardInterrupt as exc:  # before any work: nothing to resume
-        print(f"chexmask-rt: {'terminated' if isinstance(exc, Terminated) else 'interrupted'}", file=sys.stderr)
-        return 143 if isinstance(exc, Terminated) else 130
+        word, code = _stopped(exc)
+        print(f"chexmask-rt: {word}", file=sys.stderr)
+        return code
     except _HelpLost as lost:
         _error(f"chexmask-rt: error: standard output: cannot write the help or version text ({lost})")
         return EXIT_INPUT
@@ -788,8 +789,14 @@ def _main(argv: list[str] | None) -> int:
         for note in getattr(exc, "__notes__", ()):  # what the run had done (batch.prepare_output)
             _error(f"{args.command}: {note}")
         resume = " (rerun the same command to resume)" if args.command == "batch" else ""
-        _error(f"chexmask-rt: {'terminated' if isinstance(exc, Terminated) else 'interrupted'}{resume}")
-        return 143 if isinstance(exc, Terminated) else 130
+        word, code = _stopped(exc)
+        _error(f"chexmask-rt: {word}{resume}")
+        return code
+
+
+def _stopped(exc: KeyboardInterrupt) -> tuple[str, int]:
+    """What a stopped command says, and its exit code: SIGTERM 143, Ctrl-C 130."""
+    return ("terminated", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
 
 
 def _gone_folder_hint() -> str:
