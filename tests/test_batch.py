@@ -212,3 +212,22 @@ def test_a_rerun_that_asks_for_masks_says_the_finished_images_get_none(tmp_path,
     assert f"batch: --masks, --overlays: the {len(shared_images)} images already in " in proc.stderr, proc.stderr
     assert "run again into a new --out" in proc.stderr
     assert "already in" not in cli(*args).stderr  # nothing asked for, nothing said
+
+
+def test_a_resume_with_the_same_outputs_says_nothing_and_one_that_adds_names_only_the_new(tmp_path, shared_images):
+    """The plain resume README prescribes ("run the same command again") with --masks was told that the
+    finished images got no masks and to start over into a new --out, though the first run had written them."""
+    (tmp_path / "in").mkdir()
+    for image in shared_images[:2]:
+        shutil.copy(image, tmp_path / "in" / image.name)
+    args = ["batch", tmp_path / "in", "--out", tmp_path / "out", "--samples", 2, "--no-progress", "--masks"]
+    assert cli(*args).returncode == 0
+    masks = sorted((tmp_path / "out" / "masks").iterdir())
+    assert len(masks) == 6
+    proc = cli(*args)
+    assert proc.returncode == 0 and "2 already in" in proc.stdout and "got none" not in proc.stderr, proc.stderr
+    assert sorted((tmp_path / "out" / "masks").iterdir()) == masks
+    proc = cli(*args, "--overlays", "all")
+    assert "batch: --overlays: the 2 images already in " in proc.stderr, proc.stderr
+    # those two images have no overlay, so every later run that asks for one is told, however it asks
+    assert "batch: --overlays: the 2 images" in cli(*args, "--overlays", "all").stderr

@@ -104,6 +104,18 @@ def _fake_folder(folder, images, seed="0", model="chexmask-rt-default:6", sha="a
     return folder
 
 
+def test_shards_that_drew_different_pictures_merge(tmp_path):
+    """Masks and overlays are per shard folder, not a setting of the rows: a shard run with --masks
+    and one without give the same rows, and merge takes them as one split."""
+    a = _fake_folder(tmp_path / "a", ["x"], shard="0/2")
+    b = _fake_folder(tmp_path / "b", ["y"], shard="1/2")
+    manifest = json.loads((a / "batch.json").read_text())
+    (a / "batch.json").write_text(json.dumps({**manifest, "Outputs": {"--masks": "on", "--overlays": "all"}}))
+    summary = merge_folders([a, b], tmp_path / "all")
+    assert summary.rows == 2 and summary.complete
+    assert "Outputs" not in json.loads((tmp_path / "all" / "batch.json").read_text())  # the pictures stayed behind
+
+
 def test_merge_keeps_one_row_per_image_and_errors_only_for_images_never_done(tmp_path):
     a = _fake_folder(tmp_path / "a", ["x", "y"], shard="0/3", errors=["z", "w"])
     b = _fake_folder(tmp_path / "b", ["y", "z"], shard="2/3", errors=["w"])

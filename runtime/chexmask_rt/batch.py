@@ -72,6 +72,9 @@ class BatchSummary:
     seconds: float
     flagged: int = 0  # of the done, how many the reliability flag marks for review
     repeats: int = 0  # entries of the input that named an image listed before (one image, one row)
+    # the outputs this run asked for (as flags) that the images already in results.csv may lack: an earlier
+    # run with rows there did not write them (a plain resume of a run with --masks lacks none)
+    outputs_missing: tuple[str, ...] = ()
 
     @property
     def images_per_second(self) -> float:
@@ -280,12 +283,22 @@ def run_identity(segmenter, samples: int, seed: int, second_look: bool, shard: s
             "Seed": str(seed), "Second Look": "on" if second_look else "off", "Shard": shard or "all"}
 
 
+def picture_outputs(masks: bool, overlays: str | None, dicom_seg: str | os.PathLike[str] | None,
+                    dicom_sr: str | os.PathLike[str] | None) -> dict[str, str]:
+    """The pictures and DICOM objects a run writes for each image it segments, as {flag: value}
+    (folders by their real path, so a rerun from another working folder asks for the same)."""
+    asked = {"--masks": "on" if masks else None, "--overlays": overlays,
+             "--dicom-seg": dicom_seg and os.path.realpath(dicom_seg),
+             "--dicom-sr": dicom_sr and os.path.realpath(dicom_sr)}
+    return {flag: str(value) for flag, value in asked.items() if value}
+
+
 @contextmanager
 def prepare_output(segmenter, images: Sequence[str], out_dir: str | os.PathLike[str], samples: int, seed: int,
                    second_look: bool | None, shard: str | None = None,
                    skipped: Sequence[tuple[str, str]] = (),
                    input_root: str | None = None, input_identity: dict[str, int | str] | None = None,
-                   ) -> Iterator[tuple[Path, bool, BatchSummary, list[str], dict[str, str]]]:
+                   outputs: dict[str, str] | None = None) -> Iterator[tuple[Path, bool, BatchSummary, list[str], dict[str, str]]]:
     """Create and lock the output folder and check it against this run (resume), for the run's
     lifetime; yields (folder, the resolved second-look setting, the run's summary so far (its
     images counted, none done), the unique images not yet in results.csv, their pictures' file-name stems (:func:`mask_stems`, against the images the
@@ -293,7 +306,9 @@ def prepare_output(segmenter, images: Sequence[str], out_dir: str | os.PathLike[
     folder discovery go to ``skipped.csv`` once the folder is accepted: a refused folder is left
     as it was. ``input_root``: the folder the images lie in (INPUT, or a list's folder); with it an
     image counts as done by its path below that folder, however an earlier run spelled the folder.
-    ``input_identity``: the whole input's (:func:`chexmask_rt.shards.input_identity`), for merge."""
+    ``input_identity``: the whole input's (:func:`chexmask_rt.shards.input_identity`), for merge.
+    ``outputs``: the run's :func:`picture_outputs`, recorded so that a resume knows what the images
+    already done have (``BatchSummary.outputs_missing``)."""
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -305,7 +320,7 @@ def prepare_output(segmenter, images: Sequence[str], out_dir: str | os.PathLike[
     with folder_lock(out) as created:
         try:
             done_before = open_folder(out, run_identity(segmenter, samples, seed, second_look, shard), input_root,
-                                      input_identity)
+                                      input_identity, outputs)
         except InputError:
             if created:
                 (out / LOCK_NAME).unlink(missing_ok=True)
@@ -315,8 +330,9 @@ def prepare_output(segmenter, images: Sequence[str], out_dir: str | os.PathLike[
         else:  # an earlier run's list would name files that are fixed or gone now
             (out / SKIPPED_NAME).unlink(missing_ok=True)
         todo = [i for i in unique if i not in done_before]
+        missing = tuple(flag for flag, value in (outputs or {}).items() if done_before.outputs.get(flag) != value)
         summary = BatchSummary(total=len(unique), done=0, skipped=len(unique) - len(todo), failed=0, seconds=0.0,
-                               repeats=len(listed) - len(unique))
+                               repeats=len(listed) - len(unique), outputs_missing=missing if len(todo) < len(unique) else ())
         try:
             yield out, second_look, summary, todo, mask_stems(todo, earlier=[*done_before.images, *unique])
         except KeyboardInterrupt as stop:  # the account a run that finishes prints: where this one stopped
@@ -462,8 +478,9 @@ def run_batch(segmenter, images: Sequence[str], out_dir: str | os.PathLike[str],
     check_run_arguments(samples, seed, batch_size, second_look)
     limit = resolve_max_pixels(segmenter.max_pixels if max_pixels is None else max_pixels)
     start = time.perf_counter()
-    with prepare_output(segmenter, images, out_dir, samples, seed, second_look, shard,
-                        skipped, input_root, input_identity) as (out, second_look, summary, todo, stems):
+    with prepare_output(segmenter, images, out_dir, samples, seed, second_look, shard, skipped, input_root,
+                        input_identity, picture_outputs(masks, overlays, dicom_seg, dicom_sr)
+                        ) as (out, second_look, summary, todo, stems):
         run = _Run(segmenter, out, summary, masks=masks, progress=progress, stems=stems,
                    dicom_dirs=(dicom_seg, dicom_sr), overlays=overlays)
         try:

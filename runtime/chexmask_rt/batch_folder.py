@@ -51,6 +51,9 @@ FINISHED_KEY = "Finished"
 # the last run's whole input, shard or not (chexmask_rt.shards.input_identity): merge tells shards of
 # one input from shards of two, and a whole run of it from a run of a few of its images
 INPUT_IDENTITY_KEY = "Input"
+# the pictures and DICOM objects (flag -> value) that every run which left rows asked for: a rerun that
+# asks for one of them again resumes quietly, one that adds another is told the finished images have none
+OUTPUTS_KEY = "Outputs"
 
 
 def _os_error(path: Path, what: str, exc: OSError) -> InputError:
@@ -119,8 +122,9 @@ class Done:
     (:func:`_key`), so an image a run that spelled the folder otherwise did counts as done, and
     one of another folder never matches; without, by the path as written."""
 
-    def __init__(self, images: set[str], roots: list[str] | None = None):
+    def __init__(self, images: set[str], roots: list[str] | None = None, outputs: dict[str, str] | None = None):
         self.images = images  # as results.csv spells them
+        self.outputs = outputs or {}  # what every earlier run with rows here wrote (OUTPUTS_KEY)
         # ordered once here, not for each of the archive's images
         self._bases = None if roots is None else _specific_first(roots)
         self._keys = images if self._bases is None else {_key(image, self._bases) for image in images}
@@ -130,14 +134,17 @@ class Done:
 
 
 def open_folder(out: Path, identity: dict[str, str], input_root: str | None = None,
-                input_identity: dict[str, int | str] | None = None) -> Done:
+                input_identity: dict[str, int | str] | None = None, outputs: dict[str, str] | None = None) -> Done:
     """Check that ``out`` may receive this run's results, repair a cut ``results.csv`` and write the
     manifest; returns the images already done. Call it holding :func:`folder_lock`.
 
     ``identity``: the engine's sha256 and the settings, as strings; a folder made with others is refused.
     ``input_root``: the folder this run's images lie in (:func:`chexmask_rt.shards.resume_root`), kept in
     the manifest with its real path, so that a rerun may spell it otherwise (:class:`Done`).
-    ``input_identity``: the whole input's (:func:`chexmask_rt.shards.input_identity`), kept for merge."""
+    ``input_identity``: the whole input's (:func:`chexmask_rt.shards.input_identity`), kept for merge.
+    ``outputs``: the pictures and DICOM objects this run writes, as {flag: value}; the returned
+    ``Done.outputs`` are those every earlier run that left rows wrote (none known for a folder of a
+    release that did not record them)."""
     linked = [out / n for n in (RESULTS_NAME, ERRORS_NAME, MANIFEST_NAME) if (out / n).is_symlink()]
     if linked:  # appending to, repairing or truncating it would change the file it points to
         raise InputError(f"{linked[0]}: a symbolic link where the batch writes its own file; nothing was changed: "
@@ -162,12 +169,18 @@ def open_folder(out: Path, identity: dict[str, str], input_root: str | None = No
                          "images; spell INPUT as an absolute path, or use another --out")
     if here is not None and here not in inputs:
         inputs.append(here)
-    _write_manifest(manifest, {**recorded, **({INPUTS_KEY: inputs} if inputs else {}),
-                               **({INPUT_IDENTITY_KEY: input_identity} if input_identity else {}), FINISHED_KEY: False})
     done = _done_images(out / RESULTS_NAME)
+    earlier = recorded.get(OUTPUTS_KEY)
+    earlier = earlier if isinstance(earlier, dict) and done else {}
+    asked = outputs or {}
+    # rows from here on may be of this run, so only what it asks for too stays true of every row
+    kept = {flag: value for flag, value in earlier.items() if asked.get(flag) == value} if done else asked
+    _write_manifest(manifest, {**recorded, **({INPUTS_KEY: inputs} if inputs else {}),
+                               **({INPUT_IDENTITY_KEY: input_identity} if input_identity else {}),
+                               OUTPUTS_KEY: kept, FINISHED_KEY: False})
     if here is None:
-        return Done(done)
-    return Done(done, [spelled for spelled, real in inputs if real == here[1]])  # this INPUT, however spelled
+        return Done(done, outputs=earlier)
+    return Done(done, [spelled for spelled, real in inputs if real == here[1]], earlier)  # this INPUT, however spelled
 
 
 def _specific_first(roots: Sequence[str]) -> list[str]:

@@ -462,12 +462,11 @@ def cmd_batch(args) -> int:
     if found.skipped:  # written once the folder was accepted (a refused one is left as it was)
         say(f"batch: {len(found.skipped)} files skipped, reasons in {Path(args.out) / SKIPPED_NAME}")
     _output(f"batch: {summary.text(Path(args.out))}")
-    asked = [flag for flag, on in (("--masks", args.masks), ("--overlays", args.overlays),
-                                   ("--dicom-seg", args.dicom_seg), ("--dicom-sr", args.dicom_sr)) if on]
-    if summary.skipped and asked:  # a rerun that adds --masks to a finished folder wrote nothing and said nothing
-        say(f"batch: {', '.join(asked)}: the {summary.skipped} images already in {Path(args.out) / 'results.csv'} got "
-            "none in this run (they are made for the images a run segments); to have them for every image, "
-            "run again into a new --out")
+    if summary.outputs_missing:  # a rerun that adds --masks to a finished folder wrote nothing and said nothing
+        say(f"batch: {', '.join(summary.outputs_missing)}: the {summary.skipped} images already in "
+            f"{Path(args.out) / 'results.csv'} got none in this run (they are made for the images a run segments, "
+            "and a run before this one did not ask for them); to have them for every image, run again into a "
+            "new --out")
     return EXIT_OK if summary.failed == 0 else EXIT_SOME_FAILED
 
 

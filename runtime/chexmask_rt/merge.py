@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .batch import ERROR_COLUMNS
-from .batch_folder import (ERRORS_NAME, FINISHED_KEY, INPUT_IDENTITY_KEY, INPUTS_KEY, LOCK_NAME, MANIFEST_NAME,
+from .batch_folder import (ERRORS_NAME, FINISHED_KEY, INPUT_IDENTITY_KEY, INPUTS_KEY, LOCK_NAME, MANIFEST_NAME, OUTPUTS_KEY,
                            RESULTS_NAME, csv_fields_of_any_size, folder_in_use, folder_lock, real_path_of,
                            record_fields, whole_records)
 from .csv_lines import LineWriter
@@ -127,9 +127,10 @@ def _manifests(folders: Sequence[Path]) -> dict[Path, dict]:
 
 
 def _identity(manifest: dict) -> dict:
-    # where each shard read its images is no setting: nodes may mount the archive in different places
+    # where each shard read its images is no setting: nodes may mount the archive in different places;
+    # nor are the pictures a shard drew, which stay in its own folder
     return {k: v for k, v in manifest.items()
-            if k not in ("format", "Shard", INPUTS_KEY, FINISHED_KEY, INPUT_IDENTITY_KEY, *_MERGED_KEYS)}
+            if k not in ("format", "Shard", INPUTS_KEY, FINISHED_KEY, INPUT_IDENTITY_KEY, OUTPUTS_KEY, *_MERGED_KEYS)}
 
 
 def _check_manifests(manifests: dict[Path, dict]) -> None:
@@ -335,7 +336,7 @@ def _merge_into(out: Path, partial: Path, paths: list[Path], header: list[str], 
         if len(manifests) == len(paths):  # the merged rows share one engine and settings: say which
             inputs = [pair for m in manifests.values() for pair in m.get(INPUTS_KEY) or []]
             complete = not coverage.missing and not coverage.unfinished and not coverage.mixed
-            first = {k: v for k, v in next(iter(manifests.values())).items() if k != INPUT_IDENTITY_KEY}
+            first = {k: v for k, v in next(iter(manifests.values())).items() if k not in (INPUT_IDENTITY_KEY, OUTPUTS_KEY)}
             merged = {**first, "Shard": "merged",
                       INPUTS_KEY: [list(pair) for pair in dict.fromkeys(map(tuple, inputs))],
                       SHARDS_KEY: coverage.shards, UNFINISHED_SHARDS_KEY: coverage.open_shards,

@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from .batch import (OVERLAYS_NAME, BatchSummary, RunRows, check_outputs, check_overlays, decode_gray, discard_pictures,
-                    outside_output, picture_stem, prepare_output, run_progress, write_image_outputs)
+                    outside_output, picture_outputs, picture_stem, prepare_output, run_progress, write_image_outputs)
 from .batch_folder import MASKS_NAME
 from .csv_output import COLUMNS
 from .errors import ChexmaskError, InputError, ModelError, Terminated, first_line, os_reason
@@ -266,8 +266,9 @@ def run_ray(segmenter, model: str | os.PathLike[str] | None, images: Sequence[st
     check_reachable(address)  # before the output folder is locked
     if address != "local":  # joining is cheap: a cluster that is not there leaves the folder as it was
         _init_ray(address, None)
-    with prepare_output(segmenter, images, out_dir, samples, seed, second_look, shard,
-                        skipped, input_root, input_identity) as (out, second_look, summary, todo, stems):
+    with prepare_output(segmenter, images, out_dir, samples, seed, second_look, shard, skipped, input_root,
+                        input_identity, picture_outputs(masks, overlays, dicom_seg, dicom_sr)
+                        ) as (out, second_look, summary, todo, stems):
         rows = RunRows(out, summary)
         try:
             todo, refused = outside_output(todo, out)
