@@ -79,7 +79,9 @@ def within_bits_stored(pixels: np.ndarray, header: Stored) -> np.ndarray:
     width = pixels.dtype.itemsize * 8
     if pixels.dtype.kind not in "ui" or not 0 < header.stored < width:
         return pixels
-    if not pixels.flags.writeable:
+    if not pixels.dtype.isnative:  # Explicit VR Big Endian: the unsigned view below reads native words
+        pixels = pixels.astype(pixels.dtype.newbyteorder("="))
+    elif not pixels.flags.writeable:
         pixels = pixels.copy()
     shift = width - header.stored
     unsigned = pixels.view(f"u{pixels.dtype.itemsize}")
