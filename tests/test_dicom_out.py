@@ -258,6 +258,28 @@ def test_non_dicom_inputs_are_refused_for_dicom_outputs(tmp_path, example1):
                                                               "SOPInstanceUID"), "")
 
 
+@pytest.mark.parametrize("source", [str(DICOMS[0]), DICOMS[0], None])
+def test_objects_asked_of_a_path_say_to_pass_the_dataset(results, source):
+    """r.to_dicom_seg("image.dcm") raised AttributeError: 'str' object has no attribute 'get'."""
+    result = results[DICOMS[0]]
+    for build in (result.to_dicom_seg, result.to_dicom_sr):
+        with pytest.raises(InputError, match=r"pydicom dataset of the segmented image \(pydicom.dcmread\(path\)\)"):
+            build(source)
+
+
+def test_a_dicom_folder_that_is_a_file_is_refused_before_any_image(tmp_path, default_segmenter):
+    """A --dicom-seg naming a file (or a folder below one) was found after each image's inference: batch
+    put every image of the archive into errors.csv, and predict segmented before it said so."""
+    (tmp_path / "afile").write_text("x")
+    for folder in (tmp_path / "afile", tmp_path / "afile" / "seg"):
+        proc = cli("predict", DICOMS[0], "--dicom-seg", folder, "--json", tmp_path / "p.json")
+        assert proc.returncode == 3 and f"{tmp_path / 'afile'} exists and is not a folder" in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr and not (tmp_path / "p.json").exists()
+    with pytest.raises(InputError, match="--dicom-sr .*exists and is not a folder"):
+        run_batch(default_segmenter, DICOMS, tmp_path / "out", samples=2, dicom_sr=tmp_path / "afile", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
 def test_batch_writes_dicom_objects_and_resumes_a_schema_1_folder(tmp_path, default_segmenter):
     out = tmp_path / "out"
     run_batch(default_segmenter, [str(DICOMS[0])], out, samples=4, progress=False)

@@ -354,13 +354,17 @@ def check_overlays(overlays: str | None) -> None:
 
 
 def check_outputs(segmenter, overlays: str | None, dicom_seg, dicom_sr) -> None:
-    """A run's per-image outputs, checked before any image (local and Ray runs): the overlay choice, and
-    an engine whose id DICOM objects cannot carry (its fault, once, not every image's after its inference)."""
+    """A run's per-image outputs, checked before any image (local and Ray runs): the overlay choice, an
+    engine whose id DICOM objects cannot carry and a DICOM folder that is a file (each a fault of the run,
+    said once, not every image's after its inference)."""
     check_overlays(overlays)
     if dicom_seg or dicom_sr:
-        from .dicom_out import check_model_id_for_dicom
+        from .dicom_out import check_model_id_for_dicom, check_object_folder
 
         check_model_id_for_dicom(segmenter.model_id)
+        for option, folder in (("--dicom-seg", dicom_seg), ("--dicom-sr", dicom_sr)):
+            if folder:
+                check_object_folder(option, folder)
 
 
 def write_image_outputs(result, image: str, stem: str, *, pixels: Callable[[], np.ndarray],

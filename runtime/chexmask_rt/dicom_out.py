@@ -27,9 +27,11 @@ algorithm identification.
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import warnings
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .dicom_source import (IMAGER_PIXEL_SPACING, MAGNIFICATION_CORRECTED, PIXEL_SPACING, spacing_of,
@@ -96,6 +98,18 @@ def check_model_id_for_dicom(model_id: str) -> str:
     return version
 
 
+def check_object_folder(option: str, folder: str | os.PathLike[str]) -> None:
+    """An InputError when ``folder`` (``--dicom-seg``/``--dicom-sr``) is, or lies below, something that is
+    not a folder: found before any image, not after each one's inference."""
+    path = Path(folder)
+    for existing in (path, *path.parents):
+        if existing.exists():
+            if not existing.is_dir():
+                raise InputError(f"{option} {folder}: {existing} exists and is not a folder; name a folder for the "
+                                 "DICOM objects")
+            return
+
+
 def _depth(result: Result) -> dict[str, str]:
     """The bit depth the pixels were scaled by, where the result knows it (not one made by hand)."""
     return {} if result.bit_depth is None else {"bit_depth": str(result.bit_depth)}
@@ -126,6 +140,11 @@ def _character_set(ds) -> dict:
 
 
 def _check_source(result, ds) -> None:
+    from pydicom.dataset import Dataset
+
+    if not isinstance(ds, Dataset):  # a path is the natural slip, since predict takes paths
+        raise InputError(f"the source must be the pydicom dataset of the segmented image (pydicom.dcmread(path)), "
+                         f"not {type(ds).__name__}")
     rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
     if (rows, cols) != (result.height, result.width):
         raise InputError(f"the source dataset is {cols}x{rows} pixels, the result {result.width}x{result.height}: "
@@ -438,7 +457,6 @@ def write_objects(result, image, stem: str, *, seg_dir=None, sr_dir=None) -> lis
     written is an InputError naming the image, raised once the other object has been tried (a source
     that takes no SEG may still take an SR)."""
     import hashlib
-    from pathlib import Path
 
     from .dicom_source import read_header
 
