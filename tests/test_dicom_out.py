@@ -403,6 +403,19 @@ def test_predict_refuses_bit_depth_for_dicom_inputs(example1):
         f"window: {DICOMS[0]}" in proc.stderr
 
 
+def test_the_api_refuses_bit_depth_for_dicom_inputs_too(default_segmenter, example1):
+    """predict(dicom, bit_depth=12) said "pixel values need 16 bits, more than bit_depth 12 ... pass the image's
+    real bit depth" of a 12-bit DICOM, and took no notice of it for an 8-bit one; the CLI refused both."""
+    with pytest.raises(InputError, match=rf"{DICOMS[0].name}: bit_depth is for PNG, TIFF and BMP files; .*leave it out"):
+        default_segmenter.predict(DICOMS[0], bit_depth=12, samples=2)
+    with pytest.raises(InputError, match="bit_depth is for PNG"):
+        default_segmenter.predict_batch([example1, DICOMS[0]], bit_depth=12, samples=2)
+    outcomes = list(default_segmenter.predict_iter([DICOMS[0], example1], bit_depth=12, samples=2))
+    assert isinstance(outcomes[0][1], InputError) and "bit_depth is for PNG" in str(outcomes[0][1])
+    assert outcomes[1][1].bit_depth == 8  # the other image is answered
+    assert default_segmenter.predict(DICOMS[0], samples=2).bit_depth == 8
+
+
 def test_summaries_say_which_results_the_reliability_flag_marks(tmp_path):
     """The predict line and the batch summary said nothing of the flag: a flagged result read as a
     trusted one (the MONOCHROME1 copy is a negative of the MONOCHROME2 one, and flagged)."""

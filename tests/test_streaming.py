@@ -67,9 +67,9 @@ def test_decoded_images_in_flight_stay_bounded(default_segmenter, shared_images,
         with lock:
             live -= 1
 
-    def counting_decode(item, max_pixels):
+    def counting_decode(item, max_pixels, bit_depth=None):
         nonlocal live, peak
-        gray, name = decode(item, max_pixels)
+        gray, name = decode(item, max_pixels, bit_depth)
         gray = gray.copy()  # an array of our own, freed when the pipeline drops it
         with lock:
             live += 1
@@ -118,10 +118,10 @@ def test_an_unforeseen_reader_failure_is_that_inputs_input_error(default_segment
     never take a decoder's own exception for a result."""
     real = streaming.decode
 
-    def surprising(item, max_pixels=None):
+    def surprising(item, max_pixels=None, bit_depth=None):
         if isinstance(item, (str, Path)) and str(item) == "bad.png":
             raise RuntimeError("a decoder's surprise")
-        return real(item, max_pixels)
+        return real(item, max_pixels, bit_depth)
 
     monkeypatch.setattr(streaming, "decode", surprising)
     (_, bad), (_, good) = default_segmenter.predict_iter(["bad.png", example1], samples=2)
@@ -214,10 +214,10 @@ def test_closing_predict_iter_stops_decoding_and_joins_its_threads(default_segme
     calls = []
     real = streaming.decode
 
-    def slow(item, limit):
+    def slow(item, limit, bit_depth=None):
         calls.append(1)
         time.sleep(0.3)
-        return real(item, limit)
+        return real(item, limit, bit_depth)
 
     monkeypatch.setattr(streaming, "decode", slow)
     stream = default_segmenter.predict_iter([GRAY] * 20, samples=2, workers=2, ahead=6)

@@ -723,12 +723,12 @@ def _conflict(args) -> str | None:
         return "--json - and --csv - would both go to standard output: send one of them to a file"
     if getattr(args, "bit_depth", None) is not None and args.command == "predict":
         from .dicom_io import is_dicom_file
+        from .inputs import DICOM_BIT_DEPTH
 
         dicoms = [i for i in args.images if is_dicom_file(i)]
-        if dicoms:  # its pixels reach the model rendered to 16 bits: the file's own depth no longer applies
+        if dicoms:
             more = f" and {len(dicoms) - 1} more" if len(dicoms) > 1 else ""
-            return (f"--bit-depth is for PNG, TIFF and BMP files; a DICOM file is rendered to 16 bits by its "
-                    f"own Bits Stored, rescale and window: {dicoms[0]}{more}")
+            return f"--bit-depth {DICOM_BIT_DEPTH}: {dicoms[0]}{more}"
     if args.command == "predict" and args.overlay and len(args.images) > 1 and not _overlay_folder(args.overlay, False):
         return (f"--overlay {args.overlay} names one picture, but {len(args.images)} images were given: "
                 "name a folder (it gets one <image name>.png each)")

@@ -147,7 +147,20 @@ def _conversion_hint(item: object) -> str:
     return ""
 
 
-def decode(item: ImageLike, max_pixels: int | None = None) -> tuple[np.ndarray, str | None]:
-    """Any accepted input -> (the gray array the core reads, file name or None); no copy for gray arrays."""
+# a DICOM's pixels reach the model rendered to 16 bits: the file's own depth no longer applies
+DICOM_BIT_DEPTH = ("is for PNG, TIFF and BMP files; a DICOM file is rendered to 16 bits by its own Bits Stored, "
+                   "rescale and window")
+
+
+def decode(item: ImageLike, max_pixels: int | None = None,
+           bit_depth: int | None = None) -> tuple[np.ndarray, str | None]:
+    """Any accepted input -> (the gray array the core reads, file name or None); no copy for gray arrays.
+    With a ``bit_depth``, a DICOM file is refused (:data:`DICOM_BIT_DEPTH`): its 12-bit image was
+    refused as needing more than 12 bits, and an 8-bit one took no notice of it."""
+    if bit_depth is not None and isinstance(item, (str, os.PathLike)):
+        from .dicom_io import is_dicom_file
+
+        if is_dicom_file(item):
+            raise InputError(f"{os.fspath(item)}: bit_depth {DICOM_BIT_DEPTH}: leave it out for DICOM files")
     array, name = load_item(item, max_pixels)
     return to_gray(array, name=name or "array"), name

@@ -309,7 +309,8 @@ class Segmenter:
 
         Same image, samples and seed -> bit-identical result on the same machine.
         ``bit_depth``: significant bits of a uint16 image (9-16); None: the core infers them from its
-        largest value (the fewest bits that hold it; content <= 255 takes the uint8 path).
+        largest value (the fewest bits that hold it; content <= 255 takes the uint8 path). A DICOM
+        file is rendered by its own Bits Stored, so it is refused with a ``bit_depth`` (InputError).
         ``second_look``: a second engine call on a square crop around the first answer's lungs,
         combined with the first (``result.second_look`` says how). It takes twice the time; False
         returns the one engine call's answer. None (the default) takes the engine's own setting,
@@ -342,7 +343,7 @@ class Segmenter:
         images = list(images)
         results: list[Result] = []
         for start in range(0, len(images), batch_size):
-            chunk = [decode(item, limit) for item in images[start:start + batch_size]]
+            chunk = [decode(item, limit, bit_depth) for item in images[start:start + batch_size]]
             try:
                 results.extend(self._segment(chunk, samples, seed, bit_depth, second_look))
             except NonFiniteOutputError as exc:  # its index counts from the chunk: count from the caller's list

@@ -88,7 +88,7 @@ def _decode_pool(workers: int) -> ThreadPoolExecutor:
 def _stream(segmenter, inputs: Iterator[ImageLike], options: dict, batch_size: int, workers: int,
             ahead: int) -> Iterator[Outcome]:
     queue: deque[tuple[ImageLike, Future]] = deque()
-    max_pixels = options["max_pixels"]
+    max_pixels, bit_depth = options["max_pixels"], options["bit_depth"]
     pool, owner = _decode_pool(workers), os.getpid()
     exhausted = False
     failure: Exception | None = None  # the input iterable's own error, raised once what it gave is answered
@@ -104,7 +104,7 @@ def _stream(segmenter, inputs: Iterator[ImageLike], options: dict, batch_size: i
             if item is _END:
                 exhausted = True
             else:
-                queue.append((item, submit_or_run(pool, decode, item, max_pixels)))
+                queue.append((item, submit_or_run(pool, decode, item, max_pixels, bit_depth)))
 
     def in_this_process() -> None:
         # a generator paused across os.fork() resumes in the child without the pool's threads: its
@@ -115,7 +115,7 @@ def _stream(segmenter, inputs: Iterator[ImageLike], options: dict, batch_size: i
         pool, owner = _decode_pool(workers), os.getpid()
         for i, (item, future) in enumerate(queue):
             if not future.done():
-                queue[i] = (item, submit_or_run(pool, decode, item, max_pixels))
+                queue[i] = (item, submit_or_run(pool, decode, item, max_pixels, bit_depth))
 
     try:
         while True:
