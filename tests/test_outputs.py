@@ -11,6 +11,7 @@ import pytest
 from chexmask_rt import rle
 from chexmask_rt.anatomy import organ_slices
 from chexmask_rt.csv_output import COLUMNS, csv_row, parse_coords
+from chexmask_rt.errors import InputError
 
 
 def cli(*args):
@@ -28,11 +29,18 @@ def test_rle_known_small_mask():
     assert rle.encode(np.ones((2, 2), np.uint8)) == "1 4"
 
 
-def test_rle_decode_rejects_runs_outside_the_mask():
-    with pytest.raises(ValueError):
-        rle.decode("10 5", 3, 4)
-    with pytest.raises(ValueError):
-        rle.decode("1", 3, 4)
+@pytest.mark.parametrize("text, height, width, why", [
+    ("10 5", 3, 4, "run 10 5 lies outside a 3x4 mask"), ("1", 3, 4, "odd number of values"),
+    ("1 x", 3, 4, "integer 'start length' pairs"), (None, 3, 4, "integer 'start length' pairs"),
+    ("1 2", 3.5, 4, "integer sizes"), ("1 2", 0, 4, "a 0x4 mask has no pixels"),
+    ("99999999999999999999 1", 3, 4, "integer 'start length' pairs")])
+def test_rle_decode_refuses_what_is_not_a_mask_with_the_packages_error(text, height, width, why):
+    """A results CSV's RLE column with a bad value raised int()'s bare ValueError ("invalid literal for
+    int() with base 10: 'x'"), where every failure of the package is a ChexmaskError."""
+    with pytest.raises(InputError, match="rle.decode: .*" + why.replace("(", r"\(")):
+        rle.decode(text, height, width)
+    with pytest.raises(InputError, match="rle.encode: expected a 2-D mask"):
+        rle.encode(np.zeros(4, np.uint8))
 
 
 @pytest.mark.parametrize("seed", range(5))

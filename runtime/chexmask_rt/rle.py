@@ -39,9 +39,11 @@ def polygon_mask(points: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def encode(mask: np.ndarray) -> str:
-    """Row-major, 1-based "start length ..." encoding of the non-zero pixels of a 2-D mask."""
+    """Row-major, 1-based "start length ..." encoding of the non-zero pixels of a 2-D mask.
+    Raises :class:`~chexmask_rt.errors.InputError` (a ValueError) for anything but a 2-D array."""
+    mask = np.asarray(mask)
     if mask.ndim != 2:
-        raise ValueError(f"expected a 2-D mask, got shape {mask.shape}")
+        raise InputError(f"rle.encode: expected a 2-D mask, got shape {mask.shape}")
     flat = np.concatenate([[False], mask.reshape(-1) != 0, [False]])
     edges = np.flatnonzero(flat[1:] != flat[:-1])  # 0-based run starts and ends, alternating
     starts, ends = edges[::2], edges[1::2]
@@ -51,13 +53,22 @@ def encode(mask: np.ndarray) -> str:
 
 
 def decode(rle: str, height: int, width: int) -> np.ndarray:
-    """Inverse of :func:`encode`: a uint8 0/255 mask of shape (height, width)."""
-    runs = np.array(rle.split(), dtype=np.int64)
+    """Inverse of :func:`encode`: a uint8 0/255 mask of shape (height, width). Raises
+    :class:`~chexmask_rt.errors.InputError` (a ValueError) for text that is not whole "start length"
+    pairs, a run outside the mask, or sizes that are not positive integers."""
+    try:
+        runs = np.array(str.split(rle), dtype=np.int64)
+        size = operator.index(height), operator.index(width)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InputError(f"rle.decode: expected a string of integer 'start length' pairs and integer sizes "
+                         f"({first_line(exc)})") from None
+    if min(size) < 1:
+        raise InputError(f"rle.decode: a {height}x{width} mask has no pixels")
     if runs.size % 2:
-        raise ValueError("run-length encoding has an odd number of values")
-    flat = np.zeros(height * width, dtype=np.uint8)
+        raise InputError("rle.decode: the run-length encoding has an odd number of values")
+    flat = np.zeros(size[0] * size[1], dtype=np.uint8)
     for start, length in zip(runs[::2] - 1, runs[1::2]):
         if start < 0 or length < 0 or start + length > flat.size:
-            raise ValueError(f"run {start + 1} {length} lies outside a {height}x{width} mask")
+            raise InputError(f"rle.decode: run {start + 1} {length} lies outside a {height}x{width} mask")
         flat[start:start + length] = 255
     return flat.reshape(height, width)
