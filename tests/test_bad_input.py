@@ -45,6 +45,19 @@ def test_truncated_image_files(default_segmenter, tmp_path, shared_images):
             default_segmenter.predict(path)
 
 
+def test_a_jpeg_cut_among_its_tables_is_called_cut_short(default_segmenter, tmp_path, shared_images):
+    """Cut after its frame header but before its scan (inside a Huffman table), a JPEG was "a kind of JPEG
+    no decoder here reads" (TurboJPEG's "Could not determine subsampling level"): the user converted a
+    file that needed fetching again."""
+    for src in _jpeg_files(shared_images):
+        data = src.read_bytes()
+        scan = data.index(b"\xff\xda")
+        for cut in (data.index(b"\xff\xc4") + 10, scan + 1):
+            path = _write(tmp_path, "cut.jpg", data[:cut])
+            with pytest.raises(InputError, match=r"JPEG cut short before its image data\)$"):
+                default_segmenter.predict(path)
+
+
 def _jpeg_files(shared_images):
     jpegs = [p for p in shared_images if p.suffix.lower() in (".jpg", ".jpeg")]
     assert jpegs, "no JPEG among the shared images"

@@ -155,6 +155,29 @@ def jpeg_size(f: BinaryIO, name: str) -> tuple[int, int]:
     raise _corrupt(name, f"JPEG with more than {_MAX_SEGMENTS} segments before its frame header")
 
 
+def jpeg_cut_before_scan(data: bytes) -> bool:
+    """Whether a JPEG stream (SOI first) ends before the whole header of its first scan: decoders that
+    stop at a table left out say the image is of a kind they do not read, when it is cut short."""
+    pos = 2
+    for _ in range(_MAX_SEGMENTS):
+        while pos < len(data) and data[pos] == 0xFF:  # fill bytes, then the marker's code
+            pos += 1
+        if pos >= len(data):
+            return True
+        marker, pos = data[pos], pos + 1
+        if marker in _JPEG_STANDALONE:
+            continue
+        if pos + 2 > len(data):
+            return True
+        (length,) = struct.unpack(">H", data[pos:pos + 2])
+        if pos + length > len(data):
+            return True
+        if marker == 0xDA:
+            return False
+        pos += length
+    return False  # not cut short: too many segments is another fault, said elsewhere
+
+
 def _next_marker(f: BinaryIO, name: str) -> int:
     """The code of the next JPEG marker, past stray bytes (libjpeg tolerates them) and 0xFF fill bytes."""
     byte, skipped = f.read(1), 0

@@ -23,7 +23,7 @@ from . import core
 from .core import MIN_SIDE
 from .dicom_io import DICM_HEAD, looks_like_dicom, read_dicom
 from .errors import InputError, OutOfMemoryError, first_line, os_reason, path_text
-from .image_headers import Header, check_png_chunks, read_header
+from .image_headers import Header, check_png_chunks, jpeg_cut_before_scan, read_header
 from .jpeg_strict import decode_jpeg_strict
 from .limits import check_file_size, check_pixels, resolve_max_pixels
 from .lasting_threads import on_lasting_thread
@@ -95,6 +95,8 @@ def _read_image(path: str | os.PathLike[str], max_pixels: int | None) -> np.ndar
                                  "save it with 8 or 16 bits per sample") from None
             if declined is None:
                 raise
+            if jpeg_cut_before_scan(raw):  # TurboJPEG stopped at a table the cut left out, OpenCV too
+                raise InputError(f"{p}: not a readable image (JPEG cut short before its image data)") from None
             raise InputError(f"{p}: not a readable image (a kind of JPEG no decoder here reads: {declined})") from None
     if header.format == "tiff":
         image = _as_stored(image, header.orientation)
