@@ -89,6 +89,21 @@ def test_big_endian_pixels_below_bits_allocated_read_as_little_endian_ones(tmp_p
     np.testing.assert_array_equal(read_image(tmp_path / "be.dcm"), expected)
 
 
+@pytest.mark.parametrize("implicit, little", [(True, True), (False, True), (False, False)])
+def test_a_bare_dataset_without_file_meta_reads_as_its_part_10_file(tmp_path, raw, implicit, little):
+    """A dataset written without preamble and File Meta (no transfer syntax named; pydicom finds the
+    encoding) was refused as "cannot decode DICOM pixel data; it may be truncated or corrupt"."""
+    words = raw.astype(np.uint16) << 4
+    part10 = make_dicom(tmp_path / "part10.dcm", words, BitsStored=12)
+    ds = pydicom.dcmread(part10)
+    del ds.file_meta
+    ds.preamble = None
+    ds.PixelData = words.astype(">u2" if not little else "<u2").tobytes()
+    pydicom.dcmwrite(tmp_path / "bare.dcm", ds, implicit_vr=implicit, little_endian=little, force_encoding=True)
+    assert (tmp_path / "bare.dcm").read_bytes()[:2] == (b"\x08\x00" if little else b"\x00\x08")  # no preamble, no meta
+    np.testing.assert_array_equal(read_image(tmp_path / "bare.dcm"), read_image(part10))
+
+
 def test_shared_monochrome1_file_segments_like_the_inverted_image(default_segmenter, raw):
     """The shared MONOCHROME1 file holds the MONOCHROME2 file's stored values unchanged, so a correct
     reader shows it as the negative: its result is that of the inverted picture, with higher uncertainty."""

@@ -276,11 +276,20 @@ def _dcmread(f, p: Path, **kwargs):
     f.seek(0)
     try:
         # force=True: files without the Part 10 preamble are common in archives
-        return pydicom.dcmread(f, force=True, **kwargs)
+        ds = pydicom.dcmread(f, force=True, **kwargs)
     except struct.error:  # an element header unpacked from the few bytes left at the file's end
         raise _truncated(p, "it ends inside an element's header") from None
     except Exception as exc:  # pydicom raises many unrelated types on malformed input
         raise InputError(f"{p}: not a readable DICOM file ({first_line(exc)})") from None
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and "TransferSyntaxUID" not in meta and ds.original_encoding[0] is not None:
+        # a bare dataset (no File Meta) holds native pixels in the encoding pydicom found, which is then
+        # its transfer syntax; pydicom will not decode it without one named ("truncated or corrupt" said)
+        implicit, little = ds.original_encoding
+        uid = pydicom.uid
+        meta.TransferSyntaxUID = (uid.ImplicitVRLittleEndian if implicit else
+                                  uid.ExplicitVRLittleEndian if little else uid.ExplicitVRBigEndian)
+    return ds
 
 
 def _truncated(p: Path, why: str) -> InputError:
