@@ -221,6 +221,34 @@ def test_a_copy_of_an_unsealed_engine_is_checked_against_the_list_beside_it(tmp_
     assert chexmask_rt.load(copy).integrity == "none"
 
 
+def test_a_link_to_an_engine_keeps_the_list_and_calibration_beside_the_file_it_names(tmp_path):
+    """A deployment's current.onnx -> models/v10.onnx (the C and C++ library, and load(path)) opened a
+    damaged copy unchecked and lost the engine's own calibration: the core looked for v10's side files
+    beside the link only. They are looked for beside the file it names where none is beside it."""
+    import json
+
+    shipped = chexmask_rt.default_model_path()
+    (tmp_path / "models").mkdir()
+    engine = tmp_path / "models" / "v10.onnx"
+    shutil.copy(shipped, engine)
+    shutil.copy(f"{shipped}.sha256", f"{engine}.sha256")
+    # thresholds the shipped calibration does not hold, so that only the file beside v10 can flag
+    sha = chexmask_rt.load(engine).info.checkpoint_sha256
+    (tmp_path / "models" / "v10.quality.json").write_text(json.dumps(
+        {sha: {"thresholds": {"node_std_1024": 0.5, "mean_latent_sigma": 1e308}}}))
+    link = tmp_path / "current.onnx"
+    link.symlink_to(engine)
+    seg = chexmask_rt.load(link)
+    assert seg.integrity == "listed"
+    quality = seg.predict(np.full((256, 256), 128, np.uint8), samples=4).quality
+    assert quality.flag and quality.calibrated and "> 0.50" in quality.reason, quality
+    data = bytearray(engine.read_bytes())
+    data[1690821:1690821 + 4096] = bytes(4096)
+    engine.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match=f"not the SHA-256 listed in {re.escape(str(engine))}.sha256"):
+        chexmask_rt.load(link)
+
+
 def test_the_c_api_refuses_a_damaged_engine_from_a_file_and_from_memory(tmp_path):
     from test_sdk import C_EXAMPLE, _require
 

@@ -330,6 +330,9 @@ void bind_quality(py::module_& m) {
           "Mean node std in px of the 1024 frame: mean_node_std * 1024 / max(height, width)");
     m.def("default_quality_file", &detail::default_quality_file, py::arg("model_path"),
           "Where an engine's calibration is read from when none is named: <stem>.quality.json beside it");
+    m.def("link_target", &detail::link_target, py::arg("path"),
+          "The file the symbolic link path names, '' for anything else: side files are looked for beside it "
+          "where none is beside the link");
     m.def("model_id_problem", &detail::model_id_problem, py::arg("model_name"), py::arg("model_version"),
           py::arg("dicom") = false, "What is wrong with a model's name and version as engines carry them, '' when nothing; dicom: "
           "also a version over 64 characters");

@@ -241,6 +241,10 @@ bool check_integrity(const ModelSource& model, const std::string& expected_sha25
 std::string sealed_engine(std::string bytes);
 /// Whether `text` is a SHA-256 as 64 hex digits (either case).
 bool is_sha256_text(const std::string& text);
+/// The file the symbolic link `path` names (its canonical path), "" for anything else. An engine's side
+/// files (`<model>.sha256`, `<stem>.quality.json`) are looked for beside it where none is beside the
+/// link, so a deployment's `current.onnx -> chexmask_v10.onnx` keeps the engine's check and flag.
+std::string link_target(const std::string& path);
 
 /// The ONNX Runtime library this process uses ("" before the first Engine).
 std::string loaded_onnxruntime_library();

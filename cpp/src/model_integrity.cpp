@@ -13,6 +13,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <string>
 #include <string_view>
 
@@ -129,15 +130,24 @@ bool is_sha256_text(const std::string& text) {
     return text.size() == kHexDigits && text.find_first_not_of("0123456789abcdefABCDEF") == std::string::npos;
 }
 
+std::string link_target(const std::string& path) {
+    std::error_code ec;
+    if (path.empty() || !std::filesystem::is_symlink(path, ec) || ec) return "";
+    const std::filesystem::path target = std::filesystem::canonical(path, ec);
+    return ec ? "" : target.string();
+}
+
 bool check_integrity(const ModelSource& model, const std::string& expected_sha256) {
     if (model.data != nullptr) {
         return check_bytes({static_cast<const char*>(model.data), model.size}, model.name, expected_sha256);
     }
     const MappedFile file(model.name);
     if (check_bytes(file.bytes(), model.name, expected_sha256)) return true;
-    const std::string listed = listed_sha256(model.name);
+    std::string listed_for = model.name;
+    std::string listed = listed_sha256(listed_for);
+    if (listed.empty() && !(listed_for = link_target(model.name)).empty()) listed = listed_sha256(listed_for);
     if (listed.empty()) return false;  // nothing to check against
-    check_whole_file(file.bytes(), model.name, listed, "SHA-256 listed in " + model.name + ".sha256:");
+    check_whole_file(file.bytes(), model.name, listed, "SHA-256 listed in " + listed_for + ".sha256:");
     return true;
 }
 

@@ -139,16 +139,17 @@ QualityAssessor parse_quality(std::string_view text, const std::string& source, 
 QualityAssessor load_quality(const std::string& model_path, const std::string& quality_file,
                              const std::string& checkpoint_sha256) {
     std::string path = quality_file;
-    if (path.empty()) {
+    // beside the model, else beside the file a link to it names (link_target)
+    for (const std::string& model : {model_path, link_target(model_path)}) {
+        if (!path.empty() || model.empty()) continue;
         std::error_code ec;
-        const std::string beside = model_path.empty() ? std::string() : default_quality_file(model_path);
-        // absent, or a path the system cannot even look at (a name too long): uncalibrated, as before
-        if (beside.empty() || std::filesystem::symlink_status(beside, ec).type() == std::filesystem::file_type::not_found ||
-            ec) {
-            return QualityAssessor(std::nullopt, checkpoint_sha256);
+        const std::string beside = default_quality_file(model);
+        // absent, or a path the system cannot even look at (a name too long): not there
+        if (std::filesystem::symlink_status(beside, ec).type() != std::filesystem::file_type::not_found && !ec) {
+            path = beside;
         }
-        path = beside;
     }
+    if (path.empty()) return QualityAssessor(std::nullopt, checkpoint_sha256);
     check_regular(path);
     return parse_quality(read_file(path), path, checkpoint_sha256);
 }

@@ -123,6 +123,10 @@ def node_std_1024(mean_node_std: float, height: int, width: int) -> float:
 def default_quality_file(model_path: str) -> str:
     """<stem>.quality.json beside the model: where its calibration is read from when none is named."""
 
+def link_target(path: str) -> str:
+    """The file the symbolic link ``path`` names, '' for anything else: an engine's side files (its
+    ``.sha256`` and ``.quality.json``) are looked for beside it where none is beside the link."""
+
 def model_id_problem(model_name: str, model_version: str, dicom: bool = False) -> str:
     """What is wrong with a name and version as an engine's metadata (results carry them as
     name:version: not empty, no backslash or control character, no ':' in the version), "" when

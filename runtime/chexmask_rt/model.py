@@ -134,7 +134,8 @@ def _quality_file(engine: Path) -> str:
     if not engine.name:  # '/', '..': no file to sit beside; the core says what the path is
         return ""
     try:
-        if os.path.lexists(calibration_path(engine)):  # the core reads it, or says what is wrong with it
+        # the core reads it, or says what is wrong with it: beside the engine, or beside the file a link names
+        if any(os.path.lexists(calibration_path(e)) for e in (str(engine), core.link_target(str(engine))) if e):
             return ""
     except OSError:  # a name too long, a folder without search permission: the core says which
         return ""
@@ -300,7 +301,8 @@ class Segmenter:
             return "pinned"
         if core.INTEGRITY_KEY in self.info.metadata:
             return "recorded"
-        return "listed" if Path(f"{self.path}.sha256").is_file() else "none"
+        listed = (Path(f"{e}.sha256").is_file() for e in (self.path, core.link_target(str(self.path))) if e)
+        return "listed" if any(listed) else "none"  # where the core looks (core.link_target)
 
     def predict(self, image: ImageLike, *, samples: int = DEFAULT_SAMPLES, seed: int = 0,
                 bit_depth: int | None = None, second_look: bool | None = None,

@@ -284,14 +284,16 @@ struct EngineOptions {
     /// it gets alone; a GPU has the parallelism to gain from a batch (not measured here).
     int images_per_call = 0;
     /// The quality calibration (Result::quality). Empty: `<model stem>.quality.json` beside the model
-    /// file, when there is one (none for Engine::from_memory); results of an engine without
+    /// file, when there is one (for a symbolic link without one: beside the file it names; none for
+    /// Engine::from_memory); results of an engine without
     /// thresholds say "not calibrated". A file named here but missing or malformed is a ModelError.
     std::string quality_file;
     /// The model file's SHA-256 as 64 hex digits (what `sha256sum` prints), to open only that file;
     /// any other bytes are a ModelError. Empty: the engine is checked against the SHA-256 its
     /// export recorded in it (metadata chexmask_rt.integrity_sha256), or, where it records none
     /// (older exports, the shipped default engine), against the one `<model file>.sha256` beside it
-    /// lists (sha256sum's form), so a damaged file is refused rather than run.
+    /// (or beside the file a symbolic link names) lists (sha256sum's form), so a damaged file is
+    /// refused rather than run.
     std::string expected_sha256;
 };
 

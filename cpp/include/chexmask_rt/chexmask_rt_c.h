@@ -82,7 +82,8 @@ typedef struct chexmask_rt_engine_options {
                                         missing). Not tested on a GPU here. */
     const char* tensorrt_cache_dir;  /* "tensorrt": where its built engines are kept; NULL: not kept */
     const char* quality_file;        /* the reliability flag's calibration; NULL or "": "<model stem>.quality.json"
-                                        beside the model file if it exists (none from memory); a file named
+                                        beside the model file (or the file a link names) if it exists
+                                        (none from memory); a file named
                                         here but missing, or one found or named but malformed:
                                         CHEXMASK_RT_MODEL_ERROR */
     int images_per_call;             /* images per engine call in chexmask_rt_predict_batch; 0: one on the
