@@ -78,6 +78,17 @@ def test_an_engine_without_a_declared_landmark_count_is_a_model_error_at_load(tm
         segmenter(path)
 
 
+@pytest.mark.parametrize("name, shape, what", [("eps", [50, 8], "samples"), ("image", [1, 1, 64, 64], "images")])
+def test_an_engine_that_fixes_the_samples_or_the_images_is_a_model_error_at_load(tmp_path, name, shape, what):
+    """An engine of another tool with K fixed at 50 loaded, then failed every call of another K with ONNX
+    Runtime's first line only: "engine run failed (Got invalid dimensions for input: eps for the
+    following indices)"."""
+    path = write_toy_engine(tmp_path / "fixed.onnx", declared={name: shape})
+    with pytest.raises(ModelError, match=rf"engine input '{name}' fixes its dimension 0 \(declared \[{shape[0]}, .*the "
+                                         rf"runtime sets the number of {what} there on each call"):
+        segmenter(path)
+
+
 @pytest.mark.parametrize("second_look", [False, True])
 def test_an_engine_that_lies_about_its_outputs_fails_at_the_run(tmp_path, second_look):
     """Declares [batch, 120, 2] but gives 10 landmarks per sample: found when it runs, never read past."""

@@ -21,6 +21,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <iterator>
@@ -149,6 +150,8 @@ bool jpeg_sound(const unsigned char* data, std::size_t size, char (&reason)[JMSG
 
 /// The decoded gray image the engine reads; colour is handled as the Python reader does.
 cv::Mat read_gray(const std::string& path) {
+    std::error_code ec;  // a folder read as a stream throws libstdc++'s "basic_filebuf::underflow"
+    if (std::filesystem::is_directory(path, ec)) throw chexmask_rt::InputError(path + ": a folder, not an image file");
     std::ifstream file(path, std::ios::binary);
     const std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
     if (!file.good() && !file.eof()) throw chexmask_rt::InputError(path + ": cannot read the file");

@@ -285,8 +285,11 @@ std::string why(const std::vector<std::int64_t>& expected, const ModelInfo& info
 }
 
 /// Every fixed dimension `name` declares must be what the metadata says: a mismatch is a
-/// ModelError at load, not a wrong read later.
-void check_declared(const TensorDecl& tensor, const ModelInfo& info, bool organs_given, const std::string& source) {
+/// ModelError at load, not a wrong read later. An input's free dimensions (images, samples), which
+/// the runtime sets on each call, must be free: an engine with K fixed at 50 loaded and then failed
+/// every call of another K.
+void check_declared(const TensorDecl& tensor, const ModelInfo& info, bool organs_given, const std::string& source,
+                    bool input) {
     const std::vector<std::int64_t> expected = expected_shape(tensor.name, info);
     if (expected.empty()) return;
     std::vector<std::int64_t> want(expected);
@@ -297,6 +300,12 @@ void check_declared(const TensorDecl& tensor, const ModelInfo& info, bool organs
                          shape_text(tensor.shape) + ")");
     }
     for (std::size_t i = 0; i < expected.size(); ++i) {
+        if (expected[i] == 0 && input && tensor.shape[i] > 0) {
+            throw ModelError(source + ": engine input '" + tensor.name + "' fixes its dimension " + std::to_string(i) +
+                             " (declared " + shape_text(tensor.shape) + ", " + want_text + " expected): the runtime "
+                             "sets the number of " + (tensor.name == "eps" ? "samples" : "images") + " there on "
+                             "each call; export it with that axis dynamic, as chexmask-rt export does");
+        }
         if (expected[i] == 0) continue;
         if (tensor.shape[i] <= 0) {
             throw ModelError(source + ": engine tensor '" + tensor.name + "' does not declare its shape " +
@@ -335,7 +344,7 @@ ModelInfo parse_model_info(const std::map<std::string, std::string>& props, cons
     const bool organs_given = info.metadata.count(std::string(kPrefix) + "organs") != 0;
     // inputs first: a wrong inputsize or latents is named as such, before the landmark count
     for (const std::vector<TensorDecl>* tensors : {&graph.inputs, &graph.outputs})
-        for (const TensorDecl& t : *tensors) check_declared(t, info, organs_given, source);
+        for (const TensorDecl& t : *tensors) check_declared(t, info, organs_given, source, tensors == &graph.inputs);
     return info;
 }
 

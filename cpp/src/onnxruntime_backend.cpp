@@ -166,6 +166,21 @@ std::string first_line(const char* text) {
     return nl == std::string::npos ? s : s.substr(0, nl);
 }
 
+/// ONNX Runtime's message on one line: a run's reason is often on its second ("index: 0 Got: 10 Expected: 50").
+std::string one_line(const char* text) {
+    std::string out, line;
+    for (const char* c = text ? text : "";; ++c) {
+        if (*c == '\n' || *c == '\0') {
+            const auto begin = line.find_first_not_of(" \t\r"), end = line.find_last_not_of(" \t\r");
+            if (begin != std::string::npos) out += (out.empty() ? "" : "; ") + line.substr(begin, end - begin + 1);
+            line.clear();
+            if (*c == '\0') return out;
+        } else {
+            line += *c;
+        }
+    }
+}
+
 std::string joined(const std::vector<std::string>& items) {
     std::string out;
     for (const std::string& item : items) out += (out.empty() ? "" : ", ") + item;
@@ -229,6 +244,7 @@ std::size_t element_count(const std::vector<std::int64_t>& shape) {
 // Says what is wrong with the path before ONNX Runtime does: its messages quote a bare errno, and a
 // file that is there but unreadable must not read as "not found".
 void check_model_file(const std::string& path) {
+    if (path.empty()) throw ModelError("no model file named (the model path is an empty string)");
     struct stat st {};
     if (stat(path.c_str(), &st) != 0) {
         const int error = errno;
@@ -313,7 +329,7 @@ public:
                                   "); fewer samples or images per call need less");
             }
             // the input was checked, so the engine cannot run what its graph declares
-            throw ModelError(path_ + ": engine run failed (" + first_line(e.what()) + ")");
+            throw ModelError(path_ + ": engine run failed (" + one_line(e.what()) + ")");
         }
         return collect(outputs, batch, samples);
     }

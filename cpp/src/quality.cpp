@@ -176,7 +176,7 @@ void check_finite(const std::vector<Result>& results, const std::string& engine_
         }
         if (!wrong.empty()) {
             throw NonFiniteOutputError(i, "the engine " + engine_name + " returned " + wrong +
-                                              " for this image; the engine is faulty");
+                                              " for this image; the engine is faulty", results.size() == 1);
         }
     }
 }

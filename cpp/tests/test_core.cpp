@@ -422,6 +422,15 @@ void test_quality() {
         CHECK(e.index() == 1 && e.reason() == "the engine m.onnx returned NaN or infinite values for this image; the engine is faulty");
         CHECK(std::string(e.what()) == "image 1 of the batch: " + e.reason());
     }
+    results.resize(1);  // the image predict was given alone: no position in a batch the caller never made
+    results[0].landmarks_std[3].x = -1;
+    try {
+        check_finite(results, "m.onnx");
+        CHECK(false);
+    } catch (const chexmask_rt::NonFiniteOutputError& e) {
+        CHECK(e.index() == 0 && std::string(e.what()) == e.reason() &&
+              e.reason() == "the engine m.onnx returned a negative landmarks_std for this image; the engine is faulty");
+    }
 }
 
 void test_engine(const std::string& model, const std::string& library, const std::string& not_engine) {
@@ -429,6 +438,9 @@ void test_engine(const std::string& model, const std::string& library, const std
     chexmask_rt::EngineOptions options;
     options.onnxruntime_library = library;
     expect_throw<ModelError>([&] { chexmask_rt::Engine("/nonexistent.onnx", options); }, "missing model", "not found");
+    // an empty path was ": model file not found", naming nothing
+    expect_throw<ModelError>([&] { chexmask_rt::Engine("", options); }, "empty model path",
+                             "no model file named (the model path is an empty string)");
     if (!not_engine.empty()) {
         expect_throw<ModelError>([&] { chexmask_rt::Engine(not_engine, options); }, "not an engine", "not a");
     }

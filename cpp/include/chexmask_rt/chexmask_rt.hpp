@@ -59,9 +59,11 @@ public:
 /// only, and may record it and go on.
 class CHEXMASK_RT_API NonFiniteOutputError : public ModelError {
 public:
-    /// `reason` says what was wrong, `index` is the image's position in predict_batch's list.
-    NonFiniteOutputError(std::size_t index, const std::string& reason)
-        : ModelError("image " + std::to_string(index) + " of the batch: " + reason), index_(index), reason_(reason) {}
+    /// `reason` says what was wrong, `index` is the image's position in predict_batch's list; the
+    /// message names that position unless `alone` (the image predict was given).
+    NonFiniteOutputError(std::size_t index, const std::string& reason, bool alone = false)
+        : ModelError(alone ? reason : "image " + std::to_string(index) + " of the batch: " + reason), index_(index),
+          reason_(reason) {}
     std::size_t index() const noexcept { return index_; }
     /// The message without the image's position, for callers that name the image themselves.
     const std::string& reason() const noexcept { return reason_; }
