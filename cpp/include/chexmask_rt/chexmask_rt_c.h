@@ -102,8 +102,9 @@ CHEXMASK_RT_API void chexmask_rt_engine_options_init(chexmask_rt_engine_options*
 
 /* Opens an ONNX engine written by `chexmask-rt export`, from a file or from its bytes in memory
  * (read during the call only). `options` may be NULL. An engine with external data (none from
- * `chexmask-rt export`) reads it from the file's folder, never outside it; from memory it cannot be
- * opened (ONNX Runtime 1.32 refuses it: no folder to read from). */
+ * `chexmask-rt export`) reads it from the file's folder, never outside it; from memory, ONNX Runtime
+ * looks for it in the process's working folder. The integrity check (expected_sha256, the seal, a
+ * .sha256 list) covers the engine's own bytes, not its external data: keep weights inside it. */
 CHEXMASK_RT_API chexmask_rt_status chexmask_rt_engine_open(const char* model_path,
                                                            const chexmask_rt_engine_options* options,
                                                            chexmask_rt_engine** out);
