@@ -357,6 +357,29 @@ def test_overlay_with_a_trailing_slash_is_a_folder(tmp_path, example1):
     assert (tmp_path / "review.png" / f"{example1.stem}.png").is_file()
 
 
+def test_overlay_into_a_folder_replaces_only_the_pictures_it_drew(tmp_path, example1):
+    """`predict x.jpg --overlay .` replaced x.png beside it, the user's own radiograph, with exit 0 and
+    "wrote x.png". A file there that is not an overlay of this package is now refused before any work;
+    a rerun still replaces the picture of the earlier run."""
+    import shutil
+
+    shutil.copy(example1, tmp_path / "chest.jpg")
+    own = tmp_path / "chest.png"
+    own.write_bytes(b"the user's own picture")
+    proc = cli("predict", tmp_path / "chest.jpg", "--samples", 2, "--overlay", tmp_path, "--json", tmp_path / "r.json")
+    assert proc.returncode == 2 and f"--overlay would replace {own}, which is not a picture chexmask-rt drew" in proc.stderr
+    assert own.read_bytes() == b"the user's own picture" and not (tmp_path / "r.json").exists()
+    review = tmp_path / "review"
+    for _ in range(2):  # the second run replaces the first run's picture
+        proc = cli("predict", tmp_path / "chest.jpg", "--samples", 2, "--overlay", review)
+        assert proc.returncode == 0, proc.stderr
+    from chexmask_rt.image_io import read_image
+    from chexmask_rt.overlay import is_overlay_picture
+
+    assert is_overlay_picture(review / "chest.png") and not is_overlay_picture(own)
+    assert read_image(review / "chest.png").shape[:2] == (1183, 786)  # the mark keeps it a readable PNG
+
+
 def _small_images(folder, count: int) -> list:
     """``count`` copies of a shared image at 256 px, named a0.png, a1.png, ..."""
     import cv2

@@ -500,9 +500,21 @@ def _output_clash(args) -> str | None:
     several = len(args.images) > 1
     planned = [(option, None, target) for option, target in (("--json", args.json), ("--csv", args.csv))
                if target and target != "-"]
-    if args.overlay:
-        planned += [("--overlay", image, Path(args.overlay) / f"{stems[image]}.png") for image in args.images] \
-            if _overlay_folder(args.overlay, several) else [("--overlay", args.images[0], args.overlay)]
+    if args.overlay and _overlay_folder(args.overlay, several):
+        from .overlay import is_overlay_picture
+
+        pictures = [Path(args.overlay) / f"{stems[image]}.png" for image in args.images]
+        # names the command made up: a file there that it did not draw is someone's (x.png beside x.jpg)
+        given = {os.path.realpath(image) for image in args.images}  # an image itself: said below, as such
+        foreign = [p for p in pictures if os.path.lexists(p) and not is_special(p) and not is_overlay_picture(p)
+                   and os.path.realpath(p) not in given]
+        if foreign:
+            more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
+            return (f"--overlay would replace {foreign[0]}{more}, which is not a picture chexmask-rt drew: "
+                    "move it, or write the pictures into another folder")
+        planned += [("--overlay", image, picture) for image, picture in zip(args.images, pictures)]
+    elif args.overlay:
+        planned += [("--overlay", args.images[0], args.overlay)]
     if args.masks:
         planned += [("--masks", image, Path(args.masks) / f"{stems[image]}_{organ}.png")
                     for image in args.images for organ, _ in ORGANS]

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import struct
+import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -232,12 +234,36 @@ def write_overlay(path: str | os.PathLike[str], image: np.ndarray | str | os.Pat
         raise InputError(f"{out}: cannot write the overlay picture")
 
 
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+# Every overlay PNG says it is one, in a tEXt chunk right after its header: predict replaces a picture
+# in an --overlay folder only where it finds this (an "x.png" beside "x.jpg" was the user's own image)
+_MARK = _png_chunk(b"tEXt", b"Software\0chexmask-rt overlay")
+_PNG_HEADER_END = 8 + 25  # the signature, then IHDR: length, type, 13 bytes, CRC
+
+
+def is_overlay_picture(path: str | os.PathLike[str]) -> bool:
+    """Whether the file at ``path`` is a PNG this package drew (its mark after the header)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_PNG_HEADER_END + len(_MARK))
+    except OSError:
+        return False
+    return head.startswith(b"\x89PNG\r\n\x1a\n") and head[_PNG_HEADER_END:] == _MARK
+
+
 def _encoded(picture: np.ndarray, suffix: str) -> tuple[bool, bytes]:
+    png = suffix.lower() == ".png"
     with native_call():  # OpenCV releases the GIL (native_gate)
         # the PNG setting for a PNG only: other encoders print "unsupported key" warnings on stderr for it
-        params = [cv2.IMWRITE_PNG_COMPRESSION, 9] if suffix.lower() == ".png" else []
+        params = [cv2.IMWRITE_PNG_COMPRESSION, 9] if png else []
         written, encoded = cv2.imencode(suffix, picture, params)
-    return bool(written), encoded.tobytes() if written else b""
+    if not written:
+        return False, b""
+    data = encoded.tobytes()
+    return True, data[:_PNG_HEADER_END] + _MARK + data[_PNG_HEADER_END:] if png else data
 
 
 def overlay_png(image: np.ndarray | str | os.PathLike[str], result: Result) -> bytes:
