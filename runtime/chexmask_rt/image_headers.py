@@ -38,8 +38,10 @@ class Header:
     and a TIFF's Orientation tag (1..8; 1 where it is absent or libtiff ignores it, and for other formats).
 
     ``width`` and ``height`` are the stored raster's, whatever the orientation. A TIFF's first image
-    also gives ``photometric`` (tag 262: 0 is WhiteIsZero), ``bits`` (258, when one value) and
-    ``extra_samples`` (338: an alpha channel); None where absent and for other formats."""
+    also gives ``photometric`` (tag 262: 0 is WhiteIsZero), ``bits`` (258, its first sample's),
+    ``extra_samples`` (338: an alpha channel), ``planar`` (284: 2 is one plane per sample) and
+    ``sample_format`` (339, its first sample's: 3 is floating point); None where absent and for other
+    formats."""
 
     format: str  # "png", "jpeg", "tiff", "bmp"
     width: int
@@ -49,6 +51,8 @@ class Header:
     photometric: int | None = None
     bits: int | None = None
     extra_samples: bool = False
+    planar: int | None = None
+    sample_format: int | None = None
 
 
 def _corrupt(name: str, what: str) -> InputError:
@@ -249,9 +253,13 @@ def _tiff(f: BinaryIO, head: bytes, name: str) -> Header:
             (tag,) = struct.unpack(order + "H", entry[:2])
             if tag == 338:
                 tags[tag] = 1  # present: the image carries alpha (or other extra) samples
-            elif tag in (254, 256, 257, 258, 262):
-                # one value, inline (258 of several samples is not); SHORT, LONG or LONG8
+            elif tag in (254, 256, 257, 262, 284):
+                # one value, inline; SHORT, LONG or LONG8
                 value = _inline_integer(entry, order, big, _TIFF_UNSIGNED)
+                if value is not None:
+                    tags[tag] = value
+            elif tag in (258, 339):  # one value per sample: the first (the decoders take all alike)
+                value = _first_short(f, entry, order, big, file_size)
                 if value is not None:
                     tags[tag] = value
             elif tag == _TIFF_ORIENTATION and first is None and orientation is None:
@@ -267,13 +275,34 @@ def _tiff(f: BinaryIO, head: bytes, name: str) -> Header:
                                  "save the radiograph as its own file")
             first = (tags[256], tags[257])
             photometric, bits, extra_samples = tags.get(262), tags.get(258), 338 in tags
+            planar, sample_format = tags.get(284), tags.get(339)
         if not tags.get(254, 0) & 1:  # bit 0 of NewSubfileType: a reduced-size copy (thumbnail), not a page
             pages += 1
         (offset,) = struct.unpack(order + offset_fmt, body[count * entry_size:])
     if first is None:
         raise _corrupt(name, "TIFF without an image directory")
     return Header("tiff", *first, pages=max(pages, 1), orientation=orientation or 1, photometric=photometric,
-                  bits=bits, extra_samples=extra_samples)
+                  bits=bits, extra_samples=extra_samples, planar=planar, sample_format=sample_format)
+
+
+def _first_short(f: BinaryIO, entry: bytes, order: str, big: bool, file_size: int) -> int | None:
+    """The first value of a SHORT entry of one value per sample, inline or where it points (within
+    the file); else None."""
+    kind = struct.unpack(order + "H", entry[2:4])[0]
+    (count,) = struct.unpack(order + ("Q" if big else "I"), entry[4:12 if big else 8])
+    inline = entry[12 if big else 8:]
+    if kind != 3 or count < 1:
+        return None
+    if 2 * count <= len(inline):
+        return struct.unpack(order + "H", inline[:2])[0]
+    (offset,) = struct.unpack(order + ("Q" if big else "I"), inline)
+    if offset + 2 > file_size:
+        return None
+    at = f.tell()
+    f.seek(offset)
+    value = f.read(2)
+    f.seek(at)
+    return struct.unpack(order + "H", value)[0] if len(value) == 2 else None
 
 
 def _inline_integer(entry: bytes, order: str, big: bool, kinds: dict[int, str]) -> int | None:

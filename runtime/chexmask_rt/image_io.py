@@ -77,6 +77,7 @@ def _read_image(path: str | os.PathLike[str], max_pixels: int | None) -> np.ndar
         # before OpenCV's decode, whose image would otherwise sit beside Pillow's: a float32 TIFF
         # peaked at 4x its pixels, with a copy of the file for Pillow
         _check_tiff_data(raw, str(p))
+        _refuse_misread_tiff(header, str(p))
     if header.format == "png":
         check_png_chunks(data.data, str(p))  # its memoryview: numpy's types lack the buffer protocol before 3.12
     image = decode_jpeg_strict(data, str(p)) if header.format == "jpeg" else None
@@ -125,11 +126,33 @@ def _check_file_pixels(image: np.ndarray, name: str) -> None:
                          "the image scaled to [0, 1] or with unsigned 8- or 16-bit pixels")
 
 
+def _refuse_misread_tiff(header: Header, name: str) -> None:
+    """InputError for the valid TIFFs OpenCV decodes to other pixels, or calls corrupt (measured, OpenCV
+    5.1): samples in separate planes above 8 bits (most rows left zero: landmarks 26 px off), 16-bit
+    floating point, samples of undefined format, and floating-point WhiteIsZero (read uninverted)."""
+    bits = header.bits or 8
+    why = ("its samples are stored in separate planes (PlanarConfiguration 2) at more than 8 bits; save it "
+           "with the samples of a pixel together" if header.planar == 2 and bits > 8 else
+           "its samples are 16-bit floating point; save it as 32-bit floating point or 16-bit unsigned"
+           if header.sample_format == 3 and bits == 16 else
+           "its samples are of undefined format (SampleFormat 4)" if header.sample_format == 4 else
+           "it is floating-point WhiteIsZero, whose white is not said by its values; save it BlackIsZero"
+           if header.sample_format == 3 and header.photometric == 0 else "")
+    if why:
+        raise InputError(f"{name}: a TIFF no decoder here reads as stored: {why}")
+
+
 def _tiff_as_displayed(image: np.ndarray, header: Header, data: bytes, name: str) -> np.ndarray:
-    """What OpenCV's libtiff path gets wrong about two valid kinds of TIFF (measured, OpenCV 5.1): a
-    16-bit WhiteIsZero image comes back uninverted (8-bit ones are inverted), and an 8-bit RGBA image
-    comes back with its colour multiplied by its alpha (a transparent band turned black; alpha is not
-    read anywhere else)."""
+    """What OpenCV's libtiff path gets wrong about valid kinds of TIFF (measured, OpenCV 5.1): 10-, 12-
+    and 14-bit samples come back shifted up to 16 bits (a 12-bit file's 4095 as 65520, so bit_depth=12
+    was refused), a 16-bit gray+alpha image comes back at 8 bits, a 16-bit WhiteIsZero image comes back
+    uninverted (8-bit ones are inverted), and an 8-bit RGBA image comes back with its colour multiplied
+    by its alpha (a transparent band turned black; alpha is not read anywhere else)."""
+    if header.bits in (10, 12, 14) and image.dtype == np.uint16:
+        image = image >> (16 - header.bits)  # the stored samples: OpenCV shifts every one by this
+    if (header.bits or 8) > 8 and image.dtype == np.uint8:
+        raise InputError(f"{name}: a TIFF no decoder here reads as stored: its {header.bits}-bit samples are "
+                         "read at 8 bits (a 16-bit gray image with alpha); save it without the alpha channel")
     if header.photometric == 0 and image.dtype == np.uint16 and image.ndim == 2:
         top = (1 << min(header.bits or 16, 16)) - 1
         return (top - np.minimum(image, top)).astype(np.uint16)
@@ -143,8 +166,13 @@ def _tiff_as_displayed(image: np.ndarray, header: Header, data: bytes, name: str
                 stored = np.asarray(picture.convert("RGBA") if picture.mode == "RGBa" else picture)
         except Exception as exc:  # noqa: BLE001 - OpenCV read it; say why Pillow could not
             raise InputError(f"{name}: not a readable image (RGBA TIFF: {first_line(exc)})") from None
-        if stored.shape == image.shape:  # Pillow's raw samples, unmultiplied; as stored (no turn applied)
+        # Pillow's samples, unmultiplied, turned by the Orientation tag as OpenCV turns them (libtiff's
+        # RGBA reader applies it): the raster as stored once the same turn is undone
+        stored = _as_stored(stored, header.orientation)
+        if stored.shape == image.shape:
             return np.ascontiguousarray(stored)
+        raise InputError(f"{name}: not a readable image (an RGBA TIFF the decoders read as {image.shape[1]}x"
+                         f"{image.shape[0]} and {stored.shape[1]}x{stored.shape[0]} pixels)")
     return image
 
 
