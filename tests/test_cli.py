@@ -380,6 +380,23 @@ def test_overlay_into_a_folder_replaces_only_the_pictures_it_drew(tmp_path, exam
     assert read_image(review / "chest.png").shape[:2] == (1183, 786)  # the mark keeps it a readable PNG
 
 
+def test_an_output_folder_that_is_a_file_or_an_empty_name_is_refused_before_any_work(tmp_path, example1):
+    """--overlay afile/x.png said "cannot write the overlay picture (File exists)" after the inference, its JSON
+    written; --overlay "" was taken for no --overlay at all: exit 0 and no picture."""
+    (tmp_path / "afile").write_text("x")
+    for option, value in (("--overlay", tmp_path / "afile" / "x.png"), ("--overlay", tmp_path / "afile" / "sub"),
+                          ("--masks", tmp_path / "afile")):
+        proc = cli("predict", example1, "--samples", 2, option, value, "--json", tmp_path / "r.json")
+        assert proc.returncode == 3 and f"{tmp_path / 'afile'} exists and is not a folder" in proc.stderr, proc.stderr
+        assert not (tmp_path / "r.json").exists()
+    for option in ("--overlay", "--masks", "--json", "--csv"):
+        proc = cli("predict", example1, "--samples", 2, option, "")
+        assert proc.returncode == 2 and f"{option} needs a file or folder name, not an empty string" in proc.stderr
+    long = tmp_path / ("a" * 260 + ".png")  # was "OSError: [Errno 36] File name too long: ..."
+    proc = cli("predict", example1, "--samples", 2, "--overlay", long)
+    assert proc.returncode == 3 and proc.stderr == f"chexmask-rt: error: {long}: File name too long\n"
+
+
 def _small_images(folder, count: int) -> list:
     """``count`` copies of a shared image at 256 px, named a0.png, a1.png, ..."""
     import cv2

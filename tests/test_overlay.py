@@ -3,6 +3,7 @@ import cv2
 import numpy as np
 import pytest
 
+from chexmask_rt.errors import InputError
 from chexmask_rt.image_io import read_image
 from chexmask_rt.overlay import MIN_SIDE, draw_overlay
 
@@ -107,8 +108,6 @@ def test_uncertainty_colours_are_one_scale_for_every_picture():
 
 def test_a_picture_of_another_size_than_the_result_is_refused(default_segmenter, chest):
     """cv2.imread turns an EXIF-rotated JPEG; the contours would land across the turned chest."""
-    from chexmask_rt.errors import InputError
-
     r = default_segmenter.predict(chest, samples=2, second_look=False)
     with pytest.raises(InputError, match=r"the picture is \d+x\d+ pixels but the result is of a \d+x\d+ image"):
         draw_overlay(np.ascontiguousarray(np.rot90(chest)), r)
@@ -263,6 +262,39 @@ def test_a_dark_8_bit_image_is_shown_stretched(default_segmenter, chest):
     shown = draw_overlay(dark, r)[: chest.shape[0]]
     gray = (shown == shown[..., :1]).all(axis=2)
     assert float(shown[gray].mean()) > 100 and float(draw_overlay(chest, r)[: chest.shape[0]][gray].mean()) > 100
+
+
+@pytest.mark.parametrize("image, level", [(np.full((300, 260), 255, np.uint8), 255),
+                                          (np.full((300, 260), 128, np.uint8), 128),
+                                          (np.full((300, 260), 40000, np.uint16), 156)])
+def test_a_flat_image_is_shown_at_its_own_gray(default_segmenter, image, level):
+    """Every flat image was drawn black: in a review queue a white (burnt-out) plate read as an unexposed one."""
+    r = default_segmenter.predict(image, samples=2)
+    corner = draw_overlay(image, r)[4:20, 4:20]  # no contour reaches the corner
+    assert (corner == level).all(), np.unique(corner)
+
+
+@pytest.mark.parametrize("image, max_side, match", [
+    (b"chest.png", 1024, "got bytes .a path as bytes: pass it as text"), (None, 1024, "got NoneType"),
+    (np.float64(3.0), 1024, "got float64"), ("chest", 0, "max_side must be a positive integer, not 0"),
+    ("chest", -5, "not -5"), ("chest", 1.5, "not 1.5")])
+def test_what_is_no_picture_or_no_size_is_an_input_error(default_segmenter, chest, image, max_side, match):
+    """bytes, None or a scalar ended in IndexError: tuple index out of range; max_side 0 drew the legend alone."""
+    r = default_segmenter.predict(chest, samples=2)
+    with pytest.raises(InputError, match=match):
+        draw_overlay(chest if isinstance(image, str) else image, r, max_side=max_side)
+
+
+@pytest.mark.parametrize("name", ["o.pgm", "o.xyz", "o.exr"])
+def test_write_overlay_names_the_picture_kinds_it_writes(default_segmenter, chest, tmp_path, capfd, name):
+    """.pgm printed OpenCV's "[ERROR:0@...] imencodeWithMetadata ... expects gray image" and raised an
+    InputError without a reason; .xyz quoted OpenCV's internals."""
+    from chexmask_rt.overlay import write_overlay
+
+    r = default_segmenter.predict(chest, samples=2)
+    with pytest.raises(InputError, match=r"an overlay picture is written as \.png, \.jpg, .*, not \." + name[2:]):
+        write_overlay(tmp_path / name, chest, r)
+    assert capfd.readouterr().err == "" and not (tmp_path / name).exists()
 
 
 def test_one_decode_draws_no_ellipses_and_says_so(default_segmenter, chest, monkeypatch):

@@ -57,6 +57,7 @@ from .in_work import InWork, RunKilled, killed_reason
 from .limits import resolve_max_pixels
 from .inputs import DEFAULT_BATCH, check_count, check_run_arguments
 from .streaming import segment_each, submit_or_run
+from .whole_files import check_folder_path
 
 ERROR_COLUMNS = ("Image", "Error", "Reason")
 
@@ -359,12 +360,12 @@ def check_outputs(segmenter, overlays: str | None, dicom_seg, dicom_sr) -> None:
     said once, not every image's after its inference)."""
     check_overlays(overlays)
     if dicom_seg or dicom_sr:
-        from .dicom_out import check_model_id_for_dicom, check_object_folder
+        from .dicom_out import check_model_id_for_dicom
 
         check_model_id_for_dicom(segmenter.model_id)
         for option, folder in (("--dicom-seg", dicom_seg), ("--dicom-sr", dicom_sr)):
             if folder:
-                check_object_folder(option, folder)
+                check_folder_path(option, folder)
 
 
 def write_image_outputs(result, image: str, stem: str, *, pixels: Callable[[], np.ndarray],

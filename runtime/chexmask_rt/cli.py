@@ -25,7 +25,7 @@ from .devices import DEVICES
 from .errors import (ChexmaskError, InputError, ModelError, NonFiniteOutputError, Terminated, UsageError, first_line,
                      os_reason)
 from .notice import INTENDED_USE
-from .whole_files import write_text_whole
+from .whole_files import check_folder_path, write_text_whole
 
 if TYPE_CHECKING:
     from .result import Result
@@ -290,10 +290,15 @@ def cmd_predict(args) -> int:
 
     _refuse_non_dicom(args, args.images)
     _quiet_decoders(args)
+    several = len(args.images) > 1
+    if args.overlay:  # a file where its folder belongs was found after the first image's inference
+        check_folder_path("--overlay", args.overlay if _overlay_folder(args.overlay, several)
+                          else Path(args.overlay).parent)
+    if args.masks:
+        check_folder_path("--masks", args.masks)
     seg = load(args.model, backend=args.backend, threads=args.threads, max_pixels=args.max_pixels,
                device=args.device)
     check_outputs(seg, None, args.dicom_seg, args.dicom_sr)  # an engine DICOM cannot name fails once, first
-    several = len(args.images) > 1
     stems = mask_stems(args.images)  # file names for the pictures, masks and objects of same-named images
     results: list[Result] = []
     failed = done = 0
@@ -478,14 +483,13 @@ def cmd_merge(args) -> int:
     return EXIT_OK if summary.complete else EXIT_SOME_FAILED
 
 
-OVERLAY_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-
-
 def _overlay_folder(target: str, several: bool) -> bool:
     """Whether --overlay names a folder: for several images, an existing folder, a trailing '/', or a
     name without a picture suffix."""
+    from .overlay import PICTURE_SUFFIXES
+
     return several or Path(target).is_dir() or target.endswith(("/", os.sep)) \
-        or Path(target).suffix.lower() not in OVERLAY_SUFFIXES
+        or Path(target).suffix.lower() not in PICTURE_SUFFIXES
 
 
 def _output_clash(args) -> str | None:
@@ -731,6 +735,10 @@ def _write_all(fd: int, data: bytes) -> None:
 def _conflict(args) -> str | None:
     """Options that parse but cannot go together (a usage error, exit 2), predict's outputs that meet
     (:func:`_output_clash`) among them, or None."""
+    empty = [f"--{name.replace('_', '-')}" for name in ("json", "csv", "overlay", "masks", "dicom_seg", "dicom_sr", "out")
+             if getattr(args, name, None) == ""]
+    if empty:  # an empty name was taken for no option at all: the outputs asked for were never written
+        return f"{empty[0]} needs a file or folder name, not an empty string"
     if getattr(args, "json", None) == "-" and getattr(args, "csv", None) == "-":
         return "--json - and --csv - would both go to standard output: send one of them to a file"
     if getattr(args, "bit_depth", None) is not None and args.command == "predict":
@@ -769,8 +777,9 @@ def _main(argv: list[str] | None) -> int:
         raise
     try:
         refusal = _conflict(args)
-    except OSError as exc:  # realpath of a relative path, with the working folder deleted
-        _error(f"chexmask-rt: error: {type(exc).__name__}: {first_line(exc)}{_gone_folder_hint()}")
+    except OSError as exc:  # realpath of a relative path, with the working folder deleted; a name too long
+        said = f"{exc.filename}: {os_reason(exc)}" if exc.filename else f"{type(exc).__name__}: {first_line(exc)}"
+        _error(f"chexmask-rt: error: {said}{_gone_folder_hint()}")
         return EXIT_INPUT
     if refusal:  # one line, as the README promises errors (argparse's own add its usage)
         _error(f"chexmask-rt {args.command}: error: {refusal}")

@@ -27,7 +27,6 @@ algorithm identification.
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
 import warnings
 from contextlib import contextmanager
@@ -96,18 +95,6 @@ def check_model_id_for_dicom(model_id: str) -> str:
     if problem:
         raise ModelError(f"{model_id}: the engine's {problem}; re-export it with another --model-version")
     return version
-
-
-def check_object_folder(option: str, folder: str | os.PathLike[str]) -> None:
-    """An InputError when ``folder`` (``--dicom-seg``/``--dicom-sr``) is, or lies below, something that is
-    not a folder: found before any image, not after each one's inference."""
-    path = Path(folder)
-    for existing in (path, *path.parents):
-        if existing.exists():
-            if not existing.is_dir():
-                raise InputError(f"{option} {folder}: {existing} exists and is not a folder; name a folder for the "
-                                 "DICOM objects")
-            return
 
 
 def _depth(result: Result) -> dict[str, str]:

@@ -43,9 +43,11 @@ def _display_gray(image: np.ndarray) -> np.ndarray:
         img = cv2.cvtColor(np.ascontiguousarray(img[:, :, :3]), cv2.COLOR_RGB2GRAY)
     lo, hi = _display_range(img)
     # a dark or flat 8-bit image (10-48 of 255) was drawn as it is: too dark to check the contours against
-    if img.dtype != np.uint8 or hi - lo < _MIN_DISPLAY_LEVELS:
-        img = img.astype(np.float64)
-        img = (np.clip((img - lo) / (hi - lo), 0, 1) * 255 if hi > lo else np.zeros_like(img)).astype(np.uint8)
+    if hi <= lo:  # one value: shown on its type's scale (a white plate was drawn black, like an unexposed one)
+        full = 255.0 if img.dtype == np.uint8 else 65535.0 if img.dtype == np.uint16 else 1.0
+        img = np.rint(np.clip(img.astype(np.float64) / full, 0, 1) * 255).astype(np.uint8)
+    elif img.dtype != np.uint8 or hi - lo < _MIN_DISPLAY_LEVELS:
+        img = (np.clip((img.astype(np.float64) - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
     return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
 
 
@@ -141,12 +143,18 @@ def draw_overlay(image: np.ndarray | str | os.PathLike[str], result: Result, *, 
     ``image`` must be the image the result was made from: its file's path, or its pixels as read
     (``chexmask_rt.image_io.read_image``); another size is an InputError, since the contours would
     be drawn in the wrong place (e.g. over ``cv2.imread``'s turn of an EXIF-rotated JPEG)."""
+    if isinstance(max_side, bool) or not isinstance(max_side, (int, np.integer)) or max_side < 1:
+        raise InputError(f"max_side must be a positive integer, not {max_side!r}")  # 0 drew the legend alone
     if isinstance(image, (str, os.PathLike)):
         from .image_io import read_image
         from .limits import resolve_max_pixels
 
         # the result proves its image was let in, under a raised limit too: its size may be read again
         image = read_image(image, max_pixels=max(resolve_max_pixels(None), result.height * result.width))
+    if not isinstance(image, np.ndarray) or image.ndim not in (2, 3):  # bytes and None ended in an IndexError
+        raise InputError(f"expected the image's path or its pixels as a 2-D or 3-D numpy array, got "
+                         f"{type(image).__name__}" + ("" if not isinstance(image, bytes) else
+                                                      " (a path as bytes: pass it as text, os.fsdecode(path))"))
     if tuple(np.shape(image)[:2]) != (result.height, result.width):
         raise InputError(f"the picture is {np.shape(image)[1]}x{np.shape(image)[0]} pixels but the result is of a "
                          f"{result.width}x{result.height} image: draw over the image the result was made from")
@@ -218,11 +226,16 @@ def _drawing(image: np.ndarray, result: Result, max_side: int) -> np.ndarray:
     return canvas
 
 
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")  # what an overlay may be written as
+
+
 def write_overlay(path: str | os.PathLike[str], image: np.ndarray | str | os.PathLike[str], result: Result) -> None:
     """The picture of ``result`` over ``image`` (:func:`draw_overlay`) written whole to ``path`` (its
-    suffix picks the format; PNG at zlib level 9, half the size of OpenCV's default, about 0.1 s);
-    InputError naming ``path`` when it cannot be."""
+    suffix picks the format, one of :data:`PICTURE_SUFFIXES`, none: PNG; PNG at zlib level 9, half the
+    size of OpenCV's default, about 0.1 s); InputError naming ``path`` when it cannot be."""
     out = Path(path)
+    if out.suffix and out.suffix.lower() not in PICTURE_SUFFIXES:  # OpenCV printed its own errors for .pgm, .xyz
+        raise InputError(f"{out}: an overlay picture is written as {', '.join(PICTURE_SUFFIXES)}, not {out.suffix}")
     picture = draw_overlay(image, result)
     try:
         written, encoded = _encoded(picture, out.suffix.lower() or ".png")

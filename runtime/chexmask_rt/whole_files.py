@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypedDict
 
+from .errors import InputError
+
 
 class _Encoding(TypedDict):  # a TypedDict, not a dict[str, str]: open(**ENCODING) type-checks
     encoding: str
@@ -107,3 +109,15 @@ def write_text_whole(path: str | os.PathLike[str], text: str) -> None:
 
 def write_bytes_whole(path: str | os.PathLike[str], data: bytes) -> None:
     write_whole(path, lambda tmp: tmp.write_bytes(data))
+
+
+def check_folder_path(option: str, folder: str | os.PathLike[str]) -> None:
+    """An InputError when ``folder``, where ``option`` writes its files, is, or lies below, something that
+    is not a folder: said before any image, not after each one's inference (a batch listed every image
+    of the archive in errors.csv)."""
+    path = Path(folder)
+    for existing in (path, *path.parents):
+        if existing.exists():
+            if not existing.is_dir():
+                raise InputError(f"{option} {folder}: {existing} exists and is not a folder; name a folder")
+            return
