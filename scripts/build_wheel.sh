@@ -77,7 +77,8 @@ if [ "$arch" != "$(uname -m)" ]; then
     pyver=$("$python" -c "import sys; print('%d.%d' % sys.version_info[:2])")
     # shellcheck source=cpp/cmake/private_apt.sh
     . cpp/cmake/private_apt.sh
-    private_apt_init "$work/apt" "" "${CHEXMASK_RT_DEBIAN_SUITE:-$(. /etc/os-release && echo "$VERSION_CODENAME")}" \
+    suite=$(private_apt_debian_suite)  # its own line: set -e stops on its failure
+    private_apt_init "$work/apt" "" "$suite" \
         "$debian_arch"
     (cd "$work/apt" && apt-get -c "$apt_conf" -qq download "libpython$pyver-dev" 2>/dev/null) \
         || { echo "build_wheel: no Debian $debian_arch libpython$pyver-dev for Python $pyver's headers" >&2; exit 1; }

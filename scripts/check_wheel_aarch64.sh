@@ -34,7 +34,8 @@ if [ "$(cat "$sysroot/.complete" 2>/dev/null)" != "$packages" ]; then
     rm -rf "$sysroot"
     # shellcheck source=cpp/cmake/private_apt.sh
     . cpp/cmake/private_apt.sh
-    private_apt_init "$work/apt" "" "${CHEXMASK_RT_DEBIAN_SUITE:-$(. /etc/os-release && echo "$VERSION_CODENAME")}" arm64
+    suite=$(private_apt_debian_suite)  # its own line: set -e stops on its failure
+    private_apt_init "$work/apt" "" "$suite" arm64
     # shellcheck disable=SC2086
     apt-get -c "$apt_conf" -qq -y --no-install-recommends install --download-only $packages > /dev/null
     for deb in "$work"/apt/cache/archives/*.deb; do dpkg -x "$deb" "$sysroot"; done
@@ -82,9 +83,14 @@ assert arm["backend"] == "native" and arm["core"].startswith(sys.argv[3]), arm["
 print(f"aarch64: backend {arm['backend']}, core {arm['core'][len(sys.argv[3]) + 1:]}, "
       f"{arm['seconds']:.0f} s to load and segment under qemu")
 a, b = x86["result"], arm["result"]
+worst = 0.0
 for field in ("landmarks", "landmarks_std"):
     d = float(np.abs(np.array(a[field]) - np.array(b[field])).max())
+    worst = max(worst, d)
     print(f"{field}: max |aarch64 wheel - x86 checkout| = {d:.2e} px (sample, K={a['samples']}, seed 0, "
           f"{a['second_look']['look']})")
+print(f"within 1e-3 px of x86: {'yes' if worst <= 1e-3 else 'NO'}")
 EOF
 } | tee "$work/result.txt"
+grep -q "within 1e-3 px of x86: yes" "$work/result.txt" \
+    || { echo "check_wheel_aarch64: the aarch64 wheel's answer is not within 1e-3 px of x86's (above)" >&2; exit 1; }

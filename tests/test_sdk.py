@@ -285,6 +285,8 @@ def onnxruntime_root(tmp_path_factory) -> Path:
     (root / "lib" / library.name).symlink_to(library)
     (root / "lib" / "libonnxruntime.so.1").symlink_to(library.name)
     (root / "lib" / "libonnxruntime.so").symlink_to("libonnxruntime.so.1")
+    for notice in ("LICENSE", "ThirdPartyNotices.txt"):  # at the archive's top, as released
+        shutil.copy(library.parent.parent / notice, root / notice)
     return root
 
 
@@ -345,6 +347,12 @@ def test_installed_sdk_runs_with_the_onnxruntime_it_installs_beside_it(tmp_path,
     assert (libdir / installed).is_file() and not (libdir / installed).is_symlink()
     assert os.readlink(libdir / "libonnxruntime.so.1") == installed
     assert str(libdir / "libonnxruntime.so.1") in (build / "install_manifest.txt").read_text().split()  # uninstalls
+    # the licences travel with the copy (the SDK held none: Apache-2.0 section 4, ONNX Runtime's MIT notice)
+    docs = prefix / "share" / "doc" / "chexmask_rt"
+    assert (docs / "LICENSE").read_bytes() == (REPO / "LICENSE").read_bytes()
+    assert (docs / "NOTICE").read_bytes() == (REPO / "NOTICE").read_bytes()
+    for notice in ("LICENSE", "ThirdPartyNotices.txt"):
+        assert (docs / "onnxruntime" / notice).read_bytes() == (onnxruntime_root / notice).read_bytes()
     # the execution providers ONNX Runtime loads from its library's folder (the wheel's, beside the file)
     providers = sorted(p.name for p in Path(core.onnxruntime_library()).parent.glob("libonnxruntime_providers_*.so"))
     assert providers and sorted(p.name for p in libdir.glob("libonnxruntime_providers_*.so")) == providers

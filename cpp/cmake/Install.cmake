@@ -11,6 +11,10 @@ install(TARGETS chexmask_rt chexmask_rt_shared EXPORT chexmask_rtTargets
         INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR}/include/chexmask_rt DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(EXPORT chexmask_rtTargets NAMESPACE chexmask_rt:: DESTINATION ${_cmake_dir})
+# Apache-2.0 section 4 asks for the licence and NOTICE (which also says how the shipped weights must be
+# credited) to travel with every copy; the SDK held neither
+set(_doc_dir ${CMAKE_INSTALL_DATADIR}/doc/chexmask_rt)
+install(FILES ${CMAKE_CURRENT_SOURCE_DIR}/../LICENSE ${CMAKE_CURRENT_SOURCE_DIR}/../NOTICE DESTINATION ${_doc_dir})
 
 # An ONNXRUNTIME_ROOT build links its libonnxruntime, which the installed libchexmask_rt.so finds in its
 # own folder (RUNPATH $ORIGIN) by the name the link recorded, the library's soname (libonnxruntime.so.1):
@@ -24,6 +28,17 @@ if(TARGET chexmask_rt::onnxruntime)
   get_filename_component(_ort_file "${_ort_link}" REALPATH)
   get_filename_component(_ort_name "${_ort_file}" NAME)
   install(FILES "${_ort_file}" DESTINATION ${CMAKE_INSTALL_LIBDIR})
+  # its MIT licence and third-party notices go with the copy: from the release archive (ONNXRUNTIME_ROOT)
+  # or the wheel the library came from
+  get_filename_component(_ort_file_dir "${_ort_file}" DIRECTORY)
+  foreach(_ort_notice LICENSE ThirdPartyNotices.txt)
+    foreach(_ort_dir "${ONNXRUNTIME_ROOT}" "${_ort_lib_dir}/.." "${_ort_file_dir}/..")
+      if(_ort_dir AND EXISTS "${_ort_dir}/${_ort_notice}")
+        install(FILES "${_ort_dir}/${_ort_notice}" DESTINATION ${_doc_dir}/onnxruntime)
+        break()
+      endif()
+    endforeach()
+  endforeach()
   set(_ort_soname "")
   if(CMAKE_OBJDUMP)
     execute_process(COMMAND ${CMAKE_OBJDUMP} -p "${_ort_file}" OUTPUT_VARIABLE _ort_dump ERROR_QUIET)
@@ -43,7 +58,6 @@ if(TARGET chexmask_rt::onnxruntime)
     install(FILES "${_ort_soname_link}" DESTINATION ${CMAKE_INSTALL_LIBDIR})
   endif()
   # beside the archive's library, or beside the file it links to (a folder of links into a wheel)
-  get_filename_component(_ort_file_dir "${_ort_file}" DIRECTORY)
   file(GLOB _ort_providers "${_ort_lib_dir}/libonnxruntime_providers_*.so" "${_ort_file_dir}/libonnxruntime_providers_*.so")
   set(_ort_provider_names "")
   foreach(_provider IN LISTS _ort_providers)

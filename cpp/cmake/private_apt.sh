@@ -16,6 +16,21 @@ private_apt_machine_mirror() {
     } | grep -v -e security -e updates | grep '/debian/*$' | head -n 1 || true  # none: the caller says so
 }
 
+# The Debian release whose packages a cross build takes: CHEXMASK_RT_DEBIAN_SUITE, else this Debian
+# host's own (its cross compiler's glibc). On another host (Ubuntu) asking Debian's archive for its
+# codename failed with "jammy Release ... does not have a Release file": name the setting instead.
+private_apt_debian_suite() {
+    _release=${private_apt_os_release:-/etc/os-release}  # another file only in the tests
+    if [ -n "${CHEXMASK_RT_DEBIAN_SUITE:-}" ]; then echo "$CHEXMASK_RT_DEBIAN_SUITE"; return; fi
+    if (. "$_release" && [ "${ID:-}" = debian ] && [ -n "${VERSION_CODENAME:-}" ]); then
+        (. "$_release" && echo "$VERSION_CODENAME")
+        return
+    fi
+    echo "this host is not Debian: set CHEXMASK_RT_DEBIAN_SUITE to the Debian release whose arm64 packages match" \
+        "its cross compiler's glibc (e.g. bookworm for glibc 2.36)" >&2
+    return 1
+}
+
 private_apt_init() {
     _root=$1
     _mirror=${2:-${CHEXMASK_RT_DEBIAN_MIRROR:-$(private_apt_machine_mirror)}}
