@@ -367,7 +367,8 @@ def test_overlay_into_a_folder_replaces_only_the_pictures_it_drew(tmp_path, exam
     own = tmp_path / "chest.png"
     own.write_bytes(b"the user's own picture")
     proc = cli("predict", tmp_path / "chest.jpg", "--samples", 2, "--overlay", tmp_path, "--json", tmp_path / "r.json")
-    assert proc.returncode == 2 and f"--overlay would replace {own}, which is not a picture chexmask-rt drew" in proc.stderr
+    assert proc.returncode == 2
+    assert f"--overlay would replace {own}, which is not a picture chexmask-rt drew" in proc.stderr
     assert own.read_bytes() == b"the user's own picture" and not (tmp_path / "r.json").exists()
     review = tmp_path / "review"
     for _ in range(2):  # the second run replaces the first run's picture

@@ -406,7 +406,7 @@ def test_predict_refuses_bit_depth_for_dicom_inputs(example1):
 def test_the_api_refuses_bit_depth_for_dicom_inputs_too(default_segmenter, example1):
     """predict(dicom, bit_depth=12) said "pixel values need 16 bits, more than bit_depth 12 ... pass the image's
     real bit depth" of a 12-bit DICOM, and took no notice of it for an 8-bit one; the CLI refused both."""
-    with pytest.raises(InputError, match=rf"{DICOMS[0].name}: bit_depth is for PNG, TIFF and BMP files; .*leave it out"):
+    with pytest.raises(InputError, match=rf"{DICOMS[0].name}: bit_depth is for PNG, TIFF and BMP files; .*leave it"):
         default_segmenter.predict(DICOMS[0], bit_depth=12, samples=2)
     with pytest.raises(InputError, match="bit_depth is for PNG"):
         default_segmenter.predict_batch([example1, DICOMS[0]], bit_depth=12, samples=2)

@@ -399,7 +399,8 @@ def test_cpp_example_errors(tmp_path):
     missing = run("--model", model, "--onnxruntime", "/nonexistent/libonnxruntime.so.1", str(bad))
     assert missing.returncode == 4 and "cannot load the ONNX Runtime library" in missing.stderr
     folder = run("--model", model, "--onnxruntime", lib, str(tmp_path))  # was libstdc++'s "basic_filebuf::underflow"
-    assert folder.returncode == 3 and folder.stderr == f"chexmask-rt-cpp: error: {tmp_path}: a folder, not an image file\n"
+    assert folder.returncode == 3
+    assert folder.stderr == f"chexmask-rt-cpp: error: {tmp_path}: a folder, not an image file\n"
 
 
 # --- bad input -------------------------------------------------------------------------------------

@@ -299,7 +299,8 @@ def prepare_output(segmenter, images: Sequence[str], out_dir: str | os.PathLike[
                    second_look: bool | None, shard: str | None = None,
                    skipped: Sequence[tuple[str, str]] = (),
                    input_root: str | None = None, input_identity: dict[str, int | str] | None = None,
-                   outputs: dict[str, str] | None = None) -> Iterator[tuple[Path, bool, BatchSummary, list[str], dict[str, str]]]:
+                   outputs: dict[str, str] | None = None,
+                   ) -> Iterator[tuple[Path, bool, BatchSummary, list[str], dict[str, str]]]:
     """Create and lock the output folder and check it against this run (resume), for the run's
     lifetime; yields (folder, the resolved second-look setting, the run's summary so far (its
     images counted, none done), the unique images not yet in results.csv, their pictures' file-name stems (:func:`mask_stems`, against the images the
@@ -331,9 +332,10 @@ def prepare_output(segmenter, images: Sequence[str], out_dir: str | os.PathLike[
         else:  # an earlier run's list would name files that are fixed or gone now
             (out / SKIPPED_NAME).unlink(missing_ok=True)
         todo = [i for i in unique if i not in done_before]
-        missing = tuple(flag for flag, value in (outputs or {}).items() if done_before.outputs.get(flag) != value)
+        missing = tuple(flag for flag, value in (outputs or {}).items()
+                        if done_before.outputs.get(flag) != value and len(todo) < len(unique))
         summary = BatchSummary(total=len(unique), done=0, skipped=len(unique) - len(todo), failed=0, seconds=0.0,
-                               repeats=len(listed) - len(unique), outputs_missing=missing if len(todo) < len(unique) else ())
+                               repeats=len(listed) - len(unique), outputs_missing=missing)
         try:
             yield out, second_look, summary, todo, mask_stems(todo, earlier=[*done_before.images, *unique])
         except KeyboardInterrupt as stop:  # the account a run that finishes prints: where this one stopped

@@ -735,8 +735,8 @@ def _write_all(fd: int, data: bytes) -> None:
 def _conflict(args) -> str | None:
     """Options that parse but cannot go together (a usage error, exit 2), predict's outputs that meet
     (:func:`_output_clash`) among them, or None."""
-    empty = [f"--{name.replace('_', '-')}" for name in ("json", "csv", "overlay", "masks", "dicom_seg", "dicom_sr", "out")
-             if getattr(args, name, None) == ""]
+    empty = [f"--{name.replace('_', '-')}" for name in ("json", "csv", "overlay", "masks", "dicom_seg", "dicom_sr",
+                                                         "out") if getattr(args, name, None) == ""]
     if empty:  # an empty name was taken for no option at all: the outputs asked for were never written
         return f"{empty[0]} needs a file or folder name, not an empty string"
     if getattr(args, "json", None) == "-" and getattr(args, "csv", None) == "-":

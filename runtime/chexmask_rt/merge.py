@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .batch import ERROR_COLUMNS
-from .batch_folder import (ERRORS_NAME, FINISHED_KEY, INPUT_IDENTITY_KEY, INPUTS_KEY, LOCK_NAME, MANIFEST_NAME, OUTPUTS_KEY,
-                           RESULTS_NAME, csv_fields_of_any_size, folder_in_use, folder_lock, real_path_of,
+from .batch_folder import (ERRORS_NAME, FINISHED_KEY, INPUT_IDENTITY_KEY, INPUTS_KEY, LOCK_NAME, MANIFEST_NAME,
+                           OUTPUTS_KEY, RESULTS_NAME, csv_fields_of_any_size, folder_in_use, folder_lock, real_path_of,
                            record_fields, whole_records)
 from .csv_lines import LineWriter
 from .csv_output import SCHEMA_HEADERS, schema_of
@@ -336,7 +336,8 @@ def _merge_into(out: Path, partial: Path, paths: list[Path], header: list[str], 
         if len(manifests) == len(paths):  # the merged rows share one engine and settings: say which
             inputs = [pair for m in manifests.values() for pair in m.get(INPUTS_KEY) or []]
             complete = not coverage.missing and not coverage.unfinished and not coverage.mixed
-            first = {k: v for k, v in next(iter(manifests.values())).items() if k not in (INPUT_IDENTITY_KEY, OUTPUTS_KEY)}
+            first = {k: v for k, v in next(iter(manifests.values())).items()
+                     if k not in (INPUT_IDENTITY_KEY, OUTPUTS_KEY)}
             merged = {**first, "Shard": "merged",
                       INPUTS_KEY: [list(pair) for pair in dict.fromkeys(map(tuple, inputs))],
                       SHARDS_KEY: coverage.shards, UNFINISHED_SHARDS_KEY: coverage.open_shards,
