@@ -259,7 +259,8 @@ def _tiff(f: BinaryIO, head: bytes, name: str) -> Header:
                 if value is not None:
                     tags[tag] = value
             elif tag in (258, 339):  # one value per sample: the first (the decoders take all alike)
-                value = _first_short(f, entry, order, big, file_size)
+                value = _inline_integer(entry, order, big, _TIFF_UNSIGNED)  # one sample: any size type, as before
+                value = _first_short(f, entry, order, big, file_size) if value is None else value
                 if value is not None:
                     tags[tag] = value
             elif tag == _TIFF_ORIENTATION and first is None and orientation is None:
