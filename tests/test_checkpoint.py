@@ -154,6 +154,11 @@ def test_checkpoints_that_are_not_hybridgnets_weights_say_what_to_do(fixture_dir
     _training_script_copy(fixture_dir, folder)
     with pytest.raises(ModelError, match=f"pass the weights file itself, e.g. {re.escape(str(folder / 'bestMSE.pt'))}"):
         load_checkpoint(folder)
+    (folder / "model.safetensors").write_bytes(b"{}")  # Hugging Face's newer format: it was "e.g. bestMSE.pt"
+    for given in (folder, folder / "model.safetensors"):  # the file itself: torch's "pip install safetensors"
+        with pytest.raises(ModelError, match=r"model.safetensors:? .*a safetensors checkpoint, which export does not "
+                                             r"read: save its tensors as a state dict"):
+            load_checkpoint(given)
     cut = tmp_path / "cut.pt"
     data = (fixture_dir / "pytorch_model.bin").read_bytes()
     cut.write_bytes(data[:len(data) // 2])

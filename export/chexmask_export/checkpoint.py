@@ -182,6 +182,11 @@ def infer_config(state: dict[str, torch.Tensor], source: str) -> ModelConfig:
                                   "use_skip": "SC_1.graphConv_pre.lins.0.weight" in state}, source)
 
 
+# Hugging Face's newer format; the published HybridGNet weights are pytorch_model.bin
+_SAFETENSORS = ("a safetensors checkpoint, which export does not read: save its tensors as a state dict "
+                "(torch.save(safetensors.torch.load_file(FILE), 'pytorch_model.bin')) and pass that")
+
+
 def load_checkpoint(path: str | Path, config: str | Path | None = None, *, offsets: bool = True) -> Checkpoint:
     """Load a checkpoint in either published layout.
 
@@ -194,8 +199,12 @@ def load_checkpoint(path: str | Path, config: str | Path | None = None, *, offse
         weights = path / HF_WEIGHTS
         if not weights.exists():
             found = sorted(p.name for p in path.iterdir() if p.suffix in (".pt", ".pth", ".bin", ".ckpt"))
-            hint = f"; pass the weights file itself, e.g. {path / found[0]}" if found else ""
+            safe = sorted(p.name for p in path.iterdir() if p.suffix == ".safetensors")
+            hint = (f"; {path / safe[0]} is {_SAFETENSORS}" if safe else
+                    f"; pass the weights file itself, e.g. {path / found[0]}" if found else "")
             raise ModelError(f"{path}: folder has no {HF_WEIGHTS} (a Hugging Face checkpoint's){hint}")
+    elif path.suffix == ".safetensors":  # torch.load's answer was "pip install safetensors"
+        raise ModelError(f"{path}: {_SAFETENSORS}")
     elif path.exists():
         weights = path
     else:
