@@ -209,3 +209,50 @@ def test_the_smallest_pixel_limit_is_accepted():
     from chexmask_rt.limits import MIN_PIXELS, resolve_max_pixels
 
     assert resolve_max_pixels(MIN_PIXELS) == MIN_PIXELS == 1024
+
+
+def test_numpy_integers_are_integers_for_the_engine_options_too():
+    """threads=np.int64(2) was "threads must be an integer or None, got np.int64(2)", where samples,
+    seed and batch_size took numpy integers."""
+    import chexmask_rt
+
+    assert chexmask_rt.load(threads=np.int64(2)).model_id
+    assert chexmask_rt.load(engine_options=chexmask_rt.EngineOptions(images_per_call=np.int32(1))).model_id
+
+
+def test_batch_and_merge_refuse_a_single_path_or_no_path(default_segmenter, tmp_path, example1):
+    """run_batch(seg, "a.png", out) took the string apart letter by letter: "14 images", each failed in
+    errors.csv ("t: no such file", "/: not a regular file"), exit as a success; merge_folders("out") said
+    "/: no results.csv"; None and bytes ended in bare TypeErrors."""
+    from chexmask_rt.batch import run_batch
+    from chexmask_rt.merge import merge_folders
+
+    out = tmp_path / "out"
+    for images, out_dir, needle in ((str(example1), out, "expected a list of images, got a single str"),
+                                    (None, out, "expected a list of images, got NoneType"),
+                                    ([example1], None, "expected an output folder path, got NoneType"),
+                                    ([example1], bytes(out), "expected an output folder path, got bytes")):
+        with pytest.raises(InputError, match=re.escape(needle)):
+            run_batch(default_segmenter, images, out_dir, samples=2, progress=False)
+    with pytest.raises(InputError, match=r"--shard 'x': expected I/N"):
+        run_batch(default_segmenter, [example1], out, samples=2, progress=False, shard="x")
+    assert not out.exists()
+    for folders, merged, needle in ((str(tmp_path), out, "merge: expected a list of folders, got str"),
+                                    (None, out, "merge: expected a list of folders, got NoneType"),
+                                    ([None], out, "expected a batch output folder path, got NoneType"),
+                                    ([tmp_path], None, "expected an output folder path, got NoneType")):
+        with pytest.raises(InputError, match=re.escape(needle)):
+            merge_folders(folders, merged)
+
+
+def test_shards_of_no_count_or_no_text_are_input_errors():
+    """Shard(0, 0) divided by zero, shard_of(..., count=-1) answered 0, Shard.parse(None) a TypeError."""
+    from chexmask_rt.shards import Shard, shard_of
+
+    for make in (lambda: Shard(0, 0).holds("a"), lambda: shard_of("a.png", "/", 0), lambda: shard_of("a.png", "/", -1),
+                 lambda: Shard(2, 2), lambda: Shard(True, 2)):
+        with pytest.raises(InputError, match="need integers 0 <= I < N"):
+            make()
+    for text in (None, b"0/2"):
+        with pytest.raises(InputError, match="--shard: expected text I/N"):
+            Shard.parse(text)

@@ -120,7 +120,7 @@ def test_an_unwritable_overlay_is_one_line(tmp_path, shared_images):
     blocker = tmp_path / "file"
     blocker.write_text("a file where the folder should be")
     proc = cli("predict", shared_images[0], "--samples", 2, "--overlay", blocker / "sub" / "o.png")
-    assert proc.returncode == 3 and "cannot write the overlay picture" in proc.stderr
+    assert proc.returncode == 3 and f"{blocker} exists and is not a folder" in proc.stderr  # before any work
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
@@ -267,9 +267,9 @@ def test_predict_writes_the_json_of_every_image_when_one_images_picture_fails(tm
     proc = cli("predict", a, b, "--samples", 2, "--overlay", f"{tmp_path / 'pictures'}/", "--json", tmp_path / "r.json")
     assert proc.returncode == 1 and f"{b.stem}.png: cannot write the overlay picture" in proc.stderr, proc.stderr
     assert [r["image"] for r in json.loads((tmp_path / "r.json").read_text())] == [str(a), str(b)]
-    (tmp_path / "a_file").write_text("")
+    (tmp_path / "a_file").write_text("")  # found before any work now: nothing to lose
     proc = cli("predict", b, "--samples", 2, "--overlay", tmp_path / "a_file" / "x.png", "--json", tmp_path / "one.json")
-    assert proc.returncode == 3 and json.loads((tmp_path / "one.json").read_text())["image"] == str(b)
+    assert proc.returncode == 3 and "exists and is not a folder" in proc.stderr and not (tmp_path / "one.json").exists()
 
 
 def test_predict_fails_alone_an_image_whose_reader_raises_something_unexpected(monkeypatch, capsys, tmp_path,

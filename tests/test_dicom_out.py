@@ -267,6 +267,17 @@ def test_objects_asked_of_a_path_say_to_pass_the_dataset(results, source):
             build(source)
 
 
+@pytest.mark.parametrize("number", [5.5, 2**70, "5", 0, True])
+def test_a_series_number_that_dicom_cannot_hold_names_the_argument(results, number):
+    """5.5 was "the source's SeriesNumber is not a valid IS" (the source was fine), "5" and 0 "cannot build
+    a DICOM SEG over this source image", True series 1."""
+    result = results[DICOMS[0]]
+    source = pydicom.dcmread(DICOMS[0], stop_before_pixels=True)
+    for build in (result.to_dicom_seg, result.to_dicom_sr):
+        with pytest.raises(InputError, match=rf"series_number must be an integer of 1 to 2147483647, got {number!r}"):
+            build(source, series_number=number)
+
+
 def test_a_dicom_folder_that_is_a_file_is_refused_before_any_image(tmp_path, default_segmenter):
     """A --dicom-seg naming a file (or a folder below one) was found after each image's inference: batch
     put every image of the archive into errors.csv, and predict segmented before it said so."""

@@ -32,7 +32,8 @@ def test_rle_known_small_mask():
 @pytest.mark.parametrize("text, height, width, why", [
     ("10 5", 3, 4, "run 10 5 lies outside a 3x4 mask"), ("1", 3, 4, "odd number of values"),
     ("1 x", 3, 4, "integer 'start length' pairs"), (None, 3, 4, "integer 'start length' pairs"),
-    ("1 2", 3.5, 4, "integer sizes"), ("1 2", 0, 4, "a 0x4 mask has no pixels"),
+    ("1 2", 3.5, 4, "must be integers of 1 to 65536, got 3.5 x 4"), ("1 2", 0, 4, "got 0 x 4"),
+    ("1 2", True, 4, "got True x 4"), ("1 2", 2**20, 2**20, "got 1048576 x 1048576"),
     ("99999999999999999999 1", 3, 4, "integer 'start length' pairs")])
 def test_rle_decode_refuses_what_is_not_a_mask_with_the_packages_error(text, height, width, why):
     """A results CSV's RLE column with a bad value raised int()'s bare ValueError ("invalid literal for
@@ -41,6 +42,9 @@ def test_rle_decode_refuses_what_is_not_a_mask_with_the_packages_error(text, hei
         rle.decode(text, height, width)
     with pytest.raises(InputError, match="rle.encode: expected a 2-D mask"):
         rle.encode(np.zeros(4, np.uint8))
+    if text == "1 2":  # polygon_mask's sides: True was a side of 1, 2**70 pybind11's page of signatures
+        with pytest.raises(InputError, match="polygon_mask: a mask's height and width must be integers"):
+            rle.polygon_mask(np.zeros((3, 2)), height, width)
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -444,3 +444,32 @@ def test_a_result_made_under_a_raised_pixel_limit_can_be_drawn(default_segmenter
     r = default_segmenter.predict(path, samples=2, max_pixels=48 * 60)
     assert draw_overlay(path, r).shape[1] >= MIN_SIDE
     assert r._repr_png_() is not None
+
+
+def test_what_is_no_result_or_no_drawable_result_is_an_input_error(default_segmenter, chest, tmp_path):
+    """draw_overlay(img, None) raised AttributeError, 2 channels cv2.error, a bool array numpy's TypeError, a
+    hand-made result with NaN landmarks ValueError (and _repr_png_, which promises None, let it through),
+    an infinite std OverflowError; write_overlay('' or bytes) ValueError and TypeError."""
+    import dataclasses
+
+    from chexmask_rt.overlay import write_overlay
+
+    r = default_segmenter.predict(chest, samples=2)
+    for image, result, needle in ((chest, None, "expected a chexmask_rt Result to draw, got NoneType"),
+                                  (chest, r.to_dict(), "got dict"),
+                                  (np.dstack([chest, chest]), r, r"cannot draw uint8 pixels of shape \(\d+, \d+, 2\)"),
+                                  (chest > 0, r, "cannot draw bool pixels")):
+        with pytest.raises(InputError, match=needle):
+            draw_overlay(image, result)
+    nan = dataclasses.replace(r, landmarks=np.where(np.arange(120)[:, None] == 3, np.nan, r.landmarks))
+    infinite = dataclasses.replace(r, landmarks_std=np.full_like(r.landmarks_std, np.inf))
+    for bad in (nan, infinite):
+        with pytest.raises(InputError, match="landmarks or spreads that are not finite"):
+            draw_overlay(chest, bad)
+    path = tmp_path / "chest.png"
+    cv2.imwrite(str(path), chest)
+    assert dataclasses.replace(nan, image=str(path))._repr_png_() is None  # the notebook shows the line alone
+    for target, needle in (("", "the picture path is empty"), (bytes(tmp_path / "o.png"), "got bytes"),
+                           (None, "got NoneType")):
+        with pytest.raises(InputError, match=needle):
+            write_overlay(target, chest, r)

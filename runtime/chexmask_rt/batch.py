@@ -51,11 +51,11 @@ from .csv_output import COLUMNS, csv_row, write_masks
 from .dicom_out import write_objects
 from .dicom_source import with_source
 from .discovery import IMAGE_SUFFIXES, SKIPPED_NAME, discover, write_skipped
-from .errors import ChexmaskError, InputError, os_reason
+from .errors import ChexmaskError, InputError, os_reason, path_text
 from .image_io import read_image, to_gray
 from .in_work import InWork, RunKilled, killed_reason
 from .limits import resolve_max_pixels
-from .inputs import DEFAULT_BATCH, check_count, check_run_arguments
+from .inputs import DEFAULT_BATCH, check_count, check_image_list, check_run_arguments
 from .streaming import segment_each, submit_or_run
 from .whole_files import check_folder_path
 
@@ -311,6 +311,10 @@ def prepare_output(segmenter, images: Sequence[str], out_dir: str | os.PathLike[
     ``input_identity``: the whole input's (:func:`chexmask_rt.shards.input_identity`), for merge.
     ``outputs``: the run's :func:`picture_outputs`, recorded so that a resume knows what the images
     already done have (``BatchSummary.outputs_missing``)."""
+    if shard is not None:  # recorded in batch.json and compared by merge: "x" was written as it came
+        from .shards import Shard
+
+        shard = str(Shard.parse(shard))
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -478,6 +482,8 @@ def run_batch(segmenter, images: Sequence[str], out_dir: str | os.PathLike[str],
     or for those the reliability flag marks; None: none.
     """
 
+    check_image_list(images)  # a single path string was taken apart letter by letter, each "failed"
+    out_dir = path_text(out_dir, InputError, "an output folder")
     check_count("--workers", workers, 1)
     check_outputs(segmenter, overlays, dicom_seg, dicom_sr)
     if batch_size is None:

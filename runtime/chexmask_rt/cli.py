@@ -510,8 +510,9 @@ def _output_clash(args) -> str | None:
         pictures = [Path(args.overlay) / f"{stems[image]}.png" for image in args.images]
         # names the command made up: a file there that it did not draw is someone's (x.png beside x.jpg)
         given = {os.path.realpath(image) for image in args.images}  # an image itself: said below, as such
-        foreign = [p for p in pictures if os.path.lexists(p) and not is_special(p) and not is_overlay_picture(p)
-                   and os.path.realpath(p) not in given]
+        # (a folder of that name is no one's loss: the picture fails alone, after its answer is kept)
+        foreign = [p for p in pictures if os.path.lexists(p) and not p.is_dir() and not is_special(p)
+                   and not is_overlay_picture(p) and os.path.realpath(p) not in given]
         if foreign:
             more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
             return (f"--overlay would replace {foreign[0]}{more}, which is not a picture chexmask-rt drew: "

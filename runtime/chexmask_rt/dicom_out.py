@@ -126,9 +126,12 @@ def _character_set(ds) -> dict:
     return {} if values[0] else {"specific_character_set": ["ISO 2022 IR 6", *values[1:]]}
 
 
-def _check_source(result, ds) -> None:
+def _check_source(result, ds, series_number: int) -> None:
     from pydicom.dataset import Dataset
 
+    # an Integer String of 1..2**31-1: 5.5 was "the source's SeriesNumber is not a valid IS", True series 1
+    if isinstance(series_number, bool) or not isinstance(series_number, int) or not 1 <= series_number < 2**31:
+        raise InputError(f"series_number must be an integer of 1 to {2**31 - 1}, got {series_number!r}")
     if not isinstance(ds, Dataset):  # a path is the natural slip, since predict takes paths
         raise InputError(f"the source must be the pydicom dataset of the segmented image (pydicom.dcmread(path)), "
                          f"not {type(ds).__name__}")
@@ -154,7 +157,7 @@ def segmentation(result: Result, source_dataset: Dataset, *, series_number: int 
     from highdicom.seg import SegmentAlgorithmTypeValues, SegmentDescription, Segmentation, SegmentationTypeValues
     from pydicom.sr.codedict import codes
 
-    _check_source(result, source_dataset)
+    _check_source(result, source_dataset, series_number)
     algorithm = hd.AlgorithmIdentificationSequence(
         name=_algorithm_name(result), family=codes.cid7162.ArtificialIntelligence, version=check_model_id_for_dicom(result.model),
         source=f"chexmask-rt {_version()}",
@@ -320,7 +323,7 @@ def measurement_report(result: Result, source_dataset: Dataset, *,
     from highdicom import sr
     from pydicom.sr.codedict import codes
 
-    _check_source(result, source_dataset)
+    _check_source(result, source_dataset, series_number)
     # the units follow the dataset the report references (a result of decoded pixels has no source of its own)
     m = measure(result.landmarks, result.landmark_samples, spacing_of(source_dataset)[0], (result.height, result.width))
     length, area = _units(m.spacing)

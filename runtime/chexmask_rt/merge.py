@@ -24,7 +24,7 @@ from .batch_folder import (ERRORS_NAME, FINISHED_KEY, INPUT_IDENTITY_KEY, INPUTS
 from .csv_lines import LineWriter
 from .csv_output import SCHEMA_HEADERS, schema_of
 from .discovery import SKIPPED_NAME
-from .errors import InputError, os_reason
+from .errors import InputError, os_reason, path_text
 from .progress import LOG_INTERVAL_S, say
 from .whole_files import ENCODING
 # columns every row of one folder shares; "Second Look" by kind: a second look answers pooled,
@@ -252,8 +252,11 @@ def merge_folders(folders: Sequence[str | os.PathLike[str]], out: str | os.PathL
     folder without ``results.csv``, folders of different columns, engines or settings, and an
     ``out`` that is one of the inputs or already holds results. ``progress``: a line on standard error
     a minute with the rows merged so far (a million rows take minutes)."""
-    paths = [Path(f) for f in folders]
-    out = Path(out)
+    if isinstance(folders, (str, bytes, os.PathLike)) or not hasattr(folders, "__iter__"):
+        # a single folder's characters were taken for folders ("/: no results.csv")
+        raise InputError(f"merge: expected a list of folders, got {type(folders).__name__}")
+    paths = [Path(path_text(f, InputError, "a batch output folder")) for f in folders]
+    out = Path(path_text(out, InputError, "an output folder"))
     if not paths:
         raise InputError("merge: name at least one batch output folder")
     for folder in paths:

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -25,8 +25,8 @@ from .anatomy import ORGANS
 from .dicom_source import with_source
 from .errors import ChexmaskError, InputError, ModelError, NonFiniteOutputError, os_reason, path_text
 from .native_gate import native_call
-from .inputs import (DEFAULT_BATCH, DEFAULT_SAMPLES, ImageLike, check_bit_depth, check_image_list, check_run_arguments,
-                     decode)
+from .inputs import (DEFAULT_BATCH, DEFAULT_SAMPLES, ImageLike, _is_int, check_bit_depth, check_image_list,
+                     check_run_arguments, decode)
 from .limits import resolve_max_pixels
 from .metadata import file_sha256
 from .quality import calibration_path
@@ -87,6 +87,10 @@ def _checked(options: EngineOptions) -> EngineOptions:
         value = getattr(options, name)
         if value is None and optional:
             continue
+        if kind is int and _is_int(value):  # a numpy integer is one too (it was "must be an integer")
+            value = int(value)
+            fields: dict[str, Any] = {name: value}
+            options = dataclasses.replace(options, **fields)
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             what = {int: "an integer", bool: "True or False", str: "a string"}[kind]
             raise ModelError(f"{name} must be {what}{' or None' if optional else ''}, got {value!r}")

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from .anatomy import organ_slices
-from .errors import InputError, os_reason
+from .errors import InputError, os_reason, path_text
 from .lasting_threads import on_lasting_thread
 from .native_gate import native_call
 from .notice import INTENDED_USE
@@ -143,6 +143,10 @@ def draw_overlay(image: np.ndarray | str | os.PathLike[str], result: Result, *, 
     ``image`` must be the image the result was made from: its file's path, or its pixels as read
     (``chexmask_rt.image_io.read_image``); another size is an InputError, since the contours would
     be drawn in the wrong place (e.g. over ``cv2.imread``'s turn of an EXIF-rotated JPEG)."""
+    from .result import Result
+
+    if not isinstance(result, Result):  # None or a result's dict: AttributeError on its height
+        raise InputError(f"expected a chexmask_rt Result to draw, got {type(result).__name__}")
     if isinstance(max_side, bool) or not isinstance(max_side, (int, np.integer)) or max_side < 1:
         raise InputError(f"max_side must be a positive integer, not {max_side!r}")  # 0 drew the legend alone
     if isinstance(image, (str, os.PathLike)):
@@ -155,10 +159,27 @@ def draw_overlay(image: np.ndarray | str | os.PathLike[str], result: Result, *, 
         raise InputError(f"expected the image's path or its pixels as a 2-D or 3-D numpy array, got "
                          f"{type(image).__name__}" + ("" if not isinstance(image, bytes) else
                                                       " (a path as bytes: pass it as text, os.fsdecode(path))"))
+    _check_drawable(image, result)
     if tuple(np.shape(image)[:2]) != (result.height, result.width):
         raise InputError(f"the picture is {np.shape(image)[1]}x{np.shape(image)[0]} pixels but the result is of a "
                          f"{result.width}x{result.height} image: draw over the image the result was made from")
     return on_lasting_thread(_drawing, image, result, max_side)  # OpenCV draws it: see lasting_threads
+
+
+def _check_drawable(image: np.ndarray, result: Result) -> None:
+    """InputError for pixels or a result's values the picture cannot be drawn from: OpenCV and numpy raised
+    their own errors (cv2.error for 2 channels, ValueError for a hand-made result's NaN, OverflowError for
+    an infinite std), and a notebook showed a traceback."""
+    if image.dtype not in (np.uint8, np.uint16, np.float32, np.float64) or (
+            image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
+        raise InputError(f"cannot draw {image.dtype} pixels of shape {image.shape}: expected gray or RGB(A) "
+                         "uint8, uint16 or float")
+    far = 1000.0 * max(result.height, result.width)  # what the core refuses in its own answers
+    arrays = (result.landmarks, result.landmarks_std, result.node_uncertainty)
+    if not all(np.isfinite(a).all() for a in arrays) or (result.landmarks_std < 0).any() \
+            or (np.abs(result.landmarks) > far).any():
+        raise InputError("the result has landmarks or spreads that are not finite, negative or far outside the "
+                         "image: nothing to draw")
 
 
 def _drawing(image: np.ndarray, result: Result, max_side: int) -> np.ndarray:
@@ -233,7 +254,7 @@ def write_overlay(path: str | os.PathLike[str], image: np.ndarray | str | os.Pat
     """The picture of ``result`` over ``image`` (:func:`draw_overlay`) written whole to ``path`` (its
     suffix picks the format, one of :data:`PICTURE_SUFFIXES`, none: PNG; PNG at zlib level 9, half the
     size of OpenCV's default, about 0.1 s); InputError naming ``path`` when it cannot be."""
-    out = Path(path)
+    out = Path(path_text(path, InputError, "an overlay picture"))  # '' was the current folder; bytes a TypeError
     if out.suffix and out.suffix.lower() not in PICTURE_SUFFIXES:  # OpenCV printed its own errors for .pgm, .xyz
         raise InputError(f"{out}: an overlay picture is written as {', '.join(PICTURE_SUFFIXES)}, not {out.suffix}")
     picture = draw_overlay(image, result)

@@ -46,8 +46,9 @@ from .batch import (OVERLAYS_NAME, BatchSummary, RunRows, check_outputs, check_o
                     outside_output, picture_outputs, picture_stem, prepare_output, run_progress, write_image_outputs)
 from .batch_folder import MASKS_NAME
 from .csv_output import COLUMNS
-from .errors import ChexmaskError, InputError, ModelError, Terminated, first_line, os_reason
+from .errors import ChexmaskError, InputError, ModelError, Terminated, first_line, os_reason, path_text
 from .image_io import to_gray
+from .inputs import check_image_list
 from .model import default_model_path
 from .quality import calibration_path
 
@@ -261,6 +262,8 @@ def run_ray(segmenter, model: str | os.PathLike[str] | None, images: Sequence[st
     reach every actor's engine, as in :func:`chexmask_rt.load`; ``skipped``, ``input_root``,
     ``input_identity``, ``overlays``, ``dicom_seg`` and ``dicom_sr`` as in :func:`run_batch` (their folders shared)."""
     start = time.perf_counter()
+    check_image_list(images)  # a single path string was taken apart letter by letter
+    out_dir = path_text(out_dir, InputError, "an output folder")
     check_outputs(segmenter, overlays, dicom_seg, dicom_sr)
     _import_ray()  # before the output folder is made: without Ray it held an unfinished batch.json
     check_reachable(address)  # before the output folder is locked

@@ -7,7 +7,6 @@ of the first pixel of a run of foreground pixels. An empty mask encodes as "".
 """
 from __future__ import annotations
 
-import operator
 
 import numpy as np
 
@@ -29,11 +28,11 @@ def polygon_mask(points: np.ndarray, height: int, width: int) -> np.ndarray:
         from . import _core
     except ImportError as exc:  # a source tree whose core was never built
         raise ModelError(f"organ masks need the native core chexmask_rt._core, which cannot be loaded ({exc})") from None
+    size = _mask_size("polygon_mask", height, width)
     try:
         pts = np.asarray(points, dtype=np.float64)
-        size = operator.index(height), operator.index(width)
     except (TypeError, ValueError) as exc:
-        raise InputError(f"polygon_mask: expected numeric (N, 2) points and integer sizes ({first_line(exc)})") from None
+        raise InputError(f"polygon_mask: expected numeric (N, 2) points ({first_line(exc)})") from None
     with native_call():  # the fill releases the GIL: a fork and the exit wait for it (native_gate)
         return _core.polygon_mask(pts, *size)
 
@@ -56,14 +55,11 @@ def decode(rle: str, height: int, width: int) -> np.ndarray:
     """Inverse of :func:`encode`: a uint8 0/255 mask of shape (height, width). Raises
     :class:`~chexmask_rt.errors.InputError` (a ValueError) for text that is not whole "start length"
     pairs, a run outside the mask, or sizes that are not positive integers."""
+    size = _mask_size("rle.decode", height, width)
     try:
         runs = np.array(str.split(rle), dtype=np.int64)
-        size = operator.index(height), operator.index(width)
     except (TypeError, ValueError, OverflowError) as exc:
-        raise InputError(f"rle.decode: expected a string of integer 'start length' pairs and integer sizes "
-                         f"({first_line(exc)})") from None
-    if min(size) < 1:
-        raise InputError(f"rle.decode: a {height}x{width} mask has no pixels")
+        raise InputError(f"rle.decode: expected a string of integer 'start length' pairs ({first_line(exc)})") from None
     if runs.size % 2:
         raise InputError("rle.decode: the run-length encoding has an odd number of values")
     flat = np.zeros(size[0] * size[1], dtype=np.uint8)
@@ -71,4 +67,17 @@ def decode(rle: str, height: int, width: int) -> np.ndarray:
         if start < 0 or length < 0 or start + length > flat.size:
             raise InputError(f"rle.decode: run {start + 1} {length} lies outside a {height}x{width} mask")
         flat[start:start + length] = 255
-    return flat.reshape(height, width)
+    return flat.reshape(size)
+
+
+def _mask_size(what: str, height, width) -> tuple[int, int]:
+    """(height, width) as integers of 1 to the core's largest side, else an InputError: True was a side of
+    1, 2**40 numpy's "Maximum allowed dimension exceeded", 2**20 x 2**20 an attempt at 1 TiB."""
+    from . import core
+
+    sides = (height, width)
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in sides) \
+            or not all(1 <= int(v) <= core.MAX_SIDE for v in sides):
+        raise InputError(f"{what}: a mask's height and width must be integers of 1 to {core.MAX_SIDE}, got "
+                         f"{height!r} x {width!r}")
+    return int(height), int(width)

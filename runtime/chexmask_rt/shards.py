@@ -29,9 +29,16 @@ class Shard:
     index: int
     count: int
 
+    def __post_init__(self) -> None:  # Shard(0, 0) divided by zero in holds()
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (self.index, self.count)) \
+                or not 0 <= self.index < self.count:
+            raise InputError(f"shard {self.index!r}/{self.count!r}: need integers 0 <= I < N")
+
     @classmethod
     def parse(cls, text: str) -> "Shard":
         """``"I/N"`` with 0 <= I < N; anything else is an InputError."""
+        if not isinstance(text, str):
+            raise InputError(f"--shard: expected text I/N, e.g. 0/16, got {type(text).__name__}")
         match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
         if not match:
             raise InputError(f"--shard {text!r}: expected I/N, e.g. 0/16")
@@ -65,6 +72,7 @@ def shard_key(image: str, root: str | os.PathLike[str]) -> str:
 def shard_of(image: str, root: str | os.PathLike[str], count: int) -> int:
     """The shard (0..count-1) of ``image``: the first 8 bytes of its key's sha256 read as a big-endian
     number, modulo ``count``."""
+    Shard(0, count)  # the count's check: 0 divided by zero, -1 gave shard 0
     return _shard_number(shard_key(image, root), count)
 
 
