@@ -234,8 +234,6 @@ def test_batch_and_merge_refuse_a_single_path_or_no_path(default_segmenter, tmp_
                                     ([example1], bytes(out), "expected an output folder path, got bytes")):
         with pytest.raises(InputError, match=re.escape(needle)):
             run_batch(default_segmenter, images, out_dir, samples=2, progress=False)
-    with pytest.raises(InputError, match=r"--shard 'x': expected I/N"):
-        run_batch(default_segmenter, [example1], out, samples=2, progress=False, shard="x")
     assert not out.exists()
     for folders, merged, needle in ((str(tmp_path), out, "merge: expected a list of folders, got str"),
                                     (None, out, "merge: expected a list of folders, got NoneType"),

@@ -32,8 +32,8 @@ def test_rle_known_small_mask():
 @pytest.mark.parametrize("text, height, width, why", [
     ("10 5", 3, 4, "run 10 5 lies outside a 3x4 mask"), ("1", 3, 4, "odd number of values"),
     ("1 x", 3, 4, "integer 'start length' pairs"), (None, 3, 4, "integer 'start length' pairs"),
-    ("1 2", 3.5, 4, "must be integers of 1 to 65536, got 3.5 x 4"), ("1 2", 0, 4, "got 0 x 4"),
-    ("1 2", True, 4, "got True x 4"), ("1 2", 2**20, 2**20, "got 1048576 x 1048576"),
+    ("1 2", 3.5, 4, "must be integers, got 3.5 x 4"), ("1 2", 0, 4, "mask size 0x4 outside 1..65536"),
+    ("1 2", True, 4, "must be integers, got True x 4"), ("1 2", 2**20, 2**20, "1048576x1048576 outside 1..65536"),
     ("99999999999999999999 1", 3, 4, "integer 'start length' pairs")])
 def test_rle_decode_refuses_what_is_not_a_mask_with_the_packages_error(text, height, width, why):
     """A results CSV's RLE column with a bad value raised int()'s bare ValueError ("invalid literal for
@@ -43,7 +43,7 @@ def test_rle_decode_refuses_what_is_not_a_mask_with_the_packages_error(text, hei
     with pytest.raises(InputError, match="rle.encode: expected a 2-D mask"):
         rle.encode(np.zeros(4, np.uint8))
     if text == "1 2":  # polygon_mask's sides: True was a side of 1, 2**70 pybind11's page of signatures
-        with pytest.raises(InputError, match="polygon_mask: a mask's height and width must be integers"):
+        with pytest.raises(InputError, match=r"polygon_mask: (a mask's height and width must be integers|mask size)"):
             rle.polygon_mask(np.zeros((3, 2)), height, width)
 
 

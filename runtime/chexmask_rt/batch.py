@@ -311,10 +311,6 @@ def prepare_output(segmenter, images: Sequence[str], out_dir: str | os.PathLike[
     ``input_identity``: the whole input's (:func:`chexmask_rt.shards.input_identity`), for merge.
     ``outputs``: the run's :func:`picture_outputs`, recorded so that a resume knows what the images
     already done have (``BatchSummary.outputs_missing``)."""
-    if shard is not None:  # recorded in batch.json and compared by merge: "x" was written as it came
-        from .shards import Shard
-
-        shard = str(Shard.parse(shard))
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)

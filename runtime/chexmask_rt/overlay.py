@@ -143,9 +143,8 @@ def draw_overlay(image: np.ndarray | str | os.PathLike[str], result: Result, *, 
     ``image`` must be the image the result was made from: its file's path, or its pixels as read
     (``chexmask_rt.image_io.read_image``); another size is an InputError, since the contours would
     be drawn in the wrong place (e.g. over ``cv2.imread``'s turn of an EXIF-rotated JPEG)."""
-    from .result import Result
-
-    if not isinstance(result, Result):  # None or a result's dict: AttributeError on its height
+    # None or a result's dict: AttributeError on its height (by its fields: result.py imports this module)
+    if not all(hasattr(result, f) for f in ("height", "width", "landmarks", "landmarks_std", "node_uncertainty")):
         raise InputError(f"expected a chexmask_rt Result to draw, got {type(result).__name__}")
     if isinstance(max_side, bool) or not isinstance(max_side, (int, np.integer)) or max_side < 1:
         raise InputError(f"max_side must be a positive integer, not {max_side!r}")  # 0 drew the legend alone

@@ -76,8 +76,8 @@ def _mask_size(what: str, height, width) -> tuple[int, int]:
     from . import core
 
     sides = (height, width)
-    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in sides) \
-            or not all(1 <= int(v) <= core.MAX_SIDE for v in sides):
-        raise InputError(f"{what}: a mask's height and width must be integers of 1 to {core.MAX_SIDE}, got "
-                         f"{height!r} x {width!r}")
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in sides):
+        raise InputError(f"{what}: a mask's height and width must be integers, got {height!r} x {width!r}")
+    if not all(1 <= int(v) <= core.MAX_SIDE for v in sides):  # the core's own words for polygon_mask
+        raise InputError(f"{what}: mask size {height}x{width} outside 1..{core.MAX_SIDE}")
     return int(height), int(width)
