@@ -3,6 +3,7 @@ it exists in CI beside the clone, and its absence is an error, not a skip."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -10,6 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+# A suite started in the background of a shell (nohup, `cmd &`) inherits Ctrl-C ignored, and Python then
+# keeps it ignored: the Ctrl-C tests saw their runs finish with 0. Restored here, for this process and,
+# since a handler (unlike "ignored") is reset at exec, for the commands the tests start.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
