@@ -146,7 +146,9 @@ def draw_overlay(image: np.ndarray | str | os.PathLike[str], result: Result, *, 
     # None or a result's dict: AttributeError on its height (by its fields: result.py imports this module)
     if not all(hasattr(result, f) for f in ("height", "width", "landmarks", "landmarks_std", "node_uncertainty")):
         raise InputError(f"expected a chexmask_rt Result to draw, got {type(result).__name__}")
-    if isinstance(max_side, bool) or not isinstance(max_side, (int, np.integer)) or max_side < 1:
+    from .inputs import _is_int
+
+    if not _is_int(max_side) or max_side < 1:
         raise InputError(f"max_side must be a positive integer, not {max_side!r}")  # 0 drew the legend alone
     if isinstance(image, (str, os.PathLike)):
         from .image_io import read_image

@@ -74,9 +74,10 @@ def _mask_size(what: str, height, width) -> tuple[int, int]:
     """(height, width) as integers of 1 to the core's largest side, else an InputError: True was a side of
     1, 2**40 numpy's "Maximum allowed dimension exceeded", 2**20 x 2**20 an attempt at 1 TiB."""
     from . import core
+    from .inputs import _is_int
 
     sides = (height, width)
-    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in sides):
+    if not all(_is_int(v) for v in sides):
         raise InputError(f"{what}: a mask's height and width must be integers, got {height!r} x {width!r}")
     if not all(1 <= int(v) <= core.MAX_SIDE for v in sides):  # the core's own words for polygon_mask
         raise InputError(f"{what}: mask size {height}x{width} outside 1..{core.MAX_SIDE}")
