@@ -181,6 +181,8 @@ def test_other_settings_are_refused_on_resume(tmp_path, shared_images):
     (["batch", "{images}", "--out", "{tmp}/o", "--samples", "ten"], 2, "argument --samples: expected an integer, got 'ten'"),
     (["predict", "{images}/nih_00000001_000_512.png", "--bit-depth", "8"], 2, "argument --bit-depth: bit depth must be an integer in 9..16 (leave --bit-depth out"),
     (["predict", "{images}/nih_00000001_000_512.png", "--json", "-", "--csv", "-"], 2, "would both go to standard output"),
+    # taken without a word, the run local: the user believed it ran on 8 actors
+    (["batch", "{images}", "--out", "{tmp}/o", "--ray-actors", "8"], 2, "--ray-actors 8 needs --ray"),
     (["batch", "{images}"], 2, "usage"),
 ])
 def test_batch_exit_codes(tmp_path, args, code, needle):

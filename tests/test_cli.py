@@ -381,6 +381,24 @@ def test_overlay_into_a_folder_replaces_only_the_pictures_it_drew(tmp_path, exam
     assert read_image(review / "chest.png").shape[:2] == (1183, 786)  # the mark keeps it a readable PNG
 
 
+def test_masks_into_a_folder_replace_only_the_masks_it_wrote(tmp_path, example1):
+    """`predict x.png --masks gt` replaced gt/x_heart.png, a ground-truth mask of the user's, with exit 0.
+    Such a file is now refused before any work; a rerun still replaces the earlier run's masks."""
+    truth = tmp_path / "gt" / f"{example1.stem}_heart.png"
+    truth.parent.mkdir()
+    truth.write_bytes(b"the user's ground truth")
+    proc = cli("predict", example1, "--samples", 2, "--masks", truth.parent)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert f"--masks would replace {truth}, which is not a mask chexmask-rt wrote" in proc.stderr, proc.stderr
+    assert sorted(truth.parent.iterdir()) == [truth] and truth.read_bytes() == b"the user's ground truth"
+    masks = tmp_path / "masks"
+    for _ in range(2):
+        proc = cli("predict", example1, "--samples", 2, "--masks", masks)
+        assert proc.returncode == 0, proc.stderr
+    heart = cv2.imread(str(masks / truth.name), cv2.IMREAD_UNCHANGED)  # the mark keeps it a readable PNG
+    assert heart.shape == (899, 786) and set(np.unique(heart)) == {0, 255}
+
+
 def test_an_output_folder_that_is_a_file_or_an_empty_name_is_refused_before_any_work(tmp_path, example1):
     """--overlay afile/x.png said "cannot write the overlay picture (File exists)" after the inference, its JSON
     written; --overlay "" was taken for no --overlay at all: exit 0 and no picture."""

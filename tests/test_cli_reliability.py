@@ -353,3 +353,40 @@ def test_options_that_cannot_go_together_are_one_line(tmp_path, shared_images):
     assert proc.returncode == 2 and proc.stderr.splitlines() == [
         f"chexmask-rt predict: error: --overlay {tmp_path / 'x.png'} names one picture, but 2 images were given: "
         "name a folder (it gets one <image name>.png each)"]
+
+
+def test_json_to_a_name_of_standard_output_is_standard_output(tmp_path, shared_images):
+    """`--json /dev/stdout > got.json` renamed the JSON over the name (as root, over /dev/stdout itself)
+    and got.json held only the summary line; piped, the summary line went into the JSON stream. A
+    link of our own stands for /dev/stdout, which a test must not risk."""
+    alias = tmp_path / "my_stdout"
+    alias.symlink_to("/proc/self/fd/1")
+    got = tmp_path / "got.json"
+    with open(got, "w") as out:
+        proc = subprocess.run([sys.executable, "-m", "chexmask_rt", "predict", str(shared_images[0]), "--samples", "2",
+                               "--json", str(alias)], stdout=out, stderr=subprocess.PIPE, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(got.read_text())["image"] == str(shared_images[0])  # the JSON, and nothing else
+    assert alias.is_symlink() and os.readlink(alias) == "/proc/self/fd/1"
+    piped = cli("predict", shared_images[0], "--samples", 2, "--csv", "/dev/stdout")
+    assert piped.returncode == 0 and piped.stdout.startswith("Image,"), piped.stdout[:200] + piped.stderr
+    assert f"{shared_images[0]}: " in piped.stderr  # the summary line, kept off the data
+    with open(os.devnull, "w") as null:  # a device takes both outputs, written in place, as before
+        proc = subprocess.run([sys.executable, "-m", "chexmask_rt", "predict", str(shared_images[0]), "--samples", "2",
+                               "--json", os.devnull, "--csv", os.devnull], stdout=null, stderr=subprocess.PIPE, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("option", ["--json", "--csv"])
+def test_a_json_or_csv_name_that_cannot_be_a_file_is_refused_before_any_image(tmp_path, shared_images, option):
+    """A folder's name failed after every image's inference, all answers lost; a name ending in '/'
+    wrote a file of that name without the slash."""
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "a_file").write_text("")
+    for target, said in ((tmp_path / "folder", "that is a folder"), (f"{tmp_path / 'new'}/", "that is a folder"),
+                         (tmp_path / "a_file" / "r.out", f"{tmp_path / 'a_file'} exists and is not a folder")):
+        proc = cli("predict", shared_images[0], "--samples", 2, option, target)
+        assert proc.returncode == 3 and said in proc.stderr, proc.stderr
+        assert proc.stdout == "" and len(proc.stderr.strip().splitlines()) == 1, proc.stdout + proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "folder"]
+

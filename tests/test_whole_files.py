@@ -42,7 +42,14 @@ def test_predict_outputs_survive_a_full_disk(tmp_path, monkeypatch, capsys, shar
     target = tmp_path / name
     if option == "--masks":
         target.mkdir()
-        old = {p: b"old mask" for p in (target / f"{shared_images[0].stem}_right_lung.png",)}
+        import cv2
+        import numpy as np
+
+        from chexmask_rt.csv_output import MASK_WRITER
+        from chexmask_rt.png_mark import marked
+
+        old_mask = marked(cv2.imencode(".png", np.zeros((2, 2), np.uint8))[1].tobytes(), MASK_WRITER)  # an earlier run's
+        old = {p: old_mask for p in (target / f"{shared_images[0].stem}_right_lung.png",)}
     else:
         old = {target: b"old output"}
     for path, data in old.items():
@@ -151,3 +158,24 @@ def test_a_failed_picture_names_the_picture_not_its_temporary_file(tmp_path, mon
     with pytest.raises(InputError) as err:
         csv_output.write_masks(tmp_path, "x", result)
     assert str(err.value) == f"{tmp_path / 'x_right_lung.png'}: cannot write the mask picture (No space left on device)"
+
+
+def test_a_symbolic_link_is_written_through_to_its_target(tmp_path):
+    """`--json link.json` (link.json -> real.json) renamed the new file over the link: the link became a
+    file and real.json kept the old answer."""
+    import os
+
+    from chexmask_rt.whole_files import write_text_whole
+
+    (tmp_path / "results").mkdir()
+    real = tmp_path / "results" / "real.json"
+    real.write_text("old")
+    link = tmp_path / "link.json"
+    link.symlink_to(os.path.relpath(real, tmp_path))
+    dangling = tmp_path / "new.json"
+    dangling.symlink_to("results/new.json")  # as a shell's `>` does: the file is made where the link points
+    write_text_whole(link, "new")
+    write_text_whole(dangling, "made")
+    assert link.is_symlink() and real.read_text() == "new"
+    assert dangling.is_symlink() and (tmp_path / "results" / "new.json").read_text() == "made"
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["new.json", "real.json"]

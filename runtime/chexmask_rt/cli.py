@@ -12,11 +12,12 @@ import json
 import os
 import select
 import signal
+import stat
 import sys
 import threading
 import traceback
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,7 +26,7 @@ from .devices import DEVICES
 from .errors import (ChexmaskError, InputError, ModelError, NonFiniteOutputError, Terminated, UsageError, first_line,
                      os_reason)
 from .notice import INTENDED_USE
-from .whole_files import check_folder_path, write_text_whole
+from .whole_files import check_file_path, check_folder_path, is_special, write_text_whole
 
 if TYPE_CHECKING:
     from .result import Result
@@ -292,8 +293,13 @@ def cmd_predict(args) -> int:
     _quiet_decoders(args)
     several = len(args.images) > 1
     if args.overlay:  # a file where its folder belongs was found after the first image's inference
-        check_folder_path("--overlay", args.overlay if _overlay_folder(args.overlay, several)
-                          else Path(args.overlay).parent)
+        if _overlay_folder(args.overlay, several):
+            check_folder_path("--overlay", args.overlay)
+        else:
+            check_file_path("--overlay", args.overlay)
+    for option, target in (("--json", args.json), ("--csv", args.csv)):
+        if target and target != "-":
+            check_file_path(option, target)
     if args.masks:
         check_folder_path("--masks", args.masks)
     seg = load(args.model, backend=args.backend, threads=args.threads, max_pixels=args.max_pixels,
@@ -498,7 +504,6 @@ def _output_clash(args) -> str | None:
     folder replaced every PNG it was given; --json and --csv of one name kept the CSV)."""
     from .anatomy import ORGANS
     from .batch import mask_stems
-    from .whole_files import is_special
 
     stems = mask_stems(args.images)
     several = len(args.images) > 1
@@ -507,22 +512,24 @@ def _output_clash(args) -> str | None:
     if args.overlay and _overlay_folder(args.overlay, several):
         from .overlay import is_overlay_picture
 
-        pictures = [Path(args.overlay) / f"{stems[image]}.png" for image in args.images]
-        # names the command made up: a file there that it did not draw is someone's (x.png beside x.jpg)
-        given = {os.path.realpath(image) for image in args.images}  # an image itself: said below, as such
-        # (a folder of that name is no one's loss: the picture fails alone, after its answer is kept)
-        foreign = [p for p in pictures if os.path.lexists(p) and not p.is_dir() and not is_special(p)
-                   and not is_overlay_picture(p) and os.path.realpath(p) not in given]
+        pictures = [(image, Path(args.overlay) / f"{stems[image]}.png") for image in args.images]
+        foreign = _foreign_files(args.images, pictures, is_overlay_picture)
         if foreign:
-            more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
-            return (f"--overlay would replace {foreign[0]}{more}, which is not a picture chexmask-rt drew: "
-                    "move it, or write the pictures into another folder")
-        planned += [("--overlay", image, picture) for image, picture in zip(args.images, pictures)]
+            return f"--overlay would replace {foreign}, which is not a picture chexmask-rt drew: " \
+                   "move it, or write the pictures into another folder"
+        planned += [("--overlay", image, picture) for image, picture in pictures]
     elif args.overlay:
         planned += [("--overlay", args.images[0], args.overlay)]
     if args.masks:
-        planned += [("--masks", image, Path(args.masks) / f"{stems[image]}_{organ}.png")
-                    for image in args.images for organ, _ in ORGANS]
+        from .csv_output import MASK_WRITER
+        from .png_mark import is_marked
+
+        masks = [(image, Path(args.masks) / f"{stems[image]}_{organ}.png") for image in args.images for organ, _ in ORGANS]
+        foreign = _foreign_files(args.images, masks, lambda path: is_marked(path, MASK_WRITER))
+        if foreign:
+            return f"--masks would replace {foreign}, which is not a mask chexmask-rt wrote: " \
+                   "move it, or write the masks into another folder"
+        planned += [("--masks", image, mask) for image, mask in masks]
     images = {os.path.realpath(image): image for image in args.images}
     claimed: dict[str, tuple[str, str | None]] = {}
     for option, image, target in planned:
@@ -535,6 +542,19 @@ def _output_clash(args) -> str | None:
         if other != (option, image) and not (image is not None and image == other[1]):
             return f"{other[0]} and {option} would both write {target}: give them different names or folders"
     return None
+
+
+def _foreign_files(images: list[str], outputs: list[tuple[str, Path]], ours: Callable[[Path], bool]) -> str | None:
+    """The first of ``outputs``, names the command made up, that holds a file it did not write (someone's:
+    an x.png beside x.jpg, a ground-truth x_heart.png), and how many more; None when there is none.
+    An image itself is left to the clash check, which says so; a folder is no one's loss (that output
+    fails alone, after its answer is kept)."""
+    given = {os.path.realpath(image) for image in images}
+    foreign = [path for _, path in outputs if os.path.lexists(path) and not path.is_dir() and not is_special(path)
+               and not ours(path) and os.path.realpath(path) not in given]
+    if not foreign:
+        return None
+    return f"{foreign[0]} and {len(foreign) - 1} more" if len(foreign) > 1 else str(foreign[0])
 
 
 def _write_overlay(target: str, result, stem: str, *, several: bool, max_pixels: int | None) -> None:
@@ -733,6 +753,26 @@ def _write_all(fd: int, data: bytes) -> None:
             select.select([], [fd], [])
 
 
+def _name_stdout_as_dash(args) -> None:
+    """predict's --json and --csv naming this process's standard output (/dev/stdout, /dev/fd/1, the file
+    it is redirected to) become '-': written whole by a rename, the JSON replaced that name (as root,
+    /dev/stdout itself) and the redirected file got only the summary lines."""
+    try:
+        out = os.fstat(1)
+    except OSError:  # no standard output at all
+        return
+    for option in ("json", "csv"):
+        target = getattr(args, option, None)
+        if target and target != "-":
+            try:
+                named = os.stat(target)
+            except (OSError, ValueError):  # not there yet (or no name a file can have): a file it makes
+                continue
+            # a terminal or /dev/null is written in place, as before: any number of outputs may go there
+            if (named.st_dev, named.st_ino) == (out.st_dev, out.st_ino) and not stat.S_ISCHR(named.st_mode):
+                setattr(args, option, "-")
+
+
 def _conflict(args) -> str | None:
     """Options that parse but cannot go together (a usage error, exit 2), predict's outputs that meet
     (:func:`_output_clash`) among them, or None."""
@@ -750,6 +790,8 @@ def _conflict(args) -> str | None:
         if dicoms:
             more = f" and {len(dicoms) - 1} more" if len(dicoms) > 1 else ""
             return f"--bit-depth {DICOM_BIT_DEPTH}: {dicoms[0]}{more}"
+    if getattr(args, "ray_actors", None) is not None and not args.ray:
+        return f"--ray-actors {args.ray_actors} needs --ray (without it the run is local)"
     if args.command == "predict" and args.overlay and len(args.images) > 1 and not _overlay_folder(args.overlay, False):
         return (f"--overlay {args.overlay} names one picture, but {len(args.images)} images were given: "
                 "name a folder (it gets one <image name>.png each)")
@@ -777,6 +819,7 @@ def _main(argv: list[str] | None) -> int:
                 return EXIT_INPUT
         raise
     try:
+        _name_stdout_as_dash(args)
         refusal = _conflict(args)
     except OSError as exc:  # realpath of a relative path, with the working folder deleted; a name too long
         said = f"{exc.filename}: {os_reason(exc)}" if exc.filename else f"{type(exc).__name__}: {first_line(exc)}"

@@ -36,6 +36,7 @@ from .dicom_source import UID_KEYWORDS
 from .errors import InputError, os_reason
 from .native_gate import native_call
 from .notice import INTENDED_USE
+from .png_mark import marked
 from .result import FIELDS, Result
 from .rle import encode
 from .whole_files import write_bytes_whole, write_text_whole
@@ -144,6 +145,9 @@ def write_csv(path: str | os.PathLike[str], results: Iterable[Result]) -> None:
         raise InputError(f"{path}: cannot write CSV ({os_reason(exc)})") from exc
 
 
+MASK_WRITER = "mask"  # the mark in every mask PNG (png_mark)
+
+
 def write_masks(folder: str | os.PathLike[str], stem: str, result: Result) -> list[Path]:
     """Write ``<stem>_right_lung.png``, ``_left_lung.png``, ``_heart.png`` (0/255, original size) into ``folder``."""
     folder = Path(folder)
@@ -157,8 +161,8 @@ def write_masks(folder: str | os.PathLike[str], stem: str, result: Result) -> li
         try:
             with native_call():  # OpenCV releases the GIL: a fork and the exit wait for it (native_gate)
                 ok, png = cv2.imencode(".png", mask)
-            if ok:
-                write_bytes_whole(out, png.tobytes())
+            if ok:  # marked: predict --masks replaces only masks of its own (png_mark)
+                write_bytes_whole(out, marked(png.tobytes(), MASK_WRITER))
         except (OSError, cv2.error) as exc:  # e.g. a full disk, a name too long for the file system
             raise InputError(f"{out}: cannot write the mask picture ({os_reason(exc)})") from None
         if not ok:

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import os
-import struct
-import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +13,7 @@ from .errors import InputError, os_reason, path_text
 from .lasting_threads import on_lasting_thread
 from .native_gate import native_call
 from .notice import INTENDED_USE
+from .png_mark import is_marked, marked
 from .whole_files import write_bytes_whole
 
 if TYPE_CHECKING:  # at run time it reads a result's attributes: no import (result shows itself by this module)
@@ -269,24 +268,14 @@ def write_overlay(path: str | os.PathLike[str], image: np.ndarray | str | os.Pat
         raise InputError(f"{out}: cannot write the overlay picture")
 
 
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-# Every overlay PNG says it is one, in a tEXt chunk right after its header: predict replaces a picture
-# in an --overlay folder only where it finds this (an "x.png" beside "x.jpg" was the user's own image)
-_MARK = _png_chunk(b"tEXt", b"Software\0chexmask-rt overlay")
-_PNG_HEADER_END = 8 + 25  # the signature, then IHDR: length, type, 13 bytes, CRC
+# every overlay PNG carries its mark (png_mark): predict replaces a picture in an --overlay folder only
+# where it finds it (an "x.png" beside "x.jpg" was the user's own image)
+_WRITER = "overlay"
 
 
 def is_overlay_picture(path: str | os.PathLike[str]) -> bool:
     """Whether the file at ``path`` is a PNG this package drew (its mark after the header)."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(_PNG_HEADER_END + len(_MARK))
-    except OSError:
-        return False
-    return head.startswith(b"\x89PNG\r\n\x1a\n") and head[_PNG_HEADER_END:] == _MARK
+    return is_marked(path, _WRITER)
 
 
 def _encoded(picture: np.ndarray, suffix: str) -> tuple[bool, bytes]:
@@ -298,7 +287,7 @@ def _encoded(picture: np.ndarray, suffix: str) -> tuple[bool, bytes]:
     if not written:
         return False, b""
     data = encoded.tobytes()
-    return True, data[:_PNG_HEADER_END] + _MARK + data[_PNG_HEADER_END:] if png else data
+    return True, marked(data, _WRITER) if png else data
 
 
 def overlay_png(image: np.ndarray | str | os.PathLike[str], result: Result) -> bytes:

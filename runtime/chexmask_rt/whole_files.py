@@ -32,8 +32,11 @@ def write_whole(path: str | os.PathLike[str], write: Callable[[Path], object]) -
     """Call ``write(temporary)``, then rename the temporary file onto ``path`` (same folder, so the
     rename is atomic). On any failure the temporary file is removed and the exception propagates.
     A device or a pipe (``--json /dev/null``) is written in place: the rename would put a file where
-    the node was."""
+    the node was. A symbolic link is written through: its target gets the new file, the link stays
+    (the rename replaced the link, and the file it named kept the old content)."""
     path = Path(path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
     if is_special(path):
         write(path)
         return
@@ -115,9 +118,24 @@ def check_folder_path(option: str, folder: str | os.PathLike[str]) -> None:
     """An InputError when ``folder``, where ``option`` writes its files, is, or lies below, something that
     is not a folder: said before any image, not after each one's inference (a batch listed every image
     of the archive in errors.csv)."""
-    path = Path(folder)
-    for existing in (path, *path.parents):
+    _check_folders(option, folder, Path(folder))
+
+
+def check_file_path(option: str, file: str | os.PathLike[str]) -> None:
+    """An InputError when ``file``, which ``option`` writes, names a folder (one that is there, or a name
+    ending in '/') or lies below something that is not a folder: said before any image (predict's
+    --json into a folder failed after every image's inference, its answers lost; ``--json new/`` wrote
+    a file named ``new``)."""
+    text = os.fspath(file)
+    if text.endswith(("/", os.sep)) or os.path.isdir(text):
+        raise InputError(f"{option} {file}: that is a folder; name a file")
+    _check_folders(option, file, Path(file).parent)
+
+
+def _check_folders(option: str, given: str | os.PathLike[str], folder: Path) -> None:
+    for existing in (folder, *folder.parents):
         if existing.exists():
             if not existing.is_dir():
-                raise InputError(f"{option} {folder}: {existing} exists and is not a folder; name a folder")
+                advice = "; name a folder" if Path(given) == folder else ""
+                raise InputError(f"{option} {given}: {existing} exists and is not a folder{advice}")
             return
