@@ -346,6 +346,15 @@ def test_a_csv_lists_usual_image_column_headers_are_headers(tmp_path, header):
     assert collect_inputs(tmp_path / "list.csv") == [str(tmp_path / "00000001_000.png")]
 
 
+def test_a_csv_list_with_a_cell_past_the_csv_modules_limit_is_one_line(tmp_path):
+    """A report column of 200,000 characters ended batch with the csv module's traceback (exit 1)."""
+    with open(tmp_path / "list.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["path", "report"], ["a.png", "x" * 200_000]])
+    proc = cli("batch", tmp_path / "list.csv", "--out", tmp_path / "out", "--no-progress")
+    one_line_error(proc, 3, f"{tmp_path / 'list.csv'}: cannot read the image list as CSV (line 2: field larger")
+    assert not (tmp_path / "out").exists()
+
+
 def test_resume_repairs_a_cut_inside_the_header(tmp_path, images):
     """Case 18 (main: the first rerun failed with 'other columns')."""
     out = tmp_path / "out"

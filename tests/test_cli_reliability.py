@@ -390,3 +390,14 @@ def test_a_json_or_csv_name_that_cannot_be_a_file_is_refused_before_any_image(tm
         assert proc.stdout == "" and len(proc.stderr.strip().splitlines()) == 1, proc.stdout + proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "folder"]
 
+
+@pytest.mark.parametrize("option", [["--bit-depth", "12"], ["--dicom-seg", "seg"]])
+def test_a_fifo_given_as_an_image_is_refused_with_any_option(tmp_path, option):
+    """`predict fifo --bit-depth 12` (or --dicom-seg, --dicom-sr) opened the FIFO to ask whether it was a
+    DICOM file and waited for a writer forever; without them it was refused at once."""
+    fifo = tmp_path / "fifo.png"
+    os.mkfifo(fifo)
+    proc = subprocess.run([sys.executable, "-m", "chexmask_rt", "predict", str(fifo), *option], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode in (2, 3) and "Traceback" not in proc.stderr, proc.stderr
+    assert "not a regular file" in proc.stderr or "not DICOM: " in proc.stderr, proc.stderr

@@ -9,9 +9,11 @@ file's SHA-256 (``EngineOptions.expected_sha256``); the package pins its shipped
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import onnx
@@ -279,3 +281,15 @@ def test_info_says_what_each_engine_was_checked_against(tmp_path):
         assert out["integrity"] == integrity, (args, proc.stderr)
         path = args[0] if args else chexmask_rt.default_model_path()
         assert out["sha256"] == hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+def test_a_fifo_where_the_list_belongs_is_refused_not_waited_on(tmp_path):
+    """Opening <engine>.sha256 waited for a writer forever when a FIFO was there: every load of the
+    engine hung (Python, C and C++ alike). Run in a child, so that a hang fails the test."""
+    shipped = chexmask_rt.default_model_path()
+    copy = tmp_path / shipped.name
+    shutil.copy(shipped, copy)
+    os.mkfifo(f"{copy}.sha256")
+    proc = subprocess.run([sys.executable, "-c", "import sys, chexmask_rt; chexmask_rt.load(sys.argv[1])", str(copy)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and f"{copy}.sha256: not a regular file" in proc.stderr, proc.stderr[-2000:]

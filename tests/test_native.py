@@ -403,6 +403,48 @@ def test_cpp_example_errors(tmp_path):
     assert folder.stderr == f"chexmask-rt-cpp: error: {tmp_path}: a folder, not an image file\n"
 
 
+def test_cpp_example_limits_what_it_reads(tmp_path):
+    """The template integrators copy read whatever it was given: /dev/zero until memory ran out, a FIFO
+    waited on, a 2 MB PNG of 16000x16000 16-bit RGBA decoded in 4.1 GB, and a JPEG's size from its
+    header was not checked. Now, as the Python package: a regular file, the pixel limit on the header."""
+    import struct
+    import zlib
+
+    program = _example_program()
+    if program is None:
+        skip_or_fail_without_native("chexmask-rt-cpp not built (configure with -DCHEXMASK_RT_BUILD_EXAMPLES=ON)")
+    model = str(chexmask_rt.default_model_path())
+
+    def run(image, **env):
+        return subprocess.run([str(program), "--model", model, "--onnxruntime", core.onnxruntime_library(), str(image)],
+                              capture_output=True, text=True, timeout=120, env={**os.environ, **env})
+
+    def png_chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    png = tmp_path / "big.png"  # declares 16000x16000 16-bit RGBA; its data would inflate to 2 GB
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", 16000, 16000, 16, 6, 0, 0, 0))
+                    + png_chunk(b"IDAT", zlib.compress(bytes(1 << 20))) + png_chunk(b"IEND", b""))
+    bmp = tmp_path / "big.bmp"
+    ok, small = cv2.imencode(".bmp", np.zeros((40, 40), np.uint8))
+    data = bytearray(small.tobytes())
+    data[18:26] = struct.pack("<ii", 9000, -9000)  # top-down rows: a negative height
+    bmp.write_bytes(bytes(data))
+    for image, size in ((png, "16000x16000"), (bmp, "9000x9000")):
+        proc = run(image)
+        assert proc.returncode == 3, proc.stderr
+        assert proc.stderr == (f"chexmask-rt-cpp: error: {image}: image is {size}, above the pixel limit of 64000000 "
+                               "(OPENCV_IO_MAX_IMAGE_PIXELS)\n")
+    jpeg = tmp_path / "small.jpg"
+    jpeg.write_bytes(cv2.imencode(".jpg", np.full((40, 60), 128, np.uint8))[1].tobytes())
+    proc = run(jpeg, OPENCV_IO_MAX_IMAGE_PIXELS="2000")  # the user's own limit, applied to a JPEG's frame
+    assert proc.returncode == 3 and "image is 60x40, above the pixel limit of 2000" in proc.stderr, proc.stderr
+    fifo = tmp_path / "fifo.png"
+    os.mkfifo(fifo)
+    proc = run(fifo)
+    assert proc.returncode == 3 and proc.stderr == f"chexmask-rt-cpp: error: {fifo}: not a regular file\n"
+
+
 # --- bad input -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("image,bit_depth,match", [

@@ -8,6 +8,8 @@
 // TIFF is refused: OpenCV misreads some valid ones (an alpha band multiplied in, 16-bit WhiteIsZero
 // uninverted, a thumbnail page first). A damaged JPEG (cut short, or corrupt data), which OpenCV
 // fills in with a warning on stderr, is refused too: libjpeg reads it first, its warnings as errors.
+// As the Python package, it reads regular files only, and refuses a PNG, BMP or JPEG whose header
+// declares more pixels than the limit (64 million, or $OPENCV_IO_MAX_IMAGE_PIXELS) before decoding it.
 // Exit codes as the Python CLI: 0 ok, 1 some of several images failed, 2 usage, 3 input error,
 // 4 model error.
 #include <chexmask_rt/chexmask_rt.hpp>
@@ -18,6 +20,7 @@
 #include <algorithm>
 #include <charconv>
 #include <csetjmp>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -29,6 +32,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <jpeglib.h>  // after <cstdio>: it needs FILE
@@ -37,6 +41,46 @@
 namespace {
 
 constexpr int kExitSomeFailed = 1, kExitUsage = 2, kExitInput = 3, kExitModel = 4;
+
+// The pixel limit, checked on a PNG's, BMP's or JPEG's header before its pixels are decoded: the
+// Python package's default (a 2 MB PNG of 16000x16000 16-bit RGBA took 4.1 GB here), or the
+// environment's OPENCV_IO_MAX_IMAGE_PIXELS, which OpenCV itself applies to the other formats (2^30
+// pixels where it is not set: OpenCV reads it when it is loaded, before main could set it).
+constexpr unsigned long long kDefaultMaxPixels = 64'000'000;
+// A stored pixel takes at most 16 bytes; a file larger than the limit's image, plus room for metadata,
+// is refused unread (as the Python package: /dev/zero was read until memory ran out)
+constexpr unsigned long long kMaxBytesPerPixel = 16, kMetadataBytes = 64ULL << 20;
+unsigned long long g_max_pixels = kDefaultMaxPixels;
+
+void set_pixel_limit() {
+    const char* set = std::getenv("OPENCV_IO_MAX_IMAGE_PIXELS");
+    if (set == nullptr) return;
+    unsigned long long value = 0;
+    const char* end = set + std::strlen(set);
+    if (std::from_chars(set, end, value).ptr == end && value > 0) g_max_pixels = value;
+}
+
+unsigned long long big_endian(const std::vector<unsigned char>& b, std::size_t at) {
+    return (0ULL + b[at]) << 24 | b[at + 1] << 16 | b[at + 2] << 8 | b[at + 3];
+}
+
+/// The width and height a PNG's or BMP's header declares; {0, 0} for other files.
+std::pair<unsigned long long, unsigned long long> declared_size(const std::vector<unsigned char>& b) {
+    static const unsigned char png[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n', 0, 0, 0, 13, 'I', 'H', 'D', 'R'};
+    if (b.size() >= 24 && std::equal(std::begin(png), std::end(png), b.begin())) {
+        return {big_endian(b, 16), big_endian(b, 20)};
+    }
+    if (b.size() >= 26 && b[0] == 'B' && b[1] == 'M') {
+        std::int32_t header = 0, width = 0, height = 0;
+        std::memcpy(&header, &b[14], 4);  // little-endian, as the machines this runs on
+        if (header == 12) return {b[18] | b[19] << 8, b[20] | b[21] << 8};  // OS/2's core header: 16-bit sides
+        std::memcpy(&width, &b[18], 4);
+        std::memcpy(&height, &b[22], 4);  // negative: rows stored top-down
+        return {static_cast<unsigned long long>(std::abs(static_cast<long long>(width))),
+                static_cast<unsigned long long>(std::abs(static_cast<long long>(height)))};
+    }
+    return {0, 0};
+}
 
 struct Args {
     std::string model;
@@ -123,6 +167,8 @@ void jpeg_warning(j_common_ptr info, int level) {
 /// Whether libjpeg reads the whole JPEG without an error or a warning about its data; else false, why
 /// in ``reason`` and libjpeg's message code in ``code``. No C++ object lives here: the error handler
 /// longjmps out.
+constexpr int kAboveLimit = -1;  // jpeg_sound's code for a frame above the pixel limit (no libjpeg code)
+
 bool jpeg_sound(const unsigned char* data, std::size_t size, char (&reason)[JMSG_LENGTH_MAX], int& code) {
     jpeg_decompress_struct info;
     StrictJpeg strict;
@@ -139,6 +185,13 @@ bool jpeg_sound(const unsigned char* data, std::size_t size, char (&reason)[JMSG
     jpeg_create_decompress(&info);
     jpeg_mem_src(&info, const_cast<unsigned char*>(data), static_cast<unsigned long>(size));
     jpeg_read_header(&info, TRUE);
+    if (static_cast<unsigned long long>(info.image_width) * info.image_height > g_max_pixels) {
+        std::snprintf(reason, sizeof reason, "image is %ux%u, above the pixel limit of %llu (OPENCV_IO_MAX_IMAGE_PIXELS)",
+                      static_cast<unsigned>(info.image_width), static_cast<unsigned>(info.image_height), g_max_pixels);
+        code = kAboveLimit;
+        jpeg_destroy_decompress(&info);
+        return false;
+    }
     jpeg_start_decompress(&info);
     JSAMPARRAY row = (*info.mem->alloc_sarray)(reinterpret_cast<j_common_ptr>(&info), JPOOL_IMAGE,
                                                info.output_width * info.output_components, 1);
@@ -151,7 +204,16 @@ bool jpeg_sound(const unsigned char* data, std::size_t size, char (&reason)[JMSG
 /// The decoded gray image the engine reads; colour is handled as the Python reader does.
 cv::Mat read_gray(const std::string& path) {
     std::error_code ec;  // a folder read as a stream throws libstdc++'s "basic_filebuf::underflow"
-    if (std::filesystem::is_directory(path, ec)) throw chexmask_rt::InputError(path + ": a folder, not an image file");
+    const auto status = std::filesystem::status(path, ec);
+    if (std::filesystem::is_directory(status)) throw chexmask_rt::InputError(path + ": a folder, not an image file");
+    if (std::filesystem::exists(status) && !std::filesystem::is_regular_file(status)) {
+        throw chexmask_rt::InputError(path + ": not a regular file");  // a FIFO, /dev/zero: read without end
+    }
+    const auto size = std::filesystem::file_size(path, ec);
+    if (!ec && size > g_max_pixels * kMaxBytesPerPixel + kMetadataBytes) {
+        throw chexmask_rt::InputError(path + ": file is " + std::to_string(size >> 20) + " MiB, larger than an image "
+                                      "within the pixel limit can be; refused unread");
+    }
     std::ifstream file(path, std::ios::binary);
     const std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
     if (!file.good() && !file.eof()) throw chexmask_rt::InputError(path + ": cannot read the file");
@@ -165,11 +227,24 @@ cv::Mat read_gray(const std::string& path) {
     char reason[JMSG_LENGTH_MAX] = "";
     int code = 0;
     if (starts({0xFF, 0xD8, 0xFF}) && !jpeg_sound(bytes.data(), bytes.size(), reason, code)) {
-        throw chexmask_rt::InputError(path + (jpeg_kind_unread(code) ? ": a JPEG this example does not read (" +
-                                                                           std::string(reason) + "); use the Python package"
-                                                                     : ": damaged JPEG: " + std::string(reason)));
+        throw chexmask_rt::InputError(path + (code == kAboveLimit ? ": " + std::string(reason)
+                                              : jpeg_kind_unread(code) ? ": a JPEG this example does not read (" +
+                                                                             std::string(reason) + "); use the Python package"
+                                                                       : ": damaged JPEG: " + std::string(reason)));
     }
-    cv::Mat image = bytes.empty() ? cv::Mat() : cv::imdecode(bytes, cv::IMREAD_UNCHANGED);
+    const auto [width, height] = declared_size(bytes);
+    if (width * height > g_max_pixels) {  // two 32-bit sides: the product fits
+        throw chexmask_rt::InputError(path + ": image is " + std::to_string(width) + "x" + std::to_string(height) +
+                                      ", above the pixel limit of " + std::to_string(g_max_pixels) +
+                                      " (OPENCV_IO_MAX_IMAGE_PIXELS)");
+    }
+    cv::Mat image;
+    try {
+        if (!bytes.empty()) image = cv::imdecode(bytes, cv::IMREAD_UNCHANGED);
+    } catch (const cv::Exception& e) {  // OpenCV's own limit, on the formats not checked above
+        if (e.err.find("CV_IO_MAX_IMAGE_PIXELS") == std::string::npos) throw;
+        throw chexmask_rt::InputError(path + ": image above OpenCV's pixel limit (OPENCV_IO_MAX_IMAGE_PIXELS)");
+    }
     if (image.empty()) throw chexmask_rt::InputError(path + ": not a readable image (missing, corrupt or unsupported)");
     if (image.channels() == 3) cv::cvtColor(image, image, cv::COLOR_BGR2GRAY);
     else if (image.channels() == 4) cv::cvtColor(image, image, cv::COLOR_BGRA2GRAY);
@@ -304,6 +379,7 @@ int exit_code_of(const std::exception& e) {
 
 int main(int argc, char** argv) {
     const Args args = parse_args(argc, argv);
+    set_pixel_limit();
     std::optional<chexmask_rt::Engine> engine;
     try {
         chexmask_rt::EngineOptions options;

@@ -89,8 +89,15 @@ void check_whole_file(std::string_view file, const std::string& name, const std:
 /// An engine exported before the seal (the shipped one) travels with such a list.
 std::string listed_sha256(const std::string& path) {
     const std::string list = path + ".sha256";
-    const int fd = open(list.c_str(), O_RDONLY | O_CLOEXEC);
+    // O_NONBLOCK: opening a FIFO there waited for a writer forever (every load of the engine hung)
+    const int fd = open(list.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) return "";
+    struct stat info {};
+    if (fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
+        close(fd);
+        throw ModelError(list + ": not a regular file (a FIFO, a device or a folder) where the engine's SHA-256 "
+                         "list belongs; fix or delete it");
+    }
     char head[128];
     const ssize_t got = read(fd, head, sizeof head);
     close(fd);

@@ -175,7 +175,7 @@ def collect_inputs(source: str | os.PathLike[str], *, exclude: str | os.PathLike
         raise InputError(f"{src}: cannot read the image list ({os_reason(exc)})") from None
     text = _list_text(data, src)
     # '#' starts a comment in a text list only: a CSV cell "#1.png" is a name (it was dropped without a trace)
-    names = _csv_names(text) if suffix == ".csv" else [n for n in _text_names(text) if not n.startswith("#")]
+    names = _csv_names(text, src) if suffix == ".csv" else [n for n in _text_names(text) if not n.startswith("#")]
     names = [n for n in names if n]
     return [n if Path(n).is_absolute() else str(src.parent / n) for n in names]
 
@@ -211,8 +211,12 @@ def _text_names(text: str) -> list[str]:
 _PATH_COLUMNS = ("path", "image", "file", "filename", "file_name", "image index", "image_path", "imageid", "image_id")
 
 
-def _csv_names(text: str) -> list[str]:
-    rows = list(csv.reader(io.StringIO(text, newline="")))  # keeps newlines inside quoted fields
+def _csv_names(text: str, src: Path) -> list[str]:
+    reader = csv.reader(io.StringIO(text, newline=""))  # keeps newlines inside quoted fields
+    try:
+        rows = list(reader)
+    except csv.Error as exc:  # a cell past the csv module's field limit (a report's text column): a traceback
+        raise InputError(f"{src}: cannot read the image list as CSV (line {reader.line_num}: {exc})") from None
     if not rows:
         return []
     header = [h.strip().lower() for h in rows[0]]

@@ -35,6 +35,7 @@ import math
 import os
 import re
 import struct
+import stat
 import zlib
 from pathlib import Path
 
@@ -78,8 +79,11 @@ def looks_like_dicom(path: str | os.PathLike[str], head: bytes) -> bool:
 
 
 def is_dicom_file(path: str | os.PathLike[str]) -> bool:
-    """:func:`looks_like_dicom` for a file on disk; False when it cannot be read."""
+    """:func:`looks_like_dicom` for a file on disk; False when it cannot be read, or is no regular file
+    (opening a FIFO waited for a writer forever: `predict fifo --bit-depth 12` hung)."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
         with open(path, "rb") as f:
             head = f.read(DICM_HEAD)
     except OSError:

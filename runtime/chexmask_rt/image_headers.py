@@ -183,12 +183,17 @@ def jpeg_cut_before_scan(data: bytes) -> bool:
 
 
 def _next_marker(f: BinaryIO, name: str) -> int:
-    """The code of the next JPEG marker, past stray bytes (libjpeg tolerates them) and 0xFF fill bytes."""
+    """The code of the next JPEG marker, past stray bytes and 0xFF fill bytes, as libjpeg finds it:
+    0xFF 0x00 is no marker but two stray bytes (read as a marker with a length, it hid a 32000x32000
+    frame header from the pixel limit in the bytes it skipped, while libjpeg decoded that frame)."""
     byte, skipped = f.read(1), 0
-    while byte and byte != b"\xff" and skipped < _MAX_STRAY_BYTES:
-        byte, skipped = f.read(1), skipped + 1
-    while byte == b"\xff" and skipped < _MAX_STRAY_BYTES:
-        byte, skipped = f.read(1), skipped + 1
+    while skipped < _MAX_STRAY_BYTES:
+        while byte and byte != b"\xff" and skipped < _MAX_STRAY_BYTES:
+            byte, skipped = f.read(1), skipped + 1
+        while byte == b"\xff" and skipped < _MAX_STRAY_BYTES:
+            byte, skipped = f.read(1), skipped + 1
+        if byte != b"\x00":
+            break
     if skipped >= _MAX_STRAY_BYTES:
         raise _corrupt(name, f"JPEG with more than {_MAX_STRAY_BYTES} bytes between two segments")
     if not byte:
@@ -251,6 +256,8 @@ def _tiff(f: BinaryIO, head: bytes, name: str) -> Header:
         for i in range(count):
             entry = body[i * entry_size:(i + 1) * entry_size]
             (tag,) = struct.unpack(order + "H", entry[:2])
+            if tag in tags:  # libtiff keeps the first of a repeated tag: a later width hid a 32000x32000 image
+                continue
             if tag == 338:
                 tags[tag] = 1  # present: the image carries alpha (or other extra) samples
             elif tag in (254, 256, 257, 262, 284):

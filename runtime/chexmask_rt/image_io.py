@@ -80,6 +80,11 @@ def _read_image(path: str | os.PathLike[str], max_pixels: int | None) -> np.ndar
         _refuse_misread_tiff(header, str(p))
     if header.format == "png":
         check_png_chunks(data.data, str(p))  # its memoryview: numpy's types lack the buffer protocol before 3.12
+    if header.format == "jpeg" and raw.count(b"\xff\xda") > MAX_JPEG_SCANS:
+        # each scan of a progressive JPEG is another pass over the whole image: a 685 kB file of 2,688
+        # scans took 93 s to decode (FF DA is a scan's marker; in the coded data an FF is followed by 00)
+        raise InputError(f"{p}: a JPEG of more than {MAX_JPEG_SCANS} scans (encoders write at most about 10); "
+                         "save it again as an ordinary JPEG")
     image = decode_jpeg_strict(data, str(p)) if header.format == "jpeg" else None
     if not isinstance(image, np.ndarray):
         declined = image  # TurboJPEG's reason for leaving a JPEG to OpenCV, None for other formats
@@ -101,12 +106,18 @@ def _read_image(path: str | os.PathLike[str], max_pixels: int | None) -> np.ndar
             raise InputError(f"{p}: not a readable image (a kind of JPEG no decoder here reads: {declined})") from None
     if header.format == "tiff":
         image = _as_stored(image, header.orientation)
-        _check_decoded_size(image, header.width, header.height, str(p))
+    # the pixel limit was checked on the header's size: a decoder that read another one was not limited
+    _check_decoded_size(image, header.width, header.height, str(p))
+    if header.format == "tiff":
         image = _tiff_as_displayed(image, header, raw, str(p))
     _check_file_pixels(image, str(p))
     return image
 
 
+# the scans a JPEG may hold: far above what encoders write (libjpeg's progressive scripts: 6 for gray,
+# 10 for colour), far below the thousands of a file made to take minutes; TurboJPEG's own bound
+# (TJPARAM_SCANLIMIT) is not reachable through simplejpeg, nor OpenCV's
+MAX_JPEG_SCANS = 500
 _TWELVE_BIT = "Unsupported JPEG data precision 12"  # TurboJPEG's reason for declining a 12-bit JPEG
 
 
@@ -200,8 +211,8 @@ def _as_stored(image: np.ndarray, orientation: int) -> np.ndarray:
 
 
 def _check_decoded_size(image: np.ndarray, width: int, height: int, name: str) -> None:
-    """InputError when the decoded raster is not the size the header declares: the orientation read
-    from the header would then not be the one the decoder applied, and the pixels would be turned."""
+    """InputError when the decoded raster is not the size the header declares: the pixel limit was not
+    the decoder's, and a TIFF's orientation read from the header would not be the one it applied."""
     if image.shape[:2] != (height, width):
         raise InputError(f"{name}: not a readable image (decoded as {image.shape[1]}x{image.shape[0]} pixels, "
                          f"but its header declares {width}x{height})")
@@ -242,8 +253,11 @@ def _decode_opencv(data: np.ndarray, name: str) -> np.ndarray:
         raise InputError(f"{name}: not a readable image (corrupt, truncated or unsupported format)")
     if image.ndim == 3 and image.shape[2] in (3, 4):
         # cv2 decodes colour as BGR(A); the rest of the package expects RGB(A)
-        code = cv2.COLOR_BGR2RGB if image.shape[2] == 3 else cv2.COLOR_BGRA2RGBA
-        image = on_lasting_thread(cv2.cvtColor, image, code)
+        if image.dtype in (np.uint8, np.uint16, np.float32):
+            code = cv2.COLOR_BGR2RGB if image.shape[2] == 3 else cv2.COLOR_BGRA2RGBA
+            image = on_lasting_thread(cv2.cvtColor, image, code)
+        else:  # samples cvtColor does not take (float64, int16, uint32 TIFFs raised a raw cv2.error)
+            image = np.ascontiguousarray(image[..., [2, 1, 0, 3][:image.shape[2]]])
     return image
 
 
