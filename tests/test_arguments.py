@@ -254,3 +254,12 @@ def test_shards_of_no_count_or_no_text_are_input_errors():
     for text in (None, b"0/2"):
         with pytest.raises(InputError, match="--shard: expected text I/N"):
             Shard.parse(text)
+
+
+def test_the_largest_sample_count_is_taken_and_one_more_is_refused(default_segmenter):
+    """The bound is the README's, 10,000: its check said "1..10000" and could refuse 10,000 unnoticed."""
+    from chexmask_rt.inputs import MAX_SAMPLES, check_run_arguments
+
+    assert MAX_SAMPLES == 10_000 and check_run_arguments(MAX_SAMPLES, 0, 1) == (MAX_SAMPLES, 0)
+    with pytest.raises(InputError, match=r"samples must be an integer in 1\.\.10000, got 10001"):
+        default_segmenter.predict(np.full((64, 64), 100, np.uint8), samples=MAX_SAMPLES + 1)

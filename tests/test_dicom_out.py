@@ -94,8 +94,22 @@ def test_sr_is_a_tid1500_report_of_the_contours_scores_and_measures(results, tmp
         assert selected_from.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
         area = group.get_measurements(name=codes.SCT.Area)[0]
         assert area.unit == codes.UCUM.SquareMillimeter  # the shared DICOMs have a Pixel Spacing
+    organs = ("right_lung", "left_lung", "heart")
     areas = [g.get_measurements(name=codes.SCT.Area)[0].value for g in groups]
-    np.testing.assert_allclose(areas, [m.area_mm2[k] for k in ("right_lung", "left_lung", "heart")], rtol=1e-6)
+    np.testing.assert_allclose(areas, [m.area_mm2[k] for k in organs], rtol=1e-6)
+    # each area's std, in the area's unit (px2 labelled mm2 was 35x too large at the shared DICOM's spacing)
+    stds = [[a for a in g.get_measurements(name=codes.SCT.Area)
+             if a.derivation is not None and a.derivation == codes.SCT.StandardDeviation]
+            for g in groups]
+    assert [len(s) for s in stds] == [1, 1, 1] and all(s[0].unit == codes.UCUM.SquareMillimeter for s in stds)
+    np.testing.assert_allclose([s[0].value for s in stds], [m.area_std_mm2[k] for k in organs], rtol=1e-6)
+    # the lungs' groups tell right from left by their finding site's laterality, the heart has none
+    sides = [[(site.value, getattr(site, "laterality", None)) for site in g.finding_sites] for g in groups]
+    assert [[(code.meaning, side.meaning if side else None) for code, side in site] for site in sides] == \
+        [[("Lung", "Right")], [("Lung", "Left")], [("Heart", None)]]
+    # the private concepts (CTR, scores) name a coding scheme the document declares
+    declared = sr.CodingSchemeIdentificationSequence
+    assert [d.CodingSchemeDesignator for d in declared] == ["99CHEXMASKRT"]
     image = sr.content.get_image_measurement_groups()[0]
     assert image.source_images[0].referenced_sop_instance_uid == source.SOPInstanceUID
     ctr = [x for x in image.get_measurements() if x.name.value == "CTR"]
@@ -103,6 +117,7 @@ def test_sr_is_a_tid1500_report_of_the_contours_scores_and_measures(results, tmp
     assert ctr[0].value == pytest.approx(m.ctr, rel=1e-6)
     names = {x.name.meaning: x.value for x in image.get_measurements()}
     assert names["Mean node standard deviation"] == pytest.approx(r.mean_node_std, rel=1e-6)
+    assert names["Mean latent sigma"] == pytest.approx(r.mean_latent_sigma, rel=1e-6)
     diameters = {x.finding_sites[0].value.meaning: x for x in image.get_measurements(name=codes.SCT.Diameter)}
     assert diameters["Heart"].value == pytest.approx(m.heart_diameter_mm, rel=1e-6)
     assert diameters["Thorax"].value == pytest.approx(m.thoracic_diameter_mm, rel=1e-6)  # not its pixels as mm

@@ -47,6 +47,14 @@ def test_rle_decode_refuses_what_is_not_a_mask_with_the_packages_error(text, hei
             rle.polygon_mask(np.zeros((3, 2)), height, width)
 
 
+def test_rle_decode_takes_a_run_to_the_last_pixel_and_refuses_negative_ones():
+    np.testing.assert_array_equal(rle.decode("1 4", 2, 2), np.full((2, 2), 255, np.uint8))
+    np.testing.assert_array_equal(rle.decode("4 1", 2, 2), np.array([[0, 0], [0, 255]], np.uint8))
+    for text in ("1 -3", "5 1", "0 1"):  # a negative length, a run past the end, a start before the first pixel
+        with pytest.raises(InputError, match="rle.decode: "):
+            rle.decode(text, 3, 4) if text == "1 -3" else rle.decode(text, 2, 2)
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_rle_round_trip_equals_fillpoly(seed):
     rng = np.random.default_rng(seed)
@@ -73,7 +81,16 @@ def test_csv_row_of_a_real_result(default_segmenter, example1):
         np.testing.assert_array_equal(decoded, expected)
         assert 0.01 < (decoded > 0).mean() < 0.5  # a real organ, not an empty or full mask
     assert float(row["Mean Node Std"]) == pytest.approx(r.mean_node_std, rel=1e-5)
+    assert float(row["Mean Latent Sigma"]) == pytest.approx(r.mean_latent_sigma, rel=1e-5)
     assert row["Quality Flag"] in ("True", "False") and row["Quality Reason"]
+    m = r.measures()  # each measure column holds its own measure (only CTR Std's empty case was read)
+    assert m.ctr_std is not None and m.ctr_std < 0.05 * m.ctr  # a spread, not the ratio itself
+    assert (float(row["CTR"]), float(row["CTR Std"])) == (pytest.approx(m.ctr, rel=1e-5), pytest.approx(m.ctr_std, rel=1e-5))
+    assert float(row["Heart Diameter (px)"]) == pytest.approx(m.heart_diameter_px, rel=1e-5)
+    assert float(row["Thoracic Diameter (px)"]) == pytest.approx(m.thoracic_diameter_px, rel=1e-5)
+    for column, organ in (("Right Lung", "right_lung"), ("Left Lung", "left_lung"), ("Heart", "heart")):
+        assert float(row[f"{column} Area (px2)"]) == pytest.approx(m.area_px2[organ], rel=1e-5)
+        assert float(row[f"{column} Area Std (px2)"]) == pytest.approx(m.area_std_px2[organ], rel=1e-5)
 
 
 def test_a_rows_own_landmarks_rasterise_to_its_masks(default_segmenter, example1):

@@ -473,3 +473,27 @@ def test_what_is_no_result_or_no_drawable_result_is_an_input_error(default_segme
                            (None, "got NoneType")):
         with pytest.raises(InputError, match=needle):
             write_overlay(target, chest, r)
+
+
+def test_the_legend_gives_each_area_and_its_std_in_one_unit(default_segmenter):
+    """With a pixel spacing the areas are drawn in cm2: a std left in mm2 would show 100 times too large."""
+    from conftest import SHARED
+    from chexmask_rt.overlay import _measure_lines
+
+    dicom = sorted((SHARED / "data" / "dicom").glob("*.dcm"))[0]
+    m = default_segmenter.predict(dicom, samples=6).measures()
+    assert m.spacing is not None
+    line = _measure_lines(m)[1].replace("\xa0", " ")
+    for organ, name in (("right_lung", "RL"), ("left_lung", "LL"), ("heart", "H")):
+        assert f"{name} {m.area_mm2[organ] / 100:.1f} +/- {m.area_std_mm2[organ] / 100:.1f}" in line, line
+
+
+def test_an_engine_without_calibration_says_so_on_the_picture(exported, chest):
+    """The picture reviewers look at must not say "within the calibrated thresholds" of an engine that has
+    no thresholds (an export of a published checkpoint)."""
+    import chexmask_rt
+    from chexmask_rt.overlay import _reliability_line
+
+    r = chexmask_rt.load(next(iter(exported.values()))).predict(chest, samples=4)
+    assert r.quality is not None and not r.quality.calibrated
+    assert _reliability_line(r)[0] == "reliability: not calibrated for this model"

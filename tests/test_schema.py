@@ -152,6 +152,26 @@ def test_csv_schemas_only_append_and_keep_chexmasks_names():
     assert schema_of(("Image", "Other")) is None
 
 
+# The released results.csv headers, written out by hand: every schema's file in the field must keep
+# resuming and merging, and readers that go by position must keep their columns. A swap inside the
+# module's own lists went unnoticed while the tests built their "older" files from those lists.
+RELEASED_V1 = ("Image", "Landmarks (Mean)", "Landmarks (Std)", "Right Lung", "Left Lung", "Heart", "Height", "Width",
+               "Mean Node Std", "Mean Latent Sigma", "Quality Flag", "Quality Reason", "Samples", "Seed", "Model",
+               "Second Look")
+RELEASED_V2 = RELEASED_V1 + (
+    "Results Schema", "Intended Use", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID",
+    "Pixel Spacing Row (mm)", "Pixel Spacing Column (mm)", "Pixel Spacing Source", "CTR", "CTR Std",
+    "Heart Diameter (px)", "Thoracic Diameter (px)", "Heart Diameter (mm)", "Thoracic Diameter (mm)",
+    *(f"{organ} Area {kind}" for organ in ("Right Lung", "Left Lung", "Heart")
+      for kind in ("(px2)", "Std (px2)", "(mm2)", "Std (mm2)")),
+    "Measures Validation")
+RELEASED_V3 = RELEASED_V2 + ("Bit Depth",)
+
+
+def test_the_released_csv_headers_are_kept_column_for_column():
+    assert SCHEMA_HEADERS[:3] == (RELEASED_V1, RELEASED_V2, RELEASED_V3)
+
+
 def test_second_look_is_typed_and_picklable():
     import pickle
 
