@@ -8,7 +8,7 @@
 #     the graph's, a graph that lies), one with 60 landmarks whose organs metadata names them,
 #     which must run, and the JSON reader of the quality calibration on malformed and
 #     byte-mutated documents;
-#  3. the core's JPEG frame readers (the lossless decoder, the DCT check) on 300,000 seeded mutations of
+#  3. the core's JPEG frame readers (the lossless decoder, the DCT check) on 150,000 seeded mutations of
 #     sound frames (tests/fuzz_jpeg_frames.py);
 #  4. the seeded fuzz of the public API (tests/fuzz_public_api.py: files, arrays, engines, damaged
 #     calibration files beside an engine, and organ masks, which must equal cv2.fillPoly's),
@@ -67,9 +67,9 @@ timeout 300 "$OUT/cpp/chexmask-rt-tests" runtime/chexmask_rt/models/default.onnx
   "$engines/ten_landmarks.onnx" "$engines/latents_65.onnx" "$engines/inputsize_128.onnx" \
   "$engines/lies_about_landmarks.onnx" "$engines/organs_disagree.onnx" "$engines/other_anatomy_60.onnx"
 
-echo "== JPEG frame readers' fuzz, sanitizer build: 300,000 mutated frames"
+echo "== JPEG frame readers' fuzz, sanitizer build: 150,000 mutated frames"
 LD_PRELOAD="$PRELOAD" PYTHONPATH="$PWD/$OUT/pkg${PYTHONPATH:+:$PYTHONPATH}" timeout 150 "$PY" tests/fuzz_jpeg_frames.py \
-  --inputs 300000 --time-box 120 --expect-core "$PWD/$OUT/pkg"
+  --inputs 150000 --time-box 120 --expect-core "$PWD/$OUT/pkg"
 
 echo "== fuzz, sanitizer build: inputs 0..$((FUZZ_ASAN_INPUTS - 1))"
 LD_PRELOAD="$PRELOAD" PYTHONPATH="$PWD/$OUT/pkg${PYTHONPATH:+:$PYTHONPATH}" timeout 300 "$PY" tests/fuzz_public_api.py \

@@ -124,8 +124,8 @@ def default_segmenter():
 
 @pytest.fixture(scope="session")
 def sdist(tmp_path_factory) -> Path:
-    """This checkout's source distribution, built once: test_release installs it, test_wheel builds
-    the wheel from it."""
+    """This checkout's source distribution, built once: test_release reads it, test_wheel builds the
+    wheel from it and installs that."""
     dist = tmp_path_factory.mktemp("sdist")
     subprocess.run([sys.executable, "-m", "build", "--sdist", "--outdir", str(dist), str(REPO)], check=True,
                    capture_output=True, text=True)

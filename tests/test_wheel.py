@@ -86,6 +86,7 @@ def test_the_wheel_installs_in_a_fresh_venv_and_segments_the_sample(tmp_path, wh
     work.mkdir()
     probe = fresh_venv.installed_package(venv, work)
     assert Path(probe["core"]).is_relative_to(venv) and probe["backend"] == "native" and probe["integrity"] == "pinned"
+    assert probe["license"] == "Apache-2.0" and probe["license_files"] == ["LICENSE", "NOTICE"]
     # as loaded on this machine: the dynamic loader finds everything, and no OpenCV
     ldd = subprocess.run(["ldd", probe["core"]], capture_output=True, text=True, check=True).stdout
     assert "not found" not in ldd and "opencv" not in ldd.lower() and "libstdc++" not in ldd, ldd
