@@ -476,3 +476,49 @@ def test_a_plugin_that_failed_on_the_data_is_no_missing_decoder():
     assert "no decoder for its transfer syntax" in str(_no_decoder(None, Path("x.dcm"), RuntimeError(f"{head}\n{declined}")))
     tried = "gdcm: GDCM could not decode the pixel data"
     assert _no_decoder(None, Path("x.dcm"), RuntimeError(f"{head}\n{declined}\n{tried}")) is None
+
+
+def _dicom_of_many_items(items: int, deflated: bool) -> bytes:
+    """A 64x64 DICOM whose header holds a sequence of ``items`` small items of undefined length (pydicom
+    parses each to find its end), written by hand: Explicit VR Little Endian, or Deflated."""
+    import struct
+    import zlib
+
+    def element(group, number, vr, value):
+        if len(value) % 2:
+            value += b"\0" if vr == b"UI" else b" "
+        return struct.pack("<HH2sH", group, number, vr, len(value)) + value
+
+    syntax = b"1.2.840.10008.1.2.1.99" if deflated else b"1.2.840.10008.1.2.1"
+    sop = b"1.2.840.10008.5.1.4.1.1.1.1"
+    body = element(2, 2, b"UI", sop) + element(2, 3, b"UI", b"1.2.3.4") + element(2, 0x10, b"UI", syntax)
+    meta = struct.pack("<HH2sHI", 2, 0, b"UL", 4, len(body)) + body
+    inner = element(0x0008, 0x0100, b"SH", b"AB")
+    item = struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF) + inner + struct.pack("<HHI", 0xFFFE, 0xE00D, 0)
+    sequence = (struct.pack("<HH2sHI", 0x0008, 0x1140, b"SQ", 0, 0xFFFFFFFF) + item * items
+                + struct.pack("<HHI", 0xFFFE, 0xE0DD, 0))
+    pixels = (np.arange(64 * 64) % 4096).astype("<u2").tobytes()
+    dataset = (element(0x0008, 0x0016, b"UI", sop) + element(0x0008, 0x0018, b"UI", b"1.2.3.4") + sequence
+               + b"".join(element(0x0028, n, vr, v) for n, vr, v in (
+                   (0x0002, b"US", struct.pack("<H", 1)), (0x0004, b"CS", b"MONOCHROME2"),
+                   (0x0010, b"US", struct.pack("<H", 64)), (0x0011, b"US", struct.pack("<H", 64)),
+                   (0x0100, b"US", struct.pack("<H", 16)), (0x0101, b"US", struct.pack("<H", 12)),
+                   (0x0102, b"US", struct.pack("<H", 11)), (0x0103, b"US", struct.pack("<H", 0))))
+               + struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OW", 0, len(pixels)) + pixels)
+    if deflated:
+        packer = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+        dataset = packer.compress(dataset) + packer.flush()
+        dataset += b"\0" * (len(dataset) % 2)
+    return bytes(128) + b"DICM" + meta + dataset
+
+
+@pytest.mark.parametrize("deflated", [False, True])
+def test_a_header_of_a_million_items_is_refused_before_pydicom_builds_them(tmp_path, deflated):
+    """A 52 kB deflated DICOM of a million empty items took 2.4 GB and 4 minutes, then was segmented; the
+    items are counted in the (inflated) bytes first. A header of 1,000 still reads."""
+    few, many = tmp_path / "few.dcm", tmp_path / "many.dcm"
+    few.write_bytes(_dicom_of_many_items(1_000, deflated))
+    many.write_bytes(_dicom_of_many_items(150_000, deflated))
+    assert read_image(few).shape == (64, 64)
+    with pytest.raises(chexmask_rt.InputError, match="more than 100000 sequence items"):
+        read_image(many)
