@@ -4,7 +4,6 @@ the limit must see the decoder's size, before the decoder's allocation (a 239-by
 from __future__ import annotations
 
 import struct
-from pathlib import Path
 
 import imagecodecs
 import numpy as np
