@@ -61,10 +61,9 @@ int smallest_quota(const std::string& mount, std::string path, QuotaOf quota_of)
     }
 }
 
-/// The CPU quota of this process's cgroup in CPUs (cgroup v2 cpu.max, or v1 cpu.cfs_quota_us), rounded
-/// up; 0: none.
-int cgroup_quota_cpus() {
-    std::ifstream self("/proc/self/cgroup");
+}  // namespace
+
+int cgroup_quota_cpus(std::istream& self, const std::string& root) {
     std::string line;
     while (std::getline(self, line)) {  // "id:controllers:path"
         const auto first = line.find(':'), second = line.find(':', first + 1);
@@ -72,7 +71,7 @@ int cgroup_quota_cpus() {
         const std::string controllers = "," + line.substr(first + 1, second - first - 1) + ",";
         const std::string path = line.substr(second + 1);
         if (controllers == ",,") {  // cgroup v2: "quota period" or "max period"
-            return smallest_quota("/sys/fs/cgroup", path, [](const std::string& folder) {
+            return smallest_quota(root, path, [](const std::string& folder) {
                 std::istringstream max(first_line_of(folder + "/cpu.max"));
                 std::string quota;
                 long long period = 0;
@@ -81,8 +80,8 @@ int cgroup_quota_cpus() {
         }
         if (controllers.find(",cpu,") != std::string::npos) {
             int smallest = 0;
-            for (const char* mount : {"/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct"}) {
-                smallest = smaller_quota(smallest_quota(mount, path, [](const std::string& folder) {
+            for (const char* mount : {"/cpu", "/cpu,cpuacct"}) {
+                smallest = smaller_quota(smallest_quota(root + mount, path, [](const std::string& folder) {
                     return quota_cpus(std::atoll(first_line_of(folder + "/cpu.cfs_quota_us").c_str()),
                                       std::atoll(first_line_of(folder + "/cpu.cfs_period_us").c_str()));
                 }), smallest);
@@ -92,8 +91,6 @@ int cgroup_quota_cpus() {
     }
     return 0;
 }
-
-}  // namespace
 
 CpuShare cpu_share() {
 #ifdef __linux__
@@ -129,7 +126,8 @@ CpuShare cpu_share() {
         threads = cpus_allowed;
         cores = static_cast<int>(sysconf(_SC_NPROCESSORS_CONF));
     }
-    const int quota = cgroup_quota_cpus();
+    std::ifstream self("/proc/self/cgroup");
+    const int quota = cgroup_quota_cpus(self, "/sys/fs/cgroup");
     if (quota > 0 && quota < threads) threads = quota;
     return {threads, cores};
 #else

@@ -4,6 +4,7 @@
 #include <chexmask_rt/chexmask_rt.hpp>
 
 #include <cstdint>
+#include <iosfwd>
 #include <map>
 #include <memory>
 #include <optional>
@@ -32,6 +33,10 @@ struct CpuShare {
     int machine = 0;
 };
 CpuShare cpu_share();
+/// The CPU quota, in CPUs rounded up (0: none), of the cgroup that ``self`` (the text of
+/// /proc/self/cgroup) names, read under ``root`` (/sys/fs/cgroup): cgroup v2's cpu.max, or v1's
+/// cpu.cfs_quota_us under root/cpu or root/cpu,cpuacct; the smallest of the cgroup and those above it.
+int cgroup_quota_cpus(std::istream& self, const std::string& root);
 /// EngineOptions::intra_op_threads 0 resolved: cpu_share().usable, or 0 (ONNX Runtime's default, one
 /// per core of the machine) when that is every core.
 int default_intra_op_threads();

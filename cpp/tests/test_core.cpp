@@ -19,15 +19,19 @@
 #include <cstddef>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <limits>
 #include <iostream>
 #include <map>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <utility>
 #include <vector>
+
+#include <unistd.h>  // getpid: a cgroup tree of this run's own
 
 namespace {
 
@@ -82,6 +86,35 @@ bool same(const chexmask_rt::Result& a, const chexmask_rt::Result& b) {
     };
     return eq(a.landmarks, b.landmarks) && eq(a.landmarks_std, b.landmarks_std) && eq(a.landmarks_mu, b.landmarks_mu) &&
            a.latent_sigma == b.latent_sigma && a.mean_node_std == b.mean_node_std;
+}
+
+// The CPU quota read from a cgroup tree made here: v2 (cpu.max, the default of current Docker and
+// Kubernetes, which no other test reaches: the test machines run v1) and v1, a parent's smaller quota
+// winning, "max" and a missing file meaning none.
+void test_cgroup_quota() {
+    namespace fs = std::filesystem;
+    const fs::path root = fs::temp_directory_path() / ("chexmask-rt-cgroups-" + std::to_string(::getpid()));
+    auto write = [&](const std::string& file, const std::string& text) {
+        fs::create_directories((root / file).parent_path());
+        std::ofstream(root / file) << text << "\n";
+    };
+    auto quota = [&](const std::string& self_text) {
+        std::istringstream self(self_text);
+        return chexmask_rt::detail::cgroup_quota_cpus(self, root.string());
+    };
+    write("kubepods/pod1/ctr/cpu.max", "150000 100000");  // 1.5 CPUs: 2, rounded up
+    write("kubepods/pod1/cpu.max", "max 100000");
+    CHECK(quota("0::/kubepods/pod1/ctr\n") == 2);
+    write("kubepods/cpu.max", "100000 100000");  // the pod's parent allows one CPU
+    CHECK(quota("0::/kubepods/pod1/ctr\n") == 1);
+    CHECK(quota("0::/elsewhere\n") == 0);  // no cpu.max anywhere on its way up
+    write("cpu,cpuacct/docker/abc/cpu.cfs_quota_us", "250000");
+    write("cpu,cpuacct/docker/abc/cpu.cfs_period_us", "100000");
+    CHECK(quota("12:memory:/docker/abc\n4:cpu,cpuacct:/docker/abc\n") == 3);
+    write("cpu,cpuacct/docker/abc/cpu.cfs_quota_us", "-1");  // v1's "no quota"
+    CHECK(quota("4:cpu,cpuacct:/docker/abc\n") == 0);
+    std::error_code ec;
+    fs::remove_all(root, ec);
 }
 
 void test_noise() {
@@ -966,6 +999,7 @@ void test_polygon_mask() {
 
 int main(int argc, char** argv) {
     test_noise();
+    test_cgroup_quota();
     test_bad_images();
     test_bit_depth_inference();
     test_second_look();
