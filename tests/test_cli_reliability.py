@@ -401,3 +401,16 @@ def test_a_fifo_given_as_an_image_is_refused_with_any_option(tmp_path, option):
                           text=True, cwd=tmp_path, timeout=120)
     assert proc.returncode in (2, 3) and "Traceback" not in proc.stderr, proc.stderr
     assert "not a regular file" in proc.stderr or "not DICOM: " in proc.stderr, proc.stderr
+
+
+def test_an_output_name_past_the_file_systems_limit_is_refused_before_any_work(tmp_path, shared_images):
+    """A 252-byte image name is legal; its masks' names (<name>_right_lung.png) are not: predict failed
+    with 'File name too long' after the image's inference."""
+    image = tmp_path / ("a" * 248 + ".png")
+    image.write_bytes(shared_images[0].read_bytes())
+    proc = cli("predict", image, "--samples", 2, "--masks", tmp_path / "masks")
+    assert proc.returncode == 2 and proc.stdout == "", proc.stdout + proc.stderr
+    assert "a name longer than the 255 bytes a file name may have" in proc.stderr, proc.stderr
+    assert not (tmp_path / "masks").exists()
+    proc = cli("predict", image, "--samples", 2, "--overlay", tmp_path / "pictures")  # 252 bytes: it fits
+    assert proc.returncode == 0, proc.stderr

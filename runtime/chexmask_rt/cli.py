@@ -26,7 +26,7 @@ from .devices import DEVICES
 from .errors import (ChexmaskError, InputError, ModelError, NonFiniteOutputError, Terminated, UsageError, first_line,
                      os_reason)
 from .notice import INTENDED_USE
-from .whole_files import check_file_path, check_folder_path, is_special, write_text_whole
+from .whole_files import NAME_MAX, check_file_path, check_folder_path, is_special, write_text_whole
 
 if TYPE_CHECKING:
     from .result import Result
@@ -530,6 +530,10 @@ def _output_clash(args) -> str | None:
             return f"--masks would replace {foreign}, which is not a mask chexmask-rt wrote: " \
                    "move it, or write the masks into another folder"
         planned += [("--masks", image, mask) for image, mask in masks]
+    for option, image, target in planned:  # a name made from a long image name: it failed after the inference
+        if len(os.fsencode(Path(target).name)) > NAME_MAX:
+            return (f"{option} would write {Path(target).name[:40]}..., a name longer than the {NAME_MAX} bytes a file "
+                    f"name may have (made from {image}): rename the image, or give the output a shorter name")
     images = {os.path.realpath(image): image for image in args.images}
     claimed: dict[str, tuple[str, str | None]] = {}
     for option, image, target in planned:
