@@ -164,12 +164,14 @@ void jpeg_warning(j_common_ptr info, int level) {
     if (level < 0 && code != JWRN_JFIF_MAJOR && code != JWRN_NOT_SEQUENTIAL) jpeg_refuse(info);
 }
 
-/// Whether libjpeg reads the whole JPEG without an error or a warning about its data; else false, why
-/// in ``reason`` and libjpeg's message code in ``code``. No C++ object lives here: the error handler
-/// longjmps out.
 constexpr int kAboveLimit = -1;  // jpeg_sound's code for a frame above the pixel limit (no libjpeg code)
 
-bool jpeg_sound(const unsigned char* data, std::size_t size, char (&reason)[JMSG_LENGTH_MAX], int& code) {
+/// Whether libjpeg reads the whole JPEG without an error or a warning about its data; else false, why
+/// in ``reason`` and libjpeg's message code in ``code`` (kAboveLimit: its frame, ``width`` x ``height``,
+/// is above the pixel limit, and nothing was decoded). No C++ object lives here: the error handler
+/// longjmps out.
+bool jpeg_sound(const unsigned char* data, std::size_t size, char (&reason)[JMSG_LENGTH_MAX], int& code,
+                unsigned long long& width, unsigned long long& height) {
     jpeg_decompress_struct info;
     StrictJpeg strict;
     strict.code = 0;
@@ -185,9 +187,9 @@ bool jpeg_sound(const unsigned char* data, std::size_t size, char (&reason)[JMSG
     jpeg_create_decompress(&info);
     jpeg_mem_src(&info, const_cast<unsigned char*>(data), static_cast<unsigned long>(size));
     jpeg_read_header(&info, TRUE);
-    if (static_cast<unsigned long long>(info.image_width) * info.image_height > g_max_pixels) {
-        std::snprintf(reason, sizeof reason, "image is %ux%u, above the pixel limit of %llu (OPENCV_IO_MAX_IMAGE_PIXELS)",
-                      static_cast<unsigned>(info.image_width), static_cast<unsigned>(info.image_height), g_max_pixels);
+    width = info.image_width;
+    height = info.image_height;
+    if (width * height > g_max_pixels) {
         code = kAboveLimit;
         jpeg_destroy_decompress(&info);
         return false;
@@ -226,14 +228,14 @@ cv::Mat read_gray(const std::string& path) {
     }
     char reason[JMSG_LENGTH_MAX] = "";
     int code = 0;
-    if (starts({0xFF, 0xD8, 0xFF}) && !jpeg_sound(bytes.data(), bytes.size(), reason, code)) {
-        throw chexmask_rt::InputError(path + (code == kAboveLimit ? ": " + std::string(reason)
-                                              : jpeg_kind_unread(code) ? ": a JPEG this example does not read (" +
-                                                                             std::string(reason) + "); use the Python package"
-                                                                       : ": damaged JPEG: " + std::string(reason)));
+    auto [width, height] = declared_size(bytes);
+    if (starts({0xFF, 0xD8, 0xFF}) && !jpeg_sound(bytes.data(), bytes.size(), reason, code, width, height) &&
+        code != kAboveLimit) {
+        throw chexmask_rt::InputError(path + (jpeg_kind_unread(code) ? ": a JPEG this example does not read (" +
+                                                                           std::string(reason) + "); use the Python package"
+                                                                     : ": damaged JPEG: " + std::string(reason)));
     }
-    const auto [width, height] = declared_size(bytes);
-    if (width * height > g_max_pixels) {  // two 32-bit sides: the product fits
+    if (width * height > g_max_pixels) {  // a PNG's, BMP's or JPEG's; two 32-bit sides: the product fits
         throw chexmask_rt::InputError(path + ": image is " + std::to_string(width) + "x" + std::to_string(height) +
                                       ", above the pixel limit of " + std::to_string(g_max_pixels) +
                                       " (OPENCV_IO_MAX_IMAGE_PIXELS)");

@@ -478,7 +478,7 @@ def _check_items(chunks: Iterable[bytes], p: Path) -> None:
         if count > MAX_DICOM_ITEMS:
             raise InputError(f"{p}: a DICOM dataset of more than {MAX_DICOM_ITEMS} sequence items (a radiograph's "
                              "header holds hundreds); refused before parsing it")
-        tail = (tail + chunk)[-3:] if len(chunk) < 3 else chunk[-3:]
+        tail = (tail + chunk[-3:])[-3:]
 
 
 def _pixel_data_start(f, header, size: int, p: Path) -> int | None:
